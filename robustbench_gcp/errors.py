@@ -1,0 +1,57 @@
+"""The project's exceptions.
+
+Library code raises these; the CLI turns them into one-line messages and exit
+codes (``click.ClickException`` -> exit 1, ``click.UsageError`` -> exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class GcpRobustError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    #: exit code the CLI uses (1 = the run failed, 2 = the command was used wrongly)
+    exit_code = 1
+
+
+class ConfigError(GcpRobustError, ValueError):
+    """benchmarks.yaml or a command-line option is invalid."""
+
+    exit_code = 2
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A model, suite, corruption, attack ... name that does not exist."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+        self.kind, self.name, self.choices = kind, name, sorted(choices)
+        super().__init__(f"unknown {kind} '{name}'.{suggest(name, self.choices)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataError(GcpRobustError):
+    """A data folder, image or label file cannot be used."""
+
+
+class CheckpointError(GcpRobustError):
+    """A checkpoint file cannot be read or does not fit the architecture."""
+
+
+class StoreError(GcpRobustError):
+    """The results store cannot be opened or is inconsistent."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return " Did you mean 'x'?" for the closest choice, else the list of choices."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if close:
+        return f" Did you mean '{close[0]}'?"
+    if len(choices) <= 20:
+        return " Choose from: " + ", ".join(choices) + "."
+    return ""
