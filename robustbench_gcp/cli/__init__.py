@@ -1,0 +1,66 @@
+"""The ``gcp-robust`` command line.
+
+Commands live one per module and are imported lazily, so ``gcp-robust --help``
+does not pay for importing torch. Library errors (:class:`GcpRobustError`)
+become one-line messages: exit code 1 for a failed run, 2 for wrong usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from robustbench_gcp.errors import GcpRobustError
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are ``"module:attribute"`` strings."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_commands:
+            module, attribute = self.lazy_commands[name].split(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GcpRobustError as error:
+            if error.exit_code == 2:
+                raise click.UsageError(str(error)) from None
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    lazy_commands={
+        "eval": "robustbench_gcp.cli.eval:eval_cmd",
+        "models": "robustbench_gcp.cli.models:models_cmd",
+        "suites": "robustbench_gcp.cli.suites:suites_cmd",
+        "inspect": "robustbench_gcp.cli.inspect:inspect_cmd",
+        "bench": "robustbench_gcp.cli.bench:bench",
+    },
+)
+@click.version_option(package_name="gcp-robust")
+def main() -> None:
+    """Robustness of GAP and global covariance pooling (GCP) classifiers.
+
+    Evaluate checkpoints on ImageNet-C corruptions (computed on the fly or read
+    from the released files), ImageNet-P perturbation sequences and adversarial
+    attacks; every result is stored so runs resume, and reports come from the
+    store.
+
+    \b
+    Example:
+      gcp-robust eval --model resnet50-isqrt --checkpoint r50_isqrt.pth \\
+          --suite imagenet-c --data /data/imagenet/val
+    """

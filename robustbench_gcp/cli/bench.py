@@ -1,0 +1,24 @@
+"""``gcp-robust bench``: speed and fidelity measurements users can run."""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli import LazyGroup
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands={
+        "corruptions": "robustbench_gcp.cli.bench_corruptions:bench_corruptions",
+        "fidelity": "robustbench_gcp.cli.bench_corruptions:bench_fidelity",
+        "heads": "robustbench_gcp.cli.bench_heads:bench_heads",
+    },
+)
+def bench() -> None:
+    """Measure speed (and corruption fidelity) on this machine.
+
+    Figures are ratios measured side by side in one run, so they stay
+    meaningful on a busy machine. Every subcommand prints a table on stdout and
+    takes --json for machine-readable output.
+    """

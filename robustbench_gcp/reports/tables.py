@@ -1,0 +1,145 @@
+"""Rendering rows of results: terminal table, CSV, JSON, Markdown.
+
+Pure functions from rows (a list of dicts) to text, plus ``emit`` which the CLI
+uses to print them. Columns are ``Column(key, header, fmt)``; ``fmt`` is a
+format spec applied to numbers in the table and Markdown views (CSV and JSON
+keep full precision).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str | None = None
+    fmt: str = ""
+    justify: str = "right"
+
+    @property
+    def title(self) -> str:
+        return self.header if self.header is not None else self.key
+
+
+def _columns(rows: Sequence[dict], columns: Sequence[Column | str] | None) -> list[Column]:
+    if columns is None:
+        keys: dict[str, None] = {}
+        for row in rows:
+            keys.update(dict.fromkeys(row))
+        columns = list(keys)
+    return [c if isinstance(c, Column) else Column(c) for c in columns]
+
+
+def format_value(value: Any, fmt: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, fmt)
+    return str(value)
+
+
+def to_csv(rows: Sequence[dict], columns: Sequence[Column | str] | None = None) -> str:
+    cols = _columns(rows, columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c.key for c in cols])
+    for row in rows:
+        writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in cols])
+    return buffer.getvalue()
+
+
+def to_markdown(
+    rows: Sequence[dict], columns: Sequence[Column | str] | None = None, title: str | None = None
+) -> str:
+    cols = _columns(rows, columns)
+    lines = [f"**{title}**", ""] if title else []
+    lines.append("| " + " | ".join(c.title for c in cols) + " |")
+    lines.append("|" + "|".join("---:" if c.justify == "right" else "---" for c in cols) + "|")
+    for row in rows:
+        cells = [format_value(row.get(c.key), c.fmt).replace("|", "\\|") for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = None,
+               title: str | None = None, caption: str | None = None):
+    from rich.table import Table
+
+    cols = _columns(rows, columns)
+    table = Table(title=title, caption=caption, header_style="bold")
+    for c in cols:
+        table.add_column(c.title, justify=c.justify)
+    for row in rows:
+        table.add_row(*(format_value(row.get(c.key), c.fmt) for c in cols))
+    return table
+
+
+def render_text(table) -> str:
+    """Render a rich renderable to plain text (for files and pipes)."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=True)
+    console.print(table)
+    return console.file.getvalue()
+
+
+def emit(
+    rows: Sequence[dict],
+    columns: Sequence[Column | str] | None = None,
+    *,
+    fmt: str = "table",
+    title: str | None = None,
+    caption: str | None = None,
+    json_obj: Any = None,
+    output: str | None = None,
+) -> None:
+    """Print rows to stdout (or ``output``) in ``fmt``.
+
+    ``json_obj`` replaces the rows in the JSON view when the JSON document has
+    more structure than the table.
+    """
+    from rich.console import Console
+
+    if fmt == "json":
+        text = to_json(rows if json_obj is None else json_obj)
+    elif fmt == "csv":
+        text = to_csv(rows, columns)
+    elif fmt == "markdown":
+        text = to_markdown(rows, columns, title)
+    elif fmt == "table":
+        table = rich_table(rows, columns, title, caption)
+        if output is None:
+            Console(soft_wrap=True).print(table)
+            return
+        text = render_text(table)
+    else:
+        raise ValueError(f"`fmt` should be table, csv, json or markdown. Got {fmt!r}")
+    if output is None:
+        import click
+
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
