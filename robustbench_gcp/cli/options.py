@@ -31,3 +31,70 @@ output_option = click.option(
     default=None,
     help="Write the output to this file instead of stdout.",
 )
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,3,5. Got {value!r}") from None
+
+
+def _compose(*decorators):
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="benchmarks.yaml to use (models, suites, baselines). Default: the shipped one.",
+)
+
+store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    default="gcp-robust.db",
+    show_default=True,
+    help="SQLite results store; finished shards in it are reused.",
+)
+
+model_options = _compose(
+    click.option("--checkpoint", default=None, metavar="PATH|URL",
+                 help="Weights to load (every published layout; read with weights_only=True)."),
+    click.option("--sha256", default=None, help="Expected sha256 of the checkpoint file."),
+    click.option("--sqrt", type=click.Choice(["newton-schulz", "eig", "svd"]), default=None,
+                 help="Swap the matrix square root of a GCP model (default: the model's own)."),
+    click.option("--ns-iters", type=click.IntRange(1, 100), default=None,
+                 help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
+)
+
+data_options = _compose(
+    click.option("--data", type=click.Path(), default=None, metavar="DIR",
+                 help="Clean images: <DIR>/<wnid>/*.JPEG, or a flat folder with --labels."),
+    click.option("--labels", type=click.Path(), default=None, metavar="FILE",
+                 help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
+    click.option("--limit", type=int, default=None, metavar="N",
+                 help="Evaluate a deterministic, class-balanced subset of N images."),
+)
+
+engine_options = _compose(
+    device_option,
+    click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU)."),
+    click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+    click.option("--workers", type=click.IntRange(min=0), default=None,
+                 help="Data loader processes. Default: min(8, CPU count)."),
+    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Randomness depends only on (seed, cell, image index)."),
+    click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
+                 help="Images per stored shard (a crash loses at most one shard per cell)."),
+    store_option,
+)

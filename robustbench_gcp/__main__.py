@@ -1,0 +1,3 @@
+from robustbench_gcp.cli import main
+
+main()

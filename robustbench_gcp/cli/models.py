@@ -1,0 +1,54 @@
+"""``gcp-robust models``: the registry architectures and the models of benchmarks.yaml."""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli.options import config_option, json_option
+
+
+@click.command("models")
+@config_option
+@json_option
+def models_cmd(config, as_json) -> None:
+    """List model architectures and the configured models.
+
+    The first table lists every registry name (usable with --model directly):
+    head, parameter count at the default width (d = 256, 1000 classes) and
+    input size. The second lists the models of benchmarks.yaml with their
+    checkpoints and the published numbers quoted there (percent).
+    """
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.models import list_models, model_info
+    from robustbench_gcp.reports.tables import Column, emit, rich_table
+
+    cfg = load_config(config)
+    top1 = {}
+    for spec in cfg.models.values():
+        if "top1" in spec.published and spec.arch == spec.name:
+            top1[spec.arch] = spec.published["top1"]
+    arch_rows = []
+    for name in list_models():
+        info = model_info(name)
+        arch_rows.append({"name": name, "head": info.head, "params": info.num_params,
+                          "input": f"{info.input_size}px", "published_top1": top1.get(name)})
+    model_rows = [
+        {"name": spec.name, "arch": spec.arch, "checkpoint": spec.checkpoint, "sha256": spec.sha256,
+         **{k: spec.published.get(k) for k in ("top1", "mCE", "relative_mCE", "mFR", "mT5D")}}
+        for spec in cfg.models.values()
+    ]
+    if as_json:
+        emit([], fmt="json", json_obj={"architectures": arch_rows, "models": model_rows})
+        return
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    console.print(rich_table(arch_rows, [
+        Column("name", justify="left"), Column("head", justify="left"), Column("params", fmt=","),
+        Column("input"), Column("published_top1", "published top-1 %", ".2f")],
+        title="Architectures (registry names)"))
+    console.print(rich_table(model_rows, [
+        Column("name", justify="left"), Column("arch", justify="left"),
+        Column("checkpoint", justify="left"), Column("top1", "top-1", ".2f"), Column("mCE", fmt=".1f"),
+        Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"), Column("mT5D", fmt=".1f")],
+        title=f"Models of {cfg.path} (published numbers, %)"))

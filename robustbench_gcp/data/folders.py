@@ -1,0 +1,253 @@
+"""Image lists from ImageNet-style folders, flat val folders and released ImageNet-C.
+
+An :class:`ImageList` is the ordered list of images of a run: relative names,
+labels and each image's index in the full (unlimited) folder, which seeds its
+randomness. Class folders named by ImageNet wnids get the standard indices (the
+sorted order of the 1000 ImageNet-1k wnids), so a folder holding a subset of
+the classes still gets the right labels; other folder names fall back to their
+sorted order, like torchvision's ImageFolder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from robustbench_gcp.errors import DataError
+
+# torchvision.datasets.folder.IMG_EXTENSIONS
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k wnids in their standard (sorted) class order."""
+    text = resources.files("robustbench_gcp").joinpath("resources/imagenet_wnids.txt").read_text()
+    return tuple(text.split())
+
+
+@lru_cache(maxsize=1)
+def _wnid_index() -> dict[str, int]:
+    return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """The images of a run, in a fixed order.
+
+    Attributes:
+        root: the folder the names are relative to.
+        names: relative paths (``wnid/file.JPEG`` or ``file.JPEG``).
+        labels: class index of each image.
+        indices: index of each image in the full sorted folder (seeds its randomness).
+        classes: class names by index (wnids, or folder names in sorted order).
+        labelling: "imagenet" (canonical wnid indices), "folders" (sorted folder
+            names) or "file" (a ground-truth file).
+    """
+
+    root: Path
+    names: tuple[str, ...]
+    labels: tuple[int, ...]
+    indices: tuple[int, ...]
+    classes: tuple[str, ...]
+    labelling: str
+    source: str = field(default="", compare=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def paths(self, root: Path | None = None) -> list[Path]:
+        base = self.root if root is None else root
+        return [base / name for name in self.names]
+
+    def fingerprint(self) -> str:
+        """A hash of names, labels and indices: the identity of the data in the store."""
+        digest = hashlib.sha256()
+        for name, label, index in zip(self.names, self.labels, self.indices):
+            digest.update(f"{name}\t{label}\t{index}\n".encode())
+        return digest.hexdigest()
+
+    def subset(self, positions: Sequence[int]) -> ImageList:
+        return ImageList(
+            root=self.root,
+            names=tuple(self.names[p] for p in positions),
+            labels=tuple(self.labels[p] for p in positions),
+            indices=tuple(self.indices[p] for p in positions),
+            classes=self.classes,
+            labelling=self.labelling,
+            source=self.source,
+        )
+
+    def limit(self, n: int | None) -> ImageList:
+        """A deterministic, class-balanced subset of ``n`` images (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return self.subset(balanced_subset(self.labels, n))
+
+
+def balanced_subset(labels: Sequence[int], n: int) -> list[int]:
+    """Positions of ``n`` images, taken round-robin over classes, in folder order.
+
+    Round r takes the r-th image of every class (classes in index order) until
+    ``n`` images are taken; the result is sorted. Deterministic, and as balanced
+    as the class sizes allow.
+    """
+    if n < 0:
+        raise ValueError(f"`limit` should be >= 0. Got {n}")
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for position, label in enumerate(labels):
+        by_class[label].append(position)
+    chosen: list[int] = []
+    round_ = 0
+    classes = sorted(by_class)
+    while len(chosen) < n:
+        took = False
+        for label in classes:
+            members = by_class[label]
+            if round_ < len(members):
+                chosen.append(members[round_])
+                took = True
+                if len(chosen) == n:
+                    break
+        if not took:
+            break
+        round_ += 1
+    return sorted(chosen)
+
+
+def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> ImageList:
+    """List the images of an ImageNet-style folder (``<root>/<class>/<image>``).
+
+    With ``labels_file``, ``root`` is a flat folder of images (the ImageNet val
+    layout) and labels come from the file: the official ``LOC_val_solution.csv``
+    or a ``<file name> <class index>`` list.
+
+    Raises:
+        DataError: missing or empty folder, flat folder without labels, bad labels file.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data path {root} is not a folder")
+    if labels_file is not None:
+        return _scan_flat(root, Path(labels_file).expanduser())
+    class_dirs = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not class_dirs:
+        n_flat = sum(1 for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
+        if n_flat:
+            raise DataError(
+                f"data folder {root} holds {n_flat} images but no class folders: for the flat "
+                "ImageNet val layout give the ground truth with --labels "
+                "(LOC_val_solution.csv or a '<file> <index>' list)"
+            )
+        raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
+    wnids = _wnid_index()
+    if all(name in wnids for name in class_dirs):
+        classes, labelling = imagenet_wnids(), "imagenet"
+        class_index = {name: wnids[name] for name in class_dirs}
+    else:
+        classes, labelling = tuple(class_dirs), "folders"
+        class_index = {name: i for i, name in enumerate(class_dirs)}
+    names, labels = [], []
+    for class_name in class_dirs:
+        for dirpath, dirnames, filenames in os.walk(root / class_name, followlinks=True):
+            dirnames.sort()
+            rel = Path(dirpath).relative_to(root)
+            for filename in sorted(filenames):
+                if is_image_file(filename):
+                    names.append((rel / filename).as_posix())
+                    labels.append(class_index[class_name])
+    if not names:
+        raise DataError(
+            f"data folder {root} has {len(class_dirs)} class folders but no image files "
+            f"({', '.join(IMG_EXTENSIONS)})"
+        )
+    return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), classes,
+                     labelling, source=str(root))
+
+
+def read_labels_file(path: Path) -> dict[str, int]:
+    """Map image file names to class indices from a ground-truth file.
+
+    Accepts ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with the wnid
+    first) and whitespace-separated ``<file> <index>`` lists (caffe's val.txt).
+    """
+    if not path.is_file():
+        raise DataError(f"labels file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read labels file {path}: {error}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"labels file {path} is empty")
+    mapping: dict[str, int] = {}
+    if lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
+        wnids = _wnid_index()
+        for number, row in enumerate(csv.reader(lines[1:]), start=2):
+            if len(row) < 2 or not row[1].split():
+                raise DataError(f"{path}, line {number}: expected 'ImageId,PredictionString'")
+            wnid = row[1].split()[0]
+            if wnid not in wnids:
+                raise DataError(f"{path}, line {number}: '{wnid}' is not an ImageNet-1k wnid")
+            mapping[row[0]] = wnids[wnid]
+        return mapping
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataError(
+                f"{path}, line {number}: expected '<file> <class index>' or the "
+                f"LOC_val_solution.csv header, got {line.strip()[:60]!r}"
+            )
+        index = int(parts[1])
+        if not 0 <= index < 1000:
+            raise DataError(f"{path}, line {number}: class index {index} is outside 0..999")
+        mapping[parts[0]] = index
+    return mapping
+
+
+def _scan_flat(root: Path, labels_file: Path) -> ImageList:
+    mapping = read_labels_file(labels_file)
+    files = sorted(entry.name for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
+    if not files:
+        raise DataError(f"data folder {root} has no image files")
+    names, labels = [], []
+    for name in files:
+        key = name if name in mapping else Path(name).stem
+        if key not in mapping:
+            raise DataError(f"image {root / name} has no label in {labels_file}")
+        names.append(name)
+        labels.append(mapping[key])
+    return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), imagenet_wnids(),
+                     "file", source=str(root))
+
+
+def corrupted_cell_dir(root: Path, corruption: str, severity: int) -> Path:
+    """``<root>/<corruption>/<severity>``: one cell of the released ImageNet-C."""
+    return root / corruption / str(severity)
+
+
+def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageList:
+    """The image list of one released ImageNet-C cell (``<root>/<c>/<s>/<wnid>/<file>``)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"ImageNet-C folder {root} does not exist")
+    cell = corrupted_cell_dir(root, corruption, severity)
+    if not cell.is_dir():
+        raise DataError(
+            f"ImageNet-C folder {root} has no {corruption}/{severity}: expected the released layout "
+            "<root>/<corruption>/<severity>/<wnid>/<image>"
+        )
+    return scan_folder(cell)

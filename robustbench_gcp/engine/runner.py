@@ -1,0 +1,290 @@
+"""The evaluation loop: shards of images through the cells of a plan into the store.
+
+A plan is a list of *tasks*, one per cell. Each task says where its images come
+from (an :class:`ImageSource`: folder, preprocessing) and how a batch of them
+becomes counts (``process``). The engine
+
+1. asks the store which (cell, shard) units are finished and drops them;
+2. walks the remaining shards in order; for each shard and image source it
+   decodes the images once on CPU loader workers (the next shard is prefetched
+   in a background thread while the current one computes);
+3. for every pending cell of that shard, moves batches to the device, lets the
+   task transform and classify them, and commits the shard's counts in one
+   transaction (a crash loses at most the shard in flight).
+
+Nothing here prints: progress goes to a :class:`ProgressHook`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from robustbench_gcp.data.folders import ImageList
+from robustbench_gcp.data.loader import Preprocess, iterate_batches
+from robustbench_gcp.engine.seeding import image_seeds
+from robustbench_gcp.store import CellKey, RunInfo, ShardResult, Store
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where the images of a cell live and how they are preprocessed.
+
+    ``released=True`` marks a released ImageNet-C / ImageNet-P cell folder: files
+    are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of the
+    clean data, and are not resized.
+    """
+
+    root: Path
+    resize_size: int | None = 256
+    crop_size: int = 224
+    released: bool = False
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.resize_size, self.crop_size)
+
+    def paths(self, images: ImageList, positions: Sequence[int]) -> list[Path]:
+        if not self.released:
+            return [self.root / images.names[p] for p in positions]
+        paths = []
+        for p in positions:
+            name = images.names[p]
+            if "/" not in name:  # flat val folder: released files sit in wnid folders
+                name = f"{images.classes[images.labels[p]]}/{name}"
+            paths.append(self.root / name)
+        return paths
+
+
+class Task(Protocol):
+    """One cell of a plan."""
+
+    key: CellKey
+    source: ImageSource
+
+    def process(
+        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> ShardResult:
+        """Counts for a batch: ``images`` uint8 (B, 3, H, W) and ``labels`` (B,) on the device."""
+        ...
+
+
+class ProgressHook:
+    """Receives progress events from the engine; the default does nothing."""
+
+    def plan(self, total_images: int, units: int, finished_units: int) -> None: ...
+
+    def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None: ...
+
+    def advance(self, n_images: int) -> None: ...
+
+    def cell_done(self, label: str) -> None: ...
+
+
+class Classifier:
+    """ImageNet normalization, precision and memory format around a model.
+
+    Call it with [0, 1] float images on the device; returns float32 logits.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        amp: bool = False,
+        channels_last: bool = False,
+    ):
+        self.model = model
+        self.device = device
+        self.amp = amp
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.channels_last = channels_last
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @property
+    def precision(self) -> str:
+        return str(self.amp_dtype).replace("torch.", "") if self.amp else "float32"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp
+        ):
+            return self.model(self.normalize(images)).float()
+
+
+@dataclass
+class Context:
+    """What tasks need besides their batch."""
+
+    classifier: Classifier
+    seed: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.classifier.device
+
+    def seeds(self, token: str, indices: Sequence[int]) -> list[int]:
+        return image_seeds(self.seed, token, indices)
+
+
+def classification_counts(logits: torch.Tensor, labels: torch.Tensor) -> ShardResult:
+    """Top-1 / top-5 errors and per-image top-1 correctness of a batch."""
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    correct1 = top[:, 0] == labels
+    correct5 = (top == labels[:, None]).any(dim=1)
+    return ShardResult(
+        n=int(labels.numel()),
+        counts={"top1_errors": int((~correct1).sum()), "top5_errors": int((~correct5).sum())},
+        correct=correct1.cpu().numpy(),
+    )
+
+
+@dataclass
+class _Accumulator:
+    n: int = 0
+    counts: dict[str, float] = field(default_factory=dict)
+    correct: list[np.ndarray] = field(default_factory=list)
+    extra: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, part: ShardResult) -> None:
+        self.n += part.n
+        for name, value in part.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
+        if part.correct is not None:
+            self.correct.append(np.asarray(part.correct, dtype=bool))
+        if part.extra is not None:
+            self.extra.append(np.asarray(part.extra, dtype=np.float32))
+
+    def result(self) -> ShardResult:
+        return ShardResult(
+            n=self.n,
+            counts=self.counts,
+            correct=np.concatenate(self.correct) if self.correct else None,
+            extra=np.concatenate(self.extra) if self.extra else None,
+        )
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    batch_size: int = 32
+    workers: int = 0
+    shard_size: int = 500
+
+
+@dataclass
+class ExecutionStats:
+    units_total: int = 0
+    units_skipped: int = 0
+    units_computed: int = 0
+    images_computed: int = 0
+    seconds: float = 0.0
+
+
+def shard_ranges(n_images: int, shard_size: int) -> list[range]:
+    return [range(start, min(start + shard_size, n_images)) for start in range(0, n_images, shard_size)]
+
+
+def execute(
+    tasks: Sequence[Task],
+    images: ImageList,
+    store: Store,
+    run: RunInfo,
+    ctx: Context,
+    options: EngineOptions,
+    progress: ProgressHook | None = None,
+) -> ExecutionStats:
+    """Compute every unfinished (cell, shard) of ``tasks`` and commit it to ``store``."""
+    progress = progress or ProgressHook()
+    shards = shard_ranges(len(images), run.shard_size)
+    cell_ids = {task.key: store.cell_id(run.id, task.key) for task in tasks}
+    pending: dict[int, list[Task]] = {}
+    stats = ExecutionStats(units_total=len(tasks) * len(shards))
+    for task in tasks:
+        done = store.done_shards(cell_ids[task.key])
+        for shard in range(len(shards)):
+            if shard in done:
+                stats.units_skipped += 1
+            else:
+                pending.setdefault(shard, []).append(task)
+    total = sum(len(shards[s]) * len(ts) for s, ts in pending.items())
+    progress.plan(total, stats.units_total, stats.units_skipped)
+    if not pending:
+        return stats
+
+    loads = [
+        (shard, source, [t for t in pending[shard] if t.source == source])
+        for shard in sorted(pending)
+        for source in dict.fromkeys(t.source for t in pending[shard])
+    ]
+    labels_all = torch.tensor(images.labels, dtype=torch.long)
+    pin = ctx.device.type == "cuda"
+    started = time.perf_counter()
+
+    def load(shard: int, source: ImageSource) -> torch.Tensor:
+        positions = shards[shard]
+        batches = iterate_batches(
+            source.paths(images, positions),
+            source.preprocess,
+            batch_size=max(options.batch_size, 16),
+            workers=options.workers,
+        )
+        loaded = torch.cat([batch for batch, _ in batches])
+        return loaded.pin_memory() if pin else loaded
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
+        future: Future | None = pool.submit(load, loads[0][0], loads[0][1])
+        for i, (shard, _source, shard_tasks) in enumerate(loads):
+            try:
+                shard_images = future.result()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            future = pool.submit(load, *loads[i + 1][:2]) if i + 1 < len(loads) else None
+            positions = shards[shard]
+            shard_labels = labels_all[positions.start:positions.stop]
+            shard_indices = images.indices[positions.start:positions.stop]
+            for task in shard_tasks:
+                t0 = time.perf_counter()
+                progress.cell_start(task.key.label, shard, len(shards), len(positions))
+                acc = _Accumulator()
+                for part in _batches(shard_images, shard_labels, shard_indices, options.batch_size, ctx):
+                    batch, labels, indices = part
+                    acc.add(task.process(batch, labels, indices, ctx))
+                    progress.advance(len(indices))
+                store.commit_shard(cell_ids[task.key], shard, acc.result(), time.perf_counter() - t0)
+                progress.cell_done(task.key.label)
+                stats.units_computed += 1
+                stats.images_computed += len(positions)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _batches(
+    images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], batch_size: int, ctx: Context
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, Sequence[int]]]:
+    non_blocking = ctx.device.type == "cuda"
+    for start in range(0, images.shape[0], batch_size):
+        stop = start + batch_size
+        yield (
+            images[start:stop].to(ctx.device, non_blocking=non_blocking),
+            labels[start:stop].to(ctx.device, non_blocking=non_blocking),
+            indices[start:stop],
+        )

@@ -1,0 +1,271 @@
+"""``evaluate``: from a model name and a suite to stored counts and a report object.
+
+Follows DESIGN.md's data flow: configuration and flags are validated first; the
+plan (cells) is built; the store drops finished shards; the engine computes the
+rest; the report object is computed from the stored counts alone.
+
+Example:
+    >>> report = evaluate("resnet50-gap", checkpoint="resnet50-0676ba61.pth",
+    ...                   suite="imagenet-c", data="/data/imagenet/val", limit=1000)  # doctest: +SKIP
+    >>> report["metrics"]["mCE"]                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from robustbench_gcp.config import SEVERITIES, Config, ModelSpec, SuiteSpec, load_config
+from robustbench_gcp.data.folders import ImageList, scan_folder, scan_imagenet_c
+from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.runner import (
+    Classifier,
+    Context,
+    EngineOptions,
+    ImageSource,
+    ProgressHook,
+    execute,
+)
+from robustbench_gcp.errors import ConfigError, DataError, UnknownNameError
+from robustbench_gcp.fetch import file_sha256, resolve_checkpoint
+from robustbench_gcp.store import DEFAULT_STORE, Store
+
+IDENTITY_VERSION = 1
+CORRUPTION_SUBSETS = ("benchmark", "extra", "all", "noise", "blur", "weather", "digital")
+
+
+@dataclass
+class EvalOptions:
+    """Every option of an evaluation (the CLI flags of ``gcp-robust eval``)."""
+
+    checkpoint: str | None = None
+    sha256: str | None = None
+    sqrt: str | None = None
+    ns_iters: int | None = None
+    suite: str = "clean"
+    data: str | Path | None = None
+    labels: str | Path | None = None
+    corrupted_dir: str | Path | None = None
+    corruptions: str | Sequence[str] | None = None
+    severities: Sequence[int] | None = None
+    backend: str = "torch"
+    storage_roundtrip: bool | None = None
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    batch_size: int = 32
+    workers: int = 0
+    seed: int = 0
+    limit: int | None = None
+    shard_size: int = 500
+    store: str | Path = DEFAULT_STORE
+    config: str | Path | Config | None = None
+    baseline: str = "alexnet"
+
+    def validate(self) -> None:
+        for name, low in (("batch_size", 1), ("workers", 0), ("shard_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"`--{flag}` should be an integer >= {low}. Got {value!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"`--limit` should be a positive integer. Got {self.limit!r}")
+        from robustbench_gcp.suites.imagenet_c import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise UnknownNameError("backend", self.backend, BACKENDS)
+
+
+def resolve_model(config: Config, name: str, checkpoint: str | None, sha256: str | None) -> ModelSpec:
+    """A model of benchmarks.yaml by name, or a registry architecture; flags override."""
+    from robustbench_gcp.models import list_models
+
+    if name in config.models:
+        spec = config.models[name]
+    elif name in list_models():
+        spec = ModelSpec(name=name, arch=name)
+    else:
+        raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())))
+    if checkpoint is not None:
+        spec = dataclasses.replace(spec, checkpoint=checkpoint, sha256=sha256, source=None)
+    elif sha256 is not None:
+        spec = dataclasses.replace(spec, sha256=sha256)
+    return spec
+
+
+def resolve_corruptions(value: str | Sequence[str] | None, suite: SuiteSpec) -> tuple[str, ...]:
+    """``--corruptions`` (comma list or subset name) -> names, checked; default: the suite's."""
+    if value is None:
+        return suite.corruptions
+    from corruptions import list_corruptions
+
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    valid = list_corruptions("all")
+    names: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        if item in CORRUPTION_SUBSETS:
+            names.extend(list_corruptions(item))
+        elif item in valid:
+            names.append(item)
+        else:
+            raise UnknownNameError("corruption", item, [*valid, *CORRUPTION_SUBSETS])
+    if not names:
+        raise ConfigError("`--corruptions` should name at least one corruption")
+    return tuple(dict.fromkeys(names))
+
+
+def resolve_severities(value: Sequence[int] | None, suite: SuiteSpec) -> tuple[int, ...]:
+    if value is None:
+        return suite.severities
+    for severity in value:
+        if severity not in SEVERITIES:
+            raise ConfigError(f"`--severities` should be 1..5. Got {severity}")
+    if not value:
+        raise ConfigError("`--severities` should name at least one severity")
+    return tuple(sorted(set(value)))
+
+
+def _image_list(options: EvalOptions, kind: str, corruptions: Sequence[str],
+                severities: Sequence[int]) -> ImageList:
+    if options.data is not None:
+        return scan_folder(options.data, options.labels)
+    if options.corrupted_dir is not None and kind == "imagenet-c":
+        return scan_imagenet_c(options.corrupted_dir, corruptions[0], severities[0])
+    needs = "--data DIR" if kind != "imagenet-c" else "--data DIR (clean images) or --corrupted-dir DIR"
+    raise ConfigError(f"the {kind} suite needs {needs}")
+
+
+def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> dict:
+    """Evaluate ``model`` on a suite; finished shards in the store are reused.
+
+    Args:
+        model: a model of benchmarks.yaml or a registry architecture name.
+        progress: receives progress events (the CLI draws bars from them).
+        **kwargs: the fields of :class:`EvalOptions`.
+
+    Returns:
+        The report object (see the README's JSON schema).
+
+    Raises:
+        ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
+    """
+    options = EvalOptions(**kwargs)
+    options.validate()
+    config = options.config if isinstance(options.config, Config) else load_config(options.config)
+    spec = resolve_model(config, model, options.checkpoint, options.sha256)
+    suite = config.suite(options.suite)
+    baseline = config.baseline(options.baseline)
+    if suite.kind not in ("clean", "imagenet-c"):
+        raise ConfigError(f"suite '{suite.name}' ({suite.kind}) is not available in this version yet")
+    corruptions: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
+    if suite.kind == "imagenet-c":
+        corruptions = resolve_corruptions(options.corruptions, suite)
+        severities = resolve_severities(options.severities, suite)
+    else:
+        for flag, value in (("--corruptions", options.corruptions), ("--severities", options.severities),
+                            ("--corrupted-dir", options.corrupted_dir)):
+            if value is not None:
+                raise ConfigError(f"`{flag}` applies to the imagenet-c suite, not to '{suite.name}'")
+    roundtrip = suite.storage_roundtrip if options.storage_roundtrip is None else options.storage_roundtrip
+    corrupted_dir = Path(options.corrupted_dir).expanduser() if options.corrupted_dir else None
+    if corrupted_dir is not None and not corrupted_dir.is_dir():
+        raise DataError(f"ImageNet-C folder {corrupted_dir} does not exist")
+
+    # Data: the full folder, then the class-balanced subset.
+    full = _image_list(options, suite.kind, corruptions, severities)
+    images = full.limit(options.limit)
+
+    # Model.
+    device = resolve_device(options.device)
+    checkpoint_path = None
+    if spec.checkpoint is not None:
+        checkpoint_path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source)
+    from robustbench_gcp.models import load_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)  # random-weight models (no checkpoint) are reproducible
+        net = load_model(spec.arch, checkpoint_path, device=device, sha256=spec.sha256,
+                         sqrt=options.sqrt, ns_iters=options.ns_iters)
+    top_label = max(images.labels)
+    if top_label >= net.num_classes:
+        raise DataError(
+            f"the data has class index {top_label} ({images.classes[top_label]}) but model "
+            f"'{spec.name}' has {net.num_classes} classes"
+        )
+    cfg = net.pretrained_cfg
+    classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,
+                            channels_last=options.channels_last)
+
+    # The plan.
+    clean_source = None
+    if options.data is not None:
+        clean_source = ImageSource(images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
+    if suite.kind == "clean":
+        from robustbench_gcp.suites.clean import clean_task
+
+        tasks = [clean_task(clean_source)]
+    else:
+        from robustbench_gcp.suites.imagenet_c import build_tasks
+
+        tasks = build_tasks(corruptions, severities, clean_source=clean_source,
+                            corrupted_dir=corrupted_dir, backend=options.backend, roundtrip=roundtrip)
+
+    identity = {
+        "version": IDENTITY_VERSION,
+        "arch": spec.arch,
+        "weights": file_sha256(checkpoint_path) if checkpoint_path else f"random-init-seed-{options.seed}",
+        "sqrt": options.sqrt,
+        "ns_iters": options.ns_iters,
+        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
+        "data": images.fingerprint(),
+        "seed": options.seed,
+        "precision": classifier.precision,
+        "device_type": device.type,
+        "shard_size": options.shard_size,
+    }
+    with Store(options.store) as store:
+        run = store.run(identity, model=spec.name, arch=spec.arch,
+                        checkpoint=str(checkpoint_path) if checkpoint_path else None,
+                        data=images.source, n_images=len(images), shard_size=options.shard_size)
+        stats = execute(tasks, images, store, run, Context(classifier, options.seed),
+                        EngineOptions(options.batch_size, options.workers, options.shard_size), progress)
+        cell_ids = {key: cid for cid, key in store.cells(run.id)}
+        results = [store.cell_result(cell_ids[t.key], t.key, run.n_shards) for t in tasks]
+
+    from corruptions import list_corruptions
+    from robustbench_gcp.suites.imagenet_c import summarize
+
+    sections = summarize(results, benchmark=list_corruptions("benchmark"), baseline=baseline)
+    return {
+        "model": spec.name,
+        "arch": spec.arch,
+        "checkpoint": str(checkpoint_path) if checkpoint_path else None,
+        "checkpoint_sha256": identity["weights"] if checkpoint_path else None,
+        "suite": suite.name,
+        "kind": suite.kind,
+        "seed": options.seed,
+        "n_images": len(images),
+        "data": str(images.root) if options.data is not None else None,
+        "corrupted_dir": str(corrupted_dir) if corrupted_dir else None,
+        "backend": options.backend if suite.kind == "imagenet-c" and corrupted_dir is None else None,
+        "storage_roundtrip": roundtrip if suite.kind == "imagenet-c" and corrupted_dir is None else None,
+        "device": str(device),
+        "precision": classifier.precision,
+        **sections,
+        "store": str(Path(options.store)),
+        "run": run.key,
+        "computed": {
+            "units": stats.units_total,
+            "reused": stats.units_skipped,
+            "computed": stats.units_computed,
+            "images": stats.images_computed,
+            "seconds": round(stats.seconds, 3),
+        },
+    }

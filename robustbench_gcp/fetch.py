@@ -1,0 +1,81 @@
+"""Checkpoint files: hashing, and fetching URLs into a local cache.
+
+Downloads happen only when a user names a URL (benchmarks.yaml or
+``--checkpoint https://...``); tests and the demo use local files. A download
+goes to a temporary name and is renamed only when complete (and, when a sha256
+is known, verified), so an interrupted download never looks like a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from robustbench_gcp.errors import CheckpointError
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GCP_ROBUST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gcp-robust"
+    )
+    return Path(root) / "checkpoints"
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
+
+
+def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str | None = None,
+                       progress=None) -> Path:
+    """A local path for ``location`` (a path, or a URL fetched once into the cache).
+
+    Raises:
+        CheckpointError: the file does not exist, or the download failed.
+    """
+    if not is_url(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            hint = f"; get it from {source}" if source else ""
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise CheckpointError(f"checkpoint file {path} {what}{hint}")
+        return path
+    name = Path(urlparse(location).path).name or "checkpoint.pth"
+    target = cache_dir() / name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(location, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            if progress is not None:
+                progress.start_download(name, total)
+            while block := response.read(1 << 20):
+                out.write(block)
+                if progress is not None:
+                    progress.advance_download(len(block))
+        if sha256 is not None and file_sha256(tmp) != sha256:
+            raise CheckpointError(
+                f"download of {location} has sha256 {file_sha256(tmp)}, expected {sha256}"
+            )
+        shutil.move(tmp, target)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise CheckpointError(f"cannot download checkpoint {location}: {error}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -1,0 +1,51 @@
+"""Shared fixtures: generated ImageNet-style folders and random-weight checkpoints on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+# Three real ImageNet wnids (standard indices 0, 1, 2) and one further away.
+WNIDS = ("n01440764", "n01443537", "n01484850", "n02123045")
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """An ImageNet-style folder: 4 wnid classes x 3 JPEGs of varied sizes."""
+    from robustbench_gcp.data.synthetic import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("data") / "val", WNIDS, per_class=3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def gap_checkpoint(tmp_path_factory) -> Path:
+    """A torchvision-layout ResNet-18 (bare state dict) with seeded random weights."""
+    import torch
+
+    from robustbench_gcp.data.folders import imagenet_wnids
+    from robustbench_gcp.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18-gap")
+    # Keep the predictions among the folder's classes so that errors and
+    # correctness bitmaps are neither all 0 nor all 1.
+    keep = torch.tensor([imagenet_wnids().index(w) for w in WNIDS])
+    with torch.no_grad():
+        weight = torch.zeros_like(model.fc.weight)
+        weight[keep] = model.fc.weight[keep] * 20
+        bias = torch.full_like(model.fc.bias, -100.0)
+        bias[keep] = 0.0
+        model.fc.weight.copy_(weight)
+        model.fc.bias.copy_(bias)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18-random.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def store_path(tmp_path) -> Path:
+    return tmp_path / "results.db"

@@ -1,0 +1,234 @@
+"""`gcp-robust eval` end to end on a generated folder with a random-weight checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torchvision import models as tv_models
+from torchvision import transforms
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.config import load_config
+from robustbench_gcp.data.folders import scan_folder
+from robustbench_gcp.store import Store
+
+ALEXNET = load_config().baseline("alexnet")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def eval_args(image_folder, checkpoint, store, *extra):
+    return ["eval", "--model", "resnet18-gap", "--checkpoint", checkpoint, "--data", image_folder,
+            "--store", store, "--workers", 0, "--batch-size", 5, *extra]
+
+
+def direct_clean_error(image_folder, checkpoint):
+    """An independent top-1 error: torchvision model and transforms, no project code."""
+    model = tv_models.resnet18()
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    model.eval()
+    pre = transforms.Compose([
+        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    images = scan_folder(image_folder)
+    wrong = 0
+    with torch.no_grad():
+        for path, label in zip(images.paths(), images.labels):
+            with Image.open(path) as image:
+                logits = model(pre(image.convert("RGB"))[None])
+            wrong += int(logits.argmax(1).item() != label)
+    return wrong / len(images)
+
+
+def test_clean_error_equals_an_independent_computation(image_folder, gap_checkpoint, store_path):
+    result = run(*eval_args(image_folder, gap_checkpoint, store_path, "--format", "json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 12 and report["clean"]["top1_error"] is not None
+    assert report["clean"]["top1_error"] == pytest.approx(direct_clean_error(image_folder, gap_checkpoint))
+    assert 0.0 < report["clean"]["top1_error"] < 1.0
+
+
+def test_imagenet_c_json_schema_and_reuse(image_folder, gap_checkpoint, store_path):
+    args = eval_args(image_folder, gap_checkpoint, store_path, "--suite", "imagenet-c",
+                     "--corruptions", "gaussian_noise,contrast", "--severities", "1,5",
+                     "--format", "json", "--shard-size", 5)
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    for key in ("model", "checkpoint", "suite", "seed", "n_images", "clean", "cells",
+                "per_corruption", "metrics"):
+        assert key in report
+    assert report["suite"] == "imagenet-c" and report["seed"] == 0 and report["n_images"] == 12
+    assert [(c["corruption"], c["severity"]) for c in report["cells"]] == [
+        ("gaussian_noise", 1), ("gaussian_noise", 5), ("contrast", 1), ("contrast", 5)]
+    for cell in report["cells"]:
+        assert cell["n"] == 12 and 0.0 <= cell["top1_error"] <= cell["top5_error"] or \
+            cell["top5_error"] <= cell["top1_error"] <= 1.0
+    clean = report["clean"]["top1_error"]
+    ces = []
+    for entry in report["per_corruption"]:
+        e = [c["top1_error"] for c in report["cells"] if c["corruption"] == entry["corruption"]]
+        a = [ALEXNET.error(entry["corruption"], s) for s in (1, 5)]
+        assert entry["CE"] == pytest.approx(100 * sum(e) / sum(a))
+        assert entry["relative_CE"] == pytest.approx(
+            100 * sum(x - clean for x in e) / sum(x - ALEXNET.clean_error for x in a))
+        ces.append(entry["CE"])
+    metrics = report["metrics"]
+    assert metrics["mCE"] == pytest.approx(sum(ces) / 2)
+    assert metrics["baseline"] == "alexnet" and len(metrics["missing"]) == 13
+    assert any("missing" in note for note in report["notes"])
+    assert any("severities 1,5" in note for note in report["notes"])
+    assert report["computed"]["computed"] == 5 * 3  # (clean + 4 cells) x 3 shards
+
+    again = json.loads(run(*args).stdout)
+    assert again["computed"]["computed"] == 0 and again["computed"]["reused"] == 15
+    assert again["cells"] == report["cells"] and again["metrics"] == report["metrics"]
+
+
+def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
+    base = eval_args(image_folder, gap_checkpoint, store_path, "--suite", "imagenet-c",
+                     "--corruptions", "brightness", "--severities", "2")
+    table = run(*base)
+    assert table.exit_code == 0 and "mCE (%, alexnet = 100)" in table.stdout
+    assert "mean corruption error, unnormalized" in table.stdout
+    csv_text = run(*base, "--format", "csv").stdout.splitlines()
+    assert csv_text[0] == ("model,checkpoint_sha256,suite,seed,corruption,severity,n,"
+                           "top1_error,top5_error,CE,relative_CE")
+    assert any(",clean,0,12," in line for line in csv_text)
+    assert any(",brightness,2,12," in line for line in csv_text)
+    assert any(",mean (benchmark),all," in line for line in csv_text)
+    out = tmp_path / "r.md"
+    markdown = run(*base, "--format", "markdown", "-o", out)
+    assert markdown.exit_code == 0 and "wrote" in markdown.stderr
+    text = out.read_text()
+    assert "| corruption | err s2 % | mean err % | CE | rel. CE |" in text
+
+
+def cells_of(store_path):
+    with Store(store_path) as store:
+        (run_info,) = store.runs()
+        return {key: store.cell_result(cid, key, run_info.n_shards) for cid, key in store.cells(run_info.id)}
+
+
+def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folder, gap_checkpoint, tmp_path):
+    common = ["--suite", "imagenet-c", "--corruptions", "gaussian_noise,shot_noise,impulse_noise",
+              "--severities", "3"]
+    variants = {"a": ("--batch-size", 1, "--workers", 0, "--shard-size", 500),
+                "b": ("--batch-size", 7, "--workers", 2, "--shard-size", 5)}
+    stores = {}
+    for name, extra in variants.items():
+        stores[name] = tmp_path / f"{name}.db"
+        args = eval_args(image_folder, gap_checkpoint, stores[name], *common)
+        result = run(*args[:-4], *extra)  # drop the default --batch-size from eval_args
+        assert result.exit_code == 0, result.output
+    a, b = cells_of(stores["a"]), cells_of(stores["b"])
+    assert a.keys() == b.keys() and len(a) == 4
+    for key in a:
+        assert a[key].counts == b[key].counts
+        assert (a[key].correct == b[key].correct).all()
+
+
+def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_checkpoint, tmp_path):
+    # Build a released-style ImageNet-C folder from the clean preprocessed images.
+    released = tmp_path / "ImageNet-C"
+    pre = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
+    images = scan_folder(image_folder)
+    for name in images.names:
+        target = released / "contrast" / "2" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(image_folder / name) as image:
+            pre(image.convert("RGB")).save(target.with_suffix(".png"))
+            target.with_suffix(".png").rename(target)  # keep the original file name
+    result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                            "--corrupted-dir", released, "--corruptions", "contrast", "--severities", 2,
+                            "--format", "json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # lossless copies of the clean crops: the "corrupted" cell equals the clean cell
+    assert report["cells"][0]["top1_error"] == report["clean"]["top1_error"]
+    assert report["backend"] is None and report["corrupted_dir"] == str(released)
+    missing = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                             "--corrupted-dir", released, "--corruptions", "fog", "--severities", 2))
+    assert missing.exit_code == 1
+    assert "cannot read image" in missing.stderr and "fog/2/n01440764" in missing.stderr
+
+
+# -- bad input: a clear one-line error, the right exit code, nothing stored lost ------------
+
+def last_line(result):
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "extra, code, message",
+    [
+        (("--model", "resnet18-gp"), 2, "Error: unknown model 'resnet18-gp'. Did you mean 'resnet18-gap'?"),
+        (("--suite", "imagenet_c"), 2, "Error: unknown suite 'imagenet_c'. Did you mean 'imagenet-c'?"),
+        (("--suite", "imagenet-c", "--corruptions", "gaussian_nosie"), 2,
+         "Error: unknown corruption 'gaussian_nosie'. Did you mean 'gaussian_noise'?"),
+        (("--suite", "imagenet-c", "--severities", "0,7"), 2, "Error: `--severities` should be 1..5. Got 0"),
+        (("--severities", "3"), 2, "Error: `--severities` applies to the imagenet-c suite, not to 'clean'"),
+        (("--checkpoint", "/nonexistent/r18.pth"), 1,
+         "Error: checkpoint file /nonexistent/r18.pth does not exist"),
+        (("--data", "/nonexistent/val"), 1, "Error: data folder /nonexistent/val does not exist"),
+        (("--limit", "0"), 2, "Error: `--limit` should be a positive integer. Got 0"),
+    ],
+)
+def test_bad_input_is_one_clear_line(image_folder, gap_checkpoint, store_path, extra, code, message):
+    args = eval_args(image_folder, gap_checkpoint, store_path)
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    result = run(*args)
+    assert result.exit_code == code, result.output
+    assert last_line(result) == message
+    assert result.stdout == ""
+
+
+def test_malformed_config(image_folder, gap_checkpoint, store_path, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suites:\n  clean: {kind: clean\n")
+    result = run(*eval_args(image_folder, gap_checkpoint, store_path, "--config", bad))
+    assert result.exit_code == 2
+    assert last_line(result).startswith(f"Error: {bad}: malformed YAML (line 3")
+
+
+def test_empty_folder_and_missing_labels(tmp_path, gap_checkpoint, store_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(*eval_args(empty, gap_checkpoint, store_path))
+    assert result.exit_code == 1 and "is empty" in last_line(result)
+
+
+def test_broken_images_are_named_and_stored_work_is_kept(image_folder, gap_checkpoint, store_path, tmp_path):
+    good = run(*eval_args(image_folder, gap_checkpoint, store_path, "--shard-size", 4))
+    assert good.exit_code == 0
+    with Store(store_path) as store:
+        before = store.db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+    for seed, kind in ((1, "fake"), (2, "truncated")):  # other seeds: new runs, nothing reused
+        broken = tmp_path / kind
+        shutil.copytree(image_folder, broken)
+        victim = sorted((broken / "n01484850").glob("*.JPEG"))[1]
+        if kind == "fake":
+            victim.write_text("<html>not an image</html>")
+        else:
+            victim.write_bytes(victim.read_bytes()[:800])
+        result = run(*eval_args(broken, gap_checkpoint, store_path, "--shard-size", 4, "--seed", seed))
+        assert result.exit_code == 1
+        assert last_line(result).startswith(f"Error: cannot read image {victim}: ")
+    with Store(store_path) as store:
+        after = store.db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+        # the earlier run's shards are intact, and the broken runs kept the shards before the bad file
+        assert after >= before + 2
+        (first, *_) = store.runs()
+        assert all(r.complete for r in store.results(first))

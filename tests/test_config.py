@@ -1,0 +1,98 @@
+"""benchmarks.yaml: the shipped file loads; every kind of mistake names its key."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from robustbench_gcp.config import default_config_path, load_config
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "bench.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_config_loads_and_is_typed():
+    cfg = load_config()
+    assert cfg.path == default_config_path().resolve()
+    c = cfg.suite("imagenet-c")
+    assert c.kind == "imagenet-c" and c.severities == (1, 2, 3, 4, 5) and len(c.corruptions) == 15
+    assert c.corruptions[0] == "gaussian_noise" and c.corruptions[-1] == "jpeg_compression"
+    alexnet = cfg.baseline("alexnet")
+    assert alexnet.clean_error == 0.4348
+    assert alexnet.error("fog", 5) == 0.945 and alexnet.error("saturate", 3) == 0.51174
+    assert len(alexnet.imagenet_c) == 19
+    assert cfg.model("resnet50-isqrt").published["mCE"] == 70.7
+    assert cfg.suite("imagenet-p").perturbations[-1] == "scale"
+    pgd = next(a for a in cfg.suite("adversarial").attacks if a.attack == "pgd-l2")
+    assert pgd.norm == "l2" and pgd.epsilons == (0.25, 0.5, 1.0) and pgd.params["steps"] == 10
+
+
+def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
+    path = write(tmp_path, """
+        models:
+          mine: {arch: resnet18-gap, checkpoint: ckpt/r18.pth}
+    """)
+    assert load_config(path).model("mine").checkpoint == str((tmp_path / "ckpt" / "r18.pth").resolve())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("modles: {}\n", "bench.yaml: modles: unknown key 'modles'. Did you mean 'models'?"),
+        ("suites:\n  c: {kind: imagenet-c, severities: [1, 7]}\n",
+         "suites.c.severities[1]: should be 1..5, got 7"),
+        ("suites:\n  c: {kind: imagenet-c, corruptions: [fgo]}\n",
+         "suites.c.corruptions[0]: unknown corruption 'fgo'. Did you mean 'fog'?"),
+        ("suites:\n  c: {kind: imagenet-c, severites: [1]}\n",
+         "suites.c.severites: unknown key 'severites'. Did you mean 'severities'?"),
+        ("suites:\n  c: {kind: imagenet-x}\n",
+         "suites.c.kind: unknown suite kind 'imagenet-x'. Did you mean 'imagenet-c'?"),
+        ("suites:\n  c: {kind: imagenet-c, storage_roundtrip: 'yes'}\n",
+         "suites.c.storage_roundtrip: expected true or false, got str 'yes'"),
+        ("models:\n  m: {arch: resnet50-iqsrt}\n",
+         "models.m.arch: unknown architecture 'resnet50-iqsrt'. Did you mean 'resnet50-isqrt'?"),
+        ("models:\n  m: {arch: resnet50-gap, sha256: abc}\n",
+         "models.m.sha256: expected 64 hexadecimal digits"),
+        ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",
+         "suites.a.attacks[0].epsilons[0]: should be >= 0.0, got -1"),
+        ("suites:\n  a: {kind: adversarial, attacks: [{attack: fgsm, epsilons: [0.1], steps: 3}]}\n",
+         "suites.a.attacks[0].steps: unknown key 'steps'"),
+        ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
+         "baselines.b.imagenet_c.fog: expected 5 errors (severities 1..5), got 2"),
+        ("- just\n- a list\n", "top level: expected a mapping, got list"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+    assert str(tmp_path / "bench.yaml") in str(info.value)
+
+
+def test_malformed_yaml_gives_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"malformed YAML \(line 3, column"):
+        load_config(write(tmp_path, "models:\n  a: {arch: x\n  b: [1,\n"))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_unknown_names_suggest_the_closest():
+    cfg = load_config()
+    with pytest.raises(UnknownNameError, match="unknown suite 'imagenet_c'. Did you mean 'imagenet-c'"):
+        cfg.suite("imagenet_c")
+    with pytest.raises(UnknownNameError, match="Did you mean 'alexnet'"):
+        cfg.baseline("alexnt")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = write(tmp_path, "models: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(path)

@@ -1,0 +1,113 @@
+"""The SQLite store: round trips, resumable shards, several writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+
+from robustbench_gcp.errors import StoreError
+from robustbench_gcp.store import CellKey, ShardResult, Store
+
+IDENTITY = {"arch": "resnet18-gap", "weights": "abc", "seed": 0}
+
+
+def open_run(store, n_images=20, shard_size=7):
+    return store.run(IDENTITY, model="m", arch="resnet18-gap", checkpoint=None, data="d",
+                     n_images=n_images, shard_size=shard_size)
+
+
+def test_run_is_found_again_by_identity(store_path):
+    with Store(store_path) as store:
+        run = open_run(store)
+        assert open_run(store).id == run.id
+        other = store.run({**IDENTITY, "seed": 1}, model="m", arch="a", checkpoint=None, data=None,
+                          n_images=20, shard_size=7)
+        assert other.id != run.id and run.n_shards == 3
+
+
+def test_shards_combine_in_order_with_bitmaps_and_values(store_path):
+    rng = np.random.default_rng(0)
+    correct = rng.random(20) < 0.5
+    values = rng.random((20, 2)).astype(np.float32)
+    key = CellKey("imagenet-c", "fog", "3", '{"source":"torch"}')
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, key)
+        for shard, (a, b) in reversed(list(enumerate([(0, 7), (7, 14), (14, 20)]))):
+            result = ShardResult(b - a, {"top1_errors": int((~correct[a:b]).sum()), "x": 0.5},
+                                 correct[a:b], values[a:b])
+            assert store.commit_shard(cell, shard, result)
+        assert store.done_shards(cell) == {0, 1, 2}
+        combined = store.cell_result(cell, key, run.n_shards)
+    assert combined.complete and combined.n == 20 and combined.shards == [0, 1, 2]
+    assert combined.counts == {"top1_errors": int((~correct).sum()), "x": 1.5}
+    np.testing.assert_array_equal(combined.correct, correct)
+    np.testing.assert_array_equal(combined.extra, values)
+
+
+def test_first_write_wins_and_partial_cells_are_incomplete(store_path):
+    key = CellKey("clean")
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, key)
+        assert store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 3}))
+        assert not store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 5}))
+        result = store.cell_result(cell, key, run.n_shards)
+    assert not result.complete and result.counts == {"top1_errors": 3}
+
+
+def test_bad_shapes_are_refused(store_path):
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        with pytest.raises(StoreError, match="expected \\(7,\\)"):
+            store.commit_shard(cell, 0, ShardResult(7, {}, np.ones(6, bool)))
+        with pytest.raises(StoreError, match="counts must be numbers"):
+            store.commit_shard(cell, 0, ShardResult(7, {"a": "1"}))
+        assert store.done_shards(cell) == set()
+
+
+def test_unusable_store_paths(tmp_path):
+    with pytest.raises(StoreError, match="is a folder"):
+        Store(tmp_path)
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "missing" / "x.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot use .*junk.db as a results store"):
+        Store(junk)
+    old = tmp_path / "old.db"
+    Store(old).close()
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(old)
+
+
+def _writer(path, worker, n):
+    with Store(path, timeout=120) as store:
+        run = open_run(store, n_images=7 * n, shard_size=7)
+        cell = store.cell_id(run.id, CellKey("imagenet-c", "fog", str(worker), "{}"))
+        for shard in range(n):
+            store.commit_shard(cell, shard, ShardResult(7, {"top1_errors": shard}, np.ones(7, bool)))
+
+
+def test_two_processes_writing_one_file(store_path):
+    n = 40
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(store_path, w, n)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with Store(store_path) as store:
+        run = open_run(store, n_images=7 * n, shard_size=7)
+        cells = store.cells(run.id)
+        assert len(cells) == 2
+        for cell_id, key in cells:
+            result = store.cell_result(cell_id, key, run.n_shards)
+            assert result.complete and result.counts["top1_errors"] == sum(range(n))
+        assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
