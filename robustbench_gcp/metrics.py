@@ -89,3 +89,97 @@ def mean_corruption_error(
         "corruptions": [s.corruption for s in chosen],
         "missing": [c for c in benchmark if c not in {s.corruption for s in chosen}],
     }
+
+
+# -- ImageNet-P: flip probability and top-5 distance -----------------------------------------
+
+NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
+
+
+def flip_mode(perturbation: str) -> str:
+    """"noise" (compare every frame with frame 0) for the noise perturbations, else "sequential"."""
+    return "noise" if perturbation in NOISE_PERTURBATIONS else "sequential"
+
+
+def comparison_pairs(frames: int, *, mode: str, difficulty: int = 1) -> tuple[list[int], list[int]]:
+    """(reference frame, compared frame) index pairs of a video with ``frames`` frames.
+
+    noise: (0, j) for j >= 1. sequential: (j - d, j) for j >= d, d = difficulty
+    (the original walks d interleaved chains i, i+d, i+2d, ...; these are the same pairs).
+    """
+    if mode not in ("noise", "sequential"):
+        raise ValueError(f"`mode` should be 'noise' or 'sequential'. Got {mode!r}")
+    if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 1:
+        raise ValueError(f"`difficulty` should be a positive integer. Got {difficulty!r}")
+    step = 1 if mode == "noise" else difficulty
+    if frames <= step:
+        raise ValueError(f"a video needs more than {step} frames for mode {mode!r}. Got {frames}")
+    if mode == "noise":
+        return [0] * (frames - 1), list(range(1, frames))
+    return list(range(0, frames - step)), list(range(step, frames))
+
+
+def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
+    """Raw ImageNet-P counts of a batch of videos (what the store keeps).
+
+    Args:
+        logits: (V, T, K) tensor: V videos of T frames, K classes.
+        mode: "noise" or "sequential" (see :func:`comparison_pairs`).
+        difficulty: the frame stride of the sequential rule.
+
+    Returns:
+        ``videos``, ``comparisons``, ``flips``, ``distance_sum`` and the sums over
+        videos of the per-video flip rate and mean top-5 distance
+        (``flip_rate_sum``, ``distance_rate_sum``): FP = flip_rate_sum / videos
+        and T5D = distance_rate_sum / videos, as in the original (mean over videos
+        of per-video means).
+
+    Ties: the top-1 class is the first maximal class; ranks are ordinal
+    (ties ranked by class index), as ``argmax`` and ``rankdata(method="ordinal")``.
+    """
+    import torch
+
+    if logits.ndim != 3:
+        raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
+    logits = logits.float()
+    videos, frames, classes = logits.shape
+    ref, cmp = comparison_pairs(frames, mode=mode, difficulty=difficulty)
+    if videos == 0:
+        return {"videos": 0, "comparisons": 0, "flips": 0, "distance_sum": 0.0,
+                "flip_rate_sum": 0.0, "distance_rate_sum": 0.0}
+    ref_t = torch.tensor(ref, device=logits.device)
+    cmp_t = torch.tensor(cmp, device=logits.device)
+    a, b = logits[:, ref_t], logits[:, cmp_t]  # (V, P, K)
+    flips = a.argmax(-1) != b.argmax(-1)
+    k = min(5, classes)
+    top = torch.sort(a, dim=-1, descending=True, stable=True).indices[..., :k]  # (V, P, k)
+    value = b.gather(-1, top)  # compared-frame logits of the reference's top-k classes
+    class_index = torch.arange(classes, device=logits.device)
+    above = (b.unsqueeze(-2) > value.unsqueeze(-1)).sum(-1)
+    tied_before = ((b.unsqueeze(-2) == value.unsqueeze(-1)) & (class_index < top.unsqueeze(-1))).sum(-1)
+    rank = above + tied_before  # 0-based rank in the compared frame
+    position = torch.arange(k, device=logits.device)
+    distance = (position - rank.clamp(max=k)).abs().sum(-1).double()  # (V, P)
+    return {
+        "videos": videos,
+        "comparisons": videos * len(ref),
+        "flips": int(flips.sum()),
+        "distance_sum": float(distance.sum()),
+        "flip_rate_sum": float(flips.double().mean(1).sum()),
+        "distance_rate_sum": float(distance.mean(1).sum()),
+    }
+
+
+def flip_stats(logits, *, mode: str, difficulty: int = 1) -> tuple[float, float]:
+    """(flip probability, top-5 distance) of V videos of logits (V, T, K).
+
+    Example:
+        >>> import torch
+        >>> logits = torch.zeros(1, 3, 10); logits[0, 1, 3] = 1.0   # frame 1 predicts class 3
+        >>> flip_stats(logits, mode="sequential")  # top-5 [0,1,2,3,4] <-> [3,0,1,2,4] twice
+        (1.0, 6.0)
+    """
+    counts = flip_counts(logits, mode=mode, difficulty=difficulty)
+    if not counts["videos"]:
+        raise ValueError("`logits` holds no videos")
+    return counts["flip_rate_sum"] / counts["videos"], counts["distance_rate_sum"] / counts["videos"]

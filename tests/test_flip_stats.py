@@ -1,0 +1,74 @@
+"""flip_stats against a loop-by-loop port of the original ImageNet-P test.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import rankdata
+
+from robustbench_gcp.metrics import comparison_pairs, flip_counts, flip_stats
+
+
+def reference(logits: np.ndarray, noise: bool, difficulty: int) -> tuple[float, float]:
+    """The original algorithm, written out: rankdata ordinal ranks, per-video means."""
+    classes = logits.shape[-1]
+    cum_sum_top5 = np.cumsum(np.asarray([0] + [1] * 5 + [0] * (classes - 1 - 5)))
+
+    def dist(sigma):
+        return np.sum(np.abs(cum_sum_top5[:5] - cum_sum_top5[sigma - 1][:5]))
+
+    step = 1 if noise else difficulty
+    fp = t5d = 0.0
+    for video in logits:
+        predictions = [int(np.argmax(frame)) for frame in video]
+        ranks = [rankdata(-frame, method="ordinal").astype(np.int64) for frame in video]
+        flips, distances = [], []
+        for i in range(step):
+            prev_pred, perm1 = predictions[i], ranks[i]
+            perm1_inv = np.argsort(perm1)
+            for pred, perm2 in zip(predictions[i::step][1:], ranks[i::step][1:]):
+                flips.append(int(prev_pred != pred))
+                distances.append(dist(perm2[perm1_inv]))
+                if not noise:
+                    prev_pred, perm1 = pred, perm2
+                    perm1_inv = np.argsort(perm1)
+        fp += np.mean(flips) / len(logits)
+        t5d += np.mean(distances) / len(logits)
+    return fp, t5d
+
+
+@pytest.mark.parametrize("mode", ["noise", "sequential"])
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_the_original_loops(mode, difficulty, ties):
+    rng = np.random.default_rng(difficulty + 10 * ties)
+    shape = (6, 31, 20)
+    if ties:  # few distinct values: many ties in argmax and in the rankings
+        logits = rng.integers(0, 3, size=shape).astype(np.float32)
+    else:  # slowly drifting logits so that flips are neither rare nor constant
+        logits = np.cumsum(rng.normal(0, 0.4, size=shape), axis=1).astype(np.float32)
+    ours = flip_stats(torch.from_numpy(logits), mode=mode, difficulty=difficulty)
+    expected = reference(logits, mode == "noise", difficulty)
+    assert ours == pytest.approx(expected, abs=1e-9)
+    assert 0 < ours[0] < 1
+
+
+def test_counts_add_up_over_batches_of_videos():
+    logits = torch.randn(9, 41, 12, generator=torch.Generator().manual_seed(0))
+    whole = flip_counts(logits, mode="sequential", difficulty=2)
+    parts = [flip_counts(logits[i:i + 4], mode="sequential", difficulty=2) for i in (0, 4, 8)]
+    for key, value in whole.items():
+        assert sum(p[key] for p in parts) == pytest.approx(value)
+    assert whole["comparisons"] == 9 * 39
+
+
+def test_pairs_and_errors():
+    assert comparison_pairs(5, mode="noise", difficulty=3) == ([0, 0, 0, 0], [1, 2, 3, 4])
+    assert comparison_pairs(5, mode="sequential", difficulty=2) == ([0, 1, 2], [2, 3, 4])
+    with pytest.raises(ValueError, match="`mode` should be 'noise' or 'sequential'. Got 'flip'"):
+        flip_stats(torch.zeros(1, 5, 10), mode="flip")
+    with pytest.raises(ValueError, match="`difficulty` should be a positive integer. Got 0"):
+        flip_stats(torch.zeros(1, 5, 10), mode="sequential", difficulty=0)
+    with pytest.raises(ValueError, match=r"shape \(V, T, K\)"):
+        flip_stats(torch.zeros(5, 10), mode="noise")
