@@ -237,7 +237,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         stats = execute(tasks, images, store, run, Context(classifier, options.seed),
                         EngineOptions(options.batch_size, options.workers, options.shard_size), progress)
         cell_ids = {key: cid for cid, key in store.cells(run.id)}
-        results = [store.cell_result(cell_ids[t.key], t.key, run.n_shards) for t in tasks]
+        results = [store.cell_result(cell_ids[key], key, run.n_shards) for t in tasks for key in t.keys]
 
     from corruptions import list_corruptions
     from robustbench_gcp.suites.imagenet_c import summarize

@@ -261,6 +261,26 @@ class Store:
         self, cell_id: int, shard: int, result: ShardResult, seconds: float | None = None
     ) -> bool:
         """Store one shard; returns False if it was already stored (first write wins)."""
+        return self.commit_shards([cell_id], shard, [result], seconds) == 1
+
+    def commit_shards(
+        self, cell_ids: Sequence[int], shard: int, results: Sequence[ShardResult],
+        seconds: float | None = None,
+    ) -> int:
+        """Store shard ``shard`` of several cells in one transaction; returns how many were new."""
+        rows = [(cell_id, shard, *self._encode(shard, result), seconds, _now())
+                for cell_id, result in zip(cell_ids, results, strict=True)]
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO shards (cell_id, shard, n, counts, bitmap, extra, seconds, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return db.total_changes - before
+
+    @staticmethod
+    def _encode(shard: int, result: ShardResult) -> tuple[int, str, bytes | None, bytes | None]:
         bitmap = None
         if result.correct is not None:
             correct = np.asarray(result.correct, dtype=bool)
@@ -278,13 +298,7 @@ class Store:
                 )
             extra = canonical_json(list(values.shape[1:])).encode() + b"\n" + values.tobytes()
         counts = canonical_json({k: _plain_number(v) for k, v in result.counts.items()})
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO shards (cell_id, shard, n, counts, bitmap, extra, seconds, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (cell_id, shard, result.n, counts, bitmap, extra, seconds, _now()),
-            )
-            return cursor.rowcount == 1
+        return result.n, counts, bitmap, extra
 
     def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None) -> CellResult:
         """Combine the stored shards of a cell (in shard order)."""

@@ -64,16 +64,27 @@ class ImageSource:
 
 
 class Task(Protocol):
-    """One cell of a plan."""
+    """The work of one or more cells that are computed together on the same images.
 
-    key: CellKey
+    ``keys`` names the cells (one for a classification cell; several when one
+    pass yields several cells, e.g. an attack at all its epsilons). ``process``
+    returns one :class:`ShardResult` per key, in order. The cells of a task are
+    committed together, shard by shard.
+    """
+
+    keys: tuple[CellKey, ...]
     source: ImageSource
 
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> ShardResult:
+    ) -> Sequence[ShardResult]:
         """Counts for a batch: ``images`` uint8 (B, 3, H, W) and ``labels`` (B,) on the device."""
         ...
+
+
+def task_label(task: Task) -> str:
+    first = task.keys[0].label
+    return first if len(task.keys) == 1 else f"{first} (+{len(task.keys) - 1})"
 
 
 class ProgressHook:
@@ -214,11 +225,13 @@ def execute(
     """Compute every unfinished (cell, shard) of ``tasks`` and commit it to ``store``."""
     progress = progress or ProgressHook()
     shards = shard_ranges(len(images), run.shard_size)
-    cell_ids = {task.key: store.cell_id(run.id, task.key) for task in tasks}
+    cell_ids = {key: store.cell_id(run.id, key) for task in tasks for key in task.keys}
+    if len(cell_ids) != sum(len(task.keys) for task in tasks):
+        raise ValueError("two tasks of a plan name the same cell")
     pending: dict[int, list[Task]] = {}
     stats = ExecutionStats(units_total=len(tasks) * len(shards))
     for task in tasks:
-        done = store.done_shards(cell_ids[task.key])
+        done = set.intersection(*(store.done_shards(cell_ids[key]) for key in task.keys))
         for shard in range(len(shards)):
             if shard in done:
                 stats.units_skipped += 1
@@ -263,14 +276,21 @@ def execute(
             shard_indices = images.indices[positions.start:positions.stop]
             for task in shard_tasks:
                 t0 = time.perf_counter()
-                progress.cell_start(task.key.label, shard, len(shards), len(positions))
-                acc = _Accumulator()
-                for part in _batches(shard_images, shard_labels, shard_indices, options.batch_size, ctx):
-                    batch, labels, indices = part
-                    acc.add(task.process(batch, labels, indices, ctx))
+                label = task_label(task)
+                progress.cell_start(label, shard, len(shards), len(positions))
+                accs = [_Accumulator() for _ in task.keys]
+                for batch, labels, indices in _batches(
+                    shard_images, shard_labels, shard_indices, options.batch_size, ctx
+                ):
+                    parts = task.process(batch, labels, indices, ctx)
+                    for acc, part in zip(accs, parts, strict=True):
+                        acc.add(part)
                     progress.advance(len(indices))
-                store.commit_shard(cell_ids[task.key], shard, acc.result(), time.perf_counter() - t0)
-                progress.cell_done(task.key.label)
+                store.commit_shards(
+                    [cell_ids[key] for key in task.keys], shard, [acc.result() for acc in accs],
+                    time.perf_counter() - t0,
+                )
+                progress.cell_done(label)
                 stats.units_computed += 1
                 stats.images_computed += len(positions)
     stats.seconds = time.perf_counter() - started

@@ -27,13 +27,17 @@ class ClassifyTask:
     source: ImageSource
     transform: Transform | None = None
 
+    @property
+    def keys(self) -> tuple[CellKey, ...]:
+        return (self.key,)
+
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> ShardResult:
+    ) -> list[ShardResult]:
         x = images.float().div_(255.0)
         if self.transform is not None:
             x = self.transform(x, ctx.seeds(self.key.label, indices))
-        return classification_counts(ctx.classifier(x), labels)
+        return [classification_counts(ctx.classifier(x), labels)]
 
 
 def clean_task(source: ImageSource) -> ClassifyTask:
