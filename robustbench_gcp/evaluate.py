@@ -54,6 +54,9 @@ class EvalOptions:
     severities: Sequence[int] | None = None
     backend: str = "torch"
     storage_roundtrip: bool | None = None
+    attacks: str | Sequence[str] | None = None
+    epsilons: str | Sequence[float] | None = None
+    steps: int | None = None
     device: str = "auto"
     amp: bool = False
     channels_last: bool = False
@@ -131,14 +134,99 @@ def resolve_severities(value: Sequence[int] | None, suite: SuiteSpec) -> tuple[i
     return tuple(sorted(set(value)))
 
 
-def _image_list(options: EvalOptions, kind: str, corruptions: Sequence[str],
-                severities: Sequence[int]) -> ImageList:
+@dataclass(frozen=True)
+class Selection:
+    """What a suite evaluates, after command-line overrides, validated."""
+
+    suite: SuiteSpec
+    corruptions: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
+    roundtrip: bool = True
+    attacks: tuple = ()
+
+    @property
+    def kind(self) -> str:
+        return self.suite.kind
+
+
+# flags that only some suite kinds take: option name -> (flag, kinds)
+_KIND_FLAGS = {
+    "corruptions": ("--corruptions", ("imagenet-c",)),
+    "severities": ("--severities", ("imagenet-c",)),
+    "corrupted_dir": ("--corrupted-dir", ("imagenet-c",)),
+    "storage_roundtrip": ("--storage-roundtrip", ("imagenet-c",)),
+    "attacks": ("--attacks", ("adversarial",)),
+    "epsilons": ("--epsilons", ("adversarial",)),
+    "steps": ("--steps", ("adversarial",)),
+}
+
+
+def select(suite: SuiteSpec, options: EvalOptions) -> Selection:
+    """Apply and check the command-line overrides of ``suite``."""
+    if suite.kind == "imagenet-p":
+        raise ConfigError(f"suite '{suite.name}' ({suite.kind}) is not available in this version yet")
+    for name, (flag, kinds) in _KIND_FLAGS.items():
+        if getattr(options, name) is not None and suite.kind not in kinds:
+            raise ConfigError(f"`{flag}` applies to the {'/'.join(kinds)} suite, not to '{suite.name}'")
+    if suite.kind == "imagenet-c":
+        roundtrip = options.storage_roundtrip
+        if roundtrip is None:
+            roundtrip = suite.storage_roundtrip
+        return Selection(suite, resolve_corruptions(options.corruptions, suite),
+                         resolve_severities(options.severities, suite), roundtrip)
+    if suite.kind == "adversarial":
+        from robustbench_gcp.suites.adversarial import parse_epsilon, select_attacks
+
+        names = options.attacks.split(",") if isinstance(options.attacks, str) else options.attacks
+        epsilons = options.epsilons
+        if isinstance(epsilons, str):
+            epsilons = [parse_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
+        elif epsilons is not None:
+            epsilons = [parse_epsilon(str(e)) for e in epsilons]
+        attacks = select_attacks(suite.attacks, [n.strip() for n in names] if names else None,
+                                 epsilons, options.steps)
+        return Selection(suite, attacks=attacks)
+    return Selection(suite)
+
+
+def _image_list(options: EvalOptions, selection: Selection) -> ImageList:
     if options.data is not None:
         return scan_folder(options.data, options.labels)
-    if options.corrupted_dir is not None and kind == "imagenet-c":
-        return scan_imagenet_c(options.corrupted_dir, corruptions[0], severities[0])
+    if options.corrupted_dir is not None and selection.kind == "imagenet-c":
+        return scan_imagenet_c(options.corrupted_dir, selection.corruptions[0], selection.severities[0])
+    kind = selection.kind
     needs = "--data DIR" if kind != "imagenet-c" else "--data DIR (clean images) or --corrupted-dir DIR"
     raise ConfigError(f"the {kind} suite needs {needs}")
+
+
+def _tasks(selection: Selection, clean_source: ImageSource | None, corrupted_dir: Path | None,
+           options: EvalOptions, num_classes: int) -> list:
+    from robustbench_gcp.suites.clean import clean_task
+
+    if selection.kind == "imagenet-c":
+        from robustbench_gcp.suites.imagenet_c import build_tasks
+
+        return build_tasks(selection.corruptions, selection.severities, clean_source=clean_source,
+                           corrupted_dir=corrupted_dir, backend=options.backend,
+                           roundtrip=selection.roundtrip)
+    tasks = [clean_task(clean_source)]
+    if selection.kind == "adversarial":
+        from robustbench_gcp.suites.adversarial import AttackTask
+
+        tasks += [AttackTask(spec, clean_source, num_classes) for spec in selection.attacks]
+    return tasks
+
+
+def _sections(selection: Selection, results: list, baseline) -> dict:
+    from corruptions import list_corruptions
+    from robustbench_gcp.suites.imagenet_c import summarize
+
+    sections = summarize(results, benchmark=list_corruptions("benchmark"), baseline=baseline)
+    if selection.kind == "adversarial":
+        from robustbench_gcp.suites import adversarial
+
+        sections["attacks"] = adversarial.summarize(results)
+    return sections
 
 
 def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> dict:
@@ -161,26 +249,13 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     spec = resolve_model(config, model, options.checkpoint, options.sha256)
     suite = config.suite(options.suite)
     baseline = config.baseline(options.baseline)
-    if suite.kind not in ("clean", "imagenet-c"):
-        raise ConfigError(f"suite '{suite.name}' ({suite.kind}) is not available in this version yet")
-    corruptions: tuple[str, ...] = ()
-    severities: tuple[int, ...] = ()
-    if suite.kind == "imagenet-c":
-        corruptions = resolve_corruptions(options.corruptions, suite)
-        severities = resolve_severities(options.severities, suite)
-    else:
-        for flag, value in (("--corruptions", options.corruptions), ("--severities", options.severities),
-                            ("--corrupted-dir", options.corrupted_dir)):
-            if value is not None:
-                raise ConfigError(f"`{flag}` applies to the imagenet-c suite, not to '{suite.name}'")
-    roundtrip = suite.storage_roundtrip if options.storage_roundtrip is None else options.storage_roundtrip
+    selection = select(suite, options)
     corrupted_dir = Path(options.corrupted_dir).expanduser() if options.corrupted_dir else None
     if corrupted_dir is not None and not corrupted_dir.is_dir():
         raise DataError(f"ImageNet-C folder {corrupted_dir} does not exist")
 
     # Data: the full folder, then the class-balanced subset.
-    full = _image_list(options, suite.kind, corruptions, severities)
-    images = full.limit(options.limit)
+    images = _image_list(options, selection).limit(options.limit)
 
     # Model.
     device = resolve_device(options.device)
@@ -207,16 +282,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     clean_source = None
     if options.data is not None:
         clean_source = ImageSource(images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
-    if suite.kind == "clean":
-        from robustbench_gcp.suites.clean import clean_task
-
-        tasks = [clean_task(clean_source)]
-    else:
-        from robustbench_gcp.suites.imagenet_c import build_tasks
-
-        tasks = build_tasks(corruptions, severities, clean_source=clean_source,
-                            corrupted_dir=corrupted_dir, backend=options.backend, roundtrip=roundtrip)
-
+    tasks = _tasks(selection, clean_source, corrupted_dir, options, net.num_classes)
     identity = {
         "version": IDENTITY_VERSION,
         "arch": spec.arch,
@@ -239,11 +305,9 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         cell_ids = {key: cid for cid, key in store.cells(run.id)}
         results = [store.cell_result(cell_ids[key], key, run.n_shards) for t in tasks for key in t.keys]
 
-    from corruptions import list_corruptions
-    from robustbench_gcp.suites.imagenet_c import summarize
-
-    sections = summarize(results, benchmark=list_corruptions("benchmark"), baseline=baseline)
-    return {
+    sections = _sections(selection, results, baseline)
+    generated = selection.kind == "imagenet-c" and corrupted_dir is None
+    report = {
         "model": spec.name,
         "arch": spec.arch,
         "checkpoint": str(checkpoint_path) if checkpoint_path else None,
@@ -254,8 +318,8 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         "n_images": len(images),
         "data": str(images.root) if options.data is not None else None,
         "corrupted_dir": str(corrupted_dir) if corrupted_dir else None,
-        "backend": options.backend if suite.kind == "imagenet-c" and corrupted_dir is None else None,
-        "storage_roundtrip": roundtrip if suite.kind == "imagenet-c" and corrupted_dir is None else None,
+        "backend": options.backend if generated else None,
+        "storage_roundtrip": selection.roundtrip if generated else None,
         "device": str(device),
         "precision": classifier.precision,
         **sections,
@@ -269,3 +333,13 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
             "seconds": round(stats.seconds, 3),
         },
     }
+    if selection.kind == "adversarial":
+        from robustbench_gcp.models import model_info
+
+        root = options.sqrt or {"mpncov": "eig", "svdpade": "svd"}.get(model_info(spec.arch).head)
+        if root in ("eig", "svd"):
+            report["notes"].append(
+                f"this model's matrix square root is computed by {root}: gradients through exact roots "
+                "can be unstable (repeated eigenvalues), which can weaken gradient attacks"
+            )
+    return report

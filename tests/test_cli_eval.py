@@ -24,9 +24,9 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def eval_args(image_folder, checkpoint, store, *extra):
+def eval_args(image_folder, checkpoint, store, *extra, workers=0, batch_size=5):
     return ["eval", "--model", "resnet18-gap", "--checkpoint", checkpoint, "--data", image_folder,
-            "--store", store, "--workers", 0, "--batch-size", 5, *extra]
+            "--store", store, "--workers", workers, "--batch-size", batch_size, *extra]
 
 
 def direct_clean_error(image_folder, checkpoint):
@@ -121,13 +121,12 @@ def cells_of(store_path):
 def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folder, gap_checkpoint, tmp_path):
     common = ["--suite", "imagenet-c", "--corruptions", "gaussian_noise,shot_noise,impulse_noise",
               "--severities", "3"]
-    variants = {"a": ("--batch-size", 1, "--workers", 0, "--shard-size", 500),
-                "b": ("--batch-size", 7, "--workers", 2, "--shard-size", 5)}
+    variants = {"a": (1, 0, 500), "b": (7, 2, 5)}  # batch size, workers, shard size
     stores = {}
-    for name, extra in variants.items():
+    for name, (batch_size, workers, shard_size) in variants.items():
         stores[name] = tmp_path / f"{name}.db"
-        args = eval_args(image_folder, gap_checkpoint, stores[name], *common)
-        result = run(*args[:-4], *extra)  # drop the default --batch-size from eval_args
+        result = run(*eval_args(image_folder, gap_checkpoint, stores[name], *common, "--shard-size", shard_size,
+                                workers=workers, batch_size=batch_size))
         assert result.exit_code == 0, result.output
     a, b = cells_of(stores["a"]), cells_of(stores["b"])
     assert a.keys() == b.keys() and len(a) == 4

@@ -40,13 +40,19 @@ def default_workers() -> int:
 @click.option("--storage-roundtrip/--no-storage-roundtrip", default=None,
               help="uint8 truncation + JPEG q85 after corrupting, as the released files. "
                    "Default: the suite's (on).")
+@click.option("--attacks", default=None, metavar="A,B",
+              help="Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
+                   "Default: the adversarial suite's.")
+@click.option("--epsilons", default=None, metavar="E1,E2",
+              help="Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Iterations of iterative attacks.")
 @engine_options
 @click.option("--baseline", default="alexnet", show_default=True, help="Normalizer for CE / mCE.")
 @config_option
 @format_option
 @output_option
 def eval_cmd(model, fmt, output, workers, **options) -> None:
-    """Evaluate a model on a suite (clean, imagenet-c) and print its report.
+    """Evaluate a model on a suite (clean, imagenet-c, adversarial) and print its report.
 
     Images are decoded and preprocessed (resize 256, center crop 224) on CPU
     workers; corruptions run on the device; counts are committed to the store
@@ -59,6 +65,8 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
           --suite imagenet-c --data /data/imagenet/val --limit 5000
       gcp-robust eval --model resnet50-isqrt --suite imagenet-c \\
           --data /data/imagenet/val --corrupted-dir /data/ImageNet-C --format json
+      gcp-robust eval --model resnet50-isqrt --suite adversarial --attacks pgd-linf \\
+          --epsilons 1/255,2/255,4/255 --data /data/imagenet/val --limit 1000
     """
     from robustbench_gcp.cli.progress import RichProgress
     from robustbench_gcp.evaluate import evaluate

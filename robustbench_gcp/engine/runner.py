@@ -146,6 +146,7 @@ class Context:
 
     classifier: Classifier
     seed: int = 0
+    cache: dict = field(default_factory=dict)  # per-run objects tasks build once (foolbox model)
 
     @property
     def device(self) -> torch.device:

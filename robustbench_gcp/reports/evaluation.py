@@ -53,6 +53,27 @@ def corruption_rows(report: dict) -> tuple[list[dict], list[Column]]:
     return rows, columns
 
 
+def format_epsilon(eps: float, norm: str) -> str:
+    """Linf budgets as k/255 when they are, others as numbers."""
+    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"{round(eps * 255)}/255"
+    return f"{eps:g}"
+
+
+def attack_rows(report: dict) -> tuple[list[dict], list[Column]]:
+    rows = [
+        {"attack": a["attack"], "norm": a["norm"].upper().replace("LINF", "Linf"),
+         "epsilon": format_epsilon(a["epsilon"], a["norm"]), "n": a["n"],
+         "clean": _pct(a["clean_accuracy"]), "robust": _pct(a["robust_accuracy"]),
+         "success": _pct(a["success_rate"]), "median": a.get("median_perturbation")}
+        for a in report.get("attacks", [])
+    ]
+    columns = [Column("attack", justify="left"), Column("norm"), Column("epsilon"), Column("n"),
+               Column("clean", "clean acc %", ".1f"), Column("robust", "robust acc %", ".1f"),
+               Column("success", "success rate %", ".1f"), Column("median", "median pert.", ".4g")]
+    return rows, columns
+
+
 def summary_rows(report: dict) -> list[dict]:
     rows = []
     if report.get("clean"):
@@ -77,6 +98,9 @@ def render_table(report: dict):
     if report["cells"]:
         rows, columns = corruption_rows(report)
         parts.append(rich_table(rows, columns, title="ImageNet-C: top-1 error by severity"))
+    if report.get("attacks"):
+        rows, columns = attack_rows(report)
+        parts.append(rich_table(rows, columns, title="Adversarial: accuracy under attack"))
     parts.append(rich_table(summary_rows(report), [Column("metric", justify="left"),
                                                    Column("value", fmt=".2f")]))
     for note in report.get("notes", []):
@@ -98,6 +122,11 @@ def long_rows(report: dict) -> list[dict]:
         rows.append({**base, "corruption": entry["corruption"], "severity": "all", "n": None,
                      "top1_error": entry["mean_error"], "top5_error": None,
                      "CE": entry["CE"], "relative_CE": entry["relative_CE"]})
+    for a in report.get("attacks", []):
+        rows.append({**base, "attack": a["attack"], "norm": a["norm"], "epsilon": a["epsilon"], "n": a["n"],
+                     "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
+                     "success_rate": a["success_rate"],
+                     "median_perturbation": a.get("median_perturbation")})
     metrics = report.get("metrics") or {}
     if report["cells"]:
         rows.append({**base, "corruption": "mean (benchmark)", "severity": "all", "n": None,
@@ -108,16 +137,22 @@ def long_rows(report: dict) -> list[dict]:
 
 LONG_COLUMNS = ["model", "checkpoint_sha256", "suite", "seed", "corruption", "severity", "n",
                 "top1_error", "top5_error", "CE", "relative_CE"]
+ATTACK_COLUMNS = ["attack", "norm", "epsilon", "clean_accuracy", "robust_accuracy", "success_rate",
+                  "median_perturbation"]
 
 
 def to_long_csv(report: dict) -> str:
-    return to_csv(long_rows(report), LONG_COLUMNS)
+    columns = LONG_COLUMNS + (ATTACK_COLUMNS if report.get("attacks") else [])
+    return to_csv(long_rows(report), columns)
 
 
 def to_report_markdown(report: dict) -> str:
     text = [f"### {report['model']} on {report['suite']}", "", header_line(report), ""]
     if report["cells"]:
         rows, columns = corruption_rows(report)
+        text.append(to_markdown(rows, columns))
+    if report.get("attacks"):
+        rows, columns = attack_rows(report)
         text.append(to_markdown(rows, columns))
     text.append(to_markdown(summary_rows(report), [Column("metric", justify="left"),
                                                    Column("value", fmt=".2f")]))

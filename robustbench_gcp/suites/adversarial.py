@@ -1,0 +1,315 @@
+"""The adversarial suite: foolbox 3 attacks on the device, stored per (attack, epsilon).
+
+The model is attacked on [0, 1] inputs; ImageNet normalization sits in the
+foolbox model's ``preprocessing``; the network is in eval mode, so gradients flow
+through the pooling head (Newton-Schulz by default for iSQRT-COV).
+
+Counting (per image, per epsilon): ``clean_errors`` (misclassified without
+attack), ``successes`` (correctly classified images that the attack flips) and
+``robust`` (correct and not flipped). Robust accuracy = robust / n; success rate =
+successes / (n - clean_errors). For one attack, an image broken at epsilon e is
+counted as broken at every larger epsilon (an adversarial example inside the
+e-ball lies inside every larger ball), so robust accuracy never rises with
+epsilon even when an iterative attack is not monotone.
+
+Minimization attacks (DeepFool, Carlini-Wagner) run once without early stopping;
+each image's perturbation size ``||x_adv - x||`` is stored (0 for images already
+misclassified, inf where the attack failed), so a robust-accuracy curve can be
+drawn for any epsilon later.
+
+Randomness: PGD's random start draws, per image, from a generator seeded by
+(run seed, cell, image index), so any batch size gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from robustbench_gcp.config import ATTACK_KEYS, ATTACKS, AttackSpec
+from robustbench_gcp.engine.runner import Context, ImageSource
+from robustbench_gcp.errors import ConfigError, GcpRobustError, UnknownNameError
+from robustbench_gcp.metrics import rate
+from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
+
+MINIMIZATION = ("deepfool-linf", "deepfool-l2", "cw-l2")
+
+#: budgets used when an attack is asked for on the command line but not configured in the suite
+DEFAULT_BUDGETS = {
+    "fgsm": {},
+    "pgd-linf": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
+    "pgd-l2": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
+    "deepfool-linf": {"steps": 50, "candidates": 10, "overshoot": 0.02},
+    "deepfool-l2": {"steps": 50, "candidates": 10, "overshoot": 0.02},
+    "cw-l2": {"steps": 100, "binary_search_steps": 5, "stepsize": 0.01, "confidence": 0.0,
+              "initial_const": 0.001},
+}
+DEFAULT_EPSILONS = {"linf": (1 / 255, 2 / 255, 4 / 255), "l2": (0.25, 0.5, 1.0)}
+
+
+class AttackMemoryError(GcpRobustError):
+    """An attack needed more memory than the device has."""
+
+
+def _foolbox():
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+    import foolbox
+
+    return foolbox
+
+
+def parse_epsilon(text: str) -> float:
+    """``"0.5"``, ``"2/255"`` -> float; a clear error otherwise."""
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/", 1)
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"`--epsilons` should be numbers such as 0.5 or 2/255. Got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"`--epsilons` should be >= 0. Got {text}")
+    return value
+
+
+def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
+    """Catch budgets on the wrong scale: epsilons are on the [0, 1] pixel scale."""
+    if ATTACKS[attack] != "linf":
+        return
+    for eps in epsilons:
+        if eps >= 1:
+            raise ConfigError(
+                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: "
+                f"did you mean {eps:g}/255?"
+            )
+        if eps > 0.25:
+            l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"
+            raise ConfigError(
+                f"epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
+                f"{eps:.0%} of its range; if you meant an L2 budget, use {l2} "
+                f"(Linf budgets are usually 1/255 to 16/255)"
+            )
+
+
+def select_attacks(
+    configured: Sequence[AttackSpec],
+    names: Sequence[str] | None = None,
+    epsilons: Sequence[float] | None = None,
+    steps: int | None = None,
+) -> tuple[AttackSpec, ...]:
+    """The suite's attacks, narrowed and overridden by ``--attacks/--epsilons/--steps``."""
+    by_name = {spec.attack: spec for spec in configured}
+    if names:
+        chosen = []
+        for name in names:
+            if name not in ATTACKS:
+                raise UnknownNameError("attack", name, ATTACKS)
+            chosen.append(by_name.get(name) or AttackSpec(
+                name, DEFAULT_EPSILONS[ATTACKS[name]], dict(DEFAULT_BUDGETS[name])))
+    else:
+        chosen = list(configured)
+    if epsilons is not None:
+        norms = {spec.norm for spec in chosen}
+        if len(norms) > 1:
+            raise ConfigError(
+                "`--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets ("
+                + ", ".join(f"{s.attack}: {s.norm}" for s in chosen)
+                + "); choose attacks of one norm with --attacks"
+            )
+        chosen = [AttackSpec(s.attack, tuple(sorted(set(epsilons))), s.params) for s in chosen]
+    if steps is not None:
+        for spec in chosen:
+            if "steps" not in ATTACK_KEYS[spec.attack]:
+                raise ConfigError(f"`--steps` does not apply to {spec.attack} (a single-step attack)")
+        chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps}) for s in chosen]
+    for spec in chosen:
+        check_epsilons(spec.attack, spec.epsilons)
+    return tuple(chosen)
+
+
+def _seeded(base):
+    """A PGD subclass whose random start draws per image from seeded generators."""
+
+    class Seeded(base):
+        seeds: Sequence[int] | None = None
+
+        def get_random_start(self, x0, epsilon):
+            import eagerpy as ep
+
+            x = x0.raw
+            noise = torch.empty_like(x)
+            for i, seed in enumerate(self.seeds):
+                g = torch.Generator(device=x.device).manual_seed(int(seed))
+                if self.distance.p == math.inf:
+                    noise[i] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
+                    noise[i] = (noise[i] * 2 - 1) * epsilon
+                else:  # uniform in the L2 ball (Voelker et al.): n + 2 normals, keep n
+                    n = x[i].numel()
+                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=torch.float64)
+                    noise[i] = (s[:n] / s.norm()).reshape(x.shape[1:]).to(x.dtype) * epsilon
+            return ep.astensor(x + noise)
+
+    Seeded.__name__ = f"Seeded{base.__name__}"
+    return Seeded
+
+
+def make_attack(spec: AttackSpec, num_classes: int):
+    """The foolbox attack object of ``spec``."""
+    fa = _foolbox().attacks
+    p = dict(DEFAULT_BUDGETS[spec.attack], **spec.params)
+    if spec.attack == "fgsm":
+        return _seeded(fa.LinfFastGradientAttack)(random_start=p.get("random_start", False))
+    if spec.attack in ("pgd-linf", "pgd-l2"):
+        base = fa.LinfPGD if spec.attack == "pgd-linf" else fa.L2PGD
+        return _seeded(base)(rel_stepsize=p["rel_stepsize"], steps=p["steps"],
+                             random_start=p["random_start"])
+    if spec.attack in ("deepfool-linf", "deepfool-l2"):
+        base = fa.LinfDeepFoolAttack if spec.attack == "deepfool-linf" else fa.L2DeepFoolAttack
+        return base(steps=p["steps"], candidates=min(p["candidates"], num_classes),
+                    overshoot=p["overshoot"])
+    return fa.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
+                                    stepsize=p["stepsize"], confidence=p["confidence"],
+                                    initial_const=p["initial_const"])
+
+
+class _Precision(torch.nn.Module):
+    """Autocast and channels-last around the model; float32 logits out."""
+
+    def __init__(self, model: torch.nn.Module, amp: bool, amp_dtype: torch.dtype, channels_last: bool):
+        super().__init__()
+        self.model, self.amp, self.amp_dtype, self.channels_last = model, amp, amp_dtype, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            return self.model(x).float()
+
+
+def foolbox_model(ctx: Context):
+    """The foolbox PyTorchModel of the context's classifier (built once)."""
+    cached = ctx.cache.get("foolbox_model")
+    if cached is None:
+        c = ctx.classifier
+        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval()
+        preprocessing = {"mean": c.mean.flatten().tolist(), "std": c.std.flatten().tolist(), "axis": -3}
+        cached = _foolbox().PyTorchModel(net, bounds=(0, 1), device=c.device, preprocessing=preprocessing)
+        ctx.cache["foolbox_model"] = cached
+    return cached
+
+
+def epsilon_level(eps: float) -> str:
+    return repr(float(eps))
+
+
+@dataclass(frozen=True)
+class AttackTask:
+    """All epsilons of one attack on a batch: one cell per epsilon."""
+
+    spec: AttackSpec
+    source: ImageSource
+    num_classes: int
+    keys: tuple[CellKey, ...] = field(init=False)
+
+    def __post_init__(self):
+        variant = canonical_json({"epsilons": list(self.spec.epsilons),
+                                  **dict(DEFAULT_BUDGETS[self.spec.attack], **self.spec.params)})
+        keys = tuple(CellKey("adversarial", self.spec.attack, epsilon_level(e), variant)
+                     for e in self.spec.epsilons)
+        object.__setattr__(self, "keys", keys)
+
+    def process(
+        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> list[ShardResult]:
+        try:
+            return self._process(images, labels, indices, ctx)
+        except torch.OutOfMemoryError as error:
+            raise self._memory_error(ctx, images, error) from None
+        except RuntimeError as error:
+            if "can't allocate memory" in str(error) or "out of memory" in str(error):
+                raise self._memory_error(ctx, images, error) from None
+            raise
+
+    def _memory_error(self, ctx: Context, images: torch.Tensor, error: Exception) -> AttackMemoryError:
+        first = str(error).strip().splitlines()[0][:160]
+        return AttackMemoryError(
+            f"attack {self.spec.attack} at batch size {images.shape[0]} needs more memory than "
+            f"{ctx.device} has ({first}); lower --batch-size"
+        )
+
+    def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
+        x = images.float().div_(255.0)
+        fmodel = foolbox_model(ctx)
+        attack = make_attack(self.spec, self.num_classes)
+        with torch.no_grad():
+            clean_correct = fmodel(x).argmax(-1) == labels
+        n = len(indices)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
+        results = []
+        sizes = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if self.spec.attack in MINIMIZATION:
+                epsilons = [None, *self.spec.epsilons]
+                raw, _clipped, success = attack(fmodel, x, labels, epsilons=epsilons)
+                sizes = self._sizes(raw[0], x, success[0], clean_correct)
+                successes = [success[k + 1] for k in range(len(self.spec.epsilons))]
+            else:
+                successes = []
+                for key, eps in zip(self.keys, self.spec.epsilons):
+                    if hasattr(attack, "seeds"):
+                        attack.seeds = ctx.seeds(key.label, indices)
+                    _raw, _clipped, success = attack(fmodel, x, labels, epsilons=eps)
+                    successes.append(success)
+        for success in successes:
+            broken = broken | (success & clean_correct)
+            robust = clean_correct & ~broken
+            counts = {
+                "clean_errors": int((~clean_correct).sum()),
+                "successes": int(broken.sum()),
+                "robust": int(robust.sum()),
+            }
+            results.append(ShardResult(n, counts, robust.cpu().numpy(),
+                                       None if sizes is None else sizes))
+        return results
+
+    def _sizes(self, adversarial, x, success, clean_correct) -> np.ndarray:
+        """Per-image perturbation size of a minimization attack (0: already wrong; inf: failed)."""
+        delta = (adversarial - x).flatten(1)
+        norm = delta.abs().amax(1) if ATTACKS[self.spec.attack] == "linf" else delta.norm(dim=1)
+        norm = torch.where(success, norm, torch.full_like(norm, math.inf))
+        norm = torch.where(clean_correct, norm, torch.zeros_like(norm))
+        return norm.detach().cpu().numpy().astype(np.float32)
+
+
+def summarize(results: Sequence[CellResult]) -> list[dict]:
+    """The ``attacks`` section: one entry per (attack, epsilon), epsilons ascending."""
+    entries = []
+    for result in results:
+        if result.key.kind != "adversarial":
+            continue
+        counts, n = result.counts, result.n
+        correct = n - counts.get("clean_errors", 0)
+        entry = {
+            "attack": result.key.name,
+            "norm": ATTACKS[result.key.name],
+            "epsilon": float(result.key.level),
+            "n": n,
+            "clean_accuracy": rate(correct, n),
+            "robust_accuracy": rate(counts.get("robust", 0), n),
+            "success_rate": rate(counts.get("successes", 0), correct),
+        }
+        if result.key.name in MINIMIZATION and result.extra is not None:
+            # sizes of the images that were correct to begin with (0 marks the others)
+            sizes = result.extra[result.extra > 0]
+            median = float(np.median(sizes)) if sizes.size else math.nan
+            entry["median_perturbation"] = median if math.isfinite(median) else None
+        entries.append(entry)
+    return entries
