@@ -1,0 +1,30 @@
+"""Model zoo: GAP and global covariance pooling (GCP) ResNets and their checkpoints.
+
+>>> from robustbench_gcp.models import list_models, load_model
+>>> list_models()[:2]
+['resnet101-dropcov', 'resnet101-gap']
+>>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
+"""
+
+from robustbench_gcp.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
+from robustbench_gcp.models.checkpoint import CheckpointInfo, inspect_checkpoint
+from robustbench_gcp.models.factory import ModelInfo, create_model, load_model, model_info
+from robustbench_gcp.models.heads import HEADS
+from robustbench_gcp.models.matrix import SQRT_METHODS
+from robustbench_gcp.models.registry import list_models, register_model
+from robustbench_gcp.models.resnet import PreprocessConfig, build_resnet
+
+__all__ = [
+    "HEADS",
+    "SQRT_METHODS",
+    "CheckpointInfo",
+    "ModelInfo",
+    "PreprocessConfig",
+    "build_resnet",
+    "create_model",
+    "inspect_checkpoint",
+    "list_models",
+    "load_model",
+    "model_info",
+    "register_model",
+]

@@ -1,0 +1,59 @@
+"""``gcp-robust bench heads``: how long the pooling heads take."""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli.options import device_option, json_option
+
+
+@click.command("heads")
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Feature maps per batch.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed runs per measurement (the median is reported).")
+@click.option("--pool-only", is_flag=True,
+              help="Time the pooling alone (GCP: covariance + root + triangle of reduced "
+                   "256x14x14 maps) instead of reduction + pooling + classifier.")
+@json_option
+def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
+                as_json: bool) -> None:
+    """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
+
+    Inputs are random feature maps of the real ResNet-50 shapes: 2048x7x7 for
+    GAP, 2048x14x14 for the GCP heads (layer4 at stride 1). By default each
+    head is timed from layer4's output to the logits: the 1x1 reduction to 256
+    channels + BN + ReLU, covariance, square root, upper triangle and the
+    1000-way classifier for GCP; average and classifier for GAP. Forward runs
+    without gradients; forward+backward computes the gradient with respect to
+    the features (what attacks need). Ratios are to GAP in the same run.
+
+    \b
+    Example:
+      gcp-robust bench heads --device cuda --batch-size 32 --repeats 10
+    """
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.models.benchmark import bench_heads as measure
+    from robustbench_gcp.reports.tables import Column, emit
+
+    resolved = resolve_device(device)
+    scope = "pool" if pool_only else "head"
+    rows = measure(resolved, batch_size=batch_size, repeats=repeats, scope=scope)
+    what = ("pooling only" if pool_only
+            else "reduction + pooling + classifier (GAP: pooling + classifier)")
+    columns = [
+        Column("head", justify="left"),
+        Column("matrix_function", "matrix function", justify="left"),
+        Column("input", justify="left"),
+        Column("forward_ms", "forward ms", ".1f"),
+        Column("forward_vs_gap", "x GAP", ".1f"),
+        Column("forward_backward_ms", "fwd+bwd ms", ".1f"),
+        Column("forward_backward_vs_gap", "x GAP", ".1f"),
+    ]
+    document = {"device": str(resolved), "batch_size": batch_size, "repeats": repeats,
+                "scope": scope, "timed": what, "rows": rows}
+    emit(rows, columns, fmt="json" if as_json else "table",
+         title=f"Pooling heads on {resolved}, batch {batch_size}: {what}",
+         caption=f"median of {repeats} runs; fwd+bwd = gradient w.r.t. the input features",
+         json_obj=document)

@@ -1,0 +1,55 @@
+"""``gcp-robust inspect CHECKPOINT``: what a checkpoint file holds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from robustbench_gcp.cli.options import json_option
+
+
+@click.command("inspect")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@json_option
+def inspect_cmd(checkpoint: str, as_json: bool) -> None:
+    """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256.
+
+    Reads the file the way `eval` does (weights only, every published layout)
+    and compares it with every registered model; nothing is run.
+
+    \b
+    Example:
+      gcp-robust inspect mpncovresnet50-15991845.pth
+      gcp-robust inspect r50_dropcov.pth.tar --json
+    """
+    from robustbench_gcp.models import inspect_checkpoint
+    from robustbench_gcp.reports.tables import Column, emit
+
+    info = inspect_checkpoint(checkpoint)
+    fits = info.arch or f"none (closest: {info.closest})"
+    if info.also_fits:
+        fits += f" (same weights fit {', '.join(info.also_fits)})"
+    rows = [
+        ("file", info.path),
+        ("layout", f"{info.layout}: {info.layout_description}"),
+        ("weights in", info.container + (f", stripped {' '.join(info.stripped)}"
+                                         if info.stripped else "")),
+        ("model", fits),
+        ("head", info.head),
+        ("depth", info.depth),
+        ("width d", info.reduction_dim),
+        ("classes", info.num_classes),
+        ("parameters", f"{info.num_params:,}"),
+        ("tensors", info.num_tensors),
+        ("sha256", info.sha256),
+    ]
+    rows += [(f"stored {key}", value) for key, value in info.metadata.items()]
+    if info.arch is None:
+        rows += [("missing keys", f"{len(info.missing)}: {', '.join(info.missing[:3])}"),
+                 ("unexpected keys", f"{len(info.unexpected)}: {', '.join(info.unexpected[:3])}"),
+                 ("shape mismatches", f"{len(info.mismatched)}: "
+                                      f"{'; '.join(info.mismatched[:3])}")]
+    emit([{"field": k, "value": v} for k, v in rows],
+         [Column("field", justify="left"), Column("value", justify="left")],
+         fmt="json" if as_json else "table", json_obj=dataclasses.asdict(info))

@@ -1,0 +1,126 @@
+"""Timing the pooling heads (``gcp-robust bench heads``).
+
+Each head runs on random post-ReLU feature maps of the real ResNet-50 shapes,
+in eval mode: GAP on ``(B, 2048, 7, 7)`` (layer4 at stride 2), GCP heads on
+``(B, 2048, 14, 14)`` (layer4 at stride 1). Two scopes:
+
+- ``head`` (default): everything between layer4 and the logits: for GCP the
+  1x1 reduction 2048 -> d + BN + ReLU, covariance, square root, upper triangle
+  and the classifier (d (d + 1) / 2 -> 1000); for GAP the average and the
+  classifier (2048 -> 1000).
+- ``pool``: the pooling alone: GAP's average of ``(B, 2048, 7, 7)``; for GCP the
+  covariance, square root and upper triangle of already reduced ``(B, d, 14, 14)``.
+
+"forward" runs under ``torch.no_grad()``; "forward + backward" computes the
+gradient with respect to the input features only (parameters frozen), which is
+what gradient-based attacks need. After one warm-up round, the heads take turns
+for ``repeats`` rounds (so that load from other processes hits all of them
+alike); times are medians, ratios are to GAP measured in the same call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.models.heads import HEADS, check_positive_int, create_pool
+
+__all__ = ["BENCH_HEADS", "bench_heads"]
+
+#: (head, what its matrix function is), in table order
+BENCH_HEADS = (
+    ("gap", "mean"),
+    ("isqrt", "newton-schulz x5"),
+    ("mpncov", "eigh fp32"),
+    ("svdpade", "svd fp64"),
+    ("dropcov", "none"),
+)
+
+
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    from robustbench_gcp.engine.device import synchronize
+
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, repeats: int = 5,
+                scope: str = "head", in_channels: int = 2048, reduction_dim: int = 256,
+                num_classes: int = 1000, seed: int = 0) -> list[dict]:
+    """Time every pooling head, forward and forward + backward.
+
+    Args:
+        device: a torch device (already resolved) or its name.
+        batch_size: feature maps per batch.
+        repeats: timed runs per measurement (median reported).
+        scope: ``head`` (reduction + pooling + classifier) or ``pool`` (pooling only).
+        in_channels, reduction_dim, num_classes: sizes (ResNet-50 defaults).
+        seed: seed of the random features.
+
+    Returns:
+        One dict per head: ``head``, ``matrix_function``, ``input`` (C x H x W),
+        ``forward_ms``, ``forward_backward_ms``, ``forward_vs_gap``,
+        ``forward_backward_vs_gap``.
+
+    Raises:
+        ConfigError: bad ``scope`` or a non-positive size.
+    """
+    if scope not in ("head", "pool"):
+        raise ConfigError(f"`scope` should be head or pool. Got {scope!r}")
+    for option, value in (("batch_size", batch_size), ("repeats", repeats),
+                          ("in_channels", in_channels), ("reduction_dim", reduction_dim),
+                          ("num_classes", num_classes)):
+        check_positive_int(option, value)
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    cases = []
+    for head, matrix_function in BENCH_HEADS:
+        gcp = HEADS[head].covariance
+        pool = create_pool(head, in_channels, reduction_dim=reduction_dim if gcp else None)
+        pool = pool.eval().requires_grad_(False).to(device)
+        if scope == "pool":
+            fn: Callable[[torch.Tensor], torch.Tensor] = pool.pool if gcp else pool
+            channels = reduction_dim if gcp else in_channels
+        else:
+            fc = nn.Linear(pool.out_features, num_classes).requires_grad_(False).to(device)
+            fn = nn.Sequential(pool, fc)
+            channels = in_channels
+        side = 14 if gcp else 7
+        shape = (batch_size, channels, side, side)
+        x = torch.randn(shape, generator=generator).relu_().to(device)
+
+        def forward(fn=fn, x=x):
+            with torch.no_grad():
+                return fn(x)
+
+        def forward_backward(fn=fn, x=x):
+            x = x.detach().requires_grad_(True)
+            fn(x).sum().backward()
+            return x.grad
+
+        cases.append(({"head": head, "matrix_function": matrix_function,
+                       "input": "x".join(map(str, shape[1:]))}, forward, forward_backward))
+
+    # warm up, then take turns so that load from other processes hits every head alike
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in cases]
+    for round_ in range(repeats + 1):
+        for (_, forward, forward_backward), (fwd, fwd_bwd) in zip(cases, times, strict=True):
+            seconds = _seconds(forward, device), _seconds(forward_backward, device)
+            if round_:
+                fwd.append(seconds[0])
+                fwd_bwd.append(seconds[1])
+    rows = []
+    for (row, _, _), (fwd, fwd_bwd) in zip(cases, times, strict=True):
+        rows.append(row | {"forward_ms": 1e3 * statistics.median(fwd),
+                           "forward_backward_ms": 1e3 * statistics.median(fwd_bwd)})
+    for row in rows:
+        row["forward_vs_gap"] = row["forward_ms"] / rows[0]["forward_ms"]
+        row["forward_backward_vs_gap"] = row["forward_backward_ms"] / rows[0]["forward_backward_ms"]
+    return rows

@@ -1,0 +1,734 @@
+"""Reading published checkpoints, in layers (timm style).
+
+1. :func:`read_checkpoint`: recognize the file (zip / pickle, or an HTML page,
+   a MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with
+   ``weights_only=True``; a few harmless non-tensor types that training scripts
+   store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
+   nothing else is ever unpickled.
+2. :func:`select_state_dict`: the inner dict (``state_dict``, ``model``,
+   ``state_dict_ema``, or the bare dict of tensors).
+3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
+   key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
+4. :func:`detect_layout` and :func:`remap`: rename the published layouts
+   (:data:`LAYOUTS`) onto the project's module names. Decided by key names
+   only, never by file names.
+5. :func:`load_strict`: compare names and shapes, raise a :class:`CheckpointError`
+   that lists the missing / unexpected / mismatched keys and names the
+   registered model that would fit; then ``load_state_dict(strict=True)``.
+
+:func:`inspect_checkpoint` runs steps 1-4 and finds the best-matching
+registered model without loading anything into a real model.
+"""
+
+from __future__ import annotations
+
+import pickle
+import pickletools
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_gcp.errors import CheckpointError, ConfigError
+from robustbench_gcp.fetch import file_sha256
+
+__all__ = [
+    "LAYOUTS",
+    "CheckpointInfo",
+    "KeyReport",
+    "Layout",
+    "StateDict",
+    "check_sha256",
+    "checkpoint_dims",
+    "compare_keys",
+    "detect_layout",
+    "inspect_checkpoint",
+    "load_strict",
+    "read_checkpoint",
+    "read_state_dict",
+    "remap",
+    "select_state_dict",
+    "strip_wrappers",
+]
+
+#: dict entries that may hold the weights, in order of preference
+CONTAINER_KEYS = ("state_dict", "model", "state_dict_ema")
+#: key components removed wherever they stand
+WRAPPER_COMPONENTS = ("module", "_orig_mod")
+#: buffers, not parameters
+_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A published state-dict layout and how it maps onto the project's names.
+
+    Attributes:
+        name: short id shown to users.
+        description: where files of this layout come from.
+        markers: key prefixes (after stripping wrappers) that identify it.
+        renames: ``(old prefix, new prefix)`` pairs; first match wins, keys that
+            match none are kept (and show up as unexpected if they do not fit).
+    """
+
+    name: str
+    description: str
+    markers: tuple[str, ...]
+    renames: tuple[tuple[str, str], ...] = ()
+
+
+#: the layouts, in detection order (the first whose markers occur wins)
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(
+        "fast-mpn-cov-training",
+        "fast-MPN-COV training file: features.N / representation.conv_dr_block.N / classifier",
+        ("features.", "representation.", "classifier."),
+        (
+            ("features.0.", "conv1."),
+            ("features.1.", "bn1."),
+            ("features.4.", "layer1."),
+            ("features.5.", "layer2."),
+            ("features.6.", "layer3."),
+            ("features.7.", "layer4."),
+            # arch mpncovresnet* fine-tuned from the model zoo keeps layer_reduce(_bn) in features
+            ("features.8.", "global_pool.reduce."),
+            ("features.9.", "global_pool.bn."),
+            ("representation.conv_dr_block.0.", "global_pool.reduce."),
+            ("representation.conv_dr_block.1.", "global_pool.bn."),
+            ("classifier.", "fc."),
+        ),
+    ),
+    Layout(
+        "layer-reduce",
+        "fast-MPN-COV model zoo / CVPR2020 GCP / DropCov: layer_reduce, layer_reduce_bn, fc",
+        ("layer_reduce.", "layer_reduce_bn.", "eca_layer."),
+        (
+            ("layer_reduce.", "global_pool.reduce."),
+            ("layer_reduce_bn.", "global_pool.bn."),
+            ("eca_layer.", "global_pool.eca."),
+        ),
+    ),
+    Layout(
+        "gcp-robust",
+        "gcp-robust GCP model: global_pool.reduce, global_pool.bn, fc",
+        ("global_pool.",),
+    ),
+    Layout(
+        "torchvision",
+        "torchvision ResNet names (also gcp-robust GAP models): conv1, bn1, layer1-4, fc",
+        ("conv1.", "layer1."),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """How a state dict differs from a model's (names and shapes)."""
+
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()  # key, ckpt, model
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def distance(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
+
+    def describe(self, first: int = 3) -> str:
+        """``2 missing keys (first: a, b); 0 unexpected keys; 1 shape mismatch (first: ...)``."""
+
+        def some(items: tuple[str, ...]) -> str:
+            shown = ", ".join(items[:first]) + (", ..." if len(items) > first else "")
+            return f" (first: {shown})" if items else ""
+
+        mism = [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in self.mismatched]
+        return (f"{_count(self.missing, 'missing key')}{some(self.missing)}; "
+                f"{_count(self.unexpected, 'unexpected key')}{some(self.unexpected)}; "
+                f"{_count(self.mismatched, 'shape mismatch', 'es')}{some(tuple(mism))}")
+
+
+def _count(items, noun: str, plural: str = "s") -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else plural}"
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint file holds (see :func:`inspect_checkpoint`).
+
+    Attributes:
+        path: the file.
+        sha256: hex digest of the file.
+        layout: detected layout name (:data:`LAYOUTS`) and ``layout_description``.
+        container: where the weights were (``bare state dict`` or ``['state_dict']``).
+        stripped: wrapper prefixes removed from the keys (``module.``, ``_orig_mod.``).
+        arch: registered model that the weights fit exactly (None if none does).
+        also_fits: other registered models with the same keys and shapes (e.g. the
+            svdpade twin of an isqrt model; they differ only in the matrix function).
+        closest: the best-matching registered model even when nothing fits.
+        head, depth: of ``closest``.
+        reduction_dim: d read from the reduction conv (None for GAP).
+        num_classes: rows of the classifier.
+        num_params: parameters in the file (running statistics excluded).
+        num_tensors: entries of the state dict.
+        metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
+        missing, unexpected, mismatched: key differences from ``closest``.
+    """
+
+    path: str
+    sha256: str
+    layout: str
+    layout_description: str
+    container: str
+    stripped: list[str]
+    arch: str | None
+    also_fits: list[str]
+    closest: str | None
+    head: str | None
+    depth: int | None
+    reduction_dim: int | None
+    num_classes: int | None
+    num_params: int
+    num_tensors: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def check_sha256(path: str | Path, expected: str) -> str:
+    """Compare the file's SHA-256 with ``expected`` (full digest or a prefix of >= 8 hex digits).
+
+    Returns:
+        The file's full digest.
+
+    Raises:
+        ConfigError: ``expected`` is not hex of length 8..64.
+        CheckpointError: the digests differ.
+    """
+    want = str(expected).strip().lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{8,64}", want):
+        raise ConfigError(
+            f"`sha256` should be 8 to 64 hexadecimal digits (a full SHA-256 or its prefix). "
+            f"Got {expected!r}"
+        )
+    actual = file_sha256(path)
+    if not actual.startswith(want):
+        raise CheckpointError(
+            f"sha256 mismatch for '{path}': expected {want}, got {actual}. The file is "
+            "incomplete, corrupted or not the published one; download it again."
+        )
+    return actual
+
+
+def _safe_globals() -> list:
+    """Harmless non-tensor types found in training checkpoints, for the weights-only unpickler."""
+    import argparse
+
+    allowed: list = [argparse.Namespace]
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with torch in practice
+        return allowed
+    core = getattr(np, "_core", None) or np.core
+    for obj in (core.multiarray.scalar, core.multiarray._reconstruct):
+        allowed.append(obj)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # NumPy 1 and 2 names
+            allowed.append((obj, f"{module}.{obj.__name__}"))
+    allowed += [np.dtype, np.ndarray]
+    allowed += [getattr(np.dtypes, n) for n in dir(getattr(np, "dtypes", None))
+                if n.endswith("DType")]
+    return allowed
+
+
+def _mindspore_tensor_name(head: bytes) -> str | None:
+    """First tensor name when ``head`` starts like a MindSpore checkpoint (protobuf), else None.
+
+    MindSpore's ``Checkpoint`` message is ``repeated Value value = 1`` with
+    ``Value {string tag = 1; TensorProto tensor = 2}``: the file starts with
+    ``0x0a <varint> 0x0a <varint n> <n bytes of name> 0x12``.
+    """
+
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while pos < len(head) and shift < 64:
+            byte = head[pos]
+            value |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if not byte & 0x80:
+                return value, pos
+        return -1, pos
+
+    if len(head) < 4 or head[0] != 0x0A:
+        return None
+    _, pos = varint(1)
+    if pos >= len(head) or head[pos] != 0x0A:
+        return None
+    length, pos = varint(pos + 1)
+    name = head[pos:pos + length]
+    if not 0 < length <= 1024 or pos + length >= len(head) or head[pos + length] != 0x12:
+        return None
+    if not all(32 <= c < 127 for c in name):
+        return None
+    return name.decode("ascii")
+
+
+def _sniff(path: Path, head: bytes) -> str:
+    """``zip`` or ``pickle``, or raise a CheckpointError saying what the file is instead."""
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) \
+            or b"<html" in text or b"<body" in text:
+        title = re.search(rb"<title[^>]*>(.*?)</title>", head, re.IGNORECASE | re.DOTALL)
+        title = f" titled '{title.group(1).decode('utf-8', 'replace').strip()}'" if title else ""
+        page = "an XML document" if text.startswith(b"<?xml") else "an HTML page"
+        raise CheckpointError(
+            f"'{path}' is {page}{title}, not a checkpoint: the download failed. Google "
+            "Drive serves such a page (a virus-scan or quota warning) instead of large files. "
+            "Download the file again (e.g. `gdown --fuzzy <share link>` or the browser's "
+            "'Download anyway') and check its size and sha256."
+        )
+    name = _mindspore_tensor_name(head)
+    if name is not None or path.suffix.lower() == ".ckpt":
+        found = f" (protobuf, first tensor '{name}')" if name else ""
+        raise CheckpointError(
+            f"'{path}' is a MindSpore checkpoint{found}, not a PyTorch file"
+            f"{'' if name else ' (a .ckpt file without a zip or pickle header)'}. gcp-robust "
+            "reads PyTorch checkpoints only: download the PyTorch release of the model, or "
+            "convert it (mindspore.load_checkpoint, then torch.save of the tensors under the "
+            "same key names)."
+        )
+    if head.startswith(b"\x1f\x8b"):
+        kind = "a gzip-compressed file"
+    elif head[257:262] == b"ustar":
+        kind = "a tar archive"
+    elif head.startswith(b"\x89HDF"):
+        kind = "an HDF5 file (Keras / TensorFlow)"
+    else:
+        kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
+    raise CheckpointError(
+        f"'{path}' is not a PyTorch checkpoint: it holds {kind}, neither a zip archive "
+        "(torch.save since PyTorch 1.6) nor a pickle (older torch.save)."
+    )
+
+
+def _truncated(path: Path, detail: str) -> CheckpointError:
+    size = path.stat().st_size
+    return CheckpointError(
+        f"'{path}' is truncated or corrupted ({size:,} bytes; {detail}). Download it again "
+        "and compare its size and sha256 with the published ones."
+    )
+
+
+def _pickles_complete(path: Path) -> bool:
+    """Whether the pickles at the start of a legacy torch file are whole.
+
+    A legacy ``torch.save`` file is four pickles (magic number, protocol, system
+    info, the object) followed by raw storages; ``pickle.dump`` writes one. A file
+    cut inside one of them ends before that pickle's STOP opcode.
+    """
+    with open(path, "rb") as handle:
+        for _ in range(4):
+            start = handle.tell()
+            if not handle.read(1):
+                return True  # clean end between pickles
+            handle.seek(start)
+            try:
+                for _ in pickletools.genops(handle):
+                    pass
+            except Exception:  # noqa: BLE001 - any decoding failure means the stream breaks off
+                return False
+    return True
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """Load a checkpoint file with ``torch.load(..., map_location="cpu", weights_only=True)``.
+
+    Raises:
+        CheckpointError: the file is missing, empty, an HTML page (failed Google
+            Drive download), a MindSpore checkpoint, truncated, not a PyTorch
+            file, or holds Python objects the weights-only unpickler refuses.
+    """
+    if str(path).startswith(("http://", "https://")):
+        raise CheckpointError(f"'{path}' is a URL: download the checkpoint and pass the file")
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file not found: '{path}'")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a file: '{path}'")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        raise CheckpointError(f"'{path}' is empty (0 bytes): the download or copy failed")
+    kind = _sniff(path, head)
+    if kind == "zip" and not zipfile.is_zipfile(path):
+        raise _truncated(path, "the zip archive has no central directory")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        message = str(error)
+        unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+        if unsafe and (kind == "zip" or _pickles_complete(path)):
+            raise CheckpointError(
+                f"'{path}' contains Python objects that are not loaded with weights_only=True "
+                f"(first: {unsafe.group(1)}); gcp-robust never unpickles arbitrary code. If you "
+                "trust the file, save its weights alone once: python -c \"import torch; "
+                f"c = torch.load('{path}', weights_only=False); "
+                f"torch.save(c['state_dict'], '{path.stem}-weights.pth')\""
+            ) from None
+        if unsafe or "truncated" in message:
+            raise _truncated(path, "the pickle stream breaks off") from None
+        reason = re.search(r"(Unsupported operand \d+|Invalid magic number[^.]*)", message)
+        raise CheckpointError(
+            f"'{path}' is a Python pickle but not a PyTorch checkpoint"
+            f"{f' ({reason.group(1)})' if reason else ''}."
+        ) from None
+    except EOFError:
+        raise _truncated(path, "unexpected end of file") from None
+    except RuntimeError as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "Invalid magic number" in message:  # a pickle, but not written by torch.save
+            raise CheckpointError(
+                f"'{path}' is a Python pickle but not a PyTorch checkpoint ({message})."
+            ) from None
+        if "EOF" in message or "zip archive" in message or "corrupt" in message.lower():
+            raise _truncated(path, message) from None
+        raise CheckpointError(f"'{path}' cannot be read by torch.load: {message}") from None
+
+
+# ------------------------------------------------------------------------ state dicts
+
+
+def select_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The dict of tensors inside a loaded checkpoint.
+
+    Looks at the object itself (a bare state dict), then, one level at a time,
+    under :data:`CONTAINER_KEYS` (``state_dict``, ``model``, ``state_dict_ema``).
+
+    Returns:
+        ``(state_dict, path)``: ``path`` lists the container keys followed.
+
+    Raises:
+        CheckpointError: no dict of tensors is found (the message lists what is there).
+    """
+    route: list[str] = []
+    for _ in range(4):
+        if not isinstance(obj, Mapping):
+            where = "".join(f"[{k!r}]" for k in route) or "the file"
+            raise CheckpointError(
+                f"{where} contains a {type(obj).__name__}, not a state dict (a dict of tensors)"
+            )
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj), route
+        inner = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            entries = ", ".join(f"{k} ({type(v).__name__})" for k, v in list(obj.items())[:8])
+            raise CheckpointError(
+                "no state dict found: expected a dict of tensors or one under "
+                f"{', '.join(repr(k) for k in CONTAINER_KEYS)}; the checkpoint holds "
+                f"{entries or 'an empty dict'}"
+            )
+        obj = obj[inner]
+        route.append(inner)
+    raise CheckpointError("no state dict found: containers nested too deeply")
+
+
+def strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
+                                                                     list[str]]:
+    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key.
+
+    Returns:
+        ``(state_dict, stripped)`` where ``stripped`` lists the prefixes removed,
+        e.g. ``["module."]``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    stripped: set[str] = set()
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        kept = [p for p in parts if p not in WRAPPER_COMPONENTS]
+        stripped.update(p + "." for p in parts if p in WRAPPER_COMPONENTS)
+        out[".".join(kept)] = value
+    return out, sorted(stripped)
+
+
+def detect_layout(keys) -> Layout:
+    """The first layout of :data:`LAYOUTS` whose markers start some key.
+
+    Raises:
+        CheckpointError: no layout matches (the message shows the first keys).
+    """
+    keys = list(keys)
+    for layout in LAYOUTS:
+        if any(k.startswith(layout.markers) for k in keys):
+            return layout
+    raise CheckpointError(
+        f"unrecognized state-dict layout ({len(keys)} tensors; first keys: "
+        f"{', '.join(keys[:5]) or 'none'}). Supported: "
+        + "; ".join(layout.description for layout in LAYOUTS)
+    )
+
+
+def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """Rename keys by ``layout.renames`` (the first matching prefix); others are kept."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in layout.renames:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int | None, int | None]:
+    """``(num_classes, reduction_dim)`` read from a project-named state dict (None if absent)."""
+    fc = state_dict.get("fc.weight")
+    reduce = state_dict.get("global_pool.reduce.weight")
+    return (int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None,
+            int(reduce.shape[0]) if reduce is not None and reduce.ndim == 4 else None)
+
+
+def compare_keys(expected: Mapping[str, torch.Size | tuple[int, ...]],
+                 state_dict: Mapping[str, torch.Tensor]) -> KeyReport:
+    """Missing, unexpected and shape-mismatched keys of ``state_dict`` against a model's.
+
+    BatchNorm's ``num_batches_tracked`` may be missing: files saved before
+    PyTorch 0.4.1 lack it and BatchNorm fills it in on a strict load.
+    """
+    missing = tuple(k for k in expected if k not in state_dict
+                    and not k.endswith(".num_batches_tracked"))
+    unexpected = tuple(k for k in state_dict if k not in expected)
+    mismatched = tuple(
+        (k, tuple(state_dict[k].shape), tuple(shape)) for k, shape in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(shape)
+    )
+    return KeyReport(missing, unexpected, mismatched)
+
+
+@dataclass
+class StateDict:
+    """A state dict renamed onto the project's names, with where it came from."""
+
+    tensors: dict[str, torch.Tensor]
+    path: Path
+    sha256: str | None
+    layout: Layout
+    container: list[str]
+    stripped: list[str]
+    metadata: dict[str, Any]
+
+    @property
+    def origin(self) -> str:
+        """``layout 'x' (description), inner dict ['state_dict'], prefixes module. stripped``."""
+        where = "".join(f"[{k!r}]" for k in self.container) or "bare state dict"
+        text = f"layout '{self.layout.name}' ({self.layout.description}); {where}"
+        if self.stripped:
+            text += f"; stripped {', '.join(self.stripped)}"
+        return text
+
+
+def _scalars(obj: Any) -> dict[str, Any]:
+    """Scalar entries of the outer dict (epoch, arch, best accuracy ...)."""
+    if not isinstance(obj, Mapping):
+        return {}
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
+            value = value.item()
+        if isinstance(value, (str, int, float, bool)):
+            out[str(key)] = value
+    return out
+
+
+def read_state_dict(path: str | Path, *, sha256: str | None = None,
+                    compute_sha256: bool = True) -> StateDict:
+    """Steps 1-4: read, check the hash, pick the inner dict, strip wrappers, remap.
+
+    Args:
+        path: checkpoint file.
+        sha256: expected digest (full or a prefix of >= 8 hex digits), or None.
+        compute_sha256: compute the digest even when none is expected.
+
+    Raises:
+        CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.
+        ConfigError: malformed ``sha256``.
+    """
+    obj = read_checkpoint(path)
+    path = Path(path)
+    digest = None
+    if sha256 is not None:
+        digest = check_sha256(path, sha256)
+    elif compute_sha256:
+        digest = file_sha256(path)
+    tensors, container = select_state_dict(obj)
+    tensors, stripped = strip_wrappers(tensors)
+    layout = detect_layout(tensors)
+    return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,
+                     _scalars(obj) if container else {})
+
+
+# --------------------------------------------------------------------- model matching
+
+
+@cache
+def _registered_shapes(name: str, num_classes: int | None = None,
+                       reduction_dim: int | None = None) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Names and shapes of a registered model's state dict (built on the meta device)."""
+    from robustbench_gcp.models.factory import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, reduction_dim=reduction_dim)
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+@dataclass(frozen=True)
+class Match:
+    """A registered model compared with a state dict."""
+
+    name: str
+    report: KeyReport
+
+
+def rank_models(state_dict: Mapping[str, torch.Tensor]) -> list[Match]:
+    """Registered models ordered by how well ``state_dict`` fits them.
+
+    Key names are compared with every model at its default sizes (meta device,
+    cached); the models whose names fit best are then built with the number of
+    classes and the width d read from the checkpoint and compared by shape too.
+    Ties (isqrt and svdpade share every key) break by the order of
+    :data:`~robustbench_gcp.models.heads.HEADS`, then by name.
+    """
+    from robustbench_gcp.models.factory import model_info
+    from robustbench_gcp.models.heads import HEADS
+    from robustbench_gcp.models.registry import list_models
+
+    num_classes, reduction_dim = checkpoint_dims(state_dict)
+    order = list(HEADS)
+    ranked = []
+    for name in list_models():
+        info = model_info(name)
+        tie = order.index(info.head) if info.head in order else len(order)
+        report = compare_keys(dict(_registered_shapes(name)), state_dict)
+        ranked.append([len(report.missing) + len(report.unexpected), tie, name, report])
+    best = min((item[0] for item in ranked), default=0)
+    for item in ranked:
+        if item[0] == best:  # the closest by names: compare shapes at the checkpoint's sizes
+            d = reduction_dim if model_info(item[2]).reduction_dim is not None else None
+            item[3] = compare_keys(dict(_registered_shapes(item[2], num_classes, d)), state_dict)
+        item[0] = item[3].distance
+    ranked.sort(key=lambda item: item[:3])
+    return [Match(name, report) for _, _, name, report in ranked]
+
+
+def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], Match | None]:
+    """``(names that fit exactly, the closest match)``."""
+    matches = rank_models(state_dict)
+    return [m.name for m in matches if not m.report], (matches[0] if matches else None)
+
+
+def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) -> str:
+    from robustbench_gcp.models.factory import model_info
+    from robustbench_gcp.models.heads import HEADS
+
+    fits, closest = fitting_models(state_dict)
+    if not fits:
+        if closest is None:
+            return "No registered model fits it."
+        return (f"No registered model fits it; the closest is '{closest.name}' "
+                f"({closest.report.distance} differing keys).")
+    best = fits[0]
+    num_classes, d = checkpoint_dims(state_dict)
+    dims = [f"d={d}"] if d else []
+    dims += [f"{num_classes} classes"] if num_classes else []
+    text = f"It fits '{best}'" + (f" ({', '.join(dims)})" if dims else "") + f": use --model {best}"
+    wanted = HEADS.get(getattr(requested, "head_type", ""))
+    best_head = HEADS[model_info(best).head]
+    if wanted and wanted.sqrt and best_head.sqrt and wanted.sqrt != best_head.sqrt:
+        text += f" --sqrt {wanted.sqrt} to evaluate it with the {wanted.sqrt} square root"
+    return text + "."
+
+
+def load_strict(model: nn.Module, loaded: StateDict) -> None:
+    """Load ``loaded`` into ``model`` strictly, after checking names and shapes.
+
+    Raises:
+        CheckpointError: names or shapes differ; the message gives the layout,
+            the counts and first keys of each kind of difference, and the
+            registered model that the checkpoint fits.
+    """
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    report = compare_keys(expected, loaded.tensors)
+    if report:
+        name = getattr(model, "name", "") or type(model).__name__
+        raise CheckpointError(
+            f"'{loaded.path}' does not fit {name}.\n"
+            f"  detected: {loaded.origin}\n"
+            f"  keys after renaming: {report.describe()}\n"
+            f"  {_suggestion(loaded.tensors, model)}"
+        )
+    model.load_state_dict(loaded.tensors, strict=True)
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Describe a checkpoint: layout, best-matching registered model, sizes, sha256.
+
+    Nothing is loaded into a real model: registered models are compared on the
+    meta device.
+
+    Raises:
+        CheckpointError: the file cannot be read or holds no recognizable state dict.
+
+    Example:
+        >>> info = inspect_checkpoint("mpncovresnet50-15991845.pth")  # doctest: +SKIP
+        >>> info.arch, info.reduction_dim, info.num_classes
+        ('resnet50-isqrt', 256, 1000)
+    """
+    from robustbench_gcp.models.factory import model_info
+
+    loaded = read_state_dict(path)
+    tensors = loaded.tensors
+    fits, closest = fitting_models(tensors)
+    num_classes, reduction_dim = checkpoint_dims(tensors)
+    info = model_info(closest.name) if closest else None
+    report = closest.report if closest else KeyReport()
+    return CheckpointInfo(
+        path=str(path),
+        sha256=loaded.sha256 or "",
+        layout=loaded.layout.name,
+        layout_description=loaded.layout.description,
+        container="".join(f"[{k!r}]" for k in loaded.container) or "bare state dict",
+        stripped=loaded.stripped,
+        arch=fits[0] if fits else None,
+        also_fits=fits[1:],
+        closest=closest.name if closest else None,
+        head=info.head if info else None,
+        depth=info.depth if info else None,
+        reduction_dim=reduction_dim,
+        num_classes=num_classes,
+        num_params=sum(v.numel() for k, v in tensors.items() if not k.endswith(_BUFFER_SUFFIXES)),
+        num_tensors=len(tensors),
+        metadata=loaded.metadata,
+        missing=list(report.missing),
+        unexpected=list(report.unexpected),
+        mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"
+                    for k, c, m in report.mismatched],
+    )

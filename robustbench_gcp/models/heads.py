@@ -1,0 +1,275 @@
+"""Global pooling heads: GAP and the covariance (GCP) variants, chosen by name.
+
+A head is the module between the last residual stage and the classifier. The
+model builder takes its name (``head="isqrt"``) instead of there being one
+model class per head:
+
+========  ==========================================================  =====================
+name      pooling                                                     matrix function
+========  ==========================================================  =====================
+gap       global average pooling                                      -
+isqrt     1x1 conv (no bias) + BN + ReLU to d, covariance             Newton-Schulz, 5 iters
+dropcov   same reduction, covariance (training-only ECA conv kept)    none
+mpncov    same reduction with a conv bias, covariance                 eig, power 0.5
+svdpade   same reduction, covariance in float64                       SVD (float64)
+========  ==========================================================  =====================
+
+Every GCP head then vectorizes the upper triangle: ``d (d + 1) / 2`` features.
+
+Mixed precision: the reduction conv runs in whatever precision the caller
+chose (autocast included); the covariance and matrix function always run with
+autocast off in float32 (float64 for SVD); the pooled vector is cast back to the
+dtype of the features so that the classifier sees the same dtype as in a GAP
+model (under autocast the classifier then runs in half precision, like any
+Linear layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.models.matrix import (
+    SQRT_METHODS,
+    covariance,
+    full_precision,
+    matrix_sqrt,
+    triu_vectorize,
+)
+
+__all__ = ["HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "create_pool", "resolve_sqrt"]
+
+DEFAULT_NS_ITERS = 5
+
+
+def check_sqrt(sqrt: str | None, ns_iters: int | None) -> None:
+    """Check a square-root choice: a name of SQRT_METHODS (or None) and iterations for NS only.
+
+    Raises:
+        UnknownNameError: unknown ``sqrt``.
+        ConfigError: ``ns_iters`` not a positive integer, or given with another root.
+    """
+    if sqrt is not None and sqrt not in SQRT_METHODS:
+        raise UnknownNameError("matrix square root", str(sqrt), SQRT_METHODS)
+    if ns_iters is not None:
+        check_positive_int("ns_iters", ns_iters)
+        if sqrt != "newton-schulz":
+            raise ConfigError(
+                f"`ns_iters` applies to the newton-schulz square root only; this model "
+                f"uses {sqrt or 'no square root'}. Pass sqrt='newton-schulz' as well."
+            )
+
+
+def check_positive_int(option: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"`{option}` should be a positive integer. Got {value!r}")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head name stands for.
+
+    Attributes:
+        name: registry suffix (``isqrt`` ...).
+        covariance: whether it is a covariance (GCP) head.
+        sqrt: default matrix square root (None: no root).
+        reduction_bias: whether the 1x1 reduction conv has a bias.
+        eca: whether it carries DropCov's training-only ECA conv.
+        description: one line for tables.
+    """
+
+    name: str
+    covariance: bool
+    sqrt: str | None = None
+    reduction_bias: bool = False
+    eca: bool = False
+    description: str = ""
+
+
+#: the heads, in the order tables list them (and ties between equal key sets break)
+HEADS: dict[str, HeadSpec] = {
+    spec.name: spec
+    for spec in (
+        HeadSpec("gap", False, description="global average pooling"),
+        HeadSpec("isqrt", True, "newton-schulz",
+                 description="iSQRT-COV: covariance, Newton-Schulz square root (5 iterations)"),
+        HeadSpec("dropcov", True, None, eca=True,
+                 description="DropCov: plain covariance at evaluation (no square root)"),
+        HeadSpec("mpncov", True, "eig", reduction_bias=True,
+                 description="MPN-COV: covariance, exact square root by eigendecomposition"),
+        HeadSpec("svdpade", True, "svd",
+                 description="SVD-Pade: covariance, exact square root by SVD in float64"),
+    )
+}
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling: ``(B, C, H, W) -> (B, C)`` (torchvision's avgpool + flatten)."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.out_features = in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def describe(self) -> str:
+        return "global average pooling"
+
+
+class EcaLayer(nn.Module):
+    """DropCov's channel-attention conv (``eca_layer.conv.weight``, shape [1, 1, 3]).
+
+    DropCov uses it only in training (to set an adaptive channel-dropout rate);
+    at evaluation it does nothing. It is kept as a real parameter so that
+    DropCov checkpoints load strictly and parameter counts match the paper's code.
+    """
+
+    def __init__(self, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+
+class CovariancePool(nn.Module):
+    """Global covariance pooling with a 1x1 reduction and a swappable matrix square root.
+
+    ``x -> ReLU(BN(conv1x1(x)))`` (``d`` channels) ``-> covariance -> sqrt ->
+    upper triangle``. The square root can be swapped after construction (see
+    :meth:`set_matrix_function`) without touching the weights.
+
+    Args:
+        in_channels: channels of the last stage (2048 for ResNet-50).
+        reduction_dim: d, channels after the 1x1 reduction.
+        sqrt: ``newton-schulz``, ``eig``, ``svd`` or None (plain covariance).
+        ns_iters: Newton-Schulz iterations (None: 5; only with ``newton-schulz``).
+        reduction_bias: give the reduction conv a bias (MPN-COV).
+        eca: carry DropCov's training-only ECA conv.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, d (d + 1) / 2)``.
+    """
+
+    def __init__(self, in_channels: int, reduction_dim: int, *, sqrt: str | None,
+                 ns_iters: int | None = None, reduction_bias: bool = False, eca: bool = False):
+        super().__init__()
+        check_positive_int("reduction_dim", reduction_dim)
+        self.reduction_dim = reduction_dim
+        self.reduce = nn.Conv2d(in_channels, reduction_dim, 1, bias=reduction_bias)
+        self.bn = nn.BatchNorm2d(reduction_dim)
+        self.relu = nn.ReLU(inplace=True)
+        self.eca = EcaLayer() if eca else None
+        self.out_features = reduction_dim * (reduction_dim + 1) // 2
+        self.set_matrix_function(sqrt, ns_iters)
+        nn.init.kaiming_normal_(self.reduce.weight, mode="fan_out", nonlinearity="relu")
+        if reduction_bias:
+            nn.init.zeros_(self.reduce.bias)
+
+    def set_matrix_function(self, sqrt: str | None, ns_iters: int | None = None) -> None:
+        """Choose the root: ``newton-schulz`` (with ``ns_iters``), ``eig``, ``svd`` or None."""
+        check_sqrt(sqrt, ns_iters)
+        self.sqrt = sqrt
+        self.ns_iters = DEFAULT_NS_ITERS if ns_iters is None else ns_iters
+
+    def describe(self) -> str:
+        """The pooling in words, e.g. ``covariance d=256, newton-schulz sqrt (5 iterations)``."""
+        if self.sqrt is None:
+            root = "no square root"
+        elif self.sqrt == "newton-schulz":
+            root = f"newton-schulz sqrt ({self.ns_iters} iterations)"
+        elif self.sqrt == "svd":
+            root = "svd sqrt (float64)"
+        else:
+            root = "eig sqrt"
+        return f"covariance d={self.reduction_dim}, {root}"
+
+    def reduce_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 reduction: ``(B, C, H, W) -> (B, d, H, W)``."""
+        return self.relu(self.bn(self.reduce(x)))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Covariance, square root and vectorization of reduced features ``(B, d, H, W)``.
+
+        Runs with autocast off, in float32 (float64 for ``svd``); returns the
+        dtype of ``x``.
+        """
+        with full_precision(x.device):
+            work = torch.float64 if self.sqrt == "svd" or x.dtype == torch.float64 \
+                else torch.float32
+            y = covariance(x.to(work))
+            if self.sqrt is not None:
+                y = matrix_sqrt(y, self.sqrt, iters=self.ns_iters)
+            return triu_vectorize(y).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.reduce_features(x))
+
+
+def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None,
+                 *, owner: str | None = None) -> str | None:
+    """The square root a ``head`` uses given the overrides (None: the head's default).
+
+    Args:
+        head: one of :data:`HEADS`.
+        sqrt: ``newton-schulz``, ``eig``, ``svd`` or None.
+        ns_iters: Newton-Schulz iterations or None.
+        owner: what to call the model in messages (default: "a '<head>' head").
+
+    Raises:
+        UnknownNameError: unknown head or ``sqrt``.
+        ConfigError: ``sqrt`` / ``ns_iters`` given for a head without a square root
+            (gap, dropcov), or ``ns_iters`` with a root other than newton-schulz.
+    """
+    if head not in HEADS:
+        raise UnknownNameError("head", str(head), HEADS)
+    spec = HEADS[head]
+    owner = owner or f"a '{head}' head"
+    given = [(option, value) for option, value in (("sqrt", sqrt), ("ns_iters", ns_iters))
+             if value is not None]
+    if given and spec.sqrt is None:
+        option, value = given[0]
+        why = ("its classifier was trained on the plain covariance, so a root would change "
+               "what it sees rather than swap a matrix function"
+               if spec.covariance else "it has no covariance matrix")
+        raise ConfigError(
+            f"`{option}` cannot be used with {owner}: it has no matrix "
+            f"square root ({why}). `sqrt` and `ns_iters` apply to isqrt, mpncov and svdpade "
+            f"models. Got {option}={value!r}"
+        )
+    resolved = spec.sqrt if sqrt is None else sqrt
+    check_sqrt(resolved, ns_iters)
+    return resolved
+
+
+def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None,
+                sqrt: str | None = None, ns_iters: int | None = None) -> nn.Module:
+    """Build the pooling module of head ``head``.
+
+    Args:
+        head: one of :data:`HEADS`.
+        in_channels: channels of the last stage.
+        reduction_dim: d for GCP heads (default 256); must be None for ``gap``.
+        sqrt: override of the head's square root (isqrt, mpncov, svdpade).
+        ns_iters: Newton-Schulz iterations.
+
+    Raises:
+        UnknownNameError: unknown head or square root.
+        ConfigError: an option that the head does not have.
+    """
+    sqrt = resolve_sqrt(head, sqrt, ns_iters)
+    spec = HEADS[head]
+    if not spec.covariance:
+        if reduction_dim is not None:
+            raise ConfigError(
+                f"`reduction_dim` applies to covariance (GCP) models only; a '{head}' head has "
+                f"no reduction. Got reduction_dim={reduction_dim!r}"
+            )
+        return GlobalAvgPool(in_channels)
+    return CovariancePool(
+        in_channels, 256 if reduction_dim is None else reduction_dim, sqrt=sqrt,
+        ns_iters=ns_iters, reduction_bias=spec.reduction_bias, eca=spec.eca,
+    )

@@ -1,0 +1,443 @@
+"""Checkpoint files in every published layout, and the errors a user can act on.
+
+Each test writes a random-weight checkpoint with the exact key names of a
+published layout (PROTOCOL.md section 3), loads it through
+``load_model(name, checkpoint=path)`` and compares the outputs with the same
+weights loaded directly. The layout converters below are written from the
+protocol, independently of the loader's renaming tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+import re
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from robustbench_gcp.errors import CheckpointError, ConfigError
+from robustbench_gcp.models import create_model, inspect_checkpoint, load_model
+
+D, CLASSES = 32, 10  # small d and classes keep files small; the names are the real ones
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def reference(name, **kwargs):
+    """A random-weight model with non-trivial BN statistics."""
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.num_batches_tracked.fill_(1234)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def isqrt18():
+    return reference("resnet18-isqrt", num_classes=CLASSES, reduction_dim=D)
+
+
+@pytest.fixture(scope="module")
+def dropcov18():
+    return reference("resnet18-dropcov", num_classes=CLASSES, reduction_dim=D)
+
+
+@pytest.fixture(scope="module")
+def torchvision18():
+    torch.manual_seed(1)
+    return torchvision.models.resnet18(weights=None, num_classes=CLASSES).eval()
+
+
+def outputs(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+# ------------------------------------------------- layouts, written from PROTOCOL.md
+
+
+def zoo_layout(state):
+    """fast-MPN-COV model zoo / CVPR2020 GCP / DropCov names (before any module. prefix)."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("global_pool.reduce.", "layer_reduce.")
+        key = key.replace("global_pool.bn.", "layer_reduce_bn.")
+        key = key.replace("global_pool.eca.", "eca_layer.")
+        out[key] = value.clone()
+    return out
+
+
+def training_layout(state):
+    """fast-MPN-COV training file names: features.module.N, representation, classifier."""
+    stem = {"conv1.": "features.module.0.", "bn1.": "features.module.1.",
+            "layer1.": "features.module.4.", "layer2.": "features.module.5.",
+            "layer3.": "features.module.6.", "layer4.": "features.module.7.",
+            "global_pool.reduce.": "representation.conv_dr_block.0.",
+            "global_pool.bn.": "representation.conv_dr_block.1.", "fc.": "classifier."}
+    out = {}
+    for key, value in state.items():
+        prefix = next(p for p in stem if key.startswith(p))
+        out[stem[prefix] + key[len(prefix):]] = value.clone()
+    return out
+
+
+def training_file(state, arch):
+    return {"epoch": 65, "arch": arch, "state_dict": state, "best_prec1": torch.tensor(77.3),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "momentum": 0.9,
+                                                         "params": [0, 1, 2]}]}}
+
+
+def prefixed(state, prefix):
+    return {prefix + k: v for k, v in state.items()}
+
+
+def save(obj, path, legacy=False):
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+# -------------------------------------------------------------- layouts that load
+
+
+def test_layout_names_are_the_published_ones(isqrt18, dropcov18):
+    zoo = zoo_layout(dropcov18.state_dict())
+    assert zoo["layer_reduce.weight"].shape == (D, 512, 1, 1)
+    assert zoo["layer_reduce_bn.running_var"].shape == (D,)
+    assert zoo["eca_layer.conv.weight"].shape == (1, 1, 3)
+    assert zoo["fc.weight"].shape == (CLASSES, D * (D + 1) // 2)
+    train = training_layout(isqrt18.state_dict())
+    assert train["features.module.0.weight"].shape == (64, 3, 7, 7)
+    assert train["features.module.7.1.bn2.bias"].shape == (512,)
+    assert train["representation.conv_dr_block.0.weight"].shape == (D, 512, 1, 1)
+    assert train["classifier.weight"].shape == (CLASSES, D * (D + 1) // 2)
+
+
+def test_torchvision_file(tmp_path, torchvision18, x):
+    path = save(torchvision18.state_dict(), tmp_path / "resnet18-f37072fd.pth")
+    model = load_model("resnet18-gap", checkpoint=path)
+    assert not model.training and model.num_classes == CLASSES
+    assert torch.equal(outputs(model, x), outputs(torchvision18, x))
+    assert model.checkpoint_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_old_torchvision_file_without_num_batches_tracked(tmp_path, torchvision18, x):
+    state = {k: v for k, v in torchvision18.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    path = save(state, tmp_path / "resnet18-5c106cde.pth", legacy=True)
+    assert torch.equal(outputs(load_model("resnet18-gap", path), x), outputs(torchvision18, x))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_fast_mpn_cov_model_zoo_file(tmp_path, isqrt18, x, legacy):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "mpncovresnet18.pth", legacy)
+    model = load_model("resnet18-isqrt", checkpoint=path)
+    assert model.reduction_dim == D and model.num_classes == CLASSES
+    assert torch.equal(outputs(model, x), outputs(isqrt18, x))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_fast_mpn_cov_training_file_gcp(tmp_path, isqrt18, x, legacy):
+    obj = training_file(training_layout(isqrt18.state_dict()), "mpncovresnet18")
+    path = save(obj, tmp_path / "model_best.pth.tar", legacy)
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+
+
+def test_fast_mpn_cov_training_file_finetuned_from_the_model_zoo(tmp_path, isqrt18, x):
+    # base.py, arch mpncovresnet*, pretrained: features = children[:-1] of MPNCOVResNet, so
+    # layer_reduce and layer_reduce_bn are features.8 and features.9; no representation params
+    state = {}
+    for key, value in training_layout(isqrt18.state_dict()).items():
+        key = key.replace("representation.conv_dr_block.0.", "features.module.8.")
+        state[key.replace("representation.conv_dr_block.1.", "features.module.9.")] = value
+    path = save(training_file(state, "mpncovresnet18"), tmp_path / "finetuned.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+
+
+def test_fast_mpn_cov_training_file_gap(tmp_path, torchvision18, x):
+    obj = training_file(training_layout(torchvision18.state_dict()), "resnet18")
+    assert obj["state_dict"]["classifier.weight"].shape == (CLASSES, 512)
+    path = save(obj, tmp_path / "checkpoint.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-gap", path), x), outputs(torchvision18, x))
+
+
+def test_training_file_with_numpy_scalars_and_argparse_namespace(tmp_path, isqrt18, x):
+    obj = training_file(training_layout(isqrt18.state_dict()), "mpncovresnet18")
+    obj["best_prec1"] = np.float64(77.3)
+    obj["args"] = argparse.Namespace(lr=0.1, arch="mpncovresnet18")
+    path = save(obj, tmp_path / "model_best.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+
+
+def test_cvpr2020_gcp_file(tmp_path, isqrt18, x):
+    obj = {"state_dict": prefixed(zoo_layout(isqrt18.state_dict()), "module.")}
+    assert "module.layer_reduce_bn.weight" in obj["state_dict"]
+    path = save(obj, tmp_path / "ResNet18_GCP.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+
+
+def test_dropcov_file(tmp_path, dropcov18, x):
+    state = prefixed(zoo_layout(dropcov18.state_dict()), "module.")
+    assert state["module.eca_layer.conv.weight"].shape == (1, 1, 3)
+    path = save({"state_dict": state, "epoch": 100, "best_acc1": torch.tensor(73.4)},
+                tmp_path / "resnet18_ACD.pth.tar")
+    model = load_model("resnet18-dropcov", path)
+    assert torch.equal(outputs(model, x), outputs(dropcov18, x))
+    assert torch.equal(model.global_pool.eca.conv.weight, dropcov18.global_pool.eca.conv.weight)
+
+
+@pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-dropcov", "resnet18-mpncov",
+                                  "resnet18-svdpade", "resnet18-gap"])
+def test_project_files(tmp_path, x, name):
+    kwargs = {"num_classes": CLASSES} | ({} if name.endswith("gap") else {"reduction_dim": D})
+    ref = reference(name, **kwargs)
+    path = save(ref.state_dict(), tmp_path / "own.pth")
+    assert torch.equal(outputs(load_model(name, path), x), outputs(ref, x))
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda s: prefixed(s, "_orig_mod."),
+    lambda s: prefixed(prefixed(s, "_orig_mod."), "module."),
+    lambda s: {"model": s, "epoch": 3},
+    lambda s: {"state_dict_ema": s, "epoch": 3},
+    lambda s: {"model": prefixed(s, "module._orig_mod."), "optimizer": {}},
+], ids=["orig_mod", "module_orig_mod", "model", "state_dict_ema", "model_nested_prefixes"])
+def test_wrappers_and_inner_dicts(tmp_path, isqrt18, x, wrap):
+    path = save(wrap(isqrt18.state_dict()), tmp_path / "wrapped.pth")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+
+
+def test_full_size_cvpr2020_file_reads_d_and_classes(tmp_path, x):
+    ref = reference("resnet18-isqrt")  # d = 256, 1000 classes: the published shapes
+    state = prefixed(zoo_layout(ref.state_dict()), "module.")
+    assert state["module.layer_reduce.weight"].shape == (256, 512, 1, 1)
+    assert state["module.fc.weight"].shape == (1000, 32896)
+    path = save({"state_dict": state}, tmp_path / "r18_gcp.pth.tar")
+    model = load_model("resnet18-isqrt", path)
+    assert (model.reduction_dim, model.num_classes) == (256, 1000)
+    assert torch.equal(outputs(model, x), outputs(ref, x))
+
+
+def test_sqrt_override_on_a_loaded_checkpoint(tmp_path, isqrt18, x):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    default = outputs(load_model("resnet18-isqrt", path), x)
+    five = outputs(load_model("resnet18-isqrt", path, sqrt="newton-schulz", ns_iters=5), x)
+    exact = outputs(load_model("resnet18-isqrt", path, sqrt="eig"), x)
+    assert torch.equal(default, five)
+    assert not torch.allclose(default, exact)
+    # the same weights fit svdpade, whose default root is the exact one
+    # (float32 eigh vs float64 SVD: small eigenvalues differ after the root)
+    torch.testing.assert_close(outputs(load_model("resnet18-svdpade", path), x), exact,
+                               atol=2e-3, rtol=1e-3)
+
+
+def test_sha256_check(tmp_path, isqrt18):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load_model("resnet18-isqrt", path, sha256=digest.upper()).checkpoint_sha256 == digest
+    load_model("resnet18-isqrt", path, sha256=digest[:8])  # torchvision-style prefix
+    wrong = "0" * 64
+    with pytest.raises(CheckpointError) as error:
+        load_model("resnet18-isqrt", path, sha256=wrong)
+    assert f"expected {wrong}, got {digest}" in str(error.value)
+    assert str(error.value).startswith("sha256 mismatch for")
+    with pytest.raises(ConfigError, match="`sha256` should be 8 to 64 hexadecimal digits"):
+        load_model("resnet18-isqrt", path, sha256="not-a-hash")
+
+
+# -------------------------------------------------------------------- inspection
+
+
+def test_inspect_zoo_file(tmp_path, isqrt18):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    info = inspect_checkpoint(path)
+    assert info.layout == "layer-reduce" and info.container == "bare state dict"
+    assert (info.arch, info.also_fits, info.head, info.depth) == \
+           ("resnet18-isqrt", ["resnet18-svdpade"], "isqrt", 18)
+    assert (info.reduction_dim, info.num_classes) == (D, CLASSES)
+    assert info.num_params == sum(p.numel() for p in isqrt18.parameters())
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not (info.missing or info.unexpected or info.mismatched)
+
+
+def test_inspect_training_and_dropcov_and_torchvision_files(tmp_path, isqrt18, dropcov18,
+                                                              torchvision18):
+    obj = training_file(training_layout(isqrt18.state_dict()), "mpncovresnet18")
+    info = inspect_checkpoint(save(obj, tmp_path / "t.pth.tar"))
+    assert (info.layout, info.container, info.stripped, info.arch) == \
+           ("fast-mpn-cov-training", "['state_dict']", ["module."], "resnet18-isqrt")
+    assert info.metadata == {"epoch": 65, "arch": "mpncovresnet18",
+                             "best_prec1": pytest.approx(77.3)}
+    obj = {"state_dict": prefixed(zoo_layout(dropcov18.state_dict()), "module.")}
+    assert inspect_checkpoint(save(obj, tmp_path / "d.pth")).arch == "resnet18-dropcov"
+    info = inspect_checkpoint(save(torchvision18.state_dict(), tmp_path / "tv.pth"))
+    assert (info.layout, info.arch, info.reduction_dim) == ("torchvision", "resnet18-gap", None)
+
+
+def test_inspect_reports_the_closest_model_when_none_fits(tmp_path, torchvision18):
+    state = torchvision18.state_dict()
+    state["layer4.1.extra.weight"] = torch.zeros(3)
+    info = inspect_checkpoint(save(state, tmp_path / "odd.pth"))
+    assert info.arch is None and info.closest == "resnet18-gap"
+    assert info.unexpected == ["layer4.1.extra.weight"]
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def check_error(path, match, name="resnet18-isqrt"):
+    with pytest.raises(CheckpointError) as error:
+        load_model(name, checkpoint=path)
+    message = str(error.value)
+    assert re.search(match, message), message
+    return message
+
+
+def test_error_html_page(tmp_path):
+    path = tmp_path / "r50_gcp.pth"
+    path.write_text("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning"
+                    "</title></head><body>Google Drive can't scan this file</body></html>")
+    message = check_error(path, "is an HTML page titled 'Google Drive - Virus scan warning', "
+                                "not a checkpoint: the download failed")
+    assert "Google Drive" in message and "Download the file again" in message
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_error_truncated_file(tmp_path, isqrt18, legacy):
+    full = save(zoo_layout(isqrt18.state_dict()), tmp_path / "full.pth", legacy).read_bytes()
+    for fraction in (0.001, 0.5, 0.999):
+        path = tmp_path / f"cut{fraction}.pth"
+        path.write_bytes(full[:int(len(full) * fraction)])
+        check_error(path, r"is truncated or corrupted \([\d,]+ bytes; .*\)\. Download it again")
+
+
+def test_error_not_a_checkpoint(tmp_path):
+    for protocol in (2, 4):
+        pickled = tmp_path / f"string{protocol}.pth"
+        pickled.write_bytes(pickle.dumps({"fc.weight": 1}, protocol=protocol))
+        check_error(pickled, "is a Python pickle but not a PyTorch checkpoint")
+    url = "https://drive.google.com/file/d/1kXi3PGixfn7QZaxtLK2DkiZ6h-zoGpfq"
+    check_error(url, "is a URL: download the checkpoint and pass the file")
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(bytes(range(7, 250)) * 10)
+    check_error(noise, "is not a PyTorch checkpoint: it holds unrecognized data "
+                       r"\(first bytes 07 08 09")
+    text = tmp_path / "string2.pth"
+    torch.save("hello", text)
+    check_error(text, r"the file contains a str, not a state dict \(a dict of tensors\)")
+    meta = tmp_path / "meta.pth"
+    torch.save({"epoch": 3, "arch": "resnet50"}, meta)
+    check_error(meta, r"no state dict found: .* the checkpoint holds epoch \(int\), arch \(str\)")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    check_error(empty, r"is empty \(0 bytes\)")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_error_python_objects_are_never_unpickled(tmp_path, isqrt18, monkeypatch, legacy):
+    # a training-script class, from a module that does not exist where the file is loaded
+    module = types.ModuleType("train_utils_of_someone")
+    meter = type("AverageMeter", (), {"__module__": module.__name__})
+    module.AverageMeter = meter
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    path = save({"state_dict": zoo_layout(isqrt18.state_dict()), "meter": meter()},
+                tmp_path / "objects.pth", legacy)
+    monkeypatch.delitem(sys.modules, module.__name__)
+    check_error(path, r"contains Python objects that are not loaded with weights_only=True "
+                      r"\(first: train_utils_of_someone.AverageMeter\); gcp-robust never "
+                      r"unpickles arbitrary code")
+
+
+def protobuf_field(number, payload):
+    """A length-delimited protobuf field (payload shorter than 2**14 bytes)."""
+    length = len(payload)
+    varint = bytes([length]) if length < 128 else bytes([length & 0x7F | 0x80, length >> 7])
+    return bytes([number << 3 | 2]) + varint + payload
+
+
+def test_error_mindspore_checkpoint(tmp_path):
+    tensor = torch.zeros(4, 3, 1, 1).numpy().tobytes()
+    dims = protobuf_field(1, bytes([4, 3, 1, 1]))  # packed repeated int64
+    tensor_proto = dims + protobuf_field(2, b"Float32") + protobuf_field(3, tensor)
+    value = protobuf_field(1, b"conv1.weight") + protobuf_field(2, tensor_proto)
+    path = tmp_path / "resnet50_gcp_ascend.ckpt"
+    path.write_bytes(protobuf_field(1, value) * 3)
+    message = check_error(path, r"is a MindSpore checkpoint \(protobuf, first tensor "
+                                r"'conv1.weight'\), not a PyTorch file")
+    assert "download the PyTorch release" in message
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"\x00\x01garbage" * 50)
+    check_error(other, "is a MindSpore checkpoint, not a PyTorch file")
+
+
+def test_error_missing_file(tmp_path):
+    check_error(tmp_path / "nope.pth", r"checkpoint file not found: '.*nope.pth'")
+
+
+def test_error_other_architecture_names_layout_keys_and_fit(tmp_path, isqrt18):
+    path = save({"state_dict": prefixed(zoo_layout(isqrt18.state_dict()), "module.")},
+                tmp_path / "r18.pth.tar")
+    message = check_error(path, r"'.*r18.pth.tar' does not fit resnet50-isqrt\.", "resnet50-isqrt")
+    assert "detected: layout 'layer-reduce'" in message and "['state_dict']" in message
+    assert "stripped module." in message
+    model = create_model("resnet50-isqrt", num_classes=CLASSES, reduction_dim=D).state_dict()
+    got = isqrt18.state_dict()
+    missing = {k for k in model if k not in got and not k.endswith("num_batches_tracked")}
+    unexpected = {k for k in got if k not in model}
+    mismatched = {k for k in got if k in model and got[k].shape != model[k].shape}
+    counts = re.search(r"(\d+) missing keys \(first: ([\w.]+).*; (\d+) unexpected keys; "
+                       r"(\d+) shape mismatches \(first: ([\w.]+): checkpoint", message)
+    assert counts, message
+    assert int(counts.group(1)) == len(missing) > 0 and counts.group(2) in missing
+    assert int(counts.group(3)) == len(unexpected) == 0
+    assert int(counts.group(4)) == len(mismatched) > 0 and counts.group(5) in mismatched
+    assert f"It fits 'resnet18-isqrt' (d={D}, {CLASSES} classes): use --model resnet18-isqrt" \
+        in message
+
+
+def test_error_gcp_file_for_gap_model_and_dropcov_for_isqrt(tmp_path, isqrt18, dropcov18):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    message = check_error(path, "does not fit resnet18-gap", "resnet18-gap")
+    assert "It fits 'resnet18-isqrt'" in message
+    path = save(zoo_layout(dropcov18.state_dict()), tmp_path / "dropcov.pth")
+    message = check_error(path, "does not fit resnet18-isqrt")
+    assert "1 unexpected key (first: global_pool.eca.conv.weight)" in message
+    assert "It fits 'resnet18-dropcov'" in message
+
+
+def test_error_isqrt_file_for_mpncov_suggests_the_sqrt_swap(tmp_path, isqrt18):
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    message = check_error(path, "does not fit resnet18-mpncov", "resnet18-mpncov")
+    assert "1 missing key (first: global_pool.reduce.bias)" in message
+    assert "use --model resnet18-isqrt --sqrt eig" in message
+
+
+@pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
+def test_no_silent_non_strict_loading(tmp_path, torchvision18, change):
+    state = dict(torchvision18.state_dict())
+    if change == "drop":
+        del state["layer2.0.bn1.weight"]
+    elif change == "extra":
+        state["fc.extra"] = torch.zeros(1)
+    else:
+        state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    path = save(state, tmp_path / "edited.pth")
+    message = check_error(path, "does not fit resnet18-gap", "resnet18-gap")
+    expected = {"drop": "1 missing key (first: layer2.0.bn1.weight)",
+                "extra": "1 unexpected key (first: fc.extra)",
+                "reshape": "1 shape mismatch (first: layer1.0.conv1.weight: checkpoint "
+                           "[64, 64, 1, 1] vs model [64, 64, 3, 3])"}[change]
+    assert expected in message
+    assert "No registered model fits it; the closest is 'resnet18-gap'" in message

@@ -1,0 +1,215 @@
+"""Matrix functions of covariance pooling against independent computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.models.matrix import (
+    covariance,
+    eig_sqrt,
+    matrix_sqrt,
+    newton_schulz_sqrt,
+    svd_sqrt,
+    triu_indices,
+    triu_vectorize,
+)
+
+
+def features(batch=3, d=6, m=20, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, d, m, generator=g, dtype=dtype).relu()
+
+
+def spd(batch=3, d=6, m=20, seed=0, dtype=torch.float64):
+    """Covariances of M > d random feature vectors (well conditioned)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, d, m, generator=g, dtype=dtype)
+    return covariance(x) + 0.1 * torch.eye(d, dtype=dtype)
+
+
+# ------------------------------------------------------------------------- covariance
+
+
+def test_covariance_equals_x_ihat_xt():
+    x = features()
+    M = x.shape[2]
+    ihat = torch.eye(M, dtype=x.dtype) / M - torch.ones(M, M, dtype=x.dtype) / M**2
+    torch.testing.assert_close(covariance(x), x @ ihat @ x.transpose(1, 2))
+
+
+def test_covariance_is_mean_centred_second_moment_and_takes_4d():
+    x = features(batch=2, d=5, m=12).reshape(2, 5, 3, 4)
+    flat = x.flatten(2)
+    xc = flat - flat.mean(2, keepdim=True)
+    expected = torch.stack([xc[b] @ xc[b].T / 12 for b in range(2)])
+    before = x.clone()
+    torch.testing.assert_close(covariance(x), expected)
+    assert torch.equal(x, before)
+
+
+def test_covariance_upcasts_half_and_ignores_autocast():
+    x = features(dtype=torch.float32).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = covariance(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, covariance(x.float()))
+
+
+def test_covariance_rejects_bad_shape():
+    with pytest.raises(ValueError, match=r"`x` should be features \(B, d, H, W\)"):
+        covariance(torch.ones(4, 4))
+
+
+# ---------------------------------------------------------------------- Newton-Schulz
+
+
+def newton_schulz_reference(A: torch.Tensor, N: int) -> torch.Tensor:
+    """PROTOCOL.md, one matrix at a time, spelled out step by step."""
+    out = []
+    for Sigma in A:
+        d = Sigma.shape[0]
+        eye = torch.eye(d, dtype=Sigma.dtype)
+        trace = torch.trace(Sigma)
+        Y, Z = Sigma / trace, eye.clone()
+        for _k in range(1, N):
+            T = (3 * eye - Z @ Y) / 2
+            Y = Y @ T
+            Z = T @ Z
+        Y_N = Y @ (3 * eye - Z @ Y) / 2
+        out.append(torch.sqrt(trace) * Y_N)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("iters", [1, 2, 3, 5, 8])
+def test_newton_schulz_matches_protocol_formulas(iters):
+    A = spd()
+    torch.testing.assert_close(newton_schulz_sqrt(A, iters), newton_schulz_reference(A, iters))
+
+
+def test_newton_schulz_with_5_iterations_is_not_the_exact_root():
+    A = spd(d=16, m=40)
+    assert (newton_schulz_sqrt(A, 5) - eig_sqrt(A)).abs().max() > 1e-3
+
+
+def test_newton_schulz_approaches_eig_root_as_iterations_grow():
+    A = covariance(features(d=16, m=24))  # no ridge: small eigenvalues converge slowly
+    exact = eig_sqrt(A)
+    distances = [(newton_schulz_sqrt(A, k) - exact).norm().item()
+                 for k in (1, 2, 3, 4, 5, 6, 8, 10, 15, 25)]
+    floor = 1e-9 * exact.norm().item()  # float64 round-off once converged
+    assert all(b < a or b < floor for a, b in zip(distances, distances[1:], strict=False)), \
+        distances
+    assert distances[4] > 100 * distances[-1]  # 5 iterations are far from converged
+    assert distances[-1] < 1e-6 * exact.norm().item()
+
+
+def test_newton_schulz_float32_under_autocast_and_zero_matrix():
+    A = spd(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = newton_schulz_sqrt(A.to(torch.bfloat16), 5)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, newton_schulz_sqrt(A.to(torch.bfloat16).float(), 5))
+    zero = newton_schulz_sqrt(torch.zeros(2, 4, 4), 5)
+    assert torch.equal(zero, torch.zeros(2, 4, 4))
+
+
+def test_newton_schulz_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`iters` should be an integer >= 1. Got 0"):
+        newton_schulz_sqrt(spd(), 0)
+    with pytest.raises(ValueError, match=r"square matrices \(\.\.\., d, d\). Got shape \(3, 4\)"):
+        newton_schulz_sqrt(torch.ones(3, 4), 5)
+
+
+# ------------------------------------------------------------------------ exact roots
+
+
+@pytest.mark.parametrize("root", [eig_sqrt, svd_sqrt])
+def test_exact_roots_square_back(root):
+    A = spd()
+    Y = root(A)
+    torch.testing.assert_close(Y @ Y, A)
+    torch.testing.assert_close(Y, Y.transpose(-1, -2))
+
+
+def test_exact_roots_agree_and_keep_their_precision():
+    A = spd(dtype=torch.float32)
+    assert eig_sqrt(A).dtype == torch.float32
+    assert svd_sqrt(A).dtype == torch.float64
+    torch.testing.assert_close(eig_sqrt(A).double(), svd_sqrt(A), atol=1e-5, rtol=1e-4)
+
+
+def test_exact_roots_clamp_null_space():
+    # rank-deficient covariance: M = 3 positions in d = 6 dimensions
+    A = covariance(features(m=3))
+    for root in (eig_sqrt, svd_sqrt):
+        Y = root(A)
+        assert torch.isfinite(Y).all()
+        torch.testing.assert_close(Y @ Y, A, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("root", [eig_sqrt, svd_sqrt])
+def test_exact_root_gradient_matches_finite_differences(root):
+    g = torch.Generator().manual_seed(1)
+    B = torch.randn(2, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    eye = torch.eye(5, dtype=torch.float64)
+
+    def fn(B):
+        return root(B @ B.transpose(-1, -2) + eye)
+
+    assert torch.autograd.gradcheck(fn, (B,))
+
+
+@pytest.mark.parametrize("root", [eig_sqrt, svd_sqrt])
+def test_exact_root_gradient_is_finite_for_repeated_eigenvalues(root):
+    # M < d: the null space gives d - M + 1 (numerically) repeated zero eigenvalues
+    x = features(d=16, m=5).requires_grad_(True)
+    root(covariance(x)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_matrix_sqrt_dispatch_and_unknown_name():
+    A = spd()
+    torch.testing.assert_close(matrix_sqrt(A, "newton-schulz", iters=3), newton_schulz_sqrt(A, 3))
+    torch.testing.assert_close(matrix_sqrt(A, "eig"), eig_sqrt(A))
+    with pytest.raises(UnknownNameError, match="unknown matrix square root 'eigen'. Did you mean"):
+        matrix_sqrt(A, "eigen")
+
+
+# ---------------------------------------------------------------------------- triu
+
+
+@pytest.mark.parametrize("d", [1, 3, 8, 256])
+def test_triu_order_is_that_of_fast_mpn_cov(d):
+    expected = torch.ones(d, d).triu().flatten().nonzero().squeeze(1)
+    assert torch.equal(triu_indices(d), expected)
+
+
+def test_triu_vectorize_values_length_and_dtype():
+    A = torch.arange(16.0).reshape(1, 4, 4)
+    assert triu_vectorize(A).tolist() == [[0, 1, 2, 3, 5, 6, 7, 10, 11, 15]]
+    assert triu_vectorize(torch.zeros(2, 256, 256, dtype=torch.float64)).shape == (2, 32896)
+    assert triu_vectorize(torch.zeros(2, 128, 128)).shape == (2, 8256)
+    assert triu_vectorize(A.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_functions_do_not_modify_input_and_batch_equals_single():
+    A = spd()
+    before = A.clone()
+    for fn in (lambda a: newton_schulz_sqrt(a, 5), eig_sqrt, svd_sqrt, triu_vectorize):
+        batched = fn(A)
+        single = torch.cat([fn(A[i:i + 1]) for i in range(len(A))])
+        torch.testing.assert_close(batched, single)
+    assert torch.equal(A, before)
+
+
+def test_triu_vectorize_works_with_autograd_after_inference_mode():
+    """The cached index tensor must not be an inference tensor (attacks follow evaluation)."""
+    from robustbench_gcp.models.matrix import triu_vectorize
+
+    with torch.inference_mode():
+        triu_vectorize(torch.rand(2, 7, 7))
+    a = torch.rand(2, 7, 7, requires_grad=True)
+    triu_vectorize(a).sum().backward()
+    assert a.grad is not None and a.grad.triu().sum() == 2 * 28

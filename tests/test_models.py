@@ -1,0 +1,357 @@
+"""The model registry, the ResNet builder and the pooling heads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.models import (
+    PreprocessConfig,
+    build_resnet,
+    create_model,
+    list_models,
+    load_model,
+    model_info,
+    register_model,
+)
+from robustbench_gcp.models import registry as registry_module
+
+DEPTHS = (18, 34, 50, 101)
+HEADS = ("gap", "isqrt", "dropcov", "mpncov", "svdpade")
+
+
+def meta_model(name, **kwargs):
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_registry_lists_every_variant_sorted():
+    expected = sorted(f"resnet{d}-{h}" for d in DEPTHS for h in HEADS)
+    assert [n for n in list_models() if n in expected] == expected
+    assert list_models() == sorted(list_models())
+
+
+@pytest.mark.parametrize(("name", "kwargs", "params"), [
+    ("resnet50-gap", {}, 25_557_032),
+    ("resnet18-isqrt", {}, 44_205_096),
+    ("resnet50-isqrt", {}, 56_929_832),
+    ("resnet50-isqrt", {"reduction_dim": 128}, 32_027_432),
+    ("resnet18-dropcov", {}, 44_205_099),
+    ("resnet50-dropcov", {}, 56_929_835),
+])
+def test_parameter_counts_match_protocol(name, kwargs, params):
+    assert count(meta_model(name, **kwargs)) == params
+    if not kwargs:
+        assert model_info(name).num_params == params
+
+
+def test_model_info_is_cheap_and_describes():
+    info = model_info("resnet50-isqrt")
+    assert (info.name, info.depth, info.head, info.reduction_dim, info.num_classes,
+            info.input_size) == ("resnet50-isqrt", 50, "isqrt", 256, 1000, 224)
+    assert "newton-schulz" in info.pooling and "5 iterations" in info.pooling
+    assert model_info("resnet101-gap").reduction_dim is None
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_gap_models_have_torchvision_keys_and_shapes(depth):
+    ours = meta_model(f"resnet{depth}-gap").state_dict()
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, f"resnet{depth}")(weights=None).state_dict()
+    assert list(ours) == list(theirs)
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+
+
+def test_gap_forward_equals_torchvision():
+    theirs = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    ours = create_model("resnet18-gap", num_classes=10).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_gcp_layer4_has_stride_1_and_keeps_its_downsample(depth):
+    gcp, gap = meta_model(f"resnet{depth}-isqrt"), meta_model(f"resnet{depth}-gap")
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    assert gcp.forward_features(x).shape[-2:] == (14, 14)
+    assert gap.forward_features(x).shape[-2:] == (7, 7)
+    downsample = gcp.layer4[0].downsample[0]
+    assert downsample.kernel_size == (1, 1) and downsample.stride == (1, 1)
+    assert gap.layer4[0].downsample[0].stride == (2, 2)
+
+
+def test_gcp_state_dict_names():
+    keys = meta_model("resnet50-dropcov").state_dict()
+    assert keys["global_pool.reduce.weight"].shape == (256, 2048, 1, 1)
+    assert keys["global_pool.eca.conv.weight"].shape == (1, 1, 3)
+    assert keys["fc.weight"].shape == (1000, 32896)
+    assert "global_pool.reduce.bias" not in keys
+    assert meta_model("resnet50-mpncov").state_dict()["global_pool.reduce.bias"].shape == (256,)
+
+
+# ------------------------------------------------------------ every registered model
+
+
+@pytest.fixture(scope="module")
+def tiny_input():
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_and_gives_finite_outputs(name, tiny_input):
+    assert count(meta_model(name)) == model_info(name).num_params
+    model = create_model(name, num_classes=10).eval()
+    with torch.no_grad():
+        out = model(tiny_input)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_bf16 = model(tiny_input)
+    assert out.shape == (1, 10) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and torch.isfinite(out_bf16.float()).all()
+    # the logits under bf16 stay close to float32 (the matrix functions run in float32)
+    scale = out.abs().max()
+    assert (out_bf16.float() - out).abs().max() < 0.1 * scale + 1e-3
+
+
+# ---------------------------------------------------------------------- head math
+
+
+@pytest.fixture(scope="module")
+def reduced():
+    """Reduced features (B, d, h, w) as after the 1x1 conv + BN + ReLU."""
+    return torch.randn(2, 16, 5, 5, generator=torch.Generator().manual_seed(3)).relu()
+
+
+def reference_cov(x):
+    X = x.double().flatten(2)
+    M = X.shape[2]
+    ihat = torch.eye(M, dtype=X.dtype) / M - torch.ones(M, M, dtype=X.dtype) / M**2
+    return X @ ihat @ X.transpose(1, 2)
+
+
+def reference_triu(S):
+    d = S.shape[-1]
+    index = torch.ones(d, d).triu().flatten().nonzero().squeeze(1)
+    return S.flatten(1)[:, index]
+
+
+def reference_ns(Sigma, N=5):
+    out = []
+    for S in Sigma:
+        eye = torch.eye(S.shape[0], dtype=S.dtype)
+        trace = torch.trace(S)
+        Y, Z = S / trace, eye
+        for _ in range(N - 1):
+            T = (3 * eye - Z @ Y) / 2
+            Y, Z = Y @ T, T @ Z
+        out.append(trace.sqrt() * Y @ (3 * eye - Z @ Y) / 2)
+    return torch.stack(out)
+
+
+def reference_eig(Sigma):
+    values, vectors = torch.linalg.eigh(Sigma)
+    return vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.transpose(1, 2)
+
+
+def pool_of(name, d=16, **kwargs):
+    return create_model(name, num_classes=3, reduction_dim=d, **kwargs).global_pool.eval()
+
+
+def test_isqrt_pool_matches_reference(reduced):
+    out = pool_of("resnet18-isqrt").pool(reduced)
+    torch.testing.assert_close(out.double(), reference_triu(reference_ns(reference_cov(reduced))),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_dropcov_pool_is_the_mean_centred_covariance(reduced):
+    x = reduced.flatten(2)
+    xc = x - x.mean(2, keepdim=True)
+    expected = reference_triu(xc @ xc.transpose(1, 2) / x.shape[2])
+    torch.testing.assert_close(pool_of("resnet18-dropcov").pool(reduced), expected)
+
+
+@pytest.mark.parametrize("name", ["resnet18-mpncov", "resnet18-svdpade"])
+def test_exact_root_pools_match_reference(name, reduced):
+    out = pool_of(name).pool(reduced)
+    expected = reference_triu(reference_eig(reference_cov(reduced)))
+    torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_forward_head_is_pool_then_classifier(reduced):
+    model = create_model("resnet18-isqrt", num_classes=3, reduction_dim=16).eval()
+    feats = torch.randn(2, 512, 4, 4).relu()
+    with torch.no_grad():
+        pooled = model.forward_head(feats, pre_logits=True)
+        assert pooled.shape == (2, 136)
+        torch.testing.assert_close(model.forward_head(feats), F.linear(pooled, model.fc.weight,
+                                                                       model.fc.bias))
+        x = torch.randn(1, 3, 64, 64)
+        torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)))
+
+
+def test_pool_under_autocast_computes_in_float32(reduced):
+    pool = pool_of("resnet18-isqrt")
+    half = reduced.to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pool.pool(half)
+    assert out.dtype == torch.bfloat16
+    # identical to the float32 computation on the same (bf16) values, then rounded
+    assert torch.equal(out, pool.pool(half.float()).to(torch.bfloat16))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-dropcov", "resnet18-mpncov",
+                                  "resnet18-svdpade"])
+def test_cuda_equals_cpu_and_fp16_autocast_stays_finite(name, reduced):
+    pool = pool_of(name)
+    on_cpu = pool.pool(reduced)
+    pool = pool.cuda()
+    torch.testing.assert_close(pool.pool(reduced.cuda()).cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+    with torch.autocast("cuda", dtype=torch.float16):
+        feats = pool.reduce_features(torch.randn(2, 512, 7, 7, device="cuda").relu())
+        out = pool.pool(feats)
+    assert out.dtype == feats.dtype and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), pool.pool(feats.float()), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_gradients_flow_through_every_head(head):
+    d = None if head == "gap" else 16
+    model = create_model(f"resnet18-{head}", num_classes=5, reduction_dim=d).eval()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    F.cross_entropy(model(x), torch.tensor([0, 3])).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    if head != "gap":
+        grad = model.global_pool.reduce.weight.grad
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------- matrix-function swaps
+
+
+def test_sqrt_override_swaps_the_matrix_function(reduced):
+    base = create_model("resnet18-isqrt", num_classes=3, reduction_dim=16).eval()
+    state = base.state_dict()
+    outputs = {}
+    for sqrt, iters in ((None, None), ("eig", None), ("svd", None), ("newton-schulz", 30)):
+        model = create_model("resnet18-isqrt", num_classes=3, reduction_dim=16, sqrt=sqrt,
+                             ns_iters=iters).eval()
+        model.load_state_dict(state)
+        outputs[sqrt, iters] = model.global_pool.pool(reduced).double()
+    assert not torch.allclose(outputs[None, None], outputs["eig", None], atol=1e-4)
+    torch.testing.assert_close(outputs["eig", None], outputs["svd", None], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(outputs["newton-schulz", 30], outputs["eig", None], atol=1e-4,
+                               rtol=1e-4)
+    assert "eig sqrt" in pool_of("resnet18-isqrt", sqrt="eig").describe()
+    mpncov = pool_of("resnet18-mpncov", sqrt="newton-schulz", ns_iters=7)
+    assert mpncov.describe().endswith("newton-schulz sqrt (7 iterations)")
+
+
+def test_set_matrix_function_on_a_loaded_model(reduced):
+    model = load_model("resnet18-svdpade")
+    assert model.global_pool.sqrt == "svd"
+    model.set_matrix_function("newton-schulz", 5)
+    assert (model.global_pool.sqrt, model.global_pool.ns_iters) == ("newton-schulz", 5)
+    model.set_matrix_function()
+    assert model.global_pool.sqrt == "svd"
+
+
+@pytest.mark.parametrize(("name", "kwargs", "error", "message"), [
+    ("resnet50-gap", {"sqrt": "eig"}, ConfigError,
+     "`sqrt` cannot be used with resnet50-gap: it has no matrix square root"),
+    ("resnet50-gap", {"ns_iters": 3}, ConfigError, "`ns_iters` cannot be used with resnet50-gap"),
+    ("resnet50-dropcov", {"sqrt": "newton-schulz"}, ConfigError,
+     "`sqrt` cannot be used with resnet50-dropcov: it has no matrix square root"),
+    ("resnet50-mpncov", {"ns_iters": 3}, ConfigError,
+     "`ns_iters` applies to the newton-schulz square root only; this model uses eig"),
+    ("resnet50-isqrt", {"sqrt": "eig", "ns_iters": 3}, ConfigError,
+     "`ns_iters` applies to the newton-schulz square root only"),
+    ("resnet50-isqrt", {"ns_iters": 0}, ConfigError, "`ns_iters` should be a positive integer"),
+    ("resnet50-isqrt", {"sqrt": "cholesky"}, UnknownNameError,
+     "unknown matrix square root 'cholesky'"),
+    ("resnet50-isqrt", {"sha256": "abcdef12"}, ConfigError, "`sha256` needs a checkpoint"),
+    ("resnet50-isqrt", {"device": "tpu"}, ConfigError, "`--device` should be"),
+])
+def test_load_model_rejects_bad_options(name, kwargs, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_model(name, **kwargs)
+
+
+def test_create_model_rejects_reduction_dim_for_gap_and_bad_sizes():
+    with pytest.raises(ConfigError, match="`reduction_dim` applies to covariance"):
+        meta_model("resnet18-gap", reduction_dim=128)
+    with pytest.raises(ConfigError, match="`num_classes` should be a positive integer. Got 0"):
+        meta_model("resnet18-gap", num_classes=0)
+    with pytest.raises(ConfigError, match="`reduction_dim` should be a positive integer"):
+        meta_model("resnet18-isqrt", reduction_dim=-1)
+
+
+def test_unknown_model_suggests_the_closest_name():
+    with pytest.raises(UnknownNameError, match="unknown model 'resnet50-isqrtt'. Did you mean "
+                                               "'resnet50-isqrt'"):
+        load_model("resnet50-isqrtt")
+
+
+# ----------------------------------------------------------- load_model and attributes
+
+
+def test_load_model_without_checkpoint_sets_the_contract_attributes():
+    model = load_model("resnet18-gap", device="cpu")
+    assert not model.training
+    assert model.name == "resnet18-gap" and model.num_classes == 1000
+    assert model.checkpoint_sha256 is None
+    cfg = model.pretrained_cfg
+    assert cfg == PreprocessConfig()
+    assert (cfg.input_size, cfg.resize_size, cfg.interpolation) == (224, 256, "bilinear")
+    assert cfg.mean == (0.485, 0.456, 0.406) and cfg.std == (0.229, 0.224, 0.225)
+    assert cfg.crop_pct == 0.875
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.input_size = 256
+    assert next(model.parameters()).device.type == "cpu"
+
+
+# ----------------------------------------------------------------------- registry
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(ValueError, match="model 'resnet50-isqrt' is already registered"):
+        register_model("resnet50-isqrt")(lambda **kwargs: None)
+
+
+def test_a_tiny_variant_is_one_registered_function():
+    name = "tiny-test-resnet-isqrt"
+
+    @register_model(name)
+    def tiny(**kwargs):
+        """A 3-stage CIFAR-style ResNet with d = 8 (test only)."""
+        kwargs.setdefault("num_classes", 8)
+        kwargs.setdefault("reduction_dim", 8)
+        return build_resnet("basic", (1, 1, 1), widths=(8, 16, 32), stem="cifar",
+                            stem_width=8, head="isqrt",
+                            pretrained_cfg=PreprocessConfig(input_size=32, resize_size=32),
+                            **kwargs)
+
+    try:
+        assert name in list_models()
+        model = load_model(name)
+        assert model.layer3[0].downsample[0].stride == (1, 1)  # GCP: last stage at stride 1
+        out = model(torch.randn(2, 3, 32, 32))
+        assert out.shape == (2, 8) and torch.isfinite(out).all()
+        info = model_info(name)
+        assert (info.depth, info.reduction_dim, info.num_classes, info.input_size) == \
+               (8, 8, 8, 32)
+        assert info.description.startswith("A 3-stage CIFAR-style ResNet")
+    finally:
+        registry_module._MODELS.pop(name)
+        model_info.cache_clear()

@@ -1,0 +1,96 @@
+"""``gcp-robust inspect`` and ``gcp-robust bench heads`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.models import create_model
+from robustbench_gcp.models.benchmark import BENCH_HEADS, bench_heads
+
+
+@pytest.fixture(scope="module")
+def zoo_file(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("resnet18-isqrt", num_classes=10, reduction_dim=32)
+    state = {k.replace("global_pool.reduce.", "layer_reduce.")
+              .replace("global_pool.bn.", "layer_reduce_bn."): v
+             for k, v in model.state_dict().items()}
+    path = tmp_path_factory.mktemp("ckpt") / "mpncovresnet18.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in state.items()}, "epoch": 7}, path)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})  # rich: no wrapping
+
+
+def test_help_texts():
+    for args in (["inspect", "--help"], ["bench", "heads", "--help"]):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        assert "Example:" in result.output
+
+
+def test_inspect_table(zoo_file):
+    result = run("inspect", str(zoo_file))
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    for text in ("layer-reduce", "resnet18-isqrt", "resnet18-svdpade", "isqrt", "32", "10",
+                 "stripped module.", "stored epoch", hashlib.sha256(zoo_file.read_bytes()).hexdigest()):
+        assert text in out, text
+
+
+def test_inspect_json(zoo_file):
+    result = run("inspect", str(zoo_file), "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert (info["layout"], info["arch"], info["head"], info["reduction_dim"],
+            info["num_classes"], info["depth"]) == ("layer-reduce", "resnet18-isqrt", "isqrt",
+                                                    32, 10, 18)
+    model = create_model("resnet18-isqrt", num_classes=10, reduction_dim=32)
+    assert info["num_params"] == sum(p.numel() for p in model.parameters())
+    assert info["sha256"] == hashlib.sha256(zoo_file.read_bytes()).hexdigest()
+    assert info["metadata"] == {"epoch": 7}
+
+
+def test_inspect_errors_are_one_clear_message(tmp_path):
+    page = tmp_path / "download.pth"
+    page.write_text("<html><head><title>Sign in - Google Accounts</title></head></html>")
+    result = run("inspect", str(page))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: '{page}' is an HTML page titled 'Sign in")
+    result = run("inspect", str(tmp_path / "missing.pth"))
+    assert result.exit_code == 1
+    assert "checkpoint file not found" in result.output
+
+
+def test_bench_heads_library_rows():
+    rows = bench_heads("cpu", batch_size=1, repeats=1, scope="pool", reduction_dim=16,
+                       in_channels=32, num_classes=5)
+    assert [r["head"] for r in rows] == [h for h, _ in BENCH_HEADS]
+    assert rows[0]["forward_vs_gap"] == 1.0 == rows[0]["forward_backward_vs_gap"]
+    assert rows[0]["input"] == "32x7x7" and rows[1]["input"] == "16x14x14"
+    assert all(r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 for r in rows)
+
+
+def test_bench_heads_cli_json():
+    result = run("bench", "heads", "--device", "cpu", "--batch-size", "1", "--repeats", "1",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["scope"] == "head" and doc["batch_size"] == 1
+    assert [r["head"] for r in doc["rows"]] == ["gap", "isqrt", "mpncov", "svdpade", "dropcov"]
+    assert doc["rows"][0]["input"] == "2048x7x7" and doc["rows"][1]["input"] == "2048x14x14"
+
+
+def test_bench_heads_cli_rejects_bad_options():
+    result = run("bench", "heads", "--batch-size", "0")
+    assert result.exit_code == 2
+    result = run("bench", "heads", "--device", "cuda:7")
+    assert result.exit_code == 2 and "Error:" in result.output
