@@ -124,11 +124,12 @@ def select_attacks(
                 + "); choose attacks of one norm with --attacks"
             )
         chosen = [AttackSpec(s.attack, tuple(sorted(set(epsilons))), s.params) for s in chosen]
-    if steps is not None:
-        for spec in chosen:
-            if "steps" not in ATTACK_KEYS[spec.attack]:
-                raise ConfigError(f"`--steps` does not apply to {spec.attack} (a single-step attack)")
-        chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps}) for s in chosen]
+    if steps is not None:  # applies to the iterative attacks among the chosen ones
+        if not any("steps" in ATTACK_KEYS[s.attack] for s in chosen):
+            only = ", ".join(s.attack for s in chosen)
+            raise ConfigError(f"`--steps` does not apply to {only} (a single-step attack)")
+        chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps})
+                  if "steps" in ATTACK_KEYS[s.attack] else s for s in chosen]
     for spec in chosen:
         check_epsilons(spec.attack, spec.epsilons)
     return tuple(chosen)
@@ -244,40 +245,64 @@ class AttackTask:
             f"{ctx.device} has ({first}); lower --batch-size"
         )
 
-    def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
-        x = images.float().div_(255.0)
+    def adversarials(
+        self, x: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> tuple[list[torch.Tensor], np.ndarray | None]:
+        """Adversarial examples of ``x`` (in [0, 1]) at every epsilon, and for minimization
+        attacks the per-image perturbation sizes.
+
+        Each example is projected once more onto its epsilon-ball and the [0, 1] box (in
+        float64, against float32 rounding in the attack), so it lies inside both.
+        """
         fmodel = foolbox_model(ctx)
         attack = make_attack(self.spec, self.num_classes)
-        with torch.no_grad():
-            clean_correct = fmodel(x).argmax(-1) == labels
-        n = len(indices)
-        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
-        results = []
         sizes = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             if self.spec.attack in MINIMIZATION:
-                epsilons = [None, *self.spec.epsilons]
-                raw, _clipped, success = attack(fmodel, x, labels, epsilons=epsilons)
+                raw, clipped, success = attack(fmodel, x, labels, epsilons=[None, *self.spec.epsilons])
+                with torch.no_grad():
+                    clean_correct = fmodel(x).argmax(-1) == labels
                 sizes = self._sizes(raw[0], x, success[0], clean_correct)
-                successes = [success[k + 1] for k in range(len(self.spec.epsilons))]
+                found = clipped[1:]
             else:
-                successes = []
+                found = []
                 for key, eps in zip(self.keys, self.spec.epsilons):
                     if hasattr(attack, "seeds"):
                         attack.seeds = ctx.seeds(key.label, indices)
-                    _raw, _clipped, success = attack(fmodel, x, labels, epsilons=eps)
-                    successes.append(success)
-        for success in successes:
-            broken = broken | (success & clean_correct)
+                    _raw, clipped, _success = attack(fmodel, x, labels, epsilons=eps)
+                    found.append(clipped)
+        return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], sizes
+
+    def _project(self, x: torch.Tensor, adversarial: torch.Tensor, eps: float) -> torch.Tensor:
+        delta = (adversarial.detach() - x).double()
+        if ATTACKS[self.spec.attack] == "linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
+            delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
+        # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
+        return (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
+
+    def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
+        x = images.float().div_(255.0)
+        adversarials, sizes = self.adversarials(x, labels, indices, ctx)
+        fmodel = foolbox_model(ctx)
+        with torch.no_grad():
+            clean_correct = fmodel(x).argmax(-1) == labels
+            fooled = [fmodel(adv).argmax(-1) != labels for adv in adversarials]
+        n = len(indices)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
+        results = []
+        for flipped in fooled:
+            broken = broken | (flipped & clean_correct)
             robust = clean_correct & ~broken
             counts = {
                 "clean_errors": int((~clean_correct).sum()),
                 "successes": int(broken.sum()),
                 "robust": int(robust.sum()),
             }
-            results.append(ShardResult(n, counts, robust.cpu().numpy(),
-                                       None if sizes is None else sizes))
+            results.append(ShardResult(n, counts, robust.cpu().numpy(), sizes))
         return results
 
     def _sizes(self, adversarial, x, success, clean_correct) -> np.ndarray:
