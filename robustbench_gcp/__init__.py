@@ -1,3 +1,35 @@
-"""gcp-robust: robustness benchmarks for GAP and global covariance pooling networks."""
+"""gcp-robust: robustness benchmarks for GAP and global covariance pooling networks.
+
+Public API (imported lazily, so ``import robustbench_gcp`` stays cheap):
+
+>>> from robustbench_gcp import list_models, load_model, evaluate   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "list_models": "robustbench_gcp.models",
+    "load_model": "robustbench_gcp.models",
+    "create_model": "robustbench_gcp.models",
+    "inspect_checkpoint": "robustbench_gcp.models",
+    "evaluate": "robustbench_gcp.evaluate",
+    "load_config": "robustbench_gcp.config",
+    "Store": "robustbench_gcp.store",
+    "flip_stats": "robustbench_gcp.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'robustbench_gcp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

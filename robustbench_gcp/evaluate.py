@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from robustbench_gcp.config import SEVERITIES, Config, ModelSpec, SuiteSpec, load_config
-from robustbench_gcp.data.folders import ImageList, scan_folder, scan_imagenet_c
+from robustbench_gcp.config import PERTURBATION_SUBSETS, SEVERITIES, Config, ModelSpec, SuiteSpec, load_config
+from robustbench_gcp.data.folders import ImageList, scan_folder, scan_imagenet_c, scan_videos
 from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.engine.runner import (
     Classifier,
@@ -31,7 +31,7 @@ from robustbench_gcp.engine.runner import (
     execute,
 )
 from robustbench_gcp.errors import ConfigError, DataError, UnknownNameError
-from robustbench_gcp.fetch import file_sha256, resolve_checkpoint
+from robustbench_gcp.fetch import resolve_checkpoint
 from robustbench_gcp.store import DEFAULT_STORE, Store
 
 IDENTITY_VERSION = 1
@@ -57,6 +57,8 @@ class EvalOptions:
     attacks: str | Sequence[str] | None = None
     epsilons: str | Sequence[float] | None = None
     steps: int | None = None
+    perturbations: str | Sequence[str] | None = None
+    difficulties: Sequence[int] | None = None
     device: str = "auto"
     amp: bool = False
     channels_last: bool = False
@@ -123,15 +125,40 @@ def resolve_corruptions(value: str | Sequence[str] | None, suite: SuiteSpec) -> 
     return tuple(dict.fromkeys(names))
 
 
-def resolve_severities(value: Sequence[int] | None, suite: SuiteSpec) -> tuple[int, ...]:
+def resolve_levels(value: Sequence[int] | None, default: tuple[int, ...], flag: str,
+                   valid: tuple[int, ...]) -> tuple[int, ...]:
+    """``--severities`` / ``--difficulties``: checked against ``valid``; default: the suite's."""
     if value is None:
-        return suite.severities
-    for severity in value:
-        if severity not in SEVERITIES:
-            raise ConfigError(f"`--severities` should be 1..5. Got {severity}")
+        return default
+    for level in value:
+        if level not in valid:
+            raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level}")
     if not value:
-        raise ConfigError("`--severities` should name at least one severity")
+        raise ConfigError(f"`{flag}` should name at least one level")
     return tuple(sorted(set(value)))
+
+
+def resolve_severities(value: Sequence[int] | None, suite: SuiteSpec) -> tuple[int, ...]:
+    return resolve_levels(value, suite.severities, "--severities", SEVERITIES)
+
+
+def resolve_perturbations(value: str | Sequence[str] | None, suite: SuiteSpec) -> tuple[str, ...]:
+    """``--perturbations`` (comma list or test / validation / all) -> names; default: the suite's."""
+    if value is None:
+        return suite.perturbations
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in filter(None, items):
+        if item in PERTURBATION_SUBSETS:
+            names.extend(PERTURBATION_SUBSETS[item])
+        elif item in PERTURBATION_SUBSETS["all"]:
+            names.append(item)
+        else:
+            choices = [*PERTURBATION_SUBSETS["all"], *PERTURBATION_SUBSETS]
+            raise UnknownNameError("perturbation", item, choices)
+    if not names:
+        raise ConfigError("`--perturbations` should name at least one perturbation")
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,8 @@ class Selection:
     severities: tuple[int, ...] = ()
     roundtrip: bool = True
     attacks: tuple = ()
+    perturbations: tuple[str, ...] = ()
+    difficulties: tuple[int, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -153,7 +182,9 @@ class Selection:
 _KIND_FLAGS = {
     "corruptions": ("--corruptions", ("imagenet-c",)),
     "severities": ("--severities", ("imagenet-c",)),
-    "corrupted_dir": ("--corrupted-dir", ("imagenet-c",)),
+    "corrupted_dir": ("--corrupted-dir", ("imagenet-c", "imagenet-p")),
+    "perturbations": ("--perturbations", ("imagenet-p",)),
+    "difficulties": ("--difficulties", ("imagenet-p",)),
     "storage_roundtrip": ("--storage-roundtrip", ("imagenet-c",)),
     "attacks": ("--attacks", ("adversarial",)),
     "epsilons": ("--epsilons", ("adversarial",)),
@@ -163,8 +194,6 @@ _KIND_FLAGS = {
 
 def select(suite: SuiteSpec, options: EvalOptions) -> Selection:
     """Apply and check the command-line overrides of ``suite``."""
-    if suite.kind == "imagenet-p":
-        raise ConfigError(f"suite '{suite.name}' ({suite.kind}) is not available in this version yet")
     for name, (flag, kinds) in _KIND_FLAGS.items():
         if getattr(options, name) is not None and suite.kind not in kinds:
             raise ConfigError(f"`{flag}` applies to the {'/'.join(kinds)} suite, not to '{suite.name}'")
@@ -186,6 +215,10 @@ def select(suite: SuiteSpec, options: EvalOptions) -> Selection:
         attacks = select_attacks(suite.attacks, [n.strip() for n in names] if names else None,
                                  epsilons, options.steps)
         return Selection(suite, attacks=attacks)
+    if suite.kind == "imagenet-p":
+        return Selection(suite, perturbations=resolve_perturbations(options.perturbations, suite),
+                         difficulties=resolve_levels(options.difficulties, suite.difficulties,
+                                                     "--difficulties", (1, 2, 3)))
     return Selection(suite)
 
 
@@ -194,13 +227,20 @@ def _image_list(options: EvalOptions, selection: Selection) -> ImageList:
         return scan_folder(options.data, options.labels)
     if options.corrupted_dir is not None and selection.kind == "imagenet-c":
         return scan_imagenet_c(options.corrupted_dir, selection.corruptions[0], selection.severities[0])
+    if options.corrupted_dir is not None and selection.kind == "imagenet-p":
+        from robustbench_gcp.suites.imagenet_p import released_folder
+
+        folder = released_folder(Path(options.corrupted_dir), selection.perturbations[0],
+                                 selection.difficulties[0])
+        return scan_videos(folder)
     kind = selection.kind
-    needs = "--data DIR" if kind != "imagenet-c" else "--data DIR (clean images) or --corrupted-dir DIR"
+    needs = "--data DIR" if kind == "clean" or kind == "adversarial" else \
+        "--data DIR (clean images) or --corrupted-dir DIR (released files)"
     raise ConfigError(f"the {kind} suite needs {needs}")
 
 
 def _tasks(selection: Selection, clean_source: ImageSource | None, corrupted_dir: Path | None,
-           options: EvalOptions, num_classes: int) -> list:
+           options: EvalOptions, num_classes: int, crop_size: int) -> list:
     from robustbench_gcp.suites.clean import clean_task
 
     if selection.kind == "imagenet-c":
@@ -209,6 +249,14 @@ def _tasks(selection: Selection, clean_source: ImageSource | None, corrupted_dir
         return build_tasks(selection.corruptions, selection.severities, clean_source=clean_source,
                            corrupted_dir=corrupted_dir, backend=options.backend,
                            roundtrip=selection.roundtrip)
+    if selection.kind == "imagenet-p":
+        from robustbench_gcp.suites.imagenet_p import build_tasks as build_p_tasks
+
+        square = None if clean_source is None else ImageSource(
+            clean_source.root, resize_size=clean_source.resize_size, crop_size=clean_source.resize_size)
+        p_tasks = build_p_tasks(selection.perturbations, selection.difficulties, clean_source=square,
+                                crop_size=crop_size, corrupted_dir=corrupted_dir)
+        return ([clean_task(clean_source)] if clean_source is not None else []) + p_tasks
     tasks = [clean_task(clean_source)]
     if selection.kind == "adversarial":
         from robustbench_gcp.suites.adversarial import AttackTask
@@ -217,7 +265,8 @@ def _tasks(selection: Selection, clean_source: ImageSource | None, corrupted_dir
     return tasks
 
 
-def _sections(selection: Selection, results: list, baseline) -> dict:
+def _sections(selection: Selection, results: list, baseline, p_baseline: tuple | None) -> dict:
+    """The report sections of the suite's kind, from the stored cells."""
     from corruptions import list_corruptions
     from robustbench_gcp.suites.imagenet_c import summarize
 
@@ -226,7 +275,28 @@ def _sections(selection: Selection, results: list, baseline) -> dict:
         from robustbench_gcp.suites import adversarial
 
         sections["attacks"] = adversarial.summarize(results)
+    if selection.kind == "imagenet-p":
+        from robustbench_gcp.suites import imagenet_p
+
+        name, figures = p_baseline
+        p_sections = imagenet_p.summarize(results, baseline=figures, baseline_name=name)
+        sections["perturbations"] = p_sections["perturbations"]
+        sections["metrics"] = p_sections["metrics"]
+        sections["notes"] += p_sections["notes"]
     return sections
+
+
+def _p_baseline(store: Store, name: str, tasks: list) -> tuple[str, dict | None]:
+    """(name, raw figures) of the stored baseline run ``name``, for the cells of ``tasks``."""
+    from robustbench_gcp.suites.imagenet_p import raw_figures
+
+    run = store.baseline(name)
+    if run is None:
+        return name, None
+    wanted = {key for task in tasks for key in task.keys if key.kind == "imagenet-p"}
+    cells = {key: cid for cid, key in store.cells(run.id)}
+    results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
+    return name, raw_figures([r for r in results if r.complete])
 
 
 def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> dict:
@@ -248,8 +318,10 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     config = options.config if isinstance(options.config, Config) else load_config(options.config)
     spec = resolve_model(config, model, options.checkpoint, options.sha256)
     suite = config.suite(options.suite)
-    baseline = config.baseline(options.baseline)
     selection = select(suite, options)
+    baseline = None
+    if selection.kind == "imagenet-c" or options.baseline in config.baselines:
+        baseline = config.baseline(options.baseline)
     corrupted_dir = Path(options.corrupted_dir).expanduser() if options.corrupted_dir else None
     if corrupted_dir is not None and not corrupted_dir.is_dir():
         raise DataError(f"ImageNet-C folder {corrupted_dir} does not exist")
@@ -282,11 +354,11 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     clean_source = None
     if options.data is not None:
         clean_source = ImageSource(images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
-    tasks = _tasks(selection, clean_source, corrupted_dir, options, net.num_classes)
+    tasks = _tasks(selection, clean_source, corrupted_dir, options, net.num_classes, cfg.input_size)
     identity = {
         "version": IDENTITY_VERSION,
         "arch": spec.arch,
-        "weights": file_sha256(checkpoint_path) if checkpoint_path else f"random-init-seed-{options.seed}",
+        "weights": net.checkpoint_sha256 if checkpoint_path else f"random-init-seed-{options.seed}",
         "sqrt": options.sqrt,
         "ns_iters": options.ns_iters,
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
@@ -300,13 +372,14 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         run = store.run(identity, model=spec.name, arch=spec.arch,
                         checkpoint=str(checkpoint_path) if checkpoint_path else None,
                         data=images.source, n_images=len(images), shard_size=options.shard_size)
-        stats = execute(tasks, images, store, run, Context(classifier, options.seed),
+        stats = execute(tasks, images, store, run, Context(classifier, options.seed, options.batch_size),
                         EngineOptions(options.batch_size, options.workers, options.shard_size), progress)
         cell_ids = {key: cid for cid, key in store.cells(run.id)}
         results = [store.cell_result(cell_ids[key], key, run.n_shards) for t in tasks for key in t.keys]
+        p_baseline = _p_baseline(store, options.baseline, tasks) if selection.kind == "imagenet-p" else None
 
-    sections = _sections(selection, results, baseline)
-    generated = selection.kind == "imagenet-c" and corrupted_dir is None
+    sections = _sections(selection, results, baseline, p_baseline)
+    generated = selection.kind in ("imagenet-c", "imagenet-p") and corrupted_dir is None
     report = {
         "model": spec.name,
         "arch": spec.arch,
@@ -319,7 +392,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         "data": str(images.root) if options.data is not None else None,
         "corrupted_dir": str(corrupted_dir) if corrupted_dir else None,
         "backend": options.backend if generated else None,
-        "storage_roundtrip": selection.roundtrip if generated else None,
+        "storage_roundtrip": selection.roundtrip if generated and selection.kind == "imagenet-c" else None,
         "device": str(device),
         "precision": classifier.precision,
         **sections,
@@ -339,7 +412,8 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         root = options.sqrt or {"mpncov": "eig", "svdpade": "svd"}.get(model_info(spec.arch).head)
         if root in ("eig", "svd"):
             report["notes"].append(
-                f"this model's matrix square root is computed by {root}: gradients through exact roots "
-                "can be unstable (repeated eigenvalues), which can weaken gradient attacks"
+                f"this model's matrix square root is exact ({root}): its gradient has 1/(s_i + s_j) terms "
+                "that are ill-conditioned for small or repeated eigenvalues (clamped here), so gradient "
+                "attacks through it can be unstable and weaker than through Newton-Schulz"
             )
     return report

@@ -68,10 +68,9 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                 out.write(block)
                 if progress is not None:
                     progress.advance_download(len(block))
-        if sha256 is not None and file_sha256(tmp) != sha256:
-            raise CheckpointError(
-                f"download of {location} has sha256 {file_sha256(tmp)}, expected {sha256}"
-            )
+        actual = file_sha256(tmp) if sha256 is not None else None
+        if actual is not None and actual != sha256:
+            raise CheckpointError(f"download of {location} has sha256 {actual}, expected {sha256}")
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         raise CheckpointError(f"cannot download checkpoint {location}: {error}") from None

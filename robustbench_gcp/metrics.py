@@ -119,20 +119,12 @@ def comparison_pairs(frames: int, *, mode: str, difficulty: int = 1) -> tuple[li
     return list(range(0, frames - step)), list(range(step, frames))
 
 
-def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
-    """Raw ImageNet-P counts of a batch of videos (what the store keeps).
-
-    Args:
-        logits: (V, T, K) tensor: V videos of T frames, K classes.
-        mode: "noise" or "sequential" (see :func:`comparison_pairs`).
-        difficulty: the frame stride of the sequential rule.
+def flip_rates(logits, *, mode: str, difficulty: int = 1):
+    """Per-video flip rate and mean top-5 distance of logits (V, T, K).
 
     Returns:
-        ``videos``, ``comparisons``, ``flips``, ``distance_sum`` and the sums over
-        videos of the per-video flip rate and mean top-5 distance
-        (``flip_rate_sum``, ``distance_rate_sum``): FP = flip_rate_sum / videos
-        and T5D = distance_rate_sum / videos, as in the original (mean over videos
-        of per-video means).
+        (flip_rate, distance, comparisons): float64 tensors of shape (V,) and the
+        number of frame pairs compared per video.
 
     Ties: the top-1 class is the first maximal class; ranks are ordinal
     (ties ranked by class index), as ``argmax`` and ``rankdata(method="ordinal")``.
@@ -145,8 +137,8 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
     videos, frames, classes = logits.shape
     ref, cmp = comparison_pairs(frames, mode=mode, difficulty=difficulty)
     if videos == 0:
-        return {"videos": 0, "comparisons": 0, "flips": 0, "distance_sum": 0.0,
-                "flip_rate_sum": 0.0, "distance_rate_sum": 0.0}
+        empty = torch.zeros(0, dtype=torch.float64, device=logits.device)
+        return empty, empty, len(ref)
     ref_t = torch.tensor(ref, device=logits.device)
     cmp_t = torch.tensor(cmp, device=logits.device)
     a, b = logits[:, ref_t], logits[:, cmp_t]  # (V, P, K)
@@ -160,13 +152,29 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
     rank = above + tied_before  # 0-based rank in the compared frame
     position = torch.arange(k, device=logits.device)
     distance = (position - rank.clamp(max=k)).abs().sum(-1).double()  # (V, P)
+    return flips.double().mean(1), distance.mean(1), len(ref)
+
+
+def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
+    """Raw ImageNet-P counts of a batch of videos (what the store keeps).
+
+    Args:
+        logits: (V, T, K) tensor: V videos of T frames, K classes.
+        mode: "noise" or "sequential" (see :func:`comparison_pairs`).
+        difficulty: the frame stride of the sequential rule.
+
+    Returns:
+        ``videos``, ``comparisons`` and the sums over videos of the per-video flip
+        rate and mean top-5 distance (``flip_rate_sum``, ``distance_rate_sum``):
+        FP = flip_rate_sum / videos and T5D = distance_rate_sum / videos, as in the
+        original (mean over videos of per-video means).
+    """
+    rates, distances, pairs = flip_rates(logits, mode=mode, difficulty=difficulty)
     return {
-        "videos": videos,
-        "comparisons": videos * len(ref),
-        "flips": int(flips.sum()),
-        "distance_sum": float(distance.sum()),
-        "flip_rate_sum": float(flips.double().mean(1).sum()),
-        "distance_rate_sum": float(distance.mean(1).sum()),
+        "videos": int(rates.numel()),
+        "comparisons": int(rates.numel()) * pairs,
+        "flip_rate_sum": float(rates.sum()),
+        "distance_rate_sum": float(distances.sum()),
     }
 
 

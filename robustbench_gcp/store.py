@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS cells (
     variant TEXT NOT NULL,
     UNIQUE (run_id, kind, name, level, variant)
 );
+CREATE TABLE IF NOT EXISTS baselines (
+    name TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS shards (
     cell_id INTEGER NOT NULL REFERENCES cells(id),
     shard INTEGER NOT NULL,
@@ -231,6 +236,12 @@ class Store:
         return RunInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
                        json.loads(row[8]), row[9])
 
+    def run_by_key(self, key: str) -> RunInfo:
+        row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreError(f"store {self.path} has no run {key}")
+        return self._run_info(row)
+
     def runs(self) -> list[RunInfo]:
         return [self._run_info(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
 
@@ -251,6 +262,27 @@ class Store:
             "SELECT id, kind, name, level, variant FROM cells WHERE run_id = ? ORDER BY id", (run_id,)
         )
         return [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
+
+    # -- baselines ----------------------------------------------------------
+    def set_baseline(self, name: str, run_id: int) -> None:
+        """Name a run as a baseline (replacing an earlier run of that name)."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO baselines (name, run_id, created) VALUES (?, ?, ?)",
+                       (name, run_id, _now()))
+
+    def baseline(self, name: str) -> RunInfo | None:
+        row = self.db.execute(
+            "SELECT runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id WHERE baselines.name = ?",
+            (name,),
+        ).fetchone()
+        return self._run_info(row) if row else None
+
+    def baselines(self) -> list[tuple[str, RunInfo]]:
+        rows = self.db.execute(
+            "SELECT baselines.name, runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id "
+            "ORDER BY baselines.name"
+        ).fetchall()
+        return [(row[0], self._run_info(row[1:])) for row in rows]
 
     # -- shards -------------------------------------------------------------
     def done_shards(self, cell_id: int) -> set[int]:

@@ -125,8 +125,9 @@ def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folde
     stores = {}
     for name, (batch_size, workers, shard_size) in variants.items():
         stores[name] = tmp_path / f"{name}.db"
-        result = run(*eval_args(image_folder, gap_checkpoint, stores[name], *common, "--shard-size", shard_size,
-                                workers=workers, batch_size=batch_size))
+        args = eval_args(image_folder, gap_checkpoint, stores[name], *common, "--shard-size", shard_size,
+                         workers=workers, batch_size=batch_size)
+        result = run(*args)
         assert result.exit_code == 0, result.output
     a, b = cells_of(stores["a"]), cells_of(stores["b"])
     assert a.keys() == b.keys() and len(a) == 4

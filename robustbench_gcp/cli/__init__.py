@@ -48,6 +48,7 @@ class LazyGroup(click.Group):
         "suites": "robustbench_gcp.cli.suites:suites_cmd",
         "inspect": "robustbench_gcp.cli.inspect:inspect_cmd",
         "bench": "robustbench_gcp.cli.bench:bench",
+        "baseline": "robustbench_gcp.cli.baseline:baseline_cmd",
     },
 )
 @click.version_option(package_name="gcp-robust")

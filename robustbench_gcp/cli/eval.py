@@ -7,13 +7,13 @@ import os
 import click
 
 from robustbench_gcp.cli.options import (
-    _int_list,
     config_option,
     data_options,
     engine_options,
     format_option,
     model_options,
     output_option,
+    suite_options,
 )
 
 
@@ -25,34 +25,17 @@ def default_workers() -> int:
 @click.option("--model", "-m", required=True, metavar="NAME",
               help="A model of benchmarks.yaml or a registry name (see `gcp-robust models`).")
 @model_options
-@click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
-              help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
+@suite_options
 @data_options
-@click.option("--corrupted-dir", type=click.Path(), default=None, metavar="DIR",
-              help="Released ImageNet-C: <DIR>/<corruption>/<severity>/<wnid>/*.JPEG (read as is).")
-@click.option("--corruptions", default=None, metavar="A,B",
-              help="Corruptions to run (names or subsets: benchmark, extra, all, noise, blur, "
-                   "weather, digital). Default: the suite's.")
-@click.option("--severities", callback=_int_list, default=None, metavar="1,3",
-              help="Severities to run (1..5). Default: the suite's.")
-@click.option("--backend", type=click.Choice(["torch", "reference"]), default="torch", show_default=True,
-              help="torch: corruptions computed on the device; reference: imagecorruptions on CPU.")
-@click.option("--storage-roundtrip/--no-storage-roundtrip", default=None,
-              help="uint8 truncation + JPEG q85 after corrupting, as the released files. "
-                   "Default: the suite's (on).")
-@click.option("--attacks", default=None, metavar="A,B",
-              help="Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
-                   "Default: the adversarial suite's.")
-@click.option("--epsilons", default=None, metavar="E1,E2",
-              help="Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2).")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Iterations of iterative attacks.")
 @engine_options
-@click.option("--baseline", default="alexnet", show_default=True, help="Normalizer for CE / mCE.")
+@click.option("--baseline", default="alexnet", show_default=True,
+              help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or one stored with "
+                   "`gcp-robust baseline` (ImageNet-P).")
 @config_option
 @format_option
 @output_option
 def eval_cmd(model, fmt, output, workers, **options) -> None:
-    """Evaluate a model on a suite (clean, imagenet-c, adversarial) and print its report.
+    """Evaluate a model on a suite (clean, imagenet-c, imagenet-p, adversarial) and print its report.
 
     Images are decoded and preprocessed (resize 256, center crop 224) on CPU
     workers; corruptions run on the device; counts are committed to the store

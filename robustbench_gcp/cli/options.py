@@ -98,3 +98,33 @@ engine_options = _compose(
                  help="Images per stored shard (a crash loses at most one shard per cell)."),
     store_option,
 )
+
+
+suite_options = _compose(
+    click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
+                 help="A suite of benchmarks.yaml (see `gcp-robust suites`)."),
+    click.option("--corrupted-dir", type=click.Path(), default=None, metavar="DIR",
+                 help="Released files, read as is: ImageNet-C <DIR>/<corruption>/<severity>/<wnid>/*.JPEG "
+                      "or ImageNet-P <DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4."),
+    click.option("--corruptions", default=None, metavar="A,B",
+                 help="Corruptions to run (names or subsets: benchmark, extra, all, noise, blur, "
+                      "weather, digital). Default: the suite's."),
+    click.option("--severities", callback=_int_list, default=None, metavar="1,3",
+                 help="Severities to run (1..5). Default: the suite's."),
+    click.option("--backend", type=click.Choice(["torch", "reference"]), default="torch", show_default=True,
+                 help="torch: corruptions computed on the device; reference: imagecorruptions on CPU."),
+    click.option("--storage-roundtrip/--no-storage-roundtrip", default=None,
+                 help="uint8 truncation + JPEG q85 after corrupting, as the released files. "
+                      "Default: the suite's (on)."),
+    click.option("--attacks", default=None, metavar="A,B",
+                 help="Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
+                      "Default: the adversarial suite's."),
+    click.option("--epsilons", default=None, metavar="E1,E2",
+                 help="Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2)."),
+    click.option("--steps", type=click.IntRange(min=1), default=None,
+                 help="Iterations of iterative attacks."),
+    click.option("--perturbations", default=None, metavar="A,B",
+                 help="ImageNet-P perturbations (names or test, validation, all). Default: the suite's."),
+    click.option("--difficulties", callback=_int_list, default=None, metavar="1,2",
+                 help="ImageNet-P difficulties (1..3). Default: the suite's."),
+)

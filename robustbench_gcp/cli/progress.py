@@ -20,7 +20,7 @@ from robustbench_gcp.engine.runner import ProgressHook
 class _Rate(ProgressColumn):
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:7.1f} img/s" if speed else "      - img/s", style="progress.data.speed")
+        return Text(f"{speed:6.1f} img/s" if speed else "     - img/s", style="progress.data.speed")
 
 
 def stderr_console() -> Console:
@@ -34,8 +34,8 @@ class RichProgress(ProgressHook):
         self.console = console or stderr_console()
         self.title = title
         self.progress = Progress(
-            TextColumn("[bold]{task.description:<34}"),
-            BarColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             _Rate(),
             TimeElapsedColumn(),

@@ -126,7 +126,8 @@ def balanced_subset(labels: Sequence[int], n: int) -> list[int]:
     return sorted(chosen)
 
 
-def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> ImageList:
+def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
+                extensions: tuple[str, ...] = IMG_EXTENSIONS) -> ImageList:
     """List the images of an ImageNet-style folder (``<root>/<class>/<image>``).
 
     With ``labels_file``, ``root`` is a flat folder of images (the ImageNet val
@@ -145,7 +146,8 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> Imag
         return _scan_flat(root, Path(labels_file).expanduser())
     class_dirs = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not class_dirs:
-        n_flat = sum(1 for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
+        n_flat = sum(1 for entry in os.scandir(root)
+                     if entry.is_file() and entry.name.lower().endswith(extensions))
         if n_flat:
             raise DataError(
                 f"data folder {root} holds {n_flat} images but no class folders: for the flat "
@@ -166,13 +168,13 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> Imag
             dirnames.sort()
             rel = Path(dirpath).relative_to(root)
             for filename in sorted(filenames):
-                if is_image_file(filename):
+                if filename.lower().endswith(extensions):
                     names.append((rel / filename).as_posix())
                     labels.append(class_index[class_name])
     if not names:
         raise DataError(
             f"data folder {root} has {len(class_dirs)} class folders but no image files "
-            f"({', '.join(IMG_EXTENSIONS)})"
+            f"({', '.join(extensions)})"
         )
     return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), classes,
                      labelling, source=str(root))
@@ -251,3 +253,14 @@ def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageLi
             "<root>/<corruption>/<severity>/<wnid>/<image>"
         )
     return scan_folder(cell)
+
+
+def scan_videos(folder: str | Path) -> ImageList:
+    """The videos of one released ImageNet-P folder (``<folder>/<wnid>/<stem>.mp4``)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"ImageNet-P folder {folder} does not exist: expected the released layout "
+            "<root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4"
+        )
+    return scan_folder(folder, extensions=(".mp4",))

@@ -39,13 +39,15 @@ class ImageSource:
 
     ``released=True`` marks a released ImageNet-C / ImageNet-P cell folder: files
     are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of the
-    clean data, and are not resized.
+    clean data, and are not resized. ``video_frames`` marks released ImageNet-P
+    videos (``<root>/<wnid>/<stem>.mp4`` with that many frames of ``crop_size`` px).
     """
 
     root: Path
     resize_size: int | None = 256
     crop_size: int = 224
     released: bool = False
+    video_frames: int | None = None
 
     @property
     def preprocess(self) -> Preprocess:
@@ -59,8 +61,21 @@ class ImageSource:
             name = images.names[p]
             if "/" not in name:  # flat val folder: released files sit in wnid folders
                 name = f"{images.classes[images.labels[p]]}/{name}"
+            if self.video_frames is not None:
+                name = str(Path(name).with_suffix(".mp4"))
             paths.append(self.root / name)
         return paths
+
+    def load(self, paths: Sequence[Path], *, batch_size: int, workers: int) -> torch.Tensor:
+        """Decode ``paths``: uint8 (N, 3, H, W) images or (N, T, 3, H, W) videos."""
+        if self.video_frames is not None:
+            from robustbench_gcp.data.video import iterate_video_batches
+
+            batches = iterate_video_batches(paths, frames=self.video_frames, size=self.crop_size,
+                                            batch_size=max(1, batch_size // 8), workers=workers)
+        else:
+            batches = iterate_batches(paths, self.preprocess, batch_size=batch_size, workers=workers)
+        return torch.cat([batch for batch, _ in batches])
 
 
 class Task(Protocol):
@@ -146,6 +161,7 @@ class Context:
 
     classifier: Classifier
     seed: int = 0
+    batch_size: int = 32  # images per forward pass (tasks that expand images into frames chunk by it)
     cache: dict = field(default_factory=dict)  # per-run objects tasks build once (foolbox model)
 
     @property
@@ -253,15 +269,9 @@ def execute(
     started = time.perf_counter()
 
     def load(shard: int, source: ImageSource) -> torch.Tensor:
-        positions = shards[shard]
-        batches = iterate_batches(
-            source.paths(images, positions),
-            source.preprocess,
-            batch_size=max(options.batch_size, 16),
-            workers=options.workers,
-        )
-        loaded = torch.cat([batch for batch, _ in batches])
-        return loaded.pin_memory() if pin else loaded
+        paths = source.paths(images, shards[shard])
+        loaded = source.load(paths, batch_size=max(options.batch_size, 16), workers=options.workers)
+        return loaded.pin_memory() if pin and source.video_frames is None else loaded
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
         future: Future | None = pool.submit(load, loads[0][0], loads[0][1])

@@ -86,13 +86,15 @@ def _json_default(value: Any) -> Any:
 def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = None,
                title: str | None = None, caption: str | None = None):
     from rich.table import Table
+    from rich.text import Text
 
     cols = _columns(rows, columns)
     table = Table(title=title, caption=caption, header_style="bold")
-    for c in cols:
-        table.add_column(c.title, justify=c.justify)
-    for row in rows:
-        table.add_row(*(format_value(row.get(c.key), c.fmt) for c in cols))
+    for c in cols:  # names (left-justified) are never cut; numbers give way first
+        table.add_column(c.title, justify=c.justify, no_wrap=c.justify == "left",
+                         overflow="fold" if c.justify == "left" else "ellipsis")
+    for row in rows:  # cell text is data, not rich markup ("[epoch]" must stay visible)
+        table.add_row(*(Text(format_value(row.get(c.key), c.fmt)) for c in cols))
     return table
 
 

@@ -1,0 +1,73 @@
+"""``gcp-robust baseline``: evaluate a baseline model and store its raw figures under a name."""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli.options import (
+    config_option,
+    data_options,
+    engine_options,
+    format_option,
+    model_options,
+    output_option,
+    suite_options,
+)
+
+
+@click.command("baseline")
+@click.option("--model", "-m", default=None, metavar="NAME",
+              help="The baseline model (e.g. alexnet: torchvision's AlexNet, from a local file).")
+@click.option("--name", default=None, help="Name to store the baseline under. Default: the model name.")
+@click.option("--list", "list_only", is_flag=True, help="List the baselines stored in --store and exit.")
+@model_options
+@suite_options
+@data_options
+@engine_options
+@config_option
+@format_option
+@output_option
+def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> None:
+    """Run a baseline model and store its raw figures (flip probabilities, errors) by name.
+
+    No table of AlexNet's ImageNet-P flip rates exists in a usable form, so FR,
+    mFR, T5D and mT5D are normalized by a baseline that this tool computes and
+    stores. Evaluate it once, on the same data as the models; later reports pick
+    it with `--baseline NAME`.
+
+    \b
+    Example:
+      gcp-robust baseline --model alexnet --checkpoint alexnet-owt-7be5be79.pth \\
+          --suite imagenet-p --data /data/imagenet/val
+      gcp-robust eval --model resnet50-isqrt --suite imagenet-p --data /data/imagenet/val \\
+          --baseline alexnet
+    """
+    from robustbench_gcp.store import Store
+
+    if list_only:
+        from robustbench_gcp.reports.tables import Column, emit
+
+        with Store(options["store"]) as store:
+            rows = [{"name": n, "model": run.model, "checkpoint": run.checkpoint, "images": run.n_images,
+                     "created": run.created} for n, run in store.baselines()]
+        emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
+                    Column("checkpoint", justify="left"), Column("images"), Column("created")],
+             fmt="json" if fmt == "json" else "table", title=f"Baselines in {options['store']}")
+        return
+    if model is None:
+        raise click.UsageError("give --model (or --list)")
+    from robustbench_gcp.cli.eval import default_workers, emit_report
+    from robustbench_gcp.cli.progress import RichProgress
+    from robustbench_gcp.evaluate import evaluate
+
+    workers = default_workers() if workers is None else workers
+    with RichProgress(title=f"baseline {model} {options['suite']}") as progress:
+        report = evaluate(model, progress=progress, workers=workers, **options)
+    name = name or report["model"]
+    with Store(options["store"]) as store:
+        run = store.run_by_key(report["run"])
+        store.set_baseline(name, run.id)
+    report["notes"] = [n for n in report["notes"] if "unnormalized" not in n]
+    report["notes"].append(f"stored as baseline '{name}' in {options['store']}")
+    emit_report(report, fmt, output)
+
