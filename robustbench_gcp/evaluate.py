@@ -32,6 +32,7 @@ from robustbench_gcp.engine.runner import (
 )
 from robustbench_gcp.errors import ConfigError, DataError, UnknownNameError
 from robustbench_gcp.fetch import resolve_checkpoint
+from robustbench_gcp.reports.objects import sections, stored_p_baseline
 from robustbench_gcp.store import DEFAULT_STORE, Store
 
 IDENTITY_VERSION = 1
@@ -265,40 +266,6 @@ def _tasks(selection: Selection, clean_source: ImageSource | None, corrupted_dir
     return tasks
 
 
-def _sections(selection: Selection, results: list, baseline, p_baseline: tuple | None) -> dict:
-    """The report sections of the suite's kind, from the stored cells."""
-    from corruptions import list_corruptions
-    from robustbench_gcp.suites.imagenet_c import summarize
-
-    sections = summarize(results, benchmark=list_corruptions("benchmark"), baseline=baseline)
-    if selection.kind == "adversarial":
-        from robustbench_gcp.suites import adversarial
-
-        sections["attacks"] = adversarial.summarize(results)
-    if selection.kind == "imagenet-p":
-        from robustbench_gcp.suites import imagenet_p
-
-        name, figures = p_baseline
-        p_sections = imagenet_p.summarize(results, baseline=figures, baseline_name=name)
-        sections["perturbations"] = p_sections["perturbations"]
-        sections["metrics"] = p_sections["metrics"]
-        sections["notes"] += p_sections["notes"]
-    return sections
-
-
-def _p_baseline(store: Store, name: str, tasks: list) -> tuple[str, dict | None]:
-    """(name, raw figures) of the stored baseline run ``name``, for the cells of ``tasks``."""
-    from robustbench_gcp.suites.imagenet_p import raw_figures
-
-    run = store.baseline(name)
-    if run is None:
-        return name, None
-    wanted = {key for task in tasks for key in task.keys if key.kind == "imagenet-p"}
-    cells = {key: cid for cid, key in store.cells(run.id)}
-    results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
-    return name, raw_figures([r for r in results if r.complete])
-
-
 def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> dict:
     """Evaluate ``model`` on a suite; finished shards in the store are reused.
 
@@ -376,9 +343,11 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
                         EngineOptions(options.batch_size, options.workers, options.shard_size), progress)
         cell_ids = {key: cid for cid, key in store.cells(run.id)}
         results = [store.cell_result(cell_ids[key], key, run.n_shards) for t in tasks for key in t.keys]
-        p_baseline = _p_baseline(store, options.baseline, tasks) if selection.kind == "imagenet-p" else None
+        p_baseline = None
+        if selection.kind == "imagenet-p":
+            p_baseline = stored_p_baseline(store, options.baseline, [k for t in tasks for k in t.keys])
 
-    sections = _sections(selection, results, baseline, p_baseline)
+    report_sections = sections(selection.kind, results, baseline, p_baseline)
     generated = selection.kind in ("imagenet-c", "imagenet-p") and corrupted_dir is None
     report = {
         "model": spec.name,
@@ -395,7 +364,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         "storage_roundtrip": selection.roundtrip if generated and selection.kind == "imagenet-c" else None,
         "device": str(device),
         "precision": classifier.precision,
-        **sections,
+        **report_sections,
         "store": str(Path(options.store)),
         "run": run.key,
         "computed": {

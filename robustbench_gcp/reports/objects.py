@@ -1,0 +1,144 @@
+"""Report objects (the ``eval`` JSON schema) computed from stored cells.
+
+``evaluate`` builds its report with :func:`sections`; ``report``, ``compare`` and
+``demo`` rebuild the same objects from the store alone with :func:`collect`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from robustbench_gcp.config import Baseline
+from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
+
+KINDS = ("clean", "imagenet-c", "imagenet-p", "adversarial")
+
+
+def sections(kind: str, results: Sequence[CellResult], baseline: Baseline | None,
+             p_baseline: tuple[str, dict | None] | None = None) -> dict:
+    """The report sections of a suite kind from its stored cells (clean cell included)."""
+    from corruptions import list_corruptions
+    from robustbench_gcp.suites import imagenet_c
+
+    out = imagenet_c.summarize(results, benchmark=list_corruptions("benchmark"), baseline=baseline)
+    if kind == "adversarial":
+        from robustbench_gcp.suites import adversarial
+
+        out["attacks"] = adversarial.summarize(results)
+    if kind == "imagenet-p":
+        from robustbench_gcp.suites import imagenet_p
+
+        name, figures = p_baseline if p_baseline is not None else (None, None)
+        p = imagenet_p.summarize(results, baseline=figures, baseline_name=name)
+        out["perturbations"] = p["perturbations"]
+        out["metrics"] = p["metrics"]
+        out["notes"] += p["notes"]
+    return out
+
+
+def stored_p_baseline(store: Store, name: str, keys: Iterable[CellKey]) -> tuple[str, dict | None]:
+    """(name, raw figures) of the stored baseline run ``name`` for the ImageNet-P cells ``keys``."""
+    from robustbench_gcp.suites.imagenet_p import raw_figures
+
+    run = store.baseline(name)
+    if run is None:
+        return name, None
+    cells = {key: cid for cid, key in store.cells(run.id)}
+    results = [store.cell_result(cells[key], key, run.n_shards)
+               for key in keys if key.kind == "imagenet-p" and key in cells]
+    return name, raw_figures([r for r in results if r.complete])
+
+
+def source_label(kind: str, variant: str) -> str:
+    """How the cells of a group were made, for people: "torch, JPEG round trip", "released" ..."""
+    if kind not in ("imagenet-c", "imagenet-p"):
+        return ""
+    v = json.loads(variant)
+    label = v.get("source", "")
+    if v.get("roundtrip"):
+        label += ", JPEG round trip"
+    return label
+
+
+@dataclass
+class Evaluation:
+    """The complete stored cells of one run for one suite kind (and source)."""
+
+    run: RunInfo
+    kind: str
+    source: str
+    results: list[CellResult]
+
+    @property
+    def model(self) -> str:
+        return self.run.model
+
+    @property
+    def suite(self) -> str:
+        return f"{self.kind} ({self.source})" if self.source else self.kind
+
+    def report(self, baseline: Baseline | None, p_baseline: tuple[str, dict | None] | None = None) -> dict:
+        identity = self.run.identity
+        weights = identity.get("weights", "")
+        variant_sources = [json.loads(r.key.variant) for r in self.results if r.key.kind == self.kind]
+        source = variant_sources[0].get("source") if variant_sources else None
+        return {
+            "model": self.run.model,
+            "arch": self.run.arch,
+            "checkpoint": self.run.checkpoint,
+            "checkpoint_sha256": None if str(weights).startswith("random-init") else weights,
+            "suite": self.suite,
+            "kind": self.kind,
+            "seed": identity.get("seed"),
+            "n_images": self.run.n_images,
+            "data": self.run.data,
+            "corrupted_dir": None,
+            "backend": source if source in ("torch", "reference") else None,
+            "storage_roundtrip": variant_sources[0].get("roundtrip") if self.kind == "imagenet-c"
+            and source != "released" and variant_sources else None,
+            "device": identity.get("device_type"),
+            "precision": identity.get("precision"),
+            **sections(self.kind, self.results, baseline, p_baseline),
+            "run": self.run.key,
+        }
+
+
+def collect(store: Store, *, models: Sequence[str] | None = None,
+            kinds: Sequence[str] | None = None) -> list[Evaluation]:
+    """Every evaluation the store can report: per run, per suite kind and per source.
+
+    Only complete cells count. A run's clean cell joins each of its groups (and is
+    an evaluation of its own when ``kinds`` asks for "clean" or the run has no
+    other cells). For
+    adversarial cells measured with several budgets, the latest one of each
+    (attack, epsilon) is used.
+    """
+    wanted_kinds = set(kinds or KINDS)
+    evaluations = []
+    for run in store.runs():
+        if models and run.model not in models:
+            continue
+        complete = [r for r in store.results(run) if r.complete]
+        clean = [r for r in complete if r.key.kind == "clean"]
+        groups: dict[tuple[str, str], list[CellResult]] = {}
+        for result in complete:
+            kind = result.key.kind
+            if kind == "clean":
+                continue
+            variant = result.key.variant if kind in ("imagenet-c", "imagenet-p") else ""
+            groups.setdefault((kind, variant), []).append(result)
+        # a clean-only evaluation when asked for, or when the run has nothing else
+        if clean and "clean" in wanted_kinds and (kinds is not None or not groups):
+            evaluations.append(Evaluation(run, "clean", "", clean))
+        for (kind, variant), results in groups.items():
+            if kind not in wanted_kinds:
+                continue
+            if kind == "adversarial":
+                latest: dict[tuple[str, str], CellResult] = {}
+                for r in results:  # store order: later cells win
+                    latest[(r.key.name, r.key.level)] = r
+                results = sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level)))
+            evaluations.append(Evaluation(run, kind, source_label(kind, variant), clean + results))
+    return evaluations
