@@ -45,6 +45,7 @@ class EvalOptions:
 
     checkpoint: str | None = None
     sha256: str | None = None
+    label: str | None = None  # name shown in reports (default: the model name)
     sqrt: str | None = None
     ns_iters: int | None = None
     suite: str = "clean"
@@ -280,10 +281,17 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     Raises:
         ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
     """
+    return run_evaluation(model, progress=progress, **kwargs)[0]
+
+
+def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs) -> tuple[dict, list]:
+    """:func:`evaluate`, also returning the stored cells (CellResult) the report was made from."""
     options = EvalOptions(**kwargs)
     options.validate()
     config = options.config if isinstance(options.config, Config) else load_config(options.config)
     spec = resolve_model(config, model, options.checkpoint, options.sha256)
+    if options.label:
+        spec = dataclasses.replace(spec, name=options.label)
     suite = config.suite(options.suite)
     selection = select(suite, options)
     baseline = None
@@ -367,6 +375,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
         **report_sections,
         "store": str(Path(options.store)),
         "run": run.key,
+        "data_fingerprint": identity["data"],
         "computed": {
             "units": stats.units_total,
             "reused": stats.units_skipped,
@@ -385,4 +394,4 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
                 "that are ill-conditioned for small or repeated eigenvalues (clamped here), so gradient "
                 "attacks through it can be unstable and weaker than through Newton-Schulz"
             )
-    return report
+    return report, results

@@ -19,6 +19,8 @@ from robustbench_gcp.engine.runner import ProgressHook
 
 class _Rate(ProgressColumn):
     def render(self, task) -> Text:
+        if task.fields.get("batch"):
+            return Text("")
         speed = task.finished_speed or task.speed
         return Text(f"{speed:6.1f} img/s" if speed else "     - img/s", style="progress.data.speed")
 
@@ -28,7 +30,11 @@ def stderr_console() -> Console:
 
 
 class RichProgress(ProgressHook):
-    """An overall bar (images, images/s, ETA) and a bar for the cell in flight."""
+    """An overall bar (images, images/s, ETA) and a bar for the cell in flight.
+
+    For a batch of evaluations (compare, demo), :meth:`item` adds a bar over the
+    batch and re-titles the image bar for each evaluation.
+    """
 
     def __init__(self, console: Console | None = None, title: str = "evaluating"):
         self.console = console or stderr_console()
@@ -45,6 +51,7 @@ class RichProgress(ProgressHook):
         )
         self.total_task = None
         self.cell_task = None
+        self.batch_task = None
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
@@ -59,7 +66,23 @@ class RichProgress(ProgressHook):
                 f"[dim]{finished_units} of {units} (cell, shard) units already in the store; "
                 f"{units - finished_units} to compute[/dim]"
             )
-        self.total_task = self.progress.add_task(self.title, total=total_images)
+        if self.total_task is None:
+            self.total_task = self.progress.add_task(self.title, total=total_images)
+        else:
+            self.progress.reset(self.total_task, total=total_images, description=self.title)
+
+    def item(self, index: int, total: int, label: str) -> None:
+        """Start evaluation ``index`` (0-based) of ``total`` in a batch."""
+        description = f"[{index + 1}/{total}] {label}"
+        if self.batch_task is None:
+            self.batch_task = self.progress.add_task(description, total=total, batch=True)
+        else:
+            self.progress.update(self.batch_task, description=description, completed=index)
+        self.title = label
+
+    def item_done(self, index: int) -> None:
+        if self.batch_task is not None:
+            self.progress.update(self.batch_task, completed=index + 1)
 
     def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None:
         description = f"{label} [{shard + 1}/{n_shards}]" if n_shards > 1 else label

@@ -74,6 +74,18 @@ def attack_rows(report: dict) -> tuple[list[dict], list[Column]]:
     return rows, columns
 
 
+def perturbation_rows(report: dict) -> tuple[list[dict], list[Column]]:
+    rows = [
+        {"perturbation": e["perturbation"], "difficulty": e["difficulty"], "videos": e["n_videos"],
+         "fp": _pct(e["flip_probability"]), "t5d": e["top5_distance"], "FR": e["FR"], "T5D": e["T5D"]}
+        for e in report.get("perturbations", [])
+    ]
+    columns = [Column("perturbation", justify="left"), Column("difficulty"), Column("videos"),
+               Column("fp", "flip prob. %", ".2f"), Column("t5d", "top-5 dist.", ".3f"),
+               Column("FR", "FR", ".1f"), Column("T5D", "T5D", ".1f")]
+    return rows, columns
+
+
 def summary_rows(report: dict) -> list[dict]:
     rows = []
     if report.get("clean"):
@@ -86,6 +98,11 @@ def summary_rows(report: dict) -> list[dict]:
         rows.append({"metric": f"relative mCE (%, {base} = 100)", "value": metrics.get("relative_mCE")})
         rows.append({"metric": "mean corruption error, unnormalized (%)",
                      "value": _pct(metrics.get("mean_error"))})
+    if report.get("perturbations"):
+        base = metrics.get("baseline") or "unnormalized"
+        d = metrics.get("difficulty")
+        rows.append({"metric": f"mFR (%, {base} = 100, difficulty {d})", "value": metrics.get("mFR")})
+        rows.append({"metric": f"mT5D (%, {base} = 100, difficulty {d})", "value": metrics.get("mT5D")})
     return rows
 
 
@@ -98,6 +115,9 @@ def render_table(report: dict):
     if report["cells"]:
         rows, columns = corruption_rows(report)
         parts.append(rich_table(rows, columns, title="ImageNet-C: top-1 error by severity"))
+    if report.get("perturbations"):
+        rows, columns = perturbation_rows(report)
+        parts.append(rich_table(rows, columns, title="ImageNet-P: flip probability and top-5 distance"))
     if report.get("attacks"):
         rows, columns = attack_rows(report)
         parts.append(rich_table(rows, columns, title="Adversarial: accuracy under attack"))
@@ -108,48 +128,89 @@ def render_table(report: dict):
     return Group(*parts)
 
 
+LONG_COLUMNS = [
+    "model", "checkpoint_sha256", "suite", "kind", "seed", "item", "level", "n",
+    "top1_error", "top5_error", "CE", "relative_CE",
+    "flip_probability", "top5_distance", "FR", "T5D",
+    "clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation",
+]
+
+
 def long_rows(report: dict) -> list[dict]:
-    """Long CSV rows: one per cell, one per corruption (severity "all"), one for the mean."""
+    """Long rows, one per measured thing, all with the columns of :data:`LONG_COLUMNS`.
+
+    ``item`` is "clean", a corruption, a perturbation or an attack; ``level`` its
+    severity, difficulty or epsilon ("all" for a corruption's mean over
+    severities, where CE and relative CE are given; the mean over the benchmark
+    corruptions is the item "mean (benchmark)").
+    """
     base = {"model": report["model"], "checkpoint_sha256": report.get("checkpoint_sha256"),
-            "suite": report["suite"], "seed": report["seed"]}
+            "suite": report["suite"], "kind": report.get("kind"), "seed": report["seed"]}
     rows = []
     if report.get("clean"):
-        rows.append({**base, "corruption": "clean", "severity": 0, **report["clean"],
-                     "CE": None, "relative_CE": None})
+        rows.append({**base, "item": "clean", "level": "", **report["clean"]})
     for cell in report["cells"]:
-        rows.append({**base, **cell, "CE": None, "relative_CE": None})
+        rows.append({**base, "item": cell["corruption"], "level": cell["severity"], "n": cell["n"],
+                     "top1_error": cell["top1_error"], "top5_error": cell["top5_error"]})
     for entry in report["per_corruption"]:
-        rows.append({**base, "corruption": entry["corruption"], "severity": "all", "n": None,
-                     "top1_error": entry["mean_error"], "top5_error": None,
+        rows.append({**base, "item": entry["corruption"], "level": "all", "top1_error": entry["mean_error"],
                      "CE": entry["CE"], "relative_CE": entry["relative_CE"]})
-    for a in report.get("attacks", []):
-        rows.append({**base, "attack": a["attack"], "norm": a["norm"], "epsilon": a["epsilon"], "n": a["n"],
-                     "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
-                     "success_rate": a["success_rate"],
-                     "median_perturbation": a.get("median_perturbation")})
     metrics = report.get("metrics") or {}
     if report["cells"]:
-        rows.append({**base, "corruption": "mean (benchmark)", "severity": "all", "n": None,
-                     "top1_error": metrics.get("mean_error"), "top5_error": None,
+        rows.append({**base, "item": "mean (benchmark)", "level": "all",
+                     "top1_error": metrics.get("mean_error"),
                      "CE": metrics.get("mCE"), "relative_CE": metrics.get("relative_mCE")})
-    return rows
+    for e in report.get("perturbations", []):
+        rows.append({**base, "item": e["perturbation"], "level": e["difficulty"], "n": e["n_videos"],
+                     "flip_probability": e["flip_probability"], "top5_distance": e["top5_distance"],
+                     "FR": e["FR"], "T5D": e["T5D"]})
+    if report.get("perturbations"):
+        rows.append({**base, "item": "mean (test)", "level": metrics.get("difficulty"),
+                     "FR": metrics.get("mFR"), "T5D": metrics.get("mT5D")})
+    for a in report.get("attacks", []):
+        rows.append({**base, "item": a["attack"], "level": a["epsilon"], "n": a["n"],
+                     "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
+                     "success_rate": a["success_rate"], "median_perturbation": a.get("median_perturbation")})
+    return [{column: row.get(column) for column in LONG_COLUMNS} for row in rows]
 
 
-LONG_COLUMNS = ["model", "checkpoint_sha256", "suite", "seed", "corruption", "severity", "n",
-                "top1_error", "top5_error", "CE", "relative_CE"]
-ATTACK_COLUMNS = ["attack", "norm", "epsilon", "clean_accuracy", "robust_accuracy", "success_rate",
-                  "median_perturbation"]
+def to_long_csv(reports: dict | list[dict]) -> str:
+    """Long CSV of one report or several."""
+    reports = [reports] if isinstance(reports, dict) else reports
+    return to_csv([row for report in reports for row in long_rows(report)], LONG_COLUMNS)
 
 
-def to_long_csv(report: dict) -> str:
-    columns = LONG_COLUMNS + (ATTACK_COLUMNS if report.get("attacks") else [])
-    return to_csv(long_rows(report), columns)
+def headline(report: dict) -> dict:
+    """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
+    out = {"model": report["model"], "suite": report["suite"], "n_images": report["n_images"]}
+    if report.get("clean"):
+        out["clean_top1_error"] = report["clean"]["top1_error"]
+    metrics = report.get("metrics") or {}
+    if report["cells"]:
+        out.update({k: metrics.get(k) for k in ("mCE", "relative_mCE", "mean_error")})
+    if report.get("perturbations"):
+        out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
+        test = [e for e in report["perturbations"] if e["difficulty"] == metrics.get("difficulty")]
+        if test:
+            out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
+    for a in report.get("attacks", []):
+        out[f"robust_{a['attack']}@{format_epsilon(a['epsilon'], a['norm'])}"] = a["robust_accuracy"]
+    return out
+
+
+def to_wide_csv(reports: list[dict]) -> str:
+    """One row per (model, suite) with the headline numbers."""
+    rows = [headline(r) for r in reports]
+    return to_csv(rows)
 
 
 def to_report_markdown(report: dict) -> str:
     text = [f"### {report['model']} on {report['suite']}", "", header_line(report), ""]
     if report["cells"]:
         rows, columns = corruption_rows(report)
+        text.append(to_markdown(rows, columns))
+    if report.get("perturbations"):
+        rows, columns = perturbation_rows(report)
         text.append(to_markdown(rows, columns))
     if report.get("attacks"):
         rows, columns = attack_rows(report)
@@ -161,4 +222,5 @@ def to_report_markdown(report: dict) -> str:
     return "\n".join(text)
 
 
-__all__ = ["render_table", "to_long_csv", "to_report_markdown", "long_rows", "format_value"]
+__all__ = ["render_table", "to_long_csv", "to_wide_csv", "to_report_markdown", "long_rows", "headline",
+           "format_value"]

@@ -102,6 +102,7 @@ class Evaluation:
             "precision": identity.get("precision"),
             **sections(self.kind, self.results, baseline, p_baseline),
             "run": self.run.key,
+            "data_fingerprint": identity.get("data"),
         }
 
 
