@@ -100,9 +100,9 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     assert table.exit_code == 0 and "mCE (%, alexnet = 100)" in table.stdout
     assert "mean corruption error, unnormalized" in table.stdout
     csv_text = run(*base, "--format", "csv").stdout.splitlines()
-    assert csv_text[0] == ("model,checkpoint_sha256,suite,seed,corruption,severity,n,"
-                           "top1_error,top5_error,CE,relative_CE")
-    assert any(",clean,0,12," in line for line in csv_text)
+    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,seed,item,level,n,top1_error,"
+                                  "top5_error,CE,relative_CE,flip_probability")
+    assert any(",clean,,12," in line for line in csv_text)
     assert any(",brightness,2,12," in line for line in csv_text)
     assert any(",mean (benchmark),all," in line for line in csv_text)
     out = tmp_path / "r.md"

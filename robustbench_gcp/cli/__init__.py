@@ -49,6 +49,8 @@ class LazyGroup(click.Group):
         "inspect": "robustbench_gcp.cli.inspect:inspect_cmd",
         "bench": "robustbench_gcp.cli.bench:bench",
         "baseline": "robustbench_gcp.cli.baseline:baseline_cmd",
+        "compare": "robustbench_gcp.cli.compare:compare_cmd",
+        "report": "robustbench_gcp.cli.report:report_cmd",
     },
 )
 @click.version_option(package_name="gcp-robust")

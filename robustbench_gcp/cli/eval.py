@@ -68,9 +68,9 @@ def emit_report(report: dict, fmt: str, output: str | None) -> None:
     if fmt == "table":
         renderable = evaluation.render_table(report)
         if output is None:
-            from rich.console import Console
+            from robustbench_gcp.reports.tables import stdout_console
 
-            Console(soft_wrap=True).print(renderable)
+            stdout_console().print(renderable)
             return
         text = render_text(renderable)
     elif fmt == "json":

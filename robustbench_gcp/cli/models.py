@@ -40,9 +40,9 @@ def models_cmd(config, as_json) -> None:
     if as_json:
         emit([], fmt="json", json_obj={"architectures": arch_rows, "models": model_rows})
         return
-    from rich.console import Console
+    from robustbench_gcp.reports.tables import stdout_console
 
-    console = Console(soft_wrap=True)
+    console = stdout_console()
     console.print(rich_table(arch_rows, [
         Column("name", justify="left"), Column("head", justify="left"), Column("params", fmt=","),
         Column("input"), Column("published_top1", "published top-1 %", ".2f")],

@@ -100,9 +100,10 @@ engine_options = _compose(
 )
 
 
-suite_options = _compose(
-    click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
-                 help="A suite of benchmarks.yaml (see `gcp-robust suites`)."),
+suite_option = click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
+                            help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
+
+selection_options = _compose(
     click.option("--corrupted-dir", type=click.Path(), default=None, metavar="DIR",
                  help="Released files, read as is: ImageNet-C <DIR>/<corruption>/<severity>/<wnid>/*.JPEG "
                       "or ImageNet-P <DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4."),
@@ -128,3 +129,6 @@ suite_options = _compose(
     click.option("--difficulties", callback=_int_list, default=None, metavar="1,2",
                  help="ImageNet-P difficulties (1..3). Default: the suite's."),
 )
+
+
+suite_options = _compose(suite_option, selection_options)

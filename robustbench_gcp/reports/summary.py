@@ -38,13 +38,17 @@ def _fmt(value: float | None, scale: float, fmt: str) -> str:
     return "-" if value is None else format(value * scale, fmt)
 
 
-def _interval(iv: dict, scale: float, fmt: str) -> str:
+def _interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
     low, high = _fmt(iv["low"], scale, fmt), _fmt(iv["high"], scale, fmt)
-    return f"{_fmt(iv['estimate'], scale, fmt)} [{low}, {high}]"
+    return f"{_fmt(iv['estimate'], scale, fmt)}{sep}[{low}, {high}]"
 
 
-def comparison_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
-    """Terminal / Markdown rows: value [interval] per metric, then delta vs the reference and p."""
+def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[dict], list[Column]]:
+    """Terminal / Markdown rows: value [interval] per metric, then delta vs the reference and p.
+
+    ``compact`` puts each interval on a second line (for terminals).
+    """
+    sep = "\n" if compact else " "
     metrics: list[str] = []
     for model in comparison["models"]:
         for m in model["metrics"]:
@@ -56,26 +60,25 @@ def comparison_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
         for m in metrics:
             header, scale, fmt = _display(m)
             iv = model["metrics"].get(m)
-            row[m] = "-" if iv is None else _interval(iv, scale, fmt)
+            row[m] = "-" if iv is None else _interval(iv, scale, fmt, sep)
             delta = (model.get("delta") or {}).get(m)
             if delta is not None:
-                row[f"d {m}"] = ("+" if delta["estimate"] >= 0 else "") + _interval(delta, scale, fmt)
+                row[f"d {m}"] = ("+" if delta["estimate"] >= 0 else "") + _interval(delta, scale, fmt, sep)
             elif model["model"] != comparison["reference"] and not model.get("paired", True):
                 row[f"d {m}"] = "unpaired"
         tests = model.get("tests") or {}
         if tests:
             significant = [label for label, t in tests.items() if t["p_value"] < 0.05]
-            row["tests"] = (f"{len(significant)}/{len(tests)} differ (p<0.05)" if significant
-                            else f"0/{len(tests)} differ")
+            row["tests"] = f"{len(significant)}/{len(tests)}{sep}p<0.05"
         rows.append(row)
     columns = [Column("model", justify="left")]
     for m in metrics:
         header = _display(m)[0]
         columns.append(Column(m, header))
         if any(f"d {m}" in r for r in rows):
-            columns.append(Column(f"d {m}", f"Δ {header} vs ref"))
+            columns.append(Column(f"d {m}", f"Δ {header}"))
     if any("tests" in r for r in rows):
-        columns.append(Column("tests", "McNemar vs ref"))
+        columns.append(Column("tests", "McNemar"))
     return rows, columns
 
 

@@ -98,6 +98,19 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
     return table
 
 
+def stdout_console():
+    """A console for results on stdout: the terminal's width, or 200 columns when piped."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    width = None
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        width = 200
+    return Console(soft_wrap=True, width=width)
+
+
 def render_text(table) -> str:
     """Render a rich renderable to plain text (for files and pipes)."""
     from rich.console import Console
@@ -122,7 +135,6 @@ def emit(
     ``json_obj`` replaces the rows in the JSON view when the JSON document has
     more structure than the table.
     """
-    from rich.console import Console
 
     if fmt == "json":
         text = to_json(rows if json_obj is None else json_obj)
@@ -133,7 +145,7 @@ def emit(
     elif fmt == "table":
         table = rich_table(rows, columns, title, caption)
         if output is None:
-            Console(soft_wrap=True).print(table)
+            stdout_console().print(table)
             return
         text = render_text(table)
     else:
