@@ -1,0 +1,145 @@
+"""compare and report: stored cells reused, formats that round-trip, plots that are real PNGs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from robustbench_gcp.cli import main
+
+SELECTION = ["--suite", "clean,imagenet-c", "--corruptions", "gaussian_noise,fog", "--severities", "1,3",
+             "--workers", "0", "--batch-size", "6", "--resamples", "200"]
+
+
+@pytest.fixture(scope="module")
+def isqrt_checkpoint(tmp_path_factory):
+    """A CVPR2020-style {'state_dict': module.*} iSQRT-COV ResNet-18 with random weights, d = 32."""
+    from robustbench_gcp.models import create_model
+
+    torch.manual_seed(3)
+    model = create_model("resnet18-isqrt", reduction_dim=32)
+    path = tmp_path_factory.mktemp("isqrt") / "r18_isqrt.pth.tar"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compared(image_folder, gap_checkpoint, isqrt_checkpoint, tmp_path_factory):
+    """A store with two models compared on clean and ImageNet-C (run once for the module)."""
+    store = tmp_path_factory.mktemp("compare") / "s.db"
+    args = ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--model",
+            f"resnet18-isqrt={isqrt_checkpoint}", "--data", str(image_folder), "--store", str(store),
+            *SELECTION, "--format", "json"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    return store, args, json.loads(first.stdout)
+
+
+def test_compare_computes_then_reuses(compared):
+    store, args, first = compared
+    assert [r["model"] for r in first["reports"]] == ["resnet18-gap", "resnet18-isqrt"] * 2
+    assert sum(r["computed"]["computed"] for r in first["reports"]) > 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0
+    second = json.loads(again.stdout)
+    assert sum(r["computed"]["computed"] for r in second["reports"]) == 0
+    assert second["comparisons"] == first["comparisons"]
+
+
+def test_comparison_has_intervals_deltas_and_tests(compared):
+    _, _, out = compared
+    (clean, corrupted) = out["comparisons"]
+    assert clean["suite"] == "clean" and corrupted["suite"] == "imagenet-c"
+    ref, other = corrupted["models"]
+    assert ref["model"] == corrupted["reference"] == "resnet18-gap" and ref["delta"] is None
+    for metric in ("clean_error", "mCE", "relative_mCE"):
+        iv = other["metrics"][metric]
+        assert iv["low"] <= iv["estimate"] <= iv["high"]
+    report = {r["model"]: r for r in out["reports"] if r["suite"] == "imagenet-c"}
+    assert other["metrics"]["mCE"]["estimate"] == pytest.approx(report["resnet18-isqrt"]["metrics"]["mCE"])
+    delta = other["delta"]["mCE"]["estimate"]
+    assert delta == pytest.approx(report["resnet18-isqrt"]["metrics"]["mCE"]
+                                  - report["resnet18-gap"]["metrics"]["mCE"])
+    assert set(other["tests"]) == {"clean", "gaussian_noise", "fog"}
+    for test in other["tests"].values():
+        assert 0.0 <= test["p_value"] <= 1.0
+
+
+def test_report_json_and_long_csv_round_trip(compared):
+    store = compared[0]
+    as_json = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
+                                        "--suite", "imagenet-c", "--resamples", "200"])
+    assert as_json.exit_code == 0, as_json.output
+    reports = json.loads(as_json.stdout)["reports"]
+    as_csv = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv",
+                                       "--suite", "imagenet-c", "--no-intervals"])
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert rows and set(rows[0]) >= {"model", "suite", "item", "level", "top1_error", "CE"}
+    for report in reports:
+        for cell in report["cells"]:
+            (row,) = [r for r in rows if r["model"] == report["model"] and r["item"] == cell["corruption"]
+                      and r["level"] == str(cell["severity"])]
+            assert float(row["top1_error"]) == cell["top1_error"] and int(row["n"]) == cell["n"]
+        (mean,) = [r for r in rows if r["model"] == report["model"] and r["item"] == "mean (benchmark)"]
+        assert float(mean["CE"]) == pytest.approx(report["metrics"]["mCE"])
+    wide = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
+                                     "--suite", "imagenet-c", "--resamples", "200"])
+    wide_rows = list(csv.DictReader(io.StringIO(wide.stdout)))
+    assert [r["model"] for r in wide_rows] == ["resnet18-gap", "resnet18-isqrt"]
+    assert {"mCE", "mCE_low", "mCE_high", "delta_mCE"} <= set(wide_rows[1])
+
+
+def test_report_markdown_and_plots(compared, tmp_path):
+    store = compared[0]
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "markdown",
+                                       "--resamples", "200", "--plot", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert "| model | clean err % | Δ clean err % | mCE | Δ mCE | rel. mCE | Δ rel. mCE | McNemar |" \
+        in result.stdout
+    assert "| model | mCE | gaussian noise | fog |" in result.stdout
+    expected_axes = {"error_vs_severity": 2, "ce_per_corruption": 1}
+    written = sorted((tmp_path / "plots").glob("*.png"))
+    assert len(written) == 2  # clean has nothing to draw; imagenet-c: error curves and CE bars
+    found = {}
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            found[path.name] = int(image.info["Axes"])
+    for name, axes in expected_axes.items():
+        (match,) = [n for n in found if n.endswith(f"{name}.png")]
+        assert found[match] == axes
+
+
+def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
+    from robustbench_gcp.evaluate import evaluate
+    from robustbench_gcp.reports.plots import flip_probability, robust_accuracy
+
+    report = evaluate("resnet18-gap", checkpoint=str(gap_checkpoint), suite="adversarial",
+                      data=str(image_folder), store=str(tmp_path / "s.db"), attacks="fgsm",
+                      epsilons="1/255,2/255", limit=4)
+    path = robust_accuracy([report, {**report, "model": "copy"}], tmp_path / "robust.png")
+    with Image.open(path) as image:
+        assert image.info["Axes"] == "1" and image.size[0] > 200
+    assert flip_probability([report], tmp_path / "fp.png") is None  # nothing to draw
+
+
+def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
+    bad_ref = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                                        "--data", str(image_folder), "--store", str(tmp_path / "s.db"),
+                                        "--workers", "0", "--reference", "nope", "--limit", "4"])
+    assert bad_ref.exit_code == 2
+    assert "`--reference nope` is not one of the models compared on clean: resnet18-gap" in bad_ref.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])
+    assert no_ckpt.exit_code == 2 and "holds no checkpoint files" in no_ckpt.stderr
+    missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db")])
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
