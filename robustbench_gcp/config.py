@@ -60,8 +60,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def default_config_path() -> Path:
-    """The shipped benchmarks.yaml (the repository's top-level file)."""
-    return Path(__file__).resolve().parent / "resources" / "benchmarks.yaml"
+    """The shipped benchmarks.yaml (in a source checkout, the repository's top-level file)."""
+    return (Path(__file__).resolve().parent / "resources" / "benchmarks.yaml").resolve()
+
+
+def package_resource(relative: str) -> Path:
+    """A file shipped in the package's resources folder (``package:demo/demo-gap.pth``)."""
+    return Path(__file__).resolve().parent / "resources" / relative
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,9 @@ def _model(check: _Checker, name: str, value: Any) -> ModelSpec:
     checkpoint = value.get("checkpoint")
     if checkpoint is not None:
         checkpoint = check.string(checkpoint, f"{where}.checkpoint")
-        if "://" not in checkpoint:
+        if checkpoint.startswith("package:"):
+            checkpoint = str(package_resource(checkpoint.removeprefix("package:")))
+        elif "://" not in checkpoint:
             checkpoint = str((check.path.parent / Path(checkpoint).expanduser()).resolve())
     sha256 = value.get("sha256")
     if sha256 is not None:

@@ -49,7 +49,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     if not is_url(location):
         path = Path(location).expanduser()
         if not path.is_file():
-            hint = f"; get it from {source}" if source else ""
+            hint = f" (source: {source})" if source else ""
             what = "is a folder, not a file" if path.is_dir() else "does not exist"
             raise CheckpointError(f"checkpoint file {path} {what}{hint}")
         return path

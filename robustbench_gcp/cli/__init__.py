@@ -51,6 +51,7 @@ class LazyGroup(click.Group):
         "baseline": "robustbench_gcp.cli.baseline:baseline_cmd",
         "compare": "robustbench_gcp.cli.compare:compare_cmd",
         "report": "robustbench_gcp.cli.report:report_cmd",
+        "demo": "robustbench_gcp.cli.demo:demo_cmd",
     },
 )
 @click.version_option(package_name="gcp-robust")
