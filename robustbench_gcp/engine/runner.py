@@ -230,6 +230,113 @@ def shard_ranges(n_images: int, shard_size: int) -> list[range]:
     return [range(start, min(start + shard_size, n_images)) for start in range(0, n_images, shard_size)]
 
 
+@dataclass(frozen=True)
+class Load:
+    """One shard of one image source, and the tasks (by index) that still need it."""
+
+    shard: int
+    source: int
+    tasks: tuple[int, ...]
+
+
+@dataclass
+class Plan:
+    """The unfinished work of a run: loads in shard order, and counts for progress."""
+
+    loads: list[Load]
+    sources: list[ImageSource]
+    total_images: int
+    units_total: int
+    units_skipped: int
+
+
+def cell_ids_of(tasks: Sequence[Task], store: Store, run: RunInfo) -> dict[CellKey, int]:
+    ids = {key: store.cell_id(run.id, key) for task in tasks for key in task.keys}
+    if len(ids) != sum(len(task.keys) for task in tasks):
+        raise ValueError("two tasks of a plan name the same cell")
+    return ids
+
+
+def make_plan(tasks: Sequence[Task], store: Store, run: RunInfo, cell_ids: dict[CellKey, int]) -> Plan:
+    """Drop the (task, shard) units the store has finished; group the rest by shard and source."""
+    shards = shard_ranges(run.n_images, run.shard_size)
+    sources = list(dict.fromkeys(task.source for task in tasks))
+    pending: dict[int, list[int]] = {}
+    skipped = 0
+    for index, task in enumerate(tasks):
+        done = set.intersection(*(store.done_shards(cell_ids[key]) for key in task.keys))
+        for shard in range(len(shards)):
+            if shard in done:
+                skipped += 1
+            else:
+                pending.setdefault(shard, []).append(index)
+    loads = []
+    for shard in sorted(pending):
+        for source_index, source in enumerate(sources):
+            chosen = tuple(i for i in pending[shard] if tasks[i].source == source)
+            if chosen:
+                loads.append(Load(shard, source_index, chosen))
+    total = sum(len(shards[load.shard]) * len(load.tasks) for load in loads)
+    return Plan(loads, sources, total, len(tasks) * len(shards), skipped)
+
+
+def compute(
+    loads: Sequence[Load],
+    tasks: Sequence[Task],
+    sources: Sequence[ImageSource],
+    images: ImageList,
+    shard_size: int,
+    ctx: Context,
+    options: EngineOptions,
+    progress: ProgressHook,
+) -> Iterator[tuple[Load, int, list[ShardResult], float]]:
+    """Compute ``loads`` in order; yield (load, task index, one result per cell key, seconds) per task.
+
+    Each load's images are decoded once (on CPU loader workers) for all its
+    tasks; the next load is decoded in a background thread meanwhile.
+    """
+    shards = shard_ranges(len(images), shard_size)
+    labels_all = torch.tensor(images.labels, dtype=torch.long)
+    pin = ctx.device.type == "cuda"
+
+    def load(item: Load) -> torch.Tensor:
+        source = sources[item.source]
+        paths = source.paths(images, shards[item.shard])
+        loaded = source.load(paths, batch_size=max(options.batch_size, 16), workers=options.workers)
+        return loaded.pin_memory() if pin and source.video_frames is None else loaded
+
+    if not loads:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
+        future: Future = pool.submit(load, loads[0])
+        for i, item in enumerate(loads):
+            try:
+                shard_images = future.result()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            if i + 1 < len(loads):
+                future = pool.submit(load, loads[i + 1])
+            positions = shards[item.shard]
+            shard_labels = labels_all[positions.start:positions.stop]
+            shard_indices = images.indices[positions.start:positions.stop]
+            for task_index in item.tasks:
+                task = tasks[task_index]
+                t0 = time.perf_counter()
+                label = task_label(task)
+                progress.cell_start(label, item.shard, len(shards), len(positions))
+                accs = [_Accumulator() for _ in task.keys]
+                for batch, labels, indices in _batches(
+                    shard_images, shard_labels, shard_indices, options.batch_size, ctx
+                ):
+                    parts = task.process(batch, labels, indices, ctx)
+                    for acc, part in zip(accs, parts, strict=True):
+                        acc.add(part)
+                    progress.advance(len(indices))
+                progress.cell_done(label)
+                yield item, task_index, [acc.result() for acc in accs], time.perf_counter() - t0
+
+
 def execute(
     tasks: Sequence[Task],
     images: ImageList,
@@ -239,71 +346,23 @@ def execute(
     options: EngineOptions,
     progress: ProgressHook | None = None,
 ) -> ExecutionStats:
-    """Compute every unfinished (cell, shard) of ``tasks`` and commit it to ``store``."""
+    """Compute every unfinished (cell, shard) of ``tasks`` and commit it to ``store``.
+
+    Every (task, shard) is committed as soon as it is computed: a killed process
+    loses at most the shard in flight.
+    """
     progress = progress or ProgressHook()
-    shards = shard_ranges(len(images), run.shard_size)
-    cell_ids = {key: store.cell_id(run.id, key) for task in tasks for key in task.keys}
-    if len(cell_ids) != sum(len(task.keys) for task in tasks):
-        raise ValueError("two tasks of a plan name the same cell")
-    pending: dict[int, list[Task]] = {}
-    stats = ExecutionStats(units_total=len(tasks) * len(shards))
-    for task in tasks:
-        done = set.intersection(*(store.done_shards(cell_ids[key]) for key in task.keys))
-        for shard in range(len(shards)):
-            if shard in done:
-                stats.units_skipped += 1
-            else:
-                pending.setdefault(shard, []).append(task)
-    total = sum(len(shards[s]) * len(ts) for s, ts in pending.items())
-    progress.plan(total, stats.units_total, stats.units_skipped)
-    if not pending:
-        return stats
-
-    loads = [
-        (shard, source, [t for t in pending[shard] if t.source == source])
-        for shard in sorted(pending)
-        for source in dict.fromkeys(t.source for t in pending[shard])
-    ]
-    labels_all = torch.tensor(images.labels, dtype=torch.long)
-    pin = ctx.device.type == "cuda"
+    cell_ids = cell_ids_of(tasks, store, run)
+    plan = make_plan(tasks, store, run, cell_ids)
+    stats = ExecutionStats(units_total=plan.units_total, units_skipped=plan.units_skipped)
+    progress.plan(plan.total_images, plan.units_total, plan.units_skipped)
     started = time.perf_counter()
-
-    def load(shard: int, source: ImageSource) -> torch.Tensor:
-        paths = source.paths(images, shards[shard])
-        loaded = source.load(paths, batch_size=max(options.batch_size, 16), workers=options.workers)
-        return loaded.pin_memory() if pin and source.video_frames is None else loaded
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
-        future: Future | None = pool.submit(load, loads[0][0], loads[0][1])
-        for i, (shard, _source, shard_tasks) in enumerate(loads):
-            try:
-                shard_images = future.result()
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            future = pool.submit(load, *loads[i + 1][:2]) if i + 1 < len(loads) else None
-            positions = shards[shard]
-            shard_labels = labels_all[positions.start:positions.stop]
-            shard_indices = images.indices[positions.start:positions.stop]
-            for task in shard_tasks:
-                t0 = time.perf_counter()
-                label = task_label(task)
-                progress.cell_start(label, shard, len(shards), len(positions))
-                accs = [_Accumulator() for _ in task.keys]
-                for batch, labels, indices in _batches(
-                    shard_images, shard_labels, shard_indices, options.batch_size, ctx
-                ):
-                    parts = task.process(batch, labels, indices, ctx)
-                    for acc, part in zip(accs, parts, strict=True):
-                        acc.add(part)
-                    progress.advance(len(indices))
-                store.commit_shards(
-                    [cell_ids[key] for key in task.keys], shard, [acc.result() for acc in accs],
-                    time.perf_counter() - t0,
-                )
-                progress.cell_done(label)
-                stats.units_computed += 1
-                stats.images_computed += len(positions)
+    for item, task_index, results, seconds in compute(plan.loads, tasks, plan.sources, images,
+                                                      run.shard_size, ctx, options, progress):
+        task = tasks[task_index]
+        store.commit_shards([cell_ids[key] for key in task.keys], item.shard, results, seconds)
+        stats.units_computed += 1
+        stats.images_computed += results[0].n if task.keys else 0
     stats.seconds = time.perf_counter() - started
     return stats
 

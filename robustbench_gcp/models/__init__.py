@@ -2,10 +2,11 @@
 
 >>> from robustbench_gcp.models import list_models, load_model
 >>> list_models()[:2]
-['resnet101-dropcov', 'resnet101-gap']
+['demo-gap', 'demo-isqrt']
 >>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
 """
 
+from robustbench_gcp.models import demo as _demo  # noqa: F401  (registers the demo models)
 from robustbench_gcp.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
 from robustbench_gcp.models.checkpoint import CheckpointInfo, inspect_checkpoint
 from robustbench_gcp.models.factory import ModelInfo, create_model, load_model, model_info
