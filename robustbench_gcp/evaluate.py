@@ -22,6 +22,7 @@ import torch
 from robustbench_gcp.config import PERTURBATION_SUBSETS, SEVERITIES, Config, ModelSpec, SuiteSpec, load_config
 from robustbench_gcp.data.folders import ImageList, scan_folder, scan_imagenet_c, scan_videos
 from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.distributed import Distributed, execute_distributed
 from robustbench_gcp.engine.runner import (
     Classifier,
     Context,
@@ -285,7 +286,10 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
 
 
 def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs) -> tuple[dict, list]:
-    """:func:`evaluate`, also returning the stored cells (CellResult) the report was made from."""
+    """:func:`evaluate`, also returning the stored cells (CellResult) the report was made from.
+
+    Under torchrun, ranks other than 0 compute their share and return ``(None, [])``.
+    """
     options = EvalOptions(**kwargs)
     options.validate()
     config = options.config if isinstance(options.config, Config) else load_config(options.config)
@@ -306,6 +310,9 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
 
     # Model.
     device = resolve_device(options.device)
+    job = Distributed.get(device)  # None unless launched by torchrun
+    if job is not None:
+        device = job.device(device)
     checkpoint_path = None
     if spec.checkpoint is not None:
         checkpoint_path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source)
@@ -343,12 +350,19 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         "device_type": device.type,
         "shard_size": options.shard_size,
     }
+    ctx = Context(classifier, options.seed, options.batch_size)
+    engine = EngineOptions(options.batch_size, options.workers, options.shard_size)
+    if job is not None and not job.is_main:  # only rank 0 opens the store
+        execute_distributed(tasks, images, None, None, ctx, engine, None, job)
+        return None, []
     with Store(options.store) as store:
         run = store.run(identity, model=spec.name, arch=spec.arch,
                         checkpoint=str(checkpoint_path) if checkpoint_path else None,
                         data=images.source, n_images=len(images), shard_size=options.shard_size)
-        stats = execute(tasks, images, store, run, Context(classifier, options.seed, options.batch_size),
-                        EngineOptions(options.batch_size, options.workers, options.shard_size), progress)
+        if job is None:
+            stats = execute(tasks, images, store, run, ctx, engine, progress)
+        else:
+            stats = execute_distributed(tasks, images, store, run, ctx, engine, progress, job)
         cell_ids = {key: cid for cid, key in store.cells(run.id)}
         results = [store.cell_result(cell_ids[key], key, run.n_shards) for t in tasks for key in t.keys]
         p_baseline = None
@@ -370,7 +384,7 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         "corrupted_dir": str(corrupted_dir) if corrupted_dir else None,
         "backend": options.backend if generated else None,
         "storage_roundtrip": selection.roundtrip if generated and selection.kind == "imagenet-c" else None,
-        "device": str(device),
+        "device": str(device) if job is None else f"{device.type} x {job.world_size} ranks",
         "precision": classifier.precision,
         **report_sections,
         "store": str(Path(options.store)),

@@ -57,12 +57,14 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     if model is None:
         raise click.UsageError("give --model (or --list)")
     from robustbench_gcp.cli.eval import default_workers, emit_report
-    from robustbench_gcp.cli.progress import RichProgress
+    from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.evaluate import evaluate
 
     workers = default_workers() if workers is None else workers
-    with RichProgress(title=f"baseline {model} {options['suite']}") as progress:
+    with progress_display(f"baseline {model} {options['suite']}") as progress:
         report = evaluate(model, progress=progress, workers=workers, **options)
+    if report is None:  # torchrun ranks other than 0
+        return
     name = name or report["model"]
     with Store(options["store"]) as store:
         run = store.run_by_key(report["run"])

@@ -107,7 +107,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
       gcp-robust compare --checkpoints ckpt/ --suite clean,adversarial --data val/ --plot figures/
     """
     from robustbench_gcp.cli.eval import default_workers
-    from robustbench_gcp.cli.progress import RichProgress
+    from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.compare import compare_reports
     from robustbench_gcp.config import load_config
     from robustbench_gcp.evaluate import _KIND_FLAGS, run_evaluation
@@ -120,7 +120,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     workers = default_workers() if workers is None else workers
     evaluated = []
     jobs = [(entry, suite) for suite in specs for entry in entries]
-    with RichProgress(title="compare") as progress:
+    with progress_display("compare") as progress:
         for index, ((label, name, checkpoint), suite) in enumerate(jobs):
             progress.item(index, len(jobs), f"{label} {suite.name}")
             kind_options = {k: (v if k not in _KIND_FLAGS or suite.kind in _KIND_FLAGS[k][1] else None)
@@ -130,6 +130,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
             evaluated.append(run_evaluation(name, progress=progress, workers=workers, suite=suite.name,
                                             label=label, **kind_options))
             progress.item_done(index)
+    if evaluated and evaluated[0][0] is None:  # torchrun ranks other than 0: rank 0 reports
+        return
     with Store(options["store"]) as store:
         comparisons = compare_reports(store, evaluated, reference=reference,
                                       baseline=cfg.baselines.get(options["baseline"]),

@@ -51,13 +51,14 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
       gcp-robust eval --model resnet50-isqrt --suite adversarial --attacks pgd-linf \\
           --epsilons 1/255,2/255,4/255 --data /data/imagenet/val --limit 1000
     """
-    from robustbench_gcp.cli.progress import RichProgress
+    from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.evaluate import evaluate
 
     workers = default_workers() if workers is None else workers
-    with RichProgress(title=f"{model} {options['suite']}") as progress:
+    with progress_display(f"{model} {options['suite']}") as progress:
         report = evaluate(model, progress=progress, workers=workers, **options)
-    emit_report(report, fmt, output)
+    if report is not None:  # None on torchrun ranks other than 0
+        emit_report(report, fmt, output)
 
 
 def emit_report(report: dict, fmt: str, output: str | None) -> None:

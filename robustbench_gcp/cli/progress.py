@@ -96,5 +96,29 @@ class RichProgress(ProgressHook):
         if self.cell_task is not None:
             self.progress.advance(self.cell_task, n_images)
 
+    def advance_total(self, n_images: int) -> None:
+        self.progress.advance(self.total_task, n_images)
+
     def cell_done(self, label: str) -> None:
         pass
+
+
+class _Silent(ProgressHook):
+    """The progress of torchrun ranks other than 0: nothing is shown."""
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def item(self, index: int, total: int, label: str) -> None: ...
+
+    def item_done(self, index: int) -> None: ...
+
+
+def progress_display(title: str) -> RichProgress | _Silent:
+    """Bars on stderr, except on torchrun ranks other than 0."""
+    from robustbench_gcp.engine.distributed import is_main_process
+
+    return RichProgress(title=title) if is_main_process() else _Silent()

@@ -111,6 +111,9 @@ class ProgressHook:
 
     def advance(self, n_images: int) -> None: ...
 
+    def advance_total(self, n_images: int) -> None:
+        """Images computed elsewhere (other torchrun ranks): the overall count only."""
+
     def cell_done(self, label: str) -> None: ...
 
 

@@ -1,0 +1,168 @@
+"""Several processes under torchrun: rank 0 owns the store, every rank computes shards.
+
+``torchrun --nproc-per-node N $(which gcp-robust) eval ...`` runs the command
+unchanged: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
+gloo on CPU) and the plan is shared out:
+
+1. rank 0 opens the SQLite store, drops finished (cell, shard) units and
+   broadcasts the remaining *loads* (a shard of images and the cells that need it);
+2. rank r computes loads r, r + N, r + 2N ... in rounds; after every round the
+   ranks' counts and bitmaps are gathered on rank 0, which commits them;
+3. the other ranks never open the store, and only rank 0 prints.
+
+No image is evaluated twice and none is padded in: a load belongs to exactly
+one rank, and randomness depends only on (seed, cell, image index), so the
+numbers equal a single process's. If a rank dies, the others fail at the next
+exchange (gloo and NCCL notice the closed connection) or when the launcher
+stops them, and say so; every round committed before stays, and re-running the
+command finishes the rest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import signal
+import time
+from collections.abc import Sequence
+
+import torch
+
+from robustbench_gcp.errors import GcpRobustError
+
+DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
+
+
+class RankFailure(GcpRobustError):
+    """A rank lost the others, or was stopped by the launcher."""
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def is_main_process() -> bool:
+    """True unless this process is a torchrun rank other than 0 (cheap: reads the environment)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+class Distributed:
+    """This process's place in a torchrun job (a process-wide singleton)."""
+
+    _current: Distributed | None = None
+
+    def __init__(self, rank: int, world_size: int, local_rank: int, backend: str):
+        self.rank, self.world_size, self.local_rank, self.backend = rank, world_size, local_rank, backend
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def get(cls, device: torch.device) -> Distributed | None:
+        """The job this process belongs to (initialized on first use), or None outside torchrun."""
+        if not launched_by_torchrun():
+            return None
+        if cls._current is None:
+            import torch.distributed as dist
+
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            timeout = float(os.environ.get("GCP_ROBUST_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+            if device.type == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+            cls._current = Distributed(dist.get_rank(), dist.get_world_size(),
+                                       int(os.environ.get("LOCAL_RANK", "0")), backend)
+            signal.signal(signal.SIGTERM, cls._current._stopped)
+        return cls._current
+
+    def device(self, device: torch.device) -> torch.device:
+        """Each rank's own GPU (LOCAL_RANK); the CPU stays the CPU."""
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
+
+    def _stopped(self, signum, frame):
+        raise RankFailure(
+            f"rank {self.rank} of {self.world_size}: stopped by the launcher (signal {signum}): another rank "
+            "failed or the job was cancelled; finished shards are in the store, re-run the same command "
+            "to compute the rest"
+        )
+
+    def _exchange(self, what: str, operation):
+        try:
+            return operation()
+        except RankFailure:
+            raise
+        except RuntimeError as error:  # DistBackendError, gloo connection errors, timeouts
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise RankFailure(
+                f"rank {self.rank} of {self.world_size}: lost contact with the other ranks while {what} "
+                f"({first}); finished shards are in the store, re-run the same command to compute the rest"
+            ) from None
+
+    def broadcast(self, obj=None):
+        """``obj`` from rank 0, on every rank."""
+        import torch.distributed as dist
+
+        box = [obj]
+        self._exchange("receiving the plan", lambda: dist.broadcast_object_list(box, src=0))
+        return box[0]
+
+    def gather(self, obj) -> list | None:
+        """Every rank's ``obj`` on rank 0 (None elsewhere)."""
+        import torch.distributed as dist
+
+        out = [None] * self.world_size if self.is_main else None
+        self._exchange("exchanging results", lambda: dist.gather_object(obj, out, dst=0))
+        return out
+
+
+def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):
+    """:func:`robustbench_gcp.engine.runner.execute` across the ranks of ``job``.
+
+    ``store`` and ``run`` are used on rank 0 only (None elsewhere).
+    """
+    from robustbench_gcp.engine.runner import ExecutionStats, ProgressHook, cell_ids_of, compute, make_plan
+
+    progress = progress if job.is_main and progress is not None else ProgressHook()
+    sources = list(dict.fromkeys(task.source for task in tasks))
+    if job.is_main:
+        cell_ids = cell_ids_of(tasks, store, run)
+        plan = make_plan(tasks, store, run, cell_ids)
+        shared = (images.fingerprint(), plan.loads, plan.total_images, plan.units_total, plan.units_skipped)
+    else:
+        shared = None
+    fingerprint, loads, total, units_total, skipped = job.broadcast(shared)
+    if fingerprint != images.fingerprint():
+        raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
+                          "every machine?)")
+    stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
+    progress.plan(total, units_total, skipped)
+    started = time.perf_counter()
+    mine = loads[job.rank::job.world_size]
+    rounds = -(-len(loads) // job.world_size)
+    produced = compute(mine, tasks, sources, images, options.shard_size, ctx, options, progress)
+    groups = itertools.groupby(produced, key=lambda item: id(item[0]))
+    for _ in range(rounds):
+        group = next(groups, None)
+        payload = None
+        if group is not None:
+            entries = list(group[1])
+            payload = (entries[0][0].shard, [(task, results, secs) for _, task, results, secs in entries])
+        gathered = job.gather((job.rank, payload))
+        if not job.is_main:
+            continue
+        for rank, item in gathered:
+            if item is None:
+                continue
+            shard, entries = item
+            for task_index, results, seconds in entries:
+                task = tasks[task_index]
+                store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
+                stats.units_computed += 1
+                stats.images_computed += results[0].n
+                if rank != job.rank:
+                    progress.advance_total(results[0].n)
+    stats.seconds = time.perf_counter() - started
+    return stats

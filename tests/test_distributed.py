@@ -1,0 +1,139 @@
+"""torchrun: two CPU processes (gloo) give the single-process counts; a dead rank stops the job cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustbench_gcp.store import Store
+
+ENV = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def demo_val(tmp_path_factory) -> Path:
+    from robustbench_gcp.data.demo import build_demo_dataset
+
+    return build_demo_dataset(tmp_path_factory.mktemp("demo") / "data") / "val"
+
+
+def eval_args(val: Path, store: Path, *extra: str) -> list[str]:
+    return ["eval", "--data", str(val), "--store", str(store), "--workers", "0", "--format", "json", *extra]
+
+
+def torchrun(args: list[str], **kwargs) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--monitor-interval", "0.2", "-m", "robustbench_gcp", *args]
+    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def single(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=ENV, capture_output=True,
+                          text=True, timeout=600)
+
+
+def stored(store: Path) -> dict:
+    with Store(store) as s:
+        out = {}
+        for run in s.runs():
+            for cell_id, key in s.cells(run.id):
+                result = s.cell_result(cell_id, key, run.n_shards)
+                extra = None if result.extra is None else result.extra.tobytes()
+                out[(run.key, key)] = (result.complete, result.counts, result.correct.tobytes(), extra)
+        return out
+
+
+PLANS = {
+    "imagenet-c": ["--model", "demo-gap", "--suite", "imagenet-c", "--corruptions",
+                   "gaussian_noise,glass_blur,fog", "--severities", "1,4", "--shard-size", "15"],
+    "adversarial": ["--model", "demo-isqrt", "--suite", "adversarial", "--attacks", "fgsm,pgd-linf",
+                    "--steps", "2", "--shard-size", "15", "--limit", "60"],
+}
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_two_ranks_store_the_single_process_counts(demo_val, tmp_path, plan):
+    dist_store, single_store = tmp_path / "dist.db", tmp_path / "single.db"
+    proc = torchrun(eval_args(demo_val, dist_store, *PLANS[plan]))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert '"device": "cpu x 2 ranks"' in out  # one report, from rank 0 only
+    assert out.count('"model":') == 1
+    done = single(eval_args(demo_val, single_store, *PLANS[plan]))
+    assert done.returncode == 0, done.stderr
+    a, b = stored(dist_store), stored(single_store)
+    assert a.keys() == b.keys() and len(a) > 1
+    for key in a:
+        assert a[key][0], f"{key} incomplete"
+        assert a[key] == b[key], key
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RANK="):
+            return int(item[5:])
+    return None
+
+
+def _committed(store: Path) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_dead_rank_stops_the_job_and_the_rerun_finishes_it(demo_val, tmp_path):
+    store = tmp_path / "killed.db"
+    args = eval_args(demo_val, store, "--model", "demo-isqrt", "--suite", "imagenet-c", "--shard-size", "10")
+    proc = torchrun(args)
+    deadline = time.time() + 180
+    while _committed(store) == 0:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "no shard committed within 180 s"
+        time.sleep(0.05)
+    ranks = {_rank_of(pid): pid for pid in _children(proc.pid)}
+    os.kill(ranks[1], signal.SIGKILL)
+    killed_at = time.time()
+    out, err = proc.communicate(timeout=120)
+    assert time.time() - killed_at < 60, "the surviving rank did not stop within 60 s"
+    assert proc.returncode != 0
+    at_kill = _committed(store)
+    total = 76 * 10  # (clean + 75 cells) x 10 shards
+    assert 0 < at_kill < total
+    assert "rank 0 of 2:" in err and ("lost contact with the other ranks" in err or "stopped by the launcher" in err)
+    assert "re-run the same command" in err
+
+    resumed = single(args)  # resume in one process: same run (same device type, shard size, seed)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = tmp_path / "reference.db"
+    assert single(eval_args(demo_val, reference, "--model", "demo-isqrt", "--suite", "imagenet-c",
+                            "--shard-size", "10")).returncode == 0
+    a, b = stored(store), stored(reference)
+    assert a.keys() == b.keys() and len(a) == 76
+    assert a == b
