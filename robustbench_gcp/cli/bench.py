@@ -14,6 +14,7 @@ from robustbench_gcp.cli import LazyGroup
         "fidelity": "robustbench_gcp.cli.bench_corruptions:bench_fidelity",
         "heads": "robustbench_gcp.cli.bench_heads:bench_heads",
         "perturbations": "robustbench_gcp.cli.bench_perturbations:bench_perturbations",
+        "scaling": "robustbench_gcp.cli.bench_scaling:bench_scaling",
     },
 )
 def bench() -> None:
