@@ -1,11 +1,12 @@
-"""Model zoo: GAP and global covariance pooling (GCP) ResNets and their checkpoints.
+"""Model zoo: GAP and global covariance pooling (GCP) ResNets, the AlexNet baseline, checkpoints.
 
 >>> from robustbench_gcp.models import list_models, load_model
->>> list_models()[:2]
-['demo-gap', 'demo-isqrt']
+>>> list_models()[:3]
+['alexnet', 'demo-gap', 'demo-isqrt']
 >>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
 """
 
+from robustbench_gcp.models import alexnet as _alexnet  # noqa: F401  (registers alexnet)
 from robustbench_gcp.models import demo as _demo  # noqa: F401  (registers the demo models)
 from robustbench_gcp.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
 from robustbench_gcp.models.checkpoint import CheckpointInfo, inspect_checkpoint

@@ -64,6 +64,8 @@ CONTAINER_KEYS = ("state_dict", "model", "state_dict_ema")
 WRAPPER_COMPONENTS = ("module", "_orig_mod")
 #: buffers, not parameters
 _BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+#: the last classifier weight of each architecture (project names); its rows are the classes
+CLASSIFIER_WEIGHTS = ("fc.weight", "classifier.6.weight")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class Layout:
 
 #: the layouts, in detection order (the first whose markers occur wins)
 LAYOUTS: tuple[Layout, ...] = (
+    # before fast-mpn-cov-training, whose `features.` marker its keys also have; the
+    # training layout's classifier is one Linear (`classifier.weight`), never `classifier.1.`
+    Layout(
+        "torchvision-alexnet",
+        "torchvision AlexNet names: features.0-10, classifier.1/4/6 (alexnet-owt-7be5be79.pth)",
+        ("classifier.1.", "classifier.4."),
+    ),
     Layout(
         "fast-mpn-cov-training",
         "fast-MPN-COV training file: features.N / representation.conv_dr_block.N / classifier",
@@ -498,8 +507,12 @@ def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, t
 
 
 def checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int | None, int | None]:
-    """``(num_classes, reduction_dim)`` read from a project-named state dict (None if absent)."""
-    fc = state_dict.get("fc.weight")
+    """``(num_classes, reduction_dim)`` read from a project-named state dict (None if absent).
+
+    The classes are the rows of the first of :data:`CLASSIFIER_WEIGHTS` present
+    (``fc.weight`` of a ResNet, ``classifier.6.weight`` of AlexNet).
+    """
+    fc = next((state_dict[k] for k in CLASSIFIER_WEIGHTS if k in state_dict), None)
     reduce = state_dict.get("global_pool.reduce.weight")
     return (int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None,
             int(reduce.shape[0]) if reduce is not None and reduce.ndim == 4 else None)
@@ -661,8 +674,8 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) ->
     dims += [f"{num_classes} classes"] if num_classes else []
     text = f"It fits '{best}'" + (f" ({', '.join(dims)})" if dims else "") + f": use --model {best}"
     wanted = HEADS.get(getattr(requested, "head_type", ""))
-    best_head = HEADS[model_info(best).head]
-    if wanted and wanted.sqrt and best_head.sqrt and wanted.sqrt != best_head.sqrt:
+    best_head = HEADS.get(model_info(best).head)
+    if wanted and best_head and wanted.sqrt and best_head.sqrt and wanted.sqrt != best_head.sqrt:
         text += f" --sqrt {wanted.sqrt} to evaluate it with the {wanted.sqrt} square root"
     return text + "."
 

@@ -24,7 +24,8 @@ class ModelInfo:
     Attributes:
         name: registry name.
         depth: 18, 34, 50, 101 ... (None for models that are not ResNets).
-        head: ``gap``, ``isqrt``, ``dropcov``, ``mpncov`` or ``svdpade``.
+        head: ``gap``, ``isqrt``, ``dropcov``, ``mpncov``, ``svdpade``, or ``fc`` (no
+            global pooling: AlexNet).
         num_params: parameters at the default d and number of classes.
         input_size: side of the square input it expects (224 for ImageNet).
         reduction_dim: default d (None for GAP).
@@ -52,15 +53,16 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
         name: a name of :func:`list_models`, e.g. ``resnet50-isqrt``.
         num_classes: classifier outputs (None: the model's default, 1000).
         reduction_dim: d of a GCP head (None: the model's default, 256); GAP
-            models refuse it.
+            models and AlexNet refuse it.
         sqrt: ``newton-schulz``, ``eig`` or ``svd`` instead of the head's own
             square root (isqrt, mpncov and svdpade models).
         ns_iters: Newton-Schulz iterations (default 5).
 
     Raises:
         UnknownNameError: unknown model or square root.
-        ConfigError: an option the model does not have (``sqrt`` for GAP or
-            DropCov, ``reduction_dim`` for GAP, ``ns_iters`` with an exact root).
+        ConfigError: an option the model does not have (``sqrt`` for GAP,
+            DropCov or AlexNet, ``reduction_dim`` for GAP or AlexNet, ``ns_iters``
+            with an exact root).
 
     Example:
         >>> model = create_model("resnet18-isqrt", num_classes=10, reduction_dim=64)
@@ -86,7 +88,8 @@ def model_info(name: str) -> ModelInfo:
     entrypoint = model_entrypoint(name)
     with torch.device("meta"):
         model = create_model(name)
-    pool = model.global_pool
+    describe = getattr(model, "describe_pooling", None)  # models without a global_pool module
+    pooling = describe() if describe is not None else model.global_pool.describe()
     doc = (entrypoint.__doc__ or "").strip().splitlines()
     return ModelInfo(
         name=name,
@@ -96,7 +99,7 @@ def model_info(name: str) -> ModelInfo:
         input_size=model.pretrained_cfg.input_size,
         reduction_dim=model.reduction_dim,
         num_classes=model.num_classes,
-        pooling=pool.describe(),
+        pooling=pooling,
         description=doc[0] if doc else "",
     )
 
@@ -126,7 +129,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 
     Raises:
         UnknownNameError: unknown model or square root.
-        ConfigError: invalid option (``sqrt`` for GAP / DropCov, ``sha256``
+        ConfigError: invalid option (``sqrt`` for GAP / DropCov / AlexNet, ``sha256``
             without a checkpoint, bad device ...).
         CheckpointError: unreadable file, hash mismatch, or weights that do not
             fit (the message names the registered model that they fit).

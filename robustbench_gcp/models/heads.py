@@ -12,9 +12,13 @@ isqrt     1x1 conv (no bias) + BN + ReLU to d, covariance             Newton-Sch
 dropcov   same reduction, covariance (training-only ECA conv kept)    none
 mpncov    same reduction with a conv bias, covariance                 eig, power 0.5
 svdpade   same reduction, covariance in float64                       SVD (float64)
+fc        none: the model flattens its feature map into fc layers     -
 ========  ==========================================================  =====================
 
 Every GCP head then vectorizes the upper triangle: ``d (d + 1) / 2`` features.
+``fc`` is the head type of models without global pooling (AlexNet): it has no
+pooling module (:func:`create_pool` refuses it) and, like ``gap``, no matrix
+square root.
 
 Mixed precision: the reduction conv runs in whatever precision the caller
 chose (autocast included); the covariance and matrix function always run with
@@ -80,6 +84,8 @@ class HeadSpec:
         sqrt: default matrix square root (None: no root).
         reduction_bias: whether the 1x1 reduction conv has a bias.
         eca: whether it carries DropCov's training-only ECA conv.
+        pooling: whether :func:`create_pool` builds a global pooling module for it
+            (False for ``fc``: the model flattens its feature map itself).
         description: one line for tables.
     """
 
@@ -88,6 +94,7 @@ class HeadSpec:
     sqrt: str | None = None
     reduction_bias: bool = False
     eca: bool = False
+    pooling: bool = True
     description: str = ""
 
 
@@ -104,6 +111,9 @@ HEADS: dict[str, HeadSpec] = {
                  description="MPN-COV: covariance, exact square root by eigendecomposition"),
         HeadSpec("svdpade", True, "svd",
                  description="SVD-Pade: covariance, exact square root by SVD in float64"),
+        HeadSpec("fc", False, pooling=False,
+                 description="no global pooling: feature map flattened into fully connected "
+                             "layers (AlexNet)"),
     )
 }
 
@@ -258,10 +268,17 @@ def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None
 
     Raises:
         UnknownNameError: unknown head or square root.
-        ConfigError: an option that the head does not have.
+        ConfigError: an option that the head does not have, or a head without a
+            pooling module (``fc``).
     """
     sqrt = resolve_sqrt(head, sqrt, ns_iters)
     spec = HEADS[head]
+    if not spec.pooling:
+        pooled = ", ".join(name for name, other in HEADS.items() if other.pooling)
+        raise ConfigError(
+            f"head '{head}' has no pooling module: models of this head type flatten their "
+            f"feature map themselves (alexnet). Use one of {pooled}. Got head={head!r}"
+        )
     if not spec.covariance:
         if reduction_dim is not None:
             raise ConfigError(
