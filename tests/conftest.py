@@ -46,6 +46,14 @@ def gap_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_val(tmp_path_factory) -> Path:
+    """The embedded demo's validation folder (10 classes x 10 images, 80-96 px)."""
+    from robustbench_gcp.data.demo import build_demo_dataset
+
+    return build_demo_dataset(tmp_path_factory.mktemp("demo") / "data") / "val"
+
+
 @pytest.fixture
 def store_path(tmp_path) -> Path:
     return tmp_path / "results.db"

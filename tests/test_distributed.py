@@ -17,13 +17,6 @@ from robustbench_gcp.store import Store
 ENV = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def demo_val(tmp_path_factory) -> Path:
-    from robustbench_gcp.data.demo import build_demo_dataset
-
-    return build_demo_dataset(tmp_path_factory.mktemp("demo") / "data") / "val"
-
-
 def eval_args(val: Path, store: Path, *extra: str) -> list[str]:
     return ["eval", "--data", str(val), "--store", str(store), "--workers", "0", "--format", "json", *extra]
 
