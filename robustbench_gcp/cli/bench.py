@@ -15,6 +15,7 @@ from robustbench_gcp.cli import LazyGroup
         "heads": "robustbench_gcp.cli.bench_heads:bench_heads",
         "perturbations": "robustbench_gcp.cli.bench_perturbations:bench_perturbations",
         "scaling": "robustbench_gcp.cli.bench_scaling:bench_scaling",
+        "attack": "robustbench_gcp.cli.bench_attack:bench_attack",
     },
 )
 def bench() -> None:

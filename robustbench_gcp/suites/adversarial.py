@@ -199,7 +199,9 @@ def foolbox_model(ctx: Context):
     cached = ctx.cache.get("foolbox_model")
     if cached is None:
         c = ctx.classifier
-        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval()
+        # Attacks need gradients with respect to the input only: with the weights frozen,
+        # backward skips every weight gradient (about half its cost) and accumulates nothing.
+        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval().requires_grad_(False)
         preprocessing = {"mean": c.mean.flatten().tolist(), "std": c.std.flatten().tolist(), "axis": -3}
         cached = _foolbox().PyTorchModel(net, bounds=(0, 1), device=c.device, preprocessing=preprocessing)
         ctx.cache["foolbox_model"] = cached
@@ -247,32 +249,31 @@ class AttackTask:
 
     def adversarials(
         self, x: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> tuple[list[torch.Tensor], np.ndarray | None]:
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Adversarial examples of ``x`` (in [0, 1]) at every epsilon, and for minimization
-        attacks the per-image perturbation sizes.
+        attacks the unclipped minimal adversarial examples.
 
-        Each example is projected once more onto its epsilon-ball and the [0, 1] box (in
-        float64, against float32 rounding in the attack), so it lies inside both.
+        The attacks' ``run`` is called directly (foolbox's ``__call__`` would spend one
+        more forward pass on success flags that are recounted here anyway). Each example
+        is projected onto its epsilon-ball and the [0, 1] box (in float64, against
+        float32 rounding in the attack), so it lies inside both; for a minimization attack
+        this is foolbox's clipping of the minimal perturbation to epsilon.
         """
         fmodel = foolbox_model(ctx)
         attack = make_attack(self.spec, self.num_classes)
-        sizes = None
+        minimal = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             if self.spec.attack in MINIMIZATION:
-                raw, clipped, success = attack(fmodel, x, labels, epsilons=[None, *self.spec.epsilons])
-                with torch.no_grad():
-                    clean_correct = fmodel(x).argmax(-1) == labels
-                sizes = self._sizes(raw[0], x, success[0], clean_correct)
-                found = clipped[1:]
+                minimal = attack.run(fmodel, x, labels, early_stop=None).detach()
+                found = [minimal] * len(self.spec.epsilons)
             else:
                 found = []
                 for key, eps in zip(self.keys, self.spec.epsilons):
                     if hasattr(attack, "seeds"):
                         attack.seeds = ctx.seeds(key.label, indices)
-                    _raw, clipped, _success = attack(fmodel, x, labels, epsilons=eps)
-                    found.append(clipped)
-        return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], sizes
+                    found.append(attack.run(fmodel, x, labels, epsilon=eps))
+        return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], minimal
 
     def _project(self, x: torch.Tensor, adversarial: torch.Tensor, eps: float) -> torch.Tensor:
         delta = (adversarial.detach() - x).double()
@@ -286,11 +287,16 @@ class AttackTask:
 
     def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
         x = images.float().div_(255.0)
-        adversarials, sizes = self.adversarials(x, labels, indices, ctx)
         fmodel = foolbox_model(ctx)
         with torch.no_grad():
             clean_correct = fmodel(x).argmax(-1) == labels
+        adversarials, minimal = self.adversarials(x, labels, indices, ctx)
+        with torch.no_grad():
             fooled = [fmodel(adv).argmax(-1) != labels for adv in adversarials]
+            sizes = None
+            if minimal is not None:
+                success = fmodel(minimal).argmax(-1) != labels
+                sizes = self._sizes(minimal, x, success, clean_correct)
         n = len(indices)
         broken = torch.zeros(n, dtype=torch.bool, device=x.device)
         results = []
