@@ -16,9 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/make_sample_data.py sample-data
-	$(BIN)/gcp-robust eval --model resnet18-gap --checkpoint sample-data/resnet18-random.pth \
-	    --data sample-data/val --suite imagenet-c --store sample-data/gcp-robust.db
+	$(BIN)/gcp-robust demo --out gcp-robust-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -27,4 +25,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check robustbench_gcp corruptions tests scripts
 
 clean:
-	rm -rf $(VENV) sample-data .pytest_cache
+	rm -rf $(VENV) sample-data gcp-robust-demo .pytest_cache
