@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robustbench_gcp.config import PERTURBATION_SUBSETS, Baseline
+from robustbench_gcp.config import ATTACKS, PERTURBATION_SUBSETS, Baseline
+from robustbench_gcp.reports.evaluation import format_epsilon
 from robustbench_gcp.stats import DEFAULT_RESAMPLES, LEVEL, Interval, bootstrap, mcnemar
 from robustbench_gcp.store import CellResult
 
@@ -95,7 +96,7 @@ def adversarial_design(results: Sequence[CellResult]) -> Design:
             values.append(r.correct.astype(np.float64))
             metrics["clean_accuracy"] = lambda m: m["clean"]
         elif r.key.kind == "adversarial":
-            label = f"{r.key.name}@{float(r.key.level):.4g}"
+            label = f"{r.key.name} {format_epsilon(float(r.key.level), ATTACKS[r.key.name])}"
             rows.append(label)
             values.append(r.correct.astype(np.float64))
             metrics[f"robust {label}"] = lambda m, label=label: m[label]

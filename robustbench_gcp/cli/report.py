@@ -49,14 +49,17 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
 
         parts = []
         for comparison in comparisons:
-            rows, columns = summary.comparison_rows(comparison, compact=True)
+            wide = len(comparison["models"][0]["metrics"]) > 4
+            rows, columns = (summary.comparison_long_rows(comparison) if wide
+                             else summary.comparison_rows(comparison, compact=True))
             n = next((r["n_images"] for r in reports if r["suite"] == comparison["suite"]), None)
-            parts.append(rich_table(rows, columns, title=f"{comparison['suite']}: {n} images, "
-                                    f"reference {comparison['reference']}",
-                                    caption="value and [95 % bootstrap interval over images]; Δ: paired "
-                                            "difference to the reference; McNemar: outcomes (clean, "
-                                            "corruptions, attacks) where the model differs from the "
-                                            "reference at p < 0.05"))
+            caption = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
+                       "reference; McNemar p: exact test of the paired outcomes" if wide else
+                       "value and [95 % bootstrap interval over images]; Δ: paired difference to the "
+                       "reference; McNemar: outcomes (clean, corruptions, attacks) where the model "
+                       "differs from the reference at p < 0.05")
+            title = f"{comparison['suite']}: {n} images, reference {comparison['reference']}"
+            parts.append(rich_table(rows, columns, title=title, caption=caption))
         if not comparisons:
             parts.append(rich_table(summary.headline_rows(reports), title=title or None))
         notes = sorted({note for r in reports for note in r.get("notes", [])})

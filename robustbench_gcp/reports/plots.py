@@ -48,7 +48,7 @@ def error_vs_severity(reports: Sequence[dict], path: Path) -> Path | None:
     rows = math.ceil(len(corruptions) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.6 * rows + 0.8), squeeze=False,
                              sharey=True)
-    for ax, corruption in zip(axes.flat, corruptions):
+    for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
         for r in reports:
             cells = sorted((c["severity"], c["top1_error"]) for c in r["cells"]
                            if c["corruption"] == corruption)
@@ -57,8 +57,10 @@ def error_vs_severity(reports: Sequence[dict], path: Path) -> Path | None:
             ys = ([clean] if clean is not None else []) + [e for _, e in cells]
             ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r["model"])
         ax.set_title(corruption.replace("_", " "), fontsize=9)
-        ax.set_xlabel("severity (0 = clean)", fontsize=8)
-        ax.set_ylabel("top-1 error (%)", fontsize=8)
+        if index >= len(corruptions) - cols:  # bottom row of each column
+            ax.set_xlabel("severity (0 = clean)", fontsize=8)
+        if index % cols == 0:
+            ax.set_ylabel("top-1 error (%)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(corruptions):]:
@@ -132,7 +134,7 @@ def robust_accuracy(reports: Sequence[dict], path: Path) -> Path | None:
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
         ax.set_ylabel("robust accuracy (%)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(top=100.5)
         ax.grid(alpha=0.3)
         ax.legend(title="model", fontsize=8)
     fig.suptitle("Robust accuracy against the attack budget")

@@ -30,7 +30,7 @@ def _display(metric: str) -> tuple[str, float, str]:
     if metric in DISPLAY:
         return DISPLAY[metric]
     if metric.startswith("robust "):
-        return (metric.replace("robust ", "robust ") + " %", 100.0, ".1f")
+        return (metric + " %", 100.0, ".1f")
     return (metric, 1.0, ".4g")
 
 
@@ -79,6 +79,30 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
             columns.append(Column(f"d {m}", f"Δ {header}"))
     if any("tests" in r for r in rows):
         columns.append(Column("tests", "McNemar"))
+    return rows, columns
+
+
+def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
+    """A row per (model, metric), for comparisons with many metrics (attacks x epsilons):
+    value [interval], paired difference [interval], and the McNemar p-value of that outcome."""
+    rows = []
+    for model in comparison["models"]:
+        name = model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")
+        tests = model.get("tests") or {}
+        for metric, iv in model["metrics"].items():
+            header, scale, fmt = _display(metric)
+            delta = (model.get("delta") or {}).get(metric)
+            test = tests.get(metric.removeprefix("robust "))
+            rows.append({
+                "model": name, "metric": header, "value": _interval(iv, scale, fmt),
+                "delta": None if delta is None else ("+" if delta["estimate"] >= 0 else "")
+                + _interval(delta, scale, fmt),
+                "p": None if test is None else test["p_value"],
+            })
+            name = ""
+    columns = [Column("model", justify="left"), Column("metric", justify="left"),
+               Column("value", "value [95 % interval]"), Column("delta", "Δ vs ref [95 % interval]"),
+               Column("p", "McNemar p", ".3g")]
     return rows, columns
 
 
