@@ -97,9 +97,11 @@ def merged_reports(evaluated) -> list[dict]:
                 target[key] = report[key]
         if report.get("clean"):
             target["clean"] = report["clean"]
-        metrics = {k: v for k, v in (report.get("metrics") or {}).items() if v is not None and v != []}
+        metrics = dict(report.get("metrics") or {})
         if report["kind"] == "imagenet-p":
             metrics["flip_baseline"] = metrics.pop("baseline", None)
+        elif report["kind"] != "imagenet-c":  # clean / adversarial reports carry empty C metrics
+            metrics = {}
         target["metrics"].update(metrics)
         target["notes"] += [n for n in report["notes"] if n not in target["notes"]]
     return list(merged.values())

@@ -19,8 +19,10 @@ from robustbench_gcp.cli.options import config_option, device_option, output_opt
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data loader processes (the demo images are tiny: 0 is fastest).")
+@click.option("--limit", type=click.IntRange(min=10), default=None,
+              help="Evaluate a class-balanced subset of N of the 100 validation images (a quicker look).")
 @config_option
-def demo_cmd(out, fmt, output, device, batch_size, workers, config) -> None:
+def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> None:
     """Run the embedded demo: nothing to download, every suite, a comparison and plots.
 
     Builds a small dataset from the photographs that ship with scikit-image,
@@ -40,7 +42,8 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, config) -> None:
     started = time.perf_counter()
     with RichProgress(title="demo") as progress:
         evaluated, comparisons = run_demo(out, progress=progress, config=config, device=device,
-                                          batch_size=batch_size, workers=workers, shard_size=256)
+                                          batch_size=batch_size, workers=workers, shard_size=256,
+                                          limit=limit)
     plots = Path(out) / "plots"
     if fmt == "json":
         text = to_json(merged_reports(evaluated))

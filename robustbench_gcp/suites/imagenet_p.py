@@ -177,7 +177,8 @@ def summarize(
         )
     elif entries and any(e["FR"] is None for e in entries):
         missing = sorted({f"{e['perturbation']}/{e['difficulty']}" for e in entries if e["FR"] is None})
-        notes.append(f"baseline '{baseline_name}' has no figures for {', '.join(missing)}: FR left empty")
+        notes.append(f"FR / T5D left empty for {', '.join(missing)}: baseline '{baseline_name}' has no "
+                     "figures for them, or never flips on them (a zero normalizer)")
     if first.get("missing") and first.get("perturbations"):
         notes.append(f"mFR averages {len(first['perturbations'])} of the 10 test perturbations; "
                      f"missing: {', '.join(first['missing'])}")
