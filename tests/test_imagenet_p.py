@@ -1,0 +1,142 @@
+"""The ImageNet-P suite: generated sequences, released MP4 files, stored baselines and FR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.config import load_config
+from robustbench_gcp.data.folders import scan_folder
+from robustbench_gcp.data.loader import Preprocess, iterate_batches
+from robustbench_gcp.engine.seeding import image_seeds
+from robustbench_gcp.metrics import flip_stats
+from robustbench_gcp.models import load_model
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def p_args(demo_val, store, *extra):
+    return ["--data", demo_val, "--store", store, "--suite", "imagenet-p", "--limit", 10, "--workers", 0,
+            "--format", "json", *extra]
+
+
+def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(demo_val, tmp_path):
+    report = run("eval", "--model", "demo-isqrt", *p_args(demo_val, tmp_path / "s.db", "--perturbations",
+                                                           "rotate,gaussian_noise", "--difficulties", "1,2"))
+    entries = {(e["perturbation"], e["difficulty"]): e for e in report["perturbations"]}
+    assert sorted(entries) == [("gaussian_noise", 1), ("gaussian_noise", 2), ("rotate", 1), ("rotate", 2)]
+    assert all(e["n_videos"] == 10 and e["FR"] is None for e in entries.values())
+    assert any("unnormalized" in note for note in report["notes"])
+    # independent re-computation: the same images, seeds and sequences, classified directly
+    from corruptions import perturbation_sequence
+
+    images = scan_folder(demo_val).limit(10)
+    x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
+    model = load_model("demo-isqrt", load_config().model("demo-isqrt").checkpoint)
+    mean = torch.tensor(model.pretrained_cfg.mean).view(1, -1, 1, 1)
+    std = torch.tensor(model.pretrained_cfg.std).view(1, -1, 1, 1)
+    for (name, difficulty), entry in entries.items():
+        seeds = image_seeds(0, f"imagenet-p/{name}/{difficulty}", images.indices)
+        frames = perturbation_sequence(x.float() / 255, name, difficulty, seed=seeds, crop_size=64)
+        with torch.no_grad():
+            logits = model((frames.flatten(0, 1) - mean) / std).view(10, frames.shape[1], -1)
+        mode = "noise" if name == "gaussian_noise" else "sequential"
+        fp, t5d = flip_stats(logits, mode=mode, difficulty=1 if mode == "noise" else difficulty)
+        assert entry["flip_probability"] == pytest.approx(fp, abs=1e-12)
+        assert entry["top5_distance"] == pytest.approx(t5d, abs=1e-12)
+
+
+def _write_mp4(path, frames: np.ndarray) -> None:
+    """H.264 at lossless quality (qp 0, yuv444p); RGB -> YUV -> RGB still rounds by a level or two."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, tmp_path):
+    """Videos written in the released layout, read back through --corrupted-dir, against the same
+    frames classified straight from tensors. Codec loss: lossless H.264 still rounds RGB through
+    YUV (a level or two), so the two may differ on a comparison or two near a decision boundary
+    (measured here: the same flip probability, top-5 distance 0.0125 apart)."""
+    from corruptions import perturbation_sequence
+
+    images = scan_folder(demo_val).limit(10)
+    x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
+    frames = perturbation_sequence(x.float() / 255, "translate", seed=0, crop_size=64)  # (10, 41, 3, 64, 64)
+    pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    released = tmp_path / "ImageNet-P"
+    for name, video in zip(images.names, pixels):
+        _write_mp4(released / "translate" / name.rsplit(".", 1)[0].__add__(".mp4"), video)
+    report = run("eval", "--model", "demo-gap", *p_args(demo_val, tmp_path / "s.db", "--perturbations",
+                                                         "translate", "--corrupted-dir", released))
+    (entry,) = report["perturbations"]
+    assert entry["n_videos"] == 10 and report["corrupted_dir"] == str(released)
+    model = load_model("demo-gap", load_config().model("demo-gap").checkpoint)
+    mean = torch.tensor(model.pretrained_cfg.mean).view(1, -1, 1, 1)
+    std = torch.tensor(model.pretrained_cfg.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        direct = torch.from_numpy(pixels).permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
+        logits = model((direct - mean) / std).view(10, 41, -1)
+    fp, t5d = flip_stats(logits, mode="sequential")
+    assert entry["flip_probability"] == pytest.approx(fp, abs=2 / 40)  # at most 2 of 40 pairs per video
+    assert entry["top5_distance"] == pytest.approx(t5d, abs=0.25)
+
+    broken = released / "translate" / images.names[0].rsplit(".", 1)[0].__add__(".mp4")
+    broken.write_bytes(b"not a video")
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *map(str, p_args(
+        demo_val, tmp_path / "t.db", "--perturbations", "translate", "--corrupted-dir", released))])
+    assert result.exit_code == 1 and f"cannot decode video {broken}" in result.stderr
+
+
+def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    selection = ("--perturbations", "translate,rotate,brightness")
+    base = run("baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, *selection))
+    assert any("stored as baseline 'gapbase'" in note for note in base["notes"])
+    listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])
+    assert json.loads(listed.stdout)[0]["name"] == "gapbase"
+    report = run("eval", "--model", "demo-isqrt",
+                 *p_args(demo_val, store, *selection, "--baseline", "gapbase"))
+    base_fp = {e["perturbation"]: (e["flip_probability"], e["top5_distance"]) for e in base["perturbations"]}
+    frs = []
+    for e in report["perturbations"]:
+        fp0, t5d0 = base_fp[e["perturbation"]]
+        assert e["FR"] == pytest.approx(100 * e["flip_probability"] / fp0)
+        assert e["T5D"] == pytest.approx(100 * e["top5_distance"] / t5d0)
+        frs.append(e["FR"])
+    assert report["metrics"]["mFR"] == pytest.approx(sum(frs) / 3)
+    assert report["metrics"]["baseline"] == "gapbase"
+    assert any("mFR averages 3 of the 10 test perturbations" in note for note in report["notes"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--perturbations", "rotat"), "Error: unknown perturbation 'rotat'. Did you mean 'rotate'?"),
+    (("--difficulties", "4"), "Error: `--difficulties` should be 1..3. Got 4"),
+    (("--suite", "clean", "--perturbations", "rotate"),
+     "Error: `--perturbations` applies to the imagenet-p suite, not to 'clean'"),
+])
+def test_bad_imagenet_p_options(demo_val, tmp_path, extra, message):
+    args = ["eval", "--model", "demo-gap", "--data", str(demo_val), "--store", str(tmp_path / "s.db")]
+    args += ([] if "--suite" in extra else ["--suite", "imagenet-p"]) + list(extra)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == message
