@@ -36,7 +36,7 @@ from robustbench_gcp.fetch import resolve_checkpoint
 from robustbench_gcp.reports.objects import sections, stored_p_baseline
 from robustbench_gcp.store import DEFAULT_STORE, Store
 
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2  # 2: ImageNet-P random layers no longer depend on the difficulty
 CORRUPTION_SUBSETS = ("benchmark", "extra", "all", "noise", "blur", "weather", "digital")
 
 

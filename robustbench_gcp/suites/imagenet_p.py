@@ -50,24 +50,42 @@ def released_folder(root: Path, perturbation: str, difficulty: int) -> Path:
 
 @dataclass(frozen=True)
 class PerturbationTask:
-    """One (perturbation, difficulty) cell: generated or released sequences."""
+    """The cells of one sequence: generated or released frames, classified once.
+
+    A noise perturbation has one difficulty per task (each difficulty is another
+    noise level, hence other frames). Any other perturbation has the same frames
+    at every difficulty, so one task classifies them once and fills a cell per
+    difficulty, comparing frames at stride 1, 2, 3 (and its random layers, for
+    snow and spatter, are the same at every difficulty, as in the released data).
+    """
 
     perturbation: str
-    difficulty: int
+    difficulties: tuple[int, ...]
     source: ImageSource
     crop_size: int
     keys: tuple[CellKey, ...] = field(init=False)
 
     def __post_init__(self):
-        variant = {"source": "released" if self.source.video_frames else "torch"}
-        key = CellKey("imagenet-p", self.perturbation, str(self.difficulty), canonical_json(variant))
-        object.__setattr__(self, "keys", (key,))
+        noise = self.perturbation in NOISE_PERTURBATIONS
+        if noise and len(self.difficulties) != 1:
+            raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
+        variant = canonical_json({"source": "released" if self.source.video_frames else "torch"})
+        keys = tuple(CellKey("imagenet-p", self.perturbation, str(d), variant) for d in self.difficulties)
+        object.__setattr__(self, "keys", keys)
+
+    @property
+    def seed_token(self) -> str:
+        """What the per-image seeds derive from: the noise level's cell, or the perturbation."""
+        if self.perturbation in NOISE_PERTURBATIONS:
+            return self.keys[0].label
+        return f"imagenet-p/{self.perturbation}"
 
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
     ) -> list[ShardResult]:
         frames = frame_count(self.perturbation)
         budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
+        difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
         logits = []
         for start in range(0, images.shape[0], budget):
             chunk = images[start:start + budget]
@@ -76,25 +94,27 @@ class PerturbationTask:
             else:
                 from corruptions import perturbation_sequence
 
-                seeds = ctx.seeds(self.keys[0].label, indices[start:start + budget])
+                seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
                 videos = perturbation_sequence(chunk.float().div_(255.0), self.perturbation,
-                                               self.difficulty, seed=seeds, crop_size=self.crop_size)
+                                               difficulty, seed=seeds, crop_size=self.crop_size)
             flat = videos.flatten(0, 1)
             step = ctx.batch_size
             out = torch.cat([ctx.classifier(flat[i:i + step]) for i in range(0, flat.shape[0], step)])
             logits.append(out.view(videos.shape[0], videos.shape[1], -1))
-        rates, distances, pairs = flip_rates(
-            torch.cat(logits), mode=flip_mode(self.perturbation),
-            difficulty=stride(self.perturbation, self.difficulty),
-        )
-        counts = {
-            "videos": int(rates.numel()),
-            "comparisons": int(rates.numel()) * pairs,
-            "flip_rate_sum": float(rates.sum()),
-            "distance_rate_sum": float(distances.sum()),
-        }
-        per_video = torch.stack([rates, distances], dim=1).cpu().numpy().astype(np.float32)
-        return [ShardResult(int(rates.numel()), counts, extra=per_video)]
+        logits = torch.cat(logits)
+        results = []
+        for d in self.difficulties:
+            rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
+                                                 difficulty=stride(self.perturbation, d))
+            counts = {
+                "videos": int(rates.numel()),
+                "comparisons": int(rates.numel()) * pairs,
+                "flip_rate_sum": float(rates.sum()),
+                "distance_rate_sum": float(distances.sum()),
+            }
+            per_video = torch.stack([rates, distances], dim=1).cpu().numpy().astype(np.float32)
+            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
+        return results
 
 
 def build_tasks(
@@ -105,7 +125,8 @@ def build_tasks(
     crop_size: int,
     corrupted_dir: Path | None = None,
 ) -> list[PerturbationTask]:
-    """One task per (perturbation, difficulty), in report order.
+    """The tasks of an ImageNet-P plan, in report order: per noise perturbation one per
+    difficulty, per other perturbation one for all difficulties.
 
     Generated sequences take the images resized (shorter side) and center-cropped
     to a square of that size (``clean_source``); released ones read
@@ -113,14 +134,16 @@ def build_tasks(
     """
     tasks = []
     for perturbation in perturbations:
-        for difficulty in difficulties:
+        groups = ([(d,) for d in difficulties] if perturbation in NOISE_PERTURBATIONS
+                  else [tuple(difficulties)])
+        for group in groups:
             if corrupted_dir is not None:
-                source = ImageSource(released_folder(corrupted_dir, perturbation, difficulty),
+                source = ImageSource(released_folder(corrupted_dir, perturbation, group[0]),
                                      resize_size=None, crop_size=crop_size, released=True,
                                      video_frames=frame_count(perturbation))
             else:
                 source = clean_source
-            tasks.append(PerturbationTask(perturbation, difficulty, source, crop_size))
+            tasks.append(PerturbationTask(perturbation, group, source, crop_size))
     return tasks
 
 

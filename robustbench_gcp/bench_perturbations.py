@@ -1,0 +1,166 @@
+"""How fast ImageNet-P sequences are generated, next to how fast a model classifies frames.
+
+Used by ``gcp-robust bench perturbations``; usable from Python too. Both figures
+are frames per second measured in the same run on the same device, so their
+ratio tells whether generating the sequences on the fly slows an evaluation
+down (ratio > 1: generation outpaces the model).
+
+Example:
+    >>> from robustbench_gcp.bench_perturbations import measure
+    >>> report = measure(["rotate"], device="cpu", model="demo-gap", batch_size=2,
+    ...                  repeats=1)  # doctest: +SKIP
+    >>> report["rows"][0]["frames_per_second"] > 0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from robustbench_gcp.engine.device import resolve_device, synchronize
+
+__all__ = ["measure", "model_speed", "sequence_speed"]
+
+Progress = Callable[[str], None]
+
+
+def _best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls, after one warm-up call."""
+    fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _photos(count: int, size: int, device: torch.device) -> torch.Tensor:
+    """Real photographs (scikit-image's), resized and centre-cropped to size x size."""
+    from corruptions.bench import photos
+
+    return photos(count, size).to(device)
+
+
+def sequence_speed(
+    images: torch.Tensor, name: str, *, difficulty: int = 1, crop_size: int | None = None,
+    repeats: int = 3,
+) -> dict:
+    """Frames per second of :func:`corruptions.perturbation_sequence` on ``images``.
+
+    Args:
+        images: (B, 3, S, S) photographs on the device to measure.
+        name: a perturbation.
+        difficulty: 1..3.
+        crop_size: frame side (default round(S * 224 / 256)).
+        repeats: timed calls after a warm-up call; the fastest counts.
+
+    Returns:
+        ``{"perturbation", "frames", "seconds", "frames_per_second", "videos_per_second"}``
+        for one call on the whole batch (seeded per image, uint8-quantized frames).
+    """
+    from corruptions.perturbations import frame_count, perturbation_sequence
+
+    seeds = list(range(images.shape[0]))
+
+    def run() -> torch.Tensor:
+        return perturbation_sequence(images, name, difficulty, seed=seeds, crop_size=crop_size)
+
+    seconds = _best_time(run, images.device, repeats)
+    frames = frame_count(name) * images.shape[0]
+    return {
+        "perturbation": name,
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_second": frames / seconds,
+        "videos_per_second": images.shape[0] / seconds,
+    }
+
+
+def model_speed(
+    model: torch.nn.Module, *, crop_size: int, batch_size: int, device: torch.device, repeats: int = 3,
+) -> dict:
+    """Frames per second of ``model`` (inference mode) on batches of random frames."""
+    frames = torch.rand(batch_size, 3, crop_size, crop_size, device=device)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(frames)
+
+    seconds = _best_time(run, device, repeats)
+    return {"seconds": seconds, "frames_per_second": batch_size / seconds}
+
+
+def measure(
+    perturbations: Sequence[str],
+    *,
+    device: str | torch.device = "auto",
+    model: str = "resnet50-gap",
+    batch_size: int = 8,
+    size: int | None = None,
+    crop_size: int | None = None,
+    model_batch_size: int = 32,
+    difficulty: int = 1,
+    repeats: int = 3,
+    progress: Progress | None = None,
+) -> dict:
+    """Per perturbation, frames generated per second, next to the model's frames per second.
+
+    Args:
+        perturbations: names (see :func:`corruptions.list_perturbations`).
+        device: torch device (``auto``: CUDA when available).
+        model: a registered model (random weights); it sets the default sizes.
+        batch_size: images per :func:`~corruptions.perturbation_sequence` call.
+        size: side S of the square input images (default: the model's resize size,
+            256 for the ResNets, 73 for the demo models).
+        crop_size: frame side (default: the model's input size when ``size`` is its
+            resize size, else round(S * 224 / 256)).
+        model_batch_size: frames per forward pass of the model.
+        difficulty: 1..3 (only the noise perturbations depend on it).
+        repeats: timed calls after a warm-up call; the fastest counts.
+        progress: called with the name of each item before it is timed.
+
+    Returns:
+        ``{"settings": {...}, "model": {"name", "frames_per_second", ...},
+        "rows": [{"perturbation", "frames", "seconds", "frames_per_second",
+        "videos_per_second", "vs_model"}, ...]}``; ``vs_model`` is the generation
+        rate divided by the model's rate.
+
+    Raises:
+        UnknownNameError: unknown model.
+        ValueError: unknown perturbation or bad difficulty.
+    """
+    from corruptions.perturbations import check_perturbation
+    from robustbench_gcp.models import create_model
+
+    names = [check_perturbation(n) for n in perturbations]
+    torch_device = resolve_device(device)
+    net = create_model(model).eval().to(torch_device)
+    config = net.pretrained_cfg
+    if size is None:
+        size = config.resize_size
+    if crop_size is None:
+        crop_size = config.input_size if size == config.resize_size else round(size * 224 / 256)
+    if progress:
+        progress(model)
+    model_row = model_speed(net, crop_size=crop_size, batch_size=model_batch_size,
+                            device=torch_device, repeats=repeats)
+    images = _photos(batch_size, size, torch_device)
+    rows = []
+    for name in names:
+        if progress:
+            progress(name)
+        row = sequence_speed(images, name, difficulty=difficulty, crop_size=crop_size, repeats=repeats)
+        row["vs_model"] = row["frames_per_second"] / model_row["frames_per_second"]
+        rows.append(row)
+    settings = {
+        "device": str(torch_device), "batch_size": batch_size, "size": size, "crop_size": crop_size,
+        "difficulty": difficulty, "repeats": repeats, "threads": torch.get_num_threads(),
+    }
+    model_info = {"name": model, "batch_size": model_batch_size, "input_size": crop_size, **model_row}
+    return {"settings": settings, "model": model_info, "rows": rows}

@@ -1,0 +1,125 @@
+"""``gcp-robust bench perturbations``: ImageNet-P generation speed next to the model's.
+
+A thin wrapper over :func:`robustbench_gcp.bench_perturbations.measure`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from robustbench_gcp.cli.options import device_option, json_option
+
+
+@contextlib.contextmanager
+def _progress(total: int):
+    """A transient bar on stderr; yields a callback taking the label of the item timed next."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from robustbench_gcp.cli.progress import stderr_console
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                   console=stderr_console(), transient=True)
+    with bar:
+        task = bar.add_task("timing", total=total)
+        started = [False]
+
+        def advance(label: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=f"timing: {label}")
+
+        yield advance
+
+
+def _perturbation_names(value: str) -> list[str]:
+    """``a,b`` of perturbation names and/or subsets (test, validation, all)."""
+    from corruptions.perturbations import PERTURBATION_SUBSETS, check_perturbation, list_perturbations
+
+    names: list[str] = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        try:
+            found = list_perturbations(item) if item in PERTURBATION_SUBSETS else [check_perturbation(item)]
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--perturbations") from None
+        names.extend(n for n in found if n not in names)
+    if not names:
+        raise click.BadParameter("no perturbation given", param_hint="--perturbations")
+    return names
+
+
+@click.command("perturbations")
+@device_option
+@click.option("--model", default="resnet50-gap", show_default=True,
+              help="Registered model (random weights) whose frames/s is shown alongside; it also "
+              "sets the default --size (its resize size: 256 for ResNets, 73 for demo-gap).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
+              help="Images per perturbation_sequence() call (each gives 31 or 41 frames).")
+@click.option("--size", default=None, type=click.IntRange(32),
+              help="Side S of the square input images. Default: the model's resize size.")
+@click.option("--crop-size", default=None, type=click.IntRange(1),
+              help="Frame side. Default: the model's input size (round(S * 224 / 256) for "
+              "another --size).")
+@click.option("--model-batch-size", default=32, show_default=True, type=click.IntRange(1),
+              help="Frames per forward pass of the model.")
+@click.option("--perturbations", "perturbation_list", default="all", show_default=True,
+              help="Comma-separated perturbation names or subsets (test, validation, all).")
+@click.option("--difficulty", default=1, show_default=True, type=click.IntRange(1, 3),
+              help="Difficulty (only the noise perturbations depend on it).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Timed calls after a warm-up call; the fastest counts.")
+@json_option
+def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_size,
+                        perturbation_list, difficulty, repeats, as_json):
+    """Frames per second of every ImageNet-P sequence, next to the model's frames per second.
+
+    Sequences are generated from real photographs (scikit-image's, resized and
+    centre-cropped to --size) by batches of --batch-size images, seeded per
+    image, frames quantized to uint8 as the released videos; the model
+    classifies random frames of the same size in batches of
+    --model-batch-size. "x model" is the ratio of the two rates: above 1,
+    generating the frames on the fly costs less than classifying them.
+
+    \b
+    Example:
+      gcp-robust bench perturbations --device cpu --batch-size 8 --perturbations test
+      gcp-robust bench perturbations --model demo-gap --json
+    """
+    from robustbench_gcp.bench_perturbations import measure
+    from robustbench_gcp.reports.tables import Column, emit
+
+    names = _perturbation_names(perturbation_list)
+    if size is not None and crop_size is not None and crop_size > size:
+        raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
+                                 param_hint="--crop-size")
+    with _progress(len(names) + 1) as advance:
+        report = measure(names, device=device, model=model, batch_size=batch_size, size=size,
+                         crop_size=crop_size, model_batch_size=model_batch_size,
+                         difficulty=difficulty, repeats=repeats, progress=advance)
+    settings, net = report["settings"], report["model"]
+    rows = report["rows"] + [{
+        "perturbation": f"model {net['name']}", "frames": net["batch_size"],
+        "seconds": net["seconds"], "frames_per_second": net["frames_per_second"],
+        "videos_per_second": None, "vs_model": 1.0,
+    }]
+    columns = [
+        Column("perturbation", justify="left"),
+        Column("frames"),
+        Column("seconds", "s/call", ".3f"),
+        Column("frames_per_second", "frames/s", ".0f"),
+        Column("videos_per_second", "videos/s", ".1f"),
+        Column("vs_model", "x model", ".1f"),
+    ]
+    emit(
+        rows, columns, fmt="json" if as_json else "table",
+        title=f"ImageNet-P generation speed: {settings['device']}, batch {settings['batch_size']}, "
+        f"{settings['size']} -> {settings['crop_size']} px, difficulty {settings['difficulty']}",
+        caption=f"best of {settings['repeats']} calls after a warm-up; model {net['name']} "
+        f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads",
+        json_obj=report,
+    )
