@@ -21,19 +21,10 @@ from typing import Any
 
 import yaml
 
+from corruptions.perturbations import PERTURBATION_SUBSETS  # ImageNet-P: test, validation, all
 from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
 
 SUITE_KINDS = ("clean", "imagenet-c", "imagenet-p", "adversarial")
-
-# ImageNet-P perturbations (PROTOCOL.md section 2).
-PERTURBATION_SUBSETS = {
-    "test": (
-        "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
-        "brightness", "translate", "rotate", "tilt", "scale",
-    ),
-    "validation": ("speckle_noise", "gaussian_blur", "spatter", "shear"),
-}
-PERTURBATION_SUBSETS["all"] = PERTURBATION_SUBSETS["test"] + PERTURBATION_SUBSETS["validation"]
 
 # Attack name -> norm, and the budget keys each one accepts.
 ATTACKS = {

@@ -37,7 +37,7 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     from robustbench_gcp.cli.progress import RichProgress
     from robustbench_gcp.cli.report import emit_comparison
     from robustbench_gcp.demo import merged_reports, run_demo
-    from robustbench_gcp.reports.tables import to_json
+    from robustbench_gcp.reports.tables import to_json, write_output
 
     started = time.perf_counter()
     with RichProgress(title="demo") as progress:
@@ -46,11 +46,7 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
                                           limit=limit)
     plots = Path(out) / "plots"
     if fmt == "json":
-        text = to_json(merged_reports(evaluated))
-        if output is None:
-            click.echo(text, nl=False)
-        else:
-            Path(output).write_text(text)
+        write_output(to_json(merged_reports(evaluated)), output)
         from robustbench_gcp.reports.plots import write_plots
 
         write_plots([r for r, _ in evaluated], plots)

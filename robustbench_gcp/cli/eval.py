@@ -64,7 +64,7 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
 def emit_report(report: dict, fmt: str, output: str | None) -> None:
     """Print an evaluation report in ``fmt`` to stdout or ``output``."""
     from robustbench_gcp.reports import evaluation
-    from robustbench_gcp.reports.tables import render_text, to_json
+    from robustbench_gcp.reports.tables import render_text, to_json, write_output
 
     if fmt == "table":
         renderable = evaluation.render_table(report)
@@ -80,9 +80,4 @@ def emit_report(report: dict, fmt: str, output: str | None) -> None:
         text = evaluation.to_long_csv(report)
     else:
         text = evaluation.to_report_markdown(report)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        click.echo(f"wrote {output}", err=True)
+    write_output(text, output)

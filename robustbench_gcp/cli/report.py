@@ -21,7 +21,14 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
                     plot_dir: str | None = None, title: str = "") -> None:
     """Print (report, cells) pairs and their comparisons in ``fmt``; write plots."""
     from robustbench_gcp.reports import evaluation, summary
-    from robustbench_gcp.reports.tables import render_text, rich_table, to_csv, to_json, to_markdown
+    from robustbench_gcp.reports.tables import (
+        render_text,
+        rich_table,
+        to_csv,
+        to_json,
+        to_markdown,
+        write_output,
+    )
 
     reports = [report for report, _ in evaluated]
     if fmt == "json":
@@ -71,12 +78,7 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
         else:
             text = render_text(renderable)
     if text is not None:
-        if output is None:
-            click.echo(text, nl=False)
-        else:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            click.echo(f"wrote {output}", err=True)
+        write_output(text, output)
     if plot_dir:
         from robustbench_gcp.reports.plots import write_plots
 

@@ -150,10 +150,16 @@ def emit(
         text = render_text(table)
     else:
         raise ValueError(f"`fmt` should be table, csv, json or markdown. Got {fmt!r}")
-    if output is None:
-        import click
+    write_output(text, output)
 
+
+def write_output(text: str, output: str | None) -> None:
+    """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
+    import click
+
+    if output is None:
         click.echo(text, nl=False)
-    else:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        return
+    with open(output, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    click.echo(f"wrote {output}", err=True)

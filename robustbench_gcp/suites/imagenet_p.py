@@ -24,16 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustbench_gcp.config import PERTURBATION_SUBSETS
+from corruptions.perturbations import PERTURBATION_SUBSETS, frame_count
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.metrics import NOISE_PERTURBATIONS, flip_mode, flip_rates
 from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
-
-FRAMES = {"translate": 41}  # every other perturbation has 31 frames
-
-
-def frame_count(perturbation: str) -> int:
-    return FRAMES.get(perturbation, 31)
 
 
 def stride(perturbation: str, difficulty: int) -> int:
