@@ -1,0 +1,169 @@
+"""The 19 ImageNet-C corruptions in PyTorch: batched, seeded, on any device.
+
+Example:
+    >>> import torch
+    >>> from corruptions import corrupt, list_corruptions
+    >>> x = torch.rand(8, 3, 224, 224)
+    >>> y = corrupt(x, "fog", 3, seed=[10, 11, 12, 13, 14, 15, 16, 17])
+    >>> y.shape, len(list_corruptions("all"))
+    (torch.Size([8, 3, 224, 224]), 19)
+
+See ``corruptions/README.md`` for the semantics, the differences from the
+original ImageNet-C code and the measured fidelity and speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from corruptions import blur, digital, noise, weather  # noqa: F401  (registers the corruptions)
+from corruptions._registry import (
+    BENCHMARK,
+    EXTRA,
+    SUBSETS,
+    Corruption,
+    check_images,
+    check_name,
+    check_severity,
+    get_corruption,
+    list_corruptions,
+)
+from corruptions._rng import ImageRandom, image_seeds, normalize_seeds
+from corruptions.storage import storage_roundtrip
+
+__all__ = [
+    "BENCHMARK",
+    "EXTRA",
+    "SUBSETS",
+    "Corruption",
+    "corrupt",
+    "get_corruption",
+    "image_seeds",
+    "list_corruptions",
+    "sample_parameters",
+    "storage_roundtrip",
+]
+
+
+def _check_randomness(seed, generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` should be a torch.Generator. Got {type(generator).__name__}")
+    if seed is not None and generator is not None:
+        raise ValueError("pass `seed` or `generator`, not both")
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def sample_parameters(
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int | Sequence[int] | torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """Draw the random parameters ``corrupt`` would use (empty for deterministic ones).
+
+    Same arguments and randomness as :func:`corrupt`; ``corrupt(x, n, s, seed=k)`` equals
+    ``get_corruption(n).apply(x, s, sample_parameters(x, n, s, seed=k))`` clipped to
+    [0, 1]. Useful to reuse one draw (e.g. the same snow layer) on several images.
+    """
+    check_images(images)
+    spec = get_corruption(name)
+    severity = check_severity(severity)
+    _check_randomness(seed, generator)
+    if spec.sample is None:
+        return {}
+    batch = images.shape[0]
+    seeds = normalize_seeds(seed, batch, images.device)
+    rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
+    return spec.sample(rng, images.detach(), severity)
+
+
+def corrupt(
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int | Sequence[int] | torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Apply an ImageNet-C corruption to a batch of images.
+
+    Args:
+        images: (B, 3, H, W) float tensor (float16, bfloat16, float32, float64) in
+            [0, 1], on any device; H, W >= 32. Computed in float32 (float64 for
+            float64 input). Not modified.
+        name: one of :func:`list_corruptions` ``("all")``.
+        severity: 1..5.
+        seed: randomness of the random corruptions (ignored by deterministic ones):
+            - an int: image i uses the seed ``image_seeds(seed, range(B))[i]``;
+            - a sequence or 1-D integer tensor of B per-image seeds (e.g. from
+              ``image_seeds(run_seed, dataset_indices)``): image i draws only from
+              ``torch.Generator(device).manual_seed(seeds[i])``, so its corruption does
+              not depend on the rest of the batch.
+            Same seed, same device: same output. (On the CPU, large batches are
+            processed a few images at a time; that changes no result.)
+        generator: draw for the whole batch from this ``torch.Generator`` instead
+            (results then depend on the batch composition). With neither ``seed``
+            nor ``generator``, torch's default generator is used.
+
+    Returns:
+        New (B, 3, H, W) tensor, same dtype and device, values in [0, 1].
+
+    Raises:
+        TypeError: ``images`` not a float tensor, ``severity`` not an int, bad ``seed``.
+        ValueError: unknown ``name`` (the closest name is suggested), ``severity``
+            outside 1..5, wrong shape, both ``seed`` and ``generator``, or a seed
+            sequence whose length is not B.
+
+    Example:
+        >>> x = torch.rand(2, 3, 64, 64)
+        >>> corrupt(x, "gaussian_noise", 2, seed=0).shape
+        torch.Size([2, 3, 64, 64])
+    """
+    check_images(images)
+    name = check_name(name)
+    severity = check_severity(severity)
+    _check_randomness(seed, generator)
+    spec = get_corruption(name)
+    batch, _, height, width = images.shape
+    if batch == 0:
+        return images.detach().clone()
+    x = images.detach().to(_work_dtype(images.dtype))
+    seeds = normalize_seeds(seed, batch, images.device) if spec.sample is not None else None
+    chunk = batch
+    if images.device.type == "cpu" and spec.cpu_chunk is not None:
+        chunk = max(1, spec.cpu_chunk * 224 * 224 // (height * width))
+    if chunk >= batch:
+        params = {}
+        if spec.sample is not None:
+            rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
+            params = spec.sample(rng, x, severity)
+        out = spec.apply(x, severity, params)
+        if out.data_ptr() == images.data_ptr():  # never hand back (or clip in place) the input
+            out = out.clone()
+        out = out.clamp_(0, 1)
+        return out if out.dtype == images.dtype else out.to(images.dtype)
+    # CPU: a few images at a time (per-image seeds draw chunk by chunk, same numbers)
+    out = torch.empty_like(images, memory_format=torch.contiguous_format)
+    shared = None
+    if spec.sample is not None and seeds is None:  # one generator for the whole batch
+        shared = spec.sample(ImageRandom(batch, images.device, generator=generator), x, severity)
+    for start in range(0, batch, chunk):
+        stop = min(batch, start + chunk)
+        part = x[start:stop]
+        if spec.sample is None:
+            params = {}
+        elif shared is not None:
+            params = {key: value[start:stop] for key, value in shared.items()}
+        else:
+            rng = ImageRandom(stop - start, images.device, seeds=seeds[start:stop])
+            params = spec.sample(rng, part, severity)
+        torch.clamp(spec.apply(part, severity, params), 0, 1, out=out[start:stop])
+    return out
+from corruptions.perturbations import frame_count, list_perturbations, perturbation_sequence  # noqa: E402, F401  (ImageNet-P sequences)

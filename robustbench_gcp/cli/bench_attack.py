@@ -33,9 +33,11 @@ def plain_pgd(model, x, y, mean, std, eps: float, steps: int, rel_stepsize: floa
 @click.option("--random-weights", is_flag=True,
               help="Use the registry architecture with seeded random weights (no checkpoint needed).")
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per attack batch (both paths).")
+@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images attacked per path and round.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="PGD iterations.")
 @click.option("--epsilon", default="2/255", show_default=True, help="Linf budget on the [0, 1] scale.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")

@@ -33,12 +33,13 @@ def measure(processes: int, args: list[str], env: dict) -> dict:
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
 @click.option("--data", type=click.Path(), default=None, metavar="DIR",
               help="Images (default: the embedded demo data, generated in a temporary folder).")
-@click.option("--suite", default="imagenet-c", show_default=True)
-@click.option("--corruptions", default="benchmark", show_default=True)
-@click.option("--severities", default="3", show_default=True)
+@click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")
+@click.option("--corruptions", default="benchmark", show_default=True, help="Corruptions (imagenet-c).")
+@click.option("--severities", default="3", show_default=True, help="Severities (imagenet-c).")
 @click.option("--limit", type=int, default=None, help="Class-balanced subset of the images.")
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per forward pass.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=20, show_default=True,
               help="Images per shard (the unit the ranks share out).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,

@@ -16,7 +16,8 @@ from robustbench_gcp.cli.options import config_option, device_option, output_opt
               show_default=True, help="table/markdown: the comparison; json: one object per demo model.")
 @output_option
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data loader processes (the demo images are tiny: 0 is fastest).")
 @click.option("--limit", type=click.IntRange(min=10), default=None,

@@ -1,0 +1,398 @@
+"""Building blocks: separable filters as banded matrices, FFT convolution, resampling.
+
+Separable linear filters along one axis (Gaussian blur with any border mode,
+PIL's BOX resampling, the smoothing of elastic_transform's displacement field)
+are (n_out, n_in) matrices applied with a banded matrix product: exact for
+every border mode and kernel size, and fast on CPU (BLAS) and GPU alike, where
+small-channel ``conv2d`` is slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------
+# kernels and border handling
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    phi = torch.exp(-0.5 / (float(sigma) ** 2) * x * x)
+    return phi / phi.sum()
+
+
+def border_index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
+    """Source index of each position of a padded axis (positions ``-before .. n-1+after``).
+
+    Modes (names of scipy.ndimage; pads may be longer than the axis):
+        ``nearest``: repeat the edge (OpenCV BORDER_REPLICATE);
+        ``reflect``: half-sample symmetric, ``d c b a | a b c d`` (OpenCV BORDER_REFLECT);
+        ``mirror``: whole-sample symmetric, ``d c b | a b c d`` (OpenCV BORDER_REFLECT_101,
+        torch's ``reflect`` padding).
+    """
+    i = torch.arange(-before, n + after, dtype=torch.int64)
+    if mode == "nearest":
+        return i.clamp(0, n - 1)
+    if mode == "reflect":
+        m = i.remainder(2 * n)
+        return torch.where(m >= n, 2 * n - 1 - m, m)
+    if mode == "mirror":
+        if n == 1:
+            return torch.zeros_like(i)
+        m = i.remainder(2 * n - 2)
+        return torch.where(m >= n, 2 * n - 2 - m, m)
+    raise ValueError(f"`mode` should be nearest, reflect or mirror. Got {mode!r}")
+
+
+def filter_matrix(n: int, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """(n, n) float64 matrix of a centred 1-D correlation with ``kernel`` and a border mode."""
+    size = kernel.numel()
+    radius = size // 2
+    index = border_index(n, radius, size - 1 - radius, mode)
+    rows = torch.arange(n).repeat_interleave(size)
+    cols = index.unfold(0, size, 1).reshape(-1)
+    matrix = torch.zeros(n, n, dtype=torch.float64)
+    matrix.index_put_((rows, cols), kernel.to(torch.float64).repeat(n), accumulate=True)
+    return matrix
+
+
+@functools.lru_cache(maxsize=256)
+def gaussian_matrix(n: int, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
+    """(n, n) float64 matrix of scipy's ``gaussian_filter1d(sigma, mode, truncate)``."""
+    return filter_matrix(n, gaussian_kernel1d(sigma, truncate), mode)
+
+
+# --------------------------------------------------------------------------------------
+# banded matrix products along an axis
+
+
+class AxisMatrix:
+    """A matrix applied along the H or W axis, split in row blocks to skip zeros.
+
+    Block ``k`` holds output rows ``o0:o1`` and only the input columns
+    ``i0:i1`` where that block has non-zeros, so a Gaussian of radius r costs
+    about ``(block + 2r) / n_in`` of a dense product.
+    """
+
+    BLOCK = 32
+
+    def __init__(self, matrix: torch.Tensor, dtype: torch.dtype, device: torch.device):
+        self.shape = tuple(matrix.shape)
+        n_out, n_in = self.shape
+        blocks = []
+        nonzero = matrix != 0
+        width = 0
+        for o0 in range(0, n_out, self.BLOCK):
+            o1 = min(n_out, o0 + self.BLOCK)
+            cols = nonzero[o0:o1].any(0).nonzero().flatten()
+            if cols.numel() == 0:
+                i0, i1 = 0, 1
+            else:
+                i0, i1 = int(cols.min()), int(cols.max()) + 1
+            blocks.append((o0, o1, i0, i1))
+            width += (o1 - o0) * (i1 - i0)
+        self.dense = width > 0.6 * n_out * n_in or len(blocks) == 1
+        self.matrix = matrix.to(device=device, dtype=dtype)
+        self.matrix_t = self.matrix.t().contiguous()
+        self.blocks = [
+            (o0, o1, i0, i1, self.matrix[o0:o1, i0:i1].contiguous(),
+             self.matrix_t[i0:i1, o0:o1].contiguous())
+            for o0, o1, i0, i1 in blocks
+        ]
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``M @ x`` along dim -2: (..., n_in, W) -> (..., n_out, W)."""
+        if self.dense:
+            return torch.matmul(self.matrix, x)
+        out = x.new_empty((*x.shape[:-2], self.shape[0], x.shape[-1]))
+        for o0, o1, i0, i1, block, _ in self.blocks:
+            torch.matmul(block, x[..., i0:i1, :], out=out[..., o0:o1, :])
+        return out
+
+    def cols(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ M.T`` along dim -1: (..., H, n_in) -> (..., H, n_out)."""
+        if self.dense:
+            return torch.matmul(x, self.matrix_t)
+        out = x.new_empty((*x.shape[:-1], self.shape[0]))
+        for o0, o1, i0, i1, _, block_t in self.blocks:
+            out[..., o0:o1] = torch.matmul(x[..., i0:i1], block_t)
+        return out
+
+
+_AXIS_CACHE: dict = {}
+
+
+def axis_matrix(key: tuple, build, dtype: torch.dtype, device: torch.device) -> AxisMatrix:
+    """Cached :class:`AxisMatrix` for ``build()`` (a float64 CPU matrix) on a dtype/device."""
+    full_key = (key, dtype, str(device))
+    op = _AXIS_CACHE.get(full_key)
+    if op is None:
+        if len(_AXIS_CACHE) > 512:
+            _AXIS_CACHE.clear()
+        op = AxisMatrix(build(), dtype, device)
+        _AXIS_CACHE[full_key] = op
+    return op
+
+
+def gaussian_blur2d(
+    x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0
+) -> torch.Tensor:
+    """scipy/skimage Gaussian filter over the last two axes (not across channels).
+
+    Args:
+        x: (..., H, W) float tensor.
+        sigma: standard deviation in pixels (both axes).
+        mode: border mode, see :func:`border_index`.
+        truncate: kernel radius in sigmas.
+    """
+    height, width = x.shape[-2:]
+    op_h = axis_matrix(("gauss", height, float(sigma), mode, truncate),
+                       lambda: gaussian_matrix(height, float(sigma), mode, truncate),
+                       x.dtype, x.device)
+    op_w = op_h if width == height else axis_matrix(
+        ("gauss", width, float(sigma), mode, truncate),
+        lambda: gaussian_matrix(width, float(sigma), mode, truncate), x.dtype, x.device)
+    return op_w.cols(op_h.rows(x))
+
+
+# --------------------------------------------------------------------------------------
+# FFT convolution
+
+
+def fft_size(n: int) -> int:
+    """A fast FFT length >= n: the next power of two, unless a 2^a 3^b 5^c length is
+    more than 20 % shorter (pocketfft and cuFFT are fastest on powers of two)."""
+    power = 1 << math.ceil(math.log2(max(n, 1)))
+    smooth = power
+    p2 = 1
+    while p2 < 2 * n:
+        p3 = p2
+        while p3 < 2 * n:
+            p5 = p3
+            while p5 < n:
+                p5 *= 5
+            smooth = min(smooth, p5)
+            p3 *= 3
+        p2 *= 2
+    return power if power <= 1.2 * smooth else smooth
+
+
+def _pad(x: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """Pad the last two axes by ``pad`` with a border mode (see :func:`border_index`)."""
+    height, width = x.shape[-2:]
+    if mode in ("nearest", "mirror") and pad < min(height, width) and x.ndim == 4:
+        return F.pad(x, (pad, pad, pad, pad), mode="replicate" if mode == "nearest" else "reflect")
+    index_h = border_index(height, pad, pad, mode).to(x.device)
+    index_w = border_index(width, pad, pad, mode).to(x.device)
+    return x.index_select(-2, index_h).index_select(-1, index_w)
+
+
+def shift_add(
+    x: torch.Tensor, taps: torch.Tensor, offsets: torch.Tensor, pad: int, mode: str
+) -> torch.Tensor:
+    """Per image, ``out[y, x] = sum_i w_i * x[y + a_i, x + b_i]`` by shifted slices.
+
+    The direct counterpart of :func:`fft_correlate` (same arguments), faster on CPU for
+    a few dozen taps: each image is padded once and its taps are added in place.
+    """
+    batch, _, height, width = x.shape
+    padded = _pad(x, pad, mode)
+    out = torch.empty_like(x)
+    taps_list = taps.tolist()
+    offsets_list = offsets.tolist()
+
+    def one(b: int) -> None:
+        merged: dict = {}
+        for w, (a, c) in zip(taps_list[b], offsets_list[b]):
+            if w != 0.0:
+                merged[(a, c)] = merged.get((a, c), 0.0) + w
+        target = out[b]
+        if not merged:
+            target.zero_()
+            return
+        for k, ((a, c), w) in enumerate(merged.items()):
+            view = padded[b, :, pad + a : pad + a + height, pad + c : pad + c + width]
+            if k == 0:
+                torch.mul(view, w, out=target)
+            else:
+                target.add_(view, alpha=w)
+
+    for b in range(batch):  # each addition is a parallel ATen op already
+        one(b)
+    return out
+
+
+def fft_correlate(
+    x: torch.Tensor, taps: torch.Tensor, offsets: torch.Tensor, pad: int, mode: str
+) -> torch.Tensor:
+    """Sum of shifted copies, per image, by FFT: ``out[y, x] = sum_i w_i * x[y + a_i, x + b_i]``.
+
+    Args:
+        x: (B, C, H, W) float images.
+        taps: (B, T) weights w_i (zero weights are ignored).
+        offsets: (B, T, 2) integer offsets (a_i, b_i) (rows, columns), |a|, |b| <= pad.
+        pad: border width; reads beyond the image follow ``mode``.
+        mode: ``nearest`` (replicate) or ``mirror`` (reflect-101).
+    """
+    batch, channels, height, width = x.shape
+    size_h, size_w = fft_size(height + 2 * pad), fft_size(width + 2 * pad)
+    real = torch.float64 if x.dtype == torch.float64 else torch.float32
+    padded = _pad(x.to(real), pad, mode)
+    # circular kernel: K[(-a) mod N, (-b) mod N] += w  =>  (padded * K)[n] = sum w padded[n + a]
+    kernel = torch.zeros(batch, size_h * size_w, dtype=real, device=x.device)
+    flat = (-offsets[..., 0]).remainder(size_h) * size_w + (-offsets[..., 1]).remainder(size_w)
+    kernel.scatter_add_(1, flat, taps.to(real))
+    spectrum = torch.fft.rfft2(padded, s=(size_h, size_w))
+    spectrum *= torch.fft.rfft2(kernel.view(batch, 1, size_h, size_w))
+    out = torch.fft.irfft2(spectrum, s=(size_h, size_w))
+    return out[..., pad : pad + height, pad : pad + width].to(x.dtype)
+
+
+def fft_filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """Correlation of every channel with one odd-sized 2-D kernel, by FFT.
+
+    Args:
+        x: (B, C, H, W).
+        kernel: (kh, kw) with odd sides.
+        mode: border mode (see :func:`border_index`).
+    """
+    batch, channels, height, width = x.shape
+    kh, kw = kernel.shape
+    rh, rw = kh // 2, kw // 2
+    real = torch.float64 if x.dtype == torch.float64 else torch.float32
+    size_h, size_w = fft_size(height + 2 * rh), fft_size(width + 2 * rw)
+    if rh == rw:
+        padded = _pad(x.to(real), rh, mode)
+    else:
+        index_h = border_index(height, rh, rh, mode).to(x.device)
+        index_w = border_index(width, rw, rw, mode).to(x.device)
+        padded = x.to(real).index_select(-2, index_h).index_select(-1, index_w)
+    spectrum = torch.fft.rfft2(padded, s=(size_h, size_w))
+    spectrum *= _kernel_spectrum(kernel, size_h, size_w, real, x.device)
+    out = torch.fft.irfft2(spectrum, s=(size_h, size_w))
+    return out[..., 2 * rh : 2 * rh + height, 2 * rw : 2 * rw + width].to(x.dtype)
+
+
+_SPECTRUM_CACHE: dict = {}
+
+
+def _kernel_spectrum(kernel, size_h, size_w, dtype, device):
+    key = (kernel.numpy().tobytes(), tuple(kernel.shape), size_h, size_w, dtype, str(device))
+    spectrum = _SPECTRUM_CACHE.get(key)
+    if spectrum is None:
+        # flipped so that the circular convolution computes a correlation
+        flipped = kernel.flip(0, 1).to(device=device, dtype=dtype)
+        spectrum = torch.fft.rfft2(flipped, s=(size_h, size_w))
+        if len(_SPECTRUM_CACHE) > 64:
+            _SPECTRUM_CACHE.clear()
+        _SPECTRUM_CACHE[key] = spectrum
+    return spectrum
+
+
+# --------------------------------------------------------------------------------------
+# resampling
+
+
+def zoom_center(x: torch.Tensor, factor: float, mode: str = "bilinear") -> torch.Tensor:
+    """The original ImageNet-C ``clipped_zoom``: zoom the centre by ``factor``, crop back.
+
+    Crop ``ceil(n / factor)`` pixels around the centre (top = (n - crop) // 2), zoom
+    them with scipy.ndimage.zoom's order-1 grid (output ``round(crop * factor)``
+    pixels, corners aligned) and keep the centred ``n`` pixels, per axis.
+
+    Args:
+        x: (B, C, H, W).
+        factor: zoom factor >= 1.
+    """
+    height, width = x.shape[-2:]
+    crop_h, crop_w = math.ceil(height / factor), math.ceil(width / factor)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    out_h, out_w = int(round(crop_h * factor)), int(round(crop_w * factor))
+    crop = x[..., top : top + crop_h, left : left + crop_w]
+    zoomed = F.interpolate(crop, size=(out_h, out_w), mode=mode, align_corners=True)
+    trim_h, trim_w = (out_h - height) // 2, (out_w - width) // 2
+    return zoomed[..., trim_h : trim_h + height, trim_w : trim_w + width]
+
+
+def pil_box_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of PIL's ``Image.resize(..., Image.BOX)`` along one axis.
+
+    PIL (``precompute_coeffs``) gives output pixel i the input pixels j with
+    ``-0.5 < (j + 0.5 - centre_i) / filterscale <= 0.5`` (centre_i = (i + 0.5) * scale,
+    filterscale = max(scale, 1)), equally weighted. Down-sampling is thus a partition of
+    the input into blocks; up-sampling picks pixel ``floor((i + 0.5) * scale)``.
+    """
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for i in range(n_out):
+        center = (i + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), n_in)
+        weights = []
+        for j in range(xmin, xmax):
+            arg = (j - center + 0.5) / filterscale
+            weights.append(1.0 if -0.5 < arg <= 0.5 else 0.0)
+        total = sum(weights)
+        for j, w in zip(range(xmin, xmax), weights):
+            if w:
+                matrix[i, j] = w / total
+    return matrix
+
+
+def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
+    """``np.uint8(x * 255) / 255``: truncation, tolerant to float error (k/255 stays k)."""
+    return torch.floor(x * 255 + 1e-4).clamp_(0, 255) / 255
+
+
+# --------------------------------------------------------------------------------------
+# colour
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """OpenCV's RGB2GRAY on floats: 0.299 R + 0.587 G + 0.114 B; (B, 3, H, W) -> (B, 1, H, W)."""
+    r, g, b = x.unbind(1)
+    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+
+
+# --------------------------------------------------------------------------------------
+# threads for per-image CPU work that torch runs serially (generator draws, JPEG)
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def thread_map(fn, items: list) -> list:
+    """``[fn(i) for i in items]`` on a small thread pool (ops that release the GIL)."""
+    global _POOL
+    workers = max(1, min(torch.get_num_threads(), 8))
+    if workers == 1 or len(items) < 2:
+        return [fn(item) for item in items]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="corruptions")
+    return list(_POOL.map(fn, items))
+
+
+@contextlib.contextmanager
+def quiet_torchvision_io():
+    """Silence torchvision 0.29's deprecation warning of its image codecs.
+
+    torchvision warns on every encode/decode call that TorchCodec supersedes its
+    codecs; the codecs (libjpeg, libpng, nvJPEG) are unchanged.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="The image decoding and encoding capabilities of TorchVision are deprecated",
+            category=DeprecationWarning,
+        )
+        yield

@@ -1,0 +1,188 @@
+"""Seeding: per-image seeds and the per-image random source used by the corruptions.
+
+Randomness enters a corruption only through :class:`ImageRandom`, which draws
+a block of random numbers *per image* (shape ``(B, *shape)``):
+
+- with per-image seeds, image ``i`` draws from its own ``torch.Generator``
+  seeded with ``seeds[i]`` on the images' device, so its draws do not depend on
+  the other images of the batch (results are independent of batching);
+- with a ``torch.Generator``, the whole batch draws from it (one call per
+  block; results depend on the batch composition);
+- with neither, torch's default generator of the device is used (reproducible
+  only through ``torch.manual_seed``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+
+import torch
+
+__all__ = ["ImageRandom", "image_seeds", "normalize_seeds"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(value: int) -> int:
+    """The SplitMix64 finalizer (Steele et al. 2014): a bijective 64-bit mix."""
+    z = (value + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def image_seeds(seed: int, indices: Iterable[int] | torch.Tensor) -> torch.Tensor:
+    """Per-image seeds derived from one seed and the images' indices.
+
+    ``image_seeds(seed, indices)[i] = splitmix64(splitmix64(seed mod 2**64) XOR
+    indices[i]) >> 1``, a 63-bit non-negative integer: distinct indices give
+    distinct, well-mixed seeds, and the seed of an image depends only on
+    ``(seed, index)``, so a dataset image gets the same corruption whatever the
+    batch it falls in.
+
+    Args:
+        seed: any Python int (negative values are taken modulo 2**64).
+        indices: image indices, an iterable of ints or a 1-D integer tensor.
+
+    Returns:
+        1-D int64 CPU tensor with one seed per index.
+
+    Raises:
+        TypeError: ``seed`` or an index is not an integer.
+
+    Example:
+        >>> image_seeds(0, range(3)).shape
+        torch.Size([3])
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` should be an int. Got {type(seed).__name__}")
+    if isinstance(indices, torch.Tensor):
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.ndim != 1:
+            raise TypeError(
+                f"`indices` should be a 1-D integer tensor. Got {indices.dtype} "
+                f"with shape {tuple(indices.shape)}"
+            )
+        indices = indices.tolist()
+    base = _splitmix64(int(seed) & _MASK64)
+    out = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"`indices` should hold ints. Got {type(index).__name__}")
+        out.append(_splitmix64(base ^ (int(index) & _MASK64)) >> 1)
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def normalize_seeds(
+    seed: int | Sequence[int] | torch.Tensor | None, batch: int, device: torch.device
+) -> list[int] | None:
+    """Turn the ``seed`` argument of ``corrupt`` into one int per image (or None).
+
+    Raises:
+        TypeError: ``seed`` is neither an int, a sequence of ints nor an integer tensor.
+        ValueError: the number of seeds is not the batch size.
+    """
+    del device  # seeds are plain ints; the generators are made on the images' device
+    if seed is None:
+        return None
+    if isinstance(seed, bool):
+        raise TypeError("`seed` should be an int or one int per image. Got bool")
+    if isinstance(seed, numbers.Integral):
+        return image_seeds(int(seed), range(batch)).tolist()
+    if isinstance(seed, torch.Tensor):
+        if seed.dtype.is_floating_point or seed.dtype == torch.bool or seed.is_complex():
+            raise TypeError(f"`seed` should be an int64 tensor of per-image seeds. Got {seed.dtype}")
+        if seed.ndim == 0:
+            return image_seeds(int(seed), range(batch)).tolist()
+        if seed.ndim != 1:
+            raise ValueError(
+                f"`seed` should be a 1-D tensor of {batch} per-image seeds. "
+                f"Got shape {tuple(seed.shape)}"
+            )
+        seeds = seed.tolist()
+    elif isinstance(seed, (str, bytes)) or not isinstance(seed, Iterable):
+        raise TypeError(
+            f"`seed` should be an int or a sequence of per-image ints. Got {type(seed).__name__}"
+        )
+    else:
+        seeds = list(seed)
+        for value in seeds:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"`seed` should hold ints. Got {type(value).__name__}")
+    if len(seeds) != batch:
+        raise ValueError(
+            f"`seed` should have one entry per image ({batch}). Got {len(seeds)}"
+        )
+    return [int(value) & _MASK64 for value in seeds]
+
+
+class ImageRandom:
+    """Random blocks of shape ``(B, *shape)``, drawn per image or for the batch.
+
+    Args:
+        batch: number of images B.
+        device: device of the draws (the images' device).
+        seeds: B ints: image i draws from ``torch.Generator(device).manual_seed(seeds[i])``.
+        generator: one generator for the whole batch (mutually exclusive with ``seeds``).
+
+    All floating-point draws are float32, whatever the images' dtype, so the same
+    seed gives the same corruption for float32 and float64 images.
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        device: torch.device,
+        *,
+        seeds: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if seeds is not None and generator is not None:
+            raise ValueError("pass `seeds` or `generator`, not both")
+        self.batch = batch
+        self.device = torch.device(device)
+        self.generator = generator
+        self.generators = None
+        if seeds is not None:
+            self.generators = []
+            for value in seeds:
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(int(value))
+                self.generators.append(gen)
+
+    @property
+    def per_image(self) -> bool:
+        return self.generators is not None
+
+    def _fill(self, shape: tuple[int, ...], dtype: torch.dtype, fill) -> torch.Tensor:
+        """A new (B, *shape) tensor; ``fill(view, generator)`` draws into each image's block.
+
+        Per-image blocks are filled in place (no stacking copy), on a small thread pool
+        on the CPU: torch's CPU generators are sequential, and each image has its own.
+        """
+        out = torch.empty((self.batch, *shape), dtype=dtype, device=self.device)
+        if self.generators is None:
+            fill(out, self.generator)
+        elif self.device.type == "cpu" and self.batch > 1:
+            from corruptions._ops import thread_map
+
+            thread_map(lambda item: fill(out[item[0]], item[1]), list(enumerate(self.generators)))
+        else:
+            for i, gen in enumerate(self.generators):
+                fill(out[i], gen)
+        return out
+
+    def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        """Uniform floats in [low, high), float32, shape (B, *shape)."""
+        return self._fill(tuple(shape), torch.float32,
+                          lambda view, gen: view.uniform_(low, high, generator=gen))
+
+    def normal(self, *shape: int, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+        """Normal floats, float32, shape (B, *shape)."""
+        return self._fill(tuple(shape), torch.float32,
+                          lambda view, gen: view.normal_(mean, std, generator=gen))
+
+    def randint(self, low: int, high: int, *shape: int) -> torch.Tensor:
+        """Integers in [low, high) (high exclusive, like NumPy's randint), int64, (B, *shape)."""
+        return self._fill(tuple(shape), torch.int64,
+                          lambda view, gen: view.random_(low, high, generator=gen))

@@ -1,0 +1,238 @@
+"""Blur: defocus_blur, glass_blur, motion_blur, zoom_blur (benchmark), gaussian_blur (extra)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from corruptions._ops import (
+    fft_correlate,
+    fft_filter2d,
+    filter_matrix,
+    gaussian_blur2d,
+    shift_add,
+    truncate_uint8,
+    zoom_center,
+)
+from corruptions._registry import Corruption, register
+from corruptions._rng import ImageRandom
+
+GAUSSIAN_BLUR = (1, 2, 3, 4, 6)
+#: (sigma, max_delta, iterations)
+GLASS_BLUR = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
+#: (disk radius, alias blur sigma)
+DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
+#: (radius, sigma); the angle is U(-45, 45) degrees
+MOTION_BLUR = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
+#: np.arange(1, stop, step)
+ZOOM_BLUR = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))
+
+
+# --------------------------------------------------------------------------------------
+# gaussian_blur
+
+
+def _gaussian_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    return gaussian_blur2d(x, GAUSSIAN_BLUR[severity - 1], mode="nearest")
+
+
+# --------------------------------------------------------------------------------------
+# defocus_blur
+
+
+@functools.lru_cache(maxsize=16)
+def disk_kernel(radius: int, alias_blur: float) -> torch.Tensor:
+    """The original's anti-aliased disk (float32, as OpenCV computes it).
+
+    A binary disk ``x^2 + y^2 <= r^2`` on a (17, 17) grid (r <= 8) or (2r+1, 2r+1)
+    grid, normalized, then ``cv2.GaussianBlur`` with a 3x3 (r <= 8) or 5x5
+    kernel of sigma ``alias_blur`` and reflect-101 borders.
+    """
+    half, ksize = (8, 3) if radius <= 8 else (radius, 5)
+    grid = torch.arange(-half, half + 1, dtype=torch.float32)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    disk = (xx**2 + yy**2 <= radius**2).to(torch.float32)
+    disk /= disk.sum()
+    # OpenCV's getGaussianKernel for sigma > 0: exp(-x^2 / (2 sigma^2)) normalized (float32)
+    x = torch.arange(ksize, dtype=torch.float64) - (ksize - 1) / 2
+    g = torch.exp(-(x**2) / (2 * alias_blur**2))
+    g = (g / g.sum()).to(torch.float32).to(torch.float64)
+    blur = filter_matrix(disk.shape[0], g, "mirror")
+    return (blur @ disk.to(torch.float64) @ blur.t()).to(torch.float32)
+
+
+def _defocus_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    radius, alias = DEFOCUS_BLUR[severity - 1]
+    return fft_filter2d(x, disk_kernel(radius, alias).to(torch.float64), mode="mirror")
+
+
+# --------------------------------------------------------------------------------------
+# glass_blur
+
+
+def _glass_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    _, delta, iterations = GLASS_BLUR[severity - 1]
+    height, width = images.shape[-2:]
+    n_h, n_w = max(height - 2 * delta, 0), max(width - 2 * delta, 0)
+    # one (dx, dy) = randint(-delta, delta) (high exclusive) per visited pixel and pass
+    return {"offsets": rng.randint(-delta, delta, iterations, 2, n_h, n_w)}
+
+
+def glass_sources(offsets: torch.Tensor, delta: int, height: int, width: int) -> torch.Tensor:
+    """Where each pixel's value comes from after the original glass_blur loop.
+
+    The original visits rows ``h = H - d .. d + 1`` (descending) and, within a row,
+    columns ``w = W - d .. d + 1`` (descending), and copies into (h, w) the current
+    value of (h + dy, w + dx). A visited pixel p thus ends with the final value of its
+    source if the source was visited before p, else with the source's value at the
+    start of the pass; that is a chain of pointers, resolved here for all pixels at
+    once by pointer jumping (log2(longest chain) gathers).
+
+    Args:
+        offsets: (B, passes, 2, H - 2d, W - 2d) integers: [:, k, 0] = dx (columns),
+            [:, k, 1] = dy (rows) of pass k, for the visited pixels in row-major order.
+        delta: d, the maximal displacement.
+        height, width: image size.
+
+    Returns:
+        (B, H * W) int64: flat index into the image before the first pass of the
+        pixel whose value each pixel holds after the last pass.
+    """
+    batch, passes = offsets.shape[:2]
+    device = offsets.device
+    n = height * width
+    total = torch.arange(n, device=device).expand(batch, n)
+    if offsets.shape[-1] == 0 or offsets.shape[-2] == 0:
+        return total.clone()
+    rows = torch.arange(delta + 1, height - delta + 1, device=device).view(-1, 1)
+    cols = torch.arange(delta + 1, width - delta + 1, device=device).view(1, -1)
+    visited = (rows * width + cols).flatten()
+    for k in range(passes):
+        dx = offsets[:, k, 0].to(torch.int64)
+        dy = offsets[:, k, 1].to(torch.int64)
+        src_h, src_w = rows + dy, cols + dx
+        src_visited = (
+            (src_h >= delta + 1) & (src_h <= height - delta)
+            & (src_w >= delta + 1) & (src_w <= width - delta)
+        )
+        before = src_visited & ((src_h > rows) | ((src_h == rows) & (src_w > cols)))
+        pointer = torch.arange(n, device=device).repeat(batch, 1)
+        pointer[:, visited] = (src_h * width + src_w).flatten(1)
+        done = torch.ones(batch, n, dtype=torch.bool, device=device)
+        done[:, visited] = ~before.flatten(1)
+        for _ in range(64):  # chains shorten geometrically; 64 doublings is unreachable
+            if bool(done.all()):
+                break
+            pointer, done = (
+                torch.where(done, pointer, pointer.gather(1, pointer)),
+                done | done.gather(1, pointer),
+            )
+        total = total.gather(1, pointer)
+    return total
+
+
+def _glass_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    sigma, delta, _ = GLASS_BLUR[severity - 1]
+    batch, channels, height, width = x.shape
+    blurred = truncate_uint8(gaussian_blur2d(x, sigma, mode="nearest"))
+    source = glass_sources(params["offsets"], delta, height, width)
+    shuffled = blurred.flatten(2).gather(2, source.unsqueeze(1).expand(batch, channels, -1))
+    return gaussian_blur2d(shuffled.view_as(x), sigma, mode="nearest")
+
+
+# --------------------------------------------------------------------------------------
+# motion_blur (imagecorruptions' NumPy version of ImageMagick's motion blur)
+
+
+def motion_taps(
+    radius: int, sigma: float, angles: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and offsets of imagecorruptions' ``_motion_blur`` for each angle.
+
+    Tap i = 0 .. 2r (one-sided Gaussian weight exp(-i^2 / (2 sigma^2)), normalized
+    over the 2r + 1 taps) reads the pixel at (y - dy_i, x - dx_i) with
+    ``dy_i = -ceil(i sin(a) - 0.5)``, ``dx_i = -ceil(i cos(a) - 0.5)``; taps from the
+    first one whose shift reaches the image size on are dropped (not renormalized).
+
+    Returns:
+        taps (B, 2r + 1) float64 and offsets (B, 2r + 1, 2) int64 as (row, column)
+        offsets of the read, for :func:`corruptions._ops.fft_correlate`.
+    """
+    width_k = 2 * radius + 1
+    i = torch.arange(width_k, dtype=torch.float64)
+    kernel = torch.exp(-(i**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    rad = torch.deg2rad(angles.detach().to("cpu", torch.float64)).view(-1, 1)
+    py, px = width_k * torch.sin(rad), width_k * torch.cos(rad)
+    hyp = torch.hypot(py, px)
+    dy = -torch.ceil(i * py / hyp - 0.5)
+    dx = -torch.ceil(i * px / hyp - 0.5)
+    inside = (dy.abs() < height) & (dx.abs() < width)
+    keep = torch.cumprod(inside.to(torch.int64), dim=1).to(torch.float64)
+    taps = kernel * keep
+    offsets = torch.stack([-dy, -dx], dim=-1).to(torch.int64)
+    offsets = offsets.clamp(-max(height, width), max(height, width))
+    return taps, offsets
+
+
+def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor) -> torch.Tensor:
+    """imagecorruptions' ``_motion_blur`` on (B, C, H, W), one angle (degrees) per image."""
+    height, width = x.shape[-2:]
+    taps, offsets = motion_taps(radius, sigma, angles, height, width)
+    pad = min(2 * radius, max(height, width))
+    if x.device.type == "cpu":
+        return shift_add(x, taps, offsets, pad, mode="nearest")
+    return fft_correlate(x, taps.to(x.device), offsets.to(x.device), pad, mode="nearest")
+
+
+def _motion_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    return {"angle": rng.uniform(low=-45.0, high=45.0)}
+
+
+def _motion_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    radius, sigma = MOTION_BLUR[severity - 1]
+    return motion_blur(x, radius, sigma, params["angle"])
+
+
+# --------------------------------------------------------------------------------------
+# zoom_blur
+
+
+def zoom_factors(severity: int) -> list[float]:
+    """The factors of ``np.arange(1, stop, step)`` (12, 16, 11, 13, 11 of them)."""
+    stop, step = ZOOM_BLUR[severity - 1]
+    count = math.ceil((stop - 1.0) / step)
+    return [1.0 + k * step for k in range(count)]
+
+
+def _zoom_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    factors = zoom_factors(severity)
+    out = x.clone()
+    for factor in factors:
+        out += zoom_center(x, factor)
+    return out / (len(factors) + 1)
+
+
+register(Corruption(
+    "defocus_blur", "blur", DEFOCUS_BLUR, _defocus_blur,
+    doc="correlation with an anti-aliased disk, reflect-101 borders (FFT).",
+))
+register(Corruption(
+    "glass_blur", "blur", GLASS_BLUR, _glass_blur, _glass_sample,
+    doc="Gaussian blur, uint8 truncation, the original's sequential local pixel copy "
+        "(exact, by pointer jumping), Gaussian blur.",
+))
+register(Corruption(
+    "motion_blur", "blur", MOTION_BLUR, _motion_blur, _motion_sample,
+    doc="one-sided Gaussian line blur at a random angle (imagecorruptions' _motion_blur).",
+))
+register(Corruption(
+    "zoom_blur", "blur", tuple(tuple(zoom_factors(s)) for s in range(1, 6)), _zoom_blur,
+    doc="mean of the image and its centre zooms (scipy order-1 zoom, centred crop).",
+))
+register(Corruption(
+    "gaussian_blur", "blur", GAUSSIAN_BLUR, _gaussian_blur,
+    doc="scikit-image gaussian (scipy, nearest borders, truncate 4).",
+))

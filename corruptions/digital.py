@@ -1,0 +1,327 @@
+"""Digital: contrast, elastic_transform, pixelate, jpeg_compression (benchmark), saturate (extra)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from corruptions._ops import (
+    axis_matrix,
+    gaussian_matrix,
+    pil_box_matrix,
+    quiet_torchvision_io,
+    thread_map,
+)
+from corruptions._registry import Corruption, register
+from corruptions._rng import ImageRandom
+
+CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
+#: (scale a, shift b): S <- clip(S * a + b)
+SATURATE = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))
+PIXELATE = (0.6, 0.5, 0.4, 0.3, 0.25)
+JPEG_COMPRESSION = (25, 18, 15, 10, 7)
+#: (alpha, sigma, affine jitter) as multiples of the original's 244 (for a 224 px image)
+ELASTIC_TRANSFORM = (
+    (2.0, 0.7, 0.1),
+    (2.0, 0.08, 0.2),
+    (0.05, 0.01, 0.02),
+    (0.07, 0.01, 0.02),
+    (0.12, 0.01, 0.02),
+)
+#: the original's constant ("244 should have been 224"); scaled by min(H, W) / 224
+ELASTIC_UNIT = 244.0
+
+
+# --------------------------------------------------------------------------------------
+# contrast, saturate
+
+
+def _contrast(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    c = CONTRAST[severity - 1]
+    means = x.mean(dim=(2, 3), keepdim=True)
+    return torch.add(means * (1 - c), x, alpha=c)  # (x - mean) * c + mean
+
+
+def _saturate(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    # scikit-image's rgb2hsv -> S = clip(S * a + b) -> hsv2rgb keeps hue and value; each
+    # channel is v * (1 - s * w(h)), so it becomes v - (v - x) * S' / S. Grey pixels
+    # (S = 0, hue 0) become (v, v (1 - S'), v (1 - S')), reddish, as in the original.
+    a, b = SATURATE[severity - 1]
+    v = x.amax(dim=1, keepdim=True)
+    delta = v - x.amin(dim=1, keepdim=True)
+    grey = delta == 0
+    s = delta / torch.where(grey, torch.ones_like(v), v)
+    s_new = (s * a + b).clamp_(0, 1)
+    ratio = s_new / torch.where(grey, torch.ones_like(s), s)
+    out = v - (v - x) * ratio
+    if bool(grey.any()):
+        red = torch.zeros_like(x)
+        red[:, 1:] = 1
+        out = torch.where(grey, v * (1 - s_new * red), out)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# pixelate
+
+
+def _box_counts(n_in: int, n_out: int) -> torch.Tensor:
+    return (pil_box_matrix(n_in, n_out) > 0).to(torch.float64)
+
+
+def _box_down(k: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    """PIL BOX down-sampling along dim (-1 or -2) of uint8 values held in floats.
+
+    PIL gives output pixel i the input pixels whose centre lies in its footprint,
+    equally weighted (for down-sampling, a partition into contiguous blocks), and
+    rounds half up in fixed point. The block sums (a banded 0/1 matrix product) are
+    exact integers; ``floor(sum / n + 0.5)`` is exact at the ties (sum / n is then
+    representable) and far from them otherwise.
+    """
+    n_in = k.shape[dim]
+    op = axis_matrix(("boxcount", n_in, n_out), lambda: _box_counts(n_in, n_out), k.dtype, k.device)
+    counts = op.matrix.sum(1)
+    if dim == -1:
+        sums, counts = op.cols(k), counts.view(1, 1, 1, -1)
+    else:
+        sums, counts = op.rows(k), counts.view(1, 1, -1, 1)
+    return sums.div_(counts).add_(0.5).floor_()
+
+
+_UP_INDEX: dict = {}
+
+
+def _box_up(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """PIL BOX up-sampling of (B, C, h, w) to ``size``: output pixel i copies input pixel
+    ``floor((i + 0.5) * h / H)``, which is torch's ``nearest-exact`` interpolation when
+    torch's float index arithmetic agrees (checked once per size pair), else a gather."""
+    batch, channels, small_h, small_w = k.shape
+    key = ((small_h, small_w), size, str(k.device))
+    index = _UP_INDEX.get(key)
+    if index is None:
+        rows = pil_box_matrix(small_h, size[0]).argmax(1)
+        cols = pil_box_matrix(small_w, size[1]).argmax(1)
+        flat = rows.view(-1, 1) * small_w + cols.view(1, -1)
+        probe = torch.arange(small_h * small_w, dtype=torch.float32).view(1, 1, small_h, small_w)
+        exact = F.interpolate(probe, size=size, mode="nearest-exact")
+        # (checked on the CPU kernel; other devices use the exact gather)
+        same = k.device.type == "cpu" and torch.equal(exact.view(size).long(), flat)
+        index = True if same else flat.flatten().to(k.device)
+        if len(_UP_INDEX) > 64:
+            _UP_INDEX.clear()
+        _UP_INDEX[key] = index
+    if index is True:
+        return F.interpolate(k, size=size, mode="nearest-exact")
+    out = k.reshape(batch, channels, small_h * small_w).index_select(-1, index)
+    return out.view(batch, channels, *size)
+
+
+def _pixelate(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    c = PIXELATE[severity - 1]
+    height, width = x.shape[-2:]
+    small_h, small_w = max(1, int(height * c)), max(1, int(width * c))
+    k = x.mul(255).round_().clamp_(0, 255)  # the original works on the uint8 image
+    k = _box_down(k, small_w, -1)  # PIL: horizontal pass, then vertical
+    k = _box_down(k, small_h, -2)
+    return _box_up(k, (height, width)).div_(255)
+
+
+# --------------------------------------------------------------------------------------
+# jpeg_compression
+
+
+def jpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode and decode (B, 3, H, W) uint8 images as JPEG with torchvision (libjpeg).
+
+    Same codec settings as PIL's default save (4:2:0 chroma subsampling, islow DCT).
+    On CPU, images are coded on a small thread pool; on CUDA, with nvJPEG.
+    """
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    if pixels.shape[0] == 0:
+        return pixels.clone()
+    with quiet_torchvision_io():
+        if pixels.device.type == "cuda":
+            try:
+                encoded = encode_jpeg(list(pixels), quality=quality)
+                decoded = decode_jpeg([e.cpu() for e in encoded], device=pixels.device)
+                return torch.stack(decoded)
+            except (RuntimeError, NotImplementedError):  # older torchvision: CPU codec
+                pass
+        cpu = pixels.cpu()
+
+        def code(image: torch.Tensor) -> torch.Tensor:
+            return decode_jpeg(encode_jpeg(image, quality=quality))
+
+        return torch.stack(thread_map(code, list(cpu))).to(pixels.device)
+
+
+def _jpeg_compression(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
+    return jpeg_roundtrip(pixels, JPEG_COMPRESSION[severity - 1]).to(x.dtype) / 255
+
+
+# --------------------------------------------------------------------------------------
+# elastic_transform (the original ImageNet-C algorithm)
+
+
+def _elastic_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    height, width = images.shape[-2:]
+    return {
+        "jitter": rng.uniform(3, 2, low=-1.0, high=1.0),
+        "field": rng.uniform(2, height, width, low=-1.0, high=1.0),
+    }
+
+
+def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) affine maps taking the 3 points ``src`` to ``dst`` (B, 3, 2), float64.
+
+    Cramer's rule (no LU), like cv2.getAffineTransform.
+    """
+    x, y = src[..., 0], src[..., 1]
+    det = x[:, 0] * (y[:, 1] - y[:, 2]) - y[:, 0] * (x[:, 1] - x[:, 2]) + (
+        x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1]
+    )
+    rows = []
+    for k in range(2):
+        u = dst[..., k]
+        a = (u[:, 0] * (y[:, 1] - y[:, 2]) - y[:, 0] * (u[:, 1] - u[:, 2])
+             + (u[:, 1] * y[:, 2] - u[:, 2] * y[:, 1])) / det
+        b = (x[:, 0] * (u[:, 1] - u[:, 2]) - u[:, 0] * (x[:, 1] - x[:, 2])
+             + (x[:, 1] * u[:, 2] - x[:, 2] * u[:, 1])) / det
+        c = (x[:, 0] * (y[:, 1] * u[:, 2] - y[:, 2] * u[:, 1])
+             - y[:, 0] * (x[:, 1] * u[:, 2] - x[:, 2] * u[:, 1])
+             + u[:, 0] * (x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1])) / det
+        rows.append(torch.stack([a, b, c], dim=-1))
+    return torch.stack(rows, dim=1)
+
+
+def _grid_sample(
+    x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """Bilinear samples of x (B, C, H, W) at pixel coordinates (rows, cols), (B, H, W).
+
+    ``mode="mirror"``: whole-sample reflection (OpenCV BORDER_REFLECT_101);
+    ``mode="reflect"``: half-sample reflection (scipy.ndimage ``reflect``). Both are
+    grid_sample's ``reflection`` padding, with ``align_corners`` True and False
+    respectively (checked against OpenCV and scipy in the tests).
+    """
+    height, width = x.shape[-2:]
+    grid_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    rows, cols = rows.to(grid_dtype), cols.to(grid_dtype)
+    if mode == "mirror":
+        grid = torch.stack([cols * (2 / (width - 1)) - 1, rows * (2 / (height - 1)) - 1], -1)
+    elif mode == "reflect":
+        grid = torch.stack([(2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1], -1)
+    else:
+        raise ValueError(f"`mode` should be mirror or reflect. Got {mode!r}")
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection",
+                         align_corners=mode == "mirror")
+
+
+def warp_affine_cv2(
+    x: torch.Tensor, matrix: torch.Tensor, subpixel_bits: int | None = None
+) -> torch.Tensor:
+    """``cv2.warpAffine(x, M, (W, H), borderMode=BORDER_REFLECT_101)`` (bilinear).
+
+    Args:
+        x: (B, C, H, W).
+        matrix: (B, 2, 3) forward maps (source -> destination), float64; inverted
+            as ``cv2.invertAffineTransform`` does.
+        subpixel_bits: None samples at the exact source coordinates, as OpenCV 5
+            does for float images; 5 rounds them to 1/32 pixel in fixed point
+            (INTER_BITS = 5), as OpenCV 3/4 (which made ImageNet-C) did.
+    """
+    batch, _, height, width = x.shape
+    a, b, c = matrix[:, 0, 0], matrix[:, 0, 1], matrix[:, 0, 2]
+    d, e, f = matrix[:, 1, 0], matrix[:, 1, 1], matrix[:, 1, 2]
+    det = a * e - b * d
+    det = torch.where(det != 0, 1.0 / det, torch.zeros_like(det))
+    ia, ib, id_, ie = e * det, -b * det, -d * det, a * det
+    ic, if_ = -ia * c - ib * f, -id_ * c - ie * f
+    inverse = torch.stack([ia, ib, ic, id_, ie, if_], dim=1).to(x.device).view(batch, 6, 1, 1)
+    coord = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
+    inverse = inverse.to(coord)
+    ys = torch.arange(height, dtype=coord, device=x.device).view(1, -1, 1)
+    xs = torch.arange(width, dtype=coord, device=x.device).view(1, 1, -1)
+    if subpixel_bits is None:
+        src_x = inverse[:, 0] * xs + inverse[:, 1] * ys + inverse[:, 2]
+        src_y = inverse[:, 3] * xs + inverse[:, 4] * ys + inverse[:, 5]
+    else:
+        # OpenCV 3/4: X = (round((M1 y + M2) 1024) + delta + round(M0 x 1024)) >> (10 - bits)
+        scale, steps = 1024.0, 1 << subpixel_bits
+        delta = scale / steps / 2
+        fx = torch.round((inverse[:, 1] * ys + inverse[:, 2]) * scale) + delta + torch.round(
+            inverse[:, 0] * xs * scale)
+        fy = torch.round((inverse[:, 4] * ys + inverse[:, 5]) * scale) + delta + torch.round(
+            inverse[:, 3] * xs * scale)
+        src_x = torch.floor(fx / (scale / steps)) / steps
+        src_y = torch.floor(fy / (scale / steps)) / steps
+    return _grid_sample(x, src_y, src_x, "mirror")
+
+
+def map_coordinates_reflect(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``scipy.ndimage.map_coordinates(order=1, mode='reflect')`` per channel.
+
+    Args:
+        x: (B, C, H, W); rows, cols: (B, H, W) float sample coordinates.
+    """
+    return _grid_sample(x, rows, cols, "reflect")
+
+
+def elastic_scale(height: int, width: int) -> float:
+    return ELASTIC_UNIT * min(height, width) / 224
+
+
+def _elastic_transform(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    batch, _, height, width = x.shape
+    unit = elastic_scale(height, width)
+    alpha, sigma, jitter = (v * unit for v in ELASTIC_TRANSFORM[severity - 1])
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    # random affine: three points around the centre, each moved by U(-jitter, jitter)
+    center_x, center_y = float(width // 2), float(height // 2)
+    third = float(min(height, width) // 3)
+    src = torch.tensor(
+        [[center_x + third, center_y + third],
+         [center_x + third, center_y - third],
+         [center_x - third, center_y - third]],
+        dtype=torch.float32,
+    ).expand(batch, 3, 2)
+    dst = src + (params["jitter"].cpu() * jitter).to(torch.float32)
+    matrix = _affine_from_points(src.double(), dst.double())
+    warped = warp_affine_cv2(x.to(work), matrix)
+    # smooth displacement fields: gaussian(U(-1, 1), sigma, mode='reflect', truncate=3) * alpha
+    # (the original smooths in float64 and keeps float32; float32 here: 1e-6 px)
+    field = params["field"].to(work)
+    op_h = axis_matrix(("gauss", height, sigma, "reflect", 3.0),
+                       lambda: gaussian_matrix(height, sigma, "reflect", 3.0), field.dtype, x.device)
+    op_w = axis_matrix(("gauss", width, sigma, "reflect", 3.0),
+                       lambda: gaussian_matrix(width, sigma, "reflect", 3.0), field.dtype, x.device)
+    field = (op_w.cols(op_h.rows(field)) * alpha).to(torch.float32)
+    dx, dy = field[:, 0], field[:, 1]
+    rows = torch.arange(height, device=x.device, dtype=torch.float32).view(1, -1, 1) + dy
+    cols = torch.arange(width, device=x.device, dtype=torch.float32).view(1, 1, -1) + dx
+    return map_coordinates_reflect(warped, rows.to(work), cols.to(work)).to(x.dtype)
+
+
+register(Corruption(
+    "contrast", "digital", CONTRAST, _contrast,
+    doc="(x - mean) * c + mean, per channel mean.",
+))
+register(Corruption(
+    "elastic_transform", "digital", ELASTIC_TRANSFORM, _elastic_transform, _elastic_sample,
+    doc="the original: random affine warp (reflect-101), then a Gaussian-smoothed random "
+        "displacement field (bilinear, reflect).",
+))
+register(Corruption(
+    "pixelate", "digital", PIXELATE, _pixelate,
+    doc="PIL BOX down-sampling to c * size, BOX (pixel-replicating) up-sampling, uint8.",
+))
+register(Corruption(
+    "jpeg_compression", "digital", JPEG_COMPRESSION, _jpeg_compression,
+    doc="JPEG encode/decode at the given quality (libjpeg through torchvision).",
+))
+register(Corruption(
+    "saturate", "digital", SATURATE, _saturate,
+    doc="HSV saturation * a + b (scikit-image's HSV).",
+))

@@ -1,0 +1,456 @@
+"""The reference backend: imagecorruptions 1.1.2, made to run on current packages.
+
+imagecorruptions (the PyPI package of Michaelis et al., a re-packaging of
+Hendrycks' ImageNet-C code) is the implementation this package is validated
+against, and the ``--backend reference`` path of the CLI. Its last release no
+longer runs as is on current NumPy / scikit-image / setuptools; the fixes below
+are applied here, in one place, without editing site-packages:
+
+1. ``pkg_resources`` (gone from current setuptools) is imported by
+   imagecorruptions for ``resource_filename`` only. When it is missing, a tiny
+   stand-in module providing that function is put in ``sys.modules``.
+2. ``np.float_`` (removed in NumPy 2, used by fog's plasma fractal) is set to
+   ``np.float64`` when missing.
+3. ``skimage.filters.gaussian(..., multichannel=True)`` (glass_blur,
+   gaussian_blur) is now spelled ``channel_axis=-1``: imagecorruptions' own
+   reference to ``gaussian`` is replaced by a wrapper that translates the
+   keyword. scikit-image itself is not modified.
+4. impulse_noise draws from scikit-image's own generator, which ignores
+   ``np.random.seed``; it is called here with ``rng=<seed>`` instead.
+
+With these fixes, and the same ``np.random.seed``, imagecorruptions' outputs
+are bit-identical to an old pinned environment (scikit-image 0.19, NumPy 1.26)
+for every corruption but impulse_noise (PROTOCOL.md, section 4).
+
+``corrupt_reference`` also offers ``follow_original=True``: for the corruptions
+where imagecorruptions departs from the original ImageNet-C code
+(``ORIGINAL_DIFFERS``), it runs this module's NumPy transcription of the
+original algorithm instead. The fidelity benchmark uses it to measure the torch
+port against the original where the two differ.
+
+Only this module (and ``corruptions.bench``) imports NumPy, SciPy, OpenCV,
+scikit-image or imagecorruptions; ``import corruptions`` does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import sys
+import types
+from collections.abc import Sequence
+
+import torch
+
+from corruptions._registry import check_images, check_name, check_severity
+from corruptions.noise import GAUSSIAN_NOISE, IMPULSE_NOISE, SHOT_NOISE, SPECKLE_NOISE
+from corruptions.weather import FOG
+
+__all__ = [
+    "ORIGINAL_DIFFERS",
+    "corrupt_reference",
+    "load_imagecorruptions",
+    "original_function",
+    "reference_with_draws",
+]
+
+#: corruptions whose imagecorruptions version differs from the original ImageNet-C code:
+#: pixelate (NEAREST instead of BOX up-sampling), elastic_transform (another algorithm),
+#: frost (texture up-scaled by 1.1 before cropping).
+ORIGINAL_DIFFERS = ("pixelate", "elastic_transform", "frost")
+
+
+def _resource_filename(package_or_module: str, resource: str) -> str:
+    module = importlib.import_module(package_or_module)
+    return os.path.normpath(os.path.join(os.path.dirname(module.__file__), resource))
+
+
+def _gaussian_compat(image, sigma=1.0, *args, multichannel=None, **kwargs):
+    from skimage.filters import gaussian
+
+    if multichannel is not None:
+        kwargs["channel_axis"] = -1 if multichannel else None
+    return gaussian(image, sigma, *args, **kwargs)
+
+
+@functools.cache
+def load_imagecorruptions() -> types.ModuleType:
+    """Import ``imagecorruptions.corruptions`` with the compatibility fixes applied.
+
+    Returns:
+        The ``imagecorruptions.corruptions`` module, whose functions take a PIL
+        image and a severity.
+
+    Raises:
+        ImportError: imagecorruptions (or one of its dependencies) is not installed.
+    """
+    import numpy as np
+
+    if not hasattr(np, "float_"):
+        np.float_ = np.float64
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = _resource_filename
+        shim.__doc__ = "Stand-in installed by corruptions.reference (resource_filename only)."
+        sys.modules["pkg_resources"] = shim
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module("imagecorruptions.corruptions")
+    module.gaussian = _gaussian_compat
+    return module
+
+
+def _impulse_noise(image, severity: int, seed: int | None):
+    """imagecorruptions' impulse_noise, with scikit-image's generator seeded."""
+    import numpy as np
+    from skimage.util import random_noise
+
+    amount = [0.03, 0.06, 0.09, 0.17, 0.27][severity - 1]
+    out = random_noise(np.asarray(image) / 255.0, mode="s&p", amount=amount, rng=seed)
+    return np.clip(out, 0, 1) * 255
+
+
+# --------------------------------------------------------------------------------------
+# The original ImageNet-C algorithms where imagecorruptions differs (NumPy, CPU).
+# Written from the description of Hendrycks' make_imagenet_c.py; used as the
+# "original" reference by the fidelity benchmark and the tests.
+
+
+def _original_pixelate(image, severity: int):
+    """Original: PIL BOX down to int(c*size), then PIL BOX back up (uint8 out)."""
+    import numpy as np
+    from PIL import Image
+
+    factor = [0.6, 0.5, 0.4, 0.3, 0.25][severity - 1]
+    height, width = np.asarray(image).shape[:2]
+    small = image.resize((int(width * factor), int(height * factor)), Image.BOX)
+    return np.asarray(small.resize((width, height), Image.BOX), dtype=np.float64)
+
+
+def _original_elastic_transform(image, severity: int):
+    """Original: random affine (reflect-101), then a smoothed random displacement field."""
+    import cv2
+    import numpy as np
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    size = 244.0  # sic: the original's constants are multiples of 244
+    alpha, sigma, jitter = [
+        (2.0, 0.7, 0.1),
+        (2.0, 0.08, 0.2),
+        (0.05, 0.01, 0.02),
+        (0.07, 0.01, 0.02),
+        (0.12, 0.01, 0.02),
+    ][severity - 1]
+    alpha, sigma, jitter = alpha * size, sigma * size, jitter * size
+    img = np.asarray(image, dtype=np.float32) / 255.0
+    height, width = img.shape[:2]
+    center = np.float32([height, width]) // 2
+    third = min(height, width) // 3
+    src = np.float32(
+        [center + third, [center[0] + third, center[1] - third], center - third]
+    )
+    dst = src + np.random.uniform(-jitter, jitter, size=src.shape).astype(np.float32)
+    matrix = cv2.getAffineTransform(src, dst)
+    img = cv2.warpAffine(img, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+
+    def field():
+        noise = np.random.uniform(-1, 1, size=(height, width))
+        return (gaussian_filter(noise, sigma, mode="reflect", truncate=3) * alpha).astype(
+            np.float32
+        )
+
+    dx = field()
+    dy = field()
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    out = np.empty_like(img)
+    coords = np.stack([rows + dy, cols + dx])
+    for channel in range(img.shape[2]):
+        out[..., channel] = map_coordinates(img[..., channel], coords, order=1, mode="reflect")
+    return np.clip(out, 0, 1) * 255
+
+
+def _original_frost(image, severity: int):
+    """Original: one of the first 5 textures, a crop at native resolution (no rescale)."""
+    import cv2
+    import numpy as np
+
+    weight_image, weight_frost = [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)][
+        severity - 1
+    ]
+    from corruptions.weather import FROST_FILES, frost_directory
+
+    index = np.random.randint(5)
+    texture = cv2.imread(os.path.join(frost_directory(), FROST_FILES[index]))
+    img = np.asarray(image)
+    height, width = img.shape[:2]
+    top = np.random.randint(0, texture.shape[0] - height)
+    left = np.random.randint(0, texture.shape[1] - width)
+    crop = texture[top : top + height, left : left + width][..., ::-1]
+    return np.clip(weight_image * img + weight_frost * crop, 0, 255)
+
+
+_ORIGINAL = {
+    "pixelate": _original_pixelate,
+    "elastic_transform": _original_elastic_transform,
+    "frost": _original_frost,
+}
+
+
+def original_function(name: str):
+    """The NumPy transcription of the original ImageNet-C function ``name``.
+
+    Only for the corruptions in :data:`ORIGINAL_DIFFERS`.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`ORIGINAL_DIFFERS`.
+    """
+    if name not in _ORIGINAL:
+        raise ValueError(
+            f"`name` should be one of {', '.join(ORIGINAL_DIFFERS)} "
+            f"(imagecorruptions follows the original elsewhere). Got {name!r}"
+        )
+    return _ORIGINAL[name]
+
+
+def corrupt_reference(
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int | Sequence[int] | torch.Tensor | None = None,
+    follow_original: bool = False,
+) -> torch.Tensor:
+    """Corrupt images with imagecorruptions, one image at a time on the CPU.
+
+    Each image is converted to uint8 HWC (rounding ``x * 255``), passed as a PIL
+    image to imagecorruptions' corruption function (as ``imagecorruptions.corrupt``
+    does), and its output (float in [0, 255], or a PIL image) is clipped and
+    divided by 255. Unlike ``imagecorruptions.corrupt``, the output is not
+    truncated to uint8: apply :func:`corruptions.storage_roundtrip` for that.
+
+    Args:
+        images: (B, 3, H, W) float tensor in [0, 1], any device. H, W >= 32.
+        name: a corruption name (see :func:`corruptions.list_corruptions`).
+        severity: 1..5.
+        seed: as in :func:`corruptions.corrupt`: an int (image i uses
+            ``image_seeds(seed, range(B))[i]``) or B per-image seeds; before
+            image i, ``np.random.seed(seed_i % 2**32)`` is called (impulse_noise
+            gets ``rng=seed_i``). None: NumPy's global state is used unchanged.
+        follow_original: for pixelate, elastic_transform and frost, run the
+            original ImageNet-C algorithm (NumPy transcription) instead of
+            imagecorruptions' variant.
+
+    Returns:
+        (B, 3, H, W) float tensor in [0, 1] of the input's dtype, on its device.
+
+    Raises:
+        ValueError, TypeError: as :func:`corruptions.corrupt`.
+
+    Example:
+        >>> x = torch.rand(2, 3, 64, 64)
+        >>> corrupt_reference(x, "fog", 3, seed=0).shape
+        torch.Size([2, 3, 64, 64])
+    """
+    import numpy as np
+    from PIL import Image
+
+    check_images(images)
+    name = check_name(name)
+    severity = check_severity(severity)
+    batch = images.shape[0]
+    seeds = None if seed is None else _seed_list(seed, batch)
+    module = load_imagecorruptions()
+    if follow_original and name in _ORIGINAL:
+        function = _ORIGINAL[name]
+    else:
+        function = getattr(module, name)
+    pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
+    pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    outputs = []
+    for i in range(batch):
+        seed_i = None if seeds is None else seeds[i]
+        if seed_i is not None:
+            np.random.seed(seed_i % 2**32)
+        if name == "impulse_noise":
+            out = _impulse_noise(pixels[i], severity, seed_i)
+        else:
+            out = function(Image.fromarray(pixels[i]), severity)
+        out = np.asarray(out, dtype=np.float64)
+        if out.ndim == 2:
+            out = np.stack([out] * 3, axis=-1)
+        outputs.append(np.clip(out, 0, 255) / 255.0)
+    if not outputs:
+        return torch.empty_like(images)
+    result = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
+    return result.to(device=images.device, dtype=images.dtype).contiguous()
+
+
+# --------------------------------------------------------------------------------------
+# paired comparison: the reference's own random draws, converted to this package's params
+
+
+@contextlib.contextmanager
+def _recording_numpy_draws():
+    """Record the calls to np.random.{normal, uniform, poisson, randint} (and their results)."""
+    import numpy as np
+
+    calls: list = []
+    names = ("normal", "uniform", "poisson", "randint")
+    originals = {name: getattr(np.random, name) for name in names}
+
+    def wrap(name):
+        function = originals[name]
+
+        def recorded(*args, **kwargs):
+            result = function(*args, **kwargs)
+            calls.append((name, args, kwargs, result))
+            return result
+
+        return recorded
+
+    for name in names:
+        setattr(np.random, name, wrap(name))
+    try:
+        yield calls
+    finally:
+        for name, function in originals.items():
+            setattr(np.random, name, function)
+
+
+def _draws_to_params(
+    name: str, severity: int, calls: list, height: int, width: int, image: torch.Tensor
+) -> dict:
+    import numpy as np
+
+    def chw(array) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).permute(2, 0, 1)[None]
+
+    def values(kind: str) -> list:
+        return [result for call, _, _, result in calls if call == kind]
+
+    if name in ("gaussian_noise", "speckle_noise"):
+        scale = {"gaussian_noise": GAUSSIAN_NOISE, "speckle_noise": SPECKLE_NOISE}[name]
+        return {"noise": chw(values("normal")[0] / scale[severity - 1]).float()}
+    if name == "shot_noise":
+        from corruptions.noise import poisson_tables
+
+        counts = chw(values("poisson")[0]).to(torch.int64)
+        cdf, _ = poisson_tables(SHOT_NOISE[severity - 1], torch.device("cpu"))
+        level = torch.round(image * 255).to(torch.int64)
+        upper = cdf[level, counts.clamp(max=cdf.shape[1] - 1)]
+        lower = torch.where(counts > 0, cdf[level, (counts - 1).clamp(min=0)], 0.0)
+        return {"uniform": ((lower + upper) / 2).float()}
+    if name == "motion_blur":
+        return {"angle": torch.tensor([float(values("uniform")[0])])}
+    if name in ("snow", "spatter"):
+        layer = torch.from_numpy(np.asarray(values("normal")[0], dtype=np.float64))[None, None]
+        if name == "spatter":
+            return {"liquid": layer}
+        return {"layer": layer.float(), "angle": torch.tensor([float(values("uniform")[0])])}
+    if name == "fog":
+        from corruptions.weather import fog_mapsize, plasma_fractal
+
+        uniforms = [
+            ((result - args[0]) / (args[1] - args[0])).ravel()
+            for call, args, _, result in calls
+            if call == "uniform"
+        ]
+        plasma = plasma_fractal(
+            torch.from_numpy(np.concatenate(uniforms))[None],
+            fog_mapsize(height, width),
+            FOG[severity - 1][1],
+        )
+        return {"plasma": plasma[:, :height, :width].float()}
+    if name == "frost":
+        index, top, left = (int(v) for v in values("randint")[:3])
+        return {"index": torch.tensor([index]), "top": torch.tensor([top]),
+                "left": torch.tensor([left])}
+    if name == "elastic_transform":
+        from corruptions.digital import ELASTIC_TRANSFORM
+
+        jitter_scale = ELASTIC_TRANSFORM[severity - 1][2] * 244.0
+        jitter, field_x, field_y = values("uniform")[:3]
+        return {
+            "jitter": torch.from_numpy(np.asarray(jitter) / jitter_scale)[None].float(),
+            "field": torch.from_numpy(np.stack([field_x, field_y]))[None].float(),
+        }
+    if name == "glass_blur":
+        from corruptions.blur import GLASS_BLUR
+
+        _, delta, passes = GLASS_BLUR[severity - 1]
+        draws = np.asarray(values("randint"), dtype=np.int64).reshape(
+            passes, height - 2 * delta, width - 2 * delta, 2
+        )
+        # drawn for h = H-d .. d+1 and w = W-d .. d+1 (descending): flip to ascending
+        draws = draws[:, ::-1, ::-1, :]
+        return {"offsets": torch.from_numpy(np.ascontiguousarray(draws.transpose(0, 3, 1, 2)))[None]}
+    raise ValueError(f"no paired draws for {name!r}")
+
+
+def reference_with_draws(
+    images: torch.Tensor, name: str, severity: int, *, seed: int | Sequence[int] | torch.Tensor,
+    follow_original: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """Run the reference and return its output with its random draws as this package's params.
+
+    ``get_corruption(name).apply(images, severity, params)`` then computes the torch
+    port *with the reference's own random numbers*, so the two outputs can be
+    compared pixel by pixel (a paired comparison, much more sensitive than
+    comparing statistics). Not for frost and elastic_transform unless
+    ``follow_original`` (imagecorruptions' versions use other algorithms).
+
+    Returns:
+        (reference output (B, 3, H, W) float64 on CPU, params dict with batch B).
+    """
+    import numpy as np
+    from PIL import Image
+
+    check_images(images)
+    name = check_name(name)
+    severity = check_severity(severity)
+    if name in ("frost", "elastic_transform") and not follow_original:
+        raise ValueError(
+            f"{name}: imagecorruptions' version uses other random draws than the original; "
+            "pass follow_original=True"
+        )
+    module = load_imagecorruptions()
+    batch, _, height, width = images.shape
+    seeds = _seed_list(seed, batch)
+    pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
+    pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    outputs, params = [], []
+    for i in range(batch):
+        np.random.seed(seeds[i] % 2**32)
+        if name == "impulse_noise":
+            amount = IMPULSE_NOISE[severity - 1]
+            out = _impulse_noise(pixels[i], severity, seeds[i])
+            rng = np.random.default_rng(seeds[i])
+            flipped = rng.random(pixels[i].shape) <= amount
+            salted = rng.random(pixels[i].shape) <= 0.5
+            mask = np.where(flipped & salted, 2, np.where(flipped, 1, 0)).astype(np.uint8)
+            params.append({"impulse": torch.from_numpy(mask).permute(2, 0, 1)[None].contiguous()})
+        else:
+            function = _ORIGINAL[name] if follow_original and name in _ORIGINAL else getattr(
+                module, name
+            )
+            with _recording_numpy_draws() as calls:
+                out = function(Image.fromarray(pixels[i]), severity)
+            image = torch.from_numpy(pixels[i]).permute(2, 0, 1)[None].double() / 255
+            params.append(_draws_to_params(name, severity, calls, height, width, image))
+        outputs.append(np.clip(np.asarray(out, dtype=np.float64), 0, 255) / 255.0)
+    result = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2).contiguous()
+    merged = {key: torch.cat([p[key] for p in params]) for key in params[0]}
+    return result, merged
+
+
+def _seed_list(seed, batch: int) -> list[int]:
+    from corruptions._rng import normalize_seeds
+
+    return [int(s) for s in normalize_seeds(seed, batch, torch.device("cpu"))]
+

@@ -1,0 +1,75 @@
+"""The storage round trip of the released ImageNet-C files.
+
+The released ImageNet-C images were saved as ``np.uint8(corrupted)`` (truncation,
+not rounding) and written as JPEG at quality 85. Evaluating on-the-fly
+corruptions through the same round trip makes them match the released files'
+pipeline (jpeg_compression included: its output was re-encoded at q85 too).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from corruptions._registry import check_images
+
+__all__ = ["storage_roundtrip", "truncate_to_uint8"]
+
+# x * 255 may land just below an integer k for an image that was exactly k / 255
+# (float error); the tolerance keeps it at k. It covers the representation error of
+# k / 255 in the dtype (about 128 ulp of 1.0; 1.5e-5 in float32), at most 0.5.
+_TOLERANCE = {
+    torch.float64: 1e-4,
+    torch.float32: 1e-4,
+    torch.float16: 0.126,
+    torch.bfloat16: 0.5,
+}
+
+
+def truncate_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``np.uint8(np.clip(x * 255, 0, 255))`` for float images in [0, 1], tolerant to float error.
+
+    Args:
+        images: float tensor of any shape, values in [0, 1].
+
+    Returns:
+        uint8 tensor of the same shape: ``floor(x * 255 + tol)`` clipped to 0..255,
+        where tol (1e-4 for float32/float64, 0.126 for float16, 0.5 for bfloat16,
+        whose precision cannot hold k/255) only absorbs the representation error
+        of k/255, so an image that was k/255 comes back as k.
+    """
+    tolerance = _TOLERANCE.get(images.dtype, 1e-4)
+    work = images.to(torch.float64 if images.device.type != "mps" else torch.float32)
+    return torch.floor(work * 255 + tolerance).clamp_(0, 255).to(torch.uint8)
+
+
+def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.Tensor:
+    """Pass corrupted images through the ImageNet-C storage: uint8 truncation, JPEG q85.
+
+    Args:
+        images: (B, 3, H, W) float tensor in [0, 1], any device.
+        quality: JPEG quality 1..100 (85 as the released files), or None to
+            truncate to uint8 only.
+
+    Returns:
+        (B, 3, H, W) tensor of the input's dtype and device, values k / 255.
+
+    Raises:
+        TypeError, ValueError: bad images (see :func:`corruptions.corrupt`) or quality.
+
+    Example:
+        >>> x = torch.full((1, 3, 32, 32), 100 / 255)
+        >>> bool((storage_roundtrip(x, quality=None) * 255).round().eq(100).all())
+        True
+    """
+    check_images(images, min_size=1)
+    if quality is not None:
+        if isinstance(quality, bool) or not isinstance(quality, int):
+            raise TypeError(f"`quality` should be an int 1..100 or None. Got {quality!r}")
+        if not 1 <= quality <= 100:
+            raise ValueError(f"`quality` should be 1..100. Got {quality}")
+    pixels = truncate_to_uint8(images.detach())
+    if quality is not None:
+        from corruptions.digital import jpeg_roundtrip
+
+        pixels = jpeg_roundtrip(pixels, quality)
+    return pixels.to(images.dtype) / 255

@@ -1,0 +1,525 @@
+"""Weather: snow, frost, fog, brightness (benchmark) and spatter (extra)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+import threading
+
+import torch
+import torch.nn.functional as F
+
+from corruptions._ops import (
+    gaussian_blur2d,
+    quiet_torchvision_io,
+    rgb_to_gray,
+    zoom_center,
+)
+from corruptions._registry import Corruption, register
+from corruptions._rng import ImageRandom
+from corruptions.blur import motion_blur
+
+#: (loc, scale, zoom, threshold, motion radius, motion sigma, blend); angle U(-135, -45)
+SNOW = (
+    (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+    (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+    (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+    (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+    (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+)
+#: (image weight, frost weight)
+FROST = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))
+#: (amplitude, wibble decay)
+FOG = ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))
+BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: (loc, scale, sigma, threshold, intensity, mode 0 = water 1 = mud)
+SPATTER = (
+    (0.65, 0.3, 4, 0.69, 0.6, 0),
+    (0.65, 0.3, 3, 0.68, 0.6, 0),
+    (0.65, 0.3, 2, 0.68, 0.5, 0),
+    (0.65, 0.3, 1, 0.65, 1.5, 1),
+    (0.67, 0.4, 1, 0.65, 1.5, 1),
+)
+#: frost textures shipped inside imagecorruptions; the original draws from the first 5
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+FROST_USED = 5
+#: image side at which the textures are used at their native resolution
+NATIVE_SIZE = 224
+
+
+# --------------------------------------------------------------------------------------
+# brightness
+
+
+def _brightness(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    # scikit-image's rgb2hsv -> V = clip(V + c) -> hsv2rgb keeps hue and saturation, so
+    # every channel v * (1 - s * w(h)) scales by V' / V; black pixels become grey V'.
+    v = x.amax(dim=1, keepdim=True)
+    v_new = (v + BRIGHTNESS[severity - 1]).clamp_(max=1.0)
+    ratio = v_new / v
+    return torch.where(v > 0, x * ratio, v_new)
+
+
+# --------------------------------------------------------------------------------------
+# fog
+
+
+def plasma_fractal(uniforms: torch.Tensor, mapsize: int, wibble_decay: float) -> torch.Tensor:
+    """The original's diamond-square plasma fractal, for a batch, from given uniforms.
+
+    Args:
+        uniforms: (B, plasma_draws(mapsize)) uniforms in [0, 1), consumed level by level
+            (squares, then the two diamond grids), each mapped to U(-wibble, wibble).
+        mapsize: a power of two.
+        wibble_decay: the wibble is divided by it at each level (starts at 100).
+
+    Returns:
+        (B, mapsize, mapsize) map normalized to [0, 1] per image.
+    """
+    batch = uniforms.shape[0]
+    maparray = uniforms.new_zeros(batch, mapsize, mapsize)
+    step, wibble, used = mapsize, 100.0, 0
+
+    def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
+        nonlocal used
+        count = total.shape[1] * total.shape[2]
+        u = uniforms[:, used : used + count].view_as(total)
+        used += count
+        return total / 4 + wibble * (u * (2 * wibble) - wibble)
+
+    while step >= 2:
+        half = step // 2
+        corners = maparray[:, 0::step, 0::step]
+        square = corners + torch.roll(corners, -1, dims=1)
+        square = square + torch.roll(square, -1, dims=2)
+        maparray[:, half::step, half::step] = wibbled_mean(square)
+        down_right = maparray[:, half::step, half::step]
+        up_left = maparray[:, 0::step, 0::step]
+        left = down_right + torch.roll(down_right, 1, dims=1) + up_left + torch.roll(up_left, -1, dims=2)
+        top = down_right + torch.roll(down_right, 1, dims=2) + up_left + torch.roll(up_left, -1, dims=1)
+        maparray[:, 0::step, half::step] = wibbled_mean(left)
+        maparray[:, half::step, 0::step] = wibbled_mean(top)
+        step //= 2
+        wibble /= wibble_decay
+    flat = maparray.view(batch, -1)
+    flat = flat - flat.amin(1, keepdim=True)
+    return (flat / flat.amax(1, keepdim=True)).view(batch, mapsize, mapsize)
+
+
+def plasma_draws(mapsize: int) -> int:
+    """Number of uniforms :func:`plasma_fractal` consumes."""
+    total, step = 0, mapsize
+    while step >= 2:
+        total += 3 * (mapsize // step) ** 2
+        step //= 2
+    return total
+
+
+def fog_mapsize(height: int, width: int) -> int:
+    """Next power of two >= max(H, W) (256 at 224 px, as the original)."""
+    return 1 << max(1, math.ceil(math.log2(max(height, width))))
+
+
+def _fog_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    height, width = images.shape[-2:]
+    mapsize = fog_mapsize(height, width)
+    uniforms = rng.uniform(plasma_draws(mapsize))
+    plasma = plasma_fractal(uniforms, mapsize, FOG[severity - 1][1])
+    return {"plasma": plasma[:, :height, :width]}
+
+
+def _fog(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    amplitude = FOG[severity - 1][0]
+    max_val = x.amax(dim=(1, 2, 3), keepdim=True)
+    scale = max_val / (max_val + amplitude)
+    fog = params["plasma"].to(x.dtype).unsqueeze(1) * (amplitude * scale)
+    return torch.addcmul(fog, x, scale)
+
+
+# --------------------------------------------------------------------------------------
+# frost
+
+
+def frost_directory() -> str:
+    """The ``frost/`` folder of the installed imagecorruptions (located, not imported).
+
+    Raises:
+        FileNotFoundError: imagecorruptions is not installed or lacks its textures.
+    """
+    spec = importlib.util.find_spec("imagecorruptions")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "frost needs the texture images shipped in the imagecorruptions package; "
+            "install it: pip install imagecorruptions"
+        )
+    for location in spec.submodule_search_locations:
+        folder = os.path.join(location, "frost")
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FROST_FILES[:FROST_USED]):
+            return folder
+    raise FileNotFoundError(
+        f"imagecorruptions is installed but its frost/ folder ({', '.join(FROST_FILES)}) "
+        "is missing; reinstall it: pip install --force-reinstall imagecorruptions"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _frost_uint8() -> tuple[torch.Tensor, ...]:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    folder = frost_directory()
+    with quiet_torchvision_io():
+        return tuple(
+            decode_image(read_file(os.path.join(folder, name)), mode=ImageReadMode.RGB)
+            for name in FROST_FILES[:FROST_USED]
+        )
+
+
+_TEXTURES: dict = {}
+_TEXTURE_LOCK = threading.Lock()
+
+
+def frost_scale(height: int, width: int) -> float:
+    """Texture scale for an image size: 1 at 224 px (native, as the original)."""
+    return max(height, width) / NATIVE_SIZE
+
+
+def frost_textures(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The 5 textures as float [0, 1] (3, h, w) tensors on ``device``, decoded once.
+
+    At 224 px (any image whose larger side is 224) they are used at native
+    resolution, as in the original; for other sizes they are resized by
+    max(H, W) / 224 (bilinear, antialiased), so the frost covers the same
+    fraction of the image, and enlarged further if a texture would be smaller
+    than the image. Cached per (scale, device).
+    """
+    scale = frost_scale(height, width)
+    key = (round(scale, 6), height, width, str(device))
+    with _TEXTURE_LOCK:
+        textures = _TEXTURES.get(key)
+        if textures is None:
+            textures = []
+            for texture in _frost_uint8():
+                th, tw = texture.shape[-2:]
+                s = max(scale, (height + 1) / th, (width + 1) / tw)
+                t = texture.to(device=device, dtype=torch.float32) / 255
+                if s != 1.0:
+                    size = (max(height + 1, round(th * s)), max(width + 1, round(tw * s)))
+                    t = F.interpolate(t[None], size=size, mode="bilinear", antialias=s < 1,
+                                      align_corners=False)[0].clamp(0, 1)
+                textures.append(t.contiguous())
+            textures = tuple(textures)
+            if len(_TEXTURES) > 16:
+                _TEXTURES.clear()
+            _TEXTURES[key] = textures
+    return textures
+
+
+def _frost_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    height, width = images.shape[-2:]
+    textures = frost_textures(height, width, images.device)
+    index = rng.randint(0, FROST_USED)
+    u = rng.uniform(2)
+    sizes = torch.tensor([t.shape[-2:] for t in textures], device=u.device, dtype=torch.float32)
+    room = sizes[index.to(u.device)] - torch.tensor([height, width], device=u.device)
+    # randint(0, th - H) and randint(0, tw - W), high exclusive
+    offsets = torch.floor(u * room).to(torch.int64).clamp_min(0)
+    return {"index": index, "top": offsets[:, 0], "left": offsets[:, 1]}
+
+
+def _frost(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    weight_image, weight_frost = FROST[severity - 1]
+    height, width = x.shape[-2:]
+    textures = frost_textures(height, width, x.device)
+    crops = [
+        textures[int(i)][:, int(t) : int(t) + height, int(l) : int(l) + width]
+        for i, t, l in zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
+    ]
+    frost = torch.stack(crops).to(x.dtype)
+    return weight_image * x + weight_frost * frost
+
+
+# --------------------------------------------------------------------------------------
+# snow
+
+
+def _snow_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    loc, scale = SNOW[severity - 1][:2]
+    height, width = images.shape[-2:]
+    return {
+        "layer": rng.normal(1, height, width, mean=loc, std=scale),
+        "angle": rng.uniform(low=-135.0, high=-45.0),
+    }
+
+
+def snow_layer(layer: torch.Tensor, angle: torch.Tensor, severity: int) -> torch.Tensor:
+    """Zoomed, thresholded, motion-blurred snow layer (B, 1, H, W), on the 1/255 grid."""
+    _, _, zoom, threshold, radius, sigma, _ = SNOW[severity - 1]
+    layer = zoom_center(layer, zoom)
+    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
+    layer = motion_blur(layer, radius, sigma, angle)
+    return torch.round(layer * 255).clamp(0, 255) / 255
+
+
+def _snow(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    blend = SNOW[severity - 1][6]
+    layer = snow_layer(params["layer"].to(x.dtype), params["angle"], severity)
+    x = blend * x + (1 - blend) * torch.maximum(x, rgb_to_gray(x) * 1.5 + 0.5)
+    return x + layer + layer.flip(-1, -2)
+
+
+# --------------------------------------------------------------------------------------
+# spatter
+
+
+def _spatter_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+    loc, scale = SPATTER[severity - 1][:2]
+    height, width = images.shape[-2:]
+    return {"liquid": rng.normal(1, height, width, mean=loc, std=scale)}
+
+
+def _pad_mirror(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
+    return F.pad(x, (pad, pad, pad, pad), mode="reflect")  # reflect-101
+
+
+def _box3_sum(x: torch.Tensor) -> torch.Tensor:
+    """3x3 sums with reflect-101 borders (OpenCV's default border)."""
+    p = _pad_mirror(x)
+    rows = p[..., :-2, :] + p[..., 1:-1, :]
+    rows += p[..., 2:, :]
+    out = rows[..., :-2] + rows[..., 1:-1]
+    out += rows[..., 2:]
+    return out
+
+
+def _dilate3(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 binary dilation of a (B, 1, H, W) uint8 0/1 mask (zeros outside)."""
+    p = F.pad(mask, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(p[..., :-2, :], p[..., 1:-1, :]), p[..., 2:, :])
+    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
+
+
+def canny(image: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """OpenCV's ``cv2.Canny(image, low, high)`` (aperture 3, L1 gradient) on uint8 values.
+
+    Sobel derivatives with replicated borders, non-maximum suppression in four
+    directions with OpenCV's integer tan(22.5) test and tie rules, then hysteresis:
+    candidates above ``low`` connected (8-neighbourhood) to a pixel above ``high``.
+
+    Args:
+        image: (B, 1, H, W) float tensor holding integers 0..255.
+
+    Returns:
+        (B, 1, H, W) bool edge map.
+    """
+    height, width = image.shape[-2:]
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    smooth_v = p[..., :-2, :] + p[..., 2:, :]
+    smooth_v.add_(p[..., 1:-1, :], alpha=2)
+    smooth_h = p[..., :-2] + p[..., 2:]
+    smooth_h.add_(p[..., 1:-1], alpha=2)
+    dx = (smooth_v[..., 2:] - smooth_v[..., :-2]).to(torch.int32)
+    dy = (smooth_h[..., 2:, :] - smooth_h[..., :-2, :]).to(torch.int32)
+    ax, ay = dx.abs(), dy.abs()
+    mag = ax + ay
+    m = F.pad(mag, (1, 1, 1, 1))  # magnitudes outside the image are 0
+
+    def at(dr: int, dc: int) -> torch.Tensor:
+        return m[..., 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
+
+    # OpenCV: y << 15 < x * TG22 (horizontal), y << 15 > x * TG22 + x << 16 (vertical)
+    tg22x = ax * 13573
+    ay = ay << 15
+    horizontal = ay < tg22x
+    vertical = ay > tg22x.add_(ax << 16)
+    keep = torch.where(
+        horizontal,
+        (mag > at(0, -1)) & (mag >= at(0, 1)),
+        torch.where(
+            vertical,
+            (mag > at(-1, 0)) & (mag >= at(1, 0)),
+            torch.where(
+                (dx ^ dy) >= 0,
+                (mag > at(-1, -1)) & (mag > at(1, 1)),
+                (mag > at(-1, 1)) & (mag > at(1, -1)),
+            ),
+        ),
+    )
+    candidate = keep & (mag > int(math.floor(low)))
+    grown = (candidate & (mag > int(math.floor(high)))).to(torch.uint8)
+    candidate = candidate.to(torch.uint8)
+    # hysteresis: grow the strong edges through 8-connected candidates
+    for iteration in range(height * width):
+        nxt = _dilate3(grown) * candidate
+        if iteration % 4 == 3 and torch.equal(nxt, grown):
+            break
+        grown = nxt
+    return grown > 0
+
+
+#: OpenCV's DIST_L2 5x5 chamfer weights in Q16 fixed point (1, 1.4, 2.1969)
+_CHAMFER = (65536, 91750, 143976)
+
+
+def chamfer_distance(zero: torch.Tensor, limit: int = 20, chunk: int = 32) -> torch.Tensor:
+    """``min(cv2.distanceTransform(src, cv2.DIST_L2, 5), limit)``: distance to the nearest zero.
+
+    OpenCV's two raster passes over the 5x5 chamfer mask (weights 1, 1.4, 2.1969
+    in Q16 fixed point, as OpenCV 3/4; OpenCV 5 sums float32 weights, a difference
+    below 1e-5), row by row; the in-row dependency of each pass is a running minimum.
+    Distances are only needed up to ``limit``, so the rows are cut in chunks of
+    ``chunk`` rows with ``limit + 1`` rows of context on each side, processed side
+    by side: a distance <= limit comes from a zero pixel at most ``limit`` rows away,
+    along a path inside the bounding box of the two pixels, so it is exact.
+
+    Args:
+        zero: (B, H, W) bool, True where the source pixel is 0.
+
+    Returns:
+        (B, H, W) float32 distances, at most ``limit``.
+    """
+    hv, diag, knight = _CHAMFER
+    batch, height, width = zero.shape
+    windows = len(range(0, height, chunk))
+    # the passes are ~15 small operations per row: keep each one below ATen's parallel
+    # grain (32768 elements), where a thread barrier would cost more than the work
+    group = max(1, 32768 // (windows * (width + 4)))
+    if zero.device.type == "cpu" and batch > group:
+        return torch.cat([chamfer_distance(zero[i : i + group], limit, chunk)
+                          for i in range(0, batch, group)])
+    big = 1 << 28
+    halo = limit + 1
+    starts = list(range(0, height, chunk))
+    rows = min(height, chunk + 2 * halo)
+    # (chunks * B, rows, W): row windows [start - halo, start + chunk + halo) clipped to the image
+    windows = []
+    for start in starts:
+        top = max(0, min(start - halo, height - rows))
+        windows.append((top, start))
+    dist = torch.stack([zero[:, top : top + rows] for top, _ in windows], dim=0)
+    dist = torch.where(dist.flatten(0, 1), 0, big).to(torch.int32)
+    n = dist.shape[0]
+    col = torch.arange(width, device=zero.device, dtype=torch.int32) * hv
+    pad = torch.full((n, 2), big, dtype=torch.int32, device=zero.device)
+
+    def padded(row: torch.Tensor) -> torch.Tensor:
+        return torch.cat([pad, row, pad], dim=1)
+
+    for forward in (True, False):
+        order = range(rows) if forward else range(rows - 1, -1, -1)
+        step = -1 if forward else 1  # the mask looks at rows i + step, i + 2 step
+        for i in order:
+            best = dist[:, i]
+            if 0 <= i + step < rows:
+                near = padded(dist[:, i + step])
+                best = torch.minimum(best, torch.minimum(near[:, 1 : width + 1],
+                                                         near[:, 3 : width + 3]) + diag)
+                best = torch.minimum(best, near[:, 2 : width + 2] + hv)
+                knights = torch.minimum(near[:, 0:width], near[:, 4 : width + 4])
+                if 0 <= i + 2 * step < rows:
+                    far = padded(dist[:, i + 2 * step])
+                    knights = torch.minimum(knights, torch.minimum(far[:, 1 : width + 1],
+                                                                   far[:, 3 : width + 3]))
+                best = torch.minimum(best, knights + knight)
+            if forward:  # d[j] = min(best[j], d[j - 1] + hv) = j hv + cummin(best - j hv)
+                dist[:, i] = torch.cummin(best - col, dim=1).values + col
+            else:  # d[j] = min(best[j], d[j + 1] + hv)
+                dist[:, i] = torch.cummin((best + col).flip(1), dim=1).values.flip(1) - col
+    dist = dist.view(len(windows), batch, rows, width)
+    out = torch.empty(batch, height, width, dtype=torch.int32, device=zero.device)
+    for k, (top, start) in enumerate(windows):
+        stop = min(height, start + chunk)
+        out[:, start:stop] = dist[k, :, start - top : stop - top]
+    return out.clamp_max(limit * hv).to(torch.float32) * (1.0 / hv)
+
+
+def equalize_hist(image: torch.Tensor) -> torch.Tensor:
+    """``cv2.equalizeHist`` per image on (B, H, W) float tensors of integers 0..255."""
+    batch = image.shape[0]
+    values = image.to(torch.int64).view(batch, -1)
+    total = values.shape[1]
+    hist = torch.zeros(batch, 256, dtype=torch.int64, device=image.device)
+    hist.scatter_add_(1, values, torch.ones_like(values))
+    first = (hist > 0).to(torch.int64).argmax(1, keepdim=True)
+    first_count = hist.gather(1, first)
+    cumulative = hist.cumsum(1) - first_count
+    denominator = (total - first_count).clamp_min(1).to(torch.float32)
+    scale = torch.full_like(denominator, 255.0) / denominator
+    lut = torch.round(cumulative.to(torch.float32) * scale).clamp(0, 255)
+    levels = torch.arange(256, device=image.device)
+    lut = torch.where(levels < first, torch.zeros_like(lut), lut)
+    lut = torch.where(first_count == total, first.to(torch.float32).expand_as(lut), lut)
+    return lut.gather(1, values).view_as(image)
+
+
+def water_mask(liquid: torch.Tensor) -> torch.Tensor:
+    """The water weights of spatter (severities 1-3) from the thresholded liquid layer.
+
+    The original's OpenCV pipeline, on (B, 1, H, W) float: uint8 layer, Canny(50, 150),
+    chamfer distance to the edges truncated at 20, 3x3 box blur, uint8, histogram
+    equalization, 3x3 emboss (uint8 saturation), 3x3 box blur (uint8), times the
+    layer, normalized by its maximum.
+    """
+    layer = torch.floor(liquid * 255).clamp_(0, 255)
+    edges = canny(layer, 50, 150)
+    dist = chamfer_distance(edges[:, 0], limit=20).unsqueeze(1)
+    # cv2.blur on float32 (float64 sums scaled by 1/9, stored as float32), then astype(uint8):
+    # the sums of these Q16 values are exact in float32 and S / 9 rounds alike
+    dist = _box3_sum(dist).div_(9).floor_()
+    dist = equalize_hist(dist[:, 0]).unsqueeze(1)
+    # cv2.filter2D(dist, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]) (reflect-101, saturated)
+    p = _pad_mirror(dist)
+    height, width = dist.shape[-2:]
+
+    def tap(a: int, b: int) -> torch.Tensor:
+        return p[..., a : a + height, b : b + width]
+
+    embossed = tap(1, 1) + tap(1, 2)
+    embossed += tap(2, 1)
+    embossed -= tap(0, 1)
+    embossed -= tap(1, 0)
+    embossed.add_(tap(2, 2), alpha=2).sub_(tap(0, 0), alpha=2).clamp_(0, 255)
+    dist = _box3_sum(embossed).div_(9).add_(0.5).floor_()  # cv2.blur on uint8 rounds
+    m = layer * dist
+    peak = m.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.where(peak > 0, m / torch.where(peak > 0, peak, torch.ones_like(peak)), 0.0)
+
+
+def _spatter(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+    _, _, sigma, threshold, intensity, mode = SPATTER[severity - 1]
+    liquid = gaussian_blur2d(params["liquid"].to(x.dtype), sigma, mode="nearest")
+    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+    if mode == 0:
+        m = (water_mask(liquid) * intensity).to(x.dtype)
+        color = torch.tensor([175 / 255, 238 / 255, 238 / 255], dtype=x.dtype, device=x.device)
+        return x + m * color.view(1, 3, 1, 1)
+    m = gaussian_blur2d((liquid > threshold).to(torch.float32), intensity, mode="nearest")
+    m = torch.where(m < 0.8, torch.zeros_like(m), m).to(x.dtype)
+    color = torch.tensor([63 / 255, 42 / 255, 20 / 255], dtype=x.dtype, device=x.device)
+    return x * (1 - m) + color.view(1, 3, 1, 1) * m
+
+
+register(Corruption(
+    "snow", "weather", SNOW, _snow, _snow_sample,
+    doc="zoomed thresholded Gaussian snow layer, motion-blurred, added with its 180-degree "
+        "rotation to a whitened image.",
+))
+register(Corruption(
+    "frost", "weather", FROST, _frost, _frost_sample,
+    doc="blend with a random crop of one of imagecorruptions' first 5 frost textures.",
+))
+register(Corruption(
+    "fog", "weather", FOG, _fog, _fog_sample,
+    doc="add a diamond-square plasma fractal, rescale by max / (max + amplitude).",
+))
+register(Corruption(
+    "brightness", "weather", BRIGHTNESS, _brightness,
+    doc="HSV value + c (scikit-image's HSV).",
+))
+register(Corruption(
+    "spatter", "weather", SPATTER, _spatter, _spatter_sample,
+    doc="water (Canny, distance transform, emboss) or mud blobs from a blurred "
+        "thresholded Gaussian layer.",
+    cpu_chunk=None,
+))

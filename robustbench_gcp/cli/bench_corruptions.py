@@ -1,0 +1,207 @@
+"""``gcp-robust bench corruptions`` and ``gcp-robust bench fidelity``.
+
+Thin wrappers over :mod:`corruptions.bench`: parse, measure, render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from robustbench_gcp.cli.options import device_option, json_option
+
+
+def _corruption_names(value: str) -> list[str]:
+    """``a,b`` of corruption names and/or subsets (all, benchmark, extra, noise ...)."""
+    from corruptions import SUBSETS, list_corruptions
+    from corruptions._registry import check_name
+
+    names: list[str] = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        try:
+            found = list_corruptions(item) if item in SUBSETS else [check_name(item)]
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--corruptions") from None
+        names.extend(n for n in found if n not in names)
+    if not names:
+        raise click.BadParameter("no corruption given", param_hint="--corruptions")
+    return names
+
+
+def _severities(value: str) -> list[int]:
+    try:
+        severities = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"should be comma-separated integers 1..5. Got {value!r}", param_hint="--severities"
+        ) from None
+    bad = [s for s in severities if s not in (1, 2, 3, 4, 5)]
+    if bad or not severities:
+        raise click.BadParameter(f"should be 1..5. Got {value!r}", param_hint="--severities")
+    return severities
+
+
+@contextlib.contextmanager
+def _progress(total: int, what: str):
+    """A rich progress bar on stderr; yields a callback taking the current item's label."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    with progress:
+        task = progress.add_task(what, total=total)
+        started = [False]
+
+        def advance(label: str) -> None:
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=f"{what}: {label}")
+
+        yield advance
+
+
+corruptions_option = click.option(
+    "--corruptions",
+    "corruption_list",
+    default="all",
+    show_default=True,
+    help="Comma-separated corruption names or subsets (all, benchmark, extra, noise, blur, "
+    "weather, digital).",
+)
+severities_option = click.option(
+    "--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities."
+)
+
+
+@click.command("corruptions")
+@device_option
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+              help="Images per corrupt() call.")
+@click.option("--size", default=224, show_default=True, type=click.IntRange(32),
+              help="Image side in pixels.")
+@corruptions_option
+@severities_option
+@click.option("--reference-images", default=2, show_default=True, type=click.IntRange(1),
+              help="Images the reference (imagecorruptions, CPU, one at a time, best of 2) is "
+              "timed on, per severity; glass_blur always uses 1, once (about a second).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Timed calls per severity after the warm-up call; the best one counts.")
+@json_option
+def bench_corruptions(device, batch_size, size, corruption_list, severities, reference_images,
+                     repeats, as_json):
+    """Speed of every corruption: ms per image here and in the reference, and the speed-up.
+
+    Both run on the same real photographs (scikit-image's, resized and cropped to
+    --size): this package on batches of --batch-size on --device, the reference
+    backend (imagecorruptions) one image at a time on the CPU, on the first
+    --reference-images images only. Each figure is the best of several runs
+    (robust to other processes on a shared machine), averaged over the
+    severities; the last row holds geometric means.
+
+    \b
+    Example:
+      gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
+    """
+    from corruptions.bench import geometric_mean, speed
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.reports.tables import Column, emit
+
+    torch_device = resolve_device(device)
+    names = _corruption_names(corruption_list)
+    severity_list = _severities(severities)
+    with _progress(len(names), "timing") as advance:
+        rows = speed(names, device=torch_device, batch_size=batch_size, size=size,
+                     severities=severity_list, reference_images=reference_images,
+                     repeats=repeats, progress=advance)
+    summary = {
+        "corruption": "geometric mean",
+        "ms_per_image": geometric_mean([r["ms_per_image"] for r in rows]),
+        "reference_ms_per_image": geometric_mean([r["reference_ms_per_image"] for r in rows]),
+        "speedup": geometric_mean([r["speedup"] for r in rows]),
+    }
+    summary["images_per_second"] = 1000 / summary["ms_per_image"] if summary["ms_per_image"] else None
+    columns = [
+        Column("corruption", justify="left"),
+        Column("ms_per_image", "ms/image", ".3f"),
+        Column("images_per_second", "images/s", ".0f"),
+        Column("reference_ms_per_image", "reference ms/image", ".2f"),
+        Column("speedup", "speed-up", ".1f"),
+    ]
+    settings = {
+        "device": str(torch_device), "batch_size": batch_size, "size": size,
+        "severities": severity_list, "reference_images": reference_images, "repeats": repeats,
+    }
+    emit(
+        rows + [summary], columns, fmt="json" if as_json else "table",
+        title=f"Corruption speed: {torch_device}, batch {batch_size}, {size} px, "
+        f"severities {','.join(map(str, severity_list))}",
+        caption=f"reference: imagecorruptions on the CPU, {reference_images} image(s) per "
+        "severity (glass_blur: 1)",
+        json_obj={"settings": settings, "rows": rows, "geometric_mean": summary},
+    )
+
+
+@click.command("fidelity")
+@click.option("--images", default=4, show_default=True, type=click.IntRange(1),
+              help="Real photographs (scikit-image's, 224 px).")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1),
+              help="Independent draws per image for the PSNR / std statistics of random "
+              "corruptions.")
+@click.option("--glass-blur-images", default=1, show_default=True, type=click.IntRange(1),
+              help="Images for glass_blur (its reference takes about a second per image).")
+@corruptions_option
+@severities_option
+@json_option
+def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities, as_json):
+    """Distance to the reference per corruption and severity (CPU, float64).
+
+    MAD: mean absolute difference in 1/255 units; for random corruptions it is
+    paired: this package fed with the reference's own random draws. PSNR (dB,
+    to the clean image) and std (of corrupted - clean, 1/255 units): means over
+    --images x --seeds independent draws on each side, with the standard error
+    of the PSNR difference. The reference is imagecorruptions, or the original
+    ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
+    elastic_transform, frost).
+
+    \b
+    Example:
+      gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
+    """
+    from corruptions.bench import fidelity
+    from robustbench_gcp.reports.tables import Column, emit
+
+    names = _corruption_names(corruption_list)
+    severity_list = _severities(severities)
+    with _progress(len(names) * len(severity_list), "fidelity") as advance:
+        rows = fidelity(names, images=images, seeds=seeds, severities=severity_list,
+                        glass_blur_images=glass_blur_images, progress=advance)
+    columns = [
+        Column("corruption", justify="left"),
+        Column("severity", "sev"),
+        Column("reference", justify="left"),
+        Column("mad", "MAD /255", ".2e"),
+        Column("max_abs", "max /255", ".2f"),
+        Column("psnr", "PSNR", ".2f"),
+        Column("psnr_reference", "PSNR ref", ".2f"),
+        Column("psnr_diff", "dPSNR", "+.2f"),
+        Column("psnr_diff_se", "+-SE", ".2f"),
+        Column("std", "std /255", ".2f"),
+        Column("std_reference", "std ref", ".2f"),
+        Column("std_diff", "dstd", "+.2f"),
+    ]
+    emit(
+        rows, columns, fmt="json" if as_json else "table",
+        title=f"Corruption fidelity: {images} images x {seeds} seeds, 224 px",
+        caption="MAD is paired (same random draws) for random corruptions; PSNR/std over "
+        "independent draws",
+        json_obj={"settings": {"images": images, "seeds": seeds,
+                               "glass_blur_images": glass_blur_images,
+                               "severities": severity_list}, "rows": rows},
+    )

@@ -1,0 +1,50 @@
+"""Every command and subcommand explains itself."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+
+
+def all_commands():
+    ctx = click.Context(main)
+    out = []
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        out.append(([name], command))
+        if isinstance(command, click.Group):
+            sub_ctx = click.Context(command)
+            out += [([name, sub], command.get_command(sub_ctx, sub))
+                    for sub in command.list_commands(sub_ctx)]
+    return out
+
+
+COMMANDS = all_commands()
+
+
+def test_the_expected_commands_exist():
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"eval", "compare", "report", "demo", "baseline", "models", "suites", "inspect", "bench"} <= names
+    assert {"bench corruptions", "bench fidelity", "bench heads", "bench attack", "bench perturbations",
+            "bench scaling"} <= names
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_help(path, command):
+    assert command is not None and (command.help or "").strip(), f"{path} has no help text"
+    result = CliRunner().invoke(main, [*path, "--help"], prog_name="gcp-robust")
+    assert result.exit_code == 0, result.output
+    assert "Usage: gcp-robust " + " ".join(path) in result.output
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert (param.help or "").strip(), f"{' '.join(path)} {param.opts[0]} has no help text"
+
+
+def test_models_and_suites_list(tmp_path):
+    models = CliRunner().invoke(main, ["models"])
+    assert models.exit_code == 0 and "resnet50-isqrt" in models.stdout and "56,929,832" in models.stdout
+    suites = CliRunner().invoke(main, ["suites", "--json"])
+    assert suites.exit_code == 0 and '"kind": "imagenet-p"' in suites.stdout
