@@ -232,3 +232,21 @@ def test_broken_images_are_named_and_stored_work_is_kept(image_folder, gap_check
         assert after >= before + 2
         (first, *_) = store.runs()
         assert all(r.complete for r in store.results(first))
+
+
+def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, tmp_path):
+    """`--corruptions all` runs the 19 torch corruptions on the device; `--backend reference`
+    runs imagecorruptions (with its compatibility fixes) through the same engine."""
+    common = ["eval", "--model", "demo-isqrt", "--data", demo_val, "--suite", "imagenet-c", "--limit", 10,
+              "--workers", 0, "--format", "json", "--severities", "3"]
+    torch_run = json.loads(run(*common, "--store", tmp_path / "a.db", "--corruptions", "all").stdout)
+    assert len(torch_run["cells"]) == 19 and torch_run["backend"] == "torch"
+    assert {c["corruption"] for c in torch_run["cells"]} >= {"speckle_noise", "gaussian_blur", "spatter",
+                                                              "saturate"}
+    assert torch_run["metrics"]["missing"] == [] and torch_run["metrics"]["mCE"] is not None
+    reference = json.loads(run(*common, "--store", tmp_path / "b.db", "--backend", "reference",
+                               "--corruptions", "contrast,brightness,defocus_blur").stdout)
+    assert reference["backend"] == "reference" and len(reference["cells"]) == 3
+    ours = {c["corruption"]: c["top1_error"] for c in torch_run["cells"]}
+    for cell in reference["cells"]:  # deterministic corruptions: at most one image of ten differs
+        assert abs(cell["top1_error"] - ours[cell["corruption"]]) <= 0.1 + 1e-9, cell
