@@ -143,3 +143,24 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert no_ckpt.exit_code == 2 and "holds no checkpoint files" in no_ckpt.stderr
     missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+
+
+def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
+    import shutil
+
+    from robustbench_gcp.config import load_config
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    cfg = load_config()
+    shutil.copy(cfg.model("demo-isqrt").checkpoint, folder / "my_gcp.pth")
+    shutil.copy(cfg.model("demo-gap").checkpoint, folder / "a_gap.pth")
+    (folder / "notes.txt").write_text("not a checkpoint")
+    result = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--data", str(demo_val),
+                                       "--store", str(tmp_path / "s.db"), "--limit", "10", "--workers", "0",
+                                       "--resamples", "200", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    pairs = [(r["model"], r["arch"]) for r in out["reports"]]
+    assert pairs == [("a_gap", "demo-gap"), ("my_gcp", "demo-isqrt")]
+    assert out["comparisons"][0]["reference"] == "a_gap"
