@@ -316,10 +316,7 @@ def _suite(check: _Checker, name: str, value: Any) -> SuiteSpec:
     if kind == "clean":
         return SuiteSpec(name, kind)
     if kind == "imagenet-c":
-        from corruptions import list_corruptions
-
-        subsets = {s: tuple(list_corruptions(s)) for s in
-                   ("benchmark", "extra", "all", "noise", "blur", "weather", "digital")}
+        from corruptions import SUBSETS as subsets
         return SuiteSpec(
             name,
             kind,

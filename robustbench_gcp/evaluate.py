@@ -37,7 +37,6 @@ from robustbench_gcp.reports.objects import sections, stored_p_baseline
 from robustbench_gcp.store import DEFAULT_STORE, Store
 
 IDENTITY_VERSION = 2  # 2: ImageNet-P random layers no longer depend on the difficulty
-CORRUPTION_SUBSETS = ("benchmark", "extra", "all", "noise", "blur", "weather", "digital")
 
 
 @dataclass
@@ -105,27 +104,30 @@ def resolve_model(config: Config, name: str, checkpoint: str | None, sha256: str
     return spec
 
 
-def resolve_corruptions(value: str | Sequence[str] | None, suite: SuiteSpec) -> tuple[str, ...]:
-    """``--corruptions`` (comma list or subset name) -> names, checked; default: the suite's."""
+def resolve_names(value: str | Sequence[str] | None, default: tuple[str, ...],
+                  subsets: dict[str, tuple[str, ...]], kind: str, flag: str) -> tuple[str, ...]:
+    """``--corruptions`` / ``--perturbations``: a comma list of names or subset names
+    (``subsets["all"]`` holds every valid name), checked; default: the suite's."""
     if value is None:
-        return suite.corruptions
-    from corruptions import list_corruptions
-
+        return default
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    valid = list_corruptions("all")
     names: list[str] = []
-    for item in items:
-        if not item:
-            continue
-        if item in CORRUPTION_SUBSETS:
-            names.extend(list_corruptions(item))
-        elif item in valid:
+    for item in filter(None, items):
+        if item in subsets:
+            names.extend(subsets[item])
+        elif item in subsets["all"]:
             names.append(item)
         else:
-            raise UnknownNameError("corruption", item, [*valid, *CORRUPTION_SUBSETS])
+            raise UnknownNameError(kind, item, [*subsets["all"], *subsets])
     if not names:
-        raise ConfigError("`--corruptions` should name at least one corruption")
+        raise ConfigError(f"`{flag}` should name at least one {kind}")
     return tuple(dict.fromkeys(names))
+
+
+def resolve_corruptions(value: str | Sequence[str] | None, suite: SuiteSpec) -> tuple[str, ...]:
+    from corruptions import SUBSETS
+
+    return resolve_names(value, suite.corruptions, SUBSETS, "corruption", "--corruptions")
 
 
 def resolve_levels(value: Sequence[int] | None, default: tuple[int, ...], flag: str,
@@ -146,22 +148,8 @@ def resolve_severities(value: Sequence[int] | None, suite: SuiteSpec) -> tuple[i
 
 
 def resolve_perturbations(value: str | Sequence[str] | None, suite: SuiteSpec) -> tuple[str, ...]:
-    """``--perturbations`` (comma list or test / validation / all) -> names; default: the suite's."""
-    if value is None:
-        return suite.perturbations
-    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    names: list[str] = []
-    for item in filter(None, items):
-        if item in PERTURBATION_SUBSETS:
-            names.extend(PERTURBATION_SUBSETS[item])
-        elif item in PERTURBATION_SUBSETS["all"]:
-            names.append(item)
-        else:
-            choices = [*PERTURBATION_SUBSETS["all"], *PERTURBATION_SUBSETS]
-            raise UnknownNameError("perturbation", item, choices)
-    if not names:
-        raise ConfigError("`--perturbations` should name at least one perturbation")
-    return tuple(dict.fromkeys(names))
+    return resolve_names(value, suite.perturbations, PERTURBATION_SUBSETS, "perturbation",
+                         "--perturbations")
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,11 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
         FP = flip_rate_sum / videos and T5D = distance_rate_sum / videos, as in the
         original (mean over videos of per-video means).
     """
-    rates, distances, pairs = flip_rates(logits, mode=mode, difficulty=difficulty)
+    return rate_counts(*flip_rates(logits, mode=mode, difficulty=difficulty))
+
+
+def rate_counts(rates, distances, pairs: int) -> dict[str, float]:
+    """The stored counts of per-video flip rates and top-5 distances (see :func:`flip_counts`)."""
     return {
         "videos": int(rates.numel()),
         "comparisons": int(rates.numel()) * pairs,

@@ -26,7 +26,7 @@ import torch
 
 from corruptions.perturbations import PERTURBATION_SUBSETS, frame_count
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.metrics import NOISE_PERTURBATIONS, flip_mode, flip_rates
+from robustbench_gcp.metrics import NOISE_PERTURBATIONS, flip_mode, flip_rates, rate_counts
 from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
 
 
@@ -100,14 +100,9 @@ class PerturbationTask:
         for d in self.difficulties:
             rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
                                                  difficulty=stride(self.perturbation, d))
-            counts = {
-                "videos": int(rates.numel()),
-                "comparisons": int(rates.numel()) * pairs,
-                "flip_rate_sum": float(rates.sum()),
-                "distance_rate_sum": float(distances.sum()),
-            }
             per_video = torch.stack([rates, distances], dim=1).cpu().numpy().astype(np.float32)
-            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
+            results.append(ShardResult(int(rates.numel()), rate_counts(rates, distances, pairs),
+                                       extra=per_video))
         return results
 
 
