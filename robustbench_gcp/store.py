@@ -145,6 +145,11 @@ class CellResult:
     meta: dict = field(default_factory=dict)
 
 
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
 
@@ -162,25 +167,45 @@ class Store:
             raise StoreError(f"store path {self.path} is a folder; give a file name such as {DEFAULT_STORE}")
         if not self.path.parent.exists():
             raise StoreError(f"folder {self.path.parent} of the store {self.path} does not exist")
-        try:
-            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db = None
+                self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+                self._set_up()
+                break
+            except sqlite3.OperationalError as error:
+                # Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is
+                # locked" at once (without its busy handler) while another process does the same.
+                self._close_quietly()
+                if not _is_busy(error) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot use {self.path} as a results store: {error}") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as error:
+                self._close_quietly()
+                raise StoreError(f"cannot use {self.path} as a results store: {error}") from None
+
+    def _close_quietly(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    def _set_up(self) -> None:
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            with self._write():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"store {self.path} has schema version {row[0]}, this gcp-robust uses "
-                        f"{SCHEMA_VERSION}; use another --store file"
-                    )
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"cannot use {self.path} as a results store: {error}") from None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        with self._write():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {row[0]}, this gcp-robust uses "
+                    f"{SCHEMA_VERSION}; use another --store file"
+                )
 
     # -- transactions -------------------------------------------------------
     class _Transaction:

@@ -86,6 +86,32 @@ def test_unusable_store_paths(tmp_path):
         Store(old)
 
 
+def _opener(folder, rounds, barrier):
+    for i in range(rounds):
+        barrier.wait(60)
+        Store(folder / f"fresh-{i}.db", timeout=60).close()
+
+
+def test_many_processes_creating_one_store_at_once(tmp_path):
+    """Several processes creating the same new file race to switch it to WAL; none may fail.
+
+    SQLite answers "database is locked" at once, without waiting, to the loser of that race; before the
+    retry in Store.__init__ about one open in seventy failed here.
+    """
+    workers, rounds = 6, 40
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    procs = [ctx.Process(target=_opener, args=(tmp_path, rounds, barrier)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0] * workers
+    for i in range(rounds):
+        with Store(tmp_path / f"fresh-{i}.db") as store:
+            assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def _writer(path, worker, n):
     with Store(path, timeout=120) as store:
         run = open_run(store, n_images=7 * n, shard_size=7)
