@@ -303,7 +303,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         device = job.device(device)
     checkpoint_path = None
     if spec.checkpoint is not None:
-        checkpoint_path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source)
+        checkpoint_path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
+                                             configured=options.checkpoint is None)
     from robustbench_gcp.models import load_model
 
     with torch.random.fork_rng(devices=[]):

@@ -40,19 +40,31 @@ def is_url(location: str) -> bool:
 
 
 def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str | None = None,
-                       progress=None) -> Path:
+                       configured: bool = False, progress=None) -> Path:
     """A local path for ``location`` (a path, or a URL fetched once into the cache).
+
+    Args:
+        configured: the location comes from benchmarks.yaml (not ``--checkpoint``): a missing
+            local file is then also looked for in the cache folder under its file name, so the
+            model-zoo files of the shipped configuration can be saved there once, wherever the
+            package is installed, and the error says where to put the file.
 
     Raises:
         CheckpointError: the file does not exist, or the download failed.
     """
     if not is_url(location):
         path = Path(location).expanduser()
-        if not path.is_file():
-            hint = f" (source: {source})" if source else ""
-            what = "is a folder, not a file" if path.is_dir() else "does not exist"
-            raise CheckpointError(f"checkpoint file {path} {what}{hint}")
-        return path
+        if path.is_file():
+            return path
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
+        hint = f" (source: {source})" if source else ""
+        if configured:
+            cached = cache_dir() / path.name
+            if cached.is_file():
+                return cached
+            hint += f"; save the download there or in {cached.parent}, or pass --checkpoint FILE"
+        raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
     name = Path(urlparse(location).path).name or "checkpoint.pth"
     target = cache_dir() / name
     if target.is_file():

@@ -1,0 +1,71 @@
+"""Checkpoint locations: local files, the cache folder, and URLs (file:// here: no network)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from robustbench_gcp.errors import CheckpointError
+from robustbench_gcp.fetch import cache_dir, resolve_checkpoint
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCP_ROBUST_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "checkpoints"
+
+
+@pytest.fixture
+def weights(tmp_path):
+    path = tmp_path / "zoo" / "model-1234.pth"
+    path.parent.mkdir()
+    path.write_bytes(b"not really weights, but bytes to copy" * 1000)
+    return path
+
+
+def test_cache_folder_follows_the_environment(cache):
+    assert cache_dir() == cache
+
+
+def test_local_files(weights, tmp_path, cache):
+    assert resolve_checkpoint(str(weights)) == weights
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        resolve_checkpoint(str(tmp_path))
+    missing = tmp_path / "missing.pth"
+    with pytest.raises(CheckpointError) as error:
+        resolve_checkpoint(str(missing))
+    assert str(error.value) == f"checkpoint file {missing} does not exist"
+
+
+def test_a_configured_file_is_also_found_in_the_cache(weights, tmp_path, cache):
+    configured = tmp_path / "checkpoints" / weights.name  # where benchmarks.yaml points
+    with pytest.raises(CheckpointError) as error:
+        resolve_checkpoint(str(configured), source="a model zoo", configured=True)
+    assert str(error.value) == (
+        f"checkpoint file {configured} does not exist (source: a model zoo); save the download there "
+        f"or in {cache}, or pass --checkpoint FILE"
+    )
+    cache.mkdir(parents=True)
+    (cache / weights.name).write_bytes(weights.read_bytes())
+    assert resolve_checkpoint(str(configured), configured=True) == cache / weights.name
+    with pytest.raises(CheckpointError, match="does not exist$"):  # --checkpoint: exactly that file
+        resolve_checkpoint(str(configured))
+
+
+def test_url_is_downloaded_once_and_verified(weights, cache):
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    url = weights.as_uri()
+    path = resolve_checkpoint(url, sha256=digest)
+    assert path == cache / weights.name and path.read_bytes() == weights.read_bytes()
+    weights.unlink()  # the second call uses the cached copy
+    assert resolve_checkpoint(url, sha256=digest) == path
+
+
+def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
+    with pytest.raises(CheckpointError, match=f"has sha256 [0-9a-f]{{64}}, expected {'0' * 64}"):
+        resolve_checkpoint(weights.as_uri(), sha256="0" * 64)
+    assert list(cache.iterdir()) == []  # neither the file nor its partial download
+    with pytest.raises(CheckpointError, match="cannot download checkpoint file://"):
+        resolve_checkpoint((weights.parent / "gone.pth").as_uri())
+    assert list(cache.iterdir()) == []
