@@ -273,6 +273,19 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> d
     return run_evaluation(model, progress=progress, **kwargs)[0]
 
 
+def _matrix_identity(arch: str, sqrt: str | None, ns_iters: int | None) -> dict:
+    """The ``sqrt`` / ``ns_iters`` of a run's identity: None where they equal the model's own."""
+    from robustbench_gcp.models import model_info
+    from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
+
+    own = HEADS[model_info(arch).head].sqrt
+    if sqrt == own:
+        sqrt = None
+    if ns_iters == DEFAULT_NS_ITERS and (sqrt or own) == "newton-schulz":
+        ns_iters = None
+    return {"sqrt": sqrt, "ns_iters": ns_iters}
+
+
 def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs) -> tuple[dict, list]:
     """:func:`evaluate`, also returning the stored cells (CellResult) the report was made from.
 
@@ -330,8 +343,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         "version": IDENTITY_VERSION,
         "arch": spec.arch,
         "weights": net.checkpoint_sha256 if checkpoint_path else f"random-init-seed-{options.seed}",
-        "sqrt": options.sqrt,
-        "ns_iters": options.ns_iters,
+        # an override equal to the model's own matrix function is the same run as none
+        **_matrix_identity(spec.arch, options.sqrt, options.ns_iters),
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
         "data": images.fingerprint(),
         "seed": options.seed,

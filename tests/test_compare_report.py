@@ -164,3 +164,42 @@ def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     pairs = [(r["model"], r["arch"]) for r in out["reports"]]
     assert pairs == [("a_gap", "demo-gap"), ("my_gcp", "demo-isqrt")]
     assert out["comparisons"][0]["reference"] == "a_gap"
+
+
+def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoint, isqrt_checkpoint,
+                                                      tmp_path):
+    store = tmp_path / "s.db"
+    run_options = ["--data", str(image_folder), "--store", str(store), "--workers", "0", "--limit", "8",
+                   "--format", "json"]
+    common = [*run_options, "--resamples", "100"]
+    result = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                                       "--model", f"resnet18-isqrt={isqrt_checkpoint}",
+                                       "--sqrt", "newton-schulz,eig", "--ns-iters", "2,5", *common])
+    assert result.exit_code == 0, result.output
+    reports = {r["model"]: r for r in json.loads(result.stdout)["reports"]}
+    assert list(reports) == ["resnet18-gap", "resnet18-isqrt[ns-iters=2]", "resnet18-isqrt[ns-iters=5]",
+                             "resnet18-isqrt[sqrt=eig]"]
+    # the default root (Newton-Schulz, 5 iterations) is the plain model: eval gives the same numbers
+    plain = CliRunner().invoke(main, ["eval", "--model", "resnet18-isqrt", "--checkpoint",
+                                      str(isqrt_checkpoint), *run_options])
+    assert plain.exit_code == 0, plain.output
+    plain = json.loads(plain.stdout)
+    assert plain["clean"] == reports["resnet18-isqrt[ns-iters=5]"]["clean"]
+    assert plain["computed"]["images"] == 0  # the same run: nothing computed again
+    # each variant is its own stored run
+    from robustbench_gcp.store import Store
+
+    with Store(store) as s:
+        # an override equal to the model's own root is the plain model's run: eval reused it
+        assert len(s.runs()) == 4
+
+    only_gap = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                                         "--sqrt", "eig", *common])
+    assert only_gap.exit_code == 2
+    assert "`--sqrt` applies to models with a matrix square root" in only_gap.stderr
+    eig_only = CliRunner().invoke(main, ["compare", "--model", f"resnet18-isqrt={isqrt_checkpoint}",
+                                         "--sqrt", "eig", "--ns-iters", "3", *common])
+    assert eig_only.exit_code == 2
+    assert "`--ns-iters` applies to Newton-Schulz square roots" in eig_only.stderr
+    typo = CliRunner().invoke(main, ["compare", "--model", "resnet18-isqrt", "--sqrt", "eigh", *common])
+    assert typo.exit_code == 2 and "unknown square root 'eigh'. Did you mean 'eig'?" in typo.stderr

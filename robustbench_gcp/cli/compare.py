@@ -71,6 +71,74 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config) 
     return unique
 
 
+SQRT_CHOICES = ("newton-schulz", "eig", "svd")
+
+
+def _sqrt_list(ctx, param, value):
+    if value is None:
+        return ()
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item not in SQRT_CHOICES:
+            from robustbench_gcp.errors import suggest
+
+            raise click.BadParameter(f"unknown square root {item!r}.{suggest(item, SQRT_CHOICES)} "
+                                     f"Choose from {', '.join(SQRT_CHOICES)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _iters_list(ctx, param, value):
+    if value is None:
+        return ()
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 3,5. Got {value!r}") from None
+    if any(not 1 <= k <= 100 for k in items):
+        raise click.BadParameter(f"iterations should be 1..100. Got {value!r}")
+    return tuple(dict.fromkeys(items))
+
+
+def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...], ns_iters: tuple[int, ...],
+                    config) -> list[tuple[str, str, str, str | None, int | None]]:
+    """Each entry once per requested matrix function: (label, name, checkpoint, sqrt, ns_iters).
+
+    Models with a matrix square root (isqrt, mpncov, svdpade) get one entry per value of
+    ``sqrts`` (their own root when empty) and, where that root is Newton-Schulz, per value of
+    ``ns_iters``; the label says which (``resnet50-isqrt[sqrt=eig]``,
+    ``resnet50-isqrt[ns-iters=3]``). GAP and DropCov models are compared once, unchanged.
+
+    Raises:
+        ConfigError: roots (iteration counts) were asked for, but no compared model has a
+            root (a Newton-Schulz root).
+    """
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models import model_info
+    from robustbench_gcp.models.heads import HEADS
+
+    if not sqrts and not ns_iters:
+        return [(label, name, checkpoint, None, None) for label, name, checkpoint in entries]
+    out = []
+    for label, name, checkpoint in entries:
+        arch = config.models[name].arch if name in config.models else name
+        own = HEADS[model_info(arch).head].sqrt
+        if own is None:
+            out.append((label, name, checkpoint, None, None))
+            continue
+        for sqrt in sqrts or (None,):
+            root = sqrt or own
+            for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
+                tag = f"ns-iters={iters}" if iters is not None else f"sqrt={sqrt}" if sqrt else ""
+                out.append((f"{label}[{tag}]" if tag else label, name, checkpoint, sqrt, iters))
+    if sqrts and all(sqrt is None for *_, sqrt, _ in out):
+        raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
+                          "svdpade heads); none of the compared models has one")
+    if ns_iters and all(iters is None for *_, iters in out):
+        raise ConfigError("`--ns-iters` applies to Newton-Schulz square roots (isqrt heads, or "
+                          "--sqrt newton-schulz); none of the compared models uses one")
+    return out
+
+
 @click.command("compare")
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME[=CHECKPOINT]",
               help="A model to compare (repeatable). Default: the models of benchmarks.yaml.")
@@ -82,6 +150,13 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config) 
 @data_options
 @engine_options
 @statistics_options
+@click.option("--sqrt", "sqrts", callback=_sqrt_list, default=None, metavar="ROOT[,ROOT...]",
+              help="Evaluate each GCP model with each of these matrix square roots (newton-schulz, "
+                   "eig, svd), one row each: the effect of the matrix function on the same weights. "
+                   "GAP and DropCov models are compared once. Default: each model's own root.")
+@click.option("--ns-iters", "ns_iters", callback=_iters_list, default=None, metavar="K[,K...]",
+              help="Newton-Schulz iterations to compare (one row per value) for models whose root "
+                   "is Newton-Schulz. Default: 5, as trained.")
 @click.option("--baseline", default="alexnet", show_default=True,
               help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or a stored one (ImageNet-P).")
 @config_option
@@ -90,7 +165,7 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config) 
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="wide", show_default=True,
               help="CSV layout: wide (metrics with intervals, a row per model) or long.")
 def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir, fmt, output, layout,
-                workers, **options) -> None:
+                workers, sqrts, ns_iters, **options) -> None:
     """Evaluate several models on one or more suites and compare them.
 
     Stored results are reused and only what is missing is computed, under one
@@ -105,6 +180,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
       gcp-robust compare --model resnet50-gap=r50.pth --model resnet50-isqrt=r50_isqrt.pth \\
           --suite imagenet-c --data /data/imagenet/val --limit 5000
       gcp-robust compare --checkpoints ckpt/ --suite clean,adversarial --data val/ --plot figures/
+      gcp-robust compare --model resnet50-isqrt --sqrt newton-schulz,eig --ns-iters 3,5 \
+          --suite imagenet-c --data /data/imagenet/val --limit 5000
     """
     from robustbench_gcp.cli.eval import default_workers
     from robustbench_gcp.cli.progress import progress_display
@@ -114,21 +191,21 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.store import Store
 
     cfg = load_config(options["config"])
-    entries = model_entries(models, checkpoints_dir, cfg)
+    entries = matrix_variants(model_entries(models, checkpoints_dir, cfg), sqrts, ns_iters, cfg)
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
     specs = [cfg.suite(name) for name in suite_names]
     workers = default_workers() if workers is None else workers
     evaluated = []
     jobs = [(entry, suite) for suite in specs for entry in entries]
     with progress_display("compare") as progress:
-        for index, ((label, name, checkpoint), suite) in enumerate(jobs):
+        for index, ((label, name, checkpoint, sqrt, iters), suite) in enumerate(jobs):
             progress.item(index, len(jobs), f"{label} {suite.name}")
             kind_options = {k: (v if k not in _KIND_FLAGS or suite.kind in _KIND_FLAGS[k][1] else None)
                             for k, v in options.items()}
             if checkpoint:
                 kind_options["checkpoint"] = checkpoint
             evaluated.append(run_evaluation(name, progress=progress, workers=workers, suite=suite.name,
-                                            label=label, **kind_options))
+                                            label=label, sqrt=sqrt, ns_iters=iters, **kind_options))
             progress.item_done(index)
     if evaluated and evaluated[0][0] is None:  # torchrun ranks other than 0: rank 0 reports
         return
@@ -141,4 +218,4 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
                     title="Comparison")
 
 
-__all__ = ["compare_cmd", "model_entries"]
+__all__ = ["compare_cmd", "matrix_variants", "model_entries"]
