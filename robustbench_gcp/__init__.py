@@ -16,7 +16,7 @@ _EXPORTS = {
     "load_model": "robustbench_gcp.models",
     "create_model": "robustbench_gcp.models",
     "inspect_checkpoint": "robustbench_gcp.models",
-    "evaluate": "robustbench_gcp.evaluate",
+    "evaluate": "robustbench_gcp.evaluation",
     "load_config": "robustbench_gcp.config",
     "Store": "robustbench_gcp.store",
     "flip_stats": "robustbench_gcp.metrics",

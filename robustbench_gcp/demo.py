@@ -46,7 +46,7 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     from robustbench_gcp.compare import compare_reports
     from robustbench_gcp.config import Config, load_config
     from robustbench_gcp.data.demo import build_demo_dataset
-    from robustbench_gcp.evaluate import run_evaluation
+    from robustbench_gcp.evaluation import run_evaluation
     from robustbench_gcp.store import Store
 
     out = Path(out)

@@ -17,7 +17,7 @@ from robustbench_gcp.config import AttackSpec, load_config
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
-from robustbench_gcp.evaluate import evaluate
+from robustbench_gcp.evaluation import evaluate
 from robustbench_gcp.models import load_model
 from robustbench_gcp.suites.adversarial import DEFAULT_BUDGETS, AttackMemoryError, AttackTask
 

@@ -180,6 +180,9 @@ def last_line(result):
          "Error: checkpoint file /nonexistent/r18.pth does not exist"),
         (("--data", "/nonexistent/val"), 1, "Error: data folder /nonexistent/val does not exist"),
         (("--limit", "0"), 2, "Error: `--limit` should be a positive integer. Got 0"),
+        (("-o", "/nonexistent/out.json"), 2,
+         "Error: Invalid value for '-o' / '--output': the folder /nonexistent of /nonexistent/out.json "
+         "does not exist"),
     ],
 )
 def test_bad_input_is_one_clear_line(image_folder, gap_checkpoint, store_path, extra, code, message):

@@ -48,3 +48,21 @@ def test_models_and_suites_list(tmp_path):
     assert models.exit_code == 0 and "resnet50-isqrt" in models.stdout and "56,929,832" in models.stdout
     suites = CliRunner().invoke(main, ["suites", "--json"])
     assert suites.exit_code == 0 and '"kind": "imagenet-p"' in suites.stdout
+
+
+@pytest.mark.parametrize("width", ["80", "100", "300"])
+def test_suites_table_shows_every_name_at_any_width(width):
+    table = CliRunner().invoke(main, ["suites"], env={"COLUMNS": width})
+    assert table.exit_code == 0
+    for name in ("imagenet-c-extra", "imagenet-p", "adversarial", "pgd-linf eps"):
+        assert name in table.stdout, (width, table.stdout)
+
+
+def test_public_api_names_are_the_functions():
+    """``from robustbench_gcp import evaluate`` is the function, also after its module is imported."""
+    import robustbench_gcp
+    import robustbench_gcp.evaluation  # noqa: F401
+    from robustbench_gcp import evaluate, flip_stats, list_models, load_model
+
+    for item in (evaluate, flip_stats, list_models, load_model, robustbench_gcp.evaluate):
+        assert callable(item) and not isinstance(item, type(robustbench_gcp))

@@ -119,7 +119,7 @@ def test_report_markdown_and_plots(compared, tmp_path):
 
 
 def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
-    from robustbench_gcp.evaluate import evaluate
+    from robustbench_gcp.evaluation import evaluate
     from robustbench_gcp.reports.plots import flip_probability, robust_accuracy
 
     report = evaluate("resnet18-gap", checkpoint=str(gap_checkpoint), suite="adversarial",
@@ -136,7 +136,11 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
                                         "--data", str(image_folder), "--store", str(tmp_path / "s.db"),
                                         "--workers", "0", "--reference", "nope", "--limit", "4"])
     assert bad_ref.exit_code == 2
-    assert "`--reference nope` is not one of the models compared on clean: resnet18-gap" in bad_ref.stderr
+    assert "Error: `--reference nope` is not one of the models compared: resnet18-gap." in bad_ref.stderr
+    assert not (tmp_path / "s.db").exists()  # refused before any compute
+    typo = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--reference",
+                                     "resnet18-gp", "--data", str(image_folder)])
+    assert typo.exit_code == 2 and "Did you mean 'resnet18-gap'?" in typo.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])
@@ -177,14 +181,14 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
                                        "--sqrt", "newton-schulz,eig", "--ns-iters", "2,5", *common])
     assert result.exit_code == 0, result.output
     reports = {r["model"]: r for r in json.loads(result.stdout)["reports"]}
-    assert list(reports) == ["resnet18-gap", "resnet18-isqrt[ns-iters=2]", "resnet18-isqrt[ns-iters=5]",
+    assert list(reports) == ["resnet18-gap", "resnet18-isqrt[ns-iters=2]", "resnet18-isqrt",
                              "resnet18-isqrt[sqrt=eig]"]
     # the default root (Newton-Schulz, 5 iterations) is the plain model: eval gives the same numbers
     plain = CliRunner().invoke(main, ["eval", "--model", "resnet18-isqrt", "--checkpoint",
                                       str(isqrt_checkpoint), *run_options])
     assert plain.exit_code == 0, plain.output
     plain = json.loads(plain.stdout)
-    assert plain["clean"] == reports["resnet18-isqrt[ns-iters=5]"]["clean"]
+    assert plain["clean"] == reports["resnet18-isqrt"]["clean"]
     assert plain["computed"]["images"] == 0  # the same run: nothing computed again
     # each variant is its own stored run
     from robustbench_gcp.store import Store

@@ -58,7 +58,7 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
         raise click.UsageError("give --model (or --list)")
     from robustbench_gcp.cli.eval import default_workers, emit_report
     from robustbench_gcp.cli.progress import progress_display
-    from robustbench_gcp.evaluate import evaluate
+    from robustbench_gcp.evaluation import evaluate
 
     workers = default_workers() if workers is None else workers
     with progress_display(f"baseline {model} {options['suite']}") as progress:

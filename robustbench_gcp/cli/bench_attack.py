@@ -65,7 +65,7 @@ def bench_attack(model, checkpoint, random_weights, device, batch_size, images, 
     from robustbench_gcp.data.loader import Preprocess, iterate_batches
     from robustbench_gcp.engine.device import resolve_device, synchronize
     from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
-    from robustbench_gcp.evaluate import resolve_model
+    from robustbench_gcp.evaluation import resolve_model
     from robustbench_gcp.fetch import resolve_checkpoint
     from robustbench_gcp.models import load_model
     from robustbench_gcp.reports.tables import Column, emit

@@ -106,7 +106,8 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
     Models with a matrix square root (isqrt, mpncov, svdpade) get one entry per value of
     ``sqrts`` (their own root when empty) and, where that root is Newton-Schulz, per value of
     ``ns_iters``; the label says which (``resnet50-isqrt[sqrt=eig]``,
-    ``resnet50-isqrt[ns-iters=3]``). GAP and DropCov models are compared once, unchanged.
+    ``resnet50-isqrt[ns-iters=3]``), and stays plain for the model's own function (the same
+    stored run). GAP and DropCov models are compared once, unchanged.
 
     Raises:
         ConfigError: roots (iteration counts) were asked for, but no compared model has a
@@ -114,7 +115,7 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
     """
     from robustbench_gcp.errors import ConfigError
     from robustbench_gcp.models import model_info
-    from robustbench_gcp.models.heads import HEADS
+    from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
 
     if not sqrts and not ns_iters:
         return [(label, name, checkpoint, None, None) for label, name, checkpoint in entries]
@@ -128,7 +129,13 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
         for sqrt in sqrts or (None,):
             root = sqrt or own
             for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
-                tag = f"ns-iters={iters}" if iters is not None else f"sqrt={sqrt}" if sqrt else ""
+                # the model's own function keeps the plain label (it is the plain model's stored run)
+                if iters is not None and iters != DEFAULT_NS_ITERS:
+                    tag = f"ns-iters={iters}"
+                elif root != own:
+                    tag = f"sqrt={root}"
+                else:
+                    tag = ""
                 out.append((f"{label}[{tag}]" if tag else label, name, checkpoint, sqrt, iters))
     if sqrts and all(sqrt is None for *_, sqrt, _ in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
@@ -187,11 +194,18 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.compare import compare_reports
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.evaluate import _KIND_FLAGS, run_evaluation
+    from robustbench_gcp.evaluation import _KIND_FLAGS, run_evaluation
     from robustbench_gcp.store import Store
 
     cfg = load_config(options["config"])
     entries = matrix_variants(model_entries(models, checkpoints_dir, cfg), sqrts, ns_iters, cfg)
+    labels = [label for label, *_ in entries]
+    if reference is not None and reference not in labels:  # before any compute
+        from robustbench_gcp.errors import ConfigError, suggest
+
+        hint = suggest(reference, labels)
+        raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
+                          f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
     specs = [cfg.suite(name) for name in suite_names]
     workers = default_workers() if workers is None else workers

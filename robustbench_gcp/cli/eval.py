@@ -52,7 +52,7 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
           --epsilons 1/255,2/255,4/255 --data /data/imagenet/val --limit 1000
     """
     from robustbench_gcp.cli.progress import progress_display
-    from robustbench_gcp.evaluate import evaluate
+    from robustbench_gcp.evaluation import evaluate
 
     workers = default_workers() if workers is None else workers
     with progress_display(f"{model} {options['suite']}") as progress:

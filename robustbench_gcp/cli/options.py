@@ -24,10 +24,25 @@ format_option = click.option(
     help="Output format.",
 )
 
+def _output_file(ctx, param, value):
+    """Check ``-o FILE`` before any compute: its folder must exist (the file is written last)."""
+    if value is None:
+        return None
+    import os
+
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(value)))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"the folder {folder} of {value} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"the folder {folder} of {value} is not writable")
+    return os.path.expanduser(value)
+
+
 output_option = click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
+    callback=_output_file,
     default=None,
     help="Write the output to this file instead of stdout.",
 )

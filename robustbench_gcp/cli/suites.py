@@ -16,6 +16,7 @@ def suites_cmd(config, as_json) -> None:
     Suites are defined in benchmarks.yaml; use one with `gcp-robust eval --suite NAME`.
     """
     from robustbench_gcp.config import load_config
+    from robustbench_gcp.reports.evaluation import format_epsilon
     from robustbench_gcp.reports.tables import Column, emit
 
     cfg = load_config(config)
@@ -32,7 +33,8 @@ def suites_cmd(config, as_json) -> None:
         elif suite.kind == "adversarial":
             contents = ", ".join(a.attack for a in suite.attacks)
             levels = "; ".join(
-                f"{a.attack} eps " + ",".join(f"{e:.4g}" for e in a.epsilons) for a in suite.attacks
+                f"{a.attack} eps " + ",".join(format_epsilon(e, a.norm) for e in a.epsilons)
+                for a in suite.attacks
             )
         else:
             contents, levels = "clean images", ""
@@ -46,5 +48,5 @@ def suites_cmd(config, as_json) -> None:
         for s in cfg.suites.values()
     ]
     emit(rows, [Column("suite", justify="left"), Column("kind", justify="left"),
-                Column("contents", justify="left"), Column("levels", justify="left")],
+                Column("contents", justify="left", wrap=True), Column("levels", justify="left", wrap=True)],
          fmt="json" if as_json else "table", title=f"Suites of {cfg.path}", json_obj=json_obj)

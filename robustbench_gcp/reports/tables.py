@@ -23,6 +23,7 @@ class Column:
     header: str | None = None
     fmt: str = ""
     justify: str = "right"
+    wrap: bool = False  # long free text (lists of names): wraps over lines instead of squeezing names
 
     @property
     def title(self) -> str:
@@ -90,11 +91,18 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
 
     cols = _columns(rows, columns)
     table = Table(title=title, caption=caption, header_style="bold")
-    for c in cols:  # names (left-justified) are never cut; numbers give way first
-        table.add_column(c.title, justify=c.justify, no_wrap=c.justify == "left",
-                         overflow="fold" if c.justify == "left" else "ellipsis")
-    for row in rows:  # cell text is data, not rich markup ("[epoch]" must stay visible)
-        table.add_row(*(Text(format_value(row.get(c.key), c.fmt)) for c in cols))
+    cells = [[format_value(row.get(c.key), c.fmt) for c in cols] for row in rows]
+    for i, c in enumerate(cols):
+        if c.wrap:  # free text wraps at word boundaries
+            table.add_column(c.title, justify=c.justify, overflow="fold")
+        elif c.justify == "left":  # names are never cut; numbers and free text give way first
+            widest = max([len(c.title), *(len(line[i]) for line in cells)])
+            table.add_column(c.title, justify=c.justify, no_wrap=True, overflow="fold",
+                             min_width=min(widest, 48))
+        else:
+            table.add_column(c.title, justify=c.justify, overflow="ellipsis")
+    for line in cells:  # cell text is data, not rich markup ("[epoch]" must stay visible)
+        table.add_row(*(Text(text) for text in line))
     return table
 
 
@@ -160,6 +168,11 @@ def write_output(text: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    with open(output, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
