@@ -45,6 +45,7 @@ class EvalOptions:
 
     checkpoint: str | None = None
     sha256: str | None = None
+    random_weights: bool = False  # allow a model without a checkpoint (seeded random weights)
     label: str | None = None  # name shown in reports (default: the model name)
     sqrt: str | None = None
     ns_iters: int | None = None
@@ -315,6 +316,15 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
     if job is not None:
         device = job.device(device)
     checkpoint_path = None
+    if options.random_weights:
+        if options.checkpoint is not None:
+            raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
+        spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
+    if spec.checkpoint is None and not options.random_weights:
+        raise ConfigError(
+            f"model '{spec.name}' has no checkpoint: pass --checkpoint FILE, or --random-weights to "
+            "evaluate the architecture with seeded random weights (a pipeline check, not a result)"
+        )
     if spec.checkpoint is not None:
         checkpoint_path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
                                              configured=options.checkpoint is None)

@@ -253,3 +253,23 @@ def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, 
     ours = {c["corruption"]: c["top1_error"] for c in torch_run["cells"]}
     for cell in reference["cells"]:  # deterministic corruptions: at most one image of ten differs
         assert abs(cell["top1_error"] - ours[cell["corruption"]]) <= 0.1 + 1e-9, cell
+
+
+def test_a_model_without_checkpoint_needs_random_weights_said(image_folder, gap_checkpoint, store_path):
+    base = ["--data", image_folder, "--store", store_path, "--workers", 0, "--limit", 4]
+    missing = run("eval", "--model", "resnet18-mpncov", *base)
+    assert missing.exit_code == 2
+    assert last_line(missing) == (
+        "Error: model 'resnet18-mpncov' has no checkpoint: pass --checkpoint FILE, or --random-weights "
+        "to evaluate the architecture with seeded random weights (a pipeline check, not a result)")
+    assert not store_path.exists()
+    # a baseline above all: a random AlexNet must never become the normalizer of later reports
+    baseline = run("baseline", "--model", "alexnet", "--suite", "clean", *base)
+    assert baseline.exit_code == 2 and "model 'alexnet' has no checkpoint" in last_line(baseline)
+    both = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--random-weights", *base)
+    assert both.exit_code == 2 and "exclude each other" in last_line(both)
+    # resnet18-gap of benchmarks.yaml names a URL: --random-weights uses none, and downloads nothing
+    random = run("eval", "--model", "resnet18-gap", "--random-weights", *base, "--format", "json")
+    assert random.exit_code == 0, random.output
+    report = json.loads(random.stdout)
+    assert report["checkpoint"] is None and report["clean"]["top1_error"] >= 0

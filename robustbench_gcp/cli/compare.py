@@ -164,6 +164,8 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
 @click.option("--ns-iters", "ns_iters", callback=_iters_list, default=None, metavar="K[,K...]",
               help="Newton-Schulz iterations to compare (one row per value) for models whose root "
                    "is Newton-Schulz. Default: 5, as trained.")
+@click.option("--random-weights", is_flag=True,
+              help="Allow models without a checkpoint (seeded random weights: a pipeline check).")
 @click.option("--baseline", default="alexnet", show_default=True,
               help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or a stored one (ImageNet-P).")
 @config_option
