@@ -89,6 +89,8 @@ def imagenet_c_design(results: Sequence[CellResult], baseline: Baseline | None,
 
 
 def adversarial_design(results: Sequence[CellResult]) -> Design:
+    from robustbench_gcp.suites.adversarial import budget_of, budget_tag
+
     rows, values, tests, metrics = [], [], {}, {}
     for r in results:
         if r.key.kind == "clean":
@@ -96,7 +98,10 @@ def adversarial_design(results: Sequence[CellResult]) -> Design:
             values.append(r.correct.astype(np.float64))
             metrics["clean_accuracy"] = lambda m: m["clean"]
         elif r.key.kind == "adversarial":
+            # a non-default budget is part of the label: other budgets are other metrics (no delta)
+            tag = budget_tag(r.key.name, budget_of(r.key))
             label = f"{r.key.name} {format_epsilon(float(r.key.level), ATTACKS[r.key.name])}"
+            label += f" ({tag})" if tag else ""
             rows.append(label)
             values.append(r.correct.astype(np.float64))
             metrics[f"robust {label}"] = lambda m, label=label: m[label]

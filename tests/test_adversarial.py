@@ -185,3 +185,30 @@ def test_exact_root_heads_get_a_note_about_gradients(demo_val, tmp_path):
     report = attack_report(demo_val, tmp_path / "s.db", model="demo-isqrt", attacks="fgsm", epsilons="1/255",
                            steps=None, limit=10, sqrt="eig")
     assert any("gradient" in note and "eig" in note for note in report["notes"])
+
+
+def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
+    """Cells of one attack measured with two budgets: the report shows the last budget only (tagged),
+    and compare pairs a model with the reference only where their budgets agree."""
+    store = tmp_path / "s.db"
+    common = dict(attacks="pgd-linf", limit=10)
+    attack_report(demo_val, store, model="demo-gap", epsilons="1/255,4/255", steps=None, **common)  # 10
+    attack_report(demo_val, store, model="demo-gap", epsilons="4/255", steps=2, **common)
+    attack_report(demo_val, store, model="demo-isqrt", epsilons="1/255,4/255", steps=2, **common)
+
+    report = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                       "--models", "demo-gap", "--format", "json"])
+    assert report.exit_code == 0, report.output
+    (gap,) = json.loads(report.stdout)["reports"]
+    shown = [(a["epsilon"], a["budget"]["steps"], a["budget_tag"]) for a in gap["attacks"]]
+    assert shown == [(4 / 255, 2, "steps=2")]  # not 1/255 at 10 steps beside 4/255 at 2 steps
+    assert any("pgd-linf: only the budget measured last (steps=2) is shown; also stored: defaults" in note
+               for note in gap["notes"])
+
+    compared = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                         "--format", "json", "--resamples", "100"])
+    assert compared.exit_code == 0, compared.output
+    (comparison,) = json.loads(compared.stdout)["comparisons"]
+    isqrt = next(m for m in comparison["models"] if m["model"] == "demo-isqrt")
+    assert set(isqrt["tests"]) == {"pgd-linf 4/255 (steps=2)"}  # the budget both measured
+    assert "robust pgd-linf 1/255 (steps=2)" not in isqrt["delta"]

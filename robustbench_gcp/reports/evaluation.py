@@ -62,7 +62,8 @@ def format_epsilon(eps: float, norm: str) -> str:
 
 def attack_rows(report: dict) -> tuple[list[dict], list[Column]]:
     rows = [
-        {"attack": a["attack"], "norm": a["norm"].upper().replace("LINF", "Linf"),
+        {"attack": a["attack"] + (f" ({a['budget_tag']})" if a.get("budget_tag") else ""),
+         "norm": a["norm"].upper().replace("LINF", "Linf"),
          "epsilon": format_epsilon(a["epsilon"], a["norm"]), "n": a["n"],
          "clean": _pct(a["clean_accuracy"]), "robust": _pct(a["robust_accuracy"]),
          "success": _pct(a["success_rate"]), "median": a.get("median_perturbation")}

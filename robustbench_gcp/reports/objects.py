@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from robustbench_gcp.config import Baseline
-from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
+from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store, canonical_json
 
 KINDS = ("clean", "imagenet-c", "imagenet-p", "adversarial")
 
@@ -70,6 +70,7 @@ class Evaluation:
     kind: str
     source: str
     results: list[CellResult]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -84,6 +85,8 @@ class Evaluation:
         weights = identity.get("weights", "")
         variant_sources = [json.loads(r.key.variant) for r in self.results if r.key.kind == self.kind]
         source = variant_sources[0].get("source") if variant_sources else None
+        report_sections = sections(self.kind, self.results, baseline, p_baseline)
+        report_sections["notes"] = report_sections.get("notes", []) + self.notes
         return {
             "model": self.run.model,
             "arch": self.run.arch,
@@ -100,7 +103,7 @@ class Evaluation:
             and source != "released" and variant_sources else None,
             "device": identity.get("device_type"),
             "precision": identity.get("precision"),
-            **sections(self.kind, self.results, baseline, p_baseline),
+            **report_sections,
             "run": self.run.key,
             "data_fingerprint": identity.get("data"),
         }
@@ -136,10 +139,32 @@ def collect(store: Store, *, models: Sequence[str] | None = None,
         for (kind, variant), results in groups.items():
             if kind not in wanted_kinds:
                 continue
+            notes = []
             if kind == "adversarial":
-                latest: dict[tuple[str, str], CellResult] = {}
-                for r in results:  # store order: later cells win
-                    latest[(r.key.name, r.key.level)] = r
-                results = sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level)))
-            evaluations.append(Evaluation(run, kind, source_label(kind, variant), clean + results))
+                results, notes = _latest_budgets(results)
+            evaluations.append(Evaluation(run, kind, source_label(kind, variant), clean + results, notes))
     return evaluations
+
+
+def _latest_budgets(results: Sequence[CellResult]) -> tuple[list[CellResult], list[str]]:
+    """Per attack, the cells of the budget measured last (never a mix of budgets), and notes
+    naming the budgets left out."""
+    from robustbench_gcp.suites.adversarial import budget_of, budget_tag
+
+    budgets: dict[str, str] = {}
+    for r in results:  # store order: the last budget of each attack wins
+        budgets[r.key.name] = canonical_json(budget_of(r.key))
+    latest: dict[tuple[str, str], CellResult] = {}
+    left_out: dict[str, set[str]] = {}
+    for r in results:
+        budget = budget_of(r.key)
+        if canonical_json(budget) == budgets[r.key.name]:
+            latest[(r.key.name, r.key.level)] = r
+        else:
+            left_out.setdefault(r.key.name, set()).add(budget_tag(r.key.name, budget) or "defaults")
+    notes = []
+    for attack, tags in left_out.items():
+        shown = budget_tag(attack, json.loads(budgets[attack])) or "defaults"
+        notes.append(f"{attack}: only the budget measured last ({shown}) is shown; "
+                     f"also stored: {'; '.join(sorted(tags))}")
+    return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes

@@ -23,6 +23,7 @@ Randomness: PGD's random start draws, per image, from a generator seeded by
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -320,6 +321,19 @@ class AttackTask:
         return norm.detach().cpu().numpy().astype(np.float32)
 
 
+def budget_of(key: CellKey) -> dict:
+    """The attack budget an adversarial cell was measured with (its variant without the epsilons)."""
+    budget = json.loads(key.variant or "{}")
+    budget.pop("epsilons", None)
+    return budget
+
+
+def budget_tag(attack: str, budget: dict) -> str:
+    """The settings of ``budget`` that differ from the attack's defaults ("steps=2"), or ""."""
+    defaults = DEFAULT_BUDGETS.get(attack, {})
+    return ", ".join(f"{k}={v}" for k, v in sorted(budget.items()) if defaults.get(k) != v)
+
+
 def summarize(results: Sequence[CellResult]) -> list[dict]:
     """The ``attacks`` section: one entry per (attack, epsilon), epsilons ascending."""
     entries = []
@@ -328,10 +342,13 @@ def summarize(results: Sequence[CellResult]) -> list[dict]:
             continue
         counts, n = result.counts, result.n
         correct = n - counts.get("clean_errors", 0)
+        budget = budget_of(result.key)
         entry = {
             "attack": result.key.name,
             "norm": ATTACKS[result.key.name],
             "epsilon": float(result.key.level),
+            "budget": budget,
+            "budget_tag": budget_tag(result.key.name, budget),
             "n": n,
             "clean_accuracy": rate(correct, n),
             "robust_accuracy": rate(counts.get("robust", 0), n),
