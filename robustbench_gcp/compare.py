@@ -252,8 +252,11 @@ def compare_reports(
     from robustbench_gcp.reports.objects import stored_p_baseline
 
     comparisons = []
-    for suite in dict.fromkeys(report["suite"] for report, _ in evaluated):
-        group = [(report, results) for report, results in evaluated if report["suite"] == suite]
+    # one comparison per suite and image set (a store may hold runs on different --limit subsets)
+    for suite, images in dict.fromkeys((report["suite"], _images(report)) for report, _ in evaluated):
+        group = [(report, results) for report, results in evaluated
+                 if report["suite"] == suite and _images(report) == images]
+        group, notes = _common_cells(group)
         names = [report["model"] for report, _ in group]
         ref = 0
         if reference is not None:
@@ -272,5 +275,36 @@ def compare_reports(
             fingerprints.append(report.get("data_fingerprint") or report["run"])
         entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
                                   seed=seed, level=level)
-        comparisons.append(comparison_object(group[0][0]["kind"], suite, names, entries, ref, percent, level))
+        comparison = comparison_object(group[0][0]["kind"], suite, names, entries, ref, percent, level)
+        comparison["n_images"] = group[0][0].get("n_images")
+        comparison["notes"] = notes
+        comparisons.append(comparison)
     return comparisons
+
+
+def _images(report: dict) -> str:
+    return report.get("data_fingerprint") or report["run"]
+
+
+def _common_cells(group: list[tuple[dict, Sequence[CellResult]]]) -> tuple[list, list[str]]:
+    """Restrict the ImageNet-C / ImageNet-P cells of each model to those every model has, so
+    that mCE / mFR and their differences average the same cells; notes name what was left out."""
+    kinds = ("imagenet-c", "imagenet-p")
+
+    def cells(results):
+        return {(r.key.kind, r.key.name, r.key.level) for r in results if r.key.kind in kinds}
+
+    common = set.intersection(*(cells(results) for _, results in group))
+    notes, out = [], []
+    for report, results in group:
+        extra = sorted(cells(results) - common)
+        if extra:
+            shown = ", ".join(f"{name}/{level}" for _, name, level in extra[:8])
+            more = f" and {len(extra) - 8} more" if len(extra) > 8 else ""
+            what = "1 cell that not every compared model has is" if len(extra) == 1 else \
+                f"{len(extra)} cells that not every compared model has are"
+            notes.append(f"{report['model']}: {what} left out of the comparison ({shown}{more})")
+            results = [r for r in results if r.key.kind not in kinds
+                       or (r.key.kind, r.key.name, r.key.level) in common]
+        out.append((report, results))
+    return out, notes

@@ -207,3 +207,30 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
     assert "`--ns-iters` applies to Newton-Schulz square roots" in eig_only.stderr
     typo = CliRunner().invoke(main, ["compare", "--model", "resnet18-isqrt", "--sqrt", "eigh", *common])
     assert typo.exit_code == 2 and "unknown square root 'eigh'. Did you mean 'eig'?" in typo.stderr
+
+
+def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_path):
+    from robustbench_gcp.evaluation import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(suite="imagenet-c", data=str(demo_val), store=str(store), workers=0)
+    evaluate("demo-gap", corruptions="fog,contrast", severities=[1, 2], limit=10, **common)
+    evaluate("demo-isqrt", corruptions="fog", severities=[1, 2, 3], limit=10, **common)
+    evaluate("demo-gap", corruptions="fog", severities=[1], limit=20, **common)
+    evaluate("demo-isqrt", corruptions="fog", severities=[1], limit=20, **common)
+
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                       "--format", "json", "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(c["n_images"], [m["model"] for m in c["models"]]) for c in out["comparisons"]] == [
+        (10, ["demo-gap", "demo-isqrt"]), (20, ["demo-gap", "demo-isqrt"])]
+    small = out["comparisons"][0]
+    assert all(m["paired"] for m in small["models"][1:])
+    assert small["notes"] == [
+        "demo-gap: 2 cells that not every compared model has are left out of the comparison "
+        "(contrast/1, contrast/2)",
+        "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"]
+    # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells
+    fog_only = evaluate("demo-gap", corruptions="fog", severities=[1, 2], limit=10, **common)
+    assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(fog_only["metrics"]["mCE"])

@@ -46,6 +46,7 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
             rows, columns = summary.comparison_rows(comparison)
             parts.append(to_markdown(rows, columns, title=f"{comparison['suite']} (reference "
                                                           f"{comparison['reference']}, 95 % intervals)"))
+            parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         parts.append(summary.detail_markdown(reports))
         text = "\n".join(parts)
     else:
@@ -59,7 +60,7 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
             wide = len(comparison["models"][0]["metrics"]) > 4
             rows, columns = (summary.comparison_long_rows(comparison) if wide
                              else summary.comparison_rows(comparison, compact=True))
-            n = next((r["n_images"] for r in reports if r["suite"] == comparison["suite"]), None)
+            n = comparison.get("n_images")
             caption = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
                        "reference; McNemar p: exact test of the paired outcomes" if wide else
                        "value and [95 % bootstrap interval over images]; Δ: paired difference to the "
@@ -69,7 +70,8 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
             parts.append(rich_table(rows, columns, title=title, caption=caption))
         if not comparisons:
             parts.append(rich_table(summary.headline_rows(reports), title=title or None))
-        notes = sorted({note for r in reports for note in r.get("notes", [])})
+        notes = sorted({note for r in reports for note in r.get("notes", [])}
+                       | {note for c in comparisons for note in c.get("notes", [])})
         parts += [Text(f"note: {note}", style="yellow") for note in notes]
         renderable = Group(*parts)
         if output is None:
