@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 
 from robustbench_gcp.config import PERTURBATION_SUBSETS, SEVERITIES, Config, ModelSpec, SuiteSpec, load_config
-from robustbench_gcp.data.folders import ImageList, scan_folder, scan_imagenet_c, scan_videos
+from robustbench_gcp.data.folders import (
+    ImageList,
+    corrupted_cell_dir,
+    scan_folder,
+    scan_imagenet_c,
+    scan_videos,
+)
 from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
 from robustbench_gcp.engine.runner import (
@@ -214,6 +220,27 @@ def select(suite: SuiteSpec, options: EvalOptions) -> Selection:
     return Selection(suite)
 
 
+def _check_released(root: Path, selection: Selection) -> None:
+    """Every released folder of the selection exists under ``--corrupted-dir``, before any compute."""
+    if selection.kind == "imagenet-c":
+        folders = [corrupted_cell_dir(root, c, s)
+                   for c in selection.corruptions for s in selection.severities]
+        flags = "--corruptions / --severities"
+    elif selection.kind == "imagenet-p":
+        from robustbench_gcp.suites.imagenet_p import released_folder
+
+        folders = [released_folder(root, p, d)
+                   for p in selection.perturbations for d in selection.difficulties]
+        flags = "--perturbations / --difficulties"
+    else:
+        return
+    missing = [str(f.relative_to(root)) for f in dict.fromkeys(folders) if not f.is_dir()]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise DataError(f"{root} lacks {len(missing)} of the selected folders ({shown}); pick the ones "
+                        f"you have with {flags}")
+
+
 def _image_list(options: EvalOptions, selection: Selection) -> ImageList:
     if options.data is not None:
         return scan_folder(options.data, options.labels)
@@ -306,6 +333,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
     corrupted_dir = Path(options.corrupted_dir).expanduser() if options.corrupted_dir else None
     if corrupted_dir is not None and not corrupted_dir.is_dir():
         raise DataError(f"ImageNet-C folder {corrupted_dir} does not exist")
+    if corrupted_dir is not None:
+        _check_released(corrupted_dir, selection)
 
     # Data: the full folder, then the class-balanced subset.
     images = _image_list(options, selection).limit(options.limit)

@@ -155,10 +155,20 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     # lossless copies of the clean crops: the "corrupted" cell equals the clean cell
     assert report["cells"][0]["top1_error"] == report["clean"]["top1_error"]
     assert report["backend"] is None and report["corrupted_dir"] == str(released)
+    # folders of the selection that are missing: refused before any compute, all of them named
     missing = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
-                             "--corrupted-dir", released, "--corruptions", "fog", "--severities", 2))
+                             "--corrupted-dir", released, "--corruptions", "contrast,fog",
+                             "--severities", "2,3"))
     assert missing.exit_code == 1
-    assert "cannot read image" in missing.stderr and "fog/2/n01440764" in missing.stderr
+    assert last_line(missing) == (f"Error: {released} lacks 3 of the selected folders (contrast/3, fog/2, "
+                                  "fog/3); pick the ones you have with --corruptions / --severities")
+    # a cell folder without one of the images: the file is named
+    first = sorted((released / "contrast" / "2").rglob("*.JPEG"))[0]
+    (released / "fog" / "2" / first.parent.name).mkdir(parents=True)
+    partial = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                             "--corrupted-dir", released, "--corruptions", "fog", "--severities", 2))
+    assert partial.exit_code == 1
+    assert "cannot read image" in partial.stderr and f"fog/2/{first.parent.name}" in partial.stderr
 
 
 # -- bad input: a clear one-line error, the right exit code, nothing stored lost ------------
@@ -273,3 +283,16 @@ def test_a_model_without_checkpoint_needs_random_weights_said(image_folder, gap_
     assert random.exit_code == 0, random.output
     report = json.loads(random.stdout)
     assert report["checkpoint"] is None and report["clean"]["top1_error"] >= 0
+
+
+def test_released_imagenet_p_folders_are_checked_first(image_folder, gap_checkpoint, tmp_path):
+    released = tmp_path / "ImageNet-P"
+    (released / "rotate").mkdir(parents=True)
+    result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-p",
+                            "--corrupted-dir", released, "--perturbations", "gaussian_noise,rotate",
+                            "--difficulties", "1,2"))
+    assert result.exit_code == 1
+    assert last_line(result) == (f"Error: {released} lacks 2 of the selected folders (gaussian_noise, "
+                                 "gaussian_noise_2); pick the ones you have with "
+                                 "--perturbations / --difficulties")
+    assert not (tmp_path / "s.db").exists()
