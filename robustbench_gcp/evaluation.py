@@ -39,7 +39,7 @@ from robustbench_gcp.engine.runner import (
 )
 from robustbench_gcp.errors import ConfigError, DataError, UnknownNameError
 from robustbench_gcp.fetch import resolve_checkpoint
-from robustbench_gcp.reports.objects import sections, stored_p_baseline
+from robustbench_gcp.reports.objects import check_p_baseline, sections, stored_p_baseline
 from robustbench_gcp.store import DEFAULT_STORE, Store
 
 IDENTITY_VERSION = 2  # 2: ImageNet-P random layers no longer depend on the difficulty
@@ -397,6 +397,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         execute_distributed(tasks, images, None, None, ctx, engine, None, job)
         return None, []
     with Store(options.store) as store:
+        if selection.kind == "imagenet-p":
+            check_p_baseline(store, options.baseline, config.baselines)  # misspelt: before any compute
         run = store.run(identity, model=spec.name, arch=spec.arch,
                         checkpoint=str(checkpoint_path) if checkpoint_path else None,
                         data=images.source, n_images=len(images), shard_size=options.shard_size)

@@ -128,6 +128,13 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     assert report["metrics"]["mFR"] == pytest.approx(sum(frs) / 3)
     assert report["metrics"]["baseline"] == "gapbase"
     assert any("mFR averages 3 of the 10 test perturbations" in note for note in report["notes"])
+    # a misspelt baseline is an error (eval: before any compute; report: before any statistics)
+    for command in (["eval", "--model", "demo-isqrt", *map(str, p_args(demo_val, store, *selection))],
+                    ["report", "--store", str(store)]):
+        typo = CliRunner().invoke(main, [*command, "--baseline", "gapbse"])
+        assert typo.exit_code == 2, typo.output
+        last = typo.stderr.strip().splitlines()[-1]
+        assert last == "Error: unknown baseline 'gapbse'. Did you mean 'gapbase'?"
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -118,7 +118,7 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     from robustbench_gcp.compare import compare_reports
     from robustbench_gcp.config import SUITE_KINDS, load_config
     from robustbench_gcp.errors import ConfigError, StoreError
-    from robustbench_gcp.reports.objects import collect, stored_p_baseline
+    from robustbench_gcp.reports.objects import check_p_baseline, collect, stored_p_baseline
     from robustbench_gcp.store import Store
 
     cfg = load_config(config)
@@ -130,6 +130,8 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
         raise StoreError(f"store {store} does not exist: run `gcp-robust eval` (or compare) first")
     c_baseline = cfg.baselines.get(baseline)
     with Store(store) as db:
+        if baseline not in cfg.baselines:
+            check_p_baseline(db, baseline, cfg.baselines)
         stored = {run.model for run in db.runs()}
         for name in names or []:
             if name not in stored:

@@ -14,6 +14,7 @@ from robustbench_gcp.config import Baseline
 from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store, canonical_json
 
 KINDS = ("clean", "imagenet-c", "imagenet-p", "adversarial")
+DEFAULT_BASELINE = "alexnet"
 
 
 def sections(kind: str, results: Sequence[CellResult], baseline: Baseline | None,
@@ -36,6 +37,21 @@ def sections(kind: str, results: Sequence[CellResult], baseline: Baseline | None
         out["metrics"] = p["metrics"]
         out["notes"] += p["notes"]
     return out
+
+
+def check_p_baseline(store: Store, name: str, also: Iterable[str] = ()) -> None:
+    """An ImageNet-P baseline asked for by name must be stored; the default (``alexnet``) may be
+    missing, and reports then say that they are unnormalized.
+
+    Raises:
+        UnknownNameError: ``name`` is not the default and not stored (closest name suggested
+            among the stored ones and ``also``).
+    """
+    from robustbench_gcp.errors import UnknownNameError
+
+    if name != DEFAULT_BASELINE and store.baseline(name) is None:
+        choices = {n for n, _ in store.baselines()} | set(also) | {DEFAULT_BASELINE}
+        raise UnknownNameError("baseline", name, choices)
 
 
 def stored_p_baseline(store: Store, name: str, keys: Iterable[CellKey]) -> tuple[str, dict | None]:
