@@ -147,6 +147,9 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert no_ckpt.exit_code == 2 and "holds no checkpoint files" in no_ckpt.stderr
     missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
+    assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):

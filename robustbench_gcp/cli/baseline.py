@@ -45,8 +45,13 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     from robustbench_gcp.store import Store
 
     if list_only:
+        from pathlib import Path
+
+        from robustbench_gcp.errors import StoreError
         from robustbench_gcp.reports.tables import Column, emit
 
+        if not Path(options["store"]).is_file():  # listing must not create an empty store
+            raise StoreError(f"store {options['store']} does not exist: no baselines stored yet")
         with Store(options["store"]) as store:
             rows = [{"name": n, "model": run.model, "checkpoint": run.checkpoint, "images": run.n_images,
                      "created": run.created} for n, run in store.baselines()]

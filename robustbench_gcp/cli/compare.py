@@ -189,7 +189,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
       gcp-robust compare --model resnet50-gap=r50.pth --model resnet50-isqrt=r50_isqrt.pth \\
           --suite imagenet-c --data /data/imagenet/val --limit 5000
       gcp-robust compare --checkpoints ckpt/ --suite clean,adversarial --data val/ --plot figures/
-      gcp-robust compare --model resnet50-isqrt --sqrt newton-schulz,eig --ns-iters 3,5 \
+      gcp-robust compare --model resnet50-isqrt --sqrt newton-schulz,eig --ns-iters 3,5 \\
           --suite imagenet-c --data /data/imagenet/val --limit 5000
     """
     from robustbench_gcp.cli.eval import default_workers

@@ -69,7 +69,8 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
             title = f"{comparison['suite']}: {n} images, reference {comparison['reference']}"
             parts.append(rich_table(rows, columns, title=title, caption=caption))
         if not comparisons:
-            parts.append(rich_table(summary.headline_rows(reports), title=title or None))
+            rows = summary.headline_rows(reports)
+            parts.append(rich_table(rows, summary.headline_columns(rows), title=title or None))
         notes = sorted({note for r in reports for note in r.get("notes", [])}
                        | {note for c in comparisons for note in c.get("notes", [])})
         parts += [Text(f"note: {note}", style="yellow") for note in notes]

@@ -181,3 +181,12 @@ def detail_markdown(reports: Sequence[dict]) -> str:
 
 def headline_rows(reports: Sequence[dict]) -> list[dict]:
     return [headline(r) for r in reports]
+
+
+def headline_columns(rows: Sequence[dict]) -> list:
+    """Table columns for :func:`headline_rows`: names left-aligned, figures to 4 significant digits."""
+    from robustbench_gcp.reports.tables import Column
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return [Column(k, justify="left") if k in ("model", "suite") else
+            Column(k) if k == "n_images" else Column(k, fmt=".4g") for k in keys]
