@@ -337,7 +337,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         _check_released(corrupted_dir, selection)
 
     # Data: the full folder, then the class-balanced subset.
-    images = _image_list(options, selection).limit(options.limit)
+    everything = _image_list(options, selection)
+    images = everything.limit(options.limit)
 
     # Model.
     device = resolve_device(options.device)
@@ -441,6 +442,9 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
             "seconds": round(stats.seconds, 3),
         },
     }
+    if options.limit is not None and options.limit > len(everything):
+        report["notes"].append(f"--limit {options.limit} is more than the {len(everything)} images: "
+                               "all of them were used")
     if selection.kind == "adversarial":
         from robustbench_gcp.models import model_info
 

@@ -296,3 +296,11 @@ def test_released_imagenet_p_folders_are_checked_first(image_folder, gap_checkpo
                                  "gaussian_noise_2); pick the ones you have with "
                                  "--perturbations / --difficulties")
     assert not (tmp_path / "s.db").exists()
+
+
+def test_a_limit_above_the_image_count_says_so(image_folder, gap_checkpoint, store_path):
+    result = run(*eval_args(image_folder, gap_checkpoint, store_path, "--limit", 1000, "--format", "json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    note = f"--limit 1000 is more than the {report['n_images']} images: all of them were used"
+    assert note in report["notes"]
