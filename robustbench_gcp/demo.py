@@ -47,6 +47,7 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     from robustbench_gcp.config import Config, load_config
     from robustbench_gcp.data.demo import build_demo_dataset
     from robustbench_gcp.evaluation import run_evaluation
+    from robustbench_gcp.reports.objects import DEFAULT_BASELINE
     from robustbench_gcp.store import Store
 
     out = Path(out)
@@ -62,9 +63,11 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     for index, (model, suite, overrides) in enumerate(jobs):
         if hasattr(progress, "item"):
             progress.item(index, len(jobs), f"{model} {suite}")
+        makes_baseline = model == P_BASELINE and suite == "imagenet-p"
+        first = {**overrides, "baseline": DEFAULT_BASELINE} if makes_baseline else overrides  # not stored yet
         evaluated.append(run_evaluation(model, progress=progress, suite=suite, data=str(data),
-                                        config=cfg, **overrides, **engine))
-        if model == P_BASELINE and suite == "imagenet-p":
+                                        config=cfg, **first, **engine))
+        if makes_baseline:
             with Store(store) as db:
                 db.set_baseline(P_BASELINE, db.run_by_key(evaluated[-1][0]["run"]).id)
             # the baseline was stored after its own report was made: make it again, normalized
