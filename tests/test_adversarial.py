@@ -6,6 +6,8 @@ Most tests use the embedded demo models (trained GAP and iSQRT-COV ResNets on
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -202,7 +204,8 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     (gap,) = json.loads(report.stdout)["reports"]
     shown = [(a["epsilon"], a["budget"]["steps"], a["budget_tag"]) for a in gap["attacks"]]
     assert shown == [(4 / 255, 2, "steps=2")]  # not 1/255 at 10 steps beside 4/255 at 2 steps
-    assert any("pgd-linf: only the budget measured last (steps=2) is shown; also stored: defaults" in note
+    assert any("demo-gap, pgd-linf: only the budget measured last (steps=2) is shown; also stored: defaults"
+               in note
                for note in gap["notes"])
 
     compared = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
@@ -212,3 +215,22 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     isqrt = next(m for m in comparison["models"] if m["model"] == "demo-isqrt")
     assert set(isqrt["tests"]) == {"pgd-linf 4/255 (steps=2)"}  # the budget both measured
     assert "robust pgd-linf 1/255 (steps=2)" not in isqrt["delta"]
+
+
+def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    one = dict(attacks="pgd-linf", epsilons="4/255", limit=10)
+    attack_report(demo_val, store, model="demo-gap", steps=None, **one)  # the default 10 steps
+    attack_report(demo_val, store, model="demo-isqrt", steps=2, **one)
+    base = ["report", "--store", str(store), "--no-intervals"]
+    wide = CliRunner().invoke(main, [*base, "--format", "csv", "--layout", "wide"])
+    assert wide.exit_code == 0, wide.output
+    rows = {row["model"]: row for row in csv.DictReader(io.StringIO(wide.stdout))}
+    default, short = "robust_pgd-linf@4/255", "robust_pgd-linf (steps=2)@4/255"
+    assert rows["demo-gap"][default] != "" and rows["demo-gap"][short] == ""
+    assert rows["demo-isqrt"][default] == "" and rows["demo-isqrt"][short] != ""
+    long = CliRunner().invoke(main, [*base, "--format", "csv"])
+    items = {(row["model"], row["item"]) for row in csv.DictReader(io.StringIO(long.stdout))}
+    assert {("demo-gap", "pgd-linf"), ("demo-isqrt", "pgd-linf (steps=2)")} <= items
+    markdown = CliRunner().invoke(main, [*base, "--format", "markdown"])
+    assert "pgd-linf 4/255" in markdown.stdout and "pgd-linf (steps=2) 4/255" in markdown.stdout

@@ -53,6 +53,13 @@ def corruption_rows(report: dict) -> tuple[list[dict], list[Column]]:
     return rows, columns
 
 
+def attack_label(entry: dict) -> str:
+    """An attack's name with its non-default budget, as tables, CSV and plots show it:
+    ``pgd-linf`` or ``pgd-linf (steps=2)`` (never one name for two budgets)."""
+    tag = entry.get("budget_tag")
+    return f"{entry['attack']} ({tag})" if tag else entry["attack"]
+
+
 def format_epsilon(eps: float, norm: str) -> str:
     """Linf budgets as k/255 when they are, others as numbers."""
     if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
@@ -62,7 +69,7 @@ def format_epsilon(eps: float, norm: str) -> str:
 
 def attack_rows(report: dict) -> tuple[list[dict], list[Column]]:
     rows = [
-        {"attack": a["attack"] + (f" ({a['budget_tag']})" if a.get("budget_tag") else ""),
+        {"attack": attack_label(a),
          "norm": a["norm"].upper().replace("LINF", "Linf"),
          "epsilon": format_epsilon(a["epsilon"], a["norm"]), "n": a["n"],
          "clean": _pct(a["clean_accuracy"]), "robust": _pct(a["robust_accuracy"]),
@@ -169,7 +176,7 @@ def long_rows(report: dict) -> list[dict]:
         rows.append({**base, "item": "mean (test)", "level": metrics.get("difficulty"),
                      "FR": metrics.get("mFR"), "T5D": metrics.get("mT5D")})
     for a in report.get("attacks", []):
-        rows.append({**base, "item": a["attack"], "level": a["epsilon"], "n": a["n"],
+        rows.append({**base, "item": attack_label(a), "level": a["epsilon"], "n": a["n"],
                      "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
                      "success_rate": a["success_rate"], "median_perturbation": a.get("median_perturbation")})
     return [{column: row.get(column) for column in LONG_COLUMNS} for row in rows]
@@ -195,7 +202,7 @@ def headline(report: dict) -> dict:
         if test:
             out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
     for a in report.get("attacks", []):
-        out[f"robust_{a['attack']}@{format_epsilon(a['epsilon'], a['norm'])}"] = a["robust_accuracy"]
+        out[f"robust_{attack_label(a)}@{format_epsilon(a['epsilon'], a['norm'])}"] = a["robust_accuracy"]
     return out
 
 

@@ -157,12 +157,12 @@ def collect(store: Store, *, models: Sequence[str] | None = None,
                 continue
             notes = []
             if kind == "adversarial":
-                results, notes = _latest_budgets(results)
+                results, notes = _latest_budgets(results, run.model)
             evaluations.append(Evaluation(run, kind, source_label(kind, variant), clean + results, notes))
     return evaluations
 
 
-def _latest_budgets(results: Sequence[CellResult]) -> tuple[list[CellResult], list[str]]:
+def _latest_budgets(results: Sequence[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
     """Per attack, the cells of the budget measured last (never a mix of budgets), and notes
     naming the budgets left out."""
     from robustbench_gcp.suites.adversarial import budget_of, budget_tag
@@ -181,6 +181,6 @@ def _latest_budgets(results: Sequence[CellResult]) -> tuple[list[CellResult], li
     notes = []
     for attack, tags in left_out.items():
         shown = budget_tag(attack, json.loads(budgets[attack])) or "defaults"
-        notes.append(f"{attack}: only the budget measured last ({shown}) is shown; "
+        notes.append(f"{model}, {attack}: only the budget measured last ({shown}) is shown; "
                      f"also stored: {'; '.join(sorted(tags))}")
     return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes

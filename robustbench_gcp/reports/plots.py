@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.reports.evaluation import format_epsilon
+from robustbench_gcp.reports.evaluation import attack_label, format_epsilon
 
 
 def _pyplot():
@@ -113,13 +113,13 @@ def robust_accuracy(reports: Sequence[dict], path: Path) -> Path | None:
     if not reports:
         return None
     plt = _pyplot()
-    attacks = list(dict.fromkeys(a["attack"] for r in reports for a in r["attacks"]))
+    attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r["attacks"]))
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False)
     for ax, attack in zip(axes.flat, attacks):
         norm = "linf"
         for r in reports:
             points = sorted((a["epsilon"], a["robust_accuracy"], a["norm"]) for a in r["attacks"]
-                            if a["attack"] == attack)
+                            if attack_label(a) == attack)
             if not points:
                 continue
             norm = points[0][2]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from robustbench_gcp.reports.evaluation import format_epsilon, headline
+from robustbench_gcp.reports.evaluation import attack_label, format_epsilon, headline
 from robustbench_gcp.reports.tables import Column, to_markdown
 
 #: how each headline metric is shown: header, scale for display, format
@@ -165,11 +165,13 @@ def detail_markdown(reports: Sequence[dict]) -> str:
                                                       f"({unit})"))
     a_reports = [r for r in reports if r.get("attacks")]
     if a_reports:
-        labels = [f"{a['attack']} {format_epsilon(a['epsilon'], a['norm'])}" for a in a_reports[0]["attacks"]]
+        def key(a: dict) -> str:
+            return f"{attack_label(a)} {format_epsilon(a['epsilon'], a['norm'])}"
+
+        labels = list(dict.fromkeys(key(a) for r in a_reports for a in r["attacks"]))
         rows = []
         for r in a_reports:
-            values = {f"{a['attack']} {format_epsilon(a['epsilon'], a['norm'])}": a["robust_accuracy"]
-                      for a in r["attacks"]}
+            values = {key(a): a["robust_accuracy"] for a in r["attacks"]}
             clean = r["clean"]["top1_error"] if r.get("clean") else None
             rows.append({"model": r["model"], "clean": None if clean is None else 100 * (1 - clean),
                          **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
