@@ -251,6 +251,10 @@ def compare_reports(
     from robustbench_gcp.errors import ConfigError
     from robustbench_gcp.reports.objects import stored_p_baseline
 
+    every = {report["model"] for report, _ in evaluated}
+    if reference is not None and reference not in every:
+        raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
+                          + ", ".join(sorted(every)))
     comparisons = []
     # one comparison per suite and image set (a store may hold runs on different --limit subsets)
     for suite, images in dict.fromkeys((report["suite"], _images(report)) for report, _ in evaluated):
@@ -259,11 +263,11 @@ def compare_reports(
         group, notes = _common_cells(group)
         names = [report["model"] for report, _ in group]
         ref = 0
-        if reference is not None:
-            if reference not in names:
-                raise ConfigError(f"`--reference {reference}` is not one of the models compared on {suite}: "
-                                  + ", ".join(names))
+        if reference in names:
             ref = names.index(reference)
+        elif reference is not None:
+            notes.append(f"{reference} has no results on these {group[0][0].get('n_images')} images: "
+                         f"the reference here is {names[0]}")
         designs, fingerprints, percent = [], [], set()
         for report, results in group:
             figures = None

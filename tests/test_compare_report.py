@@ -234,6 +234,24 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
         "demo-gap: 2 cells that not every compared model has are left out of the comparison "
         "(contrast/1, contrast/2)",
         "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"]
+    # the reference where it was run; elsewhere the first model, said in a note
+    report = ["report", "--store", str(store), "--suite", "imagenet-c", "--resamples", "100"]
+    ref = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-isqrt"])
+    assert ref.exit_code == 0, ref.output
+    assert [c["reference"] for c in json.loads(ref.stdout)["comparisons"]] == ["demo-isqrt", "demo-isqrt"]
+    evaluate("demo-gap", corruptions="fog", severities=[1], limit=30, **common)  # a set without demo-isqrt
+    ref = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-isqrt"])
+    assert ref.exit_code == 0, ref.output
+    third = json.loads(ref.stdout)["comparisons"][2]
+    assert third["reference"] == "demo-gap" and third["n_images"] == 30
+    assert "demo-isqrt has no results on these 30 images: the reference here is demo-gap" in third["notes"]
+    # image sets are told apart in the wide CSV and the markdown titles too
+    wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"])
+    assert [(r["model"], r["n_images"]) for r in csv.DictReader(io.StringIO(wide.stdout))] == [
+        ("demo-gap", "10"), ("demo-isqrt", "10"), ("demo-gap", "20"), ("demo-isqrt", "20"),
+        ("demo-gap", "30")]
+    markdown = CliRunner().invoke(main, [*report, "--format", "markdown"])
+    assert ": 20 images (reference demo-gap, 95 % intervals)" in markdown.stdout
     # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells
     fog_only = evaluate("demo-gap", corruptions="fog", severities=[1, 2], limit=10, **common)
     assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(fog_only["metrics"]["mCE"])

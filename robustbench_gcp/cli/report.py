@@ -44,8 +44,9 @@ def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, lay
         parts = [f"## {title}\n"] if title else []
         for comparison in comparisons:
             rows, columns = summary.comparison_rows(comparison)
-            parts.append(to_markdown(rows, columns, title=f"{comparison['suite']} (reference "
-                                                          f"{comparison['reference']}, 95 % intervals)"))
+            heading = (f"{comparison['suite']}: {comparison.get('n_images')} images (reference "
+                       f"{comparison['reference']}, 95 % intervals)")
+            parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         parts.append(summary.detail_markdown(reports))
         text = "\n".join(parts)

@@ -121,7 +121,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     """Wide numeric rows: per model, each metric with its interval and paired delta."""
     rows = []
     for model in comparison["models"]:
-        row = {"suite": comparison["suite"], "model": model["model"], "reference": comparison["reference"]}
+        row = {"suite": comparison["suite"], "n_images": comparison.get("n_images"), "model": model["model"],
+               "reference": comparison["reference"]}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
             delta = (model.get("delta") or {}).get(m)
