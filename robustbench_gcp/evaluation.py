@@ -345,6 +345,8 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
     job = Distributed.get(device)  # None unless launched by torchrun
     if job is not None:
         device = job.device(device)
+    if selection.kind == "imagenet-p" and (job is None or job.is_main):  # only rank 0 reads the store
+        check_p_baseline(options.store, options.baseline, config.baselines)  # misspelt: before any compute
     checkpoint_path = None
     if options.random_weights:
         if options.checkpoint is not None:
@@ -398,8 +400,6 @@ def run_evaluation(model: str, *, progress: ProgressHook | None = None, **kwargs
         execute_distributed(tasks, images, None, None, ctx, engine, None, job)
         return None, []
     with Store(options.store) as store:
-        if selection.kind == "imagenet-p":
-            check_p_baseline(store, options.baseline, config.baselines)  # misspelt: before any compute
         run = store.run(identity, model=spec.name, arch=spec.arch,
                         checkpoint=str(checkpoint_path) if checkpoint_path else None,
                         data=images.source, n_images=len(images), shard_size=options.shard_size)

@@ -138,6 +138,12 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert bad_ref.exit_code == 2
     assert "Error: `--reference nope` is not one of the models compared: resnet18-gap." in bad_ref.stderr
     assert not (tmp_path / "s.db").exists()  # refused before any compute
+    no_weights = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--model",
+                                           "resnet18-mpncov", "--data", str(image_folder), "--store",
+                                           str(tmp_path / "s.db")])
+    assert no_weights.exit_code == 2 and not (tmp_path / "s.db").exists()
+    assert "model 'resnet18-mpncov' has no checkpoint: give one as --model resnet18-mpncov=CHECKPOINT" \
+        in no_weights.stderr
     typo = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--reference",
                                      "resnet18-gp", "--data", str(image_folder)])
     assert typo.exit_code == 2 and "Did you mean 'resnet18-gap'?" in typo.stderr
@@ -255,3 +261,15 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells
     fog_only = evaluate("demo-gap", corruptions="fog", severities=[1, 2], limit=10, **common)
     assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(fog_only["metrics"]["mCE"])
+
+
+def test_matrix_variant_labels_name_every_change():
+    from robustbench_gcp.cli.compare import matrix_variants
+    from robustbench_gcp.config import load_config
+
+    cfg = load_config()
+    entries = [("isqrt", "resnet50-isqrt", "a.pth"), ("mpn", "resnet50-mpncov", "b.pth"),
+               ("gap", "resnet50-gap", "c.pth")]
+    labels = [v[0] for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
+    assert labels == ["isqrt[ns-iters=3]", "isqrt", "isqrt[sqrt=eig]",
+                      "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "mpn", "gap"]

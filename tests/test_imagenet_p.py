@@ -135,6 +135,14 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
         assert typo.exit_code == 2, typo.output
         last = typo.stderr.strip().splitlines()[-1]
         assert last == "Error: unknown baseline 'gapbse'. Did you mean 'gapbase'?"
+    fresh = tmp_path / "fresh.db"  # checked before any compute, and without creating the store
+    typo = CliRunner().invoke(main, ["eval", "--model", "demo-isqrt",
+                                     *map(str, p_args(demo_val, fresh, *selection)), "--baseline", "gapbse"])
+    assert typo.exit_code == 2 and "unknown baseline 'gapbse'" in typo.stderr and not fresh.exists()
+    typo = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite",
+                                     "clean,imagenet-p", "--data", str(demo_val), "--store", str(fresh),
+                                     "--baseline", "gapbse"])
+    assert typo.exit_code == 2 and "unknown baseline 'gapbse'" in typo.stderr and not fresh.exists()
 
 
 @pytest.mark.parametrize("extra, message", [

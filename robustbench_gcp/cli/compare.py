@@ -130,12 +130,10 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
             root = sqrt or own
             for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
                 # the model's own function keeps the plain label (it is the plain model's stored run)
+                tags = [f"sqrt={root}"] if root != own else []
                 if iters is not None and iters != DEFAULT_NS_ITERS:
-                    tag = f"ns-iters={iters}"
-                elif root != own:
-                    tag = f"sqrt={root}"
-                else:
-                    tag = ""
+                    tags.append(f"ns-iters={iters}")
+                tag = ",".join(tags)
                 out.append((f"{label}[{tag}]" if tag else label, name, checkpoint, sqrt, iters))
     if sqrts and all(sqrt is None for *_, sqrt, _ in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
@@ -144,6 +142,24 @@ def matrix_variants(entries: list[tuple[str, str, str]], sqrts: tuple[str, ...],
         raise ConfigError("`--ns-iters` applies to Newton-Schulz square roots (isqrt heads, or "
                           "--sqrt newton-schulz); none of the compared models uses one")
     return out
+
+
+def _check_before_compute(entries, specs, cfg, options) -> None:
+    """What would otherwise stop a compare half-way, after hours of work: checked first."""
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.reports.objects import check_p_baseline
+
+    if not options.get("random_weights"):
+        for label, name, checkpoint, *_ in entries:
+            if not checkpoint and not (name in cfg.models and cfg.models[name].checkpoint):
+                raise ConfigError(f"model '{label}' has no checkpoint: give one as --model "
+                                  f"{name}=CHECKPOINT, or --random-weights for seeded random weights "
+                                  "(a pipeline check)")
+    kinds = {spec.kind for spec in specs}
+    if "imagenet-c" in kinds:
+        cfg.baseline(options["baseline"])  # the mCE normalizer: benchmarks.yaml's
+    if "imagenet-p" in kinds:
+        check_p_baseline(options["store"], options["baseline"], cfg.baselines)
 
 
 @click.command("compare")
@@ -210,6 +226,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
                           f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
     specs = [cfg.suite(name) for name in suite_names]
+    _check_before_compute(entries, specs, cfg, options)
     workers = default_workers() if workers is None else workers
     evaluated = []
     jobs = [(entry, suite) for suite in specs for entry in entries]

@@ -131,9 +131,8 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     if not Path(store).is_file():
         raise StoreError(f"store {store} does not exist: run `gcp-robust eval` (or compare) first")
     c_baseline = cfg.baselines.get(baseline)
+    check_p_baseline(store, baseline, cfg.baselines)
     with Store(store) as db:
-        if baseline not in cfg.baselines:
-            check_p_baseline(db, baseline, cfg.baselines)
         stored = {run.model for run in db.runs()}
         for name in names or []:
             if name not in stored:

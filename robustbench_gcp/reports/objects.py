@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from robustbench_gcp.config import Baseline
 from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store, canonical_json
@@ -39,19 +40,26 @@ def sections(kind: str, results: Sequence[CellResult], baseline: Baseline | None
     return out
 
 
-def check_p_baseline(store: Store, name: str, also: Iterable[str] = ()) -> None:
-    """An ImageNet-P baseline asked for by name must be stored; the default (``alexnet``) may be
-    missing, and reports then say that they are unnormalized.
+def check_p_baseline(store_path: str | Path, name: str, also: Iterable[str] = ()) -> None:
+    """A baseline asked for by name must exist: stored (ImageNet-P, in the store file) or in ``also``
+    (the baselines of benchmarks.yaml). The default (``alexnet``) may be missing; reports then say
+    that they are unnormalized. Never creates the store file.
 
     Raises:
-        UnknownNameError: ``name`` is not the default and not stored (closest name suggested
-            among the stored ones and ``also``).
+        UnknownNameError: ``name`` is none of these (the closest name suggested).
     """
     from robustbench_gcp.errors import UnknownNameError
 
-    if name != DEFAULT_BASELINE and store.baseline(name) is None:
-        choices = {n for n, _ in store.baselines()} | set(also) | {DEFAULT_BASELINE}
-        raise UnknownNameError("baseline", name, choices)
+    also = set(also)
+    if name == DEFAULT_BASELINE or name in also:
+        return
+    stored: set[str] = set()
+    if Path(store_path).is_file():
+        with Store(store_path) as store:
+            if store.baseline(name) is not None:
+                return
+            stored = {n for n, _ in store.baselines()}
+    raise UnknownNameError("baseline", name, stored | also | {DEFAULT_BASELINE})
 
 
 def stored_p_baseline(store: Store, name: str, keys: Iterable[CellKey]) -> tuple[str, dict | None]:
