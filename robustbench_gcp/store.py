@@ -184,6 +184,9 @@ class Store:
             except sqlite3.DatabaseError as error:
                 self._close_quietly()
                 raise StoreError(f"cannot use {self.path} as a results store: {error}") from None
+            except StoreError:  # another schema version
+                self._close_quietly()
+                raise
 
     def _close_quietly(self) -> None:
         if self.db is not None:
