@@ -49,13 +49,13 @@ def error_vs_severity(reports: Sequence[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.6 * rows + 0.8), squeeze=False,
                              sharey=True)
     for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
-        for r in reports:
+        for i, r in enumerate(reports):
             cells = sorted((c["severity"], c["top1_error"]) for c in r["cells"]
                            if c["corruption"] == corruption)
             clean = r["clean"]["top1_error"] if r.get("clean") else None
             xs = ([0] if clean is not None else []) + [s for s, _ in cells]
             ys = ([clean] if clean is not None else []) + [e for _, e in cells]
-            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r["model"])
+            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r["model"], color=f"C{i % 10}")
         ax.set_title(corruption.replace("_", " "), fontsize=9)
         if index >= len(corruptions) - cols:  # bottom row of each column
             ax.set_xlabel("severity (0 = clean)", fontsize=8)
@@ -117,7 +117,7 @@ def robust_accuracy(reports: Sequence[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False)
     for ax, attack in zip(axes.flat, attacks):
         norm = "linf"
-        for r in reports:
+        for i, r in enumerate(reports):  # a model keeps its colour in every panel
             points = sorted((a["epsilon"], a["robust_accuracy"], a["norm"]) for a in r["attacks"]
                             if attack_label(a) == attack)
             if not points:
@@ -130,7 +130,7 @@ def robust_accuracy(reports: Sequence[dict], path: Path) -> Path | None:
                 xs, ys = [0.0, *xs], [clean, *ys]
             scale = 255 if norm == "linf" else 1
             ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
-                    label=r["model"])
+                    label=r["model"], color=f"C{i % 10}")
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
         ax.set_ylabel("robust accuracy (%)")
