@@ -1,7 +1,7 @@
 """The embedded demo: every suite on two tiny trained models, offline.
 
 The data is generated from the photographs that ship inside scikit-image
-(:mod:`robustbench_gcp.data.demo`); the models, a GAP and an iSQRT-COV ResNet
+(:mod:`robustbench_gcp.data.demo_images`); the models, a GAP and an iSQRT-COV ResNet
 trained on it by ``scripts/train_demo.py``, are committed to the package and
 listed (with their sha256) in benchmarks.yaml. The demo runs clean, ImageNet-C
 (15 corruptions x 5 severities), ImageNet-P (the 10 test perturbations) and a
@@ -45,7 +45,7 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     """
     from robustbench_gcp.compare import compare_reports
     from robustbench_gcp.config import Config, load_config
-    from robustbench_gcp.data.demo import build_demo_dataset
+    from robustbench_gcp.data.demo_images import build_demo_dataset
     from robustbench_gcp.evaluation import run_evaluation
     from robustbench_gcp.reports.objects import DEFAULT_BASELINE
     from robustbench_gcp.store import Store

@@ -4,7 +4,7 @@ Usage:
     python scripts/train_demo.py [--out robustbench_gcp/resources/demo] [--epochs 20]
                                  [--seed 0] [--threads 1] [--data DIR]
 
-Builds the embedded demo dataset (:func:`robustbench_gcp.data.demo.build_demo_dataset`,
+Builds the embedded demo dataset (:func:`robustbench_gcp.data.demo_images.build_demo_dataset`,
 in a temporary folder unless ``--data`` is given), trains both models with SGD
 (Nesterov momentum, cosine learning rate, label smoothing; random 64 px crops
 of the 73 px-resized train images and horizontal flips), evaluates each on the
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_gcp.data.demo import DEMO_CLASSES, build_demo_dataset
+from robustbench_gcp.data.demo_images import DEMO_CLASSES, build_demo_dataset
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.models import create_model

@@ -49,7 +49,7 @@ def gap_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_val(tmp_path_factory) -> Path:
     """The embedded demo's validation folder (10 classes x 10 images, 80-96 px)."""
-    from robustbench_gcp.data.demo import build_demo_dataset
+    from robustbench_gcp.data.demo_images import build_demo_dataset
 
     return build_demo_dataset(tmp_path_factory.mktemp("demo") / "data") / "val"
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from robustbench_gcp.config import load_config
-from robustbench_gcp.data.demo import (
+from robustbench_gcp.data.demo_images import (
     DEMO_CLASSES,
     MARKER_NAME,
     TRAIN_PER_CLASS,

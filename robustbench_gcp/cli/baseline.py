@@ -47,8 +47,9 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     if list_only:
         from pathlib import Path
 
+        from robustbench_gcp.cli.output import emit
         from robustbench_gcp.errors import StoreError
-        from robustbench_gcp.reports.tables import Column, emit
+        from robustbench_gcp.reports.tables import Column
 
         if not Path(options["store"]).is_file():  # listing must not create an empty store
             raise StoreError(f"store {options['store']} does not exist: no baselines stored yet")

@@ -59,8 +59,9 @@ def bench_attack(model, checkpoint, random_weights, device, batch_size, images, 
 
     import torch
 
+    from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import AttackSpec, load_config
-    from robustbench_gcp.data.demo import build_demo_dataset
+    from robustbench_gcp.data.demo_images import build_demo_dataset
     from robustbench_gcp.data.folders import scan_folder
     from robustbench_gcp.data.loader import Preprocess, iterate_batches
     from robustbench_gcp.engine.device import resolve_device, synchronize
@@ -68,7 +69,7 @@ def bench_attack(model, checkpoint, random_weights, device, batch_size, images, 
     from robustbench_gcp.evaluation import resolve_model
     from robustbench_gcp.fetch import resolve_checkpoint
     from robustbench_gcp.models import load_model
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.reports.tables import Column
     from robustbench_gcp.suites.adversarial import AttackTask, check_epsilons, parse_epsilon
 
     eps = parse_epsilon(epsilon)

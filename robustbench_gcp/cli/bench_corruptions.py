@@ -110,8 +110,9 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
       gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
     """
     from corruptions.bench import geometric_mean, speed
+    from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.reports.tables import Column
 
     torch_device = resolve_device(device)
     names = _corruption_names(corruption_list)
@@ -175,7 +176,8 @@ def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities
       gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
     """
     from corruptions.bench import fidelity
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.reports.tables import Column
 
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)

@@ -91,7 +91,8 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
       gcp-robust bench perturbations --model demo-gap --json
     """
     from robustbench_gcp.bench_perturbations import measure
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.reports.tables import Column
 
     names = _perturbation_names(perturbation_list)
     if size is not None and crop_size is not None and crop_size > size:

@@ -59,11 +59,12 @@ def bench_scaling(model, data, suite, corruptions, severities, limit, device, ba
     import tempfile
     from pathlib import Path
 
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.reports.tables import Column
 
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
-            from robustbench_gcp.data.demo import build_demo_dataset
+            from robustbench_gcp.data.demo_images import build_demo_dataset
 
             data = str(build_demo_dataset(Path(tmp) / "data") / "val")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet"}

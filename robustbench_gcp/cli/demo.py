@@ -35,10 +35,11 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     """
     from pathlib import Path
 
+    from robustbench_gcp.cli.output import write_output
     from robustbench_gcp.cli.progress import RichProgress
     from robustbench_gcp.cli.report import emit_comparison
     from robustbench_gcp.demo import merged_reports, run_demo
-    from robustbench_gcp.reports.tables import to_json, write_output
+    from robustbench_gcp.reports.tables import to_json
 
     started = time.perf_counter()
     with RichProgress(title="demo") as progress:

@@ -63,8 +63,9 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
 
 def emit_report(report: dict, fmt: str, output: str | None) -> None:
     """Print an evaluation report in ``fmt`` to stdout or ``output``."""
+    from robustbench_gcp.cli.output import write_output
     from robustbench_gcp.reports import evaluation
-    from robustbench_gcp.reports.tables import render_text, to_json, write_output
+    from robustbench_gcp.reports.tables import render_text, to_json
 
     if fmt == "table":
         renderable = evaluation.render_table(report)

@@ -23,8 +23,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
       gcp-robust inspect mpncovresnet50-15991845.pth
       gcp-robust inspect r50_dropcov.pth.tar --json
     """
+    from robustbench_gcp.cli.output import emit
     from robustbench_gcp.models import inspect_checkpoint
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.reports.tables import Column
 
     info = inspect_checkpoint(checkpoint)
     fits = info.arch or f"none (closest: {info.closest})"

@@ -18,9 +18,10 @@ def models_cmd(config, as_json) -> None:
     input size. The second lists the models of benchmarks.yaml with their
     checkpoints and the published numbers quoted there (percent).
     """
+    from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
     from robustbench_gcp.models import list_models, model_info
-    from robustbench_gcp.reports.tables import Column, emit, rich_table
+    from robustbench_gcp.reports.tables import Column, rich_table
 
     cfg = load_config(config)
     top1 = {}

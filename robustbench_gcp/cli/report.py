@@ -20,15 +20,9 @@ def statistics_options(func):
 def emit_comparison(evaluated, comparisons, *, fmt: str, output: str | None, layout: str = "long",
                     plot_dir: str | None = None, title: str = "") -> None:
     """Print (report, cells) pairs and their comparisons in ``fmt``; write plots."""
+    from robustbench_gcp.cli.output import write_output
     from robustbench_gcp.reports import evaluation, summary
-    from robustbench_gcp.reports.tables import (
-        render_text,
-        rich_table,
-        to_csv,
-        to_json,
-        to_markdown,
-        write_output,
-    )
+    from robustbench_gcp.reports.tables import render_text, rich_table, to_csv, to_json, to_markdown
 
     reports = [report for report, _ in evaluated]
     if fmt == "json":

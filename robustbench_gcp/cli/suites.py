@@ -15,9 +15,10 @@ def suites_cmd(config, as_json) -> None:
 
     Suites are defined in benchmarks.yaml; use one with `gcp-robust eval --suite NAME`.
     """
+    from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
     from robustbench_gcp.reports.evaluation import format_epsilon
-    from robustbench_gcp.reports.tables import Column, emit
+    from robustbench_gcp.reports.tables import Column
 
     cfg = load_config(config)
     rows = []

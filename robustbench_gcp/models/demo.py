@@ -1,7 +1,7 @@
 """The two tiny models of the embedded demo: one GAP, one iSQRT-COV.
 
 Scaled-down copies of the real ResNets, for 64 px images of the demo dataset
-(:mod:`robustbench_gcp.data.demo`): one BasicBlock per stage, widths
+(:mod:`robustbench_gcp.data.demo_images`): one BasicBlock per stage, widths
 16-32-64-96, the ImageNet stem (7x7/2 conv + 3x3/2 max pool), and, as in the
 published GCP networks, layer4 at stride 1 for the covariance head (4x4
 features, M = 16, against 2x2 for GAP; 7x7 and 14x14 at 224 px for ResNets).
@@ -15,7 +15,7 @@ made by ``scripts/train_demo.py``.
 
 from __future__ import annotations
 
-from robustbench_gcp.data.demo import DEMO_CLASSES
+from robustbench_gcp.data.demo_images import DEMO_CLASSES
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig, ResNet, build_resnet
 

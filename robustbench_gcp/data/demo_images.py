@@ -16,7 +16,7 @@ views of the ten scenes, not generalization to unseen scenes. That is all the
 demo needs: two models with high clean accuracy whose robustness can be
 compared.
 
->>> from robustbench_gcp.data.demo import DEMO_CLASSES, build_demo_dataset
+>>> from robustbench_gcp.data.demo_images import DEMO_CLASSES, build_demo_dataset
 >>> DEMO_CLASSES[:3]
 ('astronaut', 'brick', 'chelsea')
 >>> root = build_demo_dataset(Path("/tmp/demo"))  # doctest: +SKIP
@@ -139,7 +139,7 @@ def _view(source: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 def _marker(seed: int) -> dict:
     return {
-        "generator": "robustbench_gcp.data.demo",
+        "generator": "robustbench_gcp.data.demo_images",
         "version": DEMO_VERSION,
         "seed": seed,
         "classes": list(DEMO_CLASSES),

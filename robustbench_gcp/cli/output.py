@@ -1,0 +1,69 @@
+"""Printing results: the one place where rows and texts reach stdout or a file.
+
+The library renders (``robustbench_gcp.reports``); commands print through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from robustbench_gcp.reports.tables import (
+    Column,
+    render_text,
+    rich_table,
+    stdout_console,
+    to_csv,
+    to_json,
+    to_markdown,
+)
+
+
+def emit(
+    rows: Sequence[dict],
+    columns: Sequence[Column | str] | None = None,
+    *,
+    fmt: str = "table",
+    title: str | None = None,
+    caption: str | None = None,
+    json_obj: Any = None,
+    output: str | None = None,
+) -> None:
+    """Print rows to stdout (or ``output``) in ``fmt``.
+
+    ``json_obj`` replaces the rows in the JSON view when the JSON document has
+    more structure than the table.
+    """
+
+    if fmt == "json":
+        text = to_json(rows if json_obj is None else json_obj)
+    elif fmt == "csv":
+        text = to_csv(rows, columns)
+    elif fmt == "markdown":
+        text = to_markdown(rows, columns, title)
+    elif fmt == "table":
+        table = rich_table(rows, columns, title, caption)
+        if output is None:
+            stdout_console().print(table)
+            return
+        text = render_text(table)
+    else:
+        raise ValueError(f"`fmt` should be table, csv, json or markdown. Got {fmt!r}")
+    write_output(text, output)
+
+
+def write_output(text: str, output: str | None) -> None:
+    """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"wrote {output}", err=True)

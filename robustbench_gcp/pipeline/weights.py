@@ -1,0 +1,147 @@
+"""The one path by which a model enters an evaluation: name -> checked choice -> loaded module.
+
+:func:`choose_model` resolves a name (a model of benchmarks.yaml or a registry
+architecture), the checkpoint flags and the matrix-function overrides into a
+:class:`ModelChoice`, checking everything that can be checked without reading the
+weights: the name, the options the architecture takes, and where the checkpoint file
+is (a URL is fetched once into the cache). :func:`load_chosen` builds the module.
+``eval``, ``compare``, ``baseline``, ``demo`` and ``bench attack`` all go through here.
+
+Example:
+    >>> from robustbench_gcp.config import load_config
+    >>> choice = choose_model(load_config(), "demo-isqrt")
+    >>> net = load_chosen(choice, "cpu")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustbench_gcp.config import Config, ModelSpec
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.fetch import resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to evaluate, checked, with its weights located but not read.
+
+    Attributes:
+        spec: the architecture and the weights' origin (benchmarks.yaml's entry, with the
+            command-line flags applied).
+        label: the name reports show (``--label``; default: the model's name).
+        checkpoint: the local checkpoint file, or None for seeded random weights.
+        sqrt, ns_iters: matrix-function overrides (None: the model's own).
+        seed: seeds random weights (used only without a checkpoint).
+    """
+
+    spec: ModelSpec
+    label: str
+    checkpoint: Path | None
+    sqrt: str | None = None
+    ns_iters: int | None = None
+    seed: int = 0
+
+    @property
+    def arch(self) -> str:
+        return self.spec.arch
+
+    def matrix_identity(self) -> dict:
+        """The ``sqrt`` / ``ns_iters`` of a run's identity: None where they equal the model's own
+        (an override equal to the trained function is the same run as none)."""
+        from robustbench_gcp.models import model_info
+        from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
+
+        own = HEADS[model_info(self.arch).head].sqrt
+        sqrt, ns_iters = self.sqrt, self.ns_iters
+        if sqrt == own:
+            sqrt = None
+        if ns_iters == DEFAULT_NS_ITERS and (sqrt or own) == "newton-schulz":
+            ns_iters = None
+        return {"sqrt": sqrt, "ns_iters": ns_iters}
+
+    def root(self) -> str | None:
+        """The matrix square root the evaluated model computes (None: it has none)."""
+        from robustbench_gcp.models import model_info
+        from robustbench_gcp.models.heads import HEADS
+
+        return self.sqrt or HEADS[model_info(self.arch).head].sqrt
+
+
+def model_spec(config: Config, name: str, checkpoint: str | None = None,
+               sha256: str | None = None) -> ModelSpec:
+    """A model of benchmarks.yaml by name, or a registry architecture; the flags override.
+
+    Raises:
+        UnknownNameError: neither (the closest name suggested).
+    """
+    from robustbench_gcp.models import list_models
+
+    if name in config.models:
+        spec = config.models[name]
+    elif name in list_models():
+        spec = ModelSpec(name=name, arch=name)
+    else:
+        raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())))
+    if checkpoint is not None:
+        spec = dataclasses.replace(spec, checkpoint=checkpoint, sha256=sha256, source=None)
+    elif sha256 is not None:
+        spec = dataclasses.replace(spec, sha256=sha256)
+    return spec
+
+
+def choose_model(
+    config: Config,
+    name: str,
+    *,
+    checkpoint: str | None = None,
+    sha256: str | None = None,
+    random_weights: bool = False,
+    label: str | None = None,
+    sqrt: str | None = None,
+    ns_iters: int | None = None,
+    seed: int = 0,
+) -> ModelChoice:
+    """Check a model and locate its weights; nothing is loaded.
+
+    Raises:
+        UnknownNameError: unknown model or square root.
+        ConfigError: ``random_weights`` with ``checkpoint``; a model without weights and
+            without ``random_weights``; an override the architecture does not take.
+        CheckpointError: the checkpoint file is missing (or its download failed).
+    """
+    from robustbench_gcp.models import model_info
+    from robustbench_gcp.models.heads import resolve_sqrt
+
+    spec = model_spec(config, name, checkpoint, sha256)
+    resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch)
+    if random_weights:
+        if checkpoint is not None:
+            raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
+        spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
+    elif spec.checkpoint is None:
+        raise ConfigError(
+            f"model '{label or spec.name}' has no checkpoint: pass --checkpoint FILE, or --random-weights "
+            "to evaluate the architecture with seeded random weights (a pipeline check, not a result)"
+        )
+    path = None
+    if spec.checkpoint is not None:
+        path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
+                                  configured=checkpoint is None)
+    return ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed)
+
+
+def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of ``choice`` in eval mode on ``device`` (strict loading; seeded random weights
+    without a checkpoint, reproducible for the choice's seed)."""
+    from robustbench_gcp.models import load_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(choice.seed)
+        return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
+                          sqrt=choice.sqrt, ns_iters=choice.ns_iters)
