@@ -8,8 +8,16 @@ Example:
     >>> y.shape, len(list_corruptions("all"))
     (torch.Size([8, 3, 224, 224]), 19)
 
+The 14 ImageNet-P perturbation sequences (:func:`perturbation_sequence`, from
+:mod:`corruptions.perturbations`) are exported here too; both kinds are entries of one
+registry mechanism (``corruptions/_registry.py``), which also defines the names and levels
+the benchmark uses: :data:`SUBSETS`, :data:`SEVERITIES` (1..5), :data:`PERTURBATION_SUBSETS`,
+:data:`DIFFICULTIES` (1..3) and :data:`NOISE_PERTURBATIONS` (the perturbations whose frames
+are compared with the clean frame 0).
+
 See ``corruptions/README.md`` for the semantics, the differences from the
-original ImageNet-C code and the measured fidelity and speed.
+original ImageNet-C code and the measured fidelity and speed, and
+``corruptions/PERTURBATIONS.md`` for the perturbations.
 """
 
 from __future__ import annotations
@@ -21,27 +29,45 @@ import torch
 from corruptions import blur, digital, noise, weather  # noqa: F401  (registers the corruptions)
 from corruptions._registry import (
     BENCHMARK,
+    DIFFICULTIES,
     EXTRA,
+    NOISE_PERTURBATIONS,
+    PERTURBATION_SUBSETS,
+    SEVERITIES,
     SUBSETS,
     Corruption,
+    Perturbation,
     check_images,
     check_name,
     check_severity,
     get_corruption,
+    get_perturbation,
     list_corruptions,
+    list_perturbations,
 )
 from corruptions._rng import ImageRandom, image_seeds, normalize_seeds
+from corruptions.perturbations import frame_count, perturbation_sequence  # ImageNet-P sequences
 from corruptions.storage import storage_roundtrip
 
 __all__ = [
     "BENCHMARK",
+    "DIFFICULTIES",
     "EXTRA",
+    "NOISE_PERTURBATIONS",
+    "PERTURBATION_SUBSETS",
+    "SEVERITIES",
     "SUBSETS",
     "Corruption",
+    "Perturbation",
+    "check_name",
     "corrupt",
+    "frame_count",
     "get_corruption",
+    "get_perturbation",
     "image_seeds",
     "list_corruptions",
+    "list_perturbations",
+    "perturbation_sequence",
     "sample_parameters",
     "storage_roundtrip",
 ]
@@ -166,4 +192,3 @@ def corrupt(
             params = spec.sample(rng, part, severity)
         torch.clamp(spec.apply(part, severity, params), 0, 1, out=out[start:stop])
     return out
-from corruptions.perturbations import frame_count, list_perturbations, perturbation_sequence  # noqa: E402, F401  (ImageNet-P sequences)

@@ -1,27 +1,56 @@
-"""The corruption registry, the subsets, and the argument checks."""
+"""The registries of the corruptions and the perturbations, their subsets and levels,
+and the argument checks.
+
+One mechanism for both: a :class:`Registry` maps names to entries, keeps the named
+subsets in report order and checks names (suggesting the closest one). Each entry
+splits its randomness from its computation: ``sample(rng, images, level)`` draws the
+random parameters from an :class:`~corruptions._rng.ImageRandom` (None for
+deterministic entries), ``apply`` is deterministic given them.
+
+- :data:`CORRUPTIONS`: the 19 ImageNet-C corruptions (:class:`Corruption`), registered
+  by ``corruptions/{noise,blur,weather,digital}.py``; levels :data:`SEVERITIES`.
+- :data:`PERTURBATIONS`: the 14 ImageNet-P perturbations (:class:`Perturbation`),
+  registered by ``corruptions/perturbations/*_sequences.py``; levels :data:`DIFFICULTIES`.
+"""
 
 from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
 __all__ = [
     "BENCHMARK",
+    "CORRUPTIONS",
+    "DIFFICULTIES",
     "EXTRA",
+    "NOISE_PERTURBATIONS",
+    "PERTURBATIONS",
+    "PERTURBATION_SUBSETS",
+    "SEVERITIES",
     "SUBSETS",
     "Corruption",
+    "Perturbation",
+    "Registry",
+    "check_difficulty",
     "check_images",
     "check_name",
+    "check_perturbation",
     "check_severity",
     "get_corruption",
+    "get_perturbation",
     "list_corruptions",
+    "list_perturbations",
     "register",
+    "register_perturbation",
 ]
+
+# --------------------------------------------------------------------------------------
+# names, subsets and levels
 
 #: the 15 benchmark corruptions, in the order of every report (PROTOCOL.md)
 BENCHMARK = (
@@ -55,9 +84,134 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "digital": BENCHMARK[11:15],
 }
 
+#: corruption severities
 SEVERITIES = (1, 2, 3, 4, 5)
 #: smallest image side accepted (as imagecorruptions)
 MIN_SIZE = 32
+
+_PERTURBATION_TEST = (
+    "gaussian_noise",
+    "shot_noise",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "brightness",
+    "translate",
+    "rotate",
+    "tilt",
+    "scale",
+)
+_PERTURBATION_VALIDATION = ("speckle_noise", "gaussian_blur", "spatter", "shear")
+#: named subsets for :func:`list_perturbations`: the 10 test perturbations in the order of
+#: every report (PROTOCOL.md section 2), the 4 validation ones, all 14
+PERTURBATION_SUBSETS: dict[str, tuple[str, ...]] = {
+    "test": _PERTURBATION_TEST,
+    "validation": _PERTURBATION_VALIDATION,
+    "all": _PERTURBATION_TEST + _PERTURBATION_VALIDATION,
+}
+#: the perturbations made of fresh noise per frame: frames 1..30 are compared with the
+#: clean frame 0 (not with the previous frame), and difficulty selects their noise level
+NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
+#: perturbation difficulties
+DIFFICULTIES = (1, 2, 3)
+
+
+# --------------------------------------------------------------------------------------
+# the registry mechanism
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+E = TypeVar("E", bound=_Named)
+
+
+class Registry(Generic[E]):
+    """Entries by name, the named subsets (in report order) and the name checks.
+
+    Args:
+        kind: what an entry is (``corruption``), for the messages.
+        subsets: named subsets of names; ``subsets["all"]`` are the names that may be
+            registered.
+        origin: where the names come from (``ImageNet-C``), for the messages.
+        lister: the public function that lists the names, for the messages.
+    """
+
+    def __init__(self, kind: str, subsets: Mapping[str, tuple[str, ...]], *, origin: str,
+                 lister: str) -> None:
+        self.kind = kind
+        self.subsets = subsets
+        self.origin = origin
+        self.lister = lister
+        self._entries: dict[str, E] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def register(self, entry: E) -> E:
+        """Add an entry (a duplicate name, or a name outside ``subsets["all"]``, is an error)."""
+        name, names = entry.name, self.subsets["all"]
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if name not in names:
+            raise ValueError(f"{self.kind} {name!r} is not one of the {len(names)} of {self.origin}")
+        self._entries[name] = entry
+        return entry
+
+    def names(self, subset: str) -> list[str]:
+        """A new list of the names of ``subset``.
+
+        Raises:
+            ValueError: unknown subset (the closest one is suggested).
+        """
+        if subset not in self.subsets:
+            close = difflib.get_close_matches(str(subset), self.subsets, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"`subset` should be one of {', '.join(self.subsets)}. Got {subset!r}.{hint}"
+            )
+        return list(self.subsets[subset])
+
+    def check(self, name: str) -> str:
+        """``name`` if it is registered.
+
+        Raises:
+            TypeError: ``name`` is not a str.
+            ValueError: unknown name; the closest name is suggested, also matched without
+                separators (``gaussiannoise``, ``Gaussian Noise``).
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"`name` should be a {self.kind} name (str). Got {type(name).__name__}")
+        if name not in self._entries:
+            choices = self.subsets["all"]
+            close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+            if not close:
+                squashed = {c.replace("_", ""): c for c in choices}
+                key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
+                close = [squashed[k] for k in difflib.get_close_matches(key, squashed, n=1, cutoff=0.6)]
+            hint = (
+                f" Did you mean {close[0]!r}?"
+                if close
+                else f" See {self.lister}('all') for the {len(choices)} names."
+            )
+            raise ValueError(f"unknown {self.kind} {name!r}.{hint}")
+        return name
+
+    def get(self, name: str) -> E:
+        """The entry of ``name`` (errors as :meth:`check`)."""
+        return self._entries[self.check(name)]
+
+
+# --------------------------------------------------------------------------------------
+# corruptions
 
 #: Sampler: (rng, images, severity) -> dict of per-image parameter tensors (batch first)
 Sampler = Callable[..., dict[str, Any]]
@@ -99,19 +253,17 @@ class Corruption:
         return self.sample is not None
 
 
-_REGISTRY: dict[str, Corruption] = {}
+#: the corruption registry
+CORRUPTIONS: Registry[Corruption] = Registry(
+    "corruption", SUBSETS, origin="ImageNet-C", lister="list_corruptions"
+)
 
 
 def register(corruption: Corruption) -> Corruption:
     """Add a corruption to the registry (a duplicate name is an error)."""
-    if corruption.name in _REGISTRY:
-        raise ValueError(f"corruption {corruption.name!r} is registered twice")
-    if corruption.name not in SUBSETS["all"]:
-        raise ValueError(f"corruption {corruption.name!r} is not one of the 19 of ImageNet-C")
     if len(corruption.parameters) != len(SEVERITIES):
         raise ValueError(f"corruption {corruption.name!r} needs parameters for 5 severities")
-    _REGISTRY[corruption.name] = corruption
-    return corruption
+    return CORRUPTIONS.register(corruption)
 
 
 def list_corruptions(subset: str = "benchmark") -> list[str]:
@@ -133,13 +285,7 @@ def list_corruptions(subset: str = "benchmark") -> list[str]:
         >>> list_corruptions("noise")
         ['gaussian_noise', 'shot_noise', 'impulse_noise']
     """
-    if subset not in SUBSETS:
-        close = difflib.get_close_matches(str(subset), SUBSETS, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"`subset` should be one of {', '.join(SUBSETS)}. Got {subset!r}.{hint}"
-        )
-    return list(SUBSETS[subset])
+    return CORRUPTIONS.names(subset)
 
 
 def get_corruption(name: str) -> Corruption:
@@ -148,27 +294,115 @@ def get_corruption(name: str) -> Corruption:
     Raises:
         ValueError: unknown name (the closest name is suggested).
     """
-    return _REGISTRY[check_name(name)]
+    return CORRUPTIONS.get(name)
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"`name` should be a corruption name (str). Got {type(name).__name__}")
-    if name not in _REGISTRY:
-        choices = SUBSETS["all"]
-        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-        if not close:
-            # also match on the name without separators ("gaussiannoise", "Gaussian Noise")
-            squashed = {c.replace("_", ""): c for c in choices}
-            key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
-            close = [squashed[k] for k in difflib.get_close_matches(key, squashed, n=1, cutoff=0.6)]
-        hint = (
-            f" Did you mean {close[0]!r}?"
-            if close
-            else " See list_corruptions('all') for the 19 names."
-        )
-        raise ValueError(f"unknown corruption {name!r}.{hint}")
-    return name
+    """``name`` if it is a corruption, else an error suggesting the closest one."""
+    return CORRUPTIONS.check(name)
+
+
+# --------------------------------------------------------------------------------------
+# perturbations
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One registered ImageNet-P perturbation.
+
+    Attributes:
+        name: its name (the released folder's).
+        frames: number of frames (31, or 41 for translate).
+        apply: ``apply(job, params) -> frames``: the deterministic part. ``job`` (a
+            ``corruptions.perturbations._sequence.Job``) holds the checked call: the
+            S x S images, the crop, the requested frame indices, the difficulty;
+            returns (B, F, 3, c, c) frames in the work dtype (unclipped ok).
+        sample: ``sample(rng, images, difficulty) -> params`` for random perturbations
+            (None for deterministic ones): a dict of tensors whose first axis is the
+            ``rng.batch`` random sources of an :class:`~corruptions._rng.ImageRandom`,
+            grouped by image (``images``: the B clean crops; sources ``k n .. k n + n - 1``
+            belong to image k). n is 1 (one layer per video: snow, spatter), or, for
+            the :data:`NOISE_PERTURBATIONS`, the number of noisy frames drawn (one
+            source per frame: ``corruptions.perturbations.draw_parameters``).
+        storage: how the original stored a frame as uint8: ``truncate`` (``np.uint8(255 x)``,
+            PIL's filters; a 1e-3 tolerance absorbs float32 error), ``truncate-exact`` (the
+            frames went through the original's float operations: plain truncation) or
+            ``round`` (ImageMagick, OpenCV).
+        doc: what frame i is.
+    """
+
+    name: str
+    frames: int
+    apply: Callable[..., torch.Tensor]
+    sample: Sampler | None = None
+    storage: str = "truncate"
+    doc: str = field(default="", compare=False)
+
+    @property
+    def random(self) -> bool:
+        """Whether the frames depend on random draws."""
+        return self.sample is not None
+
+    @property
+    def subset(self) -> str:
+        """``test`` or ``validation``."""
+        return "test" if self.name in PERTURBATION_SUBSETS["test"] else "validation"
+
+    @property
+    def noise(self) -> bool:
+        """Fresh noise per frame (one of :data:`NOISE_PERTURBATIONS`)."""
+        return self.name in NOISE_PERTURBATIONS
+
+
+#: the perturbation registry
+PERTURBATIONS: Registry[Perturbation] = Registry(
+    "perturbation", PERTURBATION_SUBSETS, origin="ImageNet-P", lister="list_perturbations"
+)
+
+
+def register_perturbation(perturbation: Perturbation) -> Perturbation:
+    """Add a perturbation to the registry (a duplicate name is an error)."""
+    if perturbation.storage not in ("truncate", "truncate-exact", "round"):
+        raise ValueError(f"perturbation {perturbation.name!r}: unknown storage {perturbation.storage!r}")
+    return PERTURBATIONS.register(perturbation)
+
+
+def list_perturbations(subset: str = "test") -> list[str]:
+    """Names of the perturbations of a subset, in the order of the reports.
+
+    Args:
+        subset: ``test`` (the 10 of ImageNet-P), ``validation`` (speckle_noise,
+            gaussian_blur, spatter, shear) or ``all`` (the 14).
+
+    Returns:
+        A new list of names.
+
+    Raises:
+        ValueError: unknown subset.
+
+    Example:
+        >>> list_perturbations("validation")
+        ['speckle_noise', 'gaussian_blur', 'spatter', 'shear']
+    """
+    return PERTURBATIONS.names(subset)
+
+
+def check_perturbation(name: str) -> str:
+    """``name`` if it is a perturbation, else an error suggesting the closest one."""
+    return PERTURBATIONS.check(name)
+
+
+def get_perturbation(name: str) -> Perturbation:
+    """The registry entry of ``name`` (frame count, subset, sampler and applier, documentation).
+
+    Raises:
+        ValueError: unknown name (the closest name is suggested).
+    """
+    return PERTURBATIONS.get(name)
+
+
+# --------------------------------------------------------------------------------------
+# argument checks
 
 
 def check_severity(severity: int) -> int:
@@ -177,6 +411,15 @@ def check_severity(severity: int) -> int:
     if int(severity) not in SEVERITIES:
         raise ValueError(f"`severity` should be 1..5. Got {severity}")
     return int(severity)
+
+
+def check_difficulty(difficulty: int) -> int:
+    if isinstance(difficulty, bool) or not isinstance(difficulty, numbers.Integral):
+        raise TypeError(f"`difficulty` should be an int 1..3. Got {difficulty!r} "
+                        f"({type(difficulty).__name__})")
+    if int(difficulty) not in DIFFICULTIES:
+        raise ValueError(f"`difficulty` should be 1..3. Got {difficulty}")
+    return int(difficulty)
 
 
 def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:

@@ -16,7 +16,7 @@ from corruptions._ops import (
     truncate_uint8,
     zoom_center,
 )
-from corruptions._registry import Corruption, register
+from corruptions._registry import SEVERITIES, Corruption, register
 from corruptions._rng import ImageRandom
 
 GAUSSIAN_BLUR = (1, 2, 3, 4, 6)
@@ -229,7 +229,7 @@ register(Corruption(
     doc="one-sided Gaussian line blur at a random angle (imagecorruptions' _motion_blur).",
 ))
 register(Corruption(
-    "zoom_blur", "blur", tuple(tuple(zoom_factors(s)) for s in range(1, 6)), _zoom_blur,
+    "zoom_blur", "blur", tuple(tuple(zoom_factors(s)) for s in SEVERITIES), _zoom_blur,
     doc="mean of the image and its centre zooms (scipy order-1 zoom, centred crop).",
 ))
 register(Corruption(

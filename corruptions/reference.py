@@ -28,7 +28,7 @@ where imagecorruptions departs from the original ImageNet-C code
 original algorithm instead. The fidelity benchmark uses it to measure the torch
 port against the original where the two differ.
 
-Only this module (and ``corruptions.bench``) imports NumPy, SciPy, OpenCV,
+Only this module (and ``robustbench_gcp.bench``) imports NumPy, SciPy, OpenCV,
 scikit-image or imagecorruptions; ``import corruptions`` does not.
 """
 

@@ -3,20 +3,25 @@
 Public API (imported lazily, so ``import robustbench_gcp`` stays cheap):
 
 >>> from robustbench_gcp import list_models, load_model, evaluate   # doctest: +SKIP
+>>> report = evaluate("demo-gap", suite="imagenet-c", data="val/")    # doctest: +SKIP
+>>> report.sections["metrics"]["mCE"], report.to_json()["clean"]     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "list_models": "robustbench_gcp.models",
     "load_model": "robustbench_gcp.models",
     "create_model": "robustbench_gcp.models",
     "inspect_checkpoint": "robustbench_gcp.models",
-    "evaluate": "robustbench_gcp.evaluation",
+    "evaluate": "robustbench_gcp.pipeline",
+    "plan": "robustbench_gcp.pipeline",
+    "run": "robustbench_gcp.pipeline",
+    "Report": "robustbench_gcp.reports.report_type",
     "load_config": "robustbench_gcp.config",
     "Store": "robustbench_gcp.store",
     "flip_stats": "robustbench_gcp.metrics",

@@ -15,14 +15,62 @@ When only some severities were run, both sums run over those severities only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from robustbench_gcp.config import Baseline
+from corruptions import NOISE_PERTURBATIONS
+
+#: the normalizer of reports when none is named (benchmarks.yaml's AlexNet table; for
+#: ImageNet-P a stored run of that name, when there is one)
+DEFAULT_BASELINE = "alexnet"
+
+#: a float, or an array of bootstrap resamples of it: the formulas below take either
+Value = TypeVar("Value")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """ImageNet-C normalizers: per-corruption top-1 errors at severities 1..5, clean error."""
+
+    name: str
+    description: str = ""
+    clean_error: float | None = None
+    imagenet_c: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def error(self, corruption: str, severity: int) -> float:
+        return self.imagenet_c[corruption][severity - 1]
 
 
 def rate(count: float, n: int) -> float | None:
     """count / n, or None when nothing was counted."""
     return count / n if n else None
+
+
+def ce(errors: Sequence[Value], baseline_errors: Sequence[float]) -> Value | None:
+    """CE_c in percent: 100 sum_s E(s, c) / sum_s E_base(s, c) over the same severities.
+
+    ``errors`` may be floats or arrays (bootstrap resamples); None when the baseline's
+    errors sum to 0.
+    """
+    denominator = sum(baseline_errors)
+    return 100.0 * sum(errors) / denominator if denominator > 0 else None
+
+
+def relative_ce(errors: Sequence[Value], clean_error: Value, baseline_errors: Sequence[float],
+                baseline_clean_error: float) -> Value | None:
+    """Relative CE_c in percent: 100 sum_s (E(s, c) - E_clean) / sum_s (E_base(s, c) - E_base_clean).
+
+    None when the baseline's denominator is not positive (no degradation to normalize by).
+    """
+    denominator = sum(b - baseline_clean_error for b in baseline_errors)
+    if denominator <= 0:
+        return None
+    return 100.0 * sum(e - clean_error for e in errors) / denominator
+
+
+def relative_rate(value: Value, baseline: float | None) -> Value | None:
+    """FR_p and T5D_p in percent: 100 value / the baseline's; None without a positive baseline."""
+    return 100.0 * value / baseline if baseline is not None and baseline > 0 else None
 
 
 @dataclass(frozen=True)
@@ -57,15 +105,14 @@ def corruption_errors(
     for corruption, per_severity in by_corruption.items():
         severities = tuple(sorted(per_severity))
         values = [per_severity[s] for s in severities]
-        ce = rel = None
+        value = relative = None
         if baseline is not None and corruption in baseline.imagenet_c:
             base = [baseline.error(corruption, s) for s in severities]
-            ce = 100.0 * sum(values) / sum(base)
+            value = ce(values, base)
             if clean_error is not None and baseline.clean_error is not None:
-                denominator = sum(b - baseline.clean_error for b in base)
-                if denominator > 0:
-                    rel = 100.0 * sum(v - clean_error for v in values) / denominator
-        summaries.append(CorruptionSummary(corruption, severities, sum(values) / len(values), ce, rel))
+                relative = relative_ce(values, clean_error, base, baseline.clean_error)
+        summaries.append(CorruptionSummary(corruption, severities, sum(values) / len(values), value,
+                                           relative))
     return summaries
 
 
@@ -92,9 +139,6 @@ def mean_corruption_error(
 
 
 # -- ImageNet-P: flip probability and top-5 distance -----------------------------------------
-
-NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
-
 
 def flip_mode(perturbation: str) -> str:
     """"noise" (compare every frame with frame 0) for the noise perturbations, else "sequential"."""

@@ -14,8 +14,8 @@ re-run. Pure functions, seeded, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,34 @@ class Interval:
 
     def as_dict(self) -> dict:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "level": self.level}
+
+
+#: a headline metric of the (resampled) per-row means, by row name
+Statistic = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+@dataclass
+class Design:
+    """Per-image values of one evaluation and the metrics computed from their means.
+
+    ``rows`` name the rows of ``values`` (cells x images); a metric maps the (resampled)
+    row means, by row name, to its value. ``tests`` lists the boolean per-image outcomes
+    compared with McNemar's test, by label. Each suite builds its own
+    (:meth:`robustbench_gcp.suites.base.Suite.design`).
+    """
+
+    rows: list[str]
+    values: np.ndarray
+    metrics: dict[str, Statistic]
+    tests: dict[str, np.ndarray] = field(default_factory=dict)
+    percent: set[str] = field(default_factory=set)  # metrics on the 0..100 scale
+
+    @classmethod
+    def of(cls, rows: list[str], values: Sequence[np.ndarray], metrics: dict[str, Statistic],
+           tests: dict[str, np.ndarray] | None = None, percent: set[str] | None = None) -> Design:
+        """A design from a list of per-image rows (an empty list gives a 0 x 0 matrix)."""
+        matrix = np.array(values) if len(values) else np.zeros((0, 0))
+        return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()))
 
 
 def resample_weights(n: int, resamples: int, seed: int, chunk: int = 200):

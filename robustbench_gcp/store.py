@@ -25,7 +25,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,6 @@ class CellResult:
     correct: np.ndarray | None = None
     extra: np.ndarray | None = None
     seconds: float = 0.0
-    meta: dict = field(default_factory=dict)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:

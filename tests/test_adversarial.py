@@ -14,21 +14,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from robustbench_gcp import evaluate
 from robustbench_gcp.cli import main
-from robustbench_gcp.config import AttackSpec, load_config
+from robustbench_gcp.config import load_config
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
-from robustbench_gcp.evaluation import evaluate
 from robustbench_gcp.models import load_model
-from robustbench_gcp.suites.adversarial import DEFAULT_BUDGETS, AttackMemoryError, AttackTask
+from robustbench_gcp.suites.attacks import DEFAULT_BUDGETS, AttackMemoryError, AttackSpec, AttackTask
 
 
 def attack_report(demo_val, store, **kwargs):
     options = dict(suite="adversarial", data=str(demo_val), store=str(store), batch_size=10,
                    attacks="fgsm,pgd-linf", epsilons="0,1/255,4/255,16/255", steps=3, limit=30)
     options.update(kwargs)
-    return evaluate(options.pop("model", "demo-gap"), **options)
+    return evaluate(options.pop("model", "demo-gap"), **options).to_json()
 
 
 def by_attack(report):

@@ -30,11 +30,11 @@ from robustbench_gcp.models import (
 from robustbench_gcp.models.checkpoint import (
     StateDict,
     detect_layout,
-    load_strict,
     remap,
     select_state_dict,
     strip_wrappers,
 )
+from robustbench_gcp.models.loading import load_strict
 
 CLASSES = 10  # fewer classifier rows than ImageNet's; every key name and other shape is the real one
 ALEXNET_PARAMS = 61_100_840  # torchvision's AlexNet_Weights.IMAGENET1K_V1.meta["num_params"]

@@ -441,3 +441,21 @@ def test_no_silent_non_strict_loading(tmp_path, torchvision18, change):
                            "[64, 64, 1, 1] vs model [64, 64, 3, 3])"}[change]
     assert expected in message
     assert "No registered model fits it; the closest is 'resnet18-gap'" in message
+
+
+def test_reading_a_checkpoint_knows_no_registered_model():
+    """``models/checkpoint.py`` only turns a file into a state dict: it imports nothing of
+    the model zoo (matching and strict loading live in ``models/loading.py``), not even
+    inside a function, so the two layers cannot import each other."""
+    import ast
+    from pathlib import Path
+
+    from robustbench_gcp.models import checkpoint
+
+    tree = ast.parse(Path(checkpoint.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert all(node.level == 0 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom))
+    assert sorted(m for m in imported if m.startswith("robustbench_gcp.models")) == []

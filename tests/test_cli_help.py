@@ -61,7 +61,7 @@ def test_suites_table_shows_every_name_at_any_width(width):
 def test_public_api_names_are_the_functions():
     """``from robustbench_gcp import evaluate`` is the function, also after its module is imported."""
     import robustbench_gcp
-    import robustbench_gcp.evaluation  # noqa: F401
+    import robustbench_gcp.pipeline  # noqa: F401
     from robustbench_gcp import evaluate, flip_stats, list_models, load_model
 
     for item in (evaluate, flip_stats, list_models, load_model, robustbench_gcp.evaluate):

@@ -119,13 +119,16 @@ def test_report_markdown_and_plots(compared, tmp_path):
 
 
 def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
-    from robustbench_gcp.evaluation import evaluate
-    from robustbench_gcp.reports.plots import flip_probability, robust_accuracy
+    import dataclasses
+
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.suites.adversarial import robust_accuracy
+    from robustbench_gcp.suites.imagenet_p import flip_probability
 
     report = evaluate("resnet18-gap", checkpoint=str(gap_checkpoint), suite="adversarial",
                       data=str(image_folder), store=str(tmp_path / "s.db"), attacks="fgsm",
                       epsilons="1/255,2/255", limit=4)
-    path = robust_accuracy([report, {**report, "model": "copy"}], tmp_path / "robust.png")
+    path = robust_accuracy([report, dataclasses.replace(report, model="copy")], tmp_path / "robust.png")
     with Image.open(path) as image:
         assert image.info["Axes"] == "1" and image.size[0] > 200
     assert flip_probability([report], tmp_path / "fp.png") is None  # nothing to draw
@@ -219,7 +222,7 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
 
 
 def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_path):
-    from robustbench_gcp.evaluation import evaluate
+    from robustbench_gcp import evaluate
 
     store = tmp_path / "s.db"
     common = dict(suite="imagenet-c", data=str(demo_val), store=str(store), workers=0)
@@ -260,16 +263,17 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert ": 20 images (reference demo-gap, 95 % intervals)" in markdown.stdout
     # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells
     fog_only = evaluate("demo-gap", corruptions="fog", severities=[1, 2], limit=10, **common)
-    assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(fog_only["metrics"]["mCE"])
+    expected = fog_only.sections["metrics"]["mCE"]
+    assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(expected)
 
 
 def test_matrix_variant_labels_name_every_change():
-    from robustbench_gcp.cli.compare import matrix_variants
     from robustbench_gcp.config import load_config
+    from robustbench_gcp.pipeline.compare_models import Entry, matrix_variants
 
     cfg = load_config()
-    entries = [("isqrt", "resnet50-isqrt", "a.pth"), ("mpn", "resnet50-mpncov", "b.pth"),
-               ("gap", "resnet50-gap", "c.pth")]
-    labels = [v[0] for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
+    entries = [Entry("isqrt", "resnet50-isqrt", "a.pth"), Entry("mpn", "resnet50-mpncov", "b.pth"),
+               Entry("gap", "resnet50-gap", "c.pth")]
+    labels = [v.label for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
     assert labels == ["isqrt[ns-iters=3]", "isqrt", "isqrt[sqrt=eig]",
                       "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "mpn", "gap"]

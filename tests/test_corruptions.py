@@ -39,7 +39,7 @@ def small() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def photos224() -> torch.Tensor:
-    from corruptions.bench import photos
+    from robustbench_gcp.bench.photos import photos
 
     return photos(3, 224)
 
@@ -129,7 +129,7 @@ def test_batched_equals_one_by_one(name, small):
 @pytest.mark.parametrize("name", ALL)
 def test_cpu_chunks_do_not_change_results(name):
     # on CPU, 160 px images are processed 7 at a time: a batch of 8 is two chunks
-    from corruptions.bench import photos
+    from robustbench_gcp.bench.photos import photos
 
     x = photos(8, 160)
     seeds = list(range(100, 108))
@@ -423,7 +423,7 @@ def test_shift_add_equals_fft_correlate():
 @pytest.mark.parametrize("size", [(32, 32), (64, 96), (256, 256)])
 @pytest.mark.parametrize("name", ALL)
 def test_other_image_sizes(name, size):
-    from corruptions.bench import photos
+    from robustbench_gcp.bench.photos import photos
 
     base = photos(1, max(size))
     x = base[..., : size[0], : size[1]].contiguous()

@@ -29,7 +29,7 @@ RANDOM = [n for n in list_corruptions("all") if get_corruption(n).random]
 
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:
-    from corruptions.bench import photos
+    from robustbench_gcp.bench.photos import photos
 
     return photos(2, 224).double()
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from robustbench_gcp.bench.head_speed import BENCH_HEADS, bench_heads
 from robustbench_gcp.cli import main
 from robustbench_gcp.models import create_model
-from robustbench_gcp.models.benchmark import BENCH_HEADS, bench_heads
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def _tilt_cv2(array: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def test_subsets_order_and_frame_counts():
-    from robustbench_gcp.config import PERTURBATION_SUBSETS
+    from robustbench_gcp.suites.imagenet_p import PERTURBATION_SUBSETS  # the suite's names
 
     assert list_perturbations() == [
         "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
@@ -135,6 +135,61 @@ def test_subsets_order_and_frame_counts():
     assert sorted(RANDOM) == sorted(NOISE + ["snow", "spatter"])
     with pytest.raises(ValueError, match="Did you mean 'validation'"):
         list_perturbations("valid")
+
+
+def test_one_registry_and_constants_defined_once():
+    import dataclasses
+
+    import corruptions
+    import corruptions.perturbations as perturbations
+    from corruptions import _registry
+
+    # the perturbations are entries of the corruptions' registry mechanism
+    assert type(_registry.PERTURBATIONS) is type(_registry.CORRUPTIONS) is _registry.Registry
+    assert sorted(_registry.PERTURBATIONS) == sorted(ALL)
+    for module in (corruptions, perturbations):
+        assert module.PERTURBATION_SUBSETS is _registry.PERTURBATION_SUBSETS
+        assert module.DIFFICULTIES is _registry.DIFFICULTIES
+        assert module.NOISE_PERTURBATIONS is _registry.NOISE_PERTURBATIONS
+    assert corruptions.SEVERITIES is _registry.SEVERITIES == (1, 2, 3, 4, 5)
+    assert corruptions.DIFFICULTIES == (1, 2, 3)
+    assert corruptions.NOISE_PERTURBATIONS == tuple(NOISE)
+    assert [n for n in ALL if get_perturbation(n).noise] == NOISE
+    assert {n: get_perturbation(n).subset for n in ALL} == {
+        n: "test" if n in list_perturbations("test") else "validation" for n in ALL}
+    assert corruptions.get_perturbation("rotate") is get_perturbation("rotate")
+    with pytest.raises(ValueError, match="perturbation 'rotate' is registered twice"):
+        _registry.register_perturbation(get_perturbation("rotate"))
+    with pytest.raises(ValueError, match="not one of the 14 of ImageNet-P"):
+        _registry.register_perturbation(dataclasses.replace(get_perturbation("rotate"), name="roll"))
+    with pytest.raises(TypeError, match="`name` should be a perturbation name"):
+        get_perturbation(3)
+
+
+def test_sample_apply_split_draws_noise_per_image_and_frame(small):
+    import dataclasses
+
+    from corruptions._rng import ImageRandom
+    from corruptions.perturbations import draw_parameters
+    from corruptions.perturbations._sequence import Job
+
+    assert {n for n in ALL if get_perturbation(n).sample is not None} == set(RANDOM)
+    spec = get_perturbation("gaussian_noise")
+    job = Job(x=small, crop=64, top=4, frames=[0, 7, 3, 7], difficulty=2, seeds=[11, 12],
+              generator=None, quantize=True)
+    noise = draw_parameters(spec, job)["noise"]
+    assert noise.shape == (2, 3, 3, 64, 64)  # (B, requested frames >= 1, 3, c, c)
+    for i, seed in enumerate((11, 12)):
+        for n, j in enumerate((7, 3, 7)):  # frame j of image i: its own generator
+            expected = ImageRandom(1, "cpu", seeds=image_seeds(seed, [j]).tolist()).normal(3, 64, 64)[0]
+            assert torch.equal(noise[i, n], expected)
+    # frames = apply(job, params): the sequence is the sampled draws, then the frames
+    video = perturbation_sequence(small, "gaussian_noise", 2, seed=[11, 12], frames=[0, 7, 3, 7])
+    frames = spec.apply(job, {"noise": noise})
+    assert torch.equal(video, torch.floor(frames.clamp(0, 1) * 255) / 255)
+    # nothing to draw: no noisy frame requested, or a deterministic perturbation
+    assert draw_parameters(spec, dataclasses.replace(job, frames=[0])) == {}
+    assert draw_parameters(get_perturbation("rotate"), job) == {}
 
 
 # --------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from robustbench_gcp.compare import Design, compare_designs
-from robustbench_gcp.stats import bootstrap, mcnemar
+from robustbench_gcp.reports.comparison import compare_designs
+from robustbench_gcp.stats import Design, bootstrap, mcnemar
 
 
 def test_bootstrap_interval_covers_a_known_rate_at_its_level():

@@ -62,20 +62,21 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
         return
     if model is None:
         raise click.UsageError("give --model (or --list)")
-    from robustbench_gcp.cli.eval import default_workers, emit_report
+    from robustbench_gcp.cli.options import default_workers
+    from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
-    from robustbench_gcp.evaluation import evaluate
+    from robustbench_gcp.pipeline import RankResult, plan, run
 
     workers = default_workers() if workers is None else workers
+    planned = plan(model, workers=workers, **options)
     with progress_display(f"baseline {model} {options['suite']}") as progress:
-        report = evaluate(model, progress=progress, workers=workers, **options)
-    if report is None:  # torchrun ranks other than 0
+        report = run(planned, progress)
+    if isinstance(report, RankResult):  # torchrun ranks other than 0
         return
-    name = name or report["model"]
+    name = name or report.model
     with Store(options["store"]) as store:
-        run = store.run_by_key(report["run"])
-        store.set_baseline(name, run.id)
-    report["notes"] = [n for n in report["notes"] if "unnormalized" not in n]
-    report["notes"].append(f"stored as baseline '{name}' in {options['store']}")
-    emit_report(report, fmt, output)
+        store.set_baseline(name, store.run_by_key(report.run).id)
+    report.notes = [n for n in report.notes if "unnormalized" not in n]
+    report.notes.append(f"stored as baseline '{name}' in {options['store']}")
+    print_report(report, fmt, output)
 

@@ -1,6 +1,7 @@
 """``gcp-robust bench corruptions`` and ``gcp-robust bench fidelity``.
 
-Thin wrappers over :mod:`corruptions.bench`: parse, measure, render.
+Thin wrappers over :mod:`robustbench_gcp.bench.corruption_speed` and
+:mod:`robustbench_gcp.bench.corruption_fidelity`: parse, measure, render.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from robustbench_gcp.cli.options import device_option, json_option
 
 def _corruption_names(value: str) -> list[str]:
     """``a,b`` of corruption names and/or subsets (all, benchmark, extra, noise ...)."""
-    from corruptions import SUBSETS, list_corruptions
-    from corruptions._registry import check_name
+    from corruptions import SUBSETS, check_name, list_corruptions
 
     names: list[str] = []
     for item in (v.strip() for v in value.split(",")):
@@ -38,7 +38,9 @@ def _severities(value: str) -> list[int]:
         raise click.BadParameter(
             f"should be comma-separated integers 1..5. Got {value!r}", param_hint="--severities"
         ) from None
-    bad = [s for s in severities if s not in (1, 2, 3, 4, 5)]
+    from corruptions import SEVERITIES
+
+    bad = [s for s in severities if s not in SEVERITIES]
     if bad or not severities:
         raise click.BadParameter(f"should be 1..5. Got {value!r}", param_hint="--severities")
     return severities
@@ -109,7 +111,7 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
     Example:
       gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
     """
-    from corruptions.bench import geometric_mean, speed
+    from robustbench_gcp.bench.corruption_speed import speed, speed_summary
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
@@ -121,13 +123,7 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
         rows = speed(names, device=torch_device, batch_size=batch_size, size=size,
                      severities=severity_list, reference_images=reference_images,
                      repeats=repeats, progress=advance)
-    summary = {
-        "corruption": "geometric mean",
-        "ms_per_image": geometric_mean([r["ms_per_image"] for r in rows]),
-        "reference_ms_per_image": geometric_mean([r["reference_ms_per_image"] for r in rows]),
-        "speedup": geometric_mean([r["speedup"] for r in rows]),
-    }
-    summary["images_per_second"] = 1000 / summary["ms_per_image"] if summary["ms_per_image"] else None
+    summary = speed_summary(rows)
     columns = [
         Column("corruption", justify="left"),
         Column("ms_per_image", "ms/image", ".3f"),
@@ -175,7 +171,7 @@ def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities
     Example:
       gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
     """
-    from corruptions.bench import fidelity
+    from robustbench_gcp.bench.corruption_fidelity import fidelity
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.reports.tables import Column
 

@@ -33,9 +33,9 @@ def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
     Example:
       gcp-robust bench heads --device cuda --batch-size 32 --repeats 10
     """
+    from robustbench_gcp.bench.head_speed import bench_heads as measure
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.models.benchmark import bench_heads as measure
     from robustbench_gcp.reports.tables import Column
 
     resolved = resolve_device(device)

@@ -1,6 +1,6 @@
 """``gcp-robust bench perturbations``: ImageNet-P generation speed next to the model's.
 
-A thin wrapper over :func:`robustbench_gcp.bench_perturbations.measure`.
+A thin wrapper over :func:`robustbench_gcp.bench.perturbation_speed.measure`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
       gcp-robust bench perturbations --device cpu --batch-size 8 --perturbations test
       gcp-robust bench perturbations --model demo-gap --json
     """
-    from robustbench_gcp.bench_perturbations import measure
+    from robustbench_gcp.bench.perturbation_speed import measure
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.reports.tables import Column
 

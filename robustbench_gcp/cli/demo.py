@@ -35,25 +35,23 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     """
     from pathlib import Path
 
-    from robustbench_gcp.cli.output import write_output
+    from robustbench_gcp.cli.output import print_comparison, write_output
     from robustbench_gcp.cli.progress import RichProgress
-    from robustbench_gcp.cli.report import emit_comparison
-    from robustbench_gcp.demo import merged_reports, run_demo
+    from robustbench_gcp.pipeline.demo_run import merged_reports, run_demo
     from robustbench_gcp.reports.tables import to_json
 
     started = time.perf_counter()
     with RichProgress(title="demo") as progress:
-        evaluated, comparisons = run_demo(out, progress=progress, config=config, device=device,
-                                          batch_size=batch_size, workers=workers, shard_size=256,
-                                          limit=limit)
+        reports, comparisons = run_demo(out, progress=progress, config=config, device=device,
+                                        batch_size=batch_size, workers=workers, shard_size=256, limit=limit)
     plots = Path(out) / "plots"
     if fmt == "json":
-        write_output(to_json(merged_reports(evaluated)), output)
+        write_output(to_json(merged_reports(reports)), output)
         from robustbench_gcp.reports.plots import write_plots
 
-        write_plots([r for r, _ in evaluated], plots)
+        write_plots(reports, plots)
     else:
-        emit_comparison(evaluated, comparisons, fmt=fmt, output=output, plot_dir=str(plots),
+        print_comparison(reports, comparisons, fmt=fmt, output=output, plot_dir=str(plots),
                         title="Demo: GAP vs iSQRT-COV")
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s; store {Path(out) / 'demo.db'}, "
                f"plots in {plots}", err=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from robustbench_gcp.cli.options import (
+    baseline_option,
     config_option,
     data_options,
+    default_workers,
     engine_options,
     format_option,
     model_options,
@@ -17,20 +17,20 @@ from robustbench_gcp.cli.options import (
 )
 
 
-def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
+def _kinds_help() -> str:
+    from robustbench_gcp.suites.base import kinds_help
+
+    return kinds_help()
 
 
-@click.command("eval")
+@click.command("eval", epilog=_kinds_help())
 @click.option("--model", "-m", required=True, metavar="NAME",
               help="A model of benchmarks.yaml or a registry name (see `gcp-robust models`).")
 @model_options
 @suite_options
 @data_options
 @engine_options
-@click.option("--baseline", default="alexnet", show_default=True,
-              help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or one stored with "
-                   "`gcp-robust baseline` (ImageNet-P).")
+@baseline_option
 @config_option
 @format_option
 @output_option
@@ -51,34 +51,13 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
       gcp-robust eval --model resnet50-isqrt --suite adversarial --attacks pgd-linf \\
           --epsilons 1/255,2/255,4/255 --data /data/imagenet/val --limit 1000
     """
+    from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
-    from robustbench_gcp.evaluation import evaluate
+    from robustbench_gcp.pipeline import RankResult, plan, run
 
     workers = default_workers() if workers is None else workers
+    planned = plan(model, workers=workers, **options)
     with progress_display(f"{model} {options['suite']}") as progress:
-        report = evaluate(model, progress=progress, workers=workers, **options)
-    if report is not None:  # None on torchrun ranks other than 0
-        emit_report(report, fmt, output)
-
-
-def emit_report(report: dict, fmt: str, output: str | None) -> None:
-    """Print an evaluation report in ``fmt`` to stdout or ``output``."""
-    from robustbench_gcp.cli.output import write_output
-    from robustbench_gcp.reports import evaluation
-    from robustbench_gcp.reports.tables import render_text, to_json
-
-    if fmt == "table":
-        renderable = evaluation.render_table(report)
-        if output is None:
-            from robustbench_gcp.reports.tables import stdout_console
-
-            stdout_console().print(renderable)
-            return
-        text = render_text(renderable)
-    elif fmt == "json":
-        text = to_json(report)
-    elif fmt == "csv":
-        text = evaluation.to_long_csv(report)
-    else:
-        text = evaluation.to_report_markdown(report)
-    write_output(text, output)
+        report = run(planned, progress)
+    if not isinstance(report, RankResult):  # torchrun ranks other than 0 print nothing
+        print_report(report, fmt, output)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from robustbench_gcp.models.matrix import SQRT_METHODS
+
 device_option = click.option(
     "--device",
     default="auto",
@@ -57,7 +59,15 @@ def _int_list(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers such as 1,3,5. Got {value!r}") from None
 
 
+def default_workers() -> int:
+    """Data loader processes when ``--workers`` is not given: min(8, CPU count)."""
+    import os
+
+    return min(8, os.cpu_count() or 1)
+
+
 def _compose(*decorators):
+    """Several option decorators as one."""
     def apply(func):
         for decorator in reversed(decorators):
             func = decorator(func)
@@ -88,7 +98,7 @@ model_options = _compose(
     click.option("--random-weights", is_flag=True,
                  help="Allow a model without a checkpoint: seeded random weights (a pipeline check, "
                       "not a result). Without it, a model with no checkpoint is an error."),
-    click.option("--sqrt", type=click.Choice(["newton-schulz", "eig", "svd"]), default=None,
+    click.option("--sqrt", type=click.Choice(SQRT_METHODS), default=None,
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
     click.option("--ns-iters", type=click.IntRange(1, 100), default=None,
                  help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
@@ -122,32 +132,48 @@ engine_options = _compose(
 suite_option = click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
                             help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
 
-selection_options = _compose(
-    click.option("--corrupted-dir", type=click.Path(), default=None, metavar="DIR",
-                 help="Released files, read as is: ImageNet-C <DIR>/<corruption>/<severity>/<wnid>/*.JPEG "
-                      "or ImageNet-P <DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4."),
-    click.option("--corruptions", default=None, metavar="A,B",
-                 help="Corruptions to run (names or subsets: benchmark, extra, all, noise, blur, "
-                      "weather, digital). Default: the suite's."),
-    click.option("--severities", callback=_int_list, default=None, metavar="1,3",
-                 help="Severities to run (1..5). Default: the suite's."),
-    click.option("--backend", type=click.Choice(["torch", "reference"]), default="torch", show_default=True,
-                 help="torch: corruptions computed on the device; reference: imagecorruptions on CPU."),
-    click.option("--storage-roundtrip/--no-storage-roundtrip", default=None,
-                 help="uint8 truncation + JPEG q85 after corrupting, as the released files. "
-                      "Default: the suite's (on)."),
-    click.option("--attacks", default=None, metavar="A,B",
-                 help="Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
-                      "Default: the adversarial suite's."),
-    click.option("--epsilons", default=None, metavar="E1,E2",
-                 help="Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2)."),
-    click.option("--steps", type=click.IntRange(min=1), default=None,
-                 help="Iterations of iterative attacks."),
-    click.option("--perturbations", default=None, metavar="A,B",
-                 help="ImageNet-P perturbations (names or test, validation, all). Default: the suite's."),
-    click.option("--difficulties", callback=_int_list, default=None, metavar="1,2",
-                 help="ImageNet-P difficulties (1..3). Default: the suite's."),
-)
+def _flag_option(flag):
+    """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""
+    if flag.kind == "switch":
+        name = flag.option.removeprefix("--")
+        return click.option(f"{flag.option}/--no-{name}", flag.name, default=None, help=flag.help)
+    kinds = {
+        "text": {},
+        "path": {"type": click.Path()},
+        "int": {"type": click.IntRange(min=1)},
+        "int_list": {"callback": _int_list},
+        "choice": {"type": click.Choice(flag.choices)},
+    }
+    return click.option(flag.option, flag.name, default=None, metavar=flag.metavar, help=flag.help,
+                        **kinds[flag.kind])
+
+
+def selection_options(func):
+    """Every suite's own flags (``--corruptions``, ``--attacks`` ...), as the suites declare them."""
+    from robustbench_gcp.suites import all_flags
+
+    return _compose(*(_flag_option(flag) for flag in all_flags()))(func)
 
 
 suite_options = _compose(suite_option, selection_options)
+
+
+def baseline_option(func):
+    """``--baseline NAME``: the normalizer of CE (benchmarks.yaml) and FR (a stored run)."""
+    from robustbench_gcp.metrics import DEFAULT_BASELINE
+
+    return click.option(
+        "--baseline", default=DEFAULT_BASELINE, show_default=True,
+        help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or one stored with "
+             "`gcp-robust baseline` (ImageNet-P).")(func)
+
+
+def statistics_options(func):
+    """``--reference``, ``--resamples`` and ``--plot`` of the commands that compare models."""
+    func = click.option("--reference", default=None, metavar="MODEL",
+                        help="Model the others are compared with (default: the first of each suite).")(func)
+    func = click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
+                        help="Bootstrap resamples for the 95 % intervals.")(func)
+    func = click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+                        metavar="DIR", help="Also write PNG figures into DIR.")(func)
+    return func

@@ -67,3 +67,44 @@ def write_output(text: str, output: str | None) -> None:
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def print_renderable(renderable, output: str | None) -> None:
+    """A rich renderable to the terminal, or as plain text to ``output``."""
+    if output is None:
+        stdout_console().print(renderable)
+        return
+    write_output(render_text(renderable), output)
+
+
+def print_report(report, fmt: str, output: str | None) -> None:
+    """One report in ``fmt`` (table, json, csv, markdown) to stdout or ``output``."""
+    from robustbench_gcp.reports import views
+
+    if fmt == "table":
+        print_renderable(views.render_table(report), output)
+        return
+    if fmt == "json":
+        text = to_json(report.to_json())
+    elif fmt == "csv":
+        text = views.to_long_csv(report)
+    else:
+        text = views.to_report_markdown(report)
+    write_output(text, output)
+
+
+def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layout: str = "long",
+                     plot_dir: str | None = None, title: str = "") -> None:
+    """Reports and their comparisons in ``fmt`` to stdout or ``output``; plots into ``plot_dir``."""
+    from robustbench_gcp.reports.render import render_comparison
+
+    rendered = render_comparison(reports, comparisons, fmt=fmt, layout=layout, title=title)
+    if isinstance(rendered, str):
+        write_output(rendered, output)
+    else:
+        print_renderable(rendered, output)
+    if plot_dir:
+        from robustbench_gcp.reports.plots import write_plots
+
+        for path in write_plots(reports, plot_dir):
+            click.echo(f"wrote {path}", err=True)

@@ -17,37 +17,16 @@ def suites_cmd(config, as_json) -> None:
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.reports.evaluation import format_epsilon
     from robustbench_gcp.reports.tables import Column
+    from robustbench_gcp.suites import get_suite
 
     cfg = load_config(config)
-    rows = []
-    for suite in cfg.suites.values():
-        if suite.kind == "imagenet-c":
-            contents = f"{len(suite.corruptions)} corruptions: {', '.join(suite.corruptions)}"
-            levels = "severities " + ",".join(map(str, suite.severities))
-            if suite.storage_roundtrip:
-                levels += "; JPEG q85 round trip"
-        elif suite.kind == "imagenet-p":
-            contents = f"{len(suite.perturbations)} perturbations: {', '.join(suite.perturbations)}"
-            levels = "difficulties " + ",".join(map(str, suite.difficulties))
-        elif suite.kind == "adversarial":
-            contents = ", ".join(a.attack for a in suite.attacks)
-            levels = "; ".join(
-                f"{a.attack} eps " + ",".join(format_epsilon(e, a.norm) for e in a.epsilons)
-                for a in suite.attacks
-            )
-        else:
-            contents, levels = "clean images", ""
-        rows.append({"suite": suite.name, "kind": suite.kind, "contents": contents, "levels": levels})
-    json_obj = [
-        {"suite": s.name, "kind": s.kind, "corruptions": list(s.corruptions),
-         "severities": list(s.severities), "storage_roundtrip": s.storage_roundtrip,
-         "perturbations": list(s.perturbations), "difficulties": list(s.difficulties),
-         "attacks": [{"attack": a.attack, "norm": a.norm, "epsilons": list(a.epsilons), **a.params}
-                     for a in s.attacks]}
-        for s in cfg.suites.values()
-    ]
+    rows, json_obj = [], []
+    for spec in cfg.suites.values():
+        suite = get_suite(spec.kind)
+        contents, levels = suite.describe(spec)
+        rows.append({"suite": spec.name, "kind": spec.kind, "contents": contents, "levels": levels})
+        json_obj.append({"suite": spec.name, "kind": spec.kind, **suite.spec_json(spec)})
     emit(rows, [Column("suite", justify="left"), Column("kind", justify="left"),
                 Column("contents", justify="left", wrap=True), Column("levels", justify="left", wrap=True)],
          fmt="json" if as_json else "table", title=f"Suites of {cfg.path}", json_obj=json_obj)

@@ -140,7 +140,8 @@ def _destroy_process_group() -> None:
 def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):
     """:func:`robustbench_gcp.engine.runner.execute` across the ranks of ``job``.
 
-    ``store`` and ``run`` are used on rank 0 only (None elsewhere).
+    ``store`` and ``run`` are used on rank 0 only (None elsewhere). The statistics count the
+    whole job on rank 0 and the rank's own share elsewhere.
     """
     from robustbench_gcp.engine.runner import ExecutionStats, ProgressHook, cell_ids_of, compute, make_plan
 
@@ -170,7 +171,10 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             entries = list(group[1])
             payload = (entries[0][0].shard, [(task, results, secs) for _, task, results, secs in entries])
         gathered = job.gather((job.rank, payload))
-        if not job.is_main:
+        if not job.is_main:  # this rank's own share, for its RankResult
+            for _, results, _ in (payload[1] if payload else ()):
+                stats.units_computed += 1
+                stats.images_computed += results[0].n
             continue
         for rank, item in gathered:
             if item is None:

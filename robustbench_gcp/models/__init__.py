@@ -7,11 +7,11 @@
 """
 
 from robustbench_gcp.models import alexnet as _alexnet  # noqa: F401  (registers alexnet)
-from robustbench_gcp.models import demo as _demo  # noqa: F401  (registers the demo models)
+from robustbench_gcp.models import demo_nets as _demo_nets  # noqa: F401  (registers the demo models)
 from robustbench_gcp.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
-from robustbench_gcp.models.checkpoint import CheckpointInfo, inspect_checkpoint
-from robustbench_gcp.models.factory import ModelInfo, create_model, load_model, model_info
+from robustbench_gcp.models.factory import ModelInfo, create_model, model_info
 from robustbench_gcp.models.heads import HEADS
+from robustbench_gcp.models.loading import CheckpointInfo, inspect_checkpoint, load_model
 from robustbench_gcp.models.matrix import SQRT_METHODS
 from robustbench_gcp.models.registry import list_models, register_model
 from robustbench_gcp.models.resnet import PreprocessConfig, build_resnet

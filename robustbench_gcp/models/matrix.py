@@ -36,6 +36,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 __all__ = [
+    "EXACT_SQRT_METHODS",
     "SQRT_METHODS",
     "covariance",
     "eig_sqrt",
@@ -48,6 +49,8 @@ __all__ = [
 
 #: matrix square roots that :func:`matrix_sqrt` (and ``--sqrt``) accept
 SQRT_METHODS = ("newton-schulz", "eig", "svd")
+#: the roots computed exactly (their gradients have ill-conditioned 1/(s_i + s_j) terms)
+EXACT_SQRT_METHODS = SQRT_METHODS[1:]
 
 
 def full_precision(device: torch.device) -> contextlib.AbstractContextManager:

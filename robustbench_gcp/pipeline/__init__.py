@@ -1,0 +1,26 @@
+"""From a model and a suite to a report: :func:`plan` (every check, no compute), then :func:`run`.
+
+>>> from robustbench_gcp.pipeline import plan, run
+>>> report = run(plan("demo-gap", suite="imagenet-c", data="val/", limit=20))   # doctest: +SKIP
+>>> report.sections["metrics"]["mCE"]                                           # doctest: +SKIP
+"""
+
+from robustbench_gcp.pipeline.plan import EvalOptions, Plan, plan, plan_all, plan_options
+from robustbench_gcp.pipeline.run import RankResult, evaluate, report_of, run
+from robustbench_gcp.pipeline.weights import ModelChoice, choose_model, load_chosen, model_spec
+
+__all__ = [
+    "EvalOptions",
+    "ModelChoice",
+    "Plan",
+    "RankResult",
+    "choose_model",
+    "evaluate",
+    "load_chosen",
+    "model_spec",
+    "plan",
+    "plan_all",
+    "plan_options",
+    "report_of",
+    "run",
+]

@@ -27,6 +27,17 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.fetch import resolve_checkpoint
 
 
+class MissingCheckpointError(ConfigError):
+    """A model without weights was asked for without ``random_weights``."""
+
+    def __init__(self, label: str, name: str):
+        self.label, self.name = label, name
+        super().__init__(
+            f"model '{label}' has no checkpoint: pass --checkpoint FILE, or --random-weights to evaluate "
+            "the architecture with seeded random weights (a pipeline check, not a result)"
+        )
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """A model to evaluate, checked, with its weights located but not read.
@@ -111,8 +122,9 @@ def choose_model(
 
     Raises:
         UnknownNameError: unknown model or square root.
-        ConfigError: ``random_weights`` with ``checkpoint``; a model without weights and
-            without ``random_weights``; an override the architecture does not take.
+        ConfigError: ``random_weights`` with ``checkpoint``; an override the architecture does
+            not take.
+        MissingCheckpointError: a model without weights, and no ``random_weights``.
         CheckpointError: the checkpoint file is missing (or its download failed).
     """
     from robustbench_gcp.models import model_info
@@ -125,10 +137,7 @@ def choose_model(
             raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
         spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
     elif spec.checkpoint is None:
-        raise ConfigError(
-            f"model '{label or spec.name}' has no checkpoint: pass --checkpoint FILE, or --random-weights "
-            "to evaluate the architecture with seeded random weights (a pipeline check, not a result)"
-        )
+        raise MissingCheckpointError(label or spec.name, name)
     path = None
     if spec.checkpoint is not None:
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,

@@ -1,36 +1,25 @@
 """Multi-model views: one table per suite, a row per model, for terminals, CSV and papers.
 
-Inputs are report objects (the ``eval`` JSON schema) and, optionally, the
-comparison object of :mod:`robustbench_gcp.compare` for intervals and deltas.
+Inputs are reports and, optionally, the comparison objects of
+:mod:`robustbench_gcp.reports.comparison` for intervals and deltas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from robustbench_gcp.reports.evaluation import attack_label, format_epsilon, headline
-from robustbench_gcp.reports.tables import Column, to_markdown
-
-#: how each headline metric is shown: header, scale for display, format
-DISPLAY = {
-    "clean_top1_error": ("clean err %", 100.0, ".2f"),
-    "clean_error": ("clean err %", 100.0, ".2f"),
-    "clean_accuracy": ("clean acc %", 100.0, ".1f"),
-    "mCE": ("mCE", 1.0, ".1f"),
-    "relative_mCE": ("rel. mCE", 1.0, ".1f"),
-    "mean_error": ("mean err %", 100.0, ".2f"),
-    "mFR": ("mFR", 1.0, ".1f"),
-    "mT5D": ("mT5D", 1.0, ".1f"),
-    "mean_flip_probability": ("mean FP %", 100.0, ".2f"),
-    "mean_top5_distance": ("mean T5D", 1.0, ".3f"),
-}
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.tables import Column
+from robustbench_gcp.reports.views import headline
+from robustbench_gcp.suites import all_suites
 
 
 def _display(metric: str) -> tuple[str, float, str]:
-    if metric in DISPLAY:
-        return DISPLAY[metric]
-    if metric.startswith("robust "):
-        return (metric + " %", 100.0, ".1f")
+    """(header, scale, format) of a headline metric, as its suite shows it."""
+    for suite in all_suites():
+        shown = suite.display(metric)
+        if shown is not None:
+            return shown
     return (metric, 1.0, ".4g")
 
 
@@ -106,17 +95,6 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
     return rows, columns
 
 
-def test_rows(comparison: dict) -> list[dict]:
-    """Long rows of every paired test: model, outcome compared, discordant counts, p-value."""
-    rows = []
-    for model in comparison["models"]:
-        for label, t in (model.get("tests") or {}).items():
-            rows.append({"suite": comparison["suite"], "reference": comparison["reference"],
-                         "model": model["model"], "outcome": label, "only_reference": t["only_a"],
-                         "only_model": t["only_b"], "p_value": t["p_value"], "method": t["method"]})
-    return rows
-
-
 def comparison_csv_rows(comparison: dict) -> list[dict]:
     """Wide numeric rows: per model, each metric with its interval and paired delta."""
     rows = []
@@ -133,63 +111,23 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     return rows
 
 
-def detail_markdown(reports: Sequence[dict]) -> str:
-    """Paper-style tables across models: CE per corruption, FR per perturbation, robust accuracy."""
+def detail_markdown(reports: Sequence[Report]) -> str:
+    """Paper-style tables across models: each suite's (CE per corruption, FR per perturbation,
+    robust accuracy ...)."""
     parts = []
-    c_reports = [r for r in reports if r["per_corruption"]]
-    if c_reports:
-        corruptions = [e["corruption"] for e in c_reports[0]["per_corruption"]]
-        rows = []
-        for r in c_reports:
-            ce = {e["corruption"]: e["CE"] for e in r["per_corruption"]}
-            rows.append({"model": r["model"], "mCE": r["metrics"].get("mCE"),
-                         **{c: ce.get(c) for c in corruptions}})
-        columns = [Column("model", justify="left"), Column("mCE", fmt=".1f")]
-        columns += [Column(c, c.replace("_", " "), ".1f") for c in corruptions]
-        parts.append(to_markdown(rows, columns, title=f"{c_reports[0]['suite']}: CE per corruption "
-                                                      "(AlexNet = 100)"))
-    p_reports = [r for r in reports if r.get("perturbations")]
-    if p_reports:
-        names = [e["perturbation"] for e in p_reports[0]["perturbations"]]
-        normalized = all(e["FR"] is not None for r in p_reports for e in r["perturbations"])
-        key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
-        scale = 1.0 if normalized else 100.0
-        rows = []
-        for r in p_reports:
-            values = {e["perturbation"]: e[key] for e in r["perturbations"]}
-            rows.append({"model": r["model"], "mFR": r["metrics"].get("mFR"),
-                         **{p: None if values.get(p) is None else values[p] * scale for p in names}})
-        columns = [Column("model", justify="left"), Column("mFR", fmt=".1f")]
-        columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
-        unit = "baseline = 100" if normalized else "%, unnormalized"
-        parts.append(to_markdown(rows, columns, title=f"{p_reports[0]['suite']}: {label} per perturbation "
-                                                      f"({unit})"))
-    a_reports = [r for r in reports if r.get("attacks")]
-    if a_reports:
-        def key(a: dict) -> str:
-            return f"{attack_label(a)} {format_epsilon(a['epsilon'], a['norm'])}"
-
-        labels = list(dict.fromkeys(key(a) for r in a_reports for a in r["attacks"]))
-        rows = []
-        for r in a_reports:
-            values = {key(a): a["robust_accuracy"] for a in r["attacks"]}
-            clean = r["clean"]["top1_error"] if r.get("clean") else None
-            rows.append({"model": r["model"], "clean": None if clean is None else 100 * (1 - clean),
-                         **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
-        columns = [Column("model", justify="left"), Column("clean", "clean acc %", ".1f")]
-        columns += [Column(lab, lab, ".1f") for lab in labels]
-        parts.append(to_markdown(rows, columns, title="Robust accuracy (%)"))
+    for suite in all_suites():
+        table = suite.detail_markdown([r for r in reports if r.kind == suite.kind])
+        if table:
+            parts.append(table)
     return "\n".join(parts)
 
 
-def headline_rows(reports: Sequence[dict]) -> list[dict]:
+def headline_rows(reports: Sequence[Report]) -> list[dict]:
     return [headline(r) for r in reports]
 
 
 def headline_columns(rows: Sequence[dict]) -> list:
     """Table columns for :func:`headline_rows`: names left-aligned, figures to 4 significant digits."""
-    from robustbench_gcp.reports.tables import Column
-
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return [Column(k, justify="left") if k in ("model", "suite") else
             Column(k) if k == "n_images" else Column(k, fmt=".4g") for k in keys]

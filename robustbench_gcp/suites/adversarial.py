@@ -1,341 +1,84 @@
-"""The adversarial suite: foolbox 3 attacks on the device, stored per (attack, epsilon).
+"""The adversarial suite: robust accuracy under foolbox attacks, per (attack, epsilon).
 
-The model is attacked on [0, 1] inputs; ImageNet normalization sits in the
-foolbox model's ``preprocessing``; the network is in eval mode, so gradients flow
-through the pooling head (Newton-Schulz by default for iSQRT-COV).
+The attacks themselves (foolbox models, seeded random starts, projection, counting) are in
+:mod:`robustbench_gcp.suites.attacks`; this module is the suite: its configuration, its
+overrides, its report, comparison, rows and plots.
 
-Counting (per image, per epsilon): ``clean_errors`` (misclassified without
-attack), ``successes`` (correctly classified images that the attack flips) and
-``robust`` (correct and not flipped). Robust accuracy = robust / n; success rate =
-successes / (n - clean_errors). For one attack, an image broken at epsilon e is
-counted as broken at every larger epsilon (an adversarial example inside the
-e-ball lies inside every larger ball), so robust accuracy never rises with
-epsilon even when an iterative attack is not monotone.
-
-Minimization attacks (DeepFool, Carlini-Wagner) run once without early stopping;
-each image's perturbation size ``||x_adv - x||`` is stored (0 for images already
-misclassified, inf where the attack failed), so a robust-accuracy curve can be
-drawn for any epsilon later.
-
-Randomness: PGD's random start draws, per image, from a generator seeded by
-(run seed, cell, image index), so any batch size gives the same numbers.
+Counting (per image, per epsilon): ``clean_errors``, ``successes`` (correct images the
+attack flips) and ``robust`` (correct and not flipped). Robust accuracy = robust / n;
+success rate = successes / (n - clean_errors).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from robustbench_gcp.config import ATTACK_KEYS, ATTACKS, AttackSpec
-from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.errors import ConfigError, GcpRobustError, UnknownNameError
 from robustbench_gcp.metrics import rate
-from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
+from robustbench_gcp.reports.tables import Column, to_markdown
+from robustbench_gcp.stats import Design
+from robustbench_gcp.store import CellResult, canonical_json
+from robustbench_gcp.suites.attacks import (
+    ATTACK_KEYS,
+    ATTACKS,
+    MINIMIZATION,
+    AttackSpec,
+    AttackTask,
+    budget_of,
+    budget_tag,
+    parse_epsilon,
+    select_attacks,
+)
+from robustbench_gcp.suites.base import (
+    CLEAN,
+    Flag,
+    Selection,
+    Suite,
+    SuiteSpec,
+    Table,
+    TaskInputs,
+    pct,
+    register_suite,
+)
+from robustbench_gcp.suites.tasks import ClassifyTask
 
-MINIMIZATION = ("deepfool-linf", "deepfool-l2", "cw-l2")
-
-#: budgets used when an attack is asked for on the command line but not configured in the suite
-DEFAULT_BUDGETS = {
-    "fgsm": {},
-    "pgd-linf": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
-    "pgd-l2": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
-    "deepfool-linf": {"steps": 50, "candidates": 10, "overshoot": 0.02},
-    "deepfool-l2": {"steps": 50, "candidates": 10, "overshoot": 0.02},
-    "cw-l2": {"steps": 100, "binary_search_steps": 5, "stepsize": 0.01, "confidence": 0.0,
-              "initial_const": 0.001},
-}
-DEFAULT_EPSILONS = {"linf": (1 / 255, 2 / 255, 4 / 255), "l2": (0.25, 0.5, 1.0)}
-
-
-class AttackMemoryError(GcpRobustError):
-    """An attack needed more memory than the device has."""
-
-
-def _foolbox():
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
-    import foolbox
-
-    return foolbox
-
-
-def parse_epsilon(text: str) -> float:
-    """``"0.5"``, ``"2/255"`` -> float; a clear error otherwise."""
-    try:
-        if "/" in text:
-            numerator, denominator = text.split("/", 1)
-            value = float(numerator) / float(denominator)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"`--epsilons` should be numbers such as 0.5 or 2/255. Got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"`--epsilons` should be >= 0. Got {text}")
-    return value
-
-
-def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
-    """Catch budgets on the wrong scale: epsilons are on the [0, 1] pixel scale."""
-    if ATTACKS[attack] != "linf":
-        return
-    for eps in epsilons:
-        if eps >= 1:
-            raise ConfigError(
-                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: "
-                f"did you mean {eps:g}/255?"
-            )
-        if eps > 0.25:
-            l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"
-            raise ConfigError(
-                f"epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
-                f"{eps:.0%} of its range; if you meant an L2 budget, use {l2} "
-                f"(Linf budgets are usually 1/255 to 16/255)"
-            )
-
-
-def select_attacks(
-    configured: Sequence[AttackSpec],
-    names: Sequence[str] | None = None,
-    epsilons: Sequence[float] | None = None,
-    steps: int | None = None,
-) -> tuple[AttackSpec, ...]:
-    """The suite's attacks, narrowed and overridden by ``--attacks/--epsilons/--steps``."""
-    by_name = {spec.attack: spec for spec in configured}
-    if names:
-        chosen = []
-        for name in names:
-            if name not in ATTACKS:
-                raise UnknownNameError("attack", name, ATTACKS)
-            chosen.append(by_name.get(name) or AttackSpec(
-                name, DEFAULT_EPSILONS[ATTACKS[name]], dict(DEFAULT_BUDGETS[name])))
-    else:
-        chosen = list(configured)
-    if epsilons is not None:
-        norms = {spec.norm for spec in chosen}
-        if len(norms) > 1:
-            raise ConfigError(
-                "`--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets ("
-                + ", ".join(f"{s.attack}: {s.norm}" for s in chosen)
-                + "); choose attacks of one norm with --attacks"
-            )
-        chosen = [AttackSpec(s.attack, tuple(sorted(set(epsilons))), s.params) for s in chosen]
-    if steps is not None:  # applies to the iterative attacks among the chosen ones
-        if not any("steps" in ATTACK_KEYS[s.attack] for s in chosen):
-            only = ", ".join(s.attack for s in chosen)
-            raise ConfigError(f"`--steps` does not apply to {only} (a single-step attack)")
-        chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps})
-                  if "steps" in ATTACK_KEYS[s.attack] else s for s in chosen]
-    for spec in chosen:
-        check_epsilons(spec.attack, spec.epsilons)
-    return tuple(chosen)
-
-
-def _seeded(base):
-    """A PGD subclass whose random start draws per image from seeded generators."""
-
-    class Seeded(base):
-        seeds: Sequence[int] | None = None
-
-        def get_random_start(self, x0, epsilon):
-            import eagerpy as ep
-
-            x = x0.raw
-            noise = torch.empty_like(x)
-            for i, seed in enumerate(self.seeds):
-                g = torch.Generator(device=x.device).manual_seed(int(seed))
-                if self.distance.p == math.inf:
-                    noise[i] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
-                    noise[i] = (noise[i] * 2 - 1) * epsilon
-                else:  # uniform in the L2 ball (Voelker et al.): n + 2 normals, keep n
-                    n = x[i].numel()
-                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=torch.float64)
-                    noise[i] = (s[:n] / s.norm()).reshape(x.shape[1:]).to(x.dtype) * epsilon
-            return ep.astensor(x + noise)
-
-    Seeded.__name__ = f"Seeded{base.__name__}"
-    return Seeded
-
-
-def make_attack(spec: AttackSpec, num_classes: int):
-    """The foolbox attack object of ``spec``."""
-    fa = _foolbox().attacks
-    p = dict(DEFAULT_BUDGETS[spec.attack], **spec.params)
-    if spec.attack == "fgsm":
-        return _seeded(fa.LinfFastGradientAttack)(random_start=p.get("random_start", False))
-    if spec.attack in ("pgd-linf", "pgd-l2"):
-        base = fa.LinfPGD if spec.attack == "pgd-linf" else fa.L2PGD
-        return _seeded(base)(rel_stepsize=p["rel_stepsize"], steps=p["steps"],
-                             random_start=p["random_start"])
-    if spec.attack in ("deepfool-linf", "deepfool-l2"):
-        base = fa.LinfDeepFoolAttack if spec.attack == "deepfool-linf" else fa.L2DeepFoolAttack
-        return base(steps=p["steps"], candidates=min(p["candidates"], num_classes),
-                    overshoot=p["overshoot"])
-    return fa.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
-                                    stepsize=p["stepsize"], confidence=p["confidence"],
-                                    initial_const=p["initial_const"])
-
-
-class _Precision(torch.nn.Module):
-    """Autocast and channels-last around the model; float32 logits out."""
-
-    def __init__(self, model: torch.nn.Module, amp: bool, amp_dtype: torch.dtype, channels_last: bool):
-        super().__init__()
-        self.model, self.amp, self.amp_dtype, self.channels_last = model, amp, amp_dtype, channels_last
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            return self.model(x).float()
-
-
-def foolbox_model(ctx: Context):
-    """The foolbox PyTorchModel of the context's classifier (built once)."""
-    cached = ctx.cache.get("foolbox_model")
-    if cached is None:
-        c = ctx.classifier
-        # Attacks need gradients with respect to the input only: with the weights frozen,
-        # backward skips every weight gradient (about half its cost) and accumulates nothing.
-        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval().requires_grad_(False)
-        preprocessing = {"mean": c.mean.flatten().tolist(), "std": c.std.flatten().tolist(), "axis": -3}
-        cached = _foolbox().PyTorchModel(net, bounds=(0, 1), device=c.device, preprocessing=preprocessing)
-        ctx.cache["foolbox_model"] = cached
-    return cached
-
-
-def epsilon_level(eps: float) -> str:
-    return repr(float(eps))
+if TYPE_CHECKING:
+    from robustbench_gcp.reports.report_type import Report
+    from robustbench_gcp.yaml_checks import Checker
 
 
 @dataclass(frozen=True)
-class AttackTask:
-    """All epsilons of one attack on a batch: one cell per epsilon."""
-
-    spec: AttackSpec
-    source: ImageSource
-    num_classes: int
-    keys: tuple[CellKey, ...] = field(init=False)
-
-    def __post_init__(self):
-        variant = canonical_json({"epsilons": list(self.spec.epsilons),
-                                  **dict(DEFAULT_BUDGETS[self.spec.attack], **self.spec.params)})
-        keys = tuple(CellKey("adversarial", self.spec.attack, epsilon_level(e), variant)
-                     for e in self.spec.epsilons)
-        object.__setattr__(self, "keys", keys)
-
-    def process(
-        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> list[ShardResult]:
-        try:
-            return self._process(images, labels, indices, ctx)
-        except torch.OutOfMemoryError as error:
-            raise self._memory_error(ctx, images, error) from None
-        except RuntimeError as error:
-            if "can't allocate memory" in str(error) or "out of memory" in str(error):
-                raise self._memory_error(ctx, images, error) from None
-            raise
-
-    def _memory_error(self, ctx: Context, images: torch.Tensor, error: Exception) -> AttackMemoryError:
-        first = str(error).strip().splitlines()[0][:160]
-        return AttackMemoryError(
-            f"attack {self.spec.attack} at batch size {images.shape[0]} needs more memory than "
-            f"{ctx.device} has ({first}); lower --batch-size"
-        )
-
-    def adversarials(
-        self, x: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Adversarial examples of ``x`` (in [0, 1]) at every epsilon, and for minimization
-        attacks the unclipped minimal adversarial examples.
-
-        The attacks' ``run`` is called directly (foolbox's ``__call__`` would spend one
-        more forward pass on success flags that are recounted here anyway). Each example
-        is projected onto its epsilon-ball and the [0, 1] box (in float64, against
-        float32 rounding in the attack), so it lies inside both; for a minimization attack
-        this is foolbox's clipping of the minimal perturbation to epsilon.
-        """
-        fmodel = foolbox_model(ctx)
-        attack = make_attack(self.spec, self.num_classes)
-        minimal = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            if self.spec.attack in MINIMIZATION:
-                minimal = attack.run(fmodel, x, labels, early_stop=None).detach()
-                found = [minimal] * len(self.spec.epsilons)
-            else:
-                found = []
-                for key, eps in zip(self.keys, self.spec.epsilons):
-                    if hasattr(attack, "seeds"):
-                        attack.seeds = ctx.seeds(key.label, indices)
-                    found.append(attack.run(fmodel, x, labels, epsilon=eps))
-        return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], minimal
-
-    def _project(self, x: torch.Tensor, adversarial: torch.Tensor, eps: float) -> torch.Tensor:
-        delta = (adversarial.detach() - x).double()
-        if ATTACKS[self.spec.attack] == "linf":
-            delta = delta.clamp(-eps, eps)
-        else:
-            norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
-            delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
-        # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
-        return (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
-
-    def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
-        x = images.float().div_(255.0)
-        fmodel = foolbox_model(ctx)
-        with torch.no_grad():
-            clean_correct = fmodel(x).argmax(-1) == labels
-        adversarials, minimal = self.adversarials(x, labels, indices, ctx)
-        with torch.no_grad():
-            fooled = [fmodel(adv).argmax(-1) != labels for adv in adversarials]
-            sizes = None
-            if minimal is not None:
-                success = fmodel(minimal).argmax(-1) != labels
-                sizes = self._sizes(minimal, x, success, clean_correct)
-        n = len(indices)
-        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
-        results = []
-        for flipped in fooled:
-            broken = broken | (flipped & clean_correct)
-            robust = clean_correct & ~broken
-            counts = {
-                "clean_errors": int((~clean_correct).sum()),
-                "successes": int(broken.sum()),
-                "robust": int(robust.sum()),
-            }
-            results.append(ShardResult(n, counts, robust.cpu().numpy(), sizes))
-        return results
-
-    def _sizes(self, adversarial, x, success, clean_correct) -> np.ndarray:
-        """Per-image perturbation size of a minimization attack (0: already wrong; inf: failed)."""
-        delta = (adversarial - x).flatten(1)
-        norm = delta.abs().amax(1) if ATTACKS[self.spec.attack] == "linf" else delta.norm(dim=1)
-        norm = torch.where(success, norm, torch.full_like(norm, math.inf))
-        norm = torch.where(clean_correct, norm, torch.zeros_like(norm))
-        return norm.detach().cpu().numpy().astype(np.float32)
+class AdversarialSpec(SuiteSpec):
+    attacks: tuple[AttackSpec, ...] = ()
 
 
-def budget_of(key: CellKey) -> dict:
-    """The attack budget an adversarial cell was measured with (its variant without the epsilons)."""
-    budget = json.loads(key.variant or "{}")
-    budget.pop("epsilons", None)
-    return budget
+@dataclass(frozen=True)
+class AdversarialSelection(Selection):
+    attacks: tuple[AttackSpec, ...] = ()
 
 
-def budget_tag(attack: str, budget: dict) -> str:
-    """The settings of ``budget`` that differ from the attack's defaults ("steps=2"), or ""."""
-    defaults = DEFAULT_BUDGETS.get(attack, {})
-    return ", ".join(f"{k}={v}" for k, v in sorted(budget.items()) if defaults.get(k) != v)
+def format_epsilon(eps: float, norm: str) -> str:
+    """Linf budgets as k/255 when they are, others as numbers."""
+    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"{round(eps * 255)}/255"
+    return f"{eps:g}"
+
+
+def attack_label(entry: Mapping) -> str:
+    """An attack's name with its non-default budget, as tables, CSV and plots show it:
+    ``pgd-linf`` or ``pgd-linf (steps=2)`` (never one name for two budgets)."""
+    tag = entry.get("budget_tag")
+    return f"{entry['attack']} ({tag})" if tag else entry["attack"]
 
 
 def summarize(results: Sequence[CellResult]) -> list[dict]:
-    """The ``attacks`` section: one entry per (attack, epsilon), epsilons ascending."""
+    """The ``attacks`` section: one entry per (attack, epsilon), in the order of ``results``."""
     entries = []
     for result in results:
         if result.key.kind != "adversarial":
@@ -361,3 +104,240 @@ def summarize(results: Sequence[CellResult]) -> list[dict]:
             entry["median_perturbation"] = median if math.isfinite(median) else None
         entries.append(entry)
     return entries
+
+
+def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
+    value = check.mapping(value, where)
+    attack = check.string(value.get("attack"), f"{where}.attack")
+    if attack not in ATTACKS:
+        from robustbench_gcp.errors import suggest
+
+        check.fail(f"{where}.attack", f"unknown attack '{attack}'.{suggest(attack, ATTACKS)}")
+    check.mapping(value, where, {"attack", *ATTACK_KEYS[attack]})
+    epsilons = tuple(
+        check.number(e, f"{where}.epsilons[{i}]", 0.0)
+        for i, e in enumerate(check.sequence(value.get("epsilons"), f"{where}.epsilons"))
+    )
+    if not epsilons:
+        check.fail(f"{where}.epsilons", "expected at least one epsilon")
+    params: dict[str, Any] = {}
+    for key in ATTACK_KEYS[attack]:
+        if key == "epsilons" or key not in value:
+            continue
+        if key in ("steps", "binary_search_steps", "candidates"):
+            params[key] = check.integer(value[key], f"{where}.{key}", 1)
+        elif key == "random_start":
+            params[key] = check.boolean(value[key], f"{where}.{key}")
+        else:
+            params[key] = check.number(value[key], f"{where}.{key}", 0.0)
+    return AttackSpec(attack, tuple(sorted(epsilons)), params)
+
+
+@register_suite
+class AdversarialSuite(Suite):
+    """Robust accuracy against foolbox attacks at each epsilon."""
+
+    kind = "adversarial"
+    summary = "foolbox attacks: robust accuracy at each epsilon"
+    long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")
+    metric_display = {**Suite.metric_display, "clean_accuracy": ("clean acc %", 100.0, ".1f")}
+    flags = (
+        Flag("attacks", "Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
+             "Default: the adversarial suite's.", metavar="A,B"),
+        Flag("epsilons", "Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2).",
+             metavar="E1,E2"),
+        Flag("steps", "Iterations of iterative attacks.", kind="int"),
+    )
+
+    # -- configuration
+    def config_keys(self) -> set[str]:
+        return {"kind", "attacks"}
+
+    def parse(self, check: Checker, name: str, value: Mapping, where: str) -> AdversarialSpec:
+        attacks = tuple(
+            _attack(check, f"{where}.attacks[{i}]", item)
+            for i, item in enumerate(check.sequence(value.get("attacks", []), f"{where}.attacks"))
+        )
+        if not attacks:
+            check.fail(f"{where}.attacks", "expected at least one attack")
+        return AdversarialSpec(name, self.kind, attacks=attacks)
+
+    def describe(self, spec: AdversarialSpec) -> tuple[str, str]:
+        contents = ", ".join(a.attack for a in spec.attacks)
+        levels = "; ".join(f"{a.attack} eps " + ",".join(format_epsilon(e, a.norm) for e in a.epsilons)
+                           for a in spec.attacks)
+        return contents, levels
+
+    def spec_json(self, spec: AdversarialSpec) -> dict:
+        return {"attacks": [{"attack": a.attack, "norm": a.norm, "epsilons": list(a.epsilons), **a.params}
+                            for a in spec.attacks]}
+
+    # -- plan
+    def select(self, spec: AdversarialSpec, flags: Mapping[str, Any]) -> AdversarialSelection:
+        names = flags.get("attacks")
+        names = names.split(",") if isinstance(names, str) else names
+        epsilons = flags.get("epsilons")
+        if isinstance(epsilons, str):
+            epsilons = [parse_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
+        elif epsilons is not None:
+            epsilons = [parse_epsilon(str(e)) for e in epsilons]
+        attacks = select_attacks(spec.attacks, [n.strip() for n in names] if names else None,
+                                 epsilons, flags.get("steps"))
+        return AdversarialSelection(spec, attacks=attacks)
+
+    def notes(self, selection: AdversarialSelection, root: str | None) -> list[str]:
+        from robustbench_gcp.models.matrix import EXACT_SQRT_METHODS
+
+        if root not in EXACT_SQRT_METHODS:
+            return []
+        return [f"this model's matrix square root is exact ({root}): its gradient has 1/(s_i + s_j) terms "
+                "that are ill-conditioned for small or repeated eigenvalues (clamped here), so gradient "
+                "attacks through it can be unstable and weaker than through Newton-Schulz"]
+
+    # -- run
+    def tasks(self, selection: AdversarialSelection, inputs: TaskInputs) -> list:
+        return [ClassifyTask(CLEAN, inputs.clean),
+                *(AttackTask(spec, inputs.clean, inputs.num_classes) for spec in selection.attacks)]
+
+    # -- reports
+    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+        """Per attack, the cells of the budget measured last (never a mix of budgets), and notes
+        naming the budgets left out."""
+        budgets: dict[str, str] = {}
+        for r in results:  # store order: the last budget of each attack wins
+            budgets[r.key.name] = canonical_json(budget_of(r.key))
+        latest: dict[tuple[str, str], CellResult] = {}
+        left_out: dict[str, set[str]] = {}
+        for r in results:
+            budget = budget_of(r.key)
+            if canonical_json(budget) == budgets[r.key.name]:
+                latest[(r.key.name, r.key.level)] = r
+            else:
+                left_out.setdefault(r.key.name, set()).add(budget_tag(r.key.name, budget) or "defaults")
+        notes = []
+        for attack, tags in left_out.items():
+            shown = budget_tag(attack, json.loads(budgets[attack])) or "defaults"
+            notes.append(f"{model}, {attack}: only the budget measured last ({shown}) is shown; "
+                         f"also stored: {'; '.join(sorted(tags))}")
+        return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes
+
+    def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
+        sections, notes = super().sections(results, normalizer)
+        return {**sections, "attacks": summarize(results)}, notes
+
+    # -- comparisons
+    def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
+        rows, values, tests, metrics = [], [], {}, {}
+        for r in results:
+            if r.key == CLEAN:
+                rows.append("clean")
+                values.append(r.correct.astype(np.float64))
+                metrics["clean_accuracy"] = lambda m: m["clean"]
+            elif self.owns(r.key):
+                # a non-default budget is part of the label: other budgets are other metrics (no delta)
+                tag = budget_tag(r.key.name, budget_of(r.key))
+                label = f"{r.key.name} {format_epsilon(float(r.key.level), ATTACKS[r.key.name])}"
+                label += f" ({tag})" if tag else ""
+                rows.append(label)
+                values.append(r.correct.astype(np.float64))
+                metrics[f"robust {label}"] = lambda m, label=label: m[label]
+                tests[label] = r.correct
+        return Design.of(rows, values, metrics, tests)
+
+    # -- views
+    def display(self, metric: str) -> tuple[str, float, str] | None:
+        if metric.startswith("robust "):  # robust accuracy at one (attack, epsilon)
+            return (metric + " %", 100.0, ".1f")
+        return super().display(metric)
+
+    def tables(self, report: Report) -> list[Table]:
+        entries = report.sections.get("attacks")
+        if not entries:
+            return []
+        rows = [
+            {"attack": attack_label(a),
+             "norm": a["norm"].upper().replace("LINF", "Linf"),
+             "epsilon": format_epsilon(a["epsilon"], a["norm"]), "n": a["n"],
+             "clean": pct(a["clean_accuracy"]), "robust": pct(a["robust_accuracy"]),
+             "success": pct(a["success_rate"]), "median": a.get("median_perturbation")}
+            for a in entries
+        ]
+        columns = [Column("attack", justify="left"), Column("norm"), Column("epsilon"), Column("n"),
+                   Column("clean", "clean acc %", ".1f"), Column("robust", "robust acc %", ".1f"),
+                   Column("success", "success rate %", ".1f"), Column("median", "median pert.", ".4g")]
+        return [Table("Adversarial: accuracy under attack", rows, columns)]
+
+    def long_rows(self, report: Report) -> list[dict]:
+        rows = super().long_rows(report)
+        for a in report.sections.get("attacks") or []:
+            rows.append({"item": attack_label(a), "level": a["epsilon"], "n": a["n"],
+                         "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
+                         "success_rate": a["success_rate"],
+                         "median_perturbation": a.get("median_perturbation")})
+        return rows
+
+    def headline(self, report: Report) -> dict:
+        out = super().headline(report)
+        for a in report.sections.get("attacks") or []:
+            out[f"robust_{attack_label(a)}@{format_epsilon(a['epsilon'], a['norm'])}"] = a["robust_accuracy"]
+        return out
+
+    def detail_markdown(self, reports: Sequence[Report]) -> str | None:
+        """Robust accuracy (%) at every (attack, epsilon) across models."""
+        reports = [r for r in reports if r.sections.get("attacks")]
+        if not reports:
+            return None
+
+        def key(a: Mapping) -> str:
+            return f"{attack_label(a)} {format_epsilon(a['epsilon'], a['norm'])}"
+
+        labels = list(dict.fromkeys(key(a) for r in reports for a in r.sections["attacks"]))
+        rows = []
+        for r in reports:
+            values = {key(a): a["robust_accuracy"] for a in r.sections["attacks"]}
+            clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
+            rows.append({"model": r.model, "clean": None if clean is None else 100 * (1 - clean),
+                         **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
+        columns = [Column("model", justify="left"), Column("clean", "clean acc %", ".1f")]
+        columns += [Column(lab, lab, ".1f") for lab in labels]
+        return to_markdown(rows, columns, title="Robust accuracy (%)")
+
+    def plots(self):
+        return {"robust_accuracy": robust_accuracy}
+
+
+def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
+    """One panel per attack: robust accuracy (%) against epsilon, a line per model."""
+    from robustbench_gcp.reports.figures import pyplot, save
+
+    reports = [r for r in reports if r.sections.get("attacks")]
+    if not reports:
+        return None
+    plt = pyplot()
+    attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r.sections["attacks"]))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False)
+    for ax, attack in zip(axes.flat, attacks):
+        norm = "linf"
+        for i, r in enumerate(reports):  # a model keeps its colour in every panel
+            points = sorted((a["epsilon"], a["robust_accuracy"], a["norm"]) for a in r.sections["attacks"]
+                            if attack_label(a) == attack)
+            if not points:
+                continue
+            norm = points[0][2]
+            clean = 1 - r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
+            xs = [p[0] for p in points]
+            ys = [p[1] for p in points]
+            if clean is not None and xs[0] > 0:
+                xs, ys = [0.0, *xs], [clean, *ys]
+            scale = 255 if norm == "linf" else 1
+            ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
+                    label=r.model, color=f"C{i % 10}")
+        ax.set_title(attack, fontsize=10)
+        ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.set_ylim(top=100.5)
+        ax.grid(alpha=0.3)
+        ax.legend(title="model", fontsize=8)
+    fig.suptitle("Robust accuracy against the attack budget")
+    fig.tight_layout()
+    return save(fig, path)

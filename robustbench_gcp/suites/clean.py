@@ -1,44 +1,18 @@
-"""Classification tasks: the clean cell, and cells whose images are transformed first."""
+"""The clean suite: top-1 and top-5 error on the unmodified images.
+
+Its one cell (:data:`~robustbench_gcp.suites.base.CLEAN`) joins every other suite's
+report as the reference; the section, rows and comparison outcome of that cell are the
+base class's, so this module only registers the kind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-import torch
-
-from robustbench_gcp.engine.runner import Context, ImageSource, classification_counts
-from robustbench_gcp.store import CellKey, ShardResult
-
-#: (images in [0, 1] on the device, per-image seeds) -> transformed images
-Transform = Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
+from robustbench_gcp.suites.base import Suite, register_suite
 
 
-@dataclass(frozen=True)
-class ClassifyTask:
-    """Top-1 / top-5 errors of (optionally transformed) images.
+@register_suite
+class CleanSuite(Suite):
+    """Top-1 / top-5 error of the clean images."""
 
-    The transform receives one seed per image, derived from (run seed, the
-    cell's label, the image's index), so its randomness does not depend on
-    batching.
-    """
-
-    key: CellKey
-    source: ImageSource
-    transform: Transform | None = None
-
-    @property
-    def keys(self) -> tuple[CellKey, ...]:
-        return (self.key,)
-
-    def process(
-        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> list[ShardResult]:
-        x = images.float().div_(255.0)
-        if self.transform is not None:
-            x = self.transform(x, ctx.seeds(self.key.label, indices))
-        return [classification_counts(ctx.classifier(x), labels)]
-
-
-def clean_task(source: ImageSource) -> ClassifyTask:
-    return ClassifyTask(CellKey("clean"), source)
+    kind = "clean"
+    summary = "top-1 / top-5 error on the clean images"

@@ -17,17 +17,65 @@ stored baseline run (``gcp-robust baseline``), as percentages (baseline = 100).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from corruptions.perturbations import PERTURBATION_SUBSETS, frame_count
+from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.metrics import NOISE_PERTURBATIONS, flip_mode, flip_rates, rate_counts
-from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
+from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.metrics import DEFAULT_BASELINE, flip_mode, flip_rates, rate_counts, relative_rate
+from robustbench_gcp.reports.tables import Column, to_markdown
+from robustbench_gcp.stats import Design
+from robustbench_gcp.store import CellKey, CellResult, ShardResult, Store, canonical_json
+from robustbench_gcp.suites.base import (
+    Flag,
+    LevelledSuite,
+    Selection,
+    Suite,
+    SuiteSpec,
+    Table,
+    TaskInputs,
+    check_released,
+    clean_entry,
+    pct,
+    register_suite,
+    resolve_levels,
+    resolve_names,
+)
+
+if TYPE_CHECKING:
+    from robustbench_gcp.data.folders import ImageList
+    from robustbench_gcp.reports.report_type import Report
+    from robustbench_gcp.yaml_checks import Checker
+
+#: (perturbation, difficulty) -> (flip probability, top-5 distance, videos) of a stored baseline
+Figures = dict[tuple[str, int], tuple[float, float, int]]
+
+
+@dataclass(frozen=True)
+class ImageNetPSpec(SuiteSpec):
+    perturbations: tuple[str, ...] = ()
+    difficulties: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageNetPSelection(Selection):
+    perturbations: tuple[str, ...] = ()
+    difficulties: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlipBaseline:
+    """The normalizer of FR and T5D: a stored baseline run's raw figures (None: none stored
+    under ``name``, the figures stay unnormalized)."""
+
+    name: str
+    figures: Figures | None
 
 
 def stride(perturbation: str, difficulty: int) -> int:
@@ -106,37 +154,7 @@ class PerturbationTask:
         return results
 
 
-def build_tasks(
-    perturbations: Sequence[str],
-    difficulties: Sequence[int],
-    *,
-    clean_source: ImageSource | None,
-    crop_size: int,
-    corrupted_dir: Path | None = None,
-) -> list[PerturbationTask]:
-    """The tasks of an ImageNet-P plan, in report order: per noise perturbation one per
-    difficulty, per other perturbation one for all difficulties.
-
-    Generated sequences take the images resized (shorter side) and center-cropped
-    to a square of that size (``clean_source``); released ones read
-    ``<corrupted_dir>/<p>[_d]/<wnid>/<stem>.mp4``.
-    """
-    tasks = []
-    for perturbation in perturbations:
-        groups = ([(d,) for d in difficulties] if perturbation in NOISE_PERTURBATIONS
-                  else [tuple(difficulties)])
-        for group in groups:
-            if corrupted_dir is not None:
-                source = ImageSource(released_folder(corrupted_dir, perturbation, group[0]),
-                                     resize_size=None, crop_size=crop_size, released=True,
-                                     video_frames=frame_count(perturbation))
-            else:
-                source = clean_source
-            tasks.append(PerturbationTask(perturbation, group, source, crop_size))
-    return tasks
-
-
-def raw_figures(results: Sequence[CellResult]) -> dict[tuple[str, int], tuple[float, float, int]]:
+def raw_figures(results: Sequence[CellResult]) -> Figures:
     """(perturbation, difficulty) -> (flip probability, top-5 distance, videos)."""
     figures = {}
     for r in results:
@@ -150,10 +168,11 @@ def raw_figures(results: Sequence[CellResult]) -> dict[tuple[str, int], tuple[fl
 def summarize(
     results: Sequence[CellResult],
     *,
-    baseline: dict[tuple[str, int], tuple[float, float, int]] | None,
+    baseline: Figures | None,
     baseline_name: str | None,
-) -> dict:
-    """The ``perturbations`` and ``metrics`` sections (FR, T5D, mFR, mT5D in percent)."""
+) -> tuple[dict, list[str]]:
+    """The ``clean``, ``perturbations`` and ``metrics`` sections (FR, T5D, mFR, mT5D in
+    percent), and notes."""
     entries = []
     for (perturbation, difficulty), (fp, t5d, videos) in raw_figures(results).items():
         base = (baseline or {}).get((perturbation, difficulty))
@@ -163,8 +182,8 @@ def summarize(
             "n_videos": videos,
             "flip_probability": fp,
             "top5_distance": t5d,
-            "FR": 100.0 * fp / base[0] if base and base[0] > 0 else None,
-            "T5D": 100.0 * t5d / base[1] if base and base[1] > 0 else None,
+            "FR": relative_rate(fp, base[0]) if base else None,
+            "T5D": relative_rate(t5d, base[1]) if base else None,
         })
     test = PERTURBATION_SUBSETS["test"]
     by_difficulty = {}
@@ -195,6 +214,7 @@ def summarize(
         notes.append(f"mFR averages {len(first['perturbations'])} of the 10 test perturbations; "
                      f"missing: {', '.join(first['missing'])}")
     return {
+        "clean": clean_entry(results),
         "perturbations": entries,
         "metrics": {
             "mFR": first.get("mFR"),
@@ -203,5 +223,263 @@ def summarize(
             "difficulty": int(min(by_difficulty, key=int)) if by_difficulty else None,
             "by_difficulty": by_difficulty,
         },
-        "notes": notes,
-    }
+    }, notes
+
+
+def stored_baseline(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
+    """The raw figures of the baseline run stored as ``name``, for the ImageNet-P cells ``keys``."""
+    run = store.baseline(name)
+    if run is None:
+        return FlipBaseline(name, None)
+    cells = {key: cid for cid, key in store.cells(run.id)}
+    results = [store.cell_result(cells[key], key, run.n_shards)
+               for key in keys if key.kind == "imagenet-p" and key in cells]
+    return FlipBaseline(name, raw_figures([r for r in results if r.complete]))
+
+
+@register_suite
+class ImageNetPSuite(LevelledSuite):
+    """ImageNet-P: flip probability and top-5 distance per (perturbation, difficulty), mFR, mT5D."""
+
+    kind = "imagenet-p"
+    summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
+    long_columns = ("flip_probability", "top5_distance", "FR", "T5D")
+    metric_display = {**Suite.metric_display, "mFR": ("mFR", 1.0, ".1f"), "mT5D": ("mT5D", 1.0, ".1f"),
+                      "mean_flip_probability": ("mean FP %", 100.0, ".2f"),
+                      "mean_top5_distance": ("mean T5D", 1.0, ".3f")}
+    flags = (
+        *LevelledSuite.flags,
+        Flag("perturbations", "ImageNet-P perturbations (names or test, validation, all). "
+             "Default: the suite's.", metavar="A,B"),
+        Flag("difficulties", "ImageNet-P difficulties (1..3). Default: the suite's.", metavar="1,2",
+             kind="int_list"),
+    )
+
+    # -- configuration
+    def config_keys(self) -> set[str]:
+        return {"kind", "perturbations", "difficulties"}
+
+    def parse(self, check: Checker, name: str, value: Mapping, where: str) -> ImageNetPSpec:
+        return ImageNetPSpec(
+            name,
+            self.kind,
+            perturbations=check.names(value.get("perturbations", "test"), f"{where}.perturbations",
+                                      PERTURBATION_SUBSETS, "perturbation"),
+            difficulties=check.levels(value.get("difficulties", [1]), f"{where}.difficulties",
+                                      DIFFICULTIES, "difficulty"),
+        )
+
+    def describe(self, spec: ImageNetPSpec) -> tuple[str, str]:
+        return (f"{len(spec.perturbations)} perturbations: {', '.join(spec.perturbations)}",
+                "difficulties " + ",".join(map(str, spec.difficulties)))
+
+    def spec_json(self, spec: ImageNetPSpec) -> dict:
+        return {"perturbations": list(spec.perturbations), "difficulties": list(spec.difficulties)}
+
+    # -- plan
+    def select(self, spec: ImageNetPSpec, flags: Mapping[str, Any]) -> ImageNetPSelection:
+        return ImageNetPSelection(
+            spec,
+            perturbations=resolve_names(flags.get("perturbations"), spec.perturbations,
+                                        PERTURBATION_SUBSETS, "perturbation", "--perturbations"),
+            difficulties=resolve_levels(flags.get("difficulties"), spec.difficulties, "--difficulties",
+                                        DIFFICULTIES),
+        )
+
+    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path) -> None:
+        """A baseline asked for by name must exist: stored (in the store file) or in ``baselines``
+        (benchmarks.yaml's). The default may be missing: reports then say that they are
+        unnormalized. Never creates the store file.
+
+        Raises:
+            UnknownNameError: ``name`` is none of these (the closest name suggested).
+        """
+        also = set(baselines)
+        if name == DEFAULT_BASELINE or name in also:
+            return
+        stored: set[str] = set()
+        if Path(store_path).is_file():
+            with Store(store_path) as store:
+                if store.baseline(name) is not None:
+                    return
+                stored = {n for n, _ in store.baselines()}
+        raise UnknownNameError("baseline", name, stored | also | {DEFAULT_BASELINE})
+
+    def check_inputs(self, selection: ImageNetPSelection, corrupted_dir: Path | None) -> None:
+        if corrupted_dir is not None:
+            check_released(corrupted_dir, [released_folder(corrupted_dir, p, d)
+                                           for p in selection.perturbations for d in selection.difficulties],
+                           "--perturbations / --difficulties")
+
+    def image_list(self, selection: ImageNetPSelection, corrupted_dir: Path) -> ImageList:
+        from robustbench_gcp.data.folders import scan_videos
+
+        return scan_videos(released_folder(corrupted_dir, selection.perturbations[0],
+                                           selection.difficulties[0]))
+
+    # -- run
+    def tasks(self, selection: ImageNetPSelection, inputs: TaskInputs) -> list:
+        """The clean cell (with clean data), then per noise perturbation one task per
+        difficulty and per other perturbation one for all difficulties, in report order.
+
+        Generated sequences take the images resized (shorter side) and center-cropped to a
+        square of that size; released ones read ``<corrupted_dir>/<p>[_d]/<wnid>/<stem>.mp4``.
+        """
+        tasks = super().tasks(selection, inputs)
+        square = None
+        if inputs.clean is not None:
+            square = ImageSource(inputs.clean.root, resize_size=inputs.clean.resize_size,
+                                 crop_size=inputs.clean.resize_size)
+        for perturbation in selection.perturbations:
+            groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
+                      else [tuple(selection.difficulties)])
+            for group in groups:
+                if inputs.corrupted_dir is not None:
+                    source = ImageSource(released_folder(inputs.corrupted_dir, perturbation, group[0]),
+                                         resize_size=None, crop_size=inputs.crop_size, released=True,
+                                         video_frames=frame_count(perturbation))
+                else:
+                    source = square
+                tasks.append(PerturbationTask(perturbation, group, source, inputs.crop_size))
+        return tasks
+
+    # -- reports
+    def normalizer(self, name: str, baselines: Mapping, store: Store | None,
+                   keys: Sequence[CellKey]) -> FlipBaseline | None:
+        return stored_baseline(store, name, keys) if store is not None else None
+
+    def sections(self, results: Sequence[CellResult],
+                 normalizer: FlipBaseline | None) -> tuple[dict, list[str]]:
+        return summarize(results, baseline=normalizer.figures if normalizer else None,
+                         baseline_name=normalizer.name if normalizer else None)
+
+    # -- comparisons
+    def design(self, results: Sequence[CellResult], normalizer: FlipBaseline | None) -> Design:
+        figures = normalizer.figures if normalizer else None
+        test = PERTURBATION_SUBSETS["test"]
+        rows, values = [], []
+        chosen: list[tuple[str, int]] = []
+        for r in results:
+            if not self.owns(r.key) or r.extra is None:
+                continue
+            p, d = r.key.name, int(r.key.level)
+            rows += [f"fp {p}/{d}", f"t5d {p}/{d}"]
+            values += [r.extra[:, 0].astype(np.float64), r.extra[:, 1].astype(np.float64)]
+            if p in test:
+                chosen.append((p, d))
+        difficulty = min((d for _, d in chosen), default=None)
+        chosen = [(p, d) for p, d in chosen if d == difficulty]
+        metrics = {}
+        percent = set()
+        if chosen:
+            normalized = figures is not None and all(
+                (p, d) in figures and figures[(p, d)][0] > 0 and figures[(p, d)][1] > 0 for p, d in chosen)
+            if normalized:
+                metrics["mFR"] = lambda m: sum(relative_rate(m[f"fp {p}/{d}"], figures[(p, d)][0])
+                                               for p, d in chosen) / len(chosen)
+                metrics["mT5D"] = lambda m: sum(relative_rate(m[f"t5d {p}/{d}"], figures[(p, d)][1])
+                                                for p, d in chosen) / len(chosen)
+                percent = {"mFR", "mT5D"}
+            else:
+                def mean_of(prefix):
+                    return lambda m: sum(m[f"{prefix} {p}/{d}"] for p, d in chosen) / len(chosen)
+
+                metrics["mean_flip_probability"] = mean_of("fp")
+                metrics["mean_top5_distance"] = mean_of("t5d")
+        return Design.of(rows, values, metrics, percent=percent)
+
+    # -- views
+    def tables(self, report: Report) -> list[Table]:
+        entries = report.sections.get("perturbations")
+        if not entries:
+            return []
+        rows = [
+            {"perturbation": e["perturbation"], "difficulty": e["difficulty"], "videos": e["n_videos"],
+             "fp": pct(e["flip_probability"]), "t5d": e["top5_distance"], "FR": e["FR"], "T5D": e["T5D"]}
+            for e in entries
+        ]
+        columns = [Column("perturbation", justify="left"), Column("difficulty"), Column("videos"),
+                   Column("fp", "flip prob. %", ".2f"), Column("t5d", "top-5 dist.", ".3f"),
+                   Column("FR", "FR", ".1f"), Column("T5D", "T5D", ".1f")]
+        return [Table("ImageNet-P: flip probability and top-5 distance", rows, columns)]
+
+    def summary_rows(self, report: Report) -> list[dict]:
+        rows = super().summary_rows(report)
+        if report.sections.get("perturbations"):
+            metrics = report.sections.get("metrics") or {}
+            base = metrics.get("baseline") or "unnormalized"
+            d = metrics.get("difficulty")
+            rows.append({"metric": f"mFR (%, {base} = 100, difficulty {d})", "value": metrics.get("mFR")})
+            rows.append({"metric": f"mT5D (%, {base} = 100, difficulty {d})", "value": metrics.get("mT5D")})
+        return rows
+
+    def long_rows(self, report: Report) -> list[dict]:
+        rows = super().long_rows(report)
+        entries = report.sections.get("perturbations") or []
+        for e in entries:
+            rows.append({"item": e["perturbation"], "level": e["difficulty"], "n": e["n_videos"],
+                         "flip_probability": e["flip_probability"], "top5_distance": e["top5_distance"],
+                         "FR": e["FR"], "T5D": e["T5D"]})
+        if entries:
+            metrics = report.sections.get("metrics") or {}
+            rows.append({"item": "mean (test)", "level": metrics.get("difficulty"),
+                         "FR": metrics.get("mFR"), "T5D": metrics.get("mT5D")})
+        return rows
+
+    def headline(self, report: Report) -> dict:
+        out = super().headline(report)
+        entries = report.sections.get("perturbations")
+        if entries:
+            metrics = report.sections.get("metrics") or {}
+            out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
+            test = [e for e in entries if e["difficulty"] == metrics.get("difficulty")]
+            if test:
+                out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
+        return out
+
+    def detail_markdown(self, reports: Sequence[Report]) -> str | None:
+        """FR per perturbation across models (flip probability when unnormalized)."""
+        reports = [r for r in reports if r.sections.get("perturbations")]
+        if not reports:
+            return None
+        names = [e["perturbation"] for e in reports[0].sections["perturbations"]]
+        normalized = all(e["FR"] is not None for r in reports for e in r.sections["perturbations"])
+        key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
+        scale = 1.0 if normalized else 100.0
+        rows = []
+        for r in reports:
+            values = {e["perturbation"]: e[key] for e in r.sections["perturbations"]}
+            rows.append({"model": r.model, "mFR": r.sections["metrics"].get("mFR"),
+                         **{p: None if values.get(p) is None else values[p] * scale for p in names}})
+        columns = [Column("model", justify="left"), Column("mFR", fmt=".1f")]
+        columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
+        unit = "baseline = 100" if normalized else "%, unnormalized"
+        return to_markdown(rows, columns, title=f"{reports[0].suite}: {label} per perturbation ({unit})")
+
+    def plots(self):
+        return {"flip_probability": flip_probability}
+
+
+def flip_probability(reports: Sequence[Report], path: Path) -> Path | None:
+    """Flip probability (%) per perturbation as grouped bars, a bar per model."""
+    from robustbench_gcp.reports.figures import grouped_bars, pyplot, save
+
+    reports = [r for r in reports if r.sections.get("perturbations")]
+    if not reports:
+        return None
+    plt = pyplot()
+    difficulty = min(e["difficulty"] for r in reports for e in r.sections["perturbations"])
+    names = list(dict.fromkeys(e["perturbation"] for r in reports for e in r.sections["perturbations"]
+                               if e["difficulty"] == difficulty))
+    series = {}
+    for r in reports:
+        fp = {e["perturbation"]: e["flip_probability"] for e in r.sections["perturbations"]
+              if e["difficulty"] == difficulty}
+        series[r.model] = [None if fp.get(p) is None else 100 * fp[p] for p in names]
+    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(names) * max(1, len(series)) / 1.5), 4.5))
+    grouped_bars(ax, names, series)
+    ax.set_xlabel("perturbation")
+    ax.set_ylabel("flip probability (%)")
+    ax.set_title(f"{reports[0].suite}: flip probability per perturbation (difficulty {difficulty})")
+    fig.tight_layout()
+    return save(fig, path)

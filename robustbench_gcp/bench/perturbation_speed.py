@@ -6,7 +6,7 @@ ratio tells whether generating the sequences on the fly slows an evaluation
 down (ratio > 1: generation outpaces the model).
 
 Example:
-    >>> from robustbench_gcp.bench_perturbations import measure
+    >>> from robustbench_gcp.bench.perturbation_speed import measure
     >>> report = measure(["rotate"], device="cpu", model="demo-gap", batch_size=2,
     ...                  repeats=1)  # doctest: +SKIP
     >>> report["rows"][0]["frames_per_second"] > 0  # doctest: +SKIP
@@ -15,36 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-from robustbench_gcp.engine.device import resolve_device, synchronize
+from robustbench_gcp.bench.photos import photos
+from robustbench_gcp.bench.timing import time_calls
+from robustbench_gcp.engine.device import resolve_device
 
 __all__ = ["measure", "model_speed", "sequence_speed"]
 
 Progress = Callable[[str], None]
-
-
-def _best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls, after one warm-up call."""
-    fn()
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _photos(count: int, size: int, device: torch.device) -> torch.Tensor:
-    """Real photographs (scikit-image's), resized and centre-cropped to size x size."""
-    from corruptions.bench import photos
-
-    return photos(count, size).to(device)
 
 
 def sequence_speed(
@@ -71,7 +52,8 @@ def sequence_speed(
     def run() -> torch.Tensor:
         return perturbation_sequence(images, name, difficulty, seed=seeds, crop_size=crop_size)
 
-    seconds = _best_time(run, images.device, repeats)
+    (timing,) = time_calls([run], device=images.device, repeats=repeats, warmup=1)
+    seconds = timing.best
     frames = frame_count(name) * images.shape[0]
     return {
         "perturbation": name,
@@ -85,15 +67,26 @@ def sequence_speed(
 def model_speed(
     model: torch.nn.Module, *, crop_size: int, batch_size: int, device: torch.device, repeats: int = 3,
 ) -> dict:
-    """Frames per second of ``model`` (inference mode) on batches of random frames."""
+    """Frames per second of ``model`` (inference mode) on batches of random frames.
+
+    Args:
+        model: a classifier on ``device``.
+        crop_size: frame side.
+        batch_size: frames per forward pass.
+        device: where the model runs.
+        repeats: timed calls after a warm-up call; the fastest counts.
+
+    Returns:
+        ``{"seconds", "frames_per_second"}`` of one forward pass.
+    """
     frames = torch.rand(batch_size, 3, crop_size, crop_size, device=device)
 
     def run() -> torch.Tensor:
         with torch.inference_mode():
             return model(frames)
 
-    seconds = _best_time(run, device, repeats)
-    return {"seconds": seconds, "frames_per_second": batch_size / seconds}
+    (timing,) = time_calls([run], device=device, repeats=repeats, warmup=1)
+    return {"seconds": timing.best, "frames_per_second": batch_size / timing.best}
 
 
 def measure(
@@ -150,7 +143,7 @@ def measure(
         progress(model)
     model_row = model_speed(net, crop_size=crop_size, batch_size=model_batch_size,
                             device=torch_device, repeats=repeats)
-    images = _photos(batch_size, size, torch_device)
+    images = photos(batch_size, size).to(torch_device)
     rows = []
     for name in names:
         if progress:

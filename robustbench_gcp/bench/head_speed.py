@@ -16,17 +16,22 @@ gradient with respect to the input features only (parameters frozen), which is
 what gradient-based attacks need. After one warm-up round, the heads take turns
 for ``repeats`` rounds (so that load from other processes hits all of them
 alike); times are medians, ratios are to GAP measured in the same call.
+
+Example:
+    >>> from robustbench_gcp.bench.head_speed import bench_heads
+    >>> rows = bench_heads("cpu", batch_size=1, repeats=1, scope="pool")  # doctest: +SKIP
+    >>> rows[0]["head"], rows[0]["forward_vs_gap"]                        # doctest: +SKIP
+    ('gap', 1.0)
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.models.heads import HEADS, check_positive_int, create_pool
 
@@ -40,15 +45,6 @@ BENCH_HEADS = (
     ("svdpade", "svd fp64"),
     ("dropcov", "none"),
 )
-
-
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    from robustbench_gcp.engine.device import synchronize
-
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, repeats: int = 5,
@@ -80,7 +76,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
         check_positive_int(option, value)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
-    cases = []
+    rows, calls = [], []
     for head, matrix_function in BENCH_HEADS:
         gcp = HEADS[head].covariance
         pool = create_pool(head, in_channels, reduction_dim=reduction_dim if gcp else None)
@@ -105,21 +101,15 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
             fn(x).sum().backward()
             return x.grad
 
-        cases.append(({"head": head, "matrix_function": matrix_function,
-                       "input": "x".join(map(str, shape[1:]))}, forward, forward_backward))
+        rows.append({"head": head, "matrix_function": matrix_function,
+                     "input": "x".join(map(str, shape[1:]))})
+        calls += [forward, forward_backward]
 
     # warm up, then take turns so that load from other processes hits every head alike
-    times: list[tuple[list[float], list[float]]] = [([], []) for _ in cases]
-    for round_ in range(repeats + 1):
-        for (_, forward, forward_backward), (fwd, fwd_bwd) in zip(cases, times, strict=True):
-            seconds = _seconds(forward, device), _seconds(forward_backward, device)
-            if round_:
-                fwd.append(seconds[0])
-                fwd_bwd.append(seconds[1])
-    rows = []
-    for (row, _, _), (fwd, fwd_bwd) in zip(cases, times, strict=True):
-        rows.append(row | {"forward_ms": 1e3 * statistics.median(fwd),
-                           "forward_backward_ms": 1e3 * statistics.median(fwd_bwd)})
+    timings = time_calls(calls, device=device, repeats=repeats, warmup=1)
+    for i, row in enumerate(rows):
+        row["forward_ms"] = 1e3 * timings[2 * i].median
+        row["forward_backward_ms"] = 1e3 * timings[2 * i + 1].median
     for row in rows:
         row["forward_vs_gap"] = row["forward_ms"] / rows[0]["forward_ms"]
         row["forward_backward_vs_gap"] = row["forward_backward_ms"] / rows[0]["forward_backward_ms"]

@@ -1,0 +1,165 @@
+"""The weather perturbations: snow (a fixed layer whose motion blur turns), brightness
+(an HSV ramp) and spatter (a liquid layer that drifts down). snow and spatter draw one
+layer per video (``sample``); every frame is then computed from it (``apply``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from corruptions._ops import gaussian_blur2d, rgb_to_gray, zoom_center
+from corruptions._registry import Perturbation, register_perturbation
+from corruptions._rng import ImageRandom
+from corruptions.blur import motion_blur
+from corruptions.perturbations._sequence import Job, finish
+from corruptions.weather import water_mask
+
+__all__ = ["BRIGHTNESS_SHIFT", "SNOW", "SPATTER", "SPATTER_COLOR", "SPATTER_DRIFT"]
+
+# the original's constants
+#: loc, scale, zoom, threshold, motion radius, motion sigma, blend; angle 4 i - 150
+SNOW = (0.05, 0.3, 3, 0.5, 14, 4, 0.85)
+BRIGHTNESS_SHIFT = (-15, 2 / 100)  # HSV V + (i - 15) * 2 / 100, as the original spells it
+#: loc, scale, sigma, threshold, intensity; per frame the layer drifts down by this filter
+SPATTER = (0.65, 0.27, 3.7, 0.69, 0.6)
+SPATTER_DRIFT = (0.05, 0.1, 0.15, 0.7)  # np.convolve(column, DRIFT, mode="same")
+SPATTER_COLOR = (175 / 255, 238 / 255, 238 / 255)  # pale turquoise, in array order
+
+
+def _snow_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
+    """The video's snow layer, N(.05, .3), (B, 1, c, c) float32."""
+    del difficulty
+    loc, scale = SNOW[:2]
+    c = images.shape[-1]
+    return {"layer": rng.normal(1, c, c, mean=loc, std=scale)}
+
+
+def _snow(job: Job, params: dict) -> torch.Tensor:
+    zoom, threshold, radius, sigma, blend = SNOW[2:]
+    c = job.crop
+    layer = params["layer"].to(job.x.dtype)
+    layer = zoom_center(layer, zoom)
+    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
+    layer = torch.floor(layer.clamp(0, 1) * 255) / 255  # the 8-bit PNG the original blurred
+    x = job.clean
+    # the original's arithmetic: float64 image, OpenCV's float32 grey, float64 composite
+    exact = (x * 255).to(job.exact) / 255
+    grey = rgb_to_gray(exact.float()) * 1.5 + 0.5
+    base = blend * exact + (1 - blend) * torch.maximum(exact, grey.to(job.exact))
+    out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))
+    folded = layer.reshape(1, job.batch, c, c)
+    for k, j in enumerate(job.frames):
+        angle = torch.tensor([4.0 * j - 150], dtype=torch.float64)
+        blurred = motion_blur(folded, radius, sigma, angle).view(job.batch, 1, c, c)
+        snow = torch.floor(blurred.to(job.exact) * 255 + 0.5).clamp_(0, 255) / 255  # 8-bit PNG
+        out[:, k] = finish(base + snow + snow.flip(-1, -2), job)
+    return out
+
+
+def _hsv_factors(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-image's ``rgb2hsv`` then the channel factors of its ``hsv2rgb``, in float64.
+
+    ``hsv2rgb`` makes each channel one of v, p = v (1 - s), q = v (1 - f s) or
+    t = v (1 - (1 - f) s) with f and the choice depending on the hue only, so
+    ``hsv2rgb(h, s, v') = v' * factors``. The operations and their order are
+    scikit-image's, so the results are the same doubles.
+
+    Args:
+        rgb: (B, 3, H, W) float64.
+
+    Returns:
+        v (B, 1, H, W) and factors (B, 3, H, W).
+    """
+    r, g, b = rgb.unbind(1)
+    v = rgb.amax(1)
+    delta = v - rgb.amin(1)
+    flat = delta == 0
+    safe = torch.where(flat, torch.ones_like(delta), delta)
+    s = torch.where(flat, torch.zeros_like(v), delta / torch.where(v > 0, v, torch.ones_like(v)))
+    h = torch.zeros_like(v)
+    h = torch.where(r == v, (g - b) / safe, h)  # later maxima overwrite earlier ones
+    h = torch.where(g == v, 2.0 + (b - r) / safe, h)
+    h = torch.where(b == v, 4.0 + (r - g) / safe, h)
+    h = torch.where(flat, torch.zeros_like(h), torch.remainder(h / 6.0, 1.0))
+    h6 = h * 6
+    hi = torch.floor(h6)
+    f = h6 - hi
+    one = torch.ones_like(s)
+    p, q, t = 1 - s, 1 - f * s, 1 - (1 - f) * s
+    sector = hi.to(torch.uint8).remainder(6).long()
+    table = torch.stack([
+        torch.stack(row) for row in ((one, t, p), (q, one, p), (p, one, t),
+                                     (p, q, one), (t, p, one), (one, p, q))
+    ])  # (6, 3, B, H, W)
+    factors = table.gather(0, sector.unsqueeze(0).unsqueeze(0).expand(1, 3, *sector.shape))[0]
+    return v.unsqueeze(1), factors.transpose(0, 1)
+
+
+def _brightness(job: Job, params: dict) -> torch.Tensor:
+    # the original: rgb2hsv, V = clip(V + (i - 15) * 2 / 100, 0, 1), hsv2rgb, np.uint8(255 x),
+    # all in float64 on x = uint8 / 255; the round trip alone leaves some values a hair
+    # below their level, which the truncation drops: reproduced bit for bit
+    x = job.clean
+    exact = (x * 255).to(job.exact) / 255  # the double k / 255 of uint8 input
+    v, factors = _hsv_factors(exact)
+    out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))
+    for k, j in enumerate(job.frames):
+        out[:, k] = finish((v + (j - 15) * 2 / 100.0).clamp_(0, 1) * factors, job)
+    return out
+
+
+def _drift(liquid: torch.Tensor) -> torch.Tensor:
+    """``np.convolve(column, (0.05, 0.1, 0.15, 0.7), mode="same")`` down every column.
+
+    ``out[n] = 0.05 a[n + 1] + 0.1 a[n] + 0.15 a[n - 1] + 0.7 a[n - 2]`` (zeros outside).
+    """
+    padded = F.pad(liquid, (0, 0, 2, 1))
+    w0, w1, w2, w3 = SPATTER_DRIFT
+    height = liquid.shape[-2]
+    out = padded[..., 3 : 3 + height, :] * w0
+    out += padded[..., 2 : 2 + height, :] * w1
+    out += padded[..., 1 : 1 + height, :] * w2
+    out += padded[..., 0:height, :] * w3
+    return out
+
+
+def _spatter_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
+    """The video's liquid layer, N(.65, .27), (B, 1, c, c) float32."""
+    del difficulty
+    loc, scale = SPATTER[:2]
+    c = images.shape[-1]
+    return {"liquid": rng.normal(1, c, c, mean=loc, std=scale)}
+
+
+def _spatter(job: Job, params: dict) -> torch.Tensor:
+    sigma, threshold, intensity = SPATTER[2:]
+    liquid = params["liquid"].to(job.x.dtype)
+    liquid = gaussian_blur2d(liquid, sigma, mode="nearest")
+    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+    layers = []
+    wanted = set(job.frames)
+    for j in range(max(job.frames) + 1):
+        if j in wanted:
+            layers.append((j, liquid))
+        liquid = _drift(liquid)
+    index = {j: k for k, (j, _) in enumerate(layers)}
+    stacked = torch.stack([layer for _, layer in layers], dim=1)  # (B, F_unique, 1, c, c)
+    masks = water_mask(stacked.flatten(0, 1)).view_as(stacked) * intensity
+    masks = masks[:, [index[j] for j in job.frames]]
+    color = torch.tensor(SPATTER_COLOR, dtype=masks.dtype, device=masks.device).view(1, 1, 3, 1, 1)
+    return job.clean.unsqueeze(1) + masks.to(job.x.dtype) * color.to(job.x.dtype)
+
+
+register_perturbation(Perturbation(
+    "snow", 31, _snow, _snow_sample, storage="truncate-exact",
+    doc="fixed snow layer (N(.05, .3), zoom 3, threshold .5), motion-blurred (radius 14, "
+        "sigma 4, angle 4 i - 150), added with its 180-degree rotation to a whitened image",
+))
+register_perturbation(Perturbation(
+    "brightness", 31, _brightness, storage="truncate-exact", doc="HSV value + (i - 15) * 0.02",
+))
+register_perturbation(Perturbation(
+    "spatter", 31, _spatter, _spatter_sample, storage="truncate-exact",
+    doc="ImageNet-C's water spatter (intensity .6) of a liquid layer that drifts down "
+        "(np.convolve with [.05, .1, .15, .7]) after every frame",
+))

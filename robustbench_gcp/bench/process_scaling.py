@@ -1,0 +1,104 @@
+"""Throughput of ``gcp-robust eval`` in one process against N under torchrun (``gcp-robust bench scaling``).
+
+Both runs evaluate the same plan from an empty store, as child processes with
+``threads`` threads each, and count only the engine's time (rank 0's
+``computed.seconds``, not start-up).
+
+Example:
+    >>> rows = scaling("demo-gap", suite="imagenet-c", corruptions="fog", severities="3",
+    ...                limit=20, device="cpu")              # doctest: +SKIP
+    >>> [r["processes"] for r in rows]                      # doctest: +SKIP
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from robustbench_gcp.errors import GcpRobustError
+
+__all__ = ["eval_throughput", "scaling"]
+
+
+def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
+    """Run ``gcp-robust eval`` with ``processes`` ranks; images and engine seconds from rank 0's JSON.
+
+    Args:
+        processes: 1 (a plain process) or more (``torch.distributed.run --standalone``).
+        args: the command line after ``gcp-robust`` (``eval ... --format json``).
+        env: the child processes' environment.
+
+    Returns:
+        ``{"processes", "images", "seconds", "images_per_s"}``.
+
+    Raises:
+        GcpRobustError: the run failed (its last line of stderr in the message).
+    """
+    launcher = [sys.executable, "-m", "robustbench_gcp"]
+    if processes > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                    str(processes), "-m", "robustbench_gcp"]
+    done = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise GcpRobustError(f"the {processes}-process run failed: {last}")
+    report = json.loads(done.stdout)
+    computed = report["computed"]
+    return {"processes": processes, "images": computed["images"], "seconds": computed["seconds"],
+            "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
+
+
+def scaling(model: str, *, data: str | None = None, suite: str = "imagenet-c", corruptions: str = "benchmark",
+            severities: str = "3", limit: int | None = None, device: str = "auto", batch_size: int = 32,
+            shard_size: int = 20, threads: int = 1, processes: int = 2) -> list[dict]:
+    """Images per second of the same evaluation with 1 process and with ``processes``.
+
+    Args:
+        model: a model of benchmarks.yaml or the registry.
+        data: image folder (default: the embedded demo data, generated in a temporary folder).
+        suite: a suite of the shipped benchmarks.yaml.
+        corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
+            when the suite has corruptions.
+        limit: class-balanced subset of the images (None or 0: all).
+        device, batch_size, shard_size: ``eval``'s options.
+        threads: threads per process (``OMP_NUM_THREADS``).
+        processes: ranks of the parallel run.
+
+    Returns:
+        Two rows of :func:`eval_throughput` (1 process, then ``processes``), each with
+        ``ratio``: its images/s over the single process's (None without a rate).
+
+    Raises:
+        UnknownNameError: ``suite`` is not in benchmarks.yaml.
+        GcpRobustError: a run failed.
+    """
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.suites import get_suite
+
+    # --corruptions / --severities go only to a suite that takes them
+    taken = {flag.name for flag in get_suite(load_config().suite(suite).kind).flags}
+    has_corruptions = {"corruptions", "severities"} <= taken
+    with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
+        if data is None:
+            from robustbench_gcp.data.demo_images import build_demo_dataset
+
+            data = str(build_demo_dataset(Path(tmp) / "data") / "val")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet"}
+        rows = []
+        for n in (1, processes):
+            args = ["eval", "--model", model, "--suite", suite, "--data", data, "--store",
+                    str(Path(tmp) / f"store-{n}.db"), "--device", device, "--batch-size", str(batch_size),
+                    "--shard-size", str(shard_size), "--workers", "0", "--format", "json"]
+            if has_corruptions:
+                args += ["--corruptions", corruptions, "--severities", severities]
+            if limit:
+                args += ["--limit", str(limit)]
+            rows.append(eval_throughput(n, args, env))
+    for row in rows:
+        row["ratio"] = row["images_per_s"] / rows[0]["images_per_s"] if rows[0]["images_per_s"] else None
+    return rows

@@ -1,0 +1,342 @@
+"""Checkpoints and registered models: matching, strict loading, inspection.
+
+:mod:`robustbench_gcp.models.checkpoint` turns a file into a state dict with
+the project's key names (steps 1-4); this module puts it next to the
+registered models:
+
+5. :func:`load_strict`: compare names and shapes, raise a :class:`CheckpointError`
+   that lists the missing / unexpected / mismatched keys and names the
+   registered model that would fit; then ``load_state_dict(strict=True)``.
+
+:func:`load_model` builds a registered model at the sizes read from the file
+and loads it strictly. :func:`inspect_checkpoint` runs steps 1-4 and finds the
+best-matching registered model (:func:`rank_models`, compared on the meta
+device) without loading anything into a real model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.errors import CheckpointError, ConfigError
+from robustbench_gcp.models.checkpoint import StateDict, checkpoint_dims, read_state_dict
+from robustbench_gcp.models.factory import create_model, model_info
+from robustbench_gcp.models.heads import HEADS, resolve_sqrt
+from robustbench_gcp.models.registry import list_models
+
+__all__ = [
+    "CheckpointInfo",
+    "KeyReport",
+    "Match",
+    "compare_keys",
+    "fitting_models",
+    "inspect_checkpoint",
+    "load_model",
+    "load_strict",
+    "rank_models",
+]
+
+#: buffers, not parameters
+_BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """How a state dict differs from a model's (names and shapes)."""
+
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()  # key, ckpt, model
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def distance(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
+
+    def describe(self, first: int = 3) -> str:
+        """``2 missing keys (first: a, b); 0 unexpected keys; 1 shape mismatch (first: ...)``."""
+
+        def some(items: tuple[str, ...]) -> str:
+            shown = ", ".join(items[:first]) + (", ..." if len(items) > first else "")
+            return f" (first: {shown})" if items else ""
+
+        mism = [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in self.mismatched]
+        return (f"{_count(self.missing, 'missing key')}{some(self.missing)}; "
+                f"{_count(self.unexpected, 'unexpected key')}{some(self.unexpected)}; "
+                f"{_count(self.mismatched, 'shape mismatch', 'es')}{some(tuple(mism))}")
+
+
+def _count(items, noun: str, plural: str = "s") -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else plural}"
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint file holds (see :func:`inspect_checkpoint`).
+
+    Attributes:
+        path: the file.
+        sha256: hex digest of the file.
+        layout: detected layout name (:data:`~robustbench_gcp.models.checkpoint.LAYOUTS`)
+            and ``layout_description``.
+        container: where the weights were (``bare state dict`` or ``['state_dict']``).
+        stripped: wrapper prefixes removed from the keys (``module.``, ``_orig_mod.``).
+        arch: registered model that the weights fit exactly (None if none does).
+        also_fits: other registered models with the same keys and shapes (e.g. the
+            svdpade twin of an isqrt model; they differ only in the matrix function).
+        closest: the best-matching registered model even when nothing fits.
+        head, depth: of ``closest``.
+        reduction_dim: d read from the reduction conv (None for GAP).
+        num_classes: rows of the classifier.
+        num_params: parameters in the file (running statistics excluded).
+        num_tensors: entries of the state dict.
+        metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
+        missing, unexpected, mismatched: key differences from ``closest``.
+    """
+
+    path: str
+    sha256: str
+    layout: str
+    layout_description: str
+    container: str
+    stripped: list[str]
+    arch: str | None
+    also_fits: list[str]
+    closest: str | None
+    head: str | None
+    depth: int | None
+    reduction_dim: int | None
+    num_classes: int | None
+    num_params: int
+    num_tensors: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------- comparing keys
+
+
+def compare_keys(expected: Mapping[str, torch.Size | tuple[int, ...]],
+                 state_dict: Mapping[str, torch.Tensor]) -> KeyReport:
+    """Missing, unexpected and shape-mismatched keys of ``state_dict`` against a model's.
+
+    BatchNorm's ``num_batches_tracked`` may be missing: files saved before
+    PyTorch 0.4.1 lack it and BatchNorm fills it in on a strict load.
+    """
+    missing = tuple(k for k in expected if k not in state_dict
+                    and not k.endswith(".num_batches_tracked"))
+    unexpected = tuple(k for k in state_dict if k not in expected)
+    mismatched = tuple(
+        (k, tuple(state_dict[k].shape), tuple(shape)) for k, shape in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(shape)
+    )
+    return KeyReport(missing, unexpected, mismatched)
+
+
+# --------------------------------------------------------------------- model matching
+
+
+@cache
+def _registered_shapes(name: str, num_classes: int | None = None,
+                       reduction_dim: int | None = None) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Names and shapes of a registered model's state dict (built on the meta device)."""
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, reduction_dim=reduction_dim)
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+@dataclass(frozen=True)
+class Match:
+    """A registered model compared with a state dict."""
+
+    name: str
+    report: KeyReport
+
+
+def rank_models(state_dict: Mapping[str, torch.Tensor]) -> list[Match]:
+    """Registered models ordered by how well ``state_dict`` fits them.
+
+    Key names are compared with every model at its default sizes (meta device,
+    cached); the models whose names fit best are then built with the number of
+    classes and the width d read from the checkpoint and compared by shape too.
+    Ties (isqrt and svdpade share every key) break by the order of
+    :data:`~robustbench_gcp.models.heads.HEADS`, then by name.
+    """
+    num_classes, reduction_dim = checkpoint_dims(state_dict)
+    order = list(HEADS)
+    ranked = []
+    for name in list_models():
+        info = model_info(name)
+        tie = order.index(info.head) if info.head in order else len(order)
+        report = compare_keys(dict(_registered_shapes(name)), state_dict)
+        ranked.append([len(report.missing) + len(report.unexpected), tie, name, report])
+    best = min((item[0] for item in ranked), default=0)
+    for item in ranked:
+        if item[0] == best:  # the closest by names: compare shapes at the checkpoint's sizes
+            d = reduction_dim if model_info(item[2]).reduction_dim is not None else None
+            item[3] = compare_keys(dict(_registered_shapes(item[2], num_classes, d)), state_dict)
+        item[0] = item[3].distance
+    ranked.sort(key=lambda item: item[:3])
+    return [Match(name, report) for _, _, name, report in ranked]
+
+
+def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], Match | None]:
+    """``(names that fit exactly, the closest match)``."""
+    matches = rank_models(state_dict)
+    return [m.name for m in matches if not m.report], (matches[0] if matches else None)
+
+
+def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) -> str:
+    fits, closest = fitting_models(state_dict)
+    if not fits:
+        if closest is None:
+            return "No registered model fits it."
+        return (f"No registered model fits it; the closest is '{closest.name}' "
+                f"({closest.report.distance} differing keys).")
+    best = fits[0]
+    num_classes, d = checkpoint_dims(state_dict)
+    dims = [f"d={d}"] if d else []
+    dims += [f"{num_classes} classes"] if num_classes else []
+    text = f"It fits '{best}'" + (f" ({', '.join(dims)})" if dims else "") + f": use --model {best}"
+    wanted = HEADS.get(getattr(requested, "head_type", ""))
+    best_head = HEADS.get(model_info(best).head)
+    if wanted and best_head and wanted.sqrt and best_head.sqrt and wanted.sqrt != best_head.sqrt:
+        text += f" --sqrt {wanted.sqrt} to evaluate it with the {wanted.sqrt} square root"
+    return text + "."
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_strict(model: nn.Module, loaded: StateDict) -> None:
+    """Load ``loaded`` into ``model`` strictly, after checking names and shapes.
+
+    Raises:
+        CheckpointError: names or shapes differ; the message gives the layout,
+            the counts and first keys of each kind of difference, and the
+            registered model that the checkpoint fits.
+    """
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    report = compare_keys(expected, loaded.tensors)
+    if report:
+        name = getattr(model, "name", "") or type(model).__name__
+        raise CheckpointError(
+            f"'{loaded.path}' does not fit {name}.\n"
+            f"  detected: {loaded.origin}\n"
+            f"  keys after renaming: {report.describe()}\n"
+            f"  {_suggestion(loaded.tensors, model)}"
+        )
+    model.load_state_dict(loaded.tensors, strict=True)
+
+
+def load_model(name: str, checkpoint: str | Path | None = None, *,
+               device: str | torch.device = "cpu", sha256: str | None = None,
+               sqrt: str | None = None, ns_iters: int | None = None) -> nn.Module:
+    """A registered model in eval mode on ``device``, with weights from ``checkpoint``.
+
+    Every published layout is accepted (see :mod:`robustbench_gcp.models.checkpoint`);
+    the width d and the number of classes are read from the file; loading is
+    strict. Without a checkpoint the weights are random.
+
+    The model takes ImageNet-normalized ``(B, 3, H, W)`` input and returns logits
+    ``(B, num_classes)``. Attributes: ``name``, ``num_classes``, ``pretrained_cfg``
+    (:class:`PreprocessConfig`), ``checkpoint_sha256`` (None without a checkpoint),
+    ``forward_features`` / ``forward_head``.
+
+    Args:
+        name: registry name.
+        checkpoint: path of a checkpoint file, or None.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``auto``.
+        sha256: expected SHA-256 of the file (full, or a prefix of >= 8 hex digits).
+        sqrt: evaluate a GCP model with another square root: ``newton-schulz``,
+            ``eig`` or ``svd`` (None: the model's own; isqrt, mpncov, svdpade only).
+        ns_iters: Newton-Schulz iterations (None: 5; with newton-schulz only).
+
+    Raises:
+        UnknownNameError: unknown model or square root.
+        ConfigError: invalid option (``sqrt`` for GAP / DropCov / AlexNet, ``sha256``
+            without a checkpoint, bad device ...).
+        CheckpointError: unreadable file, hash mismatch, or weights that do not
+            fit (the message names the registered model that they fit).
+
+    Example:
+        >>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
+        >>> model = load_model("resnet50-isqrt", "r50.pth", sqrt="eig")  # doctest: +SKIP
+    """
+    device = resolve_device(device)
+    info = model_info(name)  # checks the name and options before any file is read
+    resolve_sqrt(info.head, sqrt, ns_iters, owner=name)
+    if checkpoint is None:
+        if sha256 is not None:
+            raise ConfigError("`sha256` needs a checkpoint to check. Got sha256 without checkpoint")
+        model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
+        model.checkpoint_sha256 = None
+    else:
+        loaded = read_state_dict(checkpoint, sha256=sha256)
+        num_classes, reduction_dim = checkpoint_dims(loaded.tensors)
+        model = create_model(
+            name, num_classes=num_classes, sqrt=sqrt, ns_iters=ns_iters,
+            reduction_dim=reduction_dim if info.reduction_dim is not None else None,
+        )
+        load_strict(model, loaded)
+        model.checkpoint_sha256 = loaded.sha256
+    return model.eval().to(device)
+
+
+# ------------------------------------------------------------------------- inspection
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Describe a checkpoint: layout, best-matching registered model, sizes, sha256.
+
+    Nothing is loaded into a real model: registered models are compared on the
+    meta device.
+
+    Raises:
+        CheckpointError: the file cannot be read or holds no recognizable state dict.
+
+    Example:
+        >>> info = inspect_checkpoint("mpncovresnet50-15991845.pth")  # doctest: +SKIP
+        >>> info.arch, info.reduction_dim, info.num_classes
+        ('resnet50-isqrt', 256, 1000)
+    """
+    loaded = read_state_dict(path)
+    tensors = loaded.tensors
+    fits, closest = fitting_models(tensors)
+    num_classes, reduction_dim = checkpoint_dims(tensors)
+    info = model_info(closest.name) if closest else None
+    report = closest.report if closest else KeyReport()
+    return CheckpointInfo(
+        path=str(path),
+        sha256=loaded.sha256 or "",
+        layout=loaded.layout.name,
+        layout_description=loaded.layout.description,
+        container="".join(f"[{k!r}]" for k in loaded.container) or "bare state dict",
+        stripped=loaded.stripped,
+        arch=fits[0] if fits else None,
+        also_fits=fits[1:],
+        closest=closest.name if closest else None,
+        head=info.head if info else None,
+        depth=info.depth if info else None,
+        reduction_dim=reduction_dim,
+        num_classes=num_classes,
+        num_params=sum(v.numel() for k, v in tensors.items() if not k.endswith(_BUFFER_SUFFIXES)),
+        num_tensors=len(tensors),
+        metadata=loaded.metadata,
+        missing=list(report.missing),
+        unexpected=list(report.unexpected),
+        mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"
+                    for k, c, m in report.mismatched],
+    )

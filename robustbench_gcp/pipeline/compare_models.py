@@ -1,0 +1,122 @@
+"""Which models a comparison runs: named models, a folder of checkpoints, matrix-function variants.
+
+:func:`model_entries` turns ``compare``'s ``--model NAME[=CHECKPOINT]`` and
+``--checkpoints DIR`` (or, with neither, benchmarks.yaml's models) into unique labelled
+entries; :func:`matrix_variants` repeats each GCP model once per requested matrix square
+root and Newton-Schulz iteration count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustbench_gcp.config import Config
+from robustbench_gcp.errors import ConfigError
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a comparison: its label, the model name, the checkpoint ("" for the model's
+    own), and the matrix-function overrides (None: the model's own)."""
+
+    label: str
+    name: str
+    checkpoint: str = ""
+    sqrt: str | None = None
+    ns_iters: int | None = None
+
+
+def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config: Config) -> list[Entry]:
+    """An entry for every model to compare, labels unique.
+
+    Raises:
+        ConfigError: nothing to compare, a folder without checkpoints, a checkpoint that fits
+            no registered model, or benchmarks.yaml's models with missing local files.
+    """
+    entries: list[Entry] = []
+    for item in models:
+        name, _, checkpoint = item.partition("=")
+        if not name:
+            raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
+        entries.append(Entry(name, name, checkpoint))
+    if checkpoints_dir is not None:
+        from robustbench_gcp.models import inspect_checkpoint
+
+        folder = Path(checkpoints_dir)
+        if not folder.is_dir():
+            raise ConfigError(f"`--checkpoints {folder}` is not a folder")
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
+        if not files:
+            raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+        for path in files:
+            info = inspect_checkpoint(path)
+            if not info.arch:
+                raise ConfigError(f"checkpoint {path} does not fit any registered model ({info.layout})")
+            entries.append(Entry(path.name.split(".")[0], info.arch, str(path)))
+    if not entries:
+        entries = [Entry(spec.name, spec.name) for spec in config.models.values()]
+        missing = [spec for spec in config.models.values() if spec.checkpoint
+                   and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]
+        if missing:
+            raise ConfigError(
+                "comparing the models of benchmarks.yaml, but these checkpoints are missing: "
+                + ", ".join(f"{s.name} ({s.checkpoint})" for s in missing)
+                + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR"
+            )
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.label] = counts.get(entry.label, 0) + 1
+    unique = [Entry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or 'random'}", e.name, e.checkpoint)
+              if counts[e.label] > 1 else e for e in entries]
+    if len({e.label for e in unique}) != len(unique):
+        raise ConfigError("two --model entries are the same model and checkpoint")
+    return unique
+
+
+def matrix_variants(entries: list[Entry], sqrts: tuple[str, ...], ns_iters: tuple[int, ...],
+                    config: Config) -> list[Entry]:
+    """Each entry once per requested matrix function.
+
+    Models with a matrix square root (isqrt, mpncov, svdpade) get one entry per value of
+    ``sqrts`` (their own root when empty) and, where that root is Newton-Schulz, per value of
+    ``ns_iters``; the label says which (``resnet50-isqrt[sqrt=eig]``,
+    ``resnet50-isqrt[ns-iters=3]``), and stays plain for the model's own function (the same
+    stored run). GAP and DropCov models are compared once, unchanged.
+
+    Raises:
+        ConfigError: roots (iteration counts) were asked for, but no compared model has a
+            root (a Newton-Schulz root).
+    """
+    from robustbench_gcp.models import model_info
+    from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
+
+    if not sqrts and not ns_iters:
+        return list(entries)
+    out = []
+    for entry in entries:
+        arch = config.models[entry.name].arch if entry.name in config.models else entry.name
+        own = HEADS[model_info(arch).head].sqrt
+        if own is None:
+            out.append(entry)
+            continue
+        for sqrt in sqrts or (None,):
+            root = sqrt or own
+            for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
+                # the model's own function keeps the plain label (it is the plain model's stored run)
+                tags = [f"sqrt={root}"] if root != own else []
+                if iters is not None and iters != DEFAULT_NS_ITERS:
+                    tags.append(f"ns-iters={iters}")
+                tag = ",".join(tags)
+                out.append(Entry(f"{entry.label}[{tag}]" if tag else entry.label, entry.name,
+                                 entry.checkpoint, sqrt, iters))
+    if sqrts and all(e.sqrt is None for e in out):
+        raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
+                          "svdpade heads); none of the compared models has one")
+    if ns_iters and all(e.ns_iters is None for e in out):
+        raise ConfigError("`--ns-iters` applies to Newton-Schulz square roots (isqrt heads, or "
+                          "--sqrt newton-schulz); none of the compared models uses one")
+    return out

@@ -1,0 +1,114 @@
+"""The embedded demo: every suite on two tiny trained models, offline.
+
+The data is generated from the photographs that ship inside scikit-image
+(:mod:`robustbench_gcp.data.demo_images`); the models, a GAP and an iSQRT-COV ResNet
+trained on it by ``scripts/train_demo.py``, are committed to the package and listed (with
+their sha256) in benchmarks.yaml. The demo runs clean, ImageNet-C (15 corruptions x 5
+severities), ImageNet-P (the 10 test perturbations) and a short adversarial suite on both,
+and compares them. Every job is planned (checked) before the first one runs.
+
+ImageNet-P flip rates are normalized by the GAP demo model (stored as the baseline
+``demo-gap``): AlexNet, the literature's baseline, was never trained on the demo classes.
+mCE keeps the AlexNet normalizers of benchmarks.yaml, for illustration only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustbench_gcp.engine.runner import ProgressHook
+from robustbench_gcp.pipeline.plan import plan_all
+from robustbench_gcp.pipeline.run import RankResult, run
+from robustbench_gcp.reports.comparison import compare_reports
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.store import Store
+
+DEMO_MODELS = ("demo-gap", "demo-isqrt")
+P_BASELINE = "demo-gap"
+#: (suite of benchmarks.yaml, its overrides)
+DEMO_SUITES = (
+    ("clean", {}),
+    ("imagenet-c", {}),
+    ("imagenet-p", {}),
+    ("adversarial", {"attacks": "fgsm,pgd-linf", "steps": 5}),
+)
+#: the suite whose flip rates ``P_BASELINE`` normalizes
+P_SUITE = "imagenet-p"
+#: keys of a suite's ``metrics`` renamed when the demo merges every suite into one object
+MERGED_METRICS = {P_SUITE: {"baseline": "flip_baseline"}}
+
+
+def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=None,
+             **engine) -> tuple[list[Report], list[dict]]:
+    """Build the demo data, evaluate both demo models on every suite, compare them.
+
+    Args:
+        out: folder for the generated data and the store (``demo.db``).
+        progress: progress events (a RichProgress shows a bar over the batch).
+        config: benchmarks.yaml path or Config (default: the shipped one).
+        **engine: engine options of :class:`~robustbench_gcp.pipeline.plan.EvalOptions`
+            (device, batch_size, workers, limit ...).
+
+    Returns:
+        ``(reports, comparisons)``: a report per model and suite, and the comparison objects.
+        Under torchrun, ranks other than 0 return ``([], [])``.
+    """
+    from robustbench_gcp.config import Config, load_config
+    from robustbench_gcp.data.demo_images import build_demo_dataset
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config if isinstance(config, Config) else load_config(config)
+    for name in DEMO_MODELS:
+        cfg.model(name)  # a clear error if benchmarks.yaml lost the demo models
+    data = build_demo_dataset(out / "data") / "val"
+    store = out / "demo.db"
+    common = {"store": str(store), "seed": 0, "data": str(data), "config": cfg, **engine}
+    jobs = [(model, {"suite": suite, **overrides})
+            for suite, overrides in DEMO_SUITES for model in DEMO_MODELS]
+    # P_BASELINE is stored by the first ImageNet-P job: the jobs are planned with the default
+    # baseline, and the ImageNet-P reports are normalized once it is stored (no re-run)
+    plans = plan_all(jobs, common)
+    reports = []
+    for index, ((model, own), plan) in enumerate(zip(jobs, plans)):
+        if hasattr(progress, "item"):
+            progress.item(index, len(jobs), f"{model} {own['suite']}")
+        report = run(plan, progress)
+        if isinstance(report, RankResult):
+            continue
+        if model == P_BASELINE and own["suite"] == P_SUITE:
+            with Store(store) as db:
+                db.set_baseline(P_BASELINE, db.run_by_key(report.run).id)
+        if own["suite"] == P_SUITE:
+            report = run(plan.with_baseline(P_BASELINE), progress)
+        reports.append(report)
+        if hasattr(progress, "item_done"):
+            progress.item_done(index)
+    if not reports:
+        return [], []
+    comparisons = compare_reports(reports, reference=DEMO_MODELS[0], seed=0)
+    for report in reports:
+        report.notes.append("demo data: mCE uses the AlexNet normalizers for illustration; "
+                            f"FR and T5D are relative to {P_BASELINE} (= 100)")
+    return reports, comparisons
+
+
+def merged_reports(reports: list[Report]) -> list[dict]:
+    """One object per model in the ``eval`` JSON schema with every suite's sections."""
+    merged: dict[str, dict] = {}
+    for report in reports:
+        data = report.to_json()
+        target = merged.setdefault(report.model, {
+            **{k: v for k, v in data.items() if k not in ("suite", "kind", "notes", "computed")
+               and k not in report.sections},
+            "suite": "demo", "kind": "demo", "suites": [], "metrics": {}, "notes": [],
+        })
+        target["suites"].append(report.suite)
+        renamed = MERGED_METRICS.get(report.suite, {})
+        for key, value in report.sections.items():
+            if key == "metrics":
+                target["metrics"].update({renamed.get(k, k): v for k, v in value.items()})
+            elif value is not None or key not in target:
+                target[key] = value
+        target["notes"] += [n for n in report.notes if n not in target["notes"]]
+    return list(merged.values())

@@ -1,0 +1,212 @@
+"""``plan``: every check and every selection of an evaluation, and no compute.
+
+A :class:`Plan` says which model (located, not loaded), which suite and which of its cells,
+on which images (scanned and limited), with which engine options, on which device. Every
+command that computes (``eval``, ``compare``, ``baseline``, ``demo``) makes all its plans
+first, so a typo in the tenth model of a comparison stops it before the first image.
+:func:`robustbench_gcp.pipeline.run.run` then executes a plan.
+
+Example:
+    >>> p = plan("demo-gap", suite="imagenet-c", corruptions="fog", data="val/")   # doctest: +SKIP
+    >>> p.selection.corruptions, len(p.images)                                      # doctest: +SKIP
+    (('fog',), 100)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustbench_gcp.config import Config, load_config
+from robustbench_gcp.data.folders import ImageList, scan_folder
+from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.distributed import is_main_process
+from robustbench_gcp.errors import ConfigError, DataError
+from robustbench_gcp.metrics import DEFAULT_BASELINE
+from robustbench_gcp.pipeline.weights import ModelChoice, choose_model, model_spec
+from robustbench_gcp.store import DEFAULT_STORE
+from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Every option of an evaluation: the flags of ``gcp-robust eval``.
+
+    ``flags`` holds the suites' own overrides (``corruptions``, ``severities``, ``attacks``
+    ...: see :func:`robustbench_gcp.suites.all_flags`); the library takes them as keyword
+    arguments of :func:`plan` / :func:`~robustbench_gcp.pipeline.evaluate`.
+    """
+
+    checkpoint: str | None = None
+    sha256: str | None = None
+    random_weights: bool = False  # allow a model without a checkpoint (seeded random weights)
+    label: str | None = None  # name shown in reports (default: the model name)
+    sqrt: str | None = None
+    ns_iters: int | None = None
+    suite: str = "clean"
+    data: str | Path | None = None
+    labels: str | Path | None = None
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    batch_size: int = 32
+    workers: int = 0
+    seed: int = 0
+    limit: int | None = None
+    shard_size: int = 500
+    store: str | Path = DEFAULT_STORE
+    config: str | Path | Config | None = None
+    baseline: str = DEFAULT_BASELINE
+
+    @classmethod
+    def of(cls, **kwargs) -> EvalOptions:
+        """Options from keyword arguments; those naming a suite flag go to ``flags``.
+
+        Raises:
+            TypeError: a keyword that is neither an option nor a suite flag.
+        """
+        fields = {f.name for f in dataclasses.fields(cls)} - {"flags"}
+        known_flags = {flag.name for flag in all_flags()}
+        flags = dict(kwargs.pop("flags", None) or {})
+        for name in list(kwargs):
+            if name in known_flags:
+                flags[name] = kwargs.pop(name)
+            elif name not in fields:
+                raise TypeError(f"unexpected option {name!r}")
+        return cls(**kwargs, flags=flags)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for an engine option out of range."""
+        for name, low in (("batch_size", 1), ("workers", 0), ("shard_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"`--{flag}` should be an integer >= {low}. Got {value!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"`--limit` should be a positive integer. Got {self.limit!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An evaluation, checked and selected: what :func:`~robustbench_gcp.pipeline.run.run` executes.
+
+    Attributes:
+        model: the model, its weights located (not read).
+        suite, selection: the suite's module and what it evaluates.
+        images: the images of the run (after ``--limit``); ``available``: before it.
+        data, corrupted_dir: the clean images' folder and the released files' folder.
+        device: where the model runs (a torchrun rank moves to its own GPU).
+        options: the engine options (batch size, workers, seed, shard size, store ...).
+        config: benchmarks.yaml (normalizers).
+    """
+
+    model: ModelChoice
+    suite: Suite
+    selection: Selection
+    images: ImageList
+    available: int
+    data: Path | None
+    corrupted_dir: Path | None
+    device: torch.device
+    options: EvalOptions
+    config: Config
+
+    @property
+    def kind(self) -> str:
+        return self.suite.kind
+
+    @property
+    def baseline(self) -> str:
+        return self.options.baseline
+
+    def with_baseline(self, name: str) -> Plan:
+        """The same plan normalized by another baseline (a report-time choice: no re-run)."""
+        return dataclasses.replace(self, options=dataclasses.replace(self.options, baseline=name))
+
+
+def plan(model: str, **kwargs) -> Plan:
+    """Check and select an evaluation of ``model``; nothing is computed.
+
+    Args:
+        model: a model of benchmarks.yaml or a registry architecture name.
+        **kwargs: the fields of :class:`EvalOptions`, and the suites' flags
+            (``corruptions=``, ``severities=``, ``attacks=``, ...).
+
+    Raises:
+        ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
+        TypeError: an unknown keyword.
+    """
+    return plan_options(model, EvalOptions.of(**kwargs))
+
+
+def plan_options(model: str, options: EvalOptions) -> Plan:
+    """:func:`plan` with the options already gathered."""
+    options.validate()
+    config = options.config if isinstance(options.config, Config) else load_config(options.config)
+    model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
+    spec = config.suite(options.suite)
+    suite = get_suite(spec.kind)
+    selection = suite.select(spec, check_flags(spec, options.flags))
+    if suite.uses_baseline and is_main_process():  # other torchrun ranks may not see the store
+        suite.check_baseline(options.baseline, config.baselines, Path(options.store))
+    corrupted_dir = _corrupted_dir(options)
+    suite.check_inputs(selection, corrupted_dir)
+    data = Path(options.data).expanduser() if options.data is not None else None
+    everything = _image_list(suite, selection, options, corrupted_dir)
+    device = resolve_device(options.device)
+    choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
+                          random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
+                          ns_iters=options.ns_iters, seed=options.seed)
+    return Plan(choice, suite, selection, everything.limit(options.limit), len(everything), data,
+                corrupted_dir, device, options, config)
+
+
+def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str, Any]) -> list[Plan]:
+    """Plans of several (model, own options) jobs that share ``common`` options, all made before
+    any is run. A suite flag of ``common`` goes only to the jobs whose suite takes it
+    (``compare --suite clean,imagenet-c --corruptions fog``); a job's own flags always apply.
+
+    Raises:
+        ConfigError: a flag of ``common`` that no job's suite takes, or any error of :func:`plan`.
+    """
+    shared = EvalOptions.of(**common)
+    config = shared.config if isinstance(shared.config, Config) else load_config(shared.config)
+    plans, used = [], set()
+    for model, own in jobs:
+        options = EvalOptions.of(**{**common, **own, "config": config})
+        taken = {flag.name for flag in get_suite(config.suite(options.suite).kind).flags}
+        used |= taken
+        flags = {k: v for k, v in options.flags.items() if k in own or k in taken}
+        plans.append(plan_options(model, dataclasses.replace(options, flags=flags)))
+    unused = [name for name, value in shared.flags.items() if value is not None and name not in used]
+    if unused:
+        flag = next(f for f in all_flags() if f.name == unused[0])
+        kinds = "/".join(flag_suites(flag.name))
+        raise ConfigError(f"`{flag.option}` applies to the {kinds} suite, and no suite compared is one")
+    return plans
+
+
+def _corrupted_dir(options: EvalOptions) -> Path | None:
+    value = options.flags.get("corrupted_dir")
+    if value is None:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"ImageNet-C folder {folder} does not exist")
+    return folder
+
+
+def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
+                corrupted_dir: Path | None) -> ImageList:
+    if options.data is not None:
+        return scan_folder(options.data, options.labels)
+    found = suite.image_list(selection, corrupted_dir) if corrupted_dir is not None else None
+    if found is None:
+        raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
+    return found

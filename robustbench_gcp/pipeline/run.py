@@ -1,0 +1,163 @@
+"""``run``: execute a :class:`~robustbench_gcp.pipeline.plan.Plan` and return its report.
+
+The model is loaded, the suite's tasks (cells) are made, the store drops what is finished,
+the engine computes the rest shard by shard, and the report is built from the stored
+counts alone (:func:`robustbench_gcp.reports.stored.build_report`). Under torchrun, rank 0
+owns the store and makes the report; the other ranks compute their share and get a
+:class:`RankResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustbench_gcp.engine.distributed import Distributed, execute_distributed
+from robustbench_gcp.engine.runner import (
+    Classifier,
+    Context,
+    EngineOptions,
+    ExecutionStats,
+    ImageSource,
+    ProgressHook,
+    execute,
+)
+from robustbench_gcp.errors import DataError
+from robustbench_gcp.pipeline.plan import Plan
+from robustbench_gcp.pipeline.weights import load_chosen
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.stored import build_report
+from robustbench_gcp.store import RunInfo, Store
+from robustbench_gcp.suites import TaskInputs
+
+IDENTITY_VERSION = 2  # 2: ImageNet-P random layers no longer depend on the difficulty
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """What :func:`run` returns on a torchrun rank other than 0: that rank computed its share
+    and handed it to rank 0, which committed it and made the report."""
+
+    rank: int
+    world_size: int
+    units: int
+    images: int
+
+
+def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult:
+    """Compute what the store lacks for ``plan`` and report it.
+
+    Raises:
+        DataError: the data has more classes than the model.
+        CheckpointError: the weights do not fit the architecture.
+        StoreError, RankFailure: the store cannot be used, a torchrun rank was lost.
+    """
+    device = plan.device
+    job = Distributed.get(device)  # None unless launched by torchrun
+    if job is not None:
+        device = job.device(device)
+    net = load_chosen(plan.model, device)
+    top_label = max(plan.images.labels)
+    if top_label >= net.num_classes:
+        raise DataError(
+            f"the data has class index {top_label} ({plan.images.classes[top_label]}) but model "
+            f"'{plan.model.label}' has {net.num_classes} classes"
+        )
+    cfg = net.pretrained_cfg
+    options = plan.options
+    classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,
+                            channels_last=options.channels_last)
+    clean = None
+    if plan.data is not None:
+        clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
+    tasks = plan.suite.tasks(plan.selection, TaskInputs(clean, plan.corrupted_dir, net.num_classes,
+                                                        cfg.input_size))
+    identity = {
+        "version": IDENTITY_VERSION,
+        "arch": plan.model.arch,
+        "weights": net.checkpoint_sha256 if plan.model.checkpoint else f"random-init-seed-{options.seed}",
+        # an override equal to the model's own matrix function is the same run as none
+        **plan.model.matrix_identity(),
+        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
+        "data": plan.images.fingerprint(),
+        "seed": options.seed,
+        "precision": classifier.precision,
+        "device_type": device.type,
+        "shard_size": options.shard_size,
+    }
+    ctx = Context(classifier, options.seed, options.batch_size)
+    engine = EngineOptions(options.batch_size, options.workers, options.shard_size)
+    if job is not None and not job.is_main:  # only rank 0 opens the store
+        stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job)
+        return RankResult(job.rank, job.world_size, stats.units_computed if stats else 0,
+                          stats.images_computed if stats else 0)
+    checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
+    with Store(options.store) as store:
+        info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
+                         data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
+        if job is None:
+            stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
+        else:
+            stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
+        device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
+        return report_of(plan, store, info, [key for task in tasks for key in task.keys],
+                         stats=stats, device=device_name)
+
+
+def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: ExecutionStats | None = None,
+              device: str | None = None) -> Report:
+    """The report of a plan's cells ``keys`` of the stored run ``info``, normalized by the plan's
+    baseline."""
+    cell_ids = {key: cid for cid, key in store.cells(info.id)}
+    results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
+    suite = plan.suite
+    normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
+    notes = []
+    if plan.options.limit is not None and plan.options.limit > plan.available:
+        notes.append(f"--limit {plan.options.limit} is more than the {plan.available} images: "
+                     "all of them were used")
+    notes += suite.notes(plan.selection, plan.model.root())
+    computed = None
+    if stats is not None:
+        computed = {
+            "units": stats.units_total,
+            "reused": stats.units_skipped,
+            "computed": stats.units_computed,
+            "images": stats.images_computed,
+            "seconds": round(stats.seconds, 3),
+        }
+    return build_report(
+        suite, info, results, normalizer, suite_name=plan.selection.spec.name, model=plan.model.label,
+        notes=notes, data=str(plan.images.root) if plan.data is not None else None,
+        corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
+        store=str(Path(plan.options.store)), computed=computed,
+    )
+
+
+def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> Report | RankResult:
+    """Evaluate ``model`` on a suite; finished shards in the store are reused.
+
+    Args:
+        model: a model of benchmarks.yaml or a registry architecture name.
+        progress: receives progress events (the CLI draws bars from them).
+        **kwargs: the fields of :class:`~robustbench_gcp.pipeline.plan.EvalOptions` and the
+            suites' flags (``corruptions=``, ``severities=``, ``attacks=`` ...).
+
+    Returns:
+        The :class:`~robustbench_gcp.reports.report_type.Report` (``.to_json()`` is the README's
+        JSON schema); a :class:`RankResult` on torchrun ranks other than 0.
+
+    Raises:
+        ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
+
+    Example:
+        >>> report = evaluate("resnet50-gap", checkpoint="resnet50-0676ba61.pth",
+        ...                   suite="imagenet-c", data="/data/imagenet/val", limit=1000)  # doctest: +SKIP
+        >>> report.sections["metrics"]["mCE"]                                            # doctest: +SKIP
+    """
+    from robustbench_gcp.pipeline.plan import plan
+
+    return run(plan(model, **kwargs), progress)
+
+
+__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "report_of", "run"]

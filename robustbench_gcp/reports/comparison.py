@@ -1,0 +1,179 @@
+"""Side-by-side comparison of models on one suite, with intervals and paired tests.
+
+For each model, each headline metric of the suite gets a 95 % bootstrap
+interval over images (images are resampled jointly for all cells of a model, so
+the interval of an mCE accounts for the same images appearing in every cell).
+Against the reference model, the difference of each metric gets a *paired*
+bootstrap interval (the same resampled images for both models), and per-cell
+outcomes get McNemar's test (clean images, each corruption pooled over its
+severities, each attack and epsilon). Pairing needs both models evaluated on
+the same images (same data fingerprint); otherwise only the intervals are given.
+
+Headline metrics per suite kind:
+- clean: clean top-1 error;
+- imagenet-c: clean error, mCE, relative mCE (percent, baseline = 100);
+- imagenet-p: mFR and mT5D when a baseline is stored, else the mean flip
+  probability and mean top-5 distance over the test perturbations;
+- adversarial: clean accuracy and robust accuracy at every (attack, epsilon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.stats import DEFAULT_RESAMPLES, LEVEL, Design, Interval, bootstrap, mcnemar
+from robustbench_gcp.suites import get_suite
+
+
+def _statistic(d: Design, metric: str, offset: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    def apply(means: np.ndarray) -> np.ndarray:
+        return np.asarray(d.metrics[metric]({row: means[offset + i] for i, row in enumerate(d.rows)}))
+    return apply
+
+
+@dataclass
+class Entry:
+    """One model in a comparison."""
+
+    model: str
+    values: dict[str, Interval]
+    delta: dict[str, Interval] | None = None  # model minus reference, paired
+    tests: dict[str, dict] | None = None  # McNemar results against the reference
+    paired: bool = True
+
+
+def compare_designs(
+    names: Sequence[str],
+    designs: Sequence[Design],
+    fingerprints: Sequence[str],
+    *,
+    reference: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> list[Entry]:
+    """Intervals for every model and paired differences / tests against ``reference``."""
+    ref = designs[reference]
+    entries = []
+    for i, (name, d) in enumerate(zip(names, designs)):
+        values = {m: bootstrap(d.values, _statistic(d, m), resamples=resamples, seed=seed, level=level)
+                  for m in d.metrics}
+        entry = Entry(name, values)
+        if i != reference:
+            paired = fingerprints[i] == fingerprints[reference] and d.values.shape[1:] == ref.values.shape[1:]
+            entry.paired = paired
+            if paired:
+                stacked = np.concatenate([d.values, ref.values])
+                entry.delta = {}
+                for m in d.metrics:
+                    if m not in ref.metrics:
+                        continue
+                    own, other = _statistic(d, m), _statistic(ref, m, offset=len(d.rows))
+                    entry.delta[m] = bootstrap(stacked, lambda x, own=own, other=other: own(x) - other(x),
+                                               resamples=resamples, seed=seed, level=level)
+                entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
+                               for label, outcome in d.tests.items() if label in ref.tests
+                               and ref.tests[label].shape == outcome.shape}
+        entries.append(entry)
+    return entries
+
+
+def comparison_object(kind: str, suite: str, names: Sequence[str], entries: Sequence[Entry],
+                      reference: int, percent: set[str], level: float = LEVEL) -> dict:
+    """The JSON form of a comparison."""
+    return {
+        "suite": suite,
+        "kind": kind,
+        "reference": names[reference],
+        "level": level,
+        "percent_metrics": sorted(percent),
+        "models": [
+            {
+                "model": e.model,
+                "metrics": {m: iv.as_dict() for m, iv in e.values.items()},
+                "delta": None if e.delta is None else {m: iv.as_dict() for m, iv in e.delta.items()},
+                "tests": e.tests,
+                "paired": e.paired,
+            }
+            for e in entries
+        ],
+    }
+
+
+def compare_reports(
+    reports: Sequence[Report],
+    *,
+    reference: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> list[dict]:
+    """Comparison objects, one per suite and image set, of reports (each with its stored cells
+    and normalizer).
+
+    ``reference`` is a model name (default: the first model of each suite).
+
+    Raises:
+        ConfigError: ``reference`` is not among the models compared.
+    """
+    every = {report.model for report in reports}
+    if reference is not None and reference not in every:
+        raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
+                          + ", ".join(sorted(every)))
+    comparisons = []
+    # one comparison per suite and image set (a store may hold runs on different --limit subsets)
+    for suite, images in dict.fromkeys((report.suite, _images(report)) for report in reports):
+        group = [r for r in reports if r.suite == suite and _images(r) == images]
+        cells, notes = _common_cells(group)
+        names = [report.model for report in group]
+        ref = 0
+        if reference in names:
+            ref = names.index(reference)
+        elif reference is not None:
+            notes.append(f"{reference} has no results on these {group[0].n_images} images: "
+                         f"the reference here is {names[0]}")
+        designs = [get_suite(report.kind).design(results, report.normalizer)
+                   for report, results in zip(group, cells)]
+        percent = set().union(*(d.percent for d in designs))
+        fingerprints = [_images(report) for report in group]
+        entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
+                                  seed=seed, level=level)
+        comparison = comparison_object(group[0].kind, suite, names, entries, ref, percent, level)
+        comparison["n_images"] = group[0].n_images
+        comparison["notes"] = notes
+        comparisons.append(comparison)
+    return comparisons
+
+
+def _images(report: Report) -> str:
+    return report.data_fingerprint or report.run
+
+
+def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
+    """Each report's cells, restricted, for suites whose metrics average cells (mCE, mFR), to
+    those every model has, so that the metrics and their differences average the same cells;
+    notes name what was left out."""
+    suite = get_suite(group[0].kind)
+    aligned = [suite.aligned_cells(report.cells) for report in group]
+    if any(cells is None for cells in aligned):
+        return [list(report.cells) for report in group], []
+    common = set.intersection(*aligned)
+    notes, out = [], []
+    for report, cells in zip(group, aligned):
+        extra = sorted(cells - common)
+        results = list(report.cells)
+        if extra:
+            shown = ", ".join(f"{name}/{level}" for name, level in extra[:8])
+            more = f" and {len(extra) - 8} more" if len(extra) > 8 else ""
+            what = "1 cell that not every compared model has is" if len(extra) == 1 else \
+                f"{len(extra)} cells that not every compared model has are"
+            notes.append(f"{report.model}: {what} left out of the comparison ({shown}{more})")
+            results = [r for r in results if (r.key.name, r.key.level) not in set(extra)
+                       or not suite.owns(r.key)]
+        out.append(results)
+    return out, notes

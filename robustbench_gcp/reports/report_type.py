@@ -1,0 +1,87 @@
+"""The one report type: an evaluation of one model on one suite, from stored counts.
+
+``eval`` returns it (:func:`robustbench_gcp.pipeline.run`), ``report`` rebuilds it from
+the store alone (:func:`robustbench_gcp.reports.stored.collect`), and ``compare`` and
+``demo`` use both. :meth:`Report.to_json` is the ``eval`` JSON schema (README, "JSON
+output"); the suite's own sections (``clean``, ``cells``, ``perturbations``, ``attacks``,
+``metrics`` ...) sit at its top level, between the run's facts and its provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustbench_gcp.store import CellResult
+
+
+@dataclass
+class Report:
+    """One model on one suite.
+
+    Attributes:
+        model, arch: the label reports show and the registry architecture.
+        checkpoint, checkpoint_sha256: the weights (None for seeded random weights).
+        suite, kind: the suite's name (or, from a store, its kind and source) and its kind.
+        seed, n_images, data, corrupted_dir: how the cells were made.
+        backend, storage_roundtrip: how generated cells were made (None otherwise).
+        device, precision: where and in which precision the model ran.
+        sections: the suite's own sections, keyed as in the JSON.
+        notes: partial results, normalization and other caveats, for people.
+        run, data_fingerprint: the stored run and the identity of its images.
+        store, computed: the store file and what this call computed (None when rebuilt
+            from the store).
+        cells: the stored cells the sections were made from (not in the JSON).
+        normalizer: the baseline the metrics were normalized by (not in the JSON).
+    """
+
+    model: str
+    arch: str
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    suite: str
+    kind: str
+    seed: int | None
+    n_images: int
+    data: str | None
+    corrupted_dir: str | None
+    backend: str | None
+    storage_roundtrip: bool | None
+    device: str | None
+    precision: str | None
+    sections: dict[str, Any]
+    notes: list[str]
+    run: str
+    data_fingerprint: str | None
+    store: str | None = None
+    computed: dict | None = None
+    cells: list[CellResult] = field(default_factory=list, repr=False)
+    normalizer: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        """The ``eval`` JSON object (plain types only)."""
+        out = {
+            "model": self.model,
+            "arch": self.arch,
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "suite": self.suite,
+            "kind": self.kind,
+            "seed": self.seed,
+            "n_images": self.n_images,
+            "data": self.data,
+            "corrupted_dir": self.corrupted_dir,
+            "backend": self.backend,
+            "storage_roundtrip": self.storage_roundtrip,
+            "device": self.device,
+            "precision": self.precision,
+            **self.sections,
+            "notes": list(self.notes),
+        }
+        if self.store is not None:
+            out["store"] = self.store
+        out["run"] = self.run
+        out["data_fingerprint"] = self.data_fingerprint
+        if self.computed is not None:
+            out["computed"] = self.computed
+        return out

@@ -1,0 +1,110 @@
+"""Reports from stored cells: the one builder, and every report a store holds.
+
+:func:`build_report` makes a :class:`~robustbench_gcp.reports.report_type.Report` from a run
+and its stored cells; ``eval`` calls it right after computing, ``report`` (through
+:func:`collect`) from the store alone, so both give the same object for the same cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.store import CellResult, RunInfo, Store
+from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
+
+
+def build_report(
+    suite: Suite,
+    run: RunInfo,
+    results: Sequence[CellResult],
+    normalizer: object = None,
+    *,
+    suite_name: str | None = None,
+    model: str | None = None,
+    notes: Sequence[str] = (),
+    data: str | None = None,
+    corrupted_dir: str | None = None,
+    device: str | None = None,
+    store: str | None = None,
+    computed: dict | None = None,
+) -> Report:
+    """The report of ``results`` (stored cells of ``run``, the clean cell first when there is one).
+
+    The keyword arguments are what only the evaluating call knows (the folders given, the
+    device, what it computed); without them the report is what the store alone says.
+    """
+    identity = run.identity
+    weights = identity.get("weights")
+    random = weights is None or str(weights).startswith("random-init")
+    sections, suite_notes = suite.sections(results, normalizer)
+    return Report(
+        model=model or run.model,
+        arch=run.arch,
+        checkpoint=run.checkpoint,
+        checkpoint_sha256=None if random else weights,
+        suite=suite_name or suite.kind,
+        kind=suite.kind,
+        seed=identity.get("seed"),
+        n_images=run.n_images,
+        data=data,
+        corrupted_dir=corrupted_dir,
+        **suite.source_fields(results),
+        device=device or identity.get("device_type"),
+        precision=identity.get("precision"),
+        sections=sections,
+        notes=[*suite_notes, *notes],
+        run=run.key,
+        data_fingerprint=identity.get("data"),
+        store=store,
+        computed=computed,
+        cells=list(results),
+        normalizer=normalizer,
+    )
+
+
+def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+            baseline: str | None = None, baselines: Mapping | None = None) -> list[Report]:
+    """Every report the store can make: per run, per suite kind and per group (source).
+
+    Only complete cells count. A run's clean cell joins each of its groups (and is a report
+    of its own when ``kinds`` asks for the clean suite or the run has no other cells). Each
+    suite picks the cells it shows (for adversarial cells measured with several budgets, the
+    latest one of each attack) and its normalizer (``baseline``: a name of ``baselines``,
+    benchmarks.yaml's, or of a stored baseline run).
+    """
+    clean_suite = suite_of_cell(CLEAN)
+    wanted = set(kinds or (suite.kind for suite in all_suites()))
+    reports = []
+    for run in store.runs():
+        if models and run.model not in models:
+            continue
+        complete = [r for r in store.results(run) if r.complete]
+        clean = [r for r in complete if r.key == CLEAN]
+        groups: dict[tuple[str, str], list[CellResult]] = {}
+        for result in complete:
+            if result.key == CLEAN:
+                continue
+            suite = suite_of_cell(result.key)
+            groups.setdefault((suite.kind, suite.group(result.key)), []).append(result)
+        # a clean-only report when asked for, or when the run has nothing else
+        if clean and clean_suite.kind in wanted and (kinds is not None or not groups):
+            reports.append(_stored_report(clean_suite, run, clean, "", [], store, baseline, baselines))
+        for (kind, group), results in groups.items():
+            if kind not in wanted:
+                continue
+            suite = get_suite(kind)
+            results, notes = suite.latest(results, run.model)
+            reports.append(_stored_report(suite, run, clean + results, group, notes, store, baseline,
+                                          baselines))
+    return reports
+
+
+def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], group: str, notes: list[str],
+                   store: Store, baseline: str | None, baselines: Mapping | None) -> Report:
+    source = suite.source_label(group)
+    normalizer = None
+    if baseline is not None:
+        normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
+    return build_report(suite, run, results, normalizer, notes=notes, data=run.data,
+                        suite_name=f"{suite.kind} ({source})" if source else suite.kind)

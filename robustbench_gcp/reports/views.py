@@ -1,0 +1,97 @@
+"""Views of one report: terminal table, long CSV rows, Markdown, headline numbers.
+
+Each suite gives its tables and rows (:class:`~robustbench_gcp.suites.base.Suite`); this
+module frames them. Errors are fractions in the report and in CSV / JSON; the terminal
+and Markdown views show percentages and say so in their headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_markdown
+from robustbench_gcp.suites import get_suite, long_columns
+
+SUMMARY_COLUMNS = [Column("metric", justify="left"), Column("value", fmt=".2f")]
+
+
+def header_line(report: Report) -> str:
+    """One line: model, weights, suite, images, seed, device and how corruptions were made."""
+    weights = report.checkpoint or "random weights (no checkpoint)"
+    source = report.corrupted_dir and f"released files in {report.corrupted_dir}"
+    if not source and report.backend:
+        trip = ", uint8 + JPEG q85 round trip" if report.storage_roundtrip else ""
+        source = f"generated on the fly ({report.backend} backend{trip})"
+    parts = [
+        f"model {report.model} ({report.arch})",
+        f"weights {weights}",
+        f"suite {report.suite}",
+        f"{report.n_images} images",
+        f"seed {report.seed}",
+        f"{report.device} {report.precision}",
+    ]
+    if source:
+        parts.append(f"corruptions {source}")
+    return " | ".join(parts)
+
+
+def render_table(report: Report):
+    """A rich renderable: header, the suite's tables, summary, notes."""
+    from rich.console import Group
+    from rich.text import Text
+
+    suite = get_suite(report.kind)
+    parts = [Text(header_line(report), style="dim")]
+    parts += [rich_table(t.rows, t.columns, title=t.title) for t in suite.tables(report)]
+    parts.append(rich_table(suite.summary_rows(report), SUMMARY_COLUMNS))
+    parts += [Text(f"note: {note}", style="yellow") for note in report.notes]
+    return Group(*parts)
+
+
+def to_report_markdown(report: Report) -> str:
+    suite = get_suite(report.kind)
+    text = [f"### {report.model} on {report.suite}", "", header_line(report), ""]
+    text += [to_markdown(t.rows, t.columns) for t in suite.tables(report)]
+    text.append(to_markdown(suite.summary_rows(report), SUMMARY_COLUMNS))
+    text += [f"_Note: {note}_\n" for note in report.notes]
+    return "\n".join(text)
+
+
+BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "seed", "item", "level"]
+
+
+def long_rows(report: Report) -> list[dict]:
+    """Long rows, one per measured thing, all with the same columns (:func:`long_csv_columns`).
+
+    ``item`` is "clean", a corruption, a perturbation or an attack; ``level`` its severity,
+    difficulty or epsilon ("all" for a corruption's mean over severities, where CE and
+    relative CE are given; the mean over the benchmark corruptions is the item
+    "mean (benchmark)").
+    """
+    base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
+            "suite": report.suite, "kind": report.kind, "seed": report.seed}
+    columns = long_csv_columns()
+    return [{column: {**base, **row}.get(column) for column in columns}
+            for row in get_suite(report.kind).long_rows(report)]
+
+
+def long_csv_columns() -> list[str]:
+    return [*BASE_COLUMNS, *long_columns()]
+
+
+def to_long_csv(reports: Report | Sequence[Report]) -> str:
+    """Long CSV of one report or several."""
+    reports = [reports] if isinstance(reports, Report) else reports
+    return to_csv([row for report in reports for row in long_rows(report)], long_csv_columns())
+
+
+def headline(report: Report) -> dict:
+    """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
+    return {"model": report.model, "suite": report.suite, "n_images": report.n_images,
+            **get_suite(report.kind).headline(report)}
+
+
+def to_wide_csv(reports: Sequence[Report]) -> str:
+    """One row per (model, suite) with the headline numbers."""
+    return to_csv([headline(r) for r in reports])

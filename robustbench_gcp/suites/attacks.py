@@ -1,0 +1,367 @@
+"""Adversarial attacks for the adversarial suite: foolbox 3 on the device, stored per (attack, epsilon).
+
+The model is attacked on [0, 1] inputs; ImageNet normalization sits in the
+foolbox model's ``preprocessing``; the network is in eval mode, so gradients flow
+through the pooling head (Newton-Schulz by default for iSQRT-COV).
+
+Counting (per image, per epsilon): ``clean_errors`` (misclassified without
+attack), ``successes`` (correctly classified images that the attack flips) and
+``robust`` (correct and not flipped). Robust accuracy = robust / n; success rate =
+successes / (n - clean_errors). For one attack, an image broken at epsilon e is
+counted as broken at every larger epsilon (an adversarial example inside the
+e-ball lies inside every larger ball), so robust accuracy never rises with
+epsilon even when an iterative attack is not monotone.
+
+Minimization attacks (DeepFool, Carlini-Wagner) run once without early stopping;
+each image's perturbation size ``||x_adv - x||`` is stored (0 for images already
+misclassified, inf where the attack failed), so a robust-accuracy curve can be
+drawn for any epsilon later.
+
+Randomness: PGD's random start draws, per image, from a generator seeded by
+(run seed, cell, image index), so any batch size gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustbench_gcp.engine.runner import Context, ImageSource
+from robustbench_gcp.errors import ConfigError, GcpRobustError, UnknownNameError
+from robustbench_gcp.store import CellKey, ShardResult, canonical_json
+
+#: attack name -> the norm of its budget
+ATTACKS = {
+    "fgsm": "linf",
+    "pgd-linf": "linf",
+    "pgd-l2": "l2",
+    "deepfool-linf": "linf",
+    "deepfool-l2": "l2",
+    "cw-l2": "l2",
+}
+#: the budget keys each attack accepts in benchmarks.yaml
+ATTACK_KEYS = {
+    "fgsm": ("epsilons", "random_start"),
+    "pgd-linf": ("epsilons", "steps", "rel_stepsize", "random_start"),
+    "pgd-l2": ("epsilons", "steps", "rel_stepsize", "random_start"),
+    "deepfool-linf": ("epsilons", "steps", "candidates", "overshoot"),
+    "deepfool-l2": ("epsilons", "steps", "candidates", "overshoot"),
+    "cw-l2": ("epsilons", "steps", "binary_search_steps", "stepsize", "confidence",
+              "initial_const"),
+}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of a suite: its epsilons (ascending) and budget settings."""
+
+    attack: str
+    epsilons: tuple[float, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def norm(self) -> str:
+        return ATTACKS[self.attack]
+
+
+MINIMIZATION = ("deepfool-linf", "deepfool-l2", "cw-l2")
+
+#: budgets used when an attack is asked for on the command line but not configured in the suite
+DEFAULT_BUDGETS = {
+    "fgsm": {},
+    "pgd-linf": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
+    "pgd-l2": {"steps": 10, "rel_stepsize": 0.25, "random_start": True},
+    "deepfool-linf": {"steps": 50, "candidates": 10, "overshoot": 0.02},
+    "deepfool-l2": {"steps": 50, "candidates": 10, "overshoot": 0.02},
+    "cw-l2": {"steps": 100, "binary_search_steps": 5, "stepsize": 0.01, "confidence": 0.0,
+              "initial_const": 0.001},
+}
+DEFAULT_EPSILONS = {"linf": (1 / 255, 2 / 255, 4 / 255), "l2": (0.25, 0.5, 1.0)}
+
+
+class AttackMemoryError(GcpRobustError):
+    """An attack needed more memory than the device has."""
+
+
+def _foolbox():
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+    import foolbox
+
+    return foolbox
+
+
+def parse_epsilon(text: str) -> float:
+    """``"0.5"``, ``"2/255"`` -> float; a clear error otherwise."""
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/", 1)
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"`--epsilons` should be numbers such as 0.5 or 2/255. Got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"`--epsilons` should be >= 0. Got {text}")
+    return value
+
+
+def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
+    """Catch budgets on the wrong scale: epsilons are on the [0, 1] pixel scale."""
+    if ATTACKS[attack] != "linf":
+        return
+    for eps in epsilons:
+        if eps >= 1:
+            raise ConfigError(
+                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: "
+                f"did you mean {eps:g}/255?"
+            )
+        if eps > 0.25:
+            l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"
+            raise ConfigError(
+                f"epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
+                f"{eps:.0%} of its range; if you meant an L2 budget, use {l2} "
+                f"(Linf budgets are usually 1/255 to 16/255)"
+            )
+
+
+def select_attacks(
+    configured: Sequence[AttackSpec],
+    names: Sequence[str] | None = None,
+    epsilons: Sequence[float] | None = None,
+    steps: int | None = None,
+) -> tuple[AttackSpec, ...]:
+    """The suite's attacks, narrowed and overridden by ``--attacks/--epsilons/--steps``."""
+    by_name = {spec.attack: spec for spec in configured}
+    if names:
+        chosen = []
+        for name in names:
+            if name not in ATTACKS:
+                raise UnknownNameError("attack", name, ATTACKS)
+            chosen.append(by_name.get(name) or AttackSpec(
+                name, DEFAULT_EPSILONS[ATTACKS[name]], dict(DEFAULT_BUDGETS[name])))
+    else:
+        chosen = list(configured)
+    if epsilons is not None:
+        norms = {spec.norm for spec in chosen}
+        if len(norms) > 1:
+            raise ConfigError(
+                "`--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets ("
+                + ", ".join(f"{s.attack}: {s.norm}" for s in chosen)
+                + "); choose attacks of one norm with --attacks"
+            )
+        chosen = [AttackSpec(s.attack, tuple(sorted(set(epsilons))), s.params) for s in chosen]
+    if steps is not None:  # applies to the iterative attacks among the chosen ones
+        if not any("steps" in ATTACK_KEYS[s.attack] for s in chosen):
+            only = ", ".join(s.attack for s in chosen)
+            raise ConfigError(f"`--steps` does not apply to {only} (a single-step attack)")
+        chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps})
+                  if "steps" in ATTACK_KEYS[s.attack] else s for s in chosen]
+    for spec in chosen:
+        check_epsilons(spec.attack, spec.epsilons)
+    return tuple(chosen)
+
+
+def _seeded(base):
+    """A PGD subclass whose random start draws per image from seeded generators."""
+
+    class Seeded(base):
+        seeds: Sequence[int] | None = None
+
+        def get_random_start(self, x0, epsilon):
+            import eagerpy as ep
+
+            x = x0.raw
+            noise = torch.empty_like(x)
+            for i, seed in enumerate(self.seeds):
+                g = torch.Generator(device=x.device).manual_seed(int(seed))
+                if self.distance.p == math.inf:
+                    noise[i] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
+                    noise[i] = (noise[i] * 2 - 1) * epsilon
+                else:  # uniform in the L2 ball (Voelker et al.): n + 2 normals, keep n
+                    n = x[i].numel()
+                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=torch.float64)
+                    noise[i] = (s[:n] / s.norm()).reshape(x.shape[1:]).to(x.dtype) * epsilon
+            return ep.astensor(x + noise)
+
+    Seeded.__name__ = f"Seeded{base.__name__}"
+    return Seeded
+
+
+def make_attack(spec: AttackSpec, num_classes: int):
+    """The foolbox attack object of ``spec``."""
+    fa = _foolbox().attacks
+    p = dict(DEFAULT_BUDGETS[spec.attack], **spec.params)
+    if spec.attack == "fgsm":
+        return _seeded(fa.LinfFastGradientAttack)(random_start=p.get("random_start", False))
+    if spec.attack in ("pgd-linf", "pgd-l2"):
+        base = fa.LinfPGD if spec.attack == "pgd-linf" else fa.L2PGD
+        return _seeded(base)(rel_stepsize=p["rel_stepsize"], steps=p["steps"],
+                             random_start=p["random_start"])
+    if spec.attack in ("deepfool-linf", "deepfool-l2"):
+        base = fa.LinfDeepFoolAttack if spec.attack == "deepfool-linf" else fa.L2DeepFoolAttack
+        return base(steps=p["steps"], candidates=min(p["candidates"], num_classes),
+                    overshoot=p["overshoot"])
+    return fa.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
+                                    stepsize=p["stepsize"], confidence=p["confidence"],
+                                    initial_const=p["initial_const"])
+
+
+class _Precision(torch.nn.Module):
+    """Autocast and channels-last around the model; float32 logits out."""
+
+    def __init__(self, model: torch.nn.Module, amp: bool, amp_dtype: torch.dtype, channels_last: bool):
+        super().__init__()
+        self.model, self.amp, self.amp_dtype, self.channels_last = model, amp, amp_dtype, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            return self.model(x).float()
+
+
+def foolbox_model(ctx: Context):
+    """The foolbox PyTorchModel of the context's classifier (built once)."""
+    cached = ctx.cache.get("foolbox_model")
+    if cached is None:
+        c = ctx.classifier
+        # Attacks need gradients with respect to the input only: with the weights frozen,
+        # backward skips every weight gradient (about half its cost) and accumulates nothing.
+        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval().requires_grad_(False)
+        preprocessing = {"mean": c.mean.flatten().tolist(), "std": c.std.flatten().tolist(), "axis": -3}
+        cached = _foolbox().PyTorchModel(net, bounds=(0, 1), device=c.device, preprocessing=preprocessing)
+        ctx.cache["foolbox_model"] = cached
+    return cached
+
+
+def epsilon_level(eps: float) -> str:
+    return repr(float(eps))
+
+
+@dataclass(frozen=True)
+class AttackTask:
+    """All epsilons of one attack on a batch: one cell per epsilon."""
+
+    spec: AttackSpec
+    source: ImageSource
+    num_classes: int
+    keys: tuple[CellKey, ...] = field(init=False)
+
+    def __post_init__(self):
+        variant = canonical_json({"epsilons": list(self.spec.epsilons),
+                                  **dict(DEFAULT_BUDGETS[self.spec.attack], **self.spec.params)})
+        keys = tuple(CellKey("adversarial", self.spec.attack, epsilon_level(e), variant)
+                     for e in self.spec.epsilons)
+        object.__setattr__(self, "keys", keys)
+
+    def process(
+        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> list[ShardResult]:
+        try:
+            return self._process(images, labels, indices, ctx)
+        except torch.OutOfMemoryError as error:
+            raise self._memory_error(ctx, images, error) from None
+        except RuntimeError as error:
+            if "can't allocate memory" in str(error) or "out of memory" in str(error):
+                raise self._memory_error(ctx, images, error) from None
+            raise
+
+    def _memory_error(self, ctx: Context, images: torch.Tensor, error: Exception) -> AttackMemoryError:
+        first = str(error).strip().splitlines()[0][:160]
+        return AttackMemoryError(
+            f"attack {self.spec.attack} at batch size {images.shape[0]} needs more memory than "
+            f"{ctx.device} has ({first}); lower --batch-size"
+        )
+
+    def adversarials(
+        self, x: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Adversarial examples of ``x`` (in [0, 1]) at every epsilon, and for minimization
+        attacks the unclipped minimal adversarial examples.
+
+        The attacks' ``run`` is called directly (foolbox's ``__call__`` would spend one
+        more forward pass on success flags that are recounted here anyway). Each example
+        is projected onto its epsilon-ball and the [0, 1] box (in float64, against
+        float32 rounding in the attack), so it lies inside both; for a minimization attack
+        this is foolbox's clipping of the minimal perturbation to epsilon.
+        """
+        fmodel = foolbox_model(ctx)
+        attack = make_attack(self.spec, self.num_classes)
+        minimal = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if self.spec.attack in MINIMIZATION:
+                minimal = attack.run(fmodel, x, labels, early_stop=None).detach()
+                found = [minimal] * len(self.spec.epsilons)
+            else:
+                found = []
+                for key, eps in zip(self.keys, self.spec.epsilons):
+                    if hasattr(attack, "seeds"):
+                        attack.seeds = ctx.seeds(key.label, indices)
+                    found.append(attack.run(fmodel, x, labels, epsilon=eps))
+        return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], minimal
+
+    def _project(self, x: torch.Tensor, adversarial: torch.Tensor, eps: float) -> torch.Tensor:
+        delta = (adversarial.detach() - x).double()
+        if ATTACKS[self.spec.attack] == "linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
+            delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
+        # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
+        return (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
+
+    def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
+        x = images.float().div_(255.0)
+        fmodel = foolbox_model(ctx)
+        with torch.no_grad():
+            clean_correct = fmodel(x).argmax(-1) == labels
+        adversarials, minimal = self.adversarials(x, labels, indices, ctx)
+        with torch.no_grad():
+            fooled = [fmodel(adv).argmax(-1) != labels for adv in adversarials]
+            sizes = None
+            if minimal is not None:
+                success = fmodel(minimal).argmax(-1) != labels
+                sizes = self._sizes(minimal, x, success, clean_correct)
+        n = len(indices)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
+        results = []
+        for flipped in fooled:
+            broken = broken | (flipped & clean_correct)
+            robust = clean_correct & ~broken
+            counts = {
+                "clean_errors": int((~clean_correct).sum()),
+                "successes": int(broken.sum()),
+                "robust": int(robust.sum()),
+            }
+            results.append(ShardResult(n, counts, robust.cpu().numpy(), sizes))
+        return results
+
+    def _sizes(self, adversarial, x, success, clean_correct) -> np.ndarray:
+        """Per-image perturbation size of a minimization attack (0: already wrong; inf: failed)."""
+        delta = (adversarial - x).flatten(1)
+        norm = delta.abs().amax(1) if ATTACKS[self.spec.attack] == "linf" else delta.norm(dim=1)
+        norm = torch.where(success, norm, torch.full_like(norm, math.inf))
+        norm = torch.where(clean_correct, norm, torch.zeros_like(norm))
+        return norm.detach().cpu().numpy().astype(np.float32)
+
+
+def budget_of(key: CellKey) -> dict:
+    """The attack budget an adversarial cell was measured with (its variant without the epsilons)."""
+    budget = json.loads(key.variant or "{}")
+    budget.pop("epsilons", None)
+    return budget
+
+
+def budget_tag(attack: str, budget: dict) -> str:
+    """The settings of ``budget`` that differ from the attack's defaults ("steps=2"), or ""."""
+    defaults = DEFAULT_BUDGETS.get(attack, {})
+    return ", ".join(f"{k}={v}" for k, v in sorted(budget.items()) if defaults.get(k) != v)

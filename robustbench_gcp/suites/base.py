@@ -1,0 +1,516 @@
+"""The :class:`Suite` interface and the registry of suite kinds.
+
+A suite kind (clean, imagenet-c, imagenet-p, adversarial) is one module of this package
+holding one :class:`Suite` subclass, registered with :func:`register_suite`. The suite
+owns everything that differs between kinds, from benchmarks.yaml to the plots:
+
+================================  =============================================================
+configuration                     :meth:`Suite.parse` (its keys of benchmarks.yaml),
+                                  :meth:`Suite.describe` (``gcp-robust suites``)
+command-line overrides            :attr:`Suite.flags`, :meth:`Suite.select`
+checks before any compute         :meth:`Suite.check_inputs`, :meth:`Suite.check_baseline`,
+                                  :meth:`Suite.image_list`
+the cells handed to the engine    :meth:`Suite.tasks`
+the report from stored counts     :meth:`Suite.sections`, :meth:`Suite.normalizer`,
+                                  :meth:`Suite.source_fields`, :meth:`Suite.notes`
+reading a store                   :meth:`Suite.owns`, :meth:`Suite.group`, :meth:`Suite.latest`
+comparisons (bootstrap, tests)    :meth:`Suite.design`, :meth:`Suite.aligned_cells`
+table / CSV / Markdown rows       :meth:`Suite.tables`, :meth:`Suite.summary_rows`,
+                                  :meth:`Suite.long_rows`, :meth:`Suite.headline`,
+                                  :meth:`Suite.detail_markdown`
+plots                             :meth:`Suite.plots`
+================================  =============================================================
+
+Code outside this package asks the registry (:func:`get_suite`, :func:`all_suites`) and
+never compares kind names. Every suite also measures the clean images when it has them:
+the clean cell (:data:`CLEAN`) belongs to the clean suite and joins every other suite's
+report; the base class builds its section, rows and comparison outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.metrics import rate
+from robustbench_gcp.reports.tables import Column
+from robustbench_gcp.stats import Design
+from robustbench_gcp.store import CellKey, CellResult
+from robustbench_gcp.yaml_checks import Checker
+
+if TYPE_CHECKING:
+    from robustbench_gcp.data.folders import ImageList
+    from robustbench_gcp.engine.runner import ImageSource, Task
+    from robustbench_gcp.reports.report_type import Report
+
+#: the clean cell: every suite's reference images, unmodified
+CLEAN = CellKey("clean")
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named suite of benchmarks.yaml; each kind adds its own fields."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a suite evaluates after the command-line overrides, checked; kinds add fields."""
+
+    spec: SuiteSpec
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line override a suite takes (``--corruptions``), declared once.
+
+    ``kind`` says how the command line spells values: ``text``, ``int`` (>= 1),
+    ``int_list`` (``1,3,5``), ``choice`` (one of ``choices``), ``switch``
+    (``--storage-roundtrip/--no-storage-roundtrip``) or ``path``. Unset flags are None.
+    """
+
+    name: str
+    help: str
+    metavar: str | None = None
+    kind: str = "text"
+    choices: tuple[str, ...] = ()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """What a suite's tasks are made from: the clean images (None when only released files
+    are given), the released files' folder, and the model's input facts."""
+
+    clean: ImageSource | None
+    corrupted_dir: Path | None
+    num_classes: int
+    crop_size: int
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of one table of a report view, with their columns and title."""
+
+    title: str
+    rows: list[dict]
+    columns: list[Column]
+
+
+def pct(value: float | None) -> float | None:
+    """A fraction as a percentage (None stays None)."""
+    return None if value is None else 100.0 * value
+
+
+def classification_entry(result: CellResult) -> dict:
+    """``n``, ``top1_error``, ``top5_error`` of a classification cell."""
+    return {
+        "n": result.n,
+        "top1_error": rate(result.counts.get("top1_errors", 0), result.n),
+        "top5_error": rate(result.counts.get("top5_errors", 0), result.n),
+    }
+
+
+def clean_results(results: Iterable[CellResult]) -> list[CellResult]:
+    return [r for r in results if r.key == CLEAN]
+
+
+def clean_entry(results: Iterable[CellResult]) -> dict | None:
+    """The ``clean`` section: the clean cell's errors, or None without clean images."""
+    found = clean_results(results)
+    return classification_entry(found[0]) if found else None
+
+
+def per_image_errors(result: CellResult) -> Any:
+    """1.0 where the image was misclassified (top-1), per image, as float64."""
+    import numpy as np
+
+    if result.correct is None:
+        raise ValueError(f"cell {result.key.label} has no per-image outcomes")
+    return (~result.correct).astype(np.float64)
+
+
+class Suite:
+    """One kind of evaluation. Subclasses set :attr:`kind` and override what they need.
+
+    The base class is the clean suite's behaviour: only the clean cell, its error, its row.
+    """
+
+    #: the kind name: the ``kind:`` of benchmarks.yaml and the kind of the suite's cells
+    kind: ClassVar[str] = ""
+    #: what the kind measures, in a few words (``gcp-robust eval --help`` lists the kinds)
+    summary: ClassVar[str] = ""
+    #: the command-line overrides this kind takes
+    flags: ClassVar[tuple[Flag, ...]] = ()
+    #: what the suite needs when no images are given (``--data DIR`` ...)
+    needs: ClassVar[str] = "--data DIR"
+    #: whether ``--baseline`` names a normalizer this kind uses
+    uses_baseline: ClassVar[bool] = False
+    #: the measured columns of the long CSV this kind fills (besides the clean cell's)
+    long_columns: ClassVar[tuple[str, ...]] = ()
+
+    # -- configuration ------------------------------------------------------------------
+    def config_keys(self) -> set[str]:
+        """The keys of a suite entry of this kind in benchmarks.yaml, ``kind`` included."""
+        return {"kind"}
+
+    def parse(self, check: Checker, name: str, value: Mapping, where: str) -> SuiteSpec:
+        """The spec of a benchmarks.yaml entry (keys already checked against :meth:`config_keys`)."""
+        return SuiteSpec(name, self.kind)
+
+    def describe(self, spec: SuiteSpec) -> tuple[str, str]:
+        """(contents, levels) of a suite, for ``gcp-robust suites``."""
+        return "clean images", ""
+
+    def spec_json(self, spec: SuiteSpec) -> dict:
+        """The JSON of a suite for ``gcp-robust suites --json`` (kind-specific fields)."""
+        return {}
+
+    # -- plan: selection and checks (no compute) -----------------------------------------
+    def select(self, spec: SuiteSpec, flags: Mapping[str, Any]) -> Selection:
+        """Apply and check the command-line overrides (``flags``: set flags of this kind only)."""
+        return Selection(spec)
+
+    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path) -> None:
+        """Raise if ``--baseline name`` cannot normalize this suite (before any compute)."""
+
+    def check_inputs(self, selection: Selection, corrupted_dir: Path | None) -> None:
+        """Raise if released files under ``corrupted_dir`` cannot feed the selection."""
+
+    def image_list(self, selection: Selection, corrupted_dir: Path) -> ImageList | None:
+        """The images of a run given only released files (None: the suite needs ``--data``)."""
+        return None
+
+    def notes(self, selection: Selection, root: str | None) -> list[str]:
+        """Notes a report of this selection always carries (``root``: the model's matrix square root)."""
+        return []
+
+    # -- run -------------------------------------------------------------------------------
+    def tasks(self, selection: Selection, inputs: TaskInputs) -> list[Task]:
+        """The tasks (cells) of a plan, in report order; the clean cell first when there is one."""
+        from robustbench_gcp.suites.tasks import ClassifyTask
+
+        return [ClassifyTask(CLEAN, inputs.clean)] if inputs.clean is not None else []
+
+    # -- reports from stored counts --------------------------------------------------------
+    def owns(self, key: CellKey) -> bool:
+        """Whether a stored cell belongs to this kind."""
+        return key.kind == self.kind
+
+    def group(self, key: CellKey) -> str:
+        """Stored cells of one run are reported in groups: this kind's cells with the same
+        group (e.g. the same generation source) form one report."""
+        return ""
+
+    def source_label(self, group: str) -> str:
+        """How the cells of a group were made, for people ("torch, JPEG round trip")."""
+        return ""
+
+    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+        """The stored cells a report shows (e.g. the latest attack budget), with notes on the rest."""
+        return results, []
+
+    def source_fields(self, results: Sequence[CellResult]) -> dict:
+        """``backend`` and ``storage_roundtrip`` of a report, from its cells' variants."""
+        return {"backend": None, "storage_roundtrip": None}
+
+    def normalizer(self, name: str, baselines: Mapping[str, Any], store: Any,
+                   keys: Sequence[CellKey]) -> Any:
+        """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""
+        return None
+
+    def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
+        """The suite's own report sections from its stored cells (clean included), and notes."""
+        return {"clean": clean_entry(results)}, []
+
+    # -- comparisons -----------------------------------------------------------------------
+    def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
+        """Per-image values and headline metric functions for the bootstrap and paired tests."""
+        rows, values, tests, metrics = [], [], {}, {}
+        for r in clean_results(results):
+            rows.append("clean")
+            values.append(per_image_errors(r))
+            tests["clean"] = r.correct
+            metrics["clean_error"] = lambda m: m["clean"]
+        return Design.of(rows, values, metrics, tests)
+
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, str]] | None:
+        """Cells whose set must be the same for every compared model (averaged metrics), as
+        (name, level); None when the suite's metrics do not average over cells."""
+        return None
+
+    # -- views -----------------------------------------------------------------------------
+    def tables(self, report: Report) -> list[Table]:
+        """The tables of one report besides the summary (per corruption, per attack ...)."""
+        return []
+
+    def summary_rows(self, report: Report) -> list[dict]:
+        """{metric, value} rows of the summary table (percentages and CE-type figures)."""
+        clean = report.sections.get("clean")
+        if not clean:
+            return []
+        return [{"metric": "clean top-1 error (%)", "value": pct(clean["top1_error"])},
+                {"metric": "clean top-5 error (%)", "value": pct(clean["top5_error"])}]
+
+    def long_rows(self, report: Report) -> list[dict]:
+        """Long CSV rows (``item``, ``level`` and the measured columns)."""
+        clean = report.sections.get("clean")
+        return [{"item": "clean", "level": "", **clean}] if clean else []
+
+    def headline(self, report: Report) -> dict:
+        """The headline numbers, flat (fractions as fractions, CE-type as percent)."""
+        clean = report.sections.get("clean")
+        return {"clean_top1_error": clean["top1_error"]} if clean else {}
+
+    def detail_markdown(self, reports: Sequence[Report]) -> str | None:
+        """A paper-style table across models (None: nothing beyond the comparison)."""
+        return None
+
+    #: headline metric -> (header, display scale, format) in comparison tables
+    metric_display: ClassVar[dict[str, tuple[str, float, str]]] = {
+        "clean_top1_error": ("clean err %", 100.0, ".2f"),
+        "clean_error": ("clean err %", 100.0, ".2f"),
+    }
+
+    def display(self, metric: str) -> tuple[str, float, str] | None:
+        """How a headline metric of this suite is shown (None: not this suite's)."""
+        return self.metric_display.get(metric)
+
+    def plots(self) -> dict[str, Callable[[Sequence[Report], Path], Path | None]]:
+        """Figure name -> function drawing it for several reports into a PNG (None: nothing)."""
+        return {}
+
+
+class LevelledSuite(Suite):
+    """A suite whose cells are (name, level) pairs, generated on the fly or read from released
+    files (``--corrupted-dir``), whose metrics average those cells and are normalized by a
+    baseline: ImageNet-C (corruption, severity) and ImageNet-P (perturbation, difficulty).
+
+    Stored cells are grouped by how they were made (their variant: backend and storage round
+    trip, or released files); compared models must share the averaged cells.
+    """
+
+    uses_baseline = True
+    needs = "--data DIR (clean images) or --corrupted-dir DIR (released files)"
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("corrupted_dir", "Released files, read as is: ImageNet-C "
+             "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG or ImageNet-P "
+             "<DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4.", metavar="DIR", kind="path"),
+    )
+
+    def group(self, key: CellKey) -> str:
+        return key.variant
+
+    def source_label(self, group: str) -> str:
+        variant = json.loads(group)
+        return variant.get("source", "") + (", JPEG round trip" if variant.get("roundtrip") else "")
+
+    def source_fields(self, results: Sequence[CellResult]) -> dict:
+        variants = [variant_of(r.key) for r in results if self.owns(r.key)]
+        source = variants[0].get("source") if variants else None
+        generated = source is not None and source != "released"
+        return {"backend": source if generated else None,
+                "storage_roundtrip": variants[0].get("roundtrip") if generated else None}
+
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, str]]:
+        return {(r.key.name, r.key.level) for r in results if self.owns(r.key)}
+
+
+_SUITES: dict[str, Suite] = {}
+
+
+def register_suite(cls: type[Suite]) -> type[Suite]:
+    """Register a :class:`Suite` subclass under its ``kind`` (a class decorator).
+
+    Raises:
+        ValueError: the kind is empty or already registered, or a flag it declares is
+            declared differently by another suite.
+    """
+    if not cls.kind:
+        raise ValueError(f"suite {cls.__name__} has no `kind`")
+    if cls.kind in _SUITES:
+        raise ValueError(f"suite kind '{cls.kind}' is already registered "
+                         f"(by {type(_SUITES[cls.kind]).__name__})")
+    known = {flag.name: flag for suite in _SUITES.values() for flag in suite.flags}
+    for flag in cls.flags:
+        if flag.name in known and known[flag.name] != flag:
+            raise ValueError(f"flag {flag.option} of suite '{cls.kind}' differs from another suite's")
+    _SUITES[cls.kind] = cls()
+    return cls
+
+
+def unregister_suite(kind: str) -> None:
+    """Remove a registered kind (for tests, and for tools that register suites temporarily)."""
+    _SUITES.pop(kind, None)
+
+
+def get_suite(kind: str) -> Suite:
+    """The suite of a kind.
+
+    Raises:
+        UnknownNameError: no such kind (the closest suggested).
+    """
+    try:
+        return _SUITES[kind]
+    except KeyError:
+        raise UnknownNameError("suite kind", kind, _SUITES) from None
+
+
+def all_suites() -> list[Suite]:
+    """Every registered suite, in registration order."""
+    return list(_SUITES.values())
+
+
+def kinds_help() -> str:
+    """Every kind and what it measures, for ``--help``."""
+    return "Suite kinds: " + "; ".join(f"{suite.kind} ({suite.summary})" for suite in _SUITES.values()) + "."
+
+
+def suite_kinds() -> tuple[str, ...]:
+    """The registered kind names, in registration order."""
+    return tuple(_SUITES)
+
+
+#: the long CSV columns of the clean cell, which every suite's report may hold
+CLEAN_LONG_COLUMNS = ("n", "top1_error", "top5_error")
+
+
+def long_columns() -> list[str]:
+    """The measured columns of the long CSV: the clean cell's, then each suite's, once."""
+    return list(dict.fromkeys([*CLEAN_LONG_COLUMNS, *(c for s in _SUITES.values() for c in s.long_columns)]))
+
+
+def all_flags() -> list[Flag]:
+    """Every suite flag once, in the order suites declare them."""
+    return list({flag.name: flag for suite in _SUITES.values() for flag in suite.flags}.values())
+
+
+def flag_suites(name: str) -> list[str]:
+    """The kinds that take the flag ``name``."""
+    return [suite.kind for suite in _SUITES.values() if any(f.name == name for f in suite.flags)]
+
+
+def suite_of_cell(key: CellKey) -> Suite:
+    """The suite a stored cell belongs to."""
+    for suite in _SUITES.values():
+        if suite.owns(key):
+            return suite
+    raise UnknownNameError("suite kind", key.kind, _SUITES)
+
+
+def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The set flags, each checked to apply to ``spec``'s kind.
+
+    Raises:
+        ConfigError: a flag that this kind does not take (naming the kinds that do).
+        TypeError: a name that no suite declares.
+    """
+    suite = get_suite(spec.kind)
+    own = {flag.name for flag in suite.flags}
+    known = {flag.name: flag for flag in all_flags()}
+    chosen = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in known:
+            raise TypeError(f"unexpected option {name!r}")
+        if name not in own:
+            kinds = flag_suites(name)
+            raise ConfigError(f"`{known[name].option}` applies to the {'/'.join(kinds)} suite, "
+                              f"not to '{spec.name}'")
+        chosen[name] = value
+    return chosen
+
+
+def check_any_baseline(name: str, baselines: Iterable[str], store_path: Path) -> None:
+    """``--baseline name`` of a command reporting every suite: some suite must know it.
+
+    Raises:
+        UnknownNameError: no suite that uses baselines knows ``name`` (every choice listed).
+    """
+    choices: set[str] = set()
+    for suite in _SUITES.values():
+        if not suite.uses_baseline:
+            continue
+        try:
+            suite.check_baseline(name, baselines, store_path)
+            return
+        except UnknownNameError as error:
+            choices |= set(error.choices)
+    if choices:
+        raise UnknownNameError("baseline", name, choices)
+
+
+def variant_of(key: CellKey) -> dict:
+    """A cell's settings (its variant JSON) as a dict."""
+    return json.loads(key.variant)
+
+
+def resolve_names(value: str | Sequence[str] | None, default: tuple[str, ...],
+                  subsets: Mapping[str, tuple[str, ...]], kind: str, flag: str) -> tuple[str, ...]:
+    """``--corruptions`` / ``--perturbations``: a comma list of names or subset names
+    (``subsets["all"]`` holds every valid name), checked; default: the suite's.
+
+    Raises:
+        UnknownNameError: a name that is neither (the closest suggested).
+        ConfigError: nothing named.
+    """
+    if value is None:
+        return default
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in filter(None, items):
+        if item in subsets:
+            names.extend(subsets[item])
+        elif item in subsets["all"]:
+            names.append(item)
+        else:
+            raise UnknownNameError(kind, item, [*subsets["all"], *subsets])
+    if not names:
+        raise ConfigError(f"`{flag}` should name at least one {kind}")
+    return tuple(dict.fromkeys(names))
+
+
+def resolve_levels(value: Sequence[int] | None, default: tuple[int, ...], flag: str,
+                   valid: tuple[int, ...]) -> tuple[int, ...]:
+    """``--severities`` / ``--difficulties``: checked against ``valid``; default: the suite's.
+
+    Raises:
+        ConfigError: a level outside ``valid``, or none.
+    """
+    if value is None:
+        return default
+    for level in value:
+        if level not in valid:
+            raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level}")
+    if not value:
+        raise ConfigError(f"`{flag}` should name at least one level")
+    return tuple(sorted(set(value)))
+
+
+def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
+    """Every released folder of a selection exists under ``--corrupted-dir``, before any compute.
+
+    Raises:
+        DataError: naming the missing folders (the first six) and the flags that choose them.
+    """
+    from robustbench_gcp.errors import DataError
+
+    missing = [str(f.relative_to(root)) for f in dict.fromkeys(folders) if not f.is_dir()]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise DataError(f"{root} lacks {len(missing)} of the selected folders ({shown}); pick the ones "
+                        f"you have with {flags}")

@@ -1,0 +1,116 @@
+"""Typed checks of values read from YAML, with errors that name the file and the key path.
+
+Used by :mod:`robustbench_gcp.config` for models, baselines and datasets, and by each suite
+(:mod:`robustbench_gcp.suites`) for its own section, so a suite's configuration keys are
+validated in the suite's module.
+
+Example:
+    >>> check = Checker(Path("benchmarks.yaml"))
+    >>> check.integer(3, "suites.imagenet-c.severities[0]", 1, 5)
+    3
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from robustbench_gcp.errors import ConfigError, suggest
+
+
+class Checker:
+    """Type checks of YAML values that raise :class:`ConfigError` naming the file and key path."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, message: str) -> None:
+        raise ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+    def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
+        if not isinstance(value, dict):
+            self.fail(where or "top level", f"expected a mapping, got {describe_value(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                self.fail(where, f"keys must be strings, got {key!r}")
+            if allowed is not None and key not in allowed:
+                self.fail(join_key(where, key), f"unknown key '{key}'.{suggest(key, sorted(allowed))}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"expected a non-empty string, got {describe_value(value)}")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(where, f"expected true or false, got {describe_value(value)}")
+        return value
+
+    def integer(self, value: Any, where: str, low: int | None = None, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(where, f"expected an integer, got {describe_value(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f">= {low}"
+            self.fail(where, f"should be {bounds}, got {value}")
+        return value
+
+    def number(self, value: Any, where: str, low: float | None = None, high: float | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.fail(where, f"expected a number, got {describe_value(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            self.fail(where, f"should be {bounds}, got {value}")
+        return float(value)
+
+    def sequence(self, value: Any, where: str) -> list:
+        if not isinstance(value, list):
+            self.fail(where, f"expected a list, got {describe_value(value)}")
+        return value
+
+    def names(
+        self, value: Any, where: str, subsets: dict[str, tuple[str, ...]], kind: str
+    ) -> tuple[str, ...]:
+        """A subset name or a list of names, each checked against ``subsets['all']``."""
+        valid = subsets["all"]
+        if isinstance(value, str):
+            if value in subsets:
+                return tuple(subsets[value])
+            value = [value]
+        names = []
+        for i, name in enumerate(self.sequence(value, where)):
+            name = self.string(name, f"{where}[{i}]")
+            if name not in valid:
+                self.fail(f"{where}[{i}]", f"unknown {kind} '{name}'.{suggest(name, valid)}")
+            names.append(name)
+        if not names:
+            self.fail(where, f"expected at least one {kind}")
+        if len(set(names)) != len(names):
+            self.fail(where, f"a {kind} is listed twice")
+        return tuple(names)
+
+    def levels(self, value: Any, where: str, valid: tuple[int, ...], kind: str) -> tuple[int, ...]:
+        levels = tuple(
+            self.integer(v, f"{where}[{i}]", valid[0], valid[-1])
+            for i, v in enumerate(self.sequence(value, where))
+        )
+        if not levels:
+            self.fail(where, f"expected at least one {kind}")
+        if len(set(levels)) != len(levels):
+            self.fail(where, f"a {kind} is listed twice")
+        return tuple(sorted(levels))
+
+
+def join_key(where: str, key: str) -> str:
+    """``suites.imagenet-c`` + ``severities`` -> ``suites.imagenet-c.severities``."""
+    return f"{where}.{key}" if where else key
+
+
+def describe_value(value: Any) -> str:
+    """A value as error messages name it: ``int 3``, ``list``, ``nothing (null)``."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    return f"{type(value).__name__} {value!r}"
