@@ -180,6 +180,16 @@ def test_module_names_are_unique_outside_cli():
     assert repeated_module_names() == {}
 
 
+def test_one_benchmarks_yaml():
+    """The configuration the package reads is the file users edit: a link in a checkout (a wheel
+    copies its content)."""
+    from robustbench_gcp.config import default_config_path
+
+    resource = ROOT / "robustbench_gcp" / "resources" / "benchmarks.yaml"
+    assert resource.is_symlink() and resource.resolve() == (ROOT / "benchmarks.yaml").resolve()
+    assert default_config_path() == (ROOT / "benchmarks.yaml").resolve()
+
+
 def test_the_measures_can_fail(tmp_path):
     """The detectors find what they look for (a test that cannot fail proves nothing)."""
     sample = tmp_path / "sample.py"

@@ -161,6 +161,24 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+def test_compare_checks_every_job_before_the_first_runs(image_folder, gap_checkpoint, tmp_path):
+    """A checkpoint that does not fit the last model, or a flag no compared suite takes, stops the
+    comparison before any compute: the store is never created."""
+    store = tmp_path / "s.db"
+    common = ["--data", str(image_folder), "--store", str(store), "--workers", "0", "--limit", "4"]
+    wrong = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--model",
+                                      f"resnet18-isqrt={gap_checkpoint}", "--suite", "clean,imagenet-c",
+                                      "--corruptions", "fog", "--severities", "1", *common])
+    assert wrong.exit_code == 1, wrong.output
+    assert "does not fit resnet18-isqrt" in wrong.stderr and "Traceback" not in wrong.output
+    assert not store.exists()
+    unused = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                                       "--attacks", "fgsm", *common])
+    assert unused.exit_code == 2
+    assert "`--attacks` applies to the adversarial suite, and no suite compared is one" in unused.stderr
+    assert not store.exists()
+
+
 def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     import shutil
 
@@ -269,11 +287,11 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
 
 def test_matrix_variant_labels_name_every_change():
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.pipeline.compare_models import Entry, matrix_variants
+    from robustbench_gcp.pipeline.compare_models import CompareEntry, matrix_variants
 
     cfg = load_config()
-    entries = [Entry("isqrt", "resnet50-isqrt", "a.pth"), Entry("mpn", "resnet50-mpncov", "b.pth"),
-               Entry("gap", "resnet50-gap", "c.pth")]
+    entries = [CompareEntry("isqrt", "resnet50-isqrt", "a.pth"),
+               CompareEntry("mpn", "resnet50-mpncov", "b.pth"), CompareEntry("gap", "resnet50-gap", "c.pth")]
     labels = [v.label for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
     assert labels == ["isqrt[ns-iters=3]", "isqrt", "isqrt[sqrt=eig]",
                       "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "mpn", "gap"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -40,7 +41,8 @@ def stored(store: Path) -> dict:
             for cell_id, key in s.cells(run.id):
                 result = s.cell_result(cell_id, key, run.n_shards)
                 extra = None if result.extra is None else result.extra.tobytes()
-                out[(run.key, key)] = (result.complete, result.counts, result.correct.tobytes(), extra)
+                correct = None if result.correct is None else result.correct.tobytes()
+                out[(run.key, key)] = (result.complete, result.counts, correct, extra)
         return out
 
 
@@ -131,3 +133,38 @@ def test_a_dead_rank_stops_the_job_and_the_rerun_finishes_it(demo_val, tmp_path)
     a, b = stored(store), stored(reference)
     assert a.keys() == b.keys() and len(a) == 76
     assert a == b
+
+
+DEMO_SCRIPT = """
+import json, os, sys
+from robustbench_gcp.pipeline import demo_run
+demo_run.DEMO_SUITES = (("imagenet-p", {"perturbations": "translate,gaussian_noise"}), ("clean", {}))
+reports, comparisons = demo_run.run_demo(sys.argv[1], device="cpu", workers=0, batch_size=16, limit=10,
+                                         shard_size=5)
+if os.environ.get("RANK", "0") == "0":
+    print(json.dumps([[r.model, r.suite, r.sections] for r in reports]))
+else:
+    assert reports == [] and comparisons == []
+"""
+
+
+def test_the_demo_under_torchrun_equals_one_process(tmp_path):
+    """Every rank runs the demo's jobs in the same order; the ImageNet-P reports are renormalized by the
+    stored demo baseline on rank 0 alone, without another exchange (which would pair with the other
+    ranks' next job)."""
+    script = tmp_path / "demo_script.py"
+    script.write_text(DEMO_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(script), str(tmp_path / "dist")]
+    dist = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert dist.returncode == 0, dist.stderr
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "single")], env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    reports = json.loads(one.stdout)
+    assert json.loads(dist.stdout) == reports
+    assert [(model, suite) for model, suite, _ in reports] == [
+        ("demo-gap", "imagenet-p"), ("demo-isqrt", "imagenet-p"), ("demo-gap", "clean"),
+        ("demo-isqrt", "clean")]
+    assert [s["metrics"]["baseline"] for _, suite, s in reports if suite == "imagenet-p"] == ["demo-gap"] * 2
+    assert stored(tmp_path / "dist" / "demo.db") == stored(tmp_path / "single" / "demo.db")

@@ -65,7 +65,7 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     from robustbench_gcp.cli.options import default_workers
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
-    from robustbench_gcp.pipeline import RankResult, plan, run
+    from robustbench_gcp.pipeline import RankResult, plan, run, store_baseline
 
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
@@ -74,8 +74,7 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     if isinstance(report, RankResult):  # torchrun ranks other than 0
         return
     name = name or report.model
-    with Store(options["store"]) as store:
-        store.set_baseline(name, store.run_by_key(report.run).id)
+    store_baseline(report, name)
     report.notes = [n for n in report.notes if "unnormalized" not in n]
     report.notes.append(f"stored as baseline '{name}' in {options['store']}")
     print_report(report, fmt, output)

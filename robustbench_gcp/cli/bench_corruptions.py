@@ -14,36 +14,25 @@ from robustbench_gcp.cli.options import device_option, json_option
 
 
 def _corruption_names(value: str) -> list[str]:
-    """``a,b`` of corruption names and/or subsets (all, benchmark, extra, noise ...)."""
-    from corruptions import SUBSETS, check_name, list_corruptions
+    """``a,b`` of corruption names and/or subsets (all, benchmark, extra, noise ...), checked."""
+    from corruptions import SUBSETS
+    from robustbench_gcp.suites.base import resolve_names
 
-    names: list[str] = []
-    for item in (v.strip() for v in value.split(",")):
-        if not item:
-            continue
-        try:
-            found = list_corruptions(item) if item in SUBSETS else [check_name(item)]
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--corruptions") from None
-        names.extend(n for n in found if n not in names)
-    if not names:
-        raise click.BadParameter("no corruption given", param_hint="--corruptions")
-    return names
+    return list(resolve_names(value, (), SUBSETS, "corruption", "--corruptions"))
 
 
 def _severities(value: str) -> list[int]:
+    """``1,3`` checked against the severities 1..5."""
+    from corruptions import SEVERITIES
+    from robustbench_gcp.suites.base import resolve_levels
+
     try:
-        severities = [int(v) for v in value.split(",") if v.strip()]
+        levels = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(
             f"should be comma-separated integers 1..5. Got {value!r}", param_hint="--severities"
         ) from None
-    from corruptions import SEVERITIES
-
-    bad = [s for s in severities if s not in SEVERITIES]
-    if bad or not severities:
-        raise click.BadParameter(f"should be 1..5. Got {value!r}", param_hint="--severities")
-    return severities
+    return list(resolve_levels(levels, (), "--severities", SEVERITIES))
 
 
 @contextlib.contextmanager

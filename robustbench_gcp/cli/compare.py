@@ -91,41 +91,28 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.errors import ConfigError, suggest
-    from robustbench_gcp.pipeline import RankResult, plan_all, run
-    from robustbench_gcp.pipeline.compare_models import matrix_variants, model_entries
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline.compare_models import plan_comparison, run_comparison
     from robustbench_gcp.pipeline.weights import MissingCheckpointError
     from robustbench_gcp.reports.comparison import compare_reports
 
-    cfg = load_config(options["config"])
-    entries = matrix_variants(model_entries(models, checkpoints_dir, cfg), sqrts, ns_iters, cfg)
-    labels = [entry.label for entry in entries]
-    if reference is not None and reference not in labels:  # before any compute
-        hint = suggest(reference, labels)
-        raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
-                          f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
-    jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
-                          "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None})
-            for suite in suite_names for entry in entries]
     workers = default_workers() if workers is None else workers
     try:
-        plans = plan_all(jobs, {**options, "config": cfg, "workers": workers})
+        plans = plan_comparison(load_config(options.pop("config")), models=models,
+                                checkpoints_dir=checkpoints_dir, suites=suite_names, sqrts=sqrts,
+                                ns_iters=ns_iters, reference=reference, workers=workers, **options)
     except MissingCheckpointError as error:  # said in compare's own terms
         raise ConfigError(f"model '{error.label}' has no checkpoint: give one as --model {error.name}="
                           "CHECKPOINT, or --random-weights for seeded random weights (a pipeline check)") \
             from None
-    reports = []
     with progress_display("compare") as progress:
-        for index, ((_, job), planned) in enumerate(zip(jobs, plans)):
-            progress.item(index, len(jobs), f"{job['label']} {job['suite']}")
-            reports.append(run(planned, progress))
-            progress.item_done(index)
-    if any(isinstance(r, RankResult) for r in reports):  # torchrun ranks other than 0: rank 0 reports
+        reports = run_comparison(plans, progress)
+    if reports is None:  # torchrun ranks other than 0: rank 0 reports
         return
     comparisons = compare_reports(reports, reference=reference, resamples=resamples, seed=options["seed"])
     print_comparison(reports, comparisons, fmt=fmt, output=output, layout=layout, plot_dir=plot_dir,
-                    title="Comparison")
+                     title="Comparison")
 
 
 __all__ = ["compare_cmd"]

@@ -36,14 +36,16 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     from pathlib import Path
 
     from robustbench_gcp.cli.output import print_comparison, write_output
-    from robustbench_gcp.cli.progress import RichProgress
+    from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.pipeline.demo_run import merged_reports, run_demo
     from robustbench_gcp.reports.tables import to_json
 
     started = time.perf_counter()
-    with RichProgress(title="demo") as progress:
+    with progress_display("demo") as progress:
         reports, comparisons = run_demo(out, progress=progress, config=config, device=device,
                                         batch_size=batch_size, workers=workers, shard_size=256, limit=limit)
+    if not reports:  # torchrun ranks other than 0: rank 0 prints
+        return
     plots = Path(out) / "plots"
     if fmt == "json":
         write_output(to_json(merged_reports(reports)), output)

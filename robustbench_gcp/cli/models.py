@@ -41,15 +41,17 @@ def models_cmd(config, as_json) -> None:
     if as_json:
         emit([], fmt="json", json_obj={"architectures": arch_rows, "models": model_rows})
         return
-    from robustbench_gcp.reports.tables import stdout_console
+    from rich.console import Group
 
-    console = stdout_console()
-    console.print(rich_table(arch_rows, [
+    from robustbench_gcp.cli.output import print_renderable
+
+    architectures = rich_table(arch_rows, [
         Column("name", justify="left"), Column("head", justify="left"), Column("params", fmt=","),
         Column("input"), Column("published_top1", "published top-1 %", ".2f")],
-        title="Architectures (registry names)"))
-    console.print(rich_table(model_rows, [
+        title="Architectures (registry names)")
+    configured = rich_table(model_rows, [
         Column("name", justify="left"), Column("arch", justify="left"),
         Column("checkpoint", justify="left"), Column("top1", "top-1", ".2f"), Column("mCE", fmt=".1f"),
         Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"), Column("mT5D", fmt=".1f")],
-        title=f"Models of {cfg.path} (published numbers, %)"))
+        title=f"Models of {cfg.path} (published numbers, %)")
+    print_renderable(Group(architectures, configured), None)

@@ -79,24 +79,24 @@ def print_renderable(renderable, output: str | None) -> None:
 
 def print_report(report, fmt: str, output: str | None) -> None:
     """One report in ``fmt`` (table, json, csv, markdown) to stdout or ``output``."""
-    from robustbench_gcp.reports import views
+    from robustbench_gcp.reports import one_report
 
     if fmt == "table":
-        print_renderable(views.render_table(report), output)
+        print_renderable(one_report.render_table(report), output)
         return
     if fmt == "json":
         text = to_json(report.to_json())
     elif fmt == "csv":
-        text = views.to_long_csv(report)
+        text = one_report.to_long_csv(report)
     else:
-        text = views.to_report_markdown(report)
+        text = one_report.to_report_markdown(report)
     write_output(text, output)
 
 
 def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layout: str = "long",
                      plot_dir: str | None = None, title: str = "") -> None:
     """Reports and their comparisons in ``fmt`` to stdout or ``output``; plots into ``plot_dir``."""
-    from robustbench_gcp.reports.render import render_comparison
+    from robustbench_gcp.reports.many_reports import render_comparison
 
     rendered = render_comparison(reports, comparisons, fmt=fmt, layout=layout, title=title)
     if isinstance(rendered, str):

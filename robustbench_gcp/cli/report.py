@@ -38,33 +38,14 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
       gcp-robust report --format csv --layout wide -o summary.csv
       gcp-robust report --models resnet50-gap,resnet50-isqrt --format markdown --plot figures/
     """
-    from pathlib import Path
-
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.errors import ConfigError, StoreError, UnknownNameError
     from robustbench_gcp.reports.comparison import compare_reports
-    from robustbench_gcp.reports.stored import collect
-    from robustbench_gcp.store import Store
-    from robustbench_gcp.suites import suite_kinds
-    from robustbench_gcp.suites.base import check_any_baseline
+    from robustbench_gcp.reports.stored import reports_from_store
 
-    cfg = load_config(config)
-    kinds = []
-    for name in (s.strip() for item in suites for s in item.split(",") if s.strip()):
-        kinds.append(name if name in suite_kinds() else cfg.suite(name).kind)
     names = [m.strip() for m in models.split(",")] if models else None
-    if not Path(store).is_file():
-        raise StoreError(f"store {store} does not exist: run `gcp-robust eval` (or compare) first")
-    check_any_baseline(baseline, cfg.baselines, Path(store))
-    with Store(store) as db:
-        stored = {run.model for run in db.runs()}
-        for name in names or []:
-            if name not in stored:
-                raise UnknownNameError("stored model", name, stored)
-        reports = collect(db, models=names, kinds=kinds or None, baseline=baseline, baselines=cfg.baselines)
-    if not reports:
-        raise ConfigError(f"store {store} holds no complete results for that selection")
+    chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]
+    reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
     comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples)
     print_comparison(reports, comparisons, fmt=fmt, output=output, layout=layout, plot_dir=plot_dir,
-                    title=f"Results in {store}")
+                     title=f"Results in {store}")

@@ -3,7 +3,7 @@
 ``torchrun --nproc-per-node N $(which gcp-robust) eval ...`` runs the command
 unchanged: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
-gloo on CPU) and the plan is shared out:
+gloo on CPU) and the work is shared out:
 
 1. rank 0 opens the SQLite store, drops finished (cell, shard) units and
    broadcasts the remaining *loads* (a shard of images and the cells that need it);
@@ -108,7 +108,7 @@ class Distributed:
         import torch.distributed as dist
 
         box = [obj]
-        self._exchange("receiving the plan", lambda: dist.broadcast_object_list(box, src=0))
+        self._exchange("receiving the work list", lambda: dist.broadcast_object_list(box, src=0))
         return box[0]
 
     def gather(self, obj) -> list | None:
@@ -143,14 +143,20 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     ``store`` and ``run`` are used on rank 0 only (None elsewhere). The statistics count the
     whole job on rank 0 and the rank's own share elsewhere.
     """
-    from robustbench_gcp.engine.runner import ExecutionStats, ProgressHook, cell_ids_of, compute, make_plan
+    from robustbench_gcp.engine.runner import (
+        ExecutionStats,
+        ProgressHook,
+        cell_ids_of,
+        compute,
+        make_workload,
+    )
 
     progress = progress if job.is_main and progress is not None else ProgressHook()
     sources = list(dict.fromkeys(task.source for task in tasks))
     if job.is_main:
         cell_ids = cell_ids_of(tasks, store, run)
-        plan = make_plan(tasks, store, run, cell_ids)
-        shared = (images.fingerprint(), plan.loads, plan.total_images, plan.units_total, plan.units_skipped)
+        work = make_workload(tasks, store, run, cell_ids)
+        shared = (images.fingerprint(), work.loads, work.total_images, work.units_total, work.units_skipped)
     else:
         shared = None
     fingerprint, loads, total, units_total, skipped = job.broadcast(shared)

@@ -1,8 +1,8 @@
-"""The evaluation loop: shards of images through the cells of a plan into the store.
+"""The evaluation loop: shards of images through the cells of a run into the store.
 
-A plan is a list of *tasks*, one per cell. Each task says where its images come
-from (an :class:`ImageSource`: folder, preprocessing) and how a batch of them
-becomes counts (``process``). The engine
+The work of a run is a list of *tasks* (made by its suite), one per cell or group of
+cells. Each task says where its images come from (an :class:`ImageSource`: folder,
+preprocessing) and how a batch of them becomes counts (``process``). The engine
 
 1. asks the store which (cell, shard) units are finished and drops them;
 2. walks the remaining shards in order; for each shard and image source it
@@ -243,7 +243,7 @@ class Load:
 
 
 @dataclass
-class Plan:
+class Workload:
     """The unfinished work of a run: loads in shard order, and counts for progress."""
 
     loads: list[Load]
@@ -256,11 +256,12 @@ class Plan:
 def cell_ids_of(tasks: Sequence[Task], store: Store, run: RunInfo) -> dict[CellKey, int]:
     ids = {key: store.cell_id(run.id, key) for task in tasks for key in task.keys}
     if len(ids) != sum(len(task.keys) for task in tasks):
-        raise ValueError("two tasks of a plan name the same cell")
+        raise ValueError("two tasks of a run name the same cell")
     return ids
 
 
-def make_plan(tasks: Sequence[Task], store: Store, run: RunInfo, cell_ids: dict[CellKey, int]) -> Plan:
+def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
+                  cell_ids: dict[CellKey, int]) -> Workload:
     """Drop the (task, shard) units the store has finished; group the rest by shard and source."""
     shards = shard_ranges(run.n_images, run.shard_size)
     sources = list(dict.fromkeys(task.source for task in tasks))
@@ -280,7 +281,7 @@ def make_plan(tasks: Sequence[Task], store: Store, run: RunInfo, cell_ids: dict[
             if chosen:
                 loads.append(Load(shard, source_index, chosen))
     total = sum(len(shards[load.shard]) * len(load.tasks) for load in loads)
-    return Plan(loads, sources, total, len(tasks) * len(shards), skipped)
+    return Workload(loads, sources, total, len(tasks) * len(shards), skipped)
 
 
 def compute(
@@ -356,11 +357,11 @@ def execute(
     """
     progress = progress or ProgressHook()
     cell_ids = cell_ids_of(tasks, store, run)
-    plan = make_plan(tasks, store, run, cell_ids)
-    stats = ExecutionStats(units_total=plan.units_total, units_skipped=plan.units_skipped)
-    progress.plan(plan.total_images, plan.units_total, plan.units_skipped)
+    work = make_workload(tasks, store, run, cell_ids)
+    stats = ExecutionStats(units_total=work.units_total, units_skipped=work.units_skipped)
+    progress.plan(work.total_images, work.units_total, work.units_skipped)
     started = time.perf_counter()
-    for item, task_index, results, seconds in compute(plan.loads, tasks, plan.sources, images,
+    for item, task_index, results, seconds in compute(work.loads, tasks, work.sources, images,
                                                       run.shard_size, ctx, options, progress):
         task = tasks[task_index]
         store.commit_shards([cell_ids[key] for key in task.keys], item.shard, results, seconds)

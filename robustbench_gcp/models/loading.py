@@ -36,6 +36,8 @@ __all__ = [
     "CheckpointInfo",
     "KeyReport",
     "Match",
+    "check_checkpoint",
+    "check_fit",
     "compare_keys",
     "fitting_models",
     "inspect_checkpoint",
@@ -220,8 +222,9 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) ->
 # ---------------------------------------------------------------------------- loading
 
 
-def load_strict(model: nn.Module, loaded: StateDict) -> None:
-    """Load ``loaded`` into ``model`` strictly, after checking names and shapes.
+def check_fit(model: nn.Module, loaded: StateDict) -> None:
+    """Check that ``loaded`` has exactly ``model``'s names and shapes (``model`` may live on the
+    meta device: nothing is copied).
 
     Raises:
         CheckpointError: names or shapes differ; the message gives the layout,
@@ -238,6 +241,15 @@ def load_strict(model: nn.Module, loaded: StateDict) -> None:
             f"  keys after renaming: {report.describe()}\n"
             f"  {_suggestion(loaded.tensors, model)}"
         )
+
+
+def load_strict(model: nn.Module, loaded: StateDict) -> None:
+    """Load ``loaded`` into ``model`` strictly, after checking names and shapes (:func:`check_fit`).
+
+    Raises:
+        CheckpointError: names or shapes differ (see :func:`check_fit`).
+    """
+    check_fit(model, loaded)
     model.load_state_dict(loaded.tensors, strict=True)
 
 
@@ -285,14 +297,37 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         model.checkpoint_sha256 = None
     else:
         loaded = read_state_dict(checkpoint, sha256=sha256)
-        num_classes, reduction_dim = checkpoint_dims(loaded.tensors)
-        model = create_model(
-            name, num_classes=num_classes, sqrt=sqrt, ns_iters=ns_iters,
-            reduction_dim=reduction_dim if info.reduction_dim is not None else None,
-        )
+        model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
         load_strict(model, loaded)
         model.checkpoint_sha256 = loaded.sha256
     return model.eval().to(device)
+
+
+def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
+    """The registered model ``name`` at the number of classes and width d of ``loaded``."""
+    num_classes, reduction_dim = checkpoint_dims(loaded.tensors)
+    fixed_width = model_info(name).reduction_dim is None
+    return create_model(name, num_classes=num_classes, reduction_dim=None if fixed_width else reduction_dim,
+                        **options)
+
+
+def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None) -> int:
+    """Check, without building the model's weights, that ``checkpoint`` loads strictly into the
+    registered model ``name``; return its number of classes.
+
+    Reads the file (the sha256 is checked) and compares names and shapes with the model
+    built on the meta device: what :func:`load_model` would refuse, this refuses with the same
+    message.
+
+    Raises:
+        UnknownNameError, CheckpointError: as :func:`load_model`.
+    """
+    model_info(name)
+    loaded = read_state_dict(checkpoint, sha256=sha256)
+    with torch.device("meta"):
+        model = _model_for(name, loaded)
+    check_fit(model, loaded)
+    return model.num_classes
 
 
 # ------------------------------------------------------------------------- inspection

@@ -5,8 +5,15 @@
 >>> report.sections["metrics"]["mCE"]                                           # doctest: +SKIP
 """
 
-from robustbench_gcp.pipeline.plan import EvalOptions, Plan, plan, plan_all, plan_options
-from robustbench_gcp.pipeline.run import RankResult, evaluate, report_of, run
+from robustbench_gcp.pipeline.execution import (
+    RankResult,
+    evaluate,
+    renormalized,
+    report_of,
+    run,
+    store_baseline,
+)
+from robustbench_gcp.pipeline.planning import EvalOptions, Plan, plan, plan_all, plan_options
 from robustbench_gcp.pipeline.weights import ModelChoice, choose_model, load_chosen, model_spec
 
 __all__ = [
@@ -21,6 +28,8 @@ __all__ = [
     "plan",
     "plan_all",
     "plan_options",
+    "renormalized",
     "report_of",
     "run",
+    "store_baseline",
 ]

@@ -1,9 +1,10 @@
-"""Which models a comparison runs: named models, a folder of checkpoints, matrix-function variants.
+"""What a comparison runs: named models, a folder of checkpoints, matrix-function variants.
 
 :func:`model_entries` turns ``compare``'s ``--model NAME[=CHECKPOINT]`` and
 ``--checkpoints DIR`` (or, with neither, benchmarks.yaml's models) into unique labelled
 entries; :func:`matrix_variants` repeats each GCP model once per requested matrix square
-root and Newton-Schulz iteration count.
+root and Newton-Schulz iteration count; :func:`plan_comparison` plans every (model, suite)
+job before any runs, and :func:`run_comparison` runs them under one progress display.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.engine.runner import ProgressHook
+from robustbench_gcp.errors import ConfigError, suggest
+from robustbench_gcp.pipeline.execution import RankResult, run
+from robustbench_gcp.pipeline.planning import Plan, plan_all
+from robustbench_gcp.reports.report_type import Report
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)
-class Entry:
+class CompareEntry:
     """One row of a comparison: its label, the model name, the checkpoint ("" for the model's
     own), and the matrix-function overrides (None: the model's own)."""
 
@@ -29,19 +34,20 @@ class Entry:
     ns_iters: int | None = None
 
 
-def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config: Config) -> list[Entry]:
+def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
+                  config: Config) -> list[CompareEntry]:
     """An entry for every model to compare, labels unique.
 
     Raises:
         ConfigError: nothing to compare, a folder without checkpoints, a checkpoint that fits
             no registered model, or benchmarks.yaml's models with missing local files.
     """
-    entries: list[Entry] = []
+    entries: list[CompareEntry] = []
     for item in models:
         name, _, checkpoint = item.partition("=")
         if not name:
             raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
-        entries.append(Entry(name, name, checkpoint))
+        entries.append(CompareEntry(name, name, checkpoint))
     if checkpoints_dir is not None:
         from robustbench_gcp.models import inspect_checkpoint
 
@@ -56,9 +62,9 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config: 
             info = inspect_checkpoint(path)
             if not info.arch:
                 raise ConfigError(f"checkpoint {path} does not fit any registered model ({info.layout})")
-            entries.append(Entry(path.name.split(".")[0], info.arch, str(path)))
+            entries.append(CompareEntry(path.name.split(".")[0], info.arch, str(path)))
     if not entries:
-        entries = [Entry(spec.name, spec.name) for spec in config.models.values()]
+        entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
         missing = [spec for spec in config.models.values() if spec.checkpoint
                    and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]
         if missing:
@@ -70,15 +76,15 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None, config: 
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry.label] = counts.get(entry.label, 0) + 1
-    unique = [Entry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or 'random'}", e.name, e.checkpoint)
-              if counts[e.label] > 1 else e for e in entries]
+    unique = [CompareEntry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or 'random'}", e.name,
+                           e.checkpoint) if counts[e.label] > 1 else e for e in entries]
     if len({e.label for e in unique}) != len(unique):
         raise ConfigError("two --model entries are the same model and checkpoint")
     return unique
 
 
-def matrix_variants(entries: list[Entry], sqrts: tuple[str, ...], ns_iters: tuple[int, ...],
-                    config: Config) -> list[Entry]:
+def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iters: tuple[int, ...],
+                    config: Config) -> list[CompareEntry]:
     """Each entry once per requested matrix function.
 
     Models with a matrix square root (isqrt, mpncov, svdpade) get one entry per value of
@@ -111,7 +117,7 @@ def matrix_variants(entries: list[Entry], sqrts: tuple[str, ...], ns_iters: tupl
                 if iters is not None and iters != DEFAULT_NS_ITERS:
                     tags.append(f"ns-iters={iters}")
                 tag = ",".join(tags)
-                out.append(Entry(f"{entry.label}[{tag}]" if tag else entry.label, entry.name,
+                out.append(CompareEntry(f"{entry.label}[{tag}]" if tag else entry.label, entry.name,
                                  entry.checkpoint, sqrt, iters))
     if sqrts and all(e.sqrt is None for e in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
@@ -120,3 +126,46 @@ def matrix_variants(entries: list[Entry], sqrts: tuple[str, ...], ns_iters: tupl
         raise ConfigError("`--ns-iters` applies to Newton-Schulz square roots (isqrt heads, or "
                           "--sqrt newton-schulz); none of the compared models uses one")
     return out
+
+
+def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints_dir: str | None = None,
+                    suites: list[str], sqrts: tuple[str, ...] = (), ns_iters: tuple[int, ...] = (),
+                    reference: str | None = None, **common) -> list[Plan]:
+    """Plans of every (model entry, suite) of a comparison, suite by suite; nothing is computed.
+
+    ``common`` holds the options every job shares (data, engine, selection flags, store,
+    baseline ...); a selection flag goes to the suites that take it.
+
+    Raises:
+        ConfigError: ``reference`` is not a compared label, or any error of
+            :func:`~robustbench_gcp.pipeline.planning.plan` for any job.
+    """
+    entries = matrix_variants(model_entries(models, checkpoints_dir, config), sqrts, ns_iters, config)
+    labels = [entry.label for entry in entries]
+    if reference is not None and reference not in labels:
+        hint = suggest(reference, labels)
+        raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
+                          f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
+    jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
+                          "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None})
+            for suite in suites for entry in entries]
+    return plan_all(jobs, {**common, "config": config})
+
+
+def run_comparison(plans: list[Plan], progress: ProgressHook | None = None) -> list[Report] | None:
+    """Run the plans in order (stored results reused); None on torchrun ranks other than 0.
+
+    ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
+    (a bar over the jobs).
+    """
+    progress = progress or ProgressHook()
+    reports = []
+    for index, plan in enumerate(plans):
+        if hasattr(progress, "item"):
+            progress.item(index, len(plans), f"{plan.model.label} {plan.selection.spec.name}")
+        reports.append(run(plan, progress))
+        if hasattr(progress, "item_done"):
+            progress.item_done(index)
+    if any(isinstance(report, RankResult) for report in reports):
+        return None
+    return reports

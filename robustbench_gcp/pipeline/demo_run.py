@@ -7,9 +7,10 @@ their sha256) in benchmarks.yaml. The demo runs clean, ImageNet-C (15 corruption
 severities), ImageNet-P (the 10 test perturbations) and a short adversarial suite on both,
 and compares them. Every job is planned (checked) before the first one runs.
 
-ImageNet-P flip rates are normalized by the GAP demo model (stored as the baseline
-``demo-gap``): AlexNet, the literature's baseline, was never trained on the demo classes.
-mCE keeps the AlexNet normalizers of benchmarks.yaml, for illustration only.
+Suites normalized by a stored run (ImageNet-P flip rates) are normalized by the GAP demo
+model (stored as the baseline ``demo-gap``): AlexNet, the literature's baseline, was never
+trained on the demo classes. mCE keeps the AlexNet normalizers of benchmarks.yaml, for
+illustration only.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustbench_gcp.engine.runner import ProgressHook
-from robustbench_gcp.pipeline.plan import plan_all
-from robustbench_gcp.pipeline.run import RankResult, run
+from robustbench_gcp.pipeline.execution import RankResult, renormalized, run, store_baseline
+from robustbench_gcp.pipeline.planning import plan_all
 from robustbench_gcp.reports.comparison import compare_reports
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.store import Store
+from robustbench_gcp.suites import get_suite
 
 DEMO_MODELS = ("demo-gap", "demo-isqrt")
 P_BASELINE = "demo-gap"
@@ -32,10 +33,6 @@ DEMO_SUITES = (
     ("imagenet-p", {}),
     ("adversarial", {"attacks": "fgsm,pgd-linf", "steps": 5}),
 )
-#: the suite whose flip rates ``P_BASELINE`` normalizes
-P_SUITE = "imagenet-p"
-#: keys of a suite's ``metrics`` renamed when the demo merges every suite into one object
-MERGED_METRICS = {P_SUITE: {"baseline": "flip_baseline"}}
 
 
 def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=None,
@@ -46,7 +43,7 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
         out: folder for the generated data and the store (``demo.db``).
         progress: progress events (a RichProgress shows a bar over the batch).
         config: benchmarks.yaml path or Config (default: the shipped one).
-        **engine: engine options of :class:`~robustbench_gcp.pipeline.plan.EvalOptions`
+        **engine: engine options of :class:`~robustbench_gcp.pipeline.planning.EvalOptions`
             (device, batch_size, workers, limit ...).
 
     Returns:
@@ -66,25 +63,23 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     common = {"store": str(store), "seed": 0, "data": str(data), "config": cfg, **engine}
     jobs = [(model, {"suite": suite, **overrides})
             for suite, overrides in DEMO_SUITES for model in DEMO_MODELS]
-    # P_BASELINE is stored by the first ImageNet-P job: the jobs are planned with the default
-    # baseline, and the ImageNet-P reports are normalized once it is stored (no re-run)
+    # P_BASELINE's run of a suite normalized by stored runs is stored when it is made: such jobs
+    # are planned with the default baseline, and their reports renormalized from the store
     plans = plan_all(jobs, common)
     reports = []
     for index, ((model, own), plan) in enumerate(zip(jobs, plans)):
         if hasattr(progress, "item"):
             progress.item(index, len(jobs), f"{model} {own['suite']}")
-        report = run(plan, progress)
-        if isinstance(report, RankResult):
-            continue
-        if model == P_BASELINE and own["suite"] == P_SUITE:
-            with Store(store) as db:
-                db.set_baseline(P_BASELINE, db.run_by_key(report.run).id)
-        if own["suite"] == P_SUITE:
-            report = run(plan.with_baseline(P_BASELINE), progress)
-        reports.append(report)
+        report = run(plan, progress)  # every torchrun rank runs every job, in the same order
+        if not isinstance(report, RankResult):
+            if plan.suite.stored_baseline:
+                if model == P_BASELINE:
+                    store_baseline(report, P_BASELINE)
+                report = renormalized(plan, report, P_BASELINE)
+            reports.append(report)
         if hasattr(progress, "item_done"):
             progress.item_done(index)
-    if not reports:
+    if not reports:  # torchrun ranks other than 0
         return [], []
     comparisons = compare_reports(reports, reference=DEMO_MODELS[0], seed=0)
     for report in reports:
@@ -104,7 +99,7 @@ def merged_reports(reports: list[Report]) -> list[dict]:
             "suite": "demo", "kind": "demo", "suites": [], "metrics": {}, "notes": [],
         })
         target["suites"].append(report.suite)
-        renamed = MERGED_METRICS.get(report.suite, {})
+        renamed = get_suite(report.kind).merged_metric_names
         for key, value in report.sections.items():
             if key == "metrics":
                 target["metrics"].update({renamed.get(k, k): v for k, v in value.items()})

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,31 @@ def choose_model(
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
                                   configured=checkpoint is None)
     return ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed)
+
+
+def check_weights(choice: ModelChoice) -> int:
+    """The number of classes of the chosen model, after checking that its checkpoint loads
+    strictly (names, shapes, sha256) without building its weights. Each file is read once per
+    process (several plans of one comparison share the check).
+
+    Raises:
+        CheckpointError: the file is unreadable or does not fit the architecture.
+    """
+    if choice.checkpoint is None:
+        from robustbench_gcp.models import model_info
+
+        return model_info(choice.arch).num_classes
+    path = Path(choice.checkpoint)
+    stat = path.stat()
+    return _checked_classes(choice.arch, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+                            choice.spec.sha256)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | None) -> int:
+    from robustbench_gcp.models.loading import check_checkpoint
+
+    return check_checkpoint(arch, path, sha256=sha256)
 
 
 def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.Module:

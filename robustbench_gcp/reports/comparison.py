@@ -37,7 +37,7 @@ def _statistic(d: Design, metric: str, offset: int = 0) -> Callable[[np.ndarray]
 
 
 @dataclass
-class Entry:
+class ComparedModel:
     """One model in a comparison."""
 
     model: str
@@ -56,14 +56,14 @@ def compare_designs(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
-) -> list[Entry]:
+) -> list[ComparedModel]:
     """Intervals for every model and paired differences / tests against ``reference``."""
     ref = designs[reference]
     entries = []
     for i, (name, d) in enumerate(zip(names, designs)):
         values = {m: bootstrap(d.values, _statistic(d, m), resamples=resamples, seed=seed, level=level)
                   for m in d.metrics}
-        entry = Entry(name, values)
+        entry = ComparedModel(name, values)
         if i != reference:
             paired = fingerprints[i] == fingerprints[reference] and d.values.shape[1:] == ref.values.shape[1:]
             entry.paired = paired
@@ -83,7 +83,7 @@ def compare_designs(
     return entries
 
 
-def comparison_object(kind: str, suite: str, names: Sequence[str], entries: Sequence[Entry],
+def comparison_object(kind: str, suite: str, names: Sequence[str], entries: Sequence[ComparedModel],
                       reference: int, percent: set[str], level: float = LEVEL) -> dict:
     """The JSON form of a comparison."""
     return {

@@ -1,6 +1,6 @@
 """The one report type: an evaluation of one model on one suite, from stored counts.
 
-``eval`` returns it (:func:`robustbench_gcp.pipeline.run`), ``report`` rebuilds it from
+``eval`` returns it (:func:`robustbench_gcp.pipeline.execution`), ``report`` rebuilds it from
 the store alone (:func:`robustbench_gcp.reports.stored.collect`), and ``compare`` and
 ``demo`` use both. :meth:`Report.to_json` is the ``eval`` JSON schema (README, "JSON
 output"); the suite's own sections (``clean``, ``cells``, ``perturbations``, ``attacks``,

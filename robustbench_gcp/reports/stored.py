@@ -8,6 +8,7 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
@@ -22,6 +23,7 @@ def build_report(
     *,
     suite_name: str | None = None,
     model: str | None = None,
+    checkpoint: str | None = None,
     notes: Sequence[str] = (),
     data: str | None = None,
     corrupted_dir: str | None = None,
@@ -31,8 +33,9 @@ def build_report(
 ) -> Report:
     """The report of ``results`` (stored cells of ``run``, the clean cell first when there is one).
 
-    The keyword arguments are what only the evaluating call knows (the folders given, the
-    device, what it computed); without them the report is what the store alone says.
+    The keyword arguments are what only the evaluating call knows (its label, the checkpoint
+    file and folders given, the device, what it computed); without them the report is what the
+    store alone says.
     """
     identity = run.identity
     weights = identity.get("weights")
@@ -41,7 +44,7 @@ def build_report(
     return Report(
         model=model or run.model,
         arch=run.arch,
-        checkpoint=run.checkpoint,
+        checkpoint=checkpoint or run.checkpoint,
         checkpoint_sha256=None if random else weights,
         suite=suite_name or suite.kind,
         kind=suite.kind,
@@ -108,3 +111,33 @@ def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], group:
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
     return build_report(suite, run, results, normalizer, notes=notes, data=run.data,
                         suite_name=f"{suite.kind} ({source})" if source else suite.kind)
+
+
+def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,
+                       suites: Sequence[str] = (), baseline: str) -> list[Report]:
+    """The reports of ``gcp-robust report``: what the store at ``path`` holds for the chosen models
+    and suites (kinds, or suites of ``config`` standing for their kind), normalized by ``baseline``.
+
+    Raises:
+        StoreError: no store at ``path`` (it is never created here).
+        UnknownNameError: a suite, a stored model or a baseline that does not exist.
+        ConfigError: nothing complete to report for that selection.
+    """
+    from robustbench_gcp.errors import ConfigError, StoreError, UnknownNameError
+    from robustbench_gcp.suites import suite_kinds
+    from robustbench_gcp.suites.base import check_any_baseline
+
+    kinds = [name if name in suite_kinds() else config.suite(name).kind for name in suites]
+    if not Path(path).is_file():
+        raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
+    check_any_baseline(baseline, config.baselines, Path(path))
+    with Store(path) as store:
+        stored = {run.model for run in store.runs()}
+        for name in models or []:
+            if name not in stored:
+                raise UnknownNameError("stored model", name, stored)
+        reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
+                          baselines=config.baselines)
+    if not reports:
+        raise ConfigError(f"store {path} holds no complete results for that selection")
+    return reports

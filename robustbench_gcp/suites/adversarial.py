@@ -185,9 +185,10 @@ class AdversarialSuite(Suite):
                                  epsilons, flags.get("steps"))
         return AdversarialSelection(spec, attacks=attacks)
 
-    def notes(self, selection: AdversarialSelection, root: str | None) -> list[str]:
+    def notes(self, selection: AdversarialSelection, model: Any) -> list[str]:
         from robustbench_gcp.models.matrix import EXACT_SQRT_METHODS
 
+        root = model.root()
         if root not in EXACT_SQRT_METHODS:
             return []
         return [f"this model's matrix square root is exact ({root}): its gradient has 1/(s_i + s_j) terms "

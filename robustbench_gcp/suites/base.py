@@ -61,9 +61,14 @@ class SuiteSpec:
 
 @dataclass(frozen=True)
 class Selection:
-    """What a suite evaluates after the command-line overrides, checked; kinds add fields."""
+    """What a suite evaluates after the command-line overrides, checked; kinds add fields.
+
+    ``released`` is the folder of released files the cells are read from (``--corrupted-dir``;
+    None: they are computed from the clean images).
+    """
 
     spec: SuiteSpec
+    released: Path | None = None
 
     @property
     def kind(self) -> str:
@@ -92,11 +97,10 @@ class Flag:
 
 @dataclass(frozen=True)
 class TaskInputs:
-    """What a suite's tasks are made from: the clean images (None when only released files
-    are given), the released files' folder, and the model's input facts."""
+    """What a suite's tasks are made from besides its selection: the clean images (None when
+    only released files are given) and the model's input facts."""
 
     clean: ImageSource | None
-    corrupted_dir: Path | None
     num_classes: int
     crop_size: int
 
@@ -159,6 +163,12 @@ class Suite:
     needs: ClassVar[str] = "--data DIR"
     #: whether ``--baseline`` names a normalizer this kind uses
     uses_baseline: ClassVar[bool] = False
+    #: whether the normalizer is a stored run of the same suite (``gcp-robust baseline``), not a
+    #: table of benchmarks.yaml
+    stored_baseline: ClassVar[bool] = False
+    #: keys of the ``metrics`` section renamed when one object merges every suite's sections
+    #: (the demo's JSON), where two suites use the same key for different things
+    merged_metric_names: ClassVar[dict[str, str]] = {}
     #: the measured columns of the long CSV this kind fills (besides the clean cell's)
     long_columns: ClassVar[tuple[str, ...]] = ()
 
@@ -187,16 +197,21 @@ class Suite:
     def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path) -> None:
         """Raise if ``--baseline name`` cannot normalize this suite (before any compute)."""
 
-    def check_inputs(self, selection: Selection, corrupted_dir: Path | None) -> None:
-        """Raise if released files under ``corrupted_dir`` cannot feed the selection."""
+    def check_inputs(self, selection: Selection) -> None:
+        """Raise if the selection's released files cannot feed it (folders missing ...)."""
 
-    def image_list(self, selection: Selection, corrupted_dir: Path) -> ImageList | None:
+    def image_list(self, selection: Selection) -> ImageList | None:
         """The images of a run given only released files (None: the suite needs ``--data``)."""
         return None
 
-    def notes(self, selection: Selection, root: str | None) -> list[str]:
-        """Notes a report of this selection always carries (``root``: the model's matrix square root)."""
+    def notes(self, selection: Selection, model: Any) -> list[str]:
+        """Notes every report of this selection carries; ``model`` is the chosen model
+        (:class:`~robustbench_gcp.pipeline.weights.ModelChoice`: ``label``, ``arch``, ``root()``)."""
         return []
+
+    def source_description(self, report: Report) -> str | None:
+        """How the report's cells were made, for its header (None: nothing to say)."""
+        return None
 
     # -- run -------------------------------------------------------------------------------
     def tasks(self, selection: Selection, inputs: TaskInputs) -> list[Task]:
@@ -305,14 +320,40 @@ class LevelledSuite(Suite):
 
     uses_baseline = True
     needs = "--data DIR (clean images) or --corrupted-dir DIR (released files)"
+    #: the name of the released dataset, for messages ("ImageNet-C")
+    released_name: ClassVar[str] = ""
     flags: ClassVar[tuple[Flag, ...]] = (
         Flag("corrupted_dir", "Released files, read as is: ImageNet-C "
              "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG or ImageNet-P "
              "<DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4.", metavar="DIR", kind="path"),
     )
 
+    def released(self, flags: Mapping[str, Any]) -> Path | None:
+        """The ``--corrupted-dir`` folder of ``flags``, checked to exist (None: not given).
+
+        Raises:
+            DataError: the folder does not exist.
+        """
+        from robustbench_gcp.errors import DataError
+
+        value = flags.get("corrupted_dir")
+        if value is None:
+            return None
+        folder = Path(value).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"{self.released_name} folder {folder} does not exist")
+        return folder
+
     def group(self, key: CellKey) -> str:
         return key.variant
+
+    def source_description(self, report: Report) -> str | None:
+        if report.corrupted_dir:
+            return f"released files in {report.corrupted_dir}"
+        if report.backend:
+            trip = ", uint8 + JPEG q85 round trip" if report.storage_roundtrip else ""
+            return f"generated on the fly ({report.backend} backend{trip})"
+        return None
 
     def source_label(self, group: str) -> str:
         variant = json.loads(group)

@@ -15,7 +15,7 @@ import torch
 from corruptions import SEVERITIES, SUBSETS, list_corruptions
 from robustbench_gcp.data.folders import corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
-from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.metrics import Baseline, ce, corruption_errors, mean_corruption_error, relative_ce
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -60,8 +60,7 @@ class ImageNetCSelection(Selection):
     corruptions: tuple[str, ...] = ()
     severities: tuple[int, ...] = ()
     roundtrip: bool = True
-    backend: str = "torch"
-    corrupted_dir: Path | None = None
+    backend: str = BACKENDS[0]
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,9 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             f"mCE averages {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
             f"corruptions; missing: {', '.join(metrics['missing'])}"
         )
+    if baseline is None and cells:
+        notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
+                     "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
     if clean_error is None and cells:
         notes.append("relative mCE needs the clean error: give --data with the clean images")
     severities = sorted({c["severity"] for c in cells})
@@ -158,6 +160,7 @@ class ImageNetCSuite(LevelledSuite):
     """ImageNet-C: top-1 error per (corruption, severity), CE and mCE."""
 
     kind = "imagenet-c"
+    released_name = "ImageNet-C"
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
     long_columns = ("CE", "relative_CE")
     metric_display = {**Suite.metric_display, "mCE": ("mCE", 1.0, ".1f"),
@@ -203,34 +206,41 @@ class ImageNetCSuite(LevelledSuite):
     # -- plan
     def select(self, spec: ImageNetCSpec, flags: Mapping[str, Any]) -> ImageNetCSelection:
         roundtrip = flags.get("storage_roundtrip")
-        backend = flags.get("backend") or "torch"
+        backend = flags.get("backend") or BACKENDS[0]
         if backend not in BACKENDS:
             raise UnknownNameError("backend", backend, BACKENDS)
-        corrupted_dir = flags.get("corrupted_dir")
+        released = self.released(flags)
+        if released is not None and (flags.get("backend") or roundtrip is not None):
+            flag = "--backend" if flags.get("backend") else "--storage-roundtrip"
+            raise ConfigError(f"`{flag}` applies to corruptions computed on the fly, not to the released "
+                              f"files of --corrupted-dir {released}")
         return ImageNetCSelection(
             spec,
+            released=released,
             corruptions=resolve_names(flags.get("corruptions"), spec.corruptions, SUBSETS, "corruption",
                                       "--corruptions"),
             severities=resolve_levels(flags.get("severities"), spec.severities, "--severities", SEVERITIES),
             roundtrip=spec.storage_roundtrip if roundtrip is None else roundtrip,
             backend=backend,
-            corrupted_dir=Path(corrupted_dir).expanduser() if corrupted_dir else None,
         )
 
     def check_baseline(self, name: str, baselines, store_path: Path) -> None:
         if name not in baselines:  # the mCE normalizer: benchmarks.yaml's
             raise UnknownNameError("baseline", name, baselines)
 
-    def check_inputs(self, selection: ImageNetCSelection, corrupted_dir: Path | None) -> None:
-        if corrupted_dir is not None:
-            check_released(corrupted_dir, [corrupted_cell_dir(corrupted_dir, c, s)
-                                           for c in selection.corruptions for s in selection.severities],
+    def check_inputs(self, selection: ImageNetCSelection) -> None:
+        root = selection.released
+        if root is not None:
+            check_released(root, [corrupted_cell_dir(root, c, s)
+                                  for c in selection.corruptions for s in selection.severities],
                            "--corruptions / --severities")
 
-    def image_list(self, selection: ImageNetCSelection, corrupted_dir: Path) -> ImageList:
+    def image_list(self, selection: ImageNetCSelection) -> ImageList | None:
         from robustbench_gcp.data.folders import scan_imagenet_c
 
-        return scan_imagenet_c(corrupted_dir, selection.corruptions[0], selection.severities[0])
+        if selection.released is None:
+            return None
+        return scan_imagenet_c(selection.released, selection.corruptions[0], selection.severities[0])
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
@@ -239,8 +249,8 @@ class ImageNetCSuite(LevelledSuite):
         tasks = super().tasks(selection, inputs)
         for corruption in selection.corruptions:
             for severity in selection.severities:
-                if inputs.corrupted_dir is not None:
-                    source = ImageSource(corrupted_cell_dir(inputs.corrupted_dir, corruption, severity),
+                if selection.released is not None:
+                    source = ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
                                          resize_size=None, released=True)
                     tasks.append(ClassifyTask(cell_key(corruption, severity, {"source": "released"}),
                                               source))

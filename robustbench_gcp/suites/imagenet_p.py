@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
+from robustbench_gcp.engine.distributed import is_main_process
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import UnknownNameError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, flip_mode, flip_rates, rate_counts, relative_rate
@@ -242,6 +243,9 @@ class ImageNetPSuite(LevelledSuite):
     """ImageNet-P: flip probability and top-5 distance per (perturbation, difficulty), mFR, mT5D."""
 
     kind = "imagenet-p"
+    released_name = "ImageNet-P"
+    stored_baseline = True
+    merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
     long_columns = ("flip_probability", "top5_distance", "FR", "T5D")
     metric_display = {**Suite.metric_display, "mFR": ("mFR", 1.0, ".1f"), "mT5D": ("mT5D", 1.0, ".1f"),
@@ -280,6 +284,7 @@ class ImageNetPSuite(LevelledSuite):
     def select(self, spec: ImageNetPSpec, flags: Mapping[str, Any]) -> ImageNetPSelection:
         return ImageNetPSelection(
             spec,
+            released=self.released(flags),
             perturbations=resolve_names(flags.get("perturbations"), spec.perturbations,
                                         PERTURBATION_SUBSETS, "perturbation", "--perturbations"),
             difficulties=resolve_levels(flags.get("difficulties"), spec.difficulties, "--difficulties",
@@ -295,8 +300,8 @@ class ImageNetPSuite(LevelledSuite):
             UnknownNameError: ``name`` is none of these (the closest name suggested).
         """
         also = set(baselines)
-        if name == DEFAULT_BASELINE or name in also:
-            return
+        if name == DEFAULT_BASELINE or name in also or not is_main_process():
+            return  # torchrun ranks other than 0 may not see the store: rank 0 checks
         stored: set[str] = set()
         if Path(store_path).is_file():
             with Store(store_path) as store:
@@ -305,16 +310,19 @@ class ImageNetPSuite(LevelledSuite):
                 stored = {n for n, _ in store.baselines()}
         raise UnknownNameError("baseline", name, stored | also | {DEFAULT_BASELINE})
 
-    def check_inputs(self, selection: ImageNetPSelection, corrupted_dir: Path | None) -> None:
-        if corrupted_dir is not None:
-            check_released(corrupted_dir, [released_folder(corrupted_dir, p, d)
-                                           for p in selection.perturbations for d in selection.difficulties],
+    def check_inputs(self, selection: ImageNetPSelection) -> None:
+        root = selection.released
+        if root is not None:
+            check_released(root, [released_folder(root, p, d)
+                                  for p in selection.perturbations for d in selection.difficulties],
                            "--perturbations / --difficulties")
 
-    def image_list(self, selection: ImageNetPSelection, corrupted_dir: Path) -> ImageList:
+    def image_list(self, selection: ImageNetPSelection) -> ImageList | None:
         from robustbench_gcp.data.folders import scan_videos
 
-        return scan_videos(released_folder(corrupted_dir, selection.perturbations[0],
+        if selection.released is None:
+            return None
+        return scan_videos(released_folder(selection.released, selection.perturbations[0],
                                            selection.difficulties[0]))
 
     # -- run
@@ -334,8 +342,8 @@ class ImageNetPSuite(LevelledSuite):
             groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
                       else [tuple(selection.difficulties)])
             for group in groups:
-                if inputs.corrupted_dir is not None:
-                    source = ImageSource(released_folder(inputs.corrupted_dir, perturbation, group[0]),
+                if selection.released is not None:
+                    source = ImageSource(released_folder(selection.released, perturbation, group[0]),
                                          resize_size=None, crop_size=inputs.crop_size, released=True,
                                          video_frames=frame_count(perturbation))
                 else:

@@ -1,16 +1,18 @@
-"""Multi-model views: one table per suite, a row per model, for terminals, CSV and papers.
+"""Views of several reports: one table per suite, a row per model, for terminals, CSV and papers.
 
 Inputs are reports and, optionally, the comparison objects of
-:mod:`robustbench_gcp.reports.comparison` for intervals and deltas.
+:mod:`robustbench_gcp.reports.comparison` for intervals and deltas. :func:`render_comparison`
+is the whole output of ``compare``, ``report`` and ``demo`` in one format (one report's views
+are in :mod:`robustbench_gcp.reports.one_report`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.tables import Column
-from robustbench_gcp.reports.views import headline
+from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
 from robustbench_gcp.suites import all_suites
 
 
@@ -131,3 +133,62 @@ def headline_columns(rows: Sequence[dict]) -> list:
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return [Column(k, justify="left") if k in ("model", "suite") else
             Column(k) if k == "n_images" else Column(k, fmt=".4g") for k in keys]
+
+
+WIDE_CAPTION = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
+                "reference; McNemar p: exact test of the paired outcomes")
+COMPACT_CAPTION = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
+                   "reference; McNemar: outcomes (clean, corruptions, attacks) where the model "
+                   "differs from the reference at p < 0.05")
+
+
+def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,
+                      layout: str = "long", title: str = ""):
+    """Reports and their comparisons in ``fmt`` (table, csv, json, markdown).
+
+    Returns:
+        The text for csv / json / markdown; a rich renderable for ``table``.
+    """
+    if fmt == "json":
+        return to_json({"reports": [r.to_json() for r in reports], "comparisons": list(comparisons)})
+    if fmt == "csv":
+        if layout == "wide":
+            rows = [row for c in comparisons for row in comparison_csv_rows(c)] if comparisons \
+                else headline_rows(reports)
+            return to_csv(rows)
+        return to_long_csv(reports)
+    if fmt == "markdown":
+        parts = [f"## {title}\n"] if title else []
+        for comparison in comparisons:
+            rows, columns = comparison_rows(comparison)
+            heading = (f"{comparison['suite']}: {comparison.get('n_images')} images (reference "
+                       f"{comparison['reference']}, 95 % intervals)")
+            parts.append(to_markdown(rows, columns, title=heading))
+            parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
+        parts.append(detail_markdown(reports))
+        return "\n".join(parts)
+    return comparison_table(reports, comparisons, title=title)
+
+
+def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, title: str = ""):
+    """The terminal view: a table per comparison (long layout when it has many metrics), or the
+    headline numbers when there is no comparison, then every note once."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts = []
+    for comparison in comparisons:
+        wide = len(comparison["models"][0]["metrics"]) > 4
+        rows, columns = (comparison_long_rows(comparison) if wide
+                         else comparison_rows(comparison, compact=True))
+        heading = f"{comparison['suite']}: {comparison.get('n_images')} images, reference " \
+                  f"{comparison['reference']}"
+        caption = WIDE_CAPTION if wide else COMPACT_CAPTION
+        parts.append(rich_table(rows, columns, title=heading, caption=caption))
+    if not comparisons:
+        rows = headline_rows(reports)
+        parts.append(rich_table(rows, headline_columns(rows), title=title or None))
+    notes = sorted({note for r in reports for note in r.notes}
+                   | {note for c in comparisons for note in c.get("notes", [])})
+    parts += [Text(f"note: {note}", style="yellow") for note in notes]
+    return Group(*parts)

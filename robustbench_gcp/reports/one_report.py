@@ -1,4 +1,5 @@
-"""Views of one report: terminal table, long CSV rows, Markdown, headline numbers.
+"""Views of one report: terminal table, long CSV rows, Markdown, headline numbers
+(several reports side by side: :mod:`robustbench_gcp.reports.many_reports`).
 
 Each suite gives its tables and rows (:class:`~robustbench_gcp.suites.base.Suite`); this
 module frames them. Errors are fractions in the report and in CSV / JSON; the terminal
@@ -17,12 +18,9 @@ SUMMARY_COLUMNS = [Column("metric", justify="left"), Column("value", fmt=".2f")]
 
 
 def header_line(report: Report) -> str:
-    """One line: model, weights, suite, images, seed, device and how corruptions were made."""
+    """One line: model, weights, suite, images, seed, device and how the cells were made."""
     weights = report.checkpoint or "random weights (no checkpoint)"
-    source = report.corrupted_dir and f"released files in {report.corrupted_dir}"
-    if not source and report.backend:
-        trip = ", uint8 + JPEG q85 round trip" if report.storage_roundtrip else ""
-        source = f"generated on the fly ({report.backend} backend{trip})"
+    source = get_suite(report.kind).source_description(report)
     parts = [
         f"model {report.model} ({report.arch})",
         f"weights {weights}",
@@ -90,8 +88,3 @@ def headline(report: Report) -> dict:
     """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
     return {"model": report.model, "suite": report.suite, "n_images": report.n_images,
             **get_suite(report.kind).headline(report)}
-
-
-def to_wide_csv(reports: Sequence[Report]) -> str:
-    """One row per (model, suite) with the headline numbers."""
-    return to_csv([headline(r) for r in reports])

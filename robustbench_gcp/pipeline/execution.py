@@ -1,4 +1,4 @@
-"""``run``: execute a :class:`~robustbench_gcp.pipeline.plan.Plan` and return its report.
+"""``run``: execute a :class:`~robustbench_gcp.pipeline.planning.Plan` and return its report.
 
 The model is loaded, the suite's tasks (cells) are made, the store drops what is finished,
 the engine computes the rest shard by shard, and the report is built from the stored
@@ -9,6 +9,7 @@ owns the store and makes the report; the other ranks compute their share and get
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
-from robustbench_gcp.errors import DataError
-from robustbench_gcp.pipeline.plan import Plan
+from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.stored import build_report
@@ -48,7 +48,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     """Compute what the store lacks for ``plan`` and report it.
 
     Raises:
-        DataError: the data has more classes than the model.
+        DataError: the data has more classes than the model (the checkpoint changed since the plan).
         CheckpointError: the weights do not fit the architecture.
         StoreError, RankFailure: the store cannot be used, a torchrun rank was lost.
     """
@@ -57,12 +57,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     if job is not None:
         device = job.device(device)
     net = load_chosen(plan.model, device)
-    top_label = max(plan.images.labels)
-    if top_label >= net.num_classes:
-        raise DataError(
-            f"the data has class index {top_label} ({plan.images.classes[top_label]}) but model "
-            f"'{plan.model.label}' has {net.num_classes} classes"
-        )
+    check_classes(plan.images, net.num_classes, plan.model.label)  # the file may have changed since
     cfg = net.pretrained_cfg
     options = plan.options
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,
@@ -70,27 +65,13 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     clean = None
     if plan.data is not None:
         clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
-    tasks = plan.suite.tasks(plan.selection, TaskInputs(clean, plan.corrupted_dir, net.num_classes,
-                                                        cfg.input_size))
-    identity = {
-        "version": IDENTITY_VERSION,
-        "arch": plan.model.arch,
-        "weights": net.checkpoint_sha256 if plan.model.checkpoint else f"random-init-seed-{options.seed}",
-        # an override equal to the model's own matrix function is the same run as none
-        **plan.model.matrix_identity(),
-        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
-        "data": plan.images.fingerprint(),
-        "seed": options.seed,
-        "precision": classifier.precision,
-        "device_type": device.type,
-        "shard_size": options.shard_size,
-    }
+    tasks = plan.suite.tasks(plan.selection, TaskInputs(clean, net.num_classes, cfg.input_size))
+    identity = run_identity(plan, net, classifier.precision, device)
     ctx = Context(classifier, options.seed, options.batch_size)
     engine = EngineOptions(options.batch_size, options.workers, options.shard_size)
     if job is not None and not job.is_main:  # only rank 0 opens the store
         stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job)
-        return RankResult(job.rank, job.world_size, stats.units_computed if stats else 0,
-                          stats.images_computed if stats else 0)
+        return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
     checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
     with Store(options.store) as store:
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
@@ -102,6 +83,25 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, [key for task in tasks for key in task.keys],
                          stats=stats, device=device_name)
+
+
+def run_identity(plan: Plan, net, precision: str, device) -> dict:
+    """What determines the numbers of a run: its key in the store (the suite is not part of
+    it, so cells shared by suites, such as the clean cell, are computed once)."""
+    cfg = net.pretrained_cfg
+    return {
+        "version": IDENTITY_VERSION,
+        "arch": plan.model.arch,
+        "weights": net.checkpoint_sha256 if plan.model.checkpoint else f"random-init-seed-{plan.model.seed}",
+        # an override equal to the model's own matrix function is the same run as none
+        **plan.model.matrix_identity(),
+        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
+        "data": plan.images.fingerprint(),
+        "seed": plan.options.seed,
+        "precision": precision,
+        "device_type": device.type,
+        "shard_size": plan.options.shard_size,
+    }
 
 
 def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: ExecutionStats | None = None,
@@ -116,7 +116,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     if plan.options.limit is not None and plan.options.limit > plan.available:
         notes.append(f"--limit {plan.options.limit} is more than the {plan.available} images: "
                      "all of them were used")
-    notes += suite.notes(plan.selection, plan.model.root())
+    notes += suite.notes(plan.selection, plan.model)
     computed = None
     if stats is not None:
         computed = {
@@ -128,10 +128,28 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         }
     return build_report(
         suite, info, results, normalizer, suite_name=plan.selection.spec.name, model=plan.model.label,
-        notes=notes, data=str(plan.images.root) if plan.data is not None else None,
+        checkpoint=str(plan.model.checkpoint) if plan.model.checkpoint else None, notes=notes,
+        data=str(plan.images.root) if plan.data is not None else None,
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
+
+
+def store_baseline(report: Report, name: str) -> None:
+    """Store the run of ``report`` (made by :func:`run`) as the baseline ``name`` in its store, so
+    that ``--baseline name`` normalizes by it (ImageNet-P flip rates)."""
+    with Store(report.store) as store:
+        store.set_baseline(name, store.run_by_key(report.run).id)
+
+
+def renormalized(plan: Plan, report: Report, baseline: str) -> Report:
+    """``report`` (of ``plan``) normalized by another baseline, rebuilt from the store alone:
+    nothing runs (call it where the report was made: rank 0 under torchrun)."""
+    plan = plan.with_baseline(baseline)
+    with Store(plan.options.store) as store:
+        info = store.run_by_key(report.run)
+        rebuilt = report_of(plan, store, info, [r.key for r in report.cells], device=report.device)
+    return dataclasses.replace(rebuilt, computed=report.computed)
 
 
 def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> Report | RankResult:
@@ -140,7 +158,7 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> R
     Args:
         model: a model of benchmarks.yaml or a registry architecture name.
         progress: receives progress events (the CLI draws bars from them).
-        **kwargs: the fields of :class:`~robustbench_gcp.pipeline.plan.EvalOptions` and the
+        **kwargs: the fields of :class:`~robustbench_gcp.pipeline.planning.EvalOptions` and the
             suites' flags (``corruptions=``, ``severities=``, ``attacks=`` ...).
 
     Returns:
@@ -155,9 +173,9 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> R
         ...                   suite="imagenet-c", data="/data/imagenet/val", limit=1000)  # doctest: +SKIP
         >>> report.sections["metrics"]["mCE"]                                            # doctest: +SKIP
     """
-    from robustbench_gcp.pipeline.plan import plan
+    from robustbench_gcp.pipeline.planning import plan
 
     return run(plan(model, **kwargs), progress)
 
 
-__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "report_of", "run"]
+__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "store_baseline"]

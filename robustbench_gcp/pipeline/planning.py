@@ -1,10 +1,11 @@
 """``plan``: every check and every selection of an evaluation, and no compute.
 
-A :class:`Plan` says which model (located, not loaded), which suite and which of its cells,
-on which images (scanned and limited), with which engine options, on which device. Every
-command that computes (``eval``, ``compare``, ``baseline``, ``demo``) makes all its plans
-first, so a typo in the tenth model of a comparison stops it before the first image.
-:func:`robustbench_gcp.pipeline.run.run` then executes a plan.
+A :class:`Plan` says which model (its weights located and checked, not loaded), which suite
+and which of its cells, on which images (scanned and limited), with which engine options, on
+which device. Every command that computes (``eval``, ``compare``, ``baseline``, ``demo``)
+makes all its plans first, so a typo in the tenth model of a comparison stops it before the
+first image.
+:func:`robustbench_gcp.pipeline.execution.run` then executes a plan.
 
 Example:
     >>> p = plan("demo-gap", suite="imagenet-c", corruptions="fog", data="val/")   # doctest: +SKIP
@@ -25,10 +26,9 @@ import torch
 from robustbench_gcp.config import Config, load_config
 from robustbench_gcp.data.folders import ImageList, scan_folder
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.engine.distributed import is_main_process
 from robustbench_gcp.errors import ConfigError, DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE
-from robustbench_gcp.pipeline.weights import ModelChoice, choose_model, model_spec
+from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
 from robustbench_gcp.store import DEFAULT_STORE
 from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
 
@@ -94,13 +94,13 @@ class EvalOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """An evaluation, checked and selected: what :func:`~robustbench_gcp.pipeline.run.run` executes.
+    """An evaluation, checked and selected: what :func:`~robustbench_gcp.pipeline.execution.run` executes.
 
     Attributes:
-        model: the model, its weights located (not read).
+        model: the model, its weights located and checked to fit (not loaded).
         suite, selection: the suite's module and what it evaluates.
         images: the images of the run (after ``--limit``); ``available``: before it.
-        data, corrupted_dir: the clean images' folder and the released files' folder.
+        data: the clean images' folder (the released files' folder is the selection's).
         device: where the model runs (a torchrun rank moves to its own GPU).
         options: the engine options (batch size, workers, seed, shard size, store ...).
         config: benchmarks.yaml (normalizers).
@@ -112,7 +112,6 @@ class Plan:
     images: ImageList
     available: int
     data: Path | None
-    corrupted_dir: Path | None
     device: torch.device
     options: EvalOptions
     config: Config
@@ -120,6 +119,11 @@ class Plan:
     @property
     def kind(self) -> str:
         return self.suite.kind
+
+    @property
+    def corrupted_dir(self) -> Path | None:
+        """The released files the cells are read from (``--corrupted-dir``), or None."""
+        return self.selection.released
 
     @property
     def baseline(self) -> str:
@@ -153,18 +157,26 @@ def plan_options(model: str, options: EvalOptions) -> Plan:
     spec = config.suite(options.suite)
     suite = get_suite(spec.kind)
     selection = suite.select(spec, check_flags(spec, options.flags))
-    if suite.uses_baseline and is_main_process():  # other torchrun ranks may not see the store
+    if suite.uses_baseline:
         suite.check_baseline(options.baseline, config.baselines, Path(options.store))
-    corrupted_dir = _corrupted_dir(options)
-    suite.check_inputs(selection, corrupted_dir)
+    suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
-    everything = _image_list(suite, selection, options, corrupted_dir)
+    everything = _image_list(suite, selection, options)
     device = resolve_device(options.device)
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
                           ns_iters=options.ns_iters, seed=options.seed)
-    return Plan(choice, suite, selection, everything.limit(options.limit), len(everything), data,
-                corrupted_dir, device, options, config)
+    images = everything.limit(options.limit)
+    check_classes(images, check_weights(choice), choice.label)
+    return Plan(choice, suite, selection, images, len(everything), data, device, options, config)
+
+
+def check_classes(images: ImageList, num_classes: int, model: str) -> None:
+    """Raise :class:`DataError` when the data has a class index the model does not have."""
+    top = max(images.labels)
+    if top >= num_classes:
+        raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "
+                        f"'{model}' has {num_classes} classes")
 
 
 def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str, Any]) -> list[Plan]:
@@ -177,36 +189,26 @@ def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str,
     """
     shared = EvalOptions.of(**common)
     config = shared.config if isinstance(shared.config, Config) else load_config(shared.config)
-    plans, used = [], set()
-    for model, own in jobs:
-        options = EvalOptions.of(**{**common, **own, "config": config})
-        taken = {flag.name for flag in get_suite(config.suite(options.suite).kind).flags}
-        used |= taken
-        flags = {k: v for k, v in options.flags.items() if k in own or k in taken}
-        plans.append(plan_options(model, dataclasses.replace(options, flags=flags)))
+    gathered = [(model, EvalOptions.of(**{**common, **own, "config": config}), own) for model, own in jobs]
+    taken = [{flag.name for flag in get_suite(config.suite(options.suite).kind).flags}
+             for _, options, _ in gathered]
+    used = set().union(*taken)
     unused = [name for name, value in shared.flags.items() if value is not None and name not in used]
     if unused:
         flag = next(f for f in all_flags() if f.name == unused[0])
         kinds = "/".join(flag_suites(flag.name))
         raise ConfigError(f"`{flag.option}` applies to the {kinds} suite, and no suite compared is one")
+    plans = []
+    for (model, options, own), suite_flags in zip(gathered, taken):
+        flags = {k: v for k, v in options.flags.items() if k in own or k in suite_flags}
+        plans.append(plan_options(model, dataclasses.replace(options, flags=flags)))
     return plans
 
 
-def _corrupted_dir(options: EvalOptions) -> Path | None:
-    value = options.flags.get("corrupted_dir")
-    if value is None:
-        return None
-    folder = Path(value).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"ImageNet-C folder {folder} does not exist")
-    return folder
-
-
-def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
-                corrupted_dir: Path | None) -> ImageList:
+def _image_list(suite: Suite, selection: Selection, options: EvalOptions) -> ImageList:
     if options.data is not None:
         return scan_folder(options.data, options.labels)
-    found = suite.image_list(selection, corrupted_dir) if corrupted_dir is not None else None
+    found = suite.image_list(selection)
     if found is None:
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
     return found
