@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from corruptions import NOISE_PERTURBATIONS
-
 #: the normalizer of reports when none is named (benchmarks.yaml's AlexNet table; for
 #: ImageNet-P a stored run of that name, when there is one)
 DEFAULT_BASELINE = "alexnet"
@@ -142,6 +140,8 @@ def mean_corruption_error(
 
 def flip_mode(perturbation: str) -> str:
     """"noise" (compare every frame with frame 0) for the noise perturbations, else "sequential"."""
+    from corruptions import NOISE_PERTURBATIONS  # (imports torch: not when the CLI starts)
+
     return "noise" if perturbation in NOISE_PERTURBATIONS else "sequential"
 
 

@@ -66,3 +66,34 @@ def test_public_api_names_are_the_functions():
 
     for item in (evaluate, flip_stats, list_models, load_model, robustbench_gcp.evaluate):
         assert callable(item) and not isinstance(item, type(robustbench_gcp))
+
+
+def test_listing_commands_and_their_help_does_not_import_torch():
+    """``gcp-robust --help`` and the help of commands without suite flags stay instant: declaring a
+    command imports neither torch nor the suites (their flags are added when a command needs them)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from robustbench_gcp.cli import main\n"
+        "for args in (['--help'], ['report', '--help'], ['suites', '--help'], ['models', '--help'],\n"
+        "             ['inspect', '--help'], ['demo', '--help'], ['bench', '--help']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
+        "    assert 'torch' not in sys.modules, args\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_suite_flags_and_kinds_appear_in_the_help_of_the_commands_that_take_them():
+    for command in ("eval", "compare", "baseline"):
+        result = CliRunner().invoke(main, [command, "--help"], prog_name="gcp-robust")
+        assert result.exit_code == 0, result.output
+        for flag in ("--corruptions", "--severities", "--backend", "--perturbations", "--attacks",
+                     "--epsilons", "--corrupted-dir", "--storage-roundtrip / --no-storage-roundtrip"):
+            assert flag in result.output, (command, flag)
+        assert "Suite kinds: clean (" in " ".join(result.output.split())
+    bad = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--sqrt", "eigh"])
+    assert bad.exit_code == 2 and "'eigh' is not one of 'newton-schulz', 'eig', 'svd'" in bad.output

@@ -5,23 +5,24 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import (
+    SuiteCommand,
     config_option,
     data_options,
     engine_options,
     format_option,
     model_options,
     output_option,
-    suite_options,
+    suite_option,
 )
 
 
-@click.command("baseline")
+@click.command("baseline", cls=SuiteCommand)
 @click.option("--model", "-m", default=None, metavar="NAME",
               help="The baseline model (e.g. alexnet: torchvision's AlexNet, from a local file).")
 @click.option("--name", default=None, help="Name to store the baseline under. Default: the model name.")
 @click.option("--list", "list_only", is_flag=True, help="List the baselines stored in --store and exit.")
 @model_options
-@suite_options
+@suite_option
 @data_options
 @engine_options
 @config_option

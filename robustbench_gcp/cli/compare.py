@@ -5,21 +5,22 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import (
+    SuiteCommand,
     baseline_option,
     config_option,
     data_options,
     engine_options,
     format_option,
     output_option,
-    selection_options,
     statistics_options,
 )
-from robustbench_gcp.models.matrix import SQRT_METHODS
 
 
 def _sqrt_list(ctx, param, value):
     if value is None:
         return ()
+    from robustbench_gcp.models.matrix import SQRT_METHODS
+
     items = [v.strip() for v in value.split(",") if v.strip()]
     for item in items:
         if item not in SQRT_METHODS:
@@ -42,14 +43,13 @@ def _iters_list(ctx, param, value):
     return tuple(dict.fromkeys(items))
 
 
-@click.command("compare")
+@click.command("compare", cls=SuiteCommand, flags_after="suites")
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME[=CHECKPOINT]",
               help="A model to compare (repeatable). Default: the models of benchmarks.yaml.")
 @click.option("--checkpoints", "checkpoints_dir", type=click.Path(), default=None, metavar="DIR",
               help="Compare every checkpoint in DIR; each one's architecture is found by inspecting it.")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",
               help="Suites to run (repeatable or comma-separated). Default: clean.")
-@selection_options
 @data_options
 @engine_options
 @statistics_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import (
+    SuiteCommand,
     baseline_option,
     config_option,
     data_options,
@@ -13,21 +14,15 @@ from robustbench_gcp.cli.options import (
     format_option,
     model_options,
     output_option,
-    suite_options,
+    suite_option,
 )
 
 
-def _kinds_help() -> str:
-    from robustbench_gcp.suites.base import kinds_help
-
-    return kinds_help()
-
-
-@click.command("eval", epilog=_kinds_help())
+@click.command("eval", cls=SuiteCommand)
 @click.option("--model", "-m", required=True, metavar="NAME",
               help="A model of benchmarks.yaml or a registry name (see `gcp-robust models`).")
 @model_options
-@suite_options
+@suite_option
 @data_options
 @engine_options
 @baseline_option

@@ -1,10 +1,30 @@
-"""Options shared by several commands, as decorators."""
+"""Options shared by several commands, as decorators.
+
+Declaring a command imports nothing heavy: ``gcp-robust --help`` lists every command
+without importing torch. What needs the library (the suites' flags, the matrix square
+roots) is read when a command parses its arguments or shows its own help.
+"""
 
 from __future__ import annotations
 
 import click
 
-from robustbench_gcp.models.matrix import SQRT_METHODS
+
+class SqrtChoice(click.Choice):
+    """``--sqrt``'s choices: :data:`robustbench_gcp.models.matrix.SQRT_METHODS`, read when needed."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from robustbench_gcp.models.matrix import SQRT_METHODS
+
+        return SQRT_METHODS
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns it
+        pass
 
 device_option = click.option(
     "--device",
@@ -98,7 +118,7 @@ model_options = _compose(
     click.option("--random-weights", is_flag=True,
                  help="Allow a model without a checkpoint: seeded random weights (a pipeline check, "
                       "not a result). Without it, a model with no checkpoint is an error."),
-    click.option("--sqrt", type=click.Choice(SQRT_METHODS), default=None,
+    click.option("--sqrt", type=SqrtChoice(), default=None,
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
     click.option("--ns-iters", type=click.IntRange(1, 100), default=None,
                  help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
@@ -132,11 +152,11 @@ engine_options = _compose(
 suite_option = click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
                             help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
 
-def _flag_option(flag):
+def _flag_option(flag) -> click.Option:
     """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""
     if flag.kind == "switch":
         name = flag.option.removeprefix("--")
-        return click.option(f"{flag.option}/--no-{name}", flag.name, default=None, help=flag.help)
+        return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=flag.help)
     kinds = {
         "text": {},
         "path": {"type": click.Path()},
@@ -144,18 +164,38 @@ def _flag_option(flag):
         "int_list": {"callback": _int_list},
         "choice": {"type": click.Choice(flag.choices)},
     }
-    return click.option(flag.option, flag.name, default=None, metavar=flag.metavar, help=flag.help,
+    return click.Option([flag.option, flag.name], default=None, metavar=flag.metavar, help=flag.help,
                         **kinds[flag.kind])
 
 
-def selection_options(func):
-    """Every suite's own flags (``--corruptions``, ``--attacks`` ...), as the suites declare them."""
-    from robustbench_gcp.suites import all_flags
+class SuiteCommand(click.Command):
+    """A command that takes the suites' own flags (``--corruptions``, ``--attacks`` ...).
 
-    return _compose(*(_flag_option(flag) for flag in all_flags()))(func)
+    The suites declare their flags (:func:`robustbench_gcp.suites.all_flags`); they are added
+    after the option named ``flags_after`` when the command first parses or shows its help, and
+    the help ends with the suite kinds and what each measures.
+    """
 
+    def __init__(self, *args, flags_after: str = "suite", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.flags_after = flags_after
+        self._flags_added = False
 
-suite_options = _compose(suite_option, selection_options)
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._flags_added:
+            from robustbench_gcp.suites import all_flags
+
+            at = next(i for i, p in enumerate(self.params) if p.name == self.flags_after) + 1
+            self.params[at:at] = [_flag_option(flag) for flag in all_flags()]
+            self._flags_added = True
+        return super().get_params(ctx)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from robustbench_gcp.suites.base import kinds_help
+
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(kinds_help())
 
 
 def baseline_option(func):
