@@ -92,7 +92,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.config import load_config
     from robustbench_gcp.errors import ConfigError
-    from robustbench_gcp.pipeline.compare_models import plan_comparison, run_comparison
+    from robustbench_gcp.pipeline import run_all
+    from robustbench_gcp.pipeline.compare_models import plan_comparison
     from robustbench_gcp.pipeline.weights import MissingCheckpointError
     from robustbench_gcp.reports.comparison import compare_reports
 
@@ -107,7 +108,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
                           "CHECKPOINT, or --random-weights for seeded random weights (a pipeline check)") \
             from None
     with progress_display("compare") as progress:
-        reports = run_comparison(plans, progress)
+        reports = run_all(plans, progress)
     if reports is None:  # torchrun ranks other than 0: rank 0 reports
         return
     comparisons = compare_reports(reports, reference=reference, resamples=resamples, seed=options["seed"])

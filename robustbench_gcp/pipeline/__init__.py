@@ -11,6 +11,7 @@ from robustbench_gcp.pipeline.execution import (
     renormalized,
     report_of,
     run,
+    run_all,
     store_baseline,
 )
 from robustbench_gcp.pipeline.planning import EvalOptions, Plan, plan, plan_all, plan_options
@@ -31,5 +32,6 @@ __all__ = [
     "renormalized",
     "report_of",
     "run",
+    "run_all",
     "store_baseline",
 ]

@@ -4,7 +4,7 @@
 ``--checkpoints DIR`` (or, with neither, benchmarks.yaml's models) into unique labelled
 entries; :func:`matrix_variants` repeats each GCP model once per requested matrix square
 root and Newton-Schulz iteration count; :func:`plan_comparison` plans every (model, suite)
-job before any runs, and :func:`run_comparison` runs them under one progress display.
+job before any runs (:func:`robustbench_gcp.pipeline.execution.run_all` runs them).
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.engine.runner import ProgressHook
 from robustbench_gcp.errors import ConfigError, suggest
-from robustbench_gcp.pipeline.execution import RankResult, run
 from robustbench_gcp.pipeline.planning import Plan, plan_all
-from robustbench_gcp.reports.report_type import Report
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
 
@@ -150,22 +147,3 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
                           "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None})
             for suite in suites for entry in entries]
     return plan_all(jobs, {**common, "config": config})
-
-
-def run_comparison(plans: list[Plan], progress: ProgressHook | None = None) -> list[Report] | None:
-    """Run the plans in order (stored results reused); None on torchrun ranks other than 0.
-
-    ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
-    (a bar over the jobs).
-    """
-    progress = progress or ProgressHook()
-    reports = []
-    for index, plan in enumerate(plans):
-        if hasattr(progress, "item"):
-            progress.item(index, len(plans), f"{plan.model.label} {plan.selection.spec.name}")
-        reports.append(run(plan, progress))
-        if hasattr(progress, "item_done"):
-            progress.item_done(index)
-    if any(isinstance(report, RankResult) for report in reports):
-        return None
-    return reports

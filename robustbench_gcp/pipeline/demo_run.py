@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustbench_gcp.engine.runner import ProgressHook
-from robustbench_gcp.pipeline.execution import RankResult, renormalized, run, store_baseline
+from robustbench_gcp.pipeline.execution import renormalized, run_all, store_baseline
 from robustbench_gcp.pipeline.planning import plan_all
 from robustbench_gcp.reports.comparison import compare_reports
 from robustbench_gcp.reports.report_type import Report
@@ -63,24 +63,17 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     common = {"store": str(store), "seed": 0, "data": str(data), "config": cfg, **engine}
     jobs = [(model, {"suite": suite, **overrides})
             for suite, overrides in DEMO_SUITES for model in DEMO_MODELS]
-    # P_BASELINE's run of a suite normalized by stored runs is stored when it is made: such jobs
-    # are planned with the default baseline, and their reports renormalized from the store
+    # P_BASELINE's runs of the suites normalized by stored runs become those baselines once made:
+    # such jobs are planned with the default baseline and renormalized from the store (rank 0)
     plans = plan_all(jobs, common)
-    reports = []
-    for index, ((model, own), plan) in enumerate(zip(jobs, plans)):
-        if hasattr(progress, "item"):
-            progress.item(index, len(jobs), f"{model} {own['suite']}")
-        report = run(plan, progress)  # every torchrun rank runs every job, in the same order
-        if not isinstance(report, RankResult):
-            if plan.suite.stored_baseline:
-                if model == P_BASELINE:
-                    store_baseline(report, P_BASELINE)
-                report = renormalized(plan, report, P_BASELINE)
-            reports.append(report)
-        if hasattr(progress, "item_done"):
-            progress.item_done(index)
-    if not reports:  # torchrun ranks other than 0
+    reports = run_all(plans, progress)
+    if reports is None:  # torchrun ranks other than 0
         return [], []
+    for plan, report in zip(plans, reports):
+        if plan.suite.stored_baseline and plan.model.label == P_BASELINE:
+            store_baseline(report, P_BASELINE)
+    reports = [renormalized(plan, report, P_BASELINE) if plan.suite.stored_baseline else report
+               for plan, report in zip(plans, reports)]
     comparisons = compare_reports(reports, reference=DEMO_MODELS[0], seed=0)
     for report in reports:
         report.notes.append("demo data: mCE uses the AlexNet normalizers for illustration; "

@@ -104,6 +104,26 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
     }
 
 
+def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Report] | None:
+    """Run several plans in order (stored results reused), as ``compare`` and the demo do; None on
+    torchrun ranks other than 0 (every rank runs every plan, in the same order).
+
+    ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
+    (a bar over the jobs).
+    """
+    progress = progress or ProgressHook()
+    reports = []
+    for index, plan in enumerate(plans):
+        if hasattr(progress, "item"):
+            progress.item(index, len(plans), f"{plan.model.label} {plan.selection.spec.name}")
+        reports.append(run(plan, progress))
+        if hasattr(progress, "item_done"):
+            progress.item_done(index)
+    if any(isinstance(report, RankResult) for report in reports):
+        return None
+    return reports
+
+
 def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: ExecutionStats | None = None,
               device: str | None = None) -> Report:
     """The report of a plan's cells ``keys`` of the stored run ``info``, normalized by the plan's
@@ -178,4 +198,5 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> R
     return run(plan(model, **kwargs), progress)
 
 
-__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "store_baseline"]
+__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "run_all",
+           "store_baseline"]

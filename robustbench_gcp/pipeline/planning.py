@@ -117,10 +117,6 @@ class Plan:
     config: Config
 
     @property
-    def kind(self) -> str:
-        return self.suite.kind
-
-    @property
     def corrupted_dir(self) -> Path | None:
         """The released files the cells are read from (``--corrupted-dir``), or None."""
         return self.selection.released

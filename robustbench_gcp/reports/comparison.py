@@ -173,7 +173,8 @@ def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
             what = "1 cell that not every compared model has is" if len(extra) == 1 else \
                 f"{len(extra)} cells that not every compared model has are"
             notes.append(f"{report.model}: {what} left out of the comparison ({shown}{more})")
-            results = [r for r in results if (r.key.name, r.key.level) not in set(extra)
+            left_out = set(extra)
+            results = [r for r in results if (r.key.name, r.key.level) not in left_out
                        or not suite.owns(r.key)]
         out.append(results)
     return out, notes

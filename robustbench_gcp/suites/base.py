@@ -11,13 +11,15 @@ command-line overrides            :attr:`Suite.flags`, :meth:`Suite.select`
 checks before any compute         :meth:`Suite.check_inputs`, :meth:`Suite.check_baseline`,
                                   :meth:`Suite.image_list`
 the cells handed to the engine    :meth:`Suite.tasks`
-the report from stored counts     :meth:`Suite.sections`, :meth:`Suite.normalizer`,
-                                  :meth:`Suite.source_fields`, :meth:`Suite.notes`
+the report from stored counts     :meth:`Suite.sections`, :meth:`Suite.normalizer`
+                                  (:attr:`Suite.uses_baseline`, :attr:`Suite.stored_baseline`),
+                                  :meth:`Suite.source_fields`, :meth:`Suite.source_description`,
+                                  :meth:`Suite.notes`
 reading a store                   :meth:`Suite.owns`, :meth:`Suite.group`, :meth:`Suite.latest`
 comparisons (bootstrap, tests)    :meth:`Suite.design`, :meth:`Suite.aligned_cells`
 table / CSV / Markdown rows       :meth:`Suite.tables`, :meth:`Suite.summary_rows`,
                                   :meth:`Suite.long_rows`, :meth:`Suite.headline`,
-                                  :meth:`Suite.detail_markdown`
+                                  :meth:`Suite.display`, :meth:`Suite.detail_markdown`
 plots                             :meth:`Suite.plots`
 ================================  =============================================================
 

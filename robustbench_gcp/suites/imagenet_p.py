@@ -227,7 +227,7 @@ def summarize(
     }, notes
 
 
-def stored_baseline(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
+def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
     """The raw figures of the baseline run stored as ``name``, for the ImageNet-P cells ``keys``."""
     run = store.baseline(name)
     if run is None:
@@ -354,7 +354,7 @@ class ImageNetPSuite(LevelledSuite):
     # -- reports
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
                    keys: Sequence[CellKey]) -> FlipBaseline | None:
-        return stored_baseline(store, name, keys) if store is not None else None
+        return baseline_figures(store, name, keys) if store is not None else None
 
     def sections(self, results: Sequence[CellResult],
                  normalizer: FlipBaseline | None) -> tuple[dict, list[str]]:
