@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from corruptions import blur, digital, noise, weather  # noqa: F401  (registers the corruptions)
+from corruptions._ops import new_output, work_images
 from corruptions._registry import (
     BENCHMARK,
     DIFFICULTIES,
@@ -80,10 +81,6 @@ def _check_randomness(seed, generator) -> None:
         raise ValueError("pass `seed` or `generator`, not both")
 
 
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def sample_parameters(
     images: torch.Tensor,
     name: str,
@@ -107,7 +104,7 @@ def sample_parameters(
     batch = images.shape[0]
     seeds = normalize_seeds(seed, batch, images.device)
     rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
-    return spec.sample(rng, images.detach(), severity)
+    return spec.sample(rng, work_images(images), severity)
 
 
 def corrupt(
@@ -122,8 +119,10 @@ def corrupt(
 
     Args:
         images: (B, 3, H, W) float tensor (float16, bfloat16, float32, float64) in
-            [0, 1], on any device; H, W >= 32. Computed in float32 (float64 for
-            float64 input). Not modified.
+            [0, 1], on any device, in any memory layout (channels-last, permuted,
+            sliced, expanded: the result is that of the same images stored
+            contiguously); H, W >= 32. Computed in float32 (float64 for float64
+            input). Not modified.
         name: one of :func:`list_corruptions` ``("all")``.
         severity: 1..5.
         seed: randomness of the random corruptions (ignored by deterministic ones):
@@ -139,7 +138,8 @@ def corrupt(
             nor ``generator``, torch's default generator is used.
 
     Returns:
-        New (B, 3, H, W) tensor, same dtype and device, values in [0, 1].
+        New contiguous (B, 3, H, W) tensor (whatever the input's layout), same dtype
+        and device, values in [0, 1].
 
     Raises:
         TypeError: ``images`` not a float tensor, ``severity`` not an int, bad ``seed``.
@@ -159,8 +159,8 @@ def corrupt(
     spec = get_corruption(name)
     batch, _, height, width = images.shape
     if batch == 0:
-        return images.detach().clone()
-    x = images.detach().to(_work_dtype(images.dtype))
+        return images.detach().clone(memory_format=torch.contiguous_format)
+    x = work_images(images)
     seeds = normalize_seeds(seed, batch, images.device) if spec.sample is not None else None
     chunk = batch
     if images.device.type == "cpu" and spec.cpu_chunk is not None:
@@ -170,10 +170,7 @@ def corrupt(
         if spec.sample is not None:
             rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
             params = spec.sample(rng, x, severity)
-        out = spec.apply(x, severity, params)
-        if out.data_ptr() == images.data_ptr():  # never hand back (or clip in place) the input
-            out = out.clone()
-        out = out.clamp_(0, 1)
+        out = new_output(spec.apply(x, severity, params), images).clamp_(0, 1)
         return out if out.dtype == images.dtype else out.to(images.dtype)
     # CPU: a few images at a time (per-image seeds draw chunk by chunk, same numbers)
     out = torch.empty_like(images, memory_format=torch.contiguous_format)

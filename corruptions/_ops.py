@@ -19,6 +19,33 @@ import torch
 import torch.nn.functional as F
 
 # --------------------------------------------------------------------------------------
+# the entry points' input and output (corrupt, sample_parameters, perturbation_sequence)
+
+
+def work_images(images: torch.Tensor) -> torch.Tensor:
+    """The images as the corruptions compute on them: detached, float32 (float64 stays
+    float64) and contiguous (B, 3, H, W).
+
+    Normalizing the layout once here makes channels-last, permuted, sliced and expanded
+    inputs give exactly the numbers of the same images stored contiguously (the
+    reductions and kernels then run in one order). Returns ``images`` itself when it is
+    already all of these: callers never write into the result.
+    """
+    dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+    # (not ``.to(dtype, memory_format=torch.contiguous_format)``: with the dtype unchanged,
+    # torch returns a sliced tensor such as x[..., ::2, ::2] as it is)
+    return images.detach().to(dtype).contiguous()
+
+
+def new_output(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``out`` as a contiguous tensor that shares no memory with ``images`` (copied if not),
+    so that callers may clip it in place and never hand back (a view of) the input."""
+    if out.is_contiguous() and out.untyped_storage().data_ptr() != images.untyped_storage().data_ptr():
+        return out
+    return out.clone(memory_format=torch.contiguous_format)
+
+
+# --------------------------------------------------------------------------------------
 # kernels and border handling
 
 

@@ -82,11 +82,11 @@ def poisson_from_uniform(uniform: torch.Tensor, x: torch.Tensor, c: float) -> to
     cdf, guide = poisson_tables(c, x.device)
     columns = cdf.shape[1]
     flat_cdf, flat_guide = cdf.view(-1), guide.view(-1)
-    scaled = x.float().clamp(0, 1).mul_(255)
+    # flat, in (B, C, H, W) order whatever the layouts of x and uniform (reshape, not view)
+    scaled = x.float().clamp(0, 1).mul_(255).reshape(-1)
     level = torch.floor(scaled + 1e-3).clamp_(0, 255)
-    remainder = (scaled - level).clamp_(min=0).view(-1)
+    remainder = (scaled - level).clamp_(min=0)
     u = uniform.float().reshape(-1)
-    level = level.view(-1)
     slot = torch.floor(u * _GUIDE).clamp_(max=_GUIDE - 1)
     counts = flat_guide.index_select(0, slot.add_(level, alpha=_GUIDE).to(torch.int64))
     base = level.mul_(columns).to(torch.int64)
@@ -106,7 +106,7 @@ def poisson_from_uniform(uniform: torch.Tensor, x: torch.Tensor, c: float) -> to
         lower = torch.where(counts[off_grid] > 0, lower, 0.0)
         v = ((u[off_grid] - lower) / (upper - lower).clamp_min(1e-30)).clamp_(0, 1 - 2**-24)
         out[off_grid] += _small_poisson(v, c / 255 * remainder[off_grid])
-    return out.view_as(x)
+    return out.view(x.shape)
 
 
 def _small_poisson(v: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:

@@ -46,12 +46,12 @@ def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.T
     """Pass corrupted images through the ImageNet-C storage: uint8 truncation, JPEG q85.
 
     Args:
-        images: (B, 3, H, W) float tensor in [0, 1], any device.
+        images: (B, 3, H, W) float tensor in [0, 1], any device, any memory layout.
         quality: JPEG quality 1..100 (85 as the released files), or None to
             truncate to uint8 only.
 
     Returns:
-        (B, 3, H, W) tensor of the input's dtype and device, values k / 255.
+        New contiguous (B, 3, H, W) tensor of the input's dtype and device, values k / 255.
 
     Raises:
         TypeError, ValueError: bad images (see :func:`corruptions.corrupt`) or quality.
@@ -67,7 +67,7 @@ def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.T
             raise TypeError(f"`quality` should be an int 1..100 or None. Got {quality!r}")
         if not 1 <= quality <= 100:
             raise ValueError(f"`quality` should be 1..100. Got {quality}")
-    pixels = truncate_to_uint8(images.detach())
+    pixels = truncate_to_uint8(images.detach().contiguous())
     if quality is not None:
         from corruptions.digital import jpeg_roundtrip
 

@@ -437,7 +437,7 @@ def chamfer_distance(zero: torch.Tensor, limit: int = 20, chunk: int = 32) -> to
 def equalize_hist(image: torch.Tensor) -> torch.Tensor:
     """``cv2.equalizeHist`` per image on (B, H, W) float tensors of integers 0..255."""
     batch = image.shape[0]
-    values = image.to(torch.int64).view(batch, -1)
+    values = image.to(torch.int64).reshape(batch, -1)
     total = values.shape[1]
     hist = torch.zeros(batch, 256, dtype=torch.int64, device=image.device)
     hist.scatter_add_(1, values, torch.ones_like(values))
@@ -450,7 +450,7 @@ def equalize_hist(image: torch.Tensor) -> torch.Tensor:
     levels = torch.arange(256, device=image.device)
     lut = torch.where(levels < first, torch.zeros_like(lut), lut)
     lut = torch.where(first_count == total, first.to(torch.float32).expand_as(lut), lut)
-    return lut.gather(1, values).view_as(image)
+    return lut.gather(1, values).view(image.shape)
 
 
 def water_mask(liquid: torch.Tensor) -> torch.Tensor:

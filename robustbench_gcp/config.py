@@ -61,19 +61,21 @@ class Config:
     baselines: dict[str, Baseline]
 
     def model(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            raise UnknownNameError("model", name, self.models)
-        return self.models[name]
+        return self._entry("model", name, self.models)
 
     def suite(self, name: str) -> SuiteSpec:
-        if name not in self.suites:
-            raise UnknownNameError("suite", name, self.suites)
-        return self.suites[name]
+        return self._entry("suite", name, self.suites)
 
     def baseline(self, name: str) -> Baseline:
-        if name not in self.baselines:
-            raise UnknownNameError("baseline", name, self.baselines)
-        return self.baselines[name]
+        return self._entry("baseline", name, self.baselines)
+
+    def _entry(self, kind: str, name: str, entries: dict):
+        if name not in entries:
+            if not entries:
+                raise ConfigError(f"unknown {kind} '{name}': the configuration {self.path} defines "
+                                  f"no {kind}s (add a '{kind}s:' section, or use the shipped one)")
+            raise UnknownNameError(kind, name, entries)
+        return entries[name]
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -84,11 +86,12 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     path = Path(path) if path is not None else default_config_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    text = _decode(raw, path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -99,10 +102,31 @@ def load_config(path: str | Path | None = None) -> Config:
     return parse_config(data, path)
 
 
+def _decode(raw: bytes, path: Path) -> str:
+    """The text of a configuration file: UTF-8 (a byte-order mark is allowed), else a
+    ConfigError that says what the file is instead."""
+    head = raw[:64]
+    no_bom_utf16 = len(head) >= 8 and (not any(head[1::2]) or not any(head[0::2]))
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or no_bom_utf16:
+        raise ConfigError(f"configuration file {path} is UTF-16 encoded; save it as UTF-8 "
+                          "(e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if b"\x00" in raw or sum(b < 9 or 13 < b < 32 for b in raw[:4096]) > 8:
+            raise ConfigError(f"configuration file {path} is not a text file (binary data); "
+                              "expected a YAML file such as benchmarks.yaml") from None
+        line = raw[:error.start].count(b"\n") + 1
+        raise ConfigError(f"configuration file {path} is not UTF-8: byte 0x{raw[error.start]:02x} "
+                          f"on line {line} (Latin-1 or another encoding?); save it as UTF-8") from None
+
+
 def parse_config(data: Any, path: Path) -> Config:
     """Validate the mapping read from ``path``; see :func:`load_config`."""
     check = Checker(path)
-    data = {} if data is None else data
+    if data is None or data == {}:
+        raise ConfigError(f"configuration file {path} is empty: it holds no models or suites "
+                          "(see the shipped benchmarks.yaml for the format)")
     top = check.mapping(data, "", {"models", "suites", "baselines"})
     models = {
         name: _model(check, name, value)

@@ -46,9 +46,27 @@ class StoreError(GcpRobustError):
     """The results store cannot be opened or is inconsistent."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
+
+
+class Interrupted(GcpRobustError):
+    """A run stopped by Ctrl-C (exit 130) or SIGTERM (exit 143); what was committed stays."""
+
+    def __init__(self, message: str, *, terminated: bool = False):
+        super().__init__(message)
+        self.exit_code = 143 if terminated else 130
+
+
+class NonFiniteError(GcpRobustError):
+    """A model gave NaN or infinite outputs: no number computed from them is stored."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return " Did you mean 'x'?" for the closest choice, else the list of choices."""
     choices = list(choices)
+    if not choices:
+        return " There are none to choose from."
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     if close:
         return f" Did you mean '{close[0]}'?"

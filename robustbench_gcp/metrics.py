@@ -172,12 +172,15 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
 
     Ties: the top-1 class is the first maximal class; ranks are ordinal
     (ties ranked by class index), as ``argmax`` and ``rankdata(method="ordinal")``.
+    Compared in float64 for float64 logits, else in float32 (float16 and bfloat16 are
+    upcast): a cast to float32 would tie logits that float64 tells apart.
     """
     import torch
 
     if logits.ndim != 3:
         raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
-    logits = logits.float()
+    if logits.dtype != torch.float64:
+        logits = logits.float()
     videos, frames, classes = logits.shape
     ref, cmp = comparison_pairs(frames, mode=mode, difficulty=difficulty)
     if videos == 0:
@@ -203,7 +206,8 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
     """Raw ImageNet-P counts of a batch of videos (what the store keeps).
 
     Args:
-        logits: (V, T, K) tensor: V videos of T frames, K classes.
+        logits: (V, T, K) tensor: V videos of T frames, K classes (compared in float64
+            for float64 logits, else in float32).
         mode: "noise" or "sequential" (see :func:`comparison_pairs`).
         difficulty: the frame stride of the sequential rule.
 

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_split(root: Path, split: str, preprocess: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of ``root/split`` as uint8 ``(N, 3, H, W)`` and their labels, via the project's loader."""
-    images = scan_folder(root / split)
+    images = scan_folder(root / split, class_order="sorted")
     if images.classes != DEMO_CLASSES:
         raise SystemExit(f"{root / split} has classes {images.classes}, expected {DEMO_CLASSES}")
     batches = [batch for batch, _ in iterate_batches(images.paths(), preprocess, batch_size=256)]

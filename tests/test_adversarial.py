@@ -25,8 +25,8 @@ from robustbench_gcp.suites.attacks import DEFAULT_BUDGETS, AttackMemoryError, A
 
 
 def attack_report(demo_val, store, **kwargs):
-    options = dict(suite="adversarial", data=str(demo_val), store=str(store), batch_size=10,
-                   attacks="fgsm,pgd-linf", epsilons="0,1/255,4/255,16/255", steps=3, limit=30)
+    options = dict(suite="adversarial", data=str(demo_val), class_order="sorted", store=str(store),
+                   batch_size=10, attacks="fgsm,pgd-linf", epsilons="0,1/255,4/255,16/255", steps=3, limit=30)
     options.update(kwargs)
     return evaluate(options.pop("model", "demo-gap"), **options).to_json()
 
@@ -65,7 +65,7 @@ def test_same_seed_same_numbers_for_batch_sizes_1_and_5(demo_val, tmp_path):
 
 
 def _demo_batch(demo_val, n=4):
-    images = scan_folder(demo_val)
+    images = scan_folder(demo_val, class_order="sorted")
     batch, _ = next(iterate_batches(images.paths()[:n], Preprocess(73, 64), batch_size=n))
     return batch.float() / 255, torch.tensor(images.labels[:n])
 
@@ -164,8 +164,8 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
 ])
 def test_bad_attack_options(demo_val, tmp_path, extra, message):
     suite = ["--suite", "adversarial"] if "--suite" not in extra else []
-    args = ["eval", "--model", "demo-gap", "--data", str(demo_val), "--store", str(tmp_path / "s.db"),
-            *suite, *extra]
+    args = ["eval", "--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted",
+            "--store", str(tmp_path / "s.db"), *suite, *extra]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines()[-1] == message
@@ -173,7 +173,8 @@ def test_bad_attack_options(demo_val, tmp_path, extra, message):
 
 def test_cli_json_has_attacks(demo_val, tmp_path):
     result = CliRunner().invoke(main, [
-        "eval", "--model", "demo-isqrt", "--data", str(demo_val), "--store", str(tmp_path / "s.db"),
+        "eval", "--model", "demo-isqrt", "--data", str(demo_val), "--class-order", "sorted",
+        "--store", str(tmp_path / "s.db"),
         "--suite", "adversarial", "--attacks", "fgsm", "--epsilons", "1/255", "--limit", "10",
         "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -226,7 +227,7 @@ def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
     wide = CliRunner().invoke(main, [*base, "--format", "csv", "--layout", "wide"])
     assert wide.exit_code == 0, wide.output
     rows = {row["model"]: row for row in csv.DictReader(io.StringIO(wide.stdout))}
-    default, short = "robust_pgd-linf@4/255", "robust_pgd-linf (steps=2)@4/255"
+    default, short = "robust_pgd_linf_4_255", "robust_pgd_linf_steps_2_4_255"  # snake_case CSV
     assert rows["demo-gap"][default] != "" and rows["demo-gap"][short] == ""
     assert rows["demo-isqrt"][default] == "" and rows["demo-isqrt"][short] != ""
     long = CliRunner().invoke(main, [*base, "--format", "csv"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import pickle
 import re
 import sys
@@ -459,3 +460,54 @@ def test_reading_a_checkpoint_knows_no_registered_model():
                  if isinstance(node, ast.ImportFrom)}
     assert all(node.level == 0 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom))
     assert sorted(m for m in imported if m.startswith("robustbench_gcp.models")) == []
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "pickle-2", "pickle-4"])
+def test_error_a_file_that_would_run_code_is_named_as_such(tmp_path, isqrt18, how):
+    marker = tmp_path / "ran"
+    payload = {"state_dict": zoo_layout(isqrt18.state_dict()), "hook": _RunsCode(marker)}
+    path = tmp_path / f"evil-{how}.pth"
+    if how.startswith("pickle"):
+        path.write_bytes(pickle.dumps(payload, protocol=int(how[-1])))
+    else:
+        save(payload, path, legacy=how == "legacy")
+    system = f"{os.name == 'nt' and 'nt' or 'posix'}.system"
+    check_error(path, rf"was refused: unpickling it would import and call {system}, i\.e\. run "
+                      "code from the file")
+    with pytest.raises(CheckpointError, match="would import and call"):
+        inspect_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("bad", ["nan-conv", "inf-bias"])
+def test_error_non_finite_weights_are_named_at_load_and_by_inspect(tmp_path, isqrt18, bad):
+    state = zoo_layout(isqrt18.state_dict())
+    if bad == "nan-conv":
+        key = "layer1.0.conv1.weight"
+        state[key] = state[key].clone()
+        state[key].view(-1)[7] = float("nan")
+        shown = f"{key} (1 NaN)"
+    else:
+        key = "fc.bias"
+        state[key] = state[key].clone()
+        state[key][:2] = float("inf")
+        shown = f"{key} (2 inf)"
+    path = save(state, tmp_path / "diverged.pth")
+    check_error(path, rf"holds non-finite weights in 1 tensor: {re.escape(shown)}")
+    with pytest.raises(CheckpointError, match="non-finite"):  # the plan's check, on the meta device
+        from robustbench_gcp.models.loading import check_checkpoint
+
+        check_checkpoint("resnet18-isqrt", path)
+    assert inspect_checkpoint(path).nonfinite == [shown]

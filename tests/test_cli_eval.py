@@ -100,9 +100,9 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     assert table.exit_code == 0 and "mCE (%, alexnet = 100)" in table.stdout
     assert "mean corruption error, unnormalized" in table.stdout
     csv_text = run(*base, "--format", "csv").stdout.splitlines()
-    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,seed,item,level,n,top1_error,"
-                                  "top5_error,CE,relative_CE,flip_probability")
-    assert any(",clean,,12," in line for line in csv_text)
+    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,seed,partial,item,level,n,"
+                                  "top1_error,top5_error,ce,relative_ce,flip_probability")
+    assert any(",False,clean,,12," in line for line in csv_text)  # an eval run is complete
     assert any(",brightness,2,12," in line for line in csv_text)
     assert any(",mean (benchmark),all," in line for line in csv_text)
     out = tmp_path / "r.md"
@@ -190,6 +190,8 @@ def last_line(result):
          "Error: checkpoint file /nonexistent/r18.pth does not exist"),
         (("--data", "/nonexistent/val"), 1, "Error: data folder /nonexistent/val does not exist"),
         (("--limit", "0"), 2, "Error: `--limit` should be a positive integer. Got 0"),
+        (("--class-order", "alpha"), 2,
+         "Error: Invalid value for '--class-order': 'alpha' is not one of 'imagenet', 'sorted'."),
         (("-o", "/nonexistent/out.json"), 2,
          "Error: Invalid value for '-o' / '--output': the folder /nonexistent of /nonexistent/out.json "
          "does not exist"),
@@ -250,8 +252,8 @@ def test_broken_images_are_named_and_stored_work_is_kept(image_folder, gap_check
 def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, tmp_path):
     """`--corruptions all` runs the 19 torch corruptions on the device; `--backend reference`
     runs imagecorruptions (with its compatibility fixes) through the same engine."""
-    common = ["eval", "--model", "demo-isqrt", "--data", demo_val, "--suite", "imagenet-c", "--limit", 10,
-              "--workers", 0, "--format", "json", "--severities", "3"]
+    common = ["eval", "--model", "demo-isqrt", "--data", demo_val, "--class-order", "sorted",
+              "--suite", "imagenet-c", "--limit", 10, "--workers", 0, "--format", "json", "--severities", "3"]
     torch_run = json.loads(run(*common, "--store", tmp_path / "a.db", "--corruptions", "all").stdout)
     assert len(torch_run["cells"]) == 19 and torch_run["backend"] == "torch"
     assert {c["corruption"] for c in torch_run["cells"]} >= {"speckle_noise", "gaussian_blur", "spatter",
@@ -304,3 +306,37 @@ def test_a_limit_above_the_image_count_says_so(image_folder, gap_checkpoint, sto
     report = json.loads(result.stdout)
     note = f"--limit 1000 is more than the {report['n_images']} images: all of them were used"
     assert note in report["notes"]
+
+
+def test_named_class_folders_need_class_order_sorted_which_the_report_notes(demo_val, tmp_path):
+    """A stray hidden folder used to become class 0 and shift every label (more errors, exit 0)."""
+    data = tmp_path / "val"
+    shutil.copytree(demo_val, data)
+    (data / ".ipynb_checkpoints").mkdir()
+    args = ["eval", "--model", "demo-gap", "--limit", 20, "--workers", 0, "--format", "json"]
+    refused = run(*args, "--data", data, "--store", tmp_path / "a.db")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert last_line(refused).startswith(f"Error: data folder {data} has class folders that are not "
+                                         "ImageNet-1k wnids: astronaut, brick, chelsea, coffee, coins "
+                                         "and 5 more. ")
+    assert "pass --class-order sorted" in last_line(refused)
+    ours = run(*args, "--data", data, "--class-order", "sorted", "--store", tmp_path / "a.db")
+    clean = run(*args, "--data", demo_val, "--class-order", "sorted", "--store", tmp_path / "b.db")
+    assert ours.exit_code == 0 and clean.exit_code == 0, ours.output + clean.output
+    ours, clean = json.loads(ours.stdout), json.loads(clean.stdout)
+    assert ours["clean"]["top1_error"] == clean["clean"]["top1_error"] < 0.5
+    assert "labels: sorted folder order (--class-order sorted), 10 classes" in ours["notes"]
+
+
+def test_class_order_is_part_of_the_data_identity(image_folder, gap_checkpoint, tmp_path):
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline import plan
+
+    common = dict(checkpoint=str(gap_checkpoint), data=str(image_folder), store=str(tmp_path / "s.db"))
+    standard = plan("resnet18-gap", **common)
+    numbered = plan("resnet18-gap", class_order="sorted", **common)
+    assert standard.images.labelling == "imagenet" and numbered.images.labelling == "folders"
+    assert max(standard.images.labels) == 281 and max(numbered.images.labels) == 3
+    assert standard.images.fingerprint() != numbered.images.fingerprint()
+    with pytest.raises(ConfigError, match="`--class-order` should be one of imagenet, sorted. Got 'alpha'"):
+        plan("resnet18-gap", class_order="alpha", **common)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 import torch
@@ -80,19 +81,20 @@ def test_report_json_and_long_csv_round_trip(compared):
     as_csv = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv",
                                        "--suite", "imagenet-c", "--no-intervals"])
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert rows and set(rows[0]) >= {"model", "suite", "item", "level", "top1_error", "CE"}
+    assert rows and set(rows[0]) >= {"model", "suite", "item", "level", "top1_error", "ce"}
     for report in reports:
         for cell in report["cells"]:
             (row,) = [r for r in rows if r["model"] == report["model"] and r["item"] == cell["corruption"]
                       and r["level"] == str(cell["severity"])]
             assert float(row["top1_error"]) == cell["top1_error"] and int(row["n"]) == cell["n"]
         (mean,) = [r for r in rows if r["model"] == report["model"] and r["item"] == "mean (benchmark)"]
-        assert float(mean["CE"]) == pytest.approx(report["metrics"]["mCE"])
+        assert float(mean["ce"]) == pytest.approx(report["metrics"]["mCE"])
     wide = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
                                      "--suite", "imagenet-c", "--resamples", "200"])
     wide_rows = list(csv.DictReader(io.StringIO(wide.stdout)))
     assert [r["model"] for r in wide_rows] == ["resnet18-gap", "resnet18-isqrt"]
-    assert {"mCE", "mCE_low", "mCE_high", "delta_mCE"} <= set(wide_rows[1])
+    assert {"mce", "mce_low", "mce_high", "delta_mce"} <= set(wide_rows[1])
+    assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in wide_rows[1]), list(wide_rows[1])
 
 
 def test_report_markdown_and_plots(compared, tmp_path):
@@ -191,8 +193,9 @@ def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     shutil.copy(cfg.model("demo-gap").checkpoint, folder / "a_gap.pth")
     (folder / "notes.txt").write_text("not a checkpoint")
     result = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--data", str(demo_val),
-                                       "--store", str(tmp_path / "s.db"), "--limit", "10", "--workers", "0",
-                                       "--resamples", "200", "--format", "json"])
+                                       "--class-order", "sorted", "--store", str(tmp_path / "s.db"),
+                                       "--limit", "10", "--workers", "0", "--resamples", "200",
+                                       "--format", "json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     pairs = [(r["model"], r["arch"]) for r in out["reports"]]
@@ -243,7 +246,7 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     from robustbench_gcp import evaluate
 
     store = tmp_path / "s.db"
-    common = dict(suite="imagenet-c", data=str(demo_val), store=str(store), workers=0)
+    common = dict(suite="imagenet-c", data=str(demo_val), class_order="sorted", store=str(store), workers=0)
     evaluate("demo-gap", corruptions="fog,contrast", severities=[1, 2], limit=10, **common)
     evaluate("demo-isqrt", corruptions="fog", severities=[1, 2, 3], limit=10, **common)
     evaluate("demo-gap", corruptions="fog", severities=[1], limit=20, **common)

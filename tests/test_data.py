@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import struct
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -32,19 +36,102 @@ def test_wnid_folders_get_standard_indices_even_for_a_subset(image_folder):
     assert images.indices == tuple(range(len(images)))
 
 
-def test_non_wnid_folders_fall_back_to_sorted_order(tmp_path):
+def test_sorted_class_order_labels_by_sorted_folder_names(tmp_path):
     make_image_folder(tmp_path, ["zebra", "apple", "mango"], per_class=1)
-    images = scan_folder(tmp_path)
+    images = scan_folder(tmp_path, class_order="sorted")
     assert images.labelling == "folders" and images.classes == ("apple", "mango", "zebra")
     assert [(n.split("/")[0], label) for n, label in zip(images.names, images.labels)] == [
         ("apple", 0), ("mango", 1), ("zebra", 2)]
+
+
+def test_sorted_class_order_applies_to_wnid_folders_too(image_folder):
+    images = scan_folder(image_folder, class_order="sorted")
+    assert images.labelling == "folders"
+    assert images.classes == tuple(sorted(p.name for p in image_folder.iterdir()))
+    assert sorted(set(images.labels)) == [0, 1, 2, 3]
+    assert images.fingerprint() != scan_folder(image_folder).fingerprint()  # 281 became 3
+
+
+def test_non_wnid_folders_need_an_explicit_class_order(tmp_path):
+    make_image_folder(tmp_path, ["zebra", "apple", "mango"], per_class=1)
+    with pytest.raises(DataError, match=r"class folders that are not ImageNet-1k wnids: apple, mango, "
+                                        r"zebra\. .*pass --class-order sorted"):
+        scan_folder(tmp_path)
+    with pytest.raises(ValueError, match="`class_order` should be 'imagenet' or 'sorted'. Got 'alpha'"):
+        scan_folder(tmp_path, class_order="alpha")
+
+
+def test_a_stray_folder_among_wnid_folders_is_named(image_folder, tmp_path):
+    root = tmp_path / "val"
+    shutil.copytree(image_folder, root)
+    make_image_folder(root, ["n99999999"], per_class=1)
+    with pytest.raises(DataError, match=rf"data folder {re.escape(str(root))} has class folders that are "
+                                        r"not ImageNet-1k wnids: n99999999 \(beside 4 wnid folders\)"):
+        scan_folder(root)
+    # many odd folders: a few named, then a count
+    make_image_folder(root, [f"extra{i}" for i in range(7)], per_class=1)
+    with pytest.raises(DataError, match=r"wnids: extra0, extra1, extra2, extra3, extra4 and 3 more "):
+        scan_folder(root)
+
+
+def test_hidden_and_imageless_folders_are_not_classes(image_folder, tmp_path):
+    root = tmp_path / "val"
+    shutil.copytree(image_folder, root)
+    (root / ".ipynb_checkpoints").mkdir()
+    make_image_folder(root / ".cache", ["n01440764"], per_class=2)  # hidden, with images
+    make_image_folder(root / "n01440764", [".ipynb_checkpoints"], per_class=1)  # hidden inside a class
+    (root / "empty").mkdir()
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no images here")
+    for order in ("imagenet", "sorted"):
+        images, clean = scan_folder(root, class_order=order), scan_folder(image_folder, class_order=order)
+        assert (images.names, images.labels, images.classes) == (clean.names, clean.labels, clean.classes)
 
 
 def test_files_without_an_image_extension_are_ignored(tmp_path):
     make_image_folder(tmp_path, ["a"], per_class=2)
     (tmp_path / "a" / "notes.txt").write_text("not an image")
     (tmp_path / "a" / ".DS_Store").write_bytes(b"\0")
-    assert len(scan_folder(tmp_path)) == 2
+    (tmp_path / "a" / "._a_0000.JPEG").write_bytes(b"\0")  # a macOS resource fork beside an image
+    assert len(scan_folder(tmp_path, class_order="sorted")) == 2
+
+
+def test_symlink_loops_are_not_followed(image_folder, tmp_path):
+    root = tmp_path / "val"
+    shutil.copytree(image_folder, root)
+    (root / "n01440764" / "up").symlink_to("..")
+    (root / "n01443537" / "self").symlink_to(".")
+    (root / "n01484850" / "deeper").mkdir()
+    (root / "n01484850" / "deeper" / "back").symlink_to("../..")
+    images, clean = scan_folder(root), scan_folder(image_folder)
+    assert len(images) == 12 and (images.names, images.labels) == (clean.names, clean.labels)
+
+
+def test_symlinked_class_folders_are_followed(image_folder, tmp_path):
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "val"
+    shutil.copytree(image_folder, elsewhere)
+    root.mkdir()
+    for folder in elsewhere.iterdir():
+        (root / folder.name).symlink_to(folder, target_is_directory=True)
+    images, clean = scan_folder(root), scan_folder(image_folder)
+    assert (images.names, images.labels) == (clean.names, clean.labels)
+    assert all(path.is_file() for path in images.paths())
+
+
+def test_a_file_reached_by_two_names_is_counted_once(image_folder, tmp_path):
+    root = tmp_path / "val"
+    shutil.copytree(image_folder, root)
+    first = sorted((root / "n01440764").iterdir())[0]
+    (root / "n01440764" / "again").mkdir()
+    (root / "n01440764" / "again" / "copy.JPEG").symlink_to(first)
+    (root / "n01440764" / "zz_alias").symlink_to(root / "n01440764" / "again", target_is_directory=True)
+    images = scan_folder(root)
+    assert len(images) == 12 and "n01440764/again/copy.JPEG" not in images.names
+    # the same file in two classes is a contradiction, named
+    (root / "n01443537" / "stolen.JPEG").symlink_to(first)
+    with pytest.raises(DataError, match=rf"{first.name} is in class folders n01440764 and n01443537 "
+                                        rf"\(as n01440764/{first.name} and n01443537/stolen.JPEG\)"):
+        scan_folder(root)
 
 
 def test_flat_folder_with_loc_val_solution(tmp_path):
@@ -63,6 +150,9 @@ def test_flat_folder_with_loc_val_solution(tmp_path):
     listing.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n"
                        "ILSVRC2012_val_00000003.JPEG 230\n")
     assert scan_folder(flat, listing).labels == (65, 970, 230)
+    with pytest.raises(DataError, match=f"--class-order sorted orders class folders; the flat folder {flat} "
+                                        "takes its labels from"):
+        scan_folder(flat, listing, class_order="sorted")
 
 
 def test_flat_folder_errors(tmp_path):
@@ -147,3 +237,99 @@ def test_unreadable_image_in_a_worker_is_named(tmp_path, image_folder):
     paths = [*scan_folder(image_folder).paths()[:3], fake]
     with pytest.raises(DataError, match=f"cannot read image {fake}"):
         list(iterate_batches(paths, Preprocess(), batch_size=2, workers=2))
+
+
+# ------------------------------------------------------------------------ decoding to 8-bit RGB
+
+
+def decoded(path) -> np.ndarray:
+    """The loader's (H, W, 3) uint8 pixels of a square image, read at its own size."""
+    with Image.open(path) as image:
+        size = image.width
+    (batch, _), = iterate_batches([path], Preprocess(None, size), batch_size=1)
+    return batch[0].permute(1, 2, 0).numpy()
+
+
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG (gray, gray+alpha, RGB or RGBA by the channel count), written by hand:
+    PIL cannot write 16-bit color PNGs."""
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    rows = b"".join(b"\0" + array[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def to_8bit(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255, rounded to the nearest level."""
+    return np.rint(values.astype(np.float64) * 255 / 65535).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def gray16() -> np.ndarray:
+    """A 16-bit gradient with a mean near the middle (8-bit mean about 124)."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 62000, 40 * 40).reshape(40, 40) + rng.integers(0, 3000, (40, 40))
+    return ramp.astype(np.uint16)
+
+
+def test_16_bit_gray_png_and_tiff_are_scaled_not_clipped(tmp_path, gray16):
+    expected = np.repeat(to_8bit(gray16)[..., None], 3, axis=2)
+    assert 120 < expected.mean() < 130
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")  # PIL mode "I;16"
+    Image.fromarray(gray16).save(tmp_path / "gray16.tif")
+    (tmp_path / "by_hand.png").write_bytes(png16(gray16))
+    with Image.open(tmp_path / "gray16.png") as image:
+        assert image.mode.startswith("I")
+    for name in ("gray16.png", "gray16.tif", "by_hand.png"):
+        assert np.array_equal(decoded(tmp_path / name), expected), name
+
+
+def test_16_bit_pgm_opened_as_mode_i_is_scaled(tmp_path, gray16):
+    path = tmp_path / "gray16.pgm"
+    path.write_bytes(b"P5\n40 40\n65535\n" + gray16.astype(">u2").tobytes())
+    with Image.open(path) as image:
+        assert image.mode == "I"
+    assert np.array_equal(decoded(path)[..., 0], to_8bit(gray16))
+
+
+def test_16_bit_color_pngs_decode_within_one_level(tmp_path):
+    rng = np.random.default_rng(1)
+    for channels in (3, 4, 2):
+        pixels = rng.integers(0, 65536, (32, 32, channels), dtype=np.uint16)
+        path = tmp_path / f"color16_{channels}.png"
+        path.write_bytes(png16(pixels))
+        colors = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+        difference = decoded(path).astype(int) - to_8bit(colors).astype(int)
+        assert np.abs(difference).max() <= 1, channels
+
+
+def test_pixels_of_unknown_range_are_refused_with_the_file_named(tmp_path):
+    for name, array in (("float.tif", np.full((30, 30), 0.5, np.float32)),
+                        ("int32.tif", np.full((30, 30), 70000, np.int32))):
+        Image.fromarray(array).save(tmp_path / name)
+        with pytest.raises(DataError, match=rf"cannot read image {re.escape(str(tmp_path / name))}: "
+                                            r".*no standard range"):
+            list(iterate_batches([tmp_path / name], Preprocess(None, 30), batch_size=1))
+
+
+def test_8_bit_modes_give_the_right_rgb(tmp_path):
+    rgb = np.array([[[255, 0, 0], [0, 128, 255]], [[10, 20, 30], [200, 200, 200]]], np.uint8)
+    rgb = np.kron(rgb, np.ones((8, 8, 1), np.uint8))  # 16 x 16, blocks of one color
+    Image.fromarray(rgb).quantize(4).save(tmp_path / "palette.png")
+    rgba = np.concatenate([rgb, np.full((16, 16, 1), 7, np.uint8)], axis=2)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    gray = rgb[..., 1]
+    Image.fromarray(np.stack([gray, 255 - gray], axis=2), "LA").save(tmp_path / "la.png")
+    Image.fromarray(gray).save(tmp_path / "l.png")
+    Image.fromarray(gray > 100).save(tmp_path / "bilevel.png")  # mode "1"
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    gray3 = np.repeat(gray[..., None], 3, axis=2)
+    for name, expected in (("palette.png", rgb), ("rgba.png", rgb), ("la.png", gray3), ("l.png", gray3),
+                           ("bilevel.png", np.where(gray3 > 100, 255, 0)), ("cmyk.tif", rgb)):
+        assert np.array_equal(decoded(tmp_path / name), expected), name

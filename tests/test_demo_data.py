@@ -49,7 +49,7 @@ def pixels(path: Path) -> bytes:
 def test_classes_are_sorted_human_names_with_folder_labels(demo_root):
     assert len(DEMO_CLASSES) >= 8 and list(DEMO_CLASSES) == sorted(DEMO_CLASSES)
     for split, per_class in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        images = scan_folder(demo_root / split)
+        images = scan_folder(demo_root / split, class_order="sorted")
         assert images.classes == DEMO_CLASSES and images.labelling == "folders"
         assert np.bincount(images.labels).tolist() == [per_class] * len(DEMO_CLASSES)
         for name, label in zip(images.names, images.labels):
@@ -74,7 +74,7 @@ def test_train_and_val_are_disjoint(demo_root):
 
 
 def test_images_exercise_the_resize_and_crop_and_load_through_the_loader(demo_root):
-    images = scan_folder(demo_root / "val")
+    images = scan_folder(demo_root / "val", class_order="sorted")
     sizes = set()
     for path in images.paths():
         with Image.open(path) as image:
@@ -133,7 +133,7 @@ def test_demo_models_are_registered_with_their_preprocessing(name):
 
 @pytest.fixture(scope="module")
 def val_batch(demo_root) -> tuple[torch.Tensor, torch.Tensor]:
-    images = scan_folder(demo_root / "val")
+    images = scan_folder(demo_root / "val", class_order="sorted")
     x = torch.cat([b for b, _ in iterate_batches(images.paths(), Preprocess(73, 64), batch_size=100)])
     return x, torch.tensor(images.labels)
 

@@ -19,7 +19,8 @@ ENV = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
 
 
 def eval_args(val: Path, store: Path, *extra: str) -> list[str]:
-    return ["eval", "--data", str(val), "--store", str(store), "--workers", "0", "--format", "json", *extra]
+    return ["eval", "--data", str(val), "--class-order", "sorted", "--store", str(store), "--workers", "0",
+            "--format", "json", *extra]
 
 
 def torchrun(args: list[str], **kwargs) -> subprocess.Popen:

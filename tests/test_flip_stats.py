@@ -72,3 +72,24 @@ def test_pairs_and_errors():
         flip_stats(torch.zeros(1, 5, 10), mode="sequential", difficulty=0)
     with pytest.raises(ValueError, match=r"shape \(V, T, K\)"):
         flip_stats(torch.zeros(5, 10), mode="noise")
+
+
+@pytest.mark.parametrize("mode", ["noise", "sequential"])
+def test_float64_logits_keep_their_precision(mode):
+    # every frame's top two classes are 1e-12 apart: equal once cast to float32 (the tie
+    # then goes to the lower class index), distinct in float64 (the higher class wins)
+    rng = np.random.default_rng(5)
+    logits = np.cumsum(rng.normal(0, 0.4, size=(4, 31, 20)), axis=1)
+    for video in logits:
+        for frame in video:
+            low, high = np.sort(rng.choice(20, size=2, replace=False))
+            frame[low] = frame.max() + 0.1
+            frame[high] = frame[low] + 1e-12
+    expected = reference(logits, mode == "noise", 2)  # NumPy, float64
+    as_float32 = reference(logits.astype(np.float32), mode == "noise", 2)
+    assert as_float32 != pytest.approx(expected)  # the cast would change the answer
+    ours = flip_stats(torch.from_numpy(logits), mode=mode, difficulty=2)
+    assert ours == pytest.approx(expected, abs=1e-12)
+    # half precision is computed in float32
+    half = torch.from_numpy(logits).to(torch.bfloat16)
+    assert flip_stats(half, mode=mode, difficulty=2) == flip_stats(half.float(), mode=mode, difficulty=2)

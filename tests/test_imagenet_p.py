@@ -25,8 +25,8 @@ def run(*args):
 
 
 def p_args(demo_val, store, *extra):
-    return ["--data", demo_val, "--store", store, "--suite", "imagenet-p", "--limit", 10, "--workers", 0,
-            "--format", "json", *extra]
+    return ["--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", "imagenet-p",
+            "--limit", 10, "--workers", 0, "--format", "json", *extra]
 
 
 def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(demo_val, tmp_path):
@@ -39,7 +39,7 @@ def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(de
     # independent re-computation: the same images, seeds and sequences, classified directly
     from corruptions import perturbation_sequence
 
-    images = scan_folder(demo_val).limit(10)
+    images = scan_folder(demo_val, class_order="sorted").limit(10)
     x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
     model = load_model("demo-isqrt", load_config().model("demo-isqrt").checkpoint)
     mean = torch.tensor(model.pretrained_cfg.mean).view(1, -1, 1, 1)
@@ -81,7 +81,7 @@ def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, t
     (measured here: the same flip probability, top-5 distance 0.0125 apart)."""
     from corruptions import perturbation_sequence
 
-    images = scan_folder(demo_val).limit(10)
+    images = scan_folder(demo_val, class_order="sorted").limit(10)
     x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
     frames = perturbation_sequence(x.float() / 255, "translate", seed=0, crop_size=64)  # (10, 41, 3, 64, 64)
     pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
@@ -140,8 +140,8 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
                                      *map(str, p_args(demo_val, fresh, *selection)), "--baseline", "gapbse"])
     assert typo.exit_code == 2 and "unknown baseline 'gapbse'" in typo.stderr and not fresh.exists()
     typo = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite",
-                                     "clean,imagenet-p", "--data", str(demo_val), "--store", str(fresh),
-                                     "--baseline", "gapbse"])
+                                     "clean,imagenet-p", "--data", str(demo_val), "--class-order", "sorted",
+                                     "--store", str(fresh), "--baseline", "gapbse"])
     assert typo.exit_code == 2 and "unknown baseline 'gapbse'" in typo.stderr and not fresh.exists()
 
 
@@ -152,7 +152,8 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
      "Error: `--perturbations` applies to the imagenet-p suite, not to 'clean'"),
 ])
 def test_bad_imagenet_p_options(demo_val, tmp_path, extra, message):
-    args = ["eval", "--model", "demo-gap", "--data", str(demo_val), "--store", str(tmp_path / "s.db")]
+    args = ["eval", "--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted",
+            "--store", str(tmp_path / "s.db")]
     args += ([] if "--suite" in extra else ["--suite", "imagenet-p"]) + list(extra)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2

@@ -91,7 +91,7 @@ def independent_gray_errors(demo_val, model_name: str) -> int:
     spec = load_config().model(model_name)
     net = load_model(spec.arch, spec.checkpoint)
     cfg = net.pretrained_cfg
-    images = scan_folder(demo_val)
+    images = scan_folder(demo_val, class_order="sorted")
     batches = iterate_batches(images.paths(), Preprocess(cfg.resize_size, cfg.input_size), batch_size=50)
     x = torch.cat([b for b, _ in batches]).float() / 255
     mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
@@ -104,8 +104,8 @@ def independent_gray_errors(demo_val, model_name: str) -> int:
 def test_a_registered_suite_runs_through_every_command(grayscale_suite, config_with_grayscale, demo_val,
                                                        tmp_path):
     store = str(tmp_path / "s.db")
-    common = ["--config", str(config_with_grayscale), "--data", str(demo_val), "--store", store,
-              "--workers", "0", "--batch-size", "64"]
+    common = ["--config", str(config_with_grayscale), "--data", str(demo_val), "--class-order", "sorted",
+              "--store", store, "--workers", "0", "--batch-size", "64"]
     result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--suite", "grayscale", *common,
                                        "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from corruptions._ops import new_output, work_images
 from corruptions._registry import (
     DIFFICULTIES,
     NOISE_PERTURBATIONS,
@@ -111,7 +112,7 @@ def draw_parameters(spec: Perturbation, job: Job) -> dict:
         rng = ImageRandom(job.batch * per_image, device, generator=job.generator)
         keep = [j - 1 for j in wanted]
     params = spec.sample(rng, job.clean, job.difficulty)
-    return {key: value.view(job.batch, per_image, *value.shape[1:])[:, keep]
+    return {key: value.reshape(job.batch, per_image, *value.shape[1:])[:, keep]
             for key, value in params.items()}
 
 
@@ -162,7 +163,8 @@ def perturbation_sequence(
 
     Args:
         images: (B, 3, S, S) float tensor in [0, 1] (float16, bfloat16, float32,
-            float64), on any device, S >= 32: each image resized so that its
+            float64), on any device, in any memory layout (the result is that of the
+            same images stored contiguously), S >= 32: each image resized so that its
             shorter side is S (256 for ImageNet) and centre-cropped to a square.
             Geometric perturbations (zoom_blur, translate, rotate, tilt, scale,
             shear) act on this square, the others on the crop. Computed in float32
@@ -190,7 +192,7 @@ def perturbation_sequence(
             tool rounded: motion_blur, snow's layer, tilt). False keeps floats.
 
     Returns:
-        New (B, T', 3, c, c) tensor, same dtype and device, values in [0, 1], with
+        New contiguous (B, T', 3, c, c) tensor, same dtype and device, values in [0, 1], with
         T' = ``len(frames)`` (default :func:`frame_count`: 31, or 41 for translate).
 
     Raises:
@@ -230,15 +232,12 @@ def perturbation_sequence(
     shape = (batch, len(wanted), 3, crop, crop)
     if batch == 0 or not wanted:
         return images.new_zeros(shape)
-    work = torch.float64 if images.dtype == torch.float64 else torch.float32
     job = Job(
-        x=images.detach().to(work), crop=crop, top=int(round((height - crop) / 2.0)),
+        x=work_images(images), crop=crop, top=int(round((height - crop) / 2.0)),
         frames=wanted, difficulty=difficulty, seeds=seeds,
         generator=generator if spec.random else None, quantize=quantize,
     )
-    out = spec.apply(job, draw_parameters(spec, job))
-    if out.data_ptr() == images.data_ptr():  # never hand back (or clip in place) the input
-        out = out.clone()
+    out = new_output(spec.apply(job, draw_parameters(spec, job)), images)
     out = _store(out, spec.storage if quantize else None)
     return out if out.dtype == images.dtype else out.to(images.dtype)
 

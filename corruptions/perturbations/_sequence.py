@@ -16,7 +16,8 @@ class Job:
     """The checked arguments of one :func:`~corruptions.perturbation_sequence` call.
 
     Attributes:
-        x: (B, 3, S, S) images in the work dtype (float32, or float64), never written to.
+        x: (B, 3, S, S) contiguous images in the work dtype (float32, or float64), never
+            written to.
         crop: side c of the frames.
         top: offset of the centre crop (rows and columns).
         frames: the requested frame indices, in the caller's order (repeats allowed).
@@ -78,5 +79,5 @@ def per_frame(job: Job, render: Callable[[torch.Tensor, int], torch.Tensor],
     folded = source.reshape(1, batch * channels, height, width)
     out = source.new_empty((batch, len(job.frames), channels, height, width))
     for k, j in enumerate(job.frames):
-        out[:, k] = render(folded, j).view(batch, channels, height, width)
+        out[:, k] = render(folded, j).reshape(batch, channels, height, width)
     return out

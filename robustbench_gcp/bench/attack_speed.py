@@ -77,7 +77,7 @@ def demo_batch(count: int, *, resize_size: int, input_size: int, num_classes: in
     from robustbench_gcp.data.loader import Preprocess, iterate_batches
 
     with tempfile.TemporaryDirectory(prefix="gcp-robust-bench-") as tmp:
-        folder = scan_folder(build_demo_dataset(Path(tmp) / "data") / "val")
+        folder = scan_folder(build_demo_dataset(Path(tmp) / "data") / "val", class_order="sorted")
         paths = (folder.paths() * (1 + count // len(folder)))[:count]
         x = torch.cat([b for b, _ in iterate_batches(paths, Preprocess(resize_size, input_size),
                                                       batch_size=64)]).float().div(255).to(device)

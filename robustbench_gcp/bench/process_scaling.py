@@ -53,14 +53,16 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
             "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
 
 
-def scaling(model: str, *, data: str | None = None, suite: str = "imagenet-c", corruptions: str = "benchmark",
-            severities: str = "3", limit: int | None = None, device: str = "auto", batch_size: int = 32,
-            shard_size: int = 20, threads: int = 1, processes: int = 2) -> list[dict]:
+def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet", suite: str = "imagenet-c",
+            corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
+            device: str = "auto", batch_size: int = 32, shard_size: int = 20, threads: int = 1,
+            processes: int = 2) -> list[dict]:
     """Images per second of the same evaluation with 1 process and with ``processes``.
 
     Args:
         model: a model of benchmarks.yaml or the registry.
         data: image folder (default: the embedded demo data, generated in a temporary folder).
+        class_order: ``eval``'s ``--class-order`` for ``data`` (the demo data is always ``sorted``).
         suite: a suite of the shipped benchmarks.yaml.
         corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
             when the suite has corruptions.
@@ -88,12 +90,14 @@ def scaling(model: str, *, data: str | None = None, suite: str = "imagenet-c", c
             from robustbench_gcp.data.demo_images import build_demo_dataset
 
             data = str(build_demo_dataset(Path(tmp) / "data") / "val")
+            class_order = "sorted"  # named class folders, not wnids
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet"}
         rows = []
         for n in (1, processes):
-            args = ["eval", "--model", model, "--suite", suite, "--data", data, "--store",
-                    str(Path(tmp) / f"store-{n}.db"), "--device", device, "--batch-size", str(batch_size),
-                    "--shard-size", str(shard_size), "--workers", "0", "--format", "json"]
+            args = ["eval", "--model", model, "--suite", suite, "--data", data, "--class-order", class_order,
+                    "--store", str(Path(tmp) / f"store-{n}.db"), "--device", device,
+                    "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",
+                    "--format", "json"]
             if has_corruptions:
                 args += ["--corruptions", corruptions, "--severities", severities]
             if limit:

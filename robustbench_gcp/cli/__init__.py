@@ -2,16 +2,19 @@
 
 Commands live one per module and are imported lazily, so ``gcp-robust --help``
 does not pay for importing torch. Library errors (:class:`GcpRobustError`)
-become one-line messages: exit code 1 for a failed run, 2 for wrong usage.
+become one-line messages: exit code 1 for a failed run, 2 for wrong usage, 130 after
+Ctrl-C and 143 after SIGTERM (a stopped run says how far it got; re-running resumes).
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 
 import click
 
-from robustbench_gcp.errors import GcpRobustError
+from robustbench_gcp.errors import GcpRobustError, Terminated
 
 
 class LazyGroup(click.Group):
@@ -31,12 +34,34 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
+        previous = _on_sigterm(_terminate)
         try:
             return super().invoke(ctx)
         except GcpRobustError as error:
             if error.exit_code == 2:
                 raise click.UsageError(str(error)) from None
-            raise click.ClickException(str(error)) from None
+            failure = click.ClickException(str(error))
+            failure.exit_code = error.exit_code  # 130 / 143 for an interrupted run
+            raise failure from None
+        except KeyboardInterrupt as stop:  # stopped before a run started or after it ended
+            terminated = isinstance(stop, Terminated)
+            failure = click.ClickException("terminated" if terminated else "interrupted")
+            failure.exit_code = 143 if terminated else 130
+            raise failure from None
+        finally:
+            _on_sigterm(previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM and return the previous one (main thread only: signal
+    handlers cannot be set elsewhere, e.g. under a test runner's thread)."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 @click.group(

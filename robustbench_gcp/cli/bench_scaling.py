@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import class_order_option, device_option, json_option
 
 
 @click.command("scaling")
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
 @click.option("--data", type=click.Path(), default=None, metavar="DIR",
               help="Images (default: the embedded demo data, generated in a temporary folder).")
+@class_order_option
 @click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")
 @click.option("--corruptions", default="benchmark", show_default=True, help="Corruptions (imagenet-c).")
 @click.option("--severities", default="3", show_default=True, help="Severities (imagenet-c).")
@@ -29,8 +30,8 @@ from robustbench_gcp.cli.options import device_option, json_option
 @click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
               help="Processes of the parallel run.")
 @json_option
-def bench_scaling(model, data, suite, corruptions, severities, limit, device, batch_size, shard_size, threads,
-                  processes, as_json) -> None:
+def bench_scaling(model, data, class_order, suite, corruptions, severities, limit, device, batch_size,
+                  shard_size, threads, processes, as_json) -> None:
     """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
 
     Both runs evaluate the same plan from an empty store, with THREADS threads per
@@ -41,9 +42,9 @@ def bench_scaling(model, data, suite, corruptions, severities, limit, device, ba
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.reports.tables import Column
 
-    rows = scaling(model, data=data, suite=suite, corruptions=corruptions, severities=severities, limit=limit,
-                   device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
-                   processes=processes)
+    rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
+                   severities=severities, limit=limit, device=device, batch_size=batch_size,
+                   shard_size=shard_size, threads=threads, processes=processes)
     emit(rows, [Column("processes"), Column("images"), Column("seconds", fmt=".2f"),
                 Column("images_per_s", "images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",

@@ -51,6 +51,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                  ("unexpected keys", f"{len(info.unexpected)}: {', '.join(info.unexpected[:3])}"),
                  ("shape mismatches", f"{len(info.mismatched)}: "
                                       f"{'; '.join(info.mismatched[:3])}")]
+    if info.nonfinite:
+        rows.append(("NON-FINITE", f"{len(info.nonfinite)} tensors (eval refuses this file): "
+                                   f"{'; '.join(info.nonfinite)}"))
     emit([{"field": k, "value": v} for k, v in rows],
          [Column("field", justify="left"), Column("value", justify="left")],
          fmt="json" if as_json else "table", json_obj=dataclasses.asdict(info))

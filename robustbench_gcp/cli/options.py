@@ -124,11 +124,17 @@ model_options = _compose(
                  help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
 )
 
+class_order_option = click.option(
+    "--class-order", type=click.Choice(["imagenet", "sorted"]), default="imagenet", show_default=True,
+    help="Labels of the class folders of --data: imagenet (wnid folders get their ImageNet-1k indices) "
+         "or sorted (folders numbered in sorted name order, like torchvision's ImageFolder; any names).")
+
 data_options = _compose(
     click.option("--data", type=click.Path(), default=None, metavar="DIR",
                  help="Clean images: <DIR>/<wnid>/*.JPEG, or a flat folder with --labels."),
     click.option("--labels", type=click.Path(), default=None, metavar="FILE",
                  help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
+    class_order_option,
     click.option("--limit", type=int, default=None, metavar="N",
                  help="Evaluate a deterministic, class-balanced subset of N images."),
 )

@@ -5,7 +5,9 @@ The library renders (``robustbench_gcp.reports``); commands print through here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -46,7 +48,7 @@ def emit(
     elif fmt == "table":
         table = rich_table(rows, columns, title, caption)
         if output is None:
-            stdout_console().print(table)
+            _to_stdout(lambda: stdout_console().print(table))
             return
         text = render_text(table)
     else:
@@ -57,7 +59,7 @@ def emit(
 def write_output(text: str, output: str | None) -> None:
     """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
     if output is None:
-        click.echo(text, nl=False)
+        _to_stdout(lambda: click.echo(text, nl=False))
         return
     if text and not text.endswith("\n"):
         text += "\n"
@@ -72,9 +74,37 @@ def write_output(text: str, output: str | None) -> None:
 def print_renderable(renderable, output: str | None) -> None:
     """A rich renderable to the terminal, or as plain text to ``output``."""
     if output is None:
-        stdout_console().print(renderable)
+        _to_stdout(lambda: stdout_console().print(renderable))
         return
     write_output(render_text(renderable), output)
+
+
+def _to_stdout(write: Callable[[], None]) -> None:
+    """Run ``write`` and flush stdout; a stdout that cannot take the text (``> /dev/full``, a
+    full disk) is a one-line error. A closed pipe (``| head``) propagates, and click ends
+    quietly as before. Either way stdout is pointed at /dev/null, so that the flush at exit
+    does not fail a second time."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        raise
+    except OSError as error:
+        _discard_stdout()
+        raise click.ClickException(
+            f"cannot write to standard output: {error.strerror or error}; "
+            "write to a file with -o/--output instead"
+        ) from None
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
 
 
 def print_report(report, fmt: str, output: str | None) -> None:

@@ -2,10 +2,13 @@
 
 An :class:`ImageList` is the ordered list of images of a run: relative names,
 labels and each image's index in the full (unlimited) folder, which seeds its
-randomness. Class folders named by ImageNet wnids get the standard indices (the
-sorted order of the 1000 ImageNet-1k wnids), so a folder holding a subset of
-the classes still gets the right labels; other folder names fall back to their
-sorted order, like torchvision's ImageFolder.
+randomness. Labels come from the class folders in one of two explicit orders
+(:data:`CLASS_ORDERS`): ``imagenet`` (the default) gives folders named by
+ImageNet wnids the standard indices (the sorted order of the 1000 ImageNet-1k
+wnids), so a folder holding a subset of the classes still gets the right
+labels; ``sorted`` numbers the folders in sorted name order, like torchvision's
+ImageFolder, for models trained on other classes. Hidden folders and folders
+without images are not classes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import csv
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -24,6 +27,9 @@ from robustbench_gcp.errors import DataError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+#: How class folders become labels: standard ImageNet-1k indices of wnid folders, or sorted names.
+CLASS_ORDERS = ("imagenet", "sorted")
+_NAMED = 5  # odd folders named in an error before "and N more"
 
 
 @lru_cache(maxsize=1)
@@ -127,24 +133,44 @@ def balanced_subset(labels: Sequence[int], n: int) -> list[int]:
 
 
 def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
-                extensions: tuple[str, ...] = IMG_EXTENSIONS) -> ImageList:
+                extensions: tuple[str, ...] = IMG_EXTENSIONS, class_order: str = "imagenet") -> ImageList:
     """List the images of an ImageNet-style folder (``<root>/<class>/<image>``).
+
+    A class is a folder of ``root`` holding at least one image, at any depth; names starting
+    with "." (``.ipynb_checkpoints``, macOS ``._*`` files) are skipped at every level.
+    With ``class_order="imagenet"`` every class folder must be an ImageNet-1k wnid and gets
+    its standard index; ``"sorted"`` numbers the class folders in sorted name order,
+    whatever their names (torchvision's ImageFolder). Symbolic links are followed (a class
+    folder may link elsewhere), except those leading back into a folder being walked (a
+    loop); a file reached by several names is listed once, under the first name in walk
+    order (files of a folder, sorted, then its subfolders, sorted).
 
     With ``labels_file``, ``root`` is a flat folder of images (the ImageNet val
     layout) and labels come from the file: the official ``LOC_val_solution.csv``
     or a ``<file name> <class index>`` list.
 
     Raises:
-        DataError: missing or empty folder, flat folder without labels, bad labels file.
+        DataError: missing or empty folder, flat folder without labels, bad labels file,
+            class folders that are not wnids (``imagenet`` order), one file in two classes.
+        ValueError: ``class_order`` is not one of :data:`CLASS_ORDERS`.
     """
+    if class_order not in CLASS_ORDERS:
+        raise ValueError(f"`class_order` should be 'imagenet' or 'sorted'. Got {class_order!r}")
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data folder {root} does not exist")
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder")
     if labels_file is not None:
+        if class_order != "imagenet":
+            raise DataError(f"--class-order {class_order} orders class folders; the flat folder {root} "
+                            f"takes its labels from {labels_file}")
         return _scan_flat(root, Path(labels_file).expanduser())
-    class_dirs = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    folders = sorted(entry.name for entry in os.scandir(root)
+                     if entry.is_dir() and not entry.name.startswith("."))
+    seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
+    found = {name: list(_walk_images(root, name, extensions, seen)) for name in folders}
+    class_dirs = [name for name in folders if found[name]]
     if not class_dirs:
         n_flat = sum(1 for entry in os.scandir(root)
                      if entry.is_file() and entry.name.lower().endswith(extensions))
@@ -154,30 +180,82 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                 "ImageNet val layout give the ground truth with --labels "
                 "(LOC_val_solution.csv or a '<file> <index>' list)"
             )
+        if folders:
+            raise DataError(f"data folder {root} has {len(folders)} class folders but no image files "
+                            f"({', '.join(extensions)})")
         raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
-    wnids = _wnid_index()
-    if all(name in wnids for name in class_dirs):
-        classes, labelling = imagenet_wnids(), "imagenet"
-        class_index = {name: wnids[name] for name in class_dirs}
-    else:
+    if class_order == "sorted":
         classes, labelling = tuple(class_dirs), "folders"
         class_index = {name: i for i, name in enumerate(class_dirs)}
-    names, labels = [], []
-    for class_name in class_dirs:
-        for dirpath, dirnames, filenames in os.walk(root / class_name, followlinks=True):
-            dirnames.sort()
-            rel = Path(dirpath).relative_to(root)
-            for filename in sorted(filenames):
-                if filename.lower().endswith(extensions):
-                    names.append((rel / filename).as_posix())
-                    labels.append(class_index[class_name])
-    if not names:
-        raise DataError(
-            f"data folder {root} has {len(class_dirs)} class folders but no image files "
-            f"({', '.join(extensions)})"
-        )
+    else:
+        _check_wnid_folders(root, class_dirs)
+        classes, labelling = imagenet_wnids(), "imagenet"
+        class_index = {name: _wnid_index()[name] for name in class_dirs}
+    names = [name for class_name in class_dirs for name in found[class_name]]
+    labels = [class_index[class_name] for class_name in class_dirs for _ in found[class_name]]
     return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), classes,
                      labelling, source=str(root))
+
+
+def _check_wnid_folders(root: Path, class_dirs: Sequence[str]) -> None:
+    """Raise :class:`DataError` naming the class folders that are not ImageNet-1k wnids."""
+    wnids = _wnid_index()
+    odd = [name for name in class_dirs if name not in wnids]
+    if not odd:
+        return
+    listed = ", ".join(odd[:_NAMED]) + (f" and {len(odd) - _NAMED} more" if len(odd) > _NAMED else "")
+    message = f"data folder {root} has class folders that are not ImageNet-1k wnids: {listed}"
+    n_wnids = len(class_dirs) - len(odd)
+    if n_wnids:
+        raise DataError(f"{message} (beside {n_wnids} wnid folders): move them out of the folder, or "
+                        "pass --class-order sorted to number all folders by their sorted names")
+    raise DataError(f"{message}. For a model trained on these folders, pass --class-order sorted "
+                    "(labels in sorted folder order, like torchvision's ImageFolder)")
+
+
+def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
+                 seen: dict[str, tuple[str, str]]) -> Iterator[str]:
+    """The image names (relative to ``root``) under ``root/class_name``, in walk order.
+
+    Depth first: a folder's files (sorted), then its subfolders (sorted). Symbolic links
+    are followed unless they lead to a folder on the current path (its real path is
+    ``root`` or an ancestor: a loop, skipped). ``seen`` maps the real path of every file
+    listed so far to its (class folder, name): a file seen again in the same class is
+    skipped, in another class it is an error.
+
+    Raises:
+        DataError: a file is reached from two class folders.
+    """
+    def walk(folder: Path, rel: str, ancestors: frozenset[str]) -> Iterator[str]:
+        real = os.path.realpath(folder)
+        if real in ancestors:
+            return
+        ancestors = ancestors | {real}
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            raise DataError(f"cannot list folder {folder}: {error.strerror or error}") from None
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                subfolders.append(entry)
+            elif entry.name.lower().endswith(extensions):
+                name = f"{rel}/{entry.name}"
+                # a file's real path is its folder's unless the file itself is a link
+                target = (os.path.realpath(entry.path) if entry.is_symlink()
+                          else os.path.join(real, entry.name))
+                first = seen.setdefault(target, (class_name, name))
+                if first == (class_name, name):
+                    yield name
+                elif first[0] != class_name:
+                    raise DataError(f"data folder {root}: {target} is in class folders {first[0]} and "
+                                    f"{class_name} (as {first[1]} and {name}): an image has one label")
+        for entry in subfolders:
+            yield from walk(Path(entry.path), f"{rel}/{entry.name}", ancestors)
+
+    yield from walk(root / class_name, class_name, frozenset({os.path.realpath(root)}))
 
 
 def read_labels_file(path: Path) -> dict[str, int]:
@@ -252,7 +330,7 @@ def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageLi
             f"ImageNet-C folder {root} has no {corruption}/{severity}: expected the released layout "
             "<root>/<corruption>/<severity>/<wnid>/<image>"
         )
-    return scan_folder(cell)
+    return scan_folder(cell, class_order="imagenet")  # released files are wnid folders
 
 
 def scan_videos(folder: str | Path) -> ImageList:
@@ -263,4 +341,4 @@ def scan_videos(folder: str | Path) -> ImageList:
             f"ImageNet-P folder {folder} does not exist: expected the released layout "
             "<root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4"
         )
-    return scan_folder(folder, extensions=(".mp4",))
+    return scan_folder(folder, extensions=(".mp4",), class_order="imagenet")

@@ -3,7 +3,8 @@
 Preprocessing follows the released ImageNet-C: PIL decode, RGB, resize the
 shorter side to 256 with PIL bilinear, center crop 224. Released ImageNet-C
 files are already 224 px and are read as they are (no second resize).
-A file that cannot be decoded is reported by name instead of killing a worker.
+Images of every PIL mode become 8-bit RGB (:func:`to_rgb`: 16-bit files are scaled, not
+clipped). A file that cannot be decoded is reported by name instead of killing a worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,47 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from robustbench_gcp.errors import DataError
+
+#: Formats whose PIL mode "I" images hold 16-bit samples (0..65535): PNG, and PGM scaled by PIL.
+_SIXTEEN_BIT_I = ("PNG", "PPM")
+
+
+def _sample_bits(image: Image.Image) -> int | None:
+    """Bits per sample of a mode "I" image, when the file says (None when unknown)."""
+    if image.format in _SIXTEEN_BIT_I:
+        return 16
+    bits = getattr(image, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    if isinstance(bits, tuple):
+        bits = bits[0] if bits else None
+    return bits if isinstance(bits, int) else None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB version of a decoded image.
+
+    PIL's ``convert("RGB")`` is right for the 8-bit modes (1, L, P, LA, PA, RGBA, CMYK,
+    YCbCr ...; alpha is dropped, as torchvision's loader does) but clips 16-bit grayscale
+    (modes "I;16*", and "I" from 16-bit PNG, PGM or TIFF files) to 255, which turns most
+    images white: those are scaled 0..65535 -> 0..255, rounded to the nearest level. PIL
+    reads 16-bit color PNGs at 8 bits itself (the high byte, within one level).
+
+    Raises:
+        ValueError: pixels of unknown range (32-bit integers, floats); the loader names the file.
+
+    Example:
+        >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0))
+        (255, 255, 255)
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or (mode == "I" and _sample_bits(image) == 16):
+        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8)).convert("RGB")
+    if mode in ("I", "F") or mode.startswith(("I;", "F;")):
+        bits = _sample_bits(image)
+        kind = "floating-point" if mode.startswith("F") else f"{bits or 32}-bit integer"
+        raise ValueError(f"{kind} pixels (PIL mode {mode}) have no standard range: "
+                         "save the image with 8 or 16 bits per sample")
+    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -65,7 +107,7 @@ class ImageFiles(Dataset):
         path = self.paths[position]
         try:
             with Image.open(path) as image:
-                array = self.preprocess(image.convert("RGB"))
+                array = self.preprocess(to_rgb(image))
         except FileNotFoundError:
             return self._failed(position, "file not found")
         except UnidentifiedImageError:

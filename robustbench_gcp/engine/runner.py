@@ -6,11 +6,15 @@ preprocessing) and how a batch of them becomes counts (``process``). The engine
 
 1. asks the store which (cell, shard) units are finished and drops them;
 2. walks the remaining shards in order; for each shard and image source it
-   decodes the images once on CPU loader workers (the next shard is prefetched
-   in a background thread while the current one computes);
+   leases the pending units in the store (other processes on the same store
+   skip them, see :mod:`robustbench_gcp.store.leases`) and decodes the images
+   once on CPU loader workers (the next shard is leased and prefetched in a
+   background thread while the current one computes);
 3. for every pending cell of that shard, moves batches to the device, lets the
    task transform and classify them, and commits the shard's counts in one
-   transaction (a crash loses at most the shard in flight).
+   transaction (a crash loses at most the shard in flight);
+4. waits for the units other processes still compute, so that the run is complete
+   when it returns.
 
 Nothing here prints: progress goes to a :class:`ProgressHook`.
 """
@@ -18,7 +22,7 @@ Nothing here prints: progress goes to a :class:`ProgressHook`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,10 @@ import torch
 from robustbench_gcp.data.folders import ImageList
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.seeding import image_seeds
-from robustbench_gcp.store import CellKey, RunInfo, ShardResult, Store
+from robustbench_gcp.errors import NonFiniteError
+from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
+
+WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
 
 
 @dataclass(frozen=True)
@@ -152,10 +159,32 @@ class Classifier:
         return str(self.amp_dtype).replace("torch.", "") if self.amp else "float32"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of ``images``.
+
+        Raises:
+            NonFiniteError: some logits are NaN or infinite (an fp16 overflow under
+                ``--amp``, or a numerically broken model): counting them would store
+                a meaningless error (NaN never equals the label).
+        """
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp
         ):
-            return self.model(self.normalize(images)).float()
+            return finite(self.model(self.normalize(images)).float(), amp=self.amp)
+
+
+def finite(logits: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
+    """``logits``, checked: each image's logits must all be finite.
+
+    Raises:
+        NonFiniteError: how many images have a NaN or infinite logit.
+    """
+    bad = ~torch.isfinite(logits).all(dim=-1)
+    if bad.any():
+        raise NonFiniteError(
+            f"the model gave NaN or infinite logits for {int(bad.sum())} of {bad.numel()} images"
+            f"{' (under --amp: try without it)' if amp else ''}"
+        )
+    return logits
 
 
 @dataclass
@@ -293,11 +322,14 @@ def compute(
     ctx: Context,
     options: EngineOptions,
     progress: ProgressHook,
+    claim: Callable[[Load], Load | None] | None = None,
 ) -> Iterator[tuple[Load, int, list[ShardResult], float]]:
     """Compute ``loads`` in order; yield (load, task index, one result per cell key, seconds) per task.
 
     Each load's images are decoded once (on CPU loader workers) for all its
-    tasks; the next load is decoded in a background thread meanwhile.
+    tasks; the next load is decoded in a background thread meanwhile. ``claim``,
+    if given, is asked for each load just before it is decoded and returns the
+    part of it to compute here (None: nothing); it runs in the calling thread.
     """
     shards = shard_ranges(len(images), shard_size)
     labels_all = torch.tensor(images.labels, dtype=torch.long)
@@ -309,18 +341,21 @@ def compute(
         loaded = source.load(paths, batch_size=max(options.batch_size, 16), workers=options.workers)
         return loaded.pin_memory() if pin and source.video_frames is None else loaded
 
-    if not loads:
+    claimed = iter(loads) if claim is None else (got for got in map(claim, loads) if got is not None)
+    item = next(claimed, None)
+    if item is None:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
-        future: Future = pool.submit(load, loads[0])
-        for i, item in enumerate(loads):
+        future: Future = pool.submit(load, item)
+        while item is not None:
             try:
                 shard_images = future.result()
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            if i + 1 < len(loads):
-                future = pool.submit(load, loads[i + 1])
+            following = next(claimed, None)
+            if following is not None:
+                future = pool.submit(load, following)
             positions = shards[item.shard]
             shard_labels = labels_all[positions.start:positions.stop]
             shard_indices = images.indices[positions.start:positions.stop]
@@ -333,12 +368,17 @@ def compute(
                 for batch, labels, indices in _batches(
                     shard_images, shard_labels, shard_indices, options.batch_size, ctx
                 ):
-                    parts = task.process(batch, labels, indices, ctx)
+                    try:
+                        parts = task.process(batch, labels, indices, ctx)
+                    except NonFiniteError as error:
+                        raise NonFiniteError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
+                                             f"{error}; nothing was stored for this shard") from None
                     for acc, part in zip(accs, parts, strict=True):
                         acc.add(part)
                     progress.advance(len(indices))
                 progress.cell_done(label)
                 yield item, task_index, [acc.result() for acc in accs], time.perf_counter() - t0
+            item = following
 
 
 def execute(
@@ -353,22 +393,82 @@ def execute(
     """Compute every unfinished (cell, shard) of ``tasks`` and commit it to ``store``.
 
     Every (task, shard) is committed as soon as it is computed: a killed process
-    loses at most the shard in flight.
+    loses at most the shard in flight. Processes sharing ``store`` share the work:
+    each leases a unit before computing it and skips units leased by others; when
+    only those are left, it waits until they are stored (or takes them over once
+    their leases expire), so that the run is complete when this returns. Units
+    stored by others count as reused in the statistics.
+
+    Raises:
+        StoreError: the store is read-only and units are missing, or it is full.
     """
     progress = progress or ProgressHook()
+    if store.read_only:
+        check_all_stored(tasks, store, run)
     cell_ids = cell_ids_of(tasks, store, run)
     work = make_workload(tasks, store, run, cell_ids)
     stats = ExecutionStats(units_total=work.units_total, units_skipped=work.units_skipped)
     progress.plan(work.total_images, work.units_total, work.units_skipped)
     started = time.perf_counter()
-    for item, task_index, results, seconds in compute(work.loads, tasks, work.sources, images,
-                                                      run.shard_size, ctx, options, progress):
-        task = tasks[task_index]
-        store.commit_shards([cell_ids[key] for key in task.keys], item.shard, results, seconds)
-        stats.units_computed += 1
-        stats.images_computed += results[0].n if task.keys else 0
+    shards = shard_ranges(run.n_images, run.shard_size)
+    loads = work.loads
+    while loads:
+        leasing = _Leasing(store, tasks, cell_ids, shards, stats, progress)
+        for item, task_index, results, seconds in compute(loads, tasks, work.sources, images, run.shard_size,
+                                                          ctx, options, progress, claim=leasing):
+            task = tasks[task_index]
+            store.commit_shards([cell_ids[key] for key in task.keys], item.shard, results, seconds)
+            stats.units_computed += 1
+            stats.images_computed += results[0].n if task.keys else 0
+        loads = leasing.busy
+        if loads:  # other processes compute these: look again in a moment
+            time.sleep(WAIT_SECONDS)
+    store.checkpoint()
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def check_all_stored(tasks: Sequence[Task], store: Store, run: RunInfo) -> None:
+    """A read-only store serves a run only when it holds every unit.
+
+    Raises:
+        StoreError: ``store X is read-only (why): N shards still to compute; ...``.
+    """
+    missing = 0
+    for task in tasks:
+        done = set.intersection(*(store.done_shards(store.find_cell(run.id, key)) for key in task.keys))
+        missing += run.n_shards - len(done & set(range(run.n_shards)))
+    if missing:
+        raise store.read_only_error(f"{missing} shards still to compute")
+
+
+@dataclass
+class _Leasing:
+    """The ``claim`` of :func:`execute`: leases a load's units in the store, one load at a time.
+
+    Units stored meanwhile by another process count as reused (and advance the overall
+    progress); units another live process holds are kept in ``busy`` for the next pass.
+    """
+
+    store: Store
+    tasks: Sequence[Task]
+    cell_ids: dict[CellKey, int]
+    shards: list[range]
+    stats: ExecutionStats
+    progress: ProgressHook
+    busy: list[Load] = field(default_factory=list)
+
+    def __call__(self, load: Load) -> Load | None:
+        groups = [[self.cell_ids[key] for key in self.tasks[i].keys] for i in load.tasks]
+        claims = self.store.claim(load.shard, groups)
+        for _ in range(claims.count(Claim.DONE)):
+            self.stats.units_skipped += 1
+            self.progress.advance_total(len(self.shards[load.shard]))
+        busy = tuple(i for i, got in zip(load.tasks, claims, strict=True) if got is Claim.BUSY)
+        if busy:
+            self.busy.append(Load(load.shard, load.source, busy))
+        mine = tuple(i for i, got in zip(load.tasks, claims, strict=True) if got is Claim.MINE)
+        return Load(load.shard, load.source, mine) if mine else None
 
 
 def _batches(

@@ -269,6 +269,79 @@ def _truncated(path: Path, detail: str) -> CheckpointError:
     )
 
 
+def _runs_code(path: Path, name: str) -> CheckpointError:
+    return CheckpointError(
+        f"'{path}' was refused: unpickling it would import and call {name}, i.e. run code from "
+        "the file. gcp-robust loads checkpoints with weights_only=True and never runs a "
+        "file's code; get the weights from a source you trust."
+    )
+
+
+# Globals that run code when a pickle calls them: the weights-only unpickler refuses them (it
+# blocks sys, os, posix and nt outright); naming them tells the user what the file would do.
+_CODE_MODULES = {"os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "importlib",
+                 "runpy", "pty", "ctypes", "code", "codeop", "webbrowser", "marshal", "pickle",
+                 "multiprocessing", "signal", "tempfile", "urllib", "http", "ftplib", "smtplib",
+                 "asyncio", "io", "_io"}
+_CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr",
+                  "delattr", "globals", "locals", "vars", "breakpoint", "input", "exit", "quit"}
+
+
+def _code_global(path: Path, kind: str) -> str | None:
+    """The first ``module.name`` that a pickle in the file would call to run code (e.g.
+    ``posix.system``, ``builtins.eval``), found by reading opcodes with pickletools: nothing
+    is unpickled. None when there is none or the stream cannot be read."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                streams = [archive.read(name)] if name else []
+        else:
+            with open(path, "rb") as handle:
+                streams = [handle.read()]
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for data in streams:
+        for name in _pickle_globals(data):
+            module, _, attr = name.rpartition(".")
+            top = module.split(".")[0]
+            if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
+                return name
+    return None
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """``module.name`` of every GLOBAL / STACK_GLOBAL in the pickles at the start of ``data``
+    (a legacy torch file holds several in a row), read without unpickling."""
+    import io
+
+    found: list[str] = []
+    stream = io.BytesIO(data)
+    for _ in range(4):
+        if not stream.read(1):
+            break
+        stream.seek(-1, io.SEEK_CUR)
+        strings: list[str] = []  # string pushes, for STACK_GLOBAL's two arguments
+        memo: dict[int, str] = {}
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+                    strings.append(str(arg))
+                elif opcode.name == "MEMOIZE" and strings:
+                    memo[len(memo)] = strings[-1]
+                elif opcode.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
+                    memo[int(arg)] = strings[-1]
+                elif opcode.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
+                    strings.append(memo[int(arg)])
+        except Exception:  # noqa: BLE001 - a broken stream: report what was read
+            break
+    return found
+
+
 def _pickles_complete(path: Path) -> bool:
     """Whether the pickles at the start of a legacy torch file are whole.
 
@@ -319,6 +392,10 @@ def read_checkpoint(path: str | Path) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         message = str(error)
+        blocked = re.search(r"GLOBAL (\S+) whose module \S+ is blocked", message)
+        code = blocked.group(1) if blocked else _code_global(path, kind)
+        if code is not None:
+            raise _runs_code(path, code) from None
         unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", message)
         if unsafe and (kind == "zip" or _pickles_complete(path)):
             raise CheckpointError(
@@ -340,6 +417,9 @@ def read_checkpoint(path: str | Path) -> Any:
     except RuntimeError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "Invalid magic number" in message:  # a pickle, but not written by torch.save
+            code = _code_global(path, kind)
+            if code is not None:
+                raise _runs_code(path, code) from None
             raise CheckpointError(
                 f"'{path}' is a Python pickle but not a PyTorch checkpoint ({message})."
             ) from None
@@ -455,6 +535,20 @@ class StateDict:
     container: list[str]
     stripped: list[str]
     metadata: dict[str, Any]
+
+    def nonfinite(self) -> list[str]:
+        """Names of the floating-point tensors that hold a NaN or an infinity, with counts:
+        ``["layer1.0.conv1.weight (1 NaN)", "fc.bias (2 inf)"]``."""
+        found = []
+        for name, tensor in self.tensors.items():
+            if not (tensor.is_floating_point() or tensor.is_complex()):
+                continue
+            nan = int(torch.isnan(tensor).sum())
+            inf = int(torch.isinf(tensor).sum())
+            if nan or inf:
+                counts = [f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n]
+                found.append(f"{name} ({', '.join(counts)})")
+        return found
 
     @property
     def origin(self) -> str:

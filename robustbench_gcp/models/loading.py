@@ -104,6 +104,7 @@ class CheckpointInfo:
         num_tensors: entries of the state dict.
         metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
         missing, unexpected, mismatched: key differences from ``closest``.
+        nonfinite: tensors holding NaN or infinite values, with counts (loading refuses them).
     """
 
     path: str
@@ -125,6 +126,7 @@ class CheckpointInfo:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    nonfinite: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------- comparing keys
@@ -229,17 +231,26 @@ def check_fit(model: nn.Module, loaded: StateDict) -> None:
     Raises:
         CheckpointError: names or shapes differ; the message gives the layout,
             the counts and first keys of each kind of difference, and the
-            registered model that the checkpoint fits.
+            registered model that the checkpoint fits. Or a tensor holds NaN or
+            infinite values (named): such weights give meaningless errors.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
     report = compare_keys(expected, loaded.tensors)
+    name = getattr(model, "name", "") or type(model).__name__
     if report:
-        name = getattr(model, "name", "") or type(model).__name__
         raise CheckpointError(
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
             f"  keys after renaming: {report.describe()}\n"
             f"  {_suggestion(loaded.tensors, model)}"
+        )
+    bad = loaded.nonfinite()
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"'{loaded.path}' holds non-finite weights in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''}: {shown}; the file is damaged or the training "
+            "diverged (`gcp-robust inspect` lists them all)"
         )
 
 
@@ -374,4 +385,5 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         unexpected=list(report.unexpected),
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"
                     for k, c, m in report.mismatched],
+        nonfinite=loaded.nonfinite(),
     )

@@ -60,7 +60,9 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
         cfg.model(name)  # a clear error if benchmarks.yaml lost the demo models
     data = build_demo_dataset(out / "data") / "val"
     store = out / "demo.db"
-    common = {"store": str(store), "seed": 0, "data": str(data), "config": cfg, **engine}
+    # the demo classes are named folders (not wnids), numbered in sorted order as in training
+    common = {"store": str(store), "seed": 0, "data": str(data), "class_order": "sorted", "config": cfg,
+              **engine}
     jobs = [(model, {"suite": suite, **overrides})
             for suite, overrides in DEMO_SUITES for model in DEMO_MODELS]
     # P_BASELINE's runs of the suites normalized by stored runs become those baselines once made:

@@ -23,6 +23,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
+from robustbench_gcp.errors import Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -76,13 +77,25 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     with Store(options.store) as store:
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
-        if job is None:
-            stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
-        else:
-            stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
+        try:
+            if job is None:
+                stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
+            else:
+                stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
+            raise _interrupted(stop, store, info, tasks) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, [key for task in tasks for key in task.keys],
                          stats=stats, device=device_name)
+
+
+def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) -> Interrupted:
+    """Say how far the stopped run got, counted in the store (what is there stays there)."""
+    keys = {key for task in tasks for key in task.keys}
+    done = sum(len(store.done_shards(cell)) for cell, key in store.cells(info.id) if key in keys)
+    what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+    return Interrupted(f"{what} after {done} of {len(keys) * info.n_shards} shards; re-run the same "
+                       "command to resume", terminated=isinstance(stop, Terminated))
 
 
 def run_identity(plan: Plan, net, precision: str, device) -> dict:
@@ -136,6 +149,9 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     if plan.options.limit is not None and plan.options.limit > plan.available:
         notes.append(f"--limit {plan.options.limit} is more than the {plan.available} images: "
                      "all of them were used")
+    if plan.data is not None and plan.images.labelling == "folders":
+        notes.append(f"labels: sorted folder order (--class-order sorted), "
+                     f"{len(plan.images.classes)} classes")
     notes += suite.notes(plan.selection, plan.model)
     computed = None
     if stats is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from robustbench_gcp.config import Config, load_config
-from robustbench_gcp.data.folders import ImageList, scan_folder
+from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList, scan_folder
 from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.errors import ConfigError, DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE
@@ -51,6 +51,7 @@ class EvalOptions:
     suite: str = "clean"
     data: str | Path | None = None
     labels: str | Path | None = None
+    class_order: str = "imagenet"  # how class folders become labels: imagenet (wnids) or sorted
     flags: Mapping[str, Any] = field(default_factory=dict)
     device: str = "auto"
     amp: bool = False
@@ -90,6 +91,9 @@ class EvalOptions:
                 raise ConfigError(f"`--{flag}` should be an integer >= {low}. Got {value!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise ConfigError(f"`--limit` should be a positive integer. Got {self.limit!r}")
+        if self.class_order not in CLASS_ORDERS:
+            raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
+                              f"Got {self.class_order!r}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,11 @@ def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str,
 
 def _image_list(suite: Suite, selection: Selection, options: EvalOptions) -> ImageList:
     if options.data is not None:
-        return scan_folder(options.data, options.labels)
+        # the order changes the labels, so the fingerprint (the run's data identity) follows it
+        return scan_folder(options.data, options.labels, class_order=options.class_order)
+    if options.class_order != "imagenet":
+        raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
+                          "released files are read in the ImageNet order")
     found = suite.image_list(selection)
     if found is None:
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")

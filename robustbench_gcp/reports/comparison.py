@@ -144,6 +144,8 @@ def compare_reports(
         entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, suite, names, entries, ref, percent, level)
+        for model, report in zip(comparison["models"], group):
+            model["partial"] = report.partial is not None
         comparison["n_images"] = group[0].n_images
         comparison["notes"] = notes
         comparisons.append(comparison)

@@ -34,6 +34,12 @@ def _interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
     return f"{_fmt(iv['estimate'], scale, fmt)}{sep}[{low}, {high}]"
 
 
+def _model_label(model: dict, comparison: dict) -> str:
+    """``name``, with `` (ref)`` for the reference and `` (partial)`` for a partial run."""
+    return (model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")
+            + (" (partial)" if model.get("partial") else ""))
+
+
 def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[dict], list[Column]]:
     """Terminal / Markdown rows: value [interval] per metric, then delta vs the reference and p.
 
@@ -47,7 +53,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
                 metrics.append(m)
     rows = []
     for model in comparison["models"]:
-        row = {"model": model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")}
+        row = {"model": _model_label(model, comparison)}
         for m in metrics:
             header, scale, fmt = _display(m)
             iv = model["metrics"].get(m)
@@ -78,7 +84,7 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
     value [interval], paired difference [interval], and the McNemar p-value of that outcome."""
     rows = []
     for model in comparison["models"]:
-        name = model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")
+        name = _model_label(model, comparison)
         tests = model.get("tests") or {}
         for metric, iv in model["metrics"].items():
             header, scale, fmt = _display(metric)
@@ -102,7 +108,7 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     rows = []
     for model in comparison["models"]:
         row = {"suite": comparison["suite"], "n_images": comparison.get("n_images"), "model": model["model"],
-               "reference": comparison["reference"]}
+               "reference": comparison["reference"], "partial": bool(model.get("partial"))}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
             delta = (model.get("delta") or {}).get(m)
@@ -186,7 +192,8 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         caption = WIDE_CAPTION if wide else COMPACT_CAPTION
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
     if not comparisons:
-        rows = headline_rows(reports)
+        rows = [{**row, "model": row["model"] + (" (partial)" if row.pop("partial") else "")}
+                for row in headline_rows(reports)]
         parts.append(rich_table(rows, headline_columns(rows), title=title or None))
     notes = sorted({note for r in reports for note in r.notes}
                    | {note for c in comparisons for note in c.get("notes", [])})

@@ -31,6 +31,9 @@ def header_line(report: Report) -> str:
     ]
     if source:
         parts.append(f"corruptions {source}")
+    if report.partial:
+        parts.append(f"PARTIAL RUN ({report.partial['cells_complete']} of "
+                     f"{report.partial['cells']} cells)")
     return " | ".join(parts)
 
 
@@ -49,14 +52,15 @@ def render_table(report: Report):
 
 def to_report_markdown(report: Report) -> str:
     suite = get_suite(report.kind)
-    text = [f"### {report.model} on {report.suite}", "", header_line(report), ""]
+    partial = " (partial run)" if report.partial else ""
+    text = [f"### {report.model} on {report.suite}{partial}", "", header_line(report), ""]
     text += [to_markdown(t.rows, t.columns) for t in suite.tables(report)]
     text.append(to_markdown(suite.summary_rows(report), SUMMARY_COLUMNS))
     text += [f"_Note: {note}_\n" for note in report.notes]
     return "\n".join(text)
 
 
-BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "seed", "item", "level"]
+BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "seed", "partial", "item", "level"]
 
 
 def long_rows(report: Report) -> list[dict]:
@@ -65,10 +69,11 @@ def long_rows(report: Report) -> list[dict]:
     ``item`` is "clean", a corruption, a perturbation or an attack; ``level`` its severity,
     difficulty or epsilon ("all" for a corruption's mean over severities, where CE and
     relative CE are given; the mean over the benchmark corruptions is the item
-    "mean (benchmark)").
+    "mean (benchmark)"). ``partial`` is true on every row of a partial run's report.
     """
     base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
-            "suite": report.suite, "kind": report.kind, "seed": report.seed}
+            "suite": report.suite, "kind": report.kind, "seed": report.seed,
+            "partial": report.partial is not None}
     columns = long_csv_columns()
     return [{column: {**base, **row}.get(column) for column in columns}
             for row in get_suite(report.kind).long_rows(report)]
@@ -87,4 +92,4 @@ def to_long_csv(reports: Report | Sequence[Report]) -> str:
 def headline(report: Report) -> dict:
     """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
     return {"model": report.model, "suite": report.suite, "n_images": report.n_images,
-            **get_suite(report.kind).headline(report)}
+            "partial": report.partial is not None, **get_suite(report.kind).headline(report)}

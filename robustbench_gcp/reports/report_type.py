@@ -31,6 +31,9 @@ class Report:
         run, data_fingerprint: the stored run and the identity of its images.
         store, computed: the store file and what this call computed (None when rebuilt
             from the store).
+        partial: None, or how far an unfinished run got (``cells_complete``, ``cells``,
+            ``shards``, ``of_shards``): the means cover its complete cells only. Every view
+            marks such a report.
         cells: the stored cells the sections were made from (not in the JSON).
         normalizer: the baseline the metrics were normalized by (not in the JSON).
     """
@@ -55,6 +58,7 @@ class Report:
     data_fingerprint: str | None
     store: str | None = None
     computed: dict | None = None
+    partial: dict | None = None
     cells: list[CellResult] = field(default_factory=list, repr=False)
     normalizer: Any = field(default=None, repr=False)
 
@@ -76,6 +80,7 @@ class Report:
             "device": self.device,
             "precision": self.precision,
             **self.sections,
+            "partial": self.partial,
             "notes": list(self.notes),
         }
         if self.store is not None:

@@ -82,14 +82,20 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     for run in store.runs():
         if models and run.model not in models:
             continue
-        complete = [r for r in store.results(run) if r.complete]
+        every = store.results(run)
+        complete = [r for r in every if r.complete]
         clean = [r for r in complete if r.key == CLEAN]
+        clean_cells = [r for r in every if r.key == CLEAN]
         groups: dict[tuple[str, str], list[CellResult]] = {}
-        for result in complete:
+        stored: dict[tuple[str, str], list[CellResult]] = {}  # complete or not
+        for result in every:
             if result.key == CLEAN:
                 continue
             suite = suite_of_cell(result.key)
-            groups.setdefault((suite.kind, suite.group(result.key)), []).append(result)
+            where = (suite.kind, suite.group(result.key))
+            stored.setdefault(where, []).append(result)
+            if result.complete:
+                groups.setdefault(where, []).append(result)
         # a clean-only report when asked for, or when the run has nothing else
         if clean and clean_suite.kind in wanted and (kinds is not None or not groups):
             reports.append(_stored_report(clean_suite, run, clean, "", [], store, baseline, baselines))
@@ -98,9 +104,27 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                 continue
             suite = get_suite(kind)
             results, notes = suite.latest(results, run.model)
-            reports.append(_stored_report(suite, run, clean + results, group, notes, store, baseline,
-                                          baselines))
+            report = _stored_report(suite, run, clean + results, group, notes, store, baseline,
+                                    baselines)
+            progress = run_progress(clean_cells + stored[(kind, group)], run.n_shards)
+            if progress["cells_complete"] < progress["cells"]:
+                mark_partial(report, progress)
+            reports.append(report)
     return reports
+
+
+def run_progress(cells: Sequence[CellResult], n_shards: int) -> dict:
+    """How far a run got on ``cells``: complete cells and stored shards, of all."""
+    return {"cells_complete": sum(r.complete for r in cells), "cells": len(cells),
+            "shards": sum(len(r.shards) for r in cells), "of_shards": len(cells) * n_shards}
+
+
+def mark_partial(report: Report, progress: dict) -> None:
+    """Mark ``report`` as made from a partial run: its means cover the complete cells only."""
+    report.partial = progress
+    report.notes.insert(0, f"partial run: {progress['cells_complete']} of {progress['cells']} cells "
+                           f"complete ({progress['shards']} of {progress['of_shards']} shards stored); "
+                           "the means cover the complete cells only: re-run the eval command to finish")
 
 
 def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], group: str, notes: list[str],
@@ -131,13 +155,35 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
     if not Path(path).is_file():
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
-    with Store(path) as store:
+    with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
         stored = {run.model for run in store.runs()}
         for name in models or []:
             if name not in stored:
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
-    if not reports:
-        raise ConfigError(f"store {path} holds no complete results for that selection")
+        if not reports:
+            raise ConfigError(f"store {path} holds no complete results for that selection"
+                              f"{_partial_runs(store, models, kinds)}")
     return reports
+
+
+def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[str]) -> str:
+    """``; partial runs: m (imagenet-c: 9 of 63 shards stored) ...`` for the error of a store
+    whose runs on the selection are all unfinished (empty when there are none)."""
+    found = []
+    for run in store.runs():
+        if models and run.model not in models:
+            continue
+        cells = [r for r in store.results(run)
+                 if not kinds or r.key == CLEAN or suite_of_cell(r.key).kind in kinds]
+        progress = run_progress(cells, run.n_shards)
+        if progress["shards"]:
+            kinds_found = list(dict.fromkeys(suite_of_cell(r.key).kind for r in cells if r.key != CLEAN))
+            suites = ", ".join(kinds_found or [suite_of_cell(CLEAN).kind])
+            found.append(f"{run.model} ({suites}: {progress['shards']} of {progress['of_shards']} "
+                         f"shards stored)")
+    if not found:
+        return ""
+    return (f"; {len(found)} partial run{'s' if len(found) > 1 else ''}: {', '.join(found)}. Re-run "
+            "the eval command to finish")

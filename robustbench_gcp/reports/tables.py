@@ -3,7 +3,9 @@
 Pure functions from rows (a list of dicts) to text, plus ``emit`` which the CLI
 uses to print them. Columns are ``Column(key, header, fmt)``; ``fmt`` is a
 format spec applied to numbers in the table and Markdown views (CSV and JSON
-keep full precision).
+keep full precision). Tables and Markdown show the human headers (``Δ mCE``,
+``clean err %``); CSV headers are snake_case names that spreadsheets and pandas take
+as they are (:func:`csv_name`: ``mce``, ``delta_mce``, ``robust_fgsm_4_255``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +52,26 @@ def format_value(value: Any, fmt: str = "") -> str:
     return str(value)
 
 
+def csv_name(key: str) -> str:
+    """A column key as a CSV header: lower case, words joined by ``_``, nothing else.
+
+    >>> [csv_name(k) for k in ("mCE", "relative_mCE", "Δ mCE", "clean err %", "robust fgsm 1/255")]
+    ['mce', 'relative_mce', 'delta_mce', 'clean_err_pct', 'robust_fgsm_1_255']
+    """
+    text = key.replace("Δ", " delta ").replace("%", " pct ").lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
 def to_csv(rows: Sequence[dict], columns: Sequence[Column | str] | None = None) -> str:
+    """CSV with snake_case headers (:func:`csv_name`) and full-precision numbers."""
     cols = _columns(rows, columns)
+    names = [csv_name(c.key) for c in cols]
+    clashes = {n for n in names if names.count(n) > 1}
+    if clashes:
+        raise ValueError(f"CSV columns {sorted(clashes)} clash after snake_casing: {[c.key for c in cols]}")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.key for c in cols])
+    writer.writerow(names)
     for row in rows:
         writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in cols])
     return buffer.getvalue()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustbench_gcp.engine.runner import Context, ImageSource
+from robustbench_gcp.engine.runner import Context, ImageSource, finite
 from robustbench_gcp.errors import ConfigError, GcpRobustError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 
@@ -322,14 +322,18 @@ class AttackTask:
     def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
         x = images.float().div_(255.0)
         fmodel = foolbox_model(ctx)
+
+        def predicted(images: torch.Tensor) -> torch.Tensor:
+            return finite(fmodel(images), amp=ctx.classifier.amp).argmax(-1)
+
         with torch.no_grad():
-            clean_correct = fmodel(x).argmax(-1) == labels
+            clean_correct = predicted(x) == labels
         adversarials, minimal = self.adversarials(x, labels, indices, ctx)
         with torch.no_grad():
-            fooled = [fmodel(adv).argmax(-1) != labels for adv in adversarials]
+            fooled = [predicted(adv) != labels for adv in adversarials]
             sizes = None
             if minimal is not None:
-                success = fmodel(minimal).argmax(-1) != labels
+                success = predicted(minimal) != labels
                 sizes = self._sizes(minimal, x, success, clean_correct)
         n = len(indices)
         broken = torch.zeros(n, dtype=torch.bool, device=x.device)

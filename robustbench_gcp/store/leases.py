@@ -1,0 +1,118 @@
+"""Shard leases: several processes on one machine share the work of a run instead of repeating it.
+
+Before computing shard ``s`` of a task, a process *claims* it in a write transaction: for each cell of
+the task it inserts a row ``(cell_id, s, owner, expires)`` into the ``leases`` table, unless the shard
+is stored already (:attr:`Claim.DONE`) or another owner holds an unexpired lease on one of the cells
+(:attr:`Claim.BUSY`). Committing the shard deletes its leases in the same transaction. The owner is
+``host:pid:random``; a :class:`Heartbeat` thread renews the owner's leases every quarter of the lease
+time, so a lease expires only when its process is gone (killed, or its machine asleep) and another
+process then takes the shard over. A lease whose owner is a process of this host that no longer
+exists is taken over at once (a re-run after a SIGKILL does not wait for the expiry). Should two
+processes compute a shard all the same, the first commit wins and the second is ignored, so the
+stored numbers never depend on who computed them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+LEASE_SECONDS = 120.0  # a lease not renewed for this long is taken over
+
+
+class Claim(enum.Enum):
+    """What a claim on one task's shard found."""
+
+    MINE = "mine"  # leased to this process: compute it
+    DONE = "done"  # every cell of it is stored already
+    BUSY = "busy"  # another live process holds it
+
+
+def new_owner() -> str:
+    """``host:pid:random``: unique among the processes sharing a store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Sequence[int]],
+          lease_seconds: float) -> list[Claim]:
+    """Lease shard ``shard`` of each group of cells (a task's cells) to ``owner`` where it is neither
+    stored nor held by another owner. Call it inside a write transaction."""
+    now = time.time()
+    claims = []
+    for cells in groups:
+        marks = ",".join("?" * len(cells))
+        stored = db.execute(f"SELECT COUNT(*) FROM shards WHERE shard = ? AND cell_id IN ({marks})",
+                            (shard, *cells)).fetchone()[0]
+        if stored == len(set(cells)):
+            claims.append(Claim.DONE)
+            continue
+        holders = db.execute(f"SELECT owner FROM leases WHERE shard = ? AND cell_id IN ({marks}) "
+                             "AND owner != ? AND expires > ?", (shard, *cells, owner, now)).fetchall()
+        if any(is_alive(holder) for (holder,) in holders):
+            claims.append(Claim.BUSY)
+            continue
+        db.executemany("INSERT OR REPLACE INTO leases (cell_id, shard, owner, expires) VALUES (?, ?, ?, ?)",
+                       [(cell, shard, owner, now + lease_seconds) for cell in cells])
+        claims.append(Claim.MINE)
+    return claims
+
+
+def is_alive(owner: str) -> bool:
+    """False only for an owner that was a process of this host and is gone (elsewhere: unknown, True)."""
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):  # another user's process; a foreign owner
+        return True
+    return True
+
+
+def finish(db: sqlite3.Connection, cell_ids: Sequence[int], shard: int) -> None:
+    """Drop the leases of a shard that is now stored (inside the transaction that stores it)."""
+    marks = ",".join("?" * len(cell_ids))
+    db.execute(f"DELETE FROM leases WHERE shard = ? AND cell_id IN ({marks})", (shard, *cell_ids))
+
+
+def release(db: sqlite3.Connection, owner: str) -> None:
+    """Drop every lease of ``owner`` (a process that stops), so that others take its shards at once."""
+    db.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+
+
+class Heartbeat:
+    """Renews an owner's leases from a daemon thread with its own connection, every quarter of the
+    lease time, until :meth:`stop`. A failed renewal (the store busy or full) is retried at the next
+    beat."""
+
+    def __init__(self, path: Path, owner: str, lease_seconds: float):
+        self.path, self.owner, self.lease_seconds = path, owner, lease_seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="gcp-robust-leases", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        every = self.lease_seconds / 4
+        db = sqlite3.connect(self.path, timeout=every, isolation_level=None)
+        try:
+            while not self._stopped.wait(every):
+                try:
+                    db.execute("UPDATE leases SET expires = ? WHERE owner = ?",
+                               (time.time() + self.lease_seconds, self.owner))
+                except sqlite3.Error:
+                    pass
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)

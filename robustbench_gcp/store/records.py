@@ -1,0 +1,146 @@
+"""The values the store holds, and how a shard's arrays become bytes in its rows and back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from robustbench_gcp.errors import StoreError
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """The identity of a cell within a run.
+
+    ``level`` is a severity, difficulty or epsilon written as text (``"3"``,
+    ``"0.00392156862745098"``), empty for the clean cell; ``variant`` is the
+    canonical JSON of the cell's settings (backend, storage round trip,
+    released files, attack budget ...).
+    """
+
+    kind: str
+    name: str = ""
+    level: str = ""
+    variant: str = "{}"
+
+    @property
+    def label(self) -> str:
+        return "/".join(part for part in (self.kind, self.name, self.level) if part)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    key: str
+    model: str
+    arch: str
+    checkpoint: str | None
+    data: str | None
+    n_images: int
+    shard_size: int
+    identity: dict
+    created: str
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_images // self.shard_size)
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> RunInfo:
+        """A row of the ``runs`` table (``SELECT *``)."""
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json.loads(row[8]), row[9])
+
+
+@dataclass
+class ShardResult:
+    """What one shard of one cell produced."""
+
+    n: int
+    counts: dict[str, float]
+    correct: np.ndarray | None = None  # bool (n,), top-1 correctness
+    extra: np.ndarray | None = None  # float32 (n,) or (n, k) per-image values
+
+
+@dataclass
+class CellResult:
+    """All stored shards of a cell, combined in shard order."""
+
+    key: CellKey
+    n: int
+    counts: dict[str, float]
+    shards: list[int]
+    complete: bool
+    correct: np.ndarray | None = None
+    extra: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+def encode_shard(shard: int, result: ShardResult) -> tuple[int, str, bytes | None, bytes | None]:
+    """The ``n``, ``counts``, ``bitmap`` and ``extra`` columns of a shard row.
+
+    Raises:
+        StoreError: the arrays do not have ``result.n`` rows, or a count is not a number.
+    """
+    bitmap = None
+    if result.correct is not None:
+        correct = np.asarray(result.correct, dtype=bool)
+        if correct.shape != (result.n,):
+            raise StoreError(
+                f"correctness of shard {shard} has shape {correct.shape}, expected ({result.n},)"
+            )
+        bitmap = np.packbits(correct).tobytes()
+    extra = None
+    if result.extra is not None:
+        values = np.ascontiguousarray(result.extra, dtype=np.float32)
+        if values.shape[:1] != (result.n,):
+            raise StoreError(
+                f"per-image values of shard {shard} have {values.shape[0]} rows, expected {result.n}"
+            )
+        extra = canonical_json(list(values.shape[1:])).encode() + b"\n" + values.tobytes()
+    counts = canonical_json({k: _plain_number(v) for k, v in result.counts.items()})
+    return result.n, counts, bitmap, extra
+
+
+def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None) -> CellResult:
+    """A cell's result from its shard rows (shard, n, counts, bitmap, extra, seconds) in shard order."""
+    counts: dict[str, float] = {}
+    correct, extra, n, seconds = [], [], 0, 0.0
+    for _, shard_n, shard_counts, bitmap, shard_extra, shard_seconds in rows:
+        n += shard_n
+        seconds += shard_seconds or 0.0
+        for name, value in json.loads(shard_counts).items():
+            counts[name] = counts.get(name, 0) + value
+        if bitmap is not None:
+            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=shard_n)
+            correct.append(bits.astype(bool))
+        if shard_extra is not None:
+            header, _, payload = shard_extra.partition(b"\n")
+            tail = tuple(json.loads(header))
+            extra.append(np.frombuffer(payload, dtype=np.float32).reshape((shard_n, *tail)))
+    shards = [r[0] for r in rows]
+    return CellResult(
+        key=key,
+        n=n,
+        counts=counts,
+        shards=shards,
+        complete=n_shards is not None and shards == list(range(n_shards)),
+        correct=np.concatenate(correct) if correct and len(correct) == len(rows) else None,
+        extra=np.concatenate(extra) if extra and len(extra) == len(rows) else None,
+        seconds=seconds,
+    )
+
+
+def _plain_number(value: Any) -> float | int:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StoreError(f"counts must be numbers, got {value!r}")
+    return value

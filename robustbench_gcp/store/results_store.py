@@ -1,0 +1,283 @@
+"""The :class:`Store`: runs, cells, shards, baselines and shard leases in one SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+from robustbench_gcp.errors import StoreError
+from robustbench_gcp.store import leases
+from robustbench_gcp.store.leases import LEASE_SECONDS, Claim, Heartbeat
+from robustbench_gcp.store.records import (
+    CellKey,
+    CellResult,
+    RunInfo,
+    ShardResult,
+    canonical_json,
+    combine_shards,
+    encode_shard,
+)
+from robustbench_gcp.store.sqlite_file import checkpoint, open_store_file, store_error
+
+DEFAULT_STORE = "gcp-robust.db"
+CHECKPOINT_SECONDS = 120.0  # at most this long between WAL checkpoints while shards are committed
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+class Store:
+    """The results store in one SQLite file (created on first use where the folder is writable).
+
+    Args:
+        path: the store file.
+        timeout: seconds to wait for another process's write transaction.
+        read_only: never write (``report`` needs no more). A store whose file or folder is not
+            writable is opened read-only anyway; a write then raises a :class:`StoreError` saying why.
+        checkpoint_seconds: the longest time between two WAL checkpoints while shards are committed.
+        lease_seconds: how long a shard leased by this store stays reserved without renewal
+            (see :mod:`robustbench_gcp.store.leases`).
+
+    Raises:
+        StoreError: the file cannot be opened or is not a gcp-robust store.
+
+    Example:
+        >>> with Store("gcp-robust.db", read_only=True) as store:  # doctest: +SKIP
+        ...     [run.model for run in store.runs()]
+    """
+
+    #: Test-only hook: functions called with each new connection, once the store is set up (the tests
+    #: set ``PRAGMA max_page_count`` through it to fill the store like a full disk).
+    connection_hooks: ClassVar[tuple[Callable[[sqlite3.Connection], object], ...]] = ()
+
+    def __init__(self, path: str | Path = DEFAULT_STORE, *, timeout: float = 60.0, read_only: bool = False,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS, lease_seconds: float = LEASE_SECONDS):
+        self.path = Path(path)
+        self.db, self.read_only_reason = open_store_file(self.path, timeout=timeout, read_only=read_only)
+        self.checkpoint_seconds = checkpoint_seconds
+        self.lease_seconds = lease_seconds
+        self.owner = leases.new_owner()
+        self._last_checkpoint = time.monotonic()
+        self._heartbeat: Heartbeat | None = None
+        for hook in self.connection_hooks:
+            hook(self.db)
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
+
+    def read_only_error(self, what: str) -> StoreError:
+        """``store X is read-only (why): <what>; copy it somewhere writable or use --store``."""
+        return StoreError(f"store {self.path} is read-only ({self.read_only_reason}): {what}; "
+                          "copy it somewhere writable or use --store")
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); ``what`` it does names it in errors.
+
+        Raises:
+            StoreError: the store is read-only, full, or SQLite failed (rolled back).
+        """
+        if self.read_only:
+            raise self.read_only_error(f"cannot {what}")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+        except sqlite3.Error as error:
+            raise store_error(error, self.path, self.read_only_reason) from None
+
+    def _roll_back(self) -> None:
+        """End a failed transaction (SQLite may have rolled it back itself, e.g. on a full disk)."""
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is closed or rolled back: nothing of the transaction stays
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the ``.db`` file (best effort; see :func:`~.sqlite_file.checkpoint`)."""
+        if not self.read_only:
+            checkpoint(self.db)
+        self._last_checkpoint = time.monotonic()
+
+    def close(self) -> None:
+        """Release this store's leases, checkpoint the WAL and close (errors here lose nothing)."""
+        if self.db is None:
+            return
+        try:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+                try:
+                    self.release()
+                except StoreError:
+                    pass  # they expire
+            self.checkpoint()
+        finally:
+            self.db.close()
+            self.db = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- runs and cells -----------------------------------------------------
+    def run(
+        self,
+        identity: dict,
+        *,
+        model: str,
+        arch: str,
+        checkpoint: str | None,
+        data: str | None,
+        n_images: int,
+        shard_size: int,
+    ) -> RunInfo:
+        """Find the run with this identity, or create it (its model label becomes ``model``)."""
+        text = canonical_json(identity)
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is not None and (row[2] == model or self.read_only):
+            return RunInfo.from_row(row)
+        with self._write("add a run for this model and these settings") as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs (key, model, arch, checkpoint, data, n_images, shard_size,"
+                " identity, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, model, arch, checkpoint, data, n_images, shard_size, text, _now()),
+            )
+            db.execute("UPDATE runs SET model = ? WHERE key = ?", (model, key))
+        return RunInfo.from_row(self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone())
+
+    def run_by_key(self, key: str) -> RunInfo:
+        row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreError(f"store {self.path} has no run {key}")
+        return RunInfo.from_row(row)
+
+    def runs(self) -> list[RunInfo]:
+        return [RunInfo.from_row(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+
+    def find_cell(self, run_id: int, key: CellKey) -> int | None:
+        """The id of a stored cell, or None."""
+        row = self.db.execute(
+            "SELECT id FROM cells WHERE run_id=? AND kind=? AND name=? AND level=? AND variant=?",
+            (run_id, key.kind, key.name, key.level, key.variant),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def cell_id(self, run_id: int, key: CellKey) -> int:
+        """The id of a cell, created if it is new."""
+        found = self.find_cell(run_id, key)
+        if found is not None:
+            return found
+        with self._write(f"add the cell {key.label}") as db:
+            db.execute(
+                "INSERT OR IGNORE INTO cells (run_id, kind, name, level, variant) VALUES (?, ?, ?, ?, ?)",
+                (run_id, key.kind, key.name, key.level, key.variant),
+            )
+        return self.find_cell(run_id, key)
+
+    def cells(self, run_id: int) -> list[tuple[int, CellKey]]:
+        rows = self.db.execute(
+            "SELECT id, kind, name, level, variant FROM cells WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
+
+    # -- baselines ----------------------------------------------------------
+    def set_baseline(self, name: str, run_id: int) -> None:
+        """Name a run as a baseline (replacing an earlier run of that name)."""
+        with self._write(f"store the baseline '{name}'") as db:
+            db.execute("INSERT OR REPLACE INTO baselines (name, run_id, created) VALUES (?, ?, ?)",
+                       (name, run_id, _now()))
+
+    def baseline(self, name: str) -> RunInfo | None:
+        row = self.db.execute(
+            "SELECT runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id WHERE baselines.name = ?",
+            (name,),
+        ).fetchone()
+        return RunInfo.from_row(row) if row else None
+
+    def baselines(self) -> list[tuple[str, RunInfo]]:
+        rows = self.db.execute(
+            "SELECT baselines.name, runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id "
+            "ORDER BY baselines.name"
+        ).fetchall()
+        return [(row[0], RunInfo.from_row(row[1:])) for row in rows]
+
+    # -- shards -------------------------------------------------------------
+    def done_shards(self, cell_id: int | None) -> set[int]:
+        """The stored shards of a cell (none for a cell not stored: ``cell_id`` None)."""
+        rows = self.db.execute("SELECT shard FROM shards WHERE cell_id = ?", (cell_id,))
+        return {r[0] for r in rows}
+
+    def commit_shard(
+        self, cell_id: int, shard: int, result: ShardResult, seconds: float | None = None
+    ) -> bool:
+        """Store one shard; returns False if it was already stored (first write wins)."""
+        return self.commit_shards([cell_id], shard, [result], seconds) == 1
+
+    def commit_shards(
+        self, cell_ids: Sequence[int], shard: int, results: Sequence[ShardResult],
+        seconds: float | None = None,
+    ) -> int:
+        """Store shard ``shard`` of several cells in one transaction, dropping their leases; returns how
+        many were new. The WAL is checkpointed when the last checkpoint is ``checkpoint_seconds`` old."""
+        rows = [(cell_id, shard, *encode_shard(shard, result), seconds, _now())
+                for cell_id, result in zip(cell_ids, results, strict=True)]
+        with self._write("store shards") as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO shards (cell_id, shard, n, counts, bitmap, extra, seconds, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            new = db.total_changes - before
+            leases.finish(db, cell_ids, shard)
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+            self.checkpoint()
+        return new
+
+    def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None) -> CellResult:
+        """Combine the stored shards of a cell (in shard order)."""
+        rows = self.db.execute(
+            "SELECT shard, n, counts, bitmap, extra, seconds FROM shards WHERE cell_id = ? ORDER BY shard",
+            (cell_id,),
+        ).fetchall()
+        return combine_shards(key, rows, n_shards)
+
+    def results(self, run: RunInfo, kinds: Iterable[str] | None = None) -> list[CellResult]:
+        """Every cell of a run (optionally of some kinds), combined."""
+        wanted = set(kinds) if kinds is not None else None
+        return [
+            self.cell_result(cell_id, key, run.n_shards)
+            for cell_id, key in self.cells(run.id)
+            if wanted is None or key.kind in wanted
+        ]
+
+    # -- leases -------------------------------------------------------------
+    def claim(self, shard: int, groups: Sequence[Sequence[int]]) -> list[Claim]:
+        """Lease shard ``shard`` of each group of cell ids (one group per task) to this store, in one
+        transaction: one :class:`Claim` per group. Leases are renewed while the store is open and
+        dropped when the shard is committed or the store closed."""
+        with self._write("lease shards") as db:
+            claims = leases.claim(db, self.owner, shard, groups, self.lease_seconds)
+        if self._heartbeat is None and Claim.MINE in claims:
+            self._heartbeat = Heartbeat(self.path, self.owner, self.lease_seconds)
+        return claims
+
+    def release(self) -> None:
+        """Drop every lease of this store, so that other processes take those shards at once."""
+        with self._write("release leases") as db:
+            leases.release(db, self.owner)

@@ -1,0 +1,264 @@
+"""One SQLite file as a gcp-robust store: opening it (writable or read-only), marking it, checkpointing
+its WAL, and what its errors mean to a user.
+
+- **The mark.** A store carries ``PRAGMA application_id`` = :data:`APPLICATION_ID` ("GCPR") and
+  ``PRAGMA user_version`` = :data:`SCHEMA_VERSION`. A file is classified by reading alone, before
+  anything is written: an empty file becomes a store; a marked one is used if its version fits; a
+  store of gcp-robust 0.x (a ``meta`` table with ``schema_version`` 1, no mark) is marked and used;
+  anything else (another application's database) is refused, its bytes untouched.
+- **Read-only.** A store is opened read-only when asked to, when the file is not writable, or when
+  its folder is not (WAL needs a ``-wal`` and a ``-shm`` file beside it): SQLite's ``mode=ro``, plus
+  ``immutable=1`` where the folder is read-only and no ``-wal`` file exists, since then nobody can be
+  writing. Writes then fail with a one-line message saying why.
+- **Checkpoints.** While a process writes, new pages live in the ``-wal`` file; :func:`checkpoint`
+  copies them into the ``.db`` file (right after the schema is created, every few minutes of
+  commits, and at the end of a run), so that the ``.db`` file alone is a usable store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from robustbench_gcp.errors import StoreError
+
+APPLICATION_ID = 0x47435052  # "GCPR": PRAGMA application_id of every gcp-robust store
+SCHEMA_VERSION = 1  # PRAGMA user_version, and meta.schema_version
+STORE_TABLES = frozenset({"meta", "runs", "cells", "baselines", "shards"})  # those of 0.x stores too
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    checkpoint TEXT,
+    data TEXT,
+    n_images INTEGER NOT NULL,
+    shard_size INTEGER NOT NULL,
+    identity TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    level TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    UNIQUE (run_id, kind, name, level, variant)
+);
+CREATE TABLE IF NOT EXISTS baselines (
+    name TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    shard INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    counts TEXT NOT NULL,
+    bitmap BLOB,
+    extra BLOB,
+    seconds REAL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (cell_id, shard)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    cell_id INTEGER NOT NULL REFERENCES cells(id),
+    shard INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (cell_id, shard)
+);
+"""
+
+
+def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sqlite3.Connection, str | None]:
+    """Open (creating, marking or upgrading where writable) the store at ``path``.
+
+    Returns:
+        The connection (autocommit; transactions are explicit) and why it is read-only (None when
+        it is writable): ``"opened for reading"``, ``"the file is read-only"`` or ``"its folder is
+        read-only"``.
+
+    Raises:
+        StoreError: a folder, a missing folder, another application's database, another schema
+            version, a store that cannot be created here, or a file SQLite cannot read.
+    """
+    if path.is_dir():
+        raise StoreError(f"store path {path} is a folder; give a file name such as gcp-robust.db")
+    if not path.parent.exists():
+        raise StoreError(f"folder {path.parent} of the store {path} does not exist")
+    reason = read_only_reason(path, read_only)
+    if reason is not None and not path.exists():
+        if read_only:
+            raise StoreError(f"store {path} does not exist")
+        raise StoreError(f"cannot create store {path}: {reason}")
+    deadline = time.monotonic() + timeout
+    while True:
+        db = None
+        try:
+            if reason is None:
+                db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            else:
+                db = sqlite3.connect(_read_only_uri(path), uri=True, timeout=timeout, isolation_level=None)
+            state = _classify_now(db, path)  # reads only: a refused file stays as it was
+            if reason is None:
+                _set_up(db, path, state)
+            elif state == "new":
+                raise StoreError(f"store {path} is empty and {reason}")
+            return db, reason
+        except sqlite3.OperationalError as error:
+            # Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is locked"
+            # at once (without its busy handler) while another process does the same.
+            _close(db)
+            if not _is_busy(error) or time.monotonic() > deadline:
+                raise store_error(error, path, reason) from None
+            time.sleep(0.05)
+        except sqlite3.DatabaseError as error:  # not a database at all
+            _close(db)
+            raise StoreError(f"cannot use {path} as a results store: {error}") from None
+        except BaseException:
+            _close(db)
+            raise
+
+
+def read_only_reason(path: Path, read_only: bool) -> str | None:
+    """Why the store at ``path`` must be opened read-only, or None."""
+    if read_only:
+        return "opened for reading"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return "its folder is read-only"
+    return None
+
+
+def _read_only_uri(path: Path) -> str:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
+        # No -wal file, and none can be created: no process can be writing, so SQLite may skip the
+        # locks (which would need a -shm file it cannot create).
+        uri += "&immutable=1"
+    return uri
+
+
+def _classify_now(db: sqlite3.Connection, path: Path) -> str:
+    """:func:`classify` in one read transaction (one snapshot, whatever other processes commit)."""
+    db.execute("BEGIN")
+    try:
+        return classify(db, path)
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+
+
+def classify(db: sqlite3.Connection, path: Path) -> str:
+    """``"new"`` (empty), ``"ours"`` (marked, this schema version) or ``"legacy"`` (a 0.x store).
+    Call it inside a transaction.
+
+    Raises:
+        StoreError: another application's database, or a store of another schema version.
+    """
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if application_id not in (0, APPLICATION_ID):
+        raise StoreError(f"{path} is not a gcp-robust results store (it belongs to another application, "
+                         f"id {application_id:#x}); give another --store file")
+    if application_id == 0:
+        if not db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            return "new"
+        if not STORE_TABLES <= tables:
+            raise StoreError(f"{path} is not a gcp-robust results store (it holds other SQLite tables: "
+                             f"{', '.join(sorted(tables)) or 'none'}); give another --store file")
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if application_id == 0 and row is None:
+        raise StoreError(f"{path} is not a gcp-robust results store (no schema version); "
+                         "give another --store file")
+    versions = [int(row[0])] if row is not None else []
+    if application_id == APPLICATION_ID:
+        versions.append(db.execute("PRAGMA user_version").fetchone()[0])
+    for version in versions:
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"store {path} has schema version {version}, this gcp-robust uses "
+                             f"{SCHEMA_VERSION}; use another --store file")
+    return "ours" if application_id == APPLICATION_ID else "legacy"
+
+
+def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
+    """WAL mode, and (for a new or a 0.x store) the schema and the mark, in one transaction."""
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    if state == "ours":
+        return  # marked in the transaction that made its schema: nothing to add
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        state = classify(db, path)  # again: another process may have created it meanwhile
+        if state != "ours":
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    checkpoint(db)  # the schema into the .db file: a copy of it alone is a store
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy what the ``-wal`` file holds into the ``.db`` file, as far as readers allow (PASSIVE:
+    never waits). Best effort: what is not copied stays in the ``-wal`` file, nothing is lost."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error:
+        pass
+
+
+def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreError:
+    """The one-line message for an SQLite error on the store at ``path``."""
+    code = getattr(error, "sqlite_errorcode", None)
+    text = str(error)
+    if code == sqlite3.SQLITE_FULL or "is full" in text:
+        folder = path.resolve().parent
+        try:
+            free = _human_bytes(shutil.disk_usage(folder).free)
+        except OSError:
+            free = "unknown space"
+        return StoreError(f"store {path} is full ({text}; {free} free in {folder}): the shards stored so far "
+                          "are kept; free space, then re-run the same command")
+    if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+        return StoreError(f"store {path} is read-only ({reason or text}): copy it somewhere writable "
+                          "or use --store")
+    return StoreError(f"cannot use {path} as a results store: {text}")
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} TB"
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _close(db: sqlite3.Connection | None) -> None:
+    if db is not None:
+        db.close()

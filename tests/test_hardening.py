@@ -1,0 +1,212 @@
+"""Faults a demanding user meets: each gives a one-line error (or a clear note) and loses nothing.
+
+Numbers that would be silently wrong (non-finite logits), inputs that are not ours to
+guess (configs in other encodings, empty configs), outputs that cannot be written, signals,
+partial runs in reports, and CSV headers that tools can read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.config import load_config
+
+
+def run(*args, env_columns: int | None = None):
+    env = {"COLUMNS": str(env_columns)} if env_columns else None
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, env=env)
+
+
+def eval_args(image_folder, checkpoint, store, *extra):
+    return ["eval", "--model", "resnet18-gap", "--checkpoint", checkpoint, "--data", image_folder,
+            "--store", store, "--workers", 0, "--batch-size", 4, "--shard-size", 4, *extra]
+
+
+def one_error_line(result) -> str:
+    """The error line of a failed command (progress bars may stand before it); no traceback."""
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def shard_count(store, missing_ok: bool = False) -> int:
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is not created yet
+        if missing_ok:
+            return 0
+        raise
+
+
+def test_non_finite_logits_stop_the_run_name_the_cell_and_store_nothing(
+        image_folder, gap_checkpoint, tmp_path):
+    state = torch.load(gap_checkpoint, weights_only=True)
+    state["fc.weight"] = state["fc.weight"].sign() * 3e38  # finite weights, infinite logits
+    overflow = tmp_path / "overflow.pth"
+    torch.save(state, overflow)
+    store = tmp_path / "s.db"
+    result = run(*eval_args(image_folder, overflow, store))
+    assert result.exit_code == 1
+    error = one_error_line(result)
+    assert error.startswith("Error: clean, shard 1 of 3: "), error
+    assert "NaN or infinite logits for 4 of 4 images; nothing was stored" in error
+    assert shard_count(store) == 0
+
+
+CONFIG = "models:\n  my-model:\n    arch: resnet18-gap\n"
+
+
+@pytest.mark.parametrize("encoding, content, message", [
+    ("utf-16", CONFIG, "is UTF-16 encoded; save it as UTF-8"),
+    ("utf-16-le", CONFIG, "is UTF-16 encoded; save it as UTF-8"),
+    ("latin-1", CONFIG.replace("my-model", "mod\u00e8le"), r"is not UTF-8: byte 0xe8 on line 2"),
+    (None, bytes(range(256)) * 4, r"is not a text file \(binary data\)"),
+    ("utf-8", "", "is empty: it holds no models or suites"),
+    ("utf-8", "# only a comment\n", "is empty: it holds no models or suites"),
+    ("utf-8", "baselines: {}\nmodels: {}\n", "defines no suites"),
+])
+def test_configs_in_other_encodings_and_empty_configs(tmp_path, encoding, content, message):
+    path = tmp_path / "benchmarks.yaml"
+    path.write_bytes(content if encoding is None else content.encode(encoding))
+    result = run("eval", "--config", path, "--model", "resnet18-gap", "--random-weights",
+                 "--data", tmp_path)
+    assert result.exit_code in (1, 2)
+    error = one_error_line(result)
+    assert re.search(message, error), error
+    assert str(path) in error
+
+
+def test_a_utf8_config_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "benchmarks.yaml"
+    path.write_bytes(CONFIG.encode("utf-8-sig"))
+    assert load_config(path).model("my-model").arch == "resnet18-gap"
+
+
+def _eval_command(image_folder, checkpoint, store):
+    return [sys.executable, "-m", "robustbench_gcp", "eval", "--model", "resnet18-gap",
+            "--checkpoint", str(checkpoint), "--data", str(image_folder), "--store", str(store),
+            "--suite", "imagenet-c", "--corruptions", "gaussian_noise,contrast", "--severities", "2,4",
+            "--shard-size", "4", "--batch-size", "1", "--workers", "0", "--format", "json"]
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_sigint_and_sigterm_say_how_far_the_run_got_and_it_resumes(
+        image_folder, gap_checkpoint, tmp_path, signum, code, word):
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    store = tmp_path / "stopped.db"
+    proc = subprocess.Popen(_eval_command(image_folder, gap_checkpoint, store), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not store.exists() or shard_count(store, missing_ok=True) < 1:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "no shard committed within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and out == ""
+    total = 5 * 3  # (clean + 2 corruptions x 2 severities) x 3 shards
+    stopped = shard_count(store)
+    assert re.search(rf"Error: {word} after {stopped} of {total} shards; re-run the same command "
+                     "to resume", err), err
+    assert 1 <= stopped < total
+    resumed = subprocess.run(_eval_command(image_folder, gap_checkpoint, store), env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert shard_count(store) == total
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["suites"]])
+def test_a_stdout_that_cannot_be_written_is_one_line(args):
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=env,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("Error: cannot write to standard output: No space left on "
+                                     "device; write to a file with -o/--output instead")
+
+
+def test_reports_of_partial_runs_are_marked_in_every_format(image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    args = ["--suite", "imagenet-c", "--corruptions", "contrast,brightness", "--severities", "1,2"]
+    assert run(*eval_args(image_folder, gap_checkpoint, store, *args)).exit_code == 0
+    # a run killed before its last shards: contrast/2 lost 2 of its 3 shards
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE shard > 0 AND cell_id = (SELECT id FROM cells WHERE "
+                   "name = 'contrast' AND level = '2')")
+    base = ["report", "--store", store, "--suite", "imagenet-c", "--resamples", "100"]
+    result = run(*base, "--format", "json")
+    assert result.exit_code == 0, result.output
+    as_json = json.loads(result.stdout)
+    (report,) = as_json["reports"]
+    assert report["partial"] == {"cells_complete": 4, "cells": 5, "shards": 13, "of_shards": 15}
+    assert report["notes"][0].startswith("partial run: 4 of 5 cells complete (13 of 15 shards")
+    assert as_json["comparisons"][0]["models"][0]["partial"] is True
+    long = list(csv.DictReader(io.StringIO(run(*base, "--format", "csv").stdout)))
+    assert {row["partial"] for row in long} == {"True"}
+    mean = [row for row in long if row["item"] == "mean (benchmark)"]
+    assert mean and mean[0]["ce"]  # the headline mean is there, on a row marked partial
+    wide = list(csv.DictReader(io.StringIO(run(*base, "--format", "csv", "--layout", "wide").stdout)))
+    assert wide[0]["partial"] == "True"
+    assert "resnet18-gap (ref) (partial)" in run(*base, "--format", "markdown").stdout
+    table = run(*base, env_columns=200).stdout
+    assert "(partial)" in table and "partial run: 4 of 5 cells complete" in table
+
+
+def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
+                          "--corruptions", "contrast", "--severities", "1")).exit_code == 0
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE shard = 2")
+    result = run("report", "--store", store)
+    assert result.exit_code == 2
+    error = one_error_line(result)
+    assert error.endswith("holds no complete results for that selection; 1 partial run: "
+                          "resnet18-gap (imagenet-c: 4 of 6 shards stored). Re-run the eval command "
+                          "to finish"), error
+
+
+class _Overflows(torch.nn.Module):
+    """Infinite logits for every image that is not black."""
+
+    num_classes = 4
+
+    def forward(self, x):
+        brightness = x.mean(dim=(1, 2, 3))
+        logits = torch.stack([brightness * k for k in range(1, 5)], dim=1)
+        return torch.where((brightness > 0)[:, None], torch.full_like(logits, float("inf")), logits)
+
+
+def test_non_finite_logits_under_attack_stop_the_task_too():
+    from pathlib import Path
+
+    from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
+    from robustbench_gcp.errors import NonFiniteError
+    from robustbench_gcp.suites.attacks import AttackSpec, AttackTask
+
+    classifier = Classifier(_Overflows(), torch.device("cpu"), mean=[0.0] * 3, std=[1.0] * 3)
+    task = AttackTask(AttackSpec("fgsm", (1 / 255,)), ImageSource(Path(".")), 4)
+    images = torch.full((2, 3, 32, 32), 200, dtype=torch.uint8)
+    with pytest.raises(NonFiniteError, match="NaN or infinite logits for 2 of 2 images"):
+        task.process(images, torch.tensor([0, 1]), [0, 1], Context(classifier))

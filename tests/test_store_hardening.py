@@ -1,0 +1,428 @@
+"""The store against the world: other SQLite files, read-only media, copies of the file alone after a
+crash, a full disk, and several processes sharing the work of one run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.errors import StoreError
+from robustbench_gcp.store import APPLICATION_ID, SCHEMA_VERSION, CellKey, Claim, ShardResult, Store
+
+IDENTITY = {"arch": "demo-gap", "weights": "abc", "seed": 0}
+AS_ROOT = os.geteuid() == 0  # root ignores file permissions
+needs_permissions = pytest.mark.skipif(AS_ROOT, reason="root ignores file permissions")
+
+
+def open_run(store, n_images=20, shard_size=2):
+    return store.run(IDENTITY, model="m", arch="demo-gap", checkpoint=None, data="d",
+                     n_images=n_images, shard_size=shard_size)
+
+
+def shard(n=2, errors=1):
+    return ShardResult(n, {"top1_errors": errors}, np.arange(n) % 2 == 0)
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def eval_args(val, store, *extra, corruptions="gaussian_noise,fog"):
+    return ["eval", "--model", "demo-gap", "--data", val, "--class-order", "sorted", "--store", store,
+            "--workers", 0,
+            "--format", "json", "--suite", "imagenet-c", "--corruptions", corruptions,
+            "--severities", "1,4", "--limit", 40, "--shard-size", 4, *extra]
+
+
+def one_line_error(result) -> str:
+    """The CLI's error: exit 1, one ``Error:`` line last on stderr, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ") and sum("Error:" in line for line in lines) == 1
+    return lines[-1]
+
+
+def table_rows(path: Path) -> dict:
+    """Every shard row of a store file read with plain sqlite3 (cells by their names)."""
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+        return {row[:5]: row[5:] for row in db.execute(
+            "SELECT kind, name, level, variant, shard, n, counts, bitmap, extra FROM shards "
+            "JOIN cells ON cells.id = shards.cell_id")}
+
+
+def without_computed(stdout: str) -> dict:
+    report = json.loads(stdout)
+    report.pop("computed")
+    return report
+
+
+# -- 6. another application's SQLite database -----------------------------------------
+
+def foreign_database(path: Path, *, application_id: int = 0) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, athlete TEXT, km REAL)")
+        db.execute("CREATE TABLE shoes (name TEXT)")
+        db.execute("INSERT INTO runs (athlete, km) VALUES ('ana', 12.5)")
+        db.execute(f"PRAGMA application_id = {application_id}")
+    assert not Path(f"{path}-wal").exists()
+
+
+@pytest.mark.parametrize("application_id", [0, 0x12345678])
+def test_another_applications_database_is_refused_untouched(tmp_path, application_id):
+    path = tmp_path / "foreign.db"
+    foreign_database(path, application_id=application_id)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"foreign.db is not a gcp-robust results store") as error:
+        Store(path)
+    assert "\n" not in str(error.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_another_applications_database_through_the_cli(tmp_path, demo_val):
+    path = tmp_path / "foreign.db"
+    foreign_database(path)
+    before = path.read_bytes()
+    for args in (eval_args(demo_val, path), ["report", "--store", path]):
+        line = one_line_error(cli(*args))
+        assert "is not a gcp-robust results store" in line
+    assert path.read_bytes() == before
+
+
+def test_new_stores_are_marked(store_path):
+    Store(store_path).close()
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_an_empty_file_becomes_a_store(store_path):
+    store_path.touch()
+    with Store(store_path) as store:
+        assert open_run(store).n_shards == 10
+
+
+# The schema of gcp-robust 0.x stores: a `meta` table with schema_version 1, no application_id.
+LEGACY_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+    arch TEXT NOT NULL, checkpoint TEXT, data TEXT, n_images INTEGER NOT NULL,
+    shard_size INTEGER NOT NULL, identity TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE cells (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL, name TEXT NOT NULL, level TEXT NOT NULL, variant TEXT NOT NULL,
+    UNIQUE (run_id, kind, name, level, variant));
+CREATE TABLE baselines (name TEXT PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    created TEXT NOT NULL);
+CREATE TABLE shards (cell_id INTEGER NOT NULL REFERENCES cells(id), shard INTEGER NOT NULL,
+    n INTEGER NOT NULL, counts TEXT NOT NULL, bitmap BLOB, extra BLOB, seconds REAL,
+    created TEXT NOT NULL, PRIMARY KEY (cell_id, shard));
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO runs VALUES (1, 'k1', 'old-model', 'demo-gap', NULL, 'd', 4, 2,
+    '{"arch":"demo-gap"}', '2024-01-01T00:00:00');
+INSERT INTO cells VALUES (1, 1, 'imagenet-c', 'fog', '3', '{}');
+INSERT INTO shards VALUES (1, 0, 2, '{"top1_errors":1}', x'80', NULL, 0.5, '2024-01-01T00:00:00');
+INSERT INTO shards VALUES (1, 1, 2, '{"top1_errors":2}', x'00', NULL, 0.5, '2024-01-01T00:00:00');
+INSERT INTO baselines VALUES ('old', 1, '2024-01-01T00:00:00');
+"""
+
+
+def legacy_store(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(LEGACY_SCHEMA)
+    db.commit()
+    db.close()
+
+
+def test_a_store_of_the_previous_version_opens_and_is_marked(store_path):
+    legacy_store(store_path)
+    with Store(store_path, read_only=True) as store:  # reading leaves it as it is
+        assert store.runs()[0].model == "old-model"
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0
+    with Store(store_path) as store:
+        (run,) = store.runs()
+        ((cell_id, key),) = store.cells(run.id)
+        result = store.cell_result(cell_id, key, run.n_shards)
+        assert key == CellKey("imagenet-c", "fog", "3") and result.complete
+        assert result.counts == {"top1_errors": 3} and result.correct.tolist() == [True, False, False, False]
+        assert store.baseline("old").id == run.id
+        new = store.cell_id(run.id, CellKey("clean"))
+        assert store.commit_shard(new, 0, shard())
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- 7. read-only stores and read-only media ----------------------------------------------
+
+def test_a_store_opened_read_only_reads_and_never_writes(store_path):
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        store.commit_shard(cell, 0, shard())
+    before = store_path.read_bytes()
+    with Store(store_path, read_only=True) as store:
+        run = open_run(store)  # found: nothing to write
+        assert store.read_only and store.done_shards(cell) == {0}
+        assert store.cell_id(run.id, CellKey("clean")) == cell
+        with pytest.raises(StoreError, match=r"results.db is read-only \(opened for reading\): cannot store "
+                                             r"shards; copy it somewhere writable or use --store"):
+            store.commit_shard(cell, 1, shard())
+        with pytest.raises(StoreError, match="is read-only"):
+            store.cell_id(run.id, CellKey("imagenet-c", "fog", "1"))
+        with pytest.raises(StoreError, match="is read-only"):
+            store.run({"other": 1}, model="m", arch="a", checkpoint=None, data=None, n_images=1, shard_size=1)
+    assert store_path.read_bytes() == before
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(store_path.with_name("missing.db"), read_only=True)
+
+
+@contextmanager
+def read_only(path: Path, mode: int):
+    old = stat.S_IMODE(path.stat().st_mode)
+    path.chmod(mode)
+    try:
+        yield
+    finally:
+        path.chmod(old)
+
+
+@pytest.fixture
+def stored_eval(tmp_path, demo_val):
+    """A store in its own folder holding one finished eval, and that eval's JSON report."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    store = folder / "results.db"
+    first = cli(*eval_args(demo_val, store))
+    assert first.exit_code == 0, first.output
+    return store, without_computed(first.stdout)
+
+
+@needs_permissions
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_report_and_cached_eval_on_read_only_media(stored_eval, demo_val, what):
+    store, report = stored_eval
+    target, mode = (store, 0o444) if what == "file" else (store.parent, 0o555)
+    before = store.read_bytes()
+    with read_only(target, mode):
+        shown = cli("report", "--store", store, "--format", "json", "--no-intervals")
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.stdout)["reports"][0]["cells"] == report["cells"]
+        again = cli(*eval_args(demo_val, store))
+        assert again.exit_code == 0, again.output
+        assert without_computed(again.stdout) == report
+        assert json.loads(again.stdout)["computed"]["computed"] == 0
+        more = cli(*eval_args(demo_val, store, corruptions="gaussian_noise,fog,contrast"))
+        line = one_line_error(more)
+        reason = "the file is read-only" if what == "file" else "its folder is read-only"
+        assert line == (f"Error: store {store} is read-only ({reason}): 20 shards still to compute; "
+                        "copy it somewhere writable or use --store")
+    assert store.read_bytes() == before
+
+
+@needs_permissions
+def test_a_new_store_in_a_read_only_folder(tmp_path, demo_val):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with read_only(folder, 0o555):
+        line = one_line_error(cli(*eval_args(demo_val, folder / "new.db")))
+    assert line == f"Error: cannot create store {folder / 'new.db'}: its folder is read-only"
+
+
+# -- 8. the .db file alone after a crash ----------------------------------------------------
+
+def test_the_db_file_alone_holds_the_schema_of_a_new_store(store_path, tmp_path):
+    with Store(store_path):
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(store_path, copy)  # the -wal file is left behind
+    with Store(copy, read_only=True) as store:
+        assert store.runs() == []
+
+
+def _commit_then_die(path, n, checkpoint_seconds):
+    store = Store(path, checkpoint_seconds=checkpoint_seconds)
+    cell = store.cell_id(open_run(store).id, CellKey("clean"))
+    for i in range(n):
+        store.commit_shard(cell, i, shard())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("checkpoint_seconds, kept", [(0.0, 5), (3600.0, 0)])
+def test_checkpoints_during_a_run_reach_the_db_file(tmp_path, checkpoint_seconds, kept):
+    path = tmp_path / "killed.db"
+    process = mp.get_context("spawn").Process(target=_commit_then_die, args=(path, 5, checkpoint_seconds))
+    process.start()
+    process.join(120)
+    assert process.exitcode == -signal.SIGKILL
+    assert len(table_rows(path)) == 5  # with its -wal file: everything
+    alone = tmp_path / "alone" / "killed.db"
+    alone.parent.mkdir()
+    shutil.copyfile(path, alone)
+    assert len(table_rows(alone)) == kept
+
+
+def test_after_a_run_the_db_file_alone_holds_everything(tmp_path, demo_val):
+    store = tmp_path / "results.db"
+    Store(store).close()
+    reader = sqlite3.connect(store)  # another process's connection: the run's end is not the last close
+    try:
+        reader.execute("SELECT COUNT(*) FROM shards").fetchone()
+        done = cli(*eval_args(demo_val, store))
+        assert done.exit_code == 0, done.output
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(store, alone)
+        rows = table_rows(store)
+        assert len(rows) == 5 * 10 and table_rows(alone) == rows
+    finally:
+        reader.close()
+
+
+# -- 9. a full disk ------------------------------------------------------------------------
+
+def test_a_full_disk_while_creating_cells_and_committing_shards(store_path):
+    with Store(store_path) as store:
+        run = open_run(store)
+        first = store.cell_id(run.id, CellKey("clean"))
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreError) as error:
+            for i in range(1000):
+                store.cell_id(run.id, CellKey("imagenet-c", f"corruption-{i:04d}", "3", "{}" + "x" * 200))
+        message = str(error.value)
+        assert message.startswith(f"store {store_path} is full (database or disk is full; ")
+        assert "free in " in message and "\n" not in message
+        assert message.endswith("the shards stored so far are kept; free space, then re-run the same command")
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count = {pages + 2}")
+        stored = 0
+        with pytest.raises(StoreError, match="is full"):
+            for i in range(1000):
+                store.commit_shard(first, i, ShardResult(2, {"top1_errors": 1}, None, np.ones((2, 100))))
+                stored += 1
+        assert 0 < stored < 1000 and store.done_shards(first) == set(range(stored))
+
+
+def test_a_full_disk_mid_run_through_the_cli(tmp_path, demo_val, monkeypatch):
+    store, args = tmp_path / "full.db", ("--shard-size", 1, "--limit", 100)
+
+    def almost_full(db):
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 1}")
+
+    monkeypatch.setattr(Store, "connection_hooks", (almost_full,))
+    line = one_line_error(cli(*eval_args(demo_val, store, *args)))
+    assert line.startswith(f"Error: store {store} is full (database or disk is full; ")
+    assert line.endswith("free space, then re-run the same command")
+    kept = table_rows(store)
+    assert 0 < len(kept) < 5 * 100
+
+    monkeypatch.setattr(Store, "connection_hooks", ())
+    resumed = cli(*eval_args(demo_val, store, *args))
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["computed"]["computed"] == 5 * 100 - len(kept)
+    fresh = cli(*eval_args(demo_val, tmp_path / "fresh.db", *args))
+    assert fresh.exit_code == 0, fresh.output
+    assert without_computed(resumed.stdout) == without_computed(fresh.stdout) | {"store": str(store)}
+    rows, fresh_rows = table_rows(store), table_rows(tmp_path / "fresh.db")
+    assert {k: v[:3] for k, v in rows.items()} == {k: v[:3] for k, v in fresh_rows.items()}
+    assert all(rows[k] == v for k, v in kept.items())
+
+
+# -- 12. several processes share the work of one run ---------------------------------------
+
+def test_leases_split_the_shards_of_a_run(store_path):
+    with Store(store_path) as a, Store(store_path) as b:
+        run = open_run(a)
+        c1, c2 = (a.cell_id(run.id, CellKey("imagenet-c", "fog", level)) for level in ("1", "2"))
+        assert a.claim(0, [[c1], [c2]]) == [Claim.MINE, Claim.MINE]
+        assert a.claim(0, [[c1]]) == [Claim.MINE]  # renewing its own lease
+        assert b.claim(0, [[c1], [c2], [c1, c2]]) == [Claim.BUSY] * 3
+        assert b.claim(1, [[c1]]) == [Claim.MINE]
+        a.commit_shards([c1], 0, [shard()])
+        assert b.claim(0, [[c1], [c2]]) == [Claim.DONE, Claim.BUSY]
+        leases = "SELECT COUNT(*) FROM leases WHERE cell_id = ? AND shard = 0"
+        assert a.db.execute(leases, (c1,)).fetchone() == (0,)  # released by the commit
+        a.release()
+        assert b.claim(0, [[c1], [c2]]) == [Claim.DONE, Claim.MINE]
+
+
+def _claim_then_die(path, cell):
+    store = Store(path)
+    assert store.claim(0, [[cell]]) == [Claim.MINE]
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_leases_of_a_killed_process_are_taken_over(store_path):
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        process = mp.get_context("spawn").Process(target=_claim_then_die, args=(store_path, cell))
+        process.start()
+        process.join(120)
+        assert process.exitcode == -signal.SIGKILL
+        (owner,) = store.db.execute("SELECT owner FROM leases").fetchone()
+        assert owner.split(":")[1] == str(process.pid)
+        assert store.claim(0, [[cell]]) == [Claim.MINE]  # its process is gone: at once
+
+
+def test_leases_expire_without_renewal(store_path):
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        with sqlite3.connect(store_path) as db:  # a process of another machine, then silence
+            db.execute("INSERT INTO leases VALUES (?, 0, 'another-host:1:feed', ?)", (cell, time.time() + 2))
+        assert store.claim(0, [[cell]]) == [Claim.BUSY]
+        deadline = time.monotonic() + 30
+        while store.claim(0, [[cell]]) != [Claim.MINE]:
+            assert time.monotonic() < deadline, "a lease never expired"
+            time.sleep(0.2)
+
+
+def test_a_live_process_renews_its_leases(store_path):
+    with Store(store_path, lease_seconds=0.8) as holder, Store(store_path) as other:
+        cell = holder.cell_id(open_run(holder).id, CellKey("clean"))
+        assert holder.claim(0, [[cell]]) == [Claim.MINE]
+        time.sleep(2.0)  # more than twice the lease: its heartbeat keeps it
+        assert other.claim(0, [[cell]]) == [Claim.BUSY]
+
+
+def test_two_processes_on_one_run_split_the_work(tmp_path, demo_val):
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
+    store = tmp_path / "shared.db"
+    args = [str(a) for a in eval_args(demo_val, store, "--shard-size", 2, "--limit", 100,
+                                      corruptions="gaussian_noise,glass_blur,fog")]
+    command = [sys.executable, "-m", "robustbench_gcp", *args]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+    reports = [json.loads(out) for out, _ in outputs]
+    total = 7 * 50  # (clean + 3 corruptions x 2 severities) x 50 shards of 2 images
+    computed = [r["computed"]["computed"] for r in reports]
+    assert sum(computed) == total, computed
+    assert all(r["computed"]["units"] == total for r in reports)
+    assert without_computed(outputs[0][0]) == without_computed(outputs[1][0])
+    alone = cli(*eval_args(demo_val, tmp_path / "alone.db", "--shard-size", 2, "--limit", 100,
+                           corruptions="gaussian_noise,glass_blur,fog"))
+    assert alone.exit_code == 0, alone.output
+    assert table_rows(store).keys() == table_rows(tmp_path / "alone.db").keys()
+    shared, single = table_rows(store), table_rows(tmp_path / "alone.db")
+    assert {k: v[:4] for k, v in shared.items()} == {k: v[:4] for k, v in single.items()}
