@@ -2,7 +2,9 @@
 
 Each head runs on random post-ReLU feature maps of the real ResNet-50 shapes,
 in eval mode: GAP on ``(B, 2048, 7, 7)`` (layer4 at stride 2), GCP heads on
-``(B, 2048, 14, 14)`` (layer4 at stride 1). Two scopes:
+``(B, 2048, 14, 14)`` (layer4 at stride 1). The last row, ``isqrt-relu6``, is the
+head of the MobileNetV2 / ShuffleNetV2 GCP models (ReLU6 after the reduction), on
+the 7x7 map those models pool (M = 49), with the same channel count. Two scopes:
 
 - ``head`` (default): everything between layer4 and the logits: for GCP the
   1x1 reduction 2048 -> d + BN + ReLU, covariance, square root, upper triangle
@@ -35,7 +37,7 @@ from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.models.heads import HEADS, check_positive_int, create_pool
 
-__all__ = ["BENCH_HEADS", "bench_heads"]
+__all__ = ["BENCH_HEADS", "BENCH_VARIANTS", "bench_heads"]
 
 #: (head, what its matrix function is), in table order
 BENCH_HEADS = (
@@ -44,7 +46,12 @@ BENCH_HEADS = (
     ("mpncov", "eigh fp32"),
     ("svdpade", "svd fp64"),
     ("dropcov", "none"),
+    ("isqrt-relu6", "newton-schulz x5"),
 )
+
+#: rows of BENCH_HEADS that are a head of HEADS with another reduction: label -> (head, activation,
+#: side of the feature map). MobileNetV2 / ShuffleNetV2 GCP: ReLU6, 7x7.
+BENCH_VARIANTS = {"isqrt-relu6": ("isqrt", "relu6", 7)}
 
 
 def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, repeats: int = 5,
@@ -77,9 +84,11 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     rows, calls = [], []
-    for head, matrix_function in BENCH_HEADS:
+    for label, matrix_function in BENCH_HEADS:
+        head, activation, side = BENCH_VARIANTS.get(label, (label, "relu", None))
         gcp = HEADS[head].covariance
-        pool = create_pool(head, in_channels, reduction_dim=reduction_dim if gcp else None)
+        pool = create_pool(head, in_channels, reduction_dim=reduction_dim if gcp else None,
+                           activation=activation)
         pool = pool.eval().requires_grad_(False).to(device)
         if scope == "pool":
             fn: Callable[[torch.Tensor], torch.Tensor] = pool.pool if gcp else pool
@@ -88,7 +97,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
             fc = nn.Linear(pool.out_features, num_classes).requires_grad_(False).to(device)
             fn = nn.Sequential(pool, fc)
             channels = in_channels
-        side = 14 if gcp else 7
+        side = side or (14 if gcp else 7)
         shape = (batch_size, channels, side, side)
         x = torch.randn(shape, generator=generator).relu_().to(device)
 
@@ -101,7 +110,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
             fn(x).sum().backward()
             return x.grad
 
-        rows.append({"head": head, "matrix_function": matrix_function,
+        rows.append({"head": label, "matrix_function": matrix_function,
                      "input": "x".join(map(str, shape[1:]))})
         calls += [forward, forward_backward]
 

@@ -22,7 +22,8 @@ def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
     """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
 
     Inputs are random feature maps of the real ResNet-50 shapes: 2048x7x7 for
-    GAP, 2048x14x14 for the GCP heads (layer4 at stride 1). By default each
+    GAP, 2048x14x14 for the GCP heads (layer4 at stride 1); the isqrt-relu6 row is
+    the MobileNetV2 / ShuffleNetV2 GCP head (ReLU6 reduction) on 2048x7x7. By default each
     head is timed from layer4's output to the logits: the 1x1 reduction to 256
     channels + BN + ReLU, covariance, square root, upper triangle and the
     1000-way classifier for GCP; average and classifier for GAP. Forward runs

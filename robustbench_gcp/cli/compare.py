@@ -45,7 +45,9 @@ def _iters_list(ctx, param, value):
 
 @click.command("compare", cls=SuiteCommand, flags_after="suites")
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME[=CHECKPOINT]",
-              help="A model to compare (repeatable). Default: the models of benchmarks.yaml.")
+              help="A model to compare (repeatable): a name of benchmarks.yaml or the registry, "
+                   "torchvision:<name> or package.module:callable, each optionally =CHECKPOINT. "
+                   "Default: the models of benchmarks.yaml.")
 @click.option("--checkpoints", "checkpoints_dir", type=click.Path(), default=None, metavar="DIR",
               help="Compare every checkpoint in DIR; each one's architecture is found by inspecting it.")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",
@@ -62,6 +64,8 @@ def _iters_list(ctx, param, value):
                    "is Newton-Schulz. Default: 5, as trained.")
 @click.option("--random-weights", is_flag=True,
               help="Allow models without a checkpoint (seeded random weights: a pipeline check).")
+@click.option("--ema/--no-ema", default=True, show_default=True,
+              help="Evaluate the EMA weights of training files that have them (--no-ema: the raw ones).")
 @baseline_option
 @config_option
 @format_option

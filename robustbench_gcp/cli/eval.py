@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import (
+    MODEL_HELP,
     SuiteCommand,
     baseline_option,
     config_option,
@@ -19,8 +20,7 @@ from robustbench_gcp.cli.options import (
 
 
 @click.command("eval", cls=SuiteCommand)
-@click.option("--model", "-m", required=True, metavar="NAME",
-              help="A model of benchmarks.yaml or a registry name (see `gcp-robust models`).")
+@click.option("--model", "-m", required=True, metavar="NAME", help=MODEL_HELP)
 @model_options
 @suite_option
 @data_options
@@ -45,6 +45,10 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
           --data /data/imagenet/val --corrupted-dir /data/ImageNet-C --format json
       gcp-robust eval --model resnet50-isqrt --suite adversarial --attacks pgd-linf \\
           --epsilons 1/255,2/255,4/255 --data /data/imagenet/val --limit 1000
+      gcp-robust eval --model my_package.nets:gcp_resnet --checkpoint mine.pth \\
+          --suite imagenet-c --data /data/imagenet/val
+      gcp-robust eval --model torchvision:efficientnet_b0 --checkpoint effnet.pth \\
+          --data /data/imagenet/val
     """
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display

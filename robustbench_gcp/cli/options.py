@@ -122,7 +122,15 @@ model_options = _compose(
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
     click.option("--ns-iters", type=click.IntRange(1, 100), default=None,
                  help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
+    click.option("--ema/--no-ema", default=True, show_default=True,
+                 help="Of a training file with EMA weights (state_dict_ema, e.g. DeiT + DropCov), "
+                      "evaluate those, as the original evaluation does; --no-ema takes the raw ones."),
 )
+
+#: the --model help of eval and baseline
+MODEL_HELP = ("A model of benchmarks.yaml, a registry name (see `gcp-robust models`), "
+              "torchvision:<name> (any torchvision classifier) or package.module:callable (a "
+              "callable returning your nn.Module; --checkpoint is loaded into it strictly).")
 
 class_order_option = click.option(
     "--class-order", type=click.Choice(["imagenet", "sorted"]), default="imagenet", show_default=True,

@@ -1,8 +1,10 @@
 """Decoding and ImageNet preprocessing on CPU loader workers, producing uint8 batches.
 
 Preprocessing follows the released ImageNet-C: PIL decode, RGB, resize the
-shorter side to 256 with PIL bilinear, center crop 224. Released ImageNet-C
-files are already 224 px and are read as they are (no second resize).
+shorter side to 256 with PIL bilinear, center crop 224 (:data:`PROTOCOL_INTERPOLATION`); a
+model whose own evaluation resizes otherwise (DeiT: bicubic) gets its interpolation for its
+clean images. Released ImageNet-C files are already 224 px and are read as they are (no
+second resize).
 Images of every PIL mode become 8-bit RGB (:func:`to_rgb`: 16-bit files are scaled, not
 clipped). A file that cannot be decoded is reported by name instead of killing a worker.
 """
@@ -62,16 +64,40 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: how ImageNet-C / -P base images are resized (PROTOCOL.md section 1): PIL bilinear
+PROTOCOL_INTERPOLATION = "bilinear"
+
+#: interpolation names (timm's / PreprocessConfig's) -> PIL filters
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize the shorter side to ``resize_size`` then center-crop ``crop_size``.
+    """Resize the shorter side to ``resize_size`` (PIL, ``interpolation``) then center-crop
+    ``crop_size``.
 
     ``resize_size=None`` keeps the decoded size (released ImageNet-C files); the
     crop is then only checked.
+
+    Raises:
+        ValueError: an ``interpolation`` that is not a name of :data:`INTERPOLATIONS`.
     """
 
     resize_size: int | None = 256
     crop_size: int = 224
+    interpolation: str = PROTOCOL_INTERPOLATION
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"`interpolation` should be one of {', '.join(INTERPOLATIONS)}. "
+                             f"Got {self.interpolation!r}")
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         if self.resize_size is not None:
@@ -81,7 +107,7 @@ class Preprocess:
             else:
                 size = (max(1, int(self.resize_size * w / h)), self.resize_size)
             if size != image.size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
+                image = image.resize(size, INTERPOLATIONS[self.interpolation])
         w, h = image.size
         c = self.crop_size
         if w < c or h < c:

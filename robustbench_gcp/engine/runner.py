@@ -21,6 +21,7 @@ Nothing here prints: progress goes to a :class:`ProgressHook`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from robustbench_gcp.data.folders import ImageList
-from robustbench_gcp.data.loader import Preprocess, iterate_batches
+from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
 from robustbench_gcp.engine.seeding import image_seeds
 from robustbench_gcp.errors import NonFiniteError
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
@@ -48,6 +49,9 @@ class ImageSource:
     are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of the
     clean data, and are not resized. ``video_frames`` marks released ImageNet-P
     videos (``<root>/<wnid>/<stem>.mp4`` with that many frames of ``crop_size`` px).
+    ``interpolation`` is the resize filter (the model's; the protocol's, PIL bilinear, by
+    default). Every field is part of the source's identity: the engine decodes a shard once
+    per distinct source, so two sources that differ in interpolation are decoded apart.
     """
 
     root: Path
@@ -55,10 +59,19 @@ class ImageSource:
     crop_size: int = 224
     released: bool = False
     video_frames: int | None = None
+    interpolation: str = PROTOCOL_INTERPOLATION
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.resize_size, self.crop_size)
+        return Preprocess(self.resize_size, self.crop_size, self.interpolation)
+
+    def as_protocol(self) -> ImageSource:
+        """These images as ImageNet-C / -P make their base images: resized with the protocol's
+        PIL bilinear (:data:`~robustbench_gcp.data.loader.PROTOCOL_INTERPOLATION`) whatever the
+        model's interpolation; the same object when that is already the case (every CNN)."""
+        if self.interpolation == PROTOCOL_INTERPOLATION:
+            return self
+        return dataclasses.replace(self, interpolation=PROTOCOL_INTERPOLATION)
 
     def paths(self, images: ImageList, positions: Sequence[int]) -> list[Path]:
         if not self.released:

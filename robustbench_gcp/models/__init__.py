@@ -7,7 +7,9 @@
 """
 
 from robustbench_gcp.models import alexnet as _alexnet  # noqa: F401  (registers alexnet)
+from robustbench_gcp.models import deit as _deit  # noqa: F401  (registers the DeiT-S transformers)
 from robustbench_gcp.models import demo_nets as _demo_nets  # noqa: F401  (registers the demo models)
+from robustbench_gcp.models import mobile as _mobile  # noqa: F401  (registers MobileNetV2, ShuffleNetV2)
 from robustbench_gcp.models import resnet as _resnet  # noqa: F401  (registers the ResNets)
 from robustbench_gcp.models.factory import ModelInfo, create_model, model_info
 from robustbench_gcp.models.heads import HEADS

@@ -9,8 +9,8 @@ models (matching, strict loading and :func:`inspect_checkpoint` are in
    ``weights_only=True``; a few harmless non-tensor types that training scripts
    store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
    nothing else is ever unpickled.
-2. :func:`select_state_dict`: the inner dict (``state_dict``, ``model``,
-   ``state_dict_ema``, or the bare dict of tensors).
+2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless
+   ``ema=False``, ``state_dict``, ``model``, or the bare dict of tensors).
 3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
    key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
 4. :func:`detect_layout` and :func:`remap`: rename the published layouts
@@ -48,6 +48,7 @@ from robustbench_gcp.fetch import file_sha256
 __all__ = [
     "CLASSIFIER_WEIGHTS",
     "CONTAINER_KEYS",
+    "EMA_KEYS",
     "LAYOUTS",
     "WRAPPER_COMPONENTS",
     "Layout",
@@ -62,12 +63,16 @@ __all__ = [
     "strip_wrappers",
 ]
 
-#: dict entries that may hold the weights, in order of preference
-CONTAINER_KEYS = ("state_dict", "model", "state_dict_ema")
+#: dict entries that may hold the weights, in order of preference: a training file's EMA
+#: weights first, as the original evaluations use them (timm's train.py, e.g. DeiT + DropCov)
+CONTAINER_KEYS = ("state_dict_ema", "state_dict", "model")
+#: the entries of CONTAINER_KEYS that hold EMA weights (passed over with ``ema=False``)
+EMA_KEYS = ("state_dict_ema",)
 #: key components removed wherever they stand
 WRAPPER_COMPONENTS = ("module", "_orig_mod")
 #: the last classifier weight of each architecture (project names); its rows are the classes
-CLASSIFIER_WEIGHTS = ("fc.weight", "classifier.6.weight")
+CLASSIFIER_WEIGHTS = ("fc.weight", "classifier.6.weight", "classifier.1.weight", "head.weight",
+                      "classifier.cls_fc.weight")
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,36 @@ class Layout:
 
 #: the layouts, in detection order (the first whose markers occur wins)
 LAYOUTS: tuple[Layout, ...] = (
+    # MobileNetV2 / ShuffleNetV2 files: first, since their other keys carry the markers of
+    # torchvision-alexnet (classifier.1.), fast-mpn-cov-training (features.) and torchvision (conv1.)
+    Layout(
+        "gcp-optimization",
+        "CVPR2020 GCP MobileNetV2 / ShuffleNetV2: dimension_reduction.0/1, classifier.1 or fc",
+        ("dimension_reduction.",),
+        (
+            ("dimension_reduction.0.", "global_pool.reduce."),
+            ("dimension_reduction.1.", "global_pool.bn."),
+        ),
+    ),
+    # AlexNet's features.1 is a ReLU: features.1.conv. is MobileNetV2's first inverted residual
+    Layout(
+        "torchvision-mobilenetv2",
+        "torchvision MobileNetV2 names (also gcp-robust ones): features.N, classifier.1",
+        ("features.1.conv.",),
+    ),
+    Layout(
+        "deit",
+        "facebookresearch/deit / timm VisionTransformer names: patch_embed, blocks.N, norm, head "
+        "(deit_small_patch16_224-cd65a155.pth)",
+        ("patch_embed.",),
+    ),
+    # before fast-mpn-cov-training, whose `classifier.` marker its keys also have
+    Layout(
+        "dropcov-vit",
+        "DropCov DeiT (mingzeG/DropCov Transformers, timm train.py file): visual_tokens, blocks.N, "
+        "classifier.cls_fc / visual_fc",
+        ("visual_tokens.",),
+    ),
     # before fast-mpn-cov-training, whose `features.` marker its keys also have; the
     # training layout's classifier is one Linear (`classifier.weight`), never `classifier.1.`
     Layout(
@@ -130,6 +165,11 @@ LAYOUTS: tuple[Layout, ...] = (
         "gcp-robust",
         "gcp-robust GCP model: global_pool.reduce, global_pool.bn, fc",
         ("global_pool.",),
+    ),
+    Layout(
+        "torchvision-shufflenetv2",
+        "torchvision ShuffleNetV2 names: conv1, stage2-4, conv5, fc",
+        ("stage2.",),
     ),
     Layout(
         "torchvision",
@@ -431,18 +471,25 @@ def read_checkpoint(path: str | Path) -> Any:
 # ------------------------------------------------------------------------ state dicts
 
 
-def select_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]]:
+def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The dict of tensors inside a loaded checkpoint.
 
     Looks at the object itself (a bare state dict), then, one level at a time,
-    under :data:`CONTAINER_KEYS` (``state_dict``, ``model``, ``state_dict_ema``).
+    under :data:`CONTAINER_KEYS` (``state_dict_ema``, ``state_dict``, ``model``).
+
+    Args:
+        obj: what ``torch.load`` returned.
+        ema: take a training file's EMA weights (``state_dict_ema``) when it has them;
+            False takes the raw ones (``state_dict`` / ``model``).
 
     Returns:
         ``(state_dict, path)``: ``path`` lists the container keys followed.
 
     Raises:
-        CheckpointError: no dict of tensors is found (the message lists what is there).
+        CheckpointError: no dict of tensors is found (the message lists what is there), or
+            ``ema=False`` and the file holds EMA weights only.
     """
+    keys = CONTAINER_KEYS if ema else tuple(k for k in CONTAINER_KEYS if k not in EMA_KEYS)
     route: list[str] = []
     for _ in range(4):
         if not isinstance(obj, Mapping):
@@ -452,12 +499,17 @@ def select_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]]:
             )
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return dict(obj), route
-        inner = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        inner = next((k for k in keys if isinstance(obj.get(k), Mapping)), None)
+        if inner is None and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS):
+            raise CheckpointError(
+                "the checkpoint holds EMA weights only ('state_dict_ema'), no raw weights: load "
+                "it with ema=True (the default; the CLI's --ema)"
+            )
         if inner is None:
             entries = ", ".join(f"{k} ({type(v).__name__})" for k, v in list(obj.items())[:8])
             raise CheckpointError(
                 "no state dict found: expected a dict of tensors or one under "
-                f"{', '.join(repr(k) for k in CONTAINER_KEYS)}; the checkpoint holds "
+                f"{', '.join(repr(k) for k in keys)}; the checkpoint holds "
                 f"{entries or 'an empty dict'}"
             )
         obj = obj[inner]
@@ -535,6 +587,7 @@ class StateDict:
     container: list[str]
     stripped: list[str]
     metadata: dict[str, Any]
+    has_ema: bool = False  # the file holds EMA weights (state_dict_ema), taken or not
 
     def nonfinite(self) -> list[str]:
         """Names of the floating-point tensors that hold a NaN or an infinity, with counts:
@@ -576,13 +629,14 @@ def _scalars(obj: Any) -> dict[str, Any]:
 
 
 def read_state_dict(path: str | Path, *, sha256: str | None = None,
-                    compute_sha256: bool = True) -> StateDict:
+                    compute_sha256: bool = True, ema: bool = True) -> StateDict:
     """Steps 1-4: read, check the hash, pick the inner dict, strip wrappers, remap.
 
     Args:
         path: checkpoint file.
         sha256: expected digest (full or a prefix of >= 8 hex digits), or None.
         compute_sha256: compute the digest even when none is expected.
+        ema: a training file's EMA weights when it has them (see :func:`select_state_dict`).
 
     Raises:
         CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.
@@ -595,8 +649,9 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         digest = check_sha256(path, sha256)
     elif compute_sha256:
         digest = file_sha256(path)
-    tensors, container = select_state_dict(obj)
+    tensors, container = select_state_dict(obj, ema=ema)
     tensors, stripped = strip_wrappers(tensors)
     layout = detect_layout(tensors)
+    has_ema = isinstance(obj, Mapping) and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS)
     return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,
-                     _scalars(obj) if container else {})
+                     _scalars(obj) if container else {}, has_ema)

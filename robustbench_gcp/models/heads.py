@@ -16,6 +16,9 @@ fc        none: the model flattens its feature map into fc layers     -
 ========  ==========================================================  =====================
 
 Every GCP head then vectorizes the upper triangle: ``d (d + 1) / 2`` features.
+The reduction's activation is ReLU; the MobileNetV2 / ShuffleNetV2 iSQRT-COV
+models (CVPR2020 GCP) use ReLU6 there (``create_pool(..., activation="relu6")``,
+:data:`ACTIVATIONS`), which changes no weight.
 ``fc`` is the head type of models without global pooling (AlexNet): it has no
 pooling module (:func:`create_pool` refuses it) and, like ``gap``, no matrix
 square root.
@@ -45,9 +48,14 @@ from robustbench_gcp.models.matrix import (
     triu_vectorize,
 )
 
-__all__ = ["HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "create_pool", "resolve_sqrt"]
+__all__ = ["ACTIVATIONS", "HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "create_pool",
+           "resolve_sqrt"]
 
 DEFAULT_NS_ITERS = 5
+
+#: activations of the 1x1 reduction: ReLU (ResNets) or ReLU6 (the MobileNetV2 / ShuffleNetV2 GCP
+#: models); neither has weights, so the choice changes no key
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
 def check_sqrt(sqrt: str | None, ns_iters: int | None) -> None:
@@ -148,7 +156,8 @@ class EcaLayer(nn.Module):
 class CovariancePool(nn.Module):
     """Global covariance pooling with a 1x1 reduction and a swappable matrix square root.
 
-    ``x -> ReLU(BN(conv1x1(x)))`` (``d`` channels) ``-> covariance -> sqrt ->
+    ``x -> ReLU(BN(conv1x1(x)))`` (``d`` channels; ReLU6 with ``activation="relu6"``)
+    ``-> covariance -> sqrt ->
     upper triangle``. The square root can be swapped after construction (see
     :meth:`set_matrix_function`) without touching the weights.
 
@@ -159,19 +168,28 @@ class CovariancePool(nn.Module):
         ns_iters: Newton-Schulz iterations (None: 5; only with ``newton-schulz``).
         reduction_bias: give the reduction conv a bias (MPN-COV).
         eca: carry DropCov's training-only ECA conv.
+        activation: of the reduction, a name of :data:`ACTIVATIONS` (``relu`` or ``relu6``).
+
+    Raises:
+        UnknownNameError: unknown ``sqrt`` or ``activation``.
+        ConfigError: bad ``reduction_dim`` or ``ns_iters``.
 
     Shape:
         ``(B, in_channels, H, W) -> (B, d (d + 1) / 2)``.
     """
 
     def __init__(self, in_channels: int, reduction_dim: int, *, sqrt: str | None,
-                 ns_iters: int | None = None, reduction_bias: bool = False, eca: bool = False):
+                 ns_iters: int | None = None, reduction_bias: bool = False, eca: bool = False,
+                 activation: str = "relu"):
         super().__init__()
         check_positive_int("reduction_dim", reduction_dim)
+        if activation not in ACTIVATIONS:
+            raise UnknownNameError("reduction activation", str(activation), ACTIVATIONS)
         self.reduction_dim = reduction_dim
+        self.activation = activation
         self.reduce = nn.Conv2d(in_channels, reduction_dim, 1, bias=reduction_bias)
         self.bn = nn.BatchNorm2d(reduction_dim)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = ACTIVATIONS[activation](inplace=True)
         self.eca = EcaLayer() if eca else None
         self.out_features = reduction_dim * (reduction_dim + 1) // 2
         self.set_matrix_function(sqrt, ns_iters)
@@ -186,7 +204,8 @@ class CovariancePool(nn.Module):
         self.ns_iters = DEFAULT_NS_ITERS if ns_iters is None else ns_iters
 
     def describe(self) -> str:
-        """The pooling in words, e.g. ``covariance d=256, newton-schulz sqrt (5 iterations)``."""
+        """The pooling in words, e.g. ``covariance d=256, newton-schulz sqrt (5 iterations)``
+        (``covariance d=256, ReLU6 reduction, ...`` for the ReLU6 variant)."""
         if self.sqrt is None:
             root = "no square root"
         elif self.sqrt == "newton-schulz":
@@ -195,10 +214,12 @@ class CovariancePool(nn.Module):
             root = "svd sqrt (float64)"
         else:
             root = "eig sqrt"
-        return f"covariance d={self.reduction_dim}, {root}"
+        act = ACTIVATIONS[self.activation].__name__
+        act = "" if self.activation == "relu" else f"{act} reduction, "
+        return f"covariance d={self.reduction_dim}, {act}{root}"
 
     def reduce_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The 1x1 reduction: ``(B, C, H, W) -> (B, d, H, W)``."""
+        """The 1x1 reduction and its activation: ``(B, C, H, W) -> (B, d, H, W)``."""
         return self.relu(self.bn(self.reduce(x)))
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +277,8 @@ def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None
 
 
 def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None,
-                sqrt: str | None = None, ns_iters: int | None = None) -> nn.Module:
+                sqrt: str | None = None, ns_iters: int | None = None,
+                activation: str = "relu") -> nn.Module:
     """Build the pooling module of head ``head``.
 
     Args:
@@ -265,9 +287,11 @@ def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None
         reduction_dim: d for GCP heads (default 256); must be None for ``gap``.
         sqrt: override of the head's square root (isqrt, mpncov, svdpade).
         ns_iters: Newton-Schulz iterations.
+        activation: of a GCP head's reduction: ``relu`` (default) or ``relu6``
+            (the MobileNetV2 / ShuffleNetV2 GCP models).
 
     Raises:
-        UnknownNameError: unknown head or square root.
+        UnknownNameError: unknown head, square root or activation.
         ConfigError: an option that the head does not have, or a head without a
             pooling module (``fc``).
     """
@@ -285,8 +309,14 @@ def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None
                 f"`reduction_dim` applies to covariance (GCP) models only; a '{head}' head has "
                 f"no reduction. Got reduction_dim={reduction_dim!r}"
             )
+        if activation != "relu":
+            raise ConfigError(
+                f"`activation` applies to the reduction of covariance (GCP) heads only; a "
+                f"'{head}' head has no reduction. Got activation={activation!r}"
+            )
         return GlobalAvgPool(in_channels)
     return CovariancePool(
         in_channels, 256 if reduction_dim is None else reduction_dim, sqrt=sqrt,
         ns_iters=ns_iters, reduction_bias=spec.reduction_bias, eca=spec.eca,
+        activation=activation,
     )

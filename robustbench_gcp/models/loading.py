@@ -266,7 +266,8 @@ def load_strict(model: nn.Module, loaded: StateDict) -> None:
 
 def load_model(name: str, checkpoint: str | Path | None = None, *,
                device: str | torch.device = "cpu", sha256: str | None = None,
-               sqrt: str | None = None, ns_iters: int | None = None) -> nn.Module:
+               sqrt: str | None = None, ns_iters: int | None = None,
+               ema: bool = True) -> nn.Module:
     """A registered model in eval mode on ``device``, with weights from ``checkpoint``.
 
     Every published layout is accepted (see :mod:`robustbench_gcp.models.checkpoint`);
@@ -276,7 +277,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     The model takes ImageNet-normalized ``(B, 3, H, W)`` input and returns logits
     ``(B, num_classes)``. Attributes: ``name``, ``num_classes``, ``pretrained_cfg``
     (:class:`PreprocessConfig`), ``checkpoint_sha256`` (None without a checkpoint),
-    ``forward_features`` / ``forward_head``.
+    ``weights_container`` (the container keys followed in the file, e.g.
+    ``['state_dict_ema']``; empty for a bare state dict or without a checkpoint), ``has_ema``
+    (the file holds EMA weights, taken or not), ``forward_features`` / ``forward_head``.
 
     Args:
         name: registry name.
@@ -286,6 +289,8 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         sqrt: evaluate a GCP model with another square root: ``newton-schulz``,
             ``eig`` or ``svd`` (None: the model's own; isqrt, mpncov, svdpade only).
         ns_iters: Newton-Schulz iterations (None: 5; with newton-schulz only).
+        ema: of a training file with EMA weights (``state_dict_ema``), load those, as the
+            original evaluations do (DeiT + DropCov); False loads the raw ones.
 
     Raises:
         UnknownNameError: unknown model or square root.
@@ -306,11 +311,13 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
             raise ConfigError("`sha256` needs a checkpoint to check. Got sha256 without checkpoint")
         model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
         model.checkpoint_sha256 = None
+        model.weights_container, model.has_ema = [], False
     else:
-        loaded = read_state_dict(checkpoint, sha256=sha256)
+        loaded = read_state_dict(checkpoint, sha256=sha256, ema=ema)
         model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
         load_strict(model, loaded)
         model.checkpoint_sha256 = loaded.sha256
+        model.weights_container, model.has_ema = list(loaded.container), loaded.has_ema
     return model.eval().to(device)
 
 
@@ -322,7 +329,8 @@ def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
                         **options)
 
 
-def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None) -> int:
+def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None,
+                     ema: bool = True) -> int:
     """Check, without building the model's weights, that ``checkpoint`` loads strictly into the
     registered model ``name``; return its number of classes.
 
@@ -334,7 +342,7 @@ def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = 
         UnknownNameError, CheckpointError: as :func:`load_model`.
     """
     model_info(name)
-    loaded = read_state_dict(checkpoint, sha256=sha256)
+    loaded = read_state_dict(checkpoint, sha256=sha256, ema=ema)
     with torch.device("meta"):
         model = _model_for(name, loaded)
     check_fit(model, loaded)

@@ -99,10 +99,12 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
 
     if not sqrts and not ns_iters:
         return list(entries)
+    from robustbench_gcp.models.external import is_external
+
     out = []
     for entry in entries:
         arch = config.models[entry.name].arch if entry.name in config.models else entry.name
-        own = HEADS[model_info(arch).head].sqrt
+        own = None if is_external(arch) else HEADS[model_info(arch).head].sqrt
         if own is None:
             out.append(entry)
             continue

@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
 from robustbench_gcp.engine.runner import (
     Classifier,
@@ -63,10 +65,13 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     options = plan.options
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,
                             channels_last=options.channels_last)
-    clean = None
-    if plan.data is not None:
-        clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size)
-    tasks = plan.suite.tasks(plan.selection, TaskInputs(clean, net.num_classes, cfg.input_size))
+    clean = protocol = None
+    if plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
+        clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size,
+                            interpolation=cfg.interpolation)
+        protocol = clean.as_protocol()
+    tasks = plan.suite.tasks(plan.selection,
+                             TaskInputs(clean, net.num_classes, cfg.input_size, protocol))
     identity = run_identity(plan, net, classifier.precision, device)
     ctx = Context(classifier, options.seed, options.batch_size)
     engine = EngineOptions(options.batch_size, options.workers, options.shard_size)
@@ -98,6 +103,18 @@ def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) ->
                        "command to resume", terminated=isinstance(stop, Terminated))
 
 
+def _weights_identity(plan: Plan, net) -> str:
+    """The weights part of a run's identity: the checkpoint's sha256 (with ``:raw`` when a file's
+    EMA weights were passed over), seeded random weights, or for a model you brought the hash
+    of its state dict (the same weights reuse the store, changed weights never pass for old)."""
+    if plan.model.external is not None:
+        return f"state-dict-sha256-{net.weights_hash}"
+    if not plan.model.checkpoint:
+        return f"random-init-seed-{plan.model.seed}"
+    raw = getattr(net, "has_ema", False) and not plan.model.ema
+    return net.checkpoint_sha256 + (":raw" if raw else "")
+
+
 def run_identity(plan: Plan, net, precision: str, device) -> dict:
     """What determines the numbers of a run: its key in the store (the suite is not part of
     it, so cells shared by suites, such as the clean cell, are computed once)."""
@@ -105,10 +122,12 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
     return {
         "version": IDENTITY_VERSION,
         "arch": plan.model.arch,
-        "weights": net.checkpoint_sha256 if plan.model.checkpoint else f"random-init-seed-{plan.model.seed}",
+        "weights": _weights_identity(plan, net),
         # an override equal to the model's own matrix function is the same run as none
         **plan.model.matrix_identity(),
-        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std)],
+        # bilinear (every CNN's) is left out, so that runs stored before it was recorded stay found
+        "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
+                       *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         "data": plan.images.fingerprint(),
         "seed": plan.options.seed,
         "precision": precision,
@@ -188,11 +207,17 @@ def renormalized(plan: Plan, report: Report, baseline: str) -> Report:
     return dataclasses.replace(rebuilt, computed=report.computed)
 
 
-def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> Report | RankResult:
+def evaluate(model: str | torch.nn.Module, *, name: str | None = None,
+             progress: ProgressHook | None = None, **kwargs) -> Report | RankResult:
     """Evaluate ``model`` on a suite; finished shards in the store are reused.
 
     Args:
-        model: a model of benchmarks.yaml or a registry architecture name.
+        model: a model of benchmarks.yaml, a registry architecture name,
+            ``torchvision:<name>``, ``package.module:callable``, or any ``nn.Module`` that maps
+            ImageNet-normalized (B, 3, H, W) images to (B, classes) logits (its runs are
+            identified by the hash of its state dict; it is put in eval mode and moved to
+            the device).
+        name: the name reports show (for a module: default its class name).
         progress: receives progress events (the CLI draws bars from them).
         **kwargs: the fields of :class:`~robustbench_gcp.pipeline.planning.EvalOptions` and the
             suites' flags (``corruptions=``, ``severities=``, ``attacks=`` ...).
@@ -208,10 +233,12 @@ def evaluate(model: str, *, progress: ProgressHook | None = None, **kwargs) -> R
         >>> report = evaluate("resnet50-gap", checkpoint="resnet50-0676ba61.pth",
         ...                   suite="imagenet-c", data="/data/imagenet/val", limit=1000)  # doctest: +SKIP
         >>> report.sections["metrics"]["mCE"]                                            # doctest: +SKIP
+        >>> evaluate(my_net, name="my-gcp", suite="imagenet-c", data="/data/imagenet/val",
+        ...          preprocess={"input_size": 224, "resize_size": 256})               # doctest: +SKIP
     """
     from robustbench_gcp.pipeline.planning import plan
 
-    return run(plan(model, **kwargs), progress)
+    return run(plan(model, name=name, **kwargs), progress)
 
 
 __all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "run_all",

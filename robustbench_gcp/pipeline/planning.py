@@ -48,6 +48,8 @@ class EvalOptions:
     label: str | None = None  # name shown in reports (default: the model name)
     sqrt: str | None = None
     ns_iters: int | None = None
+    ema: bool = True  # a training file's EMA weights (state_dict_ema) when it has them
+    preprocess: Any = None  # a model you bring: PreprocessConfig or dict (default ImageNet's)
     suite: str = "clean"
     data: str | Path | None = None
     labels: str | Path | None = None
@@ -134,11 +136,14 @@ class Plan:
         return dataclasses.replace(self, options=dataclasses.replace(self.options, baseline=name))
 
 
-def plan(model: str, **kwargs) -> Plan:
+def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> Plan:
     """Check and select an evaluation of ``model``; nothing is computed.
 
     Args:
-        model: a model of benchmarks.yaml or a registry architecture name.
+        model: a model of benchmarks.yaml, a registry architecture name,
+            ``torchvision:<name>``, ``package.module:callable``, or an ``nn.Module`` (which
+            gets the attributes the engine reads, and is moved to the device).
+        name: the name reports show (the label; for a module, default its class name).
         **kwargs: the fields of :class:`EvalOptions`, and the suites' flags
             (``corruptions=``, ``severities=``, ``attacks=``, ...).
 
@@ -146,14 +151,20 @@ def plan(model: str, **kwargs) -> Plan:
         ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
         TypeError: an unknown keyword.
     """
+    if name is not None:
+        kwargs["label"] = name
     return plan_options(model, EvalOptions.of(**kwargs))
 
 
-def plan_options(model: str, options: EvalOptions) -> Plan:
+def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     """:func:`plan` with the options already gathered."""
     options.validate()
     config = options.config if isinstance(options.config, Config) else load_config(options.config)
-    model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
+    module = None
+    if not isinstance(model, str):
+        module, model = model, options.label or type(model).__name__
+    else:
+        model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
     spec = config.suite(options.suite)
     suite = get_suite(spec.kind)
     selection = suite.select(spec, check_flags(spec, options.flags))
@@ -165,7 +176,8 @@ def plan_options(model: str, options: EvalOptions) -> Plan:
     device = resolve_device(options.device)
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
-                          ns_iters=options.ns_iters, seed=options.seed)
+                          ns_iters=options.ns_iters, seed=options.seed, ema=options.ema, module=module,
+                          preprocess=options.preprocess)
     images = everything.limit(options.limit)
     check_classes(images, check_weights(choice), choice.label)
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config)

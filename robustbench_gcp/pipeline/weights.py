@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,14 @@ from torch import nn
 from robustbench_gcp.config import Config, ModelSpec
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.fetch import resolve_checkpoint
+from robustbench_gcp.models.external import (
+    ExternalSource,
+    external_source,
+    is_external,
+    load_external,
+    module_source,
+)
+from robustbench_gcp.models.resnet import PreprocessConfig
 
 
 class MissingCheckpointError(ConfigError):
@@ -45,11 +54,14 @@ class ModelChoice:
 
     Attributes:
         spec: the architecture and the weights' origin (benchmarks.yaml's entry, with the
-            command-line flags applied).
+            command-line flags applied). For a model outside the registry, ``arch`` is what
+            the user wrote (``torchvision:resnet18``, ``pkg.mod:fn``, ``module:<name>``).
         label: the name reports show (``--label``; default: the model's name).
         checkpoint: the local checkpoint file, or None for seeded random weights.
         sqrt, ns_iters: matrix-function overrides (None: the model's own).
         seed: seeds random weights (used only without a checkpoint).
+        ema: take a training file's EMA weights (``state_dict_ema``) when it has them.
+        external: how to build a model outside the registry (None for registry models).
     """
 
     spec: ModelSpec
@@ -58,6 +70,8 @@ class ModelChoice:
     sqrt: str | None = None
     ns_iters: int | None = None
     seed: int = 0
+    ema: bool = True
+    external: ExternalSource | None = None
 
     @property
     def arch(self) -> str:
@@ -69,6 +83,8 @@ class ModelChoice:
         from robustbench_gcp.models import model_info
         from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
 
+        if self.external is not None:
+            return {"sqrt": None, "ns_iters": None}
         own = HEADS[model_info(self.arch).head].sqrt
         sqrt, ns_iters = self.sqrt, self.ns_iters
         if sqrt == own:
@@ -82,6 +98,8 @@ class ModelChoice:
         from robustbench_gcp.models import model_info
         from robustbench_gcp.models.heads import HEADS
 
+        if self.external is not None:
+            return None
         return self.sqrt or HEADS[model_info(self.arch).head].sqrt
 
 
@@ -96,7 +114,7 @@ def model_spec(config: Config, name: str, checkpoint: str | None = None,
 
     if name in config.models:
         spec = config.models[name]
-    elif name in list_models():
+    elif name in list_models() or is_external(name):
         spec = ModelSpec(name=name, arch=name)
     else:
         raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())))
@@ -118,32 +136,54 @@ def choose_model(
     sqrt: str | None = None,
     ns_iters: int | None = None,
     seed: int = 0,
+    ema: bool = True,
+    module: nn.Module | None = None,
+    preprocess: PreprocessConfig | Mapping | None = None,
 ) -> ModelChoice:
     """Check a model and locate its weights; nothing is loaded.
+
+    ``name`` is a model of benchmarks.yaml, a registry architecture, ``torchvision:<name>`` or
+    ``package.module:callable``; with ``module`` (an ``nn.Module`` object), ``name`` labels it.
+    ``preprocess`` applies to models outside the registry only.
 
     Raises:
         UnknownNameError: unknown model or square root.
         ConfigError: ``random_weights`` with ``checkpoint``; an override the architecture does
-            not take.
+            not take; a user's module that cannot be imported.
         MissingCheckpointError: a model without weights, and no ``random_weights``.
         CheckpointError: the checkpoint file is missing (or its download failed).
     """
     from robustbench_gcp.models import model_info
     from robustbench_gcp.models.heads import resolve_sqrt
 
-    spec = model_spec(config, name, checkpoint, sha256)
-    resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch)
+    external = None
+    if module is not None:
+        external = module_source(module, name, preprocess)
+        spec = dataclasses.replace(model_spec(config, external.ref, checkpoint, sha256), name=name)
+    else:
+        spec = model_spec(config, name, checkpoint, sha256)
+        if is_external(spec.arch):
+            external = external_source(spec.arch, preprocess)
+    if preprocess is not None and external is None:
+        raise ConfigError(f"`preprocess` applies to models you bring; {spec.arch} has its own")
+    if external is not None:
+        if sqrt is not None or ns_iters is not None:
+            raise ConfigError(f"`--sqrt` / `--ns-iters` apply to the registry's GCP models, not to "
+                              f"{external.ref}")
+    else:
+        resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch)
+    needs_weights = external is None or external.random_init
     if random_weights:
         if checkpoint is not None:
             raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
         spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
-    elif spec.checkpoint is None:
+    elif spec.checkpoint is None and needs_weights:
         raise MissingCheckpointError(label or spec.name, name)
     path = None
     if spec.checkpoint is not None:
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
                                   configured=checkpoint is None)
-    return ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed)
+    return ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external)
 
 
 def check_weights(choice: ModelChoice) -> int:
@@ -151,9 +191,15 @@ def check_weights(choice: ModelChoice) -> int:
     strictly (names, shapes, sha256) without building its weights. Each file is read once per
     process (several plans of one comparison share the check).
 
+    A model outside the registry is built (on the CPU) and, with its weights, run on two
+    black images: its number of classes is the width of its output.
+
     Raises:
         CheckpointError: the file is unreadable or does not fit the architecture.
+        ConfigError: a user's module cannot be built, or its output is not (batch, classes).
     """
+    if choice.external is not None:
+        return load_chosen(choice, "cpu").num_classes
     if choice.checkpoint is None:
         from robustbench_gcp.models import model_info
 
@@ -178,5 +224,8 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(choice.seed)
+        if choice.external is not None:
+            return load_external(choice.external, choice.label, choice.checkpoint,
+                                 sha256=choice.spec.sha256, device=device)
         return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
-                          sqrt=choice.sqrt, ns_iters=choice.ns_iters)
+                          sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema)

@@ -100,11 +100,24 @@ class Flag:
 @dataclass(frozen=True)
 class TaskInputs:
     """What a suite's tasks are made from besides its selection: the clean images (None when
-    only released files are given) and the model's input facts."""
+    only released files are given) and the model's input facts.
+
+    ``clean`` is preprocessed as the model's own evaluation does (the clean cell, attacks);
+    ``protocol`` is the same images as ImageNet-C / -P make their base images (PIL bilinear
+    resize), for the corruptions and perturbations generated from them. It is None (read:
+    ``clean``) where the two agree, as for every CNN; :attr:`corruption_base` resolves it.
+    """
 
     clean: ImageSource | None
     num_classes: int
     crop_size: int
+    protocol: ImageSource | None = None
+
+    @property
+    def corruption_base(self) -> ImageSource | None:
+        """The images corruptions and perturbations are generated from: ``protocol``, else
+        ``clean``."""
+        return self.protocol if self.protocol is not None else self.clean
 
 
 @dataclass(frozen=True)

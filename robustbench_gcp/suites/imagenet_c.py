@@ -245,7 +245,8 @@ class ImageNetCSuite(LevelledSuite):
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
         """The clean cell (when clean data is given), then every (corruption, severity) in
-        report order."""
+        report order; generated corruptions start from the protocol's base images
+        (``inputs.corruption_base``), the clean cell from the model's own preprocessing."""
         tasks = super().tasks(selection, inputs)
         for corruption in selection.corruptions:
             for severity in selection.severities:
@@ -257,7 +258,7 @@ class ImageNetCSuite(LevelledSuite):
                 else:
                     variant = {"source": selection.backend, "roundtrip": selection.roundtrip}
                     tasks.append(ClassifyTask(
-                        cell_key(corruption, severity, variant), inputs.clean,
+                        cell_key(corruption, severity, variant), inputs.corruption_base,
                         Corrupt(corruption, severity, selection.backend, selection.roundtrip)))
         return tasks
 

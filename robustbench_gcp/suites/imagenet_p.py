@@ -335,9 +335,10 @@ class ImageNetPSuite(LevelledSuite):
         """
         tasks = super().tasks(selection, inputs)
         square = None
-        if inputs.clean is not None:
-            square = ImageSource(inputs.clean.root, resize_size=inputs.clean.resize_size,
-                                 crop_size=inputs.clean.resize_size)
+        base = inputs.corruption_base  # the protocol's PIL bilinear resize, whatever the model's
+        if base is not None:
+            square = ImageSource(base.root, resize_size=base.resize_size,
+                                 crop_size=base.resize_size, interpolation=base.interpolation)
         for perturbation in selection.perturbations:
             groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
                       else [tuple(selection.difficulties)])

@@ -1,0 +1,248 @@
+"""Models the registry does not know: any ``nn.Module`` a user brings.
+
+Three ways in, all ending in a plain module with the attributes the engine reads
+(``name``, ``num_classes``, ``pretrained_cfg``, ``head_type``):
+
+- ``torchvision:<name>``: any torchvision classification architecture
+  (``torchvision.models.get_model(name, weights=None)``), e.g. a GAP baseline of any family;
+- ``package.module:callable``: a callable (no arguments) that returns an ``nn.Module``;
+- a module object, from the library (``evaluate(model=net, name="my-gcp")``).
+
+A checkpoint is loaded strictly with the file's own key names: the inner dict is picked and
+``module.`` / ``_orig_mod.`` are stripped as for registry models, but nothing is renamed (a
+user's module defines its names). Weights are identified by a hash of the state dict
+(:func:`state_dict_hash`), so the same weights reuse the store and changed weights never
+pass for the old ones.
+
+Example:
+    >>> source = external_source("torchvision:resnet18")
+    >>> net = source.build()
+    >>> output_classes(net, source.preprocess.input_size, source.ref)
+    1000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.models.checkpoint import (
+    Layout,
+    StateDict,
+    check_sha256,
+    read_checkpoint,
+    select_state_dict,
+    strip_wrappers,
+)
+from robustbench_gcp.models.resnet import PreprocessConfig
+
+__all__ = ["ExternalSource", "external_source", "is_external", "load_external", "module_source",
+           "output_classes", "preprocess_config", "state_dict_hash"]
+
+TORCHVISION = "torchvision:"
+#: how a user's checkpoint is read: the file's own names (see the module docstring)
+AS_SAVED = Layout("as-saved", "the module's own key names (a model you brought: nothing renamed)", ())
+
+
+def is_external(name: str) -> bool:
+    """Whether ``name`` refers to a model outside the registry (``x:y``)."""
+    return ":" in name
+
+
+@dataclass(frozen=True)
+class ExternalSource:
+    """How to build a model the registry does not know.
+
+    Attributes:
+        ref: what the user wrote (``torchvision:resnet18``, ``my_pkg.nets:gcp_net``), or
+            ``module:<name>`` for a module object; the ``arch`` of its runs.
+        build: makes the module (random or the callable's own weights).
+        preprocess: resize, crop and normalization (ImageNet's unless given).
+        random_init: whether ``build`` gives random weights (torchvision architectures):
+            then, as for registry models, a checkpoint or ``--random-weights`` is needed.
+    """
+
+    ref: str
+    build: Callable[[], nn.Module] = field(compare=False)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    random_init: bool = False
+
+
+def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
+                      model: nn.Module | None = None) -> PreprocessConfig:
+    """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
+    ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
+    ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, else ImageNet's.
+
+    Raises:
+        ConfigError: an unknown key or a bad value.
+    """
+    if isinstance(given, PreprocessConfig):
+        return given
+    if given is None:
+        own = getattr(model, "pretrained_cfg", None)
+        return own if isinstance(own, PreprocessConfig) else PreprocessConfig()
+    known = {f.name for f in fields(PreprocessConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"`preprocess` has unknown keys {unknown}; expected some of {sorted(known)}")
+    values = dict(given)
+    for key in ("mean", "std"):
+        if key in values:
+            values[key] = tuple(float(v) for v in values[key])
+            if len(values[key]) != 3:
+                raise ConfigError(f"`preprocess['{key}']` should hold 3 numbers (R, G, B)")
+    config = PreprocessConfig(**values)
+    from robustbench_gcp.data.loader import INTERPOLATIONS
+
+    if config.interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"`preprocess['interpolation']` should be one of {', '.join(INTERPOLATIONS)}. "
+                          f"Got {config.interpolation!r}")
+    if config.resize_size < config.input_size or config.input_size < 32:
+        raise ConfigError(f"`preprocess`: input_size {config.input_size} should be >= 32 and "
+                          f"<= resize_size {config.resize_size}")
+    return config
+
+
+def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
+    """Resolve ``torchvision:<name>`` or ``package.module:callable`` (imported now; nothing built).
+
+    Raises:
+        UnknownNameError: not a torchvision classification architecture.
+        ConfigError: the module cannot be imported, or has no such callable.
+    """
+    if ref.startswith(TORCHVISION):
+        import torchvision
+
+        name = ref.removeprefix(TORCHVISION)
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            raise UnknownNameError("torchvision classification model", name, available)
+        return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None),
+                              preprocess_config(preprocess), random_init=True)
+    module_name, _, attribute = ref.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - any import failure is the user's module's
+        raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
+                          f"{type(error).__name__}: {error}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+    if target is None:
+        raise ConfigError(f"`--model {ref}`: module '{module_name}' ({module.__file__}) has no "
+                          f"'{attribute}'")
+    if not callable(target):
+        raise ConfigError(f"`--model {ref}`: '{attribute}' is a {type(target).__name__}, not a "
+                          "callable that returns an nn.Module")
+
+    def build() -> nn.Module:
+        try:
+            made = target()
+        except Exception as error:  # noqa: BLE001 - the user's code failed: say where
+            raise ConfigError(f"`--model {ref}`: {attribute}() raised {type(error).__name__}: "
+                              f"{error}") from None
+        if not isinstance(made, nn.Module):
+            raise ConfigError(f"`--model {ref}`: {attribute}() returned a {type(made).__name__}, "
+                              "not a torch.nn.Module")
+        return made
+
+    return ExternalSource(ref, build, preprocess_config(preprocess))
+
+
+def module_source(module: nn.Module, name: str,
+                  preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
+    """A module object as a model source (the library's ``evaluate(model=net, name=...)``)."""
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"`model` should be a model name or a torch.nn.Module. Got a "
+                          f"{type(module).__name__}")
+    return ExternalSource(f"module:{name}", lambda: module, preprocess_config(preprocess, module))
+
+
+def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
+    """The number of classes of ``model``: the width of its output for a batch of 2 black images
+    (``model`` is put in eval mode).
+
+    Raises:
+        ConfigError: the output is not a (batch, classes) tensor of logits.
+    """
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    probe = torch.zeros(2, 3, input_size, input_size, device=device)
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    except Exception as error:  # noqa: BLE001 - the user's forward failed
+        raise ConfigError(f"`--model {ref}`: the forward pass of a (2, 3, {input_size}, {input_size}) "
+                          f"batch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}") \
+            from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"`--model {ref}`: the output for a (2, 3, {input_size}, {input_size}) batch "
+                          f"is {shape}, not (batch, classes) logits")
+    return int(out.shape[1])
+
+
+def read_as_saved(path: str | Path, sha256: str | None = None) -> StateDict:
+    """A checkpoint's state dict with the file's own names (inner dict picked, wrappers stripped).
+
+    Raises:
+        CheckpointError: unreadable file, hash mismatch, no state dict.
+    """
+    obj = read_checkpoint(path)
+    path = Path(path)
+    digest = check_sha256(path, sha256) if sha256 is not None else None
+    tensors, container = select_state_dict(obj)
+    tensors, stripped = strip_wrappers(tensors)
+    return StateDict(tensors, path, digest, AS_SAVED, container, stripped, {})
+
+
+def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
+                  sha256: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """Build ``source``'s module, load ``checkpoint`` strictly into it, give it the engine's
+    attributes, and return it in eval mode on ``device``.
+
+    Attributes set: ``name`` (``label``), ``num_classes`` (from a forward pass), ``pretrained_cfg``,
+    ``head_type`` (``"external"`` unless the module has its own), ``reduction_dim`` (None unless
+    its own), ``weights_hash`` (:func:`state_dict_hash`) and ``checkpoint_sha256`` (None: the
+    weights hash identifies them).
+
+    Raises:
+        ConfigError: the module cannot be built, or its output is not (batch, classes).
+        CheckpointError: the file does not fit the module (names, shapes), or holds NaN / inf.
+    """
+    from robustbench_gcp.models.loading import load_strict
+
+    model = source.build()
+    model.name = source.ref  # named in a load error
+    if checkpoint is not None:
+        load_strict(model, read_as_saved(checkpoint, sha256))
+    model = model.to(device)
+    model.num_classes = output_classes(model, source.preprocess.input_size, source.ref)
+    model.name = label
+    model.pretrained_cfg = source.preprocess
+    model.head_type = getattr(model, "head_type", "external")
+    model.reduction_dim = getattr(model, "reduction_dim", None)
+    model.weights_hash = state_dict_hash(model)
+    model.checkpoint_sha256 = None
+    return model.eval()
+
+
+def state_dict_hash(model: nn.Module) -> str:
+    """SHA-256 of a module's state dict: names, dtypes, shapes and values, in key order."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}\t{value.dtype}\t{tuple(value.shape)}\n".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

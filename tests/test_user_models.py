@@ -1,0 +1,201 @@
+"""Any model a user brings: ``--model package.module:callable``, ``--model torchvision:<name>``,
+and ``evaluate(model=<nn.Module>)``, through the same store and reports as registry models."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import textwrap
+
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+
+from robustbench_gcp import evaluate
+from robustbench_gcp.cli import main
+from robustbench_gcp.store import Store
+
+USER_MODULE = '''
+import torch
+import torchvision
+
+
+def resnet18_like():
+    """A user's callable: a GAP ResNet-18 (its weights come from --checkpoint)."""
+    return torchvision.models.resnet18()
+
+
+def two_classes():
+    return torchvision.models.resnet18(num_classes=2)
+
+
+def not_a_module():
+    return "resnet18"
+
+
+def flat_output():
+    return torch.nn.Sequential(torch.nn.Flatten(0))
+
+
+def broken():
+    raise RuntimeError("no GPU here")
+
+
+NOT_CALLABLE = 3
+'''
+
+
+@pytest.fixture
+def user_package(tmp_path, monkeypatch):
+    """A module ``usernets_<id>`` in a temporary folder on sys.path."""
+    name = f"usernets_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
+    # (not monkeypatch.syspath_prepend: it trips over a pkg_resources namespace stub some
+    # dependency leaves in sys.modules)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    yield name
+    sys.modules.pop(name, None)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def eval_json(model, image_folder, store, *extra):
+    result = run("eval", "--model", model, "--data", image_folder, "--store", store, "--workers", 0,
+                 "--batch-size", 6, "--suite", "imagenet-c", "--corruptions", "contrast",
+                 "--severities", "2", "--format", "json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def cells_of(store, model):
+    with Store(store, read_only=True) as s:
+        (run_info,) = [r for r in s.runs() if r.model == model]
+        return {key: s.cell_result(cid, key, run_info.n_shards) for cid, key in s.cells(run_info.id)}
+
+
+def test_callable_and_torchvision_models_give_the_registry_models_counts(
+        user_package, image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    names = ["resnet18-gap", f"{user_package}:resnet18_like", "torchvision:resnet18"]
+    reports = [eval_json(name, image_folder, store, "--checkpoint", gap_checkpoint) for name in names]
+    assert len({json.dumps([r["clean"], r["cells"]], sort_keys=True) for r in reports}) == 1
+    assert [r["arch"] for r in reports] == names
+    reference = cells_of(store, "resnet18-gap")
+    for name in names[1:]:
+        cells = cells_of(store, name)
+        assert cells.keys() == reference.keys()
+        for key, cell in cells.items():
+            assert cell.counts == reference[key].counts
+            assert (cell.correct == reference[key].correct).all()
+    # the same weights again: nothing is computed
+    again = eval_json(names[1], image_folder, store, "--checkpoint", gap_checkpoint)
+    assert again["computed"]["computed"] == 0
+
+
+def test_two_weight_files_under_one_name_are_two_runs(user_package, image_folder, gap_checkpoint,
+                                                      tmp_path):
+    other = tmp_path / "other.pth"
+    state = torch.load(gap_checkpoint, weights_only=True)
+    state["fc.bias"] = state["fc.bias"] + 1.0
+    torch.save(state, other)
+    store = tmp_path / "s.db"
+    model = f"{user_package}:resnet18_like"
+    first = eval_json(model, image_folder, store, "--checkpoint", gap_checkpoint)
+    second = eval_json(model, image_folder, store, "--checkpoint", other)
+    assert first["run"] != second["run"]
+    assert second["computed"]["computed"] > 0
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE arch = ?", (model,)).fetchone()[0] == 2
+
+
+def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    common = dict(data=image_folder, store=store, suite="imagenet-c", corruptions="contrast",
+                  severities=[2], batch_size=6)
+    registry = evaluate("resnet18-gap", checkpoint=str(gap_checkpoint), **common)
+    net = torchvision.models.resnet18()
+    net.load_state_dict(torch.load(gap_checkpoint, weights_only=True))
+    mine = evaluate(net, name="my-gap", **common)
+    assert mine.model == "my-gap" and mine.arch == "module:my-gap"
+    assert mine.sections["clean"] == registry.sections["clean"]
+    assert mine.sections["cells"] == registry.sections["cells"]
+    assert evaluate(net, name="my-gap", **common).computed["computed"] == 0  # same weights: reused
+    with torch.no_grad():
+        net.fc.bias.add_(1.0)
+    changed = evaluate(net, name="my-gap", **common)
+    assert changed.run != mine.run and changed.computed["computed"] > 0
+    # preprocessing can be given: another crop is another run
+    cropped = evaluate(net, name="my-gap", preprocess={"input_size": 192, "resize_size": 220}, **common)
+    assert cropped.run != changed.run
+
+
+def error_of(*args) -> str:
+    result = run("eval", *args)
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    return line
+
+
+@pytest.mark.parametrize("attribute, message", [
+    ("missing", r"module '{module}' \(.*\) has no 'missing'"),
+    ("NOT_CALLABLE", r"'NOT_CALLABLE' is a int, not a callable that returns an nn.Module"),
+    ("not_a_module", r"not_a_module\(\) returned a str, not a torch.nn.Module"),
+    ("broken", r"broken\(\) raised RuntimeError: no GPU here"),
+    ("flat_output", r"the forward pass of a \(2, 3, 224, 224\) batch|is \(.*\), not \(batch, classes\)"),
+])
+def test_errors_of_a_users_module_are_one_line_before_compute(user_package, image_folder, tmp_path,
+                                                               attribute, message):
+    import re
+
+    store = tmp_path / "s.db"
+    line = error_of("--model", f"{user_package}:{attribute}", "--data", image_folder, "--store", store)
+    assert re.search(message.format(module=user_package), line), line
+    assert not store.exists()
+
+
+def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    data = ["--data", image_folder, "--store", store]
+    assert "cannot import module 'no_such_pkg_xyz.nets': ModuleNotFoundError" in error_of(
+        "--model", "no_such_pkg_xyz.nets:build", *data)
+    assert "unknown torchvision classification model 'resnet181'" in error_of(
+        "--model", "torchvision:resnet181", "--random-weights", *data)
+    # the data's class index 3 (and more) against a 2-class model
+    assert "but model" in error_of("--model", f"{user_package}:two_classes", *data)
+    assert "has no checkpoint" in error_of("--model", "torchvision:resnet18", *data)
+    assert "apply to the registry's GCP models" in error_of(
+        "--model", "torchvision:resnet18", "--random-weights", "--sqrt", "eig", *data)
+    wrong = tmp_path / "wrong.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), wrong)
+    assert "does not fit torchvision:resnet18" in error_of(
+        "--model", "torchvision:resnet18", "--checkpoint", wrong, *data)
+    assert not store.exists()
+
+
+def test_compare_mixes_registry_and_user_models(user_package, image_folder, gap_checkpoint, tmp_path):
+    result = run("compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                 "--model", f"torchvision:resnet18={gap_checkpoint}",
+                 "--model", f"{user_package}:resnet18_like={gap_checkpoint}",
+                 "--data", image_folder, "--store", tmp_path / "s.db", "--workers", 0,
+                 "--resamples", 100, "--format", "json")
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    errors = {m["model"]: m["metrics"]["clean_error"]["estimate"] for m in comparison["models"]}
+    assert len(errors) == 3 and len(set(errors.values())) == 1
+
+
+def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):
+    from robustbench_gcp.errors import ConfigError
+
+    net = torchvision.models.resnet18()
+    for bad, message in (({"interpolation": "lanczos9"}, "should be one of"),
+                         ({"input_size": 300}, "should be >= 32 and <= resize_size"),
+                         ({"crop": 224}, "unknown keys")):
+        with pytest.raises(ConfigError, match=message):
+            evaluate(net, name="x", data=image_folder, store=tmp_path / "s.db", preprocess=bad)
+    assert not (tmp_path / "s.db").exists()
