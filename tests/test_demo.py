@@ -18,7 +18,8 @@ def test_demo_json_has_every_suite_for_both_models(tmp_path):
     assert [o["model"] for o in objects] == ["demo-gap", "demo-isqrt"]
     for o in objects:
         assert o["n_images"] == 20 and o["clean"]["n"] == 20
-        assert o["suites"] == ["clean", "imagenet-c", "imagenet-p", "adversarial"]
+        assert o["suites"] == ["clean", "imagenet-c", "imagenet-p", "adversarial", "landscape"]
+        assert o["landscape"]["n"] == 20 and len(o["landscape"]["per_eta"]) == 5
         assert len(o["cells"]) == 75 and len(o["per_corruption"]) == 15
         assert len(o["perturbations"]) == 10 and {a["attack"] for a in o["attacks"]} == {"fgsm", "pgd-linf"}
         metrics = o["metrics"]
@@ -29,7 +30,8 @@ def test_demo_json_has_every_suite_for_both_models(tmp_path):
     assert all(fr == 100.0 for fr in frs if fr is not None) and any(fr is not None for fr in frs)
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == ["adversarial_robust_accuracy.png", "imagenet-c_ce_per_corruption.png",
-                     "imagenet-c_error_vs_severity.png", "imagenet-p_flip_probability.png"]
+                     "imagenet-c_error_vs_severity.png", "imagenet-p_flip_probability.png",
+                     "landscape_grad_change_vs_eta.png", "landscape_loss_vs_eta.png"]
     with Image.open(out / "plots" / "imagenet-c_error_vs_severity.png") as image:
         assert image.info["Axes"] == "15"
 

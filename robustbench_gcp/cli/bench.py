@@ -16,6 +16,7 @@ from robustbench_gcp.cli import LazyGroup
         "perturbations": "robustbench_gcp.cli.bench_perturbations:bench_perturbations",
         "scaling": "robustbench_gcp.cli.bench_scaling:bench_scaling",
         "attack": "robustbench_gcp.cli.bench_attack:bench_attack",
+        "landscape": "robustbench_gcp.cli.bench_landscape:bench_landscape",
     },
 )
 def bench() -> None:

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import bench_model_options, json_option
 
 
 @click.command("attack")
-@click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml.")
-@click.option("--checkpoint", default=None, help="Weights (default: the model's in benchmarks.yaml).")
-@click.option("--random-weights", is_flag=True,
-              help="Use the registry architecture with seeded random weights (no checkpoint needed).")
-@device_option
+@bench_model_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per attack batch (both paths).")
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,

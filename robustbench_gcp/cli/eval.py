@@ -30,7 +30,8 @@ from robustbench_gcp.cli.options import (
 @format_option
 @output_option
 def eval_cmd(model, fmt, output, workers, **options) -> None:
-    """Evaluate a model on a suite (clean, imagenet-c, imagenet-p, adversarial) and print its report.
+    """Evaluate a model on a suite (clean, imagenet-c, imagenet-p, adversarial, landscape) and print
+    its report.
 
     Images are decoded and preprocessed (resize 256, center crop 224) on CPU
     workers; corruptions run on the device; counts are committed to the store

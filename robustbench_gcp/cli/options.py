@@ -231,3 +231,13 @@ def statistics_options(func):
     func = click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
                         metavar="DIR", help="Also write PNG figures into DIR.")(func)
     return func
+
+
+#: the model of a `bench` command that runs one (attack, landscape), with its weights and device
+bench_model_options = _compose(
+    click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
+    click.option("--checkpoint", default=None, help="Weights (default: the model's in benchmarks.yaml)."),
+    click.option("--random-weights", is_flag=True,
+                 help="Use the registry architecture with seeded random weights (no checkpoint needed)."),
+    device_option,
+)

@@ -4,8 +4,9 @@ The data is generated from the photographs that ship inside scikit-image
 (:mod:`robustbench_gcp.data.demo_images`); the models, a GAP and an iSQRT-COV ResNet
 trained on it by ``scripts/train_demo.py``, are committed to the package and listed (with
 their sha256) in benchmarks.yaml. The demo runs clean, ImageNet-C (15 corruptions x 5
-severities), ImageNet-P (the 10 test perturbations) and a short adversarial suite on both,
-and compares them. Every job is planned (checked) before the first one runs.
+severities), ImageNet-P (the 10 test perturbations), a short adversarial suite and the loss
+landscape at the stem on both, and compares them. Every job is planned (checked) before the
+first one runs.
 
 Suites normalized by a stored run (ImageNet-P flip rates) are normalized by the GAP demo
 model (stored as the baseline ``demo-gap``): AlexNet, the literature's baseline, was never
@@ -32,6 +33,8 @@ DEMO_SUITES = (
     ("imagenet-c", {}),
     ("imagenet-p", {}),
     ("adversarial", {"attacks": "fgsm,pgd-linf", "steps": 5}),
+    # the paper's per-image steps at the stem, 5 of them instead of 50
+    ("landscape", {"etas": "0.1/256:75/256:5"}),
 )
 
 

@@ -14,7 +14,9 @@ Headline metrics per suite kind:
 - imagenet-c: clean error, mCE, relative mCE (percent, baseline = 100);
 - imagenet-p: mFR and mT5D when a baseline is stored, else the mean flip
   probability and mean top-5 distance over the test perturbations;
-- adversarial: clean accuracy and robust accuracy at every (attack, epsilon).
+- adversarial: clean accuracy and robust accuracy at every (attack, epsilon);
+- landscape: clean error, and per landscape cell the means of the per-image loss, loss
+  band, largest gradient change, beta-smoothness and gradient norm.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from robustbench_gcp.suites import clean as _clean  # noqa: F401  (registers the
 from robustbench_gcp.suites import imagenet_c as _imagenet_c  # noqa: F401
 from robustbench_gcp.suites import imagenet_p as _imagenet_p  # noqa: F401
 from robustbench_gcp.suites import adversarial as _adversarial  # noqa: F401
+from robustbench_gcp.suites import landscape as _landscape  # noqa: F401
 # isort: on
 
 from robustbench_gcp.suites.base import (

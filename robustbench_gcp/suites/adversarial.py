@@ -43,6 +43,7 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
+    exact_root_note,
     pct,
     register_suite,
 )
@@ -186,14 +187,8 @@ class AdversarialSuite(Suite):
         return AdversarialSelection(spec, attacks=attacks)
 
     def notes(self, selection: AdversarialSelection, model: Any) -> list[str]:
-        from robustbench_gcp.models.matrix import EXACT_SQRT_METHODS
-
-        root = model.root()
-        if root not in EXACT_SQRT_METHODS:
-            return []
-        return [f"this model's matrix square root is exact ({root}): its gradient has 1/(s_i + s_j) terms "
-                "that are ill-conditioned for small or repeated eigenvalues (clamped here), so gradient "
-                "attacks through it can be unstable and weaker than through Newton-Schulz"]
+        return exact_root_note(model, "so gradient attacks through it can be unstable and weaker "
+                                      "than through Newton-Schulz")
 
     # -- run
     def tasks(self, selection: AdversarialSelection, inputs: TaskInputs) -> list:

@@ -1,6 +1,6 @@
 """The :class:`Suite` interface and the registry of suite kinds.
 
-A suite kind (clean, imagenet-c, imagenet-p, adversarial) is one module of this package
+A suite kind (clean, imagenet-c, imagenet-p, adversarial, landscape) is one module of this package
 holding one :class:`Suite` subclass, registered with :func:`register_suite`. The suite
 owns everything that differs between kinds, from benchmarks.yaml to the plots:
 
@@ -9,7 +9,7 @@ configuration                     :meth:`Suite.parse` (its keys of benchmarks.ya
                                   :meth:`Suite.describe` (``gcp-robust suites``)
 command-line overrides            :attr:`Suite.flags`, :meth:`Suite.select`
 checks before any compute         :meth:`Suite.check_inputs`, :meth:`Suite.check_baseline`,
-                                  :meth:`Suite.image_list`
+                                  :meth:`Suite.image_list`, :meth:`Suite.check_model`
 the cells handed to the engine    :meth:`Suite.tasks`
 the report from stored counts     :meth:`Suite.sections`, :meth:`Suite.normalizer`
                                   (:attr:`Suite.uses_baseline`, :attr:`Suite.stored_baseline`),
@@ -153,6 +153,18 @@ def clean_entry(results: Iterable[CellResult]) -> dict | None:
     return classification_entry(found[0]) if found else None
 
 
+def exact_root_note(model: Any, consequence: str) -> list[str]:
+    """The note of a gradient-based suite on a model whose matrix square root is exact (eig,
+    SVD): its gradient is ill-conditioned; ``consequence`` says what that does to the suite."""
+    from robustbench_gcp.models.matrix import EXACT_SQRT_METHODS
+
+    root = model.root()
+    if root not in EXACT_SQRT_METHODS:
+        return []
+    return [f"this model's matrix square root is exact ({root}): its gradient has 1/(s_i + s_j) terms "
+            f"that are ill-conditioned for small or repeated eigenvalues (clamped here), {consequence}"]
+
+
 def per_image_errors(result: CellResult) -> Any:
     """1.0 where the image was misclassified (top-1), per image, as float64."""
     import numpy as np
@@ -218,6 +230,10 @@ class Suite:
     def image_list(self, selection: Selection) -> ImageList | None:
         """The images of a run given only released files (None: the suite needs ``--data``)."""
         return None
+
+    def check_model(self, selection: Selection, model: Any) -> None:
+        """Raise if the selection cannot measure ``model`` (the chosen model,
+        :class:`~robustbench_gcp.pipeline.weights.ModelChoice`, not loaded), before any compute."""
 
     def notes(self, selection: Selection, model: Any) -> list[str]:
         """Notes every report of this selection carries; ``model`` is the chosen model

@@ -1,0 +1,63 @@
+"""``gcp-robust bench landscape``: the landscape suite against the naive loop, side by side.
+
+Parses the options, loads the model (:mod:`robustbench_gcp.pipeline.weights`), measures
+with :func:`robustbench_gcp.bench.landscape_speed.landscape_speed` and prints the table.
+"""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli.options import bench_model_options, json_option
+
+
+@click.command("landscape")
+@bench_model_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per batch handed to the suite (each image's perturbed copies go through "
+                   "the model in passes of their own, at most 32 copies each).")
+@click.option("--images", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images measured per path and round.")
+@click.option("--landscape-at", "at", type=click.Choice(["stem", "pixels"]), default="stem",
+              show_default=True, help="Where the landscape is measured.")
+@click.option("--etas", default=None, metavar="A:B:K",
+              help="Per-image steps (default: the suite's for --landscape-at).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Alternating rounds; the best time of each is kept.")
+@json_option
+def bench_landscape(model, checkpoint, random_weights, device, batch_size, images, at, etas, repeats,
+                    as_json) -> None:
+    """Images per second of the landscape suite (stem computed once per image, the K perturbed
+    copies of each image stacked along the batch dimension, weights frozen) and of the naive
+    loop (for each step, the full model forward from the image and backward with weight
+    gradients, one step at a time), on the same images and model; their ratio, and the
+    largest relative difference of their values (they compute the same numbers). Both
+    make K + 1 forward + backward passes per image (one for g, one per step).
+
+    The images are the embedded demo's validation images (generated in a temporary folder),
+    resized to the model's input size.
+    """
+    from robustbench_gcp.bench.landscape_speed import landscape_speed
+    from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.pipeline.weights import choose_model, load_chosen
+    from robustbench_gcp.reports.tables import Column
+    from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, LandscapeSettings, parse_etas
+
+    steps = parse_etas(etas) if etas is not None else DEFAULT_ETAS[at]
+    settings = LandscapeSettings(at, "ascent", steps)
+    dev = resolve_device(device)
+    choice = choose_model(load_config(), model, checkpoint=checkpoint, random_weights=random_weights, seed=0)
+    net = load_chosen(choice, dev)
+    if at == "stem":
+        from robustbench_gcp.models.stems import split_at_stem
+
+        split_at_stem(net)  # a model without a known stem: one line, before any compute
+    rows = landscape_speed(net, dev, settings=settings, images=images, batch_size=batch_size, repeats=repeats)
+    emit(rows, [Column("path", justify="left"), Column("passes", "passes / image"),
+                Column("images_per_s", "images/s", ".2f"), Column("seconds", "best s", ".2f"),
+                Column("ratio", "suite / naive", ".2f"), Column("max_rel_diff", "max rel. diff", ".1e")],
+         fmt="json" if as_json else "table",
+         title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "
+               f"{images} images, batch {batch_size}, {choice.label} on {dev}")

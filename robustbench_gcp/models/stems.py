@@ -1,0 +1,142 @@
+"""A model split at the output of its stem, where the GCP papers measure the loss landscape.
+
+``split_at_stem(model)`` gives two functions with ``model(x) == rest(stem(x))`` for
+ImageNet-normalized images ``x``. The stem, as in the authors' landscape code
+(ZhangLi-CS/GCP_Optimization ``landscape/``):
+
+- ResNet (the demo models and torchvision's own ResNets too): conv1, bn1, ReLU and max pool;
+- MobileNetV2: the first conv-BN-ReLU6 block (``features[0]``);
+- ShuffleNetV2: conv1 and max pool;
+- DeiT (timm) and DeiT + DropCov: the token sequence entering the first block (tokens, class
+  token and position embedding; timm's ``patch_drop`` and ``norm_pre`` are identities at
+  evaluation).
+
+Example:
+    >>> from robustbench_gcp.models import create_model
+    >>> model = create_model("demo-gap").eval()
+    >>> split = split_at_stem(model)
+    >>> x = torch.randn(1, 3, 64, 64)
+    >>> torch.allclose(split.rest(split.stem(x)), model(x))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustbench_gcp.errors import ConfigError
+
+__all__ = ["STEM_FAMILIES", "Stem", "has_stem", "split_at_stem"]
+
+#: the model families with a known stem, for messages
+STEM_FAMILIES = "resnet*, demo-*, mobilenetv2-*, shufflenetv2-*, deit-small-*, torchvision:resnet*"
+
+
+@dataclass(frozen=True)
+class Stem:
+    """``model(x) == rest(stem(x))``; ``where`` says where the split is, in words."""
+
+    stem: Callable[[torch.Tensor], torch.Tensor]
+    rest: Callable[[torch.Tensor], torch.Tensor]
+    where: str
+
+
+def _resnet(model) -> Stem:
+    def stem(x):
+        return model.maxpool(model.relu(model.bn1(model.conv1(x))))
+
+    def rest(x):
+        for name in model.stage_names:
+            x = getattr(model, name)(x)
+        return model.forward_head(x)
+
+    return Stem(stem, rest, "after conv1, bn1, ReLU and max pool")
+
+
+def _torchvision_resnet(model) -> Stem:
+    """torchvision's own ResNet (``--model torchvision:resnet50``): the same stem."""
+    def rest(x):
+        x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+        return model.fc(torch.flatten(model.avgpool(x), 1))
+
+    return Stem(_resnet(model).stem, rest, "after conv1, bn1, ReLU and max pool")
+
+
+def _mobilenetv2(model) -> Stem:
+    return Stem(lambda x: model.features[0](x),
+                lambda x: model.forward_head(model.features[1:](x)),
+                "after the first conv-BN-ReLU6 block (features[0])")
+
+
+def _shufflenetv2(model) -> Stem:
+    def rest(x):
+        return model.forward_head(model.conv5(model.stage4(model.stage3(model.stage2(x)))))
+
+    return Stem(lambda x: model.maxpool(model.conv1(x)), rest, "after conv1 and max pool")
+
+
+def _timm_vit(model) -> Stem:
+    def stem(x):
+        return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+
+    return Stem(stem, lambda x: model.forward_head(model.norm(model.blocks(x))),
+                "the token sequence entering the first block")
+
+
+def _dropcov_vit(model) -> Stem:
+    def stem(x):
+        tokens, grid = model.visual_tokens(x)
+        cls = model.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
+        return torch.cat([cls, tokens], 1) + model.position_embedding(grid).to(tokens.dtype)
+
+    def rest(x):
+        for block in model.blocks:
+            x = block(x)
+        return model.forward_head(model.norm(x))
+
+    return Stem(stem, rest, "the token sequence entering the first block")
+
+
+def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
+    import torchvision
+
+    from robustbench_gcp.models.deit import DeiTDropCov
+    from robustbench_gcp.models.mobile import MobileNetV2, ShuffleNetV2
+    from robustbench_gcp.models.resnet import ResNet
+
+    if isinstance(model, ResNet):
+        return _resnet
+    if type(model) is torchvision.models.ResNet:
+        return _torchvision_resnet
+    if isinstance(model, MobileNetV2):
+        return _mobilenetv2
+    if isinstance(model, ShuffleNetV2):
+        return _shufflenetv2
+    if isinstance(model, DeiTDropCov):
+        return _dropcov_vit
+    if all(hasattr(model, a) for a in ("patch_embed", "_pos_embed", "norm_pre", "blocks", "norm")):
+        return _timm_vit
+    return None
+
+
+def has_stem(model: nn.Module) -> bool:
+    """Whether :func:`split_at_stem` knows ``model``'s stem."""
+    return _family(model) is not None
+
+
+def split_at_stem(model: nn.Module) -> Stem:
+    """``model`` split at the output of its stem (see the module docstring).
+
+    Raises:
+        ConfigError: a model without a known stem (the message names the families that have one).
+    """
+    family = _family(model)
+    if family is None:
+        name = getattr(model, "name", None) or type(model).__name__
+        raise ConfigError(f"`--landscape-at stem`: model '{name}' has no known stem; models with one: "
+                          f"{STEM_FAMILIES}. Use --landscape-at pixels for any model")
+    return family(model)

@@ -1,0 +1,446 @@
+"""The landscape suite: loss Lipschitzness, gradient predictiveness and effective
+beta-smoothness at the stem (or the pixels) of a trained checkpoint, per image.
+
+GCP's claim (Wang et al., CVPR 2020; TPAMI 2023) is that covariance pooling makes the loss
+landscape smoother and the gradients more predictive. The measurements and their
+definitions are in :mod:`robustbench_gcp.suites.landscape_measure`; this module is the suite:
+its configuration and flags, the checks before compute, its cells (clean, and ImageNet-C
+corruptions computed on the fly), the report, the comparison design and the plots.
+
+Cells: ``landscape/clean`` and ``landscape/<corruption>/<severity>``; the variant holds the
+measurement point, the direction and the steps (``[a, b, K]``), and for corrupted cells how
+they were made, so that different settings are different cells. Stored cells are grouped into
+reports by their settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from corruptions import SEVERITIES, SUBSETS
+from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.reports.tables import Column, to_markdown
+from robustbench_gcp.stats import Design
+from robustbench_gcp.store import CellKey, CellResult, canonical_json
+from robustbench_gcp.suites.base import (
+    Flag,
+    Selection,
+    Suite,
+    SuiteSpec,
+    Table,
+    TaskInputs,
+    exact_root_note,
+    register_suite,
+    resolve_levels,
+    resolve_names,
+    variant_of,
+)
+from robustbench_gcp.suites.imagenet_c import Corrupt, ImageNetCSuite
+from robustbench_gcp.suites.imagenet_c import cell_key as imagenet_c_key
+from robustbench_gcp.suites.landscape_measure import (
+    DEFAULT_ETAS,
+    DIRECTIONS,
+    LANDSCAPE_AT,
+    Etas,
+    LandscapeSettings,
+    LandscapeTask,
+    parse_etas,
+    summaries,
+)
+
+if TYPE_CHECKING:
+    from robustbench_gcp.reports.report_type import Report
+    from robustbench_gcp.yaml_checks import Checker
+
+KIND = "landscape"
+#: the per-image quantities compared between models: key -> (header, meaning)
+STATS = {
+    "loss": ("loss", "mean L(X), the clean loss at X"),
+    "loss_band": ("loss band", "mean of max_k loss_k - min_k loss_k (loss Lipschitzness)"),
+    "grad_change_max": ("max grad change", "mean of max_k ||grad L(X_k) - g|| (smaller: more predictive)"),
+    "beta_smoothness": ("beta-smoothness", "mean of max_k change_k / (eta_k ||g||)"),
+    "grad_norm": ("grad norm", "mean ||g|| = ||grad_X L(X)||"),
+}
+#: ImageNet-C's flags the landscape suite takes too (declared once, there)
+SHARED_FLAGS = ("corruptions", "severities", "storage_roundtrip")
+
+
+@dataclass(frozen=True)
+class LandscapeSpec(SuiteSpec):
+    at: str = "stem"
+    direction: str = "ascent"
+    etas: Etas | None = None  # None: the default of `at`
+    corruptions: tuple[str, ...] = ()
+    severities: tuple[int, ...] = SEVERITIES
+    storage_roundtrip: bool = True
+
+
+@dataclass(frozen=True)
+class LandscapeSelection(Selection):
+    settings: LandscapeSettings = LandscapeSettings()
+    corruptions: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
+    roundtrip: bool = True
+
+
+def cell_key(name: str, level: str, variant: dict) -> CellKey:
+    return CellKey(KIND, name, level, canonical_json(variant))
+
+
+def settings_of(key: CellKey) -> LandscapeSettings:
+    return LandscapeSettings.of_variant(variant_of(key))
+
+
+def settings_group(key: CellKey) -> str:
+    """The report group of a landscape cell: its settings (measurement point, direction, steps)."""
+    return canonical_json(settings_of(key).variant())
+
+
+def cell_label(key: CellKey) -> str:
+    """``clean`` or ``<corruption>/<severity>``."""
+    return key.name if not key.level else f"{key.name}/{key.level}"
+
+
+def _number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def landscape_entry(result: CellResult) -> dict:
+    """The JSON object of one landscape cell, from its stored per-image values."""
+    settings = settings_of(result.key)
+    per = summaries(result.extra, settings)
+    mean = {name: _number(float(np.mean(per[name]))) for name in STATS}
+    per_eta = [{"eta": float(eta), "mean_loss": _number(float(np.mean(per["losses"][:, k]))),
+                "mean_grad_change": _number(float(np.mean(per["changes"][:, k])))}
+               for k, eta in enumerate(settings.etas.values())]
+    return {"at": settings.at, "direction": settings.direction, "n": result.n, "per_eta": per_eta, **mean}
+
+
+def _entries(report: Report) -> list[tuple[str, dict]]:
+    """(cell label, landscape object) of a report: the clean images', then every corruption's."""
+    sections = report.sections
+    out = [("clean", sections["landscape"])] if sections.get("landscape") else []
+    out += [(f"{e['corruption']}/{e['severity']}", e) for e in sections.get("landscape_cells") or []]
+    return out
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@register_suite
+class LandscapeSuite(Suite):
+    """Loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness."""
+
+    kind = KIND
+    summary = "loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness"
+    long_columns = ("eta", "mean_loss", "mean_grad_change", *STATS)
+    flags = (
+        Flag("landscape_at", "Where the landscape is measured: stem (the stem's output, as the GCP "
+             "authors; default) or pixels (the [0, 1] image).", kind="choice", choices=LANDSCAPE_AT),
+        Flag("direction", "Steps along the gradient: ascent (X + eta g, the GCP authors'; default) or "
+             "descent (X - eta g, Santurkar et al.).", kind="choice", choices=DIRECTIONS),
+        Flag("etas", "Per-image step sizes A:B:K (K steps from A to B). Default: 0.1/256:75/256:50 at "
+             "the stem (the paper's batch-mean steps over its batch of 256), 0.01:1:50 at the pixels.",
+             metavar="A:B:K"),
+        *(flag for flag in ImageNetCSuite.flags if flag.name in SHARED_FLAGS),
+    )
+
+    # -- configuration
+    def config_keys(self) -> set[str]:
+        return {"kind", "at", "direction", "etas", "corruptions", "severities", "storage_roundtrip"}
+
+    def parse(self, check: Checker, name: str, value: Mapping, where: str) -> LandscapeSpec:
+        at = check.string(value.get("at", "stem"), f"{where}.at")
+        if at not in LANDSCAPE_AT:
+            check.fail(f"{where}.at", f"should be one of {', '.join(LANDSCAPE_AT)}, got '{at}'")
+        direction = check.string(value.get("direction", "ascent"), f"{where}.direction")
+        if direction not in DIRECTIONS:
+            check.fail(f"{where}.direction", f"should be one of {', '.join(DIRECTIONS)}, got '{direction}'")
+        etas = None
+        if value.get("etas") is not None:
+            try:
+                etas = parse_etas(value["etas"], "etas")
+            except ConfigError as error:
+                check.fail(f"{where}.etas", str(error))
+        corruptions = ()
+        if value.get("corruptions") is not None:
+            corruptions = check.names(value["corruptions"], f"{where}.corruptions", SUBSETS, "corruption")
+        return LandscapeSpec(
+            name, self.kind, at=at, direction=direction, etas=etas, corruptions=corruptions,
+            severities=check.levels(value.get("severities", list(SEVERITIES)), f"{where}.severities",
+                                    SEVERITIES, "severity"),
+            storage_roundtrip=check.boolean(value.get("storage_roundtrip", True),
+                                            f"{where}.storage_roundtrip"),
+        )
+
+    def describe(self, spec: LandscapeSpec) -> tuple[str, str]:
+        etas = spec.etas or DEFAULT_ETAS[spec.at]
+        contents = f"at the {spec.at}, {spec.direction}, {etas.count} steps {etas.low:g} to {etas.high:g}"
+        if not spec.corruptions:
+            return contents + "; clean images", ""
+        levels = "severities " + ",".join(map(str, spec.severities))
+        return contents + f"; clean and {len(spec.corruptions)} corruptions", levels
+
+    def spec_json(self, spec: LandscapeSpec) -> dict:
+        etas = spec.etas or DEFAULT_ETAS[spec.at]
+        return {"at": spec.at, "direction": spec.direction, "etas": etas.as_list(),
+                "corruptions": list(spec.corruptions), "severities": list(spec.severities),
+                "storage_roundtrip": spec.storage_roundtrip}
+
+    # -- plan
+    def select(self, spec: LandscapeSpec, flags: Mapping[str, Any]) -> LandscapeSelection:
+        at = flags.get("landscape_at") or spec.at
+        direction = flags.get("direction") or spec.direction
+        if flags.get("etas") is not None:
+            etas = parse_etas(flags["etas"])
+        else:  # the suite's own steps are for its own measurement point
+            etas = spec.etas if spec.etas is not None and at == spec.at else DEFAULT_ETAS.get(at)
+        settings = LandscapeSettings(at, direction, etas or DEFAULT_ETAS["stem"])
+        corruptions = resolve_names(flags.get("corruptions"), spec.corruptions, SUBSETS, "corruption",
+                                    "--corruptions")
+        if flags.get("severities") is not None and not corruptions:
+            raise ConfigError("`--severities` chooses the severities of corrupted landscape cells: "
+                              "name the corruptions with --corruptions")
+        severities = resolve_levels(flags.get("severities"), spec.severities, "--severities", SEVERITIES)
+        roundtrip = flags.get("storage_roundtrip")
+        return LandscapeSelection(spec, settings=settings, corruptions=corruptions,
+                                  severities=severities if corruptions else (),
+                                  roundtrip=spec.storage_roundtrip if roundtrip is None else roundtrip)
+
+    def check_model(self, selection: LandscapeSelection, model: Any) -> None:
+        """``--landscape-at stem`` needs a model whose stem is known (checked on the meta device)."""
+        if selection.settings.at != "stem":
+            return
+        from robustbench_gcp.models.stems import STEM_FAMILIES, has_stem
+
+        if not has_stem(_architecture(model)):
+            raise ConfigError(f"`--landscape-at stem`: model '{model.label}' ({model.arch}) has no known "
+                              f"stem; models with one: {STEM_FAMILIES}. Use --landscape-at pixels for "
+                              "any model")
+
+    def notes(self, selection: LandscapeSelection, model: Any) -> list[str]:
+        return exact_root_note(model, "which the gradient changes and beta-smoothness measure "
+                                      "along with the landscape")
+
+    # -- run
+    def tasks(self, selection: LandscapeSelection, inputs: TaskInputs) -> list:
+        tasks = super().tasks(selection, inputs)
+        settings = selection.settings
+        if inputs.clean is not None:
+            tasks.append(LandscapeTask(cell_key("clean", "", settings.variant()), inputs.clean, settings))
+        for corruption in selection.corruptions:
+            for severity in selection.severities:
+                made = {"source": "torch", "roundtrip": selection.roundtrip}
+                # seeded as the ImageNet-C cell: the same corrupted images that suite classifies
+                token = imagenet_c_key(corruption, severity, made).label
+                key = cell_key(corruption, str(severity), {**settings.variant(), **made})
+                transform = Corrupt(corruption, severity, "torch", selection.roundtrip)
+                tasks.append(LandscapeTask(key, inputs.corruption_base, settings, transform, token))
+        return tasks
+
+    # -- reports from the store
+    def group(self, key: CellKey) -> str:
+        return settings_group(key)
+
+    def source_label(self, group: str) -> str:
+        settings = LandscapeSettings.of_variant(json.loads(group))
+        etas = settings.etas
+        return f"{settings.at}, {settings.direction}, {etas.count} etas {etas.low:g} to {etas.high:g}"
+
+    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+        """Per (corruption, severity), the cell stored last (never two ways of making it)."""
+        chosen: dict[tuple[str, str], CellResult] = {}
+        left: list[str] = []
+        for r in results:
+            where = (r.key.name, r.key.level)
+            if where in chosen:
+                left.append(cell_label(chosen[where].key))
+            chosen[where] = r
+        notes = [f"{model}: landscape cells made in several ways ({', '.join(sorted(set(left)))}): only "
+                 "the one measured last is shown"] if left else []
+        return list(chosen.values()), notes
+
+    def source_fields(self, results: Sequence[CellResult]) -> dict:
+        made = [variant_of(r.key) for r in results if self.owns(r.key) and r.key.level]
+        if not made:
+            return {"backend": None, "storage_roundtrip": None}
+        return {"backend": made[0].get("source"), "storage_roundtrip": made[0].get("roundtrip")}
+
+    def source_description(self, report: Report) -> str | None:
+        if not report.backend:  # clean images only
+            return None
+        trip = ", uint8 + JPEG q85 round trip" if report.storage_roundtrip else ""
+        return f"generated on the fly ({report.backend} backend{trip})"
+
+    def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
+        sections, notes = super().sections(results, normalizer)
+        clean, cells = None, []
+        for r in results:
+            if not self.owns(r.key) or r.extra is None:
+                continue
+            entry = landscape_entry(r)
+            if r.key.level:
+                cells.append({"corruption": r.key.name, "severity": int(r.key.level), **entry})
+            else:
+                clean = entry
+        return {**sections, "landscape": clean, "landscape_cells": cells}, notes
+
+    # -- comparisons
+    def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
+        """Clean error, and per landscape cell the per-image quantities of :data:`STATS`, whose
+        means are the metrics (``loss_band``; ``loss_band fog/3`` for a corrupted cell)."""
+        base = super().design(results, normalizer)
+        rows, values, metrics = list(base.rows), list(base.values), dict(base.metrics)
+        for r in results:
+            if not self.owns(r.key) or r.extra is None:
+                continue
+            per = summaries(r.extra, settings_of(r.key))
+            suffix = "" if not r.key.level else " " + cell_label(r.key)
+            for name in STATS:
+                row = name + suffix
+                rows.append(row)
+                values.append(per[name])
+                metrics[row] = lambda m, row=row: m[row]
+        return Design.of(rows, values, metrics, base.tests)
+
+    # -- views
+    def display(self, metric: str) -> tuple[str, float, str] | None:
+        stat, _, cell = metric.partition(" ")
+        if stat in STATS:
+            return (STATS[stat][0] + (f" {cell}" if cell else ""), 1.0, ".4g")
+        return super().display(metric)
+
+    def tables(self, report: Report) -> list[Table]:
+        entries = _entries(report)
+        if not entries:
+            return []
+        rows = [{"cell": label, "n": e["n"], **{name: e[name] for name in STATS}} for label, e in entries]
+        columns = [Column("cell", justify="left"), Column("n")]
+        columns += [Column(name, STATS[name][0], ".4g") for name in STATS]
+        first = entries[0][1]
+        steps = []
+        for label, e in entries:
+            for i, step in enumerate(e["per_eta"]):
+                steps.append({"cell": label if i == 0 else "", "eta": step["eta"],
+                              "mean_loss": step["mean_loss"], "mean_grad_change": step["mean_grad_change"]})
+        step_columns = [Column("cell", justify="left"), Column("eta", "eta", ".4g"),
+                        Column("mean_loss", "mean loss", ".4g"),
+                        Column("mean_grad_change", "mean grad change", ".4g")]
+        return [Table(f"Loss landscape at the {first['at']} ({first['direction']}): per-image means", rows,
+                      columns),
+                Table("Loss landscape: mean loss and gradient change at each step", steps, step_columns)]
+
+    def summary_rows(self, report: Report) -> list[dict]:
+        rows = super().summary_rows(report)
+        entries = _entries(report)
+        if entries:  # values of any size: 4 significant digits, as text
+            e = entries[0][1]
+            rows += [{"metric": f"landscape ({entries[0][0]}): {STATS[name][1]}", "value": _g(e[name])}
+                     for name in STATS]
+        return rows
+
+    def long_rows(self, report: Report) -> list[dict]:
+        rows = super().long_rows(report)
+        for label, e in _entries(report):
+            item = "landscape" if label == "clean" else f"landscape {label}"
+            rows.append({"item": item, "level": "all", "n": e["n"], **{name: e[name] for name in STATS}})
+            rows += [{"item": item, "level": "eta", "n": e["n"], **step} for step in e["per_eta"]]
+        return rows
+
+    def headline(self, report: Report) -> dict:
+        out = super().headline(report)
+        for label, e in _entries(report):
+            suffix = "" if label == "clean" else f" {label}"
+            out.update({name + suffix: e[name] for name in STATS})
+        return out
+
+    def detail_markdown(self, reports: Sequence[Report]) -> str | None:
+        """The clean images' landscape figures across models."""
+        rows = [{"model": r.model, **{name: r.sections["landscape"][name] for name in STATS}}
+                for r in reports if r.sections.get("landscape")]
+        if not rows:
+            return None
+        columns = [Column("model", justify="left")] + [Column(n, STATS[n][0], ".4g") for n in STATS]
+        return to_markdown(rows, columns, title="Loss landscape (clean images, per-image means)")
+
+    def plots(self):
+        return {"loss_vs_eta": loss_vs_eta, "grad_change_vs_eta": grad_change_vs_eta}
+
+
+def _architecture(model: Any):
+    """The chosen model's module without its weights: the registry's on the meta device, or a
+    model you bring as built by its source."""
+    import torch
+
+    if model.external is not None:
+        return model.external.build()
+    from robustbench_gcp.models import create_model
+
+    with torch.device("meta"):
+        return create_model(model.arch)
+
+
+def _curves(report: Report, column: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per landscape cell of a report: etas, mean, 10th and 90th percentile over images of the
+    stored ``losses`` or ``changes``."""
+    out = {}
+    for r in report.cells:
+        if r.key.kind != KIND or r.extra is None:
+            continue
+        settings = settings_of(r.key)
+        values = summaries(r.extra, settings)[column]
+        low, high = np.percentile(values, [10, 90], axis=0)
+        out[cell_label(r.key)] = (settings.etas.values(), values.mean(axis=0), low, high)
+    return out
+
+
+def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str, title: str) -> Path | None:
+    from robustbench_gcp.reports.figures import pyplot, save
+
+    curves = [(r, _curves(r, column)) for r in reports]
+    curves = [(r, c) for r, c in curves if c]
+    if not curves:
+        return None
+    first = next(e for _, e in _entries(curves[0][0]))
+    ylabel = ylabel.replace("+", "+" if first["direction"] == "ascent" else "-")
+    plt = pyplot()
+    cells = list(dict.fromkeys(label for _, c in curves for label in c))
+    cols = min(4, len(cells))
+    rows = math.ceil(len(cells) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.6, 3.4 * rows + 0.6), squeeze=False)
+    for ax, cell in zip(axes.flat, cells):
+        for i, (report, c) in enumerate(curves):  # a model keeps its colour in every panel
+            if cell not in c:
+                continue
+            etas, mean, low, high = c[cell]
+            ax.plot(etas, mean, marker="o", markersize=2.5, color=f"C{i % 10}", label=report.model)
+            ax.fill_between(etas, low, high, color=f"C{i % 10}", alpha=0.2, linewidth=0)
+        ax.set_title(cell.replace("_", " "), fontsize=10)
+        ax.set_xlabel("step size eta (per image)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(title="model (band: 10-90 % of images)", fontsize=8, title_fontsize=8)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title} (at the {first['at']}, {first['direction']})")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def loss_vs_eta(reports: Sequence[Report], path: Path) -> Path | None:
+    """Mean loss L(X + eta g) against eta, a line per model, the 10-90 % band over images shaded."""
+    return _against_eta(reports, path, "losses", "loss L(X + eta g)", "Loss along the gradient")
+
+
+def grad_change_vs_eta(reports: Sequence[Report], path: Path) -> Path | None:
+    """Mean gradient change ||grad L(X + eta g) - g|| against eta, with the 10-90 % band."""
+    return _against_eta(reports, path, "changes", "||grad L(X + eta g) - g||",
+                        "Gradient change along the gradient")

@@ -1,0 +1,319 @@
+"""Loss-landscape measurements of the landscape suite: settings, the per-image values, the task.
+
+Definitions (Wang et al., CVPR 2020, and the TPAMI 2023 extension; the authors' code prints
+them during training in ZhangLi-CS/GCP_Optimization ``landscape/``). For each image with
+label y, the model in eval mode:
+
+- ``X``: the activation at the measurement point: the output of the stem
+  (:mod:`robustbench_gcp.models.stems`; ``at="stem"``), or the [0, 1] image before
+  normalization (``at="pixels"``);
+- ``L(X)``: the cross-entropy of this image's logits against y (per image, no batch mean);
+- ``g = grad_X L(X)``;
+- step sizes ``eta_k = a + k (b - a) / (K - 1)``, k = 0..K-1 (:class:`Etas`);
+- per k: ``loss_k = L(X + s eta_k g)`` and ``change_k = ||grad_X L(X + s eta_k g) - g||_2``,
+  s = +1 (``ascent``, the authors' code) or -1 (``descent``, Santurkar et al. 2018).
+
+Per-image summaries (:func:`summaries`): the loss band ``max_k loss_k - min_k loss_k``, the
+largest gradient change ``max_k change_k``, the effective beta-smoothness
+``max over k with eta_k > 0 of change_k / (eta_k ||g||)`` (the gradient change per unit of
+distance moved, ``||X_k - X|| = eta_k ||g||``; 0 where ``g = 0``), ``||g||`` and ``L(X)``.
+
+The store keeps, per image, float32 columns (:data:`COLUMNS`): ``L(X)``, ``||g||``, the K
+losses and the K gradient changes; every summary is computed from them at report time.
+
+Speed: the stem runs once per image; only the rest of the network runs K + 1 times, on the K
+perturbed copies of each image stacked along the batch dimension (:data:`ROWS` at a time), with
+the weights frozen so that backward computes input gradients only. A pass never mixes images,
+so the stored values do not depend on the batch size (bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, finite
+from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
+from robustbench_gcp.store import CellKey, ShardResult
+
+#: where X is taken: the stem's output (as the authors' code) or the [0, 1] pixels
+LANDSCAPE_AT = ("stem", "pixels")
+#: ascent: X + eta g (the authors' code); descent: X - eta g (Santurkar et al. 2018)
+DIRECTIONS = ("ascent", "descent")
+#: the batch of the paper's steps: a batch-mean loss divides each image's gradient by it
+PAPER_BATCH = 256
+#: the paper's batch-mean step sizes (0.1 to 75 in 50 steps, landscape/ResNet/main.py)
+PAPER_ETAS = (0.1, 75.0, 50)
+
+
+@dataclass(frozen=True)
+class Etas:
+    """``K`` step sizes from ``low`` to ``high``, evenly spaced: ``eta_k = a + k (b - a) / (K - 1)``."""
+
+    low: float
+    high: float
+    count: int
+
+    def values(self) -> np.ndarray:
+        """The K step sizes, float64."""
+        k = np.arange(self.count, dtype=np.float64)
+        return self.low + k * (self.high - self.low) / (self.count - 1)
+
+    @property
+    def text(self) -> str:
+        """``a:b:K`` as ``--etas`` takes it."""
+        return f"{self.low:g}:{self.high:g}:{self.count}"
+
+    def as_list(self) -> list:
+        return [float(self.low), float(self.high), int(self.count)]
+
+
+#: the default steps per measurement point. At the stem, the paper's [0.1, 75] for a batch of
+#: 256 is [0.1/256, 75/256] per image (a batch-mean loss scales each image's gradient by 1/256);
+#: at the pixels, 0.01 to 1: the largest step moves an image by ||g|| in L2 on the [0, 1] scale,
+#: the size of the usual L2 attack budgets (0.25 to 1) for images the model is unsure of.
+DEFAULT_ETAS = {
+    "stem": Etas(PAPER_ETAS[0] / PAPER_BATCH, PAPER_ETAS[1] / PAPER_BATCH, PAPER_ETAS[2]),
+    "pixels": Etas(0.01, 1.0, 50),
+}
+
+
+def parse_etas(value: Any, flag: str = "--etas") -> Etas:
+    """``"a:b:K"`` (or ``[a, b, K]``) as :class:`Etas`, checked; a and b may be fractions
+    (``0.1/256:75/256:50``).
+
+    Raises:
+        ConfigError: not three numbers; K < 2 or not an integer; a < 0; a > b; b = 0.
+
+    Example:
+        >>> parse_etas("0.1:75:50").values()[:2]
+        array([0.1       , 1.62857143])
+        >>> parse_etas("0.1/256:75/256:50") == DEFAULT_ETAS["stem"]
+        True
+    """
+    if isinstance(value, Etas):
+        return value
+    parts = value.split(":") if isinstance(value, str) else list(value) if isinstance(value, Sequence) \
+        else None
+    def number(part: Any) -> float:  # 0.1/256 as well as 0.000390625
+        if isinstance(part, str) and "/" in part:
+            numerator, denominator = part.split("/", 1)
+            return float(numerator) / float(denominator)
+        return float(part)
+
+    try:
+        if parts is None or len(parts) != 3:
+            raise ValueError
+        low, high = number(parts[0]), number(parts[1])
+        count_value = float(parts[2])
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise ConfigError(f"`{flag}` should be A:B:K (first step, last step, number of steps) such as "
+                          f"0.0004:0.3:50. Got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"`{flag}` should hold finite step sizes. Got {value!r}")
+    if count_value != int(count_value) or count_value < 2:
+        raise ConfigError(f"`{flag}`: K (the number of steps) should be an integer >= 2. Got {parts[2]}")
+    if low < 0:
+        raise ConfigError(f"`{flag}`: the first step A should be >= 0. Got {low:g}")
+    if low > high:
+        raise ConfigError(f"`{flag}`: the first step A should be <= the last step B. Got {low:g} > {high:g}")
+    if high <= 0:
+        raise ConfigError(f"`{flag}`: the last step B should be > 0. Got {high:g}")
+    return Etas(low, high, int(count_value))
+
+
+@dataclass(frozen=True)
+class LandscapeSettings:
+    """Everything that changes a landscape cell's numbers besides the run: its variant."""
+
+    at: str = "stem"
+    direction: str = "ascent"
+    etas: Etas = DEFAULT_ETAS["stem"]
+
+    def __post_init__(self):
+        if self.at not in LANDSCAPE_AT:
+            raise UnknownNameError("landscape measurement point", self.at, LANDSCAPE_AT)
+        if self.direction not in DIRECTIONS:
+            raise UnknownNameError("landscape direction", self.direction, DIRECTIONS)
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "ascent" else -1.0
+
+    def variant(self) -> dict:
+        """The cell variant: measurement point, direction and steps ``[a, b, K]``."""
+        return {"at": self.at, "direction": self.direction, "etas": self.etas.as_list()}
+
+    @classmethod
+    def of_variant(cls, variant: Mapping) -> LandscapeSettings:
+        low, high, count = variant["etas"]
+        return cls(variant["at"], variant["direction"], Etas(float(low), float(high), int(count)))
+
+
+#: the stored per-image columns (then the K losses and the K gradient changes)
+COLUMNS = ("loss", "grad_norm")
+
+
+def summaries(extra: np.ndarray, settings: LandscapeSettings) -> dict[str, np.ndarray]:
+    """The per-image quantities (float64) of a cell's stored values ``extra`` (n, 2 + 2K).
+
+    Returns:
+        ``loss`` L(X), ``grad_norm`` ||g||, ``loss_band``, ``grad_change_max``,
+        ``beta_smoothness`` (each (n,)), and ``losses`` / ``changes`` ((n, K)).
+    """
+    values = np.asarray(extra, dtype=np.float64)
+    k = settings.etas.count
+    if values.ndim != 2 or values.shape[1] != len(COLUMNS) + 2 * k:
+        raise ValueError(f"landscape values have shape {values.shape}; expected (n, {len(COLUMNS) + 2 * k})")
+    losses, changes = values[:, 2:2 + k], values[:, 2 + k:]
+    norm = values[:, 1]
+    etas = settings.etas.values()
+    moved = etas > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = changes[:, moved] / (etas[moved][None, :] * norm[:, None])
+    beta = np.where(norm > 0, ratio.max(axis=1), 0.0)
+    return {
+        "loss": values[:, 0],
+        "grad_norm": norm,
+        "loss_band": losses.max(axis=1) - losses.min(axis=1),
+        "grad_change_max": changes.max(axis=1),
+        "beta_smoothness": beta,
+        "losses": losses,
+        "changes": changes,
+    }
+
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def measurement_split(classifier: Classifier, at: str) -> tuple[Fn, Fn]:
+    """(to X, from X to logits) of the classifier's model at ``at``: ``[0, 1]`` images -> X, and
+    X -> logits, with ``rest(to_x(x)) == model(normalize(x))``.
+
+    Raises:
+        ConfigError: ``at="stem"`` and the model has no known stem.
+    """
+    if at == "pixels":
+        return (lambda x: x), (lambda x: classifier.model(classifier.normalize(x)))
+    from robustbench_gcp.models.stems import split_at_stem
+
+    split = split_at_stem(classifier.model)
+    return (lambda x: split.stem(classifier.normalize(x))), split.rest
+
+
+def freeze(model: torch.nn.Module) -> None:
+    """No weight gradients: backward computes what the input needs only (about half its cost)."""
+    for p in model.parameters():
+        if p.requires_grad:
+            p.requires_grad_(False)
+
+
+#: perturbed copies of one image per forward + backward pass. Fixed, and each pass holds the
+#: copies of a single image, so that an image's values never depend on --batch-size or on the
+#: other images of its batch (CPU kernels round differently for other batch shapes).
+ROWS = 32
+
+
+def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, settings: LandscapeSettings,
+            *, split: tuple[Fn, Fn] | None = None) -> np.ndarray:
+    """The stored per-image landscape values of a batch.
+
+    Each image is measured on its own: X and g from a pass of that image alone, then its K steps
+    in passes of at most :data:`ROWS` rows, X itself and up to ``ROWS - 1`` steps (the stem
+    output is computed once, only the rest of the model runs per step; each change is taken
+    against the gradient at X of the same pass). The values are therefore the same for any batch size, worker
+    count or process count.
+
+    Args:
+        x: (B, 3, H, W) images in [0, 1] on the classifier's device; labels: (B,).
+        classifier: the model (eval mode), its normalization and precision.
+        settings: measurement point, direction and steps.
+        split: :func:`measurement_split` of the classifier (made here if None).
+
+    Returns:
+        (B, 2 + 2K) float32: L(X), ||g||, loss_k for each k, change_k for each k.
+
+    Raises:
+        NonFiniteError: the logits at X or at a step are NaN or infinite.
+    """
+    to_x, rest = split or measurement_split(classifier, settings.at)
+    freeze(classifier.model)
+    etas = settings.etas.values()
+    count = len(etas)
+
+    def loss_and_grad(points: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        points = points.detach().requires_grad_(True)
+        with torch.autocast(points.device.type, dtype=classifier.amp_dtype, enabled=classifier.amp):
+            logits = rest(points)
+        loss = F.cross_entropy(finite(logits.float(), amp=classifier.amp), targets, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), points)
+        return loss.detach(), grad.detach()
+
+    out = []
+    with torch.enable_grad():
+        for j in range(x.shape[0]):
+            with torch.no_grad(), torch.autocast(x.device.type, dtype=classifier.amp_dtype,
+                                                 enabled=classifier.amp):
+                base = to_x(x[j:j + 1].clone()).float()
+            label = labels[j:j + 1]
+            loss0, g = loss_and_grad(base, label)
+            # a step of 0 is X itself: its loss is L(X) and its gradient change 0, exactly
+            losses = loss0.repeat(count)
+            changes = torch.zeros(count, dtype=loss0.dtype, device=loss0.device)
+            moving = np.flatnonzero(etas != 0)
+            steps = torch.tensor(etas[moving] * settings.sign, dtype=base.dtype, device=base.device)
+            for start in range(0, len(moving), ROWS - 1):
+                # X itself rides along as row 0: the change is measured against the gradient at X
+                # computed in the same pass, so rounding cancels as the step goes to 0
+                scale = torch.cat([steps.new_zeros(1), steps[start:start + ROWS - 1]])
+                points = base + scale.view(-1, *[1] * (base.ndim - 1)) * g
+                try:
+                    loss_k, grad_k = loss_and_grad(points, label.expand(len(scale)))
+                except NonFiniteError as error:
+                    raise NonFiniteError(f"{error} at a step of up to eta = {settings.etas.high:g} "
+                                         f"from the {settings.at}: lower the last step of --etas") from None
+                where = torch.as_tensor(moving[start:start + ROWS - 1], device=losses.device)
+                losses[where] = loss_k[1:]
+                changes[where] = torch.linalg.vector_norm((grad_k[1:] - grad_k[:1]).flatten(1), dim=1)
+            norm = torch.linalg.vector_norm(g.flatten(1), dim=1)
+            out.append(torch.cat([loss0, norm, losses, changes]).float().cpu())
+    return torch.stack(out).numpy().astype(np.float32)
+
+
+#: (images in [0, 1] on the device, per-image seeds) -> transformed images
+Transform = Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LandscapeTask:
+    """The landscape of one cell: clean images, or images corrupted on the fly (``transform``,
+    seeded per image by ``seed_token``, the ImageNet-C cell's label, so that the images are
+    those the ImageNet-C suite classifies)."""
+
+    key: CellKey
+    source: ImageSource
+    settings: LandscapeSettings
+    transform: Transform | None = None
+    seed_token: str | None = None
+    keys: tuple[CellKey, ...] = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "keys", (self.key,))
+
+    def process(self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int],
+                ctx: Context) -> list[ShardResult]:
+        x = images.float().div_(255.0)
+        if self.transform is not None:
+            x = self.transform(x, ctx.seeds(self.seed_token or self.key.label, indices))
+        cache_key = ("landscape_split", self.settings.at)
+        split = ctx.cache.get(cache_key)
+        if split is None:
+            split = ctx.cache[cache_key] = measurement_split(ctx.classifier, self.settings.at)
+        values = measure(x, labels, ctx.classifier, self.settings, split=split)
+        return [ShardResult(n=len(indices), counts={}, extra=values)]

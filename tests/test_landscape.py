@@ -1,0 +1,300 @@
+"""The landscape suite: loss and gradient along the gradient, per image, at the stem or the pixels.
+
+The stored values are checked against an independent computation: a forward hook that puts
+X in at the stem (the demo ResNets' max pool), autograd, and a plain loop over images and
+steps, one image at a time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+
+from robustbench_gcp import evaluate
+from robustbench_gcp.cli import main
+from robustbench_gcp.config import load_config
+from robustbench_gcp.data.folders import scan_folder
+from robustbench_gcp.data.loader import Preprocess, iterate_batches
+from robustbench_gcp.models import load_model
+
+STEM_ETAS = "0:0.3:4"  # includes eta = 0 (skipped by beta-smoothness, change_0 = 0)
+STATS = ("loss", "loss_band", "grad_change_max", "beta_smoothness", "grad_norm")
+
+
+def landscape_eval(demo_val, store, **kwargs):
+    options = dict(suite="landscape", data=str(demo_val), class_order="sorted", store=str(store),
+                   batch_size=5, limit=10, etas=STEM_ETAS, workers=0)
+    options.update(kwargs)
+    return evaluate(options.pop("model", "demo-isqrt"), **options)
+
+
+def stored_values(report, name="clean"):
+    (cell,) = [r for r in report.cells if r.key.kind == "landscape" and r.key.name == name]
+    return cell.extra
+
+
+def demo_images(demo_val, model, limit):
+    cfg = model.pretrained_cfg
+    images = scan_folder(demo_val, class_order="sorted").limit(limit)
+    batches = iterate_batches(images.paths(), Preprocess(cfg.resize_size, cfg.input_size), batch_size=50)
+    return torch.cat([b for b, _ in batches]).float() / 255, list(images.labels), list(images.indices)
+
+
+def independent(demo_val, model_name, *, at="stem", direction="ascent", etas=(0.0, 0.1, 0.2, 0.3), limit=10,
+                sqrt=None, transform=None):
+    """Per image: L(X), ||g||, loss_k, change_k, one image and one step at a time."""
+    spec = load_config().model(model_name)
+    net = load_model(spec.arch, spec.checkpoint, sqrt=sqrt).eval()
+    cfg = net.pretrained_cfg
+    x, labels, indices = demo_images(demo_val, net, limit)
+    if transform is not None:
+        x = transform(x, indices)
+    mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1)
+    sign = 1.0 if direction == "ascent" else -1.0
+
+    def one_image(image, y):
+        def loss_and_grad(point):
+            point = point.detach().requires_grad_(True)
+            if at == "pixels":
+                logits = net((point - mean) / std)
+            else:  # the stem's output replaced by `point`
+                hook = net.maxpool.register_forward_hook(lambda module, args, out: point)
+                logits = net((image - mean) / std)
+                hook.remove()
+            loss = F.cross_entropy(logits, y)
+            (grad,) = torch.autograd.grad(loss, point)
+            return loss.item(), grad
+
+        if at == "pixels":
+            base = image.clone()
+        else:
+            seen = {}
+            hook = net.maxpool.register_forward_hook(lambda module, args, out: seen.setdefault("x", out))
+            with torch.no_grad():
+                net((image - mean) / std)
+            hook.remove()
+            base = seen["x"]
+        loss0, g = loss_and_grad(base)
+        losses, changes = [], []
+        for eta in etas:
+            loss, grad = loss_and_grad(base + sign * eta * g)
+            losses.append(loss)
+            changes.append((grad - g).norm().item())
+        return [loss0, g.norm().item(), *losses, *changes]
+
+    rows = [one_image(image[None], torch.tensor([label])) for image, label in zip(x, labels)]
+    return np.array(rows)
+
+
+def summaries_of(values, etas):
+    k = len(etas)
+    losses, changes = values[:, 2:2 + k], values[:, 2 + k:]
+    etas = np.array(etas)
+    moved = etas > 0
+    return {"loss": values[:, 0].mean(), "grad_norm": values[:, 1].mean(),
+            "loss_band": (losses.max(1) - losses.min(1)).mean(), "grad_change_max": changes.max(1).mean(),
+            "beta_smoothness": (changes[:, moved] / (etas[moved] * values[:, 1:2])).max(1).mean()}
+
+
+def assert_values_close(stored, expected, atol=1e-5):
+    """Equal up to float32 rounding; ``atol`` relative to the largest value."""
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=atol * np.abs(expected).max())
+
+
+def test_stem_ascent_equals_independent_recomputation_and_the_json_schema(demo_val, tmp_path):
+    report = landscape_eval(demo_val, tmp_path / "s.db")
+    expected = independent(demo_val, "demo-isqrt")
+    stored = stored_values(report)
+    assert stored.dtype == np.float32 and stored.shape == (10, 2 + 2 * 4)
+    assert_values_close(stored, expected)
+    assert np.all(stored[:, 2 + 4] < 1e-4 * stored[:, 1])  # change at eta = 0
+
+    data = report.to_json()
+    entry = data["landscape"]
+    assert set(entry) == {"at", "direction", "n", "per_eta", "loss", "loss_band", "grad_change_max",
+                          "beta_smoothness", "grad_norm"}
+    assert (entry["at"], entry["direction"], entry["n"]) == ("stem", "ascent", 10)
+    assert [e["eta"] for e in entry["per_eta"]] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert [set(e) for e in entry["per_eta"]] == [{"eta", "mean_loss", "mean_grad_change"}] * 4
+    assert [e["mean_loss"] for e in entry["per_eta"]] == pytest.approx(expected[:, 2:6].mean(0), rel=1e-4)
+    assert [e["mean_grad_change"] for e in entry["per_eta"]] == pytest.approx(expected[:, 6:].mean(0),
+                                                                              rel=1e-3, abs=1e-7)
+    want = summaries_of(expected, [0.0, 0.1, 0.2, 0.3])
+    for name in STATS:
+        assert entry[name] == pytest.approx(want[name], rel=1e-3), name
+    assert entry["loss_band"] > 0 and entry["grad_change_max"] > 0
+    assert data["landscape_cells"] == [] and data["clean"]["n"] == 10
+    json.dumps(data)  # plain types only
+
+
+def test_pixels_descent_equals_independent_recomputation(demo_val, tmp_path):
+    report = landscape_eval(demo_val, tmp_path / "s.db", model="demo-gap", landscape_at="pixels",
+                            direction="descent", etas="0.5:2:3", limit=6)
+    expected = independent(demo_val, "demo-gap", at="pixels", direction="descent", etas=(0.5, 1.25, 2.0),
+                           limit=6)
+    assert_values_close(stored_values(report), expected)
+    entry = report.to_json()["landscape"]
+    assert (entry["at"], entry["direction"]) == ("pixels", "descent")
+    assert entry["per_eta"][-1]["mean_loss"] < entry["loss"]  # descending lowers the loss
+
+
+def test_sqrt_eig_and_newton_schulz_each_equal_their_recomputation(demo_val, tmp_path):
+    values = {}
+    # the exact root's backward has 1/(s_i + s_j) terms: float32 rounding of a batch against a
+    # single image is amplified there, up to ~1e-3 of ||g|| in the small gradient changes
+    for sqrt, atol in (("eig", 1e-3), ("newton-schulz", 1e-5)):
+        report = landscape_eval(demo_val, tmp_path / "s.db", sqrt=sqrt, limit=6)
+        values[sqrt] = stored_values(report)
+        assert_values_close(values[sqrt], independent(demo_val, "demo-isqrt", sqrt=sqrt, limit=6), atol)
+    difference = np.abs(values["eig"] - values["newton-schulz"])
+    assert difference[:, 0].max() > 1e-3 and difference[:, 6:].max() > 1e-4  # loss, gradient changes
+
+
+def test_stored_values_do_not_depend_on_the_batch_size(demo_val, tmp_path):
+    one = stored_values(landscape_eval(demo_val, tmp_path / "a.db", batch_size=1, shard_size=4))
+    seven = stored_values(landscape_eval(demo_val, tmp_path / "b.db", batch_size=7))
+    # bit for bit: each image is measured in passes of its own copies only (landscape_measure.ROWS)
+    np.testing.assert_array_equal(one, seven)
+
+
+def test_a_corruption_cell_is_the_landscape_of_the_imagenet_c_images(demo_val, tmp_path):
+    from corruptions import corrupt, storage_roundtrip
+    from robustbench_gcp.engine.seeding import image_seeds
+
+    report = landscape_eval(demo_val, tmp_path / "s.db", corruptions="gaussian_noise", severities=[3],
+                            limit=6)
+
+    def noisy(x, indices):
+        return storage_roundtrip(corrupt(x, "gaussian_noise", 3,
+                                         seed=image_seeds(0, "imagenet-c/gaussian_noise/3", indices)))
+
+    expected = independent(demo_val, "demo-isqrt", limit=6, transform=noisy)
+    assert_values_close(stored_values(report, "gaussian_noise"), expected)
+    data = report.to_json()
+    (cell,) = data["landscape_cells"]
+    assert (cell["corruption"], cell["severity"], cell["n"]) == ("gaussian_noise", 3, 6)
+    assert cell["loss"] == pytest.approx(expected[:, 0].mean(), rel=1e-4)
+    assert data["landscape"]["n"] == 6 and data["storage_roundtrip"] is True
+
+
+def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    landscape_eval(demo_val, store, limit=4)
+    again = landscape_eval(demo_val, store, limit=4)
+    assert again.computed["computed"] == 0
+    descent = landscape_eval(demo_val, store, limit=4, direction="descent")
+    assert descent.computed["computed"] == 1  # the clean cell is shared; the landscape is new
+    listed = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
+    assert listed.exit_code == 0, listed.output
+    reports = json.loads(listed.stdout)["reports"]
+    assert sorted(r["landscape"]["direction"] for r in reports if r.get("landscape")) == ["ascent", "descent"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--etas", "0.1:0.3"), "`--etas` should be A:B:K"),
+    (("--etas", "a:b:c"), "`--etas` should be A:B:K"),
+    (("--etas", "0.1:0.3:1"), "K (the number of steps) should be an integer >= 2. Got 1"),
+    (("--etas", "0.1:0.3:2.5"), "K (the number of steps) should be an integer >= 2"),
+    (("--etas", "0.3:0.1:5"), "the first step A should be <= the last step B. Got 0.3 > 0.1"),
+    (("--etas", "-0.1:0.3:5"), "the first step A should be >= 0. Got -0.1"),
+    (("--model", "alexnet", "--random-weights"), "`--landscape-at stem`: model 'alexnet' (alexnet) has no "
+                                                  "known stem; models with one: resnet"),
+    (("--attacks", "fgsm"), "`--attacks` applies to the adversarial suite, not to 'landscape'"),
+    (("--perturbations", "translate"),
+     "`--perturbations` applies to the imagenet-p suite, not to 'landscape'"),
+    (("--severities", "3"), "`--severities` chooses the severities of corrupted landscape cells"),
+])
+def test_bad_input_is_one_line_before_any_compute(demo_val, tmp_path, args, message):
+    store = tmp_path / "s.db"
+    command = ["eval", "--suite", "landscape", "--data", str(demo_val), "--class-order", "sorted",
+               "--store", str(store)]
+    if "--model" not in args:
+        command += ["--model", "demo-gap"]
+    result = CliRunner().invoke(main, [*command, *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not store.exists()
+
+
+def test_etas_take_fractions():
+    from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, parse_etas
+
+    assert parse_etas("0.1/256:75/256:50") == DEFAULT_ETAS["stem"]
+    assert DEFAULT_ETAS["stem"].values()[[0, -1]].tolist() == [0.1 / 256, 75 / 256]
+
+
+def test_pixels_take_any_model(demo_val, tmp_path):
+    report = landscape_eval(demo_val, tmp_path / "s.db", model="alexnet", random_weights=True,
+                            landscape_at="pixels", limit=2, etas="0.01:1:2")
+    assert report.sections["landscape"]["at"] == "pixels"
+
+
+def test_compare_pairs_the_models_and_report_and_plots_come_from_the_store(demo_val, tmp_path):
+    store, plots = str(tmp_path / "s.db"), tmp_path / "plots"
+    common = ["--suite", "landscape", "--data", str(demo_val), "--class-order", "sorted", "--store", store,
+              "--limit", "20", "--etas", "0.01:0.3:3", "--workers", "0", "--resamples", "200"]
+    result = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", "demo-isqrt", *common,
+                                       "--format", "json", "--plot", str(plots)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (comparison,) = out["comparisons"]
+    gap, isqrt = comparison["models"]
+    assert set(isqrt["metrics"]) == {"clean_error", *STATS} and isqrt["paired"]
+    for name in STATS:
+        delta, own, ref = isqrt["delta"][name], isqrt["metrics"][name], gap["metrics"][name]
+        assert delta["estimate"] == pytest.approx(own["estimate"] - ref["estimate"])
+        assert delta["low"] <= delta["estimate"] <= delta["high"]
+        assert own["low"] <= own["estimate"] <= own["high"]
+    for r in out["reports"]:
+        assert r["landscape"]["n"] == 20 and len(r["landscape"]["per_eta"]) == 3
+
+    for name in ("landscape_loss_vs_eta.png", "landscape_grad_change_vs_eta.png"):
+        with Image.open(plots / name) as image:
+            assert image.info["Axes"] == "1"
+
+    stored = CliRunner().invoke(main, ["report", "--store", store, "--format", "json", "--resamples", "200"])
+    assert stored.exit_code == 0, stored.output
+    rebuilt = json.loads(stored.stdout)
+    by_model = {r["model"]: r["landscape"] for r in rebuilt["reports"] if r.get("landscape")}
+    assert by_model == {r["model"]: r["landscape"] for r in out["reports"]}
+    (again,) = rebuilt["comparisons"]
+    assert again["models"][1]["delta"]["loss_band"] == isqrt["delta"]["loss_band"]
+    table = CliRunner().invoke(main, ["report", "--store", store, "--resamples", "200"],
+                               env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "loss band" in table.stdout and "beta-smoothness" in table.stdout
+    csv = CliRunner().invoke(main, ["report", "--store", store, "--format", "csv", "--no-intervals"])
+    assert csv.exit_code == 0 and "loss_band" in csv.stdout.splitlines()[0]
+    markdown = CliRunner().invoke(main, ["report", "--store", store, "--format", "markdown",
+                                         "--resamples", "200"])
+    assert markdown.exit_code == 0 and "Loss landscape (clean images" in markdown.stdout
+
+
+def test_the_bench_command_prints_the_ratio_and_both_paths_agree():
+    result = CliRunner().invoke(main, ["bench", "landscape", "--images", "4", "--batch-size", "4",
+                                       "--etas", "0:0.3:3", "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    suite, naive = json.loads(result.stdout)
+    assert (suite["path"], naive["path"]) == ("suite", "naive") and suite["passes"] == 4
+    assert suite["ratio"] > 0 and suite["max_rel_diff"] < 1e-3
+
+
+def test_benchmarks_yaml_settings(tmp_path):
+    from robustbench_gcp.config import default_config_path
+    from robustbench_gcp.errors import ConfigError
+
+    spec = load_config().suite("landscape")
+    assert (spec.kind, spec.at, spec.direction, spec.etas, spec.corruptions) == \
+        ("landscape", "stem", "ascent", None, ())
+    text = default_config_path().read_text(encoding="utf-8")
+    path = tmp_path / "benchmarks.yaml"
+    path.write_text(text.replace("\nsuites:\n", "\nsuites:\n  mine:\n    kind: landscape\n"
+                                 "    etas: '0.5:0.1:3'\n", 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"suites\.mine\.etas"):
+        load_config(path)

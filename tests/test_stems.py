@@ -1,0 +1,54 @@
+"""Every model family splits at its stem (where the GCP papers measure the landscape) exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.models import create_model
+from robustbench_gcp.models.stems import has_stem, split_at_stem
+
+# (model, the stem's output channels or token shape at its input size)
+CASES = [("demo-isqrt", (16, 16, 16)), ("resnet18-isqrt", (64, 56, 56)),
+         ("mobilenetv2-isqrt", (32, 112, 112)), ("shufflenetv2-gap", (24, 56, 56)),
+         ("deit-small-gap", (197, 384)), ("deit-small-dropcov", (197, 384))]
+
+
+@pytest.mark.parametrize("name, shape", CASES)
+def test_rest_of_stem_is_the_model(name, shape):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    size = model.pretrained_cfg.input_size
+    x = torch.randn(2, 3, size, size)
+    split = split_at_stem(model)
+    with torch.no_grad():
+        stem = split.stem(x)
+        assert tuple(stem.shape[1:]) == shape
+        torch.testing.assert_close(split.rest(stem), model(x), rtol=0, atol=0)
+
+
+def test_the_resnet_stem_is_conv_bn_relu_maxpool():
+    model = create_model("demo-gap").eval()
+    seen = {}
+    model.maxpool.register_forward_hook(lambda module, args, out: seen.setdefault("out", out))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        torch.testing.assert_close(split_at_stem(model).stem(x), seen["out"], rtol=0, atol=0)
+
+
+def test_torchvisions_own_resnet_has_the_same_stem():
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 64, 64)
+    split = split_at_stem(model)
+    with torch.no_grad():
+        torch.testing.assert_close(split.rest(split.stem(x)), model(x), rtol=0, atol=0)
+
+
+def test_a_model_without_a_known_stem_is_named():
+    model = torchvision.models.vgg11()
+    assert not has_stem(model)
+    with pytest.raises(ConfigError, match="model 'VGG' has no known stem; models with one: resnet"):
+        split_at_stem(model)
