@@ -62,6 +62,10 @@ class NonFiniteError(GcpRobustError):
     """A model gave NaN or infinite outputs: no number computed from them is stored."""
 
 
+class DeviceMemoryError(GcpRobustError):
+    """A batch needed more memory than the device has: the message says to lower --batch-size."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return " Did you mean 'x'?" for the closest choice, else the list of choices."""
     choices = list(choices)

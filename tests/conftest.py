@@ -57,3 +57,19 @@ def demo_val(tmp_path_factory) -> Path:
 @pytest.fixture
 def store_path(tmp_path) -> Path:
     return tmp_path / "results.db"
+
+
+@pytest.fixture
+def on_sys_path(tmp_path, monkeypatch):
+    """Put ``tmp_path`` first on sys.path for the test; modules imported from it are forgotten
+    afterwards. (Not monkeypatch.syspath_prepend: it trips over the pkg_resources namespace
+    stub that a dependency leaves in sys.modules.)"""
+    import sys
+
+    before = set(sys.modules)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        module = sys.modules.get(name)
+        if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[name]

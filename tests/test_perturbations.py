@@ -559,6 +559,7 @@ def test_noise_statistics_on_mid_grey(name, difficulty, sigma):
 
 
 @cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ALL)
 def test_cuda_matches_cpu(small, name):
     gpu = perturbation_sequence(small.cuda(), name, seed=[1, 2])

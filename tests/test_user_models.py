@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import textwrap
 
 import pytest
@@ -48,15 +47,11 @@ NOT_CALLABLE = 3
 
 
 @pytest.fixture
-def user_package(tmp_path, monkeypatch):
+def user_package(tmp_path, on_sys_path):
     """A module ``usernets_<id>`` in a temporary folder on sys.path."""
     name = f"usernets_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
-    # (not monkeypatch.syspath_prepend: it trips over a pkg_resources namespace stub some
-    # dependency leaves in sys.modules)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    yield name
-    sys.modules.pop(name, None)
+    return name
 
 
 def run(*args):

@@ -16,6 +16,10 @@ machine. One module per measurement; importing this package imports none of them
 - :mod:`~robustbench_gcp.bench.head_speed`: the pooling heads (``bench heads``).
 - :mod:`~robustbench_gcp.bench.attack_speed`: the suite's PGD against a plain loop
   (``bench attack``).
+- :mod:`~robustbench_gcp.bench.landscape_speed`: the landscape suite against the naive
+  loop (``bench landscape``).
+- :mod:`~robustbench_gcp.bench.pipeline_speed`: the whole tool against the plain
+  ImageFolder + imagecorruptions + DataLoader loop, as processes (``bench pipeline``).
 - :mod:`~robustbench_gcp.bench.process_scaling`: one process against N under torchrun
   (``bench scaling``).
 """

@@ -17,6 +17,7 @@ from robustbench_gcp.cli import LazyGroup
         "scaling": "robustbench_gcp.cli.bench_scaling:bench_scaling",
         "attack": "robustbench_gcp.cli.bench_attack:bench_attack",
         "landscape": "robustbench_gcp.cli.bench_landscape:bench_landscape",
+        "pipeline": "robustbench_gcp.cli.bench_pipeline:bench_pipeline",
     },
 )
 def bench() -> None:

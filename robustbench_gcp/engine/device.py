@@ -1,4 +1,4 @@
-"""Choosing and checking the torch device."""
+"""Choosing and checking the torch device (and whether it can run ``--amp``)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,102 @@ import torch
 
 from robustbench_gcp.errors import ConfigError
 
+DEVICE_KINDS = "cpu, cuda, cuda:N, mps or auto"
 
-def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+
+def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = False) -> torch.device:
     """Turn ``auto`` / ``cpu`` / ``cuda[:N]`` / ``mps`` into an available device.
 
+    Called when a command is planned, before any model is loaded, so that a device this
+    machine lacks (or ``--amp`` where the device cannot compute in half precision) is one
+    line, not a traceback after minutes of loading.
+
+    Args:
+        spec: the ``--device`` value.
+        amp: the run uses ``--amp``: check that the device supports its dtype
+            (:func:`check_amp`).
+
     Raises:
-        ConfigError: the device does not exist on this machine.
+        ConfigError: the device does not exist on this machine, or cannot run ``--amp``.
+
+    Example:
+        >>> resolve_device("cpu", amp=True)
+        device(type='cpu')
     """
     if spec is None or str(spec) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as error:
-        raise ConfigError(f"`--device` should be cpu, cuda, cuda:N, mps or auto. Got {spec!r}") from error
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(spec)
+        except (RuntimeError, TypeError) as error:
+            raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}") from error
+        _check_present(device, spec)
+    if amp:
+        check_amp(device)
+    return device
+
+
+def _check_present(device: torch.device, spec) -> None:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"`--device {spec}`: CUDA is not available on this machine; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"`--device {spec}`: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"`--device {spec}`: MPS is not available on this machine")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"`--device` should be cpu, cuda, cuda:N, mps or auto. Got {spec!r}")
-    return device
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            have = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ConfigError(f"`--device {spec}`: this machine has {count} CUDA device"
+                              f"{'' if count == 1 else 's'} ({have})")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"`--device {spec}`: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype of ``--amp`` on ``device``: float16 on CUDA, bfloat16 elsewhere."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def check_amp(device: torch.device) -> None:
+    """``--amp`` on ``device`` is possible: autocast exists there and computes in :func:`amp_dtype`.
+
+    CPU: always (bfloat16 autocast; emulated where the processor lacks bfloat16
+    instructions: slower, same numbers). CUDA: float16, on every GPU torch supports. MPS:
+    bfloat16 needs macOS 14 or newer. A GPU is asked with a tiny matrix product in the dtype.
+
+    Raises:
+        ConfigError: ``--amp`` is not possible on ``device`` (run without it).
+    """
+    dtype = amp_dtype(device)
+    name = str(dtype).replace("torch.", "")
+    if not torch.amp.is_autocast_available(device.type):
+        raise ConfigError(f"`--amp`: this torch ({torch.__version__}) has no autocast on {device.type}; "
+                          "run without --amp")
+    if device.type == "cpu":
+        return
+    try:
+        probe = torch.ones(2, 2, dtype=dtype, device=device)
+        (probe @ probe).sum().item()
+    except (RuntimeError, TypeError) as error:
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"`--amp` on {device}: {name} is not supported here ({first}); "
+                          "run without --amp") from None
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure: ``torch.OutOfMemoryError`` (CUDA), or the
+    RuntimeError of the CPU ("can't allocate memory") and MPS ("out of memory") allocators."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def memory_message(what: str, batch_size: int, device: torch.device, error: BaseException) -> str:
+    """``<what> at batch size N needs more memory than <device> has (<first line>); lower --batch-size``."""
+    first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return (f"{what} at batch size {batch_size} needs more memory than {device} has ({first}); "
+            "lower --batch-size")
 
 
 def synchronize(device: torch.device) -> None:

@@ -3,7 +3,8 @@
 ``torchrun --nproc-per-node N $(which gcp-robust) eval ...`` runs the command
 unchanged: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
-gloo on CPU) and the work is shared out:
+gloo on CPU; ``GCP_ROBUST_DIST_BACKEND=gloo`` forces gloo, which lets several ranks
+share one GPU, e.g. to try torchrun on a one-GPU machine) and the work is shared out:
 
 1. rank 0 opens the SQLite store, drops finished (cell, shard) units and
    broadcasts the remaining *loads* (a shard of images and the cells that need it);
@@ -31,9 +32,10 @@ from collections.abc import Sequence
 
 import torch
 
-from robustbench_gcp.errors import GcpRobustError
+from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
+BACKEND_VARIABLE = "GCP_ROBUST_DIST_BACKEND"  # nccl or gloo; default: nccl on GPUs, gloo on CPU
 
 
 class RankFailure(GcpRobustError):
@@ -54,8 +56,9 @@ class Distributed:
 
     _current: Distributed | None = None
 
-    def __init__(self, rank: int, world_size: int, local_rank: int, backend: str):
+    def __init__(self, rank: int, world_size: int, local_rank: int, backend: str, gpu: int | None = None):
         self.rank, self.world_size, self.local_rank, self.backend = rank, world_size, local_rank, backend
+        self.gpu = local_rank if gpu is None else gpu  # this rank's GPU on its machine
 
     @property
     def is_main(self) -> bool:
@@ -69,20 +72,22 @@ class Distributed:
         if cls._current is None:
             import torch.distributed as dist
 
-            backend = "nccl" if device.type == "cuda" else "gloo"
+            backend = choose_backend(device)
             timeout = float(os.environ.get("GCP_ROBUST_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            gpu = None
             if device.type == "cuda":
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+                gpu = rank_gpu(local_rank, torch.cuda.device_count(), backend)
+                torch.cuda.set_device(gpu)
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
-            cls._current = Distributed(dist.get_rank(), dist.get_world_size(),
-                                       int(os.environ.get("LOCAL_RANK", "0")), backend)
+            cls._current = Distributed(dist.get_rank(), dist.get_world_size(), local_rank, backend, gpu)
             signal.signal(signal.SIGTERM, cls._current._stopped)
             atexit.register(_destroy_process_group)
         return cls._current
 
     def device(self, device: torch.device) -> torch.device:
-        """Each rank's own GPU (LOCAL_RANK); the CPU stays the CPU."""
-        return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
+        """Each rank's own GPU (LOCAL_RANK; shared round-robin under gloo); the CPU stays the CPU."""
+        return torch.device("cuda", self.gpu) if device.type == "cuda" else device
 
     def _stopped(self, signum, frame):
         raise RankFailure(
@@ -118,6 +123,40 @@ class Distributed:
         out = [None] * self.world_size if self.is_main else None
         self._exchange("exchanging results", lambda: dist.gather_object(obj, out, dst=0))
         return out
+
+
+def choose_backend(device: torch.device) -> str:
+    """The process group's backend: NCCL on GPUs, gloo on CPU, or ``$GCP_ROBUST_DIST_BACKEND``.
+
+    Raises:
+        ConfigError: the variable names another backend, or NCCL for CPU processes.
+    """
+    forced = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+    if not forced:
+        return "nccl" if device.type == "cuda" else "gloo"
+    if forced not in ("nccl", "gloo"):
+        raise ConfigError(f"`{BACKEND_VARIABLE}` should be nccl or gloo. Got {forced!r}")
+    if forced == "nccl" and device.type != "cuda":
+        raise ConfigError(f"`{BACKEND_VARIABLE}=nccl` needs --device cuda (NCCL runs on GPUs only); "
+                          "unset it to use gloo")
+    return forced
+
+
+def rank_gpu(local_rank: int, gpus: int, backend: str) -> int:
+    """The GPU of the rank with ``local_rank`` on a machine with ``gpus`` GPUs.
+
+    NCCL needs a GPU per rank; under gloo ranks beyond the GPU count share them round-robin.
+
+    Raises:
+        ConfigError: more NCCL ranks on this machine than GPUs.
+    """
+    if local_rank < gpus:
+        return local_rank
+    if backend == "gloo" and gpus > 0:
+        return local_rank % gpus
+    raise ConfigError(f"local rank {local_rank} has no GPU of its own (this machine has {gpus}) and NCCL "
+                      f"needs one per rank: start at most {gpus} processes per machine, or set "
+                      f"{BACKEND_VARIABLE}=gloo to let ranks share GPUs")
 
 
 def _destroy_process_group() -> None:

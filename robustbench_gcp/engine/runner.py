@@ -34,8 +34,9 @@ import torch
 
 from robustbench_gcp.data.folders import ImageList
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
+from robustbench_gcp.engine.device import amp_dtype, memory_message, out_of_memory
 from robustbench_gcp.engine.seeding import image_seeds
-from robustbench_gcp.errors import NonFiniteError
+from robustbench_gcp.errors import DeviceMemoryError, NonFiniteError
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
 
 WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
@@ -156,7 +157,7 @@ class Classifier:
         self.model = model
         self.device = device
         self.amp = amp
-        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.amp_dtype = amp_dtype(device)
         self.channels_last = channels_last
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -174,15 +175,34 @@ class Classifier:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of ``images``.
 
-        Raises:
-            NonFiniteError: some logits are NaN or infinite (an fp16 overflow under
-                ``--amp``, or a numerically broken model): counting them would store
-                a meaningless error (NaN never equals the label).
+        Images whose logits are NaN or infinite (an fp16 overflow under ``--amp``, or a
+        numerically broken model) are counted on the device, without a host sync;
+        :meth:`check_finite` raises once for all of them (the engine calls it at the end
+        of each cell's shard, before anything is stored).
         """
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp
         ):
-            return finite(self.model(self.normalize(images)).float(), amp=self.amp)
+            logits = self.model(self.normalize(images)).float()
+            bad = (~torch.isfinite(logits).all(dim=-1)).sum()
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        self._seen += logits.shape[0]
+        return logits
+
+    _nonfinite: torch.Tensor | None = None
+    _seen: int = 0
+
+    def check_finite(self) -> None:
+        """Raise if any logits since the last check were NaN or infinite; start counting anew.
+
+        Raises:
+            NonFiniteError: how many images of how many had a NaN or infinite logit.
+        """
+        bad, seen = self._nonfinite, self._seen
+        self._nonfinite, self._seen = None, 0
+        if bad is not None and int(bad):  # the one host sync, per cell and shard
+            raise NonFiniteError(f"the model gave NaN or infinite logits for {int(bad)} of {seen} images"
+                                 f"{' (under --amp: try without it)' if self.amp else ''}")
 
 
 def finite(logits: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
@@ -218,23 +238,31 @@ class Context:
 
 
 def classification_counts(logits: torch.Tensor, labels: torch.Tensor) -> ShardResult:
-    """Top-1 / top-5 errors and per-image top-1 correctness of a batch."""
+    """Top-1 / top-5 errors and per-image top-1 correctness of a batch.
+
+    The counts and the correctness stay on the device (0-dim and bool tensors): nothing waits
+    for the device per batch; the engine's accumulator brings a shard's totals to the host
+    once (:meth:`_Accumulator.result`).
+    """
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
     correct1 = top[:, 0] == labels
     correct5 = (top == labels[:, None]).any(dim=1)
     return ShardResult(
         n=int(labels.numel()),
-        counts={"top1_errors": int((~correct1).sum()), "top5_errors": int((~correct5).sum())},
-        correct=correct1.cpu().numpy(),
+        counts={"top1_errors": (~correct1).sum(), "top5_errors": (~correct5).sum()},
+        correct=correct1,
     )
 
 
 @dataclass
 class _Accumulator:
+    """A cell's shard, summed batch by batch: counts and correctness may be device tensors
+    (added on the device); :meth:`result` brings them to the host once."""
+
     n: int = 0
-    counts: dict[str, float] = field(default_factory=dict)
-    correct: list[np.ndarray] = field(default_factory=list)
+    counts: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    correct: list[np.ndarray | torch.Tensor] = field(default_factory=list)
     extra: list[np.ndarray] = field(default_factory=list)
 
     def add(self, part: ShardResult) -> None:
@@ -242,15 +270,21 @@ class _Accumulator:
         for name, value in part.counts.items():
             self.counts[name] = self.counts.get(name, 0) + value
         if part.correct is not None:
-            self.correct.append(np.asarray(part.correct, dtype=bool))
+            self.correct.append(part.correct)
         if part.extra is not None:
             self.extra.append(np.asarray(part.extra, dtype=np.float32))
 
     def result(self) -> ShardResult:
+        counts = {name: value.item() if isinstance(value, torch.Tensor) else value
+                  for name, value in self.counts.items()}
+        correct = None
+        if self.correct:
+            correct = np.concatenate([c.cpu().numpy() if isinstance(c, torch.Tensor) else c
+                                      for c in self.correct]).astype(bool)
         return ShardResult(
             n=self.n,
-            counts=self.counts,
-            correct=np.concatenate(self.correct) if self.correct else None,
+            counts=counts,
+            correct=correct,
             extra=np.concatenate(self.extra) if self.extra else None,
         )
 
@@ -378,17 +412,27 @@ def compute(
                 label = task_label(task)
                 progress.cell_start(label, item.shard, len(shards), len(positions))
                 accs = [_Accumulator() for _ in task.keys]
-                for batch, labels, indices in _batches(
-                    shard_images, shard_labels, shard_indices, options.batch_size, ctx
-                ):
-                    try:
+                try:
+                    for batch, labels, indices in _batches(
+                        shard_images, shard_labels, shard_indices, options.batch_size, ctx
+                    ):
                         parts = task.process(batch, labels, indices, ctx)
-                    except NonFiniteError as error:
-                        raise NonFiniteError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
-                                             f"{error}; nothing was stored for this shard") from None
-                    for acc, part in zip(accs, parts, strict=True):
-                        acc.add(part)
-                    progress.advance(len(indices))
+                        for acc, part in zip(accs, parts, strict=True):
+                            acc.add(part)
+                        progress.advance(len(indices))
+                    ctx.classifier.check_finite()
+                except NonFiniteError as error:
+                    raise NonFiniteError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
+                                         f"{error}; nothing was stored for this shard") from None
+                except DeviceMemoryError as error:  # a task that said it itself (the attacks)
+                    raise DeviceMemoryError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
+                                            f"{error}; nothing was stored for this shard") from None
+                except RuntimeError as error:  # torch.OutOfMemoryError is one
+                    if not out_of_memory(error):
+                        raise
+                    message = memory_message("the cell", options.batch_size, ctx.device, error)
+                    raise DeviceMemoryError(f"{label}, shard {item.shard + 1} of {len(shards)}: {message}; "
+                                            "nothing was stored for this shard") from None
                 progress.cell_done(label)
                 yield item, task_index, [acc.result() for acc in accs], time.perf_counter() - t0
             item = following

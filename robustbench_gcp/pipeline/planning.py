@@ -173,7 +173,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, amp=options.amp)
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
                           ns_iters=options.ns_iters, seed=options.seed, ema=options.ema, module=module,

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource, finite
-from robustbench_gcp.errors import ConfigError, GcpRobustError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 
 #: attack name -> the norm of its budget
@@ -87,8 +88,8 @@ DEFAULT_BUDGETS = {
 DEFAULT_EPSILONS = {"linf": (1 / 255, 2 / 255, 4 / 255), "l2": (0.25, 0.5, 1.0)}
 
 
-class AttackMemoryError(GcpRobustError):
-    """An attack needed more memory than the device has."""
+class AttackMemoryError(DeviceMemoryError):
+    """An attack needed more memory than the device has (the engine adds the cell and shard)."""
 
 
 def _foolbox():
@@ -267,19 +268,11 @@ class AttackTask:
     ) -> list[ShardResult]:
         try:
             return self._process(images, labels, indices, ctx)
-        except torch.OutOfMemoryError as error:
-            raise self._memory_error(ctx, images, error) from None
-        except RuntimeError as error:
-            if "can't allocate memory" in str(error) or "out of memory" in str(error):
-                raise self._memory_error(ctx, images, error) from None
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            if out_of_memory(error):
+                raise AttackMemoryError(memory_message(f"attack {self.spec.attack}", images.shape[0],
+                                                       ctx.device, error)) from None
             raise
-
-    def _memory_error(self, ctx: Context, images: torch.Tensor, error: Exception) -> AttackMemoryError:
-        first = str(error).strip().splitlines()[0][:160]
-        return AttackMemoryError(
-            f"attack {self.spec.attack} at batch size {images.shape[0]} needs more memory than "
-            f"{ctx.device} has ({first}); lower --batch-size"
-        )
 
     def adversarials(
         self, x: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context

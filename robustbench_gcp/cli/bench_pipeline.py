@@ -1,0 +1,65 @@
+"""``gcp-robust bench pipeline``: ``gcp-robust eval`` end to end against the plain loop, as processes.
+
+Parses the options, measures with :func:`robustbench_gcp.bench.pipeline_speed.pipeline_speed`
+and prints the table.
+"""
+
+from __future__ import annotations
+
+import click
+
+from robustbench_gcp.cli.options import device_option, json_option
+
+
+@click.command("pipeline")
+@click.option("--model", default="resnet18-gap", show_default=True,
+              help="A registry model with a torchvision twin (resnet18/34/50/101-gap, mobilenetv2-gap, "
+                   "shufflenetv2-gap): both paths load the same weights.")
+@click.option("--checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="torchvision-layout weights for it (default: seeded random weights, batch-norm "
+                   "statistics from the images).")
+@click.option("--images", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Photographs of varied sizes, generated in a temporary folder.")
+@click.option("--corruptions", default="benchmark", show_default=True,
+              help="Corruptions: names or subsets (benchmark, extra, all, noise, blur, weather, digital).")
+@click.option("--severities", default="3", show_default=True, help="Severities, comma-separated.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per forward pass (both paths).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Data loader processes of both paths. Default: min(8, CPU count).")
+@device_option
+@json_option
+def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_size, workers, device,
+                   as_json) -> None:
+    """Wall time of `gcp-robust eval` and of the plain loop a user would write (torchvision
+    ImageFolder with imagecorruptions on the 224 px crop, uint8 + JPEG q85 through PIL as
+    the released ImageNet-C files, a DataLoader per cell, the model), each as a whole
+    process from launch to exit, start-up included, on the same images, weights,
+    corruptions and severities; their ratio. A clean-only pass first, then the
+    corrupted pass (the clean cell and every corruption and severity, on both paths).
+
+    The photographs carry no ImageNet labels: each is filed under the class the model
+    predicts for it clean, so a corrupted cell's top-1 error is the share of predictions
+    the corruption changes, which both paths should give alike (not identically: their
+    corruptions draw different random numbers, within the torch port's fidelity bounds).
+    """
+    from robustbench_gcp.bench.pipeline_speed import pipeline_speed
+    from robustbench_gcp.cli.options import default_workers
+    from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.reports.tables import Column
+
+    dev = resolve_device(device)
+    workers = default_workers() if workers is None else workers
+    rows = pipeline_speed(model, checkpoint=checkpoint, images=images, corruptions=corruptions,
+                          severities=severities, batch_size=batch_size, workers=workers, device=str(dev),
+                          log=lambda line: click.echo(line, err=True))
+    settings = {"model": model, "checkpoint": checkpoint, "images": images, "corruptions": corruptions,
+                "severities": severities, "batch_size": batch_size, "workers": workers, "device": str(dev)}
+    emit(rows, [Column("pass", justify="left"), Column("path", justify="left"), Column("cells"),
+                Column("seconds", "wall s", ".1f"), Column("cell_images_per_s", "cell-images/s", ".1f"),
+                Column("top1_error", "top-1 error", ".3f"), Column("ratio", "plain / tool", ".2f")],
+         fmt="json" if as_json else "table", json_obj={**settings, "rows": rows},
+         title=f"{model} ({'--checkpoint' if checkpoint else 'seeded random weights'}), {images} images, "
+               f"corruptions {corruptions}, severities {severities}, batch {batch_size}, "
+               f"{workers} workers, on {dev}; processes timed from launch to exit")

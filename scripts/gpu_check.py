@@ -1,0 +1,507 @@
+"""``make gpu-check``: the GPU path of gcp-robust, verified and timed, in one JSON file.
+
+Usage: python scripts/gpu_check.py [--out DIR] [--quick] [--only STEP,...] [--skip STEP,...]
+                                  [--budget SECONDS] [--keep]
+
+On a CUDA machine it runs, each step as its own process under its own timeout:
+
+- ``pytest-cuda``: the tests marked ``cuda`` (``pytest -m cuda tests/``: the CUDA tests of the
+  corruptions, perturbations and heads, and tests/test_gpu_parity.py), with their counts and
+  the figures the parity tests print;
+- ``bench-corruptions``, ``bench-perturbations``, ``bench-heads``, ``bench-attack``,
+  ``bench-landscape`` and ``bench-pipeline`` (where this tree has it) with ``--device cuda
+  --json``, their JSON kept;
+- ``eval-<model>[-amp]``: ``eval --suite imagenet-c`` of resnet50-isqrt and resnet50-gap (seeded
+  random weights) on a generated folder of real-photo crops, in float32 and with ``--amp
+  --channels-last``: cell-images per second;
+- ``torchrun``: the same kind of ``eval`` as 2 ranks (gloo when there are fewer than 2 GPUs:
+  ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
+  cells' counts must agree.
+
+Without CUDA it says so in one line and runs the same steps on the CPU at tiny sizes (the
+CUDA tests then all skip), so that the script itself is tested anywhere. ``--quick`` uses the
+tiny sizes on a GPU too.
+
+The steps share a time budget (``--budget``, 420 s: with the install, under 8 minutes on one
+GPU); each gets at most what is left, and those after it is spent are recorded as not run.
+``bench-pipeline`` (absent from older trees: then recorded as not available) runs last.
+
+The results go to ``$OUT/gpu-check.json`` when ``$OUT`` is set, else ``gpu-check/gpu-check.json``
+(``--out`` overrides both), rewritten after every step so that a run stopped half-way still
+leaves what it measured. A failed step (exit status, timeout, output that is not what was
+expected) is recorded with the last lines of its output and the next step runs. Exit status: 0
+when every step ran and passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TAIL_LINES = 40
+FILE_NAME = "gpu-check.json"
+MIN_STEP_SECONDS = 15.0  # a step is not started with less time left
+DEFAULT_BUDGET = 420.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
+
+
+class StepFailed(Exception):
+    """A step ran but its output is not what was expected."""
+
+
+@dataclass
+class Step:
+    """One check: commands run in turn (``name``, argv, extra environment), then ``finish``
+    turns their stdout into the step's result (raising :class:`StepFailed` to fail it)."""
+
+    name: str
+    commands: list[tuple[str, list[str], dict]]
+    timeout: float
+    finish: Callable[[dict[str, str]], dict]
+    unavailable: str | None = None  # why the step cannot run here
+
+
+@dataclass
+class Sizes:
+    """How big each step is: ``full`` on a GPU, ``tiny`` on a CPU or with --quick."""
+
+    device: str
+    photos: int  # images of the eval folder
+    photo_side: tuple[int, int]  # crop sides of the generated photographs
+    eval_models: tuple[str, ...]
+    eval_flags: tuple[str, ...]  # the suite selection of the eval steps
+    batch_size: int
+    workers: int
+    bench: dict[str, list[str]] = field(default_factory=dict)
+    dist_model: str = "resnet50-gap"
+    dist_flags: tuple[str, ...] = ()
+    pytest_paths: tuple[str, ...] = ("tests",)
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+
+def full_sizes(device: str, workers: int) -> Sizes:
+    return Sizes(
+        device=device, photos=128, photo_side=(256, 352), eval_models=("resnet50-isqrt", "resnet50-gap"),
+        eval_flags=("--corruptions", "benchmark", "--severities", "1,2,3,4,5"),
+        batch_size=64, workers=workers,
+        bench={
+            "corruptions": ["--batch-size", "64", "--size", "224", "--severities", "3",
+                            "--reference-images", "1", "--repeats", "3"],
+            "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
+            "heads": ["--batch-size", "32", "--repeats", "5"],
+            "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
+                       "--batch-size", "32", "--steps", "10", "--repeats", "2"],
+            "landscape": ["--model", "resnet50-isqrt", "--random-weights", "--images", "8",
+                          "--batch-size", "8", "--repeats", "2"],
+            "pipeline": ["--model", "resnet50-gap", "--images", "32", "--severities", "3",
+                         "--batch-size", "32", "--workers", str(workers)],
+        },
+        dist_flags=("--corruptions", "gaussian_noise,glass_blur,fog,jpeg_compression", "--severities", "1,3",
+                    "--shard-size", "32"),
+        timeouts={"pytest": 300, "bench": 150, "pipeline": 240, "eval": 180, "torchrun": 240},
+    )
+
+
+def tiny_sizes(device: str) -> Sizes:
+    return Sizes(
+        device=device, photos=8, photo_side=(72, 96), eval_models=("demo-isqrt",),
+        eval_flags=("--corruptions", "fog,glass_blur", "--severities", "1"),
+        batch_size=4, workers=0,
+        bench={
+            "corruptions": ["--corruptions", "fog", "--size", "32", "--batch-size", "2", "--severities", "1",
+                            "--reference-images", "1", "--repeats", "1"],
+            "perturbations": ["--model", "demo-gap", "--perturbations", "translate", "--batch-size", "1",
+                              "--size", "32", "--model-batch-size", "2", "--repeats", "1"],
+            "heads": ["--batch-size", "1", "--repeats", "1", "--pool-only"],
+            "attack": ["--model", "demo-gap", "--images", "2", "--batch-size", "2", "--steps", "1",
+                       "--repeats", "1"],
+            "landscape": ["--model", "demo-gap", "--images", "2", "--batch-size", "2", "--etas", "0.01:0.1:2",
+                          "--repeats", "1"],
+            "pipeline": ["--model", "resnet18-gap", "--images", "2", "--corruptions", "fog",
+                         "--severities", "1", "--batch-size", "2", "--workers", "0"],
+        },
+        dist_model="demo-gap", dist_flags=("--corruptions", "fog", "--severities", "1", "--shard-size", "4"),
+        pytest_paths=("tests",) if device == "cuda" else ("tests/test_gpu_parity.py",),  # CPU: all skip
+        timeouts={"pytest": 120, "bench": 120, "pipeline": 180, "eval": 120, "torchrun": 180},
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the steps
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "robustbench_gcp", *args]
+
+
+def _json(out: str, what: str):
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError as error:
+        raise StepFailed(f"{what} did not print JSON ({error})") from None
+
+
+def pytest_step(sizes: Sizes, work: Path) -> Step:
+    junit = work / "pytest-cuda.xml"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rfE",
+            f"--junitxml={junit}", "-o", "junit_logging=system-out", *sizes.pytest_paths]
+
+    def finish(outputs: dict[str, str]) -> dict:
+        return junit_summary(junit)
+
+    return Step("pytest-cuda", [("pytest", argv, {})], sizes.timeouts["pytest"], finish)
+
+
+def junit_summary(path: Path) -> dict:
+    """Counts of a pytest JUnit XML file, failures by name, and what the tests printed."""
+    if not path.exists():
+        raise StepFailed("pytest wrote no report")
+    root = ET.parse(path).getroot()
+    counts = {"tests": 0, "failed": 0, "errors": 0, "skipped": 0}
+    failures, printed, skip_reasons = {}, {}, {}
+    for case in root.iter("testcase"):
+        counts["tests"] += 1
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        for tag, key in (("failure", "failed"), ("error", "errors")):
+            element = case.find(tag)
+            if element is not None:
+                counts[key] += 1
+                failures[name] = (element.get("message") or "").strip().splitlines()[:3]
+        skipped = case.find("skipped")
+        if skipped is not None:
+            counts["skipped"] += 1
+            reason = skipped.get("message") or ""
+            skip_reasons[reason] = skip_reasons.get(reason, 0) + 1
+        out = case.find("system-out")
+        if skipped is None and out is not None and out.text:
+            lines = [line for line in out.text.splitlines() if line.strip() and "Captured Out" not in line]
+            if lines:
+                printed[name] = lines[-20:]
+    counts["passed"] = counts["tests"] - counts["failed"] - counts["errors"] - counts["skipped"]
+    result = {**counts, "failures": failures, "printed": printed, "skip_reasons": skip_reasons}
+    if counts["failed"] or counts["errors"]:
+        raise StepFailed(f"{counts['failed']} failed, {counts['errors']} errors", result)
+    return result
+
+
+def bench_step(kind: str, sizes: Sizes, available: str | None = None) -> Step:
+    argv = cli("bench", kind, "--device", sizes.device, *sizes.bench[kind], "--json")
+
+    def finish(outputs: dict[str, str]) -> dict:
+        return _json(outputs[kind], f"bench {kind}")
+
+    timeout = sizes.timeouts["pipeline" if kind == "pipeline" else "bench"]
+    return Step(f"bench-{kind}", [(kind, argv, {})], timeout, finish, unavailable=available)
+
+
+def eval_args(model: str, sizes: Sizes, data: Path, store: Path, *extra: str) -> list[str]:
+    return cli("eval", "--model", model, "--random-weights", "--suite", "imagenet-c", "--data", str(data),
+               "--device", sizes.device, "--batch-size", str(sizes.batch_size),
+               "--workers", str(sizes.workers), "--store", str(store), "--format", "json", *extra)
+
+
+def eval_summary(report: dict, seconds: float) -> dict:
+    computed = report.get("computed") or {}
+    images, busy = computed.get("images", 0), computed.get("seconds", 0.0)
+    return {
+        "model": report.get("model"), "device": report.get("device"), "precision": report.get("precision"),
+        "n_images": report.get("n_images"), "cells": 1 + len(report.get("cells", [])),
+        "cell_images": images, "engine_seconds": busy,
+        "cell_images_per_s": images / busy if busy else None,
+        "process_seconds": round(seconds, 2),
+        "clean_top1_error": (report.get("clean") or {}).get("top1_error"),
+        "mean_error": (report.get("metrics") or {}).get("mean_error"),
+    }
+
+
+def eval_step(model: str, amp: bool, sizes: Sizes, data: Path, work: Path) -> Step:
+    name = f"eval-{model}{'-amp' if amp else ''}"
+    extra = (*sizes.eval_flags, *(("--amp", "--channels-last") if amp else ()))
+    argv = eval_args(model, sizes, data, work / f"{name}.db", *extra)
+
+    def finish(outputs: dict[str, str]) -> dict:
+        report = _json(outputs["eval"], "eval")
+        return eval_summary(report, outputs.get("seconds:eval", 0.0))
+
+    return Step(name, [("eval", argv, {})], sizes.timeouts["eval"], finish)
+
+
+def torchrun_step(sizes: Sizes, data: Path, work: Path, gpus: int) -> Step:
+    """Two ranks against one process on the same plan; on fewer than 2 GPUs the ranks use gloo."""
+    env = {"OMP_NUM_THREADS": "1"} if sizes.device == "cpu" else {}
+    backend = "nccl"
+    if sizes.device == "cpu":
+        backend = "gloo"
+    elif gpus < 2:
+        backend = "gloo"
+        env["GCP_ROBUST_DIST_BACKEND"] = "gloo"
+    flags = sizes.dist_flags
+    dist = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "--monitor-interval", "0.2",
+            *eval_args(sizes.dist_model, sizes, data, work / "torchrun.db", *flags)[1:]]
+    single = eval_args(sizes.dist_model, sizes, data, work / "single.db", *flags)
+
+    def finish(outputs: dict[str, str]) -> dict:
+        ranks, one = _json(outputs["torchrun"], "torchrun eval"), _json(outputs["single"], "eval")
+        errors = {}
+        for report in (ranks, one):
+            errors[id(report)] = {"clean": (report.get("clean") or {}).get("top1_error")}
+            for cell in report.get("cells", []):
+                errors[id(report)][f"{cell['corruption']}/{cell['severity']}"] = cell["top1_error"]
+        a, b = errors[id(ranks)], errors[id(one)]
+        n = ranks.get("n_images") or 1
+        differing = {k: [a.get(k), b.get(k)] for k in set(a) | set(b) if a.get(k) != b.get(k)}
+        result = {"backend": backend, "ranks": 2, "gpus": gpus, "device": ranks.get("device"),
+                  "cells": len(a), "cells_differing": differing,
+                  "torchrun": eval_summary(ranks, outputs["seconds:torchrun"]),
+                  "single": eval_summary(one, outputs["seconds:single"])}
+        # one image per cell may flip on a GPU (batches of other sizes pick other kernels)
+        too_far = {k: v for k, v in differing.items()
+                   if None in v or abs(v[0] - v[1]) * n > 1 + 1e-9}
+        if set(a) != set(b) or too_far:
+            raise StepFailed(f"2 ranks and 1 process disagree on {sorted(too_far) or 'the cells'}", result)
+        return result
+
+    return Step("torchrun", [("torchrun", dist, env), ("single", single, {})], sizes.timeouts["torchrun"],
+                finish)
+
+
+# --------------------------------------------------------------------------------------
+# data
+
+
+def photo_folder(root: Path, count: int, sides: tuple[int, int], seed: int = 0) -> Path:
+    """``count`` JPEG crops of scikit-image's photographs (random windows, sides in ``sides``),
+    spread over 8 ImageNet class folders."""
+    import numpy as np
+    from PIL import Image
+
+    from robustbench_gcp.bench.photos import PHOTOS, photos
+    from robustbench_gcp.data.folders import imagenet_wnids
+
+    rng = np.random.default_rng(seed)
+    big = photos(len(PHOTOS), sides[1] + 64)
+    wnids = imagenet_wnids()[:8]
+    for i in range(count):
+        image = big[i % len(big)]
+        side = int(rng.integers(sides[0], sides[1] + 1))
+        top, left = (int(v) for v in rng.integers(0, image.shape[-1] - side + 1, size=2))
+        crop = (image[:, top:top + side, left:left + side] * 255).round().byte().permute(1, 2, 0).numpy()
+        folder = root / wnids[i % len(wnids)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop).save(folder / f"photo_{i:04d}.JPEG", quality=90)
+    return root
+
+
+# --------------------------------------------------------------------------------------
+# running
+
+
+def tail(*texts: str, lines: int = TAIL_LINES) -> list[str]:
+    joined = "\n".join(t for t in texts if t).replace("\r", "\n").splitlines()
+    return [line for line in joined if line.strip()][-lines:]
+
+
+def run_command(argv: list[str], env: dict, timeout: float, log: Path) -> tuple[int | None, str, str, float]:
+    """Run ``argv`` in its own process group; (exit status or None on timeout, stdout, stderr, seconds)."""
+    started = time.monotonic()
+    with open(log.with_suffix(".out"), "w+") as out, open(log.with_suffix(".err"), "w+") as err:
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = proc.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            code = None
+        except BaseException:  # Ctrl-C: take the step's processes down with us
+            _stop(proc)
+            raise
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read(), time.monotonic() - started
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the step's process group (the step and its children: torchrun's ranks, loaders)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_step(step: Step, work: Path) -> dict:
+    record: dict = {"name": step.name, "status": "passed", "seconds": 0.0,
+                    "commands": [" ".join(argv) for _, argv, _ in step.commands]}
+    if step.unavailable:
+        return {**record, "status": "not available", "reason": step.unavailable, "commands": []}
+    outputs: dict = {}
+    deadline = time.monotonic() + step.timeout
+    for label, argv, env in step.commands:
+        log = work / f"{step.name}-{label}"
+        code, out, err, seconds = run_command(argv, env, deadline - time.monotonic(), log)
+        record["seconds"] = round(record["seconds"] + seconds, 2)
+        outputs[label], outputs[f"seconds:{label}"] = out, seconds
+        if code is None:
+            return {**record, "status": "timeout", "failed_command": label,
+                    "reason": f"{label} ran past the step's {step.timeout:.0f} s", "tail": tail(err, out)}
+        if code != 0:
+            return {**record, "status": "failed", "failed_command": label, "returncode": code,
+                    "reason": f"{label} exited with status {code}", "tail": tail(err, out)}
+    try:
+        record["result"] = step.finish(outputs)
+    except StepFailed as error:
+        record.update(status="failed", reason=str(error.args[0]))
+        if len(error.args) > 1:
+            record["result"] = error.args[1]
+        record["tail"] = tail(*(v for k, v in outputs.items() if isinstance(v, str)))
+    except Exception as error:  # noqa: BLE001 - recorded; the next step runs
+        record.update(status="failed", reason=f"reading the output: {type(error).__name__}: {error}",
+                      tail=tail(*(v for k, v in outputs.items() if isinstance(v, str))))
+    return record
+
+
+def machine(cuda: bool) -> dict:
+    import torch
+    import torchvision
+
+    info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "cpus": os.cpu_count(), "cuda": cuda}
+    if cuda:
+        info.update(cuda_version=torch.version.cuda, gpus=[torch.cuda.get_device_name(i)
+                                                           for i in range(torch.cuda.device_count())])
+    return info
+
+
+def write(path: Path, results: dict) -> None:
+    """Replace the JSON file in one step (a reader never sees half a file)."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def summary(steps: list[dict]) -> dict:
+    counts: dict[str, int] = {}
+    for step in steps:
+        counts[step["status"]] = counts.get(step["status"], 0) + 1
+    return counts
+
+
+def bench_available(kind: str) -> str | None:
+    """None when ``gcp-robust bench <kind>`` exists in this tree, else why not."""
+    try:
+        code = subprocess.run(cli("bench", kind, "--help"), cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "GIT_PYTHON_REFRESH": "quiet"}, timeout=120).returncode
+    except subprocess.TimeoutExpired:
+        return f"`gcp-robust bench {kind} --help` did not answer within 120 s"
+    return None if code == 0 else f"this tree has no `gcp-robust bench {kind}`"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"folder of {FILE_NAME} (default: $OUT, else gpu-check/)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes on a GPU too (as on a CPU)")
+    parser.add_argument("--only", default="", help="comma-separated step names (or prefixes) to run")
+    parser.add_argument("--skip", default="", help="comma-separated step names (or prefixes) to leave out")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (data, stores, logs)")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                        help="seconds for all steps together (default %(default)s): a step gets at most "
+                             "what is left, and steps after it is spent are recorded as not run")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    sys.path.insert(0, str(ROOT))
+
+    import torch
+
+    out_dir = args.out or Path(os.environ.get("OUT") or ROOT / "gpu-check")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FILE_NAME
+    cuda = torch.cuda.is_available()
+    gpus = torch.cuda.device_count() if cuda else 0
+    workers = min(8, os.cpu_count() or 1)
+    sizes = full_sizes("cuda", workers) if cuda and not args.quick else tiny_sizes("cuda" if cuda else "cpu")
+    if not cuda:
+        print(f"gpu-check: no CUDA device on this machine (torch {torch.__version__}): running the CPU "
+              "parts at tiny sizes; the CUDA tests skip", flush=True)
+
+    started = time.monotonic()
+    results = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "finished": None, "mode": "full" if sizes.photos > 8 else ("quick" if cuda else "cpu"),
+               "device": sizes.device, "machine": machine(cuda), "steps": [], "summary": {}}
+    write(path, results)
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        data = work / "photos"
+        steps: list[Callable[[], Step]] = [
+            lambda: pytest_step(sizes, work),
+            *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "attack",
+                                                        "landscape")),
+            *(lambda m=m, a=a: eval_step(m, a, sizes, data, work)
+              for m in sizes.eval_models for a in (False, True)),
+            lambda: torchrun_step(sizes, data, work, gpus),
+            lambda: bench_step("pipeline", sizes, bench_available("pipeline")),  # the longest: last
+        ]
+        only = [s for s in args.only.split(",") if s]
+        skip = [s for s in args.skip.split(",") if s]
+        for make in steps:
+            step = make()
+            if (only and not any(step.name.startswith(s) for s in only)) or any(step.name.startswith(s)
+                                                                                for s in skip):
+                continue
+            left = args.budget - (time.monotonic() - started)
+            if left < MIN_STEP_SECONDS and not step.unavailable:
+                record = {"name": step.name, "status": "not run", "seconds": 0.0,
+                          "reason": f"the time budget (--budget {args.budget:.0f} s) was spent"}
+            else:
+                step.timeout = min(step.timeout, left)
+                try:
+                    if step.name.startswith(("eval", "torchrun")) and not data.exists():
+                        photo_folder(data, sizes.photos, sizes.photo_side)
+                except Exception as error:  # noqa: BLE001 - recorded; the steps without it run
+                    shutil.rmtree(data, ignore_errors=True)
+                    record = {"name": step.name, "status": "failed", "seconds": 0.0,
+                              "reason": f"making the photo folder: {type(error).__name__}: {error}"}
+                else:
+                    record = run_step(step, work)
+            results["steps"].append(record)
+            results["summary"] = summary(results["steps"])
+            results["seconds"] = round(time.monotonic() - started, 1)
+            write(path, results)
+            note = f" ({record['reason']})" if record["status"] != "passed" and "reason" in record else ""
+            print(f"gpu-check: {step.name}: {record['status']}{note}, {record['seconds']:.1f} s", flush=True)
+    finally:
+        if args.keep:
+            results["work"] = str(work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    results["seconds"] = round(time.monotonic() - started, 1)
+    write(path, results)
+    bad = [s["name"] for s in results["steps"] if s["status"] not in ("passed", "not available")]
+    counts = ", ".join(f"{n} {status}" for status, n in results["summary"].items())
+    print(f"gpu-check: {counts or 'no steps'} in {results['seconds']:.0f} s; results in {path}", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Bad device choices and an out-of-memory device, on CPU: each is one line naming the fix.
+
+``--device`` / ``--amp`` are checked when the command is planned (before a model is loaded);
+the CUDA answers are simulated by monkeypatching ``torch.cuda``. An out-of-memory model goes
+through the engine of every suite and nothing is stored for its shard. The torchrun backend
+choice (``GCP_ROBUST_DIST_BACKEND``) and the rank -> GPU map are unit-tested here too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.engine import device as device_module
+from robustbench_gcp.engine.device import amp_dtype, check_amp, out_of_memory, resolve_device
+from robustbench_gcp.engine.distributed import BACKEND_VARIABLE, choose_backend, rank_gpu
+from robustbench_gcp.errors import ConfigError, DeviceMemoryError
+from robustbench_gcp.store import Store
+
+
+def one_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """A machine that says it has one CUDA device (nothing is run on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+# --------------------------------------------------------------------------------------
+# --device
+
+
+def test_cuda_without_cuda(no_gpu):
+    with pytest.raises(ConfigError, match=r"^`--device cuda`: CUDA is not available on this machine; "
+                                          r"use --device cpu$"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_a_gpu_index_beyond_the_machine(one_gpu):
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("auto") == torch.device("cuda")
+    with pytest.raises(ConfigError, match=r"^`--device cuda:7`: this machine has 1 CUDA device \(cuda:0\)$"):
+        resolve_device("cuda:7")
+
+
+def test_a_gpu_index_beyond_several(monkeypatch, one_gpu):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    with pytest.raises(ConfigError, match=r"this machine has 4 CUDA devices \(cuda:0 to cuda:3\)$"):
+        resolve_device("cuda:4")
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "tpu", "cpu:a"])
+def test_not_a_device(spec):
+    with pytest.raises(ConfigError, match=r"^`--device` should be cpu, cuda, cuda:N, mps or auto\. Got "):
+        resolve_device(spec)
+
+
+def test_mps_without_mps(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^`--device mps`: MPS is not available on this machine$"):
+        resolve_device("mps")
+
+
+def test_eval_with_a_missing_gpu_is_one_line_before_the_model_loads(no_gpu, monkeypatch, image_folder,
+                                                                     tmp_path):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("robustbench_gcp.pipeline.execution.load_chosen", never)
+    for spec in ("cuda", "cuda:7"):
+        result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", "--data",
+                                           str(image_folder), "--store", str(tmp_path / "r.db"),
+                                           "--device", spec])
+        assert result.exit_code == 2
+        assert one_line(result) == f"Error: `--device {spec}`: CUDA is not available on this machine; " \
+                                   "use --device cpu"
+    assert not (tmp_path / "r.db").exists()
+
+
+# --------------------------------------------------------------------------------------
+# --amp
+
+
+def test_amp_dtypes():
+    assert amp_dtype(torch.device("cuda", 0)) == torch.float16
+    assert amp_dtype(torch.device("cpu")) == torch.bfloat16
+    assert amp_dtype(torch.device("mps")) == torch.bfloat16
+
+
+def test_amp_on_cpu_is_supported():
+    # bfloat16 autocast runs on every CPU (emulated where the processor lacks it)
+    assert resolve_device("cpu", amp=True) == torch.device("cpu")
+
+
+def test_amp_without_autocast_on_the_device(monkeypatch):
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda kind: kind != "cpu")
+    with pytest.raises(ConfigError, match=r"^`--amp`: this torch \(.*\) has no autocast on cpu; "
+                                          r"run without --amp$"):
+        check_amp(torch.device("cpu"))
+
+
+def test_amp_where_the_half_type_does_not_run(monkeypatch):
+    """A GPU whose half type fails (MPS before macOS 14 has no bfloat16): the probe says so."""
+    real_ones = torch.ones
+
+    def ones(*args, dtype=None, device=None, **kwargs):
+        if torch.device(device).type == "mps":
+            raise TypeError("MPS BFloat16 is only supported on MacOS 14 or newer")
+        return real_ones(*args, dtype=dtype, device=device, **kwargs)
+
+    monkeypatch.setattr(device_module.torch, "ones", ones)
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda kind: True)
+    with pytest.raises(ConfigError, match=r"^`--amp` on mps: bfloat16 is not supported here \(MPS BFloat16 "
+                                          r"is only supported on MacOS 14 or newer\); run without --amp$"):
+        check_amp(torch.device("mps"))
+
+
+def test_eval_amp_refused_before_the_model_loads(monkeypatch, image_folder, tmp_path):
+    def no_autocast(kind):
+        return False
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(torch.amp, "is_autocast_available", no_autocast)
+    monkeypatch.setattr("robustbench_gcp.pipeline.execution.load_chosen", never)
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", "--data",
+                                       str(image_folder), "--store", str(tmp_path / "r.db"), "--device",
+                                       "cpu", "--amp"])
+    assert result.exit_code == 2
+    assert one_line(result).startswith("Error: `--amp`: this torch (")
+
+
+# --------------------------------------------------------------------------------------
+# torchrun: backend and GPU of each rank
+
+
+def test_backend_default_and_forced(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    assert (choose_backend(cuda), choose_backend(cpu)) == ("nccl", "gloo")
+    monkeypatch.setenv(BACKEND_VARIABLE, "Gloo")
+    assert (choose_backend(cuda), choose_backend(cpu)) == ("gloo", "gloo")
+    monkeypatch.setenv(BACKEND_VARIABLE, "nccl")
+    assert choose_backend(cuda) == "nccl"
+    with pytest.raises(ConfigError, match=r"^`GCP_ROBUST_DIST_BACKEND=nccl` needs --device cuda"):
+        choose_backend(cpu)
+    monkeypatch.setenv(BACKEND_VARIABLE, "mpi")
+    with pytest.raises(ConfigError, match=r"^`GCP_ROBUST_DIST_BACKEND` should be nccl or gloo\. Got 'mpi'$"):
+        choose_backend(cuda)
+
+
+def test_rank_gpus():
+    assert [rank_gpu(r, 4, "nccl") for r in range(4)] == [0, 1, 2, 3]
+    assert [rank_gpu(r, 1, "gloo") for r in range(3)] == [0, 0, 0]  # ranks share the one GPU
+    assert [rank_gpu(r, 2, "gloo") for r in range(4)] == [0, 1, 0, 1]
+    with pytest.raises(ConfigError, match=r"^local rank 1 has no GPU of its own \(this machine has 1\) and "
+                                          r"NCCL needs one per rank: .* set GCP_ROBUST_DIST_BACKEND=gloo"):
+        rank_gpu(1, 1, "nccl")
+
+
+# --------------------------------------------------------------------------------------
+# out of memory
+
+
+def test_out_of_memory_errors_are_recognized():
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4"))
+    assert out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not out_of_memory(ValueError("out of memory"))
+
+
+HUNGRY = '''
+import torch
+
+
+class Hungry(torch.nn.Module):
+    """Its first batch of more than 2 images fits; every later one asks for more memory than the
+    device has (so the clean cell's first shard is stored and the suite's own cell fails)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 10)
+        self.big_batches = 0
+
+    def forward(self, x):
+        if x.shape[0] > 2:
+            self.big_batches += 1
+            if self.big_batches > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; "
+                                             "79.15 GiB total capacity)\\nmore details")
+        return self.fc(x.mean((2, 3)))
+
+
+def make():
+    return Hungry()
+'''
+
+
+# one small selection per suite; the suites' own cells go through the engine's compute loop
+SUITES = {
+    "clean": [],
+    "imagenet-c": ["--corruptions", "fog", "--severities", "1"],
+    "imagenet-p": ["--perturbations", "translate", "--difficulties", "1"],
+    "adversarial": ["--attacks", "fgsm", "--epsilons", "1/255"],
+    "landscape": ["--landscape-at", "pixels", "--etas", "0.01:0.1:2"],
+}
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_out_of_memory_names_batch_size_and_stores_nothing(suite, on_sys_path, tmp_path, image_folder):
+    (tmp_path / "hungry_net.py").write_text(HUNGRY)
+    store = tmp_path / "r.db"
+    result = CliRunner().invoke(main, ["eval", "--model", "hungry_net:make", "--suite", suite, "--data",
+                                       str(image_folder), "--class-order", "sorted", "--store", str(store),
+                                       "--device", "cpu", "--workers", "0", "--batch-size", "4",
+                                       "--shard-size", "6", *SUITES[suite]])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    line = errors[0]
+    assert line.endswith("; lower --batch-size; nothing was stored for this shard"), line
+    assert ("at batch size 4 needs more memory than cpu has (CUDA out of memory. Tried to allocate "
+            "20.00 GiB (GPU 0; 79.15 GiB total capacity))") in line
+    label, where = line.removeprefix("Error: ").split(", ", 1)
+    # the clean cell's first shard fits; then the suite's own first cell fails on it
+    assert where.startswith("shard 2 of 2: " if suite == "clean" else "shard 1 of 2: "), line
+    assert (label == "clean") == (suite == "clean"), line
+    with Store(store) as s:
+        done = {key.label: s.done_shards(cell) for run in s.runs() for cell, key in s.cells(run.id)}
+    assert done["clean"] == {0}
+    assert not done.get(label.split(" (+")[0], set()) - ({0} if suite == "clean" else set())
+
+
+def test_the_engine_raises_a_device_memory_error(monkeypatch, tmp_path, image_folder):
+    from robustbench_gcp import evaluate
+
+    class Hungry(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 10)
+
+        def forward(self, x):
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return self.fc(x.mean((2, 3)))
+
+    message = (r"^clean, shard 1 of 1: the cell at batch size 3 needs more memory than cpu has \(CUDA out "
+               r"of memory\. Tried to allocate 2\.00 GiB\); lower --batch-size; nothing was stored for this "
+               r"shard$")
+    with pytest.raises(DeviceMemoryError, match=message):
+        evaluate(Hungry(), data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
+                 batch_size=3, workers=0)
+
+
+def test_other_runtime_errors_pass_through(tmp_path, image_folder):
+    from robustbench_gcp import evaluate
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 10)
+
+        def forward(self, x):
+            if x.shape[0] > 2:
+                raise RuntimeError("a bug in the model")
+            return self.fc(x.mean((2, 3)))
+
+    with pytest.raises(RuntimeError, match="^a bug in the model$"):
+        evaluate(Broken(), data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
+                 batch_size=3, workers=0)

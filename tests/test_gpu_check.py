@@ -1,0 +1,158 @@
+"""scripts/gpu_check.py (``make gpu-check``) on a machine without CUDA, and its bookkeeping.
+
+The run itself: ``--quick`` without CUDA says so in one line, runs the CPU parts at tiny sizes
+and writes the JSON (bench-pipeline, bench-heads and bench-landscape are left out here for time:
+they go through the same step as the other benches, and every step's arguments, the GPU sizes
+included, are checked against the commands' parsers below).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("gpu_check", None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU run (make gpu-check runs the GPU one)")
+def test_quick_run_without_cuda(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "GIT_PYTHON_REFRESH": "quiet"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--skip",
+                           "bench-pipeline,bench-heads,bench-landscape"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    no_cuda = [line for line in lines if "no CUDA device" in line]
+    assert len(no_cuda) == 1 and lines[0] == no_cuda[0], done.stdout
+    assert lines[-1].startswith("gpu-check: 7 passed in ")
+    assert lines[-1].endswith(f"results in {tmp_path}/gpu-check.json")
+
+    results = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert results["mode"] == "cpu" and results["device"] == "cpu" and results["finished"]
+    assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 7}
+    steps = {step["name"]: step for step in results["steps"]}
+    assert list(steps) == ["pytest-cuda", "bench-corruptions", "bench-perturbations", "bench-attack",
+                           "eval-demo-isqrt", "eval-demo-isqrt-amp", "torchrun"]
+    tests = steps["pytest-cuda"]["result"]
+    assert tests["tests"] == tests["skipped"] > 30 and tests["passed"] == tests["failed"] == 0
+    assert steps["bench-corruptions"]["result"]["rows"][0]["corruption"] == "fog"
+    assert steps["bench-perturbations"]["result"]["rows"][0]["perturbation"] == "translate"
+    assert {row["path"] for row in steps["bench-attack"]["result"]} == {"suite", "plain"}
+    plain, amp = steps["eval-demo-isqrt"]["result"], steps["eval-demo-isqrt-amp"]["result"]
+    assert (plain["precision"], amp["precision"]) == ("float32", "bfloat16")
+    assert plain["cells"] == 3 and plain["cell_images"] == 24 and plain["cell_images_per_s"] > 0
+    dist = steps["torchrun"]["result"]
+    assert dist["backend"] == "gloo" and dist["device"] == "cpu x 2 ranks" and dist["cells_differing"] == {}
+
+
+def _parses(command: click.Command, args: list[str]) -> None:
+    with command.make_context(command.name, list(args)):
+        pass
+
+
+def test_every_step_s_arguments_parse(gpu_check, tmp_path):
+    """The GPU sizes cannot run here: their options are checked against the commands' parsers."""
+    from robustbench_gcp.cli.bench import bench
+    from robustbench_gcp.cli.eval import eval_cmd as eval_command
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    ctx = click.Context(bench)
+    for sizes in (gpu_check.full_sizes("cuda", 8), gpu_check.tiny_sizes("cpu")):
+        for kind, args in sizes.bench.items():
+            command = bench.get_command(ctx, kind)
+            if command is None:  # bench pipeline, in a tree without it
+                assert kind == "pipeline"
+                continue
+            _parses(command, ["--device", sizes.device, *args, "--json"])
+        for model in sizes.eval_models:
+            argv = gpu_check.eval_args(model, sizes, data, tmp_path / "r.db", *sizes.eval_flags, "--amp")
+            assert argv[:3] == [sys.executable, "-m", "robustbench_gcp"] and argv[3] == "eval"
+            _parses(eval_command, argv[4:])
+        _parses(eval_command, gpu_check.eval_args(sizes.dist_model, sizes, data, tmp_path / "r.db",
+                                                  *sizes.dist_flags)[4:])
+
+
+def test_a_failed_step_is_recorded_and_the_next_runs(gpu_check, tmp_path, monkeypatch, capsys):
+    tiny = gpu_check.tiny_sizes
+
+    def broken(device):
+        sizes = tiny(device)
+        sizes.bench["corruptions"] = ["--corruptions", "fgo"]  # exits 2 with a one-line error
+        return sizes
+
+    monkeypatch.setattr(gpu_check, "tiny_sizes", broken)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = gpu_check.main(["--out", str(tmp_path), "--only", "bench-corruptions,bench-perturbations"])
+    assert code == 1
+    results = json.loads((tmp_path / "gpu-check.json").read_text())
+    failed, passed = results["steps"]
+    assert failed["name"] == "bench-corruptions" and failed["status"] == "failed"
+    assert failed["returncode"] == 2 and failed["reason"] == "corruptions exited with status 2"
+    assert any("unknown corruption 'fgo'. Did you mean 'fog'?" in line for line in failed["tail"])
+    assert passed["name"] == "bench-perturbations" and passed["status"] == "passed"
+    assert results["summary"] == {"failed": 1, "passed": 1}
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("gpu-check: bench-corruptions: failed (corruptions exited with status 2), ")
+    assert out[-1].startswith("gpu-check: 1 failed, 1 passed in ")
+
+
+def test_timeouts_unavailable_steps_and_the_budget(gpu_check, tmp_path):
+    sleep = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
+    step = gpu_check.Step("slow", [("sleep", sleep, {})], 1.5, lambda outputs: {})
+    record = gpu_check.run_step(step, tmp_path)
+    assert record["status"] == "timeout" and record["tail"] == ["started"]
+    assert 1.5 <= record["seconds"] < 30
+    missing = gpu_check.Step("bench-x", [("x", ["false"], {})], 10, lambda outputs: {},
+                             unavailable="this tree has no `gcp-robust bench x`")
+    assert gpu_check.run_step(missing, tmp_path) == {
+        "name": "bench-x", "status": "not available", "seconds": 0.0, "commands": [],
+        "reason": "this tree has no `gcp-robust bench x`"}
+    assert gpu_check.bench_available("no-such-bench") == "this tree has no `gcp-robust bench no-such-bench`"
+
+
+def test_a_spent_budget_leaves_steps_not_run(gpu_check, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = gpu_check.main(["--out", str(tmp_path), "--only", "bench-corruptions", "--budget", "1"])
+    assert code == 1
+    (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
+    assert step == {"name": "bench-corruptions", "status": "not run", "seconds": 0.0,
+                    "reason": "the time budget (--budget 1 s) was spent"}
+
+
+def test_junit_summary(gpu_check, tmp_path):
+    report = tmp_path / "junit.xml"
+    report.write_text("""<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite>
+<testcase classname="tests.test_gpu_parity" name="test_a"><system-out>--- Captured Out ---
+a: 0.0100 levels</system-out></testcase>
+<testcase classname="tests.test_gpu_parity" name="test_b"><skipped message="needs a CUDA device"/></testcase>
+<testcase classname="tests.test_gpu_parity" name="test_c"><failure message="assert 2.5 &lt; 1.0">x</failure>
+</testcase></testsuite></testsuites>""")
+    with pytest.raises(gpu_check.StepFailed) as failed:
+        gpu_check.junit_summary(report)
+    message, result = failed.value.args
+    assert message == "1 failed, 0 errors"
+    assert {k: result[k] for k in ("tests", "passed", "failed", "errors", "skipped")} == {
+        "tests": 3, "passed": 1, "failed": 1, "errors": 0, "skipped": 1}
+    assert result["printed"] == {"tests.test_gpu_parity::test_a": ["a: 0.0100 levels"]}
+    assert result["failures"] == {"tests.test_gpu_parity::test_c": ["assert 2.5 < 1.0"]}
+    assert result["skip_reasons"] == {"needs a CUDA device": 1}

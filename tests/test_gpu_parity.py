@@ -1,0 +1,204 @@
+"""The GPU path against the CPU path (all skipped without CUDA; ``make gpu-check`` runs them).
+
+Complements the quick CUDA tests of test_corruptions.py, test_perturbations.py and
+test_models.py (severity 3 on 64 px noise images, deterministic sequences only, random
+features) with what a user's numbers rest on:
+
+- every corruption at every severity and every perturbation sequence, on real photographs,
+  with the same random draws (made on the CPU and moved to the GPU: CPU and CUDA generators
+  give other numbers for the same seed), within the fidelity target the port meets against the
+  reference (mean absolute difference below one uint8 level, tests/test_corruptions_fidelity.py);
+- the storage round trip (uint8 truncation, JPEG q85) through nvJPEG against PIL's libjpeg;
+- ``eval`` on CUDA against ``eval`` on CPU: the same per-image correctness, except where float
+  rounding flips a near-tie (at most 1 image of the folder's 12 per cell; printed);
+- ``--amp`` (float16 autocast): the GCP matrix functions still run in float32 (float64 for SVD),
+  and the pooled features equal float32's within float16's precision.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import corruptions.perturbations as perturbations_module
+from corruptions import get_corruption, list_corruptions, sample_parameters, storage_roundtrip
+from corruptions.perturbations import list_perturbations, perturbation_sequence
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+DEVICE = "cuda"
+LEVEL = 1 / 255  # the fidelity target: mean absolute difference below one uint8 level
+SEEDS = [11, 12]
+
+
+def _moved(params: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+
+
+def _mad_levels(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double().cpu() - b.double().cpu()).abs().mean() / LEVEL)
+
+
+@pytest.fixture(scope="module")
+def photos224() -> torch.Tensor:
+    from robustbench_gcp.bench.photos import photos
+
+    return photos(2, 224)
+
+
+# --------------------------------------------------------------------------------------
+# corruptions and perturbations
+
+
+@pytest.mark.parametrize("name", list_corruptions("all"))
+def test_corruption_on_cuda_equals_cpu_at_every_severity(name, photos224):
+    spec = get_corruption(name)
+    worst = 0.0
+    for severity in range(1, 6):
+        params = sample_parameters(photos224, name, severity, seed=SEEDS)  # the CPU's draws
+        cpu = spec.apply(photos224, severity, params).clamp(0, 1)
+        gpu = spec.apply(photos224.to(DEVICE), severity, _moved(params, DEVICE)).clamp(0, 1)
+        assert gpu.device.type == torch.device(DEVICE).type and gpu.shape == cpu.shape
+        mad = _mad_levels(gpu, cpu)
+        assert mad < 1.0, f"{name} severity {severity}: CUDA differs from CPU by {mad:.3f} levels"
+        worst = max(worst, mad)
+    print(f"{name}: largest mean difference CUDA - CPU {worst:.4f} levels")
+
+
+@pytest.fixture
+def draws_on_the_cpu(monkeypatch):
+    """Perturbation draws made on the CPU and moved to the images' device (as the corruptions)."""
+    import dataclasses
+
+    draw = perturbations_module.draw_parameters
+
+    def on_cpu(spec, job):
+        return _moved(draw(spec, dataclasses.replace(job, x=job.x.cpu())), job.x.device)
+
+    monkeypatch.setattr(perturbations_module, "draw_parameters", on_cpu)
+
+
+@pytest.mark.parametrize("name", list_perturbations("all"))
+def test_perturbation_on_cuda_equals_cpu(name, draws_on_the_cpu):
+    from robustbench_gcp.bench.photos import photos
+
+    x = photos(2, 128)
+    for difficulty in (1, 3) if name in ("gaussian_noise", "shot_noise", "speckle_noise") else (1,):
+        cpu = perturbation_sequence(x, name, difficulty, seed=SEEDS)
+        gpu = perturbation_sequence(x.to(DEVICE), name, difficulty, seed=SEEDS)
+        assert gpu.device.type == torch.device(DEVICE).type and gpu.shape == cpu.shape
+        mad = _mad_levels(gpu, cpu)
+        worst_frame = max(_mad_levels(gpu[:, t], cpu[:, t]) for t in range(cpu.shape[1]))
+        assert mad < 1.0, f"{name} difficulty {difficulty}: CUDA differs from CPU by {mad:.3f} levels"
+        print(f"{name} difficulty {difficulty}: CUDA - CPU {mad:.4f} levels (worst frame {worst_frame:.3f})")
+
+
+# --------------------------------------------------------------------------------------
+# nvJPEG
+
+
+def test_storage_roundtrip_on_cuda_equals_pil(photos224):
+    from PIL import Image
+    from torchvision.io import encode_jpeg
+
+    from corruptions._ops import quiet_torchvision_io
+
+    try:  # the round trip falls back to the CPU codec where torchvision cannot encode on the GPU
+        with quiet_torchvision_io():
+            encode_jpeg([torch.zeros(3, 16, 16, dtype=torch.uint8, device=DEVICE)], quality=85)
+    except (RuntimeError, NotImplementedError) as error:
+        pytest.skip(f"this torchvision has no nvJPEG encoder ({error}); the CPU codec is used")
+    out = storage_roundtrip(photos224.to(DEVICE))
+    assert out.device.type == torch.device(DEVICE).type and out.dtype == photos224.dtype
+    for i in range(photos224.shape[0]):
+        pixels = (photos224[i] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=85, optimize=True)
+        expected = torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1).float() / 255
+        mad = _mad_levels(out[i], expected)
+        print(f"photo {i}: nvJPEG - libjpeg {mad:.4f} levels")
+        assert mad <= 1.0, mad
+
+
+# --------------------------------------------------------------------------------------
+# eval
+
+
+def _correctness(store) -> dict:
+    from robustbench_gcp.store import Store
+
+    with Store(store, read_only=True) as s:
+        (run,) = s.runs()
+        return {key.label: s.cell_result(cell, key, run.n_shards) for cell, key in s.cells(run.id)}
+
+
+def test_eval_on_cuda_counts_as_on_cpu(image_folder, gap_checkpoint, tmp_path):
+    """The same decisions image by image; float rounding may flip a near-tie (<= 1 of 12 per cell).
+
+    Deterministic corruptions only: random ones draw other numbers on CUDA generators."""
+    from robustbench_gcp import evaluate
+
+    common = dict(checkpoint=str(gap_checkpoint), data=image_folder, suite="imagenet-c",
+                  corruptions="defocus_blur,zoom_blur,contrast,pixelate,jpeg_compression",
+                  severities=[1, 5], workers=0, batch_size=4, shard_size=6)
+    evaluate("resnet18-gap", device="cpu", store=tmp_path / "cpu.db", **common)
+    evaluate("resnet18-gap", device=DEVICE, store=tmp_path / "cuda.db", **common)
+    cpu, gpu = _correctness(tmp_path / "cpu.db"), _correctness(tmp_path / "cuda.db")
+    assert cpu.keys() == gpu.keys() and len(cpu) == 11
+    flips = {}
+    for label in cpu:
+        a, b = cpu[label], gpu[label]
+        assert a.complete and b.complete and a.n == b.n == 12
+        flips[label] = int((a.correct != b.correct).sum())
+        # counts follow the bitmaps (a top-5 near-tie may flip as well)
+        assert abs(a.counts["top1_errors"] - b.counts["top1_errors"]) <= flips[label]
+        assert abs(a.counts["top5_errors"] - b.counts["top5_errors"]) <= 1
+    print(f"images whose top-1 decision differs CUDA vs CPU: {sum(flips.values())} of "
+          f"{12 * len(flips)} ({', '.join(f'{k}: {v}' for k, v in flips.items() if v) or 'none'})")
+    assert max(flips.values()) <= 1, flips
+
+
+# --------------------------------------------------------------------------------------
+# --amp
+
+
+@pytest.mark.parametrize("name", ["resnet50-isqrt", "resnet50-mpncov", "resnet50-svdpade",
+                                  "resnet50-dropcov"])
+def test_amp_keeps_matrix_functions_in_float32(name, photos224, monkeypatch):
+    from robustbench_gcp.models import create_model, heads
+
+    torch.manual_seed(0)
+    model = create_model(name).eval().to(DEVICE)
+    cfg = model.pretrained_cfg
+    mean = torch.tensor(cfg.mean, device=DEVICE).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=DEVICE).view(1, 3, 1, 1)
+    x = (photos224.to(DEVICE) - mean) / std
+    with torch.no_grad():
+        feats = model.forward_features(x)  # float32: both heads see the same features
+        reference = model.forward_head(feats, pre_logits=True)
+
+        seen = []
+
+        def recording(function):
+            def wrapper(a, *args, **kwargs):
+                out = function(a, *args, **kwargs)
+                seen.append((function.__name__, a.dtype, out.dtype, torch.is_autocast_enabled(DEVICE)))
+                return out
+            return wrapper
+
+        monkeypatch.setattr(heads, "covariance", recording(heads.covariance))
+        monkeypatch.setattr(heads, "matrix_sqrt", recording(heads.matrix_sqrt))
+        with torch.autocast(DEVICE, dtype=torch.float16):
+            pooled = model.forward_head(feats, pre_logits=True)
+    assert pooled.dtype == torch.float16 and torch.isfinite(pooled).all()
+    assert seen and all(dtype_in in (torch.float32, torch.float64) and dtype_out == dtype_in and not autocast
+                        for _, dtype_in, dtype_out, autocast in seen), seen
+    error = float((pooled.float() - reference).norm() / reference.norm())
+    print(f"{name}: pooled features under float16 autocast, relative error {error:.2e}")
+    assert error < 1e-2  # float16 keeps 11 bits (5e-4 per value): the 1x1 reduction and output rounding
