@@ -201,8 +201,7 @@ class Classifier:
         bad, seen = self._nonfinite, self._seen
         self._nonfinite, self._seen = None, 0
         if bad is not None and int(bad):  # the one host sync, per cell and shard
-            raise NonFiniteError(f"the model gave NaN or infinite logits for {int(bad)} of {seen} images"
-                                 f"{' (under --amp: try without it)' if self.amp else ''}")
+            raise _nonfinite_error(int(bad), seen, self.amp)
 
 
 def finite(logits: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
@@ -213,11 +212,13 @@ def finite(logits: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
     """
     bad = ~torch.isfinite(logits).all(dim=-1)
     if bad.any():
-        raise NonFiniteError(
-            f"the model gave NaN or infinite logits for {int(bad.sum())} of {bad.numel()} images"
-            f"{' (under --amp: try without it)' if amp else ''}"
-        )
+        raise _nonfinite_error(int(bad.sum()), bad.numel(), amp)
     return logits
+
+
+def _nonfinite_error(bad: int, seen: int, amp: bool) -> NonFiniteError:
+    return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} images"
+                          f"{' (under --amp: try without it)' if amp else ''}")
 
 
 @dataclass

@@ -629,7 +629,8 @@ def _scalars(obj: Any) -> dict[str, Any]:
 
 
 def read_state_dict(path: str | Path, *, sha256: str | None = None,
-                    compute_sha256: bool = True, ema: bool = True) -> StateDict:
+                    compute_sha256: bool = True, ema: bool = True,
+                    layout: Layout | None = None) -> StateDict:
     """Steps 1-4: read, check the hash, pick the inner dict, strip wrappers, remap.
 
     Args:
@@ -637,6 +638,8 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         sha256: expected digest (full or a prefix of >= 8 hex digits), or None.
         compute_sha256: compute the digest even when none is expected.
         ema: a training file's EMA weights when it has them (see :func:`select_state_dict`).
+        layout: the layout to apply instead of detecting one from the keys (a model you
+            bring keeps the file's own names: :data:`robustbench_gcp.models.external.AS_SAVED`).
 
     Raises:
         CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.
@@ -651,7 +654,7 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         digest = file_sha256(path)
     tensors, container = select_state_dict(obj, ema=ema)
     tensors, stripped = strip_wrappers(tensors)
-    layout = detect_layout(tensors)
+    layout = detect_layout(tensors) if layout is None else layout
     has_ema = isinstance(obj, Mapping) and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS)
     return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,
                      _scalars(obj) if container else {}, has_ema)

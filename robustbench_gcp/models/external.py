@@ -34,14 +34,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.errors import ConfigError, UnknownNameError
-from robustbench_gcp.models.checkpoint import (
-    Layout,
-    StateDict,
-    check_sha256,
-    read_checkpoint,
-    select_state_dict,
-    strip_wrappers,
-)
+from robustbench_gcp.models.checkpoint import Layout, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
 
 __all__ = ["ExternalSource", "external_source", "is_external", "load_external", "module_source",
@@ -193,20 +186,6 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
     return int(out.shape[1])
 
 
-def read_as_saved(path: str | Path, sha256: str | None = None) -> StateDict:
-    """A checkpoint's state dict with the file's own names (inner dict picked, wrappers stripped).
-
-    Raises:
-        CheckpointError: unreadable file, hash mismatch, no state dict.
-    """
-    obj = read_checkpoint(path)
-    path = Path(path)
-    digest = check_sha256(path, sha256) if sha256 is not None else None
-    tensors, container = select_state_dict(obj)
-    tensors, stripped = strip_wrappers(tensors)
-    return StateDict(tensors, path, digest, AS_SAVED, container, stripped, {})
-
-
 def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
                   sha256: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Build ``source``'s module, load ``checkpoint`` strictly into it, give it the engine's
@@ -226,7 +205,8 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
     model = source.build()
     model.name = source.ref  # named in a load error
     if checkpoint is not None:
-        load_strict(model, read_as_saved(checkpoint, sha256))
+        load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False,
+                                           layout=AS_SAVED))
     model = model.to(device)
     model.num_classes = output_classes(model, source.preprocess.input_size, source.ref)
     model.name = label
