@@ -1,4 +1,5 @@
-"""The 19 ImageNet-C corruptions in PyTorch: batched, seeded, on any device.
+"""The 19 ImageNet-C corruptions in PyTorch: batched, seeded, on any device, with the
+parameters of ImageNet-C, CIFAR-10/100-C or Tiny-ImageNet-C (``preset=``, :data:`PRESETS`).
 
 Example:
     >>> import torch
@@ -34,13 +35,16 @@ from corruptions._registry import (
     EXTRA,
     NOISE_PERTURBATIONS,
     PERTURBATION_SUBSETS,
+    PRESET_SIZES,
+    PRESETS,
     SEVERITIES,
     SUBSETS,
     Corruption,
+    Level,
     Perturbation,
     check_images,
     check_name,
-    check_severity,
+    check_preset,
     get_corruption,
     get_perturbation,
     list_corruptions,
@@ -56,11 +60,15 @@ __all__ = [
     "EXTRA",
     "NOISE_PERTURBATIONS",
     "PERTURBATION_SUBSETS",
+    "PRESETS",
+    "PRESET_SIZES",
     "SEVERITIES",
     "SUBSETS",
     "Corruption",
+    "Level",
     "Perturbation",
     "check_name",
+    "check_preset",
     "corrupt",
     "frame_count",
     "get_corruption",
@@ -88,23 +96,25 @@ def sample_parameters(
     *,
     seed: int | Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    preset: str = "imagenet",
 ) -> dict:
     """Draw the random parameters ``corrupt`` would use (empty for deterministic ones).
 
     Same arguments and randomness as :func:`corrupt`; ``corrupt(x, n, s, seed=k)`` equals
     ``get_corruption(n).apply(x, s, sample_parameters(x, n, s, seed=k))`` clipped to
-    [0, 1]. Useful to reuse one draw (e.g. the same snow layer) on several images.
+    [0, 1] (with the same ``preset=`` on both). Useful to reuse one draw (e.g. the same
+    snow layer) on several images.
     """
     check_images(images)
     spec = get_corruption(name)
-    severity = check_severity(severity)
+    level = spec.level(severity, preset)
     _check_randomness(seed, generator)
-    if spec.sample is None:
+    if not spec.random:
         return {}
     batch = images.shape[0]
     seeds = normalize_seeds(seed, batch, images.device)
     rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
-    return spec.sample(rng, work_images(images), severity)
+    return spec.sampler(rng, work_images(images), level)
 
 
 def corrupt(
@@ -114,8 +124,9 @@ def corrupt(
     *,
     seed: int | Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    preset: str = "imagenet",
 ) -> torch.Tensor:
-    """Apply an ImageNet-C corruption to a batch of images.
+    """Apply an ImageNet-C (or CIFAR-10-C, Tiny-ImageNet-C) corruption to a batch of images.
 
     Args:
         images: (B, 3, H, W) float tensor (float16, bfloat16, float32, float64) in
@@ -136,6 +147,12 @@ def corrupt(
         generator: draw for the whole batch from this ``torch.Generator`` instead
             (results then depend on the batch composition). With neither ``seed``
             nor ``generator``, torch's default generator is used.
+        preset: whose parameters (:data:`PRESETS`): ``"imagenet"`` (ImageNet-C's,
+            made for 224 px), ``"cifar"`` (CIFAR-10/100-C's, 32 px) or
+            ``"tinyimagenet"`` (Tiny-ImageNet-C's, 64 px), from the original
+            generation scripts, which retune every corruption for each resolution.
+            Size-dependent constants (fog's map, frost's texture scale, the elastic
+            unit) follow the image size in proportion to the preset's size.
 
     Returns:
         New contiguous (B, 3, H, W) tensor (whatever the input's layout), same dtype
@@ -144,8 +161,8 @@ def corrupt(
     Raises:
         TypeError: ``images`` not a float tensor, ``severity`` not an int, bad ``seed``.
         ValueError: unknown ``name`` (the closest name is suggested), ``severity``
-            outside 1..5, wrong shape, both ``seed`` and ``generator``, or a seed
-            sequence whose length is not B.
+            outside 1..5, unknown ``preset``, wrong shape, both ``seed`` and
+            ``generator``, or a seed sequence whose length is not B.
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64)
@@ -154,38 +171,38 @@ def corrupt(
     """
     check_images(images)
     name = check_name(name)
-    severity = check_severity(severity)
-    _check_randomness(seed, generator)
     spec = get_corruption(name)
+    level = spec.level(severity, preset)
+    _check_randomness(seed, generator)
     batch, _, height, width = images.shape
     if batch == 0:
         return images.detach().clone(memory_format=torch.contiguous_format)
     x = work_images(images)
-    seeds = normalize_seeds(seed, batch, images.device) if spec.sample is not None else None
+    seeds = normalize_seeds(seed, batch, images.device) if spec.random else None
     chunk = batch
     if images.device.type == "cpu" and spec.cpu_chunk is not None:
         chunk = max(1, spec.cpu_chunk * 224 * 224 // (height * width))
     if chunk >= batch:
         params = {}
-        if spec.sample is not None:
+        if spec.random:
             rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
-            params = spec.sample(rng, x, severity)
-        out = new_output(spec.apply(x, severity, params), images).clamp_(0, 1)
+            params = spec.sampler(rng, x, level)
+        out = new_output(spec.applier(x, level, params), images).clamp_(0, 1)
         return out if out.dtype == images.dtype else out.to(images.dtype)
     # CPU: a few images at a time (per-image seeds draw chunk by chunk, same numbers)
     out = torch.empty_like(images, memory_format=torch.contiguous_format)
     shared = None
-    if spec.sample is not None and seeds is None:  # one generator for the whole batch
-        shared = spec.sample(ImageRandom(batch, images.device, generator=generator), x, severity)
+    if spec.random and seeds is None:  # one generator for the whole batch
+        shared = spec.sampler(ImageRandom(batch, images.device, generator=generator), x, level)
     for start in range(0, batch, chunk):
         stop = min(batch, start + chunk)
         part = x[start:stop]
-        if spec.sample is None:
+        if not spec.random:
             params = {}
         elif shared is not None:
             params = {key: value[start:stop] for key, value in shared.items()}
         else:
             rng = ImageRandom(stop - start, images.device, seeds=seeds[start:stop])
-            params = spec.sample(rng, part, severity)
-        torch.clamp(spec.apply(part, severity, params), 0, 1, out=out[start:stop])
+            params = spec.sampler(rng, part, level)
+        torch.clamp(spec.applier(part, level, params), 0, 1, out=out[start:stop])
     return out

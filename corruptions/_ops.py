@@ -50,7 +50,13 @@ def new_output(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized."""
+    """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized.
+
+    ``sigma`` 0 (CIFAR-10-C's elastic_transform at severity 1) is the identity, as scipy,
+    which leaves an axis with sigma <= 1e-15 unfiltered.
+    """
+    if float(sigma) <= 1e-15:
+        return torch.ones(1, dtype=torch.float64)
     radius = int(truncate * float(sigma) + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     phi = torch.exp(-0.5 / (float(sigma) ** 2) * x * x)

@@ -28,7 +28,10 @@ __all__ = [
     "CORRUPTIONS",
     "DIFFICULTIES",
     "EXTRA",
+    "Level",
     "NOISE_PERTURBATIONS",
+    "PRESETS",
+    "PRESET_SIZES",
     "PERTURBATIONS",
     "PERTURBATION_SUBSETS",
     "SEVERITIES",
@@ -40,11 +43,13 @@ __all__ = [
     "check_images",
     "check_name",
     "check_perturbation",
+    "check_preset",
     "check_severity",
     "get_corruption",
     "get_perturbation",
     "list_corruptions",
     "list_perturbations",
+    "presets",
     "register",
     "register_perturbation",
 ]
@@ -88,6 +93,13 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 SEVERITIES = (1, 2, 3, 4, 5)
 #: smallest image side accepted (as imagecorruptions)
 MIN_SIZE = 32
+
+#: corruption parameter presets: the original generation scripts retune every corruption for
+#: each resolution (hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py,
+#: make_cifar_c.py, make_tinyimagenet_c.py)
+PRESETS = ("imagenet", "cifar", "tinyimagenet")
+#: the image side each preset's parameters were made for (ImageNet-C: the 224 crop)
+PRESET_SIZES = {"imagenet": 224, "cifar": 32, "tinyimagenet": 64}
 
 _PERTURBATION_TEST = (
     "gaussian_noise",
@@ -213,10 +225,26 @@ class Registry(Generic[E]):
 # --------------------------------------------------------------------------------------
 # corruptions
 
-#: Sampler: (rng, images, severity) -> dict of per-image parameter tensors (batch first)
+#: Sampler: (rng, images, level) -> dict of per-image parameter tensors (batch first)
 Sampler = Callable[..., dict[str, Any]]
-#: Applier: (images float (B, 3, H, W), severity, params) -> corrupted images (unclipped ok)
+#: Applier: (images float (B, 3, H, W), level, params) -> corrupted images (unclipped ok)
 Applier = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Level:
+    """What an applier or sampler gets: one corruption at one severity of one preset.
+
+    Attributes:
+        severity: 1..5.
+        preset: one of :data:`PRESETS`.
+        c: the corruption's parameters there (a number or a tuple): the row the original
+            script selects with ``c = [...][severity - 1]``.
+    """
+
+    severity: int
+    preset: str
+    c: Any
 
 
 @dataclass(frozen=True)
@@ -228,10 +256,12 @@ class Corruption:
         family: noise, blur, weather or digital (the paper's categories; the
             extra corruptions have one too, though the subsets of
             :func:`list_corruptions` group the benchmark ones only).
-        parameters: the ImageNet-C parameters for severities 1..5 (224 px).
-        apply: ``apply(images, severity, params) -> images``: the deterministic
-            part, on (B, 3, H, W) float32/float64 images in [0, 1].
-        sample: ``sample(rng, images, severity) -> params`` for random corruptions
+        parameters: the parameters for severities 1..5 of each preset
+            (:data:`PRESETS`: ImageNet-C's at 224 px, CIFAR-10-C's at 32 px,
+            Tiny-ImageNet-C's at 64 px), from the original generation scripts.
+        applier: ``applier(images, level, params) -> images``: the deterministic part, on
+            (B, 3, H, W) float32/float64 images in [0, 1]; ``level`` is a :class:`Level`.
+        sampler: ``sampler(rng, images, level) -> params`` for random corruptions
             (None for deterministic ones): a dict of tensors whose first axis is the
             batch, drawn from an :class:`~corruptions._rng.ImageRandom`.
         cpu_chunk: on the CPU, images are processed this many at a time (at 224 px;
@@ -242,15 +272,37 @@ class Corruption:
 
     name: str
     family: str
-    parameters: tuple
-    apply: Applier
-    sample: Sampler | None = None
+    parameters: Mapping[str, tuple]
+    applier: Applier
+    sampler: Sampler | None = None
     doc: str = field(default="", compare=False)
     cpu_chunk: int | None = 4
 
     @property
     def random(self) -> bool:
-        return self.sample is not None
+        return self.sampler is not None
+
+    def level(self, severity: int, preset: str = "imagenet") -> Level:
+        """The :class:`Level` of ``severity`` in ``preset`` (both checked)."""
+        severity, preset = check_severity(severity), check_preset(preset)
+        return Level(severity, preset, self.parameters[preset][severity - 1])
+
+    def apply(self, images: torch.Tensor, severity: int, params: Mapping[str, Any], *,
+              preset: str = "imagenet") -> torch.Tensor:
+        """The deterministic part at ``severity`` of ``preset`` (unclipped)."""
+        return self.applier(images, self.level(severity, preset), params)
+
+    def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
+               preset: str = "imagenet") -> dict[str, Any]:
+        """The random parameters (``{}`` for a deterministic corruption)."""
+        if self.sampler is None:
+            return {}
+        return self.sampler(rng, images, self.level(severity, preset))
+
+
+def presets(imagenet: tuple, cifar: tuple, tinyimagenet: tuple) -> dict[str, tuple]:
+    """A corruption's parameter tables by preset (the order of :data:`PRESETS`)."""
+    return dict(zip(PRESETS, (imagenet, cifar, tinyimagenet)))
 
 
 #: the corruption registry
@@ -260,9 +312,14 @@ CORRUPTIONS: Registry[Corruption] = Registry(
 
 
 def register(corruption: Corruption) -> Corruption:
-    """Add a corruption to the registry (a duplicate name is an error)."""
-    if len(corruption.parameters) != len(SEVERITIES):
-        raise ValueError(f"corruption {corruption.name!r} needs parameters for 5 severities")
+    """Add a corruption to the registry (a duplicate name, or a preset without 5 severities,
+    is an error)."""
+    if set(corruption.parameters) != set(PRESETS):
+        raise ValueError(f"corruption {corruption.name!r} needs parameters for the presets "
+                         f"{', '.join(PRESETS)}")
+    for preset, table in corruption.parameters.items():
+        if len(table) != len(SEVERITIES):
+            raise ValueError(f"corruption {corruption.name!r} needs 5 severities in preset {preset!r}")
     return CORRUPTIONS.register(corruption)
 
 
@@ -317,7 +374,7 @@ class Perturbation:
             ``corruptions.perturbations._sequence.Job``) holds the checked call: the
             S x S images, the crop, the requested frame indices, the difficulty;
             returns (B, F, 3, c, c) frames in the work dtype (unclipped ok).
-        sample: ``sample(rng, images, difficulty) -> params`` for random perturbations
+        sample: ``sample(rng, images, difficulty, preset=...) -> params`` for random perturbations
             (None for deterministic ones): a dict of tensors whose first axis is the
             ``rng.batch`` random sources of an :class:`~corruptions._rng.ImageRandom`,
             grouped by image (``images``: the B clean crops; sources ``k n .. k n + n - 1``
@@ -411,6 +468,17 @@ def check_severity(severity: int) -> int:
     if int(severity) not in SEVERITIES:
         raise ValueError(f"`severity` should be 1..5. Got {severity}")
     return int(severity)
+
+
+def check_preset(preset: str) -> str:
+    """``preset`` if it is one of :data:`PRESETS`, else an error listing them."""
+    if preset not in PRESETS:
+        if not isinstance(preset, str):
+            raise TypeError(f"`preset` should be one of {', '.join(PRESETS)}. Got {preset!r}")
+        close = difflib.get_close_matches(preset.lower().replace("-", ""), PRESETS, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"`preset` should be one of {', '.join(PRESETS)}. Got {preset!r}.{hint}")
+    return preset
 
 
 def check_difficulty(difficulty: int) -> int:

@@ -16,7 +16,7 @@ from corruptions._ops import (
     truncate_uint8,
     zoom_center,
 )
-from corruptions._registry import SEVERITIES, Corruption, register
+from corruptions._registry import PRESETS, Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
 
 GAUSSIAN_BLUR = (1, 2, 3, 4, 6)
@@ -28,14 +28,23 @@ DEFOCUS_BLUR = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
 MOTION_BLUR = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
 #: np.arange(1, stop, step)
 ZOOM_BLUR = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))
+# CIFAR-10/100-C (make_cifar_c.py, 32 px) and Tiny-ImageNet-C (make_tinyimagenet_c.py, 64 px)
+GAUSSIAN_BLUR_CIFAR, GAUSSIAN_BLUR_TINY = (0.4, 0.6, 0.7, 0.8, 1), (0.5, 0.75, 1, 1.25, 1.5)
+GLASS_BLUR_CIFAR = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))
+GLASS_BLUR_TINY = ((0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2))
+DEFOCUS_BLUR_CIFAR = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))
+DEFOCUS_BLUR_TINY = ((0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1))
+MOTION_BLUR_CIFAR = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))
+MOTION_BLUR_TINY = ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3))
+ZOOM_BLUR_SMALL = ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01))  # both
 
 
 # --------------------------------------------------------------------------------------
 # gaussian_blur
 
 
-def _gaussian_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    return gaussian_blur2d(x, GAUSSIAN_BLUR[severity - 1], mode="nearest")
+def _gaussian_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    return gaussian_blur2d(x, level.c, mode="nearest")
 
 
 # --------------------------------------------------------------------------------------
@@ -43,7 +52,7 @@ def _gaussian_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor
 
 
 @functools.lru_cache(maxsize=16)
-def disk_kernel(radius: int, alias_blur: float) -> torch.Tensor:
+def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     """The original's anti-aliased disk (float32, as OpenCV computes it).
 
     A binary disk ``x^2 + y^2 <= r^2`` on a (17, 17) grid (r <= 8) or (2r+1, 2r+1)
@@ -63,8 +72,8 @@ def disk_kernel(radius: int, alias_blur: float) -> torch.Tensor:
     return (blur @ disk.to(torch.float64) @ blur.t()).to(torch.float32)
 
 
-def _defocus_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    radius, alias = DEFOCUS_BLUR[severity - 1]
+def _defocus_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    radius, alias = level.c
     return fft_filter2d(x, disk_kernel(radius, alias).to(torch.float64), mode="mirror")
 
 
@@ -72,8 +81,8 @@ def _defocus_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 # glass_blur
 
 
-def _glass_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
-    _, delta, iterations = GLASS_BLUR[severity - 1]
+def _glass_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
+    _, delta, iterations = level.c
     height, width = images.shape[-2:]
     n_h, n_w = max(height - 2 * delta, 0), max(width - 2 * delta, 0)
     # one (dx, dy) = randint(-delta, delta) (high exclusive) per visited pixel and pass
@@ -133,8 +142,8 @@ def glass_sources(offsets: torch.Tensor, delta: int, height: int, width: int) ->
     return total
 
 
-def _glass_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    sigma, delta, _ = GLASS_BLUR[severity - 1]
+def _glass_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    sigma, delta, _ = level.c
     batch, channels, height, width = x.shape
     blurred = truncate_uint8(gaussian_blur2d(x, sigma, mode="nearest"))
     source = glass_sources(params["offsets"], delta, height, width)
@@ -187,12 +196,12 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor
     return fft_correlate(x, taps.to(x.device), offsets.to(x.device), pad, mode="nearest")
 
 
-def _motion_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _motion_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     return {"angle": rng.uniform(low=-45.0, high=45.0)}
 
 
-def _motion_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    radius, sigma = MOTION_BLUR[severity - 1]
+def _motion_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    radius, sigma = level.c
     return motion_blur(x, radius, sigma, params["angle"])
 
 
@@ -200,15 +209,17 @@ def _motion_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 # zoom_blur
 
 
-def zoom_factors(severity: int) -> list[float]:
-    """The factors of ``np.arange(1, stop, step)`` (12, 16, 11, 13, 11 of them)."""
-    stop, step = ZOOM_BLUR[severity - 1]
+def zoom_factors(severity: int, preset: str = "imagenet") -> list[float]:
+    """The factors of ``np.arange(1, stop, step)`` (ImageNet-C: 12, 16, 11, 13, 11 of them;
+    CIFAR-10-C and Tiny-ImageNet-C: 7, 12, 16, 21, 26)."""
+    stop, step = (ZOOM_BLUR if preset == "imagenet" else ZOOM_BLUR_SMALL)[severity - 1]
     count = math.ceil((stop - 1.0) / step)
-    return [1.0 + k * step for k in range(count)]
+    delta = (1.0 + step) - 1.0  # np.arange fills start + k * (the second value - start)
+    return [1.0 + k * delta for k in range(count)]
 
 
-def _zoom_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    factors = zoom_factors(severity)
+def _zoom_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    factors = level.c
     out = x.clone()
     for factor in factors:
         out += zoom_center(x, factor)
@@ -216,23 +227,26 @@ def _zoom_blur(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 
 
 register(Corruption(
-    "defocus_blur", "blur", DEFOCUS_BLUR, _defocus_blur,
+    "defocus_blur", "blur", presets(DEFOCUS_BLUR, DEFOCUS_BLUR_CIFAR, DEFOCUS_BLUR_TINY), _defocus_blur,
     doc="correlation with an anti-aliased disk, reflect-101 borders (FFT).",
 ))
 register(Corruption(
-    "glass_blur", "blur", GLASS_BLUR, _glass_blur, _glass_sample,
+    "glass_blur", "blur", presets(GLASS_BLUR, GLASS_BLUR_CIFAR, GLASS_BLUR_TINY), _glass_blur, _glass_sample,
     doc="Gaussian blur, uint8 truncation, the original's sequential local pixel copy "
         "(exact, by pointer jumping), Gaussian blur.",
 ))
 register(Corruption(
-    "motion_blur", "blur", MOTION_BLUR, _motion_blur, _motion_sample,
+    "motion_blur", "blur", presets(MOTION_BLUR, MOTION_BLUR_CIFAR, MOTION_BLUR_TINY),
+    _motion_blur, _motion_sample,
     doc="one-sided Gaussian line blur at a random angle (imagecorruptions' _motion_blur).",
 ))
 register(Corruption(
-    "zoom_blur", "blur", tuple(tuple(zoom_factors(s)) for s in SEVERITIES), _zoom_blur,
+    "zoom_blur", "blur",
+    {p: tuple(tuple(zoom_factors(s, p)) for s in range(1, 6)) for p in PRESETS}, _zoom_blur,
     doc="mean of the image and its centre zooms (scipy order-1 zoom, centred crop).",
 ))
 register(Corruption(
-    "gaussian_blur", "blur", GAUSSIAN_BLUR, _gaussian_blur,
+    "gaussian_blur", "blur", presets(GAUSSIAN_BLUR, GAUSSIAN_BLUR_CIFAR, GAUSSIAN_BLUR_TINY),
+    _gaussian_blur,
     doc="scikit-image gaussian (scipy, nearest borders, truncate 4).",
 ))

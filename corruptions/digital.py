@@ -12,7 +12,7 @@ from corruptions._ops import (
     quiet_torchvision_io,
     thread_map,
 )
-from corruptions._registry import Corruption, register
+from corruptions._registry import Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
 
 CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
@@ -28,25 +28,40 @@ ELASTIC_TRANSFORM = (
     (0.07, 0.01, 0.02),
     (0.12, 0.01, 0.02),
 )
-#: the original's constant ("244 should have been 224"); scaled by min(H, W) / 224
-ELASTIC_UNIT = 244.0
+# CIFAR-10/100-C (make_cifar_c.py, 32 px) and Tiny-ImageNet-C (make_tinyimagenet_c.py, 64 px)
+CONTRAST_CIFAR, CONTRAST_TINY = (0.75, 0.5, 0.4, 0.3, 0.15), (0.4, 0.3, 0.2, 0.1, 0.05)
+SATURATE_CIFAR = ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))
+SATURATE_TINY = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2))
+PIXELATE_CIFAR, PIXELATE_TINY = (0.95, 0.9, 0.85, 0.75, 0.65), (0.9, 0.8, 0.7, 0.6, 0.5)
+JPEG_COMPRESSION_CIFAR, JPEG_COMPRESSION_TINY = (80, 65, 58, 50, 40), (65, 58, 50, 40, 25)
+#: (alpha, sigma, affine jitter) as multiples of the image size IMSIZE (32 / 64 px)
+ELASTIC_TRANSFORM_CIFAR = (
+    (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03),
+)
+ELASTIC_TRANSFORM_TINY = (
+    (0, 0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03), (0.16, 0.03, 0.02),
+)
+#: the multiplier of ELASTIC_TRANSFORM and the image side it was made for, by preset: ImageNet-C's
+#: 244 at 224 px ("244 should have been 224", the original says), CIFAR's and Tiny's IMSIZE;
+#: other sizes scale by min(H, W) / that side
+ELASTIC_UNIT = {"imagenet": (244.0, 224), "cifar": (32.0, 32), "tinyimagenet": (64.0, 64)}
 
 
 # --------------------------------------------------------------------------------------
 # contrast, saturate
 
 
-def _contrast(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    c = CONTRAST[severity - 1]
+def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    c = level.c
     means = x.mean(dim=(2, 3), keepdim=True)
     return torch.add(means * (1 - c), x, alpha=c)  # (x - mean) * c + mean
 
 
-def _saturate(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # scikit-image's rgb2hsv -> S = clip(S * a + b) -> hsv2rgb keeps hue and value; each
     # channel is v * (1 - s * w(h)), so it becomes v - (v - x) * S' / S. Grey pixels
     # (S = 0, hue 0) become (v, v (1 - S'), v (1 - S')), reddish, as in the original.
-    a, b = SATURATE[severity - 1]
+    a, b = level.c
     v = x.amax(dim=1, keepdim=True)
     delta = v - x.amin(dim=1, keepdim=True)
     grey = delta == 0
@@ -116,8 +131,8 @@ def _box_up(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.view(batch, channels, *size)
 
 
-def _pixelate(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    c = PIXELATE[severity - 1]
+def _pixelate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    c = level.c
     height, width = x.shape[-2:]
     small_h, small_w = max(1, int(height * c)), max(1, int(width * c))
     k = x.mul(255).round_().clamp_(0, 255)  # the original works on the uint8 image
@@ -156,16 +171,16 @@ def jpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
         return torch.stack(thread_map(code, list(cpu))).to(pixels.device)
 
 
-def _jpeg_compression(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+def _jpeg_compression(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
-    return jpeg_roundtrip(pixels, JPEG_COMPRESSION[severity - 1]).to(x.dtype) / 255
+    return jpeg_roundtrip(pixels, level.c).to(x.dtype) / 255
 
 
 # --------------------------------------------------------------------------------------
 # elastic_transform (the original ImageNet-C algorithm)
 
 
-def _elastic_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _elastic_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     height, width = images.shape[-2:]
     return {
         "jitter": rng.uniform(3, 2, low=-1.0, high=1.0),
@@ -269,14 +284,16 @@ def map_coordinates_reflect(x: torch.Tensor, rows: torch.Tensor, cols: torch.Ten
     return _grid_sample(x, rows, cols, "reflect")
 
 
-def elastic_scale(height: int, width: int) -> float:
-    return ELASTIC_UNIT * min(height, width) / 224
+def elastic_scale(height: int, width: int, preset: str = "imagenet") -> float:
+    """The multiplier of the elastic parameters for an image size (244 at 224 px for ImageNet-C)."""
+    unit, side = ELASTIC_UNIT[preset]
+    return unit * min(height, width) / side
 
 
-def _elastic_transform(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+def _elastic_transform(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     batch, _, height, width = x.shape
-    unit = elastic_scale(height, width)
-    alpha, sigma, jitter = (v * unit for v in ELASTIC_TRANSFORM[severity - 1])
+    unit = elastic_scale(height, width, level.preset)
+    alpha, sigma, jitter = (v * unit for v in level.c)
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     # random affine: three points around the centre, each moved by U(-jitter, jitter)
     center_x, center_y = float(width // 2), float(height // 2)
@@ -305,23 +322,26 @@ def _elastic_transform(x: torch.Tensor, severity: int, params: dict) -> torch.Te
 
 
 register(Corruption(
-    "contrast", "digital", CONTRAST, _contrast,
+    "contrast", "digital", presets(CONTRAST, CONTRAST_CIFAR, CONTRAST_TINY), _contrast,
     doc="(x - mean) * c + mean, per channel mean.",
 ))
 register(Corruption(
-    "elastic_transform", "digital", ELASTIC_TRANSFORM, _elastic_transform, _elastic_sample,
+    "elastic_transform", "digital",
+    presets(ELASTIC_TRANSFORM, ELASTIC_TRANSFORM_CIFAR, ELASTIC_TRANSFORM_TINY),
+    _elastic_transform, _elastic_sample,
     doc="the original: random affine warp (reflect-101), then a Gaussian-smoothed random "
         "displacement field (bilinear, reflect).",
 ))
 register(Corruption(
-    "pixelate", "digital", PIXELATE, _pixelate,
+    "pixelate", "digital", presets(PIXELATE, PIXELATE_CIFAR, PIXELATE_TINY), _pixelate,
     doc="PIL BOX down-sampling to c * size, BOX (pixel-replicating) up-sampling, uint8.",
 ))
 register(Corruption(
-    "jpeg_compression", "digital", JPEG_COMPRESSION, _jpeg_compression,
+    "jpeg_compression", "digital",
+    presets(JPEG_COMPRESSION, JPEG_COMPRESSION_CIFAR, JPEG_COMPRESSION_TINY), _jpeg_compression,
     doc="JPEG encode/decode at the given quality (libjpeg through torchvision).",
 ))
 register(Corruption(
-    "saturate", "digital", SATURATE, _saturate,
+    "saturate", "digital", presets(SATURATE, SATURATE_CIFAR, SATURATE_TINY), _saturate,
     doc="HSV saturation * a + b (scikit-image's HSV).",
 ))

@@ -6,25 +6,30 @@ import math
 
 import torch
 
-from corruptions._registry import Corruption, register
+from corruptions._registry import Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
 
 GAUSSIAN_NOISE = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_NOISE = (60, 25, 12, 5, 3)
 IMPULSE_NOISE = (0.03, 0.06, 0.09, 0.17, 0.27)
 SPECKLE_NOISE = (0.15, 0.2, 0.35, 0.45, 0.6)
+# CIFAR-10/100-C (make_cifar_c.py, 32 px) and Tiny-ImageNet-C (make_tinyimagenet_c.py, 64 px)
+GAUSSIAN_NOISE_CIFAR, GAUSSIAN_NOISE_TINY = (0.04, 0.06, 0.08, 0.09, 0.10), (0.04, 0.08, 0.12, 0.15, 0.18)
+SHOT_NOISE_CIFAR, SHOT_NOISE_TINY = (500, 250, 100, 75, 50), (250, 100, 50, 30, 15)
+IMPULSE_NOISE_CIFAR, IMPULSE_NOISE_TINY = (0.01, 0.02, 0.03, 0.05, 0.07), (0.01, 0.02, 0.05, 0.08, 0.14)
+SPECKLE_NOISE_CIFAR, SPECKLE_NOISE_TINY = (0.06, 0.1, 0.12, 0.16, 0.2), (0.15, 0.2, 0.25, 0.3, 0.35)
 
 
-def _normal(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _normal(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     return {"noise": rng.normal(*images.shape[1:])}
 
 
-def _gaussian_noise(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    return torch.add(x, params["noise"].to(x.dtype), alpha=GAUSSIAN_NOISE[severity - 1])
+def _gaussian_noise(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    return torch.add(x, params["noise"].to(x.dtype), alpha=level.c)
 
 
-def _speckle_noise(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    return torch.addcmul(x, x, params["noise"].to(x.dtype), value=SPECKLE_NOISE[severity - 1])
+def _speckle_noise(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    return torch.addcmul(x, x, params["noise"].to(x.dtype), value=level.c)
 
 
 # --------------------------------------------------------------------------------------
@@ -126,12 +131,12 @@ def _small_poisson(v: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     return out.to(torch.float32)
 
 
-def _shot_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _shot_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     return {"uniform": rng.uniform(*images.shape[1:])}
 
 
-def _shot_noise(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    c = SHOT_NOISE[severity - 1]
+def _shot_noise(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    c = level.c
     counts = poisson_from_uniform(params["uniform"], x, c)
     return counts.to(x.dtype).div_(c)
 
@@ -174,8 +179,8 @@ def impulse_mask(
     return mask
 
 
-def _impulse_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
-    amount = IMPULSE_NOISE[severity - 1]
+def _impulse_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
+    amount = level.c
     shape = images.shape[1:]
     count = shape.numel()
     device = images.device
@@ -195,24 +200,27 @@ def _impulse_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> di
     return {"impulse": torch.stack(masks).view(-1, *shape)}
 
 
-def _impulse_noise(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+def _impulse_noise(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     mask = params["impulse"]
     return torch.where(mask == 0, x, (mask == 2).to(x.dtype))
 
 
 register(Corruption(
-    "gaussian_noise", "noise", GAUSSIAN_NOISE, _gaussian_noise, _normal,
+    "gaussian_noise", "noise", presets(GAUSSIAN_NOISE, GAUSSIAN_NOISE_CIFAR, GAUSSIAN_NOISE_TINY),
+    _gaussian_noise, _normal,
     doc="x + N(0, sigma^2) per pixel and channel.",
 ))
 register(Corruption(
-    "shot_noise", "noise", SHOT_NOISE, _shot_noise, _shot_sample,
+    "shot_noise", "noise", presets(SHOT_NOISE, SHOT_NOISE_CIFAR, SHOT_NOISE_TINY), _shot_noise, _shot_sample,
     doc="Poisson(x * lambda) / lambda (inversion of uniforms with tabulated CDFs).",
 ))
 register(Corruption(
-    "impulse_noise", "noise", IMPULSE_NOISE, _impulse_noise, _impulse_sample,
+    "impulse_noise", "noise", presets(IMPULSE_NOISE, IMPULSE_NOISE_CIFAR, IMPULSE_NOISE_TINY),
+    _impulse_noise, _impulse_sample,
     doc="salt and pepper on a fraction `amount` of the values (per channel), half each.",
 ))
 register(Corruption(
-    "speckle_noise", "noise", SPECKLE_NOISE, _speckle_noise, _normal,
+    "speckle_noise", "noise", presets(SPECKLE_NOISE, SPECKLE_NOISE_CIFAR, SPECKLE_NOISE_TINY),
+    _speckle_noise, _normal,
     doc="x + x * N(0, c^2).",
 ))

@@ -28,8 +28,14 @@ where imagecorruptions departs from the original ImageNet-C code
 original algorithm instead. The fidelity benchmark uses it to measure the torch
 port against the original where the two differ.
 
-Only this module (and ``robustbench_gcp.bench``) imports NumPy, SciPy, OpenCV,
-scikit-image or imagecorruptions; ``import corruptions`` does not.
+``preset="cifar"`` / ``"tinyimagenet"`` run the transcriptions of the CIFAR-10-C and
+Tiny-ImageNet-C generation scripts (:mod:`corruptions.reference_small`; motion_blur
+and snow's blur: imagecorruptions' NumPy ``_motion_blur``, as ImageMagick / ``wand``
+is not installable), seeded the same way.
+
+Only this module, :mod:`corruptions.reference_small` (which only this module imports) and
+``robustbench_gcp.bench`` import NumPy, SciPy, OpenCV, scikit-image or imagecorruptions;
+``import corruptions`` does not.
 """
 
 from __future__ import annotations
@@ -44,9 +50,7 @@ from collections.abc import Sequence
 
 import torch
 
-from corruptions._registry import check_images, check_name, check_severity
-from corruptions.noise import GAUSSIAN_NOISE, IMPULSE_NOISE, SHOT_NOISE, SPECKLE_NOISE
-from corruptions.weather import FOG
+from corruptions._registry import check_images, check_name, check_preset, check_severity
 
 __all__ = [
     "ORIGINAL_DIFFERS",
@@ -106,12 +110,22 @@ def load_imagecorruptions() -> types.ModuleType:
     return module
 
 
-def _impulse_noise(image, severity: int, seed: int | None):
-    """imagecorruptions' impulse_noise, with scikit-image's generator seeded."""
+def _impulse_amount(severity: int, preset: str) -> float:
+    """imagecorruptions' amounts (ImageNet-C), or the small presets' scripts'."""
+    if preset == "imagenet":
+        return [0.03, 0.06, 0.09, 0.17, 0.27][severity - 1]
+    from corruptions.reference_small import script_row
+
+    return script_row("impulse_noise", preset, severity)
+
+
+def _impulse_noise(image, severity: int, seed: int | None, preset: str = "imagenet"):
+    """imagecorruptions' (or a small preset's script's) impulse_noise, with scikit-image's
+    generator seeded."""
     import numpy as np
     from skimage.util import random_noise
 
-    amount = [0.03, 0.06, 0.09, 0.17, 0.27][severity - 1]
+    amount = _impulse_amount(severity, preset)
     out = random_noise(np.asarray(image) / 255.0, mode="s&p", amount=amount, rng=seed)
     return np.clip(out, 0, 1) * 255
 
@@ -225,6 +239,7 @@ def corrupt_reference(
     *,
     seed: int | Sequence[int] | torch.Tensor | None = None,
     follow_original: bool = False,
+    preset: str = "imagenet",
 ) -> torch.Tensor:
     """Corrupt images with imagecorruptions, one image at a time on the CPU.
 
@@ -245,12 +260,20 @@ def corrupt_reference(
         follow_original: for pixelate, elastic_transform and frost, run the
             original ImageNet-C algorithm (NumPy transcription) instead of
             imagecorruptions' variant.
+        preset: ``"imagenet"`` (imagecorruptions, as above), ``"cifar"`` or
+            ``"tinyimagenet"``: the NumPy transcription of ``make_cifar_c.py`` /
+            ``make_tinyimagenet_c.py`` (:mod:`corruptions.reference_small`), where
+            motion_blur and snow blur with imagecorruptions' NumPy ``_motion_blur``
+            instead of ImageMagick (``wand`` is not installable), keeping the
+            scripts' uint8 PNG round trip around it. ``follow_original`` is
+            irrelevant there (the scripts are the original).
 
     Returns:
         (B, 3, H, W) float tensor in [0, 1] of the input's dtype, on its device.
 
     Raises:
-        ValueError, TypeError: as :func:`corruptions.corrupt`.
+        ValueError, TypeError: as :func:`corruptions.corrupt` (an unknown ``preset``
+        included).
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64)
@@ -263,13 +286,10 @@ def corrupt_reference(
     check_images(images)
     name = check_name(name)
     severity = check_severity(severity)
+    preset = check_preset(preset)
     batch = images.shape[0]
     seeds = None if seed is None else _seed_list(seed, batch)
-    module = load_imagecorruptions()
-    if follow_original and name in _ORIGINAL:
-        function = _ORIGINAL[name]
-    else:
-        function = getattr(module, name)
+    function = _reference_function(name, preset, follow_original)
     pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
     pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
     outputs = []
@@ -278,7 +298,7 @@ def corrupt_reference(
         if seed_i is not None:
             np.random.seed(seed_i % 2**32)
         if name == "impulse_noise":
-            out = _impulse_noise(pixels[i], severity, seed_i)
+            out = _impulse_noise(pixels[i], severity, seed_i, preset)
         else:
             out = function(Image.fromarray(pixels[i]), severity)
         out = np.asarray(out, dtype=np.float64)
@@ -289,6 +309,21 @@ def corrupt_reference(
         return torch.empty_like(images)
     result = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
     return result.to(device=images.device, dtype=images.dtype).contiguous()
+
+
+def _reference_function(name: str, preset: str, follow_original: bool):
+    """``f(pil_image, severity)`` of the reference for ``name`` (None for impulse_noise,
+    which needs its seed: :func:`_impulse_noise`)."""
+    module = load_imagecorruptions()
+    if name == "impulse_noise":
+        return None
+    if preset != "imagenet":
+        from corruptions.reference_small import script_function
+
+        return script_function(name, preset, module)
+    if follow_original and name in _ORIGINAL:
+        return _ORIGINAL[name]
+    return getattr(module, name)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,10 +358,27 @@ def _recording_numpy_draws():
             setattr(np.random, name, function)
 
 
+def _reference_row(name: str, severity: int, preset: str):
+    """The reference's parameters (imagecorruptions follows ImageNet-C's table; the small
+    presets' scripts are typed in :data:`corruptions.reference_small.TABLES`)."""
+    if preset != "imagenet":
+        from corruptions.reference_small import script_row
+
+        return script_row(name, preset, severity)
+    from corruptions import get_corruption
+
+    return get_corruption(name).parameters["imagenet"][severity - 1]
+
+
 def _draws_to_params(
-    name: str, severity: int, calls: list, height: int, width: int, image: torch.Tensor
+    name: str, severity: int, calls: list, height: int, width: int, image: torch.Tensor,
+    preset: str = "imagenet",
 ) -> dict:
+    """The reference's recorded draws as this package's params, converted with the
+    reference's own parameters (so that a wrong table in the port shows)."""
     import numpy as np
+
+    row = _reference_row(name, severity, preset)
 
     def chw(array) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).permute(2, 0, 1)[None]
@@ -335,13 +387,12 @@ def _draws_to_params(
         return [result for call, _, _, result in calls if call == kind]
 
     if name in ("gaussian_noise", "speckle_noise"):
-        scale = {"gaussian_noise": GAUSSIAN_NOISE, "speckle_noise": SPECKLE_NOISE}[name]
-        return {"noise": chw(values("normal")[0] / scale[severity - 1]).float()}
+        return {"noise": chw(values("normal")[0] / row).float()}
     if name == "shot_noise":
         from corruptions.noise import poisson_tables
 
         counts = chw(values("poisson")[0]).to(torch.int64)
-        cdf, _ = poisson_tables(SHOT_NOISE[severity - 1], torch.device("cpu"))
+        cdf, _ = poisson_tables(row, torch.device("cpu"))
         level = torch.round(image * 255).to(torch.int64)
         upper = cdf[level, counts.clamp(max=cdf.shape[1] - 1)]
         lower = torch.where(counts > 0, cdf[level, (counts - 1).clamp(min=0)], 0.0)
@@ -364,7 +415,7 @@ def _draws_to_params(
         plasma = plasma_fractal(
             torch.from_numpy(np.concatenate(uniforms))[None],
             fog_mapsize(height, width),
-            FOG[severity - 1][1],
+            row[1],
         )
         return {"plasma": plasma[:, :height, :width].float()}
     if name == "frost":
@@ -372,18 +423,15 @@ def _draws_to_params(
         return {"index": torch.tensor([index]), "top": torch.tensor([top]),
                 "left": torch.tensor([left])}
     if name == "elastic_transform":
-        from corruptions.digital import ELASTIC_TRANSFORM
-
-        jitter_scale = ELASTIC_TRANSFORM[severity - 1][2] * 244.0
+        # ImageNet-C: multiples of 244 ("should have been 224"); the scripts: of IMSIZE
+        jitter_scale = row[2] * (244.0 if preset == "imagenet" else min(height, width))
         jitter, field_x, field_y = values("uniform")[:3]
         return {
             "jitter": torch.from_numpy(np.asarray(jitter) / jitter_scale)[None].float(),
             "field": torch.from_numpy(np.stack([field_x, field_y]))[None].float(),
         }
     if name == "glass_blur":
-        from corruptions.blur import GLASS_BLUR
-
-        _, delta, passes = GLASS_BLUR[severity - 1]
+        _, delta, passes = row
         draws = np.asarray(values("randint"), dtype=np.int64).reshape(
             passes, height - 2 * delta, width - 2 * delta, 2
         )
@@ -395,15 +443,18 @@ def _draws_to_params(
 
 def reference_with_draws(
     images: torch.Tensor, name: str, severity: int, *, seed: int | Sequence[int] | torch.Tensor,
-    follow_original: bool = False,
+    follow_original: bool = False, preset: str = "imagenet",
 ) -> tuple[torch.Tensor, dict]:
     """Run the reference and return its output with its random draws as this package's params.
 
-    ``get_corruption(name).apply(images, severity, params)`` then computes the torch
-    port *with the reference's own random numbers*, so the two outputs can be
+    ``get_corruption(name).apply(images, severity, params, preset=preset)`` then computes
+    the torch port *with the reference's own random numbers*, so the two outputs can be
     compared pixel by pixel (a paired comparison, much more sensitive than
-    comparing statistics). Not for frost and elastic_transform unless
-    ``follow_original`` (imagecorruptions' versions use other algorithms).
+    comparing statistics). The draws are converted with the reference's own parameters
+    (a wrong table in the port shows as a difference). Not for frost and
+    elastic_transform with ``preset="imagenet"`` unless ``follow_original``
+    (imagecorruptions' versions use other algorithms); ``preset`` as in
+    :func:`corrupt_reference`.
 
     Returns:
         (reference output (B, 3, H, W) float64 on CPU, params dict with batch B).
@@ -414,12 +465,13 @@ def reference_with_draws(
     check_images(images)
     name = check_name(name)
     severity = check_severity(severity)
-    if name in ("frost", "elastic_transform") and not follow_original:
+    preset = check_preset(preset)
+    if name in ("frost", "elastic_transform") and not follow_original and preset == "imagenet":
         raise ValueError(
             f"{name}: imagecorruptions' version uses other random draws than the original; "
             "pass follow_original=True"
         )
-    module = load_imagecorruptions()
+    function = _reference_function(name, preset, follow_original)
     batch, _, height, width = images.shape
     seeds = _seed_list(seed, batch)
     pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
@@ -428,21 +480,18 @@ def reference_with_draws(
     for i in range(batch):
         np.random.seed(seeds[i] % 2**32)
         if name == "impulse_noise":
-            amount = IMPULSE_NOISE[severity - 1]
-            out = _impulse_noise(pixels[i], severity, seeds[i])
+            amount = _impulse_amount(severity, preset)
+            out = _impulse_noise(pixels[i], severity, seeds[i], preset)
             rng = np.random.default_rng(seeds[i])
             flipped = rng.random(pixels[i].shape) <= amount
             salted = rng.random(pixels[i].shape) <= 0.5
             mask = np.where(flipped & salted, 2, np.where(flipped, 1, 0)).astype(np.uint8)
             params.append({"impulse": torch.from_numpy(mask).permute(2, 0, 1)[None].contiguous()})
         else:
-            function = _ORIGINAL[name] if follow_original and name in _ORIGINAL else getattr(
-                module, name
-            )
             with _recording_numpy_draws() as calls:
                 out = function(Image.fromarray(pixels[i]), severity)
             image = torch.from_numpy(pixels[i]).permute(2, 0, 1)[None].double() / 255
-            params.append(_draws_to_params(name, severity, calls, height, width, image))
+            params.append(_draws_to_params(name, severity, calls, height, width, image, preset))
         outputs.append(np.clip(np.asarray(out, dtype=np.float64), 0, 255) / 255.0)
     result = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2).contiguous()
     merged = {key: torch.cat([p[key] for p in params]) for key in params[0]}

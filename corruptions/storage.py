@@ -12,7 +12,11 @@ import torch
 
 from corruptions._registry import check_images
 
-__all__ = ["storage_roundtrip", "truncate_to_uint8"]
+__all__ = ["STORAGE_QUALITY", "storage_roundtrip", "truncate_to_uint8"]
+
+#: the JPEG quality each released benchmark was stored at, by preset: ImageNet-C and
+#: Tiny-ImageNet-C as JPEG q85 files, CIFAR-10/100-C as ``np.uint8`` arrays (.npy, no JPEG: None)
+STORAGE_QUALITY = {"imagenet": 85, "cifar": None, "tinyimagenet": 85}
 
 # x * 255 may land just below an integer k for an image that was exactly k / 255
 # (float error); the tolerance keeps it at k. It covers the representation error of

@@ -17,7 +17,7 @@ from corruptions._ops import (
     rgb_to_gray,
     zoom_center,
 )
-from corruptions._registry import Corruption, register
+from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur
 
@@ -42,22 +42,52 @@ SPATTER = (
     (0.65, 0.3, 1, 0.65, 1.5, 1),
     (0.67, 0.4, 1, 0.65, 1.5, 1),
 )
+# CIFAR-10/100-C (make_cifar_c.py, 32 px) and Tiny-ImageNet-C (make_tinyimagenet_c.py, 64 px)
+SNOW_CIFAR = (
+    (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+    (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+)
+SNOW_TINY = tuple((*row[:6], blend) for row, blend in zip(SNOW_CIFAR, (0.8, 0.8, 0.7, 0.65, 0.6)))
+FROST_CIFAR = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
+FROST_TINY = ((1, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55))
+FOG_CIFAR = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
+FOG_TINY = ((0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75))
+BRIGHTNESS_CIFAR, BRIGHTNESS_TINY = (0.05, 0.1, 0.15, 0.2, 0.3), (0.1, 0.2, 0.3, 0.4, 0.5)
+SPATTER_CIFAR = (
+    (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+    (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+    (0.65, 0.3, 1, 0.69, 0.5, 0),
+    (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+    (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+)
+SPATTER_TINY = (
+    (0.62, 0.1, 0.7, 0.7, 0.6, 0),
+    (0.65, 0.1, 0.8, 0.7, 0.6, 0),
+    (0.65, 0.3, 1, 0.69, 0.6, 0),
+    (0.65, 0.1, 0.7, 0.68, 0.6, 1),
+    (0.65, 0.1, 0.5, 0.67, 0.6, 1),
+)
+#: the small presets' frost textures: cv2.resize(frost, fx=fy=factor) (bilinear, no
+#: antialiasing, uint8) at their image side; ImageNet-C uses them at native resolution
+FROST_RESIZE = {"cifar": 0.2, "tinyimagenet": 0.3}
+
 #: frost textures shipped inside imagecorruptions; the original draws from the first 5
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
 FROST_USED = 5
-#: image side at which the textures are used at their native resolution
-NATIVE_SIZE = 224
 
 
 # --------------------------------------------------------------------------------------
 # brightness
 
 
-def _brightness(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
+def _brightness(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # scikit-image's rgb2hsv -> V = clip(V + c) -> hsv2rgb keeps hue and saturation, so
     # every channel v * (1 - s * w(h)) scales by V' / V; black pixels become grey V'.
     v = x.amax(dim=1, keepdim=True)
-    v_new = (v + BRIGHTNESS[severity - 1]).clamp_(max=1.0)
+    v_new = (v + level.c).clamp_(max=1.0)
     ratio = v_new / v
     return torch.where(v > 0, x * ratio, v_new)
 
@@ -122,16 +152,16 @@ def fog_mapsize(height: int, width: int) -> int:
     return 1 << max(1, math.ceil(math.log2(max(height, width))))
 
 
-def _fog_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _fog_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     height, width = images.shape[-2:]
     mapsize = fog_mapsize(height, width)
     uniforms = rng.uniform(plasma_draws(mapsize))
-    plasma = plasma_fractal(uniforms, mapsize, FOG[severity - 1][1])
+    plasma = plasma_fractal(uniforms, mapsize, level.c[1])
     return {"plasma": plasma[:, :height, :width]}
 
 
-def _fog(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    amplitude = FOG[severity - 1][0]
+def _fog(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    amplitude = level.c[0]
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)
     scale = max_val / (max_val + amplitude)
     fog = params["plasma"].to(x.dtype).unsqueeze(1) * (amplitude * scale)
@@ -180,22 +210,27 @@ _TEXTURES: dict = {}
 _TEXTURE_LOCK = threading.Lock()
 
 
-def frost_scale(height: int, width: int) -> float:
-    """Texture scale for an image size: 1 at 224 px (native, as the original)."""
-    return max(height, width) / NATIVE_SIZE
+def frost_scale(height: int, width: int, preset: str = "imagenet") -> float:
+    """Texture scale for an image size: 1 at 224 px (native, as ImageNet-C), 0.2 at 32 px
+    (CIFAR-10-C), 0.3 at 64 px (Tiny-ImageNet-C); other sizes in proportion."""
+    return FROST_RESIZE.get(preset, 1.0) * max(height, width) / PRESET_SIZES[preset]
 
 
-def frost_textures(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def frost_textures(height: int, width: int, device: torch.device,
+                   preset: str = "imagenet") -> tuple[torch.Tensor, ...]:
     """The 5 textures as float [0, 1] (3, h, w) tensors on ``device``, decoded once.
 
-    At 224 px (any image whose larger side is 224) they are used at native
-    resolution, as in the original; for other sizes they are resized by
-    max(H, W) / 224 (bilinear, antialiased), so the frost covers the same
-    fraction of the image, and enlarged further if a texture would be smaller
-    than the image. Cached per (scale, device).
+    ImageNet-C: at 224 px (any image whose larger side is 224) they are used at
+    native resolution, as in the original; for other sizes they are resized by
+    max(H, W) / 224 (bilinear, antialiased), so the frost covers the same fraction
+    of the image. CIFAR-10-C and Tiny-ImageNet-C: resized as their scripts do
+    (:func:`frost_scale`; bilinear without antialiasing, then on the uint8 grid, as
+    ``cv2.resize``). Enlarged further if a texture would be smaller than the image.
+    Cached per (preset, scale, device).
     """
-    scale = frost_scale(height, width)
-    key = (round(scale, 6), height, width, str(device))
+    scale = frost_scale(height, width, preset)
+    small = preset in FROST_RESIZE
+    key = (preset, round(scale, 6), height, width, str(device))
     with _TEXTURE_LOCK:
         textures = _TEXTURES.get(key)
         if textures is None:
@@ -204,9 +239,13 @@ def frost_textures(height: int, width: int, device: torch.device) -> tuple[torch
                 th, tw = texture.shape[-2:]
                 s = max(scale, (height + 1) / th, (width + 1) / tw)
                 t = texture.to(device=device, dtype=torch.float32) / 255
-                if s != 1.0:
+                if small and s == scale:  # cv2.resize(fx=fy=s): sampled at that exact factor, uint8
+                    t = F.interpolate(t[None], scale_factor=s, mode="bilinear", align_corners=False,
+                                      recompute_scale_factor=False)[0].clamp(0, 1)
+                    t = torch.round(t * 255) / 255
+                elif s != 1.0:
                     size = (max(height + 1, round(th * s)), max(width + 1, round(tw * s)))
-                    t = F.interpolate(t[None], size=size, mode="bilinear", antialias=s < 1,
+                    t = F.interpolate(t[None], size=size, mode="bilinear", antialias=s < 1 and not small,
                                       align_corners=False)[0].clamp(0, 1)
                 textures.append(t.contiguous())
             textures = tuple(textures)
@@ -216,9 +255,9 @@ def frost_textures(height: int, width: int, device: torch.device) -> tuple[torch
     return textures
 
 
-def _frost_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
+def _frost_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     height, width = images.shape[-2:]
-    textures = frost_textures(height, width, images.device)
+    textures = frost_textures(height, width, images.device, level.preset)
     index = rng.randint(0, FROST_USED)
     u = rng.uniform(2)
     sizes = torch.tensor([t.shape[-2:] for t in textures], device=u.device, dtype=torch.float32)
@@ -228,10 +267,10 @@ def _frost_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict
     return {"index": index, "top": offsets[:, 0], "left": offsets[:, 1]}
 
 
-def _frost(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    weight_image, weight_frost = FROST[severity - 1]
+def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    weight_image, weight_frost = level.c
     height, width = x.shape[-2:]
-    textures = frost_textures(height, width, x.device)
+    textures = frost_textures(height, width, x.device, level.preset)
     crops = [
         textures[int(i)][:, int(t) : int(t) + height, int(l) : int(l) + width]
         for i, t, l in zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
@@ -244,8 +283,8 @@ def _frost(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 # snow
 
 
-def _snow_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
-    loc, scale = SNOW[severity - 1][:2]
+def _snow_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
+    loc, scale = level.c[:2]
     height, width = images.shape[-2:]
     return {
         "layer": rng.normal(1, height, width, mean=loc, std=scale),
@@ -253,18 +292,18 @@ def _snow_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
     }
 
 
-def snow_layer(layer: torch.Tensor, angle: torch.Tensor, severity: int) -> torch.Tensor:
+def snow_layer(layer: torch.Tensor, angle: torch.Tensor, c: tuple) -> torch.Tensor:
     """Zoomed, thresholded, motion-blurred snow layer (B, 1, H, W), on the 1/255 grid."""
-    _, _, zoom, threshold, radius, sigma, _ = SNOW[severity - 1]
+    _, _, zoom, threshold, radius, sigma, _ = c
     layer = zoom_center(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
     layer = motion_blur(layer, radius, sigma, angle)
     return torch.round(layer * 255).clamp(0, 255) / 255
 
 
-def _snow(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    blend = SNOW[severity - 1][6]
-    layer = snow_layer(params["layer"].to(x.dtype), params["angle"], severity)
+def _snow(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    blend = level.c[6]
+    layer = snow_layer(params["layer"].to(x.dtype), params["angle"], level.c)
     x = blend * x + (1 - blend) * torch.maximum(x, rgb_to_gray(x) * 1.5 + 0.5)
     return x + layer + layer.flip(-1, -2)
 
@@ -273,8 +312,8 @@ def _snow(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 # spatter
 
 
-def _spatter_sample(rng: ImageRandom, images: torch.Tensor, severity: int) -> dict:
-    loc, scale = SPATTER[severity - 1][:2]
+def _spatter_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
+    loc, scale = level.c[:2]
     height, width = images.shape[-2:]
     return {"liquid": rng.normal(1, height, width, mean=loc, std=scale)}
 
@@ -461,7 +500,7 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     equalization, 3x3 emboss (uint8 saturation), 3x3 box blur (uint8), times the
     layer, normalized by its maximum.
     """
-    layer = torch.floor(liquid * 255).clamp_(0, 255)
+    layer = torch.floor(liquid * 255).clamp_(min=0).remainder_(256)  # astype(np.uint8) wraps
     edges = canny(layer, 50, 150)
     dist = chamfer_distance(edges[:, 0], limit=20).unsqueeze(1)
     # cv2.blur on float32 (float64 sums scaled by 1/9, stored as float32), then astype(uint8):
@@ -486,8 +525,8 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 0, m / torch.where(peak > 0, peak, torch.ones_like(peak)), 0.0)
 
 
-def _spatter(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
-    _, _, sigma, threshold, intensity, mode = SPATTER[severity - 1]
+def _spatter(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    _, _, sigma, threshold, intensity, mode = level.c
     liquid = gaussian_blur2d(params["liquid"].to(x.dtype), sigma, mode="nearest")
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mode == 0:
@@ -501,24 +540,24 @@ def _spatter(x: torch.Tensor, severity: int, params: dict) -> torch.Tensor:
 
 
 register(Corruption(
-    "snow", "weather", SNOW, _snow, _snow_sample,
+    "snow", "weather", presets(SNOW, SNOW_CIFAR, SNOW_TINY), _snow, _snow_sample,
     doc="zoomed thresholded Gaussian snow layer, motion-blurred, added with its 180-degree "
         "rotation to a whitened image.",
 ))
 register(Corruption(
-    "frost", "weather", FROST, _frost, _frost_sample,
+    "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,
     doc="blend with a random crop of one of imagecorruptions' first 5 frost textures.",
 ))
 register(Corruption(
-    "fog", "weather", FOG, _fog, _fog_sample,
+    "fog", "weather", presets(FOG, FOG_CIFAR, FOG_TINY), _fog, _fog_sample,
     doc="add a diamond-square plasma fractal, rescale by max / (max + amplitude).",
 ))
 register(Corruption(
-    "brightness", "weather", BRIGHTNESS, _brightness,
+    "brightness", "weather", presets(BRIGHTNESS, BRIGHTNESS_CIFAR, BRIGHTNESS_TINY), _brightness,
     doc="HSV value + c (scikit-image's HSV).",
 ))
 register(Corruption(
-    "spatter", "weather", SPATTER, _spatter, _spatter_sample,
+    "spatter", "weather", presets(SPATTER, SPATTER_CIFAR, SPATTER_TINY), _spatter, _spatter_sample,
     doc="water (Canny, distance transform, emboss) or mud blobs from a blurred "
         "thresholded Gaussian layer.",
     cpu_chunk=None,

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,14 +53,56 @@ class ModelSpec:
     published: dict[str, float] = field(default_factory=dict)
 
 
+#: the environment variable that overrides ``datasets.root`` of benchmarks.yaml
+DATA_VARIABLE = "GCP_ROBUST_DATA"
+#: what a dataset entry of benchmarks.yaml may locate: clean images, released -C and -P files
+DATA_KINDS = ("clean", "corrupted", "perturbed")
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where the data lives, said once (``datasets:`` of benchmarks.yaml).
+
+    ``root``: the folder relative paths are under (``$GCP_ROBUST_DATA`` when set, else
+    ``datasets.root``); ``entries``: dataset -> {clean | corrupted | perturbed: path}.
+    """
+
+    root: Path | None
+    root_from: str
+    entries: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def path(self, dataset: str, kind: str = "clean") -> Path | None:
+        """The path of ``datasets.<dataset>.<kind>`` (None: not configured).
+
+        Raises:
+            ConfigError: the configured path does not exist (the key and the variable named).
+        """
+        value = self.entries.get(dataset, {}).get(kind)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            if self.root is None:
+                raise ConfigError(f"datasets.{dataset}.{kind} is the relative path {value}, but no data "
+                                  f"root is set: set {DATA_VARIABLE} or datasets.root")
+            path = self.root / path
+        if not path.exists():
+            raise ConfigError(f"datasets.{dataset}.{kind}: {path} does not exist (relative paths are "
+                              f"under the data root {self.root}, from {self.root_from}; set "
+                              f"{DATA_VARIABLE} to where your data lives, or give --data)")
+        return path
+
+
 @dataclass(frozen=True)
 class Config:
-    """A validated benchmarks.yaml: models, suites (each of its kind's spec type), baselines."""
+    """A validated benchmarks.yaml: models, suites (each of its kind's spec type), baselines,
+    and where the datasets live."""
 
     path: Path
     models: dict[str, ModelSpec]
     suites: dict[str, SuiteSpec]
     baselines: dict[str, Baseline]
+    data: DataPaths = field(default_factory=lambda: DataPaths(None, "nothing"))
 
     def model(self, name: str) -> ModelSpec:
         return self._entry("model", name, self.models)
@@ -127,7 +171,7 @@ def parse_config(data: Any, path: Path) -> Config:
     if data is None or data == {}:
         raise ConfigError(f"configuration file {path} is empty: it holds no models or suites "
                           "(see the shipped benchmarks.yaml for the format)")
-    top = check.mapping(data, "", {"models", "suites", "baselines"})
+    top = check.mapping(data, "", {"models", "suites", "baselines", "datasets"})
     models = {
         name: _model(check, name, value)
         for name, value in check.mapping(top.get("models") or {}, "models").items()
@@ -140,7 +184,31 @@ def parse_config(data: Any, path: Path) -> Config:
         name: _baseline(check, name, value)
         for name, value in check.mapping(top.get("baselines") or {}, "baselines").items()
     }
-    return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines)
+    return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines,
+                  data=_datasets(check, top.get("datasets") or {}, path))
+
+
+def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:
+    """The ``datasets:`` section: ``root`` and one entry per dataset of
+    :data:`~robustbench_gcp.data.datasets.DATASETS` with some of :data:`DATA_KINDS`."""
+    from robustbench_gcp.data.datasets import DATASETS
+
+    section = check.mapping(value, "datasets", {"root", *DATASETS})
+    entries = {}
+    for name, entry in section.items():
+        if name == "root":
+            continue
+        entry = check.mapping(entry or {}, f"datasets.{name}", set(DATA_KINDS))
+        entries[name] = {kind: check.string(v, f"datasets.{name}.{kind}") for kind, v in entry.items()}
+    environment = os.environ.get(DATA_VARIABLE)
+    if environment:
+        return DataPaths(Path(environment).expanduser(), f"${DATA_VARIABLE}", entries)
+    if "root" in section:
+        root = Path(check.string(section["root"], "datasets.root")).expanduser()
+        if not root.is_absolute():
+            root = path.resolve().parent / root
+        return DataPaths(root, f"datasets.root of {path}", entries)
+    return DataPaths(None, "nothing", entries)
 
 
 def _model(check: Checker, name: str, value: Any) -> ModelSpec:
@@ -180,8 +248,16 @@ def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
     if kind not in suite_kinds():
         check.fail(f"{where}.kind", f"unknown suite kind '{kind}'.{suggest(kind, suite_kinds())}")
     suite = get_suite(kind)
-    check.mapping(value, where, suite.config_keys())
-    return suite.parse(check, name, value, where)
+    check.mapping(value, where, suite.config_keys() | {"dataset"})
+    spec = suite.parse(check, name, value, where)
+    if "dataset" in value:
+        from robustbench_gcp.data.datasets import DATASETS
+
+        dataset = check.string(value["dataset"], f"{where}.dataset")
+        if dataset not in DATASETS:
+            check.fail(f"{where}.dataset", f"unknown dataset '{dataset}'.{suggest(dataset, DATASETS)}")
+        spec = dataclasses.replace(spec, dataset=dataset)
+    return spec
 
 
 def _baseline(check: Checker, name: str, value: Any) -> Baseline:

@@ -51,7 +51,7 @@ def ce(errors: Sequence[Value], baseline_errors: Sequence[float]) -> Value | Non
     errors sum to 0.
     """
     denominator = sum(baseline_errors)
-    return 100.0 * sum(errors) / denominator if denominator > 0 else None
+    return 100.0 * (sum(errors) / denominator) if denominator > 0 else None
 
 
 def relative_ce(errors: Sequence[Value], clean_error: Value, baseline_errors: Sequence[float],
@@ -68,7 +68,8 @@ def relative_ce(errors: Sequence[Value], clean_error: Value, baseline_errors: Se
 
 def relative_rate(value: Value, baseline: float | None) -> Value | None:
     """FR_p and T5D_p in percent: 100 value / the baseline's; None without a positive baseline."""
-    return 100.0 * value / baseline if baseline is not None and baseline > 0 else None
+    # the ratio first: a value equal to the baseline's gives exactly 100 (100 v / v may not)
+    return 100.0 * (value / baseline) if baseline is not None and baseline > 0 else None
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from original_p import write_mp4
 
 from robustbench_gcp.cli import main
 from robustbench_gcp.config import load_config
@@ -57,21 +57,6 @@ def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(de
         assert entry["top5_distance"] == pytest.approx(t5d, abs=1e-12)
 
 
-def _write_mp4(path, frames: np.ndarray) -> None:
-    """H.264 at lossless quality (qp 0, yuv444p); RGB -> YUV -> RGB still rounds by a level or two."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=1)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"qp": "0", "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, tmp_path):
@@ -87,7 +72,7 @@ def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, t
     pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
     released = tmp_path / "ImageNet-P"
     for name, video in zip(images.names, pixels):
-        _write_mp4(released / "translate" / name.rsplit(".", 1)[0].__add__(".mp4"), video)
+        write_mp4(released / "translate" / name.rsplit(".", 1)[0].__add__(".mp4"), video)
     report = run("eval", "--model", "demo-gap", *p_args(demo_val, tmp_path / "s.db", "--perturbations",
                                                          "translate", "--corrupted-dir", released))
     (entry,) = report["perturbations"]

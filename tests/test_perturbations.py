@@ -10,6 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from original_p import center_crop as _center_crop
+from original_p import resize_shorter as _resize_shorter
+from original_p import tilt_cv2 as _tilt_cv2
+from original_p import water_frame
 
 from corruptions import image_seeds
 from corruptions.perturbations import (
@@ -28,21 +32,6 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 # --------------------------------------------------------------------------------------
 # images
-
-
-def _resize_shorter(image, size: int):
-    from PIL import Image
-
-    width, height = image.size
-    if width <= height:
-        return image.resize((size, int(size * height / width)), Image.BILINEAR)
-    return image.resize((int(size * width / height), size), Image.BILINEAR)
-
-
-def _center_crop(image, size: int):
-    width, height = image.size
-    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
 
 
 def _to_tensor(image) -> torch.Tensor:
@@ -98,22 +87,6 @@ def _old_affine(image, angle=0.0, translate=(0, 0), scale=1.0, shear=0.0, biline
     m[2] += center[0]
     m[5] += center[1]
     return image.transform(image.size, Image.AFFINE, m, Image.BILINEAR if bilinear else Image.NEAREST)
-
-
-def _tilt_cv2(array: np.ndarray, degrees: float) -> np.ndarray:
-    import cv2
-
-    h, w = array.shape[:2]
-    phi = theta = np.deg2rad(degrees)
-    f = np.sqrt(w**2 + h**2)
-    p1 = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1], [0, 0, 1]])
-    rx = np.array([[1, 0, 0, 0], [0, np.cos(theta), -np.sin(theta), 0],
-                   [0, np.sin(theta), np.cos(theta), 0], [0, 0, 0, 1]])
-    ry = np.array([[np.cos(phi), 0, -np.sin(phi), 0], [0, 1, 0, 0],
-                   [np.sin(phi), 0, np.cos(phi), 0], [0, 0, 0, 1]])
-    t = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, f], [0, 0, 0, 1]])
-    p2 = np.array([[f, 0, w / 2, 0], [0, f, h / 2, 0], [0, 0, 1, 0]])
-    return cv2.warpPerspective(array, p2 @ t @ rx @ ry @ p1, (w, h))
 
 
 # --------------------------------------------------------------------------------------
@@ -507,7 +480,6 @@ def test_snow_matches_the_original_formula_with_the_same_layer(photos96):
 
 
 def test_spatter_matches_opencv_pipeline_with_the_same_layer(photos96):
-    import cv2
     from skimage.filters import gaussian
 
     from corruptions._rng import ImageRandom
@@ -521,15 +493,7 @@ def test_spatter_matches_opencv_pipeline_with_the_same_layer(photos96):
     image = np.array(_center_crop(squares[2], 84), dtype=np.float32) / 255.0
     for i in range(max(frames) + 1):
         if i in frames:
-            layer = (liquid * 255).astype(np.uint8)
-            dist = cv2.distanceTransform(255 - cv2.Canny(layer, 50, 150), cv2.DIST_L2, 5)
-            _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-            dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
-            dist = cv2.filter2D(dist, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]))
-            m = layer * cv2.blur(dist, (3, 3)).astype(np.float32)
-            m = (m / m.max() * 0.6)[..., None]
-            color = np.array([175, 238, 238], dtype=np.float32) / 255.0
-            expected = np.uint8(np.clip(image + m * color, 0, 1) * 255)
+            expected = water_frame(image, liquid)
             diff = np.abs(_frames_uint8(ours[0, frames.index(i) : frames.index(i) + 1])[0] - expected)
             assert diff.max() <= 2 and diff.mean() < 0.01, i
         liquid = np.apply_along_axis(lambda col: np.convolve(col, [0.05, 0.1, 0.15, 0.7], mode="same"),

@@ -1,5 +1,11 @@
 """The checked arguments of one :func:`~corruptions.perturbation_sequence` call, which every
-perturbation's ``apply`` receives, and the helpers the families share."""
+perturbation's ``apply`` receives, and the helpers the families share.
+
+A job's images are either the S x S squares themselves or, with ``sizes``, W x W windows
+of larger (non-square) resized images: :class:`Placement` says where each whole image lies
+in its window, so that the geometric perturbations can transform the whole image as the
+original did (its centre, its extent, its size).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,28 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Job", "finish", "per_frame"]
+__all__ = ["Job", "Placement", "finish", "per_frame", "window_origin"]
+
+
+def window_origin(side: int, window: int) -> int:
+    """Where a ``window`` px window centred on an image axis of ``side`` px starts, in the
+    image's pixels: ``round((side - window) / 2)`` (Python's rounding, as the centre crop:
+    negative when the window extends beyond the image)."""
+    return int(round((side - window) / 2.0))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one whole image lies in a job's W x W input: input pixel (r, s) shows image
+    pixel (r + top, s + left) of the ``height`` x ``width`` image (zero outside it).
+
+    For a plain square input, the image is the input itself: (S, S, 0, 0).
+    """
+
+    height: int
+    width: int
+    top: int
+    left: int
 
 
 @dataclass
@@ -16,15 +43,22 @@ class Job:
     """The checked arguments of one :func:`~corruptions.perturbation_sequence` call.
 
     Attributes:
-        x: (B, 3, S, S) contiguous images in the work dtype (float32, or float64), never
-            written to.
+        x: (B, 3, S, S) contiguous images (W x W windows with ``sizes``, zero outside
+            each image) in the work dtype (float32, or float64), never written to.
         crop: side c of the frames.
-        top: offset of the centre crop (rows and columns).
+        top: offset of the centre crop in ``x`` (rows and columns).
         frames: the requested frame indices, in the caller's order (repeats allowed).
         difficulty: 1..3.
         seeds: B per-image seeds (random perturbations), or None.
         generator: the batch generator (random perturbations), or None.
         quantize: whether the frames end on the uint8 grid.
+        sizes: None (each image is the S x S input itself), or per image the (height,
+            width) of the whole resized image, of which the input is the W x W window
+            centred as a centre crop (:func:`window_origin`), zero outside the image; the
+            crop is then the original's centre crop of the whole image.
+        preset: whose parameters (``corruptions.PRESETS``): ImageNet-P's (``imagenet``),
+            CIFAR-10-P's (``cifar``) or Tiny-ImageNet-P's (``tinyimagenet``); each family
+            module keeps its tables by preset.
     """
 
     x: torch.Tensor
@@ -35,6 +69,8 @@ class Job:
     seeds: list[int] | None
     generator: torch.Generator | None
     quantize: bool
+    sizes: tuple[tuple[int, int], ...] | None = None
+    preset: str = "imagenet"
 
     @property
     def batch(self) -> int:
@@ -49,6 +85,20 @@ class Job:
         """float64, the type of the original's NumPy / PIL arithmetic (float32 on MPS,
         which has no float64: a few truncations may then differ by a level)."""
         return torch.float32 if self.x.device.type == "mps" else torch.float64
+
+    def placements(self) -> list[tuple[list[int] | None, Placement]]:
+        """The images grouped by where their whole image lies: (positions in the batch, or
+        None for all of them, placement), in order of first appearance."""
+        size = self.size
+        if self.sizes is None:
+            return [(None, Placement(size, size, 0, 0))]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, hw in enumerate(self.sizes):
+            groups.setdefault(hw, []).append(i)
+        whole = len(groups) == 1
+        return [(None if whole else positions,
+                 Placement(h, w, window_origin(h, size), window_origin(w, size)))
+                for (h, w), positions in groups.items()]
 
     @property
     def clean(self) -> torch.Tensor:

@@ -14,16 +14,32 @@ from collections.abc import Callable
 import torch
 
 from corruptions._ops import thread_map
-from corruptions._registry import Perturbation, register_perturbation
+from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.perturbations._sequence import Job, finish
 
-__all__ = ["GAUSSIAN_NOISE", "SHOT_NOISE", "SPECKLE_NOISE", "poisson_draws"]
+__all__ = ["GAUSSIAN_NOISE", "GAUSSIAN_NOISE_CIFAR", "GAUSSIAN_NOISE_TINY", "NOISE_LEVELS", "SHOT_NOISE",
+           "SHOT_NOISE_CIFAR", "SHOT_NOISE_TINY", "SPECKLE_NOISE", "SPECKLE_NOISE_CIFAR",
+           "SPECKLE_NOISE_TINY", "poisson_draws"]
 
-# the original's constants, for difficulty 1, 2, 3
+# the originals' constants, for difficulty 1, 2, 3 (the released <name>, <name>_2, <name>_3):
+# make_imagenet_p.py, make_cifar_p.py (CIFAR-10-P), make_tinyimagenet_p.py (Tiny-ImageNet-P)
 GAUSSIAN_NOISE = (0.03, 0.05, 0.08)  # sigma
+GAUSSIAN_NOISE_CIFAR, GAUSSIAN_NOISE_TINY = (0.02, 0.04, 0.06), (0.025, 0.05, 0.075)
 SHOT_NOISE = (300, 120, 60)  # lambda: Poisson(x lambda) / lambda
+SHOT_NOISE_CIFAR, SHOT_NOISE_TINY = (700, 400, 200), (500, 250, 125)
 SPECKLE_NOISE = (0.05, 0.10, 0.15)  # sigma of x + x N
+SPECKLE_NOISE_CIFAR, SPECKLE_NOISE_TINY = (0.05, 0.07, 0.10), (0.05, 0.10, 0.15)
+#: name -> preset -> the levels of difficulty 1, 2, 3
+NOISE_LEVELS: dict[str, dict[str, tuple]] = {
+    "gaussian_noise": presets(GAUSSIAN_NOISE, GAUSSIAN_NOISE_CIFAR, GAUSSIAN_NOISE_TINY),
+    "shot_noise": presets(SHOT_NOISE, SHOT_NOISE_CIFAR, SHOT_NOISE_TINY),
+    "speckle_noise": presets(SPECKLE_NOISE, SPECKLE_NOISE_CIFAR, SPECKLE_NOISE_TINY),
+}
+
+
+def _level(name: str, preset: str, difficulty: int) -> float:
+    return NOISE_LEVELS[name][preset][difficulty - 1]
 
 
 def _noise_frames(job: Job, noisy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -48,16 +64,17 @@ def _noise_frames(job: Job, noisy: Callable[[torch.Tensor, torch.Tensor], torch.
 # gaussian_noise
 
 
-def _normal_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
+def _normal_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
+                   preset: str = "imagenet") -> dict:
     """A standard normal (3, c, c) block per source (the level is applied by ``apply``)."""
-    del difficulty
+    del difficulty, preset
     c = images.shape[-1]
     return {"noise": rng.normal(3, c, c)}
 
 
 def _gaussian_noise(job: Job, params: dict) -> torch.Tensor:
     # torch float32 in the original: clamp(x + sigma * randn, 0, 1).mul(255).byte()
-    sigma = GAUSSIAN_NOISE[job.difficulty - 1]
+    sigma = _level("gaussian_noise", job.preset, job.difficulty)
     return _noise_frames(job, lambda x, n: n.to(x.dtype).mul(sigma).add_(x), params)
 
 
@@ -97,15 +114,16 @@ def poisson_draws(rng: ImageRandom, rates: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _shot_noise_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
+def _shot_noise_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
+                       preset: str = "imagenet") -> dict:
     """Poisson(x L) counts per source, x the clean crop of the source's image."""
-    lam = SHOT_NOISE[difficulty - 1]
+    lam = _level("shot_noise", preset, difficulty)
     return {"noise": poisson_draws(rng, images.clamp(0, 1) * lam)}
 
 
 def _shot_noise(job: Job, params: dict) -> torch.Tensor:
     # float64 in the original: np.uint8(255 * np.clip(poisson(x * L) / L, 0, 1))
-    lam = SHOT_NOISE[job.difficulty - 1]
+    lam = _level("shot_noise", job.preset, job.difficulty)
     return _noise_frames(job, lambda x, counts: counts.to(job.exact) / lam, params)
 
 
@@ -115,7 +133,7 @@ def _shot_noise(job: Job, params: dict) -> torch.Tensor:
 
 def _speckle_noise(job: Job, params: dict) -> torch.Tensor:
     # float64 in the original: np.uint8(255 * np.clip(x + x * normal(scale=s), 0, 1))
-    sigma = SPECKLE_NOISE[job.difficulty - 1]
+    sigma = _level("speckle_noise", job.preset, job.difficulty)
 
     def noisy(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         exact = (x * 255).to(job.exact) / 255
@@ -126,13 +144,16 @@ def _speckle_noise(job: Job, params: dict) -> torch.Tensor:
 
 register_perturbation(Perturbation(
     "gaussian_noise", 31, _gaussian_noise, _normal_sample, storage="truncate-exact",
-    doc="frame 0 clean; frames 1..30 x + sigma N, sigma .03 / .05 / .08 (difficulty 1 / 2 / 3)",
+    doc="frame 0 clean; frames 1..30 x + sigma N, sigma .03 / .05 / .08 (difficulty 1 / 2 / 3; "
+        "CIFAR-10-P .02 / .04 / .06, Tiny-ImageNet-P .025 / .05 / .075)",
 ))
 register_perturbation(Perturbation(
     "shot_noise", 31, _shot_noise, _shot_noise_sample, storage="truncate-exact",
-    doc="frame 0 clean; frames 1..30 Poisson(x L) / L, L = 300 / 120 / 60",
+    doc="frame 0 clean; frames 1..30 Poisson(x L) / L, L = 300 / 120 / 60 (CIFAR-10-P 700 / 400 / "
+        "200, Tiny-ImageNet-P 500 / 250 / 125)",
 ))
 register_perturbation(Perturbation(
     "speckle_noise", 31, _speckle_noise, _normal_sample, storage="truncate-exact",
-    doc="frame 0 clean; frames 1..30 x + x sigma N, sigma .05 / .10 / .15",
+    doc="frame 0 clean; frames 1..30 x + x sigma N, sigma .05 / .10 / .15 (CIFAR-10-P .05 / .07 / "
+        ".10, Tiny-ImageNet-P as ImageNet-P)",
 ))

@@ -1,6 +1,10 @@
 """The weather perturbations: snow (a fixed layer whose motion blur turns), brightness
 (an HSV ramp) and spatter (a liquid layer that drifts down). snow and spatter draw one
-layer per video (``sample``); every frame is then computed from it (``apply``)."""
+layer per video (``sample``); every frame is then computed from it (``apply``).
+
+Their parameters by preset (:data:`~corruptions.PRESETS`) are the originals': ImageNet-P's
+(``make_imagenet_p.py``), CIFAR-10-P's (``make_cifar_p.py``) and Tiny-ImageNet-P's
+(``make_tinyimagenet_p.py``); the computations are the same."""
 
 from __future__ import annotations
 
@@ -8,34 +12,44 @@ import torch
 import torch.nn.functional as F
 
 from corruptions._ops import gaussian_blur2d, rgb_to_gray, zoom_center
-from corruptions._registry import Perturbation, register_perturbation
+from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur
 from corruptions.perturbations._sequence import Job, finish
 from corruptions.weather import water_mask
 
-__all__ = ["BRIGHTNESS_SHIFT", "SNOW", "SPATTER", "SPATTER_COLOR", "SPATTER_DRIFT"]
+__all__ = ["BRIGHTNESS_SHIFT", "BRIGHTNESS_STEP", "SNOW", "SNOW_CIFAR", "SNOW_TINY", "SPATTER",
+           "SPATTER_CIFAR", "SPATTER_COLOR", "SPATTER_DRIFT", "SPATTER_DRIFT_SMALL", "SPATTER_TINY"]
 
-# the original's constants
+# the originals' constants
 #: loc, scale, zoom, threshold, motion radius, motion sigma, blend; angle 4 i - 150
 SNOW = (0.05, 0.3, 3, 0.5, 14, 4, 0.85)
+SNOW_CIFAR, SNOW_TINY = (0.05, 0.3, 2, 0.5, 10, 2, 0.85), (0.05, 0.28, 2, 0.5, 10, 2.5, 0.85)
 BRIGHTNESS_SHIFT = (-15, 2 / 100)  # HSV V + (i - 15) * 2 / 100, as the original spells it
+#: HSV V + (i - 15) * step / 100 by preset, in the originals' order of operations
+BRIGHTNESS_STEP = presets(2, 1.5, 2)
 #: loc, scale, sigma, threshold, intensity; per frame the layer drifts down by this filter
 SPATTER = (0.65, 0.27, 3.7, 0.69, 0.6)
+SPATTER_CIFAR, SPATTER_TINY = (0.6, 0.265, 1.75, 0.7, 0.6), (0.6, 0.25, 1.75, 0.7, 0.6)
 SPATTER_DRIFT = (0.05, 0.1, 0.15, 0.7)  # np.convolve(column, DRIFT, mode="same")
+SPATTER_DRIFT_SMALL = (0.2, 0.8)  # CIFAR-10-P's and Tiny-ImageNet-P's
 SPATTER_COLOR = (175 / 255, 238 / 255, 238 / 255)  # pale turquoise, in array order
+_SNOW = presets(SNOW, SNOW_CIFAR, SNOW_TINY)
+_SPATTER = presets(SPATTER, SPATTER_CIFAR, SPATTER_TINY)
+_DRIFT = presets(SPATTER_DRIFT, SPATTER_DRIFT_SMALL, SPATTER_DRIFT_SMALL)
 
 
-def _snow_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
-    """The video's snow layer, N(.05, .3), (B, 1, c, c) float32."""
+def _snow_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
+                 preset: str = "imagenet") -> dict:
+    """The video's snow layer, N(.05, .3) (Tiny-ImageNet-P: N(.05, .28)), (B, 1, c, c) float32."""
     del difficulty
-    loc, scale = SNOW[:2]
+    loc, scale = _SNOW[preset][:2]
     c = images.shape[-1]
     return {"layer": rng.normal(1, c, c, mean=loc, std=scale)}
 
 
 def _snow(job: Job, params: dict) -> torch.Tensor:
-    zoom, threshold, radius, sigma, blend = SNOW[2:]
+    zoom, threshold, radius, sigma, blend = _SNOW[job.preset][2:]
     c = job.crop
     layer = params["layer"].to(job.x.dtype)
     layer = zoom_center(layer, zoom)
@@ -102,37 +116,43 @@ def _brightness(job: Job, params: dict) -> torch.Tensor:
     x = job.clean
     exact = (x * 255).to(job.exact) / 255  # the double k / 255 of uint8 input
     v, factors = _hsv_factors(exact)
+    step = BRIGHTNESS_STEP[job.preset]
     out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))
     for k, j in enumerate(job.frames):
-        out[:, k] = finish((v + (j - 15) * 2 / 100.0).clamp_(0, 1) * factors, job)
+        out[:, k] = finish((v + (j - 15) * step / 100.0).clamp_(0, 1) * factors, job)
     return out
 
 
-def _drift(liquid: torch.Tensor) -> torch.Tensor:
-    """``np.convolve(column, (0.05, 0.1, 0.15, 0.7), mode="same")`` down every column.
+def _drift(liquid: torch.Tensor, weights: tuple[float, ...] = SPATTER_DRIFT) -> torch.Tensor:
+    """``np.convolve(column, weights, mode="same")`` down every column.
 
-    ``out[n] = 0.05 a[n + 1] + 0.1 a[n] + 0.15 a[n - 1] + 0.7 a[n - 2]`` (zeros outside).
+    With K weights and s = (K - 1) // 2: ``out[n] = sum_k weights[k] a[n + s - k]`` (zeros
+    outside), e.g. ``0.05 a[n + 1] + 0.1 a[n] + 0.15 a[n - 1] + 0.7 a[n - 2]`` (ImageNet-P),
+    ``0.2 a[n] + 0.8 a[n - 1]`` (CIFAR-10-P, Tiny-ImageNet-P).
     """
-    padded = F.pad(liquid, (0, 0, 2, 1))
-    w0, w1, w2, w3 = SPATTER_DRIFT
+    size = len(weights)
+    shift = (size - 1) // 2
+    padded = F.pad(liquid, (0, 0, size - 1 - shift, shift))
     height = liquid.shape[-2]
-    out = padded[..., 3 : 3 + height, :] * w0
-    out += padded[..., 2 : 2 + height, :] * w1
-    out += padded[..., 1 : 1 + height, :] * w2
-    out += padded[..., 0:height, :] * w3
+    out = padded[..., size - 1 : size - 1 + height, :] * weights[0]
+    for k in range(1, size):
+        out += padded[..., size - 1 - k : size - 1 - k + height, :] * weights[k]
     return out
 
 
-def _spatter_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int) -> dict:
-    """The video's liquid layer, N(.65, .27), (B, 1, c, c) float32."""
+def _spatter_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
+                    preset: str = "imagenet") -> dict:
+    """The video's liquid layer, N(.65, .27) (CIFAR-10-P N(.6, .265), Tiny-ImageNet-P N(.6, .25)),
+    (B, 1, c, c) float32."""
     del difficulty
-    loc, scale = SPATTER[:2]
+    loc, scale = _SPATTER[preset][:2]
     c = images.shape[-1]
     return {"liquid": rng.normal(1, c, c, mean=loc, std=scale)}
 
 
 def _spatter(job: Job, params: dict) -> torch.Tensor:
-    sigma, threshold, intensity = SPATTER[2:]
+    sigma, threshold, intensity = _SPATTER[job.preset][2:]
+    weights = _DRIFT[job.preset]
     liquid = params["liquid"].to(job.x.dtype)
     liquid = gaussian_blur2d(liquid, sigma, mode="nearest")
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
@@ -141,7 +161,7 @@ def _spatter(job: Job, params: dict) -> torch.Tensor:
     for j in range(max(job.frames) + 1):
         if j in wanted:
             layers.append((j, liquid))
-        liquid = _drift(liquid)
+        liquid = _drift(liquid, weights)
     index = {j: k for k, (j, _) in enumerate(layers)}
     stacked = torch.stack([layer for _, layer in layers], dim=1)  # (B, F_unique, 1, c, c)
     masks = water_mask(stacked.flatten(0, 1)).view_as(stacked) * intensity
@@ -153,13 +173,17 @@ def _spatter(job: Job, params: dict) -> torch.Tensor:
 register_perturbation(Perturbation(
     "snow", 31, _snow, _snow_sample, storage="truncate-exact",
     doc="fixed snow layer (N(.05, .3), zoom 3, threshold .5), motion-blurred (radius 14, "
-        "sigma 4, angle 4 i - 150), added with its 180-degree rotation to a whitened image",
+        "sigma 4, angle 4 i - 150), added with its 180-degree rotation to a whitened image "
+        "(CIFAR-10-P: zoom 2, radius 10, sigma 2; Tiny-ImageNet-P: N(.05, .28), zoom 2, radius 10, "
+        "sigma 2.5)",
 ))
 register_perturbation(Perturbation(
-    "brightness", 31, _brightness, storage="truncate-exact", doc="HSV value + (i - 15) * 0.02",
+    "brightness", 31, _brightness, storage="truncate-exact",
+    doc="HSV value + (i - 15) * 0.02 (CIFAR-10-P: * 0.015)",
 ))
 register_perturbation(Perturbation(
     "spatter", 31, _spatter, _spatter_sample, storage="truncate-exact",
     doc="ImageNet-C's water spatter (intensity .6) of a liquid layer that drifts down "
-        "(np.convolve with [.05, .1, .15, .7]) after every frame",
+        "(np.convolve with [.05, .1, .15, .7]) after every frame (CIFAR-10-P: layer N(.6, .265), "
+        "sigma 1.75, threshold .7, drift [.2, .8]; Tiny-ImageNet-P: N(.6, .25), the same)",
 ))

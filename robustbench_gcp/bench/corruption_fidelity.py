@@ -17,7 +17,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from corruptions import SEVERITIES, check_name, corrupt, get_corruption, list_corruptions
+from corruptions import (
+    PRESET_SIZES,
+    SEVERITIES,
+    check_name,
+    check_preset,
+    corrupt,
+    get_corruption,
+    list_corruptions,
+)
+from robustbench_gcp.bench.corruption_speed import reference_name
 from robustbench_gcp.bench.photos import photos
 
 __all__ = ["fidelity"]
@@ -38,13 +47,18 @@ def fidelity(
     severities: Sequence[int] = SEVERITIES,
     glass_blur_images: int = 1,
     progress: Progress | None = None,
+    preset: str = "imagenet",
+    size: int | None = None,
 ) -> list[dict]:
     """Distance of the torch corruptions to the reference, per corruption and severity.
 
-    Reference: imagecorruptions, except for the corruptions where it departs from
-    the original ImageNet-C code (pixelate, elastic_transform, frost), compared
-    with the corruptions package's NumPy transcription of the original
-    (``corrupt_reference(..., follow_original=True)``); the row says which.
+    Reference (``preset="imagenet"``): imagecorruptions, except for the corruptions
+    where it departs from the original ImageNet-C code (pixelate, elastic_transform,
+    frost), compared with the corruptions package's NumPy transcription of the
+    original (``corrupt_reference(..., follow_original=True)``); the row says which.
+    ``preset="cifar"`` / ``"tinyimagenet"``: the transcription of ``make_cifar_c.py`` /
+    ``make_tinyimagenet_c.py`` for every corruption (motion blur: imagecorruptions'
+    NumPy port, as ImageMagick is not installable); rows say the script's name.
 
     - ``mad``: mean absolute difference in 1/255 units. Deterministic
       corruptions: on the same images. Random ones: *paired*, i.e. with the
@@ -62,11 +76,13 @@ def fidelity(
 
     Args:
         names: corruption names (default: all of them).
-        images: photographs (224 px).
+        images: photographs (``size`` px).
         seeds: independent draws per image for the statistics of random corruptions.
         severities: 1..5.
         glass_blur_images: photographs for glass_blur.
         progress: called with ``"<corruption> <severity>"`` before each is measured.
+        preset: the corruption parameters (:data:`corruptions.PRESETS`) and reference.
+        size: side of the photographs (default: the preset's: 224, 32, 64).
 
     Returns:
         One row per corruption and severity: corruption, severity, random, reference,
@@ -74,17 +90,20 @@ def fidelity(
         psnr_diff_se, std, std_reference, std_diff, samples.
 
     Raises:
-        ValueError: an unknown corruption name.
+        ValueError: an unknown corruption name or preset.
     """
     from corruptions.reference import ORIGINAL_DIFFERS, corrupt_reference, reference_with_draws
 
+    preset = check_preset(preset)
+    size = PRESET_SIZES[preset] if size is None else size
     names = list(names) if names is not None else list_corruptions("all")
     names = [check_name(n) for n in names]
-    clean_all = photos(images).double()
+    clean_all = photos(images, size).double()
     rows = []
     for name in names:
         spec = get_corruption(name)
-        original = name in ORIGINAL_DIFFERS
+        original = name in ORIGINAL_DIFFERS and preset == "imagenet"
+        label = "original" if original else reference_name(preset)
         n_images = glass_blur_images if name == "glass_blur" else images
         n_seeds = 1 if name == "glass_blur" else seeds
         clean = clean_all[:n_images]
@@ -95,27 +114,28 @@ def fidelity(
                 "corruption": name,
                 "severity": severity,
                 "random": spec.random,
-                "reference": "original" if original else "imagecorruptions",
+                "reference": label,
             }
             if not spec.random:
-                ours = corrupt(clean, name, severity)
-                ref = corrupt_reference(clean, name, severity, follow_original=original)
+                ours = corrupt(clean, name, severity, preset=preset)
+                ref = corrupt_reference(clean, name, severity, follow_original=original,
+                                        preset=preset)
                 row["mad"] = float((ours - ref).abs().mean() * 255)
                 row["max_abs"] = float((ours - ref).abs().max() * 255)
             else:
                 first = [1000 + i for i in range(len(clean))]
                 ref, params = reference_with_draws(
-                    clean, name, severity, seed=first, follow_original=original
+                    clean, name, severity, seed=first, follow_original=original, preset=preset
                 )
-                paired = spec.apply(clean, severity, params).clamp(0, 1)
+                paired = spec.apply(clean, severity, params, preset=preset).clamp(0, 1)
                 row["mad"] = float((paired - ref).abs().mean() * 255)
                 row["max_abs"] = float((paired - ref).abs().max() * 255)
                 psnr_ours, psnr_ref, std_ours, std_ref = [], [], [], []
                 for k in range(n_seeds):
                     seed = [10_000 * (k + 1) + i for i in range(len(clean))]
-                    ours = corrupt(clean, name, severity, seed=seed)
+                    ours = corrupt(clean, name, severity, seed=seed, preset=preset)
                     ref = corrupt_reference(clean, name, severity, seed=seed,
-                                            follow_original=original)
+                                            follow_original=original, preset=preset)
                     psnr_ours.append(_psnr(ours, clean))
                     psnr_ref.append(_psnr(ref, clean))
                     std_ours.append((ours - clean).std(dim=(1, 2, 3)) * 255)

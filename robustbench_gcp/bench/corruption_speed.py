@@ -2,7 +2,8 @@
 
 Used by ``gcp-robust bench corruptions``; usable from Python too. Needs NumPy,
 Pillow, scikit-image and imagecorruptions (the reference backend), imported on
-the first call.
+the first call. With ``preset="cifar"`` / ``"tinyimagenet"`` the reference is the
+transcription of the preset's generation script (:mod:`corruptions.reference_small`).
 
 Example:
     >>> from robustbench_gcp.bench.corruption_speed import speed, speed_summary
@@ -19,13 +20,29 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from corruptions import SEVERITIES, check_name, corrupt, list_corruptions
+from corruptions import PRESET_SIZES, SEVERITIES, check_name, check_preset, corrupt, list_corruptions
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
 
-__all__ = ["geometric_mean", "speed", "speed_summary"]
+__all__ = ["geometric_mean", "reference_description", "reference_name", "speed", "speed_summary"]
 
 Progress = Callable[[str], None]
+
+#: the generation scripts the small presets' reference transcribes
+_SCRIPTS = {"cifar": "make_cifar_c.py", "tinyimagenet": "make_tinyimagenet_c.py"}
+
+
+def reference_name(preset: str = "imagenet") -> str:
+    """What the reference backend runs for ``preset``: ``imagecorruptions`` or the script's name."""
+    return _SCRIPTS.get(check_preset(preset), "imagecorruptions")
+
+
+def reference_description(preset: str = "imagenet") -> str:
+    """One line naming the reference of ``preset``, for table captions and JSON."""
+    if check_preset(preset) == "imagenet":
+        return "imagecorruptions on the CPU"
+    return (f"{_SCRIPTS[preset]} transcription on the CPU (motion blur: imagecorruptions' "
+            "NumPy port; wand not installable)")
 
 
 def geometric_mean(values: Sequence[float | None]) -> float | None:
@@ -41,17 +58,19 @@ def speed(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
-    size: int = 224,
+    size: int | None = None,
     severities: Sequence[int] = SEVERITIES,
     reference_images: int = 2,
     repeats: int = 3,
     progress: Progress | None = None,
+    preset: str = "imagenet",
 ) -> list[dict]:
     """Time this package and the reference backend on the same images.
 
     For each corruption and severity: the best of ``repeats`` calls of
     :func:`corruptions.corrupt` on a batch of ``batch_size`` photographs (after one
-    warm-up call that fills the caches), per image; and imagecorruptions on each of
+    warm-up call that fills the caches), per image; and the reference
+    (:func:`reference_description`) on each of
     the first ``reference_images`` of the same images, one at a time on the CPU,
     best of 2 (glass_blur: one image, once; it takes about a second per image). The
     best of several runs is robust to other processes on a shared machine. Times
@@ -61,21 +80,25 @@ def speed(
         names: corruption names (default: all of them).
         device: where this package runs (the reference runs on the CPU).
         batch_size: images per :func:`~corruptions.corrupt` call.
-        size: side of the square photographs, in pixels.
+        size: side of the square photographs, in pixels (default: the preset's,
+            :data:`corruptions.PRESET_SIZES`: 224, 32, 64).
         severities: 1..5.
         reference_images: images the reference is timed on, per severity.
         repeats: timed calls per severity after the warm-up call; the best counts.
         progress: called with each corruption's name before it is timed.
+        preset: the corruption parameters (:data:`corruptions.PRESETS`), on both sides.
 
     Returns:
         One row per corruption: corruption, ms_per_image, images_per_second,
         reference_ms_per_image, speedup, reference_images.
 
     Raises:
-        ValueError: an unknown corruption name.
+        ValueError: an unknown corruption name or preset.
     """
     from corruptions.reference import corrupt_reference
 
+    preset = check_preset(preset)
+    size = PRESET_SIZES[preset] if size is None else size
     device = torch.device(device)
     names = list(names) if names is not None else list_corruptions("all")
     names = [check_name(n) for n in names]
@@ -91,13 +114,14 @@ def speed(
         ours, reference = [], []
         for severity in severities:
             # one warm-up call: caches, textures, kernels
-            (timing,) = time_calls([lambda n=name, s=severity: corrupt(images, n, s, seed=seeds)],
-                                   device=device, repeats=repeats, warmup=1)
+            (timing,) = time_calls(
+                [lambda n=name, s=severity: corrupt(images, n, s, seed=seeds, preset=preset)],
+                device=device, repeats=repeats, warmup=1)
             ours.append(timing.best / batch_size * 1000)
-            corrupt_reference(warm, name, severity, seed=[0])
+            corrupt_reference(warm, name, severity, seed=[0], preset=preset)
             per_image = [
                 time_calls([lambda i=i, n=name, s=severity: corrupt_reference(
-                    images[i : i + 1].cpu(), n, s, seed=[seeds[i]])],
+                    images[i : i + 1].cpu(), n, s, seed=[seeds[i]], preset=preset)],
                     device="cpu", repeats=1 if glass else 2)[0].best
                 for i in range(count)
             ]

@@ -69,14 +69,34 @@ corruptions_option = click.option(
 severities_option = click.option(
     "--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities."
 )
+preset_option = click.option(
+    "--preset",
+    type=click.Choice(["imagenet", "cifar", "tinyimagenet"]),
+    default="imagenet",
+    show_default=True,
+    help="Corruption parameters: ImageNet-C's (224 px), CIFAR-10/100-C's (32 px) or "
+    "Tiny-ImageNet-C's (64 px). The small presets' reference is the transcription of "
+    "make_cifar_c.py / make_tinyimagenet_c.py (motion blur: imagecorruptions' NumPy port; "
+    "wand not installable).",
+)
+size_option = click.option(
+    "--size", default=None, type=click.IntRange(32),
+    help="Image side in pixels.  [default: the preset's: 224, 32 or 64]",
+)
+
+
+def _size(size: int | None, preset: str) -> int:
+    from corruptions import PRESET_SIZES
+
+    return PRESET_SIZES[preset] if size is None else size
 
 
 @click.command("corruptions")
 @device_option
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
               help="Images per corrupt() call.")
-@click.option("--size", default=224, show_default=True, type=click.IntRange(32),
-              help="Image side in pixels.")
+@size_option
+@preset_option
 @corruptions_option
 @severities_option
 @click.option("--reference-images", default=2, show_default=True, type=click.IntRange(1),
@@ -85,13 +105,14 @@ severities_option = click.option(
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="Timed calls per severity after the warm-up call; the best one counts.")
 @json_option
-def bench_corruptions(device, batch_size, size, corruption_list, severities, reference_images,
-                     repeats, as_json):
+def bench_corruptions(device, batch_size, size, preset, corruption_list, severities,
+                      reference_images, repeats, as_json):
     """Speed of every corruption: ms per image here and in the reference, and the speed-up.
 
     Both run on the same real photographs (scikit-image's, resized and cropped to
     --size): this package on batches of --batch-size on --device, the reference
-    backend (imagecorruptions) one image at a time on the CPU, on the first
+    backend (imagecorruptions; with --preset cifar / tinyimagenet the transcription
+    of the preset's generation script) one image at a time on the CPU, on the first
     --reference-images images only. Each figure is the best of several runs
     (robust to other processes on a shared machine), averaged over the
     severities; the last row holds geometric means.
@@ -99,8 +120,9 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
     \b
     Example:
       gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
+      gcp-robust bench corruptions --preset cifar
     """
-    from robustbench_gcp.bench.corruption_speed import speed, speed_summary
+    from robustbench_gcp.bench.corruption_speed import reference_description, speed, speed_summary
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
@@ -108,10 +130,11 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
     torch_device = resolve_device(device)
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
+    size = _size(size, preset)
     with _progress(len(names), "timing") as advance:
         rows = speed(names, device=torch_device, batch_size=batch_size, size=size,
                      severities=severity_list, reference_images=reference_images,
-                     repeats=repeats, progress=advance)
+                     repeats=repeats, progress=advance, preset=preset)
     summary = speed_summary(rows)
     columns = [
         Column("corruption", justify="left"),
@@ -124,28 +147,33 @@ def bench_corruptions(device, batch_size, size, corruption_list, severities, ref
         "device": str(torch_device), "batch_size": batch_size, "size": size,
         "severities": severity_list, "reference_images": reference_images, "repeats": repeats,
     }
+    reference = reference_description(preset)
     emit(
         rows + [summary], columns, fmt="json" if as_json else "table",
         title=f"Corruption speed: {torch_device}, batch {batch_size}, {size} px, "
-        f"severities {','.join(map(str, severity_list))}",
-        caption=f"reference: imagecorruptions on the CPU, {reference_images} image(s) per "
+        f"preset {preset}, severities {','.join(map(str, severity_list))}",
+        caption=f"reference: {reference}, {reference_images} image(s) per "
         "severity (glass_blur: 1)",
-        json_obj={"settings": settings, "rows": rows, "geometric_mean": summary},
+        json_obj={"settings": settings, "preset": preset, "reference": reference, "rows": rows,
+                  "geometric_mean": summary},
     )
 
 
 @click.command("fidelity")
 @click.option("--images", default=4, show_default=True, type=click.IntRange(1),
-              help="Real photographs (scikit-image's, 224 px).")
+              help="Real photographs (scikit-image's, resized and cropped to --size).")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1),
               help="Independent draws per image for the PSNR / std statistics of random "
               "corruptions.")
 @click.option("--glass-blur-images", default=1, show_default=True, type=click.IntRange(1),
               help="Images for glass_blur (its reference takes about a second per image).")
+@size_option
+@preset_option
 @corruptions_option
 @severities_option
 @json_option
-def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities, as_json):
+def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_list, severities,
+                   as_json):
     """Distance to the reference per corruption and severity (CPU, float64).
 
     MAD: mean absolute difference in 1/255 units; for random corruptions it is
@@ -154,21 +182,26 @@ def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities
     --images x --seeds independent draws on each side, with the standard error
     of the PSNR difference. The reference is imagecorruptions, or the original
     ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
-    elastic_transform, frost).
+    elastic_transform, frost); with --preset cifar / tinyimagenet, the
+    transcription of make_cifar_c.py / make_tinyimagenet_c.py.
 
     \b
     Example:
       gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
+      gcp-robust bench fidelity --preset cifar --images 8 --seeds 8
     """
     from robustbench_gcp.bench.corruption_fidelity import fidelity
+    from robustbench_gcp.bench.corruption_speed import reference_description
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.reports.tables import Column
 
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
+    size = _size(size, preset)
     with _progress(len(names) * len(severity_list), "fidelity") as advance:
         rows = fidelity(names, images=images, seeds=seeds, severities=severity_list,
-                        glass_blur_images=glass_blur_images, progress=advance)
+                        glass_blur_images=glass_blur_images, progress=advance, preset=preset,
+                        size=size)
     columns = [
         Column("corruption", justify="left"),
         Column("severity", "sev"),
@@ -183,12 +216,16 @@ def bench_fidelity(images, seeds, glass_blur_images, corruption_list, severities
         Column("std_reference", "std ref", ".2f"),
         Column("std_diff", "dstd", "+.2f"),
     ]
+    reference = ("imagecorruptions (the original ImageNet-C algorithm for pixelate, "
+                 "elastic_transform, frost)" if preset == "imagenet"
+                 else reference_description(preset).replace(" on the CPU", ""))
     emit(
         rows, columns, fmt="json" if as_json else "table",
-        title=f"Corruption fidelity: {images} images x {seeds} seeds, 224 px",
-        caption="MAD is paired (same random draws) for random corruptions; PSNR/std over "
-        "independent draws",
+        title=f"Corruption fidelity: {images} images x {seeds} seeds, {size} px, preset {preset}",
+        caption=f"reference: {reference}. MAD is paired (same random draws) for random "
+        "corruptions; PSNR/std over independent draws",
         json_obj={"settings": {"images": images, "seeds": seeds,
                                "glass_blur_images": glass_blur_images,
-                               "severities": severity_list}, "rows": rows},
+                               "severities": severity_list, "size": size},
+                  "preset": preset, "reference": reference, "rows": rows},
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from robustbench_gcp.data.datasets import DATASETS
+
 
 class SqrtChoice(click.Choice):
     """``--sqrt``'s choices: :data:`robustbench_gcp.models.matrix.SQRT_METHODS`, read when needed."""
@@ -139,7 +141,12 @@ class_order_option = click.option(
 
 data_options = _compose(
     click.option("--data", type=click.Path(), default=None, metavar="DIR",
-                 help="Clean images: <DIR>/<wnid>/*.JPEG, or a flat folder with --labels."),
+                 help="Clean images: <DIR>/<wnid>/*.JPEG, or a flat folder with --labels; CIFAR "
+                      "pickles (cifar-10-batches-py, cifar-100-python); Tiny-ImageNet-200. Default: "
+                      "the dataset's entry in the datasets: section of benchmarks.yaml."),
+    click.option("--dataset", type=click.Choice(list(DATASETS)),
+                 default=None, help="The dataset of the images, which sets how they are read and "
+                 "the corruption parameters (preset). Default: the suite's, else found from --data."),
     click.option("--labels", type=click.Path(), default=None, metavar="FILE",
                  help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
     class_order_option,

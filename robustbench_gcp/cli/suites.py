@@ -25,8 +25,12 @@ def suites_cmd(config, as_json) -> None:
     for spec in cfg.suites.values():
         suite = get_suite(spec.kind)
         contents, levels = suite.describe(spec)
-        rows.append({"suite": spec.name, "kind": spec.kind, "contents": contents, "levels": levels})
-        json_obj.append({"suite": spec.name, "kind": spec.kind, **suite.spec_json(spec)})
+        dataset = spec.dataset or "(the data's)"
+        rows.append({"suite": spec.name, "kind": spec.kind, "dataset": dataset, "contents": contents,
+                     "levels": levels})
+        json_obj.append({"suite": spec.name, "kind": spec.kind, "dataset": spec.dataset,
+                         **suite.spec_json(spec)})
     emit(rows, [Column("suite", justify="left"), Column("kind", justify="left"),
+                Column("dataset", justify="left"),
                 Column("contents", justify="left", wrap=True), Column("levels", justify="left", wrap=True)],
          fmt="json" if as_json else "table", title=f"Suites of {cfg.path}", json_obj=json_obj)

@@ -60,6 +60,9 @@ class ImageList:
         classes: class names by index (wnids, or folder names in sorted order).
         labelling: "imagenet" (canonical wnid indices), "folders" (sorted folder
             names) or "file" (a ground-truth file).
+        reader: how images are read: "files" (one image file per name, under ``root``),
+            "cifar-pickle" (rows of the CIFAR batch file ``root``) or "npy" (rows of
+            released CIFAR-C ``.npy`` files in the folder ``root``).
     """
 
     root: Path
@@ -69,6 +72,7 @@ class ImageList:
     classes: tuple[str, ...]
     labelling: str
     source: str = field(default="", compare=False)
+    reader: str = field(default="files")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -93,6 +97,7 @@ class ImageList:
             classes=self.classes,
             labelling=self.labelling,
             source=self.source,
+            reader=self.reader,
         )
 
     def limit(self, n: int | None) -> ImageList:

@@ -86,18 +86,29 @@ class Preprocess:
     ``resize_size=None`` keeps the decoded size (released ImageNet-C files); the
     crop is then only checked.
 
+    ``window=True`` (ImageNet-P's geometric base images) makes the crop a window that may
+    extend beyond the resized image: the same centre crop, zero where it lies outside the
+    image, whose first two pixels (row 0, columns 0 and 1; outside the image, since
+    ``crop_size >= resize_size + 4``) record the resized image's height and width, each as
+    three base-256 digits in R, G, B (:meth:`window_sizes` reads them back).
+
     Raises:
-        ValueError: an ``interpolation`` that is not a name of :data:`INTERPOLATIONS`.
+        ValueError: an ``interpolation`` that is not a name of :data:`INTERPOLATIONS`; a
+            ``window`` without a resize or less than ``resize_size + 4`` wide.
     """
 
     resize_size: int | None = 256
     crop_size: int = 224
     interpolation: str = PROTOCOL_INTERPOLATION
+    window: bool = False
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"`interpolation` should be one of {', '.join(INTERPOLATIONS)}. "
                              f"Got {self.interpolation!r}")
+        if self.window and (self.resize_size is None or self.crop_size < self.resize_size + 4):
+            raise ValueError(f"a window should be at least the resize size + 4 px. Got "
+                             f"{self.crop_size} for resize size {self.resize_size}")
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         if self.resize_size is not None:
@@ -110,13 +121,26 @@ class Preprocess:
                 image = image.resize(size, INTERPOLATIONS[self.interpolation])
         w, h = image.size
         c = self.crop_size
-        if w < c or h < c:
+        if (w < c or h < c) and not self.window:
             raise ValueError(f"image is {w}x{h}, smaller than the {c}x{c} crop")
         left = int(round((w - c) / 2.0))
         top = int(round((h - c) / 2.0))
         if (w, h) != (c, c):
-            image = image.crop((left, top, left + c, top + c))
-        return np.array(image, dtype=np.uint8)
+            image = image.crop((left, top, left + c, top + c))  # PIL: zeros beyond the image
+        array = np.array(image, dtype=np.uint8)
+        if self.window:
+            if max(h, w) >= 1 << 24:
+                raise ValueError(f"image is {w}x{h} after resizing, too large for a window's record")
+            array[0, :2] = [[n >> 16, (n >> 8) & 255, n & 255] for n in (h, w)]
+        return array
+
+    @staticmethod
+    def window_sizes(images: torch.Tensor) -> list[tuple[int, int]]:
+        """The resized (height, width) that ``window=True`` recorded in each of the uint8
+        windows ``images`` (B, 3, W, W) (reading them waits for the device)."""
+        record = images[:, :, 0, :2].to("cpu", torch.int64)  # (B, RGB, height / width)
+        sizes = record[:, 0] * 65536 + record[:, 1] * 256 + record[:, 2]
+        return [(h, w) for h, w in sizes.tolist()]
 
 
 class ImageFiles(Dataset):

@@ -46,13 +46,18 @@ WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold look
 class ImageSource:
     """Where the images of a cell live and how they are preprocessed.
 
-    ``released=True`` marks a released ImageNet-C / ImageNet-P cell folder: files
-    are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of the
-    clean data, and are not resized. ``video_frames`` marks released ImageNet-P
+    ``released=True`` marks released files (ImageNet-C / -P, Tiny-ImageNet-C / -P cell
+    folders: files are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of
+    the clean data; CIFAR-10/100-C and CIFAR-10-P arrays), which are not resized.
+    ``video_frames`` marks released ImageNet-P
     videos (``<root>/<wnid>/<stem>.mp4`` with that many frames of ``crop_size`` px).
     ``interpolation`` is the resize filter (the model's; the protocol's, PIL bilinear, by
-    default). Every field is part of the source's identity: the engine decodes a shard once
-    per distinct source, so two sources that differ in interpolation are decoded apart.
+    default). ``reader`` says how images are stored: ``files`` (an image file per name),
+    ``cifar-pickle`` (``root`` is a CIFAR python batch) or ``npy`` (``root`` is a uint8 .npy
+    array, a released CIFAR-10-C file: image i is row ``row_offset + i``); array images are
+    used at their size. Every field is part of the source's identity: the engine decodes a
+    shard once per distinct source, so two sources that differ in interpolation are decoded
+    apart.
     """
 
     root: Path
@@ -61,10 +66,15 @@ class ImageSource:
     released: bool = False
     video_frames: int | None = None
     interpolation: str = PROTOCOL_INTERPOLATION
+    reader: str = "files"
+    row_offset: int = 0
+    #: ``crop_size`` is a window that may extend beyond the resized image (ImageNet-P's
+    #: geometric base images): zero outside it, its size recorded (see ``Preprocess``)
+    window: bool = False
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.resize_size, self.crop_size, self.interpolation)
+        return Preprocess(self.resize_size, self.crop_size, self.interpolation, self.window)
 
     def as_protocol(self) -> ImageSource:
         """These images as ImageNet-C / -P make their base images: resized with the protocol's
@@ -86,6 +96,16 @@ class ImageSource:
                 name = str(Path(name).with_suffix(".mp4"))
             paths.append(self.root / name)
         return paths
+
+    def read(self, images: ImageList, positions: Sequence[int], *, batch_size: int,
+             workers: int) -> torch.Tensor:
+        """The images at ``positions`` of ``images``, decoded: uint8 (N, 3, H, W) or videos."""
+        if self.reader != "files":
+            from robustbench_gcp.data.array_files import load_array_rows
+
+            rows = [self.row_offset + int(images.names[p]) for p in positions]
+            return load_array_rows(self.root, rows, reader=self.reader)
+        return self.load(self.paths(images, positions), batch_size=batch_size, workers=workers)
 
     def load(self, paths: Sequence[Path], *, batch_size: int, workers: int) -> torch.Tensor:
         """Decode ``paths``: uint8 (N, 3, H, W) images or (N, T, 3, H, W) videos."""
@@ -385,8 +405,8 @@ def compute(
 
     def load(item: Load) -> torch.Tensor:
         source = sources[item.source]
-        paths = source.paths(images, shards[item.shard])
-        loaded = source.load(paths, batch_size=max(options.batch_size, 16), workers=options.workers)
+        loaded = source.read(images, shards[item.shard], batch_size=max(options.batch_size, 16),
+                             workers=options.workers)
         return loaded.pin_memory() if pin and source.video_frames is None else loaded
 
     claimed = iter(loads) if claim is None else (got for got in map(claim, loads) if got is not None)

@@ -61,12 +61,15 @@ class ExternalSource:
         preprocess: resize, crop and normalization (ImageNet's unless given).
         random_init: whether ``build`` gives random weights (torchvision architectures):
             then, as for registry models, a checkpoint or ``--random-weights`` is needed.
+        own_preprocess: none was given: the built module's own ``pretrained_cfg`` (a
+            :class:`PreprocessConfig`) wins over ``preprocess`` when it has one.
     """
 
     ref: str
     build: Callable[[], nn.Module] = field(compare=False)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     random_init: bool = False
+    own_preprocess: bool = False
 
 
 def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
@@ -150,7 +153,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
                               "not a torch.nn.Module")
         return made
 
-    return ExternalSource(ref, build, preprocess_config(preprocess))
+    return ExternalSource(ref, build, preprocess_config(preprocess), own_preprocess=preprocess is None)
 
 
 def module_source(module: nn.Module, name: str,
@@ -208,9 +211,12 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False,
                                            layout=AS_SAVED))
     model = model.to(device)
-    model.num_classes = output_classes(model, source.preprocess.input_size, source.ref)
+    cfg = source.preprocess
+    if source.own_preprocess and isinstance(getattr(model, "pretrained_cfg", None), PreprocessConfig):
+        cfg = model.pretrained_cfg
+    model.num_classes = output_classes(model, cfg.input_size, source.ref)
     model.name = label
-    model.pretrained_cfg = source.preprocess
+    model.pretrained_cfg = cfg
     model.head_type = getattr(model, "head_type", "external")
     model.reduction_dim = getattr(model, "reduction_dim", None)
     model.weights_hash = state_dict_hash(model)

@@ -25,7 +25,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
-from robustbench_gcp.errors import Interrupted, Terminated
+from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -66,7 +66,14 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,
                             channels_last=options.channels_last)
     clean = protocol = None
-    if plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
+    size = plan.dataset.image_size
+    if size is not None and cfg.input_size != size:
+        raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
+                          f"{plan.dataset.title} images are {size} px: give the model a pretrained_cfg "
+                          f"(or preprocess=) with input_size={size}")
+    if plan.data is not None and size is not None:  # small datasets: the images as they are
+        clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader)
+    elif plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
         clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size,
                             interpolation=cfg.interpolation)
         protocol = clean.as_protocol()

@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from robustbench_gcp.config import Config, load_config
-from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList, scan_folder
+from robustbench_gcp.data.datasets import (
+    DATASETS,
+    DatasetInfo,
+    check_image_size,
+    detect_dataset,
+    scan_dataset,
+)
+from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.errors import ConfigError, DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE
@@ -52,6 +59,7 @@ class EvalOptions:
     preprocess: Any = None  # a model you bring: PreprocessConfig or dict (default ImageNet's)
     suite: str = "clean"
     data: str | Path | None = None
+    dataset: str | None = None  # imagenet, cifar10, cifar100, tinyimagenet (None: the suite's, the data's)
     labels: str | Path | None = None
     class_order: str = "imagenet"  # how class folders become labels: imagenet (wnids) or sorted
     flags: Mapping[str, Any] = field(default_factory=dict)
@@ -96,6 +104,10 @@ class EvalOptions:
         if self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            from robustbench_gcp.errors import UnknownNameError
+
+            raise UnknownNameError("dataset", self.dataset, DATASETS)
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class Plan:
         device: where the model runs (a torchrun rank moves to its own GPU).
         options: the engine options (batch size, workers, seed, shard size, store ...).
         config: benchmarks.yaml (normalizers).
+        dataset: the dataset of the images (``--dataset``, the suite's ``dataset:``, or found
+            from the data), which sets how they are read and the corruption preset.
     """
 
     model: ModelChoice
@@ -121,6 +135,7 @@ class Plan:
     device: torch.device
     options: EvalOptions
     config: Config
+    dataset: DatasetInfo = DATASETS["imagenet"]
 
     @property
     def corrupted_dir(self) -> Path | None:
@@ -167,12 +182,22 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
     spec = config.suite(options.suite)
     suite = get_suite(spec.kind)
-    selection = suite.select(spec, check_flags(spec, options.flags))
+    flags = check_flags(spec, options.flags)
+    dataset = resolve_dataset(spec.dataset, options)
+    if suite.datasets is not None and dataset.name not in suite.datasets:
+        runs_on = ", ".join(DATASETS[d].title for d in suite.datasets)
+        raise ConfigError(f"the {suite.kind} suite runs on {runs_on} images, not {dataset.title} "
+                          f"({'--dataset' if options.dataset else 'the data'})")
+    spec = dataclasses.replace(spec, dataset=dataset.name)
+    options = _configured_data(suite, dataset, options, flags, config)
+    flags = check_flags(spec, options.flags)
+    selection = suite.select(spec, flags)
     if suite.uses_baseline:
         suite.check_baseline(options.baseline, config.baselines, Path(options.store))
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
-    everything = _image_list(suite, selection, options)
+    everything = _image_list(suite, selection, options, dataset)
+    check_image_size(dataset, everything, forced=flags.get("preset") is not None)
     device = resolve_device(options.device, amp=options.amp)
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
@@ -181,7 +206,42 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     suite.check_model(selection, choice)
     images = everything.limit(options.limit)
     check_classes(images, check_weights(choice), choice.label)
-    return Plan(choice, suite, selection, images, len(everything), data, device, options, config)
+    return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset)
+
+
+def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
+    """The dataset of an evaluation: ``--dataset``, else the suite's ``dataset:``, else the one
+    the data's layout shows, else ImageNet.
+
+    Raises:
+        DataError: the data is another dataset than the one asked for (CIFAR pickles under a
+            Tiny-ImageNet suite ...).
+    """
+    asked = options.dataset or declared
+    found = detect_dataset(options.data) if options.data is not None else None
+    if asked is not None and found is not None and DATASETS[asked].preset != DATASETS[found].preset:
+        said = "--dataset" if options.dataset else "the suite's dataset:"
+        raise DataError(f"--data {options.data} holds {DATASETS[found].title} images, but {said} is "
+                        f"{asked} ({DATASETS[asked].title}); give --dataset {found} (or its suite), and "
+                        f"--preset {DATASETS[asked].preset} if you want {DATASETS[asked].released}'s "
+                        "corruption parameters on these images anyway")
+    return DATASETS[asked or found or "imagenet"]
+
+
+def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
+                     flags: Mapping[str, Any], config: Config) -> EvalOptions:
+    """``options`` with the data benchmarks.yaml's ``datasets:`` locates for ``dataset`` when
+    the command line gives none: the clean images, else the suite's released files."""
+    if options.data is not None or flags.get("corrupted_dir") is not None:
+        return options
+    clean = config.data.path(dataset.name, "clean")
+    if clean is not None:
+        return dataclasses.replace(options, data=clean)
+    kind = getattr(suite, "released_data", None)
+    released = config.data.path(dataset.name, kind) if kind else None
+    if released is not None:
+        return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": released})
+    return options
 
 
 def check_classes(images: ImageList, num_classes: int, model: str) -> None:
@@ -218,10 +278,12 @@ def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str,
     return plans
 
 
-def _image_list(suite: Suite, selection: Selection, options: EvalOptions) -> ImageList:
+def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
+                dataset: DatasetInfo) -> ImageList:
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
-        return scan_folder(options.data, options.labels, class_order=options.class_order)
+        order = options.class_order if options.class_order != "imagenet" else None
+        return scan_dataset(dataset, options.data, options.labels, class_order=order)
     if options.class_order != "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           "released files are read in the ImageNet order")

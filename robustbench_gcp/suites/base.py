@@ -55,10 +55,15 @@ CLEAN = CellKey("clean")
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    """A named suite of benchmarks.yaml; each kind adds its own fields."""
+    """A named suite of benchmarks.yaml; each kind adds its own fields.
+
+    ``dataset``: the suite's ``dataset:`` (``cifar10`` ...; None: follow the data, ImageNet
+    by default); a plan replaces it with the dataset it resolved (``--dataset``, the data).
+    """
 
     name: str
     kind: str
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,8 @@ class Suite:
     #: whether the normalizer is a stored run of the same suite (``gcp-robust baseline``), not a
     #: table of benchmarks.yaml
     stored_baseline: ClassVar[bool] = False
+    #: the datasets (``data.datasets.DATASETS`` keys) the suite can run on (None: any)
+    datasets: ClassVar[tuple[str, ...] | None] = None
     #: keys of the ``metrics`` section renamed when one object merges every suite's sections
     #: (the demo's JSON), where two suites use the same key for different things
     merged_metric_names: ClassVar[dict[str, str]] = {}
@@ -353,10 +360,13 @@ class LevelledSuite(Suite):
     needs = "--data DIR (clean images) or --corrupted-dir DIR (released files)"
     #: the name of the released dataset, for messages ("ImageNet-C")
     released_name: ClassVar[str] = ""
+    #: the key of a ``datasets:`` entry of benchmarks.yaml that locates this suite's released files
+    released_data: ClassVar[str] = "corrupted"
     flags: ClassVar[tuple[Flag, ...]] = (
-        Flag("corrupted_dir", "Released files, read as is: ImageNet-C "
-             "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG or ImageNet-P "
-             "<DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4.", metavar="DIR", kind="path"),
+        Flag("corrupted_dir", "Released files, read as is: ImageNet-C / Tiny-ImageNet-C "
+             "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG, CIFAR-10/100-C <DIR>/<corruption>.npy "
+             "+ labels.npy, ImageNet-P / Tiny-ImageNet-P <DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4, "
+             "CIFAR-10-P <DIR>/<perturbation>[_2|_3].npy.", metavar="DIR", kind="path"),
     )
 
     def released(self, flags: Mapping[str, Any]) -> Path | None:

@@ -3,6 +3,7 @@ released files, summarized as errors, CE, mCE and relative mCE (AlexNet = 100)."
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from corruptions import SEVERITIES, SUBSETS, list_corruptions
+from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
+from robustbench_gcp.data.datasets import DATASETS, DatasetInfo
 from robustbench_gcp.data.folders import corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import ConfigError, UnknownNameError
@@ -37,6 +39,7 @@ from robustbench_gcp.suites.base import (
     register_suite,
     resolve_levels,
     resolve_names,
+    variant_of,
 )
 from robustbench_gcp.suites.tasks import ClassifyTask
 
@@ -61,6 +64,20 @@ class ImageNetCSelection(Selection):
     severities: tuple[int, ...] = ()
     roundtrip: bool = True
     backend: str = BACKENDS[0]
+    preset: str = "imagenet"
+
+    @property
+    def dataset(self) -> DatasetInfo:
+        return DATASETS[self.spec.dataset or "imagenet"]
+
+    def variant(self) -> dict:
+        """What a cell's variant adds for another dataset than ImageNet (nothing for ImageNet,
+        so stores made before datasets existed keep their cells): the dataset, and the preset
+        when it was forced to another one than the dataset's."""
+        extra = {} if self.dataset.name == "imagenet" else {"dataset": self.dataset.name}
+        if self.preset != self.dataset.preset:
+            extra["preset"] = self.preset
+        return extra
 
 
 @dataclass(frozen=True)
@@ -70,24 +87,28 @@ class Corrupt:
     ``backend="torch"`` runs :func:`corruptions.corrupt` on the device;
     ``"reference"`` runs imagecorruptions on CPU (slow; for validation).
     ``roundtrip`` adds what the released files went through: uint8 truncation
-    and a JPEG quality-85 round trip.
+    and, for ImageNet-C and Tiny-ImageNet-C, a JPEG quality-85 round trip
+    (``storage``: the dataset's preset). ``preset``: whose corruption parameters.
     """
 
     corruption: str
     severity: int
     backend: str = "torch"
     roundtrip: bool = True
+    preset: str = "imagenet"
+    storage: str = "imagenet"
 
     def __call__(self, images: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         if self.backend == "reference":
             from corruptions.reference import corrupt_reference as apply
         else:
             from corruptions import corrupt as apply
-        out = apply(images, self.corruption, self.severity, seed=list(seeds))
+        out = apply(images, self.corruption, self.severity, seed=list(seeds), preset=self.preset)
         if self.roundtrip:
             from corruptions import storage_roundtrip
+            from corruptions.storage import STORAGE_QUALITY
 
-            out = storage_roundtrip(out)
+            out = storage_roundtrip(out, quality=STORAGE_QUALITY[self.storage])
         return out
 
 
@@ -95,12 +116,49 @@ def cell_key(corruption: str, severity: int, variant: dict) -> CellKey:
     return CellKey("imagenet-c", corruption, str(severity), canonical_json(variant))
 
 
+def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline | None:
+    """The errors of the run stored as baseline ``name`` on the cells ``keys`` (and its clean
+    error), as a :class:`Baseline` holding the corruptions whose every asked severity it has."""
+    run = store.baseline(name)
+    if run is None:
+        return None
+    cells = {key: cid for cid, key in store.cells(run.id)}
+    errors: dict[str, dict[int, float]] = {}
+    clean_error = None
+    for key in [*keys, CLEAN]:
+        if key not in cells:
+            continue
+        result = store.cell_result(cells[key], key, run.n_shards)
+        if not result.complete:
+            continue
+        error = classification_entry(result)["top1_error"]
+        if key == CLEAN:
+            clean_error = error
+        else:
+            errors.setdefault(key.name, {})[int(key.level)] = error
+    asked: dict[str, set[int]] = {}
+    for key in keys:
+        asked.setdefault(key.name, set()).add(int(key.level))
+    table = {c: tuple(errors[c].get(s, math.nan) for s in SEVERITIES) for c in errors
+             if asked.get(c, set()) <= set(errors[c])}
+    return Baseline(name, f"stored baseline run of {run.model}", clean_error, table)
+
+
+def dataset_of(results: Sequence[CellResult]) -> DatasetInfo:
+    """The dataset of stored ImageNet-C-kind cells (their variant names it; ImageNet if none)."""
+    names = {variant_of(r.key).get("dataset", "imagenet") for r in results if r.key.kind == "imagenet-c"}
+    return DATASETS[names.pop()] if len(names) == 1 else DATASETS["imagenet"]
+
+
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
               baseline: Baseline | None) -> tuple[dict, list[str]]:
     """The ``clean``, ``cells``, ``per_corruption`` and ``metrics`` sections, and notes.
 
-    ``results`` are the stored cells of the plan (clean first if present).
+    ``results`` are the stored cells of the plan (clean first if present). CE is normalized by
+    ``baseline`` (AlexNet's errors) for ImageNet-C only; CIFAR-10/100-C and Tiny-ImageNet-C
+    report the unnormalized mean corruption error and accuracy, as RobustBench does.
     """
+    dataset = dataset_of(results)
     clean = clean_entry(results)
     cells, errors = [], {}
     for result in results:
@@ -115,17 +173,24 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     metrics = mean_corruption_error(summaries, benchmark)
     notes = []
     if metrics["missing"] and metrics["corruptions"]:
+        what = "mCE averages" if dataset.alexnet_normalized else "the means average"
         notes.append(
-            f"mCE averages {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
+            f"{what} {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
             f"corruptions; missing: {', '.join(metrics['missing'])}"
         )
-    if baseline is None and cells:
+    if baseline is None and cells and dataset.alexnet_normalized:
         notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
                      "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
-    if clean_error is None and cells:
+    if not dataset.alexnet_normalized and cells:
+        notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
+                     "(over the corruptions and severities, as RobustBench reports them); AlexNet "
+                     "normalization is ImageNet-C's"
+                     + (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'"
+                        if baseline is not None else ""))
+    if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images")
     severities = sorted({c["severity"] for c in cells})
-    if cells and severities != list(SEVERITIES):
+    if cells and severities != list(SEVERITIES) and dataset.alexnet_normalized:
         notes.append(
             "CE sums over severities " + ",".join(map(str, severities))
             + " only, in both the model's errors and the baseline's"
@@ -147,6 +212,8 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             "mCE": metrics["mCE"],
             "relative_mCE": metrics["relative_mCE"],
             "mean_error": metrics["mean_error"],
+            "mean_accuracy": None if metrics["mean_error"] is None else 1 - metrics["mean_error"],
+            "dataset": dataset.name,
             "baseline": baseline.name if baseline else None,
             "corruptions": metrics["corruptions"],
             "missing": metrics["missing"],
@@ -164,7 +231,8 @@ class ImageNetCSuite(LevelledSuite):
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
     long_columns = ("CE", "relative_CE")
     metric_display = {**Suite.metric_display, "mCE": ("mCE", 1.0, ".1f"),
-                      "relative_mCE": ("rel. mCE", 1.0, ".1f"), "mean_error": ("mean err %", 100.0, ".2f")}
+                      "relative_mCE": ("rel. mCE", 1.0, ".1f"), "mean_error": ("mean err %", 100.0, ".2f"),
+                      "mean_accuracy": ("mean acc %", 100.0, ".2f")}
     flags = (
         *LevelledSuite.flags,
         Flag("corruptions", "Corruptions to run (names or subsets: benchmark, extra, all, noise, "
@@ -173,8 +241,10 @@ class ImageNetCSuite(LevelledSuite):
              kind="int_list"),
         Flag("backend", "torch: corruptions computed on the device (default); reference: "
              "imagecorruptions on CPU.", kind="choice", choices=BACKENDS),
-        Flag("storage_roundtrip", "uint8 truncation + JPEG q85 after corrupting, as the released "
-             "files. Default: the suite's (on).", kind="switch"),
+        Flag("storage_roundtrip", "uint8 truncation (+ JPEG q85 for ImageNet-C, Tiny-ImageNet-C) after "
+             "corrupting, as the released files. Default: the suite's (on).", kind="switch"),
+        Flag("preset", "Corruption parameters to use whatever the dataset: imagenet (224 px), cifar "
+             "(32 px), tinyimagenet (64 px). Default: the dataset's.", kind="choice", choices=PRESETS),
     )
 
     # -- configuration
@@ -194,9 +264,12 @@ class ImageNetCSuite(LevelledSuite):
         )
 
     def describe(self, spec: ImageNetCSpec) -> tuple[str, str]:
+        from corruptions.storage import STORAGE_QUALITY
+
         levels = "severities " + ",".join(map(str, spec.severities))
         if spec.storage_roundtrip:
-            levels += "; JPEG q85 round trip"
+            quality = STORAGE_QUALITY[DATASETS[spec.dataset or "imagenet"].preset]
+            levels += f"; JPEG q{quality} round trip" if quality else "; uint8 round trip"
         return f"{len(spec.corruptions)} corruptions: {', '.join(spec.corruptions)}", levels
 
     def spec_json(self, spec: ImageNetCSpec) -> dict:
@@ -214,8 +287,13 @@ class ImageNetCSuite(LevelledSuite):
             flag = "--backend" if flags.get("backend") else "--storage-roundtrip"
             raise ConfigError(f"`{flag}` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")
+        dataset = DATASETS[spec.dataset or "imagenet"]
+        if released is not None and flags.get("preset"):
+            raise ConfigError(f"`--preset` applies to corruptions computed on the fly, not to the released "
+                              f"files of --corrupted-dir {released}")
         return ImageNetCSelection(
             spec,
+            preset=flags.get("preset") or dataset.preset,
             released=released,
             corruptions=resolve_names(flags.get("corruptions"), spec.corruptions, SUBSETS, "corruption",
                                       "--corruptions"),
@@ -225,22 +303,82 @@ class ImageNetCSuite(LevelledSuite):
         )
 
     def check_baseline(self, name: str, baselines, store_path: Path) -> None:
-        if name not in baselines:  # the mCE normalizer: benchmarks.yaml's
-            raise UnknownNameError("baseline", name, baselines)
+        """The mCE normalizer: benchmarks.yaml's (ImageNet-C), or a baseline stored with
+        ``gcp-robust baseline`` (the other datasets' CE). Never creates the store file."""
+        if name in baselines:
+            return
+        if Path(store_path).is_file():
+            from robustbench_gcp.store import Store
+
+            with Store(store_path, read_only=True) as store:
+                if store.baseline(name) is not None:
+                    return
+                stored = [n for n, _ in store.baselines()]
+        else:
+            stored = []
+        raise UnknownNameError("baseline", name, [*baselines, *stored])
 
     def check_inputs(self, selection: ImageNetCSelection) -> None:
         root = selection.released
-        if root is not None:
-            check_released(root, [corrupted_cell_dir(root, c, s)
-                                  for c in selection.corruptions for s in selection.severities],
-                           "--corruptions / --severities")
+        if root is None:
+            return
+        if selection.dataset.preset == "cifar":  # CIFAR-10/100-C: <root>/<corruption>.npy
+            from robustbench_gcp.data.array_files import check_released_npy
+
+            check_released_npy(root, selection.corruptions)
+            return
+        check_released(root, [corrupted_cell_dir(root, c, s)
+                              for c in selection.corruptions for s in selection.severities],
+                       "--corruptions / --severities")
 
     def image_list(self, selection: ImageNetCSelection) -> ImageList | None:
         from robustbench_gcp.data.folders import scan_imagenet_c
 
         if selection.released is None:
             return None
-        return scan_imagenet_c(selection.released, selection.corruptions[0], selection.severities[0])
+        first = (selection.released, selection.corruptions[0], selection.severities[0])
+        if selection.dataset.preset == "cifar":
+            from robustbench_gcp.data.array_files import scan_cifar_c
+
+            return scan_cifar_c(selection.released)
+        if selection.dataset.name == "tinyimagenet":
+            from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_c
+
+            return scan_tiny_imagenet_c(*first)
+        return scan_imagenet_c(*first)
+
+    def _released_source(self, selection: ImageNetCSelection, corruption: str,
+                         severity: int) -> ImageSource:
+        """Where a released cell's images are: a CIFAR-C .npy file's severity rows, or a folder."""
+        size = selection.dataset.image_size
+        if selection.dataset.preset == "cifar":
+            from robustbench_gcp.data.array_files import check_released_npy, released_npy
+
+            n_images = check_released_npy(selection.released, [corruption])
+            return ImageSource(released_npy(selection.released, corruption), resize_size=None,
+                               crop_size=size, released=True, reader="npy",
+                               row_offset=(severity - 1) * n_images)
+        return ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
+                           resize_size=None, crop_size=size or 224, released=True)
+
+    def source_label(self, group: str) -> str:
+        from corruptions.storage import STORAGE_QUALITY
+
+        variant = json.loads(group)
+        dataset = DATASETS[variant.get("dataset", "imagenet")]
+        label = super().source_label(group)
+        if STORAGE_QUALITY[dataset.preset] is None:
+            label = label.replace("JPEG round trip", "uint8 round trip")
+        return label if dataset.name == "imagenet" else f"{dataset.released}, {label}"
+
+    def source_description(self, report: Report) -> str | None:
+        from corruptions.storage import STORAGE_QUALITY
+
+        said = super().source_description(report)
+        dataset = DATASETS[(report.sections.get("metrics") or {}).get("dataset") or "imagenet"]
+        if said and report.storage_roundtrip and STORAGE_QUALITY[dataset.preset] is None:
+            said = said.replace("uint8 + JPEG q85 round trip", "uint8 round trip, as the released .npy")
+        return said
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
@@ -251,21 +389,29 @@ class ImageNetCSuite(LevelledSuite):
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 if selection.released is not None:
-                    source = ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
-                                         resize_size=None, released=True)
-                    tasks.append(ClassifyTask(cell_key(corruption, severity, {"source": "released"}),
-                                              source))
+                    source = self._released_source(selection, corruption, severity)
+                    variant = {"source": "released", **selection.variant()}
+                    tasks.append(ClassifyTask(cell_key(corruption, severity, variant), source))
                 else:
-                    variant = {"source": selection.backend, "roundtrip": selection.roundtrip}
+                    variant = {"source": selection.backend, "roundtrip": selection.roundtrip,
+                               **selection.variant()}
                     tasks.append(ClassifyTask(
                         cell_key(corruption, severity, variant), inputs.corruption_base,
-                        Corrupt(corruption, severity, selection.backend, selection.roundtrip)))
+                        Corrupt(corruption, severity, selection.backend, selection.roundtrip,
+                                selection.preset, selection.dataset.preset)))
         return tasks
 
     # -- reports
     def normalizer(self, name: str, baselines: Mapping[str, Baseline], store: Any,
                    keys: Sequence[CellKey]) -> Baseline | None:
-        return baselines.get(name)
+        """ImageNet-C: benchmarks.yaml's baseline ``name`` (AlexNet's published errors). Other
+        datasets: the run stored as baseline ``name`` (``gcp-robust baseline``), its errors on
+        the same cells, when the store has it (None: their errors stay unnormalized)."""
+        ours = [k for k in keys if k.kind == self.kind]
+        dataset = variant_of(ours[0]).get("dataset", "imagenet") if ours else "imagenet"
+        if DATASETS[dataset].alexnet_normalized:
+            return baselines.get(name)
+        return stored_baseline(store, name, ours) if store is not None else None
 
     def sections(self, results: Sequence[CellResult], normalizer: Baseline | None) -> tuple[dict, list[str]]:
         return summarize(results, benchmark=list_corruptions("benchmark"), baseline=normalizer)
@@ -290,6 +436,9 @@ class ImageNetCSuite(LevelledSuite):
             metrics["clean_error"] = lambda m: m["clean"]
         baseline = normalizer
         chosen = [c for c in list_corruptions("benchmark") if c in cells]
+        if chosen and not dataset_of(results).alexnet_normalized:
+            every = [f"{c}/{s}" for c in chosen for s in cells[c]]
+            metrics["mean_error"] = lambda m: sum(m[k] for k in every) / len(every)
         if baseline is not None and chosen and all(c in baseline.imagenet_c for c in chosen):
             def base(c):
                 return [baseline.error(c, s) for s in cells[c]]
@@ -302,19 +451,35 @@ class ImageNetCSuite(LevelledSuite):
                 metrics["relative_mCE"] = lambda m: sum(
                     _nan(relative_ce(errors(m, c), m["clean"], base(c), baseline.clean_error))
                     for c in chosen) / len(chosen)
-        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"})
+        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE", "mean_error"})
 
     # -- views
     def tables(self, report: Report) -> list[Table]:
         if not report.sections.get("cells"):
             return []
         rows, columns = corruption_rows(report.sections)
-        return [Table("ImageNet-C: top-1 error by severity", rows, columns)]
+        metrics = report.sections.get("metrics") or {}
+        dataset = DATASETS[metrics.get("dataset") or "imagenet"]
+        if not dataset.alexnet_normalized and metrics.get("baseline") is None:  # no CE columns
+            columns = [c for c in columns if c.key not in ("CE", "relative_CE")]
+        return [Table(f"{dataset.released}: top-1 error by severity", rows, columns)]
 
     def summary_rows(self, report: Report) -> list[dict]:
         rows = super().summary_rows(report)
-        if report.sections.get("cells"):
-            metrics = report.sections.get("metrics") or {}
+        metrics = report.sections.get("metrics") or {}
+        dataset = DATASETS[metrics.get("dataset") or "imagenet"]
+        if report.sections.get("cells") and not dataset.alexnet_normalized:
+            released = dataset.released
+            rows.append({"metric": f"{released} mean corruption error (%)",
+                         "value": pct(metrics.get("mean_error"))})
+            rows.append({"metric": f"{released} mean corruption accuracy (%)",
+                         "value": pct(metrics.get("mean_accuracy"))})
+            if metrics.get("baseline") is not None:
+                base = metrics["baseline"]
+                rows.append({"metric": f"mCE (%, stored baseline {base} = 100)", "value": metrics.get("mCE")})
+                rows.append({"metric": f"relative mCE (%, stored baseline {base} = 100)",
+                             "value": metrics.get("relative_mCE")})
+        elif report.sections.get("cells"):
             base = metrics.get("baseline") or "none"
             rows.append({"metric": f"mCE (%, {base} = 100)", "value": metrics.get("mCE")})
             rows.append({"metric": f"relative mCE (%, {base} = 100)", "value": metrics.get("relative_mCE")})
@@ -341,7 +506,10 @@ class ImageNetCSuite(LevelledSuite):
         out = super().headline(report)
         if report.sections.get("cells"):
             metrics = report.sections.get("metrics") or {}
-            out.update({k: metrics.get(k) for k in ("mCE", "relative_mCE", "mean_error")})
+            keys = ("mCE", "relative_mCE", "mean_error")
+            if not DATASETS[metrics.get("dataset") or "imagenet"].alexnet_normalized:
+                keys = ("mean_error", "mean_accuracy", *(keys[:2] if metrics.get("baseline") else ()))
+            out.update({k: metrics.get(k) for k in keys})
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:

@@ -2,7 +2,12 @@
 
 Cells are (perturbation, difficulty). Sequences are generated on the device by
 :func:`corruptions.perturbation_sequence` from the resized (not yet cropped)
-images, or decoded from the released MP4 files (``--corrupted-dir``).
+images, or decoded from the released MP4 files (``--corrupted-dir``). As in the
+original, the geometric perturbations (translate, rotate, tilt, scale, shear) transform
+the whole resized image (e.g. 384 x 256), then crop: their base images are windows of
+side :func:`~corruptions.perturbations.window_size` centred on it (zero outside it, its
+size recorded by the loader: ``Preprocess(window=True)``); the other perturbations only
+see the centre crop (zoom_blur the S x S square) and get that square.
 
 Difficulty follows the original ``test.py``: for the noise perturbations it
 selects the noise level (the ``_2`` / ``_3`` folders) and every frame is compared
@@ -13,10 +18,18 @@ The store keeps, per shard, the number of videos, the number of frame pairs, the
 sums of per-video flip rates and mean top-5 distances, and each video's two
 values (for paired statistics). FR and T5D are normalized at report time by a
 stored baseline run (``gcp-robust baseline``), as percentages (baseline = 100).
+
+CIFAR-10-P and Tiny-ImageNet-P follow the suite's dataset (``dataset:`` / ``--dataset``):
+sequences generated with the dataset's preset (``perturbation_sequence(preset=...)``) from
+the 32 / 64 px images as they are (no resize, no window), cells marked with the dataset
+(ImageNet's cells carry no mark, as before datasets); released Tiny-ImageNet-P is MP4
+videos in ImageNet-P's layout (64 px), released CIFAR-10-P is ``<root>/<p>[_2|_3].npy``
+arrays, uint8 (N, F, 32, 32, 3), one sequence per test image in test order.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +39,12 @@ import numpy as np
 import torch
 
 from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
+from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
+from robustbench_gcp.data.datasets import DATASETS, DatasetInfo
+from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.distributed import is_main_process
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.errors import DataError, UnknownNameError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, flip_mode, flip_rates, rate_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -47,6 +63,7 @@ from robustbench_gcp.suites.base import (
     register_suite,
     resolve_levels,
     resolve_names,
+    variant_of,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +86,27 @@ class ImageNetPSelection(Selection):
     perturbations: tuple[str, ...] = ()
     difficulties: tuple[int, ...] = ()
 
+    @property
+    def dataset(self) -> DatasetInfo:
+        return DATASETS[self.spec.dataset or "imagenet"]
+
+    @property
+    def preset(self) -> str:
+        """The sequences' parameters: the dataset's (:data:`corruptions.PRESETS`)."""
+        return self.dataset.preset
+
+
+def perturbed_name(dataset: DatasetInfo) -> str:
+    """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, Tiny-ImageNet-P
+    (CIFAR-100-P: not released; its sequences use CIFAR-10-P's parameters)."""
+    return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
+
+
+def dataset_of(results: Sequence[CellResult]) -> DatasetInfo:
+    """The dataset of stored ImageNet-P-kind cells (their variant names it; ImageNet if none)."""
+    names = {variant_of(r.key).get("dataset", "imagenet") for r in results if r.key.kind == "imagenet-p"}
+    return DATASETS[names.pop()] if len(names) == 1 else DATASETS["imagenet"]
+
 
 @dataclass(frozen=True)
 class FlipBaseline:
@@ -84,11 +122,63 @@ def stride(perturbation: str, difficulty: int) -> int:
     return 1 if perturbation in NOISE_PERTURBATIONS else difficulty
 
 
+def window_side(resize_size: int, crop_size: int) -> int:
+    """The side of the geometric perturbations' windows: :func:`window_size` of the crop,
+    at least ``resize_size + 4`` (the loader's size record lies outside the image), with
+    (side - crop) a multiple of 4."""
+    side = window_size(crop_size, GEOMETRIC_PERTURBATIONS)
+    while side < resize_size + 4:
+        side += 4
+    return side
+
+
 def released_folder(root: Path, perturbation: str, difficulty: int) -> Path:
     """``<root>/<p>`` or, for the noise perturbations at difficulty 2 / 3, ``<root>/<p>_<d>``."""
     if perturbation in NOISE_PERTURBATIONS and difficulty > 1:
         return root / f"{perturbation}_{difficulty}"
     return root / perturbation
+
+
+def released_array(root: Path, perturbation: str, difficulty: int) -> Path:
+    """A released CIFAR-10-P file: ``<root>/<p>.npy`` (``<root>/<p>_<d>.npy`` for the noise
+    perturbations at difficulty 2 / 3, as the folders of ImageNet-P)."""
+    folder = released_folder(root, perturbation, difficulty)
+    return folder.with_name(folder.name + ".npy")
+
+
+def check_sequence_arrays(files: Sequence[tuple[Path, int]], side: int, name: str = "CIFAR-10-P") -> int:
+    """Check released CIFAR-10-P files from their .npy headers (no pixels read); return N.
+
+    Args:
+        files: (path, frame count F) pairs.
+        side: the image side (32).
+
+    Raises:
+        DataError: a missing or unreadable file, not uint8 (N, F, side, side, 3), or files of
+            different N; the message names the file, the expected and the found shape.
+    """
+    first: tuple[Path, int] | None = None
+    for path, frames in dict.fromkeys(files):
+        if not path.is_file():
+            have = ", ".join(sorted(p.stem for p in path.parent.glob("*.npy")))
+            raise DataError(f"{name} file {path} does not exist; the folder has "
+                            f"{have or 'no <perturbation>.npy files'}")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
+        shape = getattr(array, "shape", ())
+        if (getattr(array, "dtype", None) != np.uint8 or len(shape) != 5
+                or tuple(shape[1:]) != (frames, side, side, 3)):
+            raise DataError(f"{path} has {getattr(array, 'dtype', type(array).__name__)} shape {shape}; a "
+                            f"released {name} file holds one sequence per test image: uint8 "
+                            f"(N, {frames}, {side}, {side}, 3)")
+        if first is None:
+            first = (path, shape[0])
+        elif shape[0] != first[1]:
+            raise DataError(f"{path} holds {shape[0]} sequences but {first[0]} holds {first[1]}; the files "
+                            "of a released folder hold one sequence per test image")
+    return first[1] if first else 0
 
 
 @dataclass(frozen=True)
@@ -106,13 +196,21 @@ class PerturbationTask:
     difficulties: tuple[int, ...]
     source: ImageSource
     crop_size: int
+    #: the dataset (``DATASETS`` key): its preset makes the sequences; other than ImageNet, its
+    #: cells' variant names it
+    dataset: str = "imagenet"
     keys: tuple[CellKey, ...] = field(init=False)
 
     def __post_init__(self):
         noise = self.perturbation in NOISE_PERTURBATIONS
         if noise and len(self.difficulties) != 1:
             raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
-        variant = canonical_json({"source": "released" if self.source.video_frames else "torch"})
+        variant = {"source": "released" if self.source.video_frames else "torch"}
+        if self.dataset != "imagenet":
+            variant["dataset"] = self.dataset
+        if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
+            variant["geometry"] = "whole-image"
+        variant = canonical_json(variant)
         keys = tuple(CellKey("imagenet-p", self.perturbation, str(d), variant) for d in self.difficulties)
         object.__setattr__(self, "keys", keys)
 
@@ -126,7 +224,8 @@ class PerturbationTask:
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
     ) -> list[ShardResult]:
-        frames = frame_count(self.perturbation)
+        preset = DATASETS[self.dataset].preset
+        frames = frame_count(self.perturbation, preset=preset)
         budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
         difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
         logits = []
@@ -138,8 +237,12 @@ class PerturbationTask:
                 from corruptions import perturbation_sequence
 
                 seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
+                # windows: the whole image's size, as the loader recorded it (the record lies
+                # outside the image, which the sequences ignore)
+                sizes = Preprocess.window_sizes(chunk) if self.source.window else None
                 videos = perturbation_sequence(chunk.float().div_(255.0), self.perturbation,
-                                               difficulty, seed=seeds, crop_size=self.crop_size)
+                                               difficulty, seed=seeds, crop_size=self.crop_size,
+                                               sizes=sizes, preset=preset)
             flat = videos.flatten(0, 1)
             step = ctx.batch_size
             out = torch.cat([ctx.classifier(flat[i:i + step]) for i in range(0, flat.shape[0], step)])
@@ -174,6 +277,8 @@ def summarize(
 ) -> tuple[dict, list[str]]:
     """The ``clean``, ``perturbations`` and ``metrics`` sections (FR, T5D, mFR, mT5D in
     percent), and notes."""
+    dataset = dataset_of(results)
+    name = perturbed_name(dataset)
     entries = []
     for (perturbation, difficulty), (fp, t5d, videos) in raw_figures(results).items():
         base = (baseline or {}).get((perturbation, difficulty))
@@ -203,14 +308,18 @@ def summarize(
     first = by_difficulty[min(by_difficulty, key=int)] if by_difficulty else {}
     notes = []
     if entries and baseline is None:
-        notes.append(
-            f"ImageNet-P figures are unnormalized: no stored baseline named '{baseline_name}' "
-            "(compute one with `gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`)"
-        )
+        how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`"
+               if dataset.name == "imagenet" else
+               "`gcp-robust baseline --model MODEL --name NAME --suite SUITE` on the same images, then "
+               "--baseline NAME")
+        notes.append(f"{name} figures are unnormalized: no stored baseline named '{baseline_name}' "
+                     f"(compute one with {how})")
     elif entries and any(e["FR"] is None for e in entries):
         missing = sorted({f"{e['perturbation']}/{e['difficulty']}" for e in entries if e["FR"] is None})
         notes.append(f"FR / T5D left empty for {', '.join(missing)}: baseline '{baseline_name}' has no "
                      "figures for them, or never flips on them (a zero normalizer)")
+    if entries and dataset.name == "cifar100":
+        notes.append("CIFAR-100-P is not a released benchmark: these sequences use CIFAR-10-P's parameters")
     if first.get("missing") and first.get("perturbations"):
         notes.append(f"mFR averages {len(first['perturbations'])} of the 10 test perturbations; "
                      f"missing: {', '.join(first['missing'])}")
@@ -221,6 +330,7 @@ def summarize(
             "mFR": first.get("mFR"),
             "mT5D": first.get("mT5D"),
             "baseline": baseline_name if baseline is not None else None,
+            "dataset": dataset.name,
             "difficulty": int(min(by_difficulty, key=int)) if by_difficulty else None,
             "by_difficulty": by_difficulty,
         },
@@ -244,7 +354,9 @@ class ImageNetPSuite(LevelledSuite):
 
     kind = "imagenet-p"
     released_name = "ImageNet-P"
+    released_data = "perturbed"  # datasets.<name>.perturbed of benchmarks.yaml
     stored_baseline = True
+    datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
     long_columns = ("flip_probability", "top5_distance", "FR", "T5D")
@@ -312,18 +424,44 @@ class ImageNetPSuite(LevelledSuite):
 
     def check_inputs(self, selection: ImageNetPSelection) -> None:
         root = selection.released
-        if root is not None:
-            check_released(root, [released_folder(root, p, d)
-                                  for p in selection.perturbations for d in selection.difficulties],
-                           "--perturbations / --difficulties")
+        if root is None:
+            return
+        if selection.preset == "cifar":  # CIFAR-10-P: <root>/<p>[_d].npy, checked from the headers
+            self._check_arrays(selection)
+            return
+        check_released(root, [released_folder(root, p, d)
+                              for p in selection.perturbations for d in selection.difficulties],
+                       "--perturbations / --difficulties")
+
+    def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
+        """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
+        files = [(released_array(selection.released, p, d), frame_count(p, preset=selection.preset))
+                 for p in selection.perturbations for d in selection.difficulties]
+        return check_sequence_arrays(files[:1] if first_only else files, selection.dataset.image_size or 32,
+                                     perturbed_name(selection.dataset))
 
     def image_list(self, selection: ImageNetPSelection) -> ImageList | None:
-        from robustbench_gcp.data.folders import scan_videos
+        """Released files alone: ImageNet-P's videos (ImageNet class order), Tiny-ImageNet-P's
+        (sorted wnid folders), or CIFAR-10-P's N sequences (the files hold no labels: all 0,
+        which flip rates do not use; give --data with the test set for a clean cell)."""
+        from robustbench_gcp.data.folders import ImageList, scan_folder, scan_videos
 
-        if selection.released is None:
+        root = selection.released
+        if root is None:
             return None
-        return scan_videos(released_folder(selection.released, selection.perturbations[0],
-                                           selection.difficulties[0]))
+        first = (root, selection.perturbations[0], selection.difficulties[0])
+        if selection.preset == "cifar":
+            n = self._check_arrays(selection, first_only=True)
+            return ImageList(root=released_array(*first), names=tuple(f"{i:05d}" for i in range(n)),
+                             labels=(0,) * n, indices=tuple(range(n)), classes=("unlabelled",),
+                             labelling="file", source=str(root), reader="npy-sequences")
+        if selection.dataset.name == "imagenet":
+            return scan_videos(released_folder(*first))
+        folder = released_folder(*first)
+        if not folder.is_dir():
+            raise DataError(f"{perturbed_name(selection.dataset)} folder {folder} does not exist: expected "
+                            "the released layout <root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4")
+        return scan_folder(folder, extensions=(".mp4",), class_order=selection.dataset.class_order)
 
     # -- run
     def tasks(self, selection: ImageNetPSelection, inputs: TaskInputs) -> list:
@@ -331,28 +469,76 @@ class ImageNetPSuite(LevelledSuite):
         difficulty and per other perturbation one for all difficulties, in report order.
 
         Generated sequences take the images resized (shorter side) and center-cropped to a
-        square of that size; released ones read ``<corrupted_dir>/<p>[_d]/<wnid>/<stem>.mp4``.
+        square of that size, or for the geometric perturbations a window centred on the whole
+        resized image (:func:`window_side`); CIFAR and Tiny-ImageNet images as they are (their
+        frames are the whole image). Released ones read
+        ``<corrupted_dir>/<p>[_d]/<wnid>/<stem>.mp4``, or CIFAR-10-P's ``<corrupted_dir>/<p>[_d].npy``.
         """
         tasks = super().tasks(selection, inputs)
-        square = None
+        square = window = None
+        dataset = selection.dataset
+        rows = selection.released and selection.preset == "cifar"  # CIFAR-10-P: rows of the test set
+        if rows and getattr(inputs.clean, "reader", "") == "files":
+            raise DataError(f"{perturbed_name(dataset)} rows are the test set's, in its order: give --data "
+                            "the CIFAR python batches (not a folder of images), or --corrupted-dir alone")
+        crop = dataset.image_size or inputs.crop_size
         base = inputs.corruption_base  # the protocol's PIL bilinear resize, whatever the model's
-        if base is not None:
+        if base is not None and dataset.image_size is not None:  # small images: whole, as they are
+            square = window = base
+        elif base is not None:
             square = ImageSource(base.root, resize_size=base.resize_size,
                                  crop_size=base.resize_size, interpolation=base.interpolation)
+            window = square if base.resize_size is None else ImageSource(
+                base.root, resize_size=base.resize_size, interpolation=base.interpolation,
+                crop_size=window_side(base.resize_size, inputs.crop_size), window=True)
         for perturbation in selection.perturbations:
             groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
                       else [tuple(selection.difficulties)])
             for group in groups:
                 if selection.released is not None:
-                    source = ImageSource(released_folder(selection.released, perturbation, group[0]),
-                                         resize_size=None, crop_size=inputs.crop_size, released=True,
-                                         video_frames=frame_count(perturbation))
+                    source = self._released_source(selection, perturbation, group[0], crop)
                 else:
-                    source = square
-                tasks.append(PerturbationTask(perturbation, group, source, inputs.crop_size))
+                    source = window if perturbation in GEOMETRIC_PERTURBATIONS else square
+                tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))
         return tasks
 
+    def _released_source(self, selection: ImageNetPSelection, perturbation: str, difficulty: int,
+                         crop: int) -> ImageSource:
+        """A released sequence's frames: MP4 videos of ``crop`` px, or CIFAR-10-P .npy rows."""
+        frames = frame_count(perturbation, preset=selection.preset)
+        if selection.preset == "cifar":
+            return ImageSource(released_array(selection.released, perturbation, difficulty), resize_size=None,
+                               crop_size=crop, released=True, reader="npy-sequences", video_frames=frames)
+        return ImageSource(released_folder(selection.released, perturbation, difficulty), resize_size=None,
+                           crop_size=crop, released=True, video_frames=frames)
+
     # -- reports
+    # -- reading a store
+    def group(self, key: CellKey) -> str:
+        """The source without the geometry mark: whole-image geometric cells report with the rest."""
+        variant = json.loads(key.variant)
+        variant.pop("geometry", None)
+        return canonical_json(variant)
+
+    def source_label(self, group: str) -> str:
+        dataset = DATASETS[json.loads(group).get("dataset", "imagenet")]
+        label = super().source_label(group)
+        return label if dataset.name == "imagenet" else f"{perturbed_name(dataset)}, {label}"
+
+    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+        """One cell per (perturbation, difficulty): the whole-image one where a store also holds
+        one computed from the centre square (gcp-robust 0.3)."""
+        chosen: dict[tuple[str, str], CellResult] = {}
+        for r in results:
+            key = (r.key.name, r.key.level)
+            if key not in chosen or "geometry" in json.loads(r.key.variant):
+                chosen[key] = r
+        kept = [r for r in results if chosen[(r.key.name, r.key.level)] is r]
+        left = len(results) - len(kept)
+        notes = [f"{model}: {left} geometric cells computed from the 256 x 256 centre square (gcp-robust "
+                 "0.3) are left out; their whole-image versions are shown"] if left else []
+        return kept, notes
+
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
                    keys: Sequence[CellKey]) -> FlipBaseline | None:
         return baseline_figures(store, name, keys) if store is not None else None
@@ -410,7 +596,8 @@ class ImageNetPSuite(LevelledSuite):
         columns = [Column("perturbation", justify="left"), Column("difficulty"), Column("videos"),
                    Column("fp", "flip prob. %", ".2f"), Column("t5d", "top-5 dist.", ".3f"),
                    Column("FR", "FR", ".1f"), Column("T5D", "T5D", ".1f")]
-        return [Table("ImageNet-P: flip probability and top-5 distance", rows, columns)]
+        dataset = DATASETS[(report.sections.get("metrics") or {}).get("dataset") or "imagenet"]
+        return [Table(f"{perturbed_name(dataset)}: flip probability and top-5 distance", rows, columns)]
 
     def summary_rows(self, report: Report) -> list[dict]:
         rows = super().summary_rows(report)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from corruptions import SEVERITIES, SUBSETS
+from robustbench_gcp.data.datasets import DATASETS
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -236,13 +237,16 @@ class LandscapeSuite(Suite):
         settings = selection.settings
         if inputs.clean is not None:
             tasks.append(LandscapeTask(cell_key("clean", "", settings.variant()), inputs.clean, settings))
+        dataset = DATASETS[selection.spec.dataset or "imagenet"]  # its corruption preset, as ImageNet-C's
         for corruption in selection.corruptions:
             for severity in selection.severities:
-                made = {"source": "torch", "roundtrip": selection.roundtrip}
+                made = {"source": "torch", "roundtrip": selection.roundtrip,
+                        **({} if dataset.name == "imagenet" else {"dataset": dataset.name})}
                 # seeded as the ImageNet-C cell: the same corrupted images that suite classifies
                 token = imagenet_c_key(corruption, severity, made).label
                 key = cell_key(corruption, str(severity), {**settings.variant(), **made})
-                transform = Corrupt(corruption, severity, "torch", selection.roundtrip)
+                transform = Corrupt(corruption, severity, "torch", selection.roundtrip, dataset.preset,
+                                    dataset.preset)
                 tasks.append(LandscapeTask(key, inputs.corruption_base, settings, transform, token))
         return tasks
 

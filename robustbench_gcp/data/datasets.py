@@ -1,0 +1,169 @@
+"""The datasets the tool evaluates on, how each is recognised and read, and its corruption preset.
+
+ImageNet (image folders at any size, resized and cropped as the model says), CIFAR-10 and
+CIFAR-100 (the python pickle batches, or folders of 32 px images), Tiny-ImageNet (its ``val``
+folder with ``val_annotations.txt``, or folders of 64 px images). Each names the corruption
+parameters its -C benchmark was made with (:data:`corruptions.PRESETS`), and whether its CE
+is normalized by AlexNet (ImageNet-C only: the other benchmarks report unnormalized errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, scan_folder
+from robustbench_gcp.errors import DataError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset.
+
+    Attributes:
+        name: its key (``cifar10``): ``--dataset``, the ``dataset:`` of a suite, ``datasets:``.
+        title: how reports name it (``CIFAR-10``).
+        preset: the corruption parameters of its -C / -P benchmark.
+        image_size: the side of its images (None: any size, resized by the model's preprocessing).
+        class_order: how class folders become labels (``imagenet`` wnids, or ``sorted`` names).
+        released: the name of its released corruption benchmark (``CIFAR-10-C``).
+        alexnet_normalized: whether CE is normalized by AlexNet's errors (ImageNet-C's mCE).
+    """
+
+    name: str
+    title: str
+    preset: str
+    image_size: int | None
+    class_order: str
+    released: str
+    alexnet_normalized: bool = False
+
+
+DATASETS = {
+    "imagenet": DatasetInfo("imagenet", "ImageNet", "imagenet", None, "imagenet", "ImageNet-C", True),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", "cifar", 32, "sorted", "CIFAR-10-C"),
+    "cifar100": DatasetInfo("cifar100", "CIFAR-100", "cifar", 32, "sorted", "CIFAR-100-C"),
+    "tinyimagenet": DatasetInfo("tinyimagenet", "Tiny-ImageNet", "tinyimagenet", 64, "sorted",
+                                "Tiny-ImageNet-C"),
+}
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The dataset ``name``.
+
+    Raises:
+        UnknownNameError: not one of :data:`DATASETS` (the closest is suggested).
+    """
+    from robustbench_gcp.errors import UnknownNameError
+
+    if name not in DATASETS:
+        raise UnknownNameError("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def _image_sizes(root: Path, count: int = 8) -> set[tuple[int, int]]:
+    """The (width, height) of the first image of each of the first ``count`` class folders of
+    ``root`` (an unreadable image counts as no size: the loader names it later)."""
+    from PIL import Image
+
+    sizes = set()
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in folders[:count]:
+        first = next((p for p in sorted(folder.rglob("*"))
+                      if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)), None)
+        if first is None:
+            continue
+        try:
+            with Image.open(first) as image:
+                sizes.add(image.size)
+        except OSError:
+            sizes.add((0, 0))
+    return sizes
+
+
+def detect_dataset(path: str | Path) -> str | None:
+    """The dataset a clean-data path holds, from its layout alone (None: not recognised, e.g.
+    ImageNet folders of any size).
+
+    CIFAR pickle batches (``test_batch``: CIFAR-10; ``test``: CIFAR-100), a Tiny-ImageNet-200
+    root or its ``val`` folder, or class folders of 32x32 (CIFAR: 10 classes or fewer are
+    CIFAR-10) or 64x64 (Tiny-ImageNet) images (the first image of each of the first 8
+    class folders, all that size).
+    """
+    from robustbench_gcp.data.array_files import is_cifar_source
+    from robustbench_gcp.data.tiny_imagenet import is_tiny_imagenet
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        return None
+    if is_cifar_source(path):
+        file = path if path.is_file() else next(
+            (path / n for n in ("test_batch", "test") if (path / n).is_file()), path)
+        return "cifar10" if file.name == "test_batch" else "cifar100"
+    if is_tiny_imagenet(path):
+        return "tinyimagenet"
+    if not path.is_dir():
+        return None
+    sizes = _image_sizes(path)
+    size = sizes.pop() if len(sizes) == 1 else None  # every class's first image that size
+    if size == (32, 32):
+        classes = sum(1 for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return "cifar10" if classes <= 10 else "cifar100"
+    if size == (64, 64):
+        return "tinyimagenet"
+    return None
+
+
+def scan_dataset(dataset: DatasetInfo, path: str | Path, labels: str | Path | None = None, *,
+                 class_order: str | None = None) -> ImageList:
+    """The clean images of ``dataset`` at ``path``: its own layout (CIFAR pickles, Tiny-ImageNet
+    val) when the path has it, else class folders in the dataset's class order.
+
+    Raises:
+        DataError: the path cannot be read as that dataset (the file and the problem named).
+    """
+    from robustbench_gcp.data.array_files import is_cifar_source, scan_cifar
+    from robustbench_gcp.data.tiny_imagenet import is_tiny_imagenet, scan_tiny_imagenet_val
+
+    path = Path(path).expanduser()
+    if dataset.preset == "cifar" and is_cifar_source(path):
+        found = scan_cifar(path)
+        kind = "cifar10" if len(found.classes) <= 10 else "cifar100"
+        if kind != dataset.name:
+            raise DataError(f"{path} holds {DATASETS[kind].title}, not {dataset.title}: "
+                            f"use --dataset {kind}")
+        return found
+    if dataset.name == "tinyimagenet" and is_tiny_imagenet(path):
+        return scan_tiny_imagenet_val(path)
+    order = class_order or dataset.class_order
+    return scan_folder(path, labels, class_order=order)
+
+
+def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool) -> None:
+    """Refuse corruption parameters made for another resolution than the data's (ImageNet-C's
+    on 32 px images ...) unless ``forced`` (``--preset`` given).
+
+    Raises:
+        DataError: the data's images are another dataset's size.
+    """
+    if forced or not len(images) or images.reader != "files":
+        return
+    from PIL import Image
+
+    first = images.paths()[0]
+    try:
+        with Image.open(first) as image:
+            size = image.size
+    except OSError:
+        return  # the loader names unreadable files
+    small = {info.image_size: info for info in DATASETS.values() if info.image_size}
+    side = size[0] if size[0] == size[1] else None
+    if dataset.image_size is None and side in small:
+        other = small[side]
+        raise DataError(f"the images are {side}x{side} ({first}): {other.title}-sized, but the suite uses "
+                        f"{dataset.released}'s corruption parameters (made for 224 px); give "
+                        f"--dataset {other.name}, or --preset {dataset.preset} to use them anyway")
+    if dataset.image_size is not None and size != (dataset.image_size, dataset.image_size):
+        raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
+                        f"{dataset.image_size}x{dataset.image_size}; give the right --dataset, or "
+                        f"--preset {dataset.preset} to use its corruption parameters anyway")

@@ -1,0 +1,301 @@
+"""CIFAR-10/100-C and Tiny-ImageNet-C end to end: a user's CIFAR model on a CIFAR-shaped folder,
+the CIFAR pickles and the released .npy files; datasets: in benchmarks.yaml; --dataset checks."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.config import DATA_VARIABLE, default_config_path
+from robustbench_gcp.store import Store
+
+MODULE = '''
+import torch
+import torch.nn as nn
+from robustbench_gcp.models.resnet import PreprocessConfig
+
+
+class Net(nn.Module):
+    """A small CIFAR network that sees colour and texture (so corruptions change its answers)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(16, 10)
+        self.pretrained_cfg = PreprocessConfig(input_size=32, resize_size=32, mean=(0.49, 0.48, 0.45),
+                                               std=(0.25, 0.24, 0.26))
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def build():
+    return Net()
+'''
+NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+PER_CLASS = 3
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cifar(tmp_path, on_sys_path):
+    """A CIFAR-shaped folder, the same images as a CIFAR-10 pickle batch, a released CIFAR-10-C
+    folder whose fog severity-2 rows are our own fog at severity 2, and the user's model module."""
+    (on_sys_path / "small_cifar_net.py").write_text(textwrap.dedent(MODULE))
+    rng = np.random.default_rng(0)
+    n = len(NAMES) * PER_CLASS
+    labels = [i // PER_CLASS for i in range(n)]
+    # smooth colour fields: the network's answers vary with them
+    base = rng.random((n, 4, 4, 3))
+    images = (np.kron(base, np.ones((1, 8, 8, 1))) * 255).astype(np.uint8)
+    folder = tmp_path / "folder"
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (folder / NAMES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / NAMES[label] / f"{i:05d}.png")
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    data = images.transpose(0, 3, 1, 2).reshape(n, -1)
+    with open(batches / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": labels}, f, protocol=2)
+    with open(batches / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [name.encode() for name in NAMES]}, f, protocol=2)
+    released = tmp_path / "CIFAR-10-C"
+    released.mkdir()
+    from corruptions import corrupt, storage_roundtrip
+    from robustbench_gcp.engine.seeding import image_seeds
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    rows = [images] * 5
+    fog = storage_roundtrip(corrupt(x, "fog", 2, seed=image_seeds(0, "imagenet-c/fog/2", range(n)),
+                                    preset="cifar"), quality=None)
+    rows[1] = (fog * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.save(released / "fog.npy", np.concatenate(rows))
+    np.save(released / "labels.npy", np.array(labels * 5, dtype=np.uint8))
+    return tmp_path
+
+
+def report_json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_cifar_folder_with_a_user_model_gives_robustbench_style_numbers(cifar):
+    store = cifar / "s.db"
+    out = report_json(run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c",
+                          "--data", cifar / "folder", "--corruptions", "fog,contrast,pixelate",
+                          "--store", store, "--format", "json"))
+    sections = out
+    metrics = sections["metrics"]
+    assert metrics["dataset"] == "cifar10" and metrics["mCE"] is None and metrics["baseline"] is None
+    # the RobustBench numbers: the mean of the cells' errors, and 1 - that
+    errors = [c["top1_error"] for c in sections["cells"]]
+    assert len(errors) == 15
+    assert metrics["mean_error"] == pytest.approx(sum(errors) / 15)
+    assert metrics["mean_accuracy"] == pytest.approx(1 - sum(errors) / 15)
+    assert all(e["CE"] is None for e in sections["per_corruption"])
+    # the corruptions used CIFAR-10-C's parameters and a uint8 round trip: recorded per cell
+    with Store(store) as s:
+        run_id = s.runs()[0].id
+        variants = {json.loads(key.variant)["dataset"] for _, key in s.cells(run_id) if key.kind != "clean"}
+    assert variants == {"cifar10"}
+    table = run("report", "--store", store)
+    assert "(CIFAR-10-C, torch, uint8 round trip)" in table.output and "mean err %" in table.output
+    assert "JPEG" not in table.output
+
+
+def test_pickles_folders_and_released_npy_agree(cifar):
+    """The same images from the pickle batch and from the folder give the same counts; the released
+    .npy cell built from our own fog gives exactly the generated cell's counts."""
+    store = cifar / "s.db"
+    common = ["--model", "small_cifar_net:build", "--suite", "cifar10-c", "--corruptions", "fog",
+              "--severities", "2", "--store", store, "--format", "json"]
+    from_pickle = report_json(run("eval", *common, "--data", cifar / "cifar-10-batches-py"))
+    released = report_json(run("eval", *common, "--corrupted-dir", cifar / "CIFAR-10-C"))
+    assert from_pickle["clean"]["top1_error"] == report_json(
+        run("eval", *common, "--data", cifar / "folder"))["clean"]["top1_error"]
+    generated, read = from_pickle["cells"][0], released["cells"][0]
+    assert (generated["n"], generated["top1_error"], generated["top5_error"]) == (
+        read["n"], read["top1_error"], read["top5_error"])
+
+
+def test_the_dataset_is_found_checked_and_its_preset_follows(cifar):
+    common = ["--model", "small_cifar_net:build", "--corruptions", "fog", "--severities", "1",
+              "--store", cifar / "s.db", "--format", "json"]
+    # the imagenet-c suite on CIFAR-sized images: the dataset is found, CIFAR-10-C's preset follows
+    found = report_json(run("eval", "--suite", "imagenet-c", "--data", cifar / "folder", *common))
+    assert found["metrics"]["dataset"] == "cifar10" and found["metrics"]["mCE"] is None
+    # ImageNet asked for on CIFAR images: refused, saying how to ask for it explicitly
+    refused = run("eval", "--suite", "imagenet-c", "--dataset", "imagenet", "--data", cifar / "folder",
+                  *common)
+    assert refused.exit_code != 0
+    assert "--dataset cifar10" in refused.output and "--preset imagenet" in refused.output
+    # ... which runs, and the cells record the forced preset
+    forced = report_json(run("eval", "--suite", "cifar10-c", "--preset", "imagenet", "--data",
+                             cifar / "folder", *common))
+    with Store(cifar / "s.db") as s:
+        run_id = s.runs()[0].id
+        presets = {json.loads(key.variant).get("preset") for _, key in s.cells(run_id) if key.kind != "clean"}
+    assert "imagenet" in presets and forced["cells"][0]["n"] == len(NAMES) * PER_CLASS
+    # a dataset that contradicts the data
+    wrong = run("eval", "--model", "small_cifar_net:build", "--suite", "tinyimagenet-c", "--data",
+                cifar / "cifar-10-batches-py", "--store", cifar / "s.db")
+    assert wrong.exit_code != 0 and "holds CIFAR-10 images" in wrong.output
+
+
+def test_the_data_is_located_once_in_benchmarks_yaml_or_the_variable(cifar, monkeypatch):
+    config = yaml.safe_load(default_config_path().read_text())
+    config["datasets"] = {"root": "nowhere", "cifar10": {"clean": "cifar-10-batches-py"}}
+    path = cifar / "benchmarks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.delenv(DATA_VARIABLE, raising=False)
+    missing = run("eval", "--config", path, "--model", "small_cifar_net:build", "--suite", "cifar10-c",
+                  "--store", cifar / "s.db")
+    assert missing.exit_code != 0
+    assert "datasets.cifar10.clean" in missing.output and DATA_VARIABLE in missing.output
+    monkeypatch.setenv(DATA_VARIABLE, str(cifar))
+    found = report_json(run("eval", "--config", path, "--model", "small_cifar_net:build", "--suite",
+                            "cifar10-c", "--corruptions", "brightness", "--severities", "1",
+                            "--store", cifar / "s.db", "--format", "json"))
+    assert found["n_images"] == len(NAMES) * PER_CLASS
+
+
+def test_a_model_of_another_input_size_is_refused_before_compute(cifar):
+    out = run("eval", "--model", "torchvision:resnet18", "--random-weights", "--suite", "cifar10-c",
+              "--data", cifar / "folder", "--store", cifar / "s.db")
+    assert out.exit_code != 0 and "input_size=32" in out.output
+
+
+TINY_MODULE = '''
+import torch
+import torch.nn as nn
+from robustbench_gcp.models.resnet import PreprocessConfig
+
+
+def build(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 4))
+    net.pretrained_cfg = PreprocessConfig(input_size=64, resize_size=64)
+    return net
+
+
+def other():
+    return build(1)
+'''
+WNIDS = ["n01443537", "n01629819", "n01641577", "n01644900"]
+
+
+@pytest.fixture
+def tiny(tmp_path, on_sys_path):
+    """A Tiny-ImageNet-200-shaped tree with 4 classes (wnids.txt unsorted), 3 val images each,
+    and a released Tiny-ImageNet-C fog/1 folder."""
+    (on_sys_path / "small_tiny_net.py").write_text(textwrap.dedent(TINY_MODULE))
+    root = tmp_path / "tiny-imagenet-200"
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(reversed(WNIDS)) + "\n")
+    rng = np.random.default_rng(1)
+    lines = []
+    for k in range(12):
+        wnid = WNIDS[k % 4]
+        image = (np.kron(rng.random((8, 8, 3)), np.ones((8, 8, 1))) * 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "val" / "images" / f"val_{k}.JPEG", quality=95)
+        lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
+        cell = tmp_path / "Tiny-ImageNet-C" / "fog" / "1" / wnid
+        cell.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(cell / f"val_{k}.JPEG", quality=95)
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_tiny_imagenet_c_normalized_by_a_stored_baseline(tiny):
+    store = tiny / "s.db"
+    common = ["--suite", "tinyimagenet-c", "--data", tiny / "tiny-imagenet-200", "--corruptions",
+              "fog,contrast", "--severities", "1,3", "--store", store, "--format", "json"]
+    base = run("baseline", "--model", "small_tiny_net:build", "--name", "small", *common)
+    assert base.exit_code == 0, base.output
+    base = json.loads(base.stdout)
+    ours = report_json(run("eval", "--model", "small_tiny_net:other", "--baseline", "small", *common))
+    assert ours["metrics"]["dataset"] == "tinyimagenet" and ours["metrics"]["baseline"] == "small"
+    theirs = {(c["corruption"], c["severity"]): c["top1_error"] for c in base["cells"]}
+    mine = {(c["corruption"], c["severity"]): c["top1_error"] for c in ours["cells"]}
+    expected = {c: 100 * (mine[(c, 1)] + mine[(c, 3)]) / (theirs[(c, 1)] + theirs[(c, 3)])
+                for c in ("fog", "contrast") if theirs[(c, 1)] + theirs[(c, 3)] > 0}
+    got = {e["corruption"]: e["CE"] for e in ours["per_corruption"]}
+    assert expected and all(got[c] == pytest.approx(v) for c, v in expected.items())
+    # without the baseline: unnormalized, no CE
+    plain = report_json(run("eval", "--model", "small_tiny_net:other", *common))
+    assert plain["metrics"]["mCE"] is None
+    assert plain["metrics"]["mean_error"] == pytest.approx(ours["metrics"]["mean_error"])
+    # an unknown baseline name lists the stored ones
+    wrong = run("eval", "--model", "small_tiny_net:other", "--baseline", "smal", *common)
+    assert wrong.exit_code != 0 and "small" in wrong.output
+
+
+def test_released_tiny_imagenet_c_folders_are_read_with_sorted_wnid_labels(tiny):
+    store = tiny / "s.db"
+    released = report_json(run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-c",
+                               "--corrupted-dir", tiny / "Tiny-ImageNet-C", "--corruptions", "fog",
+                               "--severities", "1", "--store", store, "--format", "json"))
+    clean = report_json(run("eval", "--model", "small_tiny_net:build", "--suite", "clean", "--data",
+                            tiny / "tiny-imagenet-200", "--store", store, "--format", "json"))
+    # the released cell holds the clean images: the same labels give the same error
+    assert released["cells"][0]["top1_error"] == clean["clean"]["top1_error"]
+    assert released["cells"][0]["n"] == 12
+
+
+def _folder(root, classes, size, sizes_vary=False):
+    for k in range(classes):
+        (root / f"c{k:03d}").mkdir(parents=True)
+        side = size + (k % 3 if sizes_vary else 0)
+        Image.fromarray(np.zeros((side, side + (1 if sizes_vary else 0), 3), np.uint8)).save(
+            root / f"c{k:03d}" / "a.png")
+    return root
+
+
+def test_datasets_are_detected_from_their_layout(cifar, tiny, tmp_path):
+    from robustbench_gcp.data.datasets import detect_dataset
+
+    assert detect_dataset(cifar / "cifar-10-batches-py") == "cifar10"
+    assert detect_dataset(cifar / "cifar-10-batches-py" / "test_batch") == "cifar10"
+    assert detect_dataset(cifar / "folder") == "cifar10"
+    assert detect_dataset(tiny / "tiny-imagenet-200") == "tinyimagenet"
+    assert detect_dataset(tiny / "tiny-imagenet-200" / "val") == "tinyimagenet"
+    assert detect_dataset(_folder(tmp_path / "hundred", 12, 32)) == "cifar100"
+    assert detect_dataset(_folder(tmp_path / "sixty-four", 3, 64)) == "tinyimagenet"
+    assert detect_dataset(_folder(tmp_path / "photos", 5, 64, sizes_vary=True)) is None
+    assert detect_dataset(tmp_path / "missing") is None
+
+
+def test_data_paths_errors_name_the_key_and_the_variable(tmp_path, monkeypatch):
+    from robustbench_gcp.config import ConfigError, parse_config
+
+    monkeypatch.delenv(DATA_VARIABLE, raising=False)
+    no_root = parse_config({"datasets": {"cifar10": {"clean": "cifar"}}}, tmp_path / "b.yaml")
+    with pytest.raises(ConfigError, match=f"datasets.cifar10.clean .*{DATA_VARIABLE}"):
+        no_root.data.path("cifar10")
+    assert no_root.data.path("tinyimagenet") is None
+    with pytest.raises(ConfigError, match="datasets.cifar10: unknown key 'cleen'|cleen"):
+        parse_config({"datasets": {"cifar10": {"cleen": "x"}}}, tmp_path / "b.yaml")
+    with pytest.raises(ConfigError, match="svhn"):
+        parse_config({"datasets": {"svhn": {"clean": "x"}}}, tmp_path / "b.yaml")
+    (tmp_path / "data" / "cifar").mkdir(parents=True)
+    relative = parse_config({"datasets": {"root": "data", "cifar10": {"clean": "cifar"}}},
+                            tmp_path / "b.yaml")
+    assert relative.data.path("cifar10") == tmp_path / "data" / "cifar"
+    monkeypatch.setenv(DATA_VARIABLE, str(tmp_path / "data"))
+    assert parse_config({"datasets": {"root": "elsewhere", "cifar10": {"clean": "cifar"}}},
+                        tmp_path / "b.yaml").data.path("cifar10") == tmp_path / "data" / "cifar"
