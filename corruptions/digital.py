@@ -69,11 +69,10 @@ def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     s_new = (s * a + b).clamp_(0, 1)
     ratio = s_new / torch.where(grey, torch.ones_like(s), s)
     out = v - (v - x) * ratio
-    if bool(grey.any()):
-        red = torch.zeros_like(x)
-        red[:, 1:] = 1
-        out = torch.where(grey, v * (1 - s_new * red), out)
-    return out
+    # grey pixels, without asking the device whether there are any (no host sync)
+    red = x.new_ones((1, 3, 1, 1))  # filled on the device: no host-to-device copy either
+    red[:, 0] = 0
+    return torch.where(grey, v * (1 - s_new * red), out)
 
 
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ SYNCS = ("aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero")
 #: measured; lower them as they are removed; shot_noise's depend on how many pixels take the
 #: Poisson sampler's slow path)
 KNOWN = {"shot_noise": 9, "impulse_noise": 8, "glass_blur": 36, "elastic_transform": 6,
-         "pixelate": 3, "gaussian_blur": 6, "spatter": 6, "saturate": 2}
+         "pixelate": 3, "gaussian_blur": 6, "spatter": 6}
 
 
 @pytest.fixture(scope="module")
