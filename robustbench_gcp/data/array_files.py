@@ -196,17 +196,21 @@ def _looks_like_test_file(path: Path) -> bool:
         return False
 
 
-def is_cifar_source(path: str | Path) -> bool:
-    """Whether ``path`` is a CIFAR python-version folder or its test file.
+def cifar_test_file(path: str | Path) -> Path | None:
+    """The test file of a CIFAR python-version folder, or ``path`` when it is one (None: neither).
 
     A folder (``cifar-10-batches-py``, ``cifar-100-python`` or any name) holding ``test_batch``
-    or ``test``, or one of those files; the file must start like a pickle, so that an
-    unrelated file named ``test`` is not taken for CIFAR-100.
+    (CIFAR-10) or ``test`` (CIFAR-100), or one of those files; the file must start like a
+    pickle, so that an unrelated file named ``test`` is not taken for CIFAR-100.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
-        return any(_looks_like_test_file(path / name) for name in _TEST_FILES)
-    return _looks_like_test_file(path)
+    candidates = [path / name for name in _TEST_FILES] if path.is_dir() else [path]
+    return next((file for file in candidates if _looks_like_test_file(file)), None)
+
+
+def is_cifar_source(path: str | Path) -> bool:
+    """Whether ``path`` is a CIFAR python-version folder or its test file (:func:`cifar_test_file`)."""
+    return cifar_test_file(path) is not None
 
 
 def scan_cifar(path: str | Path) -> ImageList:
@@ -243,9 +247,21 @@ def _row_list(root: Path, labels: np.ndarray, classes: tuple[str, ...], reader: 
 def _open_npy(path: Path) -> np.ndarray:
     """Memory-map a .npy file (header read, no pixels); never unpickles."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:  # not .npy, truncated, pickled objects
         raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        raise DataError(f"cannot read {path} as a .npy array: it is a {type(array).__name__}")
+    return array
+
+
+def _existing_npy(path: Path, what: str, item: str) -> Path:
+    """``path`` if it is a file, else a DataError listing the ``<item>.npy`` files of its folder."""
+    if not path.is_file():
+        have = ", ".join(sorted(p.stem for p in path.parent.glob("*.npy") if p.name != LABELS_NPY))
+        raise DataError(f"{what} file {path} does not exist; the folder has "
+                        f"{have or f'no <{item}>.npy files'}")
+    return path
 
 
 def released_npy(folder: str | Path, corruption: str) -> Path:
@@ -257,12 +273,33 @@ def released_npy(folder: str | Path, corruption: str) -> Path:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"CIFAR-C folder {folder} does not exist")
-    path = folder / f"{corruption}.npy"
-    if not path.is_file():
-        have = ", ".join(sorted(p.stem for p in folder.glob("*.npy") if p.name != LABELS_NPY))
-        raise DataError(f"CIFAR-C file {path} does not exist; the folder has "
-                        f"{have or 'no <corruption>.npy files'}")
-    return path
+    return _existing_npy(folder / f"{corruption}.npy", "CIFAR-C", "corruption")
+
+
+def check_released_sequences(files: Sequence[tuple[Path, int]], side: int, name: str = "CIFAR-10-P") -> int:
+    """Check released CIFAR-10-P files from their .npy headers (no pixels read); return N.
+
+    Args:
+        files: (path, frame count F) pairs.
+        side: the image side (32).
+        name: the benchmark, for the messages.
+
+    Raises:
+        DataError: a missing or unreadable file, not uint8 (N, F, side, side, 3), or files of
+            different N; the message names the file, the expected and the found shape.
+    """
+    first: tuple[Path, int] | None = None
+    for path, frames in dict.fromkeys(files):
+        array = _open_npy(_existing_npy(path, name, "perturbation"))
+        if array.dtype != np.uint8 or array.shape[1:] != (frames, side, side, 3):
+            raise DataError(f"{path} has {array.dtype} shape {array.shape}; a released {name} file holds "
+                            f"one sequence per test image: uint8 (N, {frames}, {side}, {side}, 3)")
+        if first is None:
+            first = (path, array.shape[0])
+        elif array.shape[0] != first[1]:
+            raise DataError(f"{path} holds {array.shape[0]} sequences but {first[0]} holds {first[1]}; the "
+                            "files of a released folder hold one sequence per test image")
+    return first[1] if first else 0
 
 
 def _released_labels(folder: Path) -> np.ndarray:

@@ -48,17 +48,35 @@ DATASETS = {
 }
 
 
-def get_dataset(name: str) -> DatasetInfo:
-    """The dataset ``name``.
+def get_dataset(name: str | None) -> DatasetInfo:
+    """The dataset ``name``; ImageNet for None (a suite or a cell that names none).
 
     Raises:
         UnknownNameError: not one of :data:`DATASETS` (the closest is suggested).
     """
     from robustbench_gcp.errors import UnknownNameError
 
+    name = name or "imagenet"
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, DATASETS)
     return DATASETS[name]
+
+
+def dataset_mark(dataset: DatasetInfo) -> dict:
+    """What a generated or released cell's variant says of its dataset: ``{"dataset": name}``,
+    nothing for ImageNet (so cells stored before datasets existed keep their keys)."""
+    return {} if dataset.name == "imagenet" else {"dataset": dataset.name}
+
+
+def roundtrip_words(dataset: DatasetInfo) -> tuple[str, str]:
+    """(short, long) names of the storage round trip of ``dataset``'s released files, for
+    reports: JPEG q85 files (ImageNet-C, Tiny-ImageNet-C) or uint8 arrays (CIFAR-C)."""
+    from corruptions.storage import STORAGE_QUALITY
+
+    quality = STORAGE_QUALITY[dataset.preset]
+    if quality is None:
+        return "uint8 round trip", "uint8 round trip, as the released .npy"
+    return "JPEG round trip", f"uint8 + JPEG q{quality} round trip"
 
 
 def _image_sizes(root: Path, count: int = 8) -> set[tuple[int, int]]:
@@ -90,15 +108,14 @@ def detect_dataset(path: str | Path) -> str | None:
     CIFAR-10) or 64x64 (Tiny-ImageNet) images (the first image of each of the first 8
     class folders, all that size).
     """
-    from robustbench_gcp.data.array_files import is_cifar_source
+    from robustbench_gcp.data.array_files import cifar_test_file
     from robustbench_gcp.data.tiny_imagenet import is_tiny_imagenet
 
     path = Path(path).expanduser()
     if not path.exists():
         return None
-    if is_cifar_source(path):
-        file = path if path.is_file() else next(
-            (path / n for n in ("test_batch", "test") if (path / n).is_file()), path)
+    file = cifar_test_file(path)
+    if file is not None:
         return "cifar10" if file.name == "test_batch" else "cifar100"
     if is_tiny_imagenet(path):
         return "tinyimagenet"
@@ -127,12 +144,11 @@ def scan_dataset(dataset: DatasetInfo, path: str | Path, labels: str | Path | No
 
     path = Path(path).expanduser()
     if dataset.preset == "cifar" and is_cifar_source(path):
-        found = scan_cifar(path)
-        kind = "cifar10" if len(found.classes) <= 10 else "cifar100"
+        kind = detect_dataset(path)
         if kind != dataset.name:
             raise DataError(f"{path} holds {DATASETS[kind].title}, not {dataset.title}: "
                             f"use --dataset {kind}")
-        return found
+        return scan_cifar(path)
     if dataset.name == "tinyimagenet" and is_tiny_imagenet(path):
         return scan_tiny_imagenet_val(path)
     order = class_order or dataset.class_order

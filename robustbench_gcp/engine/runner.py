@@ -49,15 +49,15 @@ class ImageSource:
     ``released=True`` marks released files (ImageNet-C / -P, Tiny-ImageNet-C / -P cell
     folders: files are looked up as ``<root>/<wnid>/<file name>`` whatever the layout of
     the clean data; CIFAR-10/100-C and CIFAR-10-P arrays), which are not resized.
-    ``video_frames`` marks released ImageNet-P
-    videos (``<root>/<wnid>/<stem>.mp4`` with that many frames of ``crop_size`` px).
+    ``video_frames`` marks frame sequences: released ImageNet-P videos
+    (``<root>/<wnid>/<stem>.mp4`` with that many frames of ``crop_size`` px) or CIFAR-10-P rows.
     ``interpolation`` is the resize filter (the model's; the protocol's, PIL bilinear, by
     default). ``reader`` says how images are stored: ``files`` (an image file per name),
-    ``cifar-pickle`` (``root`` is a CIFAR python batch) or ``npy`` (``root`` is a uint8 .npy
-    array, a released CIFAR-10-C file: image i is row ``row_offset + i``); array images are
-    used at their size. Every field is part of the source's identity: the engine decodes a
-    shard once per distinct source, so two sources that differ in interpolation are decoded
-    apart.
+    ``cifar-pickle`` (``root`` is a CIFAR python batch), ``npy`` (``root`` is a uint8 .npy
+    array, a released CIFAR-10-C file: image i is row ``row_offset + i``) or ``npy-sequences``
+    (a released CIFAR-10-P file); array images are used at their size. Every field is part of
+    the source's identity: the engine decodes a shard once per distinct source, so two sources
+    that differ in interpolation are decoded apart.
     """
 
     root: Path

@@ -29,6 +29,7 @@ from robustbench_gcp.data.datasets import (
     DatasetInfo,
     check_image_size,
     detect_dataset,
+    get_dataset,
     scan_dataset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
@@ -104,10 +105,8 @@ class EvalOptions:
         if self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            from robustbench_gcp.errors import UnknownNameError
-
-            raise UnknownNameError("dataset", self.dataset, DATASETS)
+        if self.dataset is not None:
+            get_dataset(self.dataset)  # an unknown name: UnknownNameError with the closest one
 
 
 @dataclass(frozen=True)
@@ -182,14 +181,13 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
     spec = config.suite(options.suite)
     suite = get_suite(spec.kind)
-    flags = check_flags(spec, options.flags)
     dataset = resolve_dataset(spec.dataset, options)
     if suite.datasets is not None and dataset.name not in suite.datasets:
         runs_on = ", ".join(DATASETS[d].title for d in suite.datasets)
         raise ConfigError(f"the {suite.kind} suite runs on {runs_on} images, not {dataset.title} "
                           f"({'--dataset' if options.dataset else 'the data'})")
     spec = dataclasses.replace(spec, dataset=dataset.name)
-    options = _configured_data(suite, dataset, options, flags, config)
+    options = _configured_data(suite, dataset, options, config)
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.uses_baseline:
@@ -229,10 +227,10 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
 
 
 def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
-                     flags: Mapping[str, Any], config: Config) -> EvalOptions:
+                     config: Config) -> EvalOptions:
     """``options`` with the data benchmarks.yaml's ``datasets:`` locates for ``dataset`` when
     the command line gives none: the clean images, else the suite's released files."""
-    if options.data is not None or flags.get("corrupted_dir") is not None:
+    if options.data is not None or options.flags.get("corrupted_dir") is not None:
         return options
     clean = config.data.path(dataset.name, "clean")
     if clean is not None:

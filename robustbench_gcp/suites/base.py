@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.metrics import rate
 from robustbench_gcp.reports.tables import Column
@@ -388,17 +389,25 @@ class LevelledSuite(Suite):
     def group(self, key: CellKey) -> str:
         return key.variant
 
+    def benchmark_name(self, dataset: DatasetInfo) -> str:
+        """The benchmark this suite makes of ``dataset`` (CIFAR-10-C ...), for reports."""
+        return dataset.released
+
     def source_description(self, report: Report) -> str | None:
         if report.corrupted_dir:
             return f"released files in {report.corrupted_dir}"
         if report.backend:
-            trip = ", uint8 + JPEG q85 round trip" if report.storage_roundtrip else ""
+            trip = f", {roundtrip_words(report_dataset(report))[1]}" if report.storage_roundtrip else ""
             return f"generated on the fly ({report.backend} backend{trip})"
         return None
 
     def source_label(self, group: str) -> str:
         variant = json.loads(group)
-        return variant.get("source", "") + (", JPEG round trip" if variant.get("roundtrip") else "")
+        dataset = get_dataset(variant.get("dataset"))
+        label = variant.get("source", "")
+        if variant.get("roundtrip"):
+            label += f", {roundtrip_words(dataset)[0]}"
+        return label if dataset.name == "imagenet" else f"{self.benchmark_name(dataset)}, {label}"
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:
         variants = [variant_of(r.key) for r in results if self.owns(r.key)]
@@ -534,6 +543,42 @@ def check_any_baseline(name: str, baselines: Iterable[str], store_path: Path) ->
             choices |= set(error.choices)
     if choices:
         raise UnknownNameError("baseline", name, choices)
+
+
+def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
+    """The dataset of a report's stored cells of ``kind`` (their variants name it; ImageNet when
+    none does, or when they disagree)."""
+    names = {variant_of(r.key).get("dataset") for r in results if r.key.kind == kind}
+    return get_dataset(names.pop()) if len(names) == 1 else get_dataset(None)
+
+
+def report_dataset(report: Report) -> DatasetInfo:
+    """The dataset a report's metrics name (ImageNet when they name none)."""
+    return get_dataset((report.sections.get("metrics") or {}).get("dataset"))
+
+
+def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> None:
+    """``--baseline name`` must be one of ``known`` or stored in the store file (``gcp-robust
+    baseline``). Never creates the store file; torchrun ranks other than 0 may not see it, so
+    rank 0 checks.
+
+    Raises:
+        UnknownNameError: ``name`` is none of these (the closest name suggested).
+    """
+    from robustbench_gcp.engine.distributed import is_main_process
+
+    known = set(known)
+    if name in known or not is_main_process():
+        return
+    stored: set[str] = set()
+    if Path(store_path).is_file():
+        from robustbench_gcp.store import Store
+
+        with Store(store_path, read_only=True) as store:
+            if store.baseline(name) is not None:
+                return
+            stored = {n for n, _ in store.baselines()}
+    raise UnknownNameError("baseline", name, known | stored)
 
 
 def variant_of(key: CellKey) -> dict:

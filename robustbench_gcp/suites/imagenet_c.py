@@ -3,7 +3,6 @@ released files, summarized as errors, CE, mCE and relative mCE (AlexNet = 100)."
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
-from robustbench_gcp.data.datasets import DATASETS, DatasetInfo
+from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
 from robustbench_gcp.data.folders import corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import ConfigError, UnknownNameError
@@ -32,11 +31,14 @@ from robustbench_gcp.suites.base import (
     Table,
     TaskInputs,
     check_released,
+    check_stored_baseline,
     classification_entry,
     clean_entry,
+    dataset_of,
     pct,
     per_image_errors,
     register_suite,
+    report_dataset,
     resolve_levels,
     resolve_names,
     variant_of,
@@ -68,13 +70,13 @@ class ImageNetCSelection(Selection):
 
     @property
     def dataset(self) -> DatasetInfo:
-        return DATASETS[self.spec.dataset or "imagenet"]
+        return get_dataset(self.spec.dataset)
 
     def variant(self) -> dict:
         """What a cell's variant adds for another dataset than ImageNet (nothing for ImageNet,
         so stores made before datasets existed keep their cells): the dataset, and the preset
         when it was forced to another one than the dataset's."""
-        extra = {} if self.dataset.name == "imagenet" else {"dataset": self.dataset.name}
+        extra = dataset_mark(self.dataset)
         if self.preset != self.dataset.preset:
             extra["preset"] = self.preset
         return extra
@@ -144,12 +146,6 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
     return Baseline(name, f"stored baseline run of {run.model}", clean_error, table)
 
 
-def dataset_of(results: Sequence[CellResult]) -> DatasetInfo:
-    """The dataset of stored ImageNet-C-kind cells (their variant names it; ImageNet if none)."""
-    names = {variant_of(r.key).get("dataset", "imagenet") for r in results if r.key.kind == "imagenet-c"}
-    return DATASETS[names.pop()] if len(names) == 1 else DATASETS["imagenet"]
-
-
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
               baseline: Baseline | None) -> tuple[dict, list[str]]:
     """The ``clean``, ``cells``, ``per_corruption`` and ``metrics`` sections, and notes.
@@ -158,7 +154,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     ``baseline`` (AlexNet's errors) for ImageNet-C only; CIFAR-10/100-C and Tiny-ImageNet-C
     report the unnormalized mean corruption error and accuracy, as RobustBench does.
     """
-    dataset = dataset_of(results)
+    dataset = dataset_of(results, "imagenet-c")
     clean = clean_entry(results)
     cells, errors = [], {}
     for result in results:
@@ -268,7 +264,7 @@ class ImageNetCSuite(LevelledSuite):
 
         levels = "severities " + ",".join(map(str, spec.severities))
         if spec.storage_roundtrip:
-            quality = STORAGE_QUALITY[DATASETS[spec.dataset or "imagenet"].preset]
+            quality = STORAGE_QUALITY[get_dataset(spec.dataset).preset]
             levels += f"; JPEG q{quality} round trip" if quality else "; uint8 round trip"
         return f"{len(spec.corruptions)} corruptions: {', '.join(spec.corruptions)}", levels
 
@@ -287,7 +283,7 @@ class ImageNetCSuite(LevelledSuite):
             flag = "--backend" if flags.get("backend") else "--storage-roundtrip"
             raise ConfigError(f"`{flag}` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")
-        dataset = DATASETS[spec.dataset or "imagenet"]
+        dataset = get_dataset(spec.dataset)
         if released is not None and flags.get("preset"):
             raise ConfigError(f"`--preset` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")
@@ -305,18 +301,7 @@ class ImageNetCSuite(LevelledSuite):
     def check_baseline(self, name: str, baselines, store_path: Path) -> None:
         """The mCE normalizer: benchmarks.yaml's (ImageNet-C), or a baseline stored with
         ``gcp-robust baseline`` (the other datasets' CE). Never creates the store file."""
-        if name in baselines:
-            return
-        if Path(store_path).is_file():
-            from robustbench_gcp.store import Store
-
-            with Store(store_path, read_only=True) as store:
-                if store.baseline(name) is not None:
-                    return
-                stored = [n for n, _ in store.baselines()]
-        else:
-            stored = []
-        raise UnknownNameError("baseline", name, [*baselines, *stored])
+        check_stored_baseline(name, baselines, store_path)
 
     def check_inputs(self, selection: ImageNetCSelection) -> None:
         root = selection.released
@@ -347,38 +332,19 @@ class ImageNetCSuite(LevelledSuite):
             return scan_tiny_imagenet_c(*first)
         return scan_imagenet_c(*first)
 
-    def _released_source(self, selection: ImageNetCSelection, corruption: str,
-                         severity: int) -> ImageSource:
-        """Where a released cell's images are: a CIFAR-C .npy file's severity rows, or a folder."""
+    def _released_source(self, selection: ImageNetCSelection, corruption: str, severity: int,
+                         n_images: int) -> ImageSource:
+        """Where a released cell's images are: a CIFAR-C .npy file's severity rows (``n_images``
+        per severity), or a folder."""
         size = selection.dataset.image_size
         if selection.dataset.preset == "cifar":
-            from robustbench_gcp.data.array_files import check_released_npy, released_npy
+            from robustbench_gcp.data.array_files import released_npy, severity_rows
 
-            n_images = check_released_npy(selection.released, [corruption])
             return ImageSource(released_npy(selection.released, corruption), resize_size=None,
                                crop_size=size, released=True, reader="npy",
-                               row_offset=(severity - 1) * n_images)
+                               row_offset=severity_rows(n_images, severity).start)
         return ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
                            resize_size=None, crop_size=size or 224, released=True)
-
-    def source_label(self, group: str) -> str:
-        from corruptions.storage import STORAGE_QUALITY
-
-        variant = json.loads(group)
-        dataset = DATASETS[variant.get("dataset", "imagenet")]
-        label = super().source_label(group)
-        if STORAGE_QUALITY[dataset.preset] is None:
-            label = label.replace("JPEG round trip", "uint8 round trip")
-        return label if dataset.name == "imagenet" else f"{dataset.released}, {label}"
-
-    def source_description(self, report: Report) -> str | None:
-        from corruptions.storage import STORAGE_QUALITY
-
-        said = super().source_description(report)
-        dataset = DATASETS[(report.sections.get("metrics") or {}).get("dataset") or "imagenet"]
-        if said and report.storage_roundtrip and STORAGE_QUALITY[dataset.preset] is None:
-            said = said.replace("uint8 + JPEG q85 round trip", "uint8 round trip, as the released .npy")
-        return said
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
@@ -386,10 +352,15 @@ class ImageNetCSuite(LevelledSuite):
         report order; generated corruptions start from the protocol's base images
         (``inputs.corruption_base``), the clean cell from the model's own preprocessing."""
         tasks = super().tasks(selection, inputs)
+        n_images = 0  # images per severity of the released CIFAR-C files, from their headers
+        if selection.released is not None and selection.dataset.preset == "cifar":
+            from robustbench_gcp.data.array_files import check_released_npy
+
+            n_images = check_released_npy(selection.released, selection.corruptions)
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 if selection.released is not None:
-                    source = self._released_source(selection, corruption, severity)
+                    source = self._released_source(selection, corruption, severity, n_images)
                     variant = {"source": "released", **selection.variant()}
                     tasks.append(ClassifyTask(cell_key(corruption, severity, variant), source))
                 else:
@@ -408,8 +379,7 @@ class ImageNetCSuite(LevelledSuite):
         datasets: the run stored as baseline ``name`` (``gcp-robust baseline``), its errors on
         the same cells, when the store has it (None: their errors stay unnormalized)."""
         ours = [k for k in keys if k.kind == self.kind]
-        dataset = variant_of(ours[0]).get("dataset", "imagenet") if ours else "imagenet"
-        if DATASETS[dataset].alexnet_normalized:
+        if get_dataset(variant_of(ours[0]).get("dataset") if ours else None).alexnet_normalized:
             return baselines.get(name)
         return stored_baseline(store, name, ours) if store is not None else None
 
@@ -436,7 +406,7 @@ class ImageNetCSuite(LevelledSuite):
             metrics["clean_error"] = lambda m: m["clean"]
         baseline = normalizer
         chosen = [c for c in list_corruptions("benchmark") if c in cells]
-        if chosen and not dataset_of(results).alexnet_normalized:
+        if chosen and not dataset_of(results, self.kind).alexnet_normalized:
             every = [f"{c}/{s}" for c in chosen for s in cells[c]]
             metrics["mean_error"] = lambda m: sum(m[k] for k in every) / len(every)
         if baseline is not None and chosen and all(c in baseline.imagenet_c for c in chosen):
@@ -459,7 +429,7 @@ class ImageNetCSuite(LevelledSuite):
             return []
         rows, columns = corruption_rows(report.sections)
         metrics = report.sections.get("metrics") or {}
-        dataset = DATASETS[metrics.get("dataset") or "imagenet"]
+        dataset = report_dataset(report)
         if not dataset.alexnet_normalized and metrics.get("baseline") is None:  # no CE columns
             columns = [c for c in columns if c.key not in ("CE", "relative_CE")]
         return [Table(f"{dataset.released}: top-1 error by severity", rows, columns)]
@@ -467,7 +437,7 @@ class ImageNetCSuite(LevelledSuite):
     def summary_rows(self, report: Report) -> list[dict]:
         rows = super().summary_rows(report)
         metrics = report.sections.get("metrics") or {}
-        dataset = DATASETS[metrics.get("dataset") or "imagenet"]
+        dataset = report_dataset(report)
         if report.sections.get("cells") and not dataset.alexnet_normalized:
             released = dataset.released
             rows.append({"metric": f"{released} mean corruption error (%)",
@@ -507,7 +477,7 @@ class ImageNetCSuite(LevelledSuite):
         if report.sections.get("cells"):
             metrics = report.sections.get("metrics") or {}
             keys = ("mCE", "relative_mCE", "mean_error")
-            if not DATASETS[metrics.get("dataset") or "imagenet"].alexnet_normalized:
+            if not report_dataset(report).alexnet_normalized:
                 keys = ("mean_error", "mean_accuracy", *(keys[:2] if metrics.get("baseline") else ()))
             out.update({k: metrics.get(k) for k in keys})
         return out

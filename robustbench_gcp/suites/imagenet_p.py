@@ -40,11 +40,11 @@ import torch
 
 from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
-from robustbench_gcp.data.datasets import DATASETS, DatasetInfo
+from robustbench_gcp.data.array_files import check_released_sequences
+from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
 from robustbench_gcp.data.loader import Preprocess
-from robustbench_gcp.engine.distributed import is_main_process
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.errors import DataError, UnknownNameError
+from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, flip_mode, flip_rates, rate_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -58,12 +58,14 @@ from robustbench_gcp.suites.base import (
     Table,
     TaskInputs,
     check_released,
+    check_stored_baseline,
     clean_entry,
+    dataset_of,
     pct,
     register_suite,
+    report_dataset,
     resolve_levels,
     resolve_names,
-    variant_of,
 )
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ class ImageNetPSelection(Selection):
 
     @property
     def dataset(self) -> DatasetInfo:
-        return DATASETS[self.spec.dataset or "imagenet"]
+        return get_dataset(self.spec.dataset)
 
     @property
     def preset(self) -> str:
@@ -100,12 +102,6 @@ def perturbed_name(dataset: DatasetInfo) -> str:
     """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, Tiny-ImageNet-P
     (CIFAR-100-P: not released; its sequences use CIFAR-10-P's parameters)."""
     return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
-
-
-def dataset_of(results: Sequence[CellResult]) -> DatasetInfo:
-    """The dataset of stored ImageNet-P-kind cells (their variant names it; ImageNet if none)."""
-    names = {variant_of(r.key).get("dataset", "imagenet") for r in results if r.key.kind == "imagenet-p"}
-    return DATASETS[names.pop()] if len(names) == 1 else DATASETS["imagenet"]
 
 
 @dataclass(frozen=True)
@@ -146,41 +142,6 @@ def released_array(root: Path, perturbation: str, difficulty: int) -> Path:
     return folder.with_name(folder.name + ".npy")
 
 
-def check_sequence_arrays(files: Sequence[tuple[Path, int]], side: int, name: str = "CIFAR-10-P") -> int:
-    """Check released CIFAR-10-P files from their .npy headers (no pixels read); return N.
-
-    Args:
-        files: (path, frame count F) pairs.
-        side: the image side (32).
-
-    Raises:
-        DataError: a missing or unreadable file, not uint8 (N, F, side, side, 3), or files of
-            different N; the message names the file, the expected and the found shape.
-    """
-    first: tuple[Path, int] | None = None
-    for path, frames in dict.fromkeys(files):
-        if not path.is_file():
-            have = ", ".join(sorted(p.stem for p in path.parent.glob("*.npy")))
-            raise DataError(f"{name} file {path} does not exist; the folder has "
-                            f"{have or 'no <perturbation>.npy files'}")
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
-        shape = getattr(array, "shape", ())
-        if (getattr(array, "dtype", None) != np.uint8 or len(shape) != 5
-                or tuple(shape[1:]) != (frames, side, side, 3)):
-            raise DataError(f"{path} has {getattr(array, 'dtype', type(array).__name__)} shape {shape}; a "
-                            f"released {name} file holds one sequence per test image: uint8 "
-                            f"(N, {frames}, {side}, {side}, 3)")
-        if first is None:
-            first = (path, shape[0])
-        elif shape[0] != first[1]:
-            raise DataError(f"{path} holds {shape[0]} sequences but {first[0]} holds {first[1]}; the files "
-                            "of a released folder hold one sequence per test image")
-    return first[1] if first else 0
-
-
 @dataclass(frozen=True)
 class PerturbationTask:
     """The cells of one sequence: generated or released frames, classified once.
@@ -205,9 +166,8 @@ class PerturbationTask:
         noise = self.perturbation in NOISE_PERTURBATIONS
         if noise and len(self.difficulties) != 1:
             raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
-        variant = {"source": "released" if self.source.video_frames else "torch"}
-        if self.dataset != "imagenet":
-            variant["dataset"] = self.dataset
+        variant = {"source": "released" if self.source.video_frames else "torch",
+                   **dataset_mark(get_dataset(self.dataset))}
         if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
             variant["geometry"] = "whole-image"
         variant = canonical_json(variant)
@@ -224,7 +184,7 @@ class PerturbationTask:
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
     ) -> list[ShardResult]:
-        preset = DATASETS[self.dataset].preset
+        preset = get_dataset(self.dataset).preset
         frames = frame_count(self.perturbation, preset=preset)
         budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
         difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
@@ -277,7 +237,7 @@ def summarize(
 ) -> tuple[dict, list[str]]:
     """The ``clean``, ``perturbations`` and ``metrics`` sections (FR, T5D, mFR, mT5D in
     percent), and notes."""
-    dataset = dataset_of(results)
+    dataset = dataset_of(results, "imagenet-p")
     name = perturbed_name(dataset)
     entries = []
     for (perturbation, difficulty), (fp, t5d, videos) in raw_figures(results).items():
@@ -411,16 +371,7 @@ class ImageNetPSuite(LevelledSuite):
         Raises:
             UnknownNameError: ``name`` is none of these (the closest name suggested).
         """
-        also = set(baselines)
-        if name == DEFAULT_BASELINE or name in also or not is_main_process():
-            return  # torchrun ranks other than 0 may not see the store: rank 0 checks
-        stored: set[str] = set()
-        if Path(store_path).is_file():
-            with Store(store_path) as store:
-                if store.baseline(name) is not None:
-                    return
-                stored = {n for n, _ in store.baselines()}
-        raise UnknownNameError("baseline", name, stored | also | {DEFAULT_BASELINE})
+        check_stored_baseline(name, {*baselines, DEFAULT_BASELINE}, store_path)
 
     def check_inputs(self, selection: ImageNetPSelection) -> None:
         root = selection.released
@@ -437,8 +388,8 @@ class ImageNetPSuite(LevelledSuite):
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
         files = [(released_array(selection.released, p, d), frame_count(p, preset=selection.preset))
                  for p in selection.perturbations for d in selection.difficulties]
-        return check_sequence_arrays(files[:1] if first_only else files, selection.dataset.image_size or 32,
-                                     perturbed_name(selection.dataset))
+        return check_released_sequences(files[:1] if first_only else files,
+                                        selection.dataset.image_size or 32, perturbed_name(selection.dataset))
 
     def image_list(self, selection: ImageNetPSelection) -> ImageList | None:
         """Released files alone: ImageNet-P's videos (ImageNet class order), Tiny-ImageNet-P's
@@ -520,10 +471,8 @@ class ImageNetPSuite(LevelledSuite):
         variant.pop("geometry", None)
         return canonical_json(variant)
 
-    def source_label(self, group: str) -> str:
-        dataset = DATASETS[json.loads(group).get("dataset", "imagenet")]
-        label = super().source_label(group)
-        return label if dataset.name == "imagenet" else f"{perturbed_name(dataset)}, {label}"
+    def benchmark_name(self, dataset: DatasetInfo) -> str:
+        return perturbed_name(dataset)
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the whole-image one where a store also holds
@@ -596,8 +545,8 @@ class ImageNetPSuite(LevelledSuite):
         columns = [Column("perturbation", justify="left"), Column("difficulty"), Column("videos"),
                    Column("fp", "flip prob. %", ".2f"), Column("t5d", "top-5 dist.", ".3f"),
                    Column("FR", "FR", ".1f"), Column("T5D", "T5D", ".1f")]
-        dataset = DATASETS[(report.sections.get("metrics") or {}).get("dataset") or "imagenet"]
-        return [Table(f"{perturbed_name(dataset)}: flip probability and top-5 distance", rows, columns)]
+        title = f"{perturbed_name(report_dataset(report))}: flip probability and top-5 distance"
+        return [Table(title, rows, columns)]
 
     def summary_rows(self, report: Report) -> list[dict]:
         rows = super().summary_rows(report)

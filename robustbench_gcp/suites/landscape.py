@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from corruptions import SEVERITIES, SUBSETS
-from robustbench_gcp.data.datasets import DATASETS
+from robustbench_gcp.data.datasets import dataset_mark, get_dataset
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -237,11 +237,10 @@ class LandscapeSuite(Suite):
         settings = selection.settings
         if inputs.clean is not None:
             tasks.append(LandscapeTask(cell_key("clean", "", settings.variant()), inputs.clean, settings))
-        dataset = DATASETS[selection.spec.dataset or "imagenet"]  # its corruption preset, as ImageNet-C's
+        dataset = get_dataset(selection.spec.dataset)  # its corruption preset, as ImageNet-C's
         for corruption in selection.corruptions:
             for severity in selection.severities:
-                made = {"source": "torch", "roundtrip": selection.roundtrip,
-                        **({} if dataset.name == "imagenet" else {"dataset": dataset.name})}
+                made = {"source": "torch", "roundtrip": selection.roundtrip, **dataset_mark(dataset)}
                 # seeded as the ImageNet-C cell: the same corrupted images that suite classifies
                 token = imagenet_c_key(corruption, severity, made).label
                 key = cell_key(corruption, str(severity), {**settings.variant(), **made})
