@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test lint gpu-check clean
+.PHONY: install demo test lint gpu-check wheels clean
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -24,11 +24,27 @@ test: $(STAMP)
 # The GPU path verified and timed (CUDA tests, benches, eval, torchrun): one JSON file in
 # $OUT, else gpu-check/. Without CUDA it runs the CPU parts at tiny sizes. README.md: Speed.
 # Options of scripts/gpu_check.py through GPU_CHECK_ARGS, e.g. GPU_CHECK_ARGS=--quick.
+# A GPU machine with torch but no package index (an air-gapped node): `make wheels` where there is a
+# network, copy .whl/ along, then `make gpu-check WHEELS=.whl` there (its own python3, wheels offline).
+WHEELS ?=
+ifeq ($(WHEELS),)
 gpu-check: $(STAMP)
 	$(BIN)/python scripts/gpu_check.py $(GPU_CHECK_ARGS)
+else
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py --wheels $(WHEELS) $(GPU_CHECK_ARGS)
+endif
+
+# What a CUDA image with torch, torchvision, timm and the scientific stack usually lacks (pure Python;
+# av, for ImageNet-P videos only, is left out: gpu-check does not need it).
+OFFLINE_PACKAGES ?= imagecorruptions==1.1.2 foolbox==3.3.4 eagerpy==0.30.0 GitPython==3.1.45 gitdb==4.0.12 \
+	smmap==5.0.3
+wheels:
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		-d .whl $(OFFLINE_PACKAGES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check robustbench_gcp corruptions tests scripts
 
 clean:
-	rm -rf $(VENV) sample-data gcp-robust-demo gpu-check .pytest_cache
+	rm -rf $(VENV) sample-data gcp-robust-demo gpu-check .whl .pytest_cache

@@ -297,13 +297,15 @@ def _elastic_transform(x: torch.Tensor, level: Level, params: dict) -> torch.Ten
     # random affine: three points around the centre, each moved by U(-jitter, jitter)
     center_x, center_y = float(width // 2), float(height // 2)
     third = float(min(height, width) // 3)
+    # on the draws' device (the host never waits for them), but for MPS: it has no float64
+    device = params["jitter"].device if params["jitter"].device.type != "mps" else torch.device("cpu")
     src = torch.tensor(
         [[center_x + third, center_y + third],
          [center_x + third, center_y - third],
          [center_x - third, center_y - third]],
         dtype=torch.float32,
-    ).expand(batch, 3, 2)
-    dst = src + (params["jitter"].cpu() * jitter).to(torch.float32)
+    ).to(device).expand(batch, 3, 2)
+    dst = src + (params["jitter"].to(device) * jitter).to(torch.float32)
     matrix = _affine_from_points(src.double(), dst.double())
     warped = warp_affine_cv2(x.to(work), matrix)
     # smooth displacement fields: gaussian(U(-1, 1), sigma, mode='reflect', truncate=3) * alpha

@@ -40,14 +40,16 @@ _GUIDE = 512
 _TABLES: dict = {}
 
 
-def poisson_tables(c: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def poisson_tables(c: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """CDF and guide tables of Poisson(c * k / 255) for the 256 uint8 levels k.
 
     Returns:
         cdf: (256, J + 1) float32, ``cdf[k, j] = P(X <= j)``, the last column set to 1
             (J is beyond c + 12 sqrt(c) + 20: the tail cut is below 1e-16).
-        guide: (256, 512) int64, ``guide[k, m]`` = the first j with ``cdf[k, j] > m / 512``
-            (the cutpoint method: inversion starts there and steps up a few times).
+        guide: (256, 513) int64, ``guide[k, m]`` = the first j with ``cdf[k, j] > m / 512``
+            for m < 512, and J for m = 512 (the cutpoint method: a u in [m / 512, (m + 1) / 512)
+            inverts to a j in [guide[k, m], guide[k, m + 1]]).
+        rounds: the bisection rounds that settle every such range (its largest span, in bits).
     """
     key = (float(c), str(device))
     tables = _TABLES.get(key)
@@ -62,7 +64,9 @@ def poisson_tables(c: float, device: torch.device) -> tuple[torch.Tensor, torch.
         cdf = cdf.to(torch.float32)
         levels = torch.arange(_GUIDE, dtype=torch.float32).view(1, -1).expand(256, -1) / _GUIDE
         guide = torch.searchsorted(cdf, levels.contiguous(), right=True)
-        tables = (cdf.to(device), guide.to(device))
+        guide = torch.cat([guide, torch.full((256, 1), top, dtype=torch.int64)], 1)
+        rounds = int((guide[:, 1:] - guide[:, :-1]).max()).bit_length()
+        tables = (cdf.to(device), guide.to(device), rounds)
         _TABLES[key] = tables
     return tables
 
@@ -76,6 +80,11 @@ def poisson_from_uniform(uniform: torch.Tensor, x: torch.Tensor, c: float) -> to
     inversion of the position of u inside its CDF step (uniform, and independent of the
     first count).
 
+    The guide's j is the answer for most values. The host waits for the device once per
+    batch, to learn how many values it leaves short (F(j) <= u) and how many lie off the
+    grid; those are gathered and take a fixed number of rounds: bisection of their guide
+    range, and the remainder count's sequential search.
+
     Args:
         uniform: uniforms, float32, shape of x.
         x: intensities in [0, 1].
@@ -84,7 +93,7 @@ def poisson_from_uniform(uniform: torch.Tensor, x: torch.Tensor, c: float) -> to
     Returns:
         float32 counts, shape of x.
     """
-    cdf, guide = poisson_tables(c, x.device)
+    cdf, guide, rounds = poisson_tables(c, x.device)
     columns = cdf.shape[1]
     flat_cdf, flat_guide = cdf.view(-1), guide.view(-1)
     # flat, in (B, C, H, W) order whatever the layouts of x and uniform (reshape, not view)
@@ -92,42 +101,70 @@ def poisson_from_uniform(uniform: torch.Tensor, x: torch.Tensor, c: float) -> to
     level = torch.floor(scaled + 1e-3).clamp_(0, 255)
     remainder = (scaled - level).clamp_(min=0)
     u = uniform.float().reshape(-1)
-    slot = torch.floor(u * _GUIDE).clamp_(max=_GUIDE - 1)
-    counts = flat_guide.index_select(0, slot.add_(level, alpha=_GUIDE).to(torch.int64))
+    slot = torch.floor(u * _GUIDE).clamp_(max=_GUIDE - 1).add_(level, alpha=_GUIDE + 1).to(torch.int64)
+    counts = flat_guide.index_select(0, slot)
     base = level.mul_(columns).to(torch.int64)
-    # step up while F(X) <= u: a few steps at most with 512 cut points
-    active = (flat_cdf.index_select(0, base + counts) <= u).nonzero().flatten()
-    while active.numel():
-        counts[active] += 1
-        here = flat_cdf.index_select(0, base[active] + counts[active])
-        active = active[here <= u[active]]
+    short = flat_cdf.index_select(0, base + counts) <= u
+    off_grid = remainder > 1e-4  # float error of k / 255 * 255: 3e-5
+    # both sizes in one read (the batch's one host sync): fewer than 2**32 values each
+    n_short, n_off = divmod(int(short.sum() * 2**32 + off_grid.sum()), 2**32)
+    if n_short:
+        # X lies in (guide[k, m], guide[k, m + 1]] for a short u in slot m: bisect it
+        rest = _indices(short, n_short)
+        at, target = base[rest], u[rest]
+        low, high = counts[rest] + 1, flat_guide.index_select(0, slot[rest] + 1)
+        for _ in range(rounds):  # a settled range stays put
+            middle = (low + high) // 2
+            above = flat_cdf.index_select(0, at + middle) > target
+            high = torch.where(above, middle, high)
+            low = torch.where(above, low, middle + 1)
+        counts[rest] = low
     out = counts.to(torch.float32)
-    off_grid = (remainder > 1e-4).nonzero().flatten()  # float error of k / 255 * 255: 3e-5
-    if off_grid.numel():
+    if n_off:
         # given X = j, u is uniform on [F(j - 1), F(j)): rescaled, a fresh uniform
-        index = base[off_grid] + counts[off_grid]
+        rest = _indices(off_grid, n_off)
+        index = base[rest] + counts[rest]
         upper = flat_cdf.index_select(0, index)
         lower = flat_cdf.index_select(0, (index - 1).clamp_(min=0))
-        lower = torch.where(counts[off_grid] > 0, lower, 0.0)
-        v = ((u[off_grid] - lower) / (upper - lower).clamp_min(1e-30)).clamp_(0, 1 - 2**-24)
-        out[off_grid] += _small_poisson(v, c / 255 * remainder[off_grid])
+        lower = torch.where(counts[rest] > 0, lower, 0.0)
+        v = ((u[rest] - lower) / (upper - lower).clamp_min(1e-30)).clamp_(0, 1 - 2**-24)
+        out[rest] += _small_poisson(v, c / 255 * remainder[rest], _small_poisson_steps(c / 255))
     return out.view(x.shape)
 
 
-def _small_poisson(v: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-    """Poisson(rate) for small rates (1-D), by sequential-search inversion of v."""
+def _indices(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """The flat indices of the ``count`` True values of ``mask``, without a second wait for
+    the device where it has ``nonzero_static`` (not MPS)."""
+    try:
+        return torch.nonzero_static(mask, size=count).flatten()
+    except (NotImplementedError, RuntimeError):
+        return mask.nonzero().flatten()
+
+
+def _small_poisson_steps(rate: float) -> int:
+    """Steps of :func:`_small_poisson` that settle every v <= 1 - 2**-24 at rates up to
+    ``rate`` (the CDF at a step falls as the rate grows), with two to spare for rounding."""
+    prob = cdf = math.exp(-rate)
+    j = 0
+    while cdf <= 1 - 2**-24:
+        j += 1
+        prob *= rate / j
+        cdf += prob
+    return j + 2
+
+
+def _small_poisson(v: torch.Tensor, rate: torch.Tensor, steps: int) -> torch.Tensor:
+    """Poisson(rate) for small rates (1-D), by sequential-search inversion of v, ``steps``
+    steps for every value (a settled value stays)."""
     rate, v = rate.double(), v.double()
     prob = torch.exp(-rate)
     cdf = prob.clone()
     out = torch.zeros_like(rate)
-    active = (v >= cdf).nonzero().flatten()
-    j = 0
-    while active.numel():
-        j += 1
-        prob[active] *= rate[active] / j
-        cdf[active] += prob[active]
-        out[active] = j
-        active = active[v[active] >= cdf[active]]
+    for j in range(1, steps + 1):
+        short = v >= cdf
+        prob = torch.where(short, prob * (rate / j), prob)
+        cdf = torch.where(short, cdf + prob, cdf)
+        out = torch.where(short, float(j), out)
     return out.to(torch.float32)
 
 
@@ -179,25 +216,46 @@ def impulse_mask(
     return mask
 
 
+def impulse_masks(
+    generators: list[torch.Generator | None], count: int, amount: float, device: torch.device,
+    draws: list[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """:func:`impulse_mask` of every image at once: (B, count) uint8, equal row by row.
+
+    The rows' gaps are summed and scattered together; the host waits for the device once
+    per batch, to learn whether a row ran out of gaps (beyond the 6-sigma margin: about
+    1e-9 per image). Such a row is drawn again by :func:`impulse_mask`, which draws more.
+    """
+    gaps = torch.stack([g for g, _ in draws])
+    words = torch.stack([w for _, w in draws])
+    positions = gaps.cumsum(1) - 1  # increasing: the gaps are >= 1
+    bits = ((words.unsqueeze(-1) >> torch.arange(63, device=device)) & 1).flatten(1)
+    # the positions past the image land in a spare last column, then cut off
+    masks = torch.zeros(len(draws), count + 1, dtype=torch.uint8, device=device)
+    masks.scatter_(1, positions.clamp_(max=count), (1 + bits[:, : positions.shape[1]]).to(torch.uint8))
+    masks = masks[:, :count]
+    short = positions[:, -1] < count - 1
+    if bool(short.any()):  # the batch's one host sync
+        for row in short.nonzero().flatten().tolist():
+            masks[row] = impulse_mask(generators[row], count, amount, device, draws[row])
+    return masks
+
+
 def _impulse_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     amount = level.c
     shape = images.shape[1:]
     count = shape.numel()
     device = images.device
-    if rng.generators is None:
-        masks = [impulse_mask(rng.generator, count, amount, device) for _ in range(rng.batch)]
-    else:
-        if device.type == "cpu" and rng.batch > 1:
-            from corruptions._ops import thread_map
-
-            draws = thread_map(lambda gen: _impulse_draws(gen, count, amount, device),
-                               rng.generators)
-        else:
-            draws = [_impulse_draws(gen, count, amount, device) for gen in rng.generators]
-        masks = [impulse_mask(gen, count, amount, device, d) for gen, d in zip(rng.generators, draws)]
-    if not masks:
+    if rng.batch == 0:
         return {"impulse": torch.zeros(0, *shape, dtype=torch.uint8, device=device)}
-    return {"impulse": torch.stack(masks).view(-1, *shape)}
+    generators = rng.generators or [rng.generator] * rng.batch
+    if rng.generators is not None and device.type == "cpu" and rng.batch > 1:
+        from corruptions._ops import thread_map
+
+        draws = thread_map(lambda gen: _impulse_draws(gen, count, amount, device), generators)
+    else:
+        draws = [_impulse_draws(gen, count, amount, device) for gen in generators]
+    return {"impulse": impulse_masks(generators, count, amount, device, draws).view(-1, *shape)}
 
 
 def _impulse_noise(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

@@ -392,7 +392,7 @@ def _draws_to_params(
         from corruptions.noise import poisson_tables
 
         counts = chw(values("poisson")[0]).to(torch.int64)
-        cdf, _ = poisson_tables(row, torch.device("cpu"))
+        cdf = poisson_tables(row, torch.device("cpu"))[0]
         level = torch.round(image * 255).to(torch.int64)
         upper = cdf[level, counts.clamp(max=cdf.shape[1] - 1)]
         lower = torch.where(counts > 0, cdf[level, (counts - 1).clamp(min=0)], 0.0)

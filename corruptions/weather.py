@@ -208,6 +208,7 @@ def _frost_uint8() -> tuple[torch.Tensor, ...]:
 
 _TEXTURES: dict = {}
 _TEXTURE_LOCK = threading.Lock()
+_STACKS: dict = {}
 
 
 def frost_scale(height: int, width: int, preset: str = "imagenet") -> float:
@@ -255,6 +256,32 @@ def frost_textures(height: int, width: int, device: torch.device,
     return textures
 
 
+def frost_stack(height: int, width: int, device: torch.device, preset: str = "imagenet") -> torch.Tensor:
+    """:func:`frost_textures` in one (5, 3, h, w) tensor, zero-padded to the largest (cached):
+    crops are then gathered by index on the device."""
+    textures = frost_textures(height, width, device, preset)
+    key = (preset, height, width, str(device))  # what the textures depend on
+    with _TEXTURE_LOCK:
+        stack = _STACKS.get(key)
+        if stack is None:
+            h = max(t.shape[-2] for t in textures)
+            w = max(t.shape[-1] for t in textures)
+            stack = torch.stack([F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2])) for t in textures])
+            if len(_STACKS) > 16:
+                _STACKS.clear()
+            _STACKS[key] = stack
+    return stack
+
+
+def frost_crops(stack: torch.Tensor, params: dict, height: int, width: int) -> torch.Tensor:
+    """Each image's (3, height, width) crop of texture ``index`` at (``top``, ``left``),
+    gathered on the stack's device (the host never reads the draws)."""
+    device = stack.device
+    rows = params["top"].to(device).view(-1, 1, 1) + torch.arange(height, device=device).view(1, -1, 1)
+    cols = params["left"].to(device).view(-1, 1, 1) + torch.arange(width, device=device).view(1, 1, -1)
+    return stack[params["index"].to(device).view(-1, 1, 1), :, rows, cols].permute(0, 3, 1, 2)
+
+
 def _frost_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     height, width = images.shape[-2:]
     textures = frost_textures(height, width, images.device, level.preset)
@@ -270,13 +297,15 @@ def _frost_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
 def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     weight_image, weight_frost = level.c
     height, width = x.shape[-2:]
-    textures = frost_textures(height, width, x.device, level.preset)
-    crops = [
-        textures[int(i)][:, int(t) : int(t) + height, int(l) : int(l) + width]
-        for i, t, l in zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
-    ]
-    frost = torch.stack(crops).to(x.dtype)
-    return weight_image * x + weight_frost * frost
+    if x.device.type == "cpu":  # slices are faster here, and the values are already on the host
+        textures = frost_textures(height, width, x.device, level.preset)
+        frost = torch.stack([
+            textures[i][:, t : t + height, l : l + width]
+            for i, t, l in zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
+        ])
+    else:
+        frost = frost_crops(frost_stack(height, width, x.device, level.preset), params, height, width)
+    return weight_image * x + weight_frost * frost.to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------

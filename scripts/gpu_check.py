@@ -22,6 +22,12 @@ Without CUDA it says so in one line and runs the same steps on the CPU at tiny s
 CUDA tests then all skip), so that the script itself is tested anywhere. ``--quick`` uses the
 tiny sizes on a GPU too.
 
+On a GPU machine that cannot reach a package index but has torch (an air-gapped node, a lent
+accelerator), ``--wheels DIR`` installs the wheels in DIR (``make wheels`` downloads them where
+there is a network) into the work folder without the network, and the steps import them from
+there; ``make gpu-check WHEELS=DIR`` does this with that machine's own ``python3``. Either way the
+run first lists, in one line and in the JSON, any package gcp-robust needs that is still missing.
+
 The steps share a time budget (``--budget``, 420 s: with the install, under 8 minutes on one
 GPU); each gets at most what is left, and those after it is spent are recorded as not run.
 ``bench-pipeline`` (absent from older trees: then recorded as not available) runs last.
@@ -405,6 +411,35 @@ def summary(steps: list[dict]) -> dict:
     return counts
 
 
+# the modules of pyproject.toml's dependencies (and pytest), looked up before the steps run
+NEEDED_MODULES = ("torch", "torchvision", "click", "rich", "yaml", "imagecorruptions", "foolbox",
+                  "matplotlib", "numpy", "timm", "av", "pytest")
+
+
+def install_wheels(folder: Path, site: Path) -> list[str]:
+    """Install every wheel in ``folder`` into ``site`` offline (pip --no-index --no-deps) and put
+    ``site`` and the repository first on this process's and the steps' import path."""
+    wheels = sorted(folder.glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"gpu-check: --wheels {folder}: no .whl files there (`make wheels` downloads them)")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+                           "--no-compile", "--disable-pip-version-check", "--upgrade", "--target", str(site),
+                           *map(str, wheels)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"gpu-check: installing the wheels of {folder} failed: "
+                         + " | ".join(tail(done.stderr, done.stdout, lines=5)))
+    paths = [str(site), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    sys.path[:0] = [str(site)]
+    return [wheel.name for wheel in wheels]
+
+
+def missing_modules() -> list[str]:
+    import importlib.util
+
+    return [name for name in NEEDED_MODULES if importlib.util.find_spec(name) is None]
+
+
 def bench_available(kind: str) -> str | None:
     """None when ``gcp-robust bench <kind>`` exists in this tree, else why not."""
     try:
@@ -427,9 +462,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                         help="seconds for all steps together (default %(default)s): a step gets at most "
                              "what is left, and steps after it is spent are recorded as not run")
+    parser.add_argument("--wheels", type=Path, default=None, metavar="DIR",
+                        help="install the wheels in DIR offline first (`make wheels` downloads them)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     sys.path.insert(0, str(ROOT))
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        installed = install_wheels(args.wheels, work / "site") if args.wheels else []
+    except SystemExit:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    missing = missing_modules()
+    if "torch" in missing:
+        raise SystemExit("gpu-check: this Python has no torch: use one that has (a CUDA build on a GPU)")
 
     import torch
 
@@ -443,13 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda:
         print(f"gpu-check: no CUDA device on this machine (torch {torch.__version__}): running the CPU "
               "parts at tiny sizes; the CUDA tests skip", flush=True)
+    if missing:
+        print(f"gpu-check: missing Python packages: {', '.join(missing)} (the steps that need them fail; "
+              "`make wheels`, then --wheels DIR, brings them to a machine without a network)", flush=True)
 
     started = time.monotonic()
     results = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "finished": None, "mode": "full" if sizes.photos > 8 else ("quick" if cuda else "cpu"),
-               "device": sizes.device, "machine": machine(cuda), "steps": [], "summary": {}}
+               "device": sizes.device, "machine": {**machine(cuda), "wheels": installed, "missing": missing},
+               "steps": [], "summary": {}}
     write(path, results)
-    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
         data = work / "photos"
         steps: list[Callable[[], Step]] = [

@@ -398,6 +398,30 @@ def test_glass_blur_parallel_equals_sequential_loop(delta, passes, size):
     assert any(len(torch.unique(parallel[i].flatten(1), dim=1)[0]) < height * width for i in range(2))
 
 
+def test_glass_blur_chains_longer_than_the_unchecked_rounds():
+    """dx = +1 everywhere chains each row's pixels to their right neighbours (visited
+    before them): 60 links, past GLASS_DOUBLINGS' 32, so the batch is done again checked."""
+    from corruptions.blur import GLASS_DOUBLINGS
+
+    delta, height, width = 2, 9, 64
+    assert 2**GLASS_DOUBLINGS < width - 2 * delta
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, height, width), generator=generator).to(torch.uint8)
+    offsets = torch.randint(-delta, delta, (2, 1, 2, height - 2 * delta, width - 2 * delta),
+                            generator=generator)
+    offsets[0, 0, 0], offsets[0, 0, 1] = 1, 0  # image 0: long chains; image 1: random
+    source = glass_sources(offsets, delta, height, width)
+    assert torch.equal(source, glass_sources(offsets, delta, height, width, checked=True))
+    parallel = images.flatten(2).gather(2, source.unsqueeze(1).expand(2, 3, -1)).view_as(images)
+    for i in range(2):
+        looped = _glass_loop(images[i].permute(1, 2, 0).numpy(), offsets[i].numpy(), delta)
+        assert torch.equal(parallel[i], torch.from_numpy(looped).permute(2, 0, 1))
+    # each visited pixel of image 0 holds the value of the unvisited pixel right of its row
+    row = delta + 1
+    assert torch.equal(source[0].view(height, width)[row, delta + 1: width - delta + 1],
+                       torch.full((width - 2 * delta,), row * width + width - delta + 1))
+
+
 def test_shift_add_equals_fft_correlate():
     # motion blur runs by shifted slices on CPU and by FFT on other devices
     from corruptions._ops import fft_correlate, shift_add
@@ -464,3 +488,48 @@ def test_public_api():
     assert {"corrupt", "list_corruptions", "storage_roundtrip", "image_seeds"} <= set(
         corruptions.__all__
     )
+
+
+def test_impulse_masks_of_a_batch_equal_each_image_s_mask():
+    """The batched scatter equals :func:`impulse_mask` row by row, the rare row that runs out
+    of gaps included (it is drawn again, with more gaps, from its own generator)."""
+    from corruptions.noise import _impulse_draws, impulse_mask, impulse_masks
+
+    count, amount, cpu = 5000, 0.09, torch.device("cpu")
+    seeds = [3, 4, 5]
+    draws = [_impulse_draws(torch.Generator().manual_seed(s), count, amount, cpu) for s in seeds]
+    gaps, words = draws[1]
+    draws[1] = (torch.ones_like(gaps), words)  # replaces the first 593 values, then runs out
+    expected = []
+    for seed, d in zip(seeds, draws):
+        generator = torch.Generator().manual_seed(seed)
+        _impulse_draws(generator, count, amount, cpu)  # past the first draws, as impulse_masks is
+        expected.append(impulse_mask(generator, count, amount, cpu, d))
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    for generator in generators:
+        _impulse_draws(generator, count, amount, cpu)
+    masks = impulse_masks(generators, count, amount, cpu, draws)
+    assert masks.shape == (3, count) and masks.dtype == torch.uint8
+    for row, mask in zip(masks, expected):
+        assert torch.equal(row, mask)
+    assert (masks[1, : len(gaps)] > 0).all() and (masks[1, count // 2:] > 0).any()  # refilled
+
+
+@pytest.mark.parametrize("preset,size", [("imagenet", (224, 224)), ("imagenet", (61, 90)),
+                                         ("cifar", (32, 32))])
+def test_frost_crops_gathered_on_the_device_equal_the_slices(preset, size):
+    """Off the CPU, frost gathers its crops from the zero-padded texture stack (the host never
+    reads the draws); on the CPU it slices. Both give the same pixels."""
+    from corruptions._rng import ImageRandom
+    from corruptions.weather import _frost_sample, frost_crops, frost_stack, frost_textures
+
+    height, width = size
+    images = torch.zeros(6, 3, height, width)
+    level = get_corruption("frost").level(3, preset)
+    params = _frost_sample(ImageRandom(6, "cpu", seeds=list(range(6))), images, level)
+    textures = frost_textures(height, width, torch.device("cpu"), preset)
+    sliced = torch.stack([textures[i][:, t: t + height, l: l + width] for i, t, l in
+                          zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())])
+    gathered = frost_crops(frost_stack(height, width, torch.device("cpu"), preset), params, height, width)
+    assert torch.equal(gathered, sliced)
+    assert len(set(params["index"].tolist())) > 1  # several textures, of different sizes

@@ -156,3 +156,46 @@ a: 0.0100 levels</system-out></testcase>
     assert result["printed"] == {"tests.test_gpu_parity::test_a": ["a: 0.0100 levels"]}
     assert result["failures"] == {"tests.test_gpu_parity::test_c": ["assert 2.5 < 1.0"]}
     assert result["skip_reasons"] == {"needs a CUDA device": 1}
+
+
+def _wheel(folder: Path, name: str, source: str) -> Path:
+    """A minimal pure-Python wheel holding the module ``name``."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-0.1-py3-none-any.whl"
+    info = f"{name}-0.1.dist-info"
+    files = {f"{name}.py": source,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return path
+
+
+def test_wheels_install_offline_for_the_steps(gpu_check, tmp_path, monkeypatch):
+    """--wheels DIR (make gpu-check WHEELS=DIR): a GPU machine without a package index gets
+    the packages it lacks from DIR, and the steps' processes import them."""
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    _wheel(tmp_path / "wheels", "gcp_probe", "VALUE = 42\n")
+    installed = gpu_check.install_wheels(tmp_path / "wheels", tmp_path / "site")
+    assert installed == ["gcp_probe-0.1-py3-none-any.whl"]
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "site"), str(ROOT)]
+    probe = [sys.executable, "-c", "import gcp_probe; print(gcp_probe.VALUE)"]
+    step = gpu_check.Step("probe", [("probe", probe, {})], 60,
+                          lambda outputs: {"value": outputs["probe"].strip()})
+    assert gpu_check.run_step(step, tmp_path)["result"] == {"value": "42"}
+    monkeypatch.setattr(gpu_check, "NEEDED_MODULES", ("torch", "gcp_probe", "gcp_no_such_module"))
+    assert gpu_check.missing_modules() == ["gcp_no_such_module"]
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"--wheels .*empty: no \.whl files there"):
+        gpu_check.install_wheels(tmp_path / "empty", tmp_path / "site2")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "bad-0.1-py3-none-any.whl").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit, match=r"installing the wheels of .*broken failed: "):
+        gpu_check.install_wheels(tmp_path / "broken", tmp_path / "site3")

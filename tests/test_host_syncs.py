@@ -1,33 +1,44 @@
 """The per-batch path of a cell does not wait for the device (issue 16, on CPU as well).
 
-On a GPU, ``.item()``, ``.cpu()``, ``bool(tensor)`` and ``nonzero`` make the host wait for
-the device. torch.profiler records them on CPU too (``aten::_local_scalar_dense``,
-``aten::is_nonzero``, ``aten::nonzero``), so this test finds them without a GPU.
+On a GPU, ``.item()``, ``.cpu()``, ``bool(tensor)``, ``torch.equal`` and ``nonzero`` make the
+host wait for the device. Two ways find them without a GPU:
+
+- torch.profiler records some on CPU too (``aten::_local_scalar_dense``, ``aten::nonzero``),
+  so they can be counted per batch;
+- an applier run on "meta" tensors (shapes, no data) fails at every read of a value by the
+  host, copies to the CPU and ``torch.equal`` included, which the profiler does not see on CPU.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 from pathlib import Path
 
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from corruptions import list_corruptions
+from corruptions import get_corruption, list_corruptions
+from corruptions._rng import ImageRandom
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, _Accumulator
 from robustbench_gcp.models import create_model
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.imagenet_c import Corrupt
 from robustbench_gcp.suites.tasks import ClassifyTask
 
-SYNCS = ("aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero")
+# one event per wait (``bool(t)`` records aten::is_nonzero around aten::_local_scalar_dense)
+SYNCS = ("aten::_local_scalar_dense", "aten::nonzero")
 
-#: host syncs that corruptions still make per batch of 4 images at 64 px, severity 3 (bounds as
-#: measured; lower them as they are removed; shot_noise's depend on how many pixels take the
-#: Poisson sampler's slow path)
-KNOWN = {"shot_noise": 9, "impulse_noise": 8, "glass_blur": 36, "elastic_transform": 6,
-         "pixelate": 3, "gaussian_blur": 6, "spatter": 6}
+#: the host syncs that corruptions make per batch, whatever its size: one each for the
+#: random draws whose work depends on the data (shot_noise: how many values the Poisson guide
+#: leaves short and how many lie off the uint8 grid; impulse_noise: whether an image ran out
+#: of gaps; glass_blur: whether a chain outlived the unchecked doublings)
+PER_BATCH = {"shot_noise": 1, "impulse_noise": 1, "glass_blur": 1}
+#: and more on the first call only, while they build their cached tables and matrices (64 px,
+#: severity 3, as measured)
+FIRST_CALL = {"shot_noise": 1, "glass_blur": 6, "elastic_transform": 6, "pixelate": 3, "gaussian_blur": 6,
+              "spatter": 6}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +54,10 @@ def syncs_of(call) -> collections.Counter:
     return collections.Counter(e.name for e in prof.events() if e.name in SYNCS)
 
 
-def batch():
+def batch(size: int = 4):
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=generator)
-    return images, torch.tensor([0, 1, 2, 3])
+    images = torch.randint(0, 256, (size, 3, 64, 64), dtype=torch.uint8, generator=generator)
+    return images, torch.arange(size)
 
 
 def test_the_clean_cell_and_its_counting_never_wait_for_the_device(ctx):
@@ -68,10 +79,38 @@ def test_the_clean_cell_and_its_counting_never_wait_for_the_device(ctx):
 
 
 @pytest.mark.parametrize("name", list_corruptions("all"))
-def test_corrupted_cells_wait_for_the_device_no_more_than_known(ctx, name):
+def test_corrupted_cells_wait_for_the_device_once_per_batch_at_most(ctx, name):
     task = ClassifyTask(CellKey("imagenet-c", name, "3"), ImageSource(Path(".")),
                         Corrupt(name, 3, "torch", True))
-    images, labels = batch()
-    found = syncs_of(lambda: task.process(images, labels, [0, 1, 2, 3], ctx))
-    ctx.classifier.check_finite()
-    assert sum(found.values()) <= KNOWN.get(name, 0), dict(found)
+    found = []
+    for size in (4, 4, 12):  # the second call finds the cached matrices; the third is larger
+        images, labels = batch(size)
+        call = functools.partial(task.process, images, labels, list(range(size)), ctx)
+        found.append(sum(syncs_of(call).values()))
+        ctx.classifier.check_finite()
+    first, *later = found
+    assert first <= FIRST_CALL.get(name, 0) + PER_BATCH.get(name, 0), found
+    assert later == [PER_BATCH.get(name, 0)] * 2, found
+
+
+#: the appliers that still read device values on the host, and why
+ON_THE_HOST = {
+    "shot_noise": "how many values the Poisson guide leaves short (one read per batch)",
+    "glass_blur": "whether a chain outlived the unchecked doublings (one per batch)",
+    "jpeg_compression": "the codec: PIL/libjpeg on the CPU; nvJPEG's bytes are read back per image",
+    "spatter": "Canny hysteresis: whether the edges stopped growing (1 or 2 per batch at 224 px)",
+}
+
+
+@pytest.mark.parametrize("name", list_corruptions("all"))
+def test_appliers_never_read_the_device_but_the_known(name):
+    corruption = get_corruption(name)
+    images = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    params = corruption.sample(ImageRandom(2, "cpu", seeds=[1, 2]), images, 3)
+    on_meta = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    if name in ON_THE_HOST:
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            corruption.apply(images.to("meta"), 3, on_meta)
+    else:
+        out = corruption.apply(images.to("meta"), 3, on_meta)
+        assert out.device.type == "meta" and out.shape == images.shape
