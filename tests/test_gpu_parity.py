@@ -8,6 +8,8 @@ features) with what a user's numbers rest on:
   with the same random draws (made on the CPU and moved to the GPU: CPU and CUDA generators
   give other numbers for the same seed), within the fidelity target the port meets against the
   reference (mean absolute difference below one uint8 level, tests/test_corruptions_fidelity.py);
+- how often each corruption makes the host wait for the device (torch.profiler's CUDA
+  synchronizations per batch), against the counts tests/test_host_syncs.py finds on the CPU;
 - the storage round trip (uint8 truncation, JPEG q85) through nvJPEG against PIL's libjpeg;
 - ``eval`` on CUDA against ``eval`` on CPU: the same per-image correctness, except where float
   rounding flips a near-tie (at most 1 image of the folder's 12 per cell; printed);
@@ -54,6 +56,31 @@ def photos224() -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------
 # corruptions and perturbations
+
+
+#: waits for the device per call of a batch of 8 at severity 3 (tests/test_host_syncs.py finds
+#: the same without a GPU): one for the draws whose work depends on the data, Canny's
+#: hysteresis checks for spatter, and nvJPEG's bytes read back per image
+WAITS = {"shot_noise": 1, "impulse_noise": 1, "glass_blur": 1, "spatter": 2, "jpeg_compression": 8 + 2}
+
+
+@pytest.mark.parametrize("name", list_corruptions("all"))
+def test_corruption_on_cuda_waits_for_the_device_as_known(name, photos224):
+    from torch.profiler import ProfilerActivity, profile
+
+    from corruptions import corrupt
+
+    images = photos224.repeat(4, 1, 1, 1).to(DEVICE)
+    seeds = list(range(8))
+    corrupt(images, name, 3, seed=seeds)  # builds the cached tables and matrices
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        corrupt(images, name, 3, seed=seeds)
+        torch.cuda.synchronize()
+    waits = sum(e.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")
+                for e in prof.events()) - 1  # the synchronize above
+    print(f"{name}: {waits} waits for the device per batch of 8")
+    assert waits <= WAITS.get(name, 0)
 
 
 @pytest.mark.parametrize("name", list_corruptions("all"))
