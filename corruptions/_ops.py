@@ -49,6 +49,23 @@ def new_output(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 # kernels and border handling
 
 
+_CONSTANTS: dict = {}
+
+
+def device_constant(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype, device=device)``, copied to the device once and kept:
+    on CUDA a blocking host-to-device copy waits for everything queued before it. ``values``
+    is a (nested) tuple of numbers."""
+    key = (values, dtype, str(device))
+    constant = _CONSTANTS.get(key)
+    if constant is None:
+        constant = torch.tensor(values, dtype=dtype, device=device)
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = constant
+    return constant
+
+
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized.
 

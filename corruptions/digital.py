@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     axis_matrix,
+    device_constant,
     gaussian_matrix,
     pil_box_matrix,
     quiet_torchvision_io,
@@ -299,12 +300,12 @@ def _elastic_transform(x: torch.Tensor, level: Level, params: dict) -> torch.Ten
     third = float(min(height, width) // 3)
     # on the draws' device (the host never waits for them), but for MPS: it has no float64
     device = params["jitter"].device if params["jitter"].device.type != "mps" else torch.device("cpu")
-    src = torch.tensor(
-        [[center_x + third, center_y + third],
-         [center_x + third, center_y - third],
-         [center_x - third, center_y - third]],
-        dtype=torch.float32,
-    ).to(device).expand(batch, 3, 2)
+    src = device_constant(
+        ((center_x + third, center_y + third),
+         (center_x + third, center_y - third),
+         (center_x - third, center_y - third)),
+        torch.float32, device,
+    ).expand(batch, 3, 2)
     dst = src + (params["jitter"].to(device) * jitter).to(torch.float32)
     matrix = _affine_from_points(src.double(), dst.double())
     warped = warp_affine_cv2(x.to(work), matrix)

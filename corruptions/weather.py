@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions._ops import (
+    device_constant,
     gaussian_blur2d,
     quiet_torchvision_io,
     rgb_to_gray,
@@ -287,8 +288,8 @@ def _frost_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
     textures = frost_textures(height, width, images.device, level.preset)
     index = rng.randint(0, FROST_USED)
     u = rng.uniform(2)
-    sizes = torch.tensor([t.shape[-2:] for t in textures], device=u.device, dtype=torch.float32)
-    room = sizes[index.to(u.device)] - torch.tensor([height, width], device=u.device)
+    room = device_constant(tuple((t.shape[-2] - height, t.shape[-1] - width) for t in textures),
+                           torch.float32, u.device)[index.to(u.device)]
     # randint(0, th - H) and randint(0, tw - W), high exclusive
     offsets = torch.floor(u * room).to(torch.int64).clamp_min(0)
     return {"index": index, "top": offsets[:, 0], "left": offsets[:, 1]}
@@ -560,11 +561,11 @@ def _spatter(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mode == 0:
         m = (water_mask(liquid) * intensity).to(x.dtype)
-        color = torch.tensor([175 / 255, 238 / 255, 238 / 255], dtype=x.dtype, device=x.device)
+        color = device_constant((175 / 255, 238 / 255, 238 / 255), x.dtype, x.device)
         return x + m * color.view(1, 3, 1, 1)
     m = gaussian_blur2d((liquid > threshold).to(torch.float32), intensity, mode="nearest")
     m = torch.where(m < 0.8, torch.zeros_like(m), m).to(x.dtype)
-    color = torch.tensor([63 / 255, 42 / 255, 20 / 255], dtype=x.dtype, device=x.device)
+    color = device_constant((63 / 255, 42 / 255, 20 / 255), x.dtype, x.device)
     return x * (1 - m) + color.view(1, 3, 1, 1) * m
 
 

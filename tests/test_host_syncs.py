@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from corruptions import get_corruption, list_corruptions
 from corruptions._rng import ImageRandom
@@ -102,15 +104,47 @@ ON_THE_HOST = {
 }
 
 
+class _HostToDevice(TorchDispatchMode):
+    """Records the copies of CPU tensors to the "meta" device (host-to-device copies in real
+    life: on CUDA a blocking one waits for all queued work) and ``torch.tensor(..., device=)``
+    calls (their copy happens below the dispatcher)."""
+
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.copies: list[str] = []
+        for name in ("tensor", "as_tensor"):
+            made = getattr(torch, name)
+
+            def record(*args, _made=made, _name=name, **kwargs):
+                if kwargs.get("device") is not None and torch.device(kwargs["device"]).type != "cpu":
+                    self.copies.append(f"torch.{_name}(..., device={kwargs['device']})")
+                return _made(*args, **kwargs)
+
+            monkeypatch.setattr(torch, name, record)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if any(t.device.type == "cpu" for t in inputs) and any(t.device.type == "meta" for t in outputs):
+            self.copies.append(f"{func}: {[tuple(t.shape) for t in inputs if t.device.type == 'cpu']}")
+        return out
+
+
 @pytest.mark.parametrize("name", list_corruptions("all"))
-def test_appliers_never_read_the_device_but_the_known(name):
+def test_appliers_never_read_the_device_but_the_known(name, monkeypatch):
+    """And, once their cached tables are on the device, copy nothing from the host to it."""
     corruption = get_corruption(name)
     images = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(0))
     params = corruption.sample(ImageRandom(2, "cpu", seeds=[1, 2]), images, 3)
     on_meta = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    images = images.to("meta")
     if name in ON_THE_HOST:
         with pytest.raises((RuntimeError, NotImplementedError)):
-            corruption.apply(images.to("meta"), 3, on_meta)
-    else:
-        out = corruption.apply(images.to("meta"), 3, on_meta)
-        assert out.device.type == "meta" and out.shape == images.shape
+            corruption.apply(images, 3, on_meta)
+        return
+    corruption.apply(images, 3, on_meta)  # builds the cached tables
+    with _HostToDevice(monkeypatch) as watch:
+        out = corruption.apply(images, 3, on_meta)
+    assert out.device.type == "meta" and out.shape == images.shape
+    assert watch.copies == []
