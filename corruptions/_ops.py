@@ -66,6 +66,12 @@ def device_constant(values, dtype: torch.dtype, device: torch.device) -> torch.T
     return constant
 
 
+def float64_device(device: torch.device) -> torch.device:
+    """Where float64 work on tensors of ``device`` runs: there, but on the CPU for MPS (it has
+    no float64)."""
+    return device if device.type != "mps" else torch.device("cpu")
+
+
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized.
 

@@ -11,6 +11,7 @@ from corruptions._ops import (
     fft_correlate,
     fft_filter2d,
     filter_matrix,
+    float64_device,
     gaussian_blur2d,
     shift_add,
     truncate_uint8,
@@ -199,8 +200,7 @@ def motion_taps(
         offsets of the read, for :func:`corruptions._ops.fft_correlate`.
     """
     width_k = 2 * radius + 1
-    # on the angles' device (the host never waits for them), but for MPS: it has no float64
-    device = angles.device if angles.device.type != "mps" else torch.device("cpu")
+    device = float64_device(angles.device)  # where the angles are: the host never waits for them
     i = torch.arange(width_k, dtype=torch.float64, device=device)
     kernel = torch.exp(-(i**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from corruptions._ops import (
     axis_matrix,
     device_constant,
+    float64_device,
     gaussian_matrix,
     pil_box_matrix,
     quiet_torchvision_io,
@@ -298,8 +299,7 @@ def _elastic_transform(x: torch.Tensor, level: Level, params: dict) -> torch.Ten
     # random affine: three points around the centre, each moved by U(-jitter, jitter)
     center_x, center_y = float(width // 2), float(height // 2)
     third = float(min(height, width) // 3)
-    # on the draws' device (the host never waits for them), but for MPS: it has no float64
-    device = params["jitter"].device if params["jitter"].device.type != "mps" else torch.device("cpu")
+    device = float64_device(params["jitter"].device)  # where the draws are: the host never waits
     src = device_constant(
         ((center_x + third, center_y + third),
          (center_x + third, center_y - third),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -40,7 +41,7 @@ _GUIDE = 512
 _TABLES: dict = {}
 
 
-def poisson_tables(c: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def poisson_tables(c: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """CDF and guide tables of Poisson(c * k / 255) for the 256 uint8 levels k.
 
     Returns:
@@ -141,6 +142,7 @@ def _indices(mask: torch.Tensor, count: int) -> torch.Tensor:
         return mask.nonzero().flatten()
 
 
+@functools.lru_cache(maxsize=64)
 def _small_poisson_steps(rate: float) -> int:
     """Steps of :func:`_small_poisson` that settle every v <= 1 - 2**-24 at rates up to
     ``rate`` (the CDF at a step falls as the rate grows), with two to spare for rounding."""

@@ -470,12 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
         installed = install_wheels(args.wheels, work / "site") if args.wheels else []
+        missing = missing_modules()
+        if "torch" in missing:
+            raise SystemExit("gpu-check: this Python has no torch: use one that has (a CUDA build on a GPU)")
     except SystemExit:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    missing = missing_modules()
-    if "torch" in missing:
-        raise SystemExit("gpu-check: this Python has no torch: use one that has (a CUDA build on a GPU)")
 
     import torch
 

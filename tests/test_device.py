@@ -248,40 +248,36 @@ def test_out_of_memory_names_batch_size_and_stores_nothing(suite, on_sys_path, t
     assert not done.get(label.split(" (+")[0], set()) - ({0} if suite == "clean" else set())
 
 
+class _FailsAboveTwo(torch.nn.Module):
+    """A classifier that raises ``error`` on batches of more than 2 images."""
+
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 10)
+        self.error = error
+
+    def forward(self, x):
+        if x.shape[0] > 2:
+            raise self.error
+        return self.fc(x.mean((2, 3)))
+
+
 def test_the_engine_raises_a_device_memory_error(monkeypatch, tmp_path, image_folder):
     from robustbench_gcp import evaluate
-
-    class Hungry(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(3, 10)
-
-        def forward(self, x):
-            if x.shape[0] > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return self.fc(x.mean((2, 3)))
 
     message = (r"^clean, shard 1 of 1: the cell at batch size 3 needs more memory than cpu has \(CUDA out "
                r"of memory\. Tried to allocate 2\.00 GiB\); lower --batch-size; nothing was stored for this "
                r"shard$")
+    hungry = _FailsAboveTwo(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(DeviceMemoryError, match=message):
-        evaluate(Hungry(), data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
+        evaluate(hungry, data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
                  batch_size=3, workers=0)
 
 
 def test_other_runtime_errors_pass_through(tmp_path, image_folder):
     from robustbench_gcp import evaluate
 
-    class Broken(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(3, 10)
-
-        def forward(self, x):
-            if x.shape[0] > 2:
-                raise RuntimeError("a bug in the model")
-            return self.fc(x.mean((2, 3)))
-
+    broken = _FailsAboveTwo(RuntimeError("a bug in the model"))
     with pytest.raises(RuntimeError, match="^a bug in the model$"):
-        evaluate(Broken(), data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
+        evaluate(broken, data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
                  batch_size=3, workers=0)
