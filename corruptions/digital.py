@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from corruptions import jpeg
 from corruptions._ops import (
     axis_matrix,
     device_constant,
@@ -147,29 +148,31 @@ def _pixelate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
 
 
 def jpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
-    """Encode and decode (B, 3, H, W) uint8 images as JPEG with torchvision (libjpeg).
+    """Encode and decode (B, 3, H, W) uint8 images as JPEG at ``quality``, as PIL's default
+    save does (baseline, 4:2:0 chroma subsampling, islow DCT), on the images' device.
 
-    Same codec settings as PIL's default save (4:2:0 chroma subsampling, islow DCT).
-    On CPU, images are coded on a small thread pool; on CUDA, with nvJPEG.
+    On the CPU, :func:`libjpeg_roundtrip`. On any other device, :func:`corruptions.jpeg.roundtrip`
+    computes the same round trip in integer tensor arithmetic, bit for bit, without leaving the
+    device. (nvJPEG is not used: torchvision's CUDA encoder fixes 4:4:4 sampling, and its bytes
+    would have to come back to the host to be decoded.)
     """
-    from torchvision.io import decode_jpeg, encode_jpeg
-
     if pixels.shape[0] == 0:
         return pixels.clone()
+    if pixels.device.type != "cpu":
+        return jpeg.roundtrip(pixels, quality)
+    return libjpeg_roundtrip(pixels, quality)
+
+
+def libjpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    """The JPEG round trip of (B, 3, H, W) uint8 CPU images with torchvision's libjpeg-turbo
+    (PIL's codec and settings), the images coded on a small thread pool."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    def code(image: torch.Tensor) -> torch.Tensor:
+        return decode_jpeg(encode_jpeg(image, quality=quality))
+
     with quiet_torchvision_io():
-        if pixels.device.type == "cuda":
-            try:
-                encoded = encode_jpeg(list(pixels), quality=quality)
-                decoded = decode_jpeg([e.cpu() for e in encoded], device=pixels.device)
-                return torch.stack(decoded)
-            except (RuntimeError, NotImplementedError):  # older torchvision: CPU codec
-                pass
-        cpu = pixels.cpu()
-
-        def code(image: torch.Tensor) -> torch.Tensor:
-            return decode_jpeg(encode_jpeg(image, quality=quality))
-
-        return torch.stack(thread_map(code, list(cpu))).to(pixels.device)
+        return torch.stack(thread_map(code, list(pixels)))
 
 
 def _jpeg_compression(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

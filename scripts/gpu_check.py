@@ -8,9 +8,9 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
 - ``pytest-cuda``: the tests marked ``cuda`` (``pytest -m cuda tests/``: the CUDA tests of the
   corruptions, perturbations and heads, and tests/test_gpu_parity.py), with their counts and
   the figures the parity tests print;
-- ``bench-corruptions``, ``bench-perturbations``, ``bench-heads``, ``bench-attack``,
-  ``bench-landscape`` and ``bench-pipeline`` (where this tree has it) with ``--device cuda
-  --json``, their JSON kept;
+- ``bench-corruptions``, ``bench-perturbations``, ``bench-heads``, ``bench-jpeg``,
+  ``bench-attack``, ``bench-landscape`` and ``bench-pipeline`` (where this tree has it) with
+  ``--device cuda --json``, their JSON kept;
 - ``eval-<model>[-amp]``: ``eval --suite imagenet-c`` of resnet50-isqrt and resnet50-gap (seeded
   random weights) on a generated folder of real-photo crops, in float32 and with ``--amp
   --channels-last``: cell-images per second;
@@ -108,6 +108,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
                             "--reference-images", "1", "--repeats", "3"],
             "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
             "heads": ["--batch-size", "32", "--repeats", "5"],
+            "jpeg": ["--batch-size", "256", "--size", "224", "--repeats", "3"],
             "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],
             "landscape": ["--model", "resnet50-isqrt", "--random-weights", "--images", "8",
@@ -132,6 +133,7 @@ def tiny_sizes(device: str) -> Sizes:
             "perturbations": ["--model", "demo-gap", "--perturbations", "translate", "--batch-size", "1",
                               "--size", "32", "--model-batch-size", "2", "--repeats", "1"],
             "heads": ["--batch-size", "1", "--repeats", "1", "--pool-only"],
+            "jpeg": ["--batch-size", "2", "--size", "32", "--qualities", "85", "--repeats", "1"],
             "attack": ["--model", "demo-gap", "--images", "2", "--batch-size", "2", "--steps", "1",
                        "--repeats", "1"],
             "landscape": ["--model", "demo-gap", "--images", "2", "--batch-size", "2", "--etas", "0.01:0.1:2",
@@ -503,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         data = work / "photos"
         steps: list[Callable[[], Step]] = [
             lambda: pytest_step(sizes, work),
-            *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "attack",
-                                                        "landscape")),
+            *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
+                                                        "attack", "landscape")),
             *(lambda m=m, a=a: eval_step(m, a, sizes, data, work)
               for m in sizes.eval_models for a in (False, True)),
             lambda: torchrun_step(sizes, data, work, gpus),

@@ -29,7 +29,7 @@ def test_the_expected_commands_exist():
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"eval", "compare", "report", "demo", "baseline", "models", "suites", "inspect", "bench"} <= names
     assert {"bench corruptions", "bench fidelity", "bench heads", "bench attack", "bench perturbations",
-            "bench scaling", "bench landscape", "bench pipeline"} <= names
+            "bench scaling", "bench landscape", "bench pipeline", "bench jpeg"} <= names
 
 
 @pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])

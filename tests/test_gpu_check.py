@@ -43,20 +43,21 @@ def test_quick_run_without_cuda(tmp_path):
     lines = done.stdout.splitlines()
     no_cuda = [line for line in lines if "no CUDA device" in line]
     assert len(no_cuda) == 1 and lines[0] == no_cuda[0], done.stdout
-    assert lines[-1].startswith("gpu-check: 7 passed in ")
+    assert lines[-1].startswith("gpu-check: 8 passed in ")
     assert lines[-1].endswith(f"results in {tmp_path}/gpu-check.json")
 
     results = json.loads((tmp_path / "gpu-check.json").read_text())
     assert results["mode"] == "cpu" and results["device"] == "cpu" and results["finished"]
-    assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 7}
+    assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 8}
     steps = {step["name"]: step for step in results["steps"]}
-    assert list(steps) == ["pytest-cuda", "bench-corruptions", "bench-perturbations", "bench-attack",
-                           "eval-demo-isqrt", "eval-demo-isqrt-amp", "torchrun"]
+    assert list(steps) == ["pytest-cuda", "bench-corruptions", "bench-perturbations", "bench-jpeg",
+                           "bench-attack", "eval-demo-isqrt", "eval-demo-isqrt-amp", "torchrun"]
     tests = steps["pytest-cuda"]["result"]
     assert tests["tests"] == tests["skipped"] > 30 and tests["passed"] == tests["failed"] == 0
     assert steps["bench-corruptions"]["result"]["rows"][0]["corruption"] == "fog"
     assert steps["bench-perturbations"]["result"]["rows"][0]["perturbation"] == "translate"
     assert {row["path"] for row in steps["bench-attack"]["result"]} == {"suite", "plain"}
+    assert [row["identical"] for row in steps["bench-jpeg"]["result"]["rows"]] == [True, True]
     plain, amp = steps["eval-demo-isqrt"]["result"], steps["eval-demo-isqrt-amp"]["result"]
     assert (plain["precision"], amp["precision"]) == ("float32", "bfloat16")
     assert plain["cells"] == 3 and plain["cell_images"] == 24 and plain["cell_images_per_s"] > 0

@@ -99,7 +99,6 @@ def test_corrupted_cells_wait_for_the_device_once_per_batch_at_most(ctx, name):
 ON_THE_HOST = {
     "shot_noise": "how many values the Poisson guide leaves short (one read per batch)",
     "glass_blur": "whether a chain outlived the unchecked doublings (one per batch)",
-    "jpeg_compression": "the codec: PIL/libjpeg on the CPU; nvJPEG's bytes are read back per image",
     "spatter": "Canny hysteresis: whether the edges stopped growing (1 or 2 per batch at 224 px)",
 }
 

@@ -13,6 +13,7 @@ from robustbench_gcp.cli import LazyGroup
         "corruptions": "robustbench_gcp.cli.bench_corruptions:bench_corruptions",
         "fidelity": "robustbench_gcp.cli.bench_corruptions:bench_fidelity",
         "heads": "robustbench_gcp.cli.bench_heads:bench_heads",
+        "jpeg": "robustbench_gcp.cli.bench_jpeg:bench_jpeg",
         "perturbations": "robustbench_gcp.cli.bench_perturbations:bench_perturbations",
         "scaling": "robustbench_gcp.cli.bench_scaling:bench_scaling",
         "attack": "robustbench_gcp.cli.bench_attack:bench_attack",
