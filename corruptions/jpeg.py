@@ -32,8 +32,6 @@ The stages (libjpeg-turbo file in brackets):
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from corruptions._ops import device_constant
@@ -108,6 +106,7 @@ def _butterfly_odd(t0, t1, t2, t3):
 
 
 def _fdct_pass(x: torch.Tensor, dim: int, first: bool) -> torch.Tensor:
+    """One pass of jpeg_fdct_islow over the blocks' rows (``first``: dim 2) or columns."""
     d = x.unbind(dim)
     t0, t7 = d[0] + d[7], d[0] - d[7]
     t1, t6 = d[1] + d[6], d[1] - d[6]
@@ -128,6 +127,8 @@ def _fdct_pass(x: torch.Tensor, dim: int, first: bool) -> torch.Tensor:
 
 
 def _idct_pass(x: torch.Tensor, dim: int, first: bool) -> torch.Tensor:
+    """One pass of jpeg_idct_islow over the dequantized blocks' columns (``first``: dim 1)
+    or rows."""
     d = x.unbind(dim)
     z1 = (d[2] + d[6]) * _F0541
     t2, t3 = z1 + d[6] * -_F1847, z1 + d[2] * _F0765
@@ -208,13 +209,8 @@ def _downsample(c: torch.Tensor) -> torch.Tensor:
     c = _pad_edges(c, _round_up(height, 2), _round_up(width, 16))
     batch, h2, w2 = c.shape
     sums = c.view(batch, h2 // 2, 2, w2 // 2, 2).sum((2, 4), dtype=torch.int32)
-    bias = _bias(w2 // 2, c.device)
+    bias = device_constant(tuple(1 + i % 2 for i in range(w2 // 2)), torch.int32, c.device)
     return (sums + bias) >> 2
-
-
-@functools.lru_cache(maxsize=32)
-def _bias(width: int, device: torch.device) -> torch.Tensor:
-    return (torch.arange(width, dtype=torch.int32) % 2 + 1).to(device)
 
 
 def _upsample(c: torch.Tensor, height: int, width: int) -> torch.Tensor:

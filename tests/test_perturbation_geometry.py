@@ -283,7 +283,7 @@ def test_bad_sizes_are_refused(photos):
 # the suite, end to end
 
 
-def test_suite_generates_geometric_sequences_from_the_whole_images(demo_val, tmp_path):
+def test_suite_generates_geometric_sequences_from_the_whole_images(demo_val, tmp_path, monkeypatch):
     from robustbench_gcp.cli import main
     from robustbench_gcp.config import load_config
     from robustbench_gcp.data.folders import scan_folder
@@ -292,11 +292,18 @@ def test_suite_generates_geometric_sequences_from_the_whole_images(demo_val, tmp
     from robustbench_gcp.metrics import flip_stats
     from robustbench_gcp.models import load_model
 
+    read = Preprocess.window_sizes
+    reads = []
+    monkeypatch.setattr(Preprocess, "window_sizes",
+                        staticmethod(lambda images: reads.append(len(images)) or read(images)))
     result = CliRunner().invoke(main, [str(a) for a in (
         "eval", "--model", "demo-gap", "--data", demo_val, "--class-order", "sorted", "--store",
         tmp_path / "s.db", "--suite", "imagenet-p", "--limit", 10, "--workers", 0, "--format", "json",
-        "--perturbations", "scale,tilt")])
+        "--perturbations", "scale,tilt", "--batch-size", 10)])
     assert result.exit_code == 0, result.output
+    # the recorded sizes are read (a wait for the device) once per batch, not once per chunk of
+    # videos (here 4 * 10 // 31 = 1 video per chunk)
+    assert reads == [10, 10]
     entries = {e["perturbation"]: e for e in json.loads(result.stdout)["perturbations"]}
     # the same images as windows of the demo model's 73 px resize (64 px frames), classified directly
     images = scan_folder(demo_val, class_order="sorted").limit(10)

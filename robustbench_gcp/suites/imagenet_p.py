@@ -188,6 +188,12 @@ class PerturbationTask:
         frames = frame_count(self.perturbation, preset=preset)
         budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
         difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
+        # windows: the whole images' sizes, as the loader recorded them (the record lies outside
+        # the image, which the sequences ignore); read once per batch, when only its copy to
+        # the device is queued, not once per chunk behind the model's work
+        window_sizes = None
+        if self.source.window and not self.source.video_frames:
+            window_sizes = Preprocess.window_sizes(images)
         logits = []
         for start in range(0, images.shape[0], budget):
             chunk = images[start:start + budget]
@@ -197,9 +203,7 @@ class PerturbationTask:
                 from corruptions import perturbation_sequence
 
                 seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
-                # windows: the whole image's size, as the loader recorded it (the record lies
-                # outside the image, which the sequences ignore)
-                sizes = Preprocess.window_sizes(chunk) if self.source.window else None
+                sizes = window_sizes[start:start + budget] if window_sizes is not None else None
                 videos = perturbation_sequence(chunk.float().div_(255.0), self.perturbation,
                                                difficulty, seed=seeds, crop_size=self.crop_size,
                                                sizes=sizes, preset=preset)
