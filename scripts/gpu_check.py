@@ -18,6 +18,11 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
   cells' counts must agree.
 
+The JSON's ``targets`` holds what the steps measured against issue 16's speed targets
+(:data:`TARGETS`: corruptions' geometric mean and slowest, ResNet-50 end to end, PGD against
+a plain loop, Newton-Schulz against eigh), each with ``met``; a full run on a GPU prints them in
+one line.
+
 Without CUDA it says so in one line and runs the same steps on the CPU at tiny sizes (the
 CUDA tests then all skip), so that the script itself is tested anywhere. ``--quick`` uses the
 tiny sizes on a GPU too.
@@ -104,10 +109,10 @@ def full_sizes(device: str, workers: int) -> Sizes:
         eval_flags=("--corruptions", "benchmark", "--severities", "1,2,3,4,5"),
         batch_size=64, workers=workers,
         bench={
-            "corruptions": ["--batch-size", "64", "--size", "224", "--severities", "3",
+            "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
             "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
-            "heads": ["--batch-size", "32", "--repeats", "5"],
+            "heads": ["--batch-size", "256", "--repeats", "5"],
             "jpeg": ["--batch-size", "256", "--size", "224", "--repeats", "3"],
             "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],
@@ -413,6 +418,62 @@ def summary(steps: list[dict]) -> dict:
     return counts
 
 
+#: issue 16's speed targets (H100/H200 class, 224 px, batch 256): name -> (what, bound, at least?)
+TARGETS = {
+    "corruptions_geomean": ("corruptions, geometric mean over all, images/s", 20000.0, True),
+    "corruptions_slowest": ("slowest corruption, images/s", 2000.0, True),
+    "eval_cell_images": ("ImageNet-C end to end, ResNet-50, cell-images/s", 3000.0, True),
+    "pgd_plain_over_suite": ("PGD-10: the suite's time over a plain torch loop's", 1.2, False),
+    "eigh_over_newton_schulz": ("Newton-Schulz iSQRT head against eigh, speed-up", 5.0, True),
+}
+
+
+def measured_targets(steps: list[dict]) -> dict[str, dict]:
+    """What the passed steps measured against :data:`TARGETS`: for each, ``value`` (None when its
+    step did not pass), ``target`` and ``met``, and where the value comes from."""
+    results = {step["name"]: step.get("result") for step in steps if step.get("status") == "passed"}
+    found: dict[str, tuple[float, str]] = {}
+    if corruptions := results.get("bench-corruptions"):
+        rows = [r for r in corruptions["rows"] if r.get("images_per_second")]
+        if rows:
+            found["corruptions_geomean"] = (corruptions["geometric_mean"]["images_per_second"],
+                                            f"{len(rows)} corruptions")
+            slowest = min(rows, key=lambda r: r["images_per_second"])
+            found["corruptions_slowest"] = (slowest["images_per_second"], slowest["corruption"])
+    evals = [(name, r["cell_images_per_s"]) for name, r in results.items()
+             if name.startswith("eval-resnet50") and r.get("cell_images_per_s")]
+    if evals:
+        name, best = max(evals, key=lambda item: item[1])
+        found["eval_cell_images"] = (best, f"{name} (the faster of {len(evals)})")
+    if attack := results.get("bench-attack"):
+        suite = next((r for r in attack if r.get("path") == "suite" and r.get("ratio")), None)
+        if suite:
+            found["pgd_plain_over_suite"] = (1 / suite["ratio"], "bench attack")
+    if heads := results.get("bench-heads"):
+        ms = {r["head"]: r["forward_ms"] for r in heads["rows"]}
+        if ms.get("isqrt") and ms.get("mpncov"):
+            found["eigh_over_newton_schulz"] = (ms["mpncov"] / ms["isqrt"],
+                                                f"forward, batch {heads['batch_size']}, {heads['scope']}")
+    out = {}
+    for key, (what, bound, at_least) in TARGETS.items():
+        value, source = found.get(key, (None, "not measured"))
+        met = None if value is None else (value >= bound if at_least else value <= bound)
+        out[key] = {"what": what, "value": value, "target": f"{'>=' if at_least else '<='} {bound:g}",
+                    "met": met, "from": source}
+    return out
+
+
+def targets_line(targets: dict[str, dict]) -> str:
+    measured = {k: t for k, t in targets.items() if t["value"] is not None}
+    if not measured:
+        return "targets: none measured"
+    met = sum(bool(t["met"]) for t in measured.values())
+    parts = [f"{k} {t['value']:,.0f}" if t["value"] >= 100 else f"{k} {t['value']:.2f}"
+             for k, t in measured.items()]
+    parts = [f"{part} ({'met' if t['met'] else 'missed'})" for part, t in zip(parts, measured.values())]
+    return f"targets: {met} of {len(measured)} measured met: " + "; ".join(parts)
+
+
 # the modules of pyproject.toml's dependencies (and pytest), looked up before the steps run
 NEEDED_MODULES = ("torch", "torchvision", "click", "rich", "yaml", "imagecorruptions", "foolbox",
                   "matplotlib", "numpy", "timm", "av", "pytest")
@@ -499,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "finished": None, "mode": "full" if sizes.photos > 8 else ("quick" if cuda else "cpu"),
                "device": sizes.device, "machine": {**machine(cuda), "wheels": installed, "missing": missing},
-               "steps": [], "summary": {}}
+               "steps": [], "summary": {}, "targets": {}}
     write(path, results)
     try:
         data = work / "photos"
@@ -536,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                     record = run_step(step, work)
             results["steps"].append(record)
             results["summary"] = summary(results["steps"])
+            results["targets"] = measured_targets(results["steps"])
             results["seconds"] = round(time.monotonic() - started, 1)
             write(path, results)
             note = f" ({record['reason']})" if record["status"] != "passed" and "reason" in record else ""
@@ -550,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     write(path, results)
     bad = [s["name"] for s in results["steps"] if s["status"] not in ("passed", "not available")]
     counts = ", ".join(f"{n} {status}" for status, n in results["summary"].items())
+    if results["mode"] == "full":  # the targets are for a GPU at full sizes
+        print(f"gpu-check: {targets_line(results.get('targets', {}))}", flush=True)
     print(f"gpu-check: {counts or 'no steps'} in {results['seconds']:.0f} s; results in {path}", flush=True)
     return 1 if bad else 0
 

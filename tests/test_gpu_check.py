@@ -58,6 +58,11 @@ def test_quick_run_without_cuda(tmp_path):
     assert steps["bench-perturbations"]["result"]["rows"][0]["perturbation"] == "translate"
     assert {row["path"] for row in steps["bench-attack"]["result"]} == {"suite", "plain"}
     assert [row["identical"] for row in steps["bench-jpeg"]["result"]["rows"]] == [True, True]
+    targets = results["targets"]
+    assert targets["corruptions_slowest"]["from"] == "fog" and targets["corruptions_slowest"]["value"] > 0
+    heads = targets["eigh_over_newton_schulz"]  # the step was skipped
+    assert (heads["value"], heads["met"], heads["from"]) == (None, None, "not measured")
+    assert not any("targets:" in line for line in lines)  # printed for full runs on a GPU only
     plain, amp = steps["eval-demo-isqrt"]["result"], steps["eval-demo-isqrt-amp"]["result"]
     assert (plain["precision"], amp["precision"]) == ("float32", "bfloat16")
     assert plain["cells"] == 3 and plain["cell_images"] == 24 and plain["cell_images_per_s"] > 0
@@ -138,6 +143,40 @@ def test_a_spent_budget_leaves_steps_not_run(gpu_check, tmp_path, monkeypatch, c
     (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
     assert step == {"name": "bench-corruptions", "status": "not run", "seconds": 0.0,
                     "reason": "the time budget (--budget 1 s) was spent"}
+
+
+def test_targets_from_the_steps_results(gpu_check):
+    def passed(name, result):
+        return {"name": name, "status": "passed", "result": result}
+
+    steps = [
+        passed("bench-corruptions", {"rows": [{"corruption": "fog", "images_per_second": 30000.0},
+                                              {"corruption": "glass_blur", "images_per_second": 1500.0}],
+                                     "geometric_mean": {"images_per_second": 6708.2}}),
+        passed("bench-heads", {"batch_size": 256, "scope": "head",
+                               "rows": [{"head": "gap", "forward_ms": 1.0},
+                                        {"head": "isqrt", "forward_ms": 2.0},
+                                        {"head": "mpncov", "forward_ms": 12.0}]}),
+        passed("bench-attack", [{"path": "suite", "images_per_s": 90.0, "ratio": 0.9},
+                                {"path": "plain", "images_per_s": 100.0}]),
+        passed("eval-resnet50-isqrt", {"cell_images_per_s": 2500.0}),
+        passed("eval-resnet50-isqrt-amp", {"cell_images_per_s": 4000.0}),
+        {"name": "eval-resnet50-gap", "status": "failed", "result": {"cell_images_per_s": 9e9}},
+    ]
+    targets = gpu_check.measured_targets(steps)
+    assert set(targets) == set(gpu_check.TARGETS)
+    assert (targets["corruptions_geomean"]["value"], targets["corruptions_geomean"]["met"]) == (6708.2, False)
+    slowest = targets["corruptions_slowest"]
+    assert (slowest["value"], slowest["met"], slowest["from"]) == (1500.0, False, "glass_blur")
+    assert targets["eval_cell_images"]["value"] == 4000.0 and targets["eval_cell_images"]["met"]
+    assert "eval-resnet50-isqrt-amp" in targets["eval_cell_images"]["from"]  # the failed step is left out
+    assert targets["pgd_plain_over_suite"]["value"] == pytest.approx(1 / 0.9)
+    assert targets["pgd_plain_over_suite"]["met"] and targets["pgd_plain_over_suite"]["target"] == "<= 1.2"
+    assert targets["eigh_over_newton_schulz"]["value"] == 6.0 and targets["eigh_over_newton_schulz"]["met"]
+    line = gpu_check.targets_line(targets)
+    assert line.startswith("targets: 3 of 5 measured met: ") and "corruptions_slowest 1,500 (missed)" in line
+    assert "eigh_over_newton_schulz 6.00 (met)" in line
+    assert gpu_check.targets_line(gpu_check.measured_targets([])) == "targets: none measured"
 
 
 def test_junit_summary(gpu_check, tmp_path):
