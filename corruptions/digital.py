@@ -151,16 +151,20 @@ def jpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode and decode (B, 3, H, W) uint8 images as JPEG at ``quality``, as PIL's default
     save does (baseline, 4:2:0 chroma subsampling, islow DCT), on the images' device.
 
-    On the CPU, :func:`libjpeg_roundtrip`. On any other device, :func:`corruptions.jpeg.roundtrip`
-    computes the same round trip in integer tensor arithmetic, bit for bit, without leaving the
-    device. (nvJPEG is not used: torchvision's CUDA encoder fixes 4:4:4 sampling, and its bytes
-    would have to come back to the host to be decoded.)
+    On the CPU, :func:`libjpeg_roundtrip`. On CUDA (and any other device but MPS),
+    :func:`corruptions.jpeg.roundtrip` computes the same round trip in integer tensor arithmetic,
+    bit for bit, without leaving the device. (nvJPEG is not used: torchvision's CUDA encoder fixes
+    4:4:4 sampling, and its bytes would have to come back to the host to be decoded.) MPS images
+    go through the CPU codec: MPS has integer shifts only from torch 2.5, and this arithmetic has
+    not been run there.
     """
     if pixels.shape[0] == 0:
         return pixels.clone()
-    if pixels.device.type != "cpu":
-        return jpeg.roundtrip(pixels, quality)
-    return libjpeg_roundtrip(pixels, quality)
+    if pixels.device.type == "cpu":
+        return libjpeg_roundtrip(pixels, quality)
+    if pixels.device.type == "mps":
+        return libjpeg_roundtrip(pixels.cpu(), quality).to(pixels.device)
+    return jpeg.roundtrip(pixels, quality)
 
 
 def libjpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:

@@ -9,11 +9,13 @@ computed here with libjpeg-turbo's fixed-point arithmetic, so the output is the 
 for bit (``tests/test_jpeg.py`` checks it against PIL for odd sizes, every quality and
 worst-case content).
 
-Why not nvJPEG on CUDA: torchvision's CUDA encoder fixes 4:4:4 sampling (it differs from
-the protocol's 4:2:0 by several levels at ImageNet-C's qualities), waits for the device
-twice per image, and its bytes must come back to the host for the decoder. This file
-keeps the whole round trip on the images' device, in about 150 elementwise kernels per
-batch, with no host read.
+``corruptions.digital.jpeg_roundtrip`` uses it on CUDA (and any device but the CPU, where
+libjpeg-turbo itself is faster, and MPS, which lacks integer shifts before torch 2.5). Why not
+nvJPEG on CUDA: torchvision's CUDA encoder fixes 4:4:4 sampling (not the protocol's
+4:2:0), waits for the device twice per image, and its bytes must come back to the host for
+the decoder. This file keeps the whole round trip on the images' device, in about 340
+elementwise kernels per batch (the three components' blocks are transformed together),
+with no host read.
 
 The stages (libjpeg-turbo file in brackets):
 1. RGB -> YCbCr with 16-bit fixed-point coefficients (jccolor.c);
@@ -23,8 +25,8 @@ The stages (libjpeg-turbo file in brackets):
 4. quantization: division by 8 q rounding half away from zero (jcdctmgr.c's reciprocal
    method gives exactly this for every coefficient and divisor), with the IJG tables
    scaled by ``quality`` and capped at 255 (jcparam.c);
-5. dequantization and inverse islow DCT, with the wrap-around range limit (jidctint.c,
-   jdmaster.c);
+5. dequantization and inverse islow DCT, clamped to 0..255 as the SIMD IDCT saturates
+   (jidctint.c and its SIMD versions);
 6. chroma upsampled with the triangular filter, the nearer sample weighted 3 and the
    farther 1, edges replicated (jdsample.c, jdmainct.c);
 7. YCbCr -> RGB with libjpeg's tables, clamped to 0..255 (jdcolor.c).
@@ -142,11 +144,11 @@ def _idct_pass(x: torch.Tensor, dim: int, first: bool) -> torch.Tensor:
 
 
 def _range_limit(v: torch.Tensor) -> torch.Tensor:
-    """libjpeg's post-IDCT range limit: v + 128 clamped to 0..255 for |v| < 512, and the
-    table's wrap-around (index ``v & 1023``) beyond, as the decoder does."""
-    index = v & 1023
-    return torch.where(index < 512, (index + _CENTER).clamp_(max=255),
-                       torch.where(index < 1024 - _CENTER, 0, index - (1024 - _CENTER)))
+    """The IDCT's output v + 128 clamped to 0..255. (libjpeg's C decoder indexes a table with
+    ``v & 1023``, which wraps around for |v| >= 512; libjpeg-turbo's SIMD IDCT, which PIL and
+    torchvision run, saturates instead, and outputs that far out do occur at low qualities:
+    tests/test_jpeg.py has two such blocks.)"""
+    return (v + _CENTER).clamp_(0, 255)
 
 
 def _lossy(planes: list[torch.Tensor], tables: list[tuple[int, ...]]) -> list[torch.Tensor]:

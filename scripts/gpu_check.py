@@ -112,7 +112,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
             "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
             "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
-            "heads": ["--batch-size", "256", "--repeats", "5"],
+            "heads": ["--batch-size", "256", "--repeats", "5", "--pool-only"],  # as the target: d = 256
             "jpeg": ["--batch-size", "256", "--size", "224", "--repeats", "3"],
             "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],

@@ -75,7 +75,7 @@ def test_every_quality_equals_pil():
 
 def test_worst_case_content_equals_pil():
     """Full-swing patterns: the largest coefficients (int32 range), ringing past 0..255
-    (the range limit) and quality 100's unit divisors."""
+    and quality 100's unit divisors."""
     rows, cols = torch.meshgrid(torch.arange(48), torch.arange(40), indexing="ij")
     patterns = [(rows + cols) % 2, cols % 2, rows % 2, (rows // 8 + cols // 8) % 2, cols > 20]
     planes = [p.to(torch.uint8) * 255 for p in patterns]
@@ -83,6 +83,35 @@ def test_worst_case_content_equals_pil():
     for quality in (1, 5, 25, 50, 75, 95, 100):
         got, expected = roundtrip(x, quality), pil_roundtrip(x, quality)
         assert torch.equal(got, expected), f"q{quality}: {_differing(got, expected)}"
+
+
+#: 8x8 grey blocks whose IDCT output reaches +-512 at their quality (found by a search): the
+#: range limit must saturate there, as libjpeg-turbo's SIMD IDCT does, not wrap around as the C
+#: decoder's table would
+FAR_OUT_BLOCKS = {
+    15: [[255, 0, 0, 255, 42, 222, 18, 0], [0, 255, 0, 0, 255, 255, 255, 0],
+         [255, 255, 169, 0, 93, 136, 255, 255], [0, 0, 0, 0, 0, 215, 203, 0],
+         [239, 190, 0, 0, 116, 255, 83, 255], [0, 255, 0, 234, 0, 0, 149, 223],
+         [255, 255, 219, 0, 230, 0, 8, 0], [0, 255, 172, 172, 48, 0, 255, 255]],
+    7: [[0, 0, 253, 255, 1, 255, 0, 0], [0, 0, 0, 0, 0, 0, 0, 255],
+        [79, 255, 221, 255, 42, 213, 244, 0], [0, 255, 0, 255, 255, 255, 255, 0],
+        [0, 255, 0, 0, 255, 158, 0, 255], [255, 255, 0, 0, 0, 255, 255, 45],
+        [0, 255, 140, 0, 0, 0, 255, 53], [0, 0, 255, 255, 234, 255, 255, 0]],
+}
+
+
+@pytest.mark.parametrize("quality", sorted(FAR_OUT_BLOCKS))
+def test_idct_outputs_far_out_of_range_saturate_as_pil(quality):
+    from corruptions import jpeg as module
+
+    x = torch.tensor(FAR_OUT_BLOCKS[quality], dtype=torch.uint8).expand(1, 3, 8, 8).contiguous()
+    table = torch.tensor(quant_tables(quality)[0], dtype=torch.int32).view(1, 8, 8)
+    coef = module._fdct_pass(module._fdct_pass(x[:, 0].int() - 128, 2, True), 1, False)
+    coef = torch.sign(coef) * ((coef.abs() + 4 * table) // (8 * table))
+    before_limit = module._idct_pass(module._idct_pass(coef * table, 1, True), 2, False)
+    assert before_limit.abs().max() >= 512  # the block still reaches that far
+    got, expected = roundtrip(x, quality), pil_roundtrip(x, quality)
+    assert torch.equal(got, expected), _differing(got, expected)
 
 
 @pytest.mark.parametrize("quality", [85, 25, 18, 15, 10, 7])  # storage; ImageNet-C's five

@@ -7,7 +7,7 @@ to the host and back.
 - ``libjpeg``: torchvision's libjpeg-turbo on the CPU, on a small thread pool (what the
   round trip uses on the CPU; PIL's codec, the protocol's reference);
 - ``tensor``: :func:`corruptions.jpeg.roundtrip`, the same arithmetic in integer tensors on
-  ``device`` (what the round trip uses off the CPU);
+  ``device`` (what the round trip uses on CUDA);
 - ``nvjpeg``: torchvision's CUDA codec (CUDA only, where this torchvision has it): not used by
   gcp-robust, timed for comparison; its encoder samples chroma 4:4:4, so its pixels differ.
 

@@ -34,8 +34,8 @@ def bench_jpeg(device: str, batch_size: int, size: int, qualities: str, repeats:
                as_json: bool) -> None:
     """Time the JPEG round trips on the same photographs, from images on the device
     back to images on it: libjpeg-turbo on the CPU (the protocol's codec, PIL's), the
-    same arithmetic in integer tensors on the device (what gcp-robust uses off the
-    CPU), and on CUDA torchvision's nvJPEG (not used: 4:4:4 chroma). Each row also
+    same arithmetic in integer tensors on the device (what gcp-robust uses on
+    CUDA), and on CUDA torchvision's nvJPEG (not used: 4:4:4 chroma). Each row also
     gives the mean difference from libjpeg's pixels, in uint8 levels.
 
     \b
