@@ -73,6 +73,35 @@ def test_every_quality_equals_pil():
         assert torch.equal(roundtrip(x, quality), pil_roundtrip(x, quality)), quality
 
 
+def test_random_sizes_qualities_and_content_equal_pil():
+    """A seeded mix: sizes 1..70, qualities 1..100, batches of 1..3, five kinds of content."""
+    rng = np.random.default_rng(2026)
+    for case in range(40):
+        batch, height, width = int(rng.integers(1, 4)), *(int(v) for v in rng.integers(1, 71, 2))
+        quality = int(rng.integers(1, 101))
+        kind = case % 5
+        if kind == 0:  # noise
+            x = _random(rng, batch, height, width)
+        elif kind == 1:  # binary noise: the largest coefficients
+            x = _random(rng, batch, height, width) // 128 * 255
+        elif kind == 2:  # saturated colours, one per image
+            colours = torch.from_numpy(rng.integers(0, 2, (batch, 3, 1, 1)) * 255).to(torch.uint8)
+            x = colours.expand(batch, 3, height, width).contiguous()
+        elif kind == 3:  # gradients
+            cols = torch.linspace(0, 255, width).round().expand(height, width)
+            rows = torch.linspace(0, 255, height).round()[:, None].expand(height, width)
+            x = torch.stack([cols, cols.flip(1), rows]).to(torch.uint8).expand(batch, 3, height, width)
+            x = x.contiguous()
+        else:  # smooth photograph-like content with noise
+            base = torch.from_numpy(rng.integers(0, 256, (batch, 3, 4, 4)).astype(np.float32))
+            smooth = torch.nn.functional.interpolate(base, size=(height, width), mode="bilinear")
+            x = (smooth + torch.from_numpy(rng.normal(0, 8, smooth.shape).astype(np.float32)))
+            x = x.round().clamp(0, 255).to(torch.uint8)
+        got, expected = roundtrip(x, quality), pil_roundtrip(x, quality)
+        assert torch.equal(got, expected), f"case {case}: {batch}x{height}x{width} q{quality}: " + \
+            _differing(got, expected)
+
+
 def test_worst_case_content_equals_pil():
     """Full-swing patterns: the largest coefficients (int32 range), ringing past 0..255
     and quality 100's unit divisors."""
