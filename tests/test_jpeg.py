@@ -102,6 +102,18 @@ def test_random_sizes_qualities_and_content_equal_pil():
             _differing(got, expected)
 
 
+def test_flat_colours_cover_the_colour_tables():
+    """8192 random colours, each filling a 16 x 16 MCU: the YCbCr values range over the whole
+    tables of both colour conversions (smooth content keeps its chroma near grey), and a
+    coefficient one unit off in 16-bit fixed point changes about 1 colour in 500."""
+    rng = np.random.default_rng(7)
+    colours = torch.from_numpy(rng.integers(0, 256, (2, 3, 64, 64), dtype=np.uint8))
+    x = colours.repeat_interleave(16, -2).repeat_interleave(16, -1)  # (2, 3, 1024, 1024)
+    for quality in (100, 90):
+        got, expected = roundtrip(x, quality), pil_roundtrip(x, quality)
+        assert torch.equal(got, expected), f"q{quality}: {_differing(got, expected)}"
+
+
 def test_worst_case_content_equals_pil():
     """Full-swing patterns: the largest coefficients (int32 range), ringing past 0..255
     and quality 100's unit divisors."""
