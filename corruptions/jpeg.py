@@ -143,6 +143,19 @@ def _idct_pass(x: torch.Tensor, dim: int, first: bool) -> torch.Tensor:
     return torch.stack([_descale(v, shift) for v in out], dim)
 
 
+def _dequantized(blocks: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(N, 8, 8) centred samples -> their DCT coefficients quantized with ``q`` (broadcast to
+    the blocks) and multiplied back, as the decoder sees them."""
+    coef = _fdct_pass(_fdct_pass(blocks, 2, True), 1, False)
+    # jcdctmgr: divide by 8 q, rounding half away from zero
+    return torch.sign(coef) * ((coef.abs() + 4 * q) // (8 * q)) * q
+
+
+def _idct(coef: torch.Tensor) -> torch.Tensor:
+    """(N, 8, 8) dequantized coefficients -> centred samples, before the range limit."""
+    return _idct_pass(_idct_pass(coef, 1, True), 2, False)
+
+
 def _range_limit(v: torch.Tensor) -> torch.Tensor:
     """The IDCT's output v + 128 clamped to 0..255. (libjpeg's C decoder indexes a table with
     ``v & 1023``, which wraps around for |v| >= 512; libjpeg-turbo's SIMD IDCT, which PIL and
@@ -160,10 +173,7 @@ def _lossy(planes: list[torch.Tensor], tables: list[tuple[int, ...]]) -> list[to
     counts = [len(b) for b in blocks]
     q = torch.cat([device_constant(t, torch.int32, b.device).view(1, 8, 8).expand(len(b), 8, 8)
                    for t, b in zip(tables, blocks)])
-    coef = _fdct_pass(_fdct_pass(torch.cat(blocks) - _CENTER, 2, True), 1, False)
-    # jcdctmgr: divide by 8 q, rounding half away from zero
-    coef = torch.sign(coef) * ((coef.abs() + 4 * q) // (8 * q))
-    samples = _range_limit(_idct_pass(_idct_pass(coef * q, 1, True), 2, False))
+    samples = _range_limit(_idct(_dequantized(torch.cat(blocks) - _CENTER, q)))
     return [s.view(p.shape[0], p.shape[1] // 8, p.shape[2] // 8, 8, 8).transpose(2, 3).reshape(p.shape)
             for s, p in zip(samples.split(counts), planes)]
 

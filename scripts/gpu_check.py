@@ -468,9 +468,8 @@ def targets_line(targets: dict[str, dict]) -> str:
     if not measured:
         return "targets: none measured"
     met = sum(bool(t["met"]) for t in measured.values())
-    parts = [f"{k} {t['value']:,.0f}" if t["value"] >= 100 else f"{k} {t['value']:.2f}"
+    parts = [f"{k} {t['value']:{',.0f' if t['value'] >= 100 else '.2f'}} ({'met' if t['met'] else 'missed'})"
              for k, t in measured.items()]
-    parts = [f"{part} ({'met' if t['met'] else 'missed'})" for part, t in zip(parts, measured.values())]
     return f"targets: {met} of {len(measured)} measured met: " + "; ".join(parts)
 
 

@@ -144,9 +144,7 @@ def _pil_jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def test_jpeg_on_cuda_equals_pil_bit_for_bit(photos224):
-    from torchvision.io import decode_jpeg, encode_jpeg
-
-    from corruptions._ops import quiet_torchvision_io
+    from robustbench_gcp.bench.jpeg_speed import nvjpeg_roundtrip
 
     out = storage_roundtrip(photos224.to(DEVICE))
     assert out.device.type == torch.device(DEVICE).type and out.dtype == photos224.dtype
@@ -158,9 +156,7 @@ def test_jpeg_on_cuda_equals_pil_bit_for_bit(photos224):
     # torchvision's nvJPEG codec, which the round trip does not use (4:4:4 sampling)
     pixels = (photos224 * 255).round().to(torch.uint8).to(DEVICE)
     try:
-        with quiet_torchvision_io():
-            encoded = encode_jpeg(list(pixels), quality=85)
-            decoded = torch.stack(decode_jpeg([e.cpu() for e in encoded], device=DEVICE))
+        decoded = nvjpeg_roundtrip(pixels, 85)
     except (RuntimeError, NotImplementedError) as error:
         print(f"nvJPEG: not available in this torchvision ({error})")
         return

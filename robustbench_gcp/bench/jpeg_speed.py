@@ -31,11 +31,26 @@ from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.errors import ConfigError
 
-__all__ = ["bench_jpeg"]
+__all__ = ["bench_jpeg", "nvjpeg_roundtrip"]
+
+
+def nvjpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    """(B, 3, H, W) uint8 CUDA images through torchvision's nvJPEG encoder and decoder (its bytes
+    come to the host in between, as ``decode_jpeg`` takes them). For comparison only.
+
+    Raises:
+        RuntimeError, NotImplementedError: torchvision was built without nvJPEG.
+    """
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    from corruptions._ops import quiet_torchvision_io
+
+    with quiet_torchvision_io():
+        encoded = encode_jpeg(list(pixels), quality=quality)
+        return torch.stack(decode_jpeg([e.cpu() for e in encoded], device=pixels.device))
 
 
 def _codecs(device: torch.device) -> dict[str, Callable[[torch.Tensor, int], torch.Tensor]]:
-    from corruptions._ops import quiet_torchvision_io
     from corruptions.digital import libjpeg_roundtrip
     from corruptions.jpeg import roundtrip
 
@@ -44,16 +59,9 @@ def _codecs(device: torch.device) -> dict[str, Callable[[torch.Tensor, int], tor
         "tensor": roundtrip,
     }
     if device.type == "cuda":
-        from torchvision.io import decode_jpeg, encode_jpeg
-
-        def nvjpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-            with quiet_torchvision_io():
-                encoded = encode_jpeg(list(x), quality=quality)
-                return torch.stack(decode_jpeg([e.cpu() for e in encoded], device=device))
-
         try:
-            nvjpeg(torch.zeros(1, 3, 16, 16, dtype=torch.uint8, device=device), 85)
-            codecs["nvjpeg"] = nvjpeg
+            nvjpeg_roundtrip(torch.zeros(1, 3, 16, 16, dtype=torch.uint8, device=device), 85)
+            codecs["nvjpeg"] = nvjpeg_roundtrip
         except (RuntimeError, NotImplementedError):  # torchvision built without nvJPEG
             pass
     return codecs

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import device_option, int_list, json_option
 
 
-def _qualities(value: str) -> list[int]:
-    try:
-        qualities = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        qualities = []
-    if not qualities or not all(1 <= q <= 100 for q in qualities):
-        raise click.BadParameter(f"should be comma-separated integers 1..100. Got {value!r}",
-                                 param_hint="--qualities")
+def _qualities(ctx, param, value: str) -> list[int]:
+    qualities = int_list(ctx, param, value, bounds=(1, 100))
+    if not qualities:
+        raise click.BadParameter(f"should name at least one quality 1..100. Got {value!r}")
     return qualities
 
 
@@ -24,13 +20,13 @@ def _qualities(value: str) -> list[int]:
               help="Images per call.")
 @click.option("--size", type=click.IntRange(min=1), default=224, show_default=True,
               help="Side of the square photographs, in pixels.")
-@click.option("--qualities", default="85,25,7", show_default=True,
+@click.option("--qualities", default="85,25,7", show_default=True, callback=_qualities,
               help="Comma-separated JPEG qualities (85: the released files' storage; 25 and 7: "
                    "jpeg_compression at severities 1 and 5).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed rounds after a warm-up round (the best counts).")
 @json_option
-def bench_jpeg(device: str, batch_size: int, size: int, qualities: str, repeats: int,
+def bench_jpeg(device: str, batch_size: int, size: int, qualities: list[int], repeats: int,
                as_json: bool) -> None:
     """Time the JPEG round trips on the same photographs, from images on the device
     back to images on it: libjpeg-turbo on the CPU (the protocol's codec, PIL's), the
@@ -48,8 +44,7 @@ def bench_jpeg(device: str, batch_size: int, size: int, qualities: str, repeats:
     from robustbench_gcp.reports.tables import Column
 
     resolved = resolve_device(device)
-    levels = _qualities(qualities)
-    rows = measure(resolved, batch_size=batch_size, size=size, qualities=levels, repeats=repeats)
+    rows = measure(resolved, batch_size=batch_size, size=size, qualities=qualities, repeats=repeats)
     columns = [
         Column("codec", justify="left"),
         Column("quality", "quality", "d"),

@@ -11,6 +11,7 @@ from robustbench_gcp.cli.options import (
     data_options,
     engine_options,
     format_option,
+    int_list,
     output_option,
     statistics_options,
 )
@@ -32,15 +33,7 @@ def _sqrt_list(ctx, param, value):
 
 
 def _iters_list(ctx, param, value):
-    if value is None:
-        return ()
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 3,5. Got {value!r}") from None
-    if any(not 1 <= k <= 100 for k in items):
-        raise click.BadParameter(f"iterations should be 1..100. Got {value!r}")
-    return tuple(dict.fromkeys(items))
+    return tuple(dict.fromkeys(int_list(ctx, param, value, bounds=(1, 100)) or ()))
 
 
 @click.command("compare", cls=SuiteCommand, flags_after="suites")

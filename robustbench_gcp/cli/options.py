@@ -72,13 +72,18 @@ output_option = click.option(
 )
 
 
-def _int_list(ctx, param, value):
+def int_list(ctx, param, value, bounds: tuple[int, int] | None = None):
+    """Click callback: ``1,3,5`` -> [1, 3, 5] (None stays None); with ``bounds`` (low, high), every
+    value must lie within them (``functools.partial(int_list, bounds=(1, 100))``)."""
     if value is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        items = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 1,3,5. Got {value!r}") from None
+    if bounds is not None and any(not bounds[0] <= v <= bounds[1] for v in items):
+        raise click.BadParameter(f"should be integers {bounds[0]}..{bounds[1]}. Got {value!r}")
+    return items
 
 
 def default_workers() -> int:
@@ -182,7 +187,7 @@ def _flag_option(flag) -> click.Option:
         "text": {},
         "path": {"type": click.Path()},
         "int": {"type": click.IntRange(min=1)},
-        "int_list": {"callback": _int_list},
+        "int_list": {"callback": int_list},
         "choice": {"type": click.Choice(flag.choices)},
     }
     return click.Option([flag.option, flag.name], default=None, metavar=flag.metavar, help=flag.help,
