@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -49,20 +50,23 @@ def new_output(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 # kernels and border handling
 
 
-_CONSTANTS: dict = {}
+_CONSTANTS: OrderedDict = OrderedDict()
+_KEPT_CONSTANTS = 256
 
 
 def device_constant(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``torch.tensor(values, dtype=dtype, device=device)``, copied to the device once and kept:
     on CUDA a blocking host-to-device copy waits for everything queued before it. ``values``
-    is a (nested) tuple of numbers."""
+    is a (nested) tuple of numbers. The 256 most recently used constants are kept."""
     key = (values, dtype, str(device))
     constant = _CONSTANTS.get(key)
     if constant is None:
         constant = torch.tensor(values, dtype=dtype, device=device)
-        if len(_CONSTANTS) > 256:
-            _CONSTANTS.clear()
         _CONSTANTS[key] = constant
+        if len(_CONSTANTS) > _KEPT_CONSTANTS:
+            _CONSTANTS.popitem(last=False)
+    else:
+        _CONSTANTS.move_to_end(key)
     return constant
 
 

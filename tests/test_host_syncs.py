@@ -147,3 +147,21 @@ def test_appliers_never_read_the_device_but_the_known(name, monkeypatch):
         out = corruption.apply(images, 3, on_meta)
     assert out.device.type == "meta" and out.shape == images.shape
     assert watch.copies == []
+
+
+def test_device_constants_are_copied_once_and_the_least_recently_used_go_first(monkeypatch):
+    """Each constant crosses to the device once while it is among the 256 last used; a process
+    with more (many image sizes, qualities) drops the oldest, not the whole cache."""
+    from corruptions import _ops
+
+    monkeypatch.setattr(_ops, "_CONSTANTS", collections.OrderedDict())
+    first = _ops.device_constant((0.0,), torch.float32, torch.device("cpu"))
+    for k in range(1, 256):
+        _ops.device_constant((float(k),), torch.float32, torch.device("cpu"))
+    assert _ops.device_constant((0.0,), torch.float32, torch.device("cpu")) is first  # used again
+    _ops.device_constant((256.0,), torch.float32, torch.device("cpu"))  # one too many: (1.0,) goes
+    assert len(_ops._CONSTANTS) == 256
+    assert _ops.device_constant((0.0,), torch.float32, torch.device("cpu")) is first
+    assert ((1.0,), torch.float32, "cpu") not in _ops._CONSTANTS
+    assert ((2.0,), torch.float32, "cpu") in _ops._CONSTANTS
+    assert _ops.device_constant((1.0,), torch.float32, torch.device("cpu")).item() == 1.0

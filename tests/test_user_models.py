@@ -42,6 +42,18 @@ def broken():
     raise RuntimeError("no GPU here")
 
 
+def reads_while_building():
+    """Reads a weight's value while building: impossible on the meta device."""
+    net = torchvision.models.resnet18()
+    net.fc.bias.data.fill_(float(net.fc.bias.detach().abs().max()) * 0)
+    return net
+
+
+def stemless():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 1000))
+
+
 NOT_CALLABLE = 3
 '''
 
@@ -194,3 +206,30 @@ def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):
         with pytest.raises(ConfigError, match=message):
             evaluate(net, name="x", data=image_folder, store=tmp_path / "s.db", preprocess=bad)
     assert not (tmp_path / "s.db").exists()
+
+
+def test_landscape_at_the_stem_of_a_users_model(user_package, image_folder, gap_checkpoint, tmp_path):
+    """The stem check builds a user's module on the meta device, or as usual where its code reads
+    values while building; both give the registry model's landscape."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.models.external import external_source
+    from robustbench_gcp.suites.landscape import _architecture
+
+    def architecture(attribute):
+        return _architecture(SimpleNamespace(external=external_source(f"{user_package}:{attribute}")))
+
+    assert next(architecture("resnet18_like").parameters()).is_meta
+    assert not next(architecture("reads_while_building").parameters()).is_meta
+    store = tmp_path / "s.db"
+    sections = []
+    for model in ("resnet18-gap", f"{user_package}:resnet18_like", f"{user_package}:reads_while_building"):
+        result = run("eval", "--model", model, "--checkpoint", gap_checkpoint, "--data", image_folder,
+                     "--store", store, "--suite", "landscape", "--landscape-at", "stem", "--limit", 3,
+                     "--etas", "0.01:0.1:2", "--workers", 0, "--format", "json")
+        assert result.exit_code == 0, result.output
+        sections.append(json.loads(result.stdout)["landscape"])
+    assert sections[1] == sections[0] and sections[2] == sections[0]
+    line = error_of("--model", f"{user_package}:stemless", "--data", image_folder, "--store", store,
+                    "--suite", "landscape", "--landscape-at", "stem")
+    assert f"model '{user_package}:stemless'" in line and "has no known stem" in line, line

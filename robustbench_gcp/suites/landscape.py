@@ -379,12 +379,19 @@ class LandscapeSuite(Suite):
 
 
 def _architecture(model: Any):
-    """The chosen model's module without its weights: the registry's on the meta device, or a
-    model you bring as built by its source."""
+    """The chosen model's module without its weights, built on the meta device (no memory, no
+    initialization). A model you bring whose code cannot be built there (it reads values while
+    building) is built by its source as usual."""
     import torch
 
+    from robustbench_gcp.errors import ConfigError
+
     if model.external is not None:
-        return model.external.build()
+        try:
+            with torch.device("meta"):
+                return model.external.build()
+        except ConfigError:
+            return model.external.build()
     from robustbench_gcp.models import create_model
 
     with torch.device("meta"):
