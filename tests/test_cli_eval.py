@@ -277,7 +277,7 @@ def test_a_model_without_checkpoint_needs_random_weights_said(image_folder, gap_
         "to evaluate the architecture with seeded random weights (a pipeline check, not a result)")
     assert not store_path.exists()
     # a baseline above all: a random AlexNet must never become the normalizer of later reports
-    baseline = run("baseline", "--model", "alexnet", "--suite", "clean", *base)
+    baseline = run("baseline", "--model", "alexnet", *base)
     assert baseline.exit_code == 2 and "model 'alexnet' has no checkpoint" in last_line(baseline)
     both = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--random-weights", *base)
     assert both.exit_code == 2 and "exclude each other" in last_line(both)
@@ -341,3 +341,19 @@ def test_class_order_is_part_of_the_data_identity(image_folder, gap_checkpoint, 
     assert standard.images.fingerprint() != numbered.images.fingerprint()
     with pytest.raises(ConfigError, match="`--class-order` should be one of imagenet, sorted. Got 'alpha'"):
         plan("resnet18-gap", class_order="alpha", **common)
+
+
+def test_matrix_function_errors_name_the_options(image_folder, store_path):
+    """The command line's errors about --sqrt / --ns-iters name those options, not the library's
+    arguments (load_model's own messages keep sqrt= / ns_iters=)."""
+    base = ["--data", image_folder, "--store", store_path, "--workers", 0, "--limit", 4, "--random-weights"]
+    mixed = run("eval", "--model", "resnet18-isqrt", "--sqrt", "eig", "--ns-iters", 3, *base)
+    assert mixed.exit_code == 2
+    assert last_line(mixed) == ("Error: `--ns-iters` applies to the newton-schulz square root only; this "
+                                "model uses eig. Pass --sqrt newton-schulz as well.")
+    gap = run("eval", "--model", "resnet18-gap", "--sqrt", "eig", *base)
+    assert gap.exit_code == 2
+    assert last_line(gap).startswith("Error: `--sqrt` cannot be used with resnet18-gap: it has no matrix")
+    assert last_line(gap).endswith("`--sqrt` and `--ns-iters` apply to isqrt, mpncov and svdpade models. "
+                                   "Got --sqrt eig")
+    assert not store_path.exists()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import sqlite3
 
 import pytest
 import torch
@@ -120,6 +121,37 @@ def test_report_markdown_and_plots(compared, tmp_path):
         assert found[match] == axes
 
 
+def test_report_keeps_experiments_apart(demo_val, tmp_path):
+    """Runs of one suite on other images, or with cells made another way, are other experiments:
+    report compares, tabulates and plots them apart, and its JSON names the suite as eval does."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), suite="imagenet-c",
+                  corruptions="fog", severities="3", workers=0)
+    for model in ("demo-gap", "demo-isqrt"):
+        evaluate(model, limit=10, **common)
+    evaluate("demo-gap", limit=6, **common)
+    evaluate("demo-gap", limit=6, storage_roundtrip=False, **common)
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c", "--format",
+                                       "json", "--resamples", "100", "--plot", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {r["suite"] for r in out["reports"]} == {"imagenet-c"}
+    assert sorted((c["source"], c["n_images"], len(c["models"])) for c in out["comparisons"]) == [
+        ("torch", 6, 1), ("torch, JPEG round trip", 6, 1), ("torch, JPEG round trip", 10, 2)]
+    names = sorted(p.name for p in (tmp_path / "plots").glob("*ce_per_corruption.png"))
+    assert len(names) == 3 and len(set(names)) == 3
+    assert any(n.startswith("imagenet-c_torch_ce") for n in names), names
+    assert sum(n.startswith("imagenet-c_torch_JPEG_round_trip_10-images_") for n in names) == 1, names
+    table = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                      "--no-intervals"])
+    titles = [line for line in table.stdout.splitlines() if line.startswith("Results in")]
+    assert titles == [f"Results in {store}: imagenet-c (torch, JPEG round trip)",
+                      f"Results in {store}: imagenet-c (torch)"], table.stdout
+    assert "mean err %" in table.stdout and "mean_error" not in table.stdout
+
+
 def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
     import dataclasses
 
@@ -214,7 +246,8 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
                                        "--sqrt", "newton-schulz,eig", "--ns-iters", "2,5", *common])
     assert result.exit_code == 0, result.output
     reports = {r["model"]: r for r in json.loads(result.stdout)["reports"]}
-    assert list(reports) == ["resnet18-gap", "resnet18-isqrt[ns-iters=2]", "resnet18-isqrt",
+    # the model as trained comes first of its variants: the default reference of its suite
+    assert list(reports) == ["resnet18-gap", "resnet18-isqrt", "resnet18-isqrt[ns-iters=2]",
                              "resnet18-isqrt[sqrt=eig]"]
     # the default root (Newton-Schulz, 5 iterations) is the plain model: eval gives the same numbers
     plain = CliRunner().invoke(main, ["eval", "--model", "resnet18-isqrt", "--checkpoint",
@@ -229,6 +262,21 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
     with Store(store) as s:
         # an override equal to the model's own root is the plain model's run: eval reused it
         assert len(s.runs()) == 4
+    # eval names its matrix function as compare does; report shows every run by that label, even
+    # a run first stored under the plain name (by an older version)
+    eig = CliRunner().invoke(main, ["eval", "--model", "resnet18-isqrt", "--checkpoint",
+                                    str(isqrt_checkpoint), "--sqrt", "eig", *run_options])
+    assert json.loads(eig.stdout)["model"] == "resnet18-isqrt[sqrt=eig]", eig.output
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE runs SET model = 'resnet18-isqrt' WHERE arch = 'resnet18-isqrt'")
+    stored = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "clean",
+                                       "--format", "json", "--no-intervals"])
+    assert stored.exit_code == 0, stored.output
+    assert sorted(r["model"] for r in json.loads(stored.stdout)["reports"]) == [
+        "resnet18-gap", "resnet18-isqrt", "resnet18-isqrt[ns-iters=2]", "resnet18-isqrt[sqrt=eig]"]
+    chosen = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "clean", "--format",
+                                       "json", "--no-intervals", "--models", "resnet18-isqrt[sqrt=eig]"])
+    assert [r["model"] for r in json.loads(chosen.stdout)["reports"]] == ["resnet18-isqrt[sqrt=eig]"]
 
     only_gap = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
                                          "--sqrt", "eig", *common])
@@ -296,5 +344,5 @@ def test_matrix_variant_labels_name_every_change():
     entries = [CompareEntry("isqrt", "resnet50-isqrt", "a.pth"),
                CompareEntry("mpn", "resnet50-mpncov", "b.pth"), CompareEntry("gap", "resnet50-gap", "c.pth")]
     labels = [v.label for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
-    assert labels == ["isqrt[ns-iters=3]", "isqrt", "isqrt[sqrt=eig]",
-                      "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "mpn", "gap"]
+    assert labels == ["isqrt", "isqrt[ns-iters=3]", "isqrt[sqrt=eig]",
+                      "mpn", "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "gap"]

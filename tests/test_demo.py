@@ -37,5 +37,5 @@ def test_demo_json_has_every_suite_for_both_models(tmp_path):
 
     again = CliRunner().invoke(main, ["demo", "--out", str(out), "--limit", "20"])
     assert again.exit_code == 0, again.output
-    assert "imagenet-c: 20 images, reference demo-gap" in again.stdout
+    assert "imagenet-c (torch, JPEG round trip): 20 images, reference demo-gap" in again.stdout
     assert "demo-isqrt" in again.stdout and "McNemar" in again.stdout

@@ -101,6 +101,7 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     assert any("stored as baseline 'gapbase'" in note for note in base["notes"])
     listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])
     assert json.loads(listed.stdout)[0]["name"] == "gapbase"
+    assert json.loads(listed.stdout)[0]["stored"]  # when the name was given, not the run's start
     report = run("eval", "--model", "demo-isqrt",
                  *p_args(demo_val, store, *selection, "--baseline", "gapbase"))
     base_fp = {e["perturbation"]: (e["flip_probability"], e["top5_distance"]) for e in base["perturbations"]}
@@ -143,3 +144,64 @@ def test_bad_imagenet_p_options(demo_val, tmp_path, extra, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1] == message
+
+
+def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path):
+    """Re-running a baseline reuses it; another run under the same name needs --replace, refused
+    before any compute; a suite that no stored run normalizes is refused."""
+    import sqlite3
+
+    store = tmp_path / "s.db"
+    selection = ("--perturbations", "rotate", "--name", "base")
+    first = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection))
+    again = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection))
+    assert again["computed"]["computed"] == 0 and again["run"] == first["run"]
+
+    def runs():
+        with sqlite3.connect(store) as db:
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    before = runs()
+    other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                      *map(str, p_args(demo_val, store, *selection)), "--limit", "6"])
+    assert other.exit_code == 2, other.output
+    line = other.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
+    assert "pass --replace" in line and runs() == before  # nothing computed
+    replaced = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection),
+                   "--limit", 6, "--replace")
+    listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])
+    assert [(b["name"], b["images"]) for b in json.loads(listed.stdout)] == [("base", 6)]
+    assert replaced["run"] != first["run"]
+    for suite in ("clean", "imagenet-c"):  # ImageNet's CE is AlexNet's published errors
+        refused = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                            *map(str, p_args(demo_val, store)), "--suite", suite])
+        assert refused.exit_code == 2, refused.output
+        assert f"`--suite`: {suite} on ImageNet is not normalized by a stored baseline" in refused.stderr
+
+
+def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormalized(demo_val, tmp_path):
+    """FR needs a flip probability above 0 in the baseline, T5D a top-5 distance above 0: where
+    only the first is 0, reports and comparisons still give mT5D (and the raw mean flip
+    probability in place of mFR), and the note names FR alone."""
+    from robustbench_gcp.store import Store
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.suites.imagenet_p import FlipBaseline, raw_figures, summarize
+
+    store = tmp_path / "s.db"
+    report = run("eval", "--model", "demo-gap", *p_args(demo_val, store, "--perturbations", "rotate,snow"))
+    with Store(store) as s:
+        (info,) = s.runs()
+        results = [r for r in s.results(info) if r.complete]
+    figures = raw_figures(results)
+    (rotate,) = [key for key in figures if key[0] == "rotate"]
+    assert all(fp > 0 and t5d > 0 for fp, t5d, _ in figures.values()), figures
+    figures[rotate] = (0.0, *figures[rotate][1:])  # the baseline never flips on rotate
+    design = get_suite("imagenet-p").design(results, FlipBaseline("base", figures))
+    assert set(design.metrics) == {"mean_flip_probability", "mT5D"} and design.percent == {"mT5D"}
+    sections, notes = summarize(results, baseline=figures, baseline_name="base")
+    assert sections["metrics"]["mFR"] is None and sections["metrics"]["mT5D"] is not None
+    assert any(note.startswith("FR left empty for rotate/1:") for note in notes), notes
+    assert not any(note.startswith("T5D left empty") for note in notes)
+    assert any(note.startswith("the means average 2 of the 10") for note in notes), notes
+    assert report["metrics"]["mFR"] is None  # no baseline at all: both empty, as before

@@ -230,6 +230,21 @@ def test_etas_take_fractions():
     assert DEFAULT_ETAS["stem"].values()[[0, -1]].tolist() == [0.1 / 256, 75 / 256]
 
 
+def test_reports_name_the_steps_as_people_give_them():
+    import json
+
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, LandscapeSettings, parse_etas
+
+    def label(at, etas):
+        variant = LandscapeSettings(at, "ascent", etas).variant()
+        return get_suite("landscape").source_label(json.dumps(variant))
+
+    assert label("stem", DEFAULT_ETAS["stem"]) == "stem, ascent, 50 etas 0.1/256 to 75/256"
+    assert label("pixels", parse_etas("0.01:0.5:3")) == "pixels, ascent, 3 etas 0.01 to 0.5"
+    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 0.333 to 0.667"
+
+
 def test_pixels_take_any_model(demo_val, tmp_path):
     report = landscape_eval(demo_val, tmp_path / "s.db", model="alexnet", random_weights=True,
                             landscape_at="pixels", limit=2, etas="0.01:1:2")

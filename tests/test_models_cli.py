@@ -88,7 +88,7 @@ def test_bench_heads_cli_json():
     assert [r["head"] for r in doc["rows"]] == ["gap", "isqrt", "mpncov", "svdpade", "dropcov",
                                                "isqrt-relu6"]
     assert doc["rows"][0]["input"] == "2048x7x7" and doc["rows"][1]["input"] == "2048x14x14"
-    assert doc["rows"][-1]["input"] == "2048x7x7"
+    assert doc["rows"][-1]["input"] == "1280x7x7"
 
 
 def test_bench_heads_cli_rejects_bad_options():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 import torch
@@ -141,3 +142,21 @@ def test_registration_rules(grayscale_suite):
 
     with pytest.raises(ValueError, match="no `kind`"):
         register_suite(Nameless)
+
+
+def test_levels_are_taken_as_the_command_line_takes_them():
+    """The library's ``severities=`` / ``difficulties=`` take a level, a list, or the command
+    line's text ("1,3"); anything else is named in the error."""
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.suites.base import resolve_levels
+
+    valid = (1, 2, 3, 4, 5)
+    for given in ("3", 3, [3], ["3"], " 3 "):
+        assert resolve_levels(given, valid, "--severities", valid) == (3,)
+    assert resolve_levels("3,1", valid, "--severities", valid) == (1, 3)
+    assert resolve_levels(None, (2,), "--severities", valid) == (2,)
+    for given, shown in (("1;3", "'1;3'"), ("7", "7"), ([True], "True"), ([2.5], "2.5"), ("x", "'x'")):
+        with pytest.raises(ConfigError, match=re.escape(f"`--severities` should be 1..5. Got {shown}")):
+            resolve_levels(given, valid, "--severities", valid)
+    with pytest.raises(ConfigError, match="at least one level"):
+        resolve_levels([], valid, "--severities", valid)

@@ -4,14 +4,16 @@ Each head runs on random post-ReLU feature maps of the real ResNet-50 shapes,
 in eval mode: GAP on ``(B, 2048, 7, 7)`` (layer4 at stride 2), GCP heads on
 ``(B, 2048, 14, 14)`` (layer4 at stride 1). The last row, ``isqrt-relu6``, is the
 head of the MobileNetV2 / ShuffleNetV2 GCP models (ReLU6 after the reduction), on
-the 7x7 map those models pool (M = 49), with the same channel count. Two scopes:
+the map those models pool: MobileNetV2's ``(B, 1280, 7, 7)`` (M = 49; ShuffleNetV2's
+has 1024 channels). Two scopes:
 
 - ``head`` (default): everything between layer4 and the logits: for GCP the
   1x1 reduction 2048 -> d + BN + ReLU, covariance, square root, upper triangle
   and the classifier (d (d + 1) / 2 -> 1000); for GAP the average and the
   classifier (2048 -> 1000).
 - ``pool``: the pooling alone: GAP's average of ``(B, 2048, 7, 7)``; for GCP the
-  covariance, square root and upper triangle of already reduced ``(B, d, 14, 14)``.
+  covariance, square root and upper triangle of already reduced ``(B, d, 14, 14)``
+  (``isqrt-relu6``: ``(B, d, 7, 7)``).
 
 "forward" runs under ``torch.no_grad()``; "forward + backward" computes the
 gradient with respect to the input features only (parameters frozen), which is
@@ -49,9 +51,13 @@ BENCH_HEADS = (
     ("isqrt-relu6", "newton-schulz x5"),
 )
 
-#: rows of BENCH_HEADS that are a head of HEADS with another reduction: label -> (head, activation,
-#: side of the feature map). MobileNetV2 / ShuffleNetV2 GCP: ReLU6, 7x7.
-BENCH_VARIANTS = {"isqrt-relu6": ("isqrt", "relu6", 7)}
+#: channels of MobileNetV2's last 1x1 conv, the map its GCP head pools (ShuffleNetV2's: 1024)
+MOBILENETV2_CHANNELS = 1280
+
+#: rows of BENCH_HEADS that are a head of HEADS on another backbone's feature map: label ->
+#: (head, activation of the reduction, input channels, side of the feature map). MobileNetV2 /
+#: ShuffleNetV2 GCP: ReLU6 on MobileNetV2's 1280 x 7 x 7, whatever ``in_channels`` is.
+BENCH_VARIANTS = {"isqrt-relu6": ("isqrt", "relu6", MOBILENETV2_CHANNELS, 7)}
 
 
 def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, repeats: int = 5,
@@ -64,7 +70,8 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
         batch_size: feature maps per batch.
         repeats: timed runs per measurement (median reported).
         scope: ``head`` (reduction + pooling + classifier) or ``pool`` (pooling only).
-        in_channels, reduction_dim, num_classes: sizes (ResNet-50 defaults).
+        in_channels, reduction_dim, num_classes: sizes (ResNet-50 defaults); the rows of
+            :data:`BENCH_VARIANTS` keep their backbone's own channel count.
         seed: seed of the random features.
 
     Returns:
@@ -85,18 +92,18 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     generator = torch.Generator().manual_seed(seed)
     rows, calls = [], []
     for label, matrix_function in BENCH_HEADS:
-        head, activation, side = BENCH_VARIANTS.get(label, (label, "relu", None))
+        head, activation, width, side = BENCH_VARIANTS.get(label, (label, "relu", in_channels, None))
         gcp = HEADS[head].covariance
-        pool = create_pool(head, in_channels, reduction_dim=reduction_dim if gcp else None,
+        pool = create_pool(head, width, reduction_dim=reduction_dim if gcp else None,
                            activation=activation)
         pool = pool.eval().requires_grad_(False).to(device)
         if scope == "pool":
             fn: Callable[[torch.Tensor], torch.Tensor] = pool.pool if gcp else pool
-            channels = reduction_dim if gcp else in_channels
+            channels = reduction_dim if gcp else width
         else:
             fc = nn.Linear(pool.out_features, num_classes).requires_grad_(False).to(device)
             fn = nn.Sequential(pool, fc)
-            channels = in_channels
+            channels = width
         side = side or (14 if gcp else 7)
         shape = (batch_size, channels, side, side)
         x = torch.randn(shape, generator=generator).relu_().to(device)

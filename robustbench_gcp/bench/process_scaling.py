@@ -19,8 +19,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robustbench_gcp.errors import GcpRobustError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["eval_throughput", "scaling"]
 
@@ -55,8 +59,8 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
 
 def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet", suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
-            device: str = "auto", batch_size: int = 32, shard_size: int = 20, threads: int = 1,
-            processes: int = 2) -> list[dict]:
+            device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
+            threads: int = 1, processes: int = 2) -> list[dict]:
     """Images per second of the same evaluation with 1 process and with ``processes``.
 
     Args:
@@ -67,7 +71,9 @@ def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet
         corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
             when the suite has corruptions.
         limit: class-balanced subset of the images (None or 0: all).
-        device, batch_size, shard_size: ``eval``'s options.
+        device: ``eval``'s ``--device``, resolved here (``auto`` -> ``cuda`` or ``cpu``) so that
+            both runs get the same device and an absent one fails before any run starts.
+        batch_size, shard_size: ``eval``'s options.
         threads: threads per process (``OMP_NUM_THREADS``).
         processes: ranks of the parallel run.
 
@@ -76,11 +82,15 @@ def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet
         ``ratio``: its images/s over the single process's (None without a rate).
 
     Raises:
+        ConfigError: ``device`` is not a device of this machine.
         UnknownNameError: ``suite`` is not in benchmarks.yaml.
         GcpRobustError: a run failed.
     """
     from robustbench_gcp.config import load_config
+    from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.suites import get_suite
+
+    device = resolve_device(device)
 
     # --corruptions / --severities go only to a suite that takes them
     taken = {flag.name for flag in get_suite(load_config().suite(suite).kind).flags}
@@ -95,7 +105,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet
         rows = []
         for n in (1, processes):
             args = ["eval", "--model", model, "--suite", suite, "--data", data, "--class-order", class_order,
-                    "--store", str(Path(tmp) / f"store-{n}.db"), "--device", device,
+                    "--store", str(Path(tmp) / f"store-{n}.db"), "--device", str(device),
                     "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",
                     "--format", "json"]
             if has_corruptions:

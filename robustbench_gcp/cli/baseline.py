@@ -12,7 +12,6 @@ from robustbench_gcp.cli.options import (
     format_option,
     model_options,
     output_option,
-    suite_option,
 )
 
 
@@ -20,21 +19,27 @@ from robustbench_gcp.cli.options import (
 @click.option("--model", "-m", default=None, metavar="NAME",
               help="The baseline model (e.g. alexnet: torchvision's AlexNet, from a local file).")
 @click.option("--name", default=None, help="Name to store the baseline under. Default: the model name.")
+@click.option("--replace", is_flag=True,
+              help="Let --name point to this run when a baseline of that name is another run.")
 @click.option("--list", "list_only", is_flag=True, help="List the baselines stored in --store and exit.")
 @model_options
-@suite_option
+@click.option("--suite", "-s", default="imagenet-p", show_default=True, metavar="NAME",
+              help="A suite normalized by a stored run: ImageNet-P's (FR, T5D), or ImageNet-C's on "
+                   "CIFAR-10/100 or Tiny-ImageNet (CE; ImageNet's is AlexNet's published errors).")
 @data_options
 @engine_options
 @config_option
 @format_option
 @output_option
-def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> None:
+def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **options) -> None:
     """Run a baseline model and store its raw figures (flip probabilities, errors) by name.
 
     No table of AlexNet's ImageNet-P flip rates exists in a usable form, so FR,
     mFR, T5D and mT5D are normalized by a baseline that this tool computes and
     stores. Evaluate it once, on the same data as the models; later reports pick
-    it with `--baseline NAME`.
+    it with `--baseline NAME`. A name already given to another run is refused
+    unless --replace is passed; re-running the same command resumes or reuses
+    the stored run.
 
     \b
     Example:
@@ -54,11 +59,14 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
 
         if not Path(options["store"]).is_file():  # listing must not create an empty store
             raise StoreError(f"store {options['store']} does not exist: no baselines stored yet")
+        from robustbench_gcp.reports.stored import run_label
+
         with Store(options["store"]) as store:
-            rows = [{"name": n, "model": run.model, "checkpoint": run.checkpoint, "images": run.n_images,
-                     "created": run.created} for n, run in store.baselines()]
+            rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
+                     "images": run.n_images, "stored": stored}
+                    for n, stored, run in store.baselines()]
         emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
-                    Column("checkpoint", justify="left"), Column("images"), Column("created")],
+                    Column("checkpoint", justify="left"), Column("images"), Column("stored")],
              fmt="json" if fmt == "json" else "table", title=f"Baselines in {options['store']}")
         return
     if model is None:
@@ -67,15 +75,17 @@ def baseline_cmd(model, name, list_only, fmt, output, workers, **options) -> Non
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.pipeline import RankResult, plan, run, store_baseline
+    from robustbench_gcp.pipeline.execution import check_baseline_name
 
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
+    name = name or planned.model.label
+    check_baseline_name(planned, name, replace=replace)
     with progress_display(f"baseline {model} {options['suite']}") as progress:
         report = run(planned, progress)
     if isinstance(report, RankResult):  # torchrun ranks other than 0
         return
-    name = name or report.model
-    store_baseline(report, name)
+    store_baseline(report, name, replace=replace)
     report.notes = [n for n in report.notes if "unnormalized" not in n]
     report.notes.append(f"stored as baseline '{name}' in {options['store']}")
     print_report(report, fmt, output)

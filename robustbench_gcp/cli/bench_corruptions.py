@@ -176,11 +176,12 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
                    as_json):
     """Distance to the reference per corruption and severity (CPU, float64).
 
-    MAD: mean absolute difference in 1/255 units; for random corruptions it is
-    paired: this package fed with the reference's own random draws. PSNR (dB,
-    to the clean image) and std (of corrupted - clean, 1/255 units): means over
-    --images x --seeds independent draws on each side, with the standard error
-    of the PSNR difference. The reference is imagecorruptions, or the original
+    MAD: mean absolute difference in 1/255 units (max: the largest one, same
+    units and format); for random corruptions both are paired: this package fed
+    with the reference's own random draws. PSNR (dB, to the clean image) and
+    std (of corrupted - clean, 1/255 units): means over --images x --seeds
+    independent draws on each side, with the standard error of the PSNR
+    difference. The reference is imagecorruptions, or the original
     ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
     elastic_transform, frost); with --preset cifar / tinyimagenet, the
     transcription of make_cifar_c.py / make_tinyimagenet_c.py.
@@ -206,8 +207,10 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
         Column("corruption", justify="left"),
         Column("severity", "sev"),
         Column("reference", justify="left"),
+        # the same significant-figure format for both: a tiny max next to its mean must not
+        # round to 0.00 and look smaller than the mean
         Column("mad", "MAD /255", ".2e"),
-        Column("max_abs", "max /255", ".2f"),
+        Column("max_abs", "max /255", ".2e"),
         Column("psnr", "PSNR", ".2f"),
         Column("psnr_reference", "PSNR ref", ".2f"),
         Column("psnr_diff", "dPSNR", "+.2f"),

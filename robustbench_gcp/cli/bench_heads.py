@@ -15,18 +15,21 @@ from robustbench_gcp.cli.options import device_option, json_option
               help="Timed runs per measurement (the median is reported).")
 @click.option("--pool-only", is_flag=True,
               help="Time the pooling alone (GCP: covariance + root + triangle of reduced "
-                   "256x14x14 maps) instead of reduction + pooling + classifier.")
+                   "256x14x14 maps; isqrt-relu6: 256x7x7) instead of reduction + pooling + "
+                   "classifier.")
 @json_option
 def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
                 as_json: bool) -> None:
     """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
 
-    Inputs are random feature maps of the real ResNet-50 shapes: 2048x7x7 for
-    GAP, 2048x14x14 for the GCP heads (layer4 at stride 1); the isqrt-relu6 row is
-    the MobileNetV2 / ShuffleNetV2 GCP head (ReLU6 reduction) on 2048x7x7. By default each
-    head is timed from layer4's output to the logits: the 1x1 reduction to 256
-    channels + BN + ReLU, covariance, square root, upper triangle and the
-    1000-way classifier for GCP; average and classifier for GAP. Forward runs
+    Inputs (the table's "input" column) are random feature maps of the real
+    backbone shapes: ResNet-50's 2048x7x7 for GAP and 2048x14x14 for the GCP
+    heads (layer4 at stride 1); the isqrt-relu6 row is the MobileNetV2 /
+    ShuffleNetV2 GCP head (ReLU6 reduction) on MobileNetV2's 1280x7x7
+    (ShuffleNetV2's map has 1024 channels). By default each head is timed from
+    the backbone's output to the logits: the 1x1 reduction to 256 channels + BN +
+    ReLU (ReLU6), covariance, square root, upper triangle and the 1000-way
+    classifier for GCP; average and classifier for GAP. Forward runs
     without gradients; forward+backward computes the gradient with respect to
     the features (what attacks need). Ratios are to GAP in the same run.
 

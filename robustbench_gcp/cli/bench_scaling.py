@@ -35,13 +35,16 @@ def bench_scaling(model, data, class_order, suite, corruptions, severities, limi
     """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
 
     Both runs evaluate the same plan from an empty store, with THREADS threads per
-    process, and count only the engine's time (not start-up); the ratio is the
-    speed-up of the parallel run.
+    process, on the same device (auto resolved once, here; the title names it), and
+    count only the engine's time (not start-up); the ratio is the speed-up of the
+    parallel run.
     """
     from robustbench_gcp.bench.process_scaling import scaling
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
 
+    device = resolve_device(device)  # the title names the device used, not "auto"
     rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
                    severities=severities, limit=limit, device=device, batch_size=batch_size,
                    shard_size=shard_size, threads=threads, processes=processes)

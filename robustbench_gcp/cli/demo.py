@@ -29,9 +29,10 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     Builds a small dataset from the photographs that ship with scikit-image,
     evaluates the two demo models (GAP and iSQRT-COV ResNets trained on it,
     shipped in the package) on clean images, ImageNet-C (15 corruptions x 5
-    severities), ImageNet-P (10 perturbations) and FGSM / PGD attacks, prints
-    the comparison with 95 % intervals and paired tests, and writes the plots
-    to OUT/plots. A second run reuses the stored results.
+    severities), ImageNet-P (10 perturbations), FGSM / PGD-Linf attacks and
+    the loss landscape at the stem (5 steps), prints the comparison with 95 %
+    intervals and paired tests, and writes the plots to OUT/plots. A second
+    run reuses the stored results.
     """
     from pathlib import Path
 

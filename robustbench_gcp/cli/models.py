@@ -16,7 +16,8 @@ def models_cmd(config, as_json) -> None:
     The first table lists every registry name (usable with --model directly):
     head, parameter count at the default width (d = 256, 1000 classes) and
     input size. The second lists the models of benchmarks.yaml with their
-    checkpoints and the published numbers quoted there (percent).
+    checkpoints and the published numbers quoted there (percent); a footnote
+    names the models whose papers give robustness numbers but no top-1.
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
@@ -51,7 +52,19 @@ def models_cmd(config, as_json) -> None:
         title="Architectures (registry names)")
     configured = rich_table(model_rows, [
         Column("name", justify="left"), Column("arch", justify="left"),
-        Column("checkpoint", justify="left"), Column("top1", "top-1", ".2f"), Column("mCE", fmt=".1f"),
-        Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"), Column("mT5D", fmt=".1f")],
-        title=f"Models of {cfg.path} (published numbers, %)")
+        Column("checkpoint", justify="left", wrap=True), Column("top1", "top-1", ".2f"),
+        Column("mCE", fmt=".1f"), Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"),
+        Column("mT5D", fmt=".1f")],
+        title=f"Models of {cfg.path} (published numbers, %)", caption=no_top1_note(cfg.models.values()))
     print_renderable(Group(architectures, configured), None)
+
+
+def no_top1_note(specs) -> str | None:
+    """Why a model's top-1 is "-" next to published robustness numbers: the results quoted for
+    it (the ImageNet-C / -P tables of the GCP papers) give none, so none is made up; None when
+    every model with published numbers has its top-1."""
+    names = [spec.name for spec in specs if spec.published and "top1" not in spec.published]
+    if not names:
+        return None
+    return (f"top-1 -: the published results quoted for {', '.join(names)} give their mCE and mFR "
+            "but no ImageNet top-1")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -33,7 +35,9 @@ class RichProgress(ProgressHook):
     """An overall bar (images, images/s, ETA) and a bar for the cell in flight.
 
     For a batch of evaluations (compare, demo), :meth:`item` adds a bar over the
-    batch and re-titles the image bar for each evaluation.
+    batch and re-titles the image bar for each evaluation. The display starts with
+    its first bar, so that a command that fails before any work (or finds all of it
+    stored) leaves no empty bar or blank line on stderr.
     """
 
     def __init__(self, console: Console | None = None, title: str = "evaluating"):
@@ -49,35 +53,59 @@ class RichProgress(ProgressHook):
             console=self.console,
             transient=False,
         )
+        self.started = False
         self.total_task = None
         self.cell_task = None
         self.batch_task = None
 
     def __enter__(self) -> RichProgress:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
+
+    def _add_task(self, description: str, **fields) -> TaskID:
+        """A new bar; the first one starts the live display."""
+        if not self.started:
+            self.progress.start()
+            self.started = True
+        return self.progress.add_task(escape(description), **fields)
+
+    def _say(self, markup: str) -> None:
+        """A dim line above the bars, one line however narrow the console (the terminal wraps)."""
+        self.console.print(f"[dim]{markup}[/dim]", soft_wrap=True)
+
+    def _hide(self, *tasks: TaskID | None) -> None:
+        for task in tasks:
+            if task is not None:
+                self.progress.update(task, visible=False)
 
     def plan(self, total_images: int, units: int, finished_units: int) -> None:
+        """Say what the store already holds for the evaluation in hand (named: compare and the
+        demo plan one per model and suite), and show a bar over the images left, none if none."""
+        what = escape(self.title)
+        if total_images == 0:  # everything reused: a line, not an empty 0/0 bar
+            self._hide(self.total_task, self.cell_task)
+            if units:
+                self._say(f"{what}: reused from the store, nothing to compute")
+            return
         if finished_units:
-            self.console.print(
-                f"[dim]{finished_units} of {units} (cell, shard) units already in the store; "
-                f"{units - finished_units} to compute[/dim]"
-            )
+            self._say(f"{what}: {finished_units} of {units} (cell, shard) units already in the store; "
+                      f"{units - finished_units} to compute")
         if self.total_task is None:
-            self.total_task = self.progress.add_task(self.title, total=total_images)
+            self.total_task = self._add_task(self.title, total=total_images)
         else:
-            self.progress.reset(self.total_task, total=total_images, description=self.title)
+            self.progress.reset(self.total_task, total=total_images, description=escape(self.title),
+                                visible=True)
 
     def item(self, index: int, total: int, label: str) -> None:
         """Start evaluation ``index`` (0-based) of ``total`` in a batch."""
         description = f"[{index + 1}/{total}] {label}"
         if self.batch_task is None:
-            self.batch_task = self.progress.add_task(description, total=total, batch=True)
+            self.batch_task = self._add_task(description, total=total, batch=True)
         else:
-            self.progress.update(self.batch_task, description=description, completed=index)
+            self.progress.update(self.batch_task, description=escape(description), completed=index)
         self.title = label
 
     def item_done(self, index: int) -> None:
@@ -87,9 +115,10 @@ class RichProgress(ProgressHook):
     def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None:
         description = f"{label} [{shard + 1}/{n_shards}]" if n_shards > 1 else label
         if self.cell_task is None:
-            self.cell_task = self.progress.add_task(description, total=n_images)
+            self.cell_task = self._add_task(description, total=n_images)
         else:
-            self.progress.reset(self.cell_task, total=n_images, description=description)
+            self.progress.reset(self.cell_task, total=n_images, description=escape(description),
+                                visible=True)
 
     def advance(self, n_images: int) -> None:
         self.progress.advance(self.total_task, n_images)

@@ -125,7 +125,8 @@ class Task(Protocol):
     ``keys`` names the cells (one for a classification cell; several when one
     pass yields several cells, e.g. an attack at all its epsilons). ``process``
     returns one :class:`ShardResult` per key, in order. The cells of a task are
-    committed together, shard by shard.
+    committed together, shard by shard. A task may also have a ``progress_label``
+    attribute, its name in progress bars (see :func:`task_label`).
     """
 
     keys: tuple[CellKey, ...]
@@ -139,6 +140,12 @@ class Task(Protocol):
 
 
 def task_label(task: Task) -> str:
+    """The task's name in progress bars and errors: its ``progress_label`` when it has one (a
+    name for people, e.g. an attack's epsilons as 1/255 where its cell keys hold the exact
+    floats), else its first cell's label and how many cells come with it."""
+    own = getattr(task, "progress_label", None)
+    if own:
+        return own
     first = task.keys[0].label
     return first if len(task.keys) == 1 else f"{first} (+{len(task.keys) - 1})"
 

@@ -49,17 +49,44 @@ from robustbench_gcp.models.matrix import (
 )
 
 __all__ = ["ACTIVATIONS", "HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "create_pool",
-           "resolve_sqrt"]
+           "matrix_label", "matrix_tag", "resolve_sqrt"]
 
 DEFAULT_NS_ITERS = 5
+
+
+def matrix_tag(sqrt: str | None, ns_iters: int | None) -> str:
+    """How a run's matrix function differs from its model's own, as labels show it (``sqrt=eig``,
+    ``ns-iters=3``, ``sqrt=newton-schulz,ns-iters=3``; "" for the model's own). The arguments are
+    as a run's identity holds them: None where they equal the model's own."""
+    tags = [f"sqrt={sqrt}"] if sqrt else []
+    if ns_iters is not None:
+        tags.append(f"ns-iters={ns_iters}")
+    return ",".join(tags)
+
+
+def matrix_label(label: str, sqrt: str | None, ns_iters: int | None) -> str:
+    """``label`` with its run's :func:`matrix_tag` appended (``resnet50-isqrt[sqrt=eig]``), unless
+    it is the model's own function or the label already ends with the tag."""
+    tag = matrix_tag(sqrt, ns_iters)
+    return f"{label}[{tag}]" if tag and not label.endswith(f"[{tag}]") else label
 
 #: activations of the 1x1 reduction: ReLU (ResNets) or ReLU6 (the MobileNetV2 / ShuffleNetV2 GCP
 #: models); neither has weights, so the choice changes no key
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
-def check_sqrt(sqrt: str | None, ns_iters: int | None) -> None:
+def _named(option: str, cli: bool, value: object = None) -> str:
+    """An override as messages name it: the library's argument (``sqrt``, ``sqrt='eig'``) or the
+    command line's option (``--sqrt``, ``--sqrt eig``)."""
+    name = "--" + option.replace("_", "-") if cli else option
+    if value is None:
+        return name
+    return f"{name} {value}" if cli else f"{name}={value!r}"
+
+
+def check_sqrt(sqrt: str | None, ns_iters: int | None, *, cli: bool = False) -> None:
     """Check a square-root choice: a name of SQRT_METHODS (or None) and iterations for NS only.
+    ``cli``: messages name the command-line options (``--ns-iters``), not the arguments.
 
     Raises:
         UnknownNameError: unknown ``sqrt``.
@@ -68,11 +95,11 @@ def check_sqrt(sqrt: str | None, ns_iters: int | None) -> None:
     if sqrt is not None and sqrt not in SQRT_METHODS:
         raise UnknownNameError("matrix square root", str(sqrt), SQRT_METHODS)
     if ns_iters is not None:
-        check_positive_int("ns_iters", ns_iters)
+        check_positive_int(_named("ns_iters", cli), ns_iters)
         if sqrt != "newton-schulz":
             raise ConfigError(
-                f"`ns_iters` applies to the newton-schulz square root only; this model "
-                f"uses {sqrt or 'no square root'}. Pass sqrt='newton-schulz' as well."
+                f"`{_named('ns_iters', cli)}` applies to the newton-schulz square root only; this model "
+                f"uses {sqrt or 'no square root'}. Pass {_named('sqrt', cli, 'newton-schulz')} as well."
             )
 
 
@@ -241,7 +268,7 @@ class CovariancePool(nn.Module):
 
 
 def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None,
-                 *, owner: str | None = None) -> str | None:
+                 *, owner: str | None = None, cli: bool = False) -> str | None:
     """The square root a ``head`` uses given the overrides (None: the head's default).
 
     Args:
@@ -249,6 +276,7 @@ def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None
         sqrt: ``newton-schulz``, ``eig``, ``svd`` or None.
         ns_iters: Newton-Schulz iterations or None.
         owner: what to call the model in messages (default: "a '<head>' head").
+        cli: messages name the command-line options (``--sqrt``), not the arguments.
 
     Raises:
         UnknownNameError: unknown head or ``sqrt``.
@@ -267,12 +295,12 @@ def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None
                "what it sees rather than swap a matrix function"
                if spec.covariance else "it has no covariance matrix")
         raise ConfigError(
-            f"`{option}` cannot be used with {owner}: it has no matrix "
-            f"square root ({why}). `sqrt` and `ns_iters` apply to isqrt, mpncov and svdpade "
-            f"models. Got {option}={value!r}"
+            f"`{_named(option, cli)}` cannot be used with {owner}: it has no matrix "
+            f"square root ({why}). `{_named('sqrt', cli)}` and `{_named('ns_iters', cli)}` apply to "
+            f"isqrt, mpncov and svdpade models. Got {_named(option, cli, value)}"
         )
     resolved = spec.sqrt if sqrt is None else sqrt
-    check_sqrt(resolved, ns_iters)
+    check_sqrt(resolved, ns_iters, cli=cli)
     return resolved
 
 

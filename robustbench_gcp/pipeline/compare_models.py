@@ -88,14 +88,15 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
     ``sqrts`` (their own root when empty) and, where that root is Newton-Schulz, per value of
     ``ns_iters``; the label says which (``resnet50-isqrt[sqrt=eig]``,
     ``resnet50-isqrt[ns-iters=3]``), and stays plain for the model's own function (the same
-    stored run). GAP and DropCov models are compared once, unchanged.
+    stored run), which comes first among a model's entries (so the default reference, the first
+    entry, is a model as trained). GAP and DropCov models are compared once, unchanged.
 
     Raises:
         ConfigError: roots (iteration counts) were asked for, but no compared model has a
             root (a Newton-Schulz root).
     """
     from robustbench_gcp.models import model_info
-    from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS
+    from robustbench_gcp.models.heads import DEFAULT_NS_ITERS, HEADS, matrix_label
 
     if not sqrts and not ns_iters:
         return list(entries)
@@ -108,16 +109,15 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
         if own is None:
             out.append(entry)
             continue
+        variants = []
         for sqrt in sqrts or (None,):
             root = sqrt or own
             for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
                 # the model's own function keeps the plain label (it is the plain model's stored run)
-                tags = [f"sqrt={root}"] if root != own else []
-                if iters is not None and iters != DEFAULT_NS_ITERS:
-                    tags.append(f"ns-iters={iters}")
-                tag = ",".join(tags)
-                out.append(CompareEntry(f"{entry.label}[{tag}]" if tag else entry.label, entry.name,
-                                 entry.checkpoint, sqrt, iters))
+                label = matrix_label(entry.label, root if root != own else None,
+                                     iters if iters != DEFAULT_NS_ITERS else None)
+                variants.append(CompareEntry(label, entry.name, entry.checkpoint, sqrt, iters))
+        out.extend(sorted(variants, key=lambda variant: variant.label != entry.label))  # stable
     if sqrts and all(e.sqrt is None for e in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
                           "svdpade heads); none of the compared models has one")

@@ -76,7 +76,7 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
         return [], []
     for plan, report in zip(plans, reports):
         if plan.suite.stored_baseline and plan.model.label == P_BASELINE:
-            store_baseline(report, P_BASELINE)
+            store_baseline(report, P_BASELINE, replace=True)  # the demo's own store
     reports = [renormalized(plan, report, P_BASELINE) if plan.suite.stored_baseline else report
                for plan, report in zip(plans, reports)]
     comparisons = compare_reports(reports, reference=DEMO_MODELS[0], seed=0)
@@ -86,8 +86,27 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     return reports, comparisons
 
 
+#: how a report's generated cells were made: merged from one report, together
+GENERATION_FIELDS = ("backend", "storage_roundtrip", "source")
+
+
+def generation_fields(reports: list[Report]) -> dict:
+    """``backend``, ``storage_roundtrip`` and ``source`` of the report that sets most of them
+    (the first such), taken together: the suite that generates images and round-trips them
+    through storage (ImageNet-C in the demo) rather than one that has no such fields (clean), so
+    that they are never null because another suite came first, nor a mix of two suites' values."""
+    def value(report: Report, name: str):
+        found = getattr(report, name)
+        return None if found == "" else found  # a report without a source has ""
+
+    best = max(reports, key=lambda r: sum(value(r, name) is not None for name in GENERATION_FIELDS))
+    return {name: value(best, name) for name in GENERATION_FIELDS}
+
+
 def merged_reports(reports: list[Report]) -> list[dict]:
-    """One object per model in the ``eval`` JSON schema with every suite's sections."""
+    """One object per model in the ``eval`` JSON schema with every suite's sections; the run's
+    facts come from its first report, :data:`GENERATION_FIELDS` from
+    :func:`generation_fields`."""
     merged: dict[str, dict] = {}
     for report in reports:
         data = report.to_json()
@@ -104,4 +123,6 @@ def merged_reports(reports: list[Report]) -> list[dict]:
             elif value is not None or key not in target:
                 target[key] = value
         target["notes"] += [n for n in report.notes if n not in target["notes"]]
+    for model, target in merged.items():
+        target.update(generation_fields([r for r in reports if r.model == model]))
     return list(merged.values())

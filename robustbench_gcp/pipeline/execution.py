@@ -197,11 +197,50 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     )
 
 
-def store_baseline(report: Report, name: str) -> None:
+def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None:
+    """Before a baseline is computed: its suite must be one that a stored run normalizes, and
+    ``name``, when stored already, must be a run of the same model, weights and images (the run
+    this plan makes, or resumes) unless ``replace``.
+
+    Raises:
+        ConfigError: either, saying what the name holds and how to proceed.
+    """
+    from robustbench_gcp.reports.stored import run_label
+
+    if not plan.suite.normalized_by_stored_run(plan.dataset):
+        raise ConfigError(f"`--suite`: {plan.suite.kind} on {plan.dataset.title} is not normalized by a "
+                          "stored baseline, so one would never be used; baselines serve imagenet-p (FR, "
+                          "T5D), and imagenet-c on CIFAR-10/100 and Tiny-ImageNet (CE)")
+    if replace or not Path(plan.options.store).is_file():
+        return
+    with Store(plan.options.store, read_only=True) as store:
+        stored = store.baseline(name)
+    checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
+    if stored is None or (stored.arch, stored.checkpoint, stored.data, stored.n_images) == (
+            plan.model.arch, checkpoint, plan.images.source, len(plan.images)):
+        return
+    raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
+                      f"{run_label(stored)} on {stored.n_images} images of {stored.data}; pass --replace "
+                      "to give the name to this run, or choose another --name")
+
+
+def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
     """Store the run of ``report`` (made by :func:`run`) as the baseline ``name`` in its store, so
-    that ``--baseline name`` normalizes by it (ImageNet-P flip rates)."""
+    that ``--baseline name`` normalizes by it (ImageNet-P flip rates).
+
+    Raises:
+        ConfigError: ``name`` is another run's and ``replace`` is False (the report's cells stay
+            stored: storing it again with ``replace`` computes nothing).
+    """
     with Store(report.store) as store:
-        store.set_baseline(name, store.run_by_key(report.run).id)
+        run_id = store.run_by_key(report.run).id
+        stored = store.baseline(name)
+        if stored is not None and stored.id != run_id and not replace:
+            raise ConfigError(f"baseline '{name}' is another run in {report.store} (its identity differs: "
+                              "device, precision or weights); this run's results are stored: run the "
+                              "command again with --replace (nothing is computed again), or choose "
+                              "another --name")
+        store.set_baseline(name, run_id)
 
 
 def renormalized(plan: Plan, report: Report, baseline: str) -> Report:
@@ -249,4 +288,4 @@ def evaluate(model: str | torch.nn.Module, *, name: str | None = None,
 
 
 __all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "run_all",
-           "store_baseline"]
+           "store_baseline", "check_baseline_name"]

@@ -56,7 +56,9 @@ class ModelChoice:
         spec: the architecture and the weights' origin (benchmarks.yaml's entry, with the
             command-line flags applied). For a model outside the registry, ``arch`` is what
             the user wrote (``torchvision:resnet18``, ``pkg.mod:fn``, ``module:<name>``).
-        label: the name reports show (``--label``; default: the model's name).
+        label: the name reports show (a comparison's entry label, the library's ``name``;
+            default: the model's name, tagged with its matrix-function overrides:
+            ``resnet50-isqrt[sqrt=eig]``).
         checkpoint: the local checkpoint file, or None for seeded random weights.
         sqrt, ns_iters: matrix-function overrides (None: the model's own).
         seed: seeds random weights (used only without a checkpoint).
@@ -171,7 +173,7 @@ def choose_model(
             raise ConfigError(f"`--sqrt` / `--ns-iters` apply to the registry's GCP models, not to "
                               f"{external.ref}")
     else:
-        resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch)
+        resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch, cli=True)
     needs_weights = external is None or external.random_init
     if random_weights:
         if checkpoint is not None:
@@ -183,7 +185,12 @@ def choose_model(
     if spec.checkpoint is not None:
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
                                   configured=checkpoint is None)
-    return ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external)
+    choice = ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external)
+    if label is None:  # another matrix function is another row of a report: say which
+        from robustbench_gcp.models.heads import matrix_label
+
+        choice = dataclasses.replace(choice, label=matrix_label(spec.name, **choice.matrix_identity()))
+    return choice
 
 
 def check_weights(choice: ModelChoice) -> int:

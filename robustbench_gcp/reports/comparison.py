@@ -107,6 +107,12 @@ def comparison_object(kind: str, suite: str, names: Sequence[str], entries: Sequ
     }
 
 
+def comparison_heading(comparison: dict) -> str:
+    """A comparison's suite and the source of its cells, as report headings show them."""
+    source = comparison.get("source")
+    return f"{comparison['suite']} ({source})" if source else comparison["suite"]
+
+
 def compare_reports(
     reports: Sequence[Report],
     *,
@@ -129,8 +135,8 @@ def compare_reports(
                           + ", ".join(sorted(every)))
     comparisons = []
     # one comparison per suite and image set (a store may hold runs on different --limit subsets)
-    for suite, images in dict.fromkeys((report.suite, _images(report)) for report in reports):
-        group = [r for r in reports if r.suite == suite and _images(r) == images]
+    for heading, images in dict.fromkeys((report.heading, _images(report)) for report in reports):
+        group = [r for r in reports if r.heading == heading and _images(r) == images]
         cells, notes = _common_cells(group)
         names = [report.model for report in group]
         ref = 0
@@ -145,7 +151,8 @@ def compare_reports(
         fingerprints = [_images(report) for report in group]
         entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
                                   seed=seed, level=level)
-        comparison = comparison_object(group[0].kind, suite, names, entries, ref, percent, level)
+        comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
+        comparison["source"] = group[0].source or None
         for model, report in zip(comparison["models"], group):
             model["partial"] = report.partial is not None
         comparison["n_images"] = group[0].n_images

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from robustbench_gcp.reports.comparison import comparison_heading
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
-from robustbench_gcp.suites import all_suites
+from robustbench_gcp.suites import all_suites, get_suite
 
 
 def _display(metric: str) -> tuple[str, float, str]:
@@ -107,7 +108,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     """Wide numeric rows: per model, each metric with its interval and paired delta."""
     rows = []
     for model in comparison["models"]:
-        row = {"suite": comparison["suite"], "n_images": comparison.get("n_images"), "model": model["model"],
+        row = {"suite": comparison["suite"], "source": comparison.get("source"),
+               "n_images": comparison.get("n_images"), "model": model["model"],
                "reference": comparison["reference"], "partial": bool(model.get("partial"))}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
@@ -134,11 +136,27 @@ def headline_rows(reports: Sequence[Report]) -> list[dict]:
     return [headline(r) for r in reports]
 
 
-def headline_columns(rows: Sequence[dict]) -> list:
-    """Table columns for :func:`headline_rows`: names left-aligned, figures to 4 significant digits."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    return [Column(k, justify="left") if k in ("model", "suite") else
-            Column(k) if k == "n_images" else Column(k, fmt=".4g") for k in keys]
+def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
+    """The headline numbers of reports of one suite, one row per report, with the headers and
+    scales of its comparison tables (errors in percent)."""
+    suite = get_suite(reports[0].kind)
+    raw = headline_rows(reports)
+    keys = [k for k in dict.fromkeys(k for row in raw for k in row)
+            if k not in ("model", "suite", "n_images", "partial")]
+    # a headline key joins its first words with "_" where the comparisons' metric has a space
+    # (robust_fgsm@1/255, robust fgsm@1/255)
+    shown = {k: suite.display(k) or suite.display(k.replace("_", " ", 1)) or (k.replace("_", " "), 1.0, ".4g")
+             for k in keys}
+    rows = []
+    for row in raw:
+        out = {"model": row["model"] + (" (partial)" if row["partial"] else ""), "n_images": row["n_images"]}
+        for k in keys:
+            value = row.get(k)
+            out[k] = value * shown[k][1] if isinstance(value, (int, float)) else value
+        rows.append(out)
+    columns = [Column("model", justify="left"), Column("n_images", "images")]
+    columns += [Column(k, label, fmt) for k, (label, _, fmt) in shown.items()]
+    return rows, columns
 
 
 WIDE_CAPTION = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
@@ -167,7 +185,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         parts = [f"## {title}\n"] if title else []
         for comparison in comparisons:
             rows, columns = comparison_rows(comparison)
-            heading = (f"{comparison['suite']}: {comparison.get('n_images')} images (reference "
+            heading = (f"{comparison_heading(comparison)}: {comparison.get('n_images')} images (reference "
                        f"{comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
@@ -187,14 +205,14 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         wide = len(comparison["models"][0]["metrics"]) > 4
         rows, columns = (comparison_long_rows(comparison) if wide
                          else comparison_rows(comparison, compact=True))
-        heading = f"{comparison['suite']}: {comparison.get('n_images')} images, reference " \
+        heading = f"{comparison_heading(comparison)}: {comparison.get('n_images')} images, reference " \
                   f"{comparison['reference']}"
         caption = WIDE_CAPTION if wide else COMPACT_CAPTION
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
-    if not comparisons:
-        rows = [{**row, "model": row["model"] + (" (partial)" if row.pop("partial") else "")}
-                for row in headline_rows(reports)]
-        parts.append(rich_table(rows, headline_columns(rows), title=title or None))
+    if not comparisons:  # one table per suite and source, its own metrics as comparisons show them
+        for heading in dict.fromkeys(r.heading for r in reports):
+            rows, columns = headline_table([r for r in reports if r.heading == heading])
+            parts.append(rich_table(rows, columns, title=f"{title}: {heading}" if title else heading))
     notes = sorted({note for r in reports for note in r.notes}
                    | {note for c in comparisons for note in c.get("notes", [])})
     parts += [Text(f"note: {note}", style="yellow") for note in notes]

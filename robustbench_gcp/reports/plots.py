@@ -17,9 +17,15 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
     """Every figure the reports allow, one PNG per figure and suite, into ``folder``."""
     folder = Path(folder)
     written = []
-    for suite_name in dict.fromkeys(r.suite for r in reports):
-        group = [r for r in reports if r.suite == suite_name]
-        stem = suite_name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+    sets = list(dict.fromkeys((r.suite, r.heading, r.data_fingerprint or r.run) for r in reports))
+    for suite, heading, images in sets:  # as the comparisons: one suite, one source, one image set
+        group = [r for r in reports if r.heading == heading and (r.data_fingerprint or r.run) == images]
+        # named by the suite; by its source and images too where the reports have several
+        several_sources = len({h for s, h, _ in sets if s == suite}) > 1
+        stem = (heading if several_sources else suite).replace(" ", "_")
+        stem = stem.replace("(", "").replace(")", "").replace(",", "")
+        if sum(h == heading for _, h, _ in sets) > 1:
+            stem += f"_{group[0].n_images}-images_{images[:8]}"
         for name, draw in get_suite(group[0].kind).plots().items():
             path = draw(group, folder / f"{stem}_{name}.png")
             if path is not None:

@@ -22,7 +22,10 @@ class Report:
     Attributes:
         model, arch: the label reports show and the registry architecture.
         checkpoint, checkpoint_sha256: the weights (None for seeded random weights).
-        suite, kind: the suite's name (or, from a store, its kind and source) and its kind.
+        suite, kind: the suite's name (from a store, which keeps no names: its kind) and its kind.
+        source: how its cells were made, for people ("torch, JPEG round trip", "released";
+            "" where the suite has one way only); reports with different sources are never
+            compared or plotted together.
         seed, n_images, data, corrupted_dir: how the cells were made.
         backend, storage_roundtrip: how generated cells were made (None otherwise).
         device, precision: where and in which precision the model ran.
@@ -61,6 +64,12 @@ class Report:
     partial: dict | None = None
     cells: list[CellResult] = field(default_factory=list, repr=False)
     normalizer: Any = field(default=None, repr=False)
+    source: str = ""
+
+    @property
+    def heading(self) -> str:
+        """The suite and the source of its cells: ``imagenet-c (torch, JPEG round trip)``."""
+        return f"{self.suite} ({self.source})" if self.source else self.suite
 
     def to_json(self) -> dict:
         """The ``eval`` JSON object (plain types only)."""
@@ -71,6 +80,7 @@ class Report:
             "checkpoint_sha256": self.checkpoint_sha256,
             "suite": self.suite,
             "kind": self.kind,
+            "source": self.source or None,
             "seed": self.seed,
             "n_images": self.n_images,
             "data": self.data,

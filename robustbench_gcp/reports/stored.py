@@ -41,8 +41,9 @@ def build_report(
     weights = identity.get("weights")
     random = weights is None or str(weights).startswith("random-init")
     sections, suite_notes = suite.sections(results, normalizer)
+    groups = [suite.group(r.key) for r in results if r.key != CLEAN and suite.owns(r.key)]
     return Report(
-        model=model or run.model,
+        model=model or run_label(run),
         arch=run.arch,
         checkpoint=checkpoint or run.checkpoint,
         checkpoint_sha256=None if random else weights,
@@ -63,7 +64,23 @@ def build_report(
         computed=computed,
         cells=list(results),
         normalizer=normalizer,
+        source=suite.source_label(groups[0]) if groups else "",
     )
+
+
+def run_label(run: RunInfo) -> str:
+    """The name a stored run's reports show: its model's label, tagged with the matrix function
+    it was evaluated with when that is not the model's own (``demo-isqrt[sqrt=eig]``), however the
+    run was first labelled."""
+    from robustbench_gcp.models.heads import matrix_label
+
+    identity = run.identity
+    return matrix_label(run.model, identity.get("sqrt"), identity.get("ns_iters"))
+
+
+def _chosen(run: RunInfo, models: Sequence[str] | None) -> bool:
+    """Whether ``--models`` (stored names or the labels reports show) selects ``run``."""
+    return not models or run.model in models or run_label(run) in models
 
 
 def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
@@ -80,7 +97,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     wanted = set(kinds or (suite.kind for suite in all_suites()))
     reports = []
     for run in store.runs():
-        if models and run.model not in models:
+        if not _chosen(run, models):
             continue
         every = store.results(run)
         complete = [r for r in every if r.complete]
@@ -98,14 +115,13 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                 groups.setdefault(where, []).append(result)
         # a clean-only report when asked for, or when the run has nothing else
         if clean and clean_suite.kind in wanted and (kinds is not None or not groups):
-            reports.append(_stored_report(clean_suite, run, clean, "", [], store, baseline, baselines))
+            reports.append(_stored_report(clean_suite, run, clean, [], store, baseline, baselines))
         for (kind, group), results in groups.items():
             if kind not in wanted:
                 continue
             suite = get_suite(kind)
-            results, notes = suite.latest(results, run.model)
-            report = _stored_report(suite, run, clean + results, group, notes, store, baseline,
-                                    baselines)
+            results, notes = suite.latest(results, run_label(run))
+            report = _stored_report(suite, run, clean + results, notes, store, baseline, baselines)
             progress = run_progress(clean_cells + stored[(kind, group)], run.n_shards)
             if progress["cells_complete"] < progress["cells"]:
                 mark_partial(report, progress)
@@ -127,14 +143,12 @@ def mark_partial(report: Report, progress: dict) -> None:
                            "the means cover the complete cells only: re-run the eval command to finish")
 
 
-def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], group: str, notes: list[str],
+def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], notes: list[str],
                    store: Store, baseline: str | None, baselines: Mapping | None) -> Report:
-    source = suite.source_label(group)
     normalizer = None
     if baseline is not None:
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
-    return build_report(suite, run, results, normalizer, notes=notes, data=run.data,
-                        suite_name=f"{suite.kind} ({source})" if source else suite.kind)
+    return build_report(suite, run, results, normalizer, notes=notes, data=run.data)
 
 
 def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,
@@ -156,7 +170,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
-        stored = {run.model for run in store.runs()}
+        stored = {name for run in store.runs() for name in (run.model, run_label(run))}
         for name in models or []:
             if name not in stored:
                 raise UnknownNameError("stored model", name, stored)
@@ -173,7 +187,7 @@ def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[st
     whose runs on the selection are all unfinished (empty when there are none)."""
     found = []
     for run in store.runs():
-        if models and run.model not in models:
+        if not _chosen(run, models):
             continue
         cells = [r for r in store.results(run)
                  if not kinds or r.key == CLEAN or suite_of_cell(r.key).kind in kinds]
@@ -181,7 +195,7 @@ def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[st
         if progress["shards"]:
             kinds_found = list(dict.fromkeys(suite_of_cell(r.key).kind for r in cells if r.key != CLEAN))
             suites = ", ".join(kinds_found or [suite_of_cell(CLEAN).kind])
-            found.append(f"{run.model} ({suites}: {progress['shards']} of {progress['of_shards']} "
+            found.append(f"{run_label(run)} ({suites}: {progress['shards']} of {progress['of_shards']} "
                          f"shards stored)")
     if not found:
         return ""

@@ -209,12 +209,13 @@ class Store:
         ).fetchone()
         return RunInfo.from_row(row) if row else None
 
-    def baselines(self) -> list[tuple[str, RunInfo]]:
+    def baselines(self) -> list[tuple[str, str, RunInfo]]:
+        """Every stored baseline: its name, when the name was given to its run, and the run."""
         rows = self.db.execute(
-            "SELECT baselines.name, runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id "
-            "ORDER BY baselines.name"
+            "SELECT baselines.name, baselines.created, runs.* FROM baselines "
+            "JOIN runs ON runs.id = baselines.run_id ORDER BY baselines.name"
         ).fetchall()
-        return [(row[0], RunInfo.from_row(row[1:])) for row in rows]
+        return [(row[0], row[1], RunInfo.from_row(row[2:])) for row in rows]
 
     # -- shards -------------------------------------------------------------
     def done_shards(self, cell_id: int | None) -> set[int]:

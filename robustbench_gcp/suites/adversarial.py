@@ -30,8 +30,10 @@ from robustbench_gcp.suites.attacks import (
     MINIMIZATION,
     AttackSpec,
     AttackTask,
+    attack_suggestion,
     budget_of,
     budget_tag,
+    format_epsilon,
     parse_epsilon,
     select_attacks,
 )
@@ -62,13 +64,6 @@ class AdversarialSpec(SuiteSpec):
 @dataclass(frozen=True)
 class AdversarialSelection(Selection):
     attacks: tuple[AttackSpec, ...] = ()
-
-
-def format_epsilon(eps: float, norm: str) -> str:
-    """Linf budgets as k/255 when they are, others as numbers."""
-    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
-        return f"{round(eps * 255)}/255"
-    return f"{eps:g}"
 
 
 def attack_label(entry: Mapping) -> str:
@@ -111,9 +106,7 @@ def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
     value = check.mapping(value, where)
     attack = check.string(value.get("attack"), f"{where}.attack")
     if attack not in ATTACKS:
-        from robustbench_gcp.errors import suggest
-
-        check.fail(f"{where}.attack", f"unknown attack '{attack}'.{suggest(attack, ATTACKS)}")
+        check.fail(f"{where}.attack", f"unknown attack '{attack}'.{attack_suggestion(attack)}")
     check.mapping(value, where, {"attack", *ATTACK_KEYS[attack]})
     epsilons = tuple(
         check.number(e, f"{where}.epsilons[{i}]", 0.0)

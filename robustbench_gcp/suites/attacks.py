@@ -36,7 +36,7 @@ import torch
 
 from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource, finite
-from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 
 #: attack name -> the norm of its budget
@@ -86,6 +86,25 @@ DEFAULT_BUDGETS = {
               "initial_const": 0.001},
 }
 DEFAULT_EPSILONS = {"linf": (1 / 255, 2 / 255, 4 / 255), "l2": (0.25, 0.5, 1.0)}
+
+
+def attack_suggestion(name: str) -> str:
+    """" Did you mean ...?" for an unknown attack name. A bare family name lists the family,
+    Linf first: ``pgd`` most often means the standard Linf PGD, which plain closeness
+    (``pgd-l2``, the shorter name) would not suggest."""
+    family = [a for a in ATTACKS if a.startswith(f"{name.lower()}-")]
+    if family:
+        family.sort(key=lambda a: ATTACKS[a] != "linf")
+        return f" Did you mean {' or '.join(repr(a) for a in family)}?"
+    return suggest(name, ATTACKS)
+
+
+class UnknownAttackError(UnknownNameError):
+    """An attack name that does not exist (a family name such as ``pgd`` lists its variants)."""
+
+    def __init__(self, name: str):
+        super().__init__("attack", name, ATTACKS)
+        self.args = (f"unknown attack '{name}'.{attack_suggestion(name)}",)
 
 
 class AttackMemoryError(DeviceMemoryError):
@@ -145,7 +164,7 @@ def select_attacks(
         chosen = []
         for name in names:
             if name not in ATTACKS:
-                raise UnknownNameError("attack", name, ATTACKS)
+                raise UnknownAttackError(name)
             chosen.append(by_name.get(name) or AttackSpec(
                 name, DEFAULT_EPSILONS[ATTACKS[name]], dict(DEFAULT_BUDGETS[name])))
     else:
@@ -244,7 +263,15 @@ def foolbox_model(ctx: Context):
 
 
 def epsilon_level(eps: float) -> str:
+    """An epsilon as a cell key's level: exact (``repr``), so that the key never changes."""
     return repr(float(eps))
+
+
+def format_epsilon(eps: float, norm: str, digits: int = 6) -> str:
+    """Linf budgets as k/255 when they are, others as numbers of ``digits`` significant digits."""
+    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"{round(eps * 255)}/255"
+    return f"{eps:.{digits}g}"
 
 
 @dataclass(frozen=True)
@@ -262,6 +289,14 @@ class AttackTask:
         keys = tuple(CellKey("adversarial", self.spec.attack, epsilon_level(e), variant)
                      for e in self.spec.epsilons)
         object.__setattr__(self, "keys", keys)
+
+    @property
+    def progress_label(self) -> str:
+        """The task's name in progress bars, its epsilons short: ``adversarial/pgd-linf 1/255 (+2)``
+        rather than the cell key's exact ``0.00392156862745098``, which squeezes the bars."""
+        first = f"adversarial/{self.spec.attack} {format_epsilon(self.spec.epsilons[0], self.spec.norm, 3)}"
+        more = len(self.keys) - 1
+        return f"{first} (+{more})" if more else first
 
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context

@@ -286,6 +286,11 @@ class Suite:
         """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""
         return None
 
+    def normalized_by_stored_run(self, dataset: DatasetInfo) -> bool:
+        """Whether a run stored with ``gcp-robust baseline`` normalizes this suite's metrics on
+        ``dataset`` (what a baseline of this suite is for)."""
+        return self.stored_baseline
+
     def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
         """The suite's own report sections from its stored cells (clean included), and notes."""
         return {"clean": clean_entry(results)}, []
@@ -577,7 +582,7 @@ def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> 
         with Store(store_path, read_only=True) as store:
             if store.baseline(name) is not None:
                 return
-            stored = {n for n, _ in store.baselines()}
+            stored = {n for n, _, _ in store.baselines()}
     raise UnknownNameError("baseline", name, known | stored)
 
 
@@ -611,21 +616,28 @@ def resolve_names(value: str | Sequence[str] | None, default: tuple[str, ...],
     return tuple(dict.fromkeys(names))
 
 
-def resolve_levels(value: Sequence[int] | None, default: tuple[int, ...], flag: str,
+def resolve_levels(value: Sequence[int] | int | str | None, default: tuple[int, ...], flag: str,
                    valid: tuple[int, ...]) -> tuple[int, ...]:
-    """``--severities`` / ``--difficulties``: checked against ``valid``; default: the suite's.
+    """``--severities`` / ``--difficulties``: checked against ``valid``; default: the suite's. The
+    library takes what the command line takes too: one level, or a comma list as text ("1,3").
 
     Raises:
-        ConfigError: a level outside ``valid``, or none.
+        ConfigError: a level that is not an integer of ``valid``, or none.
     """
     if value is None:
         return default
-    for level in value:
-        if level not in valid:
-            raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level}")
-    if not value:
+    items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
+    levels = []
+    for item in items:
+        level = item.strip() if isinstance(item, str) else item
+        if isinstance(level, str) and level.lstrip("-").isdigit():
+            level = int(level)
+        if isinstance(level, bool) or level not in valid:
+            raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level!r}")
+        levels.append(level)
+    if not levels:
         raise ConfigError(f"`{flag}` should name at least one level")
-    return tuple(sorted(set(value)))
+    return tuple(sorted(set(levels)))
 
 
 def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:

@@ -278,14 +278,17 @@ def summarize(
                "--baseline NAME")
         notes.append(f"{name} figures are unnormalized: no stored baseline named '{baseline_name}' "
                      f"(compute one with {how})")
-    elif entries and any(e["FR"] is None for e in entries):
-        missing = sorted({f"{e['perturbation']}/{e['difficulty']}" for e in entries if e["FR"] is None})
-        notes.append(f"FR / T5D left empty for {', '.join(missing)}: baseline '{baseline_name}' has no "
-                     "figures for them, or never flips on them (a zero normalizer)")
+    elif entries:
+        for column in ("FR", "T5D"):
+            missing = [f"{e['perturbation']}/{e['difficulty']}" for e in entries if e[column] is None]
+            if missing:
+                notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
+                             "has no figures for them, or a zero normalizer there (it never flips)")
     if entries and dataset.name == "cifar100":
         notes.append("CIFAR-100-P is not a released benchmark: these sequences use CIFAR-10-P's parameters")
     if first.get("missing") and first.get("perturbations"):
-        notes.append(f"mFR averages {len(first['perturbations'])} of the 10 test perturbations; "
+        what = "mFR averages" if first.get("mFR") is not None else "the means average"
+        notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
                      f"missing: {', '.join(first['missing'])}")
     return {
         "clean": clean_entry(results),
@@ -299,6 +302,17 @@ def summarize(
             "by_difficulty": by_difficulty,
         },
     }, notes
+
+
+def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int):
+    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m``."""
+    return lambda m: sum(relative_rate(m[f"{prefix} {p}/{d}"], figures[(p, d)][column])
+                         for p, d in chosen) / len(chosen)
+
+
+def _mean_raw(chosen: Sequence[tuple[str, int]], prefix: str):
+    """The unnormalized mean over the chosen cells of a comparison's per-image means ``m``."""
+    return lambda m: sum(m[f"{prefix} {p}/{d}"] for p, d in chosen) / len(chosen)
 
 
 def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
@@ -519,21 +533,17 @@ class ImageNetPSuite(LevelledSuite):
         chosen = [(p, d) for p, d in chosen if d == difficulty]
         metrics = {}
         percent = set()
-        if chosen:
-            normalized = figures is not None and all(
-                (p, d) in figures and figures[(p, d)][0] > 0 and figures[(p, d)][1] > 0 for p, d in chosen)
-            if normalized:
-                metrics["mFR"] = lambda m: sum(relative_rate(m[f"fp {p}/{d}"], figures[(p, d)][0])
-                                               for p, d in chosen) / len(chosen)
-                metrics["mT5D"] = lambda m: sum(relative_rate(m[f"t5d {p}/{d}"], figures[(p, d)][1])
-                                                for p, d in chosen) / len(chosen)
-                percent = {"mFR", "mT5D"}
+        # each of mFR and mT5D where the baseline normalizes every chosen cell (as the reports:
+        # a baseline that never flips on a cell leaves its FR empty, not its T5D); else the mean
+        for column, (prefix, metric, mean) in enumerate((("fp", "mFR", "mean_flip_probability"),
+                                                         ("t5d", "mT5D", "mean_top5_distance"))):
+            if not chosen:
+                break
+            if figures is not None and all(figures.get(cell, (0, 0))[column] > 0 for cell in chosen):
+                metrics[metric] = _mean_relative(chosen, prefix, figures, column)
+                percent.add(metric)
             else:
-                def mean_of(prefix):
-                    return lambda m: sum(m[f"{prefix} {p}/{d}"] for p, d in chosen) / len(chosen)
-
-                metrics["mean_flip_probability"] = mean_of("fp")
-                metrics["mean_top5_distance"] = mean_of("t5d")
+                metrics[mean] = _mean_raw(chosen, prefix)
         return Design.of(rows, values, metrics, percent=percent)
 
     # -- views
@@ -556,10 +566,11 @@ class ImageNetPSuite(LevelledSuite):
         rows = super().summary_rows(report)
         if report.sections.get("perturbations"):
             metrics = report.sections.get("metrics") or {}
-            base = metrics.get("baseline") or "unnormalized"
+            base = metrics.get("baseline")
             d = metrics.get("difficulty")
-            rows.append({"metric": f"mFR (%, {base} = 100, difficulty {d})", "value": metrics.get("mFR")})
-            rows.append({"metric": f"mT5D (%, {base} = 100, difficulty {d})", "value": metrics.get("mT5D")})
+            scale = f"%, {base} = 100" if base else "no baseline"
+            rows.append({"metric": f"mFR ({scale}, difficulty {d})", "value": metrics.get("mFR")})
+            rows.append({"metric": f"mT5D ({scale}, difficulty {d})", "value": metrics.get("mT5D")})
         return rows
 
     def long_rows(self, report: Report) -> list[dict]:
@@ -603,7 +614,7 @@ class ImageNetPSuite(LevelledSuite):
         columns = [Column("model", justify="left"), Column("mFR", fmt=".1f")]
         columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
         unit = "baseline = 100" if normalized else "%, unnormalized"
-        return to_markdown(rows, columns, title=f"{reports[0].suite}: {label} per perturbation ({unit})")
+        return to_markdown(rows, columns, title=f"{reports[0].heading}: {label} per perturbation ({unit})")
 
     def plots(self):
         return {"flip_probability": flip_probability}
@@ -629,6 +640,6 @@ def flip_probability(reports: Sequence[Report], path: Path) -> Path | None:
     grouped_bars(ax, names, series)
     ax.set_xlabel("perturbation")
     ax.set_ylabel("flip probability (%)")
-    ax.set_title(f"{reports[0].suite}: flip probability per perturbation (difficulty {difficulty})")
+    ax.set_title(f"{reports[0].heading}: flip probability per perturbation (difficulty {difficulty})")
     fig.tight_layout()
     return save(fig, path)

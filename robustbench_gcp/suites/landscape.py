@@ -256,7 +256,8 @@ class LandscapeSuite(Suite):
     def source_label(self, group: str) -> str:
         settings = LandscapeSettings.of_variant(json.loads(group))
         etas = settings.etas
-        return f"{settings.at}, {settings.direction}, {etas.count} etas {etas.low:g} to {etas.high:g}"
+        return (f"{settings.at}, {settings.direction}, {etas.count} etas {_eta_text(etas.low)} to "
+                f"{_eta_text(etas.high)}")
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """Per (corruption, severity), the cell stored last (never two ways of making it)."""
@@ -376,6 +377,17 @@ class LandscapeSuite(Suite):
 
     def plots(self):
         return {"loss_vs_eta": loss_vs_eta, "grad_change_vs_eta": grad_change_vs_eta}
+
+
+def _eta_text(eta: float) -> str:
+    """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter
+    (the stem's defaults, ``0.1/256`` to ``75/256``), else 3 significant digits."""
+    if abs(eta - round(eta, 4)) < 1e-12:
+        return f"{eta:g}"
+    levels = eta * 256
+    if abs(levels - round(levels, 2)) < 1e-9:
+        return f"{round(levels, 2):g}/256"
+    return f"{eta:.3g}"
 
 
 def _architecture(model: Any):

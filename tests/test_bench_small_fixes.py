@@ -1,0 +1,122 @@
+"""Small user-reported fixes: make_sample_data's options, the fidelity table's max column,
+the isqrt-relu6 row of ``bench heads`` and the device that ``bench scaling`` prints."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_data.py"
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})  # rich: no wrapping
+
+
+def run_script(*args, cwd):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+# --- scripts/make_sample_data.py --------------------------------------------------------------
+
+def test_make_sample_data_help_prints_usage_and_writes_nothing(tmp_path):
+    done = run_script("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:") and "OUT_DIR" in done.stdout
+    assert "wrote" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_sample_data_rejects_unknown_options(tmp_path):
+    done = run_script("--bogus", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_sample_data_positional_out_dir_and_default():
+    spec = importlib.util.spec_from_file_location("make_sample_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.parse_args(["some/dir"]).out == Path("some/dir")
+    assert module.parse_args([]).out == Path("sample-data")
+
+
+# --- bench fidelity: max /255 next to MAD /255 -------------------------------------------------
+
+def test_fidelity_table_prints_small_max_with_the_mads_format(monkeypatch):
+    import robustbench_gcp.bench.corruption_fidelity as corruption_fidelity
+
+    row = {"corruption": "fog", "severity": 1, "reference": "imagecorruptions",
+           "mad": 1.86e-06, "max_abs": 3.05e-05}
+    monkeypatch.setattr(corruption_fidelity, "fidelity", lambda names, **kwargs: [row])
+    result = run("bench", "fidelity", "--corruptions", "fog", "--severities", "1",
+                 "--images", "1", "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    assert "1.86e-06" in result.stdout and "3.05e-05" in result.stdout
+    assert "0.00" not in result.stdout.split("fog")[1]
+
+
+# --- bench heads: the isqrt-relu6 row ----------------------------------------------------------
+
+def test_bench_heads_mobile_row_is_on_mobilenetv2_width():
+    from robustbench_gcp.bench.head_speed import bench_heads
+
+    rows = bench_heads("cpu", batch_size=1, repeats=1, scope="head", in_channels=32,
+                       reduction_dim=8, num_classes=5)
+    inputs = {row["head"]: row["input"] for row in rows}
+    assert inputs == {"gap": "32x7x7", "isqrt": "32x14x14", "mpncov": "32x14x14",
+                      "svdpade": "32x14x14", "dropcov": "32x14x14", "isqrt-relu6": "1280x7x7"}
+    pooled = bench_heads("cpu", batch_size=1, repeats=1, scope="pool", in_channels=32,
+                         reduction_dim=8, num_classes=5)
+    assert pooled[-1]["input"] == "8x7x7" and pooled[1]["input"] == "8x14x14"
+
+
+def test_bench_heads_help_names_each_input_shape():
+    result = run("bench", "heads", "--help")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for shape in ("2048x7x7", "2048x14x14", "1280x7x7"):
+        assert shape in text, shape
+
+
+# --- bench scaling: the device actually used ---------------------------------------------------
+
+def test_bench_scaling_prints_and_passes_the_resolved_device(monkeypatch, image_folder):
+    import robustbench_gcp.bench.process_scaling as process_scaling
+    from robustbench_gcp.engine.device import resolve_device
+
+    calls = []
+
+    def fake_throughput(processes, args, env):
+        calls.append(args)
+        return {"processes": processes, "images": 8, "seconds": 1.0, "images_per_s": 8.0}
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", fake_throughput)
+    result = run("bench", "scaling", "--data", str(image_folder), "--device", "auto")
+    assert result.exit_code == 0, result.output
+    used = str(resolve_device("auto"))
+    assert f"device {used}" in result.stdout and "device auto" not in result.stdout
+    assert [args[args.index("--device") + 1] for args in calls] == [used, used]
+
+
+def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
+    import torch
+
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    monkeypatch.setattr(process_scaling, "eval_throughput",
+                        lambda *args: pytest.fail("a run started"))
+    result = run("bench", "scaling", "--device", "cuda")
+    assert result.exit_code != 0
+    assert "CUDA is not available" in result.output

@@ -1,0 +1,171 @@
+"""What a user walkthrough of the CLI found: progress lines on stderr, the demo's help and JSON,
+attack-name hints, the models table's top-1 footnote, and a clean stdout on store errors.
+
+Real runs at tiny sizes: the demo models on 10 of the demo images.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.engine.runner import task_label
+from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.suites.attacks import AttackSpec, AttackTask
+
+
+@pytest.fixture
+def wide(monkeypatch):
+    """Progress bars 200 columns wide, so that labels are never cut short."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def run_args(demo_val, store, *extra) -> list[str]:
+    return ["--data", str(demo_val), "--class-order", "sorted", "--store", str(store), "--limit", "10",
+            "--workers", "0", *extra]
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def words(text: str) -> str:
+    """``text`` with runs of white space (rich wraps long lines) as one space."""
+    return " ".join(text.split())
+
+
+# 1a ---------------------------------------------------------------------------------------------
+
+def test_a_fully_reused_run_says_so_without_an_empty_bar(demo_val, tmp_path, wide):
+    store = tmp_path / "s.db"
+    invoke("eval", "--model", "demo-gap", *run_args(demo_val, store))
+    again = invoke("eval", "--model", "demo-gap", *run_args(demo_val, store))
+    assert "0/0" not in again.stderr and "img/s" not in again.stderr
+    assert again.stderr.splitlines()[0] == "demo-gap clean: reused from the store, nothing to compute"
+
+
+# 1b, 1c -----------------------------------------------------------------------------------------
+
+def test_compare_names_the_model_and_suite_of_reused_units_and_shows_short_epsilons(
+        demo_val, tmp_path, wide):
+    store = tmp_path / "s.db"
+    models = ("--model", "demo-gap", "--model", "demo-isqrt")
+    invoke("compare", *models, *run_args(demo_val, store, "--suite", "clean"))
+    result = invoke("compare", *models, *run_args(demo_val, store, "--suite", "adversarial", "--attacks",
+                                                   "fgsm", "--epsilons", "1/255,2/255"))
+    said = words(result.stderr)
+    for model in ("demo-gap", "demo-isqrt"):
+        assert (f"{model} adversarial: 1 of 2 (cell, shard) units already in the store; 1 to compute"
+                in said)
+    assert "adversarial/fgsm 1/255 (+1)" in said
+    assert "0.0039" not in said
+
+
+def test_an_attack_task_is_labelled_with_short_epsilons_but_keeps_exact_keys():
+    linf = AttackTask(AttackSpec("deepfool-linf", (1 / 255, 2 / 255)), None, 10)
+    assert task_label(linf) == "adversarial/deepfool-linf 1/255 (+1)"
+    assert linf.keys[0].level == "0.00392156862745098"  # the stored key is unchanged
+    half = AttackTask(AttackSpec("pgd-linf", (0.5 / 255,)), None, 10)
+    assert task_label(half) == "adversarial/pgd-linf 0.00196"
+    assert task_label(AttackTask(AttackSpec("pgd-l2", (0.25,)), None, 10)) == "adversarial/pgd-l2 0.25"
+
+
+# 2 ----------------------------------------------------------------------------------------------
+
+def test_demo_help_names_every_suite_it_runs():
+    text = words(invoke("demo", "--help").output)
+    for suite in ("clean images", "ImageNet-C", "ImageNet-P", "FGSM / PGD-Linf", "loss landscape"):
+        assert suite in text
+
+
+# 3 ----------------------------------------------------------------------------------------------
+
+def test_merged_demo_objects_carry_the_generation_fields_of_the_suite_that_has_them(demo_val, tmp_path):
+    from robustbench_gcp.pipeline import run_all
+    from robustbench_gcp.pipeline.demo_run import merged_reports
+    from robustbench_gcp.pipeline.planning import plan_all
+
+    common = {"store": str(tmp_path / "s.db"), "seed": 0, "data": str(demo_val), "class_order": "sorted",
+              "limit": 10, "workers": 0}
+    jobs = [("demo-gap", {"suite": "clean"}),
+            ("demo-gap", {"suite": "imagenet-c", "corruptions": "fog", "severities": "1"})]
+    merged = merged_reports(run_all(plan_all(jobs, common)))
+    assert len(merged) == 1 and merged[0]["suites"] == ["clean", "imagenet-c"]
+    assert merged[0]["backend"] == "torch" and merged[0]["storage_roundtrip"] is True
+    assert merged[0]["source"] == "torch, JPEG round trip"
+    assert json.loads(json.dumps(merged))  # still plain JSON
+
+
+# 4 ----------------------------------------------------------------------------------------------
+
+def test_a_bare_attack_family_suggests_its_linf_variant_first(demo_val, tmp_path):
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"),
+                                       "--suite", "adversarial", "--attacks", "pgd"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == "Error: unknown attack 'pgd'. Did you mean 'pgd-linf' or 'pgd-l2'?"
+
+
+def test_a_bare_attack_family_in_benchmarks_yaml_gets_the_same_hint(tmp_path):
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.suites.attacks import select_attacks
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(textwrap.dedent("""
+        suites:
+          a: {kind: adversarial, attacks: [{attack: deepfool, epsilons: [0.1]}]}
+    """))
+    with pytest.raises(ConfigError, match=r"suites\.a\.attacks\[0\]\.attack: unknown attack 'deepfool'\. "
+                                          r"Did you mean 'deepfool-linf' or 'deepfool-l2'\?"):
+        load_config(path)
+    with pytest.raises(UnknownNameError, match=r"unknown attack 'cw'\. Did you mean 'cw-l2'\?$"):
+        select_attacks((), ["cw"])
+
+
+# 5 ----------------------------------------------------------------------------------------------
+
+def test_models_table_says_why_some_published_top1_are_missing(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    text = words(invoke("models").stdout)
+    assert ("top-1 -: the published results quoted for resnet18-gap, resnet34-gap, resnet18-isqrt, "
+            "resnet34-isqrt give their mCE and mFR but no ImageNet top-1") in text
+    rows = {line.split()[1]: line for line in invoke("models").stdout.splitlines()
+            if line.startswith("│ resnet18-gap ") or line.startswith("│ resnet50-gap ")}
+    assert "76.02" in rows["resnet50-gap"] and "84.7" in rows["resnet18-gap"]
+
+
+# 6 ----------------------------------------------------------------------------------------------
+
+def test_a_foreign_sqlite_store_leaves_stdout_empty_and_no_blank_line(demo_val, tmp_path):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (text)")
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *run_args(demo_val, other)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: ") and "is not a gcp-robust results store" in result.stderr
+
+
+def test_progress_shows_labels_with_brackets_as_they_are():
+    """A model label such as ``demo-isqrt[sqrt=eig]`` is text, not rich markup to swallow."""
+    import io
+
+    from rich.console import Console
+
+    from robustbench_gcp.cli.progress import RichProgress
+
+    out = io.StringIO()
+    with RichProgress(Console(file=out, width=200)) as progress:
+        progress.item(0, 1, "demo-isqrt[sqrt=eig] clean")
+        progress.plan(10, 2, 1)
+        progress.cell_start("clean", 0, 1, 10)
+        progress.advance(10)
+    text = out.getvalue()
+    assert "demo-isqrt[sqrt=eig] clean: 1 of 2 (cell, shard) units already in the store; 1 to compute" in text
+    assert "[1/1] demo-isqrt[sqrt=eig] clean" in text
