@@ -66,7 +66,8 @@ def device_constant(values, dtype: torch.dtype, device: torch.device) -> torch.T
         if len(_CONSTANTS) > _KEPT_CONSTANTS:
             _CONSTANTS.popitem(last=False)
     else:
-        _CONSTANTS.move_to_end(key)
+        with contextlib.suppress(KeyError):  # another thread may have dropped it meanwhile
+            _CONSTANTS.move_to_end(key)
     return constant
 
 

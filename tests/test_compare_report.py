@@ -150,6 +150,14 @@ def test_report_keeps_experiments_apart(demo_val, tmp_path):
     assert titles == [f"Results in {store}: imagenet-c (torch, JPEG round trip)",
                       f"Results in {store}: imagenet-c (torch)"], table.stdout
     assert "mean err %" in table.stdout and "mean_error" not in table.stdout
+    markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                         "--no-intervals", "--format", "markdown"]).stdout
+    assert markdown.count("CE per corruption") == 3, markdown  # one paper table per experiment
+    for layout in ("wide", "long"):  # both CSV layouts tell the two ways apart
+        text = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                         "--no-intervals", "--format", "csv", "--layout", layout]).stdout
+        sources = {row["source"] for row in csv.DictReader(io.StringIO(text))}
+        assert sources == {"torch", "torch, JPEG round trip"}, (layout, sources)
 
 
 def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
@@ -277,6 +285,9 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
     chosen = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "clean", "--format",
                                        "json", "--no-intervals", "--models", "resnet18-isqrt[sqrt=eig]"])
     assert [r["model"] for r in json.loads(chosen.stdout)["reports"]] == ["resnet18-isqrt[sqrt=eig]"]
+    plain = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "clean", "--format",
+                                      "json", "--no-intervals", "--models", "resnet18-isqrt"])
+    assert [r["model"] for r in json.loads(plain.stdout)["reports"]] == ["resnet18-isqrt"], plain.output
 
     only_gap = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
                                          "--sqrt", "eig", *common])
@@ -346,3 +357,17 @@ def test_matrix_variant_labels_name_every_change():
     labels = [v.label for v in matrix_variants(entries, ("newton-schulz", "eig"), (3, 5), cfg)]
     assert labels == ["isqrt", "isqrt[ns-iters=3]", "isqrt[sqrt=eig]",
                       "mpn", "mpn[sqrt=newton-schulz,ns-iters=3]", "mpn[sqrt=newton-schulz]", "gap"]
+
+
+def test_table_titles_and_headers_are_text_not_markup():
+    """Labels carry brackets (``demo-isqrt[sqrt=eig]``): rich must not take them for markup."""
+    from rich.console import Console
+
+    from robustbench_gcp.reports.tables import Column, rich_table
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(rich_table([{"model": "demo-isqrt[sqrt=eig]", "x": 1.0}],
+                             [Column("model", justify="left"), Column("x", "err [%]", ".1f")],
+                             title="clean: 10 images, reference demo-isqrt[sqrt=eig]", caption="[bold]x"))
+    text = " ".join(console.export_text().split())  # the title wraps over the narrow table
+    assert "reference demo-isqrt[sqrt=eig]" in text and "err [%]" in text and "[bold]x" in text, text

@@ -161,13 +161,27 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
         with sqlite3.connect(store) as db:
             return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
+    link = tmp_path / "same-images"  # the same images under another path: the same run
+    link.symlink_to(demo_val, target_is_directory=True)
+    linked = run("baseline", "--model", "demo-gap", *p_args(link, store, *selection))
+    assert linked["run"] == first["run"] and linked["computed"]["computed"] == 0
     before = runs()
-    other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
-                                      *map(str, p_args(demo_val, store, *selection)), "--limit", "6"])
-    assert other.exit_code == 2, other.output
-    line = other.stderr.strip().splitlines()[-1]
-    assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
-    assert "pass --replace" in line and runs() == before  # nothing computed
+    for extra, differ in ((("--limit", "6"), "another images"), (("--seed", "1"), "another seed"),
+                          (("--shard-size", "5"), "another shard size")):
+        other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                          *map(str, p_args(demo_val, store, *selection)), *extra])
+        assert other.exit_code == 2, other.output
+        line = other.stderr.strip().splitlines()[-1]
+        assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
+        assert f"with {differ}; pass --replace" in line, line
+    assert runs() == before  # nothing computed
+    # what only the loaded model tells (here the precision) is found after the run, which stays stored
+    amp = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                    *map(str, p_args(demo_val, store, *selection)), "--amp"])
+    assert amp.exit_code == 2, amp.output
+    assert "is another run in" in amp.stderr and "(another precision)" in amp.stderr, amp.stderr
+    kept = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection), "--amp", "--replace")
+    assert kept["computed"]["computed"] == 0
     replaced = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection),
                    "--limit", 6, "--replace")
     listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])

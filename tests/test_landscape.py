@@ -230,6 +230,21 @@ def test_etas_take_fractions():
     assert DEFAULT_ETAS["stem"].values()[[0, -1]].tolist() == [0.1 / 256, 75 / 256]
 
 
+def test_plots_of_two_step_settings_are_two_files_in_the_folder(demo_val, tmp_path):
+    """Each setting is its own experiment: its own figures, named from its steps with safe
+    characters (no "/" from 0.1/256 making folders)."""
+    store = tmp_path / "s.db"
+    landscape_eval(demo_val, store, model="demo-gap", limit=2, etas="0.1/256:75/256:3")
+    landscape_eval(demo_val, store, model="demo-gap", limit=2, etas="0.01:0.1:2")
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "landscape",
+                                       "--no-intervals", "--plot", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "plots"
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert len(written) == 4 and all("/" not in name for name in written), written
+    assert "landscape_stem_ascent_3_etas_0.1_256_to_75_256_loss_vs_eta.png" in written, written
+
+
 def test_reports_name_the_steps_as_people_give_them():
     import json
 

@@ -12,6 +12,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -151,11 +152,12 @@ def test_levels_are_taken_as_the_command_line_takes_them():
     from robustbench_gcp.suites.base import resolve_levels
 
     valid = (1, 2, 3, 4, 5)
-    for given in ("3", 3, [3], ["3"], " 3 "):
+    for given in ("3", 3, [3], ["3"], " 3 ", [np.int64(3)]):
         assert resolve_levels(given, valid, "--severities", valid) == (3,)
     assert resolve_levels("3,1", valid, "--severities", valid) == (1, 3)
     assert resolve_levels(None, (2,), "--severities", valid) == (2,)
-    for given, shown in (("1;3", "'1;3'"), ("7", "7"), ([True], "True"), ([2.5], "2.5"), ("x", "'x'")):
+    for given, shown in (("1;3", "'1;3'"), ("7", "7"), ([True], "True"), ([2.5], "2.5"), ([3.0], "3.0"),
+                         ("x", "'x'")):
         with pytest.raises(ConfigError, match=re.escape(f"`--severities` should be 1..5. Got {shown}")):
             resolve_levels(given, valid, "--severities", valid)
     with pytest.raises(ConfigError, match="at least one level"):

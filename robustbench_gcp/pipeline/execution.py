@@ -199,11 +199,12 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
 
 def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None:
     """Before a baseline is computed: its suite must be one that a stored run normalizes, and
-    ``name``, when stored already, must be a run of the same model, weights and images (the run
-    this plan makes, or resumes) unless ``replace``.
+    ``name``, when stored already, must not be another run as far as the plan tells (model, matrix
+    function, images, seed, shard size, seeded weights) unless ``replace``. What only the loaded
+    model tells (a checkpoint's contents, precision) is checked by :func:`store_baseline`.
 
     Raises:
-        ConfigError: either, saying what the name holds and how to proceed.
+        ConfigError: either, saying what the name holds, what differs and how to proceed.
     """
     from robustbench_gcp.reports.stored import run_label
 
@@ -215,13 +216,26 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
         return
     with Store(plan.options.store, read_only=True) as store:
         stored = store.baseline(name)
-    checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
-    if stored is None or (stored.arch, stored.checkpoint, stored.data, stored.n_images) == (
-            plan.model.arch, checkpoint, plan.images.source, len(plan.images)):
+    if stored is None:
         return
-    raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
-                      f"{run_label(stored)} on {stored.n_images} images of {stored.data}; pass --replace "
-                      "to give the name to this run, or choose another --name")
+    planned = {"arch": plan.model.arch, **plan.model.matrix_identity(), "data": plan.images.fingerprint(),
+               "seed": plan.options.seed, "shard_size": plan.options.shard_size}
+    if not plan.model.checkpoint and plan.model.external is None:
+        planned["weights"] = f"random-init-seed-{plan.model.seed}"
+    differ = _differences(stored.identity, planned)
+    if differ:
+        raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
+                          f"{run_label(stored)} on {stored.n_images} images of {stored.data}, with "
+                          f"another {differ}; pass --replace to give the name to this run, or choose "
+                          "another --name")
+
+
+def _differences(stored: dict, current: dict) -> str:
+    """The identity fields of ``current`` whose values ``stored`` does not share, for messages
+    ("data, seed"; the images are the identity's ``data``)."""
+    names = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
+             "shard_size": "shard size", "device_type": "device"}
+    return ", ".join(names.get(k, k) for k, v in current.items() if stored.get(k) != v)
 
 
 def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
@@ -233,14 +247,14 @@ def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
             stored: storing it again with ``replace`` computes nothing).
     """
     with Store(report.store) as store:
-        run_id = store.run_by_key(report.run).id
+        run = store.run_by_key(report.run)
         stored = store.baseline(name)
-        if stored is not None and stored.id != run_id and not replace:
-            raise ConfigError(f"baseline '{name}' is another run in {report.store} (its identity differs: "
-                              "device, precision or weights); this run's results are stored: run the "
-                              "command again with --replace (nothing is computed again), or choose "
-                              "another --name")
-        store.set_baseline(name, run_id)
+        if stored is not None and stored.id != run.id and not replace:
+            raise ConfigError(f"baseline '{name}' is another run in {report.store} (another "
+                              f"{_differences(stored.identity, run.identity)}); this run's results are "
+                              "stored: run the command again with --replace (nothing is computed again), "
+                              "or choose another --name")
+        store.set_baseline(name, run.id)
 
 
 def renormalized(plan: Plan, report: Report, baseline: str) -> Report:

@@ -134,9 +134,10 @@ def compare_reports(
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
                           + ", ".join(sorted(every)))
     comparisons = []
-    # one comparison per suite and image set (a store may hold runs on different --limit subsets)
-    for heading, images in dict.fromkeys((report.heading, _images(report)) for report in reports):
-        group = [r for r in reports if r.heading == heading and _images(r) == images]
+    # one comparison per experiment: suite, source and image set (a store may hold runs on
+    # different --limit subsets, or cells made another way)
+    for experiment in dict.fromkeys(report.experiment for report in reports):
+        group = [r for r in reports if r.experiment == experiment]
         cells, notes = _common_cells(group)
         names = [report.model for report in group]
         ref = 0
@@ -148,7 +149,7 @@ def compare_reports(
         designs = [get_suite(report.kind).design(results, report.normalizer)
                    for report, results in zip(group, cells)]
         percent = set().union(*(d.percent for d in designs))
-        fingerprints = [_images(report) for report in group]
+        fingerprints = [report.experiment[1] for report in group]
         entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
@@ -159,10 +160,6 @@ def compare_reports(
         comparison["notes"] = notes
         comparisons.append(comparison)
     return comparisons
-
-
-def _images(report: Report) -> str:
-    return report.data_fingerprint or report.run
 
 
 def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:

@@ -126,9 +126,11 @@ def detail_markdown(reports: Sequence[Report]) -> str:
     robust accuracy ...)."""
     parts = []
     for suite in all_suites():
-        table = suite.detail_markdown([r for r in reports if r.kind == suite.kind])
-        if table:
-            parts.append(table)
+        ours = [r for r in reports if r.kind == suite.kind]
+        for experiment in dict.fromkeys(r.experiment for r in ours):  # as the comparisons
+            table = suite.detail_markdown([r for r in ours if r.experiment == experiment])
+            if table:
+                parts.append(table)
     return "\n".join(parts)
 
 
@@ -142,7 +144,7 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     suite = get_suite(reports[0].kind)
     raw = headline_rows(reports)
     keys = [k for k in dict.fromkeys(k for row in raw for k in row)
-            if k not in ("model", "suite", "n_images", "partial")]
+            if k not in ("model", "suite", "source", "n_images", "partial")]
     # a headline key joins its first words with "_" where the comparisons' metric has a space
     # (robust_fgsm@1/255, robust fgsm@1/255)
     shown = {k: suite.display(k) or suite.display(k.replace("_", " ", 1)) or (k.replace("_", " "), 1.0, ".4g")

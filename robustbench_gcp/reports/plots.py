@@ -6,6 +6,7 @@ their primitives are in :mod:`robustbench_gcp.reports.figures`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,13 +18,13 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
     """Every figure the reports allow, one PNG per figure and suite, into ``folder``."""
     folder = Path(folder)
     written = []
-    sets = list(dict.fromkeys((r.suite, r.heading, r.data_fingerprint or r.run) for r in reports))
+    sets = list(dict.fromkeys((r.suite, *r.experiment) for r in reports))
     for suite, heading, images in sets:  # as the comparisons: one suite, one source, one image set
-        group = [r for r in reports if r.heading == heading and (r.data_fingerprint or r.run) == images]
+        group = [r for r in reports if r.experiment == (heading, images)]
         # named by the suite; by its source and images too where the reports have several
         several_sources = len({h for s, h, _ in sets if s == suite}) > 1
-        stem = (heading if several_sources else suite).replace(" ", "_")
-        stem = stem.replace("(", "").replace(")", "").replace(",", "")
+        # a file name of safe characters (a source may hold "/" or ":": "0.1/256 to 75/256")
+        stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
         if sum(h == heading for _, h, _ in sets) > 1:
             stem += f"_{group[0].n_images}-images_{images[:8]}"
         for name, draw in get_suite(group[0].kind).plots().items():

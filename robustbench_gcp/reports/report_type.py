@@ -71,6 +71,12 @@ class Report:
         """The suite and the source of its cells: ``imagenet-c (torch, JPEG round trip)``."""
         return f"{self.suite} ({self.source})" if self.source else self.suite
 
+    @property
+    def experiment(self) -> tuple[str, str]:
+        """What reports must share to be compared, tabulated or plotted together: the suite and
+        source (:attr:`heading`) and the image set (its fingerprint, else the run)."""
+        return self.heading, self.data_fingerprint or self.run
+
     def to_json(self) -> dict:
         """The ``eval`` JSON object (plain types only)."""
         out = {

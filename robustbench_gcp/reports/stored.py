@@ -79,8 +79,9 @@ def run_label(run: RunInfo) -> str:
 
 
 def _chosen(run: RunInfo, models: Sequence[str] | None) -> bool:
-    """Whether ``--models`` (stored names or the labels reports show) selects ``run``."""
-    return not models or run.model in models or run_label(run) in models
+    """Whether ``--models`` (the labels reports show) selects ``run``: ``demo-isqrt`` is the model as
+    trained, not also a run with another root that an older version stored under that name."""
+    return not models or run_label(run) in models
 
 
 def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
@@ -170,7 +171,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
-        stored = {name for run in store.runs() for name in (run.model, run_label(run))}
+        stored = {run_label(run) for run in store.runs()}
         for name in models or []:
             if name not in stored:
                 raise UnknownNameError("stored model", name, stored)

@@ -108,17 +108,19 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
     from rich.text import Text
 
     cols = _columns(rows, columns)
-    table = Table(title=title, caption=caption, header_style="bold")
+    # titles, captions and headers are text too: "reference demo-isqrt[sqrt=eig]" must stay whole
+    table = Table(title=None if title is None else Text(title),
+                  caption=None if caption is None else Text(caption), header_style="bold")
     cells = [[format_value(row.get(c.key), c.fmt) for c in cols] for row in rows]
     for i, c in enumerate(cols):
         if c.wrap:  # free text wraps at word boundaries
-            table.add_column(c.title, justify=c.justify, overflow="fold")
+            table.add_column(Text(c.title), justify=c.justify, overflow="fold")
         elif c.justify == "left":  # names are never cut; numbers and free text give way first
             widest = max([len(c.title), *(len(line[i]) for line in cells)])
-            table.add_column(c.title, justify=c.justify, no_wrap=True, overflow="fold",
+            table.add_column(Text(c.title), justify=c.justify, no_wrap=True, overflow="fold",
                              min_width=min(widest, 48))
         else:
-            table.add_column(c.title, justify=c.justify, overflow="ellipsis")
+            table.add_column(Text(c.title), justify=c.justify, overflow="ellipsis")
     for line in cells:  # cell text is data, not rich markup ("[epoch]" must stay visible)
         table.add_row(*(Text(text) for text in line))
     return table

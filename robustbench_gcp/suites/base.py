@@ -31,7 +31,9 @@ report; the base class builds its section, rows and comparison outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -632,7 +634,10 @@ def resolve_levels(value: Sequence[int] | int | str | None, default: tuple[int, 
         level = item.strip() if isinstance(item, str) else item
         if isinstance(level, str) and level.lstrip("-").isdigit():
             level = int(level)
-        if isinstance(level, bool) or level not in valid:
+        elif not isinstance(level, (bool, str)):
+            with contextlib.suppress(TypeError):
+                level = operator.index(level)  # NumPy integers; not 3.0
+        if isinstance(level, bool) or not isinstance(level, int) or level not in valid:
             raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level!r}")
         levels.append(level)
     if not levels:

@@ -391,19 +391,13 @@ def _eta_text(eta: float) -> str:
 
 
 def _architecture(model: Any):
-    """The chosen model's module without its weights, built on the meta device (no memory, no
-    initialization). A model you bring whose code cannot be built there (it reads values while
-    building) is built by its source as usual."""
+    """The chosen model's module without its weights: the registry's on the meta device, or a
+    model you bring as built by its source (never on meta: a builder may keep what it returns,
+    and the run would then get a module without values)."""
     import torch
 
-    from robustbench_gcp.errors import ConfigError
-
     if model.external is not None:
-        try:
-            with torch.device("meta"):
-                return model.external.build()
-        except ConfigError:
-            return model.external.build()
+        return model.external.build()
     from robustbench_gcp.models import create_model
 
     with torch.device("meta"):
