@@ -219,3 +219,13 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
     assert not any(note.startswith("T5D left empty") for note in notes)
     assert any(note.startswith("the means average 2 of the 10") for note in notes), notes
     assert report["metrics"]["mFR"] is None  # no baseline at all: both empty, as before
+    # the table without statistics shows the raw means instead of two empty columns
+    table = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-p",
+                                      "--no-intervals", "--baseline", "none-stored"])
+    assert table.exit_code == 2  # an unknown baseline is refused, then the default one
+    table = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-p",
+                                      "--no-intervals"])
+    assert table.exit_code == 0, table.output
+    assert "mean FP %" in table.stdout and "mean T5D" in table.stdout and "mFR" not in table.stdout
+    fp = sum(e["flip_probability"] for e in report["perturbations"]) / 2
+    assert f"{100 * fp:.2f}" in table.stdout

@@ -143,8 +143,9 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     scales of its comparison tables (errors in percent)."""
     suite = get_suite(reports[0].kind)
     raw = headline_rows(reports)
-    keys = [k for k in dict.fromkeys(k for row in raw for k in row)
-            if k not in ("model", "suite", "source", "n_images", "partial")]
+    keys = [k for k in dict.fromkeys(k for row in raw for k in row)  # columns with a value
+            if k not in ("model", "suite", "source", "n_images", "partial")
+            and any(row.get(k) is not None for row in raw)]
     # a headline key joins its first words with "_" where the comparisons' metric has a space
     # (robust_fgsm@1/255, robust fgsm@1/255)
     shown = {k: suite.display(k) or suite.display(k.replace("_", " ", 1)) or (k.replace("_", " "), 1.0, ".4g")

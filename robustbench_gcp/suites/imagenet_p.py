@@ -592,9 +592,12 @@ class ImageNetPSuite(LevelledSuite):
         if entries:
             metrics = report.sections.get("metrics") or {}
             out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
-            test = [e for e in entries if e["difficulty"] == metrics.get("difficulty")]
+            # the raw means over the cells mFR and mT5D average (the comparisons' fallback)
+            test = [e for e in entries if e["difficulty"] == metrics.get("difficulty")
+                    and e["perturbation"] in PERTURBATION_SUBSETS["test"]]
             if test:
                 out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
+                out["mean_top5_distance"] = sum(e["top5_distance"] for e in test) / len(test)
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
