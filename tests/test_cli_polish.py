@@ -169,3 +169,26 @@ def test_progress_shows_labels_with_brackets_as_they_are():
     text = out.getvalue()
     assert "demo-isqrt[sqrt=eig] clean: 1 of 2 (cell, shard) units already in the store; 1 to compute" in text
     assert "[1/1] demo-isqrt[sqrt=eig] clean" in text
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 140])
+def test_progress_figures_stay_whole_and_a_long_label_gives_way(width):
+    """However narrow the terminal, the counts and the rate are never cut: a long label ends in
+    "…" instead (a torchvision name squeezed every figure to "0:00:…" at 80 columns)."""
+    import io
+
+    from rich.console import Console
+
+    from robustbench_gcp.cli.progress import RichProgress
+
+    buffer = io.StringIO()
+    title = "torchvision:mobilenet_v3_small imagenet-c"
+    with RichProgress(Console(file=buffer, width=width), title=title) as p:
+        p.plan(1000, 10, 0)
+        p.cell_start("imagenet-c/elastic_transform/3", 0, 4, 250)
+        p.advance(100)
+    lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 2, lines  # one line per bar, none wrapped
+    assert "100/1000" in lines[0] and "img/s" in lines[0] and "-:--:--" in lines[0], lines
+    assert all(len(line) <= width for line in lines)
+    assert ("…" in lines[0]) == (width <= 100), lines  # 41 characters fit from 103 columns on

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from robustbench_gcp.engine.runner import ProgressHook
@@ -43,12 +44,18 @@ class RichProgress(ProgressHook):
     def __init__(self, console: Console | None = None, title: str = "evaluating"):
         self.console = console or stderr_console()
         self.title = title
+        # figures are never cut or wrapped; a long label gives way first (ends in "…")
+        # the figures keep their width; a long label ends in "…"; below 100 columns the bar is
+        # shorter and the elapsed time goes (the time remaining stays)
+        wide = self.console.width >= 100
+        room = self.console.width - (62 if wide else 48)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
+            TextColumn("[bold]{task.description}",
+                       table_column=Column(no_wrap=True, overflow="ellipsis", max_width=max(16, room))),
+            BarColumn(bar_width=24 if wide else 10),
             MofNCompleteColumn(),
             _Rate(),
-            TimeElapsedColumn(),
+            *([TimeElapsedColumn()] if wide else []),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
