@@ -166,20 +166,20 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
     linked = run("baseline", "--model", "demo-gap", *p_args(link, store, *selection))
     assert linked["run"] == first["run"] and linked["computed"]["computed"] == 0
     before = runs()
-    for extra, differ in ((("--limit", "6"), "another images"), (("--seed", "1"), "another seed"),
-                          (("--shard-size", "5"), "another shard size")):
+    for extra, differ in ((("--limit", "6"), "images"), (("--seed", "1"), "seed"),
+                          (("--shard-size", "5"), "shard size")):
         other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
                                           *map(str, p_args(demo_val, store, *selection)), *extra])
         assert other.exit_code == 2, other.output
         line = other.stderr.strip().splitlines()[-1]
         assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
-        assert f"with {differ}; pass --replace" in line, line
+        assert f"this run differs in: {differ}; pass --replace" in line, line
     assert runs() == before  # nothing computed
     # what only the loaded model tells (here the precision) is found after the run, which stays stored
     amp = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
                                     *map(str, p_args(demo_val, store, *selection)), "--amp"])
     assert amp.exit_code == 2, amp.output
-    assert "is another run in" in amp.stderr and "(another precision)" in amp.stderr, amp.stderr
+    assert "is another run in" in amp.stderr and "(this one differs in: precision)" in amp.stderr, amp.stderr
     kept = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection), "--amp", "--replace")
     assert kept["computed"]["computed"] == 0
     replaced = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection),

@@ -225,9 +225,9 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
     differ = _differences(stored.identity, planned)
     if differ:
         raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
-                          f"{run_label(stored)} on {stored.n_images} images of {stored.data}, with "
-                          f"another {differ}; pass --replace to give the name to this run, or choose "
-                          "another --name")
+                          f"{run_label(stored)} on {stored.n_images} images of {stored.data}, and this "
+                          f"run differs in: {differ}; pass --replace to give the name to this run, or "
+                          "choose another --name")
 
 
 def _differences(stored: dict, current: dict) -> str:
@@ -250,7 +250,7 @@ def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
         run = store.run_by_key(report.run)
         stored = store.baseline(name)
         if stored is not None and stored.id != run.id and not replace:
-            raise ConfigError(f"baseline '{name}' is another run in {report.store} (another "
+            raise ConfigError(f"baseline '{name}' is another run in {report.store} (this one differs in: "
                               f"{_differences(stored.identity, run.identity)}); this run's results are "
                               "stored: run the command again with --replace (nothing is computed again), "
                               "or choose another --name")
