@@ -33,6 +33,7 @@ Linear layer).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -64,10 +65,11 @@ def matrix_tag(sqrt: str | None, ns_iters: int | None) -> str:
     return ",".join(tags)
 
 
-def matrix_label(label: str, sqrt: str | None, ns_iters: int | None) -> str:
-    """``label`` with its run's :func:`matrix_tag` appended (``resnet50-isqrt[sqrt=eig]``), unless
-    it is the model's own function or the label already ends with the tag."""
-    tag = matrix_tag(sqrt, ns_iters)
+def matrix_label(label: str, matrix: Mapping) -> str:
+    """``label`` with the :func:`matrix_tag` of ``matrix`` appended (``resnet50-isqrt[sqrt=eig]``),
+    unless it is the model's own function or the label already ends with the tag. ``matrix``: a
+    run's identity, or anything with its ``sqrt`` and ``ns_iters`` (None or absent: the model's own)."""
+    tag = matrix_tag(matrix.get("sqrt"), matrix.get("ns_iters"))
     return f"{label}[{tag}]" if tag and not label.endswith(f"[{tag}]") else label
 
 #: activations of the 1x1 reduction: ReLU (ResNets) or ReLU6 (the MobileNetV2 / ShuffleNetV2 GCP

@@ -114,8 +114,8 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
             root = sqrt or own
             for iters in (ns_iters or (None,)) if root == "newton-schulz" else (None,):
                 # the model's own function keeps the plain label (it is the plain model's stored run)
-                label = matrix_label(entry.label, root if root != own else None,
-                                     iters if iters != DEFAULT_NS_ITERS else None)
+                label = matrix_label(entry.label, {"sqrt": root if root != own else None,
+                                                   "ns_iters": iters if iters != DEFAULT_NS_ITERS else None})
                 variants.append(CompareEntry(label, entry.name, entry.checkpoint, sqrt, iters))
         out.extend(sorted(variants, key=lambda variant: variant.label != entry.label))  # stable
     if sqrts and all(e.sqrt is None for e in out):

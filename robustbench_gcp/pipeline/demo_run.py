@@ -95,12 +95,8 @@ def generation_fields(reports: list[Report]) -> dict:
     (the first such), taken together: the suite that generates images and round-trips them
     through storage (ImageNet-C in the demo) rather than one that has no such fields (clean), so
     that they are never null because another suite came first, nor a mix of two suites' values."""
-    def value(report: Report, name: str):
-        found = getattr(report, name)
-        return None if found == "" else found  # a report without a source has ""
-
-    best = max(reports, key=lambda r: sum(value(r, name) is not None for name in GENERATION_FIELDS))
-    return {name: value(best, name) for name in GENERATION_FIELDS}
+    best = max(reports, key=lambda r: sum(getattr(r, name) is not None for name in GENERATION_FIELDS))
+    return {name: getattr(best, name) for name in GENERATION_FIELDS}
 
 
 def merged_reports(reports: list[Report]) -> list[dict]:

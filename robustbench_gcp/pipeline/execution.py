@@ -116,30 +116,40 @@ def _weights_identity(plan: Plan, net) -> str:
     of its state dict (the same weights reuse the store, changed weights never pass for old)."""
     if plan.model.external is not None:
         return f"state-dict-sha256-{net.weights_hash}"
-    if not plan.model.checkpoint:
-        return f"random-init-seed-{plan.model.seed}"
     raw = getattr(net, "has_ema", False) and not plan.model.ema
     return net.checkpoint_sha256 + (":raw" if raw else "")
+
+
+def planned_identity(plan: Plan) -> dict:
+    """The part of a run's identity that the plan tells, without loading the model: the model,
+    its matrix function, the images, the seed, the shard size, and seeded random weights."""
+    identity = {
+        "arch": plan.model.arch,
+        # an override equal to the model's own matrix function is the same run as none
+        **plan.model.matrix_identity(),
+        "data": plan.images.fingerprint(),
+        "seed": plan.options.seed,
+        "shard_size": plan.options.shard_size,
+    }
+    if plan.model.external is None and not plan.model.checkpoint:
+        identity["weights"] = f"random-init-seed-{plan.model.seed}"
+    return identity
 
 
 def run_identity(plan: Plan, net, precision: str, device) -> dict:
     """What determines the numbers of a run: its key in the store (the suite is not part of
     it, so cells shared by suites, such as the clean cell, are computed once)."""
     cfg = net.pretrained_cfg
+    identity = planned_identity(plan)
     return {
         "version": IDENTITY_VERSION,
-        "arch": plan.model.arch,
-        "weights": _weights_identity(plan, net),
-        # an override equal to the model's own matrix function is the same run as none
-        **plan.model.matrix_identity(),
+        **identity,
+        "weights": identity.get("weights") or _weights_identity(plan, net),
         # bilinear (every CNN's) is left out, so that runs stored before it was recorded stay found
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
-        "data": plan.images.fingerprint(),
-        "seed": plan.options.seed,
         "precision": precision,
         "device_type": device.type,
-        "shard_size": plan.options.shard_size,
     }
 
 
@@ -218,11 +228,7 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
         stored = store.baseline(name)
     if stored is None:
         return
-    planned = {"arch": plan.model.arch, **plan.model.matrix_identity(), "data": plan.images.fingerprint(),
-               "seed": plan.options.seed, "shard_size": plan.options.shard_size}
-    if not plan.model.checkpoint and plan.model.external is None:
-        planned["weights"] = f"random-init-seed-{plan.model.seed}"
-    differ = _differences(stored.identity, planned)
+    differ = _differences(stored.identity, planned_identity(plan))
     if differ:
         raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
                           f"{run_label(stored)} on {stored.n_images} images of {stored.data}, and this "

@@ -189,7 +189,7 @@ def choose_model(
     if label is None:  # another matrix function is another row of a report: say which
         from robustbench_gcp.models.heads import matrix_label
 
-        choice = dataclasses.replace(choice, label=matrix_label(spec.name, **choice.matrix_identity()))
+        choice = dataclasses.replace(choice, label=matrix_label(spec.name, choice.matrix_identity()))
     return choice
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robustbench_gcp.errors import ConfigError
-from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.stats import DEFAULT_RESAMPLES, LEVEL, Design, Interval, bootstrap, mcnemar
 from robustbench_gcp.suites import get_suite
 
@@ -136,8 +136,7 @@ def compare_reports(
     comparisons = []
     # one comparison per experiment: suite, source and image set (a store may hold runs on
     # different --limit subsets, or cells made another way)
-    for experiment in dict.fromkeys(report.experiment for report in reports):
-        group = [r for r in reports if r.experiment == experiment]
+    for experiment, group in experiments(reports).items():
         cells, notes = _common_cells(group)
         names = [report.model for report in group]
         ref = 0
@@ -149,11 +148,11 @@ def compare_reports(
         designs = [get_suite(report.kind).design(results, report.normalizer)
                    for report, results in zip(group, cells)]
         percent = set().union(*(d.percent for d in designs))
-        fingerprints = [report.experiment[1] for report in group]
+        fingerprints = [experiment[1]] * len(group)
         entries = compare_designs(names, designs, fingerprints, reference=ref, resamples=resamples,
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
-        comparison["source"] = group[0].source or None
+        comparison["source"] = group[0].source
         for model, report in zip(comparison["models"], group):
             model["partial"] = report.partial is not None
         comparison["n_images"] = group[0].n_images

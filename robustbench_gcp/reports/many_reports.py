@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from robustbench_gcp.reports.comparison import comparison_heading
 from robustbench_gcp.reports.one_report import headline, to_long_csv
-from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
 from robustbench_gcp.suites import all_suites, get_suite
 
@@ -126,9 +126,8 @@ def detail_markdown(reports: Sequence[Report]) -> str:
     robust accuracy ...)."""
     parts = []
     for suite in all_suites():
-        ours = [r for r in reports if r.kind == suite.kind]
-        for experiment in dict.fromkeys(r.experiment for r in ours):  # as the comparisons
-            table = suite.detail_markdown([r for r in ours if r.experiment == experiment])
+        for group in experiments([r for r in reports if r.kind == suite.kind]).values():  # as comparisons
+            table = suite.detail_markdown(group)
             if table:
                 parts.append(table)
     return "\n".join(parts)
@@ -146,10 +145,7 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     keys = [k for k in dict.fromkeys(k for row in raw for k in row)  # columns with a value
             if k not in ("model", "suite", "source", "n_images", "partial")
             and any(row.get(k) is not None for row in raw)]
-    # a headline key joins its first words with "_" where the comparisons' metric has a space
-    # (robust_fgsm@1/255, robust fgsm@1/255)
-    shown = {k: suite.display(k) or suite.display(k.replace("_", " ", 1)) or (k.replace("_", " "), 1.0, ".4g")
-             for k in keys}
+    shown = {k: suite.display(k) or (k.replace("_", " "), 1.0, ".4g") for k in keys}
     rows = []
     for row in raw:
         out = {"model": row["model"] + (" (partial)" if row["partial"] else ""), "n_images": row["n_images"]}

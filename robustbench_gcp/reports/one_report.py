@@ -72,7 +72,7 @@ def long_rows(report: Report) -> list[dict]:
     "mean (benchmark)"). ``partial`` is true on every row of a partial run's report.
     """
     base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
-            "suite": report.suite, "kind": report.kind, "source": report.source or None, "seed": report.seed,
+            "suite": report.suite, "kind": report.kind, "source": report.source, "seed": report.seed,
             "partial": report.partial is not None}
     columns = long_csv_columns()
     return [{column: {**base, **row}.get(column) for column in columns}
@@ -91,6 +91,6 @@ def to_long_csv(reports: Report | Sequence[Report]) -> str:
 
 def headline(report: Report) -> dict:
     """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
-    return {"model": report.model, "suite": report.suite, "source": report.source or None,
+    return {"model": report.model, "suite": report.suite, "source": report.source,
             "n_images": report.n_images,
             "partial": report.partial is not None, **get_suite(report.kind).headline(report)}

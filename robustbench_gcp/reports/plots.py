@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.reports.report_type import Report
+from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.suites import get_suite
 
 
@@ -18,14 +18,14 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
     """Every figure the reports allow, one PNG per figure and suite, into ``folder``."""
     folder = Path(folder)
     written = []
-    sets = list(dict.fromkeys((r.suite, *r.experiment) for r in reports))
-    for suite, heading, images in sets:  # as the comparisons: one suite, one source, one image set
-        group = [r for r in reports if r.experiment == (heading, images)]
+    groups = experiments(reports)  # as the comparisons: one suite, one source, one image set
+    for (heading, images), group in groups.items():
+        suite = group[0].suite
         # named by the suite; by its source and images too where the reports have several
-        several_sources = len({h for s, h, _ in sets if s == suite}) > 1
+        several_sources = len({h for (h, _), g in groups.items() if g[0].suite == suite}) > 1
         # a file name of safe characters (a source may hold "/" or ":": "0.1/256 to 75/256")
         stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
-        if sum(h == heading for _, h, _ in sets) > 1:
+        if sum(h == heading for h, _ in groups) > 1:
             stem += f"_{group[0].n_images}-images_{images[:8]}"
         for name, draw in get_suite(group[0].kind).plots().items():
             path = draw(group, folder / f"{stem}_{name}.png")

@@ -9,6 +9,7 @@ output"); the suite's own sections (``clean``, ``cells``, ``perturbations``, ``a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,8 @@ class Report:
         checkpoint, checkpoint_sha256: the weights (None for seeded random weights).
         suite, kind: the suite's name (from a store, which keeps no names: its kind) and its kind.
         source: how its cells were made, for people ("torch, JPEG round trip", "released";
-            "" where the suite has one way only); reports with different sources are never
-            compared or plotted together.
+            None where the suite has one way only); reports of different :attr:`experiment`
+            are never compared, tabulated or plotted together.
         seed, n_images, data, corrupted_dir: how the cells were made.
         backend, storage_roundtrip: how generated cells were made (None otherwise).
         device, precision: where and in which precision the model ran.
@@ -64,7 +65,7 @@ class Report:
     partial: dict | None = None
     cells: list[CellResult] = field(default_factory=list, repr=False)
     normalizer: Any = field(default=None, repr=False)
-    source: str = ""
+    source: str | None = None
 
     @property
     def heading(self) -> str:
@@ -86,7 +87,7 @@ class Report:
             "checkpoint_sha256": self.checkpoint_sha256,
             "suite": self.suite,
             "kind": self.kind,
-            "source": self.source or None,
+            "source": self.source,
             "seed": self.seed,
             "n_images": self.n_images,
             "data": self.data,
@@ -106,3 +107,11 @@ class Report:
         if self.computed is not None:
             out["computed"] = self.computed
         return out
+
+
+def experiments(reports: Sequence[Report]) -> dict[tuple[str, str], list[Report]]:
+    """``reports`` grouped by :attr:`Report.experiment`, in order of first appearance."""
+    groups: dict[tuple[str, str], list[Report]] = {}
+    for report in reports:
+        groups.setdefault(report.experiment, []).append(report)
+    return groups

@@ -64,7 +64,7 @@ def build_report(
         computed=computed,
         cells=list(results),
         normalizer=normalizer,
-        source=suite.source_label(groups[0]) if groups else "",
+        source=(suite.source_label(groups[0]) if groups else "") or None,
     )
 
 
@@ -74,8 +74,7 @@ def run_label(run: RunInfo) -> str:
     run was first labelled."""
     from robustbench_gcp.models.heads import matrix_label
 
-    identity = run.identity
-    return matrix_label(run.model, identity.get("sqrt"), identity.get("ns_iters"))
+    return matrix_label(run.model, run.identity)
 
 
 def _chosen(run: RunInfo, models: Sequence[str] | None) -> bool:

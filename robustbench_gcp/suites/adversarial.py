@@ -235,8 +235,10 @@ class AdversarialSuite(Suite):
 
     # -- views
     def display(self, metric: str) -> tuple[str, float, str] | None:
-        if metric.startswith("robust "):  # robust accuracy at one (attack, epsilon)
-            return (metric + " %", 100.0, ".1f")
+        # robust accuracy at one (attack, epsilon): the comparisons' metric ("robust fgsm 1/255")
+        # or the headline's key ("robust_fgsm@1/255")
+        if metric.startswith(("robust ", "robust_")):
+            return ("robust " + metric.removeprefix("robust ").removeprefix("robust_") + " %", 100.0, ".1f")
         return super().display(metric)
 
     def tables(self, report: Report) -> list[Table]:

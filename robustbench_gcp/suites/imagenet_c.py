@@ -145,8 +145,8 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
              if asked.get(c, set()) <= set(errors[c])}
     from robustbench_gcp.models.heads import matrix_label
 
-    model = matrix_label(run.model, run.identity.get("sqrt"), run.identity.get("ns_iters"))
-    return Baseline(name, f"stored baseline run of {model}", clean_error, table)
+    return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
+                    table)
 
 
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
