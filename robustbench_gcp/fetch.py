@@ -28,11 +28,18 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """gcp-robust's cache folder: ``$GCP_ROBUST_CACHE``, else ``$XDG_CACHE_HOME/gcp-robust``, else
+    ``~/.cache/gcp-robust`` (fetched checkpoints; model descriptions)."""
     root = os.environ.get("GCP_ROBUST_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gcp-robust"
     )
-    return Path(root) / "checkpoints"
+    return Path(root)
+
+
+def cache_dir() -> Path:
+    """Where fetched checkpoints are kept."""
+    return cache_root() / "checkpoints"
 
 
 def is_url(location: str) -> bool:

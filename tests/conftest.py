@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# gcp-robust's cache (model descriptions, fetched checkpoints) in a folder of this session, not ~/.cache
+os.environ["GCP_ROBUST_CACHE"] = tempfile.mkdtemp(prefix="gcp-robust-test-cache-")
+atexit.register(shutil.rmtree, os.environ["GCP_ROBUST_CACHE"], ignore_errors=True)
 
 # Three real ImageNet wnids (standard indices 0, 1, 2) and one further away.
 WNIDS = ("n01440764", "n01443537", "n01484850", "n02123045")

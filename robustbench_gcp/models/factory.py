@@ -7,12 +7,14 @@ Nothing here reads files: checkpoints are turned into state dicts by
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cache
 
 import torch
 from torch import nn
 
+from robustbench_gcp.models import info_cache
 from robustbench_gcp.models.registry import model_entrypoint
 
 __all__ = ["ModelInfo", "create_model", "model_info"]
@@ -81,12 +83,25 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
 
 @cache
 def model_info(name: str) -> ModelInfo:
-    """Describe a registered model without allocating its weights (meta device).
+    """Describe a registered model without allocating its weights (meta device), or as a disk
+    cache kept it (:mod:`robustbench_gcp.models.info_cache`).
 
     Raises:
         UnknownNameError: unknown model.
     """
     entrypoint = model_entrypoint(name)
+    fields = tuple(field.name for field in dataclasses.fields(ModelInfo))
+    kept = info_cache.cached(name, fields) if info_cache.cacheable(entrypoint) else None
+    if kept is not None:  # described before, by this code and these library versions
+        return ModelInfo(**kept)
+    info = _describe(name, entrypoint)
+    if info_cache.cacheable(entrypoint):
+        info_cache.keep(name, info)
+    return info
+
+
+def _describe(name: str, entrypoint) -> ModelInfo:
+    """The description of ``name``, from the model built on the "meta" device."""
     with torch.device("meta"):
         model = create_model(name)
     describe = getattr(model, "describe_pooling", None)  # models without a global_pool module

@@ -89,6 +89,9 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     with Store(options.store) as store:
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
+        # for `report`, later: what holds for every suite of the run, and this suite's own
+        store.set_notes(info.id, "", labels_notes(plan))
+        store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
         try:
             if job is None:
                 stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
@@ -185,10 +188,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     if plan.options.limit is not None and plan.options.limit > plan.available:
         notes.append(f"--limit {plan.options.limit} is more than the {plan.available} images: "
                      "all of them were used")
-    if plan.data is not None and plan.images.labelling == "folders":
-        notes.append(f"labels: sorted folder order (--class-order sorted), "
-                     f"{len(plan.images.classes)} classes")
-    notes += suite.notes(plan.selection, plan.model)
+    notes += labels_notes(plan) + suite.notes(plan.selection, plan.model)
     computed = None
     if stats is not None:
         computed = {
@@ -205,6 +205,14 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
+
+
+def labels_notes(plan: Plan) -> list[str]:
+    """The note on how the labels were made, where they come from sorted folder names (a fact of the
+    run: its images' fingerprint holds the labels)."""
+    if plan.data is not None and plan.images.labelling == "folders":
+        return [f"labels: sorted folder order (--class-order sorted), {len(plan.images.classes)} classes"]
+    return []
 
 
 def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None:

@@ -186,11 +186,11 @@ def choose_model(
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
                                   configured=checkpoint is None)
     choice = ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external)
-    if label is None:  # another matrix function is another row of a report: say which
-        from robustbench_gcp.models.heads import matrix_label
+    # another matrix function is another row of a report: say which, under a name you chose too
+    # (the label `report` gives the stored run later; a label with the tag already keeps it)
+    from robustbench_gcp.models.heads import matrix_label
 
-        choice = dataclasses.replace(choice, label=matrix_label(spec.name, choice.matrix_identity()))
-    return choice
+    return dataclasses.replace(choice, label=matrix_label(choice.label, choice.matrix_identity()))
 
 
 def check_weights(choice: ModelChoice) -> int:

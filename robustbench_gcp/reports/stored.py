@@ -148,7 +148,9 @@ def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], notes:
     normalizer = None
     if baseline is not None:
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
-    return build_report(suite, run, results, normalizer, notes=notes, data=run.data)
+    stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
+    kept = [*stored.get("", []), *stored.get(suite.kind, [])]
+    return build_report(suite, run, results, normalizer, notes=[*notes, *kept], data=run.data)
 
 
 def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,

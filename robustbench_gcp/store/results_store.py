@@ -195,6 +195,36 @@ class Store:
         )
         return [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
 
+    # -- notes --------------------------------------------------------------
+    def set_notes(self, run_id: int, kind: str, notes: Sequence[str]) -> None:
+        """Keep the notes that an evaluation gave a run's report, so that ``report`` gives them too:
+        ``kind`` "" for what holds for every suite of the run (labels taken from sorted folders), a
+        suite kind for that suite's own (an exact matrix root under gradients). They replace that
+        kind's earlier notes. Nothing is written when they are already stored, or on a
+        read-only store (the notes are a courtesy: results never wait for them)."""
+        notes = list(dict.fromkeys(notes))
+        if self.read_only or self.notes(run_id).get(kind, []) == notes:
+            return
+        with self._write(f"store the notes of run {run_id}") as db:
+            db.execute("DELETE FROM notes WHERE run_id = ? AND kind = ?", (run_id, kind))
+            db.executemany("INSERT INTO notes (run_id, kind, note) VALUES (?, ?, ?)",
+                           [(run_id, kind, note) for note in notes])
+
+    def notes(self, run_id: int) -> dict[str, list[str]]:
+        """A run's notes by suite kind, in the order they were given (none from a store written before
+        notes were kept)."""
+        try:
+            rows = self.db.execute("SELECT kind, note FROM notes WHERE run_id = ? ORDER BY rowid",
+                                   (run_id,)).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # an older store opened read-only
+                return {}
+            raise store_error(error, self.path, self.read_only_reason) from None
+        found: dict[str, list[str]] = {}
+        for kind, note in rows:
+            found.setdefault(kind, []).append(note)
+        return found
+
     # -- baselines ----------------------------------------------------------
     def set_baseline(self, name: str, run_id: int) -> None:
         """Name a run as a baseline (replacing an earlier run of that name)."""

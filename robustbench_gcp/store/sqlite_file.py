@@ -28,6 +28,9 @@ from robustbench_gcp.errors import StoreError
 APPLICATION_ID = 0x47435052  # "GCPR": PRAGMA application_id of every gcp-robust store
 SCHEMA_VERSION = 1  # PRAGMA user_version, and meta.schema_version
 STORE_TABLES = frozenset({"meta", "runs", "cells", "baselines", "shards"})  # those of 0.x stores too
+# Tables added within schema version 1 (older versions ignore them): a writable open adds those
+# missing; read from a store opened read-only that lacks them, they are empty.
+ADDED_TABLES = frozenset({"leases", "notes"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +70,12 @@ CREATE TABLE IF NOT EXISTS shards (
     seconds REAL,
     created TEXT NOT NULL,
     PRIMARY KEY (cell_id, shard)
+);
+CREATE TABLE IF NOT EXISTS notes (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, note)
 );
 CREATE TABLE IF NOT EXISTS leases (
     cell_id INTEGER NOT NULL REFERENCES cells(id),
@@ -166,7 +175,7 @@ def classify(db: sqlite3.Connection, path: Path) -> str:
         StoreError: another application's database, or a store of another schema version.
     """
     application_id = db.execute("PRAGMA application_id").fetchone()[0]
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = tables_of(db)
     if application_id not in (0, APPLICATION_ID):
         raise StoreError(f"{path} is not a gcp-robust results store (it belongs to another application, "
                          f"id {application_id:#x}); give another --store file")
@@ -196,13 +205,13 @@ def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
-    if state == "ours":
+    if state == "ours" and ADDED_TABLES <= tables_of(db):
         return  # marked in the transaction that made its schema: nothing to add
     db.execute("BEGIN IMMEDIATE")
     try:
         state = classify(db, path)  # again: another process may have created it meanwhile
-        if state != "ours":
-            for statement in SCHEMA.split(";"):
+        if state != "ours" or not ADDED_TABLES <= tables_of(db):
+            for statement in SCHEMA.split(";"):  # each IF NOT EXISTS: only what is missing
                 if statement.strip():
                     db.execute(statement)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -214,6 +223,11 @@ def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
             db.execute("ROLLBACK")
         raise
     checkpoint(db)  # the schema into the .db file: a copy of it alone is a store
+
+
+def tables_of(db: sqlite3.Connection) -> set[str]:
+    """The names of the tables in the store."""
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def checkpoint(db: sqlite3.Connection) -> None:

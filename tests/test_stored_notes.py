@@ -1,0 +1,76 @@
+"""`report` gives the notes that `eval` gave (labels from sorted folders, an exact matrix root under
+gradients), from the store alone; and the label of a run is the same in both."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from click.testing import CliRunner
+
+from robustbench_gcp import evaluate
+from robustbench_gcp.cli import main
+from robustbench_gcp.store import Store
+
+LABELS = "labels: sorted folder order (--class-order sorted), 10 classes"
+
+
+def stored_reports(store, *options):
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals",
+                                       *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["reports"]
+
+
+def test_report_gives_the_notes_eval_gave(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=6)
+    evaluated = evaluate("demo-isqrt", name="mine", sqrt="eig", suite="adversarial", attacks="fgsm",
+                         epsilons="1/255", **common)
+    fog = evaluate("demo-gap", suite="imagenet-c", corruptions="fog", severities=[1], **common)
+    # a name you chose is tagged with the matrix function too: the label `report` gives the run
+    assert evaluated.model == "mine[sqrt=eig]"
+    exact = [n for n in evaluated.notes if n.startswith("this model's matrix square root is exact (eig)")]
+    assert len(exact) == 1 and LABELS in evaluated.notes and LABELS in fog.notes
+
+    reports = {(r["model"], r["suite"]): r for r in stored_reports(store)}
+    assert set(reports) == {("mine[sqrt=eig]", "adversarial"), ("demo-gap", "imagenet-c")}
+    assert reports["mine[sqrt=eig]", "adversarial"]["notes"] == evaluated.notes
+    assert reports["demo-gap", "imagenet-c"]["notes"] == fog.notes
+    # a kind's notes stay with that kind: the clean report of the eig run has no gradient note
+    clean = {r["model"]: r for r in stored_reports(store, "--suite", "clean")}
+    assert clean["mine[sqrt=eig]"]["notes"] == [LABELS]
+
+
+def test_notes_are_replaced_not_repeated(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", store=str(store), workers=0,
+                  limit=4)
+    evaluate("demo-gap", **common)
+    with Store(store) as s:
+        (run,) = s.runs()
+        assert s.notes(run.id) == {"": [LABELS]}
+        s.set_notes(run.id, "", ["an older wording"])
+        assert s.notes(run.id) == {"": ["an older wording"]}
+    again = evaluate("demo-gap", **common)
+    assert again.computed["computed"] == 0
+    with Store(store) as s:
+        assert s.notes(run.id) == {"": [LABELS]}
+
+
+def test_a_store_from_before_notes_is_read_and_upgraded(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", store=str(store), workers=0,
+                  limit=4)
+    evaluate("demo-gap", **common)
+    with sqlite3.connect(store) as db:
+        db.execute("DROP TABLE notes")
+    # read-only (as `report` opens it): no notes table, no notes, no error
+    (report,) = stored_reports(store)
+    assert report["notes"] == []
+    with sqlite3.connect(store) as db:
+        assert "notes" not in {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    # a writable open adds the table; the next eval keeps its notes there
+    evaluate("demo-gap", **common)
+    (report,) = stored_reports(store)
+    assert report["notes"] == [LABELS]
