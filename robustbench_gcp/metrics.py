@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 #: the normalizer of reports when none is named (benchmarks.yaml's AlexNet table; for
 #: ImageNet-P a stored run of that name, when there is one)
@@ -34,6 +34,11 @@ class Baseline:
     description: str = ""
     clean_error: float | None = None
     imagenet_c: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: a stored baseline run (``gcp-robust baseline``): the run, and per cell ("fog/3", "clean")
+    #: its per-image errors, which comparisons resample with the images of a run on the same
+    #: images (None: published errors, fixed)
+    run: Any = None
+    samples: Mapping[str, Any] | None = None
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]

@@ -299,3 +299,18 @@ def test_data_paths_errors_name_the_key_and_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_VARIABLE, str(tmp_path / "data"))
     assert parse_config({"datasets": {"root": "elsewhere", "cifar10": {"clean": "cifar"}}},
                         tmp_path / "b.yaml").data.path("cifar10") == tmp_path / "data" / "cifar"
+
+
+def test_a_stored_cifar_baseline_is_resampled_with_the_same_images(cifar):
+    """CIFAR-10-C's CE divides by a stored run's errors, sample means of the same images: the
+    comparisons resample them together, so the baseline's own mCE is 100 in every resample."""
+    store = cifar / "s.db"
+    common = ["--suite", "cifar10-c", "--corruptions", "fog,contrast", "--severities", "3,5",
+              "--data", cifar / "folder", "--store", store, "--format", "json"]
+    report_json(run("baseline", "--model", "small_cifar_net:build", "--name", "mine", *common))
+    out = report_json(run("report", "--store", store, "--baseline", "mine", "--format", "json",
+                          "--resamples", "200"))
+    (comparison,) = [c for c in out["comparisons"] if c["kind"] == "imagenet-c"]
+    mce = comparison["models"][0]["metrics"]["mCE"]
+    assert mce["estimate"] == pytest.approx(100.0)
+    assert (mce["low"], mce["high"]) == pytest.approx((100.0, 100.0))

@@ -66,3 +66,91 @@ def test_paired_difference_of_identical_models_is_zero():
     unpaired = compare_designs(["a", "b"], [d, d], ["fp", "other"], resamples=200)
     assert unpaired[1].delta is None and not unpaired[1].paired
     assert math.isclose(unpaired[1].values["mean"].estimate, values[1:].mean())
+
+
+def test_wilson_equals_scipy_and_has_width_at_zero_errors():
+    from scipy.stats import binomtest
+
+    from robustbench_gcp.stats import wilson
+
+    for k, n in ((0, 40), (3, 40), (40, 40), (17, 100), (1, 7)):
+        interval = wilson(np.r_[np.ones(k), np.zeros(n - k)])
+        expected = binomtest(k, n).proportion_ci(method="wilson")
+        assert interval.estimate == pytest.approx(k / n)
+        assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    assert wilson(np.zeros(40)).high > 0.08  # a bootstrap gives [0, 0] here
+
+
+def test_rare_errors_keep_the_interval_level():
+    """The percentile bootstrap of a rare error covers far below 95 % (zero width at 0 errors);
+    the interval the comparisons use for a proportion keeps it (the audit's simulation)."""
+    from robustbench_gcp.stats import wilson
+
+    rng = np.random.default_rng(0)
+    true_rate, n, trials = 0.02, 40, 400
+    samples = (rng.random((trials, n)) < true_rate).astype(float)
+    covered_wilson = np.mean([(iv := wilson(x)).low <= true_rate <= iv.high for x in samples])
+    covered_boot = np.mean([(iv := bootstrap(x, resamples=200, seed=t)).low <= true_rate <= iv.high
+                            for t, x in enumerate(samples[:100])])
+    assert covered_wilson >= 0.9
+    assert covered_boot < 0.7  # why the bootstrap is not used for proportions
+
+
+def test_paired_proportion_difference_by_hand():
+    from robustbench_gcp.stats import paired_proportion_difference
+
+    # 8 images only A gets right, 2 only B, 30 both the same: Bonett and Price add 1 to each
+    a = np.r_[np.ones(8), np.zeros(2), np.ones(10), np.zeros(20)]
+    b = np.r_[np.zeros(8), np.ones(2), np.ones(10), np.zeros(20)]
+    interval = paired_proportion_difference(a, b)
+    p12, p21, z = 9 / 42, 3 / 42, 1.959963984540054
+    half = z * math.sqrt((p12 + p21 - (p12 - p21) ** 2) / 42)
+    assert interval.estimate == pytest.approx(6 / 40)
+    assert (interval.low, interval.high) == pytest.approx((p12 - p21 - half, p12 - p21 + half))
+    same = paired_proportion_difference(a, a)
+    assert same.estimate == 0.0 and same.low < 0 < same.high  # a paired bootstrap gives [0, 0]
+
+
+def test_a_corruption_is_tested_with_the_image_as_unit():
+    """Counts of correct severities: an image that one model gets right at 5 severities and the
+    other at none is one image in favour, not 5 (the audit's jpeg_compression case: p 0.0625)."""
+    a = np.array([5, 3, 2, 2, 0])
+    b = np.array([0, 3, 2, 2, 0])
+    result = mcnemar(a, b)
+    assert (result.only_a, result.only_b, result.p_value) == (1, 0, 1.0)
+    # with one severity the counts are the booleans: McNemar's test
+    bits_a, bits_b = np.array([1, 1, 0, 1], bool), np.array([0, 0, 0, 1], bool)
+    assert mcnemar(bits_a.astype(int), bits_b.astype(int)) == mcnemar(bits_a, bits_b)
+    # large equal counts: chi-square statistic max(|b - c| - 1, 0)^2 / n = 0, p = 1
+    even = mcnemar(np.r_[np.ones(30000), np.zeros(30000)], np.r_[np.zeros(30000), np.ones(30000)])
+    assert even.method == "chi2" and even.p_value == 1.0
+
+
+def test_holm_by_hand():
+    from robustbench_gcp.stats import holm
+
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5}) == pytest.approx(
+        {"a": 0.04, "b": 0.09, "c": 0.09, "d": 0.5})
+    assert holm({}) == {}
+
+
+def test_comparisons_use_wilson_and_holm_for_proportions():
+    rng = np.random.default_rng(3)
+    clean_a = np.ones(40)  # no errors
+    clean_b = (rng.random(40) < 0.2).astype(float)
+    fog = (rng.random((2, 40)) < 0.5).astype(float)
+
+    def design(clean, cells):
+        return Design(["clean", "fog/1", "fog/2"], np.vstack([1 - clean, cells]),
+                      {"clean_error": lambda m: m["clean"]},
+                      tests={"clean": clean.astype(bool), "fog": (cells == 0).sum(axis=0)},
+                      proportions={"clean_error": "clean"})
+
+    entries = compare_designs(["a", "b"], [design(clean_a, fog), design(clean_b, fog[::-1])], ["fp", "fp"],
+                              resamples=100)
+    ref = entries[0].values["clean_error"]
+    assert ref.estimate == 0.0 and ref.high > 0.08
+    assert set(entries[1].tests) == {"clean", "fog"}
+    for test in entries[1].tests.values():
+        assert test["p_holm"] >= test["p_value"]
+    assert entries[1].delta["clean_error"].low < entries[1].delta["clean_error"].estimate

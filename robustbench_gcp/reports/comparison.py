@@ -2,12 +2,15 @@
 
 For each model, each headline metric of the suite gets a 95 % bootstrap
 interval over images (images are resampled jointly for all cells of a model, so
-the interval of an mCE accounts for the same images appearing in every cell).
-Against the reference model, the difference of each metric gets a *paired*
-bootstrap interval (the same resampled images for both models), and per-cell
-outcomes get McNemar's test (clean images, each corruption pooled over its
-severities, each attack and epsilon). Pairing needs both models evaluated on
-the same images (same data fingerprint); otherwise only the intervals are given.
+the interval of an mCE accounts for the same images appearing in every cell); a
+proportion (clean error, robust accuracy) gets Wilson's interval. Against the
+reference model, the difference of each metric gets a *paired* bootstrap interval
+(the same resampled images for both models; Bonett and Price's interval for a
+proportion), and per-image outcomes get McNemar's test (clean images, each attack
+and epsilon; each corruption as a sign test on the images' numbers of correct
+severities), with Holm's adjustment over the model's tests (``p_holm``). Pairing
+needs both models evaluated on the same images (same data fingerprint); otherwise
+only the intervals are given.
 
 Headline metrics per suite kind:
 - clean: clean top-1 error;
@@ -28,7 +31,17 @@ import numpy as np
 
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.reports.report_type import Report, experiments
-from robustbench_gcp.stats import DEFAULT_RESAMPLES, LEVEL, Design, Interval, bootstrap, mcnemar
+from robustbench_gcp.stats import (
+    DEFAULT_RESAMPLES,
+    LEVEL,
+    Design,
+    Interval,
+    bootstrap,
+    holm,
+    mcnemar,
+    paired_proportion_difference,
+    wilson,
+)
 from robustbench_gcp.suites import get_suite
 
 
@@ -63,7 +76,8 @@ def compare_designs(
     ref = designs[reference]
     entries = []
     for i, (name, d) in enumerate(zip(names, designs)):
-        values = {m: bootstrap(d.values, _statistic(d, m), resamples=resamples, seed=seed, level=level)
+        values = {m: wilson(d.row(d.proportions[m]), level=level) if m in d.proportions else
+                  bootstrap(d.values, _statistic(d, m), resamples=resamples, seed=seed, level=level)
                   for m in d.metrics}
         entry = ComparedModel(name, values)
         if i != reference:
@@ -75,12 +89,19 @@ def compare_designs(
                 for m in d.metrics:
                     if m not in ref.metrics:
                         continue
+                    if m in d.proportions and m in ref.proportions:
+                        entry.delta[m] = paired_proportion_difference(
+                            d.row(d.proportions[m]), ref.row(ref.proportions[m]), level=level)
+                        continue
                     own, other = _statistic(d, m), _statistic(ref, m, offset=len(d.rows))
                     entry.delta[m] = bootstrap(stacked, lambda x, own=own, other=other: own(x) - other(x),
                                                resamples=resamples, seed=seed, level=level)
                 entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
                                for label, outcome in d.tests.items() if label in ref.tests
                                and ref.tests[label].shape == outcome.shape}
+                # the model's tests are one family: Holm's adjustment for their number
+                for label, p_holm in holm({k: t["p_value"] for k, t in entry.tests.items()}).items():
+                    entry.tests[label]["p_holm"] = p_holm
         entries.append(entry)
     return entries
 

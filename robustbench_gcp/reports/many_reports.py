@@ -35,6 +35,12 @@ def _interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
     return f"{_fmt(iv['estimate'], scale, fmt)}{sep}[{low}, {high}]"
 
 
+def _signed_interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
+    """:func:`_interval` of a difference, with its sign (``+1.20 [0.40, 2.00]``)."""
+    positive = iv["estimate"] is not None and iv["estimate"] >= 0
+    return ("+" if positive else "") + _interval(iv, scale, fmt, sep)
+
+
 def _model_label(model: dict, comparison: dict) -> str:
     """``name``, with `` (ref)`` for the reference and `` (partial)`` for a partial run."""
     return (model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")
@@ -61,12 +67,13 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
             row[m] = "-" if iv is None else _interval(iv, scale, fmt, sep)
             delta = (model.get("delta") or {}).get(m)
             if delta is not None:
-                row[f"d {m}"] = ("+" if delta["estimate"] >= 0 else "") + _interval(delta, scale, fmt, sep)
+                row[f"d {m}"] = _signed_interval(delta, scale, fmt, sep)
             elif model["model"] != comparison["reference"] and not model.get("paired", True):
                 row[f"d {m}"] = "unpaired"
         tests = model.get("tests") or {}
         if tests:
-            significant = [label for label, t in tests.items() if t["p_value"] < 0.05]
+            # Holm-adjusted over the model's outcomes (older JSON without it: the raw p-value)
+            significant = [label for label, t in tests.items() if t.get("p_holm", t["p_value"]) < 0.05]
             row["tests"] = f"{len(significant)}/{len(tests)}{sep}p<0.05"
         rows.append(row)
     columns = [Column("model", justify="left")]
@@ -93,14 +100,14 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
             test = tests.get(metric.removeprefix("robust "))
             rows.append({
                 "model": name, "metric": header, "value": _interval(iv, scale, fmt),
-                "delta": None if delta is None else ("+" if delta["estimate"] >= 0 else "")
-                + _interval(delta, scale, fmt),
+                "delta": None if delta is None else _signed_interval(delta, scale, fmt),
                 "p": None if test is None else test["p_value"],
+                "p_holm": None if test is None else test.get("p_holm"),
             })
             name = ""
     columns = [Column("model", justify="left"), Column("metric", justify="left"),
                Column("value", "value [95 % interval]"), Column("delta", "Δ vs ref [95 % interval]"),
-               Column("p", "McNemar p", ".3g")]
+               Column("p", "McNemar p", ".3g"), Column("p_holm", "Holm p", ".3g")]
     return rows, columns
 
 
@@ -158,11 +165,12 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     return rows, columns
 
 
-WIDE_CAPTION = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
-                "reference; McNemar p: exact test of the paired outcomes")
-COMPACT_CAPTION = ("value and [95 % bootstrap interval over images]; Δ: paired difference to the "
-                   "reference; McNemar: outcomes (clean, corruptions, attacks) where the model "
-                   "differs from the reference at p < 0.05")
+WIDE_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
+                "difference to the reference; McNemar p: exact test of the paired outcomes; Holm p: "
+                "adjusted over the model's outcomes")
+COMPACT_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
+                   "difference to the reference; McNemar: outcomes (clean, corruptions, attacks) where "
+                   "the model differs from the reference at p < 0.05, Holm-adjusted over them")
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,

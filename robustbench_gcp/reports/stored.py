@@ -13,6 +13,7 @@ from pathlib import Path
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
+from robustbench_gcp.suites.stored_baselines import normalizer_for_run
 
 
 def build_report(
@@ -37,6 +38,7 @@ def build_report(
     file and folders given, the device, what it computed); without them the report is what the
     store alone says.
     """
+    normalizer, baseline_notes = normalizer_for_run(normalizer, run)
     identity = run.identity
     weights = identity.get("weights")
     random = weights is None or str(weights).startswith("random-init")
@@ -57,7 +59,7 @@ def build_report(
         device=device or identity.get("device_type"),
         precision=identity.get("precision"),
         sections=sections,
-        notes=[*suite_notes, *notes],
+        notes=[*baseline_notes, *suite_notes, *notes],
         run=run.key,
         data_fingerprint=identity.get("data"),
         store=store,

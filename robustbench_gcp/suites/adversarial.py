@@ -231,7 +231,8 @@ class AdversarialSuite(Suite):
                 values.append(r.correct.astype(np.float64))
                 metrics[f"robust {label}"] = lambda m, label=label: m[label]
                 tests[label] = r.correct
-        return Design.of(rows, values, metrics, tests)
+        proportions = {m: "clean" if m == "clean_accuracy" else m.removeprefix("robust ") for m in metrics}
+        return Design.of(rows, values, metrics, tests, proportions=proportions)
 
     # -- views
     def display(self, metric: str) -> tuple[str, float, str] | None:

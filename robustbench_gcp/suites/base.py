@@ -306,7 +306,7 @@ class Suite:
             values.append(per_image_errors(r))
             tests["clean"] = r.correct
             metrics["clean_error"] = lambda m: m["clean"]
-        return Design.of(rows, values, metrics, tests)
+        return Design.of(rows, values, metrics, tests, proportions={m: "clean" for m in metrics})
 
     def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, str]] | None:
         """Cells whose set must be the same for every compared model (averaged metrics), as

@@ -17,7 +17,7 @@ from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
 from robustbench_gcp.data.folders import corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import ConfigError, UnknownNameError
-from robustbench_gcp.metrics import Baseline, ce, corruption_errors, mean_corruption_error, relative_ce
+from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, canonical_json
@@ -43,6 +43,7 @@ from robustbench_gcp.suites.base import (
     resolve_names,
     variant_of,
 )
+from robustbench_gcp.suites.stored_baselines import joint_rows
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
         return None
     cells = {key: cid for cid, key in store.cells(run.id)}
     errors: dict[str, dict[int, float]] = {}
+    samples: dict[str, np.ndarray] = {}
     clean_error = None
     for key in [*keys, CLEAN]:
         if key not in cells:
@@ -134,6 +136,8 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
         if not result.complete:
             continue
         error = classification_entry(result)["top1_error"]
+        if result.correct is not None:
+            samples["clean" if key == CLEAN else f"{key.name}/{key.level}"] = per_image_errors(result)
         if key == CLEAN:
             clean_error = error
         else:
@@ -146,7 +150,7 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
     from robustbench_gcp.models.heads import matrix_label
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    table)
+                    table, run=run, samples=samples)
 
 
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
@@ -405,7 +409,8 @@ class ImageNetCSuite(LevelledSuite):
             elif self.owns(r.key):
                 rows.append(f"{r.key.name}/{r.key.level}")
                 cells.setdefault(r.key.name, []).append(int(r.key.level))
-                tests[r.key.name] = np.concatenate([tests.get(r.key.name, np.zeros(0, bool)), r.correct])
+                # per image, its correct severities: the image is the unit of the corruption's test
+                tests[r.key.name] = tests.get(r.key.name, 0) + r.correct.astype(np.int64)
             else:
                 continue
             values.append(per_image_errors(r))
@@ -418,18 +423,30 @@ class ImageNetCSuite(LevelledSuite):
             every = [f"{c}/{s}" for c in chosen for s in cells[c]]
             metrics["mean_error"] = lambda m: sum(m[k] for k in every) / len(every)
         if baseline is not None and chosen and all(c in baseline.imagenet_c for c in chosen):
-            def base(c):
-                return [baseline.error(c, s) for s in cells[c]]
+            # a stored baseline run on the same images is resampled with them (its errors are
+            # sample means too); published errors are constants
+            joint = joint_rows(baseline.samples, [f"{c}/{s}" for c in chosen for s in cells[c]],
+                               len(values[0]) if values else 0, optional=["clean"])
+            for row, sample in joint.items():
+                rows.append(f"base {row}")
+                values.append(sample)
+
+            def base(m, c):
+                return [m[f"base {c}/{s}"] if joint else baseline.error(c, s) for s in cells[c]]
+
+            def base_clean(m):
+                return m["base clean"] if "clean" in joint else baseline.clean_error
 
             def errors(m, c):
                 return [m[f"{c}/{s}"] for s in cells[c]]
 
-            metrics["mCE"] = lambda m: sum(_nan(ce(errors(m, c), base(c))) for c in chosen) / len(chosen)
+            metrics["mCE"] = lambda m: sum(_ce(errors(m, c), base(m, c)) for c in chosen) / len(chosen)
             if "clean" in rows and baseline.clean_error is not None:
                 metrics["relative_mCE"] = lambda m: sum(
-                    _nan(relative_ce(errors(m, c), m["clean"], base(c), baseline.clean_error))
+                    _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m))
                     for c in chosen) / len(chosen)
-        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE", "mean_error"})
+        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE", "mean_error"},
+                         proportions={"clean_error": "clean"} if "clean_error" in metrics else {})
 
     # -- views
     def tables(self, report: Report) -> list[Table]:
@@ -509,9 +526,27 @@ class ImageNetCSuite(LevelledSuite):
         return {"error_vs_severity": error_vs_severity, "ce_per_corruption": ce_bars}
 
 
-def _nan(value):
-    """None (an undefined relative CE) as NaN, so the bootstrap drops such draws."""
-    return math.nan if value is None else value
+def _ce(errors: Sequence, baseline_errors: Sequence):
+    """:func:`~robustbench_gcp.metrics.ce` of resampled means, the baseline's resampled too or
+    fixed; NaN where it is undefined, so that the bootstrap drops such draws."""
+    return _percent(sum(errors), sum(baseline_errors))
+
+
+def _relative_ce(errors: Sequence, clean_error, baseline_errors: Sequence, baseline_clean_error):
+    """:func:`~robustbench_gcp.metrics.relative_ce` as :func:`_ce` computes CE."""
+    return _percent(sum(e - clean_error for e in errors),
+                    sum(b - baseline_clean_error for b in baseline_errors), ratio_first=False)
+
+
+def _percent(numerator, denominator, *, ratio_first: bool = True):
+    """100 numerator / denominator in the order the report's formula uses, for floats or arrays;
+    NaN where the denominator is not positive."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    positive = denominator > 0
+    safe = np.where(positive, denominator, 1.0)
+    value = 100.0 * (numerator / safe) if ratio_first else 100.0 * numerator / safe
+    return np.where(positive, value, np.nan)
 
 
 def corruption_rows(sections: Mapping) -> tuple[list[dict], list[Column]]:

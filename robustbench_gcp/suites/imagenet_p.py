@@ -67,6 +67,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
+from robustbench_gcp.suites.stored_baselines import joint_rows
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -107,10 +108,14 @@ def perturbed_name(dataset: DatasetInfo) -> str:
 @dataclass(frozen=True)
 class FlipBaseline:
     """The normalizer of FR and T5D: a stored baseline run's raw figures (None: none stored
-    under ``name``, the figures stay unnormalized)."""
+    under ``name``, the figures stay unnormalized), the run, and per cell (``fp rotate/1``,
+    ``t5d rotate/1``) its per-video values, which comparisons resample with the videos of a run
+    on the same images (None: the figures stay fixed)."""
 
     name: str
     figures: Figures | None
+    run: Any = None
+    samples: Mapping[str, np.ndarray] | None = None
 
 
 def stride(perturbation: str, difficulty: int) -> int:
@@ -304,10 +309,19 @@ def summarize(
     }, notes
 
 
-def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int):
-    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m``."""
-    return lambda m: sum(relative_rate(m[f"{prefix} {p}/{d}"], figures[(p, d)][column])
-                         for p, d in chosen) / len(chosen)
+def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int,
+                   joint: bool):
+    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m``; with
+    ``joint``, the baseline's figures are its resampled means (rows ``base fp p/d``) too."""
+    def relative(m, p, d):
+        cell = f"{prefix} {p}/{d}"
+        if not joint:
+            return relative_rate(m[cell], figures[(p, d)][column])
+        base = np.asarray(m[f"base {cell}"], dtype=np.float64)
+        positive = base > 0  # a resample where the baseline never flips: no FR (dropped)
+        return np.where(positive, 100.0 * (m[cell] / np.where(positive, base, 1.0)), np.nan)
+
+    return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
 
 
 def _mean_raw(chosen: Sequence[tuple[str, int]], prefix: str):
@@ -323,7 +337,14 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     cells = {key: cid for cid, key in store.cells(run.id)}
     results = [store.cell_result(cells[key], key, run.n_shards)
                for key in keys if key.kind == "imagenet-p" and key in cells]
-    return FlipBaseline(name, raw_figures([r for r in results if r.complete]))
+    complete = [r for r in results if r.complete]
+    samples = {}
+    for r in complete:
+        if r.extra is not None:
+            cell = f"{r.key.name}/{int(r.key.level)}"
+            samples[f"fp {cell}"] = r.extra[:, 0].astype(np.float64)
+            samples[f"t5d {cell}"] = r.extra[:, 1].astype(np.float64)
+    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples)
 
 
 @register_suite
@@ -540,7 +561,14 @@ class ImageNetPSuite(LevelledSuite):
             if not chosen:
                 break
             if figures is not None and all(figures.get(cell, (0, 0))[column] > 0 for cell in chosen):
-                metrics[metric] = _mean_relative(chosen, prefix, figures, column)
+                # a baseline run on the same videos is resampled with them (its figures are means of
+                # the same videos); one on other videos stays fixed (build_report notes it)
+                joint = joint_rows(normalizer.samples, [f"{prefix} {p}/{d}" for p, d in chosen],
+                                   len(values[0]) if values else 0)
+                for row, sample in joint.items():
+                    rows.append(f"base {row}")
+                    values.append(sample)
+                metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint))
                 percent.add(metric)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix)

@@ -313,7 +313,7 @@ class LandscapeSuite(Suite):
                 rows.append(row)
                 values.append(per[name])
                 metrics[row] = lambda m, row=row: m[row]
-        return Design.of(rows, values, metrics, base.tests)
+        return Design.of(rows, values, metrics, base.tests, proportions=base.proportions)
 
     # -- views
     def display(self, metric: str) -> tuple[str, float, str] | None:
