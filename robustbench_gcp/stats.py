@@ -131,11 +131,42 @@ def bootstrap(
     for weights in resample_weights(n, resamples, seed):
         means = matrix @ weights.T.astype(np.float64) / n  # (cells, k)
         draws.append(np.asarray(statistic(means), dtype=np.float64))
-    draws = np.concatenate(draws)
-    draws = draws[np.isfinite(draws)]
+    return Interval(estimate, *percentile_bounds(np.concatenate(draws), level), level)
+
+
+def percentile_bounds(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap ``draws``.
+
+    A draw may be infinite (a ratio whose resampled denominator is 0: a baseline that never
+    flips in that resample) and counts as such, so that a bound beyond every finite draw is
+    infinite (JSON null), not the largest finite one. A draw may be undefined (NaN: 0 / 0, a
+    relative CE whose baseline improves under corruption); those are left out while they are
+    at most the tail ``(1 - level) / 2`` of the draws, and beyond that both bounds are NaN
+    (null): the interval cannot be told.
+    """
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [alpha, 1.0 - alpha]) if draws.size else (math.nan, math.nan)
-    return Interval(estimate, float(low), float(high), level)
+    defined = draws[~np.isnan(draws)]
+    if not defined.size or (draws.size - defined.size) > alpha * draws.size:
+        return math.nan, math.nan
+    if np.isfinite(defined).all():
+        low, high = np.quantile(defined, [alpha, 1.0 - alpha])
+        return float(low), float(high)
+    ordered = np.sort(defined)
+    return _linear_quantile(ordered, alpha), _linear_quantile(ordered, 1.0 - alpha)
+
+
+def _linear_quantile(ordered: np.ndarray, q: float) -> float:
+    """NumPy's default (linear) quantile of sorted values, where a neighbour that is infinite
+    makes the quantile infinite (NumPy's interpolation gives NaN between two infinities)."""
+    position = (ordered.size - 1) * q
+    below = math.floor(position)
+    above = min(below + 1, ordered.size - 1)
+    a, b, t = float(ordered[below]), float(ordered[above]), position - below
+    if t == 0.0 or math.isinf(a):
+        return a
+    if math.isinf(b):
+        return b
+    return a + (b - a) * t
 
 
 def _first_row(means: np.ndarray) -> np.ndarray:

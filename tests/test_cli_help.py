@@ -97,3 +97,16 @@ def test_suite_flags_and_kinds_appear_in_the_help_of_the_commands_that_take_them
         assert "Suite kinds: clean (" in " ".join(result.output.split())
     bad = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--sqrt", "eigh"])
     assert bad.exit_code == 2 and "'eigh' is not one of 'newton-schulz', 'eig', 'svd'" in bad.output
+
+
+def test_version_is_the_package_version():
+    """--version says the code's version, also where an editable install's metadata is older."""
+    import re
+    from pathlib import Path
+
+    from robustbench_gcp import __version__
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1) == __version__
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"gcp-robust, version {__version__}"

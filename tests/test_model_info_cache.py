@@ -71,3 +71,33 @@ def test_models_registered_outside_the_package_are_not_cached():
     mine.__module__ = "my_lab.models"
     assert not info_cache.cacheable(mine)
     assert info_cache.cacheable(factory.model_entrypoint("resnet50-gap"))
+
+
+@pytest.mark.parametrize("change", [
+    {"head": "mpncov-typo"}, {"num_params": "many"}, {"num_params": True}, {"depth": 5.5},
+    {"name": "resnet50-gap"}, {"input_size": 0},
+])
+def test_an_entry_of_the_wrong_kind_is_described_afresh(cache_dir, change):
+    """A damaged or foreign entry is not believed: the head decides a run's identity."""
+    model_info("resnet18-isqrt")
+    path = cache_dir / info_cache.FILE_NAME
+    stored = json.loads(path.read_text())
+    stored["models"]["resnet18-isqrt"].update(change)
+    path.write_text(json.dumps(stored))
+    info_cache._entries.cache_clear()
+    factory.model_info.cache_clear()
+    info = model_info("resnet18-isqrt")
+    assert (info.name, info.head) == ("resnet18-isqrt", "isqrt") and info.num_params > 1_000_000
+
+
+def test_only_a_regular_file_of_sensible_size_is_read(cache_dir):
+    import os
+
+    path = cache_dir / info_cache.FILE_NAME
+    os.mkfifo(path)  # reading it would block every command
+    info_cache._entries.cache_clear()
+    assert info_cache._entries() == {}
+    path.unlink()
+    path.write_text(" " * (info_cache.MAX_BYTES + 1))
+    info_cache._entries.cache_clear()
+    assert info_cache._entries() == {}

@@ -154,3 +154,32 @@ def test_comparisons_use_wilson_and_holm_for_proportions():
     for test in entries[1].tests.values():
         assert test["p_holm"] >= test["p_value"]
     assert entries[1].delta["clean_error"].low < entries[1].delta["clean_error"].estimate
+
+
+def test_infinite_and_undefined_draws_count():
+    """A resample in which a stored baseline never flips gives an infinite FR: it widens the
+    interval (to null above) instead of being dropped; undefined draws (0 / 0) beyond the tail
+    make both bounds unknown."""
+    from robustbench_gcp.stats import percentile_bounds
+
+    finite = np.arange(100.0)
+    assert percentile_bounds(finite) == pytest.approx(np.quantile(finite, [0.025, 0.975]))
+    low, high = percentile_bounds(np.r_[finite, np.full(3, np.inf)])
+    assert low == pytest.approx(np.quantile(np.r_[finite, [1e9] * 3], 0.025)) and high == math.inf
+    low, high = percentile_bounds(np.r_[finite, np.full(2, np.nan)])  # 2 of 102: within the tail
+    assert (low, high) == pytest.approx(np.quantile(finite, [0.025, 0.975]))
+    assert all(math.isnan(b) for b in percentile_bounds(np.r_[finite, np.full(4, np.nan)]))
+    def inverse(m):  # infinite where the resample has no 1
+        return np.where(m[0] > 0, 1 / np.where(m[0] > 0, m[0], 1), np.inf)
+
+    interval = bootstrap(np.r_[np.zeros(20), 1.0], inverse, resamples=400)
+    assert interval.high == math.inf and interval.as_dict()["high"] is None
+
+
+def test_a_ratio_at_a_zero_denominator():
+    from robustbench_gcp.suites.stored_baselines import percent_of
+
+    assert percent_of(1.0, 4.0) == 25.0
+    values = percent_of(np.array([1.0, 0.0, -1.0, 1.0]), np.array([0.0, 0.0, 0.0, -2.0]))
+    assert values[0] == math.inf and math.isnan(values[1]) and values[2] == -math.inf
+    assert math.isnan(values[3])  # a baseline better under corruption: undefined

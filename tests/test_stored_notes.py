@@ -74,3 +74,38 @@ def test_a_store_from_before_notes_is_read_and_upgraded(demo_val, tmp_path):
     evaluate("demo-gap", **common)
     (report,) = stored_reports(store)
     assert report["notes"] == [LABELS]
+
+
+def test_notes_never_stop_an_eval_on_a_full_store(demo_val, tmp_path, monkeypatch):
+    """A complete run on a store that is full (or cannot take the new table) still reports: the
+    notes are left out, nothing fails (a store of 0.5 reported there without writing)."""
+    import robustbench_gcp.store.sqlite_file as sqlite_file
+
+    store = tmp_path / "s.db"
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", store=str(store), workers=0,
+                  limit=4)
+    first = evaluate("demo-gap", **common)
+    with sqlite3.connect(store) as db:
+        db.execute("DROP TABLE notes")
+
+    def full(db):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sqlite_file, "_create_schema", full)  # the upgrade cannot write
+    again = evaluate("demo-gap", **common)
+    assert again.computed["computed"] == 0 and again.to_json()["clean"] == first.to_json()["clean"]
+    monkeypatch.undo()
+    evaluate("demo-gap", **common)  # the table is added now
+
+    def no_writes(db):  # as a full disk: every write fails
+        db.execute("PRAGMA query_only = ON")
+
+    with Store(store) as s:
+        (run,) = s.runs()
+        s.set_notes(run.id, "", ["an older wording"])
+    monkeypatch.setattr(Store, "connection_hooks", (no_writes,))
+    third = evaluate("demo-gap", **common)  # set_notes cannot write: the report still comes
+    assert third.computed["computed"] == 0 and LABELS in third.notes
+    monkeypatch.setattr(Store, "connection_hooks", ())
+    with Store(store) as s:
+        assert s.notes(run.id) == {"": ["an older wording"]}

@@ -14,6 +14,7 @@ import threading
 
 import click
 
+from robustbench_gcp import __version__
 from robustbench_gcp.errors import GcpRobustError, Terminated
 
 
@@ -79,7 +80,7 @@ def _on_sigterm(handler):
         "demo": "robustbench_gcp.cli.demo:demo_cmd",
     },
 )
-@click.version_option(package_name="gcp-robust")
+@click.version_option(version=__version__, prog_name="gcp-robust")
 def main() -> None:
     """Robustness of GAP and global covariance pooling (GCP) classifiers.
 

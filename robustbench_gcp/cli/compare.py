@@ -71,10 +71,11 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
 
     Stored results are reused and only what is missing is computed, under one
     progress display. The output has a row per model with the suite's headline
-    metrics and 95 % bootstrap intervals over images, the paired difference to
-    the reference model (--reference, default the first) with its interval, and
-    McNemar tests on the same images (clean, each corruption, each attack and
-    epsilon).
+    metrics and 95 % intervals over images (bootstrap; Wilson's for a proportion
+    such as an error rate), the paired difference to the reference model
+    (--reference, default the first) with its interval, and paired tests on the
+    same images (McNemar's on clean images and each attack and epsilon; a sign
+    test over images for each corruption), counted after Holm's adjustment.
 
     \b
     Examples:

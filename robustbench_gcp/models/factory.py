@@ -7,7 +7,6 @@ Nothing here reads files: checkpoints are turned into state dicts by
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cache
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.models import info_cache
+from robustbench_gcp.models.heads import HEADS
 from robustbench_gcp.models.registry import model_entrypoint
 
 __all__ = ["ModelInfo", "create_model", "model_info"]
@@ -90,14 +90,27 @@ def model_info(name: str) -> ModelInfo:
         UnknownNameError: unknown model.
     """
     entrypoint = model_entrypoint(name)
-    fields = tuple(field.name for field in dataclasses.fields(ModelInfo))
-    kept = info_cache.cached(name, fields) if info_cache.cacheable(entrypoint) else None
-    if kept is not None:  # described before, by this code and these library versions
+    kept = info_cache.cached(name, _CACHED_TYPES) if info_cache.cacheable(entrypoint) else None
+    if kept is not None and _plausible(name, kept):  # described before, by this code and libraries
         return ModelInfo(**kept)
     info = _describe(name, entrypoint)
     if info_cache.cacheable(entrypoint):
         info_cache.keep(name, info)
     return info
+
+
+#: the fields of a cached :class:`ModelInfo` and their JSON types
+_CACHED_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "depth": (int, type(None)), "head": (str,), "num_params": (int,), "input_size": (int,),
+    "reduction_dim": (int, type(None)), "num_classes": (int,), "pooling": (str,), "description": (str,),
+}
+
+
+def _plausible(name: str, entry: dict) -> bool:
+    """A cached description that could be this model's: its name, a known head, positive sizes
+    (a damaged or foreign file is passed over, not believed: the head decides a run's identity)."""
+    return (entry["name"] == name and entry["head"] in HEADS and entry["num_params"] > 0
+            and entry["input_size"] > 0 and entry["num_classes"] > 0)
 
 
 def _describe(name: str, entrypoint) -> ModelInfo:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from functools import cache
 from importlib import metadata
@@ -26,6 +27,7 @@ from pathlib import Path
 from robustbench_gcp.fetch import cache_root
 
 FILE_NAME = "model-info.json"
+MAX_BYTES = 1 << 20  # a larger file is not this cache's (about 9 KB for the registry)
 PACKAGE = Path(__file__).resolve().parent.parent  # robustbench_gcp/
 
 
@@ -38,6 +40,8 @@ def cache_file() -> Path:
 def cache_key() -> str:
     """A hash of this package's source and the versions of the libraries that build the models."""
     digest = hashlib.sha256()
+    # python -OO strips the docstrings that descriptions quote
+    digest.update(f"python={sys.version_info[:2]} optimize={sys.flags.optimize}\n".encode())
     for name in ("torch", "torchvision", "timm"):
         try:
             digest.update(f"{name}={metadata.version(name)}\n".encode())
@@ -56,9 +60,12 @@ def cacheable(entrypoint) -> bool:
 @cache
 def _entries() -> dict[str, dict]:
     """The cached descriptions under the current key (none when the file is absent, unreadable,
-    of another key or not ours)."""
+    not a regular file (a FIFO would block), too large, of another key or not ours)."""
+    path = cache_file()
     try:
-        stored = json.loads(cache_file().read_text())
+        if not path.is_file() or path.stat().st_size > MAX_BYTES:
+            return {}
+        stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(stored, dict) or stored.get("key") != cache_key():
@@ -67,11 +74,16 @@ def _entries() -> dict[str, dict]:
     return dict(models) if isinstance(models, dict) else {}
 
 
-def cached(name: str, fields: tuple[str, ...]) -> dict | None:
-    """The cached description of ``name`` (None when there is none, or it lacks one of ``fields``)."""
+def cached(name: str, types: dict[str, tuple[type, ...]]) -> dict | None:
+    """The cached description of ``name``, when it has exactly the fields of ``types`` with values
+    of those types (a bool is no int); else None (it is described afresh)."""
     entry = _entries().get(name)
-    if not isinstance(entry, dict) or set(entry) != set(fields):
+    if not isinstance(entry, dict) or set(entry) != set(types):
         return None
+    for field, allowed in types.items():
+        value = entry[field]
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            return None
     return entry
 
 

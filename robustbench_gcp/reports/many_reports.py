@@ -169,8 +169,8 @@ WIDE_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a 
                 "difference to the reference; McNemar p: exact test of the paired outcomes; Holm p: "
                 "adjusted over the model's outcomes")
 COMPACT_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
-                   "difference to the reference; McNemar: outcomes (clean, corruptions, attacks) where "
-                   "the model differs from the reference at p < 0.05, Holm-adjusted over them")
+                   "difference to the reference; McNemar: tested outcomes where the model differs from "
+                   "the reference at p < 0.05, Holm-adjusted over them")
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,

@@ -205,10 +205,13 @@ class Store:
         notes = list(dict.fromkeys(notes))
         if self.read_only or self.notes(run_id).get(kind, []) == notes:
             return
-        with self._write(f"store the notes of run {run_id}") as db:
-            db.execute("DELETE FROM notes WHERE run_id = ? AND kind = ?", (run_id, kind))
-            db.executemany("INSERT INTO notes (run_id, kind, note) VALUES (?, ?, ?)",
-                           [(run_id, kind, note) for note in notes])
+        try:
+            with self._write(f"store the notes of run {run_id}") as db:
+                db.execute("DELETE FROM notes WHERE run_id = ? AND kind = ?", (run_id, kind))
+                db.executemany("INSERT INTO notes (run_id, kind, note) VALUES (?, ?, ?)",
+                               [(run_id, kind, note) for note in notes])
+        except StoreError:
+            pass  # full, or a store without the notes table it could not add: reports lack them
 
     def notes(self, run_id: int) -> dict[str, list[str]]:
         """A run's notes by suite kind, in the order they were given (none from a store written before

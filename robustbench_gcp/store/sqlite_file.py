@@ -205,15 +205,15 @@ def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
-    if state == "ours" and ADDED_TABLES <= tables_of(db):
-        return  # marked in the transaction that made its schema: nothing to add
+    if state == "ours":  # marked in the transaction that made its schema
+        if not ADDED_TABLES <= tables_of(db):
+            _add_tables(db)
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         state = classify(db, path)  # again: another process may have created it meanwhile
-        if state != "ours" or not ADDED_TABLES <= tables_of(db):
-            for statement in SCHEMA.split(";"):  # each IF NOT EXISTS: only what is missing
-                if statement.strip():
-                    db.execute(statement)
+        if state != "ours":
+            _create_schema(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -223,6 +223,30 @@ def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
             db.execute("ROLLBACK")
         raise
     checkpoint(db)  # the schema into the .db file: a copy of it alone is a store
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):  # each IF NOT EXISTS: only what is missing
+        if statement.strip():
+            db.execute(statement)
+
+
+def _add_tables(db: sqlite3.Connection) -> None:
+    """Add the tables of :data:`ADDED_TABLES` a store lacks. Best effort: a store that cannot take
+    them now (full, busy, read-only media) is used as it is; they read as empty, and a write that
+    needs one fails with its own message."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        _create_schema(db)
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        return
+    checkpoint(db)
 
 
 def tables_of(db: sqlite3.Connection) -> set[str]:

@@ -43,7 +43,7 @@ from robustbench_gcp.suites.base import (
     resolve_names,
     variant_of,
 )
-from robustbench_gcp.suites.stored_baselines import joint_rows
+from robustbench_gcp.suites.stored_baselines import joint_rows, percent_of
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -528,25 +528,15 @@ class ImageNetCSuite(LevelledSuite):
 
 def _ce(errors: Sequence, baseline_errors: Sequence):
     """:func:`~robustbench_gcp.metrics.ce` of resampled means, the baseline's resampled too or
-    fixed; NaN where it is undefined, so that the bootstrap drops such draws."""
-    return _percent(sum(errors), sum(baseline_errors))
+    fixed (:func:`~robustbench_gcp.suites.stored_baselines.percent_of`: infinite or undefined
+    where its errors sum to 0)."""
+    return percent_of(sum(errors), sum(baseline_errors))
 
 
 def _relative_ce(errors: Sequence, clean_error, baseline_errors: Sequence, baseline_clean_error):
     """:func:`~robustbench_gcp.metrics.relative_ce` as :func:`_ce` computes CE."""
-    return _percent(sum(e - clean_error for e in errors),
-                    sum(b - baseline_clean_error for b in baseline_errors), ratio_first=False)
-
-
-def _percent(numerator, denominator, *, ratio_first: bool = True):
-    """100 numerator / denominator in the order the report's formula uses, for floats or arrays;
-    NaN where the denominator is not positive."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    positive = denominator > 0
-    safe = np.where(positive, denominator, 1.0)
-    value = 100.0 * (numerator / safe) if ratio_first else 100.0 * numerator / safe
-    return np.where(positive, value, np.nan)
+    return percent_of(sum(e - clean_error for e in errors),
+                      sum(b - baseline_clean_error for b in baseline_errors), ratio_first=False)
 
 
 def corruption_rows(sections: Mapping) -> tuple[list[dict], list[Column]]:

@@ -67,7 +67,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
-from robustbench_gcp.suites.stored_baselines import joint_rows
+from robustbench_gcp.suites.stored_baselines import joint_rows, percent_of
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -317,9 +317,7 @@ def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figu
         cell = f"{prefix} {p}/{d}"
         if not joint:
             return relative_rate(m[cell], figures[(p, d)][column])
-        base = np.asarray(m[f"base {cell}"], dtype=np.float64)
-        positive = base > 0  # a resample where the baseline never flips: no FR (dropped)
-        return np.where(positive, 100.0 * (m[cell] / np.where(positive, base, 1.0)), np.nan)
+        return percent_of(m[cell], m[f"base {cell}"])  # a resample where the baseline never flips: inf
 
     return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
 

@@ -19,18 +19,23 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     stored = getattr(normalizer, "run", None)
     if stored is None:
         return normalizer, []
-    differ = []
-    if stored.identity.get("data") != run.identity.get("data"):
-        differ.append(f"other images ({stored.n_images}, this run {run.n_images})"
-                      if stored.n_images != run.n_images else "other images")
-    if stored.identity.get("seed") != run.identity.get("seed"):
-        differ.append(f"seed {stored.identity.get('seed')} (this run {run.identity.get('seed')})")
-    if not differ:
+    name = normalizer.name
+    same_images = stored.identity.get("data") == run.identity.get("data")
+    seeds = stored.identity.get("seed"), run.identity.get("seed")
+    if same_images and seeds[0] == seeds[1]:
         return normalizer, []
-    return dataclasses.replace(normalizer, samples=None), [
-        f"baseline '{normalizer.name}' was evaluated on {' and with '.join(differ)}: its figures "
-        "normalize a different sample, which the protocol does not; store a baseline with this run's "
-        "--data, --limit and --seed (gcp-robust baseline)"]
+    notes = []
+    if not same_images:
+        sizes = f" ({stored.n_images}, this run {run.n_images})" if stored.n_images != run.n_images else ""
+        notes.append(f"baseline '{name}' was evaluated on other images{sizes}: its figures are means "
+                     "over other images than this run's, which the protocol does not divide by; store "
+                     "a baseline with this run's --data and --limit (gcp-robust baseline)")
+    if seeds[0] != seeds[1]:
+        notes.append(f"baseline '{name}' was evaluated with seed {seeds[0]} (this run {seeds[1]}): the "
+                     "cells that draw random numbers (noise, random layers) differ between the two, so "
+                     f"comparisons keep its figures fixed; store a baseline with --seed {seeds[1]} to "
+                     "normalize on the same draws")
+    return dataclasses.replace(normalizer, samples=None), notes
 
 
 def joint_rows(samples: Mapping[str, Any] | None, names: Sequence[str], n: int,
@@ -46,3 +51,19 @@ def joint_rows(samples: Mapping[str, Any] | None, names: Sequence[str], n: int,
         return {}
     return {name: np.asarray(samples[name], dtype=np.float64)
             for name in [*names, *optional] if fits(name)}
+
+
+def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) -> Any:
+    """100 numerator / denominator for floats or arrays of bootstrap resamples, in the order the
+    report's formula uses (``ratio_first``: 100 (n / d), as :func:`~robustbench_gcp.metrics.ce`;
+    else 100 n / d, as ``relative_ce``). A zero denominator gives an infinite ratio (a resample
+    in which the baseline never errs or flips while the model does; :func:`~robustbench_gcp.stats.
+    percentile_bounds` counts it) or NaN for 0 / 0; a negative one (a baseline better under
+    corruption than clean) gives NaN, undefined."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    positive = denominator > 0
+    safe = np.where(positive, denominator, 1.0)
+    value = 100.0 * (numerator / safe) if ratio_first else 100.0 * numerator / safe
+    at_zero = np.where(numerator == 0, np.nan, np.copysign(np.inf, numerator))
+    return np.where(positive, value, np.where(denominator == 0, at_zero, np.nan))
