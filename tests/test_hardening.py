@@ -177,14 +177,48 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     store = tmp_path / "s.db"
     assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
                           "--corruptions", "contrast", "--severities", "1")).exit_code == 0
-    with sqlite3.connect(store) as db:
-        db.execute("DELETE FROM shards WHERE shard = 2")
+    with sqlite3.connect(store) as db:  # no shard that both cells have
+        db.execute("DELETE FROM shards WHERE cell_id = (SELECT id FROM cells WHERE kind = 'clean') "
+                   "OR (shard != 1 AND cell_id = (SELECT id FROM cells WHERE name = 'contrast'))")
     result = run("report", "--store", store)
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # the store's state, not a usage error
     error = one_error_line(result)
-    assert error.endswith("holds no complete results for that selection; 1 partial run: "
-                          "resnet18-gap (imagenet-c: 4 of 6 shards stored). Re-run the eval command "
+    assert error.endswith("holds no results to report for that selection yet; 1 partial run: "
+                          "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the eval command "
                           "to finish"), error
+
+
+def test_a_run_stopped_mid_way_is_reported_on_the_images_every_cell_has(image_folder, gap_checkpoint,
+                                                                          tmp_path):
+    """A run computes its shards round by round across its cells: stopped in round 3 of 3, no cell
+    is complete, but every cell has shards 0 and 1. The report covers those 8 images, marked, and
+    equals a run on exactly those images."""
+    store = tmp_path / "s.db"
+    args = ["--suite", "imagenet-c", "--corruptions", "contrast,brightness", "--severities", "1,2"]
+    full = run(*eval_args(image_folder, gap_checkpoint, store, *args, "--format", "json"))
+    assert full.exit_code == 0, full.output
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE shard = 2 AND cell_id IN (SELECT id FROM cells WHERE name "
+                   "!= 'brightness' OR level != '1')")
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["partial"] == {"cells_complete": 1, "cells": 5, "shards": 11, "of_shards": 15,
+                                 "images": 8, "of_images": 12, "image_shards": "0-1"}
+    assert report["n_images"] == 8 and all(cell["n"] == 8 for cell in report["cells"])
+    assert report["notes"][0].startswith("partial run: 1 of 5 cells complete (11 of 15 shards stored); the "
+                                         "figures cover the 8 of 12 images that every cell has so far "
+                                         "(shards 0-1)")
+    # the same figures as those cells computed on their own: the per-image outcomes of shards 0, 1
+    from robustbench_gcp.store import Store
+
+    with Store(store, read_only=True) as s:
+        (info,) = s.runs()
+        whole = {r.key.label: r for r in s.results(info)}
+    for cell in report["cells"]:
+        key = f"{cell['corruption']}/{cell['severity']}"
+        (label,) = [k for k in whole if k.startswith("imagenet-c/" + key) or k.endswith(key)]
+        assert cell["top1_error"] == 1 - whole[label].correct[:8].mean()
 
 
 class _Overflows(torch.nn.Module):

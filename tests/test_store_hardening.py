@@ -426,3 +426,66 @@ def test_two_processes_on_one_run_split_the_work(tmp_path, demo_val):
     assert table_rows(store).keys() == table_rows(tmp_path / "alone.db").keys()
     shared, single = table_rows(store), table_rows(tmp_path / "alone.db")
     assert {k: v[:4] for k, v in shared.items()} == {k: v[:4] for k, v in single.items()}
+
+
+def test_messages_for_a_busy_store_a_full_disk_and_a_read_only_wal(store_path, monkeypatch):
+    """A write lock held past the wait, SQLite's 'disk I/O error' on a full disk (it cannot make the
+    -shm file) and a read-only folder with a -wal but no -shm each get a message that says so."""
+    import shutil
+    import sqlite3
+    from collections import namedtuple
+
+    from robustbench_gcp.store import sqlite_file
+
+    with Store(store_path) as store:
+        open_run(store)
+    holder = sqlite3.connect(store_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with Store(store_path, timeout=0.2) as store, pytest.raises(StoreError) as error:
+            store.cell_id(store.runs()[0].id, CellKey("clean"))
+        assert "is busy: another process held its write lock for longer than the wait" in str(error.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    io_error = sqlite3.OperationalError("disk I/O error")
+    io_error.sqlite_errorcode = sqlite3.SQLITE_IOERR_WRITE
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 20, 10 << 20, 4096))
+    full = str(sqlite_file.store_error(io_error, store_path, None))
+    assert "is full (disk I/O error; 4.1 KB free in" in full
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 30, 1 << 30, 9 << 30))
+    assert str(sqlite_file.store_error(io_error, store_path, None)).startswith("cannot use")
+
+    cannot_open = sqlite3.OperationalError("unable to open database file")
+    cannot_open.sqlite_errorcode = sqlite3.SQLITE_CANTOPEN
+    (store_path.parent / f"{store_path.name}-wal").write_bytes(b"")
+    (store_path.parent / f"{store_path.name}-shm").unlink(missing_ok=True)
+    message = str(sqlite_file.store_error(cannot_open, store_path, "its folder is read-only"))
+    assert message.startswith(f"cannot read store {store_path}: its folder is read-only, and SQLite needs a")
+
+
+def test_the_wal_stays_small(store_path):
+    """SQLite's default lets the -wal grow to 4 MB before it is copied back; a store keeps it near
+    1 MB, so that a nearly full disk holds a whole run."""
+    with Store(store_path) as store:
+        run = open_run(store)
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 256
+        cell = store.cell_id(run.id, CellKey("clean"))
+        for shard in range(400):  # about 5 MB of per-image values
+            store.commit_shard(cell, shard, ShardResult(100, {"top1_errors": 1}, None, np.ones((100, 32))))
+        wal = store_path.parent / f"{store_path.name}-wal"
+        assert wal.stat().st_size < 2 << 20, wal.stat().st_size
+
+
+def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path):
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, CellKey("clean"))
+        store.commit_shard(cell, 0, ShardResult(2, {"top1_errors": 1}, np.array([True, False]), None))
+    with sqlite3.connect(store_path) as db:
+        db.execute("UPDATE shards SET counts = '{not json'")
+    with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
+        store.results(store.runs()[0])
+    assert str(error.value).startswith(f"store {store_path}: a stored shard of cell clean is damaged (")

@@ -49,17 +49,40 @@ format_option = click.option(
 )
 
 def _output_file(ctx, param, value):
-    """Check ``-o FILE`` before any compute: its folder must exist (the file is written last)."""
+    """Check ``-o FILE`` before any compute: its folder must exist (the file is written last), and
+    it must not be a results store (or its ``-wal`` / ``-shm`` file): writing the output there
+    would destroy every stored result."""
     if value is None:
         return None
     import os
 
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(value)))
+    path = os.path.expanduser(value)
+    folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise click.BadParameter(f"the folder {folder} of {value} does not exist")
     if not os.access(folder, os.W_OK):
         raise click.BadParameter(f"the folder {folder} of {value} is not writable")
-    return os.path.expanduser(value)
+    problem = database_target(path)
+    if problem:
+        raise click.BadParameter(problem)
+    return path
+
+
+def database_target(path: str) -> str | None:
+    """Why the output must not go to ``path`` (an SQLite database, such as a results store, or its
+    ``-wal`` / ``-shm`` file: writing there would destroy every stored result), or None."""
+    import os
+
+    database = path[:-4] if path.endswith(("-wal", "-shm")) and os.path.isfile(path[:-4]) else path
+    try:
+        with open(database, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                return None
+    except OSError:
+        return None
+    part = "part of " if database != path else ""
+    return (f"{path} is {part}an SQLite database (a results store?): writing the output there would "
+            "destroy it; give another file")
 
 
 output_option = click.option(

@@ -63,6 +63,12 @@ def write_output(text: str, output: str | None) -> None:
         return
     if text and not text.endswith("\n"):
         text += "\n"
+    from robustbench_gcp.cli.options import database_target
+
+    problem = database_target(output)  # checked again: `-o` may name the store this run created
+    if problem:
+        raise click.ClickException(f"{problem}; the results are stored, so the same command with "
+                                   "another -o computes nothing again")
     try:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -106,6 +106,9 @@ class RichProgress(ProgressHook):
             self.progress.reset(self.total_task, total=total_images, description=escape(self.title),
                                 visible=True)
 
+    def say(self, text: str) -> None:
+        self._say(escape(text))
+
     def item(self, index: int, total: int, label: str) -> None:
         """Start evaluation ``index`` (0-based) of ``total`` in a batch."""
         description = f"[{index + 1}/{total}] {label}"

@@ -164,6 +164,9 @@ class ProgressHook:
 
     def cell_done(self, label: str) -> None: ...
 
+    def say(self, text: str) -> None:
+        """A line for the person watching (a run that starts afresh beside another ...)."""
+
 
 class Classifier:
     """ImageNet normalization, precision and memory format around a model.

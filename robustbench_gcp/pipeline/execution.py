@@ -89,6 +89,9 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     with Store(options.store) as store:
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
+        if progress is not None:
+            for line in other_settings(store, info):
+                progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", labels_notes(plan))
         store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
@@ -205,6 +208,25 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
+
+
+def other_settings(store: Store, info: RunInfo) -> list[str]:
+    """For a run with nothing stored yet: the store's runs of the same model on the same images that
+    hold shards but differ in a setting that defines a run (shard size, seed, weights, precision
+    ...), whose results this run therefore cannot reuse: one line each, saying what differs."""
+    if any(store.done_shards(cell) for cell, _ in store.cells(info.id)):
+        return []
+    lines = []
+    for other in store.runs():
+        if other.id == info.id or other.model != info.model or \
+                other.identity.get("data") != info.identity.get("data"):
+            continue
+        shards = sum(len(store.done_shards(cell)) for cell, _ in store.cells(other.id))
+        if shards:
+            lines.append(f"{info.model}: a new run, starting afresh; the store's other run of this model on "
+                         f"these images ({shards} shards stored) differs in: "
+                         f"{_differences(other.identity, info.identity)} (its results stay there)")
+    return lines
 
 
 def labels_notes(plan: Plan) -> list[str]:

@@ -36,7 +36,9 @@ class Report:
         store, computed: the store file and what this call computed (None when rebuilt
             from the store).
         partial: None, or how far an unfinished run got (``cells_complete``, ``cells``,
-            ``shards``, ``of_shards``): the means cover its complete cells only. Every view
+            ``shards``, ``of_shards``): the means cover its complete cells only, or, with
+            ``images``, ``of_images`` and ``image_shards``, every cell on the ``images`` (of
+            ``of_images``; then :attr:`n_images`) of the shards all its cells have. Every view
             marks such a report.
         cells: the stored cells the sections were made from (not in the JSON).
         normalizer: the baseline the metrics were normalized by (not in the JSON).
@@ -75,8 +77,11 @@ class Report:
     @property
     def experiment(self) -> tuple[str, str]:
         """What reports must share to be compared, tabulated or plotted together: the suite and
-        source (:attr:`heading`) and the image set (its fingerprint, else the run)."""
-        return self.heading, self.data_fingerprint or self.run
+        source (:attr:`heading`) and the image set (its fingerprint, else the run; for a partial
+        run reported on the shards all its cells have, those shards too)."""
+        images = self.data_fingerprint or self.run
+        shards = (self.partial or {}).get("image_shards")
+        return self.heading, f"{images} shards {shards}" if shards else images
 
     def to_json(self) -> dict:
         """The ``eval`` JSON object (plain types only)."""

@@ -7,7 +7,8 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from robustbench_gcp.reports.report_type import Report
@@ -89,46 +90,122 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             baseline: str | None = None, baselines: Mapping | None = None) -> list[Report]:
     """Every report the store can make: per run, per suite kind and per group (source).
 
-    Only complete cells count. A run's clean cell joins each of its groups (and is a report
-    of its own when ``kinds`` asks for the clean suite or the run has no other cells). Each
-    suite picks the cells it shows (for adversarial cells measured with several budgets, the
-    latest one of each attack) and its normalizer (``baseline``: a name of ``baselines``,
-    benchmarks.yaml's, or of a stored baseline run).
+    A run's clean cell joins each of its groups (and is a report of its own when ``kinds`` asks
+    for the clean suite or the run has nothing else to report). Of an unfinished group (a run
+    stopped before its end), a report covers either its complete cells on every image or every
+    cell on the images all of them have so far (:func:`reported_cells`). Each suite picks the
+    cells it shows (for adversarial cells measured with several budgets, the latest one of each
+    attack) and its normalizer (``baseline``: a name of ``baselines``, benchmarks.yaml's, or of a
+    stored baseline run).
     """
     clean_suite = suite_of_cell(CLEAN)
     wanted = set(kinds or (suite.kind for suite in all_suites()))
     reports = []
-    for run in store.runs():
+    runs = {run.key: run for run in store.runs()}
+    for run in runs.values():
         if not _chosen(run, models):
             continue
         every = store.results(run)
-        complete = [r for r in every if r.complete]
-        clean = [r for r in complete if r.key == CLEAN]
         clean_cells = [r for r in every if r.key == CLEAN]
-        groups: dict[tuple[str, str], list[CellResult]] = {}
         stored: dict[tuple[str, str], list[CellResult]] = {}  # complete or not
         for result in every:
-            if result.key == CLEAN:
-                continue
-            suite = suite_of_cell(result.key)
-            where = (suite.kind, suite.group(result.key))
-            stored.setdefault(where, []).append(result)
-            if result.complete:
-                groups.setdefault(where, []).append(result)
-        # a clean-only report when asked for, or when the run has nothing else
-        if clean and clean_suite.kind in wanted and (kinds is not None or not groups):
-            reports.append(_stored_report(clean_suite, run, clean, [], store, baseline, baselines))
-        for (kind, group), results in groups.items():
-            if kind not in wanted:
-                continue
-            suite = get_suite(kind)
-            results, notes = suite.latest(results, run_label(run))
-            report = _stored_report(suite, run, clean + results, notes, store, baseline, baselines)
-            progress = run_progress(clean_cells + stored[(kind, group)], run.n_shards)
-            if progress["cells_complete"] < progress["cells"]:
-                mark_partial(report, progress)
-            reports.append(report)
+            if result.key != CLEAN:
+                suite = suite_of_cell(result.key)
+                stored.setdefault((suite.kind, suite.group(result.key)), []).append(result)
+        found = []
+        for (kind, _), cells in stored.items():
+            if kind in wanted:
+                report = _group_report(get_suite(kind), store, run, clean_cells, cells, baseline, baselines)
+                found += [report] if report is not None else []
+        # a clean-only report when asked for, or when the run has nothing else to report
+        if clean_cells and clean_suite.kind in wanted and (kinds is not None or not found):
+            report = _group_report(clean_suite, store, run, clean_cells, [], baseline, baselines)
+            found = ([report] if report is not None else []) + found
+        reports += found
+    tell_apart(reports, runs)
     return reports
+
+
+#: identity fields that set runs of one model on one image set apart, as labels name them
+_SETTINGS = {"seed": "seed", "shard_size": "shard-size", "precision": "precision", "device_type": "device",
+             "weights": "weights", "preprocess": "preprocess", "version": "identity-version"}
+
+
+def tell_apart(reports: list[Report], runs: Mapping[str, RunInfo]) -> None:
+    """Label apart the reports that would show the same model twice in one experiment (runs of a
+    model that differ only in seed, shard size, weights at the same path ...): each label gets the
+    settings that differ, ``demo-gap[shard-size=4]``."""
+    same: dict[tuple, list[Report]] = {}
+    for report in reports:
+        same.setdefault((report.experiment, report.kind, report.model), []).append(report)
+    for group in same.values():
+        if len({report.run for report in group}) < 2:
+            continue
+        identities = [runs[report.run].identity for report in group]
+        differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
+        for report, identity in zip(group, identities):
+            tags = ",".join(f"{_SETTINGS[k]}={_setting(identity.get(k))}" for k in differ)
+            report.model = f"{report.model}[{tags}]" if tags else report.model
+
+
+def _setting(value) -> str:
+    """A setting as a label shows it: a weights hash by its first 8 characters."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text[:8] if isinstance(value, str) and len(value) == 64 else text
+
+
+def _group_report(suite: Suite, store: Store, run: RunInfo, clean_cells: list[CellResult],
+                  cells: list[CellResult], baseline: str | None, baselines: Mapping | None) -> Report | None:
+    """The report of one group of a run's cells with its clean cell, marked partial where the run
+    did not finish them (None: nothing to report yet)."""
+    chosen = reported_cells(store, run, clean_cells + cells)
+    if chosen is None:
+        return None
+    results, subset = chosen
+    clean = [r for r in results if r.key == CLEAN]
+    others, notes = [], []
+    if cells:
+        others, notes = suite.latest([r for r in results if r.key != CLEAN], run_label(run))
+    report = _stored_report(suite, run, clean + others, notes, store, baseline, baselines)
+    progress = run_progress(clean_cells + cells, run.n_shards)
+    if progress["cells_complete"] < progress["cells"]:
+        mark_partial(report, progress, subset)
+    return report
+
+
+def reported_cells(store: Store, run: RunInfo, cells: list[CellResult]) -> tuple[list, dict | None] | None:
+    """What a report of ``cells`` (of an unfinished run, perhaps) covers: the complete cells on
+    every image, or every cell on the shards they all have (a run computes its shards round by
+    round across its cells, so a stopped run has few complete cells but many common shards):
+    whichever covers more cell-images (the complete cells on a tie). Returns the cells to report
+    and, for the second, ``{"images", "of_images", "image_shards"}``; None when neither has
+    anything.
+    """
+    complete = [r for r in cells if r.complete]
+    if len(complete) == len(cells):
+        return (complete, None) if complete else None
+    common = set.intersection(*(set(r.shards) for r in cells))
+    if common:
+        shared = store.results(run, keys=[r.key for r in cells], shards=common)
+        images = shared[0].n
+        if len(cells) * images > len(complete) * run.n_images:
+            return shared, {"images": images, "of_images": run.n_images, "image_shards": shard_ranges(common)}
+    return (complete, None) if complete else None
+
+
+def shard_ranges(shards: Iterable[int]) -> str:
+    """``0-13,20`` for shards 0 to 13 and 20."""
+    ordered = sorted(shards)
+    parts = []
+    start = previous = ordered[0]
+    for shard in ordered[1:] + [None]:
+        if shard is not None and shard == previous + 1:
+            previous = shard
+            continue
+        parts.append(f"{start}-{previous}" if previous > start else str(start))
+        if shard is not None:
+            start = previous = shard
+    return ",".join(parts)
 
 
 def run_progress(cells: Sequence[CellResult], n_shards: int) -> dict:
@@ -137,12 +214,19 @@ def run_progress(cells: Sequence[CellResult], n_shards: int) -> dict:
             "shards": sum(len(r.shards) for r in cells), "of_shards": len(cells) * n_shards}
 
 
-def mark_partial(report: Report, progress: dict) -> None:
-    """Mark ``report`` as made from a partial run: its means cover the complete cells only."""
-    report.partial = progress
-    report.notes.insert(0, f"partial run: {progress['cells_complete']} of {progress['cells']} cells "
-                           f"complete ({progress['shards']} of {progress['of_shards']} shards stored); "
-                           "the means cover the complete cells only: re-run the eval command to finish")
+def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> None:
+    """Mark ``report`` as made from a partial run: its means cover its complete cells only, or
+    (``subset``) every cell on the images they all have so far."""
+    report.partial = {**progress, **(subset or {})}
+    done = (f"partial run: {progress['cells_complete']} of {progress['cells']} cells complete "
+            f"({progress['shards']} of {progress['of_shards']} shards stored)")
+    if subset is None:
+        covered = "the means cover the complete cells only"
+    else:
+        report.n_images = subset["images"]
+        covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
+                   f"cell has so far (shards {subset['image_shards']})")
+    report.notes.insert(0, f"{done}; {covered}: re-run the eval command to finish")
 
 
 def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], notes: list[str],
@@ -163,9 +247,9 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
     Raises:
         StoreError: no store at ``path`` (it is never created here).
         UnknownNameError: a suite, a stored model or a baseline that does not exist.
-        ConfigError: nothing complete to report for that selection.
+        StoreError: nothing to report for that selection yet.
     """
-    from robustbench_gcp.errors import ConfigError, StoreError, UnknownNameError
+    from robustbench_gcp.errors import StoreError, UnknownNameError
     from robustbench_gcp.suites import suite_kinds
     from robustbench_gcp.suites.base import check_any_baseline
 
@@ -180,9 +264,9 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
-        if not reports:
-            raise ConfigError(f"store {path} holds no complete results for that selection"
-                              f"{_partial_runs(store, models, kinds)}")
+        if not reports:  # the store's state, not a mistake on the command line: exit status 1
+            raise StoreError(f"store {path} holds no results to report for that selection yet"
+                             f"{_partial_runs(store, models, kinds)}")
     return reports
 
 

@@ -283,21 +283,34 @@ class Store:
             self.checkpoint()
         return new
 
-    def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None) -> CellResult:
-        """Combine the stored shards of a cell (in shard order)."""
+    def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None,
+                    shards: Iterable[int] | None = None) -> CellResult:
+        """Combine the stored shards of a cell (in shard order; only ``shards`` when given)."""
         rows = self.db.execute(
             "SELECT shard, n, counts, bitmap, extra, seconds FROM shards WHERE cell_id = ? ORDER BY shard",
             (cell_id,),
         ).fetchall()
-        return combine_shards(key, rows, n_shards)
+        if shards is not None:
+            wanted = set(shards)
+            rows = [row for row in rows if row[0] in wanted]
+        try:
+            return combine_shards(key, rows, n_shards)
+        except (ValueError, TypeError) as error:  # a row that was edited by hand: no traceback
+            raise StoreError(f"store {self.path}: a stored shard of cell {key.label} is damaged "
+                             f"({error}); use another --store, or delete that cell's shards to compute "
+                             "them again") from None
 
-    def results(self, run: RunInfo, kinds: Iterable[str] | None = None) -> list[CellResult]:
-        """Every cell of a run (optionally of some kinds), combined."""
+    def results(self, run: RunInfo, kinds: Iterable[str] | None = None, *,
+                keys: Iterable[CellKey] | None = None,
+                shards: Iterable[int] | None = None) -> list[CellResult]:
+        """Every cell of a run (optionally of some kinds, or the cells ``keys``), combined (from
+        ``shards`` only, when given)."""
         wanted = set(kinds) if kinds is not None else None
+        chosen = set(keys) if keys is not None else None
         return [
-            self.cell_result(cell_id, key, run.n_shards)
+            self.cell_result(cell_id, key, run.n_shards, shards)
             for cell_id, key in self.cells(run.id)
-            if wanted is None or key.kind in wanted
+            if (wanted is None or key.kind in wanted) and (chosen is None or key in chosen)
         ]
 
     # -- leases -------------------------------------------------------------

@@ -205,6 +205,11 @@ def _set_up(db: sqlite3.Connection, path: Path, state: str) -> None:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
+    # keep the -wal small (SQLite's default lets it reach 4 MB, 25 times a finished ImageNet-C store
+    # on 20 images, so a nearly full disk failed early): copy it back every 1 MB of pages, and
+    # truncate it to 1 MB after each copy that resets it
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+    db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     if state == "ours":  # marked in the transaction that made its schema
         if not ADDED_TABLES <= tables_of(db):
             _add_tables(db)
@@ -267,18 +272,35 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
     """The one-line message for an SQLite error on the store at ``path``."""
     code = getattr(error, "sqlite_errorcode", None)
     text = str(error)
-    if code == sqlite3.SQLITE_FULL or "is full" in text:
-        folder = path.resolve().parent
-        try:
-            free = _human_bytes(shutil.disk_usage(folder).free)
-        except OSError:
-            free = "unknown space"
+    folder = path.resolve().parent
+    try:
+        free_bytes = shutil.disk_usage(folder).free
+    except OSError:
+        free_bytes = None
+    free = "unknown space" if free_bytes is None else _human_bytes(free_bytes)
+    # SQLite says "disk I/O error" when it cannot even make the -shm file of a full disk
+    io_error = code is not None and code & 0xFF == sqlite3.SQLITE_IOERR
+    if code == sqlite3.SQLITE_FULL or "is full" in text or (io_error and free_bytes is not None
+                                                            and free_bytes < FULL_BYTES):
         return StoreError(f"store {path} is full ({text}; {free} free in {folder}): the shards stored so far "
                           "are kept; free space, then re-run the same command")
     if code == sqlite3.SQLITE_READONLY or "readonly" in text:
         return StoreError(f"store {path} is read-only ({reason or text}): copy it somewhere writable "
                           "or use --store")
+    if _is_busy(error):
+        return StoreError(f"store {path} is busy: another process held its write lock for longer than the "
+                          "wait (60 s by default); run again once it is done")
+    if code == sqlite3.SQLITE_CANTOPEN and reason is not None and Path(f"{path}-wal").exists() \
+            and not Path(f"{path}-shm").exists():
+        return StoreError(f"cannot read store {path}: {reason}, and SQLite needs a {path.name}-shm file "
+                          f"beside its {path.name}-wal to read it; copy the three files (or the .db and "
+                          "-wal) to a writable folder")
     return StoreError(f"cannot use {path} as a results store: {text}")
+
+
+FULL_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
+WAL_PAGES = 256  # the -wal is copied into the .db file after this many pages (1 MB of 4 KB pages)
+WAL_LIMIT_BYTES = 1 << 20  # and truncated to this size after a copy that resets it
 
 
 def _human_bytes(n: int) -> str:

@@ -1,0 +1,56 @@
+"""Runs of one model on the same images that differ in a setting that defines a run (shard size,
+seed ...): eval says that it starts afresh and why, and report labels them apart."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from robustbench_gcp import plan, run
+from robustbench_gcp.cli import main
+from robustbench_gcp.engine.runner import ProgressHook
+
+
+class Said(ProgressHook):
+    def __init__(self):
+        self.lines = []
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    common = dict(suite="imagenet-c", corruptions="fog", severities=[1], data=str(demo_val),
+                  class_order="sorted", store=str(store), workers=0, limit=8)
+    first = Said()
+    run(plan("demo-gap", shard_size=4, **common), first)
+    assert first.lines == []
+    second = Said()
+    run(plan("demo-gap", shard_size=2, **common), second)
+    (line,) = second.lines
+    assert line == ("demo-gap: a new run, starting afresh; the store's other run of this model on these "
+                    "images (4 shards stored) differs in: shard size (its results stay there)")
+    again = Said()
+    run(plan("demo-gap", shard_size=2, **common), again)  # the same run: reused, nothing said
+    assert again.lines == []
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
+    assert result.exit_code == 0, result.output
+    labels = [r["model"] for r in json.loads(result.stdout)["reports"]]
+    assert labels == ["demo-gap[shard-size=4]", "demo-gap[shard-size=2]"]
+
+
+def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    common = ["--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted", "--limit", "4",
+              "--workers", "0", "--store", str(store)]
+    # the store does not exist yet: eval creates it, then refuses to write its output there
+    created = CliRunner().invoke(main, ["eval", *common, "-o", str(store)])
+    assert created.exit_code == 1
+    assert "is an SQLite database (a results store?): writing the output there would destroy it" in created.stderr
+    for target in (store, f"{store}-wal"):  # now it exists: refused before anything runs
+        refused = CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(target)])
+        assert refused.exit_code == 2 and "SQLite database" in refused.stderr
+    kept = CliRunner().invoke(main, ["eval", *common, "--format", "json"])
+    assert kept.exit_code == 0 and json.loads(kept.stdout)["computed"]["computed"] == 0
