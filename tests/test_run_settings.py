@@ -48,9 +48,35 @@ def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path)
     # the store does not exist yet: eval creates it, then refuses to write its output there
     created = CliRunner().invoke(main, ["eval", *common, "-o", str(store)])
     assert created.exit_code == 1
-    assert "is an SQLite database (a results store?): writing the output there would destroy it" in created.stderr
+    assert "is an SQLite database (a results store?): writing the output there would destroy it" \
+        in created.stderr
     for target in (store, f"{store}-wal"):  # now it exists: refused before anything runs
         refused = CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(target)])
         assert refused.exit_code == 2 and "SQLite database" in refused.stderr
     kept = CliRunner().invoke(main, ["eval", *common, "--format", "json"])
     assert kept.exit_code == 0 and json.loads(kept.stdout)["computed"]["computed"] == 0
+
+
+def test_an_interrupted_comparison_says_which_evaluation_stopped(demo_val, tmp_path):
+    import pytest
+
+    from robustbench_gcp.errors import Interrupted
+    from robustbench_gcp.pipeline.execution import run_all
+
+    class StopInSecond(ProgressHook):
+        def item(self, index, total, label):
+            self.index = index
+
+        def advance(self, n_images):
+            if self.index == 1:
+                raise KeyboardInterrupt
+
+    common = dict(suite="imagenet-c", corruptions="fog", severities=[1], data=str(demo_val),
+                  class_order="sorted", store=str(tmp_path / "s.db"), workers=0, limit=8, shard_size=4)
+    plans = [plan("demo-gap", **common), plan("demo-isqrt", **common)]
+    with pytest.raises(Interrupted) as stop:
+        run_all(plans, StopInSecond())
+    message = str(stop.value)
+    assert message.startswith("interrupted after 0 of 4 shards; re-run the same command to resume "
+                              "(evaluation 2 of 2: demo-isqrt imagenet-c;"), message
+    assert stop.value.exit_code == 130

@@ -169,9 +169,14 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
     progress = progress or ProgressHook()
     reports = []
     for index, plan in enumerate(plans):
+        label = f"{plan.model.label} {plan.selection.spec.name}"
         if hasattr(progress, "item"):
-            progress.item(index, len(plans), f"{plan.model.label} {plan.selection.spec.name}")
-        reports.append(run(plan, progress))
+            progress.item(index, len(plans), label)
+        try:
+            reports.append(run(plan, progress))
+        except Interrupted as stop:  # say which of the evaluations stopped (the shards are its own)
+            raise Interrupted(f"{stop} (evaluation {index + 1} of {len(plans)}: {label}; the ones before "
+                              "it are complete)", terminated=stop.exit_code == 143) from None
         if hasattr(progress, "item_done"):
             progress.item_done(index)
     if any(isinstance(report, RankResult) for report in reports):
