@@ -39,6 +39,10 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
     assert result.exit_code == 0, result.output
     labels = [r["model"] for r in json.loads(result.stdout)["reports"]]
     assert labels == ["demo-gap[shard-size=4]", "demo-gap[shard-size=2]"]
+    for chosen, expected in (("demo-gap[shard-size=2]", ["demo-gap[shard-size=2]"]), ("demo-gap", labels)):
+        picked = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
+                                           "--no-intervals", "--models", chosen])
+        assert [r["model"] for r in json.loads(picked.stdout)["reports"]] == expected, picked.output
 
 
 def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):

@@ -72,9 +72,12 @@ def database_target(path: str) -> str | None:
     """Why the output must not go to ``path`` (an SQLite database, such as a results store, or its
     ``-wal`` / ``-shm`` file: writing there would destroy every stored result), or None."""
     import os
+    import stat
 
     database = path[:-4] if path.endswith(("-wal", "-shm")) and os.path.isfile(path[:-4]) else path
     try:
+        if not stat.S_ISREG(os.stat(database).st_mode):  # a pipe, a terminal, /dev/stdout: no store
+            return None
         with open(database, "rb") as handle:
             if handle.read(16) != b"SQLite format 3\x00":
                 return None

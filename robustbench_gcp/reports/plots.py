@@ -27,6 +27,8 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
         stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
         if sum(h == heading for h, _ in groups) > 1:
             stem += f"_{group[0].n_images}-images_{images[:8]}"
+            subset = (group[0].partial or {}).get("image_range")
+            stem += f"_images-{subset.replace(',', '_')}" if subset else ""
         for name, draw in get_suite(group[0].kind).plots().items():
             path = draw(group, folder / f"{stem}_{name}.png")
             if path is not None:

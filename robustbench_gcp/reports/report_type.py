@@ -37,7 +37,7 @@ class Report:
             from the store).
         partial: None, or how far an unfinished run got (``cells_complete``, ``cells``,
             ``shards``, ``of_shards``): the means cover its complete cells only, or, with
-            ``images``, ``of_images`` and ``image_shards``, every cell on the ``images`` (of
+            ``images``, ``of_images`` and ``image_range``, every cell on the ``images`` (of
             ``of_images``; then :attr:`n_images`) of the shards all its cells have. Every view
             marks such a report.
         cells: the stored cells the sections were made from (not in the JSON).
@@ -80,8 +80,8 @@ class Report:
         source (:attr:`heading`) and the image set (its fingerprint, else the run; for a partial
         run reported on the shards all its cells have, those shards too)."""
         images = self.data_fingerprint or self.run
-        shards = (self.partial or {}).get("image_shards")
-        return self.heading, f"{images} shards {shards}" if shards else images
+        subset = (self.partial or {}).get("image_range")
+        return self.heading, f"{images} images {subset}" if subset else images
 
     def to_json(self) -> dict:
         """The ``eval`` JSON object (plain types only)."""

@@ -8,13 +8,14 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
-from robustbench_gcp.suites.stored_baselines import normalizer_for_run
+from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
 
 def build_report(
@@ -80,10 +81,11 @@ def run_label(run: RunInfo) -> str:
     return matrix_label(run.model, run.identity)
 
 
-def _chosen(run: RunInfo, models: Sequence[str] | None) -> bool:
+def _chosen(run: RunInfo, models: Sequence[str] | None, labels: Mapping[str, str] | None = None) -> bool:
     """Whether ``--models`` (the labels reports show) selects ``run``: ``demo-isqrt`` is the model as
-    trained, not also a run with another root that an older version stored under that name."""
-    return not models or run_label(run) in models
+    trained, not also a run with another root that an older version stored under that name; a
+    label with settings (``demo-gap[seed=1]``) selects that run, the plain one all its runs."""
+    return not models or run_label(run) in models or (labels or {}).get(run.key) in models
 
 
 def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
@@ -101,9 +103,10 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     clean_suite = suite_of_cell(CLEAN)
     wanted = set(kinds or (suite.kind for suite in all_suites()))
     reports = []
-    runs = {run.key: run for run in store.runs()}
-    for run in runs.values():
-        if not _chosen(run, models):
+    runs = store.runs()
+    labels = run_labels(runs)
+    for run in runs:
+        if not _chosen(run, models, labels):
             continue
         every = store.results(run)
         clean_cells = [r for r in every if r.key == CLEAN]
@@ -115,14 +118,15 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
         found = []
         for (kind, _), cells in stored.items():
             if kind in wanted:
-                report = _group_report(get_suite(kind), store, run, clean_cells, cells, baseline, baselines)
+                report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
+                                       baseline, baselines)
                 found += [report] if report is not None else []
         # a clean-only report when asked for, or when the run has nothing else to report
         if clean_cells and clean_suite.kind in wanted and (kinds is not None or not found):
-            report = _group_report(clean_suite, store, run, clean_cells, [], baseline, baselines)
+            report = _group_report(clean_suite, store, run, labels[run.key], clean_cells, [], baseline,
+                                   baselines)
             found = ([report] if report is not None else []) + found
         reports += found
-    tell_apart(reports, runs)
     return reports
 
 
@@ -131,78 +135,81 @@ _SETTINGS = {"seed": "seed", "shard_size": "shard-size", "precision": "precision
              "weights": "weights", "preprocess": "preprocess", "version": "identity-version"}
 
 
-def tell_apart(reports: list[Report], runs: Mapping[str, RunInfo]) -> None:
-    """Label apart the reports that would show the same model twice in one experiment (runs of a
-    model that differ only in seed, shard size, weights at the same path ...): each label gets the
-    settings that differ, ``demo-gap[shard-size=4]``."""
-    same: dict[tuple, list[Report]] = {}
-    for report in reports:
-        same.setdefault((report.experiment, report.kind, report.model), []).append(report)
-    for group in same.values():
-        if len({report.run for report in group}) < 2:
-            continue
-        identities = [runs[report.run].identity for report in group]
+def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
+    """The label of each run (by key) in reports: :func:`run_label`, and where several runs of one
+    model on one image set differ in a setting that defines a run (seed, shard size, weights at the
+    same path ...), those settings too: ``demo-gap[shard-size=4]``."""
+    same: dict[tuple, list[RunInfo]] = {}
+    for run in runs:
+        same.setdefault((run_label(run), run.identity.get("data")), []).append(run)
+    labels = {}
+    for (label, _), group in same.items():
+        identities = [run.identity for run in group]
         differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
-        for report, identity in zip(group, identities):
-            tags = ",".join(f"{_SETTINGS[k]}={_setting(identity.get(k))}" for k in differ)
-            report.model = f"{report.model}[{tags}]" if tags else report.model
+        for run in group:
+            tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k))}" for k in differ)
+            labels[run.key] = f"{label}[{tags}]" if tags else label
+    return labels
 
 
 def _setting(value) -> str:
     """A setting as a label shows it: a weights hash by its first 8 characters."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return text[:8] if isinstance(value, str) and len(value) == 64 else text
+    return re.sub(r"[0-9a-f]{64}", lambda m: m.group(0)[:8], text)
 
 
-def _group_report(suite: Suite, store: Store, run: RunInfo, clean_cells: list[CellResult],
+def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_cells: list[CellResult],
                   cells: list[CellResult], baseline: str | None, baselines: Mapping | None) -> Report | None:
-    """The report of one group of a run's cells with its clean cell, marked partial where the run
-    did not finish them (None: nothing to report yet)."""
+    """The report of one group of a run's cells (the suite's :meth:`~Suite.latest` of them) with its
+    clean cell, marked partial where the run did not finish them (None: nothing to report yet)."""
+    notes = []
+    if cells:
+        cells, notes = suite.latest(cells, label)
     chosen = reported_cells(store, run, clean_cells + cells)
     if chosen is None:
         return None
     results, subset = chosen
-    clean = [r for r in results if r.key == CLEAN]
-    others, notes = [], []
-    if cells:
-        others, notes = suite.latest([r for r in results if r.key != CLEAN], run_label(run))
-    report = _stored_report(suite, run, clean + others, notes, store, baseline, baselines)
+    report = _stored_report(suite, run, label, results, notes, store, baseline, baselines)
     progress = run_progress(clean_cells + cells, run.n_shards)
     if progress["cells_complete"] < progress["cells"]:
         mark_partial(report, progress, subset)
+    if subset is not None:
+        report.normalizer, more = normalizer_for_images(report.normalizer, subset)
+        report.notes += more
     return report
 
 
 def reported_cells(store: Store, run: RunInfo, cells: list[CellResult]) -> tuple[list, dict | None] | None:
-    """What a report of ``cells`` (of an unfinished run, perhaps) covers: the complete cells on
-    every image, or every cell on the shards they all have (a run computes its shards round by
-    round across its cells, so a stopped run has few complete cells but many common shards):
-    whichever covers more cell-images (the complete cells on a tie). Returns the cells to report
-    and, for the second, ``{"images", "of_images", "image_shards"}``; None when neither has
-    anything.
+    """What a report of ``cells`` (of an unfinished run, perhaps; the clean cell among them)
+    covers: its complete cells on every image while any of the suite's own cells is complete;
+    otherwise (a run stopped mid-way: it computes its shards round by round across its cells, so
+    none is complete yet) every cell on the images of the shards they all have. Returns the
+    cells and, for the second, ``{"images", "of_images", "image_range"}``; None when there is
+    nothing to report.
     """
     complete = [r for r in cells if r.complete]
-    if len(complete) == len(cells):
-        return (complete, None) if complete else None
-    common = set.intersection(*(set(r.shards) for r in cells))
-    if common:
-        shared = store.results(run, keys=[r.key for r in cells], shards=common)
-        images = shared[0].n
-        if len(cells) * images > len(complete) * run.n_images:
-            return shared, {"images": images, "of_images": run.n_images, "image_shards": shard_ranges(common)}
-    return (complete, None) if complete else None
+    own = [r for r in cells if r.key != CLEAN]
+    if any(r.key != CLEAN for r in complete) or (complete and not own):
+        return complete, None
+    common = set.intersection(*(set(r.shards) for r in cells)) if cells else set()
+    if not common:
+        return None
+    shared = store.results(run, keys=[r.key for r in cells], shards=common)
+    return shared, {"images": shared[0].n, "of_images": run.n_images,
+                    "image_range": image_ranges(common, run.shard_size, run.n_images)}
 
 
-def shard_ranges(shards: Iterable[int]) -> str:
-    """``0-13,20`` for shards 0 to 13 and 20."""
+def image_ranges(shards: Iterable[int], shard_size: int, n_images: int) -> str:
+    """The images of ``shards`` as index ranges, ``0-27,40-47`` (shards 0 to 13 and 20 of size 2)."""
     ordered = sorted(shards)
     parts = []
     start = previous = ordered[0]
-    for shard in ordered[1:] + [None]:
+    for shard in [*ordered[1:], None]:
         if shard is not None and shard == previous + 1:
             previous = shard
             continue
-        parts.append(f"{start}-{previous}" if previous > start else str(start))
+        first, last = start * shard_size, min((previous + 1) * shard_size, n_images) - 1
+        parts.append(f"{first}-{last}" if last > first else str(first))
         if shard is not None:
             start = previous = shard
     return ",".join(parts)
@@ -218,25 +225,25 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
     """Mark ``report`` as made from a partial run: its means cover its complete cells only, or
     (``subset``) every cell on the images they all have so far."""
     report.partial = {**progress, **(subset or {})}
-    done = (f"partial run: {progress['cells_complete']} of {progress['cells']} cells complete "
-            f"({progress['shards']} of {progress['of_shards']} shards stored)")
+    done = (f"partial run of {report.model}: {progress['cells_complete']} of {progress['cells']} cells "
+            f"complete ({progress['shards']} of {progress['of_shards']} shards stored)")
     if subset is None:
         covered = "the means cover the complete cells only"
     else:
         report.n_images = subset["images"]
         covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
-                   f"cell has so far (shards {subset['image_shards']})")
+                   f"cell has so far (images {subset['image_range']})")
     report.notes.insert(0, f"{done}; {covered}: re-run the eval command to finish")
 
 
-def _stored_report(suite: Suite, run: RunInfo, results: list[CellResult], notes: list[str],
+def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellResult], notes: list[str],
                    store: Store, baseline: str | None, baselines: Mapping | None) -> Report:
     normalizer = None
     if baseline is not None:
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
     stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
     kept = [*stored.get("", []), *stored.get(suite.kind, [])]
-    return build_report(suite, run, results, normalizer, notes=[*notes, *kept], data=run.data)
+    return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data)
 
 
 def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,
@@ -258,7 +265,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
-        stored = {run_label(run) for run in store.runs()}
+        stored = {run_label(run) for run in store.runs()} | set(run_labels(store.runs()).values())
         for name in models or []:
             if name not in stored:
                 raise UnknownNameError("stored model", name, stored)

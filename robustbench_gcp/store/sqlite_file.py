@@ -293,8 +293,8 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
     if code == sqlite3.SQLITE_CANTOPEN and reason is not None and Path(f"{path}-wal").exists() \
             and not Path(f"{path}-shm").exists():
         return StoreError(f"cannot read store {path}: {reason}, and SQLite needs a {path.name}-shm file "
-                          f"beside its {path.name}-wal to read it; copy the three files (or the .db and "
-                          "-wal) to a writable folder")
+                          f"beside its {path.name}-wal to read it; copy the .db and -wal files to a "
+                          "writable folder (SQLite makes the -shm there)")
     return StoreError(f"cannot use {path} as a results store: {text}")
 
 

@@ -38,6 +38,17 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     return dataclasses.replace(normalizer, samples=None), notes
 
 
+def normalizer_for_images(normalizer: Any, subset: dict) -> tuple[Any, list[str]]:
+    """A stored baseline run's normalizer for a partial report on ``subset`` of the images (``images``
+    of ``of_images``): the baseline's figures cover all of them, so they stay fixed in comparisons
+    and a note says so."""
+    if getattr(normalizer, "run", None) is None:
+        return normalizer, []
+    return dataclasses.replace(normalizer, samples=None), [
+        f"baseline '{normalizer.name}' covers all {subset['of_images']} images, this partial report "
+        f"{subset['images']} of them: its figures are means over more images than these"]
+
+
 def joint_rows(samples: Mapping[str, Any] | None, names: Sequence[str], n: int,
                optional: Sequence[str] = ()) -> dict[str, Any]:
     """The per-image values of a stored baseline run's cells ``names`` (from its ``samples``), for

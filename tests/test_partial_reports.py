@@ -1,0 +1,84 @@
+"""Reports of runs stopped before their end, on the images every cell has: the same images are one
+experiment whatever the shard size, a stale budget does not cut what is shown, a suite report needs
+one of its own cells, and a stored baseline over all images is said to be so."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout) if result.stdout.startswith("{") else result
+
+
+def common(demo_val, store, *extra):
+    return ["--data", demo_val, "--class-order", "sorted", "--store", store, "--workers", 0, "--format",
+            "json", *extra]
+
+
+def drop(store, where):
+    with sqlite3.connect(store) as db:
+        db.execute(f"DELETE FROM shards WHERE {where}")
+
+
+def test_two_stopped_runs_on_the_same_images_are_paired_whatever_their_shard_size(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1, "--limit", 16)
+    cli("eval", "--model", "demo-gap", "--shard-size", 4, *common(demo_val, store, *selection))
+    cli("eval", "--model", "demo-isqrt", "--shard-size", 8, *common(demo_val, store, *selection))
+    # each stopped after images 0-7: demo-gap's shards 0 and 1 (of 4 images), demo-isqrt's shard 0
+    drop(store, "(shard > 1 AND cell_id IN (SELECT cells.id FROM cells JOIN runs ON runs.id = cells.run_id "
+                "WHERE runs.model = 'demo-gap')) OR (shard > 0 AND cell_id IN (SELECT cells.id FROM cells "
+                "JOIN runs ON runs.id = cells.run_id WHERE runs.model = 'demo-isqrt'))")
+    out = cli("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--resamples", 100)
+    assert [r["partial"]["image_range"] for r in out["reports"]] == ["0-7", "0-7"]
+    (comparison,) = out["comparisons"]
+    assert comparison["n_images"] == 8 and all(m["paired"] for m in comparison["models"])
+
+
+def test_a_stale_budget_does_not_cut_the_latest_cells(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    selection = ("--suite", "adversarial", "--attacks", "pgd-linf", "--epsilons", "1/255", "--limit", 12,
+                 "--shard-size", 4)
+    cli("eval", "--model", "demo-gap", *common(demo_val, store, *selection, "--steps", 1))
+    drop(store, "shard = 2 AND cell_id IN (SELECT id FROM cells WHERE kind = 'adversarial')")
+    # the same attack with another budget, complete: the report shows it on all 12 images
+    cli("eval", "--model", "demo-gap", *common(demo_val, store, *selection, "--steps", 2))
+    (report,) = cli("report", "--store", store, "--suite", "adversarial", "--format", "json",
+                    "--no-intervals")["reports"]
+    assert report["n_images"] == 12 and report["partial"] is None, report["partial"]
+
+
+def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1,2", "--limit", 8,
+                 "--shard-size", 4)
+    cli("eval", "--model", "demo-gap", *common(demo_val, store, *selection))
+    # fog/1 has shard 0 only, fog/2 shard 1 only: no image every cell has, only clean complete
+    drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c' AND level = '1') AND shard = 1")
+    drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c' AND level = '2') AND shard = 0")
+    reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
+    assert [r["suite"] for r in reports] == ["clean"]  # not an imagenet-c report without imagenet-c
+
+
+def test_a_baseline_over_all_images_is_noted_on_a_partial_report(demo_val, tmp_path):
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-p", "--perturbations", "brightness,scale", "--limit", 12,
+                 "--shard-size", 4)
+    cli("baseline", "--model", "demo-gap", "--name", "base", *common(demo_val, store, *selection))
+    cli("eval", "--model", "demo-isqrt", *common(demo_val, store, *selection))
+    drop(store, "shard = 2 AND cell_id IN (SELECT cells.id FROM cells JOIN runs ON runs.id = cells.run_id "
+                "WHERE runs.model = 'demo-isqrt')")
+    reports = cli("report", "--store", store, "--baseline", "base", "--format", "json",
+                  "--no-intervals")["reports"]
+    (partial,) = [r for r in reports if r["partial"]]
+    assert partial["n_images"] == 8
+    assert "baseline 'base' covers all 12 images, this partial report 8 of them: its figures are means " \
+           "over more images than these" in partial["notes"]
