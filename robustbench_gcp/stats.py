@@ -68,14 +68,16 @@ class Design:
     #: metrics that are the mean of one 0/1 row (metric -> row): a proportion, whose interval is
     #: :func:`wilson`'s and whose paired difference is :func:`paired_proportion_difference`'s
     proportions: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the comparison (how its intervals were made)
 
     @classmethod
     def of(cls, rows: list[str], values: Sequence[np.ndarray], metrics: dict[str, Statistic],
            tests: dict[str, np.ndarray] | None = None, percent: set[str] | None = None,
-           proportions: dict[str, str] | None = None) -> Design:
+           proportions: dict[str, str] | None = None, notes: list[str] | None = None) -> Design:
         """A design from a list of per-image rows (an empty list gives a 0 x 0 matrix)."""
         matrix = np.array(values) if len(values) else np.zeros((0, 0))
-        return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()), dict(proportions or {}))
+        return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()), dict(proportions or {}),
+                   list(notes or ()))
 
     def row(self, name: str) -> np.ndarray:
         """The per-image values of row ``name``."""

@@ -177,7 +177,7 @@ def compare_reports(
         for model, report in zip(comparison["models"], group):
             model["partial"] = report.partial is not None
         comparison["n_images"] = group[0].n_images
-        comparison["notes"] = notes
+        comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons
 

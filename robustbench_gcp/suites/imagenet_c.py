@@ -400,7 +400,7 @@ class ImageNetCSuite(LevelledSuite):
 
     # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: Baseline | None) -> Design:
-        rows, values, tests = [], [], {}
+        rows, values, tests, notes = [], [], {}, []
         cells: dict[str, list[int]] = {}
         for r in results:
             if r.key == CLEAN:
@@ -426,7 +426,7 @@ class ImageNetCSuite(LevelledSuite):
             # a stored baseline run on the same images is resampled with them (its errors are
             # sample means too); published errors are constants
             joint = joint_rows(baseline.samples, [f"{c}/{s}" for c in chosen for s in cells[c]],
-                               len(values[0]) if values else 0, optional=["clean"])
+                               len(values[0]) if values else 0, optional=["clean"], notes=notes)
             for row, sample in joint.items():
                 rows.append(f"base {row}")
                 values.append(sample)
@@ -446,7 +446,8 @@ class ImageNetCSuite(LevelledSuite):
                     _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m))
                     for c in chosen) / len(chosen)
         return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE", "mean_error"},
-                         proportions={"clean_error": "clean"} if "clean_error" in metrics else {})
+                         proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
+                         notes=notes)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:

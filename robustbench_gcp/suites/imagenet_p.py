@@ -552,6 +552,7 @@ class ImageNetPSuite(LevelledSuite):
         chosen = [(p, d) for p, d in chosen if d == difficulty]
         metrics = {}
         percent = set()
+        notes: list[str] = []
         # each of mFR and mT5D where the baseline normalizes every chosen cell (as the reports:
         # a baseline that never flips on a cell leaves its FR empty, not its T5D); else the mean
         for column, (prefix, metric, mean) in enumerate((("fp", "mFR", "mean_flip_probability"),
@@ -562,7 +563,7 @@ class ImageNetPSuite(LevelledSuite):
                 # a baseline run on the same videos is resampled with them (its figures are means of
                 # the same videos); one on other videos stays fixed (build_report notes it)
                 joint = joint_rows(normalizer.samples, [f"{prefix} {p}/{d}" for p, d in chosen],
-                                   len(values[0]) if values else 0)
+                                   len(values[0]) if values else 0, notes=notes)
                 for row, sample in joint.items():
                     rows.append(f"base {row}")
                     values.append(sample)
@@ -570,7 +571,7 @@ class ImageNetPSuite(LevelledSuite):
                 percent.add(metric)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix)
-        return Design.of(rows, values, metrics, percent=percent)
+        return Design.of(rows, values, metrics, percent=percent, notes=notes)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:

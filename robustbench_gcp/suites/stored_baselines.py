@@ -49,16 +49,31 @@ def normalizer_for_images(normalizer: Any, subset: dict) -> tuple[Any, list[str]
         f"{subset['images']} of them: its figures are means over more images than these"]
 
 
+#: a stored baseline is resampled only where each of its cells has at least this many images with an
+#: error or flip: a resample then misses all of them (a ratio over 0) with a chance of about e^-8
+MIN_EVENTS = 8
+
+
 def joint_rows(samples: Mapping[str, Any] | None, names: Sequence[str], n: int,
-               optional: Sequence[str] = ()) -> dict[str, Any]:
+               optional: Sequence[str] = (), notes: list[str] | None = None) -> dict[str, Any]:
     """The per-image values of a stored baseline run's cells ``names`` (from its ``samples``), for
     a comparison to resample with a run's ``n`` images (the baseline's figures are sample means of
-    the same images): all of them, and those of ``optional`` it has; none when one of ``names`` is
-    missing or of another length (the baseline's figures then stay fixed)."""
+    the same images): all of them, and those of ``optional`` it has. None when one of ``names`` is
+    missing or of another length, or has fewer than :data:`MIN_EVENTS` images that are not 0 (so
+    many resamples would divide by 0 that no interval could be told): the baseline's figures then
+    stay fixed, and, for the last, a line is added to ``notes``."""
+
     def fits(name: str) -> bool:
         return name in samples and len(samples[name]) == n
 
     if not samples or not n or not all(fits(name) for name in names):
+        return {}
+    rare = [name for name in names if np.count_nonzero(samples[name]) < MIN_EVENTS]
+    if rare:
+        if notes is not None:
+            notes.append(f"the baseline's figures are fixed in these intervals (conditional on them): it "
+                         f"has fewer than {MIN_EVENTS} images with an error or flip in {', '.join(rare[:4])}"
+                         f"{' ...' if len(rare) > 4 else ''}, too few to resample it with the images")
         return {}
     return {name: np.asarray(samples[name], dtype=np.float64)
             for name in [*names, *optional] if fits(name)}
