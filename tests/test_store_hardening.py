@@ -489,3 +489,20 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path):
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         store.results(store.runs()[0])
     assert str(error.value).startswith(f"store {store_path}: a stored shard of cell clean is damaged (")
+
+
+def test_a_cell_read_on_some_shards(store_path):
+    """`report` reads a stopped run's cells on the shards they all have: filtered in SQL, or (more
+    shards than SQLite binds at once) after reading; the same either way."""
+    with Store(store_path) as store:
+        run = open_run(store, n_images=1400, shard_size=2)
+        cell = store.cell_id(run.id, CellKey("clean"))
+        for i in range(700):
+            store.commit_shard(cell, i, ShardResult(2, {"top1_errors": i % 3}, np.array([i % 2 == 0, True]),
+                                                    None))
+        few, many = range(0, 700, 7), range(1, 700)
+        for shards in (few, many):
+            result = store.cell_result(cell, CellKey("clean"), run.n_shards, shards)
+            assert result.shards == list(shards) and result.n == 2 * len(shards)
+            assert result.counts["top1_errors"] == sum(i % 3 for i in shards) and not result.complete
+            assert result.correct.tolist() == [b for i in shards for b in (i % 2 == 0, True)]

@@ -286,13 +286,16 @@ class Store:
     def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None,
                     shards: Iterable[int] | None = None) -> CellResult:
         """Combine the stored shards of a cell (in shard order; only ``shards`` when given)."""
-        rows = self.db.execute(
-            "SELECT shard, n, counts, bitmap, extra, seconds FROM shards WHERE cell_id = ? ORDER BY shard",
-            (cell_id,),
-        ).fetchall()
-        if shards is not None:
-            wanted = set(shards)
-            rows = [row for row in rows if row[0] in wanted]
+        query = "SELECT shard, n, counts, bitmap, extra, seconds FROM shards WHERE cell_id = ?"
+        wanted = sorted(set(shards)) if shards is not None else None
+        if wanted is not None and len(wanted) <= 500:  # within SQLite's limit on bound parameters
+            query += f" AND shard IN ({','.join('?' * len(wanted))})"
+            rows = self.db.execute(query + " ORDER BY shard", (cell_id, *wanted)).fetchall()
+        else:
+            rows = self.db.execute(query + " ORDER BY shard", (cell_id,)).fetchall()
+            if wanted is not None:
+                keep = set(wanted)
+                rows = [row for row in rows if row[0] in keep]
         try:
             return combine_shards(key, rows, n_shards)
         except (ValueError, TypeError) as error:  # a row that was edited by hand: no traceback
