@@ -90,12 +90,13 @@ def model_info(name: str) -> ModelInfo:
         UnknownNameError: unknown model.
     """
     entrypoint = model_entrypoint(name)
-    kept = info_cache.cached(name, _CACHED_TYPES) if info_cache.cacheable(entrypoint) else None
+    if not info_cache.cacheable(entrypoint):  # a model registered from outside the package
+        return _describe(name, entrypoint)
+    kept = info_cache.cached(name, _CACHED_TYPES)
     if kept is not None and _plausible(name, kept):  # described before, by this code and libraries
         return ModelInfo(**kept)
     info = _describe(name, entrypoint)
-    if info_cache.cacheable(entrypoint):
-        info_cache.keep(name, info)
+    info_cache.keep(name, info)
     return info
 
 

@@ -78,7 +78,7 @@ class Report:
     def experiment(self) -> tuple[str, str]:
         """What reports must share to be compared, tabulated or plotted together: the suite and
         source (:attr:`heading`) and the image set (its fingerprint, else the run; for a partial
-        run reported on the shards all its cells have, those shards too)."""
+        run reported on the shards all its cells have, the range of those images too)."""
         images = self.data_fingerprint or self.run
         subset = (self.partial or {}).get("image_range")
         return self.heading, f"{images} images {subset}" if subset else images

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
@@ -200,19 +201,17 @@ def reported_cells(store: Store, run: RunInfo, cells: list[CellResult]) -> tuple
 
 
 def image_ranges(shards: Iterable[int], shard_size: int, n_images: int) -> str:
-    """The images of ``shards`` as index ranges, ``0-27,40-47`` (shards 0 to 13 and 20 of size 2)."""
-    ordered = sorted(shards)
-    parts = []
-    start = previous = ordered[0]
-    for shard in [*ordered[1:], None]:
-        if shard is not None and shard == previous + 1:
-            previous = shard
-            continue
-        first, last = start * shard_size, min((previous + 1) * shard_size, n_images) - 1
-        parts.append(f"{first}-{last}" if last > first else str(first))
-        if shard is not None:
-            start = previous = shard
-    return ",".join(parts)
+    """The images of ``shards`` (as the engine splits a run: :func:`shard_ranges`) as index ranges,
+    ``0-27,40-41`` (shards 0 to 13 and 20 of size 2)."""
+    spans = shard_ranges(n_images, shard_size)
+    parts: list[list[int]] = []  # [first, last] image of each run of adjacent shards
+    for shard in sorted(shards):
+        images = spans[shard]
+        if parts and parts[-1][1] + 1 == images.start:
+            parts[-1][1] = images.stop - 1
+        else:
+            parts.append([images.start, images.stop - 1])
+    return ",".join(f"{first}-{last}" if last > first else str(first) for first, last in parts)
 
 
 def run_progress(cells: Sequence[CellResult], n_shards: int) -> dict:
@@ -265,7 +264,8 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
-        stored = {run_label(run) for run in store.runs()} | set(run_labels(store.runs()).values())
+        runs = store.runs()
+        stored = {run_label(run) for run in runs} | set(run_labels(runs).values())
         for name in models or []:
             if name not in stored:
                 raise UnknownNameError("stored model", name, stored)
