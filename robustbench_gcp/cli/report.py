@@ -15,14 +15,16 @@ from robustbench_gcp.cli.options import (
 
 
 @click.command("report")
-@click.option("--models", default=None, metavar="A,B", help="Models to report (default: every model stored).")
+@click.option("--models", default=None, metavar="A,B",
+              help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
+                   "its runs; default: every model stored).")
 @click.option("--suite", "suites", multiple=True, metavar="NAME",
               help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all).")
 @format_option
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="long", show_default=True,
               help="CSV layout: long (a row per model, suite, item and level) or wide (a row per model).")
-@click.option("--no-intervals", is_flag=True, help="Skip bootstrap intervals and paired tests.")
+@click.option("--no-intervals", is_flag=True, help="Skip the intervals and paired tests.")
 @statistics_options
 @baseline_option
 @store_option
@@ -30,6 +32,11 @@ from robustbench_gcp.cli.options import (
 def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, resamples, plot_dir, baseline,
                store, config) -> None:
     """Report stored results: no model is run, nothing is computed but statistics.
+
+    A run stopped before its end is reported as partial: on its complete cells,
+    or, when none of the suite's own cells is complete yet, on the images that
+    every cell has so far. Runs of one model on the same images that differ in a
+    setting (seed, shard size, weights) are labelled apart: demo-gap[seed=1].
 
     \b
     Examples:
