@@ -43,6 +43,14 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
         picked = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
                                            "--no-intervals", "--models", chosen])
         assert [r["model"] for r in json.loads(picked.stdout)["reports"]] == expected, picked.output
+    # --reference takes a label with settings; the plain name is ambiguous here, and says so
+    chosen = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--resamples",
+                                       "100", "--reference", "demo-gap[shard-size=2]"])
+    (comparison,) = json.loads(chosen.stdout)["comparisons"]
+    assert comparison["reference"] == "demo-gap[shard-size=2]", chosen.output
+    ambiguous = CliRunner().invoke(main, ["report", "--store", str(store), "--reference", "demo-gap"])
+    assert ambiguous.exit_code != 0 and "names several runs" in ambiguous.stderr
+    assert "demo-gap[shard-size=4], demo-gap[shard-size=2]" in ambiguous.stderr
 
 
 def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):

@@ -150,6 +150,12 @@ def test_the_dataset_is_found_checked_and_its_preset_follows(cifar):
         run_id = s.runs()[0].id
         presets = {json.loads(key.variant).get("preset") for _, key in s.cells(run_id) if key.kind != "clean"}
     assert "imagenet" in presets and forced["cells"][0]["n"] == len(NAMES) * PER_CLASS
+    # reports keep the forced preset apart from the dataset's own: two experiments, one row each
+    assert forced["source"].endswith(", imagenet parameters")
+    stored = json.loads(run("report", "--store", cifar / "s.db", "--format", "json").output)
+    sources = sorted(r["source"] for r in stored["reports"] if r["kind"] == "imagenet-c")
+    assert len(sources) == len(set(sources)) == 2
+    assert all(len(c["models"]) == 1 for c in stored["comparisons"])
     # a dataset that contradicts the data
     wrong = run("eval", "--model", "small_cifar_net:build", "--suite", "tinyimagenet-c", "--data",
                 cifar / "cifar-10-batches-py", "--store", cifar / "s.db")

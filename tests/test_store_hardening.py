@@ -75,13 +75,31 @@ def without_computed(stdout: str) -> dict:
 
 # -- 6. another application's SQLite database -----------------------------------------
 
-def foreign_database(path: Path, *, application_id: int = 0) -> None:
+def foreign_database(path: Path, *, application_id: int = 0, wal: bool = False) -> None:
     with sqlite3.connect(path) as db:
+        if wal:
+            db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, athlete TEXT, km REAL)")
         db.execute("CREATE TABLE shoes (name TEXT)")
         db.execute("INSERT INTO runs (athlete, km) VALUES ('ana', 12.5)")
         db.execute(f"PRAGMA application_id = {application_id}")
+    db.close()
     assert not Path(f"{path}-wal").exists()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_refused_file_in_wal_mode_gets_no_files_beside_it(tmp_path, store_path, read_only):
+    """A read-only SQLite connection to a file in WAL mode creates -wal and -shm and leaves them."""
+    foreign = tmp_path / "foreign.db"
+    foreign_database(foreign, wal=True)
+    with pytest.raises(StoreError, match="is not a gcp-robust results store"):
+        Store(foreign, read_only=read_only)
+    Store(store_path).close()
+    truncated = tmp_path / "truncated.db"
+    truncated.write_bytes(store_path.read_bytes()[:1000])
+    with pytest.raises(StoreError, match="cannot use .*truncated.db as a results store"):
+        Store(truncated, read_only=read_only)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db", store_path.name, "truncated.db"]
 
 
 @pytest.mark.parametrize("application_id", [0, 0x12345678])

@@ -263,7 +263,8 @@ def baseline_option(func):
 def statistics_options(func):
     """``--reference``, ``--resamples`` and ``--plot`` of the commands that compare models."""
     func = click.option("--reference", default=None, metavar="MODEL",
-                        help="Model the others are compared with (default: the first of each suite).")(func)
+                        help="Model the others are compared with (default: the first of each suite); "
+                             "of runs labelled apart, give the label (demo-gap[seed=1]).")(func)
     func = click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
                         help="Bootstrap resamples for the 95 % intervals.")(func)
     func = click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,

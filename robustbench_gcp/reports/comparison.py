@@ -145,15 +145,18 @@ def compare_reports(
     """Comparison objects, one per suite and image set, of reports (each with its stored cells
     and normalizer).
 
-    ``reference`` is a model name (default: the first model of each suite).
+    ``reference`` is a model name (default: the first model of each suite); a plain name also
+    names the one run of that model a comparison has under a label with settings
+    (``demo-gap`` for ``demo-gap[seed=1]``).
 
     Raises:
-        ConfigError: ``reference`` is not among the models compared.
+        ConfigError: ``reference`` is not among the models compared, or names several runs of
+            one comparison.
     """
-    every = {report.model for report in reports}
-    if reference is not None and reference not in every:
+    every = sorted({report.model for report in reports})
+    if reference is not None and not _named(reference, every):
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
-                          + ", ".join(sorted(every)))
+                          + ", ".join(every))
     comparisons = []
     # one comparison per experiment: suite, source and image set (a store may hold runs on
     # different --limit subsets, or cells made another way)
@@ -161,8 +164,12 @@ def compare_reports(
         cells, notes = _common_cells(group)
         names = [report.model for report in group]
         ref = 0
-        if reference in names:
-            ref = names.index(reference)
+        named = _named(reference, names) if reference is not None else []
+        if len(named) > 1:
+            raise ConfigError(f"`--reference {reference}` names several runs compared on "
+                              f"{group[0].heading}: {', '.join(named)}; give one of these labels")
+        if named:
+            ref = names.index(named[0])
         elif reference is not None:
             notes.append(f"{reference} has no results on these {group[0].n_images} images: "
                          f"the reference here is {names[0]}")
@@ -180,6 +187,14 @@ def compare_reports(
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons
+
+
+def _named(reference: str, names: Sequence[str]) -> list[str]:
+    """The labels of ``names`` that ``reference`` gives: itself, else every label with settings
+    of that name (``demo-gap[seed=1]``; report labels runs apart this way)."""
+    if reference in names:
+        return [reference]
+    return [name for name in names if name.startswith(f"{reference}[")]
 
 
 def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:

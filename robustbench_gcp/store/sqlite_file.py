@@ -108,6 +108,8 @@ def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sql
         if read_only:
             raise StoreError(f"store {path} does not exist")
         raise StoreError(f"cannot create store {path}: {reason}")
+    if reason is not None:
+        _classify_untouched(path)
     deadline = time.monotonic() + timeout
     while True:
         db = None
@@ -135,6 +137,24 @@ def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sql
         except BaseException:
             _close(db)
             raise
+
+
+def _classify_untouched(path: Path) -> None:
+    """Refuse a file that is no store of ours before a read-only connection opens it: on a file in
+    WAL mode that connection creates ``-wal`` and ``-shm`` beside it and, being read-only, leaves
+    them there. Without a ``-wal`` the file holds all its content, and an immutable connection
+    reads it without creating anything (with one, opening creates nothing new either)."""
+    if Path(f"{path}-wal").exists():
+        return
+    db = None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                             isolation_level=None)
+        _classify_now(db, path)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"cannot use {path} as a results store: {error}") from None
+    finally:
+        _close(db)
 
 
 def read_only_reason(path: Path, read_only: bool) -> str | None:

@@ -405,7 +405,9 @@ class LevelledSuite(Suite):
             return f"released files in {report.corrupted_dir}"
         if report.backend:
             trip = f", {roundtrip_words(report_dataset(report))[1]}" if report.storage_roundtrip else ""
-            return f"generated on the fly ({report.backend} backend{trip})"
+            presets = {variant_of(r.key).get("preset") for r in report.cells if self.owns(r.key)}
+            forced = "".join(f", {_preset_words(p)}" for p in sorted(presets - {None}))
+            return f"generated on the fly ({report.backend} backend{trip}{forced})"
         return None
 
     def source_label(self, group: str) -> str:
@@ -414,6 +416,8 @@ class LevelledSuite(Suite):
         label = variant.get("source", "")
         if variant.get("roundtrip"):
             label += f", {roundtrip_words(dataset)[0]}"
+        if variant.get("preset"):
+            label += f", {_preset_words(variant['preset'])}"
         return label if dataset.name == "imagenet" else f"{self.benchmark_name(dataset)}, {label}"
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:
@@ -557,6 +561,11 @@ def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
     none does, or when they disagree)."""
     names = {variant_of(r.key).get("dataset") for r in results if r.key.kind == kind}
     return get_dataset(names.pop()) if len(names) == 1 else get_dataset(None)
+
+
+def _preset_words(preset: str) -> str:
+    """``--preset`` forced on another dataset, for reports: ``cifar parameters``."""
+    return f"{preset} parameters"
 
 
 def report_dataset(report: Report) -> DatasetInfo:

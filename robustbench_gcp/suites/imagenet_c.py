@@ -43,7 +43,7 @@ from robustbench_gcp.suites.base import (
     resolve_names,
     variant_of,
 )
-from robustbench_gcp.suites.stored_baselines import joint_rows, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, percent_of
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -425,11 +425,9 @@ class ImageNetCSuite(LevelledSuite):
         if baseline is not None and chosen and all(c in baseline.imagenet_c for c in chosen):
             # a stored baseline run on the same images is resampled with them (its errors are
             # sample means too); published errors are constants
-            joint = joint_rows(baseline.samples, [f"{c}/{s}" for c in chosen for s in cells[c]],
-                               len(values[0]) if values else 0, optional=["clean"], notes=notes)
-            for row, sample in joint.items():
-                rows.append(f"base {row}")
-                values.append(sample)
+            joint = add_joint_rows(rows, values, baseline.samples,
+                                   [f"{c}/{s}" for c in chosen for s in cells[c]], optional=["clean"],
+                                   notes=notes)
 
             def base(m, c):
                 return [m[f"base {c}/{s}"] if joint else baseline.error(c, s) for s in cells[c]]

@@ -67,7 +67,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
-from robustbench_gcp.suites.stored_baselines import joint_rows, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, percent_of
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -562,11 +562,8 @@ class ImageNetPSuite(LevelledSuite):
             if figures is not None and all(figures.get(cell, (0, 0))[column] > 0 for cell in chosen):
                 # a baseline run on the same videos is resampled with them (its figures are means of
                 # the same videos); one on other videos stays fixed (build_report notes it)
-                joint = joint_rows(normalizer.samples, [f"{prefix} {p}/{d}" for p, d in chosen],
-                                   len(values[0]) if values else 0, notes=notes)
-                for row, sample in joint.items():
-                    rows.append(f"base {row}")
-                    values.append(sample)
+                joint = add_joint_rows(rows, values, normalizer.samples,
+                                       [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
                 metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint))
                 percent.add(metric)
             else:

@@ -54,29 +54,38 @@ def normalizer_for_images(normalizer: Any, subset: dict) -> tuple[Any, list[str]
 MIN_EVENTS = 8
 
 
-def joint_rows(samples: Mapping[str, Any] | None, names: Sequence[str], n: int,
-               optional: Sequence[str] = (), notes: list[str] | None = None) -> dict[str, Any]:
-    """The per-image values of a stored baseline run's cells ``names`` (from its ``samples``), for
-    a comparison to resample with a run's ``n`` images (the baseline's figures are sample means of
-    the same images): all of them, and those of ``optional`` it has. None when one of ``names`` is
-    missing or of another length, or has fewer than :data:`MIN_EVENTS` images that are not 0 (so
-    many resamples would divide by 0 that no interval could be told): the baseline's figures then
-    stay fixed, and, for the last, a line is added to ``notes``."""
+def add_joint_rows(rows: list[str], values: list, samples: Mapping[str, Any] | None, names: Sequence[str],
+                   optional: Sequence[str] = (), notes: list[str] | None = None) -> set[str]:
+    """Append to a comparison design's ``rows`` and ``values`` (one per-image array each) the
+    per-image values of a stored baseline run's cells ``names`` (from its ``samples``), as rows
+    ``base <name>``, for the comparison to resample with the run's images (the baseline's figures
+    are sample means of the same images): all of them, and those of ``optional`` it has.
+
+    Returns:
+        The names added. None are when one of ``names`` is missing or of another length than the
+        run's values, or has fewer than :data:`MIN_EVENTS` images that are not 0 (so many
+        resamples would divide by 0 that no interval could be told): the baseline's figures then
+        stay fixed, and, for the last, a line is added to ``notes``.
+    """
+    n = len(values[0]) if values else 0
 
     def fits(name: str) -> bool:
         return name in samples and len(samples[name]) == n
 
     if not samples or not n or not all(fits(name) for name in names):
-        return {}
+        return set()
     rare = [name for name in names if np.count_nonzero(samples[name]) < MIN_EVENTS]
     if rare:
         if notes is not None:
             notes.append(f"the baseline's figures are fixed in these intervals (conditional on them): it "
                          f"has fewer than {MIN_EVENTS} images with an error or flip in {', '.join(rare[:4])}"
                          f"{' ...' if len(rare) > 4 else ''}, too few to resample it with the images")
-        return {}
-    return {name: np.asarray(samples[name], dtype=np.float64)
-            for name in [*names, *optional] if fits(name)}
+        return set()
+    added = [name for name in [*names, *optional] if fits(name)]
+    for name in added:
+        rows.append(f"base {name}")
+        values.append(np.asarray(samples[name], dtype=np.float64))
+    return set(added)
 
 
 def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) -> Any:
