@@ -57,6 +57,15 @@ def stemless():
                                torch.nn.Flatten(), torch.nn.Linear(4, 1000))
 
 
+BUILDS = []
+
+
+def counted():
+    """Counts its builds."""
+    BUILDS.append(1)
+    return torchvision.models.resnet18()
+
+
 NOT_CALLABLE = 3
 '''
 
@@ -104,6 +113,34 @@ def test_callable_and_torchvision_models_give_the_registry_models_counts(
     # the same weights again: nothing is computed
     again = eval_json(names[1], image_folder, store, "--checkpoint", gap_checkpoint)
     assert again["computed"]["computed"] == 0
+
+
+def test_a_users_module_is_built_once_per_eval(user_package, image_folder, gap_checkpoint, tmp_path):
+    """The plan builds, loads and runs it to check it; the run takes that module."""
+    import importlib
+
+    builds = importlib.import_module(user_package).BUILDS
+    report = eval_json(f"{user_package}:counted", image_folder, tmp_path / "s.db", "--checkpoint",
+                       gap_checkpoint)
+    assert builds == [1] and report["computed"]["computed"] > 0
+    # a file changed between the plan and the run is read again: the run evaluates what it finds
+    from robustbench_gcp import plan, run
+
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(gap_checkpoint.read_bytes())
+    planned = plan(f"{user_package}:counted", checkpoint=str(mine), data=str(image_folder),
+                   store=str(tmp_path / "t.db"), workers=0)
+    weights = torch.load(mine, weights_only=True)
+    torch.save({**weights, "fc.bias": weights["fc.bias"] + 1}, tmp_path / "new.pth")
+    (tmp_path / "new.pth").replace(mine)  # a new file, whatever the file system's mtime resolution
+    run(planned)
+    assert len(builds) == 3
+
+    def weights_of(store):
+        with Store(store, read_only=True) as s:
+            return [r.identity["weights"] for r in s.runs()]
+
+    assert weights_of(tmp_path / "t.db") != weights_of(tmp_path / "s.db")
 
 
 def test_two_weight_files_under_one_name_are_two_runs(user_package, image_folder, gap_checkpoint,

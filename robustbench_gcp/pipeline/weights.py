@@ -193,6 +193,20 @@ def choose_model(
     return dataclasses.replace(choice, label=matrix_label(choice.label, choice.matrix_identity()))
 
 
+# The last model outside the registry that check_weights built, loaded and ran (a user's module
+# may be costly to build, its checkpoint large): load_chosen hands it to the run of that plan,
+# once, instead of building and loading it again.
+_checked_external: tuple[ModelChoice, nn.Module, tuple | None] | None = None
+
+
+def _stamp(path: Path | None) -> tuple | None:
+    """A file's inode, size and modification time (None for no file)."""
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def check_weights(choice: ModelChoice) -> int:
     """The number of classes of the chosen model, after checking that its checkpoint loads
     strictly (names, shapes, sha256) without building its weights. Each file is read once per
@@ -206,7 +220,11 @@ def check_weights(choice: ModelChoice) -> int:
         ConfigError: a user's module cannot be built, or its output is not (batch, classes).
     """
     if choice.external is not None:
-        return load_chosen(choice, "cpu").num_classes
+        global _checked_external
+        model = load_chosen(choice, "cpu")
+        # the run of this plan takes it instead of a rebuild, if the file is still the same
+        _checked_external = (choice, model, _stamp(choice.checkpoint))
+        return model.num_classes
     if choice.checkpoint is None:
         from robustbench_gcp.models import model_info
 
@@ -229,6 +247,10 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
     without a checkpoint, reproducible for the choice's seed)."""
     from robustbench_gcp.models import load_model
 
+    global _checked_external
+    checked, _checked_external = _checked_external, None
+    if checked is not None and checked[0] is choice and checked[2] == _stamp(choice.checkpoint):
+        return checked[1].to(device).eval()  # built and loaded by check_weights
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(choice.seed)
         if choice.external is not None:
