@@ -244,3 +244,20 @@ def test_non_finite_logits_under_attack_stop_the_task_too():
     images = torch.full((2, 3, 32, 32), 200, dtype=torch.uint8)
     with pytest.raises(NonFiniteError, match="NaN or infinite logits for 2 of 2 images"):
         task.process(images, torch.tensor([0, 1]), [0, 1], Context(classifier))
+
+
+@pytest.mark.parametrize("command, says_resume", [("eval", True), ("report", False)])
+def test_a_ctrl_c_outside_a_run_is_one_line_and_says_what_stays(tmp_path, monkeypatch, command,
+                                                                says_resume):
+    """Before a run starts, after it ends, or a second Ctrl-C during the first one's clean-up."""
+    import robustbench_gcp.config
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustbench_gcp.config, "load_config", stopped)
+    args = ["--model", "demo-gap", "--data", tmp_path] if command == "eval" else []
+    result = run(command, *args, "--store", tmp_path / "s.db")
+    assert result.exit_code == 130
+    resume = ": what was committed stays in the store; re-run the same command to resume"
+    assert one_error_line(result) == "Error: interrupted" + (resume if says_resume else "")

@@ -17,6 +17,8 @@ import click
 from robustbench_gcp import __version__
 from robustbench_gcp.errors import GcpRobustError, Terminated
 
+STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
+
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are ``"module:attribute"`` strings."""
@@ -44,9 +46,12 @@ class LazyGroup(click.Group):
             failure = click.ClickException(str(error))
             failure.exit_code = error.exit_code  # 130 / 143 for an interrupted run
             raise failure from None
-        except KeyboardInterrupt as stop:  # stopped before a run started or after it ended
+        except KeyboardInterrupt as stop:  # stopped before a run started, after it ended, or twice
             terminated = isinstance(stop, Terminated)
-            failure = click.ClickException("terminated" if terminated else "interrupted")
+            what = "terminated" if terminated else "interrupted"
+            if ctx.invoked_subcommand in STORING:
+                what += ": what was committed stays in the store; re-run the same command to resume"
+            failure = click.ClickException(what)
             failure.exit_code = 143 if terminated else 130
             raise failure from None
         finally:
