@@ -89,6 +89,11 @@ def test_gcp_layer4_has_stride_1_and_keeps_its_downsample(depth):
     downsample = gcp.layer4[0].downsample[0]
     assert downsample.kernel_size == (1, 1) and downsample.stride == (1, 1)
     assert gap.layer4[0].downsample[0].stride == (2, 2)
+    for head in ("dropcov", "mpncov"):
+        assert meta_model(f"resnet{depth}-{head}").forward_features(x).shape[-2:] == (14, 14)
+    # DifferentiableSVD's SVD-Pade ResNet-50 is torchvision's resnet50 (train_resnet.sh: arch=resnet50)
+    svd = meta_model(f"resnet{depth}-svdpade")
+    assert svd.forward_features(x).shape[-2:] == (7, 7) and svd.strides == (1, 2, 2, 2)
 
 
 def test_gcp_state_dict_names():

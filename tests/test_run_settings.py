@@ -92,3 +92,17 @@ def test_an_interrupted_comparison_says_which_evaluation_stopped(demo_val, tmp_p
     assert message.startswith("interrupted after 0 of 4 shards; re-run the same command to resume "
                               "(evaluation 2 of 2: demo-isqrt imagenet-c;"), message
     assert stop.value.exit_code == 130
+
+
+def test_a_covariance_resnet_at_stride_2_is_a_run_of_its_own(image_folder, tmp_path):
+    """SVD-Pade ResNets are built at torchvision's layer4 stride since 0.7: their identity says so,
+    so a run stored at stride 1 is not reused; other models' identities are unchanged."""
+    from robustbench_gcp.store import Store
+
+    store = tmp_path / "s.db"
+    for name in ("resnet18-svdpade", "resnet18-isqrt"):
+        run(plan(name, random_weights=True, data=str(image_folder), store=str(store), workers=0,
+                 limit=4))
+    with Store(store, read_only=True) as s:
+        strides = {r.model: r.identity.get("last_stride") for r in s.runs()}
+    assert strides == {"resnet18-svdpade": 2, "resnet18-isqrt": None}

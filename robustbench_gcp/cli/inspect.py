@@ -46,6 +46,10 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         ("sha256", info.sha256),
     ]
     rows += [(f"stored {key}", value) for key, value in info.metadata.items()]
+    if info.last_stride is not None:
+        size = "7x7" if info.last_stride == 2 else "14x14"
+        rows.append(("layer4 stride", f"{info.last_stride}, as the stored arch states ({size} features "
+                                      "at 224 px); eval builds it so"))
     if info.arch is None:
         rows += [("missing keys", f"{len(info.missing)}: {', '.join(info.missing[:3])}"),
                  ("unexpected keys", f"{len(info.unexpected)}: {', '.join(info.unexpected[:3])}"),

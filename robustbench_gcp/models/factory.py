@@ -49,7 +49,8 @@ class ModelInfo:
 
 
 def create_model(name: str, *, num_classes: int | None = None, reduction_dim: int | None = None,
-                 sqrt: str | None = None, ns_iters: int | None = None) -> nn.Module:
+                 sqrt: str | None = None, ns_iters: int | None = None,
+                 last_stride: int | None = None) -> nn.Module:
     """A registered model with random weights, in training mode.
 
     Args:
@@ -60,6 +61,8 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
         sqrt: ``newton-schulz``, ``eig`` or ``svd`` instead of the head's own
             square root (isqrt, mpncov and svdpade models).
         ns_iters: Newton-Schulz iterations (default 5).
+        last_stride: stride of a ResNet's last stage (None: the published network's,
+            :func:`~robustbench_gcp.models.resnet.last_stride`).
 
     Raises:
         UnknownNameError: unknown model or square root.
@@ -74,7 +77,8 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
     """
     kwargs = {key: value for key, value in (("num_classes", num_classes),
                                              ("reduction_dim", reduction_dim),
-                                             ("sqrt", sqrt), ("ns_iters", ns_iters))
+                                             ("sqrt", sqrt), ("ns_iters", ns_iters),
+                                             ("last", last_stride))
               if value is not None}
     model = model_entrypoint(name)(**kwargs)
     model.name = name

@@ -16,6 +16,7 @@ device) without loading anything into a real model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -103,6 +104,8 @@ class CheckpointInfo:
         num_params: parameters in the file (running statistics excluded).
         num_tensors: entries of the state dict.
         metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
+        last_stride: the stride of layer4 that the file's ``arch`` states (a fast-MPN-COV
+            training file; None elsewhere: the registered model's), as loading builds it.
         missing, unexpected, mismatched: key differences from ``closest``.
         nonfinite: tensors holding NaN or infinite values, with counts (loading refuses them).
     """
@@ -123,6 +126,7 @@ class CheckpointInfo:
     num_params: int
     num_tensors: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    last_stride: int | None = None
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
@@ -322,11 +326,31 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 
 
 def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
-    """The registered model ``name`` at the number of classes and width d of ``loaded``."""
+    """The registered model ``name`` at the number of classes and width d of ``loaded``, and, for
+    a ResNet, the last stage's stride its file states (:func:`stored_last_stride`)."""
     num_classes, reduction_dim = checkpoint_dims(loaded.tensors)
-    fixed_width = model_info(name).reduction_dim is None
-    return create_model(name, num_classes=num_classes, reduction_dim=None if fixed_width else reduction_dim,
-                        **options)
+    info = model_info(name)
+    stride = stored_last_stride(loaded)
+    if stride is not None and info.depth is not None:
+        options["last_stride"] = stride
+    return create_model(name, num_classes=num_classes,
+                        reduction_dim=None if info.reduction_dim is None else reduction_dim, **options)
+
+
+def stored_last_stride(loaded: StateDict) -> int | None:
+    """The stride of layer4 that a fast-MPN-COV training file's ``arch`` states, where it tells
+    (None elsewhere: the registered model's). Its keys are the same either way: ``mpncovresnet*``
+    drops the last downsampling (stride 1, 14x14 features), while ``resnet*`` with a covariance
+    representation (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's
+    (stride 2, 7x7)."""
+    if loaded.layout.name != "fast-mpn-cov-training":
+        return None
+    arch = str(loaded.metadata.get("arch", ""))
+    if re.fullmatch(r"mpncovresnet\d+", arch):
+        return 1
+    if re.fullmatch(r"resnet\d+", arch):
+        return 2
+    return None
 
 
 def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None,
@@ -389,6 +413,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_params=sum(v.numel() for k, v in tensors.items() if not k.endswith(_BUFFER_SUFFIXES)),
         num_tensors=len(tensors),
         metadata=loaded.metadata,
+        last_stride=stored_last_stride(loaded) if info is not None and info.depth is not None else None,
         missing=list(report.missing),
         unexpected=list(report.unexpected),
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"

@@ -7,7 +7,10 @@ torchvision state dict. GCP heads live in ``global_pool`` (``global_pool.reduce`
 ``global_pool.bn``, ``global_pool.eca.conv``).
 
 GCP variants (PROTOCOL.md section 3) have layer4 at stride 1: 14x14 features
-at 224 px (M = 196); layer4.0 keeps its 1x1 downsample conv, at stride 1.
+at 224 px (M = 196); layer4.0 keeps its 1x1 downsample conv, at stride 1. The
+SVD-Pade ResNets keep torchvision's stride 2, as the published one was trained
+(:func:`last_stride`); a fast-MPN-COV training file says which it is in its ``arch``
+(:func:`robustbench_gcp.models.loading.stored_last_stride`).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class ResNet(nn.Module):
         self.head_type = head
         self.block = block
         self.layers = tuple(layers)
+        self.strides = tuple(strides)
         self.pretrained_cfg = pretrained_cfg or PreprocessConfig()
 
         if stem == "imagenet":
@@ -191,20 +195,29 @@ def _make_stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int,
 
 
 def build_resnet(block: str, layers: Sequence[int], *, head: str = "gap",
-                 strides: Sequence[int] | None = None, **kwargs) -> ResNet:
+                 strides: Sequence[int] | None = None, last: int | None = None, **kwargs) -> ResNet:
     """The one builder behind every registered ResNet.
 
-    ``strides`` defaults to ``(1, 2, 2, 2)`` for GAP and to stride 1 in the last
-    stage for GCP heads (``(1, 2, 2, 1)``), as the published GCP networks have.
-    Other arguments are those of :class:`ResNet`.
+    ``strides`` defaults to ``(1, 2, 2, 2)``, with the last one :func:`last_stride` of the
+    head (``(1, 2, 2, 1)`` for most GCP heads), as the published networks have; ``last``
+    sets the last one (a training file that says how its network was built). Other
+    arguments are those of :class:`ResNet`.
     """
     if head not in HEADS:
         raise UnknownNameError("head", str(head), HEADS)
     if strides is None:
         strides = (1,) + (2,) * (len(layers) - 1)
-        if HEADS[head].covariance:
+        if (last_stride(head) if last is None else last) == 1:
             strides = strides[:-1] + (1,)
     return ResNet(block, layers, head=head, strides=strides, **kwargs)
+
+
+def last_stride(head: str) -> int:
+    """The stride of the last stage in the published ResNets with ``head``: 1 for the GCP
+    networks (fast-MPN-COV's mpncovresnet, CVPR2020 GCP, DropCov drop the last downsampling:
+    14x14 features at 224 px), 2 for GAP and for SVD-Pade (DifferentiableSVD's ResNet-50 is
+    torchvision's resnet50, ``arch=resnet50`` in its train_resnet.sh: 7x7 features)."""
+    return 1 if HEADS[head].covariance and head != "svdpade" else 2
 
 
 def _standard(depth: int, head: str, **kwargs) -> ResNet:
@@ -229,13 +242,13 @@ def resnet34_gap(**kwargs) -> ResNet:
 
 @register_model("resnet50-gap")
 def resnet50_gap(**kwargs) -> ResNet:
-    """ResNet-50, global average pooling (torchvision; top-1 76.02)."""
+    """ResNet-50, global average pooling (torchvision; IMAGENET1K_V1 top-1 76.13)."""
     return _standard(50, "gap", **kwargs)
 
 
 @register_model("resnet101-gap")
 def resnet101_gap(**kwargs) -> ResNet:
-    """ResNet-101, global average pooling (torchvision; top-1 77.67)."""
+    """ResNet-101, global average pooling (torchvision; IMAGENET1K_V1 top-1 77.37)."""
     return _standard(101, "gap", **kwargs)
 
 
@@ -313,23 +326,23 @@ def resnet101_mpncov(**kwargs) -> ResNet:
 
 @register_model("resnet18-svdpade")
 def resnet18_svdpade(**kwargs) -> ResNet:
-    """ResNet-18 SVD-Pade (ICCV2021): SVD square root in float64."""
+    """ResNet-18 SVD-Pade (ICCV2021; layer4 stride 2): SVD square root in float64."""
     return _standard(18, "svdpade", **kwargs)
 
 
 @register_model("resnet34-svdpade")
 def resnet34_svdpade(**kwargs) -> ResNet:
-    """ResNet-34 SVD-Pade (ICCV2021): SVD square root in float64."""
+    """ResNet-34 SVD-Pade (ICCV2021; layer4 stride 2): SVD square root in float64."""
     return _standard(34, "svdpade", **kwargs)
 
 
 @register_model("resnet50-svdpade")
 def resnet50_svdpade(**kwargs) -> ResNet:
-    """ResNet-50 SVD-Pade (ICCV2021): SVD square root in float64."""
+    """ResNet-50 SVD-Pade (ICCV2021; layer4 stride 2): SVD square root in float64."""
     return _standard(50, "svdpade", **kwargs)
 
 
 @register_model("resnet101-svdpade")
 def resnet101_svdpade(**kwargs) -> ResNet:
-    """ResNet-101 SVD-Pade (ICCV2021): SVD square root in float64."""
+    """ResNet-101 SVD-Pade (ICCV2021; layer4 stride 2): SVD square root in float64."""
     return _standard(101, "svdpade", **kwargs)

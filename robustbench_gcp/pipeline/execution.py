@@ -151,12 +151,24 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         "version": IDENTITY_VERSION,
         **identity,
         "weights": identity.get("weights") or _weights_identity(plan, net),
+        **_stride_identity(net),
         # bilinear (every CNN's) is left out, so that runs stored before it was recorded stay found
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         "precision": precision,
         "device_type": device.type,
     }
+
+
+def _stride_identity(net) -> dict:
+    """``{"last_stride": 2}`` for a covariance ResNet with torchvision's layer4 stride (SVD-Pade, or
+    a fast-MPN-COV training file of ``arch`` resnet*): gcp-robust before 0.7 built those at stride
+    1, so their stored runs are not this one. Nothing for every other model, whose runs stay found."""
+    from robustbench_gcp.models.heads import HEADS
+
+    head = HEADS.get(getattr(net, "head_type", ""))
+    strides = getattr(net, "strides", None)
+    return {"last_stride": 2} if head and head.covariance and strides and strides[-1] == 2 else {}
 
 
 def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Report] | None:
@@ -275,7 +287,7 @@ def _differences(stored: dict, current: dict) -> str:
     """The identity fields of ``current`` whose values ``stored`` does not share, for messages
     ("data, seed"; the images are the identity's ``data``)."""
     names = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
-             "shard_size": "shard size", "device_type": "device"}
+             "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride"}
     return ", ".join(names.get(k, k) for k, v in current.items() if stored.get(k) != v)
 
 
