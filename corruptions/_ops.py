@@ -77,6 +77,12 @@ def float64_device(device: torch.device) -> torch.device:
     return device if device.type != "mps" else torch.device("cpu")
 
 
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """float64, the type of the original's NumPy / PIL arithmetic, on ``device`` (float32 on
+    MPS, which has no float64: a few truncations may then differ by a level)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """scipy.ndimage's Gaussian kernel: radius ``int(truncate * sigma + 0.5)``, normalized.
 
@@ -418,6 +424,51 @@ def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------
 # colour
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-image's ``rgb2hsv`` with its operations in its order, so that float64 input gives
+    the same doubles: (B, 3, H, W) -> hue, saturation, value, each (B, 1, H, W)."""
+    r, g, b = rgb.unbind(1)
+    v = rgb.amax(1)
+    delta = v - rgb.amin(1)
+    flat = delta == 0
+    safe = torch.where(flat, torch.ones_like(delta), delta)
+    s = torch.where(flat, torch.zeros_like(v), delta / torch.where(v > 0, v, torch.ones_like(v)))
+    h = torch.zeros_like(v)
+    h = torch.where(r == v, (g - b) / safe, h)  # later maxima overwrite earlier ones
+    h = torch.where(g == v, 2.0 + (b - r) / safe, h)
+    h = torch.where(b == v, 4.0 + (r - g) / safe, h)
+    h = torch.where(flat, torch.zeros_like(h), torch.remainder(h / 6.0, 1.0))
+    return h.unsqueeze(1), s.unsqueeze(1), v.unsqueeze(1)
+
+
+def hsv_factors(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The channel factors of scikit-image's ``hsv2rgb``: it makes each channel one of v,
+    p = v (1 - s), q = v (1 - f s) or t = v (1 - (1 - f) s), with f and the choice depending
+    on the hue only, so ``hsv2rgb(h, s, v) = v * hsv_factors(h, s)``, the same doubles as
+    scikit-image's for float64 input. (B, 1, H, W) each -> (B, 3, H, W)."""
+    h6 = h * 6
+    hi = torch.floor(h6)
+    f = h6 - hi
+    one = torch.ones_like(s)
+    p, q, t = 1 - s, 1 - f * s, 1 - (1 - f) * s
+    sector = hi.to(torch.uint8).remainder(6).long()  # (B, 1, H, W)
+    table = torch.cat([torch.cat(row, 1).unsqueeze(0)
+                       for row in ((one, t, p), (q, one, p), (p, one, t),
+                                   (p, q, one), (t, p, one), (one, p, q))])  # (6, B, 3, H, W)
+    return table.gather(0, sector.expand(-1, 3, -1, -1).unsqueeze(0))[0]
+
+
+def on_grid(values: torch.Tensor, like: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
+    """Float64 results of the original's arithmetic (in [0, ``peak``]) as ``like``'s dtype in
+    [0, 1], so that the storage truncation (``floor(255 x + 1e-4)``,
+    :func:`corruptions.storage.truncate_to_uint8`) gives what ``np.uint8`` gave the original: a
+    value a hair below a level (the original's float error, e.g. 254.99999999999997) is kept
+    below it, by at most 1e-3 / 255."""
+    scaled = values * (255 / peak)
+    level = torch.floor(scaled)
+    return ((level + (scaled - level).clamp_(max=1 - 1e-3)) / 255).to(like.dtype)
 
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,14 @@ from corruptions import jpeg
 from corruptions._ops import (
     axis_matrix,
     device_constant,
+    exact_dtype,
     float64_device,
     gaussian_matrix,
+    hsv_factors,
+    on_grid,
     pil_box_matrix,
     quiet_torchvision_io,
+    rgb_to_hsv,
     thread_map,
 )
 from corruptions._registry import Corruption, Level, presets, register
@@ -61,21 +65,13 @@ def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
 
 
 def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
-    # scikit-image's rgb2hsv -> S = clip(S * a + b) -> hsv2rgb keeps hue and value; each
-    # channel is v * (1 - s * w(h)), so it becomes v - (v - x) * S' / S. Grey pixels
-    # (S = 0, hue 0) become (v, v (1 - S'), v (1 - S')), reddish, as in the original.
+    # the original's arithmetic: scikit-image's rgb2hsv, S = clip(S a + b, 0, 1), hsv2rgb, in
+    # float64 and its order of operations (as _brightness). Grey pixels (S = 0, hue 0) become
+    # (v, v (1 - S'), v (1 - S')), reddish, as in the original.
     a, b = level.c
-    v = x.amax(dim=1, keepdim=True)
-    delta = v - x.amin(dim=1, keepdim=True)
-    grey = delta == 0
-    s = delta / torch.where(grey, torch.ones_like(v), v)
-    s_new = (s * a + b).clamp_(0, 1)
-    ratio = s_new / torch.where(grey, torch.ones_like(s), s)
-    out = v - (v - x) * ratio
-    # grey pixels, without asking the device whether there are any (no host sync)
-    red = x.new_ones((1, 3, 1, 1))  # filled on the device: no host-to-device copy either
-    red[:, 0] = 0
-    return torch.where(grey, v * (1 - s_new * red), out)
+    exact = (x * 255).to(exact_dtype(x.device)) / 255  # the double k / 255 of uint8 input
+    h, s, v = rgb_to_hsv(exact)
+    return on_grid(v * hsv_factors(h, (s * a + b).clamp_(0, 1)), x)
 
 
 # --------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 
 import torch
 
+from corruptions._ops import on_grid
 from corruptions._registry import check_images, check_name, check_preset, check_severity
 
 __all__ = [
@@ -247,7 +248,9 @@ def corrupt_reference(
     image to imagecorruptions' corruption function (as ``imagecorruptions.corrupt``
     does), and its output (float in [0, 255], or a PIL image) is clipped and
     divided by 255. Unlike ``imagecorruptions.corrupt``, the output is not
-    truncated to uint8: apply :func:`corruptions.storage_roundtrip` for that.
+    truncated to uint8: apply :func:`corruptions.storage_roundtrip` for that (which
+    then gives ``np.uint8`` of the reference's doubles: values a hair below a level
+    are kept below it, :func:`corruptions._ops.on_grid`).
 
     Args:
         images: (B, 3, H, W) float tensor in [0, 1], any device. H, W >= 32.
@@ -304,11 +307,12 @@ def corrupt_reference(
         out = np.asarray(out, dtype=np.float64)
         if out.ndim == 2:
             out = np.stack([out] * 3, axis=-1)
-        outputs.append(np.clip(out, 0, 255) / 255.0)
+        outputs.append(np.clip(out, 0, 255))
     if not outputs:
         return torch.empty_like(images)
-    result = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
-    return result.to(device=images.device, dtype=images.dtype).contiguous()
+    # the storage truncation of the result gives np.uint8 of the reference's doubles (on_grid)
+    result = on_grid(torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2), images, peak=255)
+    return result.to(device=images.device).contiguous()
 
 
 def _reference_function(name: str, preset: str, follow_original: bool):
@@ -359,8 +363,11 @@ def _recording_numpy_draws():
 
 
 def _reference_row(name: str, severity: int, preset: str):
-    """The reference's parameters (imagecorruptions follows ImageNet-C's table; the small
-    presets' scripts are typed in :data:`corruptions.reference_small.TABLES`)."""
+    """The parameters that turn the reference's recorded draws into this package's params: the
+    small presets' scripts as typed in :data:`corruptions.reference_small.TABLES`, but for
+    ImageNet this package's own table (imagecorruptions keeps its constants inside its
+    functions), so a paired comparison cannot catch a wrong ImageNet table; the unpaired
+    statistics (PSNR to the clean image) and the tests of the table against PROTOCOL.md do."""
     if preset != "imagenet":
         from corruptions.reference_small import script_row
 
@@ -374,8 +381,8 @@ def _draws_to_params(
     name: str, severity: int, calls: list, height: int, width: int, image: torch.Tensor,
     preset: str = "imagenet",
 ) -> dict:
-    """The reference's recorded draws as this package's params, converted with the
-    reference's own parameters (so that a wrong table in the port shows)."""
+    """The reference's recorded draws as this package's params, converted with
+    :func:`_reference_row`'s parameters."""
     import numpy as np
 
     row = _reference_row(name, severity, preset)
@@ -450,8 +457,8 @@ def reference_with_draws(
     ``get_corruption(name).apply(images, severity, params, preset=preset)`` then computes
     the torch port *with the reference's own random numbers*, so the two outputs can be
     compared pixel by pixel (a paired comparison, much more sensitive than
-    comparing statistics). The draws are converted with the reference's own parameters
-    (a wrong table in the port shows as a difference). Not for frost and
+    comparing statistics). The draws are converted with :func:`_reference_row`'s
+    parameters. Not for frost and
     elastic_transform with ``preset="imagenet"`` unless ``follow_original``
     (imagecorruptions' versions use other algorithms); ``preset`` as in
     :func:`corrupt_reference`.

@@ -13,9 +13,13 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
+    exact_dtype,
     gaussian_blur2d,
+    hsv_factors,
+    on_grid,
     quiet_torchvision_io,
     rgb_to_gray,
+    rgb_to_hsv,
     zoom_center,
 )
 from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
@@ -85,12 +89,12 @@ FROST_USED = 5
 
 
 def _brightness(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
-    # scikit-image's rgb2hsv -> V = clip(V + c) -> hsv2rgb keeps hue and saturation, so
-    # every channel v * (1 - s * w(h)) scales by V' / V; black pixels become grey V'.
-    v = x.amax(dim=1, keepdim=True)
-    v_new = (v + level.c).clamp_(max=1.0)
-    ratio = v_new / v
-    return torch.where(v > 0, x * ratio, v_new)
+    # the original's arithmetic: scikit-image's rgb2hsv, V = clip(V + c, 0, 1), hsv2rgb, in
+    # float64 and its order of operations, so that the storage truncation gives what
+    # np.uint8 gave (values that land a hair below a level stay below it: on_grid)
+    exact = (x * 255).to(exact_dtype(x.device)) / 255  # the double k / 255 of uint8 input
+    h, s, v = rgb_to_hsv(exact)
+    return on_grid((v + level.c).clamp_(0, 1) * hsv_factors(h, s), x)
 
 
 # --------------------------------------------------------------------------------------

@@ -48,6 +48,26 @@ def test_deterministic_match_the_reference(name, photos):
         assert _mad255(ours, ref) < 0.01, (name, severity, _mad255(ours, ref))
 
 
+@pytest.mark.parametrize("name", ["brightness", "saturate", "contrast", "pixelate", "jpeg_compression"])
+def test_these_are_the_originals_bytes_after_the_storage_truncation(name):
+    """scikit-image's HSV arithmetic reproduced in float64 and in its order: where the original
+    lands a hair below a level, np.uint8 drops it, and so does the storage truncation here
+    (float32 images in, as the suites give them)."""
+    from PIL import Image
+
+    from corruptions.storage import truncate_to_uint8
+    from robustbench_gcp.bench.photos import photos
+
+    images = photos(3, 224)
+    pils = [Image.fromarray(image) for image in truncate_to_uint8(images).permute(0, 2, 3, 1).numpy()]
+    function = getattr(load_imagecorruptions(), name)
+    for severity in range(1, 6):
+        ours = truncate_to_uint8(corrupt(images, name, severity)).permute(0, 2, 3, 1).numpy()
+        # make_imagenet_c.py: np.uint8(corruption(image)), saved as is (JPEG q85 on top)
+        ref = np.stack([np.uint8(np.clip(function(pil, severity), 0, 255)) for pil in pils])
+        assert np.array_equal(ours, ref), (name, severity, int((ours != ref).sum()))
+
+
 def test_pixelate_box_upsampling_equals_imagecorruptions_nearest_at_224(photos):
     # PIL's BOX up-sampling picks one source pixel per output pixel, like NEAREST:
     # imagecorruptions' NEAREST changes nothing at these sizes.

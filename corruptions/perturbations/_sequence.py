@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from corruptions._ops import exact_dtype
+
 __all__ = ["Job", "Placement", "finish", "per_frame", "window_origin"]
 
 
@@ -82,9 +84,8 @@ class Job:
 
     @property
     def exact(self) -> torch.dtype:
-        """float64, the type of the original's NumPy / PIL arithmetic (float32 on MPS,
-        which has no float64: a few truncations may then differ by a level)."""
-        return torch.float32 if self.x.device.type == "mps" else torch.float64
+        """:func:`~corruptions._ops.exact_dtype` of the images' device."""
+        return exact_dtype(self.x.device)
 
     def placements(self) -> list[tuple[list[int] | None, Placement]]:
         """The images grouped by where their whole image lies: (positions in the batch, or

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import gaussian_blur2d, rgb_to_gray, zoom_center
+from corruptions._ops import gaussian_blur2d, hsv_factors, rgb_to_gray, rgb_to_hsv, zoom_center
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur
@@ -70,52 +70,14 @@ def _snow(job: Job, params: dict) -> torch.Tensor:
     return out
 
 
-def _hsv_factors(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-image's ``rgb2hsv`` then the channel factors of its ``hsv2rgb``, in float64.
-
-    ``hsv2rgb`` makes each channel one of v, p = v (1 - s), q = v (1 - f s) or
-    t = v (1 - (1 - f) s) with f and the choice depending on the hue only, so
-    ``hsv2rgb(h, s, v') = v' * factors``. The operations and their order are
-    scikit-image's, so the results are the same doubles.
-
-    Args:
-        rgb: (B, 3, H, W) float64.
-
-    Returns:
-        v (B, 1, H, W) and factors (B, 3, H, W).
-    """
-    r, g, b = rgb.unbind(1)
-    v = rgb.amax(1)
-    delta = v - rgb.amin(1)
-    flat = delta == 0
-    safe = torch.where(flat, torch.ones_like(delta), delta)
-    s = torch.where(flat, torch.zeros_like(v), delta / torch.where(v > 0, v, torch.ones_like(v)))
-    h = torch.zeros_like(v)
-    h = torch.where(r == v, (g - b) / safe, h)  # later maxima overwrite earlier ones
-    h = torch.where(g == v, 2.0 + (b - r) / safe, h)
-    h = torch.where(b == v, 4.0 + (r - g) / safe, h)
-    h = torch.where(flat, torch.zeros_like(h), torch.remainder(h / 6.0, 1.0))
-    h6 = h * 6
-    hi = torch.floor(h6)
-    f = h6 - hi
-    one = torch.ones_like(s)
-    p, q, t = 1 - s, 1 - f * s, 1 - (1 - f) * s
-    sector = hi.to(torch.uint8).remainder(6).long()
-    table = torch.stack([
-        torch.stack(row) for row in ((one, t, p), (q, one, p), (p, one, t),
-                                     (p, q, one), (t, p, one), (one, p, q))
-    ])  # (6, 3, B, H, W)
-    factors = table.gather(0, sector.unsqueeze(0).unsqueeze(0).expand(1, 3, *sector.shape))[0]
-    return v.unsqueeze(1), factors.transpose(0, 1)
-
-
 def _brightness(job: Job, params: dict) -> torch.Tensor:
     # the original: rgb2hsv, V = clip(V + (i - 15) * 2 / 100, 0, 1), hsv2rgb, np.uint8(255 x),
     # all in float64 on x = uint8 / 255; the round trip alone leaves some values a hair
     # below their level, which the truncation drops: reproduced bit for bit
     x = job.clean
     exact = (x * 255).to(job.exact) / 255  # the double k / 255 of uint8 input
-    v, factors = _hsv_factors(exact)
+    h, s, v = rgb_to_hsv(exact)
+    factors = hsv_factors(h, s)
     step = BRIGHTNESS_STEP[job.preset]
     out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))
     for k, j in enumerate(job.frames):

@@ -88,7 +88,8 @@ class Corrupt:
     """The transform of an on-the-fly ImageNet-C cell.
 
     ``backend="torch"`` runs :func:`corruptions.corrupt` on the device;
-    ``"reference"`` runs imagecorruptions on CPU (slow; for validation).
+    ``"reference"`` runs imagecorruptions on CPU (slow; for validation), the original
+    ImageNet-C code where imagecorruptions departs from it.
     ``roundtrip`` adds what the released files went through: uint8 truncation
     and, for ImageNet-C and Tiny-ImageNet-C, a JPEG quality-85 round trip
     (``storage``: the dataset's preset). ``preset``: whose corruption parameters.
@@ -102,11 +103,15 @@ class Corrupt:
     storage: str = "imagenet"
 
     def __call__(self, images: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        if self.backend == "reference":
-            from corruptions.reference import corrupt_reference as apply
+        if self.backend == "reference":  # the original algorithms where imagecorruptions differs
+            from corruptions.reference import corrupt_reference
+
+            out = corrupt_reference(images, self.corruption, self.severity, seed=list(seeds),
+                                    preset=self.preset, follow_original=True)
         else:
-            from corruptions import corrupt as apply
-        out = apply(images, self.corruption, self.severity, seed=list(seeds), preset=self.preset)
+            from corruptions import corrupt
+
+            out = corrupt(images, self.corruption, self.severity, seed=list(seeds), preset=self.preset)
         if self.roundtrip:
             from corruptions import storage_roundtrip
             from corruptions.storage import STORAGE_QUALITY
@@ -243,7 +248,8 @@ class ImageNetCSuite(LevelledSuite):
         Flag("severities", "Severities to run (1..5). Default: the suite's.", metavar="1,3",
              kind="int_list"),
         Flag("backend", "torch: corruptions computed on the device (default); reference: "
-             "imagecorruptions on CPU.", kind="choice", choices=BACKENDS),
+             "imagecorruptions on CPU (the original code for elastic_transform, frost, pixelate).",
+             kind="choice", choices=BACKENDS),
         Flag("storage_roundtrip", "uint8 truncation (+ JPEG q85 for ImageNet-C, Tiny-ImageNet-C) after "
              "corrupting, as the released files. Default: the suite's (on).", kind="switch"),
         Flag("preset", "Corruption parameters to use whatever the dataset: imagenet (224 px), cifar "
