@@ -1,6 +1,7 @@
 """benchmarks.yaml -> typed, validated objects.
 
-The file is read with ``yaml.safe_load`` and checked completely before any
+The file is read as ``yaml.safe_load`` does (a key given twice in one mapping is an error,
+where PyYAML keeps the last) and checked completely before any
 compute: an unknown key, a wrong type or an unknown name raises
 :class:`ConfigError` naming the file and the key path (``suites.imagenet-c.severities[2]``)
 and, for names, the closest valid one.
@@ -137,13 +138,31 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
     text = _decode(raw, path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     return parse_config(data, path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently: a repeated ``severities:`` would pass unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # `<<: *anchor` merges; its keys may be overridden (YAML's merge rule)
+            key = (key_node.tag, self.construct_scalar(key_node))  # 1 and '1' are two keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key[1]}' is given twice in one mapping (first on line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _decode(raw: bytes, path: Path) -> str:

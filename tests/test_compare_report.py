@@ -371,3 +371,22 @@ def test_table_titles_and_headers_are_text_not_markup():
                              title="clean: 10 images, reference demo-isqrt[sqrt=eig]", caption="[bold]x"))
     text = " ".join(console.export_text().split())  # the title wraps over the narrow table
     assert "reference demo-isqrt[sqrt=eig]" in text and "err [%]" in text and "[bold]x" in text, text
+
+
+def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
+    """The CE-per-corruption table's columns are what any model has (in the registry's order),
+    not the first model's: a model's only corruption is never dropped."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), suite="imagenet-c",
+                  severities="3", workers=0, limit=6)
+    evaluate("demo-gap", corruptions="fog", **common)
+    evaluate("demo-isqrt", corruptions="gaussian_noise", **common)
+    for models in ("demo-gap,demo-isqrt", "demo-isqrt,demo-gap"):
+        markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                             "markdown", "--models", models]).stdout
+        header = next(line for line in markdown.splitlines() if line.startswith("| model | mCE"))
+        assert header == "| model | mCE | gaussian noise | fog |", markdown
+        rows = [line for line in markdown.splitlines() if line.startswith("| demo-")]
+        assert len(rows) == 2 and all(row.count(" - ") == 1 for row in rows), rows

@@ -79,6 +79,17 @@ def test_malformed_yaml_gives_the_line(tmp_path):
         load_config(write(tmp_path, "models:\n  a: {arch: x\n  b: [1,\n"))
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one(tmp_path):
+    text = "suites:\n  c:\n    kind: imagenet-c\n    severities: [1]\n    severities: [3]\n"
+    with pytest.raises(ConfigError, match=r"\(line 5, column 5\): 'severities' is given twice in one "
+                                          r"mapping \(first on line 4\)"):
+        load_config(write(tmp_path, text))
+    # YAML's merge keys may still be overridden; 1 and '1' are two keys
+    merged = ("suites:\n  a: &b {kind: imagenet-c, severities: [1]}\n  c:\n    <<: *b\n"
+              "    severities: [3]\n")
+    assert load_config(write(tmp_path, merged)).suite("c").severities == (3,)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

@@ -250,12 +250,12 @@ def test_non_finite_logits_under_attack_stop_the_task_too():
 def test_a_ctrl_c_outside_a_run_is_one_line_and_says_what_stays(tmp_path, monkeypatch, command,
                                                                 says_resume):
     """Before a run starts, after it ends, or a second Ctrl-C during the first one's clean-up."""
-    import robustbench_gcp.config
+    import click
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(robustbench_gcp.config, "load_config", stopped)
+    monkeypatch.setattr(main.get_command(click.Context(main), command), "callback", stopped)
     args = ["--model", "demo-gap", "--data", tmp_path] if command == "eval" else []
     result = run(command, *args, "--store", tmp_path / "s.db")
     assert result.exit_code == 130

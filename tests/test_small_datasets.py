@@ -320,3 +320,23 @@ def test_a_stored_cifar_baseline_is_resampled_with_the_same_images(cifar):
     mce = comparison["models"][0]["metrics"]["mCE"]
     assert mce["estimate"] == pytest.approx(100.0)
     assert (mce["low"], mce["high"]) == pytest.approx((100.0, 100.0))
+
+
+def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder):
+    """``--suite cifar10-c`` (a suite of benchmarks.yaml with ``dataset: cifar10``) is the imagenet-c
+    kind on CIFAR-10 only; the kind's name still reports every dataset."""
+    store = cifar / "s.db"
+    common = ["--corruptions", "fog", "--severities", "1", "--store", store]
+    assert run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data",
+               cifar / "folder", *common).exit_code == 0
+    assert run("eval", "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c", "--data",
+               image_folder, *common).exit_code == 0
+
+    def datasets(suite):
+        result = run("report", "--store", store, "--suite", suite, "--format", "json", "--no-intervals")
+        assert result.exit_code == 0, result.output
+        return sorted(r["metrics"]["dataset"] for r in json.loads(result.stdout)["reports"])
+
+    assert datasets("cifar10-c") == ["cifar10"]
+    assert datasets("imagenet-c") == ["cifar10", "imagenet"]
+    assert run("report", "--store", store, "--suite", "tinyimagenet-c").exit_code == 1  # none stored

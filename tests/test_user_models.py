@@ -263,3 +263,12 @@ def test_landscape_at_the_stem_of_a_users_model(user_package, image_folder, gap_
     line = error_of("--model", f"{user_package}:stemless", "--data", image_folder, "--store", store,
                     "--suite", "landscape", "--landscape-at", "stem")
     assert f"model '{user_package}:stemless'" in line and "has no known stem" in line, line
+
+
+def test_the_header_says_whose_weights_a_module_without_checkpoint_has(user_package, image_folder, tmp_path):
+    """A callable's module as it comes (its own weights, maybe pretrained) is not 'random weights'."""
+    common = ["--data", image_folder, "--store", tmp_path / "s.db", "--workers", 0, "--limit", 4]
+    own = run("eval", "--model", f"{user_package}:resnet18_like", *common)
+    assert own.exit_code == 0 and "weights the module's own (state dict sha256 " in own.stdout, own.output
+    random = run("eval", "--model", "torchvision:resnet18", "--random-weights", *common)
+    assert random.exit_code == 0 and "weights random weights (state dict sha256 " in random.stdout

@@ -20,6 +20,12 @@ SUMMARY_COLUMNS = [Column("metric", justify="left"), Column("value", fmt=".2f")]
 def header_line(report: Report) -> str:
     """One line: model, weights, suite, images, seed, device and how the cells were made."""
     weights = report.checkpoint or "random weights (no checkpoint)"
+    own = (report.checkpoint_sha256 or "").removeprefix("state-dict-sha256-")
+    if not report.checkpoint and own != (report.checkpoint_sha256 or ""):  # a model you brought, as built
+        from robustbench_gcp.models.external import TORCHVISION
+
+        whose = "random weights" if report.arch.startswith(TORCHVISION) else "the module's own"
+        weights = f"{whose} (state dict sha256 {own[:12]})"
     source = get_suite(report.kind).source_description(report)
     parts = [
         f"model {report.model} ({report.arch})",
@@ -60,7 +66,8 @@ def to_report_markdown(report: Report) -> str:
     return "\n".join(text)
 
 
-BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "partial", "item", "level"]
+BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "n_images", "partial",
+                "item", "level"]
 
 
 def long_rows(report: Report) -> list[dict]:
@@ -73,7 +80,7 @@ def long_rows(report: Report) -> list[dict]:
     """
     base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
             "suite": report.suite, "kind": report.kind, "source": report.source, "seed": report.seed,
-            "partial": report.partial is not None}
+            "n_images": report.n_images, "partial": report.partial is not None}
     columns = long_csv_columns()
     return [{column: {**base, **row}.get(column) for column in columns}
             for row in get_suite(report.kind).long_rows(report)]

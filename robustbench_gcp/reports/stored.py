@@ -16,6 +16,7 @@ from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
+from robustbench_gcp.suites.base import report_dataset
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
 
@@ -261,6 +262,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
     from robustbench_gcp.suites.base import check_any_baseline
 
     kinds = [name if name in suite_kinds() else config.suite(name).kind for name in suites]
+    datasets = _suite_datasets(suites, config)
     if not Path(path).is_file():
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
@@ -272,10 +274,29 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
+        reports = [r for r in reports
+                   if datasets.get(r.kind) is None or report_dataset(r).name in datasets[r.kind]]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
             raise StoreError(f"store {path} holds no results to report for that selection yet"
                              f"{_partial_runs(store, models, kinds)}")
     return reports
+
+
+def _suite_datasets(suites: Sequence[str], config) -> dict[str, set[str] | None]:
+    """The datasets that ``--suite`` names ask for, by kind: a suite of benchmarks.yaml with a
+    ``dataset:`` (``cifar10-c``) stands for its kind on that dataset only; a kind, or a suite
+    without one, for every dataset (None)."""
+    from robustbench_gcp.suites import suite_kinds
+
+    asked: dict[str, set[str] | None] = {}
+    for name in suites:
+        spec = None if name in suite_kinds() else config.suite(name)
+        kind = name if spec is None else spec.kind
+        if spec is None or spec.dataset is None:
+            asked[kind] = None
+        elif kind not in asked or asked[kind] is not None:
+            asked[kind] = {*(asked.get(kind) or ()), spec.dataset}
+    return asked
 
 
 def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[str]) -> str:

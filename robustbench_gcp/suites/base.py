@@ -563,6 +563,14 @@ def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
     return get_dataset(names.pop()) if len(names) == 1 else get_dataset(None)
 
 
+def column_names(reports: Sequence[Report], section: str, field: str, order: Sequence[str]) -> list[str]:
+    """The names that any of ``reports`` has in ``sections[section]`` (entries' ``field``), in
+    ``order`` (the registry's; names it lacks last): the columns of a table across models."""
+    names = dict.fromkeys(e[field] for r in reports for e in r.sections.get(section) or ())
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 def _preset_words(preset: str) -> str:
     """``--preset`` forced on another dataset, for reports: ``cifar parameters``."""
     return f"{preset} parameters"

@@ -34,6 +34,7 @@ from robustbench_gcp.suites.base import (
     check_stored_baseline,
     classification_entry,
     clean_entry,
+    column_names,
     dataset_of,
     pct,
     per_image_errors,
@@ -517,7 +518,7 @@ class ImageNetCSuite(LevelledSuite):
         reports = [r for r in reports if r.sections.get("per_corruption")]
         if not reports:
             return None
-        corruptions = [e["corruption"] for e in reports[0].sections["per_corruption"]]
+        corruptions = column_names(reports, "per_corruption", "corruption", list_corruptions("all"))
         rows = []
         for r in reports:
             ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}

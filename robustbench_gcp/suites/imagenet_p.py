@@ -60,6 +60,7 @@ from robustbench_gcp.suites.base import (
     check_released,
     check_stored_baseline,
     clean_entry,
+    column_names,
     dataset_of,
     pct,
     register_suite,
@@ -629,7 +630,7 @@ class ImageNetPSuite(LevelledSuite):
         reports = [r for r in reports if r.sections.get("perturbations")]
         if not reports:
             return None
-        names = [e["perturbation"] for e in reports[0].sections["perturbations"]]
+        names = column_names(reports, "perturbations", "perturbation", PERTURBATION_SUBSETS["all"])
         normalized = all(e["FR"] is not None for r in reports for e in r.sections["perturbations"])
         key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
         scale = 1.0 if normalized else 100.0
