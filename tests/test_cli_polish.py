@@ -203,3 +203,10 @@ def test_progress_figures_stay_whole_and_a_long_label_gives_way(width):
     assert "100/1000" in lines[0] and "img/s" in lines[0] and "-:--:--" in lines[0], lines
     assert all(len(line) <= width for line in lines)
     assert ("…" in lines[0]) == (width <= 100), lines  # 41 characters fit from 103 columns on
+
+
+def test_layout_without_csv_is_a_usage_error_and_report_says_its_store_is_read_only(tmp_path):
+    result = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--layout", "wide"])
+    assert result.exit_code == 2 and "--layout chooses the CSV layout; give it with --format csv " \
+        "(got --format table)" in result.output
+    assert "store to report (opened read" in words(invoke("report", "--help").stdout)

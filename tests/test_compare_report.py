@@ -390,3 +390,22 @@ def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
         assert header == "| model | mCE | gaussian noise | fog |", markdown
         rows = [line for line in markdown.splitlines() if line.startswith("| demo-")]
         assert len(rows) == 2 and all(row.count(" - ") == 1 for row in rows), rows
+        # the notes come with it, each saying whose it is where the models differ
+        assert "Note: demo-isqrt: mCE averages 1 of the 15 benchmark corruptions" in markdown
+        assert "Note: demo-gap: mCE averages 1 of the 15 benchmark corruptions" in markdown
+        assert markdown.count("Note: labels: sorted folder order") == 1
+
+
+def test_the_perturbation_table_of_unnormalized_runs_gives_their_mean_flip_probability(demo_val, tmp_path):
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    evaluate("demo-gap", data=str(demo_val), class_order="sorted", store=str(store), suite="imagenet-p",
+             perturbations="translate,brightness", workers=0, limit=4)
+    markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                         "markdown"]).stdout
+    header = next(line for line in markdown.splitlines() if line.startswith("| model | mean FP"))
+    (row,) = [line.split("|")[2:-1] for line in markdown.splitlines() if line.startswith("| demo-gap")]
+    values = [float(v) for v in row]
+    assert header.split("|")[3:-1] == [" brightness ", " translate "]
+    assert values[0] == pytest.approx(sum(values[1:]) / 2, abs=0.006)  # the mean of the shown ones

@@ -85,7 +85,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
       gcp-robust compare --model resnet50-isqrt --sqrt newton-schulz,eig --ns-iters 3,5 \\
           --suite imagenet-c --data /data/imagenet/val --limit 5000
     """
-    from robustbench_gcp.cli.options import default_workers
+    from robustbench_gcp.cli.options import check_layout, default_workers
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.config import load_config
@@ -93,6 +93,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.pipeline import run_all
     from robustbench_gcp.pipeline.compare_models import plan_comparison
     from robustbench_gcp.pipeline.weights import MissingCheckpointError
+
+    check_layout(fmt)
     from robustbench_gcp.reports.comparison import compare_reports
 
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]

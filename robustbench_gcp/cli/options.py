@@ -136,13 +136,25 @@ config_option = click.option(
     help="benchmarks.yaml to use (models, suites, baselines). Default: the shipped one.",
 )
 
-store_option = click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    default="gcp-robust.db",
-    show_default=True,
-    help="SQLite results store; finished shards in it are reused.",
-)
+def _store_option(help_text: str):
+    return click.option("--store", type=click.Path(dir_okay=False), default="gcp-robust.db",
+                        show_default=True, help=help_text)
+
+
+store_option = _store_option("SQLite results store; finished shards in it are reused.")
+report_store_option = _store_option("SQLite results store to report (opened read-only; nothing is "
+                                    "computed).")
+
+
+def check_layout(fmt: str) -> None:
+    """``--layout`` given with another ``--format`` than csv does nothing: a usage error."""
+    from click.core import ParameterSource
+
+    if click.get_current_context().get_parameter_source("layout") is ParameterSource.COMMANDLINE \
+            and fmt != "csv":
+        raise click.UsageError("--layout chooses the CSV layout; give it with --format csv "
+                               f"(got --format {fmt})")
+
 
 model_options = _compose(
     click.option("--checkpoint", default=None, metavar="PATH|URL",

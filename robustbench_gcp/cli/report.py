@@ -6,11 +6,12 @@ import click
 
 from robustbench_gcp.cli.options import (
     baseline_option,
+    check_layout,
     config_option,
     format_option,
     output_option,
+    report_store_option,
     statistics_options,
-    store_option,
 )
 
 
@@ -27,7 +28,7 @@ from robustbench_gcp.cli.options import (
 @click.option("--no-intervals", is_flag=True, help="Skip the intervals and paired tests.")
 @statistics_options
 @baseline_option
-@store_option
+@report_store_option
 @config_option
 def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, resamples, plot_dir, baseline,
                store, config) -> None:
@@ -49,6 +50,8 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     from robustbench_gcp.config import load_config
     from robustbench_gcp.reports.comparison import compare_reports
     from robustbench_gcp.reports.stored import reports_from_store
+
+    check_layout(fmt)
 
     names = [m.strip() for m in models.split(",")] if models else None
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]

@@ -197,6 +197,8 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         parts.append(detail_markdown(reports))
+        told = {note for c in comparisons for note in c.get("notes", [])}
+        parts += [f"Note: {note}\n" for note in all_notes(reports, comparisons) if note not in told]
         return "\n".join(parts)
     return comparison_table(reports, comparisons, title=title)
 
@@ -220,7 +222,17 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         for heading in dict.fromkeys(r.heading for r in reports):
             rows, columns = headline_table([r for r in reports if r.heading == heading])
             parts.append(rich_table(rows, columns, title=f"{title}: {heading}" if title else heading))
-    notes = sorted({note for r in reports for note in r.notes}
-                   | {note for c in comparisons for note in c.get("notes", [])})
-    parts += [Text(f"note: {note}", style="yellow") for note in notes]
+    parts += [Text(f"note: {note}", style="yellow") for note in all_notes(reports, comparisons)]
     return Group(*parts)
+
+
+def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:
+    """Every note of the reports and comparisons once, sorted; a report's note that not every
+    report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
+    several models says whose it is."""
+    notes = {note for c in comparisons for note in c.get("notes", [])}
+    for report in reports:
+        for note in report.notes:
+            shared = all(note in other.notes for other in reports)
+            notes.add(note if shared or note.startswith(f"{report.model}") else f"{report.model}: {note}")
+    return sorted(notes)

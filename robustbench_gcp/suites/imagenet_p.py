@@ -634,12 +634,16 @@ class ImageNetPSuite(LevelledSuite):
         normalized = all(e["FR"] is not None for r in reports for e in r.sections["perturbations"])
         key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
         scale = 1.0 if normalized else 100.0
+        mean, header = ("mFR", "mFR") if normalized else ("mean_flip_probability", "mean FP")
         rows = []
         for r in reports:
             values = {e["perturbation"]: e[key] for e in r.sections["perturbations"]}
-            rows.append({"model": r.model, "mFR": r.sections["metrics"].get("mFR"),
+            metrics = r.sections["metrics"]
+            first = (metrics.get("by_difficulty") or {}).get(str(metrics.get("difficulty")), {})
+            overall = metrics.get(mean, first.get(mean))
+            rows.append({"model": r.model, mean: None if overall is None else overall * scale,
                          **{p: None if values.get(p) is None else values[p] * scale for p in names}})
-        columns = [Column("model", justify="left"), Column("mFR", fmt=".1f")]
+        columns = [Column("model", justify="left"), Column(mean, header, ".1f" if normalized else ".2f")]
         columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
         unit = "baseline = 100" if normalized else "%, unnormalized"
         return to_markdown(rows, columns, title=f"{reports[0].heading}: {label} per perturbation ({unit})")
