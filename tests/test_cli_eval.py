@@ -169,6 +169,17 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
                              "--corrupted-dir", released, "--corruptions", "fog", "--severities", 2))
     assert partial.exit_code == 1
     assert "cannot read image" in partial.stderr and f"fog/2/{first.parent.name}" in partial.stderr
+    # released files smaller than ImageNet-C's 224 px: refused before any compute (the clean cell too)
+    small = tmp_path / "small"
+    for name in images.names[:2]:
+        target = small / "contrast" / "2" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64)).save(target, format="JPEG")
+    refused = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "t.db", "--suite", "imagenet-c",
+                             "--corrupted-dir", small, "--corruptions", "contrast", "--severities", 2))
+    assert refused.exit_code == 1 and "is 64x64, smaller than the 224x224 images of ImageNet-C" in \
+        last_line(refused), refused.output
+    assert not (tmp_path / "t.db").exists()
 
 
 # -- bad input: a clear one-line error, the right exit code, nothing stored lost ------------

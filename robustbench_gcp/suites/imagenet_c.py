@@ -84,6 +84,34 @@ class ImageNetCSelection(Selection):
         return extra
 
 
+def _check_released_size(folder: Path, dataset: DatasetInfo) -> None:
+    """The released images are read as they are, centre-cropped to the benchmark's size (224 px
+    for ImageNet-C): a first image smaller than that is an error before any compute.
+
+    Raises:
+        DataError: naming the file, its size and the size expected.
+    """
+    from PIL import Image
+
+    from robustbench_gcp.data.folders import IMG_EXTENSIONS
+    from robustbench_gcp.errors import DataError
+
+    crop = dataset.image_size or 224
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())  # <wnid>/ folders
+    where = classes[0] if classes else folder
+    first = next((p for p in sorted(where.iterdir()) if p.suffix.lower() in IMG_EXTENSIONS), None)
+    if first is None:
+        return  # an empty cell folder is named when its images are listed
+    try:
+        with Image.open(first) as image:
+            width, height = image.size
+    except OSError:
+        return  # an unreadable file is named when it is read
+    if min(width, height) < crop:
+        raise DataError(f"released image {first} is {width}x{height}, smaller than the {crop}x{crop} "
+                        f"images of {dataset.released}: is --corrupted-dir the right folder?")
+
+
 @dataclass(frozen=True)
 class Corrupt:
     """The transform of an on-the-fly ImageNet-C cell.
@@ -329,6 +357,8 @@ class ImageNetCSuite(LevelledSuite):
         check_released(root, [corrupted_cell_dir(root, c, s)
                               for c in selection.corruptions for s in selection.severities],
                        "--corruptions / --severities")
+        _check_released_size(corrupted_cell_dir(root, selection.corruptions[0], selection.severities[0]),
+                             selection.dataset)
 
     def image_list(self, selection: ImageNetCSelection) -> ImageList | None:
         from robustbench_gcp.data.folders import scan_imagenet_c
