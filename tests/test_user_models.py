@@ -272,3 +272,13 @@ def test_the_header_says_whose_weights_a_module_without_checkpoint_has(user_pack
     assert own.exit_code == 0 and "weights the module's own (state dict sha256 " in own.stdout, own.output
     random = run("eval", "--model", "torchvision:resnet18", "--random-weights", *common)
     assert random.exit_code == 0 and "weights random weights (state dict sha256 " in random.stdout
+
+
+def test_a_misspelled_keyword_of_the_library_suggests_the_option(tmp_path):
+    from robustbench_gcp import plan
+
+    for wrong, right in (("corruption", "corruptions"), ("batchsize", "batch_size")):
+        with pytest.raises(TypeError, match=rf"^unexpected option '{wrong}'\. Did you mean '{right}'\?$"):
+            evaluate("demo-gap", data=str(tmp_path), **{wrong: 1})
+    with pytest.raises(TypeError, match="Did you mean 'severities'"):
+        plan("demo-gap", data=str(tmp_path), flags={"severity": [1]})

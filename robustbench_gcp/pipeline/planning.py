@@ -34,7 +34,7 @@ from robustbench_gcp.data.datasets import (
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import ConfigError, DataError
+from robustbench_gcp.errors import ConfigError, DataError, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
 from robustbench_gcp.store import DEFAULT_STORE
@@ -90,7 +90,7 @@ class EvalOptions:
             if name in known_flags:
                 flags[name] = kwargs.pop(name)
             elif name not in fields:
-                raise TypeError(f"unexpected option {name!r}")
+                raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(fields | known_flags))}")
         return cls(**kwargs, flags=flags)
 
     def validate(self) -> None:

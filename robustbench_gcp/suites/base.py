@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
 from robustbench_gcp.metrics import rate
 from robustbench_gcp.reports.tables import Column
 from robustbench_gcp.stats import Design
@@ -528,7 +528,7 @@ def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if name not in known:
-            raise TypeError(f"unexpected option {name!r}")
+            raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(known))}")
         if name not in own:
             kinds = flag_suites(name)
             raise ConfigError(f"`{known[name].option}` applies to the {'/'.join(kinds)} suite, "
