@@ -305,6 +305,19 @@ def test_inspect_training_and_dropcov_and_torchvision_files(tmp_path, isqrt18, d
     assert (info.layout, info.arch, info.reduction_dim) == ("torchvision", "resnet18-gap", None)
 
 
+def test_inspect_describes_a_file_of_a_model_you_bring(tmp_path):
+    """Keys of no published layout: described as saved (hash, sizes), no registry model to match."""
+    state = {"body.0.weight": torch.zeros(4, 3, 3, 3), "head.weight": torch.zeros(10, 4),
+             "head.bias": torch.zeros(10)}
+    path = save(state, tmp_path / "mine.pt")
+    info = inspect_checkpoint(path)
+    assert (info.layout, info.arch, info.closest, info.num_tensors, info.num_params) == \
+           ("as-saved", None, None, 3, 158)
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(CheckpointError, match="unrecognized state-dict layout"):
+        load_model("resnet18-gap", path)  # a registry model still refuses it
+
+
 def test_inspect_reports_the_closest_model_when_none_fits(tmp_path, torchvision18):
     state = torchvision18.state_dict()
     state["layer4.1.extra.weight"] = torch.zeros(3)

@@ -28,7 +28,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     from robustbench_gcp.reports.tables import Column
 
     info = inspect_checkpoint(checkpoint)
-    fits = info.arch or f"none (closest: {info.closest})"
+    fits = info.arch or (f"none (closest: {info.closest})" if info.closest else
+                         "none of the registry's (a model you bring: --model package.module:callable "
+                         "--checkpoint FILE loads it strictly)")
     if info.also_fits:
         fits += f" (same weights fit {', '.join(info.also_fits)})"
     rows = [
@@ -50,7 +52,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         size = "7x7" if info.last_stride == 2 else "14x14"
         rows.append(("layer4 stride", f"{info.last_stride}, as the stored arch states ({size} features "
                                       "at 224 px); eval builds it so"))
-    if info.arch is None:
+    if info.arch is None and info.closest is not None:
         rows += [("missing keys", f"{len(info.missing)}: {', '.join(info.missing[:3])}"),
                  ("unexpected keys", f"{len(info.unexpected)}: {', '.join(info.unexpected[:3])}"),
                  ("shape mismatches", f"{len(info.mismatched)}: "

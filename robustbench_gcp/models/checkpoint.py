@@ -94,6 +94,10 @@ class Layout:
 
 
 #: the layouts, in detection order (the first whose markers occur wins)
+#: how the checkpoint of a model you bring is read: the file's own names, nothing renamed
+#: (:mod:`robustbench_gcp.models.external`; ``inspect`` describes such a file this way)
+AS_SAVED = Layout("as-saved", "the module's own key names (a model you brought: nothing renamed)", ())
+
 LAYOUTS: tuple[Layout, ...] = (
     # MobileNetV2 / ShuffleNetV2 files: first, since their other keys carry the markers of
     # torchvision-alexnet (classifier.1.), fast-mpn-cov-training (features.) and torchvision (conv1.)
@@ -535,6 +539,11 @@ def strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, to
     return out, sorted(stripped)
 
 
+class UnknownLayoutError(CheckpointError):
+    """The keys of a state dict are none of the published layouts' (a model you bring keeps its
+    own: :data:`AS_SAVED`)."""
+
+
 def detect_layout(keys) -> Layout:
     """The first layout of :data:`LAYOUTS` whose markers start some key.
 
@@ -545,7 +554,7 @@ def detect_layout(keys) -> Layout:
     for layout in LAYOUTS:
         if any(k.startswith(layout.markers) for k in keys):
             return layout
-    raise CheckpointError(
+    raise UnknownLayoutError(
         f"unrecognized state-dict layout ({len(keys)} tensors; first keys: "
         f"{', '.join(keys[:5]) or 'none'}). Supported: "
         + "; ".join(layout.description for layout in LAYOUTS)
@@ -639,7 +648,7 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         compute_sha256: compute the digest even when none is expected.
         ema: a training file's EMA weights when it has them (see :func:`select_state_dict`).
         layout: the layout to apply instead of detecting one from the keys (a model you
-            bring keeps the file's own names: :data:`robustbench_gcp.models.external.AS_SAVED`).
+            bring keeps the file's own names: :data:`AS_SAVED`).
 
     Raises:
         CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.

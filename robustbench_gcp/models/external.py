@@ -34,15 +34,13 @@ import torch
 from torch import nn
 
 from robustbench_gcp.errors import ConfigError, UnknownNameError
-from robustbench_gcp.models.checkpoint import Layout, read_state_dict
+from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
 
 __all__ = ["ExternalSource", "external_source", "is_external", "load_external", "module_source",
            "output_classes", "preprocess_config", "state_dict_hash"]
 
 TORCHVISION = "torchvision:"
-#: how a user's checkpoint is read: the file's own names (see the module docstring)
-AS_SAVED = Layout("as-saved", "the module's own key names (a model you brought: nothing renamed)", ())
 
 
 def is_external(name: str) -> bool:

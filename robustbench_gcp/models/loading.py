@@ -28,7 +28,13 @@ from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.errors import CheckpointError, ConfigError
-from robustbench_gcp.models.checkpoint import StateDict, checkpoint_dims, read_state_dict
+from robustbench_gcp.models.checkpoint import (
+    AS_SAVED,
+    StateDict,
+    UnknownLayoutError,
+    checkpoint_dims,
+    read_state_dict,
+)
 from robustbench_gcp.models.factory import create_model, model_info
 from robustbench_gcp.models.heads import HEADS, resolve_sqrt
 from robustbench_gcp.models.registry import list_models
@@ -390,9 +396,12 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         >>> info.arch, info.reduction_dim, info.num_classes
         ('resnet50-isqrt', 256, 1000)
     """
-    loaded = read_state_dict(path)
+    try:
+        loaded = read_state_dict(path)
+    except UnknownLayoutError:  # a model you bring: its own names, described as they are
+        loaded = read_state_dict(path, layout=AS_SAVED)
     tensors = loaded.tensors
-    fits, closest = fitting_models(tensors)
+    fits, closest = fitting_models(tensors) if loaded.layout.markers else ([], None)
     num_classes, reduction_dim = checkpoint_dims(tensors)
     info = model_info(closest.name) if closest else None
     report = closest.report if closest else KeyReport()
