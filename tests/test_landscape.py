@@ -299,6 +299,9 @@ def test_compare_pairs_the_models_and_report_and_plots_come_from_the_store(demo_
     table = CliRunner().invoke(main, ["report", "--store", store, "--resamples", "200"],
                                env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "loss band" in table.stdout and "beta-smoothness" in table.stdout
+    # the test columns only where there is a paired test (the clean error's, when the models differ)
+    tested = any((m.get("tests") or {}).get("clean", {}).get("p_value") is not None for m in again["models"])
+    assert ("McNemar p" in table.stdout) == tested
     csv = CliRunner().invoke(main, ["report", "--store", store, "--format", "csv", "--no-intervals"])
     assert csv.exit_code == 0 and "loss_band" in csv.stdout.splitlines()[0]
     markdown = CliRunner().invoke(main, ["report", "--store", store, "--format", "markdown",
