@@ -426,6 +426,20 @@ def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
 # colour
 
 
+def true_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """``x / divisor`` rounded as NumPy's division: on CUDA, dividing by a Python number multiplies
+    by its reciprocal (one more rounding), so divide by a tensor on the device instead."""
+    if x.device.type == "cpu":
+        return x / divisor
+    return x / device_constant(float(divisor), x.dtype, x.device)
+
+
+def grid_doubles(x: torch.Tensor) -> torch.Tensor:
+    """Images on the k/255 grid as the original's ``uint8 / 255.`` doubles (float32 on MPS):
+    ``(x * 255) / 255`` with NumPy's rounding on every device."""
+    return true_div((x * 255).to(exact_dtype(x.device)), 255.0)
+
+
 def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-image's ``rgb2hsv`` with its operations in its order, so that float64 input gives
     the same doubles: (B, 3, H, W) -> hue, saturation, value, each (B, 1, H, W)."""
@@ -439,7 +453,7 @@ def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     h = torch.where(r == v, (g - b) / safe, h)  # later maxima overwrite earlier ones
     h = torch.where(g == v, 2.0 + (b - r) / safe, h)
     h = torch.where(b == v, 4.0 + (r - g) / safe, h)
-    h = torch.where(flat, torch.zeros_like(h), torch.remainder(h / 6.0, 1.0))
+    h = torch.where(flat, torch.zeros_like(h), torch.remainder(true_div(h, 6.0), 1.0))
     return h.unsqueeze(1), s.unsqueeze(1), v.unsqueeze(1)
 
 
@@ -447,17 +461,24 @@ def hsv_factors(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """The channel factors of scikit-image's ``hsv2rgb``: it makes each channel one of v,
     p = v (1 - s), q = v (1 - f s) or t = v (1 - (1 - f) s), with f and the choice depending
     on the hue only, so ``hsv2rgb(h, s, v) = v * hsv_factors(h, s)``, the same doubles as
-    scikit-image's for float64 input. (B, 1, H, W) each -> (B, 3, H, W)."""
+    scikit-image's for float64 input. (B, 1, H, W) each -> (B, 3, H, W).
+
+    By hue sector 0..5 the channels are (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v),
+    (v, p, q).
+    """
     h6 = h * 6
     hi = torch.floor(h6)
     f = h6 - hi
     one = torch.ones_like(s)
     p, q, t = 1 - s, 1 - f * s, 1 - (1 - f) * s
-    sector = hi.to(torch.uint8).remainder(6).long()  # (B, 1, H, W)
-    table = torch.cat([torch.cat(row, 1).unsqueeze(0)
-                       for row in ((one, t, p), (q, one, p), (p, one, t),
-                                   (p, q, one), (t, p, one), (one, p, q))])  # (6, B, 3, H, W)
-    return table.gather(0, sector.expand(-1, 3, -1, -1).unsqueeze(0))[0]
+    sector = hi.to(torch.uint8).remainder(6)
+    red = torch.where((sector == 0) | (sector == 5), one,
+                      torch.where(sector == 1, q, torch.where(sector == 4, t, p)))
+    green = torch.where((sector == 1) | (sector == 2), one,
+                        torch.where(sector == 0, t, torch.where(sector == 3, q, p)))
+    blue = torch.where((sector == 3) | (sector == 4), one,
+                       torch.where(sector == 2, t, torch.where(sector == 5, q, p)))
+    return torch.cat((red, green, blue), 1)
 
 
 def on_grid(values: torch.Tensor, like: torch.Tensor, peak: float = 1.0) -> torch.Tensor:

@@ -9,9 +9,9 @@ from corruptions import jpeg
 from corruptions._ops import (
     axis_matrix,
     device_constant,
-    exact_dtype,
     float64_device,
     gaussian_matrix,
+    grid_doubles,
     hsv_factors,
     on_grid,
     pil_box_matrix,
@@ -69,8 +69,7 @@ def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # float64 and its order of operations (as _brightness). Grey pixels (S = 0, hue 0) become
     # (v, v (1 - S'), v (1 - S')), reddish, as in the original.
     a, b = level.c
-    exact = (x * 255).to(exact_dtype(x.device)) / 255  # the double k / 255 of uint8 input
-    h, s, v = rgb_to_hsv(exact)
+    h, s, v = rgb_to_hsv(grid_doubles(x))  # the doubles k / 255 of uint8 input
     return on_grid(v * hsv_factors(h, (s * a + b).clamp_(0, 1)), x)
 
 

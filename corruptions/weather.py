@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
-    exact_dtype,
     gaussian_blur2d,
+    grid_doubles,
     hsv_factors,
     on_grid,
     quiet_torchvision_io,
@@ -92,8 +92,7 @@ def _brightness(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # the original's arithmetic: scikit-image's rgb2hsv, V = clip(V + c, 0, 1), hsv2rgb, in
     # float64 and its order of operations, so that the storage truncation gives what
     # np.uint8 gave (values that land a hair below a level stay below it: on_grid)
-    exact = (x * 255).to(exact_dtype(x.device)) / 255  # the double k / 255 of uint8 input
-    h, s, v = rgb_to_hsv(exact)
+    h, s, v = rgb_to_hsv(grid_doubles(x))  # the doubles k / 255 of uint8 input
     return on_grid((v + level.c).clamp_(0, 1) * hsv_factors(h, s), x)
 
 

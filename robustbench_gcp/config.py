@@ -149,20 +149,23 @@ def load_config(path: str | Path | None = None) -> Config:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML
-    keeps the last one silently: a repeated ``severities:`` would pass unnoticed)."""
+    keeps the last one silently: a repeated ``severities:`` would pass unnoticed). Checked as
+    the file is composed, before merge keys (``<<: *anchor``, whose keys may be overridden)
+    are expanded."""
 
-    def construct_mapping(self, node, deep=False):
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
         seen: dict = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                continue  # `<<: *anchor` merges; its keys may be overridden (YAML's merge rule)
-            key = (key_node.tag, self.construct_scalar(key_node))  # 1 and '1' are two keys
+                continue
+            key = (key_node.tag, key_node.value)  # 1 and '1' are two keys
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"'{key[1]}' is given twice in one mapping (first on line {seen[key]})",
-                    key_node.start_mark)
+                raise yaml.composer.ComposerError(
+                    None, None, f"'{key_node.value}' is given twice in one mapping (first on line "
+                    f"{seen[key]})", key_node.start_mark)
             seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+        return node
 
 
 def _decode(raw: bytes, path: Path) -> str:

@@ -88,6 +88,9 @@ def test_a_key_given_twice_is_an_error_not_the_last_one(tmp_path):
     merged = ("suites:\n  a: &b {kind: imagenet-c, severities: [1]}\n  c:\n    <<: *b\n"
               "    severities: [3]\n")
     assert load_config(write(tmp_path, merged)).suite("c").severities == (3,)
+    nested = ("suites:\n  a: &a {kind: imagenet-c, severities: [1], corruptions: [fog]}\n"
+              "  b: &b\n    <<: *a\n    severities: [2]\n  c:\n    <<: *b\n    corruptions: [snow]\n")
+    assert load_config(write(tmp_path, nested)).suite("c").severities == (2,)
 
 
 def test_missing_config_file(tmp_path):

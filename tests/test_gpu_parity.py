@@ -99,6 +99,19 @@ def test_corruption_on_cuda_equals_cpu_at_every_severity(name, photos224):
     print(f"{name}: largest mean difference CUDA - CPU {worst:.4f} levels")
 
 
+@pytest.mark.parametrize("name", ["brightness", "saturate", "contrast"])
+def test_the_originals_bytes_on_cuda_as_on_the_cpu(name, photos224):
+    """The float64 HSV arithmetic divides as NumPy on CUDA too (a Python divisor would be a
+    reciprocal multiplication there): after the storage truncation, the CPU's bytes exactly."""
+    from corruptions import corrupt
+    from corruptions.storage import truncate_to_uint8
+
+    for severity in range(1, 6):
+        cpu = truncate_to_uint8(corrupt(photos224, name, severity))
+        gpu = truncate_to_uint8(corrupt(photos224.to(DEVICE), name, severity)).cpu()
+        assert torch.equal(gpu, cpu), (name, severity, int((gpu != cpu).sum()))
+
+
 @pytest.fixture
 def draws_on_the_cpu(monkeypatch):
     """Perturbation draws made on the CPU and moved to the images' device (as the corruptions)."""

@@ -340,3 +340,11 @@ def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder)
     assert datasets("cifar10-c") == ["cifar10"]
     assert datasets("imagenet-c") == ["cifar10", "imagenet"]
     assert run("report", "--store", store, "--suite", "tinyimagenet-c").exit_code == 1  # none stored
+    # a suite whose reports name no dataset (clean) keeps them all
+    config = yaml.safe_load(default_config_path().read_text())
+    config["suites"]["cifar10-clean"] = {"kind": "clean", "dataset": "cifar10"}
+    path = cifar / "benchmarks.yaml"
+    path.write_text(yaml.safe_dump(config))
+    clean = run("report", "--config", path, "--store", store, "--suite", "cifar10-clean", "--format", "json",
+                "--no-intervals")
+    assert clean.exit_code == 0 and len(json.loads(clean.stdout)["reports"]) == 2, clean.output

@@ -282,3 +282,17 @@ def test_a_misspelled_keyword_of_the_library_suggests_the_option(tmp_path):
             evaluate("demo-gap", data=str(tmp_path), **{wrong: 1})
     with pytest.raises(TypeError, match="Did you mean 'severities'"):
         plan("demo-gap", data=str(tmp_path), flags={"severity": [1]})
+
+
+def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_package, image_folder,
+                                                                      gap_checkpoint, tmp_path):
+    from robustbench_gcp import plan, run
+    from robustbench_gcp.errors import CheckpointError
+
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(gap_checkpoint.read_bytes())
+    planned = plan(f"{user_package}:resnet18_like", checkpoint=str(mine), data=str(image_folder),
+                   store=str(tmp_path / "s.db"), workers=0)
+    mine.unlink()
+    with pytest.raises(CheckpointError, match="not found"):
+        run(planned)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import gaussian_blur2d, hsv_factors, rgb_to_gray, rgb_to_hsv, zoom_center
+from corruptions._ops import gaussian_blur2d, grid_doubles, hsv_factors, rgb_to_gray, rgb_to_hsv, zoom_center
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur
@@ -75,8 +75,7 @@ def _brightness(job: Job, params: dict) -> torch.Tensor:
     # all in float64 on x = uint8 / 255; the round trip alone leaves some values a hair
     # below their level, which the truncation drops: reproduced bit for bit
     x = job.clean
-    exact = (x * 255).to(job.exact) / 255  # the double k / 255 of uint8 input
-    h, s, v = rgb_to_hsv(exact)
+    h, s, v = rgb_to_hsv(grid_doubles(x))  # the doubles k / 255 of uint8 input
     factors = hsv_factors(h, s)
     step = BRIGHTNESS_STEP[job.preset]
     out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))

@@ -195,16 +195,19 @@ def choose_model(
 
 # The last model outside the registry that check_weights built, loaded and ran (a user's module
 # may be costly to build, its checkpoint large): load_chosen hands it to the run of that plan,
-# once, instead of building and loading it again.
+# once, instead of building and loading it again. One slot: eval's plan-then-run uses it;
+# compare, which plans every model first, builds each again; any other load empties it.
 _checked_external: tuple[ModelChoice, nn.Module, tuple | None] | None = None
 
 
 def _stamp(path: Path | None) -> tuple | None:
-    """A file's inode, size and modification time (None for no file)."""
-    if path is None:
+    """A file's inode, size and modification time (None for no file, or one gone: loading it
+    then says so)."""
+    try:
+        stat = Path(path).stat() if path is not None else None
+    except OSError:
         return None
-    stat = Path(path).stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return None if stat is None else (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def check_weights(choice: ModelChoice) -> int:

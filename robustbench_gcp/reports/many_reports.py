@@ -241,5 +241,5 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     for report in reports:
         for note in report.notes:
             shared = all(note in other.notes for other in reports)
-            notes.add(note if shared or note.startswith(f"{report.model}") else f"{report.model}: {note}")
+            notes.add(note if shared or report.model in note else f"{report.model}: {note}")
     return sorted(notes)

@@ -274,8 +274,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
-        reports = [r for r in reports
-                   if datasets.get(r.kind) is None or report_dataset(r).name in datasets[r.kind]]
+        reports = [r for r in reports if _of_datasets(r, datasets.get(r.kind))]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
             raise StoreError(f"store {path} holds no results to report for that selection yet"
                              f"{_partial_runs(store, models, kinds)}")
@@ -297,6 +296,13 @@ def _suite_datasets(suites: Sequence[str], config) -> dict[str, set[str] | None]
         elif kind not in asked or asked[kind] is not None:
             asked[kind] = {*(asked.get(kind) or ()), spec.dataset}
     return asked
+
+
+def _of_datasets(report: Report, datasets: set[str] | None) -> bool:
+    """Whether ``report`` is on one of ``datasets`` (None: any). A report that names no dataset
+    (a suite that does not record one: clean, adversarial, landscape) is kept."""
+    named = (report.sections.get("metrics") or {}).get("dataset")
+    return datasets is None or named is None or report_dataset(report).name in datasets
 
 
 def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[str]) -> str:
