@@ -106,3 +106,13 @@ def test_a_covariance_resnet_at_stride_2_is_a_run_of_its_own(image_folder, tmp_p
     with Store(store, read_only=True) as s:
         strides = {r.model: r.identity.get("last_stride") for r in s.runs()}
     assert strides == {"resnet18-svdpade": 2, "resnet18-isqrt": None}
+
+
+def test_a_limit_beyond_the_images_is_said(demo_val, tmp_path):
+    planned = plan("demo-gap", data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"),
+                   workers=0, limit=10_000)
+    said = Said()
+    run(planned, said)
+    assert said.lines == [f"demo-gap: --limit 10000, but the data has {planned.available} images: all of "
+                          "them are used"]
+    assert len(planned.images) == planned.available

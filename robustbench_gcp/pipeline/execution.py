@@ -90,7 +90,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
         if progress is not None:
-            for line in other_settings(store, info):
+            for line in [*limit_lines(plan), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", labels_notes(plan))
@@ -225,6 +225,15 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
+
+
+def limit_lines(plan: Plan) -> list[str]:
+    """What to say of a ``--limit`` beyond the images there are (all of them are used)."""
+    limit = plan.options.limit
+    if limit is not None and limit > plan.available:
+        return [f"{plan.model.label}: --limit {limit}, but the data has {plan.available} images: all "
+                "of them are used"]
+    return []
 
 
 def other_settings(store: Store, info: RunInfo) -> list[str]:
