@@ -435,8 +435,8 @@ def true_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
 
 
 def grid_doubles(x: torch.Tensor) -> torch.Tensor:
-    """Images on the k/255 grid as the original's ``uint8 / 255.`` doubles (float32 on MPS):
-    ``(x * 255) / 255`` with NumPy's rounding on every device."""
+    """Images on the k/255 grid as the original's ``uint8 / 255.`` doubles: ``(x * 255) / 255``
+    with NumPy's rounding on CPU and CUDA (on MPS, float32 and its own division)."""
     return true_div((x * 255).to(exact_dtype(x.device)), 255.0)
 
 

@@ -409,3 +409,18 @@ def test_the_perturbation_table_of_unnormalized_runs_gives_their_mean_flip_proba
     values = [float(v) for v in row]
     assert header.split("|")[3:-1] == [" brightness ", " translate "]
     assert values[0] == pytest.approx(sum(values[1:]) / 2, abs=0.006)  # the mean of the shown ones
+
+
+def test_notes_of_several_models_name_whose_they_are():
+    from types import SimpleNamespace
+
+    from robustbench_gcp.reports.many_reports import all_notes
+
+    gap = SimpleNamespace(model="demo-gap", notes=["shared", "mCE averages 1 of the 15",
+                                                   "partial run of demo-gap: 2 of 3 cells"])
+    isqrt = SimpleNamespace(model="demo-isqrt", notes=["shared", "baseline 'demo-gap' was evaluated",
+                                                       "demo-isqrt: 3 cells left out"])
+    assert all_notes([gap, isqrt], [{"notes": ["from the comparison"]}]) == [
+        "demo-gap: mCE averages 1 of the 15", "demo-isqrt: 3 cells left out",
+        "demo-isqrt: baseline 'demo-gap' was evaluated", "from the comparison",
+        "partial run of demo-gap: 2 of 3 cells", "shared"]

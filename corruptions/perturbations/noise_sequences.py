@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from corruptions._ops import thread_map
+from corruptions._ops import grid_doubles, thread_map
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.perturbations._sequence import Job, finish
@@ -136,7 +136,7 @@ def _speckle_noise(job: Job, params: dict) -> torch.Tensor:
     sigma = _level("speckle_noise", job.preset, job.difficulty)
 
     def noisy(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        exact = (x * 255).to(job.exact) / 255
+        exact = grid_doubles(x)
         return exact + exact * (n.to(job.exact) * sigma)
 
     return _noise_frames(job, noisy, params)

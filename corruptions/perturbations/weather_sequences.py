@@ -57,7 +57,7 @@ def _snow(job: Job, params: dict) -> torch.Tensor:
     layer = torch.floor(layer.clamp(0, 1) * 255) / 255  # the 8-bit PNG the original blurred
     x = job.clean
     # the original's arithmetic: float64 image, OpenCV's float32 grey, float64 composite
-    exact = (x * 255).to(job.exact) / 255
+    exact = grid_doubles(x)
     grey = rgb_to_gray(exact.float()) * 1.5 + 0.5
     base = blend * exact + (1 - blend) * torch.maximum(exact, grey.to(job.exact))
     out = x.new_empty((job.batch, len(job.frames), *x.shape[1:]))

@@ -20,7 +20,8 @@ from robustbench_gcp.cli.options import (
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
                    "its runs; default: every model stored).")
 @click.option("--suite", "suites", multiple=True, metavar="NAME",
-              help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all).")
+              help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all). A "
+                   "suite with a dataset (cifar10-c) reports ImageNet-C / -P runs on that dataset only.")
 @format_option
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="long", show_default=True,

@@ -236,10 +236,12 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
 def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:
     """Every note of the reports and comparisons once, sorted; a report's note that not every
     report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
-    several models says whose it is."""
+    several models says whose it is, unless it already does so (``demo-isqrt: ...``, ``partial run
+    of demo-isqrt: ...``)."""
     notes = {note for c in comparisons for note in c.get("notes", [])}
     for report in reports:
         for note in report.notes:
             shared = all(note in other.notes for other in reports)
-            notes.add(note if shared or report.model in note else f"{report.model}: {note}")
+            named = note.startswith(f"{report.model}: ") or f" of {report.model}: " in note
+            notes.add(note if shared or named else f"{report.model}: {note}")
     return sorted(notes)

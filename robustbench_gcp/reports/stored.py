@@ -284,7 +284,8 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
 def _suite_datasets(suites: Sequence[str], config) -> dict[str, set[str] | None]:
     """The datasets that ``--suite`` names ask for, by kind: a suite of benchmarks.yaml with a
     ``dataset:`` (``cifar10-c``) stands for its kind on that dataset only; a kind, or a suite
-    without one, for every dataset (None)."""
+    without one, for every dataset (None). Only reports that name their dataset (ImageNet-C,
+    ImageNet-P) are filtered: :func:`_of_datasets`."""
     from robustbench_gcp.suites import suite_kinds
 
     asked: dict[str, set[str] | None] = {}
