@@ -146,8 +146,10 @@ def test_report_keeps_experiments_apart(demo_val, tmp_path):
     assert sum(n.startswith("imagenet-c_torch_JPEG_round_trip_10-images_") for n in names) == 1, names
     table = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
                                       "--no-intervals"])
+    # one table per experiment, as the comparisons: the same suite and source on other images apart
     titles = [line for line in table.stdout.splitlines() if line.startswith("Results in")]
-    assert titles == [f"Results in {store}: imagenet-c (torch, JPEG round trip)",
+    assert titles == [f"Results in {store}: imagenet-c (torch, JPEG round trip): 10 images of {demo_val}",
+                      f"Results in {store}: imagenet-c (torch, JPEG round trip): 6 images of {demo_val}",
                       f"Results in {store}: imagenet-c (torch)"], table.stdout
     assert "mean err %" in table.stdout and "mean_error" not in table.stdout
     markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",

@@ -225,10 +225,14 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         if wide and not any(c.key == "p" for c in columns):
             caption = caption.split("; McNemar")[0]
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
-    if not comparisons:  # one table per suite and source, its own metrics as comparisons show them
-        for heading in dict.fromkeys(r.heading for r in reports):
-            rows, columns = headline_table([r for r in reports if r.heading == heading])
-            parts.append(rich_table(rows, columns, title=f"{title}: {heading}" if title else heading))
+    if not comparisons:  # one table per experiment (suite, source, images), as comparisons have
+        groups = experiments(reports)
+        for (heading, _), group in groups.items():
+            name = heading
+            if sum(key[0] == heading for key in groups) > 1:  # the same suite on other image sets
+                name += f": {group[0].n_images} images of {group[0].data or 'the released files'}"
+            rows, columns = headline_table(group)
+            parts.append(rich_table(rows, columns, title=f"{title}: {name}" if title else name))
     parts += [Text(f"note: {note}", style="yellow") for note in all_notes(reports, comparisons)]
     return Group(*parts)
 
