@@ -39,6 +39,8 @@ class Baseline:
     #: images (None: published errors, fixed)
     run: Any = None
     samples: Mapping[str, Any] | None = None
+    #: the run this normalizes is that baseline run itself: its CE is 100 by definition
+    own: bool = False
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]

@@ -242,6 +242,13 @@ def test_tiny_imagenet_c_normalized_by_a_stored_baseline(tiny):
                 for c in ("fog", "contrast") if theirs[(c, 1)] + theirs[(c, 3)] > 0}
     got = {e["corruption"]: e["CE"] for e in ours["per_corruption"]}
     assert expected and all(got[c] == pytest.approx(v) for c, v in expected.items())
+    # the baseline run compared with the others: its own CE is 100 whatever the resample
+    compared = run("compare", "--model", "small_tiny_net:build", "--model", "small_tiny_net:other",
+                   "--baseline", "small", "--resamples", 100, *common)
+    assert compared.exit_code == 0, compared.output
+    (comparison,) = json.loads(compared.stdout)["comparisons"]
+    own = comparison["models"][0]["metrics"]["mCE"]
+    assert own["estimate"] == own["low"] == own["high"] == pytest.approx(100.0, abs=1e-9)
     # without the baseline: unnormalized, no CE
     plain = report_json(run("eval", "--model", "small_tiny_net:other", *common))
     assert plain["metrics"]["mCE"] is None

@@ -3,6 +3,7 @@ released files, summarized as errors, CE, mCE and relative mCE (AlexNet = 100)."
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from robustbench_gcp.suites.base import (
     resolve_names,
     variant_of,
 )
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, hundred, percent_of
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -459,7 +460,17 @@ class ImageNetCSuite(LevelledSuite):
         if chosen and not dataset_of(results, self.kind).alexnet_normalized:
             every = [f"{c}/{s}" for c in chosen for s in cells[c]]
             metrics["mean_error"] = lambda m: sum(m[k] for k in every) / len(every)
-        if baseline is not None and chosen and all(c in baseline.imagenet_c for c in chosen):
+        own = baseline is not None and chosen and baseline.own and all(
+            c in baseline.imagenet_c and sum(baseline.error(c, s) for s in cells[c]) > 0 for c in chosen)
+        if own:  # the baseline run's own CE (where it errs at all): 100
+            metrics["mCE"] = functools.partial(hundred, row=f"{chosen[0]}/{cells[chosen[0]][0]}")
+            degrades = baseline.clean_error is not None and all(
+                sum(baseline.error(c, s) for s in cells[c]) > len(cells[c]) * baseline.clean_error
+                for c in chosen)
+            if "clean" in rows and degrades:  # its relative CE, where defined
+                metrics["relative_mCE"] = metrics["mCE"]
+        elif baseline is not None and chosen and not baseline.own and \
+                all(c in baseline.imagenet_c for c in chosen):
             # a stored baseline run on the same images is resampled with them (its errors are
             # sample means too); published errors are constants
             joint = add_joint_rows(rows, values, baseline.samples,

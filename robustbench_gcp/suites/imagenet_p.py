@@ -29,6 +29,7 @@ arrays, uint8 (N, F, 32, 32, 3), one sequence per test image in test order.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, hundred, percent_of
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -117,6 +118,7 @@ class FlipBaseline:
     figures: Figures | None
     run: Any = None
     samples: Mapping[str, np.ndarray] | None = None
+    own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
 
 
 def stride(perturbation: str, difficulty: int) -> int:
@@ -563,10 +565,13 @@ class ImageNetPSuite(LevelledSuite):
             if figures is not None and all(figures.get(cell, (0, 0))[column] > 0 for cell in chosen):
                 # a baseline run on the same videos is resampled with them (its figures are means of
                 # the same videos); one on other videos stays fixed (build_report notes it)
+                percent.add(metric)
+                if normalizer.own:  # the baseline's own figures: 100 in every resample
+                    metrics[metric] = functools.partial(hundred, row=f"{prefix} {chosen[0][0]}/{difficulty}")
+                    continue
                 joint = add_joint_rows(rows, values, normalizer.samples,
                                        [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
                 metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint))
-                percent.add(metric)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix)
         return Design.of(rows, values, metrics, percent=percent, notes=notes)

@@ -19,6 +19,8 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     stored = getattr(normalizer, "run", None)
     if stored is None:
         return normalizer, []
+    if stored.key == run.key:  # the baseline run itself: its normalized figures are 100
+        return dataclasses.replace(normalizer, own=True), []
     name = normalizer.name
     same_images = stored.identity.get("data") == run.identity.get("data")
     seeds = stored.identity.get("seed"), run.identity.get("seed")
@@ -86,6 +88,13 @@ def add_joint_rows(rows: list[str], values: list, samples: Mapping[str, Any] | N
         rows.append(f"base {name}")
         values.append(np.asarray(samples[name], dtype=np.float64))
     return set(added)
+
+
+def hundred(m: Mapping[str, Any], row: str) -> Any:
+    """100, as a float or an array shaped like the resamples of ``m[row]``: a comparison's figure
+    of the stored baseline run itself (its CE, FR or T5D against itself), which no resample
+    changes."""
+    return np.full_like(np.asarray(m[row], dtype=np.float64), 100.0)
 
 
 def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) -> Any:
