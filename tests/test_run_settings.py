@@ -113,6 +113,6 @@ def test_a_limit_beyond_the_images_is_said(demo_val, tmp_path):
                    workers=0, limit=10_000)
     said = Said()
     run(planned, said)
-    assert said.lines == [f"demo-gap: --limit 10000, but the data has {planned.available} images: all of "
-                          "them are used"]
+    assert said.lines == [f"demo-gap: --limit 10000 is more than the {planned.available} images: all of "
+                          "them were used"]
     assert len(planned.images) == planned.available

@@ -93,9 +93,9 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     from robustbench_gcp.pipeline import run_all
     from robustbench_gcp.pipeline.compare_models import plan_comparison
     from robustbench_gcp.pipeline.weights import MissingCheckpointError
+    from robustbench_gcp.reports.comparison import compare_reports
 
     check_layout(fmt)
-    from robustbench_gcp.reports.comparison import compare_reports
 
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
     workers = default_workers() if workers is None else workers

@@ -93,11 +93,11 @@ class Layout:
     renames: tuple[tuple[str, str], ...] = ()
 
 
-#: the layouts, in detection order (the first whose markers occur wins)
 #: how the checkpoint of a model you bring is read: the file's own names, nothing renamed
 #: (:mod:`robustbench_gcp.models.external`; ``inspect`` describes such a file this way)
 AS_SAVED = Layout("as-saved", "the module's own key names (a model you brought: nothing renamed)", ())
 
+#: the layouts, in detection order (the first whose markers occur wins)
 LAYOUTS: tuple[Layout, ...] = (
     # MobileNetV2 / ShuffleNetV2 files: first, since their other keys carry the markers of
     # torchvision-alexnet (classifier.1.), fast-mpn-cov-training (features.) and torchvision (conv1.)

@@ -41,6 +41,8 @@ __all__ = ["ExternalSource", "external_source", "is_external", "load_external", 
            "output_classes", "preprocess_config", "state_dict_hash"]
 
 TORCHVISION = "torchvision:"
+#: how a run's identity names the weights of a model you bring: the hash of its state dict
+STATE_DICT_SHA256 = "state-dict-sha256-"
 
 
 def is_external(name: str) -> bool:

@@ -35,7 +35,7 @@ from robustbench_gcp.models.checkpoint import (
     checkpoint_dims,
     read_state_dict,
 )
-from robustbench_gcp.models.factory import create_model, model_info
+from robustbench_gcp.models.factory import ModelInfo, create_model, model_info
 from robustbench_gcp.models.heads import HEADS, resolve_sqrt
 from robustbench_gcp.models.registry import list_models
 
@@ -336,20 +336,20 @@ def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
     a ResNet, the last stage's stride its file states (:func:`stored_last_stride`)."""
     num_classes, reduction_dim = checkpoint_dims(loaded.tensors)
     info = model_info(name)
-    stride = stored_last_stride(loaded)
-    if stride is not None and info.depth is not None:
+    stride = stored_last_stride(loaded, info)
+    if stride is not None:
         options["last_stride"] = stride
     return create_model(name, num_classes=num_classes,
                         reduction_dim=None if info.reduction_dim is None else reduction_dim, **options)
 
 
-def stored_last_stride(loaded: StateDict) -> int | None:
-    """The stride of layer4 that a fast-MPN-COV training file's ``arch`` states, where it tells
-    (None elsewhere: the registered model's). Its keys are the same either way: ``mpncovresnet*``
-    drops the last downsampling (stride 1, 14x14 features), while ``resnet*`` with a covariance
-    representation (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's
-    (stride 2, 7x7)."""
-    if loaded.layout.name != "fast-mpn-cov-training":
+def stored_last_stride(loaded: StateDict, info: ModelInfo | None) -> int | None:
+    """The stride of layer4 that a fast-MPN-COV training file's ``arch`` states for the model
+    ``info`` describes, where it tells (None elsewhere, or for a model that is no ResNet: the
+    registered model's). Its keys are the same either way: ``mpncovresnet*`` drops the last
+    downsampling (stride 1, 14x14 features), while ``resnet*`` with a covariance representation
+    (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's (stride 2, 7x7)."""
+    if info is None or info.depth is None or loaded.layout.name != "fast-mpn-cov-training":
         return None
     arch = str(loaded.metadata.get("arch", ""))
     if re.fullmatch(r"mpncovresnet\d+", arch):
@@ -422,7 +422,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_params=sum(v.numel() for k, v in tensors.items() if not k.endswith(_BUFFER_SUFFIXES)),
         num_tensors=len(tensors),
         metadata=loaded.metadata,
-        last_stride=stored_last_stride(loaded) if info is not None and info.depth is not None else None,
+        last_stride=stored_last_stride(loaded, info),
         missing=list(report.missing),
         unexpected=list(report.unexpected),
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"

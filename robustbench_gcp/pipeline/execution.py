@@ -90,7 +90,8 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
         if progress is not None:
-            for line in [*limit_lines(plan), *other_settings(store, info)]:
+            for line in [*(f"{plan.model.label}: {note}" for note in limit_notes(plan)),
+                         *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", labels_notes(plan))
@@ -121,7 +122,9 @@ def _weights_identity(plan: Plan, net) -> str:
     EMA weights were passed over), seeded random weights, or for a model you brought the hash
     of its state dict (the same weights reuse the store, changed weights never pass for old)."""
     if plan.model.external is not None:
-        return f"state-dict-sha256-{net.weights_hash}"
+        from robustbench_gcp.models.external import STATE_DICT_SHA256
+
+        return f"{STATE_DICT_SHA256}{net.weights_hash}"
     raw = getattr(net, "has_ema", False) and not plan.model.ema
     return net.checkpoint_sha256 + (":raw" if raw else "")
 
@@ -204,11 +207,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = []
-    if plan.options.limit is not None and plan.options.limit > plan.available:
-        notes.append(f"--limit {plan.options.limit} is more than the {plan.available} images: "
-                     "all of them were used")
-    notes += labels_notes(plan) + suite.notes(plan.selection, plan.model)
+    notes = limit_notes(plan) + labels_notes(plan) + suite.notes(plan.selection, plan.model)
     computed = None
     if stats is not None:
         computed = {
@@ -227,12 +226,12 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     )
 
 
-def limit_lines(plan: Plan) -> list[str]:
-    """What to say of a ``--limit`` beyond the images there are (all of them are used)."""
+def limit_notes(plan: Plan) -> list[str]:
+    """The note on a ``--limit`` beyond the images there are (all of them are used), which eval
+    says before it starts and its report keeps."""
     limit = plan.options.limit
     if limit is not None and limit > plan.available:
-        return [f"{plan.model.label}: --limit {limit}, but the data has {plan.available} images: all "
-                "of them are used"]
+        return [f"--limit {limit} is more than the {plan.available} images: all of them were used"]
     return []
 
 

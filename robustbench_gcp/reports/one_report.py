@@ -19,13 +19,13 @@ SUMMARY_COLUMNS = [Column("metric", justify="left"), Column("value", fmt=".2f")]
 
 def header_line(report: Report) -> str:
     """One line: model, weights, suite, images, seed, device and how the cells were made."""
-    weights = report.checkpoint or "random weights (no checkpoint)"
-    own = (report.checkpoint_sha256 or "").removeprefix("state-dict-sha256-")
-    if not report.checkpoint and own != (report.checkpoint_sha256 or ""):  # a model you brought, as built
-        from robustbench_gcp.models.external import TORCHVISION
+    from robustbench_gcp.models.external import STATE_DICT_SHA256, TORCHVISION
 
+    weights = report.checkpoint or "random weights (no checkpoint)"
+    sha256 = report.checkpoint_sha256 or ""
+    if not report.checkpoint and sha256.startswith(STATE_DICT_SHA256):  # a model you brought, as built
         whose = "random weights" if report.arch.startswith(TORCHVISION) else "the module's own"
-        weights = f"{whose} (state dict sha256 {own[:12]})"
+        weights = f"{whose} (state dict sha256 {sha256.removeprefix(STATE_DICT_SHA256)[:12]})"
     source = get_suite(report.kind).source_description(report)
     parts = [
         f"model {report.model} ({report.arch})",

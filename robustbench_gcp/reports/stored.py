@@ -258,11 +258,10 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         StoreError: nothing to report for that selection yet.
     """
     from robustbench_gcp.errors import StoreError, UnknownNameError
-    from robustbench_gcp.suites import suite_kinds
     from robustbench_gcp.suites.base import check_any_baseline
 
-    kinds = [name if name in suite_kinds() else config.suite(name).kind for name in suites]
-    datasets = _suite_datasets(suites, config)
+    datasets = _suite_datasets(suites, config)  # by kind, each suite name resolved once
+    kinds = list(datasets)
     if not Path(path).is_file():
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
     check_any_baseline(baseline, config.baselines, Path(path))
