@@ -268,6 +268,10 @@ class Corruption:
             scaled by image area), which keeps temporaries in cache and avoids
             page-faulting fresh 20 MB buffers at every operation; None processes the
             whole batch at once (spatter's row-sequential distance transform prefers it).
+        revision: 1, plus one each time a release changed its output (2 for brightness and
+            saturate: scikit-image's float64 HSV arithmetic since gcp-robust 0.7.1), so that
+            results stored from an earlier revision are recomputed, not reused
+            (``robustbench_gcp.suites.revisions``).
     """
 
     name: str
@@ -277,6 +281,7 @@ class Corruption:
     sampler: Sampler | None = None
     doc: str = field(default="", compare=False)
     cpu_chunk: int | None = 4
+    revision: int = 1
 
     @property
     def random(self) -> bool:

@@ -348,4 +348,5 @@ register(Corruption(
 register(Corruption(
     "saturate", "digital", presets(SATURATE, SATURATE_CIFAR, SATURATE_TINY), _saturate,
     doc="HSV saturation * a + b (scikit-image's HSV).",
+    revision=2,  # 0.7.1: the original's float64 arithmetic and truncation side
 ))

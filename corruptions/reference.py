@@ -55,6 +55,7 @@ from corruptions._registry import check_images, check_name, check_preset, check_
 
 __all__ = [
     "ORIGINAL_DIFFERS",
+    "REFERENCE_REVISION",
     "corrupt_reference",
     "load_imagecorruptions",
     "original_function",
@@ -65,6 +66,11 @@ __all__ = [
 #: pixelate (NEAREST instead of BOX up-sampling), elastic_transform (another algorithm),
 #: frost (texture up-scaled by 1.1 before cropping).
 ORIGINAL_DIFFERS = ("pixelate", "elastic_transform", "frost")
+
+#: 1, plus one each time a release changed the backend's output (2 since gcp-robust 0.7.1: the
+#: original code where imagecorruptions departs, and np.uint8's truncation side kept): results
+#: stored from an earlier revision are recomputed (``robustbench_gcp.suites.revisions``)
+REFERENCE_REVISION = 2
 
 
 def _resource_filename(package_or_module: str, resource: str) -> str:

@@ -588,6 +588,7 @@ register(Corruption(
 register(Corruption(
     "brightness", "weather", presets(BRIGHTNESS, BRIGHTNESS_CIFAR, BRIGHTNESS_TINY), _brightness,
     doc="HSV value + c (scikit-image's HSV).",
+    revision=2,  # 0.7.1: the original's float64 arithmetic and truncation side
 ))
 register(Corruption(
     "spatter", "weather", presets(SPATTER, SPATTER_CIFAR, SPATTER_TINY), _spatter, _spatter_sample,

@@ -44,7 +44,7 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
 from robustbench_gcp.metrics import rate
 from robustbench_gcp.reports.tables import Column
 from robustbench_gcp.stats import Design
-from robustbench_gcp.store import CellKey, CellResult
+from robustbench_gcp.store import CellKey, CellResult, canonical_json
 from robustbench_gcp.yaml_checks import Checker
 
 if TYPE_CHECKING:
@@ -370,6 +370,9 @@ class LevelledSuite(Suite):
     released_name: ClassVar[str] = ""
     #: the key of a ``datasets:`` entry of benchmarks.yaml that locates this suite's released files
     released_data: ClassVar[str] = "corrupted"
+    #: variant fields that set cells apart but not their reports: a corruption's revision (cells
+    #: an earlier version made, :mod:`~robustbench_gcp.suites.revisions`) reports with the rest
+    unmarked: ClassVar[tuple[str, ...]] = ("revision",)
     flags: ClassVar[tuple[Flag, ...]] = (
         Flag("corrupted_dir", "Released files, read as is: ImageNet-C / Tiny-ImageNet-C "
              "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG, CIFAR-10/100-C <DIR>/<corruption>.npy "
@@ -394,7 +397,11 @@ class LevelledSuite(Suite):
         return folder
 
     def group(self, key: CellKey) -> str:
-        return key.variant
+        """The cell's variant without the marks of :attr:`unmarked`."""
+        variant = json.loads(key.variant)
+        for mark in self.unmarked:
+            variant.pop(mark, None)
+        return canonical_json(variant)
 
     def benchmark_name(self, dataset: DatasetInfo) -> str:
         """The benchmark this suite makes of ``dataset`` (CIFAR-10-C ...), for reports."""

@@ -45,6 +45,7 @@ from robustbench_gcp.suites.base import (
     resolve_names,
     variant_of,
 )
+from robustbench_gcp.suites.revisions import newest, revision_mark
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, hundred, percent_of
 from robustbench_gcp.suites.tasks import ClassifyTask
 
@@ -192,16 +193,17 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
               baseline: Baseline | None) -> tuple[dict, list[str]]:
     """The ``clean``, ``cells``, ``per_corruption`` and ``metrics`` sections, and notes.
 
-    ``results`` are the stored cells of the plan (clean first if present). CE is normalized by
+    ``results`` are the stored cells of the plan (clean first if present); cells and corruptions
+    come in report order (:func:`corruptions.list_corruptions`, then severity). CE is normalized by
     ``baseline`` (AlexNet's errors) for ImageNet-C only; CIFAR-10/100-C and Tiny-ImageNet-C
     report the unnormalized mean corruption error and accuracy, as RobustBench does.
     """
     dataset = dataset_of(results, "imagenet-c")
     clean = clean_entry(results)
     cells, errors = [], {}
-    for result in results:
-        if result.key.kind != "imagenet-c":
-            continue
+    order = {name: i for i, name in enumerate(list_corruptions("all"))}  # however they were stored
+    for result in sorted((r for r in results if r.key.kind == "imagenet-c"),
+                         key=lambda r: (order.get(r.key.name, len(order)), int(r.key.level))):
         entry = classification_entry(result)
         severity = int(result.key.level)
         cells.append({"corruption": result.key.name, "severity": severity, **entry})
@@ -410,7 +412,7 @@ class ImageNetCSuite(LevelledSuite):
                     tasks.append(ClassifyTask(cell_key(corruption, severity, variant), source))
                 else:
                     variant = {"source": selection.backend, "roundtrip": selection.roundtrip,
-                               **selection.variant()}
+                               **selection.variant(), **revision_mark(corruption, selection.backend)}
                     tasks.append(ClassifyTask(
                         cell_key(corruption, severity, variant), inputs.corruption_base,
                         Corrupt(corruption, severity, selection.backend, selection.roundtrip,
@@ -418,6 +420,10 @@ class ImageNetCSuite(LevelledSuite):
         return tasks
 
     # -- reports
+    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+        """Of a cell stored in several revisions of its corruption, the newest."""
+        return newest(results, model)
+
     def normalizer(self, name: str, baselines: Mapping[str, Baseline], store: Any,
                    keys: Sequence[CellKey]) -> Baseline | None:
         """ImageNet-C: benchmarks.yaml's baseline ``name`` (AlexNet's published errors). Other

@@ -247,8 +247,8 @@ def summarize(
     baseline: Figures | None,
     baseline_name: str | None,
 ) -> tuple[dict, list[str]]:
-    """The ``clean``, ``perturbations`` and ``metrics`` sections (FR, T5D, mFR, mT5D in
-    percent), and notes."""
+    """The ``clean``, ``perturbations`` (in report order, then difficulty) and ``metrics``
+    sections (FR, T5D, mFR, mT5D in percent), and notes."""
     dataset = dataset_of(results, "imagenet-p")
     name = perturbed_name(dataset)
     entries = []
@@ -263,6 +263,8 @@ def summarize(
             "FR": relative_rate(fp, base[0]) if base else None,
             "T5D": relative_rate(t5d, base[1]) if base else None,
         })
+    order = {p: i for i, p in enumerate(PERTURBATION_SUBSETS["all"])}  # however they were stored
+    entries.sort(key=lambda e: (order.get(e["perturbation"], len(order)), e["difficulty"]))
     test = PERTURBATION_SUBSETS["test"]
     by_difficulty = {}
     for difficulty in sorted({e["difficulty"] for e in entries}):
@@ -355,6 +357,8 @@ class ImageNetPSuite(LevelledSuite):
     kind = "imagenet-p"
     released_name = "ImageNet-P"
     released_data = "perturbed"  # datasets.<name>.perturbed of benchmarks.yaml
+    # whole-image geometric cells (0.4+) report with the centre-square ones of older stores
+    unmarked = ("revision", "geometry")
     stored_baseline = True
     datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
@@ -505,12 +509,6 @@ class ImageNetPSuite(LevelledSuite):
 
     # -- reports
     # -- reading a store
-    def group(self, key: CellKey) -> str:
-        """The source without the geometry mark: whole-image geometric cells report with the rest."""
-        variant = json.loads(key.variant)
-        variant.pop("geometry", None)
-        return canonical_json(variant)
-
     def benchmark_name(self, dataset: DatasetInfo) -> str:
         return perturbed_name(dataset)
 

@@ -55,6 +55,7 @@ from robustbench_gcp.suites.landscape_measure import (
     parse_etas,
     summaries,
 )
+from robustbench_gcp.suites.revisions import newest, revision_mark
 
 if TYPE_CHECKING:
     from robustbench_gcp.reports.report_type import Report
@@ -240,7 +241,8 @@ class LandscapeSuite(Suite):
         dataset = get_dataset(selection.spec.dataset)  # its corruption preset, as ImageNet-C's
         for corruption in selection.corruptions:
             for severity in selection.severities:
-                made = {"source": "torch", "roundtrip": selection.roundtrip, **dataset_mark(dataset)}
+                made = {"source": "torch", "roundtrip": selection.roundtrip, **dataset_mark(dataset),
+                        **revision_mark(corruption, "torch")}
                 # seeded as the ImageNet-C cell: the same corrupted images that suite classifies
                 token = imagenet_c_key(corruption, severity, made).label
                 key = cell_key(corruption, str(severity), {**settings.variant(), **made})
@@ -260,7 +262,9 @@ class LandscapeSuite(Suite):
                 f"{_eta_text(etas.high)}")
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """Per (corruption, severity), the cell stored last (never two ways of making it)."""
+        """Per (corruption, severity), the cell stored last (never two ways of making it), of
+        the newest revision of its corruption."""
+        results, notes = newest(results, model)
         chosen: dict[tuple[str, str], CellResult] = {}
         left: list[str] = []
         for r in results:
@@ -268,8 +272,8 @@ class LandscapeSuite(Suite):
             if where in chosen:
                 left.append(cell_label(chosen[where].key))
             chosen[where] = r
-        notes = [f"{model}: landscape cells made in several ways ({', '.join(sorted(set(left)))}): only "
-                 "the one measured last is shown"] if left else []
+        notes += [f"{model}: landscape cells made in several ways ({', '.join(sorted(set(left)))}): only "
+                  "the one measured last is shown"] if left else []
         return list(chosen.values()), notes
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:

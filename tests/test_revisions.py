@@ -1,0 +1,87 @@
+"""Cells made by a changed corruption carry its revision: an older store's cells of it are
+recomputed, not reused, and reports show the newest revision of each cell."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from click.testing import CliRunner
+
+from robustbench_gcp.cli import main
+from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
+from robustbench_gcp.suites.revisions import current_revision, newest, revision_mark
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_the_marks_of_changed_corruptions_only():
+    assert revision_mark("brightness", "torch") == {"revision": 2}
+    assert revision_mark("saturate", "torch") == {"revision": 2}
+    assert revision_mark("gaussian_noise", "torch") == {}  # unchanged: older stores' cells stay found
+    assert revision_mark("gaussian_noise", "reference") == {"revision": 2}
+    assert current_revision("brightness", "released") == 1 and current_revision("unknown", "torch") == 1
+
+
+def _cell(name, variant, n):
+    return CellResult(CellKey("imagenet-c", name, "1", canonical_json(variant)), n, {"top1_wrong": 0.0},
+                      [0], True)
+
+
+def test_reports_show_the_newest_revision_whatever_the_order():
+    made = {"source": "torch", "roundtrip": True}
+    old, new = _cell("brightness", made, 1), _cell("brightness", {**made, "revision": 2}, 2)
+    other = _cell("contrast", made, 3)
+    for cells in ([old, new, other], [new, old, other]):
+        kept, notes = newest(cells, "m")
+        assert [c.n for c in kept] == [c.n for c in cells if c is not old]
+        assert notes == ["m: 1 cells computed by an earlier version of their corruption are left out; "
+                         "the current version's are shown"]
+    kept, notes = newest([old, other], "m")  # only the old revision stored: shown, and said so
+    assert kept == [old, other] and len(notes) == 1 and notes[0].startswith("m: brightness were computed")
+    released = _cell("brightness", {"source": "released"}, 4)
+    assert newest([released], "m") == ([released], [])
+
+
+def _eval(image_folder, checkpoint, store):
+    result = run("eval", "--model", "resnet18-gap", "--checkpoint", checkpoint, "--data", image_folder,
+                 "--store", store, "--workers", 0, "--batch-size", 6, "--suite", "imagenet-c",
+                 "--corruptions", "brightness,contrast", "--severities", 2, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _report(store):
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json")
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]
+    assert len(reports) == 1  # the old and the new brightness cell make one report
+    return reports[0]
+
+
+def test_an_earlier_revision_is_recomputed_and_reported_once(image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "results.db"
+    first = _eval(image_folder, gap_checkpoint, store)
+    with Store(store) as s:
+        variants = {key.name: json.loads(key.variant) for _, key in s.cells(s.runs()[0].id) if key.name}
+    assert variants["brightness"]["revision"] == 2 and "revision" not in variants["contrast"]
+
+    # what gcp-robust 0.7.0 stored: the brightness cell without the mark
+    unmarked = canonical_json({k: v for k, v in variants["brightness"].items() if k != "revision"})
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE cells SET variant = ? WHERE name = 'brightness'", (unmarked,))
+    db.close()
+    stale = _report(store)
+    assert any("brightness were computed by an earlier version" in n for n in stale["notes"])
+
+    again = _eval(image_folder, gap_checkpoint, store)
+    shards = first["computed"]["computed"] // 3  # of each cell: clean, brightness, contrast
+    assert again["computed"]["computed"] == shards and again["computed"]["reused"] == 2 * shards
+    assert again["cells"] == first["cells"] and again["metrics"] == first["metrics"]
+    after = _report(store)
+    assert [c["corruption"] for c in after["cells"]] == ["brightness", "contrast"]
+    assert any("1 cells computed by an earlier version" in n for n in after["notes"])
+    assert not any("were computed by an earlier version" in n for n in after["notes"])
+    assert after["cells"] == first["cells"]
