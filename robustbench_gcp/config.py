@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,9 @@ def load_config(path: str | Path | None = None) -> Config:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML
-    keeps the last one silently: a repeated ``severities:`` would pass unnoticed). Checked as
-    the file is composed, before merge keys (``<<: *anchor``, whose keys may be overridden)
-    are expanded."""
+    keeps the last one silently: a repeated ``severities:`` would pass unnoticed), two spellings
+    of one value too (``1`` and ``01``). Checked as the file is composed, before merge keys
+    (``<<: *anchor``, whose keys may be overridden) are expanded."""
 
     def compose_mapping_node(self, anchor):
         node = super().compose_mapping_node(anchor)
@@ -159,7 +160,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
                 continue
-            key = (key_node.tag, key_node.value)  # 1 and '1' are two keys
+            # the key as the mapping will hold it: 1, 01, 0x1, 1.0 and true are one key, '1' another
+            key = self.construct_object(key_node)
+            if not isinstance(key, Hashable):
+                continue  # the constructor says what is wrong with it
             if key in seen:
                 raise yaml.composer.ComposerError(
                     None, None, f"'{key_node.value}' is given twice in one mapping (first on line "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -91,6 +92,13 @@ def test_a_key_given_twice_is_an_error_not_the_last_one(tmp_path):
     nested = ("suites:\n  a: &a {kind: imagenet-c, severities: [1], corruptions: [fog]}\n"
               "  b: &b\n    <<: *a\n    severities: [2]\n  c:\n    <<: *b\n    corruptions: [snow]\n")
     assert load_config(write(tmp_path, nested)).suite("c").severities == (2,)
+    # two spellings of one value are one key, as the mapping would hold them
+    for first, second in (("1", "01"), ("true", "yes"), ("1", "1.0"), ("null", "~")):
+        with pytest.raises(ConfigError, match=rf"'{re.escape(second)}' is given twice"):
+            load_config(write(tmp_path, f"models:\n  {first}: {{}}\n  {second}: {{}}\n"))
+    with pytest.raises(ConfigError) as info:  # 1 and '1' are two keys: another error
+        load_config(write(tmp_path, "models:\n  1: {}\n  '1': {}\n"))
+    assert "given twice" not in str(info.value)
 
 
 def test_missing_config_file(tmp_path):
