@@ -198,6 +198,8 @@ def last_line(result):
         (("--suite", "imagenet-c", "--severities", "0,7"), 2, "Error: `--severities` should be 1..5. Got 0"),
         (("--severities", "3"), 2,
          "Error: `--severities` applies to the imagenet-c/landscape suite, not to 'clean'"),
+        (("--baseline", "alexnet"), 2, "Error: --baseline normalizes the metrics of the "
+         "imagenet-c/imagenet-p suites; the clean suite has none to normalize"),
         (("--checkpoint", "/nonexistent/r18.pth"), 1,
          "Error: checkpoint file /nonexistent/r18.pth does not exist"),
         (("--data", "/nonexistent/val"), 1, "Error: data folder /nonexistent/val does not exist"),

@@ -8,6 +8,7 @@ from robustbench_gcp.cli.options import (
     MODEL_HELP,
     SuiteCommand,
     baseline_option,
+    check_baseline_applies,
     config_option,
     data_options,
     default_workers,
@@ -57,6 +58,7 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
 
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
+    check_baseline_applies(planned.suite)
     with progress_display(f"{model} {options['suite']}") as progress:
         report = run(planned, progress)
     if not isinstance(report, RankResult):  # torchrun ranks other than 0 print nothing

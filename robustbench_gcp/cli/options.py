@@ -146,14 +146,28 @@ report_store_option = _store_option("SQLite results store to report (opened read
                                     "computed).")
 
 
-def check_layout(fmt: str) -> None:
-    """``--layout`` given with another ``--format`` than csv does nothing: a usage error."""
+def given(name: str) -> bool:
+    """Whether the option ``name`` (its parameter name) was given on the command line."""
     from click.core import ParameterSource
 
-    if click.get_current_context().get_parameter_source("layout") is ParameterSource.COMMANDLINE \
-            and fmt != "csv":
+    return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def check_layout(fmt: str) -> None:
+    """``--layout`` given with another ``--format`` than csv does nothing: a usage error."""
+    if given("layout") and fmt != "csv":
         raise click.UsageError("--layout chooses the CSV layout; give it with --format csv "
                                f"(got --format {fmt})")
+
+
+def check_baseline_applies(suite) -> None:
+    """``--baseline`` given for a suite whose metrics no baseline normalizes: a usage error."""
+    from robustbench_gcp.suites import all_suites
+
+    if given("baseline") and not suite.uses_baseline:
+        kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
+        raise click.UsageError(f"--baseline normalizes the metrics of the {kinds} suites; the "
+                               f"{suite.kind} suite has none to normalize")
 
 
 model_options = _compose(
