@@ -114,12 +114,19 @@ _PERTURBATION_TEST = (
     "scale",
 )
 _PERTURBATION_VALIDATION = ("speckle_noise", "gaussian_blur", "spatter", "shear")
+#: CIFAR-10-P's and CIFAR-100-P's: hendrycks/robustness ImageNet-P/cifar-p-eval.py averages
+#: spatter where ImageNet-P has snow (snow is among its validation perturbations)
+_CIFAR_P_TEST = tuple("spatter" if p == "snow" else p for p in _PERTURBATION_TEST)
+_CIFAR_P_VALIDATION = tuple("snow" if p == "spatter" else p for p in _PERTURBATION_VALIDATION)
 #: named subsets for :func:`list_perturbations`: the 10 test perturbations in the order of
-#: every report (PROTOCOL.md section 2), the 4 validation ones, all 14
+#: every report (PROTOCOL.md section 2), the 4 validation ones, all 14; and CIFAR-10-P's
+#: test and validation ones
 PERTURBATION_SUBSETS: dict[str, tuple[str, ...]] = {
     "test": _PERTURBATION_TEST,
     "validation": _PERTURBATION_VALIDATION,
     "all": _PERTURBATION_TEST + _PERTURBATION_VALIDATION,
+    "cifar-test": _CIFAR_P_TEST,
+    "cifar-validation": _CIFAR_P_VALIDATION,
 }
 #: the perturbations made of fresh noise per frame: frames 1..30 are compared with the
 #: clean frame 0 (not with the previous frame), and difficulty selects their noise level
@@ -434,7 +441,8 @@ def list_perturbations(subset: str = "test") -> list[str]:
 
     Args:
         subset: ``test`` (the 10 of ImageNet-P), ``validation`` (speckle_noise,
-            gaussian_blur, spatter, shear) or ``all`` (the 14).
+            gaussian_blur, spatter, shear), ``all`` (the 14), ``cifar-test`` /
+            ``cifar-validation`` (CIFAR-10-P's: spatter and snow trade places).
 
     Returns:
         A new list of names.

@@ -167,7 +167,7 @@ def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
 
     from robustbench_gcp import evaluate
     from robustbench_gcp.suites.adversarial import robust_accuracy
-    from robustbench_gcp.suites.imagenet_p import flip_probability
+    from robustbench_gcp.suites.charts import flip_probability
 
     report = evaluate("resnet18-gap", checkpoint=str(gap_checkpoint), suite="adversarial",
                       data=str(image_folder), store=str(tmp_path / "s.db"), attacks="fgsm",

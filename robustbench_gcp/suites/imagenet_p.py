@@ -84,6 +84,9 @@ Figures = dict[tuple[str, int], tuple[float, float, int]]
 class ImageNetPSpec(SuiteSpec):
     perturbations: tuple[str, ...] = ()
     difficulties: tuple[int, ...] = ()
+    #: ``test`` or ``validation`` when the entry named that subset (or none: ``test``), which
+    #: then means its dataset's (:func:`dataset_subsets`); ``perturbations`` holds ImageNet-P's
+    subset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,29 @@ class ImageNetPSelection(Selection):
 
 
 def perturbed_name(dataset: DatasetInfo) -> str:
-    """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, Tiny-ImageNet-P
-    (CIFAR-100-P: not released; its sequences use CIFAR-10-P's parameters)."""
+    """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, CIFAR-100-P,
+    Tiny-ImageNet-P."""
     return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
+
+
+def dataset_subsets(dataset: DatasetInfo) -> dict[str, tuple[str, ...]]:
+    """The named perturbation subsets on ``dataset``: ``test`` and ``validation`` are CIFAR-10-P's
+    on CIFAR (cifar-p-eval.py averages spatter, not snow), ImageNet-P's elsewhere (Tiny-ImageNet-P
+    has no evaluation script of its own)."""
+    if dataset.preset != "cifar":
+        return PERTURBATION_SUBSETS
+    return {**PERTURBATION_SUBSETS, "test": PERTURBATION_SUBSETS["cifar-test"],
+            "validation": PERTURBATION_SUBSETS["cifar-validation"]}
+
+
+def averaged_perturbations(dataset: DatasetInfo) -> tuple[str, ...]:
+    """The 10 perturbations mFR and mT5D average on ``dataset``."""
+    return dataset_subsets(dataset)["test"]
+
+
+def _default_perturbations(spec: ImageNetPSpec) -> tuple[str, ...]:
+    """A suite entry's perturbations on its dataset (its subset's there, if it named one)."""
+    return dataset_subsets(get_dataset(spec.dataset))[spec.subset] if spec.subset else spec.perturbations
 
 
 @dataclass(frozen=True)
@@ -263,9 +286,9 @@ def summarize(
             "FR": relative_rate(fp, base[0]) if base else None,
             "T5D": relative_rate(t5d, base[1]) if base else None,
         })
-    order = {p: i for i, p in enumerate(PERTURBATION_SUBSETS["all"])}  # however they were stored
-    entries.sort(key=lambda e: (order.get(e["perturbation"], len(order)), e["difficulty"]))
-    test = PERTURBATION_SUBSETS["test"]
+    test = averaged_perturbations(dataset)
+    order = {p: i for i, p in enumerate(dict.fromkeys((*test, *PERTURBATION_SUBSETS["all"])))}
+    entries.sort(key=lambda e: (order[e["perturbation"]], e["difficulty"]))  # however they were stored
     by_difficulty = {}
     for difficulty in sorted({e["difficulty"] for e in entries}):
         chosen = [e for e in entries if e["difficulty"] == difficulty and e["perturbation"] in test]
@@ -294,8 +317,6 @@ def summarize(
             if missing:
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
                              "has no figures for them, or a zero normalizer there (it never flips)")
-    if entries and dataset.name == "cifar100":
-        notes.append("CIFAR-100-P is not a released benchmark: these sequences use CIFAR-10-P's parameters")
     if first.get("missing") and first.get("perturbations"):
         what = "mFR averages" if first.get("mFR") is not None else "the means average"
         notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
@@ -385,24 +406,28 @@ class ImageNetPSuite(LevelledSuite):
             self.kind,
             perturbations=check.names(value.get("perturbations", "test"), f"{where}.perturbations",
                                       PERTURBATION_SUBSETS, "perturbation"),
+            subset=value.get("perturbations", "test") if value.get("perturbations", "test") in
+            ("test", "validation") else None,
             difficulties=check.levels(value.get("difficulties", [1]), f"{where}.difficulties",
                                       DIFFICULTIES, "difficulty"),
         )
 
     def describe(self, spec: ImageNetPSpec) -> tuple[str, str]:
-        return (f"{len(spec.perturbations)} perturbations: {', '.join(spec.perturbations)}",
+        names = _default_perturbations(spec)
+        return (f"{len(names)} perturbations: {', '.join(names)}",
                 "difficulties " + ",".join(map(str, spec.difficulties)))
 
     def spec_json(self, spec: ImageNetPSpec) -> dict:
-        return {"perturbations": list(spec.perturbations), "difficulties": list(spec.difficulties)}
+        return {"perturbations": list(_default_perturbations(spec)), "difficulties": list(spec.difficulties)}
 
     # -- plan
     def select(self, spec: ImageNetPSpec, flags: Mapping[str, Any]) -> ImageNetPSelection:
         return ImageNetPSelection(
             spec,
             released=self.released(flags),
-            perturbations=resolve_names(flags.get("perturbations"), spec.perturbations,
-                                        PERTURBATION_SUBSETS, "perturbation", "--perturbations"),
+            perturbations=resolve_names(flags.get("perturbations"), _default_perturbations(spec),
+                                        dataset_subsets(get_dataset(spec.dataset)), "perturbation",
+                                        "--perturbations"),
             difficulties=resolve_levels(flags.get("difficulties"), spec.difficulties, "--difficulties",
                                         DIFFICULTIES),
         )
@@ -538,7 +563,7 @@ class ImageNetPSuite(LevelledSuite):
     # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: FlipBaseline | None) -> Design:
         figures = normalizer.figures if normalizer else None
-        test = PERTURBATION_SUBSETS["test"]
+        test = averaged_perturbations(dataset_of(results, self.kind))
         rows, values = [], []
         chosen: list[tuple[str, int]] = []
         for r in results:
@@ -621,60 +646,46 @@ class ImageNetPSuite(LevelledSuite):
             metrics = report.sections.get("metrics") or {}
             out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
             # the raw means over the cells mFR and mT5D average (the comparisons' fallback)
+            averaged = averaged_perturbations(report_dataset(report))
             test = [e for e in entries if e["difficulty"] == metrics.get("difficulty")
-                    and e["perturbation"] in PERTURBATION_SUBSETS["test"]]
+                    and e["perturbation"] in averaged]
             if test:
                 out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
                 out["mean_top5_distance"] = sum(e["top5_distance"] for e in test) / len(test)
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
-        """FR per perturbation across models (flip probability when unnormalized)."""
+        """FR per perturbation across models (flip probability when unnormalized), at the smallest
+        difficulty, the one mFR and its mean column are of."""
         reports = [r for r in reports if r.sections.get("perturbations")]
         if not reports:
             return None
-        names = column_names(reports, "perturbations", "perturbation", PERTURBATION_SUBSETS["all"])
-        normalized = all(e["FR"] is not None for r in reports for e in r.sections["perturbations"])
+        every = [e for r in reports for e in r.sections["perturbations"]]
+        difficulty = min(e["difficulty"] for e in every)
+        order = (*averaged_perturbations(report_dataset(reports[0])), *PERTURBATION_SUBSETS["all"])
+        names = column_names(reports, "perturbations", "perturbation", tuple(dict.fromkeys(order)))
+        shown = [e for e in every if e["difficulty"] == difficulty]
+        names = [p for p in names if any(e["perturbation"] == p for e in shown)]
+        normalized = all(e["FR"] is not None for e in shown)
         key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
         scale = 1.0 if normalized else 100.0
         mean, header = ("mFR", "mFR") if normalized else ("mean_flip_probability", "mean FP")
         rows = []
         for r in reports:
-            values = {e["perturbation"]: e[key] for e in r.sections["perturbations"]}
-            metrics = r.sections["metrics"]
-            first = (metrics.get("by_difficulty") or {}).get(str(metrics.get("difficulty")), {})
-            overall = metrics.get(mean, first.get(mean))
+            values = {e["perturbation"]: e[key] for e in r.sections["perturbations"]
+                      if e["difficulty"] == difficulty}
+            at_difficulty = (r.sections["metrics"].get("by_difficulty") or {}).get(str(difficulty)) or {}
+            overall = at_difficulty.get(mean)
             rows.append({"model": r.model, mean: None if overall is None else overall * scale,
                          **{p: None if values.get(p) is None else values[p] * scale for p in names}})
         columns = [Column("model", justify="left"), Column(mean, header, ".1f" if normalized else ".2f")]
         columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
         unit = "baseline = 100" if normalized else "%, unnormalized"
-        return to_markdown(rows, columns, title=f"{reports[0].heading}: {label} per perturbation ({unit})")
+        at = f", difficulty {difficulty}" if len({e["difficulty"] for e in every}) > 1 else ""
+        return to_markdown(rows, columns,
+                           title=f"{reports[0].heading}: {label} per perturbation ({unit}{at})")
 
     def plots(self):
+        from robustbench_gcp.suites.charts import flip_probability
+
         return {"flip_probability": flip_probability}
-
-
-def flip_probability(reports: Sequence[Report], path: Path) -> Path | None:
-    """Flip probability (%) per perturbation as grouped bars, a bar per model."""
-    from robustbench_gcp.reports.figures import grouped_bars, pyplot, save
-
-    reports = [r for r in reports if r.sections.get("perturbations")]
-    if not reports:
-        return None
-    plt = pyplot()
-    difficulty = min(e["difficulty"] for r in reports for e in r.sections["perturbations"])
-    names = list(dict.fromkeys(e["perturbation"] for r in reports for e in r.sections["perturbations"]
-                               if e["difficulty"] == difficulty))
-    series = {}
-    for r in reports:
-        fp = {e["perturbation"]: e["flip_probability"] for e in r.sections["perturbations"]
-              if e["difficulty"] == difficulty}
-        series[r.model] = [None if fp.get(p) is None else 100 * fp[p] for p in names]
-    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(names) * max(1, len(series)) / 1.5), 4.5))
-    grouped_bars(ax, names, series)
-    ax.set_xlabel("perturbation")
-    ax.set_ylabel("flip probability (%)")
-    ax.set_title(f"{reports[0].heading}: flip probability per perturbation (difficulty {difficulty})")
-    fig.tight_layout()
-    return save(fig, path)

@@ -1,0 +1,100 @@
+"""The figures of the ImageNet-C and ImageNet-P suites (``Suite.plots``): error against severity,
+CE per corruption, flip probability per perturbation; ``report --plots`` writes them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from robustbench_gcp.reports.report_type import Report
+
+
+def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
+    """One panel per corruption: top-1 error (%) against severity, a line per model."""
+    from robustbench_gcp.reports.figures import pyplot, save
+
+    reports = [r for r in reports if r.sections.get("cells")]
+    if not reports:
+        return None
+    plt = pyplot()
+    corruptions = list(dict.fromkeys(c["corruption"] for r in reports for c in r.sections["cells"]))
+    cols = min(5, len(corruptions))
+    rows = math.ceil(len(corruptions) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.6 * rows + 0.8), squeeze=False,
+                             sharey=True)
+    for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
+        for i, r in enumerate(reports):
+            cells = sorted((c["severity"], c["top1_error"]) for c in r.sections["cells"]
+                           if c["corruption"] == corruption)
+            clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
+            xs = ([0] if clean is not None else []) + [s for s, _ in cells]
+            ys = ([clean] if clean is not None else []) + [e for _, e in cells]
+            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r.model, color=f"C{i % 10}")
+        ax.set_title(corruption.replace("_", " "), fontsize=9)
+        if index >= len(corruptions) - cols:  # bottom row of each column
+            ax.set_xlabel("severity (0 = clean)", fontsize=8)
+        if index % cols == 0:
+            ax.set_ylabel("top-1 error (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(corruptions):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8, title="model")
+    fig.suptitle(f"{reports[0].heading}: top-1 error against severity")
+    fig.tight_layout(rect=(0, 0, 0.92, 0.95))
+    return save(fig, path)
+
+
+def ce_bars(reports: Sequence[Report], path: Path) -> Path | None:
+    """CE per corruption as grouped bars, a bar per model (the baseline's = 100)."""
+    from robustbench_gcp.reports.figures import grouped_bars, pyplot, save
+
+    reports = [r for r in reports if r.sections.get("per_corruption")
+               and any(e["CE"] is not None for e in r.sections["per_corruption"])]
+    if not reports:
+        return None
+    plt = pyplot()
+    corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
+    series = {}
+    for r in reports:
+        ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
+        mce = r.sections["metrics"].get("mCE")
+        label = r.model + (f" (mCE {mce:.1f})" if mce is not None else "")
+        series[label] = [ce_of.get(c) for c in corruptions]
+    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(corruptions) * max(1, len(series)) / 1.5), 4.5))
+    grouped_bars(ax, corruptions, series)
+    ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("corruption")
+    ax.set_ylabel(f"CE (%, {reports[0].sections['metrics'].get('baseline') or 'baseline'} = 100)")
+    ax.set_title(f"{reports[0].heading}: corruption error per corruption")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def flip_probability(reports: Sequence[Report], path: Path) -> Path | None:
+    """Flip probability (%) per perturbation as grouped bars, a bar per model."""
+    from robustbench_gcp.reports.figures import grouped_bars, pyplot, save
+
+    reports = [r for r in reports if r.sections.get("perturbations")]
+    if not reports:
+        return None
+    plt = pyplot()
+    difficulty = min(e["difficulty"] for r in reports for e in r.sections["perturbations"])
+    names = list(dict.fromkeys(e["perturbation"] for r in reports for e in r.sections["perturbations"]
+                               if e["difficulty"] == difficulty))
+    series = {}
+    for r in reports:
+        fp = {e["perturbation"]: e["flip_probability"] for e in r.sections["perturbations"]
+              if e["difficulty"] == difficulty}
+        series[r.model] = [None if fp.get(p) is None else 100 * fp[p] for p in names]
+    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(names) * max(1, len(series)) / 1.5), 4.5))
+    grouped_bars(ax, names, series)
+    ax.set_xlabel("perturbation")
+    ax.set_ylabel("flip probability (%)")
+    ax.set_title(f"{reports[0].heading}: flip probability per perturbation (difficulty {difficulty})")
+    fig.tight_layout()
+    return save(fig, path)

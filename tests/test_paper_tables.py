@@ -1,0 +1,91 @@
+"""The papers' tables across models (``report --format markdown``): each shows one difficulty,
+names its normalizer, and averages the perturbations the dataset's own evaluation averages."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from corruptions import PERTURBATION_SUBSETS
+from robustbench_gcp.config import load_config
+from robustbench_gcp.data.datasets import get_dataset
+from robustbench_gcp.suites import get_suite
+from robustbench_gcp.suites.imagenet_p import (
+    ImageNetPSpec,
+    averaged_perturbations,
+    dataset_subsets,
+    summarize,
+)
+
+
+def _report(model, sections):
+    return SimpleNamespace(model=model, sections=sections, heading="H")
+
+
+def _p_sections(by_difficulty):
+    """ImageNet-P sections with FR = flip probability x 100 / 0.5 at each given difficulty."""
+    entries = [{"perturbation": p, "difficulty": d, "flip_probability": fp, "top5_distance": 0.0,
+                "FR": 200 * fp, "T5D": None, "n_videos": 1}
+               for d, values in by_difficulty.items() for p, fp in values.items()]
+    means = {str(d): {"mFR": sum(200 * v for v in values.values()) / len(values),
+                      "mean_flip_probability": sum(values.values()) / len(values)}
+             for d, values in by_difficulty.items()}
+    first = min(by_difficulty)
+    return {"perturbations": entries,
+            "metrics": {"mFR": means[str(first)]["mFR"], "difficulty": first, "by_difficulty": means,
+                        "dataset": "imagenet"}}
+
+
+def test_the_flip_table_shows_the_difficulty_its_mean_is_of():
+    sections = _p_sections({1: {"rotate": 0.1, "scale": 0.3}, 3: {"rotate": 0.4, "scale": 0.6}})
+    table = get_suite("imagenet-p").detail_markdown([_report("m", sections)])
+    assert "FR per perturbation (baseline = 100, difficulty 1)" in table
+    row = [line for line in table.splitlines() if line.startswith("| m ")][0]
+    assert [cell.strip() for cell in row.strip("|").split("|")] == ["m", "40.0", "20.0", "60.0"]
+
+
+def test_the_ce_table_names_its_normalizer_or_shows_errors():
+    suite = get_suite("imagenet-c")
+    entry = {"corruption": "fog", "severities": [1], "mean_error": 0.25, "CE": 50.0, "relative_CE": None}
+    normalized = {"per_corruption": [entry], "metrics": {"mCE": 50.0, "mean_error": 0.25, "baseline": "mine"}}
+    assert "CE per corruption (mine = 100)" in suite.detail_markdown([_report("m", normalized)])
+    bare = {"per_corruption": [{**entry, "CE": None}],
+            "metrics": {"mCE": None, "mean_error": 0.25, "baseline": None}}
+    table = suite.detail_markdown([_report("m", bare)])
+    assert "error per corruption (%, unnormalized)" in table and "AlexNet" not in table
+    assert "| m | 25.0 | 25.0 |" in table
+
+
+def test_cifar_p_averages_spatter_where_imagenet_p_has_snow():
+    """hendrycks/robustness ImageNet-P/cifar-p-eval.py averages these 10."""
+    cifar = averaged_perturbations(get_dataset("cifar10"))
+    assert cifar == ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
+                     "translate", "rotate", "tilt", "scale")
+    assert averaged_perturbations(get_dataset("cifar100")) == cifar
+    assert averaged_perturbations(get_dataset("imagenet")) == PERTURBATION_SUBSETS["test"]
+    assert averaged_perturbations(get_dataset("tinyimagenet")) == PERTURBATION_SUBSETS["test"]
+    assert set(dataset_subsets(get_dataset("cifar10"))["validation"]) == {
+        "speckle_noise", "gaussian_blur", "snow", "shear"}
+    # the shipped cifar10-p suite runs them; `test` on the command line means them on CIFAR
+    suite, spec = get_suite("imagenet-p"), load_config().suite("cifar10-p")
+    assert suite.select(spec, {}).perturbations == cifar
+    assert suite.select(spec, {"perturbations": "test"}).perturbations == cifar
+    plain = ImageNetPSpec("p", "imagenet-p", perturbations=PERTURBATION_SUBSETS["test"], difficulties=(1,),
+                          subset="test", dataset="cifar10")
+    assert suite.select(plain, {}).perturbations == cifar
+
+
+def test_the_cifar_p_mean_leaves_snow_out():
+    from robustbench_gcp.store import CellKey, CellResult
+
+    def cell(name, fp):
+        counts = {"videos": 4, "flip_rate_sum": 4 * fp, "distance_rate_sum": 0.0}
+        return CellResult(CellKey("imagenet-p", name, "1", '{"dataset":"cifar10","source":"torch"}'), 4,
+                          counts, [0], True)
+
+    names = ["gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow", "spatter", "brightness",
+             "translate", "rotate", "tilt", "scale"]
+    sections, _ = summarize([cell(p, 0.5 if p == "snow" else 0.25) for p in names], baseline=None,
+                            baseline_name=None)
+    first = sections["metrics"]["by_difficulty"]["1"]
+    assert first["mean_flip_probability"] == 0.25 and "snow" not in first["perturbations"]
+    assert [e["perturbation"] for e in sections["perturbations"]][4:6] == ["spatter", "brightness"]
