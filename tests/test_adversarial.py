@@ -21,7 +21,13 @@ from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
 from robustbench_gcp.models import load_model
-from robustbench_gcp.suites.attacks import DEFAULT_BUDGETS, AttackMemoryError, AttackSpec, AttackTask
+from robustbench_gcp.suites.attacks import (
+    DEFAULT_BUDGETS,
+    AttackMemoryError,
+    AttackSpec,
+    AttackTask,
+    budget_of,
+)
 
 
 def attack_report(demo_val, store, **kwargs):
@@ -82,6 +88,8 @@ def test_adversarial_examples_stay_in_the_ball_and_the_box(demo_val, attack, eps
     params = dict(DEFAULT_BUDGETS[attack])
     params.update({k: v for k, v in (("steps", 3), ("binary_search_steps", 2), ("candidates", 3))
                    if k in params})
+    if attack == "cw-l2":  # strong enough to find adversarials (failed images are left unmoved)
+        params.update(steps=20, initial_const=1.0)
     task = AttackTask(AttackSpec(attack, (eps, 4 * eps), params), ImageSource(demo_val), model.num_classes)
     x, y = _demo_batch(demo_val, n=6)
     adversarials, _ = task.adversarials(x, y, list(range(6)), Context(classifier))
@@ -122,6 +130,36 @@ def test_minimization_attacks_store_perturbation_sizes(demo_val, tmp_path):
     assert small["median_perturbation"] is not None and small["median_perturbation"] > 0
     assert large["robust_accuracy"] <= small["robust_accuracy"]
     assert large["median_perturbation"] == small["median_perturbation"]  # one minimization, all epsilons
+
+
+def test_a_failed_cw_image_is_not_taken_for_an_adversarial(demo_val):
+    """foolbox's C&W returns all zeros where it found nothing (its best_advs start as zeros): such
+    an image stays unperturbed, robust at every epsilon, its size infinite (not ||x||)."""
+    import foolbox as fb
+
+    spec = load_config().model("demo-gap")
+    model = load_model("demo-gap", spec.checkpoint)
+    classifier = Classifier(model, torch.device("cpu"), mean=model.pretrained_cfg.mean,
+                            std=model.pretrained_cfg.std)
+    params = {"steps": 2, "binary_search_steps": 1, "initial_const": 1e-3}  # too weak to succeed often
+    task = AttackTask(AttackSpec("cw-l2", (0.5, 50.0), params), ImageSource(demo_val), model.num_classes)
+    assert json.loads(task.keys[0].variant)["revision"] == 2  # cells of 0.7.0 are not reused
+    assert "revision" not in budget_of(task.keys[0])  # nor shown as a budget
+    x, y = _demo_batch(demo_val, n=8)
+    ctx = Context(classifier)
+    (_, wide), minimal = task.adversarials(x, y, list(range(8)), ctx)
+    raw = fb.attacks.L2CarliniWagnerAttack(**params).run(
+        fb.PyTorchModel(model.eval(), bounds=(0, 1), preprocessing=dict(
+            mean=list(model.pretrained_cfg.mean), std=list(model.pretrained_cfg.std), axis=-3)),
+        x, y, early_stop=None)
+    failed = (raw == 0).flatten(1).all(1)
+    assert failed.any(), "the weak budget should leave some images without an adversarial"
+    assert torch.equal(minimal[failed], x[failed]) and torch.equal(wide[failed], x[failed])
+    assert torch.equal(minimal[~failed], raw[~failed])
+    [_, at_50] = task.process((x * 255).round().to(torch.uint8), y, list(range(8)), ctx)
+    sizes = torch.from_numpy(at_50.extra)  # 0: wrong to begin with; inf: no adversarial found
+    assert ((sizes[failed] == 0) | torch.isinf(sizes[failed])).all() and torch.isinf(sizes[failed]).any()
+    assert torch.isfinite(sizes[~failed]).all()
 
 
 class _Hungry(torch.nn.Module):

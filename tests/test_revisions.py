@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from robustbench_gcp.cli import main
 from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
-from robustbench_gcp.suites.revisions import current_revision, newest, revision_mark
+from robustbench_gcp.suites.revisions import corruption_revision, newest, revision_mark
 
 
 def run(*args):
@@ -22,7 +22,7 @@ def test_the_marks_of_changed_corruptions_only():
     assert revision_mark("saturate", "torch") == {"revision": 2}
     assert revision_mark("gaussian_noise", "torch") == {}  # unchanged: older stores' cells stay found
     assert revision_mark("gaussian_noise", "reference") == {"revision": 2}
-    assert current_revision("brightness", "released") == 1 and current_revision("unknown", "torch") == 1
+    assert corruption_revision("brightness", "released") == 1 and corruption_revision("unknown", "torch") == 1
 
 
 def _cell(name, variant, n):
@@ -37,8 +37,8 @@ def test_reports_show_the_newest_revision_whatever_the_order():
     for cells in ([old, new, other], [new, old, other]):
         kept, notes = newest(cells, "m")
         assert [c.n for c in kept] == [c.n for c in cells if c is not old]
-        assert notes == ["m: 1 cells computed by an earlier version of their corruption are left out; "
-                         "the current version's are shown"]
+        assert notes == ["m: 1 cells computed by an earlier version of their corruption or attack are "
+                         "left out; the current version's are shown"]
     kept, notes = newest([old, other], "m")  # only the old revision stored: shown, and said so
     assert kept == [old, other] and len(notes) == 1 and notes[0].startswith("m: brightness were computed")
     released = _cell("brightness", {"source": "released"}, 4)

@@ -49,6 +49,7 @@ from robustbench_gcp.suites.base import (
     pct,
     register_suite,
 )
+from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -190,8 +191,9 @@ class AdversarialSuite(Suite):
 
     # -- reports
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """Per attack, the cells of the budget measured last (never a mix of budgets), and notes
-        naming the budgets left out."""
+        """Per attack, the cells of the budget measured last (never a mix of budgets), of the newest
+        revision of the attack, and notes naming the budgets left out."""
+        results, notes = newest(results, model)
         budgets: dict[str, str] = {}
         for r in results:  # store order: the last budget of each attack wins
             budgets[r.key.name] = canonical_json(budget_of(r.key))
@@ -203,7 +205,6 @@ class AdversarialSuite(Suite):
                 latest[(r.key.name, r.key.level)] = r
             else:
                 left_out.setdefault(r.key.name, set()).add(budget_tag(r.key.name, budget) or "defaults")
-        notes = []
         for attack, tags in left_out.items():
             shown = budget_tag(attack, json.loads(budgets[attack])) or "defaults"
             notes.append(f"{model}, {attack}: only the budget measured last ({shown}) is shown; "

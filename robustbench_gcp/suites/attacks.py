@@ -38,6 +38,7 @@ from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource, finite
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
+from robustbench_gcp.suites.revisions import ATTACK_REVISIONS, REVISION, mark
 
 #: attack name -> the norm of its budget
 ATTACKS = {
@@ -285,7 +286,8 @@ class AttackTask:
 
     def __post_init__(self):
         variant = canonical_json({"epsilons": list(self.spec.epsilons),
-                                  **dict(DEFAULT_BUDGETS[self.spec.attack], **self.spec.params)})
+                                  **dict(DEFAULT_BUDGETS[self.spec.attack], **self.spec.params),
+                                  **mark(ATTACK_REVISIONS.get(self.spec.attack, 1))})
         keys = tuple(CellKey("adversarial", self.spec.attack, epsilon_level(e), variant)
                      for e in self.spec.epsilons)
         object.__setattr__(self, "keys", keys)
@@ -327,7 +329,7 @@ class AttackTask:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             if self.spec.attack in MINIMIZATION:
-                minimal = attack.run(fmodel, x, labels, early_stop=None).detach()
+                minimal = without_placeholders(attack.run(fmodel, x, labels, early_stop=None).detach(), x)
                 found = [minimal] * len(self.spec.epsilons)
             else:
                 found = []
@@ -386,10 +388,20 @@ class AttackTask:
         return norm.detach().cpu().numpy().astype(np.float32)
 
 
+def without_placeholders(minimal: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A minimization attack's output, with the images it found no adversarial for left as they
+    are: foolbox's C&W returns all zeros for them (its initial ``best_advs``), which a black image's
+    misclassification would otherwise pass for an adversarial of the size of the image (and its
+    clipping to an epsilon, for a step towards black). DeepFool returns its last iterate, kept."""
+    failed = (minimal == 0).flatten(1).all(1) & (x != 0).flatten(1).any(1)
+    return torch.where(failed.view(-1, *[1] * (x.ndim - 1)), x, minimal)
+
+
 def budget_of(key: CellKey) -> dict:
     """The attack budget an adversarial cell was measured with (its variant without the epsilons)."""
     budget = json.loads(key.variant or "{}")
     budget.pop("epsilons", None)
+    budget.pop(REVISION, None)
     return budget
 
 

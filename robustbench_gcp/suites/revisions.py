@@ -1,15 +1,17 @@
-"""Which stored cells the current code would make: the revision mark of generated corruptions.
+"""Which stored cells the current code would make: the revision mark of changed computations.
 
-When a release changes what a corruption makes (gcp-robust 0.7.1 made brightness and saturate
-repeat scikit-image's float64 arithmetic, and the reference backend run the original ImageNet-C
-code), the corruption's revision goes up (:attr:`corruptions.Corruption.revision`,
-:data:`corruptions.reference.REFERENCE_REVISION`) and the cells it makes carry
-``"revision": n`` in their variant. A store's cells of an earlier revision are then not this
-run's cells: ``eval`` computes the new ones beside them. Revision 1 carries no mark, so the cells
-of every unchanged corruption stay found in older stores.
+When a release changes what a corruption or an attack makes (gcp-robust 0.7.1 made brightness and
+saturate repeat scikit-image's float64 arithmetic, the reference backend run the original ImageNet-C
+code, and C&W no longer take foolbox's placeholder of a failed image for an adversarial), its
+revision goes up (:attr:`corruptions.Corruption.revision`,
+:data:`corruptions.reference.REFERENCE_REVISION`, :data:`ATTACK_REVISIONS`) and the cells it
+makes carry ``"revision": n`` in their variant. A store's cells of an earlier revision are then
+not this run's cells: ``eval`` computes the new ones beside them. Revision 1 carries no mark, so
+the cells of everything unchanged stay found in older stores.
 
-Reports group cells without the mark (:attr:`~robustbench_gcp.suites.base.LevelledSuite.unmarked`),
-show the newest revision of each cell, and say which shown cells are older than the code.
+Reports group cells without the mark (:attr:`~robustbench_gcp.suites.base.LevelledSuite.unmarked`,
+the attack budgets of ``suites.attacks.budget_of``), show the newest revision of each cell, and
+say which shown cells are older than the code.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from robustbench_gcp.store import CellResult
+from robustbench_gcp.store import CellKey, CellResult
 
-#: the variant field of a cell made by a changed corruption
+#: the variant field of a cell made by a changed computation
 REVISION = "revision"
+#: attacks whose cells changed: cw-l2 2 (0.7.1): an image C&W found no adversarial for is no
+#: longer foolbox's all-zero placeholder, taken for an adversarial at the size of the image
+ATTACK_REVISIONS = {"cw-l2": 2}
 
 
-def current_revision(corruption: str, source: str | None) -> int:
-    """The revision the current code gives cells of ``corruption`` made by ``source`` (``torch``,
-    ``reference``; 1 for released files, or a name this version does not know)."""
+def mark(revision: int) -> dict:
+    """What a cell's variant adds for ``revision``: ``{"revision": n}`` past 1, else nothing."""
+    return {REVISION: revision} if revision > 1 else {}
+
+
+def corruption_revision(corruption: str, source: str | None) -> int:
+    """The revision of cells of ``corruption`` made by ``source`` (``torch``, ``reference``; 1 for
+    released files, or a name this version does not know)."""
     if source == "reference":
         from corruptions.reference import REFERENCE_REVISION
 
@@ -39,10 +49,15 @@ def current_revision(corruption: str, source: str | None) -> int:
 
 
 def revision_mark(corruption: str, source: str) -> dict:
-    """What the variant of a cell of ``corruption`` made by ``source`` adds: ``{"revision": n}``
-    past revision 1, else nothing."""
-    n = current_revision(corruption, source)
-    return {REVISION: n} if n > 1 else {}
+    """The mark of a cell of ``corruption`` made by ``source``."""
+    return mark(corruption_revision(corruption, source))
+
+
+def current_revision(key: CellKey) -> int:
+    """The revision the current code gives the cell ``key``."""
+    if key.kind == "adversarial":
+        return ATTACK_REVISIONS.get(key.name, 1)
+    return corruption_revision(key.name, json.loads(key.variant).get("source"))
 
 
 def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
@@ -53,25 +68,21 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
         variant = json.loads(r.key.variant)
         revision = variant.pop(REVISION, 1)
         where = (r.key.kind, r.key.name, r.key.level, json.dumps(variant, sort_keys=True))
-        if where not in chosen or revision > json.loads(chosen[where].key.variant).get(REVISION, 1):
+        if where not in chosen or revision > _revision(chosen[where]):
             chosen[where] = r
     ids = {id(r) for r in chosen.values()}
     kept = [r for r in results if id(r) in ids]
     notes = []
     if len(kept) < len(results):
         notes.append(f"{model}: {len(results) - len(kept)} cells computed by an earlier version of their "
-                     "corruption are left out; the current version's are shown")
-    stale = sorted({r.key.name for r in kept if _revision(r) < current_revision(r.key.name, _source(r))})
+                     "corruption or attack are left out; the current version's are shown")
+    stale = sorted({r.key.name for r in kept if _revision(r) < current_revision(r.key)})
     if stale:
         notes.append(f"{model}: {', '.join(stale)} were computed by an earlier version of gcp-robust, "
-                     "whose output differs slightly from the current one; `gcp-robust eval` again "
-                     "computes them anew (the stored ones stay)")
+                     "whose output differs from the current one; `gcp-robust eval` again computes "
+                     "them anew (the stored ones stay)")
     return kept, notes
 
 
 def _revision(result: CellResult) -> int:
     return json.loads(result.key.variant).get(REVISION, 1)
-
-
-def _source(result: CellResult) -> str | None:
-    return json.loads(result.key.variant).get("source")
