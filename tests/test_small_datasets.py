@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import textwrap
 
 import numpy as np
@@ -132,6 +133,35 @@ def test_pickles_folders_and_released_npy_agree(cifar):
         read["n"], read["top1_error"], read["top5_error"])
 
 
+def test_released_cifar_c_rows_beside_data_must_be_that_test_set(cifar, tmp_path):
+    """CIFAR-10-C rows are the test set's: --data must be that whole test set with labels.npy's
+    labels, or a row would be another image's (or another severity's); refused before compute."""
+    common = ["--model", "small_cifar_net:build", "--suite", "cifar10-c", "--corruptions", "fog",
+              "--severities", "2", "--corrupted-dir", cifar / "CIFAR-10-C", "--store", tmp_path / "x.db"]
+    both = report_json(run("eval", *common, "--data", cifar / "cifar-10-batches-py", "--format", "json"))
+    assert both["cells"][0]["n"] == len(NAMES) * PER_CLASS and both["clean"] is not None
+    folder = run("eval", *common, "--data", cifar / "folder")
+    assert folder.exit_code == 1 and "CIFAR-10-C rows are the test set's, in its order" in folder.output
+    n = len(NAMES) * PER_CLASS
+    with open(cifar / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    for name, data, labels in (("more", np.concatenate([batch[b"data"]] * 2), batch[b"labels"] * 2),
+                               ("other", batch[b"data"], [(k + 1) % len(NAMES) for k in batch[b"labels"]])):
+        other = tmp_path / name / "cifar-10-batches-py"
+        other.mkdir(parents=True)
+        shutil.copy(cifar / "cifar-10-batches-py" / "batches.meta", other)
+        with open(other / "test_batch", "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels}, f, protocol=2)
+        refused = run("eval", *common, "--data", other)
+        assert refused.exit_code == 1, refused.output
+        assert (f"--data holds {2 * n} images, CIFAR-10-C's files {n} per severity" in refused.output
+                if name == "more" else "--data's labels differ from CIFAR-10-C's labels.npy (first at "
+                "image 0: 1 and 0)" in refused.output)
+    assert "Traceback" not in folder.output + refused.output
+    with Store(tmp_path / "x.db") as s:  # only the first, good run stored anything
+        assert len(s.runs()) == 1
+
+
 def test_the_dataset_is_found_checked_and_its_preset_follows(cifar):
     common = ["--model", "small_cifar_net:build", "--corruptions", "fog", "--severities", "1",
               "--store", cifar / "s.db", "--format", "json"]
@@ -181,7 +211,7 @@ def test_the_data_is_located_once_in_benchmarks_yaml_or_the_variable(cifar, monk
 
 def test_a_model_of_another_input_size_is_refused_before_compute(cifar):
     out = run("eval", "--model", "torchvision:resnet18", "--random-weights", "--suite", "cifar10-c",
-              "--data", cifar / "folder", "--store", cifar / "s.db")
+              "--data", cifar / "cifar-10-batches-py", "--store", cifar / "s.db")
     assert out.exit_code != 0 and "input_size=32" in out.output
 
 
@@ -201,6 +231,12 @@ def build(seed=0):
 
 def other():
     return build(1)
+
+
+def wide(classes=200):
+    net = build()
+    net[-1] = nn.Linear(8, classes)
+    return net
 '''
 WNIDS = ["n01443537", "n01629819", "n01641577", "n01644900"]
 
@@ -268,6 +304,21 @@ def test_released_tiny_imagenet_c_folders_are_read_with_sorted_wnid_labels(tiny)
     # the released cell holds the clean images: the same labels give the same error
     assert released["cells"][0]["top1_error"] == clean["clean"]["top1_error"]
     assert released["cells"][0]["n"] == 12
+
+
+def test_released_class_folders_numbered_in_sorted_order_must_all_be_there(tiny):
+    """4 of Tiny-ImageNet's 200 class folders, numbered 0..3 by their sorted order, are not the
+    classes 0..3 of a 200-class model: refused before compute (with wnids.txt they are read right)."""
+    released = ["--suite", "tinyimagenet-c", "--corrupted-dir", tiny / "Tiny-ImageNet-C", "--corruptions",
+                "fog", "--severities", "1", "--store", tiny / "s.db", "--format", "json"]
+    refused = run("eval", "--model", "small_tiny_net:wide", *released)
+    assert refused.exit_code == 1 and "the released files' 4 class folders are numbered in their sorted " \
+        "order, but model 'small_tiny_net:wide' has 200 classes" in refused.output
+    assert not (tiny / "s.db").exists()
+    wnids = tiny / "tiny-imagenet-200"
+    with_wnids = run("eval", "--model", "small_tiny_net:wide", *released, "--data", wnids)
+    assert with_wnids.exit_code == 0, with_wnids.output
+    assert run("eval", "--model", "small_tiny_net:build", *released).exit_code == 0  # 4 classes, 4 folders
 
 
 def _folder(root, classes, size, sizes_vary=False):

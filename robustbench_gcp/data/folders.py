@@ -324,6 +324,23 @@ def corrupted_cell_dir(root: Path, corruption: str, severity: int) -> Path:
     return root / corruption / str(severity)
 
 
+def perturbed_dir(root: Path, perturbation: str, difficulty: int) -> Path:
+    """``<root>/<p>`` or, for the noise perturbations at difficulty 2 / 3, ``<root>/<p>_<d>``: the
+    videos of one ImageNet-P / Tiny-ImageNet-P cell."""
+    from corruptions import NOISE_PERTURBATIONS
+
+    if perturbation in NOISE_PERTURBATIONS and difficulty > 1:
+        return root / f"{perturbation}_{difficulty}"
+    return root / perturbation
+
+
+def perturbed_npy(root: Path, perturbation: str, difficulty: int) -> Path:
+    """A released CIFAR-10-P file: ``<root>/<p>.npy`` (``<root>/<p>_<d>.npy`` for the noise
+    perturbations at difficulty 2 / 3, as the folders of ImageNet-P)."""
+    folder = perturbed_dir(root, perturbation, difficulty)
+    return folder.with_name(folder.name + ".npy")
+
+
 def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageList:
     """The image list of one released ImageNet-C cell (``<root>/<c>/<s>/<wnid>/<file>``)."""
     root = Path(root).expanduser()

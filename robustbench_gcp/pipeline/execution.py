@@ -60,7 +60,8 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     if job is not None:
         device = job.device(device)
     net = load_chosen(plan.model, device)
-    check_classes(plan.images, net.num_classes, plan.model.label)  # the file may have changed since
+    # the checkpoint may have changed since the plan was made
+    check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None)
     cfg = net.pretrained_cfg
     options = plan.options
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,

@@ -195,6 +195,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options, dataset)
+    if options.data is not None:
+        suite.check_data(selection, everything)
     check_image_size(dataset, everything, forced=flags.get("preset") is not None)
     device = resolve_device(options.device, amp=options.amp)
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
@@ -203,7 +205,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           preprocess=options.preprocess)
     suite.check_model(selection, choice)
     images = everything.limit(options.limit)
-    check_classes(images, check_weights(choice), choice.label)
+    check_classes(images, check_weights(choice), choice.label, released=options.data is None)
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset)
 
 
@@ -242,12 +244,20 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
     return options
 
 
-def check_classes(images: ImageList, num_classes: int, model: str) -> None:
-    """Raise :class:`DataError` when the data has a class index the model does not have."""
+def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False) -> None:
+    """Raise :class:`DataError` when the data has a class index the model does not have, or, for
+    ``released`` files read alone (Tiny-ImageNet-C / -P without ``wnids.txt``), when they number
+    fewer class folders by their sorted order than the model has classes: with a class missing, a
+    folder's index is not its class's. (``--class-order sorted`` asks for that numbering.)"""
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "
                         f"'{model}' has {num_classes} classes")
+    if released and images.labelling == "folders" and len(images.classes) < num_classes:
+        raise DataError(f"the released files' {len(images.classes)} class folders are numbered in their "
+                        f"sorted order, but model '{model}' has {num_classes} classes: with classes "
+                        "missing, a folder's index is not its class's. Give --data too (Tiny-ImageNet: "
+                        "the tiny-imagenet-200 folder, its wnids.txt) or every class folder")
 
 
 def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str, Any]) -> list[Plan]:

@@ -241,6 +241,10 @@ class Suite:
         """The images of a run given only released files (None: the suite needs ``--data``)."""
         return None
 
+    def check_data(self, selection: Selection, images: ImageList) -> None:
+        """Raise if the images of ``--data`` cannot stand beside the selection's released files
+        (files read by row must be those rows' images), before any compute."""
+
     def check_model(self, selection: Selection, model: Any) -> None:
         """Raise if the selection cannot measure ``model`` (the chosen model,
         :class:`~robustbench_gcp.pipeline.weights.ModelChoice`, not loaded), before any compute."""

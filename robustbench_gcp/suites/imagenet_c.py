@@ -379,6 +379,32 @@ class ImageNetCSuite(LevelledSuite):
             return scan_tiny_imagenet_c(*first)
         return scan_imagenet_c(*first)
 
+    def check_data(self, selection: ImageNetCSelection, images: ImageList) -> None:
+        """CIFAR-10/100-C rows are the test set's, in its order: ``--data`` must be that test set
+        (its python batches, its labels those of labels.npy), or a row would be another image's,
+        or another severity's.
+
+        Raises:
+            DataError: a folder of images, or another number of images or other labels.
+        """
+        if selection.released is None or selection.dataset.preset != "cifar":
+            return
+        from robustbench_gcp.data.array_files import scan_cifar_c
+        from robustbench_gcp.errors import DataError
+
+        name = selection.dataset.released
+        if images.reader == "files":
+            raise DataError(f"{name} rows are the test set's, in its order: give --data the CIFAR python "
+                            "batches (not a folder of images), or --corrupted-dir alone")
+        rows = scan_cifar_c(selection.released)
+        if len(images) != len(rows):
+            raise DataError(f"--data holds {len(images)} images, {name}'s files {len(rows)} per severity "
+                            f"(labels.npy): the rows are the test set's, so give its whole test set")
+        differ = next((i for i, (a, b) in enumerate(zip(images.labels, rows.labels)) if a != b), None)
+        if differ is not None:
+            raise DataError(f"--data's labels differ from {name}'s labels.npy (first at image {differ}: "
+                            f"{images.labels[differ]} and {rows.labels[differ]}): another test set?")
+
     def _released_source(self, selection: ImageNetCSelection, corruption: str, severity: int,
                          n_images: int) -> ImageSource:
         """Where a released cell's images are: a CIFAR-C .npy file's severity rows (``n_images``

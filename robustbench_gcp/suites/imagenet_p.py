@@ -43,6 +43,7 @@ from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS,
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
+from robustbench_gcp.data.folders import perturbed_dir, perturbed_npy
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import DataError
@@ -157,20 +158,6 @@ def window_side(resize_size: int, crop_size: int) -> int:
     while side < resize_size + 4:
         side += 4
     return side
-
-
-def released_folder(root: Path, perturbation: str, difficulty: int) -> Path:
-    """``<root>/<p>`` or, for the noise perturbations at difficulty 2 / 3, ``<root>/<p>_<d>``."""
-    if perturbation in NOISE_PERTURBATIONS and difficulty > 1:
-        return root / f"{perturbation}_{difficulty}"
-    return root / perturbation
-
-
-def released_array(root: Path, perturbation: str, difficulty: int) -> Path:
-    """A released CIFAR-10-P file: ``<root>/<p>.npy`` (``<root>/<p>_<d>.npy`` for the noise
-    perturbations at difficulty 2 / 3, as the folders of ImageNet-P)."""
-    folder = released_folder(root, perturbation, difficulty)
-    return folder.with_name(folder.name + ".npy")
 
 
 @dataclass(frozen=True)
@@ -449,13 +436,13 @@ class ImageNetPSuite(LevelledSuite):
         if selection.preset == "cifar":  # CIFAR-10-P: <root>/<p>[_d].npy, checked from the headers
             self._check_arrays(selection)
             return
-        check_released(root, [released_folder(root, p, d)
+        check_released(root, [perturbed_dir(root, p, d)
                               for p in selection.perturbations for d in selection.difficulties],
                        "--perturbations / --difficulties")
 
     def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
-        files = [(released_array(selection.released, p, d), frame_count(p, preset=selection.preset))
+        files = [(perturbed_npy(selection.released, p, d), frame_count(p, preset=selection.preset))
                  for p in selection.perturbations for d in selection.difficulties]
         return check_released_sequences(files[:1] if first_only else files,
                                         selection.dataset.image_size or 32, perturbed_name(selection.dataset))
@@ -472,16 +459,33 @@ class ImageNetPSuite(LevelledSuite):
         first = (root, selection.perturbations[0], selection.difficulties[0])
         if selection.preset == "cifar":
             n = self._check_arrays(selection, first_only=True)
-            return ImageList(root=released_array(*first), names=tuple(f"{i:05d}" for i in range(n)),
+            return ImageList(root=perturbed_npy(*first), names=tuple(f"{i:05d}" for i in range(n)),
                              labels=(0,) * n, indices=tuple(range(n)), classes=("unlabelled",),
                              labelling="file", source=str(root), reader="npy-sequences")
         if selection.dataset.name == "imagenet":
-            return scan_videos(released_folder(*first))
-        folder = released_folder(*first)
+            return scan_videos(perturbed_dir(*first))
+        folder = perturbed_dir(*first)
         if not folder.is_dir():
             raise DataError(f"{perturbed_name(selection.dataset)} folder {folder} does not exist: expected "
                             "the released layout <root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4")
         return scan_folder(folder, extensions=(".mp4",), class_order=selection.dataset.class_order)
+
+    def check_data(self, selection: ImageNetPSelection, images: ImageList) -> None:
+        """CIFAR-10-P rows are the test set's, in its order: ``--data`` must be that test set.
+
+        Raises:
+            DataError: a folder of images, or another number of images than the files' sequences.
+        """
+        if selection.released is None or selection.preset != "cifar":
+            return
+        name = perturbed_name(selection.dataset)
+        if images.reader == "files":
+            raise DataError(f"{name} rows are the test set's, in its order: give --data the CIFAR python "
+                            "batches (not a folder of images), or --corrupted-dir alone")
+        n = self._check_arrays(selection, first_only=True)
+        if len(images) != n:
+            raise DataError(f"--data holds {len(images)} images, {name}'s files {n} sequences: the rows "
+                            "are the test set's, so give its whole test set")
 
     # -- run
     def tasks(self, selection: ImageNetPSelection, inputs: TaskInputs) -> list:
@@ -497,10 +501,6 @@ class ImageNetPSuite(LevelledSuite):
         tasks = super().tasks(selection, inputs)
         square = window = None
         dataset = selection.dataset
-        rows = selection.released and selection.preset == "cifar"  # CIFAR-10-P: rows of the test set
-        if rows and getattr(inputs.clean, "reader", "") == "files":
-            raise DataError(f"{perturbed_name(dataset)} rows are the test set's, in its order: give --data "
-                            "the CIFAR python batches (not a folder of images), or --corrupted-dir alone")
         crop = dataset.image_size or inputs.crop_size
         base = inputs.corruption_base  # the protocol's PIL bilinear resize, whatever the model's
         if base is not None and dataset.image_size is not None:  # small images: whole, as they are
@@ -527,9 +527,9 @@ class ImageNetPSuite(LevelledSuite):
         """A released sequence's frames: MP4 videos of ``crop`` px, or CIFAR-10-P .npy rows."""
         frames = frame_count(perturbation, preset=selection.preset)
         if selection.preset == "cifar":
-            return ImageSource(released_array(selection.released, perturbation, difficulty), resize_size=None,
+            return ImageSource(perturbed_npy(selection.released, perturbation, difficulty), resize_size=None,
                                crop_size=crop, released=True, reader="npy-sequences", video_frames=frames)
-        return ImageSource(released_folder(selection.released, perturbation, difficulty), resize_size=None,
+        return ImageSource(perturbed_dir(selection.released, perturbation, difficulty), resize_size=None,
                            crop_size=crop, released=True, video_frames=frames)
 
     # -- reports
