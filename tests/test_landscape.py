@@ -260,6 +260,23 @@ def test_reports_name_the_steps_as_people_give_them():
     assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 0.333 to 0.667"
 
 
+def test_a_mobilenetv2_gets_its_authors_steps_at_the_stem(demo_val, tmp_path):
+    """landscape/MobileNetV2 steps 0.045 to 1.5 over a batch of 96 (scripts/train.sh): per image
+    0.045/96 to 1.5/96; given steps stay; ResNets keep their authors' 0.1/256 to 75/256."""
+    from robustbench_gcp.pipeline import plan
+
+    common = dict(suite="landscape", data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"),
+                  random_weights=True)
+    mobile = plan("mobilenetv2-isqrt", **common).selection.settings.etas
+    assert (mobile.low, mobile.high, mobile.count) == (0.045 / 96, 1.5 / 96, 50)
+    given = plan("mobilenetv2-isqrt", etas="0.1:1:5", **common).selection.settings.etas
+    assert (given.low, given.high, given.count) == (0.1, 1.0, 5)
+    resnet = plan("resnet18-isqrt", **common).selection.settings.etas
+    assert (resnet.low, resnet.high, resnet.count) == (0.1 / 256, 75 / 256, 50)
+    pixels = plan("mobilenetv2-isqrt", landscape_at="pixels", **common).selection.settings.etas
+    assert (pixels.low, pixels.high) == (0.01, 1.0)
+
+
 def test_pixels_take_any_model(demo_val, tmp_path):
     report = landscape_eval(demo_val, tmp_path / "s.db", model="alexnet", random_weights=True,
                             landscape_at="pixels", limit=2, etas="0.01:1:2")

@@ -132,7 +132,7 @@ def pgd_speed(net: nn.Module, device: torch.device | str, *, images: int = 64, b
         return sum(int(plain_pgd(net, x[i:i + batch_size], labels[i:i + batch_size], mean, std, epsilon,
                                  steps, REL_STEPSIZE, g).sum()) for i in range(0, images, batch_size))
 
-    timings = time_calls([suite, plain], device=device, repeats=repeats)
+    timings = time_calls([suite, plain], device=device, repeats=repeats, warmup=1)  # imports, first calls
     rows = [{"path": name, "images_per_s": images / timing.best, "seconds": timing.best,
              "fooled": timing.result} for name, timing in zip(("suite", "plain"), timings, strict=True)]
     rows[0]["ratio"] = rows[0]["images_per_s"] / rows[1]["images_per_s"]

@@ -30,7 +30,7 @@ from torch import nn
 
 from robustbench_gcp.errors import ConfigError
 
-__all__ = ["STEM_FAMILIES", "Stem", "has_stem", "split_at_stem"]
+__all__ = ["STEM_FAMILIES", "Stem", "has_stem", "split_at_stem", "stem_family"]
 
 #: the model families with a known stem, for messages
 STEM_FAMILIES = "resnet*, demo-*, mobilenetv2-*, shufflenetv2-*, deit-small-*, torchvision:resnet*"
@@ -126,6 +126,13 @@ def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
 def has_stem(model: nn.Module) -> bool:
     """Whether :func:`split_at_stem` knows ``model``'s stem."""
     return _family(model) is not None
+
+
+def stem_family(model: nn.Module) -> str | None:
+    """The family whose stem ``model`` has: ``resnet``, ``torchvision_resnet``, ``mobilenetv2``,
+    ``shufflenetv2``, ``timm_vit``, ``dropcov_vit`` (None: no known stem)."""
+    family = _family(model)
+    return family.__name__.lstrip("_") if family is not None else None
 
 
 def split_at_stem(model: nn.Module) -> Stem:

@@ -245,9 +245,15 @@ class Suite:
         """Raise if the images of ``--data`` cannot stand beside the selection's released files
         (files read by row must be those rows' images), before any compute."""
 
-    def check_model(self, selection: Selection, model: Any) -> None:
-        """Raise if the selection cannot measure ``model`` (the chosen model,
-        :class:`~robustbench_gcp.pipeline.weights.ModelChoice`, not loaded), before any compute."""
+    def check_model(self, selection: Selection, model: Any) -> Selection:
+        """The selection as it applies to ``model`` (the chosen model,
+        :class:`~robustbench_gcp.pipeline.weights.ModelChoice`, not loaded): unchanged, or with the
+        defaults of the model's family (the landscape suite's steps); before any compute.
+
+        Raises:
+            ConfigError: the selection cannot measure ``model``.
+        """
+        return selection
 
     def notes(self, selection: Selection, model: Any) -> list[str]:
         """Notes every report of this selection carries; ``model`` is the chosen model

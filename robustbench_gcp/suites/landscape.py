@@ -15,6 +15,7 @@ reports by their settings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,7 @@ from robustbench_gcp.suites.landscape_measure import (
     DEFAULT_ETAS,
     DIRECTIONS,
     LANDSCAPE_AT,
+    STEM_ETAS,
     Etas,
     LandscapeSettings,
     LandscapeTask,
@@ -90,6 +92,8 @@ class LandscapeSelection(Selection):
     corruptions: tuple[str, ...] = ()
     severities: tuple[int, ...] = ()
     roundtrip: bool = True
+    #: the steps are the measurement point's default (the model's family may have its own)
+    default_etas: bool = False
 
 
 def cell_key(name: str, level: str, variant: dict) -> CellKey:
@@ -186,6 +190,8 @@ class LandscapeSuite(Suite):
     def describe(self, spec: LandscapeSpec) -> tuple[str, str]:
         etas = spec.etas or DEFAULT_ETAS[spec.at]
         contents = f"at the {spec.at}, {spec.direction}, {etas.count} steps {etas.low:g} to {etas.high:g}"
+        if spec.etas is None and spec.at == "stem":
+            contents += " (MobileNetV2: its authors' 0.045/96 to 1.5/96)"
         if not spec.corruptions:
             return contents + "; clean images", ""
         levels = "severities " + ",".join(map(str, spec.severities))
@@ -204,7 +210,9 @@ class LandscapeSuite(Suite):
         if flags.get("etas") is not None:
             etas = parse_etas(flags["etas"])
         else:  # the suite's own steps are for its own measurement point
-            etas = spec.etas if spec.etas is not None and at == spec.at else DEFAULT_ETAS.get(at)
+            etas = spec.etas if spec.etas is not None and at == spec.at else None
+        default = etas is None
+        etas = etas or DEFAULT_ETAS.get(at)
         settings = LandscapeSettings(at, direction, etas or DEFAULT_ETAS["stem"])
         corruptions = resolve_names(flags.get("corruptions"), spec.corruptions, SUBSETS, "corruption",
                                     "--corruptions")
@@ -215,18 +223,25 @@ class LandscapeSuite(Suite):
         roundtrip = flags.get("storage_roundtrip")
         return LandscapeSelection(spec, settings=settings, corruptions=corruptions,
                                   severities=severities if corruptions else (),
-                                  roundtrip=spec.storage_roundtrip if roundtrip is None else roundtrip)
+                                  roundtrip=spec.storage_roundtrip if roundtrip is None else roundtrip,
+                                  default_etas=default)
 
-    def check_model(self, selection: LandscapeSelection, model: Any) -> None:
-        """``--landscape-at stem`` needs a model whose stem is known (checked on the meta device)."""
+    def check_model(self, selection: LandscapeSelection, model: Any) -> LandscapeSelection:
+        """``--landscape-at stem`` needs a model whose stem is known (checked on the meta device);
+        without steps given, a MobileNetV2's are its authors' (:data:`STEM_ETAS`)."""
         if selection.settings.at != "stem":
-            return
-        from robustbench_gcp.models.stems import STEM_FAMILIES, has_stem
+            return selection
+        from robustbench_gcp.models.stems import STEM_FAMILIES, stem_family
 
-        if not has_stem(_architecture(model)):
+        family = stem_family(_architecture(model))
+        if family is None:
             raise ConfigError(f"`--landscape-at stem`: model '{model.label}' ({model.arch}) has no known "
                               f"stem; models with one: {STEM_FAMILIES}. Use --landscape-at pixels for "
                               "any model")
+        if selection.default_etas and family in STEM_ETAS:
+            settings = dataclasses.replace(selection.settings, etas=STEM_ETAS[family])
+            return dataclasses.replace(selection, settings=settings)
+        return selection
 
     def notes(self, selection: LandscapeSelection, model: Any) -> list[str]:
         return exact_root_note(model, "which the gradient changes and beta-smoothness measure "

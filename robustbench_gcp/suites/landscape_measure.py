@@ -82,6 +82,9 @@ DEFAULT_ETAS = {
     "stem": Etas(PAPER_ETAS[0] / PAPER_BATCH, PAPER_ETAS[1] / PAPER_BATCH, PAPER_ETAS[2]),
     "pixels": Etas(0.01, 1.0, 50),
 }
+#: the stem's default steps of the families whose authors used others than ResNet's: MobileNetV2's
+#: 0.045 to 1.5 for a batch of 96 (landscape/MobileNetV2/main.py, scripts/train.sh), per image
+STEM_ETAS = {"mobilenetv2": Etas(0.045 / 96, 1.5 / 96, 50)}
 
 
 def parse_etas(value: Any, flag: str = "--etas") -> Etas:
