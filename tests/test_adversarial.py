@@ -252,7 +252,7 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     assert compared.exit_code == 0, compared.output
     (comparison,) = json.loads(compared.stdout)["comparisons"]
     isqrt = next(m for m in comparison["models"] if m["model"] == "demo-isqrt")
-    assert set(isqrt["tests"]) == {"pgd-linf 4/255 (steps=2)"}  # the budget both measured
+    assert set(isqrt["tests"]) == {"clean", "pgd-linf 4/255 (steps=2)"}  # clean, the budget both measured
     assert "robust pgd-linf 1/255 (steps=2)" not in isqrt["delta"]
 
 

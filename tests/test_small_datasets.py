@@ -378,6 +378,11 @@ def test_a_stored_cifar_baseline_is_resampled_with_the_same_images(cifar):
     mce = comparison["models"][0]["metrics"]["mCE"]
     assert mce["estimate"] == pytest.approx(100.0)
     assert (mce["low"], mce["high"]) == pytest.approx((100.0, 100.0))
+    # the mean error is a fraction, as in the reports; mCE a score with the baseline at 100
+    (report,) = [r for r in out["reports"] if r["kind"] == "imagenet-c"]
+    mean_error = comparison["models"][0]["metrics"]["mean_error"]["estimate"]
+    assert mean_error == pytest.approx(report["metrics"]["mean_error"]) and mean_error < 1
+    assert comparison["percent_metrics"] == ["mCE", "relative_mCE"]
 
 
 def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder):

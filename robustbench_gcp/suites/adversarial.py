@@ -223,6 +223,7 @@ class AdversarialSuite(Suite):
                 rows.append("clean")
                 values.append(r.correct.astype(np.float64))
                 metrics["clean_accuracy"] = lambda m: m["clean"]
+                tests["clean"] = r.correct  # McNemar on the clean images, as the other suites
             elif self.owns(r.key):
                 # a non-default budget is part of the label: other budgets are other metrics (no delta)
                 tag = budget_tag(r.key.name, budget_of(r.key))

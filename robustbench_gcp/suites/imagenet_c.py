@@ -523,7 +523,7 @@ class ImageNetCSuite(LevelledSuite):
                 metrics["relative_mCE"] = lambda m: sum(
                     _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m))
                     for c in chosen) / len(chosen)
-        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE", "mean_error"},
+        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"},
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
                          notes=notes)
 
