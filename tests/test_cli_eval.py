@@ -118,6 +118,20 @@ def cells_of(store_path):
         return {key: store.cell_result(cid, key, run_info.n_shards) for cid, key in store.cells(run_info.id)}
 
 
+def test_a_run_reused_from_another_folder_says_so(image_folder, gap_checkpoint, tmp_path):
+    """A run is found by its images' names and labels: a copy elsewhere reuses it, and says so."""
+    store = tmp_path / "s.db"
+    copy = tmp_path / "copy" / "val"
+    shutil.copytree(image_folder, copy)
+    first = run(*eval_args(image_folder, gap_checkpoint, store, "--format", "json"))
+    assert first.exit_code == 0 and "results stored from the images in" not in first.stderr
+    again = run(*eval_args(copy, gap_checkpoint, store, "--format", "json"))
+    assert again.exit_code == 0, again.output
+    note = f"results stored from the images in {image_folder} are used for those in {copy}"
+    assert note in again.stderr and any(note in n for n in json.loads(again.stdout)["notes"])
+    assert json.loads(again.stdout)["computed"]["computed"] == 0
+
+
 def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folder, gap_checkpoint, tmp_path):
     common = ["--suite", "imagenet-c", "--corruptions", "gaussian_noise,shot_noise,impulse_noise",
               "--severities", "3"]

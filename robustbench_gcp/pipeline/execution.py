@@ -91,8 +91,8 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
         if progress is not None:
-            for line in [*(f"{plan.model.label}: {note}" for note in limit_notes(plan)),
-                         *other_settings(store, info)]:
+            said = limit_notes(plan) + moved_notes(plan, info)
+            for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", labels_notes(plan))
@@ -208,7 +208,8 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = limit_notes(plan) + labels_notes(plan) + suite.notes(plan.selection, plan.model)
+    notes = [*limit_notes(plan), *moved_notes(plan, info), *labels_notes(plan),
+             *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
         computed = {
@@ -234,6 +235,18 @@ def limit_notes(plan: Plan) -> list[str]:
     if limit is not None and limit > plan.available:
         return [f"--limit {limit} is more than the {plan.available} images: all of them were used"]
     return []
+
+
+def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
+    """The note on a stored run first made from images in another folder: a run is found by its
+    images' names and labels (a copy of the data elsewhere reuses it), not by their pixels."""
+    if plan.data is None or not info.data or not plan.images.source:
+        return []
+    if Path(info.data).expanduser().resolve() == Path(plan.images.source).expanduser().resolve():
+        return []
+    return [f"results stored from the images in {info.data} are used for those in {plan.images.source}: "
+            "the same file names and labels (a run is found by those, not by pixels); if the images "
+            "differ, give another --store"]
 
 
 def other_settings(store: Store, info: RunInfo) -> list[str]:
