@@ -401,6 +401,19 @@ def test_the_leases_of_a_killed_process_are_taken_over(store_path):
         assert store.claim(0, [[cell]]) == [Claim.MINE]  # its process is gone: at once
 
 
+def test_a_lease_of_an_earlier_process_with_this_pid_is_taken_over(store_path):
+    """A container restarted after a SIGKILL runs gcp-robust as the same pid on the same host: the
+    lease its earlier life left is not this process's, so it is taken over at once (not in 2 min)."""
+    import socket
+
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        earlier = f"{socket.gethostname()}:{os.getpid()}:0dead0"
+        with sqlite3.connect(store_path) as db:
+            db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, earlier, time.time() + 100))
+        assert store.claim(0, [[cell]]) == [Claim.MINE]
+
+
 def test_leases_expire_without_renewal(store_path):
     with Store(store_path) as store:
         cell = store.cell_id(open_run(store).id, CellKey("clean"))

@@ -500,6 +500,7 @@ def execute(
     started = time.perf_counter()
     shards = shard_ranges(run.n_images, run.shard_size)
     loads = work.loads
+    said = False
     while loads:
         leasing = _Leasing(store, tasks, cell_ids, shards, stats, progress)
         for item, task_index, results, seconds in compute(loads, tasks, work.sources, images, run.shard_size,
@@ -509,7 +510,12 @@ def execute(
             stats.units_computed += 1
             stats.images_computed += results[0].n if task.keys else 0
         loads = leasing.busy
-        if loads:  # other processes compute these: look again in a moment
+        if loads and not said:  # other processes compute these: look again in a moment
+            said = True
+            progress.say(f"waiting for {sum(len(load.tasks) for load in loads)} (cell, shard) units that "
+                         f"other processes hold; a stopped process's hold lapses within "
+                         f"{store.lease_seconds:.0f} s")
+        if loads:
             time.sleep(WAIT_SECONDS)
     store.checkpoint()
     stats.seconds = time.perf_counter() - started

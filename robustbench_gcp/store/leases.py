@@ -35,9 +35,15 @@ class Claim(enum.Enum):
     BUSY = "busy"  # another live process holds it
 
 
+#: the owners this process has made (its stores')
+_OURS: set[str] = set()
+
+
 def new_owner() -> str:
     """``host:pid:random``: unique among the processes sharing a store."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    _OURS.add(owner)
+    return owner
 
 
 def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Sequence[int]],
@@ -65,10 +71,14 @@ def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Seque
 
 
 def is_alive(owner: str) -> bool:
-    """False only for an owner that was a process of this host and is gone (elsewhere: unknown, True)."""
+    """False only for an owner that was a process of this host and is gone (elsewhere: unknown, True).
+    An owner with this process's pid that this process did not make is gone too: a container
+    restarted after a SIGKILL runs gcp-robust again as the same pid (1), on the same host name."""
     host, pid, _ = owner.rsplit(":", 2)
     if host != socket.gethostname():
         return True
+    if pid == str(os.getpid()):
+        return owner in _OURS
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
