@@ -46,6 +46,10 @@ class StoreError(GcpRobustError):
     """The results store cannot be opened or is inconsistent."""
 
 
+class OutputError(GcpRobustError):
+    """An output file or folder (a figure, the demo's folder) cannot be written."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 

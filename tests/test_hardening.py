@@ -261,3 +261,35 @@ def test_a_ctrl_c_outside_a_run_is_one_line_and_says_what_stays(tmp_path, monkey
     assert result.exit_code == 130
     resume = ": what was committed stays in the store; re-run the same command to resume"
     assert one_error_line(result) == "Error: interrupted" + (resume if says_resume else "")
+
+
+def test_unwritable_outputs_are_one_line_and_keep_what_was_there(tmp_path):
+    """A figure folder, the demo folder or an -o file that cannot be written: one line, no
+    traceback, no half-written file, and an existing -o file keeps its text."""
+    from robustbench_gcp.reports.figures import pyplot, save
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    plt = pyplot()
+    fig, _ = plt.subplots()
+    with pytest.raises(Exception) as info:
+        save(fig, blocker / "plots" / "x.png")
+    assert type(info.value).__name__ == "OutputError" and str(info.value).startswith(
+        f"cannot write the figure {blocker / 'plots' / 'x.png'}: ")
+    demo = CliRunner().invoke(main, ["demo", "--out", str(blocker / "demo")])
+    assert demo.exit_code == 1 and "Traceback" not in demo.output
+    last = demo.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot make the demo folder {blocker / 'demo'}")
+    # -o: the new text goes to a staged file first; when that fails, the old file stays whole
+    out = tmp_path / "report.json"
+    out.write_text("old report\n")
+    (tmp_path / f".report.json.{os.getpid()}.tmp").mkdir()  # the staged file cannot be made
+    from robustbench_gcp.cli.output import write_output
+
+    with pytest.raises(Exception, match="cannot write"):
+        write_output("new report\n", str(out))
+    assert out.read_text() == "old report\n"
+    (tmp_path / f".report.json.{os.getpid()}.tmp").rmdir()
+    write_output("new report\n", str(out))
+    assert out.read_text() == "new report\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "a-file", "report.json"]

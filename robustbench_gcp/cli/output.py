@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -69,10 +70,18 @@ def write_output(text: str, output: str | None) -> None:
     if problem:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "
                                    "another -o computes nothing again")
+    target = Path(output)
+    # a regular file is replaced only once the new text is whole (a full disk keeps the old one)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp") if not target.exists() or \
+        target.is_file() else None
     try:
-        with open(output, "w", encoding="utf-8") as handle:
+        with open(staged or target, "w", encoding="utf-8") as handle:
             handle.write(text)
+        if staged is not None:
+            os.replace(staged, target)
     except OSError as error:
+        if staged is not None and staged.is_file():
+            staged.unlink()
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
 

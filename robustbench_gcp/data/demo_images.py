@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import DataError, OutputError
 
 __all__ = [
     "DEMO_CLASSES",
@@ -190,6 +190,7 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
     Raises:
         ValueError: ``seed`` is not a non-negative integer.
         DataError: ``root`` holds other files, or a photograph cannot be loaded.
+        OutputError: the folder cannot be written (read-only, full).
 
     Example:
         >>> from robustbench_gcp.data.folders import scan_folder
@@ -210,10 +211,16 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
                 f"folder {root} is not empty and is not a demo dataset; give an empty or new "
                 "folder for the demo dataset"
             )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        _write(staging, seed)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    except OSError as error:
+        raise _unwritable(root, error) from None
+    try:
+        try:
+            _write(staging, seed)
+        except OSError as error:
+            raise _unwritable(root, error) from None
         if _read_marker(root) == _marker(seed):  # another process finished first
             return root
         if root.exists():
@@ -226,6 +233,10 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _unwritable(root: Path, error: OSError) -> OutputError:
+    return OutputError(f"cannot write the demo dataset in {root.parent}: {error.strerror or error}")
 
 
 def demo_dataset_path(cache_root: str | Path, *, seed: int = 0) -> Path:

@@ -57,7 +57,12 @@ def run_demo(out: str | Path, *, progress: ProgressHook | None = None, config=No
     from robustbench_gcp.data.demo_images import build_demo_dataset
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        from robustbench_gcp.errors import OutputError
+
+        raise OutputError(f"cannot make the demo folder {out}: {error.strerror or error}") from None
     cfg = config if isinstance(config, Config) else load_config(config)
     for name in DEMO_MODELS:
         cfg.model(name)  # a clear error if benchmarks.yaml lost the demo models

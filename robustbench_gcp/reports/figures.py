@@ -22,11 +22,23 @@ def pyplot():
 
 
 def save(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` (folders created), close it, return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``fig`` to ``path`` (folders created), close it, return the path.
+
+    Raises:
+        OutputError: the folder or file cannot be written (no half-written file is left).
+    """
+    from robustbench_gcp.errors import OutputError
+
     n_axes = sum(1 for ax in fig.axes if ax.get_visible())
-    fig.savefig(path, dpi=110, metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
-    pyplot().close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
+    except OSError as error:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the figure {path}: {error.strerror or error}") from None
+    finally:
+        pyplot().close(fig)
     return path
 
 
