@@ -52,7 +52,7 @@ from corruptions._registry import (
 )
 from corruptions._rng import ImageRandom, image_seeds, normalize_seeds
 from corruptions.perturbations import frame_count, perturbation_sequence  # ImageNet-P sequences
-from corruptions.storage import storage_roundtrip
+from corruptions.storage import from_uint8, storage_roundtrip
 
 __all__ = [
     "BENCHMARK",
@@ -78,6 +78,7 @@ __all__ = [
     "list_perturbations",
     "perturbation_sequence",
     "sample_parameters",
+    "from_uint8",
     "storage_roundtrip",
 ]
 

@@ -419,7 +419,7 @@ def pil_box_matrix(n_in: int, n_out: int) -> torch.Tensor:
 
 def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
     """``np.uint8(x * 255) / 255``: truncation, tolerant to float error (k/255 stays k)."""
-    return torch.floor(x * 255 + 1e-4).clamp_(0, 255) / 255
+    return true_div(torch.floor(x * 255 + 1e-4).clamp_(0, 255), 255.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ def on_grid(values: torch.Tensor, like: torch.Tensor, peak: float = 1.0) -> torc
     below it, by at most 1e-3 / 255."""
     scaled = values * (255 / peak)
     level = torch.floor(scaled)
-    return ((level + (scaled - level).clamp_(max=1 - 1e-3)) / 255).to(like.dtype)
+    return true_div(level + (scaled - level).clamp_(max=1 - 1e-3), 255.0).to(like.dtype)
 
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:

@@ -527,7 +527,7 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
     if not images.dtype.is_floating_point:
         raise TypeError(
             f"`images` should be a float tensor in [0, 1]. Got {images.dtype} "
-            "(convert uint8 images with images.float() / 255)"
+            "(convert uint8 images with corruptions.from_uint8(images))"
         )
     if images.shape[2] < min_size or images.shape[3] < min_size:
         raise ValueError(

@@ -18,6 +18,7 @@ from corruptions._ops import (
     quiet_torchvision_io,
     rgb_to_hsv,
     thread_map,
+    true_div,
 )
 from corruptions._registry import Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
@@ -135,7 +136,7 @@ def _pixelate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     k = x.mul(255).round_().clamp_(0, 255)  # the original works on the uint8 image
     k = _box_down(k, small_w, -1)  # PIL: horizontal pass, then vertical
     k = _box_down(k, small_h, -2)
-    return _box_up(k, (height, width)).div_(255)
+    return true_div(_box_up(k, (height, width)), 255.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def libjpeg_roundtrip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
 
 def _jpeg_compression(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     pixels = torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
-    return jpeg_roundtrip(pixels, level.c).to(x.dtype) / 255
+    return true_div(jpeg_roundtrip(pixels, level.c).to(x.dtype), 255.0)
 
 
 # --------------------------------------------------------------------------------------

@@ -189,6 +189,9 @@ def _impulse_draws(generator, count: int, amount: float, device) -> tuple[torch.
     expected = amount * count
     size = int(expected + 6 * math.sqrt(expected) + 16)
     gaps = torch.empty(size, dtype=torch.int64, device=device).geometric_(amount, generator=generator)
+    # a gap is >= 1; CUDA's geometric_ gives 0 when its uniform draw is exactly 1 (~3e-8 a draw),
+    # which would place a value at position -1 or twice (the CPU's never does: unchanged there)
+    gaps.clamp_(min=1)
     words = torch.empty(size // 63 + 1, dtype=torch.int64, device=device)
     return gaps, words.random_(0, 2**63 - 1, generator=generator)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
+from corruptions._ops import true_div
 from corruptions._registry import check_images
 
-__all__ = ["STORAGE_QUALITY", "storage_roundtrip", "truncate_to_uint8"]
+__all__ = ["STORAGE_QUALITY", "from_uint8", "storage_roundtrip", "truncate_to_uint8"]
 
 #: the JPEG quality each released benchmark was stored at, by preset: ImageNet-C and
 #: Tiny-ImageNet-C as JPEG q85 files, CIFAR-10/100-C as ``np.uint8`` arrays (.npy, no JPEG: None)
@@ -76,4 +77,16 @@ def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.T
         from corruptions.digital import jpeg_roundtrip
 
         pixels = jpeg_roundtrip(pixels, quality)
-    return pixels.to(images.dtype) / 255
+    return from_uint8(pixels, images.dtype)
+
+
+def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images (any shape) as floats k / 255 of ``dtype``, divided as NumPy divides on every
+    device: on CUDA, ``x / 255`` multiplies by 1/255 (one rounding more), which puts 126 of the 256
+    levels one float32 step away from the CPU's value.
+
+    Example:
+        >>> from_uint8(torch.tensor([0, 51, 255], dtype=torch.uint8))
+        tensor([0.0000, 0.2000, 1.0000])
+    """
+    return true_div(pixels.to(dtype), 255.0)

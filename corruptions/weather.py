@@ -20,6 +20,7 @@ from corruptions._ops import (
     quiet_torchvision_io,
     rgb_to_gray,
     rgb_to_hsv,
+    true_div,
     zoom_center,
 )
 from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
@@ -243,11 +244,11 @@ def frost_textures(height: int, width: int, device: torch.device,
             for texture in _frost_uint8():
                 th, tw = texture.shape[-2:]
                 s = max(scale, (height + 1) / th, (width + 1) / tw)
-                t = texture.to(device=device, dtype=torch.float32) / 255
+                t = true_div(texture.to(device=device, dtype=torch.float32), 255.0)
                 if small and s == scale:  # cv2.resize(fx=fy=s): sampled at that exact factor, uint8
                     t = F.interpolate(t[None], scale_factor=s, mode="bilinear", align_corners=False,
                                       recompute_scale_factor=False)[0].clamp(0, 1)
-                    t = torch.round(t * 255) / 255
+                    t = true_div(torch.round(t * 255), 255.0)
                 elif s != 1.0:
                     size = (max(height + 1, round(th * s)), max(width + 1, round(tw * s)))
                     t = F.interpolate(t[None], size=size, mode="bilinear", antialias=s < 1 and not small,
@@ -331,7 +332,7 @@ def snow_layer(layer: torch.Tensor, angle: torch.Tensor, c: tuple) -> torch.Tens
     layer = zoom_center(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
     layer = motion_blur(layer, radius, sigma, angle)
-    return torch.round(layer * 255).clamp(0, 255) / 255
+    return true_div(torch.round(layer * 255).clamp(0, 255), 255.0)
 
 
 def _snow(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

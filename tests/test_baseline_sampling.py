@@ -81,3 +81,25 @@ def test_a_baseline_on_other_images_or_seed_is_noted_and_fixed(demo_val, tmp_pat
                  "--format", "json", "--no-intervals")
     noted = {(r["n_images"], r["seed"]): bool(other_images(r["notes"])) for r in stored["reports"]}
     assert noted == {(20, 0): False, (10, 0): True, (20, 3): True}
+
+
+def test_a_baseline_on_another_device_type_keeps_its_figures_fixed():
+    """The CPU's and CUDA's generators draw other numbers from one seed: no pairing of draws."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from robustbench_gcp.suites.imagenet_p import FlipBaseline
+    from robustbench_gcp.suites.stored_baselines import normalizer_for_run
+
+    identity = {"data": "images", "seed": 0, "device_type": "cpu"}
+    stored = SimpleNamespace(key="base", identity=identity, n_images=10)
+    base = FlipBaseline("b", {}, run=stored, samples={"fp rotate/1": np.zeros(10)})
+    same, notes = normalizer_for_run(base, SimpleNamespace(key="cpu", identity=identity, n_images=10))
+    assert same is base and notes == []
+    cuda = SimpleNamespace(key="cuda", identity={**identity, "device_type": "cuda"}, n_images=10)
+    fixed, notes = normalizer_for_run(base, cuda)
+    assert fixed.samples is None and notes == [
+        "baseline 'b' was evaluated on cpu (this run on cuda): their random numbers differ for the same "
+        "seed, so comparisons keep its figures fixed; store a baseline with --device cuda to normalize "
+        "on the same draws"]

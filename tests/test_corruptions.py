@@ -250,7 +250,7 @@ def test_bad_images():
     with pytest.raises(ValueError, match=r"Got \(1, 64, 64, 3\) \(channels first"):
         corrupt(torch.rand(1, 64, 64, 3), "fog", 1)
     with pytest.raises(TypeError, match=r"`images` should be a float tensor in \[0, 1\]\. "
-                       r"Got torch\.uint8 \(convert uint8 images with images\.float\(\) / 255\)"):
+                       r"Got torch\.uint8 \(convert uint8 images with corruptions\.from_uint8\(images\)\)"):
         corrupt(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "fog", 1)
     with pytest.raises(TypeError, match=r"`images` should be a torch\.Tensor.*Got list"):
         corrupt([[0.0]], "fog", 1)

@@ -281,3 +281,32 @@ def test_other_runtime_errors_pass_through(tmp_path, image_folder):
     with pytest.raises(RuntimeError, match="^a bug in the model$"):
         evaluate(broken, data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
                  batch_size=3, workers=0)
+
+
+def test_float32_on_cuda_means_float32_not_tf32():
+    """cuDNN convolves float32 in TF32 by default; a float32 run turns that off (set on any machine)."""
+    from robustbench_gcp.engine.device import exact_float32
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    try:
+        conv.fp32_precision = "tf32"
+        exact_float32()
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
+def test_amp_in_float16_is_refused_for_suites_that_differentiate(demo_val, tmp_path, monkeypatch):
+    """float16 rounds the input gradients of confident images to 0 (no loss scaling): attacks and the
+    landscape refuse it; bfloat16 (the CPU's autocast) and the other suites take --amp."""
+    from robustbench_gcp.pipeline import plan, planning
+
+    common = dict(data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"), amp=True)
+    assert plan("demo-gap", suite="adversarial", **common).options.amp  # bfloat16 here
+    monkeypatch.setattr(planning, "amp_dtype", lambda device: torch.float16)  # as on CUDA
+    for suite in ("adversarial", "landscape"):
+        with pytest.raises(ConfigError, match=f"`--amp` computes in float16 on cpu, whose input gradients "
+                                              f"round to 0 .* the {suite} suite would overstate"):
+            plan("demo-gap", suite=suite, **common)
+    assert plan("demo-gap", suite="imagenet-c", **common).options.amp

@@ -253,3 +253,13 @@ def test_amp_keeps_matrix_functions_in_float32(name, photos224, monkeypatch):
     error = float((pooled.float() - reference).norm() / reference.norm())
     print(f"{name}: pooled features under float16 autocast, relative error {error:.2e}")
     assert error < 1e-2  # float16 keeps 11 bits (5e-4 per value): the 1x1 reduction and output rounding
+
+
+def test_uint8_levels_become_the_cpus_floats_on_cuda():
+    """``x / 255`` on CUDA multiplies by 1/255 (126 of the 256 levels one float32 step off the
+    CPU's k / 255); from_uint8 divides as the CPU does."""
+    from corruptions import from_uint8
+
+    levels = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(from_uint8(levels.to(DEVICE)).cpu(), from_uint8(levels))
+    assert torch.equal(from_uint8(levels), levels.float() / 255)

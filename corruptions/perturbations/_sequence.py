@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from corruptions._ops import exact_dtype
+from corruptions._ops import exact_dtype, true_div
 
 __all__ = ["Job", "Placement", "finish", "per_frame", "window_origin"]
 
@@ -114,7 +114,7 @@ def finish(frame: torch.Tensor, job: Job) -> torch.Tensor:
     frame = frame.clamp(0, 1)
     if job.quantize:
         frame = frame.mul_(255).floor_()
-        return frame.to(job.x.dtype).div_(255)
+        return true_div(frame.to(job.x.dtype), 255.0)
     return frame.to(job.x.dtype)
 
 

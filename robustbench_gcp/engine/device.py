@@ -62,6 +62,19 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def exact_float32() -> None:
+    """Turn TF32 off for CUDA's float32 convolutions and matrix products (cuDNN's convolutions use
+    it by default): a float32 run then computes in float32, as its identity says and the CPU does.
+    A process-wide setting of torch; autocast's float16 is not affected."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch 2.9+
+        conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def check_amp(device: torch.device) -> None:
     """``--amp`` on ``device`` is possible: autocast exists there and computes in :func:`amp_dtype`.
 

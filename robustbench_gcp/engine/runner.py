@@ -34,7 +34,7 @@ import torch
 
 from robustbench_gcp.data.folders import ImageList
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
-from robustbench_gcp.engine.device import amp_dtype, memory_message, out_of_memory
+from robustbench_gcp.engine.device import amp_dtype, exact_float32, memory_message, out_of_memory
 from robustbench_gcp.engine.seeding import image_seeds
 from robustbench_gcp.errors import DeviceMemoryError, NonFiniteError
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
@@ -193,6 +193,8 @@ class Classifier:
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            exact_float32()  # float32 means float32, not TF32 (cuDNN's default for convolutions)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.mean) / self.std

@@ -33,7 +33,7 @@ from robustbench_gcp.data.datasets import (
     scan_dataset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
-from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.errors import ConfigError, DataError, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
@@ -199,6 +199,10 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         suite.check_data(selection, everything)
     check_image_size(dataset, everything, forced=flags.get("preset") is not None)
     device = resolve_device(options.device, amp=options.amp)
+    if options.amp and suite.gradients and amp_dtype(device) == torch.float16:
+        raise ConfigError(f"`--amp` computes in float16 on {device.type}, whose input gradients round to 0 "
+                          f"for confidently classified images: the {suite.kind} suite would overstate "
+                          "robustness and flatten the landscape. Run it without --amp")
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
                           ns_iters=options.ns_iters, seed=options.seed, ema=options.ema, module=module,

@@ -133,6 +133,7 @@ class AdversarialSuite(Suite):
     """Robust accuracy against foolbox attacks at each epsilon."""
 
     kind = "adversarial"
+    gradients = True
     summary = "foolbox attacks: robust accuracy at each epsilon"
     long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")
     metric_display = {**Suite.metric_display, "clean_accuracy": ("clean acc %", 100.0, ".1f")}

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from corruptions import from_uint8
 from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource, finite
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
@@ -350,7 +351,7 @@ class AttackTask:
         return (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
 
     def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
-        x = images.float().div_(255.0)
+        x = from_uint8(images)
         fmodel = foolbox_model(ctx)
 
         def predicted(images: torch.Tensor) -> torch.Tensor:

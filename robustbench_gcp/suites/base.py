@@ -198,6 +198,9 @@ class Suite:
     needs: ClassVar[str] = "--data DIR"
     #: whether ``--baseline`` names a normalizer this kind uses
     uses_baseline: ClassVar[bool] = False
+    #: whether its measurements differentiate the model with respect to its input (attacks, the
+    #: landscape): float16 autocast would round small gradients to 0
+    gradients: ClassVar[bool] = False
     #: whether the normalizer is a stored run of the same suite (``gcp-robust baseline``), not a
     #: table of benchmarks.yaml
     stored_baseline: ClassVar[bool] = False

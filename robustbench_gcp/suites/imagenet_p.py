@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
+from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count, from_uint8
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
@@ -216,13 +216,13 @@ class PerturbationTask:
         for start in range(0, images.shape[0], budget):
             chunk = images[start:start + budget]
             if self.source.video_frames:
-                videos = chunk.float().div_(255.0)
+                videos = from_uint8(chunk)
             else:
                 from corruptions import perturbation_sequence
 
                 seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
                 sizes = window_sizes[start:start + budget] if window_sizes is not None else None
-                videos = perturbation_sequence(chunk.float().div_(255.0), self.perturbation,
+                videos = perturbation_sequence(from_uint8(chunk), self.perturbation,
                                                difficulty, seed=seeds, crop_size=self.crop_size,
                                                sizes=sizes, preset=preset)
             flat = videos.flatten(0, 1)

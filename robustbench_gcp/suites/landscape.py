@@ -146,6 +146,7 @@ class LandscapeSuite(Suite):
     """Loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness."""
 
     kind = KIND
+    gradients = True
     summary = "loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness"
     long_columns = ("eta", "mean_loss", "mean_grad_change", *STATS)
     flags = (

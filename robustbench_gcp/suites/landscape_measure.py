@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corruptions import from_uint8
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, finite
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
@@ -311,7 +312,7 @@ class LandscapeTask:
 
     def process(self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int],
                 ctx: Context) -> list[ShardResult]:
-        x = images.float().div_(255.0)
+        x = from_uint8(images)
         if self.transform is not None:
             x = self.transform(x, ctx.seeds(self.seed_token or self.key.label, indices))
         cache_key = ("landscape_split", self.settings.at)

@@ -14,8 +14,9 @@ import numpy as np
 def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     """A normalizer as it serves the stored ``run``'s report, and notes. A stored baseline run
     (``normalizer.run``) normalizes the protocol's way only when it saw the same images with the
-    same seed (the same videos, the same random draws); otherwise its figures stay fixed in
-    comparisons (its per-image ``samples`` are dropped) and a note says what differs."""
+    same seed on the same device type (the same videos, the same random draws); otherwise its
+    figures stay fixed in comparisons (its per-image ``samples`` are dropped) and a note says what
+    differs."""
     stored = getattr(normalizer, "run", None)
     if stored is None:
         return normalizer, []
@@ -24,7 +25,9 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     name = normalizer.name
     same_images = stored.identity.get("data") == run.identity.get("data")
     seeds = stored.identity.get("seed"), run.identity.get("seed")
-    if same_images and seeds[0] == seeds[1]:
+    # the CPU's and CUDA's generators draw other numbers from the same seeds
+    devices = stored.identity.get("device_type", "cpu"), run.identity.get("device_type", "cpu")
+    if same_images and seeds[0] == seeds[1] and devices[0] == devices[1]:
         return normalizer, []
     notes = []
     if not same_images:
@@ -37,6 +40,10 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
                      "cells that draw random numbers (noise, random layers) differ between the two, so "
                      f"comparisons keep its figures fixed; store a baseline with --seed {seeds[1]} to "
                      "normalize on the same draws")
+    if devices[0] != devices[1]:
+        notes.append(f"baseline '{name}' was evaluated on {devices[0]} (this run on {devices[1]}): their "
+                     "random numbers differ for the same seed, so comparisons keep its figures fixed; "
+                     f"store a baseline with --device {devices[1]} to normalize on the same draws")
     return dataclasses.replace(normalizer, samples=None), notes
 
 

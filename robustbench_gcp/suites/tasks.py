@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from corruptions import from_uint8
 from robustbench_gcp.engine.runner import Context, ImageSource, classification_counts
 from robustbench_gcp.store import CellKey, ShardResult
 
@@ -35,7 +36,7 @@ class ClassifyTask:
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
     ) -> list[ShardResult]:
-        x = images.float().div_(255.0)
+        x = from_uint8(images)
         if self.transform is not None:
             x = self.transform(x, ctx.seeds(self.key.label, indices))
         return [classification_counts(ctx.classifier(x), labels)]
