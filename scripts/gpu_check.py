@@ -35,7 +35,8 @@ run first lists, in one line and in the JSON, any package gcp-robust needs that 
 
 The steps share a time budget (``--budget``, 420 s: with the install, under 8 minutes on one
 GPU); each gets at most what is left, and those after it is spent are recorded as not run.
-``bench-pipeline`` (absent from older trees: then recorded as not available) runs last.
+The torchrun check runs right after the CUDA tests; ``bench-pipeline``, the longest, runs last.
+A failed pytest step still records which tests failed and what they printed.
 
 The results go to ``$OUT/gpu-check.json`` when ``$OUT`` is set, else ``gpu-check/gpu-check.json``
 (``--out`` overrides both), rewritten after every step so that a run stopped half-way still
@@ -83,6 +84,8 @@ class Step:
     timeout: float
     finish: Callable[[dict[str, str]], dict]
     unavailable: str | None = None  # why the step cannot run here
+    #: ``finish`` reads a report the command writes even when it fails (pytest's JUnit file)
+    reports_failures: bool = False
 
 
 @dataclass
@@ -169,13 +172,16 @@ def _json(out: str, what: str):
 
 def pytest_step(sizes: Sizes, work: Path) -> Step:
     junit = work / "pytest-cuda.xml"
+    # a test file that cannot be imported here (a package missing) must not hide the others' results
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rfE",
-            f"--junitxml={junit}", "-o", "junit_logging=system-out", *sizes.pytest_paths]
+            "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_logging=system-out",
+            *sizes.pytest_paths]
 
     def finish(outputs: dict[str, str]) -> dict:
         return junit_summary(junit)
 
-    return Step("pytest-cuda", [("pytest", argv, {})], sizes.timeouts["pytest"], finish)
+    return Step("pytest-cuda", [("pytest", argv, {})], sizes.timeouts["pytest"], finish,
+                reports_failures=True)
 
 
 def junit_summary(path: Path) -> dict:
@@ -377,8 +383,16 @@ def run_step(step: Step, work: Path) -> dict:
             return {**record, "status": "timeout", "failed_command": label,
                     "reason": f"{label} ran past the step's {step.timeout:.0f} s", "tail": tail(err, out)}
         if code != 0:
-            return {**record, "status": "failed", "failed_command": label, "returncode": code,
-                    "reason": f"{label} exited with status {code}", "tail": tail(err, out)}
+            failed = {**record, "status": "failed", "failed_command": label, "returncode": code,
+                      "reason": f"{label} exited with status {code}", "tail": tail(err, out)}
+            if step.reports_failures:  # which tests failed, and what they printed
+                try:
+                    failed["result"] = step.finish(outputs)
+                except StepFailed as error:
+                    failed["result"] = error.args[1] if len(error.args) > 1 else None
+                except Exception:  # noqa: BLE001, S110 - the failure above is what counts
+                    pass
+            return failed
     try:
         record["result"] = step.finish(outputs)
     except StepFailed as error:
@@ -475,7 +489,10 @@ def targets_line(targets: dict[str, dict]) -> str:
 
 # the modules of pyproject.toml's dependencies (and pytest), looked up before the steps run
 NEEDED_MODULES = ("torch", "torchvision", "click", "rich", "yaml", "imagecorruptions", "foolbox",
-                  "matplotlib", "numpy", "timm", "av", "pytest")
+                  "matplotlib", "numpy", "timm", "av", "pytest",
+                  # what those import in turn: foolbox requests; imagecorruptions OpenCV, SciPy and
+                  # scikit-image (whose photographs make the parity tests' and the benches' images)
+                  "requests", "cv2", "scipy", "skimage")
 
 
 def install_wheels(folder: Path, site: Path) -> list[str]:
@@ -500,16 +517,6 @@ def missing_modules() -> list[str]:
     import importlib.util
 
     return [name for name in NEEDED_MODULES if importlib.util.find_spec(name) is None]
-
-
-def bench_available(kind: str) -> str | None:
-    """None when ``gcp-robust bench <kind>`` exists in this tree, else why not."""
-    try:
-        code = subprocess.run(cli("bench", kind, "--help"), cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "GIT_PYTHON_REFRESH": "quiet"}, timeout=120).returncode
-    except subprocess.TimeoutExpired:
-        return f"`gcp-robust bench {kind} --help` did not answer within 120 s"
-    return None if code == 0 else f"this tree has no `gcp-robust bench {kind}`"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -565,12 +572,12 @@ def main(argv: list[str] | None = None) -> int:
         data = work / "photos"
         steps: list[Callable[[], Step]] = [
             lambda: pytest_step(sizes, work),
+            lambda: torchrun_step(sizes, data, work, gpus),  # short, and only this step checks it
             *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
                                                         "attack", "landscape")),
             *(lambda m=m, a=a: eval_step(m, a, sizes, data, work)
               for m in sizes.eval_models for a in (False, True)),
-            lambda: torchrun_step(sizes, data, work, gpus),
-            lambda: bench_step("pipeline", sizes, bench_available("pipeline")),  # the longest: last
+            lambda: bench_step("pipeline", sizes),  # the longest: last
         ]
         only = [s for s in args.only.split(",") if s]
         skip = [s for s in args.skip.split(",") if s]

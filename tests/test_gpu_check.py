@@ -50,8 +50,8 @@ def test_quick_run_without_cuda(tmp_path):
     assert results["mode"] == "cpu" and results["device"] == "cpu" and results["finished"]
     assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 8}
     steps = {step["name"]: step for step in results["steps"]}
-    assert list(steps) == ["pytest-cuda", "bench-corruptions", "bench-perturbations", "bench-jpeg",
-                           "bench-attack", "eval-demo-isqrt", "eval-demo-isqrt-amp", "torchrun"]
+    assert list(steps) == ["pytest-cuda", "torchrun", "bench-corruptions", "bench-perturbations",
+                           "bench-jpeg", "bench-attack", "eval-demo-isqrt", "eval-demo-isqrt-amp"]
     tests = steps["pytest-cuda"]["result"]
     assert tests["tests"] == tests["skipped"] > 30 and tests["passed"] == tests["failed"] == 0
     assert steps["bench-corruptions"]["result"]["rows"][0]["corruption"] == "fog"
@@ -133,7 +133,6 @@ def test_timeouts_unavailable_steps_and_the_budget(gpu_check, tmp_path):
     assert gpu_check.run_step(missing, tmp_path) == {
         "name": "bench-x", "status": "not available", "seconds": 0.0, "commands": [],
         "reason": "this tree has no `gcp-robust bench x`"}
-    assert gpu_check.bench_available("no-such-bench") == "this tree has no `gcp-robust bench no-such-bench`"
 
 
 def test_a_spent_budget_leaves_steps_not_run(gpu_check, tmp_path, monkeypatch, capsys):
@@ -239,3 +238,19 @@ def test_wheels_install_offline_for_the_steps(gpu_check, tmp_path, monkeypatch):
     (tmp_path / "broken" / "bad-0.1-py3-none-any.whl").write_bytes(b"not a zip")
     with pytest.raises(SystemExit, match=r"installing the wheels of .*broken failed: "):
         gpu_check.install_wheels(tmp_path / "broken", tmp_path / "site3")
+
+
+def test_a_failed_pytest_step_still_says_which_tests_failed(gpu_check, tmp_path):
+    """The JUnit file is read when pytest exits non-zero: the failures and what they printed stay."""
+    junit = tmp_path / "j.xml"
+    test = tmp_path / "test_one.py"
+    test.write_text("def test_fails():\n    print('parity 0.5')\n    assert False\n\n"
+                    "def test_passes():\n    pass\n")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+            "-o", "junit_logging=system-out", str(test)]
+    step = gpu_check.Step("pytest-cuda", [("pytest", argv, {})], 120,
+                          lambda outputs: gpu_check.junit_summary(junit), reports_failures=True)
+    record = gpu_check.run_step(step, tmp_path)
+    assert record["status"] == "failed" and record["returncode"] == 1
+    assert record["result"]["failed"] == 1 and record["result"]["passed"] == 1
+    assert any("parity 0.5" in line for lines in record["result"]["printed"].values() for line in lines)
