@@ -522,6 +522,23 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path):
     assert str(error.value).startswith(f"store {store_path}: a stored shard of cell clean is damaged (")
 
 
+def test_a_store_whose_table_is_gone_is_a_one_line_error(store_path):
+    """Reads are as clear as writes: a damaged store (here its shards table dropped) names itself."""
+    with Store(store_path) as store:
+        run = open_run(store)
+        store.commit_shard(store.cell_id(run.id, CellKey("clean")), 0, shard())
+    with sqlite3.connect(store_path) as db:
+        db.execute("DROP TABLE shards")
+    db.close()
+    with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
+        store.results(store.runs()[0])
+    assert str(error.value).startswith(f"store {store_path} is damaged (no such table: shards): what it "
+                                       "holds cannot be read")
+    report = cli("report", "--store", store_path)
+    assert report.exit_code == 1 and "Traceback" not in report.output
+    assert report.stderr.strip().splitlines()[-1].startswith(f"Error: store {store_path} is damaged")
+
+
 def test_a_cell_read_on_some_shards(store_path):
     """`report` reads a stopped run's cells on the shards they all have: filtered in SQL, or (more
     shards than SQLite binds at once) after reading; the same either way."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import time
@@ -30,6 +31,20 @@ CHECKPOINT_SECONDS = 120.0  # at most this long between WAL checkpoints while sh
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+
+def _reads(method):
+    """A method that reads the store: an SQLite error there (a damaged file, a table gone) is a
+    StoreError naming the store, as the writes' are."""
+    @functools.wraps(method)
+    def reading(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise store_error(error, self.path, self.read_only_reason) from None
+
+    return reading
 
 
 class Store:
@@ -134,6 +149,7 @@ class Store:
         self.close()
 
     # -- runs and cells -----------------------------------------------------
+    @_reads
     def run(
         self,
         identity: dict,
@@ -160,15 +176,18 @@ class Store:
             db.execute("UPDATE runs SET model = ? WHERE key = ?", (model, key))
         return RunInfo.from_row(self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone())
 
+    @_reads
     def run_by_key(self, key: str) -> RunInfo:
         row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise StoreError(f"store {self.path} has no run {key}")
         return RunInfo.from_row(row)
 
+    @_reads
     def runs(self) -> list[RunInfo]:
         return [RunInfo.from_row(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
 
+    @_reads
     def find_cell(self, run_id: int, key: CellKey) -> int | None:
         """The id of a stored cell, or None."""
         row = self.db.execute(
@@ -189,6 +208,7 @@ class Store:
             )
         return self.find_cell(run_id, key)
 
+    @_reads
     def cells(self, run_id: int) -> list[tuple[int, CellKey]]:
         rows = self.db.execute(
             "SELECT id, kind, name, level, variant FROM cells WHERE run_id = ? ORDER BY id", (run_id,)
@@ -213,6 +233,7 @@ class Store:
         except StoreError:
             pass  # full, or a store without the notes table it could not add: reports lack them
 
+    @_reads
     def notes(self, run_id: int) -> dict[str, list[str]]:
         """A run's notes by suite kind, in the order they were given (none from a store written before
         notes were kept)."""
@@ -235,6 +256,7 @@ class Store:
             db.execute("INSERT OR REPLACE INTO baselines (name, run_id, created) VALUES (?, ?, ?)",
                        (name, run_id, _now()))
 
+    @_reads
     def baseline(self, name: str) -> RunInfo | None:
         row = self.db.execute(
             "SELECT runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id WHERE baselines.name = ?",
@@ -242,6 +264,7 @@ class Store:
         ).fetchone()
         return RunInfo.from_row(row) if row else None
 
+    @_reads
     def baselines(self) -> list[tuple[str, str, RunInfo]]:
         """Every stored baseline: its name, when the name was given to its run, and the run."""
         rows = self.db.execute(
@@ -251,6 +274,7 @@ class Store:
         return [(row[0], row[1], RunInfo.from_row(row[2:])) for row in rows]
 
     # -- shards -------------------------------------------------------------
+    @_reads
     def done_shards(self, cell_id: int | None) -> set[int]:
         """The stored shards of a cell (none for a cell not stored: ``cell_id`` None)."""
         rows = self.db.execute("SELECT shard FROM shards WHERE cell_id = ?", (cell_id,))
@@ -283,6 +307,7 @@ class Store:
             self.checkpoint()
         return new
 
+    @_reads
     def cell_result(self, cell_id: int, key: CellKey, n_shards: int | None = None,
                     shards: Iterable[int] | None = None) -> CellResult:
         """Combine the stored shards of a cell (in shard order; only ``shards`` when given)."""
@@ -303,6 +328,7 @@ class Store:
                              f"({error}); use another --store, or delete that cell's shards to compute "
                              "them again") from None
 
+    @_reads
     def results(self, run: RunInfo, kinds: Iterable[str] | None = None, *,
                 keys: Iterable[CellKey] | None = None,
                 shards: Iterable[int] | None = None) -> list[CellResult]:

@@ -315,6 +315,9 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
         return StoreError(f"cannot read store {path}: {reason}, and SQLite needs a {path.name}-shm file "
                           f"beside its {path.name}-wal to read it; copy the .db and -wal files to a "
                           "writable folder (SQLite makes the -shm there)")
+    if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "no such table" in text:
+        return StoreError(f"store {path} is damaged ({text}): what it holds cannot be read; `sqlite3 "
+                          f"{path.name} .recover` may save its rows, or give another --store")
     return StoreError(f"cannot use {path} as a results store: {text}")
 
 
