@@ -186,6 +186,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         ExecutionStats,
         ProgressHook,
         cell_ids_of,
+        check_all_stored,
         compute,
         make_workload,
     )
@@ -193,12 +194,21 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     progress = progress if job.is_main and progress is not None else ProgressHook()
     sources = list(dict.fromkeys(task.source for task in tasks))
     if job.is_main:
+        try:
+            if store.read_only:  # before any rank computes: nothing it made could be stored
+                check_all_stored(tasks, store, run)
+        except GcpRobustError as error:
+            job.broadcast(str(error))  # the other ranks stop with it, rather than by the launcher
+            raise
         cell_ids = cell_ids_of(tasks, store, run)
         work = make_workload(tasks, store, run, cell_ids)
         shared = (images.fingerprint(), work.loads, work.total_images, work.units_total, work.units_skipped)
     else:
         shared = None
-    fingerprint, loads, total, units_total, skipped = job.broadcast(shared)
+    shared = job.broadcast(shared)
+    if isinstance(shared, str):  # rank 0 refused the run
+        raise RankFailure(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
+    fingerprint, loads, total, units_total, skipped = shared
     if fingerprint != images.fingerprint():
         raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
                           "every machine?)")
