@@ -572,3 +572,26 @@ def test_under_torchrun_a_read_only_store_missing_shards_stops_before_any_rank_c
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         execute_distributed([task], None, store, store.runs()[0], None, None, None, job)
     assert "1 shards still to compute" in str(error.value) and sent == [str(error.value)]
+
+
+def test_a_read_only_file_is_read_without_a_shm_file(store_path, monkeypatch):
+    """A read-only .db file in a writable folder is opened immutable: SQLite leaves no -shm file
+    (one would get the file's read-only mode, and block writes once the file is writable again)."""
+    from robustbench_gcp.store import sqlite_file
+
+    with Store(store_path) as store:
+        open_run(store)
+    real = os.access
+    monkeypatch.setattr(sqlite_file.os, "access", lambda p, mode: False if Path(p) == store_path
+                        and mode == os.W_OK else real(p, mode))
+    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro&immutable=1")
+    monkeypatch.setattr(sqlite_file.os, "access", real)
+    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro")  # a writer may be at work
+
+
+def test_report_on_a_pipe_says_it_is_not_a_file(tmp_path):
+    pipe = tmp_path / "s.db"
+    os.mkfifo(pipe)
+    out = cli("report", "--store", pipe)
+    assert out.exit_code == 1 and out.stderr.strip().splitlines()[-1] == (
+        f"Error: store {pipe} is not a file (a folder, a pipe ...): give the .db file of a store")

@@ -262,8 +262,10 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
 
     datasets = _suite_datasets(suites, config)  # by kind, each suite name resolved once
     kinds = list(datasets)
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
+    if not Path(path).is_file():
+        raise StoreError(f"store {path} is not a file (a folder, a pipe ...): give the .db file of a store")
     check_any_baseline(baseline, config.baselines, Path(path))
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
         runs = store.runs()

@@ -170,9 +170,12 @@ def read_only_reason(path: Path, read_only: bool) -> str | None:
 
 def _read_only_uri(path: Path) -> str:
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
-        # No -wal file, and none can be created: no process can be writing, so SQLite may skip the
-        # locks (which would need a -shm file it cannot create).
+    unwritable = not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK)
+    if unwritable and not Path(f"{path}-wal").exists():
+        # No -wal file, and none can be created (a read-only folder) or no process may write the file
+        # (a read-only file): nobody is writing, so SQLite may skip the locks and their -shm file,
+        # which it could not create, or would create read-only, blocking writes once the file is
+        # made writable again.
         uri += "&immutable=1"
     return uri
 
