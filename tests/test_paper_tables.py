@@ -89,3 +89,26 @@ def test_the_cifar_p_mean_leaves_snow_out():
     first = sections["metrics"]["by_difficulty"]["1"]
     assert first["mean_flip_probability"] == 0.25 and "snow" not in first["perturbations"]
     assert [e["perturbation"] for e in sections["perturbations"]][4:6] == ["spatter", "brightness"]
+
+
+def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
+    """A run holding fog at severities 1, 2 and contrast at 3 only: the comparison's mean error is
+    the report's (the mean over corruptions of each one's mean), not the mean over cells."""
+    import numpy as np
+
+    from robustbench_gcp.store import CellKey, CellResult
+    from robustbench_gcp.suites.imagenet_c import summarize
+
+    variant = '{"dataset":"cifar10","roundtrip":true,"source":"torch"}'
+
+    def cell(name, level, wrong):
+        correct = np.arange(4) >= wrong
+        return CellResult(CellKey("imagenet-c", name, str(level), variant), 4,
+                          {"top1_errors": wrong, "top5_errors": 0}, [0], True, correct=correct)
+
+    results = [cell("fog", 1, 0), cell("fog", 2, 4), cell("contrast", 3, 1)]
+    design = get_suite("imagenet-c").design(results, None)
+    means = dict(zip(design.rows, design.values.mean(axis=1)))
+    sections, _ = summarize(results, benchmark=["fog", "contrast"], baseline=None)
+    assert sections["metrics"]["mean_error"] == (0.5 + 0.25) / 2
+    assert design.metrics["mean_error"](means) == sections["metrics"]["mean_error"]

@@ -490,8 +490,9 @@ class ImageNetCSuite(LevelledSuite):
         baseline = normalizer
         chosen = [c for c in list_corruptions("benchmark") if c in cells]
         if chosen and not dataset_of(results, self.kind).alexnet_normalized:
-            every = [f"{c}/{s}" for c in chosen for s in cells[c]]
-            metrics["mean_error"] = lambda m: sum(m[k] for k in every) / len(every)
+            # as the reports: the mean over corruptions of each one's mean over its severities
+            metrics["mean_error"] = lambda m: sum(
+                sum(m[f"{c}/{s}"] for s in cells[c]) / len(cells[c]) for c in chosen) / len(chosen)
         own = baseline is not None and chosen and baseline.own and all(
             c in baseline.imagenet_c and sum(baseline.error(c, s) for s in cells[c]) > 0 for c in chosen)
         if own:  # the baseline run's own CE (where it errs at all): 100
