@@ -43,6 +43,12 @@ def test_reports_show_the_newest_revision_whatever_the_order():
     assert kept == [old, other] and len(notes) == 1 and notes[0].startswith("m: brightness were computed")
     released = _cell("brightness", {"source": "released"}, 4)
     assert newest([released], "m") == ([released], [])
+    # the new revision stopped mid-way: the earlier, complete one is shown, and said so
+    unfinished = CellResult(new.key, 2, {"top1_wrong": 0.0}, [0], False)
+    kept, notes = newest([old, unfinished, other], "m")
+    assert kept == [old, other] and notes[0] == (
+        "m: the current version of brightness is not finished yet (a run stopped mid-way): the earlier, "
+        "complete one is shown")
 
 
 def _eval(image_folder, checkpoint, store):

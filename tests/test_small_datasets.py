@@ -411,3 +411,24 @@ def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder)
     clean = run("report", "--config", path, "--store", store, "--suite", "cifar10-clean", "--format", "json",
                 "--no-intervals")
     assert clean.exit_code == 0 and len(json.loads(clean.stdout)["reports"]) == 2, clean.output
+
+
+def test_a_baseline_stored_by_an_earlier_version_says_what_it_cannot_normalize(cifar):
+    """A baseline run whose brightness cells 0.7.0 made (no revision mark) has none made as this
+    run's: its CE stays empty, and the note says why and what to do."""
+    import sqlite3
+
+    store = cifar / "s.db"
+    common = ["--suite", "cifar10-c", "--corruptions", "fog,brightness", "--severities", "2",
+              "--data", cifar / "folder", "--store", store, "--format", "json"]
+    report_json(run("baseline", "--model", "small_cifar_net:build", "--name", "mine", *common))
+    with sqlite3.connect(store) as db:  # as gcp-robust 0.7.0 stored it
+        db.execute("UPDATE cells SET variant = REPLACE(variant, ',\"revision\":2', '') "
+                   "WHERE name = 'brightness'")
+    db.close()
+    ours = report_json(run("eval", "--model", "small_cifar_net:build", "--seed", 1, "--baseline", "mine",
+                           *common))
+    ces = {e["corruption"]: e["CE"] for e in ours["per_corruption"]}
+    assert ces["fog"] is not None and ces["brightness"] is None
+    assert any(n.startswith("CE left empty for brightness: the stored baseline 'mine' has no complete cells")
+               for n in ours["notes"]), ours["notes"]

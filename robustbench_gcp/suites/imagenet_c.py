@@ -227,6 +227,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "normalization is ImageNet-C's"
                      + (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'"
                         if baseline is not None else ""))
+    lacking = [s.corruption for s in summaries if s.CE is None]
+    if baseline is not None and baseline.run is not None and lacking:
+        notes.append(f"CE left empty for {', '.join(lacking)}: the stored baseline '{baseline.name}' has no "
+                     "complete cells of them made as this run's (not computed, or by an earlier version "
+                     "of gcp-robust); store it again (gcp-robust baseline) to normalize them")
     if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images")
     severities = sorted({c["severity"] for c in cells})

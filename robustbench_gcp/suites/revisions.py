@@ -61,27 +61,41 @@ def current_revision(key: CellKey) -> int:
 
 
 def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-    """Of cells that differ by their revision alone, the newest; with notes on those left out and
-    on the shown cells older than the current code (``eval`` again makes their new revision)."""
+    """Of cells that differ by their revision alone, the newest complete one (the newest when none
+    is complete); with notes on those left out and on the shown cells older than the current code
+    (``eval`` again makes their new revision)."""
     chosen: dict[tuple, CellResult] = {}
     for r in results:
         variant = json.loads(r.key.variant)
-        revision = variant.pop(REVISION, 1)
+        variant.pop(REVISION, None)
         where = (r.key.kind, r.key.name, r.key.level, json.dumps(variant, sort_keys=True))
-        if where not in chosen or revision > _revision(chosen[where]):
+        if where not in chosen or _rank(r) > _rank(chosen[where]):
             chosen[where] = r
     ids = {id(r) for r in chosen.values()}
     kept = [r for r in results if id(r) in ids]
+    shown = {(r.key.kind, r.key.name, r.key.level): _revision(r) for r in kept}
+    left = [r for r in results if id(r) not in ids]
+    older = [r for r in left if _revision(r) < shown[(r.key.kind, r.key.name, r.key.level)]]
+    older_ids = {id(r) for r in older}
+    unfinished = sorted({r.key.name for r in left if id(r) not in older_ids})
     notes = []
-    if len(kept) < len(results):
-        notes.append(f"{model}: {len(results) - len(kept)} cells computed by an earlier version of their "
-                     "corruption or attack are left out; the current version's are shown")
+    if older:
+        notes.append(f"{model}: {len(older)} cells computed by an earlier version of their corruption or "
+                     "attack are left out; the current version's are shown")
+    if unfinished:
+        notes.append(f"{model}: the current version of {', '.join(unfinished)} is not finished yet (a "
+                     "run stopped mid-way): the earlier, complete one is shown")
     stale = sorted({r.key.name for r in kept if _revision(r) < current_revision(r.key)})
     if stale:
         notes.append(f"{model}: {', '.join(stale)} were computed by an earlier version of gcp-robust, "
                      "whose output differs from the current one; `gcp-robust eval` again computes "
                      "them anew (the stored ones stay)")
     return kept, notes
+
+
+def _rank(result: CellResult) -> tuple[bool, int]:
+    """Complete before unfinished, then the newer revision."""
+    return bool(result.complete), _revision(result)
 
 
 def _revision(result: CellResult) -> int:
