@@ -132,6 +132,19 @@ def test_a_run_reused_from_another_folder_says_so(image_folder, gap_checkpoint, 
     assert json.loads(again.stdout)["computed"]["computed"] == 0
 
 
+
+def test_a_relative_data_path_is_the_same_folder_from_anywhere(image_folder, gap_checkpoint, tmp_path,
+                                                               monkeypatch):
+    store = tmp_path / "s.db"
+    monkeypatch.chdir(image_folder.parent)
+    first = run(*eval_args(image_folder.name, gap_checkpoint, store, "--format", "json"))
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path)
+    again = run(*eval_args(image_folder, gap_checkpoint, store, "--format", "json"))
+    assert again.exit_code == 0 and "results stored from the images in" not in again.stderr
+    assert json.loads(again.stdout)["computed"]["computed"] == 0
+
+
 def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folder, gap_checkpoint, tmp_path):
     common = ["--suite", "imagenet-c", "--corruptions", "gaussian_noise,shot_noise,impulse_noise",
               "--severities", "3"]
@@ -383,4 +396,14 @@ def test_matrix_function_errors_name_the_options(image_folder, store_path):
     assert last_line(gap).startswith("Error: `--sqrt` cannot be used with resnet18-gap: it has no matrix")
     assert last_line(gap).endswith("`--sqrt` and `--ns-iters` apply to isqrt, mpncov and svdpade models. "
                                    "Got --sqrt eig")
+    assert not store_path.exists()
+
+
+def test_compare_refuses_a_baseline_no_compared_suite_uses(image_folder, store_path):
+    args = ["compare", "--model", "resnet18-gap", "--model", "resnet18-isqrt", "--random-weights", "--data",
+            image_folder, "--store", store_path, "--limit", 2, "--baseline", "alexnet"]
+    refused = run(*args, "--suite", "clean")
+    assert refused.exit_code == 2 and last_line(refused) == (
+        "Error: --baseline normalizes the metrics of the imagenet-c/imagenet-p suites; the clean suite "
+        "has none to normalize")
     assert not store_path.exists()

@@ -284,13 +284,21 @@ def test_other_runtime_errors_pass_through(tmp_path, image_folder):
 
 
 def test_float32_on_cuda_means_float32_not_tf32():
-    """cuDNN convolves float32 in TF32 by default; a float32 run turns that off (set on any machine)."""
-    from robustbench_gcp.engine.device import exact_float32
+    """cuDNN convolves float32 in TF32 by default; a float32 run turns that off (set on any machine),
+    through torch 2.9's fp32_precision or, before it, the allow_tf32 flags."""
+    from types import SimpleNamespace
 
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    from robustbench_gcp.engine.device import exact_float32, no_tf32
+
+    new = SimpleNamespace(conv=SimpleNamespace(fp32_precision="tf32")), SimpleNamespace(fp32_precision="none")
+    no_tf32(*new)
+    assert (new[0].conv.fp32_precision, new[1].fp32_precision) == ("ieee", "ieee")
+    old = SimpleNamespace(allow_tf32=True), SimpleNamespace(allow_tf32=True)  # torch before 2.9
+    no_tf32(*old)
+    assert (old[0].allow_tf32, old[1].allow_tf32) == (False, False)
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul  # this torch's own
     saved = conv.fp32_precision, matmul.fp32_precision
     try:
-        conv.fp32_precision = "tf32"
         exact_float32()
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     finally:

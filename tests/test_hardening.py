@@ -283,13 +283,21 @@ def test_unwritable_outputs_are_one_line_and_keep_what_was_there(tmp_path):
     # -o: the new text goes to a staged file first; when that fails, the old file stays whole
     out = tmp_path / "report.json"
     out.write_text("old report\n")
-    (tmp_path / f".report.json.{os.getpid()}.tmp").mkdir()  # the staged file cannot be made
-    from robustbench_gcp.cli.output import write_output
+    out.chmod(0o640)
+    from robustbench_gcp.cli import output
 
-    with pytest.raises(Exception, match="cannot write"):
-        write_output("new report\n", str(out))
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(output.os, "replace", full)
+        with pytest.raises(Exception, match="cannot write .*: No space left on device"):
+            output.write_output("new report\n", str(out))
     assert out.read_text() == "old report\n"
-    (tmp_path / f".report.json.{os.getpid()}.tmp").rmdir()
-    write_output("new report\n", str(out))
-    assert out.read_text() == "new report\n" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "a-file", "report.json"]
+    output.write_output("new report\n", str(out))
+    assert out.read_text() == "new report\n" and out.stat().st_mode & 0o777 == 0o640
+    link = tmp_path / "link.json"  # through a symbolic link, its file is written
+    link.symlink_to(out)
+    output.write_output("linked\n", str(link))
+    assert link.is_symlink() and out.read_text() == "linked\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "link.json", "report.json"]

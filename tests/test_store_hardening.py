@@ -574,19 +574,22 @@ def test_under_torchrun_a_read_only_store_missing_shards_stops_before_any_rank_c
     assert "1 shards still to compute" in str(error.value) and sent == [str(error.value)]
 
 
-def test_a_read_only_file_is_read_without_a_shm_file(store_path, monkeypatch):
-    """A read-only .db file in a writable folder is opened immutable: SQLite leaves no -shm file
-    (one would get the file's read-only mode, and block writes once the file is writable again)."""
+def test_a_read_only_file_is_read_without_a_shm_file(store_path):
+    """A .db file that no user may write is opened immutable (no -wal beside it): SQLite leaves no
+    -shm file, which would get the file's read-only mode and block writes once the file is writable
+    again. A file its owner may write keeps the locks: a writer may be at work."""
     from robustbench_gcp.store import sqlite_file
 
     with Store(store_path) as store:
         open_run(store)
-    real = os.access
-    monkeypatch.setattr(sqlite_file.os, "access", lambda p, mode: False if Path(p) == store_path
-                        and mode == os.W_OK else real(p, mode))
+    for side in ("-wal", "-shm"):
+        Path(f"{store_path}{side}").unlink(missing_ok=True)
+    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro")
+    store_path.chmod(0o444)
     assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro&immutable=1")
-    monkeypatch.setattr(sqlite_file.os, "access", real)
-    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro")  # a writer may be at work
+    with Store(store_path, read_only=True) as store:
+        assert len(store.runs()) == 1
+    assert not Path(f"{store_path}-shm").exists()
 
 
 def test_report_on_a_pipe_says_it_is_not_a_file(tmp_path):

@@ -7,6 +7,7 @@ import click
 from robustbench_gcp.cli.options import (
     SuiteCommand,
     baseline_option,
+    check_baseline_applies,
     config_option,
     data_options,
     engine_options,
@@ -107,6 +108,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
         raise ConfigError(f"model '{error.label}' has no checkpoint: give one as --model {error.name}="
                           "CHECKPOINT, or --random-weights for seeded random weights (a pipeline check)") \
             from None
+    check_baseline_applies(*(plan.suite for plan in plans))
     with progress_display("compare") as progress:
         reports = run_all(plans, progress)
     if reports is None:  # torchrun ranks other than 0: rank 0 reports

@@ -160,14 +160,15 @@ def check_layout(fmt: str) -> None:
                                f"(got --format {fmt})")
 
 
-def check_baseline_applies(suite) -> None:
-    """``--baseline`` given for a suite whose metrics no baseline normalizes: a usage error."""
+def check_baseline_applies(*suites) -> None:
+    """``--baseline`` given where no suite's metrics are normalized by a baseline: a usage error."""
     from robustbench_gcp.suites import all_suites
 
-    if given("baseline") and not suite.uses_baseline:
+    if given("baseline") and not any(suite.uses_baseline for suite in suites):
         kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
-        raise click.UsageError(f"--baseline normalizes the metrics of the {kinds} suites; the "
-                               f"{suite.kind} suite has none to normalize")
+        named = "/".join(dict.fromkeys(suite.kind for suite in suites))
+        raise click.UsageError(f"--baseline normalizes the metrics of the {kinds} suites; the {named} "
+                               f"suite has none to normalize")
 
 
 model_options = _compose(

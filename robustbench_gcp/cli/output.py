@@ -6,6 +6,7 @@ The library renders (``robustbench_gcp.reports``); commands print through here.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,20 +71,37 @@ def write_output(text: str, output: str | None) -> None:
     if problem:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "
                                    "another -o computes nothing again")
-    target = Path(output)
-    # a regular file is replaced only once the new text is whole (a full disk keeps the old one)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp") if not target.exists() or \
-        target.is_file() else None
     try:
-        with open(staged or target, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if staged is not None:
-            os.replace(staged, target)
+        _write_whole(Path(output).resolve(), text)  # through a symbolic link, to its file
     except OSError as error:
-        if staged is not None and staged.is_file():
-            staged.unlink()
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _write_whole(target: Path, text: str) -> None:
+    """Write ``text`` to ``target``. A regular file is replaced only once the new text is whole (a
+    full disk keeps the old one), keeping its permissions; where no file can be made beside it (or
+    for a pipe, a device), it is written in place."""
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if target.exists() and not target.is_file():
+        staged = None
+    try:
+        if staged is not None:
+            staged.touch(exist_ok=False)
+    except OSError:
+        staged = None
+    if staged is None:
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    try:
+        with open(staged, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if target.exists():
+            shutil.copymode(target, staged)
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def print_renderable(renderable, output: str | None) -> None:

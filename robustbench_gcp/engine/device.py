@@ -66,13 +66,19 @@ def exact_float32() -> None:
     """Turn TF32 off for CUDA's float32 convolutions and matrix products (cuDNN's convolutions use
     it by default): a float32 run then computes in float32, as its identity says and the CPU does.
     A process-wide setting of torch; autocast's float16 is not affected."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):  # torch 2.9+
+    no_tf32(torch.backends.cudnn, torch.backends.cuda.matmul)
+
+
+def no_tf32(cudnn, matmul) -> None:
+    """TF32 off in torch's ``backends.cudnn`` and ``backends.cuda.matmul``: through their
+    ``fp32_precision`` (torch 2.9+), else the ``allow_tf32`` flags."""
+    conv = getattr(cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
         conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        matmul.fp32_precision = "ieee"
     else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        cudnn.allow_tf32 = False
+        matmul.allow_tf32 = False
 
 
 def check_amp(device: torch.device) -> None:

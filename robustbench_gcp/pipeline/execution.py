@@ -89,7 +89,8 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
     with Store(options.store) as store:
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
-                         data=plan.images.source, n_images=len(plan.images), shard_size=options.shard_size)
+                         data=_absolute(plan.images.source), n_images=len(plan.images),
+                         shard_size=options.shard_size)
         if progress is not None:
             said = limit_notes(plan) + moved_notes(plan, info)
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
@@ -161,6 +162,9 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         "precision": precision,
         "device_type": device.type,
+        # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
+        # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity
+        **({"arithmetic": "ieee"} if device.type == "cuda" else {}),
     }
 
 
@@ -240,13 +244,19 @@ def limit_notes(plan: Plan) -> list[str]:
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
     """The note on a stored run first made from images in another folder: a run is found by its
     images' names and labels (a copy of the data elsewhere reuses it), not by their pixels."""
-    if plan.data is None or not info.data or not plan.images.source:
+    # a folder recorded relative to another working directory (before 0.7.1) says nothing sure
+    if plan.data is None or not info.data or not plan.images.source or not Path(info.data).is_absolute():
         return []
-    if Path(info.data).expanduser().resolve() == Path(plan.images.source).expanduser().resolve():
+    if Path(info.data).resolve() == Path(_absolute(plan.images.source)).resolve():
         return []
     return [f"results stored from the images in {info.data} are used for those in {plan.images.source}: "
             "the same file names and labels (a run is found by those, not by pixels); if the images "
             "differ, give another --store"]
+
+
+def _absolute(source: str | None) -> str | None:
+    """The images' folder or file as an absolute path, as a new run records it."""
+    return str(Path(source).expanduser().absolute()) if source else source
 
 
 def other_settings(store: Store, info: RunInfo) -> list[str]:

@@ -207,7 +207,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
                           ns_iters=options.ns_iters, seed=options.seed, ema=options.ema, module=module,
                           preprocess=options.preprocess)
-    selection = suite.check_model(selection, choice)
+    selection = suite.check_model(selection, choice) or selection  # None: a suite of the old contract
     images = everything.limit(options.limit)
     check_classes(images, check_weights(choice), choice.label, released=options.data is None)
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset)

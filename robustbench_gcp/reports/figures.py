@@ -7,6 +7,7 @@ can check a figure without looking at it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -30,12 +31,14 @@ def save(fig, path: Path) -> Path:
     from robustbench_gcp.errors import OutputError
 
     n_axes = sum(1 for ax in fig.axes if ax.get_visible())
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
     except OSError as error:
-        if path.is_file():
-            path.unlink(missing_ok=True)
+        if not existed and path.is_file():  # a half-written new file; an older figure stays
+            with contextlib.suppress(OSError):
+                path.unlink()
         raise OutputError(f"cannot write the figure {path}: {error.strerror or error}") from None
     finally:
         pyplot().close(fig)

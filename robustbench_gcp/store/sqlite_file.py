@@ -170,12 +170,13 @@ def read_only_reason(path: Path, read_only: bool) -> str | None:
 
 def _read_only_uri(path: Path) -> str:
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    unwritable = not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK)
+    # a read-only folder, or a file that no user may write (its owner could, where only this user
+    # may not: then a writer may be at work, and the locks are needed)
+    unwritable = not os.access(path.parent, os.W_OK) or not path.stat().st_mode & 0o222
     if unwritable and not Path(f"{path}-wal").exists():
-        # No -wal file, and none can be created (a read-only folder) or no process may write the file
-        # (a read-only file): nobody is writing, so SQLite may skip the locks and their -shm file,
-        # which it could not create, or would create read-only, blocking writes once the file is
-        # made writable again.
+        # No -wal file, and none can be created or written to the file: nobody is writing, so SQLite
+        # may skip the locks and their -shm file, which it could not create, or would create
+        # read-only, blocking writes once the file is made writable again.
         uri += "&immutable=1"
     return uri
 
