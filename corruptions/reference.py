@@ -59,6 +59,7 @@ __all__ = [
     "corrupt_reference",
     "load_imagecorruptions",
     "original_function",
+    "reference_image_call",
     "reference_with_draws",
 ]
 
@@ -319,6 +320,34 @@ def corrupt_reference(
     # the storage truncation of the result gives np.uint8 of the reference's doubles (on_grid)
     result = on_grid(torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2), images, peak=255)
     return result.to(device=images.device).contiguous()
+
+
+def reference_image_call(name: str, severity: int, preset: str = "imagenet"):
+    """``call(pixels, seed)``: one uint8 (H, W, 3) NumPy image through the reference as a user calls
+    it (``imagecorruptions.corrupt``: seeded NumPy, a PIL image in, ``np.uint8`` out), and nothing
+    else: no tensor conversions. What ``gcp-robust bench corruptions`` times.
+
+    Example:
+        >>> import numpy as np
+        >>> call = reference_image_call("contrast", 3)
+        >>> call(np.zeros((32, 32, 3), np.uint8), 0).shape
+        (32, 32, 3)
+    """
+    import numpy as np
+    from PIL import Image
+
+    name, severity, preset = check_name(name), check_severity(severity), check_preset(preset)
+    function = _reference_function(name, preset, follow_original=False)
+
+    def call(pixels, seed: int):
+        np.random.seed(seed % 2**32)
+        if function is None:  # impulse_noise: scikit-image's own generator, seeded
+            out = _impulse_noise(pixels, severity, seed, preset)
+        else:
+            out = function(Image.fromarray(pixels), severity)
+        return np.uint8(np.clip(np.asarray(out), 0, 255))
+
+    return call
 
 
 def _reference_function(name: str, preset: str, follow_original: bool):

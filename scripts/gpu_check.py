@@ -121,8 +121,9 @@ def full_sizes(device: str, workers: int) -> Sizes:
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],
             "landscape": ["--model", "resnet50-isqrt", "--random-weights", "--images", "8",
                           "--batch-size", "8", "--repeats", "2"],
-            "pipeline": ["--model", "resnet50-gap", "--images", "32", "--severities", "3",
-                         "--batch-size", "32", "--workers", str(workers)],
+            # a batch for each loader worker of the plain loop (whole batches go to workers)
+            "pipeline": ["--model", "resnet50-gap", "--images", str(8 * workers), "--severities", "3",
+                         "--batch-size", "8", "--workers", str(workers)],
         },
         dist_flags=("--corruptions", "gaussian_noise,glass_blur,fog,jpeg_compression", "--severities", "1,3",
                     "--shard-size", "32"),

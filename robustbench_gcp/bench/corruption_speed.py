@@ -71,8 +71,10 @@ def speed(
     :func:`corruptions.corrupt` on a batch of ``batch_size`` photographs (after one
     warm-up call that fills the caches), per image; and the reference
     (:func:`reference_description`) on each of
-    the first ``reference_images`` of the same images, one at a time on the CPU,
-    best of 2 (glass_blur: one image, once; it takes about a second per image). The
+    the first ``reference_images`` of the same images, one at a time on the CPU, as a user
+    calls it (uint8 NumPy in and out: :func:`corruptions.reference.reference_image_call`; the
+    images are converted before the timing), after one warm-up call, best of 2 (glass_blur: one
+    image, once; it takes about a second per image). The
     best of several runs is robust to other processes on a shared machine. Times
     are then averaged over the severities.
 
@@ -95,7 +97,7 @@ def speed(
     Raises:
         ValueError: an unknown corruption name or preset.
     """
-    from corruptions.reference import corrupt_reference
+    from corruptions.reference import reference_image_call
 
     preset = check_preset(preset)
     size = PRESET_SIZES[preset] if size is None else size
@@ -104,7 +106,8 @@ def speed(
     names = [check_name(n) for n in names]
     images = photos(batch_size, size).to(device)
     seeds = list(range(batch_size))
-    warm = photos(1, 32)  # imports and first-call costs of the reference, on a tiny image
+    # the reference's input as a user holds it: uint8 NumPy images, made once, outside the timing
+    pixels = (images.cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     rows = []
     for name in names:
         if progress:
@@ -118,11 +121,10 @@ def speed(
                 [lambda n=name, s=severity: corrupt(images, n, s, seed=seeds, preset=preset)],
                 device=device, repeats=repeats, warmup=1)
             ours.append(timing.best / batch_size * 1000)
-            corrupt_reference(warm, name, severity, seed=[0], preset=preset)
+            call = reference_image_call(name, severity, preset)
             per_image = [
-                time_calls([lambda i=i, n=name, s=severity: corrupt_reference(
-                    images[i : i + 1].cpu(), n, s, seed=[seeds[i]], preset=preset)],
-                    device="cpu", repeats=1 if glass else 2)[0].best
+                time_calls([lambda i=i, call=call: call(pixels[i], seeds[i])], device="cpu",
+                           repeats=1 if glass else 2, warmup=0 if glass else 1)[0].best
                 for i in range(count)
             ]
             reference.append(sum(per_image) / count * 1000)

@@ -131,9 +131,15 @@ def plain_loop(data: str | Path, *, arch: str, weights: str | Path,
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
+    from corruptions.reference import load_imagecorruptions
     from robustbench_gcp.data.folders import imagenet_wnids
 
+    load_imagecorruptions()  # imported once, as a script's top would: the loader's workers inherit it
     dev = torch.device(device)
+    if dev.type == "cuda":  # the same arithmetic as the tool's float32 (no TF32)
+        from robustbench_gcp.engine.device import exact_float32
+
+        exact_float32()
     net = getattr(torchvision.models, arch)()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval().to(dev)
@@ -278,7 +284,7 @@ def _corrupted_error(cells: Sequence[dict]) -> float | None:
     return sum(corrupted) / len(corrupted) if corrupted else None
 
 
-def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None, images: int = 48,
+def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None, images: int = 64,
                    corruptions: str = "benchmark", severities: str = "3", batch_size: int = 32,
                    workers: int = 0, device: str = "cpu", seed: int = 0,
                    log: Callable[[str], None] | None = None) -> list[dict]:

@@ -18,8 +18,10 @@ from robustbench_gcp.cli.options import device_option, json_option
 @click.option("--checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
               help="torchvision-layout weights for it (default: seeded random weights, batch-norm "
                    "statistics from the images).")
-@click.option("--images", type=click.IntRange(min=1), default=48, show_default=True,
-              help="Photographs of varied sizes, generated in a temporary folder.")
+@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Photographs of varied sizes, generated in a temporary folder. Best a multiple of "
+                   "--batch-size x --workers: the plain loop's DataLoader hands each worker whole "
+                   "batches, so fewer leave workers idle.")
 @click.option("--corruptions", default="benchmark", show_default=True,
               help="Corruptions: names or subsets (benchmark, extra, all, noise, blur, weather, digital).")
 @click.option("--severities", default="3", show_default=True, help="Severities, comma-separated.")
