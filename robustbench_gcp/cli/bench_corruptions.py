@@ -112,8 +112,9 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
     Both run on the same real photographs (scikit-image's, resized and cropped to
     --size): this package on batches of --batch-size on --device, the reference
     backend (imagecorruptions; with --preset cifar / tinyimagenet the transcription
-    of the preset's generation script) one image at a time on the CPU, on the first
-    --reference-images images only. Each figure is the best of several runs
+    of the preset's generation script) one image at a time on the CPU as a user calls
+    it (a uint8 NumPy image in and out), on the first --reference-images images only.
+    Each figure is the best of several runs
     (robust to other processes on a shared machine), averaged over the
     severities; the last row holds geometric means.
 
