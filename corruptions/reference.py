@@ -291,7 +291,6 @@ def corrupt_reference(
         torch.Size([2, 3, 64, 64])
     """
     import numpy as np
-    from PIL import Image
 
     check_images(images)
     name = check_name(name)
@@ -304,13 +303,7 @@ def corrupt_reference(
     pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
     outputs = []
     for i in range(batch):
-        seed_i = None if seeds is None else seeds[i]
-        if seed_i is not None:
-            np.random.seed(seed_i % 2**32)
-        if name == "impulse_noise":
-            out = _impulse_noise(pixels[i], severity, seed_i, preset)
-        else:
-            out = function(Image.fromarray(pixels[i]), severity)
+        out = _reference_one(function, pixels[i], severity, None if seeds is None else seeds[i], preset)
         out = np.asarray(out, dtype=np.float64)
         if out.ndim == 2:
             out = np.stack([out] * 3, axis=-1)
@@ -334,20 +327,28 @@ def reference_image_call(name: str, severity: int, preset: str = "imagenet"):
         (32, 32, 3)
     """
     import numpy as np
-    from PIL import Image
 
     name, severity, preset = check_name(name), check_severity(severity), check_preset(preset)
     function = _reference_function(name, preset, follow_original=False)
 
     def call(pixels, seed: int):
-        np.random.seed(seed % 2**32)
-        if function is None:  # impulse_noise: scikit-image's own generator, seeded
-            out = _impulse_noise(pixels, severity, seed, preset)
-        else:
-            out = function(Image.fromarray(pixels), severity)
-        return np.uint8(np.clip(np.asarray(out), 0, 255))
+        return np.uint8(np.clip(np.asarray(_reference_one(function, pixels, severity, seed, preset)), 0, 255))
 
     return call
+
+
+def _reference_one(function, pixels, severity: int, seed: int | None, preset: str):
+    """The reference's output for one uint8 (H, W, 3) image: NumPy seeded with ``seed`` (None: its
+    state as it is), then ``function`` on the PIL image, or for impulse_noise (``function`` None)
+    scikit-image's own generator seeded with it."""
+    import numpy as np
+    from PIL import Image
+
+    if seed is not None:
+        np.random.seed(seed % 2**32)
+    if function is None:
+        return _impulse_noise(pixels, severity, seed, preset)
+    return function(Image.fromarray(pixels), severity)
 
 
 def _reference_function(name: str, preset: str, follow_original: bool):

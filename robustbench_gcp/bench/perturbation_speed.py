@@ -86,14 +86,20 @@ def model_speed(
     Returns:
         ``{"seconds", "frames_per_second"}`` of one forward pass.
     """
+    (timing,) = time_calls([_forward(model, crop_size, batch_size, device)], device=device, repeats=repeats,
+                           warmup=1)
+    return {"seconds": timing.best, "frames_per_second": batch_size / timing.best}
+
+
+def _forward(model: torch.nn.Module, crop_size: int, batch_size: int, device: torch.device) -> Callable:
+    """A call of ``model`` (inference mode) on a batch of random frames."""
     frames = torch.rand(batch_size, 3, crop_size, crop_size, device=device)
 
     def run() -> torch.Tensor:
         with torch.inference_mode():
             return model(frames)
 
-    (timing,) = time_calls([run], device=device, repeats=repeats, warmup=1)
-    return {"seconds": timing.best, "frames_per_second": batch_size / timing.best}
+    return run
 
 
 def measure(
@@ -149,12 +155,7 @@ def measure(
         crop_size = config.input_size if size == config.resize_size else round(size * 224 / 256)
     if progress:
         progress(model)
-    frames = torch.rand(model_batch_size, 3, crop_size, crop_size, device=torch_device)
-
-    def classify() -> torch.Tensor:
-        with torch.inference_mode():
-            return net(frames)
-
+    classify = _forward(net, crop_size, model_batch_size, torch_device)
     images = photos(batch_size, size).to(torch_device)
     rows, model_seconds = [], []
     for name in names:

@@ -354,6 +354,27 @@ def check_released_npy(folder: str | Path, corruptions: Sequence[str]) -> int:
     return n
 
 
+def check_test_set(images: ImageList, name: str, rows: int, what: str) -> None:
+    """``--data`` beside released files read by row (CIFAR-10/100-C, CIFAR-10-P): their rows are
+    the test set's, in its order, so ``images`` must be that whole test set.
+
+    Args:
+        images: the image list of ``--data``.
+        name: the released benchmark, for messages (``CIFAR-10-C``).
+        rows: the files' rows per severity or difficulty.
+        what: what a row is, for messages (``per severity (labels.npy)``, ``sequences``).
+
+    Raises:
+        DataError: a folder of images (no row order to match), or another number of images.
+    """
+    if images.reader == "files":
+        raise DataError(f"{name} rows are the test set's, in its order: give --data the CIFAR python "
+                        "batches (not a folder of images), or --corrupted-dir alone")
+    if len(images) != rows:
+        raise DataError(f"--data holds {len(images)} images, {name}'s files {rows} {what}: the rows "
+                        "are the test set's, so give its whole test set")
+
+
 def scan_cifar_c(folder: str | Path) -> ImageList:
     """The image list of a released CIFAR-10-C / CIFAR-100-C folder: its N test images.
 

@@ -394,17 +394,12 @@ class ImageNetCSuite(LevelledSuite):
         """
         if selection.released is None or selection.dataset.preset != "cifar":
             return
-        from robustbench_gcp.data.array_files import scan_cifar_c
+        from robustbench_gcp.data.array_files import check_test_set, scan_cifar_c
         from robustbench_gcp.errors import DataError
 
         name = selection.dataset.released
-        if images.reader == "files":
-            raise DataError(f"{name} rows are the test set's, in its order: give --data the CIFAR python "
-                            "batches (not a folder of images), or --corrupted-dir alone")
         rows = scan_cifar_c(selection.released)
-        if len(images) != len(rows):
-            raise DataError(f"--data holds {len(images)} images, {name}'s files {len(rows)} per severity "
-                            f"(labels.npy): the rows are the test set's, so give its whole test set")
+        check_test_set(images, name, len(rows), "per severity (labels.npy)")
         differ = next((i for i, (a, b) in enumerate(zip(images.labels, rows.labels)) if a != b), None)
         if differ is not None:
             raise DataError(f"--data's labels differ from {name}'s labels.npy (first at image {differ}: "

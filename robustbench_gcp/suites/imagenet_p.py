@@ -388,13 +388,12 @@ class ImageNetPSuite(LevelledSuite):
         return {"kind", "perturbations", "difficulties"}
 
     def parse(self, check: Checker, name: str, value: Mapping, where: str) -> ImageNetPSpec:
+        named = value.get("perturbations", "test")
         return ImageNetPSpec(
             name,
             self.kind,
-            perturbations=check.names(value.get("perturbations", "test"), f"{where}.perturbations",
-                                      PERTURBATION_SUBSETS, "perturbation"),
-            subset=value.get("perturbations", "test") if value.get("perturbations", "test") in
-            ("test", "validation") else None,
+            perturbations=check.names(named, f"{where}.perturbations", PERTURBATION_SUBSETS, "perturbation"),
+            subset=named if named in ("test", "validation") else None,
             difficulties=check.levels(value.get("difficulties", [1]), f"{where}.difficulties",
                                       DIFFICULTIES, "difficulty"),
         )
@@ -478,14 +477,10 @@ class ImageNetPSuite(LevelledSuite):
         """
         if selection.released is None or selection.preset != "cifar":
             return
-        name = perturbed_name(selection.dataset)
-        if images.reader == "files":
-            raise DataError(f"{name} rows are the test set's, in its order: give --data the CIFAR python "
-                            "batches (not a folder of images), or --corrupted-dir alone")
-        n = self._check_arrays(selection, first_only=True)
-        if len(images) != n:
-            raise DataError(f"--data holds {len(images)} images, {name}'s files {n} sequences: the rows "
-                            "are the test set's, so give its whole test set")
+        from robustbench_gcp.data.array_files import check_test_set
+
+        sequences = self._check_arrays(selection, first_only=True)
+        check_test_set(images, perturbed_name(selection.dataset), sequences, "sequences")
 
     # -- run
     def tasks(self, selection: ImageNetPSelection, inputs: TaskInputs) -> list:
