@@ -71,6 +71,21 @@ def device_constant(values, dtype: torch.dtype, device: torch.device) -> torch.T
     return constant
 
 
+def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The CPU tensor ``t`` on ``device``, copied without waiting for the work queued there.
+
+    A plain ``t.to("cuda")`` waits for everything queued on the stream before it copies;
+    here the values are pinned (a copy of ``t``: the caller may change ``t`` at once) and
+    the copy is queued behind that work. For the values computed per chunk (frame
+    matrices, blur taps), which :func:`device_constant` would not keep for long."""
+    device = torch.device(device)
+    if t.device.type != "cpu" or device.type not in ("cuda", "meta"):  # meta: the tests' device
+        return t.to(device)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def float64_device(device: torch.device) -> torch.device:
     """Where float64 work on tensors of ``device`` runs: there, but on the CPU for MPS (it has
     no float64)."""

@@ -13,6 +13,7 @@ from corruptions._ops import (
     filter_matrix,
     float64_device,
     gaussian_blur2d,
+    host_to_device,
     shift_add,
     truncate_uint8,
     zoom_center,
@@ -224,7 +225,8 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor
     pad = min(2 * radius, max(height, width))
     if x.device.type == "cpu":
         return shift_add(x, taps, offsets, pad, mode="nearest")
-    return fft_correlate(x, taps.to(x.device), offsets.to(x.device), pad, mode="nearest")
+    return fft_correlate(x, host_to_device(taps, x.device), host_to_device(offsets, x.device), pad,
+                         mode="nearest")
 
 
 def _motion_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:

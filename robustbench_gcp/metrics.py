@@ -185,6 +185,8 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
     """
     import torch
 
+    from corruptions._ops import device_constant
+
     if logits.ndim != 3:
         raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
     if logits.dtype != torch.float64:
@@ -194,8 +196,9 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
     if videos == 0:
         empty = torch.zeros(0, dtype=torch.float64, device=logits.device)
         return empty, empty, len(ref)
-    ref_t = torch.tensor(ref, device=logits.device)
-    cmp_t = torch.tensor(cmp, device=logits.device)
+    # kept on the device: a copy per batch would wait there for the model's work
+    ref_t = device_constant(tuple(ref), torch.long, logits.device)
+    cmp_t = device_constant(tuple(cmp), torch.long, logits.device)
     a, b = logits[:, ref_t], logits[:, cmp_t]  # (V, P, K)
     flips = a.argmax(-1) != b.argmax(-1)
     k = min(5, classes)
@@ -228,13 +231,16 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
     return rate_counts(*flip_rates(logits, mode=mode, difficulty=difficulty))
 
 
-def rate_counts(rates, distances, pairs: int) -> dict[str, float]:
-    """The stored counts of per-video flip rates and top-5 distances (see :func:`flip_counts`)."""
+def rate_counts(rates, distances, pairs: int, *, on_device: bool = False) -> dict:
+    """The stored counts of per-video flip rates and top-5 distances (see :func:`flip_counts`);
+    with ``on_device``, the sums are left as 0-dim tensors where the rates are (no wait for
+    the device: float64, as the host adds them)."""
+    total = (lambda v: v.sum().double()) if on_device else (lambda v: float(v.sum()))
     return {
         "videos": int(rates.numel()),
         "comparisons": int(rates.numel()) * pairs,
-        "flip_rate_sum": float(rates.sum()),
-        "distance_rate_sum": float(distances.sum()),
+        "flip_rate_sum": total(rates),
+        "distance_rate_sum": total(distances),
     }
 
 

@@ -15,18 +15,22 @@ import collections
 import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from corruptions import get_corruption, list_corruptions
+from corruptions import get_corruption, get_perturbation, list_corruptions, list_perturbations
 from corruptions._rng import ImageRandom
+from corruptions.perturbations import draw_parameters, frame_count, perturbation_sequence, window_size
+from corruptions.perturbations._sequence import Job
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, _Accumulator
 from robustbench_gcp.models import create_model
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.imagenet_c import Corrupt
+from robustbench_gcp.suites.imagenet_p import NOISE_PERTURBATIONS, PerturbationTask
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 # one event per wait (``bool(t)`` records aten::is_nonzero around aten::_local_scalar_dense)
@@ -123,6 +127,9 @@ class _HostToDevice(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        queued = func is torch.ops.aten.copy_.default and args[2:3] == (True,)
+        if (kwargs or {}).get("non_blocking") or queued:
+            return out  # queued behind the device's work: the host does not wait (host_to_device)
         inputs = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         outputs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         if any(t.device.type == "cpu" for t in inputs) and any(t.device.type == "meta" for t in outputs):
@@ -165,3 +172,59 @@ def test_device_constants_are_copied_once_and_the_least_recently_used_go_first(m
     assert ((1.0,), torch.float32, "cpu") not in _ops._CONSTANTS
     assert ((2.0,), torch.float32, "cpu") in _ops._CONSTANTS
     assert _ops.device_constant((1.0,), torch.float32, torch.device("cpu")).item() == 1.0
+
+
+def test_a_perturbation_batch_never_waits_for_the_device(ctx):
+    """ImageNet-P: the frames' logits, flip rates, their sums and per-video values stay on the
+    device until the shard ends (one task per sequence; the noise levels' tasks alike). The
+    geometric sequences of whole images (``ImageSource.window``) read their sizes once per
+    batch (``Preprocess.window_sizes``)."""
+    for name in list_perturbations("all"):
+        difficulties = (1,) if name in NOISE_PERTURBATIONS else (1, 2, 3)
+        task = PerturbationTask(name, difficulties, ImageSource(Path("."), resize_size=64, crop_size=56), 56)
+        images, labels = batch()
+        call = functools.partial(task.process, images, labels, [0, 1, 2, 3], ctx)
+        call()  # cached tables
+        assert syncs_of(call) == collections.Counter(), name
+        parts = call()
+        assert all(isinstance(v, (int, torch.Tensor)) for part in parts for v in part.counts.values())
+        accumulator = _Accumulator()
+        accumulator.add(parts[0])
+        result = accumulator.result()
+        assert result.extra.shape == (4, 2) and result.extra.dtype == np.float32, name
+        rates = result.extra[:, 0].astype(np.float64)
+        assert result.counts["flip_rate_sum"] == pytest.approx(float(rates.sum()))
+
+
+@pytest.mark.parametrize("name", list_perturbations("all"))
+def test_perturbations_never_read_the_device_nor_wait_to_copy_to_it(name, monkeypatch):
+    """The appliers on "meta" images (shapes only): a read of a device value fails, and copies
+    from the host are queued (pinned, non-blocking on CUDA), not waited for."""
+    spec = get_perturbation(name)
+    images = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    job = Job(x=images, crop=32, top=4, frames=list(range(frame_count(name))), difficulty=2,
+              seeds=[1, 2] if spec.random else None, generator=None, quantize=True)
+    params = {k: v.to("meta") for k, v in draw_parameters(spec, job).items()}
+    on_meta = Job(**{**job.__dict__, "x": images.to("meta")})
+    if name == "spatter":  # its Canny, as in ImageNet-C (the noise is drawn before, by the sampler)
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            spec.apply(on_meta, params)
+        return
+    spec.apply(on_meta, params)  # builds the cached tables
+    with _HostToDevice(monkeypatch) as watch:
+        out = spec.apply(on_meta, params)
+    assert out.device.type == "meta" and out.shape == (2, frame_count(name), 3, 32, 32)
+    assert watch.copies == []
+
+
+def test_windows_of_larger_images_are_cut_without_waiting_for_the_device(monkeypatch):
+    """ImageNet-P's geometric sequences of whole non-square images (``sizes``): the windows'
+    placement comes from the host, queued to the device."""
+    crop = 32
+    window = window_size(crop, ["rotate"])
+    images = torch.zeros(3, 3, window, window, device="meta")
+    sizes = [(36, 48), (36, 48), (48, 36)]
+    perturbation_sequence(images, "rotate", sizes=sizes, crop_size=crop, frames=[0, 1])
+    with _HostToDevice(monkeypatch) as watch:
+        out = perturbation_sequence(images, "rotate", sizes=sizes, crop_size=crop, frames=[0, 1])
+    assert out.shape == (3, 2, 3, crop, crop) and watch.copies == []

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from corruptions._ops import new_output, true_div, work_images
+from corruptions._ops import host_to_device, new_output, true_div, work_images
 from corruptions._registry import (
     DIFFICULTIES,
     NOISE_PERTURBATIONS,
@@ -270,9 +270,9 @@ def _zero_outside(x: torch.Tensor, sizes: tuple[tuple[int, int], ...]) -> torch.
     """A copy of the windows ``x`` with every pixel outside its whole image set to 0."""
     window = x.shape[-1]
     steps = torch.arange(window, device=x.device)
-    starts = torch.tensor([[window_origin(h, window), window_origin(w, window)] for h, w in sizes],
-                          device=x.device).view(-1, 2, 1) + steps
-    ends = torch.tensor(sizes, device=x.device).view(-1, 2, 1)
+    origins = torch.tensor([[window_origin(h, window), window_origin(w, window)] for h, w in sizes])
+    starts = host_to_device(origins, x.device).view(-1, 2, 1) + steps
+    ends = host_to_device(torch.tensor(sizes), x.device).view(-1, 2, 1)
     inside = (starts >= 0) & (starts < ends)  # (B, 2, W): rows, columns
     return x * (inside[:, 0, None, :, None] & inside[:, 1, None, None, :])
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import true_div
+from corruptions._ops import host_to_device, true_div
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions.perturbations._sequence import Job, Placement, window_origin
 
@@ -172,7 +172,7 @@ def _by_placement(job: Job, frames: int,
         return render(job.x, groups[0][1])
     out = job.x.new_empty((job.batch, frames, job.x.shape[1], job.crop, job.crop))
     for positions, place in groups:
-        index = torch.tensor(positions, device=job.x.device)
+        index = host_to_device(torch.tensor(positions), job.x.device)
         out[index] = render(job.x[index], place)
     return out
 
@@ -218,7 +218,8 @@ def _warp_pil(x: torch.Tensor, matrices: Sequence[Sequence[float]], place: Place
     # frames side by side, a few at a time (about _GATHER_BUDGET gathered values per tap)
     step = max(1, _GATHER_BUDGET // (batch * channels * c * c))
     for start in range(0, len(matrices), step):
-        m = torch.tensor(matrices[start : start + step], dtype=torch.float64).to(device, job.exact)
+        m = host_to_device(torch.tensor(matrices[start : start + step], dtype=torch.float64).to(job.exact),
+                           device)
         a0, a1, a2, a3, a4, a5 = (m[:, i].view(-1, 1, 1) for i in range(6))
         xin = (u * a0 + v * a1) + a2  # (frames, c, c), PIL's order of operations
         yin = (u * a3 + v * a4) + a5
@@ -284,7 +285,7 @@ def _tilt(job: Job, params: dict) -> torch.Tensor:
 
     def render(x: torch.Tensor, place: Placement) -> torch.Tensor:
         inverses = [_inverse3(_tilt_matrix(place.height, place.width, step * (j - 15))) for j in job.frames]
-        m = torch.tensor(inverses, dtype=torch.float64).to(dtype).to(device)
+        m = host_to_device(torch.tensor(inverses, dtype=torch.float64).to(dtype), device)
         steps = torch.arange(job.crop, device=device, dtype=dtype)
         # pixel centres of the crop, in the whole image's coordinates
         u, v = (steps + (job.top + place.left)).view(1, 1, -1), (steps + (job.top + place.top)).view(1, -1, 1)

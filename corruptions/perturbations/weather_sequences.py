@@ -11,7 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import gaussian_blur2d, grid_doubles, hsv_factors, rgb_to_gray, rgb_to_hsv, zoom_center
+from corruptions._ops import (
+    device_constant,
+    gaussian_blur2d,
+    grid_doubles,
+    hsv_factors,
+    rgb_to_gray,
+    rgb_to_hsv,
+    zoom_center,
+)
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur
@@ -127,7 +135,7 @@ def _spatter(job: Job, params: dict) -> torch.Tensor:
     stacked = torch.stack([layer for _, layer in layers], dim=1)  # (B, F_unique, 1, c, c)
     masks = water_mask(stacked.flatten(0, 1)).view_as(stacked) * intensity
     masks = masks[:, [index[j] for j in job.frames]]
-    color = torch.tensor(SPATTER_COLOR, dtype=masks.dtype, device=masks.device).view(1, 1, 3, 1, 1)
+    color = device_constant(SPATTER_COLOR, masks.dtype, masks.device).view(1, 1, 3, 1, 1)
     return job.clean.unsqueeze(1) + masks.to(job.x.dtype) * color.to(job.x.dtype)
 
 

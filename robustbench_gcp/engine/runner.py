@@ -290,13 +290,13 @@ def classification_counts(logits: torch.Tensor, labels: torch.Tensor) -> ShardRe
 
 @dataclass
 class _Accumulator:
-    """A cell's shard, summed batch by batch: counts and correctness may be device tensors
-    (added on the device); :meth:`result` brings them to the host once."""
+    """A cell's shard, summed batch by batch: counts, correctness and per-image values may be
+    device tensors (added on the device); :meth:`result` brings them to the host once."""
 
     n: int = 0
     counts: dict[str, float | torch.Tensor] = field(default_factory=dict)
     correct: list[np.ndarray | torch.Tensor] = field(default_factory=list)
-    extra: list[np.ndarray] = field(default_factory=list)
+    extra: list[np.ndarray | torch.Tensor] = field(default_factory=list)
 
     def add(self, part: ShardResult) -> None:
         self.n += part.n
@@ -305,7 +305,9 @@ class _Accumulator:
         if part.correct is not None:
             self.correct.append(part.correct)
         if part.extra is not None:
-            self.extra.append(np.asarray(part.extra, dtype=np.float32))
+            extra = part.extra
+            self.extra.append(extra.float() if isinstance(extra, torch.Tensor)
+                              else np.asarray(extra, dtype=np.float32))
 
     def result(self) -> ShardResult:
         counts = {name: value.item() if isinstance(value, torch.Tensor) else value
@@ -314,12 +316,11 @@ class _Accumulator:
         if self.correct:
             correct = np.concatenate([c.cpu().numpy() if isinstance(c, torch.Tensor) else c
                                       for c in self.correct]).astype(bool)
-        return ShardResult(
-            n=self.n,
-            counts=counts,
-            correct=correct,
-            extra=np.concatenate(self.extra) if self.extra else None,
-        )
+        extra = None
+        if self.extra:
+            extra = np.concatenate([e.cpu().numpy() if isinstance(e, torch.Tensor) else e
+                                    for e in self.extra])
+        return ShardResult(n=self.n, counts=counts, correct=correct, extra=extra)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class ShardResult:
     counts: dict[str, float]
     correct: np.ndarray | None = None  # bool (n,), top-1 correctness
     extra: np.ndarray | None = None  # float32 (n,) or (n, k) per-image values
+    # (a task's per-batch results may hold device tensors instead, which the engine brings
+    # to the host once per shard: counts as 0-dim tensors, correct and extra as tensors)
 
 
 @dataclass

@@ -207,8 +207,9 @@ class PerturbationTask:
         budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
         difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
         # windows: the whole images' sizes, as the loader recorded them (the record lies outside
-        # the image, which the sequences ignore); read once per batch, when only its copy to
-        # the device is queued, not once per chunk behind the model's work
+        # the image, which the sequences ignore); the batch's one wait for the device (behind
+        # the previous batch's frames, seconds of work on a GPU beside the host's milliseconds
+        # before the next kernels), not one per chunk
         window_sizes = None
         if self.source.window and not self.source.video_frames:
             window_sizes = Preprocess.window_sizes(images)
@@ -234,9 +235,11 @@ class PerturbationTask:
         for d in self.difficulties:
             rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
                                                  difficulty=stride(self.perturbation, d))
-            per_video = torch.stack([rates, distances], dim=1).cpu().numpy().astype(np.float32)
-            results.append(ShardResult(int(rates.numel()), rate_counts(rates, distances, pairs),
-                                       extra=per_video))
+            # sums and per-video values stay on the device (float64 sums, added there as the
+            # host would add them); the engine brings a shard's to the host once
+            counts = rate_counts(rates, distances, pairs, on_device=True)
+            per_video = torch.stack([rates, distances], dim=1).float()
+            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
         return results
 
 
