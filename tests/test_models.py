@@ -209,9 +209,54 @@ def test_pool_under_autocast_computes_in_float32(reduced):
     half = reduced.to(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = pool.pool(half)
-    assert out.dtype == torch.bfloat16
-    # identical to the float32 computation on the same (bf16) values, then rounded
-    assert torch.equal(out, pool.pool(half.float()).to(torch.bfloat16))
+    assert out.dtype == torch.float32
+    # identical to the float32 computation on the same (bf16) values
+    assert torch.equal(out, pool.pool(half.float()))
+
+
+def _cpu_float16_autocast() -> bool:
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            return torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float16
+    except (RuntimeError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(not _cpu_float16_autocast(), reason="this torch has no float16 autocast on the CPU")
+@pytest.mark.parametrize("name", ["resnet18-dropcov", "resnet18-isqrt", "deit-small-dropcov"])
+def test_covariance_classifiers_run_in_float32_under_float16_autocast(name):
+    """A plain covariance holds squares of the features: at features of about 300 it passes
+    float16's 65504, which made the pooled vector inf under --amp on CUDA. The pooled vector
+    stays float32 and the classifier runs on it with autocast off; a GAP model's stays half."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).eval()
+    head = model.forward_head
+    with torch.no_grad():
+        if name.startswith("deit"):
+            feats = torch.randn(2, 50, model.classifier.cls_fc.in_features)
+        else:
+            feats = torch.randn(2, 512, 7, 7).relu()
+        # the pooled values scaled to 4 x 65504 at most: the covariance is quadratic in the
+        # tokens (DeiT) and in the reduction's BN scale and shift (ResNets: ReLU is homogeneous)
+        pooled = model.classifier.representation(feats[:, 1:]) if name.startswith("deit") \
+            else head(feats, pre_logits=True)
+        scale = (4 * 65504 / pooled.abs().max()).sqrt()
+        if name.startswith("deit"):
+            feats = feats * scale
+        elif name.endswith("dropcov"):
+            model.global_pool.bn.weight.mul_(scale)
+            model.global_pool.bn.bias.mul_(scale)
+        reference = head(feats)
+        with torch.autocast("cpu", dtype=torch.float16):
+            pooled = head(feats, pre_logits=True)
+            logits = head(feats)
+    assert pooled.float().abs().max() > 65504 or not name.endswith("dropcov")
+    assert torch.isfinite(logits).all() and logits.dtype == torch.float32
+    error = float((logits - reference).norm() / reference.norm())
+    assert error < 1e-2, error  # the half reduction conv (ResNets) or none (DeiT's tokens)
+    gap = create_model("resnet18-gap", num_classes=5).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        assert gap.forward_head(torch.randn(2, 512, 7, 7)).dtype == torch.float16
 
 
 @pytest.mark.cuda
@@ -226,8 +271,8 @@ def test_cuda_equals_cpu_and_fp16_autocast_stays_finite(name, reduced):
     with torch.autocast("cuda", dtype=torch.float16):
         feats = pool.reduce_features(torch.randn(2, 512, 7, 7, device="cuda").relu())
         out = pool.pool(feats)
-    assert out.dtype == feats.dtype and torch.isfinite(out).all()
-    torch.testing.assert_close(out.float(), pool.pool(feats.float()), atol=1e-2, rtol=1e-2)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, pool.pool(feats.float()))
 
 
 @pytest.mark.parametrize("head", HEADS)

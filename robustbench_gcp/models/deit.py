@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_gcp.errors import ConfigError
-from robustbench_gcp.models.heads import check_positive_int, resolve_sqrt
+from robustbench_gcp.models.heads import check_positive_int, classify, resolve_sqrt
 from robustbench_gcp.models.matrix import full_precision
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig
@@ -242,7 +242,8 @@ class CrossCovariance(nn.Module):
     is ``C`` flattened head by head, each row-major: index ``h * wr_dim**2 + i * wr_dim + j``.
     The training-only dropouts (a spatial mask on ``q`` and ``k``, dropout on ``C``) are omitted.
 
-    Runs with autocast off in float32 (float64 for float64 input) and returns the input's dtype.
+    Runs with autocast off in float32 (float64 for float64 input) and returns that dtype: the
+    head's ``visual_fc`` runs on it with autocast off (:func:`~robustbench_gcp.models.heads.classify`).
 
     Shape:
         ``(B, N, dim) -> (B, num_heads * wr_dim ** 2)``.
@@ -264,7 +265,7 @@ class CrossCovariance(nn.Module):
             qk = qk.reshape(B, N, 2, self.num_heads, self.wr_dim).permute(2, 0, 3, 1, 4)
             qk = qk - qk.mean(dim=(-2, -1), keepdim=True)  # one mean per (q/k, sample, head)
             cov = qk[0].transpose(-2, -1) @ qk[1] / N  # (B, heads, wr_dim, wr_dim)
-            return cov.flatten(1).to(x.dtype)
+            return cov.flatten(1)
 
 
 class DropCovHead(nn.Module):
@@ -285,7 +286,7 @@ class DropCovHead(nn.Module):
         cls_token, cov = x[:, 0], self.representation(x[:, 1:])
         if pre_logits:
             return torch.cat([cls_token, cov], 1)
-        return self.visual_fc(cov) + self.cls_fc(cls_token)
+        return classify(self.visual_fc, cov, True) + self.cls_fc(cls_token)
 
 
 class DeiTDropCov(nn.Module):

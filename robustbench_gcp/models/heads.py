@@ -25,10 +25,11 @@ square root.
 
 Mixed precision: the reduction conv runs in whatever precision the caller
 chose (autocast included); the covariance and matrix function always run with
-autocast off in float32 (float64 for SVD); the pooled vector is cast back to the
-dtype of the features so that the classifier sees the same dtype as in a GAP
-model (under autocast the classifier then runs in half precision, like any
-Linear layer).
+autocast off in float32 (float64 for SVD); the pooled vector is float32 for half
+features (float64 for float64 ones) and the models run their classifier on it
+with autocast off (:func:`classify`): a covariance holds squares of the features,
+which float16 (largest value 65504) would turn into inf, and its d (d + 1) / 2
+inputs make it about 1 % of a ResNet-50's work in float32.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from robustbench_gcp.models.matrix import (
     triu_vectorize,
 )
 
-__all__ = ["ACTIVATIONS", "HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "create_pool",
+__all__ = ["ACTIVATIONS", "HEADS", "CovariancePool", "GlobalAvgPool", "HeadSpec", "classify", "create_pool",
            "matrix_label", "matrix_tag", "resolve_sqrt"]
 
 DEFAULT_NS_ITERS = 5
@@ -254,8 +255,8 @@ class CovariancePool(nn.Module):
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Covariance, square root and vectorization of reduced features ``(B, d, H, W)``.
 
-        Runs with autocast off, in float32 (float64 for ``svd``); returns the
-        dtype of ``x``.
+        Runs with autocast off, in float32 (float64 for ``svd``); returns float32 for
+        half ``x``, else the dtype of ``x`` (see :func:`classify`).
         """
         with full_precision(x.device):
             work = torch.float64 if self.sqrt == "svd" or x.dtype == torch.float64 \
@@ -263,10 +264,19 @@ class CovariancePool(nn.Module):
             y = covariance(x.to(work))
             if self.sqrt is not None:
                 y = matrix_sqrt(y, self.sqrt, iters=self.ns_iters)
-            return triu_vectorize(y).to(x.dtype)
+            return triu_vectorize(y).to(torch.promote_types(x.dtype, torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.reduce_features(x))
+
+
+def classify(classifier: nn.Module, pooled: torch.Tensor, covariance: bool) -> torch.Tensor:
+    """``classifier(pooled)``; for a ``covariance`` head, with autocast off (its float32 features
+    stay float32: squares of the features can overflow float16), else as the caller chose."""
+    if not covariance:
+        return classifier(pooled)
+    with full_precision(pooled.device):
+        return classifier(pooled)
 
 
 def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None,

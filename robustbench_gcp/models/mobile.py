@@ -42,6 +42,7 @@ from robustbench_gcp.models.heads import (
     HEADS,
     CovariancePool,
     check_positive_int,
+    classify,
     create_pool,
     resolve_sqrt,
 )
@@ -87,7 +88,8 @@ class _PooledHead:
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global pooling (and the classifier unless ``pre_logits``)."""
         x = self.global_pool(x)
-        return x if pre_logits else self.classifier_layer()(x)
+        return x if pre_logits else classify(self.classifier_layer(), x,
+                                             isinstance(self.global_pool, CovariancePool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
