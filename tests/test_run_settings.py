@@ -108,6 +108,21 @@ def test_a_covariance_resnet_at_stride_2_is_a_run_of_its_own(image_folder, tmp_p
     assert strides == {"resnet18-svdpade": 2, "resnet18-isqrt": None}
 
 
+def test_amp_runs_of_covariance_models_say_their_classifier_runs_in_float32(demo_val, tmp_path):
+    """0.7.2 runs a covariance model's classifier in float32 under --amp: those runs' identity says
+    so (their --amp runs stored before are other runs); float32 runs and GAP models are unchanged."""
+    from robustbench_gcp.store import Store
+
+    store = tmp_path / "s.db"
+    for name, amp in (("demo-isqrt", True), ("demo-isqrt", False), ("demo-gap", True)):
+        run(plan(name, data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=2,
+                 amp=amp))
+    with Store(store, read_only=True) as s:
+        found = {(r.model, r.identity["precision"]): r.identity.get("classifier") for r in s.runs()}
+    assert found == {("demo-isqrt", "bfloat16"): "float32", ("demo-isqrt", "float32"): None,
+                     ("demo-gap", "bfloat16"): None}
+
+
 def test_a_limit_beyond_the_images_is_said(demo_val, tmp_path):
     planned = plan("demo-gap", data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"),
                    workers=0, limit=10_000)

@@ -165,7 +165,19 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
         # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity
         **({"arithmetic": "ieee"} if device.type == "cuda" else {}),
+        **_classifier_identity(net, precision),
     }
+
+
+def _classifier_identity(net, precision: str) -> dict:
+    """``{"classifier": "float32"}`` for an ``--amp`` run of a model with a covariance head: since
+    0.7.2 its classifier runs in float32 (``models.heads.classify``), so its ``--amp`` runs stored
+    before are other runs. Nothing for float32 runs and other models, whose runs stay found."""
+    from robustbench_gcp.models.deit import CrossCovariance
+    from robustbench_gcp.models.heads import CovariancePool
+
+    covariance = any(isinstance(m, (CovariancePool, CrossCovariance)) for m in net.modules())
+    return {"classifier": "float32"} if precision != "float32" and covariance else {}
 
 
 def _stride_identity(net) -> dict:
