@@ -13,16 +13,21 @@ from robustbench_gcp.cli import main
 def test_the_bench_command_times_both_paths_and_their_errors_agree():
     result = CliRunner().invoke(main, ["bench", "pipeline", "--images", "6", "--corruptions",
                                        "contrast", "--severities", "1", "--workers", "0",
-                                       "--device", "cpu", "--json"])
+                                       "--device", "cpu", "--repeats", "2", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["model"] == "resnet18-gap" and document["images"] == 6
+    assert document["model"] == "resnet18-gap" and document["images"] == 6 and document["repeats"] == 2
     rows = {(r["pass"], r["path"]): r for r in document["rows"]}
     assert set(rows) == {(p, path) for p in ("clean", "corrupted") for path in ("tool", "plain")}
     for (name, _), row in rows.items():
         assert row["cells"] == (1 if name == "clean" else 2)
-        assert row["seconds"] > 0
+        assert len(row["runs"]) == 2 and min(row["runs"]) > 0
+        assert row["seconds"] == pytest.approx(sum(row["runs"]) / 2)  # the median of two
         assert row["cell_images_per_s"] == pytest.approx(6 * row["cells"] / row["seconds"])
+    # in turns: the tool first, then the plain loop first
+    started = [line.split(" (")[0] for line in result.stderr.splitlines() if " pass: " in line]
+    assert started[:4] == ["clean pass: gcp-robust eval", "clean pass: plain loop",
+                           "clean pass: plain loop", "clean pass: gcp-robust eval"], started
     for name in ("clean", "corrupted"):
         assert rows[name, "plain"]["ratio"] == pytest.approx(rows[name, "plain"]["seconds"]
                                                               / rows[name, "tool"]["seconds"])

@@ -6,9 +6,10 @@ truncation, JPEG quality 85, through PIL and a ``BytesIO``), a ``DataLoader`` an
 model: one loader per cell. The tool is ``python -m robustbench_gcp eval`` with a fresh
 store. Both run as whole processes on the same images, weights, corruptions and
 severities, and are timed wall-clock from launch to exit (start-up, imports and model
-loading included), once each: a clean-only pass (``--suite clean`` against the clean
-cell), then the corrupted pass (``--suite imagenet-c``: the clean cell and every
-(corruption, severity) cell, on both paths).
+loading included), ``repeats`` times each in turns (tool first, then plain first, and so
+on; the median counts): a clean-only pass (``--suite clean`` against the clean cell), then
+the corrupted pass (``--suite imagenet-c``: the clean cell and every (corruption, severity)
+cell, on both paths).
 
 The images are scikit-image's colour photographs (:data:`robustbench_gcp.bench.photos.PHOTOS`),
 randomly cropped and resized to varied sizes, saved as JPEG. They have no ImageNet labels:
@@ -38,6 +39,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -279,6 +281,10 @@ def _timed(command: list[str], env: dict, what: str) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def _turn(turn: int, repeats: int) -> str:
+    return f", turn {turn + 1} of {repeats}" if repeats > 1 else ""
+
+
 def _corrupted_error(cells: Sequence[dict]) -> float | None:
     corrupted = [c["top1_error"] for c in cells if c["corruption"] is not None]
     return sum(corrupted) / len(corrupted) if corrupted else None
@@ -286,7 +292,7 @@ def _corrupted_error(cells: Sequence[dict]) -> float | None:
 
 def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None, images: int = 64,
                    corruptions: str = "benchmark", severities: str = "3", batch_size: int = 32,
-                   workers: int = 0, device: str = "cpu", seed: int = 0,
+                   workers: int = 0, device: str = "cpu", seed: int = 0, repeats: int = 1,
                    log: Callable[[str], None] | None = None) -> list[dict]:
     """Wall time of ``gcp-robust eval`` and of :func:`plain_loop`, as whole processes, on the same work.
 
@@ -299,17 +305,21 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
         severities: comma list of severities.
         batch_size, workers, device: of both paths (``device`` resolved: cpu, cuda:0 ...).
         seed: of the photographs and the random weights.
+        repeats: processes per path and pass, in turns: the tool first in odd turns, the
+            plain loop first in even ones (load from other processes and warm file caches
+            then favour neither); each path's median counts.
         log: called with a line before each process starts (progress).
 
     Returns:
         Four rows, the clean pass (tool, plain) then the corrupted pass (tool, plain): pass,
-        path, cells, images, seconds, cell_images_per_s (images x cells / seconds),
-        top1_error (clean pass: of the clean cell; corrupted pass: the mean over the
-        corrupted cells), and on the plain rows ``ratio``: its seconds over the tool's.
+        path, cells, images, seconds (the median), runs (every process's seconds, in the
+        order run), cell_images_per_s (images x cells / seconds), top1_error (clean pass: of
+        the clean cell; corrupted pass: the mean over the corrupted cells; the same in every
+        turn), and on the plain rows ``ratio``: its seconds over the tool's.
 
     Raises:
         UnknownNameError: a model without a torchvision twin, or an unknown corruption.
-        ConfigError: a bad severity list or image count.
+        ConfigError: a bad severity list, image count or number of repeats.
         GcpRobustError: a process failed (its last line of stderr in the message).
     """
     import torchvision
@@ -322,6 +332,8 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
         raise UnknownNameError("model with a torchvision twin", model, TORCHVISION_ARCHS)
     if images < 1:
         raise ConfigError(f"`--images` should be >= 1. Got {images}")
+    if repeats < 1:
+        raise ConfigError(f"`--repeats` should be >= 1. Got {repeats}")
     names = resolve_names(corruptions, SUBSETS["benchmark"], SUBSETS, "corruption", "--corruptions")
     try:
         levels = [int(v) for v in severities.split(",") if v.strip()]
@@ -350,26 +362,40 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
         weights = Path(tmp) / f"{arch}.pth"
         torch.save(net.state_dict(), weights)
         for name, (suite_args, cells) in passes.items():
-            say(f"{name} pass: gcp-robust eval ({len(cells)} cells)")
-            seconds, out = _timed(
-                [sys.executable, "-m", "robustbench_gcp", "eval", "--model", model,
-                 "--checkpoint", str(weights), "--data", str(data),
-                 "--store", str(Path(tmp) / f"store-{name}.db"), "--format", "json", *suite_args, *common],
-                env, f"tool's {name} pass")
-            report = json.loads(out)
-            rows.append({"pass": name, "path": "tool", "cells": len(cells), "seconds": seconds,
-                         "top1_error": (report["clean"]["top1_error"] if len(cells) == 1
-                                        else _corrupted_error(report["cells"]))})
-            say(f"{name} pass: plain loop ({len(cells)} cells)")
             spec = ",".join(UNCORRUPTED if c is None else f"{c}:{s}" for c, s in cells)
-            seconds, out = _timed(
-                [sys.executable, "-m", "robustbench_gcp.bench.pipeline_speed", "--data", str(data),
-                 "--arch", arch, "--weights", str(weights), "--cells", spec, *common], env,
-                f"plain loop's {name} pass")
-            plain_cells = json.loads(out)
-            rows.append({"pass": name, "path": "plain", "cells": len(cells), "seconds": seconds,
-                         "top1_error": (plain_cells[0]["top1_error"] if len(cells) == 1
-                                        else _corrupted_error(plain_cells))})
+
+            def tool(turn: int, name=name, suite_args=suite_args, cells=cells) -> tuple[float, float | None]:
+                say(f"{name} pass: gcp-robust eval ({len(cells)} cells){_turn(turn, repeats)}")
+                seconds, out = _timed(
+                    [sys.executable, "-m", "robustbench_gcp", "eval", "--model", model,
+                     "--checkpoint", str(weights), "--data", str(data),  # a fresh store each turn
+                     "--store", str(Path(tmp) / f"store-{name}-{turn}.db"), "--format", "json",
+                     *suite_args, *common],
+                    env, f"tool's {name} pass")
+                report = json.loads(out)
+                return seconds, (report["clean"]["top1_error"] if len(cells) == 1
+                                 else _corrupted_error(report["cells"]))
+
+            def plain(turn: int, name=name, cells=cells, spec=spec) -> tuple[float, float | None]:
+                say(f"{name} pass: plain loop ({len(cells)} cells){_turn(turn, repeats)}")
+                seconds, out = _timed(
+                    [sys.executable, "-m", "robustbench_gcp.bench.pipeline_speed", "--data", str(data),
+                     "--arch", arch, "--weights", str(weights), "--cells", spec, *common], env,
+                    f"plain loop's {name} pass")
+                plain_cells = json.loads(out)
+                return seconds, (plain_cells[0]["top1_error"] if len(cells) == 1
+                                 else _corrupted_error(plain_cells))
+
+            runs: dict[str, list[tuple[float, float | None]]] = {"tool": [], "plain": []}
+            for turn in range(repeats):
+                order = [("tool", tool), ("plain", plain)][:: 1 if turn % 2 == 0 else -1]
+                for path, measure in order:
+                    runs[path].append(measure(turn))
+            for path in ("tool", "plain"):
+                seconds = [s for s, _ in runs[path]]
+                rows.append({"pass": name, "path": path, "cells": len(cells),
+                             "seconds": statistics.median(seconds), "runs": seconds,
+                             "top1_error": runs[path][0][1]})
     for row in rows:
         row["images"] = images
         row["cell_images_per_s"] = images * row["cells"] / row["seconds"]

@@ -29,9 +29,12 @@ from robustbench_gcp.cli.options import device_option, json_option
               help="Images per forward pass (both paths).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Data loader processes of both paths. Default: min(8, CPU count).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes per path and pass, in turns (the tool first, then the plain loop first, "
+                   "...); the medians are compared. 3 or more on a shared machine.")
 @device_option
 @json_option
-def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_size, workers, device,
+def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_size, workers, repeats, device,
                    as_json) -> None:
     """Wall time of `gcp-robust eval` and of the plain loop a user would write (torchvision
     ImageFolder with imagecorruptions on the 224 px crop, uint8 + JPEG q85 through PIL as
@@ -55,11 +58,13 @@ def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_siz
     workers = default_workers() if workers is None else workers
     rows = pipeline_speed(model, checkpoint=checkpoint, images=images, corruptions=corruptions,
                           severities=severities, batch_size=batch_size, workers=workers, device=str(dev),
-                          log=lambda line: click.echo(line, err=True))
+                          repeats=repeats, log=lambda line: click.echo(line, err=True))
     settings = {"model": model, "checkpoint": checkpoint, "images": images, "corruptions": corruptions,
-                "severities": severities, "batch_size": batch_size, "workers": workers, "device": str(dev)}
+                "severities": severities, "batch_size": batch_size, "workers": workers, "device": str(dev),
+                "repeats": repeats}
     emit(rows, [Column("pass", justify="left"), Column("path", justify="left"), Column("cells"),
-                Column("seconds", "wall s", ".1f"), Column("cell_images_per_s", "cell-images/s", ".1f"),
+                Column("seconds", "wall s" if repeats == 1 else "median wall s", ".1f"),
+                Column("cell_images_per_s", "cell-images/s", ".1f"),
                 Column("top1_error", "top-1 error", ".3f"), Column("ratio", "plain / tool", ".2f")],
          fmt="json" if as_json else "table", json_obj={**settings, "rows": rows},
          title=f"{model} ({'--checkpoint' if checkpoint else 'seeded random weights'}), {images} images, "
