@@ -533,3 +533,29 @@ def test_frost_crops_gathered_on_the_device_equal_the_slices(preset, size):
     gathered = frost_crops(frost_stack(height, width, torch.device("cpu"), preset), params, height, width)
     assert torch.equal(gathered, sliced)
     assert len(set(params["index"].tolist())) > 1  # several textures, of different sizes
+
+
+
+@pytest.mark.parametrize("size", [(224, 224), (64, 64), (32, 32), (300, 201), (33, 47)])
+def test_pixelate_is_pils_box_resize_at_every_factor_and_any_size(size):
+    """The tensor arithmetic of PIL's BOX resampling (down by a partition or overlapping
+    blocks, up by copies) against PIL itself, at every preset's factor and non-square sizes."""
+    import numpy as np
+    from PIL import Image
+
+    from corruptions.digital import PIXELATE, PIXELATE_CIFAR, PIXELATE_TINY
+
+    height, width = size
+    pixels = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(height * width))
+    x = pixels.float() / 255
+    presets = {"imagenet": PIXELATE, "cifar": PIXELATE_CIFAR, "tinyimagenet": PIXELATE_TINY}
+    for preset, factors in presets.items():
+        for severity, c in enumerate(factors, 1):
+            small = (max(1, int(width * c)), max(1, int(height * c)))
+            expected = torch.stack([
+                torch.from_numpy(np.array(Image.fromarray(image.permute(1, 2, 0).numpy())
+                                          .resize(small, Image.BOX).resize((width, height), Image.BOX)))
+                .permute(2, 0, 1) for image in pixels])
+            ours = corrupt(x, "pixelate", severity, preset=preset)
+            assert torch.equal(ours, expected.float() / 255), (preset, severity)
