@@ -185,6 +185,30 @@ def test_dropcov_pool_is_the_mean_centred_covariance(reduced):
     torch.testing.assert_close(pool_of("resnet18-dropcov").pool(reduced), expected)
 
 
+def test_svd_pade_covariance_is_differentiable_svds(reduced):
+    """DifferentiableSVD's Covpool (SVD_Pade.py): x.double(), Ihat built in float32 (torch's
+    default dtype) and cast, then x.bmm(Ihat).bmm(x^T). Its float32 Ihat leaves a trace of the
+    mean, which the exact root amplifies; the exactly centred covariance is another matrix."""
+    from robustbench_gcp.models.matrix import covariance, covariance_svd_pade
+
+    batch, d, h, w = reduced.shape
+    m = h * w
+    x = reduced.double().reshape(batch, d, m)
+    i_hat = (-1.0 / m / m) * torch.ones(m, m) + (1.0 / m) * torch.eye(m, m)
+    i_hat = i_hat.view(1, m, m).repeat(batch, 1, 1).type(x.dtype)
+    expected = x.bmm(i_hat).bmm(x.transpose(1, 2))
+    assert torch.equal(covariance_svd_pade(reduced), expected)
+    assert not torch.equal(covariance(reduced.double()), expected)
+    pool = pool_of("resnet18-svdpade")
+    torch.testing.assert_close(pool.pool(reduced), reference_triu(pool_sqrt(expected)).float())
+
+
+def pool_sqrt(sigma):
+    from robustbench_gcp.models.matrix import matrix_sqrt
+
+    return matrix_sqrt(sigma, "svd")
+
+
 @pytest.mark.parametrize("name", ["resnet18-mpncov", "resnet18-svdpade"])
 def test_exact_root_pools_match_reference(name, reduced):
     out = pool_of(name).pool(reduced)

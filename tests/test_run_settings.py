@@ -105,7 +105,10 @@ def test_a_covariance_resnet_at_stride_2_is_a_run_of_its_own(image_folder, tmp_p
                  limit=4))
     with Store(store, read_only=True) as s:
         strides = {r.model: r.identity.get("last_stride") for r in s.runs()}
+        # and, since 0.7.2, DifferentiableSVD's covariance: also another run than those before
+        covariances = {r.model: r.identity.get("covariance") for r in s.runs()}
     assert strides == {"resnet18-svdpade": 2, "resnet18-isqrt": None}
+    assert covariances == {"resnet18-svdpade": "svd-pade", "resnet18-isqrt": None}
 
 
 def test_amp_runs_of_covariance_models_say_their_classifier_runs_in_float32(demo_val, tmp_path):

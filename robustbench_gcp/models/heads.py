@@ -11,7 +11,7 @@ gap       global average pooling                                      -
 isqrt     1x1 conv (no bias) + BN + ReLU to d, covariance             Newton-Schulz, 5 iters
 dropcov   same reduction, covariance (training-only ECA conv kept)    none
 mpncov    same reduction with a conv bias, covariance                 eig, power 0.5
-svdpade   same reduction, covariance in float64                       SVD (float64)
+svdpade   same reduction, DifferentiableSVD's float64 covariance      SVD (float64)
 fc        none: the model flattens its feature map into fc layers     -
 ========  ==========================================================  =====================
 
@@ -45,6 +45,7 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.models.matrix import (
     SQRT_METHODS,
     covariance,
+    covariance_svd_pade,
     full_precision,
     matrix_sqrt,
     triu_vectorize,
@@ -261,7 +262,7 @@ class CovariancePool(nn.Module):
         with full_precision(x.device):
             work = torch.float64 if self.sqrt == "svd" or x.dtype == torch.float64 \
                 else torch.float32
-            y = covariance(x.to(work))
+            y = covariance_svd_pade(x) if self.sqrt == "svd" else covariance(x.to(work))
             if self.sqrt is not None:
                 y = matrix_sqrt(y, self.sqrt, iters=self.ns_iters)
             return triu_vectorize(y).to(torch.promote_types(x.dtype, torch.float32))

@@ -39,6 +39,7 @@ __all__ = [
     "EXACT_SQRT_METHODS",
     "SQRT_METHODS",
     "covariance",
+    "covariance_svd_pade",
     "eig_sqrt",
     "matrix_sqrt",
     "newton_schulz_sqrt",
@@ -103,6 +104,32 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(2).to(_compute_dtype(x.dtype))
         xc = x - x.mean(dim=2, keepdim=True)
         return xc @ xc.transpose(1, 2) / x.shape[2]
+
+
+def covariance_svd_pade(x: torch.Tensor) -> torch.Tensor:
+    """:func:`covariance` as DifferentiableSVD's ``Covpool`` computes it (``SVD_Pade.py``):
+    ``(X Ihat) X^T`` in float64 with ``Ihat`` built in float32, then cast.
+
+    Ihat's float32 rounding leaves a trace of the mean in the matrix, and the exact square
+    root of the SVD-Pade head amplifies it: about 4e-5 of the logits against the exactly
+    centred covariance, which the published weights were trained and evaluated with.
+
+    Args:
+        x: features ``(B, d, H, W)`` or ``(B, d, M)``.
+
+    Returns:
+        ``(B, d, d)`` float64.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"`x` should be features (B, d, H, W) or (B, d, M). Got {shape}")
+    with full_precision(x.device):
+        x = x.flatten(2).double()
+        m = x.shape[2]
+        ones = torch.ones(m, m, dtype=torch.float32, device=x.device)
+        eye = torch.eye(m, dtype=torch.float32, device=x.device)
+        i_hat = ((-1.0 / m / m) * ones + (1.0 / m) * eye).double()
+        return (x @ i_hat) @ x.transpose(1, 2)
 
 
 def newton_schulz_sqrt(A: torch.Tensor, iters: int = 5) -> torch.Tensor:

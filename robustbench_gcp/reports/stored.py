@@ -135,7 +135,8 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
 #: identity fields that set runs of one model on one image set apart, as labels name them
 _SETTINGS = {"seed": "seed", "shard_size": "shard-size", "precision": "precision", "device_type": "device",
              "weights": "weights", "preprocess": "preprocess", "version": "identity-version",
-             "last_stride": "layer4-stride", "arithmetic": "arithmetic", "classifier": "classifier"}
+             "last_stride": "layer4-stride", "arithmetic": "arithmetic", "classifier": "classifier",
+             "covariance": "covariance"}
 
 
 def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
