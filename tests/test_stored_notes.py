@@ -109,3 +109,40 @@ def test_notes_never_stop_an_eval_on_a_full_store(demo_val, tmp_path, monkeypatc
     monkeypatch.setattr(Store, "connection_hooks", ())
     with Store(store) as s:
         assert s.notes(run.id) == {"": ["an older wording"]}
+
+
+RANDOM = "weights: seeded random (--random-weights, seed 0): a pipeline check, not a result"
+
+
+def test_every_report_of_random_weights_says_so(demo_val, tmp_path):
+    """eval, report and compare flag a run with seeded random weights, alone in the store or not;
+    compare gives them to the models without =CHECKPOINT only, and names own weights `@own`."""
+    store = tmp_path / "s.db"
+    common = ["--data", str(demo_val), "--class-order", "sorted", "--limit", "10", "--store", str(store),
+              "--format", "json"]
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", *common])
+    assert result.exit_code == 0, result.output
+    assert RANDOM in json.loads(result.stdout)["notes"]
+    (report,) = stored_reports(store)
+    assert RANDOM in report["notes"]
+    # a run stored before the note was kept: the identity tells
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM notes WHERE note LIKE 'weights: %'")
+    (report,) = stored_reports(store)
+    assert RANDOM in report["notes"]
+    # compare: a file given as =CHECKPOINT is loaded beside a model that gets random weights
+    from robustbench_gcp.config import package_resource
+
+    shipped = package_resource("demo/demo-isqrt.pth")
+    result = CliRunner().invoke(main, ["compare", "--model", f"demo-isqrt={shipped}", "--model", "demo-gap",
+                                       "--random-weights", *common])
+    assert result.exit_code == 0, result.output
+    reports = {r["model"]: r for r in json.loads(result.stdout)["reports"]}
+    assert RANDOM in reports["demo-gap"]["notes"] and RANDOM not in reports["demo-isqrt"]["notes"]
+    assert reports["demo-isqrt"]["clean"]["top1_error"] < 0.5  # trained weights
+    # the same model with its own and another file: `@own`, not `@random`
+    result = CliRunner().invoke(main, ["compare", "--model", "demo-isqrt", "--model", f"demo-isqrt={shipped}",
+                                       *common])
+    assert result.exit_code == 0, result.output
+    assert sorted(r["model"] for r in json.loads(result.stdout)["reports"]) == ["demo-isqrt@demo-isqrt",
+                                                                                 "demo-isqrt@own"]

@@ -57,7 +57,9 @@ def _iters_list(ctx, param, value):
               help="Newton-Schulz iterations to compare (one row per value) for models whose root "
                    "is Newton-Schulz. Default: 5, as trained.")
 @click.option("--random-weights", is_flag=True,
-              help="Allow models without a checkpoint (seeded random weights: a pipeline check).")
+              help="Seeded random weights for the models given without =CHECKPOINT (instead of "
+                   "benchmarks.yaml's files too): a pipeline check, not a result. Models given with "
+                   "=CHECKPOINT or by --checkpoints load their file.")
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Evaluate the EMA weights of training files that have them (--no-ema: the raw ones).")
 @baseline_option

@@ -176,8 +176,8 @@ model_options = _compose(
                  help="Weights to load (every published layout; read with weights_only=True)."),
     click.option("--sha256", default=None, help="Expected sha256 of the checkpoint file."),
     click.option("--random-weights", is_flag=True,
-                 help="Allow a model without a checkpoint: seeded random weights (a pipeline check, "
-                      "not a result). Without it, a model with no checkpoint is an error."),
+                 help="Seeded random weights instead of any checkpoint (benchmarks.yaml's too): a "
+                      "pipeline check, not a result. Without it, a model with no checkpoint is an error."),
     click.option("--sqrt", type=SqrtChoice(), default=None,
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
     click.option("--ns-iters", type=click.IntRange(1, 100), default=None,

@@ -32,8 +32,9 @@ class CompareEntry:
 
 
 def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
-                  config: Config) -> list[CompareEntry]:
-    """An entry for every model to compare, labels unique.
+                  config: Config, *, random_weights: bool = False) -> list[CompareEntry]:
+    """An entry for every model to compare, labels unique (the same model twice: ``NAME@FILE``,
+    and ``NAME@own`` for its own weights, ``NAME@random`` with ``random_weights``).
 
     Raises:
         ConfigError: nothing to compare, a folder without checkpoints, a checkpoint that fits
@@ -73,7 +74,10 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry.label] = counts.get(entry.label, 0) + 1
-    unique = [CompareEntry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or 'random'}", e.name,
+    # the same model twice: each label names its file, else its own (benchmarks.yaml's or
+    # shipped) weights or, under --random-weights, seeded random ones
+    own = "random" if random_weights else "own"
+    unique = [CompareEntry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or own}", e.name,
                            e.checkpoint) if counts[e.label] > 1 else e for e in entries]
     if len({e.label for e in unique}) != len(unique):
         raise ConfigError("two --model entries are the same model and checkpoint")
@@ -139,13 +143,18 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
         ConfigError: ``reference`` is not a compared label, or any error of
             :func:`~robustbench_gcp.pipeline.planning.plan` for any job.
     """
-    entries = matrix_variants(model_entries(models, checkpoints_dir, config), sqrts, ns_iters, config)
+    random = bool(common.get("random_weights"))
+    entries = matrix_variants(model_entries(models, checkpoints_dir, config, random_weights=random),
+                              sqrts, ns_iters, config)
     labels = [entry.label for entry in entries]
     if reference is not None and reference not in labels:
         hint = suggest(reference, labels)
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
                           f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
+    # --random-weights: for the models without a checkpoint of their own here (benchmarks.yaml's
+    # files included, as in eval); a NAME=CHECKPOINT or --checkpoints file is loaded
     jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
-                          "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None})
+                          "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None,
+                          "random_weights": random and not entry.checkpoint})
             for suite in suites for entry in entries]
     return plan_all(jobs, {**common, "config": config})

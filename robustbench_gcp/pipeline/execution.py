@@ -29,7 +29,7 @@ from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.stored import build_report
+from robustbench_gcp.reports.stored import build_report, random_weights_note
 from robustbench_gcp.store import RunInfo, Store
 from robustbench_gcp.suites import TaskInputs
 
@@ -96,7 +96,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
-        store.set_notes(info.id, "", labels_notes(plan))
+        store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan)])
         store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
         try:
             if job is None:
@@ -235,7 +235,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = [*limit_notes(plan), *moved_notes(plan, info), *labels_notes(plan),
+    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info), *labels_notes(plan),
              *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
@@ -299,6 +299,15 @@ def other_settings(store: Store, info: RunInfo) -> list[str]:
                          f"these images ({shards} shards stored) differs in: "
                          f"{_differences(other.identity, info.identity)} (its results stay there)")
     return lines
+
+
+def weights_notes(plan: Plan) -> list[str]:
+    """The note that the weights are seeded random ones (``--random-weights``, or an architecture
+    you brought without weights): every report of the run says so, whatever its label."""
+    model = plan.model
+    if model.checkpoint is None and (model.external is None or model.external.random_init):
+        return [random_weights_note(model.seed)]
+    return []
 
 
 def labels_notes(plan: Plan) -> list[str]:

@@ -238,6 +238,11 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
     report.notes.insert(0, f"{done}; {covered}: re-run the eval command to finish")
 
 
+def random_weights_note(seed) -> str:
+    """Every report of a run with seeded random weights says so, whatever its label."""
+    return f"weights: seeded random (--random-weights, seed {seed}): a pipeline check, not a result"
+
+
 def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellResult], notes: list[str],
                    store: Store, baseline: str | None, baselines: Mapping | None) -> Report:
     normalizer = None
@@ -245,6 +250,10 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
     stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
     kept = [*stored.get("", []), *stored.get(suite.kind, [])]
+    seed = str(run.identity.get("weights", "")).removeprefix("random-init-seed-")
+    if seed != str(run.identity.get("weights")) and not any(n.startswith("weights: ") for n in kept):
+        # a run stored before its note was kept (0.7.1 or earlier): the identity tells
+        kept.insert(0, random_weights_note(seed))
     return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data)
 
 
