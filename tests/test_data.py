@@ -150,8 +150,8 @@ def test_flat_folder_with_loc_val_solution(tmp_path):
     listing.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n"
                        "ILSVRC2012_val_00000003.JPEG 230\n")
     assert scan_folder(flat, listing).labels == (65, 970, 230)
-    with pytest.raises(DataError, match=f"--class-order sorted orders class folders; the flat folder {flat} "
-                                        "takes its labels from"):
+    with pytest.raises(DataError, match="^--class-order sorted and --labels exclude each other: the first "
+                                        "numbers class folders, the second labels a flat folder of images$"):
         scan_folder(flat, listing, class_order="sorted")
 
 
@@ -168,6 +168,15 @@ def test_flat_folder_errors(tmp_path):
     other.write_text("ILSVRC2012_val_00000009.JPEG 3\n")
     with pytest.raises(DataError, match="ILSVRC2012_val_00000001.JPEG has no label in"):
         scan_folder(tmp_path, other)
+    # class folders given --labels: said as such, not "no image files"
+    folders = tmp_path.parent / "folders"
+    (folders / "n01440764").mkdir(parents=True)
+    Image.new("RGB", (30, 26)).save(folders / "n01440764" / "a.JPEG")
+    said = (r"^--labels is for a flat folder of images \(the ImageNet val layout\); data folder "
+            f"{folders} has 1 subfolders and no images at its top: for class folders, drop --labels "
+            r"\(the folder names are the labels\)$")
+    with pytest.raises(DataError, match=said):
+        scan_folder(folders, other)
 
 
 def test_missing_and_empty_folders(tmp_path):

@@ -168,8 +168,8 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
         raise DataError(f"data path {root} is not a folder")
     if labels_file is not None:
         if class_order != "imagenet":
-            raise DataError(f"--class-order {class_order} orders class folders; the flat folder {root} "
-                            f"takes its labels from {labels_file}")
+            raise DataError(f"--class-order {class_order} and --labels exclude each other: the first "
+                            "numbers class folders, the second labels a flat folder of images")
         return _scan_flat(root, Path(labels_file).expanduser())
     folders = sorted(entry.name for entry in os.scandir(root)
                      if entry.is_dir() and not entry.name.startswith("."))
@@ -304,10 +304,15 @@ def read_labels_file(path: Path) -> dict[str, int]:
 
 
 def _scan_flat(root: Path, labels_file: Path) -> ImageList:
-    mapping = read_labels_file(labels_file)
     files = sorted(entry.name for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
     if not files:
+        folders = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+        if folders:
+            raise DataError(f"--labels is for a flat folder of images (the ImageNet val layout); data folder "
+                            f"{root} has {len(folders)} subfolders and no images at its top: for class "
+                            "folders, drop --labels (the folder names are the labels)")
         raise DataError(f"data folder {root} has no image files")
+    mapping = read_labels_file(labels_file)
     names, labels = [], []
     for name in files:
         key = name if name in mapping else Path(name).stem
