@@ -51,6 +51,18 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
     ambiguous = CliRunner().invoke(main, ["report", "--store", str(store), "--reference", "demo-gap"])
     assert ambiguous.exit_code != 0 and "names several runs" in ambiguous.stderr
     assert "demo-gap[shard-size=4], demo-gap[shard-size=2]" in ambiguous.stderr
+    # a third run, of another seed: labels grow, and a label with some of the settings still selects
+    run(plan("demo-gap", shard_size=4, seed=1, **common), Said())
+    for chosen, expected in (("demo-gap[seed=1]", ["demo-gap[seed=1,shard-size=4]"]),
+                             ("demo-gap[shard-size=4]", ["demo-gap[seed=0,shard-size=4]",
+                                                         "demo-gap[seed=1,shard-size=4]"]),
+                             ("demo-gap[seed=0,shard-size=2]", ["demo-gap[seed=0,shard-size=2]"])):
+        picked = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
+                                           "--no-intervals", "--models", chosen])
+        assert picked.exit_code == 0, picked.output
+        assert [r["model"] for r in json.loads(picked.stdout)["reports"]] == expected, picked.output
+    unknown = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap[seed=2]"])
+    assert unknown.exit_code != 0 and "unknown stored model 'demo-gap[seed=2]'" in unknown.stderr
 
 
 def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):

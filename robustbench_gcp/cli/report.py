@@ -15,6 +15,19 @@ from robustbench_gcp.cli.options import (
 )
 
 
+def split_labels(text: str) -> list[str]:
+    """``A,B`` as labels: a comma inside a label's ``[settings]`` belongs to it
+    (``demo-gap[seed=1,shard-size=4],demo-isqrt``)."""
+    names, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(text[start:i])
+            start = i + 1
+    names.append(text[start:])
+    return [name.strip() for name in names if name.strip()]
+
+
 @click.command("report")
 @click.option("--models", default=None, metavar="A,B",
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
@@ -54,7 +67,7 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
 
     check_layout(fmt)
 
-    names = [m.strip() for m in models.split(",")] if models else None
+    names = split_labels(models) if models else None
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]
     reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
     comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples)

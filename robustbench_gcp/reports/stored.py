@@ -7,6 +7,7 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -86,8 +87,25 @@ def run_label(run: RunInfo) -> str:
 def _chosen(run: RunInfo, models: Sequence[str] | None, labels: Mapping[str, str] | None = None) -> bool:
     """Whether ``--models`` (the labels reports show) selects ``run``: ``demo-isqrt`` is the model as
     trained, not also a run with another root that an older version stored under that name; a
-    label with settings (``demo-gap[seed=1]``) selects that run, the plain one all its runs."""
-    return not models or run_label(run) in models or (labels or {}).get(run.key) in models
+    label with settings (``demo-gap[seed=1]``) selects the runs that have them (labels grow with
+    the runs beside: ``demo-gap[seed=1,shard-size=500]`` once a third differs in shard size), the
+    plain one all its runs."""
+    if not models or run_label(run) in models or (labels or {}).get(run.key) in models:
+        return True
+    return any(_has_settings(name, run) for name in models)
+
+
+def _has_settings(name: str, run: RunInfo) -> bool:
+    """Whether ``name`` is the run's label with some of its settings in label order:
+    ``demo-gap[seed=1]`` for a run of demo-gap with seed 1."""
+    prefix = run_label(run) + "["
+    if not (name.startswith(prefix) and name.endswith("]")):
+        return False
+    wanted = name[len(prefix):-1]
+    tags = [f"{shown}={_setting(run.identity.get(key))}" for key, shown in _SETTINGS.items()
+            if key in run.identity]
+    return any(",".join(chosen) == wanted
+               for size in range(1, len(tags) + 1) for chosen in itertools.combinations(tags, size))
 
 
 def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
@@ -281,7 +299,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         runs = store.runs()
         stored = {run_label(run) for run in runs} | set(run_labels(runs).values())
         for name in models or []:
-            if name not in stored:
+            if name not in stored and not any(_has_settings(name, run) for run in runs):
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
