@@ -349,6 +349,30 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(expected)
 
 
+
+def test_comparisons_of_one_suite_on_two_image_sets_of_one_size_say_which(demo_val, tmp_path):
+    """Two folders of as many images: the titles name each folder, the JSON its data and fingerprint."""
+    import shutil
+
+    from robustbench_gcp import evaluate
+
+    other = tmp_path / "other"
+    shutil.copytree(demo_val, other)
+    for image in other.glob("*/*"):  # other names: another image set
+        image.rename(image.with_name("x" + image.name))
+    store = tmp_path / "s.db"
+    for data in (demo_val, other):
+        for model in ("demo-gap", "demo-isqrt"):
+            evaluate(model, data=str(data), class_order="sorted", store=str(store), workers=0, limit=6)
+    report = ["report", "--store", str(store), "--resamples", "100"]
+    out = json.loads(CliRunner().invoke(main, [*report, "--format", "json"]).stdout)
+    assert sorted(c["data"] for c in out["comparisons"]) == sorted([str(demo_val), str(other)])
+    assert len({c["data_fingerprint"] for c in out["comparisons"]}) == 2
+    markdown = CliRunner().invoke(main, [*report, "--format", "markdown"]).stdout
+    for data in (demo_val, other):
+        assert f"clean: 6 images of {data} (reference demo-gap, 95 % intervals)" in markdown, markdown
+
+
 def test_matrix_variant_labels_name_every_change():
     from robustbench_gcp.config import load_config
     from robustbench_gcp.pipeline.compare_models import CompareEntry, matrix_variants

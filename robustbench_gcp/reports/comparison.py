@@ -134,6 +134,20 @@ def comparison_heading(comparison: dict) -> str:
     return f"{comparison['suite']} ({source})" if source else comparison["suite"]
 
 
+def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
+    """``20 images``, and where another comparison of ``comparisons`` has the same heading and
+    count, which images: ``20 images of data/c32`` (with the fingerprint's start when the
+    folder is the same too)."""
+    text = f"{comparison.get('n_images')} images"
+    alike = [c for c in comparisons if comparison_heading(c) == comparison_heading(comparison)
+             and c.get("n_images") == comparison.get("n_images")]
+    if len(alike) > 1:
+        text += f" of {comparison.get('data') or 'the released files'}"
+        if sum(c.get("data") == comparison.get("data") for c in alike) > 1:
+            text += f" ({str(comparison.get('data_fingerprint'))[:8]})"
+    return text
+
+
 def compare_reports(
     reports: Sequence[Report],
     *,
@@ -184,6 +198,8 @@ def compare_reports(
         for model, report in zip(comparison["models"], group):
             model["partial"] = report.partial is not None
         comparison["n_images"] = group[0].n_images
+        comparison["data"] = group[0].data
+        comparison["data_fingerprint"] = group[0].data_fingerprint
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons

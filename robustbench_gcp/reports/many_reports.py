@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from robustbench_gcp.reports.comparison import comparison_heading
+from robustbench_gcp.reports.comparison import comparison_heading, comparison_images
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
@@ -197,8 +197,8 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         parts = [f"## {title}\n"] if title else []
         for comparison in comparisons:
             rows, columns = comparison_rows(comparison)
-            heading = (f"{comparison_heading(comparison)}: {comparison.get('n_images')} images (reference "
-                       f"{comparison['reference']}, 95 % intervals)")
+            heading = (f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)} "
+                       f"(reference {comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         parts.append(detail_markdown(reports))
@@ -219,8 +219,8 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         wide = len(comparison["models"][0]["metrics"]) > 4
         rows, columns = (comparison_long_rows(comparison) if wide
                          else comparison_rows(comparison, compact=True))
-        heading = f"{comparison_heading(comparison)}: {comparison.get('n_images')} images, reference " \
-                  f"{comparison['reference']}"
+        heading = f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)}, " \
+                  f"reference {comparison['reference']}"
         caption = WIDE_CAPTION if wide else COMPACT_CAPTION
         if wide and not any(c.key == "p" for c in columns):
             caption = caption.split("; McNemar")[0]
