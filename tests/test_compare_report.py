@@ -194,6 +194,13 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     typo = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--reference",
                                      "resnet18-gp", "--data", str(image_folder)])
     assert typo.exit_code == 2 and "Did you mean 'resnet18-gap'?" in typo.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    plots = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--data",
+                                      str(image_folder), "--store", str(tmp_path / "s.db"), "--plot",
+                                      str(a_file / "plots")])
+    assert plots.exit_code == 2 and not (tmp_path / "s.db").exists()  # before any compute
+    assert f"cannot write figures into {a_file / 'plots'}: Not a directory" in plots.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])

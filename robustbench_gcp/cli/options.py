@@ -295,8 +295,27 @@ def statistics_options(func):
     func = click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
                         help="Bootstrap resamples for the 95 % intervals.")(func)
     func = click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-                        metavar="DIR", help="Also write PNG figures into DIR.")(func)
+                        callback=_plot_folder, metavar="DIR",
+                        help="Also write PNG figures into DIR (made if missing).")(func)
     return func
+
+
+def _plot_folder(ctx, param, value):
+    """Check ``--plot DIR`` before any compute (figures are written last): DIR is made if missing,
+    and a file must be creatable in it."""
+    if value is None:
+        return None
+    import os
+    import tempfile
+
+    folder = os.path.expanduser(value)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gcp-robust-check-"):
+            pass
+    except OSError as error:
+        raise click.BadParameter(f"cannot write figures into {folder}: {error.strerror or error}") from None
+    return folder
 
 
 #: the model of a `bench` command that runs one (attack, landscape), with its weights and device
