@@ -250,6 +250,12 @@ def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     pairs = [(r["model"], r["arch"]) for r in out["reports"]]
     assert pairs == [("a_gap", "demo-gap"), ("my_gcp", "demo-isqrt")]
     assert out["comparisons"][0]["reference"] == "a_gap"
+    # a file there that fits no model: the file's problem (exit status 1), before any compute
+    torch.save({"fc.weight": torch.zeros(3, 3)}, folder / "odd.pth")
+    odd = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--data", str(demo_val),
+                                    "--store", str(tmp_path / "t.db")])
+    assert odd.exit_code == 1 and not (tmp_path / "t.db").exists()
+    assert f"checkpoint {folder / 'odd.pth'} does not fit any registered model" in odd.stderr
 
 
 def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoint, isqrt_checkpoint,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.errors import ConfigError, suggest
+from robustbench_gcp.errors import CheckpointError, ConfigError, suggest
 from robustbench_gcp.pipeline.planning import Plan, plan_all
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
@@ -37,8 +37,9 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     and ``NAME@own`` for its own weights, ``NAME@random`` with ``random_weights``).
 
     Raises:
-        ConfigError: nothing to compare, a folder without checkpoints, a checkpoint that fits
-            no registered model, or benchmarks.yaml's models with missing local files.
+        ConfigError: nothing to compare, a folder without checkpoints, or benchmarks.yaml's
+            models with missing local files.
+        CheckpointError: a checkpoint of the folder fits no registered model.
     """
     entries: list[CompareEntry] = []
     for item in models:
@@ -59,7 +60,8 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         for path in files:
             info = inspect_checkpoint(path)
             if not info.arch:
-                raise ConfigError(f"checkpoint {path} does not fit any registered model ({info.layout})")
+                # a file's problem, not the command's (exit status 1, as eval's for a checkpoint)
+                raise CheckpointError(f"checkpoint {path} does not fit any registered model ({info.layout})")
             entries.append(CompareEntry(path.name.split(".")[0], info.arch, str(path)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
