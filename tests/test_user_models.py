@@ -208,8 +208,9 @@ def test_errors_of_a_users_module_are_one_line_before_compute(user_package, imag
 def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpoint, tmp_path):
     store = tmp_path / "s.db"
     data = ["--data", image_folder, "--store", store]
-    assert "cannot import module 'no_such_pkg_xyz.nets': ModuleNotFoundError" in error_of(
-        "--model", "no_such_pkg_xyz.nets:build", *data)
+    missing = error_of("--model", "no_such_pkg_xyz.nets:build", *data)
+    assert "cannot import module 'no_such_pkg_xyz.nets': ModuleNotFoundError" in missing
+    assert missing.endswith("; put its folder on PYTHONPATH (or run from that folder)")
     assert "unknown torchvision classification model 'resnet181'" in error_of(
         "--model", "torchvision:resnet181", "--random-weights", *data)
     # the data's class index 3 (and more) against a 2-class model
@@ -221,6 +222,14 @@ def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpo
     torch.save(torchvision.models.resnet34().state_dict(), wrong)
     assert "does not fit torchvision:resnet18" in error_of(
         "--model", "torchvision:resnet18", "--checkpoint", wrong, *data)
+    # a file that fits no registered model either: no registry model is offered for your own
+    odd = tmp_path / "odd.pth"
+    state = torchvision.models.resnet18().state_dict()
+    del state["fc.bias"]
+    torch.save(state, odd)
+    said = run("eval", "--model", "torchvision:resnet18", "--checkpoint", odd, *data)
+    assert said.exit_code == 1 and "does not fit torchvision:resnet18" in said.stderr
+    assert "1 missing key (first: fc.bias)" in said.stderr and "closest" not in said.stderr, said.stderr
     assert not store.exists()
 
 

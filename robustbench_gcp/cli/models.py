@@ -16,8 +16,8 @@ def models_cmd(config, as_json) -> None:
     The first table lists every registry name (usable with --model directly):
     head, parameter count at the default width (d = 256, 1000 classes) and
     input size. The second lists the models of benchmarks.yaml with their
-    checkpoints and the published numbers quoted there (percent); a footnote
-    names the models whose papers give robustness numbers but no top-1.
+    checkpoints and the published numbers quoted there (percent); where some
+    paper gives robustness numbers but no top-1, a caption names those models.
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config

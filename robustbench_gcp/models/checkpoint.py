@@ -167,7 +167,7 @@ LAYOUTS: tuple[Layout, ...] = (
     ),
     Layout(
         "gcp-robust",
-        "gcp-robust GCP model: global_pool.reduce, global_pool.bn, fc",
+        "the GCP models this tool saves: global_pool.reduce, global_pool.bn, fc",
         ("global_pool.",),
     ),
     Layout(

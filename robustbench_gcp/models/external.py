@@ -130,8 +130,10 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # noqa: BLE001 - any import failure is the user's module's
+        hint = ("; put its folder on PYTHONPATH (or run from that folder)"
+                if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else "")
         raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
-                          f"{type(error).__name__}: {error}") from None
+                          f"{type(error).__name__}: {error}{hint}") from None
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)

@@ -215,6 +215,10 @@ def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], M
 def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) -> str:
     fits, closest = fitting_models(state_dict)
     if not fits:
+        from robustbench_gcp.models.registry import list_models
+
+        if getattr(requested, "name", "") not in list_models():  # a model you brought: no registry hint
+            return ""
         if closest is None:
             return "No registered model fits it."
         return (f"No registered model fits it; the closest is '{closest.name}' "
@@ -248,11 +252,11 @@ def check_fit(model: nn.Module, loaded: StateDict) -> None:
     report = compare_keys(expected, loaded.tensors)
     name = getattr(model, "name", "") or type(model).__name__
     if report:
+        hint = _suggestion(loaded.tensors, model)
         raise CheckpointError(
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
-            f"  keys after renaming: {report.describe()}\n"
-            f"  {_suggestion(loaded.tensors, model)}"
+            f"  keys after renaming: {report.describe()}" + (f"\n  {hint}" if hint else "")
         )
     bad = loaded.nonfinite()
     if bad:
