@@ -48,6 +48,9 @@ def test_models_and_suites_list(tmp_path):
     assert models.exit_code == 0 and "resnet50-isqrt" in models.stdout and "56,929,832" in models.stdout
     suites = CliRunner().invoke(main, ["suites", "--json"])
     assert suites.exit_code == 0 and '"kind": "imagenet-p"' in suites.stdout
+    # the landscape's steps as --etas takes them, not 0.000390625 to 0.292969
+    table = CliRunner().invoke(main, ["suites"], env={"COLUMNS": "300"})
+    assert "50 steps 0.1/256 to 75/256" in table.stdout
 
 
 @pytest.mark.parametrize("width", ["80", "100", "300"])

@@ -190,7 +190,8 @@ class LandscapeSuite(Suite):
 
     def describe(self, spec: LandscapeSpec) -> tuple[str, str]:
         etas = spec.etas or DEFAULT_ETAS[spec.at]
-        contents = f"at the {spec.at}, {spec.direction}, {etas.count} steps {etas.low:g} to {etas.high:g}"
+        steps = f"{etas.count} steps {_eta_text(etas.low)} to {_eta_text(etas.high)}"
+        contents = f"at the {spec.at}, {spec.direction}, {steps}"
         if spec.etas is None and spec.at == "stem":
             contents += " (MobileNetV2: its authors' 0.045/96 to 1.5/96)"
         if not spec.corruptions:
