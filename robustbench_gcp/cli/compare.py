@@ -49,6 +49,7 @@ def _iters_list(ctx, param, value):
 @data_options
 @engine_options
 @statistics_options
+@click.option("--no-intervals", is_flag=True, help="Skip the intervals and paired tests (as report).")
 @click.option("--sqrt", "sqrts", callback=_sqrt_list, default=None, metavar="ROOT[,ROOT...]",
               help="Evaluate each GCP model with each of these matrix square roots (newton-schulz, "
                    "eig, svd), one row each: the effect of the matrix function on the same weights. "
@@ -69,7 +70,7 @@ def _iters_list(ctx, param, value):
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="wide", show_default=True,
               help="CSV layout: wide (metrics with intervals, a row per model) or long.")
 def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir, fmt, output, layout,
-                workers, sqrts, ns_iters, **options) -> None:
+                workers, sqrts, ns_iters, no_intervals, **options) -> None:
     """Evaluate several models on one or more suites and compare them.
 
     Stored results are reused and only what is missing is computed, under one
@@ -115,7 +116,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
         reports = run_all(plans, progress)
     if reports is None:  # torchrun ranks other than 0: rank 0 reports
         return
-    comparisons = compare_reports(reports, reference=reference, resamples=resamples, seed=options["seed"])
+    comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples,
+                                                          seed=options["seed"])
     print_comparison(reports, comparisons, fmt=fmt, output=output, layout=layout, plot_dir=plot_dir,
                      title="Comparison")
 
