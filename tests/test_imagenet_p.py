@@ -215,7 +215,8 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
     assert set(design.metrics) == {"mean_flip_probability", "mT5D"} and design.percent == {"mT5D"}
     sections, notes = summarize(results, baseline=figures, baseline_name="base")
     assert sections["metrics"]["mFR"] is None and sections["metrics"]["mT5D"] is not None
-    assert any(note.startswith("FR left empty for rotate/1:") for note in notes), notes
+    assert any(note.startswith("FR left empty for rotate/1:") and note.endswith("; so there is no mFR")
+               for note in notes), notes
     assert not any(note.startswith("T5D left empty") for note in notes)
     assert any(note.startswith("the means average 2 of the 10") for note in notes), notes
     assert report["metrics"]["mFR"] is None  # no baseline at all: both empty, as before

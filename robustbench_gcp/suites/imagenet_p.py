@@ -305,8 +305,11 @@ def summarize(
         for column in ("FR", "T5D"):
             missing = [f"{e['perturbation']}/{e['difficulty']}" for e in entries if e[column] is None]
             if missing:
+                # the mean needs every averaged perturbation's: without one, the mean is not given
+                unmeant = f"; so there is no m{column}" if first.get("perturbations") and \
+                    first.get(f"m{column}") is None else ""
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
-                             "has no figures for them, or a zero normalizer there (it never flips)")
+                             f"has no figures for them, or a zero normalizer there (it never flips){unmeant}")
     if first.get("missing") and first.get("perturbations"):
         what = "mFR averages" if first.get("mFR") is not None else "the means average"
         notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
