@@ -74,7 +74,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
         if tests:
             # Holm-adjusted over the model's outcomes (older JSON without it: the raw p-value)
             significant = [label for label, t in tests.items() if t.get("p_holm", t["p_value"]) < 0.05]
-            row["tests"] = f"{len(significant)}/{len(tests)}{sep}p<0.05"
+            row["tests"] = f"{len(significant)} of {len(tests)}{sep}differ"
         rows.append(row)
     columns = [Column("model", justify="left")]
     for m in metrics:
@@ -83,7 +83,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
         if any(f"d {m}" in r for r in rows):
             columns.append(Column(f"d {m}", f"Δ {header}"))
     if any("tests" in r for r in rows):
-        columns.append(Column("tests", "McNemar"))
+        columns.append(Column("tests", "McNemar p<0.05"))
     return rows, columns
 
 
@@ -174,8 +174,8 @@ WIDE_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a 
                 "difference to the reference; McNemar p: exact test of the paired outcomes; Holm p: "
                 "adjusted over the model's outcomes")
 COMPACT_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
-                   "difference to the reference; McNemar: tested outcomes where the model differs from "
-                   "the reference at p < 0.05, Holm-adjusted over them")
+                   "difference to the reference; McNemar p<0.05: how many of the tested outcomes "
+                   "differ from the reference's at p < 0.05, Holm-adjusted over them")
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,
