@@ -201,6 +201,24 @@ def test_svd_pade_covariance_is_differentiable_svds(reduced):
     assert not torch.equal(covariance(reduced.double()), expected)
     pool = pool_of("resnet18-svdpade")
     torch.testing.assert_close(pool.pool(reduced), reference_triu(pool_sqrt(expected)).float())
+    # the head's covariance, whatever the root; the SVD root on another head keeps exact centring
+    assert pool_of("resnet18-svdpade", sqrt="eig").centring == "svd-pade"
+    other = pool_of("resnet18-isqrt", sqrt="svd")
+    assert other.centring == "exact"
+    exact = reference_triu(pool_sqrt(covariance(reduced.double()))).float()
+    torch.testing.assert_close(other.pool(reduced), exact)
+
+
+@pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-dropcov", "mobilenetv2-isqrt",
+                                  "deit-small-dropcov"])
+def test_covariance_models_cast_to_bfloat16_run_in_it(name):
+    """Under autocast the covariance heads' classifiers run in float32; a model cast as a whole
+    (``.to(torch.bfloat16)``) keeps its own dtype throughout, as before."""
+    model = create_model(name, num_classes=5).eval().to(torch.bfloat16)
+    size = model.pretrained_cfg.input_size
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, size, size, dtype=torch.bfloat16))
+    assert logits.dtype == torch.bfloat16 and logits.shape == (1, 5)
 
 
 def pool_sqrt(sigma):

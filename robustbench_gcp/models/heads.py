@@ -126,6 +126,8 @@ class HeadSpec:
         pooling: whether :func:`create_pool` builds a global pooling module for it
             (False for ``fc``: the model flattens its feature map itself).
         description: one line for tables.
+        centring: how the covariance is computed: ``exact`` (:func:`covariance`) or
+            ``svd-pade`` (DifferentiableSVD's, :func:`covariance_svd_pade`, whatever the root).
     """
 
     name: str
@@ -135,6 +137,7 @@ class HeadSpec:
     eca: bool = False
     pooling: bool = True
     description: str = ""
+    centring: str = "exact"
 
 
 #: the heads, in the order tables list them (and ties between equal key sets break)
@@ -148,7 +151,7 @@ HEADS: dict[str, HeadSpec] = {
                  description="DropCov: plain covariance at evaluation (no square root)"),
         HeadSpec("mpncov", True, "eig", reduction_bias=True,
                  description="MPN-COV: covariance, exact square root by eigendecomposition"),
-        HeadSpec("svdpade", True, "svd",
+        HeadSpec("svdpade", True, "svd", centring="svd-pade",
                  description="SVD-Pade: covariance, exact square root by SVD in float64"),
         HeadSpec("fc", False, pooling=False,
                  description="no global pooling: feature map flattened into fully connected "
@@ -211,8 +214,11 @@ class CovariancePool(nn.Module):
 
     def __init__(self, in_channels: int, reduction_dim: int, *, sqrt: str | None,
                  ns_iters: int | None = None, reduction_bias: bool = False, eca: bool = False,
-                 activation: str = "relu"):
+                 activation: str = "relu", centring: str = "exact"):
         super().__init__()
+        if centring not in ("exact", "svd-pade"):
+            raise ConfigError(f"`centring` should be 'exact' or 'svd-pade'. Got {centring!r}")
+        self.centring = centring
         check_positive_int("reduction_dim", reduction_dim)
         if activation not in ACTIVATIONS:
             raise UnknownNameError("reduction activation", str(activation), ACTIVATIONS)
@@ -262,7 +268,8 @@ class CovariancePool(nn.Module):
         with full_precision(x.device):
             work = torch.float64 if self.sqrt == "svd" or x.dtype == torch.float64 \
                 else torch.float32
-            y = covariance_svd_pade(x) if self.sqrt == "svd" else covariance(x.to(work))
+            # the SVD-Pade head's as its authors computed it (float64), whatever the root
+            y = covariance_svd_pade(x) if self.centring == "svd-pade" else covariance(x.to(work))
             if self.sqrt is not None:
                 y = matrix_sqrt(y, self.sqrt, iters=self.ns_iters)
             return triu_vectorize(y).to(torch.promote_types(x.dtype, torch.float32))
@@ -276,8 +283,9 @@ def classify(classifier: nn.Module, pooled: torch.Tensor, covariance: bool) -> t
     stay float32: squares of the features can overflow float16), else as the caller chose."""
     if not covariance:
         return classifier(pooled)
+    weight = next(classifier.parameters(), None)  # a model cast to half (.half()) stays half
     with full_precision(pooled.device):
-        return classifier(pooled)
+        return classifier(pooled if weight is None else pooled.to(weight.dtype))
 
 
 def resolve_sqrt(head: str, sqrt: str | None = None, ns_iters: int | None = None,
@@ -359,5 +367,5 @@ def create_pool(head: str, in_channels: int, *, reduction_dim: int | None = None
     return CovariancePool(
         in_channels, 256 if reduction_dim is None else reduction_dim, sqrt=sqrt,
         ns_iters=ns_iters, reduction_bias=spec.reduction_bias, eca=spec.eca,
-        activation=activation,
+        activation=activation, centring=spec.centring,
     )

@@ -171,12 +171,12 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
 
 
 def _svd_identity(net) -> dict:
-    """``{"covariance": "svd-pade"}`` for a model whose covariance head takes the SVD root: since
+    """``{"covariance": "svd-pade"}`` for a model with the SVD-Pade head (whatever its root): since
     0.7.2 its covariance is DifferentiableSVD's (``models.matrix.covariance_svd_pade``, about 4e-5
     of the logits from the exactly centred one), so its runs stored before are other runs."""
     from robustbench_gcp.models.heads import CovariancePool
 
-    svd = any(isinstance(m, CovariancePool) and m.sqrt == "svd" for m in net.modules())
+    svd = any(isinstance(m, CovariancePool) and m.centring == "svd-pade" for m in net.modules())
     return {"covariance": "svd-pade"} if svd else {}
 
 
