@@ -63,6 +63,18 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
         assert [r["model"] for r in json.loads(picked.stdout)["reports"]] == expected, picked.output
     unknown = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap[seed=2]"])
     assert unknown.exit_code != 0 and "unknown stored model 'demo-gap[seed=2]'" in unknown.stderr
+    # a setting the runs lack reads null in labels, and selects as such
+    null = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals",
+                                     "--models", "demo-gap[seed=1,layer4-stride=null]"])
+    assert [r["model"] for r in json.loads(null.stdout)["reports"]] == ["demo-gap[seed=1,shard-size=4]"]
+    # two runs on other images that differ in the seed alone: their own label selects that run alone
+    other = {**common, "limit": 6}
+    for seed in (0, 1):
+        run(plan("demo-gap", shard_size=4, seed=seed, **other), Said())
+    picked = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals",
+                                       "--models", "demo-gap[seed=1]"])
+    assert [(r["model"], r["n_images"]) for r in json.loads(picked.stdout)["reports"]] == [
+        ("demo-gap[seed=1]", 6)], picked.output
 
 
 def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):

@@ -15,19 +15,6 @@ from robustbench_gcp.cli.options import (
 )
 
 
-def split_labels(text: str) -> list[str]:
-    """``A,B`` as labels: a comma inside a label's ``[settings]`` belongs to it
-    (``demo-gap[seed=1,shard-size=4],demo-isqrt``)."""
-    names, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            names.append(text[start:i])
-            start = i + 1
-    names.append(text[start:])
-    return [name.strip() for name in names if name.strip()]
-
-
 @click.command("report")
 @click.option("--models", default=None, metavar="A,B",
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
@@ -63,7 +50,7 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.config import load_config
     from robustbench_gcp.reports.comparison import compare_reports
-    from robustbench_gcp.reports.stored import reports_from_store
+    from robustbench_gcp.reports.stored import reports_from_store, split_labels
 
     check_layout(fmt)
 

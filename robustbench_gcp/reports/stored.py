@@ -7,7 +7,6 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -92,20 +91,32 @@ def _chosen(run: RunInfo, models: Sequence[str] | None, labels: Mapping[str, str
     plain one all its runs."""
     if not models or run_label(run) in models or (labels or {}).get(run.key) in models:
         return True
-    return any(_has_settings(name, run) for name in models)
+    exact = set((labels or {}).values())  # a run's own label selects that run alone
+    return any(_has_settings(name, run) for name in models if name not in exact)
 
 
 def _has_settings(name: str, run: RunInfo) -> bool:
     """Whether ``name`` is the run's label with some of its settings in label order:
-    ``demo-gap[seed=1]`` for a run of demo-gap with seed 1."""
+    ``demo-gap[seed=1]`` for a run of demo-gap with seed 1 (a setting the run lacks is ``null``)."""
     prefix = run_label(run) + "["
     if not (name.startswith(prefix) and name.endswith("]")):
         return False
-    wanted = name[len(prefix):-1]
-    tags = [f"{shown}={_setting(run.identity.get(key))}" for key, shown in _SETTINGS.items()
-            if key in run.identity]
-    return any(",".join(chosen) == wanted
-               for size in range(1, len(tags) + 1) for chosen in itertools.combinations(tags, size))
+    tags = iter(f"{shown}={_setting(run.identity.get(key))}" for key, shown in _SETTINGS.items())
+    wanted = split_labels(name[len(prefix):-1])
+    return bool(wanted) and all(any(part == tag for tag in tags) for part in wanted)  # in order
+
+
+def split_labels(text: str) -> list[str]:
+    """``A,B`` as labels (or a label's settings): a comma inside ``[...]`` belongs to its label
+    (``demo-gap[seed=1,shard-size=4],demo-isqrt``)."""
+    names, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth = max(0, depth + {"[": 1, "]": -1}.get(char, 0))
+        if char == "," and depth == 0:
+            names.append(text[start:i])
+            start = i + 1
+    names.append(text[start:])
+    return [name.strip() for name in names if name.strip()]
 
 
 def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
