@@ -216,6 +216,8 @@ def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpo
     # the data's class index 3 (and more) against a 2-class model
     assert "but model" in error_of("--model", f"{user_package}:two_classes", *data)
     assert "has no checkpoint" in error_of("--model", "torchvision:resnet18", *data)
+    assert error_of("--model", f"{user_package}:resnet18_like", "--random-weights", *data).endswith(
+        f"{user_package}:resnet18_like comes with its own weights: drop it")
     assert "apply to the registry's GCP models" in error_of(
         "--model", "torchvision:resnet18", "--random-weights", "--sqrt", "eig", *data)
     wrong = tmp_path / "wrong.pth"
@@ -243,6 +245,15 @@ def test_compare_mixes_registry_and_user_models(user_package, image_folder, gap_
     (comparison,) = json.loads(result.stdout)["comparisons"]
     errors = {m["model"]: m["metrics"]["clean_error"]["estimate"] for m in comparison["models"]}
     assert len(errors) == 3 and len(set(errors.values())) == 1
+    # --random-weights: torchvision:<name> gets them, a module keeps the weights it comes with
+    mixed = run("compare", "--model", "torchvision:resnet18", "--model", f"{user_package}:resnet18_like",
+                "--random-weights", "--data", image_folder, "--store", tmp_path / "t.db", "--workers", 0,
+                "--limit", 2, "--no-intervals", "--format", "json")
+    assert mixed.exit_code == 0, mixed.output
+    notes = {r["model"]: r["notes"] for r in json.loads(mixed.stdout)["reports"]}
+    random = [model for model, said in notes.items()
+              if any(n.startswith("weights: seeded random") for n in said)]
+    assert random == ["torchvision:resnet18"], notes
 
 
 def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):

@@ -78,12 +78,23 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         counts[entry.label] = counts.get(entry.label, 0) + 1
     # the same model twice: each label names its file, else its own (benchmarks.yaml's or
     # shipped) weights or, under --random-weights, seeded random ones
-    own = "random" if random_weights else "own"
-    unique = [CompareEntry(f"{e.label}@{Path(e.checkpoint).name.split('.')[0] or own}", e.name,
-                           e.checkpoint) if counts[e.label] > 1 else e for e in entries]
+    def tag(e: CompareEntry) -> str:
+        own = "random" if random_weights and _takes_random_weights(e) else "own"
+        return Path(e.checkpoint).name.split(".")[0] or own
+
+    unique = [CompareEntry(f"{e.label}@{tag(e)}", e.name, e.checkpoint) if counts[e.label] > 1 else e
+              for e in entries]
     if len({e.label for e in unique}) != len(unique):
         raise ConfigError("two --model entries are the same model and checkpoint")
     return unique
+
+
+def _takes_random_weights(entry: CompareEntry) -> bool:
+    """Whether ``--random-weights`` gives ``entry`` seeded random weights: no =CHECKPOINT, and not a
+    package.module:callable (which comes with its own weights)."""
+    from robustbench_gcp.models.external import TORCHVISION, is_external
+
+    return not entry.checkpoint and (not is_external(entry.name) or entry.name.startswith(TORCHVISION))
 
 
 def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iters: tuple[int, ...],
@@ -154,9 +165,10 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
                           f"{', '.join(labels)}.{hint if 'Did you mean' in hint else ''}")
     # --random-weights: for the models without a checkpoint of their own here (benchmarks.yaml's
-    # files included, as in eval); a NAME=CHECKPOINT or --checkpoints file is loaded
+    # files included, as in eval); a NAME=CHECKPOINT or --checkpoints file is loaded, and a
+    # package.module:callable keeps the weights it comes with
     jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
                           "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None,
-                          "random_weights": random and not entry.checkpoint})
+                          "random_weights": random and _takes_random_weights(entry)})
             for suite in suites for entry in entries]
     return plan_all(jobs, {**common, "config": config})

@@ -178,6 +178,9 @@ def choose_model(
     if random_weights:
         if checkpoint is not None:
             raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
+        if not needs_weights:
+            raise ConfigError(f"`--random-weights` gives seeded random weights to the registry's models and "
+                              f"torchvision:<name>; {external.ref} comes with its own weights: drop it")
         spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
     elif spec.checkpoint is None and needs_weights:
         raise MissingCheckpointError(label or spec.name, name)
