@@ -60,7 +60,8 @@ def _iters_list(ctx, param, value):
 @click.option("--random-weights", is_flag=True,
               help="Seeded random weights for the models given without =CHECKPOINT (instead of "
                    "benchmarks.yaml's files too): a pipeline check, not a result. Models given with "
-                   "=CHECKPOINT or by --checkpoints load their file.")
+                   "=CHECKPOINT or by --checkpoints load their file; a package.module:callable keeps "
+                   "the weights it comes with.")
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Evaluate the EMA weights of training files that have them (--no-ema: the raw ones).")
 @baseline_option

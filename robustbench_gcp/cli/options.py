@@ -301,20 +301,30 @@ def statistics_options(func):
 
 
 def _plot_folder(ctx, param, value):
-    """Check ``--plot DIR`` before any compute (figures are written last): DIR is made if missing,
-    and a file must be creatable in it."""
-    if value is None:
-        return None
+    """Check ``--plot DIR`` before any compute (figures are written last): a file must be creatable
+    in DIR. The folders the check makes are removed again (the figures make them when written)."""
+    if value is None or ctx.resilient_parsing:  # shell completion: check nothing, make nothing
+        return value
     import os
     import tempfile
 
     folder = os.path.expanduser(value)
+    made, probe = [], os.path.abspath(folder)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        made.append(probe)
+        probe = os.path.dirname(probe)
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".gcp-robust-check-"):
             pass
     except OSError as error:
         raise click.BadParameter(f"cannot write figures into {folder}: {error.strerror or error}") from None
+    finally:
+        for path in made:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
     return folder
 
 
