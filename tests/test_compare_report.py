@@ -211,8 +211,10 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     empty.mkdir()
     no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])
     assert no_ckpt.exit_code == 2 and "holds no checkpoint files" in no_ckpt.stderr
-    missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db")])
+    missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--plot",
+                                        str(tmp_path / "figs" / "new")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    assert not (tmp_path / "figs").exists()  # the --plot check leaves no folder behind
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
     assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
     assert not (tmp_path / "none.db").exists()
