@@ -148,6 +148,25 @@ def test_amp_runs_of_covariance_models_say_their_classifier_runs_in_float32(demo
         found = {(r.model, r.identity["precision"]): r.identity.get("classifier") for r in s.runs()}
     assert found == {("demo-isqrt", "bfloat16"): "float32", ("demo-isqrt", "float32"): None,
                      ("demo-gap", "bfloat16"): None}
+    # the --amp run as 0.7.1 stored it (no mark): a new run, and eval says why in words
+    import hashlib
+    import sqlite3
+
+    from robustbench_gcp.store.records import canonical_json
+
+    with sqlite3.connect(store) as db:
+        (key, text), = db.execute("SELECT key, identity FROM runs WHERE identity LIKE '%classifier%'")
+        identity = json.loads(text)
+        del identity["classifier"]
+        old = canonical_json(identity)
+        db.execute("UPDATE runs SET key = ?, identity = ? WHERE key = ?",
+                   (hashlib.sha256(old.encode()).hexdigest()[:32], old, key))
+    said = Said()
+    run(plan("demo-isqrt", data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=2,
+             amp=True), said)
+    assert ("demo-isqrt: a new run, starting afresh; the store's other run of this model on these images "
+            "(1 shards stored) differs in: the classifier's precision under --amp (float32 since 0.7.2) (its "
+            "results stay there)") in said.lines, said.lines
 
 
 def test_a_limit_beyond_the_images_is_said(demo_val, tmp_path):

@@ -351,7 +351,11 @@ def _differences(stored: dict, current: dict) -> str:
     """The identity fields of ``current`` whose values ``stored`` does not share, for messages
     ("data, seed"; the images are the identity's ``data``)."""
     names = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
-             "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride"}
+             "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride",
+             # the marks of computations that changed: a run stored by an older version
+             "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
+             "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
+             "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
     return ", ".join(names.get(k, k) for k, v in current.items() if stored.get(k) != v)
 
 
