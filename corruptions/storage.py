@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from corruptions._ops import true_div
+from corruptions._ops import device_constant
 from corruptions._registry import check_images
 
 __all__ = ["STORAGE_QUALITY", "from_uint8", "storage_roundtrip", "truncate_to_uint8"]
@@ -43,8 +43,9 @@ def truncate_to_uint8(images: torch.Tensor) -> torch.Tensor:
         of k/255, so an image that was k/255 comes back as k.
     """
     tolerance = _TOLERANCE.get(images.dtype, 1e-4)
-    work = images.to(torch.float64 if images.device.type != "mps" else torch.float32)
-    return torch.floor(work * 255 + tolerance).clamp_(0, 255).to(torch.uint8)
+    # a copy, rounded in place: the same operations without three temporaries of the batch's size
+    work = images.to(torch.float64 if images.device.type != "mps" else torch.float32, copy=True)
+    return work.mul_(255).add_(tolerance).floor_().clamp_(0, 255).to(torch.uint8)
 
 
 def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.Tensor:
@@ -89,4 +90,5 @@ def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
         >>> from_uint8(torch.tensor([0, 51, 255], dtype=torch.uint8))
         tensor([0.0000, 0.2000, 1.0000])
     """
-    return true_div(pixels.to(dtype), 255.0)
+    out = pixels.to(dtype, copy=True)  # divided in place, as _ops.true_div divides
+    return out.div_(255.0 if out.device.type == "cpu" else device_constant(255.0, out.dtype, out.device))

@@ -210,3 +210,19 @@ def test_layout_without_csv_is_a_usage_error_and_report_says_its_store_is_read_o
     assert result.exit_code == 2 and "--layout chooses the CSV layout; give it with --format csv " \
         "(got --format table)" in result.output
     assert "store to report (opened read" in words(invoke("report", "--help").stdout)
+
+
+def test_computing_commands_keep_freed_memory(monkeypatch):
+    """glibc returned every freed block above 32 MB to the system, so a CPU forward pass got fresh
+    zero-filled pages per layer; the computing commands have it keep them (Linux, glibc), and leave
+    glibc alone when its own variables are set."""
+    import sys
+
+    from robustbench_gcp.cli import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc

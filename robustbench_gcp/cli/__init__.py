@@ -31,6 +31,8 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in (*STORING, "bench") and not ctx.resilient_parsing:  # the commands that compute
+            keep_freed_memory()
         if name in self.lazy_commands:
             module, attribute = self.lazy_commands[name].split(":")
             return getattr(importlib.import_module(module), attribute)
@@ -56,6 +58,31 @@ class LazyGroup(click.Group):
             raise failure from None
         finally:
             _on_sigterm(previous)
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed memory for reuse instead of returning it to the system (Linux).
+
+    glibc gives every block above 32 MB its own ``mmap`` and unmaps it when freed, so a CPU
+    forward pass at batch 32 got fresh zero-filled pages for each layer's output: about 7 million
+    page faults and 1.4x the wall time on an ImageNet-C run, for the same numbers. Resident
+    memory stays at its peak instead (about 240 MB more for a ResNet-18 at batch 32). Set
+    ``MALLOC_MMAP_MAX_`` or ``MALLOC_TRIM_THRESHOLD_`` yourself and this leaves glibc alone.
+    Returns whether it changed anything.
+    """
+    import ctypes
+    import os
+    import sys
+
+    chosen = {"MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ)
+    if not sys.platform.startswith("linux") or chosen:
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl ...)
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def _terminate(signum, frame) -> None:
