@@ -444,9 +444,16 @@ def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
 def true_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
     """``x / divisor`` rounded as NumPy's division: on CUDA, dividing by a Python number multiplies
     by its reciprocal (one more rounding), so divide by a tensor on the device instead."""
-    if x.device.type == "cpu":
-        return x / divisor
-    return x / device_constant(float(divisor), x.dtype, x.device)
+    return x / _exact_divisor(x, divisor)
+
+
+def true_div_(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """:func:`true_div` in place (``x`` is a tensor the caller made and may overwrite)."""
+    return x.div_(_exact_divisor(x, divisor))
+
+
+def _exact_divisor(x: torch.Tensor, divisor: float) -> float | torch.Tensor:
+    return divisor if x.device.type == "cpu" else device_constant(float(divisor), x.dtype, x.device)
 
 
 def grid_doubles(x: torch.Tensor) -> torch.Tensor:

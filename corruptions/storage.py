@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from corruptions._ops import device_constant
+from corruptions._ops import true_div_
 from corruptions._registry import check_images
 
 __all__ = ["STORAGE_QUALITY", "from_uint8", "storage_roundtrip", "truncate_to_uint8"]
@@ -90,5 +90,4 @@ def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
         >>> from_uint8(torch.tensor([0, 51, 255], dtype=torch.uint8))
         tensor([0.0000, 0.2000, 1.0000])
     """
-    out = pixels.to(dtype, copy=True)  # divided in place, as _ops.true_div divides
-    return out.div_(255.0 if out.device.type == "cpu" else device_constant(255.0, out.dtype, out.device))
+    return true_div_(pixels.to(dtype, copy=True), 255.0)

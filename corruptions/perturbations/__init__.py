@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from corruptions._ops import host_to_device, new_output, true_div, work_images
+from corruptions._ops import host_to_device, new_output, true_div_, work_images
 from corruptions._registry import (
     DIFFICULTIES,
     NOISE_PERTURBATIONS,
@@ -425,4 +425,4 @@ def _store(frames: torch.Tensor, storage: str | None) -> torch.Tensor:
     if storage is None:
         return frames.clamp_(0, 1)
     offset = {"truncate": 1e-3, "truncate-exact": 0.0, "round": 0.5}[storage]
-    return true_div(frames.mul_(255).add_(offset).floor_().clamp_(0, 255), 255.0)
+    return true_div_(frames.mul_(255).add_(offset).floor_().clamp_(0, 255), 255.0)

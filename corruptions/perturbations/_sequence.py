@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from corruptions._ops import exact_dtype, true_div
+from corruptions._ops import exact_dtype, true_div_
 
 __all__ = ["Job", "Placement", "finish", "per_frame", "window_origin"]
 
@@ -114,7 +114,7 @@ def finish(frame: torch.Tensor, job: Job) -> torch.Tensor:
     frame = frame.clamp(0, 1)
     if job.quantize:
         frame = frame.mul_(255).floor_()
-        return true_div(frame.to(job.x.dtype), 255.0)
+        return true_div_(frame.to(job.x.dtype), 255.0)
     return frame.to(job.x.dtype)
 
 

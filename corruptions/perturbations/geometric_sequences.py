@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import host_to_device, true_div
+from corruptions._ops import host_to_device, true_div_
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions.perturbations._sequence import Job, Placement, window_origin
 
@@ -239,7 +239,7 @@ def _warp_pil(x: torch.Tensor, matrices: Sequence[Sequence[float]], place: Place
         value = v2.sub_(v1).mul_(dy).add_(v1).mul_(inside)
         if truncate:  # PIL: (UINT8) v, a truncation
             value = value.floor_().clamp_(0, 255)
-        value = true_div(value, 255.0).view(batch, channels, -1, c, c)
+        value = true_div_(value, 255.0).view(batch, channels, -1, c, c)
         out[:, start : start + step] = value.transpose(1, 2)
     return out
 

@@ -312,15 +312,17 @@ class _Accumulator:
     def result(self) -> ShardResult:
         counts = {name: value.item() if isinstance(value, torch.Tensor) else value
                   for name, value in self.counts.items()}
-        correct = None
-        if self.correct:
-            correct = np.concatenate([c.cpu().numpy() if isinstance(c, torch.Tensor) else c
-                                      for c in self.correct]).astype(bool)
-        extra = None
-        if self.extra:
-            extra = np.concatenate([e.cpu().numpy() if isinstance(e, torch.Tensor) else e
-                                    for e in self.extra])
+        correct = _on_host(self.correct).astype(bool) if self.correct else None
+        extra = _on_host(self.extra) if self.extra else None
         return ShardResult(n=self.n, counts=counts, correct=correct, extra=extra)
+
+
+def _on_host(parts: list) -> np.ndarray:
+    """Batch parts (device tensors or arrays) joined on the host: device tensors are joined where
+    they are and copied once."""
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat(parts).cpu().numpy()
+    return np.concatenate([p.cpu().numpy() if isinstance(p, torch.Tensor) else p for p in parts])
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.stored import build_report, random_weights_note
+from robustbench_gcp.reports.stored import RANDOM_INIT, build_report, random_weights_note
 from robustbench_gcp.store import RunInfo, Store
 from robustbench_gcp.suites import TaskInputs
 
@@ -143,7 +143,7 @@ def planned_identity(plan: Plan) -> dict:
         "shard_size": plan.options.shard_size,
     }
     if plan.model.external is None and not plan.model.checkpoint:
-        identity["weights"] = f"random-init-seed-{plan.model.seed}"
+        identity["weights"] = f"{RANDOM_INIT}{plan.model.seed}"
     return identity
 
 

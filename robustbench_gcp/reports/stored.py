@@ -45,7 +45,7 @@ def build_report(
     normalizer, baseline_notes = normalizer_for_run(normalizer, run)
     identity = run.identity
     weights = identity.get("weights")
-    random = weights is None or str(weights).startswith("random-init")
+    random = weights is None or str(weights).startswith(RANDOM_INIT)
     sections, suite_notes = suite.sections(results, normalizer)
     groups = [suite.group(r.key) for r in results if r.key != CLEAN and suite.owns(r.key)]
     return Report(
@@ -267,6 +267,10 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
     report.notes.insert(0, f"{done}; {covered}: re-run the eval command to finish")
 
 
+#: how a run's identity names seeded random weights (``random-init-seed-0``)
+RANDOM_INIT = "random-init-seed-"
+
+
 def random_weights_note(seed) -> str:
     """Every report of a run with seeded random weights says so, whatever its label."""
     return f"weights: seeded random (--random-weights, seed {seed}): a pipeline check, not a result"
@@ -279,10 +283,10 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
         normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
     stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
     kept = [*stored.get("", []), *stored.get(suite.kind, [])]
-    seed = str(run.identity.get("weights", "")).removeprefix("random-init-seed-")
-    if seed != str(run.identity.get("weights")) and not any(n.startswith("weights: ") for n in kept):
+    weights = str(run.identity.get("weights"))
+    if weights.startswith(RANDOM_INIT) and not any(n.startswith("weights: ") for n in kept):
         # a run stored before its note was kept (0.7.1 or earlier): the identity tells
-        kept.insert(0, random_weights_note(seed))
+        kept.insert(0, random_weights_note(weights.removeprefix(RANDOM_INIT)))
     return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data)
 
 
