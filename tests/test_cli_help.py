@@ -71,13 +71,19 @@ def test_public_api_names_are_the_functions():
         assert callable(item) and not isinstance(item, type(robustbench_gcp))
 
 
-def test_listing_commands_and_their_help_does_not_import_torch():
-    """``gcp-robust --help`` and the help of commands without suite flags stay instant: declaring a
-    command imports neither torch nor the suites (their flags are added when a command needs them)."""
+def run_fresh_python(script: str) -> None:
+    """Run ``script`` in a new interpreter (nothing imported yet) and require it to succeed."""
     import subprocess
     import sys
 
-    script = (
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_listing_commands_and_their_help_does_not_import_torch():
+    """``gcp-robust --help`` and the help of commands without suite flags stay instant: declaring a
+    command imports neither torch nor the suites (their flags are added when a command needs them)."""
+    run_fresh_python(
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from robustbench_gcp.cli import main\n"
@@ -86,8 +92,31 @@ def test_listing_commands_and_their_help_does_not_import_torch():
         "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
         "    assert 'torch' not in sys.modules, args\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+
+
+def test_commands_that_read_the_registry_do_not_import_torchvision():
+    """``suites``, the registry's names and benchmarks.yaml (whose models are checked against the
+    registry) leave torchvision unimported (1.5 s of start-up); building a model imports it, and
+    the model has torchvision's layers, key for key."""
+    run_fresh_python(
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from robustbench_gcp.cli import main\n"
+        "from robustbench_gcp.config import load_config\n"
+        "from robustbench_gcp.models import list_models\n"
+        "result = CliRunner().invoke(main, ['suites'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'alexnet' in list_models() and load_config(None).models\n"
+        "assert 'torchvision' not in sys.modules\n"
+        "from robustbench_gcp.models import create_model\n"
+        "import torch\n"
+        "with torch.device('meta'):\n"
+        "    model = create_model('shufflenetv2-gap')\n"
+        "import torchvision\n"
+        "with torch.device('meta'):\n"
+        "    reference = torchvision.models.shufflenet_v2_x1_0()\n"
+        "assert list(model.state_dict()) == list(reference.state_dict())\n"
+    )
 
 
 def test_suite_flags_and_kinds_appear_in_the_help_of_the_commands_that_take_them():

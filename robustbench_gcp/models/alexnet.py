@@ -1,8 +1,9 @@
 """torchvision's AlexNet, registered as ``alexnet``: the baseline of mCE and mFR.
 
 ImageNet-C errors and ImageNet-P flip rates are normalized by AlexNet's
-(PROTOCOL.md sections 1-2). The model is torchvision's own class, so its state
-dict has torchvision's names (``features.0.weight`` .. ``classifier.6.bias``,
+(PROTOCOL.md sections 1-2). The model's layers are torchvision's own, built by its
+class when the model is built (:func:`~robustbench_gcp.models.mobile.torchvision_model`),
+so its state dict has torchvision's names (``features.0.weight`` .. ``classifier.6.bias``,
 61,100,840 parameters) and the released ``alexnet-owt-7be5be79.pth`` loads
 strictly from a local file (nothing is downloaded).
 
@@ -17,10 +18,11 @@ Preprocessing is torchvision's for these weights: shorter side to 256
 from __future__ import annotations
 
 import torch
-from torchvision.models.alexnet import AlexNet as _TorchvisionAlexNet
+from torch import nn
 
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.models.heads import check_positive_int, resolve_sqrt
+from robustbench_gcp.models.mobile import torchvision_model
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig
 
@@ -32,8 +34,8 @@ ALEXNET_PREPROCESS = PreprocessConfig(input_size=224, resize_size=256, interpola
 HEAD = "fc"
 
 
-class AlexNet(_TorchvisionAlexNet):
-    """torchvision's AlexNet with the project's model interface.
+class AlexNet(nn.Module):
+    """torchvision's AlexNet (its layers) with the project's model interface.
 
     Args:
         num_classes: outputs of the last layer (``classifier.6``).
@@ -68,7 +70,8 @@ class AlexNet(_TorchvisionAlexNet):
                 f"reduction. Got reduction_dim={reduction_dim!r}"
             )
         check_positive_int("num_classes", num_classes)
-        super().__init__(num_classes=num_classes, dropout=dropout)
+        super().__init__()
+        torchvision_model(self, "AlexNet", num_classes=num_classes, dropout=dropout)
         self.name = ""
         self.num_classes = num_classes
         self.head_type = HEAD

@@ -1,10 +1,12 @@
 """MobileNetV2 and ShuffleNetV2 1.0x with a pooling head chosen by name (GAP or iSQRT-COV).
 
-The backbones are torchvision's own classes (``torchvision.models.MobileNetV2``,
-``ShuffleNetV2``), so their keys are torchvision's, key for key: ``features.N``
-and ``classifier.1`` for MobileNetV2; ``conv1``, ``stage2`` .. ``stage4``,
-``conv5`` and ``fc`` for ShuffleNetV2. A GAP model's state dict is a torchvision
-state dict (3,504,872 and 2,278,604 parameters).
+The backbones' layers are torchvision's own modules, built by
+``torchvision.models.MobileNetV2`` / ``ShuffleNetV2`` and adopted in the same order, so
+their keys are torchvision's, key for key: ``features.N`` and ``classifier.1`` for
+MobileNetV2; ``conv1``, ``stage2`` .. ``stage4``, ``conv5`` and ``fc`` for ShuffleNetV2.
+A GAP model's state dict is a torchvision state dict (3,504,872 and 2,278,604
+parameters). torchvision is imported when a model is built, not with the registry
+(:func:`torchvision_model`).
 
 The GCP variants follow the CVPR2020 GCP code (ZhangLi-CS/GCP_Optimization,
 PROTOCOL.md section 5): at the 7x7 map of the last 1x1 conv (MobileNetV2
@@ -34,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torchvision.models as tvm
 from torch import nn
 
 from robustbench_gcp.errors import UnknownNameError
@@ -49,7 +50,7 @@ from robustbench_gcp.models.heads import (
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig
 
-__all__ = ["MobileNetV2", "ShuffleNetV2"]
+__all__ = ["MobileNetV2", "ShuffleNetV2", "torchvision_model"]
 
 #: the activation of the GCP heads' 1x1 reduction in the CVPR2020 GCP MobileNetV2 / ShuffleNetV2
 REDUCTION_ACTIVATION = "relu6"
@@ -65,7 +66,23 @@ def _pool(head: str, in_channels: int, reduction_dim: int | None, sqrt: str | No
                        ns_iters=ns_iters, activation=activation)
 
 
-class _PooledHead:
+def torchvision_model(owner: nn.Module, name: str, *args, **kwargs) -> nn.Module:
+    """Build torchvision's ``torchvision.models.<name>(*args, **kwargs)`` and give its layers
+    to ``owner`` (an initialized ``nn.Module``) in torchvision's order: ``owner``'s state dict
+    is then torchvision's, key for key. Returns the torchvision model (its other attributes).
+
+    torchvision is imported here, when a model is built: its import takes over a second,
+    which commands that only read the registry need not pay.
+    """
+    import torchvision.models
+
+    model = getattr(torchvision.models, name)(*args, **kwargs)
+    for child, module in model.named_children():
+        owner.add_module(child, module)
+    return model
+
+
+class _PooledHead(nn.Module):
     """The project's model interface over a torchvision CNN with ``global_pool``.
 
     Subclasses set ``global_pool`` and the classifier (:meth:`classifier_layer`),
@@ -107,8 +124,8 @@ class _PooledHead:
             self.global_pool.set_matrix_function(resolved, ns_iters)
 
 
-class MobileNetV2(_PooledHead, tvm.MobileNetV2):
-    """torchvision's MobileNetV2 (width 1.0) with the pooling head as an argument.
+class MobileNetV2(_PooledHead):
+    """torchvision's MobileNetV2 (width 1.0; its layers) with the pooling head as an argument.
 
     Args:
         head: ``gap`` (torchvision's model) or a GCP head (``isqrt``: the CVPR2020 GCP
@@ -134,8 +151,9 @@ class MobileNetV2(_PooledHead, tvm.MobileNetV2):
                  pretrained_cfg: PreprocessConfig | None = None):
         check_positive_int("num_classes", num_classes)
         pool = _pool(head, 1280, reduction_dim, sqrt, ns_iters)
-        super().__init__(num_classes=num_classes, dropout=dropout)
-        self.num_features = self.last_channel
+        super().__init__()
+        self.num_features = torchvision_model(self, "MobileNetV2", num_classes=num_classes,
+                                              dropout=dropout).last_channel
         self.global_pool = pool
         if pool.out_features != self.classifier[1].in_features:
             linear = nn.Linear(pool.out_features, num_classes)
@@ -152,8 +170,8 @@ class MobileNetV2(_PooledHead, tvm.MobileNetV2):
         return self.features(x)
 
 
-class ShuffleNetV2(_PooledHead, tvm.ShuffleNetV2):
-    """torchvision's ShuffleNetV2 with the pooling head as an argument.
+class ShuffleNetV2(_PooledHead):
+    """torchvision's ShuffleNetV2 (its layers) with the pooling head as an argument.
 
     Args:
         head: ``gap`` (torchvision's model) or a GCP head (``isqrt``: the CVPR2020 GCP
@@ -181,7 +199,9 @@ class ShuffleNetV2(_PooledHead, tvm.ShuffleNetV2):
                  pretrained_cfg: PreprocessConfig | None = None):
         check_positive_int("num_classes", num_classes)
         pool = _pool(head, stages_out_channels[-1], reduction_dim, sqrt, ns_iters)
-        super().__init__(list(stages_repeats), list(stages_out_channels), num_classes=num_classes)
+        super().__init__()
+        torchvision_model(self, "ShuffleNetV2", list(stages_repeats), list(stages_out_channels),
+                          num_classes=num_classes)
         self.num_features = stages_out_channels[-1]
         self.global_pool = pool
         if pool.out_features != self.fc.in_features:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.models.heads import (
@@ -33,9 +32,23 @@ from robustbench_gcp.models.heads import (
 )
 from robustbench_gcp.models.registry import register_model
 
-__all__ = ["BLOCKS", "PreprocessConfig", "ResNet", "build_resnet"]
+__all__ = ["BLOCKS", "PreprocessConfig", "ResNet", "block_class", "build_resnet"]
 
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+#: the residual blocks by name: torchvision's ``BasicBlock`` and ``Bottleneck``
+BLOCKS = ("basic", "bottleneck")
+
+
+def block_class(block: str) -> type[nn.Module]:
+    """torchvision's residual block class named ``block`` (one of :data:`BLOCKS`).
+
+    torchvision is imported here, when a ResNet is built, not when the registry is read:
+    its import takes over a second, which commands that only list models need not pay.
+    """
+    if block not in BLOCKS:
+        raise UnknownNameError("block", str(block), BLOCKS)
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return BasicBlock if block == "basic" else Bottleneck
 
 #: depth -> (block, blocks per stage) of the standard ResNets
 DEPTHS = {
@@ -100,15 +113,13 @@ class ResNet(nn.Module):
                  ns_iters: int | None = None, in_chans: int = 3,
                  pretrained_cfg: PreprocessConfig | None = None):
         super().__init__()
-        if block not in BLOCKS:
-            raise UnknownNameError("block", str(block), BLOCKS)
+        block_cls = block_class(block)
         if not (len(layers) == len(widths) == len(strides)) or not layers:
             raise ConfigError(
                 "`layers`, `widths` and `strides` should have one entry per stage. "
                 f"Got {len(layers)}, {len(widths)} and {len(strides)}"
             )
         check_positive_int("num_classes", num_classes)
-        block_cls = BLOCKS[block]
         self.name = ""
         self.num_classes = num_classes
         self.head_type = head

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,15 +103,14 @@ def _dropcov_vit(model) -> Stem:
 
 
 def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
-    import torchvision
-
     from robustbench_gcp.models.deit import DeiTDropCov
     from robustbench_gcp.models.mobile import MobileNetV2, ShuffleNetV2
     from robustbench_gcp.models.resnet import ResNet
 
     if isinstance(model, ResNet):
         return _resnet
-    if type(model) is torchvision.models.ResNet:
+    torchvision = sys.modules.get("torchvision")  # not imported: the model is none of its
+    if torchvision is not None and type(model) is torchvision.models.ResNet:
         return _torchvision_resnet
     if isinstance(model, MobileNetV2):
         return _mobilenetv2
