@@ -112,3 +112,26 @@ def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
     sections, _ = summarize(results, benchmark=["fog", "contrast"], baseline=None)
     assert sections["metrics"]["mean_error"] == (0.5 + 0.25) / 2
     assert design.metrics["mean_error"](means) == sections["metrics"]["mean_error"]
+
+
+def test_an_imagenet_comparison_without_its_normalizer_compares_the_mean_error():
+    """ImageNet-C under a --baseline that is not an ImageNet-C baseline (an ImageNet-P run's name):
+    no mCE, and the comparison keeps the unnormalized mean error rather than no corruption metric."""
+    import numpy as np
+
+    from robustbench_gcp.metrics import Baseline
+    from robustbench_gcp.store import CellKey, CellResult
+
+    variant = '{"roundtrip":true,"source":"torch"}'  # ImageNet: AlexNet-normalized
+
+    def cell(name, level, wrong):
+        return CellResult(CellKey("imagenet-c", name, str(level), variant), 4,
+                          {"top1_errors": wrong, "top5_errors": 0}, [0], True, correct=np.arange(4) >= wrong)
+
+    results = [cell("fog", 1, 1), cell("fog", 2, 3), cell("contrast", 3, 2)]
+    design = get_suite("imagenet-c").design(results, None)
+    means = dict(zip(design.rows, design.values.mean(axis=1)))
+    assert "mCE" not in design.metrics and design.metrics["mean_error"](means) == (0.5 + 0.5) / 2
+    alexnet = Baseline("alexnet", clean_error=0.5, imagenet_c={c: (0.8,) * 5 for c in ("fog", "contrast")})
+    normalized = get_suite("imagenet-c").design(results, alexnet)
+    assert "mCE" in normalized.metrics and "mean_error" not in normalized.metrics

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustbench_gcp.reports.comparison import compare_designs
-from robustbench_gcp.stats import Design, bootstrap, mcnemar
+from robustbench_gcp.stats import MIN_BOOTSTRAP_UNITS, Design, bootstrap, mcnemar
 
 chi2 = pytest.importorskip("scipy.stats").chi2  # the reference; gpu-check machines may lack SciPy
 
@@ -67,6 +67,31 @@ def test_paired_difference_of_identical_models_is_zero():
     unpaired = compare_designs(["a", "b"], [d, d], ["fp", "other"], resamples=200)
     assert unpaired[1].delta is None and not unpaired[1].paired
     assert math.isclose(unpaired[1].values["mean"].estimate, values[1:].mean())
+
+
+def test_too_few_images_for_a_bootstrap_leave_its_intervals_empty():
+    """Below MIN_BOOTSTRAP_UNITS images the percentile bootstrap of a mean over cells and of a paired
+    difference is left empty (it would be far narrower than 95 %); the estimate, Wilson's interval
+    of a proportion and the tests stand. From that many on, intervals have width."""
+    rng = np.random.default_rng(4)
+
+    def design(values):
+        return Design(["clean", "x", "y"], values, {"clean_error": lambda m: m["clean"],
+                                                      "mean": lambda m: (m["x"] + m["y"]) / 2},
+                      tests={"x": values[1] == 0}, proportions={"clean_error": "clean"})
+
+    for n in (1, 5, MIN_BOOTSTRAP_UNITS - 1, MIN_BOOTSTRAP_UNITS):
+        a, b = (rng.random((3, n)) < 0.5).astype(float), (rng.random((3, n)) < 0.5).astype(float)
+        entries = compare_designs(["a", "b"], [design(a), design(b)], ["fp", "fp"], resamples=200)
+        mean, delta = entries[1].values["mean"], entries[1].delta["mean"]
+        assert mean.estimate == pytest.approx(b[1:].mean()) and delta.estimate == pytest.approx(
+            b[1:].mean() - a[1:].mean())
+        empty = n < MIN_BOOTSTRAP_UNITS
+        assert all(math.isnan(v) == empty for v in (mean.low, mean.high, delta.low, delta.high)), n
+        assert mean.as_dict()["low"] is None if empty else mean.low < mean.high
+        clean = entries[1].values["clean_error"]
+        assert clean.low <= clean.estimate <= clean.high and clean.high > clean.low
+        assert 0.0 <= entries[1].tests["x"]["p_value"] <= 1.0
 
 
 def test_wilson_equals_scipy_and_has_width_at_zero_errors():

@@ -117,8 +117,8 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
         reports = run_all(plans, progress)
     if reports is None:  # torchrun ranks other than 0: rank 0 reports
         return
-    comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples,
-                                                          seed=options["seed"])
+    # the bootstrap's own seed, not --seed (the corruptions'): `report` on the store gives these intervals
+    comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples)
     print_comparison(reports, comparisons, fmt=fmt, output=output, layout=layout, plot_dir=plot_dir,
                      title="Comparison")
 

@@ -8,7 +8,10 @@ reference model, the difference of each metric gets a *paired* bootstrap interva
 (the same resampled images for both models; Bonett and Price's interval for a
 proportion), and per-image outcomes get McNemar's test (clean images, each attack
 and epsilon; each corruption as a sign test on the images' numbers of correct
-severities), with Holm's adjustment over the model's tests (``p_holm``). Pairing
+severities), with Holm's adjustment over the model's tests (``p_holm``). Bootstrap intervals
+need :data:`~robustbench_gcp.stats.MIN_BOOTSTRAP_UNITS` images (videos): with fewer they are
+left empty (null), with a note; Wilson's and Bonett and Price's intervals and the tests
+stand. The intervals are each at their level, not adjusted for their number. Pairing
 needs both models evaluated on the same images (same data fingerprint); otherwise
 only the intervals are given.
 
@@ -24,6 +27,7 @@ Headline metrics per suite kind:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.stats import (
     DEFAULT_RESAMPLES,
     LEVEL,
+    MIN_BOOTSTRAP_UNITS,
     Design,
     Interval,
     bootstrap,
@@ -75,10 +80,16 @@ def compare_designs(
     """Intervals for every model and paired differences / tests against ``reference``."""
     ref = designs[reference]
     entries = []
+
+    def resampled(values, statistic):
+        if values.shape[1] < MIN_BOOTSTRAP_UNITS:  # an interval far narrower than its level: none
+            estimate = float(statistic(values.mean(axis=1, keepdims=True))[0])
+            return Interval(estimate, math.nan, math.nan, level)
+        return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level)
+
     for i, (name, d) in enumerate(zip(names, designs)):
         values = {m: wilson(d.row(d.proportions[m]), level=level) if m in d.proportions else
-                  bootstrap(d.values, _statistic(d, m), resamples=resamples, seed=seed, level=level)
-                  for m in d.metrics}
+                  resampled(d.values, _statistic(d, m)) for m in d.metrics}
         entry = ComparedModel(name, values)
         if i != reference:
             paired = fingerprints[i] == fingerprints[reference] and d.values.shape[1:] == ref.values.shape[1:]
@@ -94,8 +105,7 @@ def compare_designs(
                             d.row(d.proportions[m]), ref.row(ref.proportions[m]), level=level)
                         continue
                     own, other = _statistic(d, m), _statistic(ref, m, offset=len(d.rows))
-                    entry.delta[m] = bootstrap(stacked, lambda x, own=own, other=other: own(x) - other(x),
-                                               resamples=resamples, seed=seed, level=level)
+                    entry.delta[m] = resampled(stacked, lambda x, own=own, other=other: own(x) - other(x))
                 entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
                                for label, outcome in d.tests.items() if label in ref.tests
                                and ref.tests[label].shape == outcome.shape}
@@ -200,6 +210,11 @@ def compare_reports(
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data
         comparison["data_fingerprint"] = group[0].data_fingerprint
+        few = min(d.values.shape[1] for d in designs)
+        if few < MIN_BOOTSTRAP_UNITS and any(m not in d.proportions for d in designs for m in d.metrics):
+            notes.append(f"bootstrap intervals left empty: {few} images, fewer than the "
+                         f"{MIN_BOOTSTRAP_UNITS} they need to hold their level (Wilson's intervals of "
+                         "proportions and the tests stand)")
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons

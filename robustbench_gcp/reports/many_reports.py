@@ -170,12 +170,13 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     return rows, columns
 
 
-WIDE_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
-                "difference to the reference; McNemar p: exact test of the paired outcomes; Holm p: "
-                "adjusted over the model's outcomes")
-COMPACT_CAPTION = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion); Δ: paired "
-                   "difference to the reference; McNemar p<0.05: how many of the tested outcomes "
-                   "differ from the reference's at p < 0.05, Holm-adjusted over them")
+INTERVALS = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion; each at 95 %, "
+             "not adjusted for their number); Δ: paired difference to the reference; ")
+WIDE_CAPTION = INTERVALS + ("McNemar p: exact test of the paired outcomes (clean images, each corruption, "
+                            "attack and epsilon); Holm p: adjusted over the model's outcomes")
+COMPACT_CAPTION = INTERVALS + ("McNemar p<0.05: how many of the tested outcomes (clean images, each "
+                               "corruption, attack and epsilon) differ from the reference's at p < 0.05, "
+                               "Holm-adjusted over them, so a Δ interval may exclude 0 where no test differs")
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,

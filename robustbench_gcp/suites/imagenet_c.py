@@ -489,10 +489,12 @@ class ImageNetCSuite(LevelledSuite):
             metrics["clean_error"] = lambda m: m["clean"]
         baseline = normalizer
         chosen = [c for c in list_corruptions("benchmark") if c in cells]
+
+        def mean_error(m):  # as the reports: the mean over corruptions of each one's mean over its severities
+            return sum(sum(m[f"{c}/{s}"] for s in cells[c]) / len(cells[c]) for c in chosen) / len(chosen)
+
         if chosen and not dataset_of(results, self.kind).alexnet_normalized:
-            # as the reports: the mean over corruptions of each one's mean over its severities
-            metrics["mean_error"] = lambda m: sum(
-                sum(m[f"{c}/{s}"] for s in cells[c]) / len(cells[c]) for c in chosen) / len(chosen)
+            metrics["mean_error"] = mean_error
         own = baseline is not None and chosen and baseline.own and all(
             c in baseline.imagenet_c and sum(baseline.error(c, s) for s in cells[c]) > 0 for c in chosen)
         if own:  # the baseline run's own CE (where it errs at all): 100
@@ -524,6 +526,8 @@ class ImageNetCSuite(LevelledSuite):
                 metrics["relative_mCE"] = lambda m: sum(
                     _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m))
                     for c in chosen) / len(chosen)
+        if chosen and "mCE" not in metrics and "mean_error" not in metrics:
+            metrics["mean_error"] = mean_error  # ImageNet without its normalizer: the unnormalized mean
         return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"},
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
                          notes=notes)
