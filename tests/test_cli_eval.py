@@ -209,6 +209,38 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     assert not (tmp_path / "t.db").exists()
 
 
+def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap_checkpoint, tmp_path):
+    """Released cells are found by the images' names and labels, as --data's: a second folder of
+    them reuses the stored cells and says so; the run's notes name every folder its cells came from
+    (report, too), and a run of released files alone records no clean folder to warn about later."""
+    released = tmp_path / "C"
+    for name in scan_folder(image_folder).names:
+        target = released / "fog" / "1" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(image_folder / name) as image:
+            image.convert("RGB").resize((224, 224)).save(target, format="JPEG")
+    other = tmp_path / "C2"
+    shutil.copytree(released, other)
+    store = tmp_path / "s.db"
+    common = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1, "--format", "json")
+    alone = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint,
+                "--corrupted-dir", released, "--store", store, "--workers", 0, *common)
+    assert alone.exit_code == 0, alone.output
+    first = run(*eval_args(image_folder, gap_checkpoint, store, "--corrupted-dir", released, *common))
+    assert first.exit_code == 0 and "results stored from" not in first.stderr, first.output
+    again = run(*eval_args(image_folder, gap_checkpoint, store, "--corrupted-dir", other, *common))
+    assert again.exit_code == 0, again.output
+    note = f"results stored from the released files in {released} are used for those in {other}"
+    assert note in " ".join(again.stderr.split())
+    assert any(note in n for n in json.loads(again.stdout)["notes"])
+    reported = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    (report,) = [r for r in json.loads(reported.stdout)["reports"] if r["cells"]]
+    assert [n for n in report["notes"] if n.startswith("released files read from")] == [
+        f"released files read from {released}", f"released files read from {other}"]
+    single = run("report", "--store", store, "--format", "json", "--no-intervals")
+    assert reported.exit_code == single.exit_code == 0
+
+
 # -- bad input: a clear one-line error, the right exit code, nothing stored lost ------------
 
 def last_line(result):

@@ -65,9 +65,12 @@ def test_comparison_has_intervals_deltas_and_tests(compared):
     assert clean["suite"] == "clean" and corrupted["suite"] == "imagenet-c"
     ref, other = corrupted["models"]
     assert ref["model"] == corrupted["reference"] == "resnet18-gap" and ref["delta"] is None
-    for metric in ("clean_error", "mCE", "relative_mCE"):
+    clean_error = other["metrics"]["clean_error"]  # Wilson's interval, whatever the number of images
+    assert clean_error["low"] <= clean_error["estimate"] <= clean_error["high"]
+    for metric in ("mCE", "relative_mCE"):  # 12 images: too few for a bootstrap interval, said in a note
         iv = other["metrics"][metric]
-        assert iv["low"] <= iv["estimate"] <= iv["high"]
+        assert iv["estimate"] is not None and iv["low"] is None and iv["high"] is None
+    assert "bootstrap intervals left empty: 12 images, fewer than the 20" in " ".join(corrupted["notes"])
     report = {r["model"]: r for r in out["reports"] if r["suite"] == "imagenet-c"}
     assert other["metrics"]["mCE"]["estimate"] == pytest.approx(report["resnet18-isqrt"]["metrics"]["mCE"])
     delta = other["delta"]["mCE"]["estimate"]
@@ -358,10 +361,12 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
         (10, ["demo-gap", "demo-isqrt"]), (20, ["demo-gap", "demo-isqrt"])]
     small = out["comparisons"][0]
     assert all(m["paired"] for m in small["models"][1:])
-    assert small["notes"] == [
+    assert small["notes"][:2] == [
         "demo-gap: 2 cells that not every compared model has are left out of the comparison "
         "(contrast/1, contrast/2)",
         "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"]
+    assert small["notes"][2].startswith("bootstrap intervals left empty: 10 images")
+    assert not any(n.startswith("bootstrap") for n in out["comparisons"][1]["notes"])  # 20 images
     # the reference where it was run; elsewhere the first model, said in a note
     report = ["report", "--store", str(store), "--suite", "imagenet-c", "--resamples", "100"]
     ref = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-isqrt"])

@@ -237,6 +237,18 @@ def test_wrong_shape_npy(released, case):
         check_released_npy(folder, ["fog", "snow"])
 
 
+def test_released_npy_of_another_benchmark_or_size_is_refused(released):
+    """A CIFAR-10-C folder (labels below 10) for the CIFAR-100-C suite, and images of another size
+    than the benchmark's, are refused from the headers, naming the file."""
+    folder = released[0]
+    assert check_released_npy(folder, ["fog"], "CIFAR-10-C", 32) == N
+    with pytest.raises(DataError, match=r"labels\.npy holds labels 0 to \d only: CIFAR-10-C's folder, "
+                                        r"not the CIFAR-100-C this suite reads"):
+        check_released_npy(folder, ["fog"], "CIFAR-100-C", 32)
+    with pytest.raises(DataError, match=r"fog\.npy holds 32x32 images; CIFAR-10-C images are 64x64"):
+        check_released_npy(folder, ["fog"], "CIFAR-10-C", 64)
+
+
 @pytest.mark.parametrize("case", ["count", "not 5 blocks", "blocks differ", "pickled"])
 def test_bad_labels_npy(released, case):
     folder = released[0]

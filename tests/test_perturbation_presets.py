@@ -14,6 +14,7 @@ import json
 import math
 import pickle
 import re
+import shutil
 import textwrap
 
 import numpy as np
@@ -551,13 +552,21 @@ def test_cifar10_p_files_located_by_benchmarks_yaml_and_a_folder_is_refused(cifa
                                    preset="cifar")
     np.save(released / "rotate.npy", (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy())
     config = yaml.safe_load(default_config_path().read_text())
-    config["datasets"] = {"root": "nowhere", "cifar10": {"perturbed": "CIFAR-10-P"}}
+    # the clean images configured but not there (only the released files downloaded): those are read
+    config["datasets"] = {"root": "nowhere",
+                          "cifar10": {"clean": "not-downloaded", "perturbed": "CIFAR-10-P"}}
     path = root / "benchmarks.yaml"
     path.write_text(yaml.safe_dump(config))
     monkeypatch.setenv(DATA_VARIABLE, str(root))
     found = report_json(run("eval", "--config", path, "--model", "small_p_nets:build", "--suite", "cifar10-p",
                             "--perturbations", "rotate", "--store", root / "s.db", "--format", "json"))
     assert found["corrupted_dir"] == str(released) and found["perturbations"][0]["n_videos"] == N
+    shutil.move(released, root / "elsewhere")  # neither there: both keys named
+    neither = run("eval", "--config", path, "--model", "small_p_nets:build", "--suite", "cifar10-p",
+                  "--store", root / "s.db")
+    assert neither.exit_code != 0 and "datasets.cifar10.clean" in neither.output
+    assert "datasets.cifar10.perturbed" in neither.output
+    shutil.move(root / "elsewhere", released)
     # CIFAR-10-P rows are the test set's: a folder of images has no row order to match
     folder = root / "folder"
     for i, image in enumerate(images):

@@ -324,20 +324,26 @@ def _released_labels(folder: Path) -> np.ndarray:
     return blocks[0]
 
 
-def check_released_npy(folder: str | Path, corruptions: Sequence[str]) -> int:
+def check_released_npy(folder: str | Path, corruptions: Sequence[str], expected: str | None = None,
+                       size: int | None = None) -> int:
     """Check a released CIFAR-C folder from the .npy headers; return N, the images per severity.
 
     Every ``<corruption>.npy`` must be uint8 of shape (5 N, H, W, 3) with the N of
-    ``labels.npy`` and the same H, W, and ``labels.npy`` must hold 5 identical blocks of N labels.
+    ``labels.npy`` and the same H, W (``size`` x ``size`` when given), and ``labels.npy`` must hold
+    5 identical blocks of N labels. ``expected`` is the benchmark the suite reads (``CIFAR-100-C``):
+    a folder whose labels are all below 10 is CIFAR-10-C's and is refused for CIFAR-100-C.
 
     Raises:
-        DataError: a missing or unreadable file, a wrong dtype or shape, or a bad labels.npy;
-            the message names the file, the expected and the found shape.
+        DataError: a missing or unreadable file, a wrong dtype or shape, a bad labels.npy, or
+            another benchmark's folder; the message names the file, the expected and the found.
     """
     folder = Path(folder).expanduser()
     labels = _released_labels(folder)
     n, k = len(labels), RELEASED_SEVERITIES
     name = "CIFAR-10-C" if labels.max() < 10 else "CIFAR-100-C"
+    if expected == "CIFAR-100-C" and name != expected:
+        raise DataError(f"{folder / LABELS_NPY} holds labels 0 to {labels.max()} only: CIFAR-10-C's "
+                        f"folder, not the {expected} this suite reads (CIFAR-10-C is the cifar10-c suite)")
     first: tuple[Path, tuple[int, ...]] | None = None
     for corruption in corruptions:
         path = released_npy(folder, corruption)
@@ -346,6 +352,9 @@ def check_released_npy(folder: str | Path, corruptions: Sequence[str]) -> int:
             raise DataError(f"{path} has {array.dtype} shape {array.shape}; a released {name} file holds "
                             f"{k} severities x N uint8 images: ({k} N, H, W, 3) with the N of "
                             f"{LABELS_NPY} ({n})")
+        if size is not None and array.shape[1:3] != (size, size):
+            raise DataError(f"{path} holds {array.shape[2]}x{array.shape[1]} images; {expected or name} "
+                            f"images are {size}x{size}")
         if first is None:
             first = (path, array.shape)
         elif array.shape != first[1]:

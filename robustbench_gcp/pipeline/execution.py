@@ -29,9 +29,16 @@ from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.stored import RANDOM_INIT, build_report, random_weights_note
+from robustbench_gcp.reports.stored import (
+    RANDOM_INIT,
+    RELEASED_FILES,
+    build_report,
+    random_weights_note,
+    released_folders,
+)
 from robustbench_gcp.store import RunInfo, Store
 from robustbench_gcp.suites import TaskInputs
+from robustbench_gcp.suites.base import variant_of
 
 IDENTITY_VERSION = 2  # 2: ImageNet-P random layers no longer depend on the difficulty
 
@@ -88,16 +95,18 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
     checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
     with Store(options.store) as store:
+        # the clean images' folder; a run given released files alone records none (the notes name those)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
-                         data=_absolute(plan.images.source), n_images=len(plan.images),
-                         shard_size=options.shard_size)
+                         data=_absolute(plan.images.source) if plan.data is not None else None,
+                         n_images=len(plan.images), shard_size=options.shard_size)
+        released, moved_release = released_notes(plan, store, info)
         if progress is not None:
-            said = limit_notes(plan) + moved_notes(plan, info)
+            said = limit_notes(plan) + moved_notes(plan, info) + moved_release
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan)])
-        store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
+        store.set_notes(info.id, plan.suite.kind, [*plan.suite.notes(plan.selection, plan.model), *released])
         try:
             if job is None:
                 stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
@@ -235,7 +244,8 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info), *labels_notes(plan),
+    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info),
+             *released_notes(plan, store, info)[1], *labels_notes(plan),
              *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
@@ -275,6 +285,26 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
     return [f"results stored from the images in {info.data} are used for those in {plan.images.source}: "
             "the same file names and labels (a run is found by those, not by pixels); if the images "
             "differ, give another --store"]
+
+
+def released_notes(plan: Plan, store: Store, info: RunInfo) -> tuple[list[str], list[str]]:
+    """For a plan that reads released files: the notes its run keeps of the suite (every folder its
+    released cells were read from: the stored ones', and this plan's), and the note eval says when
+    cells stored from another folder stand for this one's. A run is found by the images' names and
+    labels, not by the files' pixels, as for --data (:func:`moved_notes`)."""
+    root = getattr(plan.selection, "released", None)
+    if root is None:
+        return [], []
+    here = _absolute(str(root))
+    before = released_folders(store.notes(info.id).get(plan.suite.kind, []))
+    others = [folder for folder in before if folder != here]
+    stored = others and any(
+        store.done_shards(cell) for cell, key in store.cells(info.id)
+        if key.kind == plan.suite.kind and variant_of(key).get("source") == "released")
+    said = [f"results stored from the released files in {' and '.join(others)} are used for those in "
+            f"{here} (the same file names and labels; a run is found by those, not by pixels); if the "
+            "files differ, give another --store"] if stored else []
+    return [RELEASED_FILES + folder for folder in dict.fromkeys([*before, here])], said
 
 
 def _absolute(source: str | None) -> str | None:

@@ -235,16 +235,28 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
 def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
                      config: Config) -> EvalOptions:
     """``options`` with the data benchmarks.yaml's ``datasets:`` locates for ``dataset`` when
-    the command line gives none: the clean images, else the suite's released files."""
+    the command line gives none: the clean images (the corruptions are generated from them), else,
+    where those are not configured or not there, the suite's released files.
+
+    Raises:
+        ConfigError: the configured paths do not exist (each key named).
+    """
     if options.data is not None or options.flags.get("corrupted_dir") is not None:
         return options
-    clean = config.data.path(dataset.name, "clean")
-    if clean is not None:
-        return dataclasses.replace(options, data=clean)
     kind = getattr(suite, "released_data", None)
-    released = config.data.path(dataset.name, kind) if kind else None
-    if released is not None:
-        return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": released})
+    missing = []
+    for key in ("clean", kind) if kind else ("clean",):
+        try:
+            path = config.data.path(dataset.name, key)
+        except ConfigError as error:
+            missing.append(str(error))
+            continue
+        if path is not None and key == "clean":
+            return dataclasses.replace(options, data=path)
+        if path is not None:
+            return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": path})
+    if missing:
+        raise ConfigError("; and ".join(missing))
     return options
 
 

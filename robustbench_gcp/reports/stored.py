@@ -16,7 +16,7 @@ from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
-from robustbench_gcp.suites.base import report_dataset
+from robustbench_gcp.suites.base import report_dataset, variant_of
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
 
@@ -271,6 +271,15 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
 RANDOM_INIT = "random-init-seed-"
 
 
+#: how a run's notes name the folders its released cells of a suite were read from (``--corrupted-dir``)
+RELEASED_FILES = "released files read from "
+
+
+def released_folders(notes: Sequence[str]) -> list[str]:
+    """The folders of released files that ``notes`` (a run's, of one suite kind) name, in order."""
+    return [note.removeprefix(RELEASED_FILES) for note in notes if note.startswith(RELEASED_FILES)]
+
+
 def random_weights_note(seed) -> str:
     """Every report of a run with seeded random weights says so, whatever its label."""
     return f"weights: seeded random (--random-weights, seed {seed}): a pipeline check, not a result"
@@ -287,7 +296,10 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
     if weights.startswith(RANDOM_INIT) and not any(n.startswith("weights: ") for n in kept):
         # a run stored before its note was kept (0.7.1 or earlier): the identity tells
         kept.insert(0, random_weights_note(weights.removeprefix(RANDOM_INIT)))
-    return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data)
+    folders = released_folders(stored.get(suite.kind, []))
+    released = len(folders) == 1 and any(variant_of(r.key).get("source") == "released" for r in results)
+    return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data,
+                        corrupted_dir=folders[0] if released else None)
 
 
 def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,

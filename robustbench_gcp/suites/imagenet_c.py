@@ -360,7 +360,8 @@ class ImageNetCSuite(LevelledSuite):
         if selection.dataset.preset == "cifar":  # CIFAR-10/100-C: <root>/<corruption>.npy
             from robustbench_gcp.data.array_files import check_released_npy
 
-            check_released_npy(root, selection.corruptions)
+            check_released_npy(root, selection.corruptions, selection.dataset.released,
+                               selection.dataset.image_size)
             return
         check_released(root, [corrupted_cell_dir(root, c, s)
                               for c in selection.corruptions for s in selection.severities],
