@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from robustbench_gcp.data.folders import balanced_subset, imagenet_wnids, scan_folder
+from robustbench_gcp.data.folders import balanced_subset, check_released, imagenet_wnids, scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.data.synthetic import make_image_folder
 from robustbench_gcp.errors import DataError
@@ -342,3 +342,25 @@ def test_8_bit_modes_give_the_right_rgb(tmp_path):
     for name, expected in (("palette.png", rgb), ("rgba.png", rgb), ("la.png", gray3), ("l.png", gray3),
                            ("bilevel.png", np.where(gray3 > 100, 255, 0)), ("cmyk.tif", rgb)):
         assert np.array_equal(decoded(tmp_path / name), expected), name
+
+
+def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
+    """The images of a released run are the first selected folder's: a class folder emptied there, or
+    missing or extra in another folder, is refused before any compute, naming both folders."""
+    root = tmp_path / "C"
+    for cell in ("fog/1", "fog/2", "contrast/1"):
+        for wnid in ("n01440764", "n01443537"):
+            (root / cell / wnid).mkdir(parents=True)
+            (root / cell / wnid / "a.JPEG").write_bytes(b"")
+    cells = [root / "fog" / "1", root / "fog" / "2", root / "contrast" / "1"]
+    check_released(root, cells, "--corruptions")
+    (root / "fog" / "1" / "n01440764" / "a.JPEG").unlink()  # emptied by a partial extraction
+    with pytest.raises(DataError, match=r"^fog/2 and fog/1 hold other class folders with images \(fog/2 has "
+                                        r"beyond it 1: n01440764\).*--corruptions$"):
+        check_released(root, cells, "--corruptions")
+    check_released(root, cells[:1], "--corruptions")  # one folder: nothing to compare
+    shutil.rmtree(root / "contrast" / "1" / "n01443537")
+    with pytest.raises(DataError, match=r"contrast/1 lacks 1: n01443537"):
+        check_released(root, [cells[1], cells[2]], "--corruptions")
+    with pytest.raises(DataError, match=r"lacks 1 of the selected folders \(fog/3\)"):
+        check_released(root, [*cells, root / "fog" / "3"], "--corruptions")

@@ -17,7 +17,7 @@ import csv
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -369,3 +369,47 @@ def scan_videos(folder: str | Path) -> ImageList:
             "<root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4"
         )
     return scan_folder(folder, extensions=(".mp4",), class_order="imagenet")
+
+
+def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
+    """Every released folder of a selection exists under ``--corrupted-dir`` and holds the class
+    folders of the first, before any compute: the images of a run are the first folder's (a class
+    folder missing there would drop its images from every cell, unseen; one missing elsewhere is
+    named here rather than as an unreadable image halfway through).
+
+    Raises:
+        DataError: naming the missing folders (the first six) and the flags that choose them, or
+            the first folder whose class folders differ from the first one's.
+    """
+    folders = list(dict.fromkeys(folders))
+    missing = [str(f.relative_to(root)) for f in folders if not f.is_dir()]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise DataError(f"{root} lacks {len(missing)} of the selected folders ({shown}); pick the ones "
+                        f"you have with {flags}")
+    if not folders:
+        return
+    first = _class_folders(folders[0])
+    empty = {name for name in first if _empty(folders[0] / name)}
+    for folder in folders[1:]:
+        classes = _class_folders(folder) - {name for name in empty if _empty(folder / name)}
+        if classes != first - empty:
+            lacking, extra = sorted(first - empty - classes), sorted(classes - (first - empty))
+            said = "; ".join(f"{what} {len(names)}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+                             for what, names in (("lacks", lacking), ("has beyond it", extra)) if names)
+            raise DataError(f"{folder.relative_to(root)} and {folders[0].relative_to(root)} hold other class "
+                            f"folders with images ({folder.relative_to(root)} {said}): every released "
+                            f"folder holds the same images; complete them, or pick complete ones with "
+                            f"{flags}")
+
+
+def _empty(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing (a class folder left empty by a partial extraction)."""
+    with os.scandir(folder) as entries:
+        return next(entries, None) is None
+
+
+def _class_folders(folder: Path) -> set[str]:
+    """The names of the folders in ``folder`` (a released cell's class folders)."""
+    with os.scandir(folder) as entries:
+        return {entry.name for entry in entries if entry.is_dir()}

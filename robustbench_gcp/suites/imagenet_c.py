@@ -15,7 +15,7 @@ import torch
 
 from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
-from robustbench_gcp.data.folders import corrupted_cell_dir
+from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
@@ -31,7 +31,6 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
-    check_released,
     check_stored_baseline,
     classification_entry,
     clean_entry,

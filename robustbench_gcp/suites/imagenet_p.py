@@ -43,7 +43,7 @@ from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS,
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
-from robustbench_gcp.data.folders import perturbed_dir, perturbed_npy
+from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import DataError
@@ -59,7 +59,6 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
-    check_released,
     check_stored_baseline,
     clean_entry,
     column_names,
