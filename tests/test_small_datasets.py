@@ -402,6 +402,11 @@ def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder)
 
     assert datasets("cifar10-c") == ["cifar10"]
     assert datasets("imagenet-c") == ["cifar10", "imagenet"]
+    # each under its suite's name, as eval reported it (not both as the kind imagenet-c)
+    result = run("report", "--store", store, "--format", "json", "--no-intervals")
+    named = {r["metrics"]["dataset"]: r["suite"] for r in json.loads(result.stdout)["reports"]
+             if r["kind"] == "imagenet-c"}
+    assert named == {"cifar10": "cifar10-c", "imagenet": "imagenet-c"}
     assert run("report", "--store", store, "--suite", "tinyimagenet-c").exit_code == 1  # none stored
     # a suite whose reports name no dataset (clean) keeps them all
     config = yaml.safe_load(default_config_path().read_text())
@@ -432,3 +437,22 @@ def test_a_baseline_stored_by_an_earlier_version_says_what_it_cannot_normalize(c
     assert ces["fog"] is not None and ces["brightness"] is None
     assert any(n.startswith("CE left empty for brightness: the stored baseline 'mine' has no complete cells")
                for n in ours["notes"]), ours["notes"]
+
+
+def test_labels_and_class_order_for_data_with_its_own_labels_are_usage_errors(cifar, tiny):
+    """--labels and --class-order order a folder of images: given with CIFAR batches, a
+    tiny-imagenet-200 root or released files alone they were silently ignored; now exit 2."""
+    labels = cifar / "labels.csv"
+    labels.write_text("ImageId,PredictionString\n")
+    cases = [
+        (["--suite", "cifar10-c", "--data", cifar / "cifar-10-batches-py", "--labels", labels],
+         "`--labels` applies to a folder of images; "),
+        (["--suite", "tinyimagenet-c", "--data", tiny / "tiny-imagenet-200", "--class-order", "sorted"],
+         "`--class-order sorted` applies to a folder of images; "),
+        (["--suite", "tinyimagenet-c", "--corrupted-dir", tiny / "Tiny-ImageNet-C", "--corruptions", "fog",
+          "--severities", "1", "--labels", labels],
+         "`--labels` labels the images of --data; released files are labelled by their wnid folders"),
+    ]
+    for args, message in cases:
+        out = run("eval", "--model", "small_tiny_net:build", *args, "--store", cifar / "s.db")
+        assert out.exit_code == 2 and message in out.output, out.output

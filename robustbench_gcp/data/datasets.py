@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, scan_folder
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,21 @@ def scan_dataset(dataset: DatasetInfo, path: str | Path, labels: str | Path | No
         if kind != dataset.name:
             raise DataError(f"{path} holds {DATASETS[kind].title}, not {dataset.title}: "
                             f"use --dataset {kind}")
+        _own_labels(path, "CIFAR python batches", labels, class_order)
         return scan_cifar(path)
     if dataset.name == "tinyimagenet" and is_tiny_imagenet(path):
+        _own_labels(path, "Tiny-ImageNet-200 (val_annotations.txt, wnids.txt)", labels, class_order)
         return scan_tiny_imagenet_val(path)
     order = class_order or dataset.class_order
     return scan_folder(path, labels, class_order=order)
+
+
+def _own_labels(path: Path, what: str, labels, class_order: str | None) -> None:
+    """``--labels`` or ``--class-order`` for data that carries its own labels: a usage error."""
+    given = "--labels" if labels is not None else f"--class-order {class_order}" if class_order else None
+    if given:
+        raise ConfigError(f"`{given}` applies to a folder of images; {path} holds {what}, whose labels "
+                          "are their own")
 
 
 def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool) -> None:

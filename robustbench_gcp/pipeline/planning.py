@@ -311,6 +311,9 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.class_order != "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           "released files are read in the ImageNet order")
+    if options.labels is not None:
+        raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
+                          "wnid folders (give --data too for a clean cell)")
     found = suite.image_list(selection)
     if found is None:
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")

@@ -7,6 +7,7 @@ and its stored cells; ``eval`` calls it right after computing, ``report`` (throu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -330,7 +331,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
-        reports = [r for r in reports if _of_datasets(r, datasets.get(r.kind))]
+        reports = [_suite_named(r, config) for r in reports if _of_datasets(r, datasets.get(r.kind))]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
             raise StoreError(f"store {path} holds no results to report for that selection yet"
                              f"{_partial_runs(store, models, kinds)}")
@@ -353,6 +354,18 @@ def _suite_datasets(suites: Sequence[str], config) -> dict[str, set[str] | None]
         elif kind not in asked or asked[kind] is not None:
             asked[kind] = {*(asked.get(kind) or ()), spec.dataset}
     return asked
+
+
+def _suite_named(report: Report, config) -> Report:
+    """``report`` under the name of benchmarks.yaml's suite of its kind on its dataset (a cifar10-c
+    run is reported as ``cifar10-c``, as eval reported it, not as its kind); else as it is."""
+    if (report.sections.get("metrics") or {}).get("dataset") is None:
+        return report
+    dataset = report_dataset(report).name
+    for spec in config.suites.values():
+        if spec.kind == report.kind and spec.dataset == dataset:
+            return dataclasses.replace(report, suite=spec.name)
+    return report
 
 
 def _of_datasets(report: Report, datasets: set[str] | None) -> bool:
