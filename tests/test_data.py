@@ -364,3 +364,14 @@ def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
         check_released(root, [cells[1], cells[2]], "--corruptions")
     with pytest.raises(DataError, match=r"lacks 1 of the selected folders \(fog/3\)"):
         check_released(root, [*cells, root / "fog" / "3"], "--corruptions")
+
+
+def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):
+    from robustbench_gcp.data.folders import scan_imagenet_c
+
+    cell = tmp_path / "C" / "fog" / "1"
+    cell.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(cell / "ILSVRC2012_val_00000001.JPEG")
+    with pytest.raises(DataError, match=r"fog/1 holds files but no wnid folders: the released layout is "
+                                        r"<root>/<corruption>/<severity>/<wnid>/<image>$"):
+        scan_imagenet_c(tmp_path / "C", "fog", 1)

@@ -357,6 +357,9 @@ def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageLi
             f"ImageNet-C folder {root} has no {corruption}/{severity}: expected the released layout "
             "<root>/<corruption>/<severity>/<wnid>/<image>"
         )
+    if not _class_folders(cell) and not _empty(cell):  # --labels is for --data: say the layout
+        raise DataError(f"released cell {cell} holds files but no wnid folders: the released layout "
+                        "is <root>/<corruption>/<severity>/<wnid>/<image>")
     return scan_folder(cell, class_order="imagenet")  # released files are wnid folders
 
 
