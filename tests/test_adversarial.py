@@ -197,6 +197,8 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
      "Error: `--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets "
      "(pgd-linf: linf, pgd-l2: l2); choose attacks of one norm with --attacks"),
     (("--attacks", "fgsm", "--steps", "3"), "Error: `--steps` does not apply to fgsm (a single-step attack)"),
+    (("--epsilons", ","), "Error: `--epsilons` should name at least one epsilon (e.g. 1/255,4/255)"),
+    (("--attacks", " ,"), "Error: `--attacks` should name at least one attack"),
     (("--suite", "clean", "--attacks", "fgsm"),
      "Error: `--attacks` applies to the adversarial suite, not to 'clean'"),
 ])
@@ -207,6 +209,27 @@ def test_bad_attack_options(demo_val, tmp_path, extra, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines()[-1] == message
+
+
+def test_an_attack_named_twice_is_one_attack_and_fgsm_stated_as_default_is_the_same_cell():
+    """--attacks fgsm,fgsm made two tasks of one cell (a traceback); yaml epsilons given twice too;
+    a yaml fgsm with its default random_start: false got cells apart from --attacks fgsm's."""
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.yaml_checks import Checker
+
+    suite = get_suite("adversarial")
+    spec = load_config().suite("adversarial")
+    chosen = suite.select(spec, {"attacks": "fgsm,pgd-linf,fgsm"}).attacks
+    assert [a.attack for a in chosen] == ["fgsm", "pgd-linf"]
+    stated = suite.parse(Checker("x.yaml"), "mine", {"kind": "adversarial", "attacks": [
+        {"attack": "fgsm", "epsilons": [0.01, 0.01, 0.002], "random_start": False}]}, "suites.mine")
+    (fgsm,) = stated.attacks
+    assert fgsm.epsilons == (0.002, 0.01) and fgsm.params == {}
+    assert fgsm.params == suite.select(spec, {"attacks": "fgsm"}).attacks[0].params
+    with pytest.raises(ConfigError, match=r"suites\.mine\.attacks\[1\]: attack 'fgsm' is given twice"):
+        suite.parse(Checker("x.yaml"), "mine", {"kind": "adversarial", "attacks": [
+            {"attack": "fgsm", "epsilons": [0.01]}, {"attack": "fgsm", "epsilons": [0.02]}]}, "suites.mine")
 
 
 def test_cli_json_has_attacks(demo_val, tmp_path):

@@ -201,6 +201,8 @@ def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path
     (("--etas", "a:b:c"), "`--etas` should be A:B:K"),
     (("--etas", "0.1:0.3:1"), "K (the number of steps) should be an integer >= 2. Got 1"),
     (("--etas", "0.1:0.3:2.5"), "K (the number of steps) should be an integer >= 2"),
+    (("--etas", "0:1:1e9"), "K (the number of steps) should be at most 10,000 (the papers use 50). Got 1e9"),
+    (("--amp",), "`--amp` computes in bfloat16 on cpu, whose rounding swamps the landscape suite's"),
     (("--etas", "0.3:0.1:5"), "the first step A should be <= the last step B. Got 0.3 > 0.1"),
     (("--etas", "-0.1:0.3:5"), "the first step A should be >= 0. Got -0.1"),
     (("--model", "alexnet", "--random-weights"), "`--landscape-at stem`: model 'alexnet' (alexnet) has no "

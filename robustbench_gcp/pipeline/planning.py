@@ -199,6 +199,11 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         suite.check_data(selection, everything)
     check_image_size(dataset, everything, forced=flags.get("preset") is not None)
     device = resolve_device(options.device, amp=options.amp)
+    if options.amp and not suite.allows_amp:
+        raise ConfigError(f"`--amp` computes in {str(amp_dtype(device)).removeprefix('torch.')} on "
+                          f"{device.type}, whose rounding swamps the {suite.kind} suite's differences of "
+                          "gradients at small steps (beta-smoothness came out 660x float32's in a test). "
+                          "Run it without --amp")
     if options.amp and suite.gradients and amp_dtype(device) == torch.float16:
         raise ConfigError(f"`--amp` computes in float16 on {device.type}, whose input gradients round to 0 "
                           f"for confidently classified images: the {suite.kind} suite would overstate "

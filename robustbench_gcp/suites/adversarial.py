@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.metrics import rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -125,7 +126,9 @@ def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
             params[key] = check.boolean(value[key], f"{where}.{key}")
         else:
             params[key] = check.number(value[key], f"{where}.{key}", 0.0)
-    return AttackSpec(attack, tuple(sorted(epsilons)), params)
+    if attack == "fgsm" and params.get("random_start") is False:
+        del params["random_start"]  # FGSM's default, which --attacks fgsm leaves out: the same cells
+    return AttackSpec(attack, tuple(sorted(set(epsilons))), params)
 
 
 @register_suite
@@ -156,6 +159,10 @@ class AdversarialSuite(Suite):
         )
         if not attacks:
             check.fail(f"{where}.attacks", "expected at least one attack")
+        for i, spec in enumerate(attacks):
+            if spec.attack in (a.attack for a in attacks[:i]):
+                check.fail(f"{where}.attacks[{i}]", f"attack '{spec.attack}' is given twice: one entry per "
+                           "attack, with all its epsilons in one list")
         return AdversarialSpec(name, self.kind, attacks=attacks)
 
     def describe(self, spec: AdversarialSpec) -> tuple[str, str]:
@@ -177,8 +184,13 @@ class AdversarialSuite(Suite):
             epsilons = [parse_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
         elif epsilons is not None:
             epsilons = [parse_epsilon(str(e)) for e in epsilons]
-        attacks = select_attacks(spec.attacks, [n.strip() for n in names] if names else None,
-                                 epsilons, flags.get("steps"))
+        if epsilons is not None and not epsilons:
+            raise ConfigError("`--epsilons` should name at least one epsilon (e.g. 1/255,4/255)")
+        if names is not None:  # each attack once, in the order given
+            names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+            if not names:
+                raise ConfigError("`--attacks` should name at least one attack")
+        attacks = select_attacks(spec.attacks, names or None, epsilons, flags.get("steps"))
         return AdversarialSelection(spec, attacks=attacks)
 
     def notes(self, selection: AdversarialSelection, model: Any) -> list[str]:

@@ -201,6 +201,9 @@ class Suite:
     #: whether its measurements differentiate the model with respect to its input (attacks, the
     #: landscape): float16 autocast would round small gradients to 0
     gradients: ClassVar[bool] = False
+    #: whether ``--amp`` may run it at all: not where differences of gradients at small steps are the
+    #: measurement (the landscape), which bfloat16's rounding swamps as well
+    allows_amp: ClassVar[bool] = True
     #: whether the normalizer is a stored run of the same suite (``gcp-robust baseline``), not a
     #: table of benchmarks.yaml
     stored_baseline: ClassVar[bool] = False

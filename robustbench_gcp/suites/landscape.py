@@ -147,6 +147,7 @@ class LandscapeSuite(Suite):
 
     kind = KIND
     gradients = True
+    allows_amp = False  # bfloat16 made beta-smoothness 660x float32's on demo-isqrt
     summary = "loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness"
     long_columns = ("eta", "mean_loss", "mean_grad_change", *STATS)
     flags = (

@@ -51,6 +51,8 @@ DIRECTIONS = ("ascent", "descent")
 PAPER_BATCH = 256
 #: the paper's batch-mean step sizes (0.1 to 75 in 50 steps, landscape/ResNet/main.py)
 PAPER_ETAS = (0.1, 75.0, 50)
+#: the most steps --etas takes (a typo such as 0:1:1e9 would otherwise run for days)
+MAX_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,9 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         raise ConfigError(f"`{flag}` should hold finite step sizes. Got {value!r}")
     if count_value != int(count_value) or count_value < 2:
         raise ConfigError(f"`{flag}`: K (the number of steps) should be an integer >= 2. Got {parts[2]}")
+    if count_value > MAX_STEPS:  # each step is a forward and backward pass per image
+        raise ConfigError(f"`{flag}`: K (the number of steps) should be at most {MAX_STEPS:,} (the papers "
+                          f"use 50). Got {parts[2]}")
     if low < 0:
         raise ConfigError(f"`{flag}`: the first step A should be >= 0. Got {low:g}")
     if low > high:
