@@ -183,6 +183,27 @@ def test_a_corruption_cell_is_the_landscape_of_the_imagenet_c_images(demo_val, t
     assert data["landscape"]["n"] == 6 and data["storage_roundtrip"] is True
 
 
+def test_corrupted_cells_made_otherwise_are_not_paired(demo_val, tmp_path):
+    """demo-gap's fog/3 without the storage round trip and demo-isqrt's with it: the comparison
+    leaves both out (they were paired as one cell), and steps differing past 3 digits are
+    experiments apart."""
+    from robustbench_gcp.reports.comparison import compare_reports
+
+    store = tmp_path / "s.db"
+    common = dict(corruptions="fog", severities=[3], limit=4, etas="0:0.29312:2")
+    gap = landscape_eval(demo_val, store, model="demo-gap", storage_roundtrip=False, **common)
+    isqrt = landscape_eval(demo_val, store, model="demo-isqrt", **common)
+    (comparison,) = compare_reports([gap, isqrt], resamples=100)
+    assert not any(metric.endswith("fog/3") for metric in comparison["models"][1]["metrics"])
+    assert comparison["notes"][:2] == [
+        "demo-gap: 1 cell that not every compared model has is left out of the comparison "
+        "(fog/3 without the round trip)",
+        "demo-isqrt: 1 cell that not every compared model has is left out of the comparison "
+        "(fog/3 with the storage round trip)"]
+    other = landscape_eval(demo_val, store, model="demo-gap", **{**common, "etas": "0:0.29314:2"})
+    assert len(compare_reports([other, isqrt], resamples=100)) == 2
+
+
 def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path):
     store = tmp_path / "s.db"
     landscape_eval(demo_val, store, limit=4)

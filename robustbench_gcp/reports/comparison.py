@@ -242,13 +242,12 @@ def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
         extra = sorted(cells - common)
         results = list(report.cells)
         if extra:
-            shown = ", ".join(f"{name}/{level}" for name, level in extra[:8])
+            shown = ", ".join(suite.alignment_text(cell) for cell in extra[:8])
             more = f" and {len(extra) - 8} more" if len(extra) > 8 else ""
             what = "1 cell that not every compared model has is" if len(extra) == 1 else \
                 f"{len(extra)} cells that not every compared model has are"
             notes.append(f"{report.model}: {what} left out of the comparison ({shown}{more})")
             left_out = set(extra)
-            results = [r for r in results if (r.key.name, r.key.level) not in left_out
-                       or not suite.owns(r.key)]
+            results = [r for r in results if not suite.owns(r.key) or suite.alignment(r.key) not in left_out]
         out.append(results)
     return out, notes

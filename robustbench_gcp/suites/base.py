@@ -324,10 +324,18 @@ class Suite:
             metrics["clean_error"] = lambda m: m["clean"]
         return Design.of(rows, values, metrics, tests, proportions={m: "clean" for m in metrics})
 
-    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, str]] | None:
-        """Cells whose set must be the same for every compared model (averaged metrics), as
-        (name, level); None when the suite's metrics do not average over cells."""
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]] | None:
+        """Cells whose set must be the same for every compared model (averaged or paired by row), as
+        their :meth:`alignment`; None when the suite's metrics neither average nor pair cells."""
         return None
+
+    def alignment(self, key: CellKey) -> tuple[str, ...]:
+        """What two models' cells must share to be compared: (name, level) unless a suite says more."""
+        return key.name, key.level
+
+    def alignment_text(self, alignment: tuple[str, ...]) -> str:
+        """An :meth:`alignment` for the note on cells left out of a comparison (``fog/3``)."""
+        return f"{alignment[0]}/{alignment[1]}"
 
     # -- views -----------------------------------------------------------------------------
     def tables(self, report: Report) -> list[Table]:
@@ -450,8 +458,8 @@ class LevelledSuite(Suite):
         return {"backend": source if generated else None,
                 "storage_roundtrip": variants[0].get("roundtrip") if generated else None}
 
-    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, str]]:
-        return {(r.key.name, r.key.level) for r in results if self.owns(r.key)}
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]]:
+        return {self.alignment(r.key) for r in results if self.owns(r.key)}
 
 
 _SUITES: dict[str, Suite] = {}

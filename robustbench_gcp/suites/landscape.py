@@ -320,6 +320,21 @@ class LandscapeSuite(Suite):
         return {**sections, "landscape": clean, "landscape_cells": cells}, notes
 
     # -- comparisons
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]]:
+        """Landscape cells pair by row (``loss_band fog/3``): two models' fog/3 are compared only
+        when made alike (storage round trip, dataset preset, corruption revision)."""
+        return {self.alignment(r.key) for r in results if self.owns(r.key)}
+
+    def alignment(self, key: CellKey) -> tuple[str, ...]:
+        made = {k: v for k, v in variant_of(key).items() if k not in settings_of(key).variant()}
+        return key.name, key.level, canonical_json(made)
+
+    def alignment_text(self, alignment: tuple[str, ...]) -> str:
+        name, level, made = alignment
+        trip = json.loads(made).get("roundtrip")
+        way = "" if trip is None else " with the storage round trip" if trip else " without the round trip"
+        return (f"{name}/{level}" if level else name) + way
+
     def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
         """Clean error, and per landscape cell the per-image quantities of :data:`STATS`, whose
         means are the metrics (``loss_band``; ``loss_band fog/3`` for a corrupted cell)."""
@@ -403,13 +418,14 @@ class LandscapeSuite(Suite):
 
 def _eta_text(eta: float) -> str:
     """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter
-    (the stem's defaults, ``0.1/256`` to ``75/256``), else 3 significant digits."""
+    (the stem's defaults, ``0.1/256`` to ``75/256``), else 6 significant digits (experiments are
+    told apart by this text: 3 digits joined 0.29312 and 0.29314)."""
     if abs(eta - round(eta, 4)) < 1e-12:
         return f"{eta:g}"
     levels = eta * 256
     if abs(levels - round(levels, 2)) < 1e-9:
         return f"{round(levels, 2):g}/256"
-    return f"{eta:.3g}"
+    return f"{eta:.6g}"
 
 
 def _architecture(model: Any):
