@@ -16,7 +16,8 @@ the report from stored counts     :meth:`Suite.sections`, :meth:`Suite.normalize
                                   :meth:`Suite.source_fields`, :meth:`Suite.source_description`,
                                   :meth:`Suite.notes`
 reading a store                   :meth:`Suite.owns`, :meth:`Suite.group`, :meth:`Suite.latest`
-comparisons (bootstrap, tests)    :meth:`Suite.design`, :meth:`Suite.aligned_cells`
+comparisons (bootstrap, tests)    :meth:`Suite.design`, :meth:`Suite.aligned_cells`,
+                                  :meth:`Suite.alignment`, :meth:`Suite.alignment_text`
 table / CSV / Markdown rows       :meth:`Suite.tables`, :meth:`Suite.summary_rows`,
                                   :meth:`Suite.long_rows`, :meth:`Suite.headline`,
                                   :meth:`Suite.display`, :meth:`Suite.detail_markdown`
