@@ -204,6 +204,24 @@ def test_corrupted_cells_made_otherwise_are_not_paired(demo_val, tmp_path):
     assert len(compare_reports([other, isqrt], resamples=100)) == 2
 
 
+def test_markdown_says_which_landscape_each_table_is(demo_val, tmp_path):
+    """One report's Markdown heads with the measurement point, direction and steps (it read as any
+    landscape), and a store of two settings titles each detail table with its experiment."""
+    from robustbench_gcp.reports.many_reports import detail_markdown
+    from robustbench_gcp.reports.one_report import to_report_markdown
+
+    store = tmp_path / "s.db"
+    stem = landscape_eval(demo_val, store, limit=4, etas="0:0.3:2")
+    pixels = landscape_eval(demo_val, store, limit=4, etas="0:2:2", direction="descent",
+                            landscape_at="pixels")
+    heading = "### demo-isqrt on landscape (pixels, descent, 2 etas 0 to 2)"
+    assert to_report_markdown(pixels).startswith(heading)
+    detail = detail_markdown([stem, pixels])
+    assert "_landscape (stem, ascent, 2 etas 0 to 0.3), 4 images:_" in detail
+    assert "_landscape (pixels, descent, 2 etas 0 to 2), 4 images:_" in detail
+    assert "_landscape" not in detail_markdown([stem])  # one experiment: no heading needed
+
+
 def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path):
     store = tmp_path / "s.db"
     landscape_eval(demo_val, store, limit=4)

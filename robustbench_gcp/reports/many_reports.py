@@ -138,8 +138,11 @@ def detail_markdown(reports: Sequence[Report]) -> str:
     robust accuracy ...)."""
     parts = []
     for suite in all_suites():
-        for group in experiments([r for r in reports if r.kind == suite.kind]).values():  # as comparisons
+        groups = experiments([r for r in reports if r.kind == suite.kind])  # as comparisons
+        for group in groups.values():
             table = suite.detail_markdown(group)
+            if table and len(groups) > 1:  # which experiment each of the suite's tables is
+                table = f"_{group[0].heading}, {group[0].n_images} images:_\n\n{table}"
             if table:
                 parts.append(table)
     return "\n".join(parts)

@@ -59,8 +59,8 @@ def render_table(report: Report):
 def to_report_markdown(report: Report) -> str:
     suite = get_suite(report.kind)
     partial = " (partial run)" if report.partial else ""
-    text = [f"### {report.model} on {report.suite}{partial}", "", header_line(report), ""]
-    text += [to_markdown(t.rows, t.columns) for t in suite.tables(report)]
+    text = [f"### {report.model} on {report.heading}{partial}", "", header_line(report), ""]
+    text += [to_markdown(t.rows, t.columns, title=t.title) for t in suite.tables(report)]
     text.append(to_markdown(suite.summary_rows(report), SUMMARY_COLUMNS))
     text += [f"_Note: {note}_\n" for note in report.notes]
     return "\n".join(text)
