@@ -266,9 +266,17 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     (gap,) = json.loads(report.stdout)["reports"]
     shown = [(a["epsilon"], a["budget"]["steps"], a["budget_tag"]) for a in gap["attacks"]]
     assert shown == [(4 / 255, 2, "steps=2")]  # not 1/255 at 10 steps beside 4/255 at 2 steps
-    assert any("demo-gap, pgd-linf: only the budget measured last (steps=2) is shown; also stored: defaults"
-               in note
-               for note in gap["notes"])
+    assert ("demo-gap, pgd-linf: only the budget stored last (steps=2, epsilons 4/255) is shown; also "
+            "stored: defaults, epsilons 1/255, 4/255") in gap["notes"]
+    # the same budget with another epsilon list (an image broken at a smaller epsilon of a list counts
+    # as broken at its larger ones): not one curve either
+    attack_report(demo_val, store, model="demo-gap", epsilons="2/255,4/255", steps=2, **common)
+    again = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                      "--models", "demo-gap", "--format", "json", "--no-intervals"])
+    (gap,) = json.loads(again.stdout)["reports"]
+    assert [a["epsilon"] for a in gap["attacks"]] == [2 / 255, 4 / 255]
+    assert any("only the budget stored last (steps=2, epsilons 2/255, 4/255) is shown" in n
+               for n in gap["notes"])
 
     compared = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
                                          "--format", "json", "--resamples", "100"])

@@ -24,7 +24,7 @@ from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.metrics import rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
-from robustbench_gcp.store import CellResult, canonical_json
+from robustbench_gcp.store import CellKey, CellResult, canonical_json
 from robustbench_gcp.suites.attacks import (
     ATTACK_KEYS,
     ATTACKS,
@@ -204,24 +204,36 @@ class AdversarialSuite(Suite):
 
     # -- reports
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """Per attack, the cells of the budget measured last (never a mix of budgets), of the newest
-        revision of the attack, and notes naming the budgets left out."""
+        """Per attack, the cells of the budget stored last, with its epsilon list (never a mix: an
+        image broken at a smaller epsilon of the list counts as broken at the larger ones, so cells
+        of two lists are not one curve), of the newest revision of the attack, and notes naming the
+        budgets left out."""
         results, notes = newest(results, model)
+
+        def measured(key: CellKey) -> dict:
+            return {**budget_of(key), "epsilons": json.loads(key.variant or "{}").get("epsilons")}
+
+        def tag(attack: str, budget: dict) -> str:
+            epsilons = budget.pop("epsilons", None) or []
+            words = ", ".join(format_epsilon(e, ATTACKS[attack]) for e in epsilons)
+            return ", ".join(filter(None, [budget_tag(attack, budget) or "defaults",
+                                           f"epsilons {words}" if words else ""]))
+
         budgets: dict[str, str] = {}
         for r in results:  # store order: the last budget of each attack wins
-            budgets[r.key.name] = canonical_json(budget_of(r.key))
+            budgets[r.key.name] = canonical_json(measured(r.key))
         latest: dict[tuple[str, str], CellResult] = {}
         left_out: dict[str, set[str]] = {}
         for r in results:
-            budget = budget_of(r.key)
+            budget = measured(r.key)
             if canonical_json(budget) == budgets[r.key.name]:
                 latest[(r.key.name, r.key.level)] = r
             else:
-                left_out.setdefault(r.key.name, set()).add(budget_tag(r.key.name, budget) or "defaults")
+                left_out.setdefault(r.key.name, set()).add(tag(r.key.name, budget))
         for attack, tags in left_out.items():
-            shown = budget_tag(attack, json.loads(budgets[attack])) or "defaults"
-            notes.append(f"{model}, {attack}: only the budget measured last ({shown}) is shown; "
-                         f"also stored: {'; '.join(sorted(tags))}")
+            shown = tag(attack, json.loads(budgets[attack]))
+            notes.append(f"{model}, {attack}: only the budget stored last ({shown}) is shown; also stored: "
+                         f"{'; '.join(sorted(tags))}")
         return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes
 
     def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:

@@ -291,7 +291,7 @@ class LandscapeSuite(Suite):
                 left.append(cell_label(chosen[where].key))
             chosen[where] = r
         notes += [f"{model}: landscape cells made in several ways ({', '.join(sorted(set(left)))}): only "
-                  "the one measured last is shown"] if left else []
+                  "the one stored last is shown"] if left else []
         return list(chosen.values()), notes
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:
