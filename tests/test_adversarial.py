@@ -304,3 +304,13 @@ def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
     assert {("demo-gap", "pgd-linf"), ("demo-isqrt", "pgd-linf (steps=2)")} <= items
     markdown = CliRunner().invoke(main, [*base, "--format", "markdown"])
     assert "pgd-linf 4/255" in markdown.stdout and "pgd-linf (steps=2) 4/255" in markdown.stdout
+
+
+def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():
+    """The table's epsilons are k/255 for Linf; its median perturbation was on the [0, 1] scale."""
+    from robustbench_gcp.suites.adversarial import _median_text
+
+    assert _median_text({"norm": "linf", "median_perturbation": 3 / 255}) == "3/255"
+    assert _median_text({"norm": "linf", "median_perturbation": 0.0435}) == "11.1/255"
+    assert _median_text({"norm": "l2", "median_perturbation": 0.37}) == 0.37
+    assert _median_text({"norm": "linf", "median_perturbation": None}) is None

@@ -1,8 +1,9 @@
 """The landscape suite against the naive loop, side by side (``gcp-robust bench landscape``).
 
 The suite's path is :func:`robustbench_gcp.suites.landscape_measure.measure`: the stem once
-per image, the K perturbed copies of every image stacked along the batch dimension (chunked
-by the batch size), weights frozen. The naive loop (:func:`naive_landscape`) is what the
+per image, the K perturbed copies of every image stacked along the batch dimension
+(:data:`~robustbench_gcp.suites.landscape_measure.ROWS` rows per image at a time), weights
+frozen. The naive loop (:func:`naive_landscape`) is what the
 authors' code does per step: for each k, the full model forward from the image, then
 backward (weight gradients included), one step at a time; and one such pass for ``g``
 first. Both compute the same numbers (the largest difference is reported) on the same

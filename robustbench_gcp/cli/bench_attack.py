@@ -41,7 +41,7 @@ def bench_attack(model, checkpoint, random_weights, device, batch_size, images, 
     from robustbench_gcp.reports.tables import Column
     from robustbench_gcp.suites.attacks import check_epsilons, parse_epsilon
 
-    eps = parse_epsilon(epsilon)
+    eps = parse_epsilon(epsilon, "--epsilon")
     check_epsilons("pgd-linf", [eps])
     dev = resolve_device(device)
     choice = choose_model(load_config(), model, checkpoint=checkpoint, random_weights=random_weights, seed=0)

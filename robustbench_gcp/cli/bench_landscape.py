@@ -46,14 +46,17 @@ def bench_landscape(model, checkpoint, random_weights, device, batch_size, image
     from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, LandscapeSettings, parse_etas
 
     steps = parse_etas(etas) if etas is not None else DEFAULT_ETAS[at]
-    settings = LandscapeSettings(at, "ascent", steps)
     dev = resolve_device(device)
     choice = choose_model(load_config(), model, checkpoint=checkpoint, random_weights=random_weights, seed=0)
     net = load_chosen(choice, dev)
     if at == "stem":
-        from robustbench_gcp.models.stems import split_at_stem
+        from robustbench_gcp.models.stems import split_at_stem, stem_family
+        from robustbench_gcp.suites.landscape_measure import STEM_ETAS
 
         split_at_stem(net)  # a model without a known stem: one line, before any compute
+        if etas is None:  # the suite's default for this family (a MobileNetV2's authors' steps)
+            steps = STEM_ETAS.get(stem_family(net), steps)
+    settings = LandscapeSettings(at, "ascent", steps)
     rows = landscape_speed(net, dev, settings=settings, images=images, batch_size=batch_size, repeats=repeats)
     emit(rows, [Column("path", justify="left"), Column("passes", "passes / image"),
                 Column("images_per_s", "images/s", ".2f"), Column("seconds", "best s", ".2f"),

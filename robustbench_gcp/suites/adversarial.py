@@ -104,6 +104,14 @@ def summarize(results: Sequence[CellResult]) -> list[dict]:
     return entries
 
 
+def _median_text(entry: dict) -> str | float | None:
+    """A minimization attack's median perturbation on its epsilons' scale: ``1.37/255`` for Linf."""
+    median = entry.get("median_perturbation")
+    if median is None or entry["norm"] != "linf":
+        return median
+    return f"{median * 255:.3g}/255"
+
+
 def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
     value = check.mapping(value, where)
     attack = check.string(value.get("attack"), f"{where}.attack")
@@ -278,7 +286,7 @@ class AdversarialSuite(Suite):
              "norm": a["norm"].upper().replace("LINF", "Linf"),
              "epsilon": format_epsilon(a["epsilon"], a["norm"]), "n": a["n"],
              "clean": pct(a["clean_accuracy"]), "robust": pct(a["robust_accuracy"]),
-             "success": pct(a["success_rate"]), "median": a.get("median_perturbation")}
+             "success": pct(a["success_rate"]), "median": _median_text(a)}
             for a in entries
         ]
         columns = [Column("attack", justify="left"), Column("norm"), Column("epsilon"), Column("n"),

@@ -156,7 +156,8 @@ class LandscapeSuite(Suite):
         Flag("direction", "Steps along the gradient: ascent (X + eta g, the GCP authors'; default) or "
              "descent (X - eta g, Santurkar et al.).", kind="choice", choices=DIRECTIONS),
         Flag("etas", "Per-image step sizes A:B:K (K steps from A to B). Default: 0.1/256:75/256:50 at "
-             "the stem (the paper's batch-mean steps over its batch of 256), 0.01:1:50 at the pixels.",
+             "the stem (the paper's batch-mean steps over its batch of 256; a MobileNetV2's stem: "
+             "0.045/96:1.5/96:50, its authors'), 0.01:1:50 at the pixels.",
              metavar="A:B:K"),
         *(flag for flag in ImageNetCSuite.flags if flag.name in SHARED_FLAGS),
     )
