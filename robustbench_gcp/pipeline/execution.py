@@ -94,12 +94,13 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job)
         return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
     checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
+    keys = [key for task in tasks for key in task.keys]
     with Store(options.store) as store:
         # the clean images' folder; a run given released files alone records none (the notes name those)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=_absolute(plan.images.source) if plan.data is not None else None,
                          n_images=len(plan.images), shard_size=options.shard_size)
-        released, moved_release = released_notes(plan, store, info)
+        released, moved_release = released_notes(plan, store, info, keys)
         if progress is not None:
             said = limit_notes(plan) + moved_notes(plan, info) + moved_release
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
@@ -115,8 +116,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
-        return report_of(plan, store, info, [key for task in tasks for key in task.keys],
-                         stats=stats, device=device_name)
+        return report_of(plan, store, info, keys, stats=stats, device=device_name)
 
 
 def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) -> Interrupted:
@@ -245,7 +245,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     suite = plan.suite
     normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
     notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info),
-             *released_notes(plan, store, info)[1], *labels_notes(plan),
+             *released_notes(plan, store, info, keys)[1], *labels_notes(plan),
              *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
@@ -287,20 +287,21 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
             "differ, give another --store"]
 
 
-def released_notes(plan: Plan, store: Store, info: RunInfo) -> tuple[list[str], list[str]]:
+def released_notes(plan: Plan, store: Store, info: RunInfo, keys) -> tuple[list[str], list[str]]:
     """For a plan that reads released files: the notes its run keeps of the suite (every folder its
     released cells were read from: the stored ones', and this plan's), and the note eval says when
-    cells stored from another folder stand for this one's. A run is found by the images' names and
-    labels, not by the files' pixels, as for --data (:func:`moved_notes`)."""
+    cells of the plan (``keys``) stored from another folder stand for this one's. A run is found by
+    the images' names and labels, not by the files' pixels, as for --data (:func:`moved_notes`)."""
     root = getattr(plan.selection, "released", None)
     if root is None:
         return [], []
     here = _absolute(str(root))
     before = released_folders(store.notes(info.id).get(plan.suite.kind, []))
     others = [folder for folder in before if folder != here]
+    planned = set(keys)
     stored = others and any(
         store.done_shards(cell) for cell, key in store.cells(info.id)
-        if key.kind == plan.suite.kind and variant_of(key).get("source") == "released")
+        if key in planned and variant_of(key).get("source") == "released")
     said = [f"results stored from the released files in {' and '.join(others)} are used for those in "
             f"{here} (the same file names and labels; a run is found by those, not by pixels); if the "
             "files differ, give another --store"] if stored else []
