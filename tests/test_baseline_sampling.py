@@ -103,3 +103,29 @@ def test_a_baseline_on_another_device_type_keeps_its_figures_fixed():
         "baseline 'b' was evaluated on cpu (this run on cuda): their random numbers differ for the same "
         "seed, so comparisons keep its figures fixed; store a baseline with --device cuda to normalize "
         "on the same draws"]
+
+
+def test_several_baselines_each_suite_takes_the_first_that_normalizes_it(demo_val, tmp_path):
+    """--baseline alexnet,gapbase: ImageNet-C by AlexNet's published errors, ImageNet-P by the run
+    stored as gapbase, in one report (one name normalized only one of them); each name must exist."""
+    store = tmp_path / "s.db"
+    cli("baseline", "--model", "demo-gap", "--name", "gapbase",
+        *p_args(demo_val, store, 10, selection=("--perturbations", "rotate")))
+    cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1,
+        *p_args(demo_val, store, 10, selection=()))
+    cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p",
+        *p_args(demo_val, store, 10, selection=("--perturbations", "rotate")))
+
+    def metrics(baseline):
+        out = cli("report", "--store", store, "--models", "demo-isqrt", "--baseline", baseline,
+                  "--format", "json", "--no-intervals")
+        return {r["kind"]: r["metrics"] for r in out["reports"]}
+
+    both = metrics("alexnet,gapbase")
+    assert both["imagenet-c"]["mCE"] is not None and both["imagenet-c"]["baseline"] == "alexnet"
+    assert both["imagenet-p"]["mFR"] is not None and both["imagenet-p"]["baseline"] == "gapbase"
+    assert metrics("gapbase,alexnet") == both  # the first name that normalizes each suite
+    assert metrics("gapbase")["imagenet-c"]["mCE"] is None
+    assert metrics("alexnet")["imagenet-p"]["mFR"] is None
+    wrong = cli("report", "--store", store, "--baseline", "alexnet,gapbas", code=2)
+    assert "unknown baseline 'gapbas'" in wrong.output

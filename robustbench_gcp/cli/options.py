@@ -282,9 +282,11 @@ def baseline_option(func):
     from robustbench_gcp.metrics import DEFAULT_BASELINE
 
     return click.option(
-        "--baseline", default=DEFAULT_BASELINE, show_default=True,
+        "--baseline", default=DEFAULT_BASELINE, show_default=True, metavar="NAME[,NAME]",
         help="Normalizer: a baseline of benchmarks.yaml (ImageNet-C) or one stored with "
-             "`gcp-robust baseline` (ImageNet-P).")(func)
+             "`gcp-robust baseline` (ImageNet-P; CE on CIFAR and Tiny-ImageNet). Several, comma-"
+             "separated: each suite takes the first that normalizes it (alexnet,demo-gap: "
+             "AlexNet's published errors for ImageNet-C, the stored demo-gap for ImageNet-P).")(func)
 
 
 def statistics_options(func):

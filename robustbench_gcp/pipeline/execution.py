@@ -243,7 +243,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     cell_ids = {key: cid for cid, key in store.cells(info.id)}
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
-    normalizer = suite.normalizer(plan.baseline, plan.config.baselines, store, keys)
+    normalizer = suite.choose_normalizer(plan.baseline, plan.config.baselines, store, keys)
     notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info),
              *released_notes(plan, store, info, keys)[1], *labels_notes(plan),
              *suite.notes(plan.selection, plan.model)]

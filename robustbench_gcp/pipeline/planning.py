@@ -35,7 +35,7 @@ from robustbench_gcp.data.datasets import (
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.errors import ConfigError, DataError, suggest
-from robustbench_gcp.metrics import DEFAULT_BASELINE
+from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
 from robustbench_gcp.store import DEFAULT_STORE
 from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
@@ -191,7 +191,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.uses_baseline:
-        suite.check_baseline(options.baseline, config.baselines, Path(options.store))
+        for name in baseline_names(options.baseline):
+            suite.check_baseline(name, config.baselines, Path(options.store))
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options, dataset)

@@ -290,7 +290,7 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
                    store: Store, baseline: str | None, baselines: Mapping | None) -> Report:
     normalizer = None
     if baseline is not None:
-        normalizer = suite.normalizer(baseline, baselines or {}, store, [r.key for r in results])
+        normalizer = suite.choose_normalizer(baseline, baselines or {}, store, [r.key for r in results])
     stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
     kept = [*stored.get("", []), *stored.get(suite.kind, [])]
     weights = str(run.identity.get("weights"))
@@ -314,7 +314,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         StoreError: nothing to report for that selection yet.
     """
     from robustbench_gcp.errors import StoreError, UnknownNameError
-    from robustbench_gcp.suites.base import check_any_baseline
+    from robustbench_gcp.suites.stored_baselines import check_any_baseline
 
     datasets = _suite_datasets(suites, config)  # by kind, each suite name resolved once
     kinds = list(datasets)

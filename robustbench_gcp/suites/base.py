@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
 from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
-from robustbench_gcp.metrics import rate
+from robustbench_gcp.metrics import baseline_names, rate
 from robustbench_gcp.reports.tables import Column
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, canonical_json
@@ -304,6 +304,19 @@ class Suite:
                    keys: Sequence[CellKey]) -> Any:
         """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""
         return None
+
+    def normalizes(self, normalizer: Any) -> bool:
+        """Whether a :meth:`normalizer` result normalizes anything (not None)."""
+        return normalizer is not None
+
+    def choose_normalizer(self, names: str, baselines: Mapping[str, Any], store: Any,
+                          keys: Sequence[CellKey]) -> Any:
+        """The normalizer of the first of ``names`` (``--baseline``, comma-separated) that normalizes
+        this suite's cells, else the first name's (whose report then says why it is unnormalized):
+        ``alexnet,demo-gap`` gives ImageNet-C AlexNet's published errors and ImageNet-P the run
+        stored as demo-gap."""
+        found = [self.normalizer(name, baselines, store, keys) for name in baseline_names(names)]
+        return next((n for n in found if self.normalizes(n)), found[0])
 
     def normalized_by_stored_run(self, dataset: DatasetInfo) -> bool:
         """Whether a run stored with ``gcp-robust baseline`` normalizes this suite's metrics on
@@ -569,24 +582,6 @@ def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
     return chosen
 
 
-def check_any_baseline(name: str, baselines: Iterable[str], store_path: Path) -> None:
-    """``--baseline name`` of a command reporting every suite: some suite must know it.
-
-    Raises:
-        UnknownNameError: no suite that uses baselines knows ``name`` (every choice listed).
-    """
-    choices: set[str] = set()
-    for suite in _SUITES.values():
-        if not suite.uses_baseline:
-            continue
-        try:
-            suite.check_baseline(name, baselines, store_path)
-            return
-        except UnknownNameError as error:
-            choices |= set(error.choices)
-    if choices:
-        raise UnknownNameError("baseline", name, choices)
-
 
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
     """The dataset of a report's stored cells of ``kind`` (their variants name it; ImageNet when
@@ -612,29 +607,6 @@ def report_dataset(report: Report) -> DatasetInfo:
     """The dataset a report's metrics name (ImageNet when they name none)."""
     return get_dataset((report.sections.get("metrics") or {}).get("dataset"))
 
-
-def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> None:
-    """``--baseline name`` must be one of ``known`` or stored in the store file (``gcp-robust
-    baseline``). Never creates the store file; torchrun ranks other than 0 may not see it, so
-    rank 0 checks.
-
-    Raises:
-        UnknownNameError: ``name`` is none of these (the closest name suggested).
-    """
-    from robustbench_gcp.engine.distributed import is_main_process
-
-    known = set(known)
-    if name in known or not is_main_process():
-        return
-    stored: set[str] = set()
-    if Path(store_path).is_file():
-        from robustbench_gcp.store import Store
-
-        with Store(store_path, read_only=True) as store:
-            if store.baseline(name) is not None:
-                return
-            stored = {n for n, _, _ in store.baselines()}
-    raise UnknownNameError("baseline", name, known | stored)
 
 
 def variant_of(key: CellKey) -> dict:

@@ -31,7 +31,6 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
-    check_stored_baseline,
     classification_entry,
     clean_entry,
     column_names,
@@ -45,7 +44,7 @@ from robustbench_gcp.suites.base import (
     variant_of,
 )
 from robustbench_gcp.suites.revisions import newest, revision_mark
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, hundred, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:

@@ -59,7 +59,6 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
-    check_stored_baseline,
     clean_entry,
     column_names,
     dataset_of,
@@ -69,7 +68,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, hundred, percent_of
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -554,6 +553,10 @@ class ImageNetPSuite(LevelledSuite):
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
                    keys: Sequence[CellKey]) -> FlipBaseline | None:
         return baseline_figures(store, name, keys) if store is not None else None
+
+    def normalizes(self, normalizer: FlipBaseline | None) -> bool:
+        """A stored run's figures of these cells (a name with none stored gives none)."""
+        return normalizer is not None and bool(normalizer.figures)
 
     def sections(self, results: Sequence[CellResult],
                  normalizer: FlipBaseline | None) -> tuple[dict, list[str]]:

@@ -1,14 +1,18 @@
 """Stored baseline runs as normalizers (``gcp-robust baseline``: ImageNet-P's FR and T5D, CE on
-CIFAR and Tiny-ImageNet): whether one fits the run it normalizes, and its per-image values for
-comparisons that resample both together."""
+CIFAR and Tiny-ImageNet): whether one fits the run it normalizes, its per-image values for
+comparisons that resample both together, and the checks of ``--baseline`` names."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.metrics import baseline_names
 
 
 def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
@@ -118,3 +122,50 @@ def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) ->
     value = 100.0 * (numerator / safe) if ratio_first else 100.0 * numerator / safe
     at_zero = np.where(numerator == 0, np.nan, np.copysign(np.inf, numerator))
     return np.where(positive, value, np.where(denominator == 0, at_zero, np.nan))
+
+
+def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> None:
+    """``--baseline name`` must be one of ``known`` or stored in the store file (``gcp-robust
+    baseline``). Never creates the store file; torchrun ranks other than 0 may not see it, so
+    rank 0 checks.
+
+    Raises:
+        UnknownNameError: ``name`` is none of these (the closest name suggested).
+    """
+    from robustbench_gcp.engine.distributed import is_main_process
+
+    known = set(known)
+    if name in known or not is_main_process():
+        return
+    stored: set[str] = set()
+    if Path(store_path).is_file():
+        from robustbench_gcp.store import Store
+
+        with Store(store_path, read_only=True) as store:
+            if store.baseline(name) is not None:
+                return
+            stored = {n for n, _, _ in store.baselines()}
+    raise UnknownNameError("baseline", name, known | stored)
+
+
+def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -> None:
+    """``--baseline`` of a command reporting every suite: some suite must know each of its names.
+
+    Raises:
+        UnknownNameError: no suite that uses baselines knows a name (every choice listed).
+    """
+    from robustbench_gcp.suites.base import all_suites
+
+    for name in baseline_names(names):
+        choices: set[str] = set()
+        for suite in all_suites():
+            if not suite.uses_baseline:
+                continue
+            try:
+                suite.check_baseline(name, baselines, store_path)
+                break
+            except UnknownNameError as error:
+                choices |= set(error.choices)
+        else:
+            if choices:
+                raise UnknownNameError("baseline", name, choices)
