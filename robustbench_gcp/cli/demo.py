@@ -56,5 +56,7 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     else:
         print_comparison(reports, comparisons, fmt=fmt, output=output, plot_dir=str(plots),
                         title="Demo: GAP vs iSQRT-COV")
-    click.echo(f"demo finished in {time.perf_counter() - started:.0f} s; store {Path(out) / 'demo.db'}, "
-               f"plots in {plots}", err=True)
+    store = Path(out) / "demo.db"
+    click.echo(f"demo finished in {time.perf_counter() - started:.0f} s; store {store}, plots in {plots}; "
+               f"`gcp-robust report --store {store} --baseline alexnet,demo-gap` reports them again",
+               err=True)
