@@ -306,15 +306,20 @@ def test_float32_on_cuda_means_float32_not_tf32():
 
 
 def test_amp_in_float16_is_refused_for_suites_that_differentiate(demo_val, tmp_path, monkeypatch):
-    """float16 rounds the input gradients of confident images to 0 (no loss scaling): attacks and the
-    landscape refuse it; bfloat16 (the CPU's autocast) and the other suites take --amp."""
+    """float16 rounds the input gradients of confident images to 0 (no loss scaling): attacks refuse
+    it, and the landscape refuses bfloat16 too (its differences of gradients at small steps); the
+    other suites, and attacks in bfloat16 (the CPU's autocast), take --amp."""
     from robustbench_gcp.pipeline import plan, planning
 
     common = dict(data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"), amp=True)
     assert plan("demo-gap", suite="adversarial", **common).options.amp  # bfloat16 here
+    with pytest.raises(ConfigError, match="`--amp` computes in bfloat16 on cpu, whose rounding swamps the "
+                                          "landscape suite's differences of gradients"):
+        plan("demo-gap", suite="landscape", **common)
     monkeypatch.setattr(planning, "amp_dtype", lambda device: torch.float16)  # as on CUDA
-    for suite in ("adversarial", "landscape"):
-        with pytest.raises(ConfigError, match=f"`--amp` computes in float16 on cpu, whose input gradients "
-                                              f"round to 0 .* the {suite} suite would overstate"):
-            plan("demo-gap", suite=suite, **common)
+    with pytest.raises(ConfigError, match="`--amp` computes in float16 on cpu, whose input gradients "
+                                          "round to 0 .* the adversarial suite would overstate"):
+        plan("demo-gap", suite="adversarial", **common)
+    with pytest.raises(ConfigError, match="`--amp` computes in float16 on cpu, whose rounding swamps"):
+        plan("demo-gap", suite="landscape", **common)
     assert plan("demo-gap", suite="imagenet-c", **common).options.amp

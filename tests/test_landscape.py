@@ -298,7 +298,9 @@ def test_reports_name_the_steps_as_people_give_them():
 
     assert label("stem", DEFAULT_ETAS["stem"]) == "stem, ascent, 50 etas 0.1/256 to 75/256"
     assert label("pixels", parse_etas("0.01:0.5:3")) == "pixels, ascent, 3 etas 0.01 to 0.5"
-    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 0.333 to 0.667"
+    # 6 digits: labels tell experiments apart, and 3 joined 0.29312 with 0.29314
+    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 0.333333 to 0.666667"
+    assert label("pixels", parse_etas("0:0.29312:2")) == "pixels, ascent, 2 etas 0 to 0.29312"
 
 
 def test_a_mobilenetv2_gets_its_authors_steps_at_the_stem(demo_val, tmp_path):

@@ -208,7 +208,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     if options.amp and suite.gradients and amp_dtype(device) == torch.float16:
         raise ConfigError(f"`--amp` computes in float16 on {device.type}, whose input gradients round to 0 "
                           f"for confidently classified images: the {suite.kind} suite would overstate "
-                          "robustness and flatten the landscape. Run it without --amp")
+                          "robustness. Run it without --amp")
     choice = choose_model(config, model, checkpoint=options.checkpoint, sha256=options.sha256,
                           random_weights=options.random_weights, label=options.label, sqrt=options.sqrt,
                           ns_iters=options.ns_iters, seed=options.seed, ema=options.ema, module=module,
