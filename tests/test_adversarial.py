@@ -252,8 +252,8 @@ def test_exact_root_heads_get_a_note_about_gradients(demo_val, tmp_path):
 
 
 def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
-    """Cells of one attack measured with two budgets: the report shows the last budget only (tagged),
-    and compare pairs a model with the reference only where their budgets agree."""
+    """Cells of one attack measured with two budgets or epsilon lists: the report shows the last only
+    (tagged), and compare pairs a model with the reference only where budget and list agree."""
     store = tmp_path / "s.db"
     common = dict(attacks="pgd-linf", limit=10)
     attack_report(demo_val, store, model="demo-gap", epsilons="1/255,4/255", steps=None, **common)  # 10
@@ -278,13 +278,22 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     assert any("only the budget stored last (steps=2, epsilons 2/255, 4/255) is shown" in n
                for n in gap["notes"])
 
-    compared = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
-                                         "--format", "json", "--resamples", "100"])
-    assert compared.exit_code == 0, compared.output
-    (comparison,) = json.loads(compared.stdout)["comparisons"]
-    isqrt = next(m for m in comparison["models"] if m["model"] == "demo-isqrt")
-    assert set(isqrt["tests"]) == {"clean", "pgd-linf 4/255 (steps=2)"}  # clean, the budget both measured
-    assert "robust pgd-linf 1/255 (steps=2)" not in isqrt["delta"]
+    def comparison():
+        compared = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                             "--format", "json", "--resamples", "100"])
+        assert compared.exit_code == 0, compared.output
+        (found,) = json.loads(compared.stdout)["comparisons"]
+        return found, next(m for m in found["models"] if m["model"] == "demo-isqrt")
+
+    # demo-isqrt at 2 steps but on 1/255, 4/255: no attack cell is measured as demo-gap's, none paired
+    found, isqrt = comparison()
+    assert set(isqrt["tests"]) == {"clean"} and "robust pgd-linf 4/255 (steps=2)" not in isqrt["delta"]
+    assert ("demo-isqrt: 2 cells that not every compared model has are left out of the comparison (pgd-linf "
+            "1/255 (steps=2, epsilons 1/255, 4/255), pgd-linf 4/255 (steps=2, epsilons 1/255, 4/255))"
+            ) in found["notes"]
+    attack_report(demo_val, store, model="demo-isqrt", epsilons="2/255,4/255", steps=2, **common)
+    _, isqrt = comparison()  # the same budget and list: paired
+    assert set(isqrt["tests"]) == {"clean", "pgd-linf 2/255 (steps=2)", "pgd-linf 4/255 (steps=2)"}
 
 
 def test_every_output_keeps_budgets_apart(demo_val, tmp_path):

@@ -210,35 +210,52 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
 
 
 def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap_checkpoint, tmp_path):
-    """Released cells are found by the images' names and labels, as --data's: a second folder of
-    them reuses the stored cells and says so; the run's notes name every folder its cells came from
-    (report, too), and a run of released files alone records no clean folder to warn about later."""
+    """Released cells are found by the images' names and labels, as --data's: cells stored from one
+    folder and reused for another are said, per cell, before anything is computed; cells computed
+    from the second folder are not; reports name the folders their released cells came from, and
+    reports of generated cells none; a run of released files alone records no clean folder."""
     released = tmp_path / "C"
-    for name in scan_folder(image_folder).names:
-        target = released / "fog" / "1" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(image_folder / name) as image:
-            image.convert("RGB").resize((224, 224)).save(target, format="JPEG")
+    for cell in ("fog/1", "contrast/1"):
+        for name in scan_folder(image_folder).names:
+            target = released / cell / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(image_folder / name) as image:
+                image.convert("RGB").resize((224, 224)).save(target, format="JPEG")
     other = tmp_path / "C2"
     shutil.copytree(released, other)
     store = tmp_path / "s.db"
-    common = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1, "--format", "json")
-    alone = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint,
-                "--corrupted-dir", released, "--store", store, "--workers", 0, *common)
+
+    def evaluate(folder, corruptions, *extra):
+        out = run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c", "--corruptions",
+                             corruptions, "--severities", 1, "--format", "json", *extra,
+                             *(("--corrupted-dir", folder) if folder else ())))
+        assert out.exit_code == 0, out.output
+        return " ".join(out.stderr.split()), json.loads(out.stdout)["notes"]
+
+    alone = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--corrupted-dir",
+                released, "--store", store, "--workers", 0, "--suite", "imagenet-c", "--corruptions", "fog",
+                "--severities", 1)
     assert alone.exit_code == 0, alone.output
-    first = run(*eval_args(image_folder, gap_checkpoint, store, "--corrupted-dir", released, *common))
-    assert first.exit_code == 0 and "results stored from" not in first.stderr, first.output
-    again = run(*eval_args(image_folder, gap_checkpoint, store, "--corrupted-dir", other, *common))
-    assert again.exit_code == 0, again.output
-    note = f"results stored from the released files in {released} are used for those in {other}"
-    assert note in " ".join(again.stderr.split())
-    assert any(note in n for n in json.loads(again.stdout)["notes"])
+    said, notes = evaluate(released, "fog")  # the same run (names and labels), fog/1 reused: nothing to say
+    assert "results stored from" not in said and not any("results stored from" in n for n in notes)
+    said, notes = evaluate(other, "fog,contrast")  # fog/1 reused from C; contrast/1 computed from C2
+    note = (f"results stored from the released files in {released} are used for those in {other} (fog/1: "
+            "the same file names and labels")
+    (told,) = [n for n in notes if n.startswith("results stored from")]
+    assert note in said and told.startswith(note) and "contrast/1" not in told
+    said, _ = evaluate(released, "contrast")  # contrast/1 came from C2
+    assert f"results stored from the released files in {other} are used for those in {released} (contrast/1" \
+        in said
+    evaluate(None, "fog", "--no-storage-roundtrip")  # generated cells of the same run and kind
+
     reported = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
-    (report,) = [r for r in json.loads(reported.stdout)["reports"] if r["cells"]]
-    assert [n for n in report["notes"] if n.startswith("released files read from")] == [
+    reports = json.loads(reported.stdout)["reports"]
+    (released_report,) = [r for r in reports if r["source"] == "released"]
+    assert [n for n in released_report["notes"] if n.startswith("released files read from")] == [
         f"released files read from {released}", f"released files read from {other}"]
-    single = run("report", "--store", store, "--format", "json", "--no-intervals")
-    assert reported.exit_code == single.exit_code == 0
+    assert released_report["corrupted_dir"] is None  # two folders
+    (generated,) = [r for r in reports if r["source"] != "released"]
+    assert not any(n.startswith("released files read from") for n in generated["notes"])
 
 
 # -- bad input: a clear one-line error, the right exit code, nothing stored lost ------------

@@ -106,20 +106,21 @@ def test_report_json_and_long_csv_round_trip(compared):
     assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in wide_rows[1]), list(wide_rows[1])
 
 
-def test_report_gives_the_intervals_compare_gave_whatever_its_seed(image_folder, gap_checkpoint, tmp_path):
+def test_report_gives_the_intervals_compare_gave_whatever_its_seed(demo_val, tmp_path):
     """--seed draws the corruptions; the bootstrap has its own seed, so `report` on the store repeats
-    `compare --seed 1`'s intervals digit for digit."""
-    args = ["--store", str(tmp_path / "s.db"), "--suite", "clean,imagenet-c", "--resamples", "200",
+    `compare --seed 1`'s intervals digit for digit (on 20 images: bootstrap intervals, not only Wilson's)."""
+    args = ["--store", str(tmp_path / "s.db"), "--suite", "imagenet-c", "--resamples", "200",
             "--format", "json"]
-    compared = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--model",
-                                         "resnet18-isqrt", "--random-weights", "--data", str(image_folder),
+    compared = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", "demo-isqrt", "--data",
+                                         str(demo_val), "--class-order", "sorted", "--limit", "20",
                                          "--corruptions", "fog", "--severities", "1", "--workers", "0",
                                          "--seed", "1", *args])
     assert compared.exit_code == 0, compared.output
     reported = CliRunner().invoke(main, ["report", *args])
     assert reported.exit_code == 0, reported.output
     first, again = json.loads(compared.stdout)["comparisons"], json.loads(reported.stdout)["comparisons"]
-    assert len(first) == 2 and [c["models"] for c in first] == [c["models"] for c in again]
+    (mce,) = {m["metrics"]["mCE"]["low"] for m in first[0]["models"][1:]}
+    assert mce is not None and [c["models"] for c in first] == [c["models"] for c in again]
 
 
 def test_report_markdown_and_plots(compared, tmp_path):

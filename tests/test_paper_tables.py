@@ -135,3 +135,13 @@ def test_an_imagenet_comparison_without_its_normalizer_compares_the_mean_error()
     alexnet = Baseline("alexnet", clean_error=0.5, imagenet_c={c: (0.8,) * 5 for c in ("fog", "contrast")})
     normalized = get_suite("imagenet-c").design(results, alexnet)
     assert "mCE" in normalized.metrics and "mean_error" not in normalized.metrics
+
+
+def test_a_baseline_without_errors_of_these_corruptions_does_not_normalize_imagenet_c():
+    """--baseline a,b takes for ImageNet-C the first name with errors of its corruptions: a run stored
+    under a name for another suite or dataset gives an empty table, which must not win by coming first."""
+    from robustbench_gcp.metrics import Baseline
+
+    suite = get_suite("imagenet-c")
+    assert not suite.normalizes(None) and not suite.normalizes(Baseline("pbase"))
+    assert suite.normalizes(Baseline("cbase", clean_error=0.5, imagenet_c={"fog": (0.8,) * 5}))

@@ -10,6 +10,7 @@ owns the store and makes the report; the other ranks compute their share and get
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +30,8 @@ from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.stored import (
-    RANDOM_INIT,
-    RELEASED_FILES,
-    build_report,
-    random_weights_note,
-    released_folders,
-)
-from robustbench_gcp.store import RunInfo, Store
+from robustbench_gcp.reports.stored import RANDOM_INIT, build_report, random_weights_note, released_slot
+from robustbench_gcp.store import CellKey, RunInfo, Store
 from robustbench_gcp.suites import TaskInputs
 from robustbench_gcp.suites.base import variant_of
 
@@ -100,14 +95,14 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=_absolute(plan.images.source) if plan.data is not None else None,
                          n_images=len(plan.images), shard_size=options.shard_size)
-        released, moved_release = released_notes(plan, store, info, keys)
+        moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         if progress is not None:
             said = limit_notes(plan) + moved_notes(plan, info) + moved_release
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan)])
-        store.set_notes(info.id, plan.suite.kind, [*plan.suite.notes(plan.selection, plan.model), *released])
+        store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
         try:
             if job is None:
                 stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
@@ -116,7 +111,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
-        return report_of(plan, store, info, keys, stats=stats, device=device_name)
+        return report_of(plan, store, info, keys, stats=stats, device=device_name, said=moved_release)
 
 
 def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) -> Interrupted:
@@ -237,15 +232,15 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
 
 
 def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: ExecutionStats | None = None,
-              device: str | None = None) -> Report:
+              device: str | None = None, said: Sequence[str] = ()) -> Report:
     """The report of a plan's cells ``keys`` of the stored run ``info``, normalized by the plan's
-    baseline."""
+    baseline; ``said``: the notes on released cells stored from another folder, as the run found
+    them before it computed anything."""
     cell_ids = {key: cid for cid, key in store.cells(info.id)}
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.choose_normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info),
-             *released_notes(plan, store, info, keys)[1], *labels_notes(plan),
+    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info), *said, *labels_notes(plan),
              *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
@@ -287,25 +282,37 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
             "differ, give another --store"]
 
 
-def released_notes(plan: Plan, store: Store, info: RunInfo, keys) -> tuple[list[str], list[str]]:
-    """For a plan that reads released files: the notes its run keeps of the suite (every folder its
-    released cells were read from: the stored ones', and this plan's), and the note eval says when
-    cells of the plan (``keys``) stored from another folder stand for this one's. A run is found by
-    the images' names and labels, not by the files' pixels, as for --data (:func:`moved_notes`)."""
+def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellKey]) -> list[str]:
+    """Keep, per released cell of the plan (``keys``), the folder it is read from, and say where
+    cells already stored were read from another one (before the run computes anything). A stored
+    cell keeps the folder it was computed from; one with nothing stored takes this plan's. A run is
+    found by the images' names and labels, not by the files' pixels, as for --data
+    (:func:`moved_notes`); cells stored before 0.7.3 have no folder kept and are not said."""
     root = getattr(plan.selection, "released", None)
     if root is None:
-        return [], []
+        return []
     here = _absolute(str(root))
-    before = released_folders(store.notes(info.id).get(plan.suite.kind, []))
-    others = [folder for folder in before if folder != here]
-    planned = set(keys)
-    stored = others and any(
-        store.done_shards(cell) for cell, key in store.cells(info.id)
-        if key in planned and variant_of(key).get("source") == "released")
-    said = [f"results stored from the released files in {' and '.join(others)} are used for those in "
-            f"{here} (the same file names and labels; a run is found by those, not by pixels); if the "
-            "files differ, give another --store"] if stored else []
-    return [RELEASED_FILES + folder for folder in dict.fromkeys([*before, here])], said
+    stored = store.notes(info.id)
+    cells = {key: cell for cell, key in store.cells(info.id)}
+    elsewhere: dict[str, list[str]] = {}
+    for key in keys:
+        if variant_of(key).get("source") != "released":
+            continue
+        slot = released_slot(key)
+        done = key in cells and store.done_shards(cells[key])
+        folder = (stored.get(slot) or [None])[0]
+        if done and folder is not None and folder != here:
+            elsewhere.setdefault(folder, []).append(f"{key.name}/{key.level}")
+        elif not done and folder != here:
+            store.set_notes(info.id, slot, [here])
+    return [f"results stored from the released files in {folder} are used for those in {here} "
+            f"({_cells_text(names)}: the same file names and labels; a run is found by those, not by "
+            "pixels); if the files differ, give another --store" for folder, names in elsewhere.items()]
+
+
+def _cells_text(cells: Sequence[str]) -> str:
+    """``fog/1, fog/2`` (the first six, and how many more)."""
+    return ", ".join(cells[:6]) + (f" and {len(cells) - 6} more" if len(cells) > 6 else "")
 
 
 def _absolute(source: str | None) -> str | None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.store import CellResult, RunInfo, Store
+from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
-from robustbench_gcp.suites.base import report_dataset, variant_of
+from robustbench_gcp.suites.base import report_dataset
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
 
@@ -272,13 +272,20 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
 RANDOM_INIT = "random-init-seed-"
 
 
-#: how a run's notes name the folders its released cells of a suite were read from (``--corrupted-dir``)
+#: reports name the folders their released cells were read from (``--corrupted-dir``) thus
 RELEASED_FILES = "released files read from "
 
 
-def released_folders(notes: Sequence[str]) -> list[str]:
-    """The folders of released files that ``notes`` (a run's, of one suite kind) name, in order."""
-    return [note.removeprefix(RELEASED_FILES) for note in notes if note.startswith(RELEASED_FILES)]
+def released_slot(key: CellKey) -> str:
+    """Where a run's notes keep the folder a released cell was read from (the notes' kind column:
+    one slot per cell, which no suite's notes share)."""
+    return f"{RELEASED_FILES}{key.kind}/{key.name}/{key.level} {key.variant}"
+
+
+def released_folders(stored: Mapping[str, list[str]], results: Iterable[CellResult]) -> list[str]:
+    """The folders the released cells of ``results`` were read from, by the run's notes ``stored``
+    (:meth:`Store.notes`), in first-seen order (none for cells stored before 0.7.3)."""
+    return list(dict.fromkeys(folder for r in results for folder in stored.get(released_slot(r.key), [])))
 
 
 def random_weights_note(seed) -> str:
@@ -297,10 +304,10 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
     if weights.startswith(RANDOM_INIT) and not any(n.startswith("weights: ") for n in kept):
         # a run stored before its note was kept (0.7.1 or earlier): the identity tells
         kept.insert(0, random_weights_note(weights.removeprefix(RANDOM_INIT)))
-    folders = released_folders(stored.get(suite.kind, []))
-    released = len(folders) == 1 and any(variant_of(r.key).get("source") == "released" for r in results)
+    folders = released_folders(stored, results)
+    kept += [RELEASED_FILES + folder for folder in folders]
     return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data,
-                        corrupted_dir=folders[0] if released else None)
+                        corrupted_dir=folders[0] if len(folders) == 1 else None)
 
 
 def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None = None,

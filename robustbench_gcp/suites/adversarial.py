@@ -104,6 +104,20 @@ def summarize(results: Sequence[CellResult]) -> list[dict]:
     return entries
 
 
+def _measured(key: CellKey) -> dict:
+    """What an attack cell was measured with: its budget and epsilon list (an image broken at a
+    smaller epsilon of the list counts as broken at the larger ones)."""
+    return {**budget_of(key), "epsilons": json.loads(key.variant or "{}").get("epsilons")}
+
+
+def _budget_text(attack: str, measured: dict) -> str:
+    """A :func:`_measured` in words: ``steps=2, epsilons 1/255, 4/255`` (``defaults, ...``)."""
+    budget = dict(measured)
+    words = ", ".join(format_epsilon(e, ATTACKS[attack]) for e in budget.pop("epsilons", None) or [])
+    return ", ".join(filter(None, [budget_tag(attack, budget) or "defaults",
+                                   f"epsilons {words}" if words else ""]))
+
+
 def _median_text(entry: dict) -> str | float | None:
     """A minimization attack's median perturbation on its epsilons' scale: ``1.37/255`` for Linf."""
     median = entry.get("median_perturbation")
@@ -217,29 +231,19 @@ class AdversarialSuite(Suite):
         of two lists are not one curve), of the newest revision of the attack, and notes naming the
         budgets left out."""
         results, notes = newest(results, model)
-
-        def measured(key: CellKey) -> dict:
-            return {**budget_of(key), "epsilons": json.loads(key.variant or "{}").get("epsilons")}
-
-        def tag(attack: str, budget: dict) -> str:
-            epsilons = budget.pop("epsilons", None) or []
-            words = ", ".join(format_epsilon(e, ATTACKS[attack]) for e in epsilons)
-            return ", ".join(filter(None, [budget_tag(attack, budget) or "defaults",
-                                           f"epsilons {words}" if words else ""]))
-
         budgets: dict[str, str] = {}
         for r in results:  # store order: the last budget of each attack wins
-            budgets[r.key.name] = canonical_json(measured(r.key))
+            budgets[r.key.name] = canonical_json(_measured(r.key))
         latest: dict[tuple[str, str], CellResult] = {}
         left_out: dict[str, set[str]] = {}
         for r in results:
-            budget = measured(r.key)
+            budget = _measured(r.key)
             if canonical_json(budget) == budgets[r.key.name]:
                 latest[(r.key.name, r.key.level)] = r
             else:
-                left_out.setdefault(r.key.name, set()).add(tag(r.key.name, budget))
+                left_out.setdefault(r.key.name, set()).add(_budget_text(r.key.name, budget))
         for attack, tags in left_out.items():
-            shown = tag(attack, json.loads(budgets[attack]))
+            shown = _budget_text(attack, json.loads(budgets[attack]))
             notes.append(f"{model}, {attack}: only the budget stored last ({shown}) is shown; also stored: "
                          f"{'; '.join(sorted(tags))}")
         return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes
@@ -247,6 +251,20 @@ class AdversarialSuite(Suite):
     def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
         sections, notes = super().sections(results, normalizer)
         return {**sections, "attacks": summarize(results)}, notes
+
+    # -- comparisons
+    def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]]:
+        """Attack cells pair by attack and epsilon, and only when measured alike: the same budget
+        and epsilon list (those measured otherwise are left out, with a note)."""
+        return {self.alignment(r.key) for r in results if self.owns(r.key)}
+
+    def alignment(self, key: CellKey) -> tuple[str, ...]:
+        return key.name, key.level, canonical_json(_measured(key))
+
+    def alignment_text(self, alignment: tuple[str, ...]) -> str:
+        name, level, measured = alignment
+        return (f"{name} {format_epsilon(float(level), ATTACKS[name])} "
+                f"({_budget_text(name, json.loads(measured))})")
 
     # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:

@@ -459,6 +459,11 @@ class ImageNetCSuite(LevelledSuite):
             return baselines.get(name)
         return stored_baseline(store, name, ours) if store is not None else None
 
+    def normalizes(self, normalizer: Baseline | None) -> bool:
+        """Errors of these cells' corruptions (a run stored under the name for another suite or
+        dataset gives none)."""
+        return normalizer is not None and bool(normalizer.imagenet_c)
+
     def normalized_by_stored_run(self, dataset) -> bool:
         """ImageNet's CE is AlexNet's published errors (benchmarks.yaml); the other datasets'
         is a stored run's."""

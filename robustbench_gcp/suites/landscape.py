@@ -332,9 +332,12 @@ class LandscapeSuite(Suite):
 
     def alignment_text(self, alignment: tuple[str, ...]) -> str:
         name, level, made = alignment
-        trip = json.loads(made).get("roundtrip")
-        way = "" if trip is None else " with the storage round trip" if trip else " without the round trip"
-        return (f"{name}/{level}" if level else name) + way
+        marks = json.loads(made)
+        trip = marks.pop("roundtrip", None)
+        marks.pop("source", None)  # always torch
+        ways = [] if trip is None else ["with the storage round trip" if trip else "without the round trip"]
+        ways += [f"{mark} {value}" for mark, value in sorted(marks.items())]  # dataset preset, revision
+        return " ".join([f"{name}/{level}" if level else name, " and ".join(ways)]).strip()
 
     def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
         """Clean error, and per landscape cell the per-image quantities of :data:`STATS`, whose
