@@ -561,6 +561,9 @@ def test_cifar10_p_files_located_by_benchmarks_yaml_and_a_folder_is_refused(cifa
     found = report_json(run("eval", "--config", path, "--model", "small_p_nets:build", "--suite", "cifar10-p",
                             "--perturbations", "rotate", "--store", root / "s.db", "--format", "json"))
     assert found["corrupted_dir"] == str(released) and found["perturbations"][0]["n_videos"] == N
+    said = (f"datasets.cifar10.clean: {root / 'not-downloaded'} does not exist: the released files of "
+            "datasets.cifar10.perturbed are read alone (no clean cell; give --data for one)")
+    assert said in found["notes"]
     shutil.move(released, root / "elsewhere")  # neither there: both keys named
     neither = run("eval", "--config", path, "--model", "small_p_nets:build", "--suite", "cifar10-p",
                   "--store", root / "s.db")

@@ -97,7 +97,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         if progress is not None:
-            said = limit_notes(plan) + moved_notes(plan, info) + moved_release
+            said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release]
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
@@ -240,8 +240,8 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite
     normalizer = suite.choose_normalizer(plan.baseline, plan.config.baselines, store, keys)
-    notes = [*weights_notes(plan), *limit_notes(plan), *moved_notes(plan, info), *said, *labels_notes(plan),
-             *suite.notes(plan.selection, plan.model)]
+    notes = [*weights_notes(plan), *plan.notes, *limit_notes(plan), *moved_notes(plan, info), *said,
+             *labels_notes(plan), *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
         computed = {

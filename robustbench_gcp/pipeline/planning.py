@@ -123,6 +123,8 @@ class Plan:
         config: benchmarks.yaml (normalizers).
         dataset: the dataset of the images (``--dataset``, the suite's ``dataset:``, or found
             from the data), which sets how they are read and the corruption preset.
+        notes: what planning chose that eval says and the report keeps (released files read
+            alone where benchmarks.yaml's clean images are missing).
     """
 
     model: ModelChoice
@@ -135,6 +137,7 @@ class Plan:
     options: EvalOptions
     config: Config
     dataset: DatasetInfo = DATASETS["imagenet"]
+    notes: tuple[str, ...] = ()
 
     @property
     def corrupted_dir(self) -> Path | None:
@@ -187,7 +190,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         raise ConfigError(f"the {suite.kind} suite runs on {runs_on} images, not {dataset.title} "
                           f"({'--dataset' if options.dataset else 'the data'})")
     spec = dataclasses.replace(spec, dataset=dataset.name)
-    options = _configured_data(suite, dataset, options, config)
+    options, located = _configured_data(suite, dataset, options, config)
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.uses_baseline:
@@ -216,7 +219,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     selection = suite.check_model(selection, choice) or selection  # None: a suite of the old contract
     images = everything.limit(options.limit)
     check_classes(images, check_weights(choice), choice.label, released=options.data is None)
-    return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset)
+    return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
+                located)
 
 
 def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
@@ -239,16 +243,17 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
 
 
 def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
-                     config: Config) -> EvalOptions:
+                     config: Config) -> tuple[EvalOptions, tuple[str, ...]]:
     """``options`` with the data benchmarks.yaml's ``datasets:`` locates for ``dataset`` when
     the command line gives none: the clean images (the corruptions are generated from them), else,
-    where those are not configured or not there, the suite's released files.
+    where those are not configured or not there, the suite's released files; and the note that
+    says so when configured clean images are missing (a typo would otherwise pass unseen).
 
     Raises:
         ConfigError: the configured paths do not exist (each key named).
     """
     if options.data is not None or options.flags.get("corrupted_dir") is not None:
-        return options
+        return options, ()
     kind = getattr(suite, "released_data", None)
     missing = []
     for key in ("clean", kind) if kind else ("clean",):
@@ -258,12 +263,15 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
             missing.append(str(error))
             continue
         if path is not None and key == "clean":
-            return dataclasses.replace(options, data=path)
+            return dataclasses.replace(options, data=path), ()
         if path is not None:
-            return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": path})
+            said = tuple(f"{gone.split(' (relative paths')[0]}: the released files of datasets."
+                         f"{dataset.name}.{key} are read alone (no clean cell; give --data for one)"
+                         for gone in missing)
+            return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": path}), said
     if missing:
         raise ConfigError("; and ".join(missing))
-    return options
+    return options, ()
 
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False) -> None:
