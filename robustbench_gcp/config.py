@@ -79,20 +79,27 @@ class DataPaths:
         Raises:
             ConfigError: the configured path does not exist (the key and the variable named).
         """
+        path, missing = self.locate(dataset, kind)
+        if missing is None:
+            return path
+        if path is None:  # a relative path without a root
+            raise ConfigError(f"{missing}: set {DATA_VARIABLE} or datasets.root")
+        raise ConfigError(f"{missing} (relative paths are under the data root {self.root}, from "
+                          f"{self.root_from}; set {DATA_VARIABLE} to where your data lives, or give --data)")
+
+    def locate(self, dataset: str, kind: str = "clean") -> tuple[Path | None, str | None]:
+        """Where ``datasets.<dataset>.<kind>`` points (None: not configured, or relative without a
+        root), and why it cannot be used, in a few words (None: it can, or it is not configured)."""
         value = self.entries.get(dataset, {}).get(kind)
         if value is None:
-            return None
+            return None, None
         path = Path(value).expanduser()
         if not path.is_absolute():
             if self.root is None:
-                raise ConfigError(f"datasets.{dataset}.{kind} is the relative path {value}, but no data "
-                                  f"root is set: set {DATA_VARIABLE} or datasets.root")
+                return None, (f"datasets.{dataset}.{kind} is the relative path {value}, but no data root "
+                              "is set")
             path = self.root / path
-        if not path.exists():
-            raise ConfigError(f"datasets.{dataset}.{kind}: {path} does not exist (relative paths are "
-                              f"under the data root {self.root}, from {self.root_from}; set "
-                              f"{DATA_VARIABLE} to where your data lives, or give --data)")
-        return path
+        return path, None if path.exists() else f"datasets.{dataset}.{kind}: {path} does not exist"
 
 
 @dataclass(frozen=True)

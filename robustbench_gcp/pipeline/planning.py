@@ -254,23 +254,24 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
     """
     if options.data is not None or options.flags.get("corrupted_dir") is not None:
         return options, ()
-    kind = getattr(suite, "released_data", None)
-    missing = []
-    for key in ("clean", kind) if kind else ("clean",):
+    keys = ("clean", kind) if (kind := getattr(suite, "released_data", None)) else ("clean",)
+    located = {key: config.data.locate(dataset.name, key) for key in keys}
+    usable = [key for key, (path, missing) in located.items() if path is not None and missing is None]
+    if "clean" in usable:
+        return dataclasses.replace(options, data=located["clean"][0]), ()
+    if usable:
+        gone = located["clean"][1]
+        said = () if gone is None else (f"{gone}: the released files of datasets.{dataset.name}.{kind} are "
+                                        "read alone (no clean cell; give --data for one)",)
+        return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": located[kind][0]}), said
+    errors = []
+    for key in keys:
         try:
-            path = config.data.path(dataset.name, key)
+            config.data.path(dataset.name, key)  # the messages of the keys that are not there
         except ConfigError as error:
-            missing.append(str(error))
-            continue
-        if path is not None and key == "clean":
-            return dataclasses.replace(options, data=path), ()
-        if path is not None:
-            said = tuple(f"{gone.split(' (relative paths')[0]}: the released files of datasets."
-                         f"{dataset.name}.{key} are read alone (no clean cell; give --data for one)"
-                         for gone in missing)
-            return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": path}), said
-    if missing:
-        raise ConfigError("; and ".join(missing))
+            errors.append(str(error))
+    if errors:
+        raise ConfigError("; and ".join(errors))
     return options, ()
 
 
