@@ -7,7 +7,7 @@ codes (``click.ClickException`` -> exit 1, ``click.UsageError`` -> exit 2).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class GcpRobustError(Exception):
@@ -68,6 +68,12 @@ class NonFiniteError(GcpRobustError):
 
 class DeviceMemoryError(GcpRobustError):
     """A batch needed more memory than the device has: the message says to lower --batch-size."""
+
+
+def listed(names: Sequence[str], shown: int = 6) -> str:
+    """The first ``shown`` of ``names``, comma-separated, and how many more: ``a, b and 3 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

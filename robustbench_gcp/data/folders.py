@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import DataError, listed
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -208,8 +208,7 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str]) -> None:
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
-    listed = ", ".join(odd[:_NAMED]) + (f" and {len(odd) - _NAMED} more" if len(odd) > _NAMED else "")
-    message = f"data folder {root} has class folders that are not ImageNet-1k wnids: {listed}"
+    message = f"data folder {root} has class folders that are not ImageNet-1k wnids: {listed(odd, _NAMED)}"
     n_wnids = len(class_dirs) - len(odd)
     if n_wnids:
         raise DataError(f"{message} (beside {n_wnids} wnid folders): move them out of the folder, or "
@@ -387,9 +386,8 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
     folders = list(dict.fromkeys(folders))
     missing = [str(f.relative_to(root)) for f in folders if not f.is_dir()]
     if missing:
-        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise DataError(f"{root} lacks {len(missing)} of the selected folders ({shown}); pick the ones "
-                        f"you have with {flags}")
+        raise DataError(f"{root} lacks {len(missing)} of the selected folders ({listed(missing)}); pick "
+                        f"the ones you have with {flags}")
     if not folders:
         return
     first = _class_folders(folders[0])

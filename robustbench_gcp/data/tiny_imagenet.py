@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robustbench_gcp.data.folders import ImageList, corrupted_cell_dir, is_image_file, scan_folder
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import DataError, listed
 
 WNIDS_FILE = "wnids.txt"
 ANNOTATIONS_FILE = "val_annotations.txt"
@@ -104,11 +104,6 @@ def read_val_annotations(path: str | Path) -> dict[str, tuple[str, int]]:
     return found
 
 
-def _listed(names: Sequence[str]) -> str:
-    more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
-    return ", ".join(names[:_NAMED]) + more
-
-
 def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     """The image list of the Tiny-ImageNet-200 validation set (10,000 images, 200 classes).
 
@@ -151,11 +146,11 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     missing = sorted(set(annotations) - set(names), key=lambda name: annotations[name][1])
     if missing:
         raise DataError(f"{len(missing)} images annotated in {annotations_file} are missing from "
-                        f"{images}: {_listed(missing)}")
+                        f"{images}: {listed(missing, _NAMED)}")
     unannotated = [name for name in names if name not in annotations]
     if unannotated:
         raise DataError(f"{len(unannotated)} images in {images} have no line in {annotations_file}: "
-                        f"{_listed(unannotated)}")
+                        f"{listed(unannotated, _NAMED)}")
     index = {wnid: i for i, wnid in enumerate(classes)}
     labels = tuple(index[annotations[name][0]] for name in names)
     return ImageList(root=images, names=tuple(names), labels=labels, indices=tuple(range(len(names))),
@@ -197,7 +192,7 @@ def scan_tiny_imagenet_c(root: str | Path, corruption: str, severity: int,
     odd = [name for name in found.classes if name not in index]
     if odd:
         raise DataError(f"Tiny-ImageNet-C folder {cell} has class folders that are not among the "
-                        f"{len(order)} classes: {_listed(odd)}")
+                        f"{len(order)} classes: {listed(odd, _NAMED)}")
     labels = tuple(index[found.classes[label]] for label in found.labels)
     return ImageList(root=found.root, names=found.names, labels=labels, indices=found.indices,
                      classes=order, labelling="folders", source=found.source)

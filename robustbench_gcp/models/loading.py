@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import CheckpointError, ConfigError
+from robustbench_gcp.errors import CheckpointError, ConfigError, listed
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
     StateDict,
@@ -260,7 +260,7 @@ def check_fit(model: nn.Module, loaded: StateDict) -> None:
         )
     bad = loaded.nonfinite()
     if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        shown = listed(bad, 3)
         raise CheckpointError(
             f"'{loaded.path}' holds non-finite weights in {len(bad)} tensor"
             f"{'s' if len(bad) > 1 else ''}: {shown}; the file is damaged or the training "

@@ -26,7 +26,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
-from robustbench_gcp.errors import ConfigError, Interrupted, Terminated
+from robustbench_gcp.errors import ConfigError, Interrupted, Terminated, listed
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -306,13 +306,8 @@ def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellK
         elif not done and folder != here:
             store.set_notes(info.id, slot, [here])
     return [f"results stored from the released files in {folder} are used for those in {here} "
-            f"({_cells_text(names)}: the same file names and labels; a run is found by those, not by "
+            f"({listed(names)}: the same file names and labels; a run is found by those, not by "
             "pixels); if the files differ, give another --store" for folder, names in elsewhere.items()]
-
-
-def _cells_text(cells: Sequence[str]) -> str:
-    """``fog/1, fog/2`` (the first six, and how many more)."""
-    return ", ".join(cells[:6]) + (f" and {len(cells) - 6} more" if len(cells) > 6 else "")
 
 
 def _absolute(source: str | None) -> str | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.errors import ConfigError, listed
 from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.stats import (
     DEFAULT_RESAMPLES,
@@ -242,11 +242,10 @@ def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
         extra = sorted(cells - common)
         results = list(report.cells)
         if extra:
-            shown = ", ".join(suite.alignment_text(cell) for cell in extra[:8])
-            more = f" and {len(extra) - 8} more" if len(extra) > 8 else ""
+            shown = listed([suite.alignment_text(cell) for cell in extra], 8)
             what = "1 cell that not every compared model has is" if len(extra) == 1 else \
                 f"{len(extra)} cells that not every compared model has are"
-            notes.append(f"{report.model}: {what} left out of the comparison ({shown}{more})")
+            notes.append(f"{report.model}: {what} left out of the comparison ({shown})")
             left_out = set(extra)
             results = [r for r in results if not suite.owns(r.key) or suite.alignment(r.key) not in left_out]
         out.append(results)
