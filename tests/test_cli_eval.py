@@ -163,6 +163,26 @@ def test_same_numbers_for_any_batch_size_worker_count_and_shard_size(image_folde
         assert (a[key].correct == b[key].correct).all()
 
 
+def test_loader_workers_exit_cleanly(image_folder, gap_checkpoint, tmp_path, monkeypatch):
+    # Shards are decoded in a background thread. Forked from a concurrent.futures thread, every
+    # DataLoader worker ended with exit code 1 (the executor's exit hook joined the worker's own
+    # thread), and where torch's SIGCHLD handler was installed the run failed at random with
+    # "DataLoader worker exited unexpectedly". The exit codes are read as torch shuts its workers down.
+    from torch.utils.data import dataloader
+    exit_codes = []
+    shutdown = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
+
+    def recording(self):
+        shutdown(self)
+        exit_codes.extend(worker.exitcode for worker in self._workers)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", recording)
+    result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                            "--corruptions", "fog", "--severities", "1", "--shard-size", 6, workers=2))
+    assert result.exit_code == 0, result.output
+    assert len(exit_codes) >= 4 and set(exit_codes) == {0}, exit_codes
+
+
 def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_checkpoint, tmp_path):
     # Build a released-style ImageNet-C folder from the clean preprocessed images.
     released = tmp_path / "ImageNet-C"

@@ -22,9 +22,9 @@ Nothing here prints: progress goes to a :class:`ProgressHook`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -428,17 +428,12 @@ def compute(
     item = next(claimed, None)
     if item is None:
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcp-robust-loader") as pool:
-        future: Future = pool.submit(load, item)
+    pending = _Prefetch(load, item)
+    try:
         while item is not None:
-            try:
-                shard_images = future.result()
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+            shard_images = pending.result()
             following = next(claimed, None)
-            if following is not None:
-                future = pool.submit(load, following)
+            pending = _Prefetch(load, following) if following is not None else None
             positions = shards[item.shard]
             shard_labels = labels_all[positions.start:positions.stop]
             shard_indices = images.indices[positions.start:positions.stop]
@@ -472,6 +467,45 @@ def compute(
                 progress.cell_done(label)
                 yield item, task_index, [acc.result() for acc in accs], time.perf_counter() - t0
             item = following
+    finally:  # stopped early (an error, the consumer closed): let the decode under way end first
+        if pending is not None:
+            pending.wait()
+
+
+class _Prefetch:
+    """``fn(arg)`` run in a background thread of its own; ``result()`` waits for it and returns
+    it or raises what it raised.
+
+    A plain thread, not a ``concurrent.futures`` executor: a DataLoader worker forked from an
+    executor's thread inherits the executor's exit hook, which joins that thread, the worker's
+    own, so every worker ended with exit code 1; where torch's SIGCHLD handler was installed
+    (by a DataLoader with workers iterated in the main thread before, as in a notebook or a
+    test session) a batch could then fail with "DataLoader worker exited unexpectedly".
+    """
+
+    def __init__(self, fn: Callable[[Load], torch.Tensor], arg: Load) -> None:
+        self._value: torch.Tensor | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, arg), name="gcp-robust-loader",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[Load], torch.Tensor], arg: Load) -> None:
+        try:
+            self._value = fn(arg)
+        except BaseException as error:  # handed to the thread that asks for the result
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> torch.Tensor:
+        self.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        value, self._value = self._value, None
+        return value
 
 
 def execute(
