@@ -189,6 +189,15 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
                           "to finish"), error
 
 
+def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_checkpoint, tmp_path):
+    store = tmp_path / "s.db"
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
+                          "--corruptions", "contrast", "--severities", "1")).exit_code == 0
+    result = run("report", "--store", store, "--suite", "adversarial")
+    assert result.exit_code == 1
+    assert one_error_line(result) == f"Error: store {store} holds no results to report for that selection yet"
+
+
 def test_a_run_stopped_mid_way_is_reported_on_the_images_every_cell_has(image_folder, gap_checkpoint,
                                                                           tmp_path):
     """A run computes its shards round by round across its cells: stopped in round 3 of 3, no cell

@@ -384,19 +384,24 @@ def _of_datasets(report: Report, datasets: set[str] | None) -> bool:
 
 def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[str]) -> str:
     """``; partial runs: m (imagenet-c: 9 of 63 shards stored) ...`` for the error of a store
-    whose runs on the selection are all unfinished (empty when there are none)."""
+    whose runs on the selection are all unfinished (empty when there are none). A run counts when
+    a cell of the chosen kinds, or its clean cell (every suite's first pass), lacks shards: a
+    finished run of other suites is not one to re-run."""
     found = []
-    for run in store.runs():
-        if not _chosen(run, models):
+    runs = store.runs()
+    labels = run_labels(runs)
+    for run in runs:
+        if not _chosen(run, models, labels):
             continue
         cells = [r for r in store.results(run)
-                 if not kinds or r.key == CLEAN or suite_of_cell(r.key).kind in kinds]
+                 if (r.key == CLEAN and not r.complete)
+                 or (r.key != CLEAN and (not kinds or suite_of_cell(r.key).kind in kinds))]
         progress = run_progress(cells, run.n_shards)
-        if progress["shards"]:
+        if progress["shards"] < progress["of_shards"]:
             kinds_found = list(dict.fromkeys(suite_of_cell(r.key).kind for r in cells if r.key != CLEAN))
             suites = ", ".join(kinds_found or [suite_of_cell(CLEAN).kind])
-            found.append(f"{run_label(run)} ({suites}: {progress['shards']} of {progress['of_shards']} "
-                         f"shards stored)")
+            found.append(f"{labels[run.key]} ({suites}: {progress['shards']} of "
+                         f"{progress['of_shards']} shards stored)")
     if not found:
         return ""
     return (f"; {len(found)} partial run{'s' if len(found) > 1 else ''}: {', '.join(found)}. Re-run "
