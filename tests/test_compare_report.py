@@ -286,6 +286,42 @@ def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     assert f"checkpoint {folder / 'odd.pth'} does not fit any registered model" in odd.stderr
 
 
+def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(tmp_path):
+    """fast-MPN-COV writes model_best.pth.tar into every run's folder: two of them were refused as
+    'the same model and checkpoint', and gcp.epoch10.pth / gcp.epoch20.pth both labelled 'gcp'."""
+    import shutil
+
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline.compare_models import model_entries
+
+    cfg = load_config()
+    own = cfg.model("demo-isqrt").checkpoint
+    for run_dir in ("run1", "run2"):
+        (tmp_path / run_dir).mkdir()
+        shutil.copy(own, tmp_path / run_dir / "model_best.pth.tar")
+    best = [f"demo-isqrt={tmp_path / run_dir / 'model_best.pth.tar'}" for run_dir in ("run1", "run2")]
+    entries = model_entries((*best, "demo-isqrt"), None, cfg)
+    assert [e.label for e in entries] == ["demo-isqrt@run1/model_best", "demo-isqrt@run2/model_best",
+                                          "demo-isqrt@own"]
+    folder = tmp_path / "epochs"
+    folder.mkdir()
+    for name in ("gcp.epoch10.pth", "gcp.epoch20.pth"):
+        shutil.copy(own, folder / name)
+    assert [e.label for e in model_entries((), str(folder), cfg)] == ["gcp.epoch10", "gcp.epoch20"]
+    refused = {
+        ("demo-isqrt=",): "`--model` should be NAME or NAME=CHECKPOINT. Got 'demo-isqrt='",
+        ("demo-gap", "demo-gap"): "--model demo-gap is given twice with its own weights",
+        (f"demo-isqrt={folder / 'gcp.epoch10.pth'}",
+         f"demo-isqrt={folder / '..' / 'epochs' / 'gcp.epoch10.pth'}"):
+            f"--model demo-isqrt is given twice with the same checkpoint ({folder / 'gcp.epoch10.pth'})",
+    }
+    for models, message in refused.items():
+        with pytest.raises(ConfigError) as error:
+            model_entries(models, None, cfg)
+        assert str(error.value) == message
+
+
 def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoint, isqrt_checkpoint,
                                                       tmp_path):
     store = tmp_path / "s.db"

@@ -43,8 +43,8 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     """
     entries: list[CompareEntry] = []
     for item in models:
-        name, _, checkpoint = item.partition("=")
-        if not name:
+        name, equals, checkpoint = item.partition("=")
+        if not name or (equals and not checkpoint.strip()):
             raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
         entries.append(CompareEntry(name, name, checkpoint))
     if checkpoints_dir is not None:
@@ -57,12 +57,12 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
                        if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
         if not files:
             raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
-        for path in files:
+        for path, label in zip(files, file_tags(files)):
             info = inspect_checkpoint(path)
             if not info.arch:
                 # a file's problem, not the command's (exit status 1, as eval's for a checkpoint)
                 raise CheckpointError(f"checkpoint {path} does not fit any registered model ({info.layout})")
-            entries.append(CompareEntry(path.name.split(".")[0], info.arch, str(path)))
+            entries.append(CompareEntry(label, info.arch, str(path)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
         missing = [spec for spec in config.models.values() if spec.checkpoint
@@ -73,20 +73,51 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
                 + ", ".join(f"{s.name} ({s.checkpoint})" for s in missing)
                 + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR"
             )
-    counts: dict[str, int] = {}
+    groups: dict[str, list[CompareEntry]] = {}
     for entry in entries:
-        counts[entry.label] = counts.get(entry.label, 0) + 1
-    # the same model twice: each label names its file, else its own (benchmarks.yaml's or
-    # shipped) weights or, under --random-weights, seeded random ones
-    def tag(e: CompareEntry) -> str:
-        own = "random" if random_weights and _takes_random_weights(e) else "own"
-        return Path(e.checkpoint).name.split(".")[0] or own
+        groups.setdefault(entry.label, []).append(entry)
+    # the same model twice: each label names its file (as far up its path as tells them apart),
+    # else its own (benchmarks.yaml's or shipped) weights or, under --random-weights, seeded random ones
+    tags: dict[int, str] = {}
+    for label, group in groups.items():
+        if len(group) == 1:
+            continue
+        files = [e for e in group if e.checkpoint]
+        if len(group) - len(files) > 1:
+            raise ConfigError(f"--model {label} is given twice with its own weights")
+        named = file_tags([Path(e.checkpoint) for e in files])
+        if named is None:
+            same = Path(files[0].checkpoint)
+            raise ConfigError(f"--model {label} is given twice with the same checkpoint ({same})")
+        tags.update({id(e): tag for e, tag in zip(files, named)})
+        tags.update({id(e): "random" if random_weights and _takes_random_weights(e) else "own"
+                     for e in group if not e.checkpoint})
+    return [CompareEntry(f"{e.label}@{tags[id(e)]}", e.name, e.checkpoint) if id(e) in tags else e
+            for e in entries]
 
-    unique = [CompareEntry(f"{e.label}@{tag(e)}", e.name, e.checkpoint) if counts[e.label] > 1 else e
-              for e in entries]
-    if len({e.label for e in unique}) != len(unique):
-        raise ConfigError("two --model entries are the same model and checkpoint")
-    return unique
+
+def file_tags(paths: list[Path]) -> list[str] | None:
+    """A short name for each checkpoint file, unique among ``paths``: its name without the
+    checkpoint suffixes (``model_best`` for ``model_best.pth.tar``), else the whole name, else with
+    as many of its folders as tell them apart (``run1/model_best``, as fast-MPN-COV writes the best
+    epoch of every run); None when two are the same file."""
+    resolved = [path.resolve() for path in paths]
+    if len(set(resolved)) < len(resolved):
+        return None
+
+    def stem(name: str) -> str:
+        while name.lower().endswith(CHECKPOINT_SUFFIXES) and "." in name[1:]:
+            name = name[:name.rindex(".")]
+        return name
+
+    depth = max((len(path.parent.parts) for path in resolved), default=0)
+    for level in range(depth + 1):
+        for last in (stem, str):
+            tags = ["/".join([*path.parent.parts[max(0, len(path.parent.parts) - level):], last(path.name)])
+                    for path in resolved]
+            if len(set(tags)) == len(tags):
+                return tags
+    return [str(path) for path in resolved]
 
 
 def _takes_random_weights(entry: CompareEntry) -> bool:
