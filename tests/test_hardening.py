@@ -285,6 +285,24 @@ def test_unwritable_outputs_are_one_line_and_keep_what_was_there(tmp_path):
         save(fig, blocker / "plots" / "x.png")
     assert type(info.value).__name__ == "OutputError" and str(info.value).startswith(
         f"cannot write the figure {blocker / 'plots' / 'x.png'}: ")
+    # a figure that fails half-way (a full disk): the older figure stays whole, nothing staged is left
+    import errno
+
+    from matplotlib.figure import Figure
+
+    older = tmp_path / "plots" / "x.png"
+    save(plt.subplots()[0], older)
+    before = older.read_bytes()
+
+    def half_written(self, target, **kwargs):
+        Path(target).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", half_written)
+        with pytest.raises(Exception, match="No space left on device"):
+            save(plt.subplots()[0], older)
+    assert older.read_bytes() == before and sorted(older.parent.iterdir()) == [older]
     demo = CliRunner().invoke(main, ["demo", "--out", str(blocker / "demo")])
     assert demo.exit_code == 1 and "Traceback" not in demo.output
     last = demo.stderr.strip().splitlines()[-1]
@@ -309,4 +327,37 @@ def test_unwritable_outputs_are_one_line_and_keep_what_was_there(tmp_path):
     link.symlink_to(out)
     output.write_output("linked\n", str(link))
     assert link.is_symlink() and out.read_text() == "linked\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "link.json", "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "link.json", "plots", "report.json"]
+
+
+def test_corruptions_stored_at_different_severities_are_averaged_on_the_ones_they_share(
+        image_folder, gap_checkpoint, tmp_path):
+    """Two evals into one store: contrast and fog at 1,2, then fog at 3. The report's mCE (and its
+    comparison's) averages CE over severities 1,2 for both, equal to the first eval's, with a note."""
+    store = tmp_path / "s.db"
+    first = run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c", "--corruptions",
+                           "contrast,fog", "--severities", "1,2", "--format", "json"))
+    assert first.exit_code == 0, first.output
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
+                          "--corruptions", "fog", "--severities", "3")).exit_code == 0
+    other = ["eval", "--model", "resnet18-gap", "--random-weights", "--seed", "1", "--data", image_folder,
+             "--store", store, "--workers", 0, "--batch-size", 4, "--shard-size", 4, "--suite", "imagenet-c",
+             "--corruptions", "contrast,fog", "--severities", "1,2"]
+    assert run(*other).exit_code == 0
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    mine = "resnet18-gap[seed=0,"  # labelled apart from the random-weight run by the settings that differ
+    (report,) = [r for r in out["reports"] if r["model"].startswith(mine)]
+    expected = json.loads(first.stdout)["metrics"]
+    assert report["metrics"]["mCE"] == expected["mCE"] is not None
+    assert report["metrics"]["mean_error"] == expected["mean_error"]
+    assert {c["corruption"]: c["severities"] for c in report["per_corruption"]} == {"contrast": [1, 2],
+                                                                                     "fog": [1, 2]}
+    assert len(report["cells"]) == 5  # every stored cell is still shown
+    note = ("the corruptions were stored at different severities (fog 1,2,3): CE, mCE and the means cover "
+            "the severities they all have, 1,2")
+    assert note in report["notes"]
+    (comparison,) = out["comparisons"]
+    (entry,) = [m for m in comparison["models"] if m["model"].startswith(mine)]
+    assert entry["metrics"]["mCE"]["estimate"] == pytest.approx(expected["mCE"], rel=1e-12)

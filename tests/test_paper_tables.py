@@ -109,8 +109,10 @@ def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
     results = [cell("fog", 1, 0), cell("fog", 2, 4), cell("contrast", 3, 1)]
     design = get_suite("imagenet-c").design(results, None)
     means = dict(zip(design.rows, design.values.mean(axis=1)))
-    sections, _ = summarize(results, benchmark=["fog", "contrast"], baseline=None)
+    sections, notes = summarize(results, benchmark=["fog", "contrast"], baseline=None)
     assert sections["metrics"]["mean_error"] == (0.5 + 0.25) / 2
+    assert ("the corruptions were stored at different severities (fog 1,2; contrast 3): they share none, so "
+            "each corruption's CE and mean error cover its own") in notes and design.notes == notes[:1]
     assert design.metrics["mean_error"](means) == sections["metrics"]["mean_error"]
 
 

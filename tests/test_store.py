@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 
 import numpy as np
@@ -74,6 +75,11 @@ def test_unusable_store_paths(tmp_path):
         Store(tmp_path)
     with pytest.raises(StoreError, match="does not exist"):
         Store(tmp_path / "missing" / "x.db")
+    fifo = tmp_path / "pipe"  # a device or a pipe: refused, and no <path>-journal left beside it
+    os.mkfifo(fifo)
+    with pytest.raises(StoreError, match="is not a regular file"):
+        Store(fifo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot use .*junk.db as a results store"):

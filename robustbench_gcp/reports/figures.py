@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
 
 
@@ -26,19 +27,22 @@ def save(fig, path: Path) -> Path:
     """Write ``fig`` to ``path`` (folders created), close it, return the path.
 
     Raises:
-        OutputError: the folder or file cannot be written (no half-written file is left).
+        OutputError: the folder or file cannot be written (no half-written file is left, and an
+            older figure at ``path`` stays).
     """
     from robustbench_gcp.errors import OutputError
 
     n_axes = sum(1 for ax in fig.axes if ax.get_visible())
-    existed = path.exists()
+    target = path.resolve()  # through a symbolic link, to its file
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
+        fig.savefig(staged, dpi=110, format=target.suffix.lstrip(".") or None,
+                    metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
+        os.replace(staged, target)  # whole or not at all: an older figure stays on a full disk
     except OSError as error:
-        if not existed and path.is_file():  # a half-written new file; an older figure stays
-            with contextlib.suppress(OSError):
-                path.unlink()
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
         raise OutputError(f"cannot write the figure {path}: {error.strerror or error}") from None
     finally:
         pyplot().close(fig)

@@ -96,13 +96,16 @@ def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sql
         read-only"``.
 
     Raises:
-        StoreError: a folder, a missing folder, another application's database, another schema
-            version, a store that cannot be created here, or a file SQLite cannot read.
+        StoreError: a folder, a device or pipe, a missing folder, another application's database,
+            another schema version, a store that cannot be created here, or a file SQLite cannot read.
     """
     if path.is_dir():
         raise StoreError(f"store path {path} is a folder; give a file name such as gcp-robust.db")
     if not path.parent.exists():
         raise StoreError(f"folder {path.parent} of the store {path} does not exist")
+    if path.exists() and not path.is_file():  # SQLite would leave <path>-journal beside a device
+        raise StoreError(f"store path {path} is not a regular file (a device, a pipe ...); give a file "
+                         "name such as gcp-robust.db")
     reason = read_only_reason(path, read_only)
     if reason is not None and not path.exists():
         if read_only:

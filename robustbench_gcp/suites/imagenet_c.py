@@ -187,6 +187,25 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
                     table, run=run, samples=samples)
 
 
+def shared_severities(cells: Sequence[tuple[str, int]], benchmark: Sequence[str]) -> tuple[set[int], str]:
+    """The severities every benchmark corruption of ``cells`` (corruption, severity) has, and a note
+    when they differ (two runs into one store, a partial run's complete cells): the per-corruption
+    CE and their mean then cover those severities only (empty note when they do not differ)."""
+    have: dict[str, set[int]] = {}
+    for corruption, severity in cells:
+        if corruption in benchmark:
+            have.setdefault(corruption, set()).add(severity)
+    sets = {frozenset(v) for v in have.values()}
+    if len(sets) < 2:
+        return set().union(*sets), ""
+    common = set.intersection(*map(set, sets))
+    listed = "; ".join(f"{c} {','.join(map(str, sorted(v)))}" for c, v in have.items() if v != common)
+    shared = ",".join(map(str, sorted(common)))
+    covered = (f"CE, mCE and the means cover the severities they all have, {shared}" if common
+               else "they share none, so each corruption's CE and mean error cover its own")
+    return common, f"the corruptions were stored at different severities ({listed}): {covered}"
+
+
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
               baseline: Baseline | None) -> tuple[dict, list[str]]:
     """The ``clean``, ``cells``, ``per_corruption`` and ``metrics`` sections, and notes.
@@ -207,9 +226,12 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         cells.append({"corruption": result.key.name, "severity": severity, **entry})
         errors[(result.key.name, severity)] = entry["top1_error"]
     clean_error = clean["top1_error"] if clean else None
+    common, uneven = shared_severities([(c["corruption"], c["severity"]) for c in cells], benchmark)
+    if common and uneven:  # a mean over the corruptions' CE is one over the severities they all have
+        errors = {(c, s): e for (c, s), e in errors.items() if c not in benchmark or s in common}
     summaries = corruption_errors(errors, clean_error, baseline)
     metrics = mean_corruption_error(summaries, benchmark)
-    notes = []
+    notes = [uneven] if uneven else []
     if metrics["missing"] and metrics["corruptions"]:
         what = "mCE averages" if dataset.alexnet_normalized else "the means average"
         notes.append(
@@ -232,7 +254,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "of gcp-robust); store it again (gcp-robust baseline) to normalize them")
     if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images")
-    severities = sorted({c["severity"] for c in cells})
+    severities = sorted(common) if common and uneven else sorted({c["severity"] for c in cells})
     if cells and severities != list(SEVERITIES) and dataset.alexnet_normalized:
         notes.append(
             "CE sums over severities " + ",".join(map(str, severities))
@@ -492,7 +514,13 @@ class ImageNetCSuite(LevelledSuite):
         if "clean" in rows:
             metrics["clean_error"] = lambda m: m["clean"]
         baseline = normalizer
-        chosen = [c for c in list_corruptions("benchmark") if c in cells]
+        benchmark = list_corruptions("benchmark")
+        common, uneven = shared_severities([(c, s) for c, levels in cells.items() for s in levels], benchmark)
+        if uneven:  # as the reports: the severities every corruption has, if any
+            cells = {c: [s for s in levels if c not in benchmark or s in common or not common]
+                     for c, levels in cells.items()}
+            notes.append(uneven)
+        chosen = [c for c in benchmark if cells.get(c)]
 
         def mean_error(m):  # as the reports: the mean over corruptions of each one's mean over its severities
             return sum(sum(m[f"{c}/{s}"] for s in cells[c]) / len(cells[c]) for c in chosen) / len(chosen)
