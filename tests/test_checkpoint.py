@@ -272,7 +272,7 @@ def test_sha256_check(tmp_path, isqrt18):
         load_model("resnet18-isqrt", path, sha256=wrong)
     assert f"expected {wrong}, got {digest}" in str(error.value)
     assert str(error.value).startswith("sha256 mismatch for")
-    with pytest.raises(ConfigError, match="`sha256` should be 8 to 64 hexadecimal digits"):
+    with pytest.raises(ConfigError, match="`sha256` \\(--sha256\\) should be 8 to 64 hexadecimal digits"):
         load_model("resnet18-isqrt", path, sha256="not-a-hash")
 
 

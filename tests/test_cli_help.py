@@ -142,3 +142,10 @@ def test_version_is_the_package_version():
     assert re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1) == __version__
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"gcp-robust, version {__version__}"
+
+
+def test_a_mistyped_command_gets_the_closest_one():
+    for args, said in ((["evl"], "No such command 'evl'. Did you mean 'eval'?"),
+                       (["bench", "pipelin"], "No such command 'pipelin'. Did you mean 'pipeline'?")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and result.stderr.strip().splitlines()[-1] == f"Error: {said}"

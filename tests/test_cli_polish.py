@@ -226,3 +226,30 @@ def test_computing_commands_keep_freed_memory(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
     glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc
+
+
+def test_options_the_rest_of_the_command_leaves_unused_are_usage_errors(demo_val, tmp_path):
+    """Each was accepted and silently ignored; now each is a one-line usage error, before any work."""
+    store = tmp_path / "s.db"
+    data = ["--data", str(demo_val), "--class-order", "sorted", "--store", str(store)]
+    cases = {
+        ("eval", "--model", "demo-gap", "--random-weights", "--sha256", "abc", *data):
+            "`--random-weights` and `--sha256` exclude each other: the hash checks a checkpoint file",
+        ("report", "--no-intervals", "--reference", "demo-gap", "--store", str(store)):
+            "--reference chooses the intervals and tests, which --no-intervals skips: drop one or the other",
+        ("compare", "--model", "demo-gap", "--no-intervals", "--resamples", "500", *data):
+            "--resamples chooses the intervals and tests, which --no-intervals skips: drop one or the other",
+        ("baseline", "--list", "--model", "alexnet", "--limit", "5", "--store", str(store)):
+            "--list lists the baselines stored in --store; --model, --limit would run one: drop them or "
+            "--list",
+        ("baseline", "--model", "demo-gap", "--name", " ", *data):
+            "--name is empty: give the name to store the baseline under",
+        ("eval", "--model", "demo-gap", "--suite", "clean,imagenet-c", *data):
+            "Invalid value for '--suite' / '-s': eval runs one suite (`gcp-robust compare --suite "
+            "clean,imagenet-c` runs several)",
+    }
+    for args, message in cases.items():
+        result = CliRunner().invoke(main, list(args))
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip().splitlines()[-1] == f"Error: {message}", args
+    assert not store.exists()

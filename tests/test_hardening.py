@@ -135,15 +135,20 @@ def test_sigint_and_sigterm_say_how_far_the_run_got_and_it_resumes(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-@pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["suites"]])
-def test_a_stdout_that_cannot_be_written_is_one_line(args):
+@pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["suites"], ["baseline", "--list"]])
+def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):
     env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    if args[0] == "baseline":  # a command with -o: the error points to it (the others have none)
+        from robustbench_gcp.store import Store
+
+        Store(tmp_path / "s.db").close()
+        args = [*args, "--store", str(tmp_path / "s.db")]
     with open("/dev/full", "w") as full:
         result = subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=env,
                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == ("Error: cannot write to standard output: No space left on "
-                                     "device; write to a file with -o/--output instead")
+    hint = "; write to a file with -o/--output instead" if args[0] == "baseline" else ""
+    assert result.stderr.strip() == f"Error: cannot write to standard output: No space left on device{hint}"
 
 
 def test_reports_of_partial_runs_are_marked_in_every_format(image_folder, gap_checkpoint, tmp_path):

@@ -15,7 +15,7 @@ import threading
 import click
 
 from robustbench_gcp import __version__
-from robustbench_gcp.errors import GcpRobustError, Terminated
+from robustbench_gcp.errors import GcpRobustError, Terminated, suggest
 
 STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
 
@@ -37,6 +37,17 @@ class LazyGroup(click.Group):
             module, attribute = self.lazy_commands[name].split(":")
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            name = args[0] if args else ""
+            if not name or name.startswith("-") or name in self.list_commands(ctx):
+                raise
+            # click names an unknown command without the closest one, as the tool does for options
+            raise click.UsageError(f"No such command '{name}'.{suggest(name, self.list_commands(ctx))}",
+                                   ctx) from None
 
     def invoke(self, ctx: click.Context):
         previous = _on_sigterm(_terminate)

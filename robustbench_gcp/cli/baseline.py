@@ -53,6 +53,15 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
     if list_only:
         from pathlib import Path
 
+        from robustbench_gcp.cli.options import given_options
+
+        ctx = click.get_current_context()
+        unused = given_options(*(p.name for p in ctx.command.params
+                         if p.name not in ("list_only", "store", "fmt", "output", "config")))
+        if unused:
+            raise click.UsageError(f"--list lists the baselines stored in --store; {', '.join(unused)} "
+                                   "would run one: drop them or --list")
+
         from robustbench_gcp.cli.output import emit
         from robustbench_gcp.errors import StoreError
         from robustbench_gcp.reports.tables import Column
@@ -71,6 +80,8 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
         return
     if model is None:
         raise click.UsageError("give --model (or --list)")
+    if name is not None and not name.strip():
+        raise click.UsageError("--name is empty: give the name to store the baseline under")
     from robustbench_gcp.cli.options import default_workers
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display

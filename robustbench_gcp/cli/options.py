@@ -153,6 +153,13 @@ def given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
+def given_options(*names: str) -> list[str]:
+    """Those of the options ``names`` (parameter names) given on the command line, as ``--flag``
+    texts: for refusing options that the rest of the command line leaves unused."""
+    params = {p.name: p for p in click.get_current_context().command.params}
+    return [max(params[n].opts, key=len) for n in names if given(n)]
+
+
 def check_layout(fmt: str) -> None:
     """``--layout`` given with another ``--format`` than csv does nothing: a usage error."""
     if given("layout") and fmt != "csv":
@@ -228,8 +235,15 @@ engine_options = _compose(
 )
 
 
+def _one_suite(ctx, param, value):
+    if value is not None and "," in value:
+        raise click.BadParameter(f"{ctx.command.name} runs one suite (`gcp-robust compare --suite {value}` "
+                                 "runs several)", ctx, param)
+    return value
+
+
 suite_option = click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
-                            help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
+                            callback=_one_suite, help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
 
 def _flag_option(flag) -> click.Option:
     """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""
@@ -300,6 +314,15 @@ def statistics_options(func):
                         callback=_plot_folder, metavar="DIR",
                         help="Also write PNG figures into DIR (made if missing).")(func)
     return func
+
+
+def check_no_intervals(no_intervals: bool) -> None:
+    """``--reference`` / ``--resamples`` choose the comparisons that ``--no-intervals`` skips."""
+    unused = given_options("reference", "resamples") if no_intervals else []
+    if unused:
+        verb = "choose" if len(unused) > 1 else "chooses"
+        raise click.UsageError(f"{' and '.join(unused)} {verb} the intervals and tests, which "
+                               "--no-intervals skips: drop one or the other")
 
 
 def _plot_folder(ctx, param, value):

@@ -125,9 +125,11 @@ def _to_stdout(write: Callable[[], None]) -> None:
         raise
     except OSError as error:
         _discard_stdout()
+        ctx = click.get_current_context(silent=True)
+        has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
         raise click.ClickException(
-            f"cannot write to standard output: {error.strerror or error}; "
-            "write to a file with -o/--output instead"
+            f"cannot write to standard output: {error.strerror or error}"
+            + ("; write to a file with -o/--output instead" if has_output else "")
         ) from None
 
 

@@ -7,6 +7,7 @@ import click
 from robustbench_gcp.cli.options import (
     baseline_option,
     check_layout,
+    check_no_intervals,
     config_option,
     format_option,
     output_option,
@@ -53,6 +54,7 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     from robustbench_gcp.reports.stored import reports_from_store, split_labels
 
     check_layout(fmt)
+    check_no_intervals(no_intervals)
 
     names = split_labels(models) if models else None
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]

@@ -269,7 +269,7 @@ def read_labels_file(path: Path) -> dict[str, int]:
     first) and whitespace-separated ``<file> <index>`` lists (caffe's val.txt).
     """
     if not path.is_file():
-        raise DataError(f"labels file {path} does not exist")
+        raise DataError(f"labels file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

@@ -199,7 +199,7 @@ def check_sha256(path: str | Path, expected: str) -> str:
     want = str(expected).strip().lower().removeprefix("sha256:")
     if not re.fullmatch(r"[0-9a-f]{8,64}", want):
         raise ConfigError(
-            f"`sha256` should be 8 to 64 hexadecimal digits (a full SHA-256 or its prefix). "
+            f"`sha256` (--sha256) should be 8 to 64 hexadecimal digits (a full SHA-256 or its prefix). "
             f"Got {expected!r}"
         )
     actual = file_sha256(path)

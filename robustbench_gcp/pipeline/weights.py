@@ -178,6 +178,9 @@ def choose_model(
     if random_weights:
         if checkpoint is not None:
             raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
+        if sha256 is not None:
+            raise ConfigError("`--random-weights` and `--sha256` exclude each other: the hash checks a "
+                              "checkpoint file")
         if not needs_weights:
             raise ConfigError(f"`--random-weights` gives seeded random weights to the registry's models and "
                               f"torchvision:<name>; {external.ref} comes with its own weights: drop it")
