@@ -229,7 +229,9 @@ def test_project_files(tmp_path, x, name):
     lambda s: {"model": s, "epoch": 3},
     lambda s: {"state_dict_ema": s, "epoch": 3},
     lambda s: {"model": prefixed(s, "module._orig_mod."), "optimizer": {}},
-], ids=["orig_mod", "module_orig_mod", "model", "state_dict_ema", "model_nested_prefixes"])
+    lambda s: {"model_state_dict": s, "optimizer_state_dict": {}, "epoch": 3},  # PyTorch's tutorial
+], ids=["orig_mod", "module_orig_mod", "model", "state_dict_ema", "model_nested_prefixes",
+        "model_state_dict"])
 def test_wrappers_and_inner_dicts(tmp_path, isqrt18, x, wrap):
     path = save(wrap(isqrt18.state_dict()), tmp_path / "wrapped.pth")
     assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
@@ -371,7 +373,8 @@ def test_error_not_a_checkpoint(tmp_path):
     check_error(text, r"the file contains a str, not a state dict \(a dict of tensors\)")
     meta = tmp_path / "meta.pth"
     torch.save({"epoch": 3, "arch": "resnet50"}, meta)
-    check_error(meta, r"no state dict found: .* the checkpoint holds epoch \(int\), arch \(str\)")
+    check_error(meta, rf"^'{re.escape(str(meta))}': no state dict found: .* the checkpoint holds "
+                      r"epoch \(int\), arch \(str\)")
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     check_error(empty, r"is empty \(0 bytes\)")
@@ -389,7 +392,21 @@ def test_error_python_objects_are_never_unpickled(tmp_path, isqrt18, monkeypatch
     monkeypatch.delitem(sys.modules, module.__name__)
     check_error(path, r"contains Python objects that are not loaded with weights_only=True "
                       r"\(first: train_utils_of_someone.AverageMeter\); gcp-robust never "
-                      r"unpickles arbitrary code")
+                      r"unpickles arbitrary code.*c.state_dict\(\) if isinstance\(c, torch.nn.Module\) "
+                      r"else c\['state_dict'\]")
+
+
+def test_safetensors_files_load_and_a_broken_one_is_named(tmp_path, isqrt18, x):
+    """timm and the hub publish safetensors (DeiT's model.safetensors): tensors only, no code."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in zoo_layout(isqrt18.state_dict()).items()}, path)
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+    assert inspect_checkpoint(path).arch == "resnet18-isqrt"
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    check_error(cut, rf"^'{re.escape(str(cut))}' is a safetensors file that cannot be read: ")
 
 
 def protobuf_field(number, payload):

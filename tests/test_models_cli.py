@@ -42,7 +42,10 @@ def test_inspect_table(zoo_file):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     for text in ("layer-reduce", "resnet18-isqrt", "resnet18-svdpade", "isqrt", "32", "10",
-                 "stripped module.", "stored epoch", hashlib.sha256(zoo_file.read_bytes()).hexdigest()):
+                 "stripped module.", "stored epoch", hashlib.sha256(zoo_file.read_bytes()).hexdigest(),
+                 "isqrt: iSQRT-COV: covariance, Newton-Schulz square root (5 iterations)",
+                 "(the same weights fit resnet18-svdpade, whose matrix function differs: give the one it "
+                 "was trained with as --model)"):
         assert text in out, text
 
 

@@ -67,6 +67,26 @@ def counted():
 
 
 NOT_CALLABLE = 3
+
+
+def lazy():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1000))
+
+
+def meta():
+    with torch.device("meta"):
+        return torchvision.models.resnet18()
+
+
+class Wrapped(torch.nn.Module):
+    """A user's module whose child is called `module`, as DataParallel's."""
+
+    def __init__(self):
+        super().__init__()
+        self.module = torchvision.models.resnet18()
+
+    def forward(self, x):
+        return self.module(x)
 '''
 
 
@@ -232,6 +252,12 @@ def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpo
     said = run("eval", "--model", "torchvision:resnet18", "--checkpoint", odd, *data)
     assert said.exit_code == 1 and "does not fit torchvision:resnet18" in said.stderr
     assert "1 missing key (first: fc.bias)" in said.stderr and "closest" not in said.stderr, said.stderr
+    # modules without values yet: a lazy layer, the meta device (tracebacks before)
+    assert error_of("--model", f"{user_package}:lazy", "--checkpoint", odd, *data).endswith(
+        "has lazy layers (nn.LazyLinear ...) not yet built: run one forward pass in your callable before "
+        "returning the module")
+    assert error_of("--model", f"{user_package}:meta", "--checkpoint", odd, *data).endswith(
+        "is on the meta device (no values): build it on a real device, e.g. with torch.device('cpu')")
     assert not store.exists()
 
 
@@ -316,3 +342,24 @@ def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_packa
     mine.unlink()
     with pytest.raises(CheckpointError, match="not found"):
         run(planned)
+
+
+def test_a_users_module_with_a_child_called_module_loads_its_own_file(user_package, tmp_path):
+    """`module.` is stripped as DataParallel's prefix, but not from a module whose own keys hold it."""
+    import importlib
+
+    from robustbench_gcp.models.external import external_source, load_external
+
+    torch.manual_seed(3)
+    wrapped = importlib.import_module(user_package).Wrapped().eval()
+    torch.save(wrapped.state_dict(), tmp_path / "wrapped.pth")
+    loaded = load_external(external_source(f"{user_package}:Wrapped"), "w", tmp_path / "wrapped.pth")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), wrapped(x))
+    # a plain module saved from DataParallel still loads, its prefix stripped
+    plain = wrapped.module
+    torch.save({f"module.{k}": v for k, v in plain.state_dict().items()}, tmp_path / "dp.pth")
+    loaded = load_external(external_source(f"{user_package}:resnet18_like"), "p", tmp_path / "dp.pth")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), plain(x))

@@ -25,6 +25,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.models import inspect_checkpoint
+    from robustbench_gcp.models.heads import HEADS
     from robustbench_gcp.reports.tables import Column
 
     info = inspect_checkpoint(checkpoint)
@@ -32,14 +33,15 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")
     if info.also_fits:
-        fits += f" (same weights fit {', '.join(info.also_fits)})"
+        fits += (f" (the same weights fit {', '.join(info.also_fits)}, whose matrix function differs: "
+                 "give the one it was trained with as --model)")
     rows = [
         ("file", info.path),
         ("layout", f"{info.layout}: {info.layout_description}"),
         ("weights in", info.container + (f", stripped {' '.join(info.stripped)}"
                                          if info.stripped else "")),
         ("model", fits),
-        ("head", info.head),
+        ("head", f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head),
         ("depth", info.depth),
         ("width d", info.reduction_dim),
         ("classes", info.num_classes),

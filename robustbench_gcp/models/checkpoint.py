@@ -4,13 +4,13 @@ Only files and tensors live here: nothing in this module knows the registered
 models (matching, strict loading and :func:`inspect_checkpoint` are in
 :mod:`robustbench_gcp.models.loading`). The layers:
 
-1. :func:`read_checkpoint`: recognize the file (zip / pickle, or an HTML page,
-   a MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with
+1. :func:`read_checkpoint`: recognize the file (zip / pickle / safetensors, or an HTML
+   page, a MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with
    ``weights_only=True``; a few harmless non-tensor types that training scripts
    store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
    nothing else is ever unpickled.
-2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless
-   ``ema=False``, ``state_dict``, ``model``, or the bare dict of tensors).
+2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless ``ema=False``,
+   ``state_dict``, ``model``, ``model_state_dict``, or the bare dict of tensors).
 3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
    key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
 4. :func:`detect_layout` and :func:`remap`: rename the published layouts
@@ -35,7 +35,7 @@ import pickletools
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ __all__ = [
 
 #: dict entries that may hold the weights, in order of preference: a training file's EMA
 #: weights first, as the original evaluations use them (timm's train.py, e.g. DeiT + DropCov)
-CONTAINER_KEYS = ("state_dict_ema", "state_dict", "model")
+CONTAINER_KEYS = ("state_dict_ema", "state_dict", "model", "model_state_dict")
 #: the entries of CONTAINER_KEYS that hold EMA weights (passed over with ``ema=False``)
 EMA_KEYS = ("state_dict_ema",)
 #: key components removed wherever they stand
@@ -301,7 +301,7 @@ def _sniff(path: Path, head: bytes) -> str:
         kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
     raise CheckpointError(
         f"'{path}' is not a PyTorch checkpoint: it holds {kind}, neither a zip archive "
-        "(torch.save since PyTorch 1.6) nor a pickle (older torch.save)."
+        "(torch.save since PyTorch 1.6), a pickle (older torch.save) nor safetensors."
     )
 
 
@@ -407,6 +407,23 @@ def _pickles_complete(path: Path) -> bool:
     return True
 
 
+def _is_safetensors(path: Path, head: bytes) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    size = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
+    return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (timm's and the hub's format: tensors only, no code)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"'{path}' is a safetensors file that cannot be read: {error}") from None
+
+
 def read_checkpoint(path: str | Path) -> Any:
     """Load a checkpoint file with ``torch.load(..., map_location="cpu", weights_only=True)``.
 
@@ -426,6 +443,8 @@ def read_checkpoint(path: str | Path) -> Any:
         head = handle.read(4096)
     if not head:
         raise CheckpointError(f"'{path}' is empty (0 bytes): the download or copy failed")
+    if _is_safetensors(path, head):
+        return _read_safetensors(path)
     kind = _sniff(path, head)
     if kind == "zip" and not zipfile.is_zipfile(path):
         raise _truncated(path, "the zip archive has no central directory")
@@ -447,7 +466,8 @@ def read_checkpoint(path: str | Path) -> Any:
                 f"(first: {unsafe.group(1)}); gcp-robust never unpickles arbitrary code. If you "
                 "trust the file, save its weights alone once: python -c \"import torch; "
                 f"c = torch.load('{path}', weights_only=False); "
-                f"torch.save(c['state_dict'], '{path.stem}-weights.pth')\""
+                "w = c.state_dict() if isinstance(c, torch.nn.Module) else c['state_dict']; "
+                f"torch.save(w, '{path.stem}-weights.pth')\""
             ) from None
         if unsafe or "truncated" in message:
             raise _truncated(path, "the pickle stream breaks off") from None
@@ -521,9 +541,10 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
     raise CheckpointError("no state dict found: containers nested too deeply")
 
 
-def strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
-                                                                     list[str]]:
-    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key.
+def strip_wrappers(state_dict: Mapping[str, torch.Tensor], keep: Collection[str] = ()
+                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key, but those in
+    ``keep`` (a module you bring whose own children are called so).
 
     Returns:
         ``(state_dict, stripped)`` where ``stripped`` lists the prefixes removed,
@@ -533,8 +554,9 @@ def strip_wrappers(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, to
     stripped: set[str] = set()
     for key, value in state_dict.items():
         parts = key.split(".")
-        kept = [p for p in parts if p not in WRAPPER_COMPONENTS]
-        stripped.update(p + "." for p in parts if p in WRAPPER_COMPONENTS)
+        dropped = [p for p in parts if p in WRAPPER_COMPONENTS and p not in keep]
+        kept = [p for p in parts if p not in dropped]
+        stripped.update(p + "." for p in dropped)
         out[".".join(kept)] = value
     return out, sorted(stripped)
 
@@ -639,7 +661,7 @@ def _scalars(obj: Any) -> dict[str, Any]:
 
 def read_state_dict(path: str | Path, *, sha256: str | None = None,
                     compute_sha256: bool = True, ema: bool = True,
-                    layout: Layout | None = None) -> StateDict:
+                    layout: Layout | None = None, own_keys: Collection[str] = ()) -> StateDict:
     """Steps 1-4: read, check the hash, pick the inner dict, strip wrappers, remap.
 
     Args:
@@ -649,6 +671,8 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         ema: a training file's EMA weights when it has them (see :func:`select_state_dict`).
         layout: the layout to apply instead of detecting one from the keys (a model you
             bring keeps the file's own names: :data:`AS_SAVED`).
+        own_keys: the state-dict keys of the module to load into (a model you bring): wrapper
+            components its own keys hold (a child called ``module``) are not stripped.
 
     Raises:
         CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.
@@ -661,8 +685,12 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         digest = check_sha256(path, sha256)
     elif compute_sha256:
         digest = file_sha256(path)
-    tensors, container = select_state_dict(obj, ema=ema)
-    tensors, stripped = strip_wrappers(tensors)
+    try:
+        tensors, container = select_state_dict(obj, ema=ema)
+    except CheckpointError as error:  # which file, where a command reads several
+        raise CheckpointError(f"'{path}': {error}") from None
+    own = {part for key in own_keys for part in key.split(".")}
+    tensors, stripped = strip_wrappers(tensors, keep=own & set(WRAPPER_COMPONENTS))
     layout = detect_layout(tensors) if layout is None else layout
     has_ema = isinstance(obj, Mapping) and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS)
     return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,

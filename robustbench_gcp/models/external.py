@@ -209,9 +209,16 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
 
     model = source.build()
     model.name = source.ref  # named in a load error
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(nn.parameter.is_lazy(t) for t in tensors):
+        raise ConfigError(f"`--model {source.ref}` has lazy layers (nn.LazyLinear ...) not yet built: run "
+                          "one forward pass in your callable before returning the module")
+    if any(t.is_meta for t in tensors):
+        raise ConfigError(f"`--model {source.ref}` is on the meta device (no values): build it on a real "
+                          "device, e.g. with torch.device('cpu')")
     if checkpoint is not None:
         load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False,
-                                           layout=AS_SAVED))
+                                           layout=AS_SAVED, own_keys=model.state_dict().keys()))
     model = model.to(device)
     cfg = source.preprocess
     if source.own_preprocess and isinstance(getattr(model, "pretrained_cfg", None), PreprocessConfig):
