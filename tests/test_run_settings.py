@@ -177,3 +177,18 @@ def test_a_limit_beyond_the_images_is_said(demo_val, tmp_path):
     assert said.lines == [f"demo-gap: --limit 10000 is more than the {planned.available} images: all of "
                           "them were used"]
     assert len(planned.images) == planned.available
+
+
+def test_a_new_run_on_other_images_of_the_same_folder_says_so(demo_val, tmp_path):
+    """A file added to the folder (or another --limit) makes other images, so a new run: said, not
+    a silent restart of a long run."""
+    store = tmp_path / "s.db"
+    common = dict(suite="imagenet-c", corruptions="fog", severities=[1], data=str(demo_val),
+                  class_order="sorted", store=str(store), workers=0, shard_size=4)
+    run(plan("demo-gap", limit=8, **common), Said())
+    second = Said()
+    run(plan("demo-gap", limit=6, **common), second)
+    (line,) = second.lines
+    assert line == (f"demo-gap: a new run, starting afresh; the store's run of this model on {demo_val} "
+                    "(4 shards stored) was on other images of it (8 then, 6 now: another --limit, or files "
+                    "added, removed or relabelled; its results stay there)")

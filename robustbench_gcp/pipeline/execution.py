@@ -10,6 +10,7 @@ owns the store and makes the report; the other ranks compute their share and get
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,26 +312,35 @@ def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellK
 
 
 def _absolute(source: str | None) -> str | None:
-    """The images' folder or file as an absolute path, as a new run records it."""
-    return str(Path(source).expanduser().absolute()) if source else source
+    """The images' folder or file as an absolute path without ``..``, as a new run records it."""
+    return os.path.normpath(Path(source).expanduser().absolute()) if source else source
 
 
 def other_settings(store: Store, info: RunInfo) -> list[str]:
-    """For a run with nothing stored yet: the store's runs of the same model on the same images that
-    hold shards but differ in a setting that defines a run (shard size, seed, weights, precision
-    ...), whose results this run therefore cannot reuse: one line each, saying what differs."""
+    """For a run with nothing stored yet: the store's runs of the same model that hold shards but
+    that it cannot reuse, one line each saying why: on the same images, a setting that defines a
+    run differs (shard size, seed, weights, precision ...); from the same folder, its images differ
+    (another --limit, files added, removed or relabelled: a long run would otherwise restart
+    unsaid)."""
     if any(store.done_shards(cell) for cell, _ in store.cells(info.id)):
         return []
     lines = []
     for other in store.runs():
-        if other.id == info.id or other.model != info.model or \
-                other.identity.get("data") != info.identity.get("data"):
+        same_images = other.identity.get("data") == info.identity.get("data")
+        same_folder = bool(other.data and info.data) and \
+            Path(other.data).resolve() == Path(info.data).resolve()
+        if other.id == info.id or other.model != info.model or not (same_images or same_folder):
             continue
         shards = sum(len(store.done_shards(cell)) for cell, _ in store.cells(other.id))
-        if shards:
+        if shards and same_images:
             lines.append(f"{info.model}: a new run, starting afresh; the store's other run of this model on "
                          f"these images ({shards} shards stored) differs in: "
                          f"{_differences(other.identity, info.identity)} (its results stay there)")
+        elif shards:
+            lines.append(f"{info.model}: a new run, starting afresh; the store's run of this model on "
+                         f"{info.data} ({shards} shards stored) was on other images of it ({other.n_images} "
+                         f"then, {info.n_images} now: another --limit, or files added, removed or "
+                         "relabelled; its results stay there)")
     return lines
 
 
