@@ -194,6 +194,22 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
                           "to finish"), error
 
 
+def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,
+                                                                             tmp_path):
+    store = tmp_path / "s.db"
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
+                          "--corruptions", "contrast", "--severities", "1")).exit_code == 0
+    with sqlite3.connect(store) as db:  # clean has shard 0 only, contrast shard 1 only: none in common
+        db.execute("DELETE FROM shards WHERE (shard != 0 AND cell_id = (SELECT id FROM cells WHERE kind = "
+                   "'clean')) OR (shard != 1 AND cell_id = (SELECT id FROM cells WHERE name = 'contrast'))")
+    result = run("report", "--store", store, "--format", "json", "--no-intervals")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["kind"] == "clean" and report["n_images"] == 4
+    assert ("imagenet-c of this run not reported: 2 of 6 shards stored, and no image is in all its cells "
+            "yet; re-run the eval command to finish") in report["notes"]
+
+
 def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_checkpoint, tmp_path):
     store = tmp_path / "s.db"
     assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",

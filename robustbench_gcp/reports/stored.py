@@ -147,17 +147,24 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             if result.key != CLEAN:
                 suite = suite_of_cell(result.key)
                 stored.setdefault((suite.kind, suite.group(result.key)), []).append(result)
-        found = []
+        found, unreported = [], []
         for (kind, _), cells in stored.items():
             if kind in wanted:
                 report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
                                        baseline, baselines)
                 found += [report] if report is not None else []
+                if report is None and any(r.shards for r in cells):  # begun, no image in every cell yet
+                    progress = run_progress(clean_cells + cells, run.n_shards)
+                    unreported.append(f"{kind} of this run not reported: {progress['shards']} of "
+                                      f"{progress['of_shards']} shards stored, and no image is in all its "
+                                      "cells yet; re-run the eval command to finish")
         # a clean-only report when asked for, or when the run has nothing else to report
         if clean_cells and clean_suite.kind in wanted and (kinds is not None or not found):
             report = _group_report(clean_suite, store, run, labels[run.key], clean_cells, [], baseline,
                                    baselines)
             found = ([report] if report is not None else []) + found
+        if found:
+            found[0].notes += unreported
         reports += found
     return reports
 
