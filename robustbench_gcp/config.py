@@ -82,10 +82,15 @@ class DataPaths:
         path, missing = self.locate(dataset, kind)
         if missing is None:
             return path
-        if path is None:  # a relative path without a root
-            raise ConfigError(f"{missing}: set {DATA_VARIABLE} or datasets.root")
-        raise ConfigError(f"{missing} (relative paths are under the data root {self.root}, from "
-                          f"{self.root_from}; set {DATA_VARIABLE} to where your data lives, or give --data)")
+        raise self.refusal([(path, missing)])
+
+    def refusal(self, located: list[tuple[Path | None, str]]) -> ConfigError:
+        """The error for keys that cannot serve, each as :meth:`locate` said why, the remedy once."""
+        said = "; and ".join(missing for _, missing in located)
+        if any(path is None for path, _ in located):  # a relative path without a root
+            return ConfigError(f"{said}: set {DATA_VARIABLE} or datasets.root")
+        return ConfigError(f"{said} (relative paths are under the data root {self.root}, from "
+                           f"{self.root_from}; set {DATA_VARIABLE} to where your data lives, or give --data)")
 
     def locate(self, dataset: str, kind: str = "clean") -> tuple[Path | None, str | None]:
         """Where ``datasets.<dataset>.<kind>`` points (None: not configured, or relative without a

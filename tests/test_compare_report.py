@@ -323,6 +323,22 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
         assert str(error.value) == message
 
 
+def test_missing_checkpoints_of_benchmarks_yaml_are_counted_and_their_folder_named(tmp_path):
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline.compare_models import model_entries
+
+    names = [f"m{i}" for i in range(8)]
+    yaml = "models:\n" + "".join(f"  {n}:\n    arch: resnet18-isqrt\n    checkpoint: ckpt/{n}.pth\n"
+                                  for n in names)
+    (tmp_path / "b.yaml").write_text(yaml)
+    with pytest.raises(ConfigError) as error:
+        model_entries((), None, load_config(tmp_path / "b.yaml"))
+    assert str(error.value) == (f"comparing the models of benchmarks.yaml, but 8 of their checkpoints are "
+                                f"missing from {tmp_path / 'ckpt'}: m0, m1, m2, m3, m4, m5 and 2 more; pick "
+                                "models with --model NAME[=CHECKPOINT] or --checkpoints DIR")
+
+
 def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoint, isqrt_checkpoint,
                                                       tmp_path):
     store = tmp_path / "s.db"

@@ -569,6 +569,7 @@ def test_cifar10_p_files_located_by_benchmarks_yaml_and_a_folder_is_refused(cifa
                   "--store", root / "s.db")
     assert neither.exit_code != 0 and "datasets.cifar10.clean" in neither.output
     assert "datasets.cifar10.perturbed" in neither.output
+    assert neither.output.count("relative paths are under") == 1  # the remedy once, after both keys
     shutil.move(root / "elsewhere", released)
     # CIFAR-10-P rows are the test set's: a folder of images has no row order to match
     folder = root / "folder"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.errors import CheckpointError, ConfigError, suggest
+from robustbench_gcp.errors import CheckpointError, ConfigError, listed, suggest
 from robustbench_gcp.pipeline.planning import Plan, plan_all
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
@@ -68,9 +68,11 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         missing = [spec for spec in config.models.values() if spec.checkpoint
                    and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]
         if missing:
+            folders = {str(Path(s.checkpoint).parent) for s in missing}
+            where = f" from {folders.pop()}" if len(folders) == 1 else ""
             raise ConfigError(
-                "comparing the models of benchmarks.yaml, but these checkpoints are missing: "
-                + ", ".join(f"{s.name} ({s.checkpoint})" for s in missing)
+                f"comparing the models of benchmarks.yaml, but {len(missing)} of their checkpoints are "
+                f"missing{where}: " + listed([s.name for s in missing])
                 + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR"
             )
     groups: dict[str, list[CompareEntry]] = {}

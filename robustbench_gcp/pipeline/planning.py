@@ -264,14 +264,9 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
         said = () if gone is None else (f"{gone}: the released files of datasets.{dataset.name}.{kind} are "
                                         "read alone (no clean cell; give --data for one)",)
         return dataclasses.replace(options, flags={**options.flags, "corrupted_dir": located[kind][0]}), said
-    errors = []
-    for key in keys:
-        try:
-            config.data.path(dataset.name, key)  # the messages of the keys that are not there
-        except ConfigError as error:
-            errors.append(str(error))
-    if errors:
-        raise ConfigError("; and ".join(errors))
+    refused = [located[key] for key in keys if located[key][1] is not None]
+    if refused:
+        raise config.data.refusal(refused)
     return options, ()
 
 
