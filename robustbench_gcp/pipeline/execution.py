@@ -98,7 +98,8 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         if progress is not None:
-            said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release]
+            said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release,
+                    *own_code_notes(plan, store, info)]
             for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
@@ -281,6 +282,21 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
     return [f"results stored from the images in {info.data} are used for those in {plan.images.source}: "
             "the same file names and labels (a run is found by those, not by pixels); if the images "
             "differ, give another --store"]
+
+
+def own_code_notes(plan: Plan, store: Store, info: RunInfo) -> list[str]:
+    """The note on results stored for a module you bring (not torchvision's): its run is found by
+    its name and weights; code that changed since (a forward pass, a setting kept outside the state
+    dict) cannot be seen, so reusing them is said."""
+    from robustbench_gcp.models.external import TORCHVISION
+
+    external = plan.model.external
+    if external is None or external.ref.startswith(TORCHVISION):
+        return []
+    if not any(store.done_shards(cell) for cell, _ in store.cells(info.id)):
+        return []
+    return ["results stored for these weights are reused: a module you bring is found by its name and "
+            "weights, not its code; if the code changed since, give another --store"]
 
 
 def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellKey]) -> list[str]:
