@@ -370,3 +370,40 @@ def test_a_users_module_with_a_child_called_module_loads_its_own_file(user_packa
     loaded = load_external(external_source(f"{user_package}:resnet18_like"), "p", tmp_path / "dp.pth")
     with torch.no_grad():
         assert torch.equal(loaded(x), plain(x))
+
+
+def test_a_library_run_keeps_the_callers_state_and_files_the_weights_it_used(image_folder, tmp_path):
+    """A module whose weights change between plan() and run() is stored under the weights the run
+    used (it was filed under the plan's, so the old weights later reused its results); the caller's
+    global RNG and torch's TF32 settings are as they were."""
+    from robustbench_gcp import evaluate, plan, run
+    from robustbench_gcp.engine.device import exact_float32, kept_float32_settings
+    from robustbench_gcp.models.external import STATE_DICT_SHA256, state_dict_hash
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    store = tmp_path / "s.db"
+    options = dict(name="mine", data=str(image_folder), store=str(store), workers=0, batch_size=6)
+    planned = plan(net, **options)
+    with torch.no_grad():
+        net.fc.bias.add_(1.0)
+    changed = state_dict_hash(net)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    run(planned)
+    assert torch.equal(torch.rand(3), expected)  # no draw from the caller's generator
+    with Store(store, read_only=True) as s:
+        (stored,) = s.runs()
+    assert stored.identity["weights"] == f"{STATE_DICT_SHA256}{changed}"
+    net.load_state_dict(before)
+    again = evaluate(net, **options)
+    assert again.to_json()["computed"]["computed"] > 0  # other weights: computed, not reused
+    # what a CUDA run turns off is on again afterwards
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    was = (conv.fp32_precision, matmul.fp32_precision)
+    with kept_float32_settings():
+        exact_float32()
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    assert (conv.fp32_precision, matmul.fp32_precision) == was

@@ -192,6 +192,7 @@ def iterate_batches(
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=False,
+        generator=torch.Generator(),  # its seed draw comes from here: the caller's RNG stays as it was
         prefetch_factor=4 if workers > 0 else None,
     )
     for images, positions, errors in loader:

@@ -70,7 +70,8 @@ def iterate_video_batches(
         DataError: a video is missing, unreadable or of the wrong shape (named in the message).
     """
     loader = DataLoader(VideoFiles(paths, frames, size), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, prefetch_factor=2 if workers > 0 else None)
+                        num_workers=workers, prefetch_factor=2 if workers > 0 else None,
+                        generator=torch.Generator())  # its seed draw leaves the caller's RNG alone
     for videos, positions, errors in loader:
         for error in errors:
             if error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from robustbench_gcp.errors import ConfigError
@@ -67,6 +69,25 @@ def exact_float32() -> None:
     it by default): a float32 run then computes in float32, as its identity says and the CPU does.
     A process-wide setting of torch; autocast's float16 is not affected."""
     no_tf32(torch.backends.cudnn, torch.backends.cuda.matmul)
+
+
+@contextlib.contextmanager
+def kept_float32_settings():
+    """Restore torch's TF32 settings (those :func:`exact_float32` writes) on exit, so that a library
+    call leaves the caller's later training as it was."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    conv = getattr(cudnn, "conv", None)
+    # only the settings exact_float32 writes are read (torch 2.9+ refuses a read of allow_tf32 once
+    # fp32_precision is set)
+    name = "fp32_precision" if conv is not None and hasattr(conv, "fp32_precision") else "allow_tf32"
+    pairs = [(conv if name == "fp32_precision" else cudnn, name), (matmul, name)]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in pairs]
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            if getattr(owner, name) != value:
+                setattr(owner, name, value)
 
 
 def no_tf32(cudnn, matmul) -> None:

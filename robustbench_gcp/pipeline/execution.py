@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from robustbench_gcp.engine.device import kept_float32_settings
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
 from robustbench_gcp.engine.runner import (
     Classifier,
@@ -51,13 +52,19 @@ class RankResult:
 
 
 def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult:
-    """Compute what the store lacks for ``plan`` and report it.
+    """Compute what the store lacks for ``plan`` and report it. torch's TF32 settings, which a CUDA
+    run turns off, are as they were afterwards.
 
     Raises:
         DataError: the data has more classes than the model (the checkpoint changed since the plan).
         CheckpointError: the weights do not fit the architecture.
         StoreError, RankFailure: the store cannot be used, a torchrun rank was lost.
     """
+    with kept_float32_settings():
+        return _run(plan, progress)
+
+
+def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
     device = plan.device
     job = Distributed.get(device)  # None unless launched by torchrun
     if job is not None:

@@ -259,7 +259,13 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
     global _checked_external
     checked, _checked_external = _checked_external, None
     if checked is not None and checked[0] is choice and checked[2] == _stamp(choice.checkpoint):
-        return checked[1].to(device).eval()  # built and loaded by check_weights
+        from robustbench_gcp.models.external import state_dict_hash
+
+        model = checked[1].to(device).eval()  # built and loaded by check_weights
+        # hashed again: a module object's weights may have changed between plan and run, and the
+        # run is found by the weights it computes with
+        model.weights_hash = state_dict_hash(model)
+        return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(choice.seed)
         if choice.external is not None:
