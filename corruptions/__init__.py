@@ -205,5 +205,5 @@ def corrupt(
         else:
             rng = ImageRandom(stop - start, images.device, seeds=seeds[start:stop])
             params = spec.sampler(rng, part, level)
-        torch.clamp(spec.applier(part, level, params), 0, 1, out=out[start:stop])
+        out[start:stop] = spec.applier(part, level, params).clamp_(0, 1)  # cast as it is copied in
     return out

@@ -116,6 +116,19 @@ def test_other_float_dtypes(name, small):
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
 
 
+@pytest.mark.parametrize("name", ["contrast", "gaussian_noise"])
+def test_half_batches_the_cpu_computes_a_few_images_at_a_time(name):
+    """Large enough to be computed in chunks on the CPU: float16 / bfloat16 failed there ('Found
+    dtype Half but expected Float') and now give the float32 result in their dtype."""
+    x = torch.rand(2, 3, 320, 320, generator=torch.Generator().manual_seed(0))
+    reference = corrupt(x, name, 3, seed=[1, 2])
+    for dtype in (torch.float16, torch.bfloat16):
+        out = corrupt(x.to(dtype), name, 3, seed=[1, 2])
+        assert out.dtype == dtype
+        assert torch.equal(out, corrupt(x.to(dtype).float(), name, 3, seed=[1, 2]).to(dtype))
+        assert (out.float() - reference).abs().max() < 0.02
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_batched_equals_one_by_one(name, small):
     x = torch.cat([small, small.flip(-1)])
