@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -407,3 +408,23 @@ def test_a_library_run_keeps_the_callers_state_and_files_the_weights_it_used(ima
         exact_float32()
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     assert (conv.fp32_precision, matmul.fp32_precision) == was
+
+
+def test_library_options_take_numpy_integers_and_paths_and_refuse_what_they_cannot_use():
+    import numpy as np
+
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline.planning import EvalOptions
+
+    options = EvalOptions.of(limit=np.int64(4), batch_size=np.int32(3), seed=np.int64(1),
+                             checkpoint=Path("w.pth"))
+    options.validate()
+    assert (options.limit, options.batch_size, options.seed, options.checkpoint) == (4, 3, 1, "w.pth")
+    assert type(options.limit) is int
+    for given, said in ((dict(limit=True), "`--limit` should be a positive integer. Got True"),
+                        (dict(amp="no"), "`amp` should be True or False. Got 'no'"),
+                        (dict(channels_last="no"), "`channels_last` should be True or False. Got 'no'"),
+                        (dict(store=None), "`store` should be the path of a store file. Got None")):
+        with pytest.raises(ConfigError) as error:
+            EvalOptions.of(**given).validate()
+        assert str(error.value) == said

@@ -16,11 +16,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from robustbench_gcp.config import Config, load_config
@@ -39,6 +42,8 @@ from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
 from robustbench_gcp.store import DEFAULT_STORE
 from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
+
+_INTEGERS = ("batch_size", "workers", "seed", "limit", "shard_size", "ns_iters")
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,11 @@ class EvalOptions:
                 flags[name] = kwargs.pop(name)
             elif name not in fields:
                 raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(fields | known_flags))}")
+        for name, value in kwargs.items():  # a library caller's NumPy integers and paths, as the CLI's
+            if name in _INTEGERS and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                kwargs[name] = int(value)
+            elif name in ("checkpoint", "sha256") and isinstance(value, os.PathLike):
+                kwargs[name] = os.fspath(value)
         return cls(**kwargs, flags=flags)
 
     def validate(self) -> None:
@@ -100,8 +110,14 @@ class EvalOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"`--{flag}` should be an integer >= {low}. Got {value!r}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
             raise ConfigError(f"`--limit` should be a positive integer. Got {self.limit!r}")
+        for name in ("amp", "channels_last", "random_weights", "ema"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"`{name}` should be True or False. Got {getattr(self, name)!r}")
+        if not isinstance(self.store, (str, os.PathLike)):
+            raise ConfigError(f"`store` should be the path of a store file. Got {self.store!r}")
         if self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
