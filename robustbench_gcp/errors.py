@@ -54,8 +54,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 
 
-class Interrupted(GcpRobustError):
-    """A run stopped by Ctrl-C (exit 130) or SIGTERM (exit 143); what was committed stays."""
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (exit 130) or SIGTERM (exit 143); what was committed stays. A
+    KeyboardInterrupt still, not an Exception, so that a caller's ``except Exception`` (a notebook
+    looping over models) does not swallow the Ctrl-C."""
 
     def __init__(self, message: str, *, terminated: bool = False):
         super().__init__(message)

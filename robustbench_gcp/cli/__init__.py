@@ -15,7 +15,7 @@ import threading
 import click
 
 from robustbench_gcp import __version__
-from robustbench_gcp.errors import GcpRobustError, Terminated, suggest
+from robustbench_gcp.errors import GcpRobustError, Interrupted, Terminated, suggest
 
 STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
 
@@ -57,7 +57,11 @@ class LazyGroup(click.Group):
             if error.exit_code == 2:
                 raise click.UsageError(str(error)) from None
             failure = click.ClickException(str(error))
-            failure.exit_code = error.exit_code  # 130 / 143 for an interrupted run
+            failure.exit_code = error.exit_code
+            raise failure from None
+        except Interrupted as stop:  # a run stopped: how far it got
+            failure = click.ClickException(str(stop))
+            failure.exit_code = stop.exit_code
             raise failure from None
         except KeyboardInterrupt as stop:  # stopped before a run started, after it ended, or twice
             terminated = isinstance(stop, Terminated)
