@@ -90,4 +90,7 @@ def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
         >>> from_uint8(torch.tensor([0, 51, 255], dtype=torch.uint8))
         tensor([0.0000, 0.2000, 1.0000])
     """
+    if not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.uint8:
+        got = f"a {pixels.dtype} tensor" if isinstance(pixels, torch.Tensor) else type(pixels).__name__
+        raise TypeError(f"`pixels` should be a uint8 tensor (floats are divided by 255 already). Got {got}")
     return true_div_(pixels.to(dtype, copy=True), 255.0)

@@ -227,3 +227,13 @@ def test_bench_jpeg_refuses_bad_options():
         bench_jpeg("cpu", qualities=(85, True))
     with pytest.raises(ConfigError, match="batch_size"):
         bench_jpeg("cpu", batch_size=0)
+
+
+def test_from_uint8_divides_uint8_only():
+    from corruptions import from_uint8
+
+    levels = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(from_uint8(levels), levels.float() / 255)
+    for wrong, got in ((torch.ones(2), "a torch.float32 tensor"), (np.ones(2, np.uint8), "ndarray")):
+        with pytest.raises(TypeError, match=f"should be a uint8 tensor .*Got {got}"):
+            from_uint8(wrong)  # a float tensor was divided by 255 a second time, without a word

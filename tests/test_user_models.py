@@ -428,3 +428,13 @@ def test_library_options_take_numpy_integers_and_paths_and_refuse_what_they_cann
         with pytest.raises(ConfigError) as error:
             EvalOptions.of(**given).validate()
         assert str(error.value) == said
+
+
+def test_a_reports_json_is_the_callers_to_change(image_folder, tmp_path):
+    from robustbench_gcp import evaluate
+
+    report = evaluate("resnet18-gap", random_weights=True, data=str(image_folder),
+                      store=str(tmp_path / "s.db"), workers=0, limit=4)
+    first = report.to_json()
+    first["clean"]["top1_error"] = 0.99
+    assert report.to_json()["clean"]["top1_error"] != 0.99 and report.sections["clean"]["top1_error"] != 0.99

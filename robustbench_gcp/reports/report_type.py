@@ -9,6 +9,7 @@ output"); the suite's own sections (``clean``, ``cells``, ``perturbations``, ``a
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +102,7 @@ class Report:
             "storage_roundtrip": self.storage_roundtrip,
             "device": self.device,
             "precision": self.precision,
-            **self.sections,
+            **copy.deepcopy(self.sections),  # the caller's to change: the report stays as it was
             "partial": self.partial,
             "notes": list(self.notes),
         }
