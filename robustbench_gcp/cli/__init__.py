@@ -52,7 +52,9 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         previous = _on_sigterm(_terminate)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            _end_torchrun_rank()
+            return result
         except GcpRobustError as error:
             if error.exit_code == 2:
                 raise click.UsageError(str(error)) from None
@@ -98,6 +100,23 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def _end_torchrun_rank() -> None:
+    """A torchrun rank whose command succeeded ends here, its process group torn down, without the
+    interpreter's and C++'s finalization: there Gloo's threads could abort the finished process
+    ("terminate called without an active exception", SIGABRT) about once in ten 2-rank runs on a
+    loaded machine (pytorch/pytorch#190489), failing a job whose results were all stored."""
+    import os
+    import sys
+
+    module = sys.modules.get("robustbench_gcp.engine.distributed")
+    if module is None or module.Distributed._current is None:
+        return
+    module._destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _terminate(signum, frame) -> None:

@@ -171,6 +171,10 @@ def _destroy_process_group() -> None:
 
     if dist.is_initialized():
         try:
+            dist.barrier()  # every rank done with the group before any tears it down
+        except Exception:  # noqa: BLE001 - a failed rank broke the group: tear down what is left
+            pass
+        try:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - exiting anyway; a failed rank may have broken the group
             pass
