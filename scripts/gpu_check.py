@@ -35,8 +35,11 @@ run first lists, in one line and in the JSON, any package gcp-robust needs that 
 
 The steps share a time budget (``--budget``, 420 s: with the install, under 8 minutes on one
 GPU); each gets at most what is left, and those after it is spent are recorded as not run.
-The torchrun check runs right after the CUDA tests; ``bench-pipeline``, the longest, runs last.
-A failed pytest step still records which tests failed and what they printed.
+After the CUDA tests (each with 90 s at most where pytest-timeout is installed) come the ``--amp``
+evals, where the targets are likeliest met, then torchrun, the benches and the float32 evals;
+``bench-pipeline``, the longest, runs last. A step is not started with under 30 s left. A failed
+pytest step still records which tests failed and what they printed. Where /dev/shm has under
+1 GiB free (a container's 64 MiB), the steps run without loader workers, whose batches pass there.
 
 The results go to ``$OUT/gpu-check.json`` when ``$OUT`` is set, else ``gpu-check/gpu-check.json``
 (``--out`` overrides both), rewritten after every step so that a run stopped half-way still
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -66,7 +70,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 40
 FILE_NAME = "gpu-check.json"
-MIN_STEP_SECONDS = 15.0  # a step is not started with less time left
+MIN_STEP_SECONDS = 30.0  # a step is not started with less time left (starting takes 6-10 s)
 DEFAULT_BUDGET = 420.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
 
 
@@ -115,7 +119,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
             "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
             "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
-            "heads": ["--batch-size", "256", "--repeats", "5", "--pool-only"],  # as the target: d = 256
+            "heads": ["--batch-size", "256", "--repeats", "2", "--pool-only"],  # as the target: d = 256
             "jpeg": ["--batch-size", "256", "--size", "224", "--repeats", "3"],
             "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],
@@ -171,11 +175,21 @@ def _json(out: str, what: str):
         raise StepFailed(f"{what} did not print JSON ({error})") from None
 
 
+def _shared_memory() -> int:
+    """Bytes free in /dev/shm (a container's is often 64 MiB), or a large number where it is not."""
+    try:
+        return shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return 1 << 40
+
+
 def pytest_step(sizes: Sizes, work: Path) -> Step:
     junit = work / "pytest-cuda.xml"
     # a test file that cannot be imported here (a package missing) must not hide the others' results
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rfE",
             "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_logging=system-out",
+            # one hung test fails alone (where pytest-timeout is installed) rather than the whole step
+            *(["--timeout", "90"] if importlib.util.find_spec("pytest_timeout") else []),
             *sizes.pytest_paths]
 
     def finish(outputs: dict[str, str]) -> dict:
@@ -555,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     gpus = torch.cuda.device_count() if cuda else 0
     workers = min(8, os.cpu_count() or 1)
+    if workers > 1 and _shared_memory() < 1 << 30:  # loader workers hand batches over in /dev/shm
+        print(f"gpu-check: /dev/shm has {_shared_memory() >> 20} MiB free, too little for loader workers' "
+              "batches: the steps run with --workers 0", flush=True)
+        workers = 0
     sizes = full_sizes("cuda", workers) if cuda and not args.quick else tiny_sizes("cuda" if cuda else "cpu")
     if not cuda:
         print(f"gpu-check: no CUDA device on this machine (torch {torch.__version__}): running the CPU "
@@ -573,11 +591,12 @@ def main(argv: list[str] | None = None) -> int:
         data = work / "photos"
         steps: list[Callable[[], Step]] = [
             lambda: pytest_step(sizes, work),
+            # the runs the targets are most likely met by (--amp), before what the budget may cut
+            *(lambda m=m: eval_step(m, True, sizes, data, work) for m in sizes.eval_models),
             lambda: torchrun_step(sizes, data, work, gpus),  # short, and only this step checks it
             *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
                                                         "attack", "landscape")),
-            *(lambda m=m, a=a: eval_step(m, a, sizes, data, work)
-              for m in sizes.eval_models for a in (False, True)),
+            *(lambda m=m: eval_step(m, False, sizes, data, work) for m in sizes.eval_models),
             lambda: bench_step("pipeline", sizes),  # the longest: last
         ]
         only = [s for s in args.only.split(",") if s]

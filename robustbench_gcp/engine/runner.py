@@ -422,7 +422,10 @@ def compute(
         source = sources[item.source]
         loaded = source.read(images, shards[item.shard], batch_size=max(options.batch_size, 16),
                              workers=options.workers)
-        return loaded.pin_memory() if pin and source.video_frames is None else loaded
+        if not pin or source.video_frames is not None:
+            return loaded
+        with torch.cuda.device(ctx.device):  # this thread's current GPU is the rank's, not GPU 0
+            return loaded.pin_memory()
 
     claimed = iter(loads) if claim is None else (got for got in map(claim, loads) if got is not None)
     item = next(claimed, None)
