@@ -126,7 +126,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
             "landscape": ["--model", "resnet50-isqrt", "--random-weights", "--images", "8",
                           "--batch-size", "8", "--repeats", "2"],
             # a batch for each loader worker of the plain loop (whole batches go to workers)
-            "pipeline": ["--model", "resnet50-gap", "--images", str(8 * workers), "--severities", "3",
+            "pipeline": ["--model", "resnet50-gap", "--images", str(8 * max(workers, 1)), "--severities", "3",
                          "--batch-size", "8", "--workers", str(workers)],
         },
         dist_flags=("--corruptions", "gaussian_noise,glass_blur,fog,jpeg_compression", "--severities", "1,3",

@@ -309,7 +309,12 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
     folder.mkdir()
     for name in ("gcp.epoch10.pth", "gcp.epoch20.pth"):
         shutil.copy(own, folder / name)
+    (folder / "latest.pth").symlink_to(folder / "gcp.epoch20.pth")  # the same file: compared once
     assert [e.label for e in model_entries((), str(folder), cfg)] == ["gcp.epoch10", "gcp.epoch20"]
+    linked = tmp_path / "mine.pth"  # a link is labelled as it is named, not as its target
+    linked.symlink_to(folder / "gcp.epoch10.pth")
+    entries = model_entries((f"demo-isqrt={linked}", f"demo-isqrt={folder / 'gcp.epoch20.pth'}"), None, cfg)
+    assert [e.label for e in entries] == ["demo-isqrt@mine", "demo-isqrt@gcp.epoch20"]
     refused = {
         ("demo-isqrt=",): "`--model` should be NAME or NAME=CHECKPOINT. Got 'demo-isqrt='",
         ("demo-gap", "demo-gap"): "--model demo-gap is given twice with its own weights",

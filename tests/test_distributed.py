@@ -169,3 +169,25 @@ def test_the_demo_under_torchrun_equals_one_process(tmp_path):
         ("demo-isqrt", "clean")]
     assert [s["metrics"]["baseline"] for _, suite, s in reports if suite == "imagenet-p"] == ["demo-gap"] * 2
     assert stored(tmp_path / "dist" / "demo.db") == stored(tmp_path / "single" / "demo.db")
+
+
+def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
+    """A rank that raises (an unreadable image) exits, and torchrun stops the others, rather than
+    the failed rank waiting at exit in a barrier the others never reach, for the whole timeout."""
+    from PIL import Image
+
+    data = tmp_path / "val"
+    for c, wnid in enumerate(("n01440764", "n01443537")):
+        (data / wnid).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (40, 40), (60 * i, 100 * c, 30)).save(data / wnid / f"{i}.JPEG")
+    (data / "n01443537" / "3.JPEG").write_bytes(b"not an image")
+    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "imagenet-c", "--corruptions", "fog",
+            "--severities", "1", "--shard-size", "2"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--monitor-interval", "0.2", "-m", "robustbench_gcp", *args]
+    env = {**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"}  # a wait for the timeout would outlast the test's
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "cannot read image" in done.stderr and "3.JPEG" in done.stderr

@@ -113,7 +113,7 @@ def _end_torchrun_rank() -> None:
     module = sys.modules.get("robustbench_gcp.engine.distributed")
     if module is None or module.Distributed._current is None:
         return
-    module._destroy_process_group()
+    module._destroy_process_group(barrier=True)  # every rank succeeded: all reach it
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(0)

@@ -159,19 +159,25 @@ def rank_gpu(local_rank: int, gpus: int, backend: str) -> int:
                       f"{BACKEND_VARIABLE}=gloo to let ranks share GPUs")
 
 
-def _destroy_process_group() -> None:
+def _destroy_process_group(*, barrier: bool = False) -> None:
     """Tear the process group down while the interpreter is still whole.
 
     Without it, Gloo's worker threads can still hold work items with Python tensors at
     interpreter finalization, and releasing them aborts the process ("terminate called
     without an active exception", SIGABRT) after all its work is done (pytorch/pytorch#190489,
-    #179291). Seen here once in about a hundred 2-rank runs under load.
+    #179291): about one 2-rank run in ten on a loaded machine. It still happened after this
+    teardown, so the CLI's ranks that succeeded leave before finalization
+    (``robustbench_gcp.cli._end_torchrun_rank``); this remains the teardown at exit.
     """
     import torch.distributed as dist
 
     if dist.is_initialized():
+        # ``barrier``: every rank done with the group before any tears it down; never at exit after
+        # an error (atexit), where the other ranks wait in another collective and would hold the
+        # failed rank, unseen by torchrun, for the whole timeout
         try:
-            dist.barrier()  # every rank done with the group before any tears it down
+            if barrier:
+                dist.barrier()
         except Exception:  # noqa: BLE001 - a failed rank broke the group: tear down what is left
             pass
         try:

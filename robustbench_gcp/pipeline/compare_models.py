@@ -57,6 +57,10 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
                        if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
         if not files:
             raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+        unique: dict[Path, Path] = {}  # a link to a file of the folder (latest.pth): compared once
+        for path in files:
+            unique.setdefault(path.resolve(), path)
+        files = list(unique.values())
         for path, label in zip(files, file_tags(files)):
             info = inspect_checkpoint(path)
             if not info.arch:
@@ -103,23 +107,23 @@ def file_tags(paths: list[Path]) -> list[str] | None:
     checkpoint suffixes (``model_best`` for ``model_best.pth.tar``), else the whole name, else with
     as many of its folders as tell them apart (``run1/model_best``, as fast-MPN-COV writes the best
     epoch of every run); None when two are the same file."""
-    resolved = [path.resolve() for path in paths]
-    if len(set(resolved)) < len(resolved):
+    if len({path.resolve() for path in paths}) < len(paths):
         return None
+    absolute = [path.absolute() for path in paths]  # a link is named as it is, not as its target
 
     def stem(name: str) -> str:
         while name.lower().endswith(CHECKPOINT_SUFFIXES) and "." in name[1:]:
             name = name[:name.rindex(".")]
         return name
 
-    depth = max((len(path.parent.parts) for path in resolved), default=0)
+    depth = max((len(path.parent.parts) for path in absolute), default=0)
     for level in range(depth + 1):
         for last in (stem, str):
             tags = ["/".join([*path.parent.parts[max(0, len(path.parent.parts) - level):], last(path.name)])
-                    for path in resolved]
+                    for path in absolute]
             if len(set(tags)) == len(tags):
                 return tags
-    return [str(path) for path in resolved]
+    return [str(path) for path in absolute]
 
 
 def _takes_random_weights(entry: CompareEntry) -> bool:

@@ -498,6 +498,7 @@ class ImageNetCSuite(LevelledSuite):
     def design(self, results: Sequence[CellResult], normalizer: Baseline | None) -> Design:
         rows, values, tests, notes = [], [], {}, []
         cells: dict[str, list[int]] = {}
+        correct: dict[tuple[str, int], np.ndarray] = {}
         for r in results:
             if r.key == CLEAN:
                 rows.append("clean")
@@ -505,8 +506,7 @@ class ImageNetCSuite(LevelledSuite):
             elif self.owns(r.key):
                 rows.append(f"{r.key.name}/{r.key.level}")
                 cells.setdefault(r.key.name, []).append(int(r.key.level))
-                # per image, its correct severities: the image is the unit of the corruption's test
-                tests[r.key.name] = tests.get(r.key.name, 0) + r.correct.astype(np.int64)
+                correct[(r.key.name, int(r.key.level))] = r.correct
             else:
                 continue
             values.append(per_image_errors(r))
@@ -520,6 +520,8 @@ class ImageNetCSuite(LevelledSuite):
             cells = {c: [s for s in levels if c not in benchmark or s in common or not common]
                      for c, levels in cells.items()}
             notes.append(uneven)
+        for c, levels in cells.items():  # per image, its correct severities (of those CE covers): the
+            tests[c] = sum(correct[(c, s)].astype(np.int64) for s in levels)  # image is the test's unit
         chosen = [c for c in benchmark if cells.get(c)]
 
         def mean_error(m):  # as the reports: the mean over corruptions of each one's mean over its severities
