@@ -408,6 +408,15 @@ def test_a_library_run_keeps_the_callers_state_and_files_the_weights_it_used(ima
         exact_float32()
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     assert (conv.fp32_precision, matmul.fp32_precision) == was
+    # a caller's float64 default dtype: the model is still built in float32 (it failed on the
+    # float32 images), and the default is the caller's again afterwards
+    torch.set_default_dtype(torch.float64)
+    try:
+        evaluate("resnet18-gap", random_weights=True, data=str(image_folder), store=str(tmp_path / "t.db"),
+                 workers=0, limit=2)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 def test_library_options_take_numpy_integers_and_paths_and_refuse_what_they_cannot_use():

@@ -74,7 +74,11 @@ def exact_float32() -> None:
 @contextlib.contextmanager
 def kept_float32_settings():
     """Restore torch's TF32 settings (those :func:`exact_float32` writes) on exit, so that a library
-    call leaves the caller's later training as it was."""
+    call leaves the caller's later training as it was; inside, models are built in float32 whatever
+    the caller's default dtype (``torch.set_default_dtype(torch.float64)`` built float64 layers
+    that the float32 images then did not fit)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     conv = getattr(cudnn, "conv", None)
     # only the settings exact_float32 writes are read (torch 2.9+ refuses a read of allow_tf32 once
@@ -85,6 +89,7 @@ def kept_float32_settings():
     try:
         yield
     finally:
+        torch.set_default_dtype(default)
         for owner, name, value in saved:
             if getattr(owner, name) != value:
                 setattr(owner, name, value)
