@@ -569,8 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     gpus = torch.cuda.device_count() if cuda else 0
     workers = min(8, os.cpu_count() or 1)
-    if workers > 1 and _shared_memory() < 1 << 30:  # loader workers hand batches over in /dev/shm
-        print(f"gpu-check: /dev/shm has {_shared_memory() >> 20} MiB free, too little for loader workers' "
+    shared = _shared_memory()
+    if workers > 1 and shared < 1 << 30:  # loader workers hand batches over in /dev/shm
+        print(f"gpu-check: /dev/shm has {shared >> 20} MiB free, too little for loader workers' "
               "batches: the steps run with --workers 0", flush=True)
         workers = 0
     sizes = full_sizes("cuda", workers) if cuda and not args.quick else tiny_sizes("cuda" if cuda else "cpu")

@@ -43,11 +43,11 @@ class LazyGroup(click.Group):
             return super().resolve_command(ctx, args)
         except click.UsageError:
             name = args[0] if args else ""
-            if not name or name.startswith("-") or name in self.list_commands(ctx):
+            commands = self.list_commands(ctx)
+            if not name or name.startswith("-") or name in commands:
                 raise
             # click names an unknown command without the closest one, as the tool does for options
-            raise click.UsageError(f"No such command '{name}'.{suggest(name, self.list_commands(ctx))}",
-                                   ctx) from None
+            raise click.UsageError(f"No such command '{name}'.{suggest(name, commands)}", ctx) from None
 
     def invoke(self, ctx: click.Context):
         previous = _on_sigterm(_terminate)
@@ -103,20 +103,13 @@ def keep_freed_memory() -> bool:
 
 
 def _end_torchrun_rank() -> None:
-    """A torchrun rank whose command succeeded ends here, its process group torn down, without the
-    interpreter's and C++'s finalization: there Gloo's threads could abort the finished process
-    ("terminate called without an active exception", SIGABRT) about once in ten 2-rank runs on a
-    loaded machine (pytorch/pytorch#190489), failing a job whose results were all stored."""
-    import os
+    """A torchrun rank whose command succeeded ends here (:func:`~robustbench_gcp.engine.distributed.
+    leave_after_success`); nothing happens outside torchrun, and the module is not imported for it."""
     import sys
 
     module = sys.modules.get("robustbench_gcp.engine.distributed")
-    if module is None or module.Distributed._current is None:
-        return
-    module._destroy_process_group(barrier=True)  # every rank succeeded: all reach it
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+    if module is not None:
+        module.leave_after_success()
 
 
 def _terminate(signum, frame) -> None:

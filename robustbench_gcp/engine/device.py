@@ -79,13 +79,10 @@ def kept_float32_settings():
     that the float32 images then did not fit)."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    conv = getattr(cudnn, "conv", None)
     # only the settings exact_float32 writes are read (torch 2.9+ refuses a read of allow_tf32 once
     # fp32_precision is set)
-    name = "fp32_precision" if conv is not None and hasattr(conv, "fp32_precision") else "allow_tf32"
-    pairs = [(conv if name == "fp32_precision" else cudnn, name), (matmul, name)]
-    saved = [(owner, name, getattr(owner, name)) for owner, name in pairs]
+    switches, _ = _tf32_switches(torch.backends.cudnn, torch.backends.cuda.matmul)
+    saved = [(owner, name, getattr(owner, name)) for owner, name in switches]
     try:
         yield
     finally:
@@ -98,13 +95,18 @@ def kept_float32_settings():
 def no_tf32(cudnn, matmul) -> None:
     """TF32 off in torch's ``backends.cudnn`` and ``backends.cuda.matmul``: through their
     ``fp32_precision`` (torch 2.9+), else the ``allow_tf32`` flags."""
+    switches, off = _tf32_switches(cudnn, matmul)
+    for owner, name in switches:
+        setattr(owner, name, off)
+
+
+def _tf32_switches(cudnn, matmul) -> tuple[list[tuple[object, str]], object]:
+    """The settings that allow TF32 and the value that turns them off: ``fp32_precision`` of
+    cuDNN's convolutions and of matmul (torch 2.9+; ``"ieee"``), else the ``allow_tf32`` flags."""
     conv = getattr(cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
-        conv.fp32_precision = "ieee"
-        matmul.fp32_precision = "ieee"
-    else:
-        cudnn.allow_tf32 = False
-        matmul.allow_tf32 = False
+        return [(conv, "fp32_precision"), (matmul, "fp32_precision")], "ieee"
+    return [(cudnn, "allow_tf32"), (matmul, "allow_tf32")], False
 
 
 def check_amp(device: torch.device) -> None:

@@ -27,6 +27,7 @@ import datetime
 import itertools
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
 
@@ -167,7 +168,7 @@ def _destroy_process_group(*, barrier: bool = False) -> None:
     without an active exception", SIGABRT) after all its work is done (pytorch/pytorch#190489,
     #179291): about one 2-rank run in ten on a loaded machine. It still happened after this
     teardown, so the CLI's ranks that succeeded leave before finalization
-    (``robustbench_gcp.cli._end_torchrun_rank``); this remains the teardown at exit.
+    (:func:`leave_after_success`); this remains the teardown at exit.
     """
     import torch.distributed as dist
 
@@ -184,6 +185,20 @@ def _destroy_process_group(*, barrier: bool = False) -> None:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - exiting anyway; a failed rank may have broken the group
             pass
+
+
+def leave_after_success() -> None:
+    """End this torchrun rank, its work done and stored: every rank meets at a barrier, tears the
+    process group down and leaves with ``os._exit(0)`` (output flushed), skipping the interpreter's
+    and C++'s finalization, where Gloo's threads could abort a finished rank (see
+    :func:`_destroy_process_group`) and so fail a job whose results were all stored. Nothing
+    happens outside a torchrun job."""
+    if Distributed._current is None:
+        return
+    _destroy_process_group(barrier=True)  # every rank succeeded: all reach it
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):

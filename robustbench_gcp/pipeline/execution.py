@@ -105,9 +105,11 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         if progress is not None:
+            held = stored_shards(store, info.id) > 0
             said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release,
-                    *own_code_notes(plan, store, info)]
-            for line in [*(f"{plan.model.label}: {note}" for note in said), *other_settings(store, info)]:
+                    *own_code_notes(plan, held)]
+            for line in [*(f"{plan.model.label}: {note}" for note in said),
+                         *other_settings(store, info, held)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan)])
@@ -291,16 +293,19 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
             "differ, give another --store"]
 
 
-def own_code_notes(plan: Plan, store: Store, info: RunInfo) -> list[str]:
-    """The note on results stored for a module you bring (not torchvision's): its run is found by
-    its name and weights; code that changed since (a forward pass, a setting kept outside the state
-    dict) cannot be seen, so reusing them is said."""
+def stored_shards(store: Store, run_id: int) -> int:
+    """How many (cell, shard) units the run ``run_id`` holds."""
+    return sum(len(store.done_shards(cell)) for cell, _ in store.cells(run_id))
+
+
+def own_code_notes(plan: Plan, held: bool) -> list[str]:
+    """The note on results stored for a module you bring (not torchvision's), when its run
+    ``held`` some already: its run is found by its name and weights; code that changed since (a
+    forward pass, a setting kept outside the state dict) cannot be seen, so reusing them is said."""
     from robustbench_gcp.models.external import TORCHVISION
 
     external = plan.model.external
-    if external is None or external.ref.startswith(TORCHVISION):
-        return []
-    if not any(store.done_shards(cell) for cell, _ in store.cells(info.id)):
+    if not held or external is None or external.ref.startswith(TORCHVISION):
         return []
     return ["results stored for these weights are reused: a module you bring is found by its name and "
             "weights, not its code; if the code changed since, give another --store"]
@@ -339,13 +344,13 @@ def _absolute(source: str | None) -> str | None:
     return os.path.normpath(Path(source).expanduser().absolute()) if source else source
 
 
-def other_settings(store: Store, info: RunInfo) -> list[str]:
-    """For a run with nothing stored yet: the store's runs of the same model that hold shards but
-    that it cannot reuse, one line each saying why: on the same images, a setting that defines a
-    run differs (shard size, seed, weights, precision ...); from the same folder, its images differ
-    (another --limit, files added, removed or relabelled: a long run would otherwise restart
-    unsaid)."""
-    if any(store.done_shards(cell) for cell, _ in store.cells(info.id)):
+def other_settings(store: Store, info: RunInfo, held: bool) -> list[str]:
+    """For a run with nothing stored yet (not ``held``): the store's runs of the same model that hold
+    shards but that it cannot reuse, one line each saying why: on the same images, a setting that
+    defines a run differs (shard size, seed, weights, precision ...); from the same folder, its
+    images differ (another --limit, files added, removed or relabelled: a long run would otherwise
+    restart unsaid)."""
+    if held:
         return []
     lines = []
     for other in store.runs():
@@ -354,7 +359,7 @@ def other_settings(store: Store, info: RunInfo) -> list[str]:
             Path(other.data).resolve() == Path(info.data).resolve()
         if other.id == info.id or other.model != info.model or not (same_images or same_folder):
             continue
-        shards = sum(len(store.done_shards(cell)) for cell, _ in store.cells(other.id))
+        shards = stored_shards(store, other.id)
         if shards and same_images:
             lines.append(f"{info.model}: a new run, starting afresh; the store's other run of this model on "
                          f"these images ({shards} shards stored) differs in: "

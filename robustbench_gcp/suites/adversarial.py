@@ -266,7 +266,6 @@ class AdversarialSuite(Suite):
         return (f"{name} {format_epsilon(float(level), ATTACKS[name])} "
                 f"({_budget_text(name, json.loads(measured))})")
 
-    # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: Any) -> Design:
         rows, values, tests, metrics = [], [], {}, {}
         for r in results:

@@ -582,7 +582,6 @@ def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
     return chosen
 
 
-
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
     """The dataset of a report's stored cells of ``kind`` (their variants name it; ImageNet when
     none does, or when they disagree)."""
@@ -606,7 +605,6 @@ def _preset_words(preset: str) -> str:
 def report_dataset(report: Report) -> DatasetInfo:
     """The dataset a report's metrics name (ImageNet when they name none)."""
     return get_dataset((report.sections.get("metrics") or {}).get("dataset"))
-
 
 
 def variant_of(key: CellKey) -> dict:

@@ -199,11 +199,11 @@ def shared_severities(cells: Sequence[tuple[str, int]], benchmark: Sequence[str]
     if len(sets) < 2:
         return set().union(*sets), ""
     common = set.intersection(*map(set, sets))
-    listed = "; ".join(f"{c} {','.join(map(str, sorted(v)))}" for c, v in have.items() if v != common)
+    others = "; ".join(f"{c} {','.join(map(str, sorted(v)))}" for c, v in have.items() if v != common)
     shared = ",".join(map(str, sorted(common)))
     covered = (f"CE, mCE and the means cover the severities they all have, {shared}" if common
                else "they share none, so each corruption's CE and mean error cover its own")
-    return common, f"the corruptions were stored at different severities ({listed}): {covered}"
+    return common, f"the corruptions were stored at different severities ({others}): {covered}"
 
 
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
