@@ -26,8 +26,8 @@ def eval_args(val: Path, store: Path, *extra: str) -> list[str]:
 def torchrun(args: list[str], **kwargs) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "--monitor-interval", "0.2", "-m", "robustbench_gcp", *args]
-    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kwargs)
+    return subprocess.Popen(command, **{"env": ENV, **kwargs}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def single(args: list[str]) -> subprocess.CompletedProcess:
@@ -185,9 +185,10 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "imagenet-c", "--corruptions", "fog",
             "--severities", "1", "--shard-size", "2"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "--monitor-interval", "0.2", "-m", "robustbench_gcp", *args]
-    env = {**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"}  # a wait for the timeout would outlast the test's
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode != 0
-    assert "cannot read image" in done.stderr and "3.JPEG" in done.stderr
+    proc = torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})  # a wait for it outlasts the test
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "cannot read image" in err and "3.JPEG" in err
