@@ -208,6 +208,33 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
     assert cropped.run != changed.run
 
 
+class Named(torch.nn.Module):
+    """A module with a child called `name` and timm's kind of `pretrained_cfg` (a dict)."""
+
+    def __init__(self):
+        super().__init__()
+        self.name = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 1000)
+        self.pretrained_cfg = {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5)}
+        self.num_classes = 7  # wrong, and the user's to keep
+
+    def forward(self, x):
+        return self.head(self.name(x).mean((2, 3)))
+
+
+def test_evaluate_leaves_the_attributes_of_the_users_module_alone(image_folder, tmp_path):
+    """The engine's attributes live beside a module you bring: a child called `name` crashed the
+    run (TypeError), and timm's `pretrained_cfg` dict and the module's `num_classes` were replaced."""
+    torch.manual_seed(0)
+    net = Named()
+    report = evaluate(net, name="named", data=image_folder, store=tmp_path / "s.db", suite="clean",
+                      batch_size=4)
+    assert report.model == "named" and report.sections["clean"]["n"] > 0
+    assert isinstance(net.name, torch.nn.Conv2d) and net.num_classes == 7
+    assert net.pretrained_cfg == {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5)}
+    assert not hasattr(net, "weights_hash") and not hasattr(net, "head_type")
+
+
 def error_of(*args) -> str:
     result = run("eval", *args)
     assert result.exit_code in (1, 2), result.output
@@ -353,7 +380,8 @@ def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_packa
 
 
 def test_a_users_module_with_a_child_called_module_loads_its_own_file(user_package, tmp_path):
-    """`module.` is stripped as DataParallel's prefix, but not from a module whose own keys hold it."""
+    """`module.` is stripped as DataParallel's prefix, but not from a module whose own keys hold it
+    (a DataParallel file of such a module had both stripped: it did not load)."""
     import importlib
 
     from robustbench_gcp.models.external import external_source, load_external
@@ -365,6 +393,12 @@ def test_a_users_module_with_a_child_called_module_loads_its_own_file(user_packa
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x), wrapped(x))
+    # saved from DataParallel (module.module.*) or torch.compile (_orig_mod.module.*), it loads too
+    for prefix in ("module.", "_orig_mod."):
+        torch.save({prefix + k: v for k, v in wrapped.state_dict().items()}, tmp_path / "dp.pth")
+        loaded = load_external(external_source(f"{user_package}:Wrapped"), "w", tmp_path / "dp.pth")
+        with torch.no_grad():
+            assert torch.equal(loaded(x), wrapped(x))
     # a plain module saved from DataParallel still loads, its prefix stripped
     plain = wrapped.module
     torch.save({f"module.{k}": v for k, v in plain.state_dict().items()}, tmp_path / "dp.pth")

@@ -541,22 +541,26 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
     raise CheckpointError("no state dict found: containers nested too deeply")
 
 
-def strip_wrappers(state_dict: Mapping[str, torch.Tensor], keep: Collection[str] = ()
+def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[str] = ()
                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key, but those in
-    ``keep`` (a module you bring whose own children are called so).
+    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key. With
+    ``own_keys`` (a module you bring, whose own children may be called so), a key that is one of
+    them once those components are dropped from both becomes that key (``module.module.fc.bias``
+    saved by DataParallel -> ``module.fc.bias``).
 
     Returns:
         ``(state_dict, stripped)`` where ``stripped`` lists the prefixes removed,
         e.g. ``["module."]``.
     """
+    def bare(key: str) -> str:
+        return ".".join(p for p in key.split(".") if p not in WRAPPER_COMPONENTS)
+
+    own = {bare(k): k for k in own_keys}
     out: dict[str, torch.Tensor] = {}
     stripped: set[str] = set()
     for key, value in state_dict.items():
-        parts = key.split(".")
-        dropped = [p for p in parts if p in WRAPPER_COMPONENTS and p not in keep]
-        kept = [p for p in parts if p not in dropped]
-        stripped.update(p + "." for p in dropped)
+        parts, kept = key.split("."), own.get(bare(key), bare(key)).split(".")
+        stripped.update(p + "." for p in WRAPPER_COMPONENTS if parts.count(p) > kept.count(p))
         out[".".join(kept)] = value
     return out, sorted(stripped)
 
@@ -672,7 +676,7 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         layout: the layout to apply instead of detecting one from the keys (a model you
             bring keeps the file's own names: :data:`AS_SAVED`).
         own_keys: the state-dict keys of the module to load into (a model you bring): wrapper
-            components its own keys hold (a child called ``module``) are not stripped.
+            components its own keys hold (a child called ``module``) are kept.
 
     Raises:
         CheckpointError: unreadable file, hash mismatch, no state dict, unknown layout.
@@ -689,8 +693,7 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         tensors, container = select_state_dict(obj, ema=ema)
     except CheckpointError as error:  # which file, where a command reads several
         raise CheckpointError(f"'{path}': {error}") from None
-    own = {part for key in own_keys for part in key.split(".")}
-    tensors, stripped = strip_wrappers(tensors, keep=own & set(WRAPPER_COMPONENTS))
+    tensors, stripped = strip_wrappers(tensors, own_keys)
     layout = detect_layout(tensors) if layout is None else layout
     has_ema = isinstance(obj, Mapping) and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS)
     return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,

@@ -1,7 +1,7 @@
 """Models the registry does not know: any ``nn.Module`` a user brings.
 
-Three ways in, all ending in a plain module with the attributes the engine reads
-(``name``, ``num_classes``, ``pretrained_cfg``, ``head_type``):
+Three ways in, all ending in a :class:`BroughtModel` holding the module, with the attributes the
+engine reads (``name``, ``num_classes``, ``pretrained_cfg``, ``head_type``) beside it:
 
 - ``torchvision:<name>``: any torchvision classification architecture
   (``torchvision.models.get_model(name, weights=None)``), e.g. a GAP baseline of any family;
@@ -37,8 +37,8 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
 
-__all__ = ["ExternalSource", "external_source", "is_external", "load_external", "module_source",
-           "output_classes", "preprocess_config", "state_dict_hash"]
+__all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
+           "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
 
 TORCHVISION = "torchvision:"
 #: how a run's identity names the weights of a model you bring: the hash of its state dict
@@ -191,15 +191,35 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
     return int(out.shape[1])
 
 
-def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
-                  sha256: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    """Build ``source``'s module, load ``checkpoint`` strictly into it, give it the engine's
-    attributes, and return it in eval mode on ``device``.
+class BroughtModel(nn.Module):
+    """A module you bring, with the attributes the engine reads beside it rather than on it: the
+    module keeps its own ``name``, ``pretrained_cfg`` (timm's dict) and children of any name.
 
-    Attributes set: ``name`` (``label``), ``num_classes`` (from a forward pass), ``pretrained_cfg``,
-    ``head_type`` (``"external"`` unless the module has its own), ``reduction_dim`` (None unless
-    its own), ``weights_hash`` (:func:`state_dict_hash`) and ``checkpoint_sha256`` (None: the
-    weights hash identifies them).
+    Attributes:
+        net: the module itself (put in eval mode on the run's device, nothing else changed).
+        name, num_classes, pretrained_cfg, head_type, reduction_dim: as registry models have.
+        weights_hash: :func:`state_dict_hash` of ``net``; checkpoint_sha256: None.
+    """
+
+    def __init__(self, net: nn.Module, name: str, num_classes: int, pretrained_cfg: PreprocessConfig):
+        super().__init__()
+        self.net = net
+        self.name, self.num_classes, self.pretrained_cfg = name, num_classes, pretrained_cfg
+        head_type, reduction_dim = getattr(net, "head_type", None), getattr(net, "reduction_dim", None)
+        self.head_type = head_type if isinstance(head_type, str) else "external"
+        self.reduction_dim = reduction_dim if isinstance(reduction_dim, int) else None
+        self.weights_hash = state_dict_hash(net)
+        self.checkpoint_sha256 = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
+                  sha256: str | None = None, device: str | torch.device = "cpu") -> BroughtModel:
+    """Build ``source``'s module, load ``checkpoint`` strictly into it, and return it in eval
+    mode on ``device``, held by a :class:`BroughtModel` named ``label`` (its number of classes from
+    a forward pass).
 
     Raises:
         ConfigError: the module cannot be built, or its output is not (batch, classes).
@@ -208,7 +228,6 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
     from robustbench_gcp.models.loading import load_strict
 
     model = source.build()
-    model.name = source.ref  # named in a load error
     tensors = [*model.parameters(), *model.buffers()]
     if any(nn.parameter.is_lazy(t) for t in tensors):
         raise ConfigError(f"`--model {source.ref}` has lazy layers (nn.LazyLinear ...) not yet built: run "
@@ -218,23 +237,19 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
                           "device, e.g. with torch.device('cpu')")
     if checkpoint is not None:
         load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False,
-                                           layout=AS_SAVED, own_keys=model.state_dict().keys()))
+                                           layout=AS_SAVED, own_keys=model.state_dict().keys()),
+                    name=source.ref)
     model = model.to(device)
     cfg = source.preprocess
     if source.own_preprocess and isinstance(getattr(model, "pretrained_cfg", None), PreprocessConfig):
         cfg = model.pretrained_cfg
-    model.num_classes = output_classes(model, cfg.input_size, source.ref)
-    model.name = label
-    model.pretrained_cfg = cfg
-    model.head_type = getattr(model, "head_type", "external")
-    model.reduction_dim = getattr(model, "reduction_dim", None)
-    model.weights_hash = state_dict_hash(model)
-    model.checkpoint_sha256 = None
-    return model.eval()
+    return BroughtModel(model, label, output_classes(model, cfg.input_size, source.ref), cfg).eval()
 
 
 def state_dict_hash(model: nn.Module) -> str:
-    """SHA-256 of a module's state dict: names, dtypes, shapes and values, in key order."""
+    """SHA-256 of a module's state dict (the module you brought, for a :class:`BroughtModel`):
+    names, dtypes, shapes and values, in key order."""
+    model = model.net if isinstance(model, BroughtModel) else model
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()

@@ -212,12 +212,12 @@ def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], M
     return [m.name for m in matches if not m.report], (matches[0] if matches else None)
 
 
-def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) -> str:
+def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module, name: str) -> str:
     fits, closest = fitting_models(state_dict)
     if not fits:
         from robustbench_gcp.models.registry import list_models
 
-        if getattr(requested, "name", "") not in list_models():  # a model you brought: no registry hint
+        if name not in list_models():  # a model you brought: no registry hint
             return ""
         if closest is None:
             return "No registered model fits it."
@@ -238,9 +238,9 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module) ->
 # ---------------------------------------------------------------------------- loading
 
 
-def check_fit(model: nn.Module, loaded: StateDict) -> None:
+def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> None:
     """Check that ``loaded`` has exactly ``model``'s names and shapes (``model`` may live on the
-    meta device: nothing is copied).
+    meta device: nothing is copied). ``name`` names the model in messages (default: its ``name``).
 
     Raises:
         CheckpointError: names or shapes differ; the message gives the layout,
@@ -250,9 +250,10 @@ def check_fit(model: nn.Module, loaded: StateDict) -> None:
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
     report = compare_keys(expected, loaded.tensors)
-    name = getattr(model, "name", "") or type(model).__name__
+    if name is None:
+        name = getattr(model, "name", "") or type(model).__name__
     if report:
-        hint = _suggestion(loaded.tensors, model)
+        hint = _suggestion(loaded.tensors, model, name)
         raise CheckpointError(
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
@@ -268,13 +269,14 @@ def check_fit(model: nn.Module, loaded: StateDict) -> None:
         )
 
 
-def load_strict(model: nn.Module, loaded: StateDict) -> None:
-    """Load ``loaded`` into ``model`` strictly, after checking names and shapes (:func:`check_fit`).
+def load_strict(model: nn.Module, loaded: StateDict, name: str | None = None) -> None:
+    """Load ``loaded`` into ``model`` strictly, after checking names and shapes (:func:`check_fit`;
+    ``name`` names the model in messages).
 
     Raises:
         CheckpointError: names or shapes differ (see :func:`check_fit`).
     """
-    check_fit(model, loaded)
+    check_fit(model, loaded, name)
     model.load_state_dict(loaded.tensors, strict=True)
 
 

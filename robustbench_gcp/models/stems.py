@@ -102,11 +102,19 @@ def _dropcov_vit(model) -> Stem:
     return Stem(stem, rest, "the token sequence entering the first block")
 
 
+def _own(model: nn.Module) -> nn.Module:
+    """The module a model you bring holds (its stem is that module's), else ``model``."""
+    from robustbench_gcp.models.external import BroughtModel
+
+    return model.net if isinstance(model, BroughtModel) else model
+
+
 def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
     from robustbench_gcp.models.deit import DeiTDropCov
     from robustbench_gcp.models.mobile import MobileNetV2, ShuffleNetV2
     from robustbench_gcp.models.resnet import ResNet
 
+    model = _own(model)
     if isinstance(model, ResNet):
         return _resnet
     torchvision = sys.modules.get("torchvision")  # not imported: the model is none of its
@@ -146,4 +154,4 @@ def split_at_stem(model: nn.Module) -> Stem:
         name = getattr(model, "name", None) or type(model).__name__
         raise ConfigError(f"`--landscape-at stem`: model '{name}' has no known stem; models with one: "
                           f"{STEM_FAMILIES}. Use --landscape-at pixels for any model")
-    return family(model)
+    return family(_own(model))
