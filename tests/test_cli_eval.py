@@ -209,13 +209,14 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     assert missing.exit_code == 1
     assert last_line(missing) == (f"Error: {released} lacks 3 of the selected folders (contrast/3, fog/2, "
                                   "fog/3); pick the ones you have with --corruptions / --severities")
-    # a cell folder without one of the images: the file is named
+    # a cell folder without the images of --data: named before any compute
     first = sorted((released / "contrast" / "2").rglob("*.JPEG"))[0]
     (released / "fog" / "2" / first.parent.name).mkdir(parents=True)
     partial = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
                              "--corrupted-dir", released, "--corruptions", "fog", "--severities", 2))
     assert partial.exit_code == 1
-    assert "cannot read image" in partial.stderr and f"fog/2/{first.parent.name}" in partial.stderr
+    assert f"fog/2 lacks the files of {len(list(image_folder.rglob('*.JPEG')))} of the" in partial.stderr
+    assert f"{first.parent.name}/{first.name}" in partial.stderr
     # released files smaller than ImageNet-C's 224 px: refused before any compute (the clean cell too)
     small = tmp_path / "small"
     for name in images.names[:2]:

@@ -75,17 +75,26 @@ def test_a_stray_folder_among_wnid_folders_is_named(image_folder, tmp_path):
 
 
 def test_hidden_and_imageless_folders_are_not_classes(image_folder, tmp_path):
+    """Hidden folders are never classes; a folder without images is none of the wnids', but in
+    sorted order it keeps its place, as in torchvision's ImageFolder (the folders after it were
+    numbered one lower: a class left empty shifted every label after it)."""
     root = tmp_path / "val"
     shutil.copytree(image_folder, root)
     (root / ".ipynb_checkpoints").mkdir()
     make_image_folder(root / ".cache", ["n01440764"], per_class=2)  # hidden, with images
     make_image_folder(root / "n01440764", [".ipynb_checkpoints"], per_class=1)  # hidden inside a class
-    (root / "empty").mkdir()
+    by_name = scan_folder(image_folder, class_order="sorted")
+    images = scan_folder(root, class_order="sorted")
+    assert (images.names, images.labels, images.classes) == (by_name.names, by_name.labels, by_name.classes)
+    (root / "n01440000").mkdir()  # empty, sorted first
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("no images here")
-    for order in ("imagenet", "sorted"):
-        images, clean = scan_folder(root, class_order=order), scan_folder(image_folder, class_order=order)
-        assert (images.names, images.labels, images.classes) == (clean.names, clean.labels, clean.classes)
+    images, by_wnid = scan_folder(root), scan_folder(image_folder)
+    assert (images.names, images.labels, images.classes) == (by_wnid.names, by_wnid.labels, by_wnid.classes)
+    images = scan_folder(root, class_order="sorted")
+    assert images.names == by_name.names
+    assert images.classes == ("n01440000", *by_name.classes, "notes")
+    assert images.labels == tuple(label + 1 for label in by_name.labels)
 
 
 def test_files_without_an_image_extension_are_ignored(tmp_path):
@@ -364,6 +373,16 @@ def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
         check_released(root, [cells[1], cells[2]], "--corruptions")
     with pytest.raises(DataError, match=r"lacks 1 of the selected folders \(fog/3\)"):
         check_released(root, [*cells, root / "fog" / "3"], "--corruptions")
+    # a partial extraction's empty folder, or a hidden one, is no class folder, wherever it stands
+    # (an empty one of the first folder that another lacks crashed: FileNotFoundError)
+    shutil.rmtree(root / "fog" / "1" / "n01440764")
+    (root / "fog" / "1" / "n01440764").mkdir()
+    (root / "fog" / "1" / "n09999999").mkdir()
+    (root / "fog" / "2" / ".ipynb_checkpoints").mkdir()
+    (root / "fog" / "2" / ".ipynb_checkpoints" / "a.txt").write_text("")
+    (root / "fog" / "2" / "n01440764" / "a.JPEG").unlink()
+    (root / "fog" / "2" / "n04000000").mkdir()
+    check_released(root, cells[:2], "--corruptions")
 
 
 def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):

@@ -57,7 +57,8 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
             "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
 
 
-def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet", suite: str = "imagenet-c",
+def scaling(model: str, *, data: str | None = None, class_order: str | None = None,
+            suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
             threads: int = 1, processes: int = 2) -> list[dict]:
@@ -66,7 +67,8 @@ def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet
     Args:
         model: a model of benchmarks.yaml or the registry.
         data: image folder (default: the embedded demo data, generated in a temporary folder).
-        class_order: ``eval``'s ``--class-order`` for ``data`` (the demo data is always ``sorted``).
+        class_order: ``eval``'s ``--class-order`` for ``data`` (None: the dataset's; the demo data
+            is always ``sorted``).
         suite: a suite of the shipped benchmarks.yaml.
         corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
             when the suite has corruptions.
@@ -104,7 +106,8 @@ def scaling(model: str, *, data: str | None = None, class_order: str = "imagenet
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet"}
         rows = []
         for n in (1, processes):
-            args = ["eval", "--model", model, "--suite", suite, "--data", data, "--class-order", class_order,
+            args = ["eval", "--model", model, "--suite", suite, "--data", data,
+                    *(["--class-order", class_order] if class_order else []),
                     "--store", str(Path(tmp) / f"store-{n}.db"), "--device", str(device),
                     "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",
                     "--format", "json"]

@@ -200,9 +200,10 @@ MODEL_HELP = ("A model of benchmarks.yaml, a registry name (see `gcp-robust mode
               "callable returning your nn.Module; --checkpoint is loaded into it strictly).")
 
 class_order_option = click.option(
-    "--class-order", type=click.Choice(["imagenet", "sorted"]), default="imagenet", show_default=True,
+    "--class-order", type=click.Choice(["imagenet", "sorted"]), default=None,
     help="Labels of the class folders of --data: imagenet (wnid folders get their ImageNet-1k indices) "
-         "or sorted (folders numbered in sorted name order, like torchvision's ImageFolder; any names).")
+         "or sorted (folders numbered in sorted name order, like torchvision's ImageFolder; any names). "
+         "Default: the dataset's (imagenet for ImageNet, sorted for CIFAR and Tiny-ImageNet).")
 
 data_options = _compose(
     click.option("--data", type=click.Path(), default=None, metavar="DIR",

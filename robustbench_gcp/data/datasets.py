@@ -94,18 +94,18 @@ def _image_sizes(root: Path, count: int = 8) -> set[tuple[int, int]]:
         try:
             with Image.open(first) as image:
                 sizes.add(image.size)
-        except OSError:
+        except (OSError, Image.DecompressionBombError):
             sizes.add((0, 0))
     return sizes
 
 
-def detect_dataset(path: str | Path) -> str | None:
+def detect_dataset(path: str | Path, *, by_size: bool = True) -> str | None:
     """The dataset a clean-data path holds, from its layout alone (None: not recognised, e.g.
     ImageNet folders of any size).
 
     CIFAR pickle batches (``test_batch``: CIFAR-10; ``test``: CIFAR-100), a Tiny-ImageNet-200
-    root or its ``val`` folder, or class folders of 32x32 (CIFAR: 10 classes or fewer are
-    CIFAR-10) or 64x64 (Tiny-ImageNet) images (the first image of each of the first 8
+    root or its ``val`` folder, or (``by_size``) class folders of 32x32 (CIFAR: 10 classes or
+    fewer are CIFAR-10) or 64x64 (Tiny-ImageNet) images (the first image of each of the first 8
     class folders, all that size).
     """
     from robustbench_gcp.data.array_files import cifar_test_file
@@ -119,7 +119,7 @@ def detect_dataset(path: str | Path) -> str | None:
         return "cifar10" if file.name == "test_batch" else "cifar100"
     if is_tiny_imagenet(path):
         return "tinyimagenet"
-    if not path.is_dir():
+    if not path.is_dir() or not by_size:
         return None
     sizes = _image_sizes(path)
     size = sizes.pop() if len(sizes) == 1 else None  # every class's first image that size
@@ -180,7 +180,7 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool) -
     try:
         with Image.open(first) as image:
             size = image.size
-    except OSError:
+    except (OSError, Image.DecompressionBombError):
         return  # the loader names unreadable files
     small = {info.image_size: info for info in DATASETS.values() if info.image_size}
     side = size[0] if size[0] == size[1] else None

@@ -138,14 +138,17 @@ def balanced_subset(labels: Sequence[int], n: int) -> list[int]:
 
 
 def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
-                extensions: tuple[str, ...] = IMG_EXTENSIONS, class_order: str = "imagenet") -> ImageList:
+                extensions: tuple[str, ...] = IMG_EXTENSIONS, class_order: str = "imagenet",
+                released: bool = False) -> ImageList:
     """List the images of an ImageNet-style folder (``<root>/<class>/<image>``).
 
     A class is a folder of ``root`` holding at least one image, at any depth; names starting
     with "." (``.ipynb_checkpoints``, macOS ``._*`` files) are skipped at every level.
     With ``class_order="imagenet"`` every class folder must be an ImageNet-1k wnid and gets
-    its standard index; ``"sorted"`` numbers the class folders in sorted name order,
-    whatever their names (torchvision's ImageFolder). Symbolic links are followed (a class
+    its standard index; ``"sorted"`` numbers the folders of ``root`` in sorted name order,
+    whatever their names, those without images included (torchvision's ImageFolder: a class
+    left empty keeps its index, the next ones theirs). ``released``: a released cell
+    (a folder that is not a wnid is refused as such). Symbolic links are followed (a class
     folder may link elsewhere), except those leading back into a folder being walked (a
     loop); a file reached by several names is listed once, under the first name in walk
     order (files of a folder, sorted, then its subfolders, sorted).
@@ -190,10 +193,10 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                             f"({', '.join(extensions)})")
         raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
     if class_order == "sorted":
-        classes, labelling = tuple(class_dirs), "folders"
-        class_index = {name: i for i, name in enumerate(class_dirs)}
+        classes, labelling = tuple(folders), "folders"
+        class_index = {name: i for i, name in enumerate(folders)}
     else:
-        _check_wnid_folders(root, class_dirs)
+        _check_wnid_folders(root, class_dirs, released)
         classes, labelling = imagenet_wnids(), "imagenet"
         class_index = {name: _wnid_index()[name] for name in class_dirs}
     names = [name for class_name in class_dirs for name in found[class_name]]
@@ -202,12 +205,15 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                      labelling, source=str(root))
 
 
-def _check_wnid_folders(root: Path, class_dirs: Sequence[str]) -> None:
+def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = False) -> None:
     """Raise :class:`DataError` naming the class folders that are not ImageNet-1k wnids."""
     wnids = _wnid_index()
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
+    if released:  # released files are labelled by their wnid folders: no other order to offer
+        raise DataError(f"released folder {root} has folders with images that are not ImageNet-1k "
+                        f"wnids: {listed(odd, _NAMED)}; move them out of it")
     message = f"data folder {root} has class folders that are not ImageNet-1k wnids: {listed(odd, _NAMED)}"
     n_wnids = len(class_dirs) - len(odd)
     if n_wnids:
@@ -303,7 +309,8 @@ def read_labels_file(path: Path) -> dict[str, int]:
 
 
 def _scan_flat(root: Path, labels_file: Path) -> ImageList:
-    files = sorted(entry.name for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
+    files = sorted(entry.name for entry in os.scandir(root)
+                   if entry.is_file() and is_image_file(entry.name) and not entry.name.startswith("."))
     if not files:
         folders = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
         if folders:
@@ -356,10 +363,10 @@ def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageLi
             f"ImageNet-C folder {root} has no {corruption}/{severity}: expected the released layout "
             "<root>/<corruption>/<severity>/<wnid>/<image>"
         )
-    if not _class_folders(cell) and not _empty(cell):  # --labels is for --data: say the layout
+    if not _subfolders(cell) and _holds_files(cell):  # --labels is for --data: say the layout
         raise DataError(f"released cell {cell} holds files but no wnid folders: the released layout "
                         "is <root>/<corruption>/<severity>/<wnid>/<image>")
-    return scan_folder(cell, class_order="imagenet")  # released files are wnid folders
+    return scan_folder(cell, class_order="imagenet", released=True)  # released files are wnid folders
 
 
 def scan_videos(folder: str | Path) -> ImageList:
@@ -370,14 +377,15 @@ def scan_videos(folder: str | Path) -> ImageList:
             f"ImageNet-P folder {folder} does not exist: expected the released layout "
             "<root>/<perturbation>[_2|_3]/<wnid>/<image>.mp4"
         )
-    return scan_folder(folder, extensions=(".mp4",), class_order="imagenet")
+    return scan_folder(folder, extensions=(".mp4",), class_order="imagenet", released=True)
 
 
 def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
     """Every released folder of a selection exists under ``--corrupted-dir`` and holds the class
     folders of the first, before any compute: the images of a run are the first folder's (a class
     folder missing there would drop its images from every cell, unseen; one missing elsewhere is
-    named here rather than as an unreadable image halfway through).
+    named here rather than as an unreadable image halfway through). Hidden folders and folders
+    without files (a partial extraction's) are no class folders.
 
     Raises:
         DataError: naming the missing folders (the first six) and the flags that choose them, or
@@ -390,12 +398,13 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
                         f"the ones you have with {flags}")
     if not folders:
         return
-    first = _class_folders(folders[0])
-    empty = {name for name in first if _empty(folders[0] / name)}
+    first = {name for name in _subfolders(folders[0]) if _holds_files(folders[0] / name)}
     for folder in folders[1:]:
-        classes = _class_folders(folder) - {name for name in empty if _empty(folder / name)}
-        if classes != first - empty:
-            lacking, extra = sorted(first - empty - classes), sorted(classes - (first - empty))
+        names = _subfolders(folder)
+        # a class folder of the first cell is taken to hold files here too (one scan per cell)
+        classes = {name for name in names if name in first or _holds_files(folder / name)}
+        if classes != first:
+            lacking, extra = sorted(first - classes), sorted(classes - first)
             said = "; ".join(f"{what} {len(names)}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
                              for what, names in (("lacks", lacking), ("has beyond it", extra)) if names)
             raise DataError(f"{folder.relative_to(root)} and {folders[0].relative_to(root)} hold other class "
@@ -404,13 +413,43 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
                             f"{flags}")
 
 
-def _empty(folder: Path) -> bool:
-    """Whether ``folder`` holds nothing (a class folder left empty by a partial extraction)."""
-    with os.scandir(folder) as entries:
-        return next(entries, None) is None
+def check_released_files(folder: Path, paths: Sequence[Path]) -> None:
+    """Each of ``paths`` (the files of ``--data``'s images in the released ``folder``) exists; one
+    listing per class folder.
+
+    Raises:
+        DataError: how many are missing, the first few named (a class folder missing whole said so).
+    """
+    wanted: dict[Path, list[str]] = {}
+    for path in paths:
+        wanted.setdefault(path.parent, []).append(path.name)
+    missing, gone = [], []
+    for parent, names in wanted.items():
+        try:
+            with os.scandir(parent) as entries:
+                present = {entry.name for entry in entries}
+        except OSError:  # no such class folder (or unreadable: the same to the run)
+            present = set()
+            gone.append(str(parent.relative_to(folder)))
+        missing += [str((parent / name).relative_to(folder)) for name in names if name not in present]
+    if missing:
+        said = f"; it has no class folder {listed(gone)}" if gone else ""
+        raise DataError(f"released folder {folder} lacks the files of {len(missing)} of the {len(paths)} "
+                        f"images of --data ({listed(missing)}){said}: released files are read under "
+                        "--data's names; give the --data these files were made from (or --limit)")
 
 
-def _class_folders(folder: Path) -> set[str]:
-    """The names of the folders in ``folder`` (a released cell's class folders)."""
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file that is not hidden, at any depth (a class folder left
+    empty by a partial extraction holds none)."""
+    for _, subfolders, files in os.walk(folder, followlinks=True):
+        if any(not name.startswith(".") for name in files):
+            return True
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    return False
+
+
+def _subfolders(folder: Path) -> set[str]:
+    """The names of the folders in ``folder`` that are not hidden (a released cell's class folders)."""
     with os.scandir(folder) as entries:
-        return {entry.name for entry in entries if entry.is_dir()}
+        return {entry.name for entry in entries if entry.is_dir() and not entry.name.startswith(".")}

@@ -162,7 +162,7 @@ class ImageFiles(Dataset):
             return self._failed(position, "file not found")
         except UnidentifiedImageError:
             return self._failed(position, "not an image (cannot identify the file format)")
-        except (OSError, ValueError, SyntaxError) as error:  # truncated / corrupt files
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # corrupt, huge
             return self._failed(position, str(error) or type(error).__name__)
         return torch.from_numpy(array).permute(2, 0, 1).contiguous(), position, ""
 

@@ -22,6 +22,7 @@ from robustbench_gcp.errors import DataError, listed
 
 WNIDS_FILE = "wnids.txt"
 ANNOTATIONS_FILE = "val_annotations.txt"
+TINY_CLASSES = 200
 _NAMED = 5  # files named in an error before "and N more"
 
 
@@ -138,8 +139,15 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
                             f"in {wnids_file} ({len(unknown)} such lines)")
     else:
         classes = tuple(sorted({wnid for wnid, _ in annotations.values()}))
+        if len(classes) < TINY_CLASSES:  # then an index in their sorted order is not the class's
+            raise DataError(f"{annotations_file} names {len(classes)} of Tiny-ImageNet's {TINY_CLASSES} "
+                            f"classes and there is no {wnids_file}: labels are indices in the sorted "
+                            f"wnids of that file; put it there")
     images = val / "images"
     if not images.is_dir():
+        if any(entry.is_dir() and not entry.name.startswith(".") for entry in os.scandir(val)):
+            # val sorted into <wnid>/ folders (a common rearrangement): its folders are the classes
+            return _labelled_by(scan_folder(val, class_order="sorted"), classes, val)
         raise DataError(f"Tiny-ImageNet images folder {images} does not exist")
     names = sorted(entry.name for entry in os.scandir(images)
                    if entry.is_file() and is_image_file(entry.name) and not entry.name.startswith("."))
@@ -185,13 +193,21 @@ def scan_tiny_imagenet_c(root: str | Path, corruption: str, severity: int,
         raise DataError(f"Tiny-ImageNet-C folder {root} has no {corruption}/{severity}: expected the "
                         "released layout <root>/<corruption>/<severity>/<wnid>/<image>")
     found = scan_folder(cell, class_order="sorted")
-    if classes is None:
-        return found
+    return found if classes is None else _labelled_by(found, classes, cell)
+
+
+def _labelled_by(found: ImageList, classes: Sequence[str], folder: Path) -> ImageList:
+    """``found`` (wnid folders of ``folder``) labelled by the index of each folder among the
+    sorted ``classes``.
+
+    Raises:
+        DataError: a folder with images is not one of ``classes``.
+    """
     order = tuple(sorted(set(classes)))
     index = {wnid: i for i, wnid in enumerate(order)}
-    odd = [name for name in found.classes if name not in index]
+    odd = sorted({found.classes[label] for label in found.labels} - set(index))  # folders with images
     if odd:
-        raise DataError(f"Tiny-ImageNet-C folder {cell} has class folders that are not among the "
+        raise DataError(f"Tiny-ImageNet folder {folder} has class folders that are not among the "
                         f"{len(order)} classes: {listed(odd, _NAMED)}")
     labels = tuple(index[found.classes[label]] for label in found.labels)
     return ImageList(root=found.root, names=found.names, labels=labels, indices=found.indices,

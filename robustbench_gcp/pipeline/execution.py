@@ -71,7 +71,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         device = job.device(device)
     net = load_chosen(plan.model, device)
     # the checkpoint may have changed since the plan was made
-    check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None)
+    check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None,
+                  asked_sorted=plan.options.class_order == "sorted")
     cfg = net.pretrained_cfg
     options = plan.options
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,

@@ -67,7 +67,7 @@ class EvalOptions:
     data: str | Path | None = None
     dataset: str | None = None  # imagenet, cifar10, cifar100, tinyimagenet (None: the suite's, the data's)
     labels: str | Path | None = None
-    class_order: str = "imagenet"  # how class folders become labels: imagenet (wnids) or sorted
+    class_order: str | None = None  # class folders -> labels: imagenet (wnids), sorted; None: the dataset's
     flags: Mapping[str, Any] = field(default_factory=dict)
     device: str = "auto"
     amp: bool = False
@@ -118,7 +118,7 @@ class EvalOptions:
                 raise ConfigError(f"`{name}` should be True or False. Got {getattr(self, name)!r}")
         if not isinstance(self.store, (str, os.PathLike)):
             raise ConfigError(f"`store` should be the path of a store file. Got {self.store!r}")
-        if self.class_order not in CLASS_ORDERS:
+        if self.class_order is not None and self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
         if self.dataset is not None:
@@ -234,7 +234,10 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           preprocess=options.preprocess)
     selection = suite.check_model(selection, choice) or selection  # None: a suite of the old contract
     images = everything.limit(options.limit)
-    check_classes(images, check_weights(choice), choice.label, released=options.data is None)
+    if options.data is not None:
+        suite.check_files(selection, images)
+    check_classes(images, check_weights(choice), choice.label, released=options.data is None,
+                  asked_sorted=options.class_order == "sorted")
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
                 located)
 
@@ -248,13 +251,16 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
             Tiny-ImageNet suite ...).
     """
     asked = options.dataset or declared
-    found = detect_dataset(options.data) if options.data is not None else None
+    # with --preset, a dataset asked for is refused for another's layout only, not for its images'
+    # size (64 px ImageNet folders read with their wnid labels)
+    by_size = asked is None or options.flags.get("preset") is None
+    found = detect_dataset(options.data, by_size=by_size) if options.data is not None else None
     if asked is not None and found is not None and DATASETS[asked].preset != DATASETS[found].preset:
         said = "--dataset" if options.dataset else "the suite's dataset:"
         raise DataError(f"--data {options.data} holds {DATASETS[found].title} images, but {said} is "
-                        f"{asked} ({DATASETS[asked].title}); give --dataset {found} (or its suite), and "
-                        f"--preset {DATASETS[asked].preset} if you want {DATASETS[asked].released}'s "
-                        "corruption parameters on these images anyway")
+                        f"{asked} ({DATASETS[asked].title}); give --dataset {found} (or its suite), or, "
+                        f"to read them as {DATASETS[asked].title} images with {DATASETS[asked].released}'s "
+                        f"corruption parameters anyway, --preset {DATASETS[asked].preset}")
     return DATASETS[asked or found or "imagenet"]
 
 
@@ -286,20 +292,26 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
     return options, ()
 
 
-def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False) -> None:
-    """Raise :class:`DataError` when the data has a class index the model does not have, or, for
-    ``released`` files read alone (Tiny-ImageNet-C / -P without ``wnids.txt``), when they number
-    fewer class folders by their sorted order than the model has classes: with a class missing, a
-    folder's index is not its class's. (``--class-order sorted`` asks for that numbering.)"""
+def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,
+                  asked_sorted: bool = False) -> None:
+    """Raise :class:`DataError` when the data has a class index the model does not have, or when
+    its class folders, numbered in their sorted order, are fewer than the model's classes: with a
+    class missing, a folder's index is not its class's (``released``: files read alone, e.g.
+    Tiny-ImageNet-C / -P without ``wnids.txt``; the order a dataset takes by default, not one
+    asked for with ``--class-order sorted``, ``asked_sorted``)."""
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "
                         f"'{model}' has {num_classes} classes")
-    if released and images.labelling == "folders" and len(images.classes) < num_classes:
-        raise DataError(f"the released files' {len(images.classes)} class folders are numbered in their "
-                        f"sorted order, but model '{model}' has {num_classes} classes: with classes "
-                        "missing, a folder's index is not its class's. Give --data too (Tiny-ImageNet: "
-                        "the tiny-imagenet-200 folder, its wnids.txt) or every class folder")
+    if images.labelling == "folders" and len(images.classes) < num_classes and not asked_sorted:
+        whose = "the released files'" if released else "--data's"
+        remedy = ("Give --data too (Tiny-ImageNet: the tiny-imagenet-200 folder, its wnids.txt) or every "
+                  "class folder" if released else "Give every class folder (an empty folder keeps a "
+                  "class's place), or --class-order imagenet for wnid folders (sorted: those folders are "
+                  "the model's first classes)")
+        raise DataError(f"{whose} {len(images.classes)} class folders are numbered in their sorted order, "
+                        f"but model '{model}' has {num_classes} classes: with classes missing, a folder's "
+                        f"index is not its class's. {remedy}")
 
 
 def plan_all(jobs: Sequence[tuple[str, Mapping[str, Any]]], common: Mapping[str, Any]) -> list[Plan]:
@@ -332,9 +344,8 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
                 dataset: DatasetInfo) -> ImageList:
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
-        order = options.class_order if options.class_order != "imagenet" else None
-        return scan_dataset(dataset, options.data, options.labels, class_order=order)
-    if options.class_order != "imagenet":
+        return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
+    if options.class_order is not None:
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           "released files are read in the ImageNet order")
     if options.labels is not None:

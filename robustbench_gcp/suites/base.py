@@ -252,6 +252,11 @@ class Suite:
         """Raise if the images of ``--data`` cannot stand beside the selection's released files
         (files read by row must be those rows' images), before any compute."""
 
+    def check_files(self, selection: Selection, images: ImageList) -> None:
+        """Raise if a released file the run reads for ``images`` (``--data``'s, after ``--limit``)
+        is missing, before any compute (one released folder: ``check_inputs`` saw that the
+        others hold its class folders)."""
+
     def check_model(self, selection: Selection, model: Any) -> Selection:
         """The selection as it applies to ``model`` (the chosen model,
         :class:`~robustbench_gcp.pipeline.weights.ModelChoice`, not loaded): unchanged, or with the

@@ -15,7 +15,7 @@ import torch
 
 from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
-from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
+from robustbench_gcp.data.folders import check_released, check_released_files, corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
@@ -105,7 +105,7 @@ def _check_released_size(folder: Path, dataset: DatasetInfo) -> None:
     try:
         with Image.open(first) as image:
             width, height = image.size
-    except OSError:
+    except (OSError, Image.DecompressionBombError):
         return  # an unreadable file is named when it is read
     if min(width, height) < crop:
         raise DataError(f"released image {first} is {width}x{height}, smaller than the {crop}x{crop} "
@@ -425,6 +425,11 @@ class ImageNetCSuite(LevelledSuite):
         if differ is not None:
             raise DataError(f"--data's labels differ from {name}'s labels.npy (first at image {differ}: "
                             f"{images.labels[differ]} and {rows.labels[differ]}): another test set?")
+
+    def check_files(self, selection: ImageNetCSelection, images: ImageList) -> None:
+        if selection.released is not None and selection.dataset.preset != "cifar":
+            source = self._released_source(selection, selection.corruptions[0], selection.severities[0], 0)
+            check_released_files(source.root, source.paths(images, range(len(images))))
 
     def _released_source(self, selection: ImageNetCSelection, corruption: str, severity: int,
                          n_images: int) -> ImageSource:

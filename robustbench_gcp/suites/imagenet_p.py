@@ -43,7 +43,7 @@ from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS,
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
-from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
+from robustbench_gcp.data.folders import check_released, check_released_files, perturbed_dir, perturbed_npy
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import DataError
@@ -520,6 +520,12 @@ class ImageNetPSuite(LevelledSuite):
                     source = window if perturbation in GEOMETRIC_PERTURBATIONS else square
                 tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))
         return tasks
+
+    def check_files(self, selection: ImageNetPSelection, images: ImageList) -> None:
+        if selection.released is not None and selection.preset != "cifar":
+            first = (selection.perturbations[0], selection.difficulties[0])
+            source = self._released_source(selection, *first, 0)
+            check_released_files(source.root, source.paths(images, range(len(images))))
 
     def _released_source(self, selection: ImageNetPSelection, perturbation: str, difficulty: int,
                          crop: int) -> ImageSource:

@@ -1,0 +1,199 @@
+"""Inputs that were read wrong or refused with a traceback: a class folder left empty or missing
+(sorted order), a Tiny-ImageNet val folder without wnids.txt or sorted into class folders, 64 px
+ImageNet folders, decompression bombs, released folders that lack files of --data, hidden files
+of a flat folder."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import textwrap
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from robustbench_gcp import plan
+from robustbench_gcp.cli import main
+from robustbench_gcp.data.folders import imagenet_wnids
+from robustbench_gcp.data.synthetic import make_image_folder
+from robustbench_gcp.errors import DataError
+
+NET = '''
+import torch.nn as nn
+from robustbench_gcp.models.resnet import PreprocessConfig
+
+
+def net(classes=10, size=32):
+    body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+    body.pretrained_cfg = PreprocessConfig(input_size=size, resize_size=size)
+    return body
+
+
+def tiny():
+    return net(200, 64)
+
+
+def imagenet64():
+    return net(1000, 64)
+'''
+CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def nets(on_sys_path):
+    (on_sys_path / "odd_nets.py").write_text(textwrap.dedent(NET))
+    return "odd_nets"
+
+
+def _images(root, classes, size, per_class=2):
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((size, size, 3), 20 * k + i, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def _labels(images):
+    return {name.split("/")[0]: label for name, label in zip(images.names, images.labels)}
+
+
+def test_a_class_folder_left_empty_keeps_its_place_and_a_missing_one_is_refused(nets, tmp_path):
+    """CIFAR class folders in sorted order with cat/ empty: the folders after it were numbered one
+    lower (dog got cat's label, error 0.67 for a perfect model); with cat/ gone, refused."""
+    folder = _images(tmp_path / "cifar", CIFAR, 32)
+    for file in (folder / "cat").iterdir():
+        file.unlink()
+    common = dict(suite="clean", store=tmp_path / "s.db", dataset="cifar10")
+    images = plan(f"{nets}:net", data=folder, **common).images
+    assert _labels(images) == {name: CIFAR.index(name) for name in CIFAR if name != "cat"}
+    (folder / "cat").rmdir()
+    with pytest.raises(DataError, match=r"--data's 9 class folders are numbered in their sorted order, but "
+                                        r"model 'odd_nets:net' has 10 classes: .*an empty folder keeps"):
+        plan(f"{nets}:net", data=folder, **common)
+
+
+def test_tiny_imagenet_val_without_wnids_or_sorted_into_class_folders(nets, tmp_path):
+    """A val folder whose annotations name some of the 200 classes, without wnids.txt, numbered them
+    0..k (error 0.86 for a perfect model): refused. A val folder sorted into <wnid>/ folders, as many
+    users keep it, beside its annotations file: read with the labels of wnids.txt."""
+    wnids = [f"n0{i:07d}" for i in range(200)]
+    root = tmp_path / "tiny-imagenet-200"
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(reversed(wnids)) + "\n")
+    chosen = wnids[5:200:40]
+    lines = []
+    for k, wnid in enumerate(chosen):
+        Image.fromarray(np.full((64, 64, 3), k, np.uint8)).save(root / "val" / "images" / f"val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    common = dict(suite="clean", store=tmp_path / "s.db")
+    expected = [wnids.index(w) for w in chosen]
+    assert list(plan(f"{nets}:tiny", data=root, **common).images.labels) == expected
+    alone = tmp_path / "val"
+    shutil.copytree(root / "val", alone)
+    with pytest.raises(DataError, match=r"names 5 of Tiny-ImageNet's 200 classes and there is no "):
+        plan(f"{nets}:tiny", data=alone, **common)
+    for k, wnid in enumerate(chosen):  # val/<wnid>/<file>, the annotations file kept
+        (root / "val" / wnid).mkdir()
+        (root / "val" / "images" / f"val_{k}.JPEG").rename(root / "val" / wnid / f"val_{k}.JPEG")
+    (root / "val" / "images").rmdir()
+    images = plan(f"{nets}:tiny", data=root, **common).images
+    assert {name.split("/")[0]: label for name, label in zip(images.names, images.labels)} == dict(
+        zip(chosen, expected))
+
+
+def test_64px_imagenet_folders_can_be_read_with_their_wnid_labels(nets, tmp_path):
+    """64 px wnid folders are taken for Tiny-ImageNet; an explicit --class-order imagenet was
+    ignored (labels 0, 1, 2) and --dataset imagenet --preset imagenet refused."""
+    wnids = [imagenet_wnids()[i] for i in (3, 250, 700)]
+    folder = _images(tmp_path / "i64", wnids, 64)
+    common = dict(store=tmp_path / "s.db")
+    ordered = plan(f"{nets}:imagenet64", data=folder, suite="clean", class_order="imagenet", **common)
+    assert set(ordered.images.labels) == {3, 250, 700}
+    as_imagenet = plan(f"{nets}:imagenet64", data=folder, suite="imagenet-c", dataset="imagenet",
+                       preset="imagenet", corruptions="fog", severities=[1], **common)
+    assert as_imagenet.dataset.name == "imagenet" and set(as_imagenet.images.labels) == {3, 250, 700}
+    with pytest.raises(DataError, match=r"holds Tiny-ImageNet images.*--preset imagenet"):
+        plan(f"{nets}:imagenet64", data=folder, suite="imagenet-c", dataset="imagenet", corruptions="fog",
+             **common)
+
+
+def _bomb(path, width=20000, height=10000):
+    """A PNG whose header says width x height (over PIL's decompression-bomb limit)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_an_error_naming_the_file(image_folder, gap_checkpoint, tmp_path):
+    """PIL's DecompressionBombError is no OSError: it escaped as an 86-line traceback, at planning
+    when the file came first."""
+    data = tmp_path / "val"
+    shutil.copytree(image_folder, data)
+    first = sorted(p for p in data.iterdir())[0]
+    _bomb(first / "0000_bomb.png")
+    for suite in (["clean"], ["imagenet-c", "--corruptions", "fog", "--severities", 1]):
+        result = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--suite", *suite,
+                     "--data", data, "--store", tmp_path / f"{suite[0]}.db", "--batch-size", 4)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "0000_bomb.png" in result.output and "decompression bomb" in result.output
+
+
+def test_released_files_missing_for_images_of_data_are_named_before_compute(image_folder, gap_checkpoint,
+                                                                           tmp_path):
+    """--data with a class the released cells lack failed halfway, as an unreadable file."""
+    released = tmp_path / "C"
+    for severity in (1, 2):
+        shutil.copytree(image_folder, released / "fog" / str(severity))
+    data = tmp_path / "val"
+    shutil.copytree(image_folder, data)
+    make_image_folder(data, ["n01491361"], per_class=2, seed=9)  # images the released cells lack
+    extra = sorted(p.name for p in (data / "n01491361").iterdir())
+    result = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--suite", "imagenet-c",
+                 "--corrupted-dir", released, "--corruptions", "fog", "--severities", "1,2", "--data", data,
+                 "--store", tmp_path / "s.db")
+    assert result.exit_code == 1
+    assert f"lacks the files of {len(extra)} of the" in result.output
+    assert f"n01491361/{extra[0]}" in result.output and "no class folder n01491361" in result.output
+    assert not (tmp_path / "s.db").exists()  # nothing computed
+    # the images it has pass
+    shutil.rmtree(data / "n01491361")
+    ok = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--suite", "imagenet-c",
+             "--corrupted-dir", released, "--corruptions", "fog", "--severities", "1", "--data", data,
+             "--store", tmp_path / "s.db", "--limit", 4)
+    assert ok.exit_code == 0, ok.output
+
+
+def test_hidden_files_of_a_flat_folder_are_skipped(image_folder, tmp_path):
+    """The flat val layout listed macOS `._*` files: "has no label in val.txt"."""
+    from robustbench_gcp.data.folders import scan_folder
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k, path in enumerate(sorted(image_folder.rglob("*.JPEG"))[:3]):
+        shutil.copy(path, flat / f"ILSVRC_{k}.JPEG")
+    (flat / "._ILSVRC_0.JPEG").write_bytes(b"\0\5\26\7junk")
+    (tmp_path / "val.txt").write_text("".join(f"ILSVRC_{k}.JPEG {k}\n" for k in range(3)))
+    images = scan_folder(flat, tmp_path / "val.txt")
+    assert images.names == ("ILSVRC_0.JPEG", "ILSVRC_1.JPEG", "ILSVRC_2.JPEG") and images.labels == (0, 1, 2)
+
+
+def test_a_released_folder_that_is_no_wnid_is_refused_without_a_remedy_that_fails(tmp_path):
+    """It suggested --class-order sorted, which released files refuse."""
+    from robustbench_gcp.data.folders import scan_imagenet_c
+
+    make_image_folder(tmp_path / "C" / "fog" / "1", ["n01440764", "backup"], per_class=1, sizes=(40, 50))
+    with pytest.raises(DataError, match=r"released folder .*fog/1 has folders with images that are not "
+                                        r"ImageNet-1k wnids: backup; move them out of it$") as error:
+        scan_imagenet_c(tmp_path / "C", "fog", 1)
+    assert "--class-order" not in str(error.value)
