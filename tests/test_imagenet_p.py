@@ -40,7 +40,8 @@ def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(de
     from corruptions import perturbation_sequence
 
     images = scan_folder(demo_val, class_order="sorted").limit(10)
-    x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
+    # the square whose centre 64 px crop is the image's (test_suite_options checks that crop)
+    x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73, centred_on=64), batch_size=10))
     model = load_model("demo-isqrt", load_config().model("demo-isqrt").checkpoint)
     mean = torch.tensor(model.pretrained_cfg.mean).view(1, -1, 1, 1)
     std = torch.tensor(model.pretrained_cfg.std).view(1, -1, 1, 1)

@@ -298,8 +298,9 @@ def test_reports_name_the_steps_as_people_give_them():
 
     assert label("stem", DEFAULT_ETAS["stem"]) == "stem, ascent, 50 etas 0.1/256 to 75/256"
     assert label("pixels", parse_etas("0.01:0.5:3")) == "pixels, ascent, 3 etas 0.01 to 0.5"
-    # 6 digits: labels tell experiments apart, and 3 joined 0.29312 with 0.29314
-    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 0.333333 to 0.666667"
+    # exact: labels tell experiments apart (3 digits joined 0.29312 with 0.29314, 6 1/3 with 0.333333)
+    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 1/3 to 2/3"
+    assert label("pixels", parse_etas("0.333333:2/3:2")) == "pixels, ascent, 2 etas 0.333333 to 2/3"
     assert label("pixels", parse_etas("0:0.29312:2")) == "pixels, ascent, 2 etas 0 to 0.29312"
 
 

@@ -127,8 +127,9 @@ def test_the_suite_gives_windows_to_the_geometric_perturbations_only(demo_val):
     for name, source in sources.items():
         if name in GEOMETRIC_PERTURBATIONS:
             assert source.window and source.crop_size == W and source.resize_size == S
-        else:  # exactly today's square, so their frames are today's
-            assert source == ImageSource(demo_val, resize_size=S, crop_size=S)
+        else:  # the square whose centre crop is the image's (at 256 / 224 its centre square)
+            assert source == ImageSource(demo_val, resize_size=S, crop_size=S, centred_on=C)
+            assert (S - C) % 4 == 0  # two centred crops would be the same here: today's frames
 
 
 # --------------------------------------------------------------------------------------

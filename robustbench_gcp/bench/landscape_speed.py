@@ -80,8 +80,8 @@ def landscape_speed(net: nn.Module, device: torch.device | str, *, settings: Lan
         settings: measurement point, direction and steps (K passes per image).
         images: images measured per path and round (demo images, see
             :func:`~robustbench_gcp.bench.attack_speed.demo_batch`).
-        batch_size: images per batch; the suite also stacks at most this many perturbed
-            copies per pass.
+        batch_size: images per batch (the suite stacks at most
+            :data:`~robustbench_gcp.suites.landscape_measure.ROWS` perturbed copies per pass).
         repeats: alternating rounds; the best time of each path is kept.
 
     Returns:

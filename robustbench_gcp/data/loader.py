@@ -101,6 +101,10 @@ class Preprocess:
     crop_size: int = 224
     interpolation: str = PROTOCOL_INTERPOLATION
     window: bool = False
+    #: place the crop so that its own centre crop of this side is the image's (ImageNet-P's
+    #: squares, whose perturbations crop their centre: the image is then cropped once, at the
+    #: original's offset; two centred crops are a pixel off it where (crop - this) % 4 != 0)
+    centred_on: int | None = None
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
@@ -125,6 +129,10 @@ class Preprocess:
             raise ValueError(f"image is {w}x{h}, smaller than the {c}x{c} crop")
         left = int(round((w - c) / 2.0))
         top = int(round((h - c) / 2.0))
+        if self.centred_on is not None and not self.window:
+            inner = int(round((c - self.centred_on) / 2.0))
+            left = int(round((w - self.centred_on) / 2.0)) - inner
+            top = int(round((h - self.centred_on) / 2.0)) - inner
         if (w, h) != (c, c):
             image = image.crop((left, top, left + c, top + c))  # PIL: zeros beyond the image
         array = np.array(image, dtype=np.uint8)

@@ -21,6 +21,7 @@ Nothing here prints: progress goes to a :class:`ProgressHook`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -71,10 +72,12 @@ class ImageSource:
     #: ``crop_size`` is a window that may extend beyond the resized image (ImageNet-P's
     #: geometric base images): zero outside it, its size recorded (see ``Preprocess``)
     window: bool = False
+    #: the crop placed so that its centre crop of this side is the image's (``Preprocess``)
+    centred_on: int | None = None
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.resize_size, self.crop_size, self.interpolation, self.window)
+        return Preprocess(self.resize_size, self.crop_size, self.interpolation, self.window, self.centred_on)
 
     def as_protocol(self) -> ImageSource:
         """These images as ImageNet-C / -P make their base images: resized with the protocol's
@@ -236,21 +239,36 @@ class Classifier:
             raise _nonfinite_error(int(bad), seen, self.amp)
 
 
-def finite(logits: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
-    """``logits``, checked: each image's logits must all be finite.
+def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> torch.Tensor:
+    """``logits``, checked: each row's logits must all be finite (``rows`` says what a row is).
 
     Raises:
-        NonFiniteError: how many images have a NaN or infinite logit.
+        NonFiniteError: how many rows have a NaN or infinite logit.
     """
     bad = ~torch.isfinite(logits).all(dim=-1)
     if bad.any():
-        raise _nonfinite_error(int(bad.sum()), bad.numel(), amp)
+        raise _nonfinite_error(int(bad.sum()), bad.numel(), amp, rows)
     return logits
 
 
-def _nonfinite_error(bad: int, seen: int, amp: bool) -> NonFiniteError:
-    return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} images"
+def _nonfinite_error(bad: int, seen: int, amp: bool, rows: str = "images") -> NonFiniteError:
+    return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} {rows}"
                           f"{' (under --amp: try without it)' if amp else ''}")
+
+
+@contextlib.contextmanager
+def frozen_weights(model: torch.nn.Module):
+    """No weight gradients inside: backward computes what the input needs only (about half its
+    cost) and accumulates nothing; the weights that required gradients require them again after
+    (a module you bring is yours to train afterwards)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 @dataclass

@@ -142,12 +142,14 @@ def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
     for key in ATTACK_KEYS[attack]:
         if key == "epsilons" or key not in value:
             continue
-        if key in ("steps", "binary_search_steps", "candidates"):
-            params[key] = check.integer(value[key], f"{where}.{key}", 1)
+        if key in ("steps", "binary_search_steps", "candidates"):  # DeepFool compares >= 2 classes
+            params[key] = check.integer(value[key], f"{where}.{key}", 2 if key == "candidates" else 1)
         elif key == "random_start":
             params[key] = check.boolean(value[key], f"{where}.{key}")
         else:
             params[key] = check.number(value[key], f"{where}.{key}", 0.0)
+            if params[key] == 0 and key in ("rel_stepsize", "stepsize", "initial_const"):
+                check.fail(f"{where}.{key}", "should be > 0 (at 0 the attack never moves), got 0")
     if attack == "fgsm" and params.get("random_start") is False:
         del params["random_start"]  # FGSM's default, which --attacks fgsm leaves out: the same cells
     return AttackSpec(attack, tuple(sorted(set(epsilons))), params)

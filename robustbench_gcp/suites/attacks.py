@@ -39,7 +39,7 @@ import torch
 
 from corruptions import from_uint8
 from robustbench_gcp.engine.device import memory_message, out_of_memory
-from robustbench_gcp.engine.runner import Context, ImageSource, finite
+from robustbench_gcp.engine.runner import Context, ImageSource, finite, frozen_weights
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 from robustbench_gcp.suites.revisions import ATTACK_REVISIONS, REVISION, mark
@@ -139,7 +139,14 @@ def parse_epsilon(text: str, flag: str = "--epsilons") -> float:
 
 
 def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
-    """Catch budgets on the wrong scale: epsilons are on the [0, 1] pixel scale."""
+    """Catch budgets on the wrong scale (epsilons are on the [0, 1] pixel scale), and two
+    budgets that reports would show alike (4/255 and 0.0156862745: two cells, one label)."""
+    shown: dict[str, float] = {}
+    for eps in epsilons:
+        text = format_epsilon(eps, ATTACKS[attack])
+        if shown.setdefault(text, eps) != eps:
+            raise ConfigError(f"epsilons {shown[text]!r} and {eps!r} of {attack} are both {text} in "
+                              "reports: give that budget once")
     if ATTACKS[attack] != "linf":
         return
     for eps in epsilons:
@@ -249,7 +256,9 @@ class _Precision(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=self.amp):
+        # frozen while the graph is built: its backward skips every weight gradient
+        with frozen_weights(self.model), torch.autocast(x.device.type, dtype=self.amp_dtype,
+                                                        enabled=self.amp):
             return self.model(x).float()
 
 
@@ -258,9 +267,9 @@ def foolbox_model(ctx: Context):
     cached = ctx.cache.get("foolbox_model")
     if cached is None:
         c = ctx.classifier
-        # Attacks need gradients with respect to the input only: with the weights frozen,
-        # backward skips every weight gradient (about half its cost) and accumulates nothing.
-        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval().requires_grad_(False)
+        # Attacks need gradients with respect to the input only: _Precision freezes the weights
+        # during each forward pass (frozen_weights), not for good
+        net = _Precision(c.model, c.amp, c.amp_dtype, c.channels_last).eval()
         preprocessing = {"mean": c.mean.flatten().tolist(), "std": c.std.flatten().tolist(), "axis": -3}
         cached = _foolbox().PyTorchModel(net, bounds=(0, 1), device=c.device, preprocessing=preprocessing)
         ctx.cache["foolbox_model"] = cached

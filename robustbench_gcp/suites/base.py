@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
 from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
 from robustbench_gcp.metrics import baseline_names, rate
@@ -583,8 +585,28 @@ def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
             kinds = flag_suites(name)
             raise ConfigError(f"`{known[name].option}` applies to the {'/'.join(kinds)} suite, "
                               f"not to '{spec.name}'")
-        chosen[name] = value
+        chosen[name] = _checked_value(known[name], value)
     return chosen
+
+
+def _checked_value(flag: Flag, value: Any) -> Any:
+    """``value`` of ``flag`` as the command line would take it (the library's keywords are not
+    parsed by click: ``steps=0`` ran attacks of no step, robust at every epsilon).
+
+    Raises:
+        ConfigError: an ``int`` that is no integer >= 1, a ``switch`` that is no bool, a ``choice``
+            that is none of its choices.
+    """
+    said = f"`{flag.option}` should be"
+    if flag.kind == "int":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{said} an integer >= 1. Got {value!r}")
+        return int(value)
+    if flag.kind == "switch" and not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{said} True or False. Got {value!r}")
+    if flag.kind == "choice" and value not in flag.choices:
+        raise ConfigError(f"{said} one of {', '.join(flag.choices)}. Got {value!r}")
+    return bool(value) if flag.kind == "switch" else value
 
 
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:

@@ -32,25 +32,23 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count, from_uint8
-from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
+from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
+from corruptions.perturbations import GEOMETRIC_PERTURBATIONS
 from robustbench_gcp.data.array_files import check_released_sequences
-from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
+from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, check_released_files, perturbed_dir, perturbed_npy
-from robustbench_gcp.data.loader import Preprocess
-from robustbench_gcp.engine.runner import Context, ImageSource
+from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import DataError
-from robustbench_gcp.metrics import DEFAULT_BASELINE, flip_mode, flip_rates, rate_counts, relative_rate
+from robustbench_gcp.metrics import DEFAULT_BASELINE, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
-from robustbench_gcp.store import CellKey, CellResult, ShardResult, Store, canonical_json
+from robustbench_gcp.store import CellKey, CellResult, Store
 from robustbench_gcp.suites.base import (
     Flag,
     LevelledSuite,
@@ -68,6 +66,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
+from robustbench_gcp.suites.sequence_tasks import PerturbationTask, window_side
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 
 if TYPE_CHECKING:
@@ -143,104 +142,6 @@ class FlipBaseline:
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
 
 
-def stride(perturbation: str, difficulty: int) -> int:
-    """The frame stride of the flip rule (1 for the noise perturbations)."""
-    return 1 if perturbation in NOISE_PERTURBATIONS else difficulty
-
-
-def window_side(resize_size: int, crop_size: int) -> int:
-    """The side of the geometric perturbations' windows: :func:`window_size` of the crop,
-    at least ``resize_size + 4`` (the loader's size record lies outside the image), with
-    (side - crop) a multiple of 4."""
-    side = window_size(crop_size, GEOMETRIC_PERTURBATIONS)
-    while side < resize_size + 4:
-        side += 4
-    return side
-
-
-@dataclass(frozen=True)
-class PerturbationTask:
-    """The cells of one sequence: generated or released frames, classified once.
-
-    A noise perturbation has one difficulty per task (each difficulty is another
-    noise level, hence other frames). Any other perturbation has the same frames
-    at every difficulty, so one task classifies them once and fills a cell per
-    difficulty, comparing frames at stride 1, 2, 3 (and its random layers, for
-    snow and spatter, are the same at every difficulty, as in the released data).
-    """
-
-    perturbation: str
-    difficulties: tuple[int, ...]
-    source: ImageSource
-    crop_size: int
-    #: the dataset (``DATASETS`` key): its preset makes the sequences; other than ImageNet, its
-    #: cells' variant names it
-    dataset: str = "imagenet"
-    keys: tuple[CellKey, ...] = field(init=False)
-
-    def __post_init__(self):
-        noise = self.perturbation in NOISE_PERTURBATIONS
-        if noise and len(self.difficulties) != 1:
-            raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
-        variant = {"source": "released" if self.source.video_frames else "torch",
-                   **dataset_mark(get_dataset(self.dataset))}
-        if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
-            variant["geometry"] = "whole-image"
-        variant = canonical_json(variant)
-        keys = tuple(CellKey("imagenet-p", self.perturbation, str(d), variant) for d in self.difficulties)
-        object.__setattr__(self, "keys", keys)
-
-    @property
-    def seed_token(self) -> str:
-        """What the per-image seeds derive from: the noise level's cell, or the perturbation."""
-        if self.perturbation in NOISE_PERTURBATIONS:
-            return self.keys[0].label
-        return f"imagenet-p/{self.perturbation}"
-
-    def process(
-        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
-    ) -> list[ShardResult]:
-        preset = get_dataset(self.dataset).preset
-        frames = frame_count(self.perturbation, preset=preset)
-        budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
-        difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
-        # windows: the whole images' sizes, as the loader recorded them (the record lies outside
-        # the image, which the sequences ignore); the batch's one wait for the device (behind
-        # the previous batch's frames, seconds of work on a GPU beside the host's milliseconds
-        # before the next kernels), not one per chunk
-        window_sizes = None
-        if self.source.window and not self.source.video_frames:
-            window_sizes = Preprocess.window_sizes(images)
-        logits = []
-        for start in range(0, images.shape[0], budget):
-            chunk = images[start:start + budget]
-            if self.source.video_frames:
-                videos = from_uint8(chunk)
-            else:
-                from corruptions import perturbation_sequence
-
-                seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
-                sizes = window_sizes[start:start + budget] if window_sizes is not None else None
-                videos = perturbation_sequence(from_uint8(chunk), self.perturbation,
-                                               difficulty, seed=seeds, crop_size=self.crop_size,
-                                               sizes=sizes, preset=preset)
-            flat = videos.flatten(0, 1)
-            step = ctx.batch_size
-            out = torch.cat([ctx.classifier(flat[i:i + step]) for i in range(0, flat.shape[0], step)])
-            logits.append(out.view(videos.shape[0], videos.shape[1], -1))
-        logits = torch.cat(logits)
-        results = []
-        for d in self.difficulties:
-            rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
-                                                 difficulty=stride(self.perturbation, d))
-            # sums and per-video values stay on the device (float64 sums, added there as the
-            # host would add them); the engine brings a shard's to the host once
-            counts = rate_counts(rates, distances, pairs, on_device=True)
-            per_video = torch.stack([rates, distances], dim=1).float()
-            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
-        return results
-
-
 def raw_figures(results: Sequence[CellResult]) -> Figures:
     """(perturbation, difficulty) -> (flip probability, top-5 distance, videos)."""
     figures = {}
@@ -290,7 +191,10 @@ def summarize(
             "perturbations": [e["perturbation"] for e in chosen],
             "missing": [p for p in test if p not in {e["perturbation"] for e in chosen}],
         }
-    first = by_difficulty[min(by_difficulty, key=int)] if by_difficulty else {}
+    # the headline: the smallest difficulty with a test perturbation (the comparisons' too)
+    level = min([d for d, at in by_difficulty.items() if at["perturbations"]] or by_difficulty, key=int,
+                default=None)
+    first = by_difficulty[level] if level is not None else {}
     notes = []
     if entries and baseline is None:
         how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`"
@@ -320,7 +224,7 @@ def summarize(
             "mT5D": first.get("mT5D"),
             "baseline": baseline_name if baseline is not None else None,
             "dataset": dataset.name,
-            "difficulty": int(min(by_difficulty, key=int)) if by_difficulty else None,
+            "difficulty": int(level) if level is not None else None,
             "by_difficulty": by_difficulty,
         },
     }, notes
@@ -505,8 +409,8 @@ class ImageNetPSuite(LevelledSuite):
         if base is not None and dataset.image_size is not None:  # small images: whole, as they are
             square = window = base
         elif base is not None:
-            square = ImageSource(base.root, resize_size=base.resize_size,
-                                 crop_size=base.resize_size, interpolation=base.interpolation)
+            square = ImageSource(base.root, resize_size=base.resize_size, crop_size=base.resize_size,
+                                 interpolation=base.interpolation, centred_on=inputs.crop_size)
             window = square if base.resize_size is None else ImageSource(
                 base.root, resize_size=base.resize_size, interpolation=base.interpolation,
                 crop_size=window_side(base.resize_size, inputs.crop_size), window=True)
@@ -543,8 +447,9 @@ class ImageNetPSuite(LevelledSuite):
         return perturbed_name(dataset)
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """One cell per (perturbation, difficulty): the whole-image one where a store also holds
-        one computed from the centre square (gcp-robust 0.3)."""
+        """One cell per (perturbation, difficulty): the current one where a store also holds one
+        an earlier version made (geometric ones from the centre square, gcp-robust 0.3; others a
+        pixel off the image's centre crop, before 0.7.5, at sizes such as the demo models')."""
         chosen: dict[tuple[str, str], CellResult] = {}
         for r in results:
             key = (r.key.name, r.key.level)
@@ -552,8 +457,9 @@ class ImageNetPSuite(LevelledSuite):
                 chosen[key] = r
         kept = [r for r in results if chosen[(r.key.name, r.key.level)] is r]
         left = len(results) - len(kept)
-        notes = [f"{model}: {left} geometric cells computed from the 256 x 256 centre square (gcp-robust "
-                 "0.3) are left out; their whole-image versions are shown"] if left else []
+        notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
+                 "square, or a pixel off the centre crop) are left out; their current versions are shown"
+                 ] if left else []
         return kept, notes
 
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
@@ -670,8 +576,9 @@ class ImageNetPSuite(LevelledSuite):
         if not reports:
             return None
         every = [e for r in reports for e in r.sections["perturbations"]]
-        difficulty = min(e["difficulty"] for e in every)
-        order = (*averaged_perturbations(report_dataset(reports[0])), *PERTURBATION_SUBSETS["all"])
+        test = averaged_perturbations(report_dataset(reports[0]))
+        difficulty = min(e["difficulty"] for e in [e for e in every if e["perturbation"] in test] or every)
+        order = (*test, *PERTURBATION_SUBSETS["all"])
         names = column_names(reports, "perturbations", "perturbation", tuple(dict.fromkeys(order)))
         shown = [e for e in every if e["difficulty"] == difficulty]
         names = [p for p in names if any(e["perturbation"] == p for e in shown)]

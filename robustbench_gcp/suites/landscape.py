@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,8 @@ class LandscapeSuite(Suite):
         corruptions = ()
         if value.get("corruptions") is not None:
             corruptions = check.names(value["corruptions"], f"{where}.corruptions", SUBSETS, "corruption")
+        elif value.get("severities") is not None:  # as --severities without --corruptions
+            check.fail(f"{where}.severities", "applies to corrupted images: give `corruptions` too")
         return LandscapeSpec(
             name, self.kind, at=at, direction=direction, etas=etas, corruptions=corruptions,
             severities=check.levels(value.get("severities", list(SEVERITIES)), f"{where}.severities",
@@ -421,15 +424,20 @@ class LandscapeSuite(Suite):
 
 
 def _eta_text(eta: float) -> str:
-    """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter
-    (the stem's defaults, ``0.1/256`` to ``75/256``), else 6 significant digits (experiments are
-    told apart by this text: 3 digits joined 0.29312 and 0.29314)."""
-    if abs(eta - round(eta, 4)) < 1e-12:
-        return f"{eta:g}"
-    levels = eta * 256
-    if abs(levels - round(levels, 2)) < 1e-9:
-        return f"{round(levels, 2):g}/256"
-    return f"{eta:.6g}"
+    """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter (the
+    stem's defaults, ``0.1/256`` to ``75/256``), or a fraction (``1/3``), else all its digits.
+    Exact: experiments are told apart by this text (6 digits joined 1/3 and 0.333333, 3 digits
+    0.29312 and 0.29314)."""
+    text = f"{eta:g}"
+    if abs(eta - round(eta, 4)) < 1e-12 and float(text) == eta:
+        return text
+    levels = f"{round(eta * 256, 2):g}"
+    if float(levels) / 256 == eta:
+        return f"{levels}/256"
+    fraction = Fraction(eta).limit_denominator(1000)  # 1/3 as given
+    if float(fraction) == eta:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return repr(float(eta))
 
 
 def _architecture(model: Any):

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, finite
+from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, finite, frozen_weights
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
 
@@ -108,6 +108,8 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
     parts = value.split(":") if isinstance(value, str) else list(value) if isinstance(value, Sequence) \
         else None
     def number(part: Any) -> float:  # 0.1/256 as well as 0.000390625
+        if isinstance(part, bool):  # YAML's true is no step size
+            raise ValueError
         if isinstance(part, str) and "/" in part:
             numerator, denominator = part.split("/", 1)
             return float(numerator) / float(denominator)
@@ -216,13 +218,6 @@ def measurement_split(classifier: Classifier, at: str) -> tuple[Fn, Fn]:
     return (lambda x: split.stem(classifier.normalize(x))), split.rest
 
 
-def freeze(model: torch.nn.Module) -> None:
-    """No weight gradients: backward computes what the input needs only (about half its cost)."""
-    for p in model.parameters():
-        if p.requires_grad:
-            p.requires_grad_(False)
-
-
 #: perturbed copies of one image per forward + backward pass. Fixed, and each pass holds the
 #: copies of a single image, so that an image's values never depend on --batch-size or on the
 #: other images of its batch (CPU kernels round differently for other batch shapes).
@@ -252,7 +247,6 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         NonFiniteError: the logits at X or at a step are NaN or infinite.
     """
     to_x, rest = split or measurement_split(classifier, settings.at)
-    freeze(classifier.model)
     etas = settings.etas.values()
     count = len(etas)
 
@@ -260,12 +254,13 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         points = points.detach().requires_grad_(True)
         with torch.autocast(points.device.type, dtype=classifier.amp_dtype, enabled=classifier.amp):
             logits = rest(points)
-        loss = F.cross_entropy(finite(logits.float(), amp=classifier.amp), targets, reduction="none")
+        loss = F.cross_entropy(finite(logits.float(), amp=classifier.amp, rows="points (X and its steps)"),
+                               targets, reduction="none")
         (grad,) = torch.autograd.grad(loss.sum(), points)
         return loss.detach(), grad.detach()
 
     out = []
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen_weights(classifier.model):
         for j in range(x.shape[0]):
             with torch.no_grad(), torch.autocast(x.device.type, dtype=classifier.amp_dtype,
                                                  enabled=classifier.amp):

@@ -1,0 +1,135 @@
+"""The tasks of the ImageNet-P suite: a perturbation sequence, generated on the device or read
+from released videos, classified once, scored at each difficulty (flip rates and top-5
+distances per video).
+
+A generated sequence starts from the resized image: the geometric perturbations from a window of
+side :func:`window_side` centred on the whole image (``Preprocess(window=True)``), the others
+from the S x S square placed so that the perturbation's centre crop is the image's own centre
+crop (``Preprocess(centred_on=crop)``), as the original crops once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from corruptions import NOISE_PERTURBATIONS, frame_count, from_uint8
+from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
+from robustbench_gcp.data.datasets import dataset_mark, get_dataset
+from robustbench_gcp.data.loader import Preprocess
+from robustbench_gcp.engine.runner import Context, ImageSource
+from robustbench_gcp.metrics import flip_mode, flip_rates, rate_counts
+from robustbench_gcp.store import CellKey, ShardResult, canonical_json
+
+__all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
+
+
+def stride(perturbation: str, difficulty: int) -> int:
+    """The frame stride of the flip rule (1 for the noise perturbations)."""
+    return 1 if perturbation in NOISE_PERTURBATIONS else difficulty
+
+
+def window_side(resize_size: int, crop_size: int) -> int:
+    """The side of the geometric perturbations' windows: :func:`window_size` of the crop,
+    at least ``resize_size + 4`` (the loader's size record lies outside the image), with
+    (side - crop) a multiple of 4."""
+    side = window_size(crop_size, GEOMETRIC_PERTURBATIONS)
+    while side < resize_size + 4:
+        side += 4
+    return side
+
+
+def shifted_square(source: ImageSource) -> bool:
+    """Whether ``source`` is a square that :attr:`~ImageSource.centred_on` moves off the resized
+    image's centre: where (square - crop) % 4 != 0 (256 / 224: never; the demo models' 73 / 64:
+    always), the two centred crops of earlier versions were a pixel off the original's one."""
+    if source.centred_on is None or source.resize_size is None or source.window:
+        return False
+    return (source.crop_size - source.centred_on) % 4 != 0
+
+
+@dataclass(frozen=True)
+class PerturbationTask:
+    """The cells of one sequence: generated or released frames, classified once.
+
+    A noise perturbation has one difficulty per task (each difficulty is another
+    noise level, hence other frames). Any other perturbation has the same frames
+    at every difficulty, so one task classifies them once and fills a cell per
+    difficulty, comparing frames at stride 1, 2, 3 (and its random layers, for
+    snow and spatter, are the same at every difficulty, as in the released data).
+    """
+
+    perturbation: str
+    difficulties: tuple[int, ...]
+    source: ImageSource
+    crop_size: int
+    #: the dataset (``DATASETS`` key): its preset makes the sequences; other than ImageNet, its
+    #: cells' variant names it
+    dataset: str = "imagenet"
+    keys: tuple[CellKey, ...] = field(init=False)
+
+    def __post_init__(self):
+        noise = self.perturbation in NOISE_PERTURBATIONS
+        if noise and len(self.difficulties) != 1:
+            raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
+        variant = {"source": "released" if self.source.video_frames else "torch",
+                   **dataset_mark(get_dataset(self.dataset))}
+        if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
+            variant["geometry"] = "whole-image"
+        elif shifted_square(self.source):  # 0.7.5+: at the image's centre crop, not a pixel off it
+            variant["geometry"] = "centred-crop"
+        variant = canonical_json(variant)
+        keys = tuple(CellKey("imagenet-p", self.perturbation, str(d), variant) for d in self.difficulties)
+        object.__setattr__(self, "keys", keys)
+
+    @property
+    def seed_token(self) -> str:
+        """What the per-image seeds derive from: the noise level's cell, or the perturbation."""
+        if self.perturbation in NOISE_PERTURBATIONS:
+            return self.keys[0].label
+        return f"imagenet-p/{self.perturbation}"
+
+    def process(
+        self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
+    ) -> list[ShardResult]:
+        preset = get_dataset(self.dataset).preset
+        frames = frame_count(self.perturbation, preset=preset)
+        budget = max(1, (4 * ctx.batch_size) // frames)  # videos per chunk: bounded memory
+        difficulty = self.difficulties[0]  # selects the frames of noise perturbations only
+        # windows: the whole images' sizes, as the loader recorded them (the record lies outside
+        # the image, which the sequences ignore); the batch's one wait for the device (behind
+        # the previous batch's frames, seconds of work on a GPU beside the host's milliseconds
+        # before the next kernels), not one per chunk
+        window_sizes = None
+        if self.source.window and not self.source.video_frames:
+            window_sizes = Preprocess.window_sizes(images)
+        logits = []
+        for start in range(0, images.shape[0], budget):
+            chunk = images[start:start + budget]
+            if self.source.video_frames:
+                videos = from_uint8(chunk)
+            else:
+                from corruptions import perturbation_sequence
+
+                seeds = ctx.seeds(self.seed_token, indices[start:start + budget])
+                sizes = window_sizes[start:start + budget] if window_sizes is not None else None
+                videos = perturbation_sequence(from_uint8(chunk), self.perturbation,
+                                               difficulty, seed=seeds, crop_size=self.crop_size,
+                                               sizes=sizes, preset=preset)
+            flat = videos.flatten(0, 1)
+            step = ctx.batch_size
+            out = torch.cat([ctx.classifier(flat[i:i + step]) for i in range(0, flat.shape[0], step)])
+            logits.append(out.view(videos.shape[0], videos.shape[1], -1))
+        logits = torch.cat(logits)
+        results = []
+        for d in self.difficulties:
+            rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
+                                                 difficulty=stride(self.perturbation, d))
+            # sums and per-video values stay on the device (float64 sums, added there as the
+            # host would add them); the engine brings a shard's to the host once
+            counts = rate_counts(rates, distances, pairs, on_device=True)
+            per_video = torch.stack([rates, distances], dim=1).float()
+            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
+        return results
