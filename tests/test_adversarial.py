@@ -21,6 +21,7 @@ from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
 from robustbench_gcp.models import load_model
+from robustbench_gcp.reports.comparison import ALIGNED
 from robustbench_gcp.suites.attacks import (
     DEFAULT_BUDGETS,
     AttackMemoryError,
@@ -290,7 +291,7 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     assert set(isqrt["tests"]) == {"clean"} and "robust pgd-linf 4/255 (steps=2)" not in isqrt["delta"]
     assert ("demo-isqrt: 2 cells that not every compared model has are left out of the comparison (pgd-linf "
             "1/255 (steps=2, epsilons 1/255, 4/255), pgd-linf 4/255 (steps=2, epsilons 1/255, 4/255))"
-            ) in found["notes"]
+            + ALIGNED) in found["notes"]
     attack_report(demo_val, store, model="demo-isqrt", epsilons="2/255,4/255", steps=2, **common)
     _, isqrt = comparison()  # the same budget and list: paired
     assert set(isqrt["tests"]) == {"clean", "pgd-linf 2/255 (steps=2)", "pgd-linf 4/255 (steps=2)"}
@@ -305,14 +306,20 @@ def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
     wide = CliRunner().invoke(main, [*base, "--format", "csv", "--layout", "wide"])
     assert wide.exit_code == 0, wide.output
     rows = {row["model"]: row for row in csv.DictReader(io.StringIO(wide.stdout))}
-    default, short = "robust_pgd_linf_4_255", "robust_pgd_linf_steps_2_4_255"  # snake_case CSV
+    default, short = "robust_pgd_linf_4_255", "robust_pgd_linf_4_255_steps_2"  # snake_case, as with intervals
     assert rows["demo-gap"][default] != "" and rows["demo-gap"][short] == ""
     assert rows["demo-isqrt"][default] == "" and rows["demo-isqrt"][short] != ""
+    # the columns the comparisons give (clean_top1_error was clean_accuracy there)
+    compared = CliRunner().invoke(main, ["report", "--store", str(store), "--resamples", "100", "--format",
+                                         "csv", "--layout", "wide"])
+    assert compared.exit_code == 0, compared.output
+    assert "clean_accuracy" in next(csv.DictReader(io.StringIO(compared.stdout))) and "clean_accuracy" in \
+        rows["demo-gap"] and "clean_top1_error" not in rows["demo-gap"]
     long = CliRunner().invoke(main, [*base, "--format", "csv"])
     items = {(row["model"], row["item"]) for row in csv.DictReader(io.StringIO(long.stdout))}
     assert {("demo-gap", "pgd-linf"), ("demo-isqrt", "pgd-linf (steps=2)")} <= items
     markdown = CliRunner().invoke(main, [*base, "--format", "markdown"])
-    assert "pgd-linf 4/255" in markdown.stdout and "pgd-linf (steps=2) 4/255" in markdown.stdout
+    assert "pgd-linf 4/255 |" in markdown.stdout and "pgd-linf 4/255 (steps=2) |" in markdown.stdout
 
 
 def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from robustbench_gcp.cli import main
+from robustbench_gcp.reports.comparison import ALIGNED
 
 SELECTION = ["--suite", "clean,imagenet-c", "--corruptions", "gaussian_noise,fog", "--severities", "1,3",
              "--workers", "0", "--batch-size", "6", "--resamples", "200"]
@@ -422,8 +423,9 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert all(m["paired"] for m in small["models"][1:])
     assert small["notes"][:2] == [
         "demo-gap: 2 cells that not every compared model has are left out of the comparison "
-        "(contrast/1, contrast/2)",
-        "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"]
+        "(contrast/1, contrast/2)" + ALIGNED,
+        "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"
+        + ALIGNED]
     assert small["notes"][2].startswith("bootstrap intervals left empty: 10 images")
     assert not any(n.startswith("bootstrap") for n in out["comparisons"][1]["notes"])  # 20 images
     # the reference where it was run; elsewhere the first model, said in a note
@@ -513,10 +515,13 @@ def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
     for models in ("demo-gap,demo-isqrt", "demo-isqrt,demo-gap"):
         markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
                                              "markdown", "--models", models]).stdout
-        header = next(line for line in markdown.splitlines() if line.startswith("| model | mCE"))
-        assert header == "| model | mCE | gaussian noise | fog |", markdown
-        rows = [line for line in markdown.splitlines() if line.startswith("| demo-")]
+        lines = markdown.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("| model | mCE"))
+        assert lines[at] == "| model | mCE | gaussian noise | fog |", markdown
+        rows = [line for line in lines[at:] if line.startswith("| demo-")]
         assert len(rows) == 2 and all(row.count(" - ") == 1 for row in rows), rows
+        # the headline table (--no-intervals) comes first
+        assert lines.index("| model | images | clean err % | mCE | rel. mCE | mean err % |") < at
         # the notes come with it, each saying whose it is where the models differ
         assert "Note: demo-isqrt: mCE averages 1 of the 15 benchmark corruptions" in markdown
         assert "Note: demo-gap: mCE averages 1 of the 15 benchmark corruptions" in markdown
@@ -531,8 +536,10 @@ def test_the_perturbation_table_of_unnormalized_runs_gives_their_mean_flip_proba
              perturbations="translate,brightness", workers=0, limit=4)
     markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
                                          "markdown"]).stdout
-    header = next(line for line in markdown.splitlines() if line.startswith("| model | mean FP"))
-    (row,) = [line.split("|")[2:-1] for line in markdown.splitlines() if line.startswith("| demo-gap")]
+    lines = markdown.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| model | mean FP"))
+    header = lines[at]
+    (row,) = [line.split("|")[2:-1] for line in lines[at:] if line.startswith("| demo-gap")]
     values = [float(v) for v in row]
     assert header.split("|")[3:-1] == [" brightness ", " translate "]
     assert values[0] == pytest.approx(sum(values[1:]) / 2, abs=0.006)  # the mean of the shown ones
@@ -551,3 +558,18 @@ def test_notes_of_several_models_name_whose_they_are():
         "demo-gap: mCE averages 1 of the 15", "demo-isqrt: 3 cells left out",
         "demo-isqrt: baseline 'demo-gap' was evaluated", "from the comparison",
         "partial run of demo-gap: 2 of 3 cells", "shared"]
+
+
+def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
+    """`--no-intervals --format markdown` printed no table at all for the clean suite (the headline
+    tables of the terminal view were missing)."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    for model in ("demo-gap", "demo-isqrt"):
+        evaluate(model, data=str(demo_val), class_order="sorted", store=str(store), suite="clean", limit=6)
+    markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                         "markdown"]).stdout
+    lines = markdown.splitlines()
+    at = lines.index("| model | images | clean err % |")
+    assert [line.split("|")[1].strip() for line in lines[at + 2:at + 4]] == ["demo-gap", "demo-isqrt"]

@@ -22,6 +22,7 @@ from robustbench_gcp.config import load_config
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.models import load_model
+from robustbench_gcp.reports.comparison import ALIGNED
 
 STEM_ETAS = "0:0.3:4"  # includes eta = 0 (skipped by beta-smoothness, change_0 = 0)
 STATS = ("loss", "loss_band", "grad_change_max", "beta_smoothness", "grad_norm")
@@ -197,9 +198,9 @@ def test_corrupted_cells_made_otherwise_are_not_paired(demo_val, tmp_path):
     assert not any(metric.endswith("fog/3") for metric in comparison["models"][1]["metrics"])
     assert comparison["notes"][:2] == [
         "demo-gap: 1 cell that not every compared model has is left out of the comparison "
-        "(fog/3 without the round trip)",
+        "(fog/3 without the round trip)" + ALIGNED,
         "demo-isqrt: 1 cell that not every compared model has is left out of the comparison "
-        "(fog/3 with the storage round trip)"]
+        "(fog/3 with the storage round trip)" + ALIGNED]
     other = landscape_eval(demo_val, store, model="demo-gap", **{**common, "etas": "0:0.29314:2"})
     assert len(compare_reports([other, isqrt], resamples=100)) == 2
 

@@ -228,6 +228,11 @@ def _named(reference: str, names: Sequence[str]) -> list[str]:
     return [name for name in names if name.startswith(f"{reference}[")]
 
 
+#: the end of the note on cells left out: the comparison's figures are not the report's own
+ALIGNED = (": its figures there average the cells every compared model has, its own report's (the "
+           "per-model tables, CSV) all its cells")
+
+
 def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
     """Each report's cells, restricted, for suites whose metrics average cells (mCE, mFR), to
     those every model has, so that the metrics and their differences average the same cells;
@@ -245,7 +250,7 @@ def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
             shown = listed([suite.alignment_text(cell) for cell in extra], 8)
             what = "1 cell that not every compared model has is" if len(extra) == 1 else \
                 f"{len(extra)} cells that not every compared model has are"
-            notes.append(f"{report.model}: {what} left out of the comparison ({shown})")
+            notes.append(f"{report.model}: {what} left out of the comparison ({shown}){ALIGNED}")
             left_out = set(extra)
             results = [r for r in results if not suite.owns(r.key) or suite.alignment(r.key) not in left_out]
         out.append(results)

@@ -205,6 +205,9 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
                        f"(reference {comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
+        if not comparisons:  # --no-intervals: the headline tables the terminal shows
+            parts += [to_markdown(rows, columns, title=name)
+                      for name, (rows, columns) in experiment_tables(reports, title).items()]
         parts.append(detail_markdown(reports))
         told = {note for c in comparisons for note in c.get("notes", [])}
         parts += [f"Note: {note}\n" for note in all_notes(reports, comparisons) if note not in told]
@@ -226,19 +229,27 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         heading = f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)}, " \
                   f"reference {comparison['reference']}"
         caption = WIDE_CAPTION if wide else COMPACT_CAPTION
-        if wide and not any(c.key == "p" for c in columns):
+        if not any(c.key in ("p", "tests") for c in columns):  # a design without tests (ImageNet-P's)
             caption = caption.split("; McNemar")[0]
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
-    if not comparisons:  # one table per experiment (suite, source, images), as comparisons have
-        groups = experiments(reports)
-        for (heading, _), group in groups.items():
-            name = heading
-            if sum(key[0] == heading for key in groups) > 1:  # the same suite on other image sets
-                name += f": {group[0].n_images} images of {group[0].data or 'the released files'}"
-            rows, columns = headline_table(group)
-            parts.append(rich_table(rows, columns, title=f"{title}: {name}" if title else name))
+    if not comparisons:
+        parts += [rich_table(rows, columns, title=name)
+                  for name, (rows, columns) in experiment_tables(reports, title).items()]
     parts += [Text(f"note: {note}", style="yellow") for note in all_notes(reports, comparisons)]
     return Group(*parts)
+
+
+def experiment_tables(reports: Sequence[Report], title: str = "") -> dict[str, tuple[list[dict], list]]:
+    """One headline table per experiment (suite, source, images), as comparisons have: title ->
+    (rows, columns); the view without comparisons (``--no-intervals``)."""
+    groups = experiments(reports)
+    tables = {}
+    for (heading, _), group in groups.items():
+        name = heading
+        if sum(key[0] == heading for key in groups) > 1:  # the same suite on other image sets
+            name += f": {group[0].n_images} images of {group[0].data or 'the released files'}"
+        tables[f"{title}: {name}" if title else name] = headline_table(group)
+    return tables
 
 
 def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:

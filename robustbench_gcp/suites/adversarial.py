@@ -75,6 +75,15 @@ def attack_label(entry: Mapping) -> str:
     return f"{entry['attack']} ({tag})" if tag else entry["attack"]
 
 
+def budget_label(entry: Mapping) -> str:
+    """An (attack, epsilon) of the ``attacks`` section as comparisons, headline tables and
+    Markdown name it: ``pgd-linf 2/255``, ``pgd-linf 2/255 (steps=3)`` (the wide CSV's column
+    ``robust_pgd_linf_2_255_steps_3`` with or without ``--no-intervals``)."""
+    tag = entry.get("budget_tag")
+    text = f"{entry['attack']} {format_epsilon(entry['epsilon'], entry['norm'])}"
+    return f"{text} ({tag})" if tag else text
+
+
 def summarize(results: Sequence[CellResult]) -> list[dict]:
     """The ``attacks`` section: one entry per (attack, epsilon), in the order of ``results``."""
     entries = []
@@ -323,9 +332,11 @@ class AdversarialSuite(Suite):
         return rows
 
     def headline(self, report: Report) -> dict:
-        out = super().headline(report)
+        """Clean and robust accuracy, named as the comparisons name them."""
+        clean = report.sections.get("clean")
+        out = {"clean_accuracy": 1 - clean["top1_error"]} if clean else {}
         for a in report.sections.get("attacks") or []:
-            out[f"robust_{attack_label(a)}@{format_epsilon(a['epsilon'], a['norm'])}"] = a["robust_accuracy"]
+            out[f"robust {budget_label(a)}"] = a["robust_accuracy"]
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
@@ -334,13 +345,10 @@ class AdversarialSuite(Suite):
         if not reports:
             return None
 
-        def key(a: Mapping) -> str:
-            return f"{attack_label(a)} {format_epsilon(a['epsilon'], a['norm'])}"
-
-        labels = list(dict.fromkeys(key(a) for r in reports for a in r.sections["attacks"]))
+        labels = list(dict.fromkeys(budget_label(a) for r in reports for a in r.sections["attacks"]))
         rows = []
         for r in reports:
-            values = {key(a): a["robust_accuracy"] for a in r.sections["attacks"]}
+            values = {budget_label(a): a["robust_accuracy"] for a in r.sections["attacks"]}
             clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
             rows.append({"model": r.model, "clean": None if clean is None else 100 * (1 - clean),
                          **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
