@@ -206,8 +206,24 @@ def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_
     assert result.exit_code == 0, result.output
     (report,) = json.loads(result.stdout)["reports"]
     assert report["kind"] == "clean" and report["n_images"] == 4
-    assert ("imagenet-c of this run not reported: 2 of 6 shards stored, and no image is in all its cells "
+    assert ("resnet18-gap: imagenet-c not reported: 2 of 6 shards stored, and no image is in all its cells "
             "yet; re-run the eval command to finish") in report["notes"]
+
+
+def test_a_run_with_nothing_stored_yet_is_named_in_the_report(image_folder, gap_checkpoint, tmp_path):
+    """A run stopped before its first shard was left out of `report` without a word."""
+    store = tmp_path / "s.db"
+    for seed in (0, 1):
+        assert run(*eval_args(image_folder, gap_checkpoint, store, "--seed", seed)).exit_code == 0
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE cell_id IN (SELECT id FROM cells WHERE run_id = "
+                   "(SELECT MAX(id) FROM runs))")
+    result = run("report", "--store", store, "--format", "json", "--no-intervals")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["model"] == "resnet18-gap[seed=0]"
+    assert ("resnet18-gap[seed=1]: a run with nothing stored yet (stopped before its first shard); re-run "
+            "the eval command") in report["notes"]
 
 
 def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_checkpoint, tmp_path):

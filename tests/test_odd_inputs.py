@@ -197,3 +197,25 @@ def test_a_released_folder_that_is_no_wnid_is_refused_without_a_remedy_that_fail
                                         r"ImageNet-1k wnids: backup; move them out of it$") as error:
         scan_imagenet_c(tmp_path / "C", "fog", 1)
     assert "--class-order" not in str(error.value)
+
+
+def test_a_folder_that_is_no_class_is_refused_whatever_the_limit_takes(demo_val, tmp_path):
+    """In sorted order a folder without images keeps a place: a stray `Notes/` (sorted before the
+    classes) moved every label, silently where --limit left out the last class."""
+    data = tmp_path / "val"
+    shutil.copytree(demo_val, data)
+    (data / "Notes").mkdir()
+    (data / "Notes" / "readme.txt").write_text("not a class")
+    with pytest.raises(DataError, match=r"--data's 11 folders are numbered in their sorted order, but model "
+                                        r"'demo-gap' has 10 classes: a folder that is no class"):
+        plan("demo-gap", data=data, class_order="sorted", suite="clean", store=tmp_path / "s.db", limit=5)
+
+
+def test_class_order_imagenet_given_with_released_files_alone(image_folder, gap_checkpoint, tmp_path):
+    """ImageNet's order, once the default, is the released files' own: given, it was refused."""
+    released = tmp_path / "C"
+    shutil.copytree(image_folder, released / "fog" / "1")
+    result = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--suite", "imagenet-c",
+                 "--corrupted-dir", released, "--corruptions", "fog", "--severities", 1, "--class-order",
+                 "imagenet", "--store", tmp_path / "s.db", "--limit", 4)
+    assert result.exit_code == 0, result.output

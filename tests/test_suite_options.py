@@ -85,6 +85,7 @@ def test_landscape_step_grids_are_labelled_apart():
     from robustbench_gcp.suites.landscape import _eta_text
 
     texts = {_eta_text(eta) for eta in (1 / 3, 0.333333, 1234567.0, 1234568.0)}
+    assert _eta_text(0.03 / 1000) == "3e-05"
     assert len(texts) == 4
     assert [_eta_text(eta) for eta in (0.1 / 256, 75 / 256, 0.05, 75.0, 0.045 / 96)] == [
         "0.1/256", "75/256", "0.05", "75", "0.12/256"]

@@ -407,6 +407,45 @@ def test_a_users_module_with_a_child_called_module_loads_its_own_file(user_packa
         assert torch.equal(loaded(x), plain(x))
 
 
+class Both(torch.nn.Module):
+    """Own keys that differ by `module.` alone: `module.fc.*` and `fc.*`."""
+
+    def __init__(self):
+        super().__init__()
+        self.module = torch.nn.Sequential()
+        self.module.fc = torch.nn.Linear(3, 4)
+        self.fc = torch.nn.Linear(3, 4)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3))) + self.module.fc(x.mean((2, 3)))
+
+
+def test_keys_that_differ_by_a_wrapper_name_alone_load_plain_and_from_data_parallel(tmp_path):
+    from robustbench_gcp.models.checkpoint import strip_wrappers
+
+    net = Both()
+    own = net.state_dict()
+    for prefix in ("", "module.", "_orig_mod.module."):
+        tensors, _ = strip_wrappers({prefix + k: v for k, v in own.items()}, own.keys())
+        assert list(tensors) == list(own) and all(tensors[k] is own[k] for k in own)
+
+
+def test_a_brought_module_keeps_what_its_run_identity_reads_and_is_wrapped_once(tmp_path):
+    """BroughtModel hid the module's `strides` (a covariance ResNet's run identity lost its
+    last_stride), and a module the library returned was wrapped again (another hash: a new run)."""
+    from robustbench_gcp.models import create_model
+    from robustbench_gcp.models.external import BroughtModel, load_external, module_source, state_dict_hash
+    from robustbench_gcp.pipeline.execution import _stride_identity
+
+    torch.manual_seed(0)
+    inner = create_model("resnet18-svdpade").eval()
+    brought = load_external(module_source(inner, "mine"), "mine")
+    assert isinstance(brought, BroughtModel) and brought.strides == inner.strides
+    assert _stride_identity(brought) == _stride_identity(inner) == {"last_stride": 2}
+    again = load_external(module_source(brought, "again"), "again")
+    assert again.net is inner and state_dict_hash(again) == state_dict_hash(inner) == brought.weights_hash
+
+
 def test_a_library_run_keeps_the_callers_state_and_files_the_weights_it_used(image_folder, tmp_path):
     """A module whose weights change between plan() and run() is stored under the weights the run
     used (it was filed under the plan's, so the old weights later reused its results); the caller's

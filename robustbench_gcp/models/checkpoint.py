@@ -11,8 +11,8 @@ models (matching, strict loading and :func:`inspect_checkpoint` are in
    nothing else is ever unpickled.
 2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless ``ema=False``,
    ``state_dict``, ``model``, ``model_state_dict``, or the bare dict of tensors).
-3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
-   key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
+3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, anywhere in a key:
+   ``features.module.0``) and ``_orig_mod.`` (torch.compile).
 4. :func:`detect_layout` and :func:`remap`: rename the published layouts
    (:data:`LAYOUTS`) onto the project's module names. Decided by key names
    only, never by file names.
@@ -23,9 +23,8 @@ renamed tensors. Step 5, the strict load, is
 :func:`robustbench_gcp.models.loading.load_strict`.
 
 Example:
-    >>> loaded = read_state_dict("mpncovresnet50-15991845.pth")  # doctest: +SKIP
-    >>> loaded.layout.name, checkpoint_dims(loaded.tensors)  # doctest: +SKIP
-    ('layer-reduce', (1000, 256))
+    >>> read_state_dict("mpncovresnet50-15991845.pth").layout.name  # doctest: +SKIP
+    'layer-reduce'
 """
 
 from __future__ import annotations
@@ -544,25 +543,26 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
 def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[str] = ()
                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key. With
-    ``own_keys`` (a module you bring, whose own children may be called so), a key that is one of
-    them once those components are dropped from both becomes that key (``module.module.fc.bias``
-    saved by DataParallel -> ``module.fc.bias``).
+    ``own_keys`` (a module you bring, whose children may be called so): wrappers' leading
+    components go while the keys are not those (``module.module.fc.bias`` saved by DataParallel
+    -> ``module.fc.bias``); where they never are, a key becomes the one that is the same once
+    those components are dropped from both.
 
     Returns:
-        ``(state_dict, stripped)`` where ``stripped`` lists the prefixes removed,
-        e.g. ``["module."]``.
+        ``(state_dict, stripped)``, ``stripped`` the prefixes removed (``["module."]``).
     """
     def bare(key: str) -> str:
         return ".".join(p for p in key.split(".") if p not in WRAPPER_COMPONENTS)
 
-    own = {bare(k): k for k in own_keys}
-    out: dict[str, torch.Tensor] = {}
-    stripped: set[str] = set()
-    for key, value in state_dict.items():
-        parts, kept = key.split("."), own.get(bare(key), bare(key)).split(".")
-        stripped.update(p + "." for p in WRAPPER_COMPONENTS if parts.count(p) > kept.count(p))
-        out[".".join(kept)] = value
-    return out, sorted(stripped)
+    keys, known = list(state_dict), set(own_keys)
+    while known and set(keys) != known and all(k.partition(".")[0] in WRAPPER_COMPONENTS for k in keys):
+        keys = [k.partition(".")[2] for k in keys]  # a wrapper's prefix on every key
+    if set(keys) != known:
+        own = {bare(k): k for k in known}
+        keys = [own.get(bare(k), bare(k)) for k in keys]
+    stripped = {p + "." for key, kept in zip(state_dict, keys) for p in WRAPPER_COMPONENTS
+                if key.split(".").count(p) > kept.split(".").count(p)}
+    return dict(zip(keys, state_dict.values())), sorted(stripped)
 
 
 class UnknownLayoutError(CheckpointError):

@@ -164,7 +164,10 @@ def module_source(module: nn.Module, name: str,
     if not isinstance(module, nn.Module):
         raise ConfigError(f"`model` should be a model name or a torch.nn.Module. Got a "
                           f"{type(module).__name__}")
-    return ExternalSource(f"module:{name}", lambda: module, preprocess_config(preprocess, module))
+    config = preprocess_config(preprocess, module)  # a BroughtModel's: what it was evaluated with
+    while isinstance(module, BroughtModel):  # one the library returned: the module it holds
+        module = module.net
+    return ExternalSource(f"module:{name}", lambda: module, config)
 
 
 def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
@@ -214,6 +217,16 @@ class BroughtModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def __getattr__(self, name: str) -> Any:
+        """What the wrapper does not hold is the module's (a covariance ResNet's ``strides``,
+        which its run's identity names), as when the engine's attributes were set on it."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "net":
+                raise
+            return getattr(self.net, name)
+
 
 def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
                   sha256: str | None = None, device: str | torch.device = "cpu") -> BroughtModel:
@@ -249,7 +262,8 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
 def state_dict_hash(model: nn.Module) -> str:
     """SHA-256 of a module's state dict (the module you brought, for a :class:`BroughtModel`):
     names, dtypes, shapes and values, in key order."""
-    model = model.net if isinstance(model, BroughtModel) else model
+    while isinstance(model, BroughtModel):
+        model = model.net
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()

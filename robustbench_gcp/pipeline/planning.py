@@ -295,16 +295,22 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,
                   asked_sorted: bool = False) -> None:
     """Raise :class:`DataError` when the data has a class index the model does not have, or when
-    its class folders, numbered in their sorted order, are fewer than the model's classes: with a
-    class missing, a folder's index is not its class's (``released``: files read alone, e.g.
-    Tiny-ImageNet-C / -P without ``wnids.txt``; the order a dataset takes by default, not one
-    asked for with ``--class-order sorted``, ``asked_sorted``)."""
+    its class folders, numbered in their sorted order, are more than the model's classes (a folder
+    that is no class moves the index of those after it, whichever images ``--limit`` takes) or
+    fewer: with a class missing, a folder's index is not its class's (``released``: files read
+    alone, e.g. Tiny-ImageNet-C / -P without ``wnids.txt``; fewer is refused for the order a
+    dataset takes by default, not for ``--class-order sorted`` given, ``asked_sorted``)."""
+    whose = "the released files'" if released else "--data's"
+    if images.labelling == "folders" and len(images.classes) > num_classes:  # whatever --limit takes
+        raise DataError(f"{whose} {len(images.classes)} folders "
+                        f"are numbered in their sorted order, but model '{model}' has {num_classes} "
+                        "classes: a folder that is no class (one without images?) moves the index of "
+                        "those after it; move it out")
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "
                         f"'{model}' has {num_classes} classes")
     if images.labelling == "folders" and len(images.classes) < num_classes and not asked_sorted:
-        whose = "the released files'" if released else "--data's"
         remedy = ("Give --data too (Tiny-ImageNet: the tiny-imagenet-200 folder, its wnids.txt) or every "
                   "class folder" if released else "Give every class folder (an empty folder keeps a "
                   "class's place), or --class-order imagenet for wnid folders (sorted: those folders are "
@@ -345,7 +351,7 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
         return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
-    if options.class_order is not None:
+    if options.class_order == "sorted":  # released files are read in the ImageNet order
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           "released files are read in the ImageNet order")
     if options.labels is not None:

@@ -206,8 +206,8 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             parts.append(to_markdown(rows, columns, title=heading))
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         if not comparisons:  # --no-intervals: the headline tables the terminal shows
-            parts += [to_markdown(rows, columns, title=name)
-                      for name, (rows, columns) in experiment_tables(reports, title).items()]
+            parts += [to_markdown(rows, columns, title=name)  # under the title's heading
+                      for name, (rows, columns) in experiment_tables(reports).items()]
         parts.append(detail_markdown(reports))
         told = {note for c in comparisons for note in c.get("notes", [])}
         parts += [f"Note: {note}\n" for note in all_notes(reports, comparisons) if note not in told]

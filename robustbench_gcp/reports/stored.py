@@ -134,7 +134,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     """
     clean_suite = suite_of_cell(CLEAN)
     wanted = set(kinds or (suite.kind for suite in all_suites()))
-    reports = []
+    reports, untold = [], []  # untold: notes of runs with no report to carry them
     runs = store.runs()
     labels = run_labels(runs)
     for run in runs:
@@ -155,7 +155,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                 found += [report] if report is not None else []
                 if report is None and any(r.shards for r in cells):  # begun, no image in every cell yet
                     progress = run_progress(clean_cells + cells, run.n_shards)
-                    unreported.append(f"{kind} of this run not reported: {progress['shards']} of "
+                    unreported.append(f"{labels[run.key]}: {kind} not reported: {progress['shards']} of "
                                       f"{progress['of_shards']} shards stored, and no image is in all its "
                                       "cells yet; re-run the eval command to finish")
         # a clean-only report when asked for, or when the run has nothing else to report
@@ -163,9 +163,16 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             report = _group_report(clean_suite, store, run, labels[run.key], clean_cells, [], baseline,
                                    baselines)
             found = ([report] if report is not None else []) + found
+        if not any(r.shards for r in every) and kinds is None:
+            unreported.append(f"{labels[run.key]}: a run with nothing stored yet (stopped before its first "
+                              "shard); re-run the eval command")
         if found:
             found[0].notes += unreported
+        else:
+            untold += unreported
         reports += found
+    for report in reports:  # the store's notes: every report's, so that views show them once, unprefixed
+        report.notes += untold
     return reports
 
 

@@ -425,8 +425,8 @@ class LandscapeSuite(Suite):
 
 def _eta_text(eta: float) -> str:
     """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter (the
-    stem's defaults, ``0.1/256`` to ``75/256``), or a fraction (``1/3``), else all its digits.
-    Exact: experiments are told apart by this text (6 digits joined 1/3 and 0.333333, 3 digits
+    stem's defaults, ``0.1/256`` to ``75/256``), or a fraction (``1/3``), else 12 significant
+    digits: experiments are told apart by this text (6 digits joined 1/3 and 0.333333, 3 digits
     0.29312 and 0.29314)."""
     text = f"{eta:g}"
     if abs(eta - round(eta, 4)) < 1e-12 and float(text) == eta:
@@ -437,7 +437,7 @@ def _eta_text(eta: float) -> str:
     fraction = Fraction(eta).limit_denominator(1000)  # 1/3 as given
     if float(fraction) == eta:
         return f"{fraction.numerator}/{fraction.denominator}"
-    return repr(float(eta))
+    return f"{eta:.12g}"  # 0.03/1000 is 3e-05, not 2.9999999999999997e-05
 
 
 def _architecture(model: Any):
