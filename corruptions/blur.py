@@ -8,12 +8,14 @@ import math
 import torch
 
 from corruptions._ops import (
+    exact_dtype,
     fft_correlate,
     fft_filter2d,
     filter_matrix,
     float64_device,
     gaussian_blur2d,
     host_to_device,
+    on_grid,
     shift_add,
     truncate_uint8,
     zoom_center,
@@ -75,8 +77,13 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 
 
 def _defocus_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    # in float64 as the original's cv2.filter2D of x / 255., and kept on its side of a level: the
+    # float32 kernel sums to a hair below 1, so a flat region lands a hair below its level, which
+    # np.uint8 truncated (float32 and the storage tolerance put 3 % to 7 % of values a level higher)
     radius, alias = level.c
-    return fft_filter2d(x, disk_kernel(radius, alias).to(torch.float64), mode="mirror")
+    kernel = disk_kernel(radius, alias).to(torch.float64)
+    out = fft_filter2d(x.to(exact_dtype(x.device)), kernel, mode="mirror")
+    return on_grid(out.clamp_(0, 1), x)
 
 
 # --------------------------------------------------------------------------------------
@@ -262,6 +269,7 @@ def _zoom_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
 register(Corruption(
     "defocus_blur", "blur", presets(DEFOCUS_BLUR, DEFOCUS_BLUR_CIFAR, DEFOCUS_BLUR_TINY), _defocus_blur,
     doc="correlation with an anti-aliased disk, reflect-101 borders (FFT).",
+    revision=2,  # 0.7.5: float64, kept on the original's truncation side
 ))
 register(Corruption(
     "glass_blur", "blur", presets(GLASS_BLUR, GLASS_BLUR_CIFAR, GLASS_BLUR_TINY), _glass_blur, _glass_sample,

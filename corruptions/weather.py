@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
+    exact_dtype,
     gaussian_blur2d,
     grid_doubles,
     hsv_factors,
@@ -310,7 +311,19 @@ def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
         ])
     else:
         frost = frost_crops(frost_stack(height, width, x.device, level.preset), params, height, width)
-    return weight_image * x + weight_frost * frost.to(x.dtype)
+    # the original's arithmetic: np.clip(c0 x + c1 frost, 0, 255) on the uint8 values, in float64,
+    # so that the storage truncation gives what np.uint8 gave (a sum a hair below a level stays
+    # below it: in [0, 1], rounding put 0.4 % to 2 % of values a level higher, s2 to s4)
+    values = weight_image * _levels(x) + weight_frost * _levels(frost)
+    return on_grid(values.clamp_(0, 255), x, peak=255.0)
+
+
+def _levels(x: torch.Tensor) -> torch.Tensor:
+    """``x * 255`` in float64: the uint8 values of images on the k / 255 grid exactly (float64
+    input's k / 255 times 255 may be a hair off k), others as they are."""
+    scaled = x.to(exact_dtype(x.device)) * 255
+    nearest = scaled.round()
+    return torch.where((scaled - nearest).abs() < 1e-4, nearest, scaled)
 
 
 # --------------------------------------------------------------------------------------
@@ -581,6 +594,7 @@ register(Corruption(
 register(Corruption(
     "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,
     doc="blend with a random crop of one of imagecorruptions' first 5 frost textures.",
+    revision=2,  # 0.7.5: the original's float64 arithmetic on uint8 values and truncation side
 ))
 register(Corruption(
     "fog", "weather", presets(FOG, FOG_CIFAR, FOG_TINY), _fog, _fog_sample,

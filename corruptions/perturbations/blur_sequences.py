@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from corruptions._ops import gaussian_blur2d
+from corruptions._ops import gaussian_blur2d, true_div
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions.blur import motion_blur
 from corruptions.perturbations._sequence import Job, finish, per_frame
@@ -88,7 +88,7 @@ def _zoom_blur(job: Job, params: dict) -> torch.Tensor:
     for k in range(last):
         running += zooms[:, k]
         sums.append(running.clone() if k + 1 in job.frames else None)
-    return torch.stack([sums[j] / (j + 1) for j in job.frames], dim=1)
+    return torch.stack([true_div(sums[j], j + 1) for j in job.frames], dim=1)  # NumPy's rounding on CUDA too
 
 
 register_perturbation(Perturbation(

@@ -18,6 +18,7 @@ from corruptions._ops import (
     hsv_factors,
     rgb_to_gray,
     rgb_to_hsv,
+    true_div,
     zoom_center,
 )
 from corruptions._registry import Perturbation, presets, register_perturbation
@@ -62,7 +63,7 @@ def _snow(job: Job, params: dict) -> torch.Tensor:
     layer = params["layer"].to(job.x.dtype)
     layer = zoom_center(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
-    layer = torch.floor(layer.clamp(0, 1) * 255) / 255  # the 8-bit PNG the original blurred
+    layer = true_div(torch.floor(layer.clamp(0, 1) * 255), 255.0)  # the 8-bit PNG the original blurred
     x = job.clean
     # the original's arithmetic: float64 image, OpenCV's float32 grey, float64 composite
     exact = grid_doubles(x)
@@ -73,7 +74,7 @@ def _snow(job: Job, params: dict) -> torch.Tensor:
     for k, j in enumerate(job.frames):
         angle = torch.tensor([4.0 * j - 150], dtype=torch.float64)
         blurred = motion_blur(folded, radius, sigma, angle).view(job.batch, 1, c, c)
-        snow = torch.floor(blurred.to(job.exact) * 255 + 0.5).clamp_(0, 255) / 255  # 8-bit PNG
+        snow = true_div(torch.floor(blurred.to(job.exact) * 255 + 0.5).clamp_(0, 255), 255.0)  # 8-bit PNG
         out[:, k] = finish(base + snow + snow.flip(-1, -2), job)
     return out
 
