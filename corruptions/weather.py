@@ -319,9 +319,11 @@ def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
 
 
 def _levels(x: torch.Tensor) -> torch.Tensor:
-    """``x * 255`` in float64: the uint8 values of images on the k / 255 grid exactly (float64
-    input's k / 255 times 255 may be a hair off k), others as they are."""
-    scaled = x.to(exact_dtype(x.device)) * 255
+    """``x * 255`` in float64: the uint8 values of images on the k / 255 grid exactly, others as
+    they are (float32's k / 255 times 255 rounds to k; float64's may be a hair off it: snapped)."""
+    if x.dtype != torch.float64:
+        return (x * 255).to(exact_dtype(x.device))
+    scaled = x * 255
     nearest = scaled.round()
     return torch.where((scaled - nearest).abs() < 1e-4, nearest, scaled)
 

@@ -319,6 +319,10 @@ def test_released_class_folders_numbered_in_sorted_order_must_all_be_there(tiny)
     with_wnids = run("eval", "--model", "small_tiny_net:wide", *released, "--data", wnids)
     assert with_wnids.exit_code == 0, with_wnids.output
     assert run("eval", "--model", "small_tiny_net:build", *released).exit_code == 0  # 4 classes, 4 folders
+    # released Tiny-ImageNet-C is read in its own order: --class-order imagenet is no order of it
+    refused = run("eval", "--model", "small_tiny_net:build", *released, "--class-order", "imagenet")
+    assert refused.exit_code == 2
+    assert "released files are read in Tiny-ImageNet-C's own order" in refused.output
 
 
 def _folder(root, classes, size, sizes_vary=False):

@@ -428,6 +428,7 @@ def test_keys_that_differ_by_a_wrapper_name_alone_load_plain_and_from_data_paral
     for prefix in ("", "module.", "_orig_mod.module."):
         tensors, _ = strip_wrappers({prefix + k: v for k, v in own.items()}, own.keys())
         assert list(tensors) == list(own) and all(tensors[k] is own[k] for k in own)
+    assert strip_wrappers({}, own.keys()) == ({}, [])  # an empty dict: peeling never stopped
 
 
 def test_a_brought_module_keeps_what_its_run_identity_reads_and_is_wrapped_once(tmp_path):

@@ -542,11 +542,10 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
 
 def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[str] = ()
                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key. With
-    ``own_keys`` (a module you bring, whose children may be called so): wrappers' leading
-    components go while the keys are not those (``module.module.fc.bias`` saved by DataParallel
-    -> ``module.fc.bias``); where they never are, a key becomes the one that is the same once
-    those components are dropped from both.
+    """Drop ``module`` and ``_orig_mod`` components wherever they stand in a key. With ``own_keys``
+    (a module you bring, whose children may be called so): leading ones go while the keys are not
+    those (DataParallel's ``module.module.fc.bias`` -> ``module.fc.bias``); else a key becomes the
+    one that is the same once those components are dropped from both.
 
     Returns:
         ``(state_dict, stripped)``, ``stripped`` the prefixes removed (``["module."]``).
@@ -555,7 +554,8 @@ def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[
         return ".".join(p for p in key.split(".") if p not in WRAPPER_COMPONENTS)
 
     keys, known = list(state_dict), set(own_keys)
-    while known and set(keys) != known and all(k.partition(".")[0] in WRAPPER_COMPONENTS for k in keys):
+    while known and set(keys) != known and min((k.partition(".")[0] in WRAPPER_COMPONENTS for k in keys),
+                                               default=False):
         keys = [k.partition(".")[2] for k in keys]  # a wrapper's prefix on every key
     if set(keys) != known:
         own = {bare(k): k for k in known}

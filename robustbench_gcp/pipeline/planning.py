@@ -351,9 +351,9 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
         return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
-    if options.class_order == "sorted":  # released files are read in the ImageNet order
+    if options.class_order is not None and not options.class_order == dataset.class_order == "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
-                          "released files are read in the ImageNet order")
+                          f"released files are read in {dataset.released}'s own order")
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")

@@ -427,7 +427,7 @@ def _eta_text(eta: float) -> str:
     """A step size as people give it: ``0.05``, or in 1/256 units where that is shorter (the
     stem's defaults, ``0.1/256`` to ``75/256``), or a fraction (``1/3``), else 12 significant
     digits: experiments are told apart by this text (6 digits joined 1/3 and 0.333333, 3 digits
-    0.29312 and 0.29314)."""
+    0.29312 and 0.29314; steps that differ past 12 digits would still be joined)."""
     text = f"{eta:g}"
     if abs(eta - round(eta, 4)) < 1e-12 and float(text) == eta:
         return text
