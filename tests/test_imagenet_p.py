@@ -195,6 +195,17 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
         assert f"`--suite`: {suite} on ImageNet is not normalized by a stored baseline" in refused.stderr
 
 
+def test_another_model_stored_as_the_default_baseline_is_said(demo_val, tmp_path):
+    """Reports normalize by 'alexnet' unasked: a run of demo-gap stored under it was not said."""
+    stored = run("baseline", "--model", "demo-gap", *p_args(demo_val, tmp_path / "s.db", "--perturbations",
+                                                            "rotate", "--name", "alexnet"))
+    assert ("'alexnet' is the baseline reports use when none is named: they now normalize by this run of "
+            "demo-gap") in stored["notes"]
+    mine = run("baseline", "--model", "demo-gap", *p_args(demo_val, tmp_path / "s.db", "--perturbations",
+                                                          "rotate", "--name", "gap"))
+    assert not any("baseline reports use" in note for note in mine["notes"])
+
+
 def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormalized(demo_val, tmp_path):
     """FR needs a flip probability above 0 in the baseline, T5D a top-5 distance above 0: where
     only the first is 0, reports and comparisons still give mT5D (and the raw mean flip

@@ -99,5 +99,10 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
     store_baseline(report, name, replace=replace)
     report.notes = [n for n in report.notes if "unnormalized" not in n]
     report.notes.append(f"stored as baseline '{name}' in {options['store']}")
+    from robustbench_gcp.metrics import DEFAULT_BASELINE
+
+    if name == DEFAULT_BASELINE and planned.model.arch != DEFAULT_BASELINE:  # reports take it unasked
+        report.notes.append(f"'{DEFAULT_BASELINE}' is the baseline reports use when none is named: they "
+                            f"now normalize by this run of {planned.model.label}")
     print_report(report, fmt, output)
 
