@@ -533,6 +533,3 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
         raise ValueError(
             f"`images` should be at least {min_size}x{min_size} pixels. Got {tuple(images.shape)}"
         )
-    if images.is_meta:  # a shape without values: torch's own errors came from deep inside
-        raise ValueError("`images` are on the meta device (a shape without values): give a tensor "
-                         "on cpu, cuda or mps")
