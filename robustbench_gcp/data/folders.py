@@ -174,8 +174,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
             raise DataError(f"--class-order {class_order} and --labels exclude each other: the first "
                             "numbers class folders, the second labels a flat folder of images")
         return _scan_flat(root, Path(labels_file).expanduser())
-    folders = sorted(entry.name for entry in os.scandir(root)
-                     if entry.is_dir() and not entry.name.startswith("."))
+    folders = sorted(subfolders(root))
     seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
     found = {name: list(_walk_images(root, name, extensions, seen)) for name in folders}
     class_dirs = [name for name in folders if found[name]]
@@ -312,7 +311,7 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
     files = sorted(entry.name for entry in os.scandir(root)
                    if entry.is_file() and is_image_file(entry.name) and not entry.name.startswith("."))
     if not files:
-        folders = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+        folders = subfolders(root)
         if folders:
             raise DataError(f"--labels is for a flat folder of images (the ImageNet val layout); data folder "
                             f"{root} has {len(folders)} subfolders and no images at its top: for class "
@@ -363,7 +362,7 @@ def scan_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageLi
             f"ImageNet-C folder {root} has no {corruption}/{severity}: expected the released layout "
             "<root>/<corruption>/<severity>/<wnid>/<image>"
         )
-    if not _subfolders(cell) and _holds_files(cell):  # --labels is for --data: say the layout
+    if not subfolders(cell) and _holds_files(cell):  # --labels is for --data: say the layout
         raise DataError(f"released cell {cell} holds files but no wnid folders: the released layout "
                         "is <root>/<corruption>/<severity>/<wnid>/<image>")
     return scan_folder(cell, class_order="imagenet", released=True)  # released files are wnid folders
@@ -398,9 +397,9 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
                         f"the ones you have with {flags}")
     if not folders:
         return
-    first = {name for name in _subfolders(folders[0]) if _holds_files(folders[0] / name)}
+    first = {name for name in subfolders(folders[0]) if _holds_files(folders[0] / name)}
     for folder in folders[1:]:
-        names = _subfolders(folder)
+        names = subfolders(folder)
         # a class folder of the first cell is taken to hold files here too (one scan per cell)
         classes = {name for name in names if name in first or _holds_files(folder / name)}
         if classes != first:
@@ -441,15 +440,12 @@ def check_released_files(folder: Path, paths: Sequence[Path]) -> None:
 
 def _holds_files(folder: Path) -> bool:
     """Whether ``folder`` holds a file that is not hidden, at any depth (a class folder left
-    empty by a partial extraction holds none)."""
-    for _, subfolders, files in os.walk(folder, followlinks=True):
-        if any(not name.startswith(".") for name in files):
-            return True
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-    return False
+    empty by a partial extraction holds none), walked as :func:`scan_folder` walks a class (link
+    loops skipped); every name ends with ``""``."""
+    return next(_walk_images(folder.parent, folder.name, ("",), {}), None) is not None
 
 
-def _subfolders(folder: Path) -> set[str]:
-    """The names of the folders in ``folder`` that are not hidden (a released cell's class folders)."""
+def subfolders(folder: Path) -> set[str]:
+    """The names of the folders in ``folder`` that are not hidden (its class folders)."""
     with os.scandir(folder) as entries:
         return {entry.name for entry in entries if entry.is_dir() and not entry.name.startswith(".")}

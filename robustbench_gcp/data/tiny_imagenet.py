@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.data.folders import ImageList, corrupted_cell_dir, is_image_file, scan_folder
+from robustbench_gcp.data.folders import ImageList, corrupted_cell_dir, is_image_file, scan_folder, subfolders
 from robustbench_gcp.errors import DataError, listed
 
 WNIDS_FILE = "wnids.txt"
@@ -145,7 +145,7 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
                             f"wnids of that file; put it there")
     images = val / "images"
     if not images.is_dir():
-        if any(entry.is_dir() and not entry.name.startswith(".") for entry in os.scandir(val)):
+        if subfolders(val):
             # val sorted into <wnid>/ folders (a common rearrangement): its folders are the classes
             return _labelled_by(scan_folder(val, class_order="sorted"), classes, val)
         raise DataError(f"Tiny-ImageNet images folder {images} does not exist")
