@@ -7,6 +7,7 @@ codes (``click.ClickException`` -> exit 1, ``click.UsageError`` -> exit 2).
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Iterable, Sequence
 
 
@@ -89,3 +90,17 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     if len(choices) <= 20:
         return " Choose from: " + ", ".join(choices) + "."
     return ""
+
+
+def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer >= ``low`` (Python's or NumPy's; not a bool, not 2.0).
+
+    ``option`` is the name the message gives (``--batch-size``, ``iters``).
+
+    Raises:
+        ConfigError (or ``error``): anything else, naming ``option`` and the value.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low:
+        return int(value)
+    wanted = "a positive integer" if low == 1 else f"an integer >= {low}"
+    raise (error or ConfigError)(f"`{option}` should be {wanted}. Got {value!r}")

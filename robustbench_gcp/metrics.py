@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from robustbench_gcp.errors import check_integer
+
 #: the normalizer of reports when none is named (benchmarks.yaml's AlexNet table; for
 #: ImageNet-P a stored run of that name, when there is one)
 DEFAULT_BASELINE = "alexnet"
@@ -166,8 +168,7 @@ def comparison_pairs(frames: int, *, mode: str, difficulty: int = 1) -> tuple[li
     """
     if mode not in ("noise", "sequential"):
         raise ValueError(f"`mode` should be 'noise' or 'sequential'. Got {mode!r}")
-    if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 1:
-        raise ValueError(f"`difficulty` should be a positive integer. Got {difficulty!r}")
+    difficulty = check_integer("difficulty", difficulty, error=ValueError)
     step = 1 if mode == "noise" else difficulty
     if frames <= step:
         raise ValueError(f"a video needs more than {step} frames for mode {mode!r}. Got {frames}")

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from robustbench_gcp import evaluate
@@ -25,9 +26,9 @@ def common(demo_val, tmp_path, **extra):
 
 
 @pytest.mark.parametrize(("option", "value", "said"), [
-    ("steps", 0, "`--steps` should be an integer >= 1. Got 0"),
-    ("steps", True, "`--steps` should be an integer >= 1. Got True"),
-    ("steps", 2.5, "`--steps` should be an integer >= 1. Got 2.5"),
+    ("steps", 0, "`--steps` should be a positive integer. Got 0"),
+    ("steps", True, "`--steps` should be a positive integer. Got True"),
+    ("steps", 2.5, "`--steps` should be a positive integer. Got 2.5"),
 ])
 def test_the_library_checks_suite_options_as_the_command_line(demo_val, tmp_path, option, value, said):
     with pytest.raises(ConfigError, match=f"^{said}$"):
@@ -145,3 +146,24 @@ def test_a_square_centred_on_the_crop_gives_the_images_own_centre_crop(width, he
     cut = Preprocess(None, square, centred_on=crop)(image)
     inner = int(round((square - crop) / 2.0))
     assert np.array_equal(cut[inner:inner + crop, inner:inner + crop], whole)
+
+
+def test_one_integer_check_takes_numpy_integers_and_refuses_bools_floats_and_strings():
+    from robustbench_gcp.errors import check_integer
+    from robustbench_gcp.metrics import comparison_pairs
+    from robustbench_gcp.models.matrix import newton_schulz_sqrt
+
+    value = check_integer("--limit", np.int64(3))
+    assert value == 3 and type(value) is int
+    assert check_integer("--workers", 0, low=0) == 0
+    for bad in (True, np.bool_(True), 2.0, "3", None, 0):
+        with pytest.raises(ConfigError, match=r"^`--limit` should be a positive integer\. Got "):
+            check_integer("--limit", bad)
+    with pytest.raises(ConfigError, match=r"^`--workers` should be an integer >= 0\. Got -1$"):
+        check_integer("--workers", -1, low=0)
+    # the library's callers, given NumPy integers (a loop over np.arange), as Python's
+    assert comparison_pairs(5, mode="sequential", difficulty=np.int64(2)) == ([0, 1, 2], [2, 3, 4])
+    spd = torch.eye(3, dtype=torch.float64)[None] * 4
+    assert torch.equal(newton_schulz_sqrt(spd, iters=np.int32(5)), newton_schulz_sqrt(spd, iters=5))
+    with pytest.raises(ValueError, match="`difficulty` should be a positive integer. Got 0"):
+        comparison_pairs(5, mode="sequential", difficulty=0)

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.errors import ConfigError
-from robustbench_gcp.models.heads import HEADS, check_positive_int, create_pool
+from robustbench_gcp.errors import ConfigError, check_integer
+from robustbench_gcp.models.heads import HEADS, create_pool
 
 __all__ = ["BENCH_HEADS", "BENCH_VARIANTS", "bench_heads"]
 
@@ -87,7 +87,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     for option, value in (("batch_size", batch_size), ("repeats", repeats),
                           ("in_channels", in_channels), ("reduction_dim", reduction_dim),
                           ("num_classes", num_classes)):
-        check_positive_int(option, value)
+        check_integer(option, value)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     rows, calls = [], []

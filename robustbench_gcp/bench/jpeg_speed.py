@@ -29,7 +29,7 @@ import torch
 
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.errors import ConfigError, check_integer
 
 __all__ = ["bench_jpeg", "nvjpeg_roundtrip"]
 
@@ -89,8 +89,7 @@ def bench_jpeg(device: torch.device | str = "cpu", *, batch_size: int = 32, size
         ConfigError: a size, count or quality out of range.
     """
     for option, value in (("batch_size", batch_size), ("size", size), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"`{option}` should be a positive integer. Got {value!r}")
+        check_integer(option, value)
     if not qualities or any(isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100
                             for q in qualities):
         raise ConfigError(f"`qualities` should be integers 1..100. Got {list(qualities)!r}")

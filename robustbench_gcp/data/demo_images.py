@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from robustbench_gcp.errors import DataError, OutputError
+from robustbench_gcp.errors import DataError, OutputError, check_integer
 
 __all__ = [
     "DEMO_CLASSES",
@@ -198,8 +198,7 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
         >>> scan_folder(root / "val", class_order="sorted").classes == DEMO_CLASSES  # doctest: +SKIP
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` should be a non-negative integer. Got {seed!r}")
+    seed = check_integer("seed", seed, low=0, error=ValueError)
     root = Path(root).expanduser()
     if _read_marker(root) == _marker(seed):
         return root

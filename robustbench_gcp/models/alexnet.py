@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError
-from robustbench_gcp.models.heads import check_positive_int, resolve_sqrt
+from robustbench_gcp.errors import ConfigError, check_integer
+from robustbench_gcp.models.heads import resolve_sqrt
 from robustbench_gcp.models.mobile import torchvision_model
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig
@@ -69,7 +69,7 @@ class AlexNet(nn.Module):
                 "`reduction_dim` applies to covariance (GCP) models only; AlexNet has no "
                 f"reduction. Got reduction_dim={reduction_dim!r}"
             )
-        check_positive_int("num_classes", num_classes)
+        check_integer("num_classes", num_classes)
         super().__init__()
         torchvision_model(self, "AlexNet", num_classes=num_classes, dropout=dropout)
         self.name = ""

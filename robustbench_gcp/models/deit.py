@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError
-from robustbench_gcp.models.heads import check_positive_int, classify, resolve_sqrt
+from robustbench_gcp.errors import ConfigError, check_integer
+from robustbench_gcp.models.heads import classify, resolve_sqrt
 from robustbench_gcp.models.matrix import full_precision
 from robustbench_gcp.models.registry import register_model
 from robustbench_gcp.models.resnet import PreprocessConfig
@@ -67,7 +67,7 @@ def _check_options(head: str, owner: str, num_classes: int, reduction_dim: int |
             f"`reduction_dim` applies to the covariance (GCP) ResNets only; {owner} has no 1x1 "
             f"reduction. Got reduction_dim={reduction_dim!r}"
         )
-    check_positive_int("num_classes", num_classes)
+    check_integer("num_classes", num_classes)
 
 
 # ---------------------------------------------------------------------- DeiT-S (timm)

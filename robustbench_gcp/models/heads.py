@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer
 from robustbench_gcp.models.matrix import (
     SQRT_METHODS,
     covariance,
@@ -99,18 +99,12 @@ def check_sqrt(sqrt: str | None, ns_iters: int | None, *, cli: bool = False) -> 
     if sqrt is not None and sqrt not in SQRT_METHODS:
         raise UnknownNameError("matrix square root", str(sqrt), SQRT_METHODS)
     if ns_iters is not None:
-        check_positive_int(_named("ns_iters", cli), ns_iters)
+        check_integer(_named("ns_iters", cli), ns_iters)
         if sqrt != "newton-schulz":
             raise ConfigError(
                 f"`{_named('ns_iters', cli)}` applies to the newton-schulz square root only; this model "
                 f"uses {sqrt or 'no square root'}. Pass {_named('sqrt', cli, 'newton-schulz')} as well."
             )
-
-
-def check_positive_int(option: str, value: object) -> None:
-    """Raise ConfigError unless ``value`` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"`{option}` should be a positive integer. Got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -219,7 +213,7 @@ class CovariancePool(nn.Module):
         if centring not in ("exact", "svd-pade"):
             raise ConfigError(f"`centring` should be 'exact' or 'svd-pade'. Got {centring!r}")
         self.centring = centring
-        check_positive_int("reduction_dim", reduction_dim)
+        check_integer("reduction_dim", reduction_dim)
         if activation not in ACTIVATIONS:
             raise UnknownNameError("reduction activation", str(activation), ACTIVATIONS)
         self.reduction_dim = reduction_dim

@@ -35,6 +35,8 @@ from functools import lru_cache
 import torch
 from torch.autograd.function import once_differentiable
 
+from robustbench_gcp.errors import check_integer
+
 __all__ = [
     "EXACT_SQRT_METHODS",
     "SQRT_METHODS",
@@ -159,8 +161,7 @@ def newton_schulz_sqrt(A: torch.Tensor, iters: int = 5) -> torch.Tensor:
                 [2., 2., 2.]])
     """
     _check_square(A)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"`iters` should be an integer >= 1. Got {iters!r}")
+    iters = check_integer("iters", iters)
     with full_precision(A.device):
         A = A.to(_compute_dtype(A.dtype))
         d = A.shape[-1]

@@ -38,11 +38,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.errors import UnknownNameError, check_integer
 from robustbench_gcp.models.heads import (
     HEADS,
     CovariancePool,
-    check_positive_int,
     classify,
     create_pool,
     resolve_sqrt,
@@ -149,7 +148,7 @@ class MobileNetV2(_PooledHead):
                  reduction_dim: int | None = None, sqrt: str | None = None,
                  ns_iters: int | None = None, dropout: float = 0.2,
                  pretrained_cfg: PreprocessConfig | None = None):
-        check_positive_int("num_classes", num_classes)
+        check_integer("num_classes", num_classes)
         pool = _pool(head, 1280, reduction_dim, sqrt, ns_iters)
         super().__init__()
         self.num_features = torchvision_model(self, "MobileNetV2", num_classes=num_classes,
@@ -197,7 +196,7 @@ class ShuffleNetV2(_PooledHead):
                  num_classes: int = 1000, reduction_dim: int | None = None,
                  sqrt: str | None = None, ns_iters: int | None = None,
                  pretrained_cfg: PreprocessConfig | None = None):
-        check_positive_int("num_classes", num_classes)
+        check_integer("num_classes", num_classes)
         pool = _pool(head, stages_out_channels[-1], reduction_dim, sqrt, ns_iters)
         super().__init__()
         torchvision_model(self, "ShuffleNetV2", list(stages_repeats), list(stages_out_channels),

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer
 from robustbench_gcp.models.heads import (
     HEADS,
     CovariancePool,
-    check_positive_int,
     classify,
     create_pool,
     resolve_sqrt,
@@ -119,7 +118,7 @@ class ResNet(nn.Module):
                 "`layers`, `widths` and `strides` should have one entry per stage. "
                 f"Got {len(layers)}, {len(widths)} and {len(strides)}"
             )
-        check_positive_int("num_classes", num_classes)
+        check_integer("num_classes", num_classes)
         self.name = ""
         self.num_classes = num_classes
         self.head_type = head

@@ -37,7 +37,7 @@ from robustbench_gcp.data.datasets import (
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
-from robustbench_gcp.errors import ConfigError, DataError, suggest
+from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
 from robustbench_gcp.store import DEFAULT_STORE
@@ -106,13 +106,9 @@ class EvalOptions:
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an engine option out of range."""
         for name, low in (("batch_size", 1), ("workers", 0), ("shard_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                flag = name.replace("_", "-")
-                raise ConfigError(f"`--{flag}` should be an integer >= {low}. Got {value!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ConfigError(f"`--limit` should be a positive integer. Got {self.limit!r}")
+            check_integer(f"--{name.replace('_', '-')}", getattr(self, name), low)
+        if self.limit is not None:
+            check_integer("--limit", self.limit)
         for name in ("amp", "channels_last", "random_weights", "ema"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"`{name}` should be True or False. Got {getattr(self, name)!r}")

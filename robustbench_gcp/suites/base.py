@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
-from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
+from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer, suggest
 from robustbench_gcp.metrics import baseline_names, rate
 from robustbench_gcp.reports.tables import Column
 from robustbench_gcp.stats import Design
@@ -596,11 +596,9 @@ def _checked_value(flag: Flag, value: Any) -> Any:
         ConfigError: an ``int`` that is no integer >= 1, a ``switch`` that is no bool, a ``choice``
             that is none of its choices.
     """
-    said = f"`{flag.option}` should be"
     if flag.kind == "int":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{said} an integer >= 1. Got {value!r}")
-        return int(value)
+        return check_integer(flag.option, value)
+    said = f"`{flag.option}` should be"
     if flag.kind == "switch" and not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{said} True or False. Got {value!r}")
     if flag.kind == "choice" and value not in flag.choices:
