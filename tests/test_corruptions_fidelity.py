@@ -48,24 +48,72 @@ def test_deterministic_match_the_reference(name, photos):
         assert _mad255(ours, ref) < 0.01, (name, severity, _mad255(ours, ref))
 
 
-@pytest.mark.parametrize("name", ["brightness", "saturate", "contrast", "pixelate", "jpeg_compression"])
-def test_these_are_the_originals_bytes_after_the_storage_truncation(name):
-    """scikit-image's HSV arithmetic reproduced in float64 and in its order: where the original
-    lands a hair below a level, np.uint8 drops it, and so does the storage truncation here
-    (float32 images in, as the suites give them)."""
+BYTE_EXACT = ["brightness", "saturate", "contrast", "pixelate", "jpeg_compression", "gaussian_blur",
+              "zoom_blur", "defocus_blur"]
+
+
+def _original_bytes(name: str, preset: str, count: int, size: int):
+    """(the port's uint8 values after the storage truncation, make_*_c.py's np.uint8 values) of
+    each severity, on ``count`` photographs at ``size`` px (float32 images in, as the suites give)."""
     from PIL import Image
 
+    from corruptions.reference_small import script_function
     from corruptions.storage import truncate_to_uint8
     from robustbench_gcp.bench.photos import photos
 
-    images = photos(3, 224)
+    images = photos(count, size)
     pils = [Image.fromarray(image) for image in truncate_to_uint8(images).permute(0, 2, 3, 1).numpy()]
-    function = getattr(load_imagecorruptions(), name)
+    module = load_imagecorruptions()
+    function = getattr(module, name) if preset == "imagenet" else script_function(name, preset, module)
     for severity in range(1, 6):
-        ours = truncate_to_uint8(corrupt(images, name, severity)).permute(0, 2, 3, 1).numpy()
+        ours = truncate_to_uint8(corrupt(images, name, severity, preset=preset)).permute(0, 2, 3, 1).numpy()
         # make_imagenet_c.py: np.uint8(corruption(image)), saved as is (JPEG q85 on top)
-        ref = np.stack([np.uint8(np.clip(function(pil, severity), 0, 255)) for pil in pils])
-        assert np.array_equal(ours, ref), (name, severity, int((ours != ref).sum()))
+        ref = np.stack([np.uint8(np.clip(np.asarray(function(pil, severity), np.float64), 0, 255))
+                        for pil in pils])
+        yield severity, ours, ref
+
+
+@pytest.mark.parametrize("name", BYTE_EXACT)
+@pytest.mark.parametrize("preset,size", [("imagenet", 224), ("cifar", 32), ("tinyimagenet", 64)])
+def test_these_are_the_originals_bytes_after_the_storage_truncation(name, preset, size):
+    """The original's arithmetic in its order: scikit-image's HSV in float64, scipy's Gaussian sums
+    (x_0 w_0, then the pairs from the outside in), zoom_blur's float32 sum from zeros, OpenCV's
+    float32 disk, all on uint8 / 255. doubles. Where the original lands a hair below a level,
+    np.uint8 drops it, and so does the storage truncation here. Before 0.7.6 the blurs put 0.01 %
+    to 0.8 % of the values a level up (4.4 % for ImageNet's defocus severity 1)."""
+    for severity, ours, ref in _original_bytes(name, preset, 3 if preset == "imagenet" else 8, size):
+        if name == "defocus_blur" and preset == "imagenet" and severity >= 4:
+            # the 5x5 / larger 3x3 disks: OpenCV's SIMD path (a fused multiply-add on this CPU)
+            # rounds a few taps one bit away from its portable C path, which disk_kernel follows
+            assert np.abs(ours.astype(int) - ref).max() <= 1 and (ours != ref).mean() < 2e-5
+            continue
+        assert np.array_equal(ours, ref), (name, preset, severity, int((ours != ref).sum()))
+
+
+def test_disk_kernel_is_opencvs_portable_arithmetic_to_the_bit():
+    """cv2.GaussianBlur of the disk with OpenCV's SIMD switched off: equal for every preset's
+    (radius, alias blur); getGaussianKernel's float32 taps equal for any sigma."""
+    from corruptions.blur import disk_kernel, opencv_gaussian_weights
+
+    def disk(radius, alias):
+        grid = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
+        xx, yy = np.meshgrid(grid, grid)
+        d = np.array(xx**2 + yy**2 <= radius**2, dtype=np.float32)
+        d /= np.sum(d)
+        return cv2.GaussianBlur(d, ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias)
+
+    pairs = sorted({tuple(c) for rows in get_corruption("defocus_blur").parameters.values() for c in rows})
+    optimized = cv2.useOptimized()
+    try:
+        cv2.setUseOptimized(False)
+        for radius, alias in pairs:
+            assert np.array_equal(disk_kernel(radius, alias).numpy(), disk(radius, alias)), (radius, alias)
+    finally:
+        cv2.setUseOptimized(optimized)
+    for sigma in (0.01, 0.1, 0.2, 0.37, 0.5, 0.6, 1.0, 2.5):
+        for ksize in (3, 5, 7):
+            expected = cv2.getGaussianKernel(ksize, sigma, cv2.CV_32F).ravel()
+            assert np.array_equal(opencv_gaussian_weights(ksize, sigma).numpy(), expected), (ksize, sigma)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -90,36 +138,6 @@ def test_frost_gives_the_originals_bytes_on_the_same_crop(dtype):
             for i, t, l in zip(params["index"], params["top"], params["left"])])
         original = np.uint8(np.clip(c0 * pixels.numpy() + c1 * crops.numpy(), 0, 255))
         assert np.array_equal(ours.numpy(), original), (severity, int((ours.numpy() != original).sum()))
-
-
-def test_defocus_blur_keeps_the_originals_truncation_side():
-    """The disk's float32 kernel sums to a hair below 1: flat regions land a hair below their level,
-    which np.uint8 truncates. In float32 with the storage tolerance the port put them on the level:
-    7.3 % of CIFAR's severity-4 values a level up, 1e-4 of ImageNet's at severities 2 to 5."""
-    from PIL import Image
-
-    from corruptions.reference_small import script_function
-    from corruptions.storage import truncate_to_uint8
-    from robustbench_gcp.bench.photos import photos
-
-    def up(preset, size, severities):
-        images = photos(4, size)
-        module = load_imagecorruptions()
-        function = (module.defocus_blur if preset == "imagenet"
-                    else script_function("defocus_blur", preset, module))
-        pils = [Image.fromarray(i) for i in truncate_to_uint8(images).permute(0, 2, 3, 1).numpy()]
-        shares = []
-        for severity in severities:
-            ref = np.stack([np.uint8(np.clip(np.asarray(function(pil, severity), np.float64), 0, 255))
-                            for pil in pils])
-            ours = truncate_to_uint8(corrupt(images, "defocus_blur", severity, preset=preset))
-            diff = ours.permute(0, 2, 3, 1).numpy().astype(int) - ref
-            assert (diff >= 0).all() and diff.max() <= 1  # never below, at most a level up
-            shares.append(float((diff != 0).mean()))
-        return shares
-
-    assert np.mean(up("imagenet", 224, (2, 3, 4, 5))) < 3e-5
-    assert up("cifar", 32, (4,))[0] < 0.02
 
 
 def test_pixelate_box_upsampling_equals_imagecorruptions_nearest_at_224(photos):
@@ -192,15 +210,6 @@ def test_original_transcriptions_only_where_imagecorruptions_differs():
 
 # --------------------------------------------------------------------------------------
 # OpenCV building blocks
-
-
-def test_disk_kernel_matches_the_reference():
-    from corruptions.blur import DEFOCUS_BLUR, disk_kernel
-
-    module = load_imagecorruptions()
-    for radius, alias in DEFOCUS_BLUR:
-        expected = module.disk(radius=radius, alias_blur=alias)
-        assert np.abs(disk_kernel(radius, alias).numpy() - expected).max() < 1e-8
 
 
 def _smooth_uint8(seed: int, shape=(2, 60, 70), sigma=3.0):
