@@ -460,3 +460,32 @@ def test_labels_and_class_order_for_data_with_its_own_labels_are_usage_errors(ci
     for args, message in cases:
         out = run("eval", "--model", "small_tiny_net:build", *args, "--store", cifar / "s.db")
         assert out.exit_code == 2 and message in out.output, out.output
+
+
+def test_one_folder_read_as_tiny_imagenet_and_through_the_models_resize_are_two_runs(demo_val, tmp_path):
+    """64 px copies of the demo images: as Tiny-ImageNet (auto-detected) they are read as they are,
+    with --dataset imagenet through demo-gap's resize 73 / crop 64. Both runs had one key, so the
+    second took the first one's clean cell: its clean error was the other reading's."""
+    folder = tmp_path / "tiny64"
+    for path in sorted(demo_val.rglob("*.JPEG"))[:24]:
+        (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            image.convert("RGB").resize((64, 64)).save(folder / path.parent.name / f"{path.stem}.png")
+    common = ["eval", "--model", "demo-gap", "--random-weights", "--data", folder, "--class-order", "sorted",
+              "--device", "cpu", "--format", "json"]
+    as_imagenet = ["--suite", "imagenet-c", "--dataset", "imagenet", "--preset", "imagenet",
+                   "--corruptions", "contrast", "--severities", "5"]
+
+    def clean_error(store, *extra):
+        result = run(*common, "--store", store, *extra)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output[result.output.index("{"):])
+        return report["clean"]["top1_error"]
+
+    shared = tmp_path / "shared.db"
+    as_they_are = clean_error(shared, "--suite", "clean")
+    resized = clean_error(shared, *as_imagenet)
+    assert resized == clean_error(tmp_path / "fresh.db", *as_imagenet)
+    assert resized != as_they_are  # the two readings give other answers here
+    with Store(shared) as store:
+        assert len(store.runs()) == 2

@@ -111,18 +111,35 @@ def encode_shard(shard: int, result: ShardResult) -> tuple[int, str, bytes | Non
     return result.n, counts, bitmap, extra
 
 
+#: the count a shard's bitmap repeats: top-1 errors are its zeros, robust images its ones
+_BITMAP_COUNTS = {"top1_errors": False, "robust": True}
+
+
 def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None) -> CellResult:
-    """A cell's result from its shard rows (shard, n, counts, bitmap, extra, seconds) in shard order."""
+    """A cell's result from its shard rows (shard, n, counts, bitmap, extra, seconds) in shard order.
+
+    Raises:
+        ValueError: a row that cannot be what the engine wrote (a bitmap of another length than its
+            images, or one that disagrees with the counts it repeats).
+    """
     counts: dict[str, float] = {}
     correct, extra, n, seconds = [], [], 0, 0.0
-    for _, shard_n, shard_counts, bitmap, shard_extra, shard_seconds in rows:
+    for shard, shard_n, shard_counts, bitmap, shard_extra, shard_seconds in rows:
         n += shard_n
         seconds += shard_seconds or 0.0
-        for name, value in json.loads(shard_counts).items():
+        these = json.loads(shard_counts)
+        for name, value in these.items():
             counts[name] = counts.get(name, 0) + value
         if bitmap is not None:
-            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=shard_n)
-            correct.append(bits.astype(bool))
+            if len(bitmap) != (shard_n + 7) // 8:
+                raise ValueError(f"shard {shard}: a bitmap of {len(bitmap)} bytes for {shard_n} images")
+            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=shard_n).astype(bool)
+            for name, ones in _BITMAP_COUNTS.items():
+                told = int(bits.sum()) if ones else shard_n - int(bits.sum())
+                if name in these and these[name] != told:
+                    raise ValueError(f"shard {shard}: its bitmap tells {told} {name}, "
+                                     f"its counts {these[name]}")
+            correct.append(bits)
         if shard_extra is not None:
             header, _, payload = shard_extra.partition(b"\n")
             tail = tuple(json.loads(header))
