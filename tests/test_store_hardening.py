@@ -401,6 +401,34 @@ def test_the_leases_of_a_killed_process_are_taken_over(store_path):
         assert store.claim(0, [[cell]]) == [Claim.MINE]  # its process is gone: at once
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads Linux's /proc")
+def test_the_leases_of_a_killed_process_not_yet_collected_are_taken_over(store_path):
+    """A job script that kills eval and starts it again before its wait(): the killed process is a
+    zombie, which kill(pid, 0) still finds; its leases held the resume for two minutes."""
+    import socket
+    import subprocess
+
+    from robustbench_gcp.store.leases import is_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{socket.gethostname()}:{child.pid}:0dead0"
+        assert is_alive(owner)
+        child.kill()
+        deadline = time.monotonic() + 30
+        while is_alive(owner):  # a zombie as soon as the kernel has killed it; not collected
+            assert time.monotonic() < deadline, "the killed child still counts as alive"
+            time.sleep(0.05)
+        with Store(store_path) as store:
+            cell = store.cell_id(open_run(store).id, CellKey("clean"))
+            with sqlite3.connect(store_path) as db:
+                db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, owner, time.time() + 100))
+            assert store.claim(0, [[cell]]) == [Claim.MINE]
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_lease_of_an_earlier_process_with_this_pid_is_taken_over(store_path):
     """A container restarted after a SIGKILL runs gcp-robust as the same pid on the same host: the
     lease its earlier life left is not this process's, so it is taken over at once (not in 2 min)."""

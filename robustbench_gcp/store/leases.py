@@ -85,7 +85,19 @@ def is_alive(owner: str) -> bool:
         return False
     except (PermissionError, ValueError, OverflowError):  # another user's process; a foreign owner
         return True
-    return True
+    return not _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process whose parent has not collected it yet (Linux's state Z, or X): ``kill(pid,
+    0)`` still finds it, but its leases are gone with it (a job script that kills ``eval`` and
+    starts it again before its ``wait()`` waited for the leases to expire)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[:1]
+    except OSError:  # not Linux, or gone meanwhile
+        return False
+    return state in ([b"Z"], [b"X"])
 
 
 def finish(db: sqlite3.Connection, cell_ids: Sequence[int], shard: int) -> None:
