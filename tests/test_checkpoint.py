@@ -357,6 +357,30 @@ def test_error_truncated_file(tmp_path, isqrt18, legacy):
         check_error(path, r"is truncated or corrupted \([\d,]+ bytes; .*\)\. Download it again")
 
 
+def test_a_damaged_legacy_or_zip_pickle_is_a_truncated_file_at_every_cut(tmp_path):
+    """The weights-only unpickler raises IndexError, struct.error or UnicodeDecodeError on a legacy
+    (PyTorch < 1.6) stream cut or overwritten in its pickle part, as the model-zoo files are:
+    tracebacks, before. A zip whose data.pkl is damaged was "a Python pickle but not a PyTorch
+    checkpoint"."""
+    from robustbench_gcp.models.checkpoint import read_checkpoint
+
+    weights = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).state_dict()
+    legacy = save(weights, tmp_path / "legacy.pth", True).read_bytes()
+    path = tmp_path / "damaged.pth"
+    damaged = [legacy[:cut] for cut in range(1, len(legacy) - 1, 3)]
+    damaged += [legacy[:at] + bytes(range(200, 240)) + legacy[at + 40:] for at in range(0, 900, 37)]
+    for data in damaged:
+        path.write_bytes(data)
+        try:
+            read_checkpoint(path)
+        except CheckpointError as error:
+            assert "truncated or corrupted" in str(error) or "not a PyTorch checkpoint" in str(error)
+    archive = save(weights, tmp_path / "zip.pth", False).read_bytes()
+    start = archive.index(b"data.pkl") + 40  # inside the stored pickle
+    path.write_bytes(archive[:start] + bytes(24) + archive[start + 24:])
+    check_error(path, r"is truncated or corrupted \([\d,]+ bytes; ")
+
+
 def test_error_not_a_checkpoint(tmp_path):
     for protocol in (2, 4):
         pickled = tmp_path / f"string{protocol}.pth"

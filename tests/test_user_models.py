@@ -79,6 +79,28 @@ def meta():
         return torchvision.models.resnet18()
 
 
+class WithExtraState(torch.nn.Module):
+    """A GAP ResNet-18 that keeps a non-tensor in its state dict (get_extra_state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torchvision.models.resnet18()
+        self.note = {"temperature": 1.0}
+
+    def get_extra_state(self):
+        return dict(self.note)
+
+    def set_extra_state(self, state):
+        self.note = dict(state)
+
+    def forward(self, x):
+        return self.net(x) / self.note["temperature"]
+
+
+def with_extra_state():
+    return WithExtraState()
+
+
 class Wrapped(torch.nn.Module):
     """A user's module whose child is called `module`, as DataParallel's."""
 
@@ -521,3 +543,55 @@ def test_a_reports_json_is_the_callers_to_change(image_folder, tmp_path):
     first = report.to_json()
     first["clean"]["top1_error"] = 0.99
     assert report.to_json()["clean"]["top1_error"] != 0.99 and report.sections["clean"]["top1_error"] != 0.99
+
+
+def test_models_you_bring_take_the_raw_weights_extra_state_and_torchvisions_input_transform(
+        user_package, image_folder, tmp_path):
+    """--no-ema took a training file's EMA weights for a module you bring; torchvision's googlenet
+    was built without the input transform its published weights expect (same keys: loaded, other
+    logits); a module with extra state (get_extra_state) broke the hash and the file's reading."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models import create_model
+    from robustbench_gcp.pipeline.weights import choose_model, load_chosen
+
+    config = load_config()
+    torch.manual_seed(0)
+    raw, ema = torchvision.models.resnet18(), torchvision.models.resnet18()
+    training = tmp_path / "training.pth.tar"
+    torch.save({"state_dict": raw.state_dict(), "state_dict_ema": ema.state_dict()}, training)
+    for take_ema, source in ((True, ema), (False, raw)):
+        choice = choose_model(config, "torchvision:resnet18", checkpoint=str(training), ema=take_ema)
+        loaded = load_chosen(choice, "cpu")
+        assert torch.equal(loaded.net.fc.weight, source.fc.weight)
+
+    published = torchvision.models.googlenet(weights=None, transform_input=True, aux_logits=True,
+                                             init_weights=False).eval()
+    torch.save(published.state_dict(), tmp_path / "googlenet.pth")
+    googlenet = str(tmp_path / "googlenet.pth")
+    ours = load_chosen(choose_model(config, "torchvision:googlenet", checkpoint=googlenet), "cpu")
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), published(x))
+
+    reference = eval_json(f"{user_package}:with_extra_state", image_folder, tmp_path / "a.db")
+    saved = build_user(user_package, "with_extra_state")
+    saved.note = {"temperature": 2.0}
+    torch.save(saved.state_dict(), tmp_path / "extra.pth")
+    choice = choose_model(config, f"{user_package}:with_extra_state", checkpoint=str(tmp_path / "extra.pth"))
+    loaded = load_chosen(choice, "cpu")
+    assert loaded.net.note == {"temperature": 2.0}
+    from_file = eval_json(f"{user_package}:with_extra_state", image_folder, tmp_path / "a.db",
+                          "--checkpoint", tmp_path / "extra.pth")
+    assert from_file["run"] != reference["run"]  # the extra state is part of the weights' hash
+
+    with pytest.raises(ConfigError, match=r"`--sha256` checks a checkpoint file, and .* runs with its own "):
+        choose_model(config, f"{user_package}:with_extra_state", sha256="0" * 64)
+    with pytest.raises(ConfigError, match="`last_stride` applies to the ResNets; mobilenetv2-isqrt has no"):
+        create_model("mobilenetv2-isqrt", last_stride=1)
+
+
+def build_user(package, name):
+    import importlib
+
+    return getattr(importlib.import_module(package), name)()

@@ -1,14 +1,12 @@
 """Turning a checkpoint file into a state dict with the project's key names (timm style).
 
-Only files and tensors live here: nothing in this module knows the registered
-models (matching, strict loading and :func:`inspect_checkpoint` are in
-:mod:`robustbench_gcp.models.loading`). The layers:
+Only files and tensors live here: nothing in this module knows the registered models
+(matching, strict loading and :func:`inspect_checkpoint` are in :mod:`robustbench_gcp.models.loading`).
 
-1. :func:`read_checkpoint`: recognize the file (zip / pickle / safetensors, or an HTML
-   page, a MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with
-   ``weights_only=True``; a few harmless non-tensor types that training scripts
-   store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
-   nothing else is ever unpickled.
+1. :func:`read_checkpoint`: recognize the file (zip / pickle / safetensors, or an HTML page, a
+   MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with ``weights_only=True``;
+   a few harmless types that training scripts store (NumPy scalars and arrays,
+   ``argparse.Namespace``) are allow-listed, nothing else is ever unpickled.
 2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless ``ema=False``,
    ``state_dict``, ``model``, ``model_state_dict``, or the bare dict of tensors).
 3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, anywhere in a key:
@@ -17,10 +15,9 @@ models (matching, strict loading and :func:`inspect_checkpoint` are in
    (:data:`LAYOUTS`) onto the project's module names. Decided by key names
    only, never by file names.
 
-:func:`read_state_dict` runs steps 1-4 (and checks the file's SHA-256);
-:func:`checkpoint_dims` reads the number of classes and the width d from the
-renamed tensors. Step 5, the strict load, is
-:func:`robustbench_gcp.models.loading.load_strict`.
+:func:`read_state_dict` runs steps 1-4 (and checks the file's SHA-256); :func:`checkpoint_dims`
+reads the number of classes and the width d from the renamed tensors. Step 5, the strict load,
+is :func:`robustbench_gcp.models.loading.load_strict`.
 
 Example:
     >>> read_state_dict("mpncovresnet50-15991845.pth").layout.name  # doctest: +SKIP
@@ -32,6 +29,7 @@ from __future__ import annotations
 import pickle
 import pickletools
 import re
+import struct
 import warnings
 import zipfile
 from collections.abc import Collection, Mapping
@@ -305,11 +303,8 @@ def _sniff(path: Path, head: bytes) -> str:
 
 
 def _truncated(path: Path, detail: str) -> CheckpointError:
-    size = path.stat().st_size
-    return CheckpointError(
-        f"'{path}' is truncated or corrupted ({size:,} bytes; {detail}). Download it again "
-        "and compare its size and sha256 with the published ones."
-    )
+    return CheckpointError(f"'{path}' is truncated or corrupted ({path.stat().st_size:,} bytes; {detail}). "
+                           "Download it again and compare its size and sha256 with the published ones.")
 
 
 def _runs_code(path: Path, name: str) -> CheckpointError:
@@ -458,7 +453,7 @@ def read_checkpoint(path: str | Path) -> Any:
         code = blocked.group(1) if blocked else _code_global(path, kind)
         if code is not None:
             raise _runs_code(path, code) from None
-        unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+        unsafe = re.search(r"GLOBAL ([A-Za-z_][\w.]*) was not an allowed global", message)  # not damaged
         if unsafe and (kind == "zip" or _pickles_complete(path)):
             raise CheckpointError(
                 f"'{path}' contains Python objects that are not loaded with weights_only=True "
@@ -468,15 +463,19 @@ def read_checkpoint(path: str | Path) -> Any:
                 "w = c.state_dict() if isinstance(c, torch.nn.Module) else c['state_dict']; "
                 f"torch.save(w, '{path.stem}-weights.pth')\""
             ) from None
-        if unsafe or "truncated" in message:
+        if unsafe or "truncated" in message or "was not an allowed global" in message:
             raise _truncated(path, "the pickle stream breaks off") from None
         reason = re.search(r"(Unsupported operand \d+|Invalid magic number[^.]*)", message)
+        if kind == "zip":  # torch.save's archive, with its data.pkl damaged
+            raise _truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(
             f"'{path}' is a Python pickle but not a PyTorch checkpoint"
             f"{f' ({reason.group(1)})' if reason else ''}."
         ) from None
     except EOFError:
         raise _truncated(path, "unexpected end of file") from None
+    except (IndexError, KeyError, TypeError, ValueError, struct.error) as error:  # a broken legacy stream
+        raise _truncated(path, f"{type(error).__name__}: {error}") from None
     except RuntimeError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "Invalid magic number" in message:  # a pickle, but not written by torch.save
@@ -520,7 +519,8 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
             raise CheckpointError(
                 f"{where} contains a {type(obj).__name__}, not a state dict (a dict of tensors)"
             )
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if obj and all(isinstance(v, torch.Tensor) or f"{k}".endswith("_extra_state")
+                       for k, v in obj.items()):  # a module's get_extra_state(): any value
             return dict(obj), route
         inner = next((k for k in keys if isinstance(obj.get(k), Mapping)), None)
         if inner is None and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS):
@@ -629,7 +629,7 @@ class StateDict:
         ``["layer1.0.conv1.weight (1 NaN)", "fc.bias (2 inf)"]``."""
         found = []
         for name, tensor in self.tensors.items():
-            if not (tensor.is_floating_point() or tensor.is_complex()):
+            if not (isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex())):
                 continue
             nan = int(torch.isnan(tensor).sum())
             inf = int(torch.isinf(tensor).sum())

@@ -108,6 +108,11 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     return config
 
 
+#: torchvision architectures whose published weights expect ``transform_input=True`` (torchvision
+#: sets it whenever it loads them; their builders default to False)
+TRANSFORM_INPUT = ("googlenet", "inception_v3")
+
+
 def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
     """Resolve ``torchvision:<name>`` or ``package.module:callable`` (imported now; nothing built).
 
@@ -122,7 +127,10 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
             raise UnknownNameError("torchvision classification model", name, available)
-        return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None),
+        # as torchvision builds them for its published weights (same keys either way: strict loading
+        # could not tell, and those weights gave other logits without the input transform)
+        options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
+        return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
                               preprocess_config(preprocess), random_init=True)
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
@@ -229,10 +237,11 @@ class BroughtModel(nn.Module):
 
 
 def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,
-                  sha256: str | None = None, device: str | torch.device = "cpu") -> BroughtModel:
-    """Build ``source``'s module, load ``checkpoint`` strictly into it, and return it in eval
-    mode on ``device``, held by a :class:`BroughtModel` named ``label`` (its number of classes from
-    a forward pass).
+                  sha256: str | None = None, device: str | torch.device = "cpu",
+                  ema: bool = True) -> BroughtModel:
+    """Build ``source``'s module, load ``checkpoint`` strictly into it (a training file's EMA
+    weights unless ``ema=False``), and return it in eval mode on ``device``, held by a
+    :class:`BroughtModel` named ``label`` (its number of classes from a forward pass).
 
     Raises:
         ConfigError: the module cannot be built, or its output is not (batch, classes).
@@ -249,7 +258,7 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         raise ConfigError(f"`--model {source.ref}` is on the meta device (no values): build it on a real "
                           "device, e.g. with torch.device('cpu')")
     if checkpoint is not None:
-        load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False,
+        load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False, ema=ema,
                                            layout=AS_SAVED, own_keys=model.state_dict().keys()),
                     name=source.ref)
     model = model.to(device)
@@ -266,6 +275,9 @@ def state_dict_hash(model: nn.Module) -> str:
         model = model.net
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state (get_extra_state)
+            digest.update(f"{key}\textra\t{tensor!r}\n".encode())
+            continue
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{key}\t{value.dtype}\t{tuple(value.shape)}\n".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -13,6 +13,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.models import info_cache
 from robustbench_gcp.models.heads import HEADS
 from robustbench_gcp.models.registry import model_entrypoint
@@ -80,7 +81,12 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
                                              ("sqrt", sqrt), ("ns_iters", ns_iters),
                                              ("last", last_stride))
               if value is not None}
-    model = model_entrypoint(name)(**kwargs)
+    try:
+        model = model_entrypoint(name)(**kwargs)
+    except TypeError as error:  # a builder without that stage (MobileNet, DeiT ...)
+        if last_stride is None or "'last'" not in str(error):
+            raise
+        raise ConfigError(f"`last_stride` applies to the ResNets; {name} has no such stage") from None
     model.name = name
     return model
 

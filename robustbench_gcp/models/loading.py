@@ -153,10 +153,17 @@ def compare_keys(expected: Mapping[str, torch.Size | tuple[int, ...]],
                     and not k.endswith(".num_batches_tracked"))
     unexpected = tuple(k for k in state_dict if k not in expected)
     mismatched = tuple(
-        (k, tuple(state_dict[k].shape), tuple(shape)) for k, shape in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(shape)
+        (k, _shape(state_dict[k]), _shape(shape)) for k, shape in expected.items()
+        if k in state_dict and _shape(state_dict[k]) != _shape(shape)
     )
     return KeyReport(missing, unexpected, mismatched)
+
+
+def _shape(value) -> tuple[int, ...] | None:
+    """A tensor's (or a shape's) dims; None for a module's extra state (``get_extra_state``)."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    return tuple(value) if isinstance(value, (tuple, list)) else None
 
 
 # --------------------------------------------------------------------- model matching
@@ -248,7 +255,7 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
             registered model that the checkpoint fits. Or a tensor holds NaN or
             infinite values (named): such weights give meaningless errors.
     """
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+    expected = {k: _shape(v) for k, v in model.state_dict().items()}
     report = compare_keys(expected, loaded.tensors)
     if name is None:
         name = getattr(model, "name", "") or type(model).__name__
@@ -425,7 +432,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         depth=info.depth if info else None,
         reduction_dim=reduction_dim,
         num_classes=num_classes,
-        num_params=sum(v.numel() for k, v in tensors.items() if not k.endswith(_BUFFER_SUFFIXES)),
+        num_params=sum(v.numel() for k, v in tensors.items()
+                       if isinstance(v, torch.Tensor) and not k.endswith(_BUFFER_SUFFIXES)),
         num_tensors=len(tensors),
         metadata=loaded.metadata,
         last_stride=stored_last_stride(loaded, info),

@@ -177,6 +177,8 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         **_reading_identity(plan, cfg),
+        # 0.7.6: torchvision:googlenet / inception_v3 are built as for torchvision's weights
+        **({"transform_input": True} if getattr(net, "transform_input", False) is True else {}),
         "precision": precision,
         "device_type": device.type,
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so

@@ -187,6 +187,9 @@ def choose_model(
         spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
     elif spec.checkpoint is None and needs_weights:
         raise MissingCheckpointError(label or spec.name, name)
+    elif spec.checkpoint is None and spec.sha256 is not None:
+        raise ConfigError(f"`--sha256` checks a checkpoint file, and {external.ref} runs with its own "
+                          "weights: give the file with --checkpoint, or drop --sha256")
     path = None
     if spec.checkpoint is not None:
         path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
@@ -270,6 +273,6 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
         torch.manual_seed(choice.seed)
         if choice.external is not None:
             return load_external(choice.external, choice.label, choice.checkpoint,
-                                 sha256=choice.spec.sha256, device=device)
+                                 sha256=choice.spec.sha256, device=device, ema=choice.ema)
         return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
                           sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema)
