@@ -7,6 +7,7 @@ Real runs at tiny sizes: the demo models on 10 of the demo images.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import textwrap
 
@@ -253,3 +254,24 @@ def test_options_the_rest_of_the_command_leaves_unused_are_usage_errors(demo_val
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.strip().splitlines()[-1] == f"Error: {message}", args
     assert not store.exists()
+
+
+def test_table_numbers_are_never_cut_in_a_narrow_terminal():
+    """At 80 columns rich cut numbers to "169…" and intervals to "[-20.…" (the names kept their
+    width); the headers wrap now, and numbers stay whole."""
+    from rich.console import Console
+
+    from robustbench_gcp.reports.tables import Column, rich_table
+
+    rows = [{"corruption": name, **{f"s{k}": 100 + k + 0.04 * i for k in range(1, 6)},
+             "interval": "value 12.5\n[-20.75, 169.04]"}
+            for i, name in enumerate(["fog", "elastic_transform"])]
+    columns = [Column("corruption", justify="left"),
+               *(Column(f"s{k}", f"err s{k} %", ".2f") for k in range(1, 6)),
+               Column("interval", "Δ rel. mCE")]
+    console = Console(width=60, record=True, soft_wrap=True, file=open(os.devnull, "w"))  # as stdout's
+    console.print(rich_table(rows, columns))
+    text = console.export_text()
+    assert "…" not in text
+    for value in ("101.00", "105.04", "[-20.75, 169.04]", "elastic_transform"):
+        assert value in text, text

@@ -398,3 +398,31 @@ def test_corruptions_stored_at_different_severities_are_averaged_on_the_ones_the
     (comparison,) = out["comparisons"]
     (entry,) = [m for m in comparison["models"] if m["model"].startswith(mine)]
     assert entry["metrics"]["mCE"]["estimate"] == pytest.approx(expected["mCE"], rel=1e-12)
+
+
+@pytest.mark.skipif(not Path("/dev/stdout").exists(), reason="needs /dev/stdout")
+def test_output_to_dev_stdout_goes_through_a_pipe_and_appends_to_a_file(tmp_path):
+    """`-o /dev/stdout | cat` was "cannot write /dev/stdout: No such file or directory" (the path
+    resolved to the pipe's name), and `-o /dev/stdout >> log` replaced the log. `baseline --list`
+    took every format and -o."""
+    from robustbench_gcp.store import Store
+
+    Store(tmp_path / "s.db").close()
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    command = [sys.executable, "-m", "robustbench_gcp", "baseline", "--list", "--store",
+               str(tmp_path / "s.db"), "--format", "json", "-o", "/dev/stdout"]
+    piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout) == [] and "wrote" not in piped.stderr
+    # --list took only json and the table, and wrote to stdout whatever -o said
+    csv = subprocess.run([*command[:-4], "--format", "csv", "-o", str(tmp_path / "b.csv")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert csv.returncode == 0 and csv.stdout == "", csv.stderr
+    assert (tmp_path / "b.csv").read_text() == "name,model,checkpoint,images,stored\n"
+    log = tmp_path / "log.txt"
+    log.write_text("an earlier line\n")
+    with open(log, "a") as handle:
+        appended = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.PIPE, text=True,
+                                  timeout=120)
+    assert appended.returncode == 0, appended.stderr
+    assert log.read_text() == "an earlier line\n" + piped.stdout

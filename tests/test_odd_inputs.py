@@ -219,3 +219,36 @@ def test_class_order_imagenet_given_with_released_files_alone(image_folder, gap_
                  "--corrupted-dir", released, "--corruptions", "fog", "--severities", 1, "--class-order",
                  "imagenet", "--store", tmp_path / "s.db", "--limit", 4)
     assert result.exit_code == 0, result.output
+
+
+def test_a_flat_folder_of_64px_images_runs_the_clean_and_adversarial_suites(nets, tmp_path):
+    """The size check of corruption parameters refused the clean suite, which has none, and each
+    remedy it named failed: --preset does not apply to clean, and --dataset tinyimagenet said
+    `--class-order sorted` (never given) excludes --labels."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(flat / f"img{i}.png")
+    (tmp_path / "labels.txt").write_text("".join(f"img{i}.png {i * 7}\n" for i in range(4)))
+    common = dict(data=flat, labels=tmp_path / "labels.txt", store=tmp_path / "s.db")
+    for suite in ("clean", "adversarial"):
+        assert plan(f"{nets}:imagenet64", suite=suite, **common).images.labels == (0, 7, 14, 21)
+    tiny = plan(f"{nets}:tiny", suite="clean", dataset="tinyimagenet", **common)
+    assert tiny.images.labels == (0, 7, 14, 21)
+    with pytest.raises(DataError, match="Tiny-ImageNet-sized, but the suite uses ImageNet-C's"):
+        plan(f"{nets}:imagenet64", suite="imagenet-c", corruptions="fog", **common)
+
+
+def test_a_path_the_system_refuses_is_one_line(tmp_path):
+    """A data folder whose name is too long (or under a folder this process cannot enter: the same
+    OSError from Path.exists) was a traceback; so were --corrupted-dir, --store and inspect."""
+    long = tmp_path / ("x" * 300)
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--data", str(long), "--store",
+                                       str(tmp_path / "s.db")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: cannot read data folder {long}: ")
+    for args in (["report", "--store", str(long)], ["inspect", str(long)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        last = result.output.strip().splitlines()[-1]
+        assert last.startswith(f"Error: cannot use {long}: File name too long"), last

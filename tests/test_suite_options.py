@@ -16,6 +16,7 @@ from robustbench_gcp import evaluate
 from robustbench_gcp.cli import main
 from robustbench_gcp.config import load_config
 from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.store import Store
 from robustbench_gcp.suites import get_suite
 from robustbench_gcp.yaml_checks import Checker
 
@@ -167,3 +168,20 @@ def test_one_integer_check_takes_numpy_integers_and_refuses_bools_floats_and_str
     assert torch.equal(newton_schulz_sqrt(spd, iters=np.int32(5)), newton_schulz_sqrt(spd, iters=5))
     with pytest.raises(ValueError, match="`difficulty` should be a positive integer. Got 0"):
         comparison_pairs(5, mode="sequential", difficulty=0)
+
+
+def test_a_stored_baseline_given_to_imagenet_c_on_imagenet_images_is_refused_before_compute(demo_val,
+                                                                                            tmp_path):
+    """ImageNet's CE is normalized by benchmarks.yaml's published errors: a stored run never
+    normalizes it. Such a --baseline was taken, every unit computed, and the mCE came out empty."""
+    store = tmp_path / "s.db"
+    made = CliRunner().invoke(main, ["baseline", "--name", "mybase", "--model", "demo-gap", "--suite",
+                                     "imagenet-p", "--data", str(demo_val), "--class-order", "sorted",
+                                     "--store", str(store), "--limit", "2", "--perturbations",
+                                     "gaussian_noise", "--difficulties", "1"])
+    assert made.exit_code == 0, made.output
+    with pytest.raises(ConfigError, match=r"^`--baseline mybase` cannot normalize ImageNet-C on ImageNet "):
+        evaluate("demo-isqrt", suite="imagenet-c", baseline="mybase", corruptions="fog", severities=[1],
+                 **common(demo_val, tmp_path))
+    with Store(store) as opened:
+        assert [run.model for run in opened.runs()] == ["demo-gap"]  # nothing of demo-isqrt computed

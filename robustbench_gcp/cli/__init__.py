@@ -61,6 +61,10 @@ class LazyGroup(click.Group):
             failure = click.ClickException(str(error))
             failure.exit_code = error.exit_code
             raise failure from None
+        except OSError as error:  # a path the system refuses (no permission, a name too long ...)
+            if error.filename is None or isinstance(error, BrokenPipeError):
+                raise
+            raise click.ClickException(f"cannot use {error.filename}: {error.strerror or error}") from None
         except Interrupted as stop:  # a run stopped: how far it got
             failure = click.ClickException(str(stop))
             failure.exit_code = stop.exit_code

@@ -76,7 +76,7 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
                     for n, stored, run in store.baselines()]
         emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
                     Column("checkpoint", justify="left"), Column("images"), Column("stored")],
-             fmt="json" if fmt == "json" else "table", title=f"Baselines in {options['store']}")
+             fmt=fmt, title=f"Baselines in {options['store']}", output=output)
         return
     if model is None:
         raise click.UsageError("give --model (or --list)")

@@ -58,6 +58,12 @@ def emit(
     write_output(text, output)
 
 
+#: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
+#: /dev/stdout again resolved a pipe to a missing file, and replaced or truncated a `>> file`)
+_STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
+                     "/dev/stderr": 2, "/dev/fd/2": 2, "/proc/self/fd/2": 2}
+
+
 def write_output(text: str, output: str | None) -> None:
     """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
     if output is None:
@@ -65,14 +71,19 @@ def write_output(text: str, output: str | None) -> None:
         return
     if text and not text.endswith("\n"):
         text += "\n"
+    stream = _STANDARD_STREAMS.get(os.path.normpath(output))
+    if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
+        _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2))
+        return
     from robustbench_gcp.cli.options import database_target
 
     problem = database_target(output)  # checked again: `-o` may name the store this run created
     if problem:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "
                                    "another -o computes nothing again")
-    try:
-        _write_whole(Path(output).resolve(), text)  # through a symbolic link, to its file
+    path = Path(output)
+    try:  # a symbolic link to a file: replace that file; to a pipe or device (/dev/fd/3): write into it
+        _write_whole(path.resolve() if path.is_file() else path, text)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)

@@ -108,10 +108,17 @@ def detect_dataset(path: str | Path, *, by_size: bool = True) -> str | None:
     fewer are CIFAR-10) or 64x64 (Tiny-ImageNet) images (the first image of each of the first 8
     class folders, all that size).
     """
+    path = Path(path).expanduser()
+    try:
+        return _detect(path, by_size)
+    except OSError:  # a folder this process cannot enter, a name too long: the reader names it
+        return None
+
+
+def _detect(path: Path, by_size: bool) -> str | None:
     from robustbench_gcp.data.array_files import cifar_test_file
     from robustbench_gcp.data.tiny_imagenet import is_tiny_imagenet
 
-    path = Path(path).expanduser()
     if not path.exists():
         return None
     file = cifar_test_file(path)
@@ -153,7 +160,8 @@ def scan_dataset(dataset: DatasetInfo, path: str | Path, labels: str | Path | No
     if dataset.name == "tinyimagenet" and is_tiny_imagenet(path):
         _own_labels(path, "Tiny-ImageNet-200 (val_annotations.txt, wnids.txt)", labels, class_order)
         return scan_tiny_imagenet_val(path)
-    order = class_order or dataset.class_order
+    # --labels label a flat folder: the dataset's folder order does not apply (given, it is refused)
+    order = class_order or ("imagenet" if labels is not None else dataset.class_order)
     return scan_folder(path, labels, class_order=order)
 
 

@@ -165,9 +165,13 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     if class_order not in CLASS_ORDERS:
         raise ValueError(f"`class_order` should be 'imagenet' or 'sorted'. Got {class_order!r}")
     root = Path(root).expanduser()
-    if not root.exists():
+    try:
+        exists, is_dir = root.exists(), root.is_dir()
+    except OSError as error:  # a parent this process cannot enter, a name too long
+        raise DataError(f"cannot read data folder {root}: {error.strerror or error}") from None
+    if not exists:
         raise DataError(f"data folder {root} does not exist")
-    if not root.is_dir():
+    if not is_dir:
         raise DataError(f"data path {root} is not a folder")
     if labels_file is not None:
         if class_order != "imagenet":

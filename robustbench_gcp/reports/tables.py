@@ -115,15 +115,22 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
     for i, c in enumerate(cols):
         if c.wrap:  # free text wraps at word boundaries
             table.add_column(Text(c.title), justify=c.justify, overflow="fold")
-        elif c.justify == "left":  # names are never cut; numbers and free text give way first
-            widest = max([len(c.title), *(len(line[i]) for line in cells)])
+        elif c.justify == "left":  # names are never cut; free text gives way first
+            widest = max([len(c.title), *(_width(line[i]) for line in cells)])
             table.add_column(Text(c.title), justify=c.justify, no_wrap=True, overflow="fold",
                              min_width=min(widest, 48))
-        else:
-            table.add_column(Text(c.title), justify=c.justify, overflow="ellipsis")
+        else:  # numbers are never cut either ("169…" was a wrong number): their headers wrap instead
+            widest = max((_width(line[i]) for line in cells), default=0)
+            table.add_column(Text(c.title, no_wrap=False, overflow="fold"), justify=c.justify, no_wrap=True,
+                             overflow="fold", min_width=max(widest, 1))
     for line in cells:  # cell text is data, not rich markup ("[epoch]" must stay visible)
         table.add_row(*(Text(text) for text in line))
     return table
+
+
+def _width(text: str) -> int:
+    """The longest line of a cell (a value over its interval)."""
+    return max(len(part) for part in text.split("\n"))
 
 
 def stdout_console():

@@ -169,6 +169,7 @@ class AdversarialSuite(Suite):
     """Robust accuracy against foolbox attacks at each epsilon."""
 
     kind = "adversarial"
+    corrupts = False
     gradients = True
     summary = "foolbox attacks: robust accuracy at each epsilon"
     long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")

@@ -15,4 +15,5 @@ class CleanSuite(Suite):
     """Top-1 / top-5 error of the clean images."""
 
     kind = "clean"
+    corrupts = False
     summary = "top-1 / top-5 error on the clean images"
