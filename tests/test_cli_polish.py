@@ -275,3 +275,16 @@ def test_table_numbers_are_never_cut_in_a_narrow_terminal():
     assert "…" not in text
     for value in ("101.00", "105.04", "[-20.75, 169.04]", "elastic_transform"):
         assert value in text, text
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal"])
+def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_path, suffix):
+    """A store the run creates is no database yet when -o is first checked: the run was computed
+    and then refused."""
+    store = tmp_path / "new.db"
+    for command in (["eval", "--model", "demo-gap"],
+                    ["compare", "--model", "demo-gap", "--model", "demo-isqrt"]):
+        result = CliRunner().invoke(main, [*command, *run_args(demo_val, store), "-o", f"{store}{suffix}"])
+        assert result.exit_code == 2, result.output
+        assert f"new.db{suffix} is the results store (--store {store}) or part of it" in result.output
+        assert not store.exists()

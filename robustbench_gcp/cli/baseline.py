@@ -48,8 +48,10 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
       gcp-robust eval --model resnet50-isqrt --suite imagenet-p --data /data/imagenet/val \\
           --baseline alexnet
     """
+    from robustbench_gcp.cli.options import check_output_not_store
     from robustbench_gcp.store import Store
 
+    check_output_not_store(output, options.get("store"))
     if list_only:
         from pathlib import Path
 

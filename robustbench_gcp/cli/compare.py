@@ -90,7 +90,12 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
       gcp-robust compare --model resnet50-isqrt --sqrt newton-schulz,eig --ns-iters 3,5 \\
           --suite imagenet-c --data /data/imagenet/val --limit 5000
     """
-    from robustbench_gcp.cli.options import check_layout, check_no_intervals, default_workers
+    from robustbench_gcp.cli.options import (
+        check_layout,
+        check_no_intervals,
+        check_output_not_store,
+        default_workers,
+    )
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.config import load_config
@@ -102,6 +107,7 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
 
     check_layout(fmt)
     check_no_intervals(no_intervals)
+    check_output_not_store(output, options.get("store"))
 
     suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
     workers = default_workers() if workers is None else workers

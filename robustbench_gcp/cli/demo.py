@@ -58,5 +58,6 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
                         title="Demo: GAP vs iSQRT-COV")
     store = Path(out) / "demo.db"
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s; store {store}, plots in {plots}; "
-               f"`gcp-robust report --store {store} --baseline alexnet,demo-gap` reports them again",
+               f"`gcp-robust report --store {store} --baseline alexnet,demo-gap` reports them again "
+               "(the clean table: --suite clean)",
                err=True)

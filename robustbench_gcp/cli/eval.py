@@ -9,6 +9,7 @@ from robustbench_gcp.cli.options import (
     SuiteCommand,
     baseline_option,
     check_baseline_applies,
+    check_output_not_store,
     config_option,
     data_options,
     default_workers,
@@ -56,6 +57,7 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.pipeline import RankResult, plan, run
 
+    check_output_not_store(output, options.get("store"))
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
     check_baseline_applies(planned.suite)

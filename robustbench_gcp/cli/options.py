@@ -88,6 +88,21 @@ def database_target(path: str) -> str | None:
             "destroy it; give another file")
 
 
+def check_output_not_store(output: str | None, store) -> None:
+    """``-o`` naming the ``--store`` file (or its -wal / -shm), refused before any compute: a store
+    this run creates is no database yet when ``-o`` is first checked, so the run ended refused."""
+    import os
+
+    if output is None or store is None:
+        return
+    out, db = (os.path.abspath(os.path.expanduser(str(p))) for p in (output, store))
+    same = os.path.exists(out) and os.path.exists(db) and os.path.samefile(out, db)
+    if same or out in (db, f"{db}-wal", f"{db}-shm"):
+        raise click.BadParameter(f"{output} is the results store (--store {store}) or part of it: writing "
+                                 "the output there would destroy it; give another file",
+                                 param_hint="'-o' / '--output'")
+
+
 output_option = click.option(
     "-o",
     "--output",
