@@ -19,6 +19,7 @@ from corruptions._ops import (
     host_to_device,
     on_grid,
     shift_add,
+    true_div,
     truncate_uint8,
     zoom_center,
 )
@@ -294,7 +295,7 @@ def _zoom_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     total = torch.zeros_like(x32)
     for factor in factors:
         total += zoom_center(exact, factor).to(torch.float32)
-    scaled = ((x32 + total) / (len(factors) + 1)).clamp_(0, 1) * 255
+    scaled = true_div(x32 + total, len(factors) + 1).clamp_(0, 1) * 255  # NumPy's division on CUDA too
     return on_grid(scaled.to(exact.dtype), x, peak=255.0)
 
 

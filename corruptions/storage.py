@@ -8,6 +8,8 @@ pipeline (jpeg_compression included: its output was re-encoded at q85 too).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from corruptions._ops import true_div_
@@ -69,8 +71,9 @@ def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.T
     """
     check_images(images, min_size=1)
     if quality is not None:
-        if isinstance(quality, bool) or not isinstance(quality, int):
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Integral):
             raise TypeError(f"`quality` should be an int 1..100 or None. Got {quality!r}")
+        quality = int(quality)  # NumPy's integers too
         if not 1 <= quality <= 100:
             raise ValueError(f"`quality` should be 1..100. Got {quality}")
     pixels = truncate_to_uint8(images.detach().contiguous())
