@@ -102,5 +102,5 @@ def check_integer(option: str, value: object, low: int = 1, error: type[Exceptio
     """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low:
         return int(value)
-    wanted = "a positive integer" if low == 1 else f"an integer >= {low}"
+    wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
     raise (error or ConfigError)(f"`{option}` should be {wanted}. Got {value!r}")

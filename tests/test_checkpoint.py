@@ -374,11 +374,22 @@ def test_a_damaged_legacy_or_zip_pickle_is_a_truncated_file_at_every_cut(tmp_pat
         try:
             read_checkpoint(path)
         except CheckpointError as error:
-            assert "truncated or corrupted" in str(error) or "not a PyTorch checkpoint" in str(error)
+            assert any(said in str(error) for said in ("truncated or corrupted", "not a PyTorch checkpoint",
+                                                        "pickle protocol 4 or 5 (opcode"))
     archive = save(weights, tmp_path / "zip.pth", False).read_bytes()
     start = archive.index(b"data.pkl") + 40  # inside the stored pickle
     path.write_bytes(archive[:start] + bytes(24) + archive[start + 24:])
     check_error(path, r"is truncated or corrupted \([\d,]+ bytes; ")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_file_saved_with_pickle_protocol_4_is_named_so_not_damaged(tmp_path, legacy):
+    """torch.save(..., pickle_protocol=4) is whole, but the weights-only unpickler stops at its FRAME
+    opcode: it was "truncated or corrupted ... Download it again" (zip) or "not a PyTorch checkpoint"."""
+    path = tmp_path / "p4.pth"
+    torch.save({"w": torch.ones(2)}, path, pickle_protocol=4, _use_new_zipfile_serialization=not legacy)
+    check_error(path, r"was saved with pickle protocol 4 or 5 \(opcode 149\), which torch.load\(weights_only="
+                      r"True\) cannot read .*torch.save's default protocol")
 
 
 def test_error_not_a_checkpoint(tmp_path):

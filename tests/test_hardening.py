@@ -426,3 +426,23 @@ def test_output_to_dev_stdout_goes_through_a_pipe_and_appends_to_a_file(tmp_path
                                   timeout=120)
     assert appended.returncode == 0, appended.stderr
     assert log.read_text() == "an earlier line\n" + piped.stdout
+
+
+def test_output_through_links_and_to_streams_in_folders_it_cannot_write(tmp_path, monkeypatch):
+    """A link to a file not made yet wrote over the link (the text belongs in its target); -o
+    /dev/stdout was refused for a user who cannot write /dev ("the folder /dev ... is not
+    writable"); -o linked to the store was refused only after the run."""
+    import click
+
+    from robustbench_gcp.cli.options import _output_file, check_output_not_store
+    from robustbench_gcp.cli.output import write_output
+
+    (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
+    write_output("hello", str(tmp_path / "link.csv"))
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "target.csv").read_text() == "hello\n"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != "/dev" and real_access(path, mode))
+    assert _output_file(None, None, "/dev/stdout") == "/dev/stdout"
+    (tmp_path / "out.json").symlink_to(tmp_path / "new.db")
+    with pytest.raises(click.BadParameter, match="is the results store"):
+        check_output_not_store(str(tmp_path / "out.json"), tmp_path / "new.db")

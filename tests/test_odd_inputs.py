@@ -231,12 +231,19 @@ def test_a_flat_folder_of_64px_images_runs_the_clean_and_adversarial_suites(nets
         Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(flat / f"img{i}.png")
     (tmp_path / "labels.txt").write_text("".join(f"img{i}.png {i * 7}\n" for i in range(4)))
     common = dict(data=flat, labels=tmp_path / "labels.txt", store=tmp_path / "s.db")
-    for suite in ("clean", "adversarial"):
-        assert plan(f"{nets}:imagenet64", suite=suite, **common).images.labels == (0, 7, 14, 21)
+    for suite, extra in (("clean", {}), ("adversarial", {}), ("landscape", {"landscape_at": "pixels"})):
+        assert plan(f"{nets}:imagenet64", suite=suite, **extra, **common).images.labels == (0, 7, 14, 21)
     tiny = plan(f"{nets}:tiny", suite="clean", dataset="tinyimagenet", **common)
     assert tiny.images.labels == (0, 7, 14, 21)
     with pytest.raises(DataError, match="Tiny-ImageNet-sized, but the suite uses ImageNet-C's"):
         plan(f"{nets}:imagenet64", suite="imagenet-c", corruptions="fog", **common)
+    with pytest.raises(DataError, match="Tiny-ImageNet-sized, but the suite uses ImageNet-C's"):
+        plan(f"{nets}:imagenet64", suite="landscape", landscape_at="pixels", corruptions="fog", **common)
+    # images of another size than the dataset's are still refused, whatever the suite
+    (flat / "img0.png").unlink()
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(flat / "img0.png")
+    with pytest.raises(DataError, match=r"the images are 80x80 .*, but Tiny-ImageNet images are 64x64"):
+        plan(f"{nets}:tiny", suite="clean", dataset="tinyimagenet", **common)
 
 
 def test_a_path_the_system_refuses_is_one_line(tmp_path):

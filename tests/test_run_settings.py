@@ -81,11 +81,11 @@ def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path)
     store = tmp_path / "s.db"
     common = ["--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted", "--limit", "4",
               "--workers", "0", "--store", str(store)]
-    # the store does not exist yet: eval creates it, then refuses to write its output there
+    # the store does not exist yet: refused before eval creates it (since 0.7.6; it was computed)
     created = CliRunner().invoke(main, ["eval", *common, "-o", str(store)])
-    assert created.exit_code == 1
-    assert "is an SQLite database (a results store?): writing the output there would destroy it" \
-        in created.stderr
+    assert created.exit_code == 2 and not store.exists()
+    assert f"is the results store (--store {store}) or part of it" in created.stderr
+    assert CliRunner().invoke(main, ["eval", *common]).exit_code == 0
     for target in (store, f"{store}-wal"):  # now it exists: refused before anything runs
         refused = CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(target)])
         assert refused.exit_code == 2 and "SQLite database" in refused.stderr

@@ -160,7 +160,7 @@ def test_one_integer_check_takes_numpy_integers_and_refuses_bools_floats_and_str
     for bad in (True, np.bool_(True), 2.0, "3", None, 0):
         with pytest.raises(ConfigError, match=r"^`--limit` should be a positive integer\. Got "):
             check_integer("--limit", bad)
-    with pytest.raises(ConfigError, match=r"^`--workers` should be an integer >= 0\. Got -1$"):
+    with pytest.raises(ConfigError, match=r"^`--workers` should be a non-negative integer\. Got -1$"):
         check_integer("--workers", -1, low=0)
     # the library's callers, given NumPy integers (a loop over np.arange), as Python's
     assert comparison_pairs(5, mode="sequential", difficulty=np.int64(2)) == ([0, 1, 2], [2, 3, 4])
@@ -185,3 +185,8 @@ def test_a_stored_baseline_given_to_imagenet_c_on_imagenet_images_is_refused_bef
                  **common(demo_val, tmp_path))
     with Store(store) as opened:
         assert [run.model for run in opened.runs()] == ["demo-gap"]  # nothing of demo-isqrt computed
+    # a list takes the first name that normalizes each suite: alexnet for ImageNet-C, mybase for -P
+    from robustbench_gcp import plan
+
+    for suite in ("imagenet-c", "imagenet-p"):
+        plan("demo-isqrt", suite=suite, baseline="alexnet,mybase", **common(demo_val, tmp_path))

@@ -595,3 +595,43 @@ def build_user(package, name):
     import importlib
 
     return getattr(importlib.import_module(package), name)()
+
+
+def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_transform(
+        user_package, tmp_path):
+    """Extra state was hashed by its repr: a BytesIO's names its address (each process a new run),
+    a long tensor's is summarized (two models, one run). A module you bring built with
+    transform_input=True got a new run key in 0.7.6 though nothing of it changed."""
+    import io
+
+    from robustbench_gcp import plan
+    from robustbench_gcp.models.external import state_dict_hash
+    from robustbench_gcp.pipeline.execution import _transform_input_identity
+
+    class Stateful(torch.nn.Linear):
+        def __init__(self, state):
+            torch.manual_seed(0)
+            super().__init__(2, 2)
+            self.state = state
+
+        def get_extra_state(self):
+            return self.state
+
+    def with_state(state):
+        return Stateful(state)
+
+    buffers = [with_state(io.BytesIO(b"amax")) for _ in range(2)]
+    assert state_dict_hash(buffers[0]) == state_dict_hash(buffers[1])
+    changed = torch.arange(2000)
+    changed[1000] = 7
+    long = [with_state({"amax": torch.arange(2000)}), with_state({"amax": changed})]
+    assert state_dict_hash(long[0]) != state_dict_hash(long[1])
+    image_folder = tmp_path / "images"
+    for k in range(2):
+        (image_folder / f"c{k}").mkdir(parents=True)
+        image = torchvision.transforms.functional.to_pil_image(torch.rand(3, 64, 64))
+        image.save(image_folder / f"c{k}" / "a.png")
+    common = dict(data=image_folder, class_order="sorted", store=tmp_path / "s.db", suite="clean")
+    assert _transform_input_identity(plan("torchvision:googlenet", random_weights=True, **common)) == {
+        "transform_input": True}
+    assert _transform_input_identity(plan(f"{user_package}:resnet18_like", **common)) == {}

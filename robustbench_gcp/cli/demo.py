@@ -36,11 +36,13 @@ def demo_cmd(out, fmt, output, device, batch_size, workers, limit, config) -> No
     """
     from pathlib import Path
 
+    from robustbench_gcp.cli.options import check_output_not_store
     from robustbench_gcp.cli.output import print_comparison, write_output
     from robustbench_gcp.cli.progress import progress_display
     from robustbench_gcp.pipeline.demo_run import merged_reports, run_demo
     from robustbench_gcp.reports.tables import to_json
 
+    check_output_not_store(output, Path(out) / "demo.db")
     started = time.perf_counter()
     with progress_display("demo") as progress:
         reports, comparisons = run_demo(out, progress=progress, config=config, device=device,

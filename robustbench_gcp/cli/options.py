@@ -56,7 +56,12 @@ def _output_file(ctx, param, value):
         return None
     import os
 
+    from robustbench_gcp.cli.output import STANDARD_STREAMS
+
     path = os.path.expanduser(value)
+    if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
+                                                      and not os.path.isdir(path)):
+        return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise click.BadParameter(f"the folder {folder} of {value} does not exist")
@@ -95,9 +100,8 @@ def check_output_not_store(output: str | None, store) -> None:
 
     if output is None or store is None:
         return
-    out, db = (os.path.abspath(os.path.expanduser(str(p))) for p in (output, store))
-    same = os.path.exists(out) and os.path.exists(db) and os.path.samefile(out, db)
-    if same or out in (db, f"{db}-wal", f"{db}-shm"):
+    out, db = (os.path.realpath(os.path.expanduser(str(p))) for p in (output, store))
+    if out in (db, f"{db}-wal", f"{db}-shm"):
         raise click.BadParameter(f"{output} is the results store (--store {store}) or part of it: writing "
                                  "the output there would destroy it; give another file",
                                  param_hint="'-o' / '--output'")

@@ -60,7 +60,7 @@ def emit(
 
 #: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
 #: /dev/stdout again resolved a pipe to a missing file, and replaced or truncated a `>> file`)
-_STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
+STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
                      "/dev/stderr": 2, "/dev/fd/2": 2, "/proc/self/fd/2": 2}
 
 
@@ -71,7 +71,7 @@ def write_output(text: str, output: str | None) -> None:
         return
     if text and not text.endswith("\n"):
         text += "\n"
-    stream = _STANDARD_STREAMS.get(os.path.normpath(output))
+    stream = STANDARD_STREAMS.get(os.path.normpath(output))
     if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
         _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2))
         return
@@ -82,8 +82,8 @@ def write_output(text: str, output: str | None) -> None:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "
                                    "another -o computes nothing again")
     path = Path(output)
-    try:  # a symbolic link to a file: replace that file; to a pipe or device (/dev/fd/3): write into it
-        _write_whole(path.resolve() if path.is_file() else path, text)
+    try:  # a symbolic link to a file (or to none yet): that file; to a pipe or device (/dev/fd/3): into it
+        _write_whole(path.resolve() if path.is_file() or not path.exists() else path, text)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)

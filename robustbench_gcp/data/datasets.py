@@ -173,9 +173,11 @@ def _own_labels(path: Path, what: str, labels, class_order: str | None) -> None:
                           "are their own")
 
 
-def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool) -> None:
+def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
+                     corrupted: bool = True) -> None:
     """Refuse corruption parameters made for another resolution than the data's (ImageNet-C's
-    on 32 px images ...) unless ``forced`` (``--preset`` given).
+    on 32 px images ...; only where the run ``corrupted`` images), and a small dataset's images of
+    another size, unless ``forced`` (``--preset`` given).
 
     Raises:
         DataError: the data's images are another dataset's size.
@@ -192,7 +194,7 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool) -
         return  # the loader names unreadable files
     small = {info.image_size: info for info in DATASETS.values() if info.image_size}
     side = size[0] if size[0] == size[1] else None
-    if dataset.image_size is None and side in small:
+    if dataset.image_size is None and side in small and corrupted:
         other = small[side]
         raise DataError(f"the images are {side}x{side} ({first}): {other.title}-sized, but the suite uses "
                         f"{dataset.released}'s corruption parameters (made for 224 px); give "

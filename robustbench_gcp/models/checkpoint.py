@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import pickle
-import pickletools
 import re
 import struct
 import warnings
@@ -41,6 +40,7 @@ import torch
 
 from robustbench_gcp.errors import CheckpointError, ConfigError
 from robustbench_gcp.fetch import file_sha256
+from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
 
 __all__ = [
     "CLASSIFIER_WEIGHTS",
@@ -315,92 +315,6 @@ def _runs_code(path: Path, name: str) -> CheckpointError:
     )
 
 
-# Globals that run code when a pickle calls them: the weights-only unpickler refuses them (it
-# blocks sys, os, posix and nt outright); naming them tells the user what the file would do.
-_CODE_MODULES = {"os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "importlib",
-                 "runpy", "pty", "ctypes", "code", "codeop", "webbrowser", "marshal", "pickle",
-                 "multiprocessing", "signal", "tempfile", "urllib", "http", "ftplib", "smtplib",
-                 "asyncio", "io", "_io"}
-_CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr",
-                  "delattr", "globals", "locals", "vars", "breakpoint", "input", "exit", "quit"}
-
-
-def _code_global(path: Path, kind: str) -> str | None:
-    """The first ``module.name`` that a pickle in the file would call to run code (e.g.
-    ``posix.system``, ``builtins.eval``), found by reading opcodes with pickletools: nothing
-    is unpickled. None when there is none or the stream cannot be read."""
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                streams = [archive.read(name)] if name else []
-        else:
-            with open(path, "rb") as handle:
-                streams = [handle.read()]
-    except (OSError, zipfile.BadZipFile):
-        return None
-    for data in streams:
-        for name in _pickle_globals(data):
-            module, _, attr = name.rpartition(".")
-            top = module.split(".")[0]
-            if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
-                return name
-    return None
-
-
-def _pickle_globals(data: bytes) -> list[str]:
-    """``module.name`` of every GLOBAL / STACK_GLOBAL in the pickles at the start of ``data``
-    (a legacy torch file holds several in a row), read without unpickling."""
-    import io
-
-    found: list[str] = []
-    stream = io.BytesIO(data)
-    for _ in range(4):
-        if not stream.read(1):
-            break
-        stream.seek(-1, io.SEEK_CUR)
-        strings: list[str] = []  # string pushes, for STACK_GLOBAL's two arguments
-        memo: dict[int, str] = {}
-        try:
-            for opcode, arg, _ in pickletools.genops(stream):
-                if opcode.name == "GLOBAL":
-                    found.append(str(arg).replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-                elif isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
-                    strings.append(str(arg))
-                elif opcode.name == "MEMOIZE" and strings:
-                    memo[len(memo)] = strings[-1]
-                elif opcode.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
-                    memo[int(arg)] = strings[-1]
-                elif opcode.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
-                    strings.append(memo[int(arg)])
-        except Exception:  # noqa: BLE001 - a broken stream: report what was read
-            break
-    return found
-
-
-def _pickles_complete(path: Path) -> bool:
-    """Whether the pickles at the start of a legacy torch file are whole.
-
-    A legacy ``torch.save`` file is four pickles (magic number, protocol, system
-    info, the object) followed by raw storages; ``pickle.dump`` writes one. A file
-    cut inside one of them ends before that pickle's STOP opcode.
-    """
-    with open(path, "rb") as handle:
-        for _ in range(4):
-            start = handle.tell()
-            if not handle.read(1):
-                return True  # clean end between pickles
-            handle.seek(start)
-            try:
-                for _ in pickletools.genops(handle):
-                    pass
-            except Exception:  # noqa: BLE001 - any decoding failure means the stream breaks off
-                return False
-    return True
-
-
 def _is_safetensors(path: Path, head: bytes) -> bool:
     """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
     size = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
@@ -450,11 +364,11 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError as error:
         message = str(error)
         blocked = re.search(r"GLOBAL (\S+) whose module \S+ is blocked", message)
-        code = blocked.group(1) if blocked else _code_global(path, kind)
+        code = blocked.group(1) if blocked else code_global(path, kind)
         if code is not None:
             raise _runs_code(path, code) from None
         unsafe = re.search(r"GLOBAL ([A-Za-z_][\w.]*) was not an allowed global", message)  # not damaged
-        if unsafe and (kind == "zip" or _pickles_complete(path)):
+        if unsafe and (kind == "zip" or pickles_complete(path)):
             raise CheckpointError(
                 f"'{path}' contains Python objects that are not loaded with weights_only=True "
                 f"(first: {unsafe.group(1)}); gcp-robust never unpickles arbitrary code. If you "
@@ -465,7 +379,14 @@ def read_checkpoint(path: str | Path) -> Any:
             ) from None
         if unsafe or "truncated" in message or "was not an allowed global" in message:
             raise _truncated(path, "the pickle stream breaks off") from None
-        reason = re.search(r"(Unsupported operand \d+|Invalid magic number[^.]*)", message)
+        reason = re.search(r"(Unsupported operand (\d+)|Invalid magic number[^.]*)", message)
+        torch_file = kind == "zip" or torch_legacy(head)
+        if torch_file and reason and reason.group(2) and protocol_opcode(int(reason.group(2))):
+            raise CheckpointError(
+                f"'{path}' was saved with pickle protocol 4 or 5 (opcode {reason.group(2)}), which "
+                "torch.load(weights_only=True) cannot read (or it is damaged). If you trust the file, save "
+                f"it again with torch.save's default protocol: python -c \"import torch; torch.save(torch."
+                f"load('{path}', weights_only=False), '{path.stem}-resaved.pth')\"") from None
         if kind == "zip":  # torch.save's archive, with its data.pkl damaged
             raise _truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(
@@ -479,7 +400,7 @@ def read_checkpoint(path: str | Path) -> Any:
     except RuntimeError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "Invalid magic number" in message:  # a pickle, but not written by torch.save
-            code = _code_global(path, kind)
+            code = code_global(path, kind)
             if code is not None:
                 raise _runs_code(path, code) from None
             raise CheckpointError(

@@ -276,9 +276,37 @@ def state_dict_hash(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
         if not isinstance(tensor, torch.Tensor):  # a module's extra state (get_extra_state)
-            digest.update(f"{key}\textra\t{tensor!r}\n".encode())
+            digest.update(f"{key}\textra\n".encode())
+            _hash_extra(digest, tensor)
             continue
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{key}\t{value.dtype}\t{tuple(value.shape)}\n".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _hash_extra(digest, value) -> None:
+    """A module's extra state into ``digest``, the same in every process: containers element by
+    element, tensors by their bytes (a repr summarizes them), buffers (``io.BytesIO``) by their
+    contents (a repr names their address)."""
+    import io
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous()
+        digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(f"dict {len(value)}\n".encode())
+        for key, item in value.items():
+            _hash_extra(digest, key)
+            _hash_extra(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
+        for item in value:
+            _hash_extra(digest, item)
+    elif isinstance(value, io.BytesIO):
+        digest.update(b"bytesio\n" + value.getvalue())
+    elif isinstance(value, (bytes, bytearray)):
+        digest.update(b"bytes\n" + bytes(value))
+    else:  # numbers, strings, None ...: their repr
+        digest.update(f"{type(value).__name__} {value!r}\n".encode())

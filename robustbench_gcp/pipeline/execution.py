@@ -177,8 +177,7 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         **_reading_identity(plan, cfg),
-        # 0.7.6: torchvision:googlenet / inception_v3 are built as for torchvision's weights
-        **({"transform_input": True} if getattr(net, "transform_input", False) is True else {}),
+        **_transform_input_identity(plan),
         "precision": precision,
         "device_type": device.type,
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
@@ -187,6 +186,14 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         **_classifier_identity(net, precision),
         **_svd_identity(net),
     }
+
+
+def _transform_input_identity(plan: Plan) -> dict:
+    """``{"transform_input": True}`` for ``torchvision:googlenet`` / ``inception_v3``, built since 0.7.6
+    as torchvision builds them for its weights (their runs stored before are other runs)."""
+    from robustbench_gcp.models.external import TORCHVISION, TRANSFORM_INPUT
+
+    return {"transform_input": True} if plan.model.arch in {TORCHVISION + n for n in TRANSFORM_INPUT} else {}
 
 
 def _reading_identity(plan: Plan, cfg) -> dict:

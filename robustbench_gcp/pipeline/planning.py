@@ -206,15 +206,17 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.uses_baseline:
-        for name in baseline_names(options.baseline):
-            suite.check_baseline(name, config.baselines, Path(options.store), selection)
+        names = baseline_names(options.baseline)
+        for name in names:
+            suite.check_baseline(name, config.baselines, Path(options.store))
+        suite.check_normalizers(names, config.baselines, selection)
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options, dataset)
     if options.data is not None:
         suite.check_data(selection, everything)
-    if suite.corrupts:
-        check_image_size(dataset, everything, forced=flags.get("preset") is not None)
+    check_image_size(dataset, everything, forced=flags.get("preset") is not None,
+                     corrupted=suite.corrupts(selection))
     device = resolve_device(options.device, amp=options.amp)
     if options.amp and not suite.allows_amp:
         raise ConfigError(f"`--amp` computes in {str(amp_dtype(device)).removeprefix('torch.')} on "

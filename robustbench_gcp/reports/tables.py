@@ -119,10 +119,10 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
             widest = max([len(c.title), *(_width(line[i]) for line in cells)])
             table.add_column(Text(c.title), justify=c.justify, no_wrap=True, overflow="fold",
                              min_width=min(widest, 48))
-        else:  # numbers are never cut either ("169…" was a wrong number): their headers wrap instead
-            widest = max((_width(line[i]) for line in cells), default=0)
-            table.add_column(Text(c.title, no_wrap=False, overflow="fold"), justify=c.justify, no_wrap=True,
-                             overflow="fold", min_width=max(widest, 1))
+        else:  # numbers are never cut either ("169…" was a wrong number): headers and intervals wrap
+            widest = max((_width(word) for line in cells for word in line[i].split()), default=1)
+            table.add_column(Text(c.title, overflow="fold"), justify=c.justify, overflow="fold",
+                             min_width=widest)
     for line in cells:  # cell text is data, not rich markup ("[epoch]" must stay visible)
         table.add_row(*(Text(text) for text in line))
     return table

@@ -169,7 +169,6 @@ class AdversarialSuite(Suite):
     """Robust accuracy against foolbox attacks at each epsilon."""
 
     kind = "adversarial"
-    corrupts = False
     gradients = True
     summary = "foolbox attacks: robust accuracy at each epsilon"
     long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")
@@ -210,6 +209,9 @@ class AdversarialSuite(Suite):
                             for a in spec.attacks]}
 
     # -- plan
+    def corrupts(self, selection: Selection) -> bool:
+        return False
+
     def select(self, spec: AdversarialSpec, flags: Mapping[str, Any]) -> AdversarialSelection:
         names = flags.get("attacks")
         names = names.split(",") if isinstance(names, str) else names

@@ -212,8 +212,6 @@ class Suite:
     stored_baseline: ClassVar[bool] = False
     #: the datasets (``data.datasets.DATASETS`` keys) the suite can run on (None: any)
     datasets: ClassVar[tuple[str, ...] | None] = None
-    #: whether it applies corruption parameters made for one image size (images of another are refused)
-    corrupts: ClassVar[bool] = True
     #: keys of the ``metrics`` section renamed when one object merges every suite's sections
     #: (the demo's JSON), where two suites use the same key for different things
     merged_metric_names: ClassVar[dict[str, str]] = {}
@@ -242,10 +240,17 @@ class Suite:
         """Apply and check the command-line overrides (``flags``: set flags of this kind only)."""
         return Selection(spec)
 
-    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path,
-                       selection: Selection | None = None) -> None:
-        """Raise if ``--baseline name`` cannot normalize this suite (``selection``'s, when given)
-        (before any compute)."""
+    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path) -> None:
+        """Raise if ``--baseline name`` cannot normalize this suite (before any compute)."""
+
+    def corrupts(self, selection: Selection) -> bool:
+        """Whether ``selection`` applies corruption parameters made for one image size (ImageNet-C's
+        on 64 px images are refused unless ``--preset`` forces them)."""
+        return True
+
+    def check_normalizers(self, names: Sequence[str], baselines: Iterable[str],
+                          selection: Selection) -> None:
+        """Raise if none of the ``--baseline`` names normalizes ``selection`` (before any compute)."""
 
     def check_inputs(self, selection: Selection) -> None:
         """Raise if the selection's released files cannot feed it (folders missing ...)."""

@@ -2,12 +2,12 @@
 
 Its one cell (:data:`~robustbench_gcp.suites.base.CLEAN`) joins every other suite's
 report as the reference; the section, rows and comparison outcome of that cell are the
-base class's, so this module only registers the kind.
+base class's, so this module only registers the kind (and that it corrupts nothing).
 """
 
 from __future__ import annotations
 
-from robustbench_gcp.suites.base import Suite, register_suite
+from robustbench_gcp.suites.base import Selection, Suite, register_suite
 
 
 @register_suite
@@ -15,5 +15,7 @@ class CleanSuite(Suite):
     """Top-1 / top-5 error of the clean images."""
 
     kind = "clean"
-    corrupts = False
     summary = "top-1 / top-5 error on the clean images"
+
+    def corrupts(self, selection: Selection) -> bool:
+        return False

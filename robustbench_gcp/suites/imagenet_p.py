@@ -326,8 +326,7 @@ class ImageNetPSuite(LevelledSuite):
                                         DIFFICULTIES),
         )
 
-    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path,
-                       selection: ImageNetPSelection | None = None) -> None:
+    def check_baseline(self, name: str, baselines: Iterable[str], store_path: Path) -> None:
         """A baseline asked for by name must exist: stored (in the store file) or in ``baselines``
         (benchmarks.yaml's). The default may be missing: reports then say that they are
         unnormalized. Never creates the store file.

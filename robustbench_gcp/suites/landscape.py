@@ -211,6 +211,9 @@ class LandscapeSuite(Suite):
                 "storage_roundtrip": spec.storage_roundtrip}
 
     # -- plan
+    def corrupts(self, selection: LandscapeSelection) -> bool:
+        return bool(selection.corruptions)
+
     def select(self, spec: LandscapeSpec, flags: Mapping[str, Any]) -> LandscapeSelection:
         at = flags.get("landscape_at") or spec.at
         direction = flags.get("direction") or spec.direction
