@@ -82,3 +82,37 @@ def test_a_baseline_over_all_images_is_noted_on_a_partial_report(demo_val, tmp_p
     assert partial["n_images"] == 8
     assert "baseline 'base' covers all 12 images, this partial report 8 of them: its figures are means " \
            "over more images than these" in partial["notes"]
+
+
+def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tmp_path, monkeypatch):
+    """The tables said "(partial)", the figures' legends did not; and the CE bars' legend set an mCE
+    over 2 corruptions beside one over 3 without saying so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from robustbench_gcp.reports import figures
+
+    drawn = []
+
+    def save(fig, path):  # the CE bars' legends, read before the figure is saved and closed
+        if "ce_per_corruption" in str(path):
+            drawn.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        return original(fig, path)
+
+    original = figures.save
+    monkeypatch.setattr(figures, "save", save)
+    store = tmp_path / "s.db"
+    for model, corruptions in (("demo-gap", "fog,contrast,brightness"), ("demo-isqrt", "fog,contrast")):
+        cli("eval", "--model", model, *common(demo_val, store, "--suite", "imagenet-c", "--corruptions",
+                                               corruptions, "--severities", 1, "--limit", 16,
+                                               "--shard-size", 8))
+    report = ("report", "--store", store, "--suite", "imagenet-c", "--baseline", "alexnet", "--plot")
+    cli(*report, tmp_path / "all")
+    (labels,) = drawn
+    assert labels[0].startswith("demo-gap (mCE ") and labels[0].endswith(" over 3)"), labels
+    assert labels[1].startswith("demo-isqrt (mCE ") and labels[1].endswith(" over 2)"), labels
+    drop(store, "shard > 0 AND cell_id IN (SELECT cells.id FROM cells JOIN runs ON runs.id = cells.run_id "
+                "WHERE runs.model = 'demo-isqrt')")
+    drawn.clear()
+    cli(*report, tmp_path / "partial")  # demo-isqrt's 8 images are an experiment of their own
+    assert any(label.startswith("demo-isqrt (partial) (mCE ") for labels in drawn for label in labels), drawn

@@ -314,8 +314,10 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
         Four rows, the clean pass (tool, plain) then the corrupted pass (tool, plain): pass,
         path, cells, images, seconds (the median), runs (every process's seconds, in the
         order run), cell_images_per_s (images x cells / seconds), top1_error (clean pass: of
-        the clean cell; corrupted pass: the mean over the corrupted cells; the same in every
-        turn), and on the plain rows ``ratio``: its seconds over the tool's.
+        the clean cell; corrupted pass: the mean over the corrupted cells; of the first turn:
+        the tool's is the same in every turn, the plain loop's random corruptions are
+        unseeded, as a user's loop is, so its error varies from turn to turn), and on the plain
+        rows ``ratio``: its seconds over the tool's.
 
     Raises:
         UnknownNameError: a model without a torchvision twin, or an unknown corruption.

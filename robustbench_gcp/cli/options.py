@@ -56,8 +56,6 @@ def _output_file(ctx, param, value):
         return None
     import os
 
-    from robustbench_gcp.cli.output import STANDARD_STREAMS
-
     path = os.path.expanduser(value)
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
@@ -71,6 +69,12 @@ def _output_file(ctx, param, value):
     if problem:
         raise click.BadParameter(problem)
     return path
+
+
+#: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
+#: /dev/stdout again resolved a pipe to a missing file, and replaced or truncated a `>> file`)
+STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
+                    "/dev/stderr": 2, "/dev/fd/2": 2, "/proc/self/fd/2": 2}
 
 
 def database_target(path: str) -> str | None:

@@ -58,12 +58,6 @@ def emit(
     write_output(text, output)
 
 
-#: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
-#: /dev/stdout again resolved a pipe to a missing file, and replaced or truncated a `>> file`)
-STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
-                     "/dev/stderr": 2, "/dev/fd/2": 2, "/proc/self/fd/2": 2}
-
-
 def write_output(text: str, output: str | None) -> None:
     """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
     if output is None:
@@ -71,12 +65,12 @@ def write_output(text: str, output: str | None) -> None:
         return
     if text and not text.endswith("\n"):
         text += "\n"
+    from robustbench_gcp.cli.options import STANDARD_STREAMS, database_target
+
     stream = STANDARD_STREAMS.get(os.path.normpath(output))
     if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
         _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2))
         return
-    from robustbench_gcp.cli.options import database_target
-
     problem = database_target(output)  # checked again: `-o` may name the store this run created
     if problem:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "

@@ -83,7 +83,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
         if any(f"d {m}" in r for r in rows):
             columns.append(Column(f"d {m}", f"Δ {header}"))
     if any("tests" in r for r in rows):
-        columns.append(Column("tests", "McNemar p<0.05"))
+        columns.append(Column("tests", TESTS_HEADER))
     return rows, columns
 
 
@@ -177,9 +177,11 @@ INTERVALS = ("value and [95 % interval over images] (bootstrap; Wilson for a pro
              "not adjusted for their number); Δ: paired difference to the reference; ")
 WIDE_CAPTION = INTERVALS + ("McNemar p: exact test of the paired outcomes (clean images, each corruption, "
                             "attack and epsilon); Holm p: adjusted over the model's outcomes")
-COMPACT_CAPTION = INTERVALS + ("McNemar p<0.05: how many of the tested outcomes (clean images, each "
-                               "corruption, attack and epsilon) differ from the reference's at p < 0.05, "
-                               "Holm-adjusted over them, so a Δ interval may exclude 0 where no test differs")
+TESTS_HEADER = "tests p<0.05 (Holm)"
+TESTS_NOTE = ("tests p<0.05 (Holm): how many of the tested outcomes (clean images and each attack and "
+              "epsilon by McNemar's exact test, each corruption by a sign test) differ from the reference's "
+              "at p < 0.05, Holm-adjusted over them, so a Δ interval may exclude 0 where no test differs")
+COMPACT_CAPTION = INTERVALS + TESTS_NOTE
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,
@@ -204,6 +206,8 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             heading = (f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)} "
                        f"(reference {comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
+            if any(c.key == "tests" for c in columns):  # the header's meaning, as the terminal's caption
+                parts.append(f"Note: {TESTS_NOTE}\n")
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         if not comparisons:  # --no-intervals: the headline tables the terminal shows
             parts += [to_markdown(rows, columns, title=name)  # under the title's heading
@@ -230,7 +234,7 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
                   f"reference {comparison['reference']}"
         caption = WIDE_CAPTION if wide else COMPACT_CAPTION
         if not any(c.key in ("p", "tests") for c in columns):  # a design without tests (ImageNet-P's)
-            caption = caption.split("; McNemar")[0]
+            caption = caption.split("; McNemar")[0].split("; tests")[0]
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
     if not comparisons:
         parts += [rich_table(rows, columns, title=name)

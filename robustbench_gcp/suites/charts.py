@@ -60,10 +60,14 @@ def ce_bars(reports: Sequence[Report], path: Path) -> Path | None:
     plt = pyplot()
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
     series = {}
+    averaged = {len(r.sections["metrics"].get("corruptions") or ()) for r in reports}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
         mce = r.sections["metrics"].get("mCE")
-        label = r.model + (f" (mCE {mce:.1f})" if mce is not None else "")
+        over = r.sections["metrics"].get("corruptions") or ()
+        # mCEs over other corruption sets do not compare: say over how many each averages
+        of = f" over {len(over)}" if len(averaged) > 1 else ""
+        label = r.model + (f" (mCE {mce:.1f}{of})" if mce is not None else "")
         series[label] = [ce_of.get(c) for c in corruptions]
     fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(corruptions) * max(1, len(series)) / 1.5), 4.5))
     grouped_bars(ax, corruptions, series)
