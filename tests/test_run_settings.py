@@ -193,3 +193,24 @@ def test_a_new_run_on_other_images_of_the_same_folder_says_so(demo_val, tmp_path
     assert line == (f"demo-gap: a new run, starting afresh; the store's run of this model on {demo_val} "
                     "(4 shards stored) was on other images of it (8 then, 6 now: another --limit, or files "
                     "added, removed or relabelled; its results stay there)")
+
+
+def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_val, tmp_path):
+    """--channels-last changes the landscape's gradients in their last digits, but a channels-last
+    eval reused the default layout's run; adding --amp was said as "the classifier's precision
+    under --amp (float32 since 0.7.2), precision", as if the stored run were an old one."""
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=2)
+    run(plan("demo-isqrt", **common), Said())
+    said = Said()
+    run(plan("demo-isqrt", channels_last=True, **common), said)
+    assert any(line.endswith("differs in: --channels-last (its results stay there)")
+               for line in said.lines), said.lines
+    said = Said()
+    run(plan("demo-isqrt", amp=True, **common), said)
+    assert any("differs in: precision (its results" in line for line in said.lines), said.lines
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
+    labels = sorted(r["model"] for r in json.loads(result.stdout)["reports"])
+    assert labels == ["demo-isqrt[precision=bfloat16,memory-format=null]",
+                      "demo-isqrt[precision=float32,memory-format=channels_last]",
+                      "demo-isqrt[precision=float32,memory-format=null]"], labels

@@ -179,6 +179,8 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         **_reading_identity(plan, cfg),
         **_transform_input_identity(plan),
         "precision": precision,
+        # 0.7.6: channels-last changes the landscape's gradients in their last digits
+        **({"memory_format": "channels_last"} if plan.options.channels_last else {}),
         "device_type": device.type,
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
         # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity
@@ -446,11 +448,15 @@ def _differences(stored: dict, current: dict) -> str:
     ("data, seed"; the images are the identity's ``data``)."""
     names = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
              "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride",
+             "memory_format": "--channels-last",
              # the marks of computations that changed: a run stored by an older version
              "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
              "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
              "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
-    return ", ".join(names.get(k, k) for k, v in current.items() if stored.get(k) != v)
+    differ = [k for k, v in {**stored, **current}.items() if stored.get(k) != current.get(k)]
+    if "precision" in differ:  # --amp given or not: the classifier's mark follows from it
+        differ = [k for k in differ if k != "classifier"]
+    return ", ".join(names.get(k, k) for k in differ)
 
 
 def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:

@@ -180,7 +180,8 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
 _SETTINGS = {"seed": "seed", "shard_size": "shard-size", "precision": "precision", "device_type": "device",
              "weights": "weights", "preprocess": "preprocess", "version": "identity-version",
              "last_stride": "layer4-stride", "arithmetic": "arithmetic", "classifier": "classifier",
-             "covariance": "covariance"}
+             "covariance": "covariance", "memory_format": "memory-format", "read": "read",
+             "transform_input": "transform-input"}
 
 
 def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
@@ -194,6 +195,8 @@ def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
     for (label, _), group in same.items():
         identities = [run.identity for run in group]
         differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
+        if "precision" in differ:  # the classifier's mark follows from --amp
+            differ = [k for k in differ if k != "classifier"]
         for run in group:
             tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k))}" for k in differ)
             labels[run.key] = f"{label}[{tags}]" if tags else label
