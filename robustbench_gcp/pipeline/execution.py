@@ -453,7 +453,7 @@ def _differences(stored: dict, current: dict) -> str:
              "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
              "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
              "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
-    differ = [k for k, v in {**stored, **current}.items() if stored.get(k) != current.get(k)]
+    differ = [k for k, v in current.items() if stored.get(k) != v]  # current: maybe the planned part
     if "precision" in differ:  # --amp given or not: the classifier's mark follows from it
         differ = [k for k in differ if k != "classifier"]
     return ", ".join(names.get(k, k) for k in differ)
