@@ -14,6 +14,7 @@ import functools
 import math
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -266,18 +267,27 @@ def gaussian_filter_exact(x: torch.Tensor, sigma: float, mode: str = "nearest",
     level up); this costs 2r + 1 passes over the image per axis.
     """
     weights = gaussian_weights(float(sigma), float(truncate))
-    radius = len(weights) // 2
     for axis in (-2, -1):
-        n = x.shape[axis]
-        index = device_constant(tuple(border_index(n, radius, radius, mode).tolist()), torch.int64, x.device)
-        padded = x.index_select(axis, index)
-        out = padded.narrow(axis, radius, n) * weights[radius]
-        pair = torch.empty_like(out)
-        for j in range(radius, 0, -1):
-            torch.add(padded.narrow(axis, radius - j, n), padded.narrow(axis, radius + j, n), out=pair)
-            out += pair.mul_(weights[radius - j])
-        x = out
+        x = symmetric_correlate(x, weights, axis, mode, outside_in=True)
     return x
+
+
+def symmetric_correlate(x: torch.Tensor, weights: Sequence[float], axis: int, mode: str, *,
+                        outside_in: bool) -> torch.Tensor:
+    """A centred correlation along ``axis`` with a symmetric kernel (odd length), one rounding per
+    operation in ``x``'s dtype and in a reference's order: ``x[i] w_0``, then ``(x[i - j] + x[i + j])
+    w_j`` added for j = r .. 1 (scipy's ``correlate1d``, ``outside_in``) or j = 1 .. r (OpenCV's
+    small symmetric filters). Borders as :func:`border_index`'s ``mode``."""
+    radius = len(weights) // 2
+    n = x.shape[axis]
+    index = device_constant(tuple(border_index(n, radius, radius, mode).tolist()), torch.int64, x.device)
+    padded = x.index_select(axis, index)
+    out = padded.narrow(axis, radius, n) * weights[radius]
+    pair = torch.empty_like(out)
+    for j in (range(radius, 0, -1) if outside_in else range(1, radius + 1)):
+        torch.add(padded.narrow(axis, radius - j, n), padded.narrow(axis, radius + j, n), out=pair)
+        out += pair.mul_(weights[radius - j])
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import math
 import torch
 
 from corruptions._ops import (
-    border_index,
     exact_dtype,
     fft_correlate,
     fft_filter2d,
@@ -19,6 +18,7 @@ from corruptions._ops import (
     host_to_device,
     on_grid,
     shift_add,
+    symmetric_correlate,
     true_div,
     truncate_uint8,
     zoom_center,
@@ -77,19 +77,9 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     disk = (xx**2 + yy**2 <= radius**2).to(torch.float32)
     disk /= disk.sum()
-    weights = opencv_gaussian_weights(ksize, alias_blur)
-    r = ksize // 2
-    n = disk.shape[0]
-    index = border_index(n, r, r, "mirror")
-
-    def along_rows(d: torch.Tensor) -> torch.Tensor:
-        padded = d[:, index]
-        out = padded[:, r:r + n] * weights[r]
-        for j in range(1, r + 1):
-            out = out + (padded[:, r - j:r - j + n] + padded[:, r + j:r + j + n]) * weights[r + j]
-        return out
-
-    return along_rows(along_rows(disk).t()).t().contiguous()
+    weights = opencv_gaussian_weights(ksize, alias_blur).tolist()  # float32 values, exactly
+    rows = symmetric_correlate(disk, weights, -1, "mirror", outside_in=False)
+    return symmetric_correlate(rows, weights, -2, "mirror", outside_in=False)
 
 
 def opencv_gaussian_weights(ksize: int, sigma: float) -> torch.Tensor:
