@@ -1,27 +1,31 @@
 """Turning a checkpoint file into a state dict with the project's key names (timm style).
 
-Only files and tensors live here: nothing in this module knows the registered models
-(matching, strict loading and :func:`inspect_checkpoint` are in :mod:`robustbench_gcp.models.loading`).
+Only files and tensors live here: nothing in this module knows the registered
+models (matching, strict loading and :func:`inspect_checkpoint` are in
+:mod:`robustbench_gcp.models.loading`). The layers:
 
-1. :func:`read_checkpoint`: recognize the file (zip / pickle / safetensors, or an HTML page, a
-   MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with ``weights_only=True``;
-   a few harmless types that training scripts store (NumPy scalars and arrays,
-   ``argparse.Namespace``) are allow-listed, nothing else is ever unpickled.
+1. :func:`read_checkpoint`: recognize the file (zip / pickle / safetensors, or an HTML
+   page, a MindSpore ``.ckpt``, a truncated file ...) and ``torch.load`` it with
+   ``weights_only=True``; a few harmless non-tensor types that training scripts
+   store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
+   nothing else is ever unpickled.
 2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless ``ema=False``,
    ``state_dict``, ``model``, ``model_state_dict``, or the bare dict of tensors).
-3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, anywhere in a key:
-   ``features.module.0``) and ``_orig_mod.`` (torch.compile).
+3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
+   key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
 4. :func:`detect_layout` and :func:`remap`: rename the published layouts
    (:data:`LAYOUTS`) onto the project's module names. Decided by key names
    only, never by file names.
 
-:func:`read_state_dict` runs steps 1-4 (and checks the file's SHA-256); :func:`checkpoint_dims`
-reads the number of classes and the width d from the renamed tensors. Step 5, the strict load,
-is :func:`robustbench_gcp.models.loading.load_strict`.
+:func:`read_state_dict` runs steps 1-4 (and checks the file's SHA-256);
+:func:`checkpoint_dims` reads the number of classes and the width d from the
+renamed tensors. Step 5, the strict load, is
+:func:`robustbench_gcp.models.loading.load_strict`.
 
 Example:
-    >>> read_state_dict("mpncovresnet50-15991845.pth").layout.name  # doctest: +SKIP
-    'layer-reduce'
+    >>> loaded = read_state_dict("mpncovresnet50-15991845.pth")  # doctest: +SKIP
+    >>> loaded.layout.name, checkpoint_dims(loaded.tensors)  # doctest: +SKIP
+    ('layer-reduce', (1000, 256))
 """
 
 from __future__ import annotations
@@ -303,8 +307,11 @@ def _sniff(path: Path, head: bytes) -> str:
 
 
 def _truncated(path: Path, detail: str) -> CheckpointError:
-    return CheckpointError(f"'{path}' is truncated or corrupted ({path.stat().st_size:,} bytes; {detail}). "
-                           "Download it again and compare its size and sha256 with the published ones.")
+    size = path.stat().st_size
+    return CheckpointError(
+        f"'{path}' is truncated or corrupted ({size:,} bytes; {detail}). Download it again "
+        "and compare its size and sha256 with the published ones."
+    )
 
 
 def _runs_code(path: Path, name: str) -> CheckpointError:
