@@ -177,12 +177,13 @@ def comparison_pairs(frames: int, *, mode: str, difficulty: int = 1) -> tuple[li
     return list(range(0, frames - step)), list(range(step, frames))
 
 
-def flip_rates(logits, *, mode: str, difficulty: int = 1):
-    """Per-video flip rate and mean top-5 distance of logits (V, T, K).
+def flip_totals(logits, *, mode: str, difficulty: int = 1):
+    """Per-video numbers of flips and total top-5 distances of logits (V, T, K).
 
     Returns:
-        (flip_rate, distance, comparisons): float64 tensors of shape (V,) and the
-        number of frame pairs compared per video.
+        (flips, distance, pairs): int64 tensors of shape (V,) (flipped pairs, the sum over
+        pairs of the top-5 distance) and the number of frame pairs compared per video; the
+        per-video rates of the original are ``flips / pairs`` and ``distance / pairs``.
 
     Ties: the top-1 class is the first maximal class; ranks are ordinal
     (ties ranked by class index), as ``argmax`` and ``rankdata(method="ordinal")``.
@@ -200,7 +201,7 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
     videos, frames, classes = logits.shape
     ref, cmp = comparison_pairs(frames, mode=mode, difficulty=difficulty)
     if videos == 0:
-        empty = torch.zeros(0, dtype=torch.float64, device=logits.device)
+        empty = torch.zeros(0, dtype=torch.long, device=logits.device)
         return empty, empty, len(ref)
     # kept on the device: a copy per batch would wait there for the model's work
     ref_t = device_constant(tuple(ref), torch.long, logits.device)
@@ -215,8 +216,19 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
     tied_before = ((b.unsqueeze(-2) == value.unsqueeze(-1)) & (class_index < top.unsqueeze(-1))).sum(-1)
     rank = above + tied_before  # 0-based rank in the compared frame
     position = torch.arange(k, device=logits.device)
-    distance = (position - rank.clamp(max=k)).abs().sum(-1).double()  # (V, P)
-    return flips.double().mean(1), distance.mean(1), len(ref)
+    distance = (position - rank.clamp(max=k)).abs().sum(-1)  # (V, P)
+    return flips.sum(1), distance.sum(1), len(ref)
+
+
+def flip_rates(logits, *, mode: str, difficulty: int = 1):
+    """Per-video flip rate and mean top-5 distance of logits (V, T, K) (see :func:`flip_totals`).
+
+    Returns:
+        (flip_rate, distance, comparisons): float64 tensors of shape (V,) and the
+        number of frame pairs compared per video.
+    """
+    flips, distance, pairs = flip_totals(logits, mode=mode, difficulty=difficulty)
+    return flips.double() / pairs, distance.double() / pairs, pairs
 
 
 def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
@@ -229,25 +241,50 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
         difficulty: the frame stride of the sequential rule.
 
     Returns:
-        ``videos``, ``comparisons`` and the sums over videos of the per-video flip
-        rate and mean top-5 distance (``flip_rate_sum``, ``distance_rate_sum``):
-        FP = flip_rate_sum / videos and T5D = distance_rate_sum / videos, as in the
-        original (mean over videos of per-video means).
+        See :func:`rate_counts`.
     """
-    return rate_counts(*flip_rates(logits, mode=mode, difficulty=difficulty))
+    return rate_counts(*flip_totals(logits, mode=mode, difficulty=difficulty))
 
 
-def rate_counts(rates, distances, pairs: int, *, on_device: bool = False) -> dict:
-    """The stored counts of per-video flip rates and top-5 distances (see :func:`flip_counts`);
-    with ``on_device``, the sums are left as 0-dim tensors where the rates are (no wait for
-    the device: float64, as the host adds them)."""
-    total = (lambda v: v.sum().double()) if on_device else (lambda v: float(v.sum()))
+def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dict:
+    """The stored counts of videos of ``pairs`` frame pairs each, from their per-video flips and
+    total top-5 distances (:func:`flip_totals`).
+
+    ``videos``, ``comparisons`` (videos x pairs), and integer totals over the videos: ``flips``
+    and ``distance_total``. Every video of a cell compares the same number of pairs, so the
+    original's mean over videos of per-video means is FP = flips / comparisons and T5D =
+    distance_total / comparisons: one division of exact integers, the same to the last bit
+    however the videos are split into shards (see :func:`figures_of_counts`).
+
+    ``flip_rate_sum`` and ``distance_rate_sum`` (float64 sums of the per-video rates, what
+    versions before 0.7.7 stored) and ``videos_with_totals`` are kept beside them, so that a cell
+    resumed across that version, whose older shards lack the totals, is still read right.
+
+    With ``on_device``, the totals are left as 0-dim tensors where the inputs are (no wait for
+    the device).
+    """
+    total = (lambda v: v.sum()) if on_device else (lambda v: int(v.sum()))
+    rate_sum = (lambda v: (v.double() / pairs).sum()) if on_device else (
+        lambda v: float((v.double() / pairs).sum()))
+    videos = int(flips.numel())
     return {
-        "videos": int(rates.numel()),
-        "comparisons": int(rates.numel()) * pairs,
-        "flip_rate_sum": total(rates),
-        "distance_rate_sum": total(distances),
+        "videos": videos,
+        "comparisons": videos * pairs,
+        "flips": total(flips),
+        "distance_total": total(distances),
+        "videos_with_totals": videos,
+        "flip_rate_sum": rate_sum(flips),
+        "distance_rate_sum": rate_sum(distances),
     }
+
+
+def figures_of_counts(counts) -> tuple[float, float]:
+    """(flip probability, top-5 distance) of a cell's summed counts (see :func:`rate_counts`):
+    from the integer totals where every video has them, else from the per-video rate sums."""
+    videos = counts["videos"]
+    if counts.get("videos_with_totals") == videos and counts.get("comparisons"):
+        return counts["flips"] / counts["comparisons"], counts["distance_total"] / counts["comparisons"]
+    return counts["flip_rate_sum"] / videos, counts["distance_rate_sum"] / videos
 
 
 def flip_stats(logits, *, mode: str, difficulty: int = 1) -> tuple[float, float]:
@@ -262,4 +299,4 @@ def flip_stats(logits, *, mode: str, difficulty: int = 1) -> tuple[float, float]
     counts = flip_counts(logits, mode=mode, difficulty=difficulty)
     if not counts["videos"]:
         raise ValueError("`logits` holds no videos")
-    return counts["flip_rate_sum"] / counts["videos"], counts["distance_rate_sum"] / counts["videos"]
+    return figures_of_counts(counts)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_gcp.metrics import comparison_pairs, flip_counts, flip_stats
+from robustbench_gcp.metrics import comparison_pairs, figures_of_counts, flip_counts, flip_stats
 
 rankdata = pytest.importorskip("scipy.stats").rankdata  # the reference; gpu-check machines may lack SciPy
 
@@ -55,6 +55,15 @@ def test_matches_the_original_loops(mode, difficulty, ties):
     assert 0 < ours[0] < 1
 
 
+def _summed(parts):
+    """Counts of shards as the store adds them (records.combine_shards), in the given order."""
+    total = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
 def test_counts_add_up_over_batches_of_videos():
     logits = torch.randn(9, 41, 12, generator=torch.Generator().manual_seed(0))
     whole = flip_counts(logits, mode="sequential", difficulty=2)
@@ -62,6 +71,33 @@ def test_counts_add_up_over_batches_of_videos():
     for key, value in whole.items():
         assert sum(p[key] for p in parts) == pytest.approx(value)
     assert whole["comparisons"] == 9 * 39
+
+
+def test_figures_are_the_same_bits_however_the_videos_are_split():
+    # per-video rates k/29 summed in float64 depend on the order of the sums (shards of other
+    # sizes, another order); the integer totals do not
+    logits = torch.randn(60, 30, 10, generator=torch.Generator().manual_seed(3)).cumsum(1)
+    whole = figures_of_counts(flip_counts(logits, mode="sequential", difficulty=1))
+    rate_sums = set()
+    for size in (1, 2, 3, 7, 11, 60):
+        parts = [flip_counts(logits[i:i + size], mode="sequential") for i in range(0, 60, size)]
+        for order in (parts, parts[::-1]):
+            summed = _summed(order)
+            assert figures_of_counts(summed) == whole
+            rate_sums.add(summed["flip_rate_sum"])
+    assert len(rate_sums) > 1  # the float sums alone would have differed in their last bits
+    assert whole == pytest.approx(reference(logits.numpy(), False, 1), abs=1e-12)
+
+
+def test_a_cell_resumed_across_the_totals_change_reads_its_rate_sums():
+    # shards written before the integer totals (0.7.6 and older) carry only the rate sums
+    logits = torch.randn(8, 10, 6, generator=torch.Generator().manual_seed(4)).cumsum(1)
+    old = flip_counts(logits[:5], mode="noise")
+    old = {k: v for k, v in old.items() if k not in ("flips", "distance_total", "videos_with_totals")}
+    summed = _summed([old, flip_counts(logits[5:], mode="noise")])
+    assert summed["videos_with_totals"] == 3 and summed["videos"] == 8
+    assert figures_of_counts(summed) == pytest.approx(flip_stats(logits, mode="noise"), abs=1e-15)
+    assert figures_of_counts(old) == pytest.approx(flip_stats(logits[:5], mode="noise"), abs=1e-15)
 
 
 def test_pairs_and_errors():

@@ -15,8 +15,9 @@ with the clean frame 0; for the others the frames are those of difficulty 1 and
 consecutive frames are compared at a stride of ``difficulty``.
 
 The store keeps, per shard, the number of videos, the number of frame pairs, the
-sums of per-video flip rates and mean top-5 distances, and each video's two
-values (for paired statistics). FR and T5D are normalized at report time by a
+integer totals of flips and top-5 distances (every video of a cell compares as many pairs,
+so FP and T5D are one division each, the same bits for any sharding: ``metrics.rate_counts``),
+and each video's two values (for paired statistics). FR and T5D are normalized at report time by a
 stored baseline run (``gcp-robust baseline``), as percentages (baseline = 100).
 
 CIFAR-10-P and Tiny-ImageNet-P follow the suite's dataset (``dataset:`` / ``--dataset``):
@@ -45,7 +46,7 @@ from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, check_released_files, perturbed_dir, perturbed_npy
 from robustbench_gcp.engine.runner import ImageSource
 from robustbench_gcp.errors import DataError
-from robustbench_gcp.metrics import DEFAULT_BASELINE, relative_rate
+from robustbench_gcp.metrics import DEFAULT_BASELINE, figures_of_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, Store
@@ -147,9 +148,7 @@ def raw_figures(results: Sequence[CellResult]) -> Figures:
     figures = {}
     for r in results:
         if r.key.kind == "imagenet-p" and r.counts.get("videos"):
-            videos = r.counts["videos"]
-            figures[(r.key.name, int(r.key.level))] = (
-                r.counts["flip_rate_sum"] / videos, r.counts["distance_rate_sum"] / videos, videos)
+            figures[(r.key.name, int(r.key.level))] = (*figures_of_counts(r.counts), r.counts["videos"])
     return figures
 
 

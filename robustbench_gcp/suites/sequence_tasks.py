@@ -20,7 +20,7 @@ from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.datasets import dataset_mark, get_dataset
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.metrics import flip_mode, flip_rates, rate_counts
+from robustbench_gcp.metrics import flip_mode, flip_totals, rate_counts
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 
 __all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
@@ -125,11 +125,11 @@ class PerturbationTask:
         logits = torch.cat(logits)
         results = []
         for d in self.difficulties:
-            rates, distances, pairs = flip_rates(logits, mode=flip_mode(self.perturbation),
-                                                 difficulty=stride(self.perturbation, d))
-            # sums and per-video values stay on the device (float64 sums, added there as the
-            # host would add them); the engine brings a shard's to the host once
-            counts = rate_counts(rates, distances, pairs, on_device=True)
-            per_video = torch.stack([rates, distances], dim=1).float()
-            results.append(ShardResult(int(rates.numel()), counts, extra=per_video))
+            flips, distances, pairs = flip_totals(logits, mode=flip_mode(self.perturbation),
+                                                  difficulty=stride(self.perturbation, d))
+            # totals and per-video rates stay on the device; the engine brings a shard's to the
+            # host once
+            counts = rate_counts(flips, distances, pairs, on_device=True)
+            per_video = (torch.stack([flips, distances], dim=1).double() / pairs).float()
+            results.append(ShardResult(int(flips.numel()), counts, extra=per_video))
         return results
