@@ -279,10 +279,14 @@ def state_dict_hash(model: nn.Module) -> str:
             digest.update(f"{key}\textra\n".encode())
             _hash_extra(digest, tensor)
             continue
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}\t{value.dtype}\t{tuple(value.shape)}\n".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(f"{key}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
+        digest.update(_tensor_bytes(tensor))
     return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's values as the bytes of its dtype, in row-major order, wherever it lies."""
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def _hash_extra(digest, value) -> None:
@@ -292,9 +296,8 @@ def _hash_extra(digest, value) -> None:
     import io
 
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().contiguous()
         digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(_tensor_bytes(value))
     elif isinstance(value, Mapping):
         digest.update(f"dict {len(value)}\n".encode())
         for key, item in value.items():

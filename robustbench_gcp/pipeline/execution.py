@@ -32,7 +32,13 @@ from robustbench_gcp.errors import ConfigError, Interrupted, Terminated, listed
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.stored import RANDOM_INIT, build_report, random_weights_note, released_slot
+from robustbench_gcp.reports.stored import (
+    RANDOM_INIT,
+    build_report,
+    random_weights_note,
+    released_slot,
+    without_implied,
+)
 from robustbench_gcp.store import CellKey, RunInfo, Store
 from robustbench_gcp.suites import TaskInputs
 from robustbench_gcp.suites.base import variant_of
@@ -453,9 +459,7 @@ def _differences(stored: dict, current: dict) -> str:
              "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
              "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
              "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
-    differ = [k for k, v in current.items() if stored.get(k) != v]  # current: maybe the planned part
-    if "precision" in differ:  # --amp given or not: the classifier's mark follows from it
-        differ = [k for k in differ if k != "classifier"]
+    differ = without_implied([k for k, v in current.items() if stored.get(k) != v])  # current: maybe planned
     return ", ".join(names.get(k, k) for k in differ)
 
 

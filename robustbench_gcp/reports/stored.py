@@ -195,12 +195,17 @@ def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
     for (label, _), group in same.items():
         identities = [run.identity for run in group]
         differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
-        if "precision" in differ:  # the classifier's mark follows from --amp
-            differ = [k for k in differ if k != "classifier"]
+        differ = without_implied(differ)
         for run in group:
             tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k))}" for k in differ)
             labels[run.key] = f"{label}[{tags}]" if tags else label
     return labels
+
+
+def without_implied(differ: list[str]) -> list[str]:
+    """Identity fields that differ, less those another of them implies: an ``--amp`` run's
+    ``classifier`` mark (float32 since 0.7.2) follows from its ``precision``."""
+    return [k for k in differ if k != "classifier"] if "precision" in differ else differ
 
 
 def _setting(value) -> str:
