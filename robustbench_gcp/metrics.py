@@ -185,6 +185,10 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
         pairs of the top-5 distance) and the number of frame pairs compared per video; the
         per-video rates of the original are ``flips / pairs`` and ``distance / pairs``.
 
+    With fewer than 5 classes K, the distance is between top-K rankings (at most K (K + 1) / 2,
+    not 15). NaN logits are not checked here (a check would wait for the device): see
+    :func:`flip_counts`.
+
     Ties: the top-1 class is the first maximal class; ranks are ordinal
     (ties ranked by class index), as ``argmax`` and ``rankdata(method="ordinal")``.
     Compared in float64 for float64 logits, else in float32 (float16 and bfloat16 are
@@ -242,7 +246,15 @@ def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
 
     Returns:
         See :func:`rate_counts`.
+
+    Raises:
+        ValueError: NaN logits (they would rank as no class does, and count as flips or not
+            by chance; the suite's engine refuses them before).
     """
+    import torch
+
+    if torch.is_tensor(logits) and bool(torch.isnan(logits).any()):
+        raise ValueError("`logits` holds NaN values: no ranking of them is defined")
     return rate_counts(*flip_totals(logits, mode=mode, difficulty=difficulty))
 
 

@@ -109,6 +109,10 @@ def test_pairs_and_errors():
         flip_stats(torch.zeros(1, 5, 10), mode="sequential", difficulty=0)
     with pytest.raises(ValueError, match=r"shape \(V, T, K\)"):
         flip_stats(torch.zeros(5, 10), mode="noise")
+    nan = torch.zeros(1, 5, 10)
+    nan[0, 2, 4] = float("nan")
+    with pytest.raises(ValueError, match="`logits` holds NaN values"):
+        flip_stats(nan, mode="noise")
 
 
 @pytest.mark.parametrize("mode", ["noise", "sequential"])

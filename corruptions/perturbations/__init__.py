@@ -298,8 +298,8 @@ def perturbation_sequence(
             float64), on any device, in any memory layout (the result is that of the
             same images stored contiguously), S >= 32: each image resized so that its
             shorter side is S (256 for ImageNet) and centre-cropped to a square.
-            Geometric perturbations (zoom_blur, translate, rotate, tilt, scale,
-            shear) act on this square, the others on the crop. With ``sizes``:
+            zoom_blur and the geometric perturbations (translate, rotate, tilt,
+            scale, shear) act on this square, the others on the crop. With ``sizes``:
             W x W windows of larger images instead (see ``sizes``). Computed in float32
             (float64 for float64 input). Not modified.
         name: one of :func:`list_perturbations` ``("all")``.
