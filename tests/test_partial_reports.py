@@ -92,11 +92,15 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
     matplotlib.use("Agg")
     from robustbench_gcp.reports import figures
 
-    drawn = []
+    drawn, panels, severity_legends = [], [], []
 
     def save(fig, path):  # the CE bars' legends, read before the figure is saved and closed
         if "ce_per_corruption" in str(path):
             drawn.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        if "error_vs_severity" in str(path):
+            panels.append({ax.get_title(): [len(line.get_xdata()) for line in ax.get_lines()]
+                           for ax in fig.axes if ax.get_visible()})
+            severity_legends.append([t.get_text() for t in fig.legends[0].get_texts()])
         return original(fig, path)
 
     original = figures.save
@@ -111,6 +115,10 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
     (labels,) = drawn
     assert labels[0].startswith("demo-gap (mCE ") and labels[0].endswith(" over 3)"), labels
     assert labels[1].startswith("demo-isqrt (mCE ") and labels[1].endswith(" over 2)"), labels
+    # error against severity: demo-isqrt has no brightness line (it drew a lone clean point there),
+    # and the legend names both models whichever panel comes first
+    assert panels == [{"fog": [2, 2], "contrast": [2, 2], "brightness": [2]}], panels
+    assert severity_legends == [["demo-gap", "demo-isqrt"]], severity_legends
     drop(store, "shard > 0 AND cell_id IN (SELECT cells.id FROM cells JOIN runs ON runs.id = cells.run_id "
                 "WHERE runs.model = 'demo-isqrt')")
     drawn.clear()

@@ -29,6 +29,8 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
         for i, r in enumerate(reports):
             cells = sorted((c["severity"], c["top1_error"]) for c in r.sections["cells"]
                            if c["corruption"] == corruption)
+            if not cells:  # a model without this corruption: no line (its clean point alone said nothing)
+                continue
             clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
             xs = ([0] if clean is not None else []) + [s for s, _ in cells]
             ys = ([clean] if clean is not None else []) + [e for _, e in cells]
@@ -42,8 +44,9 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(corruptions):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8, title="model")
+    # every model's line, whichever panels it is drawn in (the first panel may lack some)
+    handles = [plt.Line2D([], [], marker="o", markersize=3, color=f"C{i % 10}") for i in range(len(reports))]
+    fig.legend(handles, [r.model for r in reports], loc="upper right", fontsize=8, title="model")
     fig.suptitle(f"{reports[0].heading}: top-1 error against severity")
     fig.tight_layout(rect=(0, 0, 0.92, 0.95))
     return save(fig, path)
