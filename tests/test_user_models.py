@@ -351,6 +351,52 @@ def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):
     assert not (tmp_path / "s.db").exists()
 
 
+def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is_an_option(
+        tmp_path, image_folder):
+    """inception_v3 ran at 256 / 224 (its weights were trained at 342 / 299), efficientnet_b4 at 224
+    bilinear (384 / 380 bicubic), and the command line could not say otherwise."""
+    from robustbench_gcp import plan
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models.external import torchvision_preprocess
+    from robustbench_gcp.models.resnet import PreprocessConfig
+
+    assert torchvision_preprocess("inception_v3") == PreprocessConfig(299, 342)
+    assert torchvision_preprocess("efficientnet_b4") == PreprocessConfig(380, 384, "bicubic")
+    assert torchvision_preprocess("efficientnet_v2_l") == PreprocessConfig(480, 480, "bicubic", (0.5,) * 3,
+                                                                           (0.5,) * 3)
+    assert torchvision_preprocess("resnet18") == PreprocessConfig()
+    assert torchvision_preprocess("resnet50") is None  # V1 at 256, V2 at 232: ImageNet's then
+    common = dict(data=image_folder, store=tmp_path / "s.db", random_weights=True)
+    for ref, expected in (("torchvision:inception_v3", PreprocessConfig(299, 342)),
+                          ("torchvision:resnet50", PreprocessConfig())):
+        assert plan(ref, **common).model.external.preprocess == expected, ref
+    given = plan("torchvision:inception_v3", preprocess={"input_size": 288, "resize_size": 320}, **common)
+    assert given.model.external.preprocess == PreprocessConfig(288, 320)
+
+    store = tmp_path / "cli.db"
+    args = ("--model", "torchvision:resnet18", "--random-weights", "--data", image_folder, "--store", store,
+            "--workers", 0, "--limit", 4)
+    result = run("eval", *args, "--preprocess", "resize_size=96, input_size=64,interpolation=bicubic,"
+                                                "mean=0.5:0.5:0.5,std=0.25:0.25:0.25")
+    assert result.exit_code == 0, result.output
+    with Store(store, read_only=True) as s:
+        (stored,) = s.runs()
+    assert stored.identity["preprocess"] == [96, 64, [0.5] * 3, [0.25] * 3, "bicubic"]
+    for bad, message in (("resize_size=x", "resize_size should be a positive integer. Got 'x'"),
+                         ("resize_size", "expected key=value items separated by commas. Got 'resize_size'"),
+                         ("mean=a:b:c", "mean should be three numbers R:G:B. Got 'a:b:c'"),
+                         ("input_size=64,input_size=96", "input_size is given twice"),
+                         ("crop=64", "`preprocess` has unknown keys ['crop']"),
+                         ("input_size=299", "input_size 299 should be >= 32 and <= resize_size 256"),
+                         ("mean=1:2", "`preprocess['mean']` should hold 3 numbers")):
+        assert message in error_of(*args, "--preprocess", bad), bad
+    assert "`preprocess` applies to models you bring; resnet18-gap has its own" in error_of(
+        "--model", "resnet18-gap", "--random-weights", "--data", image_folder, "--store", store,
+        "--preprocess", "input_size=64")
+    with pytest.raises(ConfigError, match=r"`preprocess\['input_size'\]` should be a positive integer"):
+        plan("torchvision:resnet18", preprocess={"input_size": "224"}, **common)
+
+
 def test_landscape_at_the_stem_of_a_users_model(user_package, image_folder, gap_checkpoint, tmp_path):
     """A user's module (also one whose builder keeps what it returns) gives the registry model's
     landscape at the stem; a module without a known stem is refused in one line."""

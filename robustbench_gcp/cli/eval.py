@@ -35,8 +35,8 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
     """Evaluate a model on a suite (clean, imagenet-c, imagenet-p, adversarial, landscape) and print
     its report.
 
-    Images are decoded and preprocessed (resize 256, center crop 224) on CPU
-    workers; corruptions run on the device; counts are committed to the store
+    Images are decoded and preprocessed (the model's: resize 256, center crop 224
+    for most) on CPU workers; corruptions run on the device; counts are committed to the store
     shard by shard, so an interrupted run resumes where it stopped and a
     repeated one computes nothing.
 

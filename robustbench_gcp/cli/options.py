@@ -201,6 +201,31 @@ def check_baseline_applies(*suites) -> None:
                                f"suite has none to normalize")
 
 
+def _preprocess(ctx, param, value):
+    """``--preprocess resize_size=342,input_size=299,...`` as the library's ``preprocess`` dict."""
+    if value is None:
+        return None
+    given = {}
+    for item in value.split(","):
+        key, sep, text = (part.strip() for part in item.partition("="))
+        if not sep or not key or not text:
+            raise click.BadParameter(f"expected key=value items separated by commas. Got {item!r}")
+        if key in given:
+            raise click.BadParameter(f"{key} is given twice")
+        if key in ("input_size", "resize_size"):
+            if not text.isdigit():
+                raise click.BadParameter(f"{key} should be a positive integer. Got {text!r}")
+            given[key] = int(text)
+        elif key in ("mean", "std"):
+            try:
+                given[key] = tuple(float(v) for v in text.split(":"))
+            except ValueError:
+                raise click.BadParameter(f"{key} should be three numbers R:G:B. Got {text!r}") from None
+        else:
+            given[key] = text
+    return given
+
+
 model_options = _compose(
     click.option("--checkpoint", default=None, metavar="PATH|URL",
                  help="Weights to load (every published layout; read with weights_only=True)."),
@@ -215,6 +240,13 @@ model_options = _compose(
     click.option("--ema/--no-ema", default=True, show_default=True,
                  help="Of a training file with EMA weights (state_dict_ema, e.g. DeiT + DropCov), "
                       "evaluate those, as the original evaluation does; --no-ema takes the raw ones."),
+    click.option("--preprocess", callback=_preprocess, default=None, metavar="KEY=VALUE,...",
+                 help="Preprocessing of a model you bring (torchvision:<name>, package.module:callable): "
+                      "some of resize_size, input_size, interpolation (bilinear, bicubic, nearest...), "
+                      "mean and std (R:G:B), e.g. resize_size=342,input_size=299. Default: the module's "
+                      "own pretrained_cfg; for torchvision:<name> its published weights' where they all "
+                      "share one (inception_v3 342/299, efficientnet_b4 384/380 bicubic); else ImageNet's "
+                      "(resize 256, crop 224, bilinear)."),
 )
 
 #: the --model help of eval and baseline

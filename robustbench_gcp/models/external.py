@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
 
@@ -91,6 +91,9 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     if unknown:
         raise ConfigError(f"`preprocess` has unknown keys {unknown}; expected some of {sorted(known)}")
     values = dict(given)
+    for key in ("input_size", "resize_size"):
+        if key in values:
+            values[key] = check_integer(f"preprocess['{key}']", values[key])
     for key in ("mean", "std"):
         if key in values:
             values[key] = tuple(float(v) for v in values[key])
@@ -113,6 +116,33 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
 TRANSFORM_INPUT = ("googlenet", "inception_v3")
 
 
+def torchvision_preprocess(name: str) -> PreprocessConfig | None:
+    """The preprocessing of torchvision's published weights of architecture ``name`` (their
+    ``transforms``: inception_v3 342 / 299, efficientnet_b4 384 / 380 bicubic, swin_t 232 / 224
+    bicubic ...) where all its weights share one; None (ImageNet's 256 / 224 bilinear) where they
+    differ (resnet50's V1 256, V2 232: which the checkpoint is cannot be told) or it has none."""
+    import inspect
+
+    import torchvision
+    from torchvision.transforms._presets import ImageClassification
+
+    try:
+        weights = list(torchvision.models.get_model_weights(name))
+    except (ValueError, KeyError):
+        return None
+    defaults = {key: p.default for key, p in inspect.signature(ImageClassification).parameters.items()}
+    configs = set()
+    for w in weights:
+        given = getattr(w.transforms, "keywords", None)
+        if getattr(w.transforms, "func", None) is not ImageClassification or given is None:
+            return None
+        chosen = {**defaults, **given}
+        interpolation = getattr(chosen["interpolation"], "value", chosen["interpolation"])
+        configs.add(PreprocessConfig(int(chosen["crop_size"]), int(chosen["resize_size"]), str(interpolation),
+                                     tuple(map(float, chosen["mean"])), tuple(map(float, chosen["std"]))))
+    return configs.pop() if len(configs) == 1 else None
+
+
 def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
     """Resolve ``torchvision:<name>`` or ``package.module:callable`` (imported now; nothing built).
 
@@ -130,8 +160,9 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         # as torchvision builds them for its published weights (same keys either way: strict loading
         # could not tell, and those weights gave other logits without the input transform)
         options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
+        chosen = preprocess_config(preprocess if preprocess is not None else torchvision_preprocess(name))
         return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
-                              preprocess_config(preprocess), random_init=True)
+                              chosen, random_init=True)
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
