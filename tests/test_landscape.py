@@ -8,6 +8,7 @@ steps, one image at a time.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -243,7 +244,10 @@ def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path
     (("--etas", "0.1:0.3:2.5"), "K (the number of steps) should be an integer >= 2"),
     (("--etas", "0:1:1e9"), "K (the number of steps) should be at most 10,000 (the papers use 50). Got 1e9"),
     (("--amp",), "`--amp` computes in bfloat16 on cpu, whose rounding swamps the landscape suite's"),
-    (("--etas", "0.3:0.1:5"), "the first step A should be <= the last step B. Got 0.3 > 0.1"),
+    (("--etas", "0.3:0.1:5"), "the first step A should be < the last step B. Got 0.3 >= 0.1"),
+    (("--etas", "0.5:0.5:3"), "the first step A should be < the last step B. Got 0.5 >= 0.5"),
+    (("--etas", "0:1:nan"), "K (the number of steps) should be an integer >= 2. Got nan"),
+    (("--etas", "0:1:inf"), "K (the number of steps) should be an integer >= 2. Got inf"),
     (("--etas", "-0.1:0.3:5"), "the first step A should be >= 0. Got -0.1"),
     (("--model", "alexnet", "--random-weights"), "`--landscape-at stem`: model 'alexnet' (alexnet) has no "
                                                   "known stem; models with one: resnet"),
@@ -270,6 +274,8 @@ def test_etas_take_fractions():
 
     assert parse_etas("0.1/256:75/256:50") == DEFAULT_ETAS["stem"]
     assert DEFAULT_ETAS["stem"].values()[[0, -1]].tolist() == [0.1 / 256, 75 / 256]
+    zero = parse_etas("-0:1:3")  # was a cell of its own, labelled "-0 to 1"
+    assert zero == parse_etas("0:1:3") and math.copysign(1, zero.low) == 1
 
 
 def test_plots_of_two_step_settings_are_two_files_in_the_folder(demo_val, tmp_path):
@@ -393,3 +399,31 @@ def test_benchmarks_yaml_settings(tmp_path):
                                  "    etas: '0.5:0.1:3'\n", 1), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"suites\.mine\.etas"):
         load_config(path)
+
+
+def test_an_undefined_gradient_is_said_as_such_not_blamed_on_the_steps(demo_val, tmp_path):
+    """A signed square root at exact zeros has finite logits and a NaN gradient: every step from X
+    was NaN, and the error said to lower --etas (no step is small enough)."""
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.errors import NonFiniteError
+
+    class SignedSqrt(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=4)
+            self.fc = torch.nn.Linear(16, 10)
+            with torch.no_grad():
+                self.conv.bias[:2] = -100.0  # two dead channels: their sqrt is taken at 0
+
+        def forward(self, x):  # bilinear pooling, signed square root (a B-CNN's head)
+            f = torch.relu(self.conv(x)).flatten(2)
+            b = (f @ f.transpose(1, 2) / f.shape[-1]).flatten(1)
+            return self.fc(torch.sign(b) * b.abs().sqrt())
+
+    store = tmp_path / "s.db"
+    with pytest.raises(NonFiniteError, match=r"the gradient of the loss is NaN or infinite at 1 of 1 "
+                                             r"points .* backward pass is undefined there"):
+        evaluate(SignedSqrt(), name="signed-sqrt", suite="landscape", data=demo_val, class_order="sorted",
+                 store=store, limit=2, landscape_at="pixels", etas="0:1e-9:2", workers=0,
+                 preprocess={"resize_size": 73, "input_size": 64})

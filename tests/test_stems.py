@@ -52,3 +52,37 @@ def test_a_model_without_a_known_stem_is_named():
     assert not has_stem(model)
     with pytest.raises(ConfigError, match="model 'VGG' has no known stem; models with one: resnet"):
         split_at_stem(model)
+
+
+def test_a_subclass_that_changes_the_forward_pass_is_not_split():
+    """A subclass of a known family with its own forward (a temperature, say) was split as its
+    family: the landscape at the stem skipped its forward and measured the plain model."""
+    from robustbench_gcp.models.resnet import ResNet
+
+    class Tempered(ResNet):
+        def forward(self, x):
+            return super().forward(x) / 4
+
+    class Renamed(ResNet):  # changes nothing of the forward pass: split as a ResNet
+        pass
+
+    class TorchvisionTempered(torchvision.models.ResNet):
+        def _forward_impl(self, x):
+            return super()._forward_impl(x) / 4
+
+    x = torch.randn(1, 3, 64, 64)
+    for cls, changed in ((Tempered, "Tempered.forward"), (Renamed, None)):
+        model = create_model("demo-gap").eval()
+        model.__class__ = cls
+        with torch.no_grad():
+            if changed is None:
+                split = split_at_stem(model)
+                torch.testing.assert_close(split.rest(split.stem(x)), model(x), rtol=0, atol=0)
+                continue
+            assert not has_stem(model)
+            with pytest.raises(ConfigError, match=rf"model '.*' changes the forward pass of its family "
+                                                  rf"\({changed}\), which the split at the stem would skip"):
+                split_at_stem(model)
+    tempered = torchvision.models.resnet18()
+    tempered.__class__ = TorchvisionTempered
+    assert not has_stem(tempered)

@@ -31,7 +31,7 @@ from torch import nn
 
 from robustbench_gcp.errors import ConfigError
 
-__all__ = ["STEM_FAMILIES", "Stem", "has_stem", "split_at_stem", "stem_family"]
+__all__ = ["STEM_FAMILIES", "Stem", "has_stem", "no_stem_reason", "split_at_stem", "stem_family"]
 
 #: the model families with a known stem, for messages
 STEM_FAMILIES = "resnet*, demo-*, mobilenetv2-*, shufflenetv2-*, deit-small-*, torchvision:resnet*"
@@ -109,26 +109,66 @@ def _own(model: nn.Module) -> nn.Module:
     return model.net if isinstance(model, BroughtModel) else model
 
 
-def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
+#: the methods a family's forward pass runs that its split does not: a subclass that changes one
+#: is not split (its own forward would be skipped: a landscape of another function)
+_FORWARD = ("forward", "forward_features", "_forward_impl")
+
+
+def _changed(model: nn.Module, family: type) -> str | None:
+    """The first of :data:`_FORWARD` that ``model``'s class defines otherwise than ``family``."""
+    for name in _FORWARD:
+        if getattr(type(model), name, None) is not getattr(family, name, None):
+            return name
+    return None
+
+
+def _candidate(model: nn.Module) -> tuple[Callable[[nn.Module], Stem], type | None] | None:
+    """The split of ``model``'s family and the class whose forward pass it follows (None for timm's
+    ViTs, found by their attributes), whether or not ``model`` changes that forward pass."""
     from robustbench_gcp.models.deit import DeiTDropCov
     from robustbench_gcp.models.mobile import MobileNetV2, ShuffleNetV2
     from robustbench_gcp.models.resnet import ResNet
 
-    model = _own(model)
-    if isinstance(model, ResNet):
-        return _resnet
+    for cls, split in ((ResNet, _resnet), (MobileNetV2, _mobilenetv2), (ShuffleNetV2, _shufflenetv2),
+                       (DeiTDropCov, _dropcov_vit)):
+        if isinstance(model, cls):
+            return split, cls
     torchvision = sys.modules.get("torchvision")  # not imported: the model is none of its
-    if torchvision is not None and type(model) is torchvision.models.ResNet:
-        return _torchvision_resnet
-    if isinstance(model, MobileNetV2):
-        return _mobilenetv2
-    if isinstance(model, ShuffleNetV2):
-        return _shufflenetv2
-    if isinstance(model, DeiTDropCov):
-        return _dropcov_vit
+    if torchvision is not None and isinstance(model, torchvision.models.ResNet):
+        return _torchvision_resnet, torchvision.models.ResNet
     if all(hasattr(model, a) for a in ("patch_embed", "_pos_embed", "norm_pre", "blocks", "norm")):
-        return _timm_vit
+        return _timm_vit, None
     return None
+
+
+def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
+    found = _candidate(_own(model))
+    if found is None or _forward_change(_own(model), found[1]) is not None:
+        return None
+    return found[0]
+
+
+def _forward_change(model: nn.Module, family: type | None) -> str | None:
+    """``Class.method`` of ``model`` that changes its family's forward pass (timm's ViTs: a method
+    not defined by timm), else None."""
+    if family is not None:
+        name = _changed(model, family)
+        return f"{type(model).__name__}.{name}" if name else None
+    for name in _FORWARD:
+        method = getattr(type(model), name, None)
+        if method is not None and not getattr(method, "__module__", "").startswith("timm."):
+            return f"{type(model).__name__}.{name}"
+    return None
+
+
+def no_stem_reason(model: nn.Module) -> str:
+    """Why ``model`` has no known stem, for messages (after "model 'name' ")."""
+    found = _candidate(_own(model))
+    change = _forward_change(_own(model), found[1]) if found else None
+    if change:
+        return (f"changes the forward pass of its family ({change}), which the split at the stem "
+                "would skip")
+    return f"has no known stem; models with one: {STEM_FAMILIES}"
 
 
 def has_stem(model: nn.Module) -> bool:
@@ -152,6 +192,6 @@ def split_at_stem(model: nn.Module) -> Stem:
     family = _family(model)
     if family is None:
         name = getattr(model, "name", None) or type(model).__name__
-        raise ConfigError(f"`--landscape-at stem`: model '{name}' has no known stem; models with one: "
-                          f"{STEM_FAMILIES}. Use --landscape-at pixels for any model")
+        raise ConfigError(f"`--landscape-at stem`: model '{name}' {no_stem_reason(model)}. Use "
+                          "--landscape-at pixels for any model")
     return family(_own(model))

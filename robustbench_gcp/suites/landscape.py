@@ -241,13 +241,13 @@ class LandscapeSuite(Suite):
         without steps given, a MobileNetV2's are its authors' (:data:`STEM_ETAS`)."""
         if selection.settings.at != "stem":
             return selection
-        from robustbench_gcp.models.stems import STEM_FAMILIES, stem_family
+        from robustbench_gcp.models.stems import no_stem_reason, stem_family
 
-        family = stem_family(_architecture(model))
+        architecture = _architecture(model)
+        family = stem_family(architecture)
         if family is None:
-            raise ConfigError(f"`--landscape-at stem`: model '{model.label}' ({model.arch}) has no known "
-                              f"stem; models with one: {STEM_FAMILIES}. Use --landscape-at pixels for "
-                              "any model")
+            raise ConfigError(f"`--landscape-at stem`: model '{model.label}' ({model.arch}) "
+                              f"{no_stem_reason(architecture)}. Use --landscape-at pixels for any model")
         if selection.default_etas and family in STEM_ETAS:
             settings = dataclasses.replace(selection.settings, etas=STEM_ETAS[family])
             return dataclasses.replace(selection, settings=settings)

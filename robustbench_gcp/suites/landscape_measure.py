@@ -125,18 +125,18 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
                           f"0.0004:0.3:50. Got {value!r}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ConfigError(f"`{flag}` should hold finite step sizes. Got {value!r}")
-    if count_value != int(count_value) or count_value < 2:
+    if not math.isfinite(count_value) or count_value != int(count_value) or count_value < 2:
         raise ConfigError(f"`{flag}`: K (the number of steps) should be an integer >= 2. Got {parts[2]}")
     if count_value > MAX_STEPS:  # each step is a forward and backward pass per image
         raise ConfigError(f"`{flag}`: K (the number of steps) should be at most {MAX_STEPS:,} (the papers "
                           f"use 50). Got {parts[2]}")
     if low < 0:
         raise ConfigError(f"`{flag}`: the first step A should be >= 0. Got {low:g}")
-    if low > high:
-        raise ConfigError(f"`{flag}`: the first step A should be <= the last step B. Got {low:g} > {high:g}")
     if high <= 0:
         raise ConfigError(f"`{flag}`: the last step B should be > 0. Got {high:g}")
-    return Etas(low, high, int(count_value))
+    if low >= high:  # A = B: K steps of one size, one cell apart from the same numbers' others
+        raise ConfigError(f"`{flag}`: the first step A should be < the last step B. Got {low:g} >= {high:g}")
+    return Etas(low + 0.0, high, int(count_value))  # -0 is 0 (one cell, one label)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         (B, 2 + 2K) float32: L(X), ||g||, loss_k for each k, change_k for each k.
 
     Raises:
-        NonFiniteError: the logits at X or at a step are NaN or infinite.
+        NonFiniteError: the logits, or the gradient of the loss, at X or at a step are NaN or infinite.
     """
     to_x, rest = split or measurement_split(classifier, settings.at)
     etas = settings.etas.values()
@@ -257,6 +257,12 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         loss = F.cross_entropy(finite(logits.float(), amp=classifier.amp, rows="points (X and its steps)"),
                                targets, reduction="none")
         (grad,) = torch.autograd.grad(loss.sum(), points)
+        bad = ~torch.isfinite(grad.flatten(1)).all(dim=1)
+        if bad.any():  # finite logits, undefined backward: every step from X would be NaN
+            raise NonFiniteError(f"the gradient of the loss is NaN or infinite at {int(bad.sum())} of "
+                                 f"{bad.numel()} points (X and its steps) where the logits are finite: "
+                                 "the model's backward pass is undefined there (a square root or a "
+                                 "division at 0?)")
         return loss.detach(), grad.detach()
 
     out = []
@@ -280,7 +286,7 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
                 try:
                     loss_k, grad_k = loss_and_grad(points, label.expand(len(scale)))
                 except NonFiniteError as error:
-                    raise NonFiniteError(f"{error} at a step of up to eta = {settings.etas.high:g} "
+                    raise NonFiniteError(f"{error}, at a step of up to eta = {settings.etas.high:g} "
                                          f"from the {settings.at}: lower the last step of --etas") from None
                 where = torch.as_tensor(moving[start:start + ROWS - 1], device=losses.device)
                 losses[where] = loss_k[1:]
