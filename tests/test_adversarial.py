@@ -297,6 +297,29 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     assert set(isqrt["tests"]) == {"clean", "pgd-linf 2/255 (steps=2)", "pgd-linf 4/255 (steps=2)"}
 
 
+def test_a_stopped_run_of_a_new_budget_does_not_hide_the_finished_one(demo_val, tmp_path):
+    """The budget stored last was shown even when unfinished: its cells were then dropped as partial
+    and the attack vanished from every output, beside a note naming neither budget as shown."""
+    import sqlite3
+
+    store = tmp_path / "s.db"
+    common = dict(attacks="pgd-linf", epsilons="4/255", limit=10, shard_size=5, batch_size=5)
+    attack_report(demo_val, store, steps=3, **common)
+    attack_report(demo_val, store, steps=2, **common)
+    with sqlite3.connect(store) as db:  # as a run killed after its first shard of the 2-step budget
+        db.execute("DELETE FROM shards WHERE shard > 0 AND cell_id IN (SELECT id FROM cells WHERE "
+                   "variant LIKE '%\"steps\": 2%' OR variant LIKE '%\"steps\":2%')")
+    report = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                       "--format", "json", "--no-intervals"])
+    assert report.exit_code == 0, report.output
+    (gap,) = json.loads(report.stdout)["reports"]
+    assert [(a["attack"], a["budget"]["steps"]) for a in gap["attacks"]] == [("pgd-linf", 3)]
+    assert ("demo-gap, pgd-linf: the budget stored last (steps=2, epsilons 4/255) is not finished (a run "
+            "stopped mid-way)") in gap["notes"], gap["notes"]
+    assert ("demo-gap, pgd-linf: only the last complete budget (steps=3, epsilons 4/255) is shown; also "
+            "stored: steps=2, epsilons 4/255") in gap["notes"], gap["notes"]
+
+
 def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
     store = tmp_path / "s.db"
     one = dict(attacks="pgd-linf", epsilons="4/255", limit=10)

@@ -240,14 +240,25 @@ class AdversarialSuite(Suite):
 
     # -- reports
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """Per attack, the cells of the budget stored last, with its epsilon list (never a mix: an
-        image broken at a smaller epsilon of the list counts as broken at the larger ones, so cells
-        of two lists are not one curve), of the newest revision of the attack, and notes naming the
-        budgets left out."""
+        """Per attack, the cells of the budget stored last whose cells are complete (the last one
+        where none is: a run stopped mid-way does not hide a finished budget), with its epsilon list
+        (never a mix: an image broken at a smaller epsilon of the list counts as broken at the larger
+        ones, so cells of two lists are not one curve), of the newest revision of the attack, and
+        notes naming the budgets left out."""
         results, notes = newest(results, model)
+        stored: dict[str, dict[str, bool]] = {}  # attack -> budget -> complete, in store order
+        for r in results:
+            budget = canonical_json(_measured(r.key))
+            done = stored.setdefault(r.key.name, {}).pop(budget, True)  # re-inserted: order of last cell
+            stored[r.key.name][budget] = done and r.complete
         budgets: dict[str, str] = {}
-        for r in results:  # store order: the last budget of each attack wins
-            budgets[r.key.name] = canonical_json(_measured(r.key))
+        for attack, complete in stored.items():
+            last = list(complete)[-1]
+            budgets[attack] = next((b for b in reversed(complete) if complete[b]), last)
+            if budgets[attack] != last:
+                notes.append(f"{model}, {attack}: the budget stored last "
+                             f"({_budget_text(attack, json.loads(last))}) is not finished (a run stopped "
+                             "mid-way)")
         latest: dict[tuple[str, str], CellResult] = {}
         left_out: dict[str, set[str]] = {}
         for r in results:
@@ -258,7 +269,9 @@ class AdversarialSuite(Suite):
                 left_out.setdefault(r.key.name, set()).add(_budget_text(r.key.name, budget))
         for attack, tags in left_out.items():
             shown = _budget_text(attack, json.loads(budgets[attack]))
-            notes.append(f"{model}, {attack}: only the budget stored last ({shown}) is shown; also stored: "
+            which = "the budget stored last" if budgets[attack] == list(stored[attack])[-1] else \
+                "the last complete budget"
+            notes.append(f"{model}, {attack}: only {which} ({shown}) is shown; also stored: "
                          f"{'; '.join(sorted(tags))}")
         return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes
 
