@@ -353,3 +353,21 @@ def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():
     assert _median_text({"norm": "linf", "median_perturbation": 0.0435}) == "11.1/255"
     assert _median_text({"norm": "l2", "median_perturbation": 0.37}) == 0.37
     assert _median_text({"norm": "linf", "median_perturbation": None}) is None
+
+
+def test_linf_adversarials_lie_inside_the_ball_after_the_cast_to_float32():
+    """The float64 projection cast to float32 rounded 8,689 of 196,608 coordinates past 4/255."""
+    from pathlib import Path
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (4, 3, 64, 64), generator=generator).float() / 255
+    moved = x + torch.empty_like(x).uniform_(-0.05, 0.05, generator=generator)
+    eps = 4 / 255
+    task = AttackTask(AttackSpec("pgd-linf", (eps,)), ImageSource(Path(".")), 10)
+    projected = task._project(x, moved, eps)
+    assert projected.dtype == torch.float32
+    distance = (projected.double() - x.double()).abs()
+    assert distance.max() <= eps and projected.min() >= 0 and projected.max() <= 1
+    rounded = (x.double() + (moved - x).double().clamp(-eps, eps)).clamp(0, 1).float()
+    assert ((rounded.double() - x.double()).abs() > eps).sum() > 1000  # the cast alone went past
+    assert (projected != rounded).sum() == ((rounded.double() - x.double()).abs() > eps).sum()

@@ -64,14 +64,31 @@ def test_yaml_attack_settings_that_never_attack_are_refused(entry, said):
         suite.parse(Checker("x.yaml"), "mine", {"kind": "adversarial", "attacks": [entry]}, "suites.mine")
 
 
-def test_one_budget_written_two_ways_is_refused():
-    """4/255 and 0.0156862745 were two cells that reports showed as one 4/255."""
+def test_one_budget_written_two_ways_is_one_budget():
+    """4/255 and 0.0156862745 were two cells that reports showed as one 4/255 (refused since 0.7.3);
+    a YAML file's 0.0627450980 and --epsilons 16/255 were two cells, not paired, under one label,
+    and the note leaving them out of comparisons named both alike. A Linf budget that prints as
+    k/255 is k/255 now."""
+    from robustbench_gcp.suites.attacks import AttackSpec, format_epsilon
+
     suite = get_suite("adversarial")
     spec = load_config().suite("adversarial")
-    with pytest.raises(ConfigError, match=r"epsilons 0\.0156862745 and 0\.01568627450980392 of fgsm are "
-                                          r"both 4/255 in reports"):
-        suite.select(spec, {"attacks": "fgsm", "epsilons": "4/255,0.0156862745"})
+    (fgsm,) = suite.select(spec, {"attacks": "fgsm", "epsilons": "4/255,0.0156862745"}).attacks
+    assert fgsm.epsilons == (4 / 255,)
     assert len(suite.select(spec, {"attacks": "fgsm", "epsilons": "4/255,5/255"}).attacks[0].epsilons) == 2
+    yaml = suite.parse(Checker("x.yaml"), "mine", {"kind": "adversarial", "attacks": [
+        {"attack": "fgsm", "epsilons": [0.0627450980, 0.001]}]}, "suites.mine")
+    assert yaml.attacks[0].epsilons == (0.001, 16 / 255)  # 0.001 is 0.255/255: kept as given
+    assert AttackSpec("pgd-l2", (0.0627450980,)).epsilons == (0.0627450980,)  # L2: no k/255
+    assert format_epsilon(1e-9, "linf") == "1e-09"  # was 0/255
+    with pytest.raises(ConfigError, match=r"epsilons 0\.5 and 0\.5000000001 of pgd-l2 are both 0\.5 in "
+                                          r"reports"):
+        suite.select(spec, {"attacks": "pgd-l2", "epsilons": "0.5,0.5000000001"})
+    # a budget on the wrong scale in a YAML file names the file and the key (it was said at eval)
+    with pytest.raises(ConfigError, match=r"x\.yaml: suites\.mine\.attacks\[0\]\.epsilons: epsilon 8 for "
+                                          r"the Linf attack pgd-linf is not on the \[0, 1\] pixel scale"):
+        suite.parse(Checker("x.yaml"), "mine", {"kind": "adversarial", "attacks": [
+            {"attack": "pgd-linf", "epsilons": [8]}]}, "suites.mine")
 
 
 def test_yaml_landscape_entries_are_checked_as_the_command_line():

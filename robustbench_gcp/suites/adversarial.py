@@ -34,6 +34,7 @@ from robustbench_gcp.suites.attacks import (
     attack_suggestion,
     budget_of,
     budget_tag,
+    check_epsilons,
     format_epsilon,
     parse_epsilon,
     select_attacks,
@@ -161,7 +162,12 @@ def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
                 check.fail(f"{where}.{key}", "should be > 0 (at 0 the attack never moves), got 0")
     if attack == "fgsm" and params.get("random_start") is False:
         del params["random_start"]  # FGSM's default, which --attacks fgsm leaves out: the same cells
-    return AttackSpec(attack, tuple(sorted(set(epsilons))), params)
+    spec = AttackSpec(attack, epsilons, params)
+    try:  # a budget on the wrong scale names the file and key here, not at eval
+        check_epsilons(attack, spec.epsilons)
+    except ConfigError as error:
+        check.fail(f"{where}.epsilons", str(error))
+    return spec
 
 
 @register_suite

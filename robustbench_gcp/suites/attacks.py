@@ -67,11 +67,17 @@ ATTACK_KEYS = {
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack of a suite: its epsilons (ascending) and budget settings."""
+    """One attack of a suite: its epsilons (ascending, each once; a Linf budget within 1e-6 / 255 of
+    k / 255 is k / 255: see :func:`snap_epsilon`) and budget settings."""
 
     attack: str
     epsilons: tuple[float, ...]
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        norm = ATTACKS.get(self.attack)
+        epsilons = tuple(sorted({snap_epsilon(e, norm) for e in self.epsilons}))
+        object.__setattr__(self, "epsilons", epsilons)
 
     @property
     def norm(self) -> str:
@@ -189,7 +195,7 @@ def select_attacks(
                 + ", ".join(f"{s.attack}: {s.norm}" for s in chosen)
                 + "); choose attacks of one norm with --attacks"
             )
-        chosen = [AttackSpec(s.attack, tuple(sorted(set(epsilons))), s.params) for s in chosen]
+        chosen = [AttackSpec(s.attack, tuple(epsilons), s.params) for s in chosen]
     if steps is not None:  # applies to the iterative attacks among the chosen ones
         if not any("steps" in ATTACK_KEYS[s.attack] for s in chosen):
             only = ", ".join(s.attack for s in chosen)
@@ -281,11 +287,26 @@ def epsilon_level(eps: float) -> str:
     return repr(float(eps))
 
 
+def _levels(eps: float, norm: str | None) -> int | None:
+    """k where a Linf ``eps`` is k/255 (k >= 1) up to 1e-6 / 255, else None."""
+    if norm != "linf" or not math.isfinite(eps):
+        return None
+    k = round(eps * 255)
+    return k if k >= 1 and abs(eps * 255 - k) < 1e-6 else None
+
+
+def snap_epsilon(eps: float, norm: str | None) -> float:
+    """A Linf budget that reports print as k/255 (0.0627450980 from a YAML file) is k/255 exactly,
+    so that it is the same cell as ``--epsilons 16/255`` and pairs with it in comparisons."""
+    k = _levels(eps, norm)
+    return k / 255 if k is not None else eps
+
+
 def format_epsilon(eps: float, norm: str, digits: int = 6) -> str:
-    """Linf budgets as k/255 when they are, others as numbers of ``digits`` significant digits."""
-    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255)) < 1e-6:
-        return f"{round(eps * 255)}/255"
-    return f"{eps:.{digits}g}"
+    """Linf budgets as k/255 when they are, others as numbers of ``digits`` significant digits
+    (1e-09, not 0/255)."""
+    k = _levels(eps, norm)
+    return f"{k}/255" if k is not None else f"{eps:.{digits}g}"
 
 
 @dataclass(frozen=True)
@@ -360,7 +381,11 @@ class AttackTask:
             norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
             delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
         # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
-        return (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
+        projected = (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
+        if ATTACKS[self.spec.attack] == "linf":  # the cast rounds up to half a step beyond eps: one step in
+            over = (projected.double() - x.double()).abs() > eps
+            projected = torch.where(over, torch.nextafter(projected, x), projected)
+        return projected
 
     def _process(self, images, labels, indices, ctx) -> list[ShardResult]:
         x = from_uint8(images)
