@@ -124,3 +124,8 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
     drawn.clear()
     cli(*report, tmp_path / "partial")  # demo-isqrt's 8 images are an experiment of their own
     assert any(label.startswith("demo-isqrt (partial) (mCE ") for labels in drawn for label in labels), drawn
+    # Markdown's paper-style table (CE per corruption) names it partial too, as its other tables
+    markdown = cli("report", "--store", store, "--suite", "imagenet-c", "--baseline", "alexnet", "--format",
+                   "markdown").stdout
+    detail = markdown[markdown.index("CE per corruption (alexnet = 100)"):]
+    assert "| demo-isqrt (partial) |" in detail, detail

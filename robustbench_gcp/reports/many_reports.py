@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from robustbench_gcp.reports.comparison import comparison_heading, comparison_images
 from robustbench_gcp.reports.one_report import headline, to_long_csv
-from robustbench_gcp.reports.report_type import Report, experiments
+from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
 from robustbench_gcp.suites import all_suites, get_suite
 
@@ -140,7 +140,7 @@ def detail_markdown(reports: Sequence[Report]) -> str:
     for suite in all_suites():
         groups = experiments([r for r in reports if r.kind == suite.kind])  # as comparisons
         for group in groups.values():
-            table = suite.detail_markdown(group)
+            table = suite.detail_markdown(partial_marked(group))
             if table and len(groups) > 1:  # which experiment each of the suite's tables is
                 table = f"_{group[0].heading}, {group[0].n_images} images:_\n\n{table}"
             if table:

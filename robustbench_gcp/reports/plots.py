@@ -6,12 +6,11 @@ their primitives are in :mod:`robustbench_gcp.reports.figures`.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.reports.report_type import Report, experiments
+from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.suites import get_suite
 
 
@@ -30,8 +29,7 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
             stem += f"_{group[0].n_images}-images_{images[:8]}"
             subset = (group[0].partial or {}).get("image_range")
             stem += f"_images-{subset.replace(',', '_')}" if subset else ""
-        # a partial run is marked in the figures' legends as in every table
-        group = [dataclasses.replace(r, model=f"{r.model} (partial)") if r.partial else r for r in group]
+        group = partial_marked(group)
         for name, draw in get_suite(group[0].kind).plots().items():
             path = draw(group, folder / f"{stem}_{name}.png")
             if path is not None:

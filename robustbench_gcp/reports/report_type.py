@@ -10,6 +10,7 @@ output"); the suite's own sections (``clean``, ``cells``, ``perturbations``, ``a
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,3 +122,10 @@ def experiments(reports: Sequence[Report]) -> dict[tuple[str, str], list[Report]
     for report in reports:
         groups.setdefault(report.experiment, []).append(report)
     return groups
+
+
+def partial_marked(reports: Sequence[Report]) -> list[Report]:
+    """``reports`` with `` (partial)`` after the model name of a partial run, for the views that
+    name models by ``Report.model`` alone (figures' legends, Markdown's paper-style tables), as
+    every table marks it."""
+    return [dataclasses.replace(r, model=f"{r.model} (partial)") if r.partial else r for r in reports]
