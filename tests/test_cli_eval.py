@@ -477,3 +477,16 @@ def test_compare_refuses_a_baseline_no_compared_suite_uses(image_folder, store_p
         "Error: --baseline normalizes the metrics of the imagenet-c/imagenet-p suites; the clean suite "
         "has none to normalize")
     assert not store_path.exists()
+
+
+def test_eval_and_report_give_the_same_absolute_data_path(demo_val, tmp_path, monkeypatch):
+    """eval's JSON gave --data as typed (`val`), report's the absolute path the store records."""
+    monkeypatch.chdir(demo_val.parent)
+    store = tmp_path / "s.db"
+    result = run("eval", "--model", "demo-gap", "--data", "val", "--class-order", "sorted", "--store", store,
+                 "--limit", 4, "--workers", 0, "--format", "json")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.stdout)
+    reported = run("report", "--store", store, "--format", "json", "--no-intervals")
+    (stored,) = json.loads(reported.stdout)["reports"]
+    assert evaluated["data"] == stored["data"] == str(demo_val)

@@ -296,7 +296,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     return build_report(
         suite, info, results, normalizer, suite_name=plan.selection.spec.name, model=plan.model.label,
         checkpoint=str(plan.model.checkpoint) if plan.model.checkpoint else None, notes=notes,
-        data=str(plan.images.root) if plan.data is not None else None,
+        data=_absolute(plan.images.source) if plan.data is not None else None,  # as the store records it
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
