@@ -397,6 +397,9 @@ class Perturbation:
             PIL's filters; a 1e-3 tolerance absorbs float32 error), ``truncate-exact`` (the
             frames went through the original's float operations: plain truncation) or
             ``round`` (ImageMagick, OpenCV).
+        revision: 1, plus one each time a release changed its frames (2 for gaussian_blur in
+            0.7.7: scipy's sums in scipy's order); cells of an earlier revision are computed
+            again, not reused (``robustbench_gcp.suites.revisions``).
         doc: what frame i is.
     """
 
@@ -405,6 +408,7 @@ class Perturbation:
     apply: Callable[..., torch.Tensor]
     sample: Sampler | None = None
     storage: str = "truncate"
+    revision: int = 1
     doc: str = field(default="", compare=False)
 
     @property

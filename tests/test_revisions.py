@@ -37,8 +37,8 @@ def test_reports_show_the_newest_revision_whatever_the_order():
     for cells in ([old, new, other], [new, old, other]):
         kept, notes = newest(cells, "m")
         assert [c.n for c in kept] == [c.n for c in cells if c is not old]
-        assert notes == ["m: 1 cells computed by an earlier version of their corruption or attack are "
-                         "left out; the current version's are shown"]
+        assert notes == ["m: 1 cells computed by an earlier version of their corruption, perturbation or "
+                         "attack are left out; the current version's are shown"]
     kept, notes = newest([old, other], "m")  # only the old revision stored: shown, and said so
     assert kept == [old, other] and len(notes) == 1 and notes[0].startswith("m: brightness were computed")
     released = _cell("brightness", {"source": "released"}, 4)
@@ -91,3 +91,34 @@ def test_an_earlier_revision_is_recomputed_and_reported_once(image_folder, gap_c
     assert any("1 cells computed by an earlier version" in n for n in after["notes"])
     assert not any("were computed by an earlier version" in n for n in after["notes"])
     assert after["cells"] == first["cells"]
+
+
+def test_an_earlier_revision_of_a_perturbation_is_recomputed_and_reported_once(demo_val, tmp_path):
+    """ImageNet-P's gaussian_blur gives the original's bytes since 0.7.7 (revision 2): the cells
+    0.7.6 stored (unmarked) are computed again beside them, and reports show the new ones."""
+    from robustbench_gcp.suites.revisions import current_revision, perturbation_revision
+
+    assert perturbation_revision("gaussian_blur", "torch") == 2
+    assert perturbation_revision("gaussian_blur", "released") == perturbation_revision("rotate", "torch") == 1
+    assert current_revision(CellKey("imagenet-p", "gaussian_blur", "1", '{"source":"torch"}')) == 2
+    store = tmp_path / "s.db"
+    args = ("eval", "--model", "demo-gap", "--data", demo_val, "--class-order", "sorted", "--store", store,
+            "--suite", "imagenet-p", "--perturbations", "gaussian_blur,rotate", "--limit", 4, "--workers", 0,
+            "--format", "json")
+    first = json.loads(run(*args).stdout)
+    with Store(store) as s:
+        variants = {key.name: json.loads(key.variant) for _, key in s.cells(s.runs()[0].id) if key.name}
+    assert variants["gaussian_blur"]["revision"] == 2 and "revision" not in variants["rotate"]
+    unmarked = canonical_json({k: v for k, v in variants["gaussian_blur"].items() if k != "revision"})
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE cells SET variant = ? WHERE name = 'gaussian_blur'", (unmarked,))
+    db.close()
+    stale = json.loads(run("report", "--store", store, "--format", "json", "--no-intervals").stdout)
+    (report,) = stale["reports"]
+    assert any("gaussian_blur were computed by an earlier version" in n for n in report["notes"]), report
+    again = json.loads(run(*args).stdout)
+    assert again["computed"]["computed"] == 1 and again["perturbations"] == first["perturbations"]
+    after = json.loads(run("report", "--store", store, "--format", "json", "--no-intervals").stdout)
+    (report,) = after["reports"]
+    assert [e["perturbation"] for e in report["perturbations"]] == ["rotate", "gaussian_blur"]
+    assert any("1 cells computed by an earlier version" in n for n in report["notes"]), report["notes"]

@@ -67,6 +67,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
+from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.sequence_tasks import PerturbationTask, window_side
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 
@@ -448,7 +449,9 @@ class ImageNetPSuite(LevelledSuite):
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the current one where a store also holds one
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3; others a
-        pixel off the image's centre crop, before 0.7.5, at sizes such as the demo models')."""
+        pixel off the image's centre crop, before 0.7.5, at sizes such as the demo models'; of a
+        perturbation's earlier revision: :func:`~robustbench_gcp.suites.revisions.newest`)."""
+        results, revised = newest(results, model)
         chosen: dict[tuple[str, str], CellResult] = {}
         for r in results:
             key = (r.key.name, r.key.level)
@@ -459,7 +462,7 @@ class ImageNetPSuite(LevelledSuite):
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
                  "square, or a pixel off the centre crop) are left out; their current versions are shown"
                  ] if left else []
-        return kept, notes
+        return kept, revised + notes
 
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
                    keys: Sequence[CellKey]) -> FlipBaseline | None:

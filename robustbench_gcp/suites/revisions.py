@@ -1,10 +1,11 @@
 """Which stored cells the current code would make: the revision mark of changed computations.
 
-When a release changes what a corruption or an attack makes (gcp-robust 0.7.1 made brightness and
-saturate repeat scikit-image's float64 arithmetic, the reference backend run the original ImageNet-C
-code, and C&W no longer take foolbox's placeholder of a failed image for an adversarial), its
-revision goes up (:attr:`corruptions.Corruption.revision`,
-:data:`corruptions.reference.REFERENCE_REVISION`, :data:`ATTACK_REVISIONS`) and the cells it
+When a release changes what a corruption, a perturbation or an attack makes (gcp-robust 0.7.1 made
+brightness and saturate repeat scikit-image's float64 arithmetic, the reference backend run the
+original ImageNet-C code, and C&W no longer take foolbox's placeholder of a failed image for an
+adversarial), its revision goes up (:attr:`corruptions.Corruption.revision`,
+:attr:`corruptions.Perturbation.revision`, :data:`corruptions.reference.REFERENCE_REVISION`,
+:data:`ATTACK_REVISIONS`) and the cells it
 makes carry ``"revision": n`` in their variant. A store's cells of an earlier revision are then
 not this run's cells: ``eval`` computes the new ones beside them. Revision 1 carries no mark, so
 the cells of everything unchanged stay found in older stores.
@@ -48,6 +49,17 @@ def corruption_revision(corruption: str, source: str | None) -> int:
     return 1
 
 
+def perturbation_revision(perturbation: str, source: str | None) -> int:
+    """The revision of ImageNet-P cells of ``perturbation`` made by ``source`` (1 for released
+    videos, or a name this version does not know)."""
+    if source == "torch":
+        from corruptions import get_perturbation, list_perturbations
+
+        if perturbation in list_perturbations("all"):
+            return get_perturbation(perturbation).revision
+    return 1
+
+
 def revision_mark(corruption: str, source: str) -> dict:
     """The mark of a cell of ``corruption`` made by ``source``."""
     return mark(corruption_revision(corruption, source))
@@ -57,6 +69,8 @@ def current_revision(key: CellKey) -> int:
     """The revision the current code gives the cell ``key``."""
     if key.kind == "adversarial":
         return ATTACK_REVISIONS.get(key.name, 1)
+    if key.kind == "imagenet-p":
+        return perturbation_revision(key.name, json.loads(key.variant).get("source"))
     return corruption_revision(key.name, json.loads(key.variant).get("source"))
 
 
@@ -80,8 +94,8 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
     unfinished = sorted({r.key.name for r in left if id(r) not in older_ids})
     notes = []
     if older:
-        notes.append(f"{model}: {len(older)} cells computed by an earlier version of their corruption or "
-                     "attack are left out; the current version's are shown")
+        notes.append(f"{model}: {len(older)} cells computed by an earlier version of their corruption, "
+                     "perturbation or attack are left out; the current version's are shown")
     if unfinished:
         notes.append(f"{model}: the current version of {', '.join(unfinished)} is not finished yet (a "
                      "run stopped mid-way): the earlier, complete one is shown")

@@ -22,6 +22,7 @@ from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.metrics import flip_mode, flip_totals, rate_counts
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
+from robustbench_gcp.suites.revisions import mark, perturbation_revision
 
 __all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
 
@@ -74,8 +75,9 @@ class PerturbationTask:
         noise = self.perturbation in NOISE_PERTURBATIONS
         if noise and len(self.difficulties) != 1:
             raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
-        variant = {"source": "released" if self.source.video_frames else "torch",
-                   **dataset_mark(get_dataset(self.dataset))}
+        source = "released" if self.source.video_frames else "torch"
+        variant = {"source": source, **dataset_mark(get_dataset(self.dataset)),
+                   **mark(perturbation_revision(self.perturbation, source))}
         if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
             variant["geometry"] = "whole-image"
         elif shifted_square(self.source):  # 0.7.5+: at the image's centre crop, not a pixel off it
