@@ -241,6 +241,18 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
     assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
     assert not (tmp_path / "none.db").exists()
+    # the clean suite has no figures: said, not a silent exit 0 with no folder
+    clean = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--data",
+                                      str(image_folder), "--store", str(tmp_path / "c.db"), "--plot",
+                                      str(tmp_path / "clean-figs"), "--workers", "0"])
+    assert clean.exit_code == 0, clean.output
+    assert "--plot: no figures for these reports (clean); the imagenet-c, imagenet-p, adversarial, " \
+           "landscape suites have figures" in clean.stderr
+    none = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "c.db")])
+    assert none.exit_code == 0 and none.stdout == "" and "no baselines stored in" in none.stderr, none.output
+    as_json = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "c.db"), "--format",
+                                        "json"])
+    assert json.loads(as_json.stdout) == []
 
 
 def test_compare_checks_every_job_before_the_first_runs(image_folder, gap_checkpoint, tmp_path):

@@ -76,6 +76,10 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
             rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
                      "images": run.n_images, "stored": stored}
                     for n, stored, run in store.baselines()]
+        if not rows and fmt == "table":  # an empty table says nothing; CSV and JSON stay parseable
+            click.echo(f"no baselines stored in {options['store']} (store one with `gcp-robust baseline "
+                       "--model NAME --name NAME ...`)", err=True)
+            return
         emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
                     Column("checkpoint", justify="left"), Column("images"), Column("stored")],
              fmt=fmt, title=f"Baselines in {options['store']}", output=output)

@@ -176,5 +176,13 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
     if plot_dir:
         from robustbench_gcp.reports.plots import write_plots
 
-        for path in write_plots(reports, plot_dir):
+        written = write_plots(reports, plot_dir)
+        for path in written:
             click.echo(f"wrote {path}", err=True)
+        if not written:  # the clean suite has no figures: say so rather than write nothing silently
+            from robustbench_gcp.suites import all_suites
+
+            kinds = ", ".join(dict.fromkeys(r.kind for r in reports)) or "no reports"
+            drawn = ", ".join(s.kind for s in all_suites() if s.plots())
+            click.echo(f"--plot: no figures for these reports ({kinds}); the {drawn} suites have "
+                       "figures", err=True)
