@@ -242,3 +242,27 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
     assert "mean FP %" in table.stdout and "mean T5D" in table.stdout and "mFR" not in table.stdout
     fp = sum(e["flip_probability"] for e in report["perturbations"]) / 2
     assert f"{100 * fp:.2f}" in table.stdout
+
+
+def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_path):
+    """Comparisons averaged the stored float32 per-video rates: mT5D 62.83513954976642 beside the
+    report's 62.83513922182043. The rates are integers over the pairs compared: recovered exactly."""
+    store = tmp_path / "s.db"
+    selection = ("--perturbations", "rotate,translate,brightness,gaussian_noise", "--limit", 20)
+    run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection, "--name", "base"))
+    run("eval", "--model", "demo-isqrt", *p_args(demo_val, store, *selection))
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--baseline", "base", "--format",
+                                       "json", "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (comparison,) = out["comparisons"]
+    checked = 0
+    for report in out["reports"]:
+        (model,) = [m for m in comparison["models"] if m["model"].startswith(report["model"])]
+        figures = {**report["metrics"], **report["metrics"]["by_difficulty"]["1"]}
+        for name, value in model["metrics"].items():
+            if figures.get(name) is not None:
+                expected = pytest.approx(figures[name], rel=1e-13, abs=0)
+                assert value["estimate"] == expected, (name, report["model"])
+                checked += 1
+    assert checked >= 4, out["comparisons"]
