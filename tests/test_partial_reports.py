@@ -129,3 +129,18 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
                    "markdown").stdout
     detail = markdown[markdown.index("CE per corruption (alexnet = 100)"):]
     assert "| demo-isqrt (partial) |" in detail, detail
+
+
+def test_notes_of_a_model_in_two_tables_of_one_suite_say_which_table(demo_val, tmp_path):
+    """Two runs of one model on two image sets are two tables; their notes ("CE sums over severities
+    1,2 only", "... 1,3 only") were printed under both, each naming the model alone."""
+    store = tmp_path / "s.db"
+    for limit, severities in ((10, "1,2"), (6, "1,3")):
+        cli("eval", "--model", "demo-gap", *common(demo_val, store, "--suite", "imagenet-c", "--corruptions",
+                                                   "fog", "--severities", severities, "--limit", limit))
+    result = cli("report", "--store", store, "--suite", "imagenet-c", "--no-intervals")
+    lines = [" ".join(line.split()) for line in result.stdout.split("note: ")[1:]]
+    for images, severities in ((10, "1,2"), (6, "1,3")):
+        said = f"demo-gap (imagenet-c (torch, JPEG round trip), {images} images): CE sums over severities"
+        assert any(line.startswith(f"{said} {severities} only") for line in lines), lines
+    assert not any(line.startswith("demo-gap: CE sums") for line in lines), lines

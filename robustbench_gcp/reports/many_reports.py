@@ -260,11 +260,26 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     """Every note of the reports and comparisons once, sorted; a report's note that not every
     report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
     several models says whose it is, unless it already does so (``demo-isqrt: ...``, ``partial run
-    of demo-isqrt: ...``)."""
+    of demo-isqrt: ...``); and where the model has reports of the suite in other tables (another
+    source or image set) that lack the note, which table: ``resnet18-gap (imagenet-c
+    (released)): ...``."""
     notes = {note for c in comparisons for note in c.get("notes", [])}
+    headings = [heading for heading, _ in experiments(reports)]
     for report in reports:
+        # the model's other reports of this suite (another source or image set: another table)
+        siblings = [r for r in reports if r.model == report.model and r.kind == report.kind
+                    and r.experiment != report.experiment]
         for note in report.notes:
+            who = report.model
+            if any(note not in r.notes for r in siblings):  # say which of its tables the note is of
+                where = report.heading if headings.count(report.heading) == 1 else \
+                    f"{report.heading}, {report.n_images} images"
+                who = f"{report.model} ({where})"
             shared = all(note in other.notes for other in reports)
-            named = note.startswith(f"{report.model}: ") or f" of {report.model}: " in note
-            notes.add(note if shared or named else f"{report.model}: {note}")
+            if note.startswith(f"{report.model}: "):
+                notes.add(who + note[len(report.model):])
+            elif shared or f" of {report.model}: " in note:
+                notes.add(note)
+            else:
+                notes.add(f"{who}: {note}")
     return sorted(notes)
