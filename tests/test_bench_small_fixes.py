@@ -120,3 +120,9 @@ def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
     result = run("bench", "scaling", "--device", "cuda")
     assert result.exit_code != 0
     assert "CUDA is not available" in result.output
+
+
+def test_bench_attacks_one_epsilon_is_said_in_the_singular():
+    result = run("bench", "attack", "--epsilon", "abc")
+    assert result.exit_code == 2
+    assert "`--epsilon` should be a number such as 0.5 or 2/255. Got 'abc'" in result.stderr

@@ -138,7 +138,8 @@ def parse_epsilon(text: str, flag: str = "--epsilons") -> float:
         else:
             value = float(text)
     except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"`{flag}` should be numbers such as 0.5 or 2/255. Got {text!r}") from None
+        such = "numbers such as 0.5 or 2/255" if flag.endswith("s") else "a number such as 0.5 or 2/255"
+        raise ConfigError(f"`{flag}` should be {such}. Got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"`{flag}` should be >= 0. Got {text}")
     return value
