@@ -375,16 +375,19 @@ class AttackTask:
         return [self._project(x, adv, eps) for adv, eps in zip(found, self.spec.epsilons)], minimal
 
     def _project(self, x: torch.Tensor, adversarial: torch.Tensor, eps: float) -> torch.Tensor:
-        delta = (adversarial.detach() - x).double()
+        from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
+
+        wide = exact_dtype(x.device)
+        delta = (adversarial.detach() - x).to(wide)
         if ATTACKS[self.spec.attack] == "linf":
             delta = delta.clamp(-eps, eps)
         else:
             norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
             delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
         # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
-        projected = (x.double() + delta).clamp(0.0, 1.0).to(x.dtype)
+        projected = (x.to(wide) + delta).clamp(0.0, 1.0).to(x.dtype)
         if ATTACKS[self.spec.attack] == "linf":  # the cast rounds up to half a step beyond eps: one step in
-            over = (projected.double() - x.double()).abs() > eps
+            over = (projected.to(wide) - x.to(wide)).abs() > eps
             projected = torch.where(over, torch.nextafter(projected, x), projected)
         return projected
 
