@@ -264,9 +264,9 @@ def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dic
 
     ``videos``, ``comparisons`` (videos x pairs), and integer totals over the videos: ``flips``
     and ``distance_total``. Every video of a cell compares the same number of pairs, so the
-    original's mean over videos of per-video means is FP = flips / comparisons and T5D =
-    distance_total / comparisons: one division of exact integers, the same to the last bit
-    however the videos are split into shards (see :func:`figures_of_counts`).
+    original's mean over videos of per-video means is FP = flips / videos / pairs (T5D alike):
+    divisions of exact integers, the same to the last bit however the videos are split into
+    shards (see :func:`figures_of_counts`).
 
     ``flip_rate_sum`` and ``distance_rate_sum`` (float64 sums of the per-video rates, what
     versions before 0.7.7 stored) and ``videos_with_totals`` are kept beside them, so that a cell
@@ -292,11 +292,24 @@ def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dic
 
 def figures_of_counts(counts) -> tuple[float, float]:
     """(flip probability, top-5 distance) of a cell's summed counts (see :func:`rate_counts`):
-    from the integer totals where every video has them, else from the per-video rate sums."""
+    ``flips / videos / pairs``, in that order (as a comparison divides the mean of its per-video
+    totals by the pairs: the same bits), from the integer totals where every video has them, else
+    from the rate sums of older shards, which times the pairs are the same integers again (each
+    video's rate is an integer over its pairs: far below half a unit of float error), so that a
+    store written before 0.7.7 and a new one give the same bits.
+
+    Raises:
+        ValueError: counts of no videos.
+    """
     videos = counts["videos"]
-    if counts.get("videos_with_totals") == videos and counts.get("comparisons"):
-        return counts["flips"] / counts["comparisons"], counts["distance_total"] / counts["comparisons"]
-    return counts["flip_rate_sum"] / videos, counts["distance_rate_sum"] / videos
+    if not videos:
+        raise ValueError("the counts hold no videos")
+    pairs = counts["comparisons"] // videos  # every video of a cell compares as many pairs
+    if counts.get("videos_with_totals") == videos:
+        flips, distance = counts["flips"], counts["distance_total"]
+    else:
+        flips, distance = (round(counts[name] * pairs) for name in ("flip_rate_sum", "distance_rate_sum"))
+    return flips / videos / pairs, distance / videos / pairs
 
 
 def flip_stats(logits, *, mode: str, difficulty: int = 1) -> tuple[float, float]:

@@ -96,8 +96,11 @@ def test_a_cell_resumed_across_the_totals_change_reads_its_rate_sums():
     old = {k: v for k, v in old.items() if k not in ("flips", "distance_total", "videos_with_totals")}
     summed = _summed([old, flip_counts(logits[5:], mode="noise")])
     assert summed["videos_with_totals"] == 3 and summed["videos"] == 8
-    assert figures_of_counts(summed) == pytest.approx(flip_stats(logits, mode="noise"), abs=1e-15)
-    assert figures_of_counts(old) == pytest.approx(flip_stats(logits[:5], mode="noise"), abs=1e-15)
+    # the rate sums times the pairs are the integer totals again: the same bits as a fresh cell
+    assert figures_of_counts(summed) == flip_stats(logits, mode="noise")
+    assert figures_of_counts(old) == flip_stats(logits[:5], mode="noise")
+    with pytest.raises(ValueError, match="the counts hold no videos"):
+        figures_of_counts({"videos": 0, "comparisons": 0})
 
 
 def test_pairs_and_errors():

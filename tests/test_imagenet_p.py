@@ -246,7 +246,8 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
 
 def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_path):
     """Comparisons averaged the stored float32 per-video rates: mT5D 62.83513954976642 beside the
-    report's 62.83513922182043. The rates are integers over the pairs compared: recovered exactly."""
+    report's 62.83513922182043 (and float64 rates 1 ulp off). The rates are integers over the pairs
+    compared: the totals are recovered exactly, and divided as the report divides them."""
     store = tmp_path / "s.db"
     selection = ("--perturbations", "rotate,translate,brightness,gaussian_noise", "--limit", 20)
     run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection, "--name", "base"))
@@ -262,7 +263,6 @@ def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_p
         figures = {**report["metrics"], **report["metrics"]["by_difficulty"]["1"]}
         for name, value in model["metrics"].items():
             if figures.get(name) is not None:
-                expected = pytest.approx(figures[name], rel=1e-13, abs=0)
-                assert value["estimate"] == expected, (name, report["model"])
+                assert value["estimate"] == figures[name], (name, report["model"])  # to the bit
                 checked += 1
     assert checked >= 4, out["comparisons"]

@@ -78,7 +78,7 @@ def test_the_cifar_p_mean_leaves_snow_out():
     from robustbench_gcp.store import CellKey, CellResult
 
     def cell(name, fp):
-        counts = {"videos": 4, "flip_rate_sum": 4 * fp, "distance_rate_sum": 0.0}
+        counts = {"videos": 4, "comparisons": 4 * 20, "flip_rate_sum": 4 * fp, "distance_rate_sum": 0.0}
         return CellResult(CellKey("imagenet-p", name, "1", '{"dataset":"cifar10","source":"torch"}'), 4,
                           counts, [0], True)
 

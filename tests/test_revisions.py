@@ -120,3 +120,20 @@ def test_an_earlier_revision_of_a_perturbation_is_recomputed_and_reported_once(d
     (report,) = after["reports"]
     assert [e["perturbation"] for e in report["perturbations"]] == ["rotate", "gaussian_blur"]
     assert any("1 cells computed by an earlier version" in n for n in report["notes"]), report["notes"]
+
+
+def test_a_baseline_holding_an_earlier_revision_is_said_to_need_storing_again(demo_val, tmp_path):
+    """A baseline stored by 0.7.6 holds gaussian_blur's revision 1: the FR there was empty with the
+    note that the baseline has no figures for it, or never flips."""
+    store = tmp_path / "s.db"
+    common = ("--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", "imagenet-p",
+              "--perturbations", "gaussian_blur,rotate", "--limit", 4, "--workers", 0, "--format", "json")
+    run("baseline", "--model", "demo-gap", "--name", "base", *common)
+    unmark(store, "gaussian_blur", unchanged="rotate")  # the baseline as 0.7.6 stored it
+    run("eval", "--model", "demo-isqrt", *common, "--baseline", "base")
+    result = run("report", "--store", store, "--models", "demo-isqrt", "--baseline", "base", "--format",
+                 "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    said = ("FR left empty for gaussian_blur/1: baseline 'base' holds gaussian_blur/1 as an earlier version "
+            "of gcp-robust computed it (store the baseline again: `gcp-robust baseline ... --replace`)")
+    assert any(said in n for n in report["notes"]), report["notes"]

@@ -297,17 +297,18 @@ def _levels(eps: float, norm: str | None) -> int | None:
 
 
 def snap_epsilon(eps: float, norm: str | None) -> float:
-    """A Linf budget that reports print as k/255 (0.0627450980 from a YAML file) is k/255 exactly,
+    """A Linf budget within 1e-6 / 255 of k/255 (0.0627450980 from a YAML file) is k/255 exactly,
     so that it is the same cell as ``--epsilons 16/255`` and pairs with it in comparisons."""
     k = _levels(eps, norm)
     return k / 255 if k is not None else eps
 
 
 def format_epsilon(eps: float, norm: str, digits: int = 6) -> str:
-    """Linf budgets as k/255 when they are, others as numbers of ``digits`` significant digits
-    (1e-09, not 0/255)."""
+    """Linf budgets as k/255 when they are exactly (what :func:`snap_epsilon` makes), others as
+    numbers of ``digits`` significant digits (1e-09, not 0/255; a cell stored before 0.7.7 with
+    0.0627450980 as 0.0627451, apart from 16/255)."""
     k = _levels(eps, norm)
-    return f"{k}/255" if k is not None else f"{eps:.{digits}g}"
+    return f"{k}/255" if k is not None and eps == k / 255 else f"{eps:.{digits}g}"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ consecutive frames are compared at a stride of ``difficulty``.
 
 The store keeps, per shard, the number of videos, the number of frame pairs, the
 integer totals of flips and top-5 distances (every video of a cell compares as many pairs,
-so FP and T5D are one division each, the same bits for any sharding: ``metrics.rate_counts``),
+so FP and T5D are divisions of integers, the same bits for any sharding: ``metrics.rate_counts``),
 and each video's two values (for paired statistics). FR and T5D are normalized at report time by a
 stored baseline run (``gcp-robust baseline``), as percentages (baseline = 100).
 
@@ -49,7 +49,7 @@ from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, figures_of_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
-from robustbench_gcp.store import CellKey, CellResult, Store
+from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
 from robustbench_gcp.suites.base import (
     Flag,
     LevelledSuite,
@@ -142,6 +142,8 @@ class FlipBaseline:
     run: Any = None
     samples: Mapping[str, np.ndarray] | None = None
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
+    #: (perturbation, difficulty) the run holds only as an earlier revision of the perturbation
+    older: frozenset = frozenset()
 
 
 def raw_figures(results: Sequence[CellResult]) -> Figures:
@@ -158,9 +160,11 @@ def summarize(
     *,
     baseline: Figures | None,
     baseline_name: str | None,
+    baseline_older: frozenset = frozenset(),
 ) -> tuple[dict, list[str]]:
     """The ``clean``, ``perturbations`` (in report order, then difficulty) and ``metrics``
-    sections (FR, T5D, mFR, mT5D in percent), and notes."""
+    sections (FR, T5D, mFR, mT5D in percent), and notes (``baseline_older``: the cells the
+    baseline holds only as an earlier revision, :attr:`FlipBaseline.older`)."""
     dataset = dataset_of(results, "imagenet-p")
     name = perturbed_name(dataset)
     entries = []
@@ -210,8 +214,14 @@ def summarize(
                 # the mean needs every averaged perturbation's: without one, the mean is not given
                 unmeant = f"; so there is no m{column}" if first.get("perturbations") and \
                     first.get(f"m{column}") is None else ""
+                older = [cell for cell in missing if cell in {f"{p}/{d}" for p, d in baseline_older}]
+                others = [cell for cell in missing if cell not in older]
+                why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed it (store "
+                       "the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
+                why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
+                        "flips)"] if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
-                             f"has no figures for them, or a zero normalizer there (it never flips){unmeant}")
+                             f"{'; it '.join(why)}{unmeant}")
     if first.get("missing") and first.get("perturbations"):
         what = "mFR averages" if first.get("mFR") is not None else "the means average"
         notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
@@ -231,21 +241,24 @@ def summarize(
 
 
 def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int,
-                   joint: bool):
-    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m``; with
-    ``joint``, the baseline's figures are its resampled means (rows ``base fp p/d``) too."""
+                   joint: bool, pairs: Mapping[tuple[str, int], int]):
+    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m`` of the
+    per-video totals (:func:`per_video`; ``pairs`` per cell); with ``joint``, the baseline's
+    figures are its resampled means (rows ``base fp p/d``) too."""
     def relative(m, p, d):
         cell = f"{prefix} {p}/{d}"
         if not joint:
-            return relative_rate(m[cell], figures[(p, d)][column])
-        return percent_of(m[cell], m[f"base {cell}"])  # a resample where the baseline never flips: inf
+            return relative_rate(m[cell] / pairs[(p, d)], figures[(p, d)][column])
+        # a resample where the baseline never flips: inf
+        return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / pairs[(p, d)])
 
     return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
 
 
-def _mean_raw(chosen: Sequence[tuple[str, int]], prefix: str):
-    """The unnormalized mean over the chosen cells of a comparison's per-image means ``m``."""
-    return lambda m: sum(m[f"{prefix} {p}/{d}"] for p, d in chosen) / len(chosen)
+def _mean_raw(chosen: Sequence[tuple[str, int]], prefix: str, pairs: Mapping[tuple[str, int], int]):
+    """The unnormalized mean over the chosen cells of a comparison's per-image means ``m`` of the
+    per-video totals, each over its ``pairs``."""
+    return lambda m: sum(m[f"{prefix} {p}/{d}"] / pairs[(p, d)] for p, d in chosen) / len(chosen)
 
 
 def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
@@ -254,24 +267,41 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     if run is None:
         return FlipBaseline(name, None)
     cells = {key: cid for cid, key in store.cells(run.id)}
-    results = [store.cell_result(cells[key], key, run.n_shards)
-               for key in keys if key.kind == "imagenet-p" and key in cells]
+    wanted = [key for key in keys if key.kind == "imagenet-p"]
+    results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
+    stored = {_without_revision(key) for key in cells}
+    older = frozenset((key.name, int(key.level)) for key in wanted
+                      if key not in cells and _without_revision(key) in stored)
     complete = [r for r in results if r.complete]
     samples = {}
     for r in complete:
         if r.extra is not None:
             cell = f"{r.key.name}/{int(r.key.level)}"
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
-    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples)
+    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, older=older)
+
+
+def _without_revision(key: CellKey) -> tuple:
+    """A cell's key less its revision mark: the cell an earlier version of its perturbation made."""
+    variant = json.loads(key.variant)
+    variant.pop("revision", None)
+    return key.kind, key.name, key.level, canonical_json(variant)
 
 
 def per_video(r: CellResult) -> tuple[np.ndarray, np.ndarray]:
-    """A cell's per-video flip rates and mean top-5 distances as float64, exactly: the store keeps
-    them in float32, but each is an integer over the pairs a video compared (k / 30), so times
-    that number they round to the integer, which gives the float64 rate the report's means are
-    made of (the float32 values put a comparison's mT5D 5e-9 off the report's)."""
-    pairs = r.counts["comparisons"] / max(r.counts["videos"], 1)  # every video of a cell compares as many
-    return tuple(np.rint(r.extra[:, column].astype(np.float64) * pairs) / pairs for column in (0, 1))
+    """A cell's per-video numbers of flips and total top-5 distances (float64 integers), and so
+    its figures as the report has them, to the bit: the mean over videos divided by the pairs
+    each video compares (:func:`~robustbench_gcp.metrics.figures_of_counts`). The store keeps
+    each video's rates in float32, integers over those pairs (k / 30): times the pairs they round
+    to the integers again (averaging the float32 rates put a comparison's mT5D 5e-9 off the
+    report's, and float64 rates 1 ulp)."""
+    pairs = pairs_of(r)
+    return tuple(np.rint(r.extra[:, column].astype(np.float64) * pairs) for column in (0, 1))
+
+
+def pairs_of(r: CellResult) -> int:
+    """The frame pairs each video of a cell compares (every video as many)."""
+    return r.counts["comparisons"] // max(r.counts["videos"], 1)
 
 
 @register_suite
@@ -459,17 +489,16 @@ class ImageNetPSuite(LevelledSuite):
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3; others a
         pixel off the image's centre crop, before 0.7.5, at sizes such as the demo models'; of a
         perturbation's earlier revision: :func:`~robustbench_gcp.suites.revisions.newest`)."""
-        results, revised = newest(results, model)
-        chosen: dict[tuple[str, str], CellResult] = {}
-        for r in results:
-            key = (r.key.name, r.key.level)
-            if key not in chosen or "geometry" in json.loads(r.key.variant):
-                chosen[key] = r
-        kept = [r for r in results if chosen[(r.key.name, r.key.level)] is r]
+        # the geometry first (every revision of the kept one), then the newest revision of it: the
+        # revisions' notes then speak of the cells shown only
+        marked = {(r.key.name, r.key.level) for r in results if "geometry" in json.loads(r.key.variant)}
+        kept = [r for r in results
+                if (r.key.name, r.key.level) not in marked or "geometry" in json.loads(r.key.variant)]
         left = len(results) - len(kept)
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
                  "square, or a pixel off the centre crop) are left out; their current versions are shown"
                  ] if left else []
+        kept, revised = newest(kept, model)
         return kept, revised + notes
 
     def normalizer(self, name: str, baselines: Mapping, store: Store | None,
@@ -483,7 +512,8 @@ class ImageNetPSuite(LevelledSuite):
     def sections(self, results: Sequence[CellResult],
                  normalizer: FlipBaseline | None) -> tuple[dict, list[str]]:
         return summarize(results, baseline=normalizer.figures if normalizer else None,
-                         baseline_name=normalizer.name if normalizer else None)
+                         baseline_name=normalizer.name if normalizer else None,
+                         baseline_older=normalizer.older if normalizer else frozenset())
 
     # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: FlipBaseline | None) -> Design:
@@ -491,16 +521,19 @@ class ImageNetPSuite(LevelledSuite):
         test = averaged_perturbations(dataset_of(results, self.kind))
         rows, values = [], []
         chosen: list[tuple[str, int]] = []
+        pairs: dict[tuple[str, int], int] = {}
         for r in results:
             if not self.owns(r.key) or r.extra is None:
                 continue
             p, d = r.key.name, int(r.key.level)
             rows += [f"fp {p}/{d}", f"t5d {p}/{d}"]
             values += list(per_video(r))
+            pairs[(p, d)] = pairs_of(r)
             if p in test:
                 chosen.append((p, d))
         difficulty = min((d for _, d in chosen), default=None)
-        chosen = [(p, d) for p, d in chosen if d == difficulty]
+        # in the report's order: the means then add the same numbers in the same order (the bits)
+        chosen = sorted(((p, d) for p, d in chosen if d == difficulty), key=lambda cell: test.index(cell[0]))
         metrics = {}
         percent = set()
         notes: list[str] = []
@@ -519,9 +552,9 @@ class ImageNetPSuite(LevelledSuite):
                     continue
                 joint = add_joint_rows(rows, values, normalizer.samples,
                                        [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
-                metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint))
+                metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint), pairs)
             else:
-                metrics[mean] = _mean_raw(chosen, prefix)
+                metrics[mean] = _mean_raw(chosen, prefix, pairs)
         return Design.of(rows, values, metrics, percent=percent, notes=notes)
 
     # -- views

@@ -103,7 +103,8 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
     if stale:
         notes.append(f"{model}: {', '.join(stale)} were computed by an earlier version of gcp-robust, "
                      "whose output differs from the current one; `gcp-robust eval` again computes "
-                     "them anew (the stored ones stay)")
+                     "them anew (the stored ones stay; a stored baseline: `gcp-robust baseline ... "
+                     "--replace`)")
     return kept, notes
 
 
