@@ -231,8 +231,11 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
         (flip_rate, distance, comparisons): float64 tensors of shape (V,) and the
         number of frame pairs compared per video.
     """
+    from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
+
     flips, distance, pairs = flip_totals(logits, mode=mode, difficulty=difficulty)
-    return flips.double() / pairs, distance.double() / pairs, pairs
+    wide = exact_dtype(flips.device)
+    return flips.to(wide) / pairs, distance.to(wide) / pairs, pairs
 
 
 def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
@@ -275,8 +278,10 @@ def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dic
     With ``on_device``, the totals are left as 0-dim tensors where the inputs are (no wait for
     the device).
     """
+    from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
+
     total = (lambda v: v.sum()) if on_device else (lambda v: int(v.sum()))
-    rate_sum = (lambda v: (v.double() / pairs).sum()) if on_device else (
+    rate_sum = (lambda v: (v.to(exact_dtype(v.device)) / pairs).sum()) if on_device else (
         lambda v: float((v.double() / pairs).sum()))
     videos = int(flips.numel())
     return {

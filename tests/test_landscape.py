@@ -427,3 +427,13 @@ def test_an_undefined_gradient_is_said_as_such_not_blamed_on_the_steps(demo_val,
         evaluate(SignedSqrt(), name="signed-sqrt", suite="landscape", data=demo_val, class_order="sorted",
                  store=store, limit=2, landscape_at="pixels", etas="0:1e-9:2", workers=0,
                  preprocess={"resize_size": 73, "input_size": 64})
+
+    class Exploding(SignedSqrt):  # finite at X, infinite logits a large step away
+        def forward(self, x):
+            return self.fc(torch.exp(torch.relu(self.conv(x)).mean((2, 3)))[:, 2:3].expand(-1, 16))
+
+    said = r"NaN or infinite logits for 1 of 2 points \(X and its steps\), at a step of up to eta = 1e\+06"
+    with pytest.raises(NonFiniteError, match=said + " from the pixels: lower the last"):
+        evaluate(Exploding(), name="exploding", suite="landscape", data=demo_val, class_order="sorted",
+                 store=tmp_path / "e.db", limit=1, landscape_at="pixels", etas="0:1e6:2", workers=0,
+                 preprocess={"resize_size": 73, "input_size": 64})

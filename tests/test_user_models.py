@@ -372,6 +372,13 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
         assert plan(ref, **common).model.external.preprocess == expected, ref
     given = plan("torchvision:inception_v3", preprocess={"input_size": 288, "resize_size": 320}, **common)
     assert given.model.external.preprocess == PreprocessConfig(288, 320)
+    # where torchvision's weights differ, ImageNet's, and the report says so
+    assert plan("torchvision:resnet50", **common).model.external.note == (
+        "preprocessing: ImageNet's (resize 256, crop 224, bilinear); torchvision's published resnet50 "
+        "weights differ in theirs (256 / 224 bilinear; 232 / 224 bilinear): give --preprocess (preprocess=) "
+        "to match the checkpoint's")
+    assert plan("torchvision:resnet18", **common).model.external.note == ""
+    assert plan("torchvision:resnet50", preprocess={"resize_size": 232}, **common).model.external.note == ""
 
     store = tmp_path / "cli.db"
     args = ("--model", "torchvision:resnet18", "--random-weights", "--data", image_folder, "--store", store,
@@ -383,6 +390,8 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
         (stored,) = s.runs()
     assert stored.identity["preprocess"] == [96, 64, [0.5] * 3, [0.25] * 3, "bicubic"]
     for bad, message in (("resize_size=x", "resize_size should be a positive integer. Got 'x'"),
+                         ("std=0:1:1", "`preprocess['std']` should hold 3 positive numbers. Got (0.0, 1.0, "),
+                         ("mean=nan:0:0", "`preprocess['mean']` should hold 3 finite numbers"),
                          ("resize_size", "expected key=value items separated by commas. Got 'resize_size'"),
                          ("mean=a:b:c", "mean should be three numbers R:G:B. Got 'a:b:c'"),
                          ("input_size=64,input_size=96", "input_size is given twice"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,8 @@ class ExternalSource:
             then, as for registry models, a checkpoint or ``--random-weights`` is needed.
         own_preprocess: none was given: the built module's own ``pretrained_cfg`` (a
             :class:`PreprocessConfig`) wins over ``preprocess`` when it has one.
+        note: what reports should say of the preprocessing chosen (a torchvision architecture
+            whose published weights differ in theirs), or "".
     """
 
     ref: str
@@ -70,6 +73,7 @@ class ExternalSource:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     random_init: bool = False
     own_preprocess: bool = False
+    note: str = field(default="", compare=False)
 
 
 def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
@@ -99,6 +103,10 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
             values[key] = tuple(float(v) for v in values[key])
             if len(values[key]) != 3:
                 raise ConfigError(f"`preprocess['{key}']` should hold 3 numbers (R, G, B)")
+            low = 0.0 if key == "std" else -math.inf  # images are divided by the std
+            if not all(math.isfinite(v) and v > low for v in values[key]):
+                wanted = "positive" if key == "std" else "finite"
+                raise ConfigError(f"`preprocess['{key}']` should hold 3 {wanted} numbers. Got {values[key]}")
     config = PreprocessConfig(**values)
     from robustbench_gcp.data.loader import INTERPOLATIONS
 
@@ -121,26 +129,50 @@ def torchvision_preprocess(name: str) -> PreprocessConfig | None:
     ``transforms``: inception_v3 342 / 299, efficientnet_b4 384 / 380 bicubic, swin_t 232 / 224
     bicubic ...) where all its weights share one; None (ImageNet's 256 / 224 bilinear) where they
     differ (resnet50's V1 256, V2 232: which the checkpoint is cannot be told) or it has none."""
+    configs = _torchvision_configs(name)
+    return next(iter(configs)) if len(configs) == 1 else None
+
+
+def _torchvision_configs(name: str) -> list[PreprocessConfig]:
+    """The distinct preprocessings of torchvision's published weights of ``name``, in their order
+    (none when its weights are not plain classification transforms)."""
     import inspect
 
     import torchvision
-    from torchvision.transforms._presets import ImageClassification
 
-    try:
+    try:  # a private module of torchvision's: without it, ImageNet's preprocessing
+        from torchvision.transforms._presets import ImageClassification
+
         weights = list(torchvision.models.get_model_weights(name))
-    except (ValueError, KeyError):
-        return None
+    except (ImportError, ValueError, KeyError):
+        return []
     defaults = {key: p.default for key, p in inspect.signature(ImageClassification).parameters.items()}
-    configs = set()
+    configs = []
     for w in weights:
         given = getattr(w.transforms, "keywords", None)
         if getattr(w.transforms, "func", None) is not ImageClassification or given is None:
-            return None
+            return []
         chosen = {**defaults, **given}
         interpolation = getattr(chosen["interpolation"], "value", chosen["interpolation"])
-        configs.add(PreprocessConfig(int(chosen["crop_size"]), int(chosen["resize_size"]), str(interpolation),
-                                     tuple(map(float, chosen["mean"])), tuple(map(float, chosen["std"]))))
-    return configs.pop() if len(configs) == 1 else None
+        config = PreprocessConfig(int(chosen["crop_size"]), int(chosen["resize_size"]), str(interpolation),
+                                  tuple(map(float, chosen["mean"])), tuple(map(float, chosen["std"])))
+        if config not in configs:
+            configs.append(config)
+    return configs
+
+
+def _differing_note(name: str) -> str:
+    """The report's note for ``torchvision:name`` preprocessed as ImageNet by default because its
+    published weights differ in their preprocessing ("" where they do not)."""
+    configs = _torchvision_configs(name)
+    if len(configs) < 2:
+        return ""
+    said = "; ".join(f"{c.resize_size} / {c.input_size} {c.interpolation}"
+                     + (f" mean {c.mean} std {c.std}" if (c.mean, c.std) != (PreprocessConfig().mean,
+                                                                             PreprocessConfig().std) else "")
+                     for c in configs)
+    return (f"preprocessing: ImageNet's (resize 256, crop 224, bilinear); torchvision's published {name} "
+            f"weights differ in theirs ({said}): give --preprocess (preprocess=) to match the checkpoint's")
 
 
 def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
@@ -160,9 +192,11 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         # as torchvision builds them for its published weights (same keys either way: strict loading
         # could not tell, and those weights gave other logits without the input transform)
         options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
-        chosen = preprocess_config(preprocess if preprocess is not None else torchvision_preprocess(name))
+        published = torchvision_preprocess(name) if preprocess is None else None
+        chosen = preprocess_config(preprocess if preprocess is not None else published)
+        note = _differing_note(name) if preprocess is None and published is None else ""
         return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
-                              chosen, random_init=True)
+                              chosen, random_init=True, note=note)
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")

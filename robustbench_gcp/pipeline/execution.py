@@ -88,7 +88,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
     if size is not None and cfg.input_size != size:
         raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
                           f"{plan.dataset.title} images are {size} px: give the model a pretrained_cfg "
-                          f"(or preprocess=) with input_size={size}")
+                          f"(or --preprocess / preprocess=) with input_size={size}")
     if plan.data is not None and size is not None:  # small datasets: the images as they are
         clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader)
     elif plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
@@ -119,7 +119,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                          *other_settings(store, info, held)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
-        store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan)])
+        store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan), *preprocess_notes(plan)])
         store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
         try:
             if job is None:
@@ -283,7 +283,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     suite = plan.suite
     normalizer = suite.choose_normalizer(plan.baseline, plan.config.baselines, store, keys)
     notes = [*weights_notes(plan), *plan.notes, *limit_notes(plan), *moved_notes(plan, info), *said,
-             *labels_notes(plan), *suite.notes(plan.selection, plan.model)]
+             *labels_notes(plan), *preprocess_notes(plan), *suite.notes(plan.selection, plan.model)]
     computed = None
     if stats is not None:
         computed = {
@@ -410,6 +410,13 @@ def weights_notes(plan: Plan) -> list[str]:
     if model.checkpoint is None and (model.external is None or model.external.random_init):
         return [random_weights_note(model.seed)]
     return []
+
+
+def preprocess_notes(plan: Plan) -> list[str]:
+    """The note on a torchvision architecture preprocessed as ImageNet by default, whose published
+    weights differ in their preprocessing (resnet50's V2 at 232 / 224)."""
+    external = plan.model.external
+    return [external.note] if external is not None and external.note else []
 
 
 def labels_notes(plan: Plan) -> list[str]:

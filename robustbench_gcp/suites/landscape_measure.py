@@ -253,12 +253,15 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
     def loss_and_grad(points: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         points = points.detach().requires_grad_(True)
         with torch.autocast(points.device.type, dtype=classifier.amp_dtype, enabled=classifier.amp):
-            logits = rest(points)
-        loss = F.cross_entropy(finite(logits.float(), amp=classifier.amp, rows="points (X and its steps)"),
-                               targets, reduction="none")
+            logits = rest(points).float()
+        loss = F.cross_entropy(logits, targets, reduction="none")
         (grad,) = torch.autograd.grad(loss.sum(), points)
+        # one wait for the device for both checks: the logits, then the gradient where they are finite
+        bad_logits = ~torch.isfinite(logits).all(dim=-1)
         bad = ~torch.isfinite(grad.flatten(1)).all(dim=1)
-        if bad.any():  # finite logits, undefined backward: every step from X would be NaN
+        if (bad | bad_logits).any():
+            finite(logits, amp=classifier.amp, rows="points (X and its steps)")  # raises on bad logits
+            # finite logits, undefined backward: every step from X would be NaN
             raise NonFiniteError(f"the gradient of the loss is NaN or infinite at {int(bad.sum())} of "
                                  f"{bad.numel()} points (X and its steps) where the logits are finite: "
                                  "the model's backward pass is undefined there (a square root or a "

@@ -132,6 +132,6 @@ class PerturbationTask:
             # totals and per-video rates stay on the device; the engine brings a shard's to the
             # host once
             counts = rate_counts(flips, distances, pairs, on_device=True)
-            per_video = (torch.stack([flips, distances], dim=1).double() / pairs).float()
+            per_video = torch.stack([flips, distances], dim=1).float() / pairs  # (no float64 on MPS)
             results.append(ShardResult(int(flips.numel()), counts, extra=per_video))
         return results
