@@ -566,11 +566,13 @@ def test_notes_of_several_models_name_whose_they_are():
     table = dict(kind="imagenet-c", experiment=("imagenet-c (torch)", "images"), heading="imagenet-c (torch)",
                  n_images=10)
     gap = SimpleNamespace(model="demo-gap", notes=["shared", "mCE averages 1 of the 15",
-                                                   "partial run of demo-gap: 2 of 3 cells"], **table)
+                                                   "partial run of demo-gap: 2 of 3 cells",
+                                                   "demo-gap, fgsm: only one budget"], **table)
     isqrt = SimpleNamespace(model="demo-isqrt", notes=["shared", "baseline 'demo-gap' was evaluated",
                                                        "demo-isqrt: 3 cells left out"], **table)
     assert all_notes([gap, isqrt], [{"notes": ["from the comparison"]}]) == [
-        "demo-gap: mCE averages 1 of the 15", "demo-isqrt: 3 cells left out",
+        "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
+        "demo-isqrt: 3 cells left out",
         "demo-isqrt: baseline 'demo-gap' was evaluated", "from the comparison",
         "partial run of demo-gap: 2 of 3 cells", "shared"]
 

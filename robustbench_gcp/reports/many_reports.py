@@ -276,7 +276,7 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
                     f"{report.heading}, {report.n_images} images"
                 who = f"{report.model} ({where})"
             shared = all(note in other.notes for other in reports)
-            if note.startswith(f"{report.model}: "):
+            if note.startswith((f"{report.model}: ", f"{report.model}, ")):  # named already
                 notes.add(who + note[len(report.model):])
             elif shared or f" of {report.model}: " in note:
                 notes.add(note)
