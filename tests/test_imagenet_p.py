@@ -266,3 +266,13 @@ def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_p
                 assert value["estimate"] == figures[name], (name, report["model"])  # to the bit
                 checked += 1
     assert checked >= 4, out["comparisons"]
+    # the long CSV's mean row carries the raw means too (it left them empty: no headline without mFR)
+    import csv
+    import io
+
+    long = CliRunner().invoke(main, ["report", "--store", str(store), "--baseline", "base", "--format",
+                                     "csv"])
+    means = [row for row in csv.DictReader(io.StringIO(long.stdout)) if row["item"] == "mean (test)"]
+    by_model = {r["model"]: r["metrics"]["by_difficulty"]["1"] for r in out["reports"]}
+    assert len(means) == 2 and all(float(row["flip_probability"]) == pytest.approx(
+        by_model[row["model"]]["mean_flip_probability"], rel=1e-12) for row in means), means

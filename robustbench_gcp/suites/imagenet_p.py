@@ -593,7 +593,10 @@ class ImageNetPSuite(LevelledSuite):
                          "FR": e["FR"], "T5D": e["T5D"]})
         if entries:
             metrics = report.sections.get("metrics") or {}
+            means = self.headline(report)  # the raw means too: the headline where nothing normalizes
             rows.append({"item": "mean (test)", "level": metrics.get("difficulty"),
+                         "flip_probability": means.get("mean_flip_probability"),
+                         "top5_distance": means.get("mean_top5_distance"),
                          "FR": metrics.get("mFR"), "T5D": metrics.get("mT5D")})
         return rows
 
