@@ -229,8 +229,9 @@ def _named(reference: str, names: Sequence[str]) -> list[str]:
 
 
 #: the end of the note on cells left out: the comparison's figures are not the report's own
-ALIGNED = (": its figures there average the cells every compared model has, its own report's (the "
-           "per-model tables, CSV) all its cells")
+ALIGNED = (": the comparison covers what every compared model has (averages such as mCE over those "
+           "cells, an attack at the budgets all were measured with), its own report (the per-model "
+           "tables, CSV) all its cells; --models compares the models measured alike")
 
 
 def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
