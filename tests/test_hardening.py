@@ -141,8 +141,8 @@ def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):
     if args[0] == "baseline":  # a command with -o: the error points to it (the others have none)
         from robustbench_gcp.store import Store
 
-        Store(tmp_path / "s.db").close()
-        args = [*args, "--store", str(tmp_path / "s.db")]
+        Store(tmp_path / "s.db").close()  # no baseline: JSON still writes its empty list (a table says so)
+        args = [*args, "--store", str(tmp_path / "s.db"), "--format", "json"]
     with open("/dev/full", "w") as full:
         result = subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=env,
                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
