@@ -228,8 +228,8 @@ def flip_rates(logits, *, mode: str, difficulty: int = 1):
     """Per-video flip rate and mean top-5 distance of logits (V, T, K) (see :func:`flip_totals`).
 
     Returns:
-        (flip_rate, distance, comparisons): float64 tensors of shape (V,) and the
-        number of frame pairs compared per video.
+        (flip_rate, distance, comparisons): float64 tensors of shape (V,) (float32 on MPS, which has
+        no float64) and the number of frame pairs compared per video.
     """
     from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
 
@@ -271,7 +271,7 @@ def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dic
     divisions of exact integers, the same to the last bit however the videos are split into
     shards (see :func:`figures_of_counts`).
 
-    ``flip_rate_sum`` and ``distance_rate_sum`` (float64 sums of the per-video rates, what
+    ``flip_rate_sum`` and ``distance_rate_sum`` (float64 sums of the per-video rates, float32 on MPS; what
     versions before 0.7.7 stored) and ``videos_with_totals`` are kept beside them, so that a cell
     resumed across that version, whose older shards lack the totals, is still read right.
 

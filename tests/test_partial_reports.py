@@ -141,6 +141,7 @@ def test_notes_of_a_model_in_two_tables_of_one_suite_say_which_table(demo_val, t
     result = cli("report", "--store", store, "--suite", "imagenet-c", "--no-intervals")
     lines = [" ".join(line.split()) for line in result.stdout.split("note: ")[1:]]
     for images, severities in ((10, "1,2"), (6, "1,3")):
-        said = f"demo-gap (imagenet-c (torch, JPEG round trip), {images} images): CE sums over severities"
+        said = (f"demo-gap (imagenet-c (torch, JPEG round trip), {images} images of {demo_val}): CE sums "
+                "over severities")
         assert any(line.startswith(f"{said} {severities} only") for line in lines), lines
     assert not any(line.startswith("demo-gap: CE sums") for line in lines), lines

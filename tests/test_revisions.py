@@ -67,15 +67,18 @@ def _report(store):
     return reports[0]
 
 
-def unmark(store, name, unchanged):
+def unmark(store, name, unchanged, model=None):
     """Check that the cell of ``name`` carries revision 2 and that of ``unchanged`` none, then
-    remove the mark from ``name``'s cell, as the version before the change stored it."""
+    remove the mark from ``name``'s cell (of ``model``'s run; default: the first run), as the
+    version before the change stored it."""
     with Store(store) as s:
-        variants = {key.name: json.loads(key.variant) for _, key in s.cells(s.runs()[0].id) if key.name}
-    assert variants[name]["revision"] == 2 and "revision" not in variants[unchanged]
-    unmarked = canonical_json({k: v for k, v in variants[name].items() if k != "revision"})
+        run = next(r for r in s.runs() if model in (None, r.model))
+        cells = {key.name: (cid, json.loads(key.variant)) for cid, key in s.cells(run.id) if key.name}
+    (cell_id, variant), unchanged_variant = cells[name], cells[unchanged][1]
+    assert variant["revision"] == 2 and "revision" not in unchanged_variant
+    unmarked = canonical_json({k: v for k, v in variant.items() if k != "revision"})
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE cells SET variant = ? WHERE name = ?", (unmarked, name))
+        db.execute("UPDATE cells SET variant = ? WHERE id = ?", (unmarked, cell_id))
     db.close()
 
 
@@ -137,3 +140,16 @@ def test_a_baseline_holding_an_earlier_revision_is_said_to_need_storing_again(de
     said = ("FR left empty for gaussian_blur/1: baseline 'base' holds gaussian_blur/1 as an earlier version "
             "of gcp-robust computed it (store the baseline again: `gcp-robust baseline ... --replace`)")
     assert any(said in n for n in report["notes"]), report["notes"]
+    # the other way round: the baseline of 0.7.7, the run's cell of 0.7.6
+    store = tmp_path / "reversed.db"
+    common = tuple(store if a == tmp_path / "s.db" else a for a in common)
+    run("baseline", "--model", "demo-gap", "--name", "base", *common)
+    run("eval", "--model", "demo-isqrt", *common, "--baseline", "base")
+    unmark(store, "gaussian_blur", unchanged="rotate", model="demo-isqrt")
+    result = run("report", "--store", store, "--models", "demo-isqrt", "--baseline", "base", "--format",
+                 "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    said = ("baseline 'base' holds gaussian_blur/1 as a later version computed it than this run's cells "
+            "(`gcp-robust eval` again computes the run's anew)")
+    assert any(said in n for n in report["notes"]), report["notes"]
+    assert not any("store the baseline again" in n for n in report["notes"]), report["notes"]

@@ -390,7 +390,7 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
         (stored,) = s.runs()
     assert stored.identity["preprocess"] == [96, 64, [0.5] * 3, [0.25] * 3, "bicubic"]
     for bad, message in (("resize_size=x", "resize_size should be a positive integer. Got 'x'"),
-                         ("std=0:1:1", "`preprocess['std']` should hold 3 positive numbers. Got (0.0, 1.0, "),
+                         ("std=0:1:1", "`preprocess['std']` should hold 3 positive finite numbers. Got (0.0"),
                          ("mean=nan:0:0", "`preprocess['mean']` should hold 3 finite numbers"),
                          ("resize_size", "expected key=value items separated by commas. Got 'resize_size'"),
                          ("mean=a:b:c", "mean should be three numbers R:G:B. Got 'a:b:c'"),

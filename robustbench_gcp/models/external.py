@@ -105,7 +105,7 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
                 raise ConfigError(f"`preprocess['{key}']` should hold 3 numbers (R, G, B)")
             low = 0.0 if key == "std" else -math.inf  # images are divided by the std
             if not all(math.isfinite(v) and v > low for v in values[key]):
-                wanted = "positive" if key == "std" else "finite"
+                wanted = "positive finite" if key == "std" else "finite"
                 raise ConfigError(f"`preprocess['{key}']` should hold 3 {wanted} numbers. Got {values[key]}")
     config = PreprocessConfig(**values)
     from robustbench_gcp.data.loader import INTERPOLATIONS

@@ -256,6 +256,16 @@ def experiment_tables(reports: Sequence[Report], title: str = "") -> dict[str, t
     return tables
 
 
+def _table_of(report: Report, headings: Sequence[str]) -> str:
+    """Which table a report is in, for a note: its heading, with its images where several tables
+    share that heading (as :func:`experiment_tables` titles them), and a partial run's range."""
+    if headings.count(report.heading) == 1:
+        return report.heading
+    subset = (report.partial or {}).get("image_range")
+    images = f", images {subset}" if subset else ""
+    return f"{report.heading}, {report.n_images} images of {report.data or 'the released files'}{images}"
+
+
 def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:
     """Every note of the reports and comparisons once, sorted; a report's note that not every
     report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
@@ -272,13 +282,13 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
         for note in report.notes:
             who = report.model
             if any(note not in r.notes for r in siblings):  # say which of its tables the note is of
-                where = report.heading if headings.count(report.heading) == 1 else \
-                    f"{report.heading}, {report.n_images} images"
-                who = f"{report.model} ({where})"
+                who = f"{report.model} ({_table_of(report, headings)})"
             shared = all(note in other.notes for other in reports)
             if note.startswith((f"{report.model}: ", f"{report.model}, ")):  # named already
                 notes.add(who + note[len(report.model):])
-            elif shared or f" of {report.model}: " in note:
+            elif f" of {report.model}: " in note:  # "partial run of demo-gap: ..."
+                notes.add(note.replace(f" of {report.model}: ", f" of {who}: ", 1))
+            elif shared:
                 notes.add(note)
             else:
                 notes.add(f"{who}: {note}")

@@ -217,6 +217,8 @@ def _seeded(base):
         def get_random_start(self, x0, epsilon):
             import eagerpy as ep
 
+            from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
+
             x = x0.raw
             noise = torch.empty_like(x)
             for i, seed in enumerate(self.seeds):
@@ -226,7 +228,7 @@ def _seeded(base):
                     noise[i] = (noise[i] * 2 - 1) * epsilon
                 else:  # uniform in the L2 ball (Voelker et al.): n + 2 normals, keep n
                     n = x[i].numel()
-                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=torch.float64)
+                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=exact_dtype(x.device))
                     noise[i] = (s[:n] / s.norm()).reshape(x.shape[1:]).to(x.dtype) * epsilon
             return ep.astensor(x + noise)
 

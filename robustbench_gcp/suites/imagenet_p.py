@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,8 +142,9 @@ class FlipBaseline:
     run: Any = None
     samples: Mapping[str, np.ndarray] | None = None
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
-    #: (perturbation, difficulty) the run holds only as an earlier revision of the perturbation
-    older: frozenset = frozenset()
+    #: (perturbation, difficulty) -> "older" / "newer": the run holds that cell only as another
+    #: revision of the perturbation than the one asked for (an earlier or a later version made it)
+    revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
 
 
 def raw_figures(results: Sequence[CellResult]) -> Figures:
@@ -160,11 +161,12 @@ def summarize(
     *,
     baseline: Figures | None,
     baseline_name: str | None,
-    baseline_older: frozenset = frozenset(),
+    baseline_revised: Mapping[tuple[str, int], str] | None = None,
 ) -> tuple[dict, list[str]]:
     """The ``clean``, ``perturbations`` (in report order, then difficulty) and ``metrics``
-    sections (FR, T5D, mFR, mT5D in percent), and notes (``baseline_older``: the cells the
-    baseline holds only as an earlier revision, :attr:`FlipBaseline.older`)."""
+    sections (FR, T5D, mFR, mT5D in percent), and notes (``baseline_revised``: the cells the
+    baseline holds only as another revision, :attr:`FlipBaseline.revised`)."""
+    baseline_revised = baseline_revised or {}
     dataset = dataset_of(results, "imagenet-p")
     name = perturbed_name(dataset)
     entries = []
@@ -214,10 +216,14 @@ def summarize(
                 # the mean needs every averaged perturbation's: without one, the mean is not given
                 unmeant = f"; so there is no m{column}" if first.get("perturbations") and \
                     first.get(f"m{column}") is None else ""
-                older = [cell for cell in missing if cell in {f"{p}/{d}" for p, d in baseline_older}]
-                others = [cell for cell in missing if cell not in older]
+                revised = {f"{p}/{d}": how for (p, d), how in baseline_revised.items()}
+                older = [cell for cell in missing if revised.get(cell) == "older"]
+                newer = [cell for cell in missing if revised.get(cell) == "newer"]
+                others = [cell for cell in missing if cell not in revised]
                 why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed it (store "
                        "the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
+                why += [f"holds {', '.join(newer)} as a later version computed it than this run's cells "
+                        "(`gcp-robust eval` again computes the run's anew)"] if newer else []
                 why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
                         "flips)"] if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
@@ -269,16 +275,23 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     cells = {key: cid for cid, key in store.cells(run.id)}
     wanted = [key for key in keys if key.kind == "imagenet-p"]
     results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
-    stored = {_without_revision(key) for key in cells}
-    older = frozenset((key.name, int(key.level)) for key in wanted
-                      if key not in cells and _without_revision(key) in stored)
+    stored: dict[tuple, int] = {}  # the baseline's cells less their revision -> their newest revision
+    for key in cells:
+        stored[_without_revision(key)] = max(stored.get(_without_revision(key), 1), _revision_of(key))
+    revised = {(key.name, int(key.level)): "older" if stored[_without_revision(key)] < _revision_of(key)
+               else "newer" for key in wanted if key not in cells and _without_revision(key) in stored}
     complete = [r for r in results if r.complete]
     samples = {}
     for r in complete:
         if r.extra is not None:
             cell = f"{r.key.name}/{int(r.key.level)}"
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
-    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, older=older)
+    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised)
+
+
+def _revision_of(key: CellKey) -> int:
+    """The revision mark of a cell (1 without one)."""
+    return json.loads(key.variant).get("revision", 1)
 
 
 def _without_revision(key: CellKey) -> tuple:
@@ -513,7 +526,7 @@ class ImageNetPSuite(LevelledSuite):
                  normalizer: FlipBaseline | None) -> tuple[dict, list[str]]:
         return summarize(results, baseline=normalizer.figures if normalizer else None,
                          baseline_name=normalizer.name if normalizer else None,
-                         baseline_older=normalizer.older if normalizer else frozenset())
+                         baseline_revised=normalizer.revised if normalizer else None)
 
     # -- comparisons
     def design(self, results: Sequence[CellResult], normalizer: FlipBaseline | None) -> Design:
