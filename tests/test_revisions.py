@@ -127,29 +127,25 @@ def test_an_earlier_revision_of_a_perturbation_is_recomputed_and_reported_once(d
 
 def test_a_baseline_holding_an_earlier_revision_is_said_to_need_storing_again(demo_val, tmp_path):
     """A baseline stored by 0.7.6 holds gaussian_blur's revision 1: the FR there was empty with the
-    note that the baseline has no figures for it, or never flips."""
-    store = tmp_path / "s.db"
-    common = ("--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", "imagenet-p",
-              "--perturbations", "gaussian_blur,rotate", "--limit", 4, "--workers", 0, "--format", "json")
-    run("baseline", "--model", "demo-gap", "--name", "base", *common)
-    unmark(store, "gaussian_blur", unchanged="rotate")  # the baseline as 0.7.6 stored it
-    run("eval", "--model", "demo-isqrt", *common, "--baseline", "base")
-    result = run("report", "--store", store, "--models", "demo-isqrt", "--baseline", "base", "--format",
-                 "json", "--no-intervals")
-    (report,) = json.loads(result.stdout)["reports"]
+    note that the baseline has no figures for it, or never flips. The other way round (a run's cell
+    of 0.7.6, the baseline of 0.7.7), the run is to be evaluated again."""
+    def notes(older: str) -> list[str]:
+        store = tmp_path / f"{older}.db"
+        common = ("--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", "imagenet-p",
+                  "--perturbations", "gaussian_blur,rotate", "--limit", 4, "--workers", 0, "--format", "json")
+        run("baseline", "--model", "demo-gap", "--name", "base", *common)
+        run("eval", "--model", "demo-isqrt", *common, "--baseline", "base")
+        unmark(store, "gaussian_blur", unchanged="rotate", model=older)  # as 0.7.6 stored it
+        result = run("report", "--store", store, "--models", "demo-isqrt", "--baseline", "base", "--format",
+                     "json", "--no-intervals")
+        (report,) = json.loads(result.stdout)["reports"]
+        return report["notes"]
+
     said = ("FR left empty for gaussian_blur/1: baseline 'base' holds gaussian_blur/1 as an earlier version "
             "of gcp-robust computed it (store the baseline again: `gcp-robust baseline ... --replace`)")
-    assert any(said in n for n in report["notes"]), report["notes"]
-    # the other way round: the baseline of 0.7.7, the run's cell of 0.7.6
-    store = tmp_path / "reversed.db"
-    common = tuple(store if a == tmp_path / "s.db" else a for a in common)
-    run("baseline", "--model", "demo-gap", "--name", "base", *common)
-    run("eval", "--model", "demo-isqrt", *common, "--baseline", "base")
-    unmark(store, "gaussian_blur", unchanged="rotate", model="demo-isqrt")
-    result = run("report", "--store", store, "--models", "demo-isqrt", "--baseline", "base", "--format",
-                 "json", "--no-intervals")
-    (report,) = json.loads(result.stdout)["reports"]
+    assert any(said in n for n in notes("demo-gap")), notes
+    reversed_notes = notes("demo-isqrt")
     said = ("baseline 'base' holds gaussian_blur/1 as a later version computed it than this run's cells "
             "(`gcp-robust eval` again computes the run's anew)")
-    assert any(said in n for n in report["notes"]), report["notes"]
-    assert not any("store the baseline again" in n for n in report["notes"]), report["notes"]
+    assert any(said in n for n in reversed_notes), reversed_notes
+    assert not any("store the baseline again" in n for n in reversed_notes), reversed_notes
