@@ -274,5 +274,8 @@ def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_p
                                      "csv"])
     means = [row for row in csv.DictReader(io.StringIO(long.stdout)) if row["item"] == "mean (test)"]
     by_model = {r["model"]: r["metrics"]["by_difficulty"]["1"] for r in out["reports"]}
+    distances = {r["model"]: [e["top5_distance"] for e in r["perturbations"]] for r in out["reports"]}
     assert len(means) == 2 and all(float(row["flip_probability"]) == pytest.approx(
         by_model[row["model"]]["mean_flip_probability"], rel=1e-12) for row in means), means
+    assert all(float(row["top5_distance"]) == pytest.approx(
+        sum(distances[row["model"]]) / len(distances[row["model"]]), rel=1e-12) for row in means), means

@@ -145,6 +145,9 @@ class FlipBaseline:
     #: (perturbation, difficulty) -> "older" / "newer": the run holds that cell only as another
     #: revision of the perturbation than the one asked for (an earlier or a later version made it)
     revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    #: (perturbation, difficulty) -> the frame pairs each of its videos compares (``samples`` are
+    #: per-video totals: :func:`per_video`)
+    pairs: Mapping[tuple[str, int], int] = field(default_factory=dict)
 
 
 def raw_figures(results: Sequence[CellResult]) -> Figures:
@@ -247,16 +250,16 @@ def summarize(
 
 
 def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int,
-                   joint: bool, pairs: Mapping[tuple[str, int], int]):
+                   pairs: Mapping[tuple[str, int], int], base_pairs: Mapping[tuple[str, int], int] | None):
     """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m`` of the
-    per-video totals (:func:`per_video`; ``pairs`` per cell); with ``joint``, the baseline's
-    figures are its resampled means (rows ``base fp p/d``) too."""
+    per-video totals (:func:`per_video`; ``pairs`` per cell); with ``base_pairs``, the baseline's
+    figures are its resampled means (rows ``base fp p/d``, of its own pairs) too."""
     def relative(m, p, d):
         cell = f"{prefix} {p}/{d}"
-        if not joint:
+        if base_pairs is None:
             return relative_rate(m[cell] / pairs[(p, d)], figures[(p, d)][column])
         # a resample where the baseline never flips: inf
-        return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / pairs[(p, d)])
+        return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / base_pairs[(p, d)])
 
     return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
 
@@ -281,12 +284,13 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     revised = {(key.name, int(key.level)): "older" if stored[_without_revision(key)] < _revision_of(key)
                else "newer" for key in wanted if key not in cells and _without_revision(key) in stored}
     complete = [r for r in results if r.complete]
-    samples = {}
+    samples, pairs = {}, {}
     for r in complete:
         if r.extra is not None:
             cell = f"{r.key.name}/{int(r.key.level)}"
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
-    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised)
+            pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
+    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
 
 
 def _revision_of(key: CellKey) -> int:
@@ -565,7 +569,8 @@ class ImageNetPSuite(LevelledSuite):
                     continue
                 joint = add_joint_rows(rows, values, normalizer.samples,
                                        [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
-                metrics[metric] = _mean_relative(chosen, prefix, figures, column, bool(joint), pairs)
+                metrics[metric] = _mean_relative(chosen, prefix, figures, column, pairs,
+                                                 normalizer.pairs if joint else None)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix, pairs)
         return Design.of(rows, values, metrics, percent=percent, notes=notes)
