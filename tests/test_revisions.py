@@ -142,10 +142,10 @@ def test_a_baseline_holding_an_earlier_revision_is_said_to_need_storing_again(de
         return report["notes"]
 
     said = ("FR left empty for gaussian_blur/1: baseline 'base' holds gaussian_blur/1 as an earlier version "
-            "of gcp-robust computed it (store the baseline again: `gcp-robust baseline ... --replace`)")
+            "of gcp-robust computed them (store the baseline again: `gcp-robust baseline ... --replace`)")
     assert any(said in n for n in notes("demo-gap")), notes
     reversed_notes = notes("demo-isqrt")
-    said = ("baseline 'base' holds gaussian_blur/1 as a later version computed it than this run's cells "
-            "(`gcp-robust eval` again computes the run's anew)")
+    said = ("baseline 'base' holds gaussian_blur/1 as a later version of gcp-robust computed them than this "
+            "run's (`gcp-robust eval` again computes the run's anew)")
     assert any(said in n for n in reversed_notes), reversed_notes
     assert not any("store the baseline again" in n for n in reversed_notes), reversed_notes

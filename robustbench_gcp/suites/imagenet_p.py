@@ -142,8 +142,9 @@ class FlipBaseline:
     run: Any = None
     samples: Mapping[str, np.ndarray] | None = None
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
-    #: (perturbation, difficulty) -> "older" / "newer": the run holds that cell only as another
-    #: revision of the perturbation than the one asked for (an earlier or a later version made it)
+    #: (perturbation, difficulty) -> "older" / "newer": the baseline run holds that cell only as
+    #: another revision of the perturbation than the one asked for (an earlier or a later version
+    #: made it)
     revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
     #: (perturbation, difficulty) -> the frame pairs each of its videos compares (``samples`` are
     #: per-video totals: :func:`per_video`)
@@ -223,10 +224,10 @@ def summarize(
                 older = [cell for cell in missing if revised.get(cell) == "older"]
                 newer = [cell for cell in missing if revised.get(cell) == "newer"]
                 others = [cell for cell in missing if cell not in revised]
-                why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed it (store "
-                       "the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
-                why += [f"holds {', '.join(newer)} as a later version computed it than this run's cells "
-                        "(`gcp-robust eval` again computes the run's anew)"] if newer else []
+                why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed them "
+                       "(store the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
+                why += [f"holds {', '.join(newer)} as a later version of gcp-robust computed them than "
+                        "this run's (`gcp-robust eval` again computes the run's anew)"] if newer else []
                 why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
                         "flips)"] if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
