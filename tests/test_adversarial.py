@@ -371,3 +371,15 @@ def test_linf_adversarials_lie_inside_the_ball_after_the_cast_to_float32():
     rounded = (x.double() + (moved - x).double().clamp(-eps, eps)).clamp(0, 1).float()
     assert ((rounded.double() - x.double()).abs() > eps).sum() > 1000  # the cast alone went past
     assert (projected != rounded).sum() == ((rounded.double() - x.double()).abs() > eps).sum()
+
+
+def test_an_empty_median_perturbation_says_why(demo_val, tmp_path):
+    """'-' in the median column meant both "does not apply" (PGD) and "no adversarial found for half
+    the images" (a C&W of one step): the second is now said."""
+    report = attack_report(demo_val, tmp_path / "s.db", attacks="cw-l2", steps=1, epsilons="0.5", limit=10)
+    (entry,) = report["attacks"]
+    assert entry["median_perturbation"] is None and entry["clean_accuracy"] > 0
+    assert ("median perturbation left empty for cw-l2 (steps=1): the attack found no adversarial for half or "
+            "more of the images classified right") in report["notes"], report["notes"]
+    pgd = attack_report(demo_val, tmp_path / "s.db", attacks="pgd-linf", steps=1, epsilons="1/255", limit=10)
+    assert not any("median perturbation" in note for note in pgd["notes"])

@@ -283,7 +283,15 @@ class AdversarialSuite(Suite):
 
     def sections(self, results: Sequence[CellResult], normalizer: Any) -> tuple[dict, list[str]]:
         sections, notes = super().sections(results, normalizer)
-        return {**sections, "attacks": summarize(results)}, notes
+        attacks = summarize(results)
+        # an empty median: none needed (no image classified right) or none found for half of them
+        unbroken = sorted({a["attack"] + (f" ({a['budget_tag']})" if a["budget_tag"] else "")
+                           for a in attacks if a["attack"] in MINIMIZATION
+                           and a.get("median_perturbation") is None and a["clean_accuracy"]})
+        if unbroken:
+            notes.append(f"median perturbation left empty for {', '.join(unbroken)}: the attack found no "
+                         "adversarial for half or more of the images classified right")
+        return {**sections, "attacks": attacks}, notes
 
     # -- comparisons
     def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]]:
