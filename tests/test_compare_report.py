@@ -556,6 +556,13 @@ def test_the_perturbation_table_of_unnormalized_runs_gives_their_mean_flip_proba
     values = [float(v) for v in row]
     assert header.split("|")[3:-1] == [" brightness ", " translate "]
     assert values[0] == pytest.approx(sum(values[1:]) / 2, abs=0.006)  # the mean of the shown ones
+    # a validation perturbation shown beside them: the mean is of the test ones, and says so
+    evaluate("demo-gap", data=str(demo_val), class_order="sorted", store=str(store), suite="imagenet-p",
+             perturbations="shear", workers=0, limit=4)
+    markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                         "markdown"]).stdout
+    assert any(line.startswith("| model | mean FP (test) | brightness | translate | shear |")
+               for line in markdown.splitlines()), markdown
 
 
 def test_notes_of_several_models_name_whose_they_are():

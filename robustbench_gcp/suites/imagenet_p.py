@@ -651,6 +651,8 @@ class ImageNetPSuite(LevelledSuite):
         key, label = ("FR", "FR") if normalized else ("flip_probability", "flip probability")
         scale = 1.0 if normalized else 100.0
         mean, header = ("mFR", "mFR") if normalized else ("mean_flip_probability", "mean FP")
+        if any(p not in test for p in names):  # validation columns beside a mean of the test ones
+            header += " (test)"
         rows = []
         for r in reports:
             values = {e["perturbation"]: e[key] for e in r.sections["perturbations"]
