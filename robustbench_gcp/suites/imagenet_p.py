@@ -49,7 +49,7 @@ from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, figures_of_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
-from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
+from robustbench_gcp.store import CellKey, CellResult, Store
 from robustbench_gcp.suites.base import (
     Flag,
     LevelledSuite,
@@ -67,7 +67,7 @@ from robustbench_gcp.suites.base import (
     resolve_levels,
     resolve_names,
 )
-from robustbench_gcp.suites.revisions import newest
+from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
 from robustbench_gcp.suites.sequence_tasks import PerturbationTask, window_side
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 
@@ -281,9 +281,9 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
     stored: dict[tuple, int] = {}  # the baseline's cells less their revision -> their newest revision
     for key in cells:
-        stored[_without_revision(key)] = max(stored.get(_without_revision(key), 1), _revision_of(key))
-    revised = {(key.name, int(key.level)): "older" if stored[_without_revision(key)] < _revision_of(key)
-               else "newer" for key in wanted if key not in cells and _without_revision(key) in stored}
+        stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
+    revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
+               else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
     complete = [r for r in results if r.complete]
     samples, pairs = {}, {}
     for r in complete:
@@ -292,18 +292,6 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
             pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
     return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
-
-
-def _revision_of(key: CellKey) -> int:
-    """The revision mark of a cell (1 without one)."""
-    return json.loads(key.variant).get("revision", 1)
-
-
-def _without_revision(key: CellKey) -> tuple:
-    """A cell's key less its revision mark: the cell an earlier version of its perturbation made."""
-    variant = json.loads(key.variant)
-    variant.pop("revision", None)
-    return key.kind, key.name, key.level, canonical_json(variant)
 
 
 def per_video(r: CellResult) -> tuple[np.ndarray, np.ndarray]:

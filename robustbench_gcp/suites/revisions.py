@@ -80,16 +80,14 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
     (``eval`` again makes their new revision)."""
     chosen: dict[tuple, CellResult] = {}
     for r in results:
-        variant = json.loads(r.key.variant)
-        variant.pop(REVISION, None)
-        where = (r.key.kind, r.key.name, r.key.level, json.dumps(variant, sort_keys=True))
+        where = unrevised(r.key)
         if where not in chosen or _rank(r) > _rank(chosen[where]):
             chosen[where] = r
     ids = {id(r) for r in chosen.values()}
     kept = [r for r in results if id(r) in ids]
-    shown = {(r.key.kind, r.key.name, r.key.level): _revision(r) for r in kept}
+    shown = {(r.key.kind, r.key.name, r.key.level): revision_of(r.key) for r in kept}
     left = [r for r in results if id(r) not in ids]
-    older = [r for r in left if _revision(r) < shown[(r.key.kind, r.key.name, r.key.level)]]
+    older = [r for r in left if revision_of(r.key) < shown[(r.key.kind, r.key.name, r.key.level)]]
     older_ids = {id(r) for r in older}
     unfinished = sorted({r.key.name for r in left if id(r) not in older_ids})
     notes = []
@@ -99,7 +97,7 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
     if unfinished:
         notes.append(f"{model}: the current version of {', '.join(unfinished)} is not finished yet (a "
                      "run stopped mid-way): the earlier, complete one is shown")
-    stale = sorted({r.key.name for r in kept if _revision(r) < current_revision(r.key)})
+    stale = sorted({r.key.name for r in kept if revision_of(r.key) < current_revision(r.key)})
     if stale:
         notes.append(f"{model}: {', '.join(stale)} were computed by an earlier version of gcp-robust, "
                      "whose output differs from the current one; `gcp-robust eval` again computes "
@@ -110,8 +108,16 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
 
 def _rank(result: CellResult) -> tuple[bool, int]:
     """Complete before unfinished, then the newer revision."""
-    return bool(result.complete), _revision(result)
+    return bool(result.complete), revision_of(result.key)
 
 
-def _revision(result: CellResult) -> int:
-    return json.loads(result.key.variant).get(REVISION, 1)
+def revision_of(key: CellKey) -> int:
+    """The revision a stored cell was made by (1 without a mark)."""
+    return json.loads(key.variant).get(REVISION, 1)
+
+
+def unrevised(key: CellKey) -> tuple:
+    """A cell's key less its revision mark: the same for every revision of one cell."""
+    variant = json.loads(key.variant)
+    variant.pop(REVISION, None)
+    return key.kind, key.name, key.level, json.dumps(variant, sort_keys=True)
