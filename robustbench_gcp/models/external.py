@@ -161,15 +161,15 @@ def _torchvision_configs(name: str) -> list[PreprocessConfig]:
     return configs
 
 
-def _differing_note(name: str) -> str:
+def _differing_note(name: str, configs: list[PreprocessConfig]) -> str:
     """The report's note for ``torchvision:name`` preprocessed as ImageNet by default because its
-    published weights differ in their preprocessing ("" where they do not)."""
-    configs = _torchvision_configs(name)
+    published weights' ``configs`` (:func:`_torchvision_configs`) differ ("" where they do not)."""
     if len(configs) < 2:
         return ""
+    imagenet = PreprocessConfig()
+    normalized = (imagenet.mean, imagenet.std)
     said = "; ".join(f"{c.resize_size} / {c.input_size} {c.interpolation}"
-                     + (f" mean {c.mean} std {c.std}" if (c.mean, c.std) != (PreprocessConfig().mean,
-                                                                             PreprocessConfig().std) else "")
+                     + (f" mean {c.mean} std {c.std}" if (c.mean, c.std) != normalized else "")
                      for c in configs)
     return (f"preprocessing: ImageNet's (resize 256, crop 224, bilinear); torchvision's published {name} "
             f"weights differ in theirs ({said}): give --preprocess (preprocess=) to match the checkpoint's")
@@ -192,11 +192,11 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         # as torchvision builds them for its published weights (same keys either way: strict loading
         # could not tell, and those weights gave other logits without the input transform)
         options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
-        published = torchvision_preprocess(name) if preprocess is None else None
-        chosen = preprocess_config(preprocess if preprocess is not None else published)
-        note = _differing_note(name) if preprocess is None and published is None else ""
+        published = _torchvision_configs(name) if preprocess is None else []  # read once
+        chosen = preprocess_config(preprocess if preprocess is not None else
+                                   published[0] if len(published) == 1 else None)
         return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
-                              chosen, random_init=True, note=note)
+                              chosen, random_init=True, note=_differing_note(name, published))
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
