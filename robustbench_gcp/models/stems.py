@@ -114,14 +114,6 @@ def _own(model: nn.Module) -> nn.Module:
 _FORWARD = ("forward", "forward_features", "_forward_impl")
 
 
-def _changed(model: nn.Module, family: type) -> str | None:
-    """The first of :data:`_FORWARD` that ``model``'s class defines otherwise than ``family``."""
-    for name in _FORWARD:
-        if getattr(type(model), name, None) is not getattr(family, name, None):
-            return name
-    return None
-
-
 def _candidate(model: nn.Module) -> tuple[Callable[[nn.Module], Stem], type | None] | None:
     """The split of ``model``'s family and the class whose forward pass it follows (None for timm's
     ViTs, found by their attributes), whether or not ``model`` changes that forward pass."""
@@ -149,14 +141,15 @@ def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
 
 
 def _forward_change(model: nn.Module, family: type | None) -> str | None:
-    """``Class.method`` of ``model`` that changes its family's forward pass (timm's ViTs: a method
-    not defined by timm), else None."""
-    if family is not None:
-        name = _changed(model, family)
-        return f"{type(model).__name__}.{name}" if name else None
+    """``Class.method`` of :data:`_FORWARD` that ``model``'s class defines otherwise than
+    ``family`` (timm's ViTs, ``family`` None: a method not defined by timm), else None."""
     for name in _FORWARD:
         method = getattr(type(model), name, None)
-        if method is not None and not getattr(method, "__module__", "").startswith("timm."):
+        if family is not None:
+            same = method is getattr(family, name, None)
+        else:
+            same = method is None or getattr(method, "__module__", "").startswith("timm.")
+        if not same:
             return f"{type(model).__name__}.{name}"
     return None
 
