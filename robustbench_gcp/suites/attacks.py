@@ -381,16 +381,18 @@ class AttackTask:
         from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
 
         wide = exact_dtype(x.device)
-        delta = (adversarial.detach() - x).to(wide)
-        if ATTACKS[self.spec.attack] == "linf":
+        x_wide = x.to(wide)
+        delta = (adversarial.detach() - x).to(wide)  # differenced in x's dtype, then widened
+        linf = self.spec.norm == "linf"
+        if linf:
             delta = delta.clamp(-eps, eps)
         else:
             norm = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
             delta = delta * (eps / norm).clamp(max=1.0).view(-1, *[1] * (delta.ndim - 1))
         # x in [0, 1]: clamping to the box only shrinks each coordinate of delta
-        projected = (x.to(wide) + delta).clamp(0.0, 1.0).to(x.dtype)
-        if ATTACKS[self.spec.attack] == "linf":  # the cast rounds up to half a step beyond eps: one step in
-            over = (projected.to(wide) - x.to(wide)).abs() > eps
+        projected = (x_wide + delta).clamp(0.0, 1.0).to(x.dtype)
+        if linf:  # the cast rounds up to half a step beyond eps: one step in
+            over = (projected.to(wide) - x_wide).abs() > eps
             projected = torch.where(over, torch.nextafter(projected, x), projected)
         return projected
 
