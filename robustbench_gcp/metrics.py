@@ -280,19 +280,14 @@ def rate_counts(flips, distances, pairs: int, *, on_device: bool = False) -> dic
     """
     from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
 
-    total = (lambda v: v.sum()) if on_device else (lambda v: int(v.sum()))
-    rate_sum = (lambda v: (v.to(exact_dtype(v.device)) / pairs).sum()) if on_device else (
-        lambda v: float((v.double() / pairs).sum()))
+    wide = exact_dtype(flips.device)
+    sums = {"flips": flips.sum(), "distance_total": distances.sum(),
+            "flip_rate_sum": (flips.to(wide) / pairs).sum(),
+            "distance_rate_sum": (distances.to(wide) / pairs).sum()}
+    if not on_device:
+        sums = {name: value.item() for name, value in sums.items()}  # int for the totals, float for the rest
     videos = int(flips.numel())
-    return {
-        "videos": videos,
-        "comparisons": videos * pairs,
-        "flips": total(flips),
-        "distance_total": total(distances),
-        "videos_with_totals": videos,
-        "flip_rate_sum": rate_sum(flips),
-        "distance_rate_sum": rate_sum(distances),
-    }
+    return {"videos": videos, "comparisons": videos * pairs, "videos_with_totals": videos, **sums}
 
 
 def figures_of_counts(counts) -> tuple[float, float]:
