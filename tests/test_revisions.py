@@ -51,6 +51,29 @@ def test_reports_show_the_newest_revision_whatever_the_order():
         "complete one is shown")
 
 
+def test_a_corruption_shows_one_revision_at_every_severity():
+    """The new revision finished at severities 1-2 but not 3, the old one at all three: severity 3
+    came from the old revision beside the new ones, and its CE averaged the two."""
+    made = {"source": "torch", "roundtrip": True}
+
+    def cell(level, revision, complete=True):
+        variant = {**made, "revision": revision} if revision > 1 else made
+        return CellResult(CellKey("imagenet-c", "brightness", level, canonical_json(variant)), 1,
+                          {"top1_wrong": 0.0}, [0], complete)
+
+    old = [cell(level, 1) for level in "123"]
+    new = [cell("1", 2), cell("2", 2), cell("3", 2, complete=False)]
+    kept, notes = newest([*new, *old], "m")
+    assert kept == old and notes[0] == (
+        "m: the current version of brightness is not finished yet (a run stopped mid-way): the earlier, "
+        "complete one is shown") and notes[1].startswith("m: brightness were computed by an earlier")
+    new[2] = cell("3", 2)  # finished: the new revision at every severity
+    assert newest([*old, *new], "m")[0] == new
+    # no revision complete at every severity: each severity's newest complete cell, as before
+    kept, _ = newest([old[0], new[1], cell("3", 2, complete=False)], "m")
+    assert [(c.key.level, c.complete) for c in kept] == [("1", True), ("2", True), ("3", False)]
+
+
 def _eval(image_folder, checkpoint, store):
     result = run("eval", "--model", "resnet18-gap", "--checkpoint", checkpoint, "--data", image_folder,
                  "--store", store, "--workers", 0, "--batch-size", 6, "--suite", "imagenet-c",

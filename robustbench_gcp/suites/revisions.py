@@ -75,15 +75,28 @@ def current_revision(key: CellKey) -> int:
 
 
 def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-    """Of cells that differ by their revision alone, the newest complete one (the newest when none
-    is complete); with notes on those left out and on the shown cells older than the current code
+    """Of cells that differ by their revision alone, one revision for every level of a corruption
+    (perturbation, attack): the newest complete at all its levels, so that its CE never averages
+    two revisions; where none is, each level's newest complete cell (the newest when none is
+    complete). With notes on those left out and on the shown cells older than the current code
     (``eval`` again makes their new revision)."""
-    chosen: dict[tuple, CellResult] = {}
+    groups: dict[tuple, list[CellResult]] = {}
     for r in results:
-        where = unrevised(r.key)
-        if where not in chosen or _rank(r) > _rank(chosen[where]):
-            chosen[where] = r
-    ids = {id(r) for r in chosen.values()}
+        kind, name, _, variant = unrevised(r.key)
+        groups.setdefault((kind, name, variant), []).append(r)
+    ids = set()
+    for cells in groups.values():
+        levels = {r.key.level for r in cells}
+        whole = [revision for revision in sorted({revision_of(r.key) for r in cells}, reverse=True)
+                 if {r.key.level for r in cells if r.complete and revision_of(r.key) == revision} == levels]
+        if whole:
+            ids |= {id(r) for r in cells if revision_of(r.key) == whole[0]}
+            continue
+        chosen: dict[str, CellResult] = {}
+        for r in cells:
+            if r.key.level not in chosen or _rank(r) > _rank(chosen[r.key.level]):
+                chosen[r.key.level] = r
+        ids |= {id(r) for r in chosen.values()}
     kept = [r for r in results if id(r) in ids]
     shown = {(r.key.kind, r.key.name, r.key.level): revision_of(r.key) for r in kept}
     left = [r for r in results if id(r) not in ids]
