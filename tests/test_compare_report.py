@@ -440,6 +440,7 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
         "demo-isqrt: 1 cell that not every compared model has is left out of the comparison (fog/3)"
         + ALIGNED]
     assert small["notes"][2].startswith("bootstrap intervals left empty: 10 images")
+    assert [m["cells_left_out"] for m in small["models"]] == [2, 1]  # its figures are not its report's
     assert not any(n.startswith("bootstrap") for n in out["comparisons"][1]["notes"])  # 20 images
     # the reference where it was run; elsewhere the first model, said in a note
     report = ["report", "--store", str(store), "--suite", "imagenet-c", "--resamples", "100"]
@@ -454,9 +455,10 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert "demo-isqrt has no results on these 30 images: the reference here is demo-gap" in third["notes"]
     # image sets are told apart in the wide CSV and the markdown titles too
     wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"])
-    assert [(r["model"], r["n_images"]) for r in csv.DictReader(io.StringIO(wide.stdout))] == [
-        ("demo-gap", "10"), ("demo-isqrt", "10"), ("demo-gap", "20"), ("demo-isqrt", "20"),
-        ("demo-gap", "30")]
+    rows = csv.DictReader(io.StringIO(wide.stdout))
+    assert [(r["model"], r["n_images"], r["cells_left_out"]) for r in rows] == [
+        ("demo-gap", "10", "2"), ("demo-isqrt", "10", "1"), ("demo-gap", "20", "0"),
+        ("demo-isqrt", "20", "0"), ("demo-gap", "30", "0")]
     markdown = CliRunner().invoke(main, [*report, "--format", "markdown"])
     assert ": 20 images (reference demo-gap, 95 % intervals)" in markdown.stdout
     # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells

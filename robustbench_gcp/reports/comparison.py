@@ -205,8 +205,9 @@ def compare_reports(
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
         comparison["source"] = group[0].source
-        for model, report in zip(comparison["models"], group):
+        for model, report, compared in zip(comparison["models"], group, cells):
             model["partial"] = report.partial is not None
+            model["cells_left_out"] = len(report.cells) - len(compared)  # its figures are not its report's
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data
         comparison["data_fingerprint"] = group[0].data_fingerprint

@@ -122,7 +122,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     for model in comparison["models"]:
         row = {"suite": comparison["suite"], "source": comparison.get("source"),
                "n_images": comparison.get("n_images"), "model": model["model"],
-               "reference": comparison["reference"], "partial": bool(model.get("partial"))}
+               "reference": comparison["reference"], "partial": bool(model.get("partial")),
+               "cells_left_out": model.get("cells_left_out", 0)}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
             delta = (model.get("delta") or {}).get(m)
