@@ -230,6 +230,59 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     assert not (tmp_path / "t.db").exists()
 
 
+def test_every_released_folder_holds_the_first_ones_images_before_compute(image_folder, gap_checkpoint,
+                                                                        tmp_path):
+    """Without --data a run's images are its first released folder's. An empty class folder in a
+    later one (a partial extraction) passed the checks and failed halfway, after the first cell was
+    computed; a file missing from the first shrank every cell, unsaid; a hidden ``._`` file (macOS)
+    hid released images smaller than the benchmark's."""
+    released = tmp_path / "C"
+    names = scan_folder(image_folder).names
+    for cell in ("fog/1", "contrast/1"):
+        for name in names:
+            target = released / cell / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(image_folder / name) as image:
+                image.convert("RGB").resize((224, 224)).save(target, format="JPEG")
+    store = tmp_path / "s.db"
+
+    def evaluate(*extra):
+        return run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--corrupted-dir",
+                   released, "--store", store, "--workers", 0, "--suite", "imagenet-c", "--corruptions",
+                   "fog,contrast", "--severities", 1, *extra)
+
+    emptied = released / "contrast" / "1" / names[0].split("/")[0]
+    shutil.move(emptied, tmp_path / "aside")
+    emptied.mkdir()
+    (emptied / "README.txt").write_text("not an image")
+    refused = evaluate()
+    assert refused.exit_code == 1 and last_line(refused).startswith(
+        f"Error: released folder {released / 'contrast' / '1'} lacks the files of 3 of the 12 images of "
+        f"{released / 'fog' / '1'}, the run's ({names[0]}, "), refused.output
+    assert not store.exists()
+    shutil.rmtree(emptied)
+    shutil.move(tmp_path / "aside", emptied)
+
+    (released / "fog" / "1" / names[-1]).unlink()  # the first folder lacks an image the others hold
+    refused = evaluate()
+    assert refused.exit_code == 1 and last_line(refused) == (
+        f"Error: released folder {released / 'contrast' / '1'} holds 1 images beyond the 11 of "
+        f"{released / 'fog' / '1'}, the run's ({names[-1]}): {released / 'fog' / '1'} lacks them (a partial "
+        "extraction?); complete it, or pick complete ones"), refused.output
+    assert not store.exists()
+    limited = evaluate("--limit", 4)  # a subset of the first folder's images, all in the others
+    assert limited.exit_code == 0, limited.output
+
+    small = tmp_path / "small" / "fog" / "1" / names[0]
+    small.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(small, format="JPEG")
+    (small.parent / "._0000.JPEG").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble, sorted first
+    refused = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--corrupted-dir",
+                  tmp_path / "small", "--store", tmp_path / "t.db", "--suite", "imagenet-c", "--corruptions",
+                  "fog", "--severities", 1)
+    assert refused.exit_code == 1 and "is 64x64, smaller than the 224x224" in last_line(refused)
+
+
 def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap_checkpoint, tmp_path):
     """Released cells are found by the images' names and labels, as --data's: cells stored from one
     folder and reused for another are said, per cell, before anything is computed; cells computed

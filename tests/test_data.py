@@ -394,3 +394,29 @@ def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):
     with pytest.raises(DataError, match=r"fog/1 holds files but no wnid folders: the released layout is "
                                         r"<root>/<corruption>/<severity>/<wnid>/<image>$"):
         scan_imagenet_c(tmp_path / "C", "fog", 1)
+
+
+def test_released_videos_keep_their_listed_names(tmp_path):
+    """Videos named .MP4 were listed by the scan, then looked up as .mp4 ("does not exist"); every
+    released folder is checked to hold the first one's videos."""
+    from robustbench_gcp.data.folders import scan_videos
+    from robustbench_gcp.engine.runner import ImageSource, check_released_sources
+
+    for difficulty in ("rotate", "rotate_2"):
+        (tmp_path / difficulty / "n01440764").mkdir(parents=True)
+        for stem in ("ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"):
+            (tmp_path / difficulty / "n01440764" / f"{stem}.MP4").write_bytes(b"")
+    videos = scan_videos(tmp_path / "rotate")
+    sources = [ImageSource(tmp_path / d, resize_size=None, crop_size=224, released=True, video_frames=30)
+               for d in ("rotate", "rotate_2")]
+    assert all(path.is_file() for path in sources[0].paths(videos, range(len(videos))))
+    check_released_sources(sources, videos, data=False, whole=True)
+    (tmp_path / "rotate_2" / "n01440764" / "ILSVRC2012_val_00000003.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match=r"rotate_2 holds 1 images beyond the 2 of .*rotate, the run's "
+                                        r"\(n01440764/ILSVRC2012_val_00000003.mp4\)"):
+        check_released_sources(sources, videos, data=False, whole=True)
+    check_released_sources(sources, videos, data=False, whole=False)  # a --limit takes some of them
+    (tmp_path / "rotate_2" / "n01440764" / "ILSVRC2012_val_00000002.MP4").unlink()
+    with pytest.raises(DataError, match=r"rotate_2 lacks the files of 1 of the 2 images of .*rotate, the "
+                                        r"run's \(n01440764/ILSVRC2012_val_00000002.MP4\)"):
+        check_released_sources(sources, videos, data=False, whole=False)

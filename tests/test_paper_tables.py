@@ -147,3 +147,27 @@ def test_a_baseline_without_errors_of_these_corruptions_does_not_normalize_image
     suite = get_suite("imagenet-c")
     assert not suite.normalizes(None) and not suite.normalizes(Baseline("pbase"))
     assert suite.normalizes(Baseline("cbase", clean_error=0.5, imagenet_c={"fog": (0.8,) * 5}))
+
+
+def test_a_stored_baseline_without_errors_on_a_corruption_says_so():
+    """A stored baseline that made no error on a corruption leaves its CE empty: the note said it had
+    no complete cells of it, to be stored again, which cannot help."""
+    import math
+
+    from robustbench_gcp.metrics import Baseline
+    from robustbench_gcp.store import CellKey, CellResult
+    from robustbench_gcp.suites.imagenet_c import summarize
+
+    variant = '{"dataset":"tinyimagenet","roundtrip":true,"source":"torch"}'
+    results = [CellResult(CellKey("imagenet-c", name, "2", variant), 4, {"top1_errors": 1, "top5_errors": 0},
+                          [0], True) for name in ("fog", "pixelate", "contrast")]
+    errors = {"fog": 0.5, "pixelate": 0.0}  # contrast: none stored
+    table = {c: tuple(e if s == 2 else math.nan for s in range(1, 6)) for c, e in errors.items()}
+    baseline = Baseline("tgap", clean_error=0.1, run=object(), imagenet_c=table)
+    sections, notes = summarize(results, benchmark=["fog", "pixelate", "contrast"], baseline=baseline)
+    assert {e["corruption"]: e["CE"] for e in sections["per_corruption"]} == {
+        "fog": 50.0, "contrast": None, "pixelate": None}
+    assert "CE left empty for pixelate: the stored baseline 'tgap' made no error there (a zero normalizer)" \
+        in notes
+    assert any(n.startswith("CE left empty for contrast: the stored baseline 'tgap' has no complete cells")
+               for n in notes)

@@ -344,6 +344,11 @@ def test_datasets_are_detected_from_their_layout(cifar, tiny, tmp_path):
     assert detect_dataset(tiny / "tiny-imagenet-200" / "val") == "tinyimagenet"
     assert detect_dataset(_folder(tmp_path / "hundred", 12, 32)) == "cifar100"
     assert detect_dataset(_folder(tmp_path / "sixty-four", 3, 64)) == "tinyimagenet"
+    for folder in (tmp_path / "sixty-four").iterdir():  # hidden files (macOS's ._ pairs) are no images
+        (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+        (folder / ".ipynb_checkpoints").mkdir()
+        (folder / ".ipynb_checkpoints" / "0.png").write_bytes(b"")
+    assert detect_dataset(tmp_path / "sixty-four") == "tinyimagenet"
     assert detect_dataset(_folder(tmp_path / "photos", 5, 64, sizes_vary=True)) is None
     assert detect_dataset(tmp_path / "missing") is None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, scan_folder
+from robustbench_gcp.data.folders import ImageList, first_image, scan_folder, subfolders
 from robustbench_gcp.errors import ConfigError, DataError
 
 
@@ -87,8 +87,7 @@ def _image_sizes(root: Path, count: int = 8) -> set[tuple[int, int]]:
     sizes = set()
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in folders[:count]:
-        first = next((p for p in sorted(folder.rglob("*"))
-                      if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)), None)
+        first = first_image(folder)
         if first is None:
             continue
         try:
@@ -203,3 +202,26 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
         raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
                         f"{dataset.image_size}x{dataset.image_size}; give the right --dataset, or "
                         f"--preset {dataset.preset} to use its corruption parameters anyway")
+
+
+def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
+    """The released images are read as they are, centre-cropped to the benchmark's size (224 px
+    for ImageNet-C): a first image smaller than that is an error before any compute.
+
+    Raises:
+        DataError: naming the file, its size and the size expected.
+    """
+    from PIL import Image
+
+    crop = dataset.image_size or 224
+    first = next(filter(None, (first_image(folder / name) for name in sorted(subfolders(folder)))), None)
+    if first is None:
+        return  # an empty cell folder is named when its images are listed
+    try:
+        with Image.open(first) as image:
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError):
+        return  # an unreadable file is named when it is read
+    if min(width, height) < crop:
+        raise DataError(f"released image {first} is {width}x{height}, smaller than the {crop}x{crop} "
+                        f"images of {dataset.released}: is --corrupted-dir the right folder?")

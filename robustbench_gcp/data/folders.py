@@ -404,7 +404,8 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
     first = {name for name in subfolders(folders[0]) if _holds_files(folders[0] / name)}
     for folder in folders[1:]:
         names = subfolders(folder)
-        # a class folder of the first cell is taken to hold files here too (one scan per cell)
+        # a class folder of the first cell is taken to hold files here too (Suite.check_files
+        # lists them)
         classes = {name for name in names if name in first or _holds_files(folder / name)}
         if classes != first:
             lacking, extra = sorted(first - classes), sorted(classes - first)
@@ -416,17 +417,26 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
                             f"{flags}")
 
 
-def check_released_files(folder: Path, paths: Sequence[Path]) -> None:
-    """Each of ``paths`` (the files of ``--data``'s images in the released ``folder``) exists; one
+def check_released_files(folder: Path, paths: Sequence[Path], *, first: Path | None = None,
+                         whole: bool = False, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> None:
+    """Each of ``paths`` (the files of the run's images in the released ``folder``) exists; one
     listing per class folder.
 
+    Args:
+        first: the released folder whose images the run evaluates (no ``--data``); None: the
+            images are ``--data``'s.
+        whole: the run evaluates every image of ``first`` (no ``--limit``): a file of
+            ``extensions`` in ``folder`` that is not among ``paths`` is one that ``first`` lacks
+            (its partial extraction would shrink every cell, unseen).
+
     Raises:
-        DataError: how many are missing, the first few named (a class folder missing whole said so).
+        DataError: how many are missing (or beyond), the first few named (a class folder missing
+            whole said so).
     """
-    wanted: dict[Path, list[str]] = {}
+    wanted: dict[Path, set[str]] = {}
     for path in paths:
-        wanted.setdefault(path.parent, []).append(path.name)
-    missing, gone = [], []
+        wanted.setdefault(path.parent, set()).add(path.name)
+    missing, gone, extra = [], [], []
     for parent, names in wanted.items():
         try:
             with os.scandir(parent) as entries:
@@ -434,12 +444,30 @@ def check_released_files(folder: Path, paths: Sequence[Path]) -> None:
         except OSError:  # no such class folder (or unreadable: the same to the run)
             present = set()
             gone.append(str(parent.relative_to(folder)))
-        missing += [str((parent / name).relative_to(folder)) for name in names if name not in present]
-    if missing:
-        said = f"; it has no class folder {listed(gone)}" if gone else ""
+        missing += sorted(str((parent / name).relative_to(folder)) for name in names - present)
+        if whole:
+            extra += sorted(str((parent / name).relative_to(folder)) for name in present - names
+                            if not name.startswith(".") and name.lower().endswith(extensions))
+    said = f"; it has no class folder {listed(gone)}" if gone else ""
+    if missing and first is None:
         raise DataError(f"released folder {folder} lacks the files of {len(missing)} of the {len(paths)} "
                         f"images of --data ({listed(missing)}){said}: released files are read under "
                         "--data's names; give the --data these files were made from (or --limit)")
+    if missing:
+        raise DataError(f"released folder {folder} lacks the files of {len(missing)} of the {len(paths)} "
+                        f"images of {first}, the run's ({listed(missing)}){said}: every released folder "
+                        "holds the same images; complete it, or pick complete ones")
+    if extra:
+        raise DataError(f"released folder {folder} holds {len(extra)} images beyond the {len(paths)} of "
+                        f"{first}, the run's ({listed(extra)}): {first} lacks them (a partial "
+                        "extraction?); complete it, or pick complete ones")
+
+
+def first_image(folder: Path) -> Path | None:
+    """The first image under ``folder`` in the order :func:`scan_folder` walks a class (hidden
+    names skipped), or None."""
+    name = next(_walk_images(folder.parent, folder.name, IMG_EXTENSIONS, {}), None)
+    return None if name is None else folder.parent / name
 
 
 def _holds_files(folder: Path) -> bool:

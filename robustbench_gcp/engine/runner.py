@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from robustbench_gcp.data.folders import ImageList
+from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, check_released_files
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
 from robustbench_gcp.engine.device import amp_dtype, exact_float32, memory_message, out_of_memory
 from robustbench_gcp.engine.seeding import image_seeds
@@ -95,7 +95,7 @@ class ImageSource:
             name = images.names[p]
             if "/" not in name:  # flat val folder: released files sit in wnid folders
                 name = f"{images.classes[images.labels[p]]}/{name}"
-            if self.video_frames is not None:
+            if self.video_frames is not None and not name.lower().endswith(".mp4"):  # --data's image
                 name = str(Path(name).with_suffix(".mp4"))
             paths.append(self.root / name)
         return paths
@@ -120,6 +120,22 @@ class ImageSource:
         else:
             batches = iterate_batches(paths, self.preprocess, batch_size=batch_size, workers=workers)
         return torch.cat([batch for batch, _ in batches])
+
+
+def check_released_sources(sources: Sequence[ImageSource], images: ImageList, *, data: bool,
+                           whole: bool) -> None:
+    """Every released folder of a run holds the files of its ``images``, before any compute:
+    ``--data``'s (``data``), else the first folder's, and then, when the run takes all of them
+    (``whole``: no ``--limit``), no more (a first folder left partial would shrink every cell).
+
+    Raises:
+        DataError: the first folder that lacks files, or holds more, naming them.
+    """
+    first = None if data else sources[0].root
+    extensions = (".mp4",) if sources and sources[0].video_frames is not None else IMG_EXTENSIONS
+    for source in sources[0 if data else 1:]:
+        check_released_files(source.root, source.paths(images, range(len(images))), first=first,
+                             whole=whole and not data, extensions=extensions)
 
 
 class Task(Protocol):

@@ -233,8 +233,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           preprocess=options.preprocess)
     selection = suite.check_model(selection, choice) or selection  # None: a suite of the old contract
     images = everything.limit(options.limit)
-    if options.data is not None:
-        suite.check_files(selection, images)
+    suite.check_files(selection, images, data=options.data is not None, whole=len(images) == len(everything))
     check_classes(images, check_weights(choice), choice.label, released=options.data is None,
                   asked_sorted=options.class_order == "sorted")
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,

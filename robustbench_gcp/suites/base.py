@@ -263,10 +263,10 @@ class Suite:
         """Raise if the images of ``--data`` cannot stand beside the selection's released files
         (files read by row must be those rows' images), before any compute."""
 
-    def check_files(self, selection: Selection, images: ImageList) -> None:
-        """Raise if a released file the run reads for ``images`` (``--data``'s, after ``--limit``)
-        is missing, before any compute (one released folder: ``check_inputs`` saw that the
-        others hold its class folders)."""
+    def check_files(self, selection: Selection, images: ImageList, *, data: bool, whole: bool) -> None:
+        """Raise if a released folder lacks a file the run reads for ``images`` (``--data``'s when
+        ``data``, else its first released folder's; after ``--limit``), or (``whole``: the run takes
+        every image of that first folder) holds one it lacks, before any compute."""
 
     def check_model(self, selection: Selection, model: Any) -> Selection:
         """The selection as it applies to ``model`` (the chosen model,

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
-from robustbench_gcp.data.datasets import DatasetInfo, dataset_mark, get_dataset
-from robustbench_gcp.data.folders import check_released, check_released_files, corrupted_cell_dir
-from robustbench_gcp.engine.runner import ImageSource
+from robustbench_gcp.data.datasets import DatasetInfo, check_released_size, dataset_mark, get_dataset
+from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
+from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import ConfigError, UnknownNameError
 from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
 from robustbench_gcp.reports.tables import Column, to_markdown
@@ -82,34 +82,6 @@ class ImageNetCSelection(Selection):
         if self.preset != self.dataset.preset:
             extra["preset"] = self.preset
         return extra
-
-
-def _check_released_size(folder: Path, dataset: DatasetInfo) -> None:
-    """The released images are read as they are, centre-cropped to the benchmark's size (224 px
-    for ImageNet-C): a first image smaller than that is an error before any compute.
-
-    Raises:
-        DataError: naming the file, its size and the size expected.
-    """
-    from PIL import Image
-
-    from robustbench_gcp.data.folders import IMG_EXTENSIONS
-    from robustbench_gcp.errors import DataError
-
-    crop = dataset.image_size or 224
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())  # <wnid>/ folders
-    where = classes[0] if classes else folder
-    first = next((p for p in sorted(where.iterdir()) if p.suffix.lower() in IMG_EXTENSIONS), None)
-    if first is None:
-        return  # an empty cell folder is named when its images are listed
-    try:
-        with Image.open(first) as image:
-            width, height = image.size
-    except (OSError, Image.DecompressionBombError):
-        return  # an unreadable file is named when it is read
-    if min(width, height) < crop:
-        raise DataError(f"released image {first} is {width}x{height}, smaller than the {crop}x{crop} "
-                        f"images of {dataset.released}: is --corrupted-dir the right folder?")
 
 
 @dataclass(frozen=True)
@@ -247,13 +219,16 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "normalization is ImageNet-C's"
                      + (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'"
                         if baseline is not None else ""))
-    lacking = [s.corruption for s in summaries if s.CE is None]
-    if baseline is not None and baseline.run is not None and lacking:
-        notes.append(f"CE left empty for {', '.join(lacking)}: the stored baseline '{baseline.name}' has no "
-                     "complete cells of them made as this run's (not computed, or by an earlier version "
-                     "of gcp-robust); store it again (gcp-robust baseline) to normalize them")
+    lacking = [s.corruption for s in summaries if s.CE is None and baseline is not None and baseline.run]
+    for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
+        if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
+            notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' " + (
+                "has no complete cells of them made as this run's (not computed, or by an earlier version "
+                "of gcp-robust); store it again (gcp-robust baseline) to normalize them" if absent
+                else "made no error there (a zero normalizer)"))
     if clean_error is None and cells and dataset.alexnet_normalized:
-        notes.append("relative mCE needs the clean error: give --data with the clean images")
+        notes.append("relative mCE needs the clean error: give --data with the clean images (a run given "
+                     "them that stopped before its clean cell was complete: run it again to finish it)")
     severities = sorted(common) if common and uneven else sorted({c["severity"] for c in cells})
     if cells and severities != list(SEVERITIES) and dataset.alexnet_normalized:
         notes.append(
@@ -392,7 +367,7 @@ class ImageNetCSuite(LevelledSuite):
         check_released(root, [corrupted_cell_dir(root, c, s)
                               for c in selection.corruptions for s in selection.severities],
                        "--corruptions / --severities")
-        _check_released_size(corrupted_cell_dir(root, selection.corruptions[0], selection.severities[0]),
+        check_released_size(corrupted_cell_dir(root, selection.corruptions[0], selection.severities[0]),
                              selection.dataset)
 
     def image_list(self, selection: ImageNetCSelection) -> ImageList | None:
@@ -432,10 +407,11 @@ class ImageNetCSuite(LevelledSuite):
             raise DataError(f"--data's labels differ from {name}'s labels.npy (first at image {differ}: "
                             f"{images.labels[differ]} and {rows.labels[differ]}): another test set?")
 
-    def check_files(self, selection: ImageNetCSelection, images: ImageList) -> None:
+    def check_files(self, selection: ImageNetCSelection, images: ImageList, *, data: bool,
+                    whole: bool) -> None:
         if selection.released is not None and selection.dataset.preset != "cifar":
-            source = self._released_source(selection, selection.corruptions[0], selection.severities[0], 0)
-            check_released_files(source.root, source.paths(images, range(len(images))))
+            check_released_sources([self._released_source(selection, c, s, 0) for c in selection.corruptions
+                                    for s in selection.severities], images, data=data, whole=whole)
 
     def _released_source(self, selection: ImageNetCSelection, corruption: str, severity: int,
                          n_images: int) -> ImageSource:

@@ -43,8 +43,8 @@ from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS,
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
-from robustbench_gcp.data.folders import check_released, check_released_files, perturbed_dir, perturbed_npy
-from robustbench_gcp.engine.runner import ImageSource
+from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
+from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE, figures_of_counts, relative_rate
 from robustbench_gcp.reports.tables import Column, to_markdown
@@ -469,11 +469,12 @@ class ImageNetPSuite(LevelledSuite):
                 tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))
         return tasks
 
-    def check_files(self, selection: ImageNetPSelection, images: ImageList) -> None:
+    def check_files(self, selection: ImageNetPSelection, images: ImageList, *, data: bool,
+                    whole: bool) -> None:
         if selection.released is not None and selection.preset != "cifar":
-            first = (selection.perturbations[0], selection.difficulties[0])
-            source = self._released_source(selection, *first, 0)
-            check_released_files(source.root, source.paths(images, range(len(images))))
+            check_released_sources([self._released_source(selection, p, d, 0)
+                                    for p in selection.perturbations for d in selection.difficulties],
+                                   images, data=data, whole=whole)
 
     def _released_source(self, selection: ImageNetPSelection, perturbation: str, difficulty: int,
                          crop: int) -> ImageSource:
