@@ -8,8 +8,10 @@ is known, verified), so an interrupted download never looks like a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -17,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from robustbench_gcp.errors import CheckpointError
+from robustbench_gcp.errors import CheckpointError, ConfigError
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -26,6 +28,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def expected_sha256(expected: str) -> str:
+    """A ``sha256`` as given (``--sha256``, benchmarks.yaml): its hex digits in lower case, a full
+    digest or a prefix of at least 8, ``sha256:`` before them allowed.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    want = str(expected).strip().lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{8,64}", want):
+        raise ConfigError(f"`sha256` (--sha256) should be 8 to 64 hexadecimal digits (a full SHA-256 or its "
+                          f"prefix). Got {expected!r}")
+    return want
 
 
 def cache_root() -> Path:
@@ -72,8 +88,10 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                 return cached
             hint += f"; save the download there or in {cached.parent}, or pass --checkpoint FILE"
         raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
+    want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     name = Path(urlparse(location).path).name or "checkpoint.pth"
-    target = cache_dir() / name
+    # a folder per URL: files of one name (Google Drive's `uc`, `model_best.pth.tar`) are many files
+    target = cache_dir() / hashlib.sha256(location.encode()).hexdigest()[:16] / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,13 +105,15 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                 out.write(block)
                 if progress is not None:
                     progress.advance_download(len(block))
-        actual = file_sha256(tmp) if sha256 is not None else None
-        if actual is not None and actual != sha256:
-            raise CheckpointError(f"download of {location} has sha256 {actual}, expected {sha256}")
+        actual = file_sha256(tmp) if want is not None else None
+        if actual is not None and not actual.startswith(want):
+            raise CheckpointError(f"download of {location} has sha256 {actual}, expected {want}")
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         raise CheckpointError(f"cannot download checkpoint {location}: {error}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the URL's folder, left empty by a failed download
+            target.parent.rmdir()
     return target

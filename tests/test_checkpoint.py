@@ -382,6 +382,18 @@ def test_a_damaged_legacy_or_zip_pickle_is_a_truncated_file_at_every_cut(tmp_pat
     check_error(path, r"is truncated or corrupted \([\d,]+ bytes; ")
 
 
+def test_damaged_tensor_bytes_in_a_zip_checkpoint_are_refused(tmp_path, isqrt18):
+    """torch.load reads a zip's tensors without checking their CRC-32: 64 bytes zeroed inside a
+    weight loaded silently, other weights than the published ones."""
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "good.pth", False)
+    archive = bytearray(path.read_bytes())
+    middle = len(archive) // 2
+    archive[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(archive))
+    check_error(path, r"is truncated or corrupted \([\d,]+ bytes; the bytes of \S+/data/\d+ do not match "
+                      r"their CRC-32\)")
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_file_saved_with_pickle_protocol_4_is_named_so_not_damaged(tmp_path, legacy):
     """torch.save(..., pickle_protocol=4) is whole, but the weights-only unpickler stops at its FRAME

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from robustbench_gcp.errors import CheckpointError
+from robustbench_gcp.errors import CheckpointError, ConfigError
 from robustbench_gcp.fetch import cache_dir, resolve_checkpoint
 
 
@@ -56,10 +56,19 @@ def test_a_configured_file_is_also_found_in_the_cache(weights, tmp_path, cache):
 def test_url_is_downloaded_once_and_verified(weights, cache):
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     url = weights.as_uri()
-    path = resolve_checkpoint(url, sha256=digest)
-    assert path == cache / weights.name and path.read_bytes() == weights.read_bytes()
+    path = resolve_checkpoint(url, sha256=digest[:8].upper())  # a prefix, any case, as for a file
+    assert path.parent.parent == cache and path.name == weights.name
+    assert path.read_bytes() == weights.read_bytes()
     weights.unlink()  # the second call uses the cached copy
     assert resolve_checkpoint(url, sha256=digest) == path
+    # another file of the same name (every Google Drive link is `uc`): another download, not this one
+    other = weights.parent / "elsewhere" / weights.name
+    other.parent.mkdir()
+    other.write_bytes(b"other weights")
+    again = resolve_checkpoint(other.as_uri())
+    assert again != path and again.read_bytes() == b"other weights" and path.read_bytes() != b"other weights"
+    with pytest.raises(ConfigError, match="should be 8 to 64 hexadecimal digits"):  # before downloading
+        resolve_checkpoint("https://example.invalid/w.pth", sha256="xyz")
 
 
 def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
