@@ -690,3 +690,24 @@ def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_t
     assert _transform_input_identity(plan("torchvision:googlenet", random_weights=True, **common)) == {
         "transform_input": True}
     assert _transform_input_identity(plan(f"{user_package}:resnet18_like", **common)) == {}
+
+
+def test_the_plan_checks_the_weights_the_run_takes_ema_or_raw(tmp_path):
+    """The plan-time check read a training file's EMA weights whatever --no-ema said: raw weights
+    that do not fit (or are NaN) passed it and failed after other models were computed."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import CheckpointError
+    from robustbench_gcp.pipeline.weights import check_weights, choose_model
+
+    config = load_config()
+    training = tmp_path / "training.pth.tar"
+    torch.save({"state_dict": torchvision.models.resnet18(num_classes=10).state_dict(),
+                "state_dict_ema": torchvision.models.resnet18().state_dict()}, training)
+    assert check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training))) == 1000
+    assert check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training), ema=False)) == 10
+    raw = torchvision.models.resnet18().state_dict()
+    raw["fc.weight"][0, 0] = float("nan")
+    torch.save({"state_dict": raw, "state_dict_ema": torchvision.models.resnet18().state_dict()}, training)
+    check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training)))
+    with pytest.raises(CheckpointError, match="fc.weight"):
+        check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training), ema=False))

@@ -244,14 +244,14 @@ def check_weights(choice: ModelChoice) -> int:
     path = Path(choice.checkpoint)
     stat = path.stat()
     return _checked_classes(choice.arch, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-                            choice.spec.sha256)
+                            choice.spec.sha256, choice.ema)
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | None) -> int:
+def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | None, ema: bool) -> int:
     from robustbench_gcp.models.loading import check_checkpoint
 
-    return check_checkpoint(arch, path, sha256=sha256)
+    return check_checkpoint(arch, path, sha256=sha256, ema=ema)
 
 
 def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.Module:
