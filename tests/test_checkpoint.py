@@ -230,8 +230,9 @@ def test_project_files(tmp_path, x, name):
     lambda s: {"state_dict_ema": s, "epoch": 3},
     lambda s: {"model": prefixed(s, "module._orig_mod."), "optimizer": {}},
     lambda s: {"model_state_dict": s, "optimizer_state_dict": {}, "epoch": 3},  # PyTorch's tutorial
+    lambda s: {"net": prefixed(s, "module."), "acc": 76.1, "epoch": 90},  # kuangliu's pytorch-cifar
 ], ids=["orig_mod", "module_orig_mod", "model", "state_dict_ema", "model_nested_prefixes",
-        "model_state_dict"])
+        "model_state_dict", "net"])
 def test_wrappers_and_inner_dicts(tmp_path, isqrt18, x, wrap):
     path = save(wrap(isqrt18.state_dict()), tmp_path / "wrapped.pth")
     assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
@@ -422,6 +423,11 @@ def test_error_not_a_checkpoint(tmp_path):
     torch.save({"epoch": 3, "arch": "resnet50"}, meta)
     check_error(meta, rf"^'{re.escape(str(meta))}': no state dict found: .* the checkpoint holds "
                       r"epoch \(int\), arch \(str\)")
+    versioned = tmp_path / "versioned.pth"  # the entry that is no tensor was not named
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2), "fc.bias": torch.zeros(2), "version": 1}},
+               versioned)
+    check_error(versioned, r"no state dict found: a dict of 2 tensors also holds 'version' \(int\), not "
+                           r"tensors; a state dict holds tensors only")
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     check_error(empty, r"is empty \(0 bytes\)")

@@ -184,7 +184,7 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
     (data / "n01443537" / "3.JPEG").write_bytes(b"not an image")
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "imagenet-c", "--corruptions", "fog",
-            "--severities", "1", "--shard-size", "2"]
+            "--severities", "1", "--shard-size", "2", "--class-order", "sorted"]
     proc = torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})  # a wait for it outlasts the test
     try:
         _, err = proc.communicate(timeout=180)

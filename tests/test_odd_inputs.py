@@ -259,3 +259,23 @@ def test_a_path_the_system_refuses_is_one_line(tmp_path):
         assert result.exit_code == 1, result.output
         last = result.output.strip().splitlines()[-1]
         assert last.startswith(f"Error: cannot use {long}: File name too long"), last
+
+
+def test_wnid_folders_need_a_model_of_the_1000_imagenet_classes(image_folder, tmp_path):
+    """A model with a background class first (1001 outputs, TF-slim's) or of ImageNet-21k ran on
+    wnid folders without a word, every label meaning another class; so did a 10-class model, whose
+    outputs are not ImageNet's first ten classes."""
+    import torch
+    import torchvision
+
+    for classes, said in ((1001, r" \(a background class first, as TF-slim's, moves every label by one\)"),
+                          (10, "")):
+        path = tmp_path / f"c{classes}.pth"
+        torch.save(torchvision.models.resnet18(num_classes=classes).state_dict(), path)
+        wanted = (rf"^--data's class folders are ImageNet-1k wnids, labelled by their standard indices "
+                  rf"0-999, but model 'resnet18-gap' has {classes} classes{said}: .*--class-order sorted$")
+        with pytest.raises(DataError, match=wanted):
+            plan("resnet18-gap", checkpoint=path, data=image_folder, suite="clean", store=tmp_path / "s.db")
+    assert not (tmp_path / "s.db").exists()
+    plan("resnet18-gap", checkpoint=tmp_path / "c10.pth", data=image_folder, suite="clean",  # its own order
+         store=tmp_path / "s.db", class_order="sorted")

@@ -379,6 +379,11 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
         "to match the checkpoint's")
     assert plan("torchvision:resnet18", **common).model.external.note == ""
     assert plan("torchvision:resnet50", preprocess={"resize_size": 232}, **common).model.external.note == ""
+    # a ViT is built for its input size: torchvision's SWAG weights (384 px) did not load
+    from robustbench_gcp.models.external import external_source
+
+    vit = external_source("torchvision:vit_b_16", {"resize_size": 384, "input_size": 384}).build()
+    assert vit.image_size == 384 and vit.encoder.pos_embedding.shape == (1, 577, 768)
 
     store = tmp_path / "cli.db"
     args = ("--model", "torchvision:resnet18", "--random-weights", "--data", image_folder, "--store", store,

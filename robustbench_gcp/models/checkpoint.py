@@ -10,7 +10,7 @@ models (matching, strict loading and :func:`inspect_checkpoint` are in
    store (NumPy scalars and arrays, ``argparse.Namespace``) are allow-listed,
    nothing else is ever unpickled.
 2. :func:`select_state_dict`: the inner dict (``state_dict_ema`` first unless ``ema=False``,
-   ``state_dict``, ``model``, ``model_state_dict``, or the bare dict of tensors).
+   ``state_dict``, ``model``, ``model_state_dict``, ``net``, or the bare dict of tensors).
 3. :func:`strip_wrappers`: drop ``module.`` (DataParallel, wherever it stands in a
    key, e.g. ``features.module.0``) and ``_orig_mod.`` (torch.compile).
 4. :func:`detect_layout` and :func:`remap`: rename the published layouts
@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from robustbench_gcp.errors import CheckpointError
+from robustbench_gcp.errors import CheckpointError, listed
 from robustbench_gcp.fetch import expected_sha256, file_sha256
 from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
 
@@ -66,7 +66,7 @@ __all__ = [
 
 #: dict entries that may hold the weights, in order of preference: a training file's EMA
 #: weights first, as the original evaluations use them (timm's train.py, e.g. DeiT + DropCov)
-CONTAINER_KEYS = ("state_dict_ema", "state_dict", "model", "model_state_dict")
+CONTAINER_KEYS = ("state_dict_ema", "state_dict", "model", "model_state_dict", "net")
 #: the entries of CONTAINER_KEYS that hold EMA weights (passed over with ``ema=False``)
 EMA_KEYS = ("state_dict_ema",)
 #: key components removed wherever they stand
@@ -469,6 +469,11 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
                 "the checkpoint holds EMA weights only ('state_dict_ema'), no raw weights: load "
                 "it with ema=True (the default; the CLI's --ema)"
             )
+        odd = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        if inner is None and len(odd) < len(obj):  # mostly tensors: name what is not one
+            raise CheckpointError(f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds "
+                                  f"{listed(odd)}, not tensors; a state dict holds tensors only (save it "
+                                  "without them)")
         if inner is None:
             entries = ", ".join(f"{k} ({type(v).__name__})" for k, v in list(obj.items())[:8])
             raise CheckpointError(

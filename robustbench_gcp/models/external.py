@@ -195,6 +195,8 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         published = _torchvision_configs(name) if preprocess is None else []  # read once
         chosen = preprocess_config(preprocess if preprocess is not None else
                                    published[0] if len(published) == 1 else None)
+        if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
+            options["image_size"] = chosen.input_size
         return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
                               chosen, random_init=True, note=_differing_note(name, published))
     module_name, _, attribute = ref.partition(":")

@@ -292,7 +292,9 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,
                   asked_sorted: bool = False) -> None:
-    """Raise :class:`DataError` when the data has a class index the model does not have, or when
+    """Raise :class:`DataError` when the data has a class index the model does not have, when its
+    wnid folders (standard ImageNet-1k indices) meet a model of other than 1000 classes (a
+    background class first shifts every label), or when
     its class folders, numbered in their sorted order, are more than the model's classes (a folder
     that is no class moves the index of those after it, whichever images ``--limit`` takes) or
     fewer: with a class missing, a folder's index is not its class's (``released``: files read
@@ -304,6 +306,13 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
                         f"are numbered in their sorted order, but model '{model}' has {num_classes} "
                         "classes: a folder that is no class (one without images?) moves the index of "
                         "those after it; move it out")
+    if images.labelling == "imagenet" and num_classes != len(images.classes):
+        shifted = " (a background class first, as TF-slim's, moves every label by one)" \
+            if num_classes == len(images.classes) + 1 else ""
+        raise DataError(f"{whose} class folders are ImageNet-1k wnids, labelled by their standard "
+                        f"indices 0-{len(images.classes) - 1}, but model '{model}' has {num_classes} "
+                        f"classes{shifted}: its outputs are not those labels. For a model trained on these "
+                        "folders in their sorted order, give --class-order sorted")
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "
