@@ -168,19 +168,30 @@ def test_loader_workers_exit_cleanly(image_folder, gap_checkpoint, tmp_path, mon
     # DataLoader worker ended with exit code 1 (the executor's exit hook joined the worker's own
     # thread), and where torch's SIGCHLD handler was installed the run failed at random with
     # "DataLoader worker exited unexpectedly". The exit codes are read as torch shuts its workers down.
+    # Forked from that thread at all, a worker could wait forever on a lock the main thread held
+    # as it ran torch (once in about 25 resumed runs): the workers are forked in the main thread.
+    import threading
+
     from torch.utils.data import dataloader
-    exit_codes = []
+    exit_codes, forked_in = [], []
     shutdown = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
+    start = dataloader._MultiProcessingDataLoaderIter.__init__
 
     def recording(self):
         shutdown(self)
         exit_codes.extend(worker.exitcode for worker in self._workers)
 
+    def starting(self, loader):
+        forked_in.append(threading.current_thread() is threading.main_thread())
+        start(self, loader)
+
     monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", recording)
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", starting)
     result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
                             "--corruptions", "fog", "--severities", "1", "--shard-size", 6, workers=2))
     assert result.exit_code == 0, result.output
     assert len(exit_codes) >= 4 and set(exit_codes) == {0}, exit_codes
+    assert len(forked_in) == 2 and all(forked_in), forked_in  # two shards, each loader started in main
 
 
 def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_checkpoint, tmp_path):

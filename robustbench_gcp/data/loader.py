@@ -187,10 +187,13 @@ def iterate_batches(
     workers: int = 0,
     pin_memory: bool = False,
 ) -> Iterator[tuple[torch.Tensor, list[int]]]:
-    """Yield ``(uint8 images (B, 3, H, W), positions)`` in order.
+    """``(uint8 images (B, 3, H, W), positions)`` in order.
+
+    The loader's workers start now, in the calling thread (:func:`started`); the batches are
+    decoded as the result is iterated, in any thread.
 
     Raises:
-        DataError: an image cannot be read (the message names the file).
+        DataError: an image cannot be read (the message names the file), as the batches are read.
     """
     dataset = ImageFiles(paths, preprocess)
     loader = DataLoader(
@@ -203,8 +206,28 @@ def iterate_batches(
         generator=torch.Generator(),  # its seed draw comes from here: the caller's RNG stays as it was
         prefetch_factor=4 if workers > 0 else None,
     )
-    for images, positions, errors in loader:
-        for position, error in zip(positions.tolist(), errors):
-            if error:
-                raise DataError(f"cannot read image {dataset.paths[position]}: {error}")
-        yield images, positions.tolist()
+    return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}")
+
+
+def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """The batches of ``loader`` (items ``(tensor, position, error)``), its workers started now.
+
+    A worker forked from a thread while another thread runs torch can deadlock (one in about 25
+    resumed runs with ``--workers 1``): the fork copies a lock that thread holds (glibc's
+    exit-handler lock, taken as torch sets up a thread pool), and the worker waits on it forever.
+    The engine decodes a shard in a background thread, so it starts each shard's loader here, in
+    the main thread, and lets the background thread read the batches.
+
+    Raises:
+        DataError: ``message(position, error)`` for the first item whose error is not empty.
+    """
+    batches = iter(loader)  # a multi-process loader forks its workers here
+
+    def read() -> Iterator[tuple[torch.Tensor, list[int]]]:
+        for images, positions, errors in batches:
+            for position, error in zip(positions.tolist(), errors):
+                if error:
+                    raise DataError(message(position, error))
+            yield images, positions.tolist()
+
+    return read()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from robustbench_gcp.data.loader import started
 from robustbench_gcp.errors import DataError
 
 
@@ -64,16 +65,14 @@ class VideoFiles(Dataset):
 def iterate_video_batches(
     paths: Sequence[Path], *, frames: int, size: int, batch_size: int, workers: int = 0
 ) -> Iterator[tuple[torch.Tensor, list[int]]]:
-    """Yield ``(uint8 videos (B, T, 3, H, W), positions)`` in order.
+    """``(uint8 videos (B, T, 3, H, W), positions)`` in order, the loader's workers started now,
+    in the calling thread (:func:`~robustbench_gcp.data.loader.started`).
 
     Raises:
-        DataError: a video is missing, unreadable or of the wrong shape (named in the message).
+        DataError: a video is missing, unreadable or of the wrong shape (named in the message), as
+            the batches are read.
     """
     loader = DataLoader(VideoFiles(paths, frames, size), batch_size=batch_size, shuffle=False,
                         num_workers=workers, prefetch_factor=2 if workers > 0 else None,
                         generator=torch.Generator())  # its seed draw leaves the caller's RNG alone
-    for videos, positions, errors in loader:
-        for error in errors:
-            if error:
-                raise DataError(error)
-        yield videos, positions.tolist()
+    return started(loader, lambda _, error: error)

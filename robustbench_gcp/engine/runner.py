@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -103,15 +104,24 @@ class ImageSource:
     def read(self, images: ImageList, positions: Sequence[int], *, batch_size: int,
              workers: int) -> torch.Tensor:
         """The images at ``positions`` of ``images``, decoded: uint8 (N, 3, H, W) or videos."""
+        return joined(self.open(images, positions, batch_size=batch_size, workers=workers))
+
+    def open(self, images: ImageList, positions: Sequence[int], *, batch_size: int,
+             workers: int) -> Iterator[torch.Tensor]:
+        """The batches of :meth:`read`, their loader's workers started now, in the calling thread
+        (:func:`~robustbench_gcp.data.loader.started`); decoded as they are iterated."""
         if self.reader != "files":
             from robustbench_gcp.data.array_files import load_array_rows
 
             rows = [self.row_offset + int(images.names[p]) for p in positions]
-            return load_array_rows(self.root, rows, reader=self.reader)
-        return self.load(self.paths(images, positions), batch_size=batch_size, workers=workers)
+            return iter([load_array_rows(self.root, rows, reader=self.reader)])
+        return self.open_paths(self.paths(images, positions), batch_size=batch_size, workers=workers)
 
     def load(self, paths: Sequence[Path], *, batch_size: int, workers: int) -> torch.Tensor:
         """Decode ``paths``: uint8 (N, 3, H, W) images or (N, T, 3, H, W) videos."""
+        return joined(self.open_paths(paths, batch_size=batch_size, workers=workers))
+
+    def open_paths(self, paths: Sequence[Path], *, batch_size: int, workers: int) -> Iterator[torch.Tensor]:
         if self.video_frames is not None:
             from robustbench_gcp.data.video import iterate_video_batches
 
@@ -119,7 +129,12 @@ class ImageSource:
                                             batch_size=max(1, batch_size // 8), workers=workers)
         else:
             batches = iterate_batches(paths, self.preprocess, batch_size=batch_size, workers=workers)
-        return torch.cat([batch for batch, _ in batches])
+        return (batch for batch, _ in batches)
+
+
+def joined(batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The batches of :meth:`ImageSource.open` as one tensor."""
+    return torch.cat(list(batches))
 
 
 def check_released_sources(sources: Sequence[ImageSource], images: ImageList, *, data: bool,
@@ -444,7 +459,8 @@ def compute(
     """Compute ``loads`` in order; yield (load, task index, one result per cell key, seconds) per task.
 
     Each load's images are decoded once (on CPU loader workers) for all its
-    tasks; the next load is decoded in a background thread meanwhile. ``claim``,
+    tasks; the next load is decoded in a background thread meanwhile (its loader's workers
+    started in the calling thread). ``claim``,
     if given, is asked for each load just before it is decoded and returns the
     part of it to compute here (None: nothing); it runs in the calling thread.
     """
@@ -452,11 +468,17 @@ def compute(
     labels_all = torch.tensor(images.labels, dtype=torch.long)
     pin = ctx.device.type == "cuda"
 
-    def load(item: Load) -> torch.Tensor:
+    def start(item: Load) -> _Prefetch:
+        """The shard's loader started here, in the main thread (its workers forked from another
+        thread may deadlock: :func:`~robustbench_gcp.data.loader.started`), read in a thread."""
         source = sources[item.source]
-        loaded = source.read(images, shards[item.shard], batch_size=max(options.batch_size, 16),
-                             workers=options.workers)
-        if not pin or source.video_frames is not None:
+        batches = source.open(images, shards[item.shard], batch_size=max(options.batch_size, 16),
+                              workers=options.workers)
+        return _Prefetch(functools.partial(decode, pinned=pin and source.video_frames is None), batches)
+
+    def decode(batches: Iterator[torch.Tensor], pinned: bool) -> torch.Tensor:
+        loaded = joined(batches)
+        if not pinned:
             return loaded
         with torch.cuda.device(ctx.device):  # this thread's current GPU is the rank's, not GPU 0
             return loaded.pin_memory()
@@ -465,12 +487,12 @@ def compute(
     item = next(claimed, None)
     if item is None:
         return
-    pending = _Prefetch(load, item)
+    pending = start(item)
     try:
         while item is not None:
             shard_images = pending.result()
             following = next(claimed, None)
-            pending = _Prefetch(load, following) if following is not None else None
+            pending = start(following) if following is not None else None
             positions = shards[item.shard]
             shard_labels = labels_all[positions.start:positions.stop]
             shard_indices = images.indices[positions.start:positions.stop]
@@ -514,20 +536,20 @@ class _Prefetch:
     it or raises what it raised.
 
     A plain thread, not a ``concurrent.futures`` executor: a DataLoader worker forked from an
-    executor's thread inherits the executor's exit hook, which joins that thread, the worker's
-    own, so every worker ended with exit code 1; where torch's SIGCHLD handler was installed
-    (by a DataLoader with workers iterated in the main thread before, as in a notebook or a
-    test session) a batch could then fail with "DataLoader worker exited unexpectedly".
+    executor's thread inherited the executor's exit hook, which joins that thread, the worker's
+    own, so every worker ended with exit code 1 ("DataLoader worker exited unexpectedly" where
+    torch's SIGCHLD handler was installed). Workers are no longer forked here at all (the loader
+    is started before, in the main thread), but ``fn`` may start processes of its own.
     """
 
-    def __init__(self, fn: Callable[[Load], torch.Tensor], arg: Load) -> None:
+    def __init__(self, fn: Callable[[Any], torch.Tensor], arg: Any) -> None:
         self._value: torch.Tensor | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn, arg), name="gcp-robust-loader",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[Load], torch.Tensor], arg: Load) -> None:
+    def _run(self, fn: Callable[[Any], torch.Tensor], arg: Any) -> None:
         try:
             self._value = fn(arg)
         except BaseException as error:  # handed to the thread that asks for the result
