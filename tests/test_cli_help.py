@@ -53,11 +53,11 @@ def test_models_and_suites_list(tmp_path):
     assert "50 steps 0.1/256 to 75/256" in table.stdout
 
 
-@pytest.mark.parametrize("width", ["80", "100", "300"])
+@pytest.mark.parametrize("width", ["40", "80", "100", "300"])
 def test_suites_table_shows_every_name_at_any_width(width):
     table = CliRunner().invoke(main, ["suites"], env={"COLUMNS": width})
     assert table.exit_code == 0
-    for name in ("imagenet-c-extra", "imagenet-p", "adversarial", "pgd-linf eps"):
+    for name in ("imagenet-c-extra", "imagenet-p", "adversarial", "pgd-linf eps", "contents", "levels"):
         assert name in table.stdout, (width, table.stdout)
 
 

@@ -177,6 +177,11 @@ def test_reports_of_partial_runs_are_marked_in_every_format(image_folder, gap_ch
     assert "resnet18-gap (ref) (partial)" in run(*base, "--format", "markdown").stdout
     table = run(*base, env_columns=200).stdout
     assert "(partial)" in table and "partial run of resnet18-gap: 4 of 5 cells complete" in table
+    # a terminal too narrow for the table: rich drew its figure columns at no width, figures lost
+    figures = re.compile(r"[-+]?\d+\.\d+")
+    for narrow in (40, 20):
+        shown = run(*base, env_columns=narrow).stdout
+        assert sorted(figures.findall(shown)) == sorted(figures.findall(table)), narrow
 
 
 def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_checkpoint, tmp_path):

@@ -16,6 +16,7 @@ import click
 
 from robustbench_gcp.reports.tables import (
     Column,
+    print_whole,
     render_text,
     rich_table,
     stdout_console,
@@ -50,7 +51,7 @@ def emit(
     elif fmt == "table":
         table = rich_table(rows, columns, title, caption)
         if output is None:
-            _to_stdout(lambda: stdout_console().print(table))
+            _to_stdout(lambda: print_whole(stdout_console(), table))
             return
         text = render_text(table)
     else:
@@ -112,7 +113,7 @@ def _write_whole(target: Path, text: str) -> None:
 def print_renderable(renderable, output: str | None) -> None:
     """A rich renderable to the terminal, or as plain text to ``output``."""
     if output is None:
-        _to_stdout(lambda: stdout_console().print(renderable))
+        _to_stdout(lambda: print_whole(stdout_console(), renderable))
         return
     write_output(render_text(renderable), output)
 

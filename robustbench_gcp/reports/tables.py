@@ -146,10 +146,21 @@ def stdout_console():
     return Console(soft_wrap=True, width=width)
 
 
+def print_whole(console, renderable) -> None:
+    """``console.print(renderable)`` at the console's width, or at the least width the renderable
+    needs where that is more: rich fits a table too wide for its console by drawing columns at
+    no width (a 40-column terminal lost a report's figures); wider, the terminal wraps the lines
+    and every figure stays."""
+    need = console.measure(renderable, options=console.options.update(max_width=1 << 16)).minimum
+    if need > console.width:
+        console.width = need
+    console.print(renderable)
+
+
 def render_text(table) -> str:
     """Render a rich renderable to plain text (for files and pipes)."""
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=True)
-    console.print(table)
+    print_whole(console, table)
     return console.file.getvalue()
