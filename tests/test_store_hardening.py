@@ -561,6 +561,28 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     assert said in str(error.value)
 
 
+@pytest.mark.parametrize(("edit", "said"), [
+    ("UPDATE runs SET identity = '{bad'", "its identity is not JSON (Expecting property name"),
+    ("UPDATE runs SET identity = '[1]'", "its identity is not a JSON object"),
+    ("UPDATE runs SET shard_size = 0", "n_images 10 and shard_size 0 should be positive integers"),
+    ("UPDATE runs SET n_images = 0", "n_images 0 and shard_size 10 should be positive integers"),
+    ("UPDATE cells SET variant = '{bad'", "cell clean: its variant is not JSON"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "its schema version is 'abc'"),
+])
+def test_a_run_cell_or_meta_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
+    """Tracebacks (JSONDecodeError, ZeroDivisionError, ValueError), where a damaged shard row was one
+    line already."""
+    with Store(store_path) as store:
+        run = open_run(store, n_images=10, shard_size=10)
+        store.commit_shard(store.cell_id(run.id, CellKey("clean")), 0, shard())
+    with sqlite3.connect(store_path) as db:
+        db.execute(edit)
+    db.close()
+    report = cli("report", "--store", store_path)
+    assert report.exit_code == 1 and "Traceback" not in report.output, report.output
+    assert said in report.stderr.strip().splitlines()[-1], report.stderr
+
+
 def test_a_store_whose_table_is_gone_is_a_one_line_error(store_path):
     """Reads are as clear as writes: a damaged store (here its shards table dropped) names itself."""
     with Store(store_path) as store:

@@ -55,8 +55,35 @@ class RunInfo:
 
     @classmethod
     def from_row(cls, row: Sequence) -> RunInfo:
-        """A row of the ``runs`` table (``SELECT *``)."""
-        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json.loads(row[8]), row[9])
+        """A row of the ``runs`` table (``SELECT *``).
+
+        Raises:
+            DamagedRow: a row edited by hand (an identity that is not a JSON object, no image).
+        """
+        identity = json_object(row[8], f"run {row[1]}: its identity")
+        if not all(isinstance(n, int) and n >= 1 for n in (row[6], row[7])):
+            raise DamagedRow(f"run {row[1]}: n_images {row[6]!r} and shard_size {row[7]!r} should be "
+                             "positive integers")
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], identity, row[9])
+
+
+class DamagedRow(ValueError):
+    """A row of the store that does not read as gcp-robust writes it (edited by hand)."""
+
+
+def json_object(text: Any, what: str) -> dict:
+    """``text`` read as a JSON object.
+
+    Raises:
+        DamagedRow: ``what`` is not one.
+    """
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise DamagedRow(f"{what} is not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise DamagedRow(f"{what} is not a JSON object")
+    return value
 
 
 @dataclass

@@ -17,11 +17,13 @@ from robustbench_gcp.store.leases import LEASE_SECONDS, Claim, Heartbeat
 from robustbench_gcp.store.records import (
     CellKey,
     CellResult,
+    DamagedRow,
     RunInfo,
     ShardResult,
     canonical_json,
     combine_shards,
     encode_shard,
+    json_object,
 )
 from robustbench_gcp.store.sqlite_file import checkpoint, open_store_file, store_error
 
@@ -43,6 +45,9 @@ def _reads(method):
             return method(self, *args, **kwargs)
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.read_only_reason) from None
+        except DamagedRow as error:
+            raise StoreError(f"store {self.path}: {error}: the row is damaged (edited by hand?); use "
+                             "another --store") from None
 
     return reading
 
@@ -213,7 +218,10 @@ class Store:
         rows = self.db.execute(
             "SELECT id, kind, name, level, variant FROM cells WHERE run_id = ? ORDER BY id", (run_id,)
         )
-        return [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
+        cells = [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
+        for _, key in cells:  # a damaged one: one line here, not a traceback where it is read
+            json_object(key.variant, f"cell {key.label}: its variant")
+        return cells
 
     # -- notes --------------------------------------------------------------
     def set_notes(self, run_id: int, kind: str, notes: Sequence[str]) -> None:

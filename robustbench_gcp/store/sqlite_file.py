@@ -216,6 +216,9 @@ def classify(db: sqlite3.Connection, path: Path) -> str:
     if application_id == 0 and row is None:
         raise StoreError(f"{path} is not a gcp-robust results store (no schema version); "
                          "give another --store file")
+    if row is not None and not str(row[0]).isdigit():
+        raise StoreError(f"store {path} is damaged: its schema version is {row[0]!r}; use another --store "
+                         "file")
     versions = [int(row[0])] if row is not None else []
     if application_id == APPLICATION_ID:
         versions.append(db.execute("PRAGMA user_version").fetchone()[0])
