@@ -17,7 +17,7 @@ from torchvision import transforms
 from robustbench_gcp.data.folders import balanced_subset, check_released, imagenet_wnids, scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.data.synthetic import make_image_folder
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import ConfigError, DataError
 
 
 def test_wnid_list_is_the_standard_order():
@@ -159,9 +159,10 @@ def test_flat_folder_with_loc_val_solution(tmp_path):
     listing.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n"
                        "ILSVRC2012_val_00000003.JPEG 230\n")
     assert scan_folder(flat, listing).labels == (65, 970, 230)
-    with pytest.raises(DataError, match="^--class-order sorted and --labels exclude each other: the first "
-                                        "numbers class folders, the second labels a flat folder of images$"):
-        scan_folder(flat, listing, class_order="sorted")
+    with pytest.raises(ConfigError, match="^--class-order sorted and --labels exclude each other: the "
+                                          "first numbers class folders, the second labels a flat folder of "
+                                          "images$"):
+        scan_folder(flat, listing, class_order="sorted")  # a usage error: exit status 2, not 1
 
 
 def test_flat_folder_errors(tmp_path):

@@ -103,6 +103,15 @@ def test_a_finished_dataset_is_reused_and_other_versions_are_replaced(tmp_path):
     assert after.keys() == before.keys() and after != before
     assert '"seed": 3' in marker.read_text()
     assert not [p for p in tmp_path.iterdir() if p.name != "demo"]  # no staging folder left
+    # a build killed (SIGKILL) left its staging folder for good: an old one goes at the next build
+    import os
+
+    stale, recent = tmp_path / ".demo-killed", tmp_path / ".demo-running"
+    for folder in (stale, recent):
+        (folder / "val").mkdir(parents=True)
+    os.utime(stale, (0, 0))
+    build_demo_dataset(root, seed=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".demo-running", "demo"]  # another build's
 
 
 def test_bad_arguments_and_foreign_folders_are_refused(tmp_path):

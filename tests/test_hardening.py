@@ -149,6 +149,11 @@ def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):
     assert result.returncode == 1
     hint = "; write to a file with -o/--output instead" if args[0] == "baseline" else ""
     assert result.stderr.strip() == f"Error: cannot write to standard output: No space left on device{hint}"
+    # started with stdout closed (>&-): Python's sys.stdout is None, and that was a traceback
+    closed = subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=env, stderr=subprocess.PIPE,
+                            text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 1
+    assert closed.stderr.strip() == f"Error: cannot write to standard output: it is closed{hint}"
 
 
 def test_reports_of_partial_runs_are_marked_in_every_format(image_folder, gap_checkpoint, tmp_path):

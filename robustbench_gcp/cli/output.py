@@ -70,7 +70,7 @@ def write_output(text: str, output: str | None) -> None:
 
     stream = STANDARD_STREAMS.get(os.path.normpath(output))
     if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
-        _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2))
+        _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2), stream)
         return
     problem = database_target(output)  # checked again: `-o` may name the store this run created
     if problem:
@@ -118,11 +118,16 @@ def print_renderable(renderable, output: str | None) -> None:
     write_output(render_text(renderable), output)
 
 
-def _to_stdout(write: Callable[[], None]) -> None:
+def _to_stdout(write: Callable[[], None], stream: int = 1) -> None:
     """Run ``write`` and flush stdout; a stdout that cannot take the text (``> /dev/full``, a
     full disk) is a one-line error. A closed pipe (``| head``) propagates, and click ends
     quietly as before. Either way stdout is pointed at /dev/null, so that the flush at exit
     does not fail a second time."""
+    ctx = click.get_current_context(silent=True)
+    has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
+    hint = "; write to a file with -o/--output instead" if has_output else ""
+    if sys.stdout is None and stream == 1:  # started with it closed (>&-)
+        raise click.ClickException(f"cannot write to standard output: it is closed{hint}")
     try:
         write()
         sys.stdout.flush()
@@ -131,12 +136,8 @@ def _to_stdout(write: Callable[[], None]) -> None:
         raise
     except OSError as error:
         _discard_stdout()
-        ctx = click.get_current_context(silent=True)
-        has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
-        raise click.ClickException(
-            f"cannot write to standard output: {error.strerror or error}"
-            + ("; write to a file with -o/--output instead" if has_output else "")
-        ) from None
+        raise click.ClickException(f"cannot write to standard output: {error.strerror or error}"
+                                   f"{hint}") from None
 
 
 def _discard_stdout() -> None:

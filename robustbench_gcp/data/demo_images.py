@@ -26,11 +26,13 @@ compared.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -210,6 +212,7 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
                 f"folder {root} is not empty and is not a demo dataset; give an empty or new "
                 "folder for the demo dataset"
             )
+    _remove_stale_staging(root)
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
@@ -232,6 +235,17 @@ def build_demo_dataset(root: str | Path, *, seed: int = 0) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _remove_stale_staging(root: Path, age_seconds: float = 3600) -> None:
+    """Remove the staging folders of builds of ``root`` killed before their end (SIGKILL: the
+    ``finally`` never ran), those untouched for ``age_seconds``: a build under way in another
+    process writes into its own for a few seconds."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root.parent):
+            if entry.name.startswith(f".{root.name}-") and entry.is_dir(follow_symlinks=False) \
+                    and time.time() - entry.stat().st_mtime > age_seconds:
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _unwritable(root: Path, error: OSError) -> OutputError:

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from robustbench_gcp.errors import DataError, listed
+from robustbench_gcp.errors import ConfigError, DataError, listed
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -174,9 +174,9 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     if not is_dir:
         raise DataError(f"data path {root} is not a folder")
     if labels_file is not None:
-        if class_order != "imagenet":
-            raise DataError(f"--class-order {class_order} and --labels exclude each other: the first "
-                            "numbers class folders, the second labels a flat folder of images")
+        if class_order != "imagenet":  # a usage error (exit status 2), as other flags that clash
+            raise ConfigError(f"--class-order {class_order} and --labels exclude each other: the first "
+                              "numbers class folders, the second labels a flat folder of images")
         return _scan_flat(root, Path(labels_file).expanduser())
     folders = sorted(subfolders(root))
     seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
