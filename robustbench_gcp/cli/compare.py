@@ -28,8 +28,7 @@ def _sqrt_list(ctx, param, value):
         if item not in SQRT_METHODS:
             from robustbench_gcp.errors import suggest
 
-            raise click.BadParameter(f"unknown square root {item!r}.{suggest(item, SQRT_METHODS)} "
-                                     f"Choose from {', '.join(SQRT_METHODS)}")
+            raise click.BadParameter(f"unknown square root {item!r}.{suggest(item, SQRT_METHODS)}")
     return tuple(dict.fromkeys(items))
 
 
