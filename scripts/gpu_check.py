@@ -242,8 +242,10 @@ def bench_step(kind: str, sizes: Sizes, available: str | None = None) -> Step:
 
 
 def eval_args(model: str, sizes: Sizes, data: Path, store: Path, *extra: str) -> list[str]:
+    # a demo model's 10 classes are not ImageNet's 1000: its labels are the folders' sorted order
+    order = ("--class-order", "sorted") if model.startswith("demo-") else ()
     return cli("eval", "--model", model, "--random-weights", "--suite", "imagenet-c", "--data", str(data),
-               "--device", sizes.device, "--batch-size", str(sizes.batch_size),
+               "--device", sizes.device, "--batch-size", str(sizes.batch_size), *order,
                "--workers", str(sizes.workers), "--store", str(store), "--format", "json", *extra)
 
 
