@@ -94,6 +94,9 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     target = cache_dir() / hashlib.sha256(location.encode()).hexdigest()[:16] / name
     if target.is_file():
         return target
+    flat = cache_dir() / name  # where gcp-robust 0.7.7 and before kept it: taken when its hash says so
+    if want is not None and flat.is_file() and file_sha256(flat).startswith(want):
+        return flat
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     try:

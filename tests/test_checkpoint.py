@@ -428,6 +428,11 @@ def test_error_not_a_checkpoint(tmp_path):
                versioned)
     check_error(versioned, r"no state dict found: a dict of 2 tensors also holds 'version' \(int\), not "
                            r"tensors; a state dict holds tensors only")
+    training = tmp_path / "training.pth"  # weights under a key of its own beside a tensor: listed, as before
+    torch.save({"best_acc1": torch.tensor(76.1), "epoch": 90, "weights": {"fc.weight": torch.zeros(2, 2)}},
+               training)
+    check_error(training, r"no state dict found: expected a dict of tensors or one under .*; the checkpoint "
+                          r"holds best_acc1 \(Tensor\), epoch \(int\), weights \(dict\)")
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     check_error(empty, r"is empty \(0 bytes\)")

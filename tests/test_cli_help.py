@@ -149,3 +149,19 @@ def test_a_mistyped_command_gets_the_closest_one():
                        (["bench", "pipelin"], "No such command 'pipelin'. Did you mean 'pipeline'?")):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and result.stderr.strip().splitlines()[-1] == f"Error: {said}"
+
+
+def test_a_long_note_does_not_widen_the_tables_beside_it():
+    """Tables too wide for the terminal are printed at the width they need; a note's long path (text,
+    which wraps) widened every table of the report, each row then wrapped by the terminal."""
+    import io
+
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    from robustbench_gcp.reports.tables import Column, print_whole, rich_table
+
+    table = rich_table([{"model": "demo-gap", "mCE": 12.5}], [Column("model", justify="left"), Column("mCE")])
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    print_whole(console, Group(table, Text("note: released files read from /" + "x" * 150)))
+    assert max(len(line) for line in console.file.getvalue().splitlines()) <= 80

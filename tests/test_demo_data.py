@@ -106,12 +106,13 @@ def test_a_finished_dataset_is_reused_and_other_versions_are_replaced(tmp_path):
     # a build killed (SIGKILL) left its staging folder for good: an old one goes at the next build
     import os
 
-    stale, recent = tmp_path / ".demo-killed", tmp_path / ".demo-running"
-    for folder in (stale, recent):
+    stale, recent, own = tmp_path / ".demo-killed_1", tmp_path / ".demo-running", tmp_path / ".demo-notes"
+    for folder in (stale, recent, own):
         (folder / "val").mkdir(parents=True)
     os.utime(stale, (0, 0))
+    os.utime(own, (0, 0))  # a user's folder, not a staging one (mkdtemp's 8 characters)
     build_demo_dataset(root, seed=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".demo-running", "demo"]  # another build's
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".demo-notes", ".demo-running", "demo"]
 
 
 def test_bad_arguments_and_foreign_folders_are_refused(tmp_path):

@@ -67,6 +67,13 @@ def test_url_is_downloaded_once_and_verified(weights, cache):
     other.write_bytes(b"other weights")
     again = resolve_checkpoint(other.as_uri())
     assert again != path and again.read_bytes() == b"other weights" and path.read_bytes() != b"other weights"
+    # a file fetched by gcp-robust 0.7.7 or before, in the cache folder itself: used when its hash says so
+    flat = cache / "legacy.pth"
+    flat.write_bytes(b"legacy weights")
+    gone = "file:///nowhere/legacy.pth"
+    assert resolve_checkpoint(gone, sha256=hashlib.sha256(b"legacy weights").hexdigest()[:10]) == flat
+    with pytest.raises(CheckpointError, match="cannot download checkpoint"):  # no hash: not taken for it
+        resolve_checkpoint(gone)
     with pytest.raises(ConfigError, match="should be 8 to 64 hexadecimal digits"):  # before downloading
         resolve_checkpoint("https://example.invalid/w.pth", sha256="xyz")
 

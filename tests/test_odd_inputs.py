@@ -279,3 +279,14 @@ def test_wnid_folders_need_a_model_of_the_1000_imagenet_classes(image_folder, tm
     assert not (tmp_path / "s.db").exists()
     plan("resnet18-gap", checkpoint=tmp_path / "c10.pth", data=image_folder, suite="clean",  # its own order
          store=tmp_path / "s.db", class_order="sorted")
+    flat = tmp_path / "flat"  # a flat folder labelled by LOC_val_solution.csv: the same indices
+    flat.mkdir()
+    rows = ["ImageId,PredictionString"]
+    for i, image in enumerate(sorted(image_folder.rglob("*.JPEG"))):
+        shutil.copy(image, flat / f"ILSVRC2012_val_{i:08d}.JPEG")
+        rows.append(f"ILSVRC2012_val_{i:08d},{image.parent.name} 1 1 2 2")
+    (tmp_path / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"^--data's labels are ImageNet-1k's \(--labels\), labelled by their "
+                                        r"standard indices 0-999, but model 'resnet18-gap' has 1001 classes"):
+        plan("resnet18-gap", checkpoint=tmp_path / "c1001.pth", data=flat, suite="clean",
+             labels=tmp_path / "LOC_val_solution.csv", store=tmp_path / "s.db")

@@ -47,8 +47,8 @@ def test_reports_show_the_newest_revision_whatever_the_order():
     unfinished = CellResult(new.key, 2, {"top1_wrong": 0.0}, [0], False)
     kept, notes = newest([old, unfinished, other], "m")
     assert kept == [old, other] and notes[0] == (
-        "m: the current version of brightness is not finished yet (a run stopped mid-way): the earlier, "
-        "complete one is shown")
+        "m: the current version of brightness is not complete at every level stored (a run stopped "
+        "mid-way, or one of fewer levels): the earlier one, complete at all of them, is shown")
 
 
 def test_a_corruption_shows_one_revision_at_every_severity():
@@ -65,8 +65,9 @@ def test_a_corruption_shows_one_revision_at_every_severity():
     new = [cell("1", 2), cell("2", 2), cell("3", 2, complete=False)]
     kept, notes = newest([*new, *old], "m")
     assert kept == old and notes[0] == (
-        "m: the current version of brightness is not finished yet (a run stopped mid-way): the earlier, "
-        "complete one is shown") and notes[1].startswith("m: brightness were computed by an earlier")
+        "m: the current version of brightness is not complete at every level stored (a run stopped "
+        "mid-way, or one of fewer levels): the earlier one, complete at all of them, is shown")
+    assert notes[1].startswith("m: brightness were computed by an earlier")
     new[2] = cell("3", 2)  # finished: the new revision at every severity
     assert newest([*old, *new], "m")[0] == new
     # no revision complete at every severity: each severity's newest complete cell, as before

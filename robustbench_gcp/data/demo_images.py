@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -243,8 +244,9 @@ def _remove_stale_staging(root: Path, age_seconds: float = 3600) -> None:
     process writes into its own for a few seconds."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(root.parent):
-            if entry.name.startswith(f".{root.name}-") and entry.is_dir(follow_symlinks=False) \
-                    and time.time() - entry.stat().st_mtime > age_seconds:
+            staging = re.fullmatch(rf"\.{re.escape(root.name)}-[a-z0-9_]{{8}}", entry.name)  # mkdtemp's
+            old = staging and time.time() - entry.stat().st_mtime > age_seconds
+            if old and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 

@@ -114,7 +114,7 @@ class ImageSource:
             from robustbench_gcp.data.array_files import load_array_rows
 
             rows = [self.row_offset + int(images.names[p]) for p in positions]
-            return iter([load_array_rows(self.root, rows, reader=self.reader)])
+            return (load_array_rows(self.root, rows, reader=self.reader) for _ in (0,))  # read when asked
         return self.open_paths(self.paths(images, positions), batch_size=batch_size, workers=workers)
 
     def load(self, paths: Sequence[Path], *, batch_size: int, workers: int) -> torch.Tensor:
@@ -148,6 +148,7 @@ def check_released_sources(sources: Sequence[ImageSource], images: ImageList, *,
     """
     first = None if data else sources[0].root
     extensions = (".mp4",) if sources and sources[0].video_frames is not None else IMG_EXTENSIONS
+    sources = list({source.root: source for source in sources}.values())  # a folder listed once
     for source in sources[0 if data else 1:]:
         check_released_files(source.root, source.paths(images, range(len(images))), first=first,
                              whole=whole and not data, extensions=extensions)

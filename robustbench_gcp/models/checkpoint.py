@@ -470,7 +470,8 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
                 "it with ema=True (the default; the CLI's --ema)"
             )
         odd = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-        if inner is None and len(odd) < len(obj):  # mostly tensors: name what is not one
+        mostly = 2 * len(odd) < len(obj) and not any(isinstance(v, Mapping) for v in obj.values())
+        if inner is None and odd and mostly:  # a state dict with a stray entry: name it
             raise CheckpointError(f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds "
                                   f"{listed(odd)}, not tensors; a state dict holds tensors only (save it "
                                   "without them)")

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from robustbench_gcp.data.datasets import (
     get_dataset,
     scan_dataset,
 )
-from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
+from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList, imagenet_wnids
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
@@ -233,7 +234,11 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           preprocess=options.preprocess)
     selection = suite.check_model(selection, choice) or selection  # None: a suite of the old contract
     images = everything.limit(options.limit)
-    suite.check_files(selection, images, data=options.data is not None, whole=len(images) == len(everything))
+    if "whole" in inspect.signature(suite.check_files).parameters:
+        suite.check_files(selection, images, data=options.data is not None,
+                          whole=len(images) == len(everything))
+    elif options.data is not None:  # a suite of the contract before 0.7.8
+        suite.check_files(selection, images)
     check_classes(images, check_weights(choice), choice.label, released=options.data is None,
                   asked_sorted=options.class_order == "sorted")
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
@@ -306,13 +311,15 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
                         f"are numbered in their sorted order, but model '{model}' has {num_classes} "
                         "classes: a folder that is no class (one without images?) moves the index of "
                         "those after it; move it out")
-    if images.labelling == "imagenet" and num_classes != len(images.classes):
+    if tuple(images.classes) == imagenet_wnids() and num_classes != len(images.classes):
         shifted = " (a background class first, as TF-slim's, moves every label by one)" \
             if num_classes == len(images.classes) + 1 else ""
-        raise DataError(f"{whose} class folders are ImageNet-1k wnids, labelled by their standard "
-                        f"indices 0-{len(images.classes) - 1}, but model '{model}' has {num_classes} "
-                        f"classes{shifted}: its outputs are not those labels. For a model trained on these "
-                        "folders in their sorted order, give --class-order sorted")
+        what = "class folders are ImageNet-1k wnids" if images.labelling == "imagenet" else \
+            "labels are ImageNet-1k's (--labels)"
+        raise DataError(f"{whose} {what}, labelled by their standard indices 0-{len(images.classes) - 1}, "
+                        f"but model '{model}' has {num_classes} classes{shifted}: its outputs are not those "
+                        "labels. For a model trained on these folders in their sorted order, give "
+                        "--class-order sorted")
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "

@@ -151,7 +151,13 @@ def print_whole(console, renderable) -> None:
     needs where that is more: rich fits a table too wide for its console by drawing columns at
     no width (a 40-column terminal lost a report's figures); wider, the terminal wraps the lines
     and every figure stays."""
-    need = console.measure(renderable, options=console.options.update(max_width=1 << 16)).minimum
+    from rich.console import Group
+    from rich.table import Table
+
+    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
+    wide = console.options.update(max_width=1 << 16)  # text (a note's long path) wraps: tables only
+    need = max((console.measure(part, options=wide).minimum for part in parts if isinstance(part, Table)),
+               default=0)
     if need > console.width:
         console.width = need
     console.print(renderable)

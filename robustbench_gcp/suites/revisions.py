@@ -108,8 +108,9 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
         notes.append(f"{model}: {len(older)} cells computed by an earlier version of their corruption, "
                      "perturbation or attack are left out; the current version's are shown")
     if unfinished:
-        notes.append(f"{model}: the current version of {', '.join(unfinished)} is not finished yet (a "
-                     "run stopped mid-way): the earlier, complete one is shown")
+        notes.append(f"{model}: the current version of {', '.join(unfinished)} is not complete at every "
+                     "level stored (a run stopped mid-way, or one of fewer levels): the earlier one, "
+                     "complete at all of them, is shown")
     stale = sorted({r.key.name for r in kept if revision_of(r.key) < current_revision(r.key)})
     if stale:
         notes.append(f"{model}: {', '.join(stale)} were computed by an earlier version of gcp-robust, "
