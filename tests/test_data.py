@@ -154,7 +154,7 @@ def test_flat_folder_with_loc_val_solution(tmp_path):
                    "ILSVRC2012_val_00000001,n15075141 1 2 3 4\n"
                    "ILSVRC2012_val_00000003,n01440764 0 0 10 10\n")
     images = scan_folder(flat, csv)
-    assert images.labels == (999, 1, 0) and images.labelling == "file"
+    assert images.labels == (999, 1, 0) and images.labelling == "wnids"
     listing = tmp_path / "val.txt"
     listing.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n"
                        "ILSVRC2012_val_00000003.JPEG 230\n")

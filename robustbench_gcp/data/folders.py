@@ -59,7 +59,8 @@ class ImageList:
         indices: index of each image in the full sorted folder (seeds its randomness).
         classes: class names by index (wnids, or folder names in sorted order).
         labelling: "imagenet" (canonical wnid indices), "folders" (sorted folder
-            names) or "file" (a ground-truth file).
+            names), "wnids" (a ground-truth file naming wnids: ``LOC_val_solution.csv``, canonical
+            indices too) or "file" (another ground-truth file).
         reader: how images are read: "files" (one image file per name, under ``root``),
             "cifar-pickle" (rows of the CIFAR batch file ``root``) or "npy" (rows of
             released CIFAR-C ``.npy`` files in the folder ``root``).
@@ -271,8 +272,9 @@ def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
     yield from walk(root / class_name, class_name, frozenset({os.path.realpath(root)}))
 
 
-def read_labels_file(path: Path) -> dict[str, int]:
-    """Map image file names to class indices from a ground-truth file.
+def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
+    """Map image file names to class indices from a ground-truth file; and whether the file
+    named wnids (so that the indices are ImageNet-1k's).
 
     Accepts ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with the wnid
     first) and whitespace-separated ``<file> <index>`` lists (caffe's val.txt).
@@ -296,7 +298,7 @@ def read_labels_file(path: Path) -> dict[str, int]:
             if wnid not in wnids:
                 raise DataError(f"{path}, line {number}: '{wnid}' is not an ImageNet-1k wnid")
             mapping[row[0]] = wnids[wnid]
-        return mapping
+        return mapping, True
     for number, line in enumerate(lines, start=1):
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
@@ -308,7 +310,7 @@ def read_labels_file(path: Path) -> dict[str, int]:
         if not 0 <= index < 1000:
             raise DataError(f"{path}, line {number}: class index {index} is outside 0..999")
         mapping[parts[0]] = index
-    return mapping
+    return mapping, False
 
 
 def _scan_flat(root: Path, labels_file: Path) -> ImageList:
@@ -321,7 +323,7 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
                             f"{root} has {len(folders)} subfolders and no images at its top: for class "
                             "folders, drop --labels (the folder names are the labels)")
         raise DataError(f"data folder {root} has no image files")
-    mapping = read_labels_file(labels_file)
+    mapping, by_wnid = read_labels_file(labels_file)
     names, labels = [], []
     for name in files:
         key = name if name in mapping else Path(name).stem
@@ -330,7 +332,7 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
         names.append(name)
         labels.append(mapping[key])
     return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), imagenet_wnids(),
-                     "file", source=str(root))
+                     "wnids" if by_wnid else "file", source=str(root))
 
 
 def corrupted_cell_dir(root: Path, corruption: str, severity: int) -> Path:

@@ -36,7 +36,7 @@ from robustbench_gcp.data.datasets import (
     get_dataset,
     scan_dataset,
 )
-from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList, imagenet_wnids
+from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
@@ -311,11 +311,11 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
                         f"are numbered in their sorted order, but model '{model}' has {num_classes} "
                         "classes: a folder that is no class (one without images?) moves the index of "
                         "those after it; move it out")
-    if tuple(images.classes) == imagenet_wnids() and num_classes != len(images.classes):
+    if images.labelling in ("imagenet", "wnids") and num_classes != len(images.classes):
         shifted = " (a background class first, as TF-slim's, moves every label by one)" \
             if num_classes == len(images.classes) + 1 else ""
         what = "class folders are ImageNet-1k wnids" if images.labelling == "imagenet" else \
-            "labels are ImageNet-1k's (--labels)"
+            "labels are ImageNet-1k wnids (--labels)"
         raise DataError(f"{whose} {what}, labelled by their standard indices 0-{len(images.classes) - 1}, "
                         f"but model '{model}' has {num_classes} classes{shifted}: its outputs are not those "
                         "labels. For a model trained on these folders in their sorted order, give "
