@@ -125,9 +125,10 @@ def _to_stdout(write: Callable[[], None], stream: int = 1) -> None:
     does not fail a second time."""
     ctx = click.get_current_context(silent=True)
     has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
-    hint = "; write to a file with -o/--output instead" if has_output else ""
+    hint = "; write to a file with -o/--output instead" if has_output and stream == 1 else ""
+    where = "standard output" if stream == 1 else "standard error"  # -o /dev/stderr
     if sys.stdout is None and stream == 1:  # started with it closed (>&-)
-        raise click.ClickException(f"cannot write to standard output: it is closed{hint}")
+        raise click.ClickException(f"cannot write to {where}: it is closed{hint}")
     try:
         write()
         sys.stdout.flush()
@@ -136,8 +137,7 @@ def _to_stdout(write: Callable[[], None], stream: int = 1) -> None:
         raise
     except OSError as error:
         _discard_stdout()
-        raise click.ClickException(f"cannot write to standard output: {error.strerror or error}"
-                                   f"{hint}") from None
+        raise click.ClickException(f"cannot write to {where}: {error.strerror or error}{hint}") from None
 
 
 def _discard_stdout() -> None:
