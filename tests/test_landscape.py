@@ -274,6 +274,7 @@ def test_etas_take_fractions():
 
     assert parse_etas("0.1/256:75/256:50") == DEFAULT_ETAS["stem"]
     assert DEFAULT_ETAS["stem"].values()[[0, -1]].tolist() == [0.1 / 256, 75 / 256]
+    assert parse_etas("0.1:2:4").values()[-1] == 2.0  # the last step is B (was 1.9999999999999998)
     zero = parse_etas("-0:1:3")  # was a cell of its own, labelled "-0 to 1"
     assert zero == parse_etas("0:1:3") and math.copysign(1, zero.low) == 1
 

@@ -64,9 +64,12 @@ class Etas:
     count: int
 
     def values(self) -> np.ndarray:
-        """The K step sizes, float64."""
+        """The K step sizes, float64; the last is ``high`` exactly (the formula's rounding gave
+        1.9999999999999998 for ``0.1:2:4``)."""
         k = np.arange(self.count, dtype=np.float64)
-        return self.low + k * (self.high - self.low) / (self.count - 1)
+        values = self.low + k * (self.high - self.low) / (self.count - 1)
+        values[-1] = self.high
+        return values
 
     @property
     def text(self) -> str:
