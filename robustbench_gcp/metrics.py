@@ -198,6 +198,14 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
 
     from corruptions._ops import device_constant
 
+    if not isinstance(logits, torch.Tensor):  # a NumPy array or nested lists, as the library takes them
+        import numpy as np
+
+        try:
+            logits = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"`logits` should be a tensor (V, T, K) or array-like of numbers. Got "
+                            f"{type(logits).__name__}: {error}") from None
     if logits.ndim != 3:
         raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
     if logits.dtype != torch.float64:

@@ -116,6 +116,14 @@ def test_pairs_and_errors():
     nan[0, 2, 4] = float("nan")
     with pytest.raises(ValueError, match="`logits` holds NaN values"):
         flip_stats(nan, mode="noise")
+    # a NumPy array or lists, as the library takes them (an AttributeError deep inside, before)
+    logits = torch.zeros(1, 3, 10, dtype=torch.float64)
+    logits[0, 1, 3] = 1.0
+    expected = flip_stats(logits, mode="sequential")
+    assert flip_stats(logits.numpy(), mode="sequential") == flip_stats(logits.tolist(), mode="sequential") \
+        == expected == (1.0, 6.0)
+    with pytest.raises(TypeError, match="`logits` should be a tensor"):
+        flip_stats([["a", "b"]], mode="noise")
 
 
 @pytest.mark.parametrize("mode", ["noise", "sequential"])
