@@ -82,8 +82,10 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     centre-cropped to --size) by batches of --batch-size images, seeded per
     image, frames quantized to uint8 as the released videos; the model
     classifies random frames of the same size in batches of
-    --model-batch-size. "x model" is the ratio of the two rates: above 1,
-    generating the frames on the fly costs less than classifying them.
+    --model-batch-size. "x model" is the ratio of the two rates, each row's
+    against the model timed in turns with it (the model row shows the best
+    of those): above 1, generating the frames on the fly costs less than
+    classifying them.
 
     \b
     Example:
@@ -121,6 +123,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
         title=f"ImageNet-P generation speed: {settings['device']}, batch {settings['batch_size']}, "
         f"{settings['size']} -> {settings['crop_size']} px, difficulty {settings['difficulty']}",
         caption=f"best of {settings['repeats']} calls after a warm-up; model {net['name']} "
-        f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads",
+        f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads; x model: "
+        "against the model timed in turns with that row (its row: the best of those)",
         json_obj=report,
     )
