@@ -101,14 +101,10 @@ class ImageSource:
             paths.append(self.root / name)
         return paths
 
-    def read(self, images: ImageList, positions: Sequence[int], *, batch_size: int,
-             workers: int) -> torch.Tensor:
-        """The images at ``positions`` of ``images``, decoded: uint8 (N, 3, H, W) or videos."""
-        return joined(self.open(images, positions, batch_size=batch_size, workers=workers))
-
     def open(self, images: ImageList, positions: Sequence[int], *, batch_size: int,
              workers: int) -> Iterator[torch.Tensor]:
-        """The batches of :meth:`read`, their loader's workers started now, in the calling thread
+        """The images at ``positions`` of ``images`` in batches (uint8 (B, 3, H, W) or videos),
+        their loader's workers started now, in the calling thread
         (:func:`~robustbench_gcp.data.loader.started`); decoded as they are iterated."""
         if self.reader != "files":
             from robustbench_gcp.data.array_files import load_array_rows
@@ -133,7 +129,7 @@ class ImageSource:
 
 
 def joined(batches: Iterable[torch.Tensor]) -> torch.Tensor:
-    """The batches of :meth:`ImageSource.open` as one tensor."""
+    """The batches of :meth:`ImageSource.open` (or ``open_paths``) as one tensor."""
     return torch.cat(list(batches))
 
 

@@ -469,13 +469,12 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
                 "the checkpoint holds EMA weights only ('state_dict_ema'), no raw weights: load "
                 "it with ema=True (the default; the CLI's --ema)"
             )
-        odd = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-        mostly = 2 * len(odd) < len(obj) and not any(isinstance(v, Mapping) for v in obj.values())
-        if inner is None and odd and mostly:  # a state dict with a stray entry: name it
-            raise CheckpointError(f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds "
-                                  f"{listed(odd)}, not tensors; a state dict holds tensors only (save it "
-                                  "without them)")
         if inner is None:
+            odd = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+            if 2 * len(odd) < len(obj) and not any(isinstance(v, Mapping) for v in obj.values()):
+                raise CheckpointError(  # a state dict with a stray entry: name it
+                    f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds {listed(odd)}, "
+                    "not tensors; a state dict holds tensors only (save it without them)")
             entries = ", ".join(f"{k} ({type(v).__name__})" for k, v in list(obj.items())[:8])
             raise CheckpointError(
                 "no state dict found: expected a dict of tensors or one under "

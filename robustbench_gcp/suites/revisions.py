@@ -87,10 +87,13 @@ def newest(results: Sequence[CellResult], model: str) -> tuple[list[CellResult],
     ids = set()
     for cells in groups.values():
         levels = {r.key.level for r in cells}
-        whole = [revision for revision in sorted({revision_of(r.key) for r in cells}, reverse=True)
-                 if {r.key.level for r in cells if r.complete and revision_of(r.key) == revision} == levels]
-        if whole:
-            ids |= {id(r) for r in cells if revision_of(r.key) == whole[0]}
+        complete: dict[int, set[str]] = {}  # revision -> the levels it has complete
+        for r in cells:
+            if r.complete:
+                complete.setdefault(revision_of(r.key), set()).add(r.key.level)
+        whole = max((revision for revision, done in complete.items() if done == levels), default=None)
+        if whole is not None:
+            ids |= {id(r) for r in cells if revision_of(r.key) == whole}
             continue
         chosen: dict[str, CellResult] = {}
         for r in cells:
