@@ -156,6 +156,18 @@ def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):
     assert closed.stderr.strip() == f"Error: cannot write to standard output: it is closed{hint}"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [["--help"], ["eval", "--help"], ["bench", "attack", "-h"], ["--version"]])
+def test_help_and_version_to_a_stdout_that_cannot_be_written_is_one_line(args):
+    # click writes these itself while parsing, before any command of the tool runs
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "robustbench_gcp", *args], env=env,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: cannot write to standard output: No space left on device"
+
+
 def test_reports_of_partial_runs_are_marked_in_every_format(image_folder, gap_checkpoint, tmp_path):
     store = tmp_path / "s.db"
     args = ["--suite", "imagenet-c", "--corruptions", "contrast,brightness", "--severities", "1,2"]

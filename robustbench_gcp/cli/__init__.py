@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 import threading
 
 import click
@@ -48,6 +49,20 @@ class LazyGroup(click.Group):
                 raise
             # click names an unknown command without the closest one, as the tool does for options
             raise click.UsageError(f"No such command '{name}'.{suggest(name, commands)}", ctx) from None
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as error:
+            # click writes --help and --version itself, while parsing (``--help > /dev/full``)
+            stream = _from_click_echo(error)
+            if isinstance(error, BrokenPipeError) or error.filename is not None or not stream:
+                raise
+            from robustbench_gcp.cli.output import _discard_stdout
+
+            _discard_stdout()
+            click.echo(f"Error: cannot write to {stream}: {error.strerror or error}", err=True)
+            sys.exit(1)
 
     def invoke(self, ctx: click.Context):
         previous = _on_sigterm(_terminate)
@@ -104,6 +119,19 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def _from_click_echo(error: BaseException) -> str:
+    """The stream ("standard output" or "standard error") ``click.echo`` was writing when ``error``
+    was raised inside it (help and version text, written while the command line is parsed); ""
+    for an error from anywhere else, which keeps its traceback."""
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "echo" and frame.f_globals.get("__name__") == "click.utils":
+            return "standard error" if frame.f_locals.get("err") else "standard output"
+        tb = tb.tb_next
+    return ""
 
 
 def _end_torchrun_rank() -> None:
