@@ -14,6 +14,12 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 # gcp-robust's cache (model descriptions, fetched checkpoints) in a folder of this session, not ~/.cache
 os.environ["GCP_ROBUST_CACHE"] = tempfile.mkdtemp(prefix="gcp-robust-test-cache-")
 atexit.register(shutil.rmtree, os.environ["GCP_ROBUST_CACHE"], ignore_errors=True)
+# The temporary folders of the subprocesses tests start (torchrun's torchelastic_*, multiprocessing's
+# pymp-* of a process a test kills) in one of this session too: they were left in /tmp by the hundred.
+# This process keeps its own (pytest keeps its last folders there for a look after a failure).
+tempfile.gettempdir()
+os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="gcp-robust-test-tmp-")
+atexit.register(shutil.rmtree, os.environ["TMPDIR"], ignore_errors=True)
 
 # Three real ImageNet wnids (standard indices 0, 1, 2) and one further away.
 WNIDS = ("n01440764", "n01443537", "n01484850", "n02123045")
