@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from robustbench_gcp.cli import main
+from robustbench_gcp.errors import ConfigError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_data.py"
 
@@ -120,6 +121,41 @@ def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
     result = run("bench", "scaling", "--device", "cuda")
     assert result.exit_code != 0
     assert "CUDA is not available" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--suite", "adversarial", "--corruptions", "fog"],
+     "--corruptions does not apply to suite 'adversarial': it has no corruptions"),
+    (["--suite", "clean", "--corruptions", "fog", "--severities", "1"],
+     "--corruptions and --severities do not apply to suite 'clean': it has no corruptions"),
+    (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1"),
+])
+def test_bench_scaling_refuses_options_it_would_ignore(monkeypatch, args, message):
+    # --corruptions went nowhere on a suite without them, and --limit 0 meant all images (eval refuses 0)
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", lambda *args: pytest.fail("a run started"))
+    result = run("bench", "scaling", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+
+
+def test_bench_scaling_passes_a_limit_and_the_corruptions_a_suite_takes(monkeypatch, image_folder):
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    calls = []
+
+    def fake_throughput(processes, args, env):
+        calls.append(args)
+        return {"processes": processes, "images": 8, "seconds": 1.0, "images_per_s": 8.0}
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", fake_throughput)
+    rows = process_scaling.scaling("demo-gap", data=str(image_folder), suite="clean", limit=4, device="cpu")
+    assert [row["ratio"] for row in rows] == [1.0, 1.0]
+    for args in calls:
+        assert args[args.index("--limit") + 1] == "4" and "--corruptions" not in args
+    with pytest.raises(ConfigError, match="`limit` should be a positive integer. Got 0"):
+        process_scaling.scaling("demo-gap", data=str(image_folder), limit=0, device="cpu")
 
 
 def test_bench_attacks_one_epsilon_is_said_in_the_singular():

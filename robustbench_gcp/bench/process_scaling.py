@@ -57,6 +57,19 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
             "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
 
 
+def takes_corruptions(suite: str) -> bool:
+    """Whether ``suite`` of the shipped benchmarks.yaml takes ``--corruptions`` and ``--severities``.
+
+    Raises:
+        UnknownNameError: ``suite`` is not in benchmarks.yaml.
+    """
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.suites import get_suite
+
+    taken = {flag.name for flag in get_suite(load_config().suite(suite).kind).flags}
+    return {"corruptions", "severities"} <= taken
+
+
 def scaling(model: str, *, data: str | None = None, class_order: str | None = None,
             suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
@@ -72,7 +85,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
         suite: a suite of the shipped benchmarks.yaml.
         corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
             when the suite has corruptions.
-        limit: class-balanced subset of the images (None or 0: all).
+        limit: class-balanced subset of the images (None: all).
         device: ``eval``'s ``--device``, resolved here (``auto`` -> ``cuda`` or ``cpu``) so that
             both runs get the same device and an absent one fails before any run starts.
         batch_size, shard_size: ``eval``'s options.
@@ -84,19 +97,18 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
         ``ratio``: its images/s over the single process's (None without a rate).
 
     Raises:
-        ConfigError: ``device`` is not a device of this machine.
+        ConfigError: ``device`` is not a device of this machine, or ``limit`` is not a positive
+            integer.
         UnknownNameError: ``suite`` is not in benchmarks.yaml.
         GcpRobustError: a run failed.
     """
-    from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.errors import check_integer
 
     device = resolve_device(device)
-
-    # --corruptions / --severities go only to a suite that takes them
-    taken = {flag.name for flag in get_suite(load_config().suite(suite).kind).flags}
-    has_corruptions = {"corruptions", "severities"} <= taken
+    if limit is not None:
+        check_integer("limit", limit)
+    has_corruptions = takes_corruptions(suite)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
             from robustbench_gcp.data.demo_images import build_demo_dataset
@@ -113,7 +125,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
                     "--format", "json"]
             if has_corruptions:
                 args += ["--corruptions", corruptions, "--severities", severities]
-            if limit:
+            if limit is not None:
                 args += ["--limit", str(limit)]
             rows.append(eval_throughput(n, args, env))
     for row in rows:

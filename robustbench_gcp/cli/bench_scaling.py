@@ -17,9 +17,12 @@ from robustbench_gcp.cli.options import class_order_option, device_option, json_
               help="Images (default: the embedded demo data, generated in a temporary folder).")
 @class_order_option
 @click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")
-@click.option("--corruptions", default="benchmark", show_default=True, help="Corruptions (imagenet-c).")
-@click.option("--severities", default="3", show_default=True, help="Severities (imagenet-c).")
-@click.option("--limit", type=int, default=None, help="Class-balanced subset of the images.")
+@click.option("--corruptions", default="benchmark", show_default=True,
+              help="Corruptions (a suite with corruptions: imagenet-c ...).")
+@click.option("--severities", default="3", show_default=True,
+              help="Severities (a suite with corruptions).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Class-balanced subset of N images (default: all).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per forward pass.")
@@ -39,11 +42,18 @@ def bench_scaling(model, data, class_order, suite, corruptions, severities, limi
     count only the engine's time (not start-up); the ratio is the speed-up of the
     parallel run.
     """
-    from robustbench_gcp.bench.process_scaling import scaling
+    from robustbench_gcp.bench.process_scaling import scaling, takes_corruptions
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
 
+    ctx = click.get_current_context()
+    given = [f"--{name}" for name in ("corruptions", "severities")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    if given and not takes_corruptions(suite):
+        verb = "do" if len(given) > 1 else "does"
+        raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
+                               "corruptions")
     device = resolve_device(device)  # the title names the device used, not "auto"
     rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
                    severities=severities, limit=limit, device=device, batch_size=batch_size,
