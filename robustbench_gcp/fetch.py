@@ -113,7 +113,11 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             raise CheckpointError(f"download of {location} has sha256 {actual}, expected {want}")
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise CheckpointError(f"cannot download checkpoint {location}: {error}") from None
+        hint = ""
+        if isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError)):
+            hint = (f"; without a network, fetch it elsewhere and pass --checkpoint FILE, or save it "
+                    f"as {target}")
+        raise CheckpointError(f"cannot download checkpoint {location}: {error}{hint}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
@@ -82,6 +83,9 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     with pytest.raises(CheckpointError, match=f"has sha256 [0-9a-f]{{64}}, expected {'0' * 64}"):
         resolve_checkpoint(weights.as_uri(), sha256="0" * 64)
     assert list(cache.iterdir()) == []  # neither the file nor its partial download
-    with pytest.raises(CheckpointError, match="cannot download checkpoint file://"):
+    with pytest.raises(CheckpointError, match="cannot download checkpoint file://") as failed:
         resolve_checkpoint((weights.parent / "gone.pth").as_uri())
     assert list(cache.iterdir()) == []
+    # offline: where a copy fetched elsewhere goes
+    assert re.search(r"without a network, fetch it elsewhere and pass --checkpoint FILE, or save it as "
+                     rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value
