@@ -531,6 +531,24 @@ def test_error_isqrt_file_for_mpncov_suggests_the_sqrt_swap(tmp_path, isqrt18):
     assert "use --model resnet18-isqrt --sqrt eig" in message
 
 
+def test_the_fitting_model_hint_keeps_the_square_root_asked_for(tmp_path, isqrt18, dropcov18):
+    # the root asked for with --sqrt, not the requested model's default
+    path = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    with pytest.raises(CheckpointError) as error:
+        load_model("resnet18-mpncov", checkpoint=path, sqrt="newton-schulz")
+    assert str(error.value).endswith("use --model resnet18-isqrt."), error.value
+    with pytest.raises(CheckpointError) as error:
+        load_model("resnet18-mpncov", checkpoint=path, sqrt="svd")
+    assert "use --model resnet18-isqrt --sqrt svd to evaluate it with the svd square root" in str(error.value)
+    # DropCov takes no --sqrt: the hint says to leave it out
+    path = save(zoo_layout(dropcov18.state_dict()), tmp_path / "dropcov.pth")
+    with pytest.raises(CheckpointError) as error:
+        load_model("resnet18-isqrt", checkpoint=path, sqrt="eig")
+    assert ": use --model resnet18-dropcov, without --sqrt (resnet18-dropcov has no matrix square root)." \
+        in str(error.value)
+    assert str(check_error(path, "does not fit")).endswith(": use --model resnet18-dropcov.")
+
+
 @pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
 def test_no_silent_non_strict_loading(tmp_path, torchvision18, change):
     state = dict(torchvision18.state_dict())

@@ -36,7 +36,7 @@ from robustbench_gcp.models.checkpoint import (
     read_state_dict,
 )
 from robustbench_gcp.models.factory import ModelInfo, create_model, model_info
-from robustbench_gcp.models.heads import HEADS, resolve_sqrt
+from robustbench_gcp.models.heads import HEADS, CovariancePool, resolve_sqrt
 from robustbench_gcp.models.registry import list_models
 
 __all__ = [
@@ -237,8 +237,13 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module, na
     text = f"It fits '{best}'" + (f" ({', '.join(dims)})" if dims else "") + f": use --model {best}"
     wanted = HEADS.get(getattr(requested, "head_type", ""))
     best_head = HEADS.get(model_info(best).head)
-    if wanted and best_head and wanted.sqrt and best_head.sqrt and wanted.sqrt != best_head.sqrt:
-        text += f" --sqrt {wanted.sqrt} to evaluate it with the {wanted.sqrt} square root"
+    # the root this run asked for: the requested model's own, or a --sqrt given with it
+    roots = [m.sqrt for m in requested.modules() if isinstance(m, CovariancePool)]
+    root = roots[0] if roots else wanted.sqrt if wanted else None
+    if best_head and best_head.sqrt and root and root != best_head.sqrt:
+        text += f" --sqrt {root} to evaluate it with the {root} square root"
+    elif best_head and best_head.covariance and not best_head.sqrt and wanted and root != wanted.sqrt:
+        text += f", without --sqrt ({best} has no matrix square root)"
     return text + "."
 
 
