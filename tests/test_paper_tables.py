@@ -171,3 +171,30 @@ def test_a_stored_baseline_without_errors_on_a_corruption_says_so():
         in notes
     assert any(n.startswith("CE left empty for contrast: the stored baseline 'tgap' has no complete cells")
                for n in notes)
+
+
+def test_a_comparison_under_a_baseline_without_errors_on_a_corruption_keeps_the_mean_error():
+    """The comparison's mCE under such a baseline was null, with no Δ; as mFR does, it falls back to
+    the unnormalized mean error."""
+    import numpy as np
+
+    from robustbench_gcp.metrics import Baseline
+    from robustbench_gcp.store import CellKey, CellResult
+
+    variant = '{"roundtrip":true,"source":"torch"}'  # ImageNet: AlexNet-normalized, no mean_error of its own
+
+    def cell(name, level, wrong):
+        return CellResult(CellKey("imagenet-c", name, str(level), variant), 4,
+                          {"top1_errors": wrong, "top5_errors": 0}, [0], True, correct=np.arange(4) >= wrong)
+
+    results = [cell("fog", 1, 1), cell("contrast", 1, 2)]
+    table = {"fog": (0.5,) * 5, "contrast": (0.0,) * 5}
+    stored = Baseline("gapbase", clean_error=0.1, run=object(), imagenet_c=table)
+    design = get_suite("imagenet-c").design(results, stored)
+    means = dict(zip(design.rows, design.values.mean(axis=1)))
+    assert "mCE" not in design.metrics and "relative_mCE" not in design.metrics
+    assert design.metrics["mean_error"](means) == (0.25 + 0.5) / 2
+    table["contrast"] = (0.25,) * 5  # an error there: normalized
+    design = get_suite("imagenet-c").design(results, stored)
+    means = dict(zip(design.rows, design.values.mean(axis=1)))
+    assert "mean_error" not in design.metrics and design.metrics["mCE"](means) == (50.0 + 200.0) / 2

@@ -145,6 +145,17 @@ def test_imagenet_p_headline_is_at_the_smallest_difficulty_with_a_test_perturbat
     assert metrics["by_difficulty"]["2"]["perturbations"] == ["brightness", "rotate"]
     markdown = runner.invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "markdown"])
     assert "difficulty 2" in markdown.output and "difficulty 1)" not in markdown.output
+    # compared with a model of difficulty 1 as well: the comparison is at 2 for both, and says so
+    extra = ["--perturbations", "rotate,brightness", "--difficulties", "1,2"]
+    result = runner.invoke(main, ["eval", *map(str, args), "--model", "demo-isqrt", *map(str, extra)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "json"])
+    reports = {r["model"]: r for r in json.loads(result.stdout)["reports"]}
+    assert reports["demo-isqrt"]["metrics"]["difficulty"] == 1
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    assert ("mFR and mT5D (or the mean flip figures) at difficulty 2, the smallest every compared model "
+            "has") in comparison["notes"]
 
 
 @pytest.mark.parametrize(("width", "height"), [(90, 73), (73, 75), (100, 83), (73, 73), (300, 260)])

@@ -525,10 +525,11 @@ class ImageNetCSuite(LevelledSuite):
                 for c in chosen)
             if "clean" in rows and degrades:  # its relative CE, where defined
                 metrics["relative_mCE"] = metrics["mCE"]
-        elif baseline is not None and chosen and not baseline.own and \
-                all(c in baseline.imagenet_c for c in chosen):
+        elif baseline is not None and chosen and not baseline.own and all(
+                c in baseline.imagenet_c and sum(baseline.error(c, s) for s in cells[c]) > 0 for c in chosen):
             # a stored baseline run on the same images is resampled with them (its errors are
-            # sample means too); published errors are constants
+            # sample means too); published errors are constants. One with no error on a corruption
+            # gives no mCE (the reports leave that CE empty): the mean error stands in, as for mFR
             joint = add_joint_rows(rows, values, baseline.samples,
                                    [f"{c}/{s}" for c in chosen for s in cells[c]], optional=["clean"],
                                    notes=notes)
