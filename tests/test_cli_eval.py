@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -413,9 +414,19 @@ def test_broken_images_are_named_and_stored_work_is_kept(image_folder, gap_check
             victim.write_text("<html>not an image</html>")
         else:
             victim.write_bytes(victim.read_bytes()[:800])
-        result = run(*eval_args(broken, gap_checkpoint, store_path, "--shard-size", 4, "--seed", seed))
+        args = eval_args(broken, gap_checkpoint, store_path, "--shard-size", 4, "--seed", seed)
+        result = run(*args)
         assert result.exit_code == 1
         assert last_line(result).startswith(f"Error: cannot read image {victim}: ")
+        stored = re.search(r"\. (\d+) of (\d+) shards are stored: replace the file with a readable one of "
+                           r"the same name and re-run the same command to resume \(an image list without "
+                           r"it is a new run, started afresh\)$", last_line(result))
+        assert stored and 0 < int(stored.group(1)) < int(stored.group(2)), last_line(result)
+        if kind == "fake":  # replaced as said: the run resumes, the stored shards kept
+            shutil.copy(image_folder / victim.relative_to(broken), victim)
+            resumed = run(*args)
+            assert resumed.exit_code == 0, resumed.output
+            assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.output.split())
     with Store(store_path) as store:
         after = store.db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
         # the earlier run's shards are intact, and the broken runs kept the shards before the bad file

@@ -28,7 +28,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
-from robustbench_gcp.errors import ConfigError, Interrupted, Terminated, listed
+from robustbench_gcp.errors import ConfigError, DataError, Interrupted, Terminated, listed
 from robustbench_gcp.pipeline.planning import Plan, check_classes
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -128,17 +128,28 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                 stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
+        except DataError as error:  # a file unreadable half-way: how to keep what is stored
+            done, total = _shards_done(store, info, tasks)
+            raise DataError(f"{error}. {done} of {total} shards are stored: replace the file with a "
+                            "readable one of the same name and re-run the same command to resume (an "
+                            "image list without it is a new run, started afresh)") from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name, said=moved_release)
 
 
 def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) -> Interrupted:
     """Say how far the stopped run got, counted in the store (what is there stays there)."""
+    done, total = _shards_done(store, info, tasks)
+    what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+    return Interrupted(f"{what} after {done} of {total} shards; re-run the same command to resume",
+                       terminated=isinstance(stop, Terminated))
+
+
+def _shards_done(store: Store, info: RunInfo, tasks) -> tuple[int, int]:
+    """(shards of the run's ``tasks`` in the store, of how many)."""
     keys = {key for task in tasks for key in task.keys}
     done = sum(len(store.done_shards(cell)) for cell, key in store.cells(info.id) if key in keys)
-    what = "terminated" if isinstance(stop, Terminated) else "interrupted"
-    return Interrupted(f"{what} after {done} of {len(keys) * info.n_shards} shards; re-run the same "
-                       "command to resume", terminated=isinstance(stop, Terminated))
+    return done, len(keys) * info.n_shards
 
 
 def _weights_identity(plan: Plan, net) -> str:
