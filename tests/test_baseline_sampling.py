@@ -129,3 +129,23 @@ def test_several_baselines_each_suite_takes_the_first_that_normalizes_it(demo_va
     assert metrics("alexnet")["imagenet-p"]["mFR"] is None
     wrong = cli("report", "--store", store, "--baseline", "alexnet,gapbas", code=2)
     assert "unknown baseline 'gapbas'" in wrong.output
+
+
+def test_a_baseline_with_random_weights_says_so_in_every_report_it_normalizes(demo_val, tmp_path):
+    """A --random-weights baseline normalized other runs' mFR with no word of it (only its own
+    report said its weights were random)."""
+    store = tmp_path / "s.db"
+    rare = ("--perturbations", "brightness")
+    cli("baseline", "--model", "demo-gap", "--name", "randbase", "--random-weights",
+        *p_args(demo_val, store, 10, selection=rare))
+    cli("baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, 10, selection=rare))
+    said = ("baseline 'randbase' has seeded random weights (--random-weights, seed 0): figures normalized "
+            "by it are a pipeline check, not a result")
+    for name, expected in (("randbase", True), ("gapbase", False)):
+        report = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", name,
+                     *p_args(demo_val, store, 10, selection=rare))
+        assert (said in report["notes"]) is expected, report["notes"]
+    stored = cli("report", "--store", store, "--suite", "imagenet-p", "--baseline", "randbase",
+                 "--models", "demo-isqrt", "--format", "json", "--no-intervals")
+    (report,) = stored["reports"]
+    assert said in report["notes"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
+from robustbench_gcp.store.records import RANDOM_INIT
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
 from robustbench_gcp.suites.base import report_dataset
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
@@ -288,10 +289,6 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
         covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
                    f"cell has so far (images {subset['image_range']})")
     report.notes.insert(0, f"{done}; {covered}: re-run the eval command to finish")
-
-
-#: how a run's identity names seeded random weights (``random-init-seed-0``)
-RANDOM_INIT = "random-init-seed-"
 
 
 #: reports name the folders their released cells were read from (``--corrupted-dir``) thus

@@ -36,6 +36,10 @@ class CellKey:
         return "/".join(part for part in (self.kind, self.name, self.level) if part)
 
 
+#: the ``weights`` of a run's identity with seeded random weights, before the seed
+RANDOM_INIT = "random-init-seed-"
+
+
 @dataclass(frozen=True)
 class RunInfo:
     id: int
@@ -52,6 +56,12 @@ class RunInfo:
     @property
     def n_shards(self) -> int:
         return -(-self.n_images // self.shard_size)
+
+    @property
+    def random_weights_seed(self) -> str | None:
+        """The seed of a run with seeded random weights (``--random-weights``), else None."""
+        weights = str(self.identity.get("weights"))
+        return weights.removeprefix(RANDOM_INIT) if weights.startswith(RANDOM_INIT) else None
 
     @classmethod
     def from_row(cls, row: Sequence) -> RunInfo:

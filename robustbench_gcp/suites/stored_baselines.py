@@ -27,13 +27,17 @@ def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
     if stored.key == run.key:  # the baseline run itself: its normalized figures are 100
         return dataclasses.replace(normalizer, own=True), []
     name = normalizer.name
+    notes = []
+    seed = getattr(stored, "random_weights_seed", None)
+    if seed is not None:  # every report it normalizes says so, as the run's own reports do
+        notes.append(f"baseline '{name}' has seeded random weights (--random-weights, seed {seed}): "
+                     "figures normalized by it are a pipeline check, not a result")
     same_images = stored.identity.get("data") == run.identity.get("data")
     seeds = stored.identity.get("seed"), run.identity.get("seed")
     # the CPU's and CUDA's generators draw other numbers from the same seeds
     devices = stored.identity.get("device_type", "cpu"), run.identity.get("device_type", "cpu")
     if same_images and seeds[0] == seeds[1] and devices[0] == devices[1]:
-        return normalizer, []
-    notes = []
+        return normalizer, notes
     if not same_images:
         sizes = f" ({stored.n_images}, this run {run.n_images})" if stored.n_images != run.n_images else ""
         notes.append(f"baseline '{name}' was evaluated on other images{sizes}: its figures are means "
