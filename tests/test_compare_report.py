@@ -355,7 +355,12 @@ def test_missing_checkpoints_of_benchmarks_yaml_are_counted_and_their_folder_nam
         model_entries((), None, load_config(tmp_path / "b.yaml"))
     assert str(error.value) == (f"comparing the models of benchmarks.yaml, but 8 of their checkpoints are "
                                 f"missing from {tmp_path / 'ckpt'}: m0, m1, m2, m3, m4, m5 and 2 more; pick "
-                                "models with --model NAME[=CHECKPOINT] or --checkpoints DIR")
+                                "models with --model NAME[=CHECKPOINT] or --checkpoints DIR (or check the "
+                                "pipeline with --random-weights)")
+    # seeded random weights need no file: every model is compared (README: --random-weights applies to
+    # the models given without =CHECKPOINT, and these are)
+    entries = model_entries((), None, load_config(tmp_path / "b.yaml"), random_weights=True)
+    assert [e.label for e in entries] == names
 
 
 def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoint, isqrt_checkpoint,

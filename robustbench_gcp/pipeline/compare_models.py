@@ -38,7 +38,7 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
 
     Raises:
         ConfigError: nothing to compare, a folder without checkpoints, or benchmarks.yaml's
-            models with missing local files.
+            models with missing local files (without ``random_weights``, which needs none).
         CheckpointError: a checkpoint of the folder fits no registered model.
     """
     entries: list[CompareEntry] = []
@@ -69,7 +69,7 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             entries.append(CompareEntry(label, info.arch, str(path)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
-        missing = [spec for spec in config.models.values() if spec.checkpoint
+        missing = [spec for spec in config.models.values() if spec.checkpoint and not random_weights
                    and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]
         if missing:
             folders = {str(Path(s.checkpoint).parent) for s in missing}
@@ -77,7 +77,8 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             raise ConfigError(
                 f"comparing the models of benchmarks.yaml, but {len(missing)} of their checkpoints are "
                 f"missing{where}: " + listed([s.name for s in missing])
-                + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR"
+                + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR (or check the pipeline "
+                "with --random-weights)"
             )
     groups: dict[str, list[CompareEntry]] = {}
     for entry in entries:
