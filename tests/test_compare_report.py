@@ -106,6 +106,22 @@ def test_report_json_and_long_csv_round_trip(compared):
     assert [r["model"] for r in wide_rows] == ["resnet18-gap", "resnet18-isqrt"]
     assert {"mce", "mce_low", "mce_high", "delta_mce"} <= set(wide_rows[1])
     assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in wide_rows[1]), list(wide_rows[1])
+    # one header whichever model is the reference, and with --no-intervals the same first columns:
+    # files of several runs line up column by column
+    header = wide.stdout.splitlines()[0].split(",")
+    assert header[:8] == ["suite", "source", "n_images", "model", "reference", "partial", "cells_left_out",
+                          "clean_error"]
+    assert header[header.index("mce"):header.index("mce") + 6] == [
+        "mce", "mce_low", "mce_high", "delta_mce", "delta_mce_low", "delta_mce_high"]
+    other = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
+                                      "--suite", "imagenet-c", "--resamples", "200",
+                                      "--reference", "resnet18-isqrt"])
+    assert other.stdout.splitlines()[0].split(",") == header
+    plain = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
+                                      "--suite", "imagenet-c", "--no-intervals"])
+    plain_header = plain.stdout.splitlines()[0].split(",")
+    assert plain_header[:7] == header[:7] and "mce" in plain_header
+    assert [row["cells_left_out"] for row in csv.DictReader(io.StringIO(plain.stdout))] == ["0", "0"]
 
 
 def test_report_gives_the_intervals_compare_gave_whatever_its_seed(demo_val, tmp_path):

@@ -134,6 +134,24 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
     return rows
 
 
+#: the wide CSV's first columns, whatever its rows
+WIDE_BASE = ("suite", "source", "n_images", "model", "reference", "partial", "cells_left_out")
+
+
+def wide_csv_columns(rows: Sequence[dict]) -> list[str]:
+    """The wide CSV's columns in one order whichever model comes first (the reference's row has
+    no deltas, and put them after every metric when it led): :data:`WIDE_BASE`, then per metric,
+    in first-seen order, the metric, its bounds, and its delta with bounds."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    metrics = [k for k in keys if k not in WIDE_BASE and not k.startswith("delta_")
+               and not (k.endswith(("_low", "_high")) and k.rsplit("_", 1)[0] in keys)]
+    columns = [k for k in WIDE_BASE if k in keys]
+    for m in metrics:
+        columns += [k for k in (m, f"{m}_low", f"{m}_high", f"delta_{m}", f"delta_{m}_low",
+                                f"delta_{m}_high") if k in keys]
+    return columns + [k for k in keys if k not in columns]  # nothing is dropped
+
+
 def detail_markdown(reports: Sequence[Report]) -> str:
     """Paper-style tables across models: each suite's (CE per corruption, FR per perturbation,
     robust accuracy ...)."""
@@ -196,9 +214,11 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         return to_json({"reports": [r.to_json() for r in reports], "comparisons": list(comparisons)})
     if fmt == "csv":
         if layout == "wide":
-            rows = [row for c in comparisons for row in comparison_csv_rows(c)] if comparisons \
-                else headline_rows(reports)
-            return to_csv(rows)
+            if not comparisons:  # --no-intervals: each report's own figures, none left out
+                rows = [{"reference": None, "cells_left_out": 0, **row} for row in headline_rows(reports)]
+                return to_csv(rows, wide_csv_columns(rows))
+            rows = [row for c in comparisons for row in comparison_csv_rows(c)]
+            return to_csv(rows, wide_csv_columns(rows))
         return to_long_csv(reports)
     if fmt == "markdown":
         parts = [f"## {title}\n"] if title else []
