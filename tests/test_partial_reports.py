@@ -66,6 +66,13 @@ def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
     drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c' AND level = '2') AND shard = 0")
     reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
     assert [r["suite"] for r in reports] == ["clean"]  # not an imagenet-c report without imagenet-c
+    said = ("demo-gap: imagenet-c not reported: {} of 6 shards stored, and no image is in all its cells "
+            "yet; re-run the eval command to finish")
+    assert said.format(4) in reports[0]["notes"]
+    # stopped before any shard of its corruptions (only clean stored): the clean table says why too
+    drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c')")
+    (report,) = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
+    assert report["suite"] == "clean" and said.format(2) in report["notes"], report["notes"]
 
 
 def test_a_baseline_over_all_images_is_noted_on_a_partial_report(demo_val, tmp_path):
