@@ -82,7 +82,11 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         if path.is_dir():
             raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
         hint = f" (source: {source})" if source else ""
-        if configured:
+        packaged = Path(__file__).resolve().parent / "resources"
+        if configured and path.resolve().is_relative_to(packaged):  # package:NAME, of no download
+            name = path.resolve().relative_to(packaged)
+            hint += f"; package:{name} is no file of the package: check its name"
+        elif configured:
             cached = cache_dir() / path.name
             if cached.is_file():
                 return cached

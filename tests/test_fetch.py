@@ -89,3 +89,40 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     # offline: where a copy fetched elsewhere goes
     assert re.search(r"without a network, fetch it elsewhere and pass --checkpoint FILE, or save it as "
                      rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value
+
+
+def test_checkpoint_errors_of_a_benchmarks_yaml_model_name_its_entry(tmp_path, gap_checkpoint, demo_val):
+    """A wrong arch, a package: typo or a wrong sha256 in benchmarks.yaml gave errors that named the
+    file and --model only (and, for a packaged file, advice to save a download)."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    zeros = "0" * 64
+    (tmp_path / "b.yaml").write_text(
+        "models:\n"
+        f"  my-r18: {{arch: resnet18-isqrt, checkpoint: {gap_checkpoint}}}\n"
+        "  typo: {arch: demo-gap, checkpoint: 'package:demo/demo-gapp.pth'}\n"
+        f"  badsha: {{arch: resnet18-gap, checkpoint: {gap_checkpoint}, sha256: '{zeros}'}}\n"
+        "suites:\n  clean: {}\n")
+    entry = "[checkpoint, sha256 and arch from models.{} of " + str(tmp_path / "b.yaml") + "]"
+    expected = {
+        "my-r18": r"It fits 'resnet18-gap' \(1000 classes\): set models\.my-r18\.arch to resnet18-gap ",
+        "typo": r"demo-gapp\.pth does not exist; package:demo/demo-gapp\.pth is no file of the package: "
+                r"check its name ",
+        "badsha": f"sha256 mismatch for '{re.escape(str(gap_checkpoint))}': expected {zeros}",
+    }
+    for name, message in expected.items():
+        result = CliRunner().invoke(main, ["eval", "--config", str(tmp_path / "b.yaml"), "--model", name,
+                                           "--suite", "clean", "--data", str(demo_val), "--class-order",
+                                           "sorted", "--limit", "10", "--store", str(tmp_path / "s.db")])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and re.search(message, text), text
+        assert text.endswith(entry.format(name)), text
+    # given on the command line, the file is the user's: no entry named
+    result = CliRunner().invoke(main, ["eval", "--config", str(tmp_path / "b.yaml"), "--model", "my-r18",
+                                       "--checkpoint", str(gap_checkpoint), "--suite", "clean", "--data",
+                                       str(demo_val), "--class-order", "sorted", "--limit", "10",
+                                       "--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 1 and "use --model resnet18-gap." in result.output
+    assert "models.my-r18" not in result.output

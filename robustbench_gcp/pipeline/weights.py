@@ -15,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.config import Config, ModelSpec
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import CheckpointError, ConfigError, UnknownNameError
 from robustbench_gcp.fetch import resolve_checkpoint
 from robustbench_gcp.models.external import (
     ExternalSource,
@@ -64,6 +66,9 @@ class ModelChoice:
         seed: seeds random weights (used only without a checkpoint).
         ema: take a training file's EMA weights (``state_dict_ema``) when it has them.
         external: how to build a model outside the registry (None for registry models).
+        configured: where benchmarks.yaml gives the weights (``models.NAME of FILE``), or None
+            (given on the command line, none, or not a model of benchmarks.yaml): a checkpoint
+            error names it, the entry to fix.
     """
 
     spec: ModelSpec
@@ -74,6 +79,7 @@ class ModelChoice:
     seed: int = 0
     ema: bool = True
     external: ExternalSource | None = None
+    configured: str | None = None
 
     @property
     def arch(self) -> str:
@@ -190,11 +196,14 @@ def choose_model(
     elif spec.checkpoint is None and spec.sha256 is not None:
         raise ConfigError(f"`--sha256` checks a checkpoint file, and {external.ref} runs with its own "
                           "weights: give the file with --checkpoint, or drop --sha256")
-    path = None
+    path = configured = None
+    if spec.checkpoint is not None and checkpoint is None and module is None and name in config.models:
+        configured = f"models.{name} of {config.path}"
     if spec.checkpoint is not None:
-        path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
-                                  configured=checkpoint is None)
-    choice = ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external)
+        with said_where(configured):
+            path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
+                                      configured=checkpoint is None)
+    choice = ModelChoice(spec, label or spec.name, path, sqrt, ns_iters, seed, ema, external, configured)
     # another matrix function is another row of a report: say which, under a name you chose too
     # (the label `report` gives the stored run later; a label with the tag already keeps it)
     from robustbench_gcp.models.heads import matrix_label
@@ -207,6 +216,20 @@ def choose_model(
 # once, instead of building and loading it again. One slot: eval's plan-then-run uses it;
 # compare, which plans every model first, builds each again; any other load empties it.
 _checked_external: tuple[ModelChoice, nn.Module, tuple | None] | None = None
+
+
+@contextlib.contextmanager
+def said_where(configured: str | None) -> Iterator[None]:
+    """A :class:`CheckpointError` inside names the benchmarks.yaml entry its file came from (a
+    message naming the file and ``--model`` alone leaves the user to find it)."""
+    try:
+        yield
+    except CheckpointError as error:
+        if configured is None:
+            raise
+        entry = configured.split()[0]  # models.NAME: its arch is what to change, not --model
+        text = re.sub(r": use --model ([\w-]+)\.$", rf": set {entry}.arch to \1", str(error))
+        raise CheckpointError(f"{text} [checkpoint, sha256 and arch from {configured}]") from None
 
 
 def _stamp(path: Path | None) -> tuple | None:
@@ -243,8 +266,9 @@ def check_weights(choice: ModelChoice) -> int:
         return model_info(choice.arch).num_classes
     path = Path(choice.checkpoint)
     stat = path.stat()
-    return _checked_classes(choice.arch, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-                            choice.spec.sha256, choice.ema)
+    with said_where(choice.configured):
+        return _checked_classes(choice.arch, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+                                choice.spec.sha256, choice.ema)
 
 
 @functools.lru_cache(maxsize=64)
@@ -274,5 +298,6 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
         if choice.external is not None:
             return load_external(choice.external, choice.label, choice.checkpoint,
                                  sha256=choice.spec.sha256, device=device, ema=choice.ema)
-        return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
-                          sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema)
+        with said_where(choice.configured):
+            return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
+                              sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema)
