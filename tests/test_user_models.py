@@ -435,6 +435,17 @@ def test_the_header_says_whose_weights_a_module_without_checkpoint_has(user_pack
     assert own.exit_code == 0 and "weights the module's own (state dict sha256 " in own.stdout, own.output
     random = run("eval", "--model", "torchvision:resnet18", "--random-weights", *common)
     assert random.exit_code == 0 and "weights random weights (state dict sha256 " in random.stdout
+    # a file of the same weights evaluated first: the run is found by its weights, and the header of the
+    # module's own run named that file
+    fresh = [*common[:2], "--store", tmp_path / "t.db", *common[4:]]
+    torch.manual_seed(0)  # as the tool builds it (seed 0): the module's own weights
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "same.pth")
+    filed = run("eval", "--model", f"{user_package}:resnet18_like", "--checkpoint", tmp_path / "same.pth",
+                *fresh)
+    assert filed.exit_code == 0 and f"weights {tmp_path / 'same.pth'}" in " ".join(filed.stdout.split())
+    own = run("eval", "--model", f"{user_package}:resnet18_like", *fresh)
+    assert own.exit_code == 0 and "results stored for these weights are reused" in own.output, own.output
+    assert "weights the module's own (state dict sha256 " in own.stdout and "same.pth" not in own.stdout
 
 
 def test_a_misspelled_keyword_of_the_library_suggests_the_option(tmp_path):

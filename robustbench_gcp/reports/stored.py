@@ -21,6 +21,9 @@ from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of
 from robustbench_gcp.suites.base import report_dataset
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
+#: :func:`build_report`'s default checkpoint: the stored run's file
+STORED = object()
+
 
 def build_report(
     suite: Suite,
@@ -30,7 +33,7 @@ def build_report(
     *,
     suite_name: str | None = None,
     model: str | None = None,
-    checkpoint: str | None = None,
+    checkpoint: str | None | object = STORED,
     notes: Sequence[str] = (),
     data: str | None = None,
     corrupted_dir: str | None = None,
@@ -42,7 +45,8 @@ def build_report(
 
     The keyword arguments are what only the evaluating call knows (its label, the checkpoint
     file and folders given, the device, what it computed); without them the report is what the
-    store alone says.
+    store alone says. ``checkpoint=None`` says the evaluation had no file (a module's own or
+    random weights), where the store may name the file of an earlier run with the same weights.
     """
     normalizer, baseline_notes = normalizer_for_run(normalizer, run)
     identity = run.identity
@@ -53,7 +57,7 @@ def build_report(
     return Report(
         model=model or run_label(run),
         arch=run.arch,
-        checkpoint=checkpoint or run.checkpoint,
+        checkpoint=run.checkpoint if checkpoint is STORED else checkpoint,
         checkpoint_sha256=None if random else weights,
         suite=suite_name or suite.kind,
         kind=suite.kind,
