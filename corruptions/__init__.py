@@ -45,6 +45,7 @@ from corruptions._registry import (
     check_images,
     check_name,
     check_preset,
+    check_range,
     get_corruption,
     get_perturbation,
     list_corruptions,
@@ -126,6 +127,7 @@ def corrupt(
     seed: int | Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     preset: str = "imagenet",
+    check_values: bool = True,
 ) -> torch.Tensor:
     """Apply an ImageNet-C (or CIFAR-10-C, Tiny-ImageNet-C) corruption to a batch of images.
 
@@ -156,6 +158,9 @@ def corrupt(
             generation scripts, which retune every corruption for each resolution.
             Size-dependent constants (fog's map, frost's texture scale, the elastic
             unit) follow the image size in proportion to the preset's size.
+        check_values: refuse images outside [0, 1] (0-255 floats would come out white). The
+            check is one reduction and, on CUDA, one wait for the device: False skips it, for
+            images known to be in range (the tool's engine: decoded uint8 / 255).
 
     Returns:
         New contiguous (B, 3, H, W) tensor (whatever the input's layout), same dtype
@@ -164,8 +169,8 @@ def corrupt(
     Raises:
         TypeError: ``images`` not a float tensor, ``severity`` not an int, bad ``seed``.
         ValueError: unknown ``name`` (the closest name is suggested), ``severity``
-            outside 1..5, unknown ``preset``, wrong shape, both ``seed`` and
-            ``generator``, or a seed sequence whose length is not B.
+            outside 1..5, unknown ``preset``, wrong shape, values outside [0, 1], both
+            ``seed`` and ``generator``, or a seed sequence whose length is not B.
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64)
@@ -175,6 +180,8 @@ def corrupt(
     check_images(images)
     name = check_name(name)
     spec = get_corruption(name)
+    if check_values:
+        check_range(images)
     level = spec.level(severity, preset)
     _check_randomness(seed, generator)
     batch, _, height, width = images.shape

@@ -537,3 +537,16 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
         raise ValueError(
             f"`images` should be at least {min_size}x{min_size} pixels. Got {tuple(images.shape)}"
         )
+
+
+def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
+    """Refuse images outside [0, 1] (by more than ``slack``): 0-255 floats (``uint8.float()``)
+    would be clamped to white, silently. One reduction, and on CUDA one device sync."""
+    if images.numel() == 0 or images.device.type == "meta":  # no values to look at
+        return
+    low, high = torch.aminmax(images.detach())
+    low, high = float(low), float(high)
+    if low < -slack or high > 1 + slack:
+        hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)" \
+            if high > 2 else ""
+        raise ValueError(f"`images` should be in [0, 1]. Got values from {low:g} to {high:g}{hint}")

@@ -269,6 +269,15 @@ def test_bad_images():
         corrupt([[0.0]], "fog", 1)
     with pytest.raises(ValueError, match=r"at least 32x32 pixels\. Got \(1, 3, 16, 64\)"):
         corrupt(torch.rand(1, 3, 16, 64), "fog", 1)
+    # 0-255 floats came out white (clamped), silently
+    with pytest.raises(ValueError, match=r"^`images` should be in \[0, 1\]\. Got values from 0 to 255 "
+                       r"\(0-255 values: divide by 255, or pass uint8 images to corruptions\.from_uint8\)$"):
+        corrupt(torch.linspace(0, 255, 3 * 64 * 64).reshape(1, 3, 64, 64), "fog", 1)
+    with pytest.raises(ValueError, match=r"^`images` should be in \[0, 1\]\. Got values from -0\.5 to 1$"):
+        corrupt(torch.linspace(-0.5, 1, 3 * 64 * 64).reshape(1, 3, 64, 64), "fog", 1)
+    edge = torch.linspace(0, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)  # 0 and 1 themselves are images
+    assert corrupt(edge, "contrast", 1).shape == edge.shape
+    assert corrupt(edge * 255, "contrast", 1, check_values=False).max() <= 1  # unchecked: as asked
 
 
 def test_bad_seeds(small):

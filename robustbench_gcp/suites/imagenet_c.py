@@ -112,7 +112,8 @@ class Corrupt:
         else:
             from corruptions import corrupt
 
-            out = corrupt(images, self.corruption, self.severity, seed=list(seeds), preset=self.preset)
+            out = corrupt(images, self.corruption, self.severity, seed=list(seeds), preset=self.preset,
+                          check_values=False)  # decoded uint8 / 255: no device sync per batch
         if self.roundtrip:
             from corruptions import storage_roundtrip
             from corruptions.storage import STORAGE_QUALITY
