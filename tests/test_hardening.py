@@ -134,6 +134,75 @@ def test_sigint_and_sigterm_say_how_far_the_run_got_and_it_resumes(
     assert shard_count(store) == total
 
 
+DROPPED_STOP = """
+import os, signal, sys
+from robustbench_gcp.cli import main
+
+forks = []
+
+
+def after_fork():  # as logging's _releaseLock: Python drops an exception raised in this hook
+    forks.append(1)
+    if len(forks) == 3:  # the third shard's loader, started as the second is computed
+        os.kill(os.getpid(), signal.{name})
+        for _ in range(1000):  # the handler runs here, inside the hook
+            pass
+
+
+os.register_at_fork(after_in_parent=after_fork)
+sys.argv = ["gcp-robust", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_whose_exception_python_drops_still_stops_the_run(
+        image_folder, gap_checkpoint, tmp_path, signum, code, word):
+    """A signal handled inside an at-fork hook (each shard's loader forks its workers): Python
+    reports the handler's exception as ignored, and the run went on to its end, exit 0."""
+    script = tmp_path / "dropped.py"
+    script.write_text(DROPPED_STOP.replace("{name}", signal.Signals(signum).name))
+    store = tmp_path / "s.db"
+    command = [sys.executable, str(script), *_eval_command(image_folder, gap_checkpoint, store)[3:]]
+    command[command.index("--workers") + 1] = "1"
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == code, result.stderr
+    assert "Exception ignored" in result.stderr  # the drop happened as it does in the wild
+    stopped = shard_count(store)
+    assert re.search(rf"Error: {word} after {stopped} of 15 shards; re-run the same command to resume",
+                     result.stderr), result.stderr
+    assert 1 <= stopped < 15
+
+
+def test_a_loader_failing_after_a_dropped_stop_is_the_stop(image_folder, gap_checkpoint, tmp_path,
+                                                           monkeypatch):
+    """Ctrl-C reaches the loader's workers too: one that dies of it fails the shard's loading
+    (RuntimeError: DataLoader worker exited unexpectedly), a traceback and exit 1 where the stop's
+    own exception was dropped; the recorded stop is what ends the run."""
+    from robustbench_gcp.engine import runner, stops
+
+    opened = []
+    original = runner.ImageSource.open
+
+    def open_then_fail(self, *args, **kwargs):
+        opened.append(1)
+        if len(opened) == 3:
+            stops._pending.append(signal.SIGINT)  # as stops.stop records it, its exception dropped
+            raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.ImageSource, "open", open_then_fail)
+    store = tmp_path / "s.db"
+    result = run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c", "--corruptions",
+                            "contrast", "--severities", "1", "--shard-size", "4"))
+    assert result.exit_code == 130, result.output
+    assert re.search(r"Error: interrupted after 2 of 6 shards; re-run the same command to resume",
+                     result.stderr)
+    assert stops.pending() is None  # handled: the next command starts clean
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 @pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["suites"], ["baseline", "--list"]])
 def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):

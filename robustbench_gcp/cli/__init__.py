@@ -16,9 +16,11 @@ import threading
 import click
 
 from robustbench_gcp import __version__
+from robustbench_gcp.engine import stops
 from robustbench_gcp.errors import GcpRobustError, Interrupted, Terminated, suggest
 
 STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class LazyGroup(click.Group):
@@ -65,9 +67,10 @@ class LazyGroup(click.Group):
             sys.exit(1)
 
     def invoke(self, ctx: click.Context):
-        previous = _on_sigterm(_terminate)
+        previous = _on_signals(stops.stop)
         try:
             result = super().invoke(ctx)
+            stops.raise_pending()  # a stop whose exception Python dropped after the last batch
             _end_torchrun_rank()
             return result
         except GcpRobustError as error:
@@ -81,10 +84,12 @@ class LazyGroup(click.Group):
                 raise
             raise click.ClickException(f"cannot use {error.filename}: {error.strerror or error}") from None
         except Interrupted as stop:  # a run stopped: how far it got
+            stops.clear()
             failure = click.ClickException(str(stop))
             failure.exit_code = stop.exit_code
             raise failure from None
         except KeyboardInterrupt as stop:  # stopped before a run started, after it ended, or twice
+            stops.clear()
             terminated = isinstance(stop, Terminated)
             what = "terminated" if terminated else "interrupted"
             if ctx.invoked_subcommand in STORING:
@@ -93,7 +98,7 @@ class LazyGroup(click.Group):
             failure.exit_code = 143 if terminated else 130
             raise failure from None
         finally:
-            _on_sigterm(previous)
+            _on_signals(previous)
 
 
 def keep_freed_memory() -> bool:
@@ -144,16 +149,14 @@ def _end_torchrun_rank() -> None:
         module.leave_after_success()
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
-def _on_sigterm(handler):
-    """Install ``handler`` for SIGTERM and return the previous one (main thread only: signal
-    handlers cannot be set elsewhere, e.g. under a test runner's thread)."""
-    if handler is None or threading.current_thread() is not threading.main_thread():
+def _on_signals(handlers):
+    """Install ``handlers`` (one for both, or the pair ``_on_signals`` returned) for SIGINT and
+    SIGTERM, and return the previous pair (main thread only: signal handlers cannot be set
+    elsewhere, e.g. under a test runner's thread)."""
+    if handlers is None or threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, handler)
+    pair = handlers if isinstance(handlers, tuple) else (handlers, handlers)
+    return tuple(signal.signal(signum, handler) for signum, handler in zip(STOP_SIGNALS, pair))
 
 
 @click.group(

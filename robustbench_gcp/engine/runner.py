@@ -36,6 +36,7 @@ import torch
 
 from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, check_released_files
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
+from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.device import amp_dtype, exact_float32, memory_message, out_of_memory
 from robustbench_gcp.engine.seeding import image_seeds
 from robustbench_gcp.errors import DeviceMemoryError, NonFiniteError
@@ -503,6 +504,7 @@ def compute(
                     for batch, labels, indices in _batches(
                         shard_images, shard_labels, shard_indices, options.batch_size, ctx
                     ):
+                        stops.raise_pending()  # a Ctrl-C or SIGTERM whose exception Python dropped
                         parts = task.process(batch, labels, indices, ctx)
                         for acc, part in zip(accs, parts, strict=True):
                             acc.add(part)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.device import kept_float32_settings
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
 from robustbench_gcp.engine.runner import (
@@ -128,8 +129,13 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                 stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
-        except DataError as error:  # a file unreadable half-way: how to keep what is stored
-            done, total = _shards_done(store, info, tasks)
+        except Exception as error:
+            stop = stops.pending()  # a loader worker that the same Ctrl-C ended, its own stop dropped
+            if stop is not None:
+                raise _interrupted(stop, store, info, tasks) from None
+            if not isinstance(error, DataError):
+                raise
+            done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
             raise DataError(f"{error}. {done} of {total} shards are stored: replace the file with a "
                             "readable one of the same name and re-run the same command to resume (an "
                             "image list without it is a new run, started afresh)") from None

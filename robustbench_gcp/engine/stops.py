@@ -1,0 +1,47 @@
+"""Stop requests (Ctrl-C, SIGTERM) that are not lost where Python drops exceptions.
+
+The command line's signal handlers raise ``KeyboardInterrupt`` (:class:`~robustbench_gcp.errors.
+Terminated` for SIGTERM) in the main thread, so that a run stops where it is and says how far it
+got. Python runs a handler at the next bytecode of the main thread, and an exception raised
+inside an at-fork hook (each DataLoader start forks its workers: logging's ``_releaseLock`` runs
+in the parent) or a finalizer (``__del__``) is reported as "ignored" and dropped: the run then
+went on to its end and exited 0, a scheduler's SIGTERM unheeded. So :func:`stop` also records
+the request, and the engine calls :func:`raise_pending` between batches: a stop whose exception
+was dropped is raised there. Outside the command line nothing is recorded and nothing changes.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from robustbench_gcp.errors import Terminated
+
+_pending: list[int] = []  # the signals whose stop has not reached the command line yet
+
+
+def stop(signum: int, frame=None) -> None:
+    """The signal handler of SIGINT and SIGTERM: record the request, then raise it."""
+    _pending.append(signum)
+    raise _exception(signum)
+
+
+def raise_pending() -> None:
+    """Raise a recorded stop (once) whose exception was dropped; nothing when there is none."""
+    if _pending:
+        signum = _pending[-1]
+        _pending.clear()
+        raise _exception(signum)
+
+
+def pending() -> KeyboardInterrupt | None:
+    """The exception of a recorded stop not yet handled (kept recorded), or None."""
+    return _exception(_pending[-1]) if _pending else None
+
+
+def clear() -> None:
+    """The stop reached whoever handles it (the command line's report of it)."""
+    _pending.clear()
+
+
+def _exception(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
