@@ -249,6 +249,9 @@ def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:
     return DataPaths(None, "nothing", entries)
 
 
+_PERCENTS = {"top1", "top5", "clean_error"}  # published figures that cannot pass 100 (mCE can)
+
+
 def _model(check: Checker, name: str, value: Any) -> ModelSpec:
     where = f"models.{name}"
     value = check.mapping(value or {}, where, {"arch", "checkpoint", "sha256", "source", "published"})
@@ -274,7 +277,12 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         source = check.string(source, f"{where}.source")
     published_keys = {"top1", "top5", "mCE", "relative_mCE", "mFR", "mT5D", "clean_error"}
     published = check.mapping(value.get("published") or {}, f"{where}.published", published_keys)
-    published = {k: check.number(v, f"{where}.published.{k}", 0.0) for k, v in published.items()}
+    published = {k: check.number(v, f"{where}.published.{k}", 0.0, 100.0 if k in _PERCENTS else None)
+                 for k, v in published.items()}
+    for key, number in published.items():  # the papers print percentages: 0.7613 is a fraction
+        if 0 < number <= 1:
+            check.fail(f"{where}.published.{key}", f"published figures are percentages (76.13, not "
+                       f"0.7613), got {number:g}")
     return ModelSpec(name, arch, checkpoint, sha256, source, published)
 
 
