@@ -118,7 +118,8 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         hint = ""
-        if isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError)):
+        offline = isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
+        if offline and not isinstance(error, urllib.error.HTTPError):  # a server that answered
             hint = (f"; without a network, fetch it elsewhere and pass --checkpoint FILE, or save it "
                     f"as {target}")
         raise CheckpointError(f"cannot download checkpoint {location}: {error}{hint}") from None

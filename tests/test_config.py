@@ -122,3 +122,9 @@ def test_yaml_is_loaded_safely(tmp_path):
     path = write(tmp_path, "models: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_config(path)
+
+
+def test_a_published_clean_error_below_one_percent_is_taken(tmp_path):
+    # a CIFAR-10 model errs on 0.8 % of the clean images: a percentage, not a fraction
+    path = write(tmp_path, "models:\n  m: {arch: resnet18-gap, published: {clean_error: 0.8, top1: 99.2}}\n")
+    assert load_config(path).model("m").published == {"clean_error": 0.8, "top1": 99.2}

@@ -86,7 +86,7 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     with pytest.raises(CheckpointError, match="cannot download checkpoint file://") as failed:
         resolve_checkpoint((weights.parent / "gone.pth").as_uri())
     assert list(cache.iterdir()) == []
-    # offline: where a copy fetched elsewhere goes
+    # offline: where a copy fetched elsewhere goes (a server that answers 404 is not offline)
     assert re.search(r"without a network, fetch it elsewhere and pass --checkpoint FILE, or save it as "
                      rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value
 
@@ -94,9 +94,11 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
 def test_checkpoint_errors_of_a_benchmarks_yaml_model_name_its_entry(tmp_path, gap_checkpoint, demo_val):
     """A wrong arch, a package: typo or a wrong sha256 in benchmarks.yaml gave errors that named the
     file and --model only (and, for a packaged file, advice to save a download)."""
+    import torch
     from click.testing import CliRunner
 
     from robustbench_gcp.cli import main
+    from robustbench_gcp.models import create_model as reference_model
 
     zeros = "0" * 64
     (tmp_path / "b.yaml").write_text(
@@ -106,8 +108,13 @@ def test_checkpoint_errors_of_a_benchmarks_yaml_model_name_its_entry(tmp_path, g
         f"  badsha: {{arch: resnet18-gap, checkpoint: {gap_checkpoint}, sha256: '{zeros}'}}\n"
         "suites:\n  clean: {}\n")
     entry = "[checkpoint, sha256 and arch from models.{} of " + str(tmp_path / "b.yaml") + "]"
+    torch.save(reference_model("resnet18-isqrt").state_dict(), tmp_path / "isqrt.pth")
+    (tmp_path / "b.yaml").write_text((tmp_path / "b.yaml").read_text().replace(
+        "suites:", f"  mp: {{arch: resnet18-mpncov, checkpoint: {tmp_path / 'isqrt.pth'}}}\nsuites:"))
     expected = {
-        "my-r18": r"It fits 'resnet18-gap' \(1000 classes\): set models\.my-r18\.arch to resnet18-gap ",
+        "my-r18": r"It fits 'resnet18-gap' \(1000 classes\): set models\.my-r18\.arch to resnet18-gap\. ",
+        "mp": r"It fits 'resnet18-isqrt' \(d=256, 1000 classes\): set models\.mp\.arch to resnet18-isqrt, "
+              r"and pass --sqrt eig to evaluate it with the eig square root\. ",
         "typo": r"demo-gapp\.pth does not exist; package:demo/demo-gapp\.pth is no file of the package: "
                 r"check its name ",
         "badsha": f"sha256 mismatch for '{re.escape(str(gap_checkpoint))}': expected {zeros}",
@@ -126,3 +133,21 @@ def test_checkpoint_errors_of_a_benchmarks_yaml_model_name_its_entry(tmp_path, g
                                        "--store", str(tmp_path / "s.db")])
     assert result.exit_code == 1 and "use --model resnet18-gap." in result.output
     assert "models.my-r18" not in result.output
+
+
+def test_a_server_that_answers_an_error_gets_no_offline_hint(tmp_path, cache):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(CheckpointError) as error:
+            resolve_checkpoint(f"http://127.0.0.1:{server.server_port}/nope.pth")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "HTTP Error 404" in str(error.value) and "without a network" not in str(error.value)

@@ -203,6 +203,49 @@ def test_a_loader_failing_after_a_dropped_stop_is_the_stop(image_folder, gap_che
     assert stops.pending() is None  # handled: the next command starts clean
 
 
+def test_a_stop_recorded_under_another_error_does_not_stop_the_next_command(
+        image_folder, gap_checkpoint, tmp_path, monkeypatch):
+    """A stop whose exception was dropped, then another error: the record outlived the command and
+    stopped the next one (or a library call) in the same process at its first batch."""
+    from robustbench_gcp.engine import stops
+    from robustbench_gcp.errors import StoreError
+    from robustbench_gcp.pipeline import execution
+
+    original = execution.report_of
+
+    def failing_report(*args, **kwargs):
+        stops._pending.append(signal.SIGINT)  # recorded, its exception dropped
+        raise StoreError("the disk went away")
+
+    monkeypatch.setattr(execution, "report_of", failing_report)
+    args = eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "clean")
+    failed = run(*args)
+    assert failed.exit_code == 1 and "the disk went away" in failed.stderr
+    assert stops.pending() is None
+    monkeypatch.setattr(execution, "report_of", original)
+    assert run(*args).exit_code == 0
+
+
+def test_a_sigint_ignored_by_whoever_started_the_command_stays_ignored(image_folder, gap_checkpoint,
+                                                                      tmp_path):
+    """`cmd &` in a script starts it with SIGINT ignored, and Python leaves it so; the CLI's handler
+    took it over, and a Ctrl-C meant for the shell stopped the run."""
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    store = tmp_path / "s.db"
+    proc = subprocess.Popen(_eval_command(image_folder, gap_checkpoint, store), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    while not store.exists() or shard_count(store, missing_ok=True) < 1:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "no shard committed within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert shard_count(store) == 15
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 @pytest.mark.parametrize("args", [["models"], ["models", "--json"], ["suites"], ["baseline", "--list"]])
 def test_a_stdout_that_cannot_be_written_is_one_line(args, tmp_path):

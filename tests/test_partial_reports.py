@@ -73,6 +73,13 @@ def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
     drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c')")
     (report,) = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
     assert report["suite"] == "clean" and said.format(2) in report["notes"], report["notes"]
+    # nothing stored at all: that one note, not this one as well (another run's report carries it)
+    drop(store, "1")
+    cli("eval", "--model", "demo-isqrt", "--random-weights", *common(demo_val, store, "--suite", "clean",
+                                                                    "--limit", 8))
+    (report,) = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
+    assert any("demo-gap: a run with nothing stored yet" in note for note in report["notes"])
+    assert not any("imagenet-c not reported" in note for note in report["notes"]), report["notes"]
 
 
 def test_a_baseline_over_all_images_is_noted_on_a_partial_report(demo_val, tmp_path):

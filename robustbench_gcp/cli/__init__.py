@@ -98,6 +98,7 @@ class LazyGroup(click.Group):
             failure.exit_code = 143 if terminated else 130
             raise failure from None
         finally:
+            stops.clear()  # handled, or another error won: never the next command's (a notebook)
             _on_signals(previous)
 
 
@@ -156,7 +157,11 @@ def _on_signals(handlers):
     if handlers is None or threading.current_thread() is not threading.main_thread():
         return None
     pair = handlers if isinstance(handlers, tuple) else (handlers, handlers)
-    return tuple(signal.signal(signum, handler) for signum, handler in zip(STOP_SIGNALS, pair))
+    previous = tuple(signal.getsignal(signum) for signum in STOP_SIGNALS)
+    for signum, handler, before in zip(STOP_SIGNALS, pair, previous):
+        if before is not signal.SIG_IGN:  # a signal ignored by whoever started us stays ignored
+            signal.signal(signum, handler)
+    return previous
 
 
 @click.group(

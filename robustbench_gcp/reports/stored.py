@@ -158,7 +158,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                 report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
                                        baseline, baselines)
                 found += [report] if report is not None else []
-                if report is None:  # no image in every cell yet (or none of its cells begun)
+                if report is None and any(r.shards for r in every):  # no image in all its cells yet
                     progress = run_progress(clean_cells + cells, run.n_shards)
                     unreported.append(f"{labels[run.key]}: {kind} not reported: {progress['shards']} of "
                                       f"{progress['of_shards']} shards stored, and no image is in all its "
