@@ -467,6 +467,18 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
     assert "(CIFAR-10-P, torch)" in table.output and "(CIFAR-10-P, released)" in table.output
     shown = run("eval", *common[:-2], "--data", root / "cifar-10-batches-py", "--perturbations", "translate")
     assert "CIFAR-10-P: flip probability and top-5 distance" in shown.output
+    # CIFAR-100-P (the same layout): its own suite, and `report` names and selects it so (it was
+    # reported as `imagenet-p`, and --suite cifar10-p, which eval had run, left it out)
+    hundred = [*common[2:4], "--store", root / "p100.db", *common[6:]]
+    for args in (["--suite", "cifar100-p"], ["--suite", "cifar10-p", "--dataset", "cifar100"]):
+        ran = report_json(run("eval", "--model", "small_p_nets:build", *args, *hundred[2:], "--corrupted-dir",
+                              released, "--perturbations", "translate"))
+        assert ran["metrics"]["dataset"] == "cifar100"
+    stored = report_json(run("report", "--store", root / "p100.db", "--suite", "cifar100-p", "--format",
+                             "json", "--no-intervals"))
+    assert [r["suite"] for r in stored["reports"]] == ["cifar100-p"]
+    assert report_json(run("report", "--store", root / "p100.db", "--format", "json",
+                           "--no-intervals"))["reports"][0]["suite"] == "cifar100-p"
 
 
 def test_cifar10_p_normalized_by_a_stored_baseline(cifar):
