@@ -392,6 +392,25 @@ def test_tiny_val_missing_annotations(tiny):
         scan_tiny_imagenet_val(tiny)
 
 
+def test_tiny_val_sorted_into_wnid_folders_needs_no_annotations(tiny):
+    """The common rearrangement (val/<wnid>/*.JPEG) was read only while the annotations file stayed."""
+    for line in (tiny / "val" / "val_annotations.txt").read_text().splitlines():
+        name, wnid = line.split("\t")[:2]
+        (tiny / "val" / wnid).mkdir(exist_ok=True)
+        (tiny / "val" / "images" / name).rename(tiny / "val" / wnid / name)
+    (tiny / "val" / "images").rmdir()
+    with_annotations = scan_tiny_imagenet_val(tiny)
+    (tiny / "val" / "val_annotations.txt").unlink()
+    images = scan_tiny_imagenet_val(tiny)
+    assert images == with_annotations and images.labelling == "folders"
+    assert images.classes == ("n01443537", "n05555555", "n09999999")
+    assert dict(zip(images.names, images.labels)) == {"n01443537/val_1.JPEG": 0, "n05555555/val_2.JPEG": 1,
+                                                      "n09999999/val_0.JPEG": 2, "n09999999/val_3.JPEG": 2}
+    (tiny / "wnids.txt").unlink()  # and nothing to say which classes: as before
+    with pytest.raises(DataError, match=r"val_annotations.txt does not exist"):
+        scan_tiny_imagenet_val(tiny)
+
+
 def test_tiny_c_labels_and_names(tmp_path):
     root = tmp_path / "Tiny-ImageNet-C"
     cell = root / "fog" / "3"

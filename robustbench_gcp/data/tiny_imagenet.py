@@ -114,7 +114,9 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     Returns:
         An :class:`ImageList` with ``root`` the ``val/images`` folder, names the sorted file
         names, labels the index of each image's wnid among the sorted wnids (``wnids.txt``
-        when present beside ``val``, else the annotated wnids), ``labelling="file"``.
+        when present beside ``val``, else the annotated wnids), ``labelling="file"``. A ``val``
+        sorted into ``<wnid>/`` folders is read as such (``labelling="folders"``), without its
+        annotations file where ``wnids.txt`` gives the classes.
 
     Raises:
         DataError: a missing annotations file or images folder, a malformed annotation line,
@@ -128,8 +130,11 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     """
     val = _val_folder(Path(path).expanduser())
     annotations_file = val / ANNOTATIONS_FILE
-    annotations = read_val_annotations(annotations_file)
     wnids_file = val.parent / WNIDS_FILE
+    if not annotations_file.is_file() and wnids_file.is_file() and not (val / "images").is_dir() \
+            and subfolders(val):  # sorted into <wnid>/ folders, the annotations gone: wnids.txt says
+        return _labelled_by(scan_folder(val, class_order="sorted"), read_wnids(wnids_file), val)
+    annotations = read_val_annotations(annotations_file)
     if wnids_file.is_file():
         classes = read_wnids(wnids_file)
         unknown = [(line, name, wnid) for name, (wnid, line) in annotations.items() if wnid not in classes]
