@@ -449,6 +449,10 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
             pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
             np.save(released / f"{name}.npy", pixels)
     assert any(e["flip_probability"] > 0 for e in entries.values())
+    first = [entries[(name, 1)] for name in names]  # the unnormalized means (cifar-p-eval.py prints FP's)
+    at_1 = out["metrics"]["by_difficulty"]["1"]
+    assert at_1["mean_flip_probability"] == pytest.approx(sum(e["flip_probability"] for e in first) / 3)
+    assert at_1["mean_top5_distance"] == pytest.approx(sum(e["top5_distance"] for e in first) / 3)
     with Store(store) as s:
         variants = {json.loads(key.variant).get("dataset") for _, key in s.cells(s.runs()[0].id)
                     if key.name in ("translate", "motion_blur")}
@@ -467,6 +471,8 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
     assert "(CIFAR-10-P, torch)" in table.output and "(CIFAR-10-P, released)" in table.output
     shown = run("eval", *common[:-2], "--data", root / "cifar-10-batches-py", "--perturbations", "translate")
     assert "CIFAR-10-P: flip probability and top-5 distance" in shown.output
+    assert "mean flip probability (%, difficulty 1)" in shown.output  # no baseline: the raw means stand in
+    assert "mean top-5 distance (difficulty 1)" in shown.output
     # CIFAR-100-P (the same layout): its own suite, and `report` names and selects it so (it was
     # reported as `imagenet-p`, and --suite cifar10-p, which eval had run, left it out)
     hundred = [*common[2:4], "--store", root / "p100.db", *common[6:]]
