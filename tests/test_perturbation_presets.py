@@ -373,11 +373,15 @@ def other():
     return build(1)
 
 
-def tiny():
+def tiny(classes=4):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 4))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, classes))
     net.pretrained_cfg = PreprocessConfig(input_size=64, resize_size=64)
     return net
+
+
+def tiny200():
+    return tiny(200)
 '''
 N = 20
 
@@ -555,6 +559,12 @@ def test_tiny_imagenet_p_released_videos_and_generated_cells(tmp_path, on_sys_pa
                     if key.name == "translate"]
     assert {v["source"] for v in variants} == {"released", "torch"}
     assert all(v["dataset"] == "tinyimagenet" and "geometry" not in v for v in variants)
+    # a model of the 200 classes on 4 of the class folders, read alone: flips need no label (it was
+    # refused: "4 class folders are numbered in their sorted order, but ... 200 classes")
+    whole = report_json(run("eval", *common, "--model", "small_p_nets:tiny200", "--corrupted-dir", released))
+    assert whole["perturbations"][0]["n_videos"] == 8
+    with_clean = run("eval", *common, "--model", "small_p_nets:tiny200", "--data", clean)
+    assert with_clean.exit_code == 1 and "numbered in their sorted order" in with_clean.output  # scored
 
 
 def test_cifar10_p_files_located_by_benchmarks_yaml_and_a_folder_is_refused(cifar, monkeypatch):

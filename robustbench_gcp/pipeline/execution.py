@@ -30,7 +30,7 @@ from robustbench_gcp.engine.runner import (
     execute,
 )
 from robustbench_gcp.errors import ConfigError, DataError, Interrupted, Terminated, listed
-from robustbench_gcp.pipeline.planning import Plan, check_classes
+from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.stored import (
@@ -78,8 +78,9 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         device = job.device(device)
     net = load_chosen(plan.model, device)
     # the checkpoint may have changed since the plan was made
-    check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None,
-                  asked_sorted=plan.options.class_order == "sorted")
+    if labels_matter(plan.suite, plan.data is not None):
+        check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None,
+                      asked_sorted=plan.options.class_order == "sorted")
     cfg = net.pretrained_cfg
     options = plan.options
     classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std, amp=options.amp,

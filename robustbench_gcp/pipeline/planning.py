@@ -239,8 +239,10 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           whole=len(images) == len(everything))
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
-    check_classes(images, check_weights(choice), choice.label, released=options.data is None,
-                  asked_sorted=options.class_order == "sorted")
+    num_classes = check_weights(choice)
+    if labels_matter(suite, options.data is not None):
+        check_classes(images, num_classes, choice.label, released=options.data is None,
+                      asked_sorted=options.class_order == "sorted")
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
                 located)
 
@@ -293,6 +295,13 @@ def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
     if refused:
         raise config.data.refusal(refused)
     return options, ()
+
+
+def labels_matter(suite, data: bool) -> bool:
+    """Whether a run's labels are scored: not those of released files read alone (no ``--data``)
+    by a suite that needs none of theirs (ImageNet-P's flips: ``released_labels = False``), whose
+    class folders (a Tiny-ImageNet-P subset) then need not be every class."""
+    return data or getattr(suite, "released_labels", True)
 
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,

@@ -321,6 +321,7 @@ class ImageNetPSuite(LevelledSuite):
     # whole-image geometric cells (0.4+) report with the centre-square ones of older stores
     unmarked = ("revision", "geometry")
     stored_baseline = True
+    released_labels = False  # flips need no label: released files read alone need no class check
     datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
