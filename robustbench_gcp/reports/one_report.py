@@ -26,7 +26,8 @@ def header_line(report: Report) -> str:
     if not report.checkpoint and sha256.startswith(STATE_DICT_SHA256):  # a model you brought, as built
         whose = "random weights" if report.arch.startswith(TORCHVISION) else "the module's own"
         weights = f"{whose} (state dict sha256 {sha256.removeprefix(STATE_DICT_SHA256)[:12]})"
-    source = get_suite(report.kind).source_description(report)
+    suite = get_suite(report.kind)
+    source = suite.source_description(report)
     parts = [
         f"model {report.model} ({report.arch})",
         f"weights {weights}",
@@ -36,7 +37,7 @@ def header_line(report: Report) -> str:
         f"{report.device} {report.precision}",
     ]
     if source:
-        parts.append(f"corruptions {source}")
+        parts.append(f"{getattr(suite, 'source_word', 'corruptions')} {source}")
     if report.partial:
         parts.append(f"PARTIAL RUN ({report.partial['cells_complete']} of "
                      f"{report.partial['cells']} cells)")

@@ -322,6 +322,7 @@ class ImageNetPSuite(LevelledSuite):
     unmarked = ("revision", "geometry")
     stored_baseline = True
     released_labels = False  # flips need no label: released files read alone need no class check
+    source_word = "perturbations"  # how the header names where the cells came from
     datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
