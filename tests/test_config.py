@@ -61,6 +61,8 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "models.m.sha256: expected 64 hexadecimal digits"),
         ("models:\n  m: {arch: resnet50-gap, published: {top1: 0.7613}}\n",
          "models.m.published.top1: published figures are percentages (76.13, not 0.7613), got 0.7613"),
+        ("models:\n  m: {arch: resnet50-gap, published: {mCE: 0.927}}\n",
+         "models.m.published.mCE: published figures are percentages (76.13, not 0.7613), got 0.927"),
         ("models:\n  m: {arch: resnet50-gap, published: {top5: 930}}\n",
          "models.m.published.top5: should be in [0.0, 100.0], got 930"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",

@@ -80,6 +80,11 @@ def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
     (report,) = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
     assert any("demo-gap: a run with nothing stored yet" in note for note in report["notes"])
     assert not any("imagenet-c not reported" in note for note in report["notes"]), report["notes"]
+    # --suite asks for that suite: the run is still said (the note above is for the whole store)
+    cli("eval", "--model", "demo-isqrt", "--random-weights", *common(demo_val, store, *selection))
+    (report,) = cli("report", "--store", store, "--suite", "imagenet-c", "--format", "json",
+                    "--no-intervals")["reports"]
+    assert said.format(0) in report["notes"], report["notes"]
 
 
 def test_a_baseline_over_all_images_is_noted_on_a_partial_report(demo_val, tmp_path):

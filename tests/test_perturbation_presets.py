@@ -489,6 +489,8 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
     assert [r["suite"] for r in stored["reports"]] == ["cifar100-p"]
     assert report_json(run("report", "--store", root / "p100.db", "--format", "json",
                            "--no-intervals"))["reports"][0]["suite"] == "cifar100-p"
+    other = run("report", "--store", root / "p100.db", "--suite", "cifar10-p")  # another dataset: said
+    assert other.exit_code == 1 and "(it has cifar100-p: --suite cifar100-p)" in other.output
 
 
 def test_cifar10_p_normalized_by_a_stored_baseline(cifar):

@@ -98,8 +98,8 @@ class LazyGroup(click.Group):
             failure.exit_code = 143 if terminated else 130
             raise failure from None
         finally:
-            stops.clear()  # handled, or another error won: never the next command's (a notebook)
             _on_signals(previous)
+            stops.clear()  # handled, or another error won: never the next command's (a notebook)
 
 
 def keep_freed_memory() -> bool:

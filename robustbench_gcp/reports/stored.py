@@ -158,7 +158,9 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                 report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
                                        baseline, baselines)
                 found += [report] if report is not None else []
-                if report is None and any(r.shards for r in every):  # no image in all its cells yet
+                # no image in all its cells yet (a run with nothing stored has its own note, unless
+                # --suite leaves that out)
+                if report is None and (kinds is not None or any(r.shards for r in every)):
                     progress = run_progress(clean_cells + cells, run.n_shards)
                     unreported.append(f"{labels[run.key]}: {kind} not reported: {progress['shards']} of "
                                       f"{progress['of_shards']} shards stored, and no image is in all its "
@@ -361,10 +363,13 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 raise UnknownNameError("stored model", name, stored)
         reports = collect(store, models=models, kinds=kinds or None, baseline=baseline,
                           baselines=config.baselines)
-        reports = [_suite_named(r, config) for r in reports if _of_datasets(r, datasets.get(r.kind))]
+        named = [_suite_named(r, config) for r in reports]
+        reports = [r for r in named if _of_datasets(r, datasets.get(r.kind))]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
+            elsewhere = sorted({r.suite for r in named})  # the same kind on another dataset
+            hint = f" (it has {', '.join(elsewhere)}: --suite {elsewhere[0]})" if elsewhere else ""
             raise StoreError(f"store {path} holds no results to report for that selection yet"
-                             f"{_partial_runs(store, models, kinds)}")
+                             f"{hint}{_partial_runs(store, models, kinds)}")
     return reports
 
 

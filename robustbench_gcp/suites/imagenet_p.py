@@ -601,8 +601,9 @@ class ImageNetPSuite(LevelledSuite):
                 fp = means.get("mean_flip_probability")
                 rows.append({"metric": f"mean flip probability (%, difficulty {d})",
                              "value": None if fp is None else 100 * fp})
+                t5d = means.get("mean_top5_distance")  # three decimals, as its columns (small figures)
                 rows.append({"metric": f"mean top-5 distance (difficulty {d})",
-                             "value": means.get("mean_top5_distance")})
+                             "value": None if t5d is None else f"{t5d:.3f}"})
         return rows
 
     def long_rows(self, report: Report) -> list[dict]:
