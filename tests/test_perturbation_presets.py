@@ -483,7 +483,7 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
     for args in (["--suite", "cifar100-p"], ["--suite", "cifar10-p", "--dataset", "cifar100"]):
         ran = report_json(run("eval", "--model", "small_p_nets:build", *args, *hundred[2:], "--corrupted-dir",
                               released, "--perturbations", "translate"))
-        assert ran["metrics"]["dataset"] == "cifar100"
+        assert ran["metrics"]["dataset"] == "cifar100" and ran["suite"] == "cifar100-p"  # as report says
     stored = report_json(run("report", "--store", root / "p100.db", "--suite", "cifar100-p", "--format",
                              "json", "--no-intervals"))
     assert [r["suite"] for r in stored["reports"]] == ["cifar100-p"]

@@ -312,12 +312,24 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
             "seconds": round(stats.seconds, 3),
         }
     return build_report(
-        suite, info, results, normalizer, suite_name=plan.selection.spec.name, model=plan.model.label,
+        suite, info, results, normalizer, suite_name=suite_name(plan), model=plan.model.label,
         checkpoint=str(plan.model.checkpoint) if plan.model.checkpoint else None, notes=notes,
         data=_absolute(plan.images.source) if plan.data is not None else None,  # as the store records it
         corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
+
+
+def suite_name(plan: Plan) -> str:
+    """The suite a report names: the one run, or, where ``--dataset`` took it to another dataset
+    (``--suite cifar10-p --dataset cifar100``), that dataset's suite of the kind in benchmarks.yaml
+    (``cifar100-p``), as ``report`` names the stored run."""
+    spec = plan.selection.spec
+    declared = plan.config.suites.get(spec.name)  # the plan's spec carries the dataset it runs on
+    if declared is None or declared.dataset in (None, plan.dataset.name):
+        return spec.name
+    return next((other.name for other in plan.config.suites.values()
+                 if other.kind == plan.suite.kind and other.dataset == plan.dataset.name), spec.name)
 
 
 def limit_notes(plan: Plan) -> list[str]:
