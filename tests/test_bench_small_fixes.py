@@ -91,9 +91,10 @@ def test_bench_heads_help_names_each_input_shape():
 
 # --- bench scaling: the device actually used ---------------------------------------------------
 
-def test_bench_scaling_prints_and_passes_the_resolved_device(monkeypatch, image_folder):
+@pytest.fixture
+def scaling_calls(monkeypatch) -> list[list[str]]:
+    """The eval command lines bench scaling would time, recorded instead of run (8 images/s each)."""
     import robustbench_gcp.bench.process_scaling as process_scaling
-    from robustbench_gcp.engine.device import resolve_device
 
     calls = []
 
@@ -102,6 +103,13 @@ def test_bench_scaling_prints_and_passes_the_resolved_device(monkeypatch, image_
         return {"processes": processes, "images": 8, "seconds": 1.0, "images_per_s": 8.0}
 
     monkeypatch.setattr(process_scaling, "eval_throughput", fake_throughput)
+    return calls
+
+
+def test_bench_scaling_prints_and_passes_the_resolved_device(scaling_calls, image_folder):
+    from robustbench_gcp.engine.device import resolve_device
+
+    calls = scaling_calls
     result = run("bench", "scaling", "--data", str(image_folder), "--device", "auto")
     assert result.exit_code == 0, result.output
     used = str(resolve_device("auto"))
@@ -140,19 +148,12 @@ def test_bench_scaling_refuses_options_it_would_ignore(monkeypatch, args, messag
     assert message in " ".join(result.stderr.split())
 
 
-def test_bench_scaling_passes_a_limit_and_the_corruptions_a_suite_takes(monkeypatch, image_folder):
+def test_bench_scaling_passes_a_limit_and_the_corruptions_a_suite_takes(scaling_calls, image_folder):
     import robustbench_gcp.bench.process_scaling as process_scaling
 
-    calls = []
-
-    def fake_throughput(processes, args, env):
-        calls.append(args)
-        return {"processes": processes, "images": 8, "seconds": 1.0, "images_per_s": 8.0}
-
-    monkeypatch.setattr(process_scaling, "eval_throughput", fake_throughput)
     rows = process_scaling.scaling("demo-gap", data=str(image_folder), suite="clean", limit=4, device="cpu")
     assert [row["ratio"] for row in rows] == [1.0, 1.0]
-    for args in calls:
+    for args in scaling_calls:
         assert args[args.index("--limit") + 1] == "4" and "--corruptions" not in args
     with pytest.raises(ConfigError, match="`limit` should be a positive integer. Got 0"):
         process_scaling.scaling("demo-gap", data=str(image_folder), limit=0, device="cpu")

@@ -34,13 +34,13 @@ from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.stored import (
-    RANDOM_INIT,
     build_report,
     random_weights_note,
     released_slot,
     without_implied,
 )
 from robustbench_gcp.store import CellKey, RunInfo, Store
+from robustbench_gcp.store.records import RANDOM_INIT
 from robustbench_gcp.suites import TaskInputs
 from robustbench_gcp.suites.base import variant_of
 

@@ -301,7 +301,7 @@ def labels_matter(suite, data: bool) -> bool:
     """Whether a run's labels are scored: not those of released files read alone (no ``--data``)
     by a suite that needs none of theirs (ImageNet-P's flips: ``released_labels = False``), whose
     class folders (a Tiny-ImageNet-P subset) then need not be every class."""
-    return data or getattr(suite, "released_labels", True)
+    return data or suite.released_labels
 
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,

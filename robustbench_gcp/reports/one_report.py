@@ -37,7 +37,7 @@ def header_line(report: Report) -> str:
         f"{report.device} {report.precision}",
     ]
     if source:
-        parts.append(f"{getattr(suite, 'source_word', 'corruptions')} {source}")
+        parts.append(f"{suite.source_word} {source}")
     if report.partial:
         parts.append(f"PARTIAL RUN ({report.partial['cells_complete']} of "
                      f"{report.partial['cells']} cells)")

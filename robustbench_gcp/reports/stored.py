@@ -16,7 +16,6 @@ from pathlib import Path
 from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
-from robustbench_gcp.store.records import RANDOM_INIT
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
 from robustbench_gcp.suites.base import report_dataset
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
@@ -51,7 +50,7 @@ def build_report(
     normalizer, baseline_notes = normalizer_for_run(normalizer, run)
     identity = run.identity
     weights = identity.get("weights")
-    random = weights is None or str(weights).startswith(RANDOM_INIT)
+    random = weights is None or run.random_weights_seed is not None
     sections, suite_notes = suite.sections(results, normalizer)
     groups = [suite.group(r.key) for r in results if r.key != CLEAN and suite.owns(r.key)]
     return Report(
@@ -325,10 +324,10 @@ def _stored_report(suite: Suite, run: RunInfo, label: str, results: list[CellRes
         normalizer = suite.choose_normalizer(baseline, baselines or {}, store, [r.key for r in results])
     stored = store.notes(run.id)  # what the evaluation said: of the run (labels), of the suite
     kept = [*stored.get("", []), *stored.get(suite.kind, [])]
-    weights = str(run.identity.get("weights"))
-    if weights.startswith(RANDOM_INIT) and not any(n.startswith("weights: ") for n in kept):
+    seed = run.random_weights_seed
+    if seed is not None and not any(n.startswith("weights: ") for n in kept):
         # a run stored before its note was kept (0.7.1 or earlier): the identity tells
-        kept.insert(0, random_weights_note(weights.removeprefix(RANDOM_INIT)))
+        kept.insert(0, random_weights_note(seed))
     folders = released_folders(stored, results)
     kept += [RELEASED_FILES + folder for folder in folders]
     return build_report(suite, run, results, normalizer, model=label, notes=[*notes, *kept], data=run.data,

@@ -217,6 +217,9 @@ class Suite:
     merged_metric_names: ClassVar[dict[str, str]] = {}
     #: the measured columns of the long CSV this kind fills (besides the clean cell's)
     long_columns: ClassVar[tuple[str, ...]] = ()
+    #: whether released files read alone (no --data) are scored against their labels
+    released_labels: ClassVar[bool] = True
+    source_word: ClassVar[str] = "corruptions"  # how report headers name where cells came from
 
     # -- configuration ------------------------------------------------------------------
     def config_keys(self) -> set[str]:

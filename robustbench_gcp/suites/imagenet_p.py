@@ -322,7 +322,7 @@ class ImageNetPSuite(LevelledSuite):
     unmarked = ("revision", "geometry")
     stored_baseline = True
     released_labels = False  # flips need no label: released files read alone need no class check
-    source_word = "perturbations"  # how the header names where the cells came from
+    source_word = "perturbations"
     datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
@@ -628,13 +628,12 @@ class ImageNetPSuite(LevelledSuite):
         if entries:
             metrics = report.sections.get("metrics") or {}
             out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
-            # the raw means over the cells mFR and mT5D average (the comparisons' fallback)
-            averaged = averaged_perturbations(report_dataset(report))
-            test = [e for e in entries if e["difficulty"] == metrics.get("difficulty")
-                    and e["perturbation"] in averaged]
-            if test:
-                out["mean_flip_probability"] = sum(e["flip_probability"] for e in test) / len(test)
-                out["mean_top5_distance"] = sum(e["top5_distance"] for e in test) / len(test)
+            # the raw means over the cells mFR and mT5D average (the comparisons' fallback), as
+            # summarize gave them for the headline difficulty
+            at = (metrics.get("by_difficulty") or {}).get(str(metrics.get("difficulty"))) or {}
+            if at.get("perturbations"):
+                out["mean_flip_probability"] = at["mean_flip_probability"]
+                out["mean_top5_distance"] = at["mean_top5_distance"]
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
