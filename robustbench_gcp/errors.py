@@ -6,9 +6,11 @@ codes (``click.ClickException`` -> exit 1, ``click.UsageError`` -> exit 2).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import numbers
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 
 class GcpRobustError(Exception):
@@ -39,8 +41,57 @@ class DataError(GcpRobustError):
     """A data folder, image or label file cannot be used."""
 
 
+@dataclass(frozen=True)
+class FitHint:
+    """The registered model that a checkpoint fits, where it does not fit the one asked for.
+
+    Phrased for the command line (``use --model X``) or, where the model came from a
+    benchmarks.yaml entry, for that entry (``set models.NAME.arch to X``): see
+    :meth:`CheckpointError.from_entry`.
+    """
+
+    model: str
+    #: what the file holds, e.g. ``"d=256, 1000 classes"`` ("" when unknown)
+    dims: str = ""
+    #: the square root asked for, kept with a model whose default differs (``--sqrt eig``)
+    sqrt: str | None = None
+    #: a square root was asked for but the fitting model has none (DropCov)
+    no_sqrt: bool = False
+
+    def phrase(self, entry: str | None = None) -> str:
+        action = f"set {entry}.arch to {self.model}" if entry else f"use --model {self.model}"
+        if self.sqrt:
+            joint = ", and pass " if entry else " "
+            action += f"{joint}--sqrt {self.sqrt} to evaluate it with the {self.sqrt} square root"
+        elif self.no_sqrt:
+            action += f", without --sqrt ({self.model} has no matrix square root)"
+        return f"It fits '{self.model}'" + (f" ({self.dims})" if self.dims else "") + f": {action}."
+
+
 class CheckpointError(GcpRobustError):
-    """A checkpoint file cannot be read or does not fit the architecture."""
+    """A checkpoint file cannot be read or does not fit the architecture.
+
+    ``fit`` names the registered model that the file fits instead: the message ends with it.
+    """
+
+    def __init__(self, message: str, fit: FitHint | None = None):
+        super().__init__(message)
+        self.fit = fit
+        self.entry: str | None = None  # the benchmarks.yaml entry that gave the file
+        self.source: str | None = None  # where the file was named, ending the message
+
+    def __str__(self) -> str:
+        text = str(self.args[0])
+        if self.fit is not None:
+            text += f"\n  {self.fit.phrase(self.entry)}"
+        return text if self.source is None else f"{text} [{self.source}]"
+
+    def from_entry(self, entry: str, source: str) -> CheckpointError:
+        """This error for a file that benchmarks.yaml's ``entry`` (``models.NAME``) gave: the
+        entry's arch is what to change, not ``--model``; ``source`` ends the message."""
+        error = copy.copy(self)
+        error.entry, error.source = entry, source
+        return error
 
 
 class StoreError(GcpRobustError):

@@ -547,6 +547,19 @@ def test_the_fitting_model_hint_keeps_the_square_root_asked_for(tmp_path, isqrt1
     assert ": use --model resnet18-dropcov, without --sqrt (resnet18-dropcov has no matrix square root)." \
         in str(error.value)
     assert str(check_error(path, "does not fit")).endswith(": use --model resnet18-dropcov.")
+    # the hint is the error's own field: a benchmarks.yaml entry rephrases it, and it survives pickling
+    # (a torchrun rank or a loader worker sends errors to the parent)
+    import pickle
+
+    fit = error.value.fit
+    assert (fit.model, fit.dims, fit.sqrt, fit.no_sqrt) == ("resnet18-dropcov", f"d={D}, {CLASSES} classes",
+                                                           None, True)
+    entry = error.value.from_entry("models.mine", "from models.mine of b.yaml")
+    assert str(entry).endswith(": set models.mine.arch to resnet18-dropcov, without --sqrt (resnet18-dropcov "
+                               "has no matrix square root). [from models.mine of b.yaml]"), entry
+    assert str(pickle.loads(pickle.dumps(entry))) == str(entry)
+    assert str(error.value).endswith("use --model resnet18-dropcov, without --sqrt (resnet18-dropcov has no "
+                                     "matrix square root).")  # the original is unchanged
 
 
 @pytest.mark.parametrize("change", ["drop", "extra", "reshape"])

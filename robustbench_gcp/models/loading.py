@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import CheckpointError, ConfigError, listed
+from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, listed
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
     StateDict,
@@ -219,32 +219,32 @@ def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], M
     return [m.name for m in matches if not m.report], (matches[0] if matches else None)
 
 
-def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module, name: str) -> str:
+def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module,
+                name: str) -> tuple[str, FitHint | None]:
+    """What the error that ``state_dict`` does not fit ``requested`` adds: ``("", hint)`` naming
+    the registered model it fits, or a line on the closest one ("" for a model you brought)."""
     fits, closest = fitting_models(state_dict)
     if not fits:
         from robustbench_gcp.models.registry import list_models
 
         if name not in list_models():  # a model you brought: no registry hint
-            return ""
+            return "", None
         if closest is None:
-            return "No registered model fits it."
+            return "No registered model fits it.", None
         return (f"No registered model fits it; the closest is '{closest.name}' "
-                f"({closest.report.distance} differing keys).")
+                f"({closest.report.distance} differing keys)."), None
     best = fits[0]
     num_classes, d = checkpoint_dims(state_dict)
     dims = [f"d={d}"] if d else []
     dims += [f"{num_classes} classes"] if num_classes else []
-    text = f"It fits '{best}'" + (f" ({', '.join(dims)})" if dims else "") + f": use --model {best}"
     wanted = HEADS.get(getattr(requested, "head_type", ""))
     best_head = HEADS.get(model_info(best).head)
     # the root this run asked for: the requested model's own, or a --sqrt given with it
     roots = [m.sqrt for m in requested.modules() if isinstance(m, CovariancePool)]
     root = roots[0] if roots else wanted.sqrt if wanted else None
-    if best_head and best_head.sqrt and root and root != best_head.sqrt:
-        text += f" --sqrt {root} to evaluate it with the {root} square root"
-    elif best_head and best_head.covariance and not best_head.sqrt and wanted and root != wanted.sqrt:
-        text += f", without --sqrt ({best} has no matrix square root)"
-    return text + "."
+    keep = bool(best_head and best_head.sqrt and root and root != best_head.sqrt)
+    drop = bool(best_head and best_head.covariance and not best_head.sqrt and wanted and root != wanted.sqrt)
+    return "", FitHint(best, ", ".join(dims), sqrt=root if keep else None, no_sqrt=not keep and drop)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -265,12 +265,11 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
     if name is None:
         name = getattr(model, "name", "") or type(model).__name__
     if report:
-        hint = _suggestion(loaded.tensors, model, name)
+        line, fit = _suggestion(loaded.tensors, model, name)
         raise CheckpointError(
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
-            f"  keys after renaming: {report.describe()}" + (f"\n  {hint}" if hint else "")
-        )
+            f"  keys after renaming: {report.describe()}" + (f"\n  {line}" if line else ""), fit)
     bad = loaded.nonfinite()
     if bad:
         shown = listed(bad, 3)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,20 +226,8 @@ def said_where(configured: str | None) -> Iterator[None]:
     except CheckpointError as error:
         if configured is None:
             raise
-        text = _arch_hint(str(error), configured.split()[0])
-        raise CheckpointError(f"{text} [checkpoint, sha256 and arch from {configured}]") from None
-
-
-def _arch_hint(text: str, entry: str) -> str:
-    """The fitting-model hint of ``text`` for a benchmarks.yaml model: its ``entry``'s arch is
-    what to change (``set models.NAME.arch to X``), not ``--model``; the --sqrt part stays."""
-    hint = re.search(r": use --model ([\w-]+)(.*)\.$", text)
-    if hint is None:
-        return text
-    rest = hint.group(2)  # " --sqrt eig to evaluate it with ...", ", without --sqrt (...)" or ""
-    if rest.startswith(" --sqrt"):
-        rest = f", and pass{rest}"
-    return f"{text[:hint.start()]}: set {entry}.arch to {hint.group(1)}{rest}."
+        entry = configured.split()[0]
+        raise error.from_entry(entry, f"checkpoint, sha256 and arch from {configured}") from None
 
 
 def _stamp(path: Path | None) -> tuple | None:
