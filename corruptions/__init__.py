@@ -180,10 +180,10 @@ def corrupt(
     check_images(images)
     name = check_name(name)
     spec = get_corruption(name)
-    if check_values:
-        check_range(images)
     level = spec.level(severity, preset)
     _check_randomness(seed, generator)
+    if check_values:  # after the cheap checks: on a GPU it waits for the device
+        check_range(images)
     batch, _, height, width = images.shape
     if batch == 0:
         return images.detach().clone(memory_format=torch.contiguous_format)

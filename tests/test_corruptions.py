@@ -278,6 +278,8 @@ def test_bad_images():
     edge = torch.linspace(0, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)  # 0 and 1 themselves are images
     assert corrupt(edge, "contrast", 1).shape == edge.shape
     assert corrupt(edge * 255, "contrast", 1, check_values=False).max() <= 1  # unchecked: as asked
+    with pytest.raises(ValueError, match="severity"):  # the cheap checks first (the range waits for a GPU)
+        corrupt(edge * 255, "contrast", 6)
 
 
 def test_bad_seeds(small):
