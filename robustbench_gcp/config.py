@@ -30,7 +30,7 @@ from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
 from robustbench_gcp.yaml_checks import Checker
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 def default_config_path() -> Path:
@@ -269,9 +269,10 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
             checkpoint = str((check.path.parent / Path(checkpoint).expanduser()).resolve())
     sha256 = value.get("sha256")
     if sha256 is not None:
-        sha256 = check.string(sha256, f"{where}.sha256").lower()
-        if not _SHA256.match(sha256):
-            check.fail(f"{where}.sha256", "expected 64 hexadecimal digits")
+        sha256 = check.string(sha256, f"{where}.sha256").lower().removeprefix("sha256:")
+        if not _SHA256.match(sha256):  # a prefix as torch.hub file names carry it (resnet18-f37072fd)
+            check.fail(f"{where}.sha256",
+                       "expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)")
     source = value.get("source")
     if source is not None:
         source = check.string(source, f"{where}.source")

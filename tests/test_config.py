@@ -28,6 +28,10 @@ def test_shipped_config_loads_and_is_typed():
     assert alexnet.error("fog", 5) == 0.945 and alexnet.error("saturate", 3) == 0.51174
     assert len(alexnet.imagenet_c) == 19
     assert cfg.model("resnet50-isqrt").published["mCE"] == 70.7
+    # a URL model's download is checked by the sha256 prefix its torch.hub file name carries
+    for name in ("resnet18-gap", "resnet50-gap", "deit-small-gap"):
+        model = cfg.model(name)
+        assert model.checkpoint.endswith(f"-{model.sha256}.pth") and len(model.sha256) == 8, model
     assert cfg.suite("imagenet-p").perturbations[-1] == "scale"
     pgd = next(a for a in cfg.suite("adversarial").attacks if a.attack == "pgd-l2")
     assert pgd.norm == "l2" and pgd.epsilons == (0.25, 0.5, 1.0) and pgd.params["steps"] == 10
@@ -58,7 +62,7 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("models:\n  m: {arch: resnet50-iqsrt}\n",
          "models.m.arch: unknown architecture 'resnet50-iqsrt'. Did you mean 'resnet50-isqrt'?"),
         ("models:\n  m: {arch: resnet50-gap, sha256: abc}\n",
-         "models.m.sha256: expected 64 hexadecimal digits"),
+         "models.m.sha256: expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)"),
         ("models:\n  m: {arch: resnet50-gap, published: {top1: 0.7613}}\n",
          "models.m.published.top1: published figures are percentages (76.13, not 0.7613), got 0.7613"),
         ("models:\n  m: {arch: resnet50-gap, published: {mCE: 0.927}}\n",

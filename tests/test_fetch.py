@@ -6,6 +6,7 @@ import hashlib
 import re
 
 import pytest
+import torch
 
 from robustbench_gcp.errors import CheckpointError, ConfigError
 from robustbench_gcp.fetch import cache_dir, resolve_checkpoint
@@ -21,7 +22,7 @@ def cache(tmp_path, monkeypatch):
 def weights(tmp_path):
     path = tmp_path / "zoo" / "model-1234.pth"
     path.parent.mkdir()
-    path.write_bytes(b"not really weights, but bytes to copy" * 1000)
+    torch.save({"w": torch.arange(1000.0)}, path)
     return path
 
 
@@ -65,9 +66,9 @@ def test_url_is_downloaded_once_and_verified(weights, cache):
     # another file of the same name (every Google Drive link is `uc`): another download, not this one
     other = weights.parent / "elsewhere" / weights.name
     other.parent.mkdir()
-    other.write_bytes(b"other weights")
+    torch.save({"w": torch.ones(3)}, other)
     again = resolve_checkpoint(other.as_uri())
-    assert again != path and again.read_bytes() == b"other weights" and path.read_bytes() != b"other weights"
+    assert again != path and again.read_bytes() == other.read_bytes() != path.read_bytes()
     # a file fetched by gcp-robust 0.7.7 or before, in the cache folder itself: used when its hash says so
     flat = cache / "legacy.pth"
     flat.write_bytes(b"legacy weights")
@@ -89,6 +90,20 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     # offline: where a copy fetched elsewhere goes (a server that answers 404 is not offline)
     assert re.search(r"without a network, fetch it elsewhere and pass --checkpoint FILE, or save it as "
                      rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value
+
+
+def test_a_page_sent_instead_of_the_file_is_not_cached(weights, cache):
+    """A login or quota page saved as the checkpoint broke every later run: the cached copy was taken
+    as it was, and the error's advice (download it again) could not be followed."""
+    page = weights.parent / "uc"
+    page.write_text("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>")
+    with pytest.raises(CheckpointError) as error:
+        resolve_checkpoint(page.as_uri())
+    assert str(error.value).startswith(f"the download of {page.as_uri()} is an HTML page titled 'Google "
+                                       "Drive - Quota exceeded', not a checkpoint"), error.value
+    assert not any(path.is_file() for path in cache.rglob("*"))  # nothing kept, no partial file
+    page.write_bytes(weights.read_bytes())  # the server sends the file: the next run downloads it
+    assert resolve_checkpoint(page.as_uri()).read_bytes() == weights.read_bytes()
 
 
 def test_checkpoint_errors_of_a_benchmarks_yaml_model_name_its_entry(tmp_path, gap_checkpoint, demo_val):

@@ -34,7 +34,6 @@ import pickle
 import re
 import struct
 import warnings
-import zipfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch
 
 from robustbench_gcp.errors import CheckpointError, listed
 from robustbench_gcp.fetch import expected_sha256, file_sha256
+from robustbench_gcp.file_format import check_format, truncated
 from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
 
 __all__ = [
@@ -227,100 +227,12 @@ def _safe_globals() -> list:
     return allowed
 
 
-def _mindspore_tensor_name(head: bytes) -> str | None:
-    """First tensor name when ``head`` starts like a MindSpore checkpoint (protobuf), else None.
-
-    MindSpore's ``Checkpoint`` message is ``repeated Value value = 1`` with
-    ``Value {string tag = 1; TensorProto tensor = 2}``: the file starts with
-    ``0x0a <varint> 0x0a <varint n> <n bytes of name> 0x12``.
-    """
-
-    def varint(pos: int) -> tuple[int, int]:
-        value = shift = 0
-        while pos < len(head) and shift < 64:
-            byte = head[pos]
-            value |= (byte & 0x7F) << shift
-            pos, shift = pos + 1, shift + 7
-            if not byte & 0x80:
-                return value, pos
-        return -1, pos
-
-    if len(head) < 4 or head[0] != 0x0A:
-        return None
-    _, pos = varint(1)
-    if pos >= len(head) or head[pos] != 0x0A:
-        return None
-    length, pos = varint(pos + 1)
-    name = head[pos:pos + length]
-    if not 0 < length <= 1024 or pos + length >= len(head) or head[pos + length] != 0x12:
-        return None
-    if not all(32 <= c < 127 for c in name):
-        return None
-    return name.decode("ascii")
-
-
-def _sniff(path: Path, head: bytes) -> str:
-    """``zip`` or ``pickle``, or raise a CheckpointError saying what the file is instead."""
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) \
-            or b"<html" in text or b"<body" in text:
-        title = re.search(rb"<title[^>]*>(.*?)</title>", head, re.IGNORECASE | re.DOTALL)
-        title = f" titled '{title.group(1).decode('utf-8', 'replace').strip()}'" if title else ""
-        page = "an XML document" if text.startswith(b"<?xml") else "an HTML page"
-        raise CheckpointError(
-            f"'{path}' is {page}{title}, not a checkpoint: the download failed. Google "
-            "Drive serves such a page (a virus-scan or quota warning) instead of large files. "
-            "Download the file again (e.g. `gdown --fuzzy <share link>` or the browser's "
-            "'Download anyway') and check its size and sha256."
-        )
-    name = _mindspore_tensor_name(head)
-    if name is not None or path.suffix.lower() == ".ckpt":
-        found = f" (protobuf, first tensor '{name}')" if name else ""
-        raise CheckpointError(
-            f"'{path}' is a MindSpore checkpoint{found}, not a PyTorch file"
-            f"{'' if name else ' (a .ckpt file without a zip or pickle header)'}. gcp-robust "
-            "reads PyTorch checkpoints only: download the PyTorch release of the model, or "
-            "convert it (mindspore.load_checkpoint, then torch.save of the tensors under the "
-            "same key names)."
-        )
-    if head.startswith(b"\x1f\x8b"):
-        kind = "a gzip-compressed file"
-    elif head[257:262] == b"ustar":
-        kind = "a tar archive"
-    elif head.startswith(b"\x89HDF"):
-        kind = "an HDF5 file (Keras / TensorFlow)"
-    else:
-        kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
-    raise CheckpointError(
-        f"'{path}' is not a PyTorch checkpoint: it holds {kind}, neither a zip archive "
-        "(torch.save since PyTorch 1.6), a pickle (older torch.save) nor safetensors."
-    )
-
-
-def _truncated(path: Path, detail: str) -> CheckpointError:
-    size = path.stat().st_size
-    return CheckpointError(
-        f"'{path}' is truncated or corrupted ({size:,} bytes; {detail}). Download it again "
-        "and compare its size and sha256 with the published ones."
-    )
-
-
 def _runs_code(path: Path, name: str) -> CheckpointError:
     return CheckpointError(
         f"'{path}' was refused: unpickling it would import and call {name}, i.e. run code from "
         "the file. gcp-robust loads checkpoints with weights_only=True and never runs a "
         "file's code; get the weights from a source you trust."
     )
-
-
-def _is_safetensors(path: Path, head: bytes) -> bool:
-    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
-    size = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
-    return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -332,24 +244,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"'{path}' is a safetensors file that cannot be read: {error}") from None
-
-
-def _check_zip(path: Path) -> None:
-    """torch.save's archive whole: its central directory there, every entry's bytes matching their
-    CRC-32 (torch.load reads tensors without checking it: a damaged tensor loaded silently).
-
-    Raises:
-        CheckpointError: naming what is damaged.
-    """
-    if not zipfile.is_zipfile(path):
-        raise _truncated(path, "the zip archive has no central directory")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-        raise _truncated(path, f"the zip archive cannot be read ({error})") from None
-    if damaged is not None:
-        raise _truncated(path, f"the bytes of {damaged} do not match their CRC-32")
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -367,15 +261,9 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"checkpoint file not found: '{path}'")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: '{path}'")
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if not head:
-        raise CheckpointError(f"'{path}' is empty (0 bytes): the download or copy failed")
-    if _is_safetensors(path, head):
+    kind = check_format(path)
+    if kind == "safetensors":
         return _read_safetensors(path)
-    kind = _sniff(path, head)
-    if kind == "zip":
-        _check_zip(path)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")
@@ -398,9 +286,10 @@ def read_checkpoint(path: str | Path) -> Any:
                 f"torch.save(w, '{path.stem}-weights.pth')\""
             ) from None
         if unsafe or "truncated" in message or "was not an allowed global" in message:
-            raise _truncated(path, "the pickle stream breaks off") from None
+            raise truncated(path, "the pickle stream breaks off") from None
         reason = re.search(r"(Unsupported operand (\d+)|Invalid magic number[^.]*)", message)
-        torch_file = kind == "zip" or torch_legacy(head)
+        with open(path, "rb") as handle:
+            torch_file = kind == "zip" or torch_legacy(handle.read(64))
         if torch_file and reason and reason.group(2) and protocol_opcode(int(reason.group(2))):
             raise CheckpointError(
                 f"'{path}' was saved with pickle protocol 4 or 5 (opcode {reason.group(2)}), which "
@@ -408,15 +297,15 @@ def read_checkpoint(path: str | Path) -> Any:
                 f"it again with torch.save's default protocol: python -c \"import torch; torch.save(torch."
                 f"load('{path}', weights_only=False), '{path.stem}-resaved.pth')\"") from None
         if kind == "zip":  # torch.save's archive, with its data.pkl damaged
-            raise _truncated(path, reason.group(1) if reason else message) from None
+            raise truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(
             f"'{path}' is a Python pickle but not a PyTorch checkpoint"
             f"{f' ({reason.group(1)})' if reason else ''}."
         ) from None
     except EOFError:
-        raise _truncated(path, "unexpected end of file") from None
+        raise truncated(path, "unexpected end of file") from None
     except (IndexError, KeyError, TypeError, ValueError, struct.error) as error:  # a broken legacy stream
-        raise _truncated(path, f"{type(error).__name__}: {error}") from None
+        raise truncated(path, f"{type(error).__name__}: {error}") from None
     except RuntimeError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "Invalid magic number" in message:  # a pickle, but not written by torch.save
@@ -427,7 +316,7 @@ def read_checkpoint(path: str | Path) -> Any:
                 f"'{path}' is a Python pickle but not a PyTorch checkpoint ({message})."
             ) from None
         if "EOF" in message or "zip archive" in message or "corrupt" in message.lower():
-            raise _truncated(path, message) from None
+            raise truncated(path, message) from None
         raise CheckpointError(f"'{path}' cannot be read by torch.load: {message}") from None
 
 

@@ -1,0 +1,140 @@
+"""What a checkpoint file is, from its first bytes: a zip archive (``torch.save``), a pickle (older
+``torch.save``), safetensors, or what a failed download or a wrong file holds instead (an HTML
+page, a MindSpore checkpoint, an archive), named in one message. Read before anything is
+unpickled (:func:`robustbench_gcp.models.checkpoint.read_checkpoint`) and before a download is
+cached (:func:`robustbench_gcp.fetch.resolve_checkpoint`)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from robustbench_gcp.errors import CheckpointError
+
+
+def _mindspore_tensor_name(head: bytes) -> str | None:
+    """First tensor name when ``head`` starts like a MindSpore checkpoint (protobuf), else None.
+
+    MindSpore's ``Checkpoint`` message is ``repeated Value value = 1`` with
+    ``Value {string tag = 1; TensorProto tensor = 2}``: the file starts with
+    ``0x0a <varint> 0x0a <varint n> <n bytes of name> 0x12``.
+    """
+
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while pos < len(head) and shift < 64:
+            byte = head[pos]
+            value |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if not byte & 0x80:
+                return value, pos
+        return -1, pos
+
+    if len(head) < 4 or head[0] != 0x0A:
+        return None
+    _, pos = varint(1)
+    if pos >= len(head) or head[pos] != 0x0A:
+        return None
+    length, pos = varint(pos + 1)
+    name = head[pos:pos + length]
+    if not 0 < length <= 1024 or pos + length >= len(head) or head[pos + length] != 0x12:
+        return None
+    if not all(32 <= c < 127 for c in name):
+        return None
+    return name.decode("ascii")
+
+
+def _sniff(path: Path, head: bytes, label: str) -> str:
+    """``zip`` or ``pickle``, or raise a CheckpointError saying what the file (``label``) is instead."""
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) \
+            or b"<html" in text or b"<body" in text:
+        title = re.search(rb"<title[^>]*>(.*?)</title>", head, re.IGNORECASE | re.DOTALL)
+        title = f" titled '{title.group(1).decode('utf-8', 'replace').strip()}'" if title else ""
+        page = "an XML document" if text.startswith(b"<?xml") else "an HTML page"
+        raise CheckpointError(
+            f"{label} is {page}{title}, not a checkpoint: the download failed. Google "
+            "Drive serves such a page (a virus-scan or quota warning) instead of large files. "
+            "Download the file again (e.g. `gdown --fuzzy <share link>` or the browser's "
+            "'Download anyway') and check its size and sha256."
+        )
+    name = _mindspore_tensor_name(head)
+    if name is not None or path.suffix.lower() == ".ckpt":
+        found = f" (protobuf, first tensor '{name}')" if name else ""
+        raise CheckpointError(
+            f"{label} is a MindSpore checkpoint{found}, not a PyTorch file"
+            f"{'' if name else ' (a .ckpt file without a zip or pickle header)'}. gcp-robust "
+            "reads PyTorch checkpoints only: download the PyTorch release of the model, or "
+            "convert it (mindspore.load_checkpoint, then torch.save of the tensors under the "
+            "same key names)."
+        )
+    if head.startswith(b"\x1f\x8b"):
+        kind = "a gzip-compressed file"
+    elif head[257:262] == b"ustar":
+        kind = "a tar archive"
+    elif head.startswith(b"\x89HDF"):
+        kind = "an HDF5 file (Keras / TensorFlow)"
+    else:
+        kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
+    raise CheckpointError(
+        f"{label} is not a PyTorch checkpoint: it holds {kind}, neither a zip archive "
+        "(torch.save since PyTorch 1.6), a pickle (older torch.save) nor safetensors."
+    )
+
+
+def truncated(path: Path, detail: str, label: str | None = None) -> CheckpointError:
+    size = path.stat().st_size
+    return CheckpointError(
+        f"{label or repr(str(path))} is truncated or corrupted ({size:,} bytes; {detail}). Download it again "
+        "and compare its size and sha256 with the published ones."
+    )
+
+
+def _is_safetensors(path: Path, head: bytes) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    size = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
+    return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
+
+
+def _check_zip(path: Path, label: str) -> None:
+    """torch.save's archive whole: its central directory there, every entry's bytes matching their
+    CRC-32 (torch.load reads tensors without checking it: a damaged tensor loaded silently).
+
+    Raises:
+        CheckpointError: naming what is damaged.
+    """
+    if not zipfile.is_zipfile(path):
+        raise truncated(path, "the zip archive has no central directory", label)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise truncated(path, f"the zip archive cannot be read ({error})", label) from None
+    if damaged is not None:
+        raise truncated(path, f"the bytes of {damaged} do not match their CRC-32", label)
+
+
+def check_format(path: Path, label: str | None = None) -> str:
+    """What a checkpoint file holds, from its first bytes (and a zip archive's CRCs): ``zip``,
+    ``pickle`` or ``safetensors``. ``label`` names the file in messages (default: its path).
+
+    Raises:
+        CheckpointError: the file is empty, an HTML page (a failed download), a MindSpore
+            checkpoint, another kind of file, or a damaged zip archive.
+    """
+    label = label or f"'{path}'"
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        raise CheckpointError(f"{label} is empty (0 bytes): the download or copy failed")
+    if _is_safetensors(path, head):
+        return "safetensors"
+    kind = _sniff(path, head, label)
+    if kind == "zip":
+        _check_zip(path, label)
+    return kind
