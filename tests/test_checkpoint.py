@@ -256,13 +256,21 @@ def test_sqrt_override_on_a_loaded_checkpoint(tmp_path, isqrt18, x):
     exact = outputs(load_model("resnet18-isqrt", path, sqrt="eig"), x)
     assert torch.equal(default, five)
     assert not torch.allclose(default, exact)
-    # the same weights fit svdpade: the exact root, at torchvision's layer4 stride (the published
-    # SVD-Pade network's); float32 eigh vs float64 SVD: small eigenvalues differ after the root
+    # in the tool's own names the same weights fit svdpade: the exact root, at torchvision's layer4
+    # stride (the published SVD-Pade network's); float32 eigh vs float64 SVD: small eigenvalues differ
     strided = create_model("resnet18-isqrt", num_classes=CLASSES, reduction_dim=D, sqrt="eig",
                            last_stride=2)
     strided.load_state_dict(isqrt18.state_dict())
-    torch.testing.assert_close(outputs(load_model("resnet18-svdpade", path), x),
+    own = save(isqrt18.state_dict(), tmp_path / "own.pth")
+    torch.testing.assert_close(outputs(load_model("resnet18-svdpade", own), x),
                                outputs(strided.eval(), x), atol=2e-3, rtol=1e-3)
+    # a model-zoo file is never SVD-Pade's (DifferentiableSVD saved features.N files): it ran as one
+    with pytest.raises(CheckpointError) as error:
+        load_model("resnet18-svdpade", path)
+    assert str(error.value).startswith(f"'{path}' has resnet18-svdpade's keys, but no svdpade model was "
+                                       "published in its layout ('layer-reduce': "), error.value
+    assert str(error.value).endswith(f"It fits 'resnet18-isqrt' (d={D}, {CLASSES} classes): use --model "
+                                     "resnet18-isqrt --sqrt svd to evaluate it with the svd square root.")
 
 
 def test_sha256_check(tmp_path, isqrt18):
@@ -287,7 +295,7 @@ def test_inspect_zoo_file(tmp_path, isqrt18):
     info = inspect_checkpoint(path)
     assert info.layout == "layer-reduce" and info.container == "bare state dict"
     assert (info.arch, info.also_fits, info.head, info.depth) == \
-           ("resnet18-isqrt", ["resnet18-svdpade"], "isqrt", 18)
+           ("resnet18-isqrt", [], "isqrt", 18)  # its svdpade twin: no such file has this layout
     assert (info.reduction_dim, info.num_classes) == (D, CLASSES)
     assert info.num_params == sum(p.numel() for p in isqrt18.parameters())
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

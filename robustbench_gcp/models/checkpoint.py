@@ -86,12 +86,15 @@ class Layout:
         markers: key prefixes (after stripping wrappers) that identify it.
         renames: ``(old prefix, new prefix)`` pairs; first match wins, keys that
             match none are kept (and show up as unexpected if they do not fit).
+        not_heads: heads of which no file of this layout was published, where such a file
+            fits one key for key (an iSQRT-COV file fits its SVD-Pade twin): refused.
     """
 
     name: str
     description: str
     markers: tuple[str, ...]
     renames: tuple[tuple[str, str], ...] = ()
+    not_heads: tuple[str, ...] = ()
 
 
 #: how the checkpoint of a model you bring is read: the file's own names, nothing renamed
@@ -165,6 +168,8 @@ LAYOUTS: tuple[Layout, ...] = (
             ("layer_reduce_bn.", "global_pool.bn."),
             ("eca_layer.", "global_pool.eca."),
         ),
+        # DifferentiableSVD saved its ResNets with fast-MPN-COV's training code (features.N)
+        not_heads=("svdpade",),
     ),
     Layout(
         "gcp-robust",

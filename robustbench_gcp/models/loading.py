@@ -30,6 +30,7 @@ from robustbench_gcp.engine.device import resolve_device
 from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, listed
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
+    Layout,
     StateDict,
     UnknownLayoutError,
     checkpoint_dims,
@@ -213,17 +214,28 @@ def rank_models(state_dict: Mapping[str, torch.Tensor]) -> list[Match]:
     return [Match(name, report) for _, _, name, report in ranked]
 
 
-def fitting_models(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], Match | None]:
-    """``(names that fit exactly, the closest match)``."""
+def fitting_models(state_dict: Mapping[str, torch.Tensor],
+                   layout: Layout | None = None) -> tuple[list[str], Match | None]:
+    """``(names that fit exactly, the closest match)``; with the file's ``layout``, not the models
+    of a head that no file of it holds (:attr:`Layout.not_heads`)."""
     matches = rank_models(state_dict)
-    return [m.name for m in matches if not m.report], (matches[0] if matches else None)
+    fits = [m.name for m in matches if not m.report]
+    if layout is not None:
+        fits = [name for name in fits if model_info(name).head not in layout.not_heads]
+    return fits, (matches[0] if matches else None)
 
 
-def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module,
-                name: str) -> tuple[str, FitHint | None]:
-    """What the error that ``state_dict`` does not fit ``requested`` adds: ``("", hint)`` naming
-    the registered model it fits, or a line on the closest one ("" for a model you brought)."""
-    fits, closest = fitting_models(state_dict)
+def _dims(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What a file holds, for messages: ``d=256, 1000 classes``."""
+    num_classes, d = checkpoint_dims(state_dict)
+    return ", ".join(([f"d={d}"] if d else []) + ([f"{num_classes} classes"] if num_classes else []))
+
+
+def _suggestion(loaded: StateDict, requested: nn.Module, name: str) -> tuple[str, FitHint | None]:
+    """What the error that ``loaded`` does not fit ``requested`` adds: ``("", hint)`` naming the
+    registered model it fits, or a line on the closest one ("" for a model you brought)."""
+    state_dict = loaded.tensors
+    fits, closest = fitting_models(state_dict, loaded.layout)
     if not fits:
         from robustbench_gcp.models.registry import list_models
 
@@ -234,9 +246,6 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module,
         return (f"No registered model fits it; the closest is '{closest.name}' "
                 f"({closest.report.distance} differing keys)."), None
     best = fits[0]
-    num_classes, d = checkpoint_dims(state_dict)
-    dims = [f"d={d}"] if d else []
-    dims += [f"{num_classes} classes"] if num_classes else []
     wanted = HEADS.get(getattr(requested, "head_type", ""))
     best_head = HEADS.get(model_info(best).head)
     # the root this run asked for: the requested model's own, or a --sqrt given with it
@@ -244,7 +253,7 @@ def _suggestion(state_dict: Mapping[str, torch.Tensor], requested: nn.Module,
     root = roots[0] if roots else wanted.sqrt if wanted else None
     keep = bool(best_head and best_head.sqrt and root and root != best_head.sqrt)
     drop = bool(best_head and best_head.covariance and not best_head.sqrt and wanted and root != wanted.sqrt)
-    return "", FitHint(best, ", ".join(dims), sqrt=root if keep else None, no_sqrt=not keep and drop)
+    return "", FitHint(best, _dims(state_dict), sqrt=root if keep else None, no_sqrt=not keep and drop)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -265,11 +274,18 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
     if name is None:
         name = getattr(model, "name", "") or type(model).__name__
     if report:
-        line, fit = _suggestion(loaded.tensors, model, name)
+        line, fit = _suggestion(loaded, model, name)
         raise CheckpointError(
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
             f"  keys after renaming: {report.describe()}" + (f"\n  {line}" if line else ""), fit)
+    head = getattr(model, "head_type", None)
+    if head in loaded.layout.not_heads:  # the keys of a twin: an iSQRT-COV file for SVD-Pade
+        _, fit = _suggestion(loaded, model, name)
+        raise CheckpointError(
+            f"'{loaded.path}' has {name}'s keys, but no {head} model was published in its layout "
+            f"('{loaded.layout.name}': {loaded.layout.description}): it holds another head's "
+            "weights, trained with another network", fit)
     bad = loaded.nonfinite()
     if bad:
         shown = listed(bad, 3)
@@ -418,7 +434,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     except UnknownLayoutError:  # a model you bring: its own names, described as they are
         loaded = read_state_dict(path, layout=AS_SAVED)
     tensors = loaded.tensors
-    fits, closest = fitting_models(tensors) if loaded.layout.markers else ([], None)
+    fits, closest = fitting_models(tensors, loaded.layout) if loaded.layout.markers else ([], None)
     num_classes, reduction_dim = checkpoint_dims(tensors)
     info = model_info(closest.name) if closest else None
     report = closest.report if closest else KeyReport()
