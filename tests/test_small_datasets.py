@@ -494,3 +494,30 @@ def test_one_folder_read_as_tiny_imagenet_and_through_the_models_resize_are_two_
     assert resized != as_they_are  # the two readings give other answers here
     with Store(shared) as store:
         assert len(store.runs()) == 2
+
+
+def test_a_torchvision_architecture_trained_on_cifar_is_evaluated_with_its_classes(cifar):
+    """A torchvision ResNet-18 trained on CIFAR (10 classes here) had no way in: torchvision:resnet18
+    was built with 1000 classes whatever the file held, and a registry model's error advised a
+    --preprocess that registry models refuse."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=len(NAMES)).eval()
+    torch.save(net.state_dict(), cifar / "r18_cifar.pth")
+    common = ["--suite", "cifar10-c", "--data", cifar / "folder", "--corruptions", "fog",
+              "--severities", "1", "--store", cifar / "s.db", "--checkpoint", cifar / "r18_cifar.pth"]
+    result = CliRunner().invoke(main, [str(a) for a in ["eval", "--model", "resnet18-gap", *common]])
+    assert result.exit_code == 2, result.output
+    assert "'resnet18-gap' takes 224 px inputs, but CIFAR-10 images are 32 px: bring a 32 px network: " \
+           "--model torchvision:NAME --preprocess input_size=32" in " ".join(result.output.split())
+    out = report_json(run("eval", "--model", "torchvision:resnet18", "--preprocess",
+                          "input_size=32,resize_size=32", *common, "--format", "json"))
+    # the tool's count against the network's own answers on the same images
+    images = torch.stack([torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1)
+                          for p in sorted((cifar / "folder").rglob("*.png"))]).float() / 255
+    labels = torch.tensor([NAMES.index(p.parent.name) for p in sorted((cifar / "folder").rglob("*.png"))])
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    with torch.no_grad():
+        wrong = (net((images - mean[:, None, None]) / std[:, None, None]).argmax(1) != labels).sum().item()
+    assert out["clean"]["top1_error"] == pytest.approx(wrong / len(labels))

@@ -62,6 +62,8 @@ class ExternalSource:
         preprocess: resize, crop and normalization (ImageNet's unless given).
         random_init: whether ``build`` gives random weights (torchvision architectures):
             then, as for registry models, a checkpoint or ``--random-weights`` is needed.
+        takes_classes: ``build`` takes ``num_classes=`` (torchvision architectures: a checkpoint's
+            classifier says how many, e.g. 100 for CIFAR-100).
         own_preprocess: none was given: the built module's own ``pretrained_cfg`` (a
             :class:`PreprocessConfig`) wins over ``preprocess`` when it has one.
         note: what reports should say of the preprocessing chosen (a torchvision architecture
@@ -69,9 +71,10 @@ class ExternalSource:
     """
 
     ref: str
-    build: Callable[[], nn.Module] = field(compare=False)
+    build: Callable[..., nn.Module] = field(compare=False)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     random_init: bool = False
+    takes_classes: bool = False
     own_preprocess: bool = False
     note: str = field(default="", compare=False)
 
@@ -197,8 +200,11 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
                                    published[0] if len(published) == 1 else None)
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
             options["image_size"] = chosen.input_size
-        return ExternalSource(ref, lambda: torchvision.models.get_model(name, weights=None, **options),
-                              chosen, random_init=True, note=_differing_note(name, published))
+        def build(**sizes) -> nn.Module:
+            return torchvision.models.get_model(name, weights=None, **options, **sizes)
+
+        return ExternalSource(ref, build, chosen, random_init=True, takes_classes=True,
+                              note=_differing_note(name, published))
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
@@ -325,14 +331,28 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         raise ConfigError(f"`--model {source.ref}` is on the meta device (no values): build it on a real "
                           "device, e.g. with torch.device('cpu')")
     if checkpoint is not None:
-        load_strict(model, read_state_dict(checkpoint, sha256=sha256, compute_sha256=False, ema=ema,
-                                           layout=AS_SAVED, own_keys=model.state_dict().keys()),
-                    name=source.ref)
+        loaded = read_state_dict(checkpoint, sha256=sha256, compute_sha256=False, ema=ema,
+                                 layout=AS_SAVED, own_keys=model.state_dict().keys())
+        if source.takes_classes:
+            model = _with_classes(source, model, loaded.tensors)
+        load_strict(model, loaded, name=source.ref)
     model = model.to(device)
     cfg = source.preprocess
     if source.own_preprocess and isinstance(getattr(model, "pretrained_cfg", None), PreprocessConfig):
         cfg = model.pretrained_cfg
     return BroughtModel(model, label, output_classes(model, cfg.input_size, source.ref), cfg).eval()
+
+
+def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:
+    """``model``, or ``source`` built again with as many classes as the checkpoint's classifier (its
+    last ``nn.Linear``) has rows: a torchvision architecture trained on CIFAR-100 has 100."""
+    last = next((name for name, module in reversed(list(model.named_modules()))
+                 if isinstance(module, nn.Linear)), None)
+    weight = tensors.get(f"{last}.weight") if last is not None else None
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2 \
+            or weight.shape[0] == model.get_submodule(last).out_features:
+        return model
+    return source.build(num_classes=int(weight.shape[0]))
 
 
 def state_dict_hash(model: nn.Module) -> str:

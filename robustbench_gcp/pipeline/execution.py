@@ -88,9 +88,12 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
     clean = protocol = None
     size = plan.dataset.image_size
     if size is not None and cfg.input_size != size:
+        fix = (f"give the model a pretrained_cfg (or --preprocess / preprocess=) with input_size={size}"
+               if plan.model.external is not None else  # the registry's are ImageNet networks
+               f"bring a {size} px network: --model torchvision:NAME --preprocess input_size={size} "
+               "(its classes read from the checkpoint), or --model package.module:callable")
         raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
-                          f"{plan.dataset.title} images are {size} px: give the model a pretrained_cfg "
-                          f"(or --preprocess / preprocess=) with input_size={size}")
+                          f"{plan.dataset.title} images are {size} px: {fix}")
     if plan.data is not None and size is not None:  # small datasets: the images as they are
         clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader)
     elif plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
