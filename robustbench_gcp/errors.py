@@ -124,6 +124,10 @@ class DeviceMemoryError(GcpRobustError):
     """A batch needed more memory than the device has: the message says to lower --batch-size."""
 
 
+class ModelCodeError(GcpRobustError):
+    """The forward pass of a model you brought raised (its exception is the ``__cause__``)."""
+
+
 def listed(names: Sequence[str], shown: int = 6) -> str:
     """The first ``shown`` of ``names``, comma-separated, and how many more: ``a, b and 3 more``."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""

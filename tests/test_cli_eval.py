@@ -435,6 +435,55 @@ def test_broken_images_are_named_and_stored_work_is_kept(image_folder, gap_check
         assert all(r.complete for r in store.results(first))
 
 
+FLAKY_NET = """
+import pathlib
+
+import torch
+
+CALLS = []
+
+
+class Flaky(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=8)
+        self.fc = torch.nn.Linear(4, 10)
+
+    def forward(self, x):
+        CALLS.append(1)
+        if len(CALLS) > 3 and pathlib.Path(__file__).with_name("FAIL").exists():
+            raise ValueError("bad shape in my layer")
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def build():
+    return Flaky()
+"""
+
+
+def test_a_model_you_bring_that_raises_mid_run_is_one_line_and_resumes(demo_val, on_sys_path, tmp_path):
+    """A user's forward that raised half-way printed a traceback; now one line says where in their
+    code, which shard, and how much is stored, and the mended code resumes the same run."""
+    (on_sys_path / "flaky_net.py").write_text(FLAKY_NET)
+    (on_sys_path / "FAIL").touch()
+    args = ["eval", "--model", "flaky_net:build", "--data", demo_val, "--class-order", "sorted",
+            "--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1,2", "--limit", 20,
+            "--shard-size", 5, "--batch-size", 5, "--workers", 0, "--store", tmp_path / "s.db"]
+    result = run(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = last_line(result)
+    stored = re.search(r"^Error: [\w/ -]+, shard \d of 4: the forward pass of 'flaky_net:build' raised "
+                       r"ValueError: bad shape in my layer \(at flaky_net\.py:\d+, in forward\); nothing was "
+                       r"stored for this shard\. (\d+) of (\d+) shards are stored: mend the model's code and "
+                       r"re-run the same command to resume$", line)
+    assert stored and 0 < int(stored.group(1)) < int(stored.group(2)), line
+    (on_sys_path / "FAIL").unlink()
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.output.split())
+
+
 def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, tmp_path):
     """`--corruptions all` runs the 19 torch corruptions on the device; `--backend reference`
     runs imagecorruptions (with its compatibility fixes) through the same engine."""

@@ -39,7 +39,7 @@ from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iter
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.device import amp_dtype, exact_float32, memory_message, out_of_memory
 from robustbench_gcp.engine.seeding import image_seeds
-from robustbench_gcp.errors import DeviceMemoryError, NonFiniteError
+from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
 
 WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
@@ -510,9 +510,9 @@ def compute(
                             acc.add(part)
                         progress.advance(len(indices))
                     ctx.classifier.check_finite()
-                except NonFiniteError as error:
-                    raise NonFiniteError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
-                                         f"{error}; nothing was stored for this shard") from None
+                except (NonFiniteError, ModelCodeError) as error:
+                    raise type(error)(f"{label}, shard {item.shard + 1} of {len(shards)}: "
+                                      f"{error}; nothing was stored for this shard") from error.__cause__
                 except DeviceMemoryError as error:  # a task that said it itself (the attacks)
                     raise DeviceMemoryError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
                                             f"{error}; nothing was stored for this shard") from None

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer
+from robustbench_gcp.engine.device import out_of_memory
+from robustbench_gcp.errors import ConfigError, ModelCodeError, UnknownNameError, check_integer
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
 
@@ -296,7 +297,14 @@ class BroughtModel(nn.Module):
         self.checkpoint_sha256 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        try:
+            return self.net(x)
+        except Exception as error:  # noqa: BLE001 - the user's code failed: say where, in one line
+            if out_of_memory(error):  # the engine says to lower --batch-size
+                raise
+            text = str(error).splitlines()[0][:200] if str(error) else ""
+            raise ModelCodeError(f"the forward pass of '{self.name}' raised {type(error).__name__}"
+                                 f"{f': {text}' if text else ''}{_where(error)}") from error
 
     def __getattr__(self, name: str) -> Any:
         """What the wrapper does not hold is the module's (a covariance ResNet's ``strides``,
@@ -307,6 +315,19 @@ class BroughtModel(nn.Module):
             if name == "net":
                 raise
             return getattr(self.net, name)
+
+
+def _where(error: BaseException) -> str:
+    """Where ``error`` arose: the innermost frame outside torch (the user's own line), as
+    `` (at net.py:42, in forward)``; "" when there is none."""
+    import traceback
+
+    torch_dir = str(Path(torch.__file__).parent)
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith(torch_dir) and frame.filename != __file__]
+    if not frames:
+        return ""
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno}, in {frames[-1].name})"
 
 
 def load_external(source: ExternalSource, label: str, checkpoint: str | Path | None = None, *,

@@ -29,7 +29,7 @@ from robustbench_gcp.engine.runner import (
     ProgressHook,
     execute,
 )
-from robustbench_gcp.errors import ConfigError, DataError, Interrupted, Terminated, listed
+from robustbench_gcp.errors import ConfigError, DataError, Interrupted, ModelCodeError, Terminated, listed
 from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -137,6 +137,10 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
             stop = stops.pending()  # a loader worker that the same Ctrl-C ended, its own stop dropped
             if stop is not None:
                 raise _interrupted(stop, store, info, tasks) from None
+            if isinstance(error, ModelCodeError):  # your model's code, mended: the same run (same weights)
+                done, total = _shards_done(store, info, tasks)
+                raise ModelCodeError(f"{error}. {done} of {total} shards are stored: mend the model's code "
+                                     "and re-run the same command to resume") from error.__cause__
             if not isinstance(error, DataError):
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
