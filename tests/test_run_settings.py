@@ -75,6 +75,16 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
                                        "--models", "demo-gap[seed=1]"])
     assert [(r["model"], r["n_images"]) for r in json.loads(picked.stdout)["reports"]] == [
         ("demo-gap[seed=1]", 6)], picked.output
+    fourth = Said()  # runs that differ alike are one line (a line for each of them repeated itself)
+    run(plan("demo-gap", shard_size=8, **common), fourth)
+    assert fourth.lines == [
+        "demo-gap: a new run, starting afresh; the store's 2 other runs of this model on these images (12 "
+        "shards stored) differ in: shard size (their results stay there)",
+        "demo-gap: a new run, starting afresh; the store's other run of this model on these images (4 shards "
+        "stored) differs in: seed, shard size (its results stay there)",
+        f"demo-gap: a new run, starting afresh; the store's 2 runs of this model on {demo_val} (8 shards "
+        "stored) were on other images of it (6 then, 8 now: another --limit, or files added, removed or "
+        "relabelled; their results stay there)"], fourth.lines
 
 
 def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path):
@@ -208,7 +218,8 @@ def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_va
                for line in said.lines), said.lines
     said = Said()
     run(plan("demo-isqrt", amp=True, **common), said)
-    assert any("differs in: precision (its results" in line for line in said.lines), said.lines
+    assert any("2 other runs of this model on these images (2 shards stored) differ in: precision (their "
+               "results" in line for line in said.lines), said.lines
     result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
     labels = sorted(r["model"] for r in json.loads(result.stdout)["reports"])
     assert labels == ["demo-isqrt[precision=bfloat16,memory-format=null]",

@@ -243,8 +243,9 @@ def _suggestion(loaded: StateDict, requested: nn.Module, name: str) -> tuple[str
             return "", None
         if closest is None:
             return "No registered model fits it.", None
+        distance = closest.report.distance
         return (f"No registered model fits it; the closest is '{closest.name}' "
-                f"({closest.report.distance} differing keys)."), None
+                f"({distance} differing key{'s' if distance != 1 else ''})."), None
     best = fits[0]
     wanted = HEADS.get(getattr(requested, "head_type", ""))
     best_head = HEADS.get(model_info(best).head)

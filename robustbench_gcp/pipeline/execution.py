@@ -414,13 +414,13 @@ def _absolute(source: str | None) -> str | None:
 
 def other_settings(store: Store, info: RunInfo, held: bool) -> list[str]:
     """For a run with nothing stored yet (not ``held``): the store's runs of the same model that hold
-    shards but that it cannot reuse, one line each saying why: on the same images, a setting that
+    shards but that it cannot reuse, one line per reason: on the same images, a setting that
     defines a run differs (shard size, seed, weights, precision ...); from the same folder, its
     images differ (another --limit, files added, removed or relabelled: a long run would otherwise
     restart unsaid)."""
     if held:
         return []
-    lines = []
+    said: dict[tuple, list[int]] = {}  # why a run is not reused -> the shards of each such run
     for other in store.runs():
         same_images = other.identity.get("data") == info.identity.get("data")
         same_folder = bool(other.data and info.data) and \
@@ -428,15 +428,22 @@ def other_settings(store: Store, info: RunInfo, held: bool) -> list[str]:
         if other.id == info.id or other.model != info.model or not (same_images or same_folder):
             continue
         shards = stored_shards(store, other.id)
-        if shards and same_images:
-            lines.append(f"{info.model}: a new run, starting afresh; the store's other run of this model on "
-                         f"these images ({shards} shards stored) differs in: "
-                         f"{_differences(other.identity, info.identity)} (its results stay there)")
-        elif shards:
-            lines.append(f"{info.model}: a new run, starting afresh; the store's run of this model on "
-                         f"{info.data} ({shards} shards stored) was on other images of it ({other.n_images} "
-                         f"then, {info.n_images} now: another --limit, or files added, removed or "
-                         "relabelled; its results stay there)")
+        if shards:
+            why = ("settings", _differences(other.identity, info.identity)) if same_images \
+                else ("images", other.n_images)
+            said.setdefault(why, []).append(shards)
+    lines = []
+    for why, shards in said.items():  # runs alike are one line (each said it again)
+        one = len(shards) == 1
+        stored, their = f"{sum(shards)} shards stored", "its" if one else "their"
+        if why[0] == "settings":
+            text = (f"{'other run' if one else f'{len(shards)} other runs'} of this model on these images "
+                    f"({stored}) {'differs' if one else 'differ'} in: {why[1]} ({their} results stay there)")
+        else:
+            text = (f"{'run' if one else f'{len(shards)} runs'} of this model on {info.data} ({stored}) "
+                    f"{'was' if one else 'were'} on other images of it ({why[1]} then, {info.n_images} now: "
+                    f"another --limit, or files added, removed or relabelled; {their} results stay there)")
+        lines.append(f"{info.model}: a new run, starting afresh; the store's {text}")
     return lines
 
 
