@@ -61,6 +61,15 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
                                            "--no-intervals", "--models", chosen])
         assert picked.exit_code == 0, picked.output
         assert [r["model"] for r in json.loads(picked.stdout)["reports"]] == expected, picked.output
+    # --reference takes such a label too, as --models does (only the full label was taken)
+    chosen = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--resamples",
+                                       "100", "--reference", "demo-gap[seed=1]"])
+    assert chosen.exit_code == 0, chosen.output
+    (comparison,) = json.loads(chosen.stdout)["comparisons"]
+    assert comparison["reference"] == "demo-gap[seed=1,shard-size=4]", chosen.output
+    two = CliRunner().invoke(main, ["report", "--store", str(store), "--reference", "demo-gap[shard-size=4]"])
+    assert two.exit_code != 0 and "names several runs" in two.stderr
+    assert "demo-gap[seed=0,shard-size=4], demo-gap[seed=1,shard-size=4]" in two.stderr
     unknown = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap[seed=2]"])
     assert unknown.exit_code != 0 and "unknown stored model 'demo-gap[seed=2]'" in unknown.stderr
     # a setting the runs lack reads null in labels, and selects as such

@@ -223,10 +223,23 @@ def compare_reports(
 
 def _named(reference: str, names: Sequence[str]) -> list[str]:
     """The labels of ``names`` that ``reference`` gives: itself, else every label with settings
-    of that name (``demo-gap[seed=1]``; report labels runs apart this way)."""
+    of that name (``demo-gap`` for ``demo-gap[seed=1]``; report labels runs apart this way), or
+    with some of them in label order (``demo-gap[seed=1]`` for ``demo-gap[seed=1,shard-size=4]``,
+    as ``--models`` selects)."""
     if reference in names:
         return [reference]
-    return [name for name in names if name.startswith(f"{reference}[")]
+    return [name for name in names if name.startswith(f"{reference}[") or _some_settings(reference, name)]
+
+
+def _some_settings(reference: str, label: str) -> bool:
+    """Whether ``reference`` is ``label`` with some of its settings, in label order."""
+    cut, at = reference.rfind("["), label.rfind("[")
+    if min(cut, at) <= 0 or not (reference.endswith("]") and label.endswith("]")) \
+            or reference[:cut] != label[:at]:
+        return False
+    tags = iter(label[at + 1:-1].split(","))
+    wanted = reference[cut + 1:-1].split(",")
+    return all(any(part == tag for tag in tags) for part in wanted)  # in order
 
 
 #: the end of the note on cells left out: the comparison's figures are not the report's own
