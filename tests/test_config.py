@@ -76,6 +76,8 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
          "baselines.b.imagenet_c.fog: expected 5 errors (severities 1..5), got 2"),
         ("- just\n- a list\n", "top level: expected a mapping, got list"),
+        ("baselines: {}\ndatasets: {root: /data}\n",
+         "bench.yaml: it holds no models or suites (only datasets)"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path, text, message):

@@ -356,22 +356,24 @@ def test_datasets_are_detected_from_their_layout(cifar, tiny, tmp_path):
 def test_data_paths_errors_name_the_key_and_the_variable(tmp_path, monkeypatch):
     from robustbench_gcp.config import ConfigError, parse_config
 
+    def parse(datasets):  # a configuration's datasets section, beside a suite
+        return parse_config({"suites": {"clean": {}}, "datasets": datasets}, tmp_path / "b.yaml")
+
     monkeypatch.delenv(DATA_VARIABLE, raising=False)
-    no_root = parse_config({"datasets": {"cifar10": {"clean": "cifar"}}}, tmp_path / "b.yaml")
+    no_root = parse({"cifar10": {"clean": "cifar"}})
     with pytest.raises(ConfigError, match=f"datasets.cifar10.clean .*{DATA_VARIABLE}"):
         no_root.data.path("cifar10")
     assert no_root.data.path("tinyimagenet") is None
     with pytest.raises(ConfigError, match="datasets.cifar10: unknown key 'cleen'|cleen"):
-        parse_config({"datasets": {"cifar10": {"cleen": "x"}}}, tmp_path / "b.yaml")
+        parse({"cifar10": {"cleen": "x"}})
     with pytest.raises(ConfigError, match="svhn"):
-        parse_config({"datasets": {"svhn": {"clean": "x"}}}, tmp_path / "b.yaml")
+        parse({"svhn": {"clean": "x"}})
     (tmp_path / "data" / "cifar").mkdir(parents=True)
-    relative = parse_config({"datasets": {"root": "data", "cifar10": {"clean": "cifar"}}},
-                            tmp_path / "b.yaml")
+    relative = parse({"root": "data", "cifar10": {"clean": "cifar"}})
     assert relative.data.path("cifar10") == tmp_path / "data" / "cifar"
     monkeypatch.setenv(DATA_VARIABLE, str(tmp_path / "data"))
-    assert parse_config({"datasets": {"root": "elsewhere", "cifar10": {"clean": "cifar"}}},
-                        tmp_path / "b.yaml").data.path("cifar10") == tmp_path / "data" / "cifar"
+    elsewhere = parse({"root": "elsewhere", "cifar10": {"clean": "cifar"}})
+    assert elsewhere.data.path("cifar10") == tmp_path / "data" / "cifar"
 
 
 def test_a_stored_cifar_baseline_is_resampled_with_the_same_images(cifar):
