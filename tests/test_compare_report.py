@@ -250,6 +250,12 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     empty.mkdir()
     no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])
     assert no_ckpt.exit_code == 2 and "holds no checkpoint files" in no_ckpt.stderr
+    (empty / "run1").mkdir()  # fast-MPN-COV's runs: run1/model_best.pth.tar
+    (empty / "run1" / "model_best.pth.tar").write_bytes(b"")
+    nested = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])
+    assert nested.exit_code == 2, nested.stderr
+    assert "its subfolders do (e.g. run1/model_best.pth.tar), which --checkpoints does not search: give " \
+        "them as --model NAME=FILE" in " ".join(nested.stderr.split()), nested.stderr
     missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--plot",
                                         str(tmp_path / "figs" / "new")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr

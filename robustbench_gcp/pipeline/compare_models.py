@@ -56,7 +56,11 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         files = sorted(p for p in folder.iterdir()
                        if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
         if not files:
-            raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+            nested = sorted(p for p in folder.glob("*/*") if p.name.lower().endswith(CHECKPOINT_SUFFIXES))
+            hint = (f"; its subfolders do (e.g. {nested[0].relative_to(folder)}), which --checkpoints does "
+                    "not search: give them as --model NAME=FILE" if nested else "")
+            raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
+                              f"{hint}")
         unique: dict[Path, Path] = {}  # a link to a file of the folder (latest.pth): compared once
         for path in files:
             unique.setdefault(path.resolve(), path)
