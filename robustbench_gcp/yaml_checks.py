@@ -50,7 +50,7 @@ class Checker:
 
     def integer(self, value: Any, where: str, low: int | None = None, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"expected an integer, got {describe_value(value)}")
+            self.fail(where, f"expected an integer, got {describe_value(value)}{_text_number(value)}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"{low}..{high}" if high is not None else f">= {low}"
             self.fail(where, f"should be {bounds}, got {value}")
@@ -58,7 +58,7 @@ class Checker:
 
     def number(self, value: Any, where: str, low: float | None = None, high: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(where, f"expected a number, got {describe_value(value)}")
+            self.fail(where, f"expected a number, got {describe_value(value)}{_text_number(value)}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
             self.fail(where, f"should be {bounds}, got {value}")
@@ -100,6 +100,17 @@ class Checker:
         if len(set(levels)) != len(levels):
             self.fail(where, f"a {kind} is listed twice")
         return tuple(sorted(levels))
+
+
+def _text_number(value: Any) -> str:
+    """Why a number came as text: YAML 1.1, which PyYAML reads, takes ``1e-3`` (no dot) for text."""
+    if not (isinstance(value, str) and "e" in value.lower()):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (YAML reads 1e-3 without a dot as text: write 1.0e-3)"
 
 
 def join_key(where: str, key: str) -> str:

@@ -186,7 +186,8 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--epsilons", "-1"), "Error: `--epsilons` should be >= 0. Got -1"),
+    (("--epsilons", "-1"), "Error: `--epsilons` should be finite and >= 0. Got -1"),
+    (("--epsilons", "inf"), "Error: `--epsilons` should be finite and >= 0. Got inf"),
     (("--epsilons", "abc"), "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got 'abc'"),
     (("--attacks", "pgd-linf", "--epsilons", "0.5"),
      "Error: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of its range; "

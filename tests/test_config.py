@@ -71,6 +71,11 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "models.m.published.top5: should be in [0.0, 100.0], got 930"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",
          "suites.a.attacks[0].epsilons[0]: should be >= 0.0, got -1"),
+        ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [0.1], steps: 1e3}]}\n",
+         "suites.a.attacks[0].steps: expected an integer, got str '1e3' (YAML reads 1e-3 without a dot as "
+         "text: write 1.0e-3)"),
+        ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [1/255, x]}]}\n",
+         "suites.a.attacks[0].epsilons[1]: should be a number such as 0.5 or 2/255. Got 'x'"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: fgsm, epsilons: [0.1], steps: 3}]}\n",
          "suites.a.attacks[0].steps: unknown key 'steps'"),
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
@@ -136,3 +141,11 @@ def test_a_published_clean_error_below_one_percent_is_taken(tmp_path):
     # a CIFAR-10 model errs on 0.8 % of the clean images: a percentage, not a fraction
     path = write(tmp_path, "models:\n  m: {arch: resnet18-gap, published: {clean_error: 0.8, top1: 99.2}}\n")
     assert load_config(path).model("m").published == {"clean_error": 0.8, "top1": 99.2}
+
+
+def test_attack_epsilons_are_read_as_the_command_line_takes_them(tmp_path):
+    """`8/255` was refused in benchmarks.yaml ("expected a number, got str") though --epsilons and
+    the landscape's etas take it; PyYAML reads 1e-3 (no dot) as text too."""
+    text = "suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [8/255, 1e-3, 0.01]}]}\n"
+    (attack,) = load_config(write(tmp_path, text)).suite("a").attacks
+    assert attack.epsilons == (0.001, 0.01, 8 / 255)  # in order, as reports show them

@@ -35,6 +35,7 @@ from robustbench_gcp.suites.attacks import (
     budget_of,
     budget_tag,
     check_epsilons,
+    epsilon_value,
     format_epsilon,
     parse_epsilon,
     select_attacks,
@@ -136,16 +137,24 @@ def _median_text(entry: dict) -> str | float | None:
     return f"{median * 255:.3g}/255"
 
 
+def _epsilon(check: Checker, value: Any, where: str) -> float:
+    """An epsilon of benchmarks.yaml: a number, or text as ``--epsilons`` takes it (``8/255``)."""
+    if not isinstance(value, str):
+        return check.number(value, where, 0.0)
+    try:
+        return epsilon_value(value)
+    except ValueError as error:
+        check.fail(where, str(error))
+
+
 def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
     value = check.mapping(value, where)
     attack = check.string(value.get("attack"), f"{where}.attack")
     if attack not in ATTACKS:
         check.fail(f"{where}.attack", f"unknown attack '{attack}'.{attack_suggestion(attack)}")
     check.mapping(value, where, {"attack", *ATTACK_KEYS[attack]})
-    epsilons = tuple(
-        check.number(e, f"{where}.epsilons[{i}]", 0.0)
-        for i, e in enumerate(check.sequence(value.get("epsilons"), f"{where}.epsilons"))
-    )
+    epsilons = tuple(_epsilon(check, e, f"{where}.epsilons[{i}]")
+                     for i, e in enumerate(check.sequence(value.get("epsilons"), f"{where}.epsilons")))
     if not epsilons:
         check.fail(f"{where}.epsilons", "expected at least one epsilon")
     params: dict[str, Any] = {}

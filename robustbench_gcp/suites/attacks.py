@@ -132,16 +132,29 @@ def _foolbox():
 def parse_epsilon(text: str, flag: str = "--epsilons") -> float:
     """``"0.5"``, ``"2/255"`` -> float; a clear error naming ``flag`` otherwise."""
     try:
+        return epsilon_value(text)
+    except ValueError as error:
+        such = "numbers such as 0.5 or 2/255" if flag.endswith("s") else "a number such as 0.5 or 2/255"
+        reason = str(error).replace("a number such as 0.5 or 2/255", such)
+        raise ConfigError(f"`{flag}` {reason}") from None
+
+
+def epsilon_value(text: str) -> float:
+    """``"0.5"``, ``"2/255"`` -> float.
+
+    Raises:
+        ValueError: saying what it should be (``should be ...``), for a message to name the place.
+    """
+    try:
         if "/" in text:
             numerator, denominator = text.split("/", 1)
             value = float(numerator) / float(denominator)
         else:
             value = float(text)
     except (ValueError, ZeroDivisionError):
-        such = "numbers such as 0.5 or 2/255" if flag.endswith("s") else "a number such as 0.5 or 2/255"
-        raise ConfigError(f"`{flag}` should be {such}. Got {text!r}") from None
+        raise ValueError(f"should be a number such as 0.5 or 2/255. Got {text!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"`{flag}` should be >= 0. Got {text}")
+        raise ValueError(f"should be finite and >= 0. Got {text}")
     return value
 
 
