@@ -268,7 +268,7 @@ def error_of(*args) -> str:
 @pytest.mark.parametrize("attribute, message", [
     ("missing", r"module '{module}' \(.*\) has no 'missing'"),
     ("NOT_CALLABLE", r"'NOT_CALLABLE' is a int, not a callable that returns an nn.Module"),
-    ("not_a_module", r"not_a_module\(\) returned a str, not a torch.nn.Module"),
+    ("not_a_module", r"not_a_module\(\) returned str 'resnet18', not a torch.nn.Module"),
     ("broken", r"broken\(\) raised RuntimeError: no GPU here"),
     ("flat_output", r"the forward pass of a \(2, 3, 224, 224\) batch|is \(.*\), not \(batch, classes\)"),
 ])

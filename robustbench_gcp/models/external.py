@@ -38,6 +38,7 @@ from robustbench_gcp.engine.device import out_of_memory
 from robustbench_gcp.errors import ConfigError, ModelCodeError, UnknownNameError, check_integer
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
+from robustbench_gcp.yaml_checks import describe_value
 
 __all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
            "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
@@ -233,7 +234,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
             raise ConfigError(f"`--model {ref}`: {attribute}() raised {type(error).__name__}: "
                               f"{error}") from None
         if not isinstance(made, nn.Module):
-            raise ConfigError(f"`--model {ref}`: {attribute}() returned a {type(made).__name__}, "
+            raise ConfigError(f"`--model {ref}`: {attribute}() returned {describe_value(made)}, "
                               "not a torch.nn.Module")
         return made
 
