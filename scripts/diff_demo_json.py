@@ -36,9 +36,19 @@ def numbers(obj, path: str = "") -> dict[str, float]:
     return out
 
 
+def models(path: str) -> dict[str, dict]:
+    """The demo JSON's objects by model; exits with one line for a file that is not one."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return {m["model"]: m for m in json.load(handle)}
+    except (OSError, ValueError) as error:
+        sys.exit(f"{path}: {getattr(error, 'strerror', None) or error}")
+    except (KeyError, TypeError):
+        sys.exit(f"{path}: not the output of `gcp-robust demo --format json` (a list of model objects)")
+
+
 def main(before: str, after: str) -> int:
-    old = {m["model"]: m for m in json.load(open(before, encoding="utf-8"))}
-    new = {m["model"]: m for m in json.load(open(after, encoding="utf-8"))}
+    old, new = models(before), models(after)
     failed = sorted(set(old) ^ set(new))
     for name in failed:
         print(f"{name}: only in {'the first' if name in old else 'the second'} file")
