@@ -199,7 +199,9 @@ WIDE_CAPTION = INTERVALS + ("McNemar p: exact test of the paired outcomes (clean
 TESTS_HEADER = "tests p<0.05 (Holm)"
 TESTS_NOTE = ("tests p<0.05 (Holm): how many of the tested outcomes (clean images and each attack and "
               "epsilon by McNemar's exact test, each corruption by a sign test) differ from the reference's "
-              "at p < 0.05, Holm-adjusted over them, so a Δ interval may exclude 0 where no test differs")
+              "at p < 0.05, Holm-adjusted over them; so a Δ interval may exclude 0 where no test differs "
+              "(near the edge an interval and an exact test, which is conservative, can disagree even "
+              "before Holm)")
 COMPACT_CAPTION = INTERVALS + TESTS_NOTE
 
 
