@@ -16,7 +16,7 @@ from robustbench_gcp.cli import main
 from robustbench_gcp.engine import device as device_module
 from robustbench_gcp.engine.device import amp_dtype, check_amp, out_of_memory, resolve_device
 from robustbench_gcp.engine.distributed import BACKEND_VARIABLE, choose_backend, rank_gpu
-from robustbench_gcp.errors import ConfigError, DeviceMemoryError
+from robustbench_gcp.errors import ConfigError, DeviceMemoryError, ModelCodeError
 from robustbench_gcp.store import Store
 
 
@@ -277,10 +277,14 @@ def test_the_engine_raises_a_device_memory_error(monkeypatch, tmp_path, image_fo
 def test_other_runtime_errors_pass_through(tmp_path, image_folder):
     from robustbench_gcp import evaluate
 
-    broken = _FailsAboveTwo(RuntimeError("a bug in the model"))
-    with pytest.raises(RuntimeError, match="^a bug in the model$"):
+    bug = RuntimeError("a bug in the model")
+    broken = _FailsAboveTwo(bug)
+    with pytest.raises(ModelCodeError) as error:  # not taken for a memory error: the model's own
         evaluate(broken, data=image_folder, class_order="sorted", store=tmp_path / "r.db", device="cpu",
                  batch_size=3, workers=0)
+    assert error.value.__cause__ is bug and not isinstance(error.value, DeviceMemoryError)
+    assert "the forward pass of '_FailsAboveTwo' raised RuntimeError: a bug in the model (at " \
+        "test_device.py:" in str(error.value)
 
 
 def test_float32_on_cuda_means_float32_not_tf32():
