@@ -222,12 +222,8 @@ def parse_config(data: Any, path: Path) -> Config:
         name: _baseline(check, name, value)
         for name, value in check.mapping(top.get("baselines") or {}, "baselines").items()
     }
-    data_paths = _datasets(check, top.get("datasets") or {}, path)
-    if not models and not suites:  # nothing to evaluate: not a file to run with
-        held = " and ".join(key for key in top if top[key])
-        check.fail("", f"it holds no models or suites{f' (only {held})' if held else ''}; see the shipped "
-                       "benchmarks.yaml for the format")
-    return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines, data=data_paths)
+    return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines,
+                  data=_datasets(check, top.get("datasets") or {}, path))
 
 
 def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:

@@ -103,8 +103,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     if want is not None and flat.is_file() and file_sha256(flat).startswith(want):
         return flat
     target.parent.mkdir(parents=True, exist_ok=True)
-    # a hidden partial file, ending like the name (a .ckpt is told apart by its suffix)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part.", suffix=f"-{name}")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(location, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
@@ -114,12 +113,12 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                 out.write(block)
                 if progress is not None:
                     progress.advance_download(len(block))
+        # what a server sent instead (a login or quota page) is never cached: the next run would
+        # take it for the file, with no download left to repeat (and its hash would only differ)
+        check_format(Path(tmp), f"the download of {location}", name)
         actual = file_sha256(tmp) if want is not None else None
         if actual is not None and not actual.startswith(want):
             raise CheckpointError(f"download of {location} has sha256 {actual}, expected {want}")
-        # what a server sent instead (a login or quota page) is never cached: the next run would
-        # take it for the file, with no download left to repeat
-        check_format(Path(tmp), f"the download of {location}")
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         hint = ""

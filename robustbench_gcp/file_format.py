@@ -45,7 +45,7 @@ def _mindspore_tensor_name(head: bytes) -> str | None:
     return name.decode("ascii")
 
 
-def _sniff(path: Path, head: bytes, label: str) -> str:
+def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
     """``zip`` or ``pickle``, or raise a CheckpointError saying what the file (``label``) is instead."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
@@ -64,7 +64,7 @@ def _sniff(path: Path, head: bytes, label: str) -> str:
             "'Download anyway') and check its size and sha256."
         )
     name = _mindspore_tensor_name(head)
-    if name is not None or path.suffix.lower() == ".ckpt":
+    if name is not None or suffix.lower() == ".ckpt":
         found = f" (protobuf, first tensor '{name}')" if name else ""
         raise CheckpointError(
             f"{label} is a MindSpore checkpoint{found}, not a PyTorch file"
@@ -119,9 +119,10 @@ def _check_zip(path: Path, label: str) -> None:
         raise truncated(path, f"the bytes of {damaged} do not match their CRC-32", label)
 
 
-def check_format(path: Path, label: str | None = None) -> str:
+def check_format(path: Path, label: str | None = None, name: str | None = None) -> str:
     """What a checkpoint file holds, from its first bytes (and a zip archive's CRCs): ``zip``,
-    ``pickle`` or ``safetensors``. ``label`` names the file in messages (default: its path).
+    ``pickle`` or ``safetensors``. ``label`` names the file in messages (default: its path);
+    ``name`` is the file name it will have (a MindSpore ``.ckpt`` is told by it; default: its own).
 
     Raises:
         CheckpointError: the file is empty, an HTML page (a failed download), a MindSpore
@@ -134,7 +135,7 @@ def check_format(path: Path, label: str | None = None) -> str:
         raise CheckpointError(f"{label} is empty (0 bytes): the download or copy failed")
     if _is_safetensors(path, head):
         return "safetensors"
-    kind = _sniff(path, head, label)
+    kind = _sniff(path, head, label, Path(name or path).suffix)
     if kind == "zip":
         _check_zip(path, label)
     return kind

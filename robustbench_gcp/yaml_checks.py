@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class Checker:
 
     def integer(self, value: Any, where: str, low: int | None = None, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"expected an integer, got {describe_value(value)}{_text_number(value)}")
+            self.fail(where, f"expected an integer, got {describe_value(value)}{_text_number(value, True)}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"{low}..{high}" if high is not None else f">= {low}"
             self.fail(where, f"should be {bounds}, got {value}")
@@ -102,15 +103,16 @@ class Checker:
         return tuple(sorted(levels))
 
 
-def _text_number(value: Any) -> str:
-    """Why a number came as text: YAML 1.1, which PyYAML reads, takes ``1e-3`` (no dot) for text."""
-    if not (isinstance(value, str) and "e" in value.lower()):
+def _text_number(value: Any, integer: bool = False) -> str:
+    """Why a number came as text, and how to write it: YAML 1.1, which PyYAML reads, takes an
+    exponent for a number only after a dot and with its sign (``1.0e-3``, ``1.0e+3``)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
         return ""
-    try:
-        float(value)
-    except ValueError:
-        return ""
-    return " (YAML reads 1e-3 without a dot as text: write 1.0e-3)"
+    if integer and float(value).is_integer():
+        return f" (YAML reads {value} as text: write {int(float(value))})"
+    mantissa, exponent = value.lower().split("e")
+    mantissa += "" if "." in mantissa else ".0"
+    return f" (YAML reads {value} as text: write {mantissa}e{'' if exponent[0] in '+-' else '+'}{exponent})"
 
 
 def join_key(where: str, key: str) -> str:

@@ -72,8 +72,12 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",
          "suites.a.attacks[0].epsilons[0]: should be >= 0.0, got -1"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [0.1], steps: 1e3}]}\n",
-         "suites.a.attacks[0].steps: expected an integer, got str '1e3' (YAML reads 1e-3 without a dot as "
-         "text: write 1.0e-3)"),
+         "suites.a.attacks[0].steps: expected an integer, got str '1e3' (YAML reads 1e3 as text: "
+         "write 1000)"),
+        ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [0.1], "
+         "rel_stepsize: 25e-2}]}\n",
+         "suites.a.attacks[0].rel_stepsize: expected a number, got str '25e-2' (YAML reads 25e-2 as text: "
+         "write 25.0e-2)"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [1/255, x]}]}\n",
          "suites.a.attacks[0].epsilons[1]: should be a number such as 0.5 or 2/255. Got 'x'"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: fgsm, epsilons: [0.1], steps: 3}]}\n",
@@ -81,8 +85,6 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
          "baselines.b.imagenet_c.fog: expected 5 errors (severities 1..5), got 2"),
         ("- just\n- a list\n", "top level: expected a mapping, got list"),
-        ("baselines: {}\ndatasets: {root: /data}\n",
-         "bench.yaml: it holds no models or suites (only datasets)"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path, text, message):
@@ -149,3 +151,9 @@ def test_attack_epsilons_are_read_as_the_command_line_takes_them(tmp_path):
     text = "suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [8/255, 1e-3, 0.01]}]}\n"
     (attack,) = load_config(write(tmp_path, text)).suite("a").attacks
     assert attack.epsilons == (0.001, 0.01, 8 / 255)  # in order, as reports show them
+
+
+def test_a_file_of_baselines_alone_is_read(tmp_path):
+    """`report --config base.yaml --baseline mine` reads a file that holds baselines only."""
+    config = load_config(write(tmp_path, "baselines:\n  mine: {clean_error: 0.25}\n"))
+    assert not config.models and not config.suites and config.baseline("mine").clean_error == 0.25

@@ -274,7 +274,7 @@ def test_the_engine_raises_a_device_memory_error(monkeypatch, tmp_path, image_fo
                  batch_size=3, workers=0)
 
 
-def test_other_runtime_errors_pass_through(tmp_path, image_folder):
+def test_other_runtime_errors_are_the_models_not_memory_and_the_tools_own_pass(tmp_path, image_folder):
     from robustbench_gcp import evaluate
 
     bug = RuntimeError("a bug in the model")
@@ -285,6 +285,15 @@ def test_other_runtime_errors_pass_through(tmp_path, image_folder):
     assert error.value.__cause__ is bug and not isinstance(error.value, DeviceMemoryError)
     assert "the forward pass of '_FailsAboveTwo' raised RuntimeError: a bug in the model (at " \
         "test_device.py:" in str(error.value)
+    # the tool's own, raised while the model runs (a torchrun rank that the launcher stopped), pass
+    # as they are: they are not the model's code to mend
+    from robustbench_gcp.engine.distributed import RankFailure
+
+    stopped = RankFailure("rank 1 of 2: stopped by the launcher (signal 15)")
+    with pytest.raises(RankFailure) as error:
+        evaluate(_FailsAboveTwo(stopped), data=image_folder, class_order="sorted", store=tmp_path / "r.db",
+                 device="cpu", batch_size=3, workers=0)
+    assert error.value is stopped
 
 
 def test_float32_on_cuda_means_float32_not_tf32():

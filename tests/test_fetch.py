@@ -102,6 +102,8 @@ def test_a_page_sent_instead_of_the_file_is_not_cached(weights, cache):
     assert str(error.value).startswith(f"the download of {page.as_uri()} is an HTML page titled 'Google "
                                        "Drive - Quota exceeded', not a checkpoint"), error.value
     assert not any(path.is_file() for path in cache.rglob("*"))  # nothing kept, no partial file
+    with pytest.raises(CheckpointError, match="is an HTML page titled"):  # not "has sha256 ..., expected"
+        resolve_checkpoint(page.as_uri(), sha256="f37072fd")
     page.write_bytes(weights.read_bytes())  # the server sends the file: the next run downloads it
     assert resolve_checkpoint(page.as_uri()).read_bytes() == weights.read_bytes()
 

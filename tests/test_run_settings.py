@@ -67,6 +67,10 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
     assert chosen.exit_code == 0, chosen.output
     (comparison,) = json.loads(chosen.stdout)["comparisons"]
     assert comparison["reference"] == "demo-gap[seed=1,shard-size=4]", chosen.output
+    # by the run's settings, as --models selects: one the labels do not show (all runs share it)
+    hidden = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--resamples",
+                                       "100", "--reference", "demo-gap[seed=1,precision=float32]"])
+    assert json.loads(hidden.stdout)["comparisons"][0]["reference"] == "demo-gap[seed=1,shard-size=4]"
     two = CliRunner().invoke(main, ["report", "--store", str(store), "--reference", "demo-gap[shard-size=4]"])
     assert two.exit_code != 0 and "names several runs" in two.stderr
     assert "demo-gap[seed=0,shard-size=4], demo-gap[seed=1,shard-size=4]" in two.stderr

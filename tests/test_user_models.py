@@ -35,6 +35,11 @@ def not_a_module():
     return "resnet18"
 
 
+def with_transform():
+    """As clip.load does: the module and its preprocessing."""
+    return torchvision.models.resnet18(), None
+
+
 def flat_output():
     return torch.nn.Sequential(torch.nn.Flatten(0))
 
@@ -267,8 +272,10 @@ def error_of(*args) -> str:
 
 @pytest.mark.parametrize("attribute, message", [
     ("missing", r"module '{module}' \(.*\) has no 'missing'"),
-    ("NOT_CALLABLE", r"'NOT_CALLABLE' is a int, not a callable that returns an nn.Module"),
-    ("not_a_module", r"not_a_module\(\) returned str 'resnet18', not a torch.nn.Module"),
+    ("NOT_CALLABLE", r"'NOT_CALLABLE' is an int, not a callable that returns an nn.Module"),
+    ("not_a_module", r"not_a_module\(\) returned a str, not a torch.nn.Module"),
+    ("with_transform", r"with_transform\(\) returned a tuple \(ResNet, NoneType\), not a torch.nn.Module: "
+                       r"return the module alone"),
     ("broken", r"broken\(\) raised RuntimeError: no GPU here"),
     ("flat_output", r"the forward pass of a \(2, 3, 224, 224\) batch|is \(.*\), not \(batch, classes\)"),
 ])

@@ -51,7 +51,7 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.config import load_config
     from robustbench_gcp.reports.comparison import compare_reports
-    from robustbench_gcp.reports.stored import reports_from_store, split_labels
+    from robustbench_gcp.reports.stored import labels_named, reports_from_store, split_labels
 
     check_layout(fmt)
     check_no_intervals(no_intervals)
@@ -59,6 +59,8 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     names = split_labels(models) if models else None
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]
     reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
-    comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples)
+    selected = labels_named(store, reference) if reference is not None else ()  # as --models selects
+    comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples,
+                                                          reference_labels=selected)
     print_comparison(reports, comparisons, fmt=fmt, output=output, layout=layout, plot_dir=plot_dir,
                      title=f"Results in {store}")

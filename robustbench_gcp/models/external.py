@@ -35,10 +35,15 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import out_of_memory
-from robustbench_gcp.errors import ConfigError, ModelCodeError, UnknownNameError, check_integer
+from robustbench_gcp.errors import (
+    ConfigError,
+    GcpRobustError,
+    ModelCodeError,
+    UnknownNameError,
+    check_integer,
+)
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
-from robustbench_gcp.yaml_checks import describe_value
 
 __all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
            "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
@@ -224,7 +229,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         raise ConfigError(f"`--model {ref}`: module '{module_name}' ({module.__file__}) has no "
                           f"'{attribute}'")
     if not callable(target):
-        raise ConfigError(f"`--model {ref}`: '{attribute}' is a {type(target).__name__}, not a "
+        raise ConfigError(f"`--model {ref}`: '{attribute}' is {_kind(target)}, not a "
                           "callable that returns an nn.Module")
 
     def build() -> nn.Module:
@@ -234,11 +239,25 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
             raise ConfigError(f"`--model {ref}`: {attribute}() raised {type(error).__name__}: "
                               f"{error}") from None
         if not isinstance(made, nn.Module):
-            raise ConfigError(f"`--model {ref}`: {attribute}() returned {describe_value(made)}, "
-                              "not a torch.nn.Module")
+            alone = ": return the module alone" if isinstance(made, (tuple, list)) else ""
+            raise ConfigError(f"`--model {ref}`: {attribute}() returned {_kind(made)}, not a "
+                              f"torch.nn.Module{alone}")
         return made
 
     return ExternalSource(ref, build, preprocess_config(preprocess), own_preprocess=preprocess is None)
+
+
+def _kind(value: Any) -> str:
+    """What a value is, by type alone (a module's repr runs to thousands of lines): ``an int``,
+    ``a tuple (ResNet, NoneType)``, ``None``."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    text = f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+    if isinstance(value, (tuple, list)) and value:
+        shown = ", ".join(type(item).__name__ for item in value[:4])
+        text += f" ({shown}{', ...' if len(value) > 4 else ''})"
+    return text
 
 
 def module_source(module: nn.Module, name: str,
@@ -301,7 +320,8 @@ class BroughtModel(nn.Module):
         try:
             return self.net(x)
         except Exception as error:  # noqa: BLE001 - the user's code failed: say where, in one line
-            if out_of_memory(error):  # the engine says to lower --batch-size
+            # the engine says to lower --batch-size; the tool's own (a torchrun rank stopped) stay so
+            if out_of_memory(error) or isinstance(error, GcpRobustError):
                 raise
             text = str(error).splitlines()[0][:200] if str(error) else ""
             raise ModelCodeError(f"the forward pass of '{self.name}' raised {type(error).__name__}"

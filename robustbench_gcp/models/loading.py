@@ -286,7 +286,8 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
         raise CheckpointError(
             f"'{loaded.path}' has {name}'s keys, but no {head} model was published in its layout "
             f"('{loaded.layout.name}': {loaded.layout.description}): it holds another head's "
-            "weights, trained with another network", fit)
+            f"weights, trained with another network (weights that are {head}'s load under the tool's "
+            "own names, global_pool.*)", fit)
     bad = loaded.nonfinite()
     if bad:
         shown = listed(bad, 3)

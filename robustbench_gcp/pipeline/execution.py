@@ -138,9 +138,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
             if stop is not None:
                 raise _interrupted(stop, store, info, tasks) from None
             if isinstance(error, ModelCodeError):  # your model's code, mended: the same run (same weights)
-                done, total = _shards_done(store, info, tasks)
-                raise ModelCodeError(f"{error}. {done} of {total} shards are stored: mend the model's code "
-                                     "and re-run the same command to resume") from error.__cause__
+                raise _mend_the_model(error, store, info, tasks, options) from error.__cause__
             if not isinstance(error, DataError):
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
@@ -149,6 +147,15 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                             "image list without it is a new run, started afresh)") from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name, said=moved_release)
+
+
+def _mend_the_model(error: ModelCodeError, store: Store, info: RunInfo, tasks, options) -> ModelCodeError:
+    """A model you brought that raised half-way: how far the run got, and how to resume it."""
+    done, total = _shards_done(store, info, tasks)
+    flags = [flag for flag, on in (("--amp", options.amp), ("--channels-last", options.channels_last)) if on]
+    other = f", or leave out {' and '.join(flags)}, which it may not take (a new run)" if flags else ""
+    return ModelCodeError(f"{error}. {done} of {total} shards are stored: mend the model's code and re-run "
+                          f"the same command to resume{other}")
 
 
 def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) -> Interrupted:

@@ -28,7 +28,7 @@ Headline metrics per suite kind:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,20 +165,23 @@ def compare_reports(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
+    reference_labels: Collection[str] = (),
 ) -> list[dict]:
     """Comparison objects, one per suite and image set, of reports (each with its stored cells
     and normalizer).
 
     ``reference`` is a model name (default: the first model of each suite); a plain name also
     names the one run of that model a comparison has under a label with settings
-    (``demo-gap`` for ``demo-gap[seed=1]``).
+    (``demo-gap`` for ``demo-gap[seed=1]``). ``reference_labels`` are the labels of the runs
+    it selects by their settings, as ``--models`` does (:func:`~robustbench_gcp.reports.stored.
+    labels_named`: ``demo-gap[seed=1]`` for ``demo-gap[seed=1,shard-size=4]``).
 
     Raises:
         ConfigError: ``reference`` is not among the models compared, or names several runs of
             one comparison.
     """
     every = sorted({report.model for report in reports})
-    if reference is not None and not _named(reference, every):
+    if reference is not None and not _named(reference, every, reference_labels):
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
                           + ", ".join(every))
     comparisons = []
@@ -188,7 +191,7 @@ def compare_reports(
         cells, notes = _common_cells(group)
         names = [report.model for report in group]
         ref = 0
-        named = _named(reference, names) if reference is not None else []
+        named = _named(reference, names, reference_labels) if reference is not None else []
         if len(named) > 1:
             raise ConfigError(f"`--reference {reference}` names several runs compared on "
                               f"{group[0].heading}: {', '.join(named)}; give one of these labels")
@@ -221,25 +224,13 @@ def compare_reports(
     return comparisons
 
 
-def _named(reference: str, names: Sequence[str]) -> list[str]:
+def _named(reference: str, names: Sequence[str], selected: Collection[str] = ()) -> list[str]:
     """The labels of ``names`` that ``reference`` gives: itself, else every label with settings
     of that name (``demo-gap`` for ``demo-gap[seed=1]``; report labels runs apart this way), or
-    with some of them in label order (``demo-gap[seed=1]`` for ``demo-gap[seed=1,shard-size=4]``,
-    as ``--models`` selects)."""
+    one of ``selected`` (the labels of the runs it selects by their settings)."""
     if reference in names:
         return [reference]
-    return [name for name in names if name.startswith(f"{reference}[") or _some_settings(reference, name)]
-
-
-def _some_settings(reference: str, label: str) -> bool:
-    """Whether ``reference`` is ``label`` with some of its settings, in label order."""
-    cut, at = reference.rfind("["), label.rfind("[")
-    if min(cut, at) <= 0 or not (reference.endswith("]") and label.endswith("]")) \
-            or reference[:cut] != label[:at]:
-        return False
-    tags = iter(label[at + 1:-1].split(","))
-    wanted = reference[cut + 1:-1].split(",")
-    return all(any(part == tag for tag in tags) for part in wanted)  # in order
+    return [name for name in names if name.startswith(f"{reference}[") or name in selected]
 
 
 #: the end of the note on cells left out: the comparison's figures are not the report's own

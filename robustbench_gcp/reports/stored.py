@@ -111,6 +111,16 @@ def _has_settings(name: str, run: RunInfo) -> bool:
     return bool(wanted) and all(any(part == tag for tag in tags) for part in wanted)  # in order
 
 
+def labels_named(path: str | Path, name: str) -> set[str]:
+    """The labels reports show for the runs of the store at ``path`` that ``name`` selects as
+    ``--models`` does (``demo-gap[seed=1]``: ``demo-gap[seed=1,shard-size=4]``), for
+    ``--reference``."""
+    with Store(path, read_only=True) as store:
+        runs = store.runs()
+    labels = run_labels(runs)
+    return {labels[run.key] for run in runs if _chosen(run, [name], labels)}
+
+
 def split_labels(text: str) -> list[str]:
     """``A,B`` as labels (or a label's settings): a comma inside ``[...]`` belongs to its label
     (``demo-gap[seed=1,shard-size=4],demo-isqrt``)."""
