@@ -16,6 +16,7 @@ deterministic entries), ``apply`` is deterministic given them.
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -540,12 +541,15 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
 
 
 def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
-    """Refuse images outside [0, 1] (by more than ``slack``): 0-255 floats (``uint8.float()``)
-    would be clamped to white, silently. One reduction, and on CUDA one device sync."""
+    """Refuse images outside [0, 1] (by more than ``slack``), or holding NaN: 0-255 floats
+    (``uint8.float()``) would be clamped to white, silently. One reduction, and on CUDA one
+    device sync."""
     if images.numel() == 0 or images.device.type == "meta":  # no values to look at
         return
     low, high = torch.aminmax(images.detach())
     low, high = float(low), float(high)
+    if math.isnan(low) or math.isnan(high):  # comparisons with NaN are false: it would pass
+        raise ValueError("`images` should be in [0, 1]. Got NaN values")
     if low < -slack or high > 1 + slack:
         hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)" \
             if high > 2 else ""

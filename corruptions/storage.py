@@ -13,7 +13,7 @@ import numbers
 import torch
 
 from corruptions._ops import true_div_
-from corruptions._registry import check_images
+from corruptions._registry import check_images, check_range
 
 __all__ = ["STORAGE_QUALITY", "from_uint8", "storage_roundtrip", "truncate_to_uint8"]
 
@@ -50,13 +50,16 @@ def truncate_to_uint8(images: torch.Tensor) -> torch.Tensor:
     return work.mul_(255).add_(tolerance).floor_().clamp_(0, 255).to(torch.uint8)
 
 
-def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.Tensor:
+def storage_roundtrip(images: torch.Tensor, quality: int | None = 85, *,
+                      check_values: bool = True) -> torch.Tensor:
     """Pass corrupted images through the ImageNet-C storage: uint8 truncation, JPEG q85.
 
     Args:
         images: (B, 3, H, W) float tensor in [0, 1], any device, any memory layout.
         quality: JPEG quality 1..100 (85 as the released files), or None to
             truncate to uint8 only.
+        check_values: refuse images outside [0, 1] (0-255 floats would come out white), as
+            :func:`corruptions.corrupt` does; on CUDA one device sync.
 
     Returns:
         New contiguous (B, 3, H, W) tensor of the input's dtype and device, values k / 255.
@@ -76,6 +79,8 @@ def storage_roundtrip(images: torch.Tensor, quality: int | None = 85) -> torch.T
         quality = int(quality)  # NumPy's integers too
         if not 1 <= quality <= 100:
             raise ValueError(f"`quality` should be 1..100. Got {quality}")
+    if check_values:
+        check_range(images)
     pixels = truncate_to_uint8(images.detach().contiguous())
     if quality is not None:
         from corruptions.digital import jpeg_roundtrip

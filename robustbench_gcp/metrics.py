@@ -206,6 +206,8 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
         except (TypeError, ValueError) as error:
             raise TypeError(f"`logits` should be a tensor (V, T, K) or array-like of numbers. Got "
                             f"{type(logits).__name__}: {error}") from None
+        if bool(torch.isnan(logits).any()):  # on the CPU (a tensor on a device is the caller's to check)
+            raise ValueError("`logits` holds NaN values: no ranking of them is defined")
     if logits.ndim != 3:
         raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
     if logits.dtype != torch.float64:

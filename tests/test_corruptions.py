@@ -11,6 +11,7 @@ from corruptions import (
     get_corruption,
     image_seeds,
     list_corruptions,
+    perturbation_sequence,
     sample_parameters,
     storage_roundtrip,
 )
@@ -280,6 +281,14 @@ def test_bad_images():
     assert corrupt(edge * 255, "contrast", 1, check_values=False).max() <= 1  # unchecked: as asked
     with pytest.raises(ValueError, match="severity"):  # the cheap checks first (the range waits for a GPU)
         corrupt(edge * 255, "contrast", 6)
+    with pytest.raises(ValueError, match=r"^`images` should be in \[0, 1\]\. Got NaN values$"):
+        corrupt(edge.clone().fill_(float("nan")), "fog", 1)  # came out as NaN
+    # the storage round trip and the perturbation sequences refuse them as corrupt() does (saturated)
+    with pytest.raises(ValueError, match=r"Got values from 0 to 255 \(0-255 values: divide by 255"):
+        storage_roundtrip(edge * 255, quality=None)
+    with pytest.raises(ValueError, match=r"Got values from 0 to 255 \(0-255 values: divide by 255"):
+        perturbation_sequence(edge * 255, "brightness", seed=0)
+    assert storage_roundtrip(edge * 255, quality=None, check_values=False).max() == 1  # unchecked
 
 
 def test_bad_seeds(small):

@@ -116,6 +116,9 @@ def test_pairs_and_errors():
     nan[0, 2, 4] = float("nan")
     with pytest.raises(ValueError, match="`logits` holds NaN values"):
         flip_stats(nan, mode="noise")
+    for given in (nan.numpy(), nan.tolist()):  # NumPy arrays and lists too (they gave numbers)
+        with pytest.raises(ValueError, match="`logits` holds NaN values"):
+            flip_stats(given, mode="noise")
     # a NumPy array or lists, as the library takes them (an AttributeError deep inside, before)
     logits = torch.zeros(1, 3, 10, dtype=torch.float64)
     logits[0, 1, 3] = 1.0

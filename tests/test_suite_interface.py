@@ -149,7 +149,7 @@ def test_levels_are_taken_as_the_command_line_takes_them():
     """The library's ``severities=`` / ``difficulties=`` take a level, a list, or the command
     line's text ("1,3"); anything else is named in the error."""
     from robustbench_gcp.errors import ConfigError
-    from robustbench_gcp.suites.base import resolve_levels
+    from robustbench_gcp.suites.flag_values import resolve_levels
 
     valid = (1, 2, 3, 4, 5)
     for given in ("3", 3, [3], ["3"], " 3 ", [np.int64(3)]):
@@ -162,3 +162,24 @@ def test_levels_are_taken_as_the_command_line_takes_them():
             resolve_levels(given, valid, "--severities", valid)
     with pytest.raises(ConfigError, match="at least one level"):
         resolve_levels([], valid, "--severities", valid)
+    for given, shown in ((2.0, "2.0"), (np.int64(9), "9")):  # one level, not a list: a TypeError deep inside
+        with pytest.raises(ConfigError, match=re.escape(f"`--severities` should be 1..5. Got {shown}")):
+            resolve_levels(given, valid, "--severities", valid)
+
+
+def test_names_and_epsilons_of_the_wrong_type_are_named():
+    """corruptions=3, attacks=[None] or epsilons=0.01 (a number, not a list) gave a TypeError or an
+    AttributeError deep inside the library."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.suites.flag_values import resolve_names
+
+    for given in (3, [None], ["fog", 2]):
+        with pytest.raises(ConfigError, match=re.escape("`--corruptions` should be corruption names, as text "
+                                                        f"(a,b) or a list of them. Got {given!r}")):
+            resolve_names(given, (), {"all": ("fog",)}, "corruption", "--corruptions")
+    adversarial = load_config().suite("adversarial")
+    suite = get_suite("adversarial")
+    selection = suite.select(adversarial, {"attacks": "fgsm", "epsilons": 0.01})  # one budget, as a number
+    assert [a.epsilons for a in selection.attacks] == [(0.01,)]

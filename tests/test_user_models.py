@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from robustbench_gcp import evaluate
 from robustbench_gcp.cli import main
+from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.store import Store
 
 USER_MODULE = '''
@@ -233,6 +234,12 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
     # preprocessing can be given: another crop is another run
     cropped = evaluate(net, name="my-gap", preprocess={"input_size": 192, "resize_size": 220}, **common)
     assert cropped.run != changed.run
+    # a file for the module object would be loaded into the caller's module (it changed it): refused
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"^`checkpoint` applies to model names; load the file into your "
+                                          r"module first \(my-gap\.load_state_dict"):
+        evaluate(net, name="my-gap", checkpoint=str(gap_checkpoint), **common)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
 class Named(torch.nn.Module):

@@ -59,6 +59,7 @@ from corruptions._registry import (
     check_images,
     check_perturbation,
     check_preset,
+    check_range,
     get_perturbation,
     list_perturbations,
 )
@@ -289,6 +290,7 @@ def perturbation_sequence(
     quantize: bool = True,
     sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
     preset: str = "imagenet",
+    check_values: bool = True,
 ) -> torch.Tensor:
     """The ImageNet-P (CIFAR-10-P, Tiny-ImageNet-P) sequences of a batch of images, as
     centre-cropped frames.
@@ -340,6 +342,8 @@ def perturbation_sequence(
             (ImageNet-P, made from 256 px images cropped to 224), ``cifar`` (CIFAR-10-P, 32 px
             images) or ``tinyimagenet`` (Tiny-ImageNet-P, 64 px images). The small presets'
             images are the whole images: ``crop_size`` defaults to S (no crop).
+        check_values: refuse images outside [0, 1] or holding NaN (0-255 floats would come
+            out white), as :func:`corruptions.corrupt` does; on CUDA one device sync.
 
     Returns:
         New contiguous (B, T', 3, c, c) tensor, same dtype and device, values in [0, 1], with
@@ -350,7 +354,7 @@ def perturbation_sequence(
         TypeError: ``images`` not a float tensor, ``difficulty`` / ``crop_size`` not
             ints, bad ``seed``, ``frames`` or ``generator``.
         ValueError: unknown ``name`` (the closest name is suggested) or ``preset``,
-            ``difficulty`` outside 1..3, wrong shape or non-square images, frame indices out
+            ``difficulty`` outside 1..3, wrong shape, values or non-square images, frame indices out
             of range, both ``seed`` and ``generator``, a seed sequence whose length
             is not B, or ``sizes`` that do not fit the windows (or with a small preset).
 
@@ -397,6 +401,8 @@ def perturbation_sequence(
         crop = _check_crop(crop_size, height if crop_size is not None else min(shorter, default=height))
         _check_window(name, crop, height, sizes)
     wanted = _check_frames(frames, name, frame_count(name, preset=preset))
+    if check_values:  # after the cheap checks: on a GPU it waits for the device
+        check_range(images)
     seeds = normalize_seeds(seed, batch, images.device) if spec.random else None
     shape = (batch, len(wanted), 3, crop, crop)
     if batch == 0 or not wanted:

@@ -328,7 +328,7 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
 
     from corruptions import SEVERITIES, SUBSETS
     from robustbench_gcp.errors import ConfigError, UnknownNameError
-    from robustbench_gcp.suites.base import resolve_levels, resolve_names
+    from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 
     if model not in TORCHVISION_ARCHS:
         raise UnknownNameError("model with a torchvision twin", model, TORCHVISION_ARCHS)

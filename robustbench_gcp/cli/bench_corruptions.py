@@ -16,7 +16,7 @@ from robustbench_gcp.cli.options import device_option, json_option
 def _corruption_names(value: str) -> list[str]:
     """``a,b`` of corruption names and/or subsets (all, benchmark, extra, noise ...), checked."""
     from corruptions import SUBSETS
-    from robustbench_gcp.suites.base import resolve_names
+    from robustbench_gcp.suites.flag_values import resolve_names
 
     return list(resolve_names(value, (), SUBSETS, "corruption", "--corruptions"))
 
@@ -24,7 +24,7 @@ def _corruption_names(value: str) -> list[str]:
 def _severities(value: str) -> list[int]:
     """``1,3`` checked against the severities 1..5."""
     from corruptions import SEVERITIES
-    from robustbench_gcp.suites.base import resolve_levels
+    from robustbench_gcp.suites.flag_values import resolve_levels
 
     try:
         levels = [int(v) for v in value.split(",") if v.strip()]

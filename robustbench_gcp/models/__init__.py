@@ -2,7 +2,7 @@
 
 >>> from robustbench_gcp.models import list_models, load_model
 >>> list_models()[:3]
-['alexnet', 'demo-gap', 'demo-isqrt']
+['alexnet', 'deit-small-dropcov', 'deit-small-gap']
 >>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
 """
 

@@ -428,7 +428,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
 
     Example:
         >>> info = inspect_checkpoint("mpncovresnet50-15991845.pth")  # doctest: +SKIP
-        >>> info.arch, info.reduction_dim, info.num_classes
+        >>> info.arch, info.reduction_dim, info.num_classes   # doctest: +SKIP
         ('resnet50-isqrt', 256, 1000)
     """
     try:

@@ -156,9 +156,8 @@ def newton_schulz_sqrt(A: torch.Tensor, iters: int = 5) -> torch.Tensor:
 
     Example:
         >>> A = torch.eye(3).expand(2, 3, 3) * 4
-        >>> newton_schulz_sqrt(A, 20).diagonal(dim1=-2, dim2=-1)
-        tensor([[2., 2., 2.],
-                [2., 2., 2.]])
+        >>> torch.allclose(newton_schulz_sqrt(A, 20), torch.eye(3) * 2)
+        True
     """
     _check_square(A)
     iters = check_integer("iters", iters)

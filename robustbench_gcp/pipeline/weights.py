@@ -165,6 +165,10 @@ def choose_model(
 
     external = None
     if module is not None:
+        if checkpoint is not None:  # it would be loaded into the caller's own module, which runs as it is
+            raise ConfigError(f"`checkpoint` applies to model names; load the file into your module first "
+                              f"({name}.load_state_dict(torch.load(FILE, weights_only=True))), or pass "
+                              "a callable that builds it as package.module:callable")
         external = module_source(module, name, preprocess)
         spec = dataclasses.replace(model_spec(config, external.ref, checkpoint, sha256), name=name)
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ from robustbench_gcp.suites.base import (
     pct,
     register_suite,
 )
+from robustbench_gcp.suites.flag_values import name_items
 from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.tasks import ClassifyTask
 
@@ -229,12 +230,13 @@ class AdversarialSuite(Suite):
 
     def select(self, spec: AdversarialSpec, flags: Mapping[str, Any]) -> AdversarialSelection:
         names = flags.get("attacks")
-        names = names.split(",") if isinstance(names, str) else names
+        names = name_items(names, "--attacks", "attack") if names is not None else None
         epsilons = flags.get("epsilons")
         if isinstance(epsilons, str):
             epsilons = [parse_epsilon(e.strip()) for e in epsilons.split(",") if e.strip()]
-        elif epsilons is not None:
-            epsilons = [parse_epsilon(str(e)) for e in epsilons]
+        elif epsilons is not None:  # the library's: numbers or text, or one of them
+            given = epsilons if isinstance(epsilons, Iterable) else [epsilons]
+            epsilons = [parse_epsilon(str(e)) for e in given]
         if epsilons is not None and not epsilons:
             raise ConfigError("`--epsilons` should name at least one epsilon (e.g. 1/255,4/255)")
         if names is not None:  # each attack once, in the order given

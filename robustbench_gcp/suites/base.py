@@ -32,9 +32,7 @@ report; the base class builds its section, rows and comparison outcome.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -646,55 +644,3 @@ def report_dataset(report: Report) -> DatasetInfo:
 def variant_of(key: CellKey) -> dict:
     """A cell's settings (its variant JSON) as a dict."""
     return json.loads(key.variant)
-
-
-def resolve_names(value: str | Sequence[str] | None, default: tuple[str, ...],
-                  subsets: Mapping[str, tuple[str, ...]], kind: str, flag: str) -> tuple[str, ...]:
-    """``--corruptions`` / ``--perturbations``: a comma list of names or subset names
-    (``subsets["all"]`` holds every valid name), checked; default: the suite's.
-
-    Raises:
-        UnknownNameError: a name that is neither (the closest suggested).
-        ConfigError: nothing named.
-    """
-    if value is None:
-        return default
-    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    names: list[str] = []
-    for item in filter(None, items):
-        if item in subsets:
-            names.extend(subsets[item])
-        elif item in subsets["all"]:
-            names.append(item)
-        else:
-            raise UnknownNameError(kind, item, [*subsets["all"], *subsets])
-    if not names:
-        raise ConfigError(f"`{flag}` should name at least one {kind}")
-    return tuple(dict.fromkeys(names))
-
-
-def resolve_levels(value: Sequence[int] | int | str | None, default: tuple[int, ...], flag: str,
-                   valid: tuple[int, ...]) -> tuple[int, ...]:
-    """``--severities`` / ``--difficulties``: checked against ``valid``; default: the suite's. The
-    library takes what the command line takes too: one level, or a comma list as text ("1,3").
-
-    Raises:
-        ConfigError: a level that is not an integer of ``valid``, or none.
-    """
-    if value is None:
-        return default
-    items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
-    levels = []
-    for item in items:
-        level = item.strip() if isinstance(item, str) else item
-        if isinstance(level, str) and level.lstrip("-").isdigit():
-            level = int(level)
-        elif not isinstance(level, (bool, str)):
-            with contextlib.suppress(TypeError):
-                level = operator.index(level)  # NumPy integers; not 3.0
-        if isinstance(level, bool) or not isinstance(level, int) or level not in valid:
-            raise ConfigError(f"`{flag}` should be {valid[0]}..{valid[-1]}. Got {level!r}")
-        levels.append(level)
-    if not levels:
-        raise ConfigError(f"`{flag}` should name at least one level")
-    return tuple(sorted(set(levels)))

@@ -64,9 +64,8 @@ from robustbench_gcp.suites.base import (
     pct,
     register_suite,
     report_dataset,
-    resolve_levels,
-    resolve_names,
 )
+from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
 from robustbench_gcp.suites.sequence_tasks import PerturbationTask, window_side
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of

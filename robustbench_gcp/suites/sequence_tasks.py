@@ -119,7 +119,7 @@ class PerturbationTask:
                 sizes = window_sizes[start:start + budget] if window_sizes is not None else None
                 videos = perturbation_sequence(from_uint8(chunk), self.perturbation,
                                                difficulty, seed=seeds, crop_size=self.crop_size,
-                                               sizes=sizes, preset=preset)
+                                               sizes=sizes, preset=preset, check_values=False)
             flat = videos.flatten(0, 1)
             step = ctx.batch_size
             out = torch.cat([ctx.classifier(flat[i:i + step]) for i in range(0, flat.shape[0], step)])
