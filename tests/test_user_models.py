@@ -741,3 +741,12 @@ def test_the_plan_checks_the_weights_the_run_takes_ema_or_raw(tmp_path):
     check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training)))
     with pytest.raises(CheckpointError, match="fc.weight"):
         check_weights(choose_model(config, "resnet18-gap", checkpoint=str(training), ema=False))
+
+
+def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_path):
+    """A float64 (or float16) module failed on torch's dtype mismatch, with no word on the fix."""
+    net = torchvision.models.resnet18(num_classes=10).double()
+    with pytest.raises(ConfigError) as error:
+        evaluate(net, name="double", data=image_folder, store=tmp_path / "s.db", limit=4)
+    assert str(error.value).endswith("(its weights are torch.float64, the images float32: call .float() on "
+                                     "it; --amp runs it in half precision)"), error.value

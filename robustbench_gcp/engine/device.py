@@ -136,12 +136,14 @@ def check_amp(device: torch.device) -> None:
 
 
 def out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation failure: ``torch.OutOfMemoryError`` (CUDA), or the
-    RuntimeError of the CPU ("can't allocate memory") and MPS ("out of memory") allocators."""
+    """Whether ``error`` is an allocation failure: ``torch.OutOfMemoryError`` (CUDA), the
+    RuntimeError of the CPU ("can't allocate memory") and MPS ("out of memory") allocators, or
+    cuBLAS / cuDNN failing to allocate their workspace (``CUBLAS_STATUS_ALLOC_FAILED``)."""
     if isinstance(error, torch.OutOfMemoryError):
         return True
     text = str(error)
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(error, RuntimeError) and any(
+        sign in text for sign in ("out of memory", "can't allocate memory", "STATUS_ALLOC_FAILED"))
 
 
 def memory_message(what: str, batch_size: int, device: torch.device, error: BaseException) -> str:

@@ -286,8 +286,11 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
         with torch.no_grad():
             out = model(probe)
     except Exception as error:  # noqa: BLE001 - the user's forward failed
+        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
+        hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: call .float() "
+                "on it; --amp runs it in half precision)" if dtypes else "")
         raise ConfigError(f"`--model {ref}`: the forward pass of a (2, 3, {input_size}, {input_size}) "
-                          f"batch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}") \
+                          f"batch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}{hint}") \
             from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
