@@ -290,8 +290,7 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
         hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: call .float() "
                 "on it; --amp runs it in half precision)" if dtypes else "")
         raise ConfigError(f"`--model {ref}`: the forward pass of a (2, 3, {input_size}, {input_size}) "
-                          f"batch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}{hint}") \
-            from None
+                          f"batch failed: {_raised(error)}{hint}") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"`--model {ref}`: the output for a (2, 3, {input_size}, {input_size}) batch "
@@ -326,9 +325,8 @@ class BroughtModel(nn.Module):
             # the engine says to lower --batch-size; the tool's own (a torchrun rank stopped) stay so
             if out_of_memory(error) or isinstance(error, GcpRobustError):
                 raise
-            text = str(error).splitlines()[0][:200] if str(error) else ""
-            raise ModelCodeError(f"the forward pass of '{self.name}' raised {type(error).__name__}"
-                                 f"{f': {text}' if text else ''}{_where(error)}") from error
+            raise ModelCodeError(f"the forward pass of '{self.name}' raised {_raised(error)}"
+                                 f"{_where(error)}") from error
 
     def __getattr__(self, name: str) -> Any:
         """What the wrapper does not hold is the module's (a covariance ResNet's ``strides``,
@@ -339,6 +337,13 @@ class BroughtModel(nn.Module):
             if name == "net":
                 raise
             return getattr(self.net, name)
+
+
+def _raised(error: BaseException) -> str:
+    """An exception in one line: ``RuntimeError: its message's first line`` (200 characters at
+    most; the type alone for an empty message)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def _where(error: BaseException) -> str:

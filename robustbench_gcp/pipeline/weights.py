@@ -65,7 +65,7 @@ class ModelChoice:
         seed: seeds random weights (used only without a checkpoint).
         ema: take a training file's EMA weights (``state_dict_ema``) when it has them.
         external: how to build a model outside the registry (None for registry models).
-        configured: where benchmarks.yaml gives the weights (``models.NAME of FILE``), or None
+        configured: where benchmarks.yaml gives the weights, ``("models.NAME", FILE)``, or None
             (given on the command line, none, or not a model of benchmarks.yaml): a checkpoint
             error names it, the entry to fix.
     """
@@ -78,7 +78,7 @@ class ModelChoice:
     seed: int = 0
     ema: bool = True
     external: ExternalSource | None = None
-    configured: str | None = None
+    configured: tuple[str, str] | None = None
 
     @property
     def arch(self) -> str:
@@ -201,7 +201,7 @@ def choose_model(
                           "weights: give the file with --checkpoint, or drop --sha256")
     path = configured = None
     if spec.checkpoint is not None and checkpoint is None and module is None and name in config.models:
-        configured = f"models.{name} of {config.path}"
+        configured = (f"models.{name}", str(config.path))
     if spec.checkpoint is not None:
         with said_where(configured):
             path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
@@ -222,7 +222,7 @@ _checked_external: tuple[ModelChoice, nn.Module, tuple | None] | None = None
 
 
 @contextlib.contextmanager
-def said_where(configured: str | None) -> Iterator[None]:
+def said_where(configured: tuple[str, str] | None) -> Iterator[None]:
     """A :class:`CheckpointError` inside names the benchmarks.yaml entry its file came from (a
     message naming the file and ``--model`` alone leaves the user to find it)."""
     try:
@@ -230,8 +230,8 @@ def said_where(configured: str | None) -> Iterator[None]:
     except CheckpointError as error:
         if configured is None:
             raise
-        entry = configured.split()[0]
-        raise error.from_entry(entry, f"checkpoint, sha256 and arch from {configured}") from None
+        entry, file = configured
+        raise error.from_entry(entry, f"checkpoint, sha256 and arch from {entry} of {file}") from None
 
 
 def _stamp(path: Path | None) -> tuple | None:

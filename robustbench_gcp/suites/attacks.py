@@ -132,18 +132,17 @@ def _foolbox():
 def parse_epsilon(text: str, flag: str = "--epsilons") -> float:
     """``"0.5"``, ``"2/255"`` -> float; a clear error naming ``flag`` otherwise."""
     try:
-        return epsilon_value(text)
+        return epsilon_value(text, "numbers" if flag.endswith("s") else "a number")
     except ValueError as error:
-        such = "numbers such as 0.5 or 2/255" if flag.endswith("s") else "a number such as 0.5 or 2/255"
-        reason = str(error).replace("a number such as 0.5 or 2/255", such)
-        raise ConfigError(f"`{flag}` {reason}") from None
+        raise ConfigError(f"`{flag}` {error}") from None
 
 
-def epsilon_value(text: str) -> float:
+def epsilon_value(text: str, wanted: str = "a number") -> float:
     """``"0.5"``, ``"2/255"`` -> float.
 
     Raises:
-        ValueError: saying what it should be (``should be ...``), for a message to name the place.
+        ValueError: saying what it should be (``should be {wanted} such as 0.5 or 2/255``), for a
+            message to name the place.
     """
     try:
         if "/" in text:
@@ -152,7 +151,7 @@ def epsilon_value(text: str) -> float:
         else:
             value = float(text)
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"should be a number such as 0.5 or 2/255. Got {text!r}") from None
+        raise ValueError(f"should be {wanted} such as 0.5 or 2/255. Got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"should be finite and >= 0. Got {text}")
     return value
