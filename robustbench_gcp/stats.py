@@ -18,7 +18,9 @@ re-run. Pure functions, seeded, no I/O.
 - :func:`mcnemar` is the exact sign test on paired per-image outcomes: McNemar's test when an
   outcome is correct or not, and with the image as the unit when it is a count (correct
   severities of a corruption). The chi-square approximation (continuity-corrected) serves
-  large counts. :func:`holm` adjusts the p-values of a family of such tests.
+  large counts. :func:`sign_flip` is the paired test of real per-image (per-video) values, such
+  as a loss band or a flip probability: a permutation test of their mean difference.
+  :func:`holm` adjusts the p-values of a family of such tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ DEFAULT_RESAMPLES = 1000
 LEVEL = 0.95
 #: the fewest images (videos) a percentile bootstrap interval is given for (see above)
 MIN_BOOTSTRAP_UNITS = 20
+#: :func:`sign_flip`: every sign pattern up to this many differing units, random draws below
+#: :data:`SIGN_FLIP_NORMAL_FROM`, the normal approximation from there
+SIGN_FLIP_EXACT_UP_TO = 16
+SIGN_FLIP_DRAWS = 10_000
+SIGN_FLIP_NORMAL_FROM = 2_000
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,9 @@ class Design:
     """Per-image values of one evaluation and the metrics computed from their means.
 
     ``rows`` name the rows of ``values`` (cells x images); a metric maps the (resampled)
-    row means, by row name, to its value. ``tests`` lists the boolean per-image outcomes
-    compared with McNemar's test, by label. Each suite builds its own
+    row means, by row name, to its value. ``tests`` lists the per-image outcomes (bools or
+    counts) compared with :func:`mcnemar`, by label; ``mean_tests`` the rows of real values
+    whose means are compared with :func:`sign_flip` (label -> row). Each suite builds its own
     (:meth:`robustbench_gcp.suites.base.Suite.design`).
     """
 
@@ -75,15 +83,17 @@ class Design:
     #: :func:`wilson`'s and whose paired difference is :func:`paired_proportion_difference`'s
     proportions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the comparison (how its intervals were made)
+    mean_tests: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rows: list[str], values: Sequence[np.ndarray], metrics: dict[str, Statistic],
            tests: dict[str, np.ndarray] | None = None, percent: set[str] | None = None,
-           proportions: dict[str, str] | None = None, notes: list[str] | None = None) -> Design:
+           proportions: dict[str, str] | None = None, notes: list[str] | None = None,
+           mean_tests: dict[str, str] | None = None) -> Design:
         """A design from a list of per-image rows (an empty list gives a 0 x 0 matrix)."""
         matrix = np.array(values) if len(values) else np.zeros((0, 0))
         return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()), dict(proportions or {}),
-                   list(notes or ()))
+                   list(notes or ()), dict(mean_tests or {}))
 
     def row(self, name: str) -> np.ndarray:
         """The per-image values of row ``name``."""
@@ -235,11 +245,13 @@ def paired_proportion_difference(a: np.ndarray, b: np.ndarray, *, level: float =
 
 
 @dataclass(frozen=True)
-class McNemar:
-    """Paired comparison of two classifiers on the same images.
+class PairedTest:
+    """A paired test of two models on the same images (videos): :func:`mcnemar`'s or
+    :func:`sign_flip`'s.
 
-    ``only_a``: images A does better on (gets right and B wrong; for counts, more right);
-    ``only_b``: the reverse.
+    ``only_a``: the units where A's outcome is larger (A right and B wrong; for counts, more
+    right; for real values, a larger value); ``only_b``: the reverse. ``method`` says how
+    ``p_value`` was found.
     """
 
     only_a: int
@@ -252,7 +264,54 @@ class McNemar:
                 "method": self.method}
 
 
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 50_000) -> McNemar:
+def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_FLIP_DRAWS,
+              seed: int = 0) -> PairedTest:
+    """The paired permutation (sign-flip) test of equal means of real per-unit values.
+
+    Under the null hypothesis each unit's difference a - b is as likely to have either sign,
+    so the two-sided p-value is the share of sign patterns whose |sum of signed differences|
+    reaches the observed one: every pattern when at most :data:`SIGN_FLIP_EXACT_UP_TO` units
+    differ (exact), ``draws`` seeded random patterns counting the observed one (p = (1 + hits)
+    / (1 + draws)) below :data:`SIGN_FLIP_NORMAL_FROM`, and from there the normal
+    approximation z = |sum d| / sqrt(sum d^2). Units with equal values, and those where either
+    value is not finite, take no part. It tests the mean, as a bootstrap interval of the mean
+    difference does; ``only_a`` / ``only_b`` count the units where a / b is larger.
+
+    Example:
+        >>> a = np.array([0.9, 1.2, 0.8, 1.1]); b = np.array([0.5, 0.7, 0.6, 0.4])
+        >>> sign_flip(a, b).p_value   # 2 of the 16 patterns: all +, all -
+        0.125
+    """
+    a = np.asarray(values_a, dtype=np.float64).ravel()
+    b = np.asarray(values_b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired values should have the same shape. Got {a.shape} and {b.shape}")
+    d = a - b
+    d = d[np.isfinite(d) & (d != 0)]
+    only_a, only_b, n = int((d > 0).sum()), int((d < 0).sum()), d.size
+    if n == 0:
+        return PairedTest(only_a, only_b, 1.0, "sign-flip exact")
+    observed = abs(d.sum())
+    reached = observed * (1 - 1e-12)  # a pattern equal to the observed one up to rounding counts
+    if n <= SIGN_FLIP_EXACT_UP_TO:
+        bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+        sums = np.abs((1 - 2 * bits) @ d)
+        return PairedTest(only_a, only_b, float((sums >= reached).mean()), "sign-flip exact")
+    if n >= SIGN_FLIP_NORMAL_FROM:
+        z = observed / math.sqrt(float((d * d).sum()))
+        return PairedTest(only_a, only_b, math.erfc(z / math.sqrt(2.0)), "sign-flip normal")
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < draws:  # a pattern's sum is total - 2 * (the sum of the flipped differences)
+        k = min(1000, draws - done)
+        bits = np.frombuffer(rng.bytes(k * ((n + 7) // 8)), np.uint8).reshape(k, -1)
+        flipped = np.unpackbits(bits, axis=1, count=n).astype(np.float64)
+        hits += int((np.abs(d.sum() - 2 * (flipped @ d)) >= reached).sum())
+        done += k
+    return PairedTest(only_a, only_b, (1 + hits) / (1 + draws), f"sign-flip {draws} draws")
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 50_000) -> PairedTest:
     """McNemar's test of equal accuracy on paired per-image outcomes: the sign test on the
     images where they differ.
 
@@ -276,15 +335,15 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 
     only_b = int((a < b).sum())
     n = only_a + only_b
     if n == 0:
-        return McNemar(only_a, only_b, 1.0, "exact")
+        return PairedTest(only_a, only_b, 1.0, "exact")
     if n < exact_below:
         k = min(only_a, only_b)
         log_terms = [_log_binom(n, i) - n * math.log(2.0) for i in range(k + 1)]
         top = max(log_terms)
         tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
-        return McNemar(only_a, only_b, min(1.0, 2.0 * tail), "exact")
+        return PairedTest(only_a, only_b, min(1.0, 2.0 * tail), "exact")
     chi2 = max(abs(only_a - only_b) - 1, 0) ** 2 / n
-    return McNemar(only_a, only_b, math.erfc(math.sqrt(chi2 / 2.0)), "chi2")
+    return PairedTest(only_a, only_b, math.erfc(math.sqrt(chi2 / 2.0)), "chi2")
 
 
 def _log_binom(n: int, k: int) -> float:

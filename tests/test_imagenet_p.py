@@ -266,6 +266,12 @@ def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_p
                 assert value["estimate"] == figures[name], (name, report["model"])  # to the bit
                 checked += 1
     assert checked >= 4, out["comparisons"]
+    # each cell's flip and top-5 figures are tested over the 20 videos (sign flips), one Holm family
+    tests = comparison["models"][1]["tests"]
+    cells = [f"{p}/1" for p in ("rotate", "translate", "brightness", "gaussian_noise")]
+    assert set(tests) == {f"{figure} {cell}" for figure in ("fp", "t5d") for cell in cells}
+    assert {t["method"] for t in tests.values()} <= {"sign-flip 10000 draws", "sign-flip exact"}
+    assert all(t["p_value"] <= t["p_holm"] <= 1 for t in tests.values())
     # the long CSV's mean row carries the raw means too (it left them empty: no headline without mFR)
     import csv
     import io

@@ -353,6 +353,14 @@ def test_compare_pairs_the_models_and_report_and_plots_come_from_the_store(demo_
         assert own["low"] <= own["estimate"] <= own["high"]
     for r in out["reports"]:
         assert r["landscape"]["n"] == 20 and len(r["landscape"]["per_eta"]) == 3
+    # every quantity's mean difference has its paired test (sign flips over the 20 images), in the
+    # model's Holm family with the clean images' McNemar test
+    assert set(isqrt["tests"]) == {"clean", *STATS} and gap["tests"] is None
+    for name in STATS:
+        test = isqrt["tests"][name]
+        assert test["method"] in ("sign-flip 10000 draws", "sign-flip exact")
+        assert 0 < test["p_value"] <= test["p_holm"] <= 1
+        assert test["only_a"] + test["only_b"] <= 20
 
     for name in ("landscape_loss_vs_eta.png", "landscape_grad_change_vs_eta.png"):
         with Image.open(plots / name) as image:
@@ -368,9 +376,9 @@ def test_compare_pairs_the_models_and_report_and_plots_come_from_the_store(demo_
     table = CliRunner().invoke(main, ["report", "--store", store, "--resamples", "200"],
                                env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "loss band" in table.stdout and "beta-smoothness" in table.stdout
-    # the test columns only where there is a paired test (the clean error's, when the models differ)
-    tested = any((m.get("tests") or {}).get("clean", {}).get("p_value") is not None for m in again["models"])
-    assert ("McNemar p" in table.stdout) == tested
+    # the paired p-values, and the caption names the tests
+    assert "paired p" in table.stdout and "Holm p" in table.stdout
+    assert "the sign-flip test of each quantity's mean over the images" in " ".join(table.stdout.split())
     csv = CliRunner().invoke(main, ["report", "--store", store, "--format", "csv", "--no-intervals"])
     assert csv.exit_code == 0 and "loss_band" in csv.stdout.splitlines()[0]
     markdown = CliRunner().invoke(main, ["report", "--store", store, "--format", "markdown",

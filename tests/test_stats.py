@@ -1,4 +1,4 @@
-"""Bootstrap intervals and McNemar's test."""
+"""Bootstrap intervals, McNemar's test and the sign-flip test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustbench_gcp.reports.comparison import compare_designs
-from robustbench_gcp.stats import MIN_BOOTSTRAP_UNITS, Design, bootstrap, mcnemar
+from robustbench_gcp.stats import MIN_BOOTSTRAP_UNITS, Design, bootstrap, mcnemar, sign_flip
 
 chi2 = pytest.importorskip("scipy.stats").chi2  # the reference; gpu-check machines may lack SciPy
 
@@ -152,6 +152,52 @@ def test_a_corruption_is_tested_with_the_image_as_unit():
     assert even.method == "chi2" and even.p_value == 1.0
 
 
+def _scipy_sign_flip(a, b, resamples):
+    stats = pytest.importorskip("scipy.stats")
+    return stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), vectorized=True,
+                                  permutation_type="samples", n_resamples=resamples, random_state=0,
+                                  batch=1000).pvalue
+
+
+@pytest.mark.parametrize("n", [2, 5, 11, 16])
+def test_sign_flip_is_exact_for_few_units(n):
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=n)
+    b = a + rng.normal(0.5, 1.0, size=n)
+    result = sign_flip(a, b)
+    assert result.method == "sign-flip exact"
+    assert result.p_value == pytest.approx(_scipy_sign_flip(a, b, np.inf), rel=1e-12)
+    assert (result.only_a, result.only_b) == (int((a > b).sum()), int((a < b).sum()))
+    assert result.p_value >= 2 / 2 ** n  # the observed pattern and its mirror image
+
+
+def test_sign_flip_draws_and_the_normal_approximation_agree_with_scipy():
+    rng = np.random.default_rng(7)
+    for n, method in ((40, "sign-flip 10000 draws"), (2500, "sign-flip normal")):
+        a = rng.normal(size=n)
+        b = a + rng.normal(0.25 if n == 40 else 0.04, 1.0, size=n)
+        result = sign_flip(a, b, seed=3)
+        assert result.method == method
+        reference = _scipy_sign_flip(a, b, 20_000)
+        assert 0.01 < reference < 0.9  # a p-value worth comparing
+        assert result.p_value == pytest.approx(reference, abs=0.02)
+        assert sign_flip(a, b, seed=3) == result  # seeded
+    # one extreme difference among many small ones: the draws see the skew the normal law misses
+    d = np.r_[np.full(30, 0.01), 5.0]
+    reference = _scipy_sign_flip(d, np.zeros_like(d), 20_000)
+    assert sign_flip(d, np.zeros_like(d)).p_value == pytest.approx(reference, abs=0.02)
+
+
+def test_sign_flip_ignores_ties_and_values_that_are_not_finite():
+    a = np.array([1.0, 2.0, 3.0, np.nan, np.inf, 4.0])
+    b = np.array([1.0, 1.0, 2.0, 0.0, 0.0, 3.0])
+    result = sign_flip(a, b)
+    assert (result.only_a, result.only_b, result.p_value) == (3, 0, 0.25)  # 3 units: 2 of 8 patterns
+    assert sign_flip(a[:1], b[:1]).p_value == 1.0  # nothing differs
+    with pytest.raises(ValueError, match="same shape"):
+        sign_flip(a, b[:3])
+
+
 def test_holm_by_hand():
     from robustbench_gcp.stats import holm
 
@@ -180,6 +226,22 @@ def test_comparisons_use_wilson_and_holm_for_proportions():
     for test in entries[1].tests.values():
         assert test["p_holm"] >= test["p_value"]
     assert entries[1].delta["clean_error"].low < entries[1].delta["clean_error"].estimate
+
+
+def test_real_valued_rows_get_the_sign_flip_test_in_the_models_holm_family():
+    rng = np.random.default_rng(5)
+    loss = rng.gamma(2.0, 1.0, size=(2, 30))
+    loss[1] = loss[0] + rng.uniform(0.6, 1.0, size=30)  # b's losses are higher on every image
+
+    def design(row):
+        return Design(["loss"], row[None, :], {"loss": lambda m: m["loss"]}, mean_tests={"loss": "loss"})
+
+    a, b = compare_designs(["a", "b"], [design(loss[0]), design(loss[1])], ["fp", "fp"], resamples=100)
+    assert a.tests is None
+    test = b.tests["loss"]
+    assert test == {**sign_flip(loss[0], loss[1]).as_dict(), "p_holm": test["p_value"]}
+    assert test["only_b"] == 30 and test["p_value"] == 1 / 10_001  # no random pattern reaches it
+    assert b.delta["loss"].estimate == pytest.approx((loss[1] - loss[0]).mean())
 
 
 def test_infinite_and_undefined_draws_count():

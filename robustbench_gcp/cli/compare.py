@@ -80,7 +80,9 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     such as an error rate), the paired difference to the reference model
     (--reference, default the first) with its interval, and paired tests on the
     same images (McNemar's on clean images and each attack and epsilon; a sign
-    test over images for each corruption), counted after Holm's adjustment.
+    test over images for each corruption; the sign-flip test of the mean for each
+    landscape quantity and each perturbation's flip figures), counted after Holm's
+    adjustment.
 
     \b
     Examples:

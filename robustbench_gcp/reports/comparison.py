@@ -8,7 +8,9 @@ reference model, the difference of each metric gets a *paired* bootstrap interva
 (the same resampled images for both models; Bonett and Price's interval for a
 proportion), and per-image outcomes get McNemar's test (clean images, each attack
 and epsilon; each corruption as a sign test on the images' numbers of correct
-severities), with Holm's adjustment over the model's tests (``p_holm``). Bootstrap intervals
+severities), per-image and per-video values (each landscape quantity of each cell; each
+perturbation's flip probability and top-5 distance) the sign-flip permutation test of
+their mean difference, with Holm's adjustment over the model's tests (``p_holm``). Bootstrap intervals
 need :data:`~robustbench_gcp.stats.MIN_BOOTSTRAP_UNITS` images (videos): with fewer they are
 left empty (null), with a note; Wilson's and Bonett and Price's intervals and the tests
 stand. The intervals are each at their level, not adjusted for their number. Pairing
@@ -45,6 +47,7 @@ from robustbench_gcp.stats import (
     holm,
     mcnemar,
     paired_proportion_difference,
+    sign_flip,
     wilson,
 )
 from robustbench_gcp.suites import get_suite
@@ -63,7 +66,7 @@ class ComparedModel:
     model: str
     values: dict[str, Interval]
     delta: dict[str, Interval] | None = None  # model minus reference, paired
-    tests: dict[str, dict] | None = None  # McNemar results against the reference
+    tests: dict[str, dict] | None = None  # paired tests against the reference (McNemar, sign flips)
     paired: bool = True
 
 
@@ -109,6 +112,9 @@ def compare_designs(
                 entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
                                for label, outcome in d.tests.items() if label in ref.tests
                                and ref.tests[label].shape == outcome.shape}
+                entry.tests.update({label: sign_flip(ref.row(ref.mean_tests[label]), d.row(row),
+                                                     seed=seed).as_dict()
+                                    for label, row in d.mean_tests.items() if label in ref.mean_tests})
                 # the model's tests are one family: Holm's adjustment for their number
                 for label, p_holm in holm({k: t["p_value"] for k, t in entry.tests.items()}).items():
                     entry.tests[label]["p_holm"] = p_holm
@@ -208,6 +214,7 @@ def compare_reports(
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
         comparison["source"] = group[0].source
+        comparison["tests_text"] = get_suite(group[0].kind).tests_text
         for model, report, compared in zip(comparison["models"], group, cells):
             model["partial"] = report.partial is not None
             model["cells_left_out"] = len(report.cells) - len(compared)  # its figures are not its report's

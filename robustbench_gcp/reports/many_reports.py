@@ -89,7 +89,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
 
 def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
     """A row per (model, metric), for comparisons with many metrics (attacks x epsilons):
-    value [interval], paired difference [interval], and the McNemar p-value of that outcome."""
+    value [interval], paired difference [interval], and the p-value of its paired test."""
     rows = []
     for model in comparison["models"]:
         name = _model_label(model, comparison)
@@ -110,8 +110,8 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
             name = ""
     columns = [Column("model", justify="left"), Column("metric", justify="left"),
                Column("value", "value [95 % interval]"), Column("delta", "Δ vs ref [95 % interval]"),
-               Column("p", "McNemar p", ".3g"), Column("p_holm", "Holm p", ".3g")]
-    if all(row["p"] is None for row in rows):  # a suite without paired tests (landscape)
+               Column("p", "paired p", ".3g"), Column("p_holm", "Holm p", ".3g")]
+    if all(row["p"] is None for row in rows):  # no paired test: the models ran on other images
         columns = columns[:-2]
     return rows, columns
 
@@ -194,15 +194,28 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
 
 INTERVALS = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion; each at 95 %, "
              "not adjusted for their number); Δ: paired difference to the reference; ")
-WIDE_CAPTION = INTERVALS + ("McNemar p: exact test of the paired outcomes (clean images, each corruption, "
-                            "attack and epsilon); Holm p: adjusted over the model's outcomes")
 TESTS_HEADER = "tests p<0.05 (Holm)"
-TESTS_NOTE = ("tests p<0.05 (Holm): how many of the tested outcomes (clean images and each attack and "
-              "epsilon by McNemar's exact test, each corruption by a sign test) differ from the reference's "
-              "at p < 0.05, Holm-adjusted over them; so a Δ interval may exclude 0 where no test differs "
-              "(near the edge an interval and an exact test, which is conservative, can disagree even "
-              "before Holm)")
-COMPACT_CAPTION = INTERVALS + TESTS_NOTE
+#: what a comparison's tests are, where its JSON does not say (before 0.7.11)
+PAIRED_TESTS = "McNemar's exact test or a sign test on the paired per-image outcomes"
+
+
+def tests_note(comparison: dict) -> str:
+    """The meaning of the compact table's tests column: which tests, how counted."""
+    return (f"tests p<0.05 (Holm): how many of the model's paired tests ({_tests_text(comparison)}) find a "
+            "difference from the reference at p < 0.05, Holm-adjusted over them; so a Δ interval may "
+            "exclude 0 where no test differs (near the edge an interval and an exact test, which is "
+            "conservative, can disagree even before Holm)")
+
+
+def _caption(comparison: dict, wide: bool) -> str:
+    if wide:
+        return INTERVALS + (f"paired p: {_tests_text(comparison)}; Holm p: adjusted over the model's "
+                            "tests")
+    return INTERVALS + tests_note(comparison)
+
+
+def _tests_text(comparison: dict) -> str:
+    return comparison.get("tests_text") or PAIRED_TESTS
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,
@@ -230,7 +243,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
                        f"(reference {comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
             if any(c.key == "tests" for c in columns):  # the header's meaning, as the terminal's caption
-                parts.append(f"Note: {TESTS_NOTE}\n")
+                parts.append(f"Note: {tests_note(comparison)}\n")
             parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
         if not comparisons:  # --no-intervals: the headline tables the terminal shows
             parts += [to_markdown(rows, columns, title=name)  # under the title's heading
@@ -255,9 +268,9 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
                          else comparison_rows(comparison, compact=True))
         heading = f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)}, " \
                   f"reference {comparison['reference']}"
-        caption = WIDE_CAPTION if wide else COMPACT_CAPTION
-        if not any(c.key in ("p", "tests") for c in columns):  # a design without tests (ImageNet-P's)
-            caption = caption.split("; McNemar")[0].split("; tests")[0]
+        caption = _caption(comparison, wide)
+        if not any(c.key in ("p", "tests") for c in columns):  # no paired test: models on other images
+            caption = INTERVALS.removesuffix("; ")
         parts.append(rich_table(rows, columns, title=heading, caption=caption))
     if not comparisons:
         parts += [rich_table(rows, columns, title=name)

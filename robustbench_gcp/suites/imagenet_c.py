@@ -269,6 +269,8 @@ class ImageNetCSuite(LevelledSuite):
     kind = "imagenet-c"
     released_name = "ImageNet-C"
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
+    tests_text = ("McNemar's exact test on the clean images; per corruption, the sign test on the images' "
+                  "numbers of correct severities")
     long_columns = ("CE", "relative_CE")
     metric_display = {**Suite.metric_display, "mCE": ("mCE", 1.0, ".1f"),
                       "relative_mCE": ("rel. mCE", 1.0, ".1f"), "mean_error": ("mean err %", 100.0, ".2f"),

@@ -325,6 +325,8 @@ class ImageNetPSuite(LevelledSuite):
     datasets = None  # ImageNet-P, CIFAR-10-P (CIFAR-100: its parameters), Tiny-ImageNet-P
     merged_metric_names = {"baseline": "flip_baseline"}
     summary = "perturbation sequences: flip probability, top-5 distance, mFR, mT5D"
+    tests_text = ("per perturbation and difficulty, the sign-flip test of the mean flip probability and of "
+                  "the mean top-5 distance over the videos")
     long_columns = ("flip_probability", "top5_distance", "FR", "T5D")
     metric_display = {**Suite.metric_display, "mFR": ("mFR", 1.0, ".1f"), "mT5D": ("mT5D", 1.0, ".1f"),
                       "mean_flip_probability": ("mean FP %", 100.0, ".2f"),
@@ -568,7 +570,9 @@ class ImageNetPSuite(LevelledSuite):
                                                  normalizer.pairs if joint else None)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix, pairs)
-        return Design.of(rows, values, metrics, percent=percent, notes=notes)
+        # each cell's flip probability and top-5 distance: a sign-flip test over its videos
+        mean_tests = {row: row for row in rows if row.startswith(("fp ", "t5d "))}
+        return Design.of(rows, values, metrics, percent=percent, notes=notes, mean_tests=mean_tests)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:

@@ -149,6 +149,8 @@ class LandscapeSuite(Suite):
     gradients = True
     allows_amp = False  # bfloat16 made beta-smoothness 660x float32's on demo-isqrt
     summary = "loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness"
+    tests_text = ("McNemar's exact test on the clean images; per cell, the sign-flip test of each quantity's "
+                  "mean over the images")
     long_columns = ("eta", "mean_loss", "mean_grad_change", *STATS)
     flags = (
         Flag("landscape_at", "Where the landscape is measured: stem (the stem's output, as the GCP "
@@ -359,7 +361,10 @@ class LandscapeSuite(Suite):
                 rows.append(row)
                 values.append(per[name])
                 metrics[row] = lambda m, row=row: m[row]
-        return Design.of(rows, values, metrics, base.tests, proportions=base.proportions)
+        # each quantity's mean difference is tested (sign flips), images as units
+        mean_tests = {row: row for row in metrics if row.partition(" ")[0] in STATS}
+        return Design.of(rows, values, metrics, base.tests, proportions=base.proportions,
+                         mean_tests=mean_tests)
 
     # -- views
     def display(self, metric: str) -> tuple[str, float, str] | None:
