@@ -148,7 +148,7 @@ def test_report_markdown_and_plots(compared, tmp_path):
     assert result.exit_code == 0, result.output
     assert ("| model | clean err % | Δ clean err % | mCE | Δ mCE | rel. mCE | Δ rel. mCE "
             "| tests p<0.05 (Holm) |" in result.stdout)
-    assert ("Note: tests p<0.05 (Holm): how many of the model's paired tests (McNemar's exact test on the "
+    assert ("Note: tests p<0.05 (Holm): how many of the model's paired tests (McNemar's test on the "
             "clean images; per corruption, the sign test" in result.stdout)
     assert re.search(r"\| \d+ of 3 differ \|", result.stdout), result.stdout  # clean, 2 corruptions
     assert "| model | mCE | gaussian noise | fog |" in result.stdout

@@ -247,9 +247,17 @@ def test_released_npy_of_another_benchmark_or_size_is_refused(released):
         check_released_npy(folder, ["fog"], "CIFAR-100-C", 32)
     with pytest.raises(DataError, match=r"fog\.npy holds 32x32 images; CIFAR-10-C images are 64x64"):
         check_released_npy(folder, ["fog"], "CIFAR-10-C", 64)
+    # and a CIFAR-100-C folder for the CIFAR-10-C suite (it was read, and reported as CIFAR-10-C)
+    np.save(folder / "labels.npy", np.tile(np.arange(N, dtype=np.uint8) * 8, 5))
+    assert check_released_npy(folder, ["fog"], "CIFAR-100-C", 32) == N
+    with pytest.raises(DataError, match=r"labels\.npy holds labels up to 88: CIFAR-100-C's folder, not the "
+                                        r"CIFAR-10-C this suite reads \(CIFAR-100-C is the cifar100-c "
+                                        r"suite\)"):
+        check_released_npy(folder, ["fog"], "CIFAR-10-C", 32)
 
 
-@pytest.mark.parametrize("case", ["count", "not 5 blocks", "blocks differ", "pickled"])
+@pytest.mark.parametrize("case", ["count", "not 5 blocks", "once", "once, 5 divides N", "blocks differ",
+                                  "pickled"])
 def test_bad_labels_npy(released, case):
     folder = released[0]
     good = np.load(folder / "labels.npy")
@@ -259,6 +267,13 @@ def test_bad_labels_npy(released, case):
     elif case == "not 5 blocks":
         np.save(folder / "labels.npy", good[:-1])
         expected = rf"labels\.npy has uint8 shape \({5 * N - 1},\).*5 N integers"
+    elif case.startswith("once"):  # the test set's labels (they were "severity 2 differs from 1 at 0")
+        n = N if case == "once" else 10
+        np.save(folder / "labels.npy", good[:n])
+        for name in ("fog", "snow"):
+            np.save(folder / f"{name}.npy", _images(5 * n))
+        expected = (rf"labels\.npy holds {n} labels, one per image of a severity; .* 5 x {n} = {5 * n}, as "
+                    "many as fog.npy has images")
     elif case == "blocks differ":
         changed = good.copy()
         changed[3 * N + 4] = (changed[4] + 1) % 10

@@ -63,13 +63,14 @@ def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(de
 def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, tmp_path):
     """Videos written in the released layout, read back through --corrupted-dir, against the same
     frames classified straight from tensors. Codec loss: lossless H.264 still rounds RGB through
-    YUV (a level or two), so the two may differ on a comparison or two near a decision boundary
-    (measured here: the same flip probability, top-5 distance 0.0125 apart)."""
+    YUV (a level or two), so the two may differ on a comparison or two near a decision boundary.
+    The frames are ImageNet-P's 224 px, read as they are by a model of 64 px (they were refused:
+    every video "has 41 frames of 224x224 px, expected 41 of 64x64", after the run had started)."""
     from corruptions import perturbation_sequence
 
     images = scan_folder(demo_val, class_order="sorted").limit(10)
-    x, _ = next(iterate_batches(images.paths(), Preprocess(73, 73), batch_size=10))
-    frames = perturbation_sequence(x.float() / 255, "translate", seed=0, crop_size=64)  # (10, 41, 3, 64, 64)
+    x, _ = next(iterate_batches(images.paths(), Preprocess(256, 256), batch_size=10))
+    frames = perturbation_sequence(x.float() / 255, "translate", seed=0, crop_size=224)  # 41 frames
     pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
     released = tmp_path / "ImageNet-P"
     for name, video in zip(images.names, pixels):
@@ -87,6 +88,16 @@ def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, t
     fp, t5d = flip_stats(logits, mode="sequential")
     assert entry["flip_probability"] == pytest.approx(fp, abs=2 / 40)  # at most 2 of 40 pairs per video
     assert entry["top5_distance"] == pytest.approx(t5d, abs=0.25)
+
+    # videos of another size: refused before any compute, the first one named
+    small = tmp_path / "small-P" / "translate" / images.names[0].rsplit(".", 1)[0].__add__(".mp4")
+    write_mp4(small, pixels[0, :, :64, :64])
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *map(str, p_args(
+        demo_val, tmp_path / "u.db", "--perturbations", "translate", "--corrupted-dir", small.parents[2]))])
+    assert result.exit_code == 1 and not (tmp_path / "u.db").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: released video {small} has frames of 64x64 px, but ImageNet-P's are 224x224: is "
+        "--corrupted-dir the right folder?")
 
     broken = released / "translate" / images.names[0].rsplit(".", 1)[0].__add__(".mp4")
     broken.write_bytes(b"not a video")

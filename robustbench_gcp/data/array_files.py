@@ -312,16 +312,30 @@ def _released_labels(folder: Path) -> np.ndarray:
     k = RELEASED_SEVERITIES
     if (labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.size == 0 or labels.size % k
             or labels.min() < 0):
+        _labels_once(path, labels)
         raise DataError(f"{path} has {labels.dtype} shape {labels.shape}; a released CIFAR-C {LABELS_NPY} "
                         f"holds the N test labels once per severity: {k} N integers >= 0")
     blocks = np.asarray(labels).astype(np.int64).reshape(k, -1)
     differ = np.argwhere(blocks[1:] != blocks[0])  # (block - 1, row), block by block
     if differ.size:
+        _labels_once(path, labels)
         block, row = int(differ[0, 0]) + 1, int(differ[0, 1])
         raise DataError(f"{path}: the labels of severity {block + 1} differ from those of severity 1 "
                         f"at image {row} ({blocks[block, row]} vs {blocks[0, row]}); expected the "
                         f"N={blocks.shape[1]} test labels repeated {k} times")
     return blocks[0]
+
+
+def _labels_once(path: Path, labels: np.ndarray) -> None:
+    """Refuse a labels.npy that holds the N test labels once (as the clean test set has them), as
+    its folder's first image file shows, saying so."""
+    images = next((p for p in sorted(path.parent.glob("*.npy")) if p.name != LABELS_NPY), None)
+    rows = _open_npy(images).shape[0] if images is not None else None
+    k = RELEASED_SEVERITIES
+    if labels.ndim == 1 and rows == k * labels.size:
+        raise DataError(f"{path} holds {labels.size} labels, one per image of a severity; a released "
+                        f"CIFAR-C {LABELS_NPY} holds them once per severity: {k} x {labels.size} = "
+                        f"{rows}, as many as {images.name} has images")
 
 
 def check_released_npy(folder: str | Path, corruptions: Sequence[str], expected: str | None = None,
@@ -344,6 +358,9 @@ def check_released_npy(folder: str | Path, corruptions: Sequence[str], expected:
     if expected == "CIFAR-100-C" and name != expected:
         raise DataError(f"{folder / LABELS_NPY} holds labels 0 to {labels.max()} only: CIFAR-10-C's "
                         f"folder, not the {expected} this suite reads (CIFAR-10-C is the cifar10-c suite)")
+    if expected == "CIFAR-10-C" and name != expected:
+        raise DataError(f"{folder / LABELS_NPY} holds labels up to {labels.max()}: CIFAR-100-C's folder, "
+                        f"not the {expected} this suite reads (CIFAR-100-C is the cifar100-c suite)")
     first: tuple[Path, tuple[int, ...]] | None = None
     for corruption in corruptions:
         path = released_npy(folder, corruption)

@@ -38,6 +38,12 @@ class DatasetInfo:
     released: str
     alexnet_normalized: bool = False
 
+    @property
+    def released_size(self) -> int:
+        """The side of its released -C images and -P frames (ImageNet-C / -P: 224 px), which
+        are read as they are, whatever the model's input size."""
+        return self.image_size or 224
+
 
 DATASETS = {
     "imagenet": DatasetInfo("imagenet", "ImageNet", "imagenet", None, "imagenet", "ImageNet-C", True),
@@ -213,7 +219,7 @@ def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
     """
     from PIL import Image
 
-    crop = dataset.image_size or 224
+    crop = dataset.released_size
     first = next(filter(None, (first_image(folder / name) for name in sorted(subfolders(folder)))), None)
     if first is None:
         return  # an empty cell folder is named when its images are listed

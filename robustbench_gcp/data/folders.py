@@ -465,10 +465,10 @@ def check_released_files(folder: Path, paths: Sequence[Path], *, first: Path | N
                         "extraction?); complete it, or pick complete ones")
 
 
-def first_image(folder: Path) -> Path | None:
-    """The first image under ``folder`` in the order :func:`scan_folder` walks a class (hidden
-    names skipped), or None."""
-    name = next(_walk_images(folder.parent, folder.name, IMG_EXTENSIONS, {}), None)
+def first_image(folder: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> Path | None:
+    """The first image (of ``extensions``) under ``folder`` in the order :func:`scan_folder`
+    walks a class (hidden names skipped), or None."""
+    name = next(_walk_images(folder.parent, folder.name, extensions, {}), None)
     return None if name is None else folder.parent / name
 
 

@@ -18,6 +18,32 @@ from robustbench_gcp.data.loader import started
 from robustbench_gcp.errors import DataError
 
 
+def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
+    """The first video of a released folder has frames of ``size`` px, the benchmark's (read as
+    they are, whatever the model's input size), before any compute.
+
+    Raises:
+        DataError: naming the file, its frame size and the size expected.
+    """
+    import av
+
+    from robustbench_gcp.data.folders import first_image, subfolders
+
+    first = next(filter(None, (first_image(folder / name, (".mp4",)) for name in sorted(subfolders(folder)))),
+                 None)
+    if first is None:
+        return  # an empty folder is named when its videos are listed
+    try:
+        with av.open(str(first)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+    except (av.error.FFmpegError, ValueError, IndexError):
+        return  # an unreadable file is named when it is read
+    if (width, height) != (size, size):
+        raise DataError(f"released video {first} has frames of {width}x{height} px, but {benchmark}'s are "
+                        f"{size}x{size}: is --corrupted-dir the right folder?")
+
+
 def read_video(path: str | Path) -> np.ndarray:
     """All frames of a video as uint8 (T, H, W, 3) RGB.
 

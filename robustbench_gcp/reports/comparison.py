@@ -10,12 +10,13 @@ proportion), and per-image outcomes get McNemar's test (clean images, each attac
 and epsilon; each corruption as a sign test on the images' numbers of correct
 severities), per-image and per-video values (each landscape quantity of each cell; each
 perturbation's flip probability and top-5 distance) the sign-flip permutation test of
-their mean difference, with Holm's adjustment over the model's tests (``p_holm``). Bootstrap intervals
+their mean difference, with Holm's adjustment over the model's tests in the comparison (one
+family per suite and image set: ``p_holm``). Bootstrap intervals
 need :data:`~robustbench_gcp.stats.MIN_BOOTSTRAP_UNITS` images (videos): with fewer they are
 left empty (null), with a note; Wilson's and Bonett and Price's intervals and the tests
-stand. The intervals are each at their level, not adjusted for their number. Pairing
-needs both models evaluated on the same images (same data fingerprint); otherwise
-only the intervals are given.
+stand. The intervals are each at their level, not adjusted for their number. A comparison
+holds the models evaluated on the same images (same data fingerprint), so every pair in
+it is paired; models on other images are compared apart, each group with its reference.
 
 Headline metrics per suite kind:
 - clean: clean top-1 error;

@@ -187,7 +187,7 @@ class AdversarialSuite(Suite):
     kind = "adversarial"
     gradients = True
     summary = "foolbox attacks: robust accuracy at each epsilon"
-    tests_text = "McNemar's exact test on the clean images and on each attack and epsilon"
+    tests_text = "McNemar's test on the clean images and on each attack and epsilon"
     long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")
     metric_display = {**Suite.metric_display, "clean_accuracy": ("clean acc %", 100.0, ".1f")}
     flags = (

@@ -194,7 +194,7 @@ class Suite:
     #: what the kind measures, in a few words (``gcp-robust eval --help`` lists the kinds)
     summary: ClassVar[str] = ""
     #: the paired tests of :meth:`design`, for the captions of comparisons
-    tests_text: ClassVar[str] = "McNemar's exact test on the clean images"
+    tests_text: ClassVar[str] = "McNemar's test on the clean images"
     #: the command-line overrides this kind takes
     flags: ClassVar[tuple[Flag, ...]] = ()
     #: what the suite needs when no images are given (``--data DIR`` ...)

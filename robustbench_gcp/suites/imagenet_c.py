@@ -269,7 +269,7 @@ class ImageNetCSuite(LevelledSuite):
     kind = "imagenet-c"
     released_name = "ImageNet-C"
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
-    tests_text = ("McNemar's exact test on the clean images; per corruption, the sign test on the images' "
+    tests_text = ("McNemar's test on the clean images; per corruption, the sign test on the images' "
                   "numbers of correct severities")
     long_columns = ("CE", "relative_CE")
     metric_display = {**Suite.metric_display, "mCE": ("mCE", 1.0, ".1f"),
@@ -427,7 +427,7 @@ class ImageNetCSuite(LevelledSuite):
                                crop_size=size, released=True, reader="npy",
                                row_offset=severity_rows(n_images, severity).start)
         return ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
-                           resize_size=None, crop_size=size or 224, released=True)
+                           resize_size=None, crop_size=selection.dataset.released_size, released=True)
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
@@ -552,7 +552,7 @@ class ImageNetCSuite(LevelledSuite):
                     for c in chosen) / len(chosen)
         if chosen and "mCE" not in metrics and "mean_error" not in metrics:
             metrics["mean_error"] = mean_error  # ImageNet without its normalizer: the unnormalized mean
-        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"},
+        return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"} & set(metrics),
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
                          notes=notes)
 

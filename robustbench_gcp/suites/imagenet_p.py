@@ -394,6 +394,10 @@ class ImageNetPSuite(LevelledSuite):
         check_released(root, [perturbed_dir(root, p, d)
                               for p in selection.perturbations for d in selection.difficulties],
                        "--perturbations / --difficulties")
+        from robustbench_gcp.data.video import check_frame_size
+
+        check_frame_size(perturbed_dir(root, selection.perturbations[0], selection.difficulties[0]),
+                         selection.dataset.released_size, perturbed_name(selection.dataset))
 
     def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
@@ -466,8 +470,8 @@ class ImageNetPSuite(LevelledSuite):
             groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
                       else [tuple(selection.difficulties)])
             for group in groups:
-                if selection.released is not None:
-                    source = self._released_source(selection, perturbation, group[0], crop)
+                if selection.released is not None:  # frames as they are, whatever the model's size
+                    source = self._released_source(selection, perturbation, group[0], dataset.released_size)
                 else:
                     source = window if perturbation in GEOMETRIC_PERTURBATIONS else square
                 tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))

@@ -149,7 +149,7 @@ class LandscapeSuite(Suite):
     gradients = True
     allows_amp = False  # bfloat16 made beta-smoothness 660x float32's on demo-isqrt
     summary = "loss landscape at the stem or the pixels: loss band, gradient change, beta-smoothness"
-    tests_text = ("McNemar's exact test on the clean images; per cell, the sign-flip test of each quantity's "
+    tests_text = ("McNemar's test on the clean images; per cell, the sign-flip test of each quantity's "
                   "mean over the images")
     long_columns = ("eta", "mean_loss", "mean_grad_change", *STATS)
     flags = (
