@@ -188,6 +188,8 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
 @pytest.mark.parametrize("extra, message", [
     (("--epsilons", "-1"), "Error: `--epsilons` should be finite and >= 0. Got -1"),
     (("--epsilons", "inf"), "Error: `--epsilons` should be finite and >= 0. Got inf"),
+    (("--epsilons", "1e-400"),  # it was read as 0: the clean images, silently
+     "Error: `--epsilons` should be 0 or a number a float can hold. Got 1e-400, which rounds to 0"),
     (("--epsilons", "abc"), "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got 'abc'"),
     (("--attacks", "pgd-linf", "--epsilons", "0.5"),
      "Error: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of its range; "

@@ -189,6 +189,12 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
     assert inspect_checkpoint(path).last_stride == (None if arch == "other" else stride)
 
 
+def test_inspect_checkpoint_names_a_path_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"^`path` should be a checkpoint file's path \(str or Path\)\. Got "
+                                        "NoneType$"):
+        inspect_checkpoint(None)
+
+
 def test_training_file_with_numpy_scalars_and_argparse_namespace(tmp_path, isqrt18, x):
     obj = training_file(training_layout(isqrt18.state_dict()), "mpncovresnet18")
     obj["best_prec1"] = np.float64(77.3)

@@ -86,3 +86,28 @@ def test_a_subclass_that_changes_the_forward_pass_is_not_split():
     tempered = torchvision.models.resnet18()
     tempered.__class__ = TorchvisionTempered
     assert not has_stem(tempered)
+
+
+def test_a_brought_models_own_code_raising_in_the_split_is_one_line():
+    """A brought ResNet whose block raises: the stem split runs the module's parts, not its forward
+    pass, and raised the user's exception as it was (a traceback); now it is the forward pass's
+    one-line ModelCodeError, with the user's error as its cause."""
+    from robustbench_gcp.errors import ModelCodeError
+    from robustbench_gcp.models.external import BroughtModel
+    from robustbench_gcp.models.resnet import PreprocessConfig
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("my block fails")
+
+    net = torchvision.models.resnet18(num_classes=4).eval()
+    net.layer2 = Broken()
+    brought = BroughtModel(net, "mine", 4, PreprocessConfig())
+    split = split_at_stem(brought)
+    x = torch.rand(1, 3, 64, 64)
+    inner = split.stem(x)
+    assert torch.equal(inner, net.maxpool(net.relu(net.bn1(net.conv1(x)))))
+    with pytest.raises(ModelCodeError, match=r"^the forward pass of 'mine' raised ValueError: my block fails "
+                                             r"\(at test_stems\.py:\d+, in forward\)$") as raised:
+        split.rest(inner)
+    assert isinstance(raised.value.__cause__, ValueError)

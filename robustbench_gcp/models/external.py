@@ -319,8 +319,13 @@ class BroughtModel(nn.Module):
         self.checkpoint_sha256 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_code(self.net, x)
+
+    def run_code(self, function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``function(x)``, where ``function`` runs the module's code (its forward pass, or a part
+        of it: the landscape's stem split), an exception of that code a :class:`ModelCodeError`."""
         try:
-            return self.net(x)
+            return function(x)
         except Exception as error:  # noqa: BLE001 - the user's code failed: say where, in one line
             # the engine says to lower --batch-size; the tool's own (a torchrun rank stopped) stay so
             if out_of_memory(error) or isinstance(error, GcpRobustError):

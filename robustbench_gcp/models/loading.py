@@ -16,6 +16,7 @@ device) without loading anything into a real model.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -431,6 +432,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         >>> info.arch, info.reduction_dim, info.num_classes   # doctest: +SKIP
         ('resnet50-isqrt', 256, 1000)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` should be a checkpoint file's path (str or Path). Got {type(path).__name__}")
     try:
         loaded = read_state_dict(path)
     except UnknownLayoutError:  # a model you bring: its own names, described as they are

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,9 +183,15 @@ def split_at_stem(model: nn.Module) -> Stem:
     Raises:
         ConfigError: a model without a known stem (the message names the families that have one).
     """
+    from robustbench_gcp.models.external import BroughtModel
+
     family = _family(model)
     if family is None:
         name = getattr(model, "name", None) or type(model).__name__
         raise ConfigError(f"`--landscape-at stem`: model '{name}' {no_stem_reason(model)}. Use "
                           "--landscape-at pixels for any model")
-    return family(_own(model))
+    split = family(_own(model))
+    if isinstance(model, BroughtModel):  # its code's exceptions, as its forward pass gives them
+        return Stem(functools.partial(model.run_code, split.stem),
+                    functools.partial(model.run_code, split.rest), split.where)
+    return split

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ def epsilon_value(text: str, wanted: str = "a number") -> float:
         raise ValueError(f"should be {wanted} such as 0.5 or 2/255. Got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"should be finite and >= 0. Got {text}")
+    if value == 0 and re.search(r"[1-9]", re.split(r"[eE]", text.split("/", 1)[0])[0]):
+        raise ValueError(f"should be 0 or a number a float can hold. Got {text}, which rounds to 0")
     return value
 
 
