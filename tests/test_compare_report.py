@@ -612,6 +612,14 @@ def test_notes_of_several_models_name_whose_they_are():
         "demo-isqrt: 3 cells left out",
         "demo-isqrt: baseline 'demo-gap' was evaluated", "from the comparison",
         "partial run of demo-gap: 2 of 3 cells", "shared"]
+    # a note every model's report of the suite has is one note, though another suite's lack it (it
+    # was said once per model)
+    attack = dict(table, kind="adversarial", experiment=("adversarial", "images"), heading="adversarial")
+    others = [SimpleNamespace(model=m, notes=[], **attack) for m in ("demo-gap", "demo-isqrt")]
+    assert all_notes([gap, isqrt, *others], []) == [
+        "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
+        "demo-isqrt: 3 cells left out", "demo-isqrt: baseline 'demo-gap' was evaluated",
+        "partial run of demo-gap: 2 of 3 cells", "shared"]
 
 
 def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
