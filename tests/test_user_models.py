@@ -750,3 +750,18 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
         evaluate(net, name="double", data=image_folder, store=tmp_path / "s.db", limit=4)
     assert str(error.value).endswith("(its weights are torch.float64, the images float32: call .float() on "
                                      "it; --amp runs it in half precision)"), error.value
+
+
+def test_an_error_inside_torchvisions_code_names_no_line_of_it():
+    """``torchvision:<name>``'s own code is not the user's: the one line names the error alone (it
+    named torchvision's resnet.py as the line to mend)."""
+    from robustbench_gcp.errors import ModelCodeError
+    from robustbench_gcp.models.external import BroughtModel
+    from robustbench_gcp.models.resnet import PreprocessConfig
+
+    brought = BroughtModel(torchvision.models.resnet18(num_classes=3).eval(), "torchvision:resnet18", 3,
+                           PreprocessConfig())
+    with pytest.raises(ModelCodeError, match=r"^the forward pass of 'torchvision:resnet18' raised "
+                                             r"RuntimeError: Given groups=1, [^(]*to have 3 channels, but "
+                                             r"got 5 channels instead$"):
+        brought(torch.rand(1, 5, 32, 32))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -352,13 +353,14 @@ def _raised(error: BaseException) -> str:
 
 
 def _where(error: BaseException) -> str:
-    """Where ``error`` arose: the innermost frame outside torch (the user's own line), as
-    `` (at net.py:42, in forward)``; "" when there is none."""
+    """Where ``error`` arose: the innermost frame outside torch and torchvision (the user's own
+    line), as `` (at net.py:42, in forward)``; "" when there is none (``torchvision:<name>``)."""
     import traceback
 
-    torch_dir = str(Path(torch.__file__).parent)
+    libraries = tuple(str(Path(module.__file__).parent) for module in
+                      (torch, sys.modules.get("torchvision")) if module is not None)
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not frame.filename.startswith(torch_dir) and frame.filename != __file__]
+              if not frame.filename.startswith(libraries) and frame.filename != __file__]
     if not frames:
         return ""
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno}, in {frames[-1].name})"
