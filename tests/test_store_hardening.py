@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -515,7 +516,11 @@ def test_messages_for_a_busy_store_a_full_disk_and_a_read_only_wal(store_path, m
     full = str(sqlite_file.store_error(io_error, store_path, None))
     assert "is full (disk I/O error; 4.1 KB free in" in full
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 30, 1 << 30, 9 << 30))
-    assert str(sqlite_file.store_error(io_error, store_path, None)).startswith("cannot use")
+    # another I/O error (a file size limit, a failing disk): not "cannot use ... as a results store"
+    assert str(sqlite_file.store_error(io_error, store_path, None)) == (
+        f"store {store_path}: the system failed to read or write it (disk I/O error: the disk, the file "
+        "system, or a limit on file sizes); the shards stored so far are kept: mend the cause, then re-run "
+        "the same command")
 
     cannot_open = sqlite3.OperationalError("unable to open database file")
     cannot_open.sqlite_errorcode = sqlite3.SQLITE_CANTOPEN
@@ -651,6 +656,46 @@ def test_a_read_only_file_is_read_without_a_shm_file(store_path):
     with Store(store_path, read_only=True) as store:
         assert len(store.runs()) == 1
     assert not Path(f"{store_path}-shm").exists()
+    # an empty -wal holds nothing (report leaves one in a writable folder): still read without locks
+    Path(f"{store_path}-wal").write_bytes(b"")
+    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro&immutable=1")
+    Path(f"{store_path}-wal").write_bytes(b"x" * 32)
+    assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro")
+
+
+def test_a_store_read_without_locks_that_another_process_writes_is_an_error(store_path):
+    """A reader that cannot write the folder (or no user the file) reads without SQLite's locks; a
+    writer through another path (a read-only mount of a folder the host writes) changed the file
+    under it, and it returned a mix of two states (2 runs of 7, 86 shards of 246) without a word."""
+    with Store(store_path) as store:
+        open_run(store)
+    for side in ("-wal", "-shm"):
+        Path(f"{store_path}{side}").unlink(missing_ok=True)
+    store_path.chmod(0o444)
+    with Store(store_path, read_only=True) as reader:
+        assert len(reader.runs()) == 1
+        store_path.chmod(0o644)  # the owner, elsewhere, writes on
+        with Store(store_path) as writer:
+            writer.run({**IDENTITY, "seed": 9}, model="m2", arch="demo-gap", checkpoint=None, data="d",
+                       n_images=20, shard_size=2)
+        with pytest.raises(StoreError, match=rf"^store {re.escape(str(store_path))} changed while it was "
+                                             "read: another process writes it"):
+            reader.runs()
+
+
+def test_a_read_only_file_system_is_named(store_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    from robustbench_gcp.store import sqlite_file
+
+    with Store(store_path) as store:
+        open_run(store)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
+    assert sqlite_file.read_only_reason(store_path, False) == "its file system is read-only"
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_flag=0))
+    assert sqlite_file.read_only_reason(store_path, False) == "the file is read-only"
 
 
 def test_report_on_a_pipe_says_it_is_not_a_file(tmp_path):

@@ -25,7 +25,7 @@ from robustbench_gcp.store.records import (
     encode_shard,
     json_object,
 )
-from robustbench_gcp.store.sqlite_file import checkpoint, open_store_file, store_error
+from robustbench_gcp.store.sqlite_file import check_unchanged, checkpoint, open_store_file, store_error
 
 DEFAULT_STORE = "gcp-robust.db"
 CHECKPOINT_SECONDS = 120.0  # at most this long between WAL checkpoints while shards are committed
@@ -42,7 +42,9 @@ def _reads(method):
     @functools.wraps(method)
     def reading(self, *args, **kwargs):
         try:
-            return method(self, *args, **kwargs)
+            read = method(self, *args, **kwargs)
+            check_unchanged(self.path, self._frozen)  # read without locks: valid while the file is
+            return read
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.read_only_reason) from None
         except DamagedRow as error:
@@ -79,7 +81,8 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_STORE, *, timeout: float = 60.0, read_only: bool = False,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS, lease_seconds: float = LEASE_SECONDS):
         self.path = Path(path)
-        self.db, self.read_only_reason = open_store_file(self.path, timeout=timeout, read_only=read_only)
+        self.db, self.read_only_reason, self._frozen = open_store_file(self.path, timeout=timeout,
+                                                                       read_only=read_only)
         self.checkpoint_seconds = checkpoint_seconds
         self.lease_seconds = lease_seconds
         self.owner = leases.new_owner()

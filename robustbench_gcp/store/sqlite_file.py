@@ -87,13 +87,16 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
-def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sqlite3.Connection, str | None]:
+def open_store_file(path: Path, *, timeout: float,
+                    read_only: bool) -> tuple[sqlite3.Connection, str | None, tuple | None]:
     """Open (creating, marking or upgrading where writable) the store at ``path``.
 
     Returns:
-        The connection (autocommit; transactions are explicit) and why it is read-only (None when
-        it is writable): ``"opened for reading"``, ``"the file is read-only"`` or ``"its folder is
-        read-only"``.
+        The connection (autocommit; transactions are explicit), why it is read-only (None when
+        it is writable): ``"opened for reading"``, ``"the file is read-only"``, ``"its folder is
+        read-only"`` or ``"its file system is read-only"``, and for a connection that reads without
+        locks (``immutable``) the file's :func:`file_state` when it was opened (else None): reads
+        are consistent only while it stays so (:func:`check_unchanged`).
 
     Raises:
         StoreError: a folder, a device or pipe, a missing folder, another application's database,
@@ -115,18 +118,20 @@ def open_store_file(path: Path, *, timeout: float, read_only: bool) -> tuple[sql
         _classify_untouched(path)
     deadline = time.monotonic() + timeout
     while True:
-        db = None
+        db = frozen = None
         try:
             if reason is None:
                 db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             else:
-                db = sqlite3.connect(_read_only_uri(path), uri=True, timeout=timeout, isolation_level=None)
+                uri = _read_only_uri(path)
+                frozen = file_state(path) if uri.endswith("&immutable=1") else None  # before it is read
+                db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
             state = _classify_now(db, path)  # reads only: a refused file stays as it was
             if reason is None:
                 _set_up(db, path, state)
             elif state == "new":
                 raise StoreError(f"store {path} is empty and {reason}")
-            return db, reason
+            return db, reason, frozen
         except sqlite3.OperationalError as error:
             # Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is locked"
             # at once (without its busy handler) while another process does the same.
@@ -147,7 +152,7 @@ def _classify_untouched(path: Path) -> None:
     WAL mode that connection creates ``-wal`` and ``-shm`` beside it and, being read-only, leaves
     them there. Without a ``-wal`` the file holds all its content, and an immutable connection
     reads it without creating anything (with one, opening creates nothing new either)."""
-    if Path(f"{path}-wal").exists():
+    if _holds_wal(path):
         return
     db = None
     try:
@@ -165,10 +170,17 @@ def read_only_reason(path: Path, read_only: bool) -> str | None:
     if read_only:
         return "opened for reading"
     if path.exists() and not os.access(path, os.W_OK):
-        return "the file is read-only"
+        return "its file system is read-only" if _read_only_mount(path) else "the file is read-only"
     if not os.access(path.parent, os.W_OK | os.X_OK):
-        return "its folder is read-only"
+        return "its file system is read-only" if _read_only_mount(path.parent) else "its folder is read-only"
     return None
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
 
 
 def _read_only_uri(path: Path) -> str:
@@ -176,12 +188,43 @@ def _read_only_uri(path: Path) -> str:
     # a read-only folder, or a file that no user may write (its owner could, where only this user
     # may not: then a writer may be at work, and the locks are needed)
     unwritable = not os.access(path.parent, os.W_OK) or not path.stat().st_mode & 0o222
-    if unwritable and not Path(f"{path}-wal").exists():
-        # No -wal file, and none can be created or written to the file: nobody is writing, so SQLite
-        # may skip the locks and their -shm file, which it could not create, or would create
-        # read-only, blocking writes once the file is made writable again.
+    if unwritable and not _holds_wal(path):
+        # No -wal file with pages (an empty one holds nothing: the .db file is whole), and none can
+        # be created here: SQLite may skip the locks and their -shm file, which it could not create,
+        # or would create read-only, blocking writes once the file is made writable again. A writer
+        # through another path (a read-only mount of a folder the host writes) is not seen so:
+        # the Store checks that the file did not change while it read it (check_unchanged).
         uri += "&immutable=1"
     return uri
+
+
+def _holds_wal(path: Path) -> bool:
+    """Whether a ``-wal`` file with something in it is beside the store ``path``."""
+    try:
+        return os.stat(f"{path}-wal").st_size > 0
+    except OSError:
+        return False
+
+
+def file_state(path: Path) -> tuple:
+    """What changes when a file is written: (device, inode, size, modification time in ns)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def check_unchanged(path: Path, frozen: tuple | None) -> None:
+    """Raise a StoreError when the store ``path``, read without locks since it was in state
+    ``frozen`` (:func:`file_state`), changed since: what was read may mix two states."""
+    if frozen is None:
+        return
+    try:
+        now = file_state(path)
+    except OSError:
+        now = None
+    if now != frozen:
+        raise StoreError(f"store {path} changed while it was read: another process writes it (through a "
+                         "path this one cannot write to, so it was read without SQLite's locks); run the "
+                         "command again once that process is done, or read a copy of the store")
 
 
 def _classify_now(db: sqlite3.Connection, path: Path) -> str:
@@ -328,6 +371,10 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
     if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "no such table" in text:
         return StoreError(f"store {path} is damaged ({text}): what it holds cannot be read; `sqlite3 "
                           f"{path.name} .recover` may save its rows, or give another --store")
+    if io_error:  # not a full disk: the disk, the file system, a limit on file sizes (ulimit -f)
+        return StoreError(f"store {path}: the system failed to read or write it ({text}: the disk, the "
+                          "file system, or a limit on file sizes); the shards stored so far are kept: "
+                          "mend the cause, then re-run the same command")
     return StoreError(f"cannot use {path} as a results store: {text}")
 
 
