@@ -463,6 +463,20 @@ def test_a_live_process_renews_its_leases(store_path):
         assert other.claim(0, [[cell]]) == [Claim.BUSY]
 
 
+def test_the_heartbeat_renews_the_store_it_was_given_after_a_change_of_folder(tmp_path, monkeypatch):
+    """A relative store path: the heartbeat's connection opened it in the working folder of its
+    first beat, a new empty store where a library user had changed folder, and renewed nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with Store("s.db", lease_seconds=0.8) as holder, Store("s.db") as other:
+        cell = holder.cell_id(open_run(holder).id, CellKey("clean"))
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        assert holder.claim(0, [[cell]]) == [Claim.MINE]
+        time.sleep(2.0)
+        assert other.claim(0, [[cell]]) == [Claim.BUSY]
+    assert not (tmp_path / "elsewhere" / "s.db").exists()
+
+
 def test_two_processes_on_one_run_split_the_work(tmp_path, demo_val):
     env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
     store = tmp_path / "shared.db"

@@ -81,6 +81,9 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_STORE, *, timeout: float = 60.0, read_only: bool = False,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS, lease_seconds: float = LEASE_SECONDS):
         self.path = Path(path)
+        # the file itself, whatever the working folder later (the lease heartbeat's connection opened
+        # a relative path in the folder a library user had changed to: a new empty store)
+        self._file = self.path.resolve()
         self.db, self.read_only_reason, self._frozen = open_store_file(self.path, timeout=timeout,
                                                                        read_only=read_only)
         self.checkpoint_seconds = checkpoint_seconds
@@ -361,7 +364,7 @@ class Store:
         with self._write("lease shards") as db:
             claims = leases.claim(db, self.owner, shard, groups, self.lease_seconds)
         if self._heartbeat is None and Claim.MINE in claims:
-            self._heartbeat = Heartbeat(self.path, self.owner, self.lease_seconds)
+            self._heartbeat = Heartbeat(self._file, self.owner, self.lease_seconds)
         return claims
 
     def release(self) -> None:
