@@ -192,3 +192,22 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
         proc.kill()
     assert proc.returncode != 0
     assert "cannot read image" in err and "3.JPEG" in err
+
+
+def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():
+    """Rank 0 failed before it sent the work list (a store it could not open): the other ranks said
+    they "lost contact" with gloo's text cut at 200 characters, and that finished shards were stored
+    and a re-run would compute the rest, neither of which held."""
+    from robustbench_gcp.engine.distributed import Distributed, RankFailure
+
+    def closed():
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer")
+
+    job = Distributed(1, 2, 1, "gloo", None)
+    with pytest.raises(RankFailure, match=r"^rank 1 of 2: lost contact with rank 0 before it sent the work "
+                                          r"list \(if rank 0 stopped, its own error says why\); this rank "
+                                          r"computed nothing of this run$"):
+        job._exchange("receiving the work list", closed, broadcasting=True)
+    with pytest.raises(RankFailure, match=r"while exchanging results \(\[\.\./third_party.*finished shards "
+                                          r"are in the store"):
+        job._exchange("exchanging results", closed)

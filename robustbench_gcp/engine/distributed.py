@@ -97,12 +97,18 @@ class Distributed:
             "to compute the rest"
         )
 
-    def _exchange(self, what: str, operation):
+    def _exchange(self, what: str, operation, *, broadcasting: bool = False):
         try:
             return operation()
         except RankFailure:
             raise
         except RuntimeError as error:  # DistBackendError, gloo connection errors, timeouts
+            if broadcasting and not self.is_main:  # rank 0 failed before the work (its error says so)
+                raise RankFailure(
+                    f"rank {self.rank} of {self.world_size}: lost contact with rank 0 before it sent the "
+                    "work list (if rank 0 stopped, its own error says why); this rank computed nothing "
+                    "of this run"
+                ) from None
             first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise RankFailure(
                 f"rank {self.rank} of {self.world_size}: lost contact with the other ranks while {what} "
@@ -114,7 +120,8 @@ class Distributed:
         import torch.distributed as dist
 
         box = [obj]
-        self._exchange("receiving the work list", lambda: dist.broadcast_object_list(box, src=0))
+        self._exchange("receiving the work list", lambda: dist.broadcast_object_list(box, src=0),
+                       broadcasting=True)
         return box[0]
 
     def gather(self, obj) -> list | None:

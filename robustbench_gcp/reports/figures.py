@@ -37,8 +37,9 @@ def save(fig, path: Path) -> Path:
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(staged, dpi=110, format=target.suffix.lstrip(".") or None,
-                    metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
+        # tight: the canvas takes in a title wider than the panels and a legend beside them
+        fig.savefig(staged, dpi=110, format=target.suffix.lstrip(".") or None, bbox_inches="tight",
+                    pad_inches=0.1, metadata={"Axes": str(n_axes), "Software": "gcp-robust"})
         os.replace(staged, target)  # whole or not at all: an older figure stays on a full disk
     except OSError as error:
         with contextlib.suppress(OSError):
@@ -49,13 +50,34 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+def model_color(i: int, n: int):
+    """The colour of the ``i``-th of ``n`` models, the same in every panel and figure of a report:
+    matplotlib's 10 default colours, 20 for up to 20 models, a spectrum beyond (colours repeated
+    after 10 made two models' lines alike)."""
+    if n <= 10:
+        return f"C{i}"
+    import matplotlib
+
+    if n <= 20:
+        return matplotlib.colormaps["tab20"](i)
+    return matplotlib.colormaps["turbo"](i / (n - 1))
+
+
+def legend_beside(target, *args, **kwargs):
+    """A legend (of an axes or a figure) to the right of the panels, where it covers no data."""
+    anchor = (1.01, 1.0) if hasattr(target, "bar") else (1.0, 0.5)
+    loc = "upper left" if hasattr(target, "bar") else "center left"
+    return target.legend(*args, loc=loc, bbox_to_anchor=anchor, borderaxespad=0, fontsize=8, **kwargs)
+
+
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float | None]]) -> None:
-    """Bars per category, one bar per series (model), with a legend."""
+    """Bars per category, one bar per series (model), with a legend beside them."""
     width = 0.8 / max(1, len(series))
     for i, (model, values) in enumerate(series.items()):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(categories))]
-        ax.bar(xs, [math.nan if v is None else v for v in values], width=width, label=model)
+        ax.bar(xs, [math.nan if v is None else v for v in values], width=width, label=model,
+               color=model_color(i, len(series)))
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels([c.replace("_", " ") for c in categories], rotation=40, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="model", fontsize=8)
+    legend_beside(ax, title="model")

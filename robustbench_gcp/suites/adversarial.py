@@ -404,14 +404,16 @@ class AdversarialSuite(Suite):
 
 def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
     """One panel per attack: robust accuracy (%) against epsilon, a line per model."""
-    from robustbench_gcp.reports.figures import pyplot, save
+    from robustbench_gcp.reports.figures import legend_beside, model_color, pyplot, save
 
     reports = [r for r in reports if r.sections.get("attacks")]
     if not reports:
         return None
     plt = pyplot()
     attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r.sections["attacks"]))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False)
+    # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike)
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False,
+                             sharey=True)
     for ax, attack in zip(axes.flat, attacks):
         norm = "linf"
         for i, r in enumerate(reports):  # a model keeps its colour in every panel
@@ -427,13 +429,15 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
                 xs, ys = [0.0, *xs], [clean, *ys]
             scale = 255 if norm == "linf" else 1
             ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
-                    label=r.model, color=f"C{i % 10}")
+                    label=r.model, color=model_color(i, len(reports)))
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
-        ax.set_ylabel("robust accuracy (%)")
         ax.set_ylim(top=100.5)
         ax.grid(alpha=0.3)
-        ax.legend(title="model", fontsize=8)
-    fig.suptitle("Robust accuracy against the attack budget")
+    axes.flat[0].set_ylabel("robust accuracy (%)")
+    handles = [plt.Line2D([], [], marker="o", markersize=3, color=model_color(i, len(reports)))
+               for i in range(len(reports))]
+    fig.suptitle(f"{reports[0].heading}: robust accuracy against the attack budget")
     fig.tight_layout()
+    legend_beside(fig, handles, [r.model for r in reports], title="model")
     return save(fig, path)

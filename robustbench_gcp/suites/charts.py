@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
     """One panel per corruption: top-1 error (%) against severity, a line per model."""
-    from robustbench_gcp.reports.figures import pyplot, save
+    from matplotlib.ticker import MaxNLocator
+
+    from robustbench_gcp.reports.figures import legend_beside, model_color, pyplot, save
 
     reports = [r for r in reports if r.sections.get("cells")]
     if not reports:
@@ -23,7 +25,7 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
     corruptions = list(dict.fromkeys(c["corruption"] for r in reports for c in r.sections["cells"]))
     cols = min(5, len(corruptions))
     rows = math.ceil(len(corruptions) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.6 * rows + 0.8), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.1 * cols, 5.5), 2.6 * rows + 0.8), squeeze=False,
                              sharey=True)
     for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
         for i, r in enumerate(reports):
@@ -34,8 +36,10 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
             clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
             xs = ([0] if clean is not None else []) + [s for s, _ in cells]
             ys = ([clean] if clean is not None else []) + [e for _, e in cells]
-            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r.model, color=f"C{i % 10}")
+            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r.model,
+                    color=model_color(i, len(reports)))
         ax.set_title(corruption.replace("_", " "), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities, not 1.5
         if index >= len(corruptions) - cols:  # bottom row of each column
             ax.set_xlabel("severity (0 = clean)", fontsize=8)
         if index % cols == 0:
@@ -45,10 +49,11 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
     for ax in list(axes.flat)[len(corruptions):]:
         ax.set_visible(False)
     # every model's line, whichever panels it is drawn in (the first panel may lack some)
-    handles = [plt.Line2D([], [], marker="o", markersize=3, color=f"C{i % 10}") for i in range(len(reports))]
-    fig.legend(handles, [r.model for r in reports], loc="upper right", fontsize=8, title="model")
+    handles = [plt.Line2D([], [], marker="o", markersize=3, color=model_color(i, len(reports)))
+               for i in range(len(reports))]
     fig.suptitle(f"{reports[0].heading}: top-1 error against severity")
-    fig.tight_layout(rect=(0, 0, 0.92, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    legend_beside(fig, handles, [r.model for r in reports], title="model")
     return save(fig, path)
 
 

@@ -476,7 +476,7 @@ def _curves(report: Report, column: str) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str, title: str) -> Path | None:
-    from robustbench_gcp.reports.figures import pyplot, save
+    from robustbench_gcp.reports.figures import model_color, pyplot, save
 
     curves = [(r, _curves(r, column)) for r in reports]
     curves = [(r, c) for r, c in curves if c]
@@ -494,8 +494,9 @@ def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str
             if cell not in c:
                 continue
             etas, mean, low, high = c[cell]
-            ax.plot(etas, mean, marker="o", markersize=2.5, color=f"C{i % 10}", label=report.model)
-            ax.fill_between(etas, low, high, color=f"C{i % 10}", alpha=0.2, linewidth=0)
+            color = model_color(i, len(curves))
+            ax.plot(etas, mean, marker="o", markersize=2.5, color=color, label=report.model)
+            ax.fill_between(etas, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(cell.replace("_", " "), fontsize=10)
         ax.set_xlabel("step size eta (per image)")
         ax.set_ylabel(ylabel)
