@@ -100,7 +100,7 @@ def test_merged_demo_objects_carry_the_generation_fields_of_the_suite_that_has_t
     merged = merged_reports(run_all(plan_all(jobs, common)))
     assert len(merged) == 1 and merged[0]["suites"] == ["clean", "imagenet-c"]
     assert merged[0]["backend"] == "torch" and merged[0]["storage_roundtrip"] is True
-    assert merged[0]["source"] == "torch, JPEG round trip"
+    assert merged[0]["source"] == "torch, JPEG round trip, 10 classes"  # the demo models' own
     assert json.loads(json.dumps(merged))  # still plain JSON
 
 

@@ -137,7 +137,7 @@ def test_report_gives_the_intervals_compare_gave_whatever_its_seed(demo_val, tmp
     reported = CliRunner().invoke(main, ["report", *args])
     assert reported.exit_code == 0, reported.output
     first, again = json.loads(compared.stdout)["comparisons"], json.loads(reported.stdout)["comparisons"]
-    (mce,) = {m["metrics"]["mCE"]["low"] for m in first[0]["models"][1:]}
+    (mce,) = {m["metrics"]["mean_error"]["low"] for m in first[0]["models"][1:]}  # 10 classes: no mCE
     assert mce is not None and [c["models"] for c in first] == [c["models"] for c in again]
 
 
@@ -185,27 +185,30 @@ def test_report_keeps_experiments_apart(demo_val, tmp_path):
     out = json.loads(result.stdout)
     assert {r["suite"] for r in out["reports"]} == {"imagenet-c"}
     assert sorted((c["source"], c["n_images"], len(c["models"])) for c in out["comparisons"]) == [
-        ("torch", 6, 1), ("torch, JPEG round trip", 6, 1), ("torch, JPEG round trip", 10, 2)]
-    names = sorted(p.name for p in (tmp_path / "plots").glob("*ce_per_corruption.png"))
+        ("torch, 10 classes", 6, 1), ("torch, JPEG round trip, 10 classes", 6, 1),
+        ("torch, JPEG round trip, 10 classes", 10, 2)]
+    names = sorted(p.name for p in (tmp_path / "plots").glob("*error_vs_severity.png"))
     assert len(names) == 3 and len(set(names)) == 3
-    assert any(n.startswith("imagenet-c_torch_ce") for n in names), names
-    assert sum(n.startswith("imagenet-c_torch_JPEG_round_trip_10-images_") for n in names) == 1, names
+    assert any(n.startswith("imagenet-c_torch_10_classes_error") for n in names), names
+    ten = "imagenet-c_torch_JPEG_round_trip_10_classes_10-images_"
+    assert sum(n.startswith(ten) for n in names) == 1, names
     table = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
                                       "--no-intervals"])
     # one table per experiment, as the comparisons: the same suite and source on other images apart
     titles = [line for line in table.stdout.splitlines() if line.startswith("Results in")]
-    assert titles == [f"Results in {store}: imagenet-c (torch, JPEG round trip): 10 images of {demo_val}",
-                      f"Results in {store}: imagenet-c (torch, JPEG round trip): 6 images of {demo_val}",
-                      f"Results in {store}: imagenet-c (torch)"], table.stdout
+    assert titles == [
+        f"Results in {store}: imagenet-c (torch, JPEG round trip, 10 classes): 10 images of {demo_val}",
+        f"Results in {store}: imagenet-c (torch, JPEG round trip, 10 classes): 6 images of {demo_val}",
+        f"Results in {store}: imagenet-c (torch, 10 classes)"], table.stdout
     assert "mean err %" in table.stdout and "mean_error" not in table.stdout
     markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
                                          "--no-intervals", "--format", "markdown"]).stdout
-    assert markdown.count("CE per corruption") == 3, markdown  # one paper table per experiment
+    assert markdown.count("error per corruption (%, unnormalized)") == 3, markdown  # one per experiment
     for layout in ("wide", "long"):  # both CSV layouts tell the two ways apart
         text = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
                                          "--no-intervals", "--format", "csv", "--layout", layout]).stdout
         sources = {row["source"] for row in csv.DictReader(io.StringIO(text))}
-        assert sources == {"torch", "torch, JPEG round trip"}, (layout, sources)
+        assert sources == {"torch, 10 classes", "torch, JPEG round trip, 10 classes"}, (layout, sources)
 
 
 def test_robust_accuracy_plot(image_folder, gap_checkpoint, tmp_path):
@@ -489,10 +492,11 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
         ("demo-isqrt", "20", "0"), ("demo-gap", "30", "0")]
     markdown = CliRunner().invoke(main, [*report, "--format", "markdown"])
     assert ": 20 images (reference demo-gap, 95 % intervals)" in markdown.stdout
-    # the comparison's mCE is the mCE of fog 1-2 alone: the same as an evaluation of just those cells
+    # the comparison's mean error is that of fog 1-2 alone: the same as an evaluation of just those
+    # cells (the demo's 10 classes: no AlexNet mCE)
     fog_only = evaluate("demo-gap", corruptions="fog", severities=[1, 2], limit=10, **common)
-    expected = fog_only.sections["metrics"]["mCE"]
-    assert small["models"][0]["metrics"]["mCE"]["estimate"] == pytest.approx(expected)
+    expected = fog_only.sections["metrics"]["mean_error"]
+    assert small["models"][0]["metrics"]["mean_error"]["estimate"] == pytest.approx(expected)
 
 
 
@@ -558,16 +562,16 @@ def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
     for models in ("demo-gap,demo-isqrt", "demo-isqrt,demo-gap"):
         markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
                                              "markdown", "--models", models]).stdout
-        lines = markdown.splitlines()
-        at = next(i for i, line in enumerate(lines) if line.startswith("| model | mCE"))
-        assert lines[at] == "| model | mCE | gaussian noise | fog |", markdown
+        lines = markdown.splitlines()  # the demo's 10 classes: errors, not AlexNet's CE
+        at = next(i for i, line in enumerate(lines) if line.startswith("| model | mean |"))
+        assert lines[at] == "| model | mean | gaussian noise | fog |", markdown
         rows = [line for line in lines[at:] if line.startswith("| demo-")]
         assert len(rows) == 2 and all(row.count(" - ") == 1 for row in rows), rows
         # the headline table (--no-intervals) comes first
-        assert lines.index("| model | images | clean err % | mCE | rel. mCE | mean err % |") < at
+        assert lines.index("| model | images | clean err % | mean err % | mean acc % |") < at
         # the notes come with it, each saying whose it is where the models differ
-        assert "Note: demo-isqrt: mCE averages 1 of the 15 benchmark corruptions" in markdown
-        assert "Note: demo-gap: mCE averages 1 of the 15 benchmark corruptions" in markdown
+        assert "Note: demo-isqrt: the means average 1 of the 15 benchmark corruptions" in markdown
+        assert "Note: demo-gap: the means average 1 of the 15 benchmark corruptions" in markdown
         assert markdown.count("Note: labels: sorted folder order") == 1
 
 

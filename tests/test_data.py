@@ -421,3 +421,19 @@ def test_released_videos_keep_their_listed_names(tmp_path):
     with pytest.raises(DataError, match=r"rotate_2 lacks the files of 1 of the 2 images of .*rotate, the "
                                         r"run's \(n01440764/ILSVRC2012_val_00000002.MP4\)"):
         check_released_sources(sources, videos, data=False, whole=False)
+
+
+def test_a_model_of_other_classes_than_imagenets_sees_another_task():
+    """ImageNet images classified into 4 classes are no task AlexNet's published ImageNet-C errors
+    normalize (a 4-class model's mCE was reported "alexnet = 100"); its cells say so, and so does the
+    dataset reports read back from them."""
+    from robustbench_gcp.data.datasets import DATASETS, dataset_mark, get_dataset, label_space
+
+    imagenet, cifar = DATASETS["imagenet"], DATASETS["cifar10"]
+    assert label_space(imagenet, 1000) is imagenet and label_space(imagenet, None) is imagenet
+    assert label_space(cifar, 10) is cifar and label_space(cifar, 4) is cifar  # CIFAR's CE is unnormalized
+    four = label_space(imagenet, 4)
+    assert (four.name, four.classes, four.alexnet_normalized) == ("imagenet", 4, False)
+    assert four.title == "ImageNet (4 classes)" and four.released == "ImageNet-C"
+    assert dataset_mark(four) == {"classes": 4} and dataset_mark(imagenet) == {}
+    assert get_dataset(None, 4) == four and get_dataset("imagenet", 1000) is imagenet

@@ -199,11 +199,18 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
     listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])
     assert [(b["name"], b["images"]) for b in json.loads(listed.stdout)] == [("base", 6)]
     assert replaced["run"] != first["run"]
-    for suite in ("clean", "imagenet-c"):  # ImageNet's CE is AlexNet's published errors
-        refused = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+    # ImageNet's CE is AlexNet's published errors, for a model of ImageNet's 1000 classes
+    for model, suite in (("demo-gap", "clean"), ("resnet18-gap", "imagenet-c")):
+        refused = CliRunner().invoke(main, ["baseline", "--model", model, "--random-weights",
                                             *map(str, p_args(demo_val, store)), "--suite", suite])
         assert refused.exit_code == 2, refused.output
         assert f"`--suite`: {suite} on ImageNet is not normalized by a stored baseline" in refused.stderr
+    # the demo's 10 classes are another task: a stored run of it normalizes its CE
+    fog = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1")
+    ten = run("baseline", "--model", "demo-gap", *p_args(demo_val, store), *fog, "--name", "ten")
+    assert ten["metrics"]["classes"] == 10 and ten["metrics"]["mCE"] is None
+    isqrt = run("eval", "--model", "demo-isqrt", *p_args(demo_val, store), *fog, "--baseline", "ten")
+    assert isqrt["metrics"]["baseline"] == "ten" and isqrt["metrics"]["mCE"] is not None
 
 
 def test_another_model_stored_as_the_default_baseline_is_said(demo_val, tmp_path):

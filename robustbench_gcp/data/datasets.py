@@ -9,6 +9,7 @@ is normalized by AlexNet (ImageNet-C only: the other benchmarks report unnormali
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class DatasetInfo:
         class_order: how class folders become labels (``imagenet`` wnids, or ``sorted`` names).
         released: the name of its released corruption benchmark (``CIFAR-10-C``).
         alexnet_normalized: whether CE is normalized by AlexNet's errors (ImageNet-C's mCE).
+        classes: the classes of a model whose labels are not ImageNet's 1000 on ImageNet images (an
+            ImageNet subset's own classes: :func:`label_space`); None for the dataset's own.
     """
 
     name: str
@@ -37,6 +40,7 @@ class DatasetInfo:
     class_order: str
     released: str
     alexnet_normalized: bool = False
+    classes: int | None = None
 
     @property
     def released_size(self) -> int:
@@ -54,8 +58,24 @@ DATASETS = {
 }
 
 
-def get_dataset(name: str | None) -> DatasetInfo:
-    """The dataset ``name``; ImageNet for None (a suite or a cell that names none).
+#: the classes of ImageNet's label space, in which AlexNet's published ImageNet-C errors were made
+IMAGENET_CLASSES = 1000
+
+
+def label_space(dataset: DatasetInfo, num_classes: int | None) -> DatasetInfo:
+    """``dataset`` as a model of ``num_classes`` classes sees it: ImageNet images classified into
+    another label space than ImageNet's 1000 classes (an ImageNet subset's own 10 classes) are
+    errors on another task, which AlexNet's published errors do not normalize: the benchmark's
+    figures are then unnormalized, as CIFAR-10-C's, or a stored run's. Others unchanged."""
+    if not dataset.alexnet_normalized or num_classes in (None, IMAGENET_CLASSES):
+        return dataset
+    return dataclasses.replace(dataset, title=f"{dataset.title} ({num_classes} classes)",
+                               alexnet_normalized=False, classes=num_classes)
+
+
+def get_dataset(name: str | None, classes: int | None = None) -> DatasetInfo:
+    """The dataset ``name``; ImageNet for None (a suite or a cell that names none); with
+    ``classes``, in that :func:`label_space`.
 
     Raises:
         UnknownNameError: not one of :data:`DATASETS` (the closest is suggested).
@@ -65,13 +85,15 @@ def get_dataset(name: str | None) -> DatasetInfo:
     name = name or "imagenet"
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, DATASETS)
-    return DATASETS[name]
+    return label_space(DATASETS[name], classes)
 
 
 def dataset_mark(dataset: DatasetInfo) -> dict:
     """What a generated or released cell's variant says of its dataset: ``{"dataset": name}``,
-    nothing for ImageNet (so cells stored before datasets existed keep their keys)."""
-    return {} if dataset.name == "imagenet" else {"dataset": dataset.name}
+    nothing for ImageNet (so cells stored before datasets existed keep their keys); and
+    ``{"classes": K}`` in another :func:`label_space`."""
+    mark = {} if dataset.name == "imagenet" else {"dataset": dataset.name}
+    return {**mark, "classes": dataset.classes} if dataset.classes is not None else mark
 
 
 def roundtrip_words(dataset: DatasetInfo) -> tuple[str, str]:

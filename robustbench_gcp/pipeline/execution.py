@@ -489,10 +489,11 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
     """
     from robustbench_gcp.reports.stored import run_label
 
-    if not plan.suite.normalized_by_stored_run(plan.dataset):
+    if not plan.suite.normalized_by_stored_run(plan.label_dataset):
         raise ConfigError(f"`--suite`: {plan.suite.kind} on {plan.dataset.title} is not normalized by a "
                           "stored baseline, so one would never be used; baselines serve imagenet-p (FR, "
-                          "T5D), and imagenet-c on CIFAR-10/100 and Tiny-ImageNet (CE)")
+                          "T5D), and imagenet-c on CIFAR-10/100, Tiny-ImageNet and ImageNet images "
+                          "classified into other classes than ImageNet's 1000 (CE)")
     if replace or not Path(plan.options.store).is_file():
         return
     with Store(plan.options.store, read_only=True) as store:

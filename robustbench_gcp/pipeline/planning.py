@@ -34,6 +34,7 @@ from robustbench_gcp.data.datasets import (
     check_image_size,
     detect_dataset,
     get_dataset,
+    label_space,
     scan_dataset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
@@ -138,6 +139,7 @@ class Plan:
             from the data), which sets how they are read and the corruption preset.
         notes: what planning chose that eval says and the report keeps (released files read
             alone where benchmarks.yaml's clean images are missing).
+        classes: the model's number of classes, as its checkpoint says (None: not known).
     """
 
     model: ModelChoice
@@ -151,6 +153,13 @@ class Plan:
     config: Config
     dataset: DatasetInfo = DATASETS["imagenet"]
     notes: tuple[str, ...] = ()
+    classes: int | None = None
+
+    @property
+    def label_dataset(self) -> DatasetInfo:
+        """:attr:`dataset` in the model's label space (:func:`~robustbench_gcp.data.datasets.label_space`:
+        ImageNet images classified into 10 classes are no task AlexNet's errors normalize)."""
+        return label_space(self.dataset, self.classes)
 
     @property
     def corrupted_dir(self) -> Path | None:
@@ -207,10 +216,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.uses_baseline:
-        names = baseline_names(options.baseline)
-        for name in names:
+        for name in baseline_names(options.baseline):
             suite.check_baseline(name, config.baselines, Path(options.store))
-        suite.check_normalizers(names, config.baselines, selection)
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options, dataset)
@@ -240,11 +247,15 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
+    if suite.uses_baseline and label_space(dataset, num_classes) is dataset:
+        # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
+        # a model of other classes is another task, which only a stored run of it normalizes
+        suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection)
     if labels_matter(suite, options.data is not None):
         check_classes(images, num_classes, choice.label, released=options.data is None,
                       asked_sorted=options.class_order == "sorted")
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
-                located)
+                located, classes=num_classes)
 
 
 def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:

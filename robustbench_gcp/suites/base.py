@@ -481,6 +481,8 @@ class LevelledSuite(Suite):
             label += f", {roundtrip_words(dataset)[0]}"
         if variant.get("preset"):
             label += f", {_preset_words(variant['preset'])}"
+        if variant.get("classes"):  # a model's own label space on ImageNet's images
+            label += f", {variant['classes']} classes"
         return label if dataset.name == "imagenet" else f"{self.benchmark_name(dataset)}, {label}"
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:
@@ -619,10 +621,11 @@ def _checked_value(flag: Flag, value: Any) -> Any:
 
 
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
-    """The dataset of a report's stored cells of ``kind`` (their variants name it; ImageNet when
-    none does, or when they disagree)."""
-    names = {variant_of(r.key).get("dataset") for r in results if r.key.kind == kind}
-    return get_dataset(names.pop()) if len(names) == 1 else get_dataset(None)
+    """The dataset of a report's stored cells of ``kind`` (their variants name it, and the classes of
+    another label space; ImageNet when none does, or when they disagree)."""
+    names = {(variant_of(r.key).get("dataset"), variant_of(r.key).get("classes"))
+             for r in results if r.key.kind == kind}
+    return get_dataset(*names.pop()) if len(names) == 1 else get_dataset(None)
 
 
 def column_names(reports: Sequence[Report], section: str, field: str, order: Sequence[str]) -> list[str]:
@@ -639,8 +642,10 @@ def _preset_words(preset: str) -> str:
 
 
 def report_dataset(report: Report) -> DatasetInfo:
-    """The dataset a report's metrics name (ImageNet when they name none)."""
-    return get_dataset((report.sections.get("metrics") or {}).get("dataset"))
+    """The dataset a report's metrics name, in the label space of their ``classes`` (ImageNet when
+    they name none)."""
+    metrics = report.sections.get("metrics") or {}
+    return get_dataset(metrics.get("dataset"), metrics.get("classes"))
 
 
 def variant_of(key: CellKey) -> dict:

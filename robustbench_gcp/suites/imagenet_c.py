@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
-from robustbench_gcp.data.datasets import DatasetInfo, check_released_size, dataset_mark, get_dataset
+from robustbench_gcp.data.datasets import (
+    DatasetInfo,
+    check_released_size,
+    dataset_mark,
+    get_dataset,
+    label_space,
+)
 from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import ConfigError, UnknownNameError
@@ -213,12 +219,17 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     if baseline is None and cells and dataset.alexnet_normalized:
         notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
                      "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
-    if not dataset.alexnet_normalized and cells:
+    stored = (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'" if baseline is not None
+              else "")
+    if dataset.classes is not None and cells:  # ImageNet images, the model's own classes
+        notes.append(f"{dataset.released} on a model of {dataset.classes} classes: AlexNet's published "
+                     "errors, made on ImageNet's 1000, normalize no error of another task, so the mean "
+                     "corruption error and accuracy are unnormalized (a run stored with `gcp-robust "
+                     f"baseline` normalizes CE: --baseline alexnet,NAME){stored}")
+    elif not dataset.alexnet_normalized and cells:
         notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
                      "(over the corruptions and severities, as RobustBench reports them); AlexNet "
-                     "normalization is ImageNet-C's"
-                     + (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'"
-                        if baseline is not None else ""))
+                     f"normalization is ImageNet-C's{stored}")
     lacking = [s.corruption for s in summaries if s.CE is None and baseline is not None and baseline.run]
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
@@ -254,6 +265,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             "mean_error": metrics["mean_error"],
             "mean_accuracy": None if metrics["mean_error"] is None else 1 - metrics["mean_error"],
             "dataset": dataset.name,
+            **({"classes": dataset.classes} if dataset.classes is not None else {}),
             "baseline": baseline.name if baseline else None,
             "corruptions": metrics["corruptions"],
             "missing": metrics["missing"],
@@ -354,7 +366,8 @@ class ImageNetCSuite(LevelledSuite):
         if selection.dataset.alexnet_normalized and not set(names) & set(baselines):
             raise ConfigError(f"`--baseline {','.join(names)}` cannot normalize ImageNet-C on ImageNet "
                               "images: benchmarks.yaml's published errors do (e.g. alexnet); a baseline "
-                              "stored with `gcp-robust baseline` normalizes CIFAR-C and Tiny-ImageNet-C")
+                              "stored with `gcp-robust baseline` normalizes CIFAR-C, Tiny-ImageNet-C and "
+                              "models of other classes than ImageNet's 1000")
 
     def check_inputs(self, selection: ImageNetCSelection) -> None:
         root = selection.released
@@ -440,15 +453,20 @@ class ImageNetCSuite(LevelledSuite):
             from robustbench_gcp.data.array_files import check_released_npy
 
             n_images = check_released_npy(selection.released, selection.corruptions)
+        # a model of other classes than ImageNet's 1000 on its images: its cells say so (AlexNet's
+        # errors normalize none of them: reports read the label space back from the cells)
+        space = label_space(selection.dataset, inputs.num_classes)
+        classes = {"classes": space.classes} if space.classes is not None else {}
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 if selection.released is not None:
                     source = self._released_source(selection, corruption, severity, n_images)
-                    variant = {"source": "released", **selection.variant()}
+                    variant = {"source": "released", **selection.variant(), **classes}
                     tasks.append(ClassifyTask(cell_key(corruption, severity, variant), source))
                 else:
                     variant = {"source": selection.backend, "roundtrip": selection.roundtrip,
-                               **selection.variant(), **revision_mark(corruption, selection.backend)}
+                               **selection.variant(), **classes,
+                               **revision_mark(corruption, selection.backend)}
                     tasks.append(ClassifyTask(
                         cell_key(corruption, severity, variant), inputs.corruption_base,
                         Corrupt(corruption, severity, selection.backend, selection.roundtrip,
@@ -466,7 +484,8 @@ class ImageNetCSuite(LevelledSuite):
         datasets: the run stored as baseline ``name`` (``gcp-robust baseline``), its errors on
         the same cells, when the store has it (None: their errors stay unnormalized)."""
         ours = [k for k in keys if k.kind == self.kind]
-        if get_dataset(variant_of(ours[0]).get("dataset") if ours else None).alexnet_normalized:
+        variant = variant_of(ours[0]) if ours else {}
+        if get_dataset(variant.get("dataset"), variant.get("classes")).alexnet_normalized:
             return baselines.get(name)
         return stored_baseline(store, name, ours) if store is not None else None
 
