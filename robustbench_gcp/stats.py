@@ -274,23 +274,26 @@ def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_F
     differ (exact), ``draws`` seeded random patterns counting the observed one (p = (1 + hits)
     / (1 + draws)) below :data:`SIGN_FLIP_NORMAL_FROM`, and from there the normal
     approximation z = |sum d| / sqrt(sum d^2). Units with equal values, and those where either
-    value is not finite, take no part. It tests the mean, as a bootstrap interval of the mean
-    difference does; ``only_a`` / ``only_b`` count the units where a / b is larger.
+    value or their difference is not finite, take no part. It tests the mean, as a bootstrap
+    interval of the mean difference does; ``only_a`` / ``only_b`` count the units where a / b is
+    larger.
 
     Example:
         >>> a = np.array([0.9, 1.2, 0.8, 1.1]); b = np.array([0.5, 0.7, 0.6, 0.4])
         >>> sign_flip(a, b).p_value   # 2 of the 16 patterns: all +, all -
         0.125
     """
-    a = np.asarray(values_a, dtype=np.float64).ravel()
-    b = np.asarray(values_b, dtype=np.float64).ravel()
+    a = np.asarray(values_a, dtype=np.float64)
+    b = np.asarray(values_b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired values should have the same shape. Got {a.shape} and {b.shape}")
-    d = a - b
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = (a - b).ravel()
     d = d[np.isfinite(d) & (d != 0)]
     only_a, only_b, n = int((d > 0).sum()), int((d < 0).sum()), d.size
     if n == 0:
         return PairedTest(only_a, only_b, 1.0, "sign-flip exact")
+    d = d / np.abs(d).max()  # the p-value is the same at any scale; d * d neither underflows nor overflows
     observed = abs(d.sum())
     reached = observed * (1 - 1e-12)  # a pattern equal to the observed one up to rounding counts
     if n <= SIGN_FLIP_EXACT_UP_TO:

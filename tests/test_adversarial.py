@@ -189,7 +189,11 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
     (("--epsilons", "-1"), "Error: `--epsilons` should be finite and >= 0. Got -1"),
     (("--epsilons", "inf"), "Error: `--epsilons` should be finite and >= 0. Got inf"),
     (("--epsilons", "1e-400"),  # it was read as 0: the clean images, silently
-     "Error: `--epsilons` should be 0 or a number a float can hold. Got 1e-400, which rounds to 0"),
+     "Error: `--epsilons` should be 0 or at least 1.4e-45 (float32's smallest). Got 1e-400, which rounds "
+     "to 0"),
+    (("--epsilons", "1e-50"),  # 0 in the float32 images the attacks perturb
+     "Error: `--epsilons` should be 0 or at least 1.4e-45 (float32's smallest). Got 1e-50, which rounds "
+     "to 0"),
     (("--epsilons", "abc"), "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got 'abc'"),
     (("--attacks", "pgd-linf", "--epsilons", "0.5"),
      "Error: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of its range; "

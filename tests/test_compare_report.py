@@ -624,6 +624,10 @@ def test_notes_of_several_models_name_whose_they_are():
         "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
         "demo-isqrt: 3 cells left out", "demo-isqrt: baseline 'demo-gap' was evaluated",
         "partial run of demo-gap: 2 of 3 cells", "shared"]
+    # one that another suite's reports have in part: whose, each time (not once bare, once named)
+    others[0].notes.append("shared")
+    assert [n for n in all_notes([gap, isqrt, *others], []) if n.endswith("shared")] == [
+        "demo-gap: shared", "demo-isqrt: shared"]
 
 
 def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):

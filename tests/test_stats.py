@@ -196,6 +196,19 @@ def test_sign_flip_ignores_ties_and_values_that_are_not_finite():
     assert sign_flip(a[:1], b[:1]).p_value == 1.0  # nothing differs
     with pytest.raises(ValueError, match="same shape"):
         sign_flip(a, b[:3])
+    with pytest.raises(ValueError, match="same shape"):  # not paired by position once flattened
+        sign_flip(np.zeros((2, 2)), np.zeros(4))
+
+
+@pytest.mark.parametrize("n", [12, 300, 3000])
+def test_sign_flip_p_values_do_not_depend_on_the_scale(n):
+    """The normal approximation squared the raw differences: at 1e-170 they underflowed to 0 and p
+    was 0 (a false difference), at 1e160 they overflowed and p was 1."""
+    rng = np.random.default_rng(n)
+    d = rng.normal(size=n)
+    base = sign_flip(d, np.zeros(n), seed=1).p_value
+    for scale in (1e-170, 1e160):
+        assert sign_flip(d * scale, np.zeros(n), seed=1).p_value == pytest.approx(base, rel=1e-9)
 
 
 def test_holm_by_hand():

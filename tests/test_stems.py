@@ -111,3 +111,6 @@ def test_a_brought_models_own_code_raising_in_the_split_is_one_line():
                                              r"\(at test_stems\.py:\d+, in forward\)$") as raised:
         split.rest(inner)
     assert isinstance(raised.value.__cause__, ValueError)
+    # an error inside torch's layers, which the split (this package's code) calls: no line named
+    with pytest.raises(ModelCodeError, match=r"but got 5 channels instead$"):
+        split.stem(torch.rand(1, 5, 64, 64))

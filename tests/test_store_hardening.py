@@ -697,6 +697,20 @@ def test_a_store_read_without_locks_that_another_process_writes_is_an_error(stor
             reader.runs()
 
 
+def test_a_relative_store_read_without_locks_reads_on_after_a_change_of_folder(store_path, monkeypatch):
+    """The check of the file named it as given: after a library user changed folder, every read said
+    the store had changed."""
+    with Store(store_path) as store:
+        open_run(store)
+    for side in ("-wal", "-shm"):
+        Path(f"{store_path}{side}").unlink(missing_ok=True)
+    store_path.chmod(0o444)
+    monkeypatch.chdir(store_path.parent)
+    with Store(store_path.name, read_only=True) as reader:
+        monkeypatch.chdir(store_path.parent.parent)
+        assert len(reader.runs()) == 1
+
+
 def test_a_read_only_file_system_is_named(store_path, monkeypatch):
     import os
     from types import SimpleNamespace

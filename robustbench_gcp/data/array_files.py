@@ -330,9 +330,12 @@ def _labels_once(path: Path, labels: np.ndarray) -> None:
     """Refuse a labels.npy that holds the N test labels once (as the clean test set has them), as
     its folder's first image file shows, saying so."""
     images = next((p for p in sorted(path.parent.glob("*.npy")) if p.name != LABELS_NPY), None)
-    rows = _open_npy(images).shape[0] if images is not None else None
+    try:
+        rows = _open_npy(images).shape[0] if images is not None else None
+    except (DataError, IndexError):  # a damaged image file is named when it is read
+        rows = None
     k = RELEASED_SEVERITIES
-    if labels.ndim == 1 and rows == k * labels.size:
+    if labels.ndim == 1 and labels.size and rows == k * labels.size:
         raise DataError(f"{path} holds {labels.size} labels, one per image of a severity; a released "
                         f"CIFAR-C {LABELS_NPY} holds them once per severity: {k} x {labels.size} = "
                         f"{rows}, as many as {images.name} has images")

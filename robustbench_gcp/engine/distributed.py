@@ -107,7 +107,7 @@ class Distributed:
                 raise RankFailure(
                     f"rank {self.rank} of {self.world_size}: lost contact with rank 0 before it sent the "
                     "work list (if rank 0 stopped, its own error says why); this rank computed nothing "
-                    "of this run"
+                    "of this run, and what earlier runs stored is kept"
                 ) from None
             first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise RankFailure(

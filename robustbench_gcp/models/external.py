@@ -353,14 +353,16 @@ def _raised(error: BaseException) -> str:
 
 
 def _where(error: BaseException) -> str:
-    """Where ``error`` arose: the innermost frame outside torch and torchvision (the user's own
-    line), as `` (at net.py:42, in forward)``; "" when there is none (``torchvision:<name>``)."""
+    """Where ``error`` arose: the innermost frame outside torch, torchvision and this package (the
+    user's own line), as `` (at net.py:42, in forward)``; "" when there is none
+    (``torchvision:<name>``; the landscape's stem split runs the model's layers from this package)."""
     import traceback
 
+    ours = Path(__file__).parents[1]  # robustbench_gcp
     libraries = tuple(str(Path(module.__file__).parent) for module in
-                      (torch, sys.modules.get("torchvision")) if module is not None)
+                      (torch, sys.modules.get("torchvision")) if module is not None) + (str(ours),)
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not frame.filename.startswith(libraries) and frame.filename != __file__]
+              if not frame.filename.startswith(libraries)]
     if not frames:
         return ""
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno}, in {frames[-1].name})"

@@ -319,9 +319,10 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
             who = report.model
             if any(note not in r.notes for r in siblings):  # say which of its tables the note is of
                 who = f"{report.model} ({_table_of(report, headings)})"
-            # every model's report of the suite has it: one note (an adversarial report beside them
-            # lacks ImageNet-C's notes)
-            shared = all(note in other.notes for other in reports if other.kind == report.kind)
+            # every report of the suites that have it has it: one note (an adversarial report beside
+            # them lacks ImageNet-C's notes); else each says whose it is
+            kinds = {other.kind for other in reports if note in other.notes}
+            shared = all(note in other.notes for other in reports if other.kind in kinds)
             if note.startswith((f"{report.model}: ", f"{report.model}, ")):  # named already
                 notes.add(who + note[len(report.model):])
             elif f" of {report.model}: " in note:  # "partial run of demo-gap: ..."

@@ -43,7 +43,7 @@ def _reads(method):
     def reading(self, *args, **kwargs):
         try:
             read = method(self, *args, **kwargs)
-            check_unchanged(self.path, self._frozen)  # read without locks: valid while the file is
+            check_unchanged(self._file, self._frozen)  # read without locks: valid while the file is
             return read
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.read_only_reason) from None
