@@ -70,7 +70,7 @@ class Design:
     ``rows`` name the rows of ``values`` (cells x images); a metric maps the (resampled)
     row means, by row name, to its value. ``tests`` lists the per-image outcomes (bools or
     counts) compared with :func:`mcnemar`, by label; ``mean_tests`` the rows of real values
-    whose means are compared with :func:`sign_flip` (label -> row). Each suite builds its own
+    whose means are compared with :func:`sign_flip` (each test labelled by its row). Each suite builds its own
     (:meth:`robustbench_gcp.suites.base.Suite.design`).
     """
 
@@ -83,17 +83,17 @@ class Design:
     #: :func:`wilson`'s and whose paired difference is :func:`paired_proportion_difference`'s
     proportions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the comparison (how its intervals were made)
-    mean_tests: dict[str, str] = field(default_factory=dict)
+    mean_tests: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, rows: list[str], values: Sequence[np.ndarray], metrics: dict[str, Statistic],
            tests: dict[str, np.ndarray] | None = None, percent: set[str] | None = None,
            proportions: dict[str, str] | None = None, notes: list[str] | None = None,
-           mean_tests: dict[str, str] | None = None) -> Design:
+           mean_tests: Sequence[str] = ()) -> Design:
         """A design from a list of per-image rows (an empty list gives a 0 x 0 matrix)."""
         matrix = np.array(values) if len(values) else np.zeros((0, 0))
         return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()), dict(proportions or {}),
-                   list(notes or ()), dict(mean_tests or {}))
+                   list(notes or ()), tuple(mean_tests))
 
     def row(self, name: str) -> np.ndarray:
         """The per-image values of row ``name``."""
@@ -294,7 +294,8 @@ def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_F
     if n == 0:
         return PairedTest(only_a, only_b, 1.0, "sign-flip exact")
     d = d / np.abs(d).max()  # the p-value is the same at any scale; d * d neither underflows nor overflows
-    observed = abs(d.sum())
+    total = d.sum()
+    observed = abs(total)
     reached = observed * (1 - 1e-12)  # a pattern equal to the observed one up to rounding counts
     if n <= SIGN_FLIP_EXACT_UP_TO:
         bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
@@ -309,7 +310,7 @@ def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_F
         k = min(1000, draws - done)
         bits = np.frombuffer(rng.bytes(k * ((n + 7) // 8)), np.uint8).reshape(k, -1)
         flipped = np.unpackbits(bits, axis=1, count=n).astype(np.float64)
-        hits += int((np.abs(d.sum() - 2 * (flipped @ d)) >= reached).sum())
+        hits += int((np.abs(total - 2 * (flipped @ d)) >= reached).sum())
         done += k
     return PairedTest(only_a, only_b, (1 + hits) / (1 + draws), f"sign-flip {draws} draws")
 

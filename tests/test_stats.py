@@ -247,7 +247,7 @@ def test_real_valued_rows_get_the_sign_flip_test_in_the_models_holm_family():
     loss[1] = loss[0] + rng.uniform(0.6, 1.0, size=30)  # b's losses are higher on every image
 
     def design(row):
-        return Design(["loss"], row[None, :], {"loss": lambda m: m["loss"]}, mean_tests={"loss": "loss"})
+        return Design(["loss"], row[None, :], {"loss": lambda m: m["loss"]}, mean_tests=("loss",))
 
     a, b = compare_designs(["a", "b"], [design(loss[0]), design(loss[1])], ["fp", "fp"], resamples=100)
     assert a.tests is None

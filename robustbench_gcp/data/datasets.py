@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustbench_gcp.data.folders import ImageList, first_image, scan_folder, subfolders
+from robustbench_gcp.data.folders import ImageList, first_image, first_released_file, scan_folder
 from robustbench_gcp.errors import ConfigError, DataError
 
 
@@ -242,7 +242,7 @@ def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
     from PIL import Image
 
     crop = dataset.released_size
-    first = next(filter(None, (first_image(folder / name) for name in sorted(subfolders(folder)))), None)
+    first = first_released_file(folder)
     if first is None:
         return  # an empty cell folder is named when its images are listed
     try:

@@ -472,6 +472,13 @@ def first_image(folder: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> P
     return None if name is None else folder.parent / name
 
 
+def first_released_file(cell: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> Path | None:
+    """The first file (of ``extensions``) of a released cell folder's class folders, in sorted
+    order (the file whose size stands for the folder's), or None."""
+    firsts = (first_image(cell / name, extensions) for name in sorted(subfolders(cell)))
+    return next(filter(None, firsts), None)
+
+
 def _holds_files(folder: Path) -> bool:
     """Whether ``folder`` holds a file that is not hidden, at any depth (a class folder left
     empty by a partial extraction holds none), walked as :func:`scan_folder` walks a class (link

@@ -27,10 +27,9 @@ def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
     """
     import av
 
-    from robustbench_gcp.data.folders import first_image, subfolders
+    from robustbench_gcp.data.folders import first_released_file
 
-    first = next(filter(None, (first_image(folder / name, (".mp4",)) for name in sorted(subfolders(folder)))),
-                 None)
+    first = first_released_file(folder, (".mp4",))
     if first is None:
         return  # an empty folder is named when its videos are listed
     try:

@@ -113,9 +113,8 @@ def compare_designs(
                 entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
                                for label, outcome in d.tests.items() if label in ref.tests
                                and ref.tests[label].shape == outcome.shape}
-                entry.tests.update({label: sign_flip(ref.row(ref.mean_tests[label]), d.row(row),
-                                                     seed=seed).as_dict()
-                                    for label, row in d.mean_tests.items() if label in ref.mean_tests})
+                entry.tests.update({row: sign_flip(ref.row(row), d.row(row), seed=seed).as_dict()
+                                    for row in d.mean_tests if row in ref.mean_tests})
                 # the model's tests are one family: Holm's adjustment for their number
                 for label, p_holm in holm({k: t["p_value"] for k, t in entry.tests.items()}).items():
                     entry.tests[label]["p_holm"] = p_holm

@@ -195,13 +195,11 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
 INTERVALS = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion; each at 95 %, "
              "not adjusted for their number); Δ: paired difference to the reference; ")
 TESTS_HEADER = "tests p<0.05 (Holm)"
-#: what a comparison's tests are, where its JSON does not say (before 0.7.11)
-PAIRED_TESTS = "McNemar's exact test or a sign test on the paired per-image outcomes"
 
 
 def tests_note(comparison: dict) -> str:
     """The meaning of the compact table's tests column: which tests, how counted."""
-    return (f"tests p<0.05 (Holm): how many of the model's paired tests ({_tests_text(comparison)}) find a "
+    return (f"tests p<0.05 (Holm): how many of the model's paired tests ({comparison['tests_text']}) find a "
             "difference from the reference at p < 0.05, Holm-adjusted over them; so a Δ interval may "
             "exclude 0 where no test differs (near the edge an interval and an exact test, which is "
             "conservative, can disagree even before Holm)")
@@ -209,13 +207,8 @@ def tests_note(comparison: dict) -> str:
 
 def _caption(comparison: dict, wide: bool) -> str:
     if wide:
-        return INTERVALS + (f"paired p: {_tests_text(comparison)}; Holm p: adjusted over the model's "
-                            "tests")
+        return INTERVALS + f"paired p: {comparison['tests_text']}; Holm p: adjusted over the model's tests"
     return INTERVALS + tests_note(comparison)
-
-
-def _tests_text(comparison: dict) -> str:
-    return comparison.get("tests_text") or PAIRED_TESTS
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,

@@ -623,9 +623,14 @@ def _checked_value(flag: Flag, value: Any) -> Any:
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
     """The dataset of a report's stored cells of ``kind`` (their variants name it, and the classes of
     another label space; ImageNet when none does, or when they disagree)."""
-    names = {(variant_of(r.key).get("dataset"), variant_of(r.key).get("classes"))
-             for r in results if r.key.kind == kind}
-    return get_dataset(*names.pop()) if len(names) == 1 else get_dataset(None)
+    datasets = {variant_dataset(variant_of(r.key)) for r in results if r.key.kind == kind}
+    return datasets.pop() if len(datasets) == 1 else get_dataset(None)
+
+
+def variant_dataset(variant: Mapping[str, Any]) -> DatasetInfo:
+    """The dataset a cell's variant names, in the label space of its ``classes`` (ImageNet when it
+    names none)."""
+    return get_dataset(variant.get("dataset"), variant.get("classes"))
 
 
 def column_names(reports: Sequence[Report], section: str, field: str, order: Sequence[str]) -> list[str]:

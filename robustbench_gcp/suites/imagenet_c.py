@@ -45,6 +45,7 @@ from robustbench_gcp.suites.base import (
     per_image_errors,
     register_suite,
     report_dataset,
+    variant_dataset,
     variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
@@ -484,8 +485,7 @@ class ImageNetCSuite(LevelledSuite):
         datasets: the run stored as baseline ``name`` (``gcp-robust baseline``), its errors on
         the same cells, when the store has it (None: their errors stay unnormalized)."""
         ours = [k for k in keys if k.kind == self.kind]
-        variant = variant_of(ours[0]) if ours else {}
-        if get_dataset(variant.get("dataset"), variant.get("classes")).alexnet_normalized:
+        if variant_dataset(variant_of(ours[0]) if ours else {}).alexnet_normalized:
             return baselines.get(name)
         return stored_baseline(store, name, ours) if store is not None else None
 

@@ -575,7 +575,7 @@ class ImageNetPSuite(LevelledSuite):
             else:
                 metrics[mean] = _mean_raw(chosen, prefix, pairs)
         # each cell's flip probability and top-5 distance: a sign-flip test over its videos
-        mean_tests = {row: row for row in rows if row.startswith(("fp ", "t5d "))}
+        mean_tests = [row for row in rows if row.startswith(("fp ", "t5d "))]
         return Design.of(rows, values, metrics, percent=percent, notes=notes, mean_tests=mean_tests)
 
     # -- views

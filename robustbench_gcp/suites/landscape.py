@@ -362,7 +362,7 @@ class LandscapeSuite(Suite):
                 values.append(per[name])
                 metrics[row] = lambda m, row=row: m[row]
         # each quantity's mean difference is tested (sign flips), images as units
-        mean_tests = {row: row for row in metrics if row.partition(" ")[0] in STATS}
+        mean_tests = [row for row in metrics if row.partition(" ")[0] in STATS]
         return Design.of(rows, values, metrics, base.tests, proportions=base.proportions,
                          mean_tests=mean_tests)
 
