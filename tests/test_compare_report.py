@@ -121,6 +121,9 @@ def test_report_json_and_long_csv_round_trip(compared):
                                       "--suite", "imagenet-c", "--no-intervals"])
     plain_header = plain.stdout.splitlines()[0].split(",")
     assert plain_header[:7] == header[:7] and "mce" in plain_header
+    # and the same metrics, in one order: the comparison has the unnormalized mean error beside mCE
+    assert plain_header[7:] == [c for c in header[7:]
+                                if not c.endswith(("_low", "_high")) and "delta_" not in c]
     assert [row["cells_left_out"] for row in csv.DictReader(io.StringIO(plain.stdout))] == ["0", "0"]
 
 
@@ -146,8 +149,8 @@ def test_report_markdown_and_plots(compared, tmp_path):
     result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "markdown",
                                        "--resamples", "200", "--plot", str(tmp_path / "plots")])
     assert result.exit_code == 0, result.output
-    assert ("| model | clean err % | Δ clean err % | mCE | Δ mCE | rel. mCE | Δ rel. mCE "
-            "| tests p<0.05 (Holm) |" in result.stdout)
+    assert ("| model | clean err % | Δ clean err % | mCE | Δ mCE | rel. mCE | Δ rel. mCE | mean err % "
+            "| Δ mean err % | tests p<0.05 (Holm) |" in result.stdout)
     assert ("Note: tests p<0.05 (Holm): how many of the model's paired tests (McNemar's test on the "
             "clean images; per corruption, the sign test" in result.stdout)
     assert re.search(r"\| \d+ of 3 differ \|", result.stdout), result.stdout  # clean, 2 corruptions
