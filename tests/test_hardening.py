@@ -177,6 +177,51 @@ def test_a_stop_whose_exception_python_drops_still_stops_the_run(
     assert 1 <= stopped < 15
 
 
+LATE_STOP = """
+import os, signal, sys
+import click
+from robustbench_gcp.cli import LazyGroup, main
+
+
+def stop_in(owner, name):
+    original = getattr(owner, name)
+
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs here
+            pass
+        return original(*args, **kwargs)
+
+    setattr(owner, name, stopped)
+
+
+stop_in({where})
+sys.argv = ["gcp-robust", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("where, message", [
+    ("click.ClickException, 'show'", "Error: store {store} does not exist"),  # Ctrl-C as the error is written
+    ("LazyGroup, 'parse_args'", None)])  # Ctrl-C while the command line is parsed
+def test_a_stop_outside_the_run_exits_130_and_lets_the_message_be_written(tmp_path, where, message):
+    """Outside a command's own handlers Python's stood: a second Ctrl-C while the first one's
+    message was written ended the process by SIGINT (status -2) or with "Aborted!" (exit 1), the
+    message cut."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_STOP.replace("{where}", where))
+    store = tmp_path / "none.db"
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run([sys.executable, str(script), "report", "--store", str(store)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
+    if message:
+        assert message.format(store=store) in result.stderr
+    else:
+        assert result.stderr == ""
+
+
 def test_a_loader_failing_after_a_dropped_stop_is_the_stop(image_folder, gap_checkpoint, tmp_path,
                                                            monkeypatch):
     """Ctrl-C reaches the loader's workers too: one that dies of it fails the shard's loading

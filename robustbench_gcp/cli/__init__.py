@@ -53,6 +53,8 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"No such command '{name}'.{suggest(name, commands)}", ctx) from None
 
     def main(self, *args, **kwargs):
+        previous = _on_signals(_exit_stopped)  # outside a command's own handlers: parsing, the last message
+        _late_stops.clear()
         try:
             return super().main(*args, **kwargs)
         except OSError as error:
@@ -65,6 +67,12 @@ class LazyGroup(click.Group):
             _discard_stdout()
             click.echo(f"Error: cannot write to {stream}: {error.strerror or error}", err=True)
             sys.exit(1)
+        finally:
+            _on_signals(previous)
+            late = [signum for signum in _late_stops if signum]
+            _late_stops.clear()
+            if late:  # a stop while the command's last message was written, which it let finish
+                raise SystemExit(128 + late[-1])
 
     def invoke(self, ctx: click.Context):
         previous = _on_signals(stops.stop)
@@ -100,6 +108,7 @@ class LazyGroup(click.Group):
         finally:
             _on_signals(previous)
             stops.clear()  # handled, or another error won: never the next command's (a notebook)
+            _late_stops.append(0)  # the command ran: a stop from here on lets its message be written
 
 
 def keep_freed_memory() -> bool:
@@ -148,6 +157,21 @@ def _end_torchrun_rank() -> None:
     module = sys.modules.get("robustbench_gcp.engine.distributed")
     if module is not None:
         module.leave_after_success()
+
+
+#: 0 once the command has run, then the signals that came after it (:func:`_exit_stopped`)
+_late_stops: list[int] = []
+
+
+def _exit_stopped(signum: int, frame=None) -> None:
+    """SIGINT or SIGTERM outside a command's run: while the command line is parsed (and the
+    command's module imported), exit 130 or 143 at once; after the command (a second Ctrl-C while
+    the first one's message is written), let the message be written, then exit so. Python's own
+    handler, there before, ended the process by the signal (status -2) or with click's "Aborted!"
+    (exit 1), cutting the message that says how far the run got."""
+    if not _late_stops:
+        raise SystemExit(128 + signum)
+    _late_stops.append(signum)
 
 
 def _on_signals(handlers):
