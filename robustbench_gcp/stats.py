@@ -208,10 +208,16 @@ def wilson(values: np.ndarray, *, level: float = LEVEL) -> Interval:
         (0.0, 0.0, 0.0876)
     """
     x = np.asarray(values, dtype=np.float64).ravel()
-    n = x.size
-    if n == 0:
+    if x.size == 0:
         raise ValueError("`values` holds no images")
-    p = float(x.mean())
+    return wilson_of_count(float(x.sum()), x.size, level=level)
+
+
+def wilson_of_count(ones: float, n: int, *, level: float = LEVEL) -> Interval:
+    """:func:`wilson` of ``ones`` ones among ``n`` values (a stored cell's errors of its ``n`` images)."""
+    if n <= 0 or not 0 <= ones <= n:
+        raise ValueError(f"a count of {ones} ones among {n} values")
+    p = ones / n
     z = _z(level)
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,3 +81,36 @@ def test_bars_and_robust_accuracy_keep_their_legends_beside_the_panels(tmp_path,
         (legend,) = figure.legends
         assert all(legend.x0 >= panel.x1 for panel in figure.panels)
     assert lines.title == "adversarial: robust accuracy against the attack budget"
+
+
+def test_error_against_severity_has_wilson_bars_and_no_line_across_skipped_severities(tmp_path, monkeypatch):
+    """A line went straight from clean to severity 3 when 1 and 2 were not run, and no point said
+    how many images it stood on."""
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.stats import wilson
+    from robustbench_gcp.suites.charts import error_vs_severity
+
+    drawn = []
+    original = figures.save
+
+    def save(fig, path):
+        (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+        drawn.append((ax.get_lines()[0].get_xydata(), ax.containers[0]))
+        return original(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    report = SimpleNamespace(model="m", heading="imagenet-c", sections={
+        "clean": {"n": 40, "top1_error": 0.25},
+        "cells": [{"corruption": "fog", "severity": s, "n": 40, "top1_error": e}
+                  for s, e in ((3, 0.5), (4, 0.0))]})
+    error_vs_severity([report], tmp_path / "severity.png")
+    ((points, bars),) = drawn
+    xs, ys = points[:, 0], points[:, 1]
+    assert list(xs) == [0, 0.5, 3, 4] and np.isnan(ys[1])  # clean and severity 3 not joined
+    assert list(ys[[0, 2, 3]]) == [25.0, 50.0, 0.0]
+    (segments,) = bars.lines[2]  # the vertical bars: one per point drawn, at the Wilson bounds
+    ends = [tuple(s[:, 1]) for s in segments.get_segments() if len(s)]  # the gap has none
+    for value, (low, high) in zip((0.25, 0.5, 0.0), ends):
+        iv = wilson(np.r_[np.ones(round(40 * value)), np.zeros(40 - round(40 * value))])
+        assert (low, high) == pytest.approx((100 * iv.low, 100 * iv.high))
+    assert ends[2][0] == 0.0 and ends[2][1] > 5  # 0 of 40 wrong: up to 8.8 %, not a bare point

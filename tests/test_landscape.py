@@ -224,6 +224,24 @@ def test_markdown_says_which_landscape_each_table_is(demo_val, tmp_path):
     assert "_landscape" not in detail_markdown([stem])  # one experiment: no heading needed
 
 
+def test_figures_of_descent_say_against_the_gradient(demo_val, tmp_path, monkeypatch):
+    """Steps X - eta g were titled "Loss along the gradient"."""
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.suites.landscape import grad_change_vs_eta, loss_vs_eta
+
+    titles = []
+    original = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (
+        titles.append((fig._suptitle.get_text(), fig.axes[0].get_ylabel())), original(fig, path))[1])
+    descent = landscape_eval(demo_val, tmp_path / "s.db", limit=2, etas="0:2:2", direction="descent",
+                             landscape_at="pixels")
+    loss_vs_eta([descent], tmp_path / "loss.png")
+    grad_change_vs_eta([descent], tmp_path / "change.png")
+    assert titles == [("Loss against the gradient (at the pixels, descent)", "loss L(X - eta g)"),
+                      ("Gradient change against the gradient (at the pixels, descent)",
+                       "||grad L(X - eta g) - g||")]
+
+
 def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path):
     store = tmp_path / "s.db"
     landscape_eval(demo_val, store, limit=4)

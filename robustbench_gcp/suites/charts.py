@@ -12,8 +12,33 @@ if TYPE_CHECKING:
     from robustbench_gcp.reports.report_type import Report
 
 
+def _severity_points(clean: dict | None, cells: Sequence[dict]) -> tuple[list, list, list]:
+    """A model's points of one corruption: severities (0 = clean), top-1 errors (%) with a gap
+    (NaN) where severities were skipped, so that no line joins clean to severity 3 across 1 and
+    2, and each point's 95 % Wilson interval over its images (none where a cell lacks its count)."""
+    from robustbench_gcp.stats import wilson_of_count
+
+    points = ([(0, clean)] if clean is not None else []) + sorted(
+        ((c["severity"], c) for c in cells), key=lambda point: point[0])
+    xs, ys, bounds = [], [], []
+    for severity, cell in points:
+        if cell.get("top1_error") is None:
+            continue
+        if xs and severity > xs[-1] + 1 and not math.isnan(ys[-1]):
+            xs.append(xs[-1] + 0.5)
+            ys.append(math.nan)
+            bounds.append((0.0, 0.0))
+        error, n = cell["top1_error"], cell.get("n")
+        iv = wilson_of_count(round(error * n), n) if n else None
+        xs.append(severity)
+        ys.append(100 * error)
+        bounds.append((100 * (error - iv.low), 100 * (iv.high - error)) if iv else (0.0, 0.0))
+    return xs, ys, [list(b) for b in zip(*bounds)]
+
+
 def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
-    """One panel per corruption: top-1 error (%) against severity, a line per model."""
+    """One panel per corruption: top-1 error (%) against severity, a line per model with each
+    point's 95 % interval over images (Wilson's) as a bar."""
     from matplotlib.ticker import MaxNLocator
 
     from robustbench_gcp.reports.figures import legend_beside, model_color, pyplot, save
@@ -29,15 +54,12 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
                              sharey=True)
     for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
         for i, r in enumerate(reports):
-            cells = sorted((c["severity"], c["top1_error"]) for c in r.sections["cells"]
-                           if c["corruption"] == corruption)
+            cells = [c for c in r.sections["cells"] if c["corruption"] == corruption]
             if not cells:  # a model without this corruption: no line (its clean point alone said nothing)
                 continue
-            clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
-            xs = ([0] if clean is not None else []) + [s for s, _ in cells]
-            ys = ([clean] if clean is not None else []) + [e for _, e in cells]
-            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=r.model,
-                    color=model_color(i, len(reports)))
+            xs, ys, yerr = _severity_points(r.sections.get("clean"), cells)
+            ax.errorbar(xs, ys, yerr=yerr, marker="o", markersize=3, label=r.model, capsize=2,
+                        elinewidth=0.7, color=model_color(i, len(reports)))
         ax.set_title(corruption.replace("_", " "), fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities, not 1.5
         if index >= len(corruptions) - cols:  # bottom row of each column

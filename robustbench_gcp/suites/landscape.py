@@ -483,7 +483,8 @@ def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str
     if not curves:
         return None
     first = next(e for _, e in _entries(curves[0][0]))
-    ylabel = ylabel.replace("+", "+" if first["direction"] == "ascent" else "-")
+    if first["direction"] == "descent":  # X - eta g: steps against the gradient
+        ylabel, title = ylabel.replace("+", "-"), title.replace("along", "against")
     plt = pyplot()
     cells = list(dict.fromkeys(label for _, c in curves for label in c))
     cols = min(4, len(cells))
