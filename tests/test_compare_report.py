@@ -168,6 +168,17 @@ def test_report_markdown_and_plots(compared, tmp_path):
     for name, axes in expected_axes.items():
         (match,) = [n for n in found if n.endswith(f"{name}.png")]
         assert found[match] == axes
+    assert "from an earlier report" not in result.stderr
+    # the folder reused: figures of an earlier report (another suite's) are named, and kept
+    earlier = tmp_path / "plots" / "imagenet-p_flip_probability.png"
+    earlier.write_bytes(written[0].read_bytes())
+    (tmp_path / "plots" / "notes.png").write_bytes(b"not a figure")  # not ours: not named
+    again = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                      "--no-intervals", "--plot", str(tmp_path / "plots")])
+    assert again.exit_code == 0, again.output
+    assert all(f"wrote {p}" in again.stderr for p in written) and earlier.exists()
+    assert (f"--plot: 1 figure in {tmp_path / 'plots'} is from an earlier report, not of these (left as "
+            "it was): imagenet-p_flip_probability.png\n") in again.stderr
 
 
 def test_report_keeps_experiments_apart(demo_val, tmp_path):

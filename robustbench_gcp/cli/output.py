@@ -176,11 +176,17 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
     else:
         print_renderable(rendered, output)
     if plot_dir:
-        from robustbench_gcp.reports.plots import write_plots
+        from robustbench_gcp.reports.plots import earlier_figures, write_plots
 
         written = write_plots(reports, plot_dir)
         for path in written:
             click.echo(f"wrote {path}", err=True)
+        earlier = earlier_figures(plot_dir, written)
+        if earlier:  # a reused folder: say which of its figures are not of these reports
+            names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")
+            click.echo(f"--plot: {len(earlier)} figure{'s' * (len(earlier) > 1)} in {plot_dir} "
+                       f"{'are' if len(earlier) > 1 else 'is'} from an earlier report, not of these "
+                       f"(left as {'they were' if len(earlier) > 1 else 'it was'}): {names}", err=True)
         if not written:  # the clean suite has no figures: say so rather than write nothing silently
             from robustbench_gcp.suites import all_suites
 

@@ -35,3 +35,23 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
             if path is not None:
                 written.append(path)
     return written
+
+
+def earlier_figures(folder: str | Path, written: Sequence[Path]) -> list[Path]:
+    """The figures in ``folder`` that gcp-robust wrote before and this report did not rewrite (a
+    reused ``--plot`` folder: they are not of these reports), by the PNG's ``Software`` entry."""
+    from PIL import Image, UnidentifiedImageError
+
+    fresh = {Path(p).resolve() for p in written}
+    earlier = []
+    for path in sorted(Path(folder).glob("*.png")):
+        if path.resolve() in fresh or not path.is_file():
+            continue
+        try:
+            with Image.open(path) as image:
+                ours = image.info.get("Software") == "gcp-robust"
+        except (OSError, UnidentifiedImageError):  # not a figure, or not readable: not ours to name
+            continue
+        if ours:
+            earlier.append(path)
+    return earlier
