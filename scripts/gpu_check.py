@@ -44,7 +44,9 @@ pytest step still records which tests failed and what they printed. Where /dev/s
 The results go to ``$OUT/gpu-check.json`` when ``$OUT`` is set, else ``gpu-check/gpu-check.json``
 (``--out`` overrides both), rewritten after every step so that a run stopped half-way still
 leaves what it measured. A failed step (exit status, timeout, output that is not what was
-expected) is recorded with the last lines of its output and the next step runs. Exit status: 0
+expected) is recorded with the last lines of its output (the whole of it in ``logs/`` beside the
+JSON) and the next step runs; processes it left behind (torchrun's ranks live in sessions of their
+own) are ended. Wheels missing from ``--wheels`` are said, and the steps run all the same. Exit status: 0
 when every step ran and passed, 1 otherwise.
 """
 
@@ -119,7 +121,9 @@ def full_sizes(device: str, workers: int) -> Sizes:
             "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
             "perturbations": ["--model", "resnet50-gap", "--batch-size", "8", "--repeats", "2"],
-            "heads": ["--batch-size", "256", "--repeats", "2", "--pool-only"],  # as the target: d = 256
+            # as the target: d = 256; not the float64 SVD head (a GPU runs 256 SVDs of 256 x 256 one by one)
+            "heads": ["--batch-size", "256", "--repeats", "2", "--pool-only", "--heads",
+                      "isqrt,mpncov,dropcov,isqrt-relu6"],
             "jpeg": ["--batch-size", "256", "--size", "224", "--repeats", "3"],
             "attack": ["--model", "resnet50-isqrt", "--random-weights", "--images", "64",
                        "--batch-size", "32", "--steps", "10", "--repeats", "2"],
@@ -186,7 +190,8 @@ def _shared_memory() -> int:
 def pytest_step(sizes: Sizes, work: Path) -> Step:
     junit = work / "pytest-cuda.xml"
     # a test file that cannot be imported here (a package missing) must not hide the others' results
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rfE",
+    # -v: the output's last lines name the test that was running when a step ran out of time
+    argv = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-m", "cuda", "-rfE",
             "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_logging=system-out",
             # one hung test fails alone (where pytest-timeout is installed) rather than the whole step
             *(["--timeout", "90"] if importlib.util.find_spec("pytest_timeout") else []),
@@ -384,6 +389,42 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+def end_leftovers(marker: str) -> int:
+    """SIGKILL every process whose command line names ``marker`` (the work folder: the steps' stores
+    and data) and that outlived its step: torchrun starts its ranks in sessions of their own, out of
+    reach of the step's process group, and after a timeout they went on computing on the GPU.
+    Returns how many were ended (Linux's /proc; 0 elsewhere)."""
+    ended, me = 0, os.getpid()
+    try:
+        entries = [e for e in Path("/proc").iterdir() if e.name.isdigit() and int(e.name) != me]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                ended += 1
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return ended
+
+
+def keep_logs(step: str, work: Path, folder: Path, limit: int = 256 << 10) -> list[str]:
+    """Copy the last ``limit`` bytes of each output of a step that did not pass into ``folder`` (the
+    JSON holds only their last lines, and the work folder is removed): the copies' names."""
+    kept = []
+    for log in sorted(work.glob(f"{step}-*.out")) + sorted(work.glob(f"{step}-*.err")):
+        size = log.stat().st_size
+        if not size:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(log, "rb") as source:
+            source.seek(max(0, size - limit))
+            (folder / log.name).write_bytes(source.read())
+        kept.append(f"{folder.name}/{log.name}")
+    return kept
+
+
 def run_step(step: Step, work: Path) -> dict:
     record: dict = {"name": step.name, "status": "passed", "seconds": 0.0,
                     "commands": [" ".join(argv) for _, argv, _ in step.commands]}
@@ -394,6 +435,8 @@ def run_step(step: Step, work: Path) -> dict:
     for label, argv, env in step.commands:
         log = work / f"{step.name}-{label}"
         code, out, err, seconds = run_command(argv, env, deadline - time.monotonic(), log)
+        if ended := end_leftovers(str(work)):
+            record["leftovers_ended"] = record.get("leftovers_ended", 0) + ended
         record["seconds"] = round(record["seconds"] + seconds, 2)
         outputs[label], outputs[f"seconds:{label}"] = out, seconds
         if code is None:
@@ -425,10 +468,15 @@ def run_step(step: Step, work: Path) -> dict:
 
 def machine(cuda: bool) -> dict:
     import torch
-    import torchvision
 
+    try:  # a torchvision missing or built for another torch fails the steps, not this record
+        import torchvision
+
+        vision = torchvision.__version__
+    except Exception as error:  # noqa: BLE001 - recorded
+        vision = f"not importable: {type(error).__name__}: {error}"
     info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "cpus": os.cpu_count(), "cuda": cuda}
+            "torchvision": vision, "cpus": os.cpu_count(), "cuda": cuda}
     if cuda:
         info.update(cuda_version=torch.version.cuda, gpus=[torch.cuda.get_device_name(i)
                                                            for i in range(torch.cuda.device_count())])
@@ -454,7 +502,7 @@ TARGETS = {
     "corruptions_geomean": ("corruptions, geometric mean over all, images/s", 20000.0, True),
     "corruptions_slowest": ("slowest corruption, images/s", 2000.0, True),
     "eval_cell_images": ("ImageNet-C end to end, ResNet-50, cell-images/s", 3000.0, True),
-    "pgd_plain_over_suite": ("PGD-10: the suite's time over a plain torch loop's", 1.2, False),
+    "pgd_suite_over_plain": ("PGD-10: the suite's time over a plain torch loop's", 1.2, False),
     "eigh_over_newton_schulz": ("Newton-Schulz iSQRT head against eigh, speed-up", 5.0, True),
 }
 
@@ -479,7 +527,7 @@ def measured_targets(steps: list[dict]) -> dict[str, dict]:
     if attack := results.get("bench-attack"):
         suite = next((r for r in attack if r.get("path") == "suite" and r.get("ratio")), None)
         if suite:
-            found["pgd_plain_over_suite"] = (1 / suite["ratio"], "bench attack")
+            found["pgd_suite_over_plain"] = (1 / suite["ratio"], "bench attack")
     if heads := results.get("bench-heads"):
         ms = {r["head"]: r["forward_ms"] for r in heads["rows"]}
         if ms.get("isqrt") and ms.get("mpncov"):
@@ -506,28 +554,34 @@ def targets_line(targets: dict[str, dict]) -> str:
 
 # the modules of pyproject.toml's dependencies (and pytest), looked up before the steps run
 NEEDED_MODULES = ("torch", "torchvision", "click", "rich", "yaml", "imagecorruptions", "foolbox",
-                  "matplotlib", "numpy", "timm", "av", "pytest",
+                  "matplotlib", "numpy", "timm", "pytest",
                   # what those import in turn: foolbox requests; imagecorruptions OpenCV, SciPy and
                   # scikit-image (whose photographs make the parity tests' and the benches' images)
                   "requests", "cv2", "scipy", "skimage")
 
 
-def install_wheels(folder: Path, site: Path) -> list[str]:
+def install_wheels(folder: Path, site: Path) -> tuple[list[str], str | None]:
     """Install every wheel in ``folder`` into ``site`` offline (pip --no-index --no-deps) and put
-    ``site`` and the repository first on this process's and the steps' import path."""
+    ``site`` and the repository first on this process's and the steps' import path.
+
+    Returns:
+        The wheels' names, and what went wrong (None when nothing did): the steps run either
+        way, those that need a package still missing fail, and the run still writes its JSON.
+    """
+    paths = [str(site), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    sys.path[:0] = [str(site)]
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
-        raise SystemExit(f"gpu-check: --wheels {folder}: no .whl files there (`make wheels` downloads them)")
+        return [], (f"--wheels {folder}: no .whl files there (`make wheels` downloads them; an ignored "
+                    "folder travels to another machine only where it is named to)")
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
                            "--no-compile", "--disable-pip-version-check", "--upgrade", "--target", str(site),
                            *map(str, wheels)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"gpu-check: installing the wheels of {folder} failed: "
-                         + " | ".join(tail(done.stderr, done.stdout, lines=5)))
-    paths = [str(site), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-    sys.path[:0] = [str(site)]
-    return [wheel.name for wheel in wheels]
+        return [], f"installing the wheels of {folder} failed: " + " | ".join(
+            tail(done.stderr, done.stdout, lines=5))
+    return [wheel.name for wheel in wheels], None
 
 
 def missing_modules() -> list[str]:
@@ -555,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
-        installed = install_wheels(args.wheels, work / "site") if args.wheels else []
+        installed, install_error = install_wheels(args.wheels, work / "site") if args.wheels else ([], None)
+        if install_error:
+            print(f"gpu-check: {install_error}; running the steps all the same", flush=True)
         missing = missing_modules()
         if "torch" in missing:
             raise SystemExit("gpu-check: this Python has no torch: use one that has (a CUDA build on a GPU)")
@@ -589,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                "finished": None, "mode": "full" if sizes.photos > 8 else ("quick" if cuda else "cpu"),
                "device": sizes.device, "machine": {**machine(cuda), "wheels": installed, "missing": missing},
                "steps": [], "summary": {}, "targets": {}}
+    if install_error:
+        results["machine"]["wheels_error"] = install_error
     write(path, results)
     try:
         data = work / "photos"
@@ -624,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
                               "reason": f"making the photo folder: {type(error).__name__}: {error}"}
                 else:
                     record = run_step(step, work)
+                    if record["status"] in ("failed", "timeout"):
+                        record["logs"] = keep_logs(step.name, work, out_dir / "logs")
             results["steps"].append(record)
             results["summary"] = summary(results["steps"])
             results["targets"] = measured_targets(results["steps"])

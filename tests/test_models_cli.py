@@ -104,3 +104,17 @@ def test_bench_heads_cli_rejects_bad_options():
     assert result.exit_code == 2
     result = run("bench", "heads", "--device", "cuda:7")
     assert result.exit_code == 2 and "Error:" in result.output
+    for heads, message in (("isqrt,svdpad", "Error: `--heads`: no head 'svdpad'. Did you mean 'svdpade'?"),
+                           (",", "Error: `--heads` names no head: give some of gap, isqrt, mpncov")):
+        result = run("bench", "heads", "--heads", heads, "--device", "cuda:7")  # before the device
+        assert result.exit_code == 2 and result.stderr.startswith(message), result.output
+
+
+def test_bench_heads_times_the_heads_named_and_gap():
+    """gpu-check leaves out the float64 SVD head (256 SVDs of 256 x 256 run one by one on a GPU)."""
+    result = run("bench", "heads", "--heads", "mpncov,isqrt", "--batch-size", "1", "--repeats", "1",
+                 "--pool-only", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [r["head"] for r in rows] == ["gap", "isqrt", "mpncov"]  # table order, GAP the ratios' base
+    assert rows[0]["forward_vs_gap"] == 1.0 and rows[2]["forward_ms"] > 0

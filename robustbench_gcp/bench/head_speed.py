@@ -30,16 +30,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.errors import ConfigError, check_integer
+from robustbench_gcp.errors import ConfigError, check_integer, suggest
 from robustbench_gcp.models.heads import HEADS, create_pool
 
-__all__ = ["BENCH_HEADS", "BENCH_VARIANTS", "bench_heads"]
+__all__ = ["BENCH_HEADS", "BENCH_VARIANTS", "bench_heads", "check_heads"]
 
 #: (head, what its matrix function is), in table order
 BENCH_HEADS = (
@@ -60,9 +60,19 @@ MOBILENETV2_CHANNELS = 1280
 BENCH_VARIANTS = {"isqrt-relu6": ("isqrt", "relu6", MOBILENETV2_CHANNELS, 7)}
 
 
+def check_heads(heads: Sequence[str] | None, option: str = "heads") -> None:
+    """Each name a row of :data:`BENCH_HEADS` (None: all), else :class:`ConfigError` naming ``option``."""
+    labels = [label for label, _ in BENCH_HEADS]
+    if heads is not None and not heads:
+        raise ConfigError(f"`{option}` names no head: give some of {', '.join(labels)}, or all")
+    for name in heads or ():
+        if name not in labels:
+            raise ConfigError(f"`{option}`: no head {name!r}.{suggest(name, labels)}")
+
+
 def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, repeats: int = 5,
                 scope: str = "head", in_channels: int = 2048, reduction_dim: int = 256,
-                num_classes: int = 1000, seed: int = 0) -> list[dict]:
+                num_classes: int = 1000, seed: int = 0, heads: Sequence[str] | None = None) -> list[dict]:
     """Time every pooling head, forward and forward + backward.
 
     Args:
@@ -73,6 +83,8 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
         in_channels, reduction_dim, num_classes: sizes (ResNet-50 defaults); the rows of
             :data:`BENCH_VARIANTS` keep their backbone's own channel count.
         seed: seed of the random features.
+        heads: the rows of :data:`BENCH_HEADS` to time (default all); GAP is always timed, as the
+            ratios are to it (the SVD head's float64 SVD is the slowest by far on a GPU).
 
     Returns:
         One dict per head: ``head``, ``matrix_function``, ``input`` (C x H x W),
@@ -80,10 +92,12 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
         ``forward_backward_vs_gap``.
 
     Raises:
-        ConfigError: bad ``scope`` or a non-positive size.
+        ConfigError: bad ``scope``, an unknown head or a non-positive size.
     """
     if scope not in ("head", "pool"):
         raise ConfigError(f"`scope` should be head or pool. Got {scope!r}")
+    check_heads(heads)
+    chosen = [(label, fn) for label, fn in BENCH_HEADS if heads is None or label == "gap" or label in heads]
     for option, value in (("batch_size", batch_size), ("repeats", repeats),
                           ("in_channels", in_channels), ("reduction_dim", reduction_dim),
                           ("num_classes", num_classes)):
@@ -91,7 +105,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     rows, calls = [], []
-    for label, matrix_function in BENCH_HEADS:
+    for label, matrix_function in chosen:
         head, activation, width, side = BENCH_VARIANTS.get(label, (label, "relu", in_channels, None))
         gcp = HEADS[head].covariance
         pool = create_pool(head, width, reduction_dim=reduction_dim if gcp else None,

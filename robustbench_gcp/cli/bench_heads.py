@@ -17,8 +17,11 @@ from robustbench_gcp.cli.options import device_option, json_option
               help="Time the pooling alone (GCP: covariance + root + triangle of reduced "
                    "256x14x14 maps; isqrt-relu6: 256x7x7) instead of reduction + pooling + "
                    "classifier.")
+@click.option("--heads", default="all", show_default=True, metavar="NAMES",
+              help="Comma-separated heads to time, of: gap, isqrt, mpncov, svdpade, dropcov, "
+                   "isqrt-relu6 (GAP is always timed: the ratios are to it).")
 @json_option
-def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
+def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool, heads: str,
                 as_json: bool) -> None:
     """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
 
@@ -38,13 +41,17 @@ def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool,
       gcp-robust bench heads --device cuda --batch-size 32 --repeats 10
     """
     from robustbench_gcp.bench.head_speed import bench_heads as measure
+    from robustbench_gcp.bench.head_speed import check_heads
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
 
+    names = [n.strip() for n in heads.split(",") if n.strip()]
+    chosen = None if names == ["all"] else names
+    check_heads(chosen, "--heads")  # before the device is set up
     resolved = resolve_device(device)
     scope = "pool" if pool_only else "head"
-    rows = measure(resolved, batch_size=batch_size, repeats=repeats, scope=scope)
+    rows = measure(resolved, batch_size=batch_size, repeats=repeats, scope=scope, heads=chosen)
     what = ("pooling only" if pool_only
             else "reduction + pooling + classifier (GAP: pooling + classifier)")
     columns = [
