@@ -357,6 +357,30 @@ def shift_add(
     return out
 
 
+def shift_add_in_order(
+    x: torch.Tensor, taps: torch.Tensor, offsets: torch.Tensor, pad: int, mode: str
+) -> torch.Tensor:
+    """:func:`shift_add` as NumPy sums it: ``out = w_0 x_0``, then ``out = out + w_i x_i`` for each
+    tap in turn, in ``x``'s dtype, a tap repeated at the same offset added again, no fused
+    multiply-add. A tap of weight 0 is skipped (the original's loop had stopped before it)."""
+    batch, _, height, width = x.shape
+    padded = _pad(x, pad, mode)
+    out = torch.zeros_like(x)
+    product = torch.empty_like(x[0])
+    for b, (weights, shifts) in enumerate(zip(taps.tolist(), offsets.tolist())):
+        first = True
+        for w, (a, c) in zip(weights, shifts):
+            if w == 0.0:
+                continue
+            view = padded[b, :, pad + a : pad + a + height, pad + c : pad + c + width]
+            if first:
+                torch.mul(view, w, out=out[b])
+                first = False
+            else:
+                out[b].add_(torch.mul(view, w, out=product))
+    return out
+
+
 def fft_correlate(
     x: torch.Tensor, taps: torch.Tensor, offsets: torch.Tensor, pad: int, mode: str
 ) -> torch.Tensor:
@@ -500,10 +524,21 @@ def _exact_divisor(x: torch.Tensor, divisor: float) -> float | torch.Tensor:
     return divisor if x.device.type == "cpu" else device_constant(float(divisor), x.dtype, x.device)
 
 
+def uint8_levels(x: torch.Tensor) -> torch.Tensor:
+    """``x * 255`` in float64 (MPS: float32): the uint8 values of images on the k / 255 grid
+    exactly, others as they are (float32's k / 255 times 255 rounds to k; float64's may be a hair
+    off it, 126.99999999999999: snapped to the level within 1e-4)."""
+    if x.dtype != torch.float64:
+        return (x * 255).to(exact_dtype(x.device))
+    scaled = x * 255
+    nearest = scaled.round()
+    return torch.where((scaled - nearest).abs() < 1e-4, nearest, scaled)
+
+
 def grid_doubles(x: torch.Tensor) -> torch.Tensor:
-    """Images on the k/255 grid as the original's ``uint8 / 255.`` doubles: ``(x * 255) / 255``
+    """Images on the k/255 grid as the original's ``uint8 / 255.`` doubles: ``uint8_levels(x) / 255``
     with NumPy's rounding on CPU and CUDA (on MPS, float32 and its own division)."""
-    return true_div((x * 255).to(exact_dtype(x.device)), 255.0)
+    return true_div(uint8_levels(x), 255.0)
 
 
 def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

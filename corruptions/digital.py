@@ -60,9 +60,27 @@ ELASTIC_UNIT = {"imagenet": (244.0, 224), "cifar": (32.0, 32), "tinyimagenet": (
 
 
 def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    # the original's arithmetic: uint8 / 255. doubles, (x - mean) * c + mean, np.uint8. NumPy's
+    # mean over (H, W) adds the pixels one after another (a running sum: cumsum's last value, on
+    # the CPU); a flat region's result lands a hair below its level, and np.uint8 drops it one.
+    # In float32 the port put whole channels a level up where mean * (1 - c) * 255 sat within 1e-4
+    # below a level (on_grid keeps such values below, as the original's truncation does).
     c = level.c
-    means = x.mean(dim=(2, 3), keepdim=True)
-    return torch.add(means * (1 - c), x, alpha=c)  # (x - mean) * c + mean
+    batch, channels = x.shape[:2]
+    if x.device.type == "cpu":  # (torch.equal would make a GPU wait: there the arithmetic is cheap)
+        scaled = x * 255
+        k = scaled.to(torch.int32)
+        on_the_grid = torch.equal(k.to(scaled.dtype), scaled)
+    if x.device.type != "cpu" or not on_the_grid:  # every value's arithmetic
+        doubles = grid_doubles(x)
+        means = doubles.flatten(2).cumsum(-1)[..., -1:].unsqueeze(-1) / (x.shape[-2] * x.shape[-1])
+        return on_grid(((doubles - means) * c + means).clamp_(0, 1), x)
+    # uint8 images on the CPU: each channel's 256 results computed once, then looked up (2.5x faster)
+    grid = grid_doubles(torch.arange(256, dtype=x.dtype) / 255)
+    means = grid.index_select(0, k.flatten()).view(batch, channels, -1).cumsum(-1)[..., -1:] / k[0, 0].numel()
+    table = on_grid(((grid - means) * c + means).clamp_(0, 1), x)  # (B, C, 256)
+    starts = (torch.arange(batch * channels, dtype=torch.int32) * 256).view(batch, channels, 1, 1)
+    return table.flatten().index_select(0, (k + starts).flatten()).view_as(x)  # each channel's row
 
 
 def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
@@ -329,6 +347,7 @@ def _elastic_transform(x: torch.Tensor, level: Level, params: dict) -> torch.Ten
 register(Corruption(
     "contrast", "digital", presets(CONTRAST, CONTRAST_CIFAR, CONTRAST_TINY), _contrast,
     doc="(x - mean) * c + mean, per channel mean.",
+    revision=2,  # 0.7.12: the original's float64 arithmetic (NumPy's running mean) and truncation side
 ))
 register(Corruption(
     "elastic_transform", "digital",

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
-    exact_dtype,
     gaussian_blur2d,
     grid_doubles,
     hsv_factors,
@@ -22,6 +21,7 @@ from corruptions._ops import (
     rgb_to_gray,
     rgb_to_hsv,
     true_div,
+    uint8_levels,
     zoom_center,
 )
 from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
@@ -314,18 +314,8 @@ def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # the original's arithmetic: np.clip(c0 x + c1 frost, 0, 255) on the uint8 values, in float64,
     # so that the storage truncation gives what np.uint8 gave (a sum a hair below a level stays
     # below it: in [0, 1], rounding put 0.4 % to 2 % of values a level higher, s2 to s4)
-    values = weight_image * _levels(x) + weight_frost * _levels(frost)
+    values = weight_image * uint8_levels(x) + weight_frost * uint8_levels(frost)
     return on_grid(values.clamp_(0, 255), x, peak=255.0)
-
-
-def _levels(x: torch.Tensor) -> torch.Tensor:
-    """``x * 255`` in float64: the uint8 values of images on the k / 255 grid exactly, others as
-    they are (float32's k / 255 times 255 rounds to k; float64's may be a hair off it: snapped)."""
-    if x.dtype != torch.float64:
-        return (x * 255).to(exact_dtype(x.device))
-    scaled = x * 255
-    nearest = scaled.round()
-    return torch.where((scaled - nearest).abs() < 1e-4, nearest, scaled)
 
 
 # --------------------------------------------------------------------------------------

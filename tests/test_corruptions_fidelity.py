@@ -303,3 +303,111 @@ def test_frost_textures_decode_like_opencv():
         expected = cv2.imread(os.path.join(frost_directory(), name))[..., ::-1]
         assert np.array_equal((texture * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(),
                               expected)
+
+
+def _near_a_level(c: float, size: int, seed: int) -> np.ndarray | None:
+    """A random uint8 image whose first channel's sum puts (k - mean) c + mean, for some level k it
+    holds, within 1e-4 of a level below it (in units of 1/255): where the port's float32 contrast and
+    the storage truncation's tolerance lifted a whole channel's values one level."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    n, total = size * size, int(image[..., 0].sum(dtype=np.int64))
+    levels = np.unique(image[..., 0]).astype(np.float64)
+    for extra in range(n):
+        value = c * levels + (1 - c) * (total + extra) / n
+        gap = np.ceil(value) - value
+        if ((gap > 1e-9) & (gap < 1e-4)).any():
+            image[..., 0].reshape(-1)[:extra] += 1  # below 255 each: the sum grows by extra
+            return image
+    return None  # none can (a mean of few pixels: (k - mean) c + mean is a level or further from one)
+
+
+@pytest.mark.parametrize("preset,size", [("imagenet", 224), ("cifar", 32), ("tinyimagenet", 64)])
+def test_contrast_gives_the_originals_bytes_on_flat_images_and_near_a_level(preset, size):
+    """The port computed contrast in float32: on 4/255 everywhere it gave 4 where the original's
+    running float64 mean, a hair below, gives 3; and where a channel's values land within 1e-4 of a
+    level below, the whole channel came out one level up (1 to 20 % of an image's values)."""
+    from PIL import Image
+
+    from corruptions.reference_small import script_function
+    from corruptions.storage import truncate_to_uint8
+
+    module = load_imagecorruptions()
+    function = module.contrast if preset == "imagenet" else script_function("contrast", preset, module)
+    table = get_corruption("contrast").parameters[preset]
+    for severity in range(1, 6):
+        images = [np.full((size, size, 3), k, np.uint8) for k in range(0, 256, 5)]
+        near = _near_a_level(table[severity - 1], size, seed=severity)
+        images += [] if near is None else [near]
+        if preset == "imagenet":
+            assert near is not None
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        ours = truncate_to_uint8(corrupt(batch, "contrast", severity, preset=preset))
+        ours = ours.permute(0, 2, 3, 1).numpy()
+        ref = np.stack([np.uint8(np.clip(np.asarray(function(Image.fromarray(i), severity), np.float64),
+                                         0, 255)) for i in images])
+        assert np.array_equal(ours, ref), (preset, severity, int((ours != ref).sum()))
+
+
+@pytest.mark.parametrize("on_the_grid", [True, False])
+def test_contrast_is_the_originals_float64_arithmetic_on_and_off_the_uint8_grid(on_the_grid):
+    """uint8 images take a table of each channel's 256 results on the CPU, others every value's
+    arithmetic: both are (x - mean) c + mean of the doubles, NumPy's running mean, within on_grid's
+    1e-3 / 255 and float32's rounding."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.rand(3, 3, 40, 56, generator=generator)
+    if on_the_grid:
+        x = (x * 255).round() / 255
+    doubles = ((x * 255).double() / 255).permute(0, 2, 3, 1).numpy()
+    for severity, c in enumerate(get_corruption("contrast").parameters["imagenet"], start=1):
+        means = np.mean(doubles, axis=(1, 2), keepdims=True)  # per image, as the original's (0, 1)
+        expected = np.clip((doubles - means) * c + means, 0, 1) * 255
+        ours = corrupt(x, "contrast", severity).double().permute(0, 2, 3, 1).numpy() * 255
+        assert np.abs(ours - expected).max() < 1e-3 + 255 * 2**-24, severity
+
+
+def _paired_bytes(name: str, preset: str, levels: list[int], photographs: int, size: int, first_seed: int):
+    """(severity, the port's uint8 values, the original's ``np.uint8`` values) with the original's own
+    draws, on flat images of ``levels`` and ``photographs`` photographs on the uint8 grid."""
+    from PIL import Image
+
+    from corruptions.reference_small import script_function
+    from corruptions.storage import truncate_to_uint8
+    from robustbench_gcp.bench.photos import photos
+
+    flat = torch.tensor(levels).view(-1, 1, 1, 1).expand(-1, 3, size, size) / 255
+    images = torch.cat([flat, truncate_to_uint8(photos(photographs, size)).float() / 255])
+    seeds = list(range(first_seed, first_seed + len(images)))
+    module = load_imagecorruptions()
+    function = getattr(module, name) if preset == "imagenet" else script_function(name, preset, module)
+    pixels = truncate_to_uint8(images).permute(0, 2, 3, 1).numpy()
+    for severity in range(1, 6):
+        original = []
+        for pixel, seed in zip(pixels, seeds):
+            np.random.seed(seed)
+            out = np.asarray(function(Image.fromarray(pixel), severity), np.float64)
+            original.append(np.uint8(np.clip(out, 0, 255)))
+        _, params = reference_with_draws(images, name, severity, seed=seeds, preset=preset)
+        ours = get_corruption(name).apply(images, severity, params, preset=preset).clamp(0, 1)
+        yield severity, truncate_to_uint8(ours).permute(0, 2, 3, 1).numpy(), np.stack(original)
+
+
+@pytest.mark.parametrize("preset,size", [("imagenet", 64), ("cifar", 32), ("tinyimagenet", 64)])
+def test_glass_blur_gives_the_originals_bytes_with_its_draws(preset, size):
+    """np.uint8(gaussian(x) * 255), the swaps, gaussian again, np.uint8, as the original sums: in
+    float32 with the storage truncation's tolerance, flat regions came out up to 2 levels brighter
+    (24 for the original's 22 at severity 4; white 255 for 254), 0.02 % to 0.5 % of a photograph's
+    values one level up."""
+    for severity, ours, original in _paired_bytes("glass_blur", preset, [0, 24, 101, 254, 255], 2, size, 10):
+        assert np.array_equal(ours, original), (severity, int((ours != original).sum()))
+
+
+@pytest.mark.parametrize("preset,size", [("imagenet", 48), ("cifar", 32), ("tinyimagenet", 64)])
+def test_motion_blur_gives_the_originals_bytes_with_its_draws(preset, size):
+    """imagecorruptions' float64 sums of w_i x_i on uint8 values, tap after tap, truncated; the small
+    presets' ImageMagick PNG rounds (the transcription). In [0, 1] floats with merged taps the port
+    put flat regions a level up (8 for the original's 7 at severity 3), and left the small presets'
+    values unrounded, truncated to a level below on about half of them."""
+    for severity, ours, original in _paired_bytes("motion_blur", preset, [0, 8, 13, 101, 254, 255], 3, size,
+                                                  20):
+        assert np.array_equal(ours, original), (severity, int((ours != original).sum()))

@@ -20,7 +20,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from corruptions import PRESET_SIZES, SEVERITIES, check_name, check_preset, corrupt, list_corruptions
+from corruptions import (
+    PRESET_SIZES,
+    SEVERITIES,
+    check_name,
+    check_preset,
+    corrupt,
+    from_uint8,
+    list_corruptions,
+)
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
 
@@ -104,10 +112,12 @@ def speed(
     device = torch.device(device)
     names = list(names) if names is not None else list_corruptions("all")
     names = [check_name(n) for n in names]
-    images = photos(batch_size, size).to(device)
+    # uint8 images, as the suites decode them (ours: from_uint8's k / 255; the reference's: uint8
+    # NumPy images as a user holds them), made once, outside the timing
+    levels = (photos(batch_size, size) * 255).round().to(torch.uint8)
+    images = from_uint8(levels).to(device)
+    pixels = levels.permute(0, 2, 3, 1).numpy()
     seeds = list(range(batch_size))
-    # the reference's input as a user holds it: uint8 NumPy images, made once, outside the timing
-    pixels = (images.cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     rows = []
     for name in names:
         if progress:
