@@ -22,6 +22,9 @@ from urllib.parse import urlparse
 from robustbench_gcp.errors import CheckpointError, ConfigError
 from robustbench_gcp.file_format import check_format
 
+#: how a command takes a checkpoint file (compare has no --checkpoint: its hint named one)
+GIVE_FILE = "give the file (eval --checkpoint FILE, compare --model NAME=FILE)"
+
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -91,7 +94,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             cached = cache_dir() / path.name
             if cached.is_file():
                 return cached
-            hint += f"; save the download there or in {cached.parent}, or pass --checkpoint FILE"
+            hint += f"; save the download there or in {cached.parent}, or {GIVE_FILE}"
         raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     name = Path(urlparse(location).path).name or "checkpoint.pth"
@@ -124,8 +127,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         hint = ""
         offline = isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
         if offline and not isinstance(error, urllib.error.HTTPError):  # a server that answered
-            hint = (f"; without a network, fetch it elsewhere and pass --checkpoint FILE, or save it "
-                    f"as {target}")
+            hint = f"; without a network, fetch it elsewhere and {GIVE_FILE}, or save it as {target}"
         raise CheckpointError(f"cannot download checkpoint {location}: {error}{hint}") from None
     finally:
         if os.path.exists(tmp):

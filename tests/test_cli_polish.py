@@ -288,3 +288,49 @@ def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_pat
         assert result.exit_code == 2, result.output
         assert f"new.db{suffix} is the results store (--store {store}) or part of it" in result.output
         assert not store.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("-o", ""), "Invalid value for '-o' / '--output': is empty: give the file to write"),
+    (("-o", "{tmp}/new/"), "Invalid value for '-o' / '--output': {tmp}/new/ names a folder: give the file"),
+    (("-o", "{tmp}/afile/x.csv"), "Invalid value for '-o' / '--output': {tmp}/afile of {tmp}/afile/x.csv is "
+                                  "a file, not a folder"),
+    (("--seed", str(2**64)), f"'--seed': {2**64} is above {2**64 - 1}, the largest this takes"),
+    (("--shard-size", str(10**20)), f"'--shard-size': {10**20} is above 2147483647"),
+    (("--batch-size", str(10**20)), f"'--batch-size': {10**20} is above 2147483647"),
+])
+def test_outputs_and_numbers_out_of_reach_are_refused_before_any_compute(demo_val, tmp_path, args, message):
+    """`-o ""` failed with a traceback after the run (Path('.') has an empty name), `-o new/` wrote a
+    file named new, and a seed of 2**64 or a shard size beyond SQLite's integers failed with one."""
+    (tmp_path / "afile").write_text("")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    store = tmp_path / "s.db"
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *run_args(demo_val, store), *args])
+    assert result.exit_code == 2, result.output
+    assert message.replace("{tmp}", str(tmp_path)) in result.stderr and "Traceback" not in result.output
+    assert not store.exists()
+
+
+def test_compare_runs_each_suite_once_and_refuses_none(demo_val, tmp_path):
+    """`--suite clean,clean` compared each model with a copy of itself too; `--suite ""` ran nothing
+    and exited 0."""
+    command = ["compare", "--model", "demo-gap", "--model", "demo-isqrt",
+               *run_args(demo_val, tmp_path / "s.db"), "--format", "json"]
+    twice = CliRunner().invoke(main, [*command, "--suite", "clean,clean", "--suite", "clean"])
+    assert twice.exit_code == 0, twice.output
+    out = json.loads(twice.stdout)
+    assert [r["model"] for r in out["reports"]] == ["demo-gap", "demo-isqrt"]
+    assert [m["model"] for m in out["comparisons"][0]["models"]] == ["demo-gap", "demo-isqrt"]
+    for empty in ("", ","):
+        none = CliRunner().invoke(main, [*command, "--suite", empty])
+        expected = f"Error: `--suite {empty!r}` names no suite (leave it out for clean)\n"
+        assert none.exit_code == 2 and none.stderr == expected, none.output
+
+
+def test_a_clean_run_on_images_of_another_size_is_not_told_to_give_a_preset(demo_val, tmp_path):
+    """--preset is refused by the suites that corrupt nothing: the size error offered it to them."""
+    command = ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"), "--dataset", "cifar10"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert "but CIFAR-10 images are 32x32; give the right --dataset\n" in result.stderr
+    assert "--preset" not in result.stderr

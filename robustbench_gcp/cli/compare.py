@@ -111,7 +111,11 @@ def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir,
     check_no_intervals(no_intervals)
     check_output_not_store(output, options.get("store"))
 
-    suite_names = [s.strip() for item in (suites or ("clean",)) for s in item.split(",") if s.strip()]
+    # each suite once (`--suite clean,clean` compared every model with its own copy as well)
+    suite_names = list(dict.fromkeys(s.strip() for item in (suites or ("clean",)) for s in item.split(",")
+                                     if s.strip()))
+    if not suite_names:  # `--suite ""` ran nothing and exited 0
+        raise ConfigError(f"`--suite {','.join(suites)!r}` names no suite (leave it out for clean)")
     workers = default_workers() if workers is None else workers
     try:
         plans = plan_comparison(load_config(options.pop("config")), models=models,

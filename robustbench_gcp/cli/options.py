@@ -56,11 +56,18 @@ def _output_file(ctx, param, value):
         return None
     import os
 
+    if not value.strip():  # Path("") is ".": written last, it failed after the run with a traceback
+        raise click.BadParameter("is empty: give the file to write")
     path = os.path.expanduser(value)
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
         return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
+    if os.path.isdir(path) or path.endswith(os.sep):  # `-o out/` wrote a file named out
+        raise click.BadParameter(f"{value} names a folder: give the file to write "
+                                 f"(e.g. {os.path.join(value, 'results')})")
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise click.BadParameter(f"{folder} of {value} is a file, not a folder")
     if not os.path.isdir(folder):
         raise click.BadParameter(f"the folder {folder} of {value} does not exist")
     if not os.access(folder, os.W_OK):
@@ -275,17 +282,35 @@ data_options = _compose(
                  help="Evaluate a deterministic, class-balanced subset of N images."),
 )
 
+class _Bounded(click.IntRange):
+    """An IntRange whose help names its lower bound only (the upper one only stops overflows)."""
+
+    def _describe_range(self) -> str:
+        return f"x>={self.min}"
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)  # an integer, or its error
+        if number > self.max:
+            self.fail(f"{number} is above {self.max}, the largest this takes.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: --batch-size and --shard-size up to 2**31 - 1 (larger ones overflowed SQLite's and islice's
+#: integers with a traceback); --seed up to 2**64 - 1 (torch's)
+COUNT = _Bounded(min=1, max=2**31 - 1)
+SEED = _Bounded(min=0, max=2**64 - 1)
+
 engine_options = _compose(
     device_option,
     click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU)."),
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs)."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+    click.option("--batch-size", type=COUNT, default=32, show_default=True,
                  help="Images per forward pass (results do not depend on it)."),
     click.option("--workers", type=click.IntRange(min=0), default=None,
                  help="Data loader processes. Default: min(8, CPU count)."),
-    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+    click.option("--seed", type=SEED, default=0, show_default=True,
                  help="Randomness depends only on (seed, cell, image index)."),
-    click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
+    click.option("--shard-size", type=COUNT, default=500, show_default=True,
                  help="Images per stored shard (a crash loses at most one shard per cell)."),
     store_option,
 )

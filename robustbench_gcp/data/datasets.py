@@ -227,9 +227,10 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
                         f"{dataset.released}'s corruption parameters (made for 224 px); give "
                         f"--dataset {other.name}, or --preset {dataset.preset} to use them anyway")
     if dataset.image_size is not None and size != (dataset.image_size, dataset.image_size):
+        # --preset only where something is corrupted (clean and adversarial refuse it)
+        anyway = f", or --preset {dataset.preset} to use its corruption parameters anyway" * bool(corrupted)
         raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
-                        f"{dataset.image_size}x{dataset.image_size}; give the right --dataset, or "
-                        f"--preset {dataset.preset} to use its corruption parameters anyway")
+                        f"{dataset.image_size}x{dataset.image_size}; give the right --dataset{anyway}")
 
 
 def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
