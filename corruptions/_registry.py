@@ -156,15 +156,12 @@ class Registry(Generic[E]):
         subsets: named subsets of names; ``subsets["all"]`` are the names that may be
             registered.
         origin: where the names come from (``ImageNet-C``), for the messages.
-        lister: the public function that lists the names, for the messages.
     """
 
-    def __init__(self, kind: str, subsets: Mapping[str, tuple[str, ...]], *, origin: str,
-                 lister: str) -> None:
+    def __init__(self, kind: str, subsets: Mapping[str, tuple[str, ...]], *, origin: str) -> None:
         self.kind = kind
         self.subsets = subsets
         self.origin = origin
-        self.lister = lister
         self._entries: dict[str, E] = {}
 
     def __contains__(self, name: object) -> bool:
@@ -217,11 +214,9 @@ class Registry(Generic[E]):
                 squashed = {c.replace("_", ""): c for c in choices}
                 key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
                 close = [squashed[k] for k in difflib.get_close_matches(key, squashed, n=1, cutoff=0.6)]
-            hint = (
-                f" Did you mean {close[0]!r}?"
-                if close
-                else f" See {self.lister}('all') for the {len(choices)} names."
-            )
+            # the names themselves (the command line's bench commands print this too, where a
+            # library function to call said nothing)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Choose from: {', '.join(choices)}."
             raise ValueError(f"unknown {self.kind} {name!r}.{hint}")
         return name
 
@@ -320,7 +315,7 @@ def presets(imagenet: tuple, cifar: tuple, tinyimagenet: tuple) -> dict[str, tup
 
 #: the corruption registry
 CORRUPTIONS: Registry[Corruption] = Registry(
-    "corruption", SUBSETS, origin="ImageNet-C", lister="list_corruptions"
+    "corruption", SUBSETS, origin="ImageNet-C"
 )
 
 
@@ -430,7 +425,7 @@ class Perturbation:
 
 #: the perturbation registry
 PERTURBATIONS: Registry[Perturbation] = Registry(
-    "perturbation", PERTURBATION_SUBSETS, origin="ImageNet-P", lister="list_perturbations"
+    "perturbation", PERTURBATION_SUBSETS, origin="ImageNet-P"
 )
 
 

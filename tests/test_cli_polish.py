@@ -291,7 +291,7 @@ def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (("-o", ""), "Invalid value for '-o' / '--output': is empty: give the file to write"),
+    (("-o", ""), "Invalid value for '-o' / '--output': is empty: give a path"),
     (("-o", "{tmp}/new/"), "Invalid value for '-o' / '--output': {tmp}/new/ names a folder: give the file"),
     (("-o", "{tmp}/afile/x.csv"), "Invalid value for '-o' / '--output': {tmp}/afile of {tmp}/afile/x.csv is "
                                   "a file, not a folder"),
@@ -334,3 +334,23 @@ def test_a_clean_run_on_images_of_another_size_is_not_told_to_give_a_preset(demo
     assert result.exit_code == 1, result.output
     assert "but CIFAR-10 images are 32x32; give the right --dataset\n" in result.stderr
     assert "--preset" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("eval", "--data", ""), "Invalid value for '--data': is empty: give a path"),
+    (("eval", "--store", ""), "Invalid value for '--store': is empty: give a path"),
+    (("eval", "--config", ""), "Invalid value for '--config': is empty: give a path"),
+    (("eval", "--checkpoint", ""), "Invalid value for '--checkpoint': is empty: give a path or URL"),
+    (("eval", "--suite", "imagenet-c", "--corrupted-dir", ""), "'--corrupted-dir': is empty: give a path"),
+    (("inspect", ""), "Invalid value for 'CHECKPOINT': is empty: give a path"),
+    (("compare", "--ns-iters", ""), "Invalid value for '--ns-iters': names no iteration count"),
+    (("compare", "--sqrt", " , "), "Invalid value for '--sqrt': names no square root"),
+])
+def test_empty_paths_and_lists_are_errors_not_defaults(args, message, tmp_path, monkeypatch):
+    """`--data ""` read the working folder and `--store ""` the path "."; `--ns-iters ""` was
+    taken as not given."""
+    monkeypatch.chdir(tmp_path)
+    command = [*args[:1], *(["--model", "demo-gap"] if args[0] != "inspect" else []), *args[1:]]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and list(tmp_path.iterdir()) == []

@@ -563,6 +563,23 @@ def test_table_titles_and_headers_are_text_not_markup():
     assert "reference demo-isqrt[sqrt=eig]" in text and "err [%]" in text and "[bold]x" in text, text
 
 
+def test_markdown_cells_titles_and_headings_are_text_not_markup():
+    """A checkpoint named ``isqrt_*v2*`` rendered v2 in italics in compare's Markdown: only ``|`` was
+    escaped. Parsed by markdown-it (as GitHub's CommonMark), every label reads as it is."""
+    from markdown_it import MarkdownIt
+
+    from robustbench_gcp.reports.tables import Column, to_markdown
+
+    labels = ["isqrt_*v2*", "a|b", "<b>x</b>", "`code`", "back\\slash", "demo-isqrt[sqrt=eig]"]
+    text = to_markdown([{"model": label} for label in labels], [Column("model", "model *", justify="left")],
+                       title="reference *a*")
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    assert "<em>" not in html and "<code>" not in html and "<b>" not in html
+    for label in ["isqrt_*v2*", "a|b", "&lt;b&gt;x&lt;/b&gt;", "`code`", "back\\slash", "model *",
+                  "reference *a*"]:
+        assert label in html, (label, html)
+
+
 def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
     """The CE-per-corruption table's columns are what any model has (in the registry's order),
     not the first model's: a model's only corruption is never dropped."""

@@ -370,8 +370,8 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     assert result.exit_code == 1  # the store's state, not a usage error
     error = one_error_line(result)
     assert error.endswith("holds no results to report for that selection yet; 1 partial run: "
-                          "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the eval command "
-                          "to finish"), error
+                          "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the commands that made "
+                          "them (eval, compare) to finish"), error
 
 
 def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,
@@ -387,7 +387,7 @@ def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_
     (report,) = json.loads(result.stdout)["reports"]
     assert report["kind"] == "clean" and report["n_images"] == 4
     assert ("resnet18-gap: imagenet-c not reported: 2 of 6 shards stored, and no image is in all its cells "
-            "yet; re-run the eval command to finish") in report["notes"]
+            "yet; re-run the command that made it (eval, compare) to finish") in report["notes"]
 
 
 def test_a_run_with_nothing_stored_yet_is_named_in_the_report(image_folder, gap_checkpoint, tmp_path):
@@ -403,7 +403,7 @@ def test_a_run_with_nothing_stored_yet_is_named_in_the_report(image_folder, gap_
     (report,) = json.loads(result.stdout)["reports"]
     assert report["model"] == "resnet18-gap[seed=0]"
     assert ("resnet18-gap[seed=1]: a run with nothing stored yet (stopped before its first shard); re-run "
-            "the eval command") in report["notes"]
+            "the command that made it (eval, compare)") in report["notes"]
 
 
 def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_checkpoint, tmp_path):

@@ -67,7 +67,7 @@ def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
     reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
     assert [r["suite"] for r in reports] == ["clean"]  # not an imagenet-c report without imagenet-c
     said = ("demo-gap: imagenet-c not reported: {} of 6 shards stored, and no image is in all its cells "
-            "yet; re-run the eval command to finish")
+            "yet; re-run the command that made it (eval, compare) to finish")
     assert said.format(4) in reports[0]["notes"]
     # stopped before any shard of its corruptions (only clean stored): the clean table says why too
     drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c')")
@@ -117,8 +117,8 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
         if "ce_per_corruption" in str(path):
             drawn.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
         if "error_vs_severity" in str(path):
-            panels.append({ax.get_title(): [len(line.get_xdata()) for line in ax.get_lines()]
-                           for ax in fig.axes if ax.get_visible()})
+            panels.append({ax.get_title(): [len(bars.lines[0].get_xdata()) for bars in ax.containers]
+                           for ax in fig.axes if ax.get_visible()})  # each model's line (with its bars)
             severity_legends.append([t.get_text() for t in fig.legends[0].get_texts()])
         return original(fig, path)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import NonEmptyPath, device_option, json_option
 
 
 @click.command("pipeline")
 @click.option("--model", default="resnet18-gap", show_default=True,
               help="A registry model with a torchvision twin (resnet18/34/50/101-gap, mobilenetv2-gap, "
                    "shufflenetv2-gap): both paths load the same weights.")
-@click.option("--checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
+@click.option("--checkpoint", default=None, type=NonEmptyPath(exists=True, dir_okay=False),
               help="torchvision-layout weights for it (default: seeded random weights, batch-norm "
                    "statistics from the images).")
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import class_order_option, device_option, json_option
+from robustbench_gcp.cli.options import NonEmptyPath, class_order_option, device_option, json_option
 
 
 @click.command("scaling")
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
-@click.option("--data", type=click.Path(), default=None, metavar="DIR",
+@click.option("--data", type=NonEmptyPath(), default=None, metavar="DIR",
               help="Images (default: the embedded demo data, generated in a temporary folder).")
 @class_order_option
 @click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")

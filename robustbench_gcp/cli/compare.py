@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import (
+    NonEmptyPath,
     SuiteCommand,
     baseline_option,
     check_baseline_applies,
@@ -24,6 +25,8 @@ def _sqrt_list(ctx, param, value):
     from robustbench_gcp.models.matrix import SQRT_METHODS
 
     items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:  # `--sqrt ""` read as not given
+        raise click.BadParameter("names no square root")
     for item in items:
         if item not in SQRT_METHODS:
             from robustbench_gcp.errors import suggest
@@ -33,6 +36,8 @@ def _sqrt_list(ctx, param, value):
 
 
 def _iters_list(ctx, param, value):
+    if value is not None and not value.replace(",", "").strip():  # `--ns-iters ""` read as not given
+        raise click.BadParameter("names no iteration count")
     return tuple(dict.fromkeys(int_list(ctx, param, value, bounds=(1, 100)) or ()))
 
 
@@ -41,7 +46,7 @@ def _iters_list(ctx, param, value):
               help="A model to compare (repeatable): a name of benchmarks.yaml or the registry, "
                    "torchvision:<name> or package.module:callable, each optionally =CHECKPOINT. "
                    "Default: the models of benchmarks.yaml.")
-@click.option("--checkpoints", "checkpoints_dir", type=click.Path(), default=None, metavar="DIR",
+@click.option("--checkpoints", "checkpoints_dir", type=NonEmptyPath(), default=None, metavar="DIR",
               help="Compare every checkpoint in DIR; each one's architecture is found by inspecting it. "
                    "With --model, those models are compared too (beside DIR's).")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",

@@ -6,11 +6,11 @@ import time
 
 import click
 
-from robustbench_gcp.cli.options import config_option, device_option, output_option
+from robustbench_gcp.cli.options import NonEmptyPath, config_option, device_option, output_option
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False), default="gcp-robust-demo", show_default=True,
+@click.option("--out", type=NonEmptyPath(file_okay=False), default="gcp-robust-demo", show_default=True,
               help="Folder for the generated data, the store (demo.db) and the plots.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
               show_default=True, help="table/markdown: the comparison; json: one object per demo model.")

@@ -6,11 +6,11 @@ import dataclasses
 
 import click
 
-from robustbench_gcp.cli.options import json_option
+from robustbench_gcp.cli.options import NonEmptyPath, json_option
 
 
 @click.command("inspect")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=NonEmptyPath(dir_okay=False))
 @json_option
 def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256.

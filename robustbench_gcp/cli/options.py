@@ -39,6 +39,24 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
 )
 
+class NonEmptyPath(click.Path):
+    """click's Path that refuses an empty string: ``--data ""`` read the working folder, ``--store ""``
+    and ``--config ""`` the path ".", named so in their messages, and ``-o ""`` failed with a
+    traceback once the run was done."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: give a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _not_empty(ctx, param, value):
+    """A text option that is a path or URL (``--checkpoint``): ``""`` is an error, not "not given"."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter("is empty: give a path or URL")
+    return value
+
+
 format_option = click.option(
     "--format",
     "fmt",
@@ -56,8 +74,6 @@ def _output_file(ctx, param, value):
         return None
     import os
 
-    if not value.strip():  # Path("") is ".": written last, it failed after the run with a traceback
-        raise click.BadParameter("is empty: give the file to write")
     path = os.path.expanduser(value)
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
@@ -121,7 +137,7 @@ def check_output_not_store(output: str | None, store) -> None:
 output_option = click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=NonEmptyPath(dir_okay=False, writable=True),
     callback=_output_file,
     default=None,
     help="Write the output to this file instead of stdout.",
@@ -161,13 +177,13 @@ def _compose(*decorators):
 
 config_option = click.option(
     "--config",
-    type=click.Path(dir_okay=False),
+    type=NonEmptyPath(dir_okay=False),
     default=None,
     help="benchmarks.yaml to use (models, suites, baselines). Default: the shipped one.",
 )
 
 def _store_option(help_text: str):
-    return click.option("--store", type=click.Path(dir_okay=False), default="gcp-robust.db",
+    return click.option("--store", type=NonEmptyPath(dir_okay=False), default="gcp-robust.db",
                         show_default=True, help=help_text)
 
 
@@ -234,7 +250,7 @@ def _preprocess(ctx, param, value):
 
 
 model_options = _compose(
-    click.option("--checkpoint", default=None, metavar="PATH|URL",
+    click.option("--checkpoint", default=None, metavar="PATH|URL", callback=_not_empty,
                  help="Weights to load (every published layout; read with weights_only=True)."),
     click.option("--sha256", default=None, help="Expected sha256 of the checkpoint file."),
     click.option("--random-weights", is_flag=True,
@@ -268,14 +284,14 @@ class_order_option = click.option(
          "Default: the dataset's (imagenet for ImageNet, sorted for CIFAR and Tiny-ImageNet).")
 
 data_options = _compose(
-    click.option("--data", type=click.Path(), default=None, metavar="DIR",
+    click.option("--data", type=NonEmptyPath(), default=None, metavar="DIR",
                  help="Clean images: <DIR>/<wnid>/*.JPEG, or a flat folder with --labels; CIFAR "
                       "pickles (cifar-10-batches-py, cifar-100-python); Tiny-ImageNet-200. Default: "
                       "the dataset's entry in the datasets: section of benchmarks.yaml."),
     click.option("--dataset", type=click.Choice(list(DATASETS)),
                  default=None, help="The dataset of the images, which sets how they are read and "
                  "the corruption parameters (preset). Default: the suite's, else found from --data."),
-    click.option("--labels", type=click.Path(), default=None, metavar="FILE",
+    click.option("--labels", type=NonEmptyPath(), default=None, metavar="FILE",
                  help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
     class_order_option,
     click.option("--limit", type=int, default=None, metavar="N",
@@ -333,7 +349,7 @@ def _flag_option(flag) -> click.Option:
         return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=flag.help)
     kinds = {
         "text": {},
-        "path": {"type": click.Path()},
+        "path": {"type": NonEmptyPath()},
         "int": {"type": click.IntRange(min=1)},
         "int_list": {"callback": int_list},
         "choice": {"type": click.Choice(flag.choices)},
@@ -391,7 +407,7 @@ def statistics_options(func):
                              "of runs labelled apart, give the label (demo-gap[seed=1]).")(func)
     func = click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
                         help="Bootstrap resamples for the 95 % intervals.")(func)
-    func = click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+    func = click.option("--plot", "plot_dir", type=NonEmptyPath(file_okay=False), default=None,
                         callback=_plot_folder, metavar="DIR",
                         help="Also write PNG figures into DIR (made if missing).")(func)
     return func
@@ -437,7 +453,8 @@ def _plot_folder(ctx, param, value):
 #: the model of a `bench` command that runs one (attack, landscape), with its weights and device
 bench_model_options = _compose(
     click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
-    click.option("--checkpoint", default=None, help="Weights (default: the model's in benchmarks.yaml)."),
+    click.option("--checkpoint", default=None, callback=_not_empty,
+                 help="Weights (default: the model's in benchmarks.yaml)."),
     click.option("--random-weights", is_flag=True,
                  help="Use the registry architecture with seeded random weights (no checkpoint needed)."),
     device_option,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from robustbench_gcp.reports.comparison import comparison_heading, comparison_images
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
-from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_json, to_markdown
+from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_json, to_markdown
 from robustbench_gcp.suites import all_suites, get_suite
 
 
@@ -229,7 +229,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             return to_csv(rows, wide_csv_columns(rows))
         return to_long_csv(reports)
     if fmt == "markdown":
-        parts = [f"## {title}\n"] if title else []
+        parts = [f"## {markdown_text(title)}\n"] if title else []
         for comparison in comparisons:
             rows, columns = comparison_rows(comparison)
             heading = (f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)} "

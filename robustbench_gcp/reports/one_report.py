@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from robustbench_gcp.reports.report_type import Report
-from robustbench_gcp.reports.tables import Column, rich_table, to_csv, to_markdown
+from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_markdown
 from robustbench_gcp.suites import get_suite, long_columns
 
 SUMMARY_COLUMNS = [Column("metric", justify="left"), Column("value", fmt=".2f")]
@@ -60,7 +60,8 @@ def render_table(report: Report):
 def to_report_markdown(report: Report) -> str:
     suite = get_suite(report.kind)
     partial = " (partial run)" if report.partial else ""
-    text = [f"### {report.model} on {report.heading}{partial}", "", header_line(report), ""]
+    heading = markdown_text(f"{report.model} on {report.heading}")
+    text = [f"### {heading}{partial}", "", header_line(report), ""]
     text += [to_markdown(t.rows, t.columns, title=t.title) for t in suite.tables(report)]
     text.append(to_markdown(suite.summary_rows(report), SUMMARY_COLUMNS))
     text += [f"_Note: {note}_\n" for note in report.notes]

@@ -81,13 +81,24 @@ def to_markdown(
     rows: Sequence[dict], columns: Sequence[Column | str] | None = None, title: str | None = None
 ) -> str:
     cols = _columns(rows, columns)
-    lines = [f"**{title}**", ""] if title else []
-    lines.append("| " + " | ".join(c.title for c in cols) + " |")
+    lines = [f"**{markdown_text(title)}**", ""] if title else []
+    lines.append("| " + " | ".join(markdown_text(c.title) for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c.justify == "right" else "---" for c in cols) + "|")
     for row in rows:
-        cells = [format_value(row.get(c.key), c.fmt).replace("|", "\\|") for c in cols]
+        cells = [markdown_text(format_value(row.get(c.key), c.fmt)) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: what Markdown reads as markup in a table cell or title: a cell break, emphasis, code, and a "<"
+#: that opens an HTML tag or comment (p<0.05 stays as it is)
+_MARKUP = re.compile(r"[\\|*`]|<(?=[A-Za-z/!?])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown (a checkpoint named ``isqrt_*v2*`` rendered v2 in italics; only
+    ``|`` was escaped)."""
+    return _MARKUP.sub(lambda match: "\\" + match.group(0), text)
 
 
 def to_json(obj: Any) -> str:
