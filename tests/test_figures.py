@@ -114,3 +114,18 @@ def test_error_against_severity_has_wilson_bars_and_no_line_across_skipped_sever
         iv = wilson(np.r_[np.ones(round(40 * value)), np.zeros(40 - round(40 * value))])
         assert (low, high) == pytest.approx((100 * iv.low, 100 * iv.high))
     assert ends[2][0] == 0.0 and ends[2][1] > 5  # 0 of 40 wrong: up to 8.8 %, not a bare point
+
+
+def test_the_models_bars_stand_side_by_side_about_each_severity(tmp_path, monkeypatch):
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.suites.charts import error_vs_severity
+
+    seen = []
+    original = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (
+        seen.append([c.lines[0].get_xdata() for c in fig.axes[0].containers]), original(fig, path))[1])
+    error_vs_severity(_reports(3), tmp_path / "severity.png")
+    (lines,) = seen
+    shifts = [np.asarray(xs) - np.array([0, 1, 1.5, 3]) for xs in lines]  # clean, 1, the gap, 3
+    assert all(np.allclose(s, s[0]) for s in shifts)  # one shift per model
+    assert [s[0] for s in shifts] == pytest.approx([-0.08, 0.0, 0.08])  # centred on each severity

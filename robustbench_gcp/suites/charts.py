@@ -58,8 +58,10 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
             if not cells:  # a model without this corruption: no line (its clean point alone said nothing)
                 continue
             xs, ys, yerr = _severity_points(r.sections.get("clean"), cells)
-            ax.errorbar(xs, ys, yerr=yerr, marker="o", markersize=3, label=r.model, capsize=2,
-                        elinewidth=0.7, color=model_color(i, len(reports)))
+            # the models' bars side by side, not on one another
+            shift = (i - (len(reports) - 1) / 2) * min(0.08, 0.4 / len(reports))
+            ax.errorbar([x + shift for x in xs], ys, yerr=yerr, marker="o", markersize=3, label=r.model,
+                        capsize=2, elinewidth=0.7, color=model_color(i, len(reports)))
         ax.set_title(corruption.replace("_", " "), fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities, not 1.5
         if index >= len(corruptions) - cols:  # bottom row of each column
