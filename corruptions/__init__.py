@@ -136,9 +136,10 @@ def corrupt(
             [0, 1], on any device, in any memory layout (channels-last, permuted,
             sliced, expanded: the result is that of the same images stored
             contiguously); H, W >= 32. Computed in float32 (float64 for float64
-            input; brightness, saturate, frost, gaussian_blur and defocus_blur in
-            float64, as the original, on float32 input too; zoom_blur in float32, as the
-            original, on float64 input too). Not modified.
+            input; brightness, saturate, contrast, frost, gaussian_blur, defocus_blur,
+            glass_blur and (on the CPU) motion_blur in float64, as the original, on float32
+            input too; zoom_blur in float32, as the original, on float64 input too). Not
+            modified.
         name: one of :func:`list_corruptions` ``("all")``.
         severity: 1..5.
         seed: randomness of the random corruptions (ignored by deterministic ones):

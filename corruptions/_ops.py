@@ -364,6 +364,9 @@ def shift_add_in_order(
     tap in turn, in ``x``'s dtype, a tap repeated at the same offset added again, no fused
     multiply-add. A tap of weight 0 is skipped (the original's loop had stopped before it)."""
     batch, _, height, width = x.shape
+    if taps.shape[0] != batch or offsets.shape[0] != batch:  # zip would leave the others black
+        raise ValueError(f"taps for {taps.shape[0]} and offsets for {offsets.shape[0]} images, for a batch "
+                         f"of {batch}")
     padded = _pad(x, pad, mode)
     out = torch.zeros_like(x)
     product = torch.empty_like(x[0])

@@ -67,20 +67,26 @@ def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # below a level (on_grid keeps such values below, as the original's truncation does).
     c = level.c
     batch, channels = x.shape[:2]
-    if x.device.type == "cpu":  # (torch.equal would make a GPU wait: there the arithmetic is cheap)
+    table = x.device.type == "cpu" and not x.requires_grad  # (on a GPU torch.equal would wait)
+    if table:  # uint8 images: levels 0 .. 255 exactly
         scaled = x * 255
         k = scaled.to(torch.int32)
-        on_the_grid = torch.equal(k.to(scaled.dtype), scaled)
-    if x.device.type != "cpu" or not on_the_grid:  # every value's arithmetic
-        doubles = grid_doubles(x)
-        means = doubles.flatten(2).cumsum(-1)[..., -1:].unsqueeze(-1) / (x.shape[-2] * x.shape[-1])
-        return on_grid(((doubles - means) * c + means).clamp_(0, 1), x)
+        table = torch.equal(k.to(scaled.dtype), scaled) and int(k.min()) >= 0 and int(k.max()) <= 255
+    if not table:
+        return contrast_arithmetic(x, c)
     # uint8 images on the CPU: each channel's 256 results computed once, then looked up (2.5x faster)
     grid = grid_doubles(torch.arange(256, dtype=x.dtype) / 255)
     means = grid.index_select(0, k.flatten()).view(batch, channels, -1).cumsum(-1)[..., -1:] / k[0, 0].numel()
     table = on_grid(((grid - means) * c + means).clamp_(0, 1), x)  # (B, C, 256)
     starts = (torch.arange(batch * channels, dtype=torch.int32) * 256).view(batch, channels, 1, 1)
     return table.flatten().index_select(0, (k + starts).flatten()).view_as(x)  # each channel's row
+
+
+def contrast_arithmetic(x: torch.Tensor, c: float) -> torch.Tensor:
+    """contrast of every value (:func:`_contrast` looks uint8 images' results up on the CPU)."""
+    doubles = grid_doubles(x)
+    means = doubles.flatten(2).cumsum(-1)[..., -1:].unsqueeze(-1) / (x.shape[-2] * x.shape[-1])
+    return on_grid(((doubles - means) * c + means).clamp_(0, 1), x)
 
 
 def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

@@ -409,19 +409,22 @@ def end_leftovers(marker: str) -> int:
     return ended
 
 
-def keep_logs(step: str, work: Path, folder: Path, limit: int = 256 << 10) -> list[str]:
+def keep_logs(step: Step, work: Path, folder: Path, limit: int = 256 << 10) -> list[str]:
     """Copy the last ``limit`` bytes of each output of a step that did not pass into ``folder`` (the
-    JSON holds only their last lines, and the work folder is removed): the copies' names."""
+    JSON holds only their last lines, and the work folder is removed): the copies' names. Its own
+    commands' files only (a glob of eval-resnet50-gap-* took the -amp step's too)."""
     kept = []
-    for log in sorted(work.glob(f"{step}-*.out")) + sorted(work.glob(f"{step}-*.err")):
-        size = log.stat().st_size
-        if not size:
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(log, "rb") as source:
-            source.seek(max(0, size - limit))
-            (folder / log.name).write_bytes(source.read())
-        kept.append(f"{folder.name}/{log.name}")
+    for suffix in (".out", ".err"):
+        for label, _, _ in step.commands:
+            log = work / f"{step.name}-{label}{suffix}"
+            size = log.stat().st_size if log.is_file() else 0
+            if not size:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(log, "rb") as source:
+                source.seek(max(0, size - limit))
+                (folder / log.name).write_bytes(source.read())
+            kept.append(f"{folder.name}/{log.name}")
     return kept
 
 
@@ -435,7 +438,7 @@ def run_step(step: Step, work: Path) -> dict:
     for label, argv, env in step.commands:
         log = work / f"{step.name}-{label}"
         code, out, err, seconds = run_command(argv, env, deadline - time.monotonic(), log)
-        if ended := end_leftovers(str(work)):
+        if ended := end_leftovers(os.path.join(work, "")):  # the folder's files, not a longer name
             record["leftovers_ended"] = record.get("leftovers_ended", 0) + ended
         record["seconds"] = round(record["seconds"] + seconds, 2)
         outputs[label], outputs[f"seconds:{label}"] = out, seconds
@@ -683,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     record = run_step(step, work)
                     if record["status"] in ("failed", "timeout"):
-                        record["logs"] = keep_logs(step.name, work, out_dir / "logs")
+                        record["logs"] = keep_logs(step, work, out_dir / "logs")
             results["steps"].append(record)
             results["summary"] = summary(results["steps"])
             results["targets"] = measured_targets(results["steps"])

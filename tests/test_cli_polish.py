@@ -292,7 +292,7 @@ def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (("-o", ""), "Invalid value for '-o' / '--output': is empty: give a path"),
-    (("-o", "{tmp}/new/"), "Invalid value for '-o' / '--output': {tmp}/new/ names a folder: give the file"),
+    (("-o", "{tmp}/new/"), "Invalid value for '-o' / '--output': {tmp}/new/ ends in /: give the file"),
     (("-o", "{tmp}/afile/x.csv"), "Invalid value for '-o' / '--output': {tmp}/afile of {tmp}/afile/x.csv is "
                                   "a file, not a folder"),
     (("--seed", str(2**64)), f"'--seed': {2**64} is above {2**64 - 1}, the largest this takes"),
@@ -354,3 +354,12 @@ def test_empty_paths_and_lists_are_errors_not_defaults(args, message, tmp_path, 
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_dash_output_is_stdout(demo_val, tmp_path, monkeypatch):
+    """`-o -` wrote a file named "-" in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"),
+                                       "--limit", "4", "--format", "json", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "demo-gap" and not (tmp_path / "-").exists()

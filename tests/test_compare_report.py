@@ -570,13 +570,16 @@ def test_markdown_cells_titles_and_headings_are_text_not_markup():
 
     from robustbench_gcp.reports.tables import Column, to_markdown
 
-    labels = ["isqrt_*v2*", "a|b", "<b>x</b>", "`code`", "back\\slash", "demo-isqrt[sqrt=eig]"]
+    labels = ["isqrt_*v2*", "a|b", "<b>x</b>", "`code`", "back\\slash", "demo-isqrt[sqrt=eig]", "_best_",
+              "ckpt/_v2_.pt", "torchvision:__x__", "[x](y)", "resnet50_isqrt"]
     text = to_markdown([{"model": label} for label in labels], [Column("model", "model *", justify="left")],
                        title="reference *a*")
+    assert "| resnet50_isqrt |" in text  # an underscore inside a word is no markup: left as it is
     html = MarkdownIt("commonmark").enable("table").render(text)
-    assert "<em>" not in html and "<code>" not in html and "<b>" not in html
+    assert "<em>" not in html and "<code>" not in html and "<b>" not in html and "<a " not in html
+    assert html.count("<strong>") == 1  # the title's, no label's (__x__)
     for label in ["isqrt_*v2*", "a|b", "&lt;b&gt;x&lt;/b&gt;", "`code`", "back\\slash", "model *",
-                  "reference *a*"]:
+                  "reference *a*", "_best_", "ckpt/_v2_.pt", "torchvision:__x__", "[x](y)"]:
         assert label in html, (label, html)
 
 

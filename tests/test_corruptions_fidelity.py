@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from corruptions import corrupt, get_corruption, list_corruptions
+from corruptions._ops import grid_doubles, on_grid
 from corruptions.reference import (
     ORIGINAL_DIFFERS,
     corrupt_reference,
@@ -349,21 +350,28 @@ def test_contrast_gives_the_originals_bytes_on_flat_images_and_near_a_level(pres
         assert np.array_equal(ours, ref), (preset, severity, int((ours != ref).sum()))
 
 
-@pytest.mark.parametrize("on_the_grid", [True, False])
-def test_contrast_is_the_originals_float64_arithmetic_on_and_off_the_uint8_grid(on_the_grid):
-    """uint8 images take a table of each channel's 256 results on the CPU, others every value's
-    arithmetic: both are (x - mean) c + mean of the doubles, NumPy's running mean, within on_grid's
-    1e-3 / 255 and float32's rounding."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(3, 3, 40, 56), (1, 3, 1, 1), (2, 5, 3, 9), (1, 1, 7, 5)])
+def test_contrast_looks_up_exactly_what_it_computes(dtype, shape):
+    """uint8 images take a table of each channel's 256 results on the CPU; others (and CUDA) every
+    value's arithmetic: the same values, to the bit; off the grid, the original's float64 arithmetic
+    (NumPy's running mean) on the doubles, kept on its side of a level."""
+    from corruptions.digital import contrast_arithmetic
+
     generator = torch.Generator().manual_seed(5)
-    x = torch.rand(3, 3, 40, 56, generator=generator)
-    if on_the_grid:
-        x = (x * 255).round() / 255
-    doubles = ((x * 255).double() / 255).permute(0, 2, 3, 1).numpy()
-    for severity, c in enumerate(get_corruption("contrast").parameters["imagenet"], start=1):
-        means = np.mean(doubles, axis=(1, 2), keepdims=True)  # per image, as the original's (0, 1)
-        expected = np.clip((doubles - means) * c + means, 0, 1) * 255
-        ours = corrupt(x, "contrast", severity).double().permute(0, 2, 3, 1).numpy() * 255
-        assert np.abs(ours - expected).max() < 1e-3 + 255 * 2**-24, severity
+    levels = torch.randint(0, 256, shape, generator=generator)
+    levels.view(-1)[:2] = torch.tensor([0, 255])[: levels.numel()]
+    x = (levels.to(dtype) / 255).to(dtype)
+    spec = get_corruption("contrast")
+    for severity, c in enumerate(spec.parameters["imagenet"], start=1):
+        assert torch.equal(spec.apply(x, severity, {}), contrast_arithmetic(x, c)), severity
+    if dtype in (torch.float32, torch.float64) and shape[1] == 3:  # off the grid (RGB, as the original)
+        off = torch.rand(shape, generator=generator, dtype=dtype)
+        doubles = np.ascontiguousarray(grid_doubles(off).permute(0, 2, 3, 1).numpy())  # HWC, as the original
+        for severity, c in enumerate(spec.parameters["imagenet"], start=1):
+            means = np.mean(doubles, axis=(1, 2), keepdims=True)  # per image, as the original's (0, 1)
+            expected = torch.from_numpy(np.clip((doubles - means) * c + means, 0, 1)).permute(0, 3, 1, 2)
+            assert torch.equal(spec.apply(off, severity, {}), on_grid(expected, off)), severity
 
 
 def _paired_bytes(name: str, preset: str, levels: list[int], photographs: int, size: int, first_seed: int):

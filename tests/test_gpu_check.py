@@ -291,3 +291,16 @@ def test_a_failed_pytest_step_still_says_which_tests_failed(gpu_check, tmp_path)
     assert record["status"] == "failed" and record["returncode"] == 1
     assert record["result"]["failed"] == 1 and record["result"]["passed"] == 1
     assert any("parity 0.5" in line for lines in record["result"]["printed"].values() for line in lines)
+
+
+def test_a_failed_step_keeps_its_own_commands_logs_only(gpu_check, tmp_path):
+    """keep_logs globbed eval-resnet50-gap-*: the passed eval-resnet50-gap-amp step's log came along."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("eval-m-eval.out", "eval-m-eval.err", "eval-m-amp-eval.out", "eval-m-single.out"):
+        (work / name).write_text(f"{name}\n" * 3)
+    (work / "eval-m-single.err").write_text("")  # empty: not kept
+    step = gpu_check.Step("eval-m", [("eval", ["x"], {}), ("single", ["y"], {})], 1, lambda outputs: {})
+    kept = gpu_check.keep_logs(step, work, tmp_path / "out" / "logs", limit=20)
+    assert kept == ["logs/eval-m-eval.out", "logs/eval-m-single.out", "logs/eval-m-eval.err"]
+    assert (tmp_path / "out" / "logs" / "eval-m-eval.out").read_text() == ("eval-m-eval.out\n" * 3)[-20:]

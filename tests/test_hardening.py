@@ -222,6 +222,40 @@ def test_a_stop_outside_the_run_exits_130_and_lets_the_message_be_written(tmp_pa
         assert result.stderr == ""
 
 
+LIBRARY_STOP = """
+import os, signal, sys
+import click
+from robustbench_gcp.cli import LazyGroup, main
+
+original = LazyGroup.parse_args
+
+
+def stopped(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):
+        pass
+    return original(*args, **kwargs)
+
+
+LazyGroup.parse_args = stopped
+before = signal.getsignal(signal.SIGINT)
+try:
+    main(["models"], standalone_mode=False)
+except click.exceptions.Abort:
+    print("abort", signal.getsignal(signal.SIGINT) is before)
+"""
+
+
+def test_a_caller_of_main_outside_standalone_mode_gets_clicks_abort(tmp_path):
+    """A notebook's main(standalone_mode=False) got SystemExit(130) for a Ctrl-C while parsing."""
+    script = tmp_path / "library.py"
+    script.write_text(LIBRARY_STOP)
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout == "abort True\n", result.stdout + result.stderr
+
+
 def test_a_loader_failing_after_a_dropped_stop_is_the_stop(image_folder, gap_checkpoint, tmp_path,
                                                            monkeypatch):
     """Ctrl-C reaches the loader's workers too: one that dies of it fails the shard's loading
@@ -370,8 +404,8 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     assert result.exit_code == 1  # the store's state, not a usage error
     error = one_error_line(result)
     assert error.endswith("holds no results to report for that selection yet; 1 partial run: "
-                          "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the commands that made "
-                          "them (eval, compare) to finish"), error
+                          "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the command that made it "
+                          "to finish"), error
 
 
 def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,
@@ -387,7 +421,7 @@ def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_
     (report,) = json.loads(result.stdout)["reports"]
     assert report["kind"] == "clean" and report["n_images"] == 4
     assert ("resnet18-gap: imagenet-c not reported: 2 of 6 shards stored, and no image is in all its cells "
-            "yet; re-run the command that made it (eval, compare) to finish") in report["notes"]
+            "yet; re-run the command that made it to finish") in report["notes"]
 
 
 def test_a_run_with_nothing_stored_yet_is_named_in_the_report(image_folder, gap_checkpoint, tmp_path):
@@ -403,7 +437,7 @@ def test_a_run_with_nothing_stored_yet_is_named_in_the_report(image_folder, gap_
     (report,) = json.loads(result.stdout)["reports"]
     assert report["model"] == "resnet18-gap[seed=0]"
     assert ("resnet18-gap[seed=1]: a run with nothing stored yet (stopped before its first shard); re-run "
-            "the command that made it (eval, compare)") in report["notes"]
+            "the command that made it") in report["notes"]
 
 
 def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_checkpoint, tmp_path):

@@ -67,7 +67,7 @@ def test_a_suite_report_needs_one_of_its_own_cells(demo_val, tmp_path):
     reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
     assert [r["suite"] for r in reports] == ["clean"]  # not an imagenet-c report without imagenet-c
     said = ("demo-gap: imagenet-c not reported: {} of 6 shards stored, and no image is in all its cells "
-            "yet; re-run the command that made it (eval, compare) to finish")
+            "yet; re-run the command that made it to finish")
     assert said.format(4) in reports[0]["notes"]
     # stopped before any shard of its corruptions (only clean stored): the clean table says why too
     drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c')")

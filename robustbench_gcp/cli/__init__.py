@@ -53,9 +53,13 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"No such command '{name}'.{suggest(name, commands)}", ctx) from None
 
     def main(self, *args, **kwargs):
-        previous = _on_signals(_exit_stopped)  # outside a command's own handlers: parsing, the last message
-        _late_stops.clear()
+        previous = None
         try:
+            _late_stops.clear()
+            # outside a command's own handlers (parsing, the last message), in a program; a caller of
+            # main(standalone_mode=False) gets click's Abort, as before
+            if kwargs.get("standalone_mode", True):
+                previous = _on_signals(_exit_stopped)
             return super().main(*args, **kwargs)
         except OSError as error:
             # click writes --help and --version itself, while parsing (``--help > /dev/full``)
@@ -68,7 +72,8 @@ class LazyGroup(click.Group):
             click.echo(f"Error: cannot write to {stream}: {error.strerror or error}", err=True)
             sys.exit(1)
         finally:
-            _on_signals(previous)
+            if previous is not None:
+                _on_signals(previous)
             late = [signum for signum in _late_stops if signum]
             _late_stops.clear()
             if late:  # a stop while the command's last message was written, which it let finish

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import bench_model_options, json_option
+from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
 
 
 @click.command("attack")
 @bench_model_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per attack batch (both paths).")
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images attacked per path and round.")

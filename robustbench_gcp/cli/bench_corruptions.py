@@ -10,7 +10,7 @@ import contextlib
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
 def _corruption_names(value: str) -> list[str]:
@@ -93,7 +93,7 @@ def _size(size: int | None, preset: str) -> int:
 
 @click.command("corruptions")
 @device_option
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+@click.option("--batch-size", default=32, show_default=True, type=COUNT,
               help="Images per corrupt() call.")
 @size_option
 @preset_option

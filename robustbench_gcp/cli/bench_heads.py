@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
 @click.command("heads")
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Feature maps per batch.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed runs per measurement (the median is reported).")

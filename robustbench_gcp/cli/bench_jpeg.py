@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import device_option, int_list, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, int_list, json_option
 
 
 def _qualities(ctx, param, value: str) -> list[int]:
@@ -16,7 +16,7 @@ def _qualities(ctx, param, value: str) -> list[int]:
 
 @click.command("jpeg")
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per call.")
 @click.option("--size", type=click.IntRange(min=1), default=224, show_default=True,
               help="Side of the square photographs, in pixels.")

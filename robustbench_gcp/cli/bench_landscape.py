@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import bench_model_options, json_option
+from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
 
 
 @click.command("landscape")
 @bench_model_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per batch handed to the suite (each image's perturbed copies go through "
                    "the model in passes of their own, at most 32 copies each).")
 @click.option("--images", type=click.IntRange(min=1), default=32, show_default=True,

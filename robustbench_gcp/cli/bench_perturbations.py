@@ -9,7 +9,7 @@ import contextlib
 
 import click
 
-from robustbench_gcp.cli.options import device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
 @contextlib.contextmanager
@@ -58,14 +58,14 @@ def _perturbation_names(value: str) -> list[str]:
 @click.option("--model", default="resnet50-gap", show_default=True,
               help="Registered model (random weights) whose frames/s is shown alongside; it also "
               "sets the default --size (its resize size: 256 for ResNets, 73 for demo-gap).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
+@click.option("--batch-size", default=8, show_default=True, type=COUNT,
               help="Images per perturbation_sequence() call (each gives 31 or 41 frames).")
 @click.option("--size", default=None, type=click.IntRange(32),
               help="Side S of the square input images. Default: the model's resize size.")
 @click.option("--crop-size", default=None, type=click.IntRange(1),
               help="Frame side. Default: the model's input size (round(S * 224 / 256) for "
               "another --size).")
-@click.option("--model-batch-size", default=32, show_default=True, type=click.IntRange(1),
+@click.option("--model-batch-size", default=32, show_default=True, type=COUNT,
               help="Frames per forward pass of the model.")
 @click.option("--perturbations", "perturbation_list", default="all", show_default=True,
               help="Comma-separated perturbation names or subsets (test, validation, all).")

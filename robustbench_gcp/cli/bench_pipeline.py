@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import NonEmptyPath, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, NonEmptyPath, device_option, json_option
 
 
 @click.command("pipeline")
@@ -25,7 +25,7 @@ from robustbench_gcp.cli.options import NonEmptyPath, device_option, json_option
 @click.option("--corruptions", default="benchmark", show_default=True,
               help="Corruptions: names or subsets (benchmark, extra, all, noise, blur, weather, digital).")
 @click.option("--severities", default="3", show_default=True, help="Severities, comma-separated.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per forward pass (both paths).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Data loader processes of both paths. Default: min(8, CPU count).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import NonEmptyPath, class_order_option, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, NonEmptyPath, class_order_option, device_option, json_option
 
 
 @click.command("scaling")
@@ -24,9 +24,9 @@ from robustbench_gcp.cli.options import NonEmptyPath, class_order_option, device
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Class-balanced subset of N images (default: all).")
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per forward pass.")
-@click.option("--shard-size", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--shard-size", type=COUNT, default=20, show_default=True,
               help="Images per shard (the unit the ranks share out).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads per process (OMP_NUM_THREADS).")

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from robustbench_gcp.cli.options import NonEmptyPath, config_option, device_option, output_option
+from robustbench_gcp.cli.options import COUNT, NonEmptyPath, config_option, device_option, output_option
 
 
 @click.command("demo")
@@ -16,7 +16,7 @@ from robustbench_gcp.cli.options import NonEmptyPath, config_option, device_opti
               show_default=True, help="table/markdown: the comparison; json: one object per demo model.")
 @output_option
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch-size", type=COUNT, default=64, show_default=True,
               help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data loader processes (the demo images are tiny: 0 is fastest).")

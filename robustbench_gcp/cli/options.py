@@ -78,8 +78,8 @@ def _output_file(ctx, param, value):
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
         return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
-    if os.path.isdir(path) or path.endswith(os.sep):  # `-o out/` wrote a file named out
-        raise click.BadParameter(f"{value} names a folder: give the file to write "
+    if path.endswith(os.sep):  # `-o out/` wrote a file named out (an existing folder: click says so)
+        raise click.BadParameter(f"{value} ends in {os.sep}: give the file to write "
                                  f"(e.g. {os.path.join(value, 'results')})")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -96,7 +96,7 @@ def _output_file(ctx, param, value):
 
 #: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
 #: /dev/stdout again resolved a pipe to a missing file, and replaced or truncated a `>> file`)
-STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
+STANDARD_STREAMS = {"-": 1, "/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1": 1,
                     "/dev/stderr": 2, "/dev/fd/2": 2, "/proc/self/fd/2": 2}
 
 
@@ -140,7 +140,7 @@ output_option = click.option(
     type=NonEmptyPath(dir_okay=False, writable=True),
     callback=_output_file,
     default=None,
-    help="Write the output to this file instead of stdout.",
+    help="Write the output to this file instead of stdout (-: stdout).",
 )
 
 

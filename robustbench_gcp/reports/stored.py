@@ -173,7 +173,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                     progress = run_progress(clean_cells + cells, run.n_shards)
                     unreported.append(f"{labels[run.key]}: {kind} not reported: {progress['shards']} of "
                                       f"{progress['of_shards']} shards stored, and no image is in all its "
-                                      "cells yet; re-run the command that made it (eval, compare) to finish")
+                                      "cells yet; re-run the command that made it to finish")
         # a clean-only report when asked for, or when the run has nothing else to report
         if clean_cells and clean_suite.kind in wanted and (kinds is not None or not found):
             report = _group_report(clean_suite, store, run, labels[run.key], clean_cells, [], baseline,
@@ -181,7 +181,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             found = ([report] if report is not None else []) + found
         if not any(r.shards for r in every) and kinds is None:
             unreported.append(f"{labels[run.key]}: a run with nothing stored yet (stopped before its first "
-                              "shard); re-run the command that made it (eval, compare)")
+                              "shard); re-run the command that made it")
         if found:
             found[0].notes += unreported
         else:
@@ -303,7 +303,7 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
         report.n_images = subset["images"]
         covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
                    f"cell has so far (images {subset['image_range']})")
-    report.notes.insert(0, f"{done}; {covered}: re-run the command that made it (eval, compare) to finish")
+    report.notes.insert(0, f"{done}; {covered}: re-run the command that made it to finish")
 
 
 #: reports name the folders their released cells were read from (``--corrupted-dir``) thus
@@ -441,5 +441,6 @@ def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[st
                          f"{progress['of_shards']} shards stored)")
     if not found:
         return ""
-    return (f"; {len(found)} partial run{'s' if len(found) > 1 else ''}: {', '.join(found)}. Re-run "
-            "the commands that made them (eval, compare) to finish")
+    which = "the commands that made them" if len(found) > 1 else "the command that made it"
+    runs = f"{len(found)} partial run{'s' if len(found) > 1 else ''}"
+    return f"; {runs}: {', '.join(found)}. Re-run {which} to finish"
