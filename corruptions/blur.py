@@ -280,19 +280,24 @@ def _motion_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     # to two thirds of their values, up to 5 % of a photograph's). The CIFAR and Tiny scripts blur
     # with ImageMagick into a PNG: rounded to uint8 (as the transcription).
     radius, sigma = level.c
-    height, width = x.shape[-2:]
-    if x.device.type == "cpu":
-        taps, offsets = motion_taps(radius, sigma, params["angle"], height, width)
-        kernel = torch.tensor(_motion_kernel(radius, sigma), dtype=torch.float64)
-        taps = torch.where(taps != 0, kernel, taps)  # the kept taps, NumPy's weights
-        levels = shift_add_in_order(uint8_levels(x), taps, offsets,
-                                    min(2 * radius, max(height, width)), mode="nearest")
-    else:  # FFT (float32): one level of the CPU's on a few values
-        levels = motion_blur(x, radius, sigma, params["angle"]) * 255
-    levels = levels.clamp_(0, 255)
+    levels = motion_blur_levels(x, radius, sigma, params["angle"]).clamp_(0, 255)
     if level.preset == "imagenet":
         return on_grid(levels, x, peak=255)
     return true_div(levels.round_(), 255.0).to(x.dtype)
+
+
+def motion_blur_levels(x: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor) -> torch.Tensor:
+    """imagecorruptions' ``_motion_blur`` of ``x``'s uint8 values (0 .. 255, not clipped): on the
+    CPU its float64 sums of w_i x_i, tap after tap, with its NumPy kernel (as ImageMagick sums in
+    double); elsewhere :func:`motion_blur`'s FFT (float32: a level apart on a few values)."""
+    height, width = x.shape[-2:]
+    if x.device.type != "cpu":
+        return motion_blur(x, radius, sigma, angles) * 255
+    taps, offsets = motion_taps(radius, sigma, angles, height, width)
+    kernel = torch.tensor(_motion_kernel(radius, sigma), dtype=torch.float64)
+    taps = torch.where(taps != 0, kernel, taps)  # the kept taps, NumPy's weights
+    return shift_add_in_order(uint8_levels(x), taps, offsets, min(2 * radius, max(height, width)),
+                              mode="nearest")
 
 
 # --------------------------------------------------------------------------------------

@@ -70,8 +70,8 @@ def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     table = x.device.type == "cpu" and not x.requires_grad  # (on a GPU torch.equal would wait)
     if table:  # uint8 images: levels 0 .. 255 exactly
         scaled = x * 255
-        k = scaled.to(torch.int32)
-        table = torch.equal(k.to(scaled.dtype), scaled) and int(k.min()) >= 0 and int(k.max()) <= 255
+        k = scaled.to(torch.int32).clamp_(0, 255)  # a level out of 0 .. 255 is not k: no table
+        table = torch.equal(k.to(scaled.dtype), scaled)
     if not table:
         return contrast_arithmetic(x, c)
     # uint8 images on the CPU: each channel's 256 results computed once, then looked up (2.5x faster)

@@ -560,8 +560,15 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     embossed.add_(tap(2, 2), alpha=2).sub_(tap(0, 0), alpha=2).clamp_(0, 255)
     dist = _box3_sum(embossed).div_(9).add_(0.5).floor_()  # cv2.blur on uint8 rounds
     m = layer * dist
-    peak = m.amax(dim=(1, 2, 3), keepdim=True)
-    return torch.where(peak > 0, m / torch.where(peak > 0, peak, torch.ones_like(peak)), 0.0)
+    # m / max(m), as the original: a dry layer (no water left: CIFAR-10-P's drift carries it out of
+    # 32 px frames) gives 0 / 0 = NaN, and its image np.uint8(NaN), 0 on x86: black (spatter_frame)
+    return m / m.amax(dim=(1, 2, 3), keepdim=True)
+
+
+def spatter_frame(image: torch.Tensor, mask: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """``image + mask * color``, black where the mask is a dry layer's NaN (:func:`water_mask`: the
+    original's NaN image, which np.uint8 makes 0; the port returned the clean image there)."""
+    return torch.nan_to_num(image + mask * color, nan=0.0)
 
 
 def _spatter(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
@@ -571,7 +578,7 @@ def _spatter(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     if mode == 0:
         m = (water_mask(liquid) * intensity).to(x.dtype)
         color = device_constant((175 / 255, 238 / 255, 238 / 255), x.dtype, x.device)
-        return x + m * color.view(1, 3, 1, 1)
+        return spatter_frame(x, m, color.view(1, 3, 1, 1))
     m = gaussian_blur2d((liquid > threshold).to(torch.float32), intensity, mode="nearest")
     m = torch.where(m < 0.8, torch.zeros_like(m), m).to(x.dtype)
     color = device_constant((63 / 255, 42 / 255, 20 / 255), x.dtype, x.device)

@@ -71,9 +71,10 @@ def water_frame(image: np.ndarray, liquid: np.ndarray) -> np.ndarray:
     dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
     dist = cv2.filter2D(dist, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]))
     m = layer * cv2.blur(dist, (3, 3)).astype(np.float32)
-    m = (m / m.max() * 0.6)[..., None] if m.max() > 0 else m[..., None]
     color = np.array([175, 238, 238], dtype=np.float32) / 255.0
-    return np.uint8(np.clip(image + m * color, 0, 1) * 255)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dry layer: 0 / 0 = NaN, as the original's
+        frame = np.clip(image + (m / m.max() * 0.6)[..., None] * color, 0, 1) * 255
+    return np.uint8(np.nan_to_num(frame, nan=0.0))  # np.uint8(NaN) is 0 on x86, where it ran
 
 
 def write_mp4(path, frames: np.ndarray) -> None:

@@ -365,6 +365,9 @@ def test_contrast_looks_up_exactly_what_it_computes(dtype, shape):
     spec = get_corruption("contrast")
     for severity, c in enumerate(spec.parameters["imagenet"], start=1):
         assert torch.equal(spec.apply(x, severity, {}), contrast_arithmetic(x, c)), severity
+    beyond = x.clone()
+    beyond.view(-1)[0] = 2.0  # the level 510, past the table's 255 (it raised IndexError)
+    assert torch.equal(spec.apply(beyond, 1, {}), contrast_arithmetic(beyond, spec.parameters["imagenet"][0]))
     if dtype in (torch.float32, torch.float64) and shape[1] == 3:  # off the grid (RGB, as the original)
         off = torch.rand(shape, generator=generator, dtype=dtype)
         doubles = np.ascontiguousarray(grid_doubles(off).permute(0, 2, 3, 1).numpy())  # HWC, as the original

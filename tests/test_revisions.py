@@ -132,6 +132,8 @@ def test_an_earlier_revision_of_a_perturbation_is_recomputed_and_reported_once(d
     from robustbench_gcp.suites.revisions import current_revision, perturbation_revision
 
     assert perturbation_revision("gaussian_blur", "torch") == 2
+    for changed in ("spatter", "motion_blur", "snow"):  # 0.7.12: black dry frames; sums in double
+        assert perturbation_revision(changed, "torch") == 2
     assert perturbation_revision("gaussian_blur", "released") == perturbation_revision("rotate", "torch") == 1
     assert current_revision(CellKey("imagenet-p", "gaussian_blur", "1", '{"source":"torch"}')) == 2
     store = tmp_path / "s.db"

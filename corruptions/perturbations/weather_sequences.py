@@ -23,9 +23,9 @@ from corruptions._ops import (
 )
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions._rng import ImageRandom
-from corruptions.blur import motion_blur
+from corruptions.blur import motion_blur_levels
 from corruptions.perturbations._sequence import Job, finish
-from corruptions.weather import water_mask
+from corruptions.weather import spatter_frame, water_mask
 
 __all__ = ["BRIGHTNESS_SHIFT", "BRIGHTNESS_STEP", "SNOW", "SNOW_CIFAR", "SNOW_TINY", "SPATTER",
            "SPATTER_CIFAR", "SPATTER_COLOR", "SPATTER_DRIFT", "SPATTER_DRIFT_SMALL", "SPATTER_TINY"]
@@ -60,10 +60,12 @@ def _snow_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
 def _snow(job: Job, params: dict) -> torch.Tensor:
     zoom, threshold, radius, sigma, blend = _SNOW[job.preset][2:]
     c = job.crop
-    layer = params["layer"].to(job.x.dtype)
+    # the original's float64 layer, zoomed by scipy in float64, cut to the uint8 PNG it blurred (in
+    # float32, 1 video in 6 had a layer value a level up, and its blurred snow with it)
+    layer = params["layer"].to(job.exact)
     layer = zoom_center(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
-    layer = true_div(torch.floor(layer.clamp(0, 1) * 255), 255.0)  # the 8-bit PNG the original blurred
+    layer = true_div(torch.floor(layer.clamp(0, 1) * 255), 255.0)
     x = job.clean
     # the original's arithmetic: float64 image, OpenCV's float32 grey, float64 composite
     exact = grid_doubles(x)
@@ -73,8 +75,8 @@ def _snow(job: Job, params: dict) -> torch.Tensor:
     folded = layer.reshape(1, job.batch, c, c)
     for k, j in enumerate(job.frames):
         angle = torch.tensor([4.0 * j - 150], dtype=torch.float64)
-        blurred = motion_blur(folded, radius, sigma, angle).view(job.batch, 1, c, c)
-        snow = true_div(torch.floor(blurred.to(job.exact) * 255 + 0.5).clamp_(0, 255), 255.0)  # 8-bit PNG
+        blurred = motion_blur_levels(folded, radius, sigma, angle).view(job.batch, 1, c, c)
+        snow = true_div(torch.floor(blurred.to(job.exact) + 0.5).clamp_(0, 255), 255.0)  # 8-bit PNG
         out[:, k] = finish(base + snow + snow.flip(-1, -2), job)
     return out
 
@@ -137,7 +139,7 @@ def _spatter(job: Job, params: dict) -> torch.Tensor:
     masks = water_mask(stacked.flatten(0, 1)).view_as(stacked) * intensity
     masks = masks[:, [index[j] for j in job.frames]]
     color = device_constant(SPATTER_COLOR, masks.dtype, masks.device).view(1, 1, 3, 1, 1)
-    return job.clean.unsqueeze(1) + masks.to(job.x.dtype) * color.to(job.x.dtype)
+    return spatter_frame(job.clean.unsqueeze(1), masks.to(job.x.dtype), color.to(job.x.dtype))
 
 
 register_perturbation(Perturbation(
@@ -146,6 +148,7 @@ register_perturbation(Perturbation(
         "sigma 4, angle 4 i - 150), added with its 180-degree rotation to a whitened image "
         "(CIFAR-10-P: zoom 2, radius 10, sigma 2; Tiny-ImageNet-P: N(.05, .28), zoom 2, radius 10, "
         "sigma 2.5)",
+    revision=2,  # 0.7.12: the layer in float64 (scipy's zoom), the blur's sums in double
 ))
 register_perturbation(Perturbation(
     "brightness", 31, _brightness, storage="truncate-exact",
@@ -156,4 +159,5 @@ register_perturbation(Perturbation(
     doc="ImageNet-C's water spatter (intensity .6) of a liquid layer that drifts down "
         "(np.convolve with [.05, .1, .15, .7]) after every frame (CIFAR-10-P: layer N(.6, .265), "
         "sigma 1.75, threshold .7, drift [.2, .8]; Tiny-ImageNet-P: N(.6, .25), the same)",
+    revision=2,  # 0.7.12: a frame whose layer has dried is black, as the original's NaN (it was clean)
 ))
