@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
-    gaussian_blur2d,
+    gaussian_filter_exact,
     grid_doubles,
     hsv_factors,
     rgb_to_gray,
@@ -125,8 +125,10 @@ def _spatter_sample(rng: ImageRandom, images: torch.Tensor, difficulty: int, *,
 def _spatter(job: Job, params: dict) -> torch.Tensor:
     sigma, threshold, intensity = _SPATTER[job.preset][2:]
     weights = _DRIFT[job.preset]
-    liquid = params["liquid"].to(job.x.dtype)
-    liquid = gaussian_blur2d(liquid, sigma, mode="nearest")
+    # the original's float64 layer: np.random.normal, scikit-image's gaussian (scipy's sums), the
+    # drift by np.convolve; its water m is float32 (in float32 the layer's bytes came out a level
+    # apart in a few frames)
+    liquid = gaussian_filter_exact(params["liquid"].to(job.exact), sigma, "nearest")
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     layers = []
     wanted = set(job.frames)
@@ -136,7 +138,7 @@ def _spatter(job: Job, params: dict) -> torch.Tensor:
         liquid = _drift(liquid, weights)
     index = {j: k for k, (j, _) in enumerate(layers)}
     stacked = torch.stack([layer for _, layer in layers], dim=1)  # (B, F_unique, 1, c, c)
-    masks = water_mask(stacked.flatten(0, 1)).view_as(stacked) * intensity
+    masks = water_mask(stacked.flatten(0, 1)).view_as(stacked).float() * intensity
     masks = masks[:, [index[j] for j in job.frames]]
     color = device_constant(SPATTER_COLOR, masks.dtype, masks.device).view(1, 1, 3, 1, 1)
     return spatter_frame(job.clean.unsqueeze(1), masks.to(job.x.dtype), color.to(job.x.dtype))
