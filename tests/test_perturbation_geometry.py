@@ -323,3 +323,16 @@ def test_suite_generates_geometric_sequences_from_the_whole_images(demo_val, tmp
         fp, t5d = flip_stats(logits, mode="sequential")
         assert entry["flip_probability"] == pytest.approx(fp, abs=1e-12), name
         assert entry["top5_distance"] == pytest.approx(t5d, abs=1e-12), name
+
+
+def test_float64_copies_of_float32_images_warp_as_the_float32_images():
+    """x.double() of a float32 uint8 image holds float32's k / 255, a hair off float64's: the warp
+    read 126.99999999999999 as it was (scale: 86,090 values a level apart of a 256 px video)."""
+    from corruptions.perturbations import perturbation_sequence
+    from robustbench_gcp.bench.photos import photos
+
+    x = (photos(2, 96) * 255).round() / 255
+    for name in ("rotate", "scale", "shear"):
+        single = perturbation_sequence(x, name, crop_size=80, frames=[0, 5, 30])
+        double = perturbation_sequence(x.double(), name, crop_size=80, frames=[0, 5, 30])
+        assert torch.equal(double.float(), single), name

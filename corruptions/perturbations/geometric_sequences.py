@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from corruptions._ops import host_to_device, true_div_
+from corruptions._ops import host_to_device, true_div_, uint8_levels
 from corruptions._registry import Perturbation, presets, register_perturbation
 from corruptions.perturbations._sequence import Job, Placement, window_origin
 
@@ -208,8 +208,9 @@ def _warp_pil(x: torch.Tensor, matrices: Sequence[Sequence[float]], place: Place
               truncate: bool) -> torch.Tensor:
     batch, channels, size, _ = x.shape
     c, device = job.crop, x.device
-    # k / 255 * 255 == k exactly (float32 and float64), so uint8 values are exact integers
-    flat = (x * 255).to(job.exact).reshape(batch * channels, size * size)
+    # the uint8 values as exact integers (float32's k / 255 * 255 is k; a float64 image a hair off
+    # k / 255, such as float32's k / 255 cast, is snapped: it warped 126.99999999999999)
+    flat = uint8_levels(x).to(job.exact).reshape(batch * channels, size * size)
     steps = torch.arange(c, dtype=job.exact, device=device)
     # the crop's pixel centres in the whole image's coordinates
     u = (steps + (job.top + place.left + 0.5)).view(1, 1, c)
