@@ -207,7 +207,7 @@ def _glass_blur(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     batch, channels, height, width = x.shape
     levels = torch.floor(gaussian_filter_exact(grid_doubles(x), sigma, "nearest") * 255)
     source = glass_sources(params["offsets"], delta, height, width)
-    shuffled = levels.flatten(2).gather(2, source.to(levels.device).unsqueeze(1).expand(batch, channels, -1))
+    shuffled = levels.flatten(2).gather(2, source.unsqueeze(1).expand(batch, channels, -1))
     doubles = true_div(shuffled.view(batch, channels, height, width), 255.0)
     return on_grid(gaussian_filter_exact(doubles, sigma, "nearest").clamp_(0, 1), x)
 

@@ -75,8 +75,8 @@ def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     if not table:
         return contrast_arithmetic(x, c)
     # uint8 images on the CPU: each channel's 256 results computed once, then looked up (2.5x faster)
-    grid = grid_doubles(torch.arange(256, dtype=x.dtype) / 255)
-    means = grid.index_select(0, k.flatten()).view(batch, channels, -1).cumsum(-1)[..., -1:] / k[0, 0].numel()
+    grid = true_div(torch.arange(256, dtype=torch.float64), 255.0)  # the doubles k / 255
+    means = _running_means(grid.index_select(0, k.flatten()).view(batch, channels, -1))
     table = on_grid(((grid - means) * c + means).clamp_(0, 1), x)  # (B, C, 256)
     starts = (torch.arange(batch * channels, dtype=torch.int32) * 256).view(batch, channels, 1, 1)
     return table.flatten().index_select(0, (k + starts).flatten()).view_as(x)  # each channel's row
@@ -85,8 +85,14 @@ def _contrast(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
 def contrast_arithmetic(x: torch.Tensor, c: float) -> torch.Tensor:
     """contrast of every value (:func:`_contrast` looks uint8 images' results up on the CPU)."""
     doubles = grid_doubles(x)
-    means = doubles.flatten(2).cumsum(-1)[..., -1:].unsqueeze(-1) / (x.shape[-2] * x.shape[-1])
+    means = _running_means(doubles.flatten(2)).unsqueeze(-1)
     return on_grid(((doubles - means) * c + means).clamp_(0, 1), x)
+
+
+def _running_means(values: torch.Tensor) -> torch.Tensor:
+    """(B, C, N) -> (B, C, 1): each row's mean as NumPy's mean over (H, W) of an HWC image sums it,
+    one value after another (cumsum's last value, on the CPU)."""
+    return values.cumsum(-1)[..., -1:] / values.shape[-1]
 
 
 def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

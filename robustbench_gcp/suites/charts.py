@@ -24,7 +24,7 @@ def _severity_points(clean: dict | None, cells: Sequence[dict]) -> tuple[list, l
     for severity, cell in points:
         if cell.get("top1_error") is None:
             continue
-        if xs and severity > xs[-1] + 1 and not math.isnan(ys[-1]):
+        if xs and severity > xs[-1] + 1:
             xs.append(xs[-1] + 0.5)
             ys.append(math.nan)
             bounds.append((0.0, 0.0))
