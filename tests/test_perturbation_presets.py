@@ -250,6 +250,24 @@ def test_motion_blur_presets(photos, preset, radius, sigma, angle):
 
 @pytest.mark.parametrize("preset", list(SIDES))
 def test_snow_presets_with_the_same_layer(photos, preset):
+    arrays, x = photos[preset]
+    # 24 layers: in float32, 1 in 6 had a byte a level up at 224 px (none at these sizes)
+    _check_snow(arrays[0], x[:1], preset, list(range(123, 147)), (0, 17))
+
+
+def test_snow_at_224_px_with_the_same_layer():
+    """ImageNet-P's own size, where float32 layers put a byte a level up in 1 video in 6."""
+    from robustbench_gcp.bench.photos import photo_levels
+
+    levels = photo_levels(1, 256)
+    _check_snow(levels[0, :, 16:240, 16:240].permute(1, 2, 0).numpy(), levels.float() / 255,
+                "imagenet", list(range(123, 135)), (0,))
+
+
+def _check_snow(array: np.ndarray, x: torch.Tensor, preset: str, seeds: list[int],
+                frames: tuple[int, ...]) -> None:
+    """The port's snow frames of image ``x`` (1, 3, S, S) equal the original's, computed from
+    ``array`` (its c x c crop, uint8 HWC) with the same layer, for every seed."""
     import cv2
     from scipy.ndimage import zoom as scizoom
 
@@ -257,14 +275,13 @@ def test_snow_presets_with_the_same_layer(photos, preset):
 
     ic = _imagecorruptions()
     loc, scale, zoom, threshold, radius, sigma, blend = {
+        "imagenet": (0.05, 0.3, 3, 0.5, 14, 4, 0.85),
         "cifar": (0.05, 0.3, 2, 0.5, 10, 2, 0.85),
         "tinyimagenet": (0.05, 0.28, 2, 0.5, 10, 2.5, 0.85)}[preset]
-    arrays, x = photos[preset]
-    s = SIDES[preset]
-    seeds = list(range(123, 147))  # 24 layers: in float32, 1 in 6 had a byte a level up
-    ours = perturbation_sequence(x[:1].expand(len(seeds), -1, -1, -1), "snow", seed=seeds, preset=preset,
-                                 frames=[0, 17])
-    image = arrays[0] / 255.0
+    s = array.shape[0]
+    ours = perturbation_sequence(x.expand(len(seeds), -1, -1, -1), "snow", seed=seeds, preset=preset,
+                                 frames=list(frames))
+    image = array / 255.0
     grey = cv2.cvtColor(np.float32(image), cv2.COLOR_RGB2GRAY).reshape(s, s, 1)
     base = blend * image + (1 - blend) * np.maximum(image, grey * 1.5 + 0.5)
     for video, seed in enumerate(seeds):
@@ -277,7 +294,7 @@ def test_snow_presets_with_the_same_layer(photos, preset):
         layer = layer[trim : trim + s, trim : trim + s]
         layer[layer < threshold] = 0
         layer = (np.clip(layer, 0, 1) * 255).astype(np.uint8)
-        for position, i in enumerate((0, 17)):
+        for position, i in enumerate(frames):
             snow = ic._motion_blur(layer, radius=radius, sigma=sigma, angle=i * 4 - 150)
             snow = np.clip(np.floor(snow + 0.5), 0, 255)  # ImageMagick's 8-bit PNG
             snow = (snow / 255.0)[..., None]

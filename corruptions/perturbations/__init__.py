@@ -302,8 +302,10 @@ def perturbation_sequence(
             shorter side is S (256 for ImageNet) and centre-cropped to a square.
             zoom_blur and the geometric perturbations (translate, rotate, tilt,
             scale, shear) act on this square, the others on the crop. With ``sizes``:
-            W x W windows of larger images instead (see ``sizes``). Computed in float32
-            (float64 for float64 input). Not modified.
+            W x W windows of larger images instead (see ``sizes``). Computed in float32,
+            float64 input too, as the original's float32 steps (its float64 steps are
+            float64 here from the uint8 levels): a float64 image gives the frames of the
+            same image in float32, as float64 (quantized: k / 255 in float64). Not modified.
         name: one of :func:`list_perturbations` ``("all")``.
         difficulty: 1..3. For gaussian_noise, shot_noise and speckle_noise it selects
             the noise level (the released ``_2`` / ``_3`` folders); for the others the
@@ -407,18 +409,19 @@ def perturbation_sequence(
     shape = (batch, len(wanted), 3, crop, crop)
     if batch == 0 or not wanted:
         return images.new_zeros(shape)
-    x = work_images(images)
+    # float32 as the original's arithmetic, float64 input too (its float64 sums and products put
+    # values on the other side of a level: flat 254 gave 253 in 24 of zoom_blur's 31 frames)
+    x = work_images(images.float() if images.dtype == torch.float64 else images)
     job = Job(
         x=x if sizes is None else _zero_outside(x, sizes), crop=crop,
         top=int(round((height - crop) / 2.0)), frames=wanted, difficulty=difficulty, seeds=seeds,
         generator=generator if spec.random else None, quantize=quantize, sizes=sizes, preset=preset,
     )
     out = new_output(spec.apply(job, draw_parameters(spec, job)), images)
-    out = _store(out, spec.storage if quantize else None)
-    return out if out.dtype == images.dtype else out.to(images.dtype)
+    return _store(out, spec.storage if quantize else None, images.dtype)
 
 
-def _store(frames: torch.Tensor, storage: str | None) -> torch.Tensor:
+def _store(frames: torch.Tensor, storage: str | None, dtype: torch.dtype) -> torch.Tensor:
     """Clip to [0, 1] and, as the original stored its frames, put them on the uint8 grid.
 
     In place (the frames are a new tensor). ``truncate``: ``np.uint8(255 x)`` with a 1e-3
@@ -426,9 +429,13 @@ def _store(frames: torch.Tensor, storage: str | None) -> torch.Tensor:
     original's (``corruptions._ops.truncate_uint8``); ``truncate-exact``: a plain
     truncation, where the frames went through the original's float operations;
     ``round``: half up (``corruptions._ops.quantize``);
-    None: clip only.
+    None: clip only. Returns ``dtype``: float64 frames are k / 255 in float64 (divided there, not
+    float32's k / 255 widened).
     """
     if storage is None:
-        return frames.clamp_(0, 1)
+        return frames.clamp_(0, 1).to(dtype)
     offset = {"truncate": 1e-3, "truncate-exact": 0.0, "round": 0.5}[storage]
-    return true_div_(frames.mul_(255).add_(offset).floor_().clamp_(0, 255), 255.0)
+    levels = frames.mul_(255).add_(offset).floor_().clamp_(0, 255)
+    if dtype == torch.float64:
+        levels = levels.to(dtype)
+    return true_div_(levels, 255.0).to(dtype)

@@ -6,13 +6,15 @@ Example:
     >>> from robustbench_gcp.bench.photos import photos
     >>> photos(2, 64).shape                                 # doctest: +SKIP
     torch.Size([2, 3, 64, 64])
+    >>> photo_levels(2, 64).dtype                           # doctest: +SKIP
+    torch.uint8
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PHOTOS", "photos"]
+__all__ = ["PHOTOS", "photo_levels", "photos"]
 
 #: colour photographs shipped inside scikit-image (no download)
 PHOTOS = (
@@ -25,6 +27,16 @@ PHOTOS = (
     "retina",
     "stereo_motorcycle",
 )
+
+
+def photo_levels(count: int = 4, size: int = 224) -> torch.Tensor:
+    """The photographs of :func:`photos` as (count, 3, size, size) uint8 levels.
+
+    What a decoded JPEG gives and what the references take: ``levels.double() / 255``
+    is exactly on the uint8 grid in float64, where ``photos(...).double()`` is each
+    level's float32 neighbour (up to 3e-8 off, which the references round away).
+    """
+    return (photos(count, size) * 255).round().to(torch.uint8)
 
 
 def photos(count: int = 4, size: int = 224) -> torch.Tensor:
