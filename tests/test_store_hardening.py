@@ -406,14 +406,13 @@ def test_the_leases_of_a_killed_process_are_taken_over(store_path):
 def test_the_leases_of_a_killed_process_not_yet_collected_are_taken_over(store_path):
     """A job script that kills eval and starts it again before its wait(): the killed process is a
     zombie, which kill(pid, 0) still finds; its leases held the resume for two minutes."""
-    import socket
     import subprocess
 
-    from robustbench_gcp.store.leases import is_alive
+    from robustbench_gcp.store.leases import is_alive, this_host
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        owner = f"{socket.gethostname()}:{child.pid}:0dead0"
+        owner = f"{this_host()}:{child.pid}:0dead0"
         assert is_alive(owner)
         child.kill()
         deadline = time.monotonic() + 30
@@ -433,14 +432,44 @@ def test_the_leases_of_a_killed_process_not_yet_collected_are_taken_over(store_p
 def test_a_lease_of_an_earlier_process_with_this_pid_is_taken_over(store_path):
     """A container restarted after a SIGKILL runs gcp-robust as the same pid on the same host: the
     lease its earlier life left is not this process's, so it is taken over at once (not in 2 min)."""
-    import socket
+    from robustbench_gcp.store.leases import this_host
 
     with Store(store_path) as store:
         cell = store.cell_id(open_run(store).id, CellKey("clean"))
-        earlier = f"{socket.gethostname()}:{os.getpid()}:0dead0"
+        earlier = f"{this_host()}:{os.getpid()}:0dead0"
         with sqlite3.connect(store_path) as db:
             db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, earlier, time.time() + 100))
         assert store.claim(0, [[cell]]) == [Claim.MINE]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="reads Linux's /proc")
+def test_a_lease_of_another_machine_of_this_host_name_is_kept(store_path):
+    """Two machines (or containers) of one host name sharing a store: the other's pid, dead here, is
+    alive there. Its lease was taken over at once, and the shard computed twice."""
+    import socket
+
+    from robustbench_gcp.store.leases import is_alive, this_host
+
+    gone = _a_gone_pid()
+    assert not is_alive(f"{this_host()}:{gone}:0dead0")
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        for other in (f"{socket.gethostname()}/0000beef/1:{gone}:feed",  # another boot of the kernel
+                      f"{this_host().rpartition('/')[0]}/1:{gone}:feed"):  # another pid namespace
+            assert is_alive(other)
+            with sqlite3.connect(store_path) as db:
+                db.execute("DELETE FROM leases")
+                db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, other, time.time() + 100))
+            assert store.claim(0, [[cell]]) == [Claim.BUSY]
+
+
+def _a_gone_pid() -> int:
+    """A pid no process of this machine has now."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def test_leases_expire_without_renewal(store_path):

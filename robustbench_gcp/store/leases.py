@@ -6,15 +6,16 @@ is stored already (:attr:`Claim.DONE`) or another owner holds an unexpired lease
 (:attr:`Claim.BUSY`). Committing the shard deletes its leases in the same transaction. The owner is
 ``host:pid:random``; a :class:`Heartbeat` thread renews the owner's leases every quarter of the lease
 time, so a lease expires only when its process is gone (killed, or its machine asleep) and another
-process then takes the shard over. A lease whose owner is a process of this host that no longer
-exists is taken over at once (a re-run after a SIGKILL does not wait for the expiry). Should two
-processes compute a shard all the same, the first commit wins and the second is ignored, so the
-stored numbers never depend on who computed them.
+process then takes the shard over. A lease whose owner is a process of this host (host name, boot id,
+pid namespace) that no longer exists is taken over at once (a re-run after a SIGKILL does not wait
+for the expiry). Should two processes compute a shard all the same, the first commit wins and the
+second is ignored, so the stored numbers never depend on who computed them.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import secrets
 import socket
@@ -40,10 +41,25 @@ _OURS: set[str] = set()
 
 
 def new_owner() -> str:
-    """``host:pid:random``: unique among the processes sharing a store."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """``host:pid:random``: unique among the processes sharing a store (``host``: :func:`this_host`)."""
+    owner = f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}"
     _OURS.add(owner)
     return owner
+
+
+@functools.cache
+def this_host() -> str:
+    """Where this process's pids mean something: the host name and, where Linux tells them, the
+    kernel's boot id and the pid namespace. Two machines or containers of one host name sharing a
+    store (nodes cloned from one image, ``docker run --hostname``) took each other's live leases
+    over, reading the other's pids as their own."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name alone
+        pass
+    return "/".join(parts)
 
 
 def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Sequence[int]],
@@ -71,11 +87,12 @@ def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Seque
 
 
 def is_alive(owner: str) -> bool:
-    """False only for an owner that was a process of this host and is gone (elsewhere: unknown, True).
+    """False only for an owner that was a process of this host (:func:`this_host`) and is gone
+    (elsewhere: unknown, True).
     An owner with this process's pid that this process did not make is gone too: a container
     restarted after a SIGKILL runs gcp-robust again as the same pid (1), on the same host name."""
     host, pid, _ = owner.rsplit(":", 2)
-    if host != socket.gethostname():
+    if host != this_host():
         return True
     if pid == str(os.getpid()):
         return owner in _OURS
