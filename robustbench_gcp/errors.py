@@ -128,6 +128,17 @@ class ModelCodeError(GcpRobustError):
     """The forward pass of a model you brought raised (its exception is the ``__cause__``)."""
 
 
+def not_utf8(path: object) -> str | None:
+    """``path`` shown with its odd bytes escaped when its name is not UTF-8 (Python's lone
+    surrogates, from an old archive or a Windows zip; neither the store nor a fingerprint can
+    encode it), else None."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
 def listed(names: Sequence[str], shown: int = 6) -> str:
     """The first ``shown`` of ``names``, comma-separated, and how many more: ``a, b and 3 more``."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.data.datasets import DATASETS
+from robustbench_gcp.errors import not_utf8
 
 
 class SqrtChoice(click.Choice):
@@ -47,13 +48,24 @@ class NonEmptyPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("is empty: give a path", param, ctx)
+        _utf8(value, param, ctx)
         return super().convert(value, param, ctx)
+
+
+def _utf8(value, param, ctx) -> None:
+    """A path whose name is not UTF-8 is refused (the store cannot hold it: a traceback once the
+    images were scanned)."""
+    shown = not_utf8(value)
+    if shown is not None:
+        raise click.BadParameter(f"{shown} has a name that is not UTF-8: rename it", ctx, param)
 
 
 def _not_empty(ctx, param, value):
     """A text option that is a path or URL (``--checkpoint``): ``""`` is an error, not "not given"."""
     if isinstance(value, str) and not value.strip():
         raise click.BadParameter("is empty: give a path or URL")
+    if value is not None:
+        _utf8(value, param, ctx)
     return value
 
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from robustbench_gcp.errors import ConfigError, DataError, listed
+from robustbench_gcp.errors import ConfigError, DataError, listed, not_utf8
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -39,9 +39,25 @@ def imagenet_wnids() -> tuple[str, ...]:
     return tuple(text.split())
 
 
+#: Tiny-ImageNet's val labels file (data.tiny_imagenet reads it; a folder of its images is named here)
+ANNOTATIONS_FILE = "val_annotations.txt"
+
+
 @lru_cache(maxsize=1)
 def _wnid_index() -> dict[str, int]:
     return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+
+
+def check_utf8(path: str | Path, what: str) -> None:
+    """Refuse a name that is not UTF-8 (:func:`~robustbench_gcp.errors.not_utf8`): a traceback came
+    once the images were scanned.
+
+    Raises:
+        DataError: naming ``what`` and the path, its odd bytes as escapes.
+    """
+    shown = not_utf8(path)
+    if shown is not None:
+        raise DataError(f"{what} {shown} has a name that is not UTF-8: rename it")
 
 
 def is_image_file(name: str) -> bool:
@@ -166,6 +182,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     if class_order not in CLASS_ORDERS:
         raise ValueError(f"`class_order` should be 'imagenet' or 'sorted'. Got {class_order!r}")
     root = Path(root).expanduser()
+    check_utf8(root, "data folder")
     try:
         exists, is_dir = root.exists(), root.is_dir()
     except OSError as error:  # a parent this process cannot enter, a name too long
@@ -183,18 +200,28 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
     found = {name: list(_walk_images(root, name, extensions, seen)) for name in folders}
     class_dirs = [name for name in folders if found[name]]
+    n_flat = sum(1 for entry in os.scandir(root) if not entry.name.startswith(".")
+                 and entry.is_file() and entry.name.lower().endswith(extensions))
+    hint = _layout_hint(root)
+    if class_dirs and n_flat:  # a half-sorted val folder: those images were left out, unsaid
+        raise DataError(f"data folder {root} holds {n_flat} images at its top beside {len(class_dirs)} "
+                        "class folders: they have no class. Move them into their class folders (an "
+                        "unfinished sort of the val images?) or out of the folder")
     if not class_dirs:
-        n_flat = sum(1 for entry in os.scandir(root)
-                     if entry.is_file() and entry.name.lower().endswith(extensions))
         if n_flat:
-            raise DataError(
+            raise DataError(hint or (
                 f"data folder {root} holds {n_flat} images but no class folders: for the flat "
                 "ImageNet val layout give the ground truth with --labels "
                 "(LOC_val_solution.csv or a '<file> <index>' list)"
-            )
+            ))
         if folders:
             raise DataError(f"data folder {root} has {len(folders)} class folders but no image files "
                             f"({', '.join(extensions)})")
+        if hint:
+            raise DataError(hint)
+        if any(not entry.name.startswith(".") for entry in os.scandir(root)):
+            raise DataError(f"data folder {root} holds no image files ({', '.join(extensions)}) and no "
+                            "class folders: expected <root>/<class>/<image> files")
         raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
     if class_order == "sorted":
         classes, labelling = tuple(folders), "folders"
@@ -209,12 +236,29 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                      labelling, source=str(root))
 
 
+def _layout_hint(root: Path) -> str:
+    """What to give instead of a folder that holds another dataset's layout ("" for none)."""
+    if (root.parent / ANNOTATIONS_FILE).is_file():
+        return (f"data folder {root} is the images of Tiny-ImageNet's val folder, whose labels are in "
+                f"{root.parent / ANNOTATIONS_FILE}: give {root.parent} (or the tiny-imagenet-200 folder)")
+    binary = [name for name in ("test_batch.bin", "data_batch_1.bin", "test.bin") if (root / name).is_file()]
+    if binary:
+        return (f"data folder {root} holds CIFAR's binary version ({binary[0]}): gcp-robust reads the "
+                "python version (cifar-10-python.tar.gz: test_batch; cifar-100-python.tar.gz: test)")
+    return ""
+
+
 def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = False) -> None:
     """Raise :class:`DataError` naming the class folders that are not ImageNet-1k wnids."""
     wnids = _wnid_index()
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
+    splits = [name for name in odd if not released and subfolders(root / name) & wnids.keys()]
+    if splits:  # the dataset's root, whose train / val folders hold the wnid folders
+        raise DataError(f"data folder {root} holds folders of ImageNet class folders "
+                        f"({listed(splits, _NAMED)}), not class folders: give one of them, e.g. "
+                        f"--data {root / splits[-1]}")
     if released:  # released files are labelled by their wnid folders: no other order to offer
         raise DataError(f"released folder {root} has folders with images that are not ImageNet-1k "
                         f"wnids: {listed(odd, _NAMED)}; move them out of it")
@@ -257,6 +301,7 @@ def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
                 subfolders.append(entry)
             elif entry.name.lower().endswith(extensions):
                 name = f"{rel}/{entry.name}"
+                check_utf8(entry.path, "image file")
                 # a file's real path is its folder's unless the file itself is a link
                 target = (os.path.realpath(entry.path) if entry.is_symlink()
                           else os.path.join(real, entry.name))
@@ -282,7 +327,7 @@ def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
     if not path.is_file():
         raise DataError(f"labels file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as Excel saves a CSV
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read labels file {path}: {error}") from None
     lines = [line for line in text.splitlines() if line.strip()]
@@ -323,6 +368,8 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
                             f"{root} has {len(folders)} subfolders and no images at its top: for class "
                             "folders, drop --labels (the folder names are the labels)")
         raise DataError(f"data folder {root} has no image files")
+    for name in files:
+        check_utf8(root / name, "image file")
     mapping, by_wnid = read_labels_file(labels_file)
     names, labels = [], []
     for name in files:

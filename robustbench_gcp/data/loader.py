@@ -61,6 +61,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         kind = "floating-point" if mode.startswith("F") else f"{bits or 32}-bit integer"
         raise ValueError(f"{kind} pixels (PIL mode {mode}) have no standard range: "
                          "save the image with 8 or 16 bits per sample")
+    if mode == "P" and "transparency" in image.info:
+        # the same pixels; PIL warns on the run's output, naming no file, when a palette image with
+        # transparency goes to RGB directly
+        image = image.convert("RGBA")
     return image.convert("RGB")
 
 

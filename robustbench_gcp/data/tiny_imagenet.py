@@ -17,11 +17,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.data.folders import ImageList, corrupted_cell_dir, is_image_file, scan_folder, subfolders
+from robustbench_gcp.data.folders import (
+    ANNOTATIONS_FILE,
+    ImageList,
+    corrupted_cell_dir,
+    is_image_file,
+    scan_folder,
+    subfolders,
+)
 from robustbench_gcp.errors import DataError, listed
 
 WNIDS_FILE = "wnids.txt"
-ANNOTATIONS_FILE = "val_annotations.txt"
 TINY_CLASSES = 200
 _NAMED = 5  # files named in an error before "and N more"
 
