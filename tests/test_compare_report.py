@@ -281,6 +281,10 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
     assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
     assert not (tmp_path / "none.db").exists()
+    (tmp_path / "empty.db").touch()  # listing never writes: it made an empty file a 61 KB store
+    listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "empty.db")])
+    assert listing.exit_code == 1 and "is empty and opened for reading" in listing.stderr, listing.output
+    assert (tmp_path / "empty.db").stat().st_size == 0
     # the clean suite has no figures: said, not a silent exit 0 with no folder
     clean = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--data",
                                       str(image_folder), "--store", str(tmp_path / "c.db"), "--plot",

@@ -200,3 +200,31 @@ def test_a_comparison_under_a_baseline_without_errors_on_a_corruption_keeps_the_
     means = dict(zip(design.rows, design.values.mean(axis=1)))
     assert design.metrics["mCE"](means) == (50.0 + 200.0) / 2
     assert list(design.metrics) == ["mCE", "mean_error"]
+
+
+def test_an_undefined_relative_ce_and_extras_alone_are_explained():
+    """Relative CE is undefined where the baseline errs there no more than on the clean images, and
+    the means cover the benchmark corruptions only: both left the cells empty with no note."""
+    from robustbench_gcp.metrics import Baseline
+    from robustbench_gcp.store import CellKey, CellResult
+    from robustbench_gcp.suites.imagenet_c import summarize
+
+    variant = '{"dataset":"tinyimagenet","roundtrip":true,"source":"torch"}'
+
+    def cell(key, wrong):
+        return CellResult(key, 4, {"top1_errors": wrong, "top5_errors": 0}, [0], True)
+
+    results = [cell(CellKey("clean"), 1), cell(CellKey("imagenet-c", "fog", "1", variant), 2),
+               cell(CellKey("imagenet-c", "contrast", "1", variant), 3)]
+    table = {"fog": (0.5,) * 5, "contrast": (0.2,) * 5}  # contrast: below its clean error, 0.25
+    baseline = Baseline("tgap", clean_error=0.25, run=object(), imagenet_c=table)
+    sections, notes = summarize(results, benchmark=["fog", "contrast"], baseline=baseline)
+    relative = {e["corruption"]: e["relative_CE"] for e in sections["per_corruption"]}
+    assert relative == {"fog": 100 * (0.5 - 0.25) / (0.5 - 0.25), "contrast": None}
+    assert sections["metrics"]["relative_mCE"] is None
+    assert ("relative CE left empty for contrast: the baseline 'tgap' errs there no more than on the clean "
+            "images (its sum of E(s, c) - E_clean is not positive), so relative CE is undefined; so there is "
+            "no relative mCE") in notes
+    _, notes = summarize(results, benchmark=["snow"], baseline=baseline)
+    assert ("the means (mCE, relative mCE, mean error) average the 1 benchmark corruptions, and none was "
+            "run: the extra corruptions get their own CE and mean error only") in notes

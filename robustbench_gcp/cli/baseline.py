@@ -72,7 +72,7 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
             raise StoreError(f"store {options['store']} does not exist: no baselines stored yet")
         from robustbench_gcp.reports.stored import run_label
 
-        with Store(options["store"]) as store:
+        with Store(options["store"], read_only=True) as store:  # listing never writes
             rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
                      "images": run.n_images, "stored": stored}
                     for n, stored, run in store.baselines()]

@@ -4,7 +4,6 @@ released files, summarized as errors, CE, mCE and relative mCE (AlexNet = 100)."
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,13 @@ from robustbench_gcp.suites.base import (
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_mark
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
+from robustbench_gcp.suites.stored_baselines import (
+    add_joint_rows,
+    check_stored_baseline,
+    hundred,
+    percent_of,
+    stored_baseline,
+)
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 if TYPE_CHECKING:
@@ -132,40 +137,6 @@ def cell_key(corruption: str, severity: int, variant: dict) -> CellKey:
     return CellKey("imagenet-c", corruption, str(severity), canonical_json(variant))
 
 
-def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline | None:
-    """The errors of the run stored as baseline ``name`` on the cells ``keys`` (and its clean
-    error), as a :class:`Baseline` holding the corruptions whose every asked severity it has."""
-    run = store.baseline(name)
-    if run is None:
-        return None
-    cells = {key: cid for cid, key in store.cells(run.id)}
-    errors: dict[str, dict[int, float]] = {}
-    samples: dict[str, np.ndarray] = {}
-    clean_error = None
-    for key in [*keys, CLEAN]:
-        if key not in cells:
-            continue
-        result = store.cell_result(cells[key], key, run.n_shards)
-        if not result.complete:
-            continue
-        error = classification_entry(result)["top1_error"]
-        if result.correct is not None:
-            samples["clean" if key == CLEAN else f"{key.name}/{key.level}"] = per_image_errors(result)
-        if key == CLEAN:
-            clean_error = error
-        else:
-            errors.setdefault(key.name, {})[int(key.level)] = error
-    asked: dict[str, set[int]] = {}
-    for key in keys:
-        asked.setdefault(key.name, set()).add(int(key.level))
-    table = {c: tuple(errors[c].get(s, math.nan) for s in SEVERITIES) for c in errors
-             if asked.get(c, set()) <= set(errors[c])}
-    from robustbench_gcp.models.heads import matrix_label
-
-    return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    table, run=run, samples=samples)
-
-
 def shared_severities(cells: Sequence[tuple[str, int]], benchmark: Sequence[str]) -> tuple[set[int], str]:
     """The severities every benchmark corruption of ``cells`` (corruption, severity) has, and a note
     when they differ (two runs into one store, a partial run's complete cells): the per-corruption
@@ -217,6 +188,10 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             f"{what} {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
             f"corruptions; missing: {', '.join(metrics['missing'])}"
         )
+    if cells and not metrics["corruptions"]:
+        notes.append(f"the means (mCE, relative mCE, mean error) average the {len(benchmark)} benchmark "
+                     "corruptions, and none was run: the extra corruptions get their own CE and mean "
+                     "error only")
     if baseline is None and cells and dataset.alexnet_normalized:
         notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
                      "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
@@ -238,6 +213,13 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                 "has no complete cells of them made as this run's (not computed, or by an earlier version "
                 "of gcp-robust); store it again (gcp-robust baseline) to normalize them" if absent
                 else "made no error there (a zero normalizer)"))
+    undefined = [s.corruption for s in summaries if s.CE is not None and s.relative_CE is None
+                 and clean_error is not None and baseline is not None and baseline.clean_error is not None]
+    if undefined:
+        notes.append(f"relative CE left empty for {', '.join(undefined)}: the baseline '{baseline.name}' "
+                     "errs there no more than on the clean images (its sum of E(s, c) - E_clean is not "
+                     "positive), so relative CE is undefined" + ("; so there is no relative mCE" if any(
+                         c in benchmark for c in undefined) else ""))
     if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images (a run given "
                      "them that stopped before its clean cell was complete: run it again to finish it)")

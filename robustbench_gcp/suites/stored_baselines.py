@@ -5,14 +5,18 @@ comparisons that resample both together, and the checks of ``--baseline`` names.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from corruptions import SEVERITIES
 from robustbench_gcp.errors import UnknownNameError
-from robustbench_gcp.metrics import baseline_names
+from robustbench_gcp.metrics import Baseline, baseline_names
+from robustbench_gcp.store import CellKey
+from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors
 
 
 def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
@@ -173,3 +177,37 @@ def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -
         else:
             if choices:
                 raise UnknownNameError("baseline", name, choices)
+
+
+def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline | None:
+    """The errors of the run stored as baseline ``name`` on the cells ``keys`` (and its clean
+    error), as a :class:`Baseline` holding the corruptions whose every asked severity it has."""
+    run = store.baseline(name)
+    if run is None:
+        return None
+    cells = {key: cid for cid, key in store.cells(run.id)}
+    errors: dict[str, dict[int, float]] = {}
+    samples: dict[str, np.ndarray] = {}
+    clean_error = None
+    for key in [*keys, CLEAN]:
+        if key not in cells:
+            continue
+        result = store.cell_result(cells[key], key, run.n_shards)
+        if not result.complete:
+            continue
+        error = classification_entry(result)["top1_error"]
+        if result.correct is not None:
+            samples["clean" if key == CLEAN else f"{key.name}/{key.level}"] = per_image_errors(result)
+        if key == CLEAN:
+            clean_error = error
+        else:
+            errors.setdefault(key.name, {})[int(key.level)] = error
+    asked: dict[str, set[int]] = {}
+    for key in keys:
+        asked.setdefault(key.name, set()).add(int(key.level))
+    table = {c: tuple(errors[c].get(s, math.nan) for s in SEVERITIES) for c in errors
+             if asked.get(c, set()) <= set(errors[c])}
+    from robustbench_gcp.models.heads import matrix_label
+
+    return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
+                    table, run=run, samples=samples)
