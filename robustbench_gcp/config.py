@@ -268,6 +268,9 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         elif "://" not in checkpoint:
             checkpoint = str((check.path.parent / Path(checkpoint).expanduser()).resolve())
     sha256 = value.get("sha256")
+    if isinstance(sha256, (int, float)) and not isinstance(sha256, bool):  # a prefix of digits alone
+        check.fail(f"{where}.sha256", f"YAML reads {sha256!r} as a number, not hex digits: quote it "
+                   "(sha256: \"15991845\")")
     if sha256 is not None:
         sha256 = check.string(sha256, f"{where}.sha256").lower().removeprefix("sha256:")
         if not _SHA256.match(sha256):  # a prefix as torch.hub file names carry it (resnet18-f37072fd)

@@ -765,3 +765,51 @@ def test_an_error_inside_torchvisions_code_names_no_line_of_it():
                                              r"RuntimeError: Given groups=1, [^(]*to have 3 channels, but "
                                              r"got 5 channels instead$"):
         brought(torch.rand(1, 5, 32, 32))
+
+
+def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_named(tmp_path, monkeypatch):
+    from robustbench_gcp.models import PreprocessConfig
+    from robustbench_gcp.models.external import external_source, preprocess_config
+
+    net = torch.nn.Linear(2, 2)
+    net.pretrained_cfg = PreprocessConfig(input_size=64, resize_size=72, interpolation="cubic")
+    with pytest.raises(ConfigError, match=r"pretrained_cfg\['interpolation'\]"):
+        preprocess_config(None, net)
+    with pytest.raises(ConfigError, match="input_size 300"):
+        preprocess_config(PreprocessConfig(input_size=300, resize_size=256))
+    with pytest.raises(ConfigError, match="3 numbers"):
+        preprocess_config({"mean": 0.5})
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="exits instead of returning"):
+        external_source("exits_on_import:build")
+
+
+def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():
+    """timm's dict was passed over: its models ran at ImageNet's 256 / 224 bilinear, unsaid."""
+    import timm
+
+    from robustbench_gcp.models import PreprocessConfig
+    from robustbench_gcp.models.external import preprocess_config
+
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=3)  # test size 288, crop 1.0
+    assert preprocess_config(None, resnet) == PreprocessConfig(input_size=288, resize_size=288,
+                                                                interpolation="bicubic")
+    deit = timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=3)
+    assert preprocess_config(None, deit) == PreprocessConfig(input_size=224, resize_size=248,  # 224 / 0.9
+                                                              interpolation="bicubic")
+    resnet.pretrained_cfg = {**resnet.pretrained_cfg, "crop_mode": "squash"}
+    with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops"):
+        preprocess_config(None, resnet)
+
+
+def test_a_squeezenet_checkpoint_of_other_classes_rebuilds_it(tmp_path):
+    """Its classifier is a 1x1 convolution: a 10-class file failed with two shape mismatches."""
+    import torchvision
+
+    from robustbench_gcp.models.external import external_source, load_external
+
+    torch.save(torchvision.models.squeezenet1_1(num_classes=10).state_dict(), tmp_path / "sq10.pth")
+    source = external_source("torchvision:squeezenet1_1")
+    model = load_external(source, "sq", tmp_path / "sq10.pth", device="cpu")
+    assert model.num_classes == 10

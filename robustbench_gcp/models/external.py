@@ -91,41 +91,52 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
                       model: nn.Module | None = None) -> PreprocessConfig:
     """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
     ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
-    ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, else ImageNet's.
+    ``pretrained_cfg`` when it is a :class:`PreprocessConfig` or timm's dict
+    (:func:`_timm_preprocess`), else ImageNet's. Checked whichever it is.
 
     Raises:
         ConfigError: an unknown key or a bad value.
     """
-    if isinstance(given, PreprocessConfig):
-        return given
+    what = "preprocess"
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
-        return own if isinstance(own, PreprocessConfig) else PreprocessConfig()
+        if isinstance(own, Mapping):  # timm's: read as timm evaluates the model (it was ignored)
+            given, what = _timm_preprocess(model), "pretrained_cfg (timm's)"
+        elif not isinstance(own, PreprocessConfig):
+            return PreprocessConfig()
+        else:
+            given, what = own, "pretrained_cfg"
+    if isinstance(given, PreprocessConfig):  # checked as a dict is: it decides every image
+        given = {f.name: getattr(given, f.name) for f in fields(PreprocessConfig)}
     known = {f.name for f in fields(PreprocessConfig)}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise ConfigError(f"`preprocess` has unknown keys {unknown}; expected some of {sorted(known)}")
+        raise ConfigError(f"`{what}` has unknown keys {unknown}; expected some of {sorted(known)}")
     values = dict(given)
     for key in ("input_size", "resize_size"):
         if key in values:
-            values[key] = check_integer(f"preprocess['{key}']", values[key])
+            values[key] = check_integer(f"{what}['{key}']", values[key])
     for key in ("mean", "std"):
         if key in values:
-            values[key] = tuple(float(v) for v in values[key])
+            try:
+                values[key] = tuple(float(v) for v in values[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"`{what}['{key}']` should hold 3 numbers (R, G, B). "
+                                  f"Got {values[key]!r}") from None
             if len(values[key]) != 3:
-                raise ConfigError(f"`preprocess['{key}']` should hold 3 numbers (R, G, B)")
+                raise ConfigError(f"`{what}['{key}']` should hold 3 numbers (R, G, B)")
             low = 0.0 if key == "std" else -math.inf  # images are divided by the std
             if not all(math.isfinite(v) and v > low for v in values[key]):
                 wanted = "positive finite" if key == "std" else "finite"
-                raise ConfigError(f"`preprocess['{key}']` should hold 3 {wanted} numbers. Got {values[key]}")
+                raise ConfigError(f"`{what}['{key}']` should hold 3 {wanted} numbers. Got {values[key]}")
     config = PreprocessConfig(**values)
     from robustbench_gcp.data.loader import INTERPOLATIONS
 
     if config.interpolation not in INTERPOLATIONS:
-        raise ConfigError(f"`preprocess['interpolation']` should be one of {', '.join(INTERPOLATIONS)}. "
+        raise ConfigError(f"`{what}['interpolation']` should be one of {', '.join(INTERPOLATIONS)}. "
                           f"Got {config.interpolation!r}")
     if config.resize_size < config.input_size or config.input_size < 32:
-        raise ConfigError(f"`preprocess`: input_size {config.input_size} should be >= 32 and "
+        raise ConfigError(f"`{what}`: input_size {config.input_size} should be >= 32 and "
                           f"<= resize_size {config.resize_size}")
     return config
 
@@ -186,6 +197,28 @@ def _differing_note(name: str, configs: list[PreprocessConfig]) -> str:
             f"weights differ in theirs ({said}): give --preprocess (preprocess=) to match the checkpoint's")
 
 
+def _timm_preprocess(model: nn.Module) -> dict[str, Any]:
+    """A timm model's ``pretrained_cfg`` dict as :class:`PreprocessConfig` values, as timm's
+    ``validate.py`` evaluates it: ``resolve_data_config(use_test_size=True)`` (its test size and crop
+    where the weights have them), the shorter side resized to ``floor(size / crop_pct)``, a centre
+    crop (``transforms_imagenet_eval``).
+
+    Raises:
+        ConfigError: a crop this tool's square centre crop cannot give (not square, or timm's
+            ``squash`` / ``border`` modes).
+    """
+    from timm.data import resolve_data_config
+
+    config = resolve_data_config({}, model=model, use_test_size=True)
+    _, height, width = config["input_size"]
+    mode = config.get("crop_mode") or "center"
+    if height != width or mode != "center":
+        raise ConfigError(f"`pretrained_cfg` (timm's) asks for {height}x{width} crops in crop mode '{mode}'; "
+                          "gcp-robust takes square centre crops")
+    return {"input_size": height, "resize_size": math.floor(height / config["crop_pct"]),
+            "interpolation": config["interpolation"], "mean": config["mean"], "std": config["std"]}
+
+
 def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
     """Resolve ``torchvision:<name>`` or ``package.module:callable`` (imported now; nothing built).
 
@@ -218,9 +251,10 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
     try:
         module = importlib.import_module(module_name)
-    except Exception as error:  # noqa: BLE001 - any import failure is the user's module's
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's module's
         hint = ("; put its folder on PYTHONPATH (or run from that folder)"
-                if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else "")
+                if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else
+                _EXITED if isinstance(error, SystemExit) else "")
         raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
                           f"{type(error).__name__}: {error}{hint}") from None
     target: Any = module
@@ -236,9 +270,9 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
     def build() -> nn.Module:
         try:
             made = target()
-        except Exception as error:  # noqa: BLE001 - the user's code failed: say where
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code failed: say where
             raise ConfigError(f"`--model {ref}`: {attribute}() raised {type(error).__name__}: "
-                              f"{error}") from None
+                              f"{error}{_EXITED if isinstance(error, SystemExit) else ''}") from None
         if not isinstance(made, nn.Module):
             alone = ": return the module alone" if isinstance(made, (tuple, list)) else ""
             raise ConfigError(f"`--model {ref}`: {attribute}() returned {_kind(made)}, not a "
@@ -246,6 +280,11 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         return made
 
     return ExternalSource(ref, build, preprocess_config(preprocess), own_preprocess=preprocess is None)
+
+
+#: the hint for a user's module that exits (sys.exit, argparse) while imported or building the model
+_EXITED = ("; it exits instead of returning (a training script that parses its command line when "
+           "imported? put that under `if __name__ == \"__main__\":`)")
 
 
 def _kind(value: Any) -> str:
@@ -397,19 +436,27 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         load_strict(model, loaded, name=source.ref)
     model = model.to(device)
     cfg = source.preprocess
-    if source.own_preprocess and isinstance(getattr(model, "pretrained_cfg", None), PreprocessConfig):
-        cfg = model.pretrained_cfg
+    own = getattr(model, "pretrained_cfg", None)
+    if source.own_preprocess and isinstance(own, (PreprocessConfig, Mapping)):
+        try:
+            cfg = preprocess_config(None, model)
+        except ConfigError as error:
+            raise ConfigError(f"`--model {source.ref}`: {error} (or give --preprocess)") from None
     return BroughtModel(model, label, output_classes(model, cfg.input_size, source.ref), cfg).eval()
 
 
 def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:
-    """``model``, or ``source`` built again with as many classes as the checkpoint's classifier (its
-    last ``nn.Linear``) has rows: a torchvision architecture trained on CIFAR-100 has 100."""
-    last = next((name for name, module in reversed(list(model.named_modules()))
-                 if isinstance(module, nn.Linear)), None)
-    weight = tensors.get(f"{last}.weight") if last is not None else None
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 2 \
-            or weight.shape[0] == model.get_submodule(last).out_features:
+    """``model``, or ``source`` built again with as many classes as the checkpoint's classifier has
+    rows (its last ``nn.Linear``, or without one, SqueezeNet's last ``nn.Conv2d``): a torchvision architecture
+    trained on CIFAR-100 has 100."""
+    modules = list(model.modules())[::-1]
+    last = next((m for m in modules if isinstance(m, nn.Linear)), None) \
+        or next((m for m in modules if isinstance(m, nn.Conv2d)), None)  # SqueezeNet: no Linear
+    name = next((n for n, module in model.named_modules() if module is last), None)
+    weight = tensors.get(f"{name}.weight") if name is not None else None
+    rows = last.out_features if isinstance(last, nn.Linear) else getattr(last, "out_channels", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != (2 if isinstance(last, nn.Linear) else 4) \
+            or weight.shape[0] == rows:
         return model
     return source.build(num_classes=int(weight.shape[0]))
 
