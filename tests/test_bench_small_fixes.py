@@ -163,3 +163,13 @@ def test_bench_attacks_one_epsilon_is_said_in_the_singular():
     result = run("bench", "attack", "--epsilon", "abc")
     assert result.exit_code == 2
     assert "`--epsilon` should be a number such as 0.5 or 2/255. Got 'abc'" in result.stderr
+
+
+def test_fidelity_measures_on_the_uint8_levels_the_references_take():
+    """The bench fed float32 k / 255 widened to float64, a hair off the grid the references round to:
+    impulse_noise, equal to the reference given its draws, read 2.7e-6 /255 apart."""
+    from robustbench_gcp.bench.corruption_fidelity import fidelity
+
+    rows = fidelity(["impulse_noise", "contrast"], images=2, seeds=1, severities=[1, 5], size=64)
+    assert [(r["corruption"], r["severity"], r["mad"], r["max_abs"]) for r in rows] == [
+        (name, severity, 0.0, 0.0) for name in ("impulse_noise", "contrast") for severity in (1, 5)]

@@ -27,7 +27,7 @@ from corruptions import (
     list_corruptions,
 )
 from robustbench_gcp.bench.corruption_speed import reference_name
-from robustbench_gcp.bench.photos import photos
+from robustbench_gcp.bench.photos import photo_levels
 
 __all__ = ["fidelity"]
 
@@ -72,11 +72,13 @@ def fidelity(
       ``glass_blur_images`` images and one seed (its reference takes about a second
       per image).
 
-    Runs on CPU, in float64.
+    Runs on CPU, in float64, on the photographs' uint8 levels (k / 255 exactly, as decoded
+    images; before 0.7.13 their float32 values widened, a hair off the grid the references
+    round to, so the figures held that input difference too).
 
     Args:
         names: corruption names (default: all of them).
-        images: photographs (``size`` px).
+        images: photographs (``size`` px, uint8 levels).
         seeds: independent draws per image for the statistics of random corruptions.
         severities: 1..5.
         glass_blur_images: photographs for glass_blur.
@@ -98,7 +100,7 @@ def fidelity(
     size = PRESET_SIZES[preset] if size is None else size
     names = list(names) if names is not None else list_corruptions("all")
     names = [check_name(n) for n in names]
-    clean_all = photos(images, size).double()
+    clean_all = photo_levels(images, size).double() / 255  # exactly k / 255, as decoded
     rows = []
     for name in names:
         spec = get_corruption(name)

@@ -29,7 +29,7 @@ from corruptions import (
     from_uint8,
     list_corruptions,
 )
-from robustbench_gcp.bench.photos import photos
+from robustbench_gcp.bench.photos import photo_levels
 from robustbench_gcp.bench.timing import time_calls
 
 __all__ = ["geometric_mean", "reference_description", "reference_name", "speed", "speed_summary"]
@@ -114,7 +114,7 @@ def speed(
     names = [check_name(n) for n in names]
     # uint8 images, as the suites decode them (ours: from_uint8's k / 255; the reference's: uint8
     # NumPy images as a user holds them), made once, outside the timing
-    levels = (photos(batch_size, size) * 255).round().to(torch.uint8)
+    levels = photo_levels(batch_size, size)
     images = from_uint8(levels).to(device)
     pixels = levels.permute(0, 2, 3, 1).numpy()
     seeds = list(range(batch_size))

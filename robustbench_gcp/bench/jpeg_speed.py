@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from robustbench_gcp.bench.photos import photos
+from robustbench_gcp.bench.photos import photo_levels
 from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.errors import ConfigError, check_integer
 
@@ -95,7 +95,7 @@ def bench_jpeg(device: torch.device | str = "cpu", *, batch_size: int = 32, size
         raise ConfigError(f"`qualities` should be integers 1..100. Got {list(qualities)!r}")
     device = torch.device(device)
     codecs = _codecs(device)
-    pixels = (photos(batch_size, size) * 255).round().to(torch.uint8).to(device)
+    pixels = photo_levels(batch_size, size).to(device)
     rows = []
     for quality in qualities:
         calls = [lambda c=codec, q=quality: c(pixels, q) for codec in codecs.values()]
