@@ -104,6 +104,10 @@ class DataPaths:
                 return None, (f"datasets.{dataset}.{kind} is the relative path {value}, but no data root "
                               "is set")
             path = self.root / path
+        from robustbench_gcp.errors import not_utf8
+
+        if (shown := not_utf8(path)) is not None:  # $GCP_ROBUST_DATA, HOME: the store cannot hold it
+            return None, f"datasets.{dataset}.{kind}: {shown} has a name that is not UTF-8 (rename it)"
         return path, None if path.exists() else f"datasets.{dataset}.{kind}: {path} does not exist"
 
 

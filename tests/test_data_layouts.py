@@ -114,3 +114,37 @@ def test_palette_images_with_transparency_convert_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(np.asarray(to_rgb(image)), expected)
+
+
+@needs_bytes_names
+def test_data_paths_not_utf8_from_the_working_folder_or_the_data_root(tmp_path, monkeypatch):
+    """A relative --data inside such a folder, or $GCP_ROBUST_DATA naming one: a traceback from the
+    store (the command line's check sees the path as given)."""
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"odd\xff"))
+    make_image_folder(os.path.join(odd, "val", "val"), ["a", "b"], per_class=1, sizes=(80, 90))
+    monkeypatch.chdir(os.path.join(odd, "val"))
+    relative = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", "--data", "val",
+                                         "--class-order", "sorted", "--store", str(tmp_path / "s.db")])
+    assert relative.exit_code == 1 and isinstance(relative.exception, SystemExit), relative.output
+    assert r"odd\xff/val/val has a name that is not UTF-8: rename it" in relative.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GCP_ROBUST_DATA", odd)  # the shipped file's imagenet/val under it
+    os.rename(os.path.join(odd, "val"), os.path.join(odd, "imagenet"))
+    rooted = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", "--class-order",
+                                       "sorted", "--store", str(tmp_path / "s.db")])
+    assert rooted.exit_code != 0 and isinstance(rooted.exception, SystemExit), rooted.output
+    assert r"datasets.imagenet.clean: " in rooted.stderr, rooted.stderr
+    assert r"odd\xff/imagenet/val has a name that is not UTF-8" in rooted.stderr
+
+
+def test_the_kaggle_imagenet_root_points_at_val_with_its_labels(tmp_path):
+    """CLS-LOC/{train/<wnid>, val (flat), test (flat)}: the hint named train, the only split of class
+    folders."""
+    root = tmp_path / "CLS-LOC"
+    make_image_folder(root / "train", WNIDS, per_class=1, sizes=(40, 48))
+    for split in ("val", "test"):
+        (root / split).mkdir()
+        shutil.copy(next((root / "train" / WNIDS[0]).iterdir()), root / split / f"{split}_0001.JPEG")
+    with pytest.raises(DataError, match=r"\(train\), not class folders: give one of them, e\.g\. --data .*"
+                                        r"CLS-LOC/val --labels LOC_val_solution\.csv \(its images"):
+        scan_folder(root)

@@ -340,6 +340,48 @@ def test_bicubic_preprocessing_reaches_the_loader(tmp_path):
     assert bilinear.as_protocol() is bilinear
 
 
+def test_generated_corruptions_start_from_the_protocols_base_whatever_the_models_resize(tmp_path):
+    """A 232 / 224 model (torchvision's V2 weights) generated its ImageNet-C from its own 232 px
+    resize: its cells were not the released files' (made at 256 / 224). Its runs are marked."""
+    import json
+
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.data.synthetic import make_image_folder
+    from robustbench_gcp.engine.runner import ImageSource
+    from robustbench_gcp.store import Store
+
+    source = ImageSource(tmp_path, resize_size=232, crop_size=224, interpolation="bicubic")
+    assert source.as_protocol() == ImageSource(tmp_path, resize_size=256, crop_size=224)
+    assert ImageSource(tmp_path, resize_size=342, crop_size=299).as_protocol().resize_size == 342
+    data = make_image_folder(tmp_path / "val", ["a", "b"], per_class=3, sizes=(240, 330))
+    torch.manual_seed(0)
+    torch.save(torchvision_resnet18_state(), tmp_path / "r18.pth")
+    cells = {}
+    for resize in (232, 256):
+        store = tmp_path / f"{resize}.db"
+        result = CliRunner().invoke(main, [
+            "eval", "--model", "torchvision:resnet18", "--checkpoint", str(tmp_path / "r18.pth"),
+            "--preprocess", f"resize_size={resize}", "--suite", "imagenet-c", "--corruptions",
+            "pixelate,contrast", "--severities", "1,3", "--data", str(data), "--class-order", "sorted",
+            "--store", str(store), "--workers", "0", "--format", "json"])
+        assert result.exit_code == 0, result.output
+        cells[resize] = [c for c in json.loads(result.stdout)["cells"]]
+        with Store(store, read_only=True) as opened:
+            (run,) = opened.runs()
+            marked = run.identity.get("corruption_base")
+        assert marked == ([256, 224] if resize == 232 else None)
+    assert cells[232] == cells[256]
+
+
+def torchvision_resnet18_state() -> dict:
+    """A 1000-class torchvision ResNet-18's random weights whose answers differ between images."""
+    import torchvision
+
+    return torchvision.models.resnet18().state_dict()
+
+
 def test_unknown_interpolation_is_refused():
     from robustbench_gcp.data.loader import Preprocess
 

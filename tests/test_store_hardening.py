@@ -444,8 +444,8 @@ def test_a_lease_of_an_earlier_process_with_this_pid_is_taken_over(store_path):
 
 @pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="reads Linux's /proc")
 def test_a_lease_of_another_machine_of_this_host_name_is_kept(store_path):
-    """Two machines (or containers) of one host name sharing a store: the other's pid, dead here, is
-    alive there. Its lease was taken over at once, and the shard computed twice."""
+    """Two machines of one host name sharing a store: the other's pid, dead here, is alive there.
+    Its lease was taken over at once, and the shard computed twice."""
     import socket
 
     from robustbench_gcp.store.leases import is_alive, this_host
@@ -454,13 +454,36 @@ def test_a_lease_of_another_machine_of_this_host_name_is_kept(store_path):
     assert not is_alive(f"{this_host()}:{gone}:0dead0")
     with Store(store_path) as store:
         cell = store.cell_id(open_run(store).id, CellKey("clean"))
-        for other in (f"{socket.gethostname()}/0000beef/1:{gone}:feed",  # another boot of the kernel
-                      f"{this_host().rpartition('/')[0]}/1:{gone}:feed"):  # another pid namespace
-            assert is_alive(other)
-            with sqlite3.connect(store_path) as db:
-                db.execute("DELETE FROM leases")
-                db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, other, time.time() + 100))
-            assert store.claim(0, [[cell]]) == [Claim.BUSY]
+        other = f"{socket.gethostname()}/0000beef:{gone}:feed"  # another machine's kernel
+        assert this_host() != f"{socket.gethostname()}/0000beef" and is_alive(other)
+        with sqlite3.connect(store_path) as db:
+            db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, other, time.time() + 100))
+        assert store.claim(0, [[cell]]) == [Claim.BUSY]
+
+
+def test_a_container_restarted_on_this_machine_takes_its_earlier_leases_over(store_path):
+    """A container killed and started again runs in a new pid namespace, as pid 1 again: its earlier
+    life's lease is of this kernel and its process is gone, so it is taken over at once."""
+    import shutil
+    import subprocess
+
+    unshare = shutil.which("unshare")
+    life = ("import os, sys\n"
+            "from robustbench_gcp.store import Store\n"
+            "store = Store(sys.argv[1])\n"
+            "print(os.getpid(), store.claim(0, [[int(sys.argv[2])]])[0].value, flush=True)\n"
+            "os._exit(0)  # killed: its lease stays\n")
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+    lives = []
+    for _ in range(2):
+        command = [unshare, "-pf", "--mount-proc", sys.executable, "-c", life, str(store_path), str(cell)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120) if unshare else None
+        if done is None or (done.returncode != 0 and "unshare" in done.stderr):
+            pytest.skip("no unshare (new pid namespaces) here")
+        assert done.returncode == 0, done.stderr
+        lives.append(done.stdout.split())
+    assert lives == [["1", "mine"], ["1", "mine"]]
 
 
 def _a_gone_pid() -> int:

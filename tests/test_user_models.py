@@ -798,6 +798,12 @@ def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():
     deit = timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=3)
     assert preprocess_config(None, deit) == PreprocessConfig(input_size=224, resize_size=248,  # 224 / 0.9
                                                               interpolation="bicubic")
+    plain = torch.nn.Linear(2, 2)
+    plain.pretrained_cfg = {"input_size": 64, "resize_size": 73}  # this tool's keys: a traceback in timm's
+    assert preprocess_config(None, plain) == PreprocessConfig(input_size=64, resize_size=73)
+    plain.pretrained_cfg = {"input_size": 64, "crop": 1}
+    with pytest.raises(ConfigError, match=r"`pretrained_cfg` is a dict, read as timm's, whose input_size is"):
+        preprocess_config(None, plain)
     resnet.pretrained_cfg = {**resnet.pretrained_cfg, "crop_mode": "squash"}
     with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops"):
         preprocess_config(None, resnet)

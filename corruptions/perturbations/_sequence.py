@@ -46,7 +46,8 @@ class Job:
 
     Attributes:
         x: (B, 3, S, S) contiguous images (W x W windows with ``sizes``, zero outside
-            each image) in the work dtype (float32, or float64), never written to.
+            each image) in float32 (float64 input too, computed as the original's float32
+            steps), never written to.
         crop: side c of the frames.
         top: offset of the centre crop in ``x`` (rows and columns).
         frames: the requested frame indices, in the caller's order (repeats allowed).

@@ -208,8 +208,8 @@ def _warp_pil(x: torch.Tensor, matrices: Sequence[Sequence[float]], place: Place
               truncate: bool) -> torch.Tensor:
     batch, channels, size, _ = x.shape
     c, device = job.crop, x.device
-    # the uint8 values as exact integers (float32's k / 255 * 255 is k; a float64 image a hair off
-    # k / 255, such as float32's k / 255 cast, is snapped: it warped 126.99999999999999)
+    # the uint8 values as exact integers (float32's k / 255 * 255 is k; the work images are float32
+    # since 0.7.13: a float64 image, warped as it was before, read 126.99999999999999)
     flat = uint8_levels(x).to(job.exact).reshape(batch * channels, size * size)
     steps = torch.arange(c, dtype=job.exact, device=device)
     # the crop's pixel centres in the whole image's coordinates

@@ -256,9 +256,12 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = 
         return
     splits = [name for name in odd if not released and subfolders(root / name) & wnids.keys()]
     if splits:  # the dataset's root, whose train / val folders hold the wnid folders
+        val = [name for name in odd if name.lower() in ("val", "validation")]
+        example = (f"--data {root / val[0]}" if val and val[0] in splits else
+                   f"--data {root / val[0]} --labels LOC_val_solution.csv (its images are flat)" if val else
+                   f"--data {root / splits[-1]}")
         raise DataError(f"data folder {root} holds folders of ImageNet class folders "
-                        f"({listed(splits, _NAMED)}), not class folders: give one of them, e.g. "
-                        f"--data {root / splits[-1]}")
+                        f"({listed(splits, _NAMED)}), not class folders: give one of them, e.g. {example}")
     if released:  # released files are labelled by their wnid folders: no other order to offer
         raise DataError(f"released folder {root} has folders with images that are not ImageNet-1k "
                         f"wnids: {listed(odd, _NAMED)}; move them out of it")

@@ -45,6 +45,12 @@ from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
 WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
 
 
+def protocol_resize(crop: int) -> int:
+    """The shorter side ImageNet-C / -P resize to before their ``crop`` px centre crop: the released
+    datasets' 256 / 224 ratio (256 for 224, 73 for 64, 342 for 299)."""
+    return round(crop * 256 / 224)
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """Where the images of a cell live and how they are preprocessed.
@@ -84,10 +90,15 @@ class ImageSource:
     def as_protocol(self) -> ImageSource:
         """These images as ImageNet-C / -P make their base images: resized with the protocol's
         PIL bilinear (:data:`~robustbench_gcp.data.loader.PROTOCOL_INTERPOLATION`) whatever the
-        model's interpolation; the same object when that is already the case (every CNN)."""
-        if self.interpolation == PROTOCOL_INTERPOLATION:
+        model's interpolation, at the released datasets' 256 / 224 ratio to the model's crop
+        (:func:`protocol_resize`) whatever the model's resize; the same object when that is
+        already the case (every CNN of the registry)."""
+        # before 0.7.13 the model's own resize (232 for torchvision's V2 weights): its cells differed
+        # from the released files' (execution.run_identity marks the runs that had that base)
+        size = None if self.resize_size is None else protocol_resize(self.crop_size)
+        if self.interpolation == PROTOCOL_INTERPOLATION and size == self.resize_size:
             return self
-        return dataclasses.replace(self, interpolation=PROTOCOL_INTERPOLATION)
+        return dataclasses.replace(self, interpolation=PROTOCOL_INTERPOLATION, resize_size=size)
 
     def paths(self, images: ImageList, positions: Sequence[int]) -> list[Path]:
         if not self.released:

@@ -73,7 +73,8 @@ class ExternalSource:
         takes_classes: ``build`` takes ``num_classes=`` (torchvision architectures: a checkpoint's
             classifier says how many, e.g. 100 for CIFAR-100).
         own_preprocess: none was given: the built module's own ``pretrained_cfg`` (a
-            :class:`PreprocessConfig`) wins over ``preprocess`` when it has one.
+            :class:`PreprocessConfig`, a dict of its keys, or timm's dict) wins over
+            ``preprocess`` when it has one.
         note: what reports should say of the preprocessing chosen (a torchvision architecture
             whose published weights differ in theirs), or "".
     """
@@ -91,16 +92,20 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
                       model: nn.Module | None = None) -> PreprocessConfig:
     """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
     ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
-    ``pretrained_cfg`` when it is a :class:`PreprocessConfig` or timm's dict
+    ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, a dict of those keys, or timm's dict
     (:func:`_timm_preprocess`), else ImageNet's. Checked whichever it is.
 
     Raises:
         ConfigError: an unknown key or a bad value.
     """
     what = "preprocess"
+    known = {f.name for f in fields(PreprocessConfig)}
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
-        if isinstance(own, Mapping):  # timm's: read as timm evaluates the model (it was ignored)
+        if isinstance(own, Mapping) and own and set(own) <= known \
+                and not isinstance(own.get("input_size"), (tuple, list)):  # this tool's keys, as preprocess=
+            given, what = own, "pretrained_cfg"
+        elif isinstance(own, Mapping):  # timm's: read as timm evaluates the model (it was ignored)
             given, what = _timm_preprocess(model), "pretrained_cfg (timm's)"
         elif not isinstance(own, PreprocessConfig):
             return PreprocessConfig()
@@ -108,7 +113,6 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
             given, what = own, "pretrained_cfg"
     if isinstance(given, PreprocessConfig):  # checked as a dict is: it decides every image
         given = {f.name: getattr(given, f.name) for f in fields(PreprocessConfig)}
-    known = {f.name for f in fields(PreprocessConfig)}
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigError(f"`{what}` has unknown keys {unknown}; expected some of {sorted(known)}")
@@ -210,7 +214,11 @@ def _timm_preprocess(model: nn.Module) -> dict[str, Any]:
     from timm.data import resolve_data_config
 
     config = resolve_data_config({}, model=model, use_test_size=True)
-    _, height, width = config["input_size"]
+    size = config["input_size"]
+    if not isinstance(size, (tuple, list)) or len(size) != 3:  # a dict of PreprocessConfig's keys
+        raise ConfigError(f"`pretrained_cfg` is a dict, read as timm's, whose input_size is (channels, "
+                          f"height, width). Got {size!r}: make it a robustbench_gcp.models.PreprocessConfig")
+    _, height, width = size
     mode = config.get("crop_mode") or "center"
     if height != width or mode != "center":
         raise ConfigError(f"`pretrained_cfg` (timm's) asks for {height}x{width} crops in crop mode '{mode}'; "

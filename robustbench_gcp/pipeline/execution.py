@@ -28,8 +28,17 @@ from robustbench_gcp.engine.runner import (
     ImageSource,
     ProgressHook,
     execute,
+    protocol_resize,
 )
-from robustbench_gcp.errors import ConfigError, DataError, Interrupted, ModelCodeError, Terminated, listed
+from robustbench_gcp.errors import (
+    ConfigError,
+    DataError,
+    Interrupted,
+    ModelCodeError,
+    Terminated,
+    listed,
+    not_utf8,
+)
 from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -110,10 +119,16 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
     checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
     keys = [key for task in tasks for key in task.keys]
+    data = _absolute(plan.images.source) if plan.data is not None else None
+    released = getattr(plan.selection, "released", None)
+    for path in (data, _absolute(str(released)) if released is not None else None):
+        # a relative path in such a working folder, $GCP_ROBUST_DATA: the store cannot hold it
+        if path is not None and (shown := not_utf8(path)) is not None:
+            raise DataError(f"data path {shown} has a name that is not UTF-8: rename it")
     with Store(options.store) as store:
         # the clean images' folder; a run given released files alone records none (the notes name those)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
-                         data=_absolute(plan.images.source) if plan.data is not None else None,
+                         data=data,
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         if progress is not None:
@@ -215,6 +230,7 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         "preprocess": [cfg.resize_size, cfg.input_size, list(cfg.mean), list(cfg.std),
                        *([cfg.interpolation] if cfg.interpolation != "bilinear" else [])],
         **_reading_identity(plan, cfg),
+        **_base_identity(plan, cfg),
         **_transform_input_identity(plan),
         "precision": precision,
         # 0.7.6: channels-last changes the landscape's gradients in their last digits
@@ -226,6 +242,18 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         **_classifier_identity(net, precision),
         **_svd_identity(net),
     }
+
+
+def _base_identity(plan: Plan, cfg) -> dict:
+    """``{"corruption_base": [resize, crop]}`` for a model whose resize is not the released datasets'
+    256 / 224 ratio to its crop (torchvision's V2 weights' 232 / 224): since 0.7.13 its generated
+    ImageNet-C / -P start from the protocol's base images (:func:`protocol_resize`), before from its
+    own resize, so its runs stored before are other runs. Nothing for every other model, whose runs
+    stay found."""
+    size = protocol_resize(cfg.input_size)
+    if plan.dataset.image_size is not None or cfg.resize_size == size:
+        return {}
+    return {"corruption_base": [size, cfg.input_size]}
 
 
 def _transform_input_identity(plan: Plan) -> dict:

@@ -6,8 +6,8 @@ is stored already (:attr:`Claim.DONE`) or another owner holds an unexpired lease
 (:attr:`Claim.BUSY`). Committing the shard deletes its leases in the same transaction. The owner is
 ``host:pid:random``; a :class:`Heartbeat` thread renews the owner's leases every quarter of the lease
 time, so a lease expires only when its process is gone (killed, or its machine asleep) and another
-process then takes the shard over. A lease whose owner is a process of this host (host name, boot id,
-pid namespace) that no longer exists is taken over at once (a re-run after a SIGKILL does not wait
+process then takes the shard over. A lease whose owner is a process of this host (host name and boot
+id) that no longer exists is taken over at once (a re-run after a SIGKILL does not wait
 for the expiry). Should two processes compute a shard all the same, the first commit wins and the
 second is ignored, so the stored numbers never depend on who computed them.
 """
@@ -49,17 +49,18 @@ def new_owner() -> str:
 
 @functools.cache
 def this_host() -> str:
-    """Where this process's pids mean something: the host name and, where Linux tells them, the
-    kernel's boot id and the pid namespace. Two machines or containers of one host name sharing a
-    store (nodes cloned from one image, ``docker run --hostname``) took each other's live leases
-    over, reading the other's pids as their own."""
-    parts = [socket.gethostname()]
+    """Where this process's pids mean something: the host name and, where Linux tells it, the
+    kernel's boot id. Two machines of one host name sharing a store (nodes cloned from one image)
+    took each other's live leases over, reading the other's pids as their own. A container
+    restarted on the same kernel keeps its host (its earlier life's leases, pid 1 too, are taken
+    over at once); containers of one host name on one kernel in separate pid namespaces still
+    cannot be told apart.
+    """
     try:
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
     except OSError:  # not Linux: the host name alone
-        pass
-    return "/".join(parts)
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{boot}"
 
 
 def claim(db: sqlite3.Connection, owner: str, shard: int, groups: Sequence[Sequence[int]],
