@@ -145,11 +145,24 @@ def bootstrap(
             raise ValueError("give a `statistic` for more than one cell")
         statistic = _first_row
     estimate = float(statistic(matrix.mean(axis=1, keepdims=True))[0])
-    draws = []
+    (means,) = resampled_means([matrix], resamples=resamples, seed=seed)
+    draws = np.asarray(statistic(means), dtype=np.float64)
+    return Interval(estimate, *percentile_bounds(draws, level), level)
+
+
+def resampled_means(matrices: Sequence[np.ndarray], *, resamples: int = DEFAULT_RESAMPLES,
+                    seed: int = 0) -> list[np.ndarray]:
+    """The (cells, resamples) bootstrap means of the rows of each of ``matrices`` (cells, n), all of
+    the same n: the draws of :func:`bootstrap`, made once for all of them (the weights depend on
+    n, resamples and seed only)."""
+    wide = [np.atleast_2d(np.asarray(m, dtype=np.float64)) for m in matrices]
+    n = wide[0].shape[1]
+    chunks: list[list[np.ndarray]] = [[] for _ in wide]
     for weights in resample_weights(n, resamples, seed):
-        means = matrix @ weights.T.astype(np.float64) / n  # (cells, k)
-        draws.append(np.asarray(statistic(means), dtype=np.float64))
-    return Interval(estimate, *percentile_bounds(np.concatenate(draws), level), level)
+        w = weights.T.astype(np.float64)
+        for matrix, parts in zip(wide, chunks):
+            parts.append(matrix @ w / n)  # (cells, k)
+    return [np.concatenate(parts, axis=1) for parts in chunks]
 
 
 def percentile_bounds(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:

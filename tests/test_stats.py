@@ -284,3 +284,21 @@ def test_a_ratio_at_a_zero_denominator():
     values = percent_of(np.array([1.0, 0.0, -1.0, 1.0]), np.array([0.0, 0.0, 0.0, -2.0]))
     assert values[0] == math.inf and math.isnan(values[1]) and values[2] == -math.inf
     assert math.isnan(values[3])  # a baseline better under corruption: undefined
+
+
+def test_resampled_means_are_each_matrixs_own_draws_made_once():
+    """report and compare drew the same weights again for every metric and model (90 % of a report
+    of three 50,000-image models); the shared draws are each matrix's own, and the paired
+    difference's draws are those of the stacked matrix."""
+    from robustbench_gcp.stats import bootstrap, resampled_means
+
+    rng = np.random.default_rng(3)
+    a = (rng.random((4, 300)) < 0.6).astype(float)
+    b = (rng.random((2, 300)) < 0.4).astype(float)
+    together = resampled_means([a, b], resamples=2500, seed=7)
+    alone = [resampled_means([m], resamples=2500, seed=7)[0] for m in (a, b)]
+    stacked = resampled_means([np.concatenate([a, b])], resamples=2500, seed=7)[0]
+    assert all(np.array_equal(x, y) for x, y in zip(together, alone))
+    assert np.array_equal(np.concatenate(together), stacked) and together[0].shape == (4, 2500)
+    interval = bootstrap(a, lambda m: m.mean(axis=0), resamples=2500, seed=7)
+    assert interval.estimate == pytest.approx(a.mean()) and interval.low < a.mean() < interval.high

@@ -48,6 +48,8 @@ from robustbench_gcp.stats import (
     holm,
     mcnemar,
     paired_proportion_difference,
+    percentile_bounds,
+    resampled_means,
     sign_flip,
     wilson,
 )
@@ -84,22 +86,39 @@ def compare_designs(
     """Intervals for every model and paired differences / tests against ``reference``."""
     ref = designs[reference]
     entries = []
+    # every design's resampled row means, made once (one pass of weights per image count) and
+    # shared by its metrics and by the paired differences: the draws bootstrap() makes
+    by_n: dict[int, list[Design]] = {}
+    for d in designs:
+        if (d.values.ndim == 2 and d.values.shape[1] >= MIN_BOOTSTRAP_UNITS
+                and any(m not in d.proportions for m in d.metrics)):
+            by_n.setdefault(d.values.shape[1], []).append(d)
+    means: dict[int, np.ndarray] = {}
+    for group in by_n.values():
+        unique = list({id(d): d for d in group}.values())
+        for d, m in zip(unique, resampled_means([d.values for d in unique], resamples=resamples, seed=seed)):
+            means[id(d)] = m
 
-    def resampled(values, statistic):
+    def resampled(values, statistic, draws=None):
+        estimate = float(statistic(values.mean(axis=1, keepdims=True))[0])
         if values.shape[1] < MIN_BOOTSTRAP_UNITS:  # an interval far narrower than its level: none
-            estimate = float(statistic(values.mean(axis=1, keepdims=True))[0])
             return Interval(estimate, math.nan, math.nan, level)
-        return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level)
+        if draws is None:
+            return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level)
+        return Interval(estimate, *percentile_bounds(np.asarray(statistic(draws), dtype=np.float64), level),
+                        level)
 
     for i, (name, d) in enumerate(zip(names, designs)):
         values = {m: wilson(d.row(d.proportions[m]), level=level) if m in d.proportions else
-                  resampled(d.values, _statistic(d, m)) for m in d.metrics}
+                  resampled(d.values, _statistic(d, m), means.get(id(d))) for m in d.metrics}
         entry = ComparedModel(name, values)
         if i != reference:
             paired = fingerprints[i] == fingerprints[reference] and d.values.shape[1:] == ref.values.shape[1:]
             entry.paired = paired
             if paired:
                 stacked = np.concatenate([d.values, ref.values])
+                joint = (np.concatenate([means[id(d)], means[id(ref)]])
+                         if id(d) in means and id(ref) in means else None)
                 entry.delta = {}
                 for m in d.metrics:
                     if m not in ref.metrics:
@@ -109,7 +128,8 @@ def compare_designs(
                             d.row(d.proportions[m]), ref.row(ref.proportions[m]), level=level)
                         continue
                     own, other = _statistic(d, m), _statistic(ref, m, offset=len(d.rows))
-                    entry.delta[m] = resampled(stacked, lambda x, own=own, other=other: own(x) - other(x))
+                    entry.delta[m] = resampled(stacked, lambda x, own=own, other=other: own(x) - other(x),
+                                               joint)
                 entry.tests = {label: mcnemar(ref.tests[label], outcome).as_dict()
                                for label, outcome in d.tests.items() if label in ref.tests
                                and ref.tests[label].shape == outcome.shape}
