@@ -158,7 +158,7 @@ def test_a_failed_cw_image_is_not_taken_for_an_adversarial(demo_val):
     assert torch.equal(minimal[failed], x[failed]) and torch.equal(wide[failed], x[failed])
     assert torch.equal(minimal[~failed], raw[~failed])
     [_, at_50] = task.process((x * 255).round().to(torch.uint8), y, list(range(8)), ctx)
-    sizes = torch.from_numpy(at_50.extra)  # 0: wrong to begin with; inf: no adversarial found
+    sizes = at_50.extra.cpu()  # 0: wrong to begin with; inf: no adversarial found (on the device)
     assert ((sizes[failed] == 0) | torch.isinf(sizes[failed])).all() and torch.isinf(sizes[failed]).any()
     assert torch.isfinite(sizes[~failed]).all()
 

@@ -228,3 +228,26 @@ def test_windows_of_larger_images_are_cut_without_waiting_for_the_device(monkeyp
     with _HostToDevice(monkeypatch) as watch:
         out = perturbation_sequence(images, "rotate", sizes=sizes, crop_size=crop, frames=[0, 1])
     assert out.shape == (3, 2, 3, crop, crop) and watch.copies == []
+
+
+def test_the_landscape_waits_for_the_device_once_per_batch(ctx):
+    """Each pass checked its logits and gradient on the host, and each image's values were copied
+    alone: 4 waits per image at the default 50 steps, and a copy per image."""
+    from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, LandscapeSettings, measure
+
+    settings = LandscapeSettings("stem", "ascent", DEFAULT_ETAS["stem"])
+    images, labels = batch(3)
+    x = images.float() / 255
+    found = syncs_of(lambda: measure(x, labels, ctx.classifier, settings))
+    assert found["aten::_local_scalar_dense"] <= 1, found  # the batch's one look at the passes' checks
+
+
+def test_the_attacks_counts_stay_on_the_device_until_the_shard_ends(ctx):
+    """Three counts and the robust images came to the host per epsilon and batch (4 waits each)."""
+    from robustbench_gcp.suites.attacks import AttackSpec, AttackTask
+
+    task = AttackTask(AttackSpec("fgsm", (1 / 255, 4 / 255)), ImageSource(Path(".")), 10)
+    images, labels = batch(4)
+    parts = task.process(images, labels, list(range(4)), ctx)
+    assert all(isinstance(value, torch.Tensor) for part in parts for value in part.counts.values())
+    assert all(isinstance(part.correct, torch.Tensor) for part in parts)

@@ -276,7 +276,7 @@ class Classifier:
         bad, seen = self._nonfinite, self._seen
         self._nonfinite, self._seen = None, 0
         if bad is not None and int(bad):  # the one host sync, per cell and shard
-            raise _nonfinite_error(int(bad), seen, self.amp)
+            raise nonfinite_error(int(bad), seen, self.amp)
 
 
 def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> torch.Tensor:
@@ -287,11 +287,11 @@ def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> 
     """
     bad = ~torch.isfinite(logits).all(dim=-1)
     if bad.any():
-        raise _nonfinite_error(int(bad.sum()), bad.numel(), amp, rows)
+        raise nonfinite_error(int(bad.sum()), bad.numel(), amp, rows)
     return logits
 
 
-def _nonfinite_error(bad: int, seen: int, amp: bool, rows: str = "images") -> NonFiniteError:
+def nonfinite_error(bad: int, seen: int, amp: bool, rows: str = "images") -> NonFiniteError:
     return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} {rows}"
                           f"{' (under --amp: try without it)' if amp else ''}")
 

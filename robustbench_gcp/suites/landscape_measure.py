@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, finite, frozen_weights
+from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, frozen_weights, nonfinite_error
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
 
@@ -253,24 +253,25 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
     etas = settings.etas.values()
     count = len(etas)
 
-    def loss_and_grad(points: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # each pass's non-finite rows, looked at once after the batch (a wait for the device per pass was)
+    checks: list[tuple[torch.Tensor, torch.Tensor, int, bool]] = []
+
+    def loss_and_grad(points: torch.Tensor, targets: torch.Tensor, *, step: bool) -> tuple[torch.Tensor,
+                                                                                             torch.Tensor]:
         points = points.detach().requires_grad_(True)
         with torch.autocast(points.device.type, dtype=classifier.amp_dtype, enabled=classifier.amp):
             logits = rest(points).float()
         loss = F.cross_entropy(logits, targets, reduction="none")
         (grad,) = torch.autograd.grad(loss.sum(), points)
-        # one wait for the device for both checks: the logits, then the gradient where they are finite
         bad_logits = ~torch.isfinite(logits).all(dim=-1)
-        bad = ~torch.isfinite(grad.flatten(1)).all(dim=1)
-        if (bad | bad_logits).any():
-            finite(logits, amp=classifier.amp, rows="points (X and its steps)")  # raises on bad logits
-            # finite logits, undefined backward: every step from X would be NaN
-            raise NonFiniteError(f"the gradient of the loss is NaN or infinite at {int(bad.sum())} of "
-                                 f"{bad.numel()} points (X and its steps) where the logits are finite: "
-                                 "the model's backward pass is undefined there (a square root or a "
-                                 "division at 0?)")
+        bad = ~torch.isfinite(grad.flatten(1)).all(dim=1) & ~bad_logits
+        checks.append((bad_logits.sum(), bad.sum(), len(points), step))
         return loss.detach(), grad.detach()
 
+    moving = np.flatnonzero(etas != 0)
+    steps = torch.tensor(etas[moving] * settings.sign, dtype=torch.float32, device=x.device)
+    chunks = [(torch.as_tensor(moving[start:start + ROWS - 1], device=x.device),
+               steps[start:start + ROWS - 1]) for start in range(0, len(moving), ROWS - 1)]
     out = []
     with torch.enable_grad(), frozen_weights(classifier.model):
         for j in range(x.shape[0]):
@@ -278,28 +279,49 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
                                                  enabled=classifier.amp):
                 base = to_x(x[j:j + 1].clone()).float()
             label = labels[j:j + 1]
-            loss0, g = loss_and_grad(base, label)
+            loss0, g = loss_and_grad(base, label, step=False)
             # a step of 0 is X itself: its loss is L(X) and its gradient change 0, exactly
             losses = loss0.repeat(count)
             changes = torch.zeros(count, dtype=loss0.dtype, device=loss0.device)
-            moving = np.flatnonzero(etas != 0)
-            steps = torch.tensor(etas[moving] * settings.sign, dtype=base.dtype, device=base.device)
-            for start in range(0, len(moving), ROWS - 1):
+            for where, chunk in chunks:
                 # X itself rides along as row 0: the change is measured against the gradient at X
                 # computed in the same pass, so rounding cancels as the step goes to 0
-                scale = torch.cat([steps.new_zeros(1), steps[start:start + ROWS - 1]])
+                scale = torch.cat([chunk.new_zeros(1), chunk]).to(base.dtype)
                 points = base + scale.view(-1, *[1] * (base.ndim - 1)) * g
-                try:
-                    loss_k, grad_k = loss_and_grad(points, label.expand(len(scale)))
-                except NonFiniteError as error:
-                    raise NonFiniteError(f"{error}, at a step of up to eta = {settings.etas.high:g} "
-                                         f"from the {settings.at}: lower the last step of --etas") from None
-                where = torch.as_tensor(moving[start:start + ROWS - 1], device=losses.device)
+                loss_k, grad_k = loss_and_grad(points, label.expand(len(scale)), step=True)
                 losses[where] = loss_k[1:]
                 changes[where] = torch.linalg.vector_norm((grad_k[1:] - grad_k[:1]).flatten(1), dim=1)
             norm = torch.linalg.vector_norm(g.flatten(1), dim=1)
-            out.append(torch.cat([loss0, norm, losses, changes]).float().cpu())
-    return torch.stack(out).numpy().astype(np.float32)
+            out.append(torch.cat([loss0, norm, losses, changes]).float())
+    _check_passes(checks, classifier.amp, settings)
+    return torch.stack(out).cpu().numpy().astype(np.float32)
+
+
+def _check_passes(checks: list[tuple[torch.Tensor, torch.Tensor, int, bool]], amp: bool,
+                  settings: LandscapeSettings) -> None:
+    """Raise for the first pass whose logits, or whose gradient where its logits are finite, hold
+    a NaN or an infinity: one wait for the device for the whole batch.
+
+    Raises:
+        NonFiniteError: as :func:`~robustbench_gcp.engine.runner.finite` says it of the logits, or of
+            the gradient; at a step, with the largest step named.
+    """
+    if not checks:
+        return
+    counts = torch.stack([torch.stack([logits, grad]) for logits, grad, _, _ in checks]).cpu().tolist()
+    for (n_logits, n_grad), (_, _, rows, step) in zip(counts, checks):
+        if not n_logits and not n_grad:
+            continue
+        if n_logits:
+            error = nonfinite_error(n_logits, rows, amp, "points (X and its steps)")
+        else:  # finite logits, undefined backward: every step from X would be NaN
+            error = NonFiniteError(f"the gradient of the loss is NaN or infinite at {n_grad} of {rows} "
+                                   "points (X and its steps) where the logits are finite: the model's "
+                                   "backward pass is undefined there (a square root or a division at 0?)")
+        if step:
+            raise NonFiniteError(f"{error}, at a step of up to eta = {settings.etas.high:g} from the "
+                                 f"{settings.at}: lower the last step of --etas") from None
+        raise error
 
 
 #: (images in [0, 1] on the device, per-image seeds) -> transformed images
