@@ -26,6 +26,7 @@ import yaml
 
 from corruptions import SEVERITIES
 from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
+from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
 from robustbench_gcp.yaml_checks import Checker
@@ -271,6 +272,8 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
             checkpoint = str(package_resource(checkpoint.removeprefix("package:")))
         elif "://" not in checkpoint:
             checkpoint = str((check.path.parent / Path(checkpoint).expanduser()).resolve())
+        elif (problem := unsupported_scheme(checkpoint)) is not None:
+            check.fail(f"{where}.checkpoint", problem)
     sha256 = value.get("sha256")
     if isinstance(sha256, (int, float)) and not isinstance(sha256, bool):  # a prefix of digits alone
         check.fail(f"{where}.sha256", f"YAML reads {sha256!r} as a number, not hex digits: quote it "

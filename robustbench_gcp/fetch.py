@@ -66,6 +66,19 @@ def is_url(location: str) -> bool:
     return "://" in location
 
 
+#: the URL schemes a checkpoint is downloaded from (urllib's)
+SCHEMES = ("http", "https", "ftp", "file")
+
+
+def unsupported_scheme(location: str) -> str | None:
+    """What to say of a URL whose scheme is not downloaded here (``s3://``, ``gs://``), else None."""
+    scheme = urlparse(location).scheme.lower()
+    if scheme in SCHEMES:
+        return None
+    return (f"gcp-robust downloads {', '.join(SCHEMES[:-1])} and {SCHEMES[-1]} URLs, not {scheme}://: "
+            f"copy the file with your tools and {GIVE_FILE}")
+
+
 def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str | None = None,
                        configured: bool = False, progress=None) -> Path:
     """A local path for ``location`` (a path, or a URL fetched once into the cache).
@@ -96,6 +109,8 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                 return cached
             hint += f"; save the download there or in {cached.parent}, or {GIVE_FILE}"
         raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
+    if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
+        raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     name = Path(urlparse(location).path).name or "checkpoint.pth"
     # a folder per URL: files of one name (Google Drive's `uc`, `model_best.pth.tar`) are many files

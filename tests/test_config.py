@@ -65,6 +65,8 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "models.m.sha256: expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)"),
         ("models:\n  m: {arch: resnet50-gap, sha256: 15991845}\n",  # fast-MPN-COV's file's prefix
          "models.m.sha256: YAML reads 15991845 as a number, not hex digits: quote it"),
+        ("models:\n  m: {arch: resnet50-gap, checkpoint: 's3://b/r50.pth'}\n",  # said 'without a network'
+         "models.m.checkpoint: gcp-robust downloads http, https, ftp and file URLs, not s3://: copy"),
         ("models:\n  m: {arch: resnet50-gap, published: {top1: 0.7613}}\n",
          "models.m.published.top1: published figures are percentages (76.13, not 0.7613), got 0.7613"),
         ("models:\n  m: {arch: resnet50-gap, published: {mCE: 0.927}}\n",

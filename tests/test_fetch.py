@@ -169,3 +169,15 @@ def test_a_server_that_answers_an_error_gets_no_offline_hint(tmp_path, cache):
         server.shutdown()
         server.server_close()
     assert "HTTP Error 404" in str(error.value) and "without a network" not in str(error.value)
+
+
+def test_a_url_of_a_scheme_not_downloaded_here_says_so(tmp_path, monkeypatch):
+    """s3:// failed with urllib's "unknown url type" and a hint to fetch it without a network."""
+    from robustbench_gcp.errors import CheckpointError
+    from robustbench_gcp.fetch import resolve_checkpoint
+
+    monkeypatch.setenv("GCP_ROBUST_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"s3://b/r\.pth: gcp-robust downloads http, https, ftp and "
+                                              r"file URLs, not s3://: copy the file with your tools"):
+        resolve_checkpoint("s3://b/r.pth")
+    assert not any(tmp_path.rglob("*.part"))
