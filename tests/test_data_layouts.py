@@ -148,3 +148,24 @@ def test_the_kaggle_imagenet_root_points_at_val_with_its_labels(tmp_path):
     with pytest.raises(DataError, match=r"\(train\), not class folders: give one of them, e\.g\. --data .*"
                                         r"CLS-LOC/val --labels LOC_val_solution\.csv \(its images"):
         scan_folder(root)
+
+
+def test_a_tiny_imagenet_root_without_its_wnids_file_is_read_as_its_val_folder(tmp_path):
+    """It was read as class folders (val, train ...): the error spoke of class counts."""
+    from robustbench_gcp.data.datasets import detect_dataset, get_dataset, scan_dataset
+    from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_val
+
+    root = tmp_path / "tiny-imagenet-200"
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "train" / "n01443537" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(root / "train" / "n01443537" / "images" / "t_0.JPEG")
+    wnids = [f"n{i:08d}" for i in range(200)]
+    lines = []
+    for i, wnid in enumerate(wnids):
+        Image.new("RGB", (64, 64), (i, 0, 0)).save(root / "val" / "images" / f"val_{i}.JPEG")
+        lines.append(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    assert detect_dataset(root) == "tinyimagenet"
+    images = scan_dataset(get_dataset("tinyimagenet"), root)
+    assert len(images) == 200 and images.classes == tuple(wnids)
+    assert images.labels == scan_tiny_imagenet_val(root / "val").labels

@@ -33,12 +33,13 @@ _NAMED = 5  # files named in an error before "and N more"
 
 
 def is_tiny_imagenet(path: str | Path) -> bool:
-    """Whether ``path`` is a Tiny-ImageNet-200 root (``wnids.txt`` and ``val/``) or its ``val``
-    folder (``val_annotations.txt``)."""
+    """Whether ``path`` is a Tiny-ImageNet-200 root (``wnids.txt`` and ``val/``, or
+    ``val/val_annotations.txt``) or its ``val`` folder (``val_annotations.txt``)."""
     path = Path(path).expanduser()
     if (path / WNIDS_FILE).is_file() and (path / "val").is_dir():
         return True
-    return (path / ANNOTATIONS_FILE).is_file()
+    # a root without its wnids.txt too (it was read as class folders, val among them), as its val is
+    return (path / ANNOTATIONS_FILE).is_file() or (path / "val" / ANNOTATIONS_FILE).is_file()
 
 
 def _val_folder(path: Path) -> Path:
