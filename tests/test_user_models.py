@@ -767,7 +767,7 @@ def test_an_error_inside_torchvisions_code_names_no_line_of_it():
         brought(torch.rand(1, 5, 32, 32))
 
 
-def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_named(tmp_path, monkeypatch):
+def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_named(on_sys_path):
     from robustbench_gcp.models import PreprocessConfig
     from robustbench_gcp.models.external import external_source, preprocess_config
 
@@ -779,8 +779,7 @@ def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_name
         preprocess_config(PreprocessConfig(input_size=300, resize_size=256))
     with pytest.raises(ConfigError, match="3 numbers"):
         preprocess_config({"mean": 0.5})
-    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(2)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    (on_sys_path / "exits_on_import.py").write_text("import sys\nsys.exit(2)\n")
     with pytest.raises(ConfigError, match="exits instead of returning"):
         external_source("exits_on_import:build")
 
