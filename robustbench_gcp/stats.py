@@ -117,6 +117,7 @@ def bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
+    means: np.ndarray | None = None,
 ) -> Interval:
     """Percentile bootstrap interval over images.
 
@@ -126,6 +127,9 @@ def bootstrap(
         statistic: maps the (cells, k) resampled cell means to (k,) statistics;
             default: the mean of the single cell.
         resamples, seed, level: number of bootstrap draws, their seed, interval level.
+        means: the (cells, resamples) resampled means of ``values`` already made
+            (:func:`resampled_means` with this ``resamples`` and ``seed``), shared by the
+            statistics of one matrix; default: made here.
 
     Returns:
         The statistic on the full sample and the percentile interval.
@@ -145,7 +149,8 @@ def bootstrap(
             raise ValueError("give a `statistic` for more than one cell")
         statistic = _first_row
     estimate = float(statistic(matrix.mean(axis=1, keepdims=True))[0])
-    (means,) = resampled_means([matrix], resamples=resamples, seed=seed)
+    if means is None:
+        (means,) = resampled_means([matrix], resamples=resamples, seed=seed)
     draws = np.asarray(statistic(means), dtype=np.float64)
     return Interval(estimate, *percentile_bounds(draws, level), level)
 

@@ -48,7 +48,6 @@ from robustbench_gcp.stats import (
     holm,
     mcnemar,
     paired_proportion_difference,
-    percentile_bounds,
     resampled_means,
     sign_flip,
     wilson,
@@ -100,13 +99,10 @@ def compare_designs(
             means[id(d)] = m
 
     def resampled(values, statistic, draws=None):
-        estimate = float(statistic(values.mean(axis=1, keepdims=True))[0])
         if values.shape[1] < MIN_BOOTSTRAP_UNITS:  # an interval far narrower than its level: none
+            estimate = float(statistic(values.mean(axis=1, keepdims=True))[0])
             return Interval(estimate, math.nan, math.nan, level)
-        if draws is None:
-            return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level)
-        return Interval(estimate, *percentile_bounds(np.asarray(statistic(draws), dtype=np.float64), level),
-                        level)
+        return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level, means=draws)
 
     for i, (name, d) in enumerate(zip(names, designs)):
         values = {m: wilson(d.row(d.proportions[m]), level=level) if m in d.proportions else
