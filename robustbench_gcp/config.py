@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from corruptions import SEVERITIES
-from robustbench_gcp.errors import ConfigError, UnknownNameError, suggest
+from robustbench_gcp.errors import ConfigError, UnknownNameError, not_utf8, suggest
 from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
@@ -105,8 +105,6 @@ class DataPaths:
                 return None, (f"datasets.{dataset}.{kind} is the relative path {value}, but no data root "
                               "is set")
             path = self.root / path
-        from robustbench_gcp.errors import not_utf8
-
         if (shown := not_utf8(path)) is not None:  # $GCP_ROBUST_DATA, HOME: the store cannot hold it
             return None, f"datasets.{dataset}.{kind}: {shown} has a name that is not UTF-8 (rename it)"
         return path, None if path.exists() else f"datasets.{dataset}.{kind}: {path} does not exist"

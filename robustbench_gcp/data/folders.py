@@ -200,14 +200,14 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
     found = {name: list(_walk_images(root, name, extensions, seen)) for name in folders}
     class_dirs = [name for name in folders if found[name]]
-    n_flat = sum(1 for entry in os.scandir(root) if not entry.name.startswith(".")
-                 and entry.is_file() and entry.name.lower().endswith(extensions))
-    hint = _layout_hint(root)
+    top = [entry for entry in os.scandir(root) if not entry.name.startswith(".")]
+    n_flat = sum(1 for entry in top if entry.is_file() and entry.name.lower().endswith(extensions))
     if class_dirs and n_flat:  # a half-sorted val folder: those images were left out, unsaid
         raise DataError(f"data folder {root} holds {n_flat} images at its top beside {len(class_dirs)} "
                         "class folders: they have no class. Move them into their class folders (an "
                         "unfinished sort of the val images?) or out of the folder")
     if not class_dirs:
+        hint = _layout_hint(root)
         if n_flat:
             raise DataError(hint or (
                 f"data folder {root} holds {n_flat} images but no class folders: for the flat "
@@ -219,7 +219,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                             f"({', '.join(extensions)})")
         if hint:
             raise DataError(hint)
-        if any(not entry.name.startswith(".") for entry in os.scandir(root)):
+        if top:
             raise DataError(f"data folder {root} holds no image files ({', '.join(extensions)}) and no "
                             "class folders: expected <root>/<class>/<image> files")
         raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")

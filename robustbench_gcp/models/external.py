@@ -102,15 +102,15 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     known = {f.name for f in fields(PreprocessConfig)}
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
-        if isinstance(own, Mapping) and own and set(own) <= known \
-                and not isinstance(own.get("input_size"), (tuple, list)):  # this tool's keys, as preprocess=
+        ours = isinstance(own, PreprocessConfig) or (  # or a dict of this tool's keys, as preprocess=
+            isinstance(own, Mapping) and own and set(own) <= known
+            and not isinstance(own.get("input_size"), (tuple, list)))
+        if ours:
             given, what = own, "pretrained_cfg"
         elif isinstance(own, Mapping):  # timm's: read as timm evaluates the model (it was ignored)
             given, what = _timm_preprocess(model), "pretrained_cfg (timm's)"
-        elif not isinstance(own, PreprocessConfig):
-            return PreprocessConfig()
         else:
-            given, what = own, "pretrained_cfg"
+            return PreprocessConfig()
     if isinstance(given, PreprocessConfig):  # checked as a dict is: it decides every image
         given = {f.name: getattr(given, f.name) for f in fields(PreprocessConfig)}
     unknown = sorted(set(given) - known)
@@ -457,14 +457,12 @@ def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str
     """``model``, or ``source`` built again with as many classes as the checkpoint's classifier has
     rows (its last ``nn.Linear``, or without one, SqueezeNet's last ``nn.Conv2d``): a torchvision architecture
     trained on CIFAR-100 has 100."""
-    modules = list(model.modules())[::-1]
-    last = next((m for m in modules if isinstance(m, nn.Linear)), None) \
-        or next((m for m in modules if isinstance(m, nn.Conv2d)), None)  # SqueezeNet: no Linear
-    name = next((n for n, module in model.named_modules() if module is last), None)
-    weight = tensors.get(f"{name}.weight") if name is not None else None
-    rows = last.out_features if isinstance(last, nn.Linear) else getattr(last, "out_channels", None)
-    if not isinstance(weight, torch.Tensor) or weight.ndim != (2 if isinstance(last, nn.Linear) else 4) \
-            or weight.shape[0] == rows:
+    modules = list(model.named_modules())[::-1]
+    name, last = next((m for m in modules if isinstance(m[1], nn.Linear)), None) \
+        or next((m for m in modules if isinstance(m[1], nn.Conv2d)), None) or (None, None)  # SqueezeNet
+    weight = tensors.get(f"{name}.weight") if last is not None else None
+    if not isinstance(weight, torch.Tensor) or weight.ndim != last.weight.ndim \
+            or weight.shape[0] == last.weight.shape[0]:
         return model
     return source.build(num_classes=int(weight.shape[0]))
 

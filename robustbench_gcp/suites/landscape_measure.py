@@ -268,10 +268,14 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         checks.append((bad_logits.sum(), bad.sum(), len(points), step))
         return loss.detach(), grad.detach()
 
+    # the passes' steps, the same for every image: X itself rides along as row 0 (a step of 0), so that
+    # each change is measured against the gradient at X computed in the same pass and rounding
+    # cancels as the step goes to 0
     moving = np.flatnonzero(etas != 0)
     steps = torch.tensor(etas[moving] * settings.sign, dtype=torch.float32, device=x.device)
     chunks = [(torch.as_tensor(moving[start:start + ROWS - 1], device=x.device),
-               steps[start:start + ROWS - 1]) for start in range(0, len(moving), ROWS - 1)]
+               torch.cat([steps.new_zeros(1), steps[start:start + ROWS - 1]]))
+              for start in range(0, len(moving), ROWS - 1)]
     out = []
     with torch.enable_grad(), frozen_weights(classifier.model):
         for j in range(x.shape[0]):
@@ -283,10 +287,7 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
             # a step of 0 is X itself: its loss is L(X) and its gradient change 0, exactly
             losses = loss0.repeat(count)
             changes = torch.zeros(count, dtype=loss0.dtype, device=loss0.device)
-            for where, chunk in chunks:
-                # X itself rides along as row 0: the change is measured against the gradient at X
-                # computed in the same pass, so rounding cancels as the step goes to 0
-                scale = torch.cat([chunk.new_zeros(1), chunk]).to(base.dtype)
+            for where, scale in chunks:  # base is float32, as the steps
                 points = base + scale.view(-1, *[1] * (base.ndim - 1)) * g
                 loss_k, grad_k = loss_and_grad(points, label.expand(len(scale)), step=True)
                 losses[where] = loss_k[1:]
