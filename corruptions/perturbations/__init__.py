@@ -411,7 +411,7 @@ def perturbation_sequence(
         return images.new_zeros(shape)
     # float32 as the original's arithmetic, float64 input too (its float64 sums and products put
     # values on the other side of a level: flat 254 gave 253 in 24 of zoom_blur's 31 frames)
-    x = work_images(images.float() if images.dtype == torch.float64 else images)
+    x = work_images(images.float())
     job = Job(
         x=x if sizes is None else _zero_outside(x, sizes), crop=crop,
         top=int(round((height - crop) / 2.0)), frames=wanted, difficulty=difficulty, seeds=seeds,

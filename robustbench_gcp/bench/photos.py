@@ -29,18 +29,17 @@ PHOTOS = (
 )
 
 
+def photos(count: int = 4, size: int = 224) -> torch.Tensor:
+    """:func:`photo_levels` as (count, 3, size, size) float32 images on the uint8 grid (k / 255)."""
+    return photo_levels(count, size).float() / 255
+
+
 def photo_levels(count: int = 4, size: int = 224) -> torch.Tensor:
-    """The photographs of :func:`photos` as (count, 3, size, size) uint8 levels.
+    """Real photographs as (count, 3, size, size) uint8 levels.
 
     What a decoded JPEG gives and what the references take: ``levels.double() / 255``
     is exactly on the uint8 grid in float64, where ``photos(...).double()`` is each
     level's float32 neighbour (up to 3e-8 off, which the references round away).
-    """
-    return (photos(count, size) * 255).round().to(torch.uint8)
-
-
-def photos(count: int = 4, size: int = 224) -> torch.Tensor:
-    """Real photographs as (count, 3, size, size) float images on the uint8 grid (k / 255).
 
     scikit-image's colour photographs, shorter side resized to ``size`` (PIL
     bilinear) and centre-cropped, as the ImageNet-C preprocessing; beyond the 8
@@ -73,4 +72,4 @@ def photos(count: int = 4, size: int = 224) -> torch.Tensor:
     variants = [lambda t: t, lambda t: t.flip(-1), lambda t: t.transpose(-1, -2),
                 lambda t: t.flip(-2)]
     out = [variants[(i // len(base)) % len(variants)](base[i % len(base)]) for i in range(count)]
-    return torch.stack(out).float() / 255
+    return torch.stack(out)
