@@ -365,17 +365,24 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 
     if n == 0:
         return PairedTest(only_a, only_b, 1.0, "exact")
     if n < exact_below:
-        k = min(only_a, only_b)
-        log_terms = [_log_binom(n, i) - n * math.log(2.0) for i in range(k + 1)]
-        top = max(log_terms)
-        tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
+        tail = _binomial_half_tail(n, min(only_a, only_b))
         return PairedTest(only_a, only_b, min(1.0, 2.0 * tail), "exact")
     chi2 = max(abs(only_a - only_b) - 1, 0) ** 2 / n
     return PairedTest(only_a, only_b, math.erfc(math.sqrt(chi2 / 2.0)), "chi2")
 
 
-def _log_binom(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+def _binomial_half_tail(n: int, k: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2) and k <= n / 2, in one pass of array operations.
+
+    Each term C(n, i) / 2^n is written relative to the largest, the last: C(n, i - 1) / C(n, i)
+    = i / (n - i + 1), so log(term_i / term_k) is a cumulative sum of logarithms from the top
+    down, small where the terms matter, and only the top goes through lgamma.
+    """
+    log_top = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2.0)
+    i = np.arange(1, k + 1, dtype=np.float64)
+    steps = np.log(i) - np.log(n - i + 1)  # log(term_{i-1} / term_i)
+    relative = np.cumsum(steps[::-1])[::-1]  # log(term_i / term_k) for i = 0 .. k - 1
+    return math.exp(log_top) * (1.0 + float(np.exp(relative).sum()))
 
 
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -44,6 +45,18 @@ def test_mcnemar_exact_by_hand():
     assert mcnemar(a, a).p_value == 1.0
     symmetric = mcnemar(np.array([1, 0], bool), np.array([0, 1], bool))
     assert symmetric.p_value == 1.0  # min(1, 2 * P(X <= 1 | n = 2)) = min(1, 1.5)
+
+
+@pytest.mark.parametrize(("n", "k"), [(1, 0), (10, 2), (11, 5), (1000, 100), (1000, 450), (20000, 9800),
+                                      (49999, 24500)])
+def test_mcnemar_exact_tail_equals_integer_arithmetic(n, k):
+    """The exact p-value against the binomial sum done in integers (exact_below=50,000: the tail
+    of up to 25,000 terms that the test sums in arrays)."""
+    a = np.r_[np.ones(k), np.zeros(n - k)].astype(bool)
+    exact = Fraction(2 * sum(math.comb(n, i) for i in range(k + 1)), 2**n)
+    result = mcnemar(a, ~a)
+    assert result.method == "exact"
+    assert result.p_value == pytest.approx(float(min(exact, Fraction(1))), rel=1e-9, abs=0)
 
 
 def test_mcnemar_chi_square_for_large_counts():
