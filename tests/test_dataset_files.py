@@ -188,7 +188,7 @@ def test_scan_cifar(cifar10, cifar100):
     assert images.root == cifar10[0] / "test_batch" and images.reader == "cifar-pickle"
     assert images.names[:2] == ("00000", "00001") and len(images) == N
     assert list(images.labels) == cifar10[2] and images.indices == tuple(range(N))
-    assert images.labelling == "file" and images.classes[0] == "airplane"
+    assert images.labelling == "dataset" and images.classes[0] == "airplane"
     assert scan_cifar(cifar100[0] / "test").labels == tuple(cifar100[2])
     assert images.subset([1, 3]).reader == "cifar-pickle"
 
@@ -203,7 +203,7 @@ def test_released_rows_and_fingerprint(cifar10, released):
     got = load_array_rows(released_npy(folder, "fog"), [row], reader="npy")
     assert torch.equal(got[0], torch.from_numpy(arrays["fog"][row]).permute(2, 0, 1))
     corrupted = scan_cifar_c(folder)
-    assert corrupted.reader == "npy" and corrupted.root == folder and corrupted.labelling == "file"
+    assert corrupted.reader == "npy" and corrupted.root == folder and corrupted.labelling == "dataset"
     assert corrupted.classes == tuple(str(k) for k in range(10))
     clean = scan_cifar(cifar10[0])
     assert corrupted.fingerprint() == clean.fingerprint()
@@ -371,7 +371,7 @@ def test_tiny_val_labels_follow_sorted_wnids(tiny):
     assert images.classes == ("n01443537", "n05555555", "n09999999")
     assert images.names == ("val_0.JPEG", "val_1.JPEG", "val_2.JPEG", "val_3.JPEG")
     assert images.labels == (2, 0, 1, 2)  # not wnids.txt order (0, 1, 2, 0)
-    assert images.root == tiny / "val" / "images" and images.labelling == "file"
+    assert images.root == tiny / "val" / "images" and images.labelling == "dataset"
     assert images.reader == "files" and images.subset([0]).reader == "files"  # the default
     assert scan_tiny_imagenet_val(tiny / "val") == images
 

@@ -210,7 +210,7 @@ def test_the_data_is_located_once_in_benchmarks_yaml_or_the_variable(cifar, monk
 
 
 def test_a_model_of_another_input_size_is_refused_before_compute(cifar):
-    out = run("eval", "--model", "torchvision:resnet18", "--random-weights", "--suite", "cifar10-c",
+    out = run("eval", "--model", "demo-gap", "--random-weights", "--suite", "cifar10-c",  # 10 classes, 64 px
               "--data", cifar / "cifar-10-batches-py", "--store", cifar / "s.db")
     assert out.exit_code != 0 and "input_size=32" in out.output
 
@@ -315,7 +315,8 @@ def test_released_class_folders_numbered_in_sorted_order_must_all_be_there(tiny)
     assert refused.exit_code == 1 and "the released files' 4 class folders are numbered in their sorted " \
         "order, but model 'small_tiny_net:wide' has 200 classes" in refused.output
     assert not (tiny / "s.db").exists()
-    wnids = tiny / "tiny-imagenet-200"
+    wnids = tiny / "tiny-imagenet-200"  # its wnids.txt as the real one: 200 classes
+    (wnids / "wnids.txt").write_text("\n".join(WNIDS + [f"n{k:08d}" for k in range(196)]) + "\n")
     with_wnids = run("eval", "--model", "small_tiny_net:wide", *released, "--data", wnids)
     assert with_wnids.exit_code == 0, with_wnids.output
     assert run("eval", "--model", "small_tiny_net:build", *released).exit_code == 0  # 4 classes, 4 folders
@@ -523,3 +524,23 @@ def test_a_torchvision_architecture_trained_on_cifar_is_evaluated_with_its_class
     with torch.no_grad():
         wrong = (net((images - mean[:, None, None]) / std[:, None, None]).argmax(1) != labels).sum().item()
     assert out["clean"]["top1_error"] == pytest.approx(wrong / len(labels))
+
+
+def test_a_model_of_other_classes_than_the_datasets_own_labels_is_refused(cifar, tiny):
+    """CIFAR's batches and Tiny-ImageNet's annotations label the dataset's own classes 0..K-1: a
+    model of another number of classes (an ImageNet-1k network on Tiny-ImageNet, a CIFAR-100 one
+    on CIFAR-10) ran with figures that meant nothing and no word about it."""
+    imagenet_net = run("eval", "--model", "torchvision:resnet18", "--random-weights", "--preprocess",
+                       "input_size=32,resize_size=32", "--suite", "cifar10-c", "--corruptions", "fog",
+                       "--severities", "1", "--data", cifar / "cifar-10-batches-py",
+                       "--store", cifar / "c.db")
+    assert imagenet_net.exit_code != 0
+    assert "labelled by the dataset's own 10 classes" in imagenet_net.output
+    assert "'torchvision:resnet18' has 1000 classes" in " ".join(imagenet_net.output.split())
+    assert not (cifar / "c.db").exists() or not Store(cifar / "c.db").runs()
+    wide = run("eval", "--model", "small_tiny_net:wide", "--suite", "tinyimagenet-c", "--corruptions", "fog",
+               "--severities", "1", "--data", tiny / "tiny-imagenet-200", "--store", tiny / "t.db")
+    assert wide.exit_code != 0 and "own 4 classes" in wide.output and "has 200 classes" in wide.output
+    fits = run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-c", "--corruptions", "fog",
+               "--severities", "1", "--data", tiny / "tiny-imagenet-200", "--store", tiny / "t.db")
+    assert fits.exit_code == 0, fits.output

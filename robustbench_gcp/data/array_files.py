@@ -240,7 +240,7 @@ def _row_list(root: Path, labels: np.ndarray, classes: tuple[str, ...], reader: 
     """One name per row ("00000" ...): the same names, labels and indices for CIFAR and CIFAR-C."""
     n = len(labels)
     return ImageList(root=root, names=tuple(f"{i:05d}" for i in range(n)), labels=tuple(labels.tolist()),
-                     indices=tuple(range(n)), classes=classes, labelling="file", source=str(root),
+                     indices=tuple(range(n)), classes=classes, labelling="dataset", source=str(root),
                      reader=reader)
 
 

@@ -76,7 +76,10 @@ class ImageList:
         classes: class names by index (wnids, or folder names in sorted order).
         labelling: "imagenet" (canonical wnid indices), "folders" (sorted folder
             names), "wnids" (a ground-truth file naming wnids: ``LOC_val_solution.csv``, canonical
-            indices too) or "file" (another ground-truth file).
+            indices too), "file" (a ground-truth file of class indices), "dataset" (a dataset's
+            own files, whose classes are all the dataset's: CIFAR's batches, released CIFAR-C
+            arrays, Tiny-ImageNet's annotations) or "none" (released CIFAR-10-P sequences: no
+            labels, which flip rates do not use).
         reader: how images are read: "files" (one image file per name, under ``root``),
             "cifar-pickle" (rows of the CIFAR batch file ``root``) or "npy" (rows of
             released CIFAR-C ``.npy`` files in the folder ``root``).

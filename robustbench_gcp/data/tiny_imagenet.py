@@ -121,7 +121,7 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     Returns:
         An :class:`ImageList` with ``root`` the ``val/images`` folder, names the sorted file
         names, labels the index of each image's wnid among the sorted wnids (``wnids.txt``
-        when present beside ``val``, else the annotated wnids), ``labelling="file"``. A ``val``
+        when present beside ``val``, else the annotated wnids), ``labelling="dataset"``. A ``val``
         sorted into ``<wnid>/`` folders is read as such (``labelling="folders"``), without its
         annotations file where ``wnids.txt`` gives the classes.
 
@@ -174,7 +174,7 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     index = {wnid: i for i, wnid in enumerate(classes)}
     labels = tuple(index[annotations[name][0]] for name in names)
     return ImageList(root=images, names=tuple(names), labels=labels, indices=tuple(range(len(names))),
-                     classes=classes, labelling="file", source=str(images))
+                     classes=classes, labelling="dataset", source=str(images))
 
 
 def scan_tiny_imagenet_c(root: str | Path, corruption: str, severity: int,

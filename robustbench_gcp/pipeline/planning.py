@@ -324,7 +324,9 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
     that is no class moves the index of those after it, whichever images ``--limit`` takes) or
     fewer: with a class missing, a folder's index is not its class's (``released``: files read
     alone, e.g. Tiny-ImageNet-C / -P without ``wnids.txt``; fewer is refused for the order a
-    dataset takes by default, not for ``--class-order sorted`` given, ``asked_sorted``)."""
+    dataset takes by default, not for ``--class-order sorted`` given, ``asked_sorted``); or when
+    a dataset's own files (CIFAR's batches, Tiny-ImageNet's annotations) label its classes and the
+    model has another number of them (a CIFAR-100 or ImageNet-1k model on CIFAR-10)."""
     whose = "the released files'" if released else "--data's"
     if images.labelling == "folders" and len(images.classes) > num_classes:  # whatever --limit takes
         raise DataError(f"{whose} {len(images.classes)} folders "
@@ -340,6 +342,11 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
                         f"but model '{model}' has {num_classes} classes{shifted}: its outputs are not those "
                         "labels. For a model trained on these folders in their sorted order, give "
                         "--class-order sorted")
+    if images.labelling == "dataset" and num_classes != len(images.classes):
+        raise DataError(f"{whose} images are labelled by the dataset's own {len(images.classes)} classes "
+                        f"(indices 0-{len(images.classes) - 1} in {images.source}), but model '{model}' "
+                        f"has {num_classes} classes: its outputs are not those labels. Give a model "
+                        f"trained on this dataset's {len(images.classes)} classes")
     top = max(images.labels)
     if top >= num_classes:
         raise DataError(f"the data has class index {top} ({images.classes[top]}) but model "

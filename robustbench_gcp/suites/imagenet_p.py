@@ -420,7 +420,7 @@ class ImageNetPSuite(LevelledSuite):
             n = self._check_arrays(selection, first_only=True)
             return ImageList(root=perturbed_npy(*first), names=tuple(f"{i:05d}" for i in range(n)),
                              labels=(0,) * n, indices=tuple(range(n)), classes=("unlabelled",),
-                             labelling="file", source=str(root), reader="npy-sequences")
+                             labelling="none", source=str(root), reader="npy-sequences")
         if selection.dataset.name == "imagenet":
             return scan_videos(perturbed_dir(*first))
         folder = perturbed_dir(*first)
