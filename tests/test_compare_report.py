@@ -666,6 +666,12 @@ def test_notes_of_several_models_name_whose_they_are():
     others[0].notes.append("shared")
     assert [n for n in all_notes([gap, isqrt, *others], []) if n.endswith("shared")] == [
         "demo-gap: shared", "demo-isqrt: shared"]
+    # a model shown only in another suite's table: a note of the others is named, not read as its
+    # too (the audit's "weights: seeded random ..." of a random-weights run beside a checkpoint's)
+    only_clean = dict(table, kind="clean", experiment=("clean", "images"), heading="clean")
+    clean = SimpleNamespace(model="resnet18-gap", notes=[], **only_clean)
+    assert [n for n in all_notes([gap, isqrt, clean], []) if n.endswith("shared")] == [
+        "demo-gap: shared", "demo-isqrt: shared"]
 
 
 def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):

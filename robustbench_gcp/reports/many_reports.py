@@ -304,6 +304,7 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     (released)): ...``."""
     notes = {note for c in comparisons for note in c.get("notes", [])}
     headings = [heading for heading, _ in experiments(reports)]
+    everyone = {report.model for report in reports}
     for report in reports:
         # the model's other reports of this suite (another source or image set: another table)
         siblings = [r for r in reports if r.model == report.model and r.kind == report.kind
@@ -313,9 +314,13 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
             if any(note not in r.notes for r in siblings):  # say which of its tables the note is of
                 who = f"{report.model} ({_table_of(report, headings)})"
             # every report of the suites that have it has it: one note (an adversarial report beside
-            # them lacks ImageNet-C's notes); else each says whose it is
+            # them lacks ImageNet-C's notes), unless a model shown has no report of those suites
+            # (it would read as that model's too: "weights: seeded random" of another); else each
+            # says whose it is
             kinds = {other.kind for other in reports if note in other.notes}
-            shared = all(note in other.notes for other in reports if other.kind in kinds)
+            of_kinds = [other for other in reports if other.kind in kinds]
+            shared = (all(note in other.notes for other in of_kinds)
+                      and {other.model for other in of_kinds} == everyone)
             if note.startswith((f"{report.model}: ", f"{report.model}, ")):  # named already
                 notes.add(who + note[len(report.model):])
             elif f" of {report.model}: " in note:  # "partial run of demo-gap: ..."
