@@ -169,3 +169,17 @@ def test_notes_of_a_model_in_two_tables_of_one_suite_say_which_table(demo_val, t
                 "over severities")
         assert any(line.startswith(f"{said} {severities} only") for line in lines), lines
     assert not any(line.startswith("resnet18-gap: CE sums") for line in lines), lines
+
+
+def test_unnormalized_means_over_some_severities_say_so(demo_val, tmp_path):
+    """A 10-class model's ImageNet-C figures are unnormalized means; over severities 1,3 they are the
+    means of the easier ones, and only the JSON's per-corruption severities said so (audit)."""
+    store = tmp_path / "s.db"
+    report = cli("eval", "--model", "demo-gap", "--random-weights",
+                 *common(demo_val, store, "--suite", "imagenet-c", "--corruptions", "fog", "--severities",
+                         "1,3", "--limit", 4))
+    assert "the mean errors average severities 1,3 only, not the benchmark's 1-5" in report["notes"]
+    assert not any("CE sums" in note for note in report["notes"])
+    every = cli("eval", "--model", "demo-gap", "--random-weights",
+                *common(demo_val, store, "--suite", "imagenet-c", "--corruptions", "fog", "--limit", 4))
+    assert not any("severities" in note for note in every["notes"]), every["notes"]

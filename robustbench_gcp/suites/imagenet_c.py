@@ -224,11 +224,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         notes.append("relative mCE needs the clean error: give --data with the clean images (a run given "
                      "them that stopped before its clean cell was complete: run it again to finish it)")
     severities = sorted(common) if common and uneven else sorted({c["severity"] for c in cells})
-    if cells and severities != list(SEVERITIES) and dataset.alexnet_normalized:
-        notes.append(
-            "CE sums over severities " + ",".join(map(str, severities))
-            + " only, in both the model's errors and the baseline's"
-        )
+    if cells and severities != list(SEVERITIES):
+        only = ",".join(map(str, severities))
+        notes.append(f"CE sums over severities {only} only, in both the model's errors and the baseline's"
+                     if dataset.alexnet_normalized or baseline is not None else
+                     f"the mean errors average severities {only} only, not the benchmark's 1-5")
     sections = {
         "clean": clean,
         "cells": cells,
