@@ -109,8 +109,14 @@ def test_report_json_and_long_csv_round_trip(compared):
     # one header whichever model is the reference, and with --no-intervals the same first columns:
     # files of several runs line up column by column
     header = wide.stdout.splitlines()[0].split(",")
-    assert header[:8] == ["suite", "source", "n_images", "model", "reference", "partial", "cells_left_out",
-                          "clean_error"]
+    assert header[:10] == ["suite", "source", "n_images", "data", "data_fingerprint", "model", "reference",
+                           "partial", "cells_left_out", "clean_error"]
+    # which images, and each paired test's p-values (only the JSON had them)
+    assert {row["data"] for row in wide_rows} == {row["data"] for row in rows} == {r["data"] for r in reports}
+    assert {row["data_fingerprint"] for row in rows} == {r["data_fingerprint"] for r in reports}
+    tests = [c for c in header if c.startswith("p_") and not c.startswith("p_holm_")]
+    assert tests and all(f"p_holm_{c[2:]}" in header for c in tests)
+    assert wide_rows[0][tests[0]] == "" and 0 <= float(wide_rows[1][tests[0]]) <= 1  # the reference: none
     assert header[header.index("mce"):header.index("mce") + 6] == [
         "mce", "mce_low", "mce_high", "delta_mce", "delta_mce_low", "delta_mce_high"]
     other = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
@@ -120,10 +126,10 @@ def test_report_json_and_long_csv_round_trip(compared):
     plain = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
                                       "--suite", "imagenet-c", "--no-intervals"])
     plain_header = plain.stdout.splitlines()[0].split(",")
-    assert plain_header[:7] == header[:7] and "mce" in plain_header
+    assert plain_header[:9] == header[:9] and "mce" in plain_header
     # and the same metrics, in one order: the comparison has the unnormalized mean error beside mCE
-    assert plain_header[7:] == [c for c in header[7:]
-                                if not c.endswith(("_low", "_high")) and "delta_" not in c]
+    assert plain_header[9:] == [c for c in header[9:]
+                                if not c.endswith(("_low", "_high")) and not c.startswith(("delta_", "p_"))]
     assert [row["cells_left_out"] for row in csv.DictReader(io.StringIO(plain.stdout))] == ["0", "0"]
 
 

@@ -183,3 +183,27 @@ def test_unnormalized_means_over_some_severities_say_so(demo_val, tmp_path):
     every = cli("eval", "--model", "demo-gap", "--random-weights",
                 *common(demo_val, store, "--suite", "imagenet-c", "--corruptions", "fog", "--limit", 4))
     assert not any("severities" in note for note in every["notes"]), every["notes"]
+
+
+def test_two_image_sets_of_one_size_are_told_apart_in_csv_and_markdown(demo_val, tmp_path):
+    """Runs on two folders of as many images: the CSV rows (long and wide) and the Markdown detail
+    tables' headings were alike, so nothing said which rows were of which images (audit)."""
+    import csv
+    import io
+    import shutil
+
+    store, other = tmp_path / "s.db", tmp_path / "copy"
+    shutil.copytree(demo_val, other)
+    for image in sorted(other.rglob("*.*")):  # other names: other images to the store
+        image.rename(image.with_name(f"x{image.name}"))
+    for data in (demo_val, other):
+        cli("eval", "--model", "demo-gap", *common(data, store, "--suite", "imagenet-c", "--corruptions",
+                                                   "fog", "--severities", "1", "--limit", 20))
+    markdown = cli("report", "--store", store, "--suite", "imagenet-c", "--format", "markdown").stdout
+    for data in (demo_val, other):
+        assert f"), 20 images of {data}:_" in markdown
+    for layout in ("wide", "long"):
+        text = cli("report", "--store", store, "--suite", "imagenet-c", "--format", "csv", "--layout",
+                   layout).stdout
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert {row["data"] for row in rows} == {str(demo_val), str(other)}, layout

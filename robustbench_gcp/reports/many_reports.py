@@ -117,11 +117,13 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
 
 
 def comparison_csv_rows(comparison: dict) -> list[dict]:
-    """Wide numeric rows: per model, each metric with its interval and paired delta."""
+    """Wide numeric rows: per model, each metric with its interval and paired delta, and each
+    paired test's p-value and Holm-adjusted p-value (``p_<test>``, ``p_holm_<test>``)."""
     rows = []
     for model in comparison["models"]:
         row = {"suite": comparison["suite"], "source": comparison.get("source"),
-               "n_images": comparison.get("n_images"), "model": model["model"],
+               "n_images": comparison.get("n_images"), "data": comparison.get("data"),
+               "data_fingerprint": comparison.get("data_fingerprint"), "model": model["model"],
                "reference": comparison["reference"], "partial": bool(model.get("partial")),
                "cells_left_out": model.get("cells_left_out", 0)}
         for m, iv in model["metrics"].items():
@@ -130,20 +132,24 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
             if delta is not None:
                 row.update({f"delta_{m}": delta["estimate"], f"delta_{m}_low": delta["low"],
                             f"delta_{m}_high": delta["high"]})
+        for label, test in (model.get("tests") or {}).items():  # the paired tests against the reference
+            row.update({f"p_{label}": test["p_value"], f"p_holm_{label}": test.get("p_holm")})
         rows.append(row)
     return rows
 
 
 #: the wide CSV's first columns, whatever its rows
-WIDE_BASE = ("suite", "source", "n_images", "model", "reference", "partial", "cells_left_out")
+WIDE_BASE = ("suite", "source", "n_images", "data", "data_fingerprint", "model", "reference", "partial",
+             "cells_left_out")
 
 
 def wide_csv_columns(rows: Sequence[dict]) -> list[str]:
     """The wide CSV's columns in one order whichever model comes first (the reference's row has
     no deltas, and put them after every metric when it led): :data:`WIDE_BASE`, then per metric,
-    in first-seen order, the metric, its bounds, and its delta with bounds."""
+    in first-seen order, the metric, its bounds, and its delta with bounds; then the tests'
+    p-values."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
-    metrics = [k for k in keys if k not in WIDE_BASE and not k.startswith("delta_")
+    metrics = [k for k in keys if k not in WIDE_BASE and not k.startswith(("delta_", "p_"))
                and not (k.endswith(("_low", "_high")) and k.rsplit("_", 1)[0] in keys)]
     columns = [k for k in WIDE_BASE if k in keys]
     for m in metrics:
@@ -158,10 +164,15 @@ def detail_markdown(reports: Sequence[Report]) -> str:
     parts = []
     for suite in all_suites():
         groups = experiments([r for r in reports if r.kind == suite.kind])  # as comparisons
+        alike = [(group[0].heading, group[0].n_images) for group in groups.values()]
         for group in groups.values():
             table = suite.detail_markdown(partial_marked(group))
             if table and len(groups) > 1:  # which experiment each of the suite's tables is
-                table = f"_{group[0].heading}, {group[0].n_images} images:_\n\n{table}"
+                first = group[0]
+                which = f"{first.heading}, {first.n_images} images"
+                if alike.count((first.heading, first.n_images)) > 1:  # and of which images
+                    which += f" of {first.data or 'the released files'}"
+                table = f"_{markdown_text(which)}:_\n\n{table}"
             if table:
                 parts.append(table)
     return "\n".join(parts)
@@ -223,7 +234,9 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
     if fmt == "csv":
         if layout == "wide":
             if not comparisons:  # --no-intervals: each report's own figures, none left out
-                rows = [{"reference": None, "cells_left_out": 0, **row} for row in headline_rows(reports)]
+                rows = [{"reference": None, "cells_left_out": 0, "data": report.data,
+                         "data_fingerprint": report.data_fingerprint, **row}
+                        for report, row in zip(reports, headline_rows(reports))]
                 return to_csv(rows, wide_csv_columns(rows))
             rows = [row for c in comparisons for row in comparison_csv_rows(c)]
             return to_csv(rows, wide_csv_columns(rows))
