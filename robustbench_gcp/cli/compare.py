@@ -54,7 +54,8 @@ def _iters_list(ctx, param, value):
 @data_options
 @engine_options
 @statistics_options
-@click.option("--no-intervals", is_flag=True, help="Skip the intervals and paired tests (as report).")
+@click.option("--no-intervals", is_flag=True,
+              help="Skip the intervals and paired tests: each run's own figures, one table per experiment.")
 @click.option("--sqrt", "sqrts", callback=_sqrt_list, default=None, metavar="ROOT[,ROOT...]",
               help="Evaluate each GCP model with each of these matrix square roots (newton-schulz, "
                    "eig, svd), one row each: the effect of the matrix function on the same weights. "

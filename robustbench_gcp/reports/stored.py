@@ -376,6 +376,9 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         reports = [r for r in named if _of_datasets(r, datasets.get(r.kind))]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
             elsewhere = sorted({r.suite for r in named})  # the same kind on another dataset
+            if not elsewhere and kinds:  # or other suites
+                others = collect(store, models=models, baseline=baseline, baselines=config.baselines)
+                elsewhere = sorted({_suite_named(r, config).suite for r in others})
             hint = f" (it has {', '.join(elsewhere)}: --suite {elsewhere[0]})" if elsewhere else ""
             raise StoreError(f"store {path} holds no results to report for that selection yet"
                              f"{hint}{_partial_runs(store, models, kinds)}")
