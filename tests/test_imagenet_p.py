@@ -303,3 +303,33 @@ def test_comparisons_give_the_reports_figures_to_the_last_digits(demo_val, tmp_p
         by_model[row["model"]]["mean_flip_probability"], rel=1e-12) for row in means), means
     assert all(float(row["top5_distance"]) == pytest.approx(
         sum(distances[row["model"]]) / len(distances[row["model"]]), rel=1e-12) for row in means), means
+
+
+def test_a_baseline_from_the_other_source_says_so(demo_val, tmp_path):
+    """A baseline stored from generated sequences normalizes no run on the released videos (their
+    cells are apart): FR was left empty saying the baseline 'has no figures' for the cells it holds
+    generated (audit)."""
+    from corruptions import perturbation_sequence
+
+    images = scan_folder(demo_val, class_order="sorted").limit(4)
+    x, _ = next(iterate_batches(images.paths(), Preprocess(256, 224), batch_size=4))
+    frames = perturbation_sequence(x.float() / 255, "brightness", seed=0, crop_size=224)
+    pixels = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    released = tmp_path / "ImageNet-P"
+    for name, video in zip(images.names, pixels):
+        write_mp4(released / "brightness" / name.rsplit(".", 1)[0].__add__(".mp4"), video)
+    store = tmp_path / "s.db"
+    common = ["--perturbations", "brightness", "--limit", 4]
+    run("baseline", "--model", "demo-gap", "--name", "gen", *p_args(demo_val, store, *common))
+    report = run("eval", "--model", "demo-isqrt",
+                 *p_args(demo_val, store, *common, "--corrupted-dir", released, "--baseline", "gen"))
+    assert report["perturbations"][0]["FR"] is None
+    said = ("FR left empty for brightness/1: baseline 'gen' holds brightness/1 generated, this run's are "
+            "read from released files (store the baseline with --corrupted-dir)")
+    assert any(note.startswith(said) for note in report["notes"]), report["notes"]
+    store = tmp_path / "other.db"  # (a run holds cells of both sources: the baseline 'gen' now has both)
+    run("baseline", "--model", "demo-gap", "--name", "read",
+        *p_args(demo_val, store, *common, "--corrupted-dir", released))
+    report = run("eval", "--model", "demo-isqrt", *p_args(demo_val, store, *common, "--baseline", "read"))
+    assert any("holds brightness/1 read from released files, this run's are generated" in note
+               for note in report["notes"]), report["notes"]

@@ -143,7 +143,7 @@ class FlipBaseline:
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
     #: (perturbation, difficulty) -> "older" / "newer": the baseline run holds that cell only as
     #: another revision of the perturbation than the one asked for (an earlier or a later version
-    #: made it)
+    #: made it); "released" / "torch": only from the other source (released files, generated)
     revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
     #: (perturbation, difficulty) -> the frame pairs each of its videos compares (``samples`` are
     #: per-video totals: :func:`per_video`)
@@ -168,7 +168,7 @@ def summarize(
 ) -> tuple[dict, list[str]]:
     """The ``clean``, ``perturbations`` (in report order, then difficulty) and ``metrics``
     sections (FR, T5D, mFR, mT5D in percent), and notes (``baseline_revised``: the cells the
-    baseline holds only as another revision, :attr:`FlipBaseline.revised`)."""
+    baseline holds only as another revision or from the other source, :attr:`FlipBaseline.revised`)."""
     baseline_revised = baseline_revised or {}
     dataset = dataset_of(results, "imagenet-p")
     name = perturbed_name(dataset)
@@ -223,15 +223,28 @@ def summarize(
                 revised = {f"{p}/{d}": how for (p, d), how in baseline_revised.items()}
                 older = [cell for cell in missing if revised.get(cell) == "older"]
                 newer = [cell for cell in missing if revised.get(cell) == "newer"]
+                released = [cell for cell in missing if revised.get(cell) == "released"]
+                generated = [cell for cell in missing if revised.get(cell) == "torch"]
                 others = [cell for cell in missing if cell not in revised]
                 why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed them "
                        "(store the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
                 why += [f"holds {', '.join(newer)} as a later version of gcp-robust computed them than "
                         "this run's (`gcp-robust eval` again computes the run's anew)"] if newer else []
+                why += [f"holds {', '.join(released)} read from released files, this run's are generated "
+                        "(store the baseline without --corrupted-dir)"] if released else []
+                why += [f"holds {', '.join(generated)} generated, this run's are read from released files "
+                        "(store the baseline with --corrupted-dir)"] if generated else []
                 why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
                         "flips)"] if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
                              f"{'; it '.join(why)}{unmeant}")
+    if dataset.name == "tinyimagenet" and any(r.key.kind == "imagenet-p" and r.key.name == "motion_blur"
+                                              and json.loads(r.key.variant).get("source") == "torch"
+                                              for r in results):
+        notes.append("motion_blur generated on 64 px images is stronger than Tiny-ImageNet-P's, whose "
+                     "blur (radius 14, sigma 3) was of the full-size ImageNet crop before its resize to "
+                     "64 px (about 4x for a 256 px crop; corruptions/PERTURBATIONS.md): its figures, and "
+                     "the means over it, are not the released videos'")
     if first.get("missing") and first.get("perturbations"):
         what = "mFR averages" if first.get("mFR") is not None else "the means average"
         notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
@@ -284,6 +297,13 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
         stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
     revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
                else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
+    sources = {(key.name, key.level): json.loads(key.variant).get("source") for key in cells
+               if key.kind == "imagenet-p"}
+    for key in wanted:  # held only as read from the released files, or only as generated
+        source, cell = sources.get((key.name, key.level)), (key.name, int(key.level))
+        if key not in cells and cell not in revised and source in ("released", "torch") \
+                and source != json.loads(key.variant).get("source"):
+            revised[cell] = source
     complete = [r for r in results if r.complete]
     samples, pairs = {}, {}
     for r in complete:
