@@ -48,6 +48,9 @@ class Baseline:
     samples: Mapping[str, Any] | None = None
     #: the run this normalizes is that baseline run itself: its CE is 100 by definition
     own: bool = False
+    #: a stored baseline run's corruptions it lacks complete cells of, and at which of the asked
+    #: severities (the table holds a corruption only with every asked severity)
+    lacking: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]

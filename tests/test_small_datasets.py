@@ -449,6 +449,13 @@ def test_a_baseline_stored_by_an_earlier_version_says_what_it_cannot_normalize(c
     assert ces["fog"] is not None and ces["brightness"] is None
     assert any(n.startswith("CE left empty for brightness: the stored baseline 'mine' has no complete cells")
                for n in ours["notes"]), ours["notes"]
+    # a baseline of fewer severities than the run's: the note names the cells it lacks (it said
+    # only "not computed, or by an earlier version")
+    more = report_json(run("eval", "--model", "small_cifar_net:build", "--seed", 1, "--baseline", "mine",
+                           *common[:5], "1,2,3", *common[6:]))
+    assert any(n.startswith("CE left empty for fog, brightness: the stored baseline 'mine' has no complete "
+                            "cells made as this run's of fog/1, fog/3, brightness/1, brightness/2, "
+                            "brightness/3 (") for n in more["notes"]), more["notes"]
 
 
 def test_labels_and_class_order_for_data_with_its_own_labels_are_usage_errors(cifar, tiny):

@@ -22,7 +22,7 @@ from robustbench_gcp.data.datasets import (
 )
 from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
-from robustbench_gcp.errors import ConfigError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError, listed
 from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -209,10 +209,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     lacking = [s.corruption for s in summaries if s.CE is None and baseline is not None and baseline.run]
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
+            cells_missing = [f"{c}/{s}" for c in named for s in baseline.lacking.get(c, ())]
             notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' " + (
-                "has no complete cells of them made as this run's (not computed, or by an earlier version "
-                "of gcp-robust); store it again (gcp-robust baseline) to normalize them" if absent
-                else "made no error there (a zero normalizer)"))
+                f"has no complete cells made as this run's of {listed(cells_missing, 10) or 'them'} (not "
+                "computed, or by an earlier version of gcp-robust); store it again (gcp-robust baseline) "
+                "to normalize them" if absent else "made no error there (a zero normalizer)"))
     undefined = [s.corruption for s in summaries if s.CE is not None and s.relative_CE is None
                  and clean_error is not None and baseline is not None and baseline.clean_error is not None]
     if undefined:

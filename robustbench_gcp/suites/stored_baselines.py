@@ -207,7 +207,9 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
         asked.setdefault(key.name, set()).add(int(key.level))
     table = {c: tuple(errors[c].get(s, math.nan) for s in SEVERITIES) for c in errors
              if asked.get(c, set()) <= set(errors[c])}
+    lacking = {c: tuple(sorted(levels - set(errors.get(c, {})))) for c, levels in asked.items()
+               if not levels <= set(errors.get(c, {}))}
     from robustbench_gcp.models.heads import matrix_label
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    table, run=run, samples=samples)
+                    table, run=run, samples=samples, lacking=lacking)
