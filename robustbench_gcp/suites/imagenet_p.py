@@ -67,7 +67,7 @@ from robustbench_gcp.suites.base import (
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
-from robustbench_gcp.suites.sequence_tasks import PerturbationTask, window_side
+from robustbench_gcp.suites.sequence_tasks import PerturbationTask, pairs_of, per_video, window_side
 from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
 
 if TYPE_CHECKING:
@@ -312,22 +312,6 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
             pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
     return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
-
-
-def per_video(r: CellResult) -> tuple[np.ndarray, np.ndarray]:
-    """A cell's per-video numbers of flips and total top-5 distances (float64 integers), and so
-    its figures as the report has them, to the bit: the mean over videos divided by the pairs
-    each video compares (:func:`~robustbench_gcp.metrics.figures_of_counts`). The store keeps
-    each video's rates in float32, integers over those pairs (k / 30): times the pairs they round
-    to the integers again (averaging the float32 rates put a comparison's mT5D 5e-9 off the
-    report's, and float64 rates 1 ulp)."""
-    pairs = pairs_of(r)
-    return tuple(np.rint(r.extra[:, column].astype(np.float64) * pairs) for column in (0, 1))
-
-
-def pairs_of(r: CellResult) -> int:
-    """The frame pairs each video of a cell compares (every video as many)."""
-    return r.counts["comparisons"] // max(r.counts["videos"], 1)
 
 
 @register_suite

@@ -6,6 +6,9 @@ A generated sequence starts from the resized image: the geometric perturbations 
 side :func:`window_side` centred on the whole image (``Preprocess(window=True)``), the others
 from the S x S square placed so that the perturbation's centre crop is the image's own centre
 crop (``Preprocess(centred_on=crop)``), as the original crops once.
+
+The per-video rates a task stores (float32, in a cell's ``extra``) are read back as integer
+totals by :func:`per_video`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from corruptions import NOISE_PERTURBATIONS, frame_count, from_uint8
@@ -21,7 +25,7 @@ from robustbench_gcp.data.datasets import dataset_mark, get_dataset
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.metrics import flip_mode, flip_totals, rate_counts
-from robustbench_gcp.store import CellKey, ShardResult, canonical_json
+from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
 from robustbench_gcp.suites.revisions import mark, perturbation_revision
 
 __all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
@@ -135,3 +139,19 @@ class PerturbationTask:
             per_video = torch.stack([flips, distances], dim=1).float() / pairs  # (no float64 on MPS)
             results.append(ShardResult(int(flips.numel()), counts, extra=per_video))
         return results
+
+
+def per_video(r: CellResult) -> tuple[np.ndarray, np.ndarray]:
+    """A cell's per-video numbers of flips and total top-5 distances (float64 integers), and so
+    its figures as the report has them, to the bit: the mean over videos divided by the pairs
+    each video compares (:func:`~robustbench_gcp.metrics.figures_of_counts`). The store keeps
+    each video's rates in float32, integers over those pairs (k / 30): times the pairs they round
+    to the integers again (averaging the float32 rates put a comparison's mT5D 5e-9 off the
+    report's, and float64 rates 1 ulp)."""
+    pairs = pairs_of(r)
+    return tuple(np.rint(r.extra[:, column].astype(np.float64) * pairs) for column in (0, 1))
+
+
+def pairs_of(r: CellResult) -> int:
+    """The frame pairs each video of a cell compares (every video as many)."""
+    return r.counts["comparisons"] // max(r.counts["videos"], 1)
