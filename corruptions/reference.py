@@ -446,7 +446,7 @@ def _draws_to_params(
         layer = torch.from_numpy(np.asarray(values("normal")[0], dtype=np.float64))[None, None]
         if name == "spatter":
             return {"liquid": layer}
-        return {"layer": layer.float(), "angle": torch.tensor([float(values("uniform")[0])])}
+        return {"layer": layer, "angle": torch.tensor([float(values("uniform")[0])])}
     if name == "fog":
         from corruptions.weather import fog_mapsize, plasma_fractal
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from corruptions._ops import (
     device_constant,
+    exact_dtype,
     gaussian_blur2d,
     grid_doubles,
     hsv_factors,
@@ -26,7 +27,7 @@ from corruptions._ops import (
 )
 from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
-from corruptions.blur import motion_blur
+from corruptions.blur import motion_blur, motion_blur_levels
 
 #: (loc, scale, zoom, threshold, motion radius, motion sigma, blend); angle U(-135, -45)
 SNOW = (
@@ -332,7 +333,8 @@ def _snow_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dict:
 
 
 def snow_layer(layer: torch.Tensor, angle: torch.Tensor, c: tuple) -> torch.Tensor:
-    """Zoomed, thresholded, motion-blurred snow layer (B, 1, H, W), on the 1/255 grid."""
+    """Zoomed, thresholded, motion-blurred snow layer (B, 1, H, W), on the 1/255 grid, as
+    imagecorruptions (the ImageNet preset's reference): the [0, 1] layer blurred, then rounded."""
     _, _, zoom, threshold, radius, sigma, _ = c
     layer = zoom_center(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
@@ -340,11 +342,40 @@ def snow_layer(layer: torch.Tensor, angle: torch.Tensor, c: tuple) -> torch.Tens
     return true_div(torch.round(layer * 255).clamp(0, 255), 255.0)
 
 
+def script_snow_layer(layer: torch.Tensor, angle: torch.Tensor, c: tuple) -> torch.Tensor:
+    """The CIFAR and Tiny scripts' snow layer (B, 1, H, W), float64 (MPS: float32) on the 1/255 grid.
+
+    The scripts hand the layer to ImageMagick as a PNG: ``(clip(layer) * 255).astype(np.uint8)``
+    truncates it before the blur, and the blurred PNG is 8-bit again (rounded). Blurring the
+    [0, 1] layer as imagecorruptions does put 0.6 % (CIFAR s1) to 4.5 % (s5) of the uint8 values
+    a level or two up. The normals are zoomed in float64, as the scripts' scipy zoom."""
+    _, _, zoom, threshold, radius, sigma, _ = c
+    layer = zoom_center(layer.to(exact_dtype(layer.device)), zoom)
+    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
+    png = true_div(torch.floor(layer.clamp(0, 1) * 255), 255.0)
+    blurred = motion_blur_levels(png, radius, sigma, angle)
+    return true_div(torch.round(blurred).clamp_(0, 255), 255.0)
+
+
 def _snow(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     blend = level.c[6]
+    if level.preset != "imagenet":
+        return _script_snow(x, level, params)
     layer = snow_layer(params["layer"].to(x.dtype), params["angle"], level.c)
     x = blend * x + (1 - blend) * torch.maximum(x, rgb_to_gray(x) * 1.5 + 0.5)
     return x + layer + layer.flip(-1, -2)
+
+
+def _script_snow(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
+    """The scripts' arithmetic: the whitened image in float32 (uint8 / 255 in float32, OpenCV's
+    float32 grey), plus the float64 layer and its rotation, kept below a level where the sum
+    lands a hair below it (np.uint8 of the scripts' result)."""
+    blend = level.c[6]
+    layer = script_snow_layer(params["layer"], params["angle"], level.c)
+    x32 = true_div(uint8_levels(x).float(), 255.0)
+    x32 = blend * x32 + (1 - blend) * torch.maximum(x32, rgb_to_gray(x32) * 1.5 + 0.5)
+    values = x32.to(layer.dtype) + layer + layer.flip(-1, -2)
+    return on_grid(values.clamp_(0, 1), x)
 
 
 # --------------------------------------------------------------------------------------
@@ -589,6 +620,7 @@ register(Corruption(
     "snow", "weather", presets(SNOW, SNOW_CIFAR, SNOW_TINY), _snow, _snow_sample,
     doc="zoomed thresholded Gaussian snow layer, motion-blurred, added with its 180-degree "
         "rotation to a whitened image.",
+    revision=2,  # 0.7.13: the small presets' layer truncated to uint8 before the blur, as their scripts
 ))
 register(Corruption(
     "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,

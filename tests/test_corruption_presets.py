@@ -25,6 +25,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from corruptions import (
     PRESET_SIZES,
@@ -400,16 +401,14 @@ def test_impulse_noise_amount(preset, severity):
 # paired: the transcription's own NumPy draws fed to the port
 
 
-#: max |port - transcription| given the same draws, and why
+#: max |port - transcription| given the same draws, and why (snow: 2 levels before 0.7.13,
+#: whose port blurred the layer the scripts truncate to uint8 first)
 PAIRED_MAX = {
-    # the scripts truncate the snow layer to uint8 before the blur (< 1 level, the blur's
-    # weights sum to 1, rounded after: <= 1 level), then add it to its rotation: <= 2 levels
-    "snow": 2 / 255,
     # cv2.resize's fixed-point bilinear on uint8: one level of texture, times its weight
     "frost": 0.55 / 255,
 }
 #: mean |port - transcription| in 1/255 (motion blur: the same rounding since 0.7.12; before, 1/4 level)
-PAIRED_MEAN = {"snow": 0.1, "frost": 0.2}  # glass_blur: the scripts' float64 sums since 0.7.12
+PAIRED_MEAN = {"frost": 0.2}  # glass_blur: the scripts' float64 sums since 0.7.12
 
 
 
@@ -441,6 +440,61 @@ def test_random_with_the_scripts_draws(preset, name, only, images):
         difference = (ours - ref).abs()
         assert float(difference.max()) <= PAIRED_MAX.get(name, 1e-5) + 1e-6, severity
         assert float(difference.mean()) * 255 < PAIRED_MEAN.get(name, 1e-3), severity
+
+
+def _script_bytes(function, x: torch.Tensor, severity: int, seeds) -> np.ndarray:
+    """np.uint8 of the transcription's output for each image, seeded as reference_with_draws."""
+    out = []
+    for image, seed in zip(x, seeds):
+        np.random.seed(seed % 2**32)
+        out.append(np.uint8(np.clip(np.asarray(function(Image.fromarray(_hwc(image)), severity)), 0, 255)))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("preset", SMALL)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_snow_gives_the_scripts_bytes_with_their_draws(preset, dtype, images):
+    """The scripts hand the snow layer to ImageMagick as a uint8 PNG (truncated), blur it and read
+    an 8-bit PNG back, then whiten the image in float32 and add the layer in float64. Before
+    0.7.13 the port blurred the untruncated layer: 0.6 % to 4.5 % of the values 1 or 2 levels up."""
+    from corruptions.reference import _reference_function
+    from corruptions.storage import truncate_to_uint8
+
+    function = _reference_function("snow", preset, False)
+    x, seeds = images[preset].to(dtype), list(range(60, 66))
+    for severity in SEVERITIES:
+        _, params = reference_with_draws(x, "snow", severity, seed=seeds, preset=preset)
+        ours = get_corruption("snow").apply(x, severity, params, preset=preset).clamp(0, 1)
+        ours = truncate_to_uint8(ours).permute(0, 2, 3, 1).numpy()
+        ref = _script_bytes(function, x, severity, seeds)
+        assert np.array_equal(ours, ref), (severity, int((ours != ref).sum()))
+
+
+@pytest.mark.parametrize("preset", SMALL)
+def test_the_small_presets_snow_layer_is_the_blurred_uint8_png(preset):
+    """Re-computed from the script's steps for one fixed draw: scipy's zoom of the float64 normals,
+    threshold, ``astype(np.uint8)``, imagecorruptions' blur of those levels, rounded (the PNG)."""
+    from scipy.ndimage import zoom
+
+    from corruptions.weather import script_snow_layer
+
+    ic = load_imagecorruptions()
+    size = PRESET_SIZES[preset]
+    rows = get_corruption("snow").parameters[preset]
+    for severity, row in enumerate(rows, start=1):
+        loc, scale, factor, threshold, radius, sigma, _ = row
+        normals = np.random.default_rng(severity).normal(loc, scale, (size, size))
+        crop = math.ceil(size / factor)
+        top = (size - crop) // 2
+        zoomed = zoom(normals[top : top + crop, top : top + crop], factor, order=1)
+        trim = (zoomed.shape[0] - size) // 2
+        layer = zoomed[trim : trim + size, trim : trim + size].copy()
+        layer[layer < threshold] = 0
+        png = (np.clip(layer, 0, 1) * 255).astype(np.uint8)
+        expected = np.clip(np.round(ic._motion_blur(png, radius=radius, sigma=sigma, angle=-100.0)), 0, 255)
+        ours = script_snow_layer(torch.from_numpy(normals)[None, None], torch.tensor([-100.0]), row)
+        assert ours.dtype == torch.float64
+        assert torch.equal(ours[0, 0], torch.from_numpy(expected / 255.0)), severity
 
 
 @pytest.mark.parametrize("preset", SMALL)
