@@ -19,6 +19,7 @@ from corruptions._ops import (
     hsv_factors,
     on_grid,
     quiet_torchvision_io,
+    resize_linear_uint8,
     rgb_to_gray,
     rgb_to_hsv,
     true_div,
@@ -232,8 +233,9 @@ def frost_textures(height: int, width: int, device: torch.device,
     native resolution, as in the original; for other sizes they are resized by
     max(H, W) / 224 (bilinear, antialiased), so the frost covers the same fraction
     of the image. CIFAR-10-C and Tiny-ImageNet-C: resized as their scripts do
-    (:func:`frost_scale`; bilinear without antialiasing, then on the uint8 grid, as
-    ``cv2.resize``). Enlarged further if a texture would be smaller than the image.
+    (:func:`frost_scale`; ``cv2.resize``'s fixed-point bilinear on the uint8 texture:
+    :func:`~corruptions._ops.resize_linear_uint8`). Enlarged further if a texture would be smaller
+    than the image.
     Cached per (preset, scale, device).
     """
     scale = frost_scale(height, width, preset)
@@ -246,12 +248,11 @@ def frost_textures(height: int, width: int, device: torch.device,
             for texture in _frost_uint8():
                 th, tw = texture.shape[-2:]
                 s = max(scale, (height + 1) / th, (width + 1) / tw)
+                as_script = small and s == scale
+                if as_script:  # cv2.resize(fx=fy=s), in its integers
+                    texture = resize_linear_uint8(texture, s)
                 t = true_div(texture.to(device=device, dtype=torch.float32), 255.0)
-                if small and s == scale:  # cv2.resize(fx=fy=s): sampled at that exact factor, uint8
-                    t = F.interpolate(t[None], scale_factor=s, mode="bilinear", align_corners=False,
-                                      recompute_scale_factor=False)[0].clamp(0, 1)
-                    t = true_div(torch.round(t * 255), 255.0)
-                elif s != 1.0:
+                if s != 1.0 and not as_script:
                     size = (max(height + 1, round(th * s)), max(width + 1, round(tw * s)))
                     t = F.interpolate(t[None], size=size, mode="bilinear", antialias=s < 1 and not small,
                                       align_corners=False)[0].clamp(0, 1)
@@ -625,7 +626,9 @@ register(Corruption(
 register(Corruption(
     "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,
     doc="blend with a random crop of one of imagecorruptions' first 5 frost textures.",
-    revision=2,  # 0.7.5: the original's float64 arithmetic on uint8 values and truncation side
+    # 0.7.5: the original's float64 arithmetic on uint8 values and truncation side; 0.7.13: the small
+    # presets' textures resized in cv2.resize's fixed-point integers (torch's bilinear: a level off)
+    revision=3,
 ))
 register(Corruption(
     "fog", "weather", presets(FOG, FOG_CIFAR, FOG_TINY), _fog, _fog_sample,

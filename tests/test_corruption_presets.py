@@ -401,14 +401,12 @@ def test_impulse_noise_amount(preset, severity):
 # paired: the transcription's own NumPy draws fed to the port
 
 
-#: max |port - transcription| given the same draws, and why (snow: 2 levels before 0.7.13,
-#: whose port blurred the layer the scripts truncate to uint8 first)
-PAIRED_MAX = {
-    # cv2.resize's fixed-point bilinear on uint8: one level of texture, times its weight
-    "frost": 0.55 / 255,
-}
+#: max |port - transcription| given the same draws, and why. Before 0.7.13: snow 2 levels (the port
+#: blurred the layer the scripts truncate to uint8 first), frost 0.55 of a level (torch's bilinear
+#: textures, a level from cv2.resize's fixed point, times the texture's weight)
+PAIRED_MAX: dict[str, float] = {}
 #: mean |port - transcription| in 1/255 (motion blur: the same rounding since 0.7.12; before, 1/4 level)
-PAIRED_MEAN = {"frost": 0.2}  # glass_blur: the scripts' float64 sums since 0.7.12
+PAIRED_MEAN: dict[str, float] = {}  # glass_blur: the scripts' float64 sums since 0.7.12
 
 
 
@@ -453,18 +451,20 @@ def _script_bytes(function, x: torch.Tensor, severity: int, seeds) -> np.ndarray
 
 @pytest.mark.parametrize("preset", SMALL)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_snow_gives_the_scripts_bytes_with_their_draws(preset, dtype, images):
-    """The scripts hand the snow layer to ImageMagick as a uint8 PNG (truncated), blur it and read
-    an 8-bit PNG back, then whiten the image in float32 and add the layer in float64. Before
-    0.7.13 the port blurred the untruncated layer: 0.6 % to 4.5 % of the values 1 or 2 levels up."""
+@pytest.mark.parametrize("name", ["snow", "frost"])
+def test_the_scripts_bytes_with_their_draws(name, preset, dtype, images):
+    """snow: the scripts hand the layer to ImageMagick as a uint8 PNG (truncated), blur it and read
+    an 8-bit PNG back, then whiten the image in float32 and add the layer in float64; before 0.7.13
+    the port blurred the untruncated layer: 0.6 % to 4.5 % of the values 1 or 2 levels up. frost:
+    cv2.resize's textures; before 0.7.13, 3 % to 6 % of Tiny's values a level apart."""
     from corruptions.reference import _reference_function
     from corruptions.storage import truncate_to_uint8
 
-    function = _reference_function("snow", preset, False)
+    function = _reference_function(name, preset, False)
     x, seeds = images[preset].to(dtype), list(range(60, 66))
     for severity in SEVERITIES:
-        _, params = reference_with_draws(x, "snow", severity, seed=seeds, preset=preset)
-        ours = get_corruption("snow").apply(x, severity, params, preset=preset).clamp(0, 1)
+        _, params = reference_with_draws(x, name, severity, seed=seeds, preset=preset)
+        ours = get_corruption(name).apply(x, severity, params, preset=preset).clamp(0, 1)
         ours = truncate_to_uint8(ours).permute(0, 2, 3, 1).numpy()
         ref = _script_bytes(function, x, severity, seeds)
         assert np.array_equal(ours, ref), (severity, int((ours != ref).sum()))
@@ -498,22 +498,39 @@ def test_the_small_presets_snow_layer_is_the_blurred_uint8_png(preset):
 
 
 @pytest.mark.parametrize("preset", SMALL)
-def test_frost_textures_are_cv2_resizes(preset):
+@pytest.mark.parametrize("scale", [1, 1.5])
+def test_frost_textures_are_cv2_resizes(preset, scale):
+    """cv2.resize's INTER_LINEAR on uint8 is fixed point (11-bit weights, then its vectorized vertical
+    pass): repeated in integers, its textures exactly. Before 0.7.13 torch's float bilinear put 11 %
+    of Tiny's texture values (factor 0.3) a level apart. At 1.5 times the preset's side, factors
+    0.3 / 0.45."""
     import os
 
     from corruptions.weather import FROST_FILES, frost_directory, frost_textures
 
-    size, factor = PRESET_SIZES[preset], SCRIPT[preset]["frost_resize"]
+    size = int(PRESET_SIZES[preset] * scale)
+    factor = SCRIPT[preset]["frost_resize"] * scale
     textures = frost_textures(size, size, torch.device("cpu"), preset)
-    worst = {}
+    differing = {}
     for name, texture in zip(FROST_FILES, textures):
         resized = cv2.resize(cv2.imread(os.path.join(frost_directory(), name)), (0, 0),
                              fx=factor, fy=factor)[..., ::-1]
         ours = (texture * 255).round().to(torch.int64).permute(1, 2, 0).numpy()
         assert ours.shape == resized.shape, name
-        worst[name] = int(np.abs(ours - resized.astype(np.int64)).max())
-    # cv2's bilinear on uint8 is fixed point (11 bits): one level at most
-    assert max(worst.values()) <= 1, worst
+        differing[name] = int((ours != resized).sum())
+    assert sum(differing.values()) == 0, differing
+
+
+@pytest.mark.parametrize("factor", [0.2, 0.3, 0.37, 0.7, 1.3, 2.0])
+def test_resize_linear_uint8_is_cv2s_on_odd_sizes(factor):
+    """Random values and odd sides (edges, clamped rows). Not at factor 0.5 exactly, where
+    OpenCV switches to its 2 x 2 area average (frost never resizes by 0.5 at the presets' sizes)."""
+    from corruptions._ops import resize_linear_uint8
+
+    pixels = np.random.default_rng(int(factor * 100)).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ours = resize_linear_uint8(torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), factor)
+    expected = cv2.resize(pixels, (0, 0), fx=factor, fy=factor)
+    assert np.array_equal(ours.permute(1, 2, 0).numpy(), expected)
 
 
 # --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def test_the_marks_of_changed_corruptions_only():
     for changed in ("contrast", "glass_blur", "motion_blur"):  # 0.7.12: the original's bytes
         assert revision_mark(changed, "torch") == {"revision": 2}
     assert revision_mark("snow", "torch") == {"revision": 2}  # 0.7.13: the small presets' bytes
+    assert revision_mark("frost", "torch") == {"revision": 3}  # 0.7.5, 0.7.13 (Tiny's textures)
     assert revision_mark("gaussian_noise", "torch") == {}  # unchanged: older stores' cells stay found
     assert revision_mark("gaussian_noise", "reference") == {"revision": 2}
     assert corruption_revision("brightness", "released") == 1 and corruption_revision("unknown", "torch") == 1
