@@ -621,12 +621,12 @@ register(Corruption(
     "snow", "weather", presets(SNOW, SNOW_CIFAR, SNOW_TINY), _snow, _snow_sample,
     doc="zoomed thresholded Gaussian snow layer, motion-blurred, added with its 180-degree "
         "rotation to a whitened image.",
-    revision=2,  # 0.7.13: the small presets' layer truncated to uint8 before the blur, as their scripts
+    revision=2,  # 0.7.14: the small presets' layer truncated to uint8 before the blur, as their scripts
 ))
 register(Corruption(
     "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,
     doc="blend with a random crop of one of imagecorruptions' first 5 frost textures.",
-    # 0.7.5: the original's float64 arithmetic on uint8 values and truncation side; 0.7.13: the small
+    # 0.7.5: the original's float64 arithmetic on uint8 values and truncation side; 0.7.14: the small
     # presets' textures resized in cv2.resize's fixed-point integers (torch's bilinear: a level off)
     revision=3,
 ))
