@@ -31,23 +31,72 @@ from robustbench_gcp.models.heads import (
 )
 from robustbench_gcp.models.registry import register_model
 
-__all__ = ["BLOCKS", "PreprocessConfig", "ResNet", "block_class", "build_resnet"]
+__all__ = ["BLOCKS", "BasicBlock", "Bottleneck", "PreprocessConfig", "ResNet", "block_class", "build_resnet"]
 
-#: the residual blocks by name: torchvision's ``BasicBlock`` and ``Bottleneck``
+#: the residual blocks by name: torchvision's ``BasicBlock`` and ``Bottleneck``, key for key
 BLOCKS = ("basic", "bottleneck")
 
 
-def block_class(block: str) -> type[nn.Module]:
-    """torchvision's residual block class named ``block`` (one of :data:`BLOCKS`).
+def _conv(inplanes: int, planes: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(inplanes, planes, kernel, stride=stride, padding=kernel // 2, bias=False)
 
-    torchvision is imported here, when a ResNet is built, not when the registry is read:
-    its import takes over a second, which commands that only list models need not pay.
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and the shortcut (stride on the first): torchvision's ``BasicBlock``,
+    its parameter names and arithmetic, so that its checkpoints load and compute the same."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(inplanes, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (the stride: ResNet V1.5, as torchvision and the GCP papers' code) and 1x1
+    convolutions, 4x wider out, and the shortcut: torchvision's ``Bottleneck`` key for key."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(inplanes, planes, 1), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = _conv(planes, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.conv3 = _conv(planes, planes * self.expansion, 1)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def block_class(block: str) -> type[nn.Module]:
+    """The residual block class named ``block`` (one of :data:`BLOCKS`).
+
+    The blocks are written here rather than imported from torchvision: importing
+    ``torchvision.models`` takes 1.3 s (it imports ``torch._dynamo`` through ``torchvision.ops``),
+    which every ResNet run paid before its first image, and a resumed one in a 4 s command.
     """
     if block not in BLOCKS:
         raise UnknownNameError("block", str(block), BLOCKS)
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
     return BasicBlock if block == "basic" else Bottleneck
+
 
 #: depth -> (block, blocks per stage) of the standard ResNets
 DEPTHS = {
@@ -151,6 +200,8 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.global_pool.out_features, num_classes)
 
         for name, module in self.named_modules():  # torchvision's initialization
+            if getattr(module, "weight", None) is not None and module.weight.is_meta:
+                continue  # shapes only (a checkpoint's check): meta's normal_ imports torch._dynamo, 1 s
             if isinstance(module, nn.Conv2d) and not name.startswith("global_pool"):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
