@@ -565,3 +565,17 @@ def test_generated_tiny_imagenet_p_motion_blur_says_it_is_stronger(tiny):
     other = report_json(run("eval", "--model", "small_tiny_net:build", "--perturbations", "brightness",
                             *common))
     assert not any("motion_blur" in note and "stronger" in note for note in other["notes"])
+
+
+def test_a_baseline_of_another_datasets_images_says_which(cifar, tiny):
+    """A CIFAR-10-P baseline under a Tiny-ImageNet-P run: FR left empty, saying it 'has no figures'
+    for cells it holds of CIFAR-10's images (audit)."""
+    store, common = cifar / "p.db", ["--perturbations", "brightness", "--limit", 4, "--workers", 0,
+                                     "--format", "json"]
+    report_json(run("baseline", "--model", "small_cifar_net:build", "--name", "pbase", "--suite", "cifar10-p",
+                    "--data", cifar / "cifar-10-batches-py", "--store", store, *common))
+    ours = report_json(run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-p", "--data",
+                           tiny / "tiny-imagenet-200", "--store", store, "--baseline", "pbase", *common))
+    assert ours["perturbations"][0]["FR"] is None
+    assert any("baseline 'pbase' holds brightness/1 of CIFAR-10 images, this run's are of Tiny-ImageNet"
+               in note for note in ours["notes"]), ours["notes"]

@@ -143,7 +143,8 @@ class FlipBaseline:
     own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
     #: (perturbation, difficulty) -> "older" / "newer": the baseline run holds that cell only as
     #: another revision of the perturbation than the one asked for (an earlier or a later version
-    #: made it); "released" / "torch": only from the other source (released files, generated)
+    #: made it); "released" / "torch": only from the other source (released files, generated);
+    #: "dataset NAME": only of another dataset's images
     revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
     #: (perturbation, difficulty) -> the frame pairs each of its videos compares (``samples`` are
     #: per-video totals: :func:`per_video`)
@@ -225,6 +226,7 @@ def summarize(
                 newer = [cell for cell in missing if revised.get(cell) == "newer"]
                 released = [cell for cell in missing if revised.get(cell) == "released"]
                 generated = [cell for cell in missing if revised.get(cell) == "torch"]
+                of_other = [cell for cell in missing if revised.get(cell, "").startswith("dataset ")]
                 others = [cell for cell in missing if cell not in revised]
                 why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed them "
                        "(store the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
@@ -234,6 +236,10 @@ def summarize(
                         "(store the baseline without --corrupted-dir)"] if released else []
                 why += [f"holds {', '.join(generated)} generated, this run's are read from released files "
                         "(store the baseline with --corrupted-dir)"] if generated else []
+                if of_other:
+                    theirs = get_dataset(revised[of_other[0]].removeprefix("dataset ")).title
+                    why.append(f"holds {', '.join(of_other)} of {theirs} images, this run's are of "
+                               f"{dataset.title} (a baseline normalizes runs of its own dataset)")
                 why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
                         "flips)"] if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
@@ -297,13 +303,16 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
         stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
     revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
                else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
-    sources = {(key.name, key.level): json.loads(key.variant).get("source") for key in cells
-               if key.kind == "imagenet-p"}
-    for key in wanted:  # held only as read from the released files, or only as generated
-        source, cell = sources.get((key.name, key.level)), (key.name, int(key.level))
-        if key not in cells and cell not in revised and source in ("released", "torch") \
-                and source != json.loads(key.variant).get("source"):
-            revised[cell] = source
+    held = {(key.name, key.level): json.loads(key.variant) for key in cells if key.kind == "imagenet-p"}
+    for key in wanted:  # held only of another dataset's images, or from the other source
+        theirs, cell = held.get((key.name, key.level)), (key.name, int(key.level))
+        if key in cells or cell in revised or theirs is None:
+            continue
+        ours = json.loads(key.variant)
+        if theirs.get("dataset", "imagenet") != ours.get("dataset", "imagenet"):
+            revised[cell] = f"dataset {theirs.get('dataset', 'imagenet')}"
+        elif theirs.get("source") in ("released", "torch") and theirs.get("source") != ours.get("source"):
+            revised[cell] = theirs["source"]
     complete = [r for r in results if r.complete]
     samples, pairs = {}, {}
     for r in complete:
