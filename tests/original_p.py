@@ -77,17 +77,17 @@ def water_frame(image: np.ndarray, liquid: np.ndarray) -> np.ndarray:
     return np.uint8(np.nan_to_num(frame, nan=0.0))  # np.uint8(NaN) is 0 on x86, where it ran
 
 
-def write_mp4(path, frames: np.ndarray) -> None:
-    """(F, H, W, 3) uint8 frames as H.264 at lossless quality (qp 0, yuv444p); RGB -> YUV -> RGB
-    still rounds by a level or two."""
+def write_mp4(path, frames: np.ndarray, pix_fmt: str = "yuv444p", options: dict | None = None) -> None:
+    """(F, H, W, 3) uint8 frames as H.264, at lossless quality unless told (qp 0, yuv444p);
+    RGB -> YUV -> RGB still rounds by a level or two."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=1)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"qp": "0", "preset": "ultrafast"}
+        stream.pix_fmt = pix_fmt
+        stream.options = options or {"qp": "0", "preset": "ultrafast"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,6 +17,7 @@ from robustbench_gcp.config import load_config
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
 from robustbench_gcp.engine.seeding import image_seeds
+from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import flip_stats
 from robustbench_gcp.models import load_model
 
@@ -104,6 +108,90 @@ def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, t
     result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *map(str, p_args(
         demo_val, tmp_path / "t.db", "--perturbations", "translate", "--corrupted-dir", released))])
     assert result.exit_code == 1 and f"cannot decode video {broken}" in result.stderr
+
+
+def moving_blocks(frames: int, seed: int = 0) -> np.ndarray:
+    """(frames, 224, 224, 3) uint8: 8 px blocks of random colours, a pixel further right each frame."""
+    blocks = np.random.default_rng(seed).random((28, 28, 3))
+    image = (np.kron(blocks, np.ones((8, 8, 1))) * 255).astype(np.uint8)
+    return np.stack([np.roll(image, k, axis=1) for k in range(frames)])
+
+
+def damage(path, at: float = 0.5) -> None:
+    """40 bytes inverted ``at`` that fraction of the file's mdat box (its H.264 stream)."""
+    data = bytearray(path.read_bytes())
+    box = data.index(b"mdat") - 4
+    start = box + int(int.from_bytes(data[box:box + 4], "big") * at)
+    data[start:start + 40] = bytes(255 - b for b in data[start:start + 40])
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_video_is_named_and_a_clean_one_read(tmp_path):
+    """FFmpeg conceals damage in an H.264 stream: every frame decoded, nothing raised, so the
+    figures moved silently; it logs errors, and marks the frame (in one thread). A file may log no
+    error, its frame marked alone. PyAV's log settings are the process's: put back after each
+    read, and threads reading at once each see their own file's messages. PyAV skips a message
+    that repeats the last one logged: a file whose only message was the one before's (the same
+    file read again) passed as clean. Where the damage falls is the encoder's (x264 of PyAV's
+    wheel; qp, not crf, whose files vary from run to run)."""
+    import av
+
+    from robustbench_gcp.data.video import read_video
+
+    clean = tmp_path / "clean.mp4"
+    write_mp4(clean, moving_blocks(31), pix_fmt="yuv420p", options={"qp": "20"})  # lossy, 4:2:0
+    damaged, once, concealed = (tmp_path / f"{name}.mp4" for name in ("damaged", "once", "concealed"))
+    for path, at in ((damaged, 0.5), (once, 0.65), (concealed, 0.525)):
+        path.write_bytes(clean.read_bytes())
+        damage(path, at)
+    assert read_video(clean).shape == (31, 224, 224, 3)
+    said = rf"^video {re.escape(str(damaged))} is damaged: (.+)$"
+    with pytest.raises(DataError, match=said) as caught:  # "left block unavailable for requested intra mode"
+        read_video(damaged)
+    first = re.match(said, str(caught.value)).group(1)
+    assert av.logging.get_level() is None and av.logging.get_skip_repeated()
+    for _ in range(2):  # its one message
+        with pytest.raises(DataError, match=rf"^video {re.escape(str(once))} is damaged: error while "
+                                            r"decoding MB 7 5, bytestream -8$"):
+            read_video(once)
+    with pytest.raises(DataError, match=rf"^video {re.escape(str(concealed))} is damaged: FFmpeg concealed "
+                                        r"errors in frame 1 of 31$"):  # logged at INFO alone
+        read_video(concealed)
+
+    def outcome(path) -> str:
+        try:
+            return str(read_video(path).shape)
+        except DataError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(outcome, [clean, damaged] * 6))
+    assert outcomes == ["(31, 224, 224, 3)", f"video {damaged} is damaged: {first}"] * 6
+    assert av.logging.get_level() is None and av.logging.get_skip_repeated()
+
+
+def test_a_damaged_released_video_stops_the_run_with_the_shards_before_it_stored(demo_val, tmp_path):
+    """The damaged file is named as the run stops; the shard before it stays stored, and the run
+    resumes from it once the file is replaced."""
+    images = scan_folder(demo_val, class_order="sorted").limit(10)
+    released = tmp_path / "ImageNet-P"
+    videos = [released / "translate" / (name.rsplit(".", 1)[0] + ".mp4") for name in images.names]
+    for k, path in enumerate(videos):
+        write_mp4(path, moving_blocks(41, seed=k))
+    kept = videos[-1].read_bytes()
+    damage(videos[-1])  # in the second shard of 5
+    args = ["eval", "--model", "demo-gap", *map(str, p_args(demo_val, tmp_path / "s.db", "--perturbations",
+                                                            "translate", "--corrupted-dir", released,
+                                                            "--shard-size", 5))]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    stored = re.fullmatch(rf"Error: video {re.escape(str(videos[-1]))} is damaged: .+\. (\d+) of (\d+) "
+                          r"shards are stored: replace the file .+", result.stderr.strip().splitlines()[-1])
+    assert stored and 0 < int(stored.group(1)) < int(stored.group(2)), result.stderr
+    videos[-1].write_bytes(kept)
+    resumed = CliRunner().invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.stderr.split())
 
 
 def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
