@@ -139,6 +139,11 @@ def not_utf8(path: object) -> str | None:
     return None
 
 
+def counted(n: int, noun: str, plural: str = "s") -> str:
+    """``n`` and the noun, plural unless 1: ``1 image``, ``3 images``, ``2 classes`` (``es``)."""
+    return f"{n} {noun}{'' if n == 1 else plural}"
+
+
 def listed(names: Sequence[str], shown: int = 6) -> str:
     """The first ``shown`` of ``names``, comma-separated, and how many more: ``a, b and 3 more``."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""

@@ -278,8 +278,8 @@ def test_every_released_folder_holds_the_first_ones_images_before_compute(image_
     (released / "fog" / "1" / names[-1]).unlink()  # the first folder lacks an image the others hold
     refused = evaluate()
     assert refused.exit_code == 1 and last_line(refused) == (
-        f"Error: released folder {released / 'contrast' / '1'} holds 1 images beyond the 11 of "
-        f"{released / 'fog' / '1'}, the run's ({names[-1]}): {released / 'fog' / '1'} lacks them (a partial "
+        f"Error: released folder {released / 'contrast' / '1'} holds 1 image beyond the 11 of "
+        f"{released / 'fog' / '1'}, the run's ({names[-1]}): {released / 'fog' / '1'} lacks it (a partial "
         "extraction?); complete it, or pick complete ones"), refused.output
     assert not store.exists()
     limited = evaluate("--limit", 4)  # a subset of the first folder's images, all in the others

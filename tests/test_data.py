@@ -183,7 +183,7 @@ def test_flat_folder_errors(tmp_path):
     (folders / "n01440764").mkdir(parents=True)
     Image.new("RGB", (30, 26)).save(folders / "n01440764" / "a.JPEG")
     said = (r"^--labels is for a flat folder of images \(the ImageNet val layout\); data folder "
-            f"{folders} has 1 subfolders and no images at its top: for class folders, drop --labels "
+            f"{folders} has 1 subfolder and no images at its top: for class folders, drop --labels "
             r"\(the folder names are the labels\)$")
     with pytest.raises(DataError, match=said):
         scan_folder(folders, other)
@@ -195,7 +195,7 @@ def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         scan_folder(tmp_path)
     (tmp_path / "n01440764").mkdir()
-    with pytest.raises(DataError, match="1 class folders but no image files"):
+    with pytest.raises(DataError, match="has 1 class folder but no image files"):
         scan_folder(tmp_path)
 
 
@@ -413,7 +413,7 @@ def test_released_videos_keep_their_listed_names(tmp_path):
     assert all(path.is_file() for path in sources[0].paths(videos, range(len(videos))))
     check_released_sources(sources, videos, data=False, whole=True)
     (tmp_path / "rotate_2" / "n01440764" / "ILSVRC2012_val_00000003.mp4").write_bytes(b"")
-    with pytest.raises(DataError, match=r"rotate_2 holds 1 images beyond the 2 of .*rotate, the run's "
+    with pytest.raises(DataError, match=r"rotate_2 holds 1 image beyond the 2 of .*rotate, the run's "
                                         r"\(n01440764/ILSVRC2012_val_00000003.mp4\)"):
         check_released_sources(sources, videos, data=False, whole=True)
     check_released_sources(sources, videos, data=False, whole=False)  # a --limit takes some of them

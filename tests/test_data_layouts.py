@@ -53,7 +53,7 @@ def test_a_data_path_that_is_not_utf8_is_a_usage_error(tmp_path):
 def test_images_beside_class_folders_are_not_left_out_unsaid(folder):
     """A half-sorted val folder: the images at its top were dropped and the run said nothing."""
     shutil.copy(next((folder / WNIDS[0]).iterdir()), folder / "ILSVRC2012_val_00000001.JPEG")
-    with pytest.raises(DataError, match=r"holds 1 images at its top beside 3 class folders: they have no "
+    with pytest.raises(DataError, match=r"holds 1 image at its top beside 3 class folders: they have no "
                                         r"class\. Move them into their class folders"):
         scan_folder(folder)
     (folder / "ILSVRC2012_val_00000001.JPEG").unlink()

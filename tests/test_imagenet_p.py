@@ -194,6 +194,17 @@ def test_a_damaged_released_video_stops_the_run_with_the_shards_before_it_stored
     assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.stderr.split())
 
 
+def test_a_video_of_the_wrong_length_is_said_in_words(tmp_path):
+    """One frame is "1 frame", not "1 frames"."""
+    from robustbench_gcp.data.video import VideoFiles
+
+    short = tmp_path / "short.mp4"
+    write_mp4(short, moving_blocks(1))
+    video, position, error = VideoFiles([short], frames=31, size=224)[0]
+    assert video.shape == (31, 3, 224, 224) and position == 0
+    assert error == f"video {short} has 1 frame of 224x224 px, expected 31 of 224x224"
+
+
 def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     store = tmp_path / "s.db"
     selection = ("--perturbations", "translate,rotate,brightness")

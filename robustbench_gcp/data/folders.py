@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from robustbench_gcp.errors import ConfigError, DataError, listed, not_utf8
+from robustbench_gcp.errors import ConfigError, DataError, counted, listed, not_utf8
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -206,20 +206,20 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     top = [entry for entry in os.scandir(root) if not entry.name.startswith(".")]
     n_flat = sum(1 for entry in top if entry.is_file() and entry.name.lower().endswith(extensions))
     if class_dirs and n_flat:  # a half-sorted val folder: those images were left out, unsaid
-        raise DataError(f"data folder {root} holds {n_flat} images at its top beside {len(class_dirs)} "
-                        "class folders: they have no class. Move them into their class folders (an "
-                        "unfinished sort of the val images?) or out of the folder")
+        raise DataError(f"data folder {root} holds {counted(n_flat, 'image')} at its top beside "
+                        f"{counted(len(class_dirs), 'class folder')}: they have no class. Move them into "
+                        "their class folders (an unfinished sort of the val images?) or out of the folder")
     if not class_dirs:
         hint = _layout_hint(root)
         if n_flat:
             raise DataError(hint or (
-                f"data folder {root} holds {n_flat} images but no class folders: for the flat "
+                f"data folder {root} holds {counted(n_flat, 'image')} but no class folders: for the flat "
                 "ImageNet val layout give the ground truth with --labels "
                 "(LOC_val_solution.csv or a '<file> <index>' list)"
             ))
         if folders:
-            raise DataError(f"data folder {root} has {len(folders)} class folders but no image files "
-                            f"({', '.join(extensions)})")
+            raise DataError(f"data folder {root} has {counted(len(folders), 'class folder')} but no image "
+                            f"files ({', '.join(extensions)})")
         if hint:
             raise DataError(hint)
         if top:
@@ -371,8 +371,8 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
         folders = subfolders(root)
         if folders:
             raise DataError(f"--labels is for a flat folder of images (the ImageNet val layout); data folder "
-                            f"{root} has {len(folders)} subfolders and no images at its top: for class "
-                            "folders, drop --labels (the folder names are the labels)")
+                            f"{root} has {counted(len(folders), 'subfolder')} and no images at its top: for "
+                            "class folders, drop --labels (the folder names are the labels)")
         raise DataError(f"data folder {root} has no image files")
     for name in files:
         check_utf8(root / name, "image file")
@@ -513,9 +513,10 @@ def check_released_files(folder: Path, paths: Sequence[Path], *, first: Path | N
                         f"images of {first}, the run's ({listed(missing)}){said}: every released folder "
                         "holds the same images; complete it, or pick complete ones")
     if extra:
-        raise DataError(f"released folder {folder} holds {len(extra)} images beyond the {len(paths)} of "
-                        f"{first}, the run's ({listed(extra)}): {first} lacks them (a partial "
-                        "extraction?); complete it, or pick complete ones")
+        raise DataError(f"released folder {folder} holds {counted(len(extra), 'image')} beyond the "
+                        f"{len(paths)} of {first}, the run's ({listed(extra)}): {first} lacks "
+                        f"{'it' if len(extra) == 1 else 'them'} (a partial extraction?); complete it, or "
+                        "pick complete ones")
 
 
 def first_image(folder: Path, extensions: tuple[str, ...] = IMG_EXTENSIONS) -> Path | None:

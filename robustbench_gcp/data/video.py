@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from robustbench_gcp.data.loader import started
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import DataError, counted
 
 
 def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
@@ -154,7 +154,7 @@ class VideoFiles(Dataset):
             video = read_video(self.paths[position])
             if video.shape[0] != self.frames or video.shape[1:3] != (self.size, self.size):
                 raise DataError(
-                    f"video {self.paths[position]} has {video.shape[0]} frames of "
+                    f"video {self.paths[position]} has {counted(video.shape[0], 'frame')} of "
                     f"{video.shape[2]}x{video.shape[1]} px, expected {self.frames} of {self.size}x{self.size}"
                 )
         except DataError as error:
