@@ -205,6 +205,36 @@ def test_a_video_of_the_wrong_length_is_said_in_words(tmp_path):
     assert error == f"video {short} has 1 frame of 224x224 px, expected 31 of 224x224"
 
 
+def test_unreadable_videos_are_said_plainly(tmp_path):
+    """No video stream was "tuple index out of range"; an empty or cut file repeated FFmpeg's
+    errno and the path ("[Errno 1094995529] Invalid data found when processing input: '<path>'");
+    a folder named .mp4 "did not exist"."""
+    import av
+
+    from robustbench_gcp.data.video import read_video
+
+    sound = tmp_path / "sound.mp4"
+    with av.open(str(sound), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    whole, cut, empty, folder = (tmp_path / f"{name}.mp4" for name in ("whole", "cut", "empty", "folder"))
+    write_mp4(whole, moving_blocks(31))
+    cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])  # the moov box is at the end
+    empty.write_bytes(b"")
+    folder.mkdir()
+    said = {sound: f"video {sound} has no video stream (its streams: audio)",
+            cut: f"cannot decode video {cut}: Invalid data found when processing input (moov atom not found)",
+            empty: f"video {empty} is empty (0 bytes)", folder: f"video {folder} is a folder, not a file",
+            tmp_path / "gone.mp4": f"video {tmp_path / 'gone.mp4'} does not exist"}
+    for path, message in said.items():
+        with pytest.raises(DataError) as caught:
+            read_video(path)
+        assert str(caught.value) == message
+
+
 def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     store = tmp_path / "s.db"
     selection = ("--perturbations", "translate,rotate,brightness")
