@@ -235,6 +235,24 @@ def test_unreadable_videos_are_said_plainly(tmp_path):
         assert str(caught.value) == message
 
 
+def test_every_released_folder_has_frames_of_the_benchmarks_size_before_compute(demo_val, tmp_path):
+    """Only the first selected folder's first video was checked: a later folder of 64 px videos
+    failed the run when its turn came, after the folders before it were computed."""
+    images = scan_folder(demo_val, class_order="sorted").limit(10)
+    released = tmp_path / "ImageNet-P"
+    for name in images.names:
+        stem = name.rsplit(".", 1)[0]
+        write_mp4(released / "translate" / f"{stem}.mp4", moving_blocks(41))
+        write_mp4(released / "rotate" / f"{stem}.mp4", moving_blocks(31)[:, :64, :64])
+    first_small = sorted((released / "rotate").glob("*/*.mp4"))[0]
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *map(str, p_args(
+        demo_val, tmp_path / "s.db", "--perturbations", "translate,rotate", "--corrupted-dir", released))])
+    assert result.exit_code == 1 and not (tmp_path / "s.db").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: released video {first_small} has frames of 64x64 px, but ImageNet-P's are 224x224: is "
+        "--corrupted-dir the right folder?")
+
+
 def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     store = tmp_path / "s.db"
     selection = ("--perturbations", "translate,rotate,brightness")

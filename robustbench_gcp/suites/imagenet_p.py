@@ -404,13 +404,13 @@ class ImageNetPSuite(LevelledSuite):
         if selection.preset == "cifar":  # CIFAR-10-P: <root>/<p>[_d].npy, checked from the headers
             self._check_arrays(selection)
             return
-        check_released(root, [perturbed_dir(root, p, d)
-                              for p in selection.perturbations for d in selection.difficulties],
-                       "--perturbations / --difficulties")
+        folders = [perturbed_dir(root, p, d) for p in selection.perturbations for d in selection.difficulties]
+        check_released(root, folders, "--perturbations / --difficulties")
         from robustbench_gcp.data.video import check_frame_size
 
-        check_frame_size(perturbed_dir(root, selection.perturbations[0], selection.difficulties[0]),
-                         selection.dataset.released_size, perturbed_name(selection.dataset))
+        for folder in dict.fromkeys(folders):  # the first video of each, its header alone: a folder of
+            # another size failed the run when its turn came, after the folders before it were computed
+            check_frame_size(folder, selection.dataset.released_size, perturbed_name(selection.dataset))
 
     def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
