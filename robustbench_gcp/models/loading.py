@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, listed
+from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, counted, listed
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
     Layout,
@@ -82,13 +82,9 @@ class KeyReport:
             return f" (first: {shown})" if items else ""
 
         mism = [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in self.mismatched]
-        return (f"{_count(self.missing, 'missing key')}{some(self.missing)}; "
-                f"{_count(self.unexpected, 'unexpected key')}{some(self.unexpected)}; "
-                f"{_count(self.mismatched, 'shape mismatch', 'es')}{some(tuple(mism))}")
-
-
-def _count(items, noun: str, plural: str = "s") -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else plural}"
+        return (f"{counted(len(self.missing), 'missing key')}{some(self.missing)}; "
+                f"{counted(len(self.unexpected), 'unexpected key')}{some(self.unexpected)}; "
+                f"{counted(len(self.mismatched), 'shape mismatch', 'es')}{some(tuple(mism))}")
 
 
 @dataclass
