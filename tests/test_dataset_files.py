@@ -443,3 +443,21 @@ def test_tiny_c_labels_and_names(tmp_path):
         scan_tiny_imagenet_c(root, "fog", 3, classes=TINY_WNIDS[1:])
     with pytest.raises(DataError, match="has no fog/4"):
         scan_tiny_imagenet_c(root, "fog", 4)
+
+
+def test_a_released_folder_of_the_other_layout_says_so(tmp_path):
+    """CIFAR's arrays given for ImageNet-C / -P folders, and image folders for CIFAR's arrays: the
+    errors said only what was missing (audit)."""
+    from robustbench_gcp.data.array_files import released_npy
+    from robustbench_gcp.data.folders import check_released
+
+    arrays, folders = tmp_path / "CIFAR-10-P", tmp_path / "ImageNet-C"
+    arrays.mkdir()
+    np.save(arrays / "brightness.npy", np.zeros((1, 31, 32, 32, 3), np.uint8))
+    (folders / "fog" / "1" / "n01440764").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"holds brightness\.npy: released CIFAR-10-C / -P arrays, read with "
+                                        "--dataset cifar10"):
+        check_released(arrays, [arrays / "brightness"], "--perturbations")
+    with pytest.raises(DataError, match=r"no <corruption>\.npy files but folders \(fog\): the released image "
+                                        "or video folders"):
+        released_npy(folders, "fog")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustbench_gcp.data.folders import ImageList
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.data.folders import ImageList, subfolders
+from robustbench_gcp.errors import DataError, listed
 
 try:  # numpy >= 2 (and 1.26's forward alias); numpy.core is deprecated there
     from numpy._core.multiarray import _reconstruct
@@ -259,8 +259,11 @@ def _existing_npy(path: Path, what: str, item: str) -> Path:
     """``path`` if it is a file, else a DataError listing the ``<item>.npy`` files of its folder."""
     if not path.is_file():
         have = ", ".join(sorted(p.stem for p in path.parent.glob("*.npy") if p.name != LABELS_NPY))
+        folders = [] if have or not path.parent.is_dir() else sorted(subfolders(path.parent))
+        layout = (f" but folders ({listed(folders, 3)}): the released image or video folders of ImageNet-C "
+                  "/ -P or Tiny-ImageNet-C / -P, not CIFAR's arrays (check --dataset)" if folders else "")
         raise DataError(f"{what} file {path} does not exist; the folder has "
-                        f"{have or f'no <{item}>.npy files'}")
+                        f"{have or f'no <{item}>.npy files'}{layout}")
     return path
 
 

@@ -452,8 +452,11 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
     folders = list(dict.fromkeys(folders))
     missing = [str(f.relative_to(root)) for f in folders if not f.is_dir()]
     if missing:
+        arrays = sorted(path.name for path in root.glob("*.npy"))
+        hint = (f" ({root} holds {listed(arrays, 3)}: released CIFAR-10-C / -P arrays, read with --dataset "
+                "cifar10 or cifar100)" if arrays and len(missing) == len(folders) else "")
         raise DataError(f"{root} lacks {len(missing)} of the selected folders ({listed(missing)}); pick "
-                        f"the ones you have with {flags}")
+                        f"the ones you have with {flags}{hint}")
     if not folders:
         return
     first = {name for name in subfolders(folders[0]) if _holds_files(folders[0] / name)}
