@@ -90,6 +90,8 @@ class DataPaths:
         said = "; and ".join(missing for _, missing in located)
         if any(path is None for path, _ in located):  # a relative path without a root
             return ConfigError(f"{said}: set {DATA_VARIABLE} or datasets.root")
+        if self.root is None:  # absolute paths
+            return ConfigError(f"{said} (set {DATA_VARIABLE} to where your data lives, or give --data)")
         return ConfigError(f"{said} (relative paths are under the data root {self.root}, from "
                            f"{self.root_from}; set {DATA_VARIABLE} to where your data lives, or give --data)")
 
@@ -215,15 +217,15 @@ def parse_config(data: Any, path: Path) -> Config:
     top = check.mapping(data, "", {"models", "suites", "baselines", "datasets"})
     models = {
         name: _model(check, name, value)
-        for name, value in check.mapping(top.get("models") or {}, "models").items()
+        for name, value in check.entries(top.get("models"), "models").items()
     }
     suites = {
         name: _suite(check, name, value)
-        for name, value in check.mapping(top.get("suites") or {}, "suites").items()
+        for name, value in check.entries(top.get("suites"), "suites").items()
     }
     baselines = {
         name: _baseline(check, name, value)
-        for name, value in check.mapping(top.get("baselines") or {}, "baselines").items()
+        for name, value in check.entries(top.get("baselines"), "baselines").items()
     }
     return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines,
                   data=_datasets(check, top.get("datasets") or {}, path))
@@ -269,7 +271,7 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         if checkpoint.startswith("package:"):
             checkpoint = str(package_resource(checkpoint.removeprefix("package:")))
         elif "://" not in checkpoint:
-            checkpoint = str((check.path.parent / Path(checkpoint).expanduser()).resolve())
+            checkpoint = str((check.path.resolve().parent / Path(checkpoint).expanduser()).resolve())
         elif (problem := unsupported_scheme(checkpoint)) is not None:
             check.fail(f"{where}.checkpoint", problem)
     sha256 = value.get("sha256")

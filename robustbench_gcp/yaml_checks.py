@@ -39,6 +39,18 @@ class Checker:
                 self.fail(join_key(where, key), f"unknown key '{key}'.{suggest(key, sorted(allowed))}")
         return value
 
+    def entries(self, value: Any, where: str) -> dict:
+        """A section of entries by name (``models:``; empty when null, but ``[]`` or ``0`` is no
+        mapping), every name one that commands can take: not empty, no whitespace, and none of
+        ``, = [ ]`` (lists, ``--model NAME=CHECKPOINT`` and run labels ``NAME[seed=1]`` use them:
+        ``a,b`` was listed but could not be asked for)."""
+        section = {} if value is None else self.mapping(value, where)
+        for name in section:
+            if not name or any(c.isspace() or c in ",=[]" for c in name):
+                self.fail(join_key(where, name), f"the name {name!r} cannot be given on the command line: "
+                          "use letters, digits and - _ . : / (no spaces, commas, '=' or brackets)")
+        return section
+
     def string(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value:
             self.fail(where, f"expected a non-empty string, got {describe_value(value)}")

@@ -43,6 +43,12 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
           mine: {arch: resnet18-gap, checkpoint: ckpt/r18.pth}
     """)
     assert load_config(path).model("mine").checkpoint == str((tmp_path / "ckpt" / "r18.pth").resolve())
+    # through a symbolic link (as the package's resources/benchmarks.yaml is), against the file
+    # it links to, as datasets.root and the error messages (it was the link's folder)
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "linked.yaml"
+    link.symlink_to(path)
+    assert load_config(link).model("mine").checkpoint == str((tmp_path / "ckpt" / "r18.pth").resolve())
 
 
 @pytest.mark.parametrize(
@@ -89,6 +95,13 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
          "baselines.b.imagenet_c.fog: expected 5 errors (severities 1..5), got 2"),
         ("- just\n- a list\n", "top level: expected a mapping, got list"),
+        # names the command line cannot take (listed, then refused or misread by eval / report)
+        ("suites:\n  'c,d': {kind: clean}\n", "suites.c,d: the name 'c,d' cannot be given on the command"),
+        ("models:\n  'mine=v2': {arch: resnet18-gap}\n", "models.mine=v2: the name 'mine=v2' cannot be"),
+        ("models:\n  'x[seed=1]': {arch: resnet18-gap}\n", "the name 'x[seed=1]' cannot be given"),
+        ("baselines:\n  'my base': {clean_error: 0.5}\n", "the name 'my base' cannot be given"),
+        ("suites:\n  '': {kind: clean}\n", "the name '' cannot be given"),
+        ("suites: []\n", "suites: expected a mapping, got list"),  # was read as no suites
     ],
 )
 def test_mistakes_name_the_key(tmp_path, text, message):
