@@ -617,3 +617,22 @@ def test_eval_and_report_give_the_same_absolute_data_path(demo_val, tmp_path, mo
     reported = run("report", "--store", store, "--format", "json", "--no-intervals")
     (stored,) = json.loads(reported.stdout)["reports"]
     assert evaluated["data"] == stored["data"] == str(demo_val)
+
+
+def test_a_config_without_the_default_baseline(demo_val, tmp_path):
+    """A config of your own without `baselines:` refused every ImageNet-C run ("unknown baseline
+    'alexnet'"), though models of other classes never divide by it; ImageNet's 1000 classes need
+    it, and say so (audit)."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("models:\n  mine: {arch: demo-gap, checkpoint: 'package:demo/demo-gap.pth'}\n"
+                      "suites:\n  imagenet-c: {kind: imagenet-c}\n")
+    common = ["--config", config, "--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1,
+              "--data", demo_val, "--class-order", "sorted", "--store", tmp_path / "s.db", "--limit", 4,
+              "--workers", 0]
+    ten = CliRunner().invoke(main, [str(a) for a in ["eval", "--model", "mine", *common, "--format", "json"]])
+    assert ten.exit_code == 0, ten.output
+    assert json.loads(ten.stdout)["metrics"]["mCE"] is None
+    thousand = CliRunner().invoke(main, [str(a) for a in ["eval", "--model", "resnet18-gap",
+                                                          "--random-weights", *common]])
+    assert thousand.exit_code == 2
+    assert "`--baseline alexnet` (the default) is not among this config's baselines" in thousand.output

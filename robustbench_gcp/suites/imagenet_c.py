@@ -23,7 +23,7 @@ from robustbench_gcp.data.datasets import (
 from robustbench_gcp.data.folders import check_released, corrupted_cell_dir
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import ConfigError, UnknownNameError, listed
-from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
+from robustbench_gcp.metrics import DEFAULT_BASELINE, Baseline, corruption_errors, mean_corruption_error
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, canonical_json
@@ -342,12 +342,19 @@ class ImageNetCSuite(LevelledSuite):
         )
 
     def check_baseline(self, name: str, baselines, store_path: Path) -> None:
-        """benchmarks.yaml's (ImageNet), or stored with ``gcp-robust baseline`` (the others')."""
-        check_stored_baseline(name, baselines, store_path)
+        """benchmarks.yaml's (ImageNet), or stored with ``gcp-robust baseline`` (the others'). The
+        default may be missing from a config of your own: models of other classes and the small
+        datasets do without it, and ImageNet's 1000 classes say so (:meth:`check_normalizers`)."""
+        check_stored_baseline(name, {*baselines, DEFAULT_BASELINE}, store_path)
 
     def check_normalizers(self, names, baselines, selection: ImageNetCSelection) -> None:
         """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty."""
         if selection.dataset.alexnet_normalized and not set(names) & set(baselines):
+            if DEFAULT_BASELINE in names and DEFAULT_BASELINE not in baselines:
+                raise ConfigError(f"`--baseline {DEFAULT_BASELINE}` (the default) is not among this config's "
+                                  "baselines, and ImageNet-C on ImageNet images needs published errors to "
+                                  "divide by: add its baselines entry back (the shipped benchmarks.yaml's), "
+                                  "or give --baseline NAME of one it has")
             raise ConfigError(f"`--baseline {','.join(names)}` cannot normalize ImageNet-C on ImageNet "
                               "images: benchmarks.yaml's published errors do (e.g. alexnet); a baseline "
                               "stored with `gcp-robust baseline` normalizes CIFAR-C, Tiny-ImageNet-C and "
