@@ -36,7 +36,7 @@ def models_cmd(config, as_json) -> None:
                           "input": f"{info.input_size}px", "published_top1": top1.get(name)})
     model_rows = [
         {"name": spec.name, "arch": spec.arch, "checkpoint": spec.checkpoint, "sha256": spec.sha256,
-         **{k: spec.published.get(k) for k in ("top1", "mCE", "relative_mCE", "mFR", "mT5D")}}
+         **{k: spec.published.get(k) for k in PUBLISHED}}
         for spec in cfg.models.values()
     ]
     if as_json:
@@ -50,11 +50,14 @@ def models_cmd(config, as_json) -> None:
         Column("name", justify="left"), Column("head", justify="left"), Column("params", fmt=","),
         Column("input"), Column("published_top1", "published top-1 %", ".2f")],
         title="Architectures (registry names)")
+    figures = [Column("top1", "top-1", ".2f"), Column("top5", "top-5", ".2f"),
+               Column("clean_error", "clean err", ".2f"), Column("mCE", fmt=".1f"),
+               Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"), Column("mT5D", fmt=".1f")]
+    optional = {"top5", "clean_error"}  # shown where some model quotes them
     configured = rich_table(model_rows, [
         Column("name", justify="left"), Column("arch", justify="left"),
-        Column("checkpoint", justify="left", wrap=True), Column("top1", "top-1", ".2f"),
-        Column("mCE", fmt=".1f"), Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"),
-        Column("mT5D", fmt=".1f")],
+        Column("checkpoint", justify="left", wrap=True),
+        *[c for c in figures if c.key not in optional or any(row[c.key] is not None for row in model_rows)]],
         title=f"Models of {cfg.path} (published numbers, %)", caption=no_top1_note(cfg.models.values()))
     print_renderable(Group(architectures, configured), None)
 
@@ -63,8 +66,14 @@ def no_top1_note(specs) -> str | None:
     """Why a model's top-1 is "-" next to published robustness numbers: the results quoted for
     it (the ImageNet-C / -P tables of the GCP papers) give none, so none is made up; None when
     every model with published numbers has its top-1."""
-    names = [spec.name for spec in specs if spec.published and "top1" not in spec.published]
-    if not names:
+    lacking = [spec for spec in specs if spec.published and "top1" not in spec.published]
+    if not lacking:
         return None
-    return (f"top-1 -: the published results quoted for {', '.join(names)} give their mCE and mFR "
-            "but no ImageNet top-1")
+    given = [key for key in PUBLISHED if any(key in spec.published for spec in lacking)]
+    return (f"top-1 -: the published results quoted for {', '.join(spec.name for spec in lacking)} give "
+            f"{', '.join(PUBLISHED[key] for key in given)} but no ImageNet top-1")
+
+
+#: benchmarks.yaml's published figures, as the note names them
+PUBLISHED = {"top1": "top-1", "top5": "top-5", "clean_error": "the clean error", "mCE": "mCE",
+             "relative_mCE": "relative mCE", "mFR": "mFR", "mT5D": "mT5D"}
