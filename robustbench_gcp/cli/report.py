@@ -22,7 +22,9 @@ from robustbench_gcp.cli.options import (
                    "its runs; default: every model stored).")
 @click.option("--suite", "suites", multiple=True, metavar="NAME",
               help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all). A "
-                   "suite with a dataset (cifar10-c) reports ImageNet-C / -P runs on that dataset only.")
+                   "suite stands for its kind and dataset: every stored cell of that kind is reported, "
+                   "not only its entry's corruptions or settings; one with a dataset (cifar10-c) reports "
+                   "ImageNet-C / -P runs on that dataset only.")
 @format_option
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="long", show_default=True,
