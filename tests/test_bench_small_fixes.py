@@ -173,3 +173,21 @@ def test_fidelity_measures_on_the_uint8_levels_the_references_take():
     rows = fidelity(["impulse_noise", "contrast"], images=2, seeds=1, severities=[1, 5], size=64)
     assert [(r["corruption"], r["severity"], r["mad"], r["max_abs"]) for r in rows] == [
         (name, severity, 0.0, 0.0) for name in ("impulse_noise", "contrast") for severity in (1, 5)]
+
+
+def test_bench_commands_take_a_config_of_your_own(scaling_calls, image_folder, tmp_path):
+    """benchmarks.yaml's header says every command that reads it takes --config: bench attack,
+    landscape and scaling read it without one, so a model or suite of your own file could not be
+    benchmarked (audit)."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("models:\n  mine: {arch: demo-gap, checkpoint: 'package:demo/demo-gap.pth'}\n"
+                      "suites:\n  myc: {kind: imagenet-c, corruptions: [fog], severities: [1]}\n")
+    attack = run("bench", "attack", "--config", str(config), "--model", "mine", "--images", "2",
+                 "--batch-size", "2", "--steps", "1", "--repeats", "1", "--device", "cpu", "--json")
+    assert attack.exit_code == 0, attack.output
+    assert "unknown model" in run("bench", "landscape", "--model", "mine").output  # not the shipped file's
+    scaled = run("bench", "scaling", "--config", str(config), "--model", "mine", "--suite", "myc",
+                 "--data", str(image_folder), "--corruptions", "fog", "--severities", "1")
+    assert scaled.exit_code == 0, scaled.output
+    for args in scaling_calls:
+        assert args[args.index("--config") + 1] == str(config) and args[args.index("--suite") + 1] == "myc"

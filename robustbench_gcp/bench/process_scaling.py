@@ -57,8 +57,9 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
             "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
 
 
-def takes_corruptions(suite: str) -> bool:
-    """Whether ``suite`` of the shipped benchmarks.yaml takes ``--corruptions`` and ``--severities``.
+def takes_corruptions(suite: str, config: str | None = None) -> bool:
+    """Whether ``suite`` of benchmarks.yaml (``config``; None: the shipped one) takes
+    ``--corruptions`` and ``--severities``.
 
     Raises:
         UnknownNameError: ``suite`` is not in benchmarks.yaml.
@@ -66,7 +67,7 @@ def takes_corruptions(suite: str) -> bool:
     from robustbench_gcp.config import load_config
     from robustbench_gcp.suites import get_suite
 
-    taken = {flag.name for flag in get_suite(load_config().suite(suite).kind).flags}
+    taken = {flag.name for flag in get_suite(load_config(config).suite(suite).kind).flags}
     return {"corruptions", "severities"} <= taken
 
 
@@ -74,7 +75,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
             suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
-            threads: int = 1, processes: int = 2) -> list[dict]:
+            threads: int = 1, processes: int = 2, config: str | Path | None = None) -> list[dict]:
     """Images per second of the same evaluation with 1 process and with ``processes``.
 
     Args:
@@ -82,7 +83,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
         data: image folder (default: the embedded demo data, generated in a temporary folder).
         class_order: ``eval``'s ``--class-order`` for ``data`` (None: the dataset's; the demo data
             is always ``sorted``).
-        suite: a suite of the shipped benchmarks.yaml.
+        suite: a suite of benchmarks.yaml (``config``; None: the shipped one).
         corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
             when the suite has corruptions.
         limit: class-balanced subset of the images (None: all).
@@ -108,7 +109,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
     device = resolve_device(device)
     if limit is not None:
         check_integer("limit", limit)
-    has_corruptions = takes_corruptions(suite)  # --corruptions / --severities go only to such a suite
+    has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
             from robustbench_gcp.data.demo_images import build_demo_dataset
@@ -119,6 +120,7 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
         rows = []
         for n in (1, processes):
             args = ["eval", "--model", model, "--suite", suite, "--data", data,
+                    *(["--config", str(config)] if config is not None else []),
                     *(["--class-order", class_order] if class_order else []),
                     "--store", str(Path(tmp) / f"store-{n}.db"), "--device", str(device),
                     "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",

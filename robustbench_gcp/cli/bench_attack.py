@@ -22,8 +22,8 @@ from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option
-def bench_attack(model, checkpoint, random_weights, device, batch_size, images, steps, epsilon, repeats,
-                 as_json) -> None:
+def bench_attack(config, model, checkpoint, random_weights, device, batch_size, images, steps, epsilon,
+                 repeats, as_json) -> None:
     """Images per second of PGD-Linf through the suite (foolbox, with its bookkeeping:
     clean pass, seeded per-image random starts, projection, success pass) and through
     a plain PyTorch loop doing the same steps (clean pass, batch random start, sign
@@ -44,7 +44,8 @@ def bench_attack(model, checkpoint, random_weights, device, batch_size, images, 
     eps = parse_epsilon(epsilon, "--epsilon")
     check_epsilons("pgd-linf", [eps])
     dev = resolve_device(device)
-    choice = choose_model(load_config(), model, checkpoint=checkpoint, random_weights=random_weights, seed=0)
+    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
+                          seed=0)
     net = load_chosen(choice, dev)
     rows = pgd_speed(net, dev, images=images, batch_size=batch_size, steps=steps, epsilon=eps,
                      repeats=repeats)

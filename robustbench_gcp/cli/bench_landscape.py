@@ -25,7 +25,7 @@ from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option
-def bench_landscape(model, checkpoint, random_weights, device, batch_size, images, at, etas, repeats,
+def bench_landscape(config, model, checkpoint, random_weights, device, batch_size, images, at, etas, repeats,
                     as_json) -> None:
     """Images per second of the landscape suite (stem computed once per image, the K perturbed
     copies of each image stacked along the batch dimension, weights frozen) and of the naive
@@ -47,7 +47,8 @@ def bench_landscape(model, checkpoint, random_weights, device, batch_size, image
 
     steps = parse_etas(etas) if etas is not None else DEFAULT_ETAS[at]
     dev = resolve_device(device)
-    choice = choose_model(load_config(), model, checkpoint=checkpoint, random_weights=random_weights, seed=0)
+    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
+                          seed=0)
     net = load_chosen(choice, dev)
     if at == "stem":
         from robustbench_gcp.models.stems import split_at_stem, stem_family

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, NonEmptyPath, class_order_option, device_option, json_option
+from robustbench_gcp.cli.options import (
+    COUNT,
+    NonEmptyPath,
+    class_order_option,
+    config_option,
+    device_option,
+    json_option,
+)
 
 
 @click.command("scaling")
+@config_option
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
 @click.option("--data", type=NonEmptyPath(), default=None, metavar="DIR",
               help="Images (default: the embedded demo data, generated in a temporary folder).")
@@ -33,7 +41,7 @@ from robustbench_gcp.cli.options import COUNT, NonEmptyPath, class_order_option,
 @click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
               help="Processes of the parallel run.")
 @json_option
-def bench_scaling(model, data, class_order, suite, corruptions, severities, limit, device, batch_size,
+def bench_scaling(config, model, data, class_order, suite, corruptions, severities, limit, device, batch_size,
                   shard_size, threads, processes, as_json) -> None:
     """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
 
@@ -50,14 +58,14 @@ def bench_scaling(model, data, class_order, suite, corruptions, severities, limi
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("corruptions", "severities")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-    if given and not takes_corruptions(suite):
+    if given and not takes_corruptions(suite, config):
         verb = "do" if len(given) > 1 else "does"
         raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
                                "corruptions")
     device = resolve_device(device)  # the title names the device used, not "auto"
     rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
                    severities=severities, limit=limit, device=device, batch_size=batch_size,
-                   shard_size=shard_size, threads=threads, processes=processes)
+                   shard_size=shard_size, threads=threads, processes=processes, config=config)
     emit(rows, [Column("processes"), Column("images"), Column("seconds", fmt=".2f"),
                 Column("images_per_s", "images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",

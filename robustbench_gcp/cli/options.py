@@ -464,6 +464,7 @@ def _plot_folder(ctx, param, value):
 
 #: the model of a `bench` command that runs one (attack, landscape), with its weights and device
 bench_model_options = _compose(
+    config_option,
     click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
     click.option("--checkpoint", default=None, callback=_not_empty,
                  help="Weights (default: the model's in benchmarks.yaml)."),
