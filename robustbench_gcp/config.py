@@ -264,7 +264,8 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
     from robustbench_gcp.models import list_models
 
     if arch not in list_models():
-        check.fail(f"{where}.arch", f"unknown architecture '{arch}'.{suggest(arch, list_models())}")
+        given = "" if "arch" in value else " (no arch: given, so the entry's name is taken as one)"
+        check.fail(f"{where}.arch", f"unknown architecture '{arch}'{given}.{suggest(arch, list_models())}")
     checkpoint = value.get("checkpoint")
     if checkpoint is not None:
         checkpoint = check.string(checkpoint, f"{where}.checkpoint")
@@ -303,7 +304,8 @@ def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
     value = check.mapping(value or {}, where)
     kind = check.string(value.get("kind", name), f"{where}.kind")
     if kind not in suite_kinds():
-        check.fail(f"{where}.kind", f"unknown suite kind '{kind}'.{suggest(kind, suite_kinds())}")
+        given = "" if "kind" in value else " (no kind: given, so the entry's name is taken as one)"
+        check.fail(f"{where}.kind", f"unknown suite kind '{kind}'{given}.{suggest(kind, suite_kinds())}")
     suite = get_suite(kind)
     check.mapping(value, where, suite.config_keys() | {"dataset"})
     spec = suite.parse(check, name, value, where)

@@ -636,3 +636,22 @@ def test_a_config_without_the_default_baseline(demo_val, tmp_path):
                                                           "--random-weights", *common]])
     assert thousand.exit_code == 2
     assert "`--baseline alexnet` (the default) is not among this config's baselines" in thousand.output
+
+
+def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
+    """A baselines entry of benchmarks.yaml lacking a corruption left its CE and the mCE empty
+    without a word (audit)."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("suites:\n  imagenet-c: {kind: imagenet-c}\nbaselines:\n  mybase:\n"
+                      "    clean_error: 0.5\n    imagenet_c:\n      fog: [0.9, 0.9, 0.9, 0.9, 0.9]\n")
+    result = CliRunner().invoke(main, [str(a) for a in [
+        "eval", "--config", config, "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c",
+        "--corruptions", "fog,brightness", "--severities", 1, "--data", demo_val, "--class-order", "sorted",
+        "--store", tmp_path / "s.db", "--limit", 4, "--workers", 0, "--baseline", "mybase", "--format",
+        "json"]])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {e["corruption"]: e["CE"] is None for e in report["per_corruption"]} == {"fog": False,
+                                                                                    "brightness": True}
+    assert ("CE left empty for brightness: baseline 'mybase' of benchmarks.yaml has no errors for them (add "
+            "them to its imagenet_c)") in report["notes"]
