@@ -655,3 +655,6 @@ def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
                                                                                     "brightness": True}
     assert ("CE left empty for brightness: baseline 'mybase' of benchmarks.yaml has no errors for them (add "
             "them to its imagenet_c)") in report["notes"]
+    # and the mean over two corruptions is no mCE (the note said "mCE averages" beside an empty mCE)
+    assert report["metrics"]["mCE"] is None
+    assert any(note.startswith("the means average 2 of the 15") for note in report["notes"])

@@ -183,7 +183,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     metrics = mean_corruption_error(summaries, benchmark)
     notes = [uneven] if uneven else []
     if metrics["missing"] and metrics["corruptions"]:
-        what = "mCE averages" if dataset.alexnet_normalized else "the means average"
+        what = "mCE averages" if metrics.get("mCE") is not None else "the means average"
         notes.append(
             f"{what} {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
             f"corruptions; missing: {', '.join(metrics['missing'])}"
