@@ -109,7 +109,11 @@ class DataPaths:
             path = self.root / path
         if (shown := not_utf8(path)) is not None:  # $GCP_ROBUST_DATA, HOME: the store cannot hold it
             return None, f"datasets.{dataset}.{kind}: {shown} has a name that is not UTF-8 (rename it)"
-        return path, None if path.exists() else f"datasets.{dataset}.{kind}: {path} does not exist"
+        if path.exists():
+            return path, None
+        variables = (f" (environment variables are not expanded: {DATA_VARIABLE} sets the data root)"
+                     if "$" in str(path) else "")
+        return path, f"datasets.{dataset}.{kind}: {path} does not exist{variables}"
 
 
 @dataclass(frozen=True)

@@ -375,6 +375,14 @@ def test_data_paths_errors_name_the_key_and_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_VARIABLE, str(tmp_path / "data"))
     elsewhere = parse({"root": "elsewhere", "cifar10": {"clean": "cifar"}})
     assert elsewhere.data.path("cifar10") == tmp_path / "data" / "cifar"
+    # an absolute path that is not there: no word of a data root (it said "the data root None"); a
+    # variable in it is not expanded, and said so
+    monkeypatch.delenv(DATA_VARIABLE)
+    with pytest.raises(ConfigError) as info:
+        parse({"cifar10": {"clean": str(tmp_path / "gone")}}).data.path("cifar10")
+    assert "None" not in str(info.value) and str(tmp_path / "gone") in str(info.value)
+    with pytest.raises(ConfigError, match=f"environment variables are not expanded: {DATA_VARIABLE} sets"):
+        parse({"cifar10": {"clean": "/$CIFAR/test"}}).data.path("cifar10")
 
 
 def test_a_stored_cifar_baseline_is_resampled_with_the_same_images(cifar):
