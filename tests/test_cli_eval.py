@@ -658,3 +658,16 @@ def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
     # and the mean over two corruptions is no mCE (the note said "mCE averages" beside an empty mCE)
     assert report["metrics"]["mCE"] is None
     assert any(note.startswith("the means average 2 of the 15") for note in report["notes"])
+
+
+@pytest.mark.parametrize("extra", [[], ["--class-order", "sorted"], ["--labels", "labels.txt"]])
+def test_a_suite_without_images_says_it_needs_data_whatever_else_is_given(tmp_path, extra):
+    """--class-order or --labels without --data (a clean suite of CIFAR-10) spoke of how released
+    files are read, where there were none (audit)."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("suites:\n  cleanc: {kind: clean, dataset: cifar10}\n")
+    (tmp_path / "labels.txt").write_text("a.png 0\n")
+    result = CliRunner().invoke(main, ["eval", "--config", str(config), "--model", "demo-gap", "--suite",
+                                       "cleanc", "--store", str(tmp_path / "s.db"),
+                                       *[str(tmp_path / a) if a.endswith(".txt") else a for a in extra]])
+    assert result.exit_code == 2 and "Error: the clean suite needs --data DIR" in result.output, result.output

@@ -392,13 +392,13 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
         return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
+    found = suite.image_list(selection)
+    if found is None:  # before the flags that order or label --data: no released files either
+        raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
     if options.class_order is not None and not options.class_order == dataset.class_order == "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           f"released files are read in {dataset.released}'s own order")
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")
-    found = suite.image_list(selection)
-    if found is None:
-        raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
     return found
