@@ -90,6 +90,10 @@ class Checker:
         if isinstance(value, str):
             if value in subsets:
                 return tuple(subsets[value])
+            if "," in value:  # the command line's comma list, where YAML takes a list
+                self.fail(where, f"{value!r} is one string: write a list, [{value.replace(',', ', ')}]")
+            if value not in valid:  # a misspelt subset as likely as a misspelt name
+                self.fail(where, f"unknown {kind} or subset '{value}'.{suggest(value, [*valid, *subsets])}")
             value = [value]
         names = []
         for i, name in enumerate(self.sequence(value, where)):

@@ -102,6 +102,10 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  'my base': {clean_error: 0.5}\n", "the name 'my base' cannot be given"),
         ("suites:\n  '': {kind: clean}\n", "the name '' cannot be given"),
         ("suites: []\n", "suites: expected a mapping, got list"),  # was read as no suites
+        ("suites:\n  c: {kind: imagenet-c, corruptions: benchmrk}\n",
+         "suites.c.corruptions: unknown corruption or subset 'benchmrk'. Did you mean 'benchmark'?"),
+        ("suites:\n  c: {kind: imagenet-c, corruptions: 'fog,snow'}\n",
+         "suites.c.corruptions: 'fog,snow' is one string: write a list, [fog, snow]"),
         ("models:\n  mine: {checkpoint: x.pth}\n",
          "models.mine.arch: unknown architecture 'mine' (no arch: given, so the entry's name is taken"),
         ("suites:\n  myc: {corruptions: [fog]}\n",
