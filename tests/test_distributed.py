@@ -192,6 +192,11 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
         proc.kill()
     assert proc.returncode != 0
     assert "cannot read image" in err and "3.JPEG" in err
+    # rank 0's own shard of the round rank 1 failed in is stored (shards 0, 1 and 2 of 4, clean and
+    # fog): it was thrown away with the round, which a single process would have kept
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        shards = sorted(db.execute("SELECT shard, COUNT(*) FROM shards GROUP BY shard").fetchall())
+    assert shards == [(0, 2), (1, 2), (2, 2)]
 
 
 def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():

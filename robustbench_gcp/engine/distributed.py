@@ -250,13 +250,15 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     mine = loads[job.rank::job.world_size]
     rounds = -(-len(loads) // job.world_size)
     produced = compute(mine, tasks, sources, images, options.shard_size, ctx, options, progress)
-    groups = itertools.groupby(produced, key=lambda item: id(item[0]))
-    for _ in range(rounds):
-        group = next(groups, None)
+    for round_index in range(rounds):
         payload = None
-        if group is not None:
-            entries = list(group[1])
+        # its load's tasks, taken one by one: grouping them looked at the next load's first task
+        # (decoding its images, and failing there before this round was sent)
+        if round_index < len(mine) and mine[round_index].tasks:
+            entries = list(itertools.islice(produced, len(mine[round_index].tasks)))
             payload = (entries[0][0].shard, [(task, results, secs) for _, task, results, secs in entries])
+        if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
+            _commit(store, tasks, cell_ids, payload, stats)
         gathered = job.gather((job.rank, payload))
         if not job.is_main:  # this rank's own share, for its RankResult
             for _, results, _ in (payload[1] if payload else ()):
@@ -264,15 +266,17 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 stats.images_computed += results[0].n
             continue
         for rank, item in gathered:
-            if item is None:
-                continue
-            shard, entries = item
-            for task_index, results, seconds in entries:
-                task = tasks[task_index]
-                store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
-                stats.units_computed += 1
-                stats.images_computed += results[0].n
-                if rank != job.rank:
-                    progress.advance_total(results[0].n)
+            if item is not None and rank != job.rank:
+                _commit(store, tasks, cell_ids, item, stats)
+                progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _commit(store, tasks: Sequence, cell_ids: dict, item: tuple, stats) -> None:
+    """Store one rank's load of a round: ``(shard, [(task index, results, seconds), ...])``."""
+    shard, entries = item
+    for task_index, results, seconds in entries:
+        store.commit_shards([cell_ids[key] for key in tasks[task_index].keys], shard, results, seconds)
+        stats.units_computed += 1
+        stats.images_computed += results[0].n
