@@ -217,3 +217,19 @@ def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():
     with pytest.raises(RankFailure, match=r"while exchanging results \(\[\.\./third_party.*finished shards "
                                           r"are in the store"):
         job._exchange("exchanging results", closed)
+
+
+def test_only_rank_0_checks_the_output_file(tmp_path, monkeypatch):
+    """-o is written by rank 0 alone: its folder may be on rank 0's machine only, where the other
+    nodes refused the job before any work (audit)."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    args = ["report", "--store", str(tmp_path / "none.db"), "-o", str(tmp_path / "only-on-rank-0" / "r.json")]
+    monkeypatch.setenv("RANK", "0")
+    assert "does not exist" in CliRunner().invoke(main, args).output
+    assert CliRunner().invoke(main, args).exit_code == 2  # the folder, a usage error
+    monkeypatch.setenv("RANK", "1")
+    other = CliRunner().invoke(main, args)
+    assert other.exit_code == 1 and "only-on-rank-0" not in other.output  # on to the store's own error

@@ -52,6 +52,21 @@ class NonEmptyPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class OutputPath(NonEmptyPath):
+    """``-o``: checked on rank 0 of a torchrun job alone, which alone writes it (its folder may be
+    on rank 0's machine only: the other nodes refused the job before any work)."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(value, param, ctx) if _rank_0() else value
+
+
+def _rank_0() -> bool:
+    """engine.distributed.is_main_process, without importing torch to parse an option."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _utf8(value, param, ctx) -> None:
     """A path whose name is not UTF-8 is refused (the store cannot hold it: a traceback once the
     images were scanned)."""
@@ -87,6 +102,8 @@ def _output_file(ctx, param, value):
     import os
 
     path = os.path.expanduser(value)
+    if not _rank_0():  # rank 0 writes it (OutputPath)
+        return path
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
         return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
@@ -149,7 +166,7 @@ def check_output_not_store(output: str | None, store) -> None:
 output_option = click.option(
     "-o",
     "--output",
-    type=NonEmptyPath(dir_okay=False, writable=True),
+    type=OutputPath(dir_okay=False, writable=True),
     callback=_output_file,
     default=None,
     help="Write the output to this file instead of stdout (-: stdout).",
