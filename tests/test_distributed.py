@@ -233,3 +233,30 @@ def test_only_rank_0_checks_the_output_file(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     other = CliRunner().invoke(main, args)
     assert other.exit_code == 1 and "only-on-rank-0" not in other.output  # on to the store's own error
+
+
+@pytest.mark.parametrize("stop", ["terminated", "refused"])
+def test_rank_0_alone_says_why_a_job_stopped(tmp_path, monkeypatch, stop):
+    """A baseline that does not exist: rank 0 said so, and rank 1, stopped by the launcher, added
+    "terminated: what was committed stays in the store; re-run the same command to resume", which
+    nothing had been and which would fail the same way; a run rank 0 refused was said again by
+    every other rank (audit). In-process, as rank 1: the launcher's timing decides whether the
+    rank's handler runs at all under torchrun."""
+    from click.testing import CliRunner
+
+    import robustbench_gcp.reports.stored as stored_reports
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.engine.distributed import RankRefused
+    from robustbench_gcp.errors import Terminated
+
+    def stopped(*args, **kwargs):
+        raise Terminated() if stop == "terminated" else RankRefused("rank 1 of 2: rank 0 stopped before any "
+                                                                   "work: store s.db is read-only")
+
+    monkeypatch.setattr(stored_reports, "reports_from_store", stopped)
+    (tmp_path / "s.db").touch()
+    for rank, said in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        result = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.db")])
+        assert result.exit_code == (143 if stop == "terminated" else 1)
+        assert ("Error:" in result.output) is said, (rank, result.output)

@@ -17,6 +17,7 @@ import click
 
 from robustbench_gcp import __version__
 from robustbench_gcp.engine import stops
+from robustbench_gcp.engine.ranks import is_main_process
 from robustbench_gcp.errors import GcpRobustError, Interrupted, Terminated, suggest
 
 STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
@@ -87,6 +88,8 @@ class LazyGroup(click.Group):
             _end_torchrun_rank()
             return result
         except GcpRobustError as error:
+            if _said_by_rank_0(error):
+                raise SystemExit(error.exit_code) from None
             if error.exit_code == 2:
                 raise click.UsageError(str(error)) from None
             failure = click.ClickException(str(error))
@@ -98,12 +101,16 @@ class LazyGroup(click.Group):
             raise click.ClickException(f"cannot use {error.filename}: {error.strerror or error}") from None
         except Interrupted as stop:  # a run stopped: how far it got
             stops.clear()
+            if not is_main_process():  # rank 0 says how far the job got
+                raise SystemExit(stop.exit_code) from None
             failure = click.ClickException(str(stop))
             failure.exit_code = stop.exit_code
             raise failure from None
         except KeyboardInterrupt as stop:  # stopped before a run started, after it ended, or twice
             stops.clear()
             terminated = isinstance(stop, Terminated)
+            if not is_main_process():  # a torchrun rank stopped with the job: rank 0 says why
+                raise SystemExit(143 if terminated else 130) from None
             what = "terminated" if terminated else "interrupted"
             if ctx.invoked_subcommand in STORING:
                 what += ": what was committed stays in the store; re-run the same command to resume"
@@ -114,6 +121,15 @@ class LazyGroup(click.Group):
             _on_signals(previous)
             stops.clear()  # handled, or another error won: never the next command's (a notebook)
             _late_stops.append(0)  # the command ran: a stop from here on lets its message be written
+
+
+def _said_by_rank_0(error: GcpRobustError) -> bool:
+    """On a torchrun rank other than 0, an error rank 0 says itself (it refused the run)."""
+    if is_main_process():
+        return False
+    from robustbench_gcp.engine.distributed import RankRefused
+
+    return isinstance(error, RankRefused)
 
 
 def keep_freed_memory() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.data.datasets import DATASETS
+from robustbench_gcp.engine.ranks import is_main_process
 from robustbench_gcp.errors import not_utf8
 
 
@@ -57,14 +58,7 @@ class OutputPath(NonEmptyPath):
     on rank 0's machine only: the other nodes refused the job before any work)."""
 
     def convert(self, value, param, ctx):
-        return super().convert(value, param, ctx) if _rank_0() else value
-
-
-def _rank_0() -> bool:
-    """engine.distributed.is_main_process, without importing torch to parse an option."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
+        return super().convert(value, param, ctx) if is_main_process() else value
 
 
 def _utf8(value, param, ctx) -> None:
@@ -102,7 +96,7 @@ def _output_file(ctx, param, value):
     import os
 
     path = os.path.expanduser(value)
-    if not _rank_0():  # rank 0 writes it (OutputPath)
+    if not is_main_process():  # rank 0 writes it (OutputPath)
         return path
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):

@@ -158,6 +158,6 @@ class _Silent(ProgressHook):
 
 def progress_display(title: str) -> RichProgress | _Silent:
     """Bars on stderr, except on torchrun ranks other than 0."""
-    from robustbench_gcp.engine.distributed import is_main_process
+    from robustbench_gcp.engine.ranks import is_main_process
 
     return RichProgress(title=title) if is_main_process() else _Silent()

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
+from robustbench_gcp.engine.ranks import launched_by_torchrun
 from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
@@ -43,13 +44,9 @@ class RankFailure(GcpRobustError):
     """A rank lost the others, or was stopped by the launcher."""
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+class RankRefused(RankFailure):
+    """Rank 0 refused the run before any work and says why itself: the other ranks stop quietly."""
 
-
-def is_main_process() -> bool:
-    """True unless this process is a torchrun rank other than 0 (cheap: reads the environment)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 class Distributed:
@@ -239,7 +236,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         shared = None
     shared = job.broadcast(shared)
     if isinstance(shared, str):  # rank 0 refused the run
-        raise RankFailure(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
+        raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
     fingerprint, loads, total, units_total, skipped = shared
     if fingerprint != images.fingerprint():
         raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "

@@ -140,7 +140,7 @@ def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> 
     Raises:
         UnknownNameError: ``name`` is none of these (the closest name suggested).
     """
-    from robustbench_gcp.engine.distributed import is_main_process
+    from robustbench_gcp.engine.ranks import is_main_process
 
     known = set(known)
     if name in known or not is_main_process():
