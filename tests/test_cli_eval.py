@@ -215,6 +215,18 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     # lossless copies of the clean crops: the "corrupted" cell equals the clean cell
     assert report["cells"][0]["top1_error"] == report["clean"]["top1_error"]
     assert report["backend"] is None and report["corrupted_dir"] == str(released)
+    # given relative, it is absolute, as data and report's (it was the path as typed)
+    import os
+
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        again = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                               "--corrupted-dir", "ImageNet-C", "--corruptions", "contrast",
+                               "--severities", 2, "--format", "json"))
+    finally:
+        os.chdir(here)
+    assert json.loads(again.stdout)["corrupted_dir"] == str(released)
     # folders of the selection that are missing: refused before any compute, all of them named
     missing = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
                              "--corrupted-dir", released, "--corruptions", "contrast,fog",

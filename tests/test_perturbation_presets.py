@@ -536,6 +536,9 @@ def test_cifar10_p_generated_and_released_through_the_cli(cifar):
         ran = report_json(run("eval", "--model", "small_p_nets:build", *args, *hundred[2:], "--corrupted-dir",
                               released, "--perturbations", "translate"))
         assert ran["metrics"]["dataset"] == "cifar100" and ran["suite"] == "cifar100-p"  # as report says
+    again = run("eval", "--model", "small_p_nets:build", "--suite", "cifar10-p", "--dataset", "cifar100",
+                *hundred[2:], "--corrupted-dir", released, "--perturbations", "translate")
+    assert "small_p_nets:build cifar100-p: reused from the store" in again.stderr  # its progress line too
     stored = report_json(run("report", "--store", root / "p100.db", "--suite", "cifar100-p", "--format",
                              "json", "--no-intervals"))
     assert [r["suite"] for r in stored["reports"]] == ["cifar100-p"]

@@ -61,7 +61,9 @@ def eval_cmd(model, fmt, output, workers, **options) -> None:
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
     check_baseline_applies(planned.suite)
-    with progress_display(f"{model} {options['suite']}") as progress:
+    from robustbench_gcp.pipeline.execution import suite_name
+
+    with progress_display(f"{model} {suite_name(planned)}") as progress:  # the report's (--dataset's)
         report = run(planned, progress)
     if not isinstance(report, RankResult):  # torchrun ranks other than 0 print nothing
         print_report(report, fmt, output)

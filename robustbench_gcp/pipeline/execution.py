@@ -357,7 +357,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         suite, info, results, normalizer, suite_name=suite_name(plan), model=plan.model.label,
         checkpoint=str(plan.model.checkpoint) if plan.model.checkpoint else None, notes=notes,
         data=_absolute(plan.images.source) if plan.data is not None else None,  # as the store records it
-        corrupted_dir=str(plan.corrupted_dir) if plan.corrupted_dir else None, device=device,
+        corrupted_dir=_absolute(str(plan.corrupted_dir)) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
     )
 

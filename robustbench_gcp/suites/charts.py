@@ -1,5 +1,5 @@
 """The figures of the ImageNet-C and ImageNet-P suites (``Suite.plots``): error against severity,
-CE per corruption, flip probability per perturbation; ``report --plots`` writes them."""
+CE per corruption, flip probability per perturbation; ``report --plot DIR`` writes them."""
 
 from __future__ import annotations
 
