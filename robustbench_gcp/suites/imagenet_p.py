@@ -31,7 +31,6 @@ arrays, uint8 (N, F, 32, 32, 3), one sequence per test image in test order.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +63,7 @@ from robustbench_gcp.suites.base import (
     pct,
     register_suite,
     report_dataset,
+    variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
@@ -245,7 +245,7 @@ def summarize(
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
                              f"{'; it '.join(why)}{unmeant}")
     if dataset.name == "tinyimagenet" and any(r.key.kind == "imagenet-p" and r.key.name == "motion_blur"
-                                              and json.loads(r.key.variant).get("source") == "torch"
+                                              and variant_of(r.key).get("source") == "torch"
                                               for r in results):
         notes.append("motion_blur generated on 64 px images is stronger than Tiny-ImageNet-P's, whose "
                      "blur (radius 14, sigma 3) was of the full-size ImageNet crop before its resize to "
@@ -303,12 +303,12 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
         stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
     revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
                else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
-    held = {(key.name, key.level): json.loads(key.variant) for key in cells if key.kind == "imagenet-p"}
+    held = {(key.name, key.level): variant_of(key) for key in cells if key.kind == "imagenet-p"}
     for key in wanted:  # held only of another dataset's images, or from the other source
         theirs, cell = held.get((key.name, key.level)), (key.name, int(key.level))
         if key in cells or cell in revised or theirs is None:
             continue
-        ours = json.loads(key.variant)
+        ours = variant_of(key)
         if theirs.get("dataset", "imagenet") != ours.get("dataset", "imagenet"):
             revised[cell] = f"dataset {theirs.get('dataset', 'imagenet')}"
         elif theirs.get("source") in ("released", "torch") and theirs.get("source") != ours.get("source"):
@@ -519,9 +519,9 @@ class ImageNetPSuite(LevelledSuite):
         perturbation's earlier revision: :func:`~robustbench_gcp.suites.revisions.newest`)."""
         # the geometry first (every revision of the kept one), then the newest revision of it: the
         # revisions' notes then speak of the cells shown only
-        marked = {(r.key.name, r.key.level) for r in results if "geometry" in json.loads(r.key.variant)}
+        marked = {(r.key.name, r.key.level) for r in results if "geometry" in variant_of(r.key)}
         kept = [r for r in results
-                if (r.key.name, r.key.level) not in marked or "geometry" in json.loads(r.key.variant)]
+                if (r.key.name, r.key.level) not in marked or "geometry" in variant_of(r.key)]
         left = len(results) - len(kept)
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
                  "square, or a pixel off the centre crop) are left out; their current versions are shown"
