@@ -1,3 +1,3 @@
-from robustbench_gcp.cli import main
+from robustbench_gcp.cli import program
 
-main()
+program()

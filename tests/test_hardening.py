@@ -177,6 +177,63 @@ def test_a_stop_whose_exception_python_drops_still_stops_the_run(
     assert 1 <= stopped < 15
 
 
+STOPPED_IN_PYRUN = """
+import ctypes
+import torch
+
+run = ctypes.pythonapi.PyRun_String
+run.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object)
+run.restype = ctypes.py_object
+STOP = b"import os, signal\\nos.kill(os.getpid(), signal.{name})\\nfor _ in range(10**6): pass\\n"
+
+
+class Stopped(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 1000)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 3:  # as a lazy import would, through pybind11's exec
+            scope = {{}}
+            run(STOP, 257, scope, scope)  # Py_file_input
+        return self.fc(x.mean((2, 3)))
+
+
+def build():
+    return Stopped()
+"""
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_inside_code_run_through_pyrun_string_keeps_the_exit_status(
+        image_folder, tmp_path, signum, code, word):
+    """A Ctrl-C that lands in code run through ``PyRun_String`` (a lazy import's pybind11 exec):
+    CPython ended the process by SIGINT after the message (status -2), not 130."""
+    (tmp_path / "stopped_model.py").write_text(STOPPED_IN_PYRUN.format(name=signal.Signals(signum).name))
+    store = tmp_path / "s.db"
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "robustbench_gcp", "eval", "--model", "stopped_model:build",
+         "--data", str(image_folder), "--store", str(store), "--suite", "imagenet-c",
+         "--corruptions", "contrast", "--severities", "1", "--shard-size", "4", "--batch-size", "4",
+         "--workers", "0"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == code, result.stderr
+    said = re.search(rf"Error: {word} after (\d) of 6 shards; re-run the same command to resume",
+                     result.stderr)
+    assert said and int(said[1]) == shard_count(store) >= 1, result.stderr
+
+
+def test_the_program_is_the_entry_point_that_keeps_a_stops_status():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="gcp-robust")
+    assert script.value == "robustbench_gcp.cli:program"
+    assert (Path(__file__).parents[1] / "robustbench_gcp" / "__main__.py").read_text().endswith("program()\n")
+
+
 LATE_STOP = """
 import os, signal, sys
 import click

@@ -123,6 +123,35 @@ class LazyGroup(click.Group):
             _late_stops.append(0)  # the command ran: a stop from here on lets its message be written
 
 
+def program() -> None:
+    """The ``gcp-robust`` program (the console script, ``python -m robustbench_gcp``): :func:`main`,
+    with a stopped run's exit status kept. CPython ends a process by SIGINT (status -2, whatever
+    status it was asked to exit with) once a KeyboardInterrupt has left code run through
+    ``PyRun_String``, as a lazy import's pybind11 ``exec`` in torch or timm is; a Ctrl-C that lands
+    there mid-run did so after the message that says how far the run got. A stopped command
+    therefore leaves through ``os._exit`` once the exit handlers have run and the output is out
+    (what it stored is committed and its store closed by then)."""
+    try:
+        main()
+    except SystemExit as leaving:
+        if leaving.code in (130, 143):
+            _leave(leaving.code)
+        raise
+
+
+def _leave(code: int) -> None:
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()  # logging, multiprocessing, torch.distributed, weakref finalizers
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more can be said
+            pass
+    os._exit(code)
+
+
 def _said_by_rank_0(error: GcpRobustError) -> bool:
     """On a torchrun rank other than 0, an error rank 0 says itself (it refused the run)."""
     if is_main_process():

@@ -454,14 +454,6 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
     return Workload(loads, sources, total, len(tasks) * len(shards), skipped)
 
 
-def _import_codecs() -> None:
-    """torchvision (the storage round trip's JPEG codec; 1.3 s, torch._dynamo with it) imported
-    before the first shard, not inside one: a Ctrl-C that landed in that import ended the
-    process by SIGINT after its message (status -2, not 130): CPython records a KeyboardInterrupt
-    that left code run through ``PyRun_String`` and re-raises the signal at exit."""
-    import torchvision.io  # noqa: F401
-
-
 def compute(
     loads: Sequence[Load],
     tasks: Sequence[Task],
@@ -504,7 +496,6 @@ def compute(
     item = next(claimed, None)
     if item is None:
         return
-    _import_codecs()
     pending = start(item)
     try:
         while item is not None:
