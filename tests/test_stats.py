@@ -53,7 +53,12 @@ def test_mcnemar_exact_tail_equals_integer_arithmetic(n, k):
     """The exact p-value against the binomial sum done in integers (exact_below=50,000: the tail
     of up to 25,000 terms that the test sums in arrays)."""
     a = np.r_[np.ones(k), np.zeros(n - k)].astype(bool)
-    exact = Fraction(2 * sum(math.comb(n, i) for i in range(k + 1)), 2**n)
+    term, total = 1, 1  # C(n, 0); then C(n, i + 1) = C(n, i) (n - i) / (i + 1), exact in integers
+    for i in range(k):
+        term = term * (n - i) // (i + 1)
+        total += term
+    assert term == math.comb(n, k)
+    exact = Fraction(2 * total, 2**n)
     result = mcnemar(a, ~a)
     assert result.method == "exact"
     assert result.p_value == pytest.approx(float(min(exact, Fraction(1))), rel=1e-9, abs=0)
