@@ -593,6 +593,34 @@ def test_markdown_cells_titles_and_headings_are_text_not_markup():
         assert label in html, (label, html)
 
 
+def test_notes_and_the_header_line_are_text_in_markdown(demo_val, tmp_path):
+    """Notes and the header line (a checkpoint's path) went into Markdown as they were: a file
+    named ``isqrt_*v2*.pth`` rendered v2 in italics, a note's ``_raw_`` ended the italic note."""
+    import dataclasses
+
+    import torch
+    from markdown_it import MarkdownIt
+
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.models import create_model
+    from robustbench_gcp.reports.many_reports import render_comparison
+    from robustbench_gcp.reports.one_report import to_report_markdown
+
+    checkpoint = tmp_path / "isqrt_*v2*.pth"
+    torch.save(create_model("demo-isqrt").state_dict(), checkpoint)
+    report = evaluate("demo-isqrt", checkpoint=str(checkpoint), data=str(demo_val), class_order="sorted",
+                      store=str(tmp_path / "s.db"), suite="clean", workers=0, limit=4)
+    note = "weights _raw_ of <b>ckpt</b> with `keys` [x](y) | *all*"
+    report = dataclasses.replace(report, notes=[*report.notes, note])
+    for text in (to_report_markdown(report), render_comparison([report], [], fmt="markdown")):
+        html = MarkdownIt("commonmark").enable("table").render(text)
+        assert "<b>" not in html and "<code>" not in html and "<a " not in html, html
+        literal = note.replace("<", "&lt;").replace(">", "&gt;")
+        assert literal in html, html
+    html = MarkdownIt("commonmark").enable("table").render(to_report_markdown(report))
+    assert "isqrt_*v2*.pth" in html and html.count("<em>") == len(report.notes), html  # each note's own
+
+
 def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
     """The CE-per-corruption table's columns are what any model has (in the registry's order),
     not the first model's: a model's only corruption is never dropped."""

@@ -249,14 +249,15 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
                        f"(reference {comparison['reference']}, 95 % intervals)")
             parts.append(to_markdown(rows, columns, title=heading))
             if any(c.key == "tests" for c in columns):  # the header's meaning, as the terminal's caption
-                parts.append(f"Note: {tests_note(comparison)}\n")
-            parts += [f"Note: {note}\n" for note in comparison.get("notes", [])]
+                parts.append(f"Note: {markdown_text(tests_note(comparison))}\n")
+            parts += [f"Note: {markdown_text(note)}\n" for note in comparison.get("notes", [])]
         if not comparisons:  # --no-intervals: the headline tables the terminal shows
             parts += [to_markdown(rows, columns, title=name)  # under the title's heading
                       for name, (rows, columns) in experiment_tables(reports).items()]
         parts.append(detail_markdown(reports))
         told = {note for c in comparisons for note in c.get("notes", [])}
-        parts += [f"Note: {note}\n" for note in all_notes(reports, comparisons) if note not in told]
+        parts += [f"Note: {markdown_text(note)}\n"
+                  for note in all_notes(reports, comparisons) if note not in told]
         return "\n".join(parts)
     return comparison_table(reports, comparisons, title=title)
 

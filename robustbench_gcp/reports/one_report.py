@@ -61,10 +61,10 @@ def to_report_markdown(report: Report) -> str:
     suite = get_suite(report.kind)
     partial = " (partial run)" if report.partial else ""
     heading = markdown_text(f"{report.model} on {report.heading}")
-    text = [f"### {heading}{partial}", "", header_line(report), ""]
+    text = [f"### {heading}{partial}", "", markdown_text(header_line(report)), ""]
     text += [to_markdown(t.rows, t.columns, title=t.title) for t in suite.tables(report)]
     text.append(to_markdown(suite.summary_rows(report), SUMMARY_COLUMNS))
-    text += [f"_Note: {note}_\n" for note in report.notes]
+    text += [f"_Note: {markdown_text(note)}_\n" for note in report.notes]
     return "\n".join(text)
 
 
