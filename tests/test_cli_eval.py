@@ -308,6 +308,31 @@ def test_every_released_folder_holds_the_first_ones_images_before_compute(image_
     assert refused.exit_code == 1 and "is 64x64, smaller than the 224x224" in last_line(refused)
 
 
+def test_released_images_of_another_size_than_the_models_inputs_are_noted(image_folder, gap_checkpoint,
+                                                                           tmp_path):
+    """ImageNet-C's 224 px files, read as they are by a 64 px model (the clean images take its own
+    preprocessing): said before the run and kept in its report; nothing said for a 224 px model."""
+    released = tmp_path / "C"
+    for name in scan_folder(image_folder).names:
+        target = released / "fog" / "1" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(image_folder / name) as image:
+            image.convert("RGB").resize((224, 224)).save(target, format="JPEG")
+    note = ("the model's inputs are 64 px, but the released ImageNet-C images are 224 px: they are given to "
+            "it as they are, and its clean figures are of 64 px images")
+    common = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", 1, "--format", "json",
+              "--corrupted-dir", released, "--store", tmp_path / "s.db", "--workers", 0)
+    small = run("eval", "--model", "demo-gap", "--random-weights", "--data", image_folder, "--class-order",
+                "sorted", *common)
+    assert small.exit_code == 0, small.output
+    assert note in json.loads(small.stdout)["notes"] and note in " ".join(small.stderr.split())
+    stored = run("report", "--store", tmp_path / "s.db", "--format", "json", "--models", "demo-gap")
+    assert note in json.loads(stored.stdout)["reports"][0]["notes"], stored.output
+    full = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", *common[:-4]))
+    assert full.exit_code == 0, full.output
+    assert not any("inputs are" in n for n in json.loads(full.stdout)["notes"]), full.stdout
+
+
 def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap_checkpoint, tmp_path):
     """Released cells are found by the images' names and labels, as --data's: cells stored from one
     folder and reused for another are said, per cell, before anything is computed; cells computed

@@ -83,6 +83,8 @@ def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, t
                                                          "translate", "--corrupted-dir", released))
     (entry,) = report["perturbations"]
     assert entry["n_videos"] == 10 and report["corrupted_dir"] == str(released)
+    assert ("the model's inputs are 64 px, but the released ImageNet-P frames are 224 px: they are given "
+            "to it as they are") in report["notes"]
     model = load_model("demo-gap", load_config().model("demo-gap").checkpoint)
     mean = torch.tensor(model.pretrained_cfg.mean).view(1, -1, 1, 1)
     std = torch.tensor(model.pretrained_cfg.std).view(1, -1, 1, 1)

@@ -134,13 +134,14 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         if progress is not None:
             held = stored_shards(store, info.id) > 0
             said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release,
-                    *own_code_notes(plan, held)]
+                    *own_code_notes(plan, held), *released_size_notes(plan, info)]
             for line in [*(f"{plan.model.label}: {note}" for note in said),
                          *other_settings(store, info, held)]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan), *preprocess_notes(plan)])
-        store.set_notes(info.id, plan.suite.kind, plan.suite.notes(plan.selection, plan.model))
+        store.set_notes(info.id, plan.suite.kind, [*plan.suite.notes(plan.selection, plan.model),
+                                                   *released_size_notes(plan, info)])
         try:
             if job is None:
                 stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
@@ -343,7 +344,8 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
     suite = plan.suite
     normalizer = suite.choose_normalizer(plan.baseline, plan.config.baselines, store, keys)
     notes = [*weights_notes(plan), *plan.notes, *limit_notes(plan), *moved_notes(plan, info), *said,
-             *labels_notes(plan), *preprocess_notes(plan), *suite.notes(plan.selection, plan.model)]
+             *labels_notes(plan), *preprocess_notes(plan), *suite.notes(plan.selection, plan.model),
+             *released_size_notes(plan, info)]
     computed = None
     if stats is not None:
         computed = {
@@ -381,6 +383,26 @@ def limit_notes(plan: Plan) -> list[str]:
     if limit is not None and limit > plan.available:
         return [f"--limit {limit} is more than the {plan.available} images: all of them were used"]
     return []
+
+
+def released_size_notes(plan: Plan, info: RunInfo) -> list[str]:
+    """The note on released ImageNet-C images or ImageNet-P frames (224 px) read for a model of
+    another input size (a 299 or 384 px network, the 64 px demo models): they are given to it as
+    they are, while its clean images take its own preprocessing. (CIFAR and Tiny-ImageNet refuse
+    such a model before.)"""
+    dataset = plan.dataset
+    if getattr(plan.selection, "released", None) is None or dataset.image_size is not None:
+        return []
+    size, input_size = dataset.released_size, info.identity["preprocess"][1]
+    if input_size == size:
+        return []
+    note = f"the model's inputs are {input_size} px, but the released "
+    if plan.suite.kind == "imagenet-p":  # no clean images
+        from robustbench_gcp.suites.imagenet_p import perturbed_name
+
+        return [f"{note}{perturbed_name(dataset)} frames are {size} px: they are given to it as they are"]
+    clean = f", and its clean figures are of {input_size} px images" if plan.data is not None else ""
+    return [f"{note}{dataset.released} images are {size} px: they are given to it as they are{clean}"]
 
 
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
