@@ -189,7 +189,7 @@ def corrupt(
     if batch == 0:
         return images.detach().clone(memory_format=torch.contiguous_format)
     x = work_images(images)
-    seeds = normalize_seeds(seed, batch, images.device) if spec.random else None
+    seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
     chunk = batch
     if images.device.type == "cpu" and spec.cpu_chunk is not None:
         chunk = max(1, spec.cpu_chunk * 224 * 224 // (height * width))

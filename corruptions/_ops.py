@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -639,6 +640,16 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 # threads for per-image CPU work that torch runs serially (generator draws, JPEG)
 
 _POOL: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    """A forked child has none of the pool's threads, though the pool counts them as idle: the
+    child's jobs would wait for them for ever (``multiprocessing`` fork pools); it makes its own."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def thread_map(fn, items: list) -> list:

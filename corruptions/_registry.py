@@ -24,6 +24,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
+from corruptions._ops import new_output, work_images
+
 __all__ = [
     "BENCHMARK",
     "CORRUPTIONS",
@@ -189,6 +191,9 @@ class Registry(Generic[E]):
         Raises:
             ValueError: unknown subset (the closest one is suggested).
         """
+        if not isinstance(subset, str):
+            raise TypeError(f"`subset` should be a subset name (str): {', '.join(self.subsets)}. "
+                            f"Got {type(subset).__name__}")
         if subset not in self.subsets:
             close = difflib.get_close_matches(str(subset), self.subsets, n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -297,8 +302,26 @@ class Corruption:
 
     def apply(self, images: torch.Tensor, severity: int, params: Mapping[str, Any], *,
               preset: str = "imagenet") -> torch.Tensor:
-        """The deterministic part at ``severity`` of ``preset`` (unclipped)."""
-        return self.applier(images, self.level(severity, preset), params)
+        """The deterministic part at ``severity`` of ``preset``, unclipped: ``images`` as
+        :func:`corruptions.corrupt` takes them (checked alike, computed in the same precision,
+        returned in their dtype, not modified); ``params`` as :meth:`sample` or
+        ``sample_parameters`` drew them, for these B images or for one image (its draw then
+        serves them all).
+
+        Raises:
+            ValueError: ``params`` drawn for another number of images, or lacking one.
+        """
+        check_images(images)
+        level = self.level(severity, preset)
+        x = work_images(images)
+        fitted = {key: _fit_draw(self.name, key, value, x) for key, value in params.items()}
+        try:
+            out = self.applier(x, level, fitted)
+        except KeyError as missing:
+            raise ValueError(f"{self.name}: `params` lack {missing.args[0]!r}: pass what sample_parameters "
+                             f"drew for it ({', '.join(map(repr, params)) or 'none given'})") from None
+        out = new_output(out, images)
+        return out if out.dtype == images.dtype else out.to(images.dtype)
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> dict[str, Any]:
@@ -306,6 +329,18 @@ class Corruption:
         if self.sampler is None:
             return {}
         return self.sampler(rng, images, self.level(severity, preset))
+
+
+def _fit_draw(name: str, key: str, value: Any, images: torch.Tensor) -> Any:
+    """One drawn parameter for ``images``: on their device, and one image's draw repeated for B."""
+    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+        return value
+    batch, drawn = images.shape[0], value.shape[0]
+    if drawn != batch and drawn != 1:
+        raise ValueError(f"{name}: `params` were drawn for {drawn} images ({key!r}), but `images` has "
+                         f"{batch}: draw them for these images, or for one image to give all its draw")
+    value = value.to(images.device)
+    return value.expand(batch, *value.shape[1:]) if drawn != batch else value
 
 
 def presets(imagenet: tuple, cifar: tuple, tinyimagenet: tuple) -> dict[str, tuple]:
@@ -525,9 +560,10 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
             f"`images` should have 3 channels, shape (B, 3, H, W). Got {tuple(images.shape)}{hint}"
         )
     if not images.dtype.is_floating_point:
+        integer = images.dtype != torch.bool and not images.is_complex()
         raise TypeError(
-            f"`images` should be a float tensor in [0, 1]. Got {images.dtype} "
-            "(convert uint8 images with corruptions.from_uint8(images))"
+            f"`images` should be a float tensor in [0, 1]. Got {images.dtype}"
+            + (" (convert uint8 images with corruptions.from_uint8(images))" if integer else "")
         )
     if images.shape[2] < min_size or images.shape[3] < min_size:
         raise ValueError(

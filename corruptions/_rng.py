@@ -87,6 +87,8 @@ def normalize_seeds(
         return None
     if isinstance(seed, bool):
         raise TypeError("`seed` should be an int or one int per image. Got bool")
+    if not isinstance(seed, torch.Tensor) and getattr(seed, "ndim", None) == 0 and hasattr(seed, "item"):
+        seed = seed.item()  # a 0-d NumPy array: its value (an int, or refused below)
     if isinstance(seed, numbers.Integral):
         return image_seeds(int(seed), range(batch)).tolist()
     if isinstance(seed, torch.Tensor):
@@ -141,6 +143,10 @@ class ImageRandom:
             raise ValueError("pass `seeds` or `generator`, not both")
         self.batch = batch
         self.device = torch.device(device)
+        if self.device.type == "meta" and seeds is not None:  # torch has no generator there
+            raise ValueError("'meta' images hold no values and take no seeded draws: pass seed=None (the "
+                             "shapes are the same), or draw the parameters for CPU images of the same "
+                             "shape and move them to 'meta'")
         self.generator = generator
         self.generators = None
         if seeds is not None:

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import torch
 
 from corruptions._ops import on_grid
-from corruptions._registry import check_images, check_name, check_preset, check_severity
+from corruptions._registry import check_images, check_name, check_preset, check_range, check_severity
 
 __all__ = [
     "ORIGINAL_DIFFERS",
@@ -296,6 +296,7 @@ def corrupt_reference(
     name = check_name(name)
     severity = check_severity(severity)
     preset = check_preset(preset)
+    check_range(images)  # 0-255 floats came out white, NaN black
     batch = images.shape[0]
     seeds = None if seed is None else _seed_list(seed, batch)
     function = _reference_function(name, preset, follow_original)

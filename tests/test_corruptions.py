@@ -593,3 +593,97 @@ def test_pixelate_is_pils_box_resize_at_every_factor_and_any_size(size):
                 .permute(2, 0, 1) for image in pixels])
             ours = corrupt(x, "pixelate", severity, preset=preset)
             assert torch.equal(ours, expected.float() / 255), (preset, severity)
+
+
+# --------------------------------------------------------------------------------------
+# the library's lower half (apply), as a notebook uses it
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_apply_takes_images_as_corrupt_does(name, small):
+    """``apply`` computed in the images' own dtype: float16 gave spatter values 0.36 away from
+    ``corrupt``'s; it now computes as ``corrupt`` and returns the images' dtype."""
+    half = small.half()
+    params = sample_parameters(half, name, 3, seed=[4, 5])
+    out = get_corruption(name).apply(half, 3, params)
+    assert out.dtype == torch.float16 and out.shape == half.shape
+    torch.testing.assert_close(out.clamp(0, 1), corrupt(half, name, 3, seed=[4, 5]), atol=1e-3, rtol=0)
+
+
+def test_apply_refuses_what_corrupt_refuses_and_names_a_missing_draw(small):
+    spec = get_corruption("fog")
+    params = sample_parameters(small, "fog", 2, seed=0)
+    with pytest.raises(TypeError, match="from_uint8"):
+        spec.apply((small * 255).to(torch.uint8), 2, params)
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
+        spec.apply(small[0], 2, params)
+    with pytest.raises(ValueError, match="fog: `params` lack 'plasma'"):
+        spec.apply(small, 2, {})
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_one_images_draw_serves_a_batch_and_other_counts_are_refused(name, small):
+    """The docstring's use ("the same snow layer on several images"): shot_noise, motion_blur
+    and elastic_transform failed deep in torch; params of 2 images on 1 gave 2 outputs."""
+    four = torch.cat([small, small.flip(-1)])
+    one = sample_parameters(four[:1], name, 3, seed=[9])
+    spec = get_corruption(name)
+    shared = spec.apply(four, 3, one)
+    for i in range(4):
+        torch.testing.assert_close(shared[i:i + 1], spec.apply(four[i:i + 1], 3, one), atol=1e-6, rtol=0)
+    two = sample_parameters(four[:2], name, 3, seed=[9, 10])
+    with pytest.raises(ValueError, match=f"{name}: `params` were drawn for 2 images .* `images` has 1"):
+        spec.apply(four[:1], 3, two)
+
+
+def test_a_forked_child_runs_the_thread_pool_its_parent_started():
+    """After fork the pool counted threads the child does not have: a fork pool's corrupt() waited
+    for ever."""
+    import os
+    import time
+
+    from corruptions import _ops
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _ops.thread_map(lambda i: i + 1, [1, 2, 3]) == [2, 3, 4] and _ops._POOL is not None
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 once the pool has done its work
+            os._exit(0 if _ops.thread_map(lambda i: i * 2, [1, 2, 3]) == [2, 4, 6] else 1)
+        deadline = time.time() + 60
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, "the child's pool hung"
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_seeds_are_checked_for_every_corruption_and_numpy_scalars_are_seeds(small):
+    import numpy as np
+
+    for name in ("contrast", "fog"):  # deterministic ones ignored a bad seed
+        with pytest.raises(TypeError, match="`seed`"):
+            corrupt(small, name, 2, seed="abc")
+        with pytest.raises(ValueError, match="one entry per image"):
+            corrupt(small, name, 2, seed=[1, 2, 3])
+    assert torch.equal(corrupt(small, "fog", 2, seed=np.array(7)), corrupt(small, "fog", 2, seed=7))
+    with pytest.raises(TypeError, match="`subset` should be a subset name"):
+        list_corruptions(["noise"])
+
+
+def test_meta_images_say_how_to_draw_for_them(small):
+    with pytest.raises(ValueError, match="'meta' images hold no values and take no seeded draws"):
+        corrupt(small.to("meta"), "fog", 2, seed=0, check_values=False)
+    out = corrupt(small.to("meta"), "fog", 2, check_values=False)  # torch's default generator
+    assert out.device.type == "meta" and out.shape == small.shape
+
+
+def test_the_reference_refuses_images_outside_0_1(small):
+    from corruptions.reference import corrupt_reference
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt_reference(small * 255, "contrast", 1)

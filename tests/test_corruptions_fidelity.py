@@ -363,18 +363,22 @@ def test_contrast_looks_up_exactly_what_it_computes(dtype, shape):
     levels.view(-1)[:2] = torch.tensor([0, 255])[: levels.numel()]
     x = (levels.to(dtype) / 255).to(dtype)
     spec = get_corruption("contrast")
+
+    def kernel(images, severity):  # the applier itself, on any shape and dtype (not apply's checks)
+        return spec.applier(images, spec.level(severity), {})
+
     for severity, c in enumerate(spec.parameters["imagenet"], start=1):
-        assert torch.equal(spec.apply(x, severity, {}), contrast_arithmetic(x, c)), severity
+        assert torch.equal(kernel(x, severity), contrast_arithmetic(x, c)), severity
     beyond = x.clone()
     beyond.view(-1)[0] = 2.0  # the level 510, past the table's 255 (it raised IndexError)
-    assert torch.equal(spec.apply(beyond, 1, {}), contrast_arithmetic(beyond, spec.parameters["imagenet"][0]))
+    assert torch.equal(kernel(beyond, 1), contrast_arithmetic(beyond, spec.parameters["imagenet"][0]))
     if dtype in (torch.float32, torch.float64) and shape[1] == 3:  # off the grid (RGB, as the original)
         off = torch.rand(shape, generator=generator, dtype=dtype)
         doubles = np.ascontiguousarray(grid_doubles(off).permute(0, 2, 3, 1).numpy())  # HWC, as the original
         for severity, c in enumerate(spec.parameters["imagenet"], start=1):
             means = np.mean(doubles, axis=(1, 2), keepdims=True)  # per image, as the original's (0, 1)
             expected = torch.from_numpy(np.clip((doubles - means) * c + means, 0, 1)).permute(0, 3, 1, 2)
-            assert torch.equal(spec.apply(off, severity, {}), on_grid(expected, off)), severity
+            assert torch.equal(kernel(off, severity), on_grid(expected, off)), severity
 
 
 def _paired_bytes(name: str, preset: str, levels: list[int], photographs: int, size: int, first_seed: int):
