@@ -29,7 +29,7 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError, not_utf8, sugg
 from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
-from robustbench_gcp.yaml_checks import Checker
+from robustbench_gcp.yaml_checks import Checker, key_lines
 
 _SHA256 = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -159,14 +159,18 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
     text = _decode(raw, path)
+    loader = _UniqueKeyLoader(text)  # yaml.load's steps, keeping the composed node for its lines
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    return parse_config(data, path)
+    finally:
+        loader.dispose()
+    return parse_config(data, path, key_lines(node) if node is not None else None)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -212,9 +216,10 @@ def _decode(raw: bytes, path: Path) -> str:
                           f"on line {line} (Latin-1 or another encoding?); save it as UTF-8") from None
 
 
-def parse_config(data: Any, path: Path) -> Config:
-    """Validate the mapping read from ``path``; see :func:`load_config`."""
-    check = Checker(path)
+def parse_config(data: Any, path: Path, lines: dict[str, int] | None = None) -> Config:
+    """Validate the mapping read from ``path`` (``lines``: its key paths' lines, which errors
+    name); see :func:`load_config`."""
+    check = Checker(path, lines)
     if data is None or data == {}:
         raise ConfigError(f"configuration file {path} is empty: it holds no models or suites "
                           "(see the shipped benchmarks.yaml for the format)")

@@ -21,13 +21,28 @@ from robustbench_gcp.errors import ConfigError, suggest
 
 
 class Checker:
-    """Type checks of YAML values that raise :class:`ConfigError` naming the file and key path."""
+    """Type checks of YAML values that raise :class:`ConfigError` naming the file and key path,
+    and the key's line where ``lines`` (:func:`key_lines`) has it or the closest key above it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, lines: dict[str, int] | None = None):
         self.path = path
+        self.lines = lines or {}
 
     def fail(self, where: str, message: str) -> None:
-        raise ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+        if not where:
+            raise ConfigError(f"{self.path}: {message}")
+        line = self.line(where)
+        at = f" (line {line})" if line is not None else ""
+        raise ConfigError(f"{self.path}: {where}{at}: {message}")
+
+    def line(self, where: str) -> int | None:
+        """The line of the key path ``where``, or of the closest key above it that the file has
+        (a missing ``arch:``: its model's line)."""
+        while where:
+            if where in self.lines:
+                return self.lines[where]
+            where = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", where) if re.search(r"[.\[]", where) else ""
+        return None
 
     def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
         if not isinstance(value, dict):
@@ -129,6 +144,34 @@ def _text_number(value: Any, integer: bool = False) -> str:
     mantissa, exponent = value.lower().split("e")
     mantissa += "" if "." in mantissa else ".0"
     return f" (YAML reads {value} as text: write {mantissa}e{'' if exponent[0] in '+-' else '+'}{exponent})"
+
+
+def key_lines(node: Any, where: str = "", lines: dict[str, int] | None = None) -> dict[str, int]:
+    """The line of every key path of a composed YAML document (``yaml.compose``'s node):
+    ``models.r50.checkpoint`` and ``suites.imagenet-c.severities[0]``, as :class:`Checker` names
+    them; keys a merge (``<<: *anchor``) brings in have the anchor's lines, unless given here."""
+    import yaml
+
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        merged = []
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merged.append(value_node)
+            elif isinstance(key_node, yaml.ScalarNode):
+                path = join_key(where, key_node.value)
+                lines[path] = key_node.start_mark.line + 1
+                key_lines(value_node, path, lines)
+        for value_node in merged:  # a mapping, or a list of them; the keys given here win
+            for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                key_lines(source, where, found := {})
+                for path, line in found.items():
+                    lines.setdefault(path, line)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[f"{where}[{i}]"] = item.start_mark.line + 1
+            key_lines(item, f"{where}[{i}]", lines)
+    return lines
 
 
 def join_key(where: str, key: str) -> str:

@@ -122,8 +122,8 @@ def test_a_bare_attack_family_in_benchmarks_yaml_gets_the_same_hint(tmp_path):
         suites:
           a: {kind: adversarial, attacks: [{attack: deepfool, epsilons: [0.1]}]}
     """))
-    with pytest.raises(ConfigError, match=r"suites\.a\.attacks\[0\]\.attack: unknown attack 'deepfool'\. "
-                                          r"Did you mean 'deepfool-linf' or 'deepfool-l2'\?"):
+    with pytest.raises(ConfigError, match=r"suites\.a\.attacks\[0\]\.attack \(line 3\): unknown attack "
+                                          r"'deepfool'\. Did you mean 'deepfool-linf' or 'deepfool-l2'\?"):
         load_config(path)
     with pytest.raises(UnknownNameError, match=r"unknown attack 'cw'\. Did you mean 'cw-l2'\?$"):
         select_attacks((), ["cw"])

@@ -54,62 +54,69 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("modles: {}\n", "bench.yaml: modles: unknown key 'modles'. Did you mean 'models'?"),
+        ("modles: {}\n", "bench.yaml: modles (line 1): unknown key 'modles'. Did you mean 'models'?"),
         ("suites:\n  c: {kind: imagenet-c, severities: [1, 7]}\n",
-         "suites.c.severities[1]: should be 1..5, got 7"),
+         "suites.c.severities[1] (line 2): should be 1..5, got 7"),
         ("suites:\n  c: {kind: imagenet-c, corruptions: [fgo]}\n",
-         "suites.c.corruptions[0]: unknown corruption 'fgo'. Did you mean 'fog'?"),
+         "suites.c.corruptions[0] (line 2): unknown corruption 'fgo'. Did you mean 'fog'?"),
         ("suites:\n  c: {kind: imagenet-c, severites: [1]}\n",
-         "suites.c.severites: unknown key 'severites'. Did you mean 'severities'?"),
+         "suites.c.severites (line 2): unknown key 'severites'. Did you mean 'severities'?"),
         ("suites:\n  c: {kind: imagenetc}\n",
-         "suites.c.kind: unknown suite kind 'imagenetc'. Did you mean 'imagenet-c'?"),
+         "suites.c.kind (line 2): unknown suite kind 'imagenetc'. Did you mean 'imagenet-c'?"),
         ("suites:\n  c: {kind: imagenet-c, storage_roundtrip: 'yes'}\n",
-         "suites.c.storage_roundtrip: expected true or false, got str 'yes'"),
+         "suites.c.storage_roundtrip (line 2): expected true or false, got str 'yes'"),
         ("models:\n  m: {arch: resnet50-iqsrt}\n",
-         "models.m.arch: unknown architecture 'resnet50-iqsrt'. Did you mean 'resnet50-isqrt'?"),
+         "models.m.arch (line 2): unknown architecture 'resnet50-iqsrt'. Did you mean 'resnet50-isqrt'?"),
         ("models:\n  m: {arch: resnet50-gap, sha256: abc}\n",
-         "models.m.sha256: expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)"),
+         "models.m.sha256 (line 2): expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)"),
         ("models:\n  m: {arch: resnet50-gap, sha256: 15991845}\n",  # fast-MPN-COV's file's prefix
-         "models.m.sha256: YAML reads 15991845 as a number, not hex digits: quote it"),
+         "models.m.sha256 (line 2): YAML reads 15991845 as a number, not hex digits: quote it"),
         ("models:\n  m: {arch: resnet50-gap, checkpoint: 's3://b/r50.pth'}\n",  # said 'without a network'
-         "models.m.checkpoint: gcp-robust downloads http, https, ftp and file URLs, not s3://: copy"),
+         "models.m.checkpoint (line 2): gcp-robust downloads http, https, ftp and file URLs, not "
+         "s3://: copy"),
         ("models:\n  m: {arch: resnet50-gap, published: {top1: 0.7613}}\n",
-         "models.m.published.top1: published figures are percentages (76.13, not 0.7613), got 0.7613"),
+         "models.m.published.top1 (line 2): published figures are percentages (76.13, not 0.7613), "
+         "got 0.7613"),
         ("models:\n  m: {arch: resnet50-gap, published: {mCE: 0.927}}\n",
-         "models.m.published.mCE: published figures are percentages (76.13, not 0.7613), got 0.927"),
+         "models.m.published.mCE (line 2): published figures are percentages (76.13, not 0.7613), got 0.927"),
         ("models:\n  m: {arch: resnet50-gap, published: {top5: 930}}\n",
-         "models.m.published.top5: should be in [0.0, 100.0], got 930"),
+         "models.m.published.top5 (line 2): should be in [0.0, 100.0], got 930"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",
-         "suites.a.attacks[0].epsilons[0]: should be >= 0.0, got -1"),
+         "suites.a.attacks[0].epsilons[0] (line 2): should be >= 0.0, got -1"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [0.1], steps: 1e3}]}\n",
-         "suites.a.attacks[0].steps: expected an integer, got str '1e3' (YAML reads 1e3 as text: "
+         "suites.a.attacks[0].steps (line 2): expected an integer, got str '1e3' (YAML reads 1e3 as text: "
          "write 1000)"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [0.1], "
          "rel_stepsize: 25e-2}]}\n",
-         "suites.a.attacks[0].rel_stepsize: expected a number, got str '25e-2' (YAML reads 25e-2 as text: "
+         "suites.a.attacks[0].rel_stepsize (line 2): expected a number, got str '25e-2' (YAML reads "
+         "25e-2 as text: "
          "write 25.0e-2)"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [1/255, x]}]}\n",
-         "suites.a.attacks[0].epsilons[1]: should be a number such as 0.5 or 2/255. Got 'x'"),
+         "suites.a.attacks[0].epsilons[1] (line 2): should be a number such as 0.5 or 2/255. Got 'x'"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: fgsm, epsilons: [0.1], steps: 3}]}\n",
-         "suites.a.attacks[0].steps: unknown key 'steps'"),
+         "suites.a.attacks[0].steps (line 2): unknown key 'steps'"),
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
-         "baselines.b.imagenet_c.fog: expected 5 errors (severities 1..5), got 2"),
+         "baselines.b.imagenet_c.fog (line 2): expected 5 errors (severities 1..5), got 2"),
         ("- just\n- a list\n", "top level: expected a mapping, got list"),
         # names the command line cannot take (listed, then refused or misread by eval / report)
-        ("suites:\n  'c,d': {kind: clean}\n", "suites.c,d: the name 'c,d' cannot be given on the command"),
-        ("models:\n  'mine=v2': {arch: resnet18-gap}\n", "models.mine=v2: the name 'mine=v2' cannot be"),
+        ("suites:\n  'c,d': {kind: clean}\n",
+         "suites.c,d (line 2): the name 'c,d' cannot be given on the command"),
+        ("models:\n  'mine=v2': {arch: resnet18-gap}\n",
+         "models.mine=v2 (line 2): the name 'mine=v2' cannot be"),
         ("models:\n  'x[seed=1]': {arch: resnet18-gap}\n", "the name 'x[seed=1]' cannot be given"),
         ("baselines:\n  'my base': {clean_error: 0.5}\n", "the name 'my base' cannot be given"),
         ("suites:\n  '': {kind: clean}\n", "the name '' cannot be given"),
-        ("suites: []\n", "suites: expected a mapping, got list"),  # was read as no suites
+        ("suites: []\n", "suites (line 1): expected a mapping, got list"),  # was read as no suites
         ("suites:\n  c: {kind: imagenet-c, corruptions: benchmrk}\n",
-         "suites.c.corruptions: unknown corruption or subset 'benchmrk'. Did you mean 'benchmark'?"),
+         "suites.c.corruptions (line 2): unknown corruption or subset 'benchmrk'. Did you mean 'benchmark'?"),
         ("suites:\n  c: {kind: imagenet-c, corruptions: 'fog,snow'}\n",
-         "suites.c.corruptions: 'fog,snow' is one string: write a list, [fog, snow]"),
+         "suites.c.corruptions (line 2): 'fog,snow' is one string: write a list, [fog, snow]"),
         ("models:\n  mine: {checkpoint: x.pth}\n",
-         "models.mine.arch: unknown architecture 'mine' (no arch: given, so the entry's name is taken"),
+         "models.mine.arch (line 2): unknown architecture 'mine' (no arch: given, so the entry's name is "
+         "taken"),
         ("suites:\n  myc: {corruptions: [fog]}\n",
-         "suites.myc.kind: unknown suite kind 'myc' (no kind: given, so the entry's name is taken as one)"),
+         "suites.myc.kind (line 2): unknown suite kind 'myc' (no kind: given, so the entry's name is taken "
+         "as one)"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path, text, message):
@@ -117,6 +124,39 @@ def test_mistakes_name_the_key(tmp_path, text, message):
         load_config(write(tmp_path, text))
     assert message in str(info.value)
     assert str(tmp_path / "bench.yaml") in str(info.value)
+
+
+def test_mistakes_name_the_line_of_their_key(tmp_path):
+    """The key's line, or its entry's where the key is missing; keys a merge brings in have the
+    anchor's lines, keys given beside the merge their own."""
+    from robustbench_gcp.yaml_checks import key_lines
+
+    text = """
+        models:
+          good: {arch: resnet18-gap}
+
+          mine:
+            checkpoint: x.pth
+        suites:
+          base: &base
+            kind: imagenet-c
+            severities: [1, 2]
+          other:
+            <<: *base
+            severities:
+              - 1
+              - 9
+    """
+    with pytest.raises(ConfigError, match=r"bench.yaml: models.mine.arch \(line 5\): unknown architecture"):
+        load_config(write(tmp_path, text))
+    fixed = text.replace("checkpoint: x.pth", "arch: resnet18-gap")
+    with pytest.raises(ConfigError, match=r"suites.other.severities\[1\] \(line 15\): should be 1..5, got 9"):
+        load_config(write(tmp_path, fixed))
+    import yaml
+
+    lines = key_lines(yaml.compose(textwrap.dedent(fixed)))
+    assert lines["suites.other.kind"] == 9 and lines["suites.other.severities"] == 13  # the anchor's, its own
+    assert lines["models.good.arch"] == 3 and lines["suites.base.severities[1]"] == 10
 
 
 def test_malformed_yaml_gives_the_line(tmp_path):
