@@ -163,8 +163,10 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return ""
 
 
-def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None) -> int:
-    """``value`` as an ``int`` if it is an integer >= ``low`` (Python's or NumPy's; not a bool, not 2.0).
+def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None,
+                  high: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer in ``low``..``high`` (Python's or NumPy's; not a
+    bool, not 2.0).
 
     ``option`` is the name the message gives (``--batch-size``, ``iters``).
 
@@ -172,6 +174,8 @@ def check_integer(option: str, value: object, low: int = 1, error: type[Exceptio
         ConfigError (or ``error``): anything else, naming ``option`` and the value.
     """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low:
+        if high is not None and value > high:
+            raise (error or ConfigError)(f"`{option}` should be at most {high}. Got {value!r}")
         return int(value)
     wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
     raise (error or ConfigError)(f"`{option}` should be {wanted}. Got {value!r}")

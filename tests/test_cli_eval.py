@@ -101,9 +101,9 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     assert table.exit_code == 0 and "mCE (%, alexnet = 100)" in table.stdout
     assert "mean corruption error, unnormalized" in table.stdout
     csv_text = run(*base, "--format", "csv").stdout.splitlines()
-    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,n_images,data,"
-                                  "data_fingerprint,partial,item,level,n,top1_error,top5_error,ce,relative_ce,"
-                                  "flip_probability")
+    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,precision,device,n_images,"
+                                  "data,data_fingerprint,partial,item,level,n,top1_error,top5_error,ce,"
+                                  "relative_ce,flip_probability")
     assert any(",False,clean,,12," in line for line in csv_text)  # an eval run is complete
     assert any(",brightness,2,12," in line for line in csv_text)
     assert any(",mean (benchmark),all," in line for line in csv_text)

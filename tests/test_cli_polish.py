@@ -308,6 +308,7 @@ def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_pat
     (("--seed", str(2**64)), f"'--seed': {2**64} is above {2**64 - 1}, the largest this takes"),
     (("--shard-size", str(10**20)), f"'--shard-size': {10**20} is above 2147483647"),
     (("--batch-size", str(10**20)), f"'--batch-size': {10**20} is above 2147483647"),
+    (("--workers", "65"), "'--workers': 65 is above 64"),  # 2**40 forked until memory ran out
 ])
 def test_outputs_and_numbers_out_of_reach_are_refused_before_any_compute(demo_val, tmp_path, args, message):
     """`-o ""` failed with a traceback after the run (Path('.') has an empty name), `-o new/` wrote a
@@ -319,6 +320,41 @@ def test_outputs_and_numbers_out_of_reach_are_refused_before_any_compute(demo_va
     assert result.exit_code == 2, result.output
     assert message.replace("{tmp}", str(tmp_path)) in result.stderr and "Traceback" not in result.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize("option, value", [("seed", 2**64), ("batch_size", 2**63), ("shard_size", 2**63),
+                                           ("workers", 65)])
+def test_the_library_takes_the_command_lines_largest_values(demo_val, tmp_path, option, value):
+    """The library checked the lower bounds alone: torch's "Overflow when unpacking long long" after
+    planning, SQLite's OverflowError, islice's ValueError, or forks until memory ran out."""
+    from robustbench_gcp import plan
+    from robustbench_gcp.errors import ConfigError
+
+    name = "--" + option.replace("_", "-")
+    with pytest.raises(ConfigError, match=rf"^`{name}` should be at most \d+\. Got {value}$"):
+        plan("demo-gap", data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"),
+             **{option: value})
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_workers_beyond_the_cpus_are_said_once_and_no_more_start_than_a_shard_has_batches(demo_val, tmp_path):
+    """torch warned of more workers than CPUs at every shard's loader, in two raw lines; and a shard
+    forked every worker asked for, whatever its batches."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"),
+                                       "--workers", str(cpus + 1), "--limit", "2", "--batch-size", "1",
+                                       "--shard-size", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    note = f"note: --workers {cpus + 1} is more than the {cpus} CPUs this process may use"
+    assert result.stderr.count(note) == 1, result.stderr
+    assert "This DataLoader will create" not in result.stderr, result.stderr
+    from robustbench_gcp.data.loader import ImageFiles, Preprocess, shard_loader
+
+    files = ImageFiles(sorted(demo_val.glob("*/*"))[:3], Preprocess(64, 64))
+    assert shard_loader(files, 2, 8, prefetch=2).num_workers == 2  # 3 images: 2 batches
+    assert shard_loader(files, 2, 0, prefetch=2).num_workers == 0
 
 
 def test_compare_runs_each_suite_once_and_refuses_none(demo_val, tmp_path):

@@ -109,8 +109,9 @@ def test_report_json_and_long_csv_round_trip(compared):
     # one header whichever model is the reference, and with --no-intervals the same first columns:
     # files of several runs line up column by column
     header = wide.stdout.splitlines()[0].split(",")
-    assert header[:10] == ["suite", "source", "n_images", "data", "data_fingerprint", "model", "reference",
-                           "partial", "cells_left_out", "clean_error"]
+    assert header[:12] == ["suite", "source", "n_images", "data", "data_fingerprint", "model", "precision",
+                           "device", "reference", "partial", "cells_left_out", "clean_error"]
+    assert {(row["precision"], row["device"]) for row in wide_rows} == {("float32", "cpu")}
     # which images, and each paired test's p-values (only the JSON had them)
     assert {row["data"] for row in wide_rows} == {row["data"] for row in rows} == {r["data"] for r in reports}
     assert {row["data_fingerprint"] for row in rows} == {r["data_fingerprint"] for r in reports}
@@ -721,3 +722,21 @@ def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
     lines = markdown.splitlines()
     at = lines.index("| model | images | clean err % |")
     assert [line.split("|")[1].strip() for line in lines[at + 2:at + 4]] == ["demo-gap", "demo-isqrt"]
+
+
+def test_a_store_of_amp_runs_says_their_precision_in_every_view(demo_val, tmp_path):
+    """A bfloat16 (--amp) result could not be told from a float32 one once exported: the labels say
+    a precision only where runs of both sit in one store."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "amp.db"
+    for model in ("demo-gap", "demo-isqrt"):
+        evaluate(model, data=str(demo_val), class_order="sorted", store=str(store), suite="clean", workers=0,
+                 limit=20, amp=True)
+    common = ["report", "--store", str(store), "--resamples", "100"]
+    markdown = CliRunner().invoke(main, [*common, "--format", "markdown"]).stdout
+    assert "clean: 20 images, bfloat16 (--amp) (reference demo-gap" in markdown, markdown
+    for layout in ("long", "wide"):
+        rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(
+            main, [*common, "--format", "csv", "--layout", layout]).stdout)))
+        assert rows and {(r["precision"], r["device"]) for r in rows} == {("bfloat16", "cpu")}, layout

@@ -328,7 +328,8 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
     assert linked["run"] == first["run"] and linked["computed"]["computed"] == 0
     before = runs()
     for extra, differ in ((("--limit", "6"), "images"), (("--seed", "1"), "seed"),
-                          (("--shard-size", "5"), "shard size")):
+                          (("--shard-size", "5"), "shard size"), (("--amp",), "precision"),
+                          (("--channels-last",), "--channels-last")):  # these two were computed first
         other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
                                           *map(str, p_args(demo_val, store, *selection)), *extra])
         assert other.exit_code == 2, other.output
@@ -336,12 +337,21 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
         assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
         assert f"this run differs in: {differ}; pass --replace" in line, line
     assert runs() == before  # nothing computed
-    # what only the loaded model tells (here the precision) is found after the run, which stays stored
-    amp = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
-                                    *map(str, p_args(demo_val, store, *selection)), "--amp"])
-    assert amp.exit_code == 2, amp.output
-    assert "is another run in" in amp.stderr and "(this one differs in: precision)" in amp.stderr, amp.stderr
-    kept = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection), "--amp", "--replace")
+    # what only the loaded model tells (here the weights of another file) is found after the run,
+    # which stays stored
+    import torch
+
+    from robustbench_gcp.models import create_model
+
+    torch.manual_seed(3)
+    torch.save(create_model("demo-gap").state_dict(), tmp_path / "other.pth")
+    weights = ("--checkpoint", str(tmp_path / "other.pth"))
+    other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                      *map(str, p_args(demo_val, store, *selection)), *weights])
+    assert other.exit_code == 2, other.output
+    assert "is another run in" in other.stderr, other.stderr
+    assert "(this one differs in: weights)" in other.stderr, other.stderr
+    kept = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection), *weights, "--replace")
     assert kept["computed"]["computed"] == 0
     replaced = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, *selection),
                    "--limit", 6, "--replace")

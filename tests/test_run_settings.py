@@ -76,10 +76,12 @@ def test_a_new_run_beside_another_says_what_differs_and_reports_tell_them_apart(
     assert "demo-gap[seed=0,shard-size=4], demo-gap[seed=1,shard-size=4]" in two.stderr
     unknown = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap[seed=2]"])
     assert unknown.exit_code != 0 and "unknown stored model 'demo-gap[seed=2]'" in unknown.stderr
-    # a setting the runs lack reads null in labels, and selects as such
-    null = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals",
-                                     "--models", "demo-gap[seed=1,layer4-stride=null]"])
-    assert [r["model"] for r in json.loads(null.stdout)["reports"]] == ["demo-gap[seed=1,shard-size=4]"]
+    # a setting the runs lack reads none in labels, and selects as such (null, as before 0.7.15, too)
+    for unrecorded in ("none", "null"):
+        null = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
+                                         "--no-intervals", "--models",
+                                         f"demo-gap[seed=1,layer4-stride={unrecorded}]"])
+        assert [r["model"] for r in json.loads(null.stdout)["reports"]] == ["demo-gap[seed=1,shard-size=4]"]
     # two runs on other images that differ in the seed alone: their own label selects that run alone
     other = {**common, "limit": 6}
     for seed in (0, 1):
@@ -189,7 +191,7 @@ def test_amp_runs_of_covariance_models_say_their_classifier_runs_in_float32(demo
     run(plan("demo-isqrt", data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=2,
              amp=True), said)
     assert ("demo-isqrt: a new run, starting afresh; the store's other run of this model on these images "
-            "(1 shards stored) differs in: the classifier's precision under --amp (float32 since 0.7.2) (its "
+            "(1 shard stored) differs in: the classifier's precision under --amp (float32 since 0.7.2) (its "
             "results stay there)") in said.lines, said.lines
 
 
@@ -231,10 +233,13 @@ def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_va
                for line in said.lines), said.lines
     said = Said()
     run(plan("demo-isqrt", amp=True, **common), said)
-    assert any("2 other runs of this model on these images (2 shards stored) differ in: precision (their "
+    assert any("other run of this model on these images (1 shard stored) differs in: precision (its "
                "results" in line for line in said.lines), said.lines
+    # a field only the stored run has is a difference too (it was left out: "differs in: " and nothing)
+    assert any("other run of this model on these images (1 shard stored) differs in: precision, "
+               "--channels-last (its results" in line for line in said.lines), said.lines
     result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
     labels = sorted(r["model"] for r in json.loads(result.stdout)["reports"])
-    assert labels == ["demo-isqrt[precision=bfloat16,memory-format=null]",
+    assert labels == ["demo-isqrt[precision=bfloat16,memory-format=contiguous]",
                       "demo-isqrt[precision=float32,memory-format=channels_last]",
-                      "demo-isqrt[precision=float32,memory-format=null]"], labels
+                      "demo-isqrt[precision=float32,memory-format=contiguous]"], labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, NonEmptyPath, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_option, json_option
 
 
 @click.command("pipeline")
@@ -27,7 +27,7 @@ from robustbench_gcp.cli.options import COUNT, NonEmptyPath, device_option, json
 @click.option("--severities", default="3", show_default=True, help="Severities, comma-separated.")
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per forward pass (both paths).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
+@click.option("--workers", type=WORKERS, default=None,
               help="Data loader processes of both paths. Default: min(8, CPU count).")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes per path and pass, in turns (the tool first, then the plain loop first, "

@@ -6,7 +6,14 @@ import time
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, NonEmptyPath, config_option, device_option, output_option
+from robustbench_gcp.cli.options import (
+    COUNT,
+    WORKERS,
+    NonEmptyPath,
+    config_option,
+    device_option,
+    output_option,
+)
 
 
 @click.command("demo")
@@ -18,7 +25,7 @@ from robustbench_gcp.cli.options import COUNT, NonEmptyPath, config_option, devi
 @device_option
 @click.option("--batch-size", type=COUNT, default=64, show_default=True,
               help="Images per forward pass.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--workers", type=WORKERS, default=0, show_default=True,
               help="Data loader processes (the demo images are tiny: 0 is fastest).")
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Evaluate a class-balanced subset of N of the 100 validation images (a quicker look).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.data.datasets import DATASETS
+from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.engine.ranks import is_main_process
 from robustbench_gcp.errors import not_utf8
 
@@ -335,22 +336,42 @@ class _Bounded(click.IntRange):
 
 
 #: --batch-size and --shard-size up to 2**31 - 1 (larger ones overflowed SQLite's and islice's
-#: integers with a traceback); --seed up to 2**64 - 1 (torch's)
-COUNT = _Bounded(min=1, max=2**31 - 1)
-SEED = _Bounded(min=0, max=2**64 - 1)
+#: integers with a traceback); --seed up to 2**64 - 1 (torch's); --workers up to 64
+COUNT = _Bounded(min=1, max=MAX_COUNT)
+SEED = _Bounded(min=0, max=MAX_SEED)
+WORKERS = _Bounded(min=0, max=MAX_WORKERS)
+
+
+def _workers_said(ctx, param, value):
+    """--workers beyond the CPUs, said once (torch warned at every shard's loader)."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if value is not None and value > cpus and not ctx.resilient_parsing:
+        click.echo(f"note: --workers {value} is more than the {cpus} CPUs this process may use: the loader "
+                   "processes share them", err=True)
+    return value
+
+
+workers_option = click.option(
+    "--workers", type=WORKERS, default=None, callback=_workers_said,
+    help="Data loader processes (at most as many as a shard has batches). Default: min(8, CPU count).")
 
 engine_options = _compose(
     device_option,
-    click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU)."),
-    click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs)."),
+    click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU and MPS; "
+                 "the matrix functions stay float32): a run of its own in the store."),
+    click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs): a "
+                 "run of its own in the store."),
     click.option("--batch-size", type=COUNT, default=32, show_default=True,
                  help="Images per forward pass (results do not depend on it)."),
-    click.option("--workers", type=click.IntRange(min=0), default=None,
-                 help="Data loader processes. Default: min(8, CPU count)."),
+    workers_option,
     click.option("--seed", type=SEED, default=0, show_default=True,
-                 help="Randomness depends only on (seed, cell, image index)."),
+                 help="Randomness depends only on (seed, cell, image index); another seed is a run of "
+                 "its own."),
     click.option("--shard-size", type=COUNT, default=500, show_default=True,
-                 help="Images per stored shard (a crash loses at most one shard per cell)."),
+                 help="Images per stored shard: a crash loses at most one shard per cell; a shard and the "
+                 "next are held decoded in memory; another size is a run of its own."),
     store_option,
 )
 

@@ -11,6 +11,7 @@ clipped). A file that cannot be decoded is reported by name instead of killing a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,17 +201,24 @@ def iterate_batches(
         DataError: an image cannot be read (the message names the file), as the batches are read.
     """
     dataset = ImageFiles(paths, preprocess)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-        generator=torch.Generator(),  # its seed draw comes from here: the caller's RNG stays as it was
-        prefetch_factor=4 if workers > 0 else None,
-    )
+    loader = shard_loader(dataset, batch_size, workers, prefetch=4, pin_memory=pin_memory)
     return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}")
+
+
+#: torch's warning of more loader workers than CPUs, at every shard's loader (``--workers`` says it once)
+_MANY_WORKERS = "This DataLoader will create"
+
+
+def shard_loader(dataset: Dataset, batch_size: int, workers: int, *, prefetch: int, **options) -> DataLoader:
+    """A loader of ``dataset``'s items in order, with at most as many workers as it has batches
+    (more forked idle processes at every shard), and its seed drawn from a generator of its own
+    (the caller's random state stays as it was)."""
+    workers = min(workers, -(-len(dataset) // batch_size))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MANY_WORKERS)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                          persistent_workers=False, generator=torch.Generator(),
+                          prefetch_factor=prefetch if workers > 0 else None, **options)
 
 
 def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[int]]]:
@@ -225,7 +233,9 @@ def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[in
     Raises:
         DataError: ``message(position, error)`` for the first item whose error is not empty.
     """
-    batches = iter(loader)  # a multi-process loader forks its workers here
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MANY_WORKERS)
+        batches = iter(loader)  # a multi-process loader forks its workers here
 
     def read() -> Iterator[tuple[torch.Tensor, list[int]]]:
         for images, positions, errors in batches:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from robustbench_gcp.data.loader import started
+from robustbench_gcp.data.loader import shard_loader, started
 from robustbench_gcp.errors import DataError, counted
 
 
@@ -203,7 +203,5 @@ def iterate_video_batches(
         DataError: a video is missing, unreadable or of the wrong shape (named in the message), as
             the batches are read.
     """
-    loader = DataLoader(VideoFiles(paths, frames, size), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, prefetch_factor=2 if workers > 0 else None,
-                        generator=torch.Generator())  # its seed draw leaves the caller's RNG alone
+    loader = shard_loader(VideoFiles(paths, frames, size), batch_size, workers, prefetch=2)
     return started(loader, lambda _, error: error)

@@ -36,6 +36,7 @@ from robustbench_gcp.errors import (
     Interrupted,
     ModelCodeError,
     Terminated,
+    counted,
     listed,
     not_utf8,
 )
@@ -203,7 +204,10 @@ def _weights_identity(plan: Plan, net) -> str:
 
 def planned_identity(plan: Plan) -> dict:
     """The part of a run's identity that the plan tells, without loading the model: the model,
-    its matrix function, the images, the seed, the shard size, and seeded random weights."""
+    its matrix function, the images, the seed, the shard size, the precision, memory format and
+    device type, and seeded random weights."""
+    from robustbench_gcp.engine.device import amp_dtype
+
     identity = {
         "arch": plan.model.arch,
         # an override equal to the model's own matrix function is the same run as none
@@ -211,6 +215,11 @@ def planned_identity(plan: Plan) -> dict:
         "data": plan.images.fingerprint(),
         "seed": plan.options.seed,
         "shard_size": plan.options.shard_size,
+        # as the Classifier's (float16 on CUDA, bfloat16 elsewhere)
+        "precision": str(amp_dtype(plan.device)).replace("torch.", "") if plan.options.amp else "float32",
+        # 0.7.6: channels-last changes the landscape's gradients in their last digits
+        **({"memory_format": "channels_last"} if plan.options.channels_last else {}),
+        "device_type": plan.device.type,
     }
     if plan.model.external is None and not plan.model.checkpoint:
         identity["weights"] = f"{RANDOM_INIT}{plan.model.seed}"
@@ -234,8 +243,6 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         **_base_identity(plan, cfg),
         **_transform_input_identity(plan),
         "precision": precision,
-        # 0.7.6: channels-last changes the landscape's gradients in their last digits
-        **({"memory_format": "channels_last"} if plan.options.channels_last else {}),
         "device_type": device.type,
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
         # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity
@@ -492,7 +499,7 @@ def other_settings(store: Store, info: RunInfo, held: bool) -> list[str]:
     lines = []
     for why, shards in said.items():  # runs alike are one line (each said it again)
         one = len(shards) == 1
-        stored, their = f"{sum(shards)} shards stored", "its" if one else "their"
+        stored, their = f"{counted(sum(shards), 'shard')} stored", "its" if one else "their"
         if why[0] == "settings":
             text = (f"{'other run' if one else f'{len(shards)} other runs'} of this model on these images "
                     f"({stored}) {'differs' if one else 'differ'} in: {why[1]} ({their} results stay there)")
@@ -568,7 +575,10 @@ def _differences(stored: dict, current: dict) -> str:
              "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
              "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
              "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
-    differ = without_implied([k for k, v in current.items() if stored.get(k) != v])  # current: maybe planned
+    keys = list(current)
+    if "version" in current and "version" in stored:  # both whole: a field only the stored run has too
+        keys += [k for k in stored if k not in current]
+    differ = without_implied([k for k in keys if stored.get(k) != current.get(k)])  # current: maybe planned
     return ", ".join(names.get(k, k) for k in differ)
 
 

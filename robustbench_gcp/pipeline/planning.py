@@ -39,6 +39,7 @@ from robustbench_gcp.data.datasets import (
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
+from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
@@ -107,8 +108,9 @@ class EvalOptions:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an engine option out of range."""
-        for name, low in (("batch_size", 1), ("workers", 0), ("shard_size", 1), ("seed", 0)):
-            check_integer(f"--{name.replace('_', '-')}", getattr(self, name), low)
+        for name, low, high in (("batch_size", 1, MAX_COUNT), ("workers", 0, MAX_WORKERS),
+                                ("shard_size", 1, MAX_COUNT), ("seed", 0, MAX_SEED)):
+            check_integer(f"--{name.replace('_', '-')}", getattr(self, name), low, high=high)
         if self.limit is not None:
             check_integer("--limit", self.limit)
         for name in ("amp", "channels_last", "random_weights", "ema"):

@@ -169,7 +169,7 @@ def comparison_heading(comparison: dict) -> str:
 def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
     """``20 images``, and where another comparison of ``comparisons`` has the same heading and
     count, which images: ``20 images of data/c32`` (with the fingerprint's start when the
-    folder is the same too)."""
+    folder is the same too); ``, bfloat16 (--amp)`` when every model ran so."""
     text = f"{comparison.get('n_images')} images"
     alike = [c for c in comparisons if comparison_heading(c) == comparison_heading(comparison)
              and c.get("n_images") == comparison.get("n_images")]
@@ -177,6 +177,9 @@ def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
         text += f" of {comparison.get('data') or 'the released files'}"
         if sum(c.get("data") == comparison.get("data") for c in alike) > 1:
             text += f" ({str(comparison.get('data_fingerprint'))[:8]})"
+    precisions = {model.get("precision") for model in comparison.get("models", [])}
+    if len(precisions) == 1 and precisions - {"float32", None}:  # --amp's, on every row (labels say a mix)
+        text += f", {precisions.pop()} (--amp)"
     return text
 
 
@@ -234,6 +237,7 @@ def compare_reports(
         for model, report, compared in zip(comparison["models"], group, cells):
             model["partial"] = report.partial is not None
             model["cells_left_out"] = len(report.cells) - len(compared)  # its figures are not its report's
+            model["precision"], model["device"] = report.precision, report.device
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data
         comparison["data_fingerprint"] = group[0].data_fingerprint

@@ -125,7 +125,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
                "n_images": comparison.get("n_images"), "data": comparison.get("data"),
                "data_fingerprint": comparison.get("data_fingerprint"), "model": model["model"],
                "reference": comparison["reference"], "partial": bool(model.get("partial")),
-               "cells_left_out": model.get("cells_left_out", 0)}
+               "cells_left_out": model.get("cells_left_out", 0), "precision": model.get("precision"),
+               "device": model.get("device")}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
             delta = (model.get("delta") or {}).get(m)
@@ -139,8 +140,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
 
 
 #: the wide CSV's first columns, whatever its rows
-WIDE_BASE = ("suite", "source", "n_images", "data", "data_fingerprint", "model", "reference", "partial",
-             "cells_left_out")
+WIDE_BASE = ("suite", "source", "n_images", "data", "data_fingerprint", "model", "precision", "device",
+             "reference", "partial", "cells_left_out")
 
 
 def wide_csv_columns(rows: Sequence[dict]) -> list[str]:
@@ -235,7 +236,8 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         if layout == "wide":
             if not comparisons:  # --no-intervals: each report's own figures, none left out
                 rows = [{"reference": None, "cells_left_out": 0, "data": report.data,
-                         "data_fingerprint": report.data_fingerprint, **row}
+                         "data_fingerprint": report.data_fingerprint, "precision": report.precision,
+                         "device": report.device, **row}
                         for report, row in zip(reports, headline_rows(reports))]
                 return to_csv(rows, wide_csv_columns(rows))
             rows = [row for c in comparisons for row in comparison_csv_rows(c)]

@@ -68,8 +68,8 @@ def to_report_markdown(report: Report) -> str:
     return "\n".join(text)
 
 
-BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "n_images", "data",
-                "data_fingerprint", "partial", "item", "level"]
+BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "precision", "device",
+                "n_images", "data", "data_fingerprint", "partial", "item", "level"]
 
 
 def long_rows(report: Report) -> list[dict]:
@@ -82,7 +82,8 @@ def long_rows(report: Report) -> list[dict]:
     """
     base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
             "suite": report.suite, "kind": report.kind, "source": report.source, "seed": report.seed,
-            "n_images": report.n_images, "data": report.data, "data_fingerprint": report.data_fingerprint,
+            "precision": report.precision, "device": report.device, "n_images": report.n_images,
+            "data": report.data, "data_fingerprint": report.data_fingerprint,
             "partial": report.partial is not None}
     columns = long_csv_columns()
     return [{column: {**base, **row}.get(column) for column in columns}

@@ -102,13 +102,16 @@ def _chosen(run: RunInfo, models: Sequence[str] | None, labels: Mapping[str, str
 
 def _has_settings(name: str, run: RunInfo) -> bool:
     """Whether ``name`` is the run's label with some of its settings in label order:
-    ``demo-gap[seed=1]`` for a run of demo-gap with seed 1 (a setting the run lacks is ``null``)."""
+    ``demo-gap[seed=1]`` for a run of demo-gap with seed 1 (a setting the run lacks is what that
+    means, ``memory-format=contiguous``, else ``none``)."""
     prefix = run_label(run) + "["
     if not (name.startswith(prefix) and name.endswith("]")):
         return False
-    tags = iter(f"{shown}={_setting(run.identity.get(key))}" for key, shown in _SETTINGS.items())
+    # an unrecorded setting also as labels showed it before 0.7.15 (null)
+    tags = iter([{f"{shown}={_setting(value, key)}", *([f"{shown}=null"] if value is None else [])}
+                 for key, shown in _SETTINGS.items() for value in [run.identity.get(key)]])
     wanted = split_labels(name[len(prefix):-1])
-    return bool(wanted) and all(any(part == tag for tag in tags) for part in wanted)  # in order
+    return bool(wanted) and all(any(part in tag for tag in tags) for part in wanted)  # in order
 
 
 def labels_named(path: str | Path, name: str) -> set[str]:
@@ -213,7 +216,7 @@ def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
         differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
         differ = without_implied(differ)
         for run in group:
-            tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k))}" for k in differ)
+            tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k), k)}" for k in differ)
             labels[run.key] = f"{label}[{tags}]" if tags else label
     return labels
 
@@ -224,8 +227,15 @@ def without_implied(differ: list[str]) -> list[str]:
     return [k for k in differ if k != "classifier"] if "precision" in differ else differ
 
 
-def _setting(value) -> str:
-    """A setting as a label shows it: a weights hash by its first 8 characters."""
+#: what a setting a run does not record means, as labels show it (JSON's null was shown)
+_UNRECORDED = {"memory_format": "contiguous"}
+
+
+def _setting(value, key: str = "") -> str:
+    """A setting as a label shows it: a weights hash by its first 8 characters; one the run does
+    not record as what that means, else "none"."""
+    if value is None:
+        return _UNRECORDED.get(key, "none")
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return re.sub(r"[0-9a-f]{64}", lambda m: m.group(0)[:8], text)
 
