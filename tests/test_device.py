@@ -71,8 +71,14 @@ def test_not_a_device(spec):
 
 def test_mps_without_mps(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match=r"^`--device mps`: MPS is not available on this machine$"):
+    with pytest.raises(ConfigError, match=r"^`--device mps`: MPS is not available on this machine; use "
+                                          r"--device cpu$"):
         resolve_device("mps")
+
+
+def test_a_cpu_with_an_index_is_refused():
+    with pytest.raises(ConfigError, match=r"^`--device cpu:1`: the CPU takes no index; use --device cpu$"):
+        resolve_device("cpu:1")
 
 
 def test_eval_with_a_missing_gpu_is_one_line_before_the_model_loads(no_gpu, monkeypatch, image_folder,

@@ -54,9 +54,11 @@ def _check_present(device: torch.device, spec) -> None:
                               f"{'' if count == 1 else 's'} ({have})")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ConfigError(f"`--device {spec}`: MPS is not available on this machine")
+            raise ConfigError(f"`--device {spec}`: MPS is not available on this machine; use --device cpu")
     elif device.type != "cpu":
         raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}")
+    elif device.index is not None:  # torch takes cpu:1 and computes on the CPU, as cpu does
+        raise ConfigError(f"`--device {spec}`: the CPU takes no index; use --device cpu")
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
