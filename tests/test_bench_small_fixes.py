@@ -191,3 +191,47 @@ def test_bench_commands_take_a_config_of_your_own(scaling_calls, image_folder, t
     assert scaled.exit_code == 0, scaled.output
     for args in scaling_calls:
         assert args[args.index("--config") + 1] == str(config) and args[args.index("--suite") + 1] == "myc"
+
+
+# --- the bench audit (0.7.15) ------------------------------------------------------------------
+
+def test_fidelity_at_another_size_leaves_out_what_the_originals_transcription_cannot_do():
+    """frost crashed (its crops fell off the rescaled textures) and elastic_transform reported a
+    MAD of 61/255 at 64 px: the transcription of the original is of 224 px images only."""
+    from robustbench_gcp.bench.corruption_fidelity import fidelity
+
+    rows = fidelity(["frost", "elastic_transform", "contrast"], images=1, seeds=1, severities=[2], size=64)
+    assert [(r["corruption"], r["reference"], r["mad"]) for r in rows[:2]] == [
+        ("frost", "original (224 px only)", None), ("elastic_transform", "original (224 px only)", None)]
+    assert rows[2]["reference"] == "imagecorruptions" and rows[2]["mad"] < 1e-3
+
+
+def test_perturbation_bench_gives_each_rows_model_rate_and_checks_the_default_size():
+    result = run("bench", "perturbations", "--device", "cpu", "--model", "demo-gap", "--perturbations",
+                 "translate", "--batch-size", "2", "--repeats", "1", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["vs_model"] == pytest.approx(row["frames_per_second"] / row["model_frames_per_second"])
+    too_big = run("bench", "perturbations", "--device", "cpu", "--model", "demo-gap", "--perturbations",
+                  "translate", "--crop-size", "100")  # demo-gap's size: 73 (a traceback)
+    assert too_big.exit_code == 2 and "Traceback" not in too_big.output
+    assert "`--crop-size` should be at most --size (73, the model's resize size). Got 100" in too_big.stderr
+
+
+def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):
+    import torch
+    import torchvision
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint\n")
+    state = torchvision.models.resnet18().state_dict()
+    del state["fc.bias"]
+    torch.save(state, tmp_path / "lacking.pth")
+    for path, said in ((junk, "is not a PyTorch checkpoint"),
+                       (tmp_path / "lacking.pth", "is not a state dict of torchvision's resnet18 (bench "
+                        "pipeline takes those): Error(s) in loading state_dict for ResNet: Missing key(s)")):
+        result = run("bench", "pipeline", "--checkpoint", str(path), "--images", "2")
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert said in result.stderr, result.stderr

@@ -260,3 +260,42 @@ def test_rank_0_alone_says_why_a_job_stopped(tmp_path, monkeypatch, stop):
         result = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.db")])
         assert result.exit_code == (143 if stop == "terminated" else 1)
         assert ("Error:" in result.output) is said, (rank, result.output)
+
+
+def _running_with(text: str) -> list[int]:
+    """The processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_bench_scaling_stopped_mid_run_stops_torchruns_ranks_and_leaves_no_folders(demo_val, tmp_path):
+    """The 2-process run was SIGKILLed at once on Ctrl-C: torchrun's ranks, in sessions of their own,
+    went on computing as orphans; and every run left a torchelastic_* folder in $TMPDIR."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "robustbench_gcp", "bench", "scaling", "--model", "demo-gap", "--data",
+         str(demo_val), "--class-order", "sorted", "--corruptions", "gaussian_noise,fog", "--severities",
+         "1,2,3", "--batch-size", "1", "--shard-size", "5", "--device", "cpu"],
+        env={**ENV, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while len(_running_with("store-2.db")) < 3:  # torchrun and its two ranks
+        assert bench.poll() is None, bench.communicate()[1]
+        assert time.time() < deadline, "the 2-process run did not start within 240 s"
+        time.sleep(0.1)
+    time.sleep(2)  # the ranks at work
+    bench.send_signal(signal.SIGINT)  # to the bench alone, as `kill -INT` (a terminal signals the group)
+    _, err = bench.communicate(timeout=60)
+    assert bench.returncode == 130, err
+    deadline = time.time() + 30
+    while _running_with("store-2.db") and time.time() < deadline:
+        time.sleep(0.2)
+    assert _running_with("store-2.db") == [], "torchrun's ranks outlived the bench"
+    assert list(tmp.iterdir()) == [], list(tmp.iterdir())

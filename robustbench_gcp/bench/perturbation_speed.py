@@ -22,6 +22,7 @@ import torch
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.errors import ConfigError
 
 __all__ = ["measure", "model_speed", "sequence_speed"]
 
@@ -135,12 +136,13 @@ def measure(
     Returns:
         ``{"settings": {...}, "model": {"name", "frames_per_second", ...},
         "rows": [{"perturbation", "frames", "seconds", "frames_per_second",
-        "videos_per_second", "vs_model"}, ...]}``; ``vs_model`` is the generation
-        rate divided by the model's, timed in turns with the sequence (the model's own figure is
-        its best beside any of them).
+        "videos_per_second", "model_frames_per_second", "vs_model"}, ...]}``; ``vs_model`` is the
+        generation rate divided by the model's, ``model_frames_per_second``, timed in turns with the
+        sequence (the model's own figure is its best beside any of them).
 
     Raises:
         UnknownNameError: unknown model.
+        ConfigError: a crop size larger than the images.
         ValueError: unknown perturbation or bad difficulty.
     """
     from corruptions.perturbations import check_perturbation
@@ -154,6 +156,9 @@ def measure(
         size = config.resize_size
     if crop_size is None:
         crop_size = config.input_size if size == config.resize_size else round(size * 224 / 256)
+    if crop_size > size:  # (the command line checks the two it is given; here the model's defaults too)
+        whose = ", the model's resize size" if size == config.resize_size else ""
+        raise ConfigError(f"`--crop-size` should be at most --size ({size}{whose}). Got {crop_size}")
     if progress:
         progress(model)
     classify = _forward(net, crop_size, model_batch_size, torch_device)
@@ -166,7 +171,8 @@ def measure(
         row = sequence_speed(images, name, difficulty=difficulty, crop_size=crop_size, repeats=repeats,
                              beside=classify)
         model_seconds.append(row.pop("beside_seconds"))
-        row["vs_model"] = row["frames_per_second"] / (model_batch_size / model_seconds[-1])
+        row["model_frames_per_second"] = model_batch_size / model_seconds[-1]  # what vs_model divides by
+        row["vs_model"] = row["frames_per_second"] / row["model_frames_per_second"]
         rows.append(row)
     if model_seconds:  # the model's own figure: its best beside any sequence
         fastest = min(model_seconds)

@@ -348,7 +348,7 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
     torch.manual_seed(seed)
     net = getattr(torchvision.models, arch)()
     if checkpoint is not None:
-        net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        _load_torchvision_weights(net, checkpoint, arch)
     env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
     common = ["--batch-size", str(batch_size), "--workers", str(workers), "--device", str(device)]
     passes = {
@@ -408,3 +408,18 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
 
 if __name__ == "__main__":
     _main()
+
+
+def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch: str) -> None:
+    """``--checkpoint``'s state dict into torchvision's ``arch`` (a file that is none, or of another
+    network, said in one line: the loader's traceback before)."""
+    from robustbench_gcp.errors import CheckpointError
+    from robustbench_gcp.models.checkpoint import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        reason = " ".join(" ".join(str(error).split("\n")[:2]).split())
+        raise CheckpointError(f"`--checkpoint {checkpoint}` is not a state dict of torchvision's {arch} "
+                              f"(bench pipeline takes those): {reason[:300]}") from None

@@ -47,14 +47,33 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                     str(processes), "-m", "robustbench_gcp"]
-    done = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+    process = subprocess.Popen([*launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:  # Ctrl-C, SIGTERM: torchrun stops its ranks (in sessions of their own) first
+        _stop(process)
+        raise
+    if process.returncode != 0:
+        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
         raise GcpRobustError(f"the {processes}-process run failed: {last}")
-    report = json.loads(done.stdout)
+    report = json.loads(stdout)
     computed = report["computed"]
     return {"processes": processes, "images": computed["images"], "seconds": computed["seconds"],
             "images_per_s": computed["images"] / computed["seconds"] if computed["seconds"] else None}
+
+
+def _stop(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """End a run this bench started: SIGTERM, which torchrun passes on to its ranks, and SIGKILL
+    after ``grace`` seconds (``subprocess.run`` killed torchrun at once, and its ranks, in sessions
+    of their own, went on computing as orphans)."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
 
 
 def takes_corruptions(suite: str, config: str | None = None) -> bool:
@@ -116,7 +135,8 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
 
             data = str(build_demo_dataset(Path(tmp) / "data") / "val")
             class_order = "sorted"  # named class folders, not wnids
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet"}
+        # TMPDIR: torchrun's torchelastic_* folders (and any run's temporary files) go with this one
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GIT_PYTHON_REFRESH": "quiet", "TMPDIR": tmp}
         rows = []
         for n in (1, processes):
             args = ["eval", "--model", model, "--suite", suite, "--data", data,

@@ -137,6 +137,7 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
                      severities=severity_list, reference_images=reference_images,
                      repeats=repeats, progress=advance, preset=preset)
     summary = speed_summary(rows)
+    reference_images = min(reference_images, batch_size)  # the reference times images of the batch
     columns = [
         Column("corruption", justify="left"),
         Column("ms_per_image", "ms/image", ".3f"),

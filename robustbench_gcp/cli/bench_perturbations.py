@@ -108,7 +108,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     rows = report["rows"] + [{
         "perturbation": f"model {net['name']}", "frames": net["batch_size"],
         "seconds": net["seconds"], "frames_per_second": net["frames_per_second"],
-        "videos_per_second": None, "vs_model": 1.0,
+        "videos_per_second": None, "model_frames_per_second": net["frames_per_second"], "vs_model": 1.0,
     }]
     columns = [
         Column("perturbation", justify="left"),
@@ -116,6 +116,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
         Column("seconds", "s/call", ".3f"),
         Column("frames_per_second", "frames/s", ".0f"),
         Column("videos_per_second", "videos/s", ".1f"),
+        Column("model_frames_per_second", "model frames/s", ".0f"),
         Column("vs_model", "x model", ".1f"),
     ]
     emit(
@@ -124,6 +125,6 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
         f"{settings['size']} -> {settings['crop_size']} px, difficulty {settings['difficulty']}",
         caption=f"best of {settings['repeats']} calls after a warm-up; model {net['name']} "
         f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads; x model: "
-        "against the model timed in turns with that row (its row: the best of those)",
+        "frames/s over the model frames/s timed in turns with that row (the model's row: the best of those)",
         json_obj=report,
     )

@@ -66,7 +66,7 @@ def bench_scaling(config, model, data, class_order, suite, corruptions, severiti
     rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
                    severities=severities, limit=limit, device=device, batch_size=batch_size,
                    shard_size=shard_size, threads=threads, processes=processes, config=config)
-    emit(rows, [Column("processes"), Column("images"), Column("seconds", fmt=".2f"),
-                Column("images_per_s", "images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
+    emit(rows, [Column("processes"), Column("images", "cell-images"), Column("seconds", fmt=".2f"),
+                Column("images_per_s", "cell-images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",
          title=f"{model} on {suite}, {threads} thread(s) per process, device {device}")
