@@ -540,6 +540,32 @@ def test_a_run_stopped_mid_way_is_reported_on_the_images_every_cell_has(image_fo
         assert key in with_all and cell["top1_error"] == pytest.approx(1 - firsts[key].mean())
 
 
+def test_a_run_stopped_in_its_last_round_is_reported_on_every_cell_not_on_the_complete_ones(
+        image_folder, gap_checkpoint, tmp_path):
+    """In a run's last round some cells are complete and the others a shard short: the report's
+    means covered the complete cells alone (one corruption at one severity: 52.5 for a run whose
+    mean was 36.25). Every cell on the images they share now, as in the rounds before; cells added
+    to a run that had finished the others (a shard or two of them) still leave those out."""
+    store = tmp_path / "s.db"
+    args = ["--suite", "imagenet-c", "--corruptions", "contrast,brightness", "--severities", "1,2"]
+    assert run(*eval_args(image_folder, gap_checkpoint, store, *args)).exit_code == 0
+    with sqlite3.connect(store) as db:  # the last shard of three of the four corruption cells
+        db.execute("DELETE FROM shards WHERE shard = 2 AND cell_id IN (SELECT id FROM cells WHERE "
+                   "kind = 'imagenet-c' AND NOT (name = 'contrast' AND level = '1'))")
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["partial"]["images"] == 8 and report["partial"]["cells_complete"] == 2  # clean, contrast/1
+    assert sorted((c["corruption"], c["severity"]) for c in report["cells"]) == [
+        ("brightness", 1), ("brightness", 2), ("contrast", 1), ("contrast", 2)]
+    with sqlite3.connect(store) as db:  # cells added to a finished run: 1 shard of 3 shared
+        db.execute("DELETE FROM shards WHERE shard >= 1 AND cell_id IN (SELECT id FROM cells WHERE "
+                   "kind = 'imagenet-c' AND name = 'brightness')")
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    assert "images" not in report["partial"] and report["n_images"] == 12
+    assert sorted((c["corruption"], c["severity"]) for c in report["cells"]) == [("contrast", 1)]
+
+
 class _Overflows(torch.nn.Module):
     """Infinite logits for every image that is not black."""
 
