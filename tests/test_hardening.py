@@ -460,9 +460,16 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     result = run("report", "--store", store)
     assert result.exit_code == 1  # the store's state, not a usage error
     error = one_error_line(result)
-    assert error.endswith("holds no results to report for that selection yet; 1 partial run: "
+    assert error.endswith("holds no results to report yet; 1 partial run: "  # no selection given
                           "resnet18-gap (imagenet-c: 1 of 6 shards stored). Re-run the command that made it "
                           "to finish"), error
+    with sqlite3.connect(store) as db:  # a process computing it now (its lease): not to be run again
+        (cell,) = db.execute("SELECT id FROM cells WHERE name = 'contrast'").fetchone()
+        db.execute("INSERT INTO leases VALUES (?, 0, 'somehost/1234:4242:abcd', ?)", (cell, time.time() + 60))
+    error = one_error_line(run("report", "--store", store, "--suite", "imagenet-c"))
+    assert error.endswith("holds no results to report for that selection yet; 1 partial run: resnet18-gap "
+                          "(imagenet-c: 1 of 6 shards stored, being computed now by process 4242). Report "
+                          "again when it ends"), error
 
 
 def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,
@@ -564,6 +571,15 @@ def test_a_run_stopped_in_its_last_round_is_reported_on_every_cell_not_on_the_co
     (report,) = json.loads(result.stdout)["reports"]
     assert "images" not in report["partial"] and report["n_images"] == 12
     assert sorted((c["corruption"], c["severity"]) for c in report["cells"]) == [("contrast", 1)]
+    assert report["notes"][0].endswith("re-run the command that made it to finish")
+    # a process computing the run now (its lease on a shard): said so, not "re-run" (a second one)
+    with sqlite3.connect(store) as db:
+        (cell,) = db.execute("SELECT id FROM cells WHERE name = 'brightness' AND level = '1'").fetchone()
+        db.execute("INSERT INTO leases VALUES (?, 1, 'somehost/1234:4242:abcd', ?)", (cell, time.time() + 60))
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["notes"][0].endswith("the means cover the complete cells only: being computed now "
+                                       "(process 4242)"), report["notes"][0]
 
 
 class _Overflows(torch.nn.Module):

@@ -88,7 +88,8 @@ def test_unusable_store_paths(tmp_path):
     Store(old).close()
     with sqlite3.connect(old) as db:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    with pytest.raises(StoreError, match="schema version 99"):
+    with pytest.raises(StoreError, match="schema version 99, this gcp-robust uses 1; it was written by a "
+                                         "newer gcp-robust: upgrade this one, or use another --store file"):
         Store(old)
 
 
@@ -144,3 +145,17 @@ def test_two_processes_writing_one_file(store_path):
             result = store.cell_result(cell_id, key, run.n_shards)
             assert result.complete and result.counts["top1_errors"] == sum(s % 8 for s in range(n))
         assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_baseline_name_is_checked_and_given_in_one_transaction(store_path):
+    """Two processes naming two runs at once both read the name as free and both said "stored as
+    baseline": the last one took it. The check and the write are one transaction now."""
+    with Store(store_path) as a, Store(store_path) as b:
+        first = open_run(a)
+        second = b.run({**IDENTITY, "seed": 1}, model="m", arch="a", checkpoint=None, data=None,
+                       n_images=20, shard_size=7)
+        assert a.set_baseline("base", first.id, replace=False) is None
+        held = b.set_baseline("base", second.id, replace=False)
+        assert held is not None and held.id == first.id and b.baseline("base").id == first.id
+        assert b.set_baseline("base", first.id, replace=False) is None  # its own run: the same name
+        assert b.set_baseline("base", second.id) is None and a.baseline("base").id == second.id

@@ -592,13 +592,12 @@ def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
     """
     with Store(report.store) as store:
         run = store.run_by_key(report.run)
-        stored = store.baseline(name)
-        if stored is not None and stored.id != run.id and not replace:
+        stored = store.set_baseline(name, run.id, replace=replace)
+        if stored is not None:
             raise ConfigError(f"baseline '{name}' is another run in {report.store} (this one differs in: "
                               f"{_differences(stored.identity, run.identity)}); this run's results are "
                               "stored: run the command again with --replace (nothing is computed again), "
                               "or choose another --name")
-        store.set_baseline(name, run.id)
 
 
 def renormalized(plan: Plan, report: Report, baseline: str) -> Report:

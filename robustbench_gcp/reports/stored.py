@@ -254,7 +254,7 @@ def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_ce
     report = _stored_report(suite, run, label, results, notes, store, baseline, baselines)
     progress = run_progress(clean_cells + cells, run.n_shards)
     if progress["cells_complete"] < progress["cells"]:
-        mark_partial(report, progress, subset)
+        mark_partial(report, progress, subset, computing=store.computing(run.id))
     if subset is not None:
         report.normalizer, more = normalizer_for_images(report.normalizer, subset)
         report.notes += more
@@ -307,9 +307,11 @@ def run_progress(cells: Sequence[CellResult], n_shards: int) -> dict:
             "shards": sum(len(r.shards) for r in cells), "of_shards": len(cells) * n_shards}
 
 
-def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> None:
+def mark_partial(report: Report, progress: dict, subset: dict | None = None,
+                 computing: Sequence[int] = ()) -> None:
     """Mark ``report`` as made from a partial run: its means cover its complete cells only, or
-    (``subset``) every cell on the images they all have so far."""
+    (``subset``) every cell on the images they all have so far; ``computing``: the processes
+    computing it now (a report taken mid-run told to re-run the command that was running)."""
     report.partial = {**progress, **(subset or {})}
     done = (f"partial run of {report.model}: {progress['cells_complete']} of {progress['cells']} cells "
             f"complete ({progress['shards']} of {progress['of_shards']} shards stored)")
@@ -319,7 +321,12 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None) -> 
         report.n_images = subset["images"]
         covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
                    f"cell has so far (images {subset['image_range']})")
-    report.notes.insert(0, f"{done}; {covered}: re-run the command that made it to finish")
+    if computing:
+        pids = ", ".join(map(str, computing))
+        todo = f"being computed now (process{'es' if len(computing) > 1 else ''} {pids})"
+    else:
+        todo = "re-run the command that made it to finish"
+    report.notes.insert(0, f"{done}; {covered}: {todo}")
 
 
 #: reports name the folders their released cells were read from (``--corrupted-dir``) thus
@@ -396,7 +403,8 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                 others = collect(store, models=models, baseline=baseline, baselines=config.baselines)
                 elsewhere = sorted({_suite_named(r, config).suite for r in others})
             hint = f" (it has {', '.join(elsewhere)}: --suite {elsewhere[0]})" if elsewhere else ""
-            raise StoreError(f"store {path} holds no results to report for that selection yet"
+            selection = " for that selection" if models or kinds or datasets else ""
+            raise StoreError(f"store {path} holds no results to report{selection} yet"
                              f"{hint}{_partial_runs(store, models, kinds)}")
     return reports
 
@@ -456,10 +464,16 @@ def _partial_runs(store: Store, models: Sequence[str] | None, kinds: Sequence[st
         if progress["shards"] < progress["of_shards"]:
             kinds_found = list(dict.fromkeys(suite_of_cell(r.key).kind for r in cells if r.key != CLEAN))
             suites = ", ".join(kinds_found or [suite_of_cell(CLEAN).kind])
-            found.append(f"{labels[run.key]} ({suites}: {progress['shards']} of "
-                         f"{progress['of_shards']} shards stored)")
+            pids = store.computing(run.id)
+            now = f", being computed now by process {', '.join(map(str, pids))}" if pids else ""
+            found.append((f"{labels[run.key]} ({suites}: {progress['shards']} of "
+                          f"{progress['of_shards']} shards stored{now})", bool(pids)))
     if not found:
         return ""
-    which = "the commands that made them" if len(found) > 1 else "the command that made it"
     runs = f"{len(found)} partial run{'s' if len(found) > 1 else ''}"
-    return f"; {runs}: {', '.join(found)}. Re-run {which} to finish"
+    said = f"; {runs}: {', '.join(text for text, _ in found)}"
+    idle = sum(not computing for _, computing in found)
+    if not idle:
+        return f"{said}. Report again when {'they end' if len(found) > 1 else 'it ends'}"
+    which = "the commands that made them" if idle > 1 else "the command that made it"
+    return f"{said}. Re-run {which} to finish"

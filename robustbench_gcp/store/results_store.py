@@ -264,11 +264,19 @@ class Store:
         return found
 
     # -- baselines ----------------------------------------------------------
-    def set_baseline(self, name: str, run_id: int) -> None:
-        """Name a run as a baseline (replacing an earlier run of that name)."""
+    def set_baseline(self, name: str, run_id: int, *, replace: bool = True) -> RunInfo | None:
+        """Name a run as a baseline, replacing an earlier run of that name, or (not ``replace``)
+        leaving that one the name and returning it: read and written in one transaction, so that
+        of two processes naming two runs at once one is told (both were, and the last one won)."""
         with self._write(f"store the baseline '{name}'") as db:
+            if not replace:
+                row = db.execute("SELECT runs.* FROM baselines JOIN runs ON runs.id = baselines.run_id "
+                                 "WHERE baselines.name = ?", (name,)).fetchone()
+                if row is not None and RunInfo.from_row(row).id != run_id:
+                    return RunInfo.from_row(row)
             db.execute("INSERT OR REPLACE INTO baselines (name, run_id, created) VALUES (?, ?, ?)",
                        (name, run_id, _now()))
+        return None
 
     @_reads
     def baseline(self, name: str) -> RunInfo | None:
@@ -366,6 +374,14 @@ class Store:
         if self._heartbeat is None and Claim.MINE in claims:
             self._heartbeat = Heartbeat(self._file, self.owner, self.lease_seconds)
         return claims
+
+    @_reads
+    def computing(self, run_id: int) -> list[int]:
+        """The process ids (of any host) that hold unexpired leases on the run ``run_id``'s cells:
+        the processes computing it now (a torchrun job takes no leases)."""
+        rows = self.db.execute("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = leases.cell_id "
+                               "WHERE cells.run_id = ? AND leases.expires > ?", (run_id, time.time()))
+        return sorted({int(owner.rsplit(":", 2)[1]) for (owner,) in rows})
 
     def release(self) -> None:
         """Drop every lease of this store, so that other processes take those shards at once."""

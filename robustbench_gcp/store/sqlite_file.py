@@ -267,8 +267,10 @@ def classify(db: sqlite3.Connection, path: Path) -> str:
         versions.append(db.execute("PRAGMA user_version").fetchone()[0])
     for version in versions:
         if version != SCHEMA_VERSION:
+            newer = ("it was written by a newer gcp-robust: upgrade this one, or use another --store file"
+                     if version > SCHEMA_VERSION else "use another --store file")
             raise StoreError(f"store {path} has schema version {version}, this gcp-robust uses "
-                             f"{SCHEMA_VERSION}; use another --store file")
+                             f"{SCHEMA_VERSION}; {newer}")
     return "ours" if application_id == APPLICATION_ID else "legacy"
 
 
