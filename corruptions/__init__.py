@@ -111,10 +111,10 @@ def sample_parameters(
     spec = get_corruption(name)
     level = spec.level(severity, preset)
     _check_randomness(seed, generator)
+    batch = images.shape[0]
+    seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
     if not spec.random:
         return {}
-    batch = images.shape[0]
-    seeds = normalize_seeds(seed, batch, images.device)
     rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
     return spec.sampler(rng, work_images(images), level)
 
@@ -142,7 +142,7 @@ def corrupt(
             modified.
         name: one of :func:`list_corruptions` ``("all")``.
         severity: 1..5.
-        seed: randomness of the random corruptions (ignored by deterministic ones):
+        seed: randomness of the random corruptions (checked, but unused, by deterministic ones):
             - an int: image i uses the seed ``image_seeds(seed, range(B))[i]``;
             - a sequence or 1-D integer tensor of B per-image seeds (e.g. from
               ``image_seeds(run_seed, dataset_indices)``): image i draws only from

@@ -309,10 +309,15 @@ class Corruption:
         serves them all).
 
         Raises:
+            TypeError, ValueError: ``images`` as :func:`corruptions.corrupt` refuses them (values
+                outside [0, 1] included).
             ValueError: ``params`` drawn for another number of images, or lacking one.
         """
         check_images(images)
         level = self.level(severity, preset)
+        check_range(images)
+        if images.shape[0] == 0:
+            return images.detach().clone(memory_format=torch.contiguous_format)
         x = work_images(images)
         fitted = {key: _fit_draw(self.name, key, value, x) for key, value in params.items()}
         try:

@@ -159,17 +159,19 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
     text = _decode(raw, path)
-    loader = _UniqueKeyLoader(text)  # yaml.load's steps, keeping the composed node for its lines
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text)  # yaml.load's steps, keeping the composed node for its lines
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
+    except yaml.YAMLError as error:  # (the reader refuses control characters as the loader is made)
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return parse_config(data, path, key_lines(node) if node is not None else None)
 
 

@@ -41,7 +41,8 @@ class Checker:
         while where:
             if where in self.lines:
                 return self.lines[where]
-            where = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", where) if re.search(r"[.\[]", where) else ""
+            above = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", where)
+            where = "" if above == where else above  # a name such as 'r[x' ends the walk
         return None
 
     def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:

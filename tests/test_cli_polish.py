@@ -11,6 +11,7 @@ import os
 import sqlite3
 import textwrap
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -337,7 +338,8 @@ def test_the_library_takes_the_command_lines_largest_values(demo_val, tmp_path, 
     assert not (tmp_path / "s.db").exists()
 
 
-def test_workers_beyond_the_cpus_are_said_once_and_no_more_start_than_a_shard_has_batches(demo_val, tmp_path):
+def test_workers_beyond_the_cpus_are_said_once_and_no_more_start_than_a_shard_has_batches(demo_val, tmp_path,
+                                                                                          capsys):
     """torch warned of more workers than CPUs at every shard's loader, in two raw lines; and a shard
     forked every worker asked for, whatever its batches."""
     import os
@@ -350,6 +352,13 @@ def test_workers_beyond_the_cpus_are_said_once_and_no_more_start_than_a_shard_ha
     note = f"note: --workers {cpus + 1} is more than the {cpus} CPUs this process may use"
     assert result.stderr.count(note) == 1, result.stderr
     assert "This DataLoader will create" not in result.stderr, result.stderr
+    from robustbench_gcp.cli.options import _workers_said
+
+    ctx = click.Context(click.Command("eval"))
+    with pytest.MonkeyPatch.context() as env:  # a torchrun rank other than 0 leaves it to rank 0
+        env.setenv("RANK", "1")
+        _workers_said(ctx, None, cpus + 1)
+    assert capsys.readouterr().err == ""
     from robustbench_gcp.data.loader import ImageFiles, Preprocess, shard_loader
 
     files = ImageFiles(sorted(demo_val.glob("*/*"))[:3], Preprocess(64, 64))

@@ -222,3 +222,18 @@ def test_a_file_of_baselines_alone_is_read(tmp_path):
     """`report --config base.yaml --baseline mine` reads a file that holds baselines only."""
     config = load_config(write(tmp_path, "baselines:\n  mine: {clean_error: 0.25}\n"))
     assert not config.models and not config.suites and config.baseline("mine").clean_error == 0.25
+
+
+def test_control_characters_and_odd_names_are_one_line_errors(tmp_path):
+    """A form feed (which some editors write) escaped as a traceback once the loader was built
+    outside the error handling; an entry named 'r[x' sent the line lookup round for ever."""
+    from pathlib import Path
+
+    from robustbench_gcp.config import parse_config
+
+    (tmp_path / "ff.yaml").write_text("models:\x0c\n")
+    with pytest.raises(ConfigError, match=r"ff.yaml: malformed YAML.*unacceptable character #x000c"):
+        load_config(tmp_path / "ff.yaml")
+    with pytest.raises(ConfigError, match=r"the name 'r\[x' cannot be given on the command line"):
+        parse_config({"models": {"r[x": {}}}, Path("b.yaml"))  # no lines: the walk ends
+

@@ -687,3 +687,17 @@ def test_the_reference_refuses_images_outside_0_1(small):
 
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         corrupt_reference(small * 255, "contrast", 1)
+
+
+def test_apply_checks_values_and_takes_an_empty_batch_and_every_entry_checks_seeds(small):
+    spec = get_corruption("contrast")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        spec.apply(small * 255, 2, {})
+    empty = spec.apply(small[:0], 2, {})  # contrast and spatter failed in torch's reshape
+    assert empty.shape == (0, 3, 64, 64)
+    assert get_corruption("spatter").apply(small[:0], 2, {}).shape == (0, 3, 64, 64)
+    with pytest.raises(ValueError, match="one entry per image"):
+        sample_parameters(small, "contrast", 2, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="one entry per image"):
+        perturbation_sequence(small, "translate", seed=[1, 2, 3])
+

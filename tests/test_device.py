@@ -79,6 +79,7 @@ def test_mps_without_mps(monkeypatch):
 def test_a_cpu_with_an_index_is_refused():
     with pytest.raises(ConfigError, match=r"^`--device cpu:1`: the CPU takes no index; use --device cpu$"):
         resolve_device("cpu:1")
+    assert resolve_device("cpu:0") == resolve_device(torch.device("cpu", 0)) == torch.device("cpu")
 
 
 def test_eval_with_a_missing_gpu_is_one_line_before_the_model_loads(no_gpu, monkeypatch, image_folder,

@@ -580,6 +580,16 @@ def test_a_run_stopped_in_its_last_round_is_reported_on_every_cell_not_on_the_co
     (report,) = json.loads(result.stdout)["reports"]
     assert report["notes"][0].endswith("the means cover the complete cells only: being computed now "
                                        "(process 4242)"), report["notes"][0]
+    # a process of this host that is gone (killed: its leases outlive it until they expire) is not
+    from robustbench_gcp.store.leases import this_host
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE leases SET owner = ?", (f"{this_host()}:{gone}:abcd",))
+    result = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["notes"][0].endswith("re-run the command that made it to finish"), report["notes"][0]
 
 
 class _Overflows(torch.nn.Module):

@@ -337,6 +337,14 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
         assert line.startswith("Error: baseline 'base' is already stored in") and "on 10 images" in line
         assert f"this run differs in: {differ}; pass --replace" in line, line
     assert runs() == before  # nothing computed
+    # the other way round: a --channels-last baseline, then a contiguous run (computed, then refused)
+    elsewhere = tmp_path / "cl.db"
+    run("baseline", "--model", "demo-gap", *p_args(demo_val, elsewhere, *selection, "--channels-last"))
+    other = CliRunner().invoke(main, ["baseline", "--model", "demo-gap",
+                                      *map(str, p_args(demo_val, elsewhere, *selection))])
+    assert other.exit_code == 2 and "this run differs in: --channels-last; pass --replace" in other.stderr
+    with sqlite3.connect(elsewhere) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
     # what only the loaded model tells (here the weights of another file) is found after the run,
     # which stays stored
     import torch

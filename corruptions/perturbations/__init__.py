@@ -405,7 +405,8 @@ def perturbation_sequence(
     wanted = _check_frames(frames, name, frame_count(name, preset=preset))
     if check_values:  # after the cheap checks: on a GPU it waits for the device
         check_range(images)
-    seeds = normalize_seeds(seed, batch, images.device) if spec.random else None
+    seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
+    seeds = seeds if spec.random else None
     shape = (batch, len(wanted), 3, crop, crop)
     if batch == 0 or not wanted:
         return images.new_zeros(shape)

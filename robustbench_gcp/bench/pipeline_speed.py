@@ -406,10 +406,6 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
     return rows
 
 
-if __name__ == "__main__":
-    _main()
-
-
 def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch: str) -> None:
     """``--checkpoint``'s state dict into torchvision's ``arch`` (a file that is none, or of another
     network, said in one line: the loader's traceback before)."""
@@ -423,3 +419,8 @@ def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch
         reason = " ".join(" ".join(str(error).split("\n")[:2]).split())
         raise CheckpointError(f"`--checkpoint {checkpoint}` is not a state dict of torchvision's {arch} "
                               f"(bench pipeline takes those): {reason[:300]}") from None
+
+
+if __name__ == "__main__":
+    _main()
+

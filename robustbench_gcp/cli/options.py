@@ -347,7 +347,7 @@ def _workers_said(ctx, param, value):
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if value is not None and value > cpus and not ctx.resilient_parsing:
+    if value is not None and value > cpus and not ctx.resilient_parsing and is_main_process():
         click.echo(f"note: --workers {value} is more than the {cpus} CPUs this process may use: the loader "
                    "processes share them", err=True)
     return value

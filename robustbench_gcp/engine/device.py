@@ -38,6 +38,8 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
         except (RuntimeError, TypeError) as error:
             raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}") from error
         _check_present(device, spec)
+        if device.type == "cpu":
+            device = torch.device("cpu")  # cpu:0: the CPU
     if amp:
         check_amp(device)
     return device
@@ -57,7 +59,7 @@ def _check_present(device: torch.device, spec) -> None:
             raise ConfigError(f"`--device {spec}`: MPS is not available on this machine; use --device cpu")
     elif device.type != "cpu":
         raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}")
-    elif device.index is not None:  # torch takes cpu:1 and computes on the CPU, as cpu does
+    elif device.index:  # torch takes cpu:1 and computes on the CPU, as cpu does (cpu:0 is the CPU)
         raise ConfigError(f"`--device {spec}`: the CPU takes no index; use --device cpu")
 
 

@@ -578,6 +578,8 @@ def _differences(stored: dict, current: dict) -> str:
     keys = list(current)
     if "version" in current and "version" in stored:  # both whole: a field only the stored run has too
         keys += [k for k in stored if k not in current]
+    elif "memory_format" in stored and "memory_format" not in current:  # planned: a contiguous run
+        keys.append("memory_format")
     differ = without_implied([k for k in keys if stored.get(k) != current.get(k)])  # current: maybe planned
     return ", ".join(names.get(k, k) for k in differ)
 

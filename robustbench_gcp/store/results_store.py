@@ -377,11 +377,13 @@ class Store:
 
     @_reads
     def computing(self, run_id: int) -> list[int]:
-        """The process ids (of any host) that hold unexpired leases on the run ``run_id``'s cells:
-        the processes computing it now (a torchrun job takes no leases)."""
+        """The process ids (of any host) that hold unexpired leases on the run ``run_id``'s cells,
+        less this host's processes that are gone: the processes computing it now (a torchrun job
+        takes no leases)."""
         rows = self.db.execute("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = leases.cell_id "
                                "WHERE cells.run_id = ? AND leases.expires > ?", (run_id, time.time()))
-        return sorted({int(owner.rsplit(":", 2)[1]) for (owner,) in rows})
+        # a process of this host that is gone (killed: its leases outlive it until they expire) is not
+        return sorted({int(owner.rsplit(":", 2)[1]) for (owner,) in rows if leases.is_alive(owner)})
 
     def release(self) -> None:
         """Drop every lease of this store, so that other processes take those shards at once."""
