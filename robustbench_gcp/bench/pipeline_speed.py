@@ -423,4 +423,3 @@ def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch
 
 if __name__ == "__main__":
     _main()
-

@@ -11,6 +11,7 @@ clipped). A file that cannot be decoded is reported by name instead of killing a
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -205,8 +206,13 @@ def iterate_batches(
     return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}")
 
 
-#: torch's warning of more loader workers than CPUs, at every shard's loader (``--workers`` says it once)
-_MANY_WORKERS = "This DataLoader will create"
+@contextlib.contextmanager
+def _quiet_worker_count() -> Iterator[None]:
+    """Without torch's warning of more loader workers than CPUs, which it gives as a loader is
+    made and again as it starts, at every shard (``--workers`` says it once)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
+        yield
 
 
 def shard_loader(dataset: Dataset, batch_size: int, workers: int, *, prefetch: int, **options) -> DataLoader:
@@ -214,8 +220,7 @@ def shard_loader(dataset: Dataset, batch_size: int, workers: int, *, prefetch: i
     (more forked idle processes at every shard), and its seed drawn from a generator of its own
     (the caller's random state stays as it was)."""
     workers = min(workers, -(-len(dataset) // batch_size))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_MANY_WORKERS)
+    with _quiet_worker_count():
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                           persistent_workers=False, generator=torch.Generator(),
                           prefetch_factor=prefetch if workers > 0 else None, **options)
@@ -233,8 +238,7 @@ def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[in
     Raises:
         DataError: ``message(position, error)`` for the first item whose error is not empty.
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_MANY_WORKERS)
+    with _quiet_worker_count():
         batches = iter(loader)  # a multi-process loader forks its workers here
 
     def read() -> Iterator[tuple[torch.Tensor, list[int]]]:

@@ -68,6 +68,11 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def precision_name(device: torch.device, amp: bool) -> str:
+    """A run's precision as its identity and reports name it: ``float32``, or ``--amp``'s dtype."""
+    return str(amp_dtype(device)).replace("torch.", "") if amp else "float32"
+
+
 def exact_float32() -> None:
     """Turn TF32 off for CUDA's float32 convolutions and matrix products (cuDNN's convolutions use
     it by default): a float32 run then computes in float32, as its identity says and the CPU does.

@@ -48,7 +48,6 @@ class RankRefused(RankFailure):
     """Rank 0 refused the run before any work and says why itself: the other ranks stop quietly."""
 
 
-
 class Distributed:
     """This process's place in a torchrun job (a process-wide singleton)."""
 

@@ -37,7 +37,13 @@ import torch
 from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, check_released_files
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
 from robustbench_gcp.engine import stops
-from robustbench_gcp.engine.device import amp_dtype, exact_float32, memory_message, out_of_memory
+from robustbench_gcp.engine.device import (
+    amp_dtype,
+    exact_float32,
+    memory_message,
+    out_of_memory,
+    precision_name,
+)
 from robustbench_gcp.engine.seeding import image_seeds
 from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
@@ -245,7 +251,7 @@ class Classifier:
 
     @property
     def precision(self) -> str:
-        return str(self.amp_dtype).replace("torch.", "") if self.amp else "float32"
+        return precision_name(self.device, self.amp)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of ``images``.

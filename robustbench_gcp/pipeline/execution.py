@@ -206,7 +206,7 @@ def planned_identity(plan: Plan) -> dict:
     """The part of a run's identity that the plan tells, without loading the model: the model,
     its matrix function, the images, the seed, the shard size, the precision, memory format and
     device type, and seeded random weights."""
-    from robustbench_gcp.engine.device import amp_dtype
+    from robustbench_gcp.engine.device import precision_name
 
     identity = {
         "arch": plan.model.arch,
@@ -215,8 +215,7 @@ def planned_identity(plan: Plan) -> dict:
         "data": plan.images.fingerprint(),
         "seed": plan.options.seed,
         "shard_size": plan.options.shard_size,
-        # as the Classifier's (float16 on CUDA, bfloat16 elsewhere)
-        "precision": str(amp_dtype(plan.device)).replace("torch.", "") if plan.options.amp else "float32",
+        "precision": precision_name(plan.device, plan.options.amp),  # as the Classifier's
         # 0.7.6: channels-last changes the landscape's gradients in their last digits
         **({"memory_format": "channels_last"} if plan.options.channels_last else {}),
         "device_type": plan.device.type,
