@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.7.15"
+__version__ = "0.7.16"
 
 _EXPORTS = {
     "list_models": "robustbench_gcp.models",

@@ -29,9 +29,14 @@ class ConfigError(GcpRobustError, ValueError):
 class UnknownNameError(ConfigError, KeyError):
     """A model, suite, corruption, attack ... name that does not exist."""
 
-    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+    def __init__(self, kind: str, name: str, choices: Iterable[str], listing: str | None = None):
+        """``listing`` says where to see the choices (``"gcp-robust models lists them"``), said
+        when there are too many to name and none is close."""
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        super().__init__(f"unknown {kind} '{name}'.{suggest(name, self.choices)}")
+        hint = suggest(name, self.choices)
+        if not hint and listing:
+            hint = f" {listing[0].upper()}{listing[1:]}."
+        super().__init__(f"unknown {kind} '{name}'.{hint}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -528,7 +528,7 @@ def measured_targets(steps: list[dict]) -> dict[str, dict]:
         name, best = max(evals, key=lambda item: item[1])
         found["eval_cell_images"] = (best, f"{name} (the faster of {len(evals)})")
     if attack := results.get("bench-attack"):
-        suite = next((r for r in attack if r.get("path") == "suite" and r.get("ratio")), None)
+        suite = next((r for r in attack["rows"] if r.get("path") == "suite" and r.get("ratio")), None)
         if suite:
             found["pgd_suite_over_plain"] = (1 / suite["ratio"], "bench attack")
     if heads := results.get("bench-heads"):

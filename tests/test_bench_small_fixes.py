@@ -4,6 +4,7 @@ the isqrt-relu6 row of ``bench heads`` and the device that ``bench scaling`` pri
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,52 @@ def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):
         result = run("bench", "pipeline", "--checkpoint", str(path), "--images", "2")
         assert result.exit_code != 0 and "Traceback" not in result.output, result.output
         assert said in result.stderr, result.stderr
+
+
+# --- bench attack / landscape / scaling: the settings and the weights they ran with ---------------
+
+def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_options(scaling_calls,
+                                                                                      image_folder):
+    """A model whose checkpoint is not here failed in each child ('the 1-process run failed: ...'),
+    and bench scaling had no --checkpoint or --random-weights to give it weights."""
+    missing = run("bench", "scaling", "--model", "resnet18-isqrt", "--data", str(image_folder))
+    assert missing.exit_code == 1 and not scaling_calls
+    assert "Error: checkpoint file" in missing.stderr and "run failed" not in missing.stderr
+    unknown = run("bench", "scaling", "--model", "nosuch", "--data", str(image_folder))
+    assert unknown.exit_code == 2 and not scaling_calls
+    assert "unknown model 'nosuch'. `gcp-robust models` lists them" in " ".join(unknown.stderr.split())
+
+    result = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
+                 "--corruptions", "fog", "--severities", "1", "--limit", "4", "--json")
+    assert result.exit_code == 0, result.output
+    assert all("--random-weights" in args and "--checkpoint" not in args for args in scaling_calls)
+    document = json.loads(result.stdout)
+    assert {key: document[key] for key in ("model", "random_weights", "suite", "corruptions", "severities",
+                                           "limit", "processes")} == {
+        "model": "demo-isqrt", "random_weights": True, "suite": "imagenet-c", "corruptions": "fog",
+        "severities": "1", "limit": 4, "processes": 2}
+    assert [row["processes"] for row in document["rows"]] == [1, 2]
+    titled = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
+                 "--suite", "clean")
+    assert "demo-isqrt (random weights) on clean" in titled.stdout
+
+
+def test_bench_attack_and_landscape_say_the_model_weights_and_settings():
+    """Their --json printed the rows alone, and their titles did not say --random-weights."""
+    attack = run("bench", "attack", "--random-weights", "--images", "2", "--batch-size", "2", "--steps", "1",
+                 "--repeats", "1", "--device", "cpu", "--json")
+    assert attack.exit_code == 0, attack.output
+    document = json.loads(attack.stdout)
+    assert {key: document[key] for key in ("model", "weights", "device", "epsilon", "steps", "images")} == {
+        "model": "demo-gap", "weights": "random (seed 0)", "device": "cpu", "epsilon": "2/255", "steps": 1,
+        "images": 2}
+    assert [row["path"] for row in document["rows"]] == ["suite", "plain"]
+
+    landscape = run("bench", "landscape", "--images", "1", "--batch-size", "1", "--etas", "0.01:0.02:2",
+                    "--repeats", "1", "--device", "cpu")
+    assert landscape.exit_code == 0, landscape.output
+    assert "demo-gap (" in landscape.stdout and "demo-gap.pth) on cpu" in landscape.stdout
+    titled = run("bench", "landscape", "--random-weights", "--images", "1", "--batch-size", "1", "--etas",
+                 "0.01:0.02:2", "--repeats", "1", "--device", "cpu", "--json")
+    document = json.loads(titled.stdout)
+    assert document["weights"] == "random (seed 0)" and document["etas"] == "0.01:0.02:2"

@@ -57,7 +57,7 @@ def test_quick_run_without_cuda(tmp_path):
     assert tests["tests"] == tests["skipped"] > 30 and tests["passed"] == tests["failed"] == 0
     assert steps["bench-corruptions"]["result"]["rows"][0]["corruption"] == "fog"
     assert steps["bench-perturbations"]["result"]["rows"][0]["perturbation"] == "translate"
-    assert {row["path"] for row in steps["bench-attack"]["result"]} == {"suite", "plain"}
+    assert {row["path"] for row in steps["bench-attack"]["result"]["rows"]} == {"suite", "plain"}
     assert [row["identical"] for row in steps["bench-jpeg"]["result"]["rows"]] == [True, True]
     targets = results["targets"]
     assert targets["corruptions_slowest"]["from"] == "fog" and targets["corruptions_slowest"]["value"] > 0
@@ -177,8 +177,8 @@ def test_targets_from_the_steps_results(gpu_check):
                                "rows": [{"head": "gap", "forward_ms": 1.0},
                                         {"head": "isqrt", "forward_ms": 2.0},
                                         {"head": "mpncov", "forward_ms": 12.0}]}),
-        passed("bench-attack", [{"path": "suite", "images_per_s": 90.0, "ratio": 0.9},
-                                {"path": "plain", "images_per_s": 100.0}]),
+        passed("bench-attack", {"rows": [{"path": "suite", "images_per_s": 90.0, "ratio": 0.9},
+                                {"path": "plain", "images_per_s": 100.0}]}),
         passed("eval-resnet50-isqrt", {"cell_images_per_s": 2500.0}),
         passed("eval-resnet50-isqrt-amp", {"cell_images_per_s": 4000.0}),
         {"name": "eval-resnet50-gap", "status": "failed", "result": {"cell_images_per_s": 9e9}},

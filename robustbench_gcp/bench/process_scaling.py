@@ -90,8 +90,8 @@ def takes_corruptions(suite: str, config: str | None = None) -> bool:
     return {"corruptions", "severities"} <= taken
 
 
-def scaling(model: str, *, data: str | None = None, class_order: str | None = None,
-            suite: str = "imagenet-c",
+def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool = False,
+            data: str | None = None, class_order: str | None = None, suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
             threads: int = 1, processes: int = 2, config: str | Path | None = None) -> list[dict]:
@@ -99,6 +99,8 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
 
     Args:
         model: a model of benchmarks.yaml or the registry.
+        checkpoint, random_weights: ``eval``'s ``--checkpoint`` / ``--random-weights``; the model
+            and its weights are checked (a checkpoint downloaded) here, before either run.
         data: image folder (default: the embedded demo data, generated in a temporary folder).
         class_order: ``eval``'s ``--class-order`` for ``data`` (None: the dataset's; the demo data
             is always ``sorted``).
@@ -119,15 +121,20 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
     Raises:
         ConfigError: ``device`` is not a device of this machine, or ``limit`` is not a positive
             integer.
-        UnknownNameError: ``suite`` is not in benchmarks.yaml.
+        UnknownNameError: ``suite`` or ``model`` is not in benchmarks.yaml.
+        MissingCheckpointError, CheckpointError: the model has no weights, or they cannot be had.
         GcpRobustError: a run failed.
     """
+    from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.errors import check_integer
+    from robustbench_gcp.pipeline.weights import choose_model
 
     device = resolve_device(device)
     if limit is not None:
         check_integer("limit", limit)
+    # the children would each fail alike, as "the 1-process run failed: ..."
+    choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
     has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
@@ -141,6 +148,8 @@ def scaling(model: str, *, data: str | None = None, class_order: str | None = No
         for n in (1, processes):
             args = ["eval", "--model", model, "--suite", suite, "--data", data,
                     *(["--config", str(config)] if config is not None else []),
+                    *(["--checkpoint", checkpoint] if checkpoint is not None else []),
+                    *(["--random-weights"] if random_weights else []),
                     *(["--class-order", class_order] if class_order else []),
                     "--store", str(Path(tmp) / f"store-{n}.db"), "--device", str(device),
                     "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",

@@ -1,6 +1,6 @@
 """``gcp-robust bench attack``: the suite's PGD against a plain PyTorch PGD loop, side by side.
 
-Parses the options, loads the model (:mod:`robustbench_gcp.pipeline.weights`), measures
+Parses the options, loads the model (:func:`robustbench_gcp.cli.options.bench_model`), measures
 with :func:`robustbench_gcp.bench.attack_speed.pgd_speed` and prints the table.
 """
 
@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
+from robustbench_gcp.cli.options import (
+    COUNT,
+    bench_model,
+    bench_model_options,
+    bench_model_words,
+    json_option,
+)
 
 
 @click.command("attack")
@@ -35,18 +41,12 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
     """
     from robustbench_gcp.bench.attack_speed import pgd_speed
     from robustbench_gcp.cli.output import emit
-    from robustbench_gcp.config import load_config
-    from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.pipeline.weights import choose_model, load_chosen
     from robustbench_gcp.reports.tables import Column
     from robustbench_gcp.suites.attacks import check_epsilons, parse_epsilon
 
     eps = parse_epsilon(epsilon, "--epsilon")
     check_epsilons("pgd-linf", [eps])
-    dev = resolve_device(device)
-    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
-                          seed=0)
-    net = load_chosen(choice, dev)
+    net, dev, described = bench_model(config, model, checkpoint, random_weights, device)
     rows = pgd_speed(net, dev, images=images, batch_size=batch_size, steps=steps, epsilon=eps,
                      repeats=repeats)
     emit(rows, [Column("path", justify="left"), Column("images_per_s", "images/s", ".2f"),
@@ -54,4 +54,6 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
                 Column("ratio", "suite / plain", ".2f")],
          fmt="json" if as_json else "table",
          title=f"PGD-Linf eps {epsilon}, {steps} steps, {images} images, batch {batch_size}, "
-               f"{choice.label} on {dev}")
+               f"{bench_model_words(described)}",
+         json_obj={**described, "attack": "pgd-linf", "epsilon": epsilon, "steps": steps, "images": images,
+                   "batch_size": batch_size, "repeats": repeats, "rows": rows})

@@ -1,6 +1,6 @@
 """``gcp-robust bench landscape``: the landscape suite against the naive loop, side by side.
 
-Parses the options, loads the model (:mod:`robustbench_gcp.pipeline.weights`), measures
+Parses the options, loads the model (:func:`robustbench_gcp.cli.options.bench_model`), measures
 with :func:`robustbench_gcp.bench.landscape_speed.landscape_speed` and prints the table.
 """
 
@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, bench_model_options, json_option
+from robustbench_gcp.cli.options import (
+    COUNT,
+    bench_model,
+    bench_model_options,
+    bench_model_words,
+    json_option,
+)
 
 
 @click.command("landscape")
@@ -39,17 +45,11 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
     """
     from robustbench_gcp.bench.landscape_speed import landscape_speed
     from robustbench_gcp.cli.output import emit
-    from robustbench_gcp.config import load_config
-    from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.pipeline.weights import choose_model, load_chosen
     from robustbench_gcp.reports.tables import Column
     from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, LandscapeSettings, parse_etas
 
     steps = parse_etas(etas) if etas is not None else DEFAULT_ETAS[at]
-    dev = resolve_device(device)
-    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
-                          seed=0)
-    net = load_chosen(choice, dev)
+    net, dev, described = bench_model(config, model, checkpoint, random_weights, device)
     if at == "stem":
         from robustbench_gcp.models.stems import split_at_stem, stem_family
         from robustbench_gcp.suites.landscape_measure import STEM_ETAS
@@ -64,4 +64,6 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
                 Column("ratio", "suite / naive", ".2f"), Column("max_rel_diff", "max rel. diff", ".1e")],
          fmt="json" if as_json else "table",
          title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "
-               f"{images} images, batch {batch_size}, {choice.label} on {dev}")
+               f"{images} images, batch {batch_size}, {bench_model_words(described)}",
+         json_obj={**described, "landscape_at": at, "etas": f"{steps.low:g}:{steps.high:g}:{steps.count}",
+                   "images": images, "batch_size": batch_size, "repeats": repeats, "rows": rows})

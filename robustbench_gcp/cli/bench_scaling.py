@@ -11,6 +11,7 @@ import click
 from robustbench_gcp.cli.options import (
     COUNT,
     NonEmptyPath,
+    bench_weights_options,
     class_order_option,
     config_option,
     device_option,
@@ -21,6 +22,7 @@ from robustbench_gcp.cli.options import (
 @click.command("scaling")
 @config_option
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
+@bench_weights_options
 @click.option("--data", type=NonEmptyPath(), default=None, metavar="DIR",
               help="Images (default: the embedded demo data, generated in a temporary folder).")
 @class_order_option
@@ -41,8 +43,8 @@ from robustbench_gcp.cli.options import (
 @click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
               help="Processes of the parallel run.")
 @json_option
-def bench_scaling(config, model, data, class_order, suite, corruptions, severities, limit, device, batch_size,
-                  shard_size, threads, processes, as_json) -> None:
+def bench_scaling(config, model, checkpoint, random_weights, data, class_order, suite, corruptions,
+                  severities, limit, device, batch_size, shard_size, threads, processes, as_json) -> None:
     """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
 
     Both runs evaluate the same plan from an empty store, with THREADS threads per
@@ -58,15 +60,23 @@ def bench_scaling(config, model, data, class_order, suite, corruptions, severiti
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("corruptions", "severities")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-    if given and not takes_corruptions(suite, config):
+    has_corruptions = takes_corruptions(suite, config)
+    if given and not has_corruptions:
         verb = "do" if len(given) > 1 else "does"
         raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
                                "corruptions")
     device = resolve_device(device)  # the title names the device used, not "auto"
-    rows = scaling(model, data=data, class_order=class_order, suite=suite, corruptions=corruptions,
-                   severities=severities, limit=limit, device=device, batch_size=batch_size,
-                   shard_size=shard_size, threads=threads, processes=processes, config=config)
+    rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, data=data,
+                   class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,
+                   limit=limit, device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
+                   processes=processes, config=config)
     emit(rows, [Column("processes"), Column("images", "cell-images"), Column("seconds", fmt=".2f"),
                 Column("images_per_s", "cell-images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",
-         title=f"{model} on {suite}, {threads} thread(s) per process, device {device}")
+         title=f"{model}{' (random weights)' if random_weights else ''} on {suite}, {threads} thread(s) per "
+               f"process, device {device}",
+         json_obj={"model": model, "checkpoint": checkpoint, "random_weights": random_weights, "suite": suite,
+                   "corruptions": corruptions if has_corruptions else None,
+                   "severities": severities if has_corruptions else None, "limit": limit,
+                   "device": str(device), "batch_size": batch_size, "shard_size": shard_size,
+                   "threads": threads, "processes": processes, "rows": rows})

@@ -494,13 +494,40 @@ def _plot_folder(ctx, param, value):
     return folder
 
 
-#: the model of a `bench` command that runs one (attack, landscape), with its weights and device
-bench_model_options = _compose(
-    config_option,
-    click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
+#: the weights of a `bench` command's model
+bench_weights_options = _compose(
     click.option("--checkpoint", default=None, callback=_not_empty,
                  help="Weights (default: the model's in benchmarks.yaml)."),
     click.option("--random-weights", is_flag=True,
                  help="Use the registry architecture with seeded random weights (no checkpoint needed)."),
+)
+
+#: the model of a `bench` command that runs one (attack, landscape), with its weights and device
+bench_model_options = _compose(
+    config_option,
+    click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
+    bench_weights_options,
     device_option,
 )
+
+
+def bench_model(config, model, checkpoint, random_weights, device):
+    """The model of ``bench attack`` / ``bench landscape`` on its device, and what the table's
+    title and the JSON document say of it: ``{"model", "weights", "device"}`` (``weights``:
+    the checkpoint file, or ``"random (seed 0)"``)."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.pipeline.weights import choose_model, load_chosen
+
+    dev = resolve_device(device)
+    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
+                          seed=0)
+    net = load_chosen(choice, dev)
+    weights = "random (seed 0)" if choice.checkpoint is None else str(choice.checkpoint)
+    return net, dev, {"model": choice.label, "weights": weights, "device": str(dev)}
+
+
+def bench_model_words(described: dict) -> str:
+    """``resnet50-isqrt (random weights) on cpu``: the model part of a bench table's title."""
+    weights = "random weights" if described["weights"].startswith("random") else described["weights"]
+    return f"{described['model']} ({weights}) on {described['device']}"

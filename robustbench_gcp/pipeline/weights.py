@@ -124,7 +124,9 @@ def model_spec(config: Config, name: str, checkpoint: str | None = None,
     elif name in list_models() or is_external(name):
         spec = ModelSpec(name=name, arch=name)
     else:
-        raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())))
+        raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())),
+                               listing="`gcp-robust models` lists them (list_models() in Python), and "
+                                       "torchvision:<name> or package.module:callable brings your own")
     if checkpoint is not None:
         spec = dataclasses.replace(spec, checkpoint=checkpoint, sha256=sha256, source=None)
     elif sha256 is not None:
