@@ -3,8 +3,14 @@
 Public API (imported lazily, so ``import robustbench_gcp`` stays cheap):
 
 >>> from robustbench_gcp import list_models, load_model, evaluate   # doctest: +SKIP
->>> report = evaluate("demo-gap", suite="imagenet-c", data="val/")    # doctest: +SKIP
->>> report.sections["metrics"]["mCE"], report.to_json()["clean"]     # doctest: +SKIP
+>>> report = evaluate("resnet50-isqrt", suite="imagenet-c", data="val/")   # doctest: +SKIP
+>>> report.sections["metrics"]["mCE"], report.to_json()["clean"]          # doctest: +SKIP
+
+The demo model's ten classes are the demo folders' sorted names (it has no AlexNet-normalized
+mCE: ``mean_error`` is its mean top-1 error over the corrupted cells):
+
+>>> report = evaluate("demo-gap", suite="imagenet-c", data="demo/val", class_order="sorted")  # doctest: +SKIP
+>>> report.sections["metrics"]["mean_error"]                                                 # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def repeated_module_names() -> dict[str, list[str]]:
 
 def test_no_kind_branches_outside_suites():
     found = kind_branches_outside_suites()
-    assert sum(map(len, found.values())) <= 3, found
+    assert sum(map(len, found.values())) <= 1, found
 
 
 def test_no_import_cycles():

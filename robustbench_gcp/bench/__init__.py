@@ -14,6 +14,8 @@ machine. One module per measurement; importing this package imports none of them
 - :mod:`~robustbench_gcp.bench.perturbation_speed`: ImageNet-P generation against a
   model's frames per second (``bench perturbations``).
 - :mod:`~robustbench_gcp.bench.head_speed`: the pooling heads (``bench heads``).
+- :mod:`~robustbench_gcp.bench.jpeg_speed`: the JPEG round trip, libjpeg against the
+  device's integer transcription and nvJPEG (``bench jpeg``).
 - :mod:`~robustbench_gcp.bench.attack_speed`: the suite's PGD against a plain loop
   (``bench attack``).
 - :mod:`~robustbench_gcp.bench.landscape_speed`: the landscape suite against the naive

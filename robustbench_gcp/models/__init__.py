@@ -1,4 +1,5 @@
-"""Model zoo: GAP and global covariance pooling (GCP) ResNets, the AlexNet baseline, checkpoints.
+"""Model zoo: GAP and global covariance pooling (GCP) ResNets, MobileNetV2, ShuffleNetV2 and
+DeiT-S, the AlexNet baseline, checkpoints.
 
 >>> from robustbench_gcp.models import list_models, load_model
 >>> list_models()[:3]

@@ -1,8 +1,9 @@
 """From a model and a suite to a report: :func:`plan` (every check, no compute), then :func:`run`.
 
 >>> from robustbench_gcp.pipeline import plan, run
->>> report = run(plan("demo-gap", suite="imagenet-c", data="val/", limit=20))   # doctest: +SKIP
->>> report.sections["metrics"]["mCE"]                                           # doctest: +SKIP
+>>> report = run(plan("demo-gap", suite="imagenet-c", data="demo/val", class_order="sorted",
+...                   limit=20))                                                # doctest: +SKIP
+>>> report.sections["metrics"]["mean_error"]  # 10 classes: no AlexNet-normalized mCE  # doctest: +SKIP
 """
 
 from robustbench_gcp.pipeline.execution import (

@@ -402,13 +402,7 @@ def released_size_notes(plan: Plan, info: RunInfo) -> list[str]:
     size, input_size = dataset.released_size, info.identity["preprocess"][1]
     if input_size == size:
         return []
-    note = f"the model's inputs are {input_size} px, but the released "
-    if plan.suite.kind == "imagenet-p":  # no clean images
-        from robustbench_gcp.suites.imagenet_p import perturbed_name
-
-        return [f"{note}{perturbed_name(dataset)} frames are {size} px: they are given to it as they are"]
-    clean = f", and its clean figures are of {input_size} px images" if plan.data is not None else ""
-    return [f"{note}{dataset.released} images are {size} px: they are given to it as they are{clean}"]
+    return [plan.suite.released_size_note(dataset, input_size, clean=plan.data is not None)]
 
 
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:

@@ -11,8 +11,9 @@ Layout:
 - ``shards``: the counts of one contiguous slice of the run's images for one
   cell: ``n``, a JSON object of raw counts (top-1 errors, flips, ...), the
   per-image top-1 correctness as a bitmap, and optional per-image float32 values.
-- ``baselines``: a name for a run; ``leases``: which process computes which shard
-  now (:mod:`~robustbench_gcp.store.leases`); ``meta``: the schema version.
+- ``baselines``: a name for a run; ``notes``: what eval said of a run, per suite kind,
+  for its reports; ``leases``: which process computes which shard now
+  (:mod:`~robustbench_gcp.store.leases`); ``meta``: the schema version.
 
 Every shard is committed in its own transaction, so a killed process loses at
 most the shard in flight; WAL mode and ``BEGIN IMMEDIATE`` let several

@@ -2,7 +2,8 @@
 
 Importing this package registers every kind, in report order. Code elsewhere asks the
 registry (:func:`get_suite`, :func:`all_suites`, :func:`suite_of_cell`) and never
-compares kind names; see ARCHITECTURE.md for how to add a suite.
+compares kind names (tests/test_architecture.py counts them); see ARCHITECTURE.md for how
+to add a suite.
 """
 
 # Registration order is report order: the order of tables, CSV columns and --help flags.

@@ -463,6 +463,14 @@ class LevelledSuite(Suite):
         """The benchmark this suite makes of ``dataset`` (CIFAR-10-C ...), for reports."""
         return dataset.released
 
+    def released_size_note(self, dataset: DatasetInfo, input_size: int, clean: bool) -> str:
+        """The note on ``dataset``'s released files (``released_size`` px) read for a model of
+        ``input_size`` px: given to it as they are, while its ``clean`` images (from ``--data``)
+        take its own preprocessing."""
+        said = (f"the model's inputs are {input_size} px, but the released {self.benchmark_name(dataset)} "
+                f"images are {dataset.released_size} px: they are given to it as they are")
+        return f"{said}, and its clean figures are of {input_size} px images" if clean else said
+
     def source_description(self, report: Report) -> str | None:
         if report.corrupted_dir:
             return f"released files in {report.corrupted_dir}"

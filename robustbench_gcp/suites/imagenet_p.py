@@ -512,6 +512,10 @@ class ImageNetPSuite(LevelledSuite):
     def benchmark_name(self, dataset: DatasetInfo) -> str:
         return perturbed_name(dataset)
 
+    def released_size_note(self, dataset: DatasetInfo, input_size: int, clean: bool) -> str:  # no clean
+        return (f"the model's inputs are {input_size} px, but the released {perturbed_name(dataset)} frames "
+                f"are {dataset.released_size} px: they are given to it as they are")
+
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the current one where a store also holds one
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3; others a
