@@ -51,7 +51,7 @@ from corruptions._registry import (
     list_corruptions,
     list_perturbations,
 )
-from corruptions._rng import ImageRandom, image_seeds, normalize_seeds
+from corruptions._rng import ImageRandom, check_randomness, image_seeds, normalize_seeds
 from corruptions.perturbations import frame_count, perturbation_sequence  # ImageNet-P sequences
 from corruptions.storage import from_uint8, storage_roundtrip
 
@@ -84,13 +84,6 @@ __all__ = [
 ]
 
 
-def _check_randomness(seed, generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` should be a torch.Generator. Got {type(generator).__name__}")
-    if seed is not None and generator is not None:
-        raise ValueError("pass `seed` or `generator`, not both")
-
-
 def sample_parameters(
     images: torch.Tensor,
     name: str,
@@ -110,7 +103,7 @@ def sample_parameters(
     check_images(images)
     spec = get_corruption(name)
     level = spec.level(severity, preset)
-    _check_randomness(seed, generator)
+    check_randomness(seed, generator, images.device)
     batch = images.shape[0]
     seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
     if not spec.random:
@@ -182,7 +175,7 @@ def corrupt(
     name = check_name(name)
     spec = get_corruption(name)
     level = spec.level(severity, preset)
-    _check_randomness(seed, generator)
+    check_randomness(seed, generator, images.device)
     if check_values:  # after the cheap checks: on a GPU it waits for the device
         check_range(images)
     batch, _, height, width = images.shape

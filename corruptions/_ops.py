@@ -168,6 +168,24 @@ def gaussian_matrix(n: int, sigma: float, mode: str = "nearest", truncate: float
 # banded matrix products along an axis
 
 
+@contextlib.contextmanager
+def ieee_matmul(x: torch.Tensor):
+    """Float32 matrix products of CUDA tensors in IEEE float32 inside, whatever the caller set
+    (``torch.set_float32_matmul_precision("high")``'s TF32 put spatter's values up to 89 levels,
+    elastic_transform's one, from the CPU's); the caller's setting is back on exit."""
+    matmul = torch.backends.cuda.matmul
+    name, off = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    saved = getattr(matmul, name) if x.is_cuda and x.dtype == torch.float32 else off
+    if saved == off:
+        yield
+        return
+    setattr(matmul, name, off)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, saved)
+
+
 class AxisMatrix:
     """A matrix applied along the H or W axis, split in row blocks to skip zeros.
 
@@ -204,21 +222,23 @@ class AxisMatrix:
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """``M @ x`` along dim -2: (..., n_in, W) -> (..., n_out, W)."""
-        if self.dense:
-            return torch.matmul(self.matrix, x)
-        out = x.new_empty((*x.shape[:-2], self.shape[0], x.shape[-1]))
-        for o0, o1, i0, i1, block, _ in self.blocks:
-            torch.matmul(block, x[..., i0:i1, :], out=out[..., o0:o1, :])
-        return out
+        with ieee_matmul(x):
+            if self.dense:
+                return torch.matmul(self.matrix, x)
+            out = x.new_empty((*x.shape[:-2], self.shape[0], x.shape[-1]))
+            for o0, o1, i0, i1, block, _ in self.blocks:
+                torch.matmul(block, x[..., i0:i1, :], out=out[..., o0:o1, :])
+            return out
 
     def cols(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ M.T`` along dim -1: (..., H, n_in) -> (..., H, n_out)."""
-        if self.dense:
-            return torch.matmul(x, self.matrix_t)
-        out = x.new_empty((*x.shape[:-1], self.shape[0]))
-        for o0, o1, i0, i1, _, block_t in self.blocks:
-            out[..., o0:o1] = torch.matmul(x[..., i0:i1], block_t)
-        return out
+        with ieee_matmul(x):
+            if self.dense:
+                return torch.matmul(x, self.matrix_t)
+            out = x.new_empty((*x.shape[:-1], self.shape[0]))
+            for o0, o1, i0, i1, _, block_t in self.blocks:
+                out[..., o0:o1] = torch.matmul(x[..., i0:i1], block_t)
+            return out
 
 
 _AXIS_CACHE: dict = {}

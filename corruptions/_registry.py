@@ -582,8 +582,7 @@ def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
     device sync."""
     if images.numel() == 0 or images.device.type == "meta":  # no values to look at
         return
-    low, high = torch.aminmax(images.detach())
-    low, high = float(low), float(high)
+    low, high = torch.stack(torch.aminmax(images.detach())).tolist()  # one read: one wait on CUDA
     if math.isnan(low) or math.isnan(high):  # comparisons with NaN are false: it would pass
         raise ValueError("`images` should be in [0, 1]. Got NaN values")
     if low < -slack or high > 1 + slack:

@@ -19,9 +19,60 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-__all__ = ["ImageRandom", "image_seeds", "normalize_seeds"]
+__all__ = ["CUDA_DRAW_CHUNK", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
+           "image_seeds", "normalize_seeds"]
 
 _MASK64 = (1 << 64) - 1
+
+#: the most values one CUDA random draw makes (see :func:`draw_in_chunks`)
+CUDA_DRAW_CHUNK = 16384
+
+
+def check_randomness(seed, generator, device: torch.device) -> None:
+    """``seed`` or ``generator`` (not both) for images on ``device``: a generator of that device
+    type (torch's own error, from deep inside a draw, named neither; a deterministic corruption
+    ignored the mismatch).
+
+    Raises:
+        TypeError: ``generator`` is not a ``torch.Generator``.
+        ValueError: both given, or a generator of another device type than the images'.
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` should be a torch.Generator. Got {type(generator).__name__}")
+    if seed is not None and generator is not None:
+        raise ValueError("pass `seed` or `generator`, not both")
+    kind = torch.device(device).type
+    if generator is not None and kind != "meta" and generator.device.type != kind:
+        raise ValueError(f"`generator` is a {generator.device.type} generator and `images` are on {kind}: "
+                         f"make it with torch.Generator(device={kind!r})")
+
+
+def draw_slices(numel: int, device: torch.device) -> list[slice]:
+    """The pieces a random draw of ``numel`` values on ``device`` is made in, one after another
+    from one generator: on CUDA consecutive pieces of at most :data:`CUDA_DRAW_CHUNK` values, so
+    that the same seed gives the same numbers on every GPU; elsewhere the whole.
+
+    torch's CUDA random kernels give each element the numbers of one thread of the launch's grid,
+    and cap the grid at what the GPU holds at once (its SMs times its threads per SM): a larger
+    draw (a 224 px image's 150,528 values) is spread over another grid, and so gets other
+    numbers, on another GPU model. A piece of 16,384 values is launched whole on any GPU of 8 or
+    more SMs. The CPU's generators are sequential: one draw there gives what the pieces would.
+    """
+    if torch.device(device).type != "cuda" or numel <= CUDA_DRAW_CHUNK:
+        return [slice(0, numel)]
+    return [slice(start, start + CUDA_DRAW_CHUNK) for start in range(0, numel, CUDA_DRAW_CHUNK)]
+
+
+def draw_in_chunks(out: torch.Tensor, generator: torch.Generator | None, draw) -> torch.Tensor:
+    """``draw(view, generator)`` into ``out`` (contiguous), piece by piece (:func:`draw_slices`)."""
+    pieces = draw_slices(out.numel(), out.device)
+    if len(pieces) == 1:
+        draw(out, generator)
+        return out
+    flat = out.view(-1)
+    for piece in pieces:
+        draw(flat[piece], generator)
+    return out
 
 
 def _splitmix64(value: int) -> int:
@@ -168,14 +219,14 @@ class ImageRandom:
         """
         out = torch.empty((self.batch, *shape), dtype=dtype, device=self.device)
         if self.generators is None:
-            fill(out, self.generator)
+            draw_in_chunks(out, self.generator, fill)
         elif self.device.type == "cpu" and self.batch > 1:
             from corruptions._ops import thread_map
 
             thread_map(lambda item: fill(out[item[0]], item[1]), list(enumerate(self.generators)))
         else:
             for i, gen in enumerate(self.generators):
-                fill(out[i], gen)
+                draw_in_chunks(out[i], gen, fill)
         return out
 
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:

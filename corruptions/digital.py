@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +21,7 @@ from corruptions._ops import (
     rgb_to_hsv,
     thread_map,
     true_div,
+    uint8_levels,
 )
 from corruptions._registry import Corruption, Level, presets, register
 from corruptions._rng import ImageRandom
@@ -91,8 +94,38 @@ def contrast_arithmetic(x: torch.Tensor, c: float) -> torch.Tensor:
 
 def _running_means(values: torch.Tensor) -> torch.Tensor:
     """(B, C, N) -> (B, C, 1): each row's mean as NumPy's mean over (H, W) of an HWC image sums it,
-    one value after another (cumsum's last value, on the CPU)."""
-    return values.cumsum(-1)[..., -1:] / values.shape[-1]
+    one value after another (cumsum's last value, on the CPU).
+
+    CUDA's cumsum is a parallel scan, which adds in another order: a flat channel's mean then
+    lands on the other side of its level (41 of 64 flat channels were a level apart, emulated),
+    and the whole channel with it. A flat row of a level's double is therefore given the CPU's
+    running mean of N copies (:func:`flat_means`); other rows' means may still differ by a hair
+    (a level apart where a channel's result sits within about 1e-12 of one)."""
+    n = values.shape[-1]
+    means = true_div(values.cumsum(-1)[..., -1:], n)
+    return _flat_rows_exact(values, means) if values.device.type == "cuda" and n else means
+
+
+def _flat_rows_exact(values: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """``means`` with those of flat rows of a level's double replaced by :func:`flat_means`'."""
+    n = values.shape[-1]
+    first = values[..., :1]
+    levels = uint8_levels(first).round_().clamp_(0, 255).long()
+    grid = device_constant(tuple(k / 255 for k in range(256)), torch.float64, values.device)
+    flat = (values == first).all(-1, keepdim=True) & (grid[levels] == first)
+    return torch.where(flat, device_constant(flat_means(n), torch.float64, values.device)[levels], means)
+
+
+@functools.lru_cache(maxsize=8)
+def flat_means(n: int) -> tuple[float, ...]:
+    """NumPy's mean of ``n`` copies of each double k / 255 (k = 0 .. 255), added one after another
+    as :func:`_running_means` adds on the CPU (once per image size, in pieces of 4096 copies)."""
+    grid = true_div(torch.arange(256, dtype=torch.float64), 255.0)
+    total = torch.zeros(256, dtype=torch.float64)
+    for start in range(0, n, 4096):
+        copies = grid.unsqueeze(1).expand(256, min(4096, n - start))
+        total = torch.cat([total.unsqueeze(1), copies], 1).cumsum(1)[:, -1]  # going on from the total
+    return tuple((total / n).tolist())
 
 
 def _saturate(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:

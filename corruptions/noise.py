@@ -8,7 +8,7 @@ import math
 import torch
 
 from corruptions._registry import Corruption, Level, presets, register
-from corruptions._rng import ImageRandom
+from corruptions._rng import ImageRandom, draw_in_chunks
 
 GAUSSIAN_NOISE = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_NOISE = (60, 25, 12, 5, 3)
@@ -188,12 +188,13 @@ def _impulse_draws(generator, count: int, amount: float, device) -> tuple[torch.
     """
     expected = amount * count
     size = int(expected + 6 * math.sqrt(expected) + 16)
-    gaps = torch.empty(size, dtype=torch.int64, device=device).geometric_(amount, generator=generator)
+    gaps = draw_in_chunks(torch.empty(size, dtype=torch.int64, device=device), generator,
+                          lambda view, gen: view.geometric_(amount, generator=gen))
     # a gap is >= 1; CUDA's geometric_ gives 0 when its uniform draw is exactly 1 (~3e-8 a draw),
     # which would place a value at position -1 or twice (the CPU's never does: unchanged there)
     gaps.clamp_(min=1)
     words = torch.empty(size // 63 + 1, dtype=torch.int64, device=device)
-    return gaps, words.random_(0, 2**63 - 1, generator=generator)
+    return gaps, draw_in_chunks(words, generator, lambda view, gen: view.random_(0, 2**63 - 1, generator=gen))
 
 
 def impulse_mask(

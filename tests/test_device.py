@@ -345,3 +345,15 @@ def test_amp_in_float16_is_refused_for_suites_that_differentiate(demo_val, tmp_p
     with pytest.raises(ConfigError, match="`--amp` computes in float16 on cpu, whose rounding swamps"):
         plan("demo-gap", suite="landscape", **common)
     assert plan("demo-gap", suite="imagenet-c", **common).options.amp
+
+
+def test_bench_scaling_on_one_gpu_says_before_any_run_that_nccl_needs_a_gpu_per_rank(one_gpu, monkeypatch):
+    """The 1-process run went first; then rank 1 failed: 'local rank 1 has no GPU of its own'."""
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    monkeypatch.setattr(process_scaling, "eval_throughput", lambda *args: pytest.fail("a run started"))
+    result = CliRunner().invoke(main, ["bench", "scaling", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert ("--processes 2: local rank 1 has no GPU of its own (this machine has 1) and NCCL needs one per "
+            "rank") in " ".join(result.stderr.split())

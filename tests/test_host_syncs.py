@@ -254,3 +254,16 @@ def test_the_attacks_counts_stay_on_the_device_until_the_shard_ends(ctx):
     parts = task.process(images, labels, list(range(4)), ctx)
     assert all(isinstance(value, torch.Tensor) for part in parts for value in part.counts.values())
     assert all(isinstance(part.correct, torch.Tensor) for part in parts)
+
+
+def test_the_range_check_reads_its_minimum_and_maximum_at_once():
+    """corrupt's default check of [0, 1] read them one by one: two waits on CUDA, where the GPU
+    kit counts every wait of a corruption (there, one copy of both)."""
+    from corruptions._registry import check_range
+
+    images = torch.rand(2, 3, 32, 32)
+    assert syncs_of(lambda: check_range(images)) == collections.Counter()
+    images[0] = 2
+    images[1] = -0.5
+    with pytest.raises(ValueError, match="Got values from -0.5 to 2"):
+        check_range(images)

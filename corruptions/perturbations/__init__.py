@@ -63,7 +63,7 @@ from corruptions._registry import (
     get_perturbation,
     list_perturbations,
 )
-from corruptions._rng import ImageRandom, image_seeds, normalize_seeds
+from corruptions._rng import ImageRandom, check_randomness, image_seeds, normalize_seeds
 from corruptions.perturbations import (  # noqa: F401  (register the perturbations)
     blur_sequences,
     geometric_sequences,
@@ -383,10 +383,7 @@ def perturbation_sequence(
             f"`images` should be square, (B, 3, S, S): resize the shorter side to S and "
             f"centre-crop S x S. Got {tuple(images.shape)}"
         )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` should be a torch.Generator. Got {type(generator).__name__}")
-    if seed is not None and generator is not None:
-        raise ValueError("pass `seed` or `generator`, not both")
+    check_randomness(seed, generator, images.device)
     if not isinstance(quantize, bool):
         raise TypeError(f"`quantize` should be a bool. Got {type(quantize).__name__}")
     spec = get_perturbation(name)

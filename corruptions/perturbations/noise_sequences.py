@@ -15,7 +15,7 @@ import torch
 
 from corruptions._ops import grid_doubles, thread_map
 from corruptions._registry import Perturbation, presets, register_perturbation
-from corruptions._rng import ImageRandom
+from corruptions._rng import ImageRandom, draw_slices
 from corruptions.perturbations._sequence import Job, finish
 
 __all__ = ["GAUSSIAN_NOISE", "GAUSSIAN_NOISE_CIFAR", "GAUSSIAN_NOISE_TINY", "NOISE_LEVELS", "SHOT_NOISE",
@@ -98,13 +98,19 @@ def poisson_draws(rng: ImageRandom, rates: torch.Tensor) -> torch.Tensor:
     n = rng.batch // rates.shape[0]
     shape = rates.shape[1:]
     rates = rates.float()
-    if rng.generators is None:
-        block = rates.unsqueeze(1).expand(-1, n, *shape).reshape(rng.batch, *shape)
-        return torch.poisson(block, generator=rng.generator)
     out = torch.empty((rng.batch, *shape), dtype=torch.float32, device=rates.device)
 
+    def draw(target: torch.Tensor, source: torch.Tensor, generator) -> None:
+        target, source = target.view(-1), source.reshape(-1)
+        for piece in draw_slices(source.numel(), source.device):  # the whole, but on CUDA
+            target[piece] = torch.poisson(source[piece], generator=generator)
+
+    if rng.generators is None:
+        draw(out, rates.unsqueeze(1).expand(-1, n, *shape), rng.generator)
+        return out
+
     def one(k: int) -> None:
-        out[k] = torch.poisson(rates[k // n].contiguous(), generator=rng.generators[k])
+        draw(out[k], rates[k // n], rng.generators[k])
 
     if rates.device.type == "cpu" and rng.batch > 1:
         thread_map(one, list(range(rng.batch)))

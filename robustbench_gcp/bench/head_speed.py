@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.bench.timing import time_calls
+from robustbench_gcp.engine.device import float32_as_eval
 from robustbench_gcp.errors import ConfigError, check_integer, suggest
 from robustbench_gcp.models.heads import HEADS, create_pool
 
@@ -136,7 +137,8 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
         calls += [forward, forward_backward]
 
     # warm up, then take turns so that load from other processes hits every head alike
-    timings = time_calls(calls, device=device, repeats=repeats, warmup=1)
+    with float32_as_eval(device):  # IEEE float32 on CUDA, as eval
+        timings = time_calls(calls, device=device, repeats=repeats, warmup=1)
     for i, row in enumerate(rows):
         row["forward_ms"] = 1e3 * timings[2 * i].median
         row["forward_backward_ms"] = 1e3 * timings[2 * i + 1].median

@@ -88,8 +88,11 @@ def model_speed(
     Returns:
         ``{"seconds", "frames_per_second"}`` of one forward pass.
     """
-    (timing,) = time_calls([_forward(model, crop_size, batch_size, device)], device=device, repeats=repeats,
-                           warmup=1)
+    from robustbench_gcp.engine.device import float32_as_eval
+
+    with float32_as_eval(device):  # IEEE float32 on CUDA, as eval
+        (timing,) = time_calls([_forward(model, crop_size, batch_size, device)], device=device,
+                               repeats=repeats, warmup=1)
     return {"seconds": timing.best, "frames_per_second": batch_size / timing.best}
 
 

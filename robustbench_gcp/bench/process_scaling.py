@@ -119,8 +119,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         ``ratio``: its images/s over the single process's (None without a rate).
 
     Raises:
-        ConfigError: ``device`` is not a device of this machine, or ``limit`` is not a positive
-            integer.
+        ConfigError: ``device`` is not a device of this machine, ``limit`` is not a positive
+            integer, or NCCL would have more ranks than GPUs.
         UnknownNameError: ``suite`` or ``model`` is not in benchmarks.yaml.
         MissingCheckpointError, CheckpointError: the model has no weights, or they cannot be had.
         GcpRobustError: a run failed.
@@ -135,6 +135,16 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         check_integer("limit", limit)
     # the children would each fail alike, as "the 1-process run failed: ..."
     choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
+    if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
+        import torch
+
+        from robustbench_gcp.engine.distributed import choose_backend, rank_gpu
+        from robustbench_gcp.errors import ConfigError
+
+        try:
+            rank_gpu(processes - 1, torch.cuda.device_count(), choose_backend(device))
+        except ConfigError as error:
+            raise ConfigError(f"--processes {processes}: {error}") from None
     has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:

@@ -101,6 +101,16 @@ def kept_float32_settings():
                 setattr(owner, name, value)
 
 
+@contextlib.contextmanager
+def float32_as_eval(device: torch.device):
+    """Inside, float32 is computed as ``eval`` computes it on ``device`` (:func:`exact_float32` on
+    CUDA, whose cuDNN convolutions use TF32 by default): for timings of what eval runs."""
+    with kept_float32_settings():
+        if torch.device(device).type == "cuda":
+            exact_float32()
+        yield
+
+
 def no_tf32(cudnn, matmul) -> None:
     """TF32 off in torch's ``backends.cudnn`` and ``backends.cuda.matmul``: through their
     ``fp32_precision`` (torch 2.9+), else the ``allow_tf32`` flags."""

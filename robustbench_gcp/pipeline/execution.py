@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from corruptions._rng import CUDA_DRAW_CHUNK
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.device import kept_float32_settings
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
@@ -244,8 +245,9 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         "precision": precision,
         "device_type": device.type,
         # 0.7.1: CUDA divides as the CPU (corruptions.from_uint8) and float32 runs without TF32, so
-        # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity
-        **({"arithmetic": "ieee"} if device.type == "cuda" else {}),
+        # CUDA runs stored before are other runs; CPU runs are unchanged and keep their identity.
+        # 0.7.16: CUDA's random draws are made in pieces (the same on every GPU model): other draws
+        **({"arithmetic": "ieee", "draws": CUDA_DRAW_CHUNK} if device.type == "cuda" else {}),
         **_classifier_identity(net, precision),
         **_svd_identity(net),
     }
@@ -566,6 +568,7 @@ def _differences(stored: dict, current: dict) -> str:
              "memory_format": "--channels-last",
              # the marks of computations that changed: a run stored by an older version
              "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
+             "draws": "CUDA random draws (in pieces of 16,384 values since 0.7.16)",
              "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
              "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
     keys = list(current)

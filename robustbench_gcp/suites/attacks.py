@@ -234,17 +234,20 @@ def _seeded(base):
             import eagerpy as ep
 
             from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
+            from corruptions._rng import draw_in_chunks  # the same numbers on every GPU
 
             x = x0.raw
             noise = torch.empty_like(x)
             for i, seed in enumerate(self.seeds):
                 g = torch.Generator(device=x.device).manual_seed(int(seed))
                 if self.distance.p == math.inf:
-                    noise[i] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
-                    noise[i] = (noise[i] * 2 - 1) * epsilon
+                    start = draw_in_chunks(torch.empty(x.shape[1:], device=x.device, dtype=x.dtype), g,
+                                           lambda view, gen: view.uniform_(generator=gen))
+                    noise[i] = (start * 2 - 1) * epsilon
                 else:  # uniform in the L2 ball (Voelker et al.): n + 2 normals, keep n
                     n = x[i].numel()
-                    s = torch.randn(n + 2, generator=g, device=x.device, dtype=exact_dtype(x.device))
+                    s = draw_in_chunks(torch.empty(n + 2, device=x.device, dtype=exact_dtype(x.device)), g,
+                                       lambda view, gen: view.normal_(generator=gen))
                     noise[i] = (s[:n] / s.norm()).reshape(x.shape[1:]).to(x.dtype) * epsilon
             return ep.astensor(x + noise)
 
