@@ -771,3 +771,32 @@ def test_output_through_links_and_to_streams_in_folders_it_cannot_write(tmp_path
     (tmp_path / "out.json").symlink_to(tmp_path / "new.db")
     with pytest.raises(click.BadParameter, match="is the results store"):
         check_output_not_store(str(tmp_path / "out.json"), tmp_path / "new.db")
+
+
+def test_a_stopped_run_counts_its_units_as_the_plan_line_does(image_folder, gap_checkpoint, tmp_path,
+                                                              monkeypatch):
+    """An attack at two epsilons is one task of two cells: the line before a run counts it once
+    per shard ('1 of 3 (cell, shard) units'), the message of a stopped run counted each cell
+    ('interrupted after 4 of 7 shards')."""
+    from robustbench_gcp.engine import runner
+
+    opened = []
+    original = runner.ImageSource.open
+
+    def open_then_stop(self, *args, **kwargs):
+        opened.append(1)
+        if len(opened) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.ImageSource, "open", open_then_stop)
+    store = tmp_path / "s.db"
+    args = eval_args(image_folder, gap_checkpoint, store, "--suite", "adversarial", "--attacks", "pgd-linf",
+                     "--epsilons", "1/255,2/255", "--steps", "1")
+    stopped = run(*args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted after 2 of 6 shards" in stopped.stderr  # (clean + attack) x 1 of 3 shards
+    monkeypatch.setattr(runner.ImageSource, "open", original)
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "2 of 6 (cell, shard) units already in the store; 4 to compute" in " ".join(again.stderr.split())

@@ -131,12 +131,46 @@ def program() -> None:
     there mid-run did so after the message that says how far the run got. A stopped command
     therefore leaves through ``os._exit`` once the exit handlers have run and the output is out
     (what it stored is committed and its store closed by then)."""
+    tolerant_output()
     try:
         main()
     except SystemExit as leaving:
         if leaving.code in (130, 143):
             _leave(leaving.code)
         raise
+
+
+#: what a stream that cannot encode a character of the tables writes instead (a cp1252 or
+#: Latin-1 stdout: Windows pipes, older locales); rich draws its boxes and bars in ASCII there
+STAND_INS = {"Δ": "d", "×": "x", "…": "...", "ε": "eps", "β": "beta", "±": "+/-"}
+
+
+def tolerant_output() -> None:
+    """Have stdout and stderr write :data:`STAND_INS` (else ``?``) for what their encoding cannot
+    encode: ``report`` and ``compare`` ended in a traceback, their results lost, on the Δ of a
+    table header."""
+    import codecs
+
+    def stand_in(error: UnicodeError) -> tuple[str, int]:
+        if not isinstance(error, UnicodeEncodeError):
+            raise error
+        text = error.object[error.start:error.end]
+        return "".join(STAND_INS.get(char, "?") for char in text), error.end
+
+    codecs.register_error("gcp-robust-stand-ins", stand_in)
+    for stream in (sys.stdout, sys.stderr):
+        encoding, errors = getattr(stream, "encoding", None), getattr(stream, "errors", None)
+        if not encoding or errors != "strict":
+            continue
+        try:
+            "".join(STAND_INS).encode(encoding)
+        except UnicodeEncodeError:
+            try:
+                stream.reconfigure(errors="gcp-robust-stand-ins")
+            except (AttributeError, ValueError, LookupError):  # not a TextIOWrapper; stays as it was
+                pass
+        except LookupError:  # an encoding Python does not know: nothing to do
+            pass
 
 
 def _leave(code: int) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -10,7 +13,6 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     TaskID,
-    TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
@@ -21,11 +23,41 @@ from robustbench_gcp.engine.runner import ProgressHook
 
 
 class _Rate(ProgressColumn):
+    """Images per second: ``812.3 img/s``, or ``812.3/s`` where the line is short."""
+
+    compact = False
+
     def render(self, task) -> Text:
         if task.fields.get("batch"):
             return Text("")
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:6.1f} img/s" if speed else "     - img/s", style="progress.data.speed")
+        unit = "/s" if self.compact else " img/s"
+        return Text(f"{speed:6.1f}{unit}" if speed else f"     -{unit}", style="progress.data.speed")
+
+
+class _Label(ProgressColumn):
+    """A bar's label, cut in the middle to ``width`` characters where longer ("demo-isq…eig]
+    clean"): its end (a variant, a severity, the shard) says most."""
+
+    def __init__(self, width: int):
+        super().__init__(table_column=Column(no_wrap=True))
+        self.width = width
+
+    def render(self, task) -> Text:
+        return Text(middle_cut(task.description, self.width), style="bold")
+
+
+def middle_cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: its start and its end around "…"."""
+    if len(text) <= width:
+        return text
+    head = max(0, (width - 1) // 3)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+#: widths of the figures: the rate ("12345.6 img/s", compact "12345.6/s"), a time ("10:00:00");
+#: the least label
+RATE_WIDTH, COMPACT_RATE_WIDTH, TIME_WIDTH, LEAST_LABEL = 13, 9, 8, 6
 
 
 def stderr_console() -> Console:
@@ -44,26 +76,45 @@ class RichProgress(ProgressHook):
     def __init__(self, console: Console | None = None, title: str = "evaluating"):
         self.console = console or stderr_console()
         self.title = title
-        # figures are never cut or wrapped; a long label gives way first (ends in "…")
-        # the figures keep their width; a long label ends in "…"; below 100 columns the bar is
-        # shorter and the elapsed time goes (the time remaining stays)
-        wide = self.console.width >= 100
-        room = self.console.width - (62 if wide else 48)
+        # the figures keep their width, whatever the totals; the label gives way first (cut in the
+        # middle), then the bar; below 100 columns the bar is shorter and the elapsed time goes
+        self.wide = self.console.width >= 100
+        self.bar = BarColumn(bar_width=24 if self.wide else 10)
+        self.label, self.rate = _Label(16), _Rate()
         self.progress = Progress(
-            TextColumn("[bold]{task.description}",
-                       table_column=Column(no_wrap=True, overflow="ellipsis", max_width=max(16, room))),
-            BarColumn(bar_width=24 if wide else 10),
+            self.label,
+            self.bar,
             MofNCompleteColumn(),
-            _Rate(),
-            *([TimeElapsedColumn()] if wide else []),
+            self.rate,
+            *([TimeElapsedColumn()] if self.wide else []),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
+        self._fit()
         self.started = False
         self.total_task = None
         self.cell_task = None
         self.batch_task = None
+
+    def _fit(self) -> None:
+        """Give the label what the figures leave of the line, for the largest total shown; where
+        that is too little, a shorter bar, then a shorter rate ("/s")."""
+        counts = max((2 * len(str(int(task.total))) + 1 for task in self.progress.tasks if task.total),
+                     default=9)  # "done/total"
+        gaps = len(self.progress.columns) - 1
+        bar = 24 if self.wide else 10
+        for rate in (RATE_WIDTH, COMPACT_RATE_WIDTH):
+            figures = counts + rate + TIME_WIDTH * (2 if self.wide else 1) + gaps
+            room = self.console.width - figures - bar
+            if room < LEAST_LABEL:
+                bar = max(3, bar - (LEAST_LABEL - room))
+                room = self.console.width - figures - bar
+            if room >= LEAST_LABEL:
+                break
+        self.rate.compact = rate == COMPACT_RATE_WIDTH
+        self.bar.bar_width = bar
+        self.label.width = max(LEAST_LABEL, room)
 
     def __enter__(self) -> RichProgress:
         return self
@@ -77,7 +128,9 @@ class RichProgress(ProgressHook):
         if not self.started:
             self.progress.start()
             self.started = True
-        return self.progress.add_task(escape(description), **fields)
+        task = self.progress.add_task(description, **fields)
+        self._fit()
+        return task
 
     def _say(self, markup: str) -> None:
         """A dim line above the bars, one line however narrow the console (the terminal wraps)."""
@@ -91,7 +144,7 @@ class RichProgress(ProgressHook):
     def plan(self, total_images: int, units: int, finished_units: int) -> None:
         """Say what the store already holds for the evaluation in hand (named: compare and the
         demo plan one per model and suite), and show a bar over the images left, none if none."""
-        what = escape(self.title)
+        what = escape(self.title)  # markup, for _say
         if total_images == 0:  # everything reused: a line, not an empty 0/0 bar
             self._hide(self.total_task, self.cell_task)
             if units:
@@ -103,8 +156,8 @@ class RichProgress(ProgressHook):
         if self.total_task is None:
             self.total_task = self._add_task(self.title, total=total_images)
         else:
-            self.progress.reset(self.total_task, total=total_images, description=escape(self.title),
-                                visible=True)
+            self.progress.reset(self.total_task, total=total_images, description=self.title, visible=True)
+        self._fit()
 
     def say(self, text: str) -> None:
         self._say(escape(text))
@@ -115,7 +168,7 @@ class RichProgress(ProgressHook):
         if self.batch_task is None:
             self.batch_task = self._add_task(description, total=total, batch=True)
         else:
-            self.progress.update(self.batch_task, description=escape(description), completed=index)
+            self.progress.update(self.batch_task, description=description, completed=index)
         self.title = label
 
     def item_done(self, index: int) -> None:
@@ -127,8 +180,8 @@ class RichProgress(ProgressHook):
         if self.cell_task is None:
             self.cell_task = self._add_task(description, total=n_images)
         else:
-            self.progress.reset(self.cell_task, total=n_images, description=escape(description),
-                                visible=True)
+            self.progress.reset(self.cell_task, total=n_images, description=description, visible=True)
+        self._fit()
 
     def advance(self, n_images: int) -> None:
         self.progress.advance(self.total_task, n_images)
@@ -140,6 +193,75 @@ class RichProgress(ProgressHook):
 
     def cell_done(self, label: str) -> None:
         pass
+
+
+class LineProgress(RichProgress):
+    """Progress as plain lines, for a stderr that is a file or a dumb terminal (nohup, SLURM, CI
+    logs), where rich draws its bars once, at the end: the overall count, rate and time left
+    every ``interval`` seconds, each evaluation of a batch as it starts, and the count at the end.
+    """
+
+    def __init__(self, console: Console | None = None, title: str = "evaluating", interval: float = 30.0):
+        super().__init__(console, title)
+        self.interval = interval
+        self.last = time.monotonic()
+        self.cell = ""
+        self.planned: str | None = None  # the title of the evaluation in hand, once planned
+
+    def _add_task(self, description: str, **fields) -> TaskID:
+        self.started = False  # no live display: nothing to stop
+        return self.progress.add_task(description, **fields)
+
+    def plan(self, total_images: int, units: int, finished_units: int) -> None:
+        self._finish()
+        super().plan(total_images, units, finished_units)
+        self.planned, self.cell, self.last = self.title, "", time.monotonic()
+
+    def item(self, index: int, total: int, label: str) -> None:
+        self._finish()  # the evaluation before, in a batch
+        super().item(index, total, label)
+        self._say(escape(f"[{index + 1}/{total}] {label}"))
+
+    def _finish(self) -> None:
+        """The last line of the evaluation in hand, once, if it computed anything."""
+        if self.planned is not None and self.total_task is not None:
+            if self.progress.tasks[self.total_task].completed:
+                self._line(last=True)
+        self.planned = None
+
+    def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None:
+        super().cell_start(label, shard, n_shards, n_images)
+        self.cell = f"{label} [{shard + 1}/{n_shards}]" if n_shards > 1 else label
+
+    def advance(self, n_images: int) -> None:
+        super().advance(n_images)
+        self._line()
+
+    def advance_total(self, n_images: int) -> None:
+        super().advance_total(n_images)
+        self._line()
+
+    def _line(self, *, last: bool = False) -> None:
+        now = time.monotonic()
+        if self.total_task is None or (not last and now - self.last < self.interval):
+            return
+        self.last = now
+        task = self.progress.tasks[self.total_task]
+        total = int(task.total or 0)
+        line = f"{self.planned or self.title}: {int(task.completed):,}/{total:,} images"
+        if last:
+            seconds = task.finished_time or task.elapsed or 0.0
+            line += f" in {seconds:.{0 if seconds >= 10 else 1}f} s"
+        else:
+            speed = task.speed
+            left = task.time_remaining
+            line += f", {speed:.1f} img/s" if speed else ""
+            line += f", about {datetime.timedelta(seconds=round(left))} left" if left is not None else ""
+            line += f" (now {self.cell})" if self.cell else ""
+        self._say(escape(line))
+
+    def __exit__(self, *exc) -> None:
+        self._finish()
 
 
 class _Silent(ProgressHook):
@@ -157,7 +279,11 @@ class _Silent(ProgressHook):
 
 
 def progress_display(title: str) -> RichProgress | _Silent:
-    """Bars on stderr, except on torchrun ranks other than 0."""
+    """Bars on stderr (lines where it is not a terminal, or a dumb one), except on torchrun
+    ranks other than 0."""
     from robustbench_gcp.engine.ranks import is_main_process
 
-    return RichProgress(title=title) if is_main_process() else _Silent()
+    if not is_main_process():
+        return _Silent()
+    console = stderr_console()
+    return RichProgress(console, title) if console.is_interactive else LineProgress(console, title)

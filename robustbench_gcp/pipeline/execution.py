@@ -185,10 +185,15 @@ def _interrupted(stop: KeyboardInterrupt, store: Store, info: RunInfo, tasks) ->
 
 
 def _shards_done(store: Store, info: RunInfo, tasks) -> tuple[int, int]:
-    """(shards of the run's ``tasks`` in the store, of how many)."""
-    keys = {key for task in tasks for key in task.keys}
-    done = sum(len(store.done_shards(cell)) for cell, key in store.cells(info.id) if key in keys)
-    return done, len(keys) * info.n_shards
+    """((task, shard) units of the run's ``tasks`` in the store, of how many): counted as the
+    engine counts them before it starts ("N of M (cell, shard) units already in the store"), a
+    task of several cells (an attack's epsilons) done on a shard when each of its cells is."""
+    cells = {key: cell for cell, key in store.cells(info.id)}
+    done = 0
+    for task in tasks:
+        if all(key in cells for key in task.keys):
+            done += len(set.intersection(*(set(store.done_shards(cells[key])) for key in task.keys)))
+    return done, len(tasks) * info.n_shards
 
 
 def _weights_identity(plan: Plan, net) -> str:

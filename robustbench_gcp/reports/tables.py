@@ -155,7 +155,18 @@ def stdout_console():
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 200
-    return Console(soft_wrap=True, width=width)
+    console = Console(soft_wrap=True, width=width)
+    if console.is_dumb_terminal:  # rich takes 80 columns for TERM=dumb, whatever the terminal has
+        import shutil
+
+        set_width(console, width or shutil.get_terminal_size().columns)
+    return console
+
+
+def set_width(console, width: int) -> None:
+    """``console.width = width``, which rich ignores for a dumb terminal (``TERM=dumb``: Emacs
+    shells, some CI) unless the height is set with it."""
+    console.size = (width, console.height)
 
 
 def print_whole(console, renderable) -> None:
@@ -171,7 +182,7 @@ def print_whole(console, renderable) -> None:
     need = max((console.measure(part, options=wide).minimum for part in parts if isinstance(part, Table)),
                default=0)
     if need > console.width:
-        console.width = need
+        set_width(console, need)
     console.print(renderable)
 
 
