@@ -408,7 +408,7 @@ def test_the_bench_command_prints_the_ratio_and_both_paths_agree():
     result = CliRunner().invoke(main, ["bench", "landscape", "--images", "4", "--batch-size", "4",
                                        "--etas", "0:0.3:3", "--repeats", "1", "--json"])
     assert result.exit_code == 0, result.output
-    suite, naive = json.loads(result.stdout)
+    suite, naive = json.loads(result.stdout)["rows"]
     assert (suite["path"], naive["path"]) == ("suite", "naive") and suite["passes"] == 4
     assert suite["ratio"] > 0 and suite["max_rel_diff"] < 1e-3
 

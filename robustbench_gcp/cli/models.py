@@ -15,9 +15,9 @@ def models_cmd(config, as_json) -> None:
 
     The first table lists every registry name (usable with --model directly):
     head, parameter count at the default width (d = 256, 1000 classes) and
-    input size. The second lists the models of benchmarks.yaml with their
-    checkpoints and the published numbers quoted there (percent); where some
-    paper gives robustness numbers but no top-1, a caption names those models.
+    input size. The second lists the models of benchmarks.yaml with the published
+    numbers quoted there (percent) and their checkpoints; where some paper gives
+    robustness numbers but no top-1, a caption names those models.
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
@@ -54,10 +54,10 @@ def models_cmd(config, as_json) -> None:
                Column("clean_error", "clean err", ".2f"), Column("mCE", fmt=".1f"),
                Column("relative_mCE", "rel. mCE", ".1f"), Column("mFR", fmt=".1f"), Column("mT5D", fmt=".1f")]
     optional = {"top5", "clean_error"}  # shown where some model quotes them
-    configured = rich_table(model_rows, [
+    configured = rich_table(model_rows, [  # the checkpoint (a long URL) last: the terminal wraps it
         Column("name", justify="left"), Column("arch", justify="left"),
-        Column("checkpoint", justify="left", wrap=True),
-        *[c for c in figures if c.key not in optional or any(row[c.key] is not None for row in model_rows)]],
+        *[c for c in figures if c.key not in optional or any(row[c.key] is not None for row in model_rows)],
+        Column("checkpoint", justify="left", wrap=True)],
         title=f"Models of {cfg.path} (published numbers, %)", caption=no_top1_note(cfg.models.values()))
     print_renderable(Group(architectures, configured), None)
 

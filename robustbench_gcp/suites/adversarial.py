@@ -193,9 +193,9 @@ class AdversarialSuite(Suite):
     flags = (
         Flag("attacks", "Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
              "Default: the adversarial suite's.", metavar="A,B"),
-        Flag("epsilons", "Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2).",
-             metavar="E1,E2"),
-        Flag("steps", "Iterations of iterative attacks.", kind="int"),
+        Flag("epsilons", "Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2). "
+             "Default: each attack's in the suite (`gcp-robust suites` lists them).", metavar="E1,E2"),
+        Flag("steps", "Iterations of iterative attacks. Default: each attack's in the suite.", kind="int"),
     )
 
     # -- configuration
