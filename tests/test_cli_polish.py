@@ -71,11 +71,13 @@ def test_compare_names_the_model_and_suite_of_reused_units_and_shows_short_epsil
 
 def test_an_attack_task_is_labelled_with_short_epsilons_but_keeps_exact_keys():
     linf = AttackTask(AttackSpec("deepfool-linf", (1 / 255, 2 / 255)), None, 10)
-    assert task_label(linf) == "adversarial/deepfool-linf 1/255 (+1)"
+    assert task_label(linf) == "adversarial/deepfool-linf eps 1/255,2/255"
+    many = AttackTask(AttackSpec("fgsm", tuple(k / 255 for k in (1, 2, 4, 8))), None, 10)
+    assert task_label(many) == "adversarial/fgsm eps 1/255..8/255 (4)"
     assert linf.keys[0].level == "0.00392156862745098"  # the stored key is unchanged
     half = AttackTask(AttackSpec("pgd-linf", (0.5 / 255,)), None, 10)
-    assert task_label(half) == "adversarial/pgd-linf 0.00196"
-    assert task_label(AttackTask(AttackSpec("pgd-l2", (0.25,)), None, 10)) == "adversarial/pgd-l2 0.25"
+    assert task_label(half) == "adversarial/pgd-linf eps 0.00196"
+    assert task_label(AttackTask(AttackSpec("pgd-l2", (0.25,)), None, 10)) == "adversarial/pgd-l2 eps 0.25"
 
 
 # 2 ----------------------------------------------------------------------------------------------

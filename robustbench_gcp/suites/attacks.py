@@ -351,11 +351,12 @@ class AttackTask:
 
     @property
     def progress_label(self) -> str:
-        """The task's name in progress bars, its epsilons short: ``adversarial/pgd-linf 1/255 (+2)``
-        rather than the cell key's exact ``0.00392156862745098``, which squeezes the bars."""
-        first = f"adversarial/{self.spec.attack} {format_epsilon(self.spec.epsilons[0], self.spec.norm, 3)}"
-        more = len(self.keys) - 1
-        return f"{first} (+{more})" if more else first
+        """The task's name in progress bars, its epsilons short: ``adversarial/pgd-linf eps
+        1/255,2/255,4/255`` (more than 3: ``eps 1/255..16/255 (5)``) rather than the cell keys' exact
+        ``0.00392156862745098``, which squeezes the bars."""
+        eps = [format_epsilon(epsilon, self.spec.norm, 3) for epsilon in self.spec.epsilons]
+        shown = ",".join(eps) if len(eps) <= 3 else f"{eps[0]}..{eps[-1]} ({len(eps)})"
+        return f"adversarial/{self.spec.attack} eps {shown}"
 
     def process(
         self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], ctx: Context
