@@ -18,10 +18,31 @@ _CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "open", "getattr", "s
                   "delattr", "globals", "locals", "vars", "breakpoint", "input", "exit", "quit"}
 
 
-def code_global(path: Path, kind: str) -> str | None:
+def code_global(path: Path, kind: str, data_globals: frozenset[str] = frozenset()) -> str | None:
     """The first ``module.name`` that a pickle in the file would call to run code (e.g.
     ``posix.system``, ``builtins.eval``), found by reading opcodes with pickletools: nothing
-    is unpickled. None when there is none or the stream cannot be read."""
+    is unpickled. None when there is none or the stream cannot be read.
+
+    With ``data_globals`` (what the loader takes as data: tensors' rebuild functions, NumPy's
+    arrays ...), any other function counts too (``numpy.testing._private.utils.runstring``,
+    ``pydoc.locate``): a pickle calls functions to run code, and names classes (``AverageMeter``,
+    capitalized) to rebuild a training script's objects, which are the file's data.
+    """
+    names = file_globals(path, kind)
+    for name in names:  # the known ways to run code first: they say most
+        module, _, attr = name.rpartition(".")
+        top = module.split(".")[0]
+        if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
+            return name
+    for name in names if data_globals else ():
+        if name not in data_globals and not name.rpartition(".")[2][:1].isupper():
+            return name
+    return None
+
+
+def file_globals(path: Path, kind: str) -> list[str]:
+    """``module.name`` of every global the pickles of a checkpoint file name (its ``data.pkl`` in
+    a zip), read without unpickling; none where the file cannot be read."""
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as archive:
@@ -31,14 +52,8 @@ def code_global(path: Path, kind: str) -> str | None:
             with open(path, "rb") as handle:
                 streams = [handle.read()]
     except (OSError, zipfile.BadZipFile):
-        return None
-    for data in streams:
-        for name in pickle_globals(data):
-            module, _, attr = name.rpartition(".")
-            top = module.split(".")[0]
-            if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
-                return name
-    return None
+        return []
+    return [name for data in streams for name in pickle_globals(data)]
 
 
 def pickle_globals(data: bytes) -> list[str]:

@@ -463,9 +463,10 @@ def test_error_python_objects_are_never_unpickled(tmp_path, isqrt18, monkeypatch
                 tmp_path / "objects.pth", legacy)
     monkeypatch.delitem(sys.modules, module.__name__)
     check_error(path, r"contains Python objects that are not loaded with weights_only=True "
-                      r"\(first: train_utils_of_someone.AverageMeter\); gcp-robust never "
-                      r"unpickles arbitrary code.*c.state_dict\(\) if isinstance\(c, torch.nn.Module\) "
-                      r"else c\['state_dict'\]")
+                      r"\(first: train_utils_of_someone.AverageMeter, a class gcp-robust cannot vouch for\); "
+                      r"gcp-robust never unpickles arbitrary code.*c.state_dict\(\) if isinstance\(c, "
+                      r"torch.nn.Module\) else c\[\"state_dict\"\]; torch.save\(w, sys.argv\[2\]\)' "
+                      + re.escape(f"{path} objects-weights.pth"))
 
 
 def test_safetensors_files_load_and_a_broken_one_is_named(tmp_path, isqrt18, x):
@@ -662,3 +663,54 @@ def test_error_non_finite_weights_are_named_at_load_and_by_inspect(tmp_path, isq
 
         check_checkpoint("resnet18-isqrt", path)
     assert inspect_checkpoint(path).nonfinite == [shown]
+
+
+class _CallsAFunction:
+    """A pickle that calls a function outside the blocklist of known code runners (pydoc.locate
+    imports any module by name; numpy.testing's runstring executes a string)."""
+
+    def __reduce__(self):
+        import pydoc
+
+        return pydoc.locate, ("os",)
+
+
+class _HugeArray:
+    def __reduce__(self):
+        import numpy as np
+
+        return np.ndarray, ((2**44,), np.dtype("u1"))
+
+
+def test_untrusted_checkpoints_are_refused_before_their_code_and_hints_quote_their_names(tmp_path, isqrt18):
+    """Security audit: a function outside the blocklist (pydoc.locate) was 'not loadable' with a
+    ready-made weights_only=False command to run it; that command pasted the file name into its
+    code (w$(cmd).pth ran cmd); a declared 16 TB array ended in a MemoryError traceback."""
+    import shlex
+
+    from robustbench_gcp.models.checkpoint import check_torch_version
+
+    state = zoo_layout(isqrt18.state_dict())
+    calls = save({"state_dict": state, "x": _CallsAFunction()}, tmp_path / "calls.pth")
+    check_error(calls, r"was refused: unpickling it would import and call pydoc\.locate, i\.e\. run code")
+
+    module = types.ModuleType("train_utils_of_someone")
+    meter = type("AverageMeter", (), {"__module__": module.__name__})
+    module.AverageMeter = meter
+    sys.modules[module.__name__] = module
+    try:
+        named = save({"state_dict": state, "meter": meter()}, tmp_path / "w$(touch PASTED).pth")
+    finally:
+        del sys.modules[module.__name__]
+    message = check_error(named, "a class gcp-robust cannot vouch for")
+    command = shlex.split(message[message.index("python -c "):])
+    assert command[3:] == [str(named), "w$(touch PASTED)-weights.pth"]  # arguments, not code
+    assert str(named) not in command[2]
+
+    huge = save({"state_dict": state, "x": _HugeArray()}, tmp_path / "huge.pth")
+    check_error(huge, r"declares more data than this machine's memory holds")
+
+    with pytest.raises(CheckpointError, match=r"torch 2\.5\.1\+cu124 runs code from crafted checkpoint"):
+        check_torch_version("2.5.1+cu124")
+    check_torch_version("2.6.0")
+    check_torch_version("2.14.1+cu130")
