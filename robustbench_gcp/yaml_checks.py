@@ -147,31 +147,44 @@ def _text_number(value: Any, integer: bool = False) -> str:
     return f" (YAML reads {value} as text: write {mantissa}e{'' if exponent[0] in '+-' else '+'}{exponent})"
 
 
-def key_lines(node: Any, where: str = "", lines: dict[str, int] | None = None) -> dict[str, int]:
+#: the most key paths :func:`key_lines` records: a few hundred in a real file; aliases of aliases
+#: (``a: &a [*b, *b, ...]``, eight levels in 100 bytes) make 10**8 paths, which took gigabytes
+MAX_KEY_PATHS = 100_000
+
+
+def key_lines(node: Any, where: str = "", lines: dict[str, int] | None = None,
+              budget: list[int] | None = None) -> dict[str, int]:
     """The line of every key path of a composed YAML document (``yaml.compose``'s node):
     ``models.r50.checkpoint`` and ``suites.imagenet-c.severities[0]``, as :class:`Checker` names
-    them; keys a merge (``<<: *anchor``) brings in have the anchor's lines, unless given here."""
+    them; keys a merge (``<<: *anchor``) brings in have the anchor's lines, unless given here.
+    At most :data:`MAX_KEY_PATHS` paths (``budget``: how many are left): a key beyond them has
+    the line of the closest one above it (:meth:`Checker.line`), or none."""
     import yaml
 
     lines = {} if lines is None else lines
+    budget = [MAX_KEY_PATHS] if budget is None else budget
     if isinstance(node, yaml.MappingNode):
         merged = []
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 merged.append(value_node)
-            elif isinstance(key_node, yaml.ScalarNode):
+            elif isinstance(key_node, yaml.ScalarNode) and budget[0] > 0:
+                budget[0] -= 1
                 path = join_key(where, key_node.value)
                 lines[path] = key_node.start_mark.line + 1
-                key_lines(value_node, path, lines)
+                key_lines(value_node, path, lines, budget)
         for value_node in merged:  # a mapping, or a list of them; the keys given here win
             for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
-                key_lines(source, where, found := {})
+                key_lines(source, where, found := {}, budget)
                 for path, line in found.items():
                     lines.setdefault(path, line)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
             lines[f"{where}[{i}]"] = item.start_mark.line + 1
-            key_lines(item, f"{where}[{i}]", lines)
+            key_lines(item, f"{where}[{i}]", lines, budget)
     return lines
 
 

@@ -237,3 +237,19 @@ def test_control_characters_and_odd_names_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"the name 'r\[x' cannot be given on the command line"):
         parse_config({"models": {"r[x": {}}}, Path("b.yaml"))  # no lines: the walk ends
 
+
+
+def test_aliases_of_aliases_do_not_exhaust_memory(tmp_path):
+    """Eight levels of ten aliases, 300 bytes: 10**8 key paths, which the line lookup walked one by
+    one (gigabytes, minutes; yaml.safe_load itself shares them) (security audit)."""
+    from robustbench_gcp.yaml_checks import MAX_KEY_PATHS, key_lines
+
+    levels = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        levels.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
+    text = "\n".join([*levels, "models: *h"]) + "\n"
+    import yaml
+
+    assert len(key_lines(yaml.compose(text))) <= MAX_KEY_PATHS
+    with pytest.raises(ConfigError, match=r"a \(line 1\): unknown key 'a'"):
+        load_config(write(tmp_path, text))

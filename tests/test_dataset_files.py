@@ -257,7 +257,7 @@ def test_released_npy_of_another_benchmark_or_size_is_refused(released):
 
 
 @pytest.mark.parametrize("case", ["count", "not 5 blocks", "once", "once, 5 divides N", "blocks differ",
-                                  "pickled"])
+                                  "pickled", "huge label"])
 def test_bad_labels_npy(released, case):
     folder = released[0]
     good = np.load(folder / "labels.npy")
@@ -279,6 +279,9 @@ def test_bad_labels_npy(released, case):
         changed[3 * N + 4] = (changed[4] + 1) % 10
         np.save(folder / "labels.npy", changed)
         expected = r"labels\.npy: the labels of severity 4 differ from those of severity 1 at image 4"
+    elif case == "huge label":  # its classes were 0 .. 5e7: 4 GB of class names (security audit)
+        np.save(folder / "labels.npy", np.tile(np.array([0, 50_000_000] * (N // 2), dtype=np.int64), 5))
+        expected = r"labels\.npy holds label 50000000; CIFAR-10-C's are 0\.\.9 and CIFAR-100-C's 0\.\.99"
     else:
         np.save(folder / "labels.npy", np.array([{"a": 1}] * (5 * N), dtype=object), allow_pickle=True)
         expected = r"cannot read .*labels\.npy as a \.npy array"
@@ -461,3 +464,15 @@ def test_a_released_folder_of_the_other_layout_says_so(tmp_path):
     with pytest.raises(DataError, match=r"no <corruption>\.npy files but folders \(fog\): the released image "
                                         "or video folders"):
         released_npy(folders, "fog")
+
+
+def test_a_pickle_declaring_more_bytes_than_memory_is_one_line(tmp_path):
+    """15 bytes declaring a 2**46-byte string: a MemoryError traceback (security audit)."""
+    import struct
+
+    from robustbench_gcp.data.array_files import _unpickle
+
+    path = tmp_path / "test_batch"
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 2**46) + b"xxxx")
+    with pytest.raises(DataError, match="is not a CIFAR python-version pickle: MemoryError"):
+        _unpickle(path)

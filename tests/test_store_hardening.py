@@ -611,6 +611,7 @@ def test_the_wal_stays_small(store_path):
 
 @pytest.mark.parametrize(("edit", "said"), [
     ("counts = '{not json'", "Expecting property name"),
+    ("counts = '[1, 2]'", "shard 0: its counts are a JSON list, not an object"),  # a traceback
     # an empty or short bitmap was read as errors (zeros) or as whatever NumPy found, and the
     # report's tables (from the bits) disagreed with its JSON (from the counts)
     ("bitmap = X''", "shard 0: a bitmap of 0 bytes for 10 images"),
@@ -784,3 +785,29 @@ def test_report_on_a_pipe_says_it_is_not_a_file(tmp_path):
     out = cli("report", "--store", pipe)
     assert out.exit_code == 1 and out.stderr.strip().splitlines()[-1] == (
         f"Error: store {pipe} is not a file (a folder, a pipe ...): give the .db file of a store")
+
+
+@pytest.mark.parametrize("sql", [
+    "ALTER TABLE runs RENAME TO runs_real; CREATE VIEW runs AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+    "SELECT x + 1 FROM c) SELECT r.* FROM runs_real r, c",
+    "CREATE TRIGGER t AFTER INSERT ON shards BEGIN DELETE FROM runs; END",
+])
+def test_a_store_with_views_or_triggers_is_refused_before_any_query(store_path, sql):
+    """A store someone hands you is an input: a view in the runs table's place made report query
+    without end, deaf to Ctrl-C and SIGTERM (security audit); a trigger would run its SQL on our
+    writes. gcp-robust makes neither."""
+    with Store(store_path) as store:
+        open_run(store)
+    with sqlite3.connect(store_path) as db:
+        db.executescript(sql)
+    db.close()
+    report = cli("report", "--store", store_path)
+    assert report.exit_code == 1 and "Traceback" not in report.output, report.output
+    assert "is not a results store gcp-robust wrote (it holds a " in report.stderr
+
+
+def test_a_lease_owner_edited_by_hand_is_not_a_traceback(store_path):
+    """leases.is_alive unpacked host:pid:token: 'bad' was a ValueError traceback (security audit)."""
+    from robustbench_gcp.store.leases import is_alive
+
+    assert is_alive("bad") and is_alive("a:b")

@@ -93,7 +93,7 @@ def _unpickle(path: Path) -> Any:
     except EOFError:
         raise DataError(f"{path} is truncated: the pickle ends before its STOP opcode") from None
     except (pickle.UnpicklingError, ValueError, TypeError, LookupError, AttributeError,
-            OverflowError, RecursionError) as error:
+            OverflowError, RecursionError, MemoryError) as error:  # MemoryError: a crafted 2**46-byte string
         raise DataError(f"{path} is not a CIFAR python-version pickle: {type(error).__name__}: "
                         f"{str(error)[:200]}") from None
 
@@ -318,6 +318,8 @@ def _released_labels(folder: Path) -> np.ndarray:
         _labels_once(path, labels)
         raise DataError(f"{path} has {labels.dtype} shape {labels.shape}; a released CIFAR-C {LABELS_NPY} "
                         f"holds the N test labels once per severity: {k} N integers >= 0")
+    if labels.max() >= 100:  # its classes are 0 .. max: a crafted 5e7 made 5e7 class names (4 GB)
+        raise DataError(f"{path} holds label {labels.max()}; CIFAR-10-C's are 0..9 and CIFAR-100-C's 0..99")
     blocks = np.asarray(labels).astype(np.int64).reshape(k, -1)
     differ = np.argwhere(blocks[1:] != blocks[0])  # (block - 1, row), block by block
     if differ.size:

@@ -50,7 +50,8 @@ def earlier_figures(folder: str | Path, written: Sequence[Path]) -> list[Path]:
         try:
             with Image.open(path) as image:
                 ours = image.info.get("Software") == "gcp-robust"
-        except (OSError, UnidentifiedImageError):  # not a figure, or not readable: not ours to name
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):  # not a figure, or not
+            # readable (a header of 30000 x 30000 px): not ours to name
             continue
         if ours:
             earlier.append(path)

@@ -92,7 +92,10 @@ def is_alive(owner: str) -> bool:
     (elsewhere: unknown, True).
     An owner with this process's pid that this process did not make is gone too: a container
     restarted after a SIGKILL runs gcp-robust again as the same pid (1), on the same host name."""
-    host, pid, _ = owner.rsplit(":", 2)
+    parts = str(owner).rsplit(":", 2)
+    if len(parts) != 3:  # not an owner gcp-robust wrote (a store edited by hand): not a live one here
+        return True
+    host, pid, _ = parts
     if host != this_host():
         return True
     if pid == str(os.getpid()):

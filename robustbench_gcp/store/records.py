@@ -165,6 +165,8 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
         n += shard_n
         seconds += shard_seconds or 0.0
         these = json.loads(shard_counts)
+        if not isinstance(these, dict):
+            raise ValueError(f"shard {shard}: its counts are a JSON {type(these).__name__}, not an object")
         for name, value in these.items():
             counts[name] = counts.get(name, 0) + value
         if bitmap is not None:

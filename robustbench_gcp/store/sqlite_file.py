@@ -249,6 +249,12 @@ def classify(db: sqlite3.Connection, path: Path) -> str:
     if application_id not in (0, APPLICATION_ID):
         raise StoreError(f"{path} is not a gcp-robust results store (it belongs to another application, "
                          f"id {application_id:#x}); give another --store file")
+    # a store is an input too: a view in a table's place ran a query without end (report could not
+    # be stopped), and a trigger would run SQL on a write; gcp-robust makes neither
+    made = db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchone()
+    if made is not None:
+        raise StoreError(f"{path} is not a results store gcp-robust wrote (it holds a {made[0]}, "
+                         f"{made[1]}); give another --store file")
     if application_id == 0:
         if not db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
             return "new"
