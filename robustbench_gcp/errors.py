@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -142,6 +143,28 @@ def not_utf8(path: object) -> str | None:
     except UnicodeEncodeError:
         return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return None
+
+
+#: C0 controls (but tab), DEL and C1 controls: a terminal acts on them (ESC [2J clears the screen,
+#: ESC ] sets the window title), and a newline forges a line
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: object, newlines: bool = False) -> str:
+    """``text`` with its control characters as backslash escapes (``\x1b``, ``\n``): names that come
+    from files, folders, stores or downloads, shown in a terminal. ``newlines`` keeps line breaks
+    (a message's own indented lines)."""
+    text = str(text)
+    if not _CONTROLS.search(text):
+        return text
+
+    def escaped(match: re.Match) -> str:
+        char = match.group(0)
+        if newlines and char == "\n":
+            return char
+        return {"\n": "\\n", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
+
+    return _CONTROLS.sub(escaped, text)
 
 
 def counted(n: int, noun: str, plural: str = "s") -> str:

@@ -487,3 +487,41 @@ def test_progress_in_a_log_file_is_lines(demo_val, tmp_path):
     assert said == ["[1/2] demo-gap clean", "demo-gap clean: 10/10 images", "[2/2] demo-isqrt clean",
                     "demo-isqrt clean: 10/10 images"], logged.stderr
     assert "━" not in logged.stderr
+
+
+def test_names_from_files_reach_the_terminal_and_csv_defused(demo_val, tmp_path):
+    """A checkpoint named '=HYPERLINK(...)<ESC>[2J.pth': its label reached the terminal with the
+    escape sequence (a cleared screen, a window title) and a spreadsheet as a formula (security
+    audit)."""
+    import shutil
+
+    from robustbench_gcp.config import load_config
+
+    folder = tmp_path / "cks"
+    folder.mkdir()
+    shutil.copy(load_config().model("demo-gap").checkpoint, folder / "=HYPERLINK(1)\x1b[2Jx.pth")
+    store = tmp_path / "s.db"
+    made = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--suite", "clean",
+                                     *run_args(demo_val, store)])
+    assert made.exit_code == 0, made.output
+    assert "\x1b" not in made.output and "=HYPERLINK(1)\\x1b[2Jx" in made.stdout
+    for fmt in ("table", "markdown", "json"):
+        shown = invoke("report", "--store", str(store), "--format", fmt).stdout
+        assert "\x1b[" not in shown, fmt
+    csv_text = invoke("report", "--store", str(store), "--format", "csv").stdout
+    assert csv_text.splitlines()[1].startswith("'=HYPERLINK(1)\\x1b[2Jx,")
+
+
+def test_an_error_naming_a_folder_escapes_its_control_characters(tmp_path):
+    from robustbench_gcp.errors import printable
+
+    assert printable("a\x1b]0;T\x07b\nc\td") == "a\\x1b]0;T\\x07b\\nc\td"
+    assert printable("line\n  indented", newlines=True) == "line\n  indented"
+    evil = tmp_path / "data" / "x\x1b]0;PWNED\x07y"
+    evil.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(evil / "a.png")
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--suite", "clean", "--data",
+                                       str(tmp_path / "data"), "--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 1 and "x\\x1b]0;PWNED\\x07y" in result.stderr and "\x1b" not in result.stderr

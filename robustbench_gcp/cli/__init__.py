@@ -18,7 +18,7 @@ import click
 from robustbench_gcp import __version__
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.ranks import is_main_process
-from robustbench_gcp.errors import GcpRobustError, Interrupted, Terminated, suggest
+from robustbench_gcp.errors import GcpRobustError, Interrupted, Terminated, printable, suggest
 
 STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit results to a store
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -90,15 +90,17 @@ class LazyGroup(click.Group):
         except GcpRobustError as error:
             if _said_by_rank_0(error):
                 raise SystemExit(error.exit_code) from None
+            said = printable(error, newlines=True)  # names from files and stores: no escape sequences
             if error.exit_code == 2:
-                raise click.UsageError(str(error)) from None
-            failure = click.ClickException(str(error))
+                raise click.UsageError(said) from None
+            failure = click.ClickException(said)
             failure.exit_code = error.exit_code
             raise failure from None
         except OSError as error:  # a path the system refuses (no permission, a name too long ...)
             if error.filename is None or isinstance(error, BrokenPipeError):
                 raise
-            raise click.ClickException(f"cannot use {error.filename}: {error.strerror or error}") from None
+            said = printable(f"cannot use {error.filename}: {error.strerror or error}")
+            raise click.ClickException(said) from None
         except Interrupted as stop:  # a run stopped: how far it got
             stops.clear()
             if not is_main_process():  # rank 0 says how far the job got

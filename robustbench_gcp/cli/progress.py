@@ -20,6 +20,7 @@ from rich.table import Column
 from rich.text import Text
 
 from robustbench_gcp.engine.runner import ProgressHook
+from robustbench_gcp.errors import printable
 
 
 class _Rate(ProgressColumn):
@@ -44,7 +45,7 @@ class _Label(ProgressColumn):
         self.width = width
 
     def render(self, task) -> Text:
-        return Text(middle_cut(task.description, self.width), style="bold")
+        return Text(middle_cut(printable(task.description), self.width), style="bold")
 
 
 def middle_cut(text: str, width: int) -> str:
@@ -133,8 +134,9 @@ class RichProgress(ProgressHook):
         return task
 
     def _say(self, markup: str) -> None:
-        """A dim line above the bars, one line however narrow the console (the terminal wraps)."""
-        self.console.print(f"[dim]{markup}[/dim]", soft_wrap=True)
+        """A dim line above the bars, one line however narrow the console (the terminal wraps); names
+        from folders and stores with their control characters escaped."""
+        self.console.print(f"[dim]{printable(markup)}[/dim]", soft_wrap=True)
 
     def _hide(self, *tasks: TaskID | None) -> None:
         for task in tasks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from robustbench_gcp.errors import printable
 from robustbench_gcp.reports.comparison import comparison_heading, comparison_images
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
@@ -284,7 +285,7 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
     if not comparisons:
         parts += [rich_table(rows, columns, title=name)
                   for name, (rows, columns) in experiment_tables(reports, title).items()]
-    parts += [Text(f"note: {note}", style="yellow") for note in all_notes(reports, comparisons)]
+    parts += [Text(f"note: {printable(note)}", style="yellow") for note in all_notes(reports, comparisons)]
     return Group(*parts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from robustbench_gcp.errors import printable
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_markdown
 from robustbench_gcp.suites import get_suite, long_columns
@@ -50,10 +51,10 @@ def render_table(report: Report):
     from rich.text import Text
 
     suite = get_suite(report.kind)
-    parts = [Text(header_line(report), style="dim")]
+    parts = [Text(printable(header_line(report)), style="dim")]
     parts += [rich_table(t.rows, t.columns, title=t.title) for t in suite.tables(report)]
     parts.append(rich_table(suite.summary_rows(report), SUMMARY_COLUMNS))
-    parts += [Text(f"note: {note}", style="yellow") for note in report.notes]
+    parts += [Text(f"note: {printable(note)}", style="yellow") for note in report.notes]
     return Group(*parts)
 
 

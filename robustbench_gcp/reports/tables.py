@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from robustbench_gcp.errors import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -73,8 +75,23 @@ def to_csv(rows: Sequence[dict], columns: Sequence[Column | str] | None = None) 
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
-        writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in cols])
+        writer.writerow(["" if row.get(c.key) is None else csv_cell(row.get(c.key)) for c in cols])
     return buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: text that a spreadsheet would take as a formula (``=HYPERLINK(...)``, a label
+    from a file name) starts with ``'``, and control characters are escaped; numbers and other
+    text as they are."""
+    if not isinstance(value, str):
+        return value
+    value = printable(value, newlines=True)
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
 
 
 def to_markdown(
@@ -99,6 +116,7 @@ _MARKUP = re.compile(r"[\\|*`\[\]]|<(?=[A-Za-z/!?])|(?<![A-Za-z0-9])_|_(?![A-Za-
 def markdown_text(text: str) -> str:
     """``text`` as literal Markdown (a checkpoint named ``isqrt_*v2*`` rendered v2 in italics; only
     ``|`` was escaped)."""
+    text = printable(text.replace("\n", " "))  # a line break ends a table row; controls are escaped
     return _MARKUP.sub(lambda match: "\\" + match.group(0), text)
 
 
@@ -121,9 +139,10 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
 
     cols = _columns(rows, columns)
     # titles, captions and headers are text too: "reference demo-isqrt[sqrt=eig]" must stay whole
-    table = Table(title=None if title is None else Text(title),
-                  caption=None if caption is None else Text(caption), header_style="bold")
-    cells = [[format_value(row.get(c.key), c.fmt) for c in cols] for row in rows]
+    table = Table(title=None if title is None else Text(printable(title, newlines=True)),
+                  caption=None if caption is None else Text(printable(caption, newlines=True)),
+                  header_style="bold")
+    cells = [[printable(format_value(row.get(c.key), c.fmt), newlines=True) for c in cols] for row in rows]
     for i, c in enumerate(cols):
         if c.wrap:  # free text wraps at word boundaries
             table.add_column(Text(c.title), justify=c.justify, overflow="fold")
