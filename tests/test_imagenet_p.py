@@ -207,6 +207,26 @@ def test_a_video_of_the_wrong_length_is_said_in_words(tmp_path):
     assert error == f"video {short} has 1 frame of 224x224 px, expected 31 of 224x224"
 
 
+def test_a_long_or_large_video_is_refused_as_it_is_decoded(tmp_path, monkeypatch):
+    """Only a folder's first video was size-checked before compute; the others were decoded whole
+    (a 108 KB file of 4000 frames: 1.7 GB) before their shape was (security audit)."""
+    from robustbench_gcp.data import video as video_module
+    from robustbench_gcp.data.video import VideoFiles
+
+    long, large = tmp_path / "long.mp4", tmp_path / "large.mp4"
+    write_mp4(long, moving_blocks(40))
+    write_mp4(large, np.zeros((3, 256, 256, 3), dtype=np.uint8))
+    decoded = []
+    real = video_module._decode
+    monkeypatch.setattr(video_module, "_decode", lambda *args: decoded.append(real(*args)) or decoded[-1])
+    assert VideoFiles([long], frames=31, size=224)[0][2] == (f"video {long} has more than 31 frames of "
+                                                              "224x224 px, expected 31 of 224x224")
+    assert len(decoded[-1][0]) == 32  # the decoding stopped there
+    assert VideoFiles([large], frames=31, size=224)[0][2] == (f"video {large} has frames of 256x256 px, "
+                                                               "expected 31 of 224x224")
+    assert len(decoded[-1][0]) == 1
+
+
 def test_unreadable_videos_are_said_plainly(tmp_path):
     """No video stream was "tuple index out of range"; an empty or cut file repeated FFmpeg's
     errno and the path ("[Errno 1094995529] Invalid data found when processing input: '<path>'");
