@@ -167,6 +167,25 @@ def printable(text: object, newlines: bool = False) -> str:
     return _CONTROLS.sub(escaped, text)
 
 
+def foreign_link(path: object) -> bool:
+    """Whether ``path`` is a symbolic link the kernel would not follow for this user under Linux's
+    ``fs.protected_symlinks``: in a sticky world-writable folder (``/tmp``), owned neither by this
+    user nor by the folder's owner. gcp-robust writes through a link it resolves itself, which the
+    kernel's check never sees: another user's ``/tmp/results.csv -> ~/.bashrc`` was written to."""
+    import os
+    import stat
+    from pathlib import Path
+
+    path = Path(str(path))
+    try:
+        link, folder = path.lstat(), path.parent.stat()
+    except OSError:
+        return False
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    return (stat.S_ISLNK(link.st_mode) and bool(shared) and link.st_uid != os.geteuid()
+            and link.st_uid != folder.st_uid)
+
+
 def counted(n: int, noun: str, plural: str = "s") -> str:
     """``n`` and the noun, plural unless 1: ``1 image``, ``3 images``, ``2 classes`` (``es``)."""
     return f"{n} {noun}{'' if n == 1 else plural}"

@@ -800,3 +800,25 @@ def test_a_stopped_run_counts_its_units_as_the_plan_line_does(image_folder, gap_
     again = run(*args)
     assert again.exit_code == 0, again.output
     assert "2 of 6 (cell, shard) units already in the store; 4 to compute" in " ".join(again.stderr.split())
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="lchown to another user needs root")
+def test_another_users_link_in_a_shared_folder_is_not_written_through(image_folder, gap_checkpoint, tmp_path):
+    """-o and figures resolved a symbolic link themselves, past the kernel's protected_symlinks:
+    another user's /tmp/results.csv -> ~/.bashrc was written to (security audit)."""
+    from robustbench_gcp.errors import foreign_link
+
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    link = shared / "results.csv"
+    link.symlink_to(victim)
+    assert not foreign_link(link)  # one's own link: followed, as before
+    os.lchown(link, 12345, 12345)
+    assert foreign_link(link)
+    result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "clean", "-o", link))
+    assert result.exit_code == 1 and "another user's symbolic link in a shared folder" in result.output
+    assert victim.read_text() == "mine\n"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from robustbench_gcp.errors import foreign_link
 from robustbench_gcp.reports.tables import (
     Column,
     print_whole,
@@ -77,6 +78,10 @@ def write_output(text: str, output: str | None) -> None:
         raise click.ClickException(f"{problem}; the results are stored, so the same command with "
                                    "another -o computes nothing again")
     path = Path(output)
+    if foreign_link(path):
+        raise click.ClickException(f"{output} is another user's symbolic link in a shared folder: not "
+                                   "written through (the kernel would not follow it either); choose "
+                                   "another -o")
     try:  # a symbolic link to a file (or to none yet): that file; to a pipe or device (/dev/fd/3): into it
         _write_whole(path.resolve() if path.is_file() or not path.exists() else path, text)
     except OSError as error:
