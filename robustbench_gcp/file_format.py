@@ -10,7 +10,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from robustbench_gcp.errors import CheckpointError
+from robustbench_gcp.errors import CheckpointError, printable
 
 
 def _mindspore_tensor_name(head: bytes) -> str | None:
@@ -112,6 +112,11 @@ def _check_zip(path: Path, label: str) -> None:
         raise truncated(path, "the zip archive has no central directory", label)
     try:
         with zipfile.ZipFile(path) as archive:
+            packed = next((i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+            if packed is not None:  # torch.save stores its records: inflating a crafted one costs without end
+                raise CheckpointError(f"{label} is not a PyTorch checkpoint: its zip archive holds a "
+                                      f"compressed member ({printable(packed.filename)}), which torch.save "
+                                      "never writes")
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise truncated(path, f"the zip archive cannot be read ({error})", label) from None

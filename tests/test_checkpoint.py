@@ -714,3 +714,17 @@ def test_untrusted_checkpoints_are_refused_before_their_code_and_hints_quote_the
         check_torch_version("2.5.1+cu124")
     check_torch_version("2.6.0")
     check_torch_version("2.14.1+cu130")
+
+
+def test_a_zip_with_compressed_members_is_not_inflated(tmp_path, isqrt18):
+    """torch.save stores its records; a crafted 2 MB file with a 2 GiB deflated member made inspect
+    inflate it all to check its CRC (security audit)."""
+    import zipfile
+
+    good = save(zoo_layout(isqrt18.state_dict()), tmp_path / "good.pth")
+    packed = tmp_path / "packed.pth"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    check_error(packed, r"is not a PyTorch checkpoint: its zip archive holds a compressed member \(\S+\), "
+                        "which torch.save never writes")
