@@ -79,6 +79,10 @@ def unsupported_scheme(location: str) -> str | None:
             f"copy the file with your tools and {GIVE_FILE}")
 
 
+#: the largest download taken (the largest checkpoints of the GCP model zoo are under 1 GiB)
+MAX_DOWNLOAD_BYTES = 8 << 30
+
+
 def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str | None = None,
                        configured: bool = False, progress=None) -> Path:
     """A local path for ``location`` (a path, or a URL fetched once into the cache).
@@ -112,6 +116,10 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
+    if want is None and urlparse(location).scheme == "http":
+        raise CheckpointError(f"cannot download checkpoint {location}: a plain http:// download without a "
+                              "sha256 to check could be changed on its way; give its sha256 (--sha256, or "
+                              "sha256: in benchmarks.yaml) or an https:// URL")
     name = Path(urlparse(location).path).name or "checkpoint.pth"
     # a folder per URL: files of one name (Google Drive's `uc`, `model_best.pth.tar`) are many files
     target = cache_dir() / hashlib.sha256(location.encode()).hexdigest()[:16] / name
@@ -127,8 +135,13 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             total = int(response.headers.get("Content-Length") or 0)
             if progress is not None:
                 progress.start_download(name, total)
+            done = 0
             while block := response.read(1 << 20):
                 out.write(block)
+                done += len(block)
+                if done > MAX_DOWNLOAD_BYTES:  # a server that never stops would fill the disk
+                    raise CheckpointError(f"download of {location} is larger than {MAX_DOWNLOAD_BYTES:,} "
+                                          "bytes: not a checkpoint of these models")
                 if progress is not None:
                     progress.advance_download(len(block))
         # what a server sent instead (a login or quota page) is never cached: the next run would

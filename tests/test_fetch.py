@@ -164,11 +164,38 @@ def test_a_server_that_answers_an_error_gets_no_offline_hint(tmp_path, cache):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(CheckpointError) as error:
-            resolve_checkpoint(f"http://127.0.0.1:{server.server_port}/nope.pth")
+            resolve_checkpoint(f"http://127.0.0.1:{server.server_port}/nope.pth", sha256="0" * 64)
     finally:
         server.shutdown()
         server.server_close()
     assert "HTTP Error 404" in str(error.value) and "without a network" not in str(error.value)
+
+
+def test_plain_http_needs_a_sha256_and_a_download_has_a_size_limit(tmp_path, cache, monkeypatch):
+    """A plain http:// download without a hash to check could be changed on its way, and a server
+    that never stopped would fill the disk (security audit)."""
+    import functools
+    import http.server
+    import threading
+
+    import robustbench_gcp.fetch as fetch
+
+    with pytest.raises(CheckpointError, match="a plain http:// download without a sha256 to check could be "
+                                              "changed on its way"):
+        resolve_checkpoint("http://example.invalid/w.pth")
+    (tmp_path / "big.pth").write_bytes(bytes(4096))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(fetch, "MAX_DOWNLOAD_BYTES", 1000)
+    try:
+        with pytest.raises(CheckpointError, match="is larger than 1,000 bytes: not a checkpoint"):
+            resolve_checkpoint(f"http://127.0.0.1:{server.server_port}/big.pth", sha256="0" * 64)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list(cache.rglob("*.part"))
 
 
 def test_a_url_of_a_scheme_not_downloaded_here_says_so(tmp_path, monkeypatch):
