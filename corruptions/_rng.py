@@ -53,10 +53,11 @@ def draw_slices(numel: int, device: torch.device) -> list[slice]:
     that the same seed gives the same numbers on every GPU; elsewhere the whole.
 
     torch's CUDA random kernels give each element the numbers of one thread of the launch's grid,
-    and cap the grid at what the GPU holds at once (its SMs times its threads per SM): a larger
-    draw (a 224 px image's 150,528 values) is spread over another grid, and so gets other
-    numbers, on another GPU model. A piece of 16,384 values is launched whole on any GPU of 8 or
-    more SMs. The CPU's generators are sequential: one draw there gives what the pieces would.
+    and cap the grid at what the GPU holds at once (its SMs times its threads per SM, in blocks of
+    256): a larger draw (a 224 px image's 150,528 values on an L4; glass_blur's 290,400 on an A100
+    or H100) is spread over another grid, and so gets other numbers, on another GPU model. A piece
+    of 16,384 values, 64 blocks, is launched whole on a GPU of 8 SMs of 2048 threads (16 of 1024).
+    The CPU's generators are sequential: one draw there gives what the pieces would.
     """
     if torch.device(device).type != "cuda" or numel <= CUDA_DRAW_CHUNK:
         return [slice(0, numel)]

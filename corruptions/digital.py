@@ -110,7 +110,7 @@ def _flat_rows_exact(values: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """``means`` with those of flat rows of a level's double replaced by :func:`flat_means`'."""
     n = values.shape[-1]
     first = values[..., :1]
-    levels = uint8_levels(first).round_().clamp_(0, 255).long()
+    levels = uint8_levels(first).nan_to_num_(0).round_().clamp_(0, 255).long()  # NaN: no level, no index
     grid = device_constant(tuple(k / 255 for k in range(256)), torch.float64, values.device)
     flat = (values == first).all(-1, keepdim=True) & (grid[levels] == first)
     return torch.where(flat, device_constant(flat_means(n), torch.float64, values.device)[levels], means)

@@ -31,12 +31,12 @@ class UnknownNameError(ConfigError, KeyError):
     """A model, suite, corruption, attack ... name that does not exist."""
 
     def __init__(self, kind: str, name: str, choices: Iterable[str], listing: str | None = None):
-        """``listing`` says where to see the choices (``"gcp-robust models lists them"``), said
+        """``listing`` says where to see the choices, a sentence (``"See list_models()"``), said
         when there are too many to name and none is close."""
         self.kind, self.name, self.choices = kind, name, sorted(choices)
         hint = suggest(name, self.choices)
         if not hint and listing:
-            hint = f" {listing[0].upper()}{listing[1:]}."
+            hint = f" {listing}."
         super().__init__(f"unknown {kind} '{name}'.{hint}")
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -114,7 +114,7 @@ def test_bench_scaling_prints_and_passes_the_resolved_device(scaling_calls, imag
     result = run("bench", "scaling", "--data", str(image_folder), "--device", "auto")
     assert result.exit_code == 0, result.output
     used = str(resolve_device("auto"))
-    assert f"device {used}" in result.stdout and "device auto" not in result.stdout
+    assert f") on {used}, imagenet-c" in result.stdout and "auto" not in result.stdout
     assert [args[args.index("--device") + 1] for args in calls] == [used, used]
 
 
@@ -256,14 +256,16 @@ def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_opt
     assert result.exit_code == 0, result.output
     assert all("--random-weights" in args and "--checkpoint" not in args for args in scaling_calls)
     document = json.loads(result.stdout)
-    assert {key: document[key] for key in ("model", "random_weights", "suite", "corruptions", "severities",
+    assert {key: document[key] for key in ("model", "weights", "suite", "corruptions", "severities",
                                            "limit", "processes")} == {
-        "model": "demo-isqrt", "random_weights": True, "suite": "imagenet-c", "corruptions": "fog",
+        "model": "demo-isqrt", "weights": "random (seed 0)", "suite": "imagenet-c", "corruptions": "fog",
         "severities": "1", "limit": 4, "processes": 2}
     assert [row["processes"] for row in document["rows"]] == [1, 2]
     titled = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
                  "--suite", "clean")
-    assert "demo-isqrt (random weights) on clean" in titled.stdout
+    assert "demo-isqrt (random weights) on cpu, clean" in titled.stdout
+    configured = run("bench", "scaling", "--data", str(image_folder), "--suite", "clean", "--json")
+    assert json.loads(configured.stdout)["weights"].endswith("demo-gap.pth")  # benchmarks.yaml's, said
 
 
 def test_bench_attack_and_landscape_say_the_model_weights_and_settings():
@@ -285,3 +287,6 @@ def test_bench_attack_and_landscape_say_the_model_weights_and_settings():
                  "0.01:0.02:2", "--repeats", "1", "--device", "cpu", "--json")
     document = json.loads(titled.stdout)
     assert document["weights"] == "random (seed 0)" and document["etas"] == "0.01:0.02:2"
+    default = json.loads(run("bench", "landscape", "--images", "1", "--batch-size", "1", "--repeats", "1",
+                             "--device", "cpu", "--json").stdout)
+    assert default["etas"] == "0.000390625:0.29296875:50"  # 75/256 whole (:g said 0.292969)

@@ -487,6 +487,14 @@ def test_progress_in_a_log_file_is_lines(demo_val, tmp_path):
     assert said == ["[1/2] demo-gap clean", "demo-gap clean: 10/10 images", "[2/2] demo-isqrt clean",
                     "demo-isqrt clean: 10/10 images"], logged.stderr
     assert "━" not in logged.stderr
+    # an evaluation that reuses everything after one that computed: it said the one before's count
+    invoke("eval", "--model", "demo-gap", "--suite", "clean", *run_args(demo_val, tmp_path / "t.db"))
+    again = CliRunner().invoke(main, ["compare", "-m", "demo-isqrt", "-m", "demo-gap", "--suite", "clean",
+                                      *run_args(demo_val, tmp_path / "t.db")])
+    assert again.exit_code == 0, again.output
+    assert [line.split(" in ")[0] for line in again.stderr.splitlines()] == [
+        "[1/2] demo-isqrt clean", "demo-isqrt clean: 10/10 images", "[2/2] demo-gap clean",
+        "demo-gap clean: reused from the store, nothing to compute"], again.stderr
 
 
 def test_names_from_files_reach_the_terminal_and_csv_defused(demo_val, tmp_path):
@@ -525,3 +533,26 @@ def test_an_error_naming_a_folder_escapes_its_control_characters(tmp_path):
     result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--suite", "clean", "--data",
                                        str(tmp_path / "data"), "--store", str(tmp_path / "s.db")])
     assert result.exit_code == 1 and "x\\x1b]0;PWNED\\x07y" in result.stderr and "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize(("encoding", "errors", "written"), [
+    ("latin-1", "backslashreplace", b"d... \\u4e00"),  # stderr's own handling for the rest
+    ("cp1252", "strict", b"d\x85 ?"),  # cp1252 has "…"
+    ("ascii", "surrogateescape", b"d... ? \xff"),  # a C locale without UTF-8 mode: a name's bytes kept
+])
+def test_stand_ins_on_every_stream_python_makes(monkeypatch, encoding, errors, written):
+    """Review: stderr (backslashreplace) was left alone, so a progress label's "…" took 6 columns
+    and broke the bars; a C locale's stdout (surrogateescape) still ended in a traceback."""
+    import io
+    import sys
+
+    from robustbench_gcp.cli import tolerant_output
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, errors=errors)
+    monkeypatch.setattr(sys, "stdout", stream)
+    tolerant_output()
+    text = "Δ… \u4e00" + (" \udcff" if errors == "surrogateescape" else "")
+    stream.write(text)
+    stream.flush()
+    assert raw.getvalue() == written

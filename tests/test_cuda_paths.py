@@ -14,7 +14,7 @@ from corruptions._rng import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
 def test_cuda_draws_are_made_in_pieces_every_gpu_launches_whole():
     """torch's CUDA random kernels spread a draw over a grid capped by the GPU's size: a 224 px
     image's 150,528 values got other numbers on another GPU model (glass_blur's 290,400 differed
-    between an A100, an H100 and an L4)."""
+    between an A100 and an H100, a 224 px image's noise between an A100 and an L4)."""
     cuda = torch.device("cuda")  # a device name: no GPU is needed to ask
     assert draw_slices(150_528, cuda) == [slice(s, s + CUDA_DRAW_CHUNK) for s in range(0, 150_528, 16_384)]
     assert draw_slices(16_384, cuda) == [slice(0, 16_384)]
@@ -155,3 +155,21 @@ def test_cuda_runs_of_the_earlier_draws_are_other_runs(demo_val, tmp_path):
     assert "draws" not in cpu and cuda["draws"] == CUDA_DRAW_CHUNK and cuda["arithmetic"] == "ieee"
     earlier = {key: value for key, value in cuda.items() if key != "draws"}
     assert _differences(earlier, cuda) == "CUDA random draws (in pieces of 16,384 values since 0.7.16)"
+
+
+def test_review_fixes_of_the_cuda_and_bench_paths():
+    """A NaN channel indexed the level table at INT64_MIN (a device-side assert on CUDA); a checkpoint
+    named random_init.pth was titled "random weights"; list_models() was capitalised."""
+    import pytest
+
+    from corruptions.digital import _flat_rows_exact
+    from robustbench_gcp.cli.options import bench_model_words
+    from robustbench_gcp.errors import UnknownNameError
+    from robustbench_gcp.models.registry import model_entrypoint
+
+    values = torch.full((1, 2, 16), float("nan"), dtype=torch.float64)
+    assert _flat_rows_exact(values, values[..., :1]).isnan().all()
+    assert bench_model_words({"model": "m", "weights": "random_init.pth", "device": "cpu"}) == \
+        "m (random_init.pth) on cpu"
+    with pytest.raises(UnknownNameError, match=r"^unknown model 'qqqq'\. See list_models\(\)\.$"):
+        model_entrypoint("qqqq")

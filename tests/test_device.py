@@ -355,5 +355,5 @@ def test_bench_scaling_on_one_gpu_says_before_any_run_that_nccl_needs_a_gpu_per_
     monkeypatch.setattr(process_scaling, "eval_throughput", lambda *args: pytest.fail("a run started"))
     result = CliRunner().invoke(main, ["bench", "scaling", "--device", "cuda"])
     assert result.exit_code == 2
-    assert ("--processes 2: local rank 1 has no GPU of its own (this machine has 1) and NCCL needs one per "
-            "rank") in " ".join(result.stderr.split())
+    assert ("--processes 2 needs 2 GPUs under NCCL, one per process, and this machine has 1: set "
+            "GCP_ROBUST_DIST_BACKEND=gloo") in " ".join(result.stderr.split())

@@ -141,10 +141,13 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         from robustbench_gcp.engine.distributed import choose_backend, rank_gpu
         from robustbench_gcp.errors import ConfigError
 
+        gpus = torch.cuda.device_count()
         try:
-            rank_gpu(processes - 1, torch.cuda.device_count(), choose_backend(device))
-        except ConfigError as error:
-            raise ConfigError(f"--processes {processes}: {error}") from None
+            rank_gpu(processes - 1, gpus, choose_backend(device))
+        except ConfigError:
+            raise ConfigError(f"--processes {processes} needs {processes} GPUs under NCCL, one per process, "
+                              f"and this machine has {gpus}: set GCP_ROBUST_DIST_BACKEND=gloo to let the "
+                              "processes share them") from None
     has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:

@@ -148,27 +148,38 @@ STAND_INS = {"Δ": "d", "×": "x", "…": "...", "ε": "eps", "β": "beta", "±"
 
 
 def tolerant_output() -> None:
-    """Have stdout and stderr write :data:`STAND_INS` (else ``?``) for what their encoding cannot
-    encode: ``report`` and ``compare`` ended in a traceback, their results lost, on the Δ of a
-    table header."""
+    """Have stdout and stderr write :data:`STAND_INS` for what their encoding cannot encode:
+    ``report`` and ``compare`` ended in a traceback, their results lost, on the Δ of a table
+    header (a ``strict`` stdout; a C locale's ``surrogateescape`` one too), and stderr wrote
+    ``\\u2026`` for a progress label's "…", five columns more than the bar had. Other characters
+    are as the stream had them: ``?`` (strict), their bytes (surrogateescape's file names),
+    backslash escapes (backslashreplace)."""
     import codecs
 
-    def stand_in(error: UnicodeError) -> tuple[str, int]:
-        if not isinstance(error, UnicodeEncodeError):
-            raise error
-        text = error.object[error.start:error.end]
-        return "".join(STAND_INS.get(char, "?") for char in text), error.end
+    def handler(otherwise: str):
+        def stand_in(error: UnicodeError) -> tuple[str | bytes, int]:
+            if not isinstance(error, UnicodeEncodeError):
+                raise error
+            text = error.object[error.start:error.end]
+            if otherwise == "surrogateescape" and all(0xDC80 <= ord(char) <= 0xDCFF for char in text):
+                return bytes(ord(char) - 0xDC00 for char in text), error.end  # a name's own bytes
+            kept = {"strict": lambda char: "?", "surrogateescape": lambda char: "?",
+                    "backslashreplace": lambda char: char.encode("ascii", "backslashreplace").decode()}
+            return "".join(STAND_INS.get(char) or kept[otherwise](char) for char in text), error.end
 
-    codecs.register_error("gcp-robust-stand-ins", stand_in)
+        return stand_in
+
     for stream in (sys.stdout, sys.stderr):
         encoding, errors = getattr(stream, "encoding", None), getattr(stream, "errors", None)
-        if not encoding or errors != "strict":
+        if not encoding or errors not in ("strict", "surrogateescape", "backslashreplace"):
             continue
         try:
             "".join(STAND_INS).encode(encoding)
         except UnicodeEncodeError:
+            name = f"gcp-robust-stand-ins-{errors}"
+            codecs.register_error(name, handler(errors))
             try:
-                stream.reconfigure(errors="gcp-robust-stand-ins")
+                stream.reconfigure(errors=name)
             except (AttributeError, ValueError, LookupError):  # not a TextIOWrapper; stays as it was
                 pass
         except LookupError:  # an encoding Python does not know: nothing to do

@@ -65,5 +65,6 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
          fmt="json" if as_json else "table",
          title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "
                f"{images} images, batch {batch_size}, {bench_model_words(described)}",
-         json_obj={**described, "landscape_at": at, "etas": f"{steps.low:g}:{steps.high:g}:{steps.count}",
+         json_obj={**described, "landscape_at": at,
+                   "etas": f"{steps.low!r}:{steps.high!r}:{steps.count}",  # as --etas takes them back
                    "images": images, "batch_size": batch_size, "repeats": repeats, "rows": rows})

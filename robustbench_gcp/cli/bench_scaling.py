@@ -11,6 +11,7 @@ import click
 from robustbench_gcp.cli.options import (
     COUNT,
     NonEmptyPath,
+    bench_model_words,
     bench_weights_options,
     class_order_option,
     config_option,
@@ -66,6 +67,12 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
         raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
                                "corruptions")
     device = resolve_device(device)  # the title names the device used, not "auto"
+    from robustbench_gcp.cli.options import weights_described
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.pipeline.weights import choose_model
+
+    weights = weights_described(choose_model(load_config(config), model, checkpoint=checkpoint,
+                                             random_weights=random_weights))  # and fetched, before the runs
     rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, data=data,
                    class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,
                    limit=limit, device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
@@ -73,9 +80,9 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     emit(rows, [Column("processes"), Column("images", "cell-images"), Column("seconds", fmt=".2f"),
                 Column("images_per_s", "cell-images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",
-         title=f"{model}{' (random weights)' if random_weights else ''} on {suite}, {threads} thread(s) per "
-               f"process, device {device}",
-         json_obj={"model": model, "checkpoint": checkpoint, "random_weights": random_weights, "suite": suite,
+         title=f"{bench_model_words({'model': model, 'weights': weights, 'device': str(device)})}, {suite}, "
+               f"{threads} thread(s) per process",
+         json_obj={"model": model, "weights": weights, "suite": suite,
                    "corruptions": corruptions if has_corruptions else None,
                    "severities": severities if has_corruptions else None, "limit": limit,
                    "device": str(device), "batch_size": batch_size, "shard_size": shard_size,

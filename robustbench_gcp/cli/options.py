@@ -523,11 +523,19 @@ def bench_model(config, model, checkpoint, random_weights, device):
     choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights,
                           seed=0)
     net = load_chosen(choice, dev)
-    weights = "random (seed 0)" if choice.checkpoint is None else str(choice.checkpoint)
-    return net, dev, {"model": choice.label, "weights": weights, "device": str(dev)}
+    return net, dev, {"model": choice.label, "weights": weights_described(choice), "device": str(dev)}
+
+
+#: what a bench's JSON says of seeded random weights
+RANDOM_WEIGHTS = "random (seed 0)"
+
+
+def weights_described(choice) -> str:
+    """A bench model's weights as its JSON says them: the checkpoint file, or :data:`RANDOM_WEIGHTS`."""
+    return RANDOM_WEIGHTS if choice.checkpoint is None else str(choice.checkpoint)
 
 
 def bench_model_words(described: dict) -> str:
     """``resnet50-isqrt (random weights) on cpu``: the model part of a bench table's title."""
-    weights = "random weights" if described["weights"].startswith("random") else described["weights"]
+    weights = "random weights" if described["weights"] == RANDOM_WEIGHTS else described["weights"]
     return f"{described['model']} ({weights}) on {described['device']}"

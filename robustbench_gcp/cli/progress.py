@@ -40,25 +40,26 @@ class _Label(ProgressColumn):
     """A bar's label, cut in the middle to ``width`` characters where longer ("demo-isq…eig]
     clean"): its end (a variant, a severity, the shard) says most."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, ellipsis: str = "…"):
         super().__init__(table_column=Column(no_wrap=True))
-        self.width = width
+        self.width, self.ellipsis = width, ellipsis
 
     def render(self, task) -> Text:
-        return Text(middle_cut(printable(task.description), self.width), style="bold")
+        return Text(middle_cut(printable(task.description), self.width, self.ellipsis), style="bold")
 
 
-def middle_cut(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters: its start and its end around "…"."""
+def middle_cut(text: str, width: int, ellipsis: str = "…") -> str:
+    """``text`` in at most ``width`` characters: its start and its end around ``ellipsis`` ("..." where
+    the console cannot write "…")."""
     if len(text) <= width:
         return text
-    head = max(0, (width - 1) // 3)
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    head = max(0, (width - len(ellipsis)) // 3)
+    return text[:head] + ellipsis + text[len(text) - max(0, width - len(ellipsis) - head):]
 
 
-#: widths of the figures: the rate ("12345.6 img/s", compact "12345.6/s"), a time ("10:00:00");
+#: widths of the figures: the rate ("123456.7 img/s", compact "123456.7/s"), a time ("10:00:00");
 #: the least label
-RATE_WIDTH, COMPACT_RATE_WIDTH, TIME_WIDTH, LEAST_LABEL = 13, 9, 8, 6
+RATE_WIDTH, COMPACT_RATE_WIDTH, TIME_WIDTH, LEAST_LABEL = 14, 10, 8, 6
 
 
 def stderr_console() -> Console:
@@ -81,7 +82,7 @@ class RichProgress(ProgressHook):
         # middle), then the bar; below 100 columns the bar is shorter and the elapsed time goes
         self.wide = self.console.width >= 100
         self.bar = BarColumn(bar_width=24 if self.wide else 10)
-        self.label, self.rate = _Label(16), _Rate()
+        self.label, self.rate = _Label(16, "..." if self.console.options.ascii_only else "…"), _Rate()
         self.progress = Progress(
             self.label,
             self.bar,
@@ -217,18 +218,19 @@ class LineProgress(RichProgress):
     def plan(self, total_images: int, units: int, finished_units: int) -> None:
         self._finish()
         super().plan(total_images, units, finished_units)
-        self.planned, self.cell, self.last = self.title, "", time.monotonic()
+        # nothing to compute: no last line (the overall bar still holds the evaluation before)
+        self.planned, self.cell, self.last = self.title if total_images else None, "", time.monotonic()
 
     def item(self, index: int, total: int, label: str) -> None:
         self._finish()  # the evaluation before, in a batch
         super().item(index, total, label)
         self._say(escape(f"[{index + 1}/{total}] {label}"))
 
-    def _finish(self) -> None:
+    def _finish(self, stopped: bool = False) -> None:
         """The last line of the evaluation in hand, once, if it computed anything."""
         if self.planned is not None and self.total_task is not None:
             if self.progress.tasks[self.total_task].completed:
-                self._line(last=True)
+                self._line(last=True, stopped=stopped)
         self.planned = None
 
     def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None:
@@ -243,7 +245,7 @@ class LineProgress(RichProgress):
         super().advance_total(n_images)
         self._line()
 
-    def _line(self, *, last: bool = False) -> None:
+    def _line(self, *, last: bool = False, stopped: bool = False) -> None:
         now = time.monotonic()
         if self.total_task is None or (not last and now - self.last < self.interval):
             return
@@ -253,7 +255,7 @@ class LineProgress(RichProgress):
         line = f"{self.planned or self.title}: {int(task.completed):,}/{total:,} images"
         if last:
             seconds = task.finished_time or task.elapsed or 0.0
-            line += f" in {seconds:.{0 if seconds >= 10 else 1}f} s"
+            line += f" in {seconds:.{0 if seconds >= 10 else 1}f} s" + (", then stopped" if stopped else "")
         else:
             speed = task.speed
             left = task.time_remaining
@@ -263,7 +265,7 @@ class LineProgress(RichProgress):
         self._say(escape(line))
 
     def __exit__(self, *exc) -> None:
-        self._finish()
+        self._finish(stopped=exc[0] is not None)
 
 
 class _Silent(ProgressHook):

@@ -67,4 +67,4 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     try:
         return _MODELS[name]
     except (KeyError, TypeError):
-        raise UnknownNameError("model", str(name), _MODELS, listing="list_models() lists them") from None
+        raise UnknownNameError("model", str(name), _MODELS, listing="See list_models()") from None
