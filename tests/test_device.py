@@ -357,3 +357,16 @@ def test_bench_scaling_on_one_gpu_says_before_any_run_that_nccl_needs_a_gpu_per_
     assert result.exit_code == 2
     assert ("--processes 2 needs 2 GPUs under NCCL, one per process, and this machine has 1: set "
             "GCP_ROBUST_DIST_BACKEND=gloo") in " ".join(result.stderr.split())
+
+
+def test_a_bad_torchrun_timeout_is_one_line(monkeypatch):
+    from robustbench_gcp.engine.distributed import DEFAULT_TIMEOUT, dist_timeout
+
+    monkeypatch.delenv("GCP_ROBUST_DIST_TIMEOUT", raising=False)
+    assert dist_timeout() == DEFAULT_TIMEOUT
+    monkeypatch.setenv("GCP_ROBUST_DIST_TIMEOUT", "90")
+    assert dist_timeout() == 90.0
+    for bad in ("ten", "-1", "inf", "nan"):
+        monkeypatch.setenv("GCP_ROBUST_DIST_TIMEOUT", bad)
+        with pytest.raises(ConfigError, match=r"`GCP_ROBUST_DIST_TIMEOUT` should be a positive number"):
+            dist_timeout()

@@ -70,7 +70,7 @@ class Distributed:
             import torch.distributed as dist
 
             backend = choose_backend(device)
-            timeout = float(os.environ.get("GCP_ROBUST_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+            timeout = dist_timeout()
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             gpu = None
             if device.type == "cuda":
@@ -127,6 +127,24 @@ class Distributed:
         out = [None] * self.world_size if self.is_main else None
         self._exchange("exchanging results", lambda: dist.gather_object(obj, out, dst=0))
         return out
+
+
+def dist_timeout() -> float:
+    """``$GCP_ROBUST_DIST_TIMEOUT`` (seconds a rank waits for the others), else the default.
+
+    Raises:
+        ConfigError: the variable is not a positive number (a traceback under torchrun before).
+    """
+    text = os.environ.get("GCP_ROBUST_DIST_TIMEOUT", "").strip()
+    if not text:
+        return float(DEFAULT_TIMEOUT)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"`GCP_ROBUST_DIST_TIMEOUT` should be a positive number of seconds. Got {text!r}")
+    return seconds
 
 
 def choose_backend(device: torch.device) -> str:
