@@ -168,22 +168,26 @@ def printable(text: object, newlines: bool = False) -> str:
 
 
 def foreign_link(path: object) -> bool:
-    """Whether ``path`` is a symbolic link the kernel would not follow for this user under Linux's
-    ``fs.protected_symlinks``: in a sticky world-writable folder (``/tmp``), owned neither by this
-    user nor by the folder's owner. gcp-robust writes through a link it resolves itself, which the
-    kernel's check never sees: another user's ``/tmp/results.csv -> ~/.bashrc`` was written to."""
+    """Whether ``path`` is, or passes through, a symbolic link the kernel would not follow for this
+    user under Linux's ``fs.protected_symlinks``: in a sticky world-writable folder (``/tmp``),
+    owned neither by this user nor by the folder's owner. gcp-robust writes through a link it
+    resolves itself, which the kernel's check never sees: another user's ``/tmp/results.csv ->
+    ~/.bashrc`` was written to."""
     import os
     import stat
     from pathlib import Path
 
-    path = Path(str(path))
-    try:
-        link, folder = path.lstat(), path.parent.stat()
-    except OSError:
-        return False
-    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
-    return (stat.S_ISLNK(link.st_mode) and bool(shared) and link.st_uid != os.geteuid()
-            and link.st_uid != folder.st_uid)
+    path = Path(os.path.abspath(str(path)))  # each component as written, none resolved
+    for part in [*reversed(path.parents[:-1]), path]:  # a linked folder on the way counts too
+        try:
+            link, folder = part.lstat(), part.parent.stat()
+        except OSError:
+            return False
+        shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+        if (stat.S_ISLNK(link.st_mode) and shared and link.st_uid != os.geteuid()
+                and link.st_uid != folder.st_uid):
+            return True
+    return False
 
 
 def counted(n: int, noun: str, plural: str = "s") -> str:

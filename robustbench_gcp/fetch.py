@@ -132,6 +132,10 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(location, timeout=60) as response:
+            if want is None and urlparse(response.geturl()).scheme == "http":  # redirected to plain http
+                raise CheckpointError(f"cannot download checkpoint {location}: it redirects to plain "
+                                      f"{response.geturl()}, and without a sha256 to check the file could "
+                                      "be changed on its way; give its sha256")
             total = int(response.headers.get("Content-Length") or 0)
             if progress is not None:
                 progress.start_download(name, total)

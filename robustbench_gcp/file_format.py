@@ -101,6 +101,12 @@ def _is_safetensors(path: Path, head: bytes) -> bool:
     return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
 
 
+#: a compressed zip member that inflates to more than this many bytes, and more than this ratio of
+#: its compressed size, is refused (torch.save stores its members; a zip -r of its files is
+#: deflated, weights by a few percent; a crafted 2 MB member inflated to 2 GiB)
+BOMB_BYTES, BOMB_RATIO = 64 << 20, 100
+
+
 def _check_zip(path: Path, label: str) -> None:
     """torch.save's archive whole: its central directory there, every entry's bytes matching their
     CRC-32 (torch.load reads tensors without checking it: a damaged tensor loaded silently).
@@ -112,11 +118,12 @@ def _check_zip(path: Path, label: str) -> None:
         raise truncated(path, "the zip archive has no central directory", label)
     try:
         with zipfile.ZipFile(path) as archive:
-            packed = next((i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
-            if packed is not None:  # torch.save stores its records: inflating a crafted one costs without end
-                raise CheckpointError(f"{label} is not a PyTorch checkpoint: its zip archive holds a "
-                                      f"compressed member ({printable(packed.filename)}), which torch.save "
-                                      "never writes")
+            bomb = next((i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
+                         and i.file_size > BOMB_BYTES and i.file_size > BOMB_RATIO * i.compress_size), None)
+            if bomb is not None:  # weights do not shrink so: inflating it (for its CRC) would take long
+                raise CheckpointError(f"{label} is not a checkpoint of weights: its zip member "
+                                      f"{printable(bomb.filename)} inflates {bomb.compress_size:,} bytes to "
+                                      f"{bomb.file_size:,} (a zip bomb)")
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise truncated(path, f"the zip archive cannot be read ({error})", label) from None

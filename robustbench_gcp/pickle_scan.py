@@ -13,29 +13,21 @@ from pathlib import Path
 _CODE_MODULES = {"os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "importlib",
                  "runpy", "pty", "ctypes", "code", "codeop", "webbrowser", "marshal", "pickle",
                  "multiprocessing", "signal", "tempfile", "urllib", "http", "ftplib", "smtplib",
-                 "asyncio", "io", "_io"}
+                 "asyncio", "io", "_io", "pydoc", "types", "zipfile", "logging", "socketserver"}
 _CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr",
                   "delattr", "globals", "locals", "vars", "breakpoint", "input", "exit", "quit"}
 
 
-def code_global(path: Path, kind: str, data_globals: frozenset[str] = frozenset()) -> str | None:
+def code_global(path: Path, kind: str) -> str | None:
     """The first ``module.name`` that a pickle in the file would call to run code (e.g.
     ``posix.system``, ``builtins.eval``), found by reading opcodes with pickletools: nothing
-    is unpickled. None when there is none or the stream cannot be read.
-
-    With ``data_globals`` (what the loader takes as data: tensors' rebuild functions, NumPy's
-    arrays ...), any other function counts too (``numpy.testing._private.utils.runstring``,
-    ``pydoc.locate``): a pickle calls functions to run code, and names classes (``AverageMeter``,
-    capitalized) to rebuild a training script's objects, which are the file's data.
-    """
-    names = file_globals(path, kind)
-    for name in names:  # the known ways to run code first: they say most
+    is unpickled. None when there is none or the stream cannot be read. A name this list does not
+    know says nothing of the file's safety: other globals can run code too (``types.FunctionType``
+    of a code object), and a crafted stream can hide its names from this reading."""
+    for name in file_globals(path, kind):
         module, _, attr = name.rpartition(".")
         top = module.split(".")[0]
         if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
-            return name
-    for name in names if data_globals else ():
-        if name not in data_globals and not name.rpartition(".")[2][:1].isupper():
             return name
     return None
 

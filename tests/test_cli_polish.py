@@ -533,6 +533,11 @@ def test_an_error_naming_a_folder_escapes_its_control_characters(tmp_path):
     result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--suite", "clean", "--data",
                                        str(tmp_path / "data"), "--store", str(tmp_path / "s.db")])
     assert result.exit_code == 1 and "x\\x1b]0;PWNED\\x07y" in result.stderr and "\x1b" not in result.stderr
+    forged = tmp_path / "w\nFAKE LINE: all good.pth"  # a name's line break starts no line (review)
+    forged.write_bytes(bytes(range(7, 250)) * 10)
+    said = CliRunner().invoke(main, ["inspect", str(forged)])
+    assert said.exit_code == 1 and "w\\nFAKE LINE" in said.stderr
+    assert not any(line.startswith("FAKE") for line in said.stderr.splitlines())
 
 
 @pytest.mark.parametrize(("encoding", "errors", "written"), [

@@ -208,3 +208,19 @@ def test_a_url_of_a_scheme_not_downloaded_here_says_so(tmp_path, monkeypatch):
                                               r"file URLs, not s3://: copy the file with your tools"):
         resolve_checkpoint("s3://b/r.pth")
     assert not any(tmp_path.rglob("*.part"))
+
+
+def test_an_https_download_redirected_to_plain_http_needs_a_sha256(cache, monkeypatch):
+    import io
+    import urllib.request
+
+    class Redirected(io.BytesIO):
+        headers: dict = {}
+
+        def geturl(self):
+            return "http://mirror.invalid/w.pth"
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Redirected(b"weights"))
+    with pytest.raises(CheckpointError, match="it redirects to plain http://mirror.invalid/w.pth, and "
+                                              "without a sha256"):
+        resolve_checkpoint("https://example.invalid/w.pth")

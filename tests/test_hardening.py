@@ -819,6 +819,10 @@ def test_another_users_link_in_a_shared_folder_is_not_written_through(image_fold
     assert not foreign_link(link)  # one's own link: followed, as before
     os.lchown(link, 12345, 12345)
     assert foreign_link(link)
+    folder = shared / "figures"  # a linked folder on the way (review)
+    folder.symlink_to(tmp_path, target_is_directory=True)
+    os.lchown(folder, 12345, 12345)
+    assert foreign_link(folder / "plot.png") and not foreign_link(tmp_path / "plot.png")
     result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "clean", "-o", link))
     assert result.exit_code == 1 and "another user's symbolic link in a shared folder" in result.output
     assert victim.read_text() == "mine\n"

@@ -9,6 +9,7 @@ Ctrl-C and 143 after SIGTERM (a stopped run says how far it got; re-running resu
 from __future__ import annotations
 
 import importlib
+import re
 import signal
 import sys
 import threading
@@ -90,7 +91,9 @@ class LazyGroup(click.Group):
         except GcpRobustError as error:
             if _said_by_rank_0(error):
                 raise SystemExit(error.exit_code) from None
-            said = printable(error, newlines=True)  # names from files and stores: no escape sequences
+            # names from files and stores: no escape sequences, and a line break of theirs (not one
+            # of the message's own indented lines) does not start a line
+            said = re.sub(r"\n(?!  )", r"\\n", printable(error, newlines=True))
             if error.exit_code == 2:
                 raise click.UsageError(said) from None
             failure = click.ClickException(said)

@@ -78,6 +78,10 @@ def read_video(path: str | Path, *, frames: int | None = None, size: int | None 
                 raise DataError(f"video {path} has no video stream (its streams: {kinds})")
             container.streams.video[0].codec_context.thread_count = 1
             decoded, concealed = _decode(container, frames, size)
+    except _FrameSize as odd:
+        expected = f", expected {frames} of {size}x{size}" if size is not None else ", unlike those before"
+        said = "frames" if odd.number == 1 else f"frame {odd.number}"
+        raise DataError(f"video {path} has {said} of {odd.width}x{odd.height} px{expected}") from None
     except av.error.FFmpegError as error:  # its str repeats the errno and the path
         first = next(iter(_errors(logs)), None)
         raise DataError(f"cannot decode video {path}: {error.strerror or error}"
@@ -94,8 +98,6 @@ def read_video(path: str | Path, *, frames: int | None = None, size: int | None 
     if frames is None or size is None:
         return video
     height, width = video.shape[1:3]
-    if (height, width) != (size, size):  # decoding stopped at the first frame
-        raise DataError(f"video {path} has frames of {width}x{height} px, expected {frames} of {size}x{size}")
     if len(video) != frames:  # more: decoding stopped at one too many
         has = f"more than {counted(frames, 'frame')}" if len(video) > frames else counted(len(video), "frame")
         raise DataError(f"video {path} has {has} of {width}x{height} px, expected {frames} of {size}x{size}")
@@ -129,15 +131,31 @@ def _decode(container, limit: int | None = None, size: int | None = None
             ) -> tuple[list[np.ndarray], int | None]:
     """The RGB frames of the first video stream of an open container, and the number (from 1)
     of the first that the decoder marked corrupt (None: none). With ``limit`` and ``size``, it
-    stops at the first frame of another size or at frame ``limit + 1``."""
+    stops at frame ``limit + 1``, and a frame of another size is refused before it is converted.
+
+    Raises:
+        _FrameSize: a frame of another size than ``size``, or than the first frame's.
+    """
     frames, concealed = [], None
+    expected = None if size is None else (size, size)
     for frame in container.decode(video=0):
+        if expected is not None and (frame.width, frame.height) != expected:
+            raise _FrameSize(len(frames) + 1, frame.width, frame.height)
+        expected = expected or (frame.width, frame.height)  # a stream that changes size mid-way
         frames.append(frame.to_ndarray(format="rgb24"))
         if concealed is None and frame.is_corrupt:
             concealed = len(frames)
-        if limit is not None and (len(frames) > limit or (frame.width, frame.height) != (size, size)):
+        if limit is not None and len(frames) > limit:
             break
     return frames, concealed
+
+
+class _FrameSize(Exception):
+    """A frame (number, from 1) of another size than expected."""
+
+    def __init__(self, number: int, width: int, height: int):
+        super().__init__(number, width, height)
+        self.number, self.width, self.height = number, width, height
 
 
 _log_lock = threading.Lock()

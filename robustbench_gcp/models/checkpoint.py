@@ -232,33 +232,6 @@ def _safe_globals() -> list:
     return allowed
 
 
-def data_globals() -> frozenset[str]:
-    """The globals a checkpoint's pickle may name as data: what torch's weights-only unpickler
-    takes (tensors, storages, dtypes, OrderedDict ...), :func:`_safe_globals`, and copyreg's
-    object rebuilding (the class it rebuilds is a global of its own)."""
-    names = {"copyreg._reconstructor", "copyreg.__newobj__", "builtins.object"}
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        names |= set(_get_allowed_globals())
-    except (ImportError, AttributeError):  # a private function: a torch without it names no more
-        pass
-    for entry in _safe_globals():
-        obj, name = entry if isinstance(entry, tuple) else (entry, None)
-        names.add(name or f"{obj.__module__}.{obj.__qualname__}")
-    return frozenset(names)
-
-
-def _resave_command(path: Path, out: str, code: str) -> str:
-    """A shell command running ``code`` on the file (``sys.argv[1]``) and ``out`` (``sys.argv[2]``):
-    the names are arguments, quoted, never part of the code (a file named ``w$(cmd).pth`` pasted
-    into the code would have run ``cmd``)."""
-    import shlex
-
-    program = shlex.quote(f"import sys, torch; {code}")
-    return f"python -c {program} {shlex.quote(str(path))} {shlex.quote(out)}"
-
-
 #: torch.load(weights_only=True) runs code from crafted files before 2.6 (CVE-2025-32434)
 SAFE_TORCH = (2, 6)
 
@@ -323,19 +296,18 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError as error:
         message = str(error)
         blocked = re.search(r"GLOBAL (\S+) whose module \S+ is blocked", message)
-        code = blocked.group(1) if blocked else code_global(path, kind, data_globals())
+        code = blocked.group(1) if blocked else code_global(path, kind)
         if code is not None:
             raise _runs_code(path, code) from None
         unsafe = re.search(r"GLOBAL ([A-Za-z_][\w.]*) was not an allowed global", message)  # not damaged
         if unsafe and (kind == "zip" or pickles_complete(path)):
             raise CheckpointError(
                 f"'{path}' contains Python objects that are not loaded with weights_only=True "
-                f"(first: {unsafe.group(1)}, a class gcp-robust cannot vouch for); gcp-robust never "
-                "unpickles arbitrary code. If you trust the file and where it came from, save its "
-                "weights alone once: " + _resave_command(
-                    path, f"{path.stem}-weights.pth", "c = torch.load(sys.argv[1], weights_only=False); "
-                    "w = c.state_dict() if isinstance(c, torch.nn.Module) else c[\"state_dict\"]; "
-                    "torch.save(w, sys.argv[2])")
+                f"(first: {unsafe.group(1)}); gcp-robust never unpickles arbitrary code, and cannot "
+                "tell what unpickling them would run. Only if you trust the file and where it came "
+                "from, load it yourself with torch.load(..., weights_only=False) and save its weights "
+                "alone with torch.save: the module's state_dict(), or the training file's "
+                "'state_dict' entry"
             ) from None
         if unsafe or "truncated" in message or "was not an allowed global" in message:
             raise truncated(path, "the pickle stream breaks off") from None
@@ -345,10 +317,9 @@ def read_checkpoint(path: str | Path) -> Any:
         if torch_file and reason and reason.group(2) and protocol_opcode(int(reason.group(2))):
             raise CheckpointError(
                 f"'{path}' was saved with pickle protocol 4 or 5 (opcode {reason.group(2)}), which "
-                "torch.load(weights_only=True) cannot read (or it is damaged). If you trust the file and "
-                "where it came from, save it again with torch.save's default protocol: " + _resave_command(
-                    path, f"{path.stem}-resaved.pth",
-                    "torch.save(torch.load(sys.argv[1], weights_only=False), sys.argv[2])")) from None
+                "torch.load(weights_only=True) cannot read (or it is damaged). Only if you trust the file "
+                "and where it came from, load it yourself with torch.load(..., weights_only=False) and "
+                "save it again with torch.save's default protocol") from None
         if kind == "zip":  # torch.save's archive, with its data.pkl damaged
             raise truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(
