@@ -13,7 +13,10 @@ from pathlib import Path
 _CODE_MODULES = {"os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "importlib",
                  "runpy", "pty", "ctypes", "code", "codeop", "webbrowser", "marshal", "pickle",
                  "multiprocessing", "signal", "tempfile", "urllib", "http", "ftplib", "smtplib",
-                 "asyncio", "io", "_io", "pydoc", "types", "zipfile", "logging", "socketserver"}
+                 "asyncio", "io", "_io", "pydoc", "zipfile", "socketserver"}
+# and single names of harmless modules (types.SimpleNamespace is a training script's config)
+_CODE_NAMES = {"types.FunctionType", "types.LambdaType", "types.CodeType", "types.MethodType",
+               "logging.FileHandler"}
 _CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr",
                   "delattr", "globals", "locals", "vars", "breakpoint", "input", "exit", "quit"}
 
@@ -27,7 +30,8 @@ def code_global(path: Path, kind: str) -> str | None:
     for name in file_globals(path, kind):
         module, _, attr = name.rpartition(".")
         top = module.split(".")[0]
-        if top in _CODE_MODULES or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS):
+        if (top in _CODE_MODULES or name in _CODE_NAMES
+                or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS)):
             return name
     return None
 

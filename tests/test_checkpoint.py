@@ -201,6 +201,9 @@ def test_training_file_with_numpy_scalars_and_argparse_namespace(tmp_path, isqrt
     obj["args"] = argparse.Namespace(lr=0.1, arch="mpncovresnet18")
     path = save(obj, tmp_path / "model_best.pth.tar")
     assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+    obj["args"] = types.SimpleNamespace(lr=0.1)  # another script's settings, data too
+    path = save(obj, tmp_path / "simple.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
 
 
 def test_cvpr2020_gcp_file(tmp_path, isqrt18, x):
@@ -691,6 +694,9 @@ def test_untrusted_checkpoints_get_no_command_to_paste_and_a_module_is_not_code(
     state = zoo_layout(isqrt18.state_dict())
     calls = save({"state_dict": state, "x": _CallsAFunction()}, tmp_path / "w$(touch PASTED).pth")
     check_error(calls, r"was refused: unpickling it would import and call pydoc\.locate, i\.e\. run code")
+    function = tmp_path / "function.pth"  # a pickle naming types.FunctionType (pickle cannot write it)
+    function.write_bytes(b"\x80\x02ctypes\nFunctionType\nq\x00.")
+    check_error(function, r"would import and call types\.FunctionType, i\.e\. run code")
     module = save(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path / "module.pth", legacy=True)
     message = check_error(module, r"contains Python objects that are not loaded with weights_only=True")
     assert "run code" not in message and "python -c" not in message and "state_dict()" in message

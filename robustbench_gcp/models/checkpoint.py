@@ -215,8 +215,9 @@ def check_sha256(path: str | Path, expected: str) -> str:
 def _safe_globals() -> list:
     """Harmless non-tensor types found in training checkpoints, for the weights-only unpickler."""
     import argparse
+    import types
 
-    allowed: list = [argparse.Namespace]
+    allowed: list = [argparse.Namespace, types.SimpleNamespace]  # a training script's settings
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy comes with torch in practice
