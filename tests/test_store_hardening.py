@@ -807,7 +807,20 @@ def test_a_store_with_views_or_triggers_is_refused_before_any_query(store_path, 
 
 
 def test_a_lease_owner_edited_by_hand_is_not_a_traceback(store_path):
-    """leases.is_alive unpacked host:pid:token: 'bad' was a ValueError traceback (security audit)."""
-    from robustbench_gcp.store.leases import is_alive
+    """leases.is_alive unpacked host:pid:token: 'bad' was a ValueError traceback (security audit),
+    and report's Store.computing then an IndexError (review)."""
+    from robustbench_gcp.store.leases import is_alive, this_host
 
-    assert is_alive("bad") and is_alive("a:b")
+    assert is_alive("bad") and is_alive("a:b") and is_alive(f"{this_host()}:x:t")
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, CellKey("clean"))
+        store.commit_shard(cell, 0, shard())
+    with sqlite3.connect(store_path) as db:
+        db.executemany("INSERT INTO leases VALUES (?, ?, ?, ?)",
+                       [(cell, 1, "bad", time.time() + 1000), (cell, 2, "h:12x:t", time.time() + 1000)])
+    db.close()
+    with Store(store_path, read_only=True) as store:
+        assert store.computing(run.id) == []
+    report = cli("report", "--store", store_path)
+    assert "Traceback" not in report.output and report.exit_code == 0, report.output

@@ -92,21 +92,25 @@ def is_alive(owner: str) -> bool:
     (elsewhere: unknown, True).
     An owner with this process's pid that this process did not make is gone too: a container
     restarted after a SIGKILL runs gcp-robust again as the same pid (1), on the same host name."""
-    parts = str(owner).rsplit(":", 2)
-    if len(parts) != 3:  # not an owner gcp-robust wrote (a store edited by hand): not a live one here
+    pid = owner_pid(owner)
+    if pid is None or owner.rsplit(":", 2)[0] != this_host():  # one we did not write; another host's
         return True
-    host, pid, _ = parts
-    if host != this_host():
-        return True
-    if pid == str(os.getpid()):
+    if pid == os.getpid():
         return owner in _OURS
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, OverflowError):  # another user's process; a foreign owner
+    except (PermissionError, OverflowError):  # another user's process; a pid beyond the system's
         return True
-    return not _is_zombie(int(pid))
+    return not _is_zombie(pid)
+
+
+def owner_pid(owner: str) -> int | None:
+    """The process id of a lease's ``owner`` (``host:pid:token``), or None for an owner that
+    gcp-robust did not write (a store edited by hand)."""
+    parts = str(owner).rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 def _is_zombie(pid: int) -> bool:

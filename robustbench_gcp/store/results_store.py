@@ -383,7 +383,8 @@ class Store:
         rows = self.db.execute("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = leases.cell_id "
                                "WHERE cells.run_id = ? AND leases.expires > ?", (run_id, time.time()))
         # a process of this host that is gone (killed: its leases outlive it until they expire) is not
-        return sorted({int(owner.rsplit(":", 2)[1]) for (owner,) in rows if leases.is_alive(owner)})
+        pids = {owner: leases.owner_pid(owner) for (owner,) in rows}
+        return sorted({pid for owner, pid in pids.items() if pid is not None and leases.is_alive(owner)})
 
     def release(self) -> None:
         """Drop every lease of this store, so that other processes take those shards at once."""
