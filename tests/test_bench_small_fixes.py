@@ -240,8 +240,8 @@ def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):
 
 # --- bench attack / landscape / scaling: the settings and the weights they ran with ---------------
 
-def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_options(scaling_calls,
-                                                                                      image_folder):
+def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_options(
+        scaling_calls, image_folder, monkeypatch):
     """A model whose checkpoint is not here failed in each child ('the 1-process run failed: ...'),
     and bench scaling had no --checkpoint or --random-weights to give it weights."""
     missing = run("bench", "scaling", "--model", "resnet18-isqrt", "--data", str(image_folder))
@@ -264,8 +264,15 @@ def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_opt
     titled = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
                  "--suite", "clean")
     assert "demo-isqrt (random weights) on cpu, clean" in titled.stdout
+    import robustbench_gcp.pipeline.weights as weights
+
+    checked = []
+    real = weights.choose_model
+    monkeypatch.setattr(weights, "choose_model",
+                        lambda *args, **kwargs: checked.append(1) or real(*args, **kwargs))
     configured = run("bench", "scaling", "--data", str(image_folder), "--suite", "clean", "--json")
     assert json.loads(configured.stdout)["weights"].endswith("demo-gap.pth")  # benchmarks.yaml's, said
+    assert checked == [1]  # checked (its file hashed) once, not by the command and again by scaling()
 
 
 def test_bench_attack_and_landscape_say_the_model_weights_and_settings():

@@ -26,6 +26,8 @@ from robustbench_gcp.errors import GcpRobustError
 if TYPE_CHECKING:
     import torch
 
+    from robustbench_gcp.pipeline.weights import ModelChoice
+
 __all__ = ["eval_throughput", "scaling"]
 
 
@@ -94,7 +96,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
             data: str | None = None, class_order: str | None = None, suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
-            threads: int = 1, processes: int = 2, config: str | Path | None = None) -> list[dict]:
+            threads: int = 1, processes: int = 2, config: str | Path | None = None,
+            choice: ModelChoice | None = None) -> list[dict]:
     """Images per second of the same evaluation with 1 process and with ``processes``.
 
     Args:
@@ -113,6 +116,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         batch_size, shard_size: ``eval``'s options.
         threads: threads per process (``OMP_NUM_THREADS``).
         processes: ranks of the parallel run.
+        choice: ``model`` with its weights as :func:`~robustbench_gcp.pipeline.weights.choose_model`
+            checked them already (the command line's, which names them): not checked again.
 
     Returns:
         Two rows of :func:`eval_throughput` (1 process, then ``processes``), each with
@@ -133,8 +138,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     device = resolve_device(device)
     if limit is not None:
         check_integer("limit", limit)
-    # the children would each fail alike, as "the 1-process run failed: ..."
-    choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
+    if choice is None:  # the children would each fail alike, as "the 1-process run failed: ..."
+        choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
     if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
         import torch
 

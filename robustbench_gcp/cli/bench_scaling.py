@@ -54,8 +54,11 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     parallel run.
     """
     from robustbench_gcp.bench.process_scaling import scaling, takes_corruptions
+    from robustbench_gcp.cli.options import weights_described
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.pipeline.weights import choose_model
     from robustbench_gcp.reports.tables import Column
 
     ctx = click.get_current_context()
@@ -67,13 +70,10 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
         raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
                                "corruptions")
     device = resolve_device(device)  # the title names the device used, not "auto"
-    from robustbench_gcp.cli.options import weights_described
-    from robustbench_gcp.config import load_config
-    from robustbench_gcp.pipeline.weights import choose_model
-
-    weights = weights_described(choose_model(load_config(config), model, checkpoint=checkpoint,
-                                             random_weights=random_weights))  # and fetched, before the runs
-    rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, data=data,
+    # checked (a download fetched) once, here, before the runs; the title and JSON name the weights
+    choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
+    weights = weights_described(choice)
+    rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, choice=choice, data=data,
                    class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,
                    limit=limit, device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
                    processes=processes, config=config)
