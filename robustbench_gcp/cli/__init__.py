@@ -160,15 +160,17 @@ def tolerant_output() -> None:
     import codecs
 
     def handler(otherwise: str):
+        def kept(char: str) -> str:  # what the stream wrote for a character without a stand-in
+            escaped = otherwise == "backslashreplace"
+            return char.encode("ascii", "backslashreplace").decode() if escaped else "?"
+
         def stand_in(error: UnicodeError) -> tuple[str | bytes, int]:
             if not isinstance(error, UnicodeEncodeError):
                 raise error
             text = error.object[error.start:error.end]
             if otherwise == "surrogateescape" and all(0xDC80 <= ord(char) <= 0xDCFF for char in text):
                 return bytes(ord(char) - 0xDC00 for char in text), error.end  # a name's own bytes
-            kept = {"strict": lambda char: "?", "surrogateescape": lambda char: "?",
-                    "backslashreplace": lambda char: char.encode("ascii", "backslashreplace").decode()}
-            return "".join(STAND_INS.get(char) or kept[otherwise](char) for char in text), error.end
+            return "".join(STAND_INS.get(char) or kept(char) for char in text), error.end
 
         return stand_in
 

@@ -130,9 +130,7 @@ class RichProgress(ProgressHook):
         if not self.started:
             self.progress.start()
             self.started = True
-        task = self.progress.add_task(description, **fields)
-        self._fit()
-        return task
+        return self.progress.add_task(description, **fields)
 
     def _say(self, markup: str) -> None:
         """A dim line above the bars, one line however narrow the console (the terminal wraps); names
@@ -172,6 +170,7 @@ class RichProgress(ProgressHook):
             self.batch_task = self._add_task(description, total=total, batch=True)
         else:
             self.progress.update(self.batch_task, description=description, completed=index)
+        self._fit()
         self.title = label
 
     def item_done(self, index: int) -> None:

@@ -85,8 +85,8 @@ def csv_cell(value: Any) -> Any:
     text as they are."""
     if not isinstance(value, str):
         return value
-    value = printable(value, newlines=True)
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    value = printable(value, newlines=True)  # a carriage return is escaped here already
+    if value[:1] in ("=", "+", "-", "@", "\t"):
         try:
             float(value)
         except ValueError:
