@@ -146,8 +146,10 @@ def not_utf8(path: object) -> str | None:
 
 
 #: C0 controls (but tab), DEL and C1 controls: a terminal acts on them (ESC [2J clears the screen,
-#: ESC ] sets the window title), and a newline forges a line
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: ESC ] sets the window title), and a newline forges a line. Also the bidirectional controls
+#: (U+202E shows ``evil\u202egnp.pth`` as ``evilhtp.png``) and the line and paragraph separators
+#: (a line break to some terminals and viewers).
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def printable(text: object, newlines: bool = False) -> str:
@@ -162,6 +164,8 @@ def printable(text: object, newlines: bool = False) -> str:
         char = match.group(0)
         if newlines and char == "\n":
             return char
+        if ord(char) > 0xFF:
+            return f"\\u{ord(char):04x}"
         return {"\n": "\\n", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
 
     return _CONTROLS.sub(escaped, text)

@@ -367,6 +367,20 @@ def test_workers_beyond_the_cpus_are_said_once_and_no_more_start_than_a_shard_ha
     assert shard_loader(files, 2, 0, prefetch=2).num_workers == 0
 
 
+def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
+    """A job confined to 2 of 64 CPUs (taskset, Slurm) forked min(8, 64) loader processes onto
+    those 2: the default counted the machine's CPUs while --workers' note counted the usable ones."""
+    import os
+
+    from robustbench_gcp.cli.options import default_workers, usable_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert (usable_cpus(), default_workers()) == (2, 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    assert default_workers() == 8
+
+
 def test_compare_runs_each_suite_once_and_refuses_none(demo_val, tmp_path):
     """`--suite clean,clean` compared each model with a copy of itself too; `--suite ""` ran nothing
     and exited 0."""
@@ -525,6 +539,10 @@ def test_an_error_naming_a_folder_escapes_its_control_characters(tmp_path):
 
     assert printable("a\x1b]0;T\x07b\nc\td") == "a\\x1b]0;T\\x07b\\nc\td"
     assert printable("line\n  indented", newlines=True) == "line\n  indented"
+    # bidirectional controls reorder what a name shows; U+2028 breaks a line in some terminals
+    assert printable("evil\u202egnp.pth") == "evil\\u202egnp.pth"
+    assert printable("a\u2028b\u2067c") == "a\\u2028b\\u2067c"
+    assert printable("café 森 \u200d") == "café 森 \u200d"  # letters (and a joiner) as they are
     evil = tmp_path / "data" / "x\x1b]0;PWNED\x07y"
     evil.mkdir(parents=True)
     from PIL import Image

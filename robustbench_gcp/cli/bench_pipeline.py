@@ -28,7 +28,7 @@ from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_opt
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per forward pass (both paths).")
 @click.option("--workers", type=WORKERS, default=None,
-              help="Data loader processes of both paths. Default: min(8, CPU count).")
+              help="Data loader processes of both paths. Default: min(8, CPUs this process may use).")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes per path and pass, in turns (the tool first, then the plain loop first, "
                    "...); the medians are compared. 3 or more on a shared machine.")

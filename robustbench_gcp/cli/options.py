@@ -182,11 +182,18 @@ def int_list(ctx, param, value, bounds: tuple[int, int] | None = None):
     return items
 
 
-def default_workers() -> int:
-    """Data loader processes when ``--workers`` is not given: min(8, CPU count)."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``taskset``, a Slurm or container CPU set), not all the
+    machine's: what ``--workers``' default and its note count."""
     import os
 
-    return min(8, os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Data loader processes when ``--workers`` is not given: min(8, usable CPUs). All the machine's
+    CPUs were counted, so a job confined to 2 of 64 forked 8 loader processes onto those 2."""
+    return min(8, usable_cpus())
 
 
 def _compose(*decorators):
@@ -344,9 +351,7 @@ WORKERS = _Bounded(min=0, max=MAX_WORKERS)
 
 def _workers_said(ctx, param, value):
     """--workers beyond the CPUs, said once (torch warned at every shard's loader)."""
-    import os
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = usable_cpus()
     if value is not None and value > cpus and not ctx.resilient_parsing and is_main_process():
         click.echo(f"note: --workers {value} is more than the {cpus} CPUs this process may use: the loader "
                    "processes share them", err=True)
@@ -355,7 +360,8 @@ def _workers_said(ctx, param, value):
 
 workers_option = click.option(
     "--workers", type=WORKERS, default=None, callback=_workers_said,
-    help="Data loader processes (at most as many as a shard has batches). Default: min(8, CPU count).")
+    help="Data loader processes (at most as many as a shard has batches). Default: min(8, CPUs this "
+         "process may use).")
 
 engine_options = _compose(
     device_option,
