@@ -5,12 +5,19 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# The processes tests start and stop with Ctrl-C take SIGINT as a terminal gives it. A test session
+# started in the background without job control (`make test &`, `nohup`, some CI runners) inherits
+# SIGINT ignored, and so did they: seven tests failed, the tool rightly leaving an ignored SIGINT
+# ignored. The one test of that case ignores it in its own child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # gcp-robust's cache (model descriptions, fetched checkpoints) in a folder of this session, not ~/.cache
 os.environ["GCP_ROBUST_CACHE"] = tempfile.mkdtemp(prefix="gcp-robust-test-cache-")
 atexit.register(shutil.rmtree, os.environ["GCP_ROBUST_CACHE"], ignore_errors=True)
