@@ -390,3 +390,54 @@ def test_an_empty_median_perturbation_says_why(demo_val, tmp_path):
             "more of the images classified right") in report["notes"], report["notes"]
     pgd = attack_report(demo_val, tmp_path / "s.db", attacks="pgd-linf", steps=1, epsilons="1/255", limit=10)
     assert not any("median perturbation" in note for note in pgd["notes"])
+
+
+class _BrightnessClass(torch.nn.Module):
+    """Class 1 where an image's mean is above one half, else class 0: what an 'adversarial' image
+    is classified as is chosen by its brightness."""
+
+    def forward(self, x):
+        score = x.mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([-score, score], dim=1)
+
+
+def test_robust_accuracy_counts_images_broken_at_a_smaller_epsilon_and_clean_errors_as_broken(
+        monkeypatch):
+    """An image fooled at a small epsilon is not robust at a larger one even if the attack misses it
+    there, and an image the model gets wrong unattacked is never robust. The tests on demo-gap
+    could not tell (it is right on every demo image and breaks monotonically)."""
+    from pathlib import Path
+
+    dark, bright = torch.full((3, 8, 8), 0.25), torch.full((3, 8, 8), 0.75)
+    x = torch.stack([dark, dark, dark, bright])
+    labels = torch.tensor([0, 0, 0, 0])  # image 3 is wrong unattacked (bright: class 1)
+    task = AttackTask(AttackSpec("fgsm", (1 / 255, 2 / 255)), ImageSource(Path(".")), 2)
+    # image 0 resists both; image 1 is fooled at the first epsilon only; image 2 at the second only
+    found = [torch.stack([dark, bright, dark, bright]), torch.stack([dark, dark, bright, bright])]
+    monkeypatch.setattr(AttackTask, "adversarials", lambda self, *args: (found, None))
+    classifier = Classifier(_BrightnessClass(), torch.device("cpu"), mean=[0.0] * 3, std=[1.0] * 3)
+    images = (x * 255).round().to(torch.uint8)
+    results = task.process(images, labels, [0, 1, 2, 3], Context(classifier))
+    counts = [{k: int(v) for k, v in r.counts.items()} for r in results]
+    assert counts == [{"clean_errors": 1, "successes": 1, "robust": 2},
+                      {"clean_errors": 1, "successes": 2, "robust": 1}]
+    assert [r.correct.tolist() for r in results] == [[True, False, True, False],
+                                                     [True, False, False, False]]
+
+
+def test_the_l2_projection_leaves_a_perturbation_inside_the_ball_as_it_is():
+    """Only a perturbation longer than epsilon is shortened (to epsilon): the minimal adversarials
+    of C&W and DeepFool pass through this projection."""
+    from pathlib import Path
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 16, 16, generator=generator, dtype=torch.float64) * 0.5 + 0.25
+    direction = torch.randn(2, 3, 16, 16, generator=generator, dtype=torch.float64)
+    direction /= direction.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    eps = 0.5
+    task = AttackTask(AttackSpec("pgd-l2", (eps,)), ImageSource(Path(".")), 10)
+    inside = x + direction * torch.tensor([eps / 2, 2 * eps], dtype=torch.float64).view(-1, 1, 1, 1)
+    projected = task._project(x, inside, eps)
+    assert torch.allclose(projected[0], inside[0], rtol=0, atol=1e-12)  # half of eps: unchanged
+    assert (projected[1] - x[1]).norm().item() == pytest.approx(eps, abs=1e-9)  # twice: cut to eps
+    assert torch.allclose(projected[1] - x[1], direction[1] * eps, rtol=0, atol=1e-9)

@@ -391,6 +391,14 @@ def test_storage_jpeg_matches_pil_quality_85(photos224):
     assert out.shape == photos224[:2].shape and out.dtype == torch.float32
 
 
+def test_storage_quality_per_dataset_is_the_released_files():
+    """PROTOCOL.md: ImageNet-C and Tiny-ImageNet-C were saved as JPEG q85, CIFAR-10-C as uint8 arrays.
+    A quality mistyped for one dataset changed every generated cell of it and no test noticed."""
+    from corruptions.storage import STORAGE_QUALITY
+
+    assert STORAGE_QUALITY == {"imagenet": 85, "cifar": None, "tinyimagenet": 85}
+
+
 def test_storage_bad_quality(small):
     with pytest.raises(ValueError, match=r"`quality` should be 1\.\.100\. Got 0"):
         storage_roundtrip(small, quality=0)

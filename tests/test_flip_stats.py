@@ -148,3 +148,19 @@ def test_float64_logits_keep_their_precision(mode):
     # half precision is computed in float32
     half = torch.from_numpy(logits).to(torch.bfloat16)
     assert flip_stats(half, mode=mode, difficulty=2) == flip_stats(half.float(), mode=mode, difficulty=2)
+
+
+def test_the_noise_perturbations_are_compared_with_their_clean_frame_0():
+    """PROTOCOL.md: gaussian, shot and speckle noise compare every frame with frame 0, which is the
+    clean image; all others compare frames d apart. Nothing pinned the set: shot_noise dropped from
+    it was compared frame to frame, changing mFR and mT5D, and every test passed."""
+    from corruptions import PERTURBATION_SUBSETS, perturbation_sequence
+    from robustbench_gcp.metrics import flip_mode
+
+    everything = PERTURBATION_SUBSETS["all"]
+    noise = {"gaussian_noise", "shot_noise", "speckle_noise"}
+    assert noise <= set(everything) and {p for p in everything if flip_mode(p) == "noise"} == noise
+    x = torch.rand(2, 3, 32, 32).mul(255).round().div(255)
+    for name in sorted(noise):
+        frames = perturbation_sequence(x, name, 2, seed=[1, 2], frames=[0, 1], crop_size=32)
+        assert torch.equal(frames[:, 0], x) and not torch.equal(frames[:, 1], x), name

@@ -537,3 +537,28 @@ def test_a_baseline_from_the_other_source_says_so(demo_val, tmp_path):
     report = run("eval", "--model", "demo-isqrt", *p_args(demo_val, store, *common, "--baseline", "read"))
     assert any("holds brightness/1 read from released files, this run's are generated" in note
                for note in report["notes"]), report["notes"]
+
+
+def test_a_difficulty_added_to_a_stored_run_is_computed_and_the_headline_stays_at_the_smallest(
+        demo_val, tmp_path):
+    """A perturbation's difficulties are one task: a run that adds difficulty 3 to a stored difficulty
+    1 must compute it (nothing tested that the task's stored shards count only where all of its
+    cells have them); the headline mFR is difficulty 1's (PROTOCOL.md), not the largest's."""
+    def args(store, difficulties):
+        return p_args(demo_val, store, "--perturbations", "scale", "--difficulties", difficulties,
+                      "--baseline", "gapbase", "--limit", 6)
+
+    store, fresh = tmp_path / "s.db", tmp_path / "fresh.db"
+    for path in (store, fresh):
+        run("baseline", "--model", "demo-gap", "--name", "gapbase",
+            *p_args(demo_val, path, "--perturbations", "scale", "--difficulties", "1,3", "--limit", 6))
+    run("eval", "--model", "demo-isqrt", *args(store, "1"))
+    grown = run("eval", "--model", "demo-isqrt", *args(store, "1,3"))
+    assert grown["computed"]["computed"] == 1, grown["computed"]  # difficulty 3's (clean's is reused)
+    whole = run("eval", "--model", "demo-isqrt", *args(fresh, "1,3"))
+    assert grown["perturbations"] == whole["perturbations"]
+    assert [(e["difficulty"], e["n_videos"]) for e in grown["perturbations"]] == [(1, 6), (3, 6)]
+    metrics = grown["metrics"]
+    at = metrics["by_difficulty"]
+    assert metrics["difficulty"] == 1 and at["1"]["mFR"] != at["3"]["mFR"]
+    assert (metrics["mFR"], metrics["mT5D"]) == (at["1"]["mFR"], at["1"]["mT5D"]) != (None, None)

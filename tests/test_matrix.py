@@ -88,6 +88,18 @@ def test_newton_schulz_matches_protocol_formulas(iters):
     torch.testing.assert_close(newton_schulz_sqrt(A, iters), newton_schulz_reference(A, iters))
 
 
+def test_an_isqrt_head_pools_with_the_protocols_5_iterations():
+    """The checkpoints were trained with N = 5 (PROTOCOL.md): a head built without ns_iters must pool
+    with exactly that (only its description said so before)."""
+    from robustbench_gcp.models.heads import CovariancePool
+
+    head = CovariancePool(8, 6, sqrt="newton-schulz")
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected = newton_schulz_reference(covariance(x), 5)
+    rows, cols = torch.triu_indices(6, 6)
+    torch.testing.assert_close(head.pool(x), expected[:, rows, cols])
+
+
 def test_newton_schulz_with_5_iterations_is_not_the_exact_root():
     A = spd(d=16, m=40)
     assert (newton_schulz_sqrt(A, 5) - eig_sqrt(A)).abs().max() > 1e-3
@@ -147,6 +159,15 @@ def test_exact_roots_clamp_null_space():
         Y = root(A)
         assert torch.isfinite(Y).all()
         torch.testing.assert_close(Y @ Y, A, atol=1e-6, rtol=1e-6)
+
+
+def test_eig_root_clamps_a_negative_eigenvalue_at_eps():
+    """A covariance's rounding can leave an eigenvalue just below 0: it is clamped at ``eps`` (MPN-COV),
+    not reflected to its absolute value."""
+    U, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    A = U @ torch.diag(torch.tensor([4.0, 1.0, -1e-3], dtype=torch.float64)) @ U.T
+    expected = U @ torch.diag(torch.tensor([2.0, 1.0, 1e-6], dtype=torch.float64)) @ U.T
+    torch.testing.assert_close(eig_sqrt(A, eps=1e-12), expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("root", [eig_sqrt, svd_sqrt])

@@ -243,3 +243,27 @@ def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_va
     assert labels == ["demo-isqrt[precision=bfloat16,memory-format=contiguous]",
                       "demo-isqrt[precision=float32,memory-format=channels_last]",
                       "demo-isqrt[precision=float32,memory-format=contiguous]"], labels
+
+
+def test_an_images_seed_is_fixed_by_the_seed_the_cell_and_the_index():
+    """Stored runs are resumed on the promise that (seed, cell, image index) gives the same draws: a
+    change of the derivation must come with a new run identity, so it is pinned here, and every
+    part of it counts (a seed without the cell gave every cell the same noise)."""
+    from robustbench_gcp.engine.seeding import image_seed, image_seeds
+
+    assert image_seed(0, "imagenet-c/fog/3", 7) == 5797296706407170440
+    assert image_seed(1, "imagenet-c/fog/3", 7) == 5234923515206234809
+    assert image_seed(0, "imagenet-c/fog/4", 7) == 5409679542519609724
+    seeds = image_seeds(0, "imagenet-c/fog/3", range(1000))
+    assert len(set(seeds)) == 1000 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_top5_counts_a_label_ranked_fifth_as_right_and_sixth_as_wrong():
+    import torch
+
+    from robustbench_gcp.engine.runner import classification_counts
+
+    logits = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3], [9.0, 8, 7, 6, 5, 4, 3], [9.0, 8, 7, 6, 5, 4, 3]])
+    result = classification_counts(logits, torch.tensor([4, 5, 0]))  # ranked 5th, 6th, 1st
+    assert {k: int(v) for k, v in result.counts.items()} == {"top1_errors": 2, "top5_errors": 1}
+    assert result.correct.tolist() == [False, False, True]
