@@ -98,7 +98,7 @@ def test_a_refused_file_in_wal_mode_gets_no_files_beside_it(tmp_path, store_path
     Store(store_path).close()
     truncated = tmp_path / "truncated.db"
     truncated.write_bytes(store_path.read_bytes()[:1000])
-    with pytest.raises(StoreError, match="cannot use .*truncated.db as a results store"):
+    with pytest.raises(StoreError, match=r"store .*truncated.db is damaged \(database disk image is"):
         Store(truncated, read_only=read_only)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db", store_path.name, "truncated.db"]
 
@@ -402,6 +402,15 @@ def test_the_leases_of_a_killed_process_are_taken_over(store_path):
         assert store.claim(0, [[cell]]) == [Claim.MINE]  # its process is gone: at once
 
 
+def _taken_over_at_once(store_path, owner: str) -> bool:
+    """Whether this process claims a shard ``owner`` holds a lease on for another 100 s."""
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        with sqlite3.connect(store_path) as db:
+            db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, owner, time.time() + 100))
+        return store.claim(0, [[cell]]) == [Claim.MINE]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads Linux's /proc")
 def test_the_leases_of_a_killed_process_not_yet_collected_are_taken_over(store_path):
     """A job script that kills eval and starts it again before its wait(): the killed process is a
@@ -419,11 +428,7 @@ def test_the_leases_of_a_killed_process_not_yet_collected_are_taken_over(store_p
         while is_alive(owner):  # a zombie as soon as the kernel has killed it; not collected
             assert time.monotonic() < deadline, "the killed child still counts as alive"
             time.sleep(0.05)
-        with Store(store_path) as store:
-            cell = store.cell_id(open_run(store).id, CellKey("clean"))
-            with sqlite3.connect(store_path) as db:
-                db.execute("INSERT INTO leases VALUES (?, 0, ?, ?)", (cell, owner, time.time() + 100))
-            assert store.claim(0, [[cell]]) == [Claim.MINE]
+        assert _taken_over_at_once(store_path, owner)
     finally:
         child.kill()
         child.wait()
@@ -824,3 +829,50 @@ def test_a_lease_owner_edited_by_hand_is_not_a_traceback(store_path):
         assert store.computing(run.id) == []
     report = cli("report", "--store", store_path)
     assert "Traceback" not in report.output and report.exit_code == 0, report.output
+
+
+def test_a_wal_removed_under_a_writer_is_named(tmp_path):
+    """SQLite says only "disk I/O error" when the -wal a -shm indexes was deleted while a process wrote
+    the store: the message named the disk or a file size limit."""
+    from robustbench_gcp.store.sqlite_file import open_store_file
+
+    path = tmp_path / "s.db"
+    writer, _, _ = open_store_file(path, timeout=5, read_only=False)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO meta (key, value) VALUES ('note', 'x')")
+        writer.execute("COMMIT")
+        Path(f"{path}-wal").unlink()
+        with pytest.raises(StoreError) as caught:
+            Store(path, read_only=True).close()
+        assert str(caught.value) == (
+            f"store {path}: its s.db-wal file was removed or moved while a process was writing the store "
+            "(the shards it stored since its last checkpoint are in that file): let that process finish, "
+            "or stop it, then re-run the same command; what the .db file holds is kept")
+    finally:
+        writer.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads Linux's /proc")
+def test_a_lease_whose_pid_another_process_now_has_is_taken_over(store_path):
+    """A killed run's pid given to another process (pids wrap around) held its leases for two
+    minutes: the owner now carries its process's start time, and another start time is another
+    process. Owners without one (0.7.16's) are judged by the pid alone, as before."""
+    import subprocess
+
+    from robustbench_gcp.store.leases import is_alive, new_owner, start_time, this_host
+
+    mine = new_owner()
+    assert mine.rpartition(".")[2] == start_time(os.getpid()) and is_alive(mine)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = start_time(child.pid)
+        assert started is not None and started.isdigit()
+        assert is_alive(f"{this_host()}:{child.pid}:0dead0.{started}")
+        assert is_alive(f"{this_host()}:{child.pid}:0dead0")
+        reused = f"{this_host()}:{child.pid}:0dead0.{int(started) - 1}"  # an earlier process's
+        assert not is_alive(reused)
+        assert _taken_over_at_once(store_path, reused)
+    finally:
+        child.kill()
+        child.wait()

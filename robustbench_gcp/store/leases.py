@@ -4,11 +4,12 @@ Before computing shard ``s`` of a task, a process *claims* it in a write transac
 the task it inserts a row ``(cell_id, s, owner, expires)`` into the ``leases`` table, unless the shard
 is stored already (:attr:`Claim.DONE`) or another owner holds an unexpired lease on one of the cells
 (:attr:`Claim.BUSY`). Committing the shard deletes its leases in the same transaction. The owner is
-``host:pid:random``; a :class:`Heartbeat` thread renews the owner's leases every quarter of the lease
-time, so a lease expires only when its process is gone (killed, or its machine asleep) and another
-process then takes the shard over. A lease whose owner is a process of this host (host name and boot
-id) that no longer exists is taken over at once (a re-run after a SIGKILL does not wait
-for the expiry). Should two processes compute a shard all the same, the first commit wins and the
+``host:pid:random.start`` (``start``: when the process started); a :class:`Heartbeat` thread renews
+the owner's leases every quarter of the lease time, so a lease expires only when its process is gone
+(killed, or its machine asleep) and another process then takes the shard over. A lease whose owner
+is a process of this host (host name and boot id) that no longer exists, or whose pid another
+process has since been given, is taken over at once (a re-run after a SIGKILL does not wait for the
+expiry). Should two processes compute a shard all the same, the first commit wins and the
 second is ignored, so the stored numbers never depend on who computed them.
 """
 
@@ -41,10 +42,30 @@ _OURS: set[str] = set()
 
 
 def new_owner() -> str:
-    """``host:pid:random``: unique among the processes sharing a store (``host``: :func:`this_host`)."""
-    owner = f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """``host:pid:random.start``: unique among the processes sharing a store (``host``:
+    :func:`this_host`; ``.start``: the process's :func:`start_time`, where Linux tells it)."""
+    start = start_time(os.getpid())
+    owner = f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}{'' if start is None else '.' + start}"
     _OURS.add(owner)
     return owner
+
+
+def start_time(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux's ``/proc/<pid>/stat`` field
+    22), or None (not Linux; no such process). With the pid it names one process, whatever pid
+    later comes back to: a killed run's pid given to another process kept its leases for their
+    two minutes."""
+    fields = _stat_fields(pid)
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` from the third (the state) on; [] where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()  # the name, in brackets, may hold spaces
+    except OSError:  # not Linux, or gone meanwhile
+        return []
 
 
 @functools.cache
@@ -103,6 +124,9 @@ def is_alive(owner: str) -> bool:
         return False
     except (PermissionError, OverflowError):  # another user's process; a pid beyond the system's
         return True
+    started = owner.rpartition(".")[2] if "." in owner.rsplit(":", 1)[1] else None  # 0.7.16's had none
+    if started is not None and start_time(pid) not in (None, started):
+        return False  # its pid is another process's now
     return not _is_zombie(pid)
 
 
@@ -117,12 +141,7 @@ def _is_zombie(pid: int) -> bool:
     """A killed process whose parent has not collected it yet (Linux's state Z, or X): ``kill(pid,
     0)`` still finds it, but its leases are gone with it (a job script that kills ``eval`` and
     starts it again before its ``wait()`` waited for the leases to expire)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rpartition(b")")[2].split()[:1]
-    except OSError:  # not Linux, or gone meanwhile
-        return False
-    return state in ([b"Z"], [b"X"])
+    return _stat_fields(pid)[:1] in ([b"Z"], [b"X"])
 
 
 def finish(db: sqlite3.Connection, cell_ids: Sequence[int], shard: int) -> None:

@@ -139,9 +139,9 @@ def open_store_file(path: Path, *, timeout: float,
             if not _is_busy(error) or time.monotonic() > deadline:
                 raise store_error(error, path, reason) from None
             time.sleep(0.05)
-        except sqlite3.DatabaseError as error:  # not a database at all
+        except sqlite3.DatabaseError as error:  # not a database at all, or a damaged one
             _close(db)
-            raise StoreError(f"cannot use {path} as a results store: {error}") from None
+            raise store_error(error, path, reason) from None
         except BaseException:
             _close(db)
             raise
@@ -160,7 +160,7 @@ def _classify_untouched(path: Path) -> None:
                              isolation_level=None)
         _classify_now(db, path)
     except sqlite3.DatabaseError as error:
-        raise StoreError(f"cannot use {path} as a results store: {error}") from None
+        raise store_error(error, path, None) from None
     finally:
         _close(db)
 
@@ -379,6 +379,13 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
     if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "no such table" in text:
         return StoreError(f"store {path} is damaged ({text}): what it holds cannot be read; `sqlite3 "
                           f"{path.name} .recover` may save its rows, or give another --store")
+    wal = Path(f"{path}-wal")
+    if io_error and Path(f"{path}-shm").exists() and (not wal.exists() or wal.stat().st_size == 0):
+        # the -shm indexes pages of a -wal someone deleted: SQLite only says "disk I/O error"
+        return StoreError(f"store {path}: its {wal.name} file was removed or moved while a process was "
+                          "writing the store (the shards it stored since its last checkpoint are in "
+                          "that file): let that process finish, or stop it, then re-run the same "
+                          "command; what the .db file holds is kept")
     if io_error:  # not a full disk: the disk, the file system, a limit on file sizes (ulimit -f)
         return StoreError(f"store {path}: the system failed to read or write it ({text}: the disk, the "
                           "file system, or a limit on file sizes); the shards stored so far are kept: "
