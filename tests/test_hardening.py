@@ -279,6 +279,35 @@ def test_a_stop_outside_the_run_exits_130_and_lets_the_message_be_written(tmp_pa
         assert result.stderr == ""
 
 
+def test_a_second_stop_while_the_first_ones_message_is_made_keeps_it(tmp_path):
+    """A second Ctrl-C while the message of the first was made reached click from the command's own
+    handler: "Aborted!" with exit 1, the message (and its "re-run to resume") lost."""
+    script = tmp_path / "twice.py"
+    script.write_text(LATE_STOP.replace("{where}", "click.ClickException, '__init__'")
+                      .replace("sys.argv = ", "import robustbench_gcp.config as config\n"
+                               "stop_in(config, 'load_config')\nsys.argv = "))
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run([sys.executable, str(script), "models"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert (result.returncode, result.stderr) == (130, "Error: interrupted\n")
+
+
+def test_a_stop_while_a_stopped_program_runs_its_exit_handlers_leaves_quietly(tmp_path):
+    """Python's handler was back while a stopped program ran its exit handlers: another Ctrl-C there
+    printed "Exception ignored in atexit callback" and a traceback after the message."""
+    script = tmp_path / "exiting.py"
+    first = "__import__('robustbench_gcp.config').config, 'load_config'"  # stopped in the command
+    script.write_text(LATE_STOP.replace("{where}", first)
+                      .replace("main()", "import atexit\n"
+                               "atexit.register(lambda: [os.kill(os.getpid(), signal.SIGINT)] + "
+                               "[None for _ in range(100000)])\n"
+                               "from robustbench_gcp.cli import program\nprogram()"))
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run([sys.executable, str(script), "models"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert (result.returncode, result.stderr) == (130, "Error: interrupted\n")
+
+
 LIBRARY_STOP = """
 import os, signal, sys
 import click

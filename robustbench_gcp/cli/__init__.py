@@ -105,6 +105,7 @@ class LazyGroup(click.Group):
             said = printable(f"cannot use {error.filename}: {error.strerror or error}")
             raise click.ClickException(said) from None
         except Interrupted as stop:  # a run stopped: how far it got
+            _second_stops_wait(previous)
             stops.clear()
             if not is_main_process():  # rank 0 says how far the job got
                 raise SystemExit(stop.exit_code) from None
@@ -112,6 +113,7 @@ class LazyGroup(click.Group):
             failure.exit_code = stop.exit_code
             raise failure from None
         except KeyboardInterrupt as stop:  # stopped before a run started, after it ended, or twice
+            _second_stops_wait(previous)
             stops.clear()
             terminated = isinstance(stop, Terminated)
             if not is_main_process():  # a torchrun rank stopped with the job: rank 0 says why
@@ -193,9 +195,17 @@ def tolerant_output() -> None:
 
 def _leave(code: int) -> None:
     import atexit
+
+    # another Ctrl-C while the exit handlers run leaves at once, as this one would (Python's handler,
+    # back by then, printed "Exception ignored in atexit callback" and a traceback)
+    _on_signals(lambda signum, frame: _flush_and_exit(code))
+    atexit._run_exitfuncs()  # logging, multiprocessing, torch.distributed, weakref finalizers
+    _flush_and_exit(code)
+
+
+def _flush_and_exit(code: int) -> None:
     import os
 
-    atexit._run_exitfuncs()  # logging, multiprocessing, torch.distributed, weakref finalizers
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -274,6 +284,14 @@ def _exit_stopped(signum: int, frame=None) -> None:
     if not _late_stops:
         raise SystemExit(128 + signum)
     _late_stops.append(signum)
+
+
+def _second_stops_wait(previous) -> None:
+    """A stop is being reported: a second Ctrl-C or SIGTERM from here on lets its message be written
+    (the program's :func:`_exit_stopped`, back in place, records it), where the command's own
+    handler raised it into click ("Aborted!", exit 1, the message lost)."""
+    _late_stops.append(0)
+    _on_signals(previous)
 
 
 def _on_signals(handlers):
