@@ -118,6 +118,21 @@ def test_report_json_and_long_csv_round_trip(compared):
     tests = [c for c in header if c.startswith("p_") and not c.startswith("p_holm_")]
     assert tests and all(f"p_holm_{c[2:]}" in header for c in tests)
     assert wide_rows[0][tests[0]] == "" and 0 <= float(wide_rows[1][tests[0]]) <= 1  # the reference: none
+    # each column holds the JSON's value of its name (same --resamples, same bootstrap seed)
+    (compared_json,) = [c for c in json.loads(as_json.stdout)["comparisons"] if c["suite"] == "imagenet-c"]
+    other = compared_json["models"][1]
+    checked = 0
+    for metric, delta in other["delta"].items():
+        for bound in ("estimate", "low", "high"):
+            column = f"delta_{metric.lower()}" + ("" if bound == "estimate" else f"_{bound}")
+            if column in wide_rows[1]:
+                cell = wide_rows[1][column]
+                assert (float(cell) if cell else None) == pytest.approx(delta[bound]), column
+                checked += bound != "estimate" and delta[bound] is not None
+    for label, test in other["tests"].items():
+        assert float(wide_rows[1][f"p_{label}"]) == pytest.approx(test["p_value"])
+        assert float(wide_rows[1][f"p_holm_{label}"]) == pytest.approx(test["p_holm"])
+    assert checked >= 2 and len(other["tests"]) >= 2
     assert header[header.index("mce"):header.index("mce") + 6] == [
         "mce", "mce_low", "mce_high", "delta_mce", "delta_mce_low", "delta_mce_high"]
     other = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",

@@ -210,6 +210,21 @@ def test_released_rows_and_fingerprint(cifar10, released):
     assert corrupted.names == clean.names and corrupted.labels == clean.labels
 
 
+@pytest.mark.parametrize("severity", [1, 2, 5])
+def test_a_released_severity_cell_reads_its_own_rows(released, severity):
+    """A released CIFAR-C cell of severity s is rows (s - 1) N .. s N - 1 of its .npy file: read as
+    severity 1's, every severity's counts would be severity 1's and no test saw it."""
+    from robustbench_gcp.engine.runner import ImageSource
+
+    folder, arrays = released
+    source = ImageSource(released_npy(folder, "fog"), resize_size=None, crop_size=32, released=True,
+                         reader="npy", row_offset=severity_rows(N, severity).start)
+    (got,) = source.open(scan_cifar_c(folder), [0, 3], batch_size=2, workers=0)
+    start = (severity - 1) * N
+    expected = torch.from_numpy(arrays["fog"][[start, start + 3]]).permute(0, 3, 1, 2)
+    assert torch.equal(got, expected)
+
+
 def test_severity_rows():
     assert (severity_rows(10000, 1), severity_rows(10000, 5)) == (range(0, 10000), range(40000, 50000))
     with pytest.raises(ValueError, match="`severity` should be 1..5. Got 6"):

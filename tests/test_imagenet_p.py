@@ -562,3 +562,17 @@ def test_a_difficulty_added_to_a_stored_run_is_computed_and_the_headline_stays_a
     at = metrics["by_difficulty"]
     assert metrics["difficulty"] == 1 and at["1"]["mFR"] != at["3"]["mFR"]
     assert (metrics["mFR"], metrics["mT5D"]) == (at["1"]["mFR"], at["1"]["mT5D"]) != (None, None)
+
+
+def test_a_released_video_is_read_as_the_rgb_frames_written(tmp_path):
+    """Red stays red: decoded as BGR, a released video's frames reached the model with red and blue
+    swapped, and the flip-rate tests' tolerances let it through."""
+    from robustbench_gcp.data.video import read_video
+
+    frames = np.zeros((3, 32, 32, 3), np.uint8)
+    frames[0, ..., 0], frames[1, ..., 1], frames[2, ..., 2] = 255, 255, 255  # red, green, blue
+    frames[:, 8:24, 8:24] = moving_blocks(3)[:, :16, :16]
+    path = tmp_path / "rgb.mp4"
+    write_mp4(path, frames)  # lossless H.264 (4:4:4): RGB -> YUV -> RGB rounds by a level or two
+    got = read_video(path)
+    assert got.shape == frames.shape and np.abs(got.astype(int) - frames).max() <= 3

@@ -71,9 +71,10 @@ def test_gap_models_have_torchvision_keys_and_shapes(depth):
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
 
-def test_gap_forward_equals_torchvision():
-    theirs = torchvision.models.resnet18(weights=None, num_classes=10).eval()
-    ours = create_model("resnet18-gap", num_classes=10).eval()
+@pytest.mark.parametrize("depth", [18, 50])  # 50: the bottleneck's stride on its 3x3 conv (V1.5)
+def test_gap_forward_equals_torchvision(depth):
+    theirs = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=10).eval()
+    ours = create_model(f"resnet{depth}-gap", num_classes=10).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
