@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -437,3 +438,22 @@ def test_a_model_of_other_classes_than_imagenets_sees_another_task():
     assert four.title == "ImageNet (4 classes)" and four.released == "ImageNet-C"
     assert dataset_mark(four) == {"classes": 4} and dataset_mark(imagenet) == {}
     assert get_dataset(None, 4) == four and get_dataset("imagenet", 1000) is imagenet
+
+
+def test_files_are_listed_in_torchvisions_imagefolder_order(tmp_path):
+    """Image order decides indices, seeds, --limit subsets and the data fingerprint: it is
+    ImageFolder's (code-point order: 'B' before 'a'), nested folders after a folder's own files."""
+    import torchvision
+    from PIL import Image
+
+    from robustbench_gcp.data.folders import scan_folder
+
+    root = tmp_path / "val"
+    names = ["cat/B.png", "cat/a.png", "cat/_c.png", "cat/Z10.png", "cat/z2.png", "cat/sub/x.png",
+             "cat/Sub2/y.png", "dog/é.png", "dog/e.png", "dog/E.png"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(root / name)
+    theirs = [os.path.relpath(path, root)
+              for path, _ in torchvision.datasets.ImageFolder(root).samples]
+    assert scan_folder(root, class_order="sorted").names == tuple(theirs)

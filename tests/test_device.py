@@ -113,6 +113,53 @@ def test_amp_on_cpu_is_supported():
     assert resolve_device("cpu", amp=True) == torch.device("cpu")
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_classifier_feeds_the_model_each_channel_less_its_mean_over_its_std(channels_last):
+    """The only end-to-end check of normalization was a top-1 error on 12 images that a seeded
+    random model gets the same with any mean (it calls nearly every image one class)."""
+    from robustbench_gcp.engine.runner import Classifier
+
+    images = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    fed = Classifier(torch.nn.Flatten(), torch.device("cpu"), mean=mean, std=std,
+                     channels_last=channels_last)(images)
+    expected = torch.stack([(images[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)
+    torch.testing.assert_close(fed, expected.flatten(1), rtol=1e-6, atol=1e-6)
+
+
+def test_amp_runs_the_convolutions_in_bfloat16_on_cpu_and_the_covariance_head_in_float32():
+    """--amp's Classifier runs the body in the device's half type, the GCP head's matrix functions in
+    float32, and returns float32 logits: nothing went through Classifier(amp=True) before (an
+    autocast left out would have stored float32 runs labelled bfloat16)."""
+    from robustbench_gcp.engine.runner import Classifier
+    from robustbench_gcp.models import create_model
+    from robustbench_gcp.models.heads import CovariancePool
+
+    torch.manual_seed(0)
+    model = create_model("demo-isqrt").eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, args, output):  # returns None: the output stays as it is
+            seen.setdefault(name, (args[0].dtype, output.dtype))
+        return hook
+
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    pool = next(m for m in model.modules() if isinstance(m, CovariancePool))
+    first_conv.register_forward_hook(record("conv"))
+    pool.register_forward_hook(record("pool"))
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    kwargs = {"mean": model.pretrained_cfg.mean, "std": model.pretrained_cfg.std}
+    half = Classifier(model, torch.device("cpu"), amp=True, **kwargs)
+    logits = half(images)
+    assert half.precision == "bfloat16" and logits.dtype == torch.float32
+    assert seen["conv"][1] == torch.bfloat16 and seen["pool"][1] == torch.float32
+    seen.clear()
+    full = Classifier(model, torch.device("cpu"), **kwargs)(images)
+    assert seen["conv"] == (torch.float32, torch.float32) and not torch.equal(full, logits)
+    assert torch.allclose(full, logits, atol=0.1 * full.abs().max().item())
+
+
 def test_amp_without_autocast_on_the_device(monkeypatch):
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda kind: kind != "cpu")
     with pytest.raises(ConfigError, match=r"^`--amp`: this torch \(.*\) has no autocast on cpu; "

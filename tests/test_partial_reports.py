@@ -207,3 +207,28 @@ def test_two_image_sets_of_one_size_are_told_apart_in_csv_and_markdown(demo_val,
                    layout).stdout
         rows = list(csv.DictReader(io.StringIO(text)))
         assert {row["data"] for row in rows} == {str(demo_val), str(other)}, layout
+
+
+def test_a_run_one_cell_short_is_reported_on_the_images_every_cell_has(demo_val, tmp_path):
+    """Only fog/2 lacks its last shard: every cell, clean's too, is counted on images 0-7, the
+    images all of them have (each counted on its own shards, clean's error was over 12 images and
+    fog/2's over 8, and mCE mixed them). The tests before dropped the same shards from every cell."""
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1,2", "--limit", 12,
+                 "--shard-size", 4)
+    cli("eval", "--model", "demo-isqrt", *common(demo_val, store, *selection))
+    with sqlite3.connect(store) as db:
+        first_two = {}  # (kind, level) -> top-1 errors of shards 0 and 1 (images 0-7)
+        for kind, level, counts in db.execute(
+                "SELECT kind, level, counts FROM shards JOIN cells ON cells.id = shards.cell_id "
+                "WHERE shard < 2"):
+            first_two[kind, level] = first_two.get((kind, level), 0) + json.loads(counts)["top1_errors"]
+    drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c' AND level = '2') AND shard = 2")
+    reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
+    (report,) = [r for r in reports if r["suite"] == "imagenet-c"]
+    assert report["partial"]["image_range"] == "0-7" and report["n_images"] == 8
+    assert report["clean"]["n"] == 8
+    assert report["clean"]["top1_error"] == first_two["clean", ""] / 8
+    for cell in report["cells"]:
+        assert cell["n"] == 8
+        assert cell["top1_error"] == first_two["imagenet-c", str(cell["severity"])] / 8
