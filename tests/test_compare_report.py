@@ -755,3 +755,33 @@ def test_a_store_of_amp_runs_says_their_precision_in_every_view(demo_val, tmp_pa
         rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(
             main, [*common, "--format", "csv", "--layout", layout]).stdout)))
         assert rows and {(r["precision"], r["device"]) for r in rows} == {("bfloat16", "cpu")}, layout
+
+
+def test_a_corruptions_paired_test_counts_images_by_their_correct_severities(demo_val, tmp_path):
+    """The unit of a corruption's paired test is the image, scored by how many of the corruption's
+    severities it gets right (recomputed here from the stored per-image bitmaps): a test on one
+    severity's correctness passed every test before."""
+    import numpy as np
+
+    from robustbench_gcp.store import Store
+
+    store = tmp_path / "s.db"
+    result = CliRunner().invoke(main, [
+        "compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite", "imagenet-c", "--corruptions",
+        "contrast,fog", "--severities", "1,5", "--data", str(demo_val), "--class-order", "sorted",
+        "--store", str(store), "--limit", "30", "--workers", "0", "--resamples", "100", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    tests = comparison["models"][1]["tests"]
+    with Store(store) as s:
+        right = {}  # (model, corruption) -> per image, its correct severities
+        for run in s.runs():
+            for cell_id, key in s.cells(run.id):
+                if key.kind == "imagenet-c":
+                    correct = s.cell_result(cell_id, key, run.n_shards).correct.astype(int)
+                    right[run.model, key.name] = right.get((run.model, key.name), 0) + correct
+    for corruption in ("contrast", "fog"):
+        a, b = right["demo-gap", corruption], right["demo-isqrt", corruption]
+        assert (tests[corruption]["only_a"], tests[corruption]["only_b"]) == (
+            int(np.sum(a > b)), int(np.sum(b > a))), corruption
+    assert any(tests[c]["only_a"] + tests[c]["only_b"] for c in ("contrast", "fog"))

@@ -452,3 +452,25 @@ def test_no_ema_on_the_command_line_is_a_run_of_its_own(dropcov_file, image_fold
     ema, raw = reports
     assert ema["run"] != raw["run"]
     assert raw["checkpoint_sha256"] == ema["checkpoint_sha256"] + ":raw"
+
+
+def test_dropcov_tokens_are_the_class_token_then_the_patches_in_row_major_order():
+    """The order DropCov's code gives the tokens (class token first, then the stem's grid row by row,
+    each with its position embedding): only the head had an independent check, so a token grid read
+    column by column, or the class token put last, passed every test."""
+    from robustbench_gcp.models.deit import DeiTDropCov
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 48)
+    probe = DeiTDropCov(num_classes=10, depth=0, embed_dim=48, num_heads=2, wr_dim=8)
+    h, w = probe.visual_tokens.tokens(x).shape[-2:]
+    assert h != w  # rows and columns can be told apart
+    model = DeiTDropCov(num_classes=10, depth=0, embed_dim=48, num_heads=2, wr_dim=8, grid=(h, w)).eval()
+    with torch.no_grad():
+        model.pos_embed.normal_()
+        stem = model.visual_tokens.tokens(x)[0]  # (C, h, w)
+        tokens = model.forward_features(x)[0]
+        expected = [model.norm(model.cls_token[0, 0] + model.pos_embed[0, 0])]
+        expected += [model.norm(stem[:, i, j] + model.pos_embed[0, 1 + i * w + j])
+                     for i in range(h) for j in range(w)]
+    torch.testing.assert_close(tokens, torch.stack(expected))
