@@ -8,6 +8,7 @@ import shutil
 import struct
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,6 +232,20 @@ def test_preprocess_equals_torchvision_resize_and_center_crop(image_folder):
     for i, path in enumerate(paths):
         with Image.open(path) as image:
             assert torch.equal(ours[i], reference(image.convert("RGB")))
+
+
+@pytest.mark.parametrize("size", [(337, 256), (338, 256), (339, 256), (341, 256), (256, 341), (500, 333),
+                                  (333, 501)])
+def test_the_centre_crop_rounds_its_offset_as_torchvision(tmp_path, size):
+    """An offset of x.5 pixels (after the resize) rounds half to even, as CenterCrop does: the
+    fixture's photographs had none of those sizes."""
+    pixels = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
+                                    transforms.PILToTensor()])
+    (batch, _), = iterate_batches([tmp_path / "x.png"], Preprocess(), batch_size=1)
+    with Image.open(tmp_path / "x.png") as image:
+        assert torch.equal(batch[0], reference(image.convert("RGB")))
 
 
 def test_released_size_images_are_not_resized(tmp_path):
@@ -457,3 +472,17 @@ def test_files_are_listed_in_torchvisions_imagefolder_order(tmp_path):
     theirs = [os.path.relpath(path, root)
               for path, _ in torchvision.datasets.ImageFolder(root).samples]
     assert scan_folder(root, class_order="sorted").names == tuple(theirs)
+
+
+def test_released_perturbation_folders_and_files_are_named_as_the_releases():
+    """ImageNet-P's noise levels 2 and 3 are folders of their own (gaussian_noise_2, ...); the other
+    perturbations have one folder, their difficulty being a stride. Only an error message said so."""
+    from robustbench_gcp.data.folders import perturbed_dir, perturbed_npy
+
+    root = Path("/data/ImageNet-P")
+    assert [perturbed_dir(root, "gaussian_noise", d).name for d in (1, 2, 3)] == [
+        "gaussian_noise", "gaussian_noise_2", "gaussian_noise_3"]
+    assert perturbed_dir(root, "speckle_noise", 3) == root / "speckle_noise_3"
+    assert perturbed_dir(root, "rotate", 3) == root / "rotate"
+    assert perturbed_npy(root, "shot_noise", 2) == root / "shot_noise_2.npy"
+    assert perturbed_npy(root, "tilt", 2) == root / "tilt.npy"
