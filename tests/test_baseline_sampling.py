@@ -150,3 +150,27 @@ def test_a_baseline_with_random_weights_says_so_in_every_report_it_normalizes(de
                  "--models", "demo-isqrt", "--format", "json", "--no-intervals")
     (report,) = stored["reports"]
     assert said in report["notes"]
+
+
+def test_a_stored_imagenet_c_baseline_gives_ce_and_relative_ce_from_its_own_clean_error(demo_val, tmp_path):
+    """Relative CE divides by the baseline's corrupted minus its own clean error: its stored clean cell
+    left unread, relative CE and relative mCE came out empty and no test saw it (the small datasets'
+    baseline never errs more corrupted than clean)."""
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "contrast,fog", "--severities", "4,5")
+    base = cli("baseline", "--model", "demo-gap", "--name", "dg",
+               *p_args(demo_val, store, 20, selection=selection))
+    ours = cli("eval", "--model", "demo-isqrt", "--baseline", "dg",
+               *p_args(demo_val, store, 20, selection=selection))
+    theirs = {(c["corruption"], c["severity"]): c["top1_error"] for c in base["cells"]}
+    mine = {(c["corruption"], c["severity"]): c["top1_error"] for c in ours["cells"]}
+    clean_theirs, clean_mine = base["clean"]["top1_error"], ours["clean"]["top1_error"]
+    checked = 0
+    for entry in ours["per_corruption"]:
+        c = entry["corruption"]
+        e, b = mine[c, 4] + mine[c, 5], theirs[c, 4] + theirs[c, 5]
+        assert entry["CE"] == pytest.approx(100 * e / b)
+        if b - 2 * clean_theirs > 0:
+            assert entry["relative_CE"] == pytest.approx(100 * (e - 2 * clean_mine) / (b - 2 * clean_theirs))
+            checked += 1
+    assert checked and ours["metrics"]["relative_mCE"] is not None

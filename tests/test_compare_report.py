@@ -785,3 +785,28 @@ def test_a_corruptions_paired_test_counts_images_by_their_correct_severities(dem
         assert (tests[corruption]["only_a"], tests[corruption]["only_b"]) == (
             int(np.sum(a > b)), int(np.sum(b > a))), corruption
     assert any(tests[c]["only_a"] + tests[c]["only_b"] for c in ("contrast", "fog"))
+
+
+def test_compare_takes_its_reference_layout_and_output_file(demo_val, tmp_path):
+    """compare's --reference, --layout and -o were only tested through report: compare could have
+    checked the reference's name and compared against its first model anyway."""
+    common = ["compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite", "clean,imagenet-c",
+              "--corruptions", "fog", "--severities", "1", "--data", str(demo_val), "--class-order", "sorted",
+              "--store", str(tmp_path / "s.db"), "--limit", "10", "--workers", "0", "--resamples", "100"]
+    result = CliRunner().invoke(main, [*common, "--reference", "demo-isqrt", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    comparisons = json.loads(result.stdout)["comparisons"]
+    assert [c["reference"] for c in comparisons] == ["demo-isqrt", "demo-isqrt"]
+    for comparison in comparisons:
+        by_name = {m["model"]: m for m in comparison["models"]}
+        reference, other = by_name["demo-isqrt"], by_name["demo-gap"]
+        assert reference["delta"] is None and other["delta"] is not None
+        errors = [m["metrics"]["clean_error"]["estimate"] for m in (other, reference)]
+        assert other["delta"]["clean_error"]["estimate"] == pytest.approx(errors[0] - errors[1])
+    out = tmp_path / "long.csv"
+    written = CliRunner().invoke(main, [*common, "--format", "csv", "--layout", "long", "-o", str(out)])
+    assert written.exit_code == 0, written.output
+    assert written.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert {(r["model"], r["suite"], r["item"], r["level"]) for r in rows} >= {
+        ("demo-gap", "imagenet-c", "fog", "1"), ("demo-isqrt", "imagenet-c", "fog", "1")}

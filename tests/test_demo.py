@@ -22,6 +22,7 @@ def test_demo_json_has_every_suite_for_both_models(tmp_path):
         assert o["landscape"]["n"] == 20 and len(o["landscape"]["per_eta"]) == 5
         assert len(o["cells"]) == 75 and len(o["per_corruption"]) == 15
         assert len(o["perturbations"]) == 10 and {a["attack"] for a in o["attacks"]} == {"fgsm", "pgd-linf"}
+        assert {a["budget"]["steps"] for a in o["attacks"] if a["attack"] == "pgd-linf"} == {5}  # the demo's
         metrics = o["metrics"]
         # the demo's 10 classes: CE relative to demo-gap's errors, not AlexNet's (on 20 images demo-gap
         # makes no error under a corruption or two: their CE, and so the mCE, stay empty)

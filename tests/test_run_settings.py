@@ -267,3 +267,43 @@ def test_top5_counts_a_label_ranked_fifth_as_right_and_sixth_as_wrong():
     result = classification_counts(logits, torch.tensor([4, 5, 0]))  # ranked 5th, 6th, 1st
     assert {k: int(v) for k, v in result.counts.items()} == {"top1_errors": 2, "top5_errors": 1}
     assert result.correct.tolist() == [False, False, True]
+
+
+def test_the_seed_reaches_the_draws_and_the_random_weights(demo_val, tmp_path, monkeypatch):
+    """--seed named a run of its own, but nothing checked that the engine drew with it (the noise of
+    seed 0 under the label seed=1), nor that --random-weights built that seed's weights."""
+    import torch
+
+    from robustbench_gcp.engine import runner
+    from robustbench_gcp.pipeline.weights import load_chosen
+
+    used = set()
+    real = runner.image_seeds
+
+    def recorded(seed, token, indices):
+        used.add(seed)
+        return real(seed, token, indices)
+
+    monkeypatch.setattr(runner, "image_seeds", recorded)
+    common = dict(suite="imagenet-c", corruptions="gaussian_noise", severities=[1], data=str(demo_val),
+                  class_order="sorted", workers=0, limit=4)
+    run(plan("demo-gap", seed=7, store=str(tmp_path / "s.db"), **common), Said())
+    assert used == {7}
+    weights = [load_chosen(plan("demo-isqrt", random_weights=True, seed=seed, store=str(tmp_path / "w.db"),
+                                **common).model).state_dict() for seed in (0, 1, 1)]
+    assert not torch.equal(weights[0]["fc.weight"], weights[1]["fc.weight"])
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])
+
+
+def test_a_run_is_found_by_its_architecture_and_not_by_its_batch_size_or_workers(demo_val, tmp_path):
+    """Two architectures with seeded random weights are two runs (with `arch` left out of the identity
+    demo-isqrt reused demo-gap's run and reported its numbers); batch size and loader processes do
+    not change results, so another of either reuses the run."""
+    store = str(tmp_path / "s.db")
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", store=store, limit=4,
+                  random_weights=True)
+    first = run(plan("demo-gap", batch_size=4, workers=0, **common), Said())
+    other_arch = run(plan("demo-isqrt", batch_size=4, workers=0, **common), Said())
+    again = run(plan("demo-gap", batch_size=1, workers=1, **common), Said())
+    assert other_arch.run != first.run and other_arch.computed["images"] == 4
+    assert again.run == first.run and again.computed["images"] == 0
