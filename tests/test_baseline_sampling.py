@@ -174,3 +174,22 @@ def test_a_stored_imagenet_c_baseline_gives_ce_and_relative_ce_from_its_own_clea
             assert entry["relative_CE"] == pytest.approx(100 * (e - 2 * clean_mine) / (b - 2 * clean_theirs))
             checked += 1
     assert checked and ours["metrics"]["relative_mCE"] is not None
+
+
+def test_a_stored_baselines_unfinished_cell_normalizes_nothing(demo_val, tmp_path):
+    """A baseline run whose contrast cell lacks a shard (extended, then stopped mid-way) normalizes
+    fog but not contrast: its error over the finished shards alone would divide contrast's CE."""
+    import sqlite3
+
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "contrast,fog", "--severities", "5",
+                 "--shard-size", "5")
+    cli("baseline", "--model", "demo-gap", "--name", "dg", *p_args(demo_val, store, 20, selection=selection))
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE shard = 3 AND cell_id IN (SELECT id FROM cells WHERE "
+                   "kind = 'imagenet-c' AND name = 'contrast')")
+    ours = cli("eval", "--model", "demo-isqrt", "--baseline", "dg",
+               *p_args(demo_val, store, 20, selection=selection))
+    ce = {e["corruption"]: e["CE"] for e in ours["per_corruption"]}
+    assert ce["contrast"] is None and ce["fog"] is not None, ce
+    assert any("dg" in note and "contrast" in note for note in ours["notes"]), ours["notes"]
