@@ -113,9 +113,10 @@ def is_alive(owner: str) -> bool:
     (elsewhere: unknown, True).
     An owner with this process's pid that this process did not make is gone too: a container
     restarted after a SIGKILL runs gcp-robust again as the same pid (1), on the same host name."""
-    pid = owner_pid(owner)
-    if pid is None or owner.rsplit(":", 2)[0] != this_host():  # one we did not write; another host's
+    parsed = _parsed(owner)
+    if parsed is None or parsed[0] != this_host():  # one we did not write; another host's
         return True
+    _, pid, started = parsed
     if pid == os.getpid():
         return owner in _OURS
     try:
@@ -124,7 +125,6 @@ def is_alive(owner: str) -> bool:
         return False
     except (PermissionError, OverflowError):  # another user's process; a pid beyond the system's
         return True
-    started = owner.rpartition(".")[2] if "." in owner.rsplit(":", 1)[1] else None  # 0.7.16's had none
     if started is not None and start_time(pid) not in (None, started):
         return False  # its pid is another process's now
     return not _is_zombie(pid)
@@ -133,8 +133,18 @@ def is_alive(owner: str) -> bool:
 def owner_pid(owner: str) -> int | None:
     """The process id of a lease's ``owner`` (``host:pid:token``), or None for an owner that
     gcp-robust did not write (a store edited by hand)."""
+    parsed = _parsed(owner)
+    return None if parsed is None else parsed[1]
+
+
+def _parsed(owner: str) -> tuple[str, int, str | None] | None:
+    """An owner's host, pid and process start time (None in owners of 0.7.16 and before, whose
+    token has none), or None for an owner that gcp-robust did not write."""
     parts = str(owner).rsplit(":", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    host, pid, token = parts
+    return host, int(pid), token.rpartition(".")[2] if "." in token else None
 
 
 def _is_zombie(pid: int) -> bool:
