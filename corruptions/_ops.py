@@ -557,11 +557,6 @@ def resize_linear_uint8(pixels: torch.Tensor, factor: float) -> torch.Tensor:
     return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
 
 
-def truncate_uint8(x: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(x * 255) / 255``: truncation, tolerant to float error (k/255 stays k)."""
-    return true_div(torch.floor(x * 255 + 1e-4).clamp_(0, 255), 255.0)
-
-
 # --------------------------------------------------------------------------------------
 # colour
 

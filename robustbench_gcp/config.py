@@ -136,6 +136,12 @@ class Config:
     def baseline(self, name: str) -> Baseline:
         return self._entry("baseline", name, self.baselines)
 
+    def suite_on(self, kind: str, dataset: str) -> str | None:
+        """The name of the suite of ``kind`` declared on ``dataset`` (``tinyimagenet-c`` for an
+        imagenet-c run on Tiny-ImageNet), the name eval and report give such a run; None if none."""
+        return next((spec.name for spec in self.suites.values()
+                     if spec.kind == kind and spec.dataset == dataset), None)
+
     def _entry(self, kind: str, name: str, entries: dict):
         if name not in entries:
             if not entries:

@@ -237,20 +237,6 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
     return flips.sum(1), distance.sum(1), len(ref)
 
 
-def flip_rates(logits, *, mode: str, difficulty: int = 1):
-    """Per-video flip rate and mean top-5 distance of logits (V, T, K) (see :func:`flip_totals`).
-
-    Returns:
-        (flip_rate, distance, comparisons): float64 tensors of shape (V,) (float32 on MPS, which has
-        no float64) and the number of frame pairs compared per video.
-    """
-    from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
-
-    flips, distance, pairs = flip_totals(logits, mode=mode, difficulty=difficulty)
-    wide = exact_dtype(flips.device)
-    return flips.to(wide) / pairs, distance.to(wide) / pairs, pairs
-
-
 def flip_counts(logits, *, mode: str, difficulty: int = 1) -> dict[str, float]:
     """Raw ImageNet-P counts of a batch of videos (what the store keeps).
 

@@ -19,7 +19,8 @@ from robustbench_gcp.cli import main
 from robustbench_gcp.config import load_config
 from robustbench_gcp.data.folders import scan_folder
 from robustbench_gcp.data.loader import Preprocess, iterate_batches
-from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
+from robustbench_gcp.engine.classifier import Classifier
+from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.models import load_model
 from robustbench_gcp.reports.comparison import ALIGNED
 from robustbench_gcp.suites.attacks import (

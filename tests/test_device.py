@@ -117,7 +117,7 @@ def test_amp_on_cpu_is_supported():
 def test_the_classifier_feeds_the_model_each_channel_less_its_mean_over_its_std(channels_last):
     """The only end-to-end check of normalization was a top-1 error on 12 images that a seeded
     random model gets the same with any mean (it calls nearly every image one class)."""
-    from robustbench_gcp.engine.runner import Classifier
+    from robustbench_gcp.engine.classifier import Classifier
 
     images = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -131,7 +131,7 @@ def test_amp_runs_the_convolutions_in_bfloat16_on_cpu_and_the_covariance_head_in
     """--amp's Classifier runs the body in the device's half type, the GCP head's matrix functions in
     float32, and returns float32 logits: nothing went through Classifier(amp=True) before (an
     autocast left out would have stored float32 runs labelled bfloat16)."""
-    from robustbench_gcp.engine.runner import Classifier
+    from robustbench_gcp.engine.classifier import Classifier
     from robustbench_gcp.models import create_model
     from robustbench_gcp.models.heads import CovariancePool
 

@@ -635,7 +635,8 @@ class _Overflows(torch.nn.Module):
 def test_non_finite_logits_under_attack_stop_the_task_too():
     from pathlib import Path
 
-    from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
+    from robustbench_gcp.engine.classifier import Classifier
+    from robustbench_gcp.engine.runner import Context, ImageSource
     from robustbench_gcp.errors import NonFiniteError
     from robustbench_gcp.suites.attacks import AttackSpec, AttackTask
 

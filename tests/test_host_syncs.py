@@ -26,7 +26,8 @@ from corruptions import get_corruption, get_perturbation, list_corruptions, list
 from corruptions._rng import ImageRandom
 from corruptions.perturbations import draw_parameters, frame_count, perturbation_sequence, window_size
 from corruptions.perturbations._sequence import Job
-from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, _Accumulator
+from robustbench_gcp.engine.classifier import Classifier
+from robustbench_gcp.engine.runner import Context, ImageSource, _Accumulator
 from robustbench_gcp.models import create_model
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.imagenet_c import Corrupt

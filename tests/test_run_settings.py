@@ -307,3 +307,28 @@ def test_a_run_is_found_by_its_architecture_and_not_by_its_batch_size_or_workers
     again = run(plan("demo-gap", batch_size=1, workers=1, **common), Said())
     assert other_arch.run != first.run and other_arch.computed["images"] == 4
     assert again.run == first.run and again.computed["images"] == 0
+
+
+def test_runs_differing_only_in_a_later_identity_field_get_labels_of_their_own():
+    """Labels named the settings of a fixed list, which lacked the CUDA draws (0.7.16) and the
+    corruptions' base size (0.7.13): runs differing only there were both labelled ``m``."""
+    from robustbench_gcp.reports.stored import _chosen, run_labels
+    from robustbench_gcp.store.records import RunInfo
+
+    base = {"version": 3, "arch": "m", "data": "d", "seed": 0, "shard_size": 500, "device_type": "cuda"}
+
+    def runs(**extra):
+        return [RunInfo(k, f"k{k}", "m", "m", None, "d", 10, 500, {**base, **more}, "")
+                for k, more in enumerate([{}, extra])]
+
+    for extra, tags in [({"draws": 16384}, ["draws=none", "draws=16384"]),
+                        ({"corruption_base": [256, 224]},
+                         ["corruption-base=none", "corruption-base=[256,224]"]),
+                        ({"a_later_field": "x"}, ["a-later-field=none", "a-later-field=x"])]:
+        both = runs(**extra)
+        labels = run_labels(both)
+        assert [labels[run.key] for run in both] == [f"m[{tag}]" for tag in tags]
+        # a label selects its run alone
+        assert [run.key for run in both if _chosen(run, [labels["k1"]], labels)] == ["k1"]
+    one_seed = runs(seed=1, draws=16384)  # seed in its place, before the later fields
+    assert run_labels(one_seed)["k1"] == "m[seed=1,draws=16384]"

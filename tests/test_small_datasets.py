@@ -306,6 +306,19 @@ def test_released_tiny_imagenet_c_folders_are_read_with_sorted_wnid_labels(tiny)
     assert released["cells"][0]["n"] == 12
 
 
+def test_imagenet_c_taken_to_tiny_imagenet_is_named_tinyimagenet_c_by_eval_and_report(tiny):
+    """``--suite imagenet-c --dataset tinyimagenet`` runs Tiny-ImageNet-C: eval named it imagenet-c
+    (the suite it was asked for, declared without a dataset) while report named the stored run
+    tinyimagenet-c."""
+    store = tiny / "s.db"
+    ran = report_json(run("eval", "--model", "small_tiny_net:build", "--suite", "imagenet-c", "--dataset",
+                          "tinyimagenet", "--data", tiny / "tiny-imagenet-200", "--corruptions", "fog",
+                          "--severities", "1", "--store", store, "--format", "json"))
+    assert ran["metrics"]["dataset"] == "tinyimagenet" and ran["suite"] == "tinyimagenet-c"
+    stored = report_json(run("report", "--store", store, "--format", "json", "--no-intervals"))
+    assert [r["suite"] for r in stored["reports"] if r["kind"] == "imagenet-c"] == ["tinyimagenet-c"]
+
+
 def test_released_class_folders_numbered_in_sorted_order_must_all_be_there(tiny):
     """4 of Tiny-ImageNet's 200 class folders, numbered 0..3 by their sorted order, are not the
     classes 0..3 of a 200-class model: refused before compute (with wnids.txt they are read right)."""

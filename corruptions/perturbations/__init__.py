@@ -424,7 +424,7 @@ def _store(frames: torch.Tensor, storage: str | None, dtype: torch.dtype) -> tor
 
     In place (the frames are a new tensor). ``truncate``: ``np.uint8(255 x)`` with a 1e-3
     tolerance so that k / 255 stays k after float32 arithmetic in another order than the
-    original's (``corruptions._ops.truncate_uint8``); ``truncate-exact``: a plain
+    original's; ``truncate-exact``: a plain
     truncation, where the frames went through the original's float operations;
     ``round``: half up (``corruptions._ops.quantize``);
     None: clip only. Returns ``dtype``: float64 frames are k / 255 in float64 (divided there, not

@@ -27,14 +27,13 @@ from corruptions.blur import motion_blur_levels
 from corruptions.perturbations._sequence import Job, finish
 from corruptions.weather import spatter_frame, water_mask
 
-__all__ = ["BRIGHTNESS_SHIFT", "BRIGHTNESS_STEP", "SNOW", "SNOW_CIFAR", "SNOW_TINY", "SPATTER",
+__all__ = ["BRIGHTNESS_STEP", "SNOW", "SNOW_CIFAR", "SNOW_TINY", "SPATTER",
            "SPATTER_CIFAR", "SPATTER_COLOR", "SPATTER_DRIFT", "SPATTER_DRIFT_SMALL", "SPATTER_TINY"]
 
 # the originals' constants
 #: loc, scale, zoom, threshold, motion radius, motion sigma, blend; angle 4 i - 150
 SNOW = (0.05, 0.3, 3, 0.5, 14, 4, 0.85)
 SNOW_CIFAR, SNOW_TINY = (0.05, 0.3, 2, 0.5, 10, 2, 0.85), (0.05, 0.28, 2, 0.5, 10, 2.5, 0.85)
-BRIGHTNESS_SHIFT = (-15, 2 / 100)  # HSV V + (i - 15) * 2 / 100, as the original spells it
 #: HSV V + (i - 15) * step / 100 by preset, in the originals' order of operations
 BRIGHTNESS_STEP = presets(2, 1.5, 2)
 #: loc, scale, sigma, threshold, intensity; per frame the layer drifts down by this filter

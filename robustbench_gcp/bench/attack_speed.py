@@ -106,7 +106,8 @@ def pgd_speed(net: nn.Module, device: torch.device | str, *, images: int = 64, b
     """
     from pathlib import Path
 
-    from robustbench_gcp.engine.runner import Classifier, Context, ImageSource
+    from robustbench_gcp.engine.classifier import Classifier
+    from robustbench_gcp.engine.runner import Context, ImageSource
     from robustbench_gcp.suites.attacks import AttackSpec, AttackTask
 
     device = torch.device(device)

@@ -27,7 +27,7 @@ from torch import nn
 
 from robustbench_gcp.bench.attack_speed import demo_batch
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.engine.runner import Classifier
+from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.suites.landscape_measure import LandscapeSettings, measure, measurement_split
 
 __all__ = ["landscape_speed", "naive_landscape"]

@@ -49,7 +49,6 @@ __all__ = [
     "TRAIN_PER_CLASS",
     "VAL_PER_CLASS",
     "build_demo_dataset",
-    "demo_dataset_path",
     "demo_sources",
 ]
 
@@ -252,12 +251,3 @@ def _remove_stale_staging(root: Path, age_seconds: float = 3600) -> None:
 
 def _unwritable(root: Path, error: OSError) -> OutputError:
     return OutputError(f"cannot write the demo dataset in {root.parent}: {error.strerror or error}")
-
-
-def demo_dataset_path(cache_root: str | Path, *, seed: int = 0) -> Path:
-    """Where the demo dataset of ``seed`` lives under a cache folder.
-
-    The path names the generator version and the seed, so datasets of different
-    versions never overwrite each other: ``<cache_root>/demo-v1-seed0``.
-    """
-    return Path(cache_root).expanduser() / f"demo-v{DEMO_VERSION}-seed{seed}"

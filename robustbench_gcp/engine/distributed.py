@@ -235,10 +235,11 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         check_all_stored,
         compute,
         make_workload,
+        task_sources,
     )
 
     progress = progress if job.is_main and progress is not None else ProgressHook()
-    sources = list(dict.fromkeys(task.source for task in tasks))
+    sources = task_sources(tasks)
     if job.is_main:
         try:
             if store.read_only:  # before any rank computes: nothing it made could be stored
@@ -289,8 +290,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
 
 def _commit(store, tasks: Sequence, cell_ids: dict, item: tuple, stats) -> None:
     """Store one rank's load of a round: ``(shard, [(task index, results, seconds), ...])``."""
+    from robustbench_gcp.engine.runner import commit_unit
+
     shard, entries = item
     for task_index, results, seconds in entries:
-        store.commit_shards([cell_ids[key] for key in tasks[task_index].keys], shard, results, seconds)
-        stats.units_computed += 1
-        stats.images_computed += results[0].n
+        commit_unit(store, cell_ids, tasks[task_index], shard, results, seconds, stats)

@@ -21,7 +21,6 @@ Nothing here prints: progress goes to a :class:`ProgressHook`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import threading
@@ -37,12 +36,10 @@ import torch
 from robustbench_gcp.data.folders import IMG_EXTENSIONS, ImageList, check_released_files
 from robustbench_gcp.data.loader import PROTOCOL_INTERPOLATION, Preprocess, iterate_batches
 from robustbench_gcp.engine import stops
+from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.device import (
-    amp_dtype,
-    exact_float32,
     memory_message,
     out_of_memory,
-    precision_name,
 )
 from robustbench_gcp.engine.seeding import image_seeds
 from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError
@@ -217,106 +214,6 @@ class ProgressHook:
         """A line for the person watching (a run that starts afresh beside another ...)."""
 
 
-class Classifier:
-    """ImageNet normalization, precision and memory format around a model.
-
-    Call it with [0, 1] float images on the device; returns float32 logits.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        device: torch.device,
-        *,
-        mean: Sequence[float],
-        std: Sequence[float],
-        amp: bool = False,
-        channels_last: bool = False,
-    ):
-        self.model = model
-        self.device = device
-        self.amp = amp
-        self.amp_dtype = amp_dtype(device)
-        self.channels_last = channels_last
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            exact_float32()  # float32 means float32, not TF32 (cuDNN's default for convolutions)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    @property
-    def precision(self) -> str:
-        return precision_name(self.device, self.amp)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of ``images``.
-
-        Images whose logits are NaN or infinite (an fp16 overflow under ``--amp``, or a
-        numerically broken model) are counted on the device, without a host sync;
-        :meth:`check_finite` raises once for all of them (the engine calls it at the end
-        of each cell's shard, before anything is stored).
-        """
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=self.amp_dtype, enabled=self.amp
-        ):
-            logits = self.model(self.normalize(images)).float()
-            bad = (~torch.isfinite(logits).all(dim=-1)).sum()
-        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
-        self._seen += logits.shape[0]
-        return logits
-
-    _nonfinite: torch.Tensor | None = None
-    _seen: int = 0
-
-    def check_finite(self) -> None:
-        """Raise if any logits since the last check were NaN or infinite; start counting anew.
-
-        Raises:
-            NonFiniteError: how many images of how many had a NaN or infinite logit.
-        """
-        bad, seen = self._nonfinite, self._seen
-        self._nonfinite, self._seen = None, 0
-        if bad is not None and int(bad):  # the one host sync, per cell and shard
-            raise nonfinite_error(int(bad), seen, self.amp)
-
-
-def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> torch.Tensor:
-    """``logits``, checked: each row's logits must all be finite (``rows`` says what a row is).
-
-    Raises:
-        NonFiniteError: how many rows have a NaN or infinite logit.
-    """
-    bad = ~torch.isfinite(logits).all(dim=-1)
-    if bad.any():
-        raise nonfinite_error(int(bad.sum()), bad.numel(), amp, rows)
-    return logits
-
-
-def nonfinite_error(bad: int, seen: int, amp: bool, rows: str = "images") -> NonFiniteError:
-    return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} {rows}"
-                          f"{' (under --amp: try without it)' if amp else ''}")
-
-
-@contextlib.contextmanager
-def frozen_weights(model: torch.nn.Module):
-    """No weight gradients inside: backward computes what the input needs only (about half its
-    cost) and accumulates nothing; the weights that required gradients require them again after
-    (a module you bring is yours to train afterwards)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
-
-
 @dataclass
 class Context:
     """What tasks need besides their batch."""
@@ -436,15 +333,29 @@ def cell_ids_of(tasks: Sequence[Task], store: Store, run: RunInfo) -> dict[CellK
     return ids
 
 
+def task_sources(tasks: Sequence[Task]) -> list[ImageSource]:
+    """The image sources of ``tasks`` in their first task's order: a :class:`Load` names its
+    source by its index here (so every torchrun rank must make the same list)."""
+    return list(dict.fromkeys(task.source for task in tasks))
+
+
+def commit_unit(store: Store, cell_ids: dict[CellKey, int], task: Task, shard: int,
+                results: Sequence[ShardResult], seconds: float, stats: ExecutionStats) -> None:
+    """Store a computed (task, shard) unit and count it in ``stats``."""
+    store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
+    stats.units_computed += 1
+    stats.images_computed += results[0].n
+
+
 def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
                   cell_ids: dict[CellKey, int]) -> Workload:
     """Drop the (task, shard) units the store has finished; group the rest by shard and source."""
     shards = shard_ranges(run.n_images, run.shard_size)
-    sources = list(dict.fromkeys(task.source for task in tasks))
+    sources = task_sources(tasks)
     pending: dict[int, list[int]] = {}
     skipped = 0
     for index, task in enumerate(tasks):
-        done = set.intersection(*(store.done_shards(cell_ids[key]) for key in task.keys))
+        done = store.shards_of_all([cell_ids[key] for key in task.keys])
         for shard in range(len(shards)):
             if shard in done:
                 skipped += 1
@@ -460,6 +371,9 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
     return Workload(loads, sources, total, len(tasks) * len(shards), skipped)
 
 
+NOTHING_STORED = "nothing was stored for this shard"
+
+
 def compute(
     loads: Sequence[Load],
     tasks: Sequence[Task],
@@ -473,10 +387,9 @@ def compute(
 ) -> Iterator[tuple[Load, int, list[ShardResult], float]]:
     """Compute ``loads`` in order; yield (load, task index, one result per cell key, seconds) per task.
 
-    Each load's images are decoded once (on CPU loader workers) for all its
-    tasks; the next load is decoded in a background thread meanwhile (its loader's workers
-    started in the calling thread). ``claim``,
-    if given, is asked for each load just before it is decoded and returns the
+    Each load's images are decoded once (on CPU loader workers) for all its tasks; the next
+    load is decoded in a background thread meanwhile (its loader's workers started in the calling
+    thread). ``claim``, if given, is asked for each load just before it is decoded and returns the
     part of it to compute here (None: nothing); it runs in the calling thread.
     """
     shards = shard_ranges(len(images), shard_size)
@@ -515,6 +428,7 @@ def compute(
                 task = tasks[task_index]
                 t0 = time.perf_counter()
                 label = task_label(task)
+                where = f"{label}, shard {item.shard + 1} of {len(shards)}"
                 progress.cell_start(label, item.shard, len(shards), len(positions))
                 accs = [_Accumulator() for _ in task.keys]
                 try:
@@ -528,17 +442,14 @@ def compute(
                         progress.advance(len(indices))
                     ctx.classifier.check_finite()
                 except (NonFiniteError, ModelCodeError) as error:
-                    raise type(error)(f"{label}, shard {item.shard + 1} of {len(shards)}: "
-                                      f"{error}; nothing was stored for this shard") from error.__cause__
+                    raise type(error)(f"{where}: {error}; {NOTHING_STORED}") from error.__cause__
                 except DeviceMemoryError as error:  # a task that said it itself (the attacks)
-                    raise DeviceMemoryError(f"{label}, shard {item.shard + 1} of {len(shards)}: "
-                                            f"{error}; nothing was stored for this shard") from None
+                    raise DeviceMemoryError(f"{where}: {error}; {NOTHING_STORED}") from None
                 except RuntimeError as error:  # torch.OutOfMemoryError is one
                     if not out_of_memory(error):
                         raise
                     message = memory_message("the cell", options.batch_size, ctx.device, error)
-                    raise DeviceMemoryError(f"{label}, shard {item.shard + 1} of {len(shards)}: {message}; "
-                                            "nothing was stored for this shard") from None
+                    raise DeviceMemoryError(f"{where}: {message}; {NOTHING_STORED}") from None
                 progress.cell_done(label)
                 yield item, task_index, [acc.result() for acc in accs], time.perf_counter() - t0
             item = following
@@ -619,10 +530,7 @@ def execute(
         leasing = _Leasing(store, tasks, cell_ids, shards, stats, progress)
         for item, task_index, results, seconds in compute(loads, tasks, work.sources, images, run.shard_size,
                                                           ctx, options, progress, claim=leasing):
-            task = tasks[task_index]
-            store.commit_shards([cell_ids[key] for key in task.keys], item.shard, results, seconds)
-            stats.units_computed += 1
-            stats.images_computed += results[0].n if task.keys else 0
+            commit_unit(store, cell_ids, tasks[task_index], item.shard, results, seconds, stats)
         loads = leasing.busy
         if loads and not said:  # other processes compute these: look again in a moment
             said = True
@@ -644,7 +552,7 @@ def check_all_stored(tasks: Sequence[Task], store: Store, run: RunInfo) -> None:
     """
     missing = 0
     for task in tasks:
-        done = set.intersection(*(store.done_shards(store.find_cell(run.id, key)) for key in task.keys))
+        done = store.shards_of_all([store.find_cell(run.id, key) for key in task.keys])
         missing += run.n_shards - len(done & set(range(run.n_shards)))
     if missing:
         raise store.read_only_error(f"{missing} shards still to compute")

@@ -155,8 +155,12 @@ def torchvision_preprocess(name: str) -> PreprocessConfig | None:
     ``transforms``: inception_v3 342 / 299, efficientnet_b4 384 / 380 bicubic, swin_t 232 / 224
     bicubic ...) where all its weights share one; None (ImageNet's 256 / 224 bilinear) where they
     differ (resnet50's V1 256, V2 232: which the checkpoint is cannot be told) or it has none."""
-    configs = _torchvision_configs(name)
-    return next(iter(configs)) if len(configs) == 1 else None
+    return _shared(_torchvision_configs(name))
+
+
+def _shared(configs: list[PreprocessConfig]) -> PreprocessConfig | None:
+    """The one preprocessing of ``configs``; None where they differ or there are none."""
+    return configs[0] if len(configs) == 1 else None
 
 
 def _torchvision_configs(name: str) -> list[PreprocessConfig]:
@@ -245,8 +249,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         # could not tell, and those weights gave other logits without the input transform)
         options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
         published = _torchvision_configs(name) if preprocess is None else []  # read once
-        chosen = preprocess_config(preprocess if preprocess is not None else
-                                   published[0] if len(published) == 1 else None)
+        chosen = preprocess_config(preprocess if preprocess is not None else _shared(published))
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
             options["image_size"] = chosen.input_size
         def build(**sizes) -> nn.Module:

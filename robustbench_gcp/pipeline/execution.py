@@ -21,8 +21,8 @@ from corruptions._rng import CUDA_DRAW_CHUNK
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.device import kept_float32_settings
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
+from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.runner import (
-    Classifier,
     Context,
     EngineOptions,
     ExecutionStats,
@@ -191,8 +191,7 @@ def _shards_done(store: Store, info: RunInfo, tasks) -> tuple[int, int]:
     cells = {key: cell for cell, key in store.cells(info.id)}
     done = 0
     for task in tasks:
-        if all(key in cells for key in task.keys):
-            done += len(set.intersection(*(set(store.done_shards(cells[key])) for key in task.keys)))
+        done += len(store.shards_of_all([cells.get(key) for key in task.keys]))
     return done, len(tasks) * info.n_shards
 
 
@@ -379,14 +378,14 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
 
 def suite_name(plan: Plan) -> str:
     """The suite a report names: the one run, or, where ``--dataset`` took it to another dataset
-    (``--suite cifar10-p --dataset cifar100``), that dataset's suite of the kind in benchmarks.yaml
-    (``cifar100-p``), as ``report`` names the stored run."""
+    (``--suite cifar10-p --dataset cifar100``, ``--suite imagenet-c --dataset tinyimagenet``), that
+    dataset's suite of the kind in benchmarks.yaml (``cifar100-p``, ``tinyimagenet-c``), as
+    ``report`` names the stored run (:meth:`Config.suite_on`)."""
     spec = plan.selection.spec
     declared = plan.config.suites.get(spec.name)  # the plan's spec carries the dataset it runs on
-    if declared is None or declared.dataset in (None, plan.dataset.name):
+    if declared is None or declared.dataset == plan.dataset.name:
         return spec.name
-    return next((other.name for other in plan.config.suites.values()
-                 if other.kind == plan.suite.kind and other.dataset == plan.dataset.name), spec.name)
+    return plan.config.suite_on(plan.suite.kind, plan.dataset.name) or spec.name
 
 
 def limit_notes(plan: Plan) -> list[str]:

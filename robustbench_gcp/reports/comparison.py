@@ -20,7 +20,7 @@ it is paired; models on other images are compared apart, each group with its ref
 
 Headline metrics per suite kind:
 - clean: clean top-1 error;
-- imagenet-c: clean error, mCE, relative mCE (percent, baseline = 100);
+- imagenet-c: clean error, mean corruption error, mCE, relative mCE (percent, baseline = 100);
 - imagenet-p: mFR and mT5D when a baseline is stored, else the mean flip
   probability and mean top-5 distance over the test perturbations;
 - adversarial: clean accuracy and robust accuracy at every (attack, epsilon);

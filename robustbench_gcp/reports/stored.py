@@ -2,7 +2,10 @@
 
 :func:`build_report` makes a :class:`~robustbench_gcp.reports.report_type.Report` from a run
 and its stored cells; ``eval`` calls it right after computing, ``report`` (through
-:func:`collect`) from the store alone, so both give the same object for the same cells.
+:func:`collect`) from the store alone, so both give the same object for the same cells, with
+the same notes on the run (its weights, labels, preprocessing, the suite's); ``eval``'s adds those
+on the command that made it (``--limit`` beyond the images, files found elsewhere than the store
+recorded, released files read alone), which no later ``report`` can tell.
 """
 
 from __future__ import annotations
@@ -108,8 +111,9 @@ def _has_settings(name: str, run: RunInfo) -> bool:
     if not (name.startswith(prefix) and name.endswith("]")):
         return False
     # an unrecorded setting also as labels showed it before 0.7.15 (null)
+    settings = [(_shown(key), key, run.identity.get(key)) for key in _setting_keys([run.identity])]
     tags = iter([{f"{shown}={_setting(value, key)}", *([f"{shown}=null"] if value is None else [])}
-                 for key, shown in _SETTINGS.items() for value in [run.identity.get(key)]])
+                 for shown, key, value in settings])
     wanted = split_labels(name[len(prefix):-1])
     return bool(wanted) and all(any(part in tag for tag in tags) for part in wanted)  # in order
 
@@ -195,12 +199,28 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     return reports
 
 
-#: identity fields that set runs of one model on one image set apart, as labels name them
+#: identity fields that set runs of one model on one image set apart, as labels name them, in label
+#: order; a field not named here (one a later version adds) is named by its key, after these
 _SETTINGS = {"seed": "seed", "shard_size": "shard-size", "precision": "precision", "device_type": "device",
              "weights": "weights", "preprocess": "preprocess", "version": "identity-version",
              "last_stride": "layer4-stride", "arithmetic": "arithmetic", "classifier": "classifier",
              "covariance": "covariance", "memory_format": "memory-format", "read": "read",
-             "transform_input": "transform-input"}
+             "transform_input": "transform-input", "draws": "draws", "corruption_base": "corruption-base",
+             "arch": "arch"}
+#: identity fields that are no settings: the images (runs are grouped by them) and the matrix
+#: function (:func:`run_label` names it)
+_NOT_SETTINGS = {"data", "sqrt", "ns_iters"}
+
+
+def _setting_keys(identities: Sequence[Mapping]) -> list[str]:
+    """The identity fields labels may name, in label order: :data:`_SETTINGS`'s, then any other
+    field of ``identities`` (none of this version's) by its key."""
+    return [*_SETTINGS, *sorted({k for i in identities for k in i} - set(_SETTINGS) - _NOT_SETTINGS)]
+
+
+def _shown(key: str) -> str:
+    """A setting's name in labels (``shard-size``)."""
+    return _SETTINGS.get(key, key.replace("_", "-"))
 
 
 def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
@@ -213,10 +233,11 @@ def run_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
     labels = {}
     for (label, _), group in same.items():
         identities = [run.identity for run in group]
-        differ = [k for k in _SETTINGS if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
+        differ = [k for k in _setting_keys(identities)
+                  if len({json.dumps(i.get(k), sort_keys=True) for i in identities}) > 1]
         differ = without_implied(differ)
         for run in group:
-            tags = ",".join(f"{_SETTINGS[k]}={_setting(run.identity.get(k), k)}" for k in differ)
+            tags = ",".join(f"{_shown(k)}={_setting(run.identity.get(k), k)}" for k in differ)
             labels[run.key] = f"{label}[{tags}]" if tags else label
     return labels
 
@@ -432,11 +453,8 @@ def _suite_named(report: Report, config) -> Report:
     run is reported as ``cifar10-c``, as eval reported it, not as its kind); else as it is."""
     if (report.sections.get("metrics") or {}).get("dataset") is None:
         return report
-    dataset = report_dataset(report).name
-    for spec in config.suites.values():
-        if spec.kind == report.kind and spec.dataset == dataset:
-            return dataclasses.replace(report, suite=spec.name)
-    return report
+    named = config.suite_on(report.kind, report_dataset(report).name)
+    return report if named is None else dataclasses.replace(report, suite=named)
 
 
 def _of_datasets(report: Report, datasets: set[str] | None) -> bool:

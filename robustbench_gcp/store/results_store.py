@@ -302,6 +302,11 @@ class Store:
         rows = self.db.execute("SELECT shard FROM shards WHERE cell_id = ?", (cell_id,))
         return {r[0] for r in rows}
 
+    def shards_of_all(self, cell_ids: Sequence[int | None]) -> set[int]:
+        """The shards every one of ``cell_ids`` has stored: a task's finished units (a task of
+        several cells, an attack's epsilons, is done on a shard when each of its cells is)."""
+        return set.intersection(*(self.done_shards(cell_id) for cell_id in cell_ids))
+
     def commit_shard(
         self, cell_id: int, shard: int, result: ShardResult, seconds: float | None = None
     ) -> bool:

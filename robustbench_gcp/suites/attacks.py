@@ -38,8 +38,9 @@ from typing import Any
 import torch
 
 from corruptions import from_uint8
+from robustbench_gcp.engine.classifier import finite, frozen_weights
 from robustbench_gcp.engine.device import memory_message, out_of_memory
-from robustbench_gcp.engine.runner import Context, ImageSource, finite, frozen_weights
+from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
 from robustbench_gcp.store import CellKey, ShardResult, canonical_json
 from robustbench_gcp.suites.revisions import ATTACK_REVISIONS, REVISION, mark

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.runner import Classifier, Context, ImageSource, frozen_weights, nonfinite_error
+from robustbench_gcp.engine.classifier import Classifier, frozen_weights, nonfinite_error
+from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
 
@@ -304,7 +305,7 @@ def _check_passes(checks: list[tuple[torch.Tensor, torch.Tensor, int, bool]], am
     a NaN or an infinity: one wait for the device for the whole batch.
 
     Raises:
-        NonFiniteError: as :func:`~robustbench_gcp.engine.runner.finite` says it of the logits, or of
+        NonFiniteError: as :func:`~robustbench_gcp.engine.classifier.finite` says it of the logits, or of
             the gradient; at a step, with the largest step named.
     """
     if not checks:

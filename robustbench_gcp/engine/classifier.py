@@ -1,0 +1,113 @@
+"""The model as the engine calls it: a :class:`Classifier` (the model's normalization, precision
+and memory format around it, logits checked for NaN and infinity without a host sync per batch)
+and :func:`frozen_weights` for the passes that need input gradients only (attacks, landscape)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+
+from robustbench_gcp.engine.device import amp_dtype, exact_float32, precision_name
+from robustbench_gcp.errors import NonFiniteError
+
+
+class Classifier:
+    """The model's own normalization (its mean and std), precision and memory format around it.
+
+    Call it with [0, 1] float images on the device; returns float32 logits.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        amp: bool = False,
+        channels_last: bool = False,
+    ):
+        self.model = model
+        self.device = device
+        self.amp = amp
+        self.amp_dtype = amp_dtype(device)
+        self.channels_last = channels_last
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            exact_float32()  # float32 means float32, not TF32 (cuDNN's default for convolutions)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @property
+    def precision(self) -> str:
+        return precision_name(self.device, self.amp)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of ``images``.
+
+        Images whose logits are NaN or infinite (an fp16 overflow under ``--amp``, or a
+        numerically broken model) are counted on the device, without a host sync;
+        :meth:`check_finite` raises once for all of them (the engine calls it at the end
+        of each cell's shard, before anything is stored).
+        """
+        with torch.inference_mode(), torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp
+        ):
+            logits = self.model(self.normalize(images)).float()
+            bad = (~torch.isfinite(logits).all(dim=-1)).sum()
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        self._seen += logits.shape[0]
+        return logits
+
+    _nonfinite: torch.Tensor | None = None
+    _seen: int = 0
+
+    def check_finite(self) -> None:
+        """Raise if any logits since the last check were NaN or infinite; start counting anew.
+
+        Raises:
+            NonFiniteError: how many images of how many had a NaN or infinite logit.
+        """
+        bad, seen = self._nonfinite, self._seen
+        self._nonfinite, self._seen = None, 0
+        if bad is not None and int(bad):  # the one host sync, per cell and shard
+            raise nonfinite_error(int(bad), seen, self.amp)
+
+
+def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> torch.Tensor:
+    """``logits``, checked: each row's logits must all be finite (``rows`` says what a row is).
+
+    Raises:
+        NonFiniteError: how many rows have a NaN or infinite logit.
+    """
+    bad = ~torch.isfinite(logits).all(dim=-1)
+    if bad.any():
+        raise nonfinite_error(int(bad.sum()), bad.numel(), amp, rows)
+    return logits
+
+
+def nonfinite_error(bad: int, seen: int, amp: bool, rows: str = "images") -> NonFiniteError:
+    return NonFiniteError(f"the model gave NaN or infinite logits for {bad} of {seen} {rows}"
+                          f"{' (under --amp: try without it)' if amp else ''}")
+
+
+@contextlib.contextmanager
+def frozen_weights(model: torch.nn.Module):
+    """No weight gradients inside: backward computes what the input needs only (about half its
+    cost) and accumulates nothing; the weights that required gradients require them again after
+    (a module you bring is yours to train afterwards)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
