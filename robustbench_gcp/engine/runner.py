@@ -535,8 +535,8 @@ def execute(
         if loads and not said:  # other processes compute these: look again in a moment
             said = True
             progress.say(f"waiting for {sum(len(load.tasks) for load in loads)} (cell, shard) units that "
-                         f"other processes hold; a stopped process's hold lapses within "
-                         f"{store.lease_seconds:.0f} s")
+                         "other processes hold; a stopped process's are taken over at once on this "
+                         f"machine, within {store.lease_seconds:.0f} s from another")
         if loads:
             time.sleep(WAIT_SECONDS)
     store.checkpoint()
