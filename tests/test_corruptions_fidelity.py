@@ -152,9 +152,10 @@ def test_pixelate_box_upsampling_equals_imagecorruptions_nearest_at_224(photos):
 
 # paired: the reference's random draws fed to the port
 PAIRED_TOLERANCE = {
-    # imagecorruptions motion-blurs the untrimmed zoomed layer (225 px for zoom 3, 4.5, 2.5)
-    # and crops after; the original (and the port) trim first: last row/column differ
-    "snow": 0.5,
+    # imagecorruptions motion-blurs the untrimmed zoomed layer (225 px for zoom 3, 4.5, 2.5:
+    # severities 1, 4, 5) and crops after; the original (and the port) trim first: last row/column
+    # differ (measured 0.025, 0.025, 0.125 levels); at 2 and 3 they are equal (4e-6)
+    "snow": {1: 0.05, 2: 1e-3, 3: 1e-3, 4: 0.05, 5: 0.2},
     # uint8 truncation of the first blur: float error decides a few pixels (one level)
     "glass_blur": 0.01,
 }
@@ -168,7 +169,9 @@ def test_random_corruptions_with_the_reference_draws(name, photos):
             photos, name, severity, seed=[7, 8], follow_original=name in ORIGINAL_DIFFERS
         )
         ours = spec.apply(photos, severity, params).clamp(0, 1)
-        assert _mad255(ours, ref) < PAIRED_TOLERANCE.get(name, 1e-3), (name, severity)
+        tolerance = PAIRED_TOLERANCE.get(name, 1e-3)
+        tolerance = tolerance[severity] if isinstance(tolerance, dict) else tolerance
+        assert _mad255(ours, ref) < tolerance, (name, severity)
 
 
 @pytest.mark.parametrize("severity", [1, 5])
@@ -190,7 +193,8 @@ def test_noise_psnr_matches_the_reference(name, photos):
         ours = torch.cat([psnr(corrupt(photos, name, severity, seed=s), photos) for s in seeds])
         ref = torch.cat([psnr(corrupt_reference(photos, name, severity, seed=s), photos)
                          for s in seeds])
-        assert abs(float(ours.mean() - ref.mean())) < 0.5, (name, severity)
+        # measured within 0.023 dB; an impulse amount 5 % off moves it 0.22 dB
+        assert abs(float(ours.mean() - ref.mean())) < 0.1, (name, severity)
 
 
 def test_reference_is_seeded_per_image(photos):
