@@ -534,6 +534,18 @@ def test_names_from_files_reach_the_terminal_and_csv_defused(demo_val, tmp_path)
     assert csv_text.splitlines()[1].startswith("'=HYPERLINK(1)\\x1b[2Jx,")
 
 
+def test_every_spreadsheet_formula_prefix_is_defused_in_csv_cells_and_numbers_are_not():
+    """OWASP's CSV injection prefixes: = + - @ and tab (``-2+3`` or ``-cmd|...`` from a
+    checkpoint's file name is a formula too); a signed number stays a number."""
+    from robustbench_gcp.reports.tables import csv_cell
+
+    for text in ("=1+2", "+1+2", "-2+3", "@SUM(A1)", "\tx", "-cmd|' /C calc'!A0"):
+        assert csv_cell(text) == "'" + text, text
+    for number in ("-0.5", "+3", "-1e-3", "12"):
+        assert csv_cell(number) == number
+    assert csv_cell(-0.25) == -0.25 and csv_cell("demo-gap") == "demo-gap"
+
+
 def test_an_error_naming_a_folder_escapes_its_control_characters(tmp_path):
     from robustbench_gcp.errors import printable
 

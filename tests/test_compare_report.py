@@ -737,6 +737,17 @@ def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
     lines = markdown.splitlines()
     at = lines.index("| model | images | clean err % |")
     assert [line.split("|")[1].strip() for line in lines[at + 2:at + 4]] == ["demo-gap", "demo-isqrt"]
+    # in percent, as the header says (random weights: errors that are neither 0 nor 1)
+    store = tmp_path / "random.db"
+    errors = [evaluate(model, data=str(demo_val), class_order="sorted", store=str(store), suite="clean",
+                       limit=20, seed=1, random_weights=True).sections["clean"]["top1_error"]
+              for model in ("demo-gap", "demo-isqrt")]
+    assert all(0 < error < 1 for error in errors), errors
+    lines = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                      "markdown"]).stdout.splitlines()
+    at = lines.index("| model | images | clean err % |")
+    shown = [float(line.split("|")[3]) for line in lines[at + 2:at + 4]]
+    assert shown == pytest.approx([100 * error for error in errors], abs=0.01)
 
 
 def test_a_store_of_amp_runs_says_their_precision_in_every_view(demo_val, tmp_path):
