@@ -724,6 +724,20 @@ def test_notes_of_several_models_name_whose_they_are():
         "demo-gap: shared", "demo-isqrt: shared"]
 
 
+def test_the_tests_column_counts_holm_adjusted_p_values():
+    """Two outcomes at p 0.03 and 0.04 (Holm: 0.06 each) differ in neither; counted on the raw p,
+    the column said 2 of 2."""
+    from robustbench_gcp.reports.many_reports import comparison_rows
+
+    interval = {"estimate": 0.5, "low": 0.4, "high": 0.6}
+    comparison = {"reference": "a", "models": [
+        {"model": "a", "metrics": {"clean_error": interval}},
+        {"model": "b", "metrics": {"clean_error": interval}, "delta": {"clean_error": interval},
+         "tests": {"x": {"p_value": 0.03, "p_holm": 0.06}, "y": {"p_value": 0.04, "p_holm": 0.06}}}]}
+    rows, _ = comparison_rows(comparison)
+    assert rows[1]["tests"] == "0 of 2 differ"
+
+
 def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
     """`--no-intervals --format markdown` printed no table at all for the clean suite (the headline
     tables of the terminal view were missing)."""

@@ -63,6 +63,9 @@ def test_two_ranks_store_the_single_process_counts(demo_val, tmp_path, plan):
     assert proc.returncode == 0, err
     assert '"device": "cpu x 2 ranks"' in out  # one report, from rank 0 only
     assert out.count('"model":') == 1
+    # a fresh store: every unit computed once (rank 0's own were counted twice: 12 of 8 units)
+    computed = json.loads(out)["computed"]
+    assert computed["computed"] == computed["units"] and computed["reused"] == 0, computed
     done = single(eval_args(demo_val, single_store, *PLANS[plan]))
     assert done.returncode == 0, done.stderr
     a, b = stored(dist_store), stored(single_store)

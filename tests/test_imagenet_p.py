@@ -196,6 +196,21 @@ def test_a_damaged_released_video_stops_the_run_with_the_shards_before_it_stored
     assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.stderr.split())
 
 
+def test_released_frames_keep_their_rows_and_columns(tmp_path):
+    """A frame of 224 x 224 read transposed passed every test (moving blocks keep their statistics):
+    the frames equal those written, row for row."""
+    from robustbench_gcp.data.video import VideoFiles
+
+    path = tmp_path / "v.mp4"
+    frames = moving_blocks(31, seed=3)
+    frames[:, :100, :, 0] = 255  # red across the top rows only: a transpose moves it to the left columns
+    write_mp4(path, frames)
+    video, _, error = VideoFiles([path], frames=31, size=224)[0]
+    assert not error, error
+    expected = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    assert float((video.double() - expected.double()).abs().mean()) < 3
+
+
 def test_a_video_of_the_wrong_length_is_said_in_words(tmp_path):
     """One frame is "1 frame", not "1 frames"."""
     from robustbench_gcp.data.video import VideoFiles

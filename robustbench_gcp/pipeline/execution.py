@@ -19,9 +19,9 @@ import torch
 
 from corruptions._rng import CUDA_DRAW_CHUNK
 from robustbench_gcp.engine import stops
+from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.device import kept_float32_settings
 from robustbench_gcp.engine.distributed import Distributed, execute_distributed
-from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.runner import (
     Context,
     EngineOptions,
