@@ -144,6 +144,10 @@ def test_pixels_descent_equals_independent_recomputation(demo_val, tmp_path):
     entry = report.to_json()["landscape"]
     assert (entry["at"], entry["direction"]) == ("pixels", "descent")
     assert entry["per_eta"][-1]["mean_loss"] < entry["loss"]  # descending lowers the loss
+    # steps not starting at 0: the band is over the steps' losses (against L(X) it went negative)
+    want = summaries_of(expected, [0.5, 1.25, 2.0])
+    for name in STATS:
+        assert entry[name] == pytest.approx(want[name], rel=1e-3), name
 
 
 def test_sqrt_eig_and_newton_schulz_each_equal_their_recomputation(demo_val, tmp_path):
