@@ -122,17 +122,18 @@ def test_report_json_and_long_csv_round_trip(compared):
     (compared_json,) = [c for c in json.loads(as_json.stdout)["comparisons"] if c["suite"] == "imagenet-c"]
     other = compared_json["models"][1]
     checked = 0
-    for metric, delta in other["delta"].items():
-        for bound in ("estimate", "low", "high"):
-            column = f"delta_{metric.lower()}" + ("" if bound == "estimate" else f"_{bound}")
-            if column in wide_rows[1]:
-                cell = wide_rows[1][column]
-                assert (float(cell) if cell else None) == pytest.approx(delta[bound]), column
-                checked += bound != "estimate" and delta[bound] is not None
+    for prefix, intervals in (("delta_", other["delta"]), ("", other["metrics"])):  # deltas, then values
+        for metric, interval in intervals.items():
+            for bound in ("estimate", "low", "high"):
+                column = f"{prefix}{metric.lower()}" + ("" if bound == "estimate" else f"_{bound}")
+                if column in wide_rows[1]:
+                    cell = wide_rows[1][column]
+                    assert (float(cell) if cell else None) == pytest.approx(interval[bound]), column
+                    checked += bound != "estimate" and interval[bound] is not None
     for label, test in other["tests"].items():
         assert float(wide_rows[1][f"p_{label}"]) == pytest.approx(test["p_value"])
         assert float(wide_rows[1][f"p_holm_{label}"]) == pytest.approx(test["p_holm"])
-    assert checked >= 2 and len(other["tests"]) >= 2
+    assert checked >= 4 and len(other["tests"]) >= 2
     assert header[header.index("mce"):header.index("mce") + 6] == [
         "mce", "mce_low", "mce_high", "delta_mce", "delta_mce_low", "delta_mce_high"]
     other = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "csv", "--layout", "wide",
@@ -518,6 +519,9 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     ref = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-isqrt"])
     assert ref.exit_code == 0, ref.output
     assert [c["reference"] for c in json.loads(ref.stdout)["comparisons"]] == ["demo-isqrt", "demo-isqrt"]
+    prefix = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-is"])
+    assert prefix.exit_code == 2 and "`--reference demo-is` is not one of the models" in prefix.stderr, \
+        prefix.output  # a name's start is not the name (it was taken as demo-isqrt)
     evaluate("demo-gap", corruptions="fog", severities=[1], limit=30, **common)  # a set without demo-isqrt
     ref = CliRunner().invoke(main, [*report, "--format", "json", "--reference", "demo-isqrt"])
     assert ref.exit_code == 0, ref.output
@@ -835,3 +839,21 @@ def test_compare_takes_its_reference_layout_and_output_file(demo_val, tmp_path):
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert {(r["model"], r["suite"], r["item"], r["level"]) for r in rows} >= {
         ("demo-gap", "imagenet-c", "fog", "1"), ("demo-isqrt", "imagenet-c", "fog", "1")}
+
+
+def test_the_long_comparison_table_gives_each_metric_its_tests_p(compared):
+    """The long layout (a row per model and metric) gives the clean error row the clean images'
+    McNemar p and each corruption's row its own; the clean row's was lost and passed."""
+    from robustbench_gcp.reports.many_reports import comparison_long_rows
+
+    _, _, out = compared
+    (corrupted,) = [c for c in out["comparisons"] if c["suite"] == "imagenet-c"]
+    rows, columns = comparison_long_rows(corrupted)
+    other = corrupted["models"][1]
+    mine = rows[len(corrupted["models"][0]["metrics"]):]
+    assert len(mine) == len(other["metrics"]) and [c.key for c in columns][-2:] == ["p", "p_holm"]
+    by_metric = dict(zip(other["metrics"], mine))
+    clean = other["tests"]["clean"]
+    assert (by_metric["clean_error"]["p"], by_metric["clean_error"]["p_holm"]) == (clean["p_value"],
+                                                                                   clean["p_holm"])
+    assert all(row["p"] is None for row in rows[:len(mine)])  # the reference has no test

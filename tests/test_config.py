@@ -253,3 +253,18 @@ def test_aliases_of_aliases_do_not_exhaust_memory(tmp_path):
     assert len(key_lines(yaml.compose(text))) <= MAX_KEY_PATHS
     with pytest.raises(ConfigError, match=r"a \(line 1\): unknown key 'a'"):
         load_config(write(tmp_path, text))
+
+
+def test_a_suite_given_its_kind_alone_gets_the_protocols_defaults(tmp_path):
+    """benchmarks.yaml spells out every default, so an omitted key's default was never read: the
+    papers' difficulty 1 for ImageNet-P, the 15 benchmark corruptions at severities 1-5, the
+    landscape at the stem, ascending, on clean images."""
+    from corruptions import PERTURBATION_SUBSETS, SUBSETS
+
+    text = "suites:\n  p: {kind: imagenet-p}\n  c: {kind: imagenet-c}\n  l: {kind: landscape}\n"
+    config = load_config(write(tmp_path, text))
+    p, c, landscape = config.suite("p"), config.suite("c"), config.suite("l")
+    assert p.difficulties == (1,) and p.perturbations == PERTURBATION_SUBSETS["test"]
+    assert c.severities == (1, 2, 3, 4, 5) and c.corruptions == SUBSETS["benchmark"] and c.storage_roundtrip
+    assert (landscape.at, landscape.direction, landscape.etas, landscape.corruptions) == ("stem", "ascent",
+                                                                                        None, ())

@@ -413,7 +413,7 @@ def test_a_bad_torchrun_timeout_is_one_line(monkeypatch):
     assert dist_timeout() == DEFAULT_TIMEOUT
     monkeypatch.setenv("GCP_ROBUST_DIST_TIMEOUT", "90")
     assert dist_timeout() == 90.0
-    for bad in ("ten", "-1", "inf", "nan"):
+    for bad in ("ten", "-1", "0", "inf", "nan"):  # 0: every wait would time out at once
         monkeypatch.setenv("GCP_ROBUST_DIST_TIMEOUT", bad)
         with pytest.raises(ConfigError, match=r"`GCP_ROBUST_DIST_TIMEOUT` should be a positive number"):
             dist_timeout()

@@ -129,3 +129,21 @@ def test_the_models_bars_stand_side_by_side_about_each_severity(tmp_path, monkey
     shifts = [np.asarray(xs) - np.array([0, 1, 1.5, 3]) for xs in lines]  # clean, 1, the gap, 3
     assert all(np.allclose(s, s[0]) for s in shifts)  # one shift per model
     assert [s[0] for s in shifts] == pytest.approx([-0.08, 0.0, 0.08])  # centred on each severity
+
+
+def test_grouped_bars_stand_side_by_side_centred_on_each_category():
+    """Three models' bars: each category's three bars touch, each is 0.8 / 3 wide, and together they
+    are centred on the category's tick."""
+    from robustbench_gcp.reports.figures import grouped_bars, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    try:
+        grouped_bars(ax, ["fog", "snow"], {"a": [1.0, 2.0], "b": [1.5, None], "c": [0.5, 1.0]})
+        width = 0.8 / 3
+        centres = sorted(patch.get_x() + patch.get_width() / 2 for patch in ax.patches)
+        assert all(patch.get_width() == pytest.approx(width) for patch in ax.patches)
+        assert centres == pytest.approx([-width, 0, width, 1 - width, 1, 1 + width])
+        assert list(ax.get_xticks()) == [0, 1]
+    finally:
+        plt.close(fig)

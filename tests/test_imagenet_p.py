@@ -577,6 +577,14 @@ def test_a_difficulty_added_to_a_stored_run_is_computed_and_the_headline_stays_a
     at = metrics["by_difficulty"]
     assert metrics["difficulty"] == 1 and at["1"]["mFR"] != at["3"]["mFR"]
     assert (metrics["mFR"], metrics["mT5D"]) == (at["1"]["mFR"], at["1"]["mT5D"]) != (None, None)
+    # the comparison's mFR is the report's, difficulty 1's (it once took the largest difficulty)
+    out = CliRunner().invoke(main, ["report", "--store", str(store), "--baseline", "gapbase", "--format",
+                                    "json", "--resamples", "100"])
+    assert out.exit_code == 0, out.output
+    (comparison,) = json.loads(out.stdout)["comparisons"]
+    (isqrt,) = [m for m in comparison["models"] if m["model"].startswith("demo-isqrt")]
+    assert isqrt["metrics"]["mFR"]["estimate"] == metrics["mFR"]
+    assert isqrt["metrics"]["mT5D"]["estimate"] == metrics["mT5D"]
 
 
 def test_a_released_video_is_read_as_the_rgb_frames_written(tmp_path):
@@ -591,3 +599,47 @@ def test_a_released_video_is_read_as_the_rgb_frames_written(tmp_path):
     write_mp4(path, frames)  # lossless H.264 (4:4:4): RGB -> YUV -> RGB rounds by a level or two
     got = read_video(path)
     assert got.shape == frames.shape and np.abs(got.astype(int) - frames).max() <= 3
+
+
+def markdown_table(text: str, first_header: str) -> list[dict]:
+    """The rows of the Markdown table whose first column is ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    header = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))))
+    return rows
+
+
+def test_unnormalized_flip_probabilities_are_shown_in_percent_in_every_view(demo_val, tmp_path):
+    """Flip probabilities are stored as fractions and shown as percent: the per-cell table, the
+    summary's raw mean and the comparison's per-perturbation table each multiply by 100 on their own
+    (each of the three could lose it and pass)."""
+    store = tmp_path / "s.db"
+    args = ("--perturbations", "rotate,snow,scale")
+    reports = [run("eval", "--model", model, *p_args(demo_val, store, *args)) for model in ("demo-gap",
+                                                                                          "demo-isqrt")]
+    fps = [{e["perturbation"]: e["flip_probability"] for e in r["perturbations"]} for r in reports]
+    assert all(max(by.values()) > 0 for by in fps), fps  # (a fraction and its percent then differ)
+    for model, fp in zip(("demo-gap", "demo-isqrt"), fps):
+        one = CliRunner().invoke(main, ["eval", "--model", model, *map(str, p_args(demo_val, store)[:-2]),
+                                        *args, "--format", "markdown"])
+        assert one.exit_code == 0, one.output
+        table = markdown_table(one.stdout, "perturbation")
+        cells = {row["perturbation"]: row["flip prob. %"] for row in table}
+        assert cells == {p: f"{100 * value:.2f}" for p, value in fp.items()}
+        summary = {row["metric"]: row["value"] for row in markdown_table(one.stdout, "metric")}
+        mean = sum(fp.values()) / len(fp)
+        assert summary["mean flip probability (%, difficulty 1)"] == f"{100 * mean:.2f}", summary
+    many = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "markdown",
+                                     "--no-intervals"])
+    assert many.exit_code == 0, many.output
+    detail = {row["model"]: row for row in markdown_table(many.stdout.split("flip probability per")[1],
+                                                          "model")}
+    for model, fp in zip(("demo-gap", "demo-isqrt"), fps):
+        assert {p: detail[model][p.replace("_", " ")] for p in fp} == {p: f"{100 * v:.2f}"
+                                                                       for p, v in fp.items()}
+        assert detail[model]["mean FP"] == f"{100 * sum(fp.values()) / len(fp):.2f}"

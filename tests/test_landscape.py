@@ -199,6 +199,7 @@ def test_corrupted_cells_made_otherwise_are_not_paired(demo_val, tmp_path):
     common = dict(corruptions="fog", severities=[3], limit=4, etas="0:0.29312:2")
     gap = landscape_eval(demo_val, store, model="demo-gap", storage_roundtrip=False, **common)
     isqrt = landscape_eval(demo_val, store, model="demo-isqrt", **common)
+    assert (gap.to_json()["storage_roundtrip"], isqrt.to_json()["storage_roundtrip"]) == (False, True)
     (comparison,) = compare_reports([gap, isqrt], resamples=100)
     assert not any(metric.endswith("fog/3") for metric in comparison["models"][1]["metrics"])
     assert comparison["notes"][:2] == [
@@ -430,6 +431,18 @@ def test_benchmarks_yaml_settings(tmp_path):
                                  "    etas: '0.5:0.1:3'\n", 1), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"suites\.mine\.etas"):
         load_config(path)
+    # a suite's steps are for its own measurement point: at the other, that point's default
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, parse_etas
+
+    path.write_text(text.replace("\nsuites:\n", "\nsuites:\n  mine:\n    kind: landscape\n"
+                                 "    etas: '0.2:0.6:3'\n", 1), encoding="utf-8")
+    mine, suite = load_config(path).suite("mine"), get_suite("landscape")
+    assert suite.select(mine, {}).settings.etas == parse_etas("0.2:0.6:3")
+    pixels = suite.select(mine, {"landscape_at": "pixels"})
+    assert pixels.settings.etas == DEFAULT_ETAS["pixels"] and pixels.default_etas
+    given = suite.select(mine, {"landscape_at": "pixels", "etas": "0.1:1:2"})
+    assert given.settings.etas == parse_etas("0.1:1:2")
 
 
 def test_an_undefined_gradient_is_said_as_such_not_blamed_on_the_steps(demo_val, tmp_path):
@@ -468,3 +481,64 @@ def test_an_undefined_gradient_is_said_as_such_not_blamed_on_the_steps(demo_val,
         evaluate(Exploding(), name="exploding", suite="landscape", data=demo_val, class_order="sorted",
                  store=tmp_path / "e.db", limit=1, landscape_at="pixels", etas="0:1e6:2", workers=0,
                  preprocess={"resize_size": 73, "input_size": 64})
+
+
+def test_a_store_of_corrupted_cells_shows_the_last_made_and_tests_every_cell(demo_val, tmp_path):
+    """Of a corrupted cell made twice (without, then with the round trip), reports show the one stored
+    last; the summary's rows are the clean images' (a corrupted cell's stood under "clean"); and the
+    comparison tests each quantity of each corrupted cell in the Holm family, not the clean ones only."""
+    from robustbench_gcp.reports.comparison import compare_reports
+    from robustbench_gcp.suites import get_suite
+
+    store = tmp_path / "s.db"
+    common = dict(corruptions="fog", severities=[3], limit=6, etas="0:0.3:2")
+    landscape_eval(demo_val, store, model="demo-gap", storage_roundtrip=False, **common)
+    gap = landscape_eval(demo_val, store, model="demo-gap", **common)
+    isqrt = landscape_eval(demo_val, store, model="demo-isqrt", **common)
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--resamples",
+                                       "100"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (stored,) = [r for r in out["reports"] if r["model"] == "demo-gap"]
+    assert stored["storage_roundtrip"] is True
+    assert stored["landscape_cells"] == gap.to_json()["landscape_cells"]
+    assert any("landscape cells made in several ways (fog/3): only the one stored last is shown" in note
+               for note in stored["notes"]), stored["notes"]
+
+    rows = {row["metric"]: row["value"] for row in get_suite("landscape").summary_rows(gap)}
+    clean, (fog,) = gap.sections["landscape"], gap.sections["landscape_cells"]
+    assert rows["landscape (clean): " + "mean L(X), the clean loss at X"] == f"{clean['loss']:.4g}"
+    assert f"{clean['loss']:.4g}" != f"{fog['loss']:.4g}"
+    assert not any(metric.startswith("landscape (fog") for metric in rows)
+
+    (comparison,) = compare_reports([gap, isqrt], resamples=100)
+    tests = comparison["models"][1]["tests"]
+    assert set(tests) == {"clean", *STATS, *(f"{name} fog/3" for name in STATS)}, sorted(tests)
+    assert (comparison["models"][1]["tests"] == next(c for c in out["comparisons"])["models"][1]["tests"])
+
+
+def test_a_figure_has_a_panel_per_cell_with_the_band_of_the_images(demo_val, tmp_path, monkeypatch):
+    """Five cells are five panels on two rows of four (a row count rounded down dropped the fifth), and
+    each panel's shaded band runs from the 10th to the 90th percentile of the images' losses."""
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.suites.landscape import loss_vs_eta, settings_of, summaries
+
+    shown = []
+    original = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (shown.append(fig), original(fig, path))[1])
+    report = landscape_eval(demo_val, tmp_path / "s.db", model="demo-gap", limit=10, etas="0:0.3:3",
+                            corruptions="gaussian_noise,fog,contrast,pixelate", severities=[5])
+    loss_vs_eta([report], tmp_path / "loss.png")
+    (fig,) = shown
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["clean", "gaussian noise/5", "fog/5", "contrast/5",
+                                                 "pixelate/5"]
+    clean = next(r for r in report.cells if r.key.kind == "landscape" and not r.key.level)
+    losses = summaries(clean.extra, settings_of(clean.key))["losses"]
+    (band,) = panels[0].collections
+    heights = band.get_paths()[0].vertices[:, 1]
+    low, high = np.percentile(losses, [10, 90], axis=0)
+    assert heights.min() == pytest.approx(low.min()) and heights.max() == pytest.approx(high.max())
+    assert np.isin(np.round(np.concatenate([low, high]), 6), np.round(heights, 6)).all()
+    with Image.open(tmp_path / "loss.png") as image:  # the panels shown, not the three hidden
+        assert image.info["Axes"] == "5"

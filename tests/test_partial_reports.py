@@ -232,3 +232,33 @@ def test_a_run_one_cell_short_is_reported_on_the_images_every_cell_has(demo_val,
     for cell in report["cells"]:
         assert cell["n"] == 8
         assert cell["top1_error"] == first_two["imagenet-c", str(cell["severity"])] / 8
+
+
+def test_a_run_with_half_its_images_in_every_cell_is_reported_on_those_images(demo_val, tmp_path):
+    """The rule is "half the images or more": at exactly half (shard 0 of 2 in fog/2), every cell is
+    reported on images 0-3; with fewer (shard 0 of 3), only the complete cells, on all images."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.reports.one_report import to_report_markdown
+    from robustbench_gcp.reports.stored import reports_from_store
+
+    def stopped(limit):
+        store = tmp_path / f"{limit}.db"
+        selection = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1,2", "--limit", limit,
+                     "--shard-size", 4)
+        cli("eval", "--model", "demo-isqrt", *common(demo_val, store, *selection))
+        drop(store, "cell_id IN (SELECT id FROM cells WHERE kind = 'imagenet-c' AND level = '2') "
+                    "AND shard > 0")
+        reports = cli("report", "--store", store, "--format", "json", "--no-intervals")["reports"]
+        (report,) = [r for r in reports if r["suite"] == "imagenet-c"]
+        return report
+
+    half = stopped(8)
+    assert half["partial"]["image_range"] == "0-3" and half["n_images"] == 4
+    assert [c["severity"] for c in half["cells"]] == [1, 2] and half["clean"]["n"] == 4
+    less = stopped(12)
+    assert less["n_images"] == 12 and [c["severity"] for c in less["cells"]] == [1]
+    assert less["partial"]["cells_complete"] == 2 and less["partial"]["cells"] == 3
+    # one report's header line counts the complete cells (it said 3 of 3)
+    (stored,) = reports_from_store(tmp_path / "12.db", load_config(), suites=["imagenet-c"],
+                                   baseline="alexnet")
+    assert "PARTIAL RUN (2 of 3 cells)" in to_report_markdown(stored)

@@ -520,6 +520,21 @@ def test_a_live_process_renews_its_leases(store_path):
         assert other.claim(0, [[cell]]) == [Claim.BUSY]
 
 
+def test_a_lease_never_lapses_between_heartbeats(store_path):
+    """Beats come every quarter of the lease time: read throughout 2.5 leases, the lease is never
+    past its expiry (a beat every 2 leases left it lapsed from 1 to 2 leases, where another process
+    may take it, and a check at 2 leases passed)."""
+    with Store(store_path, lease_seconds=1.2) as holder:
+        cell = holder.cell_id(open_run(holder).id, CellKey("clean"))
+        assert holder.claim(0, [[cell]]) == [Claim.MINE]
+        start = time.monotonic()
+        with sqlite3.connect(store_path) as db:
+            while time.monotonic() - start < 3.0:
+                (expires,) = db.execute("SELECT expires FROM leases WHERE cell_id = ?", (cell,)).fetchone()
+                assert expires > time.time(), f"lapsed {time.monotonic() - start:.2f} s after the claim"
+                time.sleep(0.05)
+
+
 def test_the_heartbeat_renews_the_store_it_was_given_after_a_change_of_folder(tmp_path, monkeypatch):
     """A relative store path: the heartbeat's connection opened it in the working folder of its
     first beat, a new empty store where a library user had changed folder, and renewed nothing."""
