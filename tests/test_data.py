@@ -210,6 +210,9 @@ def test_balanced_subset_is_round_robin_and_deterministic():
     assert Counter(labels[i] for i in chosen) == {0: 5, 1: 3, 2: 5}
     assert balanced_subset(labels, 13) == chosen
     assert balanced_subset(labels, 100) == list(range(len(labels)))
+    # classes in index order, not in the order they first appear (CIFAR batches, Tiny-ImageNet's
+    # annotations): the last, partial round takes classes 0 and 1, positions 5 and 6
+    assert balanced_subset([3, 1, 0, 2, 3, 1, 0, 2, 0, 1], 6) == [0, 1, 2, 3, 5, 6]
 
 
 def test_limit_keeps_the_full_folder_index_for_seeding(image_folder):

@@ -474,3 +474,56 @@ def test_dropcov_tokens_are_the_class_token_then_the_patches_in_row_major_order(
         expected += [model.norm(stem[:, i, j] + model.pos_embed[0, 1 + i * w + j])
                      for i in range(h) for j in range(w)]
     torch.testing.assert_close(tokens, torch.stack(expected))
+
+
+def test_dropcov_backbone_equals_the_timm_modules_it_was_built_from():
+    """DropCov builds its token stem from timm 0.4's DenseBlock (whose norm layers default to ReLU)
+    and DenseTransition (BatchNorm, 1x1 conv, 2x2 average pool) and its blocks as timm's ViT blocks;
+    only the head and the token order had independent checks, so attention without its scale, a
+    block without its residual, a dense layer without its second norm or a max-pool transition passed.
+    Each part is compared with timm's module given the same weights, then the whole backbone with a
+    composition of them, and the position embedding's resampling (a 64 px image's 4 x 4 grid) with a
+    bicubic interpolation of the stored one."""
+    from functools import partial
+
+    from timm.models.densenet import DenseBlock, DenseTransition
+    from timm.models.vision_transformer import Block
+
+    torch.manual_seed(0)
+    model = create_model("deit-small-dropcov", num_classes=5).eval()
+    model.load_state_dict(randomized(model, 5))
+    with torch.no_grad():
+        model.pos_embed.normal_()
+        for module in model.modules():  # attention far from uniform: its scale then shows
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.add_(1.0)
+        for block in model.blocks:
+            block.attn.qkv.weight.mul_(4.0)
+    tokens = model.visual_tokens.tokens
+    dense, transition = tokens.stage[0], tokens.stage[1]
+    timm_dense = DenseBlock(6, 64, 2, 16, norm_layer=lambda channels, **_: torch.nn.ReLU()).eval()
+    timm_dense.load_state_dict(dense.state_dict())
+    timm_transition = DenseTransition(160, 128, norm_layer=torch.nn.BatchNorm2d).eval()
+    timm_transition.load_state_dict(transition.state_dict())
+    blocks = []
+    for ours in model.blocks:
+        block = Block(384, 6, mlp_ratio=4.0, qkv_bias=False, norm_layer=partial(torch.nn.LayerNorm, eps=1e-5))
+        block.load_state_dict(ours.state_dict())
+        blocks.append(block.eval())
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features = torch.randn(2, 64, 28, 28, generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(dense(features), timm_dense(features))
+        grown = torch.randn(2, 160, 28, 28, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(transition(grown), timm_transition(grown))
+        grid = tokens(x)  # (B, 384, 14, 14)
+        expected = torch.cat([model.cls_token.expand(2, -1, -1), grid.flatten(2).transpose(1, 2)], 1)
+        expected = expected + model.pos_embed
+        for block in blocks:
+            expected = block(expected)
+        torch.testing.assert_close(model.forward_features(x), model.norm(expected), rtol=1e-4, atol=1e-4)
+        # at 64 px the 14 x 14 stored patch embedding is resampled to 4 x 4, bicubic
+        patches = model.pos_embed[:, 1:].reshape(1, 14, 14, 384).permute(0, 3, 1, 2)
+        small = torch.nn.functional.interpolate(patches, size=(4, 4), mode="bicubic", align_corners=False)
+        torch.testing.assert_close(model.position_embedding((4, 4)),
+                                   torch.cat([model.pos_embed[:, :1], small.flatten(2).transpose(1, 2)], 1))

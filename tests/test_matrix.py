@@ -161,6 +161,40 @@ def test_exact_roots_clamp_null_space():
         torch.testing.assert_close(Y @ Y, A, atol=1e-6, rtol=1e-6)
 
 
+def test_exact_roots_clamp_null_space_at_the_machine_epsilon():
+    """PROTOCOL: null-space eigenvalues are clamped at machine epsilon, float64's for a float64 root
+    (an SVD-Pade ResNet's 7 x 7 map leaves 207 of 256 eigenvalues at 0). float32's epsilon passed
+    the square-back test, each such root 3.4e-4 where it is 1.5e-8."""
+    U, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    A = U @ torch.diag(torch.tensor([4.0, 1.0, 0.0, 0.0], dtype=torch.float64)) @ U.T
+    tiny = torch.finfo(torch.float64).eps ** 0.5
+    expected = U @ torch.diag(torch.tensor([2.0, 1.0, tiny, tiny], dtype=torch.float64)) @ U.T
+    for root in (eig_sqrt, svd_sqrt):
+        torch.testing.assert_close(root(A), expected, atol=1e-7, rtol=0)
+
+
+def test_a_covariance_head_with_the_svd_root_forms_the_covariance_in_float64():
+    """`--sqrt svd` computes in float64 from the covariance on (the SVD-Pade authors' precision): a
+    float32 covariance of a 3 x 3 map in 16 dimensions leaves its 7 null eigenvalues at float32's
+    rounding, about 1e-7 instead of 1e-16, and their roots 3e-4 instead of 1e-8."""
+    from robustbench_gcp.models.heads import CovariancePool
+
+    head = CovariancePool(8, 16, sqrt="svd")
+    x = torch.randn(2, 16, 3, 3, generator=torch.Generator().manual_seed(3)).relu()
+    values, U = torch.linalg.eigh(covariance(x.double()))
+    root = (U * values.clamp_min(torch.finfo(torch.float64).eps).sqrt().unsqueeze(-2)) @ U.mT
+    rows, cols = torch.triu_indices(16, 16)
+    torch.testing.assert_close(head.pool(x).double(), root[:, rows, cols], atol=1e-6, rtol=0)
+
+
+def test_newton_schulz_is_scale_invariant_down_to_tiny_traces():
+    """sqrt(cA) = sqrt(c) sqrt(A) holds for the iteration exactly: a trace clamped at float32's
+    epsilon (1.2e-7) instead of its smallest normal number changed a nearly-zero map's root by half."""
+    A = spd(dtype=torch.float32)
+    torch.testing.assert_close(newton_schulz_sqrt(1e-9 * A, 5), 1e-9 ** 0.5 * newton_schulz_sqrt(A, 5),
+                               rtol=1e-4, atol=0)
+
+
 def test_eig_root_clamps_a_negative_eigenvalue_at_eps():
     """A covariance's rounding can leave an eigenvalue just below 0: it is clamped at ``eps`` (MPN-COV),
     not reflected to its absolute value."""

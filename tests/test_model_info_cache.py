@@ -101,3 +101,33 @@ def test_only_a_regular_file_of_sensible_size_is_read(cache_dir):
     path.write_text(" " * (info_cache.MAX_BYTES + 1))
     info_cache._entries.cache_clear()
     assert info_cache._entries() == {}
+
+
+def test_the_key_changes_with_the_packages_code_and_with_timm(tmp_path, monkeypatch):
+    """A description is valid for the code that built it: an upgrade that edits a file under the same
+    name, or another timm (which builds DeiT-S), makes a new key (a key of file names alone, or
+    without timm, believed the old descriptions: head, parameters, input size)."""
+    import shutil
+
+    package = tmp_path / "robustbench_gcp"
+    (package / "models").mkdir(parents=True)
+    shutil.copy(info_cache.PACKAGE / "models" / "heads.py", package / "models" / "heads.py")
+    monkeypatch.setattr(info_cache, "PACKAGE", package)
+
+    def key():
+        info_cache.cache_key.cache_clear()
+        return info_cache.cache_key()
+
+    try:
+        before = key()
+        assert key() == before
+        with open(package / "models" / "heads.py", "a", encoding="utf-8") as file:
+            file.write("\n# a later release\n")
+        edited = key()
+        assert edited != before
+        real = info_cache.metadata.version
+        monkeypatch.setattr(info_cache.metadata, "version",
+                            lambda name: "0.0.1" if name == "timm" else real(name))
+        assert key() != edited
+    finally:
+        info_cache.cache_key.cache_clear()
