@@ -820,12 +820,16 @@ def test_a_squeezenet_checkpoint_of_other_classes_rebuilds_it(tmp_path):
     assert model.num_classes == 10
 
 
-@pytest.mark.filterwarnings("ignore:The default weight initialization:FutureWarning")
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_torchvisions_architectures_with_an_input_transform_are_built_with_it(name):
     """torchvision's published googlenet and inception_v3 weights expect transform_input=True, which
     its builders set only when they load the weights themselves: inception_v3 built without it loads
-    the same keys and gives other logits (only googlenet was checked)."""
+    the same keys and gives other logits (only googlenet was checked). They are built without the
+    FutureWarning about init_weights that a user of the command line could do nothing about."""
+    import warnings
+
     from robustbench_gcp.models.external import external_source
 
-    assert external_source(f"torchvision:{name}").build().transform_input is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert external_source(f"torchvision:{name}").build().transform_input is True

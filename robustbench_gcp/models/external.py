@@ -247,7 +247,8 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
             raise UnknownNameError("torchvision classification model", name, available)
         # as torchvision builds them for its published weights (same keys either way: strict loading
         # could not tell, and those weights gave other logits without the input transform)
-        options = {"transform_input": True} if name in TRANSFORM_INPUT else {}
+        # init_weights: their builders' default, said so that they do not warn the user about it
+        options = {"transform_input": True, "init_weights": True} if name in TRANSFORM_INPUT else {}
         published = _torchvision_configs(name) if preprocess is None else []  # read once
         chosen = preprocess_config(preprocess if preprocess is not None else _shared(published))
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
