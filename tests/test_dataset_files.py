@@ -272,7 +272,7 @@ def test_released_npy_of_another_benchmark_or_size_is_refused(released):
 
 
 @pytest.mark.parametrize("case", ["count", "not 5 blocks", "once", "once, 5 divides N", "blocks differ",
-                                  "pickled", "huge label"])
+                                  "pickled", "huge label", "label 100"])
 def test_bad_labels_npy(released, case):
     folder = released[0]
     good = np.load(folder / "labels.npy")
@@ -297,6 +297,9 @@ def test_bad_labels_npy(released, case):
     elif case == "huge label":  # its classes were 0 .. 5e7: 4 GB of class names (security audit)
         np.save(folder / "labels.npy", np.tile(np.array([0, 50_000_000] * (N // 2), dtype=np.int64), 5))
         expected = r"labels\.npy holds label 50000000; CIFAR-10-C's are 0\.\.9 and CIFAR-100-C's 0\.\.99"
+    elif case == "label 100":  # one past CIFAR-100-C's last class
+        np.save(folder / "labels.npy", np.tile(np.array([0] * (N - 1) + [100], dtype=np.int64), 5))
+        expected = r"labels\.npy holds label 100; CIFAR-10-C's are 0\.\.9 and CIFAR-100-C's 0\.\.99"
     else:
         np.save(folder / "labels.npy", np.array([{"a": 1}] * (5 * N), dtype=object), allow_pickle=True)
         expected = r"cannot read .*labels\.npy as a \.npy array"

@@ -19,6 +19,7 @@ from robustbench_gcp import plan
 from robustbench_gcp.cli import main
 from robustbench_gcp.data.folders import imagenet_wnids
 from robustbench_gcp.data.synthetic import make_image_folder
+from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_val
 from robustbench_gcp.errors import DataError
 
 NET = '''
@@ -100,6 +101,11 @@ def test_tiny_imagenet_val_without_wnids_or_sorted_into_class_folders(nets, tmp_
     shutil.copytree(root / "val", alone)
     with pytest.raises(DataError, match=r"names 5 of Tiny-ImageNet's 200 classes and there is no "):
         plan(f"{nets}:tiny", data=alone, **common)
+    # one class short is short too: every wnid sorted after the missing one would take its label
+    (alone / "val_annotations.txt").write_text("".join(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n"
+                                                       for k, wnid in enumerate(wnids[1:])))
+    with pytest.raises(DataError, match=r"names 199 of Tiny-ImageNet's 200 classes and there is no "):
+        scan_tiny_imagenet_val(alone)
     for k, wnid in enumerate(chosen):  # val/<wnid>/<file>, the annotations file kept
         (root / "val" / wnid).mkdir()
         (root / "val" / "images" / f"val_{k}.JPEG").rename(root / "val" / wnid / f"val_{k}.JPEG")

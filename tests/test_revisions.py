@@ -77,6 +77,26 @@ def test_a_corruption_shows_one_revision_at_every_severity():
     # no revision complete at every severity: each severity's newest complete cell, as before
     kept, _ = newest([old[0], new[1], cell("3", 2, complete=False)], "m")
     assert [(c.key.level, c.complete) for c in kept] == [("1", True), ("2", True), ("3", False)]
+    # a complete cell of the older revision before an unfinished one of the newer (the ranking
+    # of (revision, complete) showed the unfinished cell, its CE over part of the images)
+    kept, _ = newest([old[0], cell("1", 2, complete=False), new[1]], "m")
+    assert kept == [old[0], new[1]]
+
+
+def test_imagenet_p_cells_are_checked_against_the_perturbations_revisions():
+    """A perturbation's revision is not its namesake corruption's: zoom_blur and brightness are at
+    revision 1 as perturbations (2 as corruptions), spatter at 2 (1). Checked against the
+    corruptions', current ImageNet-P zoom_blur cells were said to need computing again and an old
+    spatter cell was not."""
+    def p_cell(name, revision):
+        variant = {"source": "torch", **({"revision": revision} if revision > 1 else {})}
+        return CellResult(CellKey("imagenet-p", name, "1", canonical_json(variant)), 1, {}, [0], True)
+
+    assert newest([p_cell("zoom_blur", 1), p_cell("brightness", 1)], "m")[1] == []
+    (note,) = newest([p_cell("spatter", 1)], "m")[1]
+    assert note.startswith("m: spatter were computed by an earlier version of gcp-robust")
+    assert newest([p_cell("spatter", 2)], "m")[1] == []
+    assert newest([p_cell("spatter", 3)], "m")[1] == []  # a later version's cell is not an earlier one
 
 
 def _eval(image_folder, checkpoint, store):
