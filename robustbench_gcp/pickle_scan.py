@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickletools
 import zipfile
+from _compat_pickle import IMPORT_MAPPING
 from pathlib import Path
 
 # Globals that run code when a pickle calls them: the weights-only unpickler refuses them (it
@@ -29,7 +30,8 @@ def code_global(path: Path, kind: str) -> str | None:
     of a code object), and a crafted stream can hide its names from this reading."""
     for name in file_globals(path, kind):
         module, _, attr = name.rpartition(".")
-        top = module.split(".")[0]
+        # a protocol 2 pickle names Python 2's modules (httplib for http.client): as unpickled
+        top = IMPORT_MAPPING.get(module, module).split(".")[0]
         if (top in _CODE_MODULES or name in _CODE_NAMES
                 or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS)):
             return name

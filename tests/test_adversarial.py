@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -23,6 +25,7 @@ from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.models import load_model
 from robustbench_gcp.reports.comparison import ALIGNED
+from robustbench_gcp.store import CellKey, CellResult
 from robustbench_gcp.suites.attacks import (
     DEFAULT_BUDGETS,
     AttackMemoryError,
@@ -442,3 +445,62 @@ def test_the_l2_projection_leaves_a_perturbation_inside_the_ball_as_it_is():
     assert torch.allclose(projected[0], inside[0], rtol=0, atol=1e-12)  # half of eps: unchanged
     assert (projected[1] - x[1]).norm().item() == pytest.approx(eps, abs=1e-9)  # twice: cut to eps
     assert torch.allclose(projected[1] - x[1], direction[1] * eps, rtol=0, atol=1e-9)
+
+
+def _attack_cell(name, n, counts, extra=None):
+    key = CellKey("adversarial", name, repr(1 / 255), '{"epsilons": [0.00392156862745098]}')
+    return CellResult(key, n, counts, [0], True, extra=extra)
+
+
+def test_the_summary_rates_are_the_protocols_over_their_own_images():
+    """Clean accuracy and robust accuracy are over all n images, the success rate over the images
+    classified right to begin with, the median size over those same images (the zeros stored for the
+    others left out). The demo models classify every demo image right, so n stood for both and a
+    denominator swapped passed: 3 successes of 8 correct are 0.375, not 0.3."""
+    from robustbench_gcp.suites.adversarial import summarize
+
+    (entry,) = summarize([_attack_cell("fgsm", 10, {"clean_errors": 2, "successes": 3, "robust": 5})])
+    assert (entry["clean_accuracy"], entry["robust_accuracy"]) == (pytest.approx(0.8), pytest.approx(0.5))
+    assert entry["success_rate"] == pytest.approx(3 / 8)
+    sizes = np.array([0, 0, 0.1, 0.2, 0.3], dtype=np.float32)  # images 0 and 1 wrong to begin with
+    (entry,) = summarize([_attack_cell("deepfool-l2", 5, {"clean_errors": 2, "successes": 3, "robust": 0},
+                                       sizes)])
+    assert entry["median_perturbation"] == pytest.approx(0.2)
+
+
+def test_a_linf_minimization_stores_linf_sizes_zero_for_wrong_and_inf_for_failed_images():
+    """deepfool-linf's size of an image is max |x' - x| (its L2 norm passed: the only test was of
+    deepfool-l2); an image wrong to begin with stores 0 and one the attack failed on inf."""
+    task = AttackTask(AttackSpec("deepfool-linf", (1 / 255,)), None, 10)
+    x = torch.full((3, 3, 2, 2), 0.5)
+    adversarial = x.clone()
+    adversarial[:, 0, 0, 0] += 0.1
+    adversarial[:, 1, 1, 1] -= 0.05
+    sizes = task._sizes(adversarial, x, torch.tensor([True, False, True]), torch.tensor([True, True, False]))
+    assert sizes[0].item() == pytest.approx(0.1) and math.isinf(sizes[1].item()) and sizes[2].item() == 0
+
+
+def test_only_an_all_zero_image_is_taken_for_the_attacks_placeholder():
+    """C&W's "nothing found" is an all-zero image; an adversarial with one black pixel is an
+    adversarial (taken for the placeholder, it became the clean image and its size inf)."""
+    from robustbench_gcp.suites.attacks import without_placeholders
+
+    x = torch.full((2, 3, 2, 2), 0.5)
+    minimal = x.clone()
+    minimal[0, 0, 0, 0] = 0.0
+    minimal[1] = 0.0
+    kept = without_placeholders(minimal, x)
+    assert torch.equal(kept[0], minimal[0]) and torch.equal(kept[1], x[1])
+
+
+def test_attacks_named_on_the_command_line_get_their_norms_budgets_and_only_their_options():
+    """An L2 attack not in the suite gets the L2 epsilons (0.25, 0.5, 1), not the Linf ones;
+    `--steps` goes to the iterative attacks only (FGSM with steps=3 was a budget of its own, its
+    stored cells not reused); an epsilon off the k / 255 grid keeps its digits in labels."""
+    from robustbench_gcp.suites.attacks import format_epsilon, select_attacks
+
+    (l2,) = select_attacks((), ["pgd-l2"])
+    assert l2.epsilons == (0.25, 0.5, 1.0)
+    fgsm, pgd = select_attacks((), ["fgsm", "pgd-linf"], steps=3)
+    assert "steps" not in fgsm.params and pgd.params["steps"] == 3
+    assert format_epsilon(0.0627451, "linf") == "0.0627451" and format_epsilon(16 / 255, "linf") == "16/255"

@@ -728,3 +728,47 @@ def test_a_zip_bomb_is_not_inflated_and_a_zipped_checkpoint_loads(tmp_path, isqr
         target.writestr("good/data/zeros", bytes(80 << 20))
     check_error(bomb, r"is not a checkpoint of weights: its zip member good/data/zeros inflates [\d,]+ bytes "
                       r"to 83,886,080 \(a zip bomb\)")
+
+
+class _Spawns:
+    """A pickle that calls a function of a submodule of a code module."""
+
+    def __reduce__(self):
+        import asyncio.subprocess
+
+        return asyncio.subprocess.create_subprocess_shell, ("true",)
+
+
+class _Connects:
+    def __reduce__(self):
+        import http.client
+
+        return http.client.HTTPConnection, ("example.com",)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_code_in_a_submodule_or_under_a_python_2_name_is_named_as_code(tmp_path, legacy):
+    """asyncio.subprocess is asyncio's: a file calling it is named as code, in a zip file and in every
+    pickle of a legacy one (were only its module's first part, or only a legacy file's first pickle,
+    looked at, the message said "Python objects"); a protocol 2 pickle names http.client httplib, the
+    name it is unpickled from. torch.load refuses all of them either way: this is what the user is
+    told."""
+    from robustbench_gcp.models.checkpoint import read_checkpoint
+
+    path = save({"w": torch.ones(2), "hook": _Spawns()}, tmp_path / "spawns.pth", legacy=legacy)
+    with pytest.raises(CheckpointError, match=r"would import and call asyncio\.subprocess\."
+                                              r"create_subprocess_shell"):
+        read_checkpoint(path)
+    old_names = tmp_path / "connects.pth"
+    old_names.write_bytes(pickle.dumps({"w": 1, "hook": _Connects()}, protocol=2))
+    with pytest.raises(CheckpointError, match=r"would import and call httplib\.HTTPConnection"):
+        read_checkpoint(old_names)
+
+
+def test_a_legacy_file_of_pickle_protocol_5_is_said_to_be_one(tmp_path):
+    from robustbench_gcp.models.checkpoint import read_checkpoint
+
+    path = tmp_path / "p5.pth"
+    torch.save({"w": torch.ones(2)}, path, pickle_protocol=5, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"pickle protocol 4 or 5"):
+        read_checkpoint(path)

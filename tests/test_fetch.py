@@ -224,3 +224,32 @@ def test_an_https_download_redirected_to_plain_http_needs_a_sha256(cache, monkey
     with pytest.raises(CheckpointError, match="it redirects to plain http://mirror.invalid/w.pth, and "
                                               "without a sha256"):
         resolve_checkpoint("https://example.invalid/w.pth")
+
+
+def test_a_sha256_is_8_to_64_digits_and_checked_whole(cache, weights):
+    """A prefix shorter than 8 digits is refused (one digit matches one file in 16); a full digest
+    is compared whole (its first 8 digits alone passed, the test's wrong digest differing within
+    them)."""
+    from robustbench_gcp.fetch import expected_sha256
+
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    for short in (digest[:7], digest[:1]):
+        with pytest.raises(ConfigError, match="should be 8 to 64 hexadecimal digits"):
+            expected_sha256(short)
+    with pytest.raises(ConfigError, match="should be 8 to 64 hexadecimal digits"):
+        resolve_checkpoint(weights.as_uri(), sha256=digest[:1])
+    wrong = digest[:8] + ("0" * 56 if digest[8:] != "0" * 56 else "1" * 56)
+    with pytest.raises(CheckpointError, match="has sha256"):
+        resolve_checkpoint(weights.as_uri(), sha256=wrong)
+    assert resolve_checkpoint(weights.as_uri(), sha256=digest).is_file()
+
+
+def test_a_file_in_the_older_cache_place_is_taken_only_with_its_hash(cache):
+    """0.7.7 kept downloads as checkpoints/<name>: such a file stands for a URL of that name only when
+    the given sha256 says it is that file (any sha256 let it through)."""
+    cache.mkdir(parents=True)
+    (cache / "legacy.pth").write_bytes(b"legacy weights")
+    with pytest.raises(CheckpointError, match="cannot download"):
+        resolve_checkpoint("file:///nowhere/legacy.pth", sha256="0" * 64)
+    digest = hashlib.sha256(b"legacy weights").hexdigest()
+    assert resolve_checkpoint("file:///nowhere/legacy.pth", sha256=digest) == cache / "legacy.pth"
