@@ -193,3 +193,48 @@ def test_a_stored_baselines_unfinished_cell_normalizes_nothing(demo_val, tmp_pat
     ce = {e["corruption"]: e["CE"] for e in ours["per_corruption"]}
     assert ce["contrast"] is None and ce["fog"] is not None, ce
     assert any("dg" in note and "contrast" in note for note in ours["notes"]), ours["notes"]
+
+
+def test_a_baseline_without_a_severity_the_run_has_leaves_that_corruptions_ce_empty(demo_val, tmp_path):
+    """A stored baseline of fog at severity 1 only, for a run of severities 1 and 2: fog's CE is
+    left empty and said so (a table row with NaN at severity 2 made eval's JSON a traceback)."""
+    store = tmp_path / "s.db"
+    common = ("--suite", "imagenet-c", "--corruptions", "fog")
+    cli("baseline", "--model", "demo-gap", "--name", "b",
+        *p_args(demo_val, store, 10, "--severities", 1, selection=common))
+    out = cli("eval", "--model", "demo-isqrt", "--baseline", "b",
+              *p_args(demo_val, store, 10, "--severities", "1,2", selection=common))
+    (fog,) = out["per_corruption"]
+    assert fog["CE"] is None and out["metrics"]["mCE"] is None
+    assert any(note.startswith("CE left empty for fog: the stored baseline 'b' has no complete cells made "
+                               "as this run's of fog/2") for note in out["notes"]), out["notes"]
+
+
+def test_a_baseline_cell_is_resampled_from_min_events_images_on_with_its_clean_row():
+    """MIN_EVENTS (8) images with an error or flip are enough to resample a baseline cell with the
+    run's images ("at least", 7 are not), and its clean error is resampled with them where it is
+    stored (relative CE's intervals then vary it too)."""
+    import numpy as np
+
+    from robustbench_gcp.suites.stored_baselines import MIN_EVENTS, add_joint_rows
+
+    assert MIN_EVENTS == 8
+    ones, notes = [np.ones(20)], []
+    eight = {"fog/1": np.r_[np.ones(8), np.zeros(12)], "clean": np.r_[np.ones(9), np.zeros(11)]}
+    rows = ["fog/1"]
+    assert add_joint_rows(rows, list(ones), eight, ["fog/1"], optional=["clean"], notes=notes) == {"fog/1",
+                                                                                                 "clean"}
+    assert rows == ["fog/1", "base fog/1", "base clean"] and notes == []
+    seven = {"fog/1": np.r_[np.ones(7), np.zeros(13)]}
+    assert add_joint_rows(["fog/1"], list(ones), seven, ["fog/1"], notes=notes) == set()
+    assert notes and "fewer than 8 images with an error or flip in fog/1" in notes[0]
+
+
+def test_percentages_are_computed_in_the_order_of_the_reports_formulas():
+    """CE is 100 (E / E_base) and relative CE 100 (E - C) / (E_base - C_base): the two orders differ
+    in the last bit (100 (1 / 3) = 33.33333333333333, 100 * 1 / 3 = 33.333333333333336), and
+    comparisons promise the reports' figures to the bit."""
+    from robustbench_gcp.suites.stored_baselines import percent_of
+
+    assert percent_of(1.0, 3.0) == 100 * (1 / 3) != 100 * 1 / 3
+    assert percent_of(1.0, 3.0, ratio_first=False) == 100 * 1 / 3

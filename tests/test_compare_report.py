@@ -386,6 +386,9 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
     entries = model_entries((*best, "demo-isqrt"), None, cfg)
     assert [e.label for e in entries] == ["demo-isqrt@run1/model_best", "demo-isqrt@run2/model_best",
                                           "demo-isqrt@own"]
+    # with --random-weights the model's own weights are random ones: labelled so, not "own"
+    entries = model_entries((*best, "demo-isqrt"), None, cfg, random_weights=True)
+    assert [e.label for e in entries][-1] == "demo-isqrt@random"
     folder = tmp_path / "epochs"
     folder.mkdir()
     for name in ("gcp.epoch10.pth", "gcp.epoch20.pth"):

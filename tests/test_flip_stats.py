@@ -164,3 +164,13 @@ def test_the_noise_perturbations_are_compared_with_their_clean_frame_0():
     for name in sorted(noise):
         frames = perturbation_sequence(x, name, 2, seed=[1, 2], frames=[0, 1], crop_size=32)
         assert torch.equal(frames[:, 0], x) and not torch.equal(frames[:, 1], x), name
+
+
+def test_rate_sums_of_stores_before_0_7_7_round_to_their_integer_totals():
+    """Shards stored before 0.7.7 hold each video's rate (an integer over its pairs) summed in
+    float: 1/30 + 5/30 times 30 lands below 6, and truncating it lost a flip (flip probability
+    5/60 for 6/60). PROTOCOL: the mean over videos of each video's flips over its pairs."""
+    counts = {"videos": 2, "comparisons": 60, "flip_rate_sum": 1 / 30 + 5 / 30,
+              "distance_rate_sum": 1 / 30 + 11 / 30}
+    assert counts["flip_rate_sum"] * 30 < 6
+    assert figures_of_counts(counts) == (6 / 2 / 30, 12 / 2 / 30)
