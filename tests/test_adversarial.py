@@ -504,3 +504,34 @@ def test_attacks_named_on_the_command_line_get_their_norms_budgets_and_only_thei
     fgsm, pgd = select_attacks((), ["fgsm", "pgd-linf"], steps=3)
     assert "steps" not in fgsm.params and pgd.params["steps"] == 3
     assert format_epsilon(0.0627451, "linf") == "0.0627451" and format_epsilon(16 / 255, "linf") == "16/255"
+
+
+def test_epsilons_from_a_file_snap_to_the_grid_and_budgets_leave_out_revisions():
+    """0.0627450980 (16/255 to 10 digits, as a YAML file may give it) is 16/255 exactly, the same
+    cell as `--epsilons 16/255`; 2e-6 / 255 away is another budget. An attack named on the command
+    line gets the Linf epsilons of the shipped suite. A cell's revision is not part of its budget
+    (cw-l2's revision 2 cells were a budget apart from revision 1's)."""
+    from robustbench_gcp.suites.attacks import select_attacks, snap_epsilon
+
+    assert snap_epsilon(0.0627450980, "linf") == 16 / 255
+    assert snap_epsilon(16 / 255 + 2e-6 / 255, "linf") != 16 / 255
+    assert snap_epsilon(0.0627450980, "l2") == 0.0627450980
+    shipped = {spec.attack: spec.epsilons for spec in load_config().suite("adversarial").attacks}
+    (pgd,) = select_attacks((), ["pgd-linf"])
+    assert pgd.epsilons == shipped["fgsm"] == (1 / 255, 2 / 255, 4 / 255)
+    key = CellKey("adversarial", "cw-l2", "0.5", '{"epsilons": [0.5], "revision": 2, "steps": 100}')
+    assert budget_of(key) == {"steps": 100}
+
+
+def test_the_foolbox_attacks_are_built_with_their_budgets():
+    """FGSM is Goodfellow et al.'s single step from the image (no random start, foolbox's default
+    too), PGD starts at a random point as Madry et al., and DeepFool considers at most as many
+    candidate classes as the model has."""
+    from robustbench_gcp.suites.attacks import make_attack
+
+    assert make_attack(AttackSpec("fgsm", (1 / 255,)), 10).random_start is False
+    pgd = make_attack(AttackSpec("pgd-linf", (1 / 255,)), 10)
+    assert (pgd.random_start, pgd.steps, pgd.rel_stepsize) == (True, 10, 0.25)
+    assert make_attack(AttackSpec("deepfool-l2", (0.5,)), 3).candidates == 3
+    assert make_attack(AttackSpec("deepfool-l2", (0.5,)), 1000).candidates == DEFAULT_BUDGETS["deepfool-l2"][
+        "candidates"]
