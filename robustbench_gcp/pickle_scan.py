@@ -66,21 +66,37 @@ def pickle_globals(data: bytes) -> list[str]:
             break
         stream.seek(-1, io.SEEK_CUR)
         strings: list[str] = []  # string pushes, for STACK_GLOBAL's two arguments
-        memo: dict[int, str] = {}
+        memo: dict[int, str] = {}  # memo index -> the string stored there
+        memoized = 0  # MEMOIZE numbers every object it stores (a dict, a tuple ...), not strings alone
+        top: str | None = None  # the string on top of the stack, where the last push was one
         try:
             for opcode, arg, _ in pickletools.genops(stream):
-                if opcode.name == "GLOBAL":
+                name = opcode.name
+                if name == "GLOBAL":
                     found.append(str(arg).replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-                elif isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+                    top = None
+                elif name == "STACK_GLOBAL":
+                    if len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                    top = None
+                elif isinstance(arg, str) and ("UNICODE" in name or "STRING" in name):
                     strings.append(str(arg))
-                elif opcode.name == "MEMOIZE" and strings:
-                    memo[len(memo)] = strings[-1]
-                elif opcode.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
-                    memo[int(arg)] = strings[-1]
-                elif opcode.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
-                    strings.append(memo[int(arg)])
+                    top = str(arg)
+                elif name == "MEMOIZE":
+                    if top is not None:
+                        memo[memoized] = top
+                    memoized += 1
+                elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                    if top is not None:
+                        memo[int(arg)] = top
+                    else:
+                        memo.pop(int(arg), None)
+                elif name in ("BINGET", "LONG_BINGET", "GET"):
+                    top = memo.get(int(arg))
+                    if top is not None:
+                        strings.append(top)
+                elif name not in ("FRAME", "PROTO"):  # (these two leave the stack as it is)
+                    top = None
         except Exception:  # noqa: BLE001 - a broken stream: report what was read
             break
     return found

@@ -773,3 +773,37 @@ def test_a_legacy_file_of_pickle_protocol_5_is_said_to_be_one(tmp_path):
     torch.save({"w": torch.ones(2)}, path, pickle_protocol=5, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match=r"pickle protocol 4 or 5"):
         read_checkpoint(path)
+
+
+class _Prints:
+    def __reduce__(self):
+        import builtins
+
+        return builtins.print, ("x",)
+
+
+class _Evaluates:
+    def __reduce__(self):
+        import builtins
+
+        return builtins.eval, ("1",)
+
+
+@pytest.mark.parametrize("how", ["pickle-4", "pickle-5", "zip-4"])
+def test_a_code_global_whose_module_name_is_memoized_is_still_named(tmp_path, how):
+    """Protocol 4 stores "builtins" once and fetches it again (BINGET) for a second global: the memo
+    was numbered by the strings alone (MEMOIZE numbers every object) and read builtins.eval after
+    builtins.print as print.eval, so the file was said to hold Python objects, not to run code."""
+    from robustbench_gcp.models.checkpoint import read_checkpoint
+    from robustbench_gcp.pickle_scan import file_globals
+
+    payload = {"w": torch.ones(2), "a": _Prints(), "b": _Evaluates()}
+    path = tmp_path / f"{how}.pth"
+    if how.startswith("pickle"):
+        path.write_bytes(pickle.dumps(payload, protocol=int(how[-1])))
+    else:
+        torch.save(payload, path, pickle_protocol=4)
+    assert file_globals(path, "zip" if how.startswith("zip") else "legacy")[-2:] == ["builtins.print",
+                                                                                     "builtins.eval"]
+    with pytest.raises(CheckpointError, match=r"would import and call builtins\.eval"):
+        read_checkpoint(path)
