@@ -30,10 +30,10 @@ def code_global(path: Path, kind: str) -> str | None:
     of a code object), and a crafted stream can hide its names from this reading."""
     for name in file_globals(path, kind):
         module, _, attr = name.rpartition(".")
-        # a protocol 2 pickle names Python 2's modules (httplib for http.client): as unpickled
+        # a protocol 2 pickle names Python 2's modules (httplib for http.client, __builtin__ for
+        # builtins): as unpickled
         top = IMPORT_MAPPING.get(module, module).split(".")[0]
-        if (top in _CODE_MODULES or name in _CODE_NAMES
-                or (top in ("builtins", "__builtin__") and attr in _CODE_BUILTINS)):
+        if top in _CODE_MODULES or name in _CODE_NAMES or (top == "builtins" and attr in _CODE_BUILTINS):
             return name
     return None
 

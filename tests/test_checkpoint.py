@@ -764,6 +764,9 @@ def test_code_in_a_submodule_or_under_a_python_2_name_is_named_as_code(tmp_path,
     old_names.write_bytes(pickle.dumps({"w": 1, "hook": _Connects()}, protocol=2))
     with pytest.raises(CheckpointError, match=r"would import and call httplib\.HTTPConnection"):
         read_checkpoint(old_names)
+    old_names.write_bytes(pickle.dumps({"w": 1, "hook": _Evaluates()}, protocol=2))  # builtins' old name
+    with pytest.raises(CheckpointError, match=r"would import and call __builtin__\.eval"):
+        read_checkpoint(old_names)
 
 
 def test_a_legacy_file_of_pickle_protocol_5_is_said_to_be_one(tmp_path):
