@@ -67,6 +67,10 @@ def test_bad_shapes_are_refused(store_path):
             store.commit_shard(cell, 0, ShardResult(7, {}, np.ones(6, bool)))
         with pytest.raises(StoreError, match="counts must be numbers"):
             store.commit_shard(cell, 0, ShardResult(7, {"a": "1"}))
+        with pytest.raises(StoreError, match="have 6 rows, expected 7"):
+            store.commit_shard(cell, 0, ShardResult(7, {}, None, np.ones((6, 2))))
+        with pytest.raises(StoreError, match="counts must be numbers, got True"):  # bool is an int
+            store.commit_shard(cell, 0, ShardResult(7, {"top1_errors": True}))
         assert store.done_shards(cell) == set()
 
 
