@@ -653,6 +653,24 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     assert said in str(error.value)
 
 
+def test_an_attack_shard_bitmap_holds_its_robust_images(store_path):
+    """An attack shard's bitmap marks the robust images (its ones), which its "robust" count repeats;
+    a shard whose count disagrees with its bitmap is damaged."""
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, CellKey("attack", "pgd", "0.5"))
+        robust = np.array([True] * 7 + [False] * 3)
+        store.commit_shard(cell, 0, ShardResult(10, {"clean_errors": 1, "successes": 2, "robust": 7}, robust))
+        result, = store.results(run)
+        assert result.counts["robust"] == 7 and result.correct.tolist() == robust.tolist()
+    with sqlite3.connect(store_path) as db:
+        db.execute("""UPDATE shards SET counts = '{"clean_errors": 1, "successes": 2, "robust": 3}'""")
+    db.close()
+    with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
+        store.results(store.runs()[0])
+    assert "shard 0: its bitmap tells 7 robust, its counts 3" in str(error.value)
+
+
 @pytest.mark.parametrize(("edit", "said"), [
     ("UPDATE runs SET identity = '{bad'", "its identity is not JSON (Expecting property name"),
     ("UPDATE runs SET identity = '[1]'", "its identity is not a JSON object"),
