@@ -499,6 +499,11 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     assert error.endswith("holds no results to report for that selection yet; 1 partial run: resnet18-gap "
                           "(imagenet-c: 1 of 6 shards stored, being computed now by process 4242). Report "
                           "again when it ends"), error
+    with sqlite3.connect(store) as db:  # a lease that expired: its process stopped renewing it
+        db.execute("UPDATE leases SET expires = ?", (time.time() - 1,))
+    error = one_error_line(run("report", "--store", store, "--suite", "imagenet-c"))
+    assert error.endswith("(imagenet-c: 1 of 6 shards stored). Re-run the command that made it to "
+                          "finish"), error
 
 
 def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,

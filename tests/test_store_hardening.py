@@ -384,6 +384,35 @@ def test_leases_split_the_shards_of_a_run(store_path):
         assert b.claim(0, [[c1], [c2]]) == [Claim.DONE, Claim.MINE]
 
 
+def test_a_closed_store_leaves_no_leases(store_path):
+    """Closing a store drops its leases: another store of this process (a notebook's next eval),
+    whose owner is alive, takes the shards at once rather than after the lease time."""
+    with Store(store_path) as a:
+        cell = a.cell_id(open_run(a).id, CellKey("clean"))
+        assert a.claim(0, [[cell]]) == [Claim.MINE]
+    with Store(store_path) as b:
+        assert b.db.execute("SELECT COUNT(*) FROM leases").fetchone() == (0,)
+        assert b.claim(0, [[cell]]) == [Claim.MINE]
+
+
+def test_a_stop_inside_a_commit_stores_nothing_and_the_store_goes_on(store_path, monkeypatch):
+    """A Ctrl-C between a shard's rows and the end of its transaction rolls the transaction back:
+    the shard is not half stored, and the next write begins afresh."""
+    from robustbench_gcp.store import leases
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    with Store(store_path) as store:
+        cell = store.cell_id(open_run(store).id, CellKey("clean"))
+        with monkeypatch.context() as patch:
+            patch.setattr(leases, "finish", stopped)
+            with pytest.raises(KeyboardInterrupt):
+                store.commit_shard(cell, 0, shard())
+        assert not store.db.in_transaction and store.done_shards(cell) == set()
+        assert store.commit_shard(cell, 0, shard()) and store.done_shards(cell) == {0}
+
+
 def _claim_then_die(path, cell):
     store = Store(path)
     assert store.claim(0, [[cell]]) == [Claim.MINE]

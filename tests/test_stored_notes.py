@@ -50,7 +50,7 @@ def test_notes_are_replaced_not_repeated(demo_val, tmp_path):
     with Store(store) as s:
         (run,) = s.runs()
         assert s.notes(run.id) == {"": [LABELS]}
-        s.set_notes(run.id, "", ["an older wording"])
+        s.set_notes(run.id, "", ["an older wording", "an older wording"])  # a note given twice
         assert s.notes(run.id) == {"": ["an older wording"]}
     again = evaluate("demo-gap", **common)
     assert again.computed["computed"] == 0
