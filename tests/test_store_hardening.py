@@ -377,11 +377,14 @@ def test_leases_split_the_shards_of_a_run(store_path):
         assert b.claim(0, [[c1], [c2], [c1, c2]]) == [Claim.BUSY] * 3
         assert b.claim(1, [[c1]]) == [Claim.MINE]
         a.commit_shards([c1], 0, [shard()])
+        assert a.shards_of_all([c1]) == {0} and a.shards_of_all([c1, c2]) == set()  # c2 is not stored
         assert b.claim(0, [[c1], [c2]]) == [Claim.DONE, Claim.BUSY]
         leases = "SELECT COUNT(*) FROM leases WHERE cell_id = ? AND shard = 0"
         assert a.db.execute(leases, (c1,)).fetchone() == (0,)  # released by the commit
         a.release()
         assert b.claim(0, [[c1], [c2]]) == [Claim.DONE, Claim.MINE]
+        # a task of several cells (an attack's epsilons, one added since) is done when all are stored
+        assert a.claim(0, [[c1, c2]]) == [Claim.BUSY] and b.claim(0, [[c1, c2]]) == [Claim.MINE]
 
 
 def test_a_closed_store_leaves_no_leases(store_path):
@@ -429,6 +432,7 @@ def test_the_leases_of_a_killed_process_are_taken_over(store_path):
         (owner,) = store.db.execute("SELECT owner FROM leases").fetchone()
         assert owner.split(":")[1] == str(process.pid)
         assert store.claim(0, [[cell]]) == [Claim.MINE]  # its process is gone: at once
+        assert store.db.execute("SELECT owner FROM leases").fetchall() == [(store.owner,)]  # now its
 
 
 def _taken_over_at_once(store_path, owner: str) -> bool:
@@ -935,6 +939,19 @@ def test_a_lease_whose_pid_another_process_now_has_is_taken_over(store_path):
         reused = f"{this_host()}:{child.pid}:0dead0.{int(started) - 1}"  # an earlier process's
         assert not is_alive(reused)
         assert _taken_over_at_once(store_path, reused)
+        # a name with ") " in it (Linux's comm, in brackets, may hold both) moves no field
+        renamed = subprocess.Popen([sys.executable, "-c", "import time; open('/proc/self/comm', 'w')"
+                                    ".write('a) b ) c'); time.sleep(60)"])
+        try:
+            before = start_time(renamed.pid)
+            deadline = time.monotonic() + 30
+            while b") c" not in Path(f"/proc/{renamed.pid}/stat").read_bytes():
+                assert time.monotonic() < deadline, "the child never renamed itself"
+                time.sleep(0.05)
+            assert before is not None and start_time(renamed.pid) == before
+        finally:
+            renamed.kill()
+            renamed.wait()
     finally:
         child.kill()
         child.wait()
