@@ -29,6 +29,24 @@ def test_run_is_found_again_by_identity(store_path):
         assert other.id != run.id and run.n_shards == 3
 
 
+def test_a_run_found_again_under_another_label_takes_it(store_path):
+    """The same weights and settings evaluated under a new ``--name``: one run, whose reports show
+    the new name; a read-only store finds it under its stored label and writes nothing."""
+    def named(store, model):
+        return store.run(IDENTITY, model=model, arch="resnet18-gap", checkpoint=None, data="d",
+                         n_images=20, shard_size=7)
+
+    with Store(store_path) as store:
+        first = named(store, "m")
+        again = named(store, "mine")
+        assert again.id == first.id and again.model == "mine"
+        assert [run.model for run in store.runs()] == ["mine"]
+    with Store(store_path, read_only=True) as store:
+        assert named(store, "theirs").model == "mine"
+    with Store(store_path) as store:
+        assert [run.model for run in store.runs()] == ["mine"]
+
+
 def test_shards_combine_in_order_with_bitmaps_and_values(store_path):
     rng = np.random.default_rng(0)
     correct = rng.random(20) < 0.5
