@@ -165,3 +165,23 @@ def test_a_long_note_does_not_widen_the_tables_beside_it():
     console = Console(file=io.StringIO(), width=80, color_system=None)
     print_whole(console, Group(table, Text("note: released files read from /" + "x" * 150)))
     assert max(len(line) for line in console.file.getvalue().splitlines()) <= 80
+
+
+@pytest.mark.parametrize(("command", "own"), [("eval", set()), ("compare", set()), ("baseline", {"suite"})])
+def test_the_commands_defaults_are_the_librarys(command, own):
+    """An option of a command that runs evaluations defaults to what ``evaluate()`` does without it
+    (``--workers``: the machine's, where the library's is 0), so that a CLI run and a library run of
+    the same options are the same run; ``own``: a default the command has for its purpose
+    (``baseline``'s suite, ImageNet-P)."""
+    import dataclasses
+
+    from robustbench_gcp.pipeline.planning import EvalOptions
+
+    library = {f.name: f.default for f in dataclasses.fields(EvalOptions)
+               if f.default is not dataclasses.MISSING}
+    cli = next(c for path, c in COMMANDS if path == [command])
+    ctx = click.Context(cli)
+    left = {"workers", *own}
+    shared = {p.name: p.get_default(ctx) for p in cli.params if p.name in library and p.name not in left}
+    assert len(shared) >= 5, shared  # the command takes the evaluation's options
+    assert shared == {name: library[name] for name in shared}
