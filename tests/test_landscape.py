@@ -174,7 +174,7 @@ def test_a_corruption_cell_is_the_landscape_of_the_imagenet_c_images(demo_val, t
     from robustbench_gcp.engine.seeding import image_seeds
 
     report = landscape_eval(demo_val, tmp_path / "s.db", corruptions="gaussian_noise", severities=[3],
-                            limit=6)
+                            limit=6, shard_size=4)  # the second shard's images keep their own seeds
 
     def noisy(x, indices):
         return storage_roundtrip(corrupt(x, "gaussian_noise", 3,

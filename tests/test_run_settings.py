@@ -332,3 +332,27 @@ def test_runs_differing_only_in_a_later_identity_field_get_labels_of_their_own()
         assert [run.key for run in both if _chosen(run, [labels["k1"]], labels)] == ["k1"]
     one_seed = runs(seed=1, draws=16384)  # seed in its place, before the later fields
     assert run_labels(one_seed)["k1"] == "m[seed=1,draws=16384]"
+
+
+class Counted(ProgressHook):
+    """The plan's totals, and the images the bars advanced by."""
+
+    def plan(self, total_images, units, finished_units):
+        self.planned = (total_images, units, finished_units)
+        self.advanced = 0
+
+    def advance(self, n_images):
+        self.advanced += n_images
+
+
+def test_the_plan_counts_the_images_of_every_pending_cell(demo_val, tmp_path):
+    """The bar's total is the cell-images still to compute (the clean cell and each corruption's
+    on each image), and the run advances it by that much; cells stored before count as finished."""
+    common = dict(suite="imagenet-c", corruptions="fog", data=str(demo_val), class_order="sorted",
+                  store=str(tmp_path / "s.db"), workers=0, limit=8, shard_size=4)
+    first = Counted()
+    run(plan("demo-gap", severities=[1, 2], **common), first)
+    assert first.planned == (3 * 8, 3 * 2, 0) and first.advanced == 3 * 8
+    more = Counted()
+    run(plan("demo-gap", severities=[1, 2, 3], **common), more)  # one severity added
+    assert more.planned == (8, 4 * 2, 3 * 2) and more.advanced == 8
