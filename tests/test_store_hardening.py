@@ -598,6 +598,8 @@ def test_two_processes_on_one_run_split_the_work(tmp_path, demo_val):
     computed = [r["computed"]["computed"] for r in reports]
     assert sum(computed) == total, computed
     assert all(r["computed"]["units"] == total for r in reports)
+    # what the other one stored counts as reused: each unit is computed here or reused
+    assert all(r["computed"]["computed"] + r["computed"]["reused"] == total for r in reports), computed
     assert without_computed(outputs[0][0]) == without_computed(outputs[1][0])
     alone = cli(*eval_args(demo_val, tmp_path / "alone.db", "--shard-size", 2, "--limit", 100,
                            corruptions="gaussian_noise,glass_blur,fog"))
