@@ -327,3 +327,21 @@ def test_resampled_means_are_each_matrixs_own_draws_made_once():
     assert np.array_equal(np.concatenate(together), stacked) and together[0].shape == (4, 2500)
     interval = bootstrap(a, lambda m: m.mean(axis=0), resamples=2500, seed=7)
     assert interval.estimate == pytest.approx(a.mean()) and interval.low < a.mean() < interval.high
+
+
+def test_bounds_at_their_edges():
+    """The edges of the intervals, where rounding or a clamp decides: undefined draws exactly at the
+    tail are left out (one more and the interval is unknown); a lower neighbour of -inf makes the
+    bound -inf (NumPy's interpolation gives NaN); no interval leaves [0, 1] (or [-1, 1] for a
+    difference), and an all-ones sample reaches 1 exactly (13 images: 1 - 1e-16 by the formula);
+    Holm's adjusted p-values stay at most 1."""
+    from robustbench_gcp.stats import holm, paired_proportion_difference, percentile_bounds, wilson
+
+    assert percentile_bounds(np.r_[np.full(25, np.nan), np.arange(75.0)], 0.5) == (18.5, 55.5)
+    assert all(math.isnan(b) for b in percentile_bounds(np.r_[np.full(26, np.nan), np.arange(74.0)], 0.5))
+    low, high = percentile_bounds(np.r_[-np.inf, np.arange(39.0)])  # the 2.5 % point lies past -inf
+    assert low == -math.inf and high == pytest.approx(37.025)
+    assert wilson(np.ones(13)).high == 1.0 and wilson(np.zeros(13)).low == 0.0
+    apart = paired_proportion_difference(np.ones(2), np.zeros(2))
+    assert apart.high == 1.0 and paired_proportion_difference(np.zeros(2), np.ones(2)).low == -1.0
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
