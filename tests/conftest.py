@@ -41,23 +41,37 @@ def image_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gap_checkpoint(tmp_path_factory) -> Path:
-    """A torchvision-layout ResNet-18 (bare state dict) with seeded random weights."""
+def gap_checkpoint(tmp_path_factory, image_folder) -> Path:
+    """A torchvision-layout ResNet-18 (bare state dict) with seeded random weights whose prediction
+    depends on the image: a cell of other pictures has other correctness bitmaps."""
     import torch
+    from PIL import Image
+    from torchvision import transforms
 
-    from robustbench_gcp.data.folders import imagenet_wnids
+    from robustbench_gcp.data.folders import imagenet_wnids, scan_folder
     from robustbench_gcp.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("resnet18-gap")
-    # Keep the predictions among the folder's classes so that errors and
-    # correctness bitmaps are neither all 0 nor all 1.
+    model = create_model("resnet18-gap").eval()
+    # Keep the predictions among the folder's classes so that errors and correctness bitmaps are
+    # neither all 0 nor all 1; and centre the logits on image_folder's mean feature (a random ResNet's
+    # pooled features share a large common part, which made it predict one class for every image).
+    pre = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                              transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    pictures = []
+    for path in scan_folder(image_folder).paths():
+        with Image.open(path) as image:
+            pictures.append(pre(image.convert("RGB")))
+    pooled = []
+    hook = model.fc.register_forward_hook(lambda module, inputs, output: pooled.append(inputs[0]))
     keep = torch.tensor([imagenet_wnids().index(w) for w in WNIDS])
     with torch.no_grad():
+        model(torch.stack(pictures))
+        hook.remove()
         weight = torch.zeros_like(model.fc.weight)
         weight[keep] = model.fc.weight[keep] * 20
         bias = torch.full_like(model.fc.bias, -100.0)
-        bias[keep] = 0.0
+        bias[keep] = -weight[keep] @ pooled[0].mean(0)
         model.fc.weight.copy_(weight)
         model.fc.bias.copy_(bias)
     path = tmp_path_factory.mktemp("ckpt") / "resnet18-random.pth"

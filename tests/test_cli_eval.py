@@ -30,22 +30,29 @@ def eval_args(image_folder, checkpoint, store, *extra, workers=0, batch_size=5):
             "--store", store, "--workers", workers, "--batch-size", batch_size, *extra]
 
 
-def direct_clean_error(image_folder, checkpoint):
-    """An independent top-1 error: torchvision model and transforms, no project code."""
+def direct_correct(image_folder, checkpoint, resize=True):
+    """Independent top-1 correctness per image: torchvision model and transforms, no project code
+    (``resize`` False: images of the model's size, as released files are read)."""
     model = tv_models.resnet18()
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     model.eval()
     pre = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+        *([transforms.Resize(256), transforms.CenterCrop(224)] if resize else []), transforms.ToTensor(),
         transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     images = scan_folder(image_folder)
-    wrong = 0
+    correct = []
     with torch.no_grad():
         for path, label in zip(images.paths(), images.labels):
             with Image.open(path) as image:
                 logits = model(pre(image.convert("RGB"))[None])
-            wrong += int(logits.argmax(1).item() != label)
-    return wrong / len(images)
+            correct.append(logits.argmax(1).item() == label)
+    return correct
+
+
+def direct_clean_error(image_folder, checkpoint):
+    """An independent top-1 error (:func:`direct_correct`)."""
+    correct = direct_correct(image_folder, checkpoint)
+    return 1 - sum(correct) / len(correct)
 
 
 def test_clean_error_equals_an_independent_computation(image_folder, gap_checkpoint, store_path):
@@ -214,6 +221,19 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     # lossless copies of the clean crops: the "corrupted" cell equals the clean cell
     assert report["cells"][0]["top1_error"] == report["clean"]["top1_error"]
     assert report["backend"] is None and report["corrupted_dir"] == str(released)
+    # files that are not the clean crops (each holds the next class's picture): the cell is theirs
+    swapped = tmp_path / "swapped"
+    for name, other in zip(images.names, images.names[3:] + images.names[:3]):  # 3 images a class
+        target = swapped / "contrast" / "3" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(image_folder / other) as image:
+            pre(image.convert("RGB")).save(target, format="PNG")
+    result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "swapped.db", "--suite", "imagenet-c",
+                            "--corrupted-dir", swapped, "--corruptions", "contrast", "--severities", 3))
+    assert result.exit_code == 0, result.output
+    cells = {key.label: cell.correct.tolist() for key, cell in cells_of(tmp_path / "swapped.db").items()}
+    expected = direct_correct(swapped / "contrast" / "3", gap_checkpoint, resize=False)
+    assert cells["imagenet-c/contrast/3"] == expected and expected != cells["clean"]
     # given relative, it is absolute, as data and report's (it was the path as typed)
     import os
 
