@@ -860,3 +860,18 @@ def test_the_long_comparison_table_gives_each_metric_its_tests_p(compared):
     assert (by_metric["clean_error"]["p"], by_metric["clean_error"]["p_holm"]) == (clean["p_value"],
                                                                                    clean["p_holm"])
     assert all(row["p"] is None for row in rows[:len(mine)])  # the reference has no test
+
+
+def test_a_comparison_heading_names_amp_only_when_every_model_ran_so():
+    """``, bfloat16 (--amp)`` after the image count when every compared run used that precision; a
+    run that does not record one (stored before precisions were) is no --amp run."""
+    from robustbench_gcp.reports.comparison import comparison_images
+
+    def comparison(*precisions):
+        return {"suite": "clean", "n_images": 5, "models": [{"precision": p} for p in precisions]}
+
+    for precisions, said in (((None, None), "5 images"), (("float32",), "5 images"),
+                             (("bfloat16", "bfloat16"), "5 images, bfloat16 (--amp)"),
+                             (("bfloat16", "float32"), "5 images")):
+        one = comparison(*precisions)
+        assert comparison_images(one, [one]) == said, precisions
