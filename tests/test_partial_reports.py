@@ -262,3 +262,11 @@ def test_a_run_with_half_its_images_in_every_cell_is_reported_on_those_images(de
     (stored,) = reports_from_store(tmp_path / "12.db", load_config(), suites=["imagenet-c"],
                                    baseline="alexnet")
     assert "PARTIAL RUN (2 of 3 cells)" in to_report_markdown(stored)
+
+
+def test_image_ranges_join_adjacent_shards_and_name_a_lone_image_once():
+    from robustbench_gcp.reports.stored import image_ranges
+
+    assert image_ranges([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20], 2, 50) == "0-27,40-41"
+    assert image_ranges([4, 2, 3], 1, 10) == "2-4" and image_ranges([7], 1, 10) == "7"
+    assert image_ranges([2], 4, 10) == "8-9"  # the last shard, short
