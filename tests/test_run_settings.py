@@ -356,3 +356,18 @@ def test_the_plan_counts_the_images_of_every_pending_cell(demo_val, tmp_path):
     more = Counted()
     run(plan("demo-gap", severities=[1, 2, 3], **common), more)  # one severity added
     assert more.planned == (8, 4 * 2, 3 * 2) and more.advanced == 8
+
+
+def test_labels_shorten_a_weights_hash_and_an_empty_setting_list_selects_nothing():
+    """Two runs of a model whose checkpoint changed at the same path are told apart by their weights'
+    first 8 hex digits; ``--models demo-gap[]`` names no setting, so no run."""
+    from robustbench_gcp.reports.stored import _chosen, run_labels
+    from robustbench_gcp.store import RunInfo
+
+    runs = [RunInfo(i, f"key{i}", "demo-gap", "demo-gap", "w.pth", "d", 8, 4,
+                    {"weights": digit * 64, "data": "d"}, "2026-12-03T00:00:00")
+            for i, digit in enumerate("ab")]
+    labels = run_labels(runs)
+    assert list(labels.values()) == ["demo-gap[weights=aaaaaaaa]", "demo-gap[weights=bbbbbbbb]"]
+    assert _chosen(runs[0], ["demo-gap[weights=aaaaaaaa]"], labels)
+    assert not any(_chosen(run, ["demo-gap[]"], labels) for run in runs)
