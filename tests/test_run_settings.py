@@ -371,3 +371,11 @@ def test_labels_shorten_a_weights_hash_and_an_empty_setting_list_selects_nothing
     assert list(labels.values()) == ["demo-gap[weights=aaaaaaaa]", "demo-gap[weights=bbbbbbbb]"]
     assert _chosen(runs[0], ["demo-gap[weights=aaaaaaaa]"], labels)
     assert not any(_chosen(run, ["demo-gap[]"], labels) for run in runs)
+
+
+def test_labels_split_at_commas_outside_brackets():
+    from robustbench_gcp.reports.stored import split_labels
+
+    assert split_labels("demo-gap[seed=1,shard-size=4], demo-isqrt") == ["demo-gap[seed=1,shard-size=4]",
+                                                                         "demo-isqrt"]
+    assert split_labels("a],b,") == ["a]", "b"]  # a stray bracket opens nothing

@@ -40,6 +40,10 @@ def test_report_gives_the_notes_eval_gave(demo_val, tmp_path):
     # a kind's notes stay with that kind: the clean report of the eig run has no gradient note
     clean = {r["model"]: r for r in stored_reports(store, "--suite", "clean")}
     assert clean["mine[sqrt=eig]"]["notes"] == [LABELS]
+    # the clean suite asked for beside another: its own report too, before the other's
+    both = [(r["model"], r["suite"])
+            for r in stored_reports(store, "--suite", "clean", "--suite", "imagenet-c")]
+    assert both == [("mine[sqrt=eig]", "clean"), ("demo-gap", "clean"), ("demo-gap", "imagenet-c")], both
 
 
 def test_notes_are_replaced_not_repeated(demo_val, tmp_path):
