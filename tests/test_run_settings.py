@@ -324,12 +324,15 @@ def test_runs_differing_only_in_a_later_identity_field_get_labels_of_their_own()
     for extra, tags in [({"draws": 16384}, ["draws=none", "draws=16384"]),
                         ({"corruption_base": [256, 224]},
                          ["corruption-base=none", "corruption-base=[256,224]"]),
-                        ({"a_later_field": "x"}, ["a-later-field=none", "a-later-field=x"])]:
+                        ({"a_later_field": "x"}, ["a-later-field=none", "a-later-field=x"]),
+                        # a checkpoint changed at the same path: its hash's first 8 hex digits
+                        ({"weights": "a" * 64}, ["weights=none", "weights=aaaaaaaa"])]:
         both = runs(**extra)
         labels = run_labels(both)
         assert [labels[run.key] for run in both] == [f"m[{tag}]" for tag in tags]
-        # a label selects its run alone
+        # a label selects its run alone; one that names no setting, none
         assert [run.key for run in both if _chosen(run, [labels["k1"]], labels)] == ["k1"]
+        assert not any(_chosen(run, ["m[]"], labels) for run in both)
     one_seed = runs(seed=1, draws=16384)  # seed in its place, before the later fields
     assert run_labels(one_seed)["k1"] == "m[seed=1,draws=16384]"
 
@@ -356,21 +359,6 @@ def test_the_plan_counts_the_images_of_every_pending_cell(demo_val, tmp_path):
     more = Counted()
     run(plan("demo-gap", severities=[1, 2, 3], **common), more)  # one severity added
     assert more.planned == (8, 4 * 2, 3 * 2) and more.advanced == 8
-
-
-def test_labels_shorten_a_weights_hash_and_an_empty_setting_list_selects_nothing():
-    """Two runs of a model whose checkpoint changed at the same path are told apart by their weights'
-    first 8 hex digits; ``--models demo-gap[]`` names no setting, so no run."""
-    from robustbench_gcp.reports.stored import _chosen, run_labels
-    from robustbench_gcp.store import RunInfo
-
-    runs = [RunInfo(i, f"key{i}", "demo-gap", "demo-gap", "w.pth", "d", 8, 4,
-                    {"weights": digit * 64, "data": "d"}, "2026-12-03T00:00:00")
-            for i, digit in enumerate("ab")]
-    labels = run_labels(runs)
-    assert list(labels.values()) == ["demo-gap[weights=aaaaaaaa]", "demo-gap[weights=bbbbbbbb]"]
-    assert _chosen(runs[0], ["demo-gap[weights=aaaaaaaa]"], labels)
-    assert not any(_chosen(run, ["demo-gap[]"], labels) for run in runs)
 
 
 def test_labels_split_at_commas_outside_brackets():
