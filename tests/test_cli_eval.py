@@ -316,6 +316,13 @@ def test_every_released_folder_holds_the_first_ones_images_before_compute(image_
     assert not store.exists()
     limited = evaluate("--limit", 4)  # a subset of the first folder's images, all in the others
     assert limited.exit_code == 0, limited.output
+    # with --data, released folders may hold more than its images (a subset of val evaluated)
+    subset = tmp_path / "subset"
+    shutil.copytree(image_folder, subset)
+    (subset / names[-1]).unlink()
+    part = evaluate("--data", subset, "--class-order", "imagenet", "--format", "json")
+    assert part.exit_code == 0, part.output
+    assert json.loads(part.stdout)["n_images"] == 11
 
     small = tmp_path / "small" / "fog" / "1" / names[0]
     small.parent.mkdir(parents=True)

@@ -504,6 +504,20 @@ def test_a_store_with_only_partial_runs_says_how_far_they_got(image_folder, gap_
     error = one_error_line(run("report", "--store", store, "--suite", "imagenet-c"))
     assert error.endswith("(imagenet-c: 1 of 6 shards stored). Re-run the command that made it to "
                           "finish"), error
+    # a complete clean cell is not the suite's to finish: the count is of the suite's cells alone
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c",
+                          "--corruptions", "contrast", "--severities", "1")).exit_code == 0
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE cell_id = (SELECT id FROM cells WHERE name = 'contrast')")
+    error = one_error_line(run("report", "--store", store, "--suite", "imagenet-c"))
+    assert error.endswith("(imagenet-c: 0 of 3 shards stored). Re-run the command that made it to "
+                          "finish"), error
+    assert run(*eval_args(image_folder, gap_checkpoint, store, "--suite", "imagenet-c", "--corruptions",
+                          "contrast", "--severities", "1", "--limit", 8)).exit_code == 0
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM shards WHERE cell_id IN (SELECT id FROM cells WHERE name = 'contrast')")
+    error = one_error_line(run("report", "--store", store, "--suite", "imagenet-c"))
+    assert error.endswith("Re-run the commands that made them to finish"), error
 
 
 def test_a_begun_suite_with_no_image_in_every_cell_is_named_in_the_report(image_folder, gap_checkpoint,

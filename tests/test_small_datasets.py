@@ -428,13 +428,18 @@ def test_report_of_a_datasets_suite_shows_that_dataset_only(cifar, image_folder)
     assert run("eval", "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c", "--data",
                image_folder, *common).exit_code == 0
 
-    def datasets(suite):
-        result = run("report", "--store", store, "--suite", suite, "--format", "json", "--no-intervals")
+    def datasets(*suites):
+        chosen = [arg for suite in suites for arg in ("--suite", suite)]
+        result = run("report", "--store", store, *chosen, "--format", "json", "--no-intervals")
         assert result.exit_code == 0, result.output
         return sorted(r["metrics"]["dataset"] for r in json.loads(result.stdout)["reports"])
 
     assert datasets("cifar10-c") == ["cifar10"]
     assert datasets("imagenet-c") == ["cifar10", "imagenet"]
+    # suites of one kind add up; the kind itself, in either place, still asks for every dataset
+    assert datasets("cifar10-c", "tinyimagenet-c") == ["cifar10"]
+    both = ["cifar10", "imagenet"]
+    assert datasets("imagenet-c", "cifar10-c") == datasets("cifar10-c", "imagenet-c") == both
     # each under its suite's name, as eval reported it (not both as the kind imagenet-c)
     result = run("report", "--store", store, "--format", "json", "--no-intervals")
     named = {r["metrics"]["dataset"]: r["suite"] for r in json.loads(result.stdout)["reports"]
