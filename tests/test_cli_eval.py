@@ -362,10 +362,10 @@ def test_released_images_of_another_size_than_the_models_inputs_are_noted(image_
 def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap_checkpoint, tmp_path):
     """Released cells are found by the images' names and labels, as --data's: cells stored from one
     folder and reused for another are said, per cell, before anything is computed; cells computed
-    from the second folder are not; reports name the folders their released cells came from, and
+    from the second folder are not; reports name the folders their released cells came from, each once, and
     reports of generated cells none; a run of released files alone records no clean folder."""
     released = tmp_path / "C"
-    for cell in ("fog/1", "contrast/1"):
+    for cell in ("fog/1", "fog/2", "contrast/1"):
         for name in scan_folder(image_folder).names:
             target = released / cell / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +396,7 @@ def test_released_files_elsewhere_say_so_and_reports_name_them(image_folder, gap
     said, _ = evaluate(released, "contrast")  # contrast/1 came from C2
     assert f"results stored from the released files in {other} are used for those in {released} (contrast/1" \
         in said
+    evaluate(released, "fog", "--severities", 2)  # a second cell from C: C is still named once
     evaluate(None, "fog", "--no-storage-roundtrip")  # generated cells of the same run and kind
 
     reported = run("report", "--store", store, "--suite", "imagenet-c", "--format", "json", "--no-intervals")
