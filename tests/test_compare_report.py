@@ -731,6 +731,63 @@ def test_notes_of_several_models_name_whose_they_are():
         "demo-gap: shared", "demo-isqrt: shared"]
 
 
+def test_a_note_of_one_of_a_models_tables_names_its_images_and_range():
+    """Two tables of one suite and model, on the same folder's first 8 images (a partial run) and all
+    12: a note of the partial one names its table by images and range."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.reports.many_reports import all_notes
+
+    def report(n_images, partial, notes):
+        subset = (partial or {}).get("image_range")
+        return SimpleNamespace(model="demo-gap", kind="imagenet-c", heading="imagenet-c", data="val",
+                               n_images=n_images, partial=partial, notes=notes,
+                               experiment=("imagenet-c", f"fp images {subset}" if subset else "fp"))
+
+    half = report(8, {"image_range": "0-7"}, ["only half"])
+    assert all_notes([report(12, None, []), half], []) == [
+        "demo-gap (imagenet-c, 8 images of val, images 0-7): only half"]
+
+
+def test_headline_tables_mark_partial_runs_and_leave_out_a_metric_no_run_has():
+    """mCE is None where no normalizer covers the cells: a column of dashes said nothing; a partial
+    run's row says so, as the comparison tables do."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.reports.many_reports import headline_table
+
+    def report(model, partial, mean_error):
+        return SimpleNamespace(model=model, kind="imagenet-c", suite="imagenet-c", source=None, n_images=10,
+                               partial=partial, sections={"cells": [None], "metrics": {
+                                   "mCE": None, "relative_mCE": None, "mean_error": mean_error}})
+
+    rows, columns = headline_table([report("a", None, 0.25), report("b", {"cells": 3}, 0.5)])
+    assert [c.key for c in columns] == ["model", "n_images", "mean_error"]
+    assert rows == [{"model": "a", "n_images": 10, "mean_error": 25.0},
+                    {"model": "b (partial)", "n_images": 10, "mean_error": 50.0}]
+
+
+def test_paper_tables_of_two_image_sets_say_which_images_each_is_of():
+    """Two experiments of one suite with as many images: each detail table names its folder; with
+    other counts the count tells them apart; one experiment needs no title."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.reports.many_reports import detail_markdown
+
+    entry = {"corruption": "fog", "severities": [1], "mean_error": 0.25, "CE": None, "relative_CE": None}
+
+    def report(data, n_images):
+        return SimpleNamespace(model="m", kind="imagenet-c", heading="imagenet-c", data=data,
+                               n_images=n_images, partial=None, experiment=("imagenet-c", data), sections={
+                                   "per_corruption": [entry], "metrics": {"mean_error": 0.25}})
+
+    detail = detail_markdown([report("val", 10), report("c32", 10)])
+    assert "_imagenet-c, 10 images of val:_" in detail and "_imagenet-c, 10 images of c32:_" in detail
+    detail = detail_markdown([report("val", 10), report("c32", 20)])
+    assert "_imagenet-c, 10 images:_" in detail and "_imagenet-c, 20 images:_" in detail
+    assert "_imagenet-c" not in detail_markdown([report("val", 10)])
+
+
 def test_the_tests_column_counts_holm_adjusted_p_values():
     """Two outcomes at p 0.03 and 0.04 (Holm: 0.06 each) differ in neither; counted on the raw p,
     the column said 2 of 2."""
@@ -743,6 +800,86 @@ def test_the_tests_column_counts_holm_adjusted_p_values():
          "tests": {"x": {"p_value": 0.03, "p_holm": 0.06}, "y": {"p_value": 0.04, "p_holm": 0.06}}}]}
     rows, _ = comparison_rows(comparison)
     assert rows[1]["tests"] == "0 of 2 differ"
+
+
+def _comparison(metrics: dict, *, partial: bool = False, notes=()) -> dict:
+    """A comparison of models a (the reference) and b on ``metrics`` (name -> p-value of its
+    test, or None for none), every value 0.5 [0.4, 0.6] and every delta 0 [-0.1, 0.1]."""
+    interval = {"estimate": 0.5, "low": 0.4, "high": 0.6}
+    zero = {"estimate": 0.0, "low": -0.1, "high": 0.1}
+    tests = {("clean" if m in ("clean_error", "clean_accuracy") else m.removeprefix("robust ")):
+             {"p_value": p, "p_holm": min(1.0, 2 * p)} for m, p in metrics.items() if p is not None}
+    return {"suite": "adversarial", "source": None, "n_images": 40, "reference": "a", "tests_text": "McNemar",
+            "notes": list(notes), "models": [
+                {"model": "a", "metrics": dict.fromkeys(metrics, interval), "delta": None},
+                {"model": "b", "partial": partial, "metrics": dict.fromkeys(metrics, interval),
+                 "delta": dict.fromkeys(metrics, zero), "tests": tests}]}
+
+
+def test_comparison_rows_sign_a_zero_difference_and_put_intervals_under_values_in_a_terminal():
+    """A zero delta is "+0.00" like every other non-negative one; the terminal's compact rows put each
+    interval and the tests' "differ" on a second line; a metric no suite knows is shown as stored."""
+    from robustbench_gcp.reports.many_reports import comparison_rows
+
+    comparison = _comparison({"clean_error": 0.01, "some_metric": 0.5}, partial=True)
+    rows, columns = comparison_rows(comparison)
+    assert rows[0]["model"] == "a (ref)" and rows[1]["model"] == "b (partial)"
+    assert rows[1]["d clean_error"] == "+0.00 [-10.00, 10.00]"
+    assert rows[1]["clean_error"] == "50.00 [40.00, 60.00]"
+    assert rows[1]["some_metric"] == "0.5 [0.4, 0.6]"  # no suite's: no scale, no percent
+    assert rows[1]["tests"] == "1 of 2 differ"
+    compact, _ = comparison_rows(comparison, compact=True)
+    assert compact[1]["clean_error"] == "50.00\n[40.00, 60.00]"
+    assert compact[1]["tests"] == "1 of 2\ndiffer"
+    assert [c.key for c in columns] == ["model", "clean_error", "d clean_error", "some_metric",
+                                        "d some_metric", "tests"]
+
+
+def test_the_long_rows_name_each_model_once_and_find_each_outcomes_test():
+    """A row per (model, metric): the model's name on its first row only; the clean accuracy's row
+    has the "clean" test's p and "robust fgsm 1/255" the "fgsm 1/255" test's."""
+    from robustbench_gcp.reports.many_reports import comparison_long_rows
+
+    p = {"clean_accuracy": 0.01, "robust fgsm 1/255": 0.02, "robust pgd 2/255": 0.3}
+    rows, columns = comparison_long_rows(_comparison(p))
+    assert [r["model"] for r in rows] == ["a (ref)", "", "", "b", "", ""]
+    assert [r["metric"] for r in rows[3:]] == ["clean acc %", "robust fgsm 1/255 %", "robust pgd 2/255 %"]
+    assert [r["p"] for r in rows] == [None, None, None, 0.01, 0.02, 0.3]
+    assert [r["p_holm"] for r in rows[3:]] == [0.02, 0.04, 0.6]
+    assert rows[3]["delta"] == "+0.0 [-10.0, 10.0]"
+    assert [c.key for c in columns][-2:] == ["p", "p_holm"]
+
+
+def test_the_terminal_shows_up_to_four_metrics_a_row_per_model_and_says_what_its_tests_column_counts():
+    """Four metrics: a row per model with a tests column, whose meaning the caption gives; five: a row
+    per (model, metric) with paired p-values; no paired test: the caption says no more than the
+    intervals' meaning."""
+    from robustbench_gcp.reports.many_reports import INTERVALS, comparison_table, tests_note
+
+    four = {"clean_accuracy": 0.01, **{f"robust fgsm {e}/255": 0.5 for e in (1, 2, 4)}}
+    five = {**four, "robust fgsm 8/255": 0.5}
+    for metrics, keys, caption in ((four, "tests", tests_note), (five, "p", lambda c: "paired p: McNemar")):
+        comparison = _comparison(metrics)
+        (table,) = comparison_table([], [comparison]).renderables
+        headers = [str(c.header) for c in table.columns]
+        assert headers[:2] == (["model", "metric"] if keys == "p" else ["model", "clean acc %"])
+        assert ("tests p<0.05 (Holm)" in headers) == (keys == "tests")
+        assert ("paired p" in headers) == (keys == "p")
+        assert caption(comparison) in str(table.caption)
+    untested = _comparison(dict.fromkeys(four))
+    (table,) = comparison_table([], [untested]).renderables
+    assert str(table.caption) == INTERVALS.removesuffix("; ")
+
+
+def test_markdown_gives_a_comparisons_note_once():
+    """The comparison's own note ("bootstrap intervals left empty ...") follows its table and is not
+    repeated among the reports' notes at the end."""
+    from robustbench_gcp.reports.many_reports import render_comparison
+
+    note = "bootstrap intervals left empty: 12 images"
+    markdown = render_comparison([], [_comparison({"clean_accuracy": 0.2}, notes=[note])], fmt="markdown")
+    assert markdown.count(note) == 1, markdown
+    assert markdown.index("| b |") < markdown.index(note)
 
 
 def test_markdown_without_intervals_has_the_headline_tables(demo_val, tmp_path):
