@@ -1,0 +1,173 @@
+"""The renderers of rows (reports/tables.py) and of one report (reports/one_report.py), each view
+checked for what it must keep: every column, a readable cell, a number as a number."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from robustbench_gcp.reports.tables import (
+    Column,
+    format_value,
+    render_text,
+    rich_table,
+    to_csv,
+    to_json,
+    to_markdown,
+)
+
+
+def test_rows_without_columns_show_every_key_of_every_row():
+    """Without columns, a key only a later row has (a metric one model lacks) is a column too."""
+    rows = [{"model": "a", "mCE": 70.0}, {"model": "b", "mCE": 60.0, "relative_mCE": 90.0}]
+    assert next(csv.reader(io.StringIO(to_csv(rows)))) == ["model", "mce", "relative_mce"]
+    assert to_markdown(rows).splitlines()[0] == "| model | mCE | relative_mCE |"
+    assert [str(c.header) for c in rich_table(rows).columns] == ["model", "mCE", "relative_mCE"]
+
+
+def test_cells_show_a_dash_for_nothing_and_numbers_in_their_format():
+    assert [format_value(v, ".2f") for v in (None, math.nan, 0.125, 3, "fog", True)] == [
+        "-", "-", "0.12", "3.00", "fog", "True"]  # a flag is no number: "1.00" said nothing
+    assert format_value(0.125) == "0.125"
+
+
+def test_csv_headers_that_clash_after_snake_casing_are_refused():
+    """"Δ mCE" and "delta mCE" are both delta_mce: one column silently took the other's name."""
+    with pytest.raises(ValueError, match=r"clash after snake_casing: \['Δ mCE', 'delta mCE'\]"):
+        to_csv([{"Δ mCE": 1.0, "delta mCE": 2.0}])
+
+
+def test_csv_keeps_full_precision_and_leaves_nothing_empty_but_none():
+    text = to_csv([{"a": 0.1234567890123, "b": None, "c": 0}], [Column("a", fmt=".2f"), "b", "c"])
+    assert text.splitlines() == ["a,b,c", "0.1234567890123,,0"]
+
+
+def test_markdown_aligns_numbers_right_and_names_left():
+    text = to_markdown([{"model": "a", "mCE": 70.0}], [Column("model", justify="left"),
+                                                      Column("mCE", fmt=".1f")], title="T")
+    assert text.splitlines() == ["**T**", "", "| model | mCE |", "|---|---:|", "| a | 70.0 |"]
+
+
+def test_markdown_cells_are_literal_text_on_one_line():
+    """A line break ended the table's row; ``_`` at a word's edge started emphasis, ``<b`` a tag
+    (``p<0.05`` and ``resnet50_isqrt`` stay as they are)."""
+    from robustbench_gcp.reports.tables import markdown_text
+
+    assert markdown_text("two\nlines") == "two lines"
+    shown = markdown_text("_best_ a|b <b> p<0.05 resnet50_isqrt")
+    assert shown == r"\_best\_ a\|b \<b> p<0.05 resnet50_isqrt"
+
+
+def test_json_refuses_nan_and_writes_paths_and_numpy_scalars():
+    """NaN is not JSON (a reader of the file fails on it); a path and a NumPy number are written as
+    text and a number."""
+    import numpy as np
+
+    assert json.loads(to_json({"path": Path("a/b.db"), "n": np.int64(3), "x": np.float32(0.5)})) == {
+        "path": "a/b.db", "n": 3, "x": 0.5}
+    with pytest.raises(ValueError):
+        to_json({"x": math.nan})
+    with pytest.raises(TypeError, match="cannot write object as JSON"):
+        to_json({"x": object()})
+
+
+def test_terminal_cells_titles_and_captions_are_text_not_markup():
+    """rich reads "[epoch]" and "[bold]" as markup: a label or title from a file name lost them."""
+    table = rich_table([{"model": "demo-isqrt[sqrt=eig]", "note": "[bold]x"}],
+                       [Column("model", justify="left"), Column("note", justify="left")],
+                       title="reference [bold]demo", caption="[red]caption")
+    text = render_text(table)
+    for shown in ("demo-isqrt[sqrt=eig]", "[bold]x", "reference [bold]demo", "[red]caption"):
+        assert shown in text, text
+
+
+def test_a_wrapping_column_gives_way_and_the_names_stay_whole():
+    """A long list of names (a wrap column) wraps over lines in a narrow table; a name column is
+    never cut."""
+    from rich.console import Console
+
+    names = ", ".join(f"corruption_{i}" for i in range(12))
+    table = rich_table([{"suite": "imagenet-c", "corruptions": names}],
+                       [Column("suite", justify="left"), Column("corruptions", justify="left", wrap=True)])
+    console = Console(file=io.StringIO(), width=50, color_system=None)
+    console.print(table)
+    text = console.file.getvalue()
+    assert "imagenet-c" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 50
+    assert all(f"corruption_{i}" in text for i in range(12))
+
+
+def test_text_views_and_piped_stdout_are_wide_enough_for_a_comparison(monkeypatch):
+    """render_text (files) draws at 160 columns and a piped stdout at 200: at 80 a comparison's
+    intervals wrapped over lines in a log."""
+    from robustbench_gcp.reports.tables import stdout_console
+
+    wide = {f"column {i}": "12.34 [10.00, 14.00]" for i in range(6)}
+    text = render_text(rich_table([wide]))
+    assert all(len(line) > 80 for line in text.splitlines() if line.strip())
+    assert text.count("12.34 [10.00, 14.00]") == 6
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert stdout_console().width == 200
+
+
+@pytest.fixture(scope="module")
+def clean_report(demo_val):
+    from robustbench_gcp import evaluate
+
+    return evaluate("demo-gap", data=str(demo_val), class_order="sorted", suite="clean", limit=6, workers=0)
+
+
+def test_one_report_says_its_weights_precision_source_and_partial_state(clean_report):
+    """The header line of one report, and a partial run's marks in every view of it."""
+    from robustbench_gcp.reports.one_report import (
+        header_line,
+        headline,
+        long_rows,
+        render_table,
+        to_report_markdown,
+    )
+
+    line = header_line(clean_report)
+    assert f"weights {clean_report.checkpoint}" in line and line.endswith(" | cpu float32"), line  # no source
+    assert "PARTIAL" not in line and "(partial run)" not in to_report_markdown(clean_report)
+    random = dataclasses.replace(clean_report, checkpoint=None, checkpoint_sha256=None)
+    assert "weights random weights (no checkpoint)" in header_line(random)
+    assert not long_rows(clean_report)[0]["partial"] and not headline(clean_report)["partial"]
+
+    partial = dataclasses.replace(clean_report, partial={"cells_complete": 1, "cells": 3},
+                                  notes=["first note", "second note"])
+    assert header_line(partial).endswith(" | PARTIAL RUN (1 of 3 cells)")
+    markdown = to_report_markdown(partial)
+    assert markdown.startswith("### demo-gap on clean (partial run)\n")
+    assert "_Note: first note_" in markdown and "_Note: second note_" in markdown
+    error = f"| clean top-1 error (%) | {100 * clean_report.sections['clean']['top1_error']:.2f} |"
+    assert error in markdown  # the summary table
+    assert all(row["partial"] for row in long_rows(partial)) and headline(partial)["partial"]
+    text = render_text(render_table(partial))
+    assert "note: first note" in text and "note: second note" in text and "PARTIAL RUN" in text
+    assert "clean top-1 error (%)" in text
+
+
+def test_the_header_line_of_a_model_you_brought_names_its_state_dict():
+    """No checkpoint file: the weights are the module's own or torchvision's random ones, named by
+    the first 12 hex digits of their state dict's SHA-256."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.models.external import STATE_DICT_SHA256, TORCHVISION
+    from robustbench_gcp.reports.one_report import header_line
+
+    def report(arch):
+        return SimpleNamespace(model="mine", arch=arch, checkpoint=None, kind="clean", suite="clean",
+                               checkpoint_sha256=STATE_DICT_SHA256 + "0123456789abcdef" * 4, n_images=4,
+                               seed=0, device="cpu", precision="float32", partial=None, source=None)
+
+    assert "| weights the module's own (state dict sha256 0123456789ab) |" in header_line(report("mine.Net"))
+    assert "| weights random weights (state dict sha256 0123456789ab) |" in header_line(
+        report(TORCHVISION + "resnet18"))
