@@ -106,6 +106,13 @@ def test_a_cell_resumed_across_the_totals_change_reads_its_rate_sums():
 def test_pairs_and_errors():
     assert comparison_pairs(5, mode="noise", difficulty=3) == ([0, 0, 0, 0], [1, 2, 3, 4])
     assert comparison_pairs(5, mode="sequential", difficulty=2) == ([0, 1, 2], [2, 3, 4])
+    # the fewest frames each rule compares: a noise video's difficulty is no stride
+    assert comparison_pairs(2, mode="noise", difficulty=3) == ([0], [1])
+    assert comparison_pairs(3, mode="sequential", difficulty=2) == ([0], [2])
+    for frames, mode, difficulty in ((1, "noise", 1), (2, "sequential", 2)):
+        said = f"a video needs more than {difficulty} frames for mode '{mode}'"
+        with pytest.raises(ValueError, match=said):
+            comparison_pairs(frames, mode=mode, difficulty=difficulty)
     with pytest.raises(ValueError, match="`mode` should be 'noise' or 'sequential'. Got 'flip'"):
         flip_stats(torch.zeros(1, 5, 10), mode="flip")
     with pytest.raises(ValueError, match="`difficulty` should be a positive integer. Got 0"):
@@ -148,6 +155,13 @@ def test_float64_logits_keep_their_precision(mode):
     # half precision is computed in float32
     half = torch.from_numpy(logits).to(torch.bfloat16)
     assert flip_stats(half, mode=mode, difficulty=2) == flip_stats(half.float(), mode=mode, difficulty=2)
+
+
+def test_fewer_than_five_classes_rank_all_of_them():
+    """Three classes: the distance between the top-3 rankings [2, 1, 0] and [0, 1, 2] is
+    |0 - 2| + |1 - 1| + |2 - 0| = 4 (at most K (K + 1) / 2 = 6, not 15)."""
+    assert flip_stats([[[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]], mode="sequential") == (1.0, 4.0)
+    assert flip_stats([[[1.0, 2.0], [2.0, 1.0]]], mode="noise") == (1.0, 2.0)
 
 
 def test_the_noise_perturbations_are_compared_with_their_clean_frame_0():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from robustbench_gcp.config import load_config
-from robustbench_gcp.metrics import corruption_errors, mean_corruption_error
+from robustbench_gcp.metrics import baseline_names, corruption_errors, mean_corruption_error, rate
 
 ALEXNET = load_config().baseline("alexnet")
 BENCHMARK = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -92,3 +92,19 @@ def test_without_clean_error_relative_is_none():
     (fog,) = corruption_errors({("fog", 2): 0.3}, None, ALEXNET)
     assert fog.relative_CE is None and fog.CE is not None
     assert mean_corruption_error([fog], BENCHMARK)["relative_mCE"] is None
+
+
+def test_mce_averages_in_the_benchmarks_order_whatever_order_the_cells_came_in():
+    """The mean's terms in the benchmark's order (the same bits however the store listed the cells)."""
+    errors = {(c, 1): e for c, e in (("fog", 0.3), ("gaussian_noise", 0.5), ("contrast", 0.4))}
+    metrics = mean_corruption_error(corruption_errors(errors, 0.2, ALEXNET), BENCHMARK)
+    assert metrics["corruptions"] == ["gaussian_noise", "fog", "contrast"]
+    ordered = (("gaussian_noise", 0.5), ("fog", 0.3), ("contrast", 0.4))
+    ces = [100.0 * (e / ALEXNET.error(c, 1)) for c, e in ordered]
+    assert metrics["mCE"] == sum(ces) / 3  # exactly: summed in this order
+
+
+def test_a_rate_of_nothing_is_none_and_baseline_names_are_listed_once():
+    """A success rate over no correctly classified image is undefined, not 0."""
+    assert rate(0, 0) is None and rate(3, 4) == 0.75
+    assert baseline_names(" alexnet, demo-gap,alexnet,") == ["alexnet", "demo-gap"]
