@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 from robustbench_gcp.errors import CheckpointError, printable
@@ -107,6 +108,33 @@ def _is_safetensors(path: Path, head: bytes) -> bool:
 BOMB_BYTES, BOMB_RATIO = 64 << 20, 100
 
 
+#: the compression methods of zip members that torch.load's reader (miniz) does not read, by number
+_METHODS = {9: "Deflate64 (Windows Explorer's, for large files)", 12: "bzip2", 14: "LZMA",
+            93: "Zstandard", 95: "xz"}
+
+
+def _check_members(members: list[zipfile.ZipInfo], label: str) -> None:
+    """Refuse a member that is a zip bomb, encrypted, or compressed in a way torch.load cannot read
+    (each raised out of zipfile's reading as a traceback, or read by torch as a 'corrupted' file)."""
+    for member in members:
+        name = printable(member.filename)
+        if member.flag_bits & 0x1 or member.compress_type == 99:
+            raise CheckpointError(f"{label} is an encrypted (password-protected) zip archive (member "
+                                  f"{name}); torch.load reads no encrypted archive: extract it with its "
+                                  "password and save the weights again with torch.save")
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            method = _METHODS.get(member.compress_type, f"compression method {member.compress_type}")
+            raise CheckpointError(f"{label} is a zip archive whose member {name} is compressed with "
+                                  f"{method}; torch.load reads stored or deflated members only: extract it "
+                                  "and zip it again with `zip -r` (deflate), or save the weights again with "
+                                  "torch.save")
+        if member.compress_type != zipfile.ZIP_STORED and member.file_size > BOMB_BYTES \
+                and member.file_size > BOMB_RATIO * member.compress_size:
+            # weights do not shrink so: inflating it (for its CRC) would take long
+            raise CheckpointError(f"{label} is not a checkpoint of weights: its zip member {name} inflates "
+                                  f"{member.compress_size:,} bytes to {member.file_size:,} (a zip bomb)")
+
+
 def _check_zip(path: Path, label: str) -> None:
     """torch.save's archive whole: its central directory there, every entry's bytes matching their
     CRC-32 (torch.load reads tensors without checking it: a damaged tensor loaded silently).
@@ -118,14 +146,9 @@ def _check_zip(path: Path, label: str) -> None:
         raise truncated(path, "the zip archive has no central directory", label)
     try:
         with zipfile.ZipFile(path) as archive:
-            bomb = next((i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
-                         and i.file_size > BOMB_BYTES and i.file_size > BOMB_RATIO * i.compress_size), None)
-            if bomb is not None:  # weights do not shrink so: inflating it (for its CRC) would take long
-                raise CheckpointError(f"{label} is not a checkpoint of weights: its zip member "
-                                      f"{printable(bomb.filename)} inflates {bomb.compress_size:,} bytes to "
-                                      f"{bomb.file_size:,} (a zip bomb)")
+            _check_members(archive.infolist(), label)
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
         raise truncated(path, f"the zip archive cannot be read ({error})", label) from None
     if damaged is not None:
         raise truncated(path, f"the bytes of {damaged} do not match their CRC-32", label)
