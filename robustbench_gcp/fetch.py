@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from robustbench_gcp.errors import CheckpointError, ConfigError
+from robustbench_gcp.errors import CheckpointError, ConfigError, printable
 from robustbench_gcp.file_format import check_format
 
 #: how a command takes a checkpoint file (compare has no --checkpoint: its hint named one)
@@ -148,6 +149,9 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                                           "bytes: not a checkpoint of these models")
                 if progress is not None:
                     progress.advance_download(len(block))
+        if done < total:  # the connection closed early: http.client returns the bytes it got
+            raise CheckpointError(f"cannot download checkpoint {location}: the download broke off after "
+                                  f"{done:,} of {total:,} bytes; run the command again to download it again")
         # what a server sent instead (a login or quota page) is never cached: the next run would
         # take it for the file, with no download left to repeat (and its hash would only differ)
         check_format(Path(tmp), f"the download of {location}", name)
@@ -155,9 +159,12 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         if actual is not None and not actual.startswith(want):
             raise CheckpointError(f"download of {location} has sha256 {actual}, expected {want}")
         shutil.move(tmp, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        hint = ""
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as error:
+        hint = ""  # HTTPException: a reply that is not HTTP, a chunked body cut off (IncompleteRead)
         offline = isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
+        if isinstance(error, http.client.HTTPException) and not isinstance(error, ConnectionError):
+            error = f"the server's reply broke off or is not HTTP ({type(error).__name__}: " \
+                    f"{printable(str(error).strip())})"
         if offline and not isinstance(error, urllib.error.HTTPError):  # a server that answered
             hint = f"; without a network, fetch it elsewhere and {GIVE_FILE}, or save it as {target}"
         raise CheckpointError(f"cannot download checkpoint {location}: {error}{hint}") from None

@@ -253,3 +253,38 @@ def test_a_file_in_the_older_cache_place_is_taken_only_with_its_hash(cache):
         resolve_checkpoint("file:///nowhere/legacy.pth", sha256="0" * 64)
     digest = hashlib.sha256(b"legacy weights").hexdigest()
     assert resolve_checkpoint("file:///nowhere/legacy.pth", sha256=digest) == cache / "legacy.pth"
+
+
+def one_reply_server(reply: bytes) -> int:
+    """A port on 127.0.0.1 whose one connection gets ``reply`` (whatever the request) and is closed."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("reply, match", [
+    (b"HELLO THERE\r\n\r\n", r"the server's reply broke off or is not HTTP \(BadStatusLine: HELLO THERE\)$"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nPK\x03\x04",
+     r"the server's reply broke off or is not HTTP \(IncompleteRead: "),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\nPK\x03\x04",
+     "the download broke off after 4 of 5,000 bytes; run the command again to download it again$"),
+], ids=["not-http", "chunked-cut", "length-cut"])
+def test_a_download_that_breaks_off_is_said_to_and_leaves_nothing(cache, reply, match):
+    """A reply that is not HTTP or whose chunked body was cut off raised http.client's exceptions (a
+    traceback); one cut short of its Content-Length was called a damaged checkpoint."""
+    port = one_reply_server(reply)
+    start = rf"^cannot download checkpoint http://127\.0\.0\.1:{port}/w\.pth: "
+    with pytest.raises(CheckpointError, match=start + match):
+        resolve_checkpoint(f"http://127.0.0.1:{port}/w.pth", sha256="0" * 64)
+    assert not cache.exists() or not list(cache.rglob("*"))
