@@ -227,6 +227,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                             "class folders: expected <root>/<class>/<image> files")
         raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
     if class_order == "sorted":
+        _check_split_folders(root, class_dirs)
         classes, labelling = tuple(folders), "folders"
         class_index = {name: i for i, name in enumerate(folders)}
     else:
@@ -257,14 +258,8 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = 
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
-    splits = [name for name in odd if not released and subfolders(root / name) & wnids.keys()]
-    if splits:  # the dataset's root, whose train / val folders hold the wnid folders
-        val = [name for name in odd if name.lower() in ("val", "validation")]
-        example = (f"--data {root / val[0]}" if val and val[0] in splits else
-                   f"--data {root / val[0]} --labels LOC_val_solution.csv (its images are flat)" if val else
-                   f"--data {root / splits[-1]}")
-        raise DataError(f"data folder {root} holds folders of ImageNet class folders "
-                        f"({listed(splits, _NAMED)}), not class folders: give one of them, e.g. {example}")
+    if not released:
+        _check_split_folders(root, odd)
     if released:  # released files are labelled by their wnid folders: no other order to offer
         raise DataError(f"released folder {root} has folders with images that are not ImageNet-1k "
                         f"wnids: {listed(odd, _NAMED)}; move them out of it")
@@ -275,6 +270,21 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = 
                         "pass --class-order sorted to number all folders by their sorted names")
     raise DataError(f"{message}. For a model trained on these folders, pass --class-order sorted "
                     "(labels in sorted folder order, like torchvision's ImageFolder)")
+
+
+def _check_split_folders(root: Path, candidates: Sequence[str]) -> None:
+    """Refuse a dataset's root, whose train / val folders (among ``candidates``) hold ImageNet
+    class folders: taken for classes, every image of a split would get the split's label."""
+    wnids = _wnid_index()
+    splits = [name for name in candidates if subfolders(root / name) & wnids.keys()]
+    if not splits:
+        return
+    val = [name for name in candidates if name.lower() in ("val", "validation")]
+    example = (f"--data {root / val[0]}" if val and val[0] in splits else
+               f"--data {root / val[0]} --labels LOC_val_solution.csv (its images are flat)" if val else
+               f"--data {root / splits[-1]}")
+    raise DataError(f"data folder {root} holds folders of ImageNet class folders "
+                    f"({listed(splits, _NAMED)}), not class folders: give one of them, e.g. {example}")
 
 
 def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
@@ -340,6 +350,15 @@ def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
     if not lines:
         raise DataError(f"labels file {path} is empty")
     mapping: dict[str, int] = {}
+    lines_of: dict[str, int] = {}  # the line that labelled each name
+
+    def add(name: str, index: int, number: int) -> None:
+        if name in mapping and mapping[name] != index:  # the last line won, silently
+            raise DataError(f"{path}, line {number}: {name} is labelled {index}, but line "
+                            f"{lines_of[name]} labelled it {mapping[name]}: an image has one label")
+        mapping[name] = index
+        lines_of.setdefault(name, number)
+
     if lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
         wnids = _wnid_index()
         for number, row in enumerate(csv.reader(lines[1:]), start=2):
@@ -348,7 +367,7 @@ def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
             wnid = row[1].split()[0]
             if wnid not in wnids:
                 raise DataError(f"{path}, line {number}: '{wnid}' is not an ImageNet-1k wnid")
-            mapping[row[0]] = wnids[wnid]
+            add(row[0], wnids[wnid], number)
         return mapping, True
     for number, line in enumerate(lines, start=1):
         parts = line.split()
@@ -360,7 +379,7 @@ def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
         index = int(parts[1])
         if not 0 <= index < 1000:
             raise DataError(f"{path}, line {number}: class index {index} is outside 0..999")
-        mapping[parts[0]] = index
+        add(parts[0], index, number)
     return mapping, False
 
 
@@ -374,6 +393,12 @@ def _scan_flat(root: Path, labels_file: Path) -> ImageList:
                             f"{root} has {counted(len(folders), 'subfolder')} and no images at its top: for "
                             "class folders, drop --labels (the folder names are the labels)")
         raise DataError(f"data folder {root} has no image files")
+    sorted_into = [name for name in sorted(subfolders(root)) if first_image(root / name) is not None]
+    if sorted_into:  # a half-sorted val folder: --labels reads the top, the sorted images were left out
+        raise DataError(f"data folder {root} holds {counted(len(files), 'image')} at its top and images in "
+                        f"{counted(len(sorted_into), 'subfolder')} ({listed(sorted_into, _NAMED)}): --labels "
+                        "labels the images at its top only. Finish the sort of the val images into class "
+                        "folders and drop --labels, or move the subfolders out of the folder")
     for name in files:
         check_utf8(root / name, "image file")
     mapping, by_wnid = read_labels_file(labels_file)
@@ -443,7 +468,7 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
     folders of the first, before any compute: the images of a run are the first folder's (a class
     folder missing there would drop its images from every cell, unseen; one missing elsewhere is
     named here rather than as an unreadable image halfway through). Hidden folders and folders
-    without files (a partial extraction's) are no class folders.
+    without images or videos (a partial extraction's) are no class folders.
 
     Raises:
         DataError: naming the missing folders (the first six) and the flags that choose them, or
@@ -459,12 +484,12 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
                         f"the ones you have with {flags}{hint}")
     if not folders:
         return
-    first = {name for name in subfolders(folders[0]) if _holds_files(folders[0] / name)}
+    first = {name for name in subfolders(folders[0]) if _holds_media(folders[0] / name)}
     for folder in folders[1:]:
         names = subfolders(folder)
         # a class folder of the first cell is taken to hold files here too (Suite.check_files
         # lists them)
-        classes = {name for name in names if name in first or _holds_files(folder / name)}
+        classes = {name for name in names if name in first or _holds_media(folder / name)}
         if classes != first:
             lacking, extra = sorted(first - classes), sorted(classes - first)
             said = "; ".join(f"{what} {len(names)}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
@@ -541,6 +566,12 @@ def _holds_files(folder: Path) -> bool:
     empty by a partial extraction holds none), walked as :func:`scan_folder` walks a class (link
     loops skipped); every name ends with ``""``."""
     return next(_walk_images(folder.parent, folder.name, ("",), {}), None) is not None
+
+
+def _holds_media(folder: Path) -> bool:
+    """Whether ``folder`` holds an image or video at any depth (a class folder of a released cell:
+    one holding only a file manager's Thumbs.db or desktop.ini is none)."""
+    return first_image(folder, IMG_EXTENSIONS + (".mp4",)) is not None
 
 
 def subfolders(folder: Path) -> set[str]:

@@ -21,6 +21,7 @@ from robustbench_gcp.data.folders import (
     ANNOTATIONS_FILE,
     ImageList,
     corrupted_cell_dir,
+    first_image,
     is_image_file,
     scan_folder,
     subfolders,
@@ -138,8 +139,12 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
     val = _val_folder(Path(path).expanduser())
     annotations_file = val / ANNOTATIONS_FILE
     wnids_file = val.parent / WNIDS_FILE
-    if not annotations_file.is_file() and wnids_file.is_file() and not (val / "images").is_dir() \
-            and subfolders(val):  # sorted into <wnid>/ folders, the annotations gone: wnids.txt says
+    images = val / "images"
+    # sorted into <wnid>/ folders: an images/ folder left empty beside them is not the flat layout
+    flat = images.is_dir() and first_image(images) is not None
+    sorted_into = subfolders(val) - {"images"}
+    if not annotations_file.is_file() and wnids_file.is_file() and not flat \
+            and sorted_into:  # sorted into <wnid>/ folders, the annotations gone: wnids.txt says
         return _labelled_by(scan_folder(val, class_order="sorted"), read_wnids(wnids_file), val)
     annotations = read_val_annotations(annotations_file)
     if wnids_file.is_file():
@@ -155,11 +160,10 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
             raise DataError(f"{annotations_file} names {len(classes)} of Tiny-ImageNet's {TINY_CLASSES} "
                             f"classes and there is no {wnids_file}: labels are indices in the sorted "
                             f"wnids of that file; put it there")
-    images = val / "images"
+    if not flat and sorted_into:
+        # val sorted into <wnid>/ folders (a common rearrangement): its folders are the classes
+        return _labelled_by(scan_folder(val, class_order="sorted"), classes, val)
     if not images.is_dir():
-        if subfolders(val):
-            # val sorted into <wnid>/ folders (a common rearrangement): its folders are the classes
-            return _labelled_by(scan_folder(val, class_order="sorted"), classes, val)
         raise DataError(f"Tiny-ImageNet images folder {images} does not exist")
     names = sorted(entry.name for entry in os.scandir(images)
                    if entry.is_file() and is_image_file(entry.name) and not entry.name.startswith("."))

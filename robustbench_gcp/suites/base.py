@@ -422,8 +422,6 @@ class LevelledSuite(Suite):
 
     uses_baseline = True
     needs = "--data DIR (clean images) or --corrupted-dir DIR (released files)"
-    #: the name of the released dataset, for messages ("ImageNet-C")
-    released_name: ClassVar[str] = ""
     #: the key of a ``datasets:`` entry of benchmarks.yaml that locates this suite's released files
     released_data: ClassVar[str] = "corrupted"
     #: variant fields that set cells apart but not their reports: a corruption's revision (cells
@@ -436,7 +434,7 @@ class LevelledSuite(Suite):
              "CIFAR-10-P <DIR>/<perturbation>[_2|_3].npy.", metavar="DIR", kind="path"),
     )
 
-    def released(self, flags: Mapping[str, Any]) -> Path | None:
+    def released(self, flags: Mapping[str, Any], dataset: DatasetInfo) -> Path | None:
         """The ``--corrupted-dir`` folder of ``flags``, checked to exist (None: not given).
 
         Raises:
@@ -448,8 +446,9 @@ class LevelledSuite(Suite):
         if value is None:
             return None
         folder = Path(value).expanduser()
-        if not folder.is_dir():
-            raise DataError(f"{self.released_name} folder {folder} does not exist")
+        if not folder.is_dir():  # the benchmark of the suite's dataset (CIFAR-10-C), not ImageNet-C
+            state = "is not a folder" if folder.exists() else "does not exist"
+            raise DataError(f"{self.benchmark_name(dataset)} folder {folder} (--corrupted-dir) {state}")
         return folder
 
     def group(self, key: CellKey) -> str:

@@ -268,7 +268,6 @@ class ImageNetCSuite(LevelledSuite):
     """ImageNet-C: top-1 error per (corruption, severity), CE and mCE."""
 
     kind = "imagenet-c"
-    released_name = "ImageNet-C"
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
     tests_text = ("McNemar's test on the clean images; per corruption, the sign test on the images' "
                   "numbers of correct severities")
@@ -326,12 +325,12 @@ class ImageNetCSuite(LevelledSuite):
         backend = flags.get("backend") or BACKENDS[0]
         if backend not in BACKENDS:
             raise UnknownNameError("backend", backend, BACKENDS)
-        released = self.released(flags)
+        dataset = get_dataset(spec.dataset)
+        released = self.released(flags, dataset)
         if released is not None and (flags.get("backend") or roundtrip is not None):
             flag = "--backend" if flags.get("backend") else "--storage-roundtrip"
             raise ConfigError(f"`{flag}` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")
-        dataset = get_dataset(spec.dataset)
         if released is not None and flags.get("preset"):
             raise ConfigError(f"`--preset` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")

@@ -328,7 +328,6 @@ class ImageNetPSuite(LevelledSuite):
     """ImageNet-P: flip probability and top-5 distance per (perturbation, difficulty), mFR, mT5D."""
 
     kind = "imagenet-p"
-    released_name = "ImageNet-P"
     released_data = "perturbed"  # datasets.<name>.perturbed of benchmarks.yaml
     # whole-image geometric cells (0.4+) report with the centre-square ones of older stores
     unmarked = ("revision", "geometry")
@@ -379,7 +378,7 @@ class ImageNetPSuite(LevelledSuite):
     def select(self, spec: ImageNetPSpec, flags: Mapping[str, Any]) -> ImageNetPSelection:
         return ImageNetPSelection(
             spec,
-            released=self.released(flags),
+            released=self.released(flags, get_dataset(spec.dataset)),
             perturbations=resolve_names(flags.get("perturbations"), _default_perturbations(spec),
                                         dataset_subsets(get_dataset(spec.dataset)), "perturbation",
                                         "--perturbations"),
