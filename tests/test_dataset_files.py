@@ -118,6 +118,21 @@ def test_numpy1_pickles_are_read(cifar10, tmp_path):
     np.testing.assert_array_equal(read_cifar_batch(path).images, cifar10[1])
 
 
+@pytest.mark.parametrize("protocol", [0, 4, 5])
+def test_every_pickle_protocol_is_read(cifar10, tmp_path, protocol):
+    """pickle.HIGHEST_PROTOCOL (5; Python 3.14's default) writes arrays through numpy's
+    _frombuffer, which was refused as code ('a CIFAR batch file holds only numpy arrays')."""
+    content = {b"labels": cifar10[2], b"data": _rows(cifar10[1])}
+    path = tmp_path / f"p{protocol}" / "test_batch"
+    path.parent.mkdir()
+    path.write_bytes(pickle.dumps(content, protocol=protocol))
+    batch = read_cifar_batch(path)
+    np.testing.assert_array_equal(batch.images, cifar10[1])
+    assert batch.labels.tolist() == cifar10[2]
+    if protocol == 5:
+        assert b"_frombuffer" in path.read_bytes()
+
+
 def test_class_names_default_without_meta(cifar10):
     folder = cifar10[0]
     (folder / "batches.meta").unlink()

@@ -146,3 +146,33 @@ def test_a_missing_corrupted_dir_is_named_by_the_suites_benchmark(tmp_path, suit
                                       "--corrupted-dir", str(path), "--store", str(tmp_path / "s.db")])
         assert result.exit_code == 1, result.output
         assert f"Error: {benchmark} folder {path} (--corrupted-dir) {state}" in result.output
+
+
+def test_a_named_pipe_among_the_images_is_refused_not_waited_on(tmp_path, sorted_val):
+    """`mkfifo class/zz.JPEG`: the loader opened it and the run hung."""
+    import os
+
+    os.mkfifo(sorted_val / WNIDS[0] / "zz.JPEG")
+    with pytest.raises(DataError, match=r"zz\.JPEG is not a regular file \(a named pipe, socket or device\)"):
+        scan_folder(sorted_val)
+    (sorted_val / WNIDS[0] / "zz.JPEG").unlink()
+    (sorted_val / WNIDS[0] / "gone.JPEG").symlink_to(tmp_path / "nowhere.JPEG")  # named when it is read
+    assert len(scan_folder(sorted_val)) == 5
+
+
+def test_an_image_too_long_to_resize_in_memory_is_named(tmp_path, monkeypatch):
+    """A 240-byte 40000x1 PNG resized to a 256 px short side asks for 10 million px rows: the
+    MemoryError escaped the loader as a traceback. (The allocation's failure is simulated: making
+    it for real would take 8 GB.)"""
+    from robustbench_gcp.data.loader import Preprocess, iterate_batches
+
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((40000, 1, 3), 128, np.uint8)).save(strip)
+
+    def out_of_memory(self, size, *args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(Image.Image, "resize", out_of_memory)
+    with pytest.raises(DataError, match=rf"cannot read image {strip}: out of memory decoding and resizing it "
+                                        r"\(1x40000 px\)"):
+        list(iterate_batches([strip], Preprocess(), batch_size=1))

@@ -32,8 +32,10 @@ from robustbench_gcp.errors import DataError, listed
 
 try:  # numpy >= 2 (and 1.26's forward alias); numpy.core is deprecated there
     from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
 except ImportError:  # pragma: no cover - numpy < 1.26
     from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
 
 #: How :func:`load_array_rows` reads an array-backed :class:`ImageList` (``ImageList.reader``);
 #: ``npy-sequences``: released CIFAR-10-P files, one frame sequence per row (:func:`load_sequence_rows`).
@@ -55,6 +57,9 @@ _PICKLE_OPENERS = (b"\x80", b"(", b"}")  # PROTO (protocol >= 2), MARK or EMPTY_
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    # protocol 5 (pickle.HIGHEST_PROTOCOL; Python 3.14's default) writes an array as its bytes
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,  # replaced by a latin-1-only version per file

@@ -316,6 +316,10 @@ def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
             if entry.is_dir():
                 subfolders.append(entry)
             elif entry.name.lower().endswith(extensions):
+                if not entry.is_file() and os.path.exists(entry.path):
+                    # a named pipe (mkfifo) or device: opening it waited forever, the run hung
+                    raise DataError(f"data folder {root}: {entry.path} is not a regular file (a named pipe, "
+                                    "socket or device): move it out of the folder")
                 name = f"{rel}/{entry.name}"
                 check_utf8(entry.path, "image file")
                 # a file's real path is its folder's unless the file itself is a link

@@ -178,11 +178,22 @@ class ImageFiles(Dataset):
             return self._failed(position, "not an image (cannot identify the file format)")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # corrupt, huge
             return self._failed(position, str(error) or type(error).__name__)
+        except MemoryError:  # a 40000x1 strip resized to a 256 px short side: 10 million px long
+            width, height = _size_of(path)
+            return self._failed(position, f"out of memory decoding and resizing it ({width}x{height} px)")
         return torch.from_numpy(array).permute(2, 0, 1).contiguous(), position, ""
 
     def _failed(self, position: int, message: str):
         c = self.preprocess.crop_size
         return torch.zeros(3, c, c, dtype=torch.uint8), position, message
+
+
+def _size_of(path: Path) -> tuple[object, object]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, MemoryError):
+        return "?", "?"
 
 
 def iterate_batches(
