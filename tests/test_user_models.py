@@ -4,7 +4,10 @@ and ``evaluate(model=<nn.Module>)``, through the same store and reports as regis
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -301,7 +304,16 @@ def test_more_errors_of_models_you_bring(user_package, image_folder, gap_checkpo
     data = ["--data", image_folder, "--store", store]
     missing = error_of("--model", "no_such_pkg_xyz.nets:build", *data)
     assert "cannot import module 'no_such_pkg_xyz.nets': ModuleNotFoundError" in missing
-    assert missing.endswith("; put its folder on PYTHONPATH (or run from that folder)")
+    assert missing.endswith("; put its folder on PYTHONPATH (PYTHONPATH=/path/to/folder gcp-robust ...)")
+    # in the working folder: the console script does not look there ("or run from that folder" was said)
+    (tmp_path / "here_only_xyz.py").write_text("def build():\n    return None\n")
+    command = Path(sys.executable).parent / "gcp-robust"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(command), "eval", "--model", "here_only_xyz:build", *map(str, data)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "; here_only_xyz is in this folder, which the gcp-robust command does not import from: "
+        "PYTHONPATH=. gcp-robust ..."), result.stderr
     assert "unknown torchvision classification model 'resnet181'" in error_of(
         "--model", "torchvision:resnet181", "--random-weights", *data)
     # the data's class index 3 (and more) against a 2-class model

@@ -191,6 +191,16 @@ def _torchvision_configs(name: str) -> list[PreprocessConfig]:
     return configs
 
 
+def _not_found_hint(top: str) -> str:
+    """Where Python looks for a user's module: the gcp-robust command does not import from the
+    working folder (only ``python -m`` does), so "run from that folder" led nowhere."""
+    here = Path.cwd()
+    if (here / f"{top}.py").is_file() or (here / top).is_dir():
+        return (f"; {top} is in this folder, which the gcp-robust command does not import from: "
+                "PYTHONPATH=. gcp-robust ...")
+    return "; put its folder on PYTHONPATH (PYTHONPATH=/path/to/folder gcp-robust ...)"
+
+
 def _differing_note(name: str, configs: list[PreprocessConfig]) -> str:
     """The report's note for ``torchvision:name`` preprocessed as ImageNet by default because its
     published weights' ``configs`` (:func:`_torchvision_configs`) differ ("" where they do not)."""
@@ -264,7 +274,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's module's
-        hint = ("; put its folder on PYTHONPATH (or run from that folder)"
+        hint = (_not_found_hint(module_name.split(".")[0])
                 if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else
                 _EXITED if isinstance(error, SystemExit) else "")
         raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
