@@ -238,3 +238,12 @@ def test_percentages_are_computed_in_the_order_of_the_reports_formulas():
 
     assert percent_of(1.0, 3.0) == 100 * (1 / 3) != 100 * 1 / 3
     assert percent_of(1.0, 3.0, ratio_first=False) == 100 * 1 / 3
+
+
+def test_a_baseline_name_with_a_comma_is_refused_before_compute(demo_val, tmp_path):
+    """`--name a,b` was stored, and `--baseline a,b` then asked for 'a' and 'b' ('unknown baseline
+    'a'. Did you mean 'a,b'?')."""
+    store = tmp_path / "s.db"
+    result = cli("baseline", "--model", "demo-gap", "--name", "a,b", *p_args(demo_val, store, 20), code=2)
+    assert "--name 'a,b' holds a comma, which separates the names of --baseline" in result.output
+    assert not store.exists()

@@ -88,6 +88,9 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
         raise click.UsageError("give --model (or --list)")
     if name is not None and not name.strip():
         raise click.UsageError("--name is empty: give the name to store the baseline under")
+    if name is not None and "," in name:  # --baseline a,b asks for two baselines: it was stored, never found
+        raise click.UsageError(f"--name {name!r} holds a comma, which separates the names of --baseline: "
+                               "give a name without one")
     from robustbench_gcp.cli.options import default_workers
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
