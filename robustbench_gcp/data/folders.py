@@ -258,11 +258,10 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = 
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
-    if not released:
-        _check_split_folders(root, odd)
     if released:  # released files are labelled by their wnid folders: no other order to offer
         raise DataError(f"released folder {root} has folders with images that are not ImageNet-1k "
                         f"wnids: {listed(odd, _NAMED)}; move them out of it")
+    _check_split_folders(root, odd)
     message = f"data folder {root} has class folders that are not ImageNet-1k wnids: {listed(odd, _NAMED)}"
     n_wnids = len(class_dirs) - len(odd)
     if n_wnids:

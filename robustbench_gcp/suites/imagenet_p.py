@@ -376,12 +376,12 @@ class ImageNetPSuite(LevelledSuite):
 
     # -- plan
     def select(self, spec: ImageNetPSpec, flags: Mapping[str, Any]) -> ImageNetPSelection:
+        dataset = get_dataset(spec.dataset)
         return ImageNetPSelection(
             spec,
-            released=self.released(flags, get_dataset(spec.dataset)),
+            released=self.released(flags, dataset),
             perturbations=resolve_names(flags.get("perturbations"), _default_perturbations(spec),
-                                        dataset_subsets(get_dataset(spec.dataset)), "perturbation",
-                                        "--perturbations"),
+                                        dataset_subsets(dataset), "perturbation", "--perturbations"),
             difficulties=resolve_levels(flags.get("difficulties"), spec.difficulties, "--difficulties",
                                         DIFFICULTIES),
         )
