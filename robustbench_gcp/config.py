@@ -245,7 +245,7 @@ def parse_config(data: Any, path: Path, lines: dict[str, int] | None = None) -> 
         for name, value in check.entries(top.get("baselines"), "baselines").items()
     }
     return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines,
-                  data=_datasets(check, top.get("datasets") or {}, path))
+                  data=_datasets(check, top.get("datasets"), path))
 
 
 def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:
@@ -253,12 +253,12 @@ def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:
     :data:`~robustbench_gcp.data.datasets.DATASETS` with some of :data:`DATA_KINDS`."""
     from robustbench_gcp.data.datasets import DATASETS
 
-    section = check.mapping(value, "datasets", {"root", *DATASETS})
+    section = check.optional_mapping(value, "datasets", {"root", *DATASETS})
     entries = {}
     for name, entry in section.items():
         if name == "root":
             continue
-        entry = check.mapping(entry or {}, f"datasets.{name}", set(DATA_KINDS))
+        entry = check.optional_mapping(entry, f"datasets.{name}", set(DATA_KINDS))
         entries[name] = {kind: check.string(v, f"datasets.{name}.{kind}") for kind, v in entry.items()}
     environment = os.environ.get(DATA_VARIABLE)
     if environment:
@@ -276,7 +276,7 @@ _PERCENTS = {"top1", "top5", "clean_error"}  # published figures that cannot pas
 
 def _model(check: Checker, name: str, value: Any) -> ModelSpec:
     where = f"models.{name}"
-    value = check.mapping(value or {}, where, {"arch", "checkpoint", "sha256", "source", "published"})
+    value = check.optional_mapping(value, where, {"arch", "checkpoint", "sha256", "source", "published"})
     arch = check.string(value.get("arch", name), f"{where}.arch")
     from robustbench_gcp.models import list_models
 
@@ -305,7 +305,7 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
     if source is not None:
         source = check.string(source, f"{where}.source")
     published_keys = {"top1", "top5", "mCE", "relative_mCE", "mFR", "mT5D", "clean_error"}
-    published = check.mapping(value.get("published") or {}, f"{where}.published", published_keys)
+    published = check.optional_mapping(value.get("published"), f"{where}.published", published_keys)
     published = {k: check.number(v, f"{where}.published.{k}", 0.0, 100.0 if k in _PERCENTS else None)
                  for k, v in published.items()}
     for key, number in published.items():  # the papers print percentages: 0.7613 is a fraction
@@ -318,7 +318,7 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
 def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
     """A suite entry: its kind's module checks and reads its keys."""
     where = f"suites.{name}"
-    value = check.mapping(value or {}, where)
+    value = check.optional_mapping(value, where)
     kind = check.string(value.get("kind", name), f"{where}.kind")
     if kind not in suite_kinds():
         given = "" if "kind" in value else " (no kind: given, so the entry's name is taken as one)"
@@ -338,7 +338,7 @@ def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
 
 def _baseline(check: Checker, name: str, value: Any) -> Baseline:
     where = f"baselines.{name}"
-    value = check.mapping(value or {}, where, {"description", "clean_error", "imagenet_c"})
+    value = check.optional_mapping(value, where, {"description", "clean_error", "imagenet_c"})
     description = value.get("description", "")
     if description:
         description = check.string(description, f"{where}.description")
@@ -349,7 +349,7 @@ def _baseline(check: Checker, name: str, value: Any) -> Baseline:
 
     valid = list_corruptions("all")
     table = {}
-    for corruption, errors in check.mapping(value.get("imagenet_c") or {}, f"{where}.imagenet_c").items():
+    for corruption, errors in check.optional_mapping(value.get("imagenet_c"), f"{where}.imagenet_c").items():
         key = f"{where}.imagenet_c.{corruption}"
         if corruption not in valid:
             check.fail(key, f"unknown corruption '{corruption}'.{suggest(corruption, valid)}")

@@ -112,7 +112,9 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             cached = cache_dir() / path.name
             if cached.is_file():
                 return cached
-            hint += f"; save the download there or in {cached.parent}, or {GIVE_FILE}"
+            hint += ("; environment variables are not expanded in benchmarks.yaml: write the path out (~ is)"
+                     if "$" in location else  # benchmarks.yaml's paths are taken as written
+                     f"; save the download there or in {cached.parent}, or {GIVE_FILE}")
         raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
     if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")

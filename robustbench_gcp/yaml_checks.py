@@ -55,6 +55,11 @@ class Checker:
                 self.fail(join_key(where, key), f"unknown key '{key}'.{suggest(key, sorted(allowed))}")
         return value
 
+    def optional_mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
+        """:meth:`mapping`, empty when null (a key written with nothing after it); ``false``, ``[]``
+        or ``0`` is no mapping (``models: {m: false}`` was read as an entry of no keys)."""
+        return self.mapping({} if value is None else value, where, allowed)
+
     def entries(self, value: Any, where: str) -> dict:
         """A section of entries by name (``models:``; empty when null, but ``[]`` or ``0`` is no
         mapping), every name one that commands can take: not empty, no whitespace, and none of

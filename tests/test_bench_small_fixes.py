@@ -219,6 +219,10 @@ def test_perturbation_bench_gives_each_rows_model_rate_and_checks_the_default_si
                   "translate", "--crop-size", "100")  # demo-gap's size: 73 (a traceback)
     assert too_big.exit_code == 2 and "Traceback" not in too_big.output
     assert "`--crop-size` should be at most --size (73, the model's resize size). Got 100" in too_big.stderr
+    # an unknown model: the command's listing, not the library's "See list_models()" under an empty line
+    unknown = run("bench", "perturbations", "--device", "cpu", "--model", "foo")
+    assert unknown.exit_code == 2
+    assert unknown.stderr == "Error: unknown model 'foo'. `gcp-robust models` lists them.\n"
 
 
 def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):

@@ -354,6 +354,9 @@ def test_released_images_of_another_size_than_the_models_inputs_are_noted(image_
     assert note in json.loads(small.stdout)["notes"] and note in " ".join(small.stderr.split())
     stored = run("report", "--store", tmp_path / "s.db", "--format", "json", "--models", "demo-gap")
     assert note in json.loads(stored.stdout)["reports"][0]["notes"], stored.output
+    for flag, value in (("--models", ","), ("--models", ""), ("--suite", " , ")):  # reported everything
+        none = run("report", "--store", tmp_path / "s.db", flag, value)
+        assert none.exit_code == 2 and f"`{flag} {value!r}` names none (leave it out for all)" in none.stderr
     full = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", *common[:-4]))
     assert full.exit_code == 0, full.output
     assert not any("inputs are" in n for n in json.loads(full.stdout)["notes"]), full.stdout
@@ -430,7 +433,7 @@ def last_line(result):
         (("--checkpoint", "/nonexistent/r18.pth"), 1,
          "Error: checkpoint file /nonexistent/r18.pth does not exist"),
         (("--data", "/nonexistent/val"), 1, "Error: data folder /nonexistent/val does not exist"),
-        (("--limit", "0"), 2, "Error: `--limit` should be a positive integer. Got 0"),
+        (("--limit", "0"), 2, "Error: Invalid value for '--limit': 0 is not in the range x>=1."),
         (("--class-order", "alpha"), 2,
          "Error: Invalid value for '--class-order': 'alpha' is not one of 'imagenet', 'sorted'."),
         (("-o", "/nonexistent/out.json"), 2,

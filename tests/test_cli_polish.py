@@ -402,7 +402,7 @@ def test_a_clean_run_on_images_of_another_size_is_not_told_to_give_a_preset(demo
     command = ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"), "--dataset", "cifar10"]
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 1, result.output
-    assert "but CIFAR-10 images are 32x32; give the right --dataset\n" in result.stderr
+    assert "but CIFAR-10 images are 32x32; give --dataset imagenet\n" in result.stderr
     assert "--preset" not in result.stderr
 
 

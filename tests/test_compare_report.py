@@ -277,6 +277,13 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert no_weights.exit_code == 2 and not (tmp_path / "s.db").exists()
     assert "model 'resnet18-mpncov' has no checkpoint: give one as --model resnet18-mpncov=CHECKPOINT" \
         in no_weights.stderr
+    # --random-weights with every model's own weights given: it changed nothing, without a word
+    ignored = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}",
+                                        "--random-weights", "--data", str(image_folder), "--store",
+                                        str(tmp_path / "s.db")])
+    assert ignored.exit_code == 2 and not (tmp_path / "s.db").exists()
+    assert "`--random-weights` applies to models given without =CHECKPOINT, and every model here comes " \
+        "with its own weights" in " ".join(ignored.stderr.split()), ignored.stderr
     typo = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--reference",
                                      "resnet18-gp", "--data", str(image_folder)])
     assert typo.exit_code == 2 and "Did you mean 'resnet18-gap'?" in typo.stderr

@@ -107,6 +107,14 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  'my base': {clean_error: 0.5}\n", "the name 'my base' cannot be given"),
         ("suites:\n  '': {kind: clean}\n", "the name '' cannot be given"),
         ("suites: []\n", "suites (line 1): expected a mapping, got list"),  # was read as no suites
+        # false, [] or 0 where a mapping goes: read as an empty one ('unknown architecture m')
+        ("models:\n  m: false\n", "models.m (line 2): expected a mapping, got bool False"),
+        ("datasets: []\n", "datasets (line 1): expected a mapping, got list"),
+        ("datasets:\n  cifar10: 0\n", "datasets.cifar10 (line 2): expected a mapping, got int 0"),
+        ("suites:\n  c: false\n", "suites.c (line 2): expected a mapping, got bool False"),
+        ("models:\n  resnet18-gap: {published: []}\n",
+         "models.resnet18-gap.published (line 2): expected a mapping, got list"),
+        ("baselines:\n  b: false\n", "baselines.b (line 2): expected a mapping, got bool False"),
         ("suites:\n  c: {kind: imagenet-c, corruptions: benchmrk}\n",
          "suites.c.corruptions (line 2): unknown corruption or subset 'benchmrk'. Did you mean 'benchmark'?"),
         ("suites:\n  c: {kind: imagenet-c, corruptions: 'fog,snow'}\n",

@@ -509,3 +509,21 @@ def test_a_pickle_declaring_more_bytes_than_memory_is_one_line(tmp_path):
     path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 2**46) + b"xxxx")
     with pytest.raises(DataError, match="is not a CIFAR python-version pickle: MemoryError"):
         _unpickle(path)
+
+
+def test_an_empty_or_broken_test_batch_is_named_not_taken_for_an_image_folder(tmp_path):
+    """A 0-byte or non-pickle cifar-10-batches-py/test_batch made the folder an image folder: 'holds
+    no image files and no class folders'. CIFAR's own names are read, and what is wrong said."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(b"")
+    assert is_cifar_source(folder)
+    with pytest.raises(DataError, match=r"test_batch is empty \(0 bytes\)"):
+        scan_cifar(folder)
+    (folder / "test_batch").write_text("hello\n")
+    with pytest.raises(DataError, match="test_batch is not a CIFAR python-version pickle"):
+        scan_cifar(folder)
+    hundred = tmp_path / "cifar-100-python"
+    hundred.mkdir()
+    (hundred / "test").write_text("not a pickle")  # `test` in CIFAR-100's own folder is its test set
+    assert is_cifar_source(hundred)

@@ -55,6 +55,17 @@ def test_a_configured_file_is_also_found_in_the_cache(weights, tmp_path, cache):
         resolve_checkpoint(str(configured))
 
 
+def test_a_configured_path_with_a_variable_says_variables_are_not_expanded(tmp_path, cache):
+    """benchmarks.yaml's `checkpoint: $HOME/x.pth` became <config folder>/$HOME/x.pth, and the error
+    told the user to save the download there."""
+    configured = tmp_path / "$HOME" / "x.pth"
+    with pytest.raises(CheckpointError, match=r"\$HOME/x.pth does not exist; environment variables are not "
+                                              r"expanded in benchmarks.yaml: write the path out \(~ is\)$"):
+        resolve_checkpoint(str(configured), configured=True)
+    with pytest.raises(CheckpointError, match=r"x.pth does not exist$"):  # --checkpoint: the shell expands
+        resolve_checkpoint(str(configured))
+
+
 def test_url_is_downloaded_once_and_verified(weights, cache):
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     url = weights.as_uri()

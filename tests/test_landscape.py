@@ -278,6 +278,8 @@ def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path
     (("--perturbations", "translate"),
      "`--perturbations` applies to the imagenet-p suite, not to 'landscape'"),
     (("--severities", "3"), "`--severities` chooses the severities of corrupted landscape cells"),
+    (("--no-storage-roundtrip",), "`--no-storage-roundtrip` applies to corrupted landscape cells: name the "
+                                  "corruptions with --corruptions"),
 ])
 def test_bad_input_is_one_line_before_any_compute(demo_val, tmp_path, args, message):
     store = tmp_path / "s.db"

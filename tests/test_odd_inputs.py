@@ -131,6 +131,48 @@ def test_64px_imagenet_folders_can_be_read_with_their_wnid_labels(nets, tmp_path
              **common)
 
 
+def test_64px_imagenet_folders_for_a_224px_model_get_a_hint_that_works(nets, tmp_path):
+    """64 px wnid folders with an ImageNet-1k model of 224 px: the clean suite said '--class-order
+    imagenet', which then said 'bring a 64 px network'; --dataset imagenet was refused as 'holds
+    Tiny-ImageNet images' and --preset is the clean suite's usage error. Each hint now works."""
+    folder = _images(tmp_path / "i64", [imagenet_wnids()[i] for i in (3, 250)], 64)
+    common = dict(store=tmp_path / "s.db", random_weights=True)
+    with pytest.raises(DataError, match=r"read as Tiny-ImageNet for their size, but model 'resnet18-gap' has "
+                                        r"1000 classes .*give --dataset imagenet$"):
+        plan("resnet18-gap", data=folder, suite="clean", **common)
+    clean = plan("resnet18-gap", data=folder, suite="clean", dataset="imagenet", **common)
+    assert clean.dataset.name == "imagenet" and set(clean.images.labels) == {3, 250}
+    with pytest.raises(DataError, match="give --dataset imagenet --preset imagenet"):
+        plan("resnet18-gap", data=folder, suite="imagenet-c", corruptions="fog", **common)
+    corrupted = plan("resnet18-gap", data=folder, suite="imagenet-c", corruptions="fog", dataset="imagenet",
+                     preset="imagenet", **common)
+    assert corrupted.dataset.name == "imagenet"
+    # a layout of its own still contradicts another dataset asked for
+    tiny = tmp_path / "tiny-imagenet-200"
+    (tiny / "val" / "images").mkdir(parents=True)
+    (tiny / "wnids.txt").write_text("n01443537\n")
+    (tiny / "val" / "val_annotations.txt").write_text("a.JPEG\tn01443537\n")
+    Image.new("RGB", (64, 64)).save(tiny / "val" / "images" / "a.JPEG")
+    with pytest.raises(DataError, match=r"holds Tiny-ImageNet images in its own layout, but --dataset is "
+                                        r"imagenet \(ImageNet\); give --dataset tinyimagenet"):
+        plan("resnet18-gap", data=tiny, suite="clean", dataset="imagenet", **common)
+
+
+def test_released_imagenet_c_under_a_tiny_imagenet_suite_is_told_the_dataset_not_a_preset(tmp_path):
+    """224 px released ImageNet-C files with --suite tinyimagenet-c were told '--preset tinyimagenet',
+    which released files refuse: they are not corrupted here, so only --dataset is said."""
+    from robustbench_gcp.config import load_config
+
+    cell = tmp_path / "IC" / "fog" / "1" / imagenet_wnids()[3]
+    cell.mkdir(parents=True)
+    Image.new("RGB", (224, 224)).save(cell / "a.JPEG")
+    assert "tinyimagenet-c" in load_config(None).suites
+    with pytest.raises(DataError, match=r"are 224x224 .*, but Tiny-ImageNet images are 64x64; give --dataset "
+                                        r"imagenet$"):
+        plan("resnet18-gap", suite="tinyimagenet-c", corrupted_dir=tmp_path / "IC", corruptions="fog",
+             severities=[1], random_weights=True, store=tmp_path / "s.db")
+
+
 def _bomb(path, width=20000, height=10000):
     """A PNG whose header says width x height (over PIL's decompression-bomb limit)."""
     def chunk(kind, data):

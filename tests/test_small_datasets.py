@@ -605,3 +605,54 @@ def test_a_baseline_of_another_datasets_images_says_which(cifar, tiny):
     assert ours["perturbations"][0]["FR"] is None
     assert any("baseline 'pbase' holds brightness/1 of CIFAR-10 images, this run's are of Tiny-ImageNet"
                in note for note in ours["notes"]), ours["notes"]
+
+
+def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(cifar, tiny):
+    """Only the first image's size is checked before compute: a larger one later was centre-cropped
+    to 32 / 64 px without a word (another picture than the dataset's), a smaller one said 'smaller
+    than the crop'. Each names the file and the dataset's size; the cells before it stay stored."""
+    last = sorted((cifar / "folder" / "truck").iterdir())[-1]
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(last)
+    store = cifar / "s.db"
+    out = run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data", cifar / "folder",
+              "--corruptions", "fog", "--severities", "1", "--store", store)
+    assert out.exit_code != 0 and f"{last}: image is 40x40; this dataset's images are 32x32" in out.output
+    Image.new("RGB", (30, 32)).save(last)
+    out = run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data", cifar / "folder",
+              "--corruptions", "fog", "--severities", "1", "--store", store)
+    assert out.exit_code != 0 and "image is 30x32; this dataset's images are 32x32" in out.output
+    # a released Tiny-ImageNet-C file of 72 px among the 64 px ones
+    cell = tiny / "Tiny-ImageNet-C" / "fog" / "1" / WNIDS[3]
+    odd = sorted(cell.iterdir())[-1]
+    Image.new("RGB", (72, 72)).save(odd, format="JPEG")
+    out = run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-c", "--corrupted-dir",
+              tiny / "Tiny-ImageNet-C", "--corruptions", "fog", "--severities", "1", "--store", tiny / "s.db")
+    assert out.exit_code != 0 and f"{odd}: image is 72x72; this dataset's images are 64x64" in out.output
+
+
+def test_imagenet_images_with_another_presets_parameters_are_not_alexnet_normalized(image_folder, tmp_path):
+    """``--preset cifar`` on ImageNet images is another benchmark than ImageNet-C: AlexNet's published
+    errors (made with ImageNet-C's parameters) normalized its CE as if it were ImageNet-C. Its figures
+    are unnormalized, or normalized by a baseline stored with the same preset."""
+    store = tmp_path / "s.db"
+    common = ["--suite", "imagenet-c", "--data", image_folder, "--corruptions", "fog", "--severities", "1",
+              "--store", store, "--format", "json"]
+    forced = report_json(run("eval", "--model", "resnet18-gap", "--random-weights", "--preset", "cifar",
+                             *common))
+    assert forced["metrics"]["mCE"] is None and forced["metrics"]["preset"] == "cifar"
+    assert any("ImageNet (cifar parameters): AlexNet's published errors" in n for n in forced["notes"])
+    own = report_json(run("eval", "--model", "resnet18-gap", "--random-weights", *common))
+    assert own["metrics"]["mCE"] is not None and "preset" not in own["metrics"]  # ImageNet-C: AlexNet's
+    stored = run("baseline", "--model", "resnet18-gap", "--random-weights", "--seed", "1", "--name", "other",
+                 "--preset", "cifar", *common)
+    assert stored.exit_code == 0, stored.output
+    theirs = json.loads(stored.stdout)["cells"][0]["top1_error"]
+    normalized = report_json(run("eval", "--model", "resnet18-gap", "--random-weights", "--preset", "cifar",
+                                 "--baseline", "other", *common))
+    mine = normalized["cells"][0]["top1_error"]
+    assert normalized["metrics"]["mCE"] == pytest.approx(100 * mine / theirs)
+    # the stored report says the same as eval did
+    reports = json.loads(run("report", "--store", store, "--format", "json", "--no-intervals").stdout)
+    by_preset = {r["metrics"].get("preset"): r["metrics"]["mCE"] for r in reports["reports"]
+                 if r["kind"] == "imagenet-c"}
+    assert by_preset[None] is not None and by_preset["cifar"] is None

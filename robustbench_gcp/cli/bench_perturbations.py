@@ -94,9 +94,13 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     """
     from robustbench_gcp.bench.perturbation_speed import measure
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.errors import UnknownNameError
+    from robustbench_gcp.models import list_models
     from robustbench_gcp.reports.tables import Column
 
     names = _perturbation_names(perturbation_list)
+    if model not in list_models():  # before the progress bar (an empty line above the error)
+        raise UnknownNameError("model", model, list_models(), listing="`gcp-robust models` lists them")
     if size is not None and crop_size is not None and crop_size > size:
         raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
                                  param_hint="--crop-size")

@@ -304,6 +304,26 @@ model_options = _compose(
 )
 
 #: the --model help of eval and baseline
+class _Bounded(click.IntRange):
+    """An IntRange whose help names its lower bound only (the upper one only stops overflows)."""
+
+    def _describe_range(self) -> str:
+        return f"x>={self.min}"
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)  # an integer, or its error
+        if number > self.max:
+            self.fail(f"{number} is above {self.max}, the largest this takes.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: --batch-size and --shard-size up to 2**31 - 1 (larger ones overflowed SQLite's and islice's
+#: integers with a traceback); --seed up to 2**64 - 1 (torch's); --workers up to 64
+COUNT = _Bounded(min=1, max=MAX_COUNT)
+SEED = _Bounded(min=0, max=MAX_SEED)
+WORKERS = _Bounded(min=0, max=MAX_WORKERS)
+
+
 MODEL_HELP = ("A model of benchmarks.yaml, a registry name (see `gcp-robust models`), "
               "torchvision:<name> (any torchvision classifier) or package.module:callable (a "
               "callable returning your nn.Module; --checkpoint is loaded into it strictly).")
@@ -325,28 +345,10 @@ data_options = _compose(
     click.option("--labels", type=NonEmptyPath(), default=None, metavar="FILE",
                  help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
     class_order_option,
-    click.option("--limit", type=int, default=None, metavar="N",
+    click.option("--limit", type=COUNT, default=None, metavar="N",
                  help="Evaluate a deterministic, class-balanced subset of N images."),
 )
 
-class _Bounded(click.IntRange):
-    """An IntRange whose help names its lower bound only (the upper one only stops overflows)."""
-
-    def _describe_range(self) -> str:
-        return f"x>={self.min}"
-
-    def convert(self, value, param, ctx):
-        number = click.INT.convert(value, param, ctx)  # an integer, or its error
-        if number > self.max:
-            self.fail(f"{number} is above {self.max}, the largest this takes.", param, ctx)
-        return super().convert(number, param, ctx)
-
-
-#: --batch-size and --shard-size up to 2**31 - 1 (larger ones overflowed SQLite's and islice's
-#: integers with a traceback); --seed up to 2**64 - 1 (torch's); --workers up to 64
-COUNT = _Bounded(min=1, max=MAX_COUNT)
-SEED = _Bounded(min=0, max=MAX_SEED)
-WORKERS = _Bounded(min=0, max=MAX_WORKERS)
 
 
 def _workers_said(ctx, param, value):

@@ -52,14 +52,18 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     """
     from robustbench_gcp.cli.output import print_comparison
     from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
     from robustbench_gcp.reports.comparison import compare_reports
     from robustbench_gcp.reports.stored import labels_named, reports_from_store, split_labels
 
     check_layout(fmt)
     check_no_intervals(no_intervals)
 
-    names = split_labels(models) if models else None
+    names = split_labels(models) if models is not None else None
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]
+    if names == [] or (suites and not chosen):  # `--models ,` reported every model
+        flag, value = ("--models", models) if names == [] else ("--suite", ",".join(suites))
+        raise ConfigError(f"`{flag} {value!r}` names none (leave it out for all)")
     reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
     selected = labels_named(store, reference) if reference is not None else ()  # as --models selects
     comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples,

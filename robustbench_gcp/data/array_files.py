@@ -96,6 +96,8 @@ def _unpickle(path: Path) -> Any:
     except OSError as error:
         raise DataError(f"cannot read CIFAR file {path}: {error.strerror or error}") from None
     except EOFError:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty (0 bytes): download the CIFAR python version again") from None
         raise DataError(f"{path} is truncated: the pickle ends before its STOP opcode") from None
     except (pickle.UnpicklingError, ValueError, TypeError, LookupError, AttributeError,
             OverflowError, RecursionError, MemoryError) as error:  # MemoryError: a crafted 2**46-byte string
@@ -194,6 +196,8 @@ def _class_names(meta: Path, key: str, n_classes: int) -> tuple[str, ...]:
 def _looks_like_test_file(path: Path) -> bool:
     if path.name not in _TEST_FILES or not path.is_file():
         return False
+    if path.name == "test_batch" or path.parent.name == "cifar-100-python":
+        return True  # CIFAR's own names: an empty or broken file is read, and what is wrong named
     try:
         with open(path, "rb") as stream:
             return stream.read(1) in _PICKLE_OPENERS
@@ -205,8 +209,9 @@ def cifar_test_file(path: str | Path) -> Path | None:
     """The test file of a CIFAR python-version folder, or ``path`` when it is one (None: neither).
 
     A folder (``cifar-10-batches-py``, ``cifar-100-python`` or any name) holding ``test_batch``
-    (CIFAR-10) or ``test`` (CIFAR-100), or one of those files; the file must start like a
-    pickle, so that an unrelated file named ``test`` is not taken for CIFAR-100.
+    (CIFAR-10) or ``test`` (CIFAR-100), or one of those files; a ``test`` outside a
+    ``cifar-100-python`` folder must start like a pickle, so that an unrelated file named ``test``
+    is not taken for CIFAR-100.
     """
     path = Path(path).expanduser()
     candidates = [path / name for name in _TEST_FILES] if path.is_dir() else [path]

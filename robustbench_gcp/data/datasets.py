@@ -31,6 +31,8 @@ class DatasetInfo:
         alexnet_normalized: whether CE is normalized by AlexNet's errors (ImageNet-C's mCE).
         classes: the classes of a model whose labels are not ImageNet's 1000 on ImageNet images (an
             ImageNet subset's own classes: :func:`label_space`); None for the dataset's own.
+        forced_preset: another dataset's corruption parameters forced on these images
+            (``--preset``): another benchmark, which AlexNet's published errors do not normalize.
     """
 
     name: str
@@ -41,6 +43,7 @@ class DatasetInfo:
     released: str
     alexnet_normalized: bool = False
     classes: int | None = None
+    forced_preset: str | None = None
 
     @property
     def released_size(self) -> int:
@@ -73,9 +76,20 @@ def label_space(dataset: DatasetInfo, num_classes: int | None) -> DatasetInfo:
                                alexnet_normalized=False, classes=num_classes)
 
 
-def get_dataset(name: str | None, classes: int | None = None) -> DatasetInfo:
+def with_preset(dataset: DatasetInfo, preset: str | None) -> DatasetInfo:
+    """``dataset``'s images corrupted with ``preset``'s parameters: unchanged for its own (or None);
+    another's is another benchmark than the released one, whose AlexNet normalization (ImageNet-C's,
+    made with ImageNet-C's parameters) then does not apply."""
+    if preset is None or preset == dataset.preset:
+        return dataset
+    return dataclasses.replace(dataset, title=f"{dataset.title} ({preset} parameters)",
+                               alexnet_normalized=False, forced_preset=preset)
+
+
+def get_dataset(name: str | None, classes: int | None = None, preset: str | None = None) -> DatasetInfo:
     """The dataset ``name``; ImageNet for None (a suite or a cell that names none); with
-    ``classes``, in that :func:`label_space`.
+    ``classes``, in that :func:`label_space`; with ``preset``, corrupted with its parameters
+    (:func:`with_preset`).
 
     Raises:
         UnknownNameError: not one of :data:`DATASETS` (the closest is suggested).
@@ -85,7 +99,7 @@ def get_dataset(name: str | None, classes: int | None = None) -> DatasetInfo:
     name = name or "imagenet"
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, DATASETS)
-    return label_space(DATASETS[name], classes)
+    return with_preset(label_space(DATASETS[name], classes), preset)
 
 
 def dataset_mark(dataset: DatasetInfo) -> dict:
@@ -229,8 +243,9 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
     if dataset.image_size is not None and size != (dataset.image_size, dataset.image_size):
         # --preset only where something is corrupted (clean and adversarial refuse it)
         anyway = f", or --preset {dataset.preset} to use its corruption parameters anyway" * bool(corrupted)
+        right = small[side].name if side in small else "imagenet"
         raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
-                        f"{dataset.image_size}x{dataset.image_size}; give the right --dataset{anyway}")
+                        f"{dataset.image_size}x{dataset.image_size}; give --dataset {right}{anyway}")
 
 
 def check_released_size(folder: Path, dataset: DatasetInfo) -> None:

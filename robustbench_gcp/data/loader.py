@@ -90,7 +90,9 @@ class Preprocess:
     ``crop_size``.
 
     ``resize_size=None`` keeps the decoded size (released ImageNet-C files); the
-    crop is then only checked.
+    crop is then only checked. ``exact=True`` (with ``resize_size=None``: the images of a
+    dataset of one size, CIFAR's 32 px, Tiny-ImageNet's 64 px) refuses an image of any other
+    size than ``crop_size`` square rather than crop it.
 
     ``window=True`` (ImageNet-P's geometric base images) makes the crop a window that may
     extend beyond the resized image: the same centre crop, zero where it lies outside the
@@ -100,7 +102,8 @@ class Preprocess:
 
     Raises:
         ValueError: an ``interpolation`` that is not a name of :data:`INTERPOLATIONS`; a
-            ``window`` without a resize or less than ``resize_size + 4`` wide.
+            ``window`` without a resize or less than ``resize_size + 4`` wide; ``exact`` with a
+            resize.
     """
 
     resize_size: int | None = 256
@@ -111,8 +114,11 @@ class Preprocess:
     #: squares, whose perturbations crop their centre: the image is then cropped once, at the
     #: original's offset; two centred crops are a pixel off it where (crop - this) % 4 != 0)
     centred_on: int | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
+        if self.exact and self.resize_size is not None:
+            raise ValueError(f"`exact` keeps the decoded size: it takes no resize. Got {self.resize_size}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"`interpolation` should be one of {', '.join(INTERPOLATIONS)}. "
                              f"Got {self.interpolation!r}")
@@ -131,6 +137,8 @@ class Preprocess:
                 image = image.resize(size, INTERPOLATIONS[self.interpolation])
         w, h = image.size
         c = self.crop_size
+        if self.exact and (w, h) != (c, c):
+            raise ValueError(f"image is {w}x{h}; this dataset's images are {c}x{c}")
         if (w < c or h < c) and not self.window:
             raise ValueError(f"image is {w}x{h}, smaller than the {c}x{c} crop")
         left = int(round((w - c) / 2.0))

@@ -85,10 +85,13 @@ class ImageSource:
     window: bool = False
     #: the crop placed so that its centre crop of this side is the image's (``Preprocess``)
     centred_on: int | None = None
+    #: every image is ``crop_size`` square (a dataset of one size): another size is an error
+    exact: bool = False
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.resize_size, self.crop_size, self.interpolation, self.window, self.centred_on)
+        return Preprocess(self.resize_size, self.crop_size, self.interpolation, self.window, self.centred_on,
+                          self.exact)
 
     def as_protocol(self) -> ImageSource:
         """These images as ImageNet-C / -P make their base images: resized with the protocol's

@@ -195,13 +195,18 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
     baseline ...); a selection flag goes to the suites that take it.
 
     Raises:
-        ConfigError: ``reference`` is not a compared label, or any error of
+        ConfigError: ``reference`` is not a compared label, ``random_weights`` for models that
+            all have their own weights, or any error of
             :func:`~robustbench_gcp.pipeline.planning.plan` for any job.
     """
     random = bool(common.get("random_weights"))
     entries = matrix_variants(model_entries(models, checkpoints_dir, config, random_weights=random),
                               sqrts, ns_iters, config)
     labels = [entry.label for entry in entries]
+    if random and entries and not any(map(_takes_random_weights, entries)):
+        raise ConfigError("`--random-weights` applies to models given without =CHECKPOINT, and every model "
+                          "here comes with its own weights (=CHECKPOINT, --checkpoints or a package.module:"
+                          "callable): leave it out")
     if reference is not None and reference not in labels:
         hint = suggest(reference, labels)
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "

@@ -106,7 +106,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
                           f"{plan.dataset.title} images are {size} px: {fix}")
     if plan.data is not None and size is not None:  # small datasets: the images as they are
-        clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader)
+        clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader,
+                            exact=True)
     elif plan.data is not None:  # the model's preprocessing; corruptions start from the protocol's
         clean = ImageSource(plan.images.root, resize_size=cfg.resize_size, crop_size=cfg.input_size,
                             interpolation=cfg.interpolation)

@@ -30,12 +30,14 @@ import torch
 from robustbench_gcp.config import Config, load_config
 from robustbench_gcp.data.datasets import (
     DATASETS,
+    IMAGENET_CLASSES,
     DatasetInfo,
     check_image_size,
     detect_dataset,
     get_dataset,
     label_space,
     scan_dataset,
+    with_preset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
@@ -160,8 +162,9 @@ class Plan:
     @property
     def label_dataset(self) -> DatasetInfo:
         """:attr:`dataset` in the model's label space (:func:`~robustbench_gcp.data.datasets.label_space`:
-        ImageNet images classified into 10 classes are no task AlexNet's errors normalize)."""
-        return label_space(self.dataset, self.classes)
+        ImageNet images classified into 10 classes are no task AlexNet's errors normalize), with the
+        corruption parameters ``--preset`` forced (:func:`~robustbench_gcp.data.datasets.with_preset`)."""
+        return with_preset(label_space(self.dataset, self.classes), getattr(self.selection, "preset", None))
 
     @property
     def corrupted_dir(self) -> Path | None:
@@ -217,6 +220,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     options, located = _configured_data(suite, dataset, options, config)
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
+    if suite.corrupts(selection) and flags.get("preset") is None:
+        _check_found_size(dataset, options)
     if suite.uses_baseline:
         for name in baseline_names(options.baseline):
             suite.check_baseline(name, config.baselines, Path(options.store))
@@ -249,6 +254,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
+    _check_size_guess(dataset, options, config.suite(options.suite).dataset, num_classes, choice.label,
+                      suite.corrupts(selection))
     if suite.uses_baseline and label_space(dataset, num_classes) is dataset:
         # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
         # a model of other classes is another task, which only a stored run of it normalizes
@@ -269,17 +276,34 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
             Tiny-ImageNet suite ...).
     """
     asked = options.dataset or declared
-    # with --preset, a dataset asked for is refused for another's layout only, not for its images'
-    # size (64 px ImageNet folders read with their wnid labels)
-    by_size = asked is None or options.flags.get("preset") is None
-    found = detect_dataset(options.data, by_size=by_size) if options.data is not None else None
-    if asked is not None and found is not None and DATASETS[asked].preset != DATASETS[found].preset:
+    if options.data is None:
+        return DATASETS[asked or "imagenet"]
+    # a dataset asked for is refused here for another's layout only (CIFAR pickles, a
+    # Tiny-ImageNet-200 tree); images of another's size only where the run corrupts them
+    # (_check_found_size: 64 px ImageNet wnid folders are ImageNet for the clean suite)
+    layout = detect_dataset(options.data, by_size=False)
+    if asked is not None and layout is not None and DATASETS[asked].preset != DATASETS[layout].preset:
+        said = "--dataset" if options.dataset else "the suite's dataset:"
+        raise DataError(f"--data {options.data} holds {DATASETS[layout].title} images in its own layout, "
+                        f"but {said} is {asked} ({DATASETS[asked].title}); give --dataset {layout} (or its "
+                        "suite)")
+    return DATASETS[asked or layout or detect_dataset(options.data) or "imagenet"]
+
+
+def _check_found_size(dataset: DatasetInfo, options: EvalOptions) -> None:
+    """Refuse images of another dataset's size (32 px: CIFAR, 64 px: Tiny-ImageNet) for corruptions
+    made for ``dataset``'s, before their folders are read as its classes.
+
+    Raises:
+        DataError: saying which dataset the images look like, and how to force the parameters.
+    """
+    found = detect_dataset(options.data) if options.data is not None else None
+    if found is not None and DATASETS[found].preset != dataset.preset:
         said = "--dataset" if options.dataset else "the suite's dataset:"
         raise DataError(f"--data {options.data} holds {DATASETS[found].title} images, but {said} is "
-                        f"{asked} ({DATASETS[asked].title}); give --dataset {found} (or its suite), or, "
-                        f"to read them as {DATASETS[asked].title} images with {DATASETS[asked].released}'s "
-                        f"corruption parameters anyway, --preset {DATASETS[asked].preset}")
-    return DATASETS[asked or found or "imagenet"]
+                        f"{dataset.name} ({dataset.title}); give --dataset {found} (or its suite), or, "
+                        f"to read them as {dataset.title} images with {dataset.released}'s corruption "
+                        f"parameters anyway, --preset {dataset.preset}")
 
 
 def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
@@ -315,6 +339,26 @@ def labels_matter(suite, data: bool) -> bool:
     by a suite that needs none of theirs (ImageNet-P's flips: ``released_labels = False``), whose
     class folders (a Tiny-ImageNet-P subset) then need not be every class."""
     return data or suite.released_labels
+
+
+def _check_size_guess(dataset: DatasetInfo, options: EvalOptions, declared: str | None, num_classes: int,
+                      model: str, corrupts: bool) -> None:
+    """Refuse an ImageNet-1k model on a dataset found from the size of the data's images only:
+    neither asked for nor shown by a layout of its own, nor labelled by a ``--class-order`` chosen
+    (64 px wnid folders are Tiny-ImageNet or a downsampled ImageNet; its hints led nowhere).
+
+    Raises:
+        DataError: saying how to read them as ImageNet images.
+    """
+    if (num_classes != IMAGENET_CLASSES or options.dataset is not None or declared is not None
+            or options.data is None or options.class_order is not None or dataset.image_size is None
+            or detect_dataset(options.data, by_size=False) is not None):
+        return
+    side = dataset.image_size
+    anyway = " --preset imagenet (ImageNet-C's corruption parameters, made for 224 px)" * corrupts
+    raise DataError(f"--data {options.data} holds {side}x{side} images in class folders, read as "
+                    f"{dataset.title} for their size, but model '{model}' has 1000 classes (ImageNet-1k's): "
+                    f"for ImageNet images of that size, give --dataset imagenet{anyway}")
 
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,

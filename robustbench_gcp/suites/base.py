@@ -248,8 +248,9 @@ class Suite:
 
     def corrupts(self, selection: Selection) -> bool:
         """Whether ``selection`` applies corruption parameters made for one image size (ImageNet-C's
-        on 64 px images are refused unless ``--preset`` forces them)."""
-        return True
+        on 64 px images are refused unless ``--preset`` forces them); released files (a selection's
+        ``released``) are read as they are."""
+        return getattr(selection, "released", None) is None
 
     def check_normalizers(self, names: Sequence[str], baselines: Iterable[str],
                           selection: Selection) -> None:
@@ -635,9 +636,9 @@ def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:
 
 
 def variant_dataset(variant: Mapping[str, Any]) -> DatasetInfo:
-    """The dataset a cell's variant names, in the label space of its ``classes`` (ImageNet when it
-    names none)."""
-    return get_dataset(variant.get("dataset"), variant.get("classes"))
+    """The dataset a cell's variant names, in the label space of its ``classes``, corrupted with its
+    forced ``preset`` (ImageNet when it names none)."""
+    return get_dataset(variant.get("dataset"), variant.get("classes"), variant.get("preset"))
 
 
 def column_names(reports: Sequence[Report], section: str, field: str, order: Sequence[str]) -> list[str]:
@@ -654,10 +655,10 @@ def _preset_words(preset: str) -> str:
 
 
 def report_dataset(report: Report) -> DatasetInfo:
-    """The dataset a report's metrics name, in the label space of their ``classes`` (ImageNet when
-    they name none)."""
+    """The dataset a report's metrics name, in the label space of their ``classes``, with their
+    forced ``preset`` (ImageNet when they name none)."""
     metrics = report.sections.get("metrics") or {}
-    return get_dataset(metrics.get("dataset"), metrics.get("classes"))
+    return get_dataset(metrics.get("dataset"), metrics.get("classes"), metrics.get("preset"))
 
 
 def variant_of(key: CellKey) -> dict:

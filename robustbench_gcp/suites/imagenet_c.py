@@ -202,6 +202,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "errors, made on ImageNet's 1000, normalize no error of another task, so the mean "
                      "corruption error and accuracy are unnormalized (a run stored with `gcp-robust "
                      f"baseline` normalizes CE: --baseline alexnet,NAME){stored}")
+    elif dataset.forced_preset is not None and get_dataset(dataset.name).alexnet_normalized and cells:
+        notes.append(f"{dataset.title}: AlexNet's published errors were made with {dataset.released}'s own "
+                     "parameters and normalize no other corruptions, so the mean corruption error and "
+                     f"accuracy are unnormalized (a run stored with `gcp-robust baseline --preset "
+                     f"{dataset.forced_preset}` normalizes CE){stored}")
     elif not dataset.alexnet_normalized and cells:
         notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
                      "(over the corruptions and severities, as RobustBench reports them); AlexNet "
@@ -255,6 +260,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             "mean_accuracy": None if metrics["mean_error"] is None else 1 - metrics["mean_error"],
             "dataset": dataset.name,
             **({"classes": dataset.classes} if dataset.classes is not None else {}),
+            **({"preset": dataset.forced_preset} if dataset.forced_preset is not None else {}),
             "baseline": baseline.name if baseline else None,
             "corruptions": metrics["corruptions"],
             "missing": metrics["missing"],
@@ -353,7 +359,8 @@ class ImageNetCSuite(LevelledSuite):
 
     def check_normalizers(self, names, baselines, selection: ImageNetCSelection) -> None:
         """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty."""
-        if selection.dataset.alexnet_normalized and not set(names) & set(baselines):
+        if selection.dataset.alexnet_normalized and selection.preset == selection.dataset.preset \
+                and not set(names) & set(baselines):
             if DEFAULT_BASELINE in names and DEFAULT_BASELINE not in baselines:
                 raise ConfigError(f"`--baseline {DEFAULT_BASELINE}` (the default) is not among this config's "
                                   "baselines, and ImageNet-C on ImageNet images needs published errors to "
@@ -435,7 +442,8 @@ class ImageNetCSuite(LevelledSuite):
                                crop_size=size, released=True, reader="npy",
                                row_offset=severity_rows(n_images, severity).start)
         return ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
-                           resize_size=None, crop_size=selection.dataset.released_size, released=True)
+                           resize_size=None, crop_size=selection.dataset.released_size, released=True,
+                           exact=size is not None)  # Tiny-ImageNet-C's 64 px files are never cropped
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:

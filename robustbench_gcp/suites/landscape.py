@@ -232,6 +232,9 @@ class LandscapeSuite(Suite):
                               "name the corruptions with --corruptions")
         severities = resolve_levels(flags.get("severities"), spec.severities, "--severities", SEVERITIES)
         roundtrip = flags.get("storage_roundtrip")
+        if roundtrip is not None and not corruptions:
+            raise ConfigError(f"`--{'' if roundtrip else 'no-'}storage-roundtrip` applies to corrupted "
+                              "landscape cells: name the corruptions with --corruptions")
         return LandscapeSelection(spec, settings=settings, corruptions=corruptions,
                                   severities=severities if corruptions else (),
                                   roundtrip=spec.storage_roundtrip if roundtrip is None else roundtrip,
