@@ -621,6 +621,20 @@ def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(
     out = run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data", cifar / "folder",
               "--corruptions", "fog", "--severities", "1", "--store", store)
     assert out.exit_code != 0 and "image is 30x32; this dataset's images are 32x32" in out.output
+    # 64 px images under a CIFAR suite: the dataset that size; --preset was offered, and then cropped
+    # them to 32 px (it chooses parameters, not a size: now refused before compute, saying so)
+    tiny_images = cifar / "t64"
+    for k, name in enumerate(NAMES[:2]):
+        (tiny_images / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), (40 * k, 0, 0)).save(tiny_images / name / "0.png")
+    common = ["--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data", tiny_images,
+              "--corruptions", "fog", "--severities", "1", "--store", cifar / "t.db"]
+    out = run("eval", *common)
+    assert out.exit_code != 0 and out.output.endswith("give --dataset tinyimagenet (or its suite)\n")
+    out = run("eval", *common, "--preset", "cifar")
+    assert out.exit_code != 0 and "CIFAR-10 images are 32x32; give --dataset tinyimagenet (--preset " \
+        "chooses the corruption parameters, not the images' size)" in out.output
+    assert not (cifar / "t.db").exists()
     # a released Tiny-ImageNet-C file of 72 px among the 64 px ones
     cell = tiny / "Tiny-ImageNet-C" / "fog" / "1" / WNIDS[3]
     odd = sorted(cell.iterdir())[-1]

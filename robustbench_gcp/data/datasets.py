@@ -217,13 +217,14 @@ def _own_labels(path: Path, what: str, labels, class_order: str | None) -> None:
 def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
                      corrupted: bool = True) -> None:
     """Refuse corruption parameters made for another resolution than the data's (ImageNet-C's
-    on 32 px images ...; only where the run ``corrupted`` images), and a small dataset's images of
-    another size, unless ``forced`` (``--preset`` given).
+    on 32 px images ...; only where the run ``corrupted`` images, and unless ``forced``:
+    ``--preset`` given), and a small dataset's images of another size, whatever the preset (its
+    images are read at their size: ``--preset`` chooses parameters, not a size).
 
     Raises:
         DataError: the data's images are another dataset's size.
     """
-    if forced or not len(images) or images.reader != "files":
+    if not len(images) or images.reader != "files":
         return
     from PIL import Image
 
@@ -235,17 +236,16 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
         return  # the loader names unreadable files
     small = {info.image_size: info for info in DATASETS.values() if info.image_size}
     side = size[0] if size[0] == size[1] else None
-    if dataset.image_size is None and side in small and corrupted:
+    if dataset.image_size is None and side in small and corrupted and not forced:
         other = small[side]
         raise DataError(f"the images are {side}x{side} ({first}): {other.title}-sized, but the suite uses "
                         f"{dataset.released}'s corruption parameters (made for 224 px); give "
                         f"--dataset {other.name}, or --preset {dataset.preset} to use them anyway")
     if dataset.image_size is not None and size != (dataset.image_size, dataset.image_size):
-        # --preset only where something is corrupted (clean and adversarial refuse it)
-        anyway = f", or --preset {dataset.preset} to use its corruption parameters anyway" * bool(corrupted)
         right = small[side].name if side in small else "imagenet"
         raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
-                        f"{dataset.image_size}x{dataset.image_size}; give --dataset {right}{anyway}")
+                        f"{dataset.image_size}x{dataset.image_size}; give --dataset {right}"
+                        + " (--preset chooses the corruption parameters, not the images' size)" * forced)
 
 
 def check_released_size(folder: Path, dataset: DatasetInfo) -> None:

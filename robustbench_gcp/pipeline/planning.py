@@ -295,15 +295,16 @@ def _check_found_size(dataset: DatasetInfo, options: EvalOptions) -> None:
     made for ``dataset``'s, before their folders are read as its classes.
 
     Raises:
-        DataError: saying which dataset the images look like, and how to force the parameters.
+        DataError: saying which dataset the images look like, and (ImageNet's, of any size) how to
+            force its parameters on them.
     """
     found = detect_dataset(options.data) if options.data is not None else None
     if found is not None and DATASETS[found].preset != dataset.preset:
         said = "--dataset" if options.dataset else "the suite's dataset:"
+        anyway = (f", or, to read them as {dataset.title} images with {dataset.released}'s corruption "
+                  f"parameters anyway, --preset {dataset.preset}") if dataset.image_size is None else ""
         raise DataError(f"--data {options.data} holds {DATASETS[found].title} images, but {said} is "
-                        f"{dataset.name} ({dataset.title}); give --dataset {found} (or its suite), or, "
-                        f"to read them as {dataset.title} images with {dataset.released}'s corruption "
-                        f"parameters anyway, --preset {dataset.preset}")
+                        f"{dataset.name} ({dataset.title}); give --dataset {found} (or its suite){anyway}")
 
 
 def _configured_data(suite: Suite, dataset: DatasetInfo, options: EvalOptions,
