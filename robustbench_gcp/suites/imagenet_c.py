@@ -204,9 +204,9 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      f"baseline` normalizes CE: --baseline alexnet,NAME){stored}")
     elif dataset.forced_preset is not None and get_dataset(dataset.name).alexnet_normalized and cells:
         notes.append(f"{dataset.title}: AlexNet's published errors were made with {dataset.released}'s own "
-                     "parameters and normalize no other corruptions, so the mean corruption error and "
-                     f"accuracy are unnormalized (a run stored with `gcp-robust baseline --preset "
-                     f"{dataset.forced_preset}` normalizes CE){stored}")
+                     "parameters and normalize no other corruptions; " + (stored[2:] if baseline else (
+                         "the mean corruption error and accuracy are unnormalized (a run stored with "
+                         f"`gcp-robust baseline --preset {dataset.forced_preset}` normalizes CE)")))
     elif not dataset.alexnet_normalized and cells:
         notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
                      "(over the corruptions and severities, as RobustBench reports them); AlexNet "
