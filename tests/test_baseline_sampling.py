@@ -247,3 +247,6 @@ def test_a_baseline_name_with_a_comma_is_refused_before_compute(demo_val, tmp_pa
     result = cli("baseline", "--model", "demo-gap", "--name", "a,b", *p_args(demo_val, store, 20), code=2)
     assert "--name 'a,b' holds a comma, which separates the names of --baseline" in result.output
     assert not store.exists()
+    spaced = cli("baseline", "--model", "demo-gap", "--name", " gb ", *p_args(demo_val, store, 20), code=2)
+    assert "--name ' gb ' begins or ends with a space, which --baseline strips" in spaced.output
+    assert not store.exists()

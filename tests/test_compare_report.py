@@ -294,6 +294,14 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
                                       str(a_file / "plots")])
     assert plots.exit_code == 2 and not (tmp_path / "s.db").exists()  # before any compute
     assert f"cannot write figures into {a_file / 'plots'}: Not a directory" in plots.stderr
+    dangling = tmp_path / "figures"
+    dangling.symlink_to(tmp_path / "gone")  # makedirs said "File exists"
+    plots = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--data",
+                                      str(image_folder), "--store", str(tmp_path / "s.db"), "--plot",
+                                      str(dangling)])
+    assert plots.exit_code == 2 and not (tmp_path / "s.db").exists()
+    assert f"{dangling} is a symbolic link to {tmp_path / 'gone'}, which does not exist" in \
+        " ".join(plots.stderr.split())
     empty = tmp_path / "empty"
     empty.mkdir()
     no_ckpt = CliRunner().invoke(main, ["compare", "--checkpoints", str(empty), "--data", str(image_folder)])

@@ -114,6 +114,11 @@ def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path)
     for target in (store, f"{store}-wal"):  # now it exists: refused before anything runs
         refused = CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(target)])
         assert refused.exit_code == 2 and "SQLite database" in refused.stderr
+    # through a folder that does not exist: abspath dropped `missing/..`, the check found no store
+    # there, and the report was written over the store (the kernel refuses such a path)
+    other = CliRunner().invoke(main, ["report", "--store", str(store), "-o", f"{tmp_path}/missing/../s.db"])
+    assert other.exit_code == 2, other.output
+    assert f"the folder {tmp_path}/missing/.. of {tmp_path}/missing/../s.db does not exist" in other.stderr
     kept = CliRunner().invoke(main, ["eval", *common, "--format", "json"])
     assert kept.exit_code == 0 and json.loads(kept.stdout)["computed"]["computed"] == 0
 

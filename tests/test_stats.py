@@ -345,3 +345,22 @@ def test_bounds_at_their_edges():
     apart = paired_proportion_difference(np.ones(2), np.zeros(2))
     assert apart.high == 1.0 and paired_proportion_difference(np.zeros(2), np.ones(2)).low == -1.0
     assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
+
+
+def test_a_mean_of_plus_and_minus_infinite_ce_is_undefined_without_a_warning():
+    """Relative CE is +inf for one corruption and -inf for another where a stored baseline errs as
+    much corrupted as clean: their mean is NaN (shown '-', with a note), and numpy's 'invalid value
+    encountered in add' RuntimeWarning reached the terminal of `report`."""
+    import warnings
+
+    from robustbench_gcp.reports.comparison import _statistic
+    from robustbench_gcp.suites.stored_baselines import percent_of
+
+    def mean_relative(m):
+        return (percent_of(m["a"], 0 * m["a"], ratio_first=False) + percent_of(-m["a"], 0 * m["a"])) / 2
+
+    design = Design.of(["a"], [np.ones(4)], {"m": mean_relative})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = _statistic(design, "m")(np.ones((1, 3)))
+    assert value.shape == (3,) and np.isnan(value).all()

@@ -91,6 +91,9 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
     if name is not None and "," in name:  # --baseline a,b asks for two baselines: it was stored, never found
         raise click.UsageError(f"--name {name!r} holds a comma, which separates the names of --baseline: "
                                "give a name without one")
+    if name is not None and name != name.strip():  # --baseline strips its names: stored, never found
+        raise click.UsageError(f"--name {name!r} begins or ends with a space, which --baseline strips: "
+                               "give the name without it")
     from robustbench_gcp.cli.options import default_workers
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display

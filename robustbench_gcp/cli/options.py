@@ -105,12 +105,15 @@ def _output_file(ctx, param, value):
     if path.endswith(os.sep):  # `-o out/` wrote a file named out (an existing folder: click says so)
         raise click.BadParameter(f"{value} ends in {os.sep}: give the file to write "
                                  f"(e.g. {os.path.join(value, 'results')})")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    # the folder as the kernel reads the path (abspath drops `missing/..` unread: `-o missing/../s.db`
+    # passed, and the file written was the store s.db), named absolute
+    raw, folder = os.path.dirname(path) or os.curdir, os.path.dirname(os.path.abspath(path))
+    if os.path.exists(raw) and not os.path.isdir(raw):
         raise click.BadParameter(f"{folder} of {value} is a file, not a folder")
-    if not os.path.isdir(folder):
-        raise click.BadParameter(f"the folder {folder} of {value} does not exist")
-    if not os.access(folder, os.W_OK):
+    if not os.path.isdir(raw):
+        raise click.BadParameter(f"the folder {raw if '..' in raw.split(os.sep) else folder} of {value} "
+                                 "does not exist")
+    if not os.access(raw, os.W_OK):
         raise click.BadParameter(f"the folder {folder} of {value} is not writable")
     problem = database_target(path)
     if problem:
@@ -483,6 +486,9 @@ def _plot_folder(ctx, param, value):
     import tempfile
 
     folder = os.path.expanduser(value)
+    if os.path.islink(folder) and not os.path.exists(folder):  # makedirs said "File exists"
+        raise click.BadParameter(f"{folder} is a symbolic link to {os.readlink(folder)}, which does not "
+                                 "exist: make that folder, or give another")
     made, probe = [], os.path.abspath(folder)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         made.append(probe)

@@ -57,7 +57,8 @@ from robustbench_gcp.suites import get_suite
 
 def _statistic(d: Design, metric: str, offset: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     def apply(means: np.ndarray) -> np.ndarray:
-        return np.asarray(d.metrics[metric]({row: means[offset + i] for i, row in enumerate(d.rows)}))
+        with np.errstate(invalid="ignore"):  # CE of +inf and -inf in one mean: undefined, NaN (a warning)
+            return np.asarray(d.metrics[metric]({row: means[offset + i] for i, row in enumerate(d.rows)}))
     return apply
 
 
