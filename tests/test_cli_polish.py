@@ -64,7 +64,7 @@ def test_compare_names_the_model_and_suite_of_reused_units_and_shows_short_epsil
                                                    "fgsm", "--epsilons", "1/255,2/255"))
     said = words(result.stderr)
     for model in ("demo-gap", "demo-isqrt"):
-        assert (f"{model} adversarial: 1 of 2 (cell, shard) units already in the store; 1 to compute"
+        assert (f"{model} adversarial: 1 of 3 (cell, shard) units already in the store; 2 to compute"
                 in said)
     assert "0.0039" not in said  # the cells' labels: the next test (the bars of a terminal show them)
 

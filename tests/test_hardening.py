@@ -824,9 +824,9 @@ def test_output_through_links_and_to_streams_in_folders_it_cannot_write(tmp_path
 
 def test_a_stopped_run_counts_its_units_as_the_plan_line_does(image_folder, gap_checkpoint, tmp_path,
                                                               monkeypatch):
-    """An attack at two epsilons is one task of two cells: the line before a run counts it once
-    per shard ('1 of 3 (cell, shard) units'), the message of a stopped run counted each cell
-    ('interrupted after 4 of 7 shards')."""
+    """An attack at two epsilons is one task of two cells: the line before a run, the message of a
+    stopped run and `report` count each cell (the line counted the task once per shard, '1 of 3',
+    the message each cell, 'interrupted after 4 of 7 shards'; then both tasks, and report cells)."""
     from robustbench_gcp.engine import runner
 
     opened = []
@@ -844,11 +844,13 @@ def test_a_stopped_run_counts_its_units_as_the_plan_line_does(image_folder, gap_
                      "--epsilons", "1/255,2/255", "--steps", "1")
     stopped = run(*args)
     assert stopped.exit_code == 130, stopped.output
-    assert "interrupted after 2 of 6 shards" in stopped.stderr  # (clean + attack) x 1 of 3 shards
+    assert "interrupted after 3 of 9 shards" in stopped.stderr  # (clean + 2 epsilons) x 1 of 3 shards
+    partial = run("report", "--store", store, "--suite", "adversarial", "--no-intervals")
+    assert "3 of 9 shards stored" in " ".join(partial.output.split()), partial.output
     monkeypatch.setattr(runner.ImageSource, "open", original)
     again = run(*args)
     assert again.exit_code == 0, again.output
-    assert "2 of 6 (cell, shard) units already in the store; 4 to compute" in " ".join(again.stderr.split())
+    assert "3 of 9 (cell, shard) units already in the store; 6 to compute" in " ".join(again.stderr.split())
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,

@@ -276,8 +276,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             _commit(store, tasks, cell_ids, payload, stats)
         gathered = job.gather((job.rank, payload))
         if not job.is_main:  # this rank's own share, for its RankResult
-            for _, results, _ in (payload[1] if payload else ()):
-                stats.units_computed += 1
+            for task, results, _ in (payload[1] if payload else ()):
+                stats.units_computed += len(tasks[task].keys)
                 stats.images_computed += results[0].n
             continue
         for rank, item in gathered:

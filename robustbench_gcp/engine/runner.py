@@ -298,6 +298,9 @@ class EngineOptions:
 
 @dataclass
 class ExecutionStats:
+    """Counts of a run's (cell, shard) units: a task of several cells (an attack's epsilons,
+    ImageNet-P's difficulties) counts each, as reports of the store count a partial run's shards."""
+
     units_total: int = 0
     units_skipped: int = 0
     units_computed: int = 0
@@ -346,13 +349,14 @@ def commit_unit(store: Store, cell_ids: dict[CellKey, int], task: Task, shard: i
                 results: Sequence[ShardResult], seconds: float, stats: ExecutionStats) -> None:
     """Store a computed (task, shard) unit and count it in ``stats``."""
     store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
-    stats.units_computed += 1
+    stats.units_computed += len(task.keys)
     stats.images_computed += results[0].n
 
 
 def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
                   cell_ids: dict[CellKey, int]) -> Workload:
-    """Drop the (task, shard) units the store has finished; group the rest by shard and source."""
+    """Drop the (task, shard) units the store has finished; group the rest by shard and source
+    (the counts are of (cell, shard) units, as :class:`ExecutionStats`'s)."""
     shards = shard_ranges(run.n_images, run.shard_size)
     sources = task_sources(tasks)
     pending: dict[int, list[int]] = {}
@@ -361,7 +365,7 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
         done = store.shards_of_all([cell_ids[key] for key in task.keys])
         for shard in range(len(shards)):
             if shard in done:
-                skipped += 1
+                skipped += len(task.keys)
             else:
                 pending.setdefault(shard, []).append(index)
     loads = []
@@ -371,7 +375,7 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
             if chosen:
                 loads.append(Load(shard, source_index, chosen))
     total = sum(len(shards[load.shard]) * len(load.tasks) for load in loads)
-    return Workload(loads, sources, total, len(tasks) * len(shards), skipped)
+    return Workload(loads, sources, total, sum(len(task.keys) for task in tasks) * len(shards), skipped)
 
 
 NOTHING_STORED = "nothing was stored for this shard"
@@ -580,8 +584,8 @@ class _Leasing:
     def __call__(self, load: Load) -> Load | None:
         groups = [[self.cell_ids[key] for key in self.tasks[i].keys] for i in load.tasks]
         claims = self.store.claim(load.shard, groups)
-        for _ in range(claims.count(Claim.DONE)):
-            self.stats.units_skipped += 1
+        for group in (group for group, got in zip(groups, claims, strict=True) if got is Claim.DONE):
+            self.stats.units_skipped += len(group)
             self.progress.advance_total(len(self.shards[load.shard]))
         busy = tuple(i for i, got in zip(load.tasks, claims, strict=True) if got is Claim.BUSY)
         if busy:
