@@ -560,7 +560,7 @@ def check_all_stored(tasks: Sequence[Task], store: Store, run: RunInfo) -> None:
     missing = 0
     for task in tasks:
         done = store.shards_of_all([store.find_cell(run.id, key) for key in task.keys])
-        missing += run.n_shards - len(done & set(range(run.n_shards)))
+        missing += (run.n_shards - len(done & set(range(run.n_shards)))) * len(task.keys)  # (cell, shard)
     if missing:
         raise store.read_only_error(f"{missing} shards still to compute")
 
