@@ -75,7 +75,7 @@ def _iters_list(ctx, param, value):
 @format_option
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="wide", show_default=True,
-              help="CSV layout: wide (metrics with intervals, a row per model) or long.")
+              help="CSV layout: wide (metrics with intervals, a row per model and suite) or long.")
 def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir, fmt, output, layout,
                 workers, sqrts, ns_iters, no_intervals, **options) -> None:
     """Evaluate several models on one or more suites and compare them.
