@@ -28,7 +28,8 @@ from robustbench_gcp.cli.options import (
 @format_option
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="long", show_default=True,
-              help="CSV layout: long (a row per model, suite, item and level) or wide (a row per model and suite).")
+              help="CSV layout: long (a row per model, suite, item and level) or wide (a row per model "
+                   "and suite).")
 @click.option("--no-intervals", is_flag=True, help="Skip the intervals and paired tests.")
 @statistics_options
 @baseline_option

@@ -216,12 +216,12 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         runs_on = ", ".join(DATASETS[d].title for d in suite.datasets)
         raise ConfigError(f"the {suite.kind} suite runs on {runs_on} images, not {dataset.title} "
                           f"({'--dataset' if options.dataset else 'the data'})")
-    spec = dataclasses.replace(spec, dataset=dataset.name)
+    spec_dataset, spec = spec.dataset, dataclasses.replace(spec, dataset=dataset.name)
     options, located = _configured_data(suite, dataset, options, config)
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
-    if suite.corrupts(selection) and flags.get("preset") is None:
-        _check_found_size(dataset, options)
+    if suite.corrupts(selection) and flags.get("preset") is None and (options.dataset or spec_dataset):
+        _check_found_size(dataset, options)  # a dataset asked for (one found is the data's own)
     if suite.uses_baseline:
         for name in baseline_names(options.baseline):
             suite.check_baseline(name, config.baselines, Path(options.store))
@@ -254,8 +254,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
-    _check_size_guess(dataset, options, config.suite(options.suite).dataset, num_classes, choice.label,
-                      suite.corrupts(selection))
+    _check_size_guess(dataset, options, spec_dataset, num_classes, choice.label, suite.corrupts(selection))
     if suite.uses_baseline and label_space(dataset, num_classes) is dataset:
         # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
         # a model of other classes is another task, which only a stored run of it normalizes

@@ -359,7 +359,7 @@ class ImageNetCSuite(LevelledSuite):
 
     def check_normalizers(self, names, baselines, selection: ImageNetCSelection) -> None:
         """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty."""
-        if selection.dataset.alexnet_normalized and selection.preset == selection.dataset.preset \
+        if get_dataset(selection.dataset.name, preset=selection.preset).alexnet_normalized \
                 and not set(names) & set(baselines):
             if DEFAULT_BASELINE in names and DEFAULT_BASELINE not in baselines:
                 raise ConfigError(f"`--baseline {DEFAULT_BASELINE}` (the default) is not among this config's "
