@@ -316,6 +316,12 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
                                         str(tmp_path / "figs" / "new")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
     assert not (tmp_path / "figs").exists()  # the --plot check leaves no folder behind
+    (tmp_path / "up").mkdir()  # the kernel cannot go up out of a folder that is not there
+    upward = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--plot",
+                                       str(tmp_path / "up" / "missing" / ".." / "figs")])
+    assert upward.exit_code == 2, upward.stderr
+    assert f"the folder {tmp_path / 'up' / 'missing'} of" in " ".join(upward.stderr.split())
+    assert list((tmp_path / "up").iterdir()) == []  # no `missing` left behind
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
     assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
     assert not (tmp_path / "none.db").exists()

@@ -489,8 +489,14 @@ def _plot_folder(ctx, param, value):
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs said "File exists"
         raise click.BadParameter(f"{folder} is a symbolic link to {os.readlink(folder)}, which does not "
                                  "exist: make that folder, or give another")
-    made, probe = [], os.path.abspath(folder)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+    parts = folder.split(os.sep)
+    for i in range(1, len(parts)):  # the kernel goes up with `..` only out of a folder that exists
+        above = os.sep.join(parts[:i]) or os.sep
+        if parts[i] == ".." and not os.path.isdir(above):
+            raise click.BadParameter(f"the folder {above} of {value} does not exist (the path goes up "
+                                     "out of it with ..)")
+    made, probe = [], folder  # as the kernel reads it (abspath drops `link/..` unread)
+    while probe and not os.path.exists(probe) and os.path.dirname(probe) != probe:
         made.append(probe)
         probe = os.path.dirname(probe)
     try:

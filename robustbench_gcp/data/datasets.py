@@ -10,6 +10,7 @@ is normalized by AlexNet (ImageNet-C only: the other benchmarks report unnormali
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,23 @@ def detect_dataset(path: str | Path, *, by_size: bool = True) -> str | None:
         return _detect(path, by_size)
     except OSError:  # a folder this process cannot enter, a name too long: the reader names it
         return None
+
+
+class DataDetection:
+    """What the data at ``path`` shows of its dataset, each look taken at most once: ``layout``,
+    the dataset of its own layout (CIFAR pickles, a Tiny-ImageNet-200 tree), and ``found``, that
+    or the dataset its images' size shows (:func:`detect_dataset`). None throughout without data."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = path
+
+    @functools.cached_property
+    def layout(self) -> str | None:
+        return None if self.path is None else detect_dataset(self.path, by_size=False)
+
+    @functools.cached_property
+    def found(self) -> str | None:
+        return None if self.path is None else self.layout or detect_dataset(self.path)
 
 
 def _detect(path: Path, by_size: bool) -> str | None:

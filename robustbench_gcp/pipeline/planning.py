@@ -31,9 +31,9 @@ from robustbench_gcp.config import Config, load_config
 from robustbench_gcp.data.datasets import (
     DATASETS,
     IMAGENET_CLASSES,
+    DataDetection,
     DatasetInfo,
     check_image_size,
-    detect_dataset,
     get_dataset,
     label_space,
     scan_dataset,
@@ -211,17 +211,20 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         model_spec(config, model, options.checkpoint, options.sha256)  # the name, before the rest
     spec = config.suite(options.suite)
     suite = get_suite(spec.kind)
-    dataset = resolve_dataset(spec.dataset, options)
+    shows = DataDetection(options.data)
+    dataset = resolve_dataset(spec.dataset, options, shows)
     if suite.datasets is not None and dataset.name not in suite.datasets:
         runs_on = ", ".join(DATASETS[d].title for d in suite.datasets)
         raise ConfigError(f"the {suite.kind} suite runs on {runs_on} images, not {dataset.title} "
                           f"({'--dataset' if options.dataset else 'the data'})")
     spec_dataset, spec = spec.dataset, dataclasses.replace(spec, dataset=dataset.name)
     options, located = _configured_data(suite, dataset, options, config)
+    if options.data != shows.path:  # benchmarks.yaml's datasets: located it
+        shows = DataDetection(options.data)
     flags = check_flags(spec, options.flags)
     selection = suite.select(spec, flags)
     if suite.corrupts(selection) and flags.get("preset") is None and (options.dataset or spec_dataset):
-        _check_found_size(dataset, options)  # a dataset asked for (one found is the data's own)
+        _check_found_size(dataset, options, shows.found)  # a dataset asked for (one found is the data's own)
     if suite.uses_baseline:
         for name in baseline_names(options.baseline):
             suite.check_baseline(name, config.baselines, Path(options.store))
@@ -254,7 +257,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
-    _check_size_guess(dataset, options, spec_dataset, num_classes, choice.label, suite.corrupts(selection))
+    _check_size_guess(dataset, options, spec_dataset, shows.layout, num_classes, choice.label,
+                      suite.corrupts(selection))
     if suite.uses_baseline and label_space(dataset, num_classes) is dataset:
         # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
         # a model of other classes is another task, which only a stored run of it normalizes
@@ -266,9 +270,9 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                 located, classes=num_classes)
 
 
-def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
+def resolve_dataset(declared: str | None, options: EvalOptions, shows: DataDetection) -> DatasetInfo:
     """The dataset of an evaluation: ``--dataset``, else the suite's ``dataset:``, else the one
-    the data's layout shows, else ImageNet.
+    the data ``shows`` (its own layout, else its images' size), else ImageNet.
 
     Raises:
         DataError: the data is another dataset than the one asked for (CIFAR pickles under a
@@ -280,24 +284,24 @@ def resolve_dataset(declared: str | None, options: EvalOptions) -> DatasetInfo:
     # a dataset asked for is refused here for another's layout only (CIFAR pickles, a
     # Tiny-ImageNet-200 tree); images of another's size only where the run corrupts them
     # (_check_found_size: 64 px ImageNet wnid folders are ImageNet for the clean suite)
-    layout = detect_dataset(options.data, by_size=False)
+    layout = shows.layout
     if asked is not None and layout is not None and DATASETS[asked].preset != DATASETS[layout].preset:
         said = "--dataset" if options.dataset else "the suite's dataset:"
         raise DataError(f"--data {options.data} holds {DATASETS[layout].title} images in its own layout, "
                         f"but {said} is {asked} ({DATASETS[asked].title}); give --dataset {layout} (or its "
                         "suite)")
-    return DATASETS[asked or layout or detect_dataset(options.data) or "imagenet"]
+    return DATASETS[asked or shows.found or "imagenet"]
 
 
-def _check_found_size(dataset: DatasetInfo, options: EvalOptions) -> None:
-    """Refuse images of another dataset's size (32 px: CIFAR, 64 px: Tiny-ImageNet) for corruptions
-    made for ``dataset``'s, before their folders are read as its classes.
+def _check_found_size(dataset: DatasetInfo, options: EvalOptions, found: str | None) -> None:
+    """Refuse images of another dataset's size (32 px: CIFAR, 64 px: Tiny-ImageNet; ``found`` is the
+    dataset the data shows) for corruptions made for ``dataset``'s, before their folders are read
+    as its classes.
 
     Raises:
         DataError: saying which dataset the images look like, and (ImageNet's, of any size) how to
             force its parameters on them.
     """
-    found = detect_dataset(options.data) if options.data is not None else None
     if found is not None and DATASETS[found].preset != dataset.preset:
         said = "--dataset" if options.dataset else "the suite's dataset:"
         anyway = (f", or, to read them as {dataset.title} images with {dataset.released}'s corruption "
@@ -341,8 +345,8 @@ def labels_matter(suite, data: bool) -> bool:
     return data or suite.released_labels
 
 
-def _check_size_guess(dataset: DatasetInfo, options: EvalOptions, declared: str | None, num_classes: int,
-                      model: str, corrupts: bool) -> None:
+def _check_size_guess(dataset: DatasetInfo, options: EvalOptions, declared: str | None, layout: str | None,
+                      num_classes: int, model: str, corrupts: bool) -> None:
     """Refuse an ImageNet-1k model on a dataset found from the size of the data's images only:
     neither asked for nor shown by a layout of its own, nor labelled by a ``--class-order`` chosen
     (64 px wnid folders are Tiny-ImageNet or a downsampled ImageNet; its hints led nowhere).
@@ -352,7 +356,7 @@ def _check_size_guess(dataset: DatasetInfo, options: EvalOptions, declared: str 
     """
     if (num_classes != IMAGENET_CLASSES or options.dataset is not None or declared is not None
             or options.data is None or options.class_order is not None or dataset.image_size is None
-            or detect_dataset(options.data, by_size=False) is not None):
+            or layout is not None):
         return
     side = dataset.image_size
     anyway = " --preset imagenet (ImageNet-C's corruption parameters, made for 224 px)" * corrupts
