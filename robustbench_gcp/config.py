@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from corruptions import SEVERITIES
-from robustbench_gcp.errors import ConfigError, UnknownNameError, not_utf8, suggest
+from robustbench_gcp.errors import ConfigError, UnknownNameError, not_utf8, real_path, suggest
 from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
@@ -244,7 +244,7 @@ def parse_config(data: Any, path: Path, lines: dict[str, int] | None = None) -> 
         name: _baseline(check, name, value)
         for name, value in check.entries(top.get("baselines"), "baselines").items()
     }
-    return Config(path=path.resolve(), models=models, suites=suites, baselines=baselines,
+    return Config(path=real_path(path), models=models, suites=suites, baselines=baselines,
                   data=_datasets(check, top.get("datasets"), path))
 
 
@@ -266,7 +266,7 @@ def _datasets(check: Checker, value: Any, path: Path) -> DataPaths:
     if "root" in section:
         root = Path(check.string(section["root"], "datasets.root")).expanduser()
         if not root.is_absolute():
-            root = path.resolve().parent / root
+            root = real_path(path).parent / root
         return DataPaths(root, f"datasets.root of {path}", entries)
     return DataPaths(None, "nothing", entries)
 
@@ -289,7 +289,7 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         if checkpoint.startswith("package:"):
             checkpoint = str(package_resource(checkpoint.removeprefix("package:")))
         elif "://" not in checkpoint:
-            checkpoint = str((check.path.resolve().parent / Path(checkpoint).expanduser()).resolve())
+            checkpoint = str(real_path(real_path(check.path).parent / Path(checkpoint).expanduser()))
         elif (problem := unsupported_scheme(checkpoint)) is not None:
             check.fail(f"{where}.checkpoint", problem)
     sha256 = value.get("sha256")

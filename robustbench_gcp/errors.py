@@ -194,6 +194,41 @@ def foreign_link(path: object) -> bool:
     return False
 
 
+def real_path(path: object):
+    """``path`` with its symbolic links followed, as :meth:`Path.resolve` does, except that a loop of
+    links is left as it is (Python 3.11's ``resolve`` raised RuntimeError: a traceback for a
+    ``checkpoint:``, ``--store`` or ``-o`` that is one); whoever opens it says why not."""
+    import os
+    from pathlib import Path
+
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def absent(path: object) -> str:
+    """Why ``path`` cannot be opened, where it is not there to follow, for a message:
+    ``does not exist``, ``is a loop of symbolic links``, or ``is a symbolic link to X, which does not
+    exist`` ("does not exist" was said of a link that does)."""
+    import os
+
+    if link_loop(path):
+        return "is a loop of symbolic links"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    return "does not exist"
+
+
+def link_loop(path: object) -> bool:
+    """Whether ``path`` (or a folder on its way) is a loop of symbolic links."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
 def counted(n: int, noun: str, plural: str = "s") -> str:
     """``n`` and the noun, plural unless 1: ``1 image``, ``3 images``, ``2 classes`` (``es``)."""
     return f"{n} {noun}{'' if n == 1 else plural}"

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from robustbench_gcp.errors import CheckpointError, ConfigError, printable
+from robustbench_gcp.errors import CheckpointError, ConfigError, absent, printable, real_path
 from robustbench_gcp.file_format import check_format
 
 #: how a command takes a checkpoint file (compare has no --checkpoint: its hint named one)
@@ -103,10 +103,15 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             return path
         if path.is_dir():
             raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
+        if path.exists():  # a pipe, a device (/dev/null): "does not exist" was said
+            raise CheckpointError(f"checkpoint file {path} is not a regular file (a device, a pipe ...)")
+        said = absent(path)
+        if said != "does not exist":  # a loop of links, a dangling link: no download to save there
+            raise CheckpointError(f"checkpoint file {path} {said}")
         hint = f" (source: {source})" if source else ""
         packaged = Path(__file__).resolve().parent / "resources"
-        if configured and path.resolve().is_relative_to(packaged):  # package:NAME, of no download
-            name = path.resolve().relative_to(packaged)
+        if configured and real_path(path).is_relative_to(packaged):  # package:NAME, of no download
+            name = real_path(path).relative_to(packaged)
             hint += f"; package:{name} is no file of the package: check its name"
         elif configured:
             cached = cache_dir() / path.name

@@ -11,7 +11,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from robustbench_gcp.errors import CheckpointError, printable
+from robustbench_gcp.errors import CheckpointError, listed, printable
 
 
 def _mindspore_tensor_name(head: bytes) -> str | None:
@@ -147,11 +147,31 @@ def _check_zip(path: Path, label: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             _check_members(archive.infolist(), label)
+            names = archive.namelist()
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
         raise truncated(path, f"the zip archive cannot be read ({error})", label) from None
     if damaged is not None:
         raise truncated(path, f"the bytes of {damaged} do not match their CRC-32", label)
+    _check_torch_archive(names, label)
+
+
+def _check_torch_archive(names: list[str], label: str) -> None:
+    """Refuse a zip archive that is not torch.save's (one folder holding ``data.pkl``), and a
+    TorchScript archive (its model is code), each by name: torch.load said "[enforce fail at
+    inline_container.cc:180] ..." of the first, and of the second, that re-running it with
+    ``weights_only=False`` "will likely succeed"."""
+    folders = {name.split("/", 1)[0] for name in names}
+    if len(folders) != 1 or f"{next(iter(folders))}/data.pkl" not in names:
+        shown = listed([printable(name) for name in names], 3) or "nothing"
+        raise CheckpointError(f"{label} is a zip archive, not a PyTorch checkpoint (torch.save's holds one "
+                              f"folder with data.pkl; this one holds {shown})")
+    folder = next(iter(folders))
+    if f"{folder}/constants.pkl" in names or any(name.startswith(f"{folder}/code/") for name in names):
+        raise CheckpointError(f"{label} is a TorchScript archive (torch.jit.save), whose model is code; "
+                              "gcp-robust reads weights saved with torch.save. Only if you trust the file, "
+                              "load it with torch.jit.load and save its state_dict() with torch.save (the "
+                              "architecture: --model package.module:callable)")
 
 
 def check_format(path: Path, label: str | None = None, name: str | None = None) -> str:

@@ -16,6 +16,7 @@ import pickle
 import re
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -325,6 +326,27 @@ def test_inspect_training_and_dropcov_and_torchvision_files(tmp_path, isqrt18, d
     assert (info.layout, info.arch, info.reduction_dim) == ("torchvision", "resnet18-gap", None)
 
 
+def test_compare_says_which_model_a_folders_file_that_several_fit_was_compared_as(tmp_path, isqrt18,
+                                                                                 torchvision18, image_folder):
+    """A fast-MPN-COV training file fits iSQRT-COV and SVD-Pade alike (the same keys): `compare
+    --checkpoints` took the first without a word, so an SVD-Pade file ran Newton-Schulz's root."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.pipeline.compare_models import plan_comparison
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    path = save(training_file(training_layout(isqrt18.state_dict()), "resnet18"), folder / "svd.pth.tar")
+    save(torchvision18.state_dict(), folder / "plain.pth")  # one model fits
+    plans = plan_comparison(load_config(), checkpoints_dir=str(folder), suites=["clean"],
+                            data=str(image_folder), class_order="sorted", store=str(tmp_path / "s.db"))
+    notes = {p.options.label: p.notes for p in plans}
+    assert notes["plain"] == ()
+    assert notes["svd"] == (f"{path} fits resnet18-isqrt and resnet18-svdpade alike (the same keys; their "
+                            "matrix square roots differ): compared as resnet18-isqrt; for another, give "
+                            f"--model resnet18-svdpade={path}",)
+    assert not (tmp_path / "s.db").exists()  # planned, nothing run
+
+
 def test_inspect_describes_a_file_of_a_model_you_bring(tmp_path):
     """Keys of no published layout: described as saved (hash, sizes), no registry model to match."""
     state = {"body.0.weight": torch.zeros(4, 3, 3, 3), "head.weight": torch.zeros(10, 4),
@@ -509,7 +531,7 @@ def test_error_mindspore_checkpoint(tmp_path):
 
 
 def test_error_missing_file(tmp_path):
-    check_error(tmp_path / "nope.pth", r"checkpoint file not found: '.*nope.pth'")
+    check_error(tmp_path / "nope.pth", r"checkpoint file .*nope.pth does not exist")
 
 
 def test_error_other_architecture_names_layout_keys_and_fit(tmp_path, isqrt18):
@@ -729,6 +751,72 @@ def test_a_zip_bomb_is_not_inflated_and_a_zipped_checkpoint_loads(tmp_path, isqr
         target.writestr("good/data/zeros", bytes(80 << 20))
     check_error(bomb, r"is not a checkpoint of weights: its zip member good/data/zeros inflates [\d,]+ bytes "
                       r"to 83,886,080 \(a zip bomb\)")
+
+
+def test_tensors_keys_and_archives_weights_do_not_come_in_are_named(tmp_path, torchvision18):
+    """Each was a traceback (float8's isinf, a meta tensor's item(), an int key's split(), sparse or
+    quantized tensors in load_state_dict) or loaded without a word (int64 / bool / complex weights
+    into float ones); a TorchScript archive got torch's advice to load it with weights_only=False."""
+    import zipfile
+
+    state = torchvision18.state_dict()
+
+    def changed(name, **entries):
+        return save({**state, **entries}, tmp_path / name)
+
+    def said(path, pattern):
+        message = check_error(path, pattern, name="resnet18-gap")
+        with pytest.raises(CheckpointError) as described:  # inspect reads the file the same way
+            inspect_checkpoint(path)
+        assert str(described.value) == message
+
+    said(changed("fp8.pth", **{"fc.weight": state["fc.weight"].to(torch.float8_e4m3fn)}),
+         r"^'.*fp8.pth': fc.weight is float8_e4m3fn, which weights are not loaded from: save them in float32")
+    said(changed("sparse.pth", **{"fc.weight": state["fc.weight"].to_sparse()}),
+         r"^'.*sparse.pth': fc.weight is a sparse_coo tensor: save it dense \(.to_dense\(\)\)$")
+    with pytest.warns(UserWarning):  # torch: quantized tensors are deprecated (they still save)
+        quantized = torch.quantize_per_tensor(state["fc.weight"], 0.1, 0, torch.qint8)
+    said(changed("quantized.pth", **{"fc.weight": quantized}), r"fc.weight is a quantized tensor \(qint8\)")
+    said(changed("meta.pth", **{"fc.weight": torch.empty(10, 512, device="meta")}),
+         r"fc.weight is a meta tensor, which holds no values")
+    said(save({0: torch.zeros(3)}, tmp_path / "ints.pth"), r"has a key 0 \(int\), not a name")
+    for dtype in (torch.int64, torch.bool, torch.complex64):
+        check_error(changed("typed.pth", **{"fc.weight": state["fc.weight"].to(dtype)}),
+                    rf"holds 1 tensor that resnet18-gap has in floating point as other types: fc.weight "
+                    rf"\({str(dtype).removeprefix('torch.')}\); the file is damaged", name="resnet18-gap")
+    # torch.save's archive is one folder with data.pkl; TorchScript's holds code
+    scripted = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated; its archives are still about
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
+    said(scripted, r"^'.*scripted.pt' is a TorchScript archive \(torch.jit.save\), whose model is code; "
+                   r"gcp-robust reads weights saved with torch.save\. Only if you trust")
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    said(other, r"^'.*other.zip' is a zip archive, not a PyTorch checkpoint \(torch.save's holds one folder "
+                r"with data.pkl; this one holds hello.txt\)$")
+
+
+def test_the_container_with_the_weights_is_taken_and_one_more_prefix_is_stripped(tmp_path, torchvision18, x):
+    """{'model': {config}, 'model_state_dict': weights} said 'the checkpoint holds arch (str)', an
+    empty state_dict_ema beside the weights 'an empty dict'; a PyTorch Lightning file's `model.`
+    keys were an unrecognized layout, and that error named no file."""
+    state = torchvision18.state_dict()
+    configured = save({"model": {"arch": "resnet18"}, "model_state_dict": state}, tmp_path / "cfg.pth")
+    empty_ema = save({"state_dict": state, "state_dict_ema": {}}, tmp_path / "ema.pth")
+    lightning = save({"state_dict": prefixed(state, "model.")}, tmp_path / "lightning.ckpt")
+    for path, container, stripped in ((configured, "['model_state_dict']", []),
+                                      (empty_ema, "['state_dict']", []),
+                                      (lightning, "['state_dict']", ["model."])):
+        info = inspect_checkpoint(path)
+        assert (info.container, info.stripped, info.arch) == (container, stripped, "resnet18-gap")
+        model = load_model("resnet18-gap", path)
+        assert torch.equal(outputs(model, x), outputs(torchvision18, x)) and not model.has_ema
+    check_error(save({"state_dict": {}}, tmp_path / "none.pth"),
+                r"the checkpoint holds state_dict \(empty dict\)")
+    check_error(save({"x.y": torch.zeros(2)}, tmp_path / "odd.pth"),
+                r"^'.*odd.pth': unrecognized state-dict layout \(1 tensors; first keys: x.y\)")
 
 
 class _Spawns:

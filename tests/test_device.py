@@ -127,6 +127,28 @@ def test_the_classifier_feeds_the_model_each_channel_less_its_mean_over_its_std(
     torch.testing.assert_close(fed, expected.flatten(1), rtol=1e-6, atol=1e-6)
 
 
+def test_the_classifier_refuses_output_that_is_no_batch_of_logits():
+    """A model you bring whose output is right for the plan's probe batches and wrong for another
+    size (or integers) stopped the count with an IndexError, or counted integer ranks as logits."""
+    from robustbench_gcp.engine.classifier import Classifier
+    from robustbench_gcp.errors import ModelCodeError
+
+    class OddAtThree(torch.nn.Module):
+        def forward(self, x):
+            out = x.flatten(1)
+            return out[:2] if x.shape[0] == 3 else out
+
+    classifier = Classifier(OddAtThree(), torch.device("cpu"), mean=(0.0,) * 3, std=(1.0,) * 3)
+    assert classifier(torch.rand(2, 3, 2, 2)).shape == (2, 12)
+    with pytest.raises(ModelCodeError, match=r"^the model's output for a batch of 3 images is \(2, 12\), "
+                                             r"not \(3, classes\) logits$"):
+        classifier(torch.rand(3, 3, 2, 2))
+    ranks = Classifier(torch.nn.Flatten(), torch.device("cpu"), mean=(0.0,) * 3, std=(1.0,) * 3)
+    ranks.model = lambda x: x.flatten(1).argsort(dim=1)
+    with pytest.raises(ModelCodeError, match="^the model's output is torch.int64, not floating-point logits"):
+        ranks(torch.rand(1, 3, 2, 2))
+
+
 def test_amp_runs_the_convolutions_in_bfloat16_on_cpu_and_the_covariance_head_in_float32():
     """--amp's Classifier runs the body in the device's half type, the GCP head's matrix functions in
     float32, and returns float32 logits: nothing went through Classifier(amp=True) before (an

@@ -75,7 +75,7 @@ def test_inspect_errors_are_one_clear_message(tmp_path):
     assert result.output.startswith(f"Error: '{page}' is an HTML page titled 'Sign in")
     result = run("inspect", str(tmp_path / "missing.pth"))
     assert result.exit_code == 1
-    assert "checkpoint file not found" in result.output
+    assert f"checkpoint file {tmp_path / 'missing.pth'} does not exist" in result.output
 
 
 def test_bench_heads_library_rows():

@@ -339,3 +339,47 @@ def test_wnid_folders_need_a_model_of_the_1000_imagenet_classes(image_folder, tm
                                         r"classes"):
         plan("resnet18-gap", checkpoint=tmp_path / "c1001.pth", data=flat, suite="clean",
              labels=tmp_path / "LOC_val_solution.csv", store=tmp_path / "s.db")
+
+
+def test_symbolic_link_loops_pipes_and_dangling_links_are_named_as_such(image_folder, tmp_path):
+    """A loop of links as a benchmarks.yaml checkpoint, --store, -o or a compared file was a
+    RuntimeError traceback (Python 3.11's Path.resolve); as --checkpoint, --data or inspect's file it
+    "does not exist", as a pipe or /dev/null did too; -o through a loop would have replaced the link."""
+    import os
+
+    (tmp_path / "loop").symlink_to(tmp_path / "back")
+    (tmp_path / "back").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    os.mkfifo(tmp_path / "pipe")
+    loop, store = str(tmp_path / "loop"), str(tmp_path / "s.db")
+    config = tmp_path / "benchmarks.yaml"
+    config.write_text(f"models:\n  looped:\n    arch: resnet18-gap\n    checkpoint: {loop}\n"
+                      "suites:\n  clean:\n    kind: clean\n")
+
+    def last_line(*args, code=1):
+        result = CliRunner().invoke(main, list(args))
+        assert result.exit_code == code and "Traceback" not in result.output, result.output
+        return " ".join(result.stderr.split())
+
+    data = ["--data", str(image_folder), "--store", store]
+    assert last_line("eval", "--config", str(config), "--model", "looped", *data) == \
+        f"Error: checkpoint file {loop} is a loop of symbolic links [checkpoint, sha256 and arch from " \
+        f"models.looped of {config}]"
+    assert last_line("eval", "--model", "resnet18-gap", "--checkpoint", loop, *data) == \
+        f"Error: checkpoint file {loop} is a loop of symbolic links"
+    compared = last_line("compare", "--model", f"resnet18-gap={loop}", "--model", "resnet18-gap",
+                         "--random-weights", *data)
+    assert compared == f"Error: checkpoint file {loop} is a loop of symbolic links"
+    for odd, said in (("pipe", "is not a regular file (a device, a pipe ...)"),
+                      ("dangling", f"is a symbolic link to {tmp_path / 'gone'}, which does not exist")):
+        assert last_line("eval", "--model", "resnet18-gap", "--checkpoint", str(tmp_path / odd), *data) == \
+            f"Error: checkpoint file {tmp_path / odd} {said}"
+        assert last_line("inspect", str(tmp_path / odd)) == f"Error: checkpoint file {tmp_path / odd} {said}"
+    assert last_line("eval", "--model", "resnet18-gap", "--random-weights", "--data", loop, "--store",
+                     store) == f"Error: data folder {loop} is a loop of symbolic links"
+    assert last_line("eval", "--model", "resnet18-gap", "--random-weights", "--data", str(image_folder),
+                     "--store", loop) == f"Error: store {loop} is a loop of symbolic links"
+    assert last_line("report", "--store", loop) == f"Error: store {loop} is a loop of symbolic links"
+    said = last_line("eval", "--model", "resnet18-gap", "--random-weights", *data, "-o", loop, code=2)
+    assert said.endswith(f"Invalid value for '-o' / '--output': {loop} is a loop of symbolic links"), said
+    assert os.readlink(loop) == str(tmp_path / "back") and not (tmp_path / "s.db").exists()

@@ -52,6 +52,31 @@ def broken():
     raise RuntimeError("no GPU here")
 
 
+class Squeezed(torch.nn.Module):
+    """squeeze() drops the batch axis of a batch of one (a shard's last image alone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1))
+        self.fc = torch.nn.Linear(4, 1000)
+
+    def forward(self, x):
+        return self.fc(self.body(x).squeeze())
+
+
+def squeezed():
+    return Squeezed()
+
+
+class Ranks(Squeezed):
+    def forward(self, x):
+        return self.fc(self.body(x).flatten(1)).argsort(dim=1)
+
+
+def integer_output():
+    return Ranks()
+
+
 _KEPT = []
 
 
@@ -287,7 +312,10 @@ def error_of(*args) -> str:
     ("with_transform", r"with_transform\(\) returned a tuple \(ResNet, NoneType\), not a torch.nn.Module: "
                        r"return the module alone"),
     ("broken", r"broken\(\) raised RuntimeError: no GPU here"),
-    ("flat_output", r"the forward pass of a \(2, 3, 224, 224\) batch|is \(.*\), not \(batch, classes\)"),
+    ("flat_output", r"the forward pass of a \(2, 3, 224, 224\) batch|is \(.*\), not \(2, classes\)"),
+    ("squeezed", r"the output for a \(1, 3, 224, 224\) batch is \(1000,\), not \(1, classes\) logits"),
+    ("integer_output", r"the output for a \(2, 3, 224, 224\) batch is torch.int64, not floating-point "
+                       r"logits"),
 ])
 def test_errors_of_a_users_module_are_one_line_before_compute(user_package, image_folder, tmp_path,
                                                                attribute, message):
@@ -494,7 +522,7 @@ def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_packa
     planned = plan(f"{user_package}:resnet18_like", checkpoint=str(mine), data=str(image_folder),
                    store=str(tmp_path / "s.db"), workers=0)
     mine.unlink()
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match=r"checkpoint file .*mine.pth does not exist"):
         run(planned)
 
 

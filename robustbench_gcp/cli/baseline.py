@@ -65,11 +65,13 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
                                    "would run one: drop them or --list")
 
         from robustbench_gcp.cli.output import emit
-        from robustbench_gcp.errors import StoreError
+        from robustbench_gcp.errors import StoreError, absent
         from robustbench_gcp.reports.tables import Column
 
         if not Path(options["store"]).is_file():  # listing must not create an empty store
-            raise StoreError(f"store {options['store']} does not exist: no baselines stored yet")
+            said = absent(options["store"])
+            raise StoreError(f"store {options['store']} {said}"
+                             + (": no baselines stored yet" if said == "does not exist" else ""))
         from robustbench_gcp.reports.stored import run_label
 
         with Store(options["store"], read_only=True) as store:  # listing never writes

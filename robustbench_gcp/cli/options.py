@@ -12,7 +12,7 @@ import click
 from robustbench_gcp.data.datasets import DATASETS
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.engine.ranks import is_main_process
-from robustbench_gcp.errors import not_utf8
+from robustbench_gcp.errors import absent, link_loop, not_utf8
 
 
 class SqrtChoice(click.Choice):
@@ -102,6 +102,8 @@ def _output_file(ctx, param, value):
     if os.path.normpath(path) in STANDARD_STREAMS or (os.path.exists(path) and not os.path.isfile(path)
                                                       and not os.path.isdir(path)):
         return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
+    if link_loop(path):  # the file written would replace the link
+        raise click.BadParameter(f"{value} is a loop of symbolic links")
     if path.endswith(os.sep):  # `-o out/` wrote a file named out (an existing folder: click says so)
         raise click.BadParameter(f"{value} ends in {os.sep}: give the file to write "
                                  f"(e.g. {os.path.join(value, 'results')})")
@@ -487,8 +489,9 @@ def _plot_folder(ctx, param, value):
 
     folder = os.path.expanduser(value)
     if os.path.islink(folder) and not os.path.exists(folder):  # makedirs said "File exists"
-        raise click.BadParameter(f"{folder} is a symbolic link to {os.readlink(folder)}, which does not "
-                                 "exist: make that folder, or give another")
+        said = absent(folder)
+        raise click.BadParameter(f"{folder} {said}" + (": make that folder, or give another"
+                                                       if "which does not exist" in said else ""))
     parts = folder.split(os.sep)
     for i in range(1, len(parts)):  # the kernel goes up with `..` only out of a folder that exists
         above = os.sep.join(parts[:i]) or os.sep

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from robustbench_gcp.errors import foreign_link
+from robustbench_gcp.errors import foreign_link, real_path
 from robustbench_gcp.reports.tables import (
     Column,
     print_whole,
@@ -83,7 +83,7 @@ def write_output(text: str, output: str | None) -> None:
                                    "written through (the kernel would not follow it either); choose "
                                    "another -o")
     try:  # a symbolic link to a file (or to none yet): that file; to a pipe or device (/dev/fd/3): into it
-        _write_whole(path.resolve() if path.is_file() or not path.exists() else path, text)
+        _write_whole(real_path(path) if path.is_file() or not path.exists() else path, text)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from robustbench_gcp.data.folders import ImageList, subfolders
-from robustbench_gcp.errors import DataError, listed
+from robustbench_gcp.errors import DataError, listed, real_path
 
 try:  # numpy >= 2 (and 1.26's forward alias); numpy.core is deprecated there
     from numpy._core.multiarray import _reconstruct
@@ -490,7 +490,7 @@ def load_array_rows(file: str | Path, rows: Sequence[int], *, reader: str) -> to
     except OSError as error:
         raise DataError(f"cannot read {file}: {error.strerror or error}") from None
     read = _cifar_images if reader == "cifar-pickle" else _npy_images
-    images = read(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    images = read(str(real_path(file)), stat.st_size, stat.st_mtime_ns)
     picked = _pick_rows(file, images, rows, "rows")
     return torch.from_numpy(np.ascontiguousarray(picked.transpose(0, 3, 1, 2)))
 
@@ -531,7 +531,7 @@ def load_sequence_rows(file: str | Path, rows: Sequence[int]) -> torch.Tensor:
         stat = os.stat(file)
     except OSError as error:
         raise DataError(f"cannot read {file}: {error.strerror or error}") from None
-    sequences = _npy_sequences(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    sequences = _npy_sequences(str(real_path(file)), stat.st_size, stat.st_mtime_ns)
     picked = _pick_rows(file, sequences, rows, "sequences")
     return torch.from_numpy(np.ascontiguousarray(picked.transpose(0, 1, 4, 2, 3)))
 

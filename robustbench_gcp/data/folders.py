@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from robustbench_gcp.errors import ConfigError, DataError, counted, listed, not_utf8
+from robustbench_gcp.errors import ConfigError, DataError, absent, counted, listed, not_utf8
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -191,7 +191,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     except OSError as error:  # a parent this process cannot enter, a name too long
         raise DataError(f"cannot read data folder {root}: {error.strerror or error}") from None
     if not exists:
-        raise DataError(f"data folder {root} does not exist")
+        raise DataError(f"data folder {root} {absent(root)}")
     if not is_dir:
         raise DataError(f"data path {root} is not a folder")
     if labels_file is not None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from robustbench_gcp.engine.device import amp_dtype, exact_float32, precision_name
-from robustbench_gcp.errors import NonFiniteError
+from robustbench_gcp.errors import ModelCodeError, NonFiniteError
 
 
 class Classifier:
@@ -60,7 +60,7 @@ class Classifier:
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp
         ):
-            logits = self.model(self.normalize(images)).float()
+            logits = checked_logits(self.model(self.normalize(images)), images.shape[0])
             bad = (~torch.isfinite(logits).all(dim=-1)).sum()
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
         self._seen += logits.shape[0]
@@ -79,6 +79,23 @@ class Classifier:
         self._nonfinite, self._seen = None, 0
         if bad is not None and int(bad):  # the one host sync, per cell and shard
             raise nonfinite_error(int(bad), seen, self.amp)
+
+
+def checked_logits(out, n: int) -> torch.Tensor:
+    """The model's output for a batch of ``n`` images as float32 logits, checked to be (n, classes)
+    floating-point values (a model you bring whose ``squeeze()`` drops the batch axis of a batch of
+    one stopped the count with an IndexError).
+
+    Raises:
+        ModelCodeError: saying what the output is.
+    """
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelCodeError(f"the model's output for a batch of {n} image{'s' * (n != 1)} is {shape}, "
+                             f"not ({n}, classes) logits")
+    if not out.is_floating_point():
+        raise ModelCodeError(f"the model's output is {out.dtype}, not floating-point logits")
+    return out.float()
 
 
 def finite(logits: torch.Tensor, *, amp: bool = False, rows: str = "images") -> torch.Tensor:

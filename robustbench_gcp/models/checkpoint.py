@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from robustbench_gcp.errors import CheckpointError, listed
+from robustbench_gcp.errors import CheckpointError, absent, listed
 from robustbench_gcp.fetch import expected_sha256, file_sha256
 from robustbench_gcp.file_format import check_format, truncated
 from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
@@ -282,16 +282,20 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"'{path}' is a URL: download the checkpoint and pass the file")
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint file not found: '{path}'")
+        raise CheckpointError(f"checkpoint file {path} {absent(path)}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint path is not a file: '{path}'")
+        raise CheckpointError(f"checkpoint file {path} is not a regular file (a device, a pipe ...)")
     kind = check_format(path)
     if kind == "safetensors":
         return _read_safetensors(path)
     check_torch_version()
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            # torch's warnings of what a file holds (a pickle protocol, quantized or sparse tensors):
+            # not the user's to act on; what is wrong with the file is said below, or after reading
+            warnings.simplefilter("ignore")
             with torch.serialization.safe_globals(_safe_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -380,8 +384,10 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
         if obj and all(isinstance(v, torch.Tensor) or f"{k}".endswith("_extra_state")
                        for k, v in obj.items()):  # a module's get_extra_state(): any value
             return dict(obj), route
-        inner = next((k for k in keys if isinstance(obj.get(k), Mapping)), None)
-        if inner is None and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS):
+        # a container that holds tensors: {'model': {'arch': ...}, 'model_state_dict': ...} took the
+        # first, and an empty state_dict_ema was "an empty dict" beside the weights
+        inner = next((k for k in keys if holds_tensors(obj.get(k))), None)
+        if inner is None and any(holds_tensors(obj.get(k)) for k in EMA_KEYS):
             raise CheckpointError(
                 "the checkpoint holds EMA weights only ('state_dict_ema'), no raw weights: load "
                 "it with ema=True (the default; the CLI's --ema)"
@@ -392,7 +398,9 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
                 raise CheckpointError(  # a state dict with a stray entry: name it
                     f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds {listed(odd)}, "
                     "not tensors; a state dict holds tensors only (save it without them)")
-            entries = ", ".join(f"{k} ({type(v).__name__})" for k, v in list(obj.items())[:8])
+            kinds = {k: "empty dict" if isinstance(v, Mapping) and not v else type(v).__name__
+                     for k, v in list(obj.items())[:8]}
+            entries = ", ".join(f"{k} ({kind})" for k, kind in kinds.items())
             raise CheckpointError(
                 "no state dict found: expected a dict of tensors or one under "
                 f"{', '.join(repr(k) for k in keys)}; the checkpoint holds "
@@ -401,6 +409,13 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
         obj = obj[inner]
         route.append(inner)
     raise CheckpointError("no state dict found: containers nested too deeply")
+
+
+def holds_tensors(value: Any, depth: int = 3) -> bool:
+    """Whether ``value`` is a dict with a tensor in it (``depth`` dicts down at most)."""
+    if not isinstance(value, Mapping) or depth == 0:
+        return False
+    return any(isinstance(v, torch.Tensor) or holds_tensors(v, depth - 1) for v in value.values())
 
 
 def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[str] = ()
@@ -448,6 +463,20 @@ def detect_layout(keys) -> Layout:
         f"{', '.join(keys[:5]) or 'none'}). Supported: "
         + "; ".join(layout.description for layout in LAYOUTS)
     )
+
+
+def _under_one_prefix(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Layout, str] | None:
+    """A layout's keys, each under one more name (a PyTorch Lightning module's ``model.``, a
+    wrapper's ``backbone.``): that name stripped, the layout and the prefix (None: they are not)."""
+    first = {key.split(".", 1)[0] for key in tensors}
+    if len(first) == 1 and all("." in key for key in tensors):
+        prefix = f"{first.pop()}."
+        inner = {key[len(prefix):]: value for key, value in tensors.items()}
+        try:
+            return inner, detect_layout(inner), prefix
+        except UnknownLayoutError:
+            pass
+    return None
 
 
 def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
@@ -518,12 +547,44 @@ def _scalars(obj: Any) -> dict[str, Any]:
     out = {}
     for key, value in obj.items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
+            if value.is_meta or value.is_quantized or value.layout != torch.strided:
+                continue  # no plain value to show
             value = value.item()
         elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
             value = value.item()
         if isinstance(value, (str, int, float, bool)):
             out[str(key)] = value
     return out
+
+
+#: the floating-point types weights load from (float8's have no isnan / isinf on the CPU, and no
+#: model here computes in them); integers, bool and complex are refused where a model's are floats
+#: (:func:`~robustbench_gcp.models.loading.check_fit`)
+FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _unloadable(tensors: Mapping[Any, Any]) -> str | None:
+    """What makes a state dict's entries unloadable (a key that is no name; a tensor without values,
+    quantized, sparse, or of a float type weights do not come in), or None. Each was a traceback
+    (an AttributeError on the key, NotImplementedError from isinf, or load_state_dict's own)."""
+    for key, value in tensors.items():
+        if not isinstance(key, str):
+            return (f"the state dict has a key {key!r} ({type(key).__name__}), not a name: a state dict's "
+                    "keys are strings")
+        if not isinstance(value, torch.Tensor):  # a module's get_extra_state()
+            continue
+        if value.is_meta:
+            return f"{key} is a meta tensor, which holds no values (saved from a model on the meta device)"
+        if value.is_quantized:
+            return (f"{key} is a quantized tensor ({str(value.dtype).removeprefix('torch.')}): save the "
+                    "float model's weights (dequantize them)")
+        if value.layout != torch.strided:
+            return (f"{key} is a {str(value.layout).removeprefix('torch.')} tensor: save it dense "
+                    "(.to_dense())")
+        if value.is_floating_point() and value.dtype not in FLOAT_TYPES:
+            return (f"{key} is {str(value.dtype).removeprefix('torch.')}, which weights are not loaded "
+                    "from: save them in float32 (or float16 / bfloat16)")
+    return None
 
 
 def read_state_dict(path: str | Path, *, sha256: str | None = None,
@@ -556,8 +617,19 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
         tensors, container = select_state_dict(obj, ema=ema)
     except CheckpointError as error:  # which file, where a command reads several
         raise CheckpointError(f"'{path}': {error}") from None
+    problem = _unloadable(tensors)
+    if problem is not None:
+        raise CheckpointError(f"'{path}': {problem}")
     tensors, stripped = strip_wrappers(tensors, own_keys)
-    layout = detect_layout(tensors) if layout is None else layout
-    has_ema = isinstance(obj, Mapping) and any(isinstance(obj.get(k), Mapping) for k in EMA_KEYS)
+    if layout is None:
+        try:
+            layout = detect_layout(tensors)
+        except UnknownLayoutError as error:
+            found = _under_one_prefix(tensors)
+            if found is None:  # which file, where a command reads several
+                raise UnknownLayoutError(f"'{path}': {error}") from None
+            tensors, layout, prefix = found
+            stripped = [*stripped, prefix]
+    has_ema = isinstance(obj, Mapping) and any(holds_tensors(obj.get(k)) for k in EMA_KEYS)
     return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,
                      _scalars(obj) if container else {}, has_ema)

@@ -335,29 +335,37 @@ def module_source(module: nn.Module, name: str,
 
 
 def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
-    """The number of classes of ``model``: the width of its output for a batch of 2 black images
-    (``model`` is put in eval mode).
+    """The number of classes of ``model``: the width of its output for a batch of 2 black images,
+    and of 1 (a batch's last image alone: a ``squeeze()`` drops its batch axis) (``model`` is put
+    in eval mode).
 
     Raises:
-        ConfigError: the output is not a (batch, classes) tensor of logits.
+        ConfigError: the output is not a (batch, classes) tensor of floating-point logits.
     """
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    probe = torch.zeros(2, 3, input_size, input_size, device=device)
-    try:
-        with torch.no_grad():
-            out = model(probe)
-    except Exception as error:  # noqa: BLE001 - the user's forward failed
-        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
-        hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: call .float() "
-                "on it; --amp runs it in half precision)" if dtypes else "")
-        raise ConfigError(f"`--model {ref}`: the forward pass of a (2, 3, {input_size}, {input_size}) "
-                          f"batch failed: {_raised(error)}{hint}") from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"`--model {ref}`: the output for a (2, 3, {input_size}, {input_size}) batch "
-                          f"is {shape}, not (batch, classes) logits")
-    return int(out.shape[1])
+    classes = None
+    for n in (2, 1):
+        batch = f"({n}, 3, {input_size}, {input_size}) batch"
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(n, 3, input_size, input_size, device=device))
+        except Exception as error:  # noqa: BLE001 - the user's forward failed
+            dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
+            hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: call "
+                    ".float() on it; --amp runs it in half precision)" if dtypes else "")
+            raise ConfigError(f"`--model {ref}`: the forward pass of a {batch} failed: {_raised(error)}"
+                              f"{hint}") from None
+        if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
+                or out.shape[1] != (classes or out.shape[1])):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(f"`--model {ref}`: the output for a {batch} is {shape}, not ({n}, classes) "
+                              "logits")
+        if not out.is_floating_point():
+            raise ConfigError(f"`--model {ref}`: the output for a {batch} is {out.dtype}, not "
+                              "floating-point logits")
+        classes = int(out.shape[1])
+    return classes
 
 
 class BroughtModel(nn.Module):

@@ -267,7 +267,9 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
             registered model that the checkpoint fits. Or a tensor holds NaN or
             infinite values (named): such weights give meaningless errors.
     """
-    expected = {k: _shape(v) for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    expected = {k: _shape(v) for k, v in state.items()}
+    expected_float = {k: isinstance(v, torch.Tensor) and v.is_floating_point() for k, v in state.items()}
     report = compare_keys(expected, loaded.tensors)
     if name is None:
         name = getattr(model, "name", "") or type(model).__name__
@@ -277,6 +279,13 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
             f"  keys after renaming: {report.describe()}" + (f"\n  {line}" if line else ""), fit)
+    kinds = [f"{key} ({str(value.dtype).removeprefix('torch.')})" for key, value in loaded.tensors.items()
+             if isinstance(value, torch.Tensor) and not value.is_floating_point()
+             and expected_float.get(key)]
+    if kinds:  # an int64 or complex weight loaded into a float one without a word (complex: a warning)
+        raise CheckpointError(f"'{loaded.path}' holds {len(kinds)} tensor{'s' * (len(kinds) > 1)} that "
+                              f"{name} has in floating point as other types: {listed(kinds, 3)}; the file "
+                              "is damaged or not of this model's weights")
     head = getattr(model, "head_type", None)
     if head in loaded.layout.not_heads:  # the keys of a twin: an iSQRT-COV file for SVD-Pade
         _, fit = _suggestion(loaded, model, name)

@@ -9,11 +9,12 @@ job before any runs (:func:`robustbench_gcp.pipeline.execution.run_all` runs the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.errors import CheckpointError, ConfigError, listed, suggest
+from robustbench_gcp.errors import CheckpointError, ConfigError, listed, real_path, suggest
 from robustbench_gcp.pipeline.planning import Plan, plan_all
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
@@ -22,13 +23,15 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
 @dataclass(frozen=True)
 class CompareEntry:
     """One row of a comparison: its label, the model name, the checkpoint ("" for the model's
-    own), and the matrix-function overrides (None: the model's own)."""
+    own), the matrix-function overrides (None: the model's own), and what the choice of the
+    model needs said ("": nothing; a file of ``--checkpoints`` that other models fit as well)."""
 
     label: str
     name: str
     checkpoint: str = ""
     sqrt: str | None = None
     ns_iters: int | None = None
+    note: str = ""
 
 
 def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
@@ -63,14 +66,14 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
                               f"{hint}")
         unique: dict[Path, Path] = {}  # a link to a file of the folder (latest.pth): compared once
         for path in files:
-            unique.setdefault(path.resolve(), path)
+            unique.setdefault(real_path(path), path)
         files = list(unique.values())
         for path, label in zip(files, file_tags(files)):
             info = inspect_checkpoint(path)
             if not info.arch:
                 # a file's problem, not the command's (exit status 1, as eval's for a checkpoint)
                 raise CheckpointError(f"checkpoint {path} does not fit any registered model ({info.layout})")
-            entries.append(CompareEntry(label, info.arch, str(path)))
+            entries.append(CompareEntry(label, info.arch, str(path), note=_also_fits_note(path, info)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
         missing = [spec for spec in config.models.values() if spec.checkpoint and not random_weights
@@ -103,8 +106,18 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         tags.update({id(e): tag for e, tag in zip(files, named)})
         tags.update({id(e): "random" if random_weights and _takes_random_weights(e) else "own"
                      for e in group if not e.checkpoint})
-    return [CompareEntry(f"{e.label}@{tags[id(e)]}", e.name, e.checkpoint) if id(e) in tags else e
-            for e in entries]
+    return [dataclasses.replace(e, label=f"{e.label}@{tags[id(e)]}") if id(e) in tags else e for e in entries]
+
+
+def _also_fits_note(path: Path, info) -> str:
+    """What a comparison says of a ``--checkpoints`` file that more than one registered model fits
+    (a fast-MPN-COV training file: iSQRT-COV's or SVD-Pade's keys are the same): the one it was
+    compared as, and how to choose another ("" where only one fits)."""
+    if not info.also_fits:
+        return ""
+    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; their matrix "
+            f"square roots differ): compared as {info.arch}; for another, give --model "
+            f"{info.also_fits[0]}={path}")
 
 
 def file_tags(paths: list[Path]) -> list[str] | None:
@@ -112,7 +125,7 @@ def file_tags(paths: list[Path]) -> list[str] | None:
     checkpoint suffixes (``model_best`` for ``model_best.pth.tar``), else the whole name, else with
     as many of its folders as tell them apart (``run1/model_best``, as fast-MPN-COV writes the best
     epoch of every run); None when two are the same file."""
-    if len({path.resolve() for path in paths}) < len(paths):
+    if len({real_path(path) for path in paths}) < len(paths):
         return None
     absolute = [path.absolute() for path in paths]  # a link is named as it is, not as its target
 
@@ -175,7 +188,7 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
                 # the model's own function keeps the plain label (it is the plain model's stored run)
                 label = matrix_label(entry.label, {"sqrt": root if root != own else None,
                                                    "ns_iters": iters if iters != DEFAULT_NS_ITERS else None})
-                variants.append(CompareEntry(label, entry.name, entry.checkpoint, sqrt, iters))
+                variants.append(dataclasses.replace(entry, label=label, sqrt=sqrt, ns_iters=iters))
         out.extend(sorted(variants, key=lambda variant: variant.label != entry.label))  # stable
     if sqrts and all(e.sqrt is None for e in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
@@ -214,8 +227,11 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
     # --random-weights: for the models without a checkpoint of their own here (benchmarks.yaml's
     # files included, as in eval); a NAME=CHECKPOINT or --checkpoints file is loaded, and a
     # package.module:callable keeps the weights it comes with
+    chosen = [entry for suite in suites for entry in entries]
     jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
                           "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None,
                           "random_weights": random and _takes_random_weights(entry)})
             for suite in suites for entry in entries]
-    return plan_all(jobs, {**common, "config": config})
+    plans = plan_all(jobs, {**common, "config": config})
+    return [dataclasses.replace(p, notes=(*p.notes, entry.note)) if entry.note else p
+            for p, entry in zip(plans, chosen, strict=True)]

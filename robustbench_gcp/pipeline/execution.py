@@ -40,6 +40,7 @@ from robustbench_gcp.errors import (
     counted,
     listed,
     not_utf8,
+    real_path,
 )
 from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
@@ -417,7 +418,7 @@ def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
     # a folder recorded relative to another working directory (before 0.7.1) says nothing sure
     if plan.data is None or not info.data or not plan.images.source or not Path(info.data).is_absolute():
         return []
-    if Path(info.data).resolve() == Path(_absolute(plan.images.source)).resolve():
+    if real_path(info.data) == real_path(_absolute(plan.images.source)):
         return []
     return [f"results stored from the images in {info.data} are used for those in {plan.images.source}: "
             "the same file names and labels (a run is found by those, not by pixels); if the images "
@@ -487,7 +488,7 @@ def other_settings(store: Store, info: RunInfo, held: bool) -> list[str]:
     for other in store.runs():
         same_images = other.identity.get("data") == info.identity.get("data")
         same_folder = bool(other.data and info.data) and \
-            Path(other.data).resolve() == Path(info.data).resolve()
+            real_path(other.data) == real_path(info.data)
         if other.id == info.id or other.model != info.model or not (same_images or same_folder):
             continue
         shards = stored_shards(store, other.id)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.config import Config, ModelSpec
-from robustbench_gcp.errors import CheckpointError, ConfigError, UnknownNameError
+from robustbench_gcp.errors import CheckpointError, ConfigError, UnknownNameError, real_path
 from robustbench_gcp.fetch import resolve_checkpoint
 from robustbench_gcp.models.external import (
     ExternalSource,
@@ -271,7 +271,7 @@ def check_weights(choice: ModelChoice) -> int:
     path = Path(choice.checkpoint)
     stat = path.stat()
     with said_where(choice.configured):
-        return _checked_classes(choice.arch, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+        return _checked_classes(choice.arch, str(real_path(path)), stat.st_size, stat.st_mtime_ns,
                                 choice.spec.sha256, choice.ema)
 
 

@@ -30,14 +30,14 @@ def save(fig, path: Path) -> Path:
         OutputError: the folder or file cannot be written (no half-written file is left, and an
             older figure at ``path`` stays).
     """
-    from robustbench_gcp.errors import OutputError, foreign_link
+    from robustbench_gcp.errors import OutputError, foreign_link, real_path
 
     n_axes = sum(1 for ax in fig.axes if ax.get_visible())
     if foreign_link(path):
         pyplot().close(fig)
         raise OutputError(f"{path} is another user's symbolic link in a shared folder: not written "
                           "through (the kernel would not follow it either); choose another --plot folder")
-    target = path.resolve()  # through a symbolic link, to its file
+    target = real_path(path)  # through a symbolic link, to its file
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

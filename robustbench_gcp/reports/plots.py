@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from robustbench_gcp.errors import real_path
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.suites import get_suite
 
@@ -42,10 +43,10 @@ def earlier_figures(folder: str | Path, written: Sequence[Path]) -> list[Path]:
     reused ``--plot`` folder: they are not of these reports), by the PNG's ``Software`` entry."""
     from PIL import Image, UnidentifiedImageError
 
-    fresh = {Path(p).resolve() for p in written}
+    fresh = {real_path(p) for p in written}
     earlier = []
     for path in sorted(Path(folder).glob("*.png")):
-        if path.resolve() in fresh or not path.is_file():
+        if real_path(path) in fresh or not path.is_file():
             continue
         try:
             with Image.open(path) as image:

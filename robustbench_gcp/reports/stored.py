@@ -398,13 +398,15 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         UnknownNameError: a suite, a stored model or a baseline that does not exist.
         StoreError: nothing to report for that selection yet.
     """
-    from robustbench_gcp.errors import StoreError, UnknownNameError
+    from robustbench_gcp.errors import StoreError, UnknownNameError, absent
     from robustbench_gcp.suites.stored_baselines import check_any_baseline
 
     datasets = _suite_datasets(suites, config)  # by kind, each suite name resolved once
     kinds = list(datasets)
     if not Path(path).exists():
-        raise StoreError(f"store {path} does not exist: run `gcp-robust eval` (or compare) first")
+        said = absent(path)
+        raise StoreError(f"store {path} {said}" + (": run `gcp-robust eval` (or compare) first"
+                                                  if said == "does not exist" else ""))
     if not Path(path).is_file():
         raise StoreError(f"store {path} is not a file (a folder, a pipe ...): give the .db file of a store")
     check_any_baseline(baseline, config.baselines, Path(path))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from robustbench_gcp.errors import StoreError
+from robustbench_gcp.errors import StoreError, real_path
 from robustbench_gcp.store import leases
 from robustbench_gcp.store.leases import LEASE_SECONDS, Claim, Heartbeat
 from robustbench_gcp.store.records import (
@@ -83,7 +83,7 @@ class Store:
         self.path = Path(path)
         # the file itself, whatever the working folder later (the lease heartbeat's connection opened
         # a relative path in the folder a library user had changed to: a new empty store)
-        self._file = self.path.resolve()
+        self._file = real_path(self.path)
         self.db, self.read_only_reason, self._frozen = open_store_file(self.path, timeout=timeout,
                                                                        read_only=read_only)
         self.checkpoint_seconds = checkpoint_seconds

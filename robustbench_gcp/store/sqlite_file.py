@@ -23,7 +23,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from robustbench_gcp.errors import StoreError
+from robustbench_gcp.errors import StoreError, absent, link_loop, real_path
 
 APPLICATION_ID = 0x47435052  # "GCPR": PRAGMA application_id of every gcp-robust store
 SCHEMA_VERSION = 1  # PRAGMA user_version, and meta.schema_version
@@ -104,15 +104,17 @@ def open_store_file(path: Path, *, timeout: float,
     """
     if path.is_dir():
         raise StoreError(f"store path {path} is a folder; give a file name such as gcp-robust.db")
+    if link_loop(path):
+        raise StoreError(f"store {path} is a loop of symbolic links")
     if not path.parent.exists():
-        raise StoreError(f"folder {path.parent} of the store {path} does not exist")
+        raise StoreError(f"folder {path.parent} of the store {path} {absent(path.parent)}")
     if path.exists() and not path.is_file():  # SQLite would leave <path>-journal beside a device
         raise StoreError(f"store path {path} is not a regular file (a device, a pipe ...); give a file "
                          "name such as gcp-robust.db")
     reason = read_only_reason(path, read_only)
     if reason is not None and not path.exists():
         if read_only:
-            raise StoreError(f"store {path} does not exist")
+            raise StoreError(f"store {path} {absent(path)}")
         raise StoreError(f"cannot create store {path}: {reason}")
     if reason is not None:
         _classify_untouched(path)
@@ -156,7 +158,7 @@ def _classify_untouched(path: Path) -> None:
         return
     db = None
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+        db = sqlite3.connect(f"{real_path(path).as_uri()}?mode=ro&immutable=1", uri=True,
                              isolation_level=None)
         _classify_now(db, path)
     except sqlite3.DatabaseError as error:
@@ -184,7 +186,7 @@ def _read_only_mount(path: Path) -> bool:
 
 
 def _read_only_uri(path: Path) -> str:
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    uri = f"{real_path(path).as_uri()}?mode=ro"
     # a read-only folder, or a file that no user may write (its owner could, where only this user
     # may not: then a writer may be at work, and the locks are needed)
     unwritable = not os.access(path.parent, os.W_OK) or not path.stat().st_mode & 0o222
@@ -353,7 +355,7 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
     """The one-line message for an SQLite error on the store at ``path``."""
     code = getattr(error, "sqlite_errorcode", None)
     text = str(error)
-    folder = path.resolve().parent
+    folder = real_path(path).parent
     try:
         free_bytes = shutil.disk_usage(folder).free
     except OSError:
