@@ -105,9 +105,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
         if path.exists():  # a pipe, a device (/dev/null): "does not exist" was said
             raise CheckpointError(f"checkpoint file {path} is not a regular file (a device, a pipe ...)")
-        said = absent(path)
-        if said != "does not exist":  # a loop of links, a dangling link: no download to save there
-            raise CheckpointError(f"checkpoint file {path} {said}")
+        said = absent(path)  # or a loop of links, a dangling link: named as such
         hint = f" (source: {source})" if source else ""
         packaged = Path(__file__).resolve().parent / "resources"
         if configured and real_path(path).is_relative_to(packaged):  # package:NAME, of no download
@@ -117,10 +115,11 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             cached = cache_dir() / path.name
             if cached.is_file():
                 return cached
-            hint += ("; environment variables are not expanded in benchmarks.yaml: write the path out (~ is)"
-                     if "$" in location else  # benchmarks.yaml's paths are taken as written
-                     f"; save the download there or in {cached.parent}, or {GIVE_FILE}")
-        raise CheckpointError(f"checkpoint file {path} does not exist{hint}")
+            if said == "does not exist":
+                hint += ("; environment variables are not expanded in benchmarks.yaml: write the path out "
+                         "(~ is)" if "$" in location else  # benchmarks.yaml's paths are taken as written
+                         f"; save the download there or in {cached.parent}, or {GIVE_FILE}")
+        raise CheckpointError(f"checkpoint file {path} {said}{hint}")
     if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download

@@ -345,6 +345,12 @@ def test_compare_says_which_model_a_folders_file_that_several_fit_was_compared_a
                             "matrix square roots differ): compared as resnet18-isqrt; for another, give "
                             f"--model resnet18-svdpade={path}",)
     assert not (tmp_path / "s.db").exists()  # planned, nothing run
+    # another root for it: its label says what it runs, and the note stays with the file's own root
+    plans = plan_comparison(load_config(), checkpoints_dir=str(folder), suites=["clean"],
+                            sqrts=("newton-schulz", "eig"),
+                            data=str(image_folder), class_order="sorted", store=str(tmp_path / "s.db"))
+    assert {p.options.label: bool(p.notes) for p in plans} == {"plain": False, "svd": True,
+                                                               "svd[sqrt=eig]": False}
 
 
 def test_inspect_describes_a_file_of_a_model_you_bring(tmp_path):

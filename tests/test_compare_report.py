@@ -320,8 +320,14 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     upward = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--plot",
                                        str(tmp_path / "up" / "missing" / ".." / "figs")])
     assert upward.exit_code == 2, upward.stderr
-    assert f"the folder {tmp_path / 'up' / 'missing'} of" in " ".join(upward.stderr.split())
+    assert f"{tmp_path / 'up' / 'missing'} of {tmp_path / 'up' / 'missing' / '..' / 'figs'} does not " \
+        "exist (the path goes up out of it with ..)" in " ".join(upward.stderr.split())
     assert list((tmp_path / "up").iterdir()) == []  # no `missing` left behind
+    for odd in ("new/figs/", "new/./figs", "new/figs/."):  # `new` was left behind by these
+        missing = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "none.db"), "--plot",
+                                            f"{tmp_path / 'up'}/{odd}"])
+        assert missing.exit_code == 1 and "does not exist" in missing.stderr
+        assert list((tmp_path / "up").iterdir()) == [], odd
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
     assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
     assert not (tmp_path / "none.db").exists()

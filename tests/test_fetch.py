@@ -55,6 +55,21 @@ def test_a_configured_file_is_also_found_in_the_cache(weights, tmp_path, cache):
         resolve_checkpoint(str(configured))
 
 
+def test_a_configured_dangling_link_is_found_in_the_cache_and_named_otherwise(weights, tmp_path, cache):
+    """A benchmarks.yaml checkpoint that is a link to a file gone (an unmounted disk) is looked for
+    in the cache, as a missing file is; without a copy there, the error says it is such a link."""
+    configured = tmp_path / weights.name
+    configured.symlink_to(tmp_path / "unmounted" / weights.name)
+    with pytest.raises(CheckpointError) as error:
+        resolve_checkpoint(str(configured), source="a model zoo", configured=True)
+    assert str(error.value) == (f"checkpoint file {configured} is a symbolic link to "
+                                f"{tmp_path / 'unmounted' / weights.name}, which does not exist (source: a "
+                                "model zoo)")
+    cache.mkdir(parents=True)
+    (cache / weights.name).write_bytes(weights.read_bytes())
+    assert resolve_checkpoint(str(configured), configured=True) == cache / weights.name
+
+
 def test_a_configured_path_with_a_variable_says_variables_are_not_expanded(tmp_path, cache):
     """benchmarks.yaml's `checkpoint: $HOME/x.pth` became <config folder>/$HOME/x.pth, and the error
     told the user to save the download there."""

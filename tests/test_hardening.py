@@ -696,6 +696,17 @@ def test_unwritable_outputs_are_one_line_and_keep_what_was_there(tmp_path):
         save(fig, blocker / "plots" / "x.png")
     assert type(info.value).__name__ == "OutputError" and str(info.value).startswith(
         f"cannot write the figure {blocker / 'plots' / 'x.png'}: ")
+    # a loop of links where a figure goes: named, the link left as it was (the figure replaced it)
+    looped = tmp_path / "looped"
+    looped.mkdir()
+    (looped / "a.png").symlink_to(looped / "b.png")
+    (looped / "b.png").symlink_to(looped / "a.png")
+    with pytest.raises(Exception, match=r"a.png is a loop of symbolic links: not written$"):
+        save(plt.subplots()[0], looped / "a.png")
+    assert (looped / "a.png").is_symlink()
+    for link in looped.iterdir():
+        link.unlink()
+    looped.rmdir()
     # a figure that fails half-way (a full disk): the older figure stays whole, nothing staged is left
     import errno
 

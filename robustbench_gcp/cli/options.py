@@ -496,11 +496,15 @@ def _plot_folder(ctx, param, value):
     for i in range(1, len(parts)):  # the kernel goes up with `..` only out of a folder that exists
         above = os.sep.join(parts[:i]) or os.sep
         if parts[i] == ".." and not os.path.isdir(above):
-            raise click.BadParameter(f"the folder {above} of {value} does not exist (the path goes up "
-                                     "out of it with ..)")
-    made, probe = [], folder  # as the kernel reads it (abspath drops `link/..` unread)
+            said = "is not a folder" if os.path.exists(above) else absent(above)
+            raise click.BadParameter(f"{above} of {value} {said} (the path goes up out of it with ..)")
+    # the folders to make, as the kernel reads the path (abspath drops `link/..` unread), without
+    # a trailing / and the `.` / `..` names (no folders of their own: removing one failed, and the
+    # cleanup stopped before the folders above it)
+    made, probe = [], folder.rstrip(os.sep) or os.sep
     while probe and not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        made.append(probe)
+        if os.path.basename(probe) not in (os.curdir, os.pardir):
+            made.append(probe)
         probe = os.path.dirname(probe)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -512,8 +516,8 @@ def _plot_folder(ctx, param, value):
         for path in made:  # deepest first
             try:
                 os.rmdir(path)
-            except OSError:
-                break
+            except OSError:  # not empty (made meanwhile by another), or not made here
+                continue
     return folder
 
 

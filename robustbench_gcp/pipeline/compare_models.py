@@ -188,7 +188,9 @@ def matrix_variants(entries: list[CompareEntry], sqrts: tuple[str, ...], ns_iter
                 # the model's own function keeps the plain label (it is the plain model's stored run)
                 label = matrix_label(entry.label, {"sqrt": root if root != own else None,
                                                    "ns_iters": iters if iters != DEFAULT_NS_ITERS else None})
-                variants.append(dataclasses.replace(entry, label=label, sqrt=sqrt, ns_iters=iters))
+                # another root than the model's: what the file was compared as is the label's to say
+                note = entry.note if root == own else ""
+                variants.append(dataclasses.replace(entry, label=label, sqrt=sqrt, ns_iters=iters, note=note))
         out.extend(sorted(variants, key=lambda variant: variant.label != entry.label))  # stable
     if sqrts and all(e.sqrt is None for e in out):
         raise ConfigError("`--sqrt` applies to models with a matrix square root (isqrt, mpncov and "
