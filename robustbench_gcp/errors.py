@@ -208,12 +208,20 @@ def absent(path: object) -> str:
     """Why ``path`` cannot be opened, where it is not there to follow, for a message:
     ``does not exist``, ``is a loop of symbolic links``, or ``is a symbolic link to X, which does not
     exist`` ("does not exist" was said of a link that does)."""
+    import errno
     import os
 
     if link_loop(path):
-        return "is a loop of symbolic links"
+        return f"{'is' if os.path.islink(path) else 'passes through'} a loop of symbolic links"
     if os.path.islink(path) and not os.path.exists(path):
         return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    try:
+        os.stat(path)
+    except PermissionError:  # a folder on the way this process may not enter
+        return "cannot be reached (permission denied on a folder of its path)"
+    except OSError as error:
+        if error.errno != errno.ENOENT:
+            return f"cannot be reached ({error.strerror or error})"
     return "does not exist"
 
 

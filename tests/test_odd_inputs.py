@@ -383,3 +383,8 @@ def test_symbolic_link_loops_pipes_and_dangling_links_are_named_as_such(image_fo
     said = last_line("eval", "--model", "resnet18-gap", "--random-weights", *data, "-o", loop, code=2)
     assert said.endswith(f"Invalid value for '-o' / '--output': {loop} is a loop of symbolic links"), said
     assert os.readlink(loop) == str(tmp_path / "back") and not (tmp_path / "s.db").exists()
+    assert last_line("report", "--store", f"{loop}/s.db") == \
+        f"Error: store {loop}/s.db passes through a loop of symbolic links"
+    (tmp_path / "a-file").write_text("")
+    assert last_line("inspect", str(tmp_path / "a-file" / "x.pth")) == \
+        f"Error: checkpoint file {tmp_path / 'a-file' / 'x.pth'} cannot be reached (Not a directory)"

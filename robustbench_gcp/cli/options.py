@@ -103,7 +103,7 @@ def _output_file(ctx, param, value):
                                                       and not os.path.isdir(path)):
         return path  # /dev/stdout, a pipe, a device: written into, whoever owns its folder
     if link_loop(path):  # the file written would replace the link
-        raise click.BadParameter(f"{value} is a loop of symbolic links")
+        raise click.BadParameter(f"{value} {absent(path)}")
     if path.endswith(os.sep):  # `-o out/` wrote a file named out (an existing folder: click says so)
         raise click.BadParameter(f"{value} ends in {os.sep}: give the file to write "
                                  f"(e.g. {os.path.join(value, 'results')})")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from robustbench_gcp.errors import foreign_link, link_loop, real_path
+from robustbench_gcp.errors import absent, foreign_link, link_loop, real_path
 from robustbench_gcp.reports.tables import (
     Column,
     print_whole,
@@ -79,7 +79,7 @@ def write_output(text: str, output: str | None) -> None:
                                    "another -o computes nothing again")
     path = Path(output)
     if link_loop(path):  # the file would replace the link (the command line's -o refused it already)
-        raise click.ClickException(f"{output} is a loop of symbolic links: not written")
+        raise click.ClickException(f"{output} {absent(path)}: not written")
     if foreign_link(path):
         raise click.ClickException(f"{output} is another user's symbolic link in a shared folder: not "
                                    "written through (the kernel would not follow it either); choose "

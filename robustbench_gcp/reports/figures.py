@@ -30,12 +30,12 @@ def save(fig, path: Path) -> Path:
         OutputError: the folder or file cannot be written (no half-written file is left, and an
             older figure at ``path`` stays).
     """
-    from robustbench_gcp.errors import OutputError, foreign_link, link_loop, real_path
+    from robustbench_gcp.errors import OutputError, absent, foreign_link, link_loop, real_path
 
     n_axes = sum(1 for ax in fig.axes if ax.get_visible())
     if link_loop(path):  # the figure would replace the link
         pyplot().close(fig)
-        raise OutputError(f"{path} is a loop of symbolic links: not written")
+        raise OutputError(f"{path} {absent(path)}: not written")
     if foreign_link(path):
         pyplot().close(fig)
         raise OutputError(f"{path} is another user's symbolic link in a shared folder: not written "

@@ -105,7 +105,7 @@ def open_store_file(path: Path, *, timeout: float,
     if path.is_dir():
         raise StoreError(f"store path {path} is a folder; give a file name such as gcp-robust.db")
     if link_loop(path):
-        raise StoreError(f"store {path} is a loop of symbolic links")
+        raise StoreError(f"store {path} {absent(path)}")
     if not path.parent.exists():
         raise StoreError(f"folder {path.parent} of the store {path} {absent(path.parent)}")
     if path.exists() and not path.is_file():  # SQLite would leave <path>-journal beside a device
