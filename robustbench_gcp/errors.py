@@ -211,15 +211,15 @@ def absent(path: object) -> str:
     import errno
     import os
 
-    if link_loop(path):
-        return f"{'is' if os.path.islink(path) else 'passes through'} a loop of symbolic links"
-    if os.path.islink(path) and not os.path.exists(path):
-        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
     try:
         os.stat(path)
-    except PermissionError:  # a folder on the way this process may not enter
-        return "cannot be reached (permission denied on a folder of its path)"
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"{'is' if os.path.islink(path) else 'passes through'} a loop of symbolic links"
+        if os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        if isinstance(error, PermissionError):  # a folder on the way this process may not enter
+            return "cannot be reached (permission denied on a folder of its path)"
         if error.errno != errno.ENOENT:
             return f"cannot be reached ({error.strerror or error})"
     return "does not exist"
@@ -235,6 +235,30 @@ def link_loop(path: object) -> bool:
     except OSError as error:
         return error.errno == errno.ELOOP
     return False
+
+
+IS_A_FOLDER = "is a folder, not a file"
+NOT_REGULAR = "is not a regular file (a device, a pipe ...)"
+
+
+def not_a_file(path: object) -> str | None:
+    """None where ``path`` is a regular file (or a link to one); else why not, for a message:
+    :data:`IS_A_FOLDER`, :data:`NOT_REGULAR` or, where it is not there, :func:`absent`'s reason.
+    As :meth:`Path.exists` does, an error other than its not being there (a name too long) is
+    raised: the caller's ``cannot use X: File name too long``."""
+    import errno
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            raise
+        return absent(path)
+    if stat.S_ISREG(mode):
+        return None
+    return IS_A_FOLDER if stat.S_ISDIR(mode) else NOT_REGULAR
 
 
 def counted(n: int, noun: str, plural: str = "s") -> str:

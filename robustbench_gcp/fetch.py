@@ -20,7 +20,15 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from robustbench_gcp.errors import CheckpointError, ConfigError, absent, printable, real_path
+from robustbench_gcp.errors import (
+    IS_A_FOLDER,
+    NOT_REGULAR,
+    CheckpointError,
+    ConfigError,
+    not_a_file,
+    printable,
+    real_path,
+)
 from robustbench_gcp.file_format import check_format
 
 #: how a command takes a checkpoint file (compare has no --checkpoint: its hint named one)
@@ -99,13 +107,11 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     """
     if not is_url(location):
         path = Path(location).expanduser()
-        if path.is_file():
+        said = not_a_file(path)  # a loop of links, a dangling link, a pipe: named as such
+        if said is None:
             return path
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
-        if path.exists():  # a pipe, a device (/dev/null): "does not exist" was said
-            raise CheckpointError(f"checkpoint file {path} is not a regular file (a device, a pipe ...)")
-        said = absent(path)  # or a loop of links, a dangling link: named as such
+        if said in (IS_A_FOLDER, NOT_REGULAR):
+            raise CheckpointError(f"checkpoint file {path} {said}")
         hint = f" (source: {source})" if source else ""
         packaged = Path(__file__).resolve().parent / "resources"
         if configured and real_path(path).is_relative_to(packaged):  # package:NAME, of no download

@@ -44,9 +44,10 @@ pytest step still records which tests failed and what they printed. Where /dev/s
 The results go to ``$OUT/gpu-check.json`` when ``$OUT`` is set, else ``gpu-check/gpu-check.json``
 (``--out`` overrides both), rewritten after every step so that a run stopped half-way still
 leaves what it measured. A failed step (exit status, timeout, output that is not what was
-expected) is recorded with the last lines of its output (the whole of it in ``logs/`` beside the
-JSON) and the next step runs; processes it left behind (torchrun's ranks live in sessions of their
-own) are ended. Wheels missing from ``--wheels`` are said, and the steps run all the same. Exit status: 0
+expected) is recorded with the last lines of its output (the whole of it in ``gpu-check-logs.txt``
+beside the JSON, one file for all steps) and the next step runs; processes it left behind
+(torchrun's ranks live in sessions of their own) are ended. Wheels missing from ``--wheels`` are
+said, and the steps run all the same. Exit status: 0
 when every step ran and passed, 1 otherwise.
 """
 
@@ -72,6 +73,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 40
 FILE_NAME = "gpu-check.json"
+LOG_NAME = "gpu-check-logs.txt"  # the failed steps' whole outputs, beside the JSON
 MIN_STEP_SECONDS = 30.0  # a step is not started with less time left (starting takes 6-10 s)
 DEFAULT_BUDGET = 420.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
 
@@ -409,10 +411,12 @@ def end_leftovers(marker: str) -> int:
     return ended
 
 
-def keep_logs(step: Step, work: Path, folder: Path, limit: int = 256 << 10) -> list[str]:
-    """Copy the last ``limit`` bytes of each output of a step that did not pass into ``folder`` (the
-    JSON holds only their last lines, and the work folder is removed): the copies' names. Its own
-    commands' files only (a glob of eval-resnet50-gap-* took the -amp step's too)."""
+def keep_logs(step: Step, work: Path, logs: Path, limit: int = 256 << 10) -> list[str]:
+    """Append the last ``limit`` bytes of each output of a step that did not pass to the file
+    ``logs`` (:data:`LOG_NAME` beside the JSON, which holds only their last lines; the work folder
+    is removed), each under a header naming it: the names. One file however many steps fail (a
+    machine that returns a few files of its output folder kept the JSON). Its own commands' files
+    only (a glob of eval-resnet50-gap-* took the -amp step's too)."""
     kept = []
     for suffix in (".out", ".err"):
         for label, _, _ in step.commands:
@@ -420,11 +424,12 @@ def keep_logs(step: Step, work: Path, folder: Path, limit: int = 256 << 10) -> l
             size = log.stat().st_size if log.is_file() else 0
             if not size:
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(log, "rb") as source:
+            with open(log, "rb") as source, open(logs, "ab") as sink:
                 source.seek(max(0, size - limit))
-                (folder / log.name).write_bytes(source.read())
-            kept.append(f"{folder.name}/{log.name}")
+                cut = f", its last {limit} bytes" if size > limit else ""
+                sink.write(f"===== {log.name} ({size} bytes{cut}) =====\n".encode())
+                sink.write(source.read().rstrip(b"\n") + b"\n\n")
+            kept.append(log.name)
     return kept
 
 
@@ -627,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or Path(os.environ.get("OUT") or ROOT / "gpu-check")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / FILE_NAME
+    (out_dir / LOG_NAME).unlink(missing_ok=True)  # an earlier run's
     cuda = torch.cuda.is_available()
     gpus = torch.cuda.device_count() if cuda else 0
     workers = min(8, os.cpu_count() or 1)
@@ -686,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     record = run_step(step, work)
                     if record["status"] in ("failed", "timeout"):
-                        record["logs"] = keep_logs(step, work, out_dir / "logs")
+                        record["logs"] = keep_logs(step, work, out_dir / LOG_NAME)
             results["steps"].append(record)
             results["summary"] = summary(results["steps"])
             results["targets"] = measured_targets(results["steps"])

@@ -119,8 +119,10 @@ def test_a_failed_step_is_recorded_and_the_next_runs(gpu_check, tmp_path, monkey
     assert passed["name"] == "bench-perturbations" and passed["status"] == "passed"
     assert results["summary"] == {"failed": 1, "passed": 1}
     # the failed step's whole output comes back in $OUT (the work folder is removed); none of the passed's
-    assert failed["logs"] == ["logs/bench-corruptions-corruptions.err"] and "logs" not in passed
-    assert "Did you mean 'fog'?" in (tmp_path / failed["logs"][0]).read_text()
+    assert failed["logs"] == ["bench-corruptions-corruptions.err"] and "logs" not in passed
+    logs = (tmp_path / "gpu-check-logs.txt").read_text()
+    assert logs.startswith("===== bench-corruptions-corruptions.err (") and "Did you mean 'fog'?" in logs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-check-logs.txt", "gpu-check.json"]
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("gpu-check: bench-corruptions: failed (corruptions exited with status 2), ")
     assert out[-1].startswith("gpu-check: 1 failed, 1 passed in ")
@@ -301,6 +303,12 @@ def test_a_failed_step_keeps_its_own_commands_logs_only(gpu_check, tmp_path):
         (work / name).write_text(f"{name}\n" * 3)
     (work / "eval-m-single.err").write_text("")  # empty: not kept
     step = gpu_check.Step("eval-m", [("eval", ["x"], {}), ("single", ["y"], {})], 1, lambda outputs: {})
-    kept = gpu_check.keep_logs(step, work, tmp_path / "out" / "logs", limit=20)
-    assert kept == ["logs/eval-m-eval.out", "logs/eval-m-single.out", "logs/eval-m-eval.err"]
-    assert (tmp_path / "out" / "logs" / "eval-m-eval.out").read_text() == ("eval-m-eval.out\n" * 3)[-20:]
+    logs = tmp_path / "gpu-check-logs.txt"
+    logs.write_text("an earlier step's\n")
+    kept = gpu_check.keep_logs(step, work, logs, limit=20)
+    assert kept == ["eval-m-eval.out", "eval-m-single.out", "eval-m-eval.err"]
+    sections = logs.read_text().split("===== ")
+    assert sections[0] == "an earlier step's\n" and len(sections) == 4
+    assert sections[1] == "eval-m-eval.out (48 bytes, its last 20 bytes) =====\n" + \
+        ("eval-m-eval.out\n" * 3)[-20:] + "\n"
+    assert sections[2].startswith("eval-m-single.out (54 bytes, its last 20 bytes) =====\n")

@@ -388,3 +388,27 @@ def test_symbolic_link_loops_pipes_and_dangling_links_are_named_as_such(image_fo
     (tmp_path / "a-file").write_text("")
     assert last_line("inspect", str(tmp_path / "a-file" / "x.pth")) == \
         f"Error: checkpoint file {tmp_path / 'a-file' / 'x.pth'} cannot be reached (Not a directory)"
+
+
+def test_not_a_file_says_why_a_path_is_no_file_and_lets_other_errors_through(tmp_path):
+    """The one check behind checkpoint files given and read: a file (or a link to one) passes; a
+    folder, a pipe and what is not there are named; a name the system refuses is raised as
+    Path.exists() raises it (the CLI's "cannot use X: File name too long")."""
+    import errno
+    import os
+
+    from robustbench_gcp.errors import IS_A_FOLDER, NOT_REGULAR, not_a_file
+
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    os.mkfifo(tmp_path / "pipe")
+    assert not_a_file(tmp_path / "file") is None and not_a_file(tmp_path / "link") is None
+    assert not_a_file(tmp_path) == IS_A_FOLDER and not_a_file(tmp_path / "pipe") == NOT_REGULAR
+    assert not_a_file(tmp_path / "gone") == "does not exist"
+    assert not_a_file(tmp_path / "file" / "x") == "cannot be reached (Not a directory)"
+    dangling = f"is a symbolic link to {tmp_path / 'gone'}, which does not exist"
+    assert not_a_file(tmp_path / "dangling") == dangling
+    with pytest.raises(OSError) as raised:
+        not_a_file(tmp_path / ("x" * 300))
+    assert raised.value.errno == errno.ENAMETOOLONG

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from robustbench_gcp.errors import CheckpointError, absent, listed
+from robustbench_gcp.errors import CheckpointError, listed, not_a_file
 from robustbench_gcp.fetch import expected_sha256, file_sha256
 from robustbench_gcp.file_format import check_format, truncated
 from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
@@ -281,12 +281,8 @@ def read_checkpoint(path: str | Path) -> Any:
     if str(path).startswith(("http://", "https://")):
         raise CheckpointError(f"'{path}' is a URL: download the checkpoint and pass the file")
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint file {path} {absent(path)}")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint file {path} is a folder, not a file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} is not a regular file (a device, a pipe ...)")
+    if (said := not_a_file(path)) is not None:
+        raise CheckpointError(f"checkpoint file {path} {said}")
     kind = check_format(path)
     if kind == "safetensors":
         return _read_safetensors(path)
