@@ -238,6 +238,22 @@ def test_only_rank_0_checks_the_output_file(tmp_path, monkeypatch):
     assert other.exit_code == 1 and "only-on-rank-0" not in other.output  # on to the store's own error
 
 
+def test_a_usage_error_is_said_once_per_node_not_by_every_rank(monkeypatch):
+    """A mistyped option under torchrun was said by every rank in turn (8 times on an 8-GPU node):
+    the first rank of each node (LOCAL_RANK 0) says it; the others exit with its status, silent."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    args = ["eval", "--model", "demo-gap", "--severitys", "1"]
+    for local_rank, rank, said in (("0", "0", True), ("1", "1", False), ("0", "8", True), ("3", "11", False)):
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        monkeypatch.setenv("RANK", rank)
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert ("No such option '--severitys'" in result.output) is said, result.output
+
+
 @pytest.mark.parametrize("stop", ["terminated", "refused"])
 def test_rank_0_alone_says_why_a_job_stopped(tmp_path, monkeypatch, stop):
     """A baseline that does not exist: rank 0 said so, and rank 1, stopped by the launcher, added

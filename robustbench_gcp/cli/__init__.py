@@ -88,6 +88,10 @@ class LazyGroup(click.Group):
             stops.raise_pending()  # a stop whose exception Python dropped after the last batch
             _end_torchrun_rank()
             return result
+        except click.UsageError:  # the command line's options, parsed alike by every rank
+            if not _says_usage_errors():
+                raise SystemExit(2) from None
+            raise
         except GcpRobustError as error:
             if _said_by_rank_0(error):
                 raise SystemExit(error.exit_code) from None
@@ -212,6 +216,14 @@ def _flush_and_exit(code: int) -> None:
         except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more can be said
             pass
     os._exit(code)
+
+
+def _says_usage_errors() -> bool:
+    """Whether this process writes a usage error: under torchrun, the first rank of each node
+    (LOCAL_RANK 0) says it, not every rank in turn; one on each node, whose files may differ."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def _said_by_rank_0(error: GcpRobustError) -> bool:
