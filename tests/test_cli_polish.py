@@ -591,3 +591,15 @@ def test_stand_ins_on_every_stream_python_makes(monkeypatch, encoding, errors, w
     stream.write(text)
     stream.flush()
     assert raw.getvalue() == written
+
+
+@pytest.mark.parametrize("group", [[], ["bench"]])
+def test_command_summaries_fit_an_80_column_help_uncut(group):
+    """`gcp-robust --help` cut six of its nine summaries with "...", `bench --help` seven (click
+    shortens a first sentence to the width left): each command's summary is whole, on one line."""
+    result = CliRunner().invoke(main, [*group, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:\n", 1)[1].splitlines()
+    names = [line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("   ")]
+    assert len(names) == len(listed) >= 9, result.output  # no summary wrapped onto a second line
+    assert not any(line.rstrip().endswith("...") for line in listed), result.output

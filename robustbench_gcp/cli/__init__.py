@@ -340,9 +340,9 @@ def main() -> None:
     """Robustness of GAP and global covariance pooling (GCP) classifiers.
 
     Evaluate checkpoints on ImageNet-C corruptions (computed on the fly or read
-    from the released files), ImageNet-P perturbation sequences and adversarial
-    attacks; every result is stored so runs resume, and reports come from the
-    store.
+    from the released files), ImageNet-P perturbation sequences, adversarial
+    attacks and the loss landscape; every result is stored so runs resume, and
+    reports come from the store.
 
     \b
     Example:

@@ -15,7 +15,8 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("baseline", cls=SuiteCommand)
+@click.command("baseline", cls=SuiteCommand,
+               short_help="Store a baseline model's figures: the normalizer of FR and CE.")
 @click.option("--model", "-m", default=None, metavar="NAME",
               help="The baseline model (e.g. alexnet: torchvision's AlexNet, from a local file).")
 @click.option("--name", default=None, help="Name to store the baseline under. Default: the model name.")

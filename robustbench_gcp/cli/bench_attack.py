@@ -17,7 +17,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("attack")
+@click.command("attack", short_help="PGD-Linf images/s: the suite against a plain torch loop.")
 @bench_model_options
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per attack batch (both paths).")

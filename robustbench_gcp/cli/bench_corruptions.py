@@ -91,7 +91,7 @@ def _size(size: int | None, preset: str) -> int:
     return PRESET_SIZES[preset] if size is None else size
 
 
-@click.command("corruptions")
+@click.command("corruptions", short_help="ms per image of each corruption, here and in the reference.")
 @device_option
 @click.option("--batch-size", default=32, show_default=True, type=COUNT,
               help="Images per corrupt() call.")
@@ -162,7 +162,7 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
     )
 
 
-@click.command("fidelity")
+@click.command("fidelity", short_help="Distance to the reference per corruption and severity.")
 @click.option("--images", default=4, show_default=True, type=click.IntRange(1),
               help="Real photographs (scikit-image's, resized and cropped to --size).")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1),

@@ -7,7 +7,7 @@ import click
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
-@click.command("heads")
+@click.command("heads", short_help="Time the heads: GAP, Newton-Schulz, eig, SVD, DropCov.")
 @device_option
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Feature maps per batch.")

@@ -14,7 +14,7 @@ def _qualities(ctx, param, value: str) -> list[int]:
     return qualities
 
 
-@click.command("jpeg")
+@click.command("jpeg", short_help="Time the JPEG round trips: CPU libjpeg, device, nvJPEG.")
 @device_option
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per call.")

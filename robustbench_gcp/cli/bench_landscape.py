@@ -17,7 +17,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("landscape")
+@click.command("landscape", short_help="Landscape images/s: the suite against the naive loop.")
 @bench_model_options
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per batch handed to the suite (each image's perturbed copies go through "

@@ -53,7 +53,7 @@ def _perturbation_names(value: str) -> list[str]:
     return names
 
 
-@click.command("perturbations")
+@click.command("perturbations", short_help="Frames per second of each ImageNet-P sequence and the model.")
 @device_option
 @click.option("--model", default="resnet50-gap", show_default=True,
               help="Registered model (random weights) whose frames/s is shown alongside; it also "

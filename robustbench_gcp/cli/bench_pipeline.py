@@ -11,7 +11,7 @@ import click
 from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_option, json_option
 
 
-@click.command("pipeline")
+@click.command("pipeline", short_help="Wall time of `eval` against the plain loop a user writes.")
 @click.option("--model", default="resnet18-gap", show_default=True,
               help="A registry model with a torchvision twin (resnet18/34/50/101-gap, mobilenetv2-gap, "
                    "shufflenetv2-gap): both paths load the same weights.")

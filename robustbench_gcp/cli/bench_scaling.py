@@ -20,7 +20,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("scaling")
+@click.command("scaling", short_help="Images per second, 1 process against N under torchrun.")
 @config_option
 @click.option("--model", default="demo-gap", show_default=True, help="Model to evaluate.")
 @bench_weights_options

@@ -16,7 +16,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("demo")
+@click.command("demo", short_help="Run the embedded demo: every suite, nothing to download.")
 @click.option("--out", type=NonEmptyPath(file_okay=False), default="gcp-robust-demo", show_default=True,
               help="Folder for the generated data, the store (demo.db) and the plots.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",

@@ -21,7 +21,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("eval", cls=SuiteCommand)
+@click.command("eval", cls=SuiteCommand, short_help="Evaluate a model on a suite and print its report.")
 @click.option("--model", "-m", required=True, metavar="NAME", help=MODEL_HELP)
 @model_options
 @suite_option

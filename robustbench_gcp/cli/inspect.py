@@ -9,7 +9,7 @@ import click
 from robustbench_gcp.cli.options import NonEmptyPath, json_option
 
 
-@click.command("inspect")
+@click.command("inspect", short_help="Describe a checkpoint: layout, matching model, head, classes.")
 @click.argument("checkpoint", type=NonEmptyPath(dir_okay=False))
 @json_option
 def inspect_cmd(checkpoint: str, as_json: bool) -> None:

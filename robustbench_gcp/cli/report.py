@@ -16,7 +16,7 @@ from robustbench_gcp.cli.options import (
 )
 
 
-@click.command("report")
+@click.command("report", short_help="Report stored results; no model is run.")
 @click.option("--models", default=None, metavar="A,B",
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
                    "its runs; default: every model stored).")

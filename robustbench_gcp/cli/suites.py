@@ -7,7 +7,7 @@ import click
 from robustbench_gcp.cli.options import config_option, json_option
 
 
-@click.command("suites")
+@click.command("suites", short_help="List the suites of benchmarks.yaml and what each measures.")
 @config_option
 @json_option
 def suites_cmd(config, as_json) -> None:
