@@ -516,6 +516,11 @@ def test_epsilons_from_a_file_snap_to_the_grid_and_budgets_leave_out_revisions()
     assert snap_epsilon(0.0627450980, "linf") == 16 / 255
     assert snap_epsilon(16 / 255 + 2e-6 / 255, "linf") != 16 / 255
     assert snap_epsilon(0.0627450980, "l2") == 0.0627450980
+    # -0 was a budget of its own (cells at level -0.0, shown "-0"), beside 0's
+    for norm in ("linf", "l2"):
+        assert math.copysign(1.0, snap_epsilon(-0.0, norm)) == 1.0
+    assert AttackSpec("fgsm", (-0.0, 1 / 255)) == AttackSpec("fgsm", (0.0, 1 / 255))
+    assert math.copysign(1.0, AttackSpec("pgd-l2", (-0.0,)).epsilons[0]) == 1.0
     shipped = {spec.attack: spec.epsilons for spec in load_config().suite("adversarial").attacks}
     (pgd,) = select_attacks((), ["pgd-linf"])
     assert pgd.epsilons == shipped["fgsm"] == (1 / 255, 2 / 255, 4 / 255)

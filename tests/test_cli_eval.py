@@ -552,6 +552,51 @@ def test_a_model_you_bring_that_raises_mid_run_is_one_line_and_resumes(demo_val,
     assert f"{stored.group(1)} of {stored.group(2)}" in " ".join(resumed.output.split())
 
 
+NO_GRADIENT_NET = """
+import torch
+
+
+class Frozen(torch.nn.Module):
+    def __init__(self, detach):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=8)
+        self.fc = torch.nn.Linear(4, 10)
+        self.detach = detach
+
+    def forward(self, x):
+        if self.detach:
+            return self.fc(self.conv(x).mean((2, 3)).detach())
+        with torch.no_grad():
+            features = self.conv(x).mean((2, 3))
+        return self.fc(features)
+
+
+def no_grad():
+    return Frozen(False)
+
+
+def detached():
+    return Frozen(True)
+"""
+
+
+@pytest.mark.parametrize("suite", [["adversarial", "--attacks", "fgsm"], ["landscape", "--etas", "0.01:0.1:2",
+                                             "--landscape-at", "pixels"]])
+def test_a_model_you_bring_without_input_gradients_is_one_line(demo_val, on_sys_path, tmp_path, suite):
+    """A forward under torch.no_grad(), or one that detaches its features, ended the adversarial and
+    landscape suites in autograd's RuntimeError traceback: one line says what the suite needs."""
+    (on_sys_path / "frozen_net.py").write_text(NO_GRADIENT_NET)
+    for builder in ("no_grad", "detached"):
+        result = run("eval", "--model", f"frozen_net:{builder}", "--data", demo_val, "--class-order",
+                     "sorted", "--suite", *suite, "--limit", 4, "--workers", 0, "--store", tmp_path / "s.db")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        needs = "attack fgsm" if suite[0] == "adversarial" else "the landscape suite"
+        said = last_line(result)
+        assert f"{needs} needs the gradient of the model's loss with respect to its input" in said, said
+        assert "element 0 of tensors does not require grad" in said, said
+
+
 def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, tmp_path):
     """`--corruptions all` runs the 19 torch corruptions on the device; `--backend reference`
     runs imagecorruptions (with its compatibility fixes) through the same engine."""

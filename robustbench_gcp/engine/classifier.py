@@ -81,6 +81,24 @@ class Classifier:
             raise nonfinite_error(int(bad), seen, self.amp)
 
 
+#: autograd's words where the loss has no gradient with respect to the model's input
+NO_INPUT_GRADIENT = ("does not require grad and does not have a grad_fn",
+                     "appears to not have been used in the graph")
+
+
+def no_input_gradient(error: BaseException, needs: str) -> ModelCodeError | None:
+    """The error to raise (from ``error``) where ``error`` is autograd's finding that the model's
+    output does not depend on its input differentiably (a forward under ``torch.no_grad()`` or
+    ``inference_mode()``, detached features): ``needs`` (the suite) takes that gradient; None for
+    any other error. A model you bring ended the adversarial and landscape suites in a traceback."""
+    if not isinstance(error, RuntimeError) or not any(words in str(error) for words in NO_INPUT_GRADIENT):
+        return None
+    return ModelCodeError(f"{needs} needs the gradient of the model's loss with respect to its input, "
+                          "and the model's output has none: its forward runs under torch.no_grad() or "
+                          "torch.inference_mode(), or detaches its features (autograd: "
+                          f"{str(error).splitlines()[0]})")
+
+
 def checked_logits(out, n: int) -> torch.Tensor:
     """The model's output for a batch of ``n`` images as float32 logits, checked to be (n, classes)
     floating-point values (a model you bring whose ``squeeze()`` drops the batch axis of a batch of

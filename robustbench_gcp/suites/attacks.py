@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.classifier import finite, frozen_weights
+from robustbench_gcp.engine.classifier import finite, frozen_weights, no_input_gradient
 from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
@@ -322,7 +322,7 @@ def snap_epsilon(eps: float, norm: str | None) -> float:
     """A Linf budget within 1e-6 / 255 of k/255 (0.0627450980 from a YAML file) is k/255 exactly,
     so that it is the same cell as ``--epsilons 16/255`` and pairs with it in comparisons."""
     k = _levels(eps, norm)
-    return k / 255 if k is not None else eps
+    return k / 255 if k is not None else eps + 0.0  # -0 is 0 (one cell, one label)
 
 
 def format_epsilon(eps: float, norm: str, digits: int = 6) -> str:
@@ -368,6 +368,8 @@ class AttackTask:
             if out_of_memory(error):
                 raise AttackMemoryError(memory_message(f"attack {self.spec.attack}", images.shape[0],
                                                        ctx.device, error)) from None
+            if (failure := no_input_gradient(error, f"attack {self.spec.attack}")) is not None:
+                raise failure from error
             raise
 
     def adversarials(

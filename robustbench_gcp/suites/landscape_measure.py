@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.classifier import Classifier, frozen_weights, nonfinite_error
+from robustbench_gcp.engine.classifier import Classifier, frozen_weights, no_input_gradient, nonfinite_error
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
@@ -99,7 +99,8 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
     (``0.1/256:75/256:50``).
 
     Raises:
-        ConfigError: not three numbers; K < 2 or not an integer; a < 0; a > b; b = 0.
+        ConfigError: not three numbers; K < 2 or not an integer; a < 0; a > b; b = 0; a step
+            that rounds to 0 in float32.
 
     Example:
         >>> parse_etas("0.1:75:50").values()[:2]
@@ -140,7 +141,12 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         raise ConfigError(f"`{flag}`: the last step B should be > 0. Got {high:g}")
     if low >= high:  # A = B: K steps of one size, one cell apart from the same numbers' others
         raise ConfigError(f"`{flag}`: the first step A should be < the last step B. Got {low:g} >= {high:g}")
-    return Etas(low + 0.0, high, int(count_value))  # -0 is 0 (one cell, one label)
+    etas = Etas(low + 0.0, high, int(count_value))  # -0 is 0 (one cell, one label)
+    smallest = float(etas.values()[etas.values() > 0].min())
+    if np.float32(smallest) == 0:  # the steps are taken in float32: none would move X
+        raise ConfigError(f"`{flag}`: the step {smallest:g} rounds to 0 in float32, in which the steps are "
+                          f"taken, so no point would move. Got {value!r}")
+    return etas
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,12 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         with torch.autocast(points.device.type, dtype=classifier.amp_dtype, enabled=classifier.amp):
             logits = rest(points).float()
         loss = F.cross_entropy(logits, targets, reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), points)
+        try:
+            (grad,) = torch.autograd.grad(loss.sum(), points)
+        except RuntimeError as error:
+            if (failure := no_input_gradient(error, "the landscape suite")) is not None:
+                raise failure from error
+            raise
         bad_logits = ~torch.isfinite(logits).all(dim=-1)
         bad = ~torch.isfinite(grad.flatten(1)).all(dim=1) & ~bad_logits
         checks.append((bad_logits.sum(), bad.sum(), len(points), step))
