@@ -179,10 +179,10 @@ def corrupt(
     if check_values:  # after the cheap checks: on a GPU it waits for the device
         check_range(images)
     batch, _, height, width = images.shape
+    seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones and B = 0 too
     if batch == 0:
         return images.detach().clone(memory_format=torch.contiguous_format)
     x = work_images(images)
-    seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
     chunk = batch
     if images.device.type == "cpu" and spec.cpu_chunk is not None:
         chunk = max(1, spec.cpu_chunk * 224 * 224 // (height * width))

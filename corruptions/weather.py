@@ -141,7 +141,7 @@ def plasma_fractal(uniforms: torch.Tensor, mapsize: int, wibble_decay: float) ->
         maparray[:, half::step, 0::step] = wibbled_mean(top)
         step //= 2
         wibble /= wibble_decay
-    flat = maparray.view(batch, -1)
+    flat = maparray.flatten(1)  # (batch, -1) cannot be a view of an empty batch
     flat = flat - flat.amin(1, keepdim=True)
     return (flat / flat.amax(1, keepdim=True)).view(batch, mapsize, mapsize)
 

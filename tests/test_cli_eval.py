@@ -565,6 +565,10 @@ class Frozen(torch.nn.Module):
         self.detach = detach
 
     def forward(self, x):
+        if self.detach == "in place":
+            out = self.fc(self.conv(x).mean((2, 3)))
+            x.mul_(0.0)  # after using it: the backward pass needs the x it saw
+            return out
         if self.detach:
             return self.fc(self.conv(x).mean((2, 3)).detach())
         with torch.no_grad():
@@ -578,23 +582,30 @@ def no_grad():
 
 def detached():
     return Frozen(True)
+
+
+def in_place():
+    return Frozen("in place")
 """
 
 
 @pytest.mark.parametrize("suite", [["adversarial", "--attacks", "fgsm"], ["landscape", "--etas", "0.01:0.1:2",
                                              "--landscape-at", "pixels"]])
 def test_a_model_you_bring_without_input_gradients_is_one_line(demo_val, on_sys_path, tmp_path, suite):
-    """A forward under torch.no_grad(), or one that detaches its features, ended the adversarial and
-    landscape suites in autograd's RuntimeError traceback: one line says what the suite needs."""
+    """A forward under torch.no_grad(), one that detaches its features and one that changes its
+    input in place after using it ended the adversarial and landscape suites in autograd's
+    RuntimeError traceback: one line says what the suite needs and what the model's code does."""
     (on_sys_path / "frozen_net.py").write_text(NO_GRADIENT_NET)
-    for builder in ("no_grad", "detached"):
+    for builder, autograd in (("no_grad", "element 0 of tensors does not require grad"),
+                              ("detached", "element 0 of tensors does not require grad"),
+                              ("in_place", "has been modified by an inplace operation")):
         result = run("eval", "--model", f"frozen_net:{builder}", "--data", demo_val, "--class-order",
                      "sorted", "--suite", *suite, "--limit", 4, "--workers", 0, "--store", tmp_path / "s.db")
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         needs = "attack fgsm" if suite[0] == "adversarial" else "the landscape suite"
         said = last_line(result)
         assert f"{needs} needs the gradient of the model's loss with respect to its input" in said, said
-        assert "element 0 of tensors does not require grad" in said, said
+        assert autograd in said and ("changes in place" in said) == (builder == "in_place"), said
 
 
 def test_all_19_corruptions_and_the_reference_backend_through_the_cli(demo_val, tmp_path):

@@ -164,6 +164,14 @@ def test_empty_batch(name):
     out = corrupt(x, name, 1, seed=0)
     assert out.shape == (0, 3, 64, 64) and out.dtype == x.dtype
     assert corrupt(x, name, 1, seed=[]).shape == (0, 3, 64, 64)
+    # sample_parameters too (fog's plasma failed in a reshape), and seeds are checked at B = 0 as at
+    # any B (three seeds for no image, or text, were taken)
+    params = sample_parameters(x, name, 1, seed=0)
+    assert all(len(value) == 0 for value in params.values() if isinstance(value, torch.Tensor)), params
+    with pytest.raises(ValueError, match="one entry per image"):
+        corrupt(x, name, 1, seed=[1, 2, 3])
+    with pytest.raises(TypeError):
+        corrupt(x, name, 1, seed="abc")
 
 
 @pytest.mark.parametrize("name", RANDOM)

@@ -512,6 +512,19 @@ def test_a_misspelled_keyword_of_the_library_suggests_the_option(tmp_path):
         plan("demo-gap", data=str(tmp_path), flags={"severity": [1]})
 
 
+def test_the_library_refuses_a_name_that_is_not_text_and_a_model_of_none(tmp_path):
+    """name=["a"] failed in the store ("Error binding parameter 2"), name=5 was the int 5 in
+    evaluate's report and '5' read back from the store; evaluate(None) looked for a model 'NoneType'."""
+    from robustbench_gcp.errors import ConfigError
+
+    for name in (["a"], 5):
+        with pytest.raises(ConfigError, match=r"^`name` should be text: the name reports show\. Got "):
+            evaluate("demo-gap", name=name, data=str(tmp_path), store=str(tmp_path / "s.db"))
+    with pytest.raises(ConfigError, match=r"^`model` should be a model name or a torch.nn.Module\. Got None"):
+        evaluate(None, data=str(tmp_path), store=str(tmp_path / "s.db"))
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_package, image_folder,
                                                                       gap_checkpoint, tmp_path):
     from robustbench_gcp import plan, run

@@ -81,22 +81,34 @@ class Classifier:
             raise nonfinite_error(int(bad), seen, self.amp)
 
 
-#: autograd's words where the loss has no gradient with respect to the model's input
+#: autograd's words for a model whose loss has no gradient with respect to its input, and for one
+#: whose forward changes in place a tensor that gradient needs
 NO_INPUT_GRADIENT = ("does not require grad and does not have a grad_fn",
                      "appears to not have been used in the graph")
+CHANGED_IN_PLACE = "modified by an inplace operation"
 
 
-def no_input_gradient(error: BaseException, needs: str) -> ModelCodeError | None:
+def gradient_error(error: BaseException, needs: str) -> ModelCodeError | None:
     """The error to raise (from ``error``) where ``error`` is autograd's finding that the model's
-    output does not depend on its input differentiably (a forward under ``torch.no_grad()`` or
-    ``inference_mode()``, detached features): ``needs`` (the suite) takes that gradient; None for
-    any other error. A model you bring ended the adversarial and landscape suites in a traceback."""
-    if not isinstance(error, RuntimeError) or not any(words in str(error) for words in NO_INPUT_GRADIENT):
+    code cannot give the gradient of its loss with respect to its input: its output does not
+    depend on the input differentiably (a forward under ``torch.no_grad()`` or
+    ``inference_mode()``, detached features), or its forward changes in place a tensor the
+    backward pass needs (``x.mul_(0)`` after using ``x``). ``needs`` (the suite) takes that
+    gradient; None for any other error. A model you bring ended the adversarial and landscape
+    suites in autograd's traceback, outside the wrapper that names a forward pass's errors."""
+    said = str(error).splitlines()[0] if str(error) else ""
+    if not isinstance(error, RuntimeError):
         return None
-    return ModelCodeError(f"{needs} needs the gradient of the model's loss with respect to its input, "
-                          "and the model's output has none: its forward runs under torch.no_grad() or "
-                          "torch.inference_mode(), or detaches its features (autograd: "
-                          f"{str(error).splitlines()[0]})")
+    if any(words in said for words in NO_INPUT_GRADIENT):
+        return ModelCodeError(f"{needs} needs the gradient of the model's loss with respect to its input, "
+                              "and the model's output has none: its forward runs under torch.no_grad() or "
+                              f"torch.inference_mode(), or detaches its features (autograd: {said})")
+    if CHANGED_IN_PLACE in said:
+        return ModelCodeError(f"{needs} needs the gradient of the model's loss with respect to its input, "
+                              "and the model's forward changes in place a tensor that gradient needs (its "
+                              "input or an activation, after using it): make that operation out of place "
+                              f"(autograd: {said.split('; ')[0]})")
+    return None
 
 
 def checked_logits(out, n: int) -> torch.Tensor:

@@ -118,6 +118,8 @@ class EvalOptions:
         for name in ("amp", "channels_last", "random_weights", "ema"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"`{name}` should be True or False. Got {getattr(self, name)!r}")
+        if self.label is not None and not isinstance(self.label, str):  # a list failed in the store
+            raise ConfigError(f"`name` should be text: the name reports show. Got {self.label!r}")
         if not isinstance(self.store, (str, os.PathLike)):
             raise ConfigError(f"`store` should be the path of a store file. Got {self.store!r}")
         if self.class_order is not None and self.class_order not in CLASS_ORDERS:
@@ -205,6 +207,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     options.validate()
     config = options.config if isinstance(options.config, Config) else load_config(options.config)
     module = None
+    if model is None:  # else looked up as a model named 'NoneType'
+        raise ConfigError("`model` should be a model name or a torch.nn.Module. Got None")
     if not isinstance(model, str):
         module, model = model, options.label or type(model).__name__
     else:

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.classifier import finite, frozen_weights, no_input_gradient
+from robustbench_gcp.engine.classifier import finite, frozen_weights, gradient_error
 from robustbench_gcp.engine.device import memory_message, out_of_memory
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, DeviceMemoryError, UnknownNameError, suggest
@@ -368,7 +368,7 @@ class AttackTask:
             if out_of_memory(error):
                 raise AttackMemoryError(memory_message(f"attack {self.spec.attack}", images.shape[0],
                                                        ctx.device, error)) from None
-            if (failure := no_input_gradient(error, f"attack {self.spec.attack}")) is not None:
+            if (failure := gradient_error(error, f"attack {self.spec.attack}")) is not None:
                 raise failure from error
             raise
 

@@ -39,7 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import from_uint8
-from robustbench_gcp.engine.classifier import Classifier, frozen_weights, no_input_gradient, nonfinite_error
+from robustbench_gcp.engine.classifier import (
+    Classifier,
+    frozen_weights,
+    gradient_error,
+    nonfinite_error,
+)
 from robustbench_gcp.engine.runner import Context, ImageSource
 from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
@@ -272,7 +277,7 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
         try:
             (grad,) = torch.autograd.grad(loss.sum(), points)
         except RuntimeError as error:
-            if (failure := no_input_gradient(error, "the landscape suite")) is not None:
+            if (failure := gradient_error(error, "the landscape suite")) is not None:
                 raise failure from error
             raise
         bad_logits = ~torch.isfinite(logits).all(dim=-1)
