@@ -76,7 +76,8 @@ def test_bench_heads_mobile_row_is_on_mobilenetv2_width():
                        reduction_dim=8, num_classes=5)
     inputs = {row["head"]: row["input"] for row in rows}
     assert inputs == {"gap": "32x7x7", "isqrt": "32x14x14", "mpncov": "32x14x14",
-                      "svdpade": "32x14x14", "dropcov": "32x14x14", "isqrt-relu6": "1280x7x7"}
+                      "svdpade": "32x7x7", "dropcov": "32x14x14", "isqrt-relu6": "1280x7x7"}  # SVD-Pade's
+    # ResNets keep layer4 at stride 2 (7x7 features, as GAP's): it was timed on 4x the positions
     pooled = bench_heads("cpu", batch_size=1, repeats=1, scope="pool", in_channels=32,
                          reduction_dim=8, num_classes=5)
     assert pooled[-1]["input"] == "8x7x7" and pooled[1]["input"] == "8x14x14"

@@ -39,6 +39,7 @@ from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.engine.device import float32_as_eval
 from robustbench_gcp.errors import ConfigError, check_integer, suggest
 from robustbench_gcp.models.heads import HEADS, create_pool
+from robustbench_gcp.models.resnet import last_stride
 
 __all__ = ["BENCH_HEADS", "BENCH_VARIANTS", "bench_heads", "check_heads"]
 
@@ -119,7 +120,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
             fc = nn.Linear(pool.out_features, num_classes).requires_grad_(False).to(device)
             fn = nn.Sequential(pool, fc)
             channels = width
-        side = side or (14 if gcp else 7)
+        side = side or 14 // last_stride(head)  # the published ResNets' map: SVD-Pade's is 7x7, as GAP's
         shape = (batch_size, channels, side, side)
         x = torch.randn(shape, generator=generator).relu_().to(device)
 

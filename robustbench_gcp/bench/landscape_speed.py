@@ -13,7 +13,9 @@ Example:
     >>> from robustbench_gcp.config import load_config
     >>> from robustbench_gcp.pipeline.weights import choose_model, load_chosen
     >>> net = load_chosen(choose_model(load_config(), "demo-gap"), "cpu")         # doctest: +SKIP
-    >>> rows = landscape_speed(net, "cpu", images=8, etas="0.001:0.3:5", repeats=1)  # doctest: +SKIP
+    >>> from robustbench_gcp.suites.landscape_measure import LandscapeSettings, parse_etas
+    >>> settings = LandscapeSettings("stem", "ascent", parse_etas("0.001:0.3:5"))
+    >>> rows = landscape_speed(net, "cpu", settings=settings, images=8, repeats=1)  # doctest: +SKIP
     >>> [r["path"] for r in rows]                                                   # doctest: +SKIP
     ['suite', 'naive']
 """

@@ -26,8 +26,8 @@ def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool, hea
     """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
 
     Inputs (the table's "input" column) are random feature maps of the real
-    backbone shapes: ResNet-50's 2048x7x7 for GAP and 2048x14x14 for the GCP
-    heads (layer4 at stride 1); the isqrt-relu6 row is the MobileNetV2 /
+    backbone shapes: ResNet-50's 2048x7x7 for GAP and SVD-Pade and 2048x14x14
+    for the other GCP heads (layer4 at stride 1); the isqrt-relu6 row is the MobileNetV2 /
     ShuffleNetV2 GCP head (ReLU6 reduction) on MobileNetV2's 1280x7x7
     (ShuffleNetV2's map has 1024 channels). By default each head is timed from
     the backbone's output to the logits: the 1x1 reduction to 256 channels + BN +

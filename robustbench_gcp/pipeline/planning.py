@@ -8,7 +8,8 @@ first image.
 :func:`robustbench_gcp.pipeline.execution.run` then executes a plan.
 
 Example:
-    >>> p = plan("demo-gap", suite="imagenet-c", corruptions="fog", data="val/")   # doctest: +SKIP
+    >>> p = plan("demo-gap", suite="imagenet-c", corruptions="fog", data="demo/val",
+    ...          class_order="sorted")                                              # doctest: +SKIP
     >>> p.selection.corruptions, len(p.images)                                      # doctest: +SKIP
     (('fog',), 100)
 """
