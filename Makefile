@@ -23,7 +23,8 @@ test: $(STAMP)
 
 # The GPU path verified and timed (CUDA tests, benches, eval, torchrun): one JSON file in
 # $OUT, else gpu-check/. Without CUDA it runs the CPU parts at tiny sizes. README.md: Speed.
-# Options of scripts/gpu_check.py through GPU_CHECK_ARGS, e.g. GPU_CHECK_ARGS=--quick.
+# Options of scripts/gpu_check.py through GPU_CHECK_ARGS, e.g. GPU_CHECK_ARGS=--quick, or
+# GPU_CHECK_ARGS="--only profile --profile" for where the evals' time goes (torch.profiler).
 # A GPU machine with torch but no package index (an air-gapped node): `make wheels` where there is a
 # network, copy .whl/ along, then `make gpu-check WHEELS=.whl` there (its own python3, wheels offline).
 WHEELS ?=

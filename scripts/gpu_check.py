@@ -1,7 +1,7 @@
 """``make gpu-check``: the GPU path of gcp-robust, verified and timed, in one JSON file.
 
 Usage: python scripts/gpu_check.py [--out DIR] [--quick] [--only STEP,...] [--skip STEP,...]
-                                  [--budget SECONDS] [--keep]
+                                  [--budget SECONDS] [--keep] [--profile]
 
 On a CUDA machine it runs, each step as its own process under its own timeout:
 
@@ -16,7 +16,10 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   --channels-last``: cell-images per second;
 - ``torchrun``: the same kind of ``eval`` as 2 ranks (gloo when there are fewer than 2 GPUs:
   ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
-  cells' counts must agree.
+  cells' counts must agree;
+- ``profile-<model>-amp``, with ``--profile`` only (after the others; ``--only profile --profile``
+  runs them alone): the ``--amp`` evals again under torch.profiler (scripts/profile_cmd.py),
+  the operators that took the most time on the device and on the host, as lines of the JSON.
 
 The JSON's ``targets`` holds what the steps measured against issue 16's speed targets
 (:data:`TARGETS`: corruptions' geometric mean and slowest, ResNet-50 end to end, PGD against
@@ -278,6 +281,22 @@ def eval_step(model: str, amp: bool, sizes: Sizes, data: Path, work: Path) -> St
     def finish(outputs: dict[str, str]) -> dict:
         report = _json(outputs["eval"], "eval")
         return eval_summary(report, outputs.get("seconds:eval", 0.0))
+
+    return Step(name, [("eval", argv, {})], sizes.timeouts["eval"], finish)
+
+
+def profile_step(model: str, sizes: Sizes, data: Path, work: Path) -> Step:
+    """The ``--amp --channels-last`` eval of ``model`` under torch.profiler (scripts/profile_cmd.py):
+    its summary and the operator tables, as lines (with --profile only: the profiler slows it)."""
+    name = f"profile-{model}-amp"
+    tables = work / f"{name}.txt"
+    argv = eval_args(model, sizes, data, work / f"{name}.db", *sizes.eval_flags, "--amp", "--channels-last")
+    argv[1:3] = [str(ROOT / "scripts" / "profile_cmd.py"), str(tables)]  # for ``-m robustbench_gcp``
+
+    def finish(outputs: dict[str, str]) -> dict:
+        report = _json(outputs["eval"], "eval")
+        return {**eval_summary(report, outputs.get("seconds:eval", 0.0)),
+                "tables": tables.read_text().splitlines()}
 
     return Step(name, [("eval", argv, {})], sizes.timeouts["eval"], finish)
 
@@ -606,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes on a GPU too (as on a CPU)")
     parser.add_argument("--only", default="", help="comma-separated step names (or prefixes) to run")
     parser.add_argument("--skip", default="", help="comma-separated step names (or prefixes) to leave out")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the --amp evals once more under torch.profiler, last: the operators "
+                             "that took the most time, in the JSON (profile-<model>-amp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (data, stores, logs)")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                         help="seconds for all steps together (default %(default)s): a step gets at most "
@@ -668,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "attack", "landscape")),
             *(lambda m=m: eval_step(m, False, sizes, data, work) for m in sizes.eval_models),
             lambda: bench_step("pipeline", sizes),  # the longest: last
+            # where the evals' time goes, when asked (the profiler slows them)
+            *(lambda m=m: profile_step(m, sizes, data, work) for m in sizes.eval_models if args.profile),
         ]
         only = [s for s in args.only.split(",") if s]
         skip = [s for s in args.skip.split(",") if s]
@@ -683,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 step.timeout = min(step.timeout, left)
                 try:
-                    if step.name.startswith(("eval", "torchrun")) and not data.exists():
+                    if step.name.startswith(("eval", "torchrun", "profile")) and not data.exists():
                         photo_folder(data, sizes.photos, sizes.photo_side)
                 except Exception as error:  # noqa: BLE001 - recorded; the steps without it run
                     shutil.rmtree(data, ignore_errors=True)

@@ -312,3 +312,32 @@ def test_a_failed_step_keeps_its_own_commands_logs_only(gpu_check, tmp_path):
     assert sections[1] == "eval-m-eval.out (48 bytes, its last 20 bytes) =====\n" + \
         ("eval-m-eval.out\n" * 3)[-20:] + "\n"
     assert sections[2].startswith("eval-m-single.out (54 bytes, its last 20 bytes) =====\n")
+
+
+def test_profile_steps_only_when_asked(gpu_check, tmp_path, monkeypatch, capsys):
+    """--profile: the --amp eval again under torch.profiler (scripts/profile_cmd.py), its operator
+    tables in the JSON; without it no profile step runs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "profile"]) == 0
+    assert json.loads((tmp_path / "gpu-check.json").read_text())["steps"] == []
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "profile", "--profile"]) == 0
+    (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
+    assert step["name"] == "profile-demo-isqrt-amp" and step["status"] == "passed"
+    result = step["result"]
+    assert result["precision"] == "bfloat16" and result["cell_images"] == 24  # the eval ran whole
+    tables = result["tables"]
+    assert tables[0].startswith("gcp-robust eval --model demo-isqrt ") and tables[1] == "exit status 0"
+    host = tables.index("by own time on the host")
+    assert any("aten::" in line and "ms" in line for line in tables[host:])
+    assert capsys.readouterr().out.splitlines()[-1].startswith("gpu-check: 1 passed in ")
+
+
+def test_profile_cmd_keeps_the_command_s_exit_status(tmp_path):
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    tables = tmp_path / "t.txt"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_cmd.py"), str(tables), "eval",
+                           "--model", "demo-gap", "--suite", "imagenet-c", "--severitis", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Did you mean '--severities'?" in done.stderr, done.stderr
+    assert tables.read_text().splitlines()[:2] == [
+        "gcp-robust eval --model demo-gap --suite imagenet-c --severitis 1", "exit status 2"]
