@@ -12,8 +12,9 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   ``bench-attack``, ``bench-landscape`` and ``bench-pipeline`` (where this tree has it) with
   ``--device cuda --json``, their JSON kept;
 - ``eval-<model>[-amp]``: ``eval --suite imagenet-c`` of resnet50-isqrt and resnet50-gap (seeded
-  random weights) on a generated folder of real-photo crops, in float32 and with ``--amp
-  --channels-last``: cell-images per second;
+  random weights) on a generated folder of real-photo crops: with ``--amp --channels-last`` on
+  all 500 at batch 256 (one shard, as each of a 50,000-image run's: the end-to-end target), in
+  float32 on a class-balanced 128 at batch 64; cell-images per second;
 - ``torchrun``: the same kind of ``eval`` as 2 ranks (gloo when there are fewer than 2 GPUs:
   ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
   cells' counts must agree;
@@ -36,7 +37,7 @@ there is a network) into the work folder without the network, and the steps impo
 there; ``make gpu-check WHEELS=DIR`` does this with that machine's own ``python3``. Either way the
 run first lists, in one line and in the JSON, any package gcp-robust needs that is still missing.
 
-The steps share a time budget (``--budget``, 420 s: with the install, under 8 minutes on one
+The steps share a time budget (``--budget``, 450 s: with the install, under 8 minutes on one
 GPU); each gets at most what is left, and those after it is spent are recorded as not run.
 After the CUDA tests (each with 90 s at most where pytest-timeout is installed) come the ``--amp``
 evals, where the targets are likeliest met, then torchrun, the benches and the float32 evals;
@@ -78,7 +79,7 @@ TAIL_LINES = 40
 FILE_NAME = "gpu-check.json"
 LOG_NAME = "gpu-check-logs.txt"  # the failed steps' whole outputs, beside the JSON
 MIN_STEP_SECONDS = 30.0  # a step is not started with less time left (starting takes 6-10 s)
-DEFAULT_BUDGET = 420.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
+DEFAULT_BUDGET = 450.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
 
 
 class StepFailed(Exception):
@@ -108,8 +109,12 @@ class Sizes:
     photo_side: tuple[int, int]  # crop sides of the generated photographs
     eval_models: tuple[str, ...]
     eval_flags: tuple[str, ...]  # the suite selection of the eval steps
-    batch_size: int
+    batch_size: int  # the float32 evals and torchrun
     workers: int
+    #: the --amp evals (where the end-to-end target is measured): their batch, None for batch_size
+    amp_batch_size: int | None = None
+    #: flags of the float32 evals and torchrun: a subset of the photographs (a check, not a target)
+    subset: tuple[str, ...] = ()
     bench: dict[str, list[str]] = field(default_factory=dict)
     dist_model: str = "resnet50-gap"
     dist_flags: tuple[str, ...] = ()
@@ -119,9 +124,11 @@ class Sizes:
 
 def full_sizes(device: str, workers: int) -> Sizes:
     return Sizes(
-        device=device, photos=128, photo_side=(256, 352), eval_models=("resnet50-isqrt", "resnet50-gap"),
+        # 500 photographs: one shard (--shard-size 500), as each of the 50,000-image run's, in 2
+        # batches of the target's 256 per cell
+        device=device, photos=500, photo_side=(256, 352), eval_models=("resnet50-isqrt", "resnet50-gap"),
         eval_flags=("--corruptions", "benchmark", "--severities", "1,2,3,4,5"),
-        batch_size=64, workers=workers,
+        batch_size=64, workers=workers, amp_batch_size=256, subset=("--limit", "128"),
         bench={
             "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
@@ -139,7 +146,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
                          "--batch-size", "8", "--workers", str(workers)],
         },
         dist_flags=("--corruptions", "gaussian_noise,glass_blur,fog,jpeg_compression", "--severities", "1,3",
-                    "--shard-size", "32"),
+                    "--shard-size", "32", "--limit", "128"),
         timeouts={"pytest": 300, "bench": 150, "pipeline": 240, "eval": 180, "torchrun": 240},
     )
 
@@ -251,11 +258,12 @@ def bench_step(kind: str, sizes: Sizes, available: str | None = None) -> Step:
     return Step(f"bench-{kind}", [(kind, argv, {})], timeout, finish, unavailable=available)
 
 
-def eval_args(model: str, sizes: Sizes, data: Path, store: Path, *extra: str) -> list[str]:
+def eval_args(model: str, sizes: Sizes, data: Path, store: Path, *extra: str, batch_size: int | None = None
+              ) -> list[str]:
     # a demo model's 10 classes are not ImageNet's 1000: its labels are the folders' sorted order
     order = ("--class-order", "sorted") if model.startswith("demo-") else ()
     return cli("eval", "--model", model, "--random-weights", "--suite", "imagenet-c", "--data", str(data),
-               "--device", sizes.device, "--batch-size", str(sizes.batch_size), *order,
+               "--device", sizes.device, "--batch-size", str(batch_size or sizes.batch_size), *order,
                "--workers", str(sizes.workers), "--store", str(store), "--format", "json", *extra)
 
 
@@ -275,8 +283,9 @@ def eval_summary(report: dict, seconds: float) -> dict:
 
 def eval_step(model: str, amp: bool, sizes: Sizes, data: Path, work: Path) -> Step:
     name = f"eval-{model}{'-amp' if amp else ''}"
-    extra = (*sizes.eval_flags, *(("--amp", "--channels-last") if amp else ()))
-    argv = eval_args(model, sizes, data, work / f"{name}.db", *extra)
+    extra = (*sizes.eval_flags, *(("--amp", "--channels-last") if amp else sizes.subset))
+    argv = eval_args(model, sizes, data, work / f"{name}.db", *extra,
+                     batch_size=sizes.amp_batch_size if amp else None)
 
     def finish(outputs: dict[str, str]) -> dict:
         report = _json(outputs["eval"], "eval")
@@ -290,7 +299,8 @@ def profile_step(model: str, sizes: Sizes, data: Path, work: Path) -> Step:
     its summary and the operator tables, as lines (with --profile only: the profiler slows it)."""
     name = f"profile-{model}-amp"
     tables = work / f"{name}.txt"
-    argv = eval_args(model, sizes, data, work / f"{name}.db", *sizes.eval_flags, "--amp", "--channels-last")
+    argv = eval_args(model, sizes, data, work / f"{name}.db", *sizes.eval_flags, "--amp", "--channels-last",
+                     batch_size=sizes.amp_batch_size)
     argv[1:3] = [str(ROOT / "scripts" / "profile_cmd.py"), str(tables)]  # for ``-m robustbench_gcp``
 
     def finish(outputs: dict[str, str]) -> dict:
@@ -546,8 +556,9 @@ def measured_targets(steps: list[dict]) -> dict[str, dict]:
                                             f"{len(rows)} corruptions")
             slowest = min(rows, key=lambda r: r["images_per_second"])
             found["corruptions_slowest"] = (slowest["images_per_second"], slowest["corruption"])
+    # the --amp evals: at the target's batch, on all the photographs (the float32 ones on a subset)
     evals = [(name, r["cell_images_per_s"]) for name, r in results.items()
-             if name.startswith("eval-resnet50") and r.get("cell_images_per_s")]
+             if name.startswith("eval-resnet50") and name.endswith("-amp") and r.get("cell_images_per_s")]
     if evals:
         name, best = max(evals, key=lambda item: item[1])
         found["eval_cell_images"] = (best, f"{name} (the faster of {len(evals)})")
