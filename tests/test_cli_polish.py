@@ -603,3 +603,14 @@ def test_command_summaries_fit_an_80_column_help_uncut(group):
     names = [line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("   ")]
     assert len(names) == len(listed) >= 9, result.output  # no summary wrapped onto a second line
     assert not any(line.rstrip().endswith("...") for line in listed), result.output
+
+
+def test_help_names_the_workers_limit_and_only_the_lower_bound_of_overflow_guards():
+    """--workers stops at 64, a limit a user with a large machine meets: its help says so; the bounds
+    that only stop overflows (--seed's 2**64 - 1, --batch-size's 2**31 - 1) stay out of the help."""
+    import re
+
+    text = re.sub(r"\s+", " ", CliRunner().invoke(main, ["eval", "--help"], terminal_width=200).output)
+    assert re.search(r"--workers INTEGER RANGE .*?\[0<=x<=64\]", text)
+    assert re.search(r"--seed INTEGER RANGE .*?\[default: 0; x>=0\]", text)
+    assert re.search(r"--batch-size INTEGER RANGE .*?\[default: 32; x>=1\]", text)

@@ -310,10 +310,15 @@ model_options = _compose(
 
 #: the --model help of eval and baseline
 class _Bounded(click.IntRange):
-    """An IntRange whose help names its lower bound only (the upper one only stops overflows)."""
+    """An IntRange whose help names its lower bound only where the upper one only stops overflows
+    (``shown=True``: both, where the upper one is a limit a user may meet)."""
+
+    def __init__(self, *args, shown: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shown = shown
 
     def _describe_range(self) -> str:
-        return f"x>={self.min}"
+        return f"{self.min}<=x<={self.max}" if self.shown else f"x>={self.min}"
 
     def convert(self, value, param, ctx):
         number = click.INT.convert(value, param, ctx)  # an integer, or its error
@@ -326,7 +331,7 @@ class _Bounded(click.IntRange):
 #: integers with a traceback); --seed up to 2**64 - 1 (torch's); --workers up to 64
 COUNT = _Bounded(min=1, max=MAX_COUNT)
 SEED = _Bounded(min=0, max=MAX_SEED)
-WORKERS = _Bounded(min=0, max=MAX_WORKERS)
+WORKERS = _Bounded(min=0, max=MAX_WORKERS, shown=True)
 
 
 MODEL_HELP = ("A model of benchmarks.yaml, a registry name (see `gcp-robust models`), "
