@@ -203,7 +203,12 @@ def test_targets_from_the_steps_results(gpu_check):
     assert (slowest["value"], slowest["met"], slowest["from"]) == (1500.0, False, "glass_blur")
     assert targets["eval_cell_images"]["value"] == 4000.0 and targets["eval_cell_images"]["met"]
     # the failed step is left out, and the float32 one on a subset at another batch
-    assert targets["eval_cell_images"]["from"] == "eval-resnet50-isqrt-amp (the faster of 1)"
+    assert targets["eval_cell_images"]["from"] == "eval-resnet50-isqrt-amp, whole run (the faster of 1)"
+    # the warm rate, where the store gave it: what a 50,000-image run runs at after its first cells
+    steps.append(passed("eval-resnet50-gap-amp",
+                        {"cell_images_per_s": 3500.0, "warm_cell_images_per_s": 4500.0}))
+    warm = gpu_check.measured_targets(steps)["eval_cell_images"]
+    assert (warm["value"], warm["from"]) == (4500.0, "eval-resnet50-gap-amp, warm cells (the faster of 2)")
     assert targets["pgd_suite_over_plain"]["value"] == pytest.approx(1 / 0.9)
     assert targets["pgd_suite_over_plain"]["met"] and targets["pgd_suite_over_plain"]["target"] == "<= 1.2"
     assert targets["eigh_over_newton_schulz"]["value"] == 6.0 and targets["eigh_over_newton_schulz"]["met"]
@@ -353,3 +358,32 @@ def test_profile_cmd_keeps_the_command_s_exit_status(tmp_path):
     assert done.returncode == 2 and "Did you mean '--severities'?" in done.stderr, done.stderr
     assert tables.read_text().splitlines()[:2] == [
         "gcp-robust eval --model demo-gap --suite imagenet-c --severitis 1", "exit status 2"]
+
+
+def test_warm_cells_from_the_store(gpu_check, tmp_path):
+    """Each corruption's first cell and the clean cell (what a process builds once) apart from the
+    rest, from a real eval's store, against the store's rows read here."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    data = gpu_check.photo_folder(tmp_path / "photos", 4, (72, 96))
+    store = tmp_path / "s.db"
+    result = CliRunner().invoke(main, [
+        "eval", "--model", "demo-gap", "--random-weights", "--suite", "imagenet-c", "--data", str(data),
+        "--class-order", "sorted", "--store", str(store), "--corruptions", "fog,glass_blur",
+        "--severities", "1,2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    warm = gpu_check.warm_cells(store)
+    rows = sqlite3.connect(store).execute("SELECT c.kind, c.name, c.level, s.n, s.seconds "
+                                          "FROM shards s JOIN cells c ON c.id = s.cell_id").fetchall()
+    seconds = {(kind, name, level): (n, t) for kind, name, level, n, t in rows}
+    later = [seconds[("imagenet-c", name, "2")] for name in ("fog", "glass_blur")]
+    assert warm["warm_cell_images"] == 8 == sum(n for n, _ in later)
+    assert warm["warm_seconds"] == pytest.approx(sum(t for _, t in later), abs=1e-3)
+    firsts = [seconds[key] for key in (("clean", "", ""), ("imagenet-c", "fog", "1"),
+                                       ("imagenet-c", "glass_blur", "1"))]
+    assert warm["first_cells_seconds"] == pytest.approx(sum(t for _, t in firsts), abs=1e-3)
+    assert warm["warm_cell_images_per_s"] == pytest.approx(8 / warm["warm_seconds"], rel=1e-2)
