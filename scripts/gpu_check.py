@@ -20,7 +20,8 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
   cells' counts must agree;
 - ``profile-<model>-amp``, with ``--profile`` only (after the others; ``--only profile --profile``
-  runs them alone): the ``--amp`` evals again under torch.profiler (scripts/profile_cmd.py),
+  runs them alone): the ``--amp`` evals again, on 256 photographs at severity 3 (one batch per
+  cell), under torch.profiler (scripts/profile_cmd.py),
   the operators that took the most time on the device and on the host, as lines of the JSON.
 
 The JSON's ``targets`` holds what the steps measured against issue 16's speed targets
@@ -117,6 +118,9 @@ class Sizes:
     amp_batch_size: int | None = None
     #: flags of the float32 evals and torchrun: a subset of the photographs (a check, not a target)
     subset: tuple[str, ...] = ()
+    #: the suite selection of the --profile evals (None: eval_flags); the profiler keeps every
+    #: kernel launch, and a noise corruption launches 10 per 224 px image
+    profile_flags: tuple[str, ...] | None = None
     bench: dict[str, list[str]] = field(default_factory=dict)
     dist_model: str = "resnet50-gap"
     dist_flags: tuple[str, ...] = ()
@@ -131,6 +135,7 @@ def full_sizes(device: str, workers: int) -> Sizes:
         device=device, photos=500, photo_side=(256, 352), eval_models=("resnet50-isqrt", "resnet50-gap"),
         eval_flags=("--corruptions", "benchmark", "--severities", "1,2,3,4,5"),
         batch_size=64, workers=workers, amp_batch_size=256, subset=("--limit", "128"),
+        profile_flags=("--corruptions", "benchmark", "--severities", "3", "--limit", "256"),
         bench={
             "corruptions": ["--batch-size", "256", "--size", "224", "--severities", "3",
                             "--reference-images", "1", "--repeats", "3"],
@@ -326,7 +331,8 @@ def profile_step(model: str, sizes: Sizes, data: Path, work: Path) -> Step:
     its summary and the operator tables, as lines (with --profile only: the profiler slows it)."""
     name = f"profile-{model}-amp"
     tables, store = work / f"{name}.txt", work / f"{name}.db"
-    argv = eval_args(model, sizes, data, store, *sizes.eval_flags, "--amp", "--channels-last",
+    flags = sizes.eval_flags if sizes.profile_flags is None else sizes.profile_flags
+    argv = eval_args(model, sizes, data, store, *flags, "--amp", "--channels-last",
                      batch_size=sizes.amp_batch_size)
     argv[1:3] = [str(ROOT / "scripts" / "profile_cmd.py"), str(tables)]  # for ``-m robustbench_gcp``
 

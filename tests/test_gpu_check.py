@@ -100,6 +100,10 @@ def test_every_step_s_arguments_parse(gpu_check, tmp_path):
         for amp in (True, False):
             (_, argv, _), = gpu_check.eval_step(sizes.eval_models[0], amp, sizes, data, tmp_path).commands
             _parses(eval_command, argv[4:])
+        (_, argv, _), = gpu_check.profile_step(sizes.eval_models[0], sizes, data, tmp_path).commands
+        assert argv[1:4] == [str(ROOT / "scripts" / "profile_cmd.py"), str(tmp_path / argv[2].split("/")[-1]),
+                             "eval"]
+        _parses(eval_command, argv[4:])
     # the --amp evals measure the end-to-end target as a 50,000-image run computes it: one whole shard
     # of 500 at the target's batch of 256; the float32 evals check that path on a subset
     full = gpu_check.full_sizes("cuda", 8)
