@@ -14,7 +14,9 @@ When only some severities were run, both sums run over those severities only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,9 +53,41 @@ class Baseline:
     #: a stored baseline run's corruptions it lacks complete cells of, and at which of the asked
     #: severities (the table holds a corruption only with every asked severity)
     lacking: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: a stored baseline run's errors on every complete cell it was asked for, corruption ->
+    #: severity -> error, from which :meth:`for_cells` makes the table of some of those cells
+    #: (None: published errors, every severity)
+    cell_errors: Mapping[str, Mapping[int, float]] | None = None
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]
+
+    def for_cells(self, keys: Iterable[Any]) -> Baseline:
+        """This baseline as it normalizes only the cells ``keys`` (cell keys: a corruption's
+        ``name`` and its severity as ``level``; the clean cell's empty level is passed over), e.g.
+        those every model of a comparison has: a stored run then holds every corruption whose
+        severities among them it has, where it lacked others of the cells it was first asked
+        for. Published errors (every severity) are returned as they are."""
+        if self.cell_errors is None:
+            return self
+        levels: dict[str, set[int]] = {}
+        for key in keys:
+            if str(key.level).isdigit():
+                levels.setdefault(key.name, set()).add(int(key.level))
+        table, lacking = baseline_table(self.cell_errors, levels)
+        return dataclasses.replace(self, imagenet_c=table, lacking=lacking)
+
+
+def baseline_table(errors: Mapping[str, Mapping[int, float]], asked: Mapping[str, Iterable[int]]
+                   ) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[int, ...]]]:
+    """A stored baseline run's errors (corruption -> severity -> error) as a :class:`Baseline`
+    table: the corruptions with every ``asked`` severity (NaN at the others), and those it lacks,
+    with the asked severities missing."""
+    asked = {c: set(levels) for c, levels in asked.items()}
+    table = {c: tuple(errors[c].get(s, math.nan) for s in range(1, 6)) for c in errors  # severities 1-5
+             if asked.get(c, set()) <= set(errors[c])}
+    lacking = {c: tuple(sorted(levels - set(errors.get(c, {})))) for c, levels in asked.items()
+               if not levels <= set(errors.get(c, {}))}
+    return table, lacking
 
 
 def rate(count: float, n: int) -> float | None:

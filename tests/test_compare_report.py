@@ -1039,3 +1039,62 @@ def test_a_comparison_heading_names_amp_only_when_every_model_ran_so():
                              (("bfloat16", "float32"), "5 images")):
         one = comparison(*precisions)
         assert comparison_images(one, [one]) == said, precisions
+
+
+def test_a_comparison_normalizes_its_common_cells_by_a_baseline_run_that_has_only_those(demo_val, tmp_path):
+    """A stored baseline with gaussian_noise at severities 4-5 left a model run at 3-5 without CE
+    (its own report: the baseline lacks severity 3); compared with a model run at 4-5 only, the
+    comparison covers 4-5, which the baseline has: its mCE is 100 sum E / sum E_base there, as
+    `compare` on those cells gives (report left it empty)."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(suite="imagenet-c", data=str(demo_val), class_order="sorted", store=str(store), workers=0,
+                  limit=20, random_weights=True, corruptions="gaussian_noise")
+    stored = CliRunner().invoke(main, [
+        "baseline", "--model", "demo-gap", "--name", "base", "--random-weights", "--suite", "imagenet-c",
+        "--data", str(demo_val), "--class-order", "sorted", "--store", str(store), "--workers", "0",
+        "--limit", "20", "--corruptions", "gaussian_noise", "--severities", "4,5"])
+    assert stored.exit_code == 0, stored.output
+    isqrt = evaluate("demo-isqrt", severities=[3, 4, 5], baseline="base", **common)
+    assert isqrt.sections["metrics"]["mCE"] is None  # the baseline lacks severity 3
+    base = evaluate("demo-gap", severities=[4, 5], **common)
+    errors = {(m, c["severity"]): c["top1_error"] for m, r in (("isqrt", isqrt), ("base", base))
+              for c in r.sections["cells"]}
+    assert errors[("base", 4)] + errors[("base", 5)] > 0
+
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c", "--baseline",
+                                       "base", "--format", "json", "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    models = {m["model"]: m["metrics"] for m in comparison["models"]}
+    expected = 100 * (errors[("isqrt", 4)] + errors[("isqrt", 5)]) / (errors[("base", 4)]
+                                                                      + errors[("base", 5)])
+    assert models["demo-isqrt"]["mCE"]["estimate"] == pytest.approx(expected)
+    assert models["demo-gap"]["mCE"]["estimate"] == pytest.approx(100.0)  # the baseline run itself
+
+
+def test_runs_of_other_seeds_compared_say_their_draws_differ(demo_val, tmp_path):
+    """Paired over the same images but not over the same noise: a note says so, where the suite
+    draws (not for the clean images, which no seed changes)."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=10)
+    for suite in ("imagenet-c", "clean"):
+        flags = {"corruptions": "gaussian_noise", "severities": [1]} if suite == "imagenet-c" else {}
+        evaluate("demo-gap", suite=suite, seed=0, **flags, **common)
+        evaluate("demo-isqrt", suite=suite, seed=3, **flags, **common)
+    notes = {}
+    for suite in ("imagenet-c", "clean"):
+        result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", suite,
+                                           "--format", "json", "--resamples", "100"])
+        assert result.exit_code == 0, result.output
+        (comparison,) = json.loads(result.stdout)["comparisons"]
+        notes[suite] = comparison["notes"]
+    said = [n for n in notes["imagenet-c"] if "was evaluated with seed" in n]
+    assert said == ["demo-isqrt was evaluated with seed 3, the reference demo-gap with seed 0: where a cell "
+                    "draws random numbers (noise, glass_blur's shuffles, random starts) their inputs differ, "
+                    "so the paired differences and tests there compare each image under other draws; "
+                    "evaluate with one --seed to compare on the same inputs"]
+    assert not any("was evaluated with seed" in n for n in notes["clean"])

@@ -226,7 +226,8 @@ def compare_reports(
         elif reference is not None:
             notes.append(f"{reference} has no results on these {group[0].n_images} images: "
                          f"the reference here is {names[0]}")
-        designs = [get_suite(report.kind).design(results, report.normalizer)
+        notes += _other_draws(group, ref)
+        designs = [get_suite(report.kind).design(results, _normalizer(report, results))
                    for report, results in zip(group, cells)]
         percent = set().union(*(d.percent for d in designs))
         fingerprints = [experiment[1]] * len(group)
@@ -250,6 +251,30 @@ def compare_reports(
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons
+
+
+def _normalizer(report: Report, results: Sequence) -> object:
+    """The report's normalizer as it serves the cells it is compared on (``results``, those every
+    model has): a stored baseline run that lacked some of the report's own cells may have all of
+    these (``Baseline.for_cells``)."""
+    narrowed = getattr(report.normalizer, "for_cells", None)
+    if narrowed is None or len(results) == len(report.cells):
+        return report.normalizer
+    return narrowed([result.key for result in results])
+
+
+def _other_draws(group: Sequence[Report], ref: int) -> list[str]:
+    """Notes on the models whose run drew its random numbers from another seed than the
+    reference's: the same images, but other inputs where a cell draws (a noise corruption), so
+    their pairs there hold no common draw."""
+    if not get_suite(group[0].kind).draws:
+        return []
+    seed = group[ref].seed
+    return [f"{report.model} was evaluated with seed {report.seed}, the reference {group[ref].model} with "
+            f"seed {seed}: where a cell draws random numbers (noise, glass_blur's shuffles, random starts) "
+            "their inputs differ, so the paired differences and tests there compare each image under "
+            "other draws; evaluate with one --seed to compare on the same inputs"
+            for report in group if report.seed != seed]
 
 
 def _named(reference: str, names: Sequence[str], selected: Collection[str] = ()) -> list[str]:

@@ -210,6 +210,9 @@ class Suite:
     #: whether the normalizer is a stored run of the same suite (``gcp-robust baseline``), not a
     #: table of benchmarks.yaml
     stored_baseline: ClassVar[bool] = False
+    #: whether its cells may draw random numbers from ``--seed`` (corruptions, sequences, random
+    #: starts): runs of other seeds then saw other inputs, which comparisons say
+    draws: ClassVar[bool] = True
     #: the datasets (``data.datasets.DATASETS`` keys) the suite can run on (None: any)
     datasets: ClassVar[tuple[str, ...] | None] = None
     #: keys of the ``metrics`` section renamed when one object merges every suite's sections

@@ -16,6 +16,7 @@ class CleanSuite(Suite):
 
     kind = "clean"
     summary = "top-1 / top-5 error on the clean images"
+    draws = False
 
     def corrupts(self, selection: Selection) -> bool:
         return False

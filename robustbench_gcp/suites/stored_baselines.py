@@ -5,16 +5,14 @@ comparisons that resample both together, and the checks of ``--baseline`` names.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from corruptions import SEVERITIES
 from robustbench_gcp.errors import UnknownNameError
-from robustbench_gcp.metrics import Baseline, baseline_names
+from robustbench_gcp.metrics import Baseline, baseline_names, baseline_table
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors
 
@@ -205,11 +203,8 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
     asked: dict[str, set[int]] = {}
     for key in keys:
         asked.setdefault(key.name, set()).add(int(key.level))
-    table = {c: tuple(errors[c].get(s, math.nan) for s in SEVERITIES) for c in errors
-             if asked.get(c, set()) <= set(errors[c])}
-    lacking = {c: tuple(sorted(levels - set(errors.get(c, {})))) for c, levels in asked.items()
-               if not levels <= set(errors.get(c, {}))}
+    table, lacking = baseline_table(errors, asked)
     from robustbench_gcp.models.heads import matrix_label
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    table, run=run, samples=samples, lacking=lacking)
+                    table, run=run, samples=samples, lacking=lacking, cell_errors=errors)
