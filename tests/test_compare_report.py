@@ -1098,3 +1098,22 @@ def test_runs_of_other_seeds_compared_say_their_draws_differ(demo_val, tmp_path)
                     "so the paired differences and tests there compare each image under other draws; "
                     "evaluate with one --seed to compare on the same inputs"]
     assert not any("was evaluated with seed" in n for n in notes["clean"])
+
+
+def test_a_model_of_models_without_the_suites_results_is_named_in_a_note(demo_val, tmp_path):
+    """--models demo-gap,demo-isqrt where demo-isqrt has only clean results: the ImageNet-C report
+    showed demo-gap alone and said nothing of demo-isqrt."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(data=str(demo_val), class_order="sorted", store=str(store), workers=0, limit=10)
+    evaluate("demo-gap", suite="imagenet-c", corruptions="fog", severities=[1], **common)
+    evaluate("demo-isqrt", suite="clean", **common)
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c",
+                                       "--models", "demo-gap,demo-isqrt", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [r["model"] for r in out["reports"]] == ["demo-gap"]
+    assert "--models demo-isqrt: no imagenet-c results stored for it" in out["reports"][0]["notes"]
+    both = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap,demo-isqrt"])
+    assert both.exit_code == 0 and "no imagenet-c results stored" not in both.output  # each has some

@@ -429,7 +429,21 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
             selection = " for that selection" if models or kinds or datasets else ""
             raise StoreError(f"store {path} holds no results to report{selection} yet"
                              f"{hint}{_partial_runs(store, models, kinds)}")
+        unreported = _unreported(models, runs, reports)
+    if unreported:  # a model named that is in the store, but not with these suites' results
+        suites = ", ".join(sorted({r.suite for r in reports}))
+        note = (f"--models {', '.join(unreported)}: no {suites} results stored for "
+                f"{'it' if len(unreported) == 1 else 'them'}")
+        reports = [dataclasses.replace(r, notes=[*r.notes, note]) for r in reports]
     return reports
+
+
+def _unreported(models: Sequence[str] | None, runs: Sequence[RunInfo],
+                reports: Sequence[Report]) -> list[str]:
+    """The names of ``--models`` that select none of the runs ``reports`` are of."""
+    reported = [run for run in runs if run.key in {r.run for r in reports}]
+    labels = run_labels(runs)
+    return [name for name in models or [] if not any(_chosen(run, [name], labels) for run in reported)]
 
 
 def _suite_datasets(suites: Sequence[str], config) -> dict[str, set[str] | None]:
