@@ -452,7 +452,8 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
     if options.class_order is not None and not options.class_order == dataset.class_order == "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
-                          f"released files are read in {dataset.released}'s own order")
+                          f"released files are read in {dataset.title}'s own order (their -C or -P "
+                          "benchmark's)")
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")
