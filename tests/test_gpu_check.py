@@ -390,4 +390,5 @@ def test_warm_cells_from_the_store(gpu_check, tmp_path):
     firsts = [seconds[key] for key in (("clean", "", ""), ("imagenet-c", "fog", "1"),
                                        ("imagenet-c", "glass_blur", "1"))]
     assert warm["first_cells_seconds"] == pytest.approx(sum(t for _, t in firsts), abs=1e-3)
-    assert warm["warm_cell_images_per_s"] == pytest.approx(8 / warm["warm_seconds"], rel=1e-2)
+    # from the stored seconds (warm_seconds is rounded to the millisecond, a cell here takes ~10 ms)
+    assert warm["warm_cell_images_per_s"] == pytest.approx(8 / sum(t for _, t in later), rel=1e-9)
