@@ -54,8 +54,8 @@ class Baseline:
     #: severities (the table holds a corruption only with every asked severity)
     lacking: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     #: a stored baseline run's errors on every complete cell it was asked for, corruption ->
-    #: severity -> error, from which :meth:`for_cells` makes the table of some of those cells
-    #: (None: published errors, every severity)
+    #: severity -> error, from which :meth:`for_cells` makes the table of those cells or some of
+    #: them (None: published errors, every severity)
     cell_errors: Mapping[str, Mapping[int, float]] | None = None
 
     def error(self, corruption: str, severity: int) -> float:
@@ -69,25 +69,17 @@ class Baseline:
         for. Published errors (every severity) are returned as they are."""
         if self.cell_errors is None:
             return self
-        levels: dict[str, set[int]] = {}
+        asked: dict[str, set[int]] = {}
         for key in keys:
             if str(key.level).isdigit():
-                levels.setdefault(key.name, set()).add(int(key.level))
-        table, lacking = baseline_table(self.cell_errors, levels)
+                asked.setdefault(key.name, set()).add(int(key.level))
+        errors = self.cell_errors
+        # the corruptions with every asked severity (NaN at severities 1-5 it was not asked for)
+        table = {c: tuple(errors[c].get(s, math.nan) for s in range(1, 6)) for c in errors
+                 if asked.get(c, set()) <= set(errors[c])}
+        lacking = {c: tuple(sorted(levels - set(errors.get(c, {})))) for c, levels in asked.items()
+                   if not levels <= set(errors.get(c, {}))}
         return dataclasses.replace(self, imagenet_c=table, lacking=lacking)
-
-
-def baseline_table(errors: Mapping[str, Mapping[int, float]], asked: Mapping[str, Iterable[int]]
-                   ) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[int, ...]]]:
-    """A stored baseline run's errors (corruption -> severity -> error) as a :class:`Baseline`
-    table: the corruptions with every ``asked`` severity (NaN at the others), and those it lacks,
-    with the asked severities missing."""
-    asked = {c: set(levels) for c, levels in asked.items()}
-    table = {c: tuple(errors[c].get(s, math.nan) for s in range(1, 6)) for c in errors  # severities 1-5
-             if asked.get(c, set()) <= set(errors[c])}
-    lacking = {c: tuple(sorted(levels - set(errors.get(c, {})))) for c, levels in asked.items()
-               if not levels <= set(errors.get(c, {}))}
-    return table, lacking
 
 
 def rate(count: float, n: int) -> float | None:

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         try:
             command.main(args=args, prog_name="gcp-robust")
         except SystemExit as leaving:
-            status = leaving.code if isinstance(leaving.code, int) else 1
+            status = leaving.code if isinstance(leaving.code, int) else int(leaving.code is not None)
     averages = prof.key_averages()
     parts = [f"gcp-robust {' '.join(args)}\nexit status {status}\n"]
     if cuda:

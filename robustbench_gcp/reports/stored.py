@@ -441,7 +441,8 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
 def _unreported(models: Sequence[str] | None, runs: Sequence[RunInfo],
                 reports: Sequence[Report]) -> list[str]:
     """The names of ``--models`` that select none of the runs ``reports`` are of."""
-    reported = [run for run in runs if run.key in {r.run for r in reports}]
+    keys = {r.run for r in reports}
+    reported = [run for run in runs if run.key in keys]
     labels = run_labels(runs)
     return [name for name in models or [] if not any(_chosen(run, [name], labels) for run in reported)]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from robustbench_gcp.errors import UnknownNameError
-from robustbench_gcp.metrics import Baseline, baseline_names, baseline_table
+from robustbench_gcp.metrics import Baseline, baseline_names
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors
 
@@ -200,11 +200,7 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
             clean_error = error
         else:
             errors.setdefault(key.name, {})[int(key.level)] = error
-    asked: dict[str, set[int]] = {}
-    for key in keys:
-        asked.setdefault(key.name, set()).add(int(key.level))
-    table, lacking = baseline_table(errors, asked)
     from robustbench_gcp.models.heads import matrix_label
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    table, run=run, samples=samples, lacking=lacking, cell_errors=errors)
+                    run=run, samples=samples, cell_errors=errors).for_cells(keys)
