@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 __all__ = ["CUDA_DRAW_CHUNK", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
-           "image_seeds", "normalize_seeds"]
+           "image_seeds", "normalize_seeds", "per_image_map"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -71,9 +71,27 @@ def draw_in_chunks(out: torch.Tensor, generator: torch.Generator | None, draw) -
         draw(out, generator)
         return out
     flat = out.view(-1)
-    for piece in pieces:
-        draw(flat[piece], generator)
+    for view in flat.split([len(range(flat.numel())[piece]) for piece in pieces]):  # views at once
+        draw(view, generator)
     return out
+
+
+def per_image_map(device: torch.device, fn, items: list) -> list:
+    """``[fn(item) for item in items]``, one per image's generator: on the small thread pool of
+    :func:`corruptions._ops.thread_map` on the CPU, whose generators are sequential (each image's
+    advances in the same order whichever thread draws, so the numbers are the loop's); in order
+    elsewhere.
+
+    Not on CUDA, where a batch's draws are thousands of small launches (:func:`draw_slices`):
+    launched from 8 threads (each on the caller's stream) they ran about 4x slower than from one
+    on an H200 (torch 2.11; noise corruptions 2,600 images/s against 9,900), the threads
+    contending for the launch path.
+    """
+    if len(items) < 2 or torch.device(device).type != "cpu":
+        return [fn(item) for item in items]
+    from corruptions._ops import thread_map
+
+    return thread_map(fn, items)
 
 
 def _splitmix64(value: int) -> int:
@@ -216,18 +234,14 @@ class ImageRandom:
         """A new (B, *shape) tensor; ``fill(view, generator)`` draws into each image's block.
 
         Per-image blocks are filled in place (no stacking copy), on a small thread pool
-        on the CPU: torch's CPU generators are sequential, and each image has its own.
+        (:func:`per_image_map`): each image has its own generator.
         """
         out = torch.empty((self.batch, *shape), dtype=dtype, device=self.device)
         if self.generators is None:
             draw_in_chunks(out, self.generator, fill)
-        elif self.device.type == "cpu" and self.batch > 1:
-            from corruptions._ops import thread_map
-
-            thread_map(lambda item: fill(out[item[0]], item[1]), list(enumerate(self.generators)))
         else:
-            for i, gen in enumerate(self.generators):
-                draw_in_chunks(out[i], gen, fill)
+            per_image_map(self.device, lambda item: draw_in_chunks(out[item[0]], item[1], fill),
+                          list(enumerate(self.generators)))
         return out
 
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import math
 import torch
 
 from corruptions._registry import Corruption, Level, presets, register
-from corruptions._rng import ImageRandom, draw_in_chunks
+from corruptions._rng import ImageRandom, draw_in_chunks, per_image_map
 
 GAUSSIAN_NOISE = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_NOISE = (60, 25, 12, 5, 3)
@@ -255,10 +255,8 @@ def _impulse_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dic
     if rng.batch == 0:
         return {"impulse": torch.zeros(0, *shape, dtype=torch.uint8, device=device)}
     generators = rng.generators or [rng.generator] * rng.batch
-    if rng.generators is not None and device.type == "cpu" and rng.batch > 1:
-        from corruptions._ops import thread_map
-
-        draws = thread_map(lambda gen: _impulse_draws(gen, count, amount, device), generators)
+    if rng.generators is not None:
+        draws = per_image_map(device, lambda gen: _impulse_draws(gen, count, amount, device), generators)
     else:
         draws = [_impulse_draws(gen, count, amount, device) for gen in generators]
     return {"impulse": impulse_masks(generators, count, amount, device, draws).view(-1, *shape)}

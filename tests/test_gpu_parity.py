@@ -108,6 +108,34 @@ def test_corruption_on_cuda_waits_for_the_device_as_known(name, photos224):
     assert waits <= WAITS.get(name, 0), f"{name}: waits made by {made_by}, baseline {baseline}"
 
 
+@pytest.mark.parametrize("name", [name for name in list_corruptions("all") if get_corruption(name).random])
+def test_per_image_draws_on_cuda_are_the_loops_on_the_callers_stream(name, photos224):
+    """Each image's draws on CUDA give the numbers of one thread's loop whatever the pool's size,
+    and go to the caller's stream (a pool thread would launch on the default one unless told). The
+    default stream is kept busy meanwhile (``torch.cuda._sleep``): a draw put there would land
+    after the side stream read it. Threaded launches were tried and were 4x slower
+    (``_rng.per_image_map``); this keeps a second try honest."""
+    from corruptions import corrupt
+
+    images = photos224.repeat(4, 1, 1, 1).to(DEVICE)
+    seeds = list(range(8))
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the pool's map is then a loop in this thread
+        loop = corrupt(images, name, 3, seed=seeds)
+        torch.set_num_threads(max(previous, 4))
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        torch.cuda._sleep(200_000_000)  # about 0.1 s of the default stream's time
+        with torch.cuda.stream(side):
+            threaded = corrupt(images, name, 3, seed=seeds)
+            threaded = threaded.clone()  # a kernel of the side stream's, reading the draws' results
+        torch.cuda.synchronize()
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(loop, threaded), f"{name}: threaded draws differ from the loop's"
+
+
 @pytest.mark.parametrize("name", list_corruptions("all"))
 def test_corruption_on_cuda_equals_cpu_at_every_severity(name, photos224):
     spec = get_corruption(name)
