@@ -108,6 +108,14 @@ class OutputError(GcpRobustError):
     """An output file or folder (a figure, the demo's folder) cannot be written."""
 
 
+class FiguresNotWritten(OutputError):
+    """Some figures of a report cannot be written; ``written`` holds the paths of those that were."""
+
+    def __init__(self, message: str, written: list) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
 

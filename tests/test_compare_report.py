@@ -204,6 +204,23 @@ def test_report_markdown_and_plots(compared, tmp_path):
             "it was): imagenet-p_flip_probability.png\n") in again.stderr
 
 
+def test_a_figure_that_cannot_be_written_leaves_the_others_written(compared, tmp_path):
+    """A folder in one figure's place: the report and every other figure are written, the failed
+    one is named with how many were not, and the exit status is 1 (the later figures used not to
+    be written)."""
+    plots = tmp_path / "plots"
+    (plots / "imagenet-c_error_vs_severity.png").mkdir(parents=True)  # the first figure drawn
+    result = CliRunner().invoke(main, ["report", "--store", str(compared[0]), "--suite", "imagenet-c",
+                                       "--no-intervals", "-o", str(tmp_path / "r.md"), "--format",
+                                       "markdown", "--plot", str(plots)])
+    assert result.exit_code == 1, result.output
+    assert (tmp_path / "r.md").read_text().startswith("#")
+    bars = plots / "imagenet-c_ce_per_corruption.png"
+    assert bars.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {bars}" in result.stderr
+    assert f"cannot write the figure {plots / 'imagenet-c_error_vs_severity.png'}" in result.stderr
+    assert "1 of 2 figures not written; the other 1 written" in result.stderr
+
+
 def test_report_keeps_experiments_apart(demo_val, tmp_path):
     """Runs of one suite on other images, or with cells made another way, are other experiments:
     report compares, tabulates and plots them apart, and its JSON names the suite as eval does."""

@@ -416,6 +416,19 @@ def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):
         scan_imagenet_c(tmp_path / "C", "fog", 1)
 
 
+def test_an_empty_released_video_folder_names_the_video_layout(tmp_path):
+    """It said "data folder ... expected <root>/<class>/<image> files" of an ImageNet-P folder."""
+    from robustbench_gcp.data.folders import scan_videos
+
+    (tmp_path / "rotate").mkdir()
+    with pytest.raises(DataError, match=r"released folder .*rotate is empty: expected "
+                                        r"<wnid>/<video>\.mp4 files$"):
+        scan_videos(tmp_path / "rotate")
+    (tmp_path / "rotate" / "n01440764").mkdir()
+    with pytest.raises(DataError, match=r"rotate has 1 class folder but no video files \(\.mp4\)$"):
+        scan_videos(tmp_path / "rotate")
+
+
 def test_released_videos_keep_their_listed_names(tmp_path):
     """Videos named .MP4 were listed by the scan, then looked up as .mp4 ("does not exist"); every
     released folder is checked to hold the first one's videos."""

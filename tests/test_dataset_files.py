@@ -325,6 +325,25 @@ def test_bad_labels_npy(released, case):
             scan_cifar_c(folder)
 
 
+def test_labels_npy_refusals_name_the_runs_file_and_no_other_benchmark(released):
+    """labels.npy holding the labels once is told by the file the run reads (it named the folder's
+    first .npy, fog.npy, on a snow run); a label 10 is not CIFAR-10-C's, and no sign of CIFAR-100-C
+    (it was called "CIFAR-100-C's folder")."""
+    folder = released[0]
+    good = np.load(folder / "labels.npy")
+    np.save(folder / "labels.npy", good[:N])
+    for name in ("fog", "snow"):
+        np.save(folder / f"{name}.npy", _images(5 * N))
+    with pytest.raises(DataError, match=r"as many as snow\.npy has images$"):
+        check_released_npy(folder, ["snow"])
+    with pytest.raises(DataError, match=r"as many as snow\.npy has images$"):
+        scan_cifar_c(folder, "snow")
+    np.save(folder / "labels.npy", np.tile(np.array([0] * (N - 1) + [10], dtype=np.uint8), 5))
+    with pytest.raises(DataError, match=r"labels\.npy holds labels up to 10: not CIFAR-10-C's 0 to 9, not "
+                                        r"the CIFAR-10-C this suite reads"):
+        check_released_npy(folder, ["fog"], "CIFAR-10-C", 32)
+
+
 # load_array_rows
 
 def test_load_rows_both_readers(cifar10, released):

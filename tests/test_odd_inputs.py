@@ -20,7 +20,7 @@ from robustbench_gcp.cli import main
 from robustbench_gcp.data.folders import imagenet_wnids
 from robustbench_gcp.data.synthetic import make_image_folder
 from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_val
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import ConfigError, DataError
 
 NET = '''
 import torch.nn as nn
@@ -245,6 +245,19 @@ def test_a_released_folder_that_is_no_wnid_is_refused_without_a_remedy_that_fail
                                         r"ImageNet-1k wnids: backup; move them out of it$") as error:
         scan_imagenet_c(tmp_path / "C", "fog", 1)
     assert "--class-order" not in str(error.value)
+
+
+def test_class_order_on_released_files_is_refused_before_their_folders_are_checked(tmp_path):
+    """Released folders that are not wnids with --class-order sorted: the flag is the mistake (the
+    folders' check answered first, "move them out of it", and the user tried again with the flag)."""
+    make_image_folder(tmp_path / "C" / "fog" / "1", ["apple", "mango"], per_class=1, sizes=(224, 230))
+    with pytest.raises(ConfigError, match=r"`--class-order sorted` orders the class folders of --data; "
+                                          r"released files are read in ImageNet's own order"):
+        plan("resnet18-gap", corrupted_dir=tmp_path / "C", class_order="sorted", suite="imagenet-c",
+             corruptions="fog", severities="1", store=tmp_path / "s.db")
+    with pytest.raises(DataError, match="move them out of it"):  # without the flag: the folders
+        plan("resnet18-gap", corrupted_dir=tmp_path / "C", suite="imagenet-c", corruptions="fog",
+             severities="1", store=tmp_path / "s.db")
 
 
 def test_a_folder_that_is_no_class_is_refused_whatever_the_limit_takes(demo_val, tmp_path):

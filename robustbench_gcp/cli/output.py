@@ -183,9 +183,15 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
     else:
         print_renderable(rendered, output)
     if plot_dir:
+        from robustbench_gcp.errors import FiguresNotWritten
         from robustbench_gcp.reports.plots import earlier_figures, write_plots
 
-        written = write_plots(reports, plot_dir)
+        try:
+            written = write_plots(reports, plot_dir)
+        except FiguresNotWritten as error:  # the figures that were written are named, then the error
+            for path in error.written:
+                click.echo(f"wrote {path}", err=True)
+            raise
         for path in written:
             click.echo(f"wrote {path}", err=True)
         earlier = earlier_figures(plot_dir, written)

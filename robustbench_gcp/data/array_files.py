@@ -315,8 +315,9 @@ def check_released_sequences(files: Sequence[tuple[Path, int]], side: int, name:
     return first[1] if first else 0
 
 
-def _released_labels(folder: Path) -> np.ndarray:
-    """The N test labels of a released folder, after checking labels.npy holds them 5 times."""
+def _released_labels(folder: Path, corruption: str | None = None) -> np.ndarray:
+    """The N test labels of a released folder, after checking labels.npy holds them 5 times (a
+    labels.npy that holds them once is told by ``<corruption>.npy``'s rows: the run's file)."""
     path = folder / LABELS_NPY
     if not path.is_file():
         raise DataError(f"{path} does not exist: a released CIFAR-C folder holds <corruption>.npy "
@@ -325,7 +326,7 @@ def _released_labels(folder: Path) -> np.ndarray:
     k = RELEASED_SEVERITIES
     if (labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.size == 0 or labels.size % k
             or labels.min() < 0):
-        _labels_once(path, labels)
+        _labels_once(path, labels, corruption)
         raise DataError(f"{path} has {labels.dtype} shape {labels.shape}; a released CIFAR-C {LABELS_NPY} "
                         f"holds the N test labels once per severity: {k} N integers >= 0")
     if labels.max() >= 100:  # its classes are 0 .. max: a crafted 5e7 made 5e7 class names (4 GB)
@@ -333,7 +334,7 @@ def _released_labels(folder: Path) -> np.ndarray:
     blocks = np.asarray(labels).astype(np.int64).reshape(k, -1)
     differ = np.argwhere(blocks[1:] != blocks[0])  # (block - 1, row), block by block
     if differ.size:
-        _labels_once(path, labels)
+        _labels_once(path, labels, corruption)
         block, row = int(differ[0, 0]) + 1, int(differ[0, 1])
         raise DataError(f"{path}: the labels of severity {block + 1} differ from those of severity 1 "
                         f"at image {row} ({blocks[block, row]} vs {blocks[0, row]}); expected the "
@@ -341,10 +342,12 @@ def _released_labels(folder: Path) -> np.ndarray:
     return blocks[0]
 
 
-def _labels_once(path: Path, labels: np.ndarray) -> None:
+def _labels_once(path: Path, labels: np.ndarray, corruption: str | None = None) -> None:
     """Refuse a labels.npy that holds the N test labels once (as the clean test set has them), as
-    its folder's first image file shows, saying so."""
-    images = next((p for p in sorted(path.parent.glob("*.npy")) if p.name != LABELS_NPY), None)
+    ``<corruption>.npy`` (else its folder's first image file) shows, saying so."""
+    images = path.parent / f"{corruption}.npy" if corruption is not None else None
+    if images is None or not images.is_file():
+        images = next((p for p in sorted(path.parent.glob("*.npy")) if p.name != LABELS_NPY), None)
     try:
         rows = _open_npy(images).shape[0] if images is not None else None
     except (DataError, IndexError):  # a damaged image file is named when it is read
@@ -370,15 +373,16 @@ def check_released_npy(folder: str | Path, corruptions: Sequence[str], expected:
             another benchmark's folder; the message names the file, the expected and the found.
     """
     folder = Path(folder).expanduser()
-    labels = _released_labels(folder)
+    labels = _released_labels(folder, corruptions[0] if corruptions else None)
     n, k = len(labels), RELEASED_SEVERITIES
     name = "CIFAR-10-C" if labels.max() < 10 else "CIFAR-100-C"
     if expected == "CIFAR-100-C" and name != expected:
         raise DataError(f"{folder / LABELS_NPY} holds labels 0 to {labels.max()} only: CIFAR-10-C's "
                         f"folder, not the {expected} this suite reads (CIFAR-10-C is the cifar10-c suite)")
     if expected == "CIFAR-10-C" and name != expected:
-        raise DataError(f"{folder / LABELS_NPY} holds labels up to {labels.max()}: CIFAR-100-C's folder, "
-                        f"not the {expected} this suite reads (CIFAR-100-C is the cifar100-c suite)")
+        whose = "CIFAR-100-C's folder" if labels.max() >= 50 else "not CIFAR-10-C's 0 to 9"
+        raise DataError(f"{folder / LABELS_NPY} holds labels up to {labels.max()}: {whose}, not the "
+                        f"{expected} this suite reads (CIFAR-100-C is the cifar100-c suite)")
     first: tuple[Path, tuple[int, ...]] | None = None
     for corruption in corruptions:
         path = released_npy(folder, corruption)
@@ -419,18 +423,20 @@ def check_test_set(images: ImageList, name: str, rows: int, what: str) -> None:
                         "are the test set's, so give its whole test set")
 
 
-def scan_cifar_c(folder: str | Path) -> ImageList:
+def scan_cifar_c(folder: str | Path, corruption: str | None = None) -> ImageList:
     """The image list of a released CIFAR-10-C / CIFAR-100-C folder: its N test images.
 
     Names, labels and indices equal those of :func:`scan_cifar` on the matching test set (same
     :meth:`ImageList.fingerprint`). A severity's images are the rows :func:`severity_rows` of
     each ``<corruption>.npy`` (check those with :func:`check_released_npy`).
 
+    ``corruption`` names the file the run reads first (a labels.npy refused is told by its rows).
+
     Raises:
         DataError: a missing folder or labels.npy, or labels.npy not 5 identical blocks.
     """
     folder = Path(folder).expanduser()
-    labels = _released_labels(folder)
+    labels = _released_labels(folder, corruption)
     return _row_list(folder, labels, tuple(str(k) for k in range(int(labels.max()) + 1)), "npy")
 
 

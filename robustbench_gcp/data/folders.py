@@ -217,15 +217,18 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                 "ImageNet val layout give the ground truth with --labels "
                 "(LOC_val_solution.csv or a '<file> <index>' list)"
             ))
+        videos = extensions == (".mp4",)  # ImageNet-P's released videos
+        kind, layout = ("video", "<wnid>/<video>.mp4") if videos else ("image", "<root>/<class>/<image>")
+        folder = "released folder" if released else "data folder"
         if folders:
-            raise DataError(f"data folder {root} has {counted(len(folders), 'class folder')} but no image "
+            raise DataError(f"{folder} {root} has {counted(len(folders), 'class folder')} but no {kind} "
                             f"files ({', '.join(extensions)})")
         if hint:
             raise DataError(hint)
         if top:
-            raise DataError(f"data folder {root} holds no image files ({', '.join(extensions)}) and no "
-                            "class folders: expected <root>/<class>/<image> files")
-        raise DataError(f"data folder {root} is empty: expected <root>/<class>/<image> files")
+            raise DataError(f"{folder} {root} holds no {kind} files ({', '.join(extensions)}) and no "
+                            f"class folders: expected {layout} files")
+        raise DataError(f"{folder} {root} is empty: expected {layout} files")
     if class_order == "sorted":
         _check_split_folders(root, class_dirs)
         classes, labelling = tuple(folders), "folders"

@@ -447,9 +447,17 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
         return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
+    if getattr(selection, "released", None) is not None:  # named before the files are read: a
+        _refuse_data_flags(options, dataset)  # folder --class-order was meant for failed their check
     found = suite.image_list(selection)
     if found is None:  # before the flags that order or label --data: no released files either
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")
+    _refuse_data_flags(options, dataset)
+    return found
+
+
+def _refuse_data_flags(options: EvalOptions, dataset: DatasetInfo) -> None:
+    """Refuse the flags of ``--data`` (its class order, its labels) on a run of released files alone."""
     if options.class_order is not None and not options.class_order == dataset.class_order == "imagenet":
         raise ConfigError(f"`--class-order {options.class_order}` orders the class folders of --data; "
                           f"released files are read in {dataset.title}'s own order (their -C or -P "
@@ -457,4 +465,3 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")
-    return found

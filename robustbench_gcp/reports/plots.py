@@ -10,15 +10,20 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustbench_gcp.errors import real_path
+from robustbench_gcp.errors import FiguresNotWritten, OutputError, real_path
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.suites import get_suite
 
 
 def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
-    """Every figure the reports allow, one PNG per figure and suite, into ``folder``."""
+    """Every figure the reports allow, one PNG per figure and suite, into ``folder``.
+
+    Raises:
+        FiguresNotWritten: a figure cannot be written (its path is a folder, the disk is full):
+            every other figure is written first, and the error holds their paths.
+    """
     folder = Path(folder)
-    written = []
+    written, failed = [], []
     groups = experiments(reports)  # as the comparisons: one suite, one source, one image set
     for (heading, images), group in groups.items():
         suite = group[0].suite
@@ -32,9 +37,18 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
             stem += f"_images-{subset.replace(',', '_')}" if subset else ""
         group = partial_marked(group)
         for name, draw in get_suite(group[0].kind).plots().items():
-            path = draw(group, folder / f"{stem}_{name}.png")
+            try:
+                path = draw(group, folder / f"{stem}_{name}.png")
+            except OutputError as error:  # the next figures are still written
+                failed.append(str(error))
+                continue
             if path is not None:
                 written.append(path)
+    if failed:
+        others = f"; the other {len(written)} written" if written else ""
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise FiguresNotWritten(f"{failed[0]}{more}: {len(failed)} of {len(failed) + len(written)} "
+                                f"figures not written{others}", written)
     return written
 
 

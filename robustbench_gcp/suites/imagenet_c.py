@@ -396,7 +396,7 @@ class ImageNetCSuite(LevelledSuite):
         if selection.dataset.preset == "cifar":
             from robustbench_gcp.data.array_files import scan_cifar_c
 
-            return scan_cifar_c(selection.released)
+            return scan_cifar_c(selection.released, selection.corruptions[0])
         if selection.dataset.name == "tinyimagenet":
             from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_c
 
