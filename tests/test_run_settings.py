@@ -274,6 +274,32 @@ def test_top5_counts_a_label_ranked_fifth_as_right_and_sixth_as_wrong():
     assert result.correct.tolist() == [False, False, True]
 
 
+def test_top1_and_top5_rank_ties_by_class_index_as_argmax_and_a_stable_sort():
+    """topk ordered tied logits as its kernel did: a model of constant logits got 100% top-1 error
+    and 0% top-5, and the adversarial suite (argmax) gave it another clean accuracy. Recomputed
+    here from a stable descending sort (NaN first, as torch sorts it), on logits full of ties."""
+    import torch
+
+    from robustbench_gcp.engine.runner import classification_counts
+
+    constant = torch.zeros(4, 10)
+    result = classification_counts(constant, torch.tensor([0, 3, 4, 5]))  # ranks 0, 3, 4, 5
+    assert result.correct.tolist() == [True, False, False, False]
+    assert {k: int(v) for k, v in result.counts.items()} == {"top1_errors": 3, "top5_errors": 1}
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (500, 12), generator=generator).float()  # ties everywhere
+    logits[::7, 3] = float("nan")
+    logits[::11, :] = float("nan")
+    labels = torch.randint(0, 12, (500,), generator=generator)
+    order = torch.sort(torch.where(logits.isnan(), float("inf"), logits), dim=1, descending=True,
+                       stable=True).indices
+    rank = (order == labels[:, None]).int().argmax(1)
+    result = classification_counts(logits, labels)
+    assert torch.equal(result.correct, rank == 0)
+    assert torch.equal(result.correct, logits.argmax(1) == labels)
+    assert int(result.counts["top5_errors"]) == int((rank >= 5).sum())
+
+
 def test_the_seed_reaches_the_draws_and_the_random_weights(demo_val, tmp_path, monkeypatch):
     """--seed named a run of its own, but nothing checked that the engine drew with it (the noise of
     seed 0 under the label seed=1), nor that --random-weights built that seed's weights."""

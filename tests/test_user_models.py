@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -801,8 +802,54 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
     net = torchvision.models.resnet18(num_classes=10).double()
     with pytest.raises(ConfigError) as error:
         evaluate(net, name="double", data=image_folder, store=tmp_path / "s.db", limit=4)
-    assert str(error.value).endswith("(its weights are torch.float64, the images float32: call .float() on "
-                                     "it; --amp runs it in half precision)"), error.value
+    # (it said "--amp runs it in half precision", and --amp failed alike: it casts no weights)
+    assert str(error.value).endswith("(its weights are torch.float64, the images float32: return the model "
+                                     "in float32, .float(); --amp then runs its operators in half precision "
+                                     "where they allow)"), error.value
+
+
+def test_what_a_users_module_prints_goes_to_stderr_and_the_report_to_stdout(image_folder, tmp_path,
+                                                                             on_sys_path):
+    """"mynets imported" (printed on import) came before `--format json`'s report on stdout, which
+    then did not parse; the builder's and forward's prints too."""
+    name = f"printing_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        import torchvision
+        print("imported")
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = torchvision.models.resnet18(num_classes=10)
+
+            def forward(self, x):
+                print("forward")
+                return self.net(x)
+
+        def build():
+            print("built")
+            return Net()
+    """))
+    for command in ("eval", "compare"):
+        result = run(command, "--model", f"{name}:build", "--data", image_folder, "--store",
+                     tmp_path / f"{command}.db", "--workers", 0, "--format", "json", "--limit", 4,
+                     "--class-order", "sorted")
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)
+        assert "built" in result.stderr and "forward" in result.stderr and "forward" not in result.stdout
+        assert ("imported" in result.stderr) == (command == "eval")  # imported once in this process
+
+
+def test_a_file_path_as_model_says_the_module_name_and_folder(image_folder, tmp_path):
+    """`um/mynets.py:tiny` was said to be "in this folder ... PYTHONPATH=." (which failed again), and
+    `./um/mynets.py:tiny` got importlib's "the 'package' argument is required"."""
+    for given, folder, stem in (("um/mynets.py", "um", "mynets"), ("./um/mynets.py", "um", "mynets"),
+                                ("mynets.py", ".", "mynets")):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"`--model {given}:tiny`: '{given}' is a file's path, and --model takes a module's name: "
+                f"PYTHONPATH={folder} gcp-robust ... --model {stem}:tiny")):
+            evaluate(f"{given}:tiny", data=image_folder, store=tmp_path / "s.db")
 
 
 def test_an_error_inside_torchvisions_code_names_no_line_of_it():

@@ -13,6 +13,7 @@ from robustbench_gcp.cli.options import (
     model_options,
     output_option,
 )
+from robustbench_gcp.cli.output import computes
 
 
 @click.command("baseline", cls=SuiteCommand,
@@ -32,6 +33,7 @@ from robustbench_gcp.cli.options import (
 @config_option
 @format_option
 @output_option
+@computes
 def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **options) -> None:
     """Run a baseline model and store its raw figures (flip probabilities, errors) by name.
 

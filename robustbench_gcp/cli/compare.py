@@ -17,6 +17,7 @@ from robustbench_gcp.cli.options import (
     output_option,
     statistics_options,
 )
+from robustbench_gcp.cli.output import computes
 
 
 def _sqrt_list(ctx, param, value):
@@ -76,6 +77,7 @@ def _iters_list(ctx, param, value):
 @output_option
 @click.option("--layout", type=click.Choice(["long", "wide"]), default="wide", show_default=True,
               help="CSV layout: wide (metrics with intervals, a row per model and suite) or long.")
+@computes
 def compare_cmd(models, checkpoints_dir, suites, reference, resamples, plot_dir, fmt, output, layout,
                 workers, sqrts, ns_iters, no_intervals, **options) -> None:
     """Evaluate several models on one or more suites and compare them.

@@ -19,6 +19,7 @@ from robustbench_gcp.cli.options import (
     output_option,
     suite_option,
 )
+from robustbench_gcp.cli.output import computes
 
 
 @click.command("eval", cls=SuiteCommand, short_help="Evaluate a model on a suite and print its report.")
@@ -31,6 +32,7 @@ from robustbench_gcp.cli.options import (
 @config_option
 @format_option
 @output_option
+@computes
 def eval_cmd(model, fmt, output, workers, **options) -> None:
     """Evaluate a model on a suite (clean, imagenet-c, imagenet-p, adversarial, landscape) and print
     its report.

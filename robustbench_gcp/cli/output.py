@@ -5,6 +5,7 @@ The library renders (``robustbench_gcp.reports``); commands print through here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -125,11 +126,66 @@ def print_renderable(renderable, output: str | None) -> None:
     write_output(render_text(renderable), output)
 
 
+#: the process's stdout while a computing command points ``sys.stdout`` at stderr (innermost last)
+_RESULTS_STDOUT: list = []
+
+
+@contextlib.contextmanager
+def prints_to_stderr():
+    """While a command computes, ``print`` writes to stderr; the results still go to stdout.
+
+    A user's model module prints on import, in its builder or in its forward ("mynets
+    imported"). That text came before a ``--format json`` report on stdout, and the report did
+    not parse. (Text that C code writes to file descriptor 1 itself is not redirected.)
+    """
+    real = sys.stdout
+    if real is None or real is sys.stderr:  # stdout closed (>&-), or already stderr
+        yield
+        return
+    _RESULTS_STDOUT.append(real)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        _RESULTS_STDOUT.pop()
+        sys.stdout = real
+
+
+def computes(command: Callable) -> Callable:
+    """A command's callback run under :func:`prints_to_stderr` (its --help is printed before)."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with prints_to_stderr():
+            return command(*args, **kwargs)
+
+    return run
+
+
+@contextlib.contextmanager
+def _results_stdout():
+    """``sys.stdout`` as the process's stdout while the results are written."""
+    if not _RESULTS_STDOUT:
+        yield
+        return
+    redirected, sys.stdout = sys.stdout, _RESULTS_STDOUT[-1]
+    try:
+        yield
+    finally:
+        sys.stdout = redirected
+
+
 def _to_stdout(write: Callable[[], None], stream: int = 1) -> None:
     """Run ``write`` and flush stdout; a stdout that cannot take the text (``> /dev/full``, a
     full disk) is a one-line error. A closed pipe (``| head``) propagates, and click ends
     quietly as before. Either way stdout is pointed at /dev/null, so that the flush at exit
     does not fail a second time."""
+    with _results_stdout():
+        _write_stdout(write, stream)
+
+
+def _write_stdout(write: Callable[[], None], stream: int) -> None:
     ctx = click.get_current_context(silent=True)
     has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
     hint = "; write to a file with -o/--output instead" if has_output and stream == 1 else ""

@@ -240,11 +240,21 @@ def classification_counts(logits: torch.Tensor, labels: torch.Tensor) -> ShardRe
     The counts and the correctness stay on the device (0-dim and bool tensors): nothing waits
     for the device per batch; the engine's accumulator brings a shard's totals to the host
     once (:meth:`_Accumulator.result`).
+
+    Ties are ranked by class index, as everywhere in the tool (``argmax``, the flip rates of
+    :func:`robustbench_gcp.metrics.flip_totals`): the top-1 class is the first maximal class, and a
+    NaN logit ranks above every number, as in ``argmax`` and ``sort``. (``topk`` orders ties as
+    its kernel does: a model of constant logits got 100% top-1 error and 0% top-5.)
     """
     k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    correct1 = top[:, 0] == labels
-    correct5 = (top == labels[:, None]).any(dim=1)
+    label = labels[:, None]
+    own = logits.gather(1, label)  # each image's logit of its label
+    nan, own_nan = torch.isnan(logits), torch.isnan(own)
+    before = torch.arange(logits.shape[1], device=logits.device) < label
+    rank = (((logits > own) | (nan & ~own_nan)).sum(1)  # above it; then tied with it and before it
+            + (((logits == own) | (nan & own_nan)) & before).sum(1))
+    correct1 = rank == 0
+    correct5 = rank < k
     return ShardResult(
         n=int(labels.numel()),
         counts={"top1_errors": (~correct1).sum(), "top5_errors": (~correct5).sum()},

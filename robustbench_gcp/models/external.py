@@ -271,6 +271,12 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        path = Path(module_name)  # a file, as a shell names it: Python imports module names
+        folder = "." if str(path.parent) in ("", ".") else str(path.parent)
+        stem = path.stem if path.suffix == ".py" else path.name
+        raise ConfigError(f"`--model {ref}`: '{module_name}' is a file's path, and --model takes a module's "
+                          f"name: PYTHONPATH={folder} gcp-robust ... --model {stem}:{attribute}")
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's module's
@@ -352,8 +358,9 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
                 out = model(torch.zeros(n, 3, input_size, input_size, device=device))
         except Exception as error:  # noqa: BLE001 - the user's forward failed
             dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
-            hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: call "
-                    ".float() on it; --amp runs it in half precision)" if dtypes else "")
+            hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
+                    "the model in float32, .float(); --amp then runs its operators in half precision where "
+                    "they allow)" if dtypes else "")
             raise ConfigError(f"`--model {ref}`: the forward pass of a {batch} failed: {_raised(error)}"
                               f"{hint}") from None
         if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
