@@ -235,15 +235,62 @@ def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):
     state = torchvision.models.resnet18().state_dict()
     del state["fc.bias"]
     torch.save(state, tmp_path / "lacking.pth")
+    full = torchvision.models.resnet18().state_dict()
+    full["fc.weight"][0, 0] = float("nan")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in full.items()}}, tmp_path / "nan.pth")
     for path, said in ((junk, "is not a PyTorch checkpoint"),
                        (tmp_path / "lacking.pth", "is not a state dict of torchvision's resnet18 (bench "
-                        "pipeline takes those): Error(s) in loading state_dict for ResNet: Missing key(s)")):
+                        "pipeline takes those): 1 of its keys missing, 0 unexpected, 0 of another shape "
+                        "(first: fc.bias)"),
+                       # read as eval reads it (under "state_dict", "module." stripped), its NaN said
+                       # before any run (the eval child said it of a temporary copy; a wrapped file was
+                       # "not a state dict")
+                       (tmp_path / "nan.pth", "nan.pth` holds non-finite weights in 1 tensor: fc.weight "
+                        "(1 NaN)")):
         result = run("bench", "pipeline", "--checkpoint", str(path), "--images", "2")
         assert result.exit_code != 0 and "Traceback" not in result.output, result.output
-        assert said in result.stderr, result.stderr
+        assert said in result.stderr and "writing" not in result.stderr, result.stderr
+
+
+def test_pipeline_bench_reads_a_wrapped_checkpoint_as_eval_does(tmp_path):
+    """{"model": {"module.conv1.weight": ...}} holds torchvision's weights, which inspect and eval
+    read: bench pipeline refused it as "not a state dict"."""
+    import torch
+    import torchvision
+
+    from robustbench_gcp.bench.pipeline_speed import _load_torchvision_weights
+
+    state = torchvision.models.resnet18().state_dict()
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "w.pth")
+    net = torchvision.models.resnet18()
+    _load_torchvision_weights(net, tmp_path / "w.pth", "resnet18")
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
 
 
 # --- bench attack / landscape / scaling: the settings and the weights they ran with ---------------
+
+def test_bench_scaling_checks_the_weights_fit_before_any_run(scaling_calls, image_folder, tmp_path):
+    """A ResNet-18 file for demo-gap failed in the 1-process run, and only the last line of eval's
+    message came back ("It fits 'resnet18-gap' ..."), without the misfit it explained."""
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    result = run("bench", "scaling", "--checkpoint", str(tmp_path / "r18.pth"), "--data", str(image_folder))
+    assert result.exit_code == 1 and not scaling_calls
+    assert "r18.pth' does not fit demo-gap" in result.stderr and "It fits 'resnet18-gap'" in result.stderr
+
+
+def test_a_failed_child_run_keeps_its_whole_error():
+    from robustbench_gcp.bench.process_scaling import _child_error
+
+    stderr = ("progress 1/2\nError: 'x.pth' does not fit demo-gap.\n  detected: layout 'torchvision'\n"
+              "  It fits 'resnet18-gap' (1000 classes): use --model resnet18-gap.\n")
+    assert _child_error(stderr) == ("Error: 'x.pth' does not fit demo-gap.\n  detected: layout 'torchvision'"
+                                    "\n  It fits 'resnet18-gap' (1000 classes): use --model resnet18-gap.")
+    assert _child_error("Traceback ...\nRuntimeError: boom\n") == "RuntimeError: boom"
+    assert _child_error("") == "(no output)"
+
 
 def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_options(
         scaling_calls, image_folder, monkeypatch):
@@ -302,3 +349,14 @@ def test_bench_attack_and_landscape_say_the_model_weights_and_settings():
     default = json.loads(run("bench", "landscape", "--images", "1", "--batch-size", "1", "--repeats", "1",
                              "--device", "cpu", "--json").stdout)
     assert default["etas"] == "0.000390625:0.29296875:50"  # 75/256 whole (:g said 0.292969)
+
+
+def test_a_size_beyond_the_machines_memory_is_one_line():
+    """A 1,000,000 px frame asked 9 TB of the CPU allocator: a traceback ended the command."""
+    result = run("bench", "perturbations", "--device", "cpu", "--model", "demo-gap", "--batch-size", "1",
+                 "--repeats", "1", "--perturbations", "translate", "--model-batch-size", "1",
+                 "--size", "1000000")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    said = result.stderr.strip()
+    assert said.startswith("Error: bench perturbations: the sizes asked need more memory than this machine "
+                           "has (") and said.endswith("; lower --batch-size or --size (or --images)")

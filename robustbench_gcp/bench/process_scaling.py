@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,16 @@ if TYPE_CHECKING:
     from robustbench_gcp.pipeline.weights import ModelChoice
 
 __all__ = ["eval_throughput", "scaling"]
+
+
+def _child_error(stderr: str) -> str:
+    """A failed child's error: from its last line starting "Error:" to the end (eval's messages
+    run over several lines, and the last of them alone dropped what the file did not fit), else its
+    last line."""
+    lines = stderr.strip().splitlines() or ["(no output)"]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    said = lines[starts[-1]:] if starts else lines[-1:]
+    return "\n  ".join(line.strip() for line in said if line.strip())
 
 
 def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
@@ -57,8 +68,9 @@ def eval_throughput(processes: int, args: list[str], env: dict) -> dict:
         _stop(process)
         raise
     if process.returncode != 0:
-        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise GcpRobustError(f"the {processes}-process run failed: {last}")
+        raise GcpRobustError(f"the {processes}-process run failed: {_child_error(stderr)}\n  (it ran "
+                             f"`gcp-robust {shlex.join(args)}`: an option the message names is that "
+                             "command's)")
     report = json.loads(stdout)
     computed = report["computed"]
     return {"processes": processes, "images": computed["images"], "seconds": computed["seconds"],
@@ -133,13 +145,14 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.errors import check_integer
-    from robustbench_gcp.pipeline.weights import choose_model
+    from robustbench_gcp.pipeline.weights import check_weights, choose_model
 
     device = resolve_device(device)
     if limit is not None:
         check_integer("limit", limit)
     if choice is None:  # the children would each fail alike, as "the 1-process run failed: ..."
-        choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
+        check_weights(choose_model(load_config(config), model, checkpoint=checkpoint,
+                                   random_weights=random_weights))  # and that the file fits the model
     if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
         import torch
 

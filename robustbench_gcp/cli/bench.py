@@ -7,8 +7,25 @@ import click
 from robustbench_gcp.cli import LazyGroup
 
 
+class BenchGroup(LazyGroup):
+    """The bench commands: sizes asked beyond the machine's memory are one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (MemoryError, RuntimeError) as error:
+            from robustbench_gcp.engine.device import out_of_memory
+
+            if not (isinstance(error, MemoryError) or out_of_memory(error)):
+                raise
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            raise click.ClickException(
+                f"bench {ctx.invoked_subcommand}: the sizes asked need more memory than this machine has "
+                f"({first or type(error).__name__}); lower --batch-size or --size (or --images)") from None
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=BenchGroup,
     lazy_commands={
         "corruptions": "robustbench_gcp.cli.bench_corruptions:bench_corruptions",
         "fidelity": "robustbench_gcp.cli.bench_corruptions:bench_fidelity",
