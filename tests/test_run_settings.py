@@ -298,6 +298,9 @@ def test_top1_and_top5_rank_ties_by_class_index_as_argmax_and_a_stable_sort():
     assert torch.equal(result.correct, rank == 0)
     assert torch.equal(result.correct, logits.argmax(1) == labels)
     assert int(result.counts["top5_errors"]) == int((rank >= 5).sum())
+    # a label the model has no output for is wrong (a 10-class model on ImageNet's labels)
+    result = classification_counts(torch.zeros(2, 10), torch.tensor([10, 999]))
+    assert result.correct.tolist() == [False, False] and int(result.counts["top5_errors"]) == 2
 
 
 def test_the_seed_reaches_the_draws_and_the_random_weights(demo_val, tmp_path, monkeypatch):

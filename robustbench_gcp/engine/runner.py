@@ -246,13 +246,16 @@ def classification_counts(logits: torch.Tensor, labels: torch.Tensor) -> ShardRe
     NaN logit ranks above every number, as in ``argmax`` and ``sort``. (``topk`` orders ties as
     its kernel does: a model of constant logits got 100% top-1 error and 0% top-5.)
     """
-    k = min(5, logits.shape[1])
+    classes = logits.shape[1]
+    k = min(5, classes)
     label = labels[:, None]
-    own = logits.gather(1, label)  # each image's logit of its label
+    outside = (labels < 0) | (labels >= classes)  # no output of the model's: wrong (as topk had it)
+    own = logits.gather(1, label.clamp(0, classes - 1))  # each image's logit of its label
     nan, own_nan = torch.isnan(logits), torch.isnan(own)
-    before = torch.arange(logits.shape[1], device=logits.device) < label
+    before = torch.arange(classes, device=logits.device) < label
     rank = (((logits > own) | (nan & ~own_nan)).sum(1)  # above it; then tied with it and before it
             + (((logits == own) | (nan & own_nan)) & before).sum(1))
+    rank = rank.masked_fill(outside, classes)
     correct1 = rank == 0
     correct5 = rank < k
     return ShardResult(
