@@ -204,7 +204,7 @@ def test_bench_jpeg_times_both_codecs_and_finds_them_identical():
     from robustbench_gcp.cli import main
 
     result = CliRunner().invoke(main, ["bench", "jpeg", "--batch-size", "2", "--size", "40",
-                                       "--qualities", "85,7", "--repeats", "1", "--json"])
+                                       "--qualities", "85,7,85", "--repeats", "1", "--json"])  # 85 once
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["rows"]
     assert [(r["codec"], r["quality"]) for r in rows] == [

@@ -54,6 +54,19 @@ def test_inspect_table(zoo_file):
             "was trained with as --model)") in out, out
 
 
+def test_inspect_of_a_partial_match_counts_none_without_a_colon(tmp_path):
+    """A ResNet-18 without its fc: "unexpected keys │ 0:" had a colon after a count of none."""
+    import torchvision
+
+    state = {k: v for k, v in torchvision.models.resnet18().state_dict().items() if not k.startswith("fc.")}
+    torch.save(state, tmp_path / "nofc.pth")
+    result = run("inspect", str(tmp_path / "nofc.pth"))
+    assert result.exit_code == 0, result.output
+    lines = {" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()}
+    assert "missing keys 2: fc.weight, fc.bias" in lines and "unexpected keys 0" in lines, result.output
+    assert "shape mismatches 0" in lines
+
+
 def test_inspect_json(zoo_file):
     result = run("inspect", str(zoo_file), "--json")
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ def _qualities(ctx, param, value: str) -> list[int]:
     qualities = int_list(ctx, param, value, bounds=(1, 100))
     if not qualities:
         raise click.BadParameter(f"should name at least one quality 1..100. Got {value!r}")
-    return qualities
+    return list(dict.fromkeys(qualities))  # a quality given twice is measured once, as --corruptions
 
 
 @click.command("jpeg", short_help="Time the JPEG round trips: CPU libjpeg, device, nvJPEG.")

@@ -55,13 +55,17 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         rows.append(("layer4 stride", f"{info.last_stride}, as the stored arch states ({size} features "
                                       "at 224 px); eval builds it so"))
     if info.arch is None and info.closest is not None:
-        rows += [("missing keys", f"{len(info.missing)}: {', '.join(info.missing[:3])}"),
-                 ("unexpected keys", f"{len(info.unexpected)}: {', '.join(info.unexpected[:3])}"),
-                 ("shape mismatches", f"{len(info.mismatched)}: "
-                                      f"{'; '.join(info.mismatched[:3])}")]
+        rows += [("missing keys", _some(info.missing, ", ")),
+                 ("unexpected keys", _some(info.unexpected, ", ")),
+                 ("shape mismatches", _some(info.mismatched, "; "))]
     if info.nonfinite:
         rows.append(("NON-FINITE", f"{len(info.nonfinite)} tensors (eval refuses this file): "
                                    f"{'; '.join(info.nonfinite)}"))
     emit([{"field": k, "value": v} for k, v in rows],
          [Column("field", justify="left"), Column("value", justify="left")],
          fmt="json" if as_json else "table", json_obj=dataclasses.asdict(info))
+
+
+def _some(names: list[str], sep: str) -> str:
+    """``5: a, b, c`` (the first three), or ``0`` (it printed a colon after a count of none)."""
+    return f"{len(names)}: {sep.join(names[:3])}" if names else "0"
