@@ -71,8 +71,8 @@ def draw_in_chunks(out: torch.Tensor, generator: torch.Generator | None, draw) -
         draw(out, generator)
         return out
     flat = out.view(-1)
-    for view in flat.split([len(range(flat.numel())[piece]) for piece in pieces]):  # views at once
-        draw(view, generator)
+    for piece in pieces:
+        draw(flat[piece], generator)
     return out
 
 

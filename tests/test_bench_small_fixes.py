@@ -239,13 +239,14 @@ def test_pipeline_bench_says_what_is_wrong_with_its_checkpoint(tmp_path):
     full["fc.weight"][0, 0] = float("nan")
     torch.save({"state_dict": {f"module.{k}": v for k, v in full.items()}}, tmp_path / "nan.pth")
     for path, said in ((junk, "is not a PyTorch checkpoint"),
-                       (tmp_path / "lacking.pth", "is not a state dict of torchvision's resnet18 (bench "
-                        "pipeline takes those): 1 of its keys missing, 0 unexpected, 0 of another shape "
-                        "(first: fc.bias)"),
+                       (tmp_path / "lacking.pth", "lacking.pth' does not fit torchvision's resnet18 (bench "
+                        "pipeline takes its state dicts)."),
+                       (tmp_path / "lacking.pth", "keys after renaming: 1 missing key (first: fc.bias); 0 "
+                        "unexpected keys; 0 shape mismatches"),
                        # read as eval reads it (under "state_dict", "module." stripped), its NaN said
                        # before any run (the eval child said it of a temporary copy; a wrapped file was
                        # "not a state dict")
-                       (tmp_path / "nan.pth", "nan.pth` holds non-finite weights in 1 tensor: fc.weight "
+                       (tmp_path / "nan.pth", "nan.pth' holds non-finite weights in 1 tensor: fc.weight "
                         "(1 NaN)")):
         result = run("bench", "pipeline", "--checkpoint", str(path), "--images", "2")
         assert result.exit_code != 0 and "Traceback" not in result.output, result.output

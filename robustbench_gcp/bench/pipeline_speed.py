@@ -408,30 +408,13 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
 
 def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch: str) -> None:
     """``--checkpoint``'s state dict into torchvision's ``arch``, unwrapped as ``eval`` and
-    ``inspect`` read it (``{"state_dict": ...}``, ``{"model": ...}``, ``module.``), its weights
-    checked finite here, before either process runs (a file that is none, or of another network,
-    said in one line)."""
-    from robustbench_gcp.errors import CheckpointError
+    ``inspect`` read it (``{"state_dict": ...}``, ``{"model": ...}``, ``module.``) and checked as
+    they check it (names, shapes, finite weights: ``load_strict``), before either process runs."""
     from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
+    from robustbench_gcp.models.loading import load_strict
 
     loaded = read_state_dict(checkpoint, compute_sha256=False, layout=AS_SAVED, own_keys=net.state_dict())
-    own = net.state_dict()
-    missing = [key for key in own if key not in loaded.tensors]
-    unexpected = [key for key in loaded.tensors if key not in own]
-    resized = [key for key in own if key in loaded.tensors and loaded.tensors[key].shape != own[key].shape]
-    if missing or unexpected or resized:
-        first = (missing or unexpected or resized)[0]
-        raise CheckpointError(f"`--checkpoint {checkpoint}` is not a state dict of torchvision's {arch} "
-                              f"(bench pipeline takes those): {len(missing)} of its keys missing, "
-                              f"{len(unexpected)} unexpected, {len(resized)} of another shape (first: "
-                              f"{first}); "
-                              f"`gcp-robust inspect {checkpoint}` says what it holds")
-    bad = loaded.nonfinite()
-    if bad:
-        raise CheckpointError(f"`--checkpoint {checkpoint}` holds non-finite weights in {len(bad)} "
-                              f"tensor{'s' * (len(bad) > 1)}: {', '.join(bad[:3])}{', ...' * (len(bad) > 3)} "
-                              f"(`gcp-robust inspect {checkpoint}` lists them)")
-    net.load_state_dict(loaded.tensors)
+    load_strict(net, loaded, name=f"torchvision's {arch} (bench pipeline takes its state dicts)")
 
 
 if __name__ == "__main__":

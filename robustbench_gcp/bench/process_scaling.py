@@ -129,7 +129,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         threads: threads per process (``OMP_NUM_THREADS``).
         processes: ranks of the parallel run.
         choice: ``model`` with its weights as :func:`~robustbench_gcp.pipeline.weights.choose_model`
-            checked them already (the command line's, which names them): not checked again.
+            chose them already (the command line's, which names them): not chosen again; their fit
+            to the model is checked here either way.
 
     Returns:
         Two rows of :func:`eval_throughput` (1 process, then ``processes``), each with
@@ -151,8 +152,9 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     if limit is not None:
         check_integer("limit", limit)
     if choice is None:  # the children would each fail alike, as "the 1-process run failed: ..."
-        check_weights(choose_model(load_config(config), model, checkpoint=checkpoint,
-                                   random_weights=random_weights))  # and that the file fits the model
+        choice = choose_model(load_config(config), model, checkpoint=checkpoint,
+                              random_weights=random_weights)
+    check_weights(choice)  # and that the file fits the model, here, before either run
     if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
         import torch
 

@@ -21,7 +21,7 @@ class BenchGroup(LazyGroup):
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
             raise click.ClickException(
                 f"bench {ctx.invoked_subcommand}: the sizes asked need more memory than this machine has "
-                f"({first or type(error).__name__}); lower --batch-size or --size (or --images)") from None
+                f"({first}); lower --batch-size or --size (or --images)") from None
 
 
 @click.group(

@@ -58,7 +58,7 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.pipeline.weights import check_weights, choose_model
+    from robustbench_gcp.pipeline.weights import choose_model
     from robustbench_gcp.reports.tables import Column
 
     ctx = click.get_current_context()
@@ -72,7 +72,6 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     device = resolve_device(device)  # the title names the device used, not "auto"
     # checked (a download fetched) once, here, before the runs; the title and JSON name the weights
     choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
-    check_weights(choice)  # that the file fits the model, as each run would find
     weights = weights_described(choice)
     rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, choice=choice, data=data,
                    class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,

@@ -143,12 +143,11 @@ def prints_to_stderr():
         yield
         return
     _RESULTS_STDOUT.append(real)
-    sys.stdout = sys.stderr
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         _RESULTS_STDOUT.pop()
-        sys.stdout = real
 
 
 def computes(command: Callable) -> Callable:
@@ -163,44 +162,28 @@ def computes(command: Callable) -> Callable:
     return run
 
 
-@contextlib.contextmanager
-def _results_stdout():
-    """``sys.stdout`` as the process's stdout while the results are written."""
-    if not _RESULTS_STDOUT:
-        yield
-        return
-    redirected, sys.stdout = sys.stdout, _RESULTS_STDOUT[-1]
-    try:
-        yield
-    finally:
-        sys.stdout = redirected
-
-
 def _to_stdout(write: Callable[[], None], stream: int = 1) -> None:
     """Run ``write`` and flush stdout; a stdout that cannot take the text (``> /dev/full``, a
     full disk) is a one-line error. A closed pipe (``| head``) propagates, and click ends
     quietly as before. Either way stdout is pointed at /dev/null, so that the flush at exit
-    does not fail a second time."""
-    with _results_stdout():
-        _write_stdout(write, stream)
-
-
-def _write_stdout(write: Callable[[], None], stream: int) -> None:
+    does not fail a second time. Under :func:`prints_to_stderr` this is the process's stdout."""
     ctx = click.get_current_context(silent=True)
     has_output = ctx is not None and any(p.name == "output" for p in ctx.command.params)
     hint = "; write to a file with -o/--output instead" if has_output and stream == 1 else ""
     where = "standard output" if stream == 1 else "standard error"  # -o /dev/stderr
     if sys.stdout is None and stream == 1:  # started with it closed (>&-)
         raise click.ClickException(f"cannot write to {where}: it is closed{hint}")
-    try:
-        write()
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _discard_stdout()
-        raise
-    except OSError as error:
-        _discard_stdout()
-        raise click.ClickException(f"cannot write to {where}: {error.strerror or error}{hint}") from None
+    results = contextlib.redirect_stdout(_RESULTS_STDOUT[-1]) if _RESULTS_STDOUT else contextlib.nullcontext()
+    with results:
+        try:
+            write()
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _discard_stdout()
+            raise
+        except OSError as error:
+            _discard_stdout()
+            raise click.ClickException(f"cannot write to {where}: {error.strerror or error}{hint}") from None
 
 
 def _discard_stdout() -> None:
