@@ -361,3 +361,26 @@ def test_a_size_beyond_the_machines_memory_is_one_line():
     said = result.stderr.strip()
     assert said.startswith("Error: bench perturbations: the sizes asked need more memory than this machine "
                            "has (") and said.endswith("; lower --batch-size or --size (or --images)")
+
+
+def test_perturbation_bench_names_a_frame_the_model_shrinks_to_nothing():
+    """AlexNet's layers shrink a 28 px frame to 0 x 0: a torch traceback came midway through the
+    timings, under a blank line the progress bar left."""
+    result = run("bench", "perturbations", "--device", "cpu", "--model", "alexnet", "--size", "32",
+                 "--perturbations", "translate", "--batch-size", "1", "--repeats", "1")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.startswith("Error: model alexnet cannot classify 28 px frames (Given input size: ")
+    assert result.stderr.rstrip().endswith("): give a larger `--crop-size` (or `--size`)")
+    assert result.stderr.count("\n") == 1
+
+
+def test_the_bench_bars_leave_no_blank_line_when_nothing_started(capfd):
+    from robustbench_gcp.cli.progress import item_bar
+
+    with pytest.raises(KeyError), item_bar(3, "timing"):
+        raise KeyError("before the first item")
+    assert capfd.readouterr().err == ""
+    with item_bar(2, "timing") as advance:
+        advance("first")
+        advance("second")
+    assert "\n\n" not in capfd.readouterr().err

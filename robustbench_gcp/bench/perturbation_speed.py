@@ -21,7 +21,7 @@ import torch
 
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.device import out_of_memory, resolve_device
 from robustbench_gcp.errors import ConfigError
 
 __all__ = ["measure", "model_speed", "sequence_speed"]
@@ -107,6 +107,20 @@ def _forward(model: torch.nn.Module, crop_size: int, batch_size: int, device: to
     return run
 
 
+def _check_frames_fit(net: torch.nn.Module, model: str, crop_size: int, device: torch.device) -> None:
+    """One frame through the model before anything is timed, so that a frame its layers shrink
+    to nothing (AlexNet's at 32 px) is named rather than a torch traceback midway."""
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, crop_size, crop_size, device=device))
+    except RuntimeError as error:
+        if out_of_memory(error):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"model {model} cannot classify {crop_size} px frames ({reason}): give a larger "
+                          "`--crop-size` (or `--size`)") from None
+
+
 def measure(
     perturbations: Sequence[str],
     *,
@@ -145,7 +159,7 @@ def measure(
 
     Raises:
         UnknownNameError: unknown model.
-        ConfigError: a crop size larger than the images.
+        ConfigError: a crop size larger than the images, or too small for the model.
         ValueError: unknown perturbation or bad difficulty.
     """
     from corruptions.perturbations import check_perturbation
@@ -162,6 +176,7 @@ def measure(
     if crop_size > size:  # (the command line checks the two it is given; here the model's defaults too)
         whose = ", the model's resize size" if size == config.resize_size else ""
         raise ConfigError(f"`--crop-size` should be at most --size ({size}{whose}). Got {crop_size}")
+    _check_frames_fit(net, model, crop_size, torch_device)
     if progress:
         progress(model)
     classify = _forward(net, crop_size, model_batch_size, torch_device)

@@ -6,8 +6,6 @@ Thin wrappers over :mod:`robustbench_gcp.bench.corruption_speed` and
 
 from __future__ import annotations
 
-import contextlib
-
 import click
 
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
@@ -33,29 +31,6 @@ def _severities(value: str) -> list[int]:
             f"should be comma-separated integers 1..5. Got {value!r}", param_hint="--severities"
         ) from None
     return list(resolve_levels(levels, (), "--severities", SEVERITIES))
-
-
-@contextlib.contextmanager
-def _progress(total: int, what: str):
-    """A rich progress bar on stderr; yields a callback taking the current item's label."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-    )
-    with progress:
-        task = progress.add_task(what, total=total)
-        started = [False]
-
-        def advance(label: str) -> None:
-            if started[0]:
-                progress.advance(task)
-            started[0] = True
-            progress.update(task, description=f"{what}: {label}")
-
-        yield advance
 
 
 corruptions_option = click.option(
@@ -125,6 +100,7 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
     """
     from robustbench_gcp.bench.corruption_speed import reference_description, speed, speed_summary
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.cli.progress import item_bar
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.reports.tables import Column
 
@@ -132,7 +108,7 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)
-    with _progress(len(names), "timing") as advance:
+    with item_bar(len(names), "timing") as advance:
         rows = speed(names, device=torch_device, batch_size=batch_size, size=size,
                      severities=severity_list, reference_images=reference_images,
                      repeats=repeats, progress=advance, preset=preset)
@@ -197,12 +173,13 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
     from robustbench_gcp.bench.corruption_fidelity import fidelity
     from robustbench_gcp.bench.corruption_speed import reference_description
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.cli.progress import item_bar
     from robustbench_gcp.reports.tables import Column
 
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)
-    with _progress(len(names) * len(severity_list), "fidelity") as advance:
+    with item_bar(len(names) * len(severity_list), "fidelity") as advance:
         rows = fidelity(names, images=images, seeds=seeds, severities=severity_list,
                         glass_blur_images=glass_blur_images, progress=advance, preset=preset,
                         size=size)

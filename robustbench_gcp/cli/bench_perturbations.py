@@ -5,34 +5,9 @@ A thin wrapper over :func:`robustbench_gcp.bench.perturbation_speed.measure`.
 
 from __future__ import annotations
 
-import contextlib
-
 import click
 
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
-
-
-@contextlib.contextmanager
-def _progress(total: int):
-    """A transient bar on stderr; yields a callback taking the label of the item timed next."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from robustbench_gcp.cli.progress import stderr_console
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                   console=stderr_console(), transient=True)
-    with bar:
-        task = bar.add_task("timing", total=total)
-        started = [False]
-
-        def advance(label: str) -> None:
-            if started[0]:
-                bar.advance(task)
-            started[0] = True
-            bar.update(task, description=f"timing: {label}")
-
-        yield advance
 
 
 def _perturbation_names(value: str) -> list[str]:
@@ -94,17 +69,18 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     """
     from robustbench_gcp.bench.perturbation_speed import measure
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.cli.progress import item_bar
     from robustbench_gcp.errors import UnknownNameError
     from robustbench_gcp.models import list_models
     from robustbench_gcp.reports.tables import Column
 
     names = _perturbation_names(perturbation_list)
-    if model not in list_models():  # before the progress bar (an empty line above the error)
+    if model not in list_models():
         raise UnknownNameError("model", model, list_models(), listing="`gcp-robust models` lists them")
     if size is not None and crop_size is not None and crop_size > size:
         raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
                                  param_hint="--crop-size")
-    with _progress(len(names) + 1) as advance:
+    with item_bar(len(names) + 1, "timing") as advance:
         report = measure(names, device=device, model=model, batch_size=batch_size, size=size,
                          crop_size=crop_size, model_batch_size=model_batch_size,
                          difficulty=difficulty, repeats=repeats, progress=advance)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +15,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     TaskID,
+    TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
@@ -64,6 +67,34 @@ RATE_WIDTH, COMPACT_RATE_WIDTH, TIME_WIDTH, LEAST_LABEL = 14, 10, 8, 6
 
 def stderr_console() -> Console:
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def item_bar(total: int, what: str) -> Iterator[Callable[[str], None]]:
+    """A transient bar on stderr over ``total`` items done one after another (the bench commands'
+    corruptions, severities, sequences); yields a callback taking the label of the item started
+    next. The display starts with the first item, so that a command that fails before it leaves
+    no blank line above its error."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                   console=stderr_console(), transient=True)
+    task = bar.add_task(what, total=total)
+    started = False
+
+    def advance(label: str) -> None:
+        nonlocal started
+        if started:
+            bar.advance(task)
+        else:
+            bar.start()
+            started = True
+        bar.update(task, description=f"{what}: {label}")
+
+    try:
+        yield advance
+    finally:
+        if started:
+            bar.stop()
 
 
 class RichProgress(ProgressHook):
