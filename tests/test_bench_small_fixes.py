@@ -384,3 +384,55 @@ def test_the_bench_bars_leave_no_blank_line_when_nothing_started(capfd):
         advance("first")
         advance("second")
     assert "\n\n" not in capfd.readouterr().err
+
+
+def test_the_benchs_photographs_are_copies_made_by_indexing():
+    """Beyond the 32 distinct images (8 photographs x 4 mirrorings), copies; a count of 10^8 built
+    a list of views for minutes before its allocation could fail."""
+    import torch
+
+    from robustbench_gcp.bench.photos import photo_levels
+
+    base = photo_levels(8, 40)
+    variants = [lambda t: t, lambda t: t.flip(-1), lambda t: t.transpose(-1, -2), lambda t: t.flip(-2)]
+    expected = torch.stack([variants[(i // 8) % 4](base[i % 8]) for i in range(70)])
+    assert torch.equal(photo_levels(70, 40), expected)
+    assert torch.equal(photo_levels(5, 40), expected[:5])
+    assert len({bytes(image.numpy()) for image in expected[:32]}) == 32
+    with pytest.raises((MemoryError, RuntimeError), match="allocate"):
+        photo_levels(10**8, 224)  # 14 TiB: fails at once
+
+
+def test_the_attack_bench_decodes_each_demo_photograph_once(monkeypatch):
+    import torch
+
+    from robustbench_gcp.bench import attack_speed
+    from robustbench_gcp.data import loader
+
+    decoded = []
+    real = loader.iterate_batches
+
+    def counting(paths, *args, **kwargs):
+        decoded.extend(paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "iterate_batches", counting)
+    x, labels = attack_speed.demo_batch(130, resize_size=40, input_size=32, num_classes=10)
+    assert len(decoded) == len(set(decoded)) < 130
+    n = len(decoded)
+    assert x.shape == (130, 3, 32, 32) and x.dtype == torch.float32
+    assert torch.equal(x[n:], x[:130 - n]) and torch.equal(labels[n:], labels[:130 - n])
+    assert labels.tolist()[:n] == sorted(labels.tolist()[:n])  # the folder's order, class by class
+
+
+def test_the_cpu_allocators_failure_is_its_size():
+    from robustbench_gcp.engine.device import first_words
+
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                       "allocate memory: you tried to allocate 49152000000 bytes. Error code 12 (Cannot "
+                       "allocate memory)")
+    assert first_words(cpu) == "can't allocate 45.8 GiB"
+    long = RuntimeError("word " * 60 + "\nsecond line")
+    assert first_words(long) == ("word " * 31).strip() + "..."
+    assert first_words(RuntimeError("")) == "RuntimeError"
+    assert first_words(ValueError("short\nmore")) == "short"

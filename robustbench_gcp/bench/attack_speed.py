@@ -78,10 +78,13 @@ def demo_batch(count: int, *, resize_size: int, input_size: int, num_classes: in
 
     with tempfile.TemporaryDirectory(prefix="gcp-robust-bench-") as tmp:
         folder = scan_folder(build_demo_dataset(Path(tmp) / "data") / "val", class_order="sorted")
-        paths = (folder.paths() * (1 + count // len(folder)))[:count]
-        x = torch.cat([b for b, _ in iterate_batches(paths, Preprocess(resize_size, input_size),
-                                                      batch_size=64)]).float().div(255).to(device)
-    labels = torch.tensor((list(folder.labels) * (1 + count // len(folder)))[:count], device=device)
+        # each photograph decoded once, then repeated (a large count failed only after decoding
+        # all of its copies, or never ended)
+        preprocess = Preprocess(resize_size, input_size)
+        decoded = torch.cat([b for b, _ in iterate_batches(folder.paths(), preprocess, batch_size=64)])
+    repeat = torch.arange(count) % len(folder)
+    x = decoded[repeat].to(device).float().div_(255)
+    labels = torch.tensor(folder.labels, device=device)[repeat.to(device)]
     return x, labels.clamp(max=num_classes - 1)
 
 

@@ -71,5 +71,7 @@ def photo_levels(count: int = 4, size: int = 224) -> torch.Tensor:
         base.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
     variants = [lambda t: t, lambda t: t.flip(-1), lambda t: t.transpose(-1, -2),
                 lambda t: t.flip(-2)]
-    out = [variants[(i // len(base)) % len(variants)](base[i % len(base)]) for i in range(count)]
-    return torch.stack(out)
+    # image i is variant (i // 8) % 4 of photograph i % 8, i.e. distinct[i % 32]: the copies by one
+    # indexing (a list of 10^8 views took minutes before the allocation could fail)
+    distinct = torch.stack([variant(b) for variant in variants for b in base][:count])
+    return distinct if count <= len(distinct) else distinct[torch.arange(count) % len(distinct)]

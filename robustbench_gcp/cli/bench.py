@@ -14,14 +14,13 @@ class BenchGroup(LazyGroup):
         try:
             return super().invoke(ctx)
         except (MemoryError, RuntimeError) as error:
-            from robustbench_gcp.engine.device import out_of_memory
+            from robustbench_gcp.engine.device import first_words, out_of_memory
 
             if not (isinstance(error, MemoryError) or out_of_memory(error)):
                 raise
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
             raise click.ClickException(
                 f"bench {ctx.invoked_subcommand}: the sizes asked need more memory than this machine has "
-                f"({first}); lower --batch-size or --size (or --images)") from None
+                f"({first_words(error)}); lower --batch-size or --size (or --images)") from None
 
 
 @click.group(

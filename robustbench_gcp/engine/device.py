@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
@@ -149,8 +150,7 @@ def check_amp(device: torch.device) -> None:
         probe = torch.ones(2, 2, dtype=dtype, device=device)
         (probe @ probe).sum().item()
     except (RuntimeError, TypeError) as error:
-        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"`--amp` on {device}: {name} is not supported here ({first}); "
+        raise ConfigError(f"`--amp` on {device}: {name} is not supported here ({first_words(error)}); "
                           "run without --amp") from None
 
 
@@ -165,11 +165,26 @@ def out_of_memory(error: BaseException) -> bool:
         sign in text for sign in ("out of memory", "can't allocate memory", "STATUS_ALLOC_FAILED"))
 
 
+def first_words(error: BaseException, limit: int = 160) -> str:
+    """The first line of ``error``'s message, cut at a word within ``limit`` characters ("..."
+    marks the cut), or its type's name where it says nothing. The CPU allocator's failure is its
+    size, "can't allocate 45.8 GiB" (its first line is 200 characters of which the size is the news).
+    """
+    text = str(error).strip()
+    asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", text)
+    if asked:
+        return f"can't allocate {int(asked.group(1)) / 2**30:.1f} GiB"
+    first = text.splitlines()[0] if text else type(error).__name__
+    if len(first) <= limit:
+        return first
+    return first[:limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
+
+
 def memory_message(what: str, batch_size: int, device: torch.device, error: BaseException) -> str:
-    """``<what> at batch size N needs more memory than <device> has (<first line>); lower --batch-size``."""
-    first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-    return (f"{what} at batch size {batch_size} needs more memory than {device} has ({first}); "
-            "lower --batch-size")
+    """``<what> at batch size N needs more memory than <device> has (<first words>); lower
+    --batch-size``."""
+    return (f"{what} at batch size {batch_size} needs more memory than {device} has "
+            f"({first_words(error)}); lower --batch-size")
 
 
 def synchronize(device: torch.device) -> None:
