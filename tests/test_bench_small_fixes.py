@@ -436,3 +436,20 @@ def test_the_cpu_allocators_failure_is_its_size():
     assert first_words(long) == ("word " * 31).strip() + "..."
     assert first_words(RuntimeError("")) == "RuntimeError"
     assert first_words(ValueError("short\nmore")) == "short"
+
+
+def test_scaling_refuses_the_demo_data_for_another_datasets_suite(monkeypatch):
+    """cifar10-c without --data evaluated the demo's 86 px photographs: the child run failed, with
+    advice (--dataset imagenet) for a command the user did not type."""
+    from robustbench_gcp.bench import process_scaling
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", no_run)
+    result = run("bench", "scaling", "--suite", "cifar10-c", "--random-weights", "--device", "cpu")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr == ("Error: suite 'cifar10-c' runs on CIFAR-10 images (32 px) and the demo data are "
+                             "ImageNet-style photographs: give --data, a folder of CIFAR-10 images\n")
+    with pytest.raises(ConfigError, match="tinyimagenet-p' runs on Tiny-ImageNet images \\(64 px\\)"):
+        process_scaling.scaling("demo-gap", random_weights=True, suite="tinyimagenet-p", device="cpu")

@@ -104,6 +104,26 @@ def takes_corruptions(suite: str, config: str | None = None) -> bool:
     return {"corruptions", "severities"} <= taken
 
 
+def _check_demo_fits(suite: str, config: str | Path | None) -> None:
+    """The demo data are ImageNet-style photographs: a suite on another dataset's images (CIFAR's
+    32 px) refuses them in each child run; said here, before either starts.
+
+    Raises:
+        ConfigError: ``suite`` runs on another dataset than ImageNet.
+        UnknownNameError: ``suite`` is not in benchmarks.yaml.
+    """
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.data.datasets import DATASETS
+    from robustbench_gcp.errors import ConfigError
+
+    dataset = load_config(config).suite(suite).dataset
+    if dataset not in (None, "imagenet"):
+        info = DATASETS[dataset]
+        raise ConfigError(f"suite '{suite}' runs on {info.title} images ({info.image_size} px) and the demo "
+                          f"data are ImageNet-style photographs: give --data, a folder of {info.title} "
+                          "images")
+
+
 def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool = False,
             data: str | None = None, class_order: str | None = None, suite: str = "imagenet-c",
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
@@ -138,7 +158,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
 
     Raises:
         ConfigError: ``device`` is not a device of this machine, ``limit`` is not a positive
-            integer, or NCCL would have more ranks than GPUs.
+            integer, NCCL would have more ranks than GPUs, or ``data`` is None for a suite on
+            another dataset than ImageNet.
         UnknownNameError: ``suite`` or ``model`` is not in benchmarks.yaml.
         MissingCheckpointError, CheckpointError: the model has no weights, or they cannot be had.
         GcpRobustError: a run failed.
@@ -151,6 +172,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     device = resolve_device(device)
     if limit is not None:
         check_integer("limit", limit)
+    if data is None:
+        _check_demo_fits(suite, config)
     if choice is None:  # the children would each fail alike, as "the 1-process run failed: ..."
         choice = choose_model(load_config(config), model, checkpoint=checkpoint,
                               random_weights=random_weights)
