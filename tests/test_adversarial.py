@@ -204,6 +204,9 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
      "if you meant an L2 budget, use pgd-l2 (Linf budgets are usually 1/255 to 16/255)"),
     (("--attacks", "fgsm", "--epsilons", "8"),
      "Error: epsilon 8 for the Linf attack fgsm is not on the [0, 1] pixel scale: did you mean 8/255?"),
+    (("--attacks", "fgsm", "--epsilons", "300/255"),  # it said "did you mean 1.17647/255?"
+     "Error: epsilon 1.17647 for the Linf attack fgsm is not on the [0, 1] pixel scale: Linf budgets are "
+     "usually 1/255 to 16/255"),
     (("--attacks", "pgd-lnf"), "Error: unknown attack 'pgd-lnf'. Did you mean 'pgd-linf'?"),
     (("--attacks", "pgd-linf,pgd-l2", "--epsilons", "0.1"),
      "Error: `--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets "

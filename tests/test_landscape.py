@@ -274,6 +274,9 @@ def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path
     (("--etas", "-0.1:0.3:5"), "the first step A should be >= 0. Got -0.1"),
     # no step moved X in float32: a loss band, gradient change and beta-smoothness of 0 were reported
     (("--etas", "0:1e-50:3"), "the step 5e-51 rounds to 0 in float32, in which the steps are taken"),
+    # numpy warned of an overflow, then the model's logits were NaN
+    (("--etas", "0:1e300:2"), "the last step 1e+300 is infinite in float32, in which the steps are taken "
+                              "(its largest: 3.4e+38)"),
     (("--model", "alexnet", "--random-weights"), "`--landscape-at stem`: model 'alexnet' (alexnet) has no "
                                                   "known stem; models with one: resnet"),
     (("--attacks", "fgsm"), "`--attacks` applies to the adversarial suite, not to 'landscape'"),

@@ -175,9 +175,11 @@ def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
         return
     for eps in epsilons:
         if eps >= 1:
+            # a whole number reads as pixel levels (8: 8/255); another (300/255) is not such a slip
+            advice = (f"did you mean {eps:g}/255?" if float(eps).is_integer() and eps <= 255
+                      else "Linf budgets are usually 1/255 to 16/255")
             raise ConfigError(
-                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: "
-                f"did you mean {eps:g}/255?"
+                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: {advice}"
             )
         if eps > 0.25:
             l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"

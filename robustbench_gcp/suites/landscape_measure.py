@@ -146,6 +146,10 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         raise ConfigError(f"`{flag}`: the last step B should be > 0. Got {high:g}")
     if low >= high:  # A = B: K steps of one size, one cell apart from the same numbers' others
         raise ConfigError(f"`{flag}`: the first step A should be < the last step B. Got {low:g} >= {high:g}")
+    largest = float(np.finfo(np.float32).max)
+    if high > largest:  # (an overflow warning, then the model's NaN)
+        raise ConfigError(f"`{flag}`: the last step {high:g} is infinite in float32, in which the steps are "
+                          f"taken (its largest: {largest:.3g}). Got {value!r}")
     etas = Etas(low + 0.0, high, int(count_value))  # -0 is 0 (one cell, one label)
     smallest = float(etas.values()[etas.values() > 0].min())
     if np.float32(smallest) == 0:  # the steps are taken in float32: none would move X
