@@ -312,14 +312,30 @@ def test_inspect_zoo_file(tmp_path, isqrt18):
     assert not (info.missing or info.unexpected or info.mismatched)
 
 
+def test_stored_scalars_are_the_shortest_decimals_of_their_own_type():
+    from robustbench_gcp.models.checkpoint import _scalars
+
+    found = _scalars({"t32": torch.tensor(71.2), "t16": torch.tensor(71.2, dtype=torch.float16),
+                      "t64": torch.tensor(71.19999694824219, dtype=torch.float64),
+                      "bf16": torch.tensor(0.1, dtype=torch.bfloat16), "int": torch.tensor(3),
+                      "nan": torch.tensor(float("nan")), "np32": np.float32(0.3), "np16": np.float16(71.2),
+                      "np64": np.float64(0.30000001192092896), "arr": np.array([np.float32(0.3)])})
+    assert found.pop("nan") != found.get("nan", 0)  # NaN, kept
+    assert found == {"t32": 71.2, "t16": 71.2, "t64": 71.19999694824219, "bf16": 0.100097656,
+                     "int": 3, "np32": 0.3, "np16": 71.2, "np64": 0.30000001192092896, "arr": 0.3}
+    # each is the same number in its own type
+    assert torch.tensor(found["t32"]).item() == torch.tensor(71.2).item()
+    assert float(np.float32(found["bf16"])) == torch.tensor(0.1, dtype=torch.bfloat16).item()
+
+
 def test_inspect_training_and_dropcov_and_torchvision_files(tmp_path, isqrt18, dropcov18,
                                                               torchvision18):
     obj = training_file(training_layout(isqrt18.state_dict()), "mpncovresnet18")
     info = inspect_checkpoint(save(obj, tmp_path / "t.pth.tar"))
     assert (info.layout, info.container, info.stripped, info.arch) == \
            ("fast-mpn-cov-training", "['state_dict']", ["module."], "resnet18-isqrt")
-    assert info.metadata == {"epoch": 65, "arch": "mpncovresnet18",
-                             "best_prec1": pytest.approx(77.3)}
+    # exactly 77.3: the float32 tensor's own shortest decimal (inspect showed 77.30000305175781)
+    assert info.metadata == {"epoch": 65, "arch": "mpncovresnet18", "best_prec1": 77.3}
     obj = {"state_dict": prefixed(zoo_layout(dropcov18.state_dict()), "module.")}
     assert inspect_checkpoint(save(obj, tmp_path / "d.pth")).arch == "resnet18-dropcov"
     info = inspect_checkpoint(save(torchvision18.state_dict(), tmp_path / "tv.pth"))

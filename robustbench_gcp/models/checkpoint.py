@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import struct
@@ -545,12 +546,26 @@ def _scalars(obj: Any) -> dict[str, Any]:
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             if value.is_meta or value.is_quantized or value.layout != torch.strided:
                 continue  # no plain value to show
-            value = value.item()
+            # a float32 71.2 is 71.19999694824219 in float64: the shortest decimal of its own type
+            value = _shortest(value.item(), value.dtype) if value.is_floating_point() else value.item()
         elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
-            value = value.item()
+            value = _shortest(value.item(), getattr(getattr(value, "dtype", None), "type", None))
         if isinstance(value, (str, int, float, bool)):
             out[str(key)] = value
     return out
+
+
+def _shortest(value: float, dtype: Any) -> float:
+    """``value``, a number of the floating-point ``dtype`` (torch's or numpy's) widened to float64,
+    as the shortest decimal that reads back as the same number of that type: a float32 71.2 is
+    71.19999694824219 in float64, and 71.2 here."""
+    import numpy as np
+
+    narrow = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.float32}.get(
+        dtype, dtype if dtype in (np.float32, np.float16) else None)
+    if narrow is None or not math.isfinite(value):
+        return value
+    return float(str(narrow(value)))
 
 
 #: the floating-point types weights load from (float8's have no isnan / isinf on the CPU, and no
