@@ -617,3 +617,15 @@ def test_help_names_the_workers_limit_and_only_the_lower_bound_of_overflow_guard
     assert re.search(r"--workers INTEGER RANGE .*?\[0<=x<=64\]", text)
     assert re.search(r"--seed INTEGER RANGE .*?\[default: 0; x>=0\]", text)
     assert re.search(r"--batch-size INTEGER RANGE .*?\[default: 32; x>=1\]", text)
+
+
+def test_suites_of_a_file_without_any_says_so(tmp_path):
+    """An empty table, and nothing to say why."""
+    config = tmp_path / "bare.yaml"
+    config.write_text("models: {}\n")
+    shown = CliRunner().invoke(main, ["suites", "--config", str(config)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "no suites: the file has no `suites:` section, from which eval --suite takes" in shown.stdout
+    assert json.loads(CliRunner().invoke(main, ["suites", "--config", str(config), "--json"]).stdout) == []
+    shipped = CliRunner().invoke(main, ["suites"], env={"COLUMNS": "200"})
+    assert "imagenet-c" in shipped.stdout and "no suites" not in shipped.stdout

@@ -33,4 +33,6 @@ def suites_cmd(config, as_json) -> None:
     emit(rows, [Column("suite", justify="left"), Column("kind", justify="left"),
                 Column("dataset", justify="left"),
                 Column("contents", justify="left", wrap=True), Column("levels", justify="left", wrap=True)],
-         fmt="json" if as_json else "table", title=f"Suites of {cfg.path}", json_obj=json_obj)
+         fmt="json" if as_json else "table", title=f"Suites of {cfg.path}", json_obj=json_obj,
+         caption=None if rows else "no suites: the file has no `suites:` section, from which eval --suite "
+         "takes its names (the shipped benchmarks.yaml has one to copy)")
