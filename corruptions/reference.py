@@ -56,22 +56,33 @@ from corruptions._registry import check_images, check_name, check_preset, check_
 __all__ = [
     "ORIGINAL_DIFFERS",
     "REFERENCE_REVISION",
+    "REFERENCE_REVISIONS",
     "corrupt_reference",
     "load_imagecorruptions",
     "original_function",
     "reference_image_call",
+    "reference_revision",
     "reference_with_draws",
 ]
 
 #: corruptions whose imagecorruptions version differs from the original ImageNet-C code:
 #: pixelate (NEAREST instead of BOX up-sampling), elastic_transform (another algorithm),
-#: frost (texture up-scaled by 1.1 before cropping).
-ORIGINAL_DIFFERS = ("pixelate", "elastic_transform", "frost")
+#: frost (texture up-scaled by 1.1 before cropping), snow (its zoomed layer blurred untrimmed,
+#: then cropped from the top-left corner rather than trimmed around the centre first).
+ORIGINAL_DIFFERS = ("pixelate", "elastic_transform", "frost", "snow")
 
 #: 1, plus one each time a release changed the backend's output (2 since gcp-robust 0.7.1: the
 #: original code where imagecorruptions departs, and np.uint8's truncation side kept): results
 #: stored from an earlier revision are recomputed (``robustbench_gcp.suites.revisions``)
 REFERENCE_REVISION = 2
+#: the corruptions whose reference output changed since, with their revision: snow 3 (0.7.26: the
+#: original's trim of its zoomed layer)
+REFERENCE_REVISIONS = {"snow": 3}
+
+
+def reference_revision(name: str) -> int:
+    """The revision of the reference backend's ``name`` (see :data:`REFERENCE_REVISION`)."""
+    return REFERENCE_REVISIONS.get(name, REFERENCE_REVISION)
 
 
 def _resource_filename(package_or_module: str, resource: str) -> str:
@@ -217,10 +228,38 @@ def _original_frost(image, severity: int):
     return np.clip(weight_image * img + weight_frost * crop, 0, 255)
 
 
+def _original_snow(image, severity: int):
+    """imagecorruptions' snow with the original ``clipped_zoom``: the zoomed layer trimmed to the
+    image around its centre before the motion blur, as the original (and the CIFAR / Tiny
+    scripts) do. imagecorruptions blurs the untrimmed layer (225 px for zooms 3, 4.5 and 2.5 at
+    224 px) and keeps its top-left corner: at 224 px the extra row and column reach a band along
+    the edges through the blur (severities 1, 4, 5; up to 9 px from an edge, mean 0.01 to 0.17
+    levels), at other sizes the whole layer is shifted (64 px, severity 4: by 2 px)."""
+    import cv2
+    import numpy as np
+
+    from corruptions.reference_small import _clipped_zoom
+    from corruptions.weather import SNOW
+
+    loc, scale, zoom, threshold, radius, sigma, blend = SNOW[severity - 1]
+    x = np.array(image, dtype=np.float32) / 255.0
+    layer = np.random.normal(size=x.shape[:2], loc=loc, scale=scale)
+    layer = _clipped_zoom(layer[..., np.newaxis], zoom)
+    layer[layer < threshold] = 0
+    layer = np.clip(layer[..., 0], 0, 1)
+    angle = np.random.uniform(-135, -45)
+    layer = load_imagecorruptions()._motion_blur(layer, radius=radius, sigma=sigma, angle=angle)
+    layer = (np.round(layer * 255).astype(np.uint8) / 255.0)[..., np.newaxis]
+    grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+    x = blend * x + (1 - blend) * np.maximum(x, grey * 1.5 + 0.5)
+    return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
+
+
 _ORIGINAL = {
     "pixelate": _original_pixelate,
     "elastic_transform": _original_elastic_transform,
     "frost": _original_frost,
+    "snow": _original_snow,
 }
 
 
@@ -267,7 +306,7 @@ def corrupt_reference(
             ``image_seeds(seed, range(B))[i]``) or B per-image seeds; before
             image i, ``np.random.seed(seed_i % 2**32)`` is called (impulse_noise
             gets ``rng=seed_i``). None: NumPy's global state is used unchanged.
-        follow_original: for pixelate, elastic_transform and frost, run the
+        follow_original: for pixelate, elastic_transform, frost and snow, run the
             original ImageNet-C algorithm (NumPy transcription) instead of
             imagecorruptions' variant.
         preset: ``"imagenet"`` (imagecorruptions, as above), ``"cifar"`` or

@@ -152,10 +152,9 @@ def test_pixelate_box_upsampling_equals_imagecorruptions_nearest_at_224(photos):
 
 # paired: the reference's random draws fed to the port
 PAIRED_TOLERANCE = {
-    # imagecorruptions motion-blurs the untrimmed zoomed layer (225 px for zoom 3, 4.5, 2.5:
-    # severities 1, 4, 5) and crops after; the original (and the port) trim first: last row/column
-    # differ (measured 0.025, 0.025, 0.125 levels); at 2 and 3 they are equal (4e-6)
-    "snow": {1: 0.05, 2: 1e-3, 3: 1e-3, 4: 0.05, 5: 0.2},
+    # (snow: against the original, which trims its zoomed layer first as the port does; against
+    # imagecorruptions, which blurs the untrimmed layer, severities 1, 4, 5 were 0.025 to 0.125
+    # levels apart)
     # uint8 truncation of the first blur: float error decides a few pixels (one level)
     "glass_blur": 0.01,
 }
@@ -172,6 +171,31 @@ def test_random_corruptions_with_the_reference_draws(name, photos):
         tolerance = PAIRED_TOLERANCE.get(name, 1e-3)
         tolerance = tolerance[severity] if isinstance(tolerance, dict) else tolerance
         assert _mad255(ours, ref) < tolerance, (name, severity)
+
+
+@pytest.mark.parametrize("size", [64, 100])
+def test_snow_at_other_sizes_is_the_original_trim(size):
+    """imagecorruptions crops its zoomed snow layer top-left, the original (and the port) trim it
+    around the centre: at 64 px the port was up to 16.6/255 from the fidelity table's reference."""
+    from robustbench_gcp.bench.photos import photos as make_photos
+
+    images = make_photos(2, size).double()
+    for severity in (1, 4):  # zooms 3 and 4.5: a layer longer than the image, trimmed
+        ref, params = reference_with_draws(images, "snow", severity, seed=[7, 8], follow_original=True)
+        ours = get_corruption("snow").apply(images, severity, params).clamp(0, 1)
+        assert _mad255(ours, ref) < 1e-3, (size, severity)
+        plain, _ = reference_with_draws(images, "snow", severity, seed=[7, 8])  # imagecorruptions
+        assert _mad255(plain, ref) > 1.0, (size, severity)  # elsewhere: the layer shifted
+
+
+def test_the_original_snow_is_imagecorruptions_but_near_the_edges(photos):
+    """At 224 px imagecorruptions blurs a 225 px layer (zooms 3, 4.5, 2.5) before cropping it: the
+    extra row and column reach a band along the edges (and, rotated, the opposite ones)."""
+    for severity in range(1, 6):
+        ref = corrupt_reference(photos, "snow", severity, seed=[3, 4])
+        original = corrupt_reference(photos, "snow", severity, seed=[3, 4], follow_original=True)
+        assert torch.equal(ref[..., 16:-16, 16:-16], original[..., 16:-16, 16:-16]), severity
+        assert torch.equal(ref, original) == (severity in (2, 3)), severity  # zooms 2 and 4: 224 px
 
 
 @pytest.mark.parametrize("severity", [1, 5])
@@ -207,9 +231,9 @@ def test_reference_is_seeded_per_image(photos):
 
 
 def test_original_transcriptions_only_where_imagecorruptions_differs():
-    assert set(ORIGINAL_DIFFERS) == {"pixelate", "elastic_transform", "frost"}
+    assert set(ORIGINAL_DIFFERS) == {"pixelate", "elastic_transform", "frost", "snow"}
     with pytest.raises(ValueError, match=r"`name` should be one of pixelate, elastic_transform, "
-                       r"frost .*Got 'fog'"):
+                       r"frost, snow .*Got 'fog'"):
         original_function("fog")
 
 

@@ -26,6 +26,7 @@ def test_the_marks_of_changed_corruptions_only():
     assert revision_mark("frost", "torch") == {"revision": 3}  # 0.7.5, 0.7.13 (Tiny's textures)
     assert revision_mark("gaussian_noise", "torch") == {}  # unchanged: older stores' cells stay found
     assert revision_mark("gaussian_noise", "reference") == {"revision": 2}
+    assert revision_mark("snow", "reference") == {"revision": 3}  # 0.7.26: the original's trim
     assert corruption_revision("brightness", "released") == 1 and corruption_revision("unknown", "torch") == 1
 
 

@@ -57,7 +57,7 @@ def fidelity(
     """Distance of the torch corruptions to the reference, per corruption and severity.
 
     Reference (``preset="imagenet"``): imagecorruptions, except for the corruptions
-    where it departs from the original ImageNet-C code (pixelate, elastic_transform,
+    where it departs from the original ImageNet-C code (pixelate, elastic_transform, snow,
     frost), compared with the corruptions package's NumPy transcription of the
     original (``corrupt_reference(..., follow_original=True)``); the row says which.
     ``preset="cifar"`` / ``"tinyimagenet"``: the transcription of ``make_cifar_c.py`` /

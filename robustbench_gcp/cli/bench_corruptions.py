@@ -162,7 +162,7 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
     independent draws on each side, with the standard error of the PSNR
     difference. The reference is imagecorruptions, or the original
     ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
-    elastic_transform, frost); with --preset cifar / tinyimagenet, the
+    elastic_transform, frost, snow); with --preset cifar / tinyimagenet, the
     transcription of make_cifar_c.py / make_tinyimagenet_c.py.
 
     \b
@@ -200,7 +200,7 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
         Column("std_diff", "dstd", "+.2f"),
     ]
     reference = ("imagecorruptions (the original ImageNet-C algorithm for pixelate, "
-                 "elastic_transform, frost)" if preset == "imagenet"
+                 "elastic_transform, frost, snow)" if preset == "imagenet"
                  else reference_description(preset).replace(" on the CPU", ""))
     emit(
         rows, columns, fmt="json" if as_json else "table",

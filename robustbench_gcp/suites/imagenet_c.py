@@ -288,7 +288,7 @@ class ImageNetCSuite(LevelledSuite):
         Flag("severities", "Severities to run (1..5). Default: the suite's.", metavar="1,3",
              kind="int_list"),
         Flag("backend", "torch: corruptions computed on the device (default); reference: "
-             "imagecorruptions on CPU (the original code for elastic_transform, frost, pixelate).",
+             "imagecorruptions on CPU (the original code for elastic_transform, frost, pixelate, snow).",
              kind="choice", choices=BACKENDS),
         Flag("storage_roundtrip", "uint8 truncation (+ JPEG q85 for ImageNet-C, Tiny-ImageNet-C) after "
              "corrupting, as the released files. Default: the suite's (on).", kind="switch"),

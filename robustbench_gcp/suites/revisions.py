@@ -4,7 +4,7 @@ When a release changes what a corruption, a perturbation or an attack makes (gcp
 brightness and saturate repeat scikit-image's float64 arithmetic, the reference backend run the
 original ImageNet-C code, and C&W no longer take foolbox's placeholder of a failed image for an
 adversarial), its revision goes up (:attr:`corruptions.Corruption.revision`,
-:attr:`corruptions.Perturbation.revision`, :data:`corruptions.reference.REFERENCE_REVISION`,
+:attr:`corruptions.Perturbation.revision`, :func:`corruptions.reference.reference_revision`,
 :data:`ATTACK_REVISIONS`) and the cells it
 makes carry ``"revision": n`` in their variant. A store's cells of an earlier revision are then
 not this run's cells: ``eval`` computes the new ones beside them. Revision 1 carries no mark, so
@@ -38,9 +38,9 @@ def corruption_revision(corruption: str, source: str | None) -> int:
     """The revision of cells of ``corruption`` made by ``source`` (``torch``, ``reference``; 1 for
     released files, or a name this version does not know)."""
     if source == "reference":
-        from corruptions.reference import REFERENCE_REVISION
+        from corruptions.reference import reference_revision
 
-        return REFERENCE_REVISION
+        return reference_revision(corruption)
     if source == "torch":
         from corruptions import get_corruption, list_corruptions
 
