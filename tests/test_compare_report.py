@@ -1134,3 +1134,24 @@ def test_a_model_of_models_without_the_suites_results_is_named_in_a_note(demo_va
     assert "--models demo-isqrt: no imagenet-c results stored for it" in out["reports"][0]["notes"]
     both = CliRunner().invoke(main, ["report", "--store", str(store), "--models", "demo-gap,demo-isqrt"])
     assert both.exit_code == 0 and "no imagenet-c results stored" not in both.output  # each has some
+
+
+def test_a_model_compared_with_a_copy_of_its_file_is_said_to_be_one_run(demo_val, tmp_path):
+    """A byte-identical copy is one stored run: a Δ of 0 and "0 of 1 differ" were shown as a finding."""
+    import shutil
+    from pathlib import Path
+
+    import robustbench_gcp
+
+    copy = tmp_path / "copy.pth"
+    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth", copy)
+    result = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", f"demo-gap={copy}",
+                                       "--model", "demo-isqrt", "--suite", "clean", "--data", str(demo_val),
+                                       "--class-order", "sorted", "--store", str(tmp_path / "s.db"),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    same = [n for n in comparison["notes"] if "one stored run" in n]
+    assert len(same) == 1 and "demo-isqrt" not in same[0], comparison["notes"]
+    assert same[0].endswith("are one stored run (the same weights and settings): their differences are 0 "
+                            "by construction")

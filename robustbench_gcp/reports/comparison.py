@@ -226,7 +226,7 @@ def compare_reports(
         elif reference is not None:
             notes.append(f"{reference} has no results on these {group[0].n_images} images: "
                          f"the reference here is {names[0]}")
-        notes += _other_draws(group, ref)
+        notes += _other_draws(group, ref) + _one_run(group)
         designs = [get_suite(report.kind).design(results, _normalizer(report, results))
                    for report, results in zip(group, cells)]
         percent = set().union(*(d.percent for d in designs))
@@ -275,6 +275,16 @@ def _other_draws(group: Sequence[Report], ref: int) -> list[str]:
             "their inputs differ, so the paired differences and tests there compare each image under "
             "other draws; evaluate with one --seed to compare on the same inputs"
             for report in group if report.seed != seed]
+
+
+def _one_run(group: Sequence[Report]) -> list[str]:
+    """Notes on labels that are one stored run (a file and its byte-identical copy, a model named
+    twice): their differences are 0 by construction, not a finding."""
+    labels: dict[str, list[str]] = {}
+    for report in group:
+        labels.setdefault(report.run, []).append(report.model)
+    return [f"{', '.join(same[:-1])} and {same[-1]} are one stored run (the same weights and settings): "
+            "their differences are 0 by construction" for same in labels.values() if len(same) > 1]
 
 
 def _named(reference: str, names: Sequence[str], selected: Collection[str] = ()) -> list[str]:
