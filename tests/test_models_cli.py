@@ -89,6 +89,9 @@ def test_inspect_errors_are_one_clear_message(tmp_path):
     result = run("inspect", str(tmp_path / "missing.pth"))
     assert result.exit_code == 1
     assert f"checkpoint file {tmp_path / 'missing.pth'} does not exist" in result.output
+    folder = run("inspect", str(tmp_path))  # click's usage error (exit 2), eval's wording (exit 1)
+    assert folder.exit_code == 1
+    assert folder.output == f"Error: checkpoint file {tmp_path} is a folder, not a file\n"
 
 
 def test_bench_heads_library_rows():

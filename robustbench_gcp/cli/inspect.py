@@ -10,7 +10,7 @@ from robustbench_gcp.cli.options import NonEmptyPath, json_option
 
 
 @click.command("inspect", short_help="Describe a checkpoint: layout, matching model, head, classes.")
-@click.argument("checkpoint", type=NonEmptyPath(exists=True, dir_okay=False))
+@click.argument("checkpoint", type=NonEmptyPath())
 @json_option
 def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256.
