@@ -214,6 +214,27 @@ def test_cvpr2020_gcp_file(tmp_path, isqrt18, x):
     assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
 
 
+def test_two_keys_of_one_tensor_are_refused(tmp_path, isqrt18):
+    """fc.weight beside module.fc.weight (zeros): the later replaced the earlier, silently (a 0 %
+    error model read as 90 %); the same for a layout's old name beside the project's."""
+    state = zoo_layout(isqrt18.state_dict())
+    both = {**state, **{f"module.{k}": torch.zeros_like(v) for k, v in state.items() if k.startswith("fc.")}}
+    path = save(both, tmp_path / "both.pth")
+    message = (f"'{path}': keys 'fc.weight' and 'module.fc.weight' both become 'fc.weight' once the "
+               "`module.` prefix is dropped (and 1 more such name): the file holds two weights for one "
+               "tensor; keep one set of keys")
+    for read in (lambda: load_model("resnet18-isqrt", path), lambda: inspect_checkpoint(path)):
+        with pytest.raises(CheckpointError) as caught:
+            read()
+        assert str(caught.value) == message
+    renamed = {**state, "global_pool.reduce.weight": state["layer_reduce.weight"].clone()}
+    with pytest.raises(CheckpointError, match=r"keys 'layer_reduce.weight' and 'global_pool.reduce.weight' "
+                       r"both become 'global_pool.reduce.weight' once renamed from the \S+ layout: "):
+        load_model("resnet18-isqrt", save(renamed, tmp_path / "renamed.pth"))
+    # one set of keys, under the wrapper or not, loads as before
+    assert load_model("resnet18-isqrt", save(prefixed(state, "module."), tmp_path / "wrapped.pth"))
+
+
 def test_dropcov_file(tmp_path, dropcov18, x):
     state = prefixed(zoo_layout(dropcov18.state_dict()), "module.")
     assert state["module.eca_layer.conv.weight"].shape == (1, 1, 3)

@@ -35,7 +35,7 @@ import pickle
 import re
 import struct
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -437,7 +437,29 @@ def strip_wrappers(state_dict: Mapping[str, torch.Tensor], own_keys: Collection[
         keys = [own.get(bare(k), bare(k)) for k in keys]
     stripped = {p + "." for key, kept in zip(state_dict, keys) for p in WRAPPER_COMPONENTS
                 if key.split(".").count(p) > kept.split(".").count(p)}
+    prefixes = " and ".join(f"`{p}`" for p in sorted(stripped))
+    plural = "es are" if len(stripped) > 1 else " is"
+    _refuse_collisions(state_dict, keys, f"once the {prefixes} prefix{plural} dropped")
     return dict(zip(keys, state_dict.values())), sorted(stripped)
+
+
+def _refuse_collisions(old_keys: Collection[str], new_keys: Sequence[str], how: str) -> None:
+    """Two keys that become one (``fc.weight`` beside ``module.fc.weight``) are two weights for
+    one tensor: the later silently replaced the earlier (the ``module.`` copy, zeros, was loaded).
+
+    Raises:
+        CheckpointError: naming the first such keys and how many more there are.
+    """
+    sources: dict[str, list[str]] = {}
+    for old, new in zip(old_keys, new_keys):
+        sources.setdefault(new, []).append(old)
+    clashes = [(new, olds) for new, olds in sources.items() if len(olds) > 1]
+    if clashes:
+        new, olds = clashes[0]
+        others = len(clashes) - 1
+        more = f" (and {others} more such name{'s' * (others > 1)})" if others else ""
+        raise CheckpointError(f"keys {' and '.join(repr(k) for k in olds)} both become {new!r} {how}{more}: "
+                              "the file holds two weights for one tensor; keep one set of keys")
 
 
 class UnknownLayoutError(CheckpointError):
@@ -477,15 +499,19 @@ def _under_one_prefix(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch
 
 
 def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
-    """Rename keys by ``layout.renames`` (the first matching prefix); others are kept."""
-    out = {}
-    for key, value in state_dict.items():
-        for old, new in layout.renames:
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        out[key] = value
-    return out
+    """Rename keys by ``layout.renames`` (the first matching prefix); others are kept.
+
+    Raises:
+        CheckpointError: two keys are renamed to one (``layer_reduce.weight`` beside
+            ``global_pool.reduce.weight``).
+    """
+    def renamed(key: str) -> str:
+        old, new = next(((old, new) for old, new in layout.renames if key.startswith(old)), ("", ""))
+        return new + key[len(old):]
+
+    keys = [renamed(key) for key in state_dict]
+    _refuse_collisions(state_dict, keys, f"once renamed from the {layout.name} layout")
+    return dict(zip(keys, state_dict.values()))
 
 
 def checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int | None, int | None]:
@@ -631,7 +657,10 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
     problem = _unloadable(tensors)
     if problem is not None:
         raise CheckpointError(f"'{path}': {problem}")
-    tensors, stripped = strip_wrappers(tensors, own_keys)
+    try:
+        tensors, stripped = strip_wrappers(tensors, own_keys)
+    except CheckpointError as error:
+        raise CheckpointError(f"'{path}': {error}") from None
     if layout is None:
         try:
             layout = detect_layout(tensors)
@@ -642,5 +671,9 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
             tensors, layout, prefix = found
             stripped = [*stripped, prefix]
     has_ema = isinstance(obj, Mapping) and any(holds_tensors(obj.get(k)) for k in EMA_KEYS)
-    return StateDict(remap(tensors, layout), path, digest, layout, container, stripped,
+    try:
+        renamed = remap(tensors, layout)
+    except CheckpointError as error:
+        raise CheckpointError(f"'{path}': {error}") from None
+    return StateDict(renamed, path, digest, layout, container, stripped,
                      _scalars(obj) if container else {}, has_ema)
