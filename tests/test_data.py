@@ -145,6 +145,21 @@ def test_a_file_reached_by_two_names_is_counted_once(image_folder, tmp_path):
         scan_folder(root)
 
 
+def test_a_hard_linked_file_is_one_file(image_folder, tmp_path):
+    """A hard link has a real path of its own: one image in two classes was counted twice, with
+    two labels, where a symbolic link was refused."""
+    root = tmp_path / "val"
+    shutil.copytree(image_folder, root)
+    first = sorted((root / "n01440764").iterdir())[0]
+    os.link(first, root / "n01440764" / "zz_again.JPEG")
+    images = scan_folder(root)
+    assert len(images) == 12 and "n01440764/zz_again.JPEG" not in images.names
+    os.link(first, root / "n01443537" / "stolen.JPEG")
+    with pytest.raises(DataError, match=r"is in class folders n01440764 and n01443537 "
+                                        rf"\(as n01440764/{first.name} and n01443537/stolen.JPEG\)"):
+        scan_folder(root)
+
+
 def test_flat_folder_with_loc_val_solution(tmp_path):
     flat = tmp_path / "val"
     flat.mkdir()

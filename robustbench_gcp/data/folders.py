@@ -200,7 +200,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
                               "numbers class folders, the second labels a flat folder of images")
         return _scan_flat(root, Path(labels_file).expanduser())
     folders = sorted(subfolders(root))
-    seen: dict[str, tuple[str, str]] = {}  # real path -> (class folder, name)
+    seen: dict[object, tuple[str, str]] = {}  # a file's (device, inode) -> (class folder, name)
     found = {name: list(_walk_images(root, name, extensions, seen)) for name in folders}
     class_dirs = [name for name in folders if found[name]]
     top = [entry for entry in os.scandir(root) if not entry.name.startswith(".")]
@@ -290,14 +290,15 @@ def _check_split_folders(root: Path, candidates: Sequence[str]) -> None:
 
 
 def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
-                 seen: dict[str, tuple[str, str]]) -> Iterator[str]:
+                 seen: dict[object, tuple[str, str]]) -> Iterator[str]:
     """The image names (relative to ``root``) under ``root/class_name``, in walk order.
 
     Depth first: a folder's files (sorted), then its subfolders (sorted). Symbolic links
     are followed unless they lead to a folder on the current path (its real path is
-    ``root`` or an ancestor: a loop, skipped). ``seen`` maps the real path of every file
-    listed so far to its (class folder, name): a file seen again in the same class is
-    skipped, in another class it is an error.
+    ``root`` or an ancestor: a loop, skipped). ``seen`` maps every file listed so far, by its
+    device and inode (a symbolic link's target, a hard link's file: one file by two names), to
+    its (class folder, name): a file seen again in the same class is skipped, in another class it
+    is an error.
 
     Raises:
         DataError: a file is reached from two class folders.
@@ -327,7 +328,12 @@ def _walk_images(root: Path, class_name: str, extensions: tuple[str, ...],
                 # a file's real path is its folder's unless the file itself is a link
                 target = (os.path.realpath(entry.path) if entry.is_symlink()
                           else os.path.join(real, entry.name))
-                first = seen.setdefault(target, (class_name, name))
+                try:
+                    info = entry.stat()  # (a hard link has no other real path than its own)
+                    identity: object = (info.st_dev, info.st_ino)
+                except OSError:  # a broken link: named when it is read
+                    identity = target
+                first = seen.setdefault(identity, (class_name, name))
                 if first == (class_name, name):
                     yield name
                 elif first[0] != class_name:
