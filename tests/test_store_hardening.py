@@ -176,6 +176,8 @@ def test_a_store_of_the_previous_version_opens_and_is_marked(store_path):
     legacy_store(store_path)
     with Store(store_path, read_only=True) as store:  # reading leaves it as it is
         assert store.runs()[0].model == "old-model"
+        # tables added since (leases, notes) read as empty: "no such table: leases" was "damaged"
+        assert store.computing(1) == [] and store.notes(1) == {}
     with sqlite3.connect(store_path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == 0
     with Store(store_path) as store:
@@ -190,6 +192,19 @@ def test_a_store_of_the_previous_version_opens_and_is_marked(store_path):
     with sqlite3.connect(store_path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_partial_run_of_the_previous_version_is_reported(store_path):
+    """report read the leases table to say whether the run was being computed: an older store
+    has none, and was called damaged ("sqlite3 ... .recover may save its rows")."""
+    legacy_store(store_path)
+    with sqlite3.connect(store_path) as db:
+        db.execute("DELETE FROM shards WHERE shard = 1")
+    result = cli("report", "--store", store_path, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "partial run of old-model: 0 of 1 cells complete (1 of 2 shards stored)" in result.stdout
+    with sqlite3.connect(store_path) as db:  # read, not upgraded
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0
 
 
 # -- 7. read-only stores and read-only media ----------------------------------------------

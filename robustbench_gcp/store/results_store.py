@@ -251,17 +251,22 @@ class Store:
     def notes(self, run_id: int) -> dict[str, list[str]]:
         """A run's notes by suite kind, in the order they were given (none from a store written before
         notes were kept)."""
-        try:
-            rows = self.db.execute("SELECT kind, note FROM notes WHERE run_id = ? ORDER BY rowid",
-                                   (run_id,)).fetchall()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):  # an older store opened read-only
-                return {}
-            raise store_error(error, self.path, self.read_only_reason) from None
+        rows = self._rows_of_added_table("SELECT kind, note FROM notes WHERE run_id = ? ORDER BY rowid",
+                                         (run_id,))
         found: dict[str, list[str]] = {}
         for kind, note in rows:
             found.setdefault(kind, []).append(note)
         return found
+
+    def _rows_of_added_table(self, query: str, args: tuple) -> list[tuple]:
+        """The rows of ``query`` on a table added to the schema since the first stores (notes,
+        leases): none from an older store opened read-only, which lacks it."""
+        try:
+            return self.db.execute(query, args).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
 
     # -- baselines ----------------------------------------------------------
     def set_baseline(self, name: str, run_id: int, *, replace: bool = True) -> RunInfo | None:
@@ -385,8 +390,9 @@ class Store:
         """The process ids (of any host) that hold unexpired leases on the run ``run_id``'s cells,
         less this host's processes that are gone: the processes computing it now (a torchrun job
         takes no leases)."""
-        rows = self.db.execute("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = leases.cell_id "
-                               "WHERE cells.run_id = ? AND leases.expires > ?", (run_id, time.time()))
+        rows = self._rows_of_added_table("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = "
+                                         "leases.cell_id WHERE cells.run_id = ? AND leases.expires > ?",
+                                         (run_id, time.time()))
         # a process of this host that is gone (killed: its leases outlive it until they expire) is not
         pids = {owner: leases.owner_pid(owner) for (owner,) in rows}
         return sorted({pid for owner, pid in pids.items() if pid is not None and leases.is_alive(owner)})
