@@ -595,6 +595,30 @@ def test_a_run_stopped_mid_way_is_reported_on_the_images_every_cell_has(image_fo
         assert key in with_all and cell["top1_error"] == pytest.approx(1 - firsts[key].mean())
 
 
+def test_a_suite_not_reported_yet_says_who_computes_it(image_folder, gap_checkpoint, tmp_path):
+    """No image in all of a suite's cells yet, taken mid-run: the note said to re-run the command
+    that was running, as the partial reports' notes said before."""
+    store = tmp_path / "s.db"
+    args = ["--suite", "imagenet-c", "--corruptions", "contrast", "--severities", "1,2"]
+    assert run(*eval_args(image_folder, gap_checkpoint, store, *args)).exit_code == 0
+    with sqlite3.connect(store) as db:  # one cell with nothing stored, the other a shard short
+        (cell,) = db.execute("SELECT id FROM cells WHERE name = 'contrast' AND level = '2'").fetchone()
+        db.execute("DELETE FROM shards WHERE cell_id = ?", (cell,))
+        db.execute("DELETE FROM shards WHERE shard = 0 AND cell_id = (SELECT id FROM cells WHERE "
+                   "name = 'contrast' AND level = '1')")
+
+    def note() -> str:
+        result = run("report", "--store", store, "--format", "json", "--no-intervals")
+        assert result.exit_code == 0, result.output
+        notes = [n for r in json.loads(result.stdout)["reports"] for n in r["notes"]]
+        return next(n for n in notes if "not reported" in n)
+
+    assert note().endswith("no image is in all its cells yet; re-run the command that made it to finish")
+    with sqlite3.connect(store) as db:
+        db.execute("INSERT INTO leases VALUES (?, 0, 'somehost/1234:4242:abcd', ?)", (cell, time.time() + 60))
+    assert note().endswith("no image is in all its cells yet; being computed now (process 4242)")
+
+
 def test_a_run_stopped_in_its_last_round_is_reported_on_every_cell_not_on_the_complete_ones(
         image_folder, gap_checkpoint, tmp_path):
     """In a run's last round some cells are complete and the others a shard short: the report's

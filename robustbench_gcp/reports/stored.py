@@ -180,15 +180,17 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
                     progress = run_progress(clean_cells + cells, run.n_shards)
                     unreported.append(f"{labels[run.key]}: {kind} not reported: {progress['shards']} of "
                                       f"{progress['of_shards']} shards stored, and no image is in all its "
-                                      "cells yet; re-run the command that made it to finish")
+                                      f"cells yet; {to_finish(store.computing(run.id))}")
         # a clean-only report when asked for, or when the run has nothing else to report
         if clean_cells and clean_suite.kind in wanted and (kinds is not None or not found):
             report = _group_report(clean_suite, store, run, labels[run.key], clean_cells, [], baseline,
                                    baselines)
             found = ([report] if report is not None else []) + found
         if not any(r.shards for r in every) and kinds is None:
-            unreported.append(f"{labels[run.key]}: a run with nothing stored yet (stopped before its first "
-                              "shard); re-run the command that made it")
+            computing = store.computing(run.id)
+            unreported.append(f"{labels[run.key]}: a run with nothing stored yet (" + (
+                f"its first shard {to_finish(computing)})" if computing else
+                "stopped before its first shard); re-run the command that made it"))
         if found:
             found[0].notes += unreported
         else:
@@ -342,12 +344,15 @@ def mark_partial(report: Report, progress: dict, subset: dict | None = None,
         report.n_images = subset["images"]
         covered = (f"the figures cover the {subset['images']} of {subset['of_images']} images that every "
                    f"cell has so far (images {subset['image_range']})")
+    report.notes.insert(0, f"{done}; {covered}: {to_finish(computing)}")
+
+
+def to_finish(computing: Sequence[int]) -> str:
+    """What finishes a partial run: the processes ``computing`` it now, or a re-run."""
     if computing:
         pids = ", ".join(map(str, computing))
-        todo = f"being computed now (process{'es' if len(computing) > 1 else ''} {pids})"
-    else:
-        todo = "re-run the command that made it to finish"
-    report.notes.insert(0, f"{done}; {covered}: {todo}")
+        return f"being computed now (process{'es' if len(computing) > 1 else ''} {pids})"
+    return "re-run the command that made it to finish"
 
 
 #: reports name the folders their released cells were read from (``--corrupted-dir``) thus
