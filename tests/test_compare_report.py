@@ -744,13 +744,13 @@ def test_notes_of_several_models_name_whose_they_are():
     from robustbench_gcp.reports.many_reports import all_notes
 
     table = dict(kind="imagenet-c", experiment=("imagenet-c (torch)", "images"), heading="imagenet-c (torch)",
-                 n_images=10)
+                 n_images=10, suite="imagenet-c", source="torch", data_fingerprint="images")
     gap = SimpleNamespace(model="demo-gap", notes=["shared", "mCE averages 1 of the 15",
                                                    "partial run of demo-gap: 2 of 3 cells",
                                                    "demo-gap, fgsm: only one budget"], **table)
     isqrt = SimpleNamespace(model="demo-isqrt", notes=["shared", "baseline 'demo-gap' was evaluated",
                                                        "demo-isqrt: 3 cells left out"], **table)
-    assert all_notes([gap, isqrt], [{"notes": ["from the comparison"]}]) == [
+    assert all_notes([gap, isqrt], [{"notes": ["from the comparison"], "models": [], "suite": "other"}]) == [
         "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
         "demo-isqrt: 3 cells left out",
         "demo-isqrt: baseline 'demo-gap' was evaluated", "from the comparison",
@@ -1155,3 +1155,24 @@ def test_a_model_compared_with_a_copy_of_its_file_is_said_to_be_one_run(demo_val
     assert len(same) == 1 and "demo-isqrt" not in same[0], comparison["notes"]
     assert same[0].endswith("are one stored run (the same weights and settings): their differences are 0 "
                             "by construction")
+
+
+def test_a_comparison_says_what_its_own_means_average(demo_val, tmp_path):
+    """demo-gap ran fog and contrast, demo-isqrt fog: the comparison's means average fog, and a note
+    said "demo-gap: the means average 2 of the 15 benchmark corruptions" beneath them."""
+    common = ["--data", str(demo_val), "--class-order", "sorted", "--limit", "20", "--store",
+              str(tmp_path / "s.db"), "--suite", "imagenet-c", "--severities", "1", "--workers", "0"]
+    for model, corruptions in (("demo-gap", "fog,contrast"), ("demo-isqrt", "fog")):
+        done = CliRunner().invoke(main, ["eval", "-m", model, "--corruptions", corruptions, *common])
+        assert done.exit_code == 0, done.output
+    store = ["--store", str(tmp_path / "s.db")]
+    for fmt in ("table", "markdown"):
+        shown = CliRunner().invoke(main, ["report", *store, "--format", fmt], env={"COLUMNS": "300"})
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.stdout.split())
+        assert "the means average 1 of the 15 benchmark corruptions; missing: gaussian_noise" in text
+        assert "average 2 of the 15" not in text
+    # without a comparison, each model's own table: each its own coverage
+    plain = CliRunner().invoke(main, ["report", *store, "--no-intervals"], env={"COLUMNS": "300"})
+    text = " ".join(plain.stdout.split())
+    assert "demo-gap: the means average 2 of the 15" in text and "demo-isqrt: the means average 1 of" in text

@@ -16,6 +16,7 @@ from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_json, to_markdown
 from robustbench_gcp.suites import all_suites, get_suite
+from robustbench_gcp.suites.base import COVERAGE_NOTES
 
 
 def _display(metric: str) -> tuple[str, float, str]:
@@ -318,15 +319,23 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     several models says whose it is, unless it already does so (``demo-isqrt: ...``, ``partial run
     of demo-isqrt: ...``); and where the model has reports of the suite in other tables (another
     source or image set) that lack the note, which table: ``resnet18-gap (imagenet-c
-    (released)): ...``."""
+    (released)): ...``. A compared report's note on what its means average is left to its
+    comparison, whose figures average the cells every compared model has (:data:`COVERAGE_NOTES`)."""
     notes = {note for c in comparisons for note in c.get("notes", [])}
+    # what a compared model's means average is the comparison's to say: of the cells every model has
+    compared = {(m["model"], c["suite"], c.get("source"), c.get("n_images"), c.get("data_fingerprint"))
+                for c in comparisons for m in c["models"]}
     headings = [heading for heading, _ in experiments(reports)]
     everyone = {report.model for report in reports}
     for report in reports:
         # the model's other reports of this suite (another source or image set: another table)
         siblings = [r for r in reports if r.model == report.model and r.kind == report.kind
                     and r.experiment != report.experiment]
+        in_comparison = bool(compared) and (report.model, report.suite, report.source, report.n_images,
+                                            report.data_fingerprint) in compared
         for note in report.notes:
+            if in_comparison and note.startswith(COVERAGE_NOTES):
+                continue
             who = report.model
             if any(note not in r.notes for r in siblings):  # say which of its tables the note is of
                 who = f"{report.model} ({_table_of(report, headings)})"

@@ -143,6 +143,18 @@ def pct(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
 
 
+#: how a report's note on what its means average begins; a comparison of several models says it
+#: of the cells it compares, which may be fewer (:func:`coverage_note`)
+COVERAGE_NOTES = ("mCE averages ", "mFR averages ", "the means average ")
+
+
+def coverage_note(metric: str | None, covered: int, of: str, missing: Sequence[str]) -> str:
+    """``mCE averages 2 of the 15 benchmark corruptions; missing: ...`` (``metric`` None: the
+    unnormalized means)."""
+    what = f"{metric} averages" if metric else "the means average"
+    return f"{what} {covered} of the {of}; missing: {', '.join(missing)}"
+
+
 def classification_entry(result: CellResult) -> dict:
     """``n``, ``top1_error``, ``top5_error`` of a classification cell."""
     return {

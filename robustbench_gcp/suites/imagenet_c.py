@@ -39,6 +39,7 @@ from robustbench_gcp.suites.base import (
     classification_entry,
     clean_entry,
     column_names,
+    coverage_note,
     dataset_of,
     pct,
     per_image_errors,
@@ -183,11 +184,9 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     metrics = mean_corruption_error(summaries, benchmark)
     notes = [uneven] if uneven else []
     if metrics["missing"] and metrics["corruptions"]:
-        what = "mCE averages" if metrics.get("mCE") is not None else "the means average"
-        notes.append(
-            f"{what} {len(metrics['corruptions'])} of the {len(benchmark)} benchmark "
-            f"corruptions; missing: {', '.join(metrics['missing'])}"
-        )
+        notes.append(coverage_note("mCE" if metrics.get("mCE") is not None else None,
+                                   len(metrics["corruptions"]), f"{len(benchmark)} benchmark corruptions",
+                                   metrics["missing"]))
     if cells and not metrics["corruptions"]:
         notes.append(f"the means (mCE, relative mCE, mean error) average the {len(benchmark)} benchmark "
                      "corruptions, and none was run: the extra corruptions get their own CE and mean "
@@ -244,13 +243,8 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         "clean": clean,
         "cells": cells,
         "per_corruption": [
-            {
-                "corruption": s.corruption,
-                "severities": list(s.severities),
-                "mean_error": s.mean_error,
-                "CE": s.CE,
-                "relative_CE": s.relative_CE,
-            }
+            {"corruption": s.corruption, "severities": list(s.severities), "mean_error": s.mean_error,
+             "CE": s.CE, "relative_CE": s.relative_CE}
             for s in summaries
         ],
         "metrics": {
@@ -573,6 +567,9 @@ class ImageNetCSuite(LevelledSuite):
                     for c in chosen) / len(chosen)
         if chosen and "mean_error" not in metrics:  # the unnormalized mean beside mCE, as in the reports
             metrics["mean_error"] = mean_error
+        if 0 < len(chosen) < len(benchmark):  # of the cells compared (a model's report may have more)
+            notes.append(coverage_note("mCE" if "mCE" in metrics else None, len(chosen), f"{len(benchmark)} "
+                                       "benchmark corruptions", [c for c in benchmark if c not in chosen]))
         return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"} & set(metrics),
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
                          notes=notes)

@@ -59,6 +59,7 @@ from robustbench_gcp.suites.base import (
     TaskInputs,
     clean_entry,
     column_names,
+    coverage_note,
     dataset_of,
     pct,
     register_suite,
@@ -177,11 +178,8 @@ def summarize(
     for (perturbation, difficulty), (fp, t5d, videos) in raw_figures(results).items():
         base = (baseline or {}).get((perturbation, difficulty))
         entries.append({
-            "perturbation": perturbation,
-            "difficulty": difficulty,
-            "n_videos": videos,
-            "flip_probability": fp,
-            "top5_distance": t5d,
+            "perturbation": perturbation, "difficulty": difficulty, "n_videos": videos,
+            "flip_probability": fp, "top5_distance": t5d,
             "FR": relative_rate(fp, base[0]) if base else None,
             "T5D": relative_rate(t5d, base[1]) if base else None,
         })
@@ -252,9 +250,8 @@ def summarize(
                      "64 px (about 4x for a 256 px crop; corruptions/PERTURBATIONS.md): its figures, and "
                      "the means over it, are not the released videos'")
     if first.get("missing") and first.get("perturbations"):
-        what = "mFR averages" if first.get("mFR") is not None else "the means average"
-        notes.append(f"{what} {len(first['perturbations'])} of the 10 test perturbations; "
-                     f"missing: {', '.join(first['missing'])}")
+        notes.append(coverage_note("mFR" if first.get("mFR") is not None else None,
+                                   len(first["perturbations"]), "10 test perturbations", first["missing"]))
     return {
         "clean": clean_entry(results),
         "perturbations": entries,
@@ -592,6 +589,9 @@ class ImageNetPSuite(LevelledSuite):
                 metrics[mean] = _mean_raw(chosen, prefix, pairs)
         # each cell's flip probability and top-5 distance: a sign-flip test over its videos
         mean_tests = [row for row in rows if row.startswith(("fp ", "t5d "))]
+        if 0 < len(chosen) < len(test):  # of the cells compared (a model's report may have more)
+            notes.append(coverage_note("mFR" if "mFR" in metrics else None, len(chosen), f"{len(test)} test "
+                                       "perturbations", [p for p in test if p not in dict(chosen)]))
         return Design.of(rows, values, metrics, percent=percent, notes=notes, mean_tests=mean_tests)
 
     # -- views
