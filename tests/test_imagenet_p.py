@@ -172,6 +172,22 @@ def test_a_damaged_video_is_named_and_a_clean_one_read(tmp_path):
     assert av.logging.get_level() is None and av.logging.get_skip_repeated()
 
 
+def test_a_video_stream_without_a_decoder_is_named(tmp_path):
+    """Its codec tag unknown to FFmpeg (damaged 'avc1'): PyAV gives no codec context, and an
+    AttributeError ("'NoneType' object has no attribute 'thread_count'") ended the run."""
+    from robustbench_gcp.data.video import check_frame_size, read_video
+
+    folder = tmp_path / "translate" / "n01440764"
+    folder.mkdir(parents=True)
+    path = folder / "a.mp4"
+    write_mp4(path, moving_blocks(31), pix_fmt="yuv420p", options={"qp": "20"})
+    path.write_bytes(path.read_bytes().replace(b"avc1", b"xxxx"))
+    check_frame_size(tmp_path / "translate", 224, "ImageNet-P")  # said when it is read
+    with pytest.raises(DataError, match=rf"^cannot decode video {re.escape(str(path))}: FFmpeg has no "
+                                        r"decoder for its video stream \(damaged, or another codec"):
+        read_video(path)
+
+
 def test_a_damaged_released_video_stops_the_run_with_the_shards_before_it_stored(demo_val, tmp_path):
     """The damaged file is named as the run stops; the shard before it stays stored, and the run
     resumes from it once the file is replaced."""

@@ -39,7 +39,7 @@ def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
         with av.open(str(first)) as container:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
-    except (av.error.FFmpegError, ValueError, IndexError):
+    except (av.error.FFmpegError, ValueError, IndexError, AttributeError):  # (no decoder: no codec_context)
         return  # an unreadable file is named when it is read
     if (width, height) != (size, size):
         raise DataError(f"released video {first} has frames of {width}x{height} px, but {benchmark}'s are "
@@ -76,7 +76,11 @@ def read_video(path: str | Path, *, frames: int | None = None, size: int | None 
             if not container.streams.video:
                 kinds = ", ".join(stream.type for stream in container.streams) or "none"
                 raise DataError(f"video {path} has no video stream (its streams: {kinds})")
-            container.streams.video[0].codec_context.thread_count = 1
+            stream = container.streams.video[0]
+            if stream.codec_context is None:  # a stream FFmpeg has no decoder for (a codec tag it lacks)
+                raise DataError(f"cannot decode video {path}: FFmpeg has no decoder for its video stream "
+                                "(damaged, or another codec than the released videos' H.264)")
+            stream.codec_context.thread_count = 1
             decoded, concealed = _decode(container, frames, size)
     except _FrameSize as odd:
         expected = f", expected {frames} of {size}x{size}" if size is not None else ", unlike those before"
