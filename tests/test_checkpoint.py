@@ -459,6 +459,19 @@ def test_a_damaged_legacy_or_zip_pickle_is_a_truncated_file_at_every_cut(tmp_pat
         except CheckpointError as error:
             assert any(said in str(error) for said in ("truncated or corrupted", "not a PyTorch checkpoint",
                                                         "pickle protocol 4 or 5 (opcode"))
+    # a digit of a storage key in the list after the pickle: the storage not found (AssertionError);
+    # a byte of the pickle read as another object where a tensor stands (AttributeError)
+    key = list(re.finditer(rb"X\x0e\x00\x00\x00(\d{14})", legacy))[-1].start(1) + 3
+    digit = b"1" if legacy[key:key + 1] != b"1" else b"2"
+    flips = (legacy[:at] + bytes([value]) + legacy[at + 1:] for at in range(40, 400) for value in (0, 255))
+    for data in [legacy[:key] + digit + legacy[key + 1:], *flips]:
+        path.write_bytes(data)
+        try:
+            read_checkpoint(path)
+        except CheckpointError:
+            pass
+    path.write_bytes(legacy[:key] + digit + legacy[key + 1:])
+    check_error(path, r"is truncated or corrupted \([\d,]+ bytes; AssertionError: storage key ")
     archive = save(weights, tmp_path / "zip.pth", False).read_bytes()
     start = archive.index(b"data.pkl") + 40  # inside the stored pickle
     path.write_bytes(archive[:start] + bytes(24) + archive[start + 24:])

@@ -333,8 +333,9 @@ def read_checkpoint(path: str | Path) -> Any:
     except MemoryError:  # a crafted array or storage of a size no machine holds
         raise CheckpointError(f"'{path}' declares more data than this machine's memory holds: it is "
                               "damaged or not a checkpoint") from None
-    except (IndexError, KeyError, TypeError, ValueError, struct.error) as error:  # a broken legacy stream
-        raise truncated(path, f"{type(error).__name__}: {error}") from None
+    except (IndexError, KeyError, TypeError, ValueError, struct.error, AssertionError,
+            AttributeError) as error:  # a broken legacy stream ("storage key ... not found", a tuple read
+        raise truncated(path, f"{type(error).__name__}: {error}") from None  # where a tensor stands)
     except RuntimeError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "Invalid magic number" in message:  # a pickle, but not written by torch.save
