@@ -325,6 +325,19 @@ def test_bad_labels_npy(released, case):
             scan_cifar_c(folder)
 
 
+@pytest.mark.parametrize("damage", [b"}", b"b'shape'"])
+def test_a_damaged_npy_header_is_named(released, damage):
+    """Its '}' blanked (tokenize.TokenError) or a key turned to bytes (TypeError) in numpy's header
+    parser: tracebacks."""
+    folder = released[0]
+    data = (folder / "labels.npy").read_bytes()
+    data = (data.replace(b"}", b" ", 1) if damage == b"}" else data.replace(b"'shape'", b"b'shape'", 1))
+    (folder / "labels.npy").write_bytes(data)
+    with pytest.raises(DataError, match=r"cannot read .*labels\.npy as a \.npy array: its header is "
+                                        r"damaged \("):
+        scan_cifar_c(folder)
+
+
 def test_labels_npy_refusals_name_the_runs_file_and_no_other_benchmark(released):
     """labels.npy holding the labels once is told by the file the run reads (it named the folder's
     first .npy, fog.npy, on a snow run); a label 10 is not CIFAR-10-C's, and no sign of CIFAR-100-C

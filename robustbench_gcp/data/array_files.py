@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import os
 import pickle
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -260,6 +261,9 @@ def _open_npy(path: Path) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:  # not .npy, truncated, pickled objects
         raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
+    except (SyntaxError, TypeError, tokenize.TokenError) as error:  # its header's text damaged
+        raise DataError(f"cannot read {path} as a .npy array: its header is damaged "
+                        f"({type(error).__name__}: {str(error)[:150]})") from None
     if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
         raise DataError(f"cannot read {path} as a .npy array: it is a {type(array).__name__}")
     return array
