@@ -94,6 +94,16 @@ def test_inspect_errors_are_one_clear_message(tmp_path):
     assert folder.output == f"Error: checkpoint file {tmp_path} is a folder, not a file\n"
 
 
+def test_inspect_json_of_a_file_whose_stored_figures_are_not_finite(tmp_path):
+    """A diverged run's best_prec1 NaN: the table showed "-", --json ended in a traceback."""
+    path = tmp_path / "diverged.pth"
+    torch.save({"state_dict": create_model("demo-gap").state_dict(), "best_prec1": float("nan"),
+                "loss": torch.tensor(float("inf")), "epoch": 3}, path)
+    result = run("inspect", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["metadata"] == {"best_prec1": None, "loss": None, "epoch": 3}
+
+
 def test_bench_heads_library_rows():
     rows = bench_heads("cpu", batch_size=1, repeats=1, scope="pool", reduction_dim=16,
                        in_channels=32, num_classes=5)

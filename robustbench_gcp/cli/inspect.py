@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import click
 
@@ -61,9 +62,13 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     if info.nonfinite:
         rows.append(("NON-FINITE", f"{len(info.nonfinite)} tensors (eval refuses this file): "
                                    f"{'; '.join(info.nonfinite)}"))
+    described = dataclasses.asdict(info)
+    # a diverged run's best_prec1 (NaN, inf): null in JSON, which has no such numbers, as "-" in the table
+    described["metadata"] = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                             for key, value in info.metadata.items()}
     emit([{"field": k, "value": v} for k, v in rows],
          [Column("field", justify="left"), Column("value", justify="left")],
-         fmt="json" if as_json else "table", json_obj=dataclasses.asdict(info))
+         fmt="json" if as_json else "table", json_obj=described)
 
 
 def _some(names: list[str], sep: str) -> str:
