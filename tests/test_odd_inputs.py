@@ -131,6 +131,22 @@ def test_64px_imagenet_folders_can_be_read_with_their_wnid_labels(nets, tmp_path
              **common)
 
 
+def test_32px_wnid_folders_labelled_imagenet_get_the_dataset_hint(tmp_path):
+    """--class-order imagenet on 32 px wnid folders with a 1000-class model of 224 px: the advice
+    was to give the model input_size=32 (its 1000 classes on CIFAR-10's images), which ran."""
+    folder = _images(tmp_path / "i32", [imagenet_wnids()[i] for i in (0, 1)], 32)
+    common = ["--model", "torchvision:resnet18", "--random-weights", "--data", str(folder), "--store",
+              str(tmp_path / "s.db")]
+    said = CliRunner().invoke(main, ["eval", *common, "--class-order", "imagenet"])
+    assert said.exit_code == 2, said.output
+    assert said.stderr.strip().endswith("takes 224 px inputs, but CIFAR-10 images are 32 px: the folders "
+                                        "name ImageNet classes; give --dataset imagenet to read them as "
+                                        "ImageNet images")
+    done = CliRunner().invoke(main, ["eval", *common, "--class-order", "imagenet", "--dataset", "imagenet",
+                                     "--format", "json"])
+    assert done.exit_code == 0, done.output
+
+
 def test_64px_imagenet_folders_for_a_224px_model_get_a_hint_that_works(nets, tmp_path):
     """64 px wnid folders with an ImageNet-1k model of 224 px: the clean suite said '--class-order
     imagenet', which then said 'bring a 64 px network'; --dataset imagenet was refused as 'holds

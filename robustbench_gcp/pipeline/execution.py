@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from corruptions._rng import CUDA_DRAW_CHUNK
+from robustbench_gcp.data.datasets import IMAGENET_CLASSES
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.device import kept_float32_settings
@@ -104,6 +105,9 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                if plan.model.external is not None else  # the registry's are ImageNet networks
                f"bring a {size} px network: --model torchvision:NAME --preprocess input_size={size} "
                "(its classes read from the checkpoint), or --model package.module:callable")
+        if plan.images.labelling in ("imagenet", "wnids") and net.num_classes == IMAGENET_CLASSES:
+            # ImageNet's classes in wnid folders (--class-order imagenet): a downsampled ImageNet
+            fix = "the folders name ImageNet classes; give --dataset imagenet to read them as ImageNet images"
         raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
                           f"{plan.dataset.title} images are {size} px: {fix}")
     if plan.data is not None and size is not None:  # small datasets: the images as they are
