@@ -72,8 +72,8 @@ def test_first_write_wins_and_partial_cells_are_incomplete(store_path):
     with Store(store_path) as store:
         run = open_run(store)
         cell = store.cell_id(run.id, key)
-        assert store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 3}))
-        assert not store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 5}))
+        assert store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 3}, np.arange(7) >= 3))
+        assert not store.commit_shard(cell, 1, ShardResult(7, {"top1_errors": 5}, np.arange(7) >= 5))
         result = store.cell_result(cell, key, run.n_shards)
     assert not result.complete and result.counts == {"top1_errors": 3}
 
@@ -88,7 +88,9 @@ def test_bad_shapes_are_refused(store_path):
         with pytest.raises(StoreError, match="have 6 rows, expected 7"):
             store.commit_shard(cell, 0, ShardResult(7, {}, None, np.ones((6, 2))))
         with pytest.raises(StoreError, match="counts must be numbers, got True"):  # bool is an int
-            store.commit_shard(cell, 0, ShardResult(7, {"top1_errors": True}))
+            store.commit_shard(cell, 0, ShardResult(7, {"top1_errors": True}, np.ones(7, bool)))
+        with pytest.raises(StoreError, match="shard 0: counts top1_errors come with the per-image bitmap"):
+            store.commit_shard(cell, 0, ShardResult(7, {"top1_errors": 1}))
         assert store.done_shards(cell) == set()
 
 

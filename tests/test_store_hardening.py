@@ -350,7 +350,7 @@ def test_a_full_disk_while_creating_cells_and_committing_shards(store_path):
         stored = 0
         with pytest.raises(StoreError, match="is full"):
             for i in range(1000):
-                store.commit_shard(first, i, ShardResult(2, {"top1_errors": 1}, None, np.ones((2, 100))))
+                store.commit_shard(first, i, ShardResult(2, {"x": 1}, None, np.ones((2, 100))))
                 stored += 1
         assert 0 < stored < 1000 and store.done_shards(first) == set(range(stored))
 
@@ -674,7 +674,7 @@ def test_the_wal_stays_small(store_path):
         assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 256
         cell = store.cell_id(run.id, CellKey("clean"))
         for shard in range(400):  # about 5 MB of per-image values
-            store.commit_shard(cell, shard, ShardResult(100, {"top1_errors": 1}, None, np.ones((100, 32))))
+            store.commit_shard(cell, shard, ShardResult(100, {"x": 1}, None, np.ones((100, 32))))
         wal = store_path.parent / f"{store_path.name}-wal"
         assert wal.stat().st_size < 2 << 20, wal.stat().st_size
 
@@ -687,6 +687,8 @@ def test_the_wal_stays_small(store_path):
     ("bitmap = X''", "shard 0: a bitmap of 0 bytes for 10 images"),
     ("bitmap = X'ff'", "shard 0: a bitmap of 1 bytes for 10 images"),
     ("bitmap = X'ffc0'", "shard 0: its bitmap tells 0 top1_errors, its counts 3"),
+    # no bitmap beside the counts it repeats: a ValueError in the report's per-image errors
+    ("bitmap = NULL", "shard 0: its counts hold top1_errors, and it has no bitmap"),
 ])
 def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     with Store(store_path) as store:
@@ -701,6 +703,28 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
         store.results(store.runs()[0])
     assert str(error.value).startswith(f"store {store_path}: a stored shard of cell clean is damaged (")
     assert said in str(error.value)
+
+
+def test_a_cell_or_run_row_edited_by_hand_is_a_one_line_error(store_path):
+    """A level that is no number (a ValueError where a suite read it as a severity) and a run's
+    n_images below its stored shards (an IndexError in the report's image ranges)."""
+    with Store(store_path) as store:
+        run = open_run(store, n_images=6, shard_size=2)
+        cell = store.cell_id(run.id, CellKey("imagenet-c", "fog", "3"))
+        for k in range(3):
+            store.commit_shard(cell, k, shard())
+    for edit, said in (("UPDATE cells SET level = 'abc'", "cell imagenet-c/fog/abc: its level 'abc' is not "
+                                                           "a number: the row is damaged (edited by hand?)"),
+                       ("UPDATE cells SET level = '3'; UPDATE runs SET n_images = 3",
+                        "a stored shard of cell imagenet-c/fog/3 is damaged (shard 2 of a run of 2 shards)")):
+        with sqlite3.connect(store_path) as db:
+            db.executescript(edit)
+        with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
+            store.results(store.runs()[0])
+        assert said in str(error.value)
+    result = cli("report", "--store", store_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "(shard 2 of a run of 2 shards)" in result.stderr
 
 
 def test_an_attack_shard_bitmap_holds_its_robust_images(store_path):

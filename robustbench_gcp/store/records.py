@@ -126,9 +126,14 @@ def encode_shard(shard: int, result: ShardResult) -> tuple[int, str, bytes | Non
     """The ``n``, ``counts``, ``bitmap`` and ``extra`` columns of a shard row.
 
     Raises:
-        StoreError: the arrays do not have ``result.n`` rows, or a count is not a number.
+        StoreError: the arrays do not have ``result.n`` rows, a count is not a number, or a count
+            the bitmap repeats (``top1_errors``, ``robust``) comes without it.
     """
     bitmap = None
+    told_by_bits = [name for name in _BITMAP_COUNTS if name in result.counts]
+    if result.correct is None and told_by_bits:
+        raise StoreError(f"shard {shard}: counts {', '.join(told_by_bits)} come with the per-image bitmap "
+                         "they count, and it has none")
     if result.correct is not None:
         correct = np.asarray(result.correct, dtype=bool)
         if correct.shape != (result.n,):
@@ -157,11 +162,14 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
 
     Raises:
         ValueError: a row that cannot be what the engine wrote (a bitmap of another length than its
-            images, or one that disagrees with the counts it repeats).
+            images, none beside the counts it repeats or one that disagrees with them, a shard
+            beyond ``n_shards``).
     """
     counts: dict[str, float] = {}
     correct, extra, n, seconds = [], [], 0, 0.0
     for shard, shard_n, shard_counts, bitmap, shard_extra, shard_seconds in rows:
+        if n_shards is not None and not 0 <= shard < n_shards:  # (the run's n_images edited)
+            raise ValueError(f"shard {shard} of a run of {n_shards} shards")
         n += shard_n
         seconds += shard_seconds or 0.0
         these = json.loads(shard_counts)
@@ -169,6 +177,9 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
             raise ValueError(f"shard {shard}: its counts are a JSON {type(these).__name__}, not an object")
         for name, value in these.items():
             counts[name] = counts.get(name, 0) + value
+        told_by_bits = [name for name in _BITMAP_COUNTS if name in these]
+        if bitmap is None and told_by_bits:  # the engine writes the two together
+            raise ValueError(f"shard {shard}: its counts hold {told_by_bits[0]}, and it has no bitmap")
         if bitmap is not None:
             if len(bitmap) != (shard_n + 7) // 8:
                 raise ValueError(f"shard {shard}: a bitmap of {len(bitmap)} bytes for {shard_n} images")

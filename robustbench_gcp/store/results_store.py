@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,17 @@ CHECKPOINT_SECONDS = 120.0  # at most this long between WAL checkpoints while sh
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
 
+
+
+def _level(text: object) -> bool:
+    """Whether ``text`` is a cell's level as the suites write it: empty (the clean cell, a
+    landscape's clean point) or a finite number (a severity, difficulty or epsilon)."""
+    if text == "":
+        return True
+    try:
+        return isinstance(text, str) and math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _reads(method):
@@ -227,6 +239,8 @@ class Store:
         cells = [(r[0], CellKey(r[1], r[2], r[3], r[4])) for r in rows]
         for _, key in cells:  # a damaged one: one line here, not a traceback where it is read
             json_object(key.variant, f"cell {key.label}: its variant")
+            if not _level(key.level):
+                raise DamagedRow(f"cell {key.label}: its level {key.level!r} is not a number")
         return cells
 
     # -- notes --------------------------------------------------------------
