@@ -250,3 +250,24 @@ def test_a_baseline_name_with_a_comma_is_refused_before_compute(demo_val, tmp_pa
     spaced = cli("baseline", "--model", "demo-gap", "--name", " gb ", *p_args(demo_val, store, 20), code=2)
     assert "--name ' gb ' begins or ends with a space, which --baseline strips" in spaced.output
     assert not store.exists()
+
+
+def test_the_same_baseline_command_again_writes_nothing(demo_val, tmp_path, monkeypatch):
+    """Its run reused, the name already its: the name was written again, which a read-only store
+    (a mounted results folder) refused ("cannot store the baseline")."""
+    from robustbench_gcp.store import Store
+
+    store = tmp_path / "s.db"
+    args = ["baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, 10)]
+    cli(*args)
+
+    def no_write(*_, **__):
+        raise AssertionError("the baseline's name was written again")
+
+    monkeypatch.setattr(Store, "set_baseline", no_write)
+    again = cli(*args)
+    assert any("stored as baseline 'gapbase'" in note for note in again["notes"])
+    # another run under the name is still refused (without --replace), read first
+    other = cli("baseline", "--model", "demo-isqrt", "--name", "gapbase", *p_args(demo_val, store, 10),
+                code=2)
+    assert "baseline 'gapbase' is already stored in" in other.stderr

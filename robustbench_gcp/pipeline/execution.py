@@ -599,6 +599,9 @@ def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:
     """
     with Store(report.store) as store:
         run = store.run_by_key(report.run)
+        named = store.baseline(name)
+        if named is not None and named.id == run.id:  # the same command again: nothing to write (a
+            return                                     # read-only store refused to store it again)
         stored = store.set_baseline(name, run.id, replace=replace)
         if stored is not None:
             raise ConfigError(f"baseline '{name}' is another run in {report.store} (this one differs in: "
