@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import sqlite3
 
 import numpy as np
@@ -99,6 +100,19 @@ def test_unusable_store_paths(tmp_path):
         Store(tmp_path)
     with pytest.raises(StoreError, match="does not exist"):
         Store(tmp_path / "missing" / "x.db")
+    # a link into a missing folder: SQLite's "unable to open database file" said nothing of it
+    (tmp_path / "link.db").symlink_to("nowhere/x.db")
+    link, folder = tmp_path / "link.db", tmp_path / "nowhere"
+    with pytest.raises(StoreError, match=rf"^store {link} is a symbolic link to nowhere/x.db, whose folder "
+                                         rf"{folder} does not exist$"):
+        Store(tmp_path / "link.db")
+    (tmp_path / "there").mkdir()
+    (tmp_path / "ok.db").symlink_to("there/x.db")  # a link to a file to be made: made there
+    Store(tmp_path / "ok.db").close()
+    assert (tmp_path / "there" / "x.db").is_file()
+    (tmp_path / "link.db").unlink()
+    (tmp_path / "ok.db").unlink()
+    shutil.rmtree(tmp_path / "there")
     fifo = tmp_path / "pipe"  # a device or a pipe: refused, and no <path>-journal left beside it
     os.mkfifo(fifo)
     with pytest.raises(StoreError, match="is not a regular file"):

@@ -108,6 +108,10 @@ def open_store_file(path: Path, *, timeout: float,
         raise StoreError(f"store {path} {absent(path)}")
     if not path.parent.exists():
         raise StoreError(f"folder {path.parent} of the store {path} {absent(path.parent)}")
+    target = Path(os.path.realpath(path))
+    if path.is_symlink() and not target.parent.exists():  # (SQLite: "unable to open database file")
+        raise StoreError(f"store {path} is a symbolic link to {os.readlink(path)}, whose folder "
+                         f"{target.parent} does not exist")
     if path.exists() and not path.is_file():  # SQLite would leave <path>-journal beside a device
         raise StoreError(f"store path {path} is not a regular file (a device, a pipe ...); give a file "
                          "name such as gcp-robust.db")
