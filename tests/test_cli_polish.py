@@ -626,3 +626,25 @@ def test_suites_of_a_file_without_any_says_so(tmp_path):
     assert json.loads(CliRunner().invoke(main, ["suites", "--config", str(config), "--json"]).stdout) == []
     shipped = CliRunner().invoke(main, ["suites"], env={"COLUMNS": "200"})
     assert "imagenet-c" in shipped.stdout and "no suites" not in shipped.stdout
+
+
+def test_a_checkpoint_given_relative_is_recorded_absolute(demo_val, tmp_path, monkeypatch):
+    """The run recorded --checkpoint as typed (ck/demo-gap.pth) beside an absolute data folder: a
+    report made in another working folder named a file that is not there."""
+    import shutil
+    from pathlib import Path
+
+    import robustbench_gcp
+
+    (tmp_path / "ck").mkdir()
+    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth",
+                    tmp_path / "ck" / "demo-gap.pth")
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(main, ["eval", "-m", "demo-gap", "--checkpoint", "ck/demo-gap.pth", "--data",
+                                     str(demo_val), "--class-order", "sorted", "--limit", "10", "--store",
+                                     "s.db", "--format", "json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["checkpoint"] == str(tmp_path / "ck" / "demo-gap.pth")
+    monkeypatch.chdir(demo_val)
+    shown = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "json"])
+    assert json.loads(shown.stdout)["reports"][0]["checkpoint"] == str(tmp_path / "ck" / "demo-gap.pth")

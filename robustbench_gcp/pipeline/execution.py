@@ -125,7 +125,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
     if job is not None and not job.is_main:  # only rank 0 opens the store
         stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job)
         return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
-    checkpoint = str(plan.model.checkpoint) if plan.model.checkpoint else None
+    checkpoint = _absolute(str(plan.model.checkpoint)) if plan.model.checkpoint else None  # as data
     keys = [key for task in tasks for key in task.keys]
     data = _absolute(plan.images.source) if plan.data is not None else None
     released = getattr(plan.selection, "released", None)
@@ -374,7 +374,7 @@ def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: Execution
         }
     return build_report(
         suite, info, results, normalizer, suite_name=suite_name(plan), model=plan.model.label,
-        checkpoint=str(plan.model.checkpoint) if plan.model.checkpoint else None, notes=notes,
+        checkpoint=_absolute(str(plan.model.checkpoint)) if plan.model.checkpoint else None, notes=notes,
         data=_absolute(plan.images.source) if plan.data is not None else None,  # as the store records it
         corrupted_dir=_absolute(str(plan.corrupted_dir)) if plan.corrupted_dir else None, device=device,
         store=str(Path(plan.options.store)), computed=computed,
@@ -476,7 +476,8 @@ def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellK
 
 
 def _absolute(source: str | None) -> str | None:
-    """The images' folder or file as an absolute path without ``..``, as a new run records it."""
+    """The images' folder or file (a checkpoint) as an absolute path without ``..``, as a new run
+    records it: a report made in another working folder names it still."""
     return os.path.normpath(Path(source).expanduser().absolute()) if source else source
 
 
