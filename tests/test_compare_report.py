@@ -456,6 +456,31 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
         assert str(error.value) == message
 
 
+def test_a_checkpoints_folder_takes_safetensors_skips_hidden_names_and_labels_stay_unique(tmp_path):
+    """--checkpoints ignored .safetensors files (which eval reads), stopped at macOS's ._a.pth, and
+    a file named own.pth beside the model's own weights made two rows 'demo-gap@own (ref)'."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.pipeline.compare_models import model_entries
+
+    cfg = load_config()
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    save_file(torch.load(cfg.model("demo-gap").checkpoint, weights_only=True), folder / "gap.safetensors")
+    shutil.copy(cfg.model("demo-isqrt").checkpoint, folder / "isqrt.pth")
+    (folder / "._isqrt.pth").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    entries = model_entries((), str(folder), cfg)
+    assert [(e.label, e.name) for e in entries] == [("gap", "demo-gap"), ("isqrt", "demo-isqrt")]
+    shutil.copy(cfg.model("demo-gap").checkpoint, tmp_path / "own.pth")
+    for flags, bare in (({}, "own"), ({"random_weights": True}, "random")):
+        (tmp_path / f"{bare}.pth").exists() or shutil.copy(tmp_path / "own.pth", tmp_path / f"{bare}.pth")
+        entries = model_entries(("demo-gap", f"demo-gap={tmp_path / f'{bare}.pth'}"), None, cfg, **flags)
+        assert [e.label for e in entries] == [f"demo-gap@{bare}", f"demo-gap@{bare}.pth"]
+
+
 def test_missing_checkpoints_of_benchmarks_yaml_are_counted_and_their_folder_named(tmp_path):
     from robustbench_gcp.config import load_config
     from robustbench_gcp.errors import ConfigError

@@ -17,7 +17,7 @@ from robustbench_gcp.config import Config
 from robustbench_gcp.errors import CheckpointError, ConfigError, listed, real_path, suggest
 from robustbench_gcp.pipeline.planning import Plan, plan_all
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,12 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         folder = Path(checkpoints_dir)
         if not folder.is_dir():
             raise ConfigError(f"`--checkpoints {folder}` is not a folder")
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
+        # hidden names skipped, as --data's (macOS's ._a.pth beside a.pth stopped the comparison)
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
         if not files:
-            nested = sorted(p for p in folder.glob("*/*") if p.name.lower().endswith(CHECKPOINT_SUFFIXES))
+            nested = sorted(p for p in folder.glob("*/*") if p.name.lower().endswith(CHECKPOINT_SUFFIXES)
+                            and not any(part.startswith(".") for part in p.relative_to(folder).parts))
             hint = (f"; its subfolders do (e.g. {nested[0].relative_to(folder)}), which --checkpoints does "
                     "not search: give them as --model NAME=FILE" if nested else "")
             raise ConfigError(f"folder {folder} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
@@ -103,9 +105,12 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         if named is None:
             same = Path(files[0].checkpoint)
             raise ConfigError(f"--model {label} is given twice with the same checkpoint ({same})")
-        tags.update({id(e): tag for e, tag in zip(files, named)})
-        tags.update({id(e): "random" if random_weights and _takes_random_weights(e) else "own"
-                     for e in group if not e.checkpoint})
+        bare = {id(e): "random" if random_weights and _takes_random_weights(e) else "own"
+                for e in group if not e.checkpoint}
+        # a file named own.pth (random.pth) beside the model's own weights: its whole name
+        tags.update({id(e): Path(e.checkpoint).name if tag in bare.values() else tag
+                     for e, tag in zip(files, named)})
+        tags.update(bare)
     return [dataclasses.replace(e, label=f"{e.label}@{tags[id(e)]}") if id(e) in tags else e for e in entries]
 
 
