@@ -318,3 +318,19 @@ def test_bench_scaling_stopped_mid_run_stops_torchruns_ranks_and_leaves_no_folde
         time.sleep(0.2)
     assert _running_with("store-2.db") == [], "torchrun's ranks outlived the bench"
     assert list(tmp.iterdir()) == [], list(tmp.iterdir())
+
+
+def test_a_torchrun_variable_that_is_no_number_is_one_line(demo_val, tmp_path, monkeypatch):
+    """WORLD_SIZE=abc: a ValueError traceback."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    monkeypatch.setenv("RANK", "0")
+    store = str(tmp_path / "s.db")
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--data", str(demo_val),
+                                       "--class-order", "sorted", "--limit", "4", "--store", store])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr == ("Error: environment variable WORLD_SIZE is 'abc', not a whole number: torchrun "
+                             "sets it; unset it to run one process\n")

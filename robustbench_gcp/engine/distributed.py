@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
-from robustbench_gcp.engine.ranks import launched_by_torchrun
+from robustbench_gcp.engine.ranks import env_int, launched_by_torchrun
 from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
@@ -71,7 +71,7 @@ class Distributed:
 
             backend = choose_backend(device)
             timeout = dist_timeout()
-            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            local_rank = env_int("LOCAL_RANK", 0)
             gpu = None
             if device.type == "cuda":
                 gpu = rank_gpu(local_rank, torch.cuda.device_count(), backend)

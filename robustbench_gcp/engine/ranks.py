@@ -6,9 +6,27 @@ from __future__ import annotations
 
 import os
 
+from robustbench_gcp.errors import ConfigError
+
+
+def env_int(name: str, default: int) -> int:
+    """The whole number torchrun puts in the environment variable ``name`` (``default`` unset).
+
+    Raises:
+        ConfigError: it holds something else (a traceback, before).
+    """
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} is {value!r}, not a whole number: torchrun sets it; "
+                          "unset it to run one process") from None
+
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    return env_int("WORLD_SIZE", 1) > 1 and "RANK" in os.environ
 
 
 def is_main_process() -> bool:
