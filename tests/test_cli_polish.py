@@ -648,3 +648,25 @@ def test_a_checkpoint_given_relative_is_recorded_absolute(demo_val, tmp_path, mo
     monkeypatch.chdir(demo_val)
     shown = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "json"])
     assert json.loads(shown.stdout)["reports"][0]["checkpoint"] == str(tmp_path / "ck" / "demo-gap.pth")
+
+
+def test_every_path_option_expands_the_home_folder(demo_val, tmp_path, monkeypatch):
+    """--data '~/...' and -o expanded ~, --store, --config and --checkpoints did not: 'folder ~ of
+    the store ~/x.db does not exist'."""
+    import shutil
+    from pathlib import Path
+
+    import robustbench_gcp
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ck").mkdir()
+    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth",
+                    tmp_path / "ck" / "gap.pth")
+    (tmp_path / "b.yaml").write_text("models: {}\n")
+    shown = CliRunner().invoke(main, ["suites", "--config", "~/b.yaml"])
+    assert shown.exit_code == 0 and "no suites" in shown.stdout, shown.output
+    done = CliRunner().invoke(main, ["compare", "--checkpoints", "~/ck", "--data", str(demo_val),
+                                     "--class-order", "sorted", "--limit", "4", "--store", "~/x.db",
+                                     "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "x.db").is_file()

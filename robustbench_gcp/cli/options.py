@@ -7,6 +7,8 @@ roots) is read when a command parses its arguments or shows its own help.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from robustbench_gcp.data.datasets import DATASETS
@@ -43,13 +45,16 @@ json_option = click.option(
 )
 
 class NonEmptyPath(click.Path):
-    """click's Path that refuses an empty string: ``--data ""`` read the working folder, ``--store ""``
+    """click's Path that refuses an empty string (``--data ""`` read the working folder, ``--store ""``
     and ``--config ""`` the path ".", named so in their messages, and ``-o ""`` failed with a
-    traceback once the run was done."""
+    traceback once the run was done) and expands ``~`` as ``--data`` and ``-o`` did, for every
+    path option alike (``--store '~/x.db'`` looked for a folder named ``~``)."""
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("is empty: give a path", param, ctx)
+        if isinstance(value, str):
+            value = os.path.expanduser(value)
         _utf8(value, param, ctx)
         return super().convert(value, param, ctx)
 
