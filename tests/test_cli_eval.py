@@ -776,8 +776,17 @@ def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
     report = json.loads(result.stdout)
     assert {e["corruption"]: e["CE"] is None for e in report["per_corruption"]} == {"fog": False,
                                                                                     "brightness": True}
-    assert ("CE left empty for brightness: baseline 'mybase' of benchmarks.yaml has no errors for them (add "
-            "them to its imagenet_c)") in report["notes"]
+    assert ("CE left empty for brightness: baseline 'mybase' (of benchmarks.yaml or --config) has no errors "
+            "for them (add them to its imagenet_c)") in report["notes"]
+    # a table whose errors are 0 at the severities run: a zero normalizer, said (the CE was empty unsaid)
+    config.write_text(config.read_text().replace("fog: [0.9, 0.9", "fog: [0.0, 0.9"))
+    result = CliRunner().invoke(main, [str(a) for a in [
+        "eval", "--config", config, "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c",
+        "--corruptions", "fog", "--severities", 1, "--data", demo_val, "--class-order", "sorted",
+        "--store", tmp_path / "s.db", "--limit", 4, "--workers", 0, "--baseline", "mybase", "--format",
+        "json"]])
+    assert ("CE left empty for fog: baseline 'mybase' made no error there (a zero normalizer)"
+            in json.loads(result.stdout)["notes"]), result.output
     # and the mean over two corruptions is no mCE (the note said "mCE averages" beside an empty mCE)
     assert report["metrics"]["mCE"] is None
     assert any(note.startswith("the means average 2 of the 15") for note in report["notes"])

@@ -210,12 +210,14 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
                      "(over the corruptions and severities, as RobustBench reports them); AlexNet "
                      f"normalization is ImageNet-C's{stored}")
-    unlisted = [s.corruption for s in summaries if s.CE is None and baseline is not None and not baseline.run
-                and s.corruption not in baseline.imagenet_c]
-    if unlisted:  # a baselines entry of benchmarks.yaml without them
-        notes.append(f"CE left empty for {', '.join(unlisted)}: baseline '{baseline.name}' of "
-                     "benchmarks.yaml has no errors for them (add them to its imagenet_c)")
-    lacking = [s.corruption for s in summaries if s.CE is None and baseline is not None and baseline.run]
+    empty = [s.corruption for s in summaries if s.CE is None and baseline is not None]
+    if unlisted := [c for c in empty if not baseline.run and c not in baseline.imagenet_c]:
+        notes.append(f"CE left empty for {', '.join(unlisted)}: baseline '{baseline.name}' (of "
+                     "benchmarks.yaml or --config) has no errors for them (add them to its imagenet_c)")
+    if zero := [c for c in empty if not baseline.run and c in baseline.imagenet_c]:  # a table's 0 errors
+        notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
+                     "(a zero normalizer)")
+    lacking = [c for c in empty if baseline.run]
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
             cells_missing = [f"{c}/{s}" for c in named for s in baseline.lacking.get(c, ())]
