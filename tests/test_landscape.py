@@ -299,6 +299,22 @@ def test_bad_input_is_one_line_before_any_compute(demo_val, tmp_path, args, mess
     assert not store.exists()
 
 
+def test_steps_that_move_no_image_are_said_to_be_rounding(demo_val, tmp_path):
+    """--etas 1e-12:2e-12:2 passes the parse (no step rounds to 0) but moves no point in float32: a
+    loss band, gradient change and beta-smoothness of 0 were shown as a smooth landscape."""
+    common = ["eval", "--model", "demo-gap", "--suite", "landscape", "--data", str(demo_val), "--class-order",
+              "sorted", "--limit", "10", "--workers", "0", "--store", str(tmp_path / "s.db"), "--format",
+              "json"]
+    tiny = CliRunner().invoke(main, [*common, "--etas", "1e-12:2e-12:2"])
+    assert tiny.exit_code == 0, tiny.output
+    report = json.loads(tiny.stdout)
+    said = [n for n in report["notes"] if "by rounding" in n]
+    assert len(said) == 1 and said[0].startswith("landscape clean: for ")
+    assert " of 10 images no step (up to eta = 2e-12) changed the loss or the gradient in float32" in said[0]
+    plain = CliRunner().invoke(main, common)
+    assert not [n for n in json.loads(plain.stdout)["notes"] if "by rounding" in n]
+
+
 def test_etas_take_fractions():
     from robustbench_gcp.suites.landscape_measure import DEFAULT_ETAS, parse_etas
 

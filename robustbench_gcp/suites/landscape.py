@@ -129,6 +129,24 @@ def landscape_entry(result: CellResult) -> dict:
     return {"at": settings.at, "direction": settings.direction, "n": result.n, "per_eta": per_eta, **mean}
 
 
+def _unmoved_note(result: CellResult) -> list[str]:
+    """A note where some images' steps changed neither their loss nor their gradient at all, their
+    gradient not 0: in float32 no step moved X (``--etas 1e-12:2e-12:2``), so their loss band,
+    gradient change and beta-smoothness are 0 by rounding, not a smooth landscape."""
+    settings = settings_of(result.key)
+    values = np.asarray(result.extra, dtype=np.float64)
+    k = settings.etas.count
+    moved = settings.etas.values() > 0
+    losses, changes = values[:, 2:2 + k][:, moved], values[:, 2 + k:][:, moved]
+    still = (values[:, 1] > 0) & (changes == 0).all(axis=1) & (losses == values[:, :1]).all(axis=1)
+    if not moved.any() or not still.any():
+        return []
+    cell = "clean" if not result.key.level else f"{result.key.name}/{result.key.level}"
+    return [f"landscape {cell}: for {int(still.sum())} of {len(still)} images no step (up to eta = "
+            f"{settings.etas.high:g}) changed the loss or the gradient in float32: their loss band, gradient "
+            "change and beta-smoothness are 0 by rounding, not smoothness; raise the steps (--etas)"]
+
+
 def _entries(report: Report) -> list[tuple[str, dict]]:
     """(cell label, landscape object) of a report: the clean images', then every corruption's."""
     sections = report.sections
@@ -323,6 +341,7 @@ class LandscapeSuite(Suite):
         for r in results:
             if not self.owns(r.key) or r.extra is None:
                 continue
+            notes += _unmoved_note(r)
             entry = landscape_entry(r)
             if r.key.level:
                 cells.append({"corruption": r.key.name, "severity": int(r.key.level), **entry})
