@@ -286,6 +286,9 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     if not choices:
         return " There are none to choose from."
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if not close:  # FGSM for fgsm: difflib's ratio is case-sensitive
+        lowered = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=1, cutoff=0.5)
+        close = [next(c for c in choices if c.lower() == lowered[0])] if lowered else []
     if close:
         return f" Did you mean '{close[0]}'?"
     if len(choices) <= 20:

@@ -193,11 +193,11 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
     (("--epsilons", "-1"), "Error: `--epsilons` should be finite and >= 0. Got -1"),
     (("--epsilons", "inf"), "Error: `--epsilons` should be finite and >= 0. Got inf"),
     (("--epsilons", "1e-400"),  # it was read as 0: the clean images, silently
-     "Error: `--epsilons` should be 0 or at least 1.4e-45 (float32's smallest). Got 1e-400, which rounds "
-     "to 0"),
+     "Error: `--epsilons` should be 0 or above 7e-46 (half of float32's smallest number, 1.4e-45). Got "
+     "1e-400, which rounds to 0"),
     (("--epsilons", "1e-50"),  # 0 in the float32 images the attacks perturb
-     "Error: `--epsilons` should be 0 or at least 1.4e-45 (float32's smallest). Got 1e-50, which rounds "
-     "to 0"),
+     "Error: `--epsilons` should be 0 or above 7e-46 (half of float32's smallest number, 1.4e-45). Got "
+     "1e-50, which rounds to 0"),
     (("--epsilons", "abc"), "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got 'abc'"),
     (("--attacks", "pgd-linf", "--epsilons", "0.5"),
      "Error: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of its range; "
@@ -208,6 +208,7 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
      "Error: epsilon 1.17647 for the Linf attack fgsm is not on the [0, 1] pixel scale: Linf budgets are "
      "usually 1/255 to 16/255"),
     (("--attacks", "pgd-lnf"), "Error: unknown attack 'pgd-lnf'. Did you mean 'pgd-linf'?"),
+    (("--attacks", "FGSM"), "Error: unknown attack 'FGSM'. Did you mean 'fgsm'?"),  # (it listed them all)
     (("--attacks", "pgd-linf,pgd-l2", "--epsilons", "0.1"),
      "Error: `--epsilons` applies to every chosen attack, but they mix Linf and L2 budgets "
      "(pgd-linf: linf, pgd-l2: l2); choose attacks of one norm with --attacks"),
@@ -543,3 +544,17 @@ def test_the_foolbox_attacks_are_built_with_their_budgets():
     assert make_attack(AttackSpec("deepfool-l2", (0.5,)), 3).candidates == 3
     assert make_attack(AttackSpec("deepfool-l2", (0.5,)), 1000).candidates == DEFAULT_BUDGETS["deepfool-l2"][
         "candidates"]
+
+
+def test_an_epsilon_that_float32_keeps_is_taken():
+    """1e-45 rounds up to float32's smallest number (1.4e-45), and was refused as rounding to 0."""
+    import numpy as np
+
+    from robustbench_gcp.suites.attacks import parse_epsilon
+
+    for text in ("1e-45", "8e-46"):
+        assert parse_epsilon(text, "--epsilons") == float(text) and np.float32(float(text)) > 0
+    for text in ("7e-46", "1e-46", repr(2.0 ** -150)):  # to 0 in float32 (2**-150: the even neighbour)
+        assert np.float32(float(text)) == 0
+        with pytest.raises(ValueError, match="which rounds to 0"):
+            parse_epsilon(text, "--epsilons")

@@ -155,10 +155,11 @@ def epsilon_value(text: str, wanted: str = "a number") -> float:
         raise ValueError(f"should be {wanted} such as 0.5 or 2/255. Got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"should be finite and >= 0. Got {text}")
-    if value < 2.0 ** -149 and re.search(r"[1-9]", re.split(r"[eE]", text.split("/", 1)[0])[0]):
-        # the attacks perturb float32 images: below its smallest number a budget is 0
-        raise ValueError(f"should be 0 or at least 1.4e-45 (float32's smallest). Got {text}, which rounds "
-                         "to 0")
+    if value <= 2.0 ** -150 and re.search(r"[1-9]", re.split(r"[eE]", text.split("/", 1)[0])[0]):
+        # the attacks perturb float32 images: up to half its smallest number a budget rounds to 0
+        # (1e-45 rounds up to 1.4e-45; 2**-150 to 0, the even neighbour)
+        raise ValueError(f"should be 0 or above 7e-46 (half of float32's smallest number, 1.4e-45). Got "
+                         f"{text}, which rounds to 0")
     return value
 
 
