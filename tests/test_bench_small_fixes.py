@@ -453,3 +453,11 @@ def test_scaling_refuses_the_demo_data_for_another_datasets_suite(monkeypatch):
                              "ImageNet-style photographs: give --data, a folder of CIFAR-10 images\n")
     with pytest.raises(ConfigError, match="tinyimagenet-p' runs on Tiny-ImageNet images \\(64 px\\)"):
         process_scaling.scaling("demo-gap", random_weights=True, suite="tinyimagenet-p", device="cpu")
+
+
+def test_the_attack_bench_gives_no_advice_it_cannot_take():
+    """bench attack runs PGD-Linf alone: "use pgd-l2" named an attack it has no option for."""
+    result = run("bench", "attack", "--images", "4", "--repeats", "1", "--steps", "1", "--epsilon", "0.3")
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: epsilon 0.3 for the Linf attack pgd-linf would let every pixel move by "
+                             "30% of its range (Linf budgets are usually 1/255 to 16/255)\n")

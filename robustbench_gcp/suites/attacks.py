@@ -163,9 +163,11 @@ def epsilon_value(text: str, wanted: str = "a number") -> float:
     return value
 
 
-def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
+def check_epsilons(attack: str, epsilons: Sequence[float], *, other_attacks: bool = True) -> None:
     """Catch budgets on the wrong scale (epsilons are on the [0, 1] pixel scale), and two
-    budgets that reports would show alike (4/255 and 0.0156862745: two cells, one label)."""
+    budgets that reports would show alike (4/255 and 0.0156862745: two cells, one label);
+    ``other_attacks``: whether the caller may choose an L2 attack instead (``bench attack`` runs
+    PGD-Linf alone)."""
     shown: dict[str, float] = {}
     for eps in epsilons:
         text = format_epsilon(eps, ATTACKS[attack])
@@ -184,10 +186,10 @@ def check_epsilons(attack: str, epsilons: Sequence[float]) -> None:
             )
         if eps > 0.25:
             l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"
+            instead = f"; if you meant an L2 budget, use {l2} (" if other_attacks else " ("
             raise ConfigError(
                 f"epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
-                f"{eps:.0%} of its range; if you meant an L2 budget, use {l2} "
-                f"(Linf budgets are usually 1/255 to 16/255)"
+                f"{eps:.0%} of its range{instead}Linf budgets are usually 1/255 to 16/255)"
             )
 
 
