@@ -566,3 +566,15 @@ def test_a_figure_has_a_panel_per_cell_with_the_band_of_the_images(demo_val, tmp
     assert np.isin(np.round(np.concatenate([low, high]), 6), np.round(heights, 6)).all()
     with Image.open(tmp_path / "loss.png") as image:  # the panels shown, not the three hidden
         assert image.info["Axes"] == "5"
+
+
+def test_unquoted_etas_in_yaml_are_told_to_be_quoted(tmp_path):
+    """YAML 1.1 reads etas: 1:2:3 as 3723 (base 60): the message echoed a number never written."""
+    config = tmp_path / "c.yaml"
+    config.write_text("suites:\n  ls:\n    kind: landscape\n    at: pixels\n    etas: 1:2:3\n")
+    result = CliRunner().invoke(main, ["suites", "--config", str(config)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.stderr.rstrip().endswith("Got 3723; an unquoted A:B:K in YAML is a base-60 number: quote "
+                                           'it ("1:2:3")')
+    config.write_text('suites:\n  ls:\n    kind: landscape\n    at: pixels\n    etas: "1:2:3"\n')
+    assert CliRunner().invoke(main, ["suites", "--config", str(config)]).exit_code == 0

@@ -131,8 +131,11 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         low, high = number(parts[0]), number(parts[1])
         count_value = float(parts[2])
     except (TypeError, ValueError, ZeroDivisionError):
+        # YAML 1.1 reads an unquoted 1:2:3 as the base-60 integer 3723
+        sexagesimal = ("; an unquoted A:B:K in YAML is a base-60 number: quote it (\"1:2:3\")"
+                       if isinstance(value, int) and not isinstance(value, bool) else "")
         raise ConfigError(f"`{flag}` should be A:B:K (first step, last step, number of steps) such as "
-                          f"0.0004:0.3:50. Got {value!r}") from None
+                          f"0.0004:0.3:50. Got {value!r}{sexagesimal}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ConfigError(f"`{flag}` should hold finite step sizes. Got {value!r}")
     if not math.isfinite(count_value) or count_value != int(count_value) or count_value < 2:
