@@ -599,7 +599,8 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert ref.exit_code == 0, ref.output
     third = json.loads(ref.stdout)["comparisons"][2]
     assert third["reference"] == "demo-gap" and third["n_images"] == 30
-    assert "demo-isqrt has no results on these 30 images: the reference here is demo-gap" in third["notes"]
+    assert ("demo-isqrt is not in this comparison (it has no results on these 30 images): the reference here "
+            "is demo-gap") in third["notes"]
     # image sets are told apart in the wide CSV and the markdown titles too
     wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"])
     rows = csv.DictReader(io.StringIO(wide.stdout))
@@ -1201,3 +1202,18 @@ def test_a_comparison_says_what_its_own_means_average(demo_val, tmp_path):
     plain = CliRunner().invoke(main, ["report", *store, "--no-intervals"], env={"COLUMNS": "300"})
     text = " ".join(plain.stdout.split())
     assert "demo-gap: the means average 2 of the 15" in text and "demo-isqrt: the means average 1 of" in text
+
+
+def test_a_reference_made_another_way_on_the_same_images_is_said_so(demo_val, tmp_path):
+    """A 1000-class reference beside a 10-class model: its cells of the same images are another
+    table's (other labels); the note said it had no results on these images."""
+    result = CliRunner().invoke(main, [
+        "compare", "--model", "demo-gap", "--model", "torchvision:resnet18", "--random-weights", "--suite",
+        "imagenet-c", "--corruptions", "fog", "--severities", "3", "--reference", "torchvision:resnet18",
+        "--data", str(demo_val), "--class-order", "sorted", "--limit", "4", "--store", str(tmp_path / "s.db"),
+        "--format", "json"])
+    assert result.exit_code == 0, result.output
+    notes = [n for c in json.loads(result.stdout)["comparisons"] for n in c["notes"] if "not in this" in n]
+    assert notes and notes[0].startswith("torchvision:resnet18 is not in this comparison (its cells of these "
+                                         "images were made another way: imagenet-c (")
+    assert notes[0].endswith("): the reference here is demo-gap")

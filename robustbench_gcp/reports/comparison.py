@@ -224,8 +224,12 @@ def compare_reports(
         if named:
             ref = names.index(named[0])
         elif reference is not None:
-            notes.append(f"{reference} has no results on these {group[0].n_images} images: "
-                         f"the reference here is {names[0]}")
+            # on the same images, made another way (another source, another dataset's labels), or not
+            elsewhere = sorted({r.heading for r in reports if _named(reference, [r.model], reference_labels)
+                                and r.experiment[1] == experiment[1]})
+            why = (f"its cells of these images were made another way: {', '.join(elsewhere)}" if elsewhere
+                   else f"it has no results on these {group[0].n_images} images")
+            notes.append(f"{reference} is not in this comparison ({why}): the reference here is {names[0]}")
         notes += _other_draws(group, ref) + _one_run(group)
         designs = [get_suite(report.kind).design(results, _normalizer(report, results))
                    for report, results in zip(group, cells)]
