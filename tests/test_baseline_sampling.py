@@ -271,3 +271,17 @@ def test_the_same_baseline_command_again_writes_nothing(demo_val, tmp_path, monk
     other = cli("baseline", "--model", "demo-isqrt", "--name", "gapbase", *p_args(demo_val, store, 10),
                 code=2)
     assert "baseline 'gapbase' is already stored in" in other.stderr
+
+
+def test_a_stored_baseline_named_after_alexnet_says_why_it_normalizes_nothing(demo_val, tmp_path):
+    """--baseline alexnet,gb (README's order) on a 10-class model, gb lacking fog/5: no mCE, and the
+    only note was AlexNet's ("a run stored with gcp-robust baseline normalizes CE"), gb unnamed."""
+    store = tmp_path / "s.db"
+    imagenet_c = ("--suite", "imagenet-c", "--corruptions", "fog")
+    cli("baseline", "--model", "demo-gap", "--name", "gb", *p_args(demo_val, store, 10, "--severities", "3",
+                                                                     selection=imagenet_c))
+    for names in ("gb", "alexnet,gb"):
+        out = cli("eval", "--model", "demo-isqrt", "--baseline", names,
+                  *p_args(demo_val, store, 10, "--severities", "3,5", selection=imagenet_c))
+        assert any(n.startswith("CE left empty for fog: the stored baseline 'gb' has no complete cells made "
+                                "as this run's of fog/5") for n in out["notes"]), (names, out["notes"])

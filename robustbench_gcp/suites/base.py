@@ -349,9 +349,12 @@ class Suite:
         """The normalizer of the first of ``names`` (``--baseline``, comma-separated) that normalizes
         this suite's cells, else the first name's (whose report then says why it is unnormalized):
         ``alexnet,demo-gap`` gives ImageNet-C AlexNet's published errors and ImageNet-P the run
-        stored as demo-gap."""
+        stored as demo-gap. Where none normalizes every cell, a stored run named is preferred to a
+        published table (``alexnet,gb`` on a 10-class model: gb's report says which of its cells
+        are missing; AlexNet's only that it normalizes no other task)."""
         found = [self.normalizer(name, baselines, store, keys) for name in baseline_names(names)]
-        return next((n for n in found if self.normalizes(n)), found[0])
+        stored = (n for n in found if getattr(n, "run", None) is not None)
+        return next((n for n in found if self.normalizes(n)), next(stored, found[0]))
 
     def normalized_by_stored_run(self, dataset: DatasetInfo) -> bool:
         """Whether a run stored with ``gcp-robust baseline`` normalizes this suite's metrics on
