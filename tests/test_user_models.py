@@ -526,6 +526,26 @@ def test_the_library_refuses_a_name_that_is_not_text_and_a_model_of_none(tmp_pat
     assert not (tmp_path / "s.db").exists()
 
 
+def test_the_library_refuses_options_of_another_type_by_name(tmp_path):
+    """suite=None, dataset=10, checkpoint=123, data=3, config=3: TypeErrors from difflib, fetch or
+    pathlib, deep in the stack."""
+    import torch
+
+    from robustbench_gcp.errors import ConfigError
+
+    for option, value, what in (("suite", None, "a suite's name"), ("suite", 3, "a suite's name"),
+                                ("dataset", 10, "a dataset's name"), ("checkpoint", 123, "a path or URL"),
+                                ("data", 3, "a path"), ("config", 3, "a path or a Config"),
+                                ("baseline", None, "a baseline's name"), ("device", 0, "a device")):
+        kwargs = {"data": str(tmp_path), "store": str(tmp_path / "s.db"), option: value}
+        with pytest.raises(ConfigError, match=rf"^`{option}` should be {what}\. Got {value!r}$"):
+            evaluate("demo-gap", **kwargs)
+    assert not (tmp_path / "s.db").exists()
+    from robustbench_gcp.pipeline.planning import EvalOptions
+
+    EvalOptions(device=torch.device("cpu"), data=tmp_path).validate()  # a torch.device, a Path: taken
+
+
 def test_a_checkpoint_gone_between_plan_and_run_is_a_checkpoint_error(user_package, image_folder,
                                                                       gap_checkpoint, tmp_path):
     from robustbench_gcp import plan, run

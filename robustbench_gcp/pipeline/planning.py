@@ -123,6 +123,18 @@ class EvalOptions:
             raise ConfigError(f"`name` should be text: the name reports show. Got {self.label!r}")
         if not isinstance(self.store, (str, os.PathLike)):
             raise ConfigError(f"`store` should be the path of a store file. Got {self.store!r}")
+        # the library's keywords of other types ended in TypeErrors of difflib, fetch or pathlib
+        for name, kinds, what in (("suite", (str,), "a suite's name"),
+                                  ("dataset", (str, type(None)), "a dataset's name"),
+                                  ("config", (str, os.PathLike, Config, type(None)), "a path or a Config"),
+                                  ("checkpoint", (str, os.PathLike, type(None)), "a path or URL"),
+                                  ("data", (str, os.PathLike, type(None)), "a path"),
+                                  ("labels", (str, os.PathLike, type(None)), "a path"),
+                                  ("sha256", (str, type(None)), "text"),
+                                  ("device", (str, torch.device), "a device"),
+                                  ("baseline", (str,), "a baseline's name")):
+            if not isinstance(getattr(self, name), kinds):
+                raise ConfigError(f"`{name}` should be {what}. Got {getattr(self, name)!r}")
         if self.class_order is not None and self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
