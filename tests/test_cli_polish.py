@@ -452,6 +452,14 @@ def test_a_stdout_that_cannot_encode_the_tables_gets_stand_ins(demo_val, tmp_pat
         assert done.returncode == 0, done.stderr.decode()
         text = done.stdout.decode("cp1252")
         assert "d clean err" in text and "demo-isqrt" in text and "Traceback" not in done.stderr.decode()
+    # an ASCII stdout (LC_ALL=C without UTF-8 mode): the markdown came out in raw UTF-8, the table not
+    ascii_env = {**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    del ascii_env["PYTHONIOENCODING"]
+    for fmt in ("table", "markdown"):
+        done = subprocess.run([sys.executable, "-m", "robustbench_gcp", "report", "--store", str(store),
+                               "--format", fmt], env=ascii_env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stdout.isascii() and b"d clean err" in done.stdout, (fmt, done.stdout[:300])
 
 
 def test_tables_are_whole_on_a_dumb_terminal(monkeypatch):

@@ -63,8 +63,8 @@ def emit(
 
 def write_output(text: str, output: str | None) -> None:
     """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
-    if output is None:
-        _to_stdout(lambda: click.echo(text, nl=False))
+    if output is None:  # (click.echo rewraps an ASCII stdout as UTF-8: "Δ" came out raw under LC_ALL=C)
+        _to_stdout(lambda: sys.stdout.write(text))
         return
     if text and not text.endswith("\n"):
         text += "\n"
