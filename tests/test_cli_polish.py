@@ -640,13 +640,11 @@ def test_a_checkpoint_given_relative_is_recorded_absolute(demo_val, tmp_path, mo
     """The run recorded --checkpoint as typed (ck/demo-gap.pth) beside an absolute data folder: a
     report made in another working folder named a file that is not there."""
     import shutil
-    from pathlib import Path
 
-    import robustbench_gcp
+    from robustbench_gcp.config import load_config
 
     (tmp_path / "ck").mkdir()
-    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth",
-                    tmp_path / "ck" / "demo-gap.pth")
+    shutil.copyfile(load_config().model("demo-gap").checkpoint, tmp_path / "ck" / "demo-gap.pth")
     monkeypatch.chdir(tmp_path)
     made = CliRunner().invoke(main, ["eval", "-m", "demo-gap", "--checkpoint", "ck/demo-gap.pth", "--data",
                                      str(demo_val), "--class-order", "sorted", "--limit", "10", "--store",
@@ -662,14 +660,12 @@ def test_every_path_option_expands_the_home_folder(demo_val, tmp_path, monkeypat
     """--data '~/...' and -o expanded ~, --store, --config and --checkpoints did not: 'folder ~ of
     the store ~/x.db does not exist'."""
     import shutil
-    from pathlib import Path
 
-    import robustbench_gcp
+    from robustbench_gcp.config import load_config
 
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "ck").mkdir()
-    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth",
-                    tmp_path / "ck" / "gap.pth")
+    shutil.copyfile(load_config().model("demo-gap").checkpoint, tmp_path / "ck" / "gap.pth")
     (tmp_path / "b.yaml").write_text("models: {}\n")
     shown = CliRunner().invoke(main, ["suites", "--config", "~/b.yaml"])
     assert shown.exit_code == 0 and "no suites" in shown.stdout, shown.output

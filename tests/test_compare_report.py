@@ -1165,12 +1165,11 @@ def test_a_model_of_models_without_the_suites_results_is_named_in_a_note(demo_va
 def test_a_model_compared_with_a_copy_of_its_file_is_said_to_be_one_run(demo_val, tmp_path):
     """A byte-identical copy is one stored run: a Δ of 0 and "0 of 1 differ" were shown as a finding."""
     import shutil
-    from pathlib import Path
 
-    import robustbench_gcp
+    from robustbench_gcp.config import load_config
 
     copy = tmp_path / "copy.pth"
-    shutil.copyfile(Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth", copy)
+    shutil.copyfile(load_config().model("demo-gap").checkpoint, copy)
     result = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", f"demo-gap={copy}",
                                        "--model", "demo-isqrt", "--suite", "clean", "--data", str(demo_val),
                                        "--class-order", "sorted", "--store", str(tmp_path / "s.db"),

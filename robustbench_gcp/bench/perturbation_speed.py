@@ -21,7 +21,7 @@ import torch
 
 from robustbench_gcp.bench.photos import photos
 from robustbench_gcp.bench.timing import time_calls
-from robustbench_gcp.engine.device import out_of_memory, resolve_device
+from robustbench_gcp.engine.device import first_words, out_of_memory, resolve_device
 from robustbench_gcp.errors import ConfigError
 
 __all__ = ["measure", "model_speed", "sequence_speed"]
@@ -116,9 +116,8 @@ def _check_frames_fit(net: torch.nn.Module, model: str, crop_size: int, device: 
     except RuntimeError as error:
         if out_of_memory(error):
             raise
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"model {model} cannot classify {crop_size} px frames ({reason}): give a larger "
-                          "`--crop-size` (or `--size`)") from None
+        raise ConfigError(f"model {model} cannot classify {crop_size} px frames ({first_words(error)}): "
+                          "give a larger `--crop-size` (or `--size`)") from None
 
 
 def measure(

@@ -72,7 +72,7 @@ def write_output(text: str, output: str | None) -> None:
 
     stream = STANDARD_STREAMS.get(os.path.normpath(output))
     if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
-        _to_stdout(lambda: click.echo(text, nl=False, err=stream == 2), stream)
+        _to_stdout(lambda: (sys.stderr if stream == 2 else sys.stdout).write(text), stream)
         return
     problem = database_target(output)  # checked again: `-o` may name the store this run created
     if problem:

@@ -574,7 +574,7 @@ def _scalars(obj: Any) -> dict[str, Any]:
             if value.is_meta or value.is_quantized or value.layout != torch.strided:
                 continue  # no plain value to show
             # a float32 71.2 is 71.19999694824219 in float64: the shortest decimal of its own type
-            value = _shortest(value.item(), value.dtype) if value.is_floating_point() else value.item()
+            value = _shortest(value.item(), value.dtype)
         elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
             value = _shortest(value.item(), getattr(getattr(value, "dtype", None), "type", None))
         if isinstance(value, (str, int, float, bool)):

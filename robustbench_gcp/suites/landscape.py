@@ -118,10 +118,9 @@ def _number(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def landscape_entry(result: CellResult) -> dict:
-    """The JSON object of one landscape cell, from its stored per-image values."""
-    settings = settings_of(result.key)
-    per = summaries(result.extra, settings)
+def landscape_entry(result: CellResult, settings: LandscapeSettings, per: dict[str, np.ndarray]) -> dict:
+    """The JSON object of one landscape cell, from its per-image quantities ``per``
+    (:func:`~robustbench_gcp.suites.landscape_measure.summaries` of its stored values)."""
     mean = {name: _number(float(np.mean(per[name]))) for name in STATS}
     per_eta = [{"eta": float(eta), "mean_loss": _number(float(np.mean(per["losses"][:, k]))),
                 "mean_grad_change": _number(float(np.mean(per["changes"][:, k])))}
@@ -129,16 +128,14 @@ def landscape_entry(result: CellResult) -> dict:
     return {"at": settings.at, "direction": settings.direction, "n": result.n, "per_eta": per_eta, **mean}
 
 
-def _unmoved_note(result: CellResult) -> list[str]:
+def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str, np.ndarray]) -> list[str]:
     """A note where some images' steps changed neither their loss nor their gradient at all, their
     gradient not 0: in float32 no step moved X (``--etas 1e-12:2e-12:2``), so their loss band,
     gradient change and beta-smoothness are 0 by rounding, not a smooth landscape."""
-    settings = settings_of(result.key)
-    values = np.asarray(result.extra, dtype=np.float64)
-    k = settings.etas.count
     moved = settings.etas.values() > 0
-    losses, changes = values[:, 2:2 + k][:, moved], values[:, 2 + k:][:, moved]
-    still = (values[:, 1] > 0) & (changes == 0).all(axis=1) & (losses == values[:, :1]).all(axis=1)
+    losses, changes = per["losses"][:, moved], per["changes"][:, moved]
+    unchanged = (changes == 0).all(axis=1) & (losses == per["loss"][:, None]).all(axis=1)
+    still = (per["grad_norm"] > 0) & unchanged
     if not moved.any() or not still.any():
         return []
     cell = "clean" if not result.key.level else f"{result.key.name}/{result.key.level}"
@@ -341,8 +338,10 @@ class LandscapeSuite(Suite):
         for r in results:
             if not self.owns(r.key) or r.extra is None:
                 continue
-            notes += _unmoved_note(r)
-            entry = landscape_entry(r)
+            settings = settings_of(r.key)
+            per = summaries(r.extra, settings)  # once for the entry and the note
+            notes += _unmoved_note(r, settings, per)
+            entry = landscape_entry(r, settings, per)
             if r.key.level:
                 cells.append({"corruption": r.key.name, "severity": int(r.key.level), **entry})
             else:
