@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 
 from corruptions import blur, digital, noise, weather  # noqa: F401  (registers the corruptions)
-from corruptions._ops import new_output, work_images
+from corruptions._ops import new_output, without_autocast, work_images
 from corruptions._registry import (
     BENCHMARK,
     DIFFICULTIES,
@@ -84,6 +84,7 @@ __all__ = [
 ]
 
 
+@without_autocast
 def sample_parameters(
     images: torch.Tensor,
     name: str,
@@ -112,6 +113,7 @@ def sample_parameters(
     return spec.sampler(rng, work_images(images), level)
 
 
+@without_autocast
 def corrupt(
     images: torch.Tensor,
     name: str,

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -168,22 +169,50 @@ def gaussian_matrix(n: int, sigma: float, mode: str = "nearest", truncate: float
 # banded matrix products along an axis
 
 
+#: held while :func:`ieee_matmul` has changed the process-wide setting (threads share it)
+_MATMUL_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def ieee_matmul(x: torch.Tensor):
     """Float32 matrix products of CUDA tensors in IEEE float32 inside, whatever the caller set
     (``torch.set_float32_matmul_precision("high")``'s TF32 put spatter's values up to 89 levels,
-    elastic_transform's one, from the CPU's); the caller's setting is back on exit."""
+    elastic_transform's one, from the CPU's); the caller's setting is back on exit. The setting is
+    the process's: a lock keeps another thread's products from running, or restoring it, meanwhile."""
     matmul = torch.backends.cuda.matmul
     name, off = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
-    saved = getattr(matmul, name) if x.is_cuda and x.dtype == torch.float32 else off
-    if saved == off:
+    if not (x.is_cuda and x.dtype == torch.float32):
         yield
         return
-    setattr(matmul, name, off)
-    try:
-        yield
-    finally:
-        setattr(matmul, name, saved)
+    with _MATMUL_LOCK:
+        saved = getattr(matmul, name)
+        if saved == off:
+            yield
+            return
+        setattr(matmul, name, off)
+        try:
+            yield
+        finally:
+            setattr(matmul, name, saved)
+
+
+def without_autocast(function):
+    """``function(images, ...)`` (or a method's ``(self, images, ...)``) with autocast off on the
+    images' device: under a caller's
+    ``torch.autocast`` the corruptions' float32 matrix products and convolutions ran in bfloat16
+    or float16 (spatter up to 189 levels off, pixelate and elastic_transform a few), with
+    float32 results that did not show it."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        images = next((a for a in args if isinstance(a, torch.Tensor)), None)  # after a method's self
+        kind = images.device.type if images is not None else None
+        if kind is None or not torch.amp.is_autocast_available(kind) or not torch.is_autocast_enabled(kind):
+            return function(*args, **kwargs)
+        with torch.autocast(kind, enabled=False):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 class AxisMatrix:
@@ -473,91 +502,6 @@ def _kernel_spectrum(kernel, size_h, size_w, dtype, device):
 
 
 # --------------------------------------------------------------------------------------
-# resampling
-
-
-def zoom_center(x: torch.Tensor, factor: float, mode: str = "bilinear") -> torch.Tensor:
-    """The original ImageNet-C ``clipped_zoom``: zoom the centre by ``factor``, crop back.
-
-    Crop ``ceil(n / factor)`` pixels around the centre (top = (n - crop) // 2), zoom
-    them with scipy.ndimage.zoom's order-1 grid (output ``round(crop * factor)``
-    pixels, corners aligned) and keep the centred ``n`` pixels, per axis.
-
-    Args:
-        x: (B, C, H, W).
-        factor: zoom factor >= 1.
-    """
-    height, width = x.shape[-2:]
-    crop_h, crop_w = math.ceil(height / factor), math.ceil(width / factor)
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    out_h, out_w = int(round(crop_h * factor)), int(round(crop_w * factor))
-    crop = x[..., top : top + crop_h, left : left + crop_w]
-    zoomed = F.interpolate(crop, size=(out_h, out_w), mode=mode, align_corners=True)
-    trim_h, trim_w = (out_h - height) // 2, (out_w - width) // 2
-    return zoomed[..., trim_h : trim_h + height, trim_w : trim_w + width]
-
-
-def pil_box_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """(n_out, n_in) weights of PIL's ``Image.resize(..., Image.BOX)`` along one axis.
-
-    PIL (``precompute_coeffs``) gives output pixel i the input pixels j with
-    ``-0.5 < (j + 0.5 - centre_i) / filterscale <= 0.5`` (centre_i = (i + 0.5) * scale,
-    filterscale = max(scale, 1)), equally weighted. Down-sampling is thus a partition of
-    the input into blocks; up-sampling picks pixel ``floor((i + 0.5) * scale)``.
-    """
-    scale = n_in / n_out
-    filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
-    for i in range(n_out):
-        center = (i + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), n_in)
-        weights = []
-        for j in range(xmin, xmax):
-            arg = (j - center + 0.5) / filterscale
-            weights.append(1.0 if -0.5 < arg <= 0.5 else 0.0)
-        total = sum(weights)
-        for j, w in zip(range(xmin, xmax), weights):
-            if w:
-                matrix[i, j] = w / total
-    return matrix
-
-
-def _cv2_linear_taps(n_in: int, n_out: int, factor: float, edges: bool) -> tuple[torch.Tensor, ...]:
-    """OpenCV's INTER_LINEAR taps on one axis: the source offset (d + 0.5) / factor - 0.5 in float32,
-    its floor and fraction, both neighbours clamped to the axis, and the 11-bit weights each rounded
-    (half to even) from the float32 1 - f and f. With ``edges`` (its horizontal pass), an offset
-    below 0 or at the last pixel takes the edge pixel whole; rows are only clamped."""
-    position = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (1.0 / factor) - 0.5).float()
-    first = torch.floor(position)
-    fraction = position - first
-    first = first.to(torch.int64)
-    if edges:
-        outside = (first < 0) | (first >= n_in - 1)
-        fraction = torch.where(outside, 0.0, fraction)
-        first = first.clamp(0, n_in - 1)
-    return (first.clamp(0, n_in - 1), (first + 1).clamp(0, n_in - 1),
-            torch.round((1 - fraction) * 2048).to(torch.int64), torch.round(fraction * 2048).to(torch.int64))
-
-
-def resize_linear_uint8(pixels: torch.Tensor, factor: float) -> torch.Tensor:
-    """``cv2.resize(pixels, (0, 0), fx=factor, fy=factor)`` (INTER_LINEAR) of a (C, H, W) uint8 tensor,
-    on the CPU in OpenCV's fixed-point integers: output sides round(n factor) (half to even), rows
-    S0 a0 + S1 a1, then its vectorized vertical pass, ((b0 (r0 >> 4)) >> 16 + (b1 (r1 >> 4)) >> 16
-    + 2) >> 2 (its scalar path, (b0 r0 + b1 r1 + 2^21) >> 22, puts 11 % of the values of a 0.3
-    resize a level apart; the installed OpenCV gives the vectorized values throughout)."""
-    _, height, width = pixels.shape
-    x0, x1, a0, a1 = _cv2_linear_taps(width, round(width * factor), factor, edges=True)
-    y0, y1, b0, b1 = _cv2_linear_taps(height, round(height * factor), factor, edges=False)
-    values = pixels.cpu().to(torch.int64)
-    rows = values[..., x0] * a0 + values[..., x1] * a1
-    top = (b0[:, None] * (rows[:, y0] >> 4)) >> 16
-    bottom = (b1[:, None] * (rows[:, y1] >> 4)) >> 16
-    return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
-
-
-# --------------------------------------------------------------------------------------
 # colour
 
 
@@ -669,14 +613,23 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 def thread_map(fn, items: list) -> list:
-    """``[fn(i) for i in items]`` on a small thread pool (ops that release the GIL)."""
+    """``[fn(i) for i in items]`` on a small thread pool (ops that release the GIL), each item
+    under the caller's inference and grad modes."""
     global _POOL
     workers = max(1, min(torch.get_num_threads(), 8))
     if workers == 1 or len(items) < 2:
         return [fn(item) for item in items]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="corruptions")
-    return list(_POOL.map(fn, items))
+    # torch's modes are per thread: the workers take the caller's (an inference tensor made here
+    # could not be written in a worker outside inference mode)
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def run(item):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn(item)
+
+    return list(_POOL.map(run, items))
 
 
 @contextlib.contextmanager

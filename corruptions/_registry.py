@@ -24,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from corruptions._ops import new_output, work_images
+from corruptions._ops import new_output, without_autocast, work_images
 
 __all__ = [
     "BENCHMARK",
@@ -300,6 +300,7 @@ class Corruption:
         severity, preset = check_severity(severity), check_preset(preset)
         return Level(severity, preset, self.parameters[preset][severity - 1])
 
+    @without_autocast
     def apply(self, images: torch.Tensor, severity: int, params: Mapping[str, Any], *,
               preset: str = "imagenet") -> torch.Tensor:
         """The deterministic part at ``severity`` of ``preset``, unclipped: ``images`` as
@@ -311,7 +312,8 @@ class Corruption:
         Raises:
             TypeError, ValueError: ``images`` as :func:`corruptions.corrupt` refuses them (values
                 outside [0, 1] included).
-            ValueError: ``params`` drawn for another number of images, or lacking one.
+            ValueError: ``params`` drawn for another number of images, lacking one, or drawn for
+                images of another size that these do not fit.
         """
         check_images(images)
         level = self.level(severity, preset)
@@ -320,6 +322,7 @@ class Corruption:
             return images.detach().clone(memory_format=torch.contiguous_format)
         x = work_images(images)
         fitted = {key: _fit_draw(self.name, key, value, x) for key, value in params.items()}
+        self._check_draw_shapes(x, severity, preset, fitted)
         try:
             out = self.applier(x, level, fitted)
         except KeyError as missing:
@@ -328,12 +331,52 @@ class Corruption:
         out = new_output(out, images)
         return out if out.dtype == images.dtype else out.to(images.dtype)
 
+    def _check_draw_shapes(self, x: torch.Tensor, severity: int, preset: str,
+                           params: Mapping[str, Any]) -> None:
+        """Each drawn tensor of the shape a draw for these images has (torch's "The size of tensor
+        a (32) must match the size of tensor b (48)" named neither the draw nor the cause)."""
+        height, width = x.shape[-2:]
+        expected = _draw_shapes(self, severity, preset, height, width)
+        for key, shape in expected.items():
+            value = params.get(key)
+            if isinstance(value, torch.Tensor) and tuple(value.shape[1:]) != shape:
+                raise ValueError(f"{self.name}: `params` were drawn for images of another size: {key!r} is "
+                                 f"{tuple(value.shape[1:])} an image, a draw for these {height}x{width} "
+                                 f"images {shape}: draw them for these images (sample_parameters)")
+
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> dict[str, Any]:
         """The random parameters (``{}`` for a deterministic corruption)."""
         if self.sampler is None:
             return {}
         return self.sampler(rng, images, self.level(severity, preset))
+
+
+_DRAW_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
+
+
+def _draw_shapes(spec: Corruption, severity: int, preset: str, height: int, width: int) -> dict[str, tuple]:
+    """The shape of one image's draws (name -> shape) for ``height`` x ``width`` images: drawn once
+    on the "meta" device, which holds no values. Empty where the draw reads values (impulse_noise's
+    counts), which meta tensors have not."""
+    key = (spec.name, severity, preset, height, width)
+    shapes = _DRAW_SHAPES.get(key)
+    if shapes is None:
+        from corruptions._rng import ImageRandom
+
+        shapes = {}
+        if spec.random:
+            try:
+                drawn = spec.sample(ImageRandom(1, torch.device("meta")),
+                                    torch.empty(1, 3, height, width, device="meta"), severity, preset=preset)
+            except (RuntimeError, NotImplementedError):  # a value read: .item() of a meta tensor
+                drawn = {}
+            shapes = {k: tuple(v.shape[1:]) for k, v in drawn.items()
+                      if isinstance(v, torch.Tensor) and v.ndim}
+        if len(_DRAW_SHAPES) > 1024:
+            _DRAW_SHAPES.clear()
+        _DRAW_SHAPES[key] = shapes
+    return shapes
 
 
 def _fit_draw(name: str, key: str, value: Any, images: torch.Tensor) -> Any:

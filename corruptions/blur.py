@@ -21,9 +21,9 @@ from corruptions._ops import (
     symmetric_correlate,
     true_div,
     uint8_levels,
-    zoom_center,
 )
 from corruptions._registry import PRESETS, Corruption, Level, presets, register
+from corruptions._resample import zoom_center
 from corruptions._rng import ImageRandom
 
 GAUSSIAN_BLUR = (1, 2, 3, 4, 6)

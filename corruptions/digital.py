@@ -16,7 +16,6 @@ from corruptions._ops import (
     grid_doubles,
     hsv_factors,
     on_grid,
-    pil_box_matrix,
     quiet_torchvision_io,
     rgb_to_hsv,
     thread_map,
@@ -24,6 +23,7 @@ from corruptions._ops import (
     uint8_levels,
 )
 from corruptions._registry import Corruption, Level, presets, register
+from corruptions._resample import pil_box_matrix
 from corruptions._rng import ImageRandom
 
 CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)

@@ -222,6 +222,10 @@ def _original_frost(image, severity: int):
     texture = cv2.imread(os.path.join(frost_directory(), FROST_FILES[index]))
     img = np.asarray(image)
     height, width = img.shape[:2]
+    if height >= texture.shape[0] or width >= texture.shape[1]:  # NumPy's "high <= 0" in the original
+        raise ValueError(f"frost (follow_original=True): the original crops its texture at native size, "
+                         f"and {FROST_FILES[index]} ({texture.shape[0]}x{texture.shape[1]}) holds no "
+                         f"{height}x{width} crop; the port and imagecorruptions' frost scale it")
     top = np.random.randint(0, texture.shape[0] - height)
     left = np.random.randint(0, texture.shape[1] - width)
     crop = texture[top : top + height, left : left + width][..., ::-1]
@@ -556,6 +560,12 @@ def reference_with_draws(
         )
     function = _reference_function(name, preset, follow_original)
     batch, _, height, width = images.shape
+    from corruptions.weather import frost_scale
+
+    if name == "frost" and preset == "imagenet" and frost_scale(height, width, preset) != 1.0:
+        raise ValueError(f"frost: the original crops its textures at native size, the port scales them by "
+                         f"max(H, W) / 224 ({height}x{width} here): their draws pair for images whose larger "
+                         f"side is 224 only")
     seeds = _seed_list(seed, batch)
     pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
     pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()

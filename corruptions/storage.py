@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-from corruptions._ops import true_div_
+from corruptions._ops import true_div_, without_autocast
 from corruptions._registry import check_images, check_range
 
 __all__ = ["STORAGE_QUALITY", "from_uint8", "storage_roundtrip", "truncate_to_uint8"]
@@ -50,6 +50,7 @@ def truncate_to_uint8(images: torch.Tensor) -> torch.Tensor:
     return work.mul_(255).add_(tolerance).floor_().clamp_(0, 255).to(torch.uint8)
 
 
+@without_autocast
 def storage_roundtrip(images: torch.Tensor, quality: int | None = 85, *,
                       check_values: bool = True) -> torch.Tensor:
     """Pass corrupted images through the ImageNet-C storage: uint8 truncation, JPEG q85.

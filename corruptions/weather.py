@@ -19,14 +19,13 @@ from corruptions._ops import (
     hsv_factors,
     on_grid,
     quiet_torchvision_io,
-    resize_linear_uint8,
     rgb_to_gray,
     rgb_to_hsv,
     true_div,
     uint8_levels,
-    zoom_center,
 )
 from corruptions._registry import PRESET_SIZES, Corruption, Level, presets, register
+from corruptions._resample import resize_linear_uint8, zoom_center
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur, motion_blur_levels
 
@@ -234,7 +233,7 @@ def frost_textures(height: int, width: int, device: torch.device,
     max(H, W) / 224 (bilinear, antialiased), so the frost covers the same fraction
     of the image. CIFAR-10-C and Tiny-ImageNet-C: resized as their scripts do
     (:func:`frost_scale`; ``cv2.resize``'s fixed-point bilinear on the uint8 texture:
-    :func:`~corruptions._ops.resize_linear_uint8`). Enlarged further if a texture would be smaller
+    :func:`~corruptions._resample.resize_linear_uint8`). Enlarged further if a texture would be smaller
     than the image.
     Cached per (preset, scale, device).
     """
@@ -307,10 +306,13 @@ def _frost(x: torch.Tensor, level: Level, params: dict) -> torch.Tensor:
     height, width = x.shape[-2:]
     if x.device.type == "cpu":  # slices are faster here, and the values are already on the host
         textures = frost_textures(height, width, x.device, level.preset)
-        frost = torch.stack([
-            textures[i][:, t : t + height, l : l + width]
-            for i, t, l in zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
-        ])
+        where = zip(params["index"].tolist(), params["top"].tolist(), params["left"].tolist())
+        crops = [textures[i][:, t : t + height, l : l + width] for i, t, l in where]
+        if any(crop.shape[-2:] != (height, width) for crop in crops):  # else torch.stack's "equal size"
+            raise ValueError(f"frost: `params` place a crop beyond its texture for these {height}x{width} "
+                             f"images: were they drawn for images of another size? Draw them for these "
+                             f"images (sample_parameters)")
+        frost = torch.stack(crops)
     else:
         frost = frost_crops(frost_stack(height, width, x.device, level.preset), params, height, width)
     # the original's arithmetic: np.clip(c0 x + c1 frost, 0, 255) on the uint8 values, in float64,

@@ -200,7 +200,8 @@ def comparison_pairs(frames: int, *, mode: str, difficulty: int = 1) -> tuple[li
     difficulty = check_integer("difficulty", difficulty, error=ValueError)
     step = 1 if mode == "noise" else difficulty
     if frames <= step:
-        raise ValueError(f"a video needs more than {step} frames for mode {mode!r}. Got {frames}")
+        raise ValueError(f"a video needs more than {step} frame{'s' if step > 1 else ''} for mode "
+                         f"{mode!r}. Got {frames}")
     if mode == "noise":
         return [0] * (frames - 1), list(range(1, frames))
     return list(range(0, frames - step)), list(range(step, frames))
@@ -237,8 +238,10 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
                             f"{type(logits).__name__}: {error}") from None
         if bool(torch.isnan(logits).any()):  # on the CPU (a tensor on a device is the caller's to check)
             raise ValueError("`logits` holds NaN values: no ranking of them is defined")
-    if logits.ndim != 3:
-        raise ValueError(f"`logits` should have shape (V, T, K). Got {tuple(logits.shape)}")
+    if logits.ndim != 3 or logits.shape[-1] == 0:
+        raise ValueError(f"`logits` should have shape (V, T, K), K >= 1 classes. Got {tuple(logits.shape)}")
+    if logits.is_complex():  # cast to real: the imaginary part dropped, with a warning only
+        raise TypeError(f"`logits` should be real numbers. Got {logits.dtype}")
     if logits.dtype != torch.float64:
         logits = logits.float()
     videos, frames, classes = logits.shape

@@ -1203,6 +1203,31 @@ def test_a_comparison_says_what_its_own_means_average(demo_val, tmp_path):
     assert "demo-gap: the means average 2 of the 15" in text and "demo-isqrt: the means average 1 of" in text
 
 
+def test_two_comparisons_notes_on_their_means_say_whose_table(demo_val, tmp_path):
+    """Two comparisons (20 and 10 images) whose means average 1 and 2 corruptions: the terminal's
+    notes beneath both tables said "the means average 1 of the 15" and "... 2 of the 15", unprefixed."""
+    store = ["--store", str(tmp_path / "s.db")]
+    common = ["--data", str(demo_val), "--class-order", "sorted", *store, "--suite", "imagenet-c",
+              "--severities", "1", "--workers", "0"]
+    for model, corruptions, limit in (("demo-gap", "fog,contrast", "20"), ("demo-isqrt", "fog", "20"),
+                                      ("demo-gap", "fog,contrast,brightness", "10"),
+                                      ("demo-isqrt", "fog,contrast", "10")):
+        done = CliRunner().invoke(main, ["eval", "-m", model, "--corruptions", corruptions, "--limit", limit,
+                                         *common])
+        assert done.exit_code == 0, done.output
+    shown = CliRunner().invoke(main, ["report", *store], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    heading = "imagenet-c (torch, JPEG round trip, 10 classes)"
+    assert f"note: {heading}, 20 images: the means average 1 of the 15" in text
+    assert f"note: {heading}, 10 images: the means average 2 of the 15" in text
+    assert "note: the means average" not in text
+    # markdown puts each comparison's notes beneath its table, and says none of them twice
+    markdown = CliRunner().invoke(main, ["report", *store, "--format", "markdown"]).stdout
+    assert markdown.count("the means average 1 of the") == markdown.count("the means average 2 of the") == 1
+    assert f"{heading}, 20 images: the means" not in markdown
+
+
 def test_a_reference_made_another_way_on_the_same_images_is_said_so(demo_val, tmp_path):
     """A 1000-class reference beside a 10-class model: its cells of the same images are another
     table's (other labels); the note said it had no results on these images."""

@@ -567,7 +567,7 @@ def test_frost_textures_are_cv2_resizes(preset, scale):
 def test_resize_linear_uint8_is_cv2s_on_odd_sizes(factor):
     """Random values and odd sides (edges, clamped rows). Not at factor 0.5 exactly, where
     OpenCV switches to its 2 x 2 area average (frost never resizes by 0.5 at the presets' sizes)."""
-    from corruptions._ops import resize_linear_uint8
+    from corruptions._resample import resize_linear_uint8
 
     pixels = np.random.default_rng(int(factor * 100)).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     ours = resize_linear_uint8(torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), factor)

@@ -559,3 +559,30 @@ def test_an_empty_or_broken_test_batch_is_named_not_taken_for_an_image_folder(tm
     hundred.mkdir()
     (hundred / "test").write_text("not a pickle")  # `test` in CIFAR-100's own folder is its test set
     assert is_cifar_source(hundred)
+
+
+def test_released_sequences_of_none_are_refused_and_a_run_of_no_images_is_not_stored(tmp_path):
+    """A CIFAR-10-P file of 0 sequences was taken: a run of 0 images went into the store, whose
+    every `report` then called the row damaged."""
+    from robustbench_gcp.data.array_files import check_released_sequences
+    from robustbench_gcp.store import Store
+
+    np.save(tmp_path / "rotate.npy", np.zeros((0, 31, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match=r"rotate\.npy holds 0 sequences; a released CIFAR-10-P file holds "
+                                        r"one per test image$"):
+        check_released_sequences([(tmp_path / "rotate.npy", 31)], 32)
+    with Store(tmp_path / "s.db") as store:
+        for n_images, shard_size in ((0, 500), (10, 0)):
+            with pytest.raises(ValueError, match="should be positive integers"):
+                store.run({"model": "m"}, model="m", arch="m", checkpoint=None, data=None,
+                          n_images=n_images, shard_size=shard_size)
+        assert store.runs() == []
+
+
+def test_a_file_that_is_no_npy_is_said_so(released):
+    """Its bytes were read by NumPy as pickled data, which advised loading it unsafely."""
+    path = released[0] / "snow.npy"
+    path.write_bytes(b"hello world" * 10)
+    with pytest.raises(DataError, match=r"snow\.npy as a \.npy array: it is not a \.npy file \(it does not "
+                                        r"start with NumPy's magic bytes\)$"):
+        check_released_npy(released[0], ["snow"])

@@ -110,9 +110,14 @@ def test_pairs_and_errors():
     assert comparison_pairs(2, mode="noise", difficulty=3) == ([0], [1])
     assert comparison_pairs(3, mode="sequential", difficulty=2) == ([0], [2])
     for frames, mode, difficulty in ((1, "noise", 1), (2, "sequential", 2)):
-        said = f"a video needs more than {difficulty} frames for mode '{mode}'"
-        with pytest.raises(ValueError, match=said):
+        said = f"a video needs more than {difficulty} frame{'s' if difficulty > 1 else ''} for mode '{mode}'"
+        with pytest.raises(ValueError, match=said + "[.]"):
             comparison_pairs(frames, mode=mode, difficulty=difficulty)
+    # no classes: an IndexError from argmax; complex: cast to real with a warning only
+    with pytest.raises(ValueError, match=r"shape \(V, T, K\), K >= 1 classes\. Got \(2, 31, 0\)"):
+        flip_stats(torch.randn(2, 31, 0), mode="noise")
+    with pytest.raises(TypeError, match="`logits` should be real numbers. Got torch.complex64"):
+        flip_stats(torch.randn(2, 31, 3, dtype=torch.cfloat), mode="noise")
     with pytest.raises(ValueError, match="`mode` should be 'noise' or 'sequential'. Got 'flip'"):
         flip_stats(torch.zeros(1, 5, 10), mode="flip")
     with pytest.raises(ValueError, match="`difficulty` should be a positive integer. Got 0"):

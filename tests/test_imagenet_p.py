@@ -323,6 +323,25 @@ def test_every_released_folder_has_frames_of_the_benchmarks_size_before_compute(
         "--corrupted-dir the right folder?")
 
 
+def test_every_released_folder_has_videos_of_the_perturbations_length_before_compute(demo_val, tmp_path):
+    """A translate folder of 31-frame videos (rotate's) failed when its turn came, after rotate was
+    computed, and told to replace that one file."""
+    images = scan_folder(demo_val, class_order="sorted").limit(4)
+    released = tmp_path / "ImageNet-P"
+    for name in images.names:
+        stem = name.rsplit(".", 1)[0]
+        write_mp4(released / "rotate" / f"{stem}.mp4", moving_blocks(31))
+        write_mp4(released / "translate" / f"{stem}.mp4", moving_blocks(31))
+    first = sorted((released / "translate").glob("*/*.mp4"))[0]
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", *map(str, p_args(
+        demo_val, tmp_path / "s.db", "--perturbations", "rotate,translate", "--corrupted-dir", released,
+        "--limit", "4"))])
+    assert result.exit_code == 1 and not (tmp_path / "s.db").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: released video {first} has 31 frames, but ImageNet-P's translate videos have 41: is "
+        "--corrupted-dir the right folder?")
+
+
 def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     store = tmp_path / "s.db"
     selection = ("--perturbations", "translate,rotate,brightness")

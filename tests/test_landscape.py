@@ -187,6 +187,12 @@ def test_a_corruption_cell_is_the_landscape_of_the_imagenet_c_images(demo_val, t
     assert (cell["corruption"], cell["severity"], cell["n"]) == ("gaussian_noise", 3, 6)
     assert cell["loss"] == pytest.approx(expected[:, 0].mean(), rel=1e-4)
     assert data["landscape"]["n"] == 6 and data["storage_roundtrip"] is True
+    # Markdown's detail table has the corrupted cell beside the clean images (it had the clean only)
+    from robustbench_gcp.reports.many_reports import detail_markdown
+
+    rows = [line for line in detail_markdown([report]).splitlines() if line.startswith("| demo-isqrt")]
+    assert [row.split("|")[2].strip() for row in rows] == ["clean", "gaussian_noise/3"]
+    assert f"{cell['loss']:.4g}" in rows[1]
 
 
 def test_corrupted_cells_made_otherwise_are_not_paired(demo_val, tmp_path):
@@ -429,7 +435,7 @@ def test_compare_pairs_the_models_and_report_and_plots_come_from_the_store(demo_
     assert csv.exit_code == 0 and "loss_band" in csv.stdout.splitlines()[0]
     markdown = CliRunner().invoke(main, ["report", "--store", store, "--format", "markdown",
                                          "--resamples", "200"])
-    assert markdown.exit_code == 0 and "Loss landscape (clean images" in markdown.stdout
+    assert markdown.exit_code == 0 and "Loss landscape (per-image means)" in markdown.stdout
 
 
 def test_the_bench_command_prints_the_ratio_and_both_paths_agree():

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from corruptions._ops import host_to_device, new_output, true_div_, work_images
+from corruptions._ops import host_to_device, new_output, true_div_, without_autocast, work_images
 from corruptions._registry import (
     DIFFICULTIES,
     NOISE_PERTURBATIONS,
@@ -278,6 +278,7 @@ def _zero_outside(x: torch.Tensor, sizes: tuple[tuple[int, int], ...]) -> torch.
     return x * (inside[:, 0, None, :, None] & inside[:, 1, None, None, :])
 
 
+@without_autocast
 def perturbation_sequence(
     images: torch.Tensor,
     name: str,

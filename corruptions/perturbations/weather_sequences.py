@@ -19,9 +19,9 @@ from corruptions._ops import (
     rgb_to_gray,
     rgb_to_hsv,
     true_div,
-    zoom_center,
 )
 from corruptions._registry import Perturbation, presets, register_perturbation
+from corruptions._resample import zoom_center
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur_levels
 from corruptions.perturbations._sequence import Job, finish

@@ -310,7 +310,7 @@ model_options = _compose(
                       "mean and std (R:G:B), e.g. resize_size=342,input_size=299. Default: the module's "
                       "own pretrained_cfg; for torchvision:<name> its published weights' where they all "
                       "share one (inception_v3 342/299, efficientnet_b4 384/380 bicubic); else ImageNet's "
-                      "(resize 256, crop 224, bilinear)."),
+                      "(resize 256, crop 224, bilinear); the keys not given keep those."),
 )
 
 #: the --model help of eval and baseline

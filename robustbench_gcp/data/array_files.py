@@ -258,6 +258,14 @@ def _row_list(root: Path, labels: np.ndarray, classes: tuple[str, ...], reader: 
 def _open_npy(path: Path) -> np.ndarray:
     """Memory-map a .npy file (header read, no pixels); never unpickles."""
     try:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+    except OSError as error:
+        raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
+    if magic != b"\x93NUMPY":  # NumPy took other bytes for pickled data, and advised allow_pickle
+        raise DataError(f"cannot read {path} as a .npy array: it is not a .npy file (it does not start "
+                        f"with NumPy's magic bytes)")
+    try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:  # not .npy, truncated, pickled objects
         raise DataError(f"cannot read {path} as a .npy array: {str(error)[:200]}") from None
@@ -311,6 +319,8 @@ def check_released_sequences(files: Sequence[tuple[Path, int]], side: int, name:
         if array.dtype != np.uint8 or array.shape[1:] != (frames, side, side, 3):
             raise DataError(f"{path} has {array.dtype} shape {array.shape}; a released {name} file holds "
                             f"one sequence per test image: uint8 (N, {frames}, {side}, {side}, 3)")
+        if array.shape[0] == 0:  # else a run of 0 images went into the store, which report then refused
+            raise DataError(f"{path} holds 0 sequences; a released {name} file holds one per test image")
         if first is None:
             first = (path, array.shape[0])
         elif array.shape[0] != first[1]:

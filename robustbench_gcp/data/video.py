@@ -21,12 +21,14 @@ from robustbench_gcp.data.loader import shard_loader, started
 from robustbench_gcp.errors import DataError, counted
 
 
-def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
+def check_frame_size(folder: Path, size: int, benchmark: str, frames: int | None = None) -> None:
     """The first video of a released folder has frames of ``size`` px, the benchmark's (read as
-    they are, whatever the model's input size), before any compute.
+    they are, whatever the model's input size), and ``frames`` of them where its header counts
+    them, before any compute (a folder of 31-frame videos for a 41-frame perturbation failed when
+    its turn came, telling to replace that one file).
 
     Raises:
-        DataError: naming the file, its frame size and the size expected.
+        DataError: naming the file, its frame size or count and the one expected.
     """
     import av
 
@@ -39,11 +41,15 @@ def check_frame_size(folder: Path, size: int, benchmark: str) -> None:
         with av.open(str(first)) as container:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
+            counted_frames = stream.frames  # the container's count; 0 where it keeps none
     except (av.error.FFmpegError, ValueError, IndexError, AttributeError):  # (no decoder: no codec_context)
         return  # an unreadable file is named when it is read
     if (width, height) != (size, size):
         raise DataError(f"released video {first} has frames of {width}x{height} px, but {benchmark}'s are "
                         f"{size}x{size}: is --corrupted-dir the right folder?")
+    if frames is not None and counted_frames and counted_frames != frames:
+        raise DataError(f"released video {first} has {counted(counted_frames, 'frame')}, but {benchmark}'s "
+                        f"{folder.name} videos have {frames}: is --corrupted-dir the right folder?")
 
 
 def read_video(path: str | Path, *, frames: int | None = None, size: int | None = None) -> np.ndarray:

@@ -72,9 +72,9 @@ class ExternalSource:
             then, as for registry models, a checkpoint or ``--random-weights`` is needed.
         takes_classes: ``build`` takes ``num_classes=`` (torchvision architectures: a checkpoint's
             classifier says how many, e.g. 100 for CIFAR-100).
-        own_preprocess: none was given: the built module's own ``pretrained_cfg`` (a
-            :class:`PreprocessConfig`, a dict of its keys, or timm's dict) wins over
-            ``preprocess`` when it has one.
+        own_preprocess: none, or some keys only, were given: the built module's own
+            ``pretrained_cfg`` (a :class:`PreprocessConfig`, a dict of its keys, or timm's dict)
+            wins over ``preprocess`` when it has one, under the keys given (``preprocess_given``).
         note: what reports should say of the preprocessing chosen (a torchvision architecture
             whose published weights differ in theirs), or "".
     """
@@ -86,20 +86,27 @@ class ExternalSource:
     takes_classes: bool = False
     own_preprocess: bool = False
     note: str = field(default="", compare=False)
+    preprocess_given: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
-                      model: nn.Module | None = None) -> PreprocessConfig:
+                      model: nn.Module | None = None, *,
+                      base: PreprocessConfig | None = None) -> PreprocessConfig:
     """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
     ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
     ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, a dict of those keys, or timm's dict
-    (:func:`_timm_preprocess`), else ImageNet's. Checked whichever it is.
+    (:func:`_timm_preprocess`), else ImageNet's. A dict's missing keys are those of ``base``, else
+    of what the module would have without it (``mean=`` alone kept ImageNet's 256 / 224 for a
+    module made for 73 / 64, which then erred on 60 % of its images). Checked whichever it is.
 
     Raises:
         ConfigError: an unknown key or a bad value.
     """
     what = "preprocess"
     known = {f.name for f in fields(PreprocessConfig)}
+    if isinstance(given, Mapping) and not set(given) >= known and not set(given) - known:
+        below = base if base is not None else preprocess_config(None, model)
+        given = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
         ours = isinstance(own, PreprocessConfig) or (  # or a dict of this tool's keys, as preprocess=
@@ -259,8 +266,12 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         # could not tell, and those weights gave other logits without the input transform)
         # init_weights: their builders' default, said so that they do not warn the user about it
         options = {"transform_input": True, "init_weights": True} if name in TRANSFORM_INPUT else {}
-        published = _torchvision_configs(name) if preprocess is None else []  # read once
-        chosen = preprocess_config(preprocess if preprocess is not None else _shared(published))
+        published = _torchvision_configs(name)  # read once
+        shared = _shared(published)
+        # the keys not given: those of the published weights' preprocessing
+        chosen = preprocess_config(preprocess if preprocess is not None else shared, base=shared)
+        if preprocess is not None:
+            published = []  # no note: the user chose
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
             options["image_size"] = chosen.input_size
         def build(**sizes) -> nn.Module:
@@ -307,7 +318,9 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
                               f"torch.nn.Module{alone}")
         return made
 
-    return ExternalSource(ref, build, preprocess_config(preprocess), own_preprocess=preprocess is None)
+    some = preprocess if isinstance(preprocess, Mapping) else None  # the module's own cfg fills the rest
+    return ExternalSource(ref, build, preprocess_config(preprocess),
+                          own_preprocess=preprocess is None or some is not None, preprocess_given=some)
 
 
 #: the hint for a user's module that exits (sys.exit, argparse) while imported or building the model
@@ -476,7 +489,7 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
     own = getattr(model, "pretrained_cfg", None)
     if source.own_preprocess and isinstance(own, (PreprocessConfig, Mapping)):
         try:
-            cfg = preprocess_config(None, model)
+            cfg = preprocess_config(source.preprocess_given, model)
         except ConfigError as error:
             raise ConfigError(f"`--model {source.ref}`: {error} (or give --preprocess)") from None
     return BroughtModel(model, label, output_classes(model, cfg.input_size, source.ref), cfg).eval()

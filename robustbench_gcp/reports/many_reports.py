@@ -259,7 +259,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             parts += [to_markdown(rows, columns, title=name)  # under the title's heading
                       for name, (rows, columns) in experiment_tables(reports).items()]
         parts.append(detail_markdown(reports))
-        told = {note for c in comparisons for note in c.get("notes", [])}
+        told = {_note_of_comparison(note, c, comparisons) for c in comparisons for note in c.get("notes", [])}
         parts += [f"Note: {markdown_text(note)}\n"
                   for note in all_notes(reports, comparisons) if note not in told]
         return "\n".join(parts)
@@ -313,6 +313,15 @@ def _table_of(report: Report, headings: Sequence[str]) -> str:
     return f"{report.heading}, {report.n_images} images of {report.data or 'the released files'}{images}"
 
 
+def _note_of_comparison(note: str, comparison: dict, comparisons: Sequence[dict]) -> str:
+    """A comparison's note on what its means average, prefixed with the table it is of
+    (``imagenet-c (...), 20 images: the means average 1 of ...``) where another comparison shown
+    says otherwise."""
+    if not note.startswith(COVERAGE_NOTES) or all(note in c.get("notes", []) for c in comparisons):
+        return note
+    return f"{comparison_heading(comparison)}, {comparison_images(comparison, comparisons)}: {note}"
+
+
 def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:
     """Every note of the reports and comparisons once, sorted; a report's note that not every
     report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
@@ -321,7 +330,7 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     source or image set) that lack the note, which table: ``resnet18-gap (imagenet-c
     (released)): ...``. A compared report's note on what its means average is left to its
     comparison, whose figures average the cells every compared model has (:data:`COVERAGE_NOTES`)."""
-    notes = {note for c in comparisons for note in c.get("notes", [])}
+    notes = {_note_of_comparison(note, c, comparisons) for c in comparisons for note in c.get("notes", [])}
     # what a compared model's means average is the comparison's to say: of the cells every model has
     compared = {(m["model"], c["suite"], c.get("source"), c.get("n_images"), c.get("data_fingerprint"))
                 for c in comparisons for m in c["models"]}

@@ -184,7 +184,15 @@ class Store:
         n_images: int,
         shard_size: int,
     ) -> RunInfo:
-        """Find the run with this identity, or create it (its model label becomes ``model``)."""
+        """Find the run with this identity, or create it (its model label becomes ``model``).
+
+        Raises:
+            ValueError: ``n_images`` or ``shard_size`` below 1 (such a row is refused on reading:
+                written, it stopped every ``report`` of the store).
+        """
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (n_images, shard_size)):
+            raise ValueError(f"a run needs images and shards: n_images {n_images!r} and shard_size "
+                             f"{shard_size!r} should be positive integers")
         text = canonical_json(identity)
         key = hashlib.sha256(text.encode()).hexdigest()[:32]
         row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()

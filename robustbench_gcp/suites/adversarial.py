@@ -414,6 +414,7 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
     # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike)
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False,
                              sharey=True)
+    lowest = 100.0
     for ax, attack in zip(axes.flat, attacks):
         norm = "linf"
         for i, r in enumerate(reports):  # a model keeps its colour in every panel
@@ -430,10 +431,13 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
             scale = 255 if norm == "linf" else 1
             ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
                     label=r.model, color=model_color(i, len(reports)))
+            lowest = min(lowest, *(100 * y for y in ys))
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
-        ax.set_ylim(top=100.5)
         ax.grid(alpha=0.3)
+    # once, after every panel: set in the loop, the shared scale froze at the first panel's range
+    # (PGD's lower points, drawn in a later panel, fell below it)
+    axes.flat[0].set_ylim(max(-0.5, lowest - 0.05 * (100.5 - lowest)), 100.5)
     axes.flat[0].set_ylabel("robust accuracy (%)")
     handles = [plt.Line2D([], [], marker="o", markersize=3, color=model_color(i, len(reports)))
                for i in range(len(reports))]

@@ -342,8 +342,8 @@ class ImageNetPSuite(LevelledSuite):
                       "mean_top5_distance": ("mean T5D", 1.0, ".3f")}
     flags = (
         *LevelledSuite.flags,
-        Flag("perturbations", "ImageNet-P perturbations (names or test, validation, all). "
-             "Default: the suite's.", metavar="A,B"),
+        Flag("perturbations", "ImageNet-P perturbations (names or test, validation, all; cifar-test, "
+             "cifar-validation: CIFAR-10-P's). Default: the suite's.", metavar="A,B"),
         Flag("difficulties", "ImageNet-P difficulties (1..3). Default: the suite's.", metavar="1,2",
              kind="int_list"),
     )
@@ -400,13 +400,14 @@ class ImageNetPSuite(LevelledSuite):
         if selection.preset == "cifar":  # CIFAR-10-P: <root>/<p>[_d].npy, checked from the headers
             self._check_arrays(selection)
             return
-        folders = [perturbed_dir(root, p, d) for p in selection.perturbations for d in selection.difficulties]
-        check_released(root, folders, "--perturbations / --difficulties")
+        folders = {perturbed_dir(root, p, d): p for p in selection.perturbations
+                   for d in selection.difficulties}
+        check_released(root, list(folders), "--perturbations / --difficulties")
         from robustbench_gcp.data.video import check_frame_size
 
-        for folder in dict.fromkeys(folders):  # the first video of each, its header alone: a folder of
-            # another size failed the run when its turn came, after the folders before it were computed
-            check_frame_size(folder, selection.dataset.released_size, perturbed_name(selection.dataset))
+        for folder, name in folders.items():  # the first video of each, its header alone (a folder of another
+            check_frame_size(folder, selection.dataset.released_size,  # size or length failed in its turn)
+                             perturbed_name(selection.dataset), frame_count(name, preset=selection.preset))
 
     def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""

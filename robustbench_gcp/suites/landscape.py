@@ -439,13 +439,15 @@ class LandscapeSuite(Suite):
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
-        """The clean images' landscape figures across models."""
-        rows = [{"model": r.model, **{name: r.sections["landscape"][name] for name in STATS}}
-                for r in reports if r.sections.get("landscape")]
+        """The landscape figures across models: the clean images' and each corruption's (a run
+        with --corruptions had its corrupted cells in the headline table only)."""
+        rows = [{"model": r.model, "images": label, **{name: e[name] for name in STATS}}
+                for r in reports for label, e in _entries(r)]
         if not rows:
             return None
-        columns = [Column("model", justify="left")] + [Column(n, STATS[n][0], ".4g") for n in STATS]
-        return to_markdown(rows, columns, title="Loss landscape (clean images, per-image means)")
+        columns = [Column("model", justify="left"), Column("images", justify="left")] + [
+            Column(n, STATS[n][0], ".4g") for n in STATS]
+        return to_markdown(rows, columns, title="Loss landscape (per-image means)")
 
     def plots(self):
         return {"loss_vs_eta": loss_vs_eta, "grad_change_vs_eta": grad_change_vs_eta}

@@ -1,0 +1,119 @@
+"""The corruptions called as a researcher calls them, inside torch's own contexts: inference mode
+(per thread: the CPU's worker threads must take it) and autocast (the corruptions' float32 matrix
+products must not run in bfloat16), and the errors of parameters drawn for other images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from corruptions import (
+    corrupt,
+    get_corruption,
+    image_seeds,
+    list_corruptions,
+    perturbation_sequence,
+    sample_parameters,
+    storage_roundtrip,
+)
+from corruptions.perturbations import list_perturbations
+from corruptions.reference import corrupt_reference, reference_with_draws
+
+RANDOM = [name for name in list_corruptions("all") if get_corruption(name).random]
+
+
+@pytest.fixture
+def two_threads():
+    """The CPU's per-image draws run on a thread pool from two threads on."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    from robustbench_gcp.bench.photos import photos
+
+    return photos(2, 64)
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_random_corruptions_run_in_inference_mode(name, photo, two_threads):
+    """The draws' tensor, made in inference mode by the caller's thread, was filled in the pool's
+    threads outside it: "Inplace update to inference tensor outside InferenceMode"."""
+    expected = corrupt(photo, name, 3, seed=[5, 6])
+    with torch.inference_mode():
+        got = corrupt(photo, name, 3, seed=[5, 6])
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "speckle_noise", "snow", "spatter"])
+def test_random_sequences_run_in_inference_mode(name, photo, two_threads):
+    expected = perturbation_sequence(photo, name, seed=[1, 2], frames=[0, 1], crop_size=48)
+    with torch.inference_mode():
+        got = perturbation_sequence(photo, name, seed=[1, 2], frames=[0, 1], crop_size=48)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("name", list_corruptions("all"))
+def test_corruptions_under_autocast_are_those_without(name, photo):
+    """spatter's, pixelate's and elastic_transform's float32 matrix products ran in bfloat16 under
+    a caller's autocast: up to 189 levels off, in float32 output that did not show it."""
+    spec = get_corruption(name)
+    params = sample_parameters(photo, name, 3, seed=[3, 4])
+    expected = (corrupt(photo, name, 3, seed=[3, 4]), spec.apply(photo, 3, params))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = (corrupt(photo, name, 3, seed=[3, 4]), spec.apply(photo, 3, params))
+    for one, other in zip(expected, got):
+        one, other = one.clamp(0, 1), other.clamp(0, 1)  # apply leaves them unclipped
+        assert other.dtype == torch.float32 and torch.equal(storage_roundtrip(one), storage_roundtrip(other))
+
+
+@pytest.mark.parametrize("name", list_perturbations("all"))
+def test_sequences_under_autocast_are_those_without(name, photo):
+    expected = perturbation_sequence(photo, name, seed=[1, 2], frames=[0, 3], crop_size=48)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = perturbation_sequence(photo, name, seed=[1, 2], frames=[0, 3], crop_size=48)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "glass_blur", "snow", "fog", "elastic_transform",
+                                  "spatter"])
+def test_params_drawn_for_another_size_are_named(name, photo):
+    """torch's "The size of tensor a (40) must match the size of tensor b (64)" named neither."""
+    params = sample_parameters(photo, name, 3, seed=[1, 2])
+    small = torch.nn.functional.interpolate(photo, size=(40, 40), mode="bilinear")
+    said = rf"^{name}: `params` were drawn for images of another size: '\w+' is \(.*\) an image, "
+    with pytest.raises(ValueError, match=said + r"a draw for these 40x40 images \(.*\): draw"):
+        get_corruption(name).apply(small, 3, params)
+    get_corruption(name).apply(small, 3, sample_parameters(small, name, 3, seed=[1, 2]))  # its own: fine
+
+
+def test_frost_params_drawn_for_larger_images_are_named(photo):
+    """The crops fell off the smaller images' texture: torch.stack's "equal size" error."""
+    params = sample_parameters(torch.rand(2, 3, 224, 224), "frost", 3, seed=[1, 2])
+    with pytest.raises(ValueError, match=r"^frost: `params` place a crop beyond its texture for these 64x64 "
+                                         r"images: were they drawn for images of another size\?"):
+        get_corruption("frost").apply(photo, 3, params)
+
+
+def test_the_original_frost_says_an_image_larger_than_its_texture():
+    """The original crops its textures at native size: NumPy's "high <= 0" before."""
+    said = r"^frost \(follow_original=True\): the original crops its texture at native size, and frost\d\."
+    with pytest.raises(ValueError, match=said + r"(png|jpg) \(\d+x\d+\) holds no 700x900 crop"):
+        corrupt_reference(torch.rand(1, 3, 700, 900), "frost", 5, seed=0, follow_original=True)
+
+
+def test_frost_draws_pair_at_224_px_only():
+    """The original's native crop positions at 48 x 80 fell off the port's scaled textures."""
+    with pytest.raises(ValueError, match=r"pair for images whose larger side is 224 only"):
+        reference_with_draws(torch.rand(1, 3, 48, 80), "frost", 3, seed=[11], follow_original=True)
+    reference_with_draws(torch.rand(1, 3, 100, 224), "frost", 3, seed=[11], follow_original=True)
+
+
+def test_image_seeds_of_a_count_says_range():
+    with pytest.raises(TypeError, match=r"an iterable of ints \(range\(5\) for the first 5 images\)"):
+        image_seeds(0, 5)
+    with pytest.raises(TypeError, match=r"`indices` should be an iterable of ints\. Got float"):
+        image_seeds(0, 2.5)
