@@ -159,26 +159,62 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     path = Path(path) if path is not None else default_config_path()
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as file:  # bounded: /dev/zero was read until memory ran out
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"configuration file {path} is over {MAX_CONFIG_BYTES >> 20} MiB: not a "
+                          "benchmarks.yaml (the shipped one is a few KiB)")
     text = _decode(raw, path)
     loader = None
     try:
         loader = _UniqueKeyLoader(text)  # yaml.load's steps, keeping the composed node for its lines
         node = loader.get_single_node()
+        _refuse_cycles(node, path)
         data = loader.construct_document(node) if node is not None else None
+        return parse_config(data, path, key_lines(node) if node is not None else None)
     except yaml.YAMLError as error:  # (the reader refuses control characters as the loader is made)
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except RecursionError:  # PyYAML's composer, and the checks, recurse once per level
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
     finally:
         if loader is not None:
             loader.dispose()
-    return parse_config(data, path, key_lines(node) if node is not None else None)
+
+
+#: the largest configuration file read (the shipped benchmarks.yaml is a few KiB)
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _refuse_cycles(node: Any, path: Path) -> None:
+    """A node that holds itself through an alias (``a: &x {b: *x}``) is refused: the checks walked
+    it forever (a RecursionError traceback). Each node is walked once, however many aliases name
+    it (a file of aliases of aliases stays linear)."""
+    if node is None:
+        return
+    state: dict[int, bool] = {}  # id -> True while its children are walked, False once done
+    stack = [(node, False)]
+    while stack:  # depth first, iteratively: a deep file is the composer's to refuse
+        item, done = stack.pop()
+        if done:
+            state[id(item)] = False
+            continue
+        seen = state.get(id(item))
+        if seen:
+            raise ConfigError(f"{path}: malformed YAML (line {item.start_mark.line + 1}): an alias refers "
+                              "to a node that holds it (a recursive anchor)")
+        if seen is False or not isinstance(item, (yaml.MappingNode, yaml.SequenceNode)):
+            continue
+        state[id(item)] = True
+        stack.append((item, True))
+        pairs = item.value if isinstance(item, yaml.MappingNode) else [(child,) for child in item.value]
+        stack.extend((child, False) for pair in pairs for child in pair)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

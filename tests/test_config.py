@@ -276,3 +276,26 @@ def test_a_suite_given_its_kind_alone_gets_the_protocols_defaults(tmp_path):
     assert c.severities == (1, 2, 3, 4, 5) and c.corruptions == SUBSETS["benchmark"] and c.storage_roundtrip
     assert (landscape.at, landscape.direction, landscape.etas, landscape.corruptions) == ("stem", "ascent",
                                                                                         None, ())
+
+
+@pytest.mark.parametrize("text", ["suites:\n  clean: &a\n    kind: clean\n    self: *a\n",
+                                  "suites: &s\n  clean:\n    kind: clean\n  s1: *s\n"])
+def test_a_recursive_anchor_is_a_one_line_error(tmp_path, text):
+    """An alias inside the node it names: a RecursionError traceback from the key-line walk."""
+    with pytest.raises(ConfigError, match=r"malformed YAML \(line \d\): an alias refers to a node that "
+                                          r"holds it \(a recursive anchor\)$"):
+        load_config(write(tmp_path, text))
+
+
+def test_a_file_nested_too_deeply_or_too_large_is_a_one_line_error(tmp_path):
+    """PyYAML's composer recursed into a RecursionError traceback; /dev/zero was read until memory
+    ran out."""
+    from robustbench_gcp.config import MAX_CONFIG_BYTES
+
+    deep = "suites:\n  s1:\n    corruptions: " + "[" * 20000 + "]" * 20000 + "\n"
+    with pytest.raises(ConfigError, match=r"malformed YAML: nested too deeply$"):
+        load_config(write(tmp_path, deep))
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"c" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError, match=r"big\.yaml is over 16 MiB: not a benchmarks\.yaml"):
+        load_config(big)

@@ -559,6 +559,22 @@ def test_a_torchvision_architecture_trained_on_cifar_is_evaluated_with_its_class
     with torch.no_grad():
         wrong = (net((images - mean[:, None, None]) / std[:, None, None]).argmax(1) != labels).sum().item()
     assert out["clean"]["top1_error"] == pytest.approx(wrong / len(labels))
+    # compare: its --preprocess for the models brought (it had none, and its error advised one) ...
+    weights = cifar / "r18_cifar.pth"
+    compared = CliRunner().invoke(main, [str(a) for a in [
+        "compare", "--model", f"torchvision:resnet18={weights}", "--model", "small_cifar_net:build",
+        "--preprocess", "input_size=32,resize_size=32", *common[:-2], "--format", "json"]])
+    assert compared.exit_code == 0, compared.output
+    first = json.loads(compared.stdout)["reports"][0]
+    assert first["model"] == "torchvision:resnet18" and first["clean"] == out["clean"]
+    # ... and a model of another input size refused before the first model computes (it was
+    # refused at its turn, the models before it computed and stored)
+    store = cifar / "other.db"
+    refused = CliRunner().invoke(main, [str(a) for a in [
+        "compare", "--model", "small_cifar_net:build", "--model", f"torchvision:resnet18={weights}",
+        *common[:-4], "--store", store]])
+    assert refused.exit_code == 2 and "'torchvision:resnet18' takes 224 px inputs" in refused.output
+    assert not store.exists() or not Store(store).runs()
 
 
 def test_a_model_of_other_classes_than_the_datasets_own_labels_is_refused(cifar, tiny):

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,25 @@ def test_unusable_store_paths(tmp_path):
     with pytest.raises(StoreError, match="schema version 99, this gcp-robust uses 1; it was written by a "
                                          "newer gcp-robust: upgrade this one, or use another --store file"):
         Store(old)
+
+
+def test_store_names_sqlite_reads_otherwise_are_the_files_named(tmp_path, monkeypatch):
+    """`file:x.db` wrote to x.db (SQLite took the name for a URI) and `:memory:` kept nothing (the
+    results lost, an empty file of that name left); a store under a file said its folder was
+    read-only."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("file:x.db", ":memory:"):
+        with Store(Path(name)) as store:
+            store.run({"model": "m"}, model="m", arch="m", checkpoint=None, data=None, n_images=4,
+                      shard_size=4)
+        with Store(Path(name), read_only=True) as store:
+            assert [r.model for r in store.runs()] == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == \
+        [":memory:", "file:x.db"]
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(StoreError, match=r"^cannot create store a_file/s\.db: a_file is a file, not a "
+                                         r"folder$"):
+        Store(Path("a_file/s.db"))
 
 
 def _opener(folder, rounds, barrier):

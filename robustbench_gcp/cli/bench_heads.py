@@ -15,7 +15,8 @@ from robustbench_gcp.cli.options import COUNT, device_option, json_option
               help="Timed runs per measurement (the median is reported).")
 @click.option("--pool-only", is_flag=True,
               help="Time the pooling alone (GCP: covariance + root + triangle of reduced "
-                   "256x14x14 maps; isqrt-relu6: 256x7x7) instead of reduction + pooling + "
+                   "256x14x14 maps; svdpade and isqrt-relu6: 256x7x7, as their networks give) instead "
+                   "of reduction + pooling + "
                    "classifier.")
 @click.option("--heads", default="all", show_default=True, metavar="NAMES",
               help="Comma-separated heads to time, of: gap, isqrt, mpncov, svdpade, dropcov, "

@@ -15,6 +15,7 @@ from robustbench_gcp.cli.options import (
     format_option,
     int_list,
     output_option,
+    preprocess_option,
     statistics_options,
 )
 from robustbench_gcp.cli.output import computes
@@ -71,6 +72,7 @@ def _iters_list(ctx, param, value):
                    "the weights it comes with.")
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Evaluate the EMA weights of training files that have them (--no-ema: the raw ones).")
+@preprocess_option
 @baseline_option
 @config_option
 @format_option

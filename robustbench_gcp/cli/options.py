@@ -290,6 +290,16 @@ def _preprocess(ctx, param, value):
     return given
 
 
+#: --preprocess of eval, baseline and compare (there: of every model brought)
+preprocess_option = click.option(
+    "--preprocess", callback=_preprocess, default=None, metavar="KEY=VALUE,...",
+    help="Preprocessing of a model you bring (torchvision:<name>, package.module:callable; compare: "
+         "of each): some of resize_size, input_size, interpolation (bilinear, bicubic, nearest...), "
+         "mean and std (R:G:B), e.g. resize_size=342,input_size=299. Default: the module's "
+         "own pretrained_cfg; for torchvision:<name> its published weights' where they all "
+         "share one (inception_v3 342/299, efficientnet_b4 384/380 bicubic); else ImageNet's "
+         "(resize 256, crop 224, bilinear); the keys not given keep those.")
+
 model_options = _compose(
     click.option("--checkpoint", default=None, metavar="PATH|URL", callback=_not_empty,
                  help="Weights to load (every published layout; read with weights_only=True)."),
@@ -304,13 +314,7 @@ model_options = _compose(
     click.option("--ema/--no-ema", default=True, show_default=True,
                  help="Of a training file with EMA weights (state_dict_ema, e.g. DeiT + DropCov), "
                       "evaluate those, as the original evaluation does; --no-ema takes the raw ones."),
-    click.option("--preprocess", callback=_preprocess, default=None, metavar="KEY=VALUE,...",
-                 help="Preprocessing of a model you bring (torchvision:<name>, package.module:callable): "
-                      "some of resize_size, input_size, interpolation (bilinear, bicubic, nearest...), "
-                      "mean and std (R:G:B), e.g. resize_size=342,input_size=299. Default: the module's "
-                      "own pretrained_cfg; for torchvision:<name> its published weights' where they all "
-                      "share one (inception_v3 342/299, efficientnet_b4 384/380 bicubic); else ImageNet's "
-                      "(resize 256, crop 224, bilinear); the keys not given keep those."),
+    preprocess_option,
 )
 
 #: the --model help of eval and baseline

@@ -235,9 +235,17 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
     # files included, as in eval); a NAME=CHECKPOINT or --checkpoints file is loaded, and a
     # package.module:callable keeps the weights it comes with
     chosen = [entry for suite in suites for entry in entries]
+    # --preprocess: for the models brought (torchvision:<name>, package.module:callable) alone
+    from robustbench_gcp.models.external import is_external
+
+    preprocess = common.pop("preprocess", None)
+    if preprocess is not None and not any(is_external(entry.name) for entry in entries):
+        raise ConfigError("`--preprocess` applies to models you bring (torchvision:<name>, package.module:"
+                          "callable), and none is compared: the registry's have their own")
     jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
                           "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None,
-                          "random_weights": random and _takes_random_weights(entry)})
+                          "random_weights": random and _takes_random_weights(entry),
+                          "preprocess": preprocess if is_external(entry.name) else None})
             for suite in suites for entry in entries]
     plans = plan_all(jobs, {**common, "config": config})
     return [dataclasses.replace(p, notes=(*p.notes, entry.note)) if entry.note else p

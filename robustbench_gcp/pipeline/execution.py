@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from corruptions._rng import CUDA_DRAW_CHUNK
-from robustbench_gcp.data.datasets import IMAGENET_CLASSES
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.device import kept_float32_settings
@@ -43,7 +42,7 @@ from robustbench_gcp.errors import (
     not_utf8,
     real_path,
 )
-from robustbench_gcp.pipeline.planning import Plan, check_classes, labels_matter
+from robustbench_gcp.pipeline.planning import Plan, check_classes, check_input_size, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.stored import (
@@ -100,16 +99,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                             channels_last=options.channels_last)
     clean = protocol = None
     size = plan.dataset.image_size
-    if size is not None and cfg.input_size != size:
-        fix = (f"give the model a pretrained_cfg (or --preprocess / preprocess=) with input_size={size}"
-               if plan.model.external is not None else  # the registry's are ImageNet networks
-               f"bring a {size} px network: --model torchvision:NAME --preprocess input_size={size} "
-               "(its classes read from the checkpoint), or --model package.module:callable")
-        if plan.images.labelling in ("imagenet", "wnids") and net.num_classes == IMAGENET_CLASSES:
-            # ImageNet's classes in wnid folders (--class-order imagenet): a downsampled ImageNet
-            fix = "the folders name ImageNet classes; give --dataset imagenet to read them as ImageNet images"
-        raise ConfigError(f"model '{plan.model.label}' takes {cfg.input_size} px inputs, but "
-                          f"{plan.dataset.title} images are {size} px: {fix}")
+    # checked when planned too; the module may have changed since
+    check_input_size(plan.dataset, plan.images, plan.model, cfg.input_size, net.num_classes)
     if plan.data is not None and size is not None:  # small datasets: the images as they are
         clean = ImageSource(plan.images.root, resize_size=None, crop_size=size, reader=plan.images.reader,
                             exact=True)

@@ -45,7 +45,13 @@ from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
-from robustbench_gcp.pipeline.weights import ModelChoice, check_weights, choose_model, model_spec
+from robustbench_gcp.pipeline.weights import (
+    ModelChoice,
+    check_weights,
+    choose_model,
+    chosen_input_size,
+    model_spec,
+)
 from robustbench_gcp.store import DEFAULT_STORE
 from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
 
@@ -283,6 +289,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     if labels_matter(suite, options.data is not None):
         check_classes(images, num_classes, choice.label, released=options.data is None,
                       asked_sorted=options.class_order == "sorted")
+    # before any model of a comparison runs (it was checked when this model's turn came)
+    check_input_size(dataset, images, choice, chosen_input_size(choice), num_classes)
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
                 located, classes=num_classes)
 
@@ -380,6 +388,27 @@ def _check_size_guess(dataset: DatasetInfo, options: EvalOptions, declared: str 
     raise DataError(f"--data {options.data} holds {side}x{side} images in class folders, read as "
                     f"{dataset.title} for their size, but model '{model}' has 1000 classes (ImageNet-1k's): "
                     f"for ImageNet images of that size, give --dataset imagenet{anyway}")
+
+
+def check_input_size(dataset: DatasetInfo, images: ImageList, choice: ModelChoice, input_size: int,
+                     num_classes: int) -> None:
+    """A model of a small dataset's image size (CIFAR's 32 px, Tiny-ImageNet's 64).
+
+    Raises:
+        ConfigError: the model takes another size, with what to give it.
+    """
+    size = dataset.image_size
+    if size is None or input_size == size:
+        return
+    fix = (f"give the model a pretrained_cfg (or --preprocess / preprocess=) with input_size={size}"
+           if choice.external is not None else  # the registry's are ImageNet networks
+           f"bring a {size} px network: --model torchvision:NAME --preprocess input_size={size} "
+           "(its classes read from the checkpoint), or --model package.module:callable")
+    if images.labelling in ("imagenet", "wnids") and num_classes == IMAGENET_CLASSES:
+        # ImageNet's classes in wnid folders (--class-order imagenet): a downsampled ImageNet
+        fix = "the folders name ImageNet classes; give --dataset imagenet to read them as ImageNet images"
+    raise ConfigError(f"model '{choice.label}' takes {input_size} px inputs, but {dataset.title} images are "
+                      f"{size} px: {fix}")
 
 
 def check_classes(images: ImageList, num_classes: int, model: str, *, released: bool = False,

@@ -282,6 +282,19 @@ def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | 
     return check_checkpoint(arch, path, sha256=sha256, ema=ema)
 
 
+def chosen_input_size(choice: ModelChoice) -> int:
+    """The input side of the chosen model, after :func:`check_weights`: a brought module's
+    preprocessing (built there), else the registry's."""
+    if choice.external is not None:
+        checked = _checked_external
+        if checked is not None and checked[0] is choice:
+            return checked[1].pretrained_cfg.input_size
+        return load_chosen(choice, "cpu").pretrained_cfg.input_size
+    from robustbench_gcp.models import model_info
+
+    return model_info(choice.arch).input_size
+
+
 def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.Module:
     """The model of ``choice`` in eval mode on ``device`` (strict loading; seeded random weights
     without a checkpoint, reproducible for the choice's seed)."""

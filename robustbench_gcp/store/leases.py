@@ -178,7 +178,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         every = self.lease_seconds / 4
-        db = sqlite3.connect(self.path, timeout=every, isolation_level=None)
+        db = sqlite3.connect(os.path.abspath(self.path), timeout=every, isolation_level=None)  # not a URI
         try:
             while not self._stopped.wait(every):
                 try:

@@ -127,7 +127,8 @@ def open_store_file(path: Path, *, timeout: float,
         db = frozen = None
         try:
             if reason is None:
-                db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+                # absolute: SQLite reads a name starting "file:" as a URI and ":memory:" as no file
+                db = sqlite3.connect(os.path.abspath(path), timeout=timeout, isolation_level=None)
             else:
                 uri = _read_only_uri(path)
                 frozen = file_state(path) if uri.endswith("&immutable=1") else None  # before it is read
@@ -178,6 +179,8 @@ def read_only_reason(path: Path, read_only: bool) -> str | None:
     if path.exists() and not os.access(path, os.W_OK):
         return "its file system is read-only" if _read_only_mount(path) else "the file is read-only"
     if not os.access(path.parent, os.W_OK | os.X_OK):
+        if path.parent.exists() and not path.parent.is_dir():
+            return f"{path.parent} is a file, not a folder"
         return "its file system is read-only" if _read_only_mount(path.parent) else "its folder is read-only"
     return None
 
