@@ -483,14 +483,14 @@ def test_a_checkpoints_folder_takes_safetensors_skips_hidden_names_and_labels_st
 
 def test_missing_checkpoints_of_benchmarks_yaml_are_counted_and_their_folder_named(tmp_path):
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.errors import CheckpointError
     from robustbench_gcp.pipeline.compare_models import model_entries
 
     names = [f"m{i}" for i in range(8)]
     yaml = "models:\n" + "".join(f"  {n}:\n    arch: resnet18-isqrt\n    checkpoint: ckpt/{n}.pth\n"
                                   for n in names)
     (tmp_path / "b.yaml").write_text(yaml)
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(CheckpointError) as error:  # a missing file: exit status 1, as eval's (it was 2)
         model_entries((), None, load_config(tmp_path / "b.yaml"))
     assert str(error.value) == (f"comparing the models of benchmarks.yaml, but 8 of their checkpoints are "
                                 f"missing from {tmp_path / 'ckpt'}: m0, m1, m2, m3, m4, m5 and 2 more; pick "

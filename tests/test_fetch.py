@@ -314,3 +314,19 @@ def test_a_download_that_breaks_off_is_said_to_and_leaves_nothing(cache, reply, 
     with pytest.raises(CheckpointError, match=start + match):
         resolve_checkpoint(f"http://127.0.0.1:{port}/w.pth", sha256="0" * 64)
     assert not cache.exists() or not list(cache.rglob("*"))
+
+
+def test_a_sha256_of_the_command_line_is_not_said_to_come_from_benchmarks_yaml(demo_val, tmp_path):
+    """`--sha256 deadbeef` on demo-gap: the error's bracket said "checkpoint, sha256 and arch from
+    models.demo-gap of benchmarks.yaml", though the hash was the command line's."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.config import default_config_path
+
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--sha256", "deadbeef", "--data",
+                                       str(demo_val), "--class-order", "sorted", "--store",
+                                       str(tmp_path / "s.db")])
+    assert result.exit_code == 1
+    assert " ".join(result.stderr.split()).endswith(
+        f"[checkpoint and arch from models.demo-gap of {default_config_path()}]")

@@ -40,9 +40,9 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     and ``NAME@own`` for its own weights, ``NAME@random`` with ``random_weights``).
 
     Raises:
-        ConfigError: nothing to compare, a folder without checkpoints, or benchmarks.yaml's
-            models with missing local files (without ``random_weights``, which needs none).
-        CheckpointError: a checkpoint of the folder fits no registered model.
+        ConfigError: nothing to compare, or a folder without checkpoints.
+        CheckpointError: a checkpoint of the folder fits no registered model, or benchmarks.yaml's
+            models have missing local files (without ``random_weights``, which needs none).
     """
     entries: list[CompareEntry] = []
     for item in models:
@@ -83,7 +83,7 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         if missing:
             folders = {str(Path(s.checkpoint).parent) for s in missing}
             where = f" from {folders.pop()}" if len(folders) == 1 else ""
-            raise ConfigError(
+            raise CheckpointError(  # missing files: exit status 1, as eval's for a missing checkpoint
                 f"comparing the models of benchmarks.yaml, but {len(missing)} of their checkpoints are "
                 f"missing{where}: " + listed([s.name for s in missing])
                 + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR (or check the pipeline "

@@ -65,7 +65,8 @@ class ModelChoice:
         seed: seeds random weights (used only without a checkpoint).
         ema: take a training file's EMA weights (``state_dict_ema``) when it has them.
         external: how to build a model outside the registry (None for registry models).
-        configured: where benchmarks.yaml gives the weights, ``("models.NAME", FILE)``, or None
+        configured: where benchmarks.yaml gives the weights, ``("models.NAME", FILE, what it gives)``,
+            or None
             (given on the command line, none, or not a model of benchmarks.yaml): a checkpoint
             error names it, the entry to fix.
     """
@@ -78,7 +79,7 @@ class ModelChoice:
     seed: int = 0
     ema: bool = True
     external: ExternalSource | None = None
-    configured: tuple[str, str] | None = None
+    configured: tuple[str, str, str] | None = None
 
     @property
     def arch(self) -> str:
@@ -203,7 +204,9 @@ def choose_model(
                           "weights: give the file with --checkpoint, or drop --sha256")
     path = configured = None
     if spec.checkpoint is not None and checkpoint is None and module is None and name in config.models:
-        configured = (f"models.{name}", str(config.path))
+        # what the entry gave (a --sha256 of the command line is not the file's)
+        given = "checkpoint and arch" if sha256 is not None else "checkpoint, sha256 and arch"
+        configured = (f"models.{name}", str(config.path), given)
     if spec.checkpoint is not None:
         with said_where(configured):
             path = resolve_checkpoint(spec.checkpoint, sha256=spec.sha256, source=spec.source,
@@ -224,7 +227,7 @@ _checked_external: tuple[ModelChoice, nn.Module, tuple | None] | None = None
 
 
 @contextlib.contextmanager
-def said_where(configured: tuple[str, str] | None) -> Iterator[None]:
+def said_where(configured: tuple[str, str, str] | None) -> Iterator[None]:
     """A :class:`CheckpointError` inside names the benchmarks.yaml entry its file came from (a
     message naming the file and ``--model`` alone leaves the user to find it)."""
     try:
@@ -232,8 +235,8 @@ def said_where(configured: tuple[str, str] | None) -> Iterator[None]:
     except CheckpointError as error:
         if configured is None:
             raise
-        entry, file = configured
-        raise error.from_entry(entry, f"checkpoint, sha256 and arch from {entry} of {file}") from None
+        entry, file, given = configured
+        raise error.from_entry(entry, f"{given} from {entry} of {file}") from None
 
 
 def _stamp(path: Path | None) -> tuple | None:
