@@ -84,8 +84,8 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             folders = {str(Path(s.checkpoint).parent) for s in missing}
             where = f" from {folders.pop()}" if len(folders) == 1 else ""
             raise CheckpointError(  # missing files: exit status 1, as eval's for a missing checkpoint
-                f"comparing the models of benchmarks.yaml, but {len(missing)} of their checkpoints are "
-                f"missing{where}: " + listed([s.name for s in missing])
+                f"comparing the models of benchmarks.yaml, but {len(missing)} of their checkpoints "
+                f"{'is' if len(missing) == 1 else 'are'} missing{where}: " + listed([s.name for s in missing])
                 + "; pick models with --model NAME[=CHECKPOINT] or --checkpoints DIR (or check the pipeline "
                 "with --random-weights)"
             )
