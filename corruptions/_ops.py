@@ -178,30 +178,27 @@ def ieee_matmul(x: torch.Tensor):
     """Float32 matrix products of CUDA tensors in IEEE float32 inside, whatever the caller set
     (``torch.set_float32_matmul_precision("high")``'s TF32 put spatter's values up to 89 levels,
     elastic_transform's one, from the CPU's); the caller's setting is back on exit. The setting is
-    the process's: a lock keeps another thread's products from running, or restoring it, meanwhile."""
+    the process's: while it is changed, a lock keeps another thread from reading or restoring it."""
     matmul = torch.backends.cuda.matmul
     name, off = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
-    if not (x.is_cuda and x.dtype == torch.float32):
-        yield
-        return
-    with _MATMUL_LOCK:
-        saved = getattr(matmul, name)
-        if saved == off:
-            yield
-            return
-        setattr(matmul, name, off)
-        try:
-            yield
-        finally:
-            setattr(matmul, name, saved)
+    if x.is_cuda and x.dtype == torch.float32:
+        with _MATMUL_LOCK:
+            saved = getattr(matmul, name)
+            if saved != off:
+                setattr(matmul, name, off)
+                try:
+                    yield
+                finally:
+                    setattr(matmul, name, saved)
+                return
+    yield  # nothing to change: no lock held (other threads' products run meanwhile)
 
 
 def without_autocast(function):
     """``function(images, ...)`` (or a method's ``(self, images, ...)``) with autocast off on the
-    images' device: under a caller's
-    ``torch.autocast`` the corruptions' float32 matrix products and convolutions ran in bfloat16
-    or float16 (spatter up to 189 levels off, pixelate and elastic_transform a few), with
-    float32 results that did not show it."""
+    images' device: under a caller's ``torch.autocast`` the corruptions' float32 matrix products
+    and convolutions ran in bfloat16 or float16 (spatter up to 189 levels off, pixelate and
+    elastic_transform a few), with float32 results that did not show it."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):

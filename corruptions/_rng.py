@@ -135,9 +135,9 @@ def image_seeds(seed: int, indices: Iterable[int] | torch.Tensor) -> torch.Tenso
             )
         indices = indices.tolist()
     elif not isinstance(indices, Iterable):
-        raise TypeError(f"`indices` should be an iterable of ints (range({indices}) for the first {indices} "
-                        f"images). Got {type(indices).__name__}" if isinstance(indices, numbers.Integral)
-                        else f"`indices` should be an iterable of ints. Got {type(indices).__name__}")
+        count = isinstance(indices, numbers.Integral)
+        hint = f" (range({indices}) for the first {indices} images)" if count else ""
+        raise TypeError(f"`indices` should be an iterable of ints{hint}. Got {type(indices).__name__}")
     base = _splitmix64(int(seed) & _MASK64)
     out = []
     for index in indices:

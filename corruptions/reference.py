@@ -558,7 +558,6 @@ def reference_with_draws(
             f"{name}: imagecorruptions' version uses other random draws than the original; "
             "pass follow_original=True"
         )
-    function = _reference_function(name, preset, follow_original)
     batch, _, height, width = images.shape
     from corruptions.weather import frost_scale
 
@@ -566,6 +565,7 @@ def reference_with_draws(
         raise ValueError(f"frost: the original crops its textures at native size, the port scales them by "
                          f"max(H, W) / 224 ({height}x{width} here): their draws pair for images whose larger "
                          f"side is 224 only")
+    function = _reference_function(name, preset, follow_original)
     seeds = _seed_list(seed, batch)
     pixels = (images.detach().to("cpu", torch.float64).clamp(0, 1) * 255).round()
     pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -270,15 +270,13 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         shared = _shared(published)
         # the keys not given: those of the published weights' preprocessing
         chosen = preprocess_config(preprocess if preprocess is not None else shared, base=shared)
-        if preprocess is not None:
-            published = []  # no note: the user chose
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
             options["image_size"] = chosen.input_size
         def build(**sizes) -> nn.Module:
             return torchvision.models.get_model(name, weights=None, **options, **sizes)
 
-        return ExternalSource(ref, build, chosen, random_init=True, takes_classes=True,
-                              note=_differing_note(name, published))
+        note = _differing_note(name, published) if preprocess is None else ""  # given: the user chose
+        return ExternalSource(ref, build, chosen, random_init=True, takes_classes=True, note=note)
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"`--model {ref}`: expected package.module:callable or torchvision:<name>")

@@ -71,10 +71,16 @@ class RunInfo:
             DamagedRow: a row edited by hand (an identity that is not a JSON object, no image).
         """
         identity = json_object(row[8], f"run {row[1]}: its identity")
-        if not all(isinstance(n, int) and n >= 1 for n in (row[6], row[7])):
+        if not positive_counts(row[6], row[7]):
             raise DamagedRow(f"run {row[1]}: n_images {row[6]!r} and shard_size {row[7]!r} should be "
                              "positive integers")
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], identity, row[9])
+
+
+def positive_counts(*values: Any) -> bool:
+    """Whether a run's ``n_images`` and ``shard_size`` are positive integers, as the store writes
+    them (:meth:`Store.run`) and reads them (:meth:`RunInfo.from_row`)."""
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in values)
 
 
 class DamagedRow(ValueError):

@@ -25,6 +25,7 @@ from robustbench_gcp.store.records import (
     combine_shards,
     encode_shard,
     json_object,
+    positive_counts,
 )
 from robustbench_gcp.store.sqlite_file import check_unchanged, checkpoint, open_store_file, store_error
 
@@ -190,7 +191,7 @@ class Store:
             ValueError: ``n_images`` or ``shard_size`` below 1 (such a row is refused on reading:
                 written, it stopped every ``report`` of the store).
         """
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (n_images, shard_size)):
+        if not positive_counts(n_images, shard_size):
             raise ValueError(f"a run needs images and shards: n_images {n_images!r} and shard_size "
                              f"{shard_size!r} should be positive integers")
         text = canonical_json(identity)

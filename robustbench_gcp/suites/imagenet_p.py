@@ -405,9 +405,9 @@ class ImageNetPSuite(LevelledSuite):
         check_released(root, list(folders), "--perturbations / --difficulties")
         from robustbench_gcp.data.video import check_frame_size
 
-        for folder, name in folders.items():  # the first video of each, its header alone (a folder of another
-            check_frame_size(folder, selection.dataset.released_size,  # size or length failed in its turn)
-                             perturbed_name(selection.dataset), frame_count(name, preset=selection.preset))
+        for folder, name in folders.items():  # each one's first video, its header alone, before any compute
+            check_frame_size(folder, selection.dataset.released_size, perturbed_name(selection.dataset),
+                             frame_count(name, preset=selection.preset))
 
     def _check_arrays(self, selection: ImageNetPSelection, first_only: bool = False) -> int:
         """N of the selection's released CIFAR-10-P files (all checked, or the first)."""
