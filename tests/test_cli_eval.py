@@ -106,7 +106,12 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     table = run(*base)
     assert table.exit_code == 0 and "mCE (%, alexnet = 100)" in table.stdout
     assert "mean corruption error, unnormalized" in table.stdout
-    csv_text = run(*base, "--format", "csv").stdout.splitlines()
+    as_csv = run(*base, "--format", "csv")
+    csv_text = as_csv.stdout.splitlines()
+    # the notes the table prints (one severity's sums) have no room in CSV: they go to stderr
+    notes = [line for line in table.stdout.splitlines() if line.startswith("note: ")]
+    assert notes and all(note in as_csv.stderr.splitlines() for note in notes)
+    assert not any("note" in line for line in csv_text)
     assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,precision,device,n_images,"
                                   "data,data_fingerprint,partial,item,level,n,top1_error,top5_error,ce,"
                                   "relative_ce,flip_probability")
@@ -246,6 +251,12 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
     finally:
         os.chdir(here)
     assert json.loads(again.stdout)["corrupted_dir"] == str(released)
+    # the round-trip flags apply to corruptions computed here: named as typed
+    for flag in ("--storage-roundtrip", "--no-storage-roundtrip"):
+        refused = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
+                                 "--corrupted-dir", released, "--corruptions", "contrast", flag))
+        assert refused.exit_code == 2 and last_line(refused).startswith(f"Error: `{flag}` applies to "
+                                                                        "corruptions computed on the fly")
     # folders of the selection that are missing: refused before any compute, all of them named
     missing = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "imagenet-c",
                              "--corrupted-dir", released, "--corruptions", "contrast,fog",

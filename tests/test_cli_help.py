@@ -123,10 +123,13 @@ def test_suite_flags_and_kinds_appear_in_the_help_of_the_commands_that_take_them
     for command in ("eval", "compare", "baseline"):
         result = CliRunner().invoke(main, [command, "--help"], prog_name="gcp-robust")
         assert result.exit_code == 0, result.output
-        for flag in ("--corruptions", "--severities", "--backend", "--perturbations", "--attacks",
-                     "--epsilons", "--corrupted-dir", "--storage-roundtrip / --no-storage-roundtrip"):
+        for flag in ("--corruptions", "--severities", "--backend", "--perturbations", "--corrupted-dir",
+                     "--storage-roundtrip / --no-storage-roundtrip"):
             assert flag in result.output, (command, flag)
-        assert "Suite kinds: clean (" in " ".join(result.output.split())
+        every = command != "baseline"  # a baseline serves imagenet-c and imagenet-p alone
+        assert all((flag in result.output) == every for flag in ("--attacks", "--epsilons")), command
+        kinds = "Suite kinds: clean (" if every else "Suite kinds: imagenet-c ("
+        assert kinds in " ".join(result.output.split())
     bad = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--sqrt", "eigh"])
     assert bad.exit_code == 2 and "'eigh' is not one of 'newton-schulz', 'eig', 'svd'" in bad.output
 

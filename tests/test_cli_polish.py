@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import textwrap
 
@@ -303,7 +304,7 @@ def test_output_naming_the_new_store_is_refused_before_compute(demo_val, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (("-o", ""), "Invalid value for '-o' / '--output': is empty: give a path"),
+    (("-o", ""), "Invalid value for '-o' / '--output': the path is empty: give one"),
     (("-o", "{tmp}/new/"), "Invalid value for '-o' / '--output': {tmp}/new/ ends in /: give the file"),
     (("-o", "{tmp}/afile/x.csv"), "Invalid value for '-o' / '--output': {tmp}/afile of {tmp}/afile/x.csv is "
                                   "a file, not a folder"),
@@ -407,12 +408,13 @@ def test_a_clean_run_on_images_of_another_size_is_not_told_to_give_a_preset(demo
 
 
 @pytest.mark.parametrize("args, message", [
-    (("eval", "--data", ""), "Invalid value for '--data': is empty: give a path"),
-    (("eval", "--store", ""), "Invalid value for '--store': is empty: give a path"),
-    (("eval", "--config", ""), "Invalid value for '--config': is empty: give a path"),
-    (("eval", "--checkpoint", ""), "Invalid value for '--checkpoint': is empty: give a path or URL"),
-    (("eval", "--suite", "imagenet-c", "--corrupted-dir", ""), "'--corrupted-dir': is empty: give a path"),
-    (("inspect", ""), "Invalid value for 'CHECKPOINT': is empty: give a path"),
+    (("eval", "--data", ""), "Invalid value for '--data': the path is empty: give one"),
+    (("eval", "--store", ""), "Invalid value for '--store': the path is empty: give one"),
+    (("eval", "--config", ""), "Invalid value for '--config': the path is empty: give one"),
+    (("eval", "--checkpoint", ""), "Invalid value for '--checkpoint': the path is empty: give a path or URL"),
+    (("eval", "--suite", "imagenet-c", "--corrupted-dir", ""),
+     "'--corrupted-dir': the path is empty: give one"),
+    (("inspect", ""), "Invalid value for 'CHECKPOINT': the path is empty: give one"),
     (("compare", "--ns-iters", ""), "Invalid value for '--ns-iters': names no iteration count"),
     (("compare", "--sqrt", " , "), "Invalid value for '--sqrt': names no square root"),
 ])
@@ -517,6 +519,48 @@ def test_progress_in_a_log_file_is_lines(demo_val, tmp_path):
     assert [line.split(" in ")[0] for line in again.stderr.splitlines()] == [
         "[1/2] demo-isqrt clean", "demo-isqrt clean: 10/10 images", "[2/2] demo-gap clean",
         "demo-gap clean: reused from the store, nothing to compute"], again.stderr
+
+
+def test_progress_in_a_log_file_goes_on_while_no_batch_ends():
+    """A batch of C&W or DeepFool can take minutes: the log said nothing from one batch's end to
+    the next, and once rich's 30 s window held no batch, its lines lost the rate and time left."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from robustbench_gcp.cli.progress import LineProgress
+
+    buffer = io.StringIO()
+    with LineProgress(Console(file=buffer, width=200), "m adversarial", interval=0.2) as progress:
+        progress.plan(10, 2, 0)
+        progress.cell_start("adversarial/cw-l2", 0, 1, 10)
+        time.sleep(0.7)  # no batch ends: the thread says the count
+        waiting = buffer.getvalue().splitlines()
+        pattern = r"m adversarial: 0/10 images, 0:00:0\d so far \(now adversarial/cw-l2\)"
+        assert len(waiting) >= 2 and all(re.fullmatch(pattern, line) for line in waiting), waiting
+        progress.advance(4)
+        time.sleep(0.5)
+    lines = buffer.getvalue().splitlines()[len(waiting):]
+    assert re.fullmatch(r"m adversarial: 4/10 images, [\d.]+ img/s, about 0:00:\d\d left \(now "
+                        r"adversarial/cw-l2\)", lines[0]), lines
+    assert re.fullmatch(r"m adversarial: 4/10 images in [\d.]+ s", lines[-1]), lines
+    assert not any("so far" in line for line in lines)
+
+
+def test_the_bench_items_in_a_log_file_are_lines(capfd):
+    """`bench corruptions 2> log` said nothing until its end, then left a blank line."""
+    from robustbench_gcp.cli.progress import item_bar
+
+    with item_bar(3, "timing", interval=3600) as advance:
+        advance("gaussian_noise")
+        advance("shot_noise")
+        advance("fog")
+    assert capfd.readouterr().err == "timing: gaussian_noise (1/3)\n"  # then one every interval
+    with item_bar(2, "fidelity", interval=0) as advance:
+        advance("fog 1")
+        advance("fog 2")
+    assert capfd.readouterr().err == "fidelity: fog 1 (1/2)\nfidelity: fog 2 (2/2)\n"
 
 
 def test_names_from_files_reach_the_terminal_and_csv_defused(demo_val, tmp_path):
@@ -674,3 +718,16 @@ def test_every_path_option_expands_the_home_folder(demo_val, tmp_path, monkeypat
                                      "--format", "json"])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "x.db").is_file()
+
+
+def test_baseline_help_shows_the_suites_a_baseline_serves_alone():
+    """`baseline --help` listed --attacks, --etas and the other flags of suites it refuses, and every
+    suite kind in its epilogue."""
+    shown = CliRunner().invoke(main, ["baseline", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "--corruptions" in shown.stdout and "--perturbations" in shown.stdout
+    for flag in ("--attacks", "--epsilons", "--etas", "--landscape-at", "--direction"):
+        assert flag not in shown.stdout, flag
+    kinds = shown.stdout[shown.stdout.index("Suite kinds: "):]
+    assert "imagenet-c (" in kinds and "imagenet-p (" in kinds and "adversarial" not in kinds
+    assert "--attacks" in CliRunner().invoke(main, ["eval", "--help"]).stdout  # eval's are every suite's

@@ -83,6 +83,27 @@ def test_comparison_has_intervals_deltas_and_tests(compared):
         assert 0.0 <= test["p_value"] <= 1.0
 
 
+def test_report_takes_compares_short_and_repeated_model_and_suite_options(compared):
+    """`report -m A -m B -s imagenet-c` (compare's way) was "No such option '-m'"; and a repeated
+    --models kept its last value."""
+    store = compared[0]
+    common = ["report", "--store", str(store), "--format", "json", "--no-intervals"]
+    listed = CliRunner().invoke(main, [*common, "--models", "resnet18-gap,resnet18-isqrt", "--suite",
+                                       "imagenet-c"])
+    assert listed.exit_code == 0, listed.output
+    for flags in (["-m", "resnet18-gap", "-m", "resnet18-isqrt", "-s", "imagenet-c"],
+                  ["--model", "resnet18-gap", "--models", "resnet18-isqrt", "--suite", "imagenet-c"]):
+        repeated = CliRunner().invoke(main, [*common, *flags])
+        assert repeated.exit_code == 0, repeated.output
+        assert repeated.stdout == listed.stdout
+    one = json.loads(CliRunner().invoke(main, [*common, "-m", "resnet18-isqrt", "-s", "clean"]).stdout)
+    assert [(r["model"], r["suite"]) for r in one["reports"]] == [("resnet18-isqrt", "clean")]
+    near = CliRunner().invoke(main, ["report", "--store", str(store), "--reference", "resnet18-isqr"])
+    assert near.exit_code == 2 and near.stderr == (  # as compare says it
+        "Error: `--reference resnet18-isqr` is not one of the models compared: resnet18-gap, resnet18-isqrt. "
+        "Did you mean 'resnet18-isqrt'?\n")
+
+
 def test_report_json_and_long_csv_round_trip(compared):
     store = compared[0]
     as_json = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json",
@@ -104,6 +125,9 @@ def test_report_json_and_long_csv_round_trip(compared):
                                      "--suite", "imagenet-c", "--resamples", "200"])
     wide_rows = list(csv.DictReader(io.StringIO(wide.stdout)))
     assert [r["model"] for r in wide_rows] == ["resnet18-gap", "resnet18-isqrt"]
+    # the comparison's notes (the report's in the terminal) go to stderr beside a CSV
+    notes = json.loads(as_json.stdout)["comparisons"][0]["notes"]
+    assert notes and all(f"note: {note}" in wide.stderr.splitlines() for note in notes)
     assert {"mce", "mce_low", "mce_high", "delta_mce"} <= set(wide_rows[1])
     assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in wide_rows[1]), list(wide_rows[1])
     # one header whichever model is the reference, and with --no-intervals the same first columns:
@@ -346,8 +370,16 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
         assert missing.exit_code == 1 and "does not exist" in missing.stderr
         assert list((tmp_path / "up").iterdir()) == [], odd
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db")])
-    assert listing.exit_code == 1 and "does not exist: no baselines stored yet" in listing.stderr
+    assert listing.exit_code == 0 and listing.stdout == "", listing.output  # a listing: none
+    assert listing.stderr.startswith(f"no baselines stored in {tmp_path / 'none.db'} (it does not exist "
+                                     "yet): store one with "), listing.output
+    as_json = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db"),
+                                        "--format", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
     assert not (tmp_path / "none.db").exists()
+    (tmp_path / "gone.db").symlink_to(tmp_path / "elsewhere.db")  # a broken link is not "none yet"
+    broken = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "gone.db")])
+    assert broken.exit_code == 1 and "gone.db is a symbolic link to " in broken.stderr, broken.output
     (tmp_path / "empty.db").touch()  # listing never writes: it made an empty file a 61 KB store
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "empty.db")])
     assert listing.exit_code == 1 and "is empty and opened for reading" in listing.stderr, listing.output

@@ -454,11 +454,18 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
     assert [(b["name"], b["images"]) for b in json.loads(listed.stdout)] == [("base", 6)]
     assert replaced["run"] != first["run"]
     # ImageNet's CE is AlexNet's published errors, for a model of ImageNet's 1000 classes
-    for model, suite in (("demo-gap", "clean"), ("resnet18-gap", "imagenet-c")):
+    refused = CliRunner().invoke(main, ["baseline", "--model", "resnet18-gap", "--random-weights",
+                                        *map(str, p_args(demo_val, store)), "--suite", "imagenet-c"])
+    assert refused.exit_code == 2, refused.output
+    assert "`--suite`: imagenet-c on ImageNet is not normalized by a stored baseline" in refused.stderr
+    # suites no baseline normalizes on any images: said before the model's own checks (alexnet has no
+    # stem for the landscape, whose advice, --landscape-at pixels, led to this refusal)
+    for model, suite in (("demo-gap", "clean"), ("alexnet", "landscape"), ("demo-gap", "adversarial")):
         refused = CliRunner().invoke(main, ["baseline", "--model", model, "--random-weights",
                                             *map(str, p_args(demo_val, store)), "--suite", suite])
         assert refused.exit_code == 2, refused.output
-        assert f"`--suite`: {suite} on ImageNet is not normalized by a stored baseline" in refused.stderr
+        assert refused.stderr.startswith(f"Error: `--suite {suite}`: the {suite} suite is normalized by no "
+                                         "baseline, so one would never be used;"), refused.stderr
     # the demo's 10 classes are another task: a stored run of it normalizes its CE
     fog = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1")
     ten = run("baseline", "--model", "demo-gap", *p_args(demo_val, store), *fog, "--name", "ten")

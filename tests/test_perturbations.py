@@ -562,6 +562,8 @@ def test_bench_perturbations_cli():
     assert report["model"]["frames_per_second"] == pytest.approx(max(beside))
     assert all("beside_seconds" not in r for r in report["rows"])
     result = _invoke("bench", "perturbations", "--perturbations", "rotat")
-    assert result.exit_code == 2 and "Did you mean 'rotate'" in result.output
+    # one line, as bench corruptions' (it printed the usage block above "Invalid value")
+    assert result.exit_code == 2
+    assert result.output == "Error: unknown perturbation 'rotat'. Did you mean 'rotate'?\n"
     result = _invoke("bench", "perturbations", "--model", "resnet5-gap", "--perturbations", "rotate")
     assert result.exit_code != 0 and "unknown model" in result.output

@@ -307,7 +307,8 @@ def error_of(*args) -> str:
 
 
 @pytest.mark.parametrize("attribute, message", [
-    ("missing", r"module '{module}' \(.*\) has no 'missing'"),
+    ("missing", r"module '{module}' \(.*\) has no 'missing'\. Choose from: .*, broken, counted, "),
+    ("resnet18_lik", r"has no 'resnet18_lik'\. Did you mean 'resnet18_like'\?$"),
     ("NOT_CALLABLE", r"'NOT_CALLABLE' is an int, not a callable that returns an nn.Module"),
     ("not_a_module", r"not_a_module\(\) returned a str, not a torch.nn.Module"),
     ("with_transform", r"with_transform\(\) returned a tuple \(ResNet, NoneType\), not a torch.nn.Module: "
@@ -455,7 +456,9 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
                          ("resize_size", "expected key=value items separated by commas. Got 'resize_size'"),
                          ("mean=a:b:c", "mean should be three numbers R:G:B. Got 'a:b:c'"),
                          ("input_size=64,input_size=96", "input_size is given twice"),
-                         ("crop=64", "`preprocess` has unknown keys ['crop']"),
+                         ("crop=64", "unknown key 'crop'. Choose from: resize_size, input_size, "),
+                         ("resize=256", "Invalid value for '--preprocess': unknown key 'resize'. Did you "
+                                        "mean 'resize_size'?"),
                          ("input_size=299", "input_size 299 should be >= 32 and <= resize_size 256"),
                          ("mean=1:2", "`preprocess['mean']` should hold 3 numbers")):
         assert message in error_of(*args, "--preprocess", bad), bad
@@ -861,6 +864,14 @@ def test_what_a_users_module_prints_goes_to_stderr_and_the_report_to_stdout(imag
         json.loads(result.stdout)
         assert "built" in result.stderr and "forward" in result.stderr and "forward" not in result.stdout
         assert ("imported" in result.stderr) == (command == "eval")  # imported once in this process
+    # the bench commands that take a model: their --json too
+    landscape = ["landscape", "--etas", "0.01:0.02:2", "--landscape-at", "pixels"]
+    for bench in (["attack", "--steps", "1"], landscape):
+        result = run("bench", *bench, "--model", f"{name}:build", "--images", 1, "--batch-size", 1,
+                     "--repeats", 1, "--device", "cpu", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["model"] == f"{name}:build"
+        assert "forward" in result.stderr and "forward" not in result.stdout
 
 
 def test_a_file_path_as_model_says_the_module_name_and_folder(image_folder, tmp_path):

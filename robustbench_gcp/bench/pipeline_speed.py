@@ -49,6 +49,8 @@ from pathlib import Path
 
 import torch
 
+from robustbench_gcp.errors import counted
+
 __all__ = [
     "TORCHVISION_ARCHS",
     "PlainCorruption",
@@ -367,7 +369,7 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
             spec = ",".join(UNCORRUPTED if c is None else f"{c}:{s}" for c, s in cells)
 
             def tool(turn: int, name=name, suite_args=suite_args, cells=cells) -> tuple[float, float | None]:
-                say(f"{name} pass: gcp-robust eval ({len(cells)} cells){_turn(turn, repeats)}")
+                say(f"{name} pass: gcp-robust eval ({counted(len(cells), 'cell')}){_turn(turn, repeats)}")
                 seconds, out = _timed(
                     [sys.executable, "-m", "robustbench_gcp", "eval", "--model", model,
                      "--checkpoint", str(weights), "--data", str(data),  # a fresh store each turn
@@ -379,7 +381,7 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
                                  else _corrupted_error(report["cells"]))
 
             def plain(turn: int, name=name, cells=cells, spec=spec) -> tuple[float, float | None]:
-                say(f"{name} pass: plain loop ({len(cells)} cells){_turn(turn, repeats)}")
+                say(f"{name} pass: plain loop ({counted(len(cells), 'cell')}){_turn(turn, repeats)}")
                 seconds, out = _timed(
                     [sys.executable, "-m", "robustbench_gcp.bench.pipeline_speed", "--data", str(data),
                      "--arch", arch, "--weights", str(weights), "--cells", spec, *common], env,

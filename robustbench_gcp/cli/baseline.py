@@ -16,7 +16,12 @@ from robustbench_gcp.cli.options import (
 from robustbench_gcp.cli.output import computes
 
 
-@click.command("baseline", cls=SuiteCommand,
+def _normalized(suite) -> bool:
+    """The suites a baseline can serve (whose flags and kinds ``--help`` shows)."""
+    return suite.uses_baseline
+
+
+@click.command("baseline", cls=SuiteCommand, suites=_normalized,
                short_help="Store a baseline model's figures: the normalizer of FR and CE.")
 @click.option("--model", "-m", default=None, metavar="NAME",
               help="The baseline model (e.g. alexnet: torchvision's AlexNet, from a local file).")
@@ -56,6 +61,7 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
 
     check_output_not_store(output, options.get("store"))
     if list_only:
+        import os
         from pathlib import Path
 
         from robustbench_gcp.cli.options import given_options
@@ -71,19 +77,23 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
         from robustbench_gcp.errors import StoreError, absent
         from robustbench_gcp.reports.tables import Column
 
-        if not Path(options["store"]).is_file():  # listing must not create an empty store
-            said = absent(options["store"])
-            raise StoreError(f"store {options['store']} {said}"
-                             + (": no baselines stored yet" if said == "does not exist" else ""))
-        from robustbench_gcp.reports.stored import run_label
+        rows = []
+        if Path(options["store"]).is_file():  # listing must not create an empty store
+            from robustbench_gcp.reports.stored import run_label
 
-        with Store(options["store"], read_only=True) as store:  # listing never writes
-            rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
-                     "images": run.n_images, "stored": stored}
-                    for n, stored, run in store.baselines()]
+            with Store(options["store"], read_only=True) as store:  # listing never writes
+                rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
+                         "images": run.n_images, "stored": stored}
+                        for n, stored, run in store.baselines()]
+        else:  # no store yet holds no baselines; a broken link or a folder is not that
+            said = absent(options["store"])
+            if os.path.lexists(options["store"]) or said != "does not exist":
+                raise StoreError(f"store {options['store']} "
+                                 + ("is not a file" if said == "does not exist" else said))
         if not rows and fmt == "table":  # an empty table says nothing; CSV and JSON stay parseable
-            click.echo(f"no baselines stored in {options['store']} (store one with `gcp-robust baseline "
-                       "--model NAME --name NAME ...`)", err=True)
+            where = "" if Path(options["store"]).is_file() else " (it does not exist yet)"
+            click.echo(f"no baselines stored in {options['store']}{where}: store one with `gcp-robust "
+                       "baseline --model NAME --name NAME ...`", err=True)
             return
         emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
                     Column("checkpoint", justify="left"), Column("images"), Column("stored")],
@@ -102,9 +112,18 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
     from robustbench_gcp.cli.options import default_workers
     from robustbench_gcp.cli.output import print_report
     from robustbench_gcp.cli.progress import progress_display
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
     from robustbench_gcp.pipeline import RankResult, plan, run, store_baseline
     from robustbench_gcp.pipeline.execution import check_baseline_name
+    from robustbench_gcp.suites import get_suite
 
+    kind = get_suite(load_config(options["config"]).suite(options["suite"]).kind)
+    if not _normalized(kind):  # before the model's own checks, whose advice would lead here
+        raise ConfigError(f"`--suite {options['suite']}`: the {kind.kind} suite is normalized by no "
+                          "baseline, so one would never be used; baselines serve imagenet-p (FR, T5D), and "
+                          "imagenet-c on CIFAR-10/100, Tiny-ImageNet and ImageNet images classified into "
+                          "other classes than ImageNet's 1000 (CE)")
     workers = default_workers() if workers is None else workers
     planned = plan(model, workers=workers, **options)
     name = name or planned.model.label

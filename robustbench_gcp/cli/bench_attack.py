@@ -15,6 +15,7 @@ from robustbench_gcp.cli.options import (
     bench_model_words,
     json_option,
 )
+from robustbench_gcp.cli.output import computes
 
 
 @click.command("attack", short_help="PGD-Linf images/s: the suite against a plain torch loop.")
@@ -28,6 +29,7 @@ from robustbench_gcp.cli.options import (
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option
+@computes
 def bench_attack(config, model, checkpoint, random_weights, device, batch_size, images, steps, epsilon,
                  repeats, as_json) -> None:
     """Images per second of PGD-Linf through the suite (foolbox, with its bookkeeping:
@@ -38,6 +40,11 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
 
     The images are the embedded demo's validation images (generated in a
     temporary folder), resized to the model's input size.
+
+    \b
+    Examples:
+      gcp-robust bench attack                                   # demo-gap on the CPU, 64 images
+      gcp-robust bench attack --model resnet50-isqrt --random-weights --device cuda --json
     """
     from robustbench_gcp.bench.attack_speed import pgd_speed
     from robustbench_gcp.cli.output import emit

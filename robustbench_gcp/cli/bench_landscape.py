@@ -15,6 +15,7 @@ from robustbench_gcp.cli.options import (
     bench_model_words,
     json_option,
 )
+from robustbench_gcp.cli.output import computes
 
 
 @click.command("landscape", short_help="Landscape images/s: the suite against the naive loop.")
@@ -31,6 +32,7 @@ from robustbench_gcp.cli.options import (
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option
+@computes
 def bench_landscape(config, model, checkpoint, random_weights, device, batch_size, images, at, etas, repeats,
                     as_json) -> None:
     """Images per second of the landscape suite (stem computed once per image, the K perturbed
@@ -42,6 +44,11 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
 
     The images are the embedded demo's validation images (generated in a temporary folder),
     resized to the model's input size.
+
+    \b
+    Examples:
+      gcp-robust bench landscape                                # demo-gap at its stem, K = 50
+      gcp-robust bench landscape --model resnet18-isqrt --random-weights --images 4 --etas 0.01:0.3:8
     """
     from robustbench_gcp.bench.landscape_speed import landscape_speed
     from robustbench_gcp.cli.output import emit

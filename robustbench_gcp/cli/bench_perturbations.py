@@ -11,21 +11,12 @@ from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
 def _perturbation_names(value: str) -> list[str]:
-    """``a,b`` of perturbation names and/or subsets (test, validation, all)."""
-    from corruptions.perturbations import PERTURBATION_SUBSETS, check_perturbation, list_perturbations
+    """``a,b`` of perturbation names and/or subsets (test, validation, all ...), checked as the
+    suite's ``--perturbations`` (one line, the closest name suggested)."""
+    from corruptions.perturbations import PERTURBATION_SUBSETS
+    from robustbench_gcp.suites.flag_values import resolve_names
 
-    names: list[str] = []
-    for item in (v.strip() for v in value.split(",")):
-        if not item:
-            continue
-        try:
-            found = list_perturbations(item) if item in PERTURBATION_SUBSETS else [check_perturbation(item)]
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--perturbations") from None
-        names.extend(n for n in found if n not in names)
-    if not names:
-        raise click.BadParameter("no perturbation given", param_hint="--perturbations")
-    return names
+    return list(resolve_names(value, (), PERTURBATION_SUBSETS, "perturbation", "--perturbations"))
 
 
 @click.command("perturbations", short_help="Frames per second of each ImageNet-P sequence and the model.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_option, json_option
+from robustbench_gcp.errors import counted
 
 
 @click.command("pipeline", short_help="Wall time of `eval` against the plain loop a user writes.")
@@ -47,6 +48,11 @@ def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_siz
     predicts for it clean, so a corrupted cell's top-1 error is the share of predictions
     the corruption changes, which both paths should give alike (not identically: their
     corruptions draw different random numbers, within the torch port's fidelity bounds).
+
+    \b
+    Examples:
+      gcp-robust bench pipeline                                  # ResNet-18, 64 photographs
+      gcp-robust bench pipeline --model resnet50-gap --device cuda --batch-size 8 --workers 8 --json
     """
     from robustbench_gcp.bench.pipeline_speed import pipeline_speed
     from robustbench_gcp.cli.options import default_workers
@@ -69,4 +75,4 @@ def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_siz
          fmt="json" if as_json else "table", json_obj={**settings, "rows": rows},
          title=f"{model} ({'--checkpoint' if checkpoint else 'seeded random weights'}), {images} images, "
                f"corruptions {corruptions}, severities {severities}, batch {batch_size}, "
-               f"{workers} workers, on {dev}; processes timed from launch to exit")
+               f"{counted(workers, 'worker')}, on {dev}; processes timed from launch to exit")

@@ -52,6 +52,11 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     process, on the same device (auto resolved once, here; the title names it), and
     count only the engine's time (not start-up); the ratio is the speed-up of the
     parallel run.
+
+    \b
+    Examples:
+      gcp-robust bench scaling                                   # the demo, 1 process against 2
+      gcp-robust bench scaling --data /data/imagenet/val --limit 512 --processes 4 --threads 2
     """
     from robustbench_gcp.bench.process_scaling import scaling, takes_corruptions
     from robustbench_gcp.cli.options import weights_described

@@ -52,7 +52,7 @@ class NonEmptyPath(click.Path):
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
-            self.fail("is empty: give a path", param, ctx)
+            self.fail("the path is empty: give one", param, ctx)
         if isinstance(value, str):
             value = os.path.expanduser(value)
         _utf8(value, param, ctx)
@@ -78,7 +78,7 @@ def _utf8(value, param, ctx) -> None:
 def _not_empty(ctx, param, value):
     """A text option that is a path or URL (``--checkpoint``): ``""`` is an error, not "not given"."""
     if isinstance(value, str) and not value.strip():
-        raise click.BadParameter("is empty: give a path or URL")
+        raise click.BadParameter("the path is empty: give a path or URL")
     if value is not None:
         _utf8(value, param, ctx)
     return value
@@ -285,8 +285,13 @@ def _preprocess(ctx, param, value):
                 given[key] = tuple(float(v) for v in text.split(":"))
             except ValueError:
                 raise click.BadParameter(f"{key} should be three numbers R:G:B. Got {text!r}") from None
-        else:
+        elif key == "interpolation":
             given[key] = text
+        else:
+            from robustbench_gcp.errors import suggest
+
+            keys = ("resize_size", "input_size", "interpolation", "mean", "std")
+            raise click.BadParameter(f"unknown key {key!r}.{suggest(key, keys)}")
     return given
 
 
@@ -302,7 +307,8 @@ preprocess_option = click.option(
 
 model_options = _compose(
     click.option("--checkpoint", default=None, metavar="PATH|URL", callback=_not_empty,
-                 help="Weights to load (every published layout; read with weights_only=True)."),
+                 help="Weights to load (every published layout; read with weights_only=True). Default: "
+                      "the model's file in benchmarks.yaml, where it names one."),
     click.option("--sha256", default=None, help="Expected sha256 of the checkpoint file."),
     click.option("--random-weights", is_flag=True,
                  help="Seeded random weights instead of any checkpoint (benchmarks.yaml's too): a "
@@ -365,7 +371,8 @@ data_options = _compose(
                  help="Ground truth for a flat val folder: LOC_val_solution.csv or '<file> <index>' lines."),
     class_order_option,
     click.option("--limit", type=COUNT, default=None, metavar="N",
-                 help="Evaluate a deterministic, class-balanced subset of N images."),
+                 help="Evaluate a deterministic, class-balanced subset of N images. Default: every "
+                      "image."),
 )
 
 
@@ -434,12 +441,15 @@ class SuiteCommand(click.Command):
 
     The suites declare their flags (:func:`robustbench_gcp.suites.all_flags`); they are added
     after the option named ``flags_after`` when the command first parses or shows its help, and
-    the help ends with the suite kinds and what each measures.
+    the help ends with the suite kinds and what each measures. ``suites``, a predicate of a
+    :class:`~robustbench_gcp.suites.Suite`, keeps the flags and kinds to the suites the command
+    can run (``baseline``: those a stored run normalizes).
     """
 
-    def __init__(self, *args, flags_after: str = "suite", **kwargs):
+    def __init__(self, *args, flags_after: str = "suite", suites=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.flags_after = flags_after
+        self.suites = suites
         self._flags_added = False
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
@@ -447,7 +457,7 @@ class SuiteCommand(click.Command):
             from robustbench_gcp.suites import all_flags
 
             at = next(i for i, p in enumerate(self.params) if p.name == self.flags_after) + 1
-            self.params[at:at] = [_flag_option(flag) for flag in all_flags()]
+            self.params[at:at] = [_flag_option(flag) for flag in all_flags(self.suites)]
             self._flags_added = True
         return super().get_params(ctx)
 
@@ -456,7 +466,7 @@ class SuiteCommand(click.Command):
 
         formatter.write_paragraph()
         with formatter.indentation():
-            formatter.write_text(kinds_help())
+            formatter.write_text(kinds_help(self.suites))
 
 
 def baseline_option(func):
@@ -546,7 +556,8 @@ bench_weights_options = _compose(
 #: the model of a `bench` command that runs one (attack, landscape), with its weights and device
 bench_model_options = _compose(
     config_option,
-    click.option("--model", default="demo-gap", show_default=True, help="A model of benchmarks.yaml."),
+    click.option("--model", default="demo-gap", show_default=True, metavar="NAME",
+                 help=MODEL_HELP),
     bench_weights_options,
     device_option,
 )

@@ -209,6 +209,17 @@ def print_report(report, fmt: str, output: str | None) -> None:
     else:
         text = one_report.to_report_markdown(report)
     write_output(text, output)
+    if fmt == "csv":
+        _notes_to_stderr(report.notes)
+
+
+def _notes_to_stderr(notes) -> None:
+    """A CSV table has no room for the notes the other formats carry (why a cell is empty, what
+    a mean averages): they go to standard error, one line each, as the terminal table prints them."""
+    from robustbench_gcp.errors import printable
+
+    for note in notes:
+        click.echo(f"note: {printable(note)}", err=True)
 
 
 def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layout: str = "long",
@@ -221,6 +232,10 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
         write_output(rendered, output)
     else:
         print_renderable(rendered, output)
+    if fmt == "csv":
+        from robustbench_gcp.reports.many_reports import all_notes
+
+        _notes_to_stderr(all_notes(reports, comparisons))
     if plot_dir:
         from robustbench_gcp.errors import FiguresNotWritten
         from robustbench_gcp.reports.plots import earlier_figures, write_plots

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -69,15 +70,37 @@ def stderr_console() -> Console:
     return Console(stderr=True)
 
 
+#: seconds between two progress lines where stderr is a file (:class:`LineProgress`, :func:`item_bar`)
+LINE_INTERVAL = 30.0
+
+
 @contextlib.contextmanager
-def item_bar(total: int, what: str) -> Iterator[Callable[[str], None]]:
+def item_bar(total: int, what: str, interval: float = LINE_INTERVAL) -> Iterator[Callable[[str], None]]:
     """A transient bar on stderr over ``total`` items done one after another (the bench commands'
     corruptions, severities, sequences); yields a callback taking the label of the item started
     next. The display starts with the first item, so that a command that fails before it leaves
-    no blank line above its error."""
+    no blank line above its error. Where stderr is a file or a dumb terminal (rich would draw
+    nothing until the end, and leave a blank line), a plain line names the item started, the first
+    and then at most one every ``interval`` seconds."""
+    console = stderr_console()
+    if not console.is_interactive:
+        last = None
+
+        def say(label: str) -> None:
+            nonlocal last, done
+            now = time.monotonic()
+            if last is None or now - last >= interval:
+                last = now
+                console.print(escape(f"{what}: {label} ({done + 1}/{total})"), soft_wrap=True,
+                              highlight=False)
+            done += 1
+
+        done = 0
+        yield say
+        return
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                   console=stderr_console(), transient=True)
+                   console=console, transient=True)
     task = bar.add_task(what, total=total)
     started = False
 
@@ -234,12 +257,18 @@ class LineProgress(RichProgress):
     every ``interval`` seconds, each evaluation of a batch as it starts, and the count at the end.
     """
 
-    def __init__(self, console: Console | None = None, title: str = "evaluating", interval: float = 30.0):
+    def __init__(self, console: Console | None = None, title: str = "evaluating",
+                 interval: float = LINE_INTERVAL):
         super().__init__(console, title)
         self.interval = interval
         self.last = time.monotonic()
         self.cell = ""
         self.planned: str | None = None  # the title of the evaluation in hand, once planned
+        # a batch can take minutes (C&W, DeepFool, a landscape cell): a thread says the count while
+        # none ends, so that a log never falls silent for longer than the interval
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.beat: threading.Thread | None = None
 
     def _add_task(self, description: str, **fields) -> TaskID:
         self.started = False  # no live display: nothing to stop
@@ -250,6 +279,14 @@ class LineProgress(RichProgress):
         super().plan(total_images, units, finished_units)
         # nothing to compute: no last line (the overall bar still holds the evaluation before)
         self.planned, self.cell, self.last = self.title if total_images else None, "", time.monotonic()
+        if total_images and self.beat is None and self.interval > 0:
+            self.beat = threading.Thread(target=self._beat, name="gcp-robust progress", daemon=True)
+            self.beat.start()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(max(0.1, self.interval - (time.monotonic() - self.last))):
+            if self.planned is not None:
+                self._line()
 
     def item(self, index: int, total: int, label: str) -> None:
         self._finish()  # the evaluation before, in a batch
@@ -276,25 +313,34 @@ class LineProgress(RichProgress):
         self._line()
 
     def _line(self, *, last: bool = False, stopped: bool = False) -> None:
-        now = time.monotonic()
-        if self.total_task is None or (not last and now - self.last < self.interval):
-            return
-        self.last = now
-        task = self.progress.tasks[self.total_task]
-        total = int(task.total or 0)
-        line = f"{self.planned or self.title}: {int(task.completed):,}/{total:,} images"
-        if last:
-            seconds = task.finished_time or task.elapsed or 0.0
-            line += f" in {seconds:.{0 if seconds >= 10 else 1}f} s" + (", then stopped" if stopped else "")
-        else:
-            speed = task.speed
-            left = task.time_remaining
-            line += f", {speed:.1f} img/s" if speed else ""
-            line += f", about {datetime.timedelta(seconds=round(left))} left" if left is not None else ""
-            line += f" (now {self.cell})" if self.cell else ""
-        self._say(escape(line))
+        with self.lock:
+            now = time.monotonic()
+            if self.total_task is None or (not last and now - self.last < self.interval):
+                return
+            self.last = now
+            task = self.progress.tasks[self.total_task]
+            total, done = int(task.total or 0), int(task.completed)
+            line = f"{self.planned or self.title}: {done:,}/{total:,} images"
+            elapsed = task.finished_time or task.elapsed or 0.0
+            if last:
+                line += f" in {elapsed:.{0 if elapsed >= 10 else 1}f} s"
+                line += ", then stopped" if stopped else ""
+            else:
+                # rich's rate covers its last 30 s, empty where no batch ended in them: the mean since
+                # the start stands in
+                speed = task.speed or (done / elapsed if done and elapsed else None)
+                line += f", {speed:.1f} img/s" if speed else ""
+                if speed and total > done:
+                    line += f", about {datetime.timedelta(seconds=round((total - done) / speed))} left"
+                if not done:
+                    line += f", {datetime.timedelta(seconds=round(elapsed))} so far"
+                line += f" (now {self.cell})" if self.cell else ""
+            self._say(escape(line))
 
     def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.beat is not None:
+            self.beat.join()
         self._finish(stopped=exc[0] is not None)
 
 

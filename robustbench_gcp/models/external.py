@@ -42,6 +42,7 @@ from robustbench_gcp.errors import (
     ModelCodeError,
     UnknownNameError,
     check_integer,
+    suggest,
 )
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
@@ -298,8 +299,11 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
     for part in attribute.split("."):
         target = getattr(target, part, None)
     if target is None:
+        own = sorted(name for name, value in vars(module).items()  # its own callables, not imported ones
+                     if not name.startswith("_") and callable(value)
+                     and getattr(value, "__module__", None) == module.__name__)
         raise ConfigError(f"`--model {ref}`: module '{module_name}' ({module.__file__}) has no "
-                          f"'{attribute}'")
+                          f"'{attribute}'.{suggest(attribute, own) if own else ''}")
     if not callable(target):
         raise ConfigError(f"`--model {ref}`: '{attribute}' is {_kind(target)}, not a "
                           "callable that returns an nn.Module")

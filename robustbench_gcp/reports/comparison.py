@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robustbench_gcp.errors import ConfigError, listed
+from robustbench_gcp.errors import ConfigError, listed, suggest
 from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.stats import (
     DEFAULT_RESAMPLES,
@@ -208,8 +208,9 @@ def compare_reports(
     """
     every = sorted({report.model for report in reports})
     if reference is not None and not _named(reference, every, reference_labels):
+        hint = suggest(reference, every)
         raise ConfigError(f"`--reference {reference}` is not one of the models compared: "
-                          + ", ".join(every))
+                          f"{', '.join(every)}.{hint if 'Did you mean' in hint else ''}")
     comparisons = []
     # one comparison per experiment: suite, source and image set (a store may hold runs on
     # different --limit subsets, or cells made another way)

@@ -567,9 +567,10 @@ def all_suites() -> list[Suite]:
     return list(_SUITES.values())
 
 
-def kinds_help() -> str:
-    """Every kind and what it measures, for ``--help``."""
-    return "Suite kinds: " + "; ".join(f"{suite.kind} ({suite.summary})" for suite in _SUITES.values()) + "."
+def kinds_help(where: Callable[[Suite], bool] | None = None) -> str:
+    """Every kind (of those ``where`` takes) and what it measures, for ``--help``."""
+    return "Suite kinds: " + "; ".join(f"{suite.kind} ({suite.summary})" for suite in _SUITES.values()
+                                       if where is None or where(suite)) + "."
 
 
 def suite_kinds() -> tuple[str, ...]:
@@ -586,9 +587,10 @@ def long_columns() -> list[str]:
     return list(dict.fromkeys([*CLEAN_LONG_COLUMNS, *(c for s in _SUITES.values() for c in s.long_columns)]))
 
 
-def all_flags() -> list[Flag]:
-    """Every suite flag once, in the order suites declare them."""
-    return list({flag.name: flag for suite in _SUITES.values() for flag in suite.flags}.values())
+def all_flags(where: Callable[[Suite], bool] | None = None) -> list[Flag]:
+    """Every suite flag once (of the suites ``where`` takes), in the order suites declare them."""
+    return list({flag.name: flag for suite in _SUITES.values() if where is None or where(suite)
+                 for flag in suite.flags}.values())
 
 
 def flag_suites(name: str) -> list[str]:

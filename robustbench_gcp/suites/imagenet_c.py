@@ -330,7 +330,8 @@ class ImageNetCSuite(LevelledSuite):
         dataset = get_dataset(spec.dataset)
         released = self.released(flags, dataset)
         if released is not None and (flags.get("backend") or roundtrip is not None):
-            flag = "--backend" if flags.get("backend") else "--storage-roundtrip"
+            flag = ("--backend" if flags.get("backend") else
+                    "--storage-roundtrip" if roundtrip else "--no-storage-roundtrip")
             raise ConfigError(f"`{flag}` applies to corruptions computed on the fly, not to the released "
                               f"files of --corrupted-dir {released}")
         if released is not None and flags.get("preset"):
