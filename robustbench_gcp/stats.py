@@ -36,11 +36,11 @@ DEFAULT_RESAMPLES = 1000
 LEVEL = 0.95
 #: the fewest images (videos) a percentile bootstrap interval is given for (see above)
 MIN_BOOTSTRAP_UNITS = 20
-#: :func:`sign_flip`: every sign pattern up to this many differing units, random draws below
-#: :data:`SIGN_FLIP_NORMAL_FROM`, the normal approximation from there
+#: :func:`sign_flip`: every sign pattern up to this many differing units, random draws beyond
 SIGN_FLIP_EXACT_UP_TO = 16
 SIGN_FLIP_DRAWS = 10_000
-SIGN_FLIP_NORMAL_FROM = 2_000
+#: the sign patterns :func:`sign_flip` draws at once: at most this many (pattern, unit) pairs
+SIGN_FLIP_CHUNK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -193,12 +193,18 @@ def percentile_bounds(draws: np.ndarray, level: float = LEVEL) -> tuple[float, f
 
 def _linear_quantile(ordered: np.ndarray, q: float) -> float:
     """NumPy's default (linear) quantile of sorted values, where a neighbour that is infinite
-    makes the quantile infinite (NumPy's interpolation gives NaN between two infinities)."""
+    makes the quantile infinite (NumPy's interpolation gives NaN between two infinities):
+    between -inf and +inf, the one on ``q``'s side of the median (a bound of an interval widens;
+    the upper bound was -inf)."""
     position = (ordered.size - 1) * q
     below = math.floor(position)
     above = min(below + 1, ordered.size - 1)
     a, b, t = float(ordered[below]), float(ordered[above]), position - below
-    if t == 0.0 or math.isinf(a):
+    if t == 0.0:
+        return a
+    if math.isinf(a) and math.isinf(b) and a != b:
+        return b if q > 0.5 else a
+    if math.isinf(a):
         return a
     if math.isinf(b):
         return b
@@ -295,10 +301,11 @@ def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_F
     Under the null hypothesis each unit's difference a - b is as likely to have either sign,
     so the two-sided p-value is the share of sign patterns whose |sum of signed differences|
     reaches the observed one: every pattern when at most :data:`SIGN_FLIP_EXACT_UP_TO` units
-    differ (exact), ``draws`` seeded random patterns counting the observed one (p = (1 + hits)
-    / (1 + draws)) below :data:`SIGN_FLIP_NORMAL_FROM`, and from there the normal
-    approximation z = |sum d| / sqrt(sum d^2). Units with equal values, and those where either
-    value or their difference is not finite, take no part. It tests the mean, as a bootstrap
+    differ (exact), else ``draws`` seeded random patterns counting the observed one (p = (1 +
+    hits) / (1 + draws)), however many units: the normal approximation z = |sum d| / sqrt(sum
+    d^2), used from 2,000 units before 0.7.29, gave p = 0.046 where the permutation p is 0.11
+    for a few large differences among many small ones. Units with equal values, and those where
+    either value or their difference is not finite, take no part. It tests the mean, as a bootstrap
     interval of the mean difference does; ``only_a`` / ``only_b`` count the units where a / b is
     larger.
 
@@ -325,13 +332,11 @@ def sign_flip(values_a: np.ndarray, values_b: np.ndarray, *, draws: int = SIGN_F
         bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
         sums = np.abs((1 - 2 * bits) @ d)
         return PairedTest(only_a, only_b, float((sums >= reached).mean()), "sign-flip exact")
-    if n >= SIGN_FLIP_NORMAL_FROM:
-        z = observed / math.sqrt(float((d * d).sum()))
-        return PairedTest(only_a, only_b, math.erfc(z / math.sqrt(2.0)), "sign-flip normal")
     rng = np.random.default_rng(seed)
     hits, done = 0, 0
+    at_once = max(1, min(1000, SIGN_FLIP_CHUNK // n))  # patterns per step: 1000 up to 2,000 units
     while done < draws:  # a pattern's sum is total - 2 * (the sum of the flipped differences)
-        k = min(1000, draws - done)
+        k = min(at_once, draws - done)
         bits = np.frombuffer(rng.bytes(k * ((n + 7) // 8)), np.uint8).reshape(k, -1)
         flipped = np.unpackbits(bits, axis=1, count=n).astype(np.float64)
         hits += int((np.abs(total - 2 * (flipped @ d)) >= reached).sum())

@@ -360,6 +360,29 @@ def test_every_output_keeps_budgets_apart(demo_val, tmp_path):
     assert "pgd-linf 4/255 |" in markdown.stdout and "pgd-linf 4/255 (steps=2) |" in markdown.stdout
 
 
+def test_markdown_gives_models_measured_at_other_epsilon_lists_columns_of_their_own(demo_val, tmp_path):
+    """Robust accuracy at 4/255 counts the images broken at 1/255 of the same list: a model measured
+    at 4/255 alone is not in the same column (it was, while the comparisons left the pair out)."""
+    store = tmp_path / "s.db"
+    attack_report(demo_val, store, model="demo-gap", attacks="fgsm", epsilons="1/255,4/255", limit=10,
+                  steps=None)
+    attack_report(demo_val, store, model="demo-isqrt", attacks="fgsm", epsilons="4/255", limit=10, steps=None)
+    base = ["report", "--store", str(store), "--no-intervals", "--format", "markdown"]
+    markdown = CliRunner().invoke(main, base)
+    assert markdown.exit_code == 0, markdown.output
+    table = markdown.stdout[markdown.stdout.index("Robust accuracy (%)"):]
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[2:] == ["fgsm 1/255", "fgsm 4/255 (epsilons 1/255, 4/255)", "fgsm 4/255 (epsilons 4/255)"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in table.splitlines() if line.startswith("| demo-")}
+    assert rows["demo-gap"][4] == "-" and rows["demo-isqrt"][2:4] == ["-", "-"]
+    assert rows["demo-isqrt"][4] != "-"
+    assert "-" not in rows["demo-gap"][:4]
+    alone = CliRunner().invoke(main, [*base, "--model", "demo-isqrt"])  # one list: no suffix
+    assert "| fgsm 4/255 |" in alone.stdout and "(epsilons" not in alone.stdout
+
+
 def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():
     """The table's epsilons are k/255 for Linf; its median perturbation was on the [0, 1] scale."""
     from robustbench_gcp.suites.adversarial import _median_text

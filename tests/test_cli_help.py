@@ -132,6 +132,16 @@ def test_suite_flags_and_kinds_appear_in_the_help_of_the_commands_that_take_them
         assert kinds in " ".join(result.output.split())
     bad = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--sqrt", "eigh"])
     assert bad.exit_code == 2 and "'eigh' is not one of 'newton-schulz', 'eig', 'svd'" in bad.output
+    # a flag of a suite baseline does not run is named as such (it was click's "No such option")
+    for given, kind in ((["--attacks", "fgsm"], "adversarial"), (["--epsilons=1/255"], "adversarial"),
+                        (["--landscape-at", "pixels"], "landscape")):
+        other = CliRunner().invoke(main, ["baseline", "--model", "alexnet", *given])
+        assert other.exit_code == 2, other.output
+        option = given[0].split("=")[0]
+        assert f"Error: `{option}` applies to the {kind} suite, which `baseline` does not run (it runs " \
+               "imagenet-c and imagenet-p)" in other.output, other.output
+    typo = CliRunner().invoke(main, ["baseline", "--corruptoins", "fog"])
+    assert typo.exit_code == 2 and "Did you mean one of: '--corrupted-dir', '--corruptions'?" in typo.output
 
 
 def test_version_is_the_package_version():

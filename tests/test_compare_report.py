@@ -803,11 +803,12 @@ def test_notes_of_several_models_name_whose_they_are():
 
     table = dict(kind="imagenet-c", experiment=("imagenet-c (torch)", "images"), heading="imagenet-c (torch)",
                  n_images=10, suite="imagenet-c", source="torch", data_fingerprint="images")
-    gap = SimpleNamespace(model="demo-gap", notes=["shared", "mCE averages 1 of the 15",
+    gap = SimpleNamespace(model="demo-gap", run="r1", notes=["shared", "mCE averages 1 of the 15",
                                                    "partial run of demo-gap: 2 of 3 cells",
                                                    "demo-gap, fgsm: only one budget"], **table)
-    isqrt = SimpleNamespace(model="demo-isqrt", notes=["shared", "baseline 'demo-gap' was evaluated",
-                                                       "demo-isqrt: 3 cells left out"], **table)
+    isqrt = SimpleNamespace(model="demo-isqrt", run="r2",
+                            notes=["shared", "baseline 'demo-gap' was evaluated",
+                                   "demo-isqrt: 3 cells left out"], **table)
     assert all_notes([gap, isqrt], [{"notes": ["from the comparison"], "models": [], "suite": "other"}]) == [
         "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
         "demo-isqrt: 3 cells left out",
@@ -816,7 +817,7 @@ def test_notes_of_several_models_name_whose_they_are():
     # a note every model's report of the suite has is one note, though another suite's lack it (it
     # was said once per model)
     attack = dict(table, kind="adversarial", experiment=("adversarial", "images"), heading="adversarial")
-    others = [SimpleNamespace(model=m, notes=[], **attack) for m in ("demo-gap", "demo-isqrt")]
+    others = [SimpleNamespace(model=m, run=m, notes=[], **attack) for m in ("demo-gap", "demo-isqrt")]
     assert all_notes([gap, isqrt, *others], []) == [
         "demo-gap, fgsm: only one budget", "demo-gap: mCE averages 1 of the 15",
         "demo-isqrt: 3 cells left out", "demo-isqrt: baseline 'demo-gap' was evaluated",
@@ -828,7 +829,7 @@ def test_notes_of_several_models_name_whose_they_are():
     # a model shown only in another suite's table: a note of the others is named, not read as its
     # too (the audit's "weights: seeded random ..." of a random-weights run beside a checkpoint's)
     only_clean = dict(table, kind="clean", experiment=("clean", "images"), heading="clean")
-    clean = SimpleNamespace(model="resnet18-gap", notes=[], **only_clean)
+    clean = SimpleNamespace(model="resnet18-gap", run="r3", notes=[], **only_clean)
     assert [n for n in all_notes([gap, isqrt, clean], []) if n.endswith("shared")] == [
         "demo-gap: shared", "demo-isqrt: shared"]
 
@@ -843,7 +844,7 @@ def test_a_note_of_one_of_a_models_tables_names_its_images_and_range():
     def report(n_images, partial, notes):
         subset = (partial or {}).get("image_range")
         return SimpleNamespace(model="demo-gap", kind="imagenet-c", heading="imagenet-c", data="val",
-                               n_images=n_images, partial=partial, notes=notes,
+                               n_images=n_images, partial=partial, notes=notes, run="r",
                                experiment=("imagenet-c", f"fp images {subset}" if subset else "fp"))
 
     half = report(8, {"image_range": "0-7"}, ["only half"])
@@ -1212,6 +1213,13 @@ def test_a_model_compared_with_a_copy_of_its_file_is_said_to_be_one_run(demo_val
     assert len(same) == 1 and "demo-isqrt" not in same[0], comparison["notes"]
     assert same[0].endswith("are one stored run (the same weights and settings): their differences are 0 "
                             "by construction")
+    # without intervals (no differences shown) the equal figures are said to be so, once
+    plain = CliRunner().invoke(main, ["compare", "--model", "demo-gap", "--model", f"demo-gap={copy}",
+                                      "--suite", "clean", "--data", str(demo_val), "--class-order", "sorted",
+                                      "--store", str(tmp_path / "s.db"), "--no-intervals"])
+    assert plain.exit_code == 0, plain.output
+    assert plain.output.count("one stored run") == 1 and "their figures are the same by construction" in \
+        " ".join(plain.output.split()), plain.output
 
 
 def test_a_comparison_says_what_its_own_means_average(demo_val, tmp_path):

@@ -517,3 +517,22 @@ def test_released_perturbation_folders_and_files_are_named_as_the_releases():
     assert perturbed_dir(root, "rotate", 3) == root / "rotate"
     assert perturbed_npy(root, "shot_noise", 2) == root / "shot_noise_2.npy"
     assert perturbed_npy(root, "tilt", 2) == root / "tilt.npy"
+
+
+def test_class_folders_named_by_numbers_say_they_are_labelled_in_text_order(tmp_path):
+    """Folders 1..12 are labelled as ImageFolder labels them (10 before 2): the report said only
+    "sorted folder order", which reads as their numbers' order."""
+    from robustbench_gcp import evaluate
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 12))
+    common = dict(class_order="sorted", store=tmp_path / "s.db",
+                  preprocess={"resize_size": 40, "input_size": 32})
+    numbers = make_image_folder(tmp_path / "numbers", [str(n) for n in range(1, 13)], per_class=1,
+                                sizes=(40, 48))
+    (note,) = [n for n in evaluate(net, name="net", data=numbers, **common).notes if n.startswith("labels:")]
+    assert note == ("labels: sorted folder order (--class-order sorted), 12 classes; the folder names are "
+                    "numbers, sorted as text as torchvision's ImageFolder sorts them: 10 is label 1, not 9")
+    digits = make_image_folder(tmp_path / "digits", [str(n) for n in range(10)] + ["a", "b"], per_class=1,
+                               sizes=(40, 48))  # not all numbers: nothing more to say
+    (note,) = [n for n in evaluate(net, name="net", data=digits, **common).notes if n.startswith("labels:")]
+    assert note == "labels: sorted folder order (--class-order sorted), 12 classes"

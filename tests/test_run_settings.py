@@ -149,6 +149,33 @@ def test_an_interrupted_comparison_says_which_evaluation_stopped(demo_val, tmp_p
     assert not isinstance(stop.value, Exception)  # a notebook's `except Exception` lets Ctrl-C through
 
 
+def test_a_failed_comparison_says_which_evaluation_failed_and_where_the_ones_before_are(
+        demo_val, tmp_path, on_sys_path):
+    """A comparison whose second model fails said only the model's error: the first model's
+    stored results went unmentioned (nothing is printed on stdout)."""
+    (tmp_path / "fails_second.py").write_text(
+        "import torch\n\n\nclass Fails(torch.nn.Module):\n"
+        "    def __init__(self, num_classes=10):\n"
+        "        super().__init__()\n        self.fc = torch.nn.Linear(3, num_classes)\n\n"
+        "    def forward(self, x):  # the planning's probe of 2 images passes\n"
+        "        if len(x) > 2:\n            raise RuntimeError('a bug in the model')\n"
+        "        return self.fc(x.mean((2, 3)))\n")
+    store = tmp_path / "my store.db"
+    common = ["--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1", "--data", str(demo_val),
+              "--class-order", "sorted", "--limit", "4", "--store", str(store), "--preprocess",
+              "resize_size=73,input_size=64"]
+    failed = CliRunner().invoke(main, ["compare", "-m", "demo-gap", "-m", "fails_second:Fails", *common])
+    assert failed.exit_code == 1 and failed.stdout == "", failed.output
+    said = failed.stderr.strip().splitlines()
+    assert "raised RuntimeError: a bug in the model" in said[-2], said
+    assert said[-1] == (f"  evaluation 2 of 2 (fails_second:Fails imagenet-c) failed; the one before it is "
+                        f"stored: `gcp-robust report --store '{store}'` shows what is stored")
+    shown = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["reports"][0]["model"] == "demo-gap"
+    first = CliRunner().invoke(main, ["compare", "-m", "fails_second:Fails", "-m", "demo-gap", *common])
+    assert first.exit_code == 1 and "evaluation 1 of" not in first.stderr  # nothing before it to mention
+
+
 def test_a_covariance_resnet_at_stride_2_is_a_run_of_its_own(image_folder, tmp_path):
     """SVD-Pade ResNets are built at torchvision's layer4 stride since 0.7: their identity says so,
     so a run stored at stride 1 is not reused; other models' identities are unchanged."""

@@ -285,6 +285,10 @@ def test_tiny_imagenet_c_normalized_by_a_stored_baseline(tiny):
     (comparison,) = json.loads(compared.stdout)["comparisons"]
     own = comparison["models"][0]["metrics"]["mCE"]  # 12 images: no bootstrap interval (a note)
     assert own["estimate"] == pytest.approx(100.0, abs=1e-9) and own["low"] is own["high"] is None
+    # every model has the same metrics: an undefined one is null (the baseline's relative mCE was
+    # missing where it does not degrade, while the others' were null)
+    first, second = (model["metrics"] for model in comparison["models"])
+    assert list(first) == list(second) and "relative_mCE" in first, (first, second)
     # without the baseline: unnormalized, no CE
     plain = report_json(run("eval", "--model", "small_tiny_net:other", *common))
     assert plain["metrics"]["mCE"] is None

@@ -399,8 +399,13 @@ def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):
     from robustbench_gcp.errors import ConfigError
 
     net = torchvision.models.resnet18()
+    own = "^preprocess input_size=300 does not fit the model's own resize_size 256: the crop"
     for bad, message in (({"interpolation": "lanczos9"}, "should be one of"),
-                         ({"input_size": 300}, "should be >= 32 and <= resize_size"),
+                         ({"input_size": 300}, own),
+                         ({"input_size": 16}, r"^`preprocess\['input_size'\]` should be an integer >= 32. "
+                                              "Got 16"),
+                         ({"input_size": 96, "resize_size": 64},
+                          r"^`preprocess\['input_size'\]` 96 should be <= `preprocess\['resize_size'\]` 64"),
                          ({"crop": 224}, "unknown keys")):
         with pytest.raises(ConfigError, match=message):
             evaluate(net, name="x", data=image_folder, store=tmp_path / "s.db", preprocess=bad)
@@ -450,22 +455,27 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
     with Store(store, read_only=True) as s:
         (stored,) = s.runs()
     assert stored.identity["preprocess"] == [96, 64, [0.5] * 3, [0.25] * 3, "bicubic"]
-    for bad, message in (("resize_size=x", "resize_size should be a positive integer. Got 'x'"),
-                         ("std=0:1:1", "`preprocess['std']` should hold 3 positive finite numbers. Got (0.0"),
-                         ("mean=nan:0:0", "`preprocess['mean']` should hold 3 finite numbers"),
+    said = "Invalid value for '--preprocess': "
+    for bad, message in (("resize_size=x", "`resize_size` should be an integer >= 32. Got 'x'"),
+                         ("std=0:1:1", f"{said}`std` should hold 3 positive finite numbers. Got (0.0"),
+                         ("mean=nan:0:0", f"{said}`mean` should hold 3 finite numbers"),
                          ("resize_size", "expected key=value items separated by commas. Got 'resize_size'"),
-                         ("mean=a:b:c", "mean should be three numbers R:G:B. Got 'a:b:c'"),
+                         ("mean=a:b:c", "`mean` should be three numbers R:G:B. Got 'a:b:c'"),
                          ("input_size=64,input_size=96", "input_size is given twice"),
                          ("crop=64", "unknown key 'crop'. Choose from: resize_size, input_size, "),
-                         ("resize=256", "Invalid value for '--preprocess': unknown key 'resize'. Did you "
-                                        "mean 'resize_size'?"),
-                         ("input_size=299", "input_size 299 should be >= 32 and <= resize_size 256"),
-                         ("mean=1:2", "`preprocess['mean']` should hold 3 numbers")):
+                         ("resize=256", f"{said}unknown key 'resize'. Did you mean 'resize_size'?"),
+                         ("input_size=299", "preprocess input_size=299 does not fit the model's own "
+                                            "resize_size 256"),
+                         ("input_size=0", f"{said}`input_size` should be an integer >= 32. Got 0"),
+                         ("input_size=64,resize_size=48", f"{said}`input_size` 64 should be <= `resize_size` "
+                                                          "48: the crop is of the resized image"),
+                         ("interpolation=cubic", f"{said}`interpolation` should be one of nearest, "),
+                         ("mean=1:2", f"{said}`mean` should hold 3 numbers")):
         assert message in error_of(*args, "--preprocess", bad), bad
     assert "`preprocess` applies to models you bring; resnet18-gap has its own" in error_of(
         "--model", "resnet18-gap", "--random-weights", "--data", image_folder, "--store", store,
         "--preprocess", "input_size=64")
-    with pytest.raises(ConfigError, match=r"`preprocess\['input_size'\]` should be a positive integer"):
+    with pytest.raises(ConfigError, match=r"`preprocess\['input_size'\]` should be an integer >= 32"):
         plan("torchvision:resnet18", preprocess={"input_size": "224"}, **common)
 
 
@@ -833,6 +843,26 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
                                      "where they allow)"), error.value
 
 
+def test_a_module_that_returns_probabilities_is_refused_where_gradients_are_taken(image_folder, tmp_path):
+    """A softmax at the end was accepted as logits, its gradients flattened by the attacks' own
+    softmax. Suites that only rank the outputs take it; log-probabilities are logits (the
+    cross-entropy is the same)."""
+    torch.manual_seed(0)
+    logits = torchvision.models.resnet18()
+    softmax = torch.nn.Sequential(logits, torch.nn.Softmax(dim=1))
+    common = dict(data=image_folder, store=tmp_path / "s.db", limit=6, batch_size=6)
+    attack = dict(suite="adversarial", attacks="fgsm", epsilons="1/255")
+    for suite in (attack, dict(suite="landscape", landscape_at="pixels")):
+        with pytest.raises(ConfigError, match=r"^`--model module:soft` returns probabilities, not logits "
+                                              r"\(its outputs for two black images are >= 0 and sum to 1 "
+                                              rf"per image\): the {suite['suite']} suite takes the cross-"):
+            evaluate(softmax, name="soft", **common, **suite)
+    ranked = evaluate(softmax, name="soft", **common)  # clean: the same top-1 as the logits'
+    assert ranked.sections["clean"] == evaluate(logits, name="plain", **common).sections["clean"]
+    log = evaluate(torch.nn.Sequential(logits, torch.nn.LogSoftmax(dim=1)), name="log", **common, **attack)
+    assert log.sections["attacks"] == evaluate(logits, name="plain", **common, **attack).sections["attacks"]
+
+
 def test_what_a_users_module_prints_goes_to_stderr_and_the_report_to_stdout(image_folder, tmp_path,
                                                                              on_sys_path):
     """"mynets imported" (printed on import) came before `--format json`'s report on stdout, which
@@ -908,7 +938,8 @@ def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_name
     net.pretrained_cfg = PreprocessConfig(input_size=64, resize_size=72, interpolation="cubic")
     with pytest.raises(ConfigError, match=r"pretrained_cfg\['interpolation'\]"):
         preprocess_config(None, net)
-    with pytest.raises(ConfigError, match="input_size 300"):
+    with pytest.raises(ConfigError, match=r"^`preprocess\['input_size'\]` 300 should be <= "
+                                          r"`preprocess\['resize_size'\]` 256"):
         preprocess_config(PreprocessConfig(input_size=300, resize_size=256))
     with pytest.raises(ConfigError, match="3 numbers"):
         preprocess_config({"mean": 0.5})

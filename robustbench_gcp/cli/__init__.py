@@ -98,6 +98,8 @@ class LazyGroup(click.Group):
             # names from files and stores: no escape sequences, and a line break of theirs (not one
             # of the message's own indented lines) does not start a line
             said = re.sub(r"\n(?!  )", r"\\n", printable(error, newlines=True))
+            # what the caller added (PEP 678: which of several evaluations failed), indented below
+            said += "".join(f"\n  {printable(note)}" for note in getattr(error, "__notes__", ()))
             if error.exit_code == 2:
                 raise click.UsageError(said) from None
             failure = click.ClickException(said)

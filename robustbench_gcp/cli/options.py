@@ -278,13 +278,13 @@ def _preprocess(ctx, param, value):
             raise click.BadParameter(f"{key} is given twice")
         if key in ("input_size", "resize_size"):
             if not text.isdigit():
-                raise click.BadParameter(f"{key} should be a positive integer. Got {text!r}")
+                raise click.BadParameter(f"`{key}` should be an integer >= 32. Got {text!r}")
             given[key] = int(text)
         elif key in ("mean", "std"):
             try:
                 given[key] = tuple(float(v) for v in text.split(":"))
             except ValueError:
-                raise click.BadParameter(f"{key} should be three numbers R:G:B. Got {text!r}") from None
+                raise click.BadParameter(f"`{key}` should be three numbers R:G:B. Got {text!r}") from None
         elif key == "interpolation":
             given[key] = text
         else:
@@ -292,7 +292,13 @@ def _preprocess(ctx, param, value):
 
             keys = ("resize_size", "input_size", "interpolation", "mean", "std")
             raise click.BadParameter(f"unknown key {key!r}.{suggest(key, keys)}")
-    return given
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models.external import check_preprocess_values
+
+    try:  # each value as the library checks it, named as given here (not `preprocess['std']`)
+        return check_preprocess_values(given, str)
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 #: --preprocess of eval, baseline and compare (there: of every model brought)
@@ -460,6 +466,20 @@ class SuiteCommand(click.Command):
             self.params[at:at] = [_flag_option(flag) for flag in all_flags(self.suites)]
             self._flags_added = True
         return super().get_params(ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:  # a flag of a suite this command leaves out: say so
+            from robustbench_gcp.suites import all_flags, flag_suites, suite_kinds
+
+            flag = next((f for f in all_flags() if f.option == error.option_name), None)
+            if self.suites is None or flag is None:
+                raise
+            kinds = flag_suites(flag.name)
+            theirs = f"the {' and '.join(kinds)} suite{'s' if len(kinds) > 1 else ''}"
+            raise click.UsageError(f"`{flag.option}` applies to {theirs}, which `{self.name}` does not run "
+                                   f"(it runs {' and '.join(suite_kinds(self.suites))})", ctx) from None
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from robustbench_gcp.suites.base import kinds_help

@@ -107,7 +107,15 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     known = {f.name for f in fields(PreprocessConfig)}
     if isinstance(given, Mapping) and not set(given) >= known and not set(given) - known:
         below = base if base is not None else preprocess_config(None, model)
-        given = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
+        check_preprocess_values(given, lambda key: f"{what}['{key}']")  # each named as given
+        laid = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
+        if laid["resize_size"] < laid["input_size"]:  # one of them is the model's own
+            mine = "input_size" if "input_size" in given else "resize_size"
+            theirs = "resize_size" if mine == "input_size" else "input_size"
+            raise ConfigError(f"preprocess {mine}={laid[mine]} does not fit the model's own {theirs} "
+                              f"{laid[theirs]}: the crop (input_size) is of the resized image "
+                              f"(resize_size); give {theirs} too")
+        given = laid
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
         ours = isinstance(own, PreprocessConfig) or (  # or a dict of this tool's keys, as preprocess=
@@ -124,33 +132,44 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigError(f"`{what}` has unknown keys {unknown}; expected some of {sorted(known)}")
+    return PreprocessConfig(**check_preprocess_values(given, lambda key: f"{what}['{key}']"))
+
+
+def check_preprocess_values(given: Mapping[str, Any], name: Callable[[str], str]) -> dict[str, Any]:
+    """``given``'s values checked one by one (sizes positive integers, mean and std three finite
+    numbers, the std's positive, a known interpolation), ``name(key)`` naming each in a message:
+    ``preprocess['std']`` to the library, ``std`` of ``--preprocess`` on the command line.
+
+    Raises:
+        ConfigError: a bad value.
+    """
+    from robustbench_gcp.data.loader import INTERPOLATIONS
+
     values = dict(given)
     for key in ("input_size", "resize_size"):
         if key in values:
-            values[key] = check_integer(f"{what}['{key}']", values[key])
+            values[key] = check_integer(name(key), values[key], low=32)  # the tool's smallest crop
+    if "input_size" in values and values.get("resize_size", math.inf) < values["input_size"]:
+        raise ConfigError(f"`{name('input_size')}` {values['input_size']} should be <= "
+                          f"`{name('resize_size')}` {values['resize_size']}: the crop is of the resized "
+                          "image")
     for key in ("mean", "std"):
         if key in values:
             try:
                 values[key] = tuple(float(v) for v in values[key])
             except (TypeError, ValueError):
-                raise ConfigError(f"`{what}['{key}']` should hold 3 numbers (R, G, B). "
+                raise ConfigError(f"`{name(key)}` should hold 3 numbers (R, G, B). "
                                   f"Got {values[key]!r}") from None
             if len(values[key]) != 3:
-                raise ConfigError(f"`{what}['{key}']` should hold 3 numbers (R, G, B)")
+                raise ConfigError(f"`{name(key)}` should hold 3 numbers (R, G, B)")
             low = 0.0 if key == "std" else -math.inf  # images are divided by the std
             if not all(math.isfinite(v) and v > low for v in values[key]):
                 wanted = "positive finite" if key == "std" else "finite"
-                raise ConfigError(f"`{what}['{key}']` should hold 3 {wanted} numbers. Got {values[key]}")
-    config = PreprocessConfig(**values)
-    from robustbench_gcp.data.loader import INTERPOLATIONS
-
-    if config.interpolation not in INTERPOLATIONS:
-        raise ConfigError(f"`{what}['interpolation']` should be one of {', '.join(INTERPOLATIONS)}. "
-                          f"Got {config.interpolation!r}")
-    if config.resize_size < config.input_size or config.input_size < 32:
-        raise ConfigError(f"`{what}`: input_size {config.input_size} should be >= 32 and "
-                          f"<= resize_size {config.resize_size}")
-    return config
+                raise ConfigError(f"`{name(key)}` should hold 3 {wanted} numbers. Got {values[key]}")
+    if "interpolation" in values and values["interpolation"] not in INTERPOLATIONS:
+        raise ConfigError(f"`{name('interpolation')}` should be one of {', '.join(INTERPOLATIONS)}. "
+                          f"Got {values['interpolation']!r}")
+    return values
 
 
 #: torchvision architectures whose published weights expect ``transform_input=True`` (torchvision
@@ -363,6 +382,12 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
     Raises:
         ConfigError: the output is not a (batch, classes) tensor of floating-point logits.
     """
+    return probe_output(model, input_size, ref)[0]
+
+
+def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool]:
+    """:func:`output_classes`, and whether the outputs look like probabilities, not logits: every
+    one >= 0 and each image's summing to 1 (a softmax at the end)."""
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     classes = None
@@ -386,8 +411,11 @@ def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
         if not out.is_floating_point():
             raise ConfigError(f"`--model {ref}`: the output for a {batch} is {out.dtype}, not "
                               "floating-point logits")
+        if classes is None:  # the batch of 2
+            sums = out.detach().double().sum(dim=1)
+            probabilities = bool((out >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
         classes = int(out.shape[1])
-    return classes
+    return classes, probabilities
 
 
 class BroughtModel(nn.Module):
@@ -398,11 +426,15 @@ class BroughtModel(nn.Module):
         net: the module itself (put in eval mode on the run's device, nothing else changed).
         name, num_classes, pretrained_cfg, head_type, reduction_dim: as registry models have.
         weights_hash: :func:`state_dict_hash` of ``net``; checkpoint_sha256: None.
+        returns_probabilities: its outputs for black images are probabilities, not logits
+            (:func:`probe_output`): the suites that take gradients refuse it.
     """
 
-    def __init__(self, net: nn.Module, name: str, num_classes: int, pretrained_cfg: PreprocessConfig):
+    def __init__(self, net: nn.Module, name: str, num_classes: int, pretrained_cfg: PreprocessConfig,
+                 returns_probabilities: bool = False):
         super().__init__()
         self.net = net
+        self.returns_probabilities = returns_probabilities
         self.name, self.num_classes, self.pretrained_cfg = name, num_classes, pretrained_cfg
         head_type, reduction_dim = getattr(net, "head_type", None), getattr(net, "reduction_dim", None)
         self.head_type = head_type if isinstance(head_type, str) else "external"
@@ -494,7 +526,8 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
             cfg = preprocess_config(source.preprocess_given, model)
         except ConfigError as error:
             raise ConfigError(f"`--model {source.ref}`: {error} (or give --preprocess)") from None
-    return BroughtModel(model, label, output_classes(model, cfg.input_size, source.ref), cfg).eval()
+    classes, probabilities = probe_output(model, cfg.input_size, source.ref)
+    return BroughtModel(model, label, classes, cfg, returns_probabilities=probabilities).eval()
 
 
 def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from robustbench_gcp.engine.runner import (
 from robustbench_gcp.errors import (
     ConfigError,
     DataError,
+    GcpRobustError,
     Interrupted,
     ModelCodeError,
     Terminated,
@@ -335,6 +337,13 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
         except Interrupted as stop:  # say which of the evaluations stopped (the shards are its own)
             raise Interrupted(f"{stop} (evaluation {index + 1} of {len(plans)}: {label}; the ones before "
                               "it are complete)", terminated=stop.exit_code == 143) from None
+        except GcpRobustError as error:  # the evaluations before it are kept: say so, and where
+            if index:
+                done = "the one before it is" if index == 1 else f"the {index} before it are"
+                store = shlex.quote(str(plan.options.store))
+                error.add_note(f"evaluation {index + 1} of {len(plans)} ({label}) failed; {done} stored: "
+                               f"`gcp-robust report --store {store}` shows what is stored")
+            raise
         if hasattr(progress, "item_done"):
             progress.item_done(index)
     if any(isinstance(report, RankResult) for report in reports):
@@ -526,9 +535,16 @@ def preprocess_notes(plan: Plan) -> list[str]:
 def labels_notes(plan: Plan) -> list[str]:
     """The note on how the labels were made, where they come from sorted folder names (a fact of the
     run: its images' fingerprint holds the labels)."""
-    if plan.data is not None and plan.images.labelling == "folders":
-        return [f"labels: sorted folder order (--class-order sorted), {len(plan.images.classes)} classes"]
-    return []
+    if plan.data is None or plan.images.labelling != "folders":
+        return []
+    classes = list(plan.images.classes)
+    note = f"labels: sorted folder order (--class-order sorted), {len(classes)} classes"
+    numbered = sorted(classes, key=int) if all(n.isascii() and n.isdigit() for n in classes) else classes
+    if numbered != classes:  # folders 0..99 as ImageFolder labels them, not in their numbers' order
+        moved = next(name for i, name in enumerate(classes) if numbered[i] != name)
+        note += (f"; the folder names are numbers, sorted as text as torchvision's ImageFolder sorts them: "
+                 f"{moved} is label {classes.index(moved)}, not {numbered.index(moved)}")
+    return [note]
 
 
 def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None:

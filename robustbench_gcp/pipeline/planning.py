@@ -51,6 +51,7 @@ from robustbench_gcp.pipeline.weights import (
     choose_model,
     chosen_input_size,
     model_spec,
+    returns_probabilities,
 )
 from robustbench_gcp.store import DEFAULT_STORE
 from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
@@ -280,6 +281,12 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     elif options.data is not None:  # a suite of the contract before 0.7.8
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
+    if suite.gradients and returns_probabilities(choice):
+        raise ConfigError(f"`--model {choice.arch}` returns probabilities, not logits (its outputs for "
+                          "two black images are >= 0 and sum to 1 per image): the "
+                          f"{suite.kind} suite takes the cross-entropy of logits, whose gradients a second "
+                          "softmax flattens (robustness overstated, a landscape flattened). Return the "
+                          "scores before the softmax")
     _check_size_guess(dataset, options, spec_dataset, shows.layout, num_classes, choice.label,
                       suite.corrupts(selection))
     if suite.uses_baseline and label_space(dataset, num_classes) is dataset:

@@ -289,13 +289,24 @@ def chosen_input_size(choice: ModelChoice) -> int:
     """The input side of the chosen model, after :func:`check_weights`: a brought module's
     preprocessing (built there), else the registry's."""
     if choice.external is not None:
-        checked = _checked_external
-        if checked is not None and checked[0] is choice:
-            return checked[1].pretrained_cfg.input_size
-        return load_chosen(choice, "cpu").pretrained_cfg.input_size
+        return _brought(choice).pretrained_cfg.input_size
     from robustbench_gcp.models import model_info
 
     return model_info(choice.arch).input_size
+
+
+def returns_probabilities(choice: ModelChoice) -> bool:
+    """Whether the chosen model's outputs are probabilities, not logits, after :func:`check_weights`:
+    a brought module's, as its probe found them (the registry's models give logits)."""
+    return choice.external is not None and _brought(choice).returns_probabilities
+
+
+def _brought(choice: ModelChoice):
+    """The brought module :func:`check_weights` built, else built again."""
+    checked = _checked_external
+    if checked is not None and checked[0] is choice:
+        return checked[1]
+    return load_chosen(choice, "cpu")
 
 
 def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.Module:

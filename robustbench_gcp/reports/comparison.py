@@ -105,9 +105,14 @@ def compare_designs(
             return Interval(estimate, math.nan, math.nan, level)
         return bootstrap(values, statistic, resamples=resamples, seed=seed, level=level, means=draws)
 
+    # every model has every model's metrics: one a model lacks (the stored baseline run's relative
+    # mCE, where it does not degrade: 0 / 0) is undefined, null in JSON as another's undefined one
+    every = list(dict.fromkeys(m for d in designs for m in d.metrics))
+    undefined = Interval(math.nan, math.nan, math.nan, level)
     for i, (name, d) in enumerate(zip(names, designs)):
         values = {m: wilson(d.row(d.proportions[m]), level=level) if m in d.proportions else
-                  resampled(d.values, _statistic(d, m), means.get(id(d))) for m in d.metrics}
+                  resampled(d.values, _statistic(d, m), means.get(id(d))) if m in d.metrics else undefined
+                  for m in every}
         entry = ComparedModel(name, values)
         if i != reference:
             paired = fingerprints[i] == fingerprints[reference] and d.values.shape[1:] == ref.values.shape[1:]
@@ -231,7 +236,7 @@ def compare_reports(
             why = (f"its cells of these images were made another way: {', '.join(elsewhere)}" if elsewhere
                    else f"it has no results on these {group[0].n_images} images")
             notes.append(f"{reference} is not in this comparison ({why}): the reference here is {names[0]}")
-        notes += _other_draws(group, ref) + _one_run(group)
+        notes += _other_draws(group, ref) + one_run_notes(group)
         designs = [get_suite(report.kind).design(results, _normalizer(report, results))
                    for report, results in zip(group, cells)]
         percent = set().union(*(d.percent for d in designs))
@@ -282,14 +287,16 @@ def _other_draws(group: Sequence[Report], ref: int) -> list[str]:
             for report in group if report.seed != seed]
 
 
-def _one_run(group: Sequence[Report]) -> list[str]:
-    """Notes on labels that are one stored run (a file and its byte-identical copy, a model named
-    twice): their differences are 0 by construction, not a finding."""
+def one_run_notes(group: Sequence[Report], *, compared: bool = True) -> list[str]:
+    """Notes on labels of one experiment that are one stored run (a file and its byte-identical
+    copy): their differences (``compared``; else their figures, shown without intervals) are 0 by
+    construction, not a finding."""
     labels: dict[str, list[str]] = {}
     for report in group:
         labels.setdefault(report.run, []).append(report.model)
+    same_by = "their differences are 0" if compared else "their figures are the same"
     return [f"{', '.join(same[:-1])} and {same[-1]} are one stored run (the same weights and settings): "
-            "their differences are 0 by construction" for same in labels.values() if len(same) > 1]
+            f"{same_by} by construction" for same in labels.values() if len(same) > 1]
 
 
 def _named(reference: str, names: Sequence[str], selected: Collection[str] = ()) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from robustbench_gcp.errors import printable
-from robustbench_gcp.reports.comparison import comparison_heading, comparison_images
+from robustbench_gcp.reports.comparison import comparison_heading, comparison_images, one_run_notes
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_json, to_markdown
@@ -331,6 +331,9 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
     (released)): ...``. A compared report's note on what its means average is left to its
     comparison, whose figures average the cells every compared model has (:data:`COVERAGE_NOTES`)."""
     notes = {_note_of_comparison(note, c, comparisons) for c in comparisons for note in c.get("notes", [])}
+    if not comparisons:  # --no-intervals: what a comparison would say of labels of one run
+        notes.update(note for group in experiments(reports).values()
+                     for note in one_run_notes(group, compared=False))
     # what a compared model's means average is the comparison's to say: of the cells every model has
     compared = {(m["model"], c["suite"], c.get("source"), c.get("n_images"), c.get("data_fingerprint"))
                 for c in comparisons for m in c["models"]}

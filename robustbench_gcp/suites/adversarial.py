@@ -387,10 +387,24 @@ class AdversarialSuite(Suite):
         if not reports:
             return None
 
-        labels = list(dict.fromkeys(budget_label(a) for r in reports for a in r.sections["attacks"]))
+        # an image broken at a smaller epsilon of a run's list counts as broken at the larger ones: a
+        # column's models measured with other lists part, as the comparisons leave them unpaired
+        lists = [_epsilon_lists(r.sections["attacks"]) for r in reports]
+        differ = {lab for of in lists for lab in of if len({o[lab] for o in lists if lab in o}) > 1}
+
+        def label(entry: Mapping, of: dict) -> str:
+            plain = budget_label(entry)
+            if plain not in differ:
+                return plain
+            words = ", ".join(format_epsilon(e, entry["norm"]) for e in of[plain])
+            text = f"{entry['attack']} {format_epsilon(entry['epsilon'], entry['norm'])}"
+            return f"{text} ({entry['budget_tag'] + '; ' if entry['budget_tag'] else ''}epsilons {words})"
+
+        labels = list(dict.fromkeys(label(a, of) for r, of in zip(reports, lists)
+                                    for a in r.sections["attacks"]))
         rows = []
-        for r in reports:
-            values = {budget_label(a): a["robust_accuracy"] for a in r.sections["attacks"]}
+        for r, of in zip(reports, lists):
+            values = {label(a, of): a["robust_accuracy"] for a in r.sections["attacks"]}
             clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
             rows.append({"model": r.model, "clean": None if clean is None else 100 * (1 - clean),
                          **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
@@ -400,6 +414,15 @@ class AdversarialSuite(Suite):
 
     def plots(self):
         return {"robust_accuracy": robust_accuracy}
+
+
+def _epsilon_lists(entries: Sequence[Mapping]) -> dict[str, tuple[float, ...]]:
+    """The epsilons each (attack, epsilon) of a report's ``attacks`` section was measured with, by
+    :func:`budget_label`."""
+    runs: dict[tuple, list[float]] = {}
+    for entry in entries:
+        runs.setdefault((entry["attack"], entry["budget_tag"]), []).append(entry["epsilon"])
+    return {budget_label(e): tuple(sorted(runs[e["attack"], e["budget_tag"]])) for e in entries}
 
 
 def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:

@@ -573,9 +573,9 @@ def kinds_help(where: Callable[[Suite], bool] | None = None) -> str:
                                        if where is None or where(suite)) + "."
 
 
-def suite_kinds() -> tuple[str, ...]:
-    """The registered kind names, in registration order."""
-    return tuple(_SUITES)
+def suite_kinds(where: Callable[[Suite], bool] | None = None) -> tuple[str, ...]:
+    """The registered kind names (of the suites ``where`` takes), in registration order."""
+    return tuple(kind for kind, suite in _SUITES.items() if where is None or where(suite))
 
 
 #: the long CSV columns of the clean cell, which every suite's report may hold
