@@ -308,6 +308,48 @@ def test_a_stop_while_a_stopped_program_runs_its_exit_handlers_leaves_quietly(tm
     assert (result.returncode, result.stderr) == (130, "Error: interrupted\n")
 
 
+AFTER_STOP = """
+import os, signal, sys
+from robustbench_gcp.cli import LazyGroup, program
+
+WHERE = sys.argv.pop(1)  # main: the command's handlers are gone; invoke: its output is out
+original = getattr(LazyGroup, WHERE)
+STOP = getattr(signal, sys.argv.pop(1))
+
+
+def stopped(*args, **kwargs):
+    try:
+        return original(*args, **kwargs)
+    finally:
+        os.kill(os.getpid(), STOP)
+        for _ in range(100000):  # the handler runs here
+            pass
+
+
+setattr(LazyGroup, WHERE, stopped)
+sys.argv = ["gcp-robust", *sys.argv[1:]]
+program()
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "invoke"])
+@pytest.mark.parametrize("stop, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stop_after_the_command_finished_exits_by_status_with_the_output_whole(tmp_path, where, stop,
+                                                                                 code):
+    """A Ctrl-C or SIGTERM once the command's handlers were gone (the interpreter tearing torch
+    down) ended the process by the signal, status -2 (a KeyboardInterrupt traceback) or -15, after
+    a complete output; one just after the command's output exited 130 or 143 without a word that
+    the output was whole."""
+    script = tmp_path / "after.py"
+    script.write_text(AFTER_STOP)
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet"}
+    result = subprocess.run([sys.executable, str(script), where, stop, "models"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == code, result.stderr
+    assert result.stderr == f"note: stopped by {stop} after the command finished: its output is complete\n"
+    assert "resnet50-isqrt" in result.stdout  # the whole listing
+
+
 LIBRARY_STOP = """
 import os, signal, sys
 import click
@@ -912,3 +954,25 @@ def test_another_users_link_in_a_shared_folder_is_not_written_through(image_fold
     result = run(*eval_args(image_folder, gap_checkpoint, tmp_path / "s.db", "--suite", "clean", "-o", link))
     assert result.exit_code == 1 and "another user's symbolic link in a shared folder" in result.output
     assert victim.read_text() == "mine\n"
+
+
+def test_a_process_forked_during_a_run_leaves_stops_to_the_run():
+    """A DataLoader worker forked while the run's handler was in place took a Ctrl-C of the process
+    group before torch's worker loop, and multiprocessing printed its KeyboardInterrupt traceback
+    beneath the run's one-line message. Outside a run a child keeps what it inherits."""
+    from robustbench_gcp.engine import stops
+
+    def child_handlers(installed, expected) -> int:
+        """0 when a child forked with ``installed`` handling both signals has ``expected``."""
+        previous = [signal.signal(s, installed) for s in (signal.SIGINT, signal.SIGTERM)]
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(int([signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] != expected))
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        finally:
+            for s, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+                signal.signal(s, handler)
+
+    assert child_handlers(stops.stop, [signal.SIG_IGN, signal.SIG_DFL]) == 0
+    assert child_handlers(signal.default_int_handler, [signal.default_int_handler] * 2) == 0

@@ -428,3 +428,48 @@ def test_labels_split_at_commas_outside_brackets():
     assert split_labels("demo-gap[seed=1,shard-size=4], demo-isqrt") == ["demo-gap[seed=1,shard-size=4]",
                                                                          "demo-isqrt"]
     assert split_labels("a],b,") == ["a]", "b"]  # a stray bracket opens nothing
+
+
+def test_images_edited_in_place_are_not_mixed_into_a_resumed_run(demo_val, tmp_path):
+    """A run is found by its images' names and labels: one stopped, then resumed after images of
+    its stored shards were edited in place, held results of both versions and equalled neither."""
+    import shutil
+
+    import pytest
+    from PIL import Image
+
+    from robustbench_gcp.errors import DataError
+
+    data = tmp_path / "val"
+    shutil.copytree(demo_val, data)
+    common = dict(suite="imagenet-c", corruptions="fog", data=str(data), class_order="sorted",
+                  store=str(tmp_path / "s.db"), workers=0, limit=8, shard_size=4, batch_size=4)
+
+    class StopAtThirdBatch(ProgressHook):  # the clean and fog cells of shard 0 are stored by then
+        batches = 0
+
+        def advance(self, n_images):
+            self.batches += 1
+            if self.batches == 3:
+                raise KeyboardInterrupt
+
+    def edit(index):
+        path = plan("demo-gap", severities=[1], **common).images.paths()[index]
+        before = path.stat().st_size
+        Image.open(path).rotate(180).save(path, format="JPEG", quality=60)
+        assert path.stat().st_size != before
+        return path
+
+    with pytest.raises(KeyboardInterrupt):
+        run(plan("demo-gap", severities=[1], **common), StopAtThirdBatch())
+    edit(5)  # shard 1: nothing of it stored, so the resumed run computes it from the file as it is
+    resumed = run(plan("demo-gap", severities=[1], **common))
+    assert resumed.computed["computed"] == 2 and not any("edited" in n for n in resumed.notes)
+    path = edit(2)  # shard 0: its results are of the earlier file
+    with pytest.raises(DataError, match=rf"^1 of the 8 images of --data \({path} first\) are not the size "
+                                        "they were when this run stored their results: edited in place"):
+        run(plan("demo-gap", severities=[1, 2], **common))  # more to compute: refused
+    complete = run(plan("demo-gap", severities=[1], **common))  # nothing to compute: reused, and said
+    assert complete.computed["computed"] == 0
+    assert any(n.endswith("these results are of the earlier files: give another --store to evaluate "
+                          "them as they are now") for n in complete.notes), complete.notes

@@ -121,8 +121,10 @@ def test_unusable_store_paths(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot use .*junk.db as a results store"):
+    with pytest.raises(StoreError, match="cannot use .*junk.db as a results store: file is not a database "
+                                         r"\(another kind of file, left as it is\): give another --store$"):
         Store(junk)
+    assert junk.read_bytes() == b"this is not sqlite" * 100
     old = tmp_path / "old.db"
     Store(old).close()
     with sqlite3.connect(old) as db:

@@ -53,13 +53,14 @@ def test_notes_are_replaced_not_repeated(demo_val, tmp_path):
     evaluate("demo-gap", **common)
     with Store(store) as s:
         (run,) = s.runs()
-        assert s.notes(run.id) == {"": [LABELS]}
+        assert s.notes(run.id)[""] == [LABELS]
+        assert len(json.loads(s.notes(run.id)["image file sizes"][0])) == 4  # the run's own slot
         s.set_notes(run.id, "", ["an older wording", "an older wording"])  # a note given twice
-        assert s.notes(run.id) == {"": ["an older wording"]}
+        assert s.notes(run.id)[""] == ["an older wording"]
     again = evaluate("demo-gap", **common)
     assert again.computed["computed"] == 0
     with Store(store) as s:
-        assert s.notes(run.id) == {"": [LABELS]}
+        assert s.notes(run.id)[""] == [LABELS]
 
 
 def test_a_store_from_before_notes_is_read_and_upgraded(demo_val, tmp_path):
@@ -112,7 +113,7 @@ def test_notes_never_stop_an_eval_on_a_full_store(demo_val, tmp_path, monkeypatc
     assert third.computed["computed"] == 0 and LABELS in third.notes
     monkeypatch.setattr(Store, "connection_hooks", ())
     with Store(store) as s:
-        assert s.notes(run.id) == {"": ["an older wording"]}
+        assert s.notes(run.id)[""] == ["an older wording"]
 
 
 RANDOM = "weights: seeded random (--random-weights, seed 0): a pipeline check, not a result"

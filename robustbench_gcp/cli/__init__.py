@@ -8,6 +8,7 @@ Ctrl-C and 143 after SIGTERM (a stopped run says how far it got; re-running resu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import signal
@@ -55,7 +56,7 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"No such command '{name}'.{suggest(name, commands)}", ctx) from None
 
     def main(self, *args, **kwargs):
-        previous = None
+        previous, ended = None, None
         try:
             _late_stops.clear()
             # outside a command's own handlers (parsing, the last message), in a program; a caller of
@@ -63,6 +64,9 @@ class LazyGroup(click.Group):
             if kwargs.get("standalone_mode", True):
                 previous = _on_signals(_exit_stopped)
             return super().main(*args, **kwargs)
+        except SystemExit as leaving:
+            ended = leaving.code
+            raise
         except OSError as error:
             # click writes --help and --version itself, while parsing (``--help > /dev/full``)
             stream = _from_click_echo(error)
@@ -79,6 +83,8 @@ class LazyGroup(click.Group):
             late = [signum for signum in _late_stops if signum]
             _late_stops.clear()
             if late:  # a stop while the command's last message was written, which it let finish
+                if ended not in (130, 143):  # not a stopped run's message: what it wrote is whole
+                    _say_output_complete(late[-1])
                 raise SystemExit(128 + late[-1])
 
     def invoke(self, ctx: click.Context):
@@ -143,13 +149,24 @@ def program() -> None:
     ``PyRun_String``, as a lazy import's pybind11 ``exec`` in torch or timm is; a Ctrl-C that lands
     there mid-run did so after the message that says how far the run got. A stopped command
     therefore leaves through ``os._exit`` once the exit handlers have run and the output is out
-    (what it stored is committed and its store closed by then)."""
+    (what it stored is committed and its store closed by then).
+
+    So does every command that ends with a status: a Ctrl-C or SIGTERM after the command's own
+    handlers, while the interpreter tore down torch (about 0.3 s), ended the process by that
+    signal (status -2 or -15, no word) after a complete output. Such a stop now exits 130 or 143
+    with a note that the output is complete."""
     tolerant_output()
+    after: list[int] = []  # stops once the command's own handlers are gone
+    _on_signals(lambda signum, frame: after.append(signum))
     try:
         main()
     except SystemExit as leaving:
-        if leaving.code in (130, 143):
-            _leave(leaving.code)
+        code = leaving.code
+        if after and code not in (130, 143):
+            _say_output_complete(after[-1])
+            code = 128 + after[-1]
+        if code is None or isinstance(code, int):
+            _leave(code or 0)
         raise
 
 
@@ -199,6 +216,13 @@ def tolerant_output() -> None:
             pass
 
 
+def _say_output_complete(signum: int) -> None:
+    """The note of a stop that came once the command had written its output."""
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr: the status says it
+        click.echo(f"note: stopped by {signal.Signals(signum).name} after the command finished: its "
+                   "output is complete", err=True)
+
+
 def _leave(code: int) -> None:
     import atexit
 
@@ -213,6 +237,8 @@ def _flush_and_exit(code: int) -> None:
     import os
 
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with it closed (>&-)
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more can be said

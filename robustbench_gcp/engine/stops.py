@@ -8,10 +8,15 @@ in the parent) or a finalizer (``__del__``) is reported as "ignored" and dropped
 went on to its end and exited 0, a scheduler's SIGTERM unheeded. So :func:`stop` also records
 the request, and the engine calls :func:`raise_pending` between batches: a stop whose exception
 was dropped is raised there. Outside the command line nothing is recorded and nothing changes.
+
+A process forked during a run (a DataLoader worker) leaves stops to the run, which ends it: a
+Ctrl-C that reached it before torch's worker loop raised there, and multiprocessing printed
+that worker's traceback beneath the run's one-line message.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 
 from robustbench_gcp.errors import Terminated
@@ -45,3 +50,18 @@ def clear() -> None:
 
 def _exception(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _leave_stops_to_the_run() -> None:
+    """In a child forked while :func:`stop` handles the signals: SIGINT ignored (the run stops
+    it), SIGTERM the system's default (the run's shutdown of its workers terminates them)."""
+    _pending.clear()
+    for signum, instead in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_DFL)):
+        try:
+            if signal.getsignal(signum) is stop:
+                signal.signal(signum, instead)
+        except ValueError:  # not the main thread of the main interpreter: nothing to change
+            pass
+
+
+os.register_at_fork(after_in_child=_leave_stops_to_the_run)

@@ -44,6 +44,7 @@ from robustbench_gcp.errors import (
     not_utf8,
     real_path,
 )
+from robustbench_gcp.pipeline.image_sizes import edited_images_notes
 from robustbench_gcp.pipeline.planning import Plan, check_classes, check_input_size, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
@@ -132,9 +133,10 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                          data=data,
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
+        edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         if progress is not None:
             held = stored_shards(store, info.id) > 0
-            said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release,
+            said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release, *edited,
                     *own_code_notes(plan, held), *released_size_notes(plan, info)]
             for line in [*(f"{plan.model.label}: {note}" for note in said),
                          *other_settings(store, info, held)]:
@@ -163,7 +165,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                             "readable one of the same name and re-run the same command to resume (an "
                             "image list without it is a new run, started afresh)") from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
-        return report_of(plan, store, info, keys, stats=stats, device=device_name, said=moved_release)
+        return report_of(plan, store, info, keys, stats=stats, device=device_name,
+                         said=[*moved_release, *edited])
 
 
 def _mend_the_model(error: ModelCodeError, store: Store, info: RunInfo, tasks, options) -> ModelCodeError:

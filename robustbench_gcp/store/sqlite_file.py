@@ -399,6 +399,9 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
         return StoreError(f"store {path}: the system failed to read or write it ({text}: the disk, the "
                           "file system, or a limit on file sizes); the shards stored so far are kept: "
                           "mend the cause, then re-run the same command")
+    if code == sqlite3.SQLITE_NOTADB or "not a database" in text:  # another kind of file: left as it is
+        return StoreError(f"cannot use {path} as a results store: {text} (another kind of file, left "
+                          "as it is): give another --store")
     return StoreError(f"cannot use {path} as a results store: {text}")
 
 
