@@ -136,9 +136,10 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
 
 
 def check_preprocess_values(given: Mapping[str, Any], name: Callable[[str], str]) -> dict[str, Any]:
-    """``given``'s values checked one by one (sizes positive integers, mean and std three finite
-    numbers, the std's positive, a known interpolation), ``name(key)`` naming each in a message:
-    ``preprocess['std']`` to the library, ``std`` of ``--preprocess`` on the command line.
+    """``given``'s values checked one by one (sizes integers >= 32, the crop within the resize where
+    both are given, mean and std three finite numbers, the std's positive, a known interpolation),
+    ``name(key)`` naming each in a message: ``preprocess['std']`` to the library, ``std`` of
+    ``--preprocess`` on the command line.
 
     Raises:
         ConfigError: a bad value.

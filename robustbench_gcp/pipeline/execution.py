@@ -544,9 +544,9 @@ def labels_notes(plan: Plan) -> list[str]:
     note = f"labels: sorted folder order (--class-order sorted), {len(classes)} classes"
     numbered = sorted(classes, key=int) if all(n.isascii() and n.isdigit() for n in classes) else classes
     if numbered != classes:  # folders 0..99 as ImageFolder labels them, not in their numbers' order
-        moved = next(name for i, name in enumerate(classes) if numbered[i] != name)
+        label, moved = next((i, name) for i, name in enumerate(classes) if numbered[i] != name)
         note += (f"; the folder names are numbers, sorted as text as torchvision's ImageFolder sorts them: "
-                 f"{moved} is label {classes.index(moved)}, not {numbered.index(moved)}")
+                 f"{moved} is label {label}, not {numbered.index(moved)}")
     return [note]
 
 

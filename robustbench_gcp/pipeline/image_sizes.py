@@ -24,8 +24,8 @@ def edited_images_notes(plan, store, info, shards_done) -> list[str]:
     """
     if plan.data is None:
         return []
-    sizes = []
-    for path in plan.images.paths():
+    paths, sizes = plan.images.paths(), []
+    for path in paths:
         try:
             sizes.append(os.stat(path).st_size)
         except OSError:  # gone: the loader names it
@@ -41,10 +41,9 @@ def edited_images_notes(plan, store, info, shards_done) -> list[str]:
     if not mixed:
         store.set_notes(info.id, IMAGE_SIZES, [json.dumps(sizes)])
         return []
-    first = plan.images.paths()[mixed[0]]
-    what = (f"{len(mixed)} of the {len(sizes)} images of --data ({first} first) are not the size they "
-            "were when this run stored their results: edited in place (a run is found by names and "
-            "labels, not pixels)")
+    what = (f"{len(mixed)} of the {len(sizes)} images of --data ({paths[mixed[0]]} first) are not the "
+            "size they were when this run stored their results: edited in place (a run is found by "
+            "names and labels, not pixels)")
     done, total = shards_done()
     if done < total:
         raise DataError(f"{what}; resuming would mix results of both versions. Restore those files, or "
