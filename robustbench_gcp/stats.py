@@ -397,7 +397,14 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     Example:
         >>> holm({"a": 0.01, "b": 0.04, "c": 0.03})
         {'a': 0.03, 'b': 0.06, 'c': 0.06}
+
+    Raises:
+        ValueError: a p-value that is not a number in [0, 1] (a NaN would sort anywhere and
+            leave the others' adjustment unsaid).
     """
+    for key, p in p_values.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"the p-value of {key!r} should be in [0, 1]. Got {p!r}")
     order = sorted(p_values, key=lambda k: p_values[k])
     m = len(order)
     adjusted, running = {}, 0.0

@@ -241,6 +241,9 @@ def test_holm_by_hand():
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5}) == pytest.approx(
         {"a": 0.04, "b": 0.09, "c": 0.09, "d": 0.5})
     assert holm({}) == {}
+    for bad in (float("nan"), -0.1, 1.5):
+        with pytest.raises(ValueError, match="p-value of 'b' should be in"):
+            holm({"a": 0.01, "b": bad})
 
 
 def test_comparisons_use_wilson_and_holm_for_proportions():
