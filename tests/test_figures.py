@@ -167,3 +167,58 @@ def test_grouped_bars_stand_side_by_side_centred_on_each_category():
         assert list(ax.get_xticks()) == [0, 1]
     finally:
         plt.close(fig)
+
+
+def test_labels_from_file_names_are_drawn_as_written_and_selected_whole(demo_val, tmp_path, monkeypatch):
+    """compare --checkpoints labels a model by its file name: a "$" in it was read as mathtext (a
+    traceback at the figure, or "net$\\alpha$" drawn as "netα"), a leading "_" left the model out of
+    the CE bars' legend, and `report --models` split a label holding a comma in two."""
+    import json
+    import shutil
+    from importlib import resources
+
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.reports import figures
+
+    legends, original = {}, figures.save
+
+    def save(fig, path):
+        texts = [legend.get_texts() for legend in fig.legends] + [
+            ax.get_legend().get_texts() for ax in fig.axes if ax.get_legend()]
+        legends[path.name] = [t.get_text() for group in texts for t in group]
+        return original(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    label = "_net$\\foo{$, v2"
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    demo = resources.files("robustbench_gcp") / "resources" / "demo"
+    shutil.copyfile(demo / "demo-gap.pth", folder / f"{label}.pth")
+    shutil.copyfile(demo / "demo-isqrt.pth", folder / "other.pth")
+    store = tmp_path / "s.db"
+    common = ["--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1", "--limit", "8",
+              "--data", str(demo_val), "--class-order", "sorted", "--store", str(store), "--workers", "0"]
+
+    def cli(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    cli("baseline", "--model", "demo-gap", "--name", "base", *common)
+    cli("compare", "--checkpoints", folder, "--baseline", "base", "--format", "json", *common)
+    cli("report", "--store", store, "--baseline", "base", "--suite", "imagenet-c", "--plot",
+        tmp_path / "figs")
+    bars = legends["imagenet-c_ce_per_corruption.png"]
+    assert any(text.startswith(f"{label} (mCE ") for text in bars), bars
+    assert label in legends["imagenet-c_error_vs_severity.png"]
+    for name in ("imagenet-c_ce_per_corruption.png", "imagenet-c_error_vs_severity.png"):
+        with Image.open(tmp_path / "figs" / name) as image:
+            assert image.info["Axes"] == "1"
+    out = json.loads(cli("report", "--store", store, "--models", label, "--suite", "imagenet-c",
+                         "--no-intervals", "--format", "json").stdout)
+    assert [r["model"] for r in out["reports"]] == [label]
+    both = json.loads(cli("report", "--store", store, "--models", "other,", "--models", label, "--suite",
+                          "imagenet-c", "--no-intervals", "--format", "json").stdout)
+    assert sorted(r["model"] for r in both["reports"]) == [label, "other"]

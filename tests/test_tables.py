@@ -55,13 +55,13 @@ def test_markdown_aligns_numbers_right_and_names_left():
 
 
 def test_markdown_cells_are_literal_text_on_one_line():
-    """A line break ended the table's row; ``_`` at a word's edge started emphasis, ``<b`` a tag
-    (``p<0.05`` and ``resnet50_isqrt`` stay as they are)."""
+    """A line break ended the table's row; ``_`` at a word's edge started emphasis, ``<b`` a tag,
+    ``$...$`` GitHub's maths (``p<0.05`` and ``resnet50_isqrt`` stay as they are)."""
     from robustbench_gcp.reports.tables import markdown_text
 
     assert markdown_text("two\nlines") == "two lines"
-    shown = markdown_text("_best_ a|b <b> p<0.05 resnet50_isqrt")
-    assert shown == r"\_best\_ a\|b \<b> p<0.05 resnet50_isqrt"
+    shown = markdown_text("_best_ a|b <b> p<0.05 resnet50_isqrt $x$")
+    assert shown == r"\_best\_ a\|b \<b> p<0.05 resnet50_isqrt \$x\$"
 
 
 def test_json_refuses_nan_and_writes_paths_and_numpy_scalars():

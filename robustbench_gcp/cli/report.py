@@ -19,8 +19,8 @@ from robustbench_gcp.cli.options import (
 @click.command("report", short_help="Report stored results; no model is run.")
 @click.option("--models", "--model", "-m", "models", multiple=True, metavar="A,B",
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
-                   "its runs; comma-separated or repeated, as compare's --model; default: every model "
-                   "stored).")
+                   "its runs; comma-separated or repeated, as compare's --model, a stored label holding a "
+                   "comma taken whole; default: every model stored).")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",
               help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all). A "
                    "suite stands for its kind and dataset: every stored cell of that kind is reported, "
@@ -61,10 +61,12 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
     check_layout(fmt)
     check_no_intervals(no_intervals)
 
-    names = [name for item in models for name in split_labels(item)] if models else None
+    names = list(models) if models else None  # split where an item is no stored label (a file
+    # name compare --checkpoints took as a label may hold a comma)
     chosen = [s.strip() for item in suites for s in item.split(",") if s.strip()]
-    if names == [] or (suites and not chosen):  # `--models ,` reported every model
-        flag, value = ("--models", ",".join(models)) if names == [] else ("--suite", ",".join(suites))
+    no_names = bool(models) and not any(split_labels(item) for item in models)
+    if no_names or (suites and not chosen):  # `--models ,` reported every model
+        flag, value = ("--models", ",".join(models)) if no_names else ("--suite", ",".join(suites))
         raise ConfigError(f"`{flag} {value!r}` names none (leave it out for all)")
     reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
     selected = labels_named(store, reference) if reference is not None else ()  # as --models selects

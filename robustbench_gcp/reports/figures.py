@@ -80,11 +80,13 @@ def legend_beside(target, *args, **kwargs):
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float | None]]) -> None:
     """Bars per category, one bar per series (model), with a legend beside them."""
     width = 0.8 / max(1, len(series))
-    for i, (model, values) in enumerate(series.items()):
+    handles = []
+    for i, values in enumerate(series.values()):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(categories))]
-        ax.bar(xs, [math.nan if v is None else v for v in values], width=width, label=model,
-               color=model_color(i, len(series)))
+        handles.append(ax.bar(xs, [math.nan if v is None else v for v in values], width=width,
+                              color=model_color(i, len(series))))
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels([c.replace("_", " ") for c in categories], rotation=40, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    legend_beside(ax, title="model")
+    # the labels given, not taken from the bars: matplotlib leaves out a label starting with "_"
+    legend_beside(ax, handles, list(series), title="model")

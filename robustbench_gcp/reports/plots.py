@@ -22,8 +22,23 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
         FiguresNotWritten: a figure cannot be written (its path is a folder, the disk is full):
             every other figure is written first, and the error holds their paths.
     """
+    import matplotlib
+
     folder = Path(folder)
     written, failed = [], []
+    with matplotlib.rc_context({"text.parse_math": False}):  # a model's "$" is text, not mathtext
+        _draw_all(reports, folder, written, failed)
+    if failed:
+        others = f"; the other {len(written)} written" if written else ""
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise FiguresNotWritten(f"{failed[0]}{more}: {len(failed)} of {len(failed) + len(written)} "
+                                f"figures not written{others}", written)
+    return written
+
+
+def _draw_all(reports: Sequence[Report], folder: Path, written: list, failed: list) -> None:
+    """Each suite's figures of each experiment of ``reports`` into ``folder``: the paths drawn go to
+    ``written``, the errors of those that could not be written to ``failed``."""
     groups = experiments(reports)  # as the comparisons: one suite, one source, one image set
     for (heading, images), group in groups.items():
         suite = group[0].suite
@@ -44,12 +59,6 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
                 continue
             if path is not None:
                 written.append(path)
-    if failed:
-        others = f"; the other {len(written)} written" if written else ""
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise FiguresNotWritten(f"{failed[0]}{more}: {len(failed)} of {len(failed) + len(written)} "
-                                f"figures not written{others}", written)
-    return written
 
 
 def earlier_figures(folder: str | Path, written: Sequence[Path]) -> list[Path]:

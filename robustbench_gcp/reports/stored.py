@@ -397,6 +397,7 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
                        suites: Sequence[str] = (), baseline: str) -> list[Report]:
     """The reports of ``gcp-robust report``: what the store at ``path`` holds for the chosen models
     and suites (kinds, or suites of ``config`` standing for their kind), normalized by ``baseline``.
+    A ``models`` item is a label, or labels separated by commas (``A,B``) where it is not one.
 
     Raises:
         StoreError: no store at ``path`` (it is never created here).
@@ -418,6 +419,10 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
     with Store(path, read_only=True) as store:  # report never writes: read-only media serve too
         runs = store.runs()
         stored = {run_label(run) for run in runs} | set(run_labels(runs).values())
+        if models is not None:  # `A,B` is two labels, unless it is a stored label itself (a file name
+            # with a comma, labelled by compare --checkpoints)
+            models = [part for item in models
+                      for part in ([item.strip()] if item.strip() in stored else split_labels(item))]
         for name in models or []:
             if name not in stored and not any(_has_settings(name, run) for run in runs):
                 raise UnknownNameError("stored model", name, stored)

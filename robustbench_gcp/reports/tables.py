@@ -108,9 +108,9 @@ def to_markdown(
 
 
 #: what Markdown reads as markup in a table cell or title: a cell break, emphasis, code, a link, a
-#: "<" that opens an HTML tag or comment (p<0.05 stays as it is), and a "_" at a word's edge
-#: (resnet50_isqrt stays as it is: CommonMark ignores "_" inside words)
-_MARKUP = re.compile(r"[\\|*`\[\]]|<(?=[A-Za-z/!?])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+#: "<" that opens an HTML tag or comment (p<0.05 stays as it is), a "$" (GitHub's maths) and a "_" at
+#: a word's edge (resnet50_isqrt stays as it is: CommonMark ignores "_" inside words)
+_MARKUP = re.compile(r"[\\|*`\[\]$]|<(?=[A-Za-z/!?])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def markdown_text(text: str) -> str:

@@ -453,7 +453,7 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
                 xs, ys = [0.0, *xs], [clean, *ys]
             scale = 255 if norm == "linf" else 1
             ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
-                    label=r.model, color=model_color(i, len(reports)))
+                    color=model_color(i, len(reports)))
             lowest = min(lowest, *(100 * y for y in ys))
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")

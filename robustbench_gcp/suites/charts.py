@@ -60,7 +60,7 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
             xs, ys, yerr = _severity_points(r.sections.get("clean"), cells)
             # the models' bars side by side, not on one another
             shift = (i - (len(reports) - 1) / 2) * min(0.08, 0.4 / len(reports))
-            ax.errorbar([x + shift for x in xs], ys, yerr=yerr, marker="o", markersize=3, label=r.model,
+            ax.errorbar([x + shift for x in xs], ys, yerr=yerr, marker="o", markersize=3,
                         capsize=2, elinewidth=0.7, color=model_color(i, len(reports)))
         ax.set_title(corruption.replace("_", " "), fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities, not 1.5

@@ -514,18 +514,20 @@ def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str
     rows = math.ceil(len(cells) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.6, 3.4 * rows + 0.6), squeeze=False)
     for ax, cell in zip(axes.flat, cells):
+        handles, labels = [], []  # given to the legend: matplotlib leaves out a label starting with "_"
         for i, (report, c) in enumerate(curves):  # a model keeps its colour in every panel
             if cell not in c:
                 continue
             etas, mean, low, high = c[cell]
             color = model_color(i, len(curves))
-            ax.plot(etas, mean, marker="o", markersize=2.5, color=color, label=report.model)
+            handles += ax.plot(etas, mean, marker="o", markersize=2.5, color=color)
+            labels.append(report.model)
             ax.fill_between(etas, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(cell.replace("_", " "), fontsize=10)
         ax.set_xlabel("step size eta (per image)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(title="model (band: 10-90 % of images)", fontsize=8, title_fontsize=8)
+        ax.legend(handles, labels, title="model (band: 10-90 % of images)", fontsize=8, title_fontsize=8)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
     fig.suptitle(f"{title} (at the {first['at']}, {first['direction']})")
