@@ -36,7 +36,9 @@ def edited_images_notes(plan, store, info, shards_done) -> list[str]:
         return []
     changed = [] if earlier is None or len(earlier) != len(sizes) else \
         [i for i, (a, b) in enumerate(zip(earlier, sizes)) if a != b]
-    stored = {shard for cell, _ in store.cells(info.id) for shard in store.done_shards(cell)}
+    # the stored shards, read only where an image has changed
+    stored = {shard for cell, _ in store.cells(info.id) for shard in store.done_shards(cell)} if changed \
+        else set()
     mixed = [i for i in changed if i // info.shard_size in stored]
     if not mixed:
         store.set_notes(info.id, IMAGE_SIZES, [json.dumps(sizes)])

@@ -27,38 +27,32 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
     folder = Path(folder)
     written, failed = [], []
     with matplotlib.rc_context({"text.parse_math": False}):  # a model's "$" is text, not mathtext
-        _draw_all(reports, folder, written, failed)
+        groups = experiments(reports)  # as the comparisons: one suite, one source, one image set
+        for (heading, images), group in groups.items():
+            suite = group[0].suite
+            # named by the suite; by its source and images too where the reports have several
+            several_sources = len({h for (h, _), g in groups.items() if g[0].suite == suite}) > 1
+            # a file name of safe characters (a source may hold "/" or ":": "0.1/256 to 75/256")
+            stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
+            if sum(h == heading for h, _ in groups) > 1:
+                stem += f"_{group[0].n_images}-images_{images[:8]}"
+                subset = (group[0].partial or {}).get("image_range")
+                stem += f"_images-{subset.replace(',', '_')}" if subset else ""
+            group = partial_marked(group)
+            for name, draw in get_suite(group[0].kind).plots().items():
+                try:
+                    path = draw(group, folder / f"{stem}_{name}.png")
+                except OutputError as error:  # the next figures are still written
+                    failed.append(str(error))
+                    continue
+                if path is not None:
+                    written.append(path)
     if failed:
         others = f"; the other {len(written)} written" if written else ""
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise FiguresNotWritten(f"{failed[0]}{more}: {len(failed)} of {len(failed) + len(written)} "
                                 f"figures not written{others}", written)
     return written
-
-
-def _draw_all(reports: Sequence[Report], folder: Path, written: list, failed: list) -> None:
-    """Each suite's figures of each experiment of ``reports`` into ``folder``: the paths drawn go to
-    ``written``, the errors of those that could not be written to ``failed``."""
-    groups = experiments(reports)  # as the comparisons: one suite, one source, one image set
-    for (heading, images), group in groups.items():
-        suite = group[0].suite
-        # named by the suite; by its source and images too where the reports have several
-        several_sources = len({h for (h, _), g in groups.items() if g[0].suite == suite}) > 1
-        # a file name of safe characters (a source may hold "/" or ":": "0.1/256 to 75/256")
-        stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
-        if sum(h == heading for h, _ in groups) > 1:
-            stem += f"_{group[0].n_images}-images_{images[:8]}"
-            subset = (group[0].partial or {}).get("image_range")
-            stem += f"_images-{subset.replace(',', '_')}" if subset else ""
-        group = partial_marked(group)
-        for name, draw in get_suite(group[0].kind).plots().items():
-            try:
-                path = draw(group, folder / f"{stem}_{name}.png")
-            except OutputError as error:  # the next figures are still written
-                failed.append(str(error))
-                continue
-            if path is not None:
-                written.append(path)
 
 
 def earlier_figures(folder: str | Path, written: Sequence[Path]) -> list[Path]:
