@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.7.29"
+__version__ = "0.7.30"
 
 _EXPORTS = {
     "list_models": "robustbench_gcp.models",

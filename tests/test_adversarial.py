@@ -381,6 +381,13 @@ def test_markdown_gives_models_measured_at_other_epsilon_lists_columns_of_their_
     assert "-" not in rows["demo-gap"][:4]
     alone = CliRunner().invoke(main, [*base, "--model", "demo-isqrt"])  # one list: no suffix
     assert "| fgsm 4/255 |" in alone.stdout and "(epsilons" not in alone.stdout
+    # the long CSV's attack rows say the list too (they did not: two 4/255 rows looked alike)
+    long = CliRunner().invoke(main, [*base[:-2], "--format", "csv"])
+    lists = {(row["model"], row["level"]): row["epsilons"] for row in csv.DictReader(io.StringIO(long.stdout))
+             if row["item"] == "fgsm"}
+    assert lists == {("demo-gap", repr(1 / 255)): f"{1 / 255!r} {4 / 255!r}",
+                     ("demo-gap", repr(4 / 255)): f"{1 / 255!r} {4 / 255!r}",
+                     ("demo-isqrt", repr(4 / 255)): repr(4 / 255)}
 
 
 def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():

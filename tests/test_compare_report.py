@@ -957,7 +957,7 @@ def test_the_terminal_shows_up_to_four_metrics_a_row_per_model_and_says_what_its
     """Four metrics: a row per model with a tests column, whose meaning the caption gives; five: a row
     per (model, metric) with paired p-values; no paired test: the caption says no more than the
     intervals' meaning."""
-    from robustbench_gcp.reports.many_reports import INTERVALS, comparison_table, tests_note
+    from robustbench_gcp.reports.many_reports import DELTAS, VALUES, comparison_table, tests_note
 
     four = {"clean_accuracy": 0.01, **{f"robust fgsm {e}/255": 0.5 for e in (1, 2, 4)}}
     five = {**four, "robust fgsm 8/255": 0.5}
@@ -971,7 +971,25 @@ def test_the_terminal_shows_up_to_four_metrics_a_row_per_model_and_says_what_its
         assert caption(comparison) in str(table.caption)
     untested = _comparison(dict.fromkeys(four))
     (table,) = comparison_table([], [untested]).renderables
-    assert str(table.caption) == INTERVALS.removesuffix("; ")
+    assert str(table.caption) == f"{VALUES}; {DELTAS}"
+
+
+def test_one_model_alone_has_no_reference_differences_or_tests_in_its_tables():
+    """A comparison of one model (report --models NAME) named it "(ref)", had an empty Δ column in
+    the long layout, and its caption explained differences and tests it did not have."""
+    from robustbench_gcp.reports.many_reports import VALUES, comparison_table, render_comparison
+
+    for metrics, headers in (({"clean_accuracy": None}, ["model", "clean acc %"]),
+                             ({f"robust fgsm {e}/255": None for e in range(1, 7)},
+                              ["model", "metric", "value [95 % interval]"])):
+        alone = _comparison(metrics)
+        alone["models"] = alone["models"][:1]
+        (table,) = comparison_table([], [alone]).renderables
+        assert [str(c.header) for c in table.columns] == headers
+        assert str(table.caption) == VALUES and "reference" not in str(table.title)
+        assert "a (ref)" not in str(table.columns[0]._cells)
+        markdown = render_comparison([], [alone], fmt="markdown")
+        assert "(95 % intervals)" in markdown and "reference" not in markdown and "(ref)" not in markdown
 
 
 def test_markdown_gives_a_comparisons_note_once():
@@ -1281,3 +1299,41 @@ def test_a_reference_made_another_way_on_the_same_images_is_said_so(demo_val, tm
     assert notes and notes[0].startswith("torchvision:resnet18 is not in this comparison (its cells of these "
                                          "images were made another way: imagenet-c (")
     assert notes[0].endswith("): the reference here is demo-gap")
+
+
+def test_a_comparison_counts_and_says_the_severities_its_means_leave_out(demo_val, tmp_path):
+    """demo-gap ran frost and fog at 1,2, demo-isqrt fog at 1,2 and frost at 1 (stored first): the
+    comparison's mean error is of severity 1 alone, but `cells_left_out` counted only frost/2 (1 for
+    demo-gap, 0 for demo-isqrt), the notes said each model's own severities ("demo-gap: the mean
+    errors average severities 1,2 only"), and the p-columns came in storage order (fog before frost)."""
+    store = tmp_path / "s.db"
+    common = ["--data", str(demo_val), "--class-order", "sorted", "--limit", "10", "--store", str(store),
+              "--suite", "imagenet-c", "--workers", "0"]
+    for model, corruptions, severities in (("demo-gap", "frost,fog", "1,2"), ("demo-isqrt", "fog", "1,2"),
+                                           ("demo-isqrt", "frost", "1")):
+        done = CliRunner().invoke(main, ["eval", "-m", model, "--corruptions", corruptions, "--severities",
+                                         severities, *common])
+        assert done.exit_code == 0, done.output
+    report = ["report", "--store", str(store), "--resamples", "100"]
+    out = json.loads(CliRunner().invoke(main, [*report, "--format", "json"]).stdout)
+    (comparison,) = out["comparisons"]
+    assert [m["cells_left_out"] for m in comparison["models"]] == [2, 1]  # frost/2 and fog/2; fog/2
+    own = {r["model"]: r for r in out["reports"]}
+    # the comparison's mean error is over severity 1, recomputed from each model's own cells
+    for entry in comparison["models"]:
+        cells = own[entry["model"]]["cells"]
+        ones = [c["top1_error"] for c in cells if c["severity"] == 1]
+        assert entry["metrics"]["mean_error"]["estimate"] == pytest.approx(sum(ones) / len(ones))
+    assert sum(c["severity"] == 2 for c in own["demo-gap"]["cells"]) == 2  # its own report keeps them
+    assert "the mean errors average severities 1 only, not the benchmark's 1-5" in comparison["notes"]
+    shown = CliRunner().invoke(main, report, env={"COLUMNS": "300"})
+    text = " ".join(shown.stdout.split())
+    assert "note: the mean errors average severities 1 only" in text
+    assert "severities 1,2 only" not in text and "demo-isqrt: the corruptions were stored" not in text
+    plain = CliRunner().invoke(main, [*report[:3], "--no-intervals"], env={"COLUMNS": "300"})
+    assert "demo-gap: the mean errors average severities 1,2 only" in " ".join(plain.stdout.split())
+    wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"]).stdout
+    rows = list(csv.DictReader(io.StringIO(wide)))
+    assert [r["cells_left_out"] for r in rows] == ["2", "1"]
+    assert [k for k in rows[1] if k.startswith("p_")] == [
+        "p_clean", "p_holm_clean", "p_frost", "p_holm_frost", "p_fog", "p_holm_fog"]

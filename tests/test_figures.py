@@ -222,3 +222,63 @@ def test_labels_from_file_names_are_drawn_as_written_and_selected_whole(demo_val
     both = json.loads(cli("report", "--store", store, "--models", "other,", "--models", label, "--suite",
                           "imagenet-c", "--no-intervals", "--format", "json").stdout)
     assert sorted(r["model"] for r in both["reports"]) == [label, "other"]
+
+
+def test_a_missing_bar_is_marked_and_a_zero_is_not():
+    """A missing CE (None) and a CE of 0 both drew no bar: they looked alike. The missing one is
+    marked "n/a" where its bar would stand, in its model's colour."""
+    from robustbench_gcp.reports.figures import grouped_bars, model_color, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    try:
+        grouped_bars(ax, ["fog", "snow"], {"a": [0.0, 2.0], "b": [1.5, None]})
+        (mark,) = ax.texts
+        assert mark.get_text() == "n/a" and mark.get_position() == pytest.approx((1 + 0.2, 0))
+        assert matplotlib.colors.same_color(mark.get_color(), model_color(1, 2))
+    finally:
+        plt.close(fig)
+
+
+def test_a_ce_figure_that_nothing_normalizes_is_said_not_drawn(demo_val, tmp_path):
+    """The demo models' 10-class ImageNet-C errors without a stored baseline have no CE: the CE
+    figure was left out without a word. `--plot` says why."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    store = tmp_path / "s.db"
+    common = ["--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1", "--limit", "8",
+              "--data", str(demo_val), "--class-order", "sorted", "--store", str(store), "--workers", "0"]
+    for model in ("demo-gap", "demo-isqrt"):
+        assert CliRunner().invoke(main, ["eval", "-m", model, *common]).exit_code == 0
+    shown = CliRunner().invoke(main, ["report", "--store", str(store), "--plot", str(tmp_path / "figs")])
+    assert shown.exit_code == 0, shown.output
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["imagenet-c_error_vs_severity.png"]
+    said = [line for line in shown.stderr.splitlines() if line.startswith("--plot: ")]
+    assert said == ["--plot: imagenet-c (torch, JPEG round trip, 10 classes): no figure of CE per "
+                    "corruption, as no model has a CE here (the notes say why); the error-against-severity "
+                    "figure shows the errors"]
+
+
+def test_a_model_without_a_ce_beside_one_with_is_named_so_in_the_ce_figure(tmp_path, monkeypatch):
+    """A model whose CE is missing was left out of the CE figure (its legend too), unsaid."""
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.suites.charts import ce_bars
+
+    legends, original = [], figures.save
+
+    def save(fig, path):
+        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts())
+        marks.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return original(fig, path)
+
+    marks: list[str] = []
+    monkeypatch.setattr(figures, "save", save)
+    reports = [SimpleNamespace(model=name, heading="imagenet-c", sections={
+        "per_corruption": [{"corruption": c, "CE": ce} for c in ("fog", "snow")],
+        "metrics": {"mCE": ce, "corruptions": ["fog", "snow"] if ce else [], "baseline": "base"}})
+        for name, ce in (("a", 80.0), ("b", None))]
+    ce_bars(reports, tmp_path / "ce.png")
+    assert legends == ["a (mCE 80.0)", "b (no CE)"] and marks == ["n/a", "n/a"]

@@ -688,3 +688,19 @@ def test_unnormalized_flip_probabilities_are_shown_in_percent_in_every_view(demo
         assert {p: detail[model][p.replace("_", " ")] for p in fp} == {p: f"{100 * v:.2f}"
                                                                        for p, v in fp.items()}
         assert detail[model]["mean FP"] == f"{100 * sum(fp.values()) / len(fp):.2f}"
+
+
+def test_the_headline_gives_each_raw_mean_beside_its_normalized_mean_in_the_comparisons_order():
+    """The table without statistics put mT5D before the mean flip probability, the comparison its
+    flip figure first: their columns came in other orders."""
+    from types import SimpleNamespace
+
+    from robustbench_gcp.suites import get_suite
+
+    metrics = {"mFR": 80.0, "mT5D": 70.0, "difficulty": 1, "by_difficulty": {"1": {
+        "perturbations": ["rotate"], "mean_flip_probability": 0.1, "mean_top5_distance": 0.2}}}
+    report = SimpleNamespace(sections={"clean": {"top1_error": 0.25}, "perturbations": [{}],
+                                       "metrics": metrics})
+    headline = get_suite("imagenet-p").headline(report)
+    assert list(headline) == ["clean_error", "mFR", "mean_flip_probability", "mT5D", "mean_top5_distance"]
+    assert list(headline.values()) == [0.25, 80.0, 0.1, 70.0, 0.2]

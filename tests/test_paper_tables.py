@@ -113,8 +113,11 @@ def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
     assert sections["metrics"]["mean_error"] == (0.5 + 0.25) / 2
     assert ("the corruptions were stored at different severities (fog 1,2; contrast 3): they share none, so "
             "each corruption's CE and mean error cover its own") in notes and design.notes[:1] == notes[:1]
+    # the severities the compared means cover, as the report says them
+    assert design.notes[1] == "the mean errors average severities 1,2,3 only, not the benchmark's 1-5"
+    assert design.notes[1] in notes
     # and what the compared mean averages, of the benchmark's 15 (the report's here: of the 2 given)
-    assert design.notes[1].startswith("the means average 2 of the 15 benchmark corruptions; missing: ")
+    assert design.notes[2].startswith("the means average 2 of the 15 benchmark corruptions; missing: ")
     assert design.metrics["mean_error"](means) == sections["metrics"]["mean_error"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from robustbench_gcp.errors import absent, foreign_link, link_loop, real_path
+from robustbench_gcp.errors import absent, foreign_link, link_loop, printable, real_path
 from robustbench_gcp.reports.tables import (
     Column,
     print_whole,
@@ -216,8 +216,6 @@ def print_report(report, fmt: str, output: str | None) -> None:
 def _notes_to_stderr(notes) -> None:
     """A CSV table has no room for the notes the other formats carry (why a cell is empty, what
     a mean averages): they go to standard error, one line each, as the terminal table prints them."""
-    from robustbench_gcp.errors import printable
-
     for note in notes:
         click.echo(f"note: {printable(note)}", err=True)
 
@@ -240,21 +238,24 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
         from robustbench_gcp.errors import FiguresNotWritten
         from robustbench_gcp.reports.plots import earlier_figures, write_plots
 
+        not_drawn: list[str] = []
         try:
-            written = write_plots(reports, plot_dir)
+            written = write_plots(reports, plot_dir, not_drawn)
         except FiguresNotWritten as error:  # the figures that were written are named, then the error
             for path in error.written:
                 click.echo(f"wrote {path}", err=True)
             raise
         for path in written:
             click.echo(f"wrote {path}", err=True)
+        for why in not_drawn:
+            click.echo(f"--plot: {printable(why)}", err=True)
         earlier = earlier_figures(plot_dir, written)
         if earlier:  # a reused folder: say which of its figures are not of these reports
             names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")
             click.echo(f"--plot: {len(earlier)} figure{'s' * (len(earlier) > 1)} in {plot_dir} "
                        f"{'are' if len(earlier) > 1 else 'is'} from an earlier report, not of these "
                        f"(left as {'they were' if len(earlier) > 1 else 'it was'}): {names}", err=True)
-        if not written:  # the clean suite has no figures: say so rather than write nothing silently
+        if not written and not not_drawn:  # the clean suite has none: said, rather than nothing written
             from robustbench_gcp.suites import all_suites
 
             kinds = ", ".join(dict.fromkeys(r.kind for r in reports)) or "no reports"

@@ -246,9 +246,11 @@ def compare_reports(
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
         comparison["source"] = group[0].source
         comparison["tests_text"] = get_suite(group[0].kind).tests_text
-        for model, report, compared in zip(comparison["models"], group, cells):
+        for model, report, compared, design in zip(comparison["models"], group, cells, designs):
             model["partial"] = report.partial is not None
-            model["cells_left_out"] = len(report.cells) - len(compared)  # its figures are not its report's
+            # its figures are not its report's: cells not every model has, and those the metrics
+            # leave out of the ones compared (severities not every corruption has)
+            model["cells_left_out"] = len(report.cells) - len(compared) + len(design.left_out)
             model["precision"], model["device"] = report.precision, report.device
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data

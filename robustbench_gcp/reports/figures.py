@@ -13,6 +13,11 @@ import os
 from pathlib import Path
 
 
+class NotDrawn(Exception):  # noqa: N818 (an outcome, not a failure: write_plots says it and goes on)
+    """A figure the reports have data for but cannot show (CE where nothing normalizes the errors);
+    its message says why, for :func:`~robustbench_gcp.reports.plots.write_plots` to pass on."""
+
+
 def pyplot():
     """matplotlib's pyplot on the Agg backend."""
     import matplotlib
@@ -78,13 +83,17 @@ def legend_beside(target, *args, **kwargs):
 
 
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float | None]]) -> None:
-    """Bars per category, one bar per series (model), with a legend beside them."""
+    """Bars per category, one bar per series (model), with a legend beside them; a value that is
+    missing (None) is marked "n/a" where its bar would stand (a value of 0 has no bar either)."""
     width = 0.8 / max(1, len(series))
     handles = []
     for i, values in enumerate(series.values()):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(categories))]
-        handles.append(ax.bar(xs, [math.nan if v is None else v for v in values], width=width,
-                              color=model_color(i, len(series))))
+        color = model_color(i, len(series))
+        handles.append(ax.bar(xs, [math.nan if v is None else v for v in values], width=width, color=color))
+        for x, value in zip(xs, values):
+            if value is None:
+                ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color=color)
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels([c.replace("_", " ") for c in categories], rotation=40, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)

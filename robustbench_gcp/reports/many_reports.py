@@ -44,9 +44,15 @@ def _signed_interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
 
 
 def _model_label(model: dict, comparison: dict) -> str:
-    """``name``, with `` (ref)`` for the reference and `` (partial)`` for a partial run."""
-    return (model["model"] + (" (ref)" if model["model"] == comparison["reference"] else "")
-            + (" (partial)" if model.get("partial") else ""))
+    """``name``, with `` (ref)`` for the reference of several models and `` (partial)`` for a
+    partial run."""
+    ref = model["model"] == comparison["reference"] and len(comparison["models"]) > 1
+    return model["model"] + (" (ref)" if ref else "") + (" (partial)" if model.get("partial") else "")
+
+
+def _reference_text(comparison: dict) -> str:
+    """``reference NAME`` for a comparison of several models; nothing for one model alone."""
+    return f"reference {comparison['reference']}" if len(comparison["models"]) > 1 else ""
 
 
 def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[dict], list[Column]]:
@@ -113,8 +119,10 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
     columns = [Column("model", justify="left"), Column("metric", justify="left"),
                Column("value", "value [95 % interval]"), Column("delta", "Δ vs ref [95 % interval]"),
                Column("p", "paired p", ".3g"), Column("p_holm", "Holm p", ".3g")]
-    if all(row["p"] is None for row in rows):  # no paired test: the models ran on other images
+    if all(row["p"] is None for row in rows):  # no paired test: one model, or models on other images
         columns = columns[:-2]
+    if all(row["delta"] is None for row in rows):  # no difference: one model alone
+        columns = [c for c in columns if c.key != "delta"]
     return rows, columns
 
 
@@ -206,8 +214,9 @@ def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
     return rows, columns
 
 
-INTERVALS = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion; each at 95 %, "
-             "not adjusted for their number); Δ: paired difference to the reference; ")
+VALUES = ("value and [95 % interval over images] (bootstrap; Wilson for a proportion; each at 95 %, "
+          "not adjusted for their number)")
+DELTAS = "Δ: paired difference to the reference"
 TESTS_HEADER = "tests p<0.05 (Holm)"
 
 
@@ -219,10 +228,17 @@ def tests_note(comparison: dict) -> str:
             "conservative, can disagree even before Holm)")
 
 
-def _caption(comparison: dict, wide: bool) -> str:
-    if wide:
-        return INTERVALS + f"paired p: {comparison['tests_text']}; Holm p: adjusted over the model's tests"
-    return INTERVALS + tests_note(comparison)
+def _caption(comparison: dict, columns: Sequence[Column]) -> str:
+    """What the table's columns mean: its intervals, and the differences and tests it has."""
+    keys = {c.key for c in columns}
+    parts = [VALUES]
+    if "delta" in keys or any(key.startswith("d ") for key in keys):
+        parts.append(DELTAS)
+    if "p" in keys:
+        parts.append(f"paired p: {comparison['tests_text']}; Holm p: adjusted over the model's tests")
+    if "tests" in keys:
+        parts.append(tests_note(comparison))
+    return "; ".join(parts)
 
 
 def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *, fmt: str,
@@ -250,7 +266,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         for comparison in comparisons:
             rows, columns = comparison_rows(comparison)
             heading = (f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)} "
-                       f"(reference {comparison['reference']}, 95 % intervals)")
+                       f"({', '.join(filter(None, [_reference_text(comparison), '95 % intervals']))})")
             parts.append(to_markdown(rows, columns, title=heading))
             if any(c.key == "tests" for c in columns):  # the header's meaning, as the terminal's caption
                 parts.append(f"Note: {markdown_text(tests_note(comparison))}\n")
@@ -277,12 +293,10 @@ def comparison_table(reports: Sequence[Report], comparisons: Sequence[dict], *, 
         wide = len(comparison["models"][0]["metrics"]) > 4
         rows, columns = (comparison_long_rows(comparison) if wide
                          else comparison_rows(comparison, compact=True))
-        heading = f"{comparison_heading(comparison)}: {comparison_images(comparison, comparisons)}, " \
-                  f"reference {comparison['reference']}"
-        caption = _caption(comparison, wide)
-        if not any(c.key in ("p", "tests") for c in columns):  # no paired test: models on other images
-            caption = INTERVALS.removesuffix("; ")
-        parts.append(rich_table(rows, columns, title=heading, caption=caption))
+        heading = ", ".join(filter(None, [f"{comparison_heading(comparison)}: "
+                                          f"{comparison_images(comparison, comparisons)}",
+                                          _reference_text(comparison)]))
+        parts.append(rich_table(rows, columns, title=heading, caption=_caption(comparison, columns)))
     if not comparisons:
         parts += [rich_table(rows, columns, title=name)
                   for name, (rows, columns) in experiment_tables(reports, title).items()]

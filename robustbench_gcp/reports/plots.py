@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robustbench_gcp.errors import FiguresNotWritten, OutputError, real_path
+from robustbench_gcp.reports.figures import NotDrawn
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
 from robustbench_gcp.suites import get_suite
 
 
-def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
-    """Every figure the reports allow, one PNG per figure and suite, into ``folder``.
+def write_plots(reports: Sequence[Report], folder: str | Path,
+                not_drawn: list[str] | None = None) -> list[Path]:
+    """Every figure the reports allow, one PNG per figure and suite, into ``folder``; why a figure
+    the reports have data for was not drawn is appended to ``not_drawn``.
 
     Raises:
         FiguresNotWritten: a figure cannot be written (its path is a folder, the disk is full):
@@ -44,6 +47,10 @@ def write_plots(reports: Sequence[Report], folder: str | Path) -> list[Path]:
                     path = draw(group, folder / f"{stem}_{name}.png")
                 except OutputError as error:  # the next figures are still written
                     failed.append(str(error))
+                    continue
+                except NotDrawn as why:
+                    if not_drawn is not None:
+                        not_drawn.append(str(why))
                     continue
                 if path is not None:
                     written.append(path)

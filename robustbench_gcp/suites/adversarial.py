@@ -188,7 +188,7 @@ class AdversarialSuite(Suite):
     gradients = True
     summary = "foolbox attacks: robust accuracy at each epsilon"
     tests_text = "McNemar's test on the clean images and on each attack and epsilon"
-    long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation")
+    long_columns = ("clean_accuracy", "robust_accuracy", "success_rate", "median_perturbation", "epsilons")
     metric_display = {**Suite.metric_display, "clean_accuracy": ("clean acc %", 100.0, ".1f")}
     flags = (
         Flag("attacks", "Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
@@ -366,11 +366,16 @@ class AdversarialSuite(Suite):
 
     def long_rows(self, report: Report) -> list[dict]:
         rows = super().long_rows(report)
-        for a in report.sections.get("attacks") or []:
+        attacks = report.sections.get("attacks") or []
+        # the list each epsilon was measured with (an image broken at a smaller epsilon of it counts
+        # as broken at the larger ones: rows of two lists are not one curve), space-separated
+        lists = _epsilon_lists(attacks)
+        for a in attacks:
             rows.append({"item": attack_label(a), "level": a["epsilon"], "n": a["n"],
                          "clean_accuracy": a["clean_accuracy"], "robust_accuracy": a["robust_accuracy"],
                          "success_rate": a["success_rate"],
-                         "median_perturbation": a.get("median_perturbation")})
+                         "median_perturbation": a.get("median_perturbation"),
+                         "epsilons": " ".join(map(repr, lists[budget_label(a)]))})
         return rows
 
     def headline(self, report: Report) -> dict:

@@ -143,9 +143,12 @@ def pct(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
 
 
-#: how a report's note on what its means average begins; a comparison of several models says it
-#: of the cells it compares, which may be fewer (:func:`coverage_note`)
-COVERAGE_NOTES = ("mCE averages ", "mFR averages ", "the means average ")
+#: how a report's note on what its means average begins (of which corruptions, :func:`coverage_note`;
+#: of which severities, :func:`~robustbench_gcp.suites.severities.covered_severities`); a comparison of
+#: several models says it of the cells it compares, which may be fewer
+COVERAGE_NOTES = ("mCE averages ", "mFR averages ", "the means average ", "CE sums over severities ",
+                  "the mean errors average severities ",
+                  "the corruptions were stored at different severities ")
 
 
 def coverage_note(metric: str | None, covered: int, of: str, missing: Sequence[str]) -> str:

@@ -82,24 +82,33 @@ def error_vs_severity(reports: Sequence[Report], path: Path) -> Path | None:
 
 
 def ce_bars(reports: Sequence[Report], path: Path) -> Path | None:
-    """CE per corruption as grouped bars, a bar per model (the baseline's = 100)."""
-    from robustbench_gcp.reports.figures import grouped_bars, pyplot, save
+    """CE per corruption as grouped bars, a bar per model (the baseline's = 100); a model's missing
+    CE is marked "n/a".
 
-    reports = [r for r in reports if r.sections.get("per_corruption")
-               and any(e["CE"] is not None for e in r.sections["per_corruption"])]
+    Raises:
+        NotDrawn: the reports have corruption errors but no CE (nothing normalizes them).
+    """
+    from robustbench_gcp.reports.figures import NotDrawn, grouped_bars, pyplot, save
+
+    reports = [r for r in reports if r.sections.get("per_corruption")]
     if not reports:
         return None
+    if all(e["CE"] is None for r in reports for e in r.sections["per_corruption"]):
+        raise NotDrawn(f"{reports[0].heading}: no figure of CE per corruption, as no model has a CE here "
+                       "(the notes say why); the error-against-severity figure shows the errors")
     plt = pyplot()
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
     series = {}
-    averaged = {len(r.sections["metrics"].get("corruptions") or ()) for r in reports}
+    averaged = {len(r.sections["metrics"].get("corruptions") or ()) for r in reports
+                if r.sections["metrics"].get("mCE") is not None}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
         mce = r.sections["metrics"].get("mCE")
         over = r.sections["metrics"].get("corruptions") or ()
         # mCEs over other corruption sets do not compare: say over how many each averages
         of = f" over {len(over)}" if len(averaged) > 1 else ""
-        label = r.model + (f" (mCE {mce:.1f}{of})" if mce is not None else "")
+        has_ce = any(e["CE"] is not None for e in r.sections["per_corruption"])
+        label = r.model + (f" (mCE {mce:.1f}{of})" if mce is not None else "" if has_ce else " (no CE)")
         series[label] = [ce_of.get(c) for c in corruptions]
     fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(corruptions) * max(1, len(series)) / 1.5), 4.5))
     grouped_bars(ax, corruptions, series)

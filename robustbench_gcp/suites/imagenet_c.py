@@ -50,6 +50,7 @@ from robustbench_gcp.suites.base import (
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_mark
+from robustbench_gcp.suites.severities import covered_severities
 from robustbench_gcp.suites.stored_baselines import (
     add_joint_rows,
     check_stored_baseline,
@@ -138,23 +139,12 @@ def cell_key(corruption: str, severity: int, variant: dict) -> CellKey:
     return CellKey("imagenet-c", corruption, str(severity), canonical_json(variant))
 
 
-def shared_severities(cells: Sequence[tuple[str, int]], benchmark: Sequence[str]) -> tuple[set[int], str]:
-    """The severities every benchmark corruption of ``cells`` (corruption, severity) has, and a note
-    when they differ (two runs into one store, a partial run's complete cells): the per-corruption
-    CE and their mean then cover those severities only (empty note when they do not differ)."""
-    have: dict[str, set[int]] = {}
-    for corruption, severity in cells:
-        if corruption in benchmark:
-            have.setdefault(corruption, set()).add(severity)
-    sets = {frozenset(v) for v in have.values()}
-    if len(sets) < 2:
-        return set().union(*sets), ""
-    common = set.intersection(*map(set, sets))
-    others = "; ".join(f"{c} {','.join(map(str, sorted(v)))}" for c, v in have.items() if v != common)
-    shared = ",".join(map(str, sorted(common)))
-    covered = (f"CE, mCE and the means cover the severities they all have, {shared}" if common
-               else "they share none, so each corruption's CE and mean error cover its own")
-    return common, f"the corruptions were stored at different severities ({others}): {covered}"
+def report_order(result: CellResult) -> tuple[int, int]:
+    """A corruption cell's place in reports, however the cells were stored: corruptions in
+    :func:`corruptions.list_corruptions` order (others after), then severity."""
+    order = list_corruptions("all")
+    name = result.key.name
+    return order.index(name) if name in order else len(order), int(result.key.level)
 
 
 def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
@@ -169,17 +159,19 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     dataset = dataset_of(results, "imagenet-c")
     clean = clean_entry(results)
     cells, errors = [], {}
-    order = {name: i for i, name in enumerate(list_corruptions("all"))}  # however they were stored
-    for result in sorted((r for r in results if r.key.kind == "imagenet-c"),
-                         key=lambda r: (order.get(r.key.name, len(order)), int(r.key.level))):
+    for result in sorted((r for r in results if r.key.kind == "imagenet-c"), key=report_order):
         entry = classification_entry(result)
         severity = int(result.key.level)
         cells.append({"corruption": result.key.name, "severity": severity, **entry})
         errors[(result.key.name, severity)] = entry["top1_error"]
     clean_error = clean["top1_error"] if clean else None
-    common, uneven = shared_severities([(c["corruption"], c["severity"]) for c in cells], benchmark)
-    if common and uneven:  # a mean over the corruptions' CE is one over the severities they all have
-        errors = {(c, s): e for (c, s), e in errors.items() if c not in benchmark or s in common}
+    have: dict[str, list[int]] = {}
+    for cell in cells:
+        have.setdefault(cell["corruption"], []).append(cell["severity"])
+    # a mean over the corruptions' CE is one over the severities they all have
+    normalized = dataset.alexnet_normalized or baseline is not None
+    kept, uneven, only = covered_severities(have, benchmark, normalized)
+    errors = {(c, s): e for (c, s), e in errors.items() if s in kept[c]}
     summaries = corruption_errors(errors, clean_error, baseline)
     metrics = mean_corruption_error(summaries, benchmark)
     notes = [uneven] if uneven else []
@@ -235,12 +227,8 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images (a run given "
                      "them that stopped before its clean cell was complete: run it again to finish it)")
-    severities = sorted(common) if common and uneven else sorted({c["severity"] for c in cells})
-    if cells and severities != list(SEVERITIES):
-        only = ",".join(map(str, severities))
-        notes.append(f"CE sums over severities {only} only, in both the model's errors and the baseline's"
-                     if dataset.alexnet_normalized or baseline is not None else
-                     f"the mean errors average severities {only} only, not the benchmark's 1-5")
+    if only:
+        notes.append(only)
     sections = {
         "clean": clean,
         "cells": cells,
@@ -506,7 +494,8 @@ class ImageNetCSuite(LevelledSuite):
         rows, values, tests, notes = [], [], {}, []
         cells: dict[str, list[int]] = {}
         correct: dict[tuple[str, int], np.ndarray] = {}
-        for r in results:
+        # in report order, however stored: the rows, and the tests (the wide CSV's p-columns)
+        for r in sorted(results, key=lambda r: (r.key != CLEAN, report_order(r) if self.owns(r.key) else ())):
             if r.key == CLEAN:
                 rows.append("clean")
                 tests["clean"] = r.correct
@@ -522,11 +511,12 @@ class ImageNetCSuite(LevelledSuite):
             metrics["clean_error"] = lambda m: m["clean"]
         baseline = normalizer
         benchmark = list_corruptions("benchmark")
-        common, uneven = shared_severities([(c, s) for c, levels in cells.items() for s in levels], benchmark)
-        if uneven:  # as the reports: the severities every corruption has, if any
-            cells = {c: [s for s in levels if c not in benchmark or s in common or not common]
-                     for c, levels in cells.items()}
-            notes.append(uneven)
+        # as the reports, of the cells compared: the severities every corruption has, if any
+        normalized = dataset_of(results, self.kind).alexnet_normalized or baseline is not None
+        kept, uneven, only = covered_severities(cells, benchmark, normalized)
+        left_out = [f"{c}/{s}" for c, levels in cells.items() for s in levels if s not in kept[c]]
+        cells = kept
+        notes += [note for note in (uneven, only) if note]
         for c, levels in cells.items():  # per image, its correct severities (of those CE covers): the
             tests[c] = sum(correct[(c, s)].astype(np.int64) for s in levels)  # image is the test's unit
         chosen = [c for c in benchmark if cells.get(c)]
@@ -575,7 +565,7 @@ class ImageNetCSuite(LevelledSuite):
                                        "benchmark corruptions", [c for c in benchmark if c not in chosen]))
         return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"} & set(metrics),
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
-                         notes=notes)
+                         notes=notes, left_out=left_out)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:

@@ -1,31 +1,29 @@
 """The ImageNet-P suite: perturbation sequences -> flip probability and top-5 distance.
 
 Cells are (perturbation, difficulty). Sequences are generated on the device by
-:func:`corruptions.perturbation_sequence` from the resized (not yet cropped)
-images, or decoded from the released MP4 files (``--corrupted-dir``). As in the
-original, the geometric perturbations (translate, rotate, tilt, scale, shear) transform
-the whole resized image (e.g. 384 x 256), then crop: their base images are windows of
-side :func:`~corruptions.perturbations.window_size` centred on it (zero outside it, its
-size recorded by the loader: ``Preprocess(window=True)``); the other perturbations only
-see the centre crop (zoom_blur the S x S square) and get that square.
+:func:`corruptions.perturbation_sequence` from the resized (not yet cropped) images, or decoded from
+the released MP4 files (``--corrupted-dir``). As in the original, the geometric perturbations
+(translate, rotate, tilt, scale, shear) transform the whole resized image (e.g. 384 x 256), then
+crop: their base images are windows of side :func:`~corruptions.perturbations.window_size` centred
+on it (zero outside it, its size recorded by the loader: ``Preprocess(window=True)``); the other
+perturbations only see the centre crop (zoom_blur the S x S square) and get that square.
 
-Difficulty follows the original ``test.py``: for the noise perturbations it
-selects the noise level (the ``_2`` / ``_3`` folders) and every frame is compared
-with the clean frame 0; for the others the frames are those of difficulty 1 and
-consecutive frames are compared at a stride of ``difficulty``.
+Difficulty follows the original ``test.py``: for the noise perturbations it selects the noise level
+(the ``_2`` / ``_3`` folders) and every frame is compared with the clean frame 0; for the others the
+frames are those of difficulty 1 and consecutive frames are compared at a stride of ``difficulty``.
 
-The store keeps, per shard, the number of videos, the number of frame pairs, the
-integer totals of flips and top-5 distances (every video of a cell compares as many pairs,
-so FP and T5D are divisions of integers, the same bits for any sharding: ``metrics.rate_counts``),
-and each video's two values (for paired statistics). FR and T5D are normalized at report time by a
-stored baseline run (``gcp-robust baseline``), as percentages (baseline = 100).
+The store keeps, per shard, the number of videos, the number of frame pairs, the integer totals of
+flips and top-5 distances (every video of a cell compares as many pairs, so FP and T5D are divisions
+of integers, the same bits for any sharding: ``metrics.rate_counts``), and each video's two values
+(for paired statistics). FR and T5D are normalized at report time by a stored baseline run
+(``gcp-robust baseline``), as percentages (baseline = 100).
 
-CIFAR-10-P and Tiny-ImageNet-P follow the suite's dataset (``dataset:`` / ``--dataset``):
-sequences generated with the dataset's preset (``perturbation_sequence(preset=...)``) from
-the 32 / 64 px images as they are (no resize, no window), cells marked with the dataset
-(ImageNet's cells carry no mark, as before datasets); released Tiny-ImageNet-P is MP4
-videos in ImageNet-P's layout (64 px), released CIFAR-10-P is ``<root>/<p>[_2|_3].npy``
-arrays, uint8 (N, F, 32, 32, 3), one sequence per test image in test order.
+CIFAR-10-P and Tiny-ImageNet-P follow the suite's dataset (``dataset:`` / ``--dataset``): sequences
+generated with the dataset's preset (``perturbation_sequence(preset=...)``) from the 32 / 64 px
+images as they are (no resize, no window), cells marked with the dataset (ImageNet's cells carry no
+mark, as before datasets); released Tiny-ImageNet-P is MP4 videos in ImageNet-P's layout (64 px),
+released CIFAR-10-P is ``<root>/<p>[_2|_3].npy`` arrays, uint8 (N, F, 32, 32, 3), one sequence per
+test image in test order.
 """
 
 from __future__ import annotations
@@ -161,6 +159,11 @@ def raw_figures(results: Sequence[CellResult]) -> Figures:
     return figures
 
 
+def report_order(test: Sequence[str]) -> dict[str, int]:
+    """Perturbations' places in reports: the averaged (``test``) ones first, then the others."""
+    return {p: i for i, p in enumerate(dict.fromkeys((*test, *PERTURBATION_SUBSETS["all"])))}
+
+
 def summarize(
     results: Sequence[CellResult],
     *,
@@ -184,7 +187,7 @@ def summarize(
             "T5D": relative_rate(t5d, base[1]) if base else None,
         })
     test = averaged_perturbations(dataset)
-    order = {p: i for i, p in enumerate(dict.fromkeys((*test, *PERTURBATION_SUBSETS["all"])))}
+    order = report_order(test)
     entries.sort(key=lambda e: (order[e["perturbation"]], e["difficulty"]))  # however they were stored
     by_difficulty = {}
     for difficulty in sorted({e["difficulty"] for e in entries}):
@@ -551,7 +554,8 @@ class ImageNetPSuite(LevelledSuite):
         rows, values = [], []
         chosen: list[tuple[str, int]] = []
         pairs: dict[tuple[str, int], int] = {}
-        for r in results:
+        order = report_order(test)  # the rows and tests (the wide CSV's p-columns) so, however stored
+        for r in sorted(results, key=lambda r: (order.get(r.key.name, len(order)), r.key.level)):
             if not self.owns(r.key) or r.extra is None:
                 continue
             p, d = r.key.name, int(r.key.level)
@@ -600,11 +604,9 @@ class ImageNetPSuite(LevelledSuite):
         entries = report.sections.get("perturbations")
         if not entries:
             return []
-        rows = [
-            {"perturbation": e["perturbation"], "difficulty": e["difficulty"], "videos": e["n_videos"],
-             "fp": pct(e["flip_probability"]), "t5d": e["top5_distance"], "FR": e["FR"], "T5D": e["T5D"]}
-            for e in entries
-        ]
+        rows = [{"perturbation": e["perturbation"], "difficulty": e["difficulty"], "videos": e["n_videos"],
+                 "fp": pct(e["flip_probability"]), "t5d": e["top5_distance"], "FR": e["FR"], "T5D": e["T5D"]}
+                for e in entries]
         columns = [Column("perturbation", justify="left"), Column("difficulty"), Column("videos"),
                    Column("fp", "flip prob. %", ".2f"), Column("t5d", "top-5 dist.", ".3f"),
                    Column("FR", "FR", ".1f"), Column("T5D", "T5D", ".1f")]
@@ -615,8 +617,7 @@ class ImageNetPSuite(LevelledSuite):
         rows = super().summary_rows(report)
         if report.sections.get("perturbations"):
             metrics = report.sections.get("metrics") or {}
-            base = metrics.get("baseline")
-            d = metrics.get("difficulty")
+            base, d = metrics.get("baseline"), metrics.get("difficulty")
             scale = f"%, {base} = 100" if base else "no baseline"
             rows.append({"metric": f"mFR ({scale}, difficulty {d})", "value": metrics.get("mFR")})
             rows.append({"metric": f"mT5D ({scale}, difficulty {d})", "value": metrics.get("mT5D")})
@@ -648,16 +649,16 @@ class ImageNetPSuite(LevelledSuite):
 
     def headline(self, report: Report) -> dict:
         out = super().headline(report)
-        entries = report.sections.get("perturbations")
-        if entries:
+        if report.sections.get("perturbations"):
             metrics = report.sections.get("metrics") or {}
-            out.update({k: metrics.get(k) for k in ("mFR", "mT5D")})
             # the raw means over the cells mFR and mT5D average (the comparisons' fallback), as
-            # summarize gave them for the headline difficulty
+            # summarize gave them for the headline difficulty; each beside its normalized mean, in
+            # the comparisons' order (flips, then top-5 distances)
             at = (metrics.get("by_difficulty") or {}).get(str(metrics.get("difficulty"))) or {}
-            if at.get("perturbations"):
-                out["mean_flip_probability"] = at["mean_flip_probability"]
-                out["mean_top5_distance"] = at["mean_top5_distance"]
+            for normalized, raw in (("mFR", "mean_flip_probability"), ("mT5D", "mean_top5_distance")):
+                out[normalized] = metrics.get(normalized)
+                if at.get("perturbations"):
+                    out[raw] = at[raw]
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
@@ -669,8 +670,7 @@ class ImageNetPSuite(LevelledSuite):
         every = [e for r in reports for e in r.sections["perturbations"]]
         test = averaged_perturbations(report_dataset(reports[0]))
         difficulty = min(e["difficulty"] for e in [e for e in every if e["perturbation"] in test] or every)
-        order = (*test, *PERTURBATION_SUBSETS["all"])
-        names = column_names(reports, "perturbations", "perturbation", tuple(dict.fromkeys(order)))
+        names = column_names(reports, "perturbations", "perturbation", tuple(report_order(test)))
         shown = [e for e in every if e["difficulty"] == difficulty]
         names = [p for p in names if any(e["perturbation"] == p for e in shown)]
         normalized = all(e["FR"] is not None for e in shown)
