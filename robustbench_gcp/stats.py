@@ -84,19 +84,16 @@ class Design:
     proportions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the comparison (how its intervals were made)
     mean_tests: tuple[str, ...] = ()
-    #: rows the metrics leave out (ImageNet-C: severities not every corruption has), counted in a
-    #: comparison's ``cells_left_out``
-    left_out: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, rows: list[str], values: Sequence[np.ndarray], metrics: dict[str, Statistic],
            tests: dict[str, np.ndarray] | None = None, percent: set[str] | None = None,
            proportions: dict[str, str] | None = None, notes: list[str] | None = None,
-           mean_tests: Sequence[str] = (), left_out: Sequence[str] = ()) -> Design:
+           mean_tests: Sequence[str] = ()) -> Design:
         """A design from a list of per-image rows (an empty list gives a 0 x 0 matrix)."""
         matrix = np.array(values) if len(values) else np.zeros((0, 0))
         return cls(rows, matrix, metrics, dict(tests or {}), set(percent or ()), dict(proportions or {}),
-                   list(notes or ()), tuple(mean_tests), tuple(left_out))
+                   list(notes or ()), tuple(mean_tests))
 
     def row(self, name: str) -> np.ndarray:
         """The per-image values of row ``name``."""

@@ -1254,7 +1254,8 @@ def test_a_comparison_says_what_its_own_means_average(demo_val, tmp_path):
         assert shown.exit_code == 0, shown.output
         text = " ".join(shown.stdout.split())
         assert "the means average 1 of the 15 benchmark corruptions; missing: gaussian_noise" in text
-        assert "average 2 of the 15" not in text
+        # Markdown's per-model table of CE per corruption gives demo-gap's own mean: its note too
+        assert ("demo-gap: the means average 2 of the 15" in text) == (fmt == "markdown")
     # without a comparison, each model's own table: each its own coverage
     plain = CliRunner().invoke(main, ["report", *store, "--no-intervals"], env={"COLUMNS": "300"})
     text = " ".join(plain.stdout.split())
@@ -1280,9 +1281,13 @@ def test_two_comparisons_notes_on_their_means_say_whose_table(demo_val, tmp_path
     assert f"note: {heading}, 20 images: the means average 1 of the 15" in text
     assert f"note: {heading}, 10 images: the means average 2 of the 15" in text
     assert "note: the means average" not in text
-    # markdown puts each comparison's notes beneath its table, and says none of them twice
+    # markdown puts each comparison's notes beneath its table, unprefixed and once; then the notes of
+    # its per-model tables (each model's own means), naming the model and the table
     markdown = CliRunner().invoke(main, ["report", *store, "--format", "markdown"]).stdout
-    assert markdown.count("the means average 1 of the") == markdown.count("the means average 2 of the") == 1
+    notes = [line for line in markdown.splitlines() if "the means average" in line]
+    assert [note.split(": the means average ")[0].split(" (")[0] for note in notes] == [
+        "Note", "Note", "Note: demo-gap", "Note: demo-gap", "Note: demo-isqrt", "Note: demo-isqrt"]
+    assert [note.split("the means average ")[1][0] for note in notes] == ["1", "2", "3", "2", "2", "1"]
     assert f"{heading}, 20 images: the means" not in markdown
 
 
@@ -1304,8 +1309,10 @@ def test_a_reference_made_another_way_on_the_same_images_is_said_so(demo_val, tm
 def test_a_comparison_counts_and_says_the_severities_its_means_leave_out(demo_val, tmp_path):
     """demo-gap ran frost and fog at 1,2, demo-isqrt fog at 1,2 and frost at 1 (stored first): the
     comparison's mean error is of severity 1 alone, but `cells_left_out` counted only frost/2 (1 for
-    demo-gap, 0 for demo-isqrt), the notes said each model's own severities ("demo-gap: the mean
-    errors average severities 1,2 only"), and the p-columns came in storage order (fog before frost)."""
+    demo-gap; 0 for demo-isqrt, right: its own report's means leave fog/2 out too), the notes beneath
+    the comparison said each model's own severities ("demo-gap: the mean errors average severities
+    1,2 only"), and the p-columns came in storage order (fog before frost). The outputs that show
+    each model's own figures (the long CSV, Markdown's per-model tables) keep its own notes."""
     store = tmp_path / "s.db"
     common = ["--data", str(demo_val), "--class-order", "sorted", "--limit", "10", "--store", str(store),
               "--suite", "imagenet-c", "--workers", "0"]
@@ -1317,7 +1324,7 @@ def test_a_comparison_counts_and_says_the_severities_its_means_leave_out(demo_va
     report = ["report", "--store", str(store), "--resamples", "100"]
     out = json.loads(CliRunner().invoke(main, [*report, "--format", "json"]).stdout)
     (comparison,) = out["comparisons"]
-    assert [m["cells_left_out"] for m in comparison["models"]] == [2, 1]  # frost/2 and fog/2; fog/2
+    assert [m["cells_left_out"] for m in comparison["models"]] == [2, 0]  # frost/2 and fog/2; none
     own = {r["model"]: r for r in out["reports"]}
     # the comparison's mean error is over severity 1, recomputed from each model's own cells
     for entry in comparison["models"]:
@@ -1330,10 +1337,17 @@ def test_a_comparison_counts_and_says_the_severities_its_means_leave_out(demo_va
     text = " ".join(shown.stdout.split())
     assert "note: the mean errors average severities 1 only" in text
     assert "severities 1,2 only" not in text and "demo-isqrt: the corruptions were stored" not in text
+    own = "demo-gap: the mean errors average severities 1,2 only"
     plain = CliRunner().invoke(main, [*report[:3], "--no-intervals"], env={"COLUMNS": "300"})
-    assert "demo-gap: the mean errors average severities 1,2 only" in " ".join(plain.stdout.split())
-    wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"]).stdout
-    rows = list(csv.DictReader(io.StringIO(wide)))
-    assert [r["cells_left_out"] for r in rows] == ["2", "1"]
+    assert own in " ".join(plain.stdout.split())
+    long = CliRunner().invoke(main, [*report, "--format", "csv"])
+    assert f"note: {own}, not the benchmark's 1-5" in long.stderr.splitlines()
+    assert "note: the mean errors average severities 1 only, not the benchmark's 1-5" not in long.stderr
+    markdown = " ".join(CliRunner().invoke(main, [*report, "--format", "markdown"]).stdout.split())
+    assert own in markdown and "the mean errors average severities 1 only" in markdown
+    wide = CliRunner().invoke(main, [*report, "--format", "csv", "--layout", "wide"])
+    rows = list(csv.DictReader(io.StringIO(wide.stdout)))
+    assert [r["cells_left_out"] for r in rows] == ["2", "0"]
+    assert own not in wide.stderr
     assert [k for k in rows[1] if k.startswith("p_")] == [
         "p_clean", "p_holm_clean", "p_frost", "p_holm_frost", "p_fog", "p_holm_fog"]

@@ -256,9 +256,13 @@ def test_a_ce_figure_that_nothing_normalizes_is_said_not_drawn(demo_val, tmp_pat
     assert shown.exit_code == 0, shown.output
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["imagenet-c_error_vs_severity.png"]
     said = [line for line in shown.stderr.splitlines() if line.startswith("--plot: ")]
-    assert said == ["--plot: imagenet-c (torch, JPEG round trip, 10 classes): no figure of CE per "
-                    "corruption, as no model has a CE here (the notes say why); the error-against-severity "
-                    "figure shows the errors"]
+    assert said == ["--plot: imagenet-c (torch, JPEG round trip, 10 classes): "
+                    "imagenet-c_ce_per_corruption.png (CE per corruption) not drawn, as no model has a CE "
+                    "here (the notes say why); the error-against-severity figure shows the errors"]
+    # said too where another figure cannot be written
+    (tmp_path / "other" / "imagenet-c_error_vs_severity.png").mkdir(parents=True)
+    failed = CliRunner().invoke(main, ["report", "--store", str(store), "--plot", str(tmp_path / "other")])
+    assert failed.exit_code != 0 and said[0] in failed.stderr.splitlines(), failed.stderr
 
 
 def test_a_model_without_a_ce_beside_one_with_is_named_so_in_the_ce_figure(tmp_path, monkeypatch):

@@ -233,7 +233,8 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
     if fmt == "csv":
         from robustbench_gcp.reports.many_reports import all_notes
 
-        _notes_to_stderr(all_notes(reports, comparisons))
+        # the long table holds each report's own figures, the wide one the comparisons'
+        _notes_to_stderr(all_notes(reports, comparisons if layout == "wide" else []))
     if plot_dir:
         from robustbench_gcp.errors import FiguresNotWritten
         from robustbench_gcp.reports.plots import earlier_figures, write_plots
@@ -244,6 +245,8 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
         except FiguresNotWritten as error:  # the figures that were written are named, then the error
             for path in error.written:
                 click.echo(f"wrote {path}", err=True)
+            for why in not_drawn:
+                click.echo(f"--plot: {printable(why)}", err=True)
             raise
         for path in written:
             click.echo(f"wrote {path}", err=True)

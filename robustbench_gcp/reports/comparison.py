@@ -246,11 +246,13 @@ def compare_reports(
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
         comparison["source"] = group[0].source
         comparison["tests_text"] = get_suite(group[0].kind).tests_text
-        for model, report, compared, design in zip(comparison["models"], group, cells, designs):
+        suite = get_suite(group[0].kind)
+        for model, report, compared in zip(comparison["models"], group, cells):
             model["partial"] = report.partial is not None
-            # its figures are not its report's: cells not every model has, and those the metrics
-            # leave out of the ones compared (severities not every corruption has)
-            model["cells_left_out"] = len(report.cells) - len(compared) + len(design.left_out)
+            # its figures are not its report's: the cells its report's figures use that the
+            # comparison's do not (not every model has them; severities not every corruption has)
+            used = {r.key for r in report.cells} - suite.unused_cells(report.cells)
+            model["cells_left_out"] = len(used - ({r.key for r in compared} - suite.unused_cells(compared)))
             model["precision"], model["device"] = report.precision, report.device
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data

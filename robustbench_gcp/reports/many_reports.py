@@ -277,7 +277,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
         parts.append(detail_markdown(reports))
         told = {_note_of_comparison(note, c, comparisons) for c in comparisons for note in c.get("notes", [])}
         parts += [f"Note: {markdown_text(note)}\n"
-                  for note in all_notes(reports, comparisons) if note not in told]
+                  for note in all_notes(reports, comparisons, own_figures=True) if note not in told]
         return "\n".join(parts)
     return comparison_table(reports, comparisons, title=title)
 
@@ -336,14 +336,17 @@ def _note_of_comparison(note: str, comparison: dict, comparisons: Sequence[dict]
     return f"{comparison_heading(comparison)}, {comparison_images(comparison, comparisons)}: {note}"
 
 
-def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[str]:
+def all_notes(reports: Sequence[Report], comparisons: Sequence[dict], *,
+              own_figures: bool = False) -> list[str]:
     """Every note of the reports and comparisons once, sorted; a report's note that not every
     report has names its model (``demo-isqrt: mCE averages 1 of the 15 ...``), so that a table of
     several models says whose it is, unless it already does so (``demo-isqrt: ...``, ``partial run
     of demo-isqrt: ...``); and where the model has reports of the suite in other tables (another
     source or image set) that lack the note, which table: ``resnet18-gap (imagenet-c
     (released)): ...``. A compared report's note on what its means average is left to its
-    comparison, whose figures average the cells every compared model has (:data:`COVERAGE_NOTES`)."""
+    comparison, whose figures average the cells every compared model has (:data:`COVERAGE_NOTES`),
+    unless the output shows the report's own figures too (``own_figures``: Markdown's per-model
+    tables)."""
     notes = {_note_of_comparison(note, c, comparisons) for c in comparisons for note in c.get("notes", [])}
     if not comparisons:  # --no-intervals: what a comparison would say of labels of one run
         notes.update(note for group in experiments(reports).values()
@@ -360,7 +363,7 @@ def all_notes(reports: Sequence[Report], comparisons: Sequence[dict]) -> list[st
         in_comparison = bool(compared) and (report.model, report.suite, report.source, report.n_images,
                                             report.data_fingerprint) in compared
         for note in report.notes:
-            if in_comparison and note.startswith(COVERAGE_NOTES):
+            if in_comparison and not own_figures and note.startswith(COVERAGE_NOTES):
                 continue
             who = report.model
             if any(note not in r.notes for r in siblings):  # say which of its tables the note is of

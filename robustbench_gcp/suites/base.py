@@ -379,6 +379,10 @@ class Suite:
             metrics["clean_error"] = lambda m: m["clean"]
         return Design.of(rows, values, metrics, tests, proportions={m: "clean" for m in metrics})
 
+    def unused_cells(self, results: Sequence[CellResult]) -> set[CellKey]:
+        """The cells of ``results`` the suite's figures leave out (none unless a suite says so)."""
+        return set()
+
     def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]] | None:
         """Cells whose set must be the same for every compared model (averaged or paired by row), as
         their :meth:`alignment`; None when the suite's metrics neither average nor pair cells."""

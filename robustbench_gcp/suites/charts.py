@@ -94,8 +94,8 @@ def ce_bars(reports: Sequence[Report], path: Path) -> Path | None:
     if not reports:
         return None
     if all(e["CE"] is None for r in reports for e in r.sections["per_corruption"]):
-        raise NotDrawn(f"{reports[0].heading}: no figure of CE per corruption, as no model has a CE here "
-                       "(the notes say why); the error-against-severity figure shows the errors")
+        raise NotDrawn(f"{reports[0].heading}: {path.name} (CE per corruption) not drawn, as no model has a "
+                       "CE here (the notes say why); the error-against-severity figure shows the errors")
     plt = pyplot()
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
     series = {}

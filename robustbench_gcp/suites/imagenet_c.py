@@ -490,6 +490,16 @@ class ImageNetCSuite(LevelledSuite):
         return summarize(results, benchmark=list_corruptions("benchmark"), baseline=normalizer)
 
     # -- comparisons
+    def unused_cells(self, results: Sequence[CellResult]) -> set[CellKey]:
+        """The cells of ``results`` CE and the means leave out: severities not every benchmark
+        corruption has (:func:`~robustbench_gcp.suites.severities.covered_severities`)."""
+        have: dict[str, list[int]] = {}
+        for r in results:
+            if self.owns(r.key):
+                have.setdefault(r.key.name, []).append(int(r.key.level))
+        kept, _, _ = covered_severities(have, list_corruptions("benchmark"), normalized=False)
+        return {r.key for r in results if self.owns(r.key) and int(r.key.level) not in kept[r.key.name]}
+
     def design(self, results: Sequence[CellResult], normalizer: Baseline | None) -> Design:
         rows, values, tests, notes = [], [], {}, []
         cells: dict[str, list[int]] = {}
@@ -514,7 +524,6 @@ class ImageNetCSuite(LevelledSuite):
         # as the reports, of the cells compared: the severities every corruption has, if any
         normalized = dataset_of(results, self.kind).alexnet_normalized or baseline is not None
         kept, uneven, only = covered_severities(cells, benchmark, normalized)
-        left_out = [f"{c}/{s}" for c, levels in cells.items() for s in levels if s not in kept[c]]
         cells = kept
         notes += [note for note in (uneven, only) if note]
         for c, levels in cells.items():  # per image, its correct severities (of those CE covers): the
@@ -565,7 +574,7 @@ class ImageNetCSuite(LevelledSuite):
                                        "benchmark corruptions", [c for c in benchmark if c not in chosen]))
         return Design.of(rows, values, metrics, tests, percent={"mCE", "relative_mCE"} & set(metrics),
                          proportions={"clean_error": "clean"} if "clean_error" in metrics else {},
-                         notes=notes, left_out=left_out)
+                         notes=notes)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:
