@@ -951,6 +951,13 @@ def test_the_long_rows_name_each_model_once_and_find_each_outcomes_test():
     assert [r["p_holm"] for r in rows[3:]] == [0.02, 0.04, 0.6]
     assert rows[3]["delta"] == "+0.0 [-10.0, 10.0]"
     assert [c.key for c in columns][-2:] == ["p", "p_holm"]
+    # a model on images of another shape is unpaired: said so, as in the compact rows (the long
+    # layout dropped its Δ column, empty, as for one model alone)
+    unpaired = _comparison(dict.fromkeys(p))
+    unpaired["models"][1].update(delta=None, tests=None, paired=False)
+    rows, columns = comparison_long_rows(unpaired)
+    assert [r["delta"] for r in rows] == [None] * 3 + ["unpaired"] * 3
+    assert [c.key for c in columns] == ["model", "metric", "value", "delta"]
 
 
 def test_the_terminal_shows_up_to_four_metrics_a_row_per_model_and_says_what_its_tests_column_counts():

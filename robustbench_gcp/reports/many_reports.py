@@ -109,9 +109,12 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
             # accuracy as "clean"
             test = tests.get("clean" if metric in ("clean_error", "clean_accuracy")
                              else metric.removeprefix("robust "))
+            if model["model"] != comparison["reference"] and not model.get("paired", True):
+                shown = "unpaired"  # as the compact rows say it
+            else:
+                shown = None if delta is None else _signed_interval(delta, scale, fmt)
             rows.append({
-                "model": name, "metric": header, "value": _interval(iv, scale, fmt),
-                "delta": None if delta is None else _signed_interval(delta, scale, fmt),
+                "model": name, "metric": header, "value": _interval(iv, scale, fmt), "delta": shown,
                 "p": None if test is None else test["p_value"],
                 "p_holm": None if test is None else test.get("p_holm"),
             })
