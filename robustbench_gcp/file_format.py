@@ -96,10 +96,23 @@ def truncated(path: Path, detail: str, label: str | None = None) -> CheckpointEr
     )
 
 
-def _is_safetensors(path: Path, head: bytes) -> bool:
-    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+#: the longest JSON header the safetensors format allows (its reader refuses longer ones)
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def _is_safetensors(path: Path, head: bytes, label: str) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header.
+
+    Raises:
+        CheckpointError: the file ends before the header it announces (a cut-off download: it was
+            called "not a PyTorch checkpoint").
+    """
     size = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
-    return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
+    if head[8:9] != b"{" or not 2 <= size <= SAFETENSORS_MAX_HEADER:
+        return False
+    if size > path.stat().st_size - 8:
+        raise truncated(path, f"a safetensors file whose header of {size:,} bytes is cut off", label)
+    return True
 
 
 #: a compressed zip member that inflates to more than this many bytes, and more than this ratio of
@@ -188,7 +201,7 @@ def check_format(path: Path, label: str | None = None, name: str | None = None) 
         head = handle.read(4096)
     if not head:
         raise CheckpointError(f"{label} is empty (0 bytes): the download or copy failed")
-    if _is_safetensors(path, head):
+    if _is_safetensors(path, head, label):
         return "safetensors"
     kind = _sniff(path, head, label, Path(name or path).suffix)
     if kind == "zip":

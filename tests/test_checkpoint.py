@@ -523,8 +523,8 @@ def test_error_not_a_checkpoint(tmp_path):
     versioned = tmp_path / "versioned.pth"  # the entry that is no tensor was not named
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2), "fc.bias": torch.zeros(2), "version": 1}},
                versioned)
-    check_error(versioned, r"no state dict found: a dict of 2 tensors also holds 'version' \(int\), not "
-                           r"tensors; a state dict holds tensors only")
+    check_error(versioned, r"no state dict found: a dict of 2 tensors \(the checkpoint\['state_dict'\]\) "
+                           r"also holds 'version' \(int\), not tensors; a state dict holds tensors only")
     training = tmp_path / "training.pth"  # weights under a key of its own beside a tensor: listed, as before
     torch.save({"best_acc1": torch.tensor(76.1), "epoch": 90, "weights": {"fc.weight": torch.zeros(2, 2)}},
                training)

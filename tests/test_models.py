@@ -465,3 +465,14 @@ def test_a_resnet_is_built_without_torchvision_and_checked_without_torch_dynamo(
             f"print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("stride", [0, 3, -1, "2", 2.5, True])
+def test_a_last_stride_other_than_1_or_2_is_refused(stride):
+    """Any value but 1 built the last stage at stride 2, unsaid (0, 3, "2", 2.5 ...)."""
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models import create_model
+
+    with pytest.raises(ConfigError, match=r"`last_stride` should be 1 or 2. Got "):
+        create_model("resnet18-gap", last_stride=stride)
+    assert create_model("resnet18-gap", last_stride=1).layer4[0].conv2.stride == (1, 1)

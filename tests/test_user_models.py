@@ -198,6 +198,8 @@ def test_callable_and_torchvision_models_give_the_registry_models_counts(
                     "--severities", "2", "--format", "json", "--checkpoint", gap_checkpoint)
         assert again.exit_code == 0 and json.loads(again.stdout)["computed"]["computed"] == 0
         assert (note in " ".join(again.stderr.split())) == (name == names[1]), again.stderr
+        # and kept in the report: a library caller, with no progress hook, was told nothing
+        assert (note in json.loads(again.stdout)["notes"]) == (name == names[1])
 
 
 def test_a_users_module_is_built_once_per_eval(user_package, image_folder, gap_checkpoint, tmp_path):
@@ -1026,3 +1028,27 @@ def test_torchvisions_architectures_with_an_input_transform_are_built_with_it(na
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert external_source(f"torchvision:{name}").build().transform_input is True
+
+
+def test_the_library_reports_what_eval_says_before_it_starts(demo_val, tmp_path):
+    """evaluate() of a module you bring, again: its report said nothing of the stored results it
+    reused (eval printed it to stderr, the library has no such hook); nor of a store's run of other
+    settings that a new run does not reuse. A `baseline` where nothing is normalized was ignored."""
+    from robustbench_gcp import plan
+    from robustbench_gcp.models import create_model
+
+    net = create_model("resnet18-gap", num_classes=10)
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", limit=4,
+                  store=str(tmp_path / "s.db"), workers=0)
+    first = evaluate(net, **common)
+    assert first.computed["computed"] > 0 and not any("reused" in note for note in first.notes)
+    again = evaluate(net, **common)
+    assert again.computed["computed"] == 0
+    assert any(note.startswith("results stored for these weights are reused") for note in again.notes)
+    other = evaluate(net, shard_size=2, **common)
+    assert any("a new run, starting afresh; the store's other run of this model on these images" in note
+               and "differs in: shard size" in note for note in other.notes), other.notes
+    with pytest.raises(ConfigError, match="`--baseline` normalizes the metrics of the imagenet-c/imagenet-p "
+                                          "suites; the clean suite has none to normalize"):
+        plan("demo-gap", baseline="nope", **common)
+    assert plan("demo-gap", baseline="alexnet", **common).suite.kind == "clean"  # the default: as not given

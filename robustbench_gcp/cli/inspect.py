@@ -62,6 +62,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     if info.nonfinite:
         rows.append(("NON-FINITE", f"{len(info.nonfinite)} tensors (eval refuses this file): "
                                    f"{'; '.join(info.nonfinite)}"))
+    if info.wrong_types:
+        rows.append(("WRONG TYPES", f"{len(info.wrong_types)} tensors {info.arch} has in floating point "
+                                    f"(eval refuses this file): {'; '.join(info.wrong_types)}"))
     described = dataclasses.asdict(info)
     # a diverged run's best_prec1 (NaN, inf): null in JSON, which has no such numbers, as "-" in the table
     described["metadata"] = {key: None if isinstance(value, float) and not math.isfinite(value) else value

@@ -14,10 +14,11 @@ def models_cmd(config, as_json) -> None:
     """List model architectures and the configured models.
 
     The first table lists every registry name (usable with --model directly):
-    head, parameter count at the default width (d = 256, 1000 classes) and
-    input size. The second lists the models of benchmarks.yaml with the published
-    numbers quoted there (percent) and their checkpoints; where some paper gives
-    robustness numbers but no top-1, a caption names those models.
+    head, parameter count at the model's default size (d = 256 and 1000 classes;
+    the demo models: d = 32 and 10 classes) and input size. The second lists the
+    models of benchmarks.yaml with the published numbers quoted there (percent)
+    and their checkpoints; where some paper gives robustness numbers but no
+    top-1, a caption names those models.
     """
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config

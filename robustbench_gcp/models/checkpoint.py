@@ -392,17 +392,20 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
             )
         if inner is None:
             odd = [f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-            if 2 * len(odd) < len(obj) and not any(isinstance(v, Mapping) for v in obj.values()):
-                raise CheckpointError(  # a state dict with a stray entry: name it
-                    f"no state dict found: a dict of {len(obj) - len(odd)} tensors also holds {listed(odd)}, "
-                    "not tensors; a state dict holds tensors only (save it without them)")
+            where = "the checkpoint" + "".join(f"[{k!r}]" for k in route)  # its place, inside containers
+            # a state dict with a stray entry (a number, a dict of settings): name it; not where a
+            # dict of tensors under an unknown name may be the weights
+            if 2 * len(odd) < len(obj) and not any(holds_tensors(v) for v in obj.values()):
+                raise CheckpointError(
+                    f"no state dict found: a dict of {len(obj) - len(odd)} tensors"
+                    f"{f' ({where})' if route else ''} also holds "
+                    f"{listed(odd)}, not tensors; a state dict holds tensors only (save it without them)")
             kinds = {k: "empty dict" if isinstance(v, Mapping) and not v else type(v).__name__
                      for k, v in list(obj.items())[:8]}
             entries = ", ".join(f"{k} ({kind})" for k, kind in kinds.items())
             raise CheckpointError(
                 "no state dict found: expected a dict of tensors or one under "
-                f"{', '.join(repr(k) for k in keys)}; the checkpoint holds "
-                f"{entries or 'an empty dict'}"
+                f"{', '.join(repr(k) for k in keys)}; {where} holds {entries or 'an empty dict'}"
             )
         obj = obj[inner]
         route.append(inner)
@@ -519,12 +522,13 @@ def checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int | None,
     """``(num_classes, reduction_dim)`` read from a project-named state dict (None if absent).
 
     The classes are the rows of the first of :data:`CLASSIFIER_WEIGHTS` present
-    (``fc.weight`` of a ResNet, ``classifier.6.weight`` of AlexNet).
+    (``fc.weight`` of a ResNet, ``classifier.6.weight`` of AlexNet). A size of 0 is None too: no
+    model has it, and the file's shapes are then said not to fit (it named a `num_classes` option).
     """
     fc = next((state_dict[k] for k in CLASSIFIER_WEIGHTS if k in state_dict), None)
     reduce = state_dict.get("global_pool.reduce.weight")
-    return (int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None,
-            int(reduce.shape[0]) if reduce is not None and reduce.ndim == 4 else None)
+    return (int(fc.shape[0]) if fc is not None and fc.ndim == 2 and fc.shape[0] else None,
+            int(reduce.shape[0]) if reduce is not None and reduce.ndim == 4 and reduce.shape[0] else None)
 
 
 @dataclass

@@ -62,20 +62,22 @@ def create_model(name: str, *, num_classes: int | None = None, reduction_dim: in
         sqrt: ``newton-schulz``, ``eig`` or ``svd`` instead of the head's own
             square root (isqrt, mpncov and svdpade models).
         ns_iters: Newton-Schulz iterations (default 5).
-        last_stride: stride of a ResNet's last stage (None: the published network's,
+        last_stride: stride of a ResNet's last stage, 1 or 2 (None: the published network's,
             :func:`~robustbench_gcp.models.resnet.last_stride`).
 
     Raises:
         UnknownNameError: unknown model or square root.
         ConfigError: an option the model does not have (``sqrt`` for GAP,
             DropCov or AlexNet, ``reduction_dim`` for GAP or AlexNet, ``ns_iters``
-            with an exact root).
+            with an exact root), or a ``last_stride`` other than 1 or 2.
 
     Example:
         >>> model = create_model("resnet18-isqrt", num_classes=10, reduction_dim=64)
         >>> model.fc.in_features
         2080
     """
+    if last_stride is not None and (isinstance(last_stride, bool) or last_stride not in (1, 2)):
+        raise ConfigError(f"`last_stride` should be 1 or 2. Got {last_stride!r}")  # any other was 2
     kwargs = {key: value for key, value in (("num_classes", num_classes),
                                              ("reduction_dim", reduction_dim),
                                              ("sqrt", sqrt), ("ns_iters", ns_iters),

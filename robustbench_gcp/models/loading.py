@@ -112,6 +112,8 @@ class CheckpointInfo:
             training file; None elsewhere: the registered model's), as loading builds it.
         missing, unexpected, mismatched: key differences from ``closest``.
         nonfinite: tensors holding NaN or infinite values, with counts (loading refuses them).
+        wrong_types: tensors that ``arch`` has in floating point held as other types, with their
+            type (loading refuses them: :func:`wrong_types`).
     """
 
     path: str
@@ -135,6 +137,7 @@ class CheckpointInfo:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     nonfinite: list[str] = field(default_factory=list)
+    wrong_types: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------- comparing keys
@@ -269,7 +272,6 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
     """
     state = model.state_dict()
     expected = {k: _shape(v) for k, v in state.items()}
-    expected_float = {k: isinstance(v, torch.Tensor) and v.is_floating_point() for k, v in state.items()}
     report = compare_keys(expected, loaded.tensors)
     if name is None:
         name = getattr(model, "name", "") or type(model).__name__
@@ -279,9 +281,7 @@ def check_fit(model: nn.Module, loaded: StateDict, name: str | None = None) -> N
             f"'{loaded.path}' does not fit {name}.\n"
             f"  detected: {loaded.origin}\n"
             f"  keys after renaming: {report.describe()}" + (f"\n  {line}" if line else ""), fit)
-    kinds = [f"{key} ({str(value.dtype).removeprefix('torch.')})" for key, value in loaded.tensors.items()
-             if isinstance(value, torch.Tensor) and not value.is_floating_point()
-             and expected_float.get(key)]
+    kinds = wrong_types(state, loaded.tensors)
     if kinds:  # an int64 or complex weight loaded into a float one without a word (complex: a warning)
         raise CheckpointError(f"'{loaded.path}' holds {len(kinds)} tensor{'s' * (len(kinds) > 1)} that "
                               f"{name} has in floating point as other types: {listed(kinds, 3)}; the file "
@@ -423,6 +423,14 @@ def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = 
 # ------------------------------------------------------------------------- inspection
 
 
+def wrong_types(state: Mapping[str, Any], tensors: Mapping[str, Any]) -> list[str]:
+    """The entries of ``tensors`` that a model's ``state`` has in floating point, held as other types
+    (an int64 or complex weight): ``["fc.weight (int64)"]``."""
+    floating = {k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    return [f"{key} ({str(value.dtype).removeprefix('torch.')})" for key, value in tensors.items()
+            if key in floating and isinstance(value, torch.Tensor) and not value.is_floating_point()]
+
+
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     """Describe a checkpoint: layout, best-matching registered model, sizes, sha256.
 
@@ -448,6 +456,10 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     num_classes, reduction_dim = checkpoint_dims(tensors)
     info = model_info(closest.name) if closest else None
     report = closest.report if closest else KeyReport()
+    types: list[str] = []
+    if fits:  # what loading it into that model refuses, as eval would
+        with torch.device("meta"):
+            types = wrong_types(_model_for(fits[0], loaded).state_dict(), tensors)
     return CheckpointInfo(
         path=str(path),
         sha256=loaded.sha256 or "",
@@ -472,4 +484,5 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"
                     for k, c, m in report.mismatched],
         nonfinite=loaded.nonfinite(),
+        wrong_types=types,
     )

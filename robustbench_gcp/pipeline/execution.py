@@ -134,12 +134,13 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                          n_images=len(plan.images), shard_size=options.shard_size)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
+        held = stored_shards(store, info.id) > 0
+        # said before the run (a library caller without a progress hook: in the report alone)
+        reused, others = own_code_notes(plan, held), other_settings(store, info, held)
         if progress is not None:
-            held = stored_shards(store, info.id) > 0
             said = [*plan.notes, *limit_notes(plan), *moved_notes(plan, info), *moved_release, *edited,
-                    *own_code_notes(plan, held), *released_size_notes(plan, info)]
-            for line in [*(f"{plan.model.label}: {note}" for note in said),
-                         *other_settings(store, info, held)]:
+                    *reused, *released_size_notes(plan, info)]
+            for line in [*(f"{plan.model.label}: {note}" for note in said), *others]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
         store.set_notes(info.id, "", [*weights_notes(plan), *labels_notes(plan), *preprocess_notes(plan)])
@@ -166,7 +167,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                             "image list without it is a new run, started afresh)") from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name,
-                         said=[*moved_release, *edited])
+                         said=[*moved_release, *edited, *reused, *others])
 
 
 def _mend_the_model(error: ModelCodeError, store: Store, info: RunInfo, tasks, options) -> ModelCodeError:
@@ -357,8 +358,9 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
 def report_of(plan: Plan, store: Store, info: RunInfo, keys, *, stats: ExecutionStats | None = None,
               device: str | None = None, said: Sequence[str] = ()) -> Report:
     """The report of a plan's cells ``keys`` of the stored run ``info``, normalized by the plan's
-    baseline; ``said``: the notes on released cells stored from another folder, as the run found
-    them before it computed anything."""
+    baseline; ``said``: the notes the run made before it computed anything (released cells stored
+    from another folder, images edited in place, results of a module you bring reused, stored runs
+    of other settings it cannot reuse)."""
     cell_ids = {key: cid for cid, key in store.cells(info.id)}
     results = [store.cell_result(cell_ids[key], key, info.n_shards) for key in keys]
     suite = plan.suite

@@ -54,7 +54,15 @@ from robustbench_gcp.pipeline.weights import (
     returns_probabilities,
 )
 from robustbench_gcp.store import DEFAULT_STORE
-from robustbench_gcp.suites import Selection, Suite, all_flags, check_flags, flag_suites, get_suite
+from robustbench_gcp.suites import (
+    Selection,
+    Suite,
+    all_flags,
+    all_suites,
+    check_flags,
+    flag_suites,
+    get_suite,
+)
 
 _INTEGERS = ("batch_size", "workers", "seed", "limit", "shard_size", "ns_iters")
 
@@ -214,12 +222,19 @@ def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> 
             (``corruptions=``, ``severities=``, ``attacks=``, ...).
 
     Raises:
-        ConfigError, DataError, CheckpointError, StoreError: with a message for the user.
+        ConfigError, DataError, CheckpointError, StoreError: with a message for the user (a
+            ``baseline`` given for a suite that no baseline normalizes too).
         TypeError: an unknown keyword.
     """
     if name is not None:
         kwargs["label"] = name
-    return plan_options(model, EvalOptions.of(**kwargs))
+    planned = plan_options(model, EvalOptions.of(**kwargs))
+    # another than the default where nothing is normalized: refused, as eval's --baseline (it was ignored)
+    if kwargs.get("baseline", DEFAULT_BASELINE) != DEFAULT_BASELINE and not planned.suite.uses_baseline:
+        kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
+        raise ConfigError(f"`--baseline` normalizes the metrics of the {kinds} suites; the "
+                          f"{planned.suite.kind} suite has none to normalize")
+    return planned
 
 
 def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
