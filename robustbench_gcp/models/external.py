@@ -105,6 +105,9 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     """
     what = "preprocess"
     known = {f.name for f in fields(PreprocessConfig)}
+    if given is not None and not isinstance(given, (Mapping, PreprocessConfig)):  # a string: its letters
+        raise ConfigError(f"`preprocess` should be a dict of {sorted(known)} (the CLI's --preprocess "
+                          f"KEY=VALUE,... is the library's {{KEY: VALUE}}). Got {given!r}")
     if isinstance(given, Mapping) and not set(given) >= known and not set(given) - known:
         below = base if base is not None else preprocess_config(None, model)
         check_preprocess_values(given, lambda key: f"{what}['{key}']")  # each named as given

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -346,7 +347,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     Raises:
         UnknownNameError: unknown model or square root.
         ConfigError: invalid option (``sqrt`` for GAP / DropCov / AlexNet, ``sha256``
-            without a checkpoint, bad device ...).
+            without a checkpoint, bad device, an option of another type ...).
         CheckpointError: unreadable file, hash mismatch, or weights that do not
             fit (the message names the registered model that they fit).
 
@@ -354,6 +355,12 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         >>> model = load_model("resnet50-isqrt", "mpncovresnet50-15991845.pth")  # doctest: +SKIP
         >>> model = load_model("resnet50-isqrt", "r50.pth", sqrt="eig")  # doctest: +SKIP
     """
+    # as plan checks them: a number was a pathlib TypeError, ema="no" taken as True
+    for option, value, kinds, what in (("checkpoint", checkpoint, (str, os.PathLike, type(None)), "a path"),
+                                       ("sha256", sha256, (str, type(None)), "text"),
+                                       ("ema", ema, (bool, np.bool_), "True or False")):
+        if not isinstance(value, kinds):
+            raise ConfigError(f"`{option}` should be {what}. Got {value!r}")
     device = resolve_device(device)
     info = model_info(name)  # checks the name and options before any file is read
     resolve_sqrt(info.head, sqrt, ns_iters, owner=name)

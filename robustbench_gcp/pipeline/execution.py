@@ -78,10 +78,15 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     run turns off, are as they were afterwards.
 
     Raises:
+        TypeError: ``plan`` is not a :class:`Plan`, or ``progress`` not a progress hook.
         DataError: the data has more classes than the model (the checkpoint changed since the plan).
         CheckpointError: the weights do not fit the architecture.
         StoreError, RankFailure: the store cannot be used, a torchrun rank was lost.
     """
+    if not isinstance(plan, Plan):  # run("demo-gap") failed on an attribute, deep inside
+        raise TypeError(f"`plan` should be a Plan, made by robustbench_gcp.plan(...). Got {plan!r}")
+    if progress is not None and not callable(getattr(progress, "say", None)):  # after the run was made
+        raise TypeError(f"`progress` should be a ProgressHook (or None). Got {progress!r}")
     with kept_float32_settings():
         return _run(plan, progress)
 
