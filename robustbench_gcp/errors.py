@@ -296,6 +296,13 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return ""
 
 
+def check_kind(option: str, value: object, kinds: type | tuple[type, ...], what: str) -> None:
+    """Raise :class:`ConfigError` (```option` should be WHAT. Got VALUE``) unless ``value`` is one of
+    ``kinds``: a library keyword of another type, before it ends in a TypeError deep inside."""
+    if not isinstance(value, kinds):
+        raise ConfigError(f"`{option}` should be {what}. Got {value!r}")
+
+
 def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None,
                   high: int | None = None) -> int:
     """``value`` as an ``int`` if it is an integer in ``low``..``high`` (Python's or NumPy's; not a

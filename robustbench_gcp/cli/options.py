@@ -256,13 +256,10 @@ def check_layout(fmt: str) -> None:
 
 def check_baseline_applies(*suites) -> None:
     """``--baseline`` given where no suite's metrics are normalized by a baseline: a usage error."""
-    from robustbench_gcp.suites import all_suites
+    from robustbench_gcp.pipeline.planning import baseline_unused
 
     if given("baseline") and not any(suite.uses_baseline for suite in suites):
-        kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
-        named = "/".join(dict.fromkeys(suite.kind for suite in suites))
-        raise click.UsageError(f"--baseline normalizes the metrics of the {kinds} suites; the {named} "
-                               f"suite has none to normalize")
+        raise click.UsageError(f"--baseline {baseline_unused(suites)}")
 
 
 def _preprocess(ctx, param, value):

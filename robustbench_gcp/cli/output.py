@@ -240,18 +240,17 @@ def print_comparison(reports, comparisons, *, fmt: str, output: str | None, layo
         from robustbench_gcp.reports.plots import earlier_figures, write_plots
 
         not_drawn: list[str] = []
+        failure = None
         try:
             written = write_plots(reports, plot_dir, not_drawn)
         except FiguresNotWritten as error:  # the figures that were written are named, then the error
-            for path in error.written:
-                click.echo(f"wrote {path}", err=True)
-            for why in not_drawn:
-                click.echo(f"--plot: {printable(why)}", err=True)
-            raise
+            written, failure = error.written, error
         for path in written:
             click.echo(f"wrote {path}", err=True)
         for why in not_drawn:
             click.echo(f"--plot: {printable(why)}", err=True)
+        if failure is not None:
+            raise failure
         earlier = earlier_figures(plot_dir, written)
         if earlier:  # a reused folder: say which of its figures are not of these reports
             names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")

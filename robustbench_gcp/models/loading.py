@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, counted, listed
+from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, check_kind, counted, listed
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
     Layout,
@@ -356,11 +356,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         >>> model = load_model("resnet50-isqrt", "r50.pth", sqrt="eig")  # doctest: +SKIP
     """
     # as plan checks them: a number was a pathlib TypeError, ema="no" taken as True
-    for option, value, kinds, what in (("checkpoint", checkpoint, (str, os.PathLike, type(None)), "a path"),
-                                       ("sha256", sha256, (str, type(None)), "text"),
-                                       ("ema", ema, (bool, np.bool_), "True or False")):
-        if not isinstance(value, kinds):
-            raise ConfigError(f"`{option}` should be {what}. Got {value!r}")
+    check_kind("checkpoint", checkpoint, (str, os.PathLike, type(None)), "a path")
+    check_kind("sha256", sha256, (str, type(None)), "text")
+    check_kind("ema", ema, (bool, np.bool_), "True or False")
     device = resolve_device(device)
     info = model_info(name)  # checks the name and options before any file is read
     resolve_sqrt(info.head, sqrt, ns_iters, owner=name)

@@ -43,7 +43,7 @@ from robustbench_gcp.data.datasets import (
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
-from robustbench_gcp.errors import ConfigError, DataError, check_integer, suggest
+from robustbench_gcp.errors import ConfigError, DataError, check_integer, check_kind, suggest
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import (
     ModelChoice,
@@ -132,8 +132,7 @@ class EvalOptions:
         if self.limit is not None:
             check_integer("--limit", self.limit)
         for name in ("amp", "channels_last", "random_weights", "ema"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ConfigError(f"`{name}` should be True or False. Got {getattr(self, name)!r}")
+            check_kind(name, getattr(self, name), (bool, np.bool_), "True or False")
         if self.label is not None and not isinstance(self.label, str):  # a list failed in the store
             raise ConfigError(f"`name` should be text: the name reports show. Got {self.label!r}")
         if not isinstance(self.store, (str, os.PathLike)):
@@ -148,8 +147,7 @@ class EvalOptions:
                                   ("sha256", (str, type(None)), "text"),
                                   ("device", (str, torch.device), "a device"),
                                   ("baseline", (str,), "a baseline's name")):
-            if not isinstance(getattr(self, name), kinds):
-                raise ConfigError(f"`{name}` should be {what}. Got {getattr(self, name)!r}")
+            check_kind(name, getattr(self, name), kinds, what)
         if self.class_order is not None and self.class_order not in CLASS_ORDERS:
             raise ConfigError(f"`--class-order` should be one of {', '.join(CLASS_ORDERS)}. "
                               f"Got {self.class_order!r}")
@@ -209,6 +207,15 @@ class Plan:
         """The same plan normalized by another baseline (a report-time choice: no re-run)."""
         return dataclasses.replace(self, options=dataclasses.replace(self.options, baseline=name))
 
+def baseline_unused(suites: Sequence[Suite]) -> str:
+    """Why a baseline given for ``suites``, none of which a baseline normalizes, is refused (after
+    the option's name): ``normalizes the metrics of the imagenet-c/imagenet-p suites; the clean
+    suite has none to normalize``."""
+    kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
+    named = "/".join(dict.fromkeys(suite.kind for suite in suites))
+    return f"normalizes the metrics of the {kinds} suites; the {named} suite has none to normalize"
+
+
 
 def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> Plan:
     """Check and select an evaluation of ``model``; nothing is computed.
@@ -231,9 +238,7 @@ def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> 
     planned = plan_options(model, EvalOptions.of(**kwargs))
     # another than the default where nothing is normalized: refused, as eval's --baseline (it was ignored)
     if kwargs.get("baseline", DEFAULT_BASELINE) != DEFAULT_BASELINE and not planned.suite.uses_baseline:
-        kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
-        raise ConfigError(f"`--baseline` normalizes the metrics of the {kinds} suites; the "
-                          f"{planned.suite.kind} suite has none to normalize")
+        raise ConfigError(f"`--baseline` {baseline_unused([planned.suite])}")
     return planned
 
 

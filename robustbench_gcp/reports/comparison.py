@@ -245,8 +245,8 @@ def compare_reports(
                                   seed=seed, level=level)
         comparison = comparison_object(group[0].kind, group[0].suite, names, entries, ref, percent, level)
         comparison["source"] = group[0].source
-        comparison["tests_text"] = get_suite(group[0].kind).tests_text
         suite = get_suite(group[0].kind)
+        comparison["tests_text"] = suite.tests_text
         for model, report, compared in zip(comparison["models"], group, cells):
             model["partial"] = report.partial is not None
             # its figures are not its report's: the cells its report's figures use that the

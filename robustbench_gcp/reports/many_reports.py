@@ -50,6 +50,11 @@ def _model_label(model: dict, comparison: dict) -> str:
     return model["model"] + (" (ref)" if ref else "") + (" (partial)" if model.get("partial") else "")
 
 
+def _unpaired(model: dict, comparison: dict) -> bool:
+    """A model compared with the reference on images of another shape: no paired difference."""
+    return model["model"] != comparison["reference"] and not model.get("paired", True)
+
+
 def _reference_text(comparison: dict) -> str:
     """``reference NAME`` for a comparison of several models; nothing for one model alone."""
     return f"reference {comparison['reference']}" if len(comparison["models"]) > 1 else ""
@@ -76,7 +81,7 @@ def comparison_rows(comparison: dict, *, compact: bool = False) -> tuple[list[di
             delta = (model.get("delta") or {}).get(m)
             if delta is not None:
                 row[f"d {m}"] = _signed_interval(delta, scale, fmt, sep)
-            elif model["model"] != comparison["reference"] and not model.get("paired", True):
+            elif _unpaired(model, comparison):
                 row[f"d {m}"] = "unpaired"
         tests = model.get("tests") or {}
         if tests:
@@ -109,7 +114,7 @@ def comparison_long_rows(comparison: dict) -> tuple[list[dict], list[Column]]:
             # accuracy as "clean"
             test = tests.get("clean" if metric in ("clean_error", "clean_accuracy")
                              else metric.removeprefix("robust "))
-            if model["model"] != comparison["reference"] and not model.get("paired", True):
+            if _unpaired(model, comparison):
                 shown = "unpaired"  # as the compact rows say it
             else:
                 shown = None if delta is None else _signed_interval(delta, scale, fmt)
