@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from corruptions import SEVERITIES
-from robustbench_gcp.errors import ConfigError, UnknownNameError, not_utf8, real_path, suggest
+from robustbench_gcp.errors import ConfigError, UnknownNameError, check_path, not_utf8, real_path, suggest
 from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
@@ -157,6 +157,8 @@ def load_config(path: str | Path | None = None) -> Config:
     Raises:
         ConfigError: the file is missing, not YAML, or does not validate.
     """
+    if path is not None:
+        check_path(path, "a benchmarks.yaml")
     path = Path(path) if path is not None else default_config_path()
     try:
         with open(path, "rb") as file:  # bounded: /dev/zero was read until memory ran out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import numbers
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -301,6 +302,14 @@ def check_kind(option: str, value: object, kinds: type | tuple[type, ...], what:
     ``kinds``: a library keyword of another type, before it ends in a TypeError deep inside."""
     if not isinstance(value, kinds):
         raise ConfigError(f"`{option}` should be {what}. Got {value!r}")
+
+
+def check_path(value: object, what: str) -> None:
+    """Raise a TypeError (```path` should be WHAT's path (str or Path). Got TYPE``) unless ``value``
+    is a path: a number or None given to the library, before ``Path()`` says "expected str, bytes
+    or os.PathLike object"."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"`path` should be {what}'s path (str or Path). Got {type(value).__name__}")
 
 
 def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None,

@@ -173,7 +173,8 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         shutil.move(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as error:
         hint = ""  # HTTPException: a reply that is not HTTP, a chunked body cut off (IncompleteRead)
-        offline = isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
+        offline = isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError)) \
+            and urlparse(location).scheme.lower() != "file"  # a file:// URL to a missing file
         if isinstance(error, http.client.HTTPException) and not isinstance(error, ConnectionError):
             error = f"the server's reply broke off or is not HTTP ({type(error).__name__}: " \
                     f"{printable(str(error).strip())})"

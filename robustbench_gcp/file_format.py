@@ -6,6 +6,7 @@ cached (:func:`robustbench_gcp.fetch.resolve_checkpoint`)."""
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 import zlib
@@ -113,6 +114,19 @@ def _is_safetensors(path: Path, head: bytes, label: str) -> bool:
     if size > path.stat().st_size - 8:
         raise truncated(path, f"a safetensors file whose header of {size:,} bytes is cut off", label)
     return True
+
+
+def safetensors_end(path: Path) -> int | None:
+    """Where a safetensors file's last tensor ends, as its header says (None: a header that cannot
+    be read or names no tensors)."""
+    try:
+        with open(path, "rb") as file:
+            size = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(min(size, SAFETENSORS_MAX_HEADER)))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        return 8 + size + max(ends) if ends and all(isinstance(end, int) for end in ends) else None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
 
 
 #: a compressed zip member that inflates to more than this many bytes, and more than this ratio of

@@ -62,6 +62,11 @@ def test_a_safetensors_file_cut_off_in_its_header_is_said_truncated(tmp_path):
     with pytest.raises(CheckpointError, match=rf"is truncated or corrupted .*a safetensors file whose header "
                                               rf"of {header:,} bytes is cut off"):
         inspect_checkpoint(cut)
+    # cut off after its header, in its tensors: the safetensors reader's "incomplete metadata"
+    cut.write_bytes(data[:len(data) - 100])
+    with pytest.raises(CheckpointError, match=rf"is truncated or corrupted \({len(data) - 100:,} bytes; a "
+                                              rf"safetensors file whose tensors end at byte {len(data):,}\)"):
+        inspect_checkpoint(cut)
     assert inspect_checkpoint(full).arch == "demo-gap"
 
 

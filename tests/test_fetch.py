@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 
 import pytest
 import torch
@@ -113,7 +114,14 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     with pytest.raises(CheckpointError, match="cannot download checkpoint file://") as failed:
         resolve_checkpoint((weights.parent / "gone.pth").as_uri())
     assert list(cache.iterdir()) == []
-    # offline: where a copy fetched elsewhere goes (a server that answers 404 is not offline)
+    assert "No such file" in str(failed.value) and "without a network" not in str(failed.value)  # it said so
+    # offline, where no server answers: where a copy fetched elsewhere goes (a 404 is not offline)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(CheckpointError, match="cannot download checkpoint http://") as failed:
+        resolve_checkpoint(f"http://127.0.0.1:{port}/gone.pth", sha256="0" * 64)
+    assert list(cache.iterdir()) == []
     assert re.search(r"without a network, fetch it elsewhere and give the file \(eval --checkpoint FILE, "
                      r"compare --model NAME=FILE\), or save it as "
                      rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value

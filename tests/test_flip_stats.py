@@ -139,6 +139,13 @@ def test_pairs_and_errors():
         == expected == (1.0, 6.0)
     with pytest.raises(TypeError, match="`logits` should be a tensor"):
         flip_stats([["a", "b"]], mode="noise")
+    # None and a None among numbers became NaN ("holds NaN"); a complex array was cast to real
+    for given in (None, [[[1.0, None]]]):
+        with pytest.raises(TypeError, match="`logits` should be a tensor .* of object"):
+            flip_stats(given, mode="noise")
+    with pytest.raises(TypeError, match="`logits` should be real numbers. Got complex128"):
+        flip_stats(np.zeros((1, 3, 10), dtype=complex), mode="noise")
+    assert flip_stats(logits.numpy().astype(np.float16), mode="sequential") == expected
 
 
 @pytest.mark.parametrize("mode", ["noise", "sequential"])

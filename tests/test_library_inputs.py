@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from robustbench_gcp import load_model, plan, run
+from robustbench_gcp import inspect_checkpoint, load_config, load_model, plan, run
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.store import Store
 
@@ -42,3 +42,26 @@ def test_a_preprocess_string_is_refused_as_a_whole(demo_val, tmp_path):
     with pytest.raises(ConfigError, match=r"`preprocess` should be a dict of .* Got 'input_size=32'"):
         plan(net, preprocess="input_size=32", suite="clean", data=str(demo_val), class_order="sorted",
              limit=2, store=str(tmp_path / "s.db"), workers=0)
+
+
+@pytest.mark.parametrize(("call", "what"), [
+    (Store, "a store file"),  # Path's "expected str, bytes or os.PathLike object, not int"
+    (load_config, "a benchmarks.yaml"),
+    (inspect_checkpoint, "a checkpoint file"),
+])
+def test_a_path_of_another_type_is_named_as_the_path_it_should_be(call, what):
+    for given in (3, None) if call is not load_config else (3, b"benchmarks.yaml"):  # None: the shipped one
+        with pytest.raises(TypeError, match=rf"`path` should be {what}'s path \(str or Path\)\. Got "):
+            call(given)
+
+
+def test_a_flag_given_twice_or_an_empty_name_is_refused():
+    """plan(corruptions="fog", flags={"corruptions": "snow"}) took one of the two without a word, and
+    name="" the default name."""
+    with pytest.raises(TypeError, match="'corruptions' is given twice: as a keyword and in `flags`"):
+        plan("demo-gap", suite="imagenet-c", corruptions="fog", flags={"corruptions": "snow"})
+    with pytest.raises(ConfigError, match="`flags` should be a dict of suite flags. Got 'fog'"):
+        plan("demo-gap", suite="imagenet-c", flags="fog")
+    for name in ("", "  "):
+        with pytest.raises(ConfigError, match="`name` should be text: the name reports show"):
+            plan("demo-gap", suite="clean", name=name)

@@ -44,7 +44,7 @@ import torch
 
 from robustbench_gcp.errors import CheckpointError, listed, not_a_file
 from robustbench_gcp.fetch import expected_sha256, file_sha256
-from robustbench_gcp.file_format import check_format, truncated
+from robustbench_gcp.file_format import check_format, safetensors_end, truncated
 from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
 
 __all__ = [
@@ -268,6 +268,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
+        end = safetensors_end(path)  # cut off after its header: "incomplete metadata"
+        if end is not None and end > path.stat().st_size:
+            raise truncated(path, f"a safetensors file whose tensors end at byte {end:,}") from None
         raise CheckpointError(f"'{path}' is a safetensors file that cannot be read: {error}") from None
 
 

@@ -29,7 +29,15 @@ import torch
 from torch import nn
 
 from robustbench_gcp.engine.device import resolve_device
-from robustbench_gcp.errors import CheckpointError, ConfigError, FitHint, check_kind, counted, listed
+from robustbench_gcp.errors import (
+    CheckpointError,
+    ConfigError,
+    FitHint,
+    check_kind,
+    check_path,
+    counted,
+    listed,
+)
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
     Layout,
@@ -450,8 +458,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         >>> info.arch, info.reduction_dim, info.num_classes   # doctest: +SKIP
         ('resnet50-isqrt', 256, 1000)
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` should be a checkpoint file's path (str or Path). Got {type(path).__name__}")
+    check_path(path, "a checkpoint file")
     try:
         loaded = read_state_dict(path)
     except UnknownLayoutError:  # a model you bring: its own names, described as they are

@@ -111,9 +111,13 @@ class EvalOptions:
         """
         fields = {f.name for f in dataclasses.fields(cls)} - {"flags"}
         known_flags = {flag.name for flag in all_flags()}
-        flags = dict(kwargs.pop("flags", None) or {})
+        flags = kwargs.pop("flags", None) or {}
+        check_kind("flags", flags, Mapping, "a dict of suite flags")
+        flags = dict(flags)
         for name in list(kwargs):
             if name in known_flags:
+                if name in flags:  # one of the two was taken silently
+                    raise TypeError(f"{name!r} is given twice: as a keyword and in `flags`")
                 flags[name] = kwargs.pop(name)
             elif name not in fields:
                 raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(fields | known_flags))}")
@@ -133,7 +137,8 @@ class EvalOptions:
             check_integer("--limit", self.limit)
         for name in ("amp", "channels_last", "random_weights", "ema"):
             check_kind(name, getattr(self, name), (bool, np.bool_), "True or False")
-        if self.label is not None and not isinstance(self.label, str):  # a list failed in the store
+        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
+            # a list failed in the store; "" was the default name
             raise ConfigError(f"`name` should be text: the name reports show. Got {self.label!r}")
         if not isinstance(self.store, (str, os.PathLike)):
             raise ConfigError(f"`store` should be the path of a store file. Got {self.store!r}")

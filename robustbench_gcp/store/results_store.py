@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from robustbench_gcp.errors import StoreError, real_path
+from robustbench_gcp.errors import StoreError, check_path, real_path
 from robustbench_gcp.store import leases
 from robustbench_gcp.store.leases import LEASE_SECONDS, Claim, Heartbeat
 from robustbench_gcp.store.records import (
@@ -81,6 +81,7 @@ class Store:
 
     Raises:
         StoreError: the file cannot be opened or is not a gcp-robust store.
+        TypeError: ``path`` is neither text nor a path.
 
     Example:
         >>> with Store("gcp-robust.db", read_only=True) as store:  # doctest: +SKIP
@@ -93,6 +94,7 @@ class Store:
 
     def __init__(self, path: str | Path = DEFAULT_STORE, *, timeout: float = 60.0, read_only: bool = False,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS, lease_seconds: float = LEASE_SECONDS):
+        check_path(path, "a store file")
         self.path = Path(path)
         # the file itself, whatever the working folder later (the lease heartbeat's connection opened
         # a relative path in the folder a library user had changed to: a new empty store)
