@@ -30,38 +30,49 @@ def other_images(notes):
                                               "baseline 'gapbase' was evaluated with"))]
 
 
-def test_an_imagenet_p_baseline_on_the_same_images_is_resampled_with_them(demo_val, tmp_path):
+def compare_p(demo_val, tmp_path, perturbations):
+    """demo-gap stored as baseline 'gapbase' on 20 images, and compared with demo-isqrt: the
+    comparison, and both models' mFR."""
     store = tmp_path / "s.db"
-    often = ("--perturbations", "brightness,scale")  # the demo baseline flips on several videos
-    cli("baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, 20, selection=often))
+    common = p_args(demo_val, store, 20, selection=("--perturbations", perturbations))
+    cli("baseline", "--model", "demo-gap", "--name", "gapbase", *common)
     out = cli("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite", "imagenet-p",
-              "--baseline", "gapbase", "--resamples", 200, *p_args(demo_val, store, 20, selection=often))
+              "--baseline", "gapbase", "--resamples", 200, *common)
     (comparison,) = out["comparisons"]
     gap, isqrt = (m["metrics"]["mFR"] for m in comparison["models"])
     # the baseline against itself: 100 in every resample, not an interval around 100
-    assert gap["estimate"] == pytest.approx(100.0, abs=1e-4)
-    assert gap["low"] == pytest.approx(100.0, abs=1e-4) and gap["high"] == pytest.approx(100.0, abs=1e-4)
+    assert gap["estimate"] == gap["low"] == gap["high"] == pytest.approx(100.0, abs=1e-9)
+    return out, comparison, isqrt
+
+
+def test_an_imagenet_p_baseline_on_the_same_images_is_resampled_with_them(demo_val, tmp_path):
+    # the demo baseline flips on several videos
+    out, comparison, isqrt = compare_p(demo_val, tmp_path, "brightness,scale")
     assert isqrt["low"] < isqrt["estimate"] < isqrt["high"]
     assert not any(other_images(r["notes"]) for r in out["reports"])
+    assert not any("fixed in these intervals" in n for n in comparison["notes"])
 
 
 def test_a_baseline_that_rarely_flips_stays_fixed_and_says_so(demo_val, tmp_path):
     """On 20 images the demo baseline flips on rotate in a few videos: resampled with them, many
     resamples would have no flip at all (FR 0 / 0 or infinite), so the interval is taken with its
-    figures fixed, and the comparison says so."""
-    store = tmp_path / "s.db"
-    rare = ("--perturbations", "rotate")
-    cli("baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, 20, selection=rare))
-    out = cli("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite", "imagenet-p",
-              "--baseline", "gapbase", "--resamples", 200, *p_args(demo_val, store, 20, selection=rare))
-    (comparison,) = out["comparisons"]
-    gap, isqrt = (m["metrics"]["mFR"] for m in comparison["models"])
-    # the baseline itself is 100 whatever the resample (it used to get an interval around 100 here)
-    assert gap["estimate"] == gap["low"] == gap["high"] == pytest.approx(100.0, abs=1e-9)
+    figures fixed, and the comparison says so (the baseline itself is 100 whatever the resample:
+    it used to get an interval around 100 here)."""
+    _, comparison, isqrt = compare_p(demo_val, tmp_path, "rotate")
     assert isqrt["low"] <= isqrt["estimate"] <= isqrt["high"]
     assert any(note.startswith("the baseline's figures are fixed in these intervals (conditional on "
                                "them): it has fewer than 8 images with an error or flip in fp rotate/1")
                for note in comparison["notes"]), comparison["notes"]
+
+
+def test_an_imagenet_p_baseline_is_resampled_where_it_flips_often_and_fixed_where_it_rarely_does(
+        demo_val, tmp_path):
+    """Rotate's few flips held the baseline's brightness and scale figures fixed too."""
+    _, comparison, isqrt = compare_p(demo_val, tmp_path, "brightness,scale,rotate")
+    assert isqrt["low"] < isqrt["estimate"] < isqrt["high"]
+    fixed = [n for n in comparison["notes"] if "fixed in these intervals" in n]
+    assert fixed and all(n.startswith("the baseline's figures of fp rotate/1")
+                         and n.endswith("(its others are)") for n in fixed), comparison["notes"]
 
 
 def test_a_baseline_on_other_images_or_seed_is_noted_and_fixed(demo_val, tmp_path):
@@ -228,6 +239,75 @@ def test_a_baseline_cell_is_resampled_from_min_events_images_on_with_its_clean_r
     seven = {"fog/1": np.r_[np.ones(7), np.zeros(13)]}
     assert add_joint_rows(["fog/1"], list(ones), seven, ["fog/1"], notes=notes) == set()
     assert notes and "fewer than 8 images with an error or flip in fog/1" in notes[0]
+
+
+def test_a_denominator_of_several_cells_is_resampled_where_their_sum_has_enough_images():
+    """ImageNet-C's CE divides by a corruption's errors summed over its severities: 3 errors at
+    severity 1 and 6 at 2, on other images, are 9 images a resample rarely misses all of (fog/1 alone
+    held the whole baseline fixed); a corruption short of them stays fixed alone, and says so."""
+    import numpy as np
+
+    from robustbench_gcp.suites.stored_baselines import add_joint_rows
+
+    def errs(*images):
+        return np.isin(np.arange(20), images).astype(float)
+
+    samples = {"fog/1": errs(0, 1, 2), "fog/2": errs(*range(3, 9)), "snow/1": errs(0, 1, 2, 3, 4),
+               "snow/2": errs(0, 1, 2, 3, 4), "clean": errs(0)}
+    names, notes = ["fog/1", "fog/2", "snow/1", "snow/2"], []
+    rows, values = list(names), [np.zeros(20)] * 4
+    joint = add_joint_rows(rows, values, samples, names, optional=["clean"], notes=notes,
+                           denominators={"fog": names[:2], "snow": names[2:]})
+    assert joint == {"fog/1", "fog/2", "clean"} and rows[4:] == ["base fog/1", "base fog/2", "base clean"]
+    assert notes == ["the baseline's figures of snow are fixed in these intervals (conditional on them): it "
+                     "has fewer than 8 images with an error or flip in each, too few to resample them with "
+                     "the images (its others are)"]
+    assert add_joint_rows(list(names), [np.zeros(20)] * 4, samples, names, denominators={"snow": names[2:]},
+                          notes=notes) == set() and notes[-1].startswith("the baseline's figures are fixed")
+
+
+def test_an_imagenet_c_comparison_resamples_the_ratio_of_each_corruption_to_the_baseline(demo_val, tmp_path):
+    """The mCE interval, recomputed from the stored per-image errors on the comparison's resamples: a
+    corruption's CE is the ratio of the resampled sums of errors over its severities; one where the
+    baseline errs on fewer than 8 images divides by its stored errors."""
+    import numpy as np
+
+    from robustbench_gcp.stats import percentile_bounds, resample_weights
+    from robustbench_gcp.store import Store
+
+    store = tmp_path / "s.db"
+    selection = ("--suite", "imagenet-c", "--corruptions", "gaussian_noise,zoom_blur",
+                 "--severities", "1,3,5")
+    cli("baseline", "--model", "demo-gap", "--name", "dg", *p_args(demo_val, store, 40, selection=selection))
+    out = cli("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--baseline", "dg",
+              "--resamples", 300, *p_args(demo_val, store, 40, selection=selection))
+    (comparison,) = out["comparisons"]
+    with Store(store) as s:
+        errors = {}  # (model, corruption) -> per image, its errors at each severity
+        for run in s.runs():
+            for cell_id, key in s.cells(run.id):
+                if key.kind == "imagenet-c":
+                    wrong = 1.0 - s.cell_result(cell_id, key, run.n_shards).correct
+                    errors.setdefault((run.model, key.name), []).append(wrong)
+    base = {c: np.array(errors["demo-gap", c]) for c in ("gaussian_noise", "zoom_blur")}
+    isqrt = {c: np.array(errors["demo-isqrt", c]) for c in base}
+    rare = [c for c in base if np.count_nonzero(base[c].sum(axis=0)) < 8]
+    assert rare == ["zoom_blur"], {c: np.count_nonzero(b.sum(axis=0)) for c, b in base.items()}
+    draws = []
+    for weights in resample_weights(40, 300, seed=0):  # the comparison's draws (default seed)
+        ces = []
+        for c in base:  # the errors summed over the severities, per resample
+            resampled = (weights @ isqrt[c].T).sum(axis=1)
+            divisor = base[c].sum() if c in rare else (weights @ base[c].T).sum(axis=1)
+            ces.append(100 * resampled / divisor)
+        draws.append(sum(ces) / len(ces))
+    low, high = percentile_bounds(np.concatenate(draws))
+    mce = comparison["models"][1]["metrics"]["mCE"]
+    assert (mce["low"], mce["high"]) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    assert [n for n in comparison["notes"] if "fixed in these intervals" in n] == [
+        "the baseline's figures of zoom_blur are fixed in these intervals (conditional on them): it has "
+        "fewer than 8 images with an error or flip in each, too few to resample them with the images (its "
+        "others are)"]
 
 
 def test_percentages_are_computed_in_the_order_of_the_reports_formulas():

@@ -562,8 +562,8 @@ def test_safetensors_files_load_and_a_broken_one_is_named(tmp_path, isqrt18, x):
     assert inspect_checkpoint(path).arch == "resnet18-isqrt"
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
-    check_error(cut, rf"^'{re.escape(str(cut))}' is truncated or corrupted .*a safetensors file whose tensors "
-                     rf"end at byte {path.stat().st_size:,}")
+    check_error(cut, rf"^'{re.escape(str(cut))}' is truncated or corrupted .*a safetensors file whose "
+                     rf"tensors end at byte {path.stat().st_size:,}")
     broken = bytearray(path.read_bytes())
     broken[9:10] = b"x"  # the header's first key unquoted: no JSON
     cut.write_bytes(broken)

@@ -549,15 +549,16 @@ class ImageNetCSuite(LevelledSuite):
             # a stored baseline run on the same images is resampled with them (its errors are
             # sample means too); published errors are constants. One with no error on a corruption
             # gives no mCE (the reports leave that CE empty): the mean error stands in, as for mFR
-            joint = add_joint_rows(rows, values, baseline.samples,
-                                   [f"{c}/{s}" for c in chosen for s in cells[c]], optional=["clean"],
-                                   notes=notes)
+            # a corruption's CE divides by its errors summed over its severities
+            sums = {c: [f"{c}/{s}" for s in cells[c]] for c in chosen}
+            joint = add_joint_rows(rows, values, baseline.samples, [name for c in chosen for name in sums[c]],
+                                   optional=["clean"], notes=notes, denominators=sums)
 
-            def base(m, c):
-                return [m[f"base {c}/{s}"] if joint else baseline.error(c, s) for s in cells[c]]
+            def base(m, c):  # resampled, or fixed where the baseline rarely errs (add_joint_rows)
+                return [m[f"base {c}/{s}"] if f"{c}/{s}" in joint else baseline.error(c, s) for s in cells[c]]
 
-            def base_clean(m):
-                return m["base clean"] if "clean" in joint else baseline.clean_error
+            def base_clean(m, c):  # with its corruption's
+                return m["base clean"] if {"clean", sums[c][0]} <= joint else baseline.clean_error
 
             def errors(m, c):
                 return [m[f"{c}/{s}"] for s in cells[c]]
@@ -565,7 +566,7 @@ class ImageNetCSuite(LevelledSuite):
             metrics["mCE"] = lambda m: sum(_ce(errors(m, c), base(m, c)) for c in chosen) / len(chosen)
             if "clean" in rows and baseline.clean_error is not None:
                 metrics["relative_mCE"] = lambda m: sum(
-                    _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m))
+                    _relative_ce(errors(m, c), m["clean"], base(m, c), base_clean(m, c))
                     for c in chosen) / len(chosen)
         if chosen and "mean_error" not in metrics:  # the unnormalized mean beside mCE, as in the reports
             metrics["mean_error"] = mean_error

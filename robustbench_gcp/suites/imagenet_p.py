@@ -270,13 +270,13 @@ def summarize(
 
 
 def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int,
-                   pairs: Mapping[tuple[str, int], int], base_pairs: Mapping[tuple[str, int], int] | None):
-    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of a comparison's per-image means ``m`` of the
-    per-video totals (:func:`per_video`; ``pairs`` per cell); with ``base_pairs``, the baseline's
-    figures are its resampled means (rows ``base fp p/d``, of its own pairs) too."""
+                   pairs: Mapping[tuple[str, int], int], base_pairs: Mapping[tuple[str, int], int] | None,
+                   joint: set[str]):
+    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of per-image means ``m`` of the per-video totals
+    (:func:`per_video`, over ``pairs``); the baseline's: its resampled means (``base ...``) in ``joint``."""
     def relative(m, p, d):
         cell = f"{prefix} {p}/{d}"
-        if base_pairs is None:
+        if cell not in joint:
             return relative_rate(m[cell] / pairs[(p, d)], figures[(p, d)][column])
         # a resample where the baseline never flips: inf
         return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / base_pairs[(p, d)])
@@ -588,8 +588,8 @@ class ImageNetPSuite(LevelledSuite):
                     continue
                 joint = add_joint_rows(rows, values, normalizer.samples,
                                        [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
-                metrics[metric] = _mean_relative(chosen, prefix, figures, column, pairs,
-                                                 normalizer.pairs if joint else None)
+                metrics[metric] = _mean_relative(chosen, prefix, figures, column, pairs, normalizer.pairs,
+                                                 joint)
             else:
                 metrics[mean] = _mean_raw(chosen, prefix, pairs)
         # each cell's flip probability and top-5 distance: a sign-flip test over its videos

@@ -74,17 +74,23 @@ MIN_EVENTS = 8
 
 
 def add_joint_rows(rows: list[str], values: list, samples: Mapping[str, Any] | None, names: Sequence[str],
-                   optional: Sequence[str] = (), notes: list[str] | None = None) -> set[str]:
+                   optional: Sequence[str] = (), notes: list[str] | None = None,
+                   denominators: Mapping[str, Sequence[str]] | None = None) -> set[str]:
     """Append to a comparison design's ``rows`` and ``values`` (one per-image array each) the
     per-image values of a stored baseline run's cells ``names`` (from its ``samples``), as rows
     ``base <name>``, for the comparison to resample with the run's images (the baseline's figures
     are sample means of the same images): all of them, and those of ``optional`` it has.
 
+    ``denominators`` names the sums of cells the figures divide by, where one is of several cells
+    (ImageNet-C's CE: a corruption's errors summed over its severities); by default each cell
+    divides alone (ImageNet-P's FR and T5D).
+
     Returns:
-        The names added. None are when one of ``names`` is missing or of another length than the
-        run's values, or has fewer than :data:`MIN_EVENTS` images that are not 0 (so many
-        resamples would divide by 0 that no interval could be told): the baseline's figures then
-        stay fixed, and, for the last, a line is added to ``notes``.
+        The names added: none when one of ``names`` is missing or of another length than the run's
+        values. A denominator with fewer than :data:`MIN_EVENTS` images that are not 0 in all of its
+        cells (so many resamples would divide by 0 that no interval could be told) is not added:
+        the baseline's figures of it stay fixed, and a line of ``notes`` says so. ``optional`` is
+        added where any denominator is.
     """
     n = len(values[0]) if values else 0
 
@@ -93,14 +99,24 @@ def add_joint_rows(rows: list[str], values: list, samples: Mapping[str, Any] | N
 
     if not samples or not n or not all(fits(name) for name in names):
         return set()
-    rare = [name for name in names if np.count_nonzero(samples[name]) < MIN_EVENTS]
-    if rare:
-        if notes is not None:
-            notes.append(f"the baseline's figures are fixed in these intervals (conditional on them): it "
-                         f"has fewer than {MIN_EVENTS} images with an error or flip in {', '.join(rare[:4])}"
-                         f"{' ...' if len(rare) > 4 else ''}, too few to resample it with the images")
+    groups = denominators or {name: [name] for name in names}
+    # an image the resample leaves out takes all of its errors in the denominator's cells with it
+    rare = [group for group, cells in groups.items()
+            if np.count_nonzero(sum(np.asarray(samples[c], dtype=np.float64) for c in cells))
+            < MIN_EVENTS]
+    if rare and notes is not None:
+        shown = f"{', '.join(rare[:4])}{' ...' if len(rare) > 4 else ''}"
+        notes.append(
+            f"the baseline's figures are fixed in these intervals (conditional on them): it has fewer than "
+            f"{MIN_EVENTS} images with an error or flip in {shown}, too few to resample it with the images"
+            if len(rare) == len(groups) else
+            f"the baseline's figures of {shown} are fixed in these intervals (conditional on them): it has "
+            f"fewer than {MIN_EVENTS} images with an error or flip in each, too few to resample them with "
+            "the images (its others are)")
+    if len(rare) == len(groups):
         return set()
-    added = [name for name in [*names, *optional] if fits(name)]
+    added = [name for group, cells in groups.items() if group not in rare for name in cells]
+    added += [name for name in optional if fits(name)]
     for name in added:
         rows.append(f"base {name}")
         values.append(np.asarray(samples[name], dtype=np.float64))
