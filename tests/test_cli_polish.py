@@ -503,6 +503,14 @@ def test_progress_in_a_log_file_is_lines(demo_val, tmp_path):
     assert lines[1].startswith("demo-gap imagenet-c: 50/100 images")  # and the rate and time left, once known
     assert lines[1].endswith(" (now imagenet-c/fog/1 [2/2])"), lines
     assert lines[2].startswith("demo-gap imagenet-c: 50/100 images in ") and len(lines) == 3, lines
+    assert "other processes" not in lines[2]
+    # units another process stored meanwhile: counted, and said (660/660 where 55 were computed here)
+    with LineProgress(Console(file=buffer, width=200), "demo-gap imagenet-c", interval=0.0) as progress:
+        progress.plan(100, 4, 0)
+        progress.advance(25)
+        progress.advance_total(75)
+    assert re.fullmatch(r"demo-gap imagenet-c: 100/100 images in [\d.]+ s \(75 of them by other processes\)",
+                        buffer.getvalue().splitlines()[-1]), buffer.getvalue()
 
     logged = CliRunner().invoke(main, ["compare", "-m", "demo-gap", "-m", "demo-isqrt", "--suite", "clean",
                                        *run_args(demo_val, tmp_path / "s.db")])  # stderr: not a terminal

@@ -689,6 +689,8 @@ def test_the_wal_stays_small(store_path):
     ("bitmap = X'ffc0'", "shard 0: its bitmap tells 0 top1_errors, its counts 3"),
     # no bitmap beside the counts it repeats: a ValueError in the report's per-image errors
     ("bitmap = NULL", "shard 0: its counts hold top1_errors, and it has no bitmap"),
+    # read as 0 errors, whatever the bitmap said (a probe of damaged stores)
+    ("counts = '{}'", "shard 0: its counts are empty beside its bitmap"),
 ])
 def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     with Store(store_path) as store:
@@ -702,6 +704,23 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         store.results(store.runs()[0])
     assert str(error.value).startswith(f"store {store_path}: a stored shard of cell clean is damaged (")
+    assert said in str(error.value)
+
+
+def test_a_shard_whose_counts_are_not_its_cells_others_is_damaged(store_path):
+    """A shard of landscape values (no bitmap) whose counts lost a name: the cell's sum of it was
+    that of the other shards alone."""
+    with Store(store_path) as store:
+        run = open_run(store, n_images=4, shard_size=2)
+        cell = store.cell_id(run.id, CellKey("clean"))
+        for shard in (0, 1):
+            store.commit_shard(cell, shard, ShardResult(2, {"x": 1, "y": 2}, None, np.ones((2, 3))))
+    with sqlite3.connect(store_path) as db:
+        db.execute("""UPDATE shards SET counts = '{"x": 1}' WHERE shard = 1""")
+    db.close()
+    with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
+        store.results(store.runs()[0])
+    said = "a stored shard of cell clean is damaged (shard 1: its counts hold x, shard 0's x, y"
     assert said in str(error.value)
 
 
@@ -782,6 +801,53 @@ def test_a_store_whose_table_is_gone_is_a_one_line_error(store_path):
     report = cli("report", "--store", store_path)
     assert report.exit_code == 1 and "Traceback" not in report.output
     assert report.stderr.strip().splitlines()[-1].startswith(f"Error: store {store_path} is damaged")
+
+
+def test_the_advice_for_a_damaged_store_saves_its_rows(store_path, tmp_path):
+    """A page of the store overwritten: the command the error gives makes a store that reads, where
+    the sqlite3 shell has .recover (it named the store without its folder, and no database to
+    write the SQL to)."""
+    with Store(store_path) as store:
+        run = open_run(store, n_images=400, shard_size=2)
+        cell = store.cell_id(run.id, CellKey("clean"))
+        for index in range(200):
+            store.commit_shard(cell, index, shard())
+    data = bytearray(store_path.read_bytes())  # its last page: one of the shards' leaves
+    data[-4096:] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    store_path.write_bytes(bytes(data))
+    report = cli("report", "--store", store_path)
+    said = one_line_error(report)
+    saved = store_path.with_name("results-saved.db")
+    assert f"is damaged (database disk image is malformed): what it holds cannot be read; `sqlite3 " \
+           f"{store_path} .recover | sqlite3 {saved}` may save the rows it can read in a new store" in said
+    # .recover reads pages through sqlite_dbpage, which Debian's sqlite3 3.40 shell lacks
+    pages = shutil.which("sqlite3") and subprocess.run(["sqlite3", ":memory:", "SELECT 1 FROM sqlite_dbpage"],
+                                                       capture_output=True, check=False).returncode == 0
+    if not pages:
+        pytest.skip("no sqlite3 shell with .recover here to follow the advice with")
+    sql = subprocess.run(["sqlite3", str(store_path), ".recover"], capture_output=True, check=False).stdout
+    subprocess.run(["sqlite3", str(saved)], input=sql, check=True)
+    with Store(saved, read_only=True) as store:
+        (kept,) = store.runs()
+        kept_shards = store.done_shards(store.cells(kept.id)[0][0])
+    assert 0 < len(kept_shards) < 200  # the rows of the other pages
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+def test_a_store_named_as_the_wal_of_another_is_refused(store_path, demo_val, suffix):
+    """report leaves an empty s.db-wal; eval --store s.db-wal made a store of it, which the next
+    eval on s.db deleted (SQLite resets a -wal without a header)."""
+    with Store(store_path) as store:
+        open_run(store)
+    companion = Path(f"{store_path}{suffix}")
+    before = companion.read_bytes() if companion.exists() else None
+    with pytest.raises(StoreError, match=rf"store path {re.escape(str(companion))} is the {suffix} file that "
+                                         rf"SQLite keeps beside the database {re.escape(str(store_path))}: "
+                                         "results stored there would be deleted"):
+        Store(companion)
+    said = one_line_error(cli(*eval_args(demo_val, companion)))
+    assert said.startswith(f"Error: store path {companion} is the {suffix} file"), said
+    assert (companion.read_bytes() if companion.exists() else None) == before  # left as it was
 
 
 def test_a_cell_read_on_some_shards(store_path):

@@ -136,11 +136,14 @@ STANDARD_STREAMS = {"-": 1, "/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1":
 
 def database_target(path: str) -> str | None:
     """Why the output must not go to ``path`` (an SQLite database, such as a results store, or its
-    ``-wal`` / ``-shm`` file: writing there would destroy every stored result), or None."""
+    ``-wal`` / ``-shm`` / ``-journal`` file: writing there would destroy every stored result), or None."""
     import os
     import stat
 
-    database = path[:-4] if path.endswith(("-wal", "-shm")) and os.path.isfile(path[:-4]) else path
+    from robustbench_gcp.store.sqlite_file import companion_of
+
+    companion = companion_of(path)
+    database = str(companion[0]) if companion is not None else path
     try:
         if not stat.S_ISREG(os.stat(database).st_mode):  # a pipe, a terminal, /dev/stdout: no store
             return None
@@ -155,14 +158,16 @@ def database_target(path: str) -> str | None:
 
 
 def check_output_not_store(output: str | None, store) -> None:
-    """``-o`` naming the ``--store`` file (or its -wal / -shm), refused before any compute: a store
-    this run creates is no database yet when ``-o`` is first checked, so the run ended refused."""
+    """``-o`` naming the ``--store`` file (or its -wal / -shm / -journal), refused before any compute:
+    a store this run creates is no database yet when ``-o`` is first checked, so the run ended refused."""
     import os
+
+    from robustbench_gcp.store.sqlite_file import COMPANIONS
 
     if output is None or store is None:
         return
     out, db = (os.path.realpath(os.path.expanduser(str(p))) for p in (output, store))
-    if out in (db, f"{db}-wal", f"{db}-shm"):
+    if out == db or out in (f"{db}{suffix}" for suffix in COMPANIONS):
         raise click.BadParameter(f"{output} is the results store (--store {store}) or part of it: writing "
                                  "the output there would destroy it; give another file",
                                  param_hint="'-o' / '--output'")

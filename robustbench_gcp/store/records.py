@@ -172,8 +172,9 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
             beyond ``n_shards``).
     """
     counts: dict[str, float] = {}
+    first: dict = {}  # the first shard's counts
     correct, extra, n, seconds = [], [], 0, 0.0
-    for shard, shard_n, shard_counts, bitmap, shard_extra, shard_seconds in rows:
+    for index, (shard, shard_n, shard_counts, bitmap, shard_extra, shard_seconds) in enumerate(rows):
         if n_shards is not None and not 0 <= shard < n_shards:  # (the run's n_images edited)
             raise ValueError(f"shard {shard} of a run of {n_shards} shards")
         n += shard_n
@@ -181,6 +182,12 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
         these = json.loads(shard_counts)
         if not isinstance(these, dict):
             raise ValueError(f"shard {shard}: its counts are a JSON {type(these).__name__}, not an object")
+        first = these if index == 0 else first
+        if set(these) != set(first):  # the engine writes the same counts in every shard of a cell
+            raise ValueError(f"shard {shard}: its counts hold {', '.join(sorted(these)) or 'nothing'}, "
+                             f"shard {rows[0][0]}'s {', '.join(sorted(first)) or 'nothing'}")
+        if bitmap is not None and not these:  # a count of 0 read into every figure of the cell
+            raise ValueError(f"shard {shard}: its counts are empty beside its bitmap")
         for name, value in these.items():
             counts[name] = counts.get(name, 0) + value
         told_by_bits = [name for name in _BITMAP_COUNTS if name in these]

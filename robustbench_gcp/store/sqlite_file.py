@@ -18,6 +18,7 @@ its WAL, and what its errors mean to a user.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sqlite3
 import time
@@ -87,6 +88,20 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+#: the files SQLite keeps beside a database: the write-ahead log and its index, a rollback journal
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def companion_of(path: str | Path) -> tuple[Path, str] | None:
+    """The database file and the suffix where ``path`` names a file SQLite keeps beside an existing
+    file (``s.db`` and ``-wal`` for ``s.db-wal``), else None."""
+    name = os.fspath(path)
+    for suffix in COMPANIONS:
+        if name.endswith(suffix) and os.path.isfile(name[:-len(suffix)]):
+            return Path(name[:-len(suffix)]), suffix
+    return None
+
+
 def open_store_file(path: Path, *, timeout: float,
                     read_only: bool) -> tuple[sqlite3.Connection, str | None, tuple | None]:
     """Open (creating, marking or upgrading where writable) the store at ``path``.
@@ -99,7 +114,8 @@ def open_store_file(path: Path, *, timeout: float,
         are consistent only while it stays so (:func:`check_unchanged`).
 
     Raises:
-        StoreError: a folder, a device or pipe, a missing folder, another application's database,
+        StoreError: a folder, a device or pipe, a missing folder, a database's -wal / -shm / -journal
+            file, another application's database,
             another schema version, a store that cannot be created here, or a file SQLite cannot read.
     """
     if path.is_dir():
@@ -108,6 +124,11 @@ def open_store_file(path: Path, *, timeout: float,
         raise StoreError(f"store {path} {absent(path)}")
     if not path.parent.exists():
         raise StoreError(f"folder {path.parent} of the store {path} {absent(path.parent)}")
+    if (companion := companion_of(path)) is not None:  # reset or deleted by SQLite
+        database, suffix = companion
+        raise StoreError(f"store path {path} is the {suffix} file that SQLite keeps beside the database "
+                         f"{database}: results stored there would be deleted when {database.name} is next "
+                         f"opened; give {database} itself or another file name")
     target = Path(os.path.realpath(path))
     if path.is_symlink() and not target.parent.exists():  # (SQLite: "unable to open database file")
         raise StoreError(f"store {path} is a symbolic link to {os.readlink(path)}, whose folder "
@@ -386,8 +407,12 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
                           f"beside its {path.name}-wal to read it; copy the .db and -wal files to a "
                           "writable folder (SQLite makes the -shm there)")
     if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "no such table" in text:
+        # .recover writes SQL (.dump gives up at the first damaged page); it needs the shell's page reader
+        saved = path.with_name(f"{path.stem}-saved{path.suffix or '.db'}")
         return StoreError(f"store {path} is damaged ({text}): what it holds cannot be read; `sqlite3 "
-                          f"{path.name} .recover` may save its rows, or give another --store")
+                          f"{shlex.quote(str(path))} .recover | sqlite3 {shlex.quote(str(saved))}` may save "
+                          "the rows it can read in a new store (where the sqlite3 shell has .recover), or "
+                          "give another --store")
     wal = Path(f"{path}-wal")
     if io_error and Path(f"{path}-shm").exists() and (not wal.exists() or wal.stat().st_size == 0):
         # the -shm indexes pages of a -wal someone deleted: SQLite only says "disk I/O error"
