@@ -178,6 +178,7 @@ def corrupt(
     spec = get_corruption(name)
     level = spec.level(severity, preset)
     check_randomness(seed, generator, images.device)
+    spec.check_device(images)
     if check_values:  # after the cheap checks: on a GPU it waits for the device
         check_range(images)
     batch, _, height, width = images.shape

@@ -280,6 +280,8 @@ class Corruption:
             saturate: scikit-image's float64 HSV arithmetic since gcp-robust 0.7.1), so that
             results stored from an earlier revision are recomputed, not reused
             (``robustbench_gcp.suites.revisions``).
+        host_read: what the applier reads of the images' values on the host, once per batch
+            ("" for none): such a corruption cannot run on "meta" images, which hold no values.
     """
 
     name: str
@@ -290,10 +292,18 @@ class Corruption:
     doc: str = field(default="", compare=False)
     cpu_chunk: int | None = 4
     revision: int = 1
+    host_read: str = field(default="", compare=False)
 
     @property
     def random(self) -> bool:
         return self.sampler is not None
+
+    def check_device(self, images: torch.Tensor) -> None:
+        """Raise a ValueError for "meta" images where the applier reads values (:attr:`host_read`):
+        torch's "Tensor.item() cannot be called on meta tensors" named neither."""
+        if images.device.type == "meta" and self.host_read:
+            raise ValueError(f"{self.name} cannot run on 'meta' images, which hold no values: once per "
+                             f"batch the host reads {self.host_read}")
 
     def level(self, severity: int, preset: str = "imagenet") -> Level:
         """The :class:`Level` of ``severity`` in ``preset`` (both checked)."""
@@ -317,7 +327,11 @@ class Corruption:
         """
         check_images(images)
         level = self.level(severity, preset)
+        if not isinstance(params, Mapping):  # an AttributeError from inside
+            raise TypeError(f"{self.name}: `params` should be the dict sample_parameters drew ({{}} for a "
+                            f"deterministic corruption). Got {type(params).__name__}")
         check_range(images)
+        self.check_device(images)
         if images.shape[0] == 0:
             return images.detach().clone(memory_format=torch.contiguous_format)
         x = work_images(images)

@@ -15,7 +15,7 @@ a block of random numbers *per image* (shape ``(B, *shape)``):
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 
 import torch
 
@@ -176,7 +176,7 @@ def normalize_seeds(
                 f"Got shape {tuple(seed.shape)}"
             )
         seeds = seed.tolist()
-    elif isinstance(seed, (str, bytes)) or not isinstance(seed, Iterable):
+    elif isinstance(seed, (str, bytes, Set, Mapping)) or not isinstance(seed, Iterable):  # a set: no order
         raise TypeError(
             f"`seed` should be an int or a sequence of per-image ints. Got {type(seed).__name__}"
         )

@@ -337,6 +337,7 @@ register(Corruption(
     doc="Gaussian blur, uint8 truncation, the original's sequential local pixel copy "
         "(exact, by pointer jumping), Gaussian blur.",
     revision=2,  # 0.7.12: scipy's float64 sums for both blurs, np.uint8's truncation between
+    host_read="whether a chain of pixel copies outlived the unchecked doublings",
 ))
 register(Corruption(
     "motion_blur", "blur", presets(MOTION_BLUR, MOTION_BLUR_CIFAR, MOTION_BLUR_TINY),

@@ -241,7 +241,7 @@ def impulse_masks(
     masks.scatter_(1, positions.clamp_(max=count), (1 + bits[:, : positions.shape[1]]).to(torch.uint8))
     masks = masks[:, :count]
     short = positions[:, -1] < count - 1
-    if bool(short.any()):  # the batch's one host sync
+    if device.type != "meta" and bool(short.any()):  # the batch's one host sync ("meta": shapes only)
         for row in short.nonzero().flatten().tolist():
             masks[row] = impulse_mask(generators[row], count, amount, device, draws[row])
     return masks
@@ -275,6 +275,7 @@ register(Corruption(
 register(Corruption(
     "shot_noise", "noise", presets(SHOT_NOISE, SHOT_NOISE_CIFAR, SHOT_NOISE_TINY), _shot_noise, _shot_sample,
     doc="Poisson(x * lambda) / lambda (inversion of uniforms with tabulated CDFs).",
+    host_read="how many values the Poisson guide leaves short",
 ))
 register(Corruption(
     "impulse_noise", "noise", presets(IMPULSE_NOISE, IMPULSE_NOISE_CIFAR, IMPULSE_NOISE_TINY),

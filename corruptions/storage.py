@@ -102,4 +102,6 @@ def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
     if not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.uint8:
         got = f"a {pixels.dtype} tensor" if isinstance(pixels, torch.Tensor) else type(pixels).__name__
         raise TypeError(f"`pixels` should be a uint8 tensor (floats are divided by 255 already). Got {got}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # "Invalid device string"
+        raise TypeError(f"`dtype` should be a floating torch.dtype (torch.float32). Got {dtype!r}")
     return true_div_(pixels.to(dtype, copy=True), 255.0)

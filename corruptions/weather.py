@@ -646,4 +646,5 @@ register(Corruption(
     doc="water (Canny, distance transform, emboss) or mud blobs from a blurred "
         "thresholded Gaussian layer.",
     cpu_chunk=None,
+    host_read="whether the Canny hysteresis stopped growing its edges",
 ))

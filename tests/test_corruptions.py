@@ -311,6 +311,9 @@ def test_bad_seeds(small):
         corrupt(small, "fog", 1, seed=[1, 2.5])
     with pytest.raises(TypeError, match=r"`generator` should be a torch\.Generator\. Got int"):
         corrupt(small, "fog", 1, generator=3)
+    for unordered in ({1, 2}, {1: 0, 2: 0}):  # taken in whatever order they iterate
+        with pytest.raises(TypeError, match=r"`seed` should be an int or a sequence of per-image ints"):
+            corrupt(small, "fog", 1, seed=unordered)
 
 
 def test_image_seeds():
@@ -696,6 +699,10 @@ def test_meta_images_say_how_to_draw_for_them(small):
         corrupt(small.to("meta"), "fog", 2, seed=0, check_values=False)
     out = corrupt(small.to("meta"), "fog", 2, check_values=False)  # torch's default generator
     assert out.device.type == "meta" and out.shape == small.shape
+    # the advice followed: impulse_noise's draw read a value there; those whose appliers do say so
+    assert corrupt(small.to("meta"), "impulse_noise", 2, check_values=False).shape == small.shape
+    with pytest.raises(ValueError, match="^shot_noise cannot run on 'meta' images, which hold no values"):
+        corrupt(small.to("meta"), "shot_noise", 2, check_values=False)
 
 
 def test_the_reference_refuses_images_outside_0_1(small):

@@ -79,7 +79,7 @@ def test_sequences_under_autocast_are_those_without(name, photo):
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "glass_blur", "snow", "fog", "elastic_transform",
-                                  "spatter"])
+                                  "spatter", "impulse_noise"])  # impulse's draw could not run on "meta"
 def test_params_drawn_for_another_size_are_named(name, photo):
     """torch's "The size of tensor a (40) must match the size of tensor b (64)" named neither."""
     params = sample_parameters(photo, name, 3, seed=[1, 2])
@@ -88,6 +88,13 @@ def test_params_drawn_for_another_size_are_named(name, photo):
     with pytest.raises(ValueError, match=said + r"a draw for these 40x40 images \(.*\): draw"):
         get_corruption(name).apply(small, 3, params)
     get_corruption(name).apply(small, 3, sample_parameters(small, name, 3, seed=[1, 2]))  # its own: fine
+
+
+def test_params_that_are_no_dict_are_named(photo):
+    """An AttributeError ("'NoneType' object has no attribute 'items'")."""
+    for name in ("snow", "fog"):
+        with pytest.raises(TypeError, match=rf"^{name}: `params` should be the dict sample_parameters drew"):
+            get_corruption(name).apply(photo, 3, None)
 
 
 def test_frost_params_drawn_for_larger_images_are_named(photo):

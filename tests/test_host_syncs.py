@@ -149,9 +149,13 @@ def test_appliers_never_read_the_device_but_the_known(name, monkeypatch):
     params = corruption.sample(ImageRandom(2, "cpu", seeds=[1, 2]), images, 3)
     on_meta = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in params.items()}
     images = images.to("meta")
+    assert bool(corruption.host_read) == (name in ON_THE_HOST)  # which says so to a caller on "meta"
     if name in ON_THE_HOST:
         with pytest.raises((RuntimeError, NotImplementedError)):
-            corruption.apply(images, 3, on_meta)
+            corruption.applier(images, corruption.level(3), on_meta)
+        with pytest.raises(ValueError, match=rf"^{name} cannot run on 'meta' images, which hold no values: "
+                                             "once per batch the host reads "):
+            corruption.apply(images, 3, on_meta)  # torch's "Tensor.item() cannot be called on meta tensors"
         return
     corruption.apply(images, 3, on_meta)  # builds the cached tables
     with _HostToDevice(monkeypatch) as watch:
