@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,8 +360,22 @@ def test_a_size_beyond_the_machines_memory_is_one_line():
                  "--size", "1000000")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     said = result.stderr.strip()
-    assert said.startswith("Error: bench perturbations: the sizes asked need more memory than this machine "
-                           "has (") and said.endswith("; lower --batch-size or --size (or --images)")
+    assert re.fullmatch(r"Error: bench perturbations: 1 images of 1000000 px x 41 frames need about "
+                        r"[\d,.]+ GiB of memory here, and [\d,.]+ GiB are available; lower --batch-size or "
+                        r"--size", said), said
+    # sizes that overcommit: the kernel killed `bench corruptions --size 100000` ("Killed", exit 137)
+    # before any allocation failed; each names its own options (--images where it has them)
+    for command, options in ((["corruptions", "--corruptions", "fog"], "--batch-size or --size"),
+                             (["fidelity", "--corruptions", "fog"], "--images or --size"),
+                             (["jpeg"], "--batch-size or --size")):
+        result = run("bench", *command, "--size", "100000")
+        assert result.exit_code == 1 and result.stderr.strip().endswith(f"are available; lower {options}"), \
+            result.output
+    # an allocation that fails: the options the command has (it named --size and --images to heads)
+    result = run("bench", "heads", "--device", "cpu", "--batch-size", "100000000", "--heads", "gap")
+    assert result.exit_code == 1 and result.stderr.strip().startswith(
+        "Error: bench heads: the sizes asked need more memory than this machine has ("), result.output
+    assert result.stderr.strip().endswith("; lower --batch-size"), result.output
 
 
 def test_perturbation_bench_names_a_frame_the_model_shrinks_to_nothing():

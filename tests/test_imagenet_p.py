@@ -379,6 +379,36 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     assert typo.exit_code == 2 and "unknown baseline 'gapbse'" in typo.stderr and not fresh.exists()
 
 
+def test_a_comparison_gives_the_clean_error_the_reports_give_without_testing_it(demo_val, tmp_path):
+    """The table without intervals showed each model's clean error, the one with them and the wide
+    CSV none; its McNemar test would join the Holm family of the flip figures, so it has none."""
+    import csv
+    import io
+
+    from robustbench_gcp.stats import wilson
+
+    args = p_args(demo_val, tmp_path / "s.db", "--perturbations", "brightness,rotate", "--difficulties", "1")
+    out = run("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--resamples", 100, *args)
+    (comparison,) = out["comparisons"]
+    for model, report in zip(comparison["models"], out["reports"]):
+        error = model["metrics"]["clean_error"]
+        assert error["estimate"] == report["clean"]["top1_error"]
+        wrong = round(error["estimate"] * 10)  # of the 10 images
+        expected = wilson(np.r_[np.ones(wrong), np.zeros(10 - wrong)])
+        assert (error["low"], error["high"]) == pytest.approx((expected.low, expected.high))
+        assert "clean" not in (model["tests"] or {})
+    # no stored baseline: the advice names AlexNet's, and one of the models' own for other classes
+    assert any(n.endswith("for a model of other classes, of one of them, then --baseline NAME)")
+               for n in out["reports"][0]["notes"]), out["reports"][0]["notes"]
+    isqrt = comparison["models"][1]
+    assert set(isqrt["delta"]) >= {"clean_error"} and set(isqrt["tests"]) == {
+        f"{figure} {p}/1" for figure in ("fp", "t5d") for p in ("brightness", "rotate")}
+    wide = CliRunner().invoke(main, ["report", "--store", tmp_path / "s.db", "--suite", "imagenet-p",
+                                     "--format", "csv", "--layout", "wide", "--resamples", "100"])
+    rows = list(csv.DictReader(io.StringIO(wide.stdout)))
+    assert rows and all(row["clean_error"] != "" for row in rows), wide.output
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--perturbations", "rotat"), "Error: unknown perturbation 'rotat'. Did you mean 'rotate'?"),
     (("--difficulties", "4"), "Error: `--difficulties` should be 1..3. Got 4"),
@@ -503,7 +533,8 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
     assert all(fp > 0 and t5d > 0 for fp, t5d, _ in figures.values()), figures
     figures[rotate] = (0.0, *figures[rotate][1:])  # the baseline never flips on rotate
     design = get_suite("imagenet-p").design(results, FlipBaseline("base", figures))
-    assert set(design.metrics) == {"mean_flip_probability", "mT5D"} and design.percent == {"mT5D"}
+    assert set(design.metrics) == {"clean_error", "mean_flip_probability", "mT5D"}
+    assert design.percent == {"mT5D"}
     sections, notes = summarize(results, baseline=figures, baseline_name="base")
     assert sections["metrics"]["mFR"] is None and sections["metrics"]["mT5D"] is not None
     assert any(note.startswith("FR left empty for rotate/1:") and note.endswith("; so there is no mFR")

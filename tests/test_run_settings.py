@@ -121,6 +121,15 @@ def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path)
     assert f"the folder {tmp_path}/missing/.. of {tmp_path}/missing/../s.db does not exist" in other.stderr
     kept = CliRunner().invoke(main, ["eval", *common, "--format", "json"])
     assert kept.exit_code == 0 and json.loads(kept.stdout)["computed"]["computed"] == 0
+    # a folder whose mode allows writing, where no file can be made (/proc; root; a read-only mount):
+    # refused once everything was computed ("cannot write ...: No such file or directory", exit 1)
+    fresh = tmp_path / "fresh.db"
+    unwritable = CliRunner().invoke(main, ["eval", *common[:-1], str(fresh), "-o", "/proc/gcp-robust.csv"])
+    assert unwritable.exit_code == 2 and not fresh.exists(), unwritable.output
+    assert "cannot write /proc/gcp-robust.csv: No such file or directory" in unwritable.stderr
+    written = tmp_path / "out.csv"  # a writable one: nothing left of the check
+    assert CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(written)]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if "probe" in p.name) == []
 
 
 def test_an_interrupted_comparison_says_which_evaluation_stopped(demo_val, tmp_path):

@@ -18,9 +18,49 @@ class BenchGroup(LazyGroup):
 
             if not (isinstance(error, MemoryError) or out_of_memory(error)):
                 raise
+            command = self.get_command(ctx, ctx.invoked_subcommand)
             raise click.ClickException(
                 f"bench {ctx.invoked_subcommand}: the sizes asked need more memory than this machine has "
-                f"({first_words(error)}); lower --batch-size or --size (or --images)") from None
+                f"({first_words(error)}); lower {size_options(command)}") from None
+
+
+#: the options that size a bench's work, in the order its advice names them
+SIZE_OPTIONS = ("--batch-size", "--images", "--size")
+
+
+def size_options(command: click.Command | None) -> str:
+    """The options of ``command`` among :data:`SIZE_OPTIONS`, as advice ("--batch-size or --size"):
+    it named --size and --images to commands without them."""
+    given = {opt for param in (command.params if command else ()) for opt in param.opts}
+    return " or ".join(opt for opt in SIZE_OPTIONS if opt in given) or "the sizes asked"
+
+
+#: the most float32 values a bench of corruptions holds at once per value of its batch on the CPU
+#: (glass_blur at 2048 px: 2 GB above the process's own for a batch of 200 MB; fog 4.5x)
+CPU_WORKING_SET = 12
+
+
+def check_host_memory(command: str, images: int, side: int, device: str = "cpu", frames: int = 1) -> None:
+    """Refuse a bench whose ``images`` of ``side`` px (``frames`` each) would not fit this machine's
+    available memory: the kernel killed ``bench corruptions --size 100000`` ("Killed", no word of
+    why) before any allocation failed. Where the memory cannot be read, nothing is checked.
+
+    Raises:
+        click.ClickException: naming the sizes, the need and what is available.
+    """
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return
+    values = images * frames * side * side * 3
+    need = values * 4 * (CPU_WORKING_SET if str(device).startswith("cpu") else 2)  # else: staged
+    if need > available:
+        raise click.ClickException(
+            f"bench {command}: {images} images of {side} px{f' x {frames} frames' if frames > 1 else ''} "
+            f"need about {need / 2**30:,.1f} GiB of memory here, and {available / 2**30:,.1f} GiB are "
+            f"available; lower {size_options(click.get_current_context(silent=True).command)}")
 
 
 @click.group(

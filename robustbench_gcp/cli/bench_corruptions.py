@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from robustbench_gcp.cli.bench import check_host_memory
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
@@ -108,6 +109,7 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)
+    check_host_memory("corruptions", batch_size, size, torch_device.type)
     with item_bar(len(names), "timing") as advance:
         rows = speed(names, device=torch_device, batch_size=batch_size, size=size,
                      severities=severity_list, reference_images=reference_images,
@@ -179,6 +181,7 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)
+    check_host_memory("fidelity", max(images, glass_blur_images), size)
     with item_bar(len(names) * len(severity_list), "fidelity") as advance:
         rows = fidelity(names, images=images, seeds=seeds, severities=severity_list,
                         glass_blur_images=glass_blur_images, progress=advance, preset=preset,

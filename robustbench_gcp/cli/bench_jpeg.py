@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from robustbench_gcp.cli.bench import check_host_memory
 from robustbench_gcp.cli.options import COUNT, device_option, int_list, json_option
 
 
@@ -44,6 +45,7 @@ def bench_jpeg(device: str, batch_size: int, size: int, qualities: list[int], re
     from robustbench_gcp.reports.tables import Column
 
     resolved = resolve_device(device)
+    check_host_memory("jpeg", batch_size, size, resolved.type)
     rows = measure(resolved, batch_size=batch_size, size=size, qualities=qualities, repeats=repeats)
     columns = [
         Column("codec", justify="left"),

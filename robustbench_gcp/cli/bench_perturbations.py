@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from robustbench_gcp.cli.bench import check_host_memory
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
 
 
@@ -71,6 +72,10 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     if size is not None and crop_size is not None and crop_size > size:
         raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
                                  param_hint="--crop-size")
+    if size is not None:  # a sequence holds 31 (41 for the noise ones) frames of at most --size
+        from robustbench_gcp.engine.device import resolve_device
+
+        check_host_memory("perturbations", batch_size, size, resolve_device(device).type, frames=41)
     with item_bar(len(names) + 1, "timing") as advance:
         report = measure(names, device=device, model=model, batch_size=batch_size, size=size,
                          crop_size=crop_size, model_batch_size=model_batch_size,

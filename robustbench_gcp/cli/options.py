@@ -125,6 +125,21 @@ def _output_file(ctx, param, value):
     problem = database_target(path)
     if problem:
         raise click.BadParameter(problem)
+    # what the folder's mode does not tell (root, /proc, a read-only mount) was found after the work:
+    # a file made beside it, as the output is staged (cli.output), else the file itself opened
+    staged = os.path.join(raw, f".{os.path.basename(path)}.{os.getpid()}.probe")
+    for probe in (staged, path):
+        try:
+            if probe == path and os.path.exists(path):
+                with open(path, "ab"):  # written in place: nothing written now
+                    break
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.unlink(probe)
+            break
+        except OSError as error:
+            failed = error
+    else:
+        raise click.BadParameter(f"cannot write {value}: {failed.strerror}")
     return path
 
 

@@ -186,22 +186,22 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     if baseline is None and cells and dataset.alexnet_normalized:
         notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
                      "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
-    stored = (f"; CE and mCE are normalized by the stored baseline '{baseline.name}'" if baseline is not None
-              else "")
+    raw = "the mean corruption error and accuracy are unnormalized"
+    store = "a run stored with `gcp-robust baseline"
+    stored = baseline and (f"CE and mCE are normalized by the stored baseline '{baseline.name}' (the mean "
+                           "corruption error and accuracy beside them are not)")
     if dataset.classes is not None and cells:  # ImageNet images, the model's own classes
         notes.append(f"{dataset.released} on a model of {dataset.classes} classes: AlexNet's published "
-                     "errors, made on ImageNet's 1000, normalize no error of another task, so the mean "
-                     "corruption error and accuracy are unnormalized (a run stored with `gcp-robust "
-                     f"baseline` normalizes CE: --baseline alexnet,NAME){stored}")
+                     "errors, made on ImageNet's 1000, normalize no error of another task; " + (
+                         stored or f"{raw} ({store}` normalizes CE: --baseline alexnet,NAME)"))
     elif dataset.forced_preset is not None and get_dataset(dataset.name).alexnet_normalized and cells:
         notes.append(f"{dataset.title}: AlexNet's published errors were made with {dataset.released}'s own "
-                     "parameters and normalize no other corruptions; " + (stored[2:] if baseline else (
-                         "the mean corruption error and accuracy are unnormalized (a run stored with "
-                         f"`gcp-robust baseline --preset {dataset.forced_preset}` normalizes CE)")))
+                     "parameters and normalize no other corruptions; " + (
+                         stored or f"{raw} ({store} --preset {dataset.forced_preset}` normalizes CE)"))
     elif not dataset.alexnet_normalized and cells:
-        notes.append(f"{dataset.released}: the mean corruption error and accuracy are unnormalized "
-                     "(over the corruptions and severities, as RobustBench reports them); AlexNet "
-                     f"normalization is ImageNet-C's{stored}")
+        notes.append(f"{dataset.released}: " + (stored or f"{raw} (over the corruptions and severities, as "
+                                                          "RobustBench reports them)")
+                     + "; AlexNet normalization is ImageNet-C's")
     empty = [s.corruption for s in summaries if s.CE is None and baseline is not None]
     if unlisted := [c for c in empty if not baseline.run and c not in baseline.imagenet_c]:
         notes.append(f"CE left empty for {', '.join(unlisted)}: baseline '{baseline.name}' (of "

@@ -48,6 +48,7 @@ from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, Store
 from robustbench_gcp.suites.base import (
+    CLEAN,
     Flag,
     LevelledSuite,
     Selection,
@@ -60,14 +61,22 @@ from robustbench_gcp.suites.base import (
     coverage_note,
     dataset_of,
     pct,
+    per_image_errors,
     register_suite,
     report_dataset,
     variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
-from robustbench_gcp.suites.sequence_tasks import PerturbationTask, pairs_of, per_video, window_side
-from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred, percent_of
+from robustbench_gcp.suites.sequence_tasks import (
+    PerturbationTask,
+    mean_raw,
+    mean_relative,
+    pairs_of,
+    per_video,
+    window_side,
+)
+from robustbench_gcp.suites.stored_baselines import add_joint_rows, check_stored_baseline, hundred
 
 if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
@@ -209,8 +218,9 @@ def summarize(
     first = by_difficulty[level] if level is not None else {}
     notes = []
     if entries and baseline is None:
-        how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`"
-               if dataset.name == "imagenet" else
+        # the cells do not say the model's classes: AlexNet (ImageNet's 1000) or a model of its own
+        how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`; for a model "
+               "of other classes, of one of them, then --baseline NAME" if dataset.name == "imagenet" else
                "`gcp-robust baseline --model MODEL --name NAME --suite SUITE` on the same images, then "
                "--baseline NAME")
         notes.append(f"{name} figures are unnormalized: no stored baseline named '{baseline_name}' "
@@ -267,27 +277,6 @@ def summarize(
             "by_difficulty": by_difficulty,
         },
     }, notes
-
-
-def _mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Figures, column: int,
-                   pairs: Mapping[tuple[str, int], int], base_pairs: Mapping[tuple[str, int], int] | None,
-                   joint: set[str]):
-    """mFR (``fp``, column 0) or mT5D (``t5d``, 1) of per-image means ``m`` of the per-video totals
-    (:func:`per_video`, over ``pairs``); the baseline's: its resampled means (``base ...``) in ``joint``."""
-    def relative(m, p, d):
-        cell = f"{prefix} {p}/{d}"
-        if cell not in joint:
-            return relative_rate(m[cell] / pairs[(p, d)], figures[(p, d)][column])
-        # a resample where the baseline never flips: inf
-        return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / base_pairs[(p, d)])
-
-    return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
-
-
-def _mean_raw(chosen: Sequence[tuple[str, int]], prefix: str, pairs: Mapping[tuple[str, int], int]):
-    """The unnormalized mean over the chosen cells of a comparison's per-image means ``m`` of the
-    per-video totals, each over its ``pairs``."""
-    return lambda m: sum(m[f"{prefix} {p}/{d}"] / pairs[(p, d)] for p, d in chosen) / len(chosen)
 
 
 def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
@@ -555,6 +544,7 @@ class ImageNetPSuite(LevelledSuite):
         chosen: list[tuple[str, int]] = []
         pairs: dict[tuple[str, int], int] = {}
         order = report_order(test)  # the rows and tests (the wide CSV's p-columns) so, however stored
+        clean = next((r for r in results if r.key == CLEAN and r.correct is not None), None)
         for r in sorted(results, key=lambda r: (order.get(r.key.name, len(order)), r.key.level)):
             if not self.owns(r.key) or r.extra is None:
                 continue
@@ -567,7 +557,13 @@ class ImageNetPSuite(LevelledSuite):
         difficulty = min((d for _, d in chosen), default=None)
         # in the report's order: the means then add the same numbers in the same order (the bits)
         chosen = sorted(((p, d) for p, d in chosen if d == difficulty), key=lambda cell: test.index(cell[0]))
-        metrics = {}
+        metrics, proportions = {}, {}
+        if clean is not None and (not values or len(values[0]) == clean.n):  # one video per image
+            # its interval and difference, as the table without them shows it; no test (the Holm
+            # family stays the flip figures')
+            rows.append("clean")
+            values.append(per_image_errors(clean))
+            metrics["clean_error"], proportions["clean_error"] = (lambda m: m["clean"]), "clean"
         percent = set()
         notes: list[str] = []
         if difficulty not in (None, 1):  # the papers' is 1; a model's own report may be at another
@@ -588,16 +584,17 @@ class ImageNetPSuite(LevelledSuite):
                     continue
                 joint = add_joint_rows(rows, values, normalizer.samples,
                                        [f"{prefix} {p}/{d}" for p, d in chosen], notes=notes)
-                metrics[metric] = _mean_relative(chosen, prefix, figures, column, pairs, normalizer.pairs,
+                metrics[metric] = mean_relative(chosen, prefix, figures, column, pairs, normalizer.pairs,
                                                  joint)
             else:
-                metrics[mean] = _mean_raw(chosen, prefix, pairs)
+                metrics[mean] = mean_raw(chosen, prefix, pairs)
         # each cell's flip probability and top-5 distance: a sign-flip test over its videos
         mean_tests = [row for row in rows if row.startswith(("fp ", "t5d "))]
         if 0 < len(chosen) < len(test):  # of the cells compared (a model's report may have more)
             notes.append(coverage_note("mFR" if "mFR" in metrics else None, len(chosen), f"{len(test)} test "
                                        "perturbations", [p for p in test if p not in dict(chosen)]))
-        return Design.of(rows, values, metrics, percent=percent, notes=notes, mean_tests=mean_tests)
+        return Design.of(rows, values, metrics, percent=percent, notes=notes, mean_tests=mean_tests,
+                         proportions=proportions)
 
     # -- views
     def tables(self, report: Report) -> list[Table]:

@@ -13,7 +13,7 @@ totals by :func:`per_video`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +24,10 @@ from corruptions.perturbations import GEOMETRIC_PERTURBATIONS, window_size
 from robustbench_gcp.data.datasets import dataset_mark, get_dataset
 from robustbench_gcp.data.loader import Preprocess
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.metrics import flip_mode, flip_totals, rate_counts
+from robustbench_gcp.metrics import flip_mode, flip_totals, rate_counts, relative_rate
 from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_json
 from robustbench_gcp.suites.revisions import mark, perturbation_revision
+from robustbench_gcp.suites.stored_baselines import percent_of
 
 __all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
 
@@ -155,3 +156,26 @@ def per_video(r: CellResult) -> tuple[np.ndarray, np.ndarray]:
 def pairs_of(r: CellResult) -> int:
     """The frame pairs each video of a cell compares (every video as many)."""
     return r.counts["comparisons"] // max(r.counts["videos"], 1)
+
+
+def mean_relative(chosen: Sequence[tuple[str, int]], prefix: str, figures: Mapping, column: int,
+                   pairs: Mapping[tuple[str, int], int], base_pairs: Mapping[tuple[str, int], int] | None,
+                   joint: set[str]):
+    """A comparison's mFR (``fp``, column 0 of the baseline's ``figures``) or mT5D (``t5d``, 1) of the
+    per-image means ``m`` of the per-video totals (:func:`per_video`, each cell's over its ``pairs``);
+    the baseline's figures are its resampled means (rows ``base fp p/d``, over ``base_pairs``) in the
+    cells of ``joint``, else its stored ones."""
+    def relative(m, p, d):
+        cell = f"{prefix} {p}/{d}"
+        if cell not in joint:
+            return relative_rate(m[cell] / pairs[(p, d)], figures[(p, d)][column])
+        # a resample where the baseline never flips: inf
+        return percent_of(m[cell] / pairs[(p, d)], m[f"base {cell}"] / base_pairs[(p, d)])
+
+    return lambda m: sum(relative(m, p, d) for p, d in chosen) / len(chosen)
+
+
+def mean_raw(chosen: Sequence[tuple[str, int]], prefix: str, pairs: Mapping[tuple[str, int], int]):
+    """The unnormalized mean over the chosen cells of a comparison's per-image means ``m`` of the
+    per-video totals, each over its ``pairs``."""
+    return lambda m: sum(m[f"{prefix} {p}/{d}"] / pairs[(p, d)] for p, d in chosen) / len(chosen)
