@@ -707,21 +707,28 @@ def test_a_shard_row_edited_by_hand_is_a_one_line_error(store_path, edit, said):
     assert said in str(error.value)
 
 
-def test_a_shard_whose_counts_are_not_its_cells_others_is_damaged(store_path):
-    """A shard of landscape values (no bitmap) whose counts lost a name: the cell's sum of it was
-    that of the other shards alone."""
+def test_a_shard_whose_counts_lack_its_cells_bitmap_count_is_damaged(store_path):
+    """A shard whose top1_errors was removed by hand: the cell's errors were the other shards' alone.
+    Other names may differ between shards (ImageNet-P's before 0.7.7 lack the later totals)."""
     with Store(store_path) as store:
         run = open_run(store, n_images=4, shard_size=2)
         cell = store.cell_id(run.id, CellKey("clean"))
-        for shard in (0, 1):
-            store.commit_shard(cell, shard, ShardResult(2, {"x": 1, "y": 2}, None, np.ones((2, 3))))
+        for index in (0, 1):
+            store.commit_shard(cell, index, ShardResult(2, {"top1_errors": 1, "top5_errors": 1},
+                                                        np.array([True, False]), None))
+        legacy = store.cell_id(run.id, CellKey("imagenet-p", "rotate", "1"))
+        for index, later in ((0, {}), (1, {"flips": 3})):
+            counts = {"videos": 2, "flip_rate_sum": 0.5, **later}
+            store.commit_shard(legacy, index, ShardResult(2, counts, None, np.ones((2, 2))))
+        assert {r.key.kind: r.counts.get("videos") for r in store.results(run)}["imagenet-p"] == 4
     with sqlite3.connect(store_path) as db:
-        db.execute("""UPDATE shards SET counts = '{"x": 1}' WHERE shard = 1""")
+        db.execute("""UPDATE shards SET counts = '{"top5_errors": 1}' WHERE shard = 1 AND cell_id = ?""",
+                   (cell,))
     db.close()
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         store.results(store.runs()[0])
-    said = "a stored shard of cell clean is damaged (shard 1: its counts hold x, shard 0's x, y"
-    assert said in str(error.value)
+    said = "a stored shard of cell clean is damaged (shard 1: its counts hold top5_errors, shard 0's "
+    assert said + "top1_errors" in str(error.value)
 
 
 def test_a_cell_or_run_row_edited_by_hand_is_a_one_line_error(store_path):
