@@ -407,6 +407,19 @@ def test_a_comparison_gives_the_clean_error_the_reports_give_without_testing_it(
                                      "--format", "csv", "--layout", "wide", "--resamples", "100"])
     rows = list(csv.DictReader(io.StringIO(wide.stdout)))
     assert rows and all(row["clean_error"] != "" for row in rows), wide.output
+    # a clean cell of other images than the videos' (released videos, --data): left out, and said
+    import dataclasses
+
+    from robustbench_gcp.store import Store
+    from robustbench_gcp.suites import get_suite
+
+    with Store(tmp_path / "s.db") as s:
+        results = [r for r in s.results(s.runs()[0]) if r.complete]
+    results = [dataclasses.replace(r, n=5, correct=r.correct[:5]) if r.key.kind == "clean" else r
+               for r in results]
+    design = get_suite("imagenet-p").design(results, None)
+    assert "clean_error" not in design.metrics and "clean" not in design.rows
+    assert "the clean error is left out: its 5 images are not the 10 videos'" in " ".join(design.notes)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -3,10 +3,13 @@ probe of the documented entry points found raw errors from deep inside)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from robustbench_gcp import inspect_checkpoint, load_config, load_model, plan, run
 from robustbench_gcp.errors import ConfigError
+from robustbench_gcp.pipeline.planning import EvalOptions
 from robustbench_gcp.store import Store
 
 
@@ -60,8 +63,12 @@ def test_a_flag_given_twice_or_an_empty_name_is_refused():
     name="" the default name."""
     with pytest.raises(TypeError, match="'corruptions' is given twice: as a keyword and in `flags`"):
         plan("demo-gap", suite="imagenet-c", corruptions="fog", flags={"corruptions": "snow"})
-    with pytest.raises(ConfigError, match="`flags` should be a dict of suite flags. Got 'fog'"):
-        plan("demo-gap", suite="imagenet-c", flags="fog")
+    for flags in ("fog", [], 0):  # [] and 0 were taken for no flags
+        said = f"`flags` should be a dict of suite flags. Got {flags!r}"
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            plan("demo-gap", suite="imagenet-c", flags=flags)
+    options = EvalOptions.of(corruptions=None, flags={"corruptions": "fog"})  # None: not given
+    assert options.flags["corruptions"] == "fog"
     for name in ("", "  "):
         with pytest.raises(ConfigError, match="`name` should be text: the name reports show"):
             plan("demo-gap", suite="clean", name=name)

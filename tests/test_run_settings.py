@@ -4,6 +4,7 @@ seed ...): eval says that it starts afresh and why, and report labels them apart
 from __future__ import annotations
 
 import json
+import os
 
 from click.testing import CliRunner
 
@@ -121,12 +122,17 @@ def test_output_over_the_store_is_refused_and_the_store_kept(demo_val, tmp_path)
     assert f"the folder {tmp_path}/missing/.. of {tmp_path}/missing/../s.db does not exist" in other.stderr
     kept = CliRunner().invoke(main, ["eval", *common, "--format", "json"])
     assert kept.exit_code == 0 and json.loads(kept.stdout)["computed"]["computed"] == 0
-    # a folder whose mode allows writing, where no file can be made (/proc; root; a read-only mount):
-    # refused once everything was computed ("cannot write ...: No such file or directory", exit 1)
+    # where no file can be made though the folder's mode says it can (/proc as root), or through a
+    # link to such a place: refused once everything was computed ("cannot write ...", exit 1)
     fresh = tmp_path / "fresh.db"
-    unwritable = CliRunner().invoke(main, ["eval", *common[:-1], str(fresh), "-o", "/proc/gcp-robust.csv"])
-    assert unwritable.exit_code == 2 and not fresh.exists(), unwritable.output
-    assert "cannot write /proc/gcp-robust.csv: No such file or directory" in unwritable.stderr
+    (tmp_path / "link.csv").symlink_to("/proc/gcp-robust.csv")
+    for target in ("/proc/gcp-robust.csv", str(tmp_path / "link.csv")):
+        unwritable = CliRunner().invoke(main, ["eval", *common[:-1], str(fresh), "-o", target])
+        assert unwritable.exit_code == 2 and not fresh.exists(), unwritable.output
+        said = f"cannot write {target}: No such file or directory"
+        not_root = target.startswith("/proc") and os.geteuid() != 0  # the folder's mode says so already
+        assert said in unwritable.stderr or (not_root and "the folder /proc of " in unwritable.stderr), \
+            unwritable.stderr
     written = tmp_path / "out.csv"  # a writable one: nothing left of the check
     assert CliRunner().invoke(main, ["report", "--store", str(store), "-o", str(written)]).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir() if "probe" in p.name) == []

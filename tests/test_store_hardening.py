@@ -855,6 +855,19 @@ def test_a_store_named_as_the_wal_of_another_is_refused(store_path, demo_val, su
     said = one_line_error(cli(*eval_args(demo_val, companion)))
     assert said.startswith(f"Error: store path {companion} is the {suffix} file"), said
     assert (companion.read_bytes() if companion.exists() else None) == before  # left as it was
+    # a store of that name beside a file that is no database, or itself a store: a store
+    paper = store_path.with_name("paper")
+    paper.write_text("notes")
+    with Store(Path(f"{paper}{suffix}")):
+        pass
+    exp = store_path.with_name("exp")
+    with Store(Path(f"{exp}{suffix}")) as store:  # a store named exp-wal, then a store exp beside it:
+        open_run(store)
+    with pytest.raises(StoreError, match=rf"beside the store {re.escape(str(exp))} is a database "
+                                         rf"exp{suffix}, which SQLite would take for exp's {suffix} file"):
+        Store(exp)  # SQLite reset it as exp's -wal, deleting the runs
+    with Store(Path(f"{exp}{suffix}")) as store:
+        assert len(store.runs()) == 1
 
 
 def test_a_cell_read_on_some_shards(store_path):

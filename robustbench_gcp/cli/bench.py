@@ -40,10 +40,12 @@ def size_options(command: click.Command | None) -> str:
 CPU_WORKING_SET = 12
 
 
-def check_host_memory(command: str, images: int, side: int, device: str = "cpu", frames: int = 1) -> None:
+def check_host_memory(command: str, images: int, side: int, device: str = "cpu", frames: int = 1,
+                      working_set: int = CPU_WORKING_SET) -> None:
     """Refuse a bench whose ``images`` of ``side`` px (``frames`` each) would not fit this machine's
-    available memory: the kernel killed ``bench corruptions --size 100000`` ("Killed", no word of
-    why) before any allocation failed. Where the memory cannot be read, nothing is checked.
+    available memory (``working_set`` float32 copies of them on the CPU, 2 elsewhere): the kernel
+    killed ``bench corruptions --size 100000`` ("Killed", no word of why) before any allocation
+    failed. Where the memory cannot be read (no ``/proc/meminfo``), nothing is checked.
 
     Raises:
         click.ClickException: naming the sizes, the need and what is available.
@@ -55,12 +57,13 @@ def check_host_memory(command: str, images: int, side: int, device: str = "cpu",
     except (OSError, KeyError, ValueError):
         return
     values = images * frames * side * side * 3
-    need = values * 4 * (CPU_WORKING_SET if str(device).startswith("cpu") else 2)  # else: staged
+    need = values * 4 * (working_set if str(device).startswith("cpu") else 2)  # else: staged
     if need > available:
+        command_run = getattr(click.get_current_context(silent=True), "command", None)  # None: a library call
         raise click.ClickException(
-            f"bench {command}: {images} images of {side} px{f' x {frames} frames' if frames > 1 else ''} "
+            f"bench {command}: {images} images{f' x {frames} frames' if frames > 1 else ''} of {side} px "
             f"need about {need / 2**30:,.1f} GiB of memory here, and {available / 2**30:,.1f} GiB are "
-            f"available; lower {size_options(click.get_current_context(silent=True).command)}")
+            f"available; lower {size_options(command_run)}")
 
 
 @click.group(

@@ -72,10 +72,11 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     if size is not None and crop_size is not None and crop_size > size:
         raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
                                  param_hint="--crop-size")
-    if size is not None:  # a sequence holds 31 (41 for the noise ones) frames of at most --size
+    if size is not None:  # a sequence holds at most 41 frames of the crop size (3.4 GB at 8 x 31 x 672 px)
         from robustbench_gcp.engine.device import resolve_device
 
-        check_host_memory("perturbations", batch_size, size, resolve_device(device).type, frames=41)
+        check_host_memory("perturbations", batch_size, crop_size or round(size * 224 / 256),
+                          resolve_device(device).type, frames=41, working_set=3)
     with item_bar(len(names) + 1, "timing") as advance:
         report = measure(names, device=device, model=model, batch_size=batch_size, size=size,
                          crop_size=crop_size, model_batch_size=model_batch_size,

@@ -14,7 +14,7 @@ import click
 from robustbench_gcp.data.datasets import DATASETS
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.engine.ranks import is_main_process
-from robustbench_gcp.errors import absent, link_loop, not_utf8
+from robustbench_gcp.errors import absent, link_loop, not_utf8, real_path
 
 
 class SqrtChoice(click.Choice):
@@ -125,22 +125,29 @@ def _output_file(ctx, param, value):
     problem = database_target(path)
     if problem:
         raise click.BadParameter(problem)
-    # what the folder's mode does not tell (root, /proc, a read-only mount) was found after the work:
-    # a file made beside it, as the output is staged (cli.output), else the file itself opened
-    staged = os.path.join(raw, f".{os.path.basename(path)}.{os.getpid()}.probe")
-    for probe in (staged, path):
-        try:
-            if probe == path and os.path.exists(path):
-                with open(path, "ab"):  # written in place: nothing written now
-                    break
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            os.unlink(probe)
-            break
-        except OSError as error:
-            failed = error
-    else:
+    failed = _unwritable(path)  # what the folder's mode does not tell (root in /proc): found after the work
+    if failed is not None:
         raise click.BadParameter(f"cannot write {value}: {failed.strerror}")
     return path
+
+
+def _unwritable(path: str) -> OSError | None:
+    """Why no output can be written to ``path`` as ``cli.output.write_output`` writes it, or None:
+    staged beside the file a link names, else that file written in place. Nothing is left behind."""
+    target = str(real_path(path)) if os.path.isfile(path) or not os.path.exists(path) else path
+    staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.probe")
+    failed = None
+    for probe in (staged, target):
+        try:
+            if probe == target and os.path.exists(target):
+                with open(target, "ab"):  # nothing written
+                    return None
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.unlink(probe)
+            return None
+        except OSError as error:
+            failed = error
+    return failed
 
 
 #: ``-o`` paths that name this process's stdout / stderr: written through the open stream (opening
@@ -152,22 +159,11 @@ STANDARD_STREAMS = {"-": 1, "/dev/stdout": 1, "/dev/fd/1": 1, "/proc/self/fd/1":
 def database_target(path: str) -> str | None:
     """Why the output must not go to ``path`` (an SQLite database, such as a results store, or its
     ``-wal`` / ``-shm`` / ``-journal`` file: writing there would destroy every stored result), or None."""
-    import os
-    import stat
+    from robustbench_gcp.store.sqlite_file import companion_of, is_database
 
-    from robustbench_gcp.store.sqlite_file import companion_of
-
-    companion = companion_of(path)
-    database = str(companion[0]) if companion is not None else path
-    try:
-        if not stat.S_ISREG(os.stat(database).st_mode):  # a pipe, a terminal, /dev/stdout: no store
-            return None
-        with open(database, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                return None
-    except OSError:
+    part = "part of " if companion_of(path) is not None else ""
+    if not part and not is_database(path):  # a pipe, a terminal, /dev/stdout, another file: no store
         return None
-    part = "part of " if database != path else ""
     return (f"{path} is {part}an SQLite database (a results store?): writing the output there would "
             "destroy it; give another file")
 

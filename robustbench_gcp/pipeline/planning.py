@@ -111,14 +111,16 @@ class EvalOptions:
         """
         fields = {f.name for f in dataclasses.fields(cls)} - {"flags"}
         known_flags = {flag.name for flag in all_flags()}
-        flags = kwargs.pop("flags", None) or {}
-        check_kind("flags", flags, Mapping, "a dict of suite flags")
-        flags = dict(flags)
+        flags = kwargs.pop("flags", None)
+        check_kind("flags", {} if flags is None else flags, Mapping, "a dict of suite flags")
+        flags = dict(flags or {})
         for name in list(kwargs):
             if name in known_flags:
-                if name in flags:  # one of the two was taken silently
+                value = kwargs.pop(name)
+                if name in flags and value is not None:  # one of the two was taken silently
                     raise TypeError(f"{name!r} is given twice: as a keyword and in `flags`")
-                flags[name] = kwargs.pop(name)
+                if name not in flags:
+                    flags[name] = value
             elif name not in fields:
                 raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(fields | known_flags))}")
         for name, value in kwargs.items():  # a library caller's NumPy integers and paths, as the CLI's

@@ -93,13 +93,25 @@ COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def companion_of(path: str | Path) -> tuple[Path, str] | None:
-    """The database file and the suffix where ``path`` names a file SQLite keeps beside an existing
-    file (``s.db`` and ``-wal`` for ``s.db-wal``), else None."""
+    """The database file and the suffix where ``path`` names a file SQLite keeps beside an SQLite
+    database (``s.db`` and ``-wal`` for ``s.db-wal``), else None: not where ``path`` is a database
+    itself (a store named ``exp-wal``), nor beside another kind of file."""
     name = os.fspath(path)
     for suffix in COMPANIONS:
-        if name.endswith(suffix) and os.path.isfile(name[:-len(suffix)]):
+        if name.endswith(suffix) and is_database(name[:-len(suffix)]) and not is_database(name):
             return Path(name[:-len(suffix)]), suffix
     return None
+
+
+def is_database(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file that starts as an SQLite database does."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def open_store_file(path: Path, *, timeout: float,
@@ -124,6 +136,11 @@ def open_store_file(path: Path, *, timeout: float,
         raise StoreError(f"store {path} {absent(path)}")
     if not path.parent.exists():
         raise StoreError(f"folder {path.parent} of the store {path} {absent(path.parent)}")
+    for suffix in COMPANIONS:  # a store named s.db-wal, beside s.db: SQLite would take it for s.db's own
+        if is_database(f"{path}{suffix}"):
+            raise StoreError(f"beside the store {path} is a database {path.name}{suffix}, which SQLite would "
+                             f"take for {path.name}'s {suffix} file and delete: rename it, or give another "
+                             "store file")
     if (companion := companion_of(path)) is not None:  # reset or deleted by SQLite
         database, suffix = companion
         raise StoreError(f"store path {path} is the {suffix} file that SQLite keeps beside the database "
@@ -408,7 +425,8 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
                           "writable folder (SQLite makes the -shm there)")
     if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "no such table" in text:
         # .recover writes SQL (.dump gives up at the first damaged page); it needs the shell's page reader
-        saved = path.with_name(f"{path.stem}-saved{path.suffix or '.db'}")
+        names = (path.with_name(f"{path.stem}-saved{n or ''}{path.suffix or '.db'}") for n in range(1000))
+        saved = next((name for name in names if not name.exists()), path.with_name("saved.db"))  # a new one
         return StoreError(f"store {path} is damaged ({text}): what it holds cannot be read; `sqlite3 "
                           f"{shlex.quote(str(path))} .recover | sqlite3 {shlex.quote(str(saved))}` may save "
                           "the rows it can read in a new store (where the sqlite3 shell has .recover), or "

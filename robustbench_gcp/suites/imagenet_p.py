@@ -557,15 +557,16 @@ class ImageNetPSuite(LevelledSuite):
         difficulty = min((d for _, d in chosen), default=None)
         # in the report's order: the means then add the same numbers in the same order (the bits)
         chosen = sorted(((p, d) for p, d in chosen if d == difficulty), key=lambda cell: test.index(cell[0]))
-        metrics, proportions = {}, {}
-        if clean is not None and (not values or len(values[0]) == clean.n):  # one video per image
-            # its interval and difference, as the table without them shows it; no test (the Holm
-            # family stays the flip figures')
+        metrics, proportions, percent, notes = {}, {}, set(), []
+        # the clean error, with its interval and difference as the table without them shows it; no
+        # test (the Holm family stays the flip figures'). Resampled with the videos where as many
+        if clean is not None and values and len(values[0]) != clean.n:  # (released videos, --data)
+            notes.append(f"the clean error is left out: its {clean.n} images are not the {len(values[0])} "
+                         "videos' (the sequences come from other images)")
+        elif clean is not None:
             rows.append("clean")
             values.append(per_image_errors(clean))
             metrics["clean_error"], proportions["clean_error"] = (lambda m: m["clean"]), "clean"
-        percent = set()
-        notes: list[str] = []
         if difficulty not in (None, 1):  # the papers' is 1; a model's own report may be at another
             notes.append(f"mFR and mT5D (or the mean flip figures) at difficulty {difficulty}, the "
                          "smallest every compared model has")
