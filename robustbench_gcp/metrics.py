@@ -231,16 +231,16 @@ def flip_totals(logits, *, mode: str, difficulty: int = 1):
     if not isinstance(logits, torch.Tensor):  # a NumPy array or nested lists, as the library takes them
         import numpy as np
 
+        got = type(logits).__name__
+        wanted = f"`logits` should be a tensor (V, T, K) or array-like of numbers. Got {got}"
         try:
             array = np.asarray(logits)
         except (TypeError, ValueError) as error:  # ragged lists
-            raise TypeError(f"`logits` should be a tensor (V, T, K) or array-like of numbers. Got "
-                            f"{type(logits).__name__}: {error}") from None
+            raise TypeError(f"{wanted}: {error}") from None
         if array.dtype.kind == "c":  # cast to real: the imaginary part dropped, with a warning only
             raise TypeError(f"`logits` should be real numbers. Got {array.dtype}")
         if array.dtype.kind not in "biuf":  # None and text became NaN or were parsed as numbers
-            raise TypeError(f"`logits` should be a tensor (V, T, K) or array-like of numbers. Got "
-                            f"{type(logits).__name__} of {array.dtype}")
+            raise TypeError(f"{wanted} of {array.dtype}")
         logits = torch.as_tensor(array.astype(np.float64))
         if bool(torch.isnan(logits).any()):  # on the CPU (a tensor on a device is the caller's to check)
             raise ValueError("`logits` holds NaN values: no ranking of them is defined")

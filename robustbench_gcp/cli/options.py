@@ -140,10 +140,10 @@ def _unwritable(path: str) -> OSError | None:
     for probe in (staged, target):
         try:
             if probe == target and os.path.exists(target):
-                with open(target, "ab"):  # nothing written
-                    return None
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            os.unlink(probe)
+                open(target, "ab").close()  # nothing written
+            else:  # made, then removed
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                os.unlink(probe)
             return None
         except OSError as error:
             failed = error

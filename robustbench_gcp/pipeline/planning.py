@@ -214,6 +214,7 @@ class Plan:
         """The same plan normalized by another baseline (a report-time choice: no re-run)."""
         return dataclasses.replace(self, options=dataclasses.replace(self.options, baseline=name))
 
+
 def baseline_unused(suites: Sequence[Suite]) -> str:
     """Why a baseline given for ``suites``, none of which a baseline normalizes, is refused (after
     the option's name): ``normalizes the metrics of the imagenet-c/imagenet-p suites; the clean
@@ -221,7 +222,6 @@ def baseline_unused(suites: Sequence[Suite]) -> str:
     kinds = "/".join(s.kind for s in all_suites() if s.uses_baseline)
     named = "/".join(dict.fromkeys(suite.kind for suite in suites))
     return f"normalizes the metrics of the {kinds} suites; the {named} suite has none to normalize"
-
 
 
 def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> Plan:

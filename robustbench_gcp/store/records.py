@@ -172,7 +172,6 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
             beyond ``n_shards``).
     """
     counts: dict[str, float] = {}
-    first: dict = {}  # the first shard's counts
     correct, extra, n, seconds = [], [], 0, 0.0
     for index, (shard, shard_n, shard_counts, bitmap, shard_extra, shard_seconds) in enumerate(rows):
         if n_shards is not None and not 0 <= shard < n_shards:  # (the run's n_images edited)
@@ -182,17 +181,18 @@ def combine_shards(key: CellKey, rows: Sequence[Sequence], n_shards: int | None)
         these = json.loads(shard_counts)
         if not isinstance(these, dict):
             raise ValueError(f"shard {shard}: its counts are a JSON {type(these).__name__}, not an object")
-        first = these if index == 0 else first
+        told_by_bits = [name for name in _BITMAP_COUNTS if name in these]
+        if index == 0:
+            first, first_told = these, told_by_bits
         # every shard of a cell repeats its bitmap's count (others may differ: ImageNet-P's shards
         # before 0.7.7 lack the integer totals that later shards of a resumed cell hold)
-        if {n for n in _BITMAP_COUNTS if n in these} != {n for n in _BITMAP_COUNTS if n in first}:
+        elif told_by_bits != first_told:
             raise ValueError(f"shard {shard}: its counts hold {', '.join(sorted(these)) or 'nothing'}, "
                              f"shard {rows[0][0]}'s {', '.join(sorted(first)) or 'nothing'}")
         if bitmap is not None and not these:  # a count of 0 read into every figure of the cell
             raise ValueError(f"shard {shard}: its counts are empty beside its bitmap")
         for name, value in these.items():
             counts[name] = counts.get(name, 0) + value
-        told_by_bits = [name for name in _BITMAP_COUNTS if name in these]
         if bitmap is None and told_by_bits:  # the engine writes the two together
             raise ValueError(f"shard {shard}: its counts hold {told_by_bits[0]}, and it has no bitmap")
         if bitmap is not None:
