@@ -20,6 +20,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 import torch
@@ -82,7 +83,7 @@ BENCHMARK = (
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 #: named subsets for :func:`list_corruptions`; the four groups are those of the benchmark
-SUBSETS: dict[str, tuple[str, ...]] = {
+SUBSETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "benchmark": BENCHMARK,
     "extra": EXTRA,
     "all": BENCHMARK + EXTRA,
@@ -90,7 +91,7 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "blur": BENCHMARK[3:7],
     "weather": BENCHMARK[7:11],
     "digital": BENCHMARK[11:15],
-}
+})
 
 #: corruption severities
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -102,7 +103,7 @@ MIN_SIZE = 32
 #: make_cifar_c.py, make_tinyimagenet_c.py)
 PRESETS = ("imagenet", "cifar", "tinyimagenet")
 #: the image side each preset's parameters were made for (ImageNet-C: the 224 crop)
-PRESET_SIZES = {"imagenet": 224, "cifar": 32, "tinyimagenet": 64}
+PRESET_SIZES = MappingProxyType({"imagenet": 224, "cifar": 32, "tinyimagenet": 64})
 
 _PERTURBATION_TEST = (
     "gaussian_noise",
@@ -124,13 +125,13 @@ _CIFAR_P_VALIDATION = tuple("snow" if p == "spatter" else p for p in _PERTURBATI
 #: named subsets for :func:`list_perturbations`: the 10 test perturbations in the order of
 #: every report (PROTOCOL.md section 2), the 4 validation ones, all 14; and CIFAR-10-P's
 #: test and validation ones
-PERTURBATION_SUBSETS: dict[str, tuple[str, ...]] = {
+PERTURBATION_SUBSETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "test": _PERTURBATION_TEST,
     "validation": _PERTURBATION_VALIDATION,
     "all": _PERTURBATION_TEST + _PERTURBATION_VALIDATION,
     "cifar-test": _CIFAR_P_TEST,
     "cifar-validation": _CIFAR_P_VALIDATION,
-}
+})
 #: the perturbations made of fresh noise per frame: frames 1..30 are compared with the
 #: clean frame 0 (not with the previous frame), and difficulty selects their noise level
 NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
@@ -195,7 +196,9 @@ class Registry(Generic[E]):
             raise TypeError(f"`subset` should be a subset name (str): {', '.join(self.subsets)}. "
                             f"Got {type(subset).__name__}")
         if subset not in self.subsets:
-            close = difflib.get_close_matches(str(subset), self.subsets, n=1, cutoff=0.5)
+            folded = {name.lower(): name for name in self.subsets}  # "ALL": all
+            close = [folded[subset.lower()]] if subset.lower() in folded else \
+                difflib.get_close_matches(subset, self.subsets, n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
                 f"`subset` should be one of {', '.join(self.subsets)}. Got {subset!r}.{hint}"

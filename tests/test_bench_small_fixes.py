@@ -361,7 +361,7 @@ def test_a_size_beyond_the_machines_memory_is_one_line():
                  "--size", "1000000")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     said = result.stderr.strip()
-    assert re.fullmatch(r"Error: bench perturbations: 1 images x 41 frames of 875000 px need about "
+    assert re.fullmatch(r"Error: bench perturbations: 1 image x 41 frames of 875000 px need about "
                         r"[\d,.]+ GiB of memory here, and [\d,.]+ GiB are available; lower --batch-size or "
                         r"--size", said), said
     # sizes that overcommit: the kernel killed `bench corruptions --size 100000` ("Killed", exit 137)

@@ -25,6 +25,7 @@ import torchvision
 
 from robustbench_gcp.errors import CheckpointError, ConfigError
 from robustbench_gcp.models import create_model, inspect_checkpoint, load_model
+from robustbench_gcp.models.checkpoint import UnknownLayoutError
 
 D, CLASSES = 32, 10  # small d and classes keep files small; the names are the real ones
 
@@ -188,6 +189,40 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
     assert torch.equal(outputs(model, x), outputs(built.eval(), x))
     assert torch.equal(outputs(model, x), outputs(isqrt18, x)) == (stride == 1)
     assert inspect_checkpoint(path).last_stride == (None if arch == "other" else stride)
+    # an arch that does not say (and none, below): the stride built, and the other one, are said
+    note = model.stride_note
+    assert (note == "") == (arch != "other") and inspect_checkpoint(path).stride_note == note
+    if note:
+        assert note == (f"{path} names `arch` 'other', which does not say: layer4 is built at stride 1 "
+                        "(14x14 features at 224 px), as resnet18-isqrt's published network. fast-MPN-COV's "
+                        "training code saves the same keys for `arch` resnet18 at stride 2: if it was "
+                        "trained so, save the weights as {'arch': 'resnet18', 'state_dict': ...} and that "
+                        "stride is built")
+
+
+@pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-gap", "resnet18-svdpade"])
+def test_a_bare_training_file_of_a_resnet_says_which_layer4_stride_is_built(tmp_path, name):
+    """A bare state dict of fast-MPN-COV's training code (DifferentiableSVD's release is one) names no
+    arch, and its keys are the same at stride 1 and 2: a file trained at the other stride loaded
+    without a word and gave other logits. SVD-Pade's published file is such a one, at its stride."""
+    torch.manual_seed(0)
+    sizes = {} if name.endswith("gap") else {"reduction_dim": D}
+    state = training_layout(create_model(name, num_classes=CLASSES, **sizes).state_dict())
+    path = save(state, tmp_path / "bare.pth")
+    model, info = load_model(name, path), inspect_checkpoint(path)
+    assert info.arch == name or name in info.also_fits
+    stride = model.strides[-1]
+    if name.endswith("svdpade"):
+        assert model.stride_note == "" and stride == 2
+        return
+    other, arch = (2, "resnet18") if name.endswith("isqrt") else (1, "mpncovresnet18")
+    assert stride == 3 - other and model.stride_note.startswith(
+        f"{path} names no `arch`: layer4 is built at stride {stride} ({14 // stride}x{14 // stride} features")
+    assert f"`arch` {arch} at stride {other}: if it was trained so" in model.stride_note
+    assert info.stride_note == model.stride_note
+    # as the note says: the weights saved with that arch build the other stride
+    again = save(training_file(state, arch), tmp_path / "with_arch.pth")
+    assert load_model(name, again).strides[-1] == other and load_model(name, again).stride_note == ""
 
 
 def test_inspect_checkpoint_names_a_path_of_the_wrong_type():
@@ -233,6 +268,29 @@ def test_two_keys_of_one_tensor_are_refused(tmp_path, isqrt18):
         load_model("resnet18-isqrt", save(renamed, tmp_path / "renamed.pth"))
     # one set of keys, under the wrapper or not, loads as before
     assert load_model("resnet18-isqrt", save(prefixed(state, "module."), tmp_path / "wrapped.pth"))
+
+
+def test_another_network_with_the_names_of_a_layout_is_told_apart(tmp_path):
+    """fast-MPN-COV's MPN-COV VGG-16 (mpncovvgg.py): features.N of its backbone run past 9, so that
+    features.8 is a convolution, not the model zoo's layer_reduce; it was refused as a file holding
+    "two weights for one tensor", and inspect could not describe it."""
+    layers = [torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2)] * 3
+    features = torch.nn.Sequential(*layers[:11])  # conv, bn, relu, pool, ... up to features.10 (a conv)
+    state = {f"features.module.{k}": v for k, v in features.state_dict().items()}
+    state.update({"representation.conv_dr_block.0.weight": torch.zeros(8, 4, 1, 1),
+                  "representation.conv_dr_block.1.weight": torch.ones(8),
+                  "classifier.0.weight": torch.zeros(16, 36), "classifier.6.weight": torch.zeros(10, 16)})
+    path = save(state, tmp_path / "mpncovvgg16_bn.pth")
+    with pytest.raises(UnknownLayoutError) as caught:
+        load_model("resnet50-isqrt", path)
+    assert str(caught.value).startswith(
+        f"'{path}': keys 'features.8.weight' and 'representation.conv_dr_block.0.weight' would both be "
+        "'global_pool.reduce.weight' in the fast-mpn-cov-training layout (fast-MPN-COV training file: ")
+    assert str(caught.value).endswith("no registered model is (a model you bring: --model "
+                                      "package.module:callable --checkpoint FILE loads it by its own names)")
+    info = inspect_checkpoint(path)  # described by its own names, as a model you bring
+    assert (info.layout, info.arch, info.stripped) == ("as-saved", None, ["module."])
+    assert info.num_tensors == len(state)
 
 
 def test_dropcov_file(tmp_path, dropcov18, x):

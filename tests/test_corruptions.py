@@ -71,9 +71,17 @@ def test_list_corruptions_returns_a_copy_and_rejects_unknown_subsets():
     names = list_corruptions("all")
     names.clear()
     assert len(list_corruptions("all")) == 19
+    with pytest.raises(TypeError):  # the module's tables are read-only: a caller's edit changed every run's
+        corruptions.SUBSETS["noise"] = ("gaussian_noise",)
+    with pytest.raises(TypeError):
+        corruptions.PERTURBATION_SUBSETS["test"] = ()
     with pytest.raises(ValueError, match=r"`subset` should be one of .* Got 'benchmarks'. "
                        r"Did you mean 'benchmark'\?"):
         list_corruptions("benchmarks")
+    with pytest.raises(ValueError, match=r"Got 'ALL'. Did you mean 'all'\?"):  # too far for difflib
+        list_corruptions("ALL")
+    with pytest.raises(ValueError, match=r"Got 'TEST'. Did you mean 'test'\?"):
+        corruptions.list_perturbations("TEST")
 
 
 def test_duplicate_registration_is_an_error():

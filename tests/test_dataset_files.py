@@ -446,13 +446,13 @@ def test_tiny_val_labels_follow_sorted_wnids(tiny):
 
 def test_tiny_val_missing_image(tiny):
     (tiny / "val" / "images" / "val_2.JPEG").unlink()
-    with pytest.raises(DataError, match=r"1 images annotated in .*val_annotations.txt are missing .*val_2"):
+    with pytest.raises(DataError, match=r"1 image annotated in .*val_annotations.txt is missing .*val_2"):
         scan_tiny_imagenet_val(tiny)
 
 
 def test_tiny_val_unannotated_image(tiny):
     _jpeg(tiny / "val" / "images" / "val_9.JPEG", 0)
-    with pytest.raises(DataError, match=r"have no line in .*val_annotations.txt: val_9.JPEG"):
+    with pytest.raises(DataError, match=r"1 image in .* has no line in .*val_annotations.txt: val_9.JPEG"):
         scan_tiny_imagenet_val(tiny)
 
 

@@ -144,3 +144,26 @@ def test_bench_heads_times_the_heads_named_and_gap():
     rows = json.loads(result.output)["rows"]
     assert [r["head"] for r in rows] == ["gap", "isqrt", "mpncov"]  # table order, GAP the ratios' base
     assert rows[0]["forward_vs_gap"] == 1.0 and rows[2]["forward_ms"] > 0
+
+
+def test_a_bare_training_file_of_a_resnet_is_said_to_leave_its_stride_open(tmp_path, image_folder):
+    """inspect shows the layer4 stride eval builds for a fast-MPN-COV training file without an arch;
+    eval says it before the run, and every report of the run keeps it."""
+    from test_checkpoint import training_layout
+
+    torch.manual_seed(0)
+    state = training_layout(create_model("resnet18-isqrt", reduction_dim=32).state_dict())
+    path = tmp_path / "model_best.pth"
+    torch.save(state, path)  # as DifferentiableSVD's README saves and loads: a bare state dict
+    said = (f"{path} names no `arch`: layer4 is built at stride 1 (14x14 features at 224 px), as "
+            "resnet18-isqrt's published network")
+    shown = run("inspect", str(path)).output
+    lines = {" ".join(line.replace("│", " ").split()) for line in shown.splitlines()}
+    assert any(line.startswith(f"layer4 stride {said}") for line in lines), lines
+    store = str(tmp_path / "s.db")
+    evaluated = run("eval", "--model", "resnet18-isqrt", "--checkpoint", str(path), "--suite", "clean",
+                    "--data", str(image_folder), "--limit", "2", "--store", store, "--workers", "0")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert " ".join(evaluated.output.split()).count(said) == 2, evaluated.output  # before, and in the report
+    reported = run("report", "--store", store, "--format", "markdown")
+    assert reported.exit_code == 0 and said in " ".join(reported.output.replace("\\`", "`").split())

@@ -263,14 +263,18 @@ def test_a_released_folder_that_is_no_wnid_is_refused_without_a_remedy_that_fail
     assert "--class-order" not in str(error.value)
 
 
-def test_class_order_on_released_files_is_refused_before_their_folders_are_checked(tmp_path):
+@pytest.mark.parametrize("sizes", [(224, 230), (40, 50)])
+def test_class_order_on_released_files_is_refused_before_their_folders_are_checked(tmp_path, sizes):
     """Released folders that are not wnids with --class-order sorted: the flag is the mistake (the
-    folders' check answered first, "move them out of it", and the user tried again with the flag)."""
-    make_image_folder(tmp_path / "C" / "fog" / "1", ["apple", "mango"], per_class=1, sizes=(224, 230))
+    folders' check answered first, "move them out of it", and the user tried again with the flag;
+    of images smaller than ImageNet-C's, the check of their size answered first)."""
+    make_image_folder(tmp_path / "C" / "fog" / "1", ["apple", "mango"], per_class=1, sizes=sizes)
     with pytest.raises(ConfigError, match=r"`--class-order sorted` orders the class folders of --data; "
                                           r"released files are read in ImageNet's own order"):
         plan("resnet18-gap", corrupted_dir=tmp_path / "C", class_order="sorted", suite="imagenet-c",
              corruptions="fog", severities="1", store=tmp_path / "s.db")
+    if sizes[0] < 224:
+        return
     with pytest.raises(DataError, match="move them out of it"):  # without the flag: the folders
         plan("resnet18-gap", corrupted_dir=tmp_path / "C", suite="imagenet-c", corruptions="fog",
              severities="1", store=tmp_path / "s.db")

@@ -52,7 +52,7 @@ def test_the_ce_table_names_its_normalizer_or_shows_errors():
             "metrics": {"mCE": None, "mean_error": 0.25, "baseline": None}}
     table = suite.detail_markdown([_report("m", bare)])
     assert "error per corruption (%, unnormalized)" in table and "AlexNet" not in table
-    assert "| m | 25.0 | 25.0 |" in table
+    assert "| m | 25.00 | 25.00 |" in table  # the terminal table's mean err % digits
 
 
 def test_cifar_p_averages_spatter_where_imagenet_p_has_snow():

@@ -839,6 +839,8 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
     net = torchvision.models.resnet18(num_classes=10).double()
     with pytest.raises(ConfigError) as error:
         evaluate(net, name="double", data=image_folder, store=tmp_path / "s.db", limit=4)
+    # named as the library was given it (it was "`--model module:double`", a command line never written)
+    assert str(error.value).startswith("model 'double': the forward pass of a (2, 3, 224, 224) batch failed")
     # (it said "--amp runs it in half precision", and --amp failed alike: it casts no weights)
     assert str(error.value).endswith("(its weights are torch.float64, the images float32: return the model "
                                      "in float32, .float(); --amp then runs its operators in half precision "
@@ -855,7 +857,7 @@ def test_a_module_that_returns_probabilities_is_refused_where_gradients_are_take
     common = dict(data=image_folder, store=tmp_path / "s.db", limit=6, batch_size=6)
     attack = dict(suite="adversarial", attacks="fgsm", epsilons="1/255")
     for suite in (attack, dict(suite="landscape", landscape_at="pixels")):
-        with pytest.raises(ConfigError, match=r"^`--model module:soft` returns probabilities, not logits "
+        with pytest.raises(ConfigError, match=r"^model 'soft' returns probabilities, not logits "
                                               r"\(its outputs for two black images are >= 0 and sum to 1 "
                                               rf"per image\): the {suite['suite']} suite takes the cross-"):
             evaluate(softmax, name="soft", **common, **suite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli import LazyGroup
+from robustbench_gcp.errors import counted
 
 
 class BenchGroup(LazyGroup):
@@ -61,7 +62,8 @@ def check_host_memory(command: str, images: int, side: int, device: str = "cpu",
     if need > available:
         command_run = getattr(click.get_current_context(silent=True), "command", None)  # None: a library call
         raise click.ClickException(
-            f"bench {command}: {images} images{f' x {frames} frames' if frames > 1 else ''} of {side} px "
+            f"bench {command}: {counted(images, 'image')}{f' x {frames} frames' if frames > 1 else ''} "
+            f"of {side} px "
             f"need about {need / 2**30:,.1f} GiB of memory here, and {available / 2**30:,.1f} GiB are "
             f"available; lower {size_options(command_run)}")
 

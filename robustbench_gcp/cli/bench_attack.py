@@ -16,6 +16,7 @@ from robustbench_gcp.cli.options import (
     json_option,
 )
 from robustbench_gcp.cli.output import computes
+from robustbench_gcp.errors import counted
 
 
 @click.command("attack", short_help="PGD-Linf images/s: the suite against a plain torch loop.")
@@ -60,7 +61,8 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
                 Column("seconds", "best s", ".2f"), Column("fooled"),
                 Column("ratio", "suite / plain", ".2f")],
          fmt="json" if as_json else "table",
-         title=f"PGD-Linf eps {epsilon}, {steps} steps, {images} images, batch {batch_size}, "
+         title=f"PGD-Linf eps {epsilon}, {counted(steps, 'step')}, {counted(images, 'image')}, "
+               f"batch {batch_size}, "
                f"{bench_model_words(described)}",
          json_obj={**described, "attack": "pgd-linf", "epsilon": epsilon, "steps": steps, "images": images,
                    "batch_size": batch_size, "repeats": repeats, "rows": rows})

@@ -10,6 +10,7 @@ import click
 
 from robustbench_gcp.cli.bench import check_host_memory
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.errors import counted
 
 
 def _corruption_names(value: str) -> list[str]:
@@ -207,7 +208,8 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
                  else reference_description(preset).replace(" on the CPU", ""))
     emit(
         rows, columns, fmt="json" if as_json else "table",
-        title=f"Corruption fidelity: {images} images x {seeds} seeds, {size} px, preset {preset}",
+        title=f"Corruption fidelity: {counted(images, 'image')} x {counted(seeds, 'seed')}, {size} px, "
+              f"preset {preset}",
         caption=f"reference: {reference}. MAD is paired (same random draws) for random "
         "corruptions; PSNR/std over independent draws",
         json_obj={"settings": {"images": images, "seeds": seeds,

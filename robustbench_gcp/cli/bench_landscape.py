@@ -16,6 +16,7 @@ from robustbench_gcp.cli.options import (
     json_option,
 )
 from robustbench_gcp.cli.output import computes
+from robustbench_gcp.errors import counted
 
 
 @click.command("landscape", short_help="Landscape images/s: the suite against the naive loop.")
@@ -71,7 +72,7 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
                 Column("ratio", "suite / naive", ".2f"), Column("max_rel_diff", "max rel. diff", ".1e")],
          fmt="json" if as_json else "table",
          title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "
-               f"{images} images, batch {batch_size}, {bench_model_words(described)}",
+               f"{counted(images, 'image')}, batch {batch_size}, {bench_model_words(described)}",
          json_obj={**described, "landscape_at": at,
                    "etas": f"{steps.low!r}:{steps.high!r}:{steps.count}",  # as --etas takes them back
                    "images": images, "batch_size": batch_size, "repeats": repeats, "rows": rows})

@@ -73,6 +73,7 @@ def bench_pipeline(model, checkpoint, images, corruptions, severities, batch_siz
                 Column("cell_images_per_s", "cell-images/s", ".1f"),
                 Column("top1_error", "top-1 error", ".3f"), Column("ratio", "plain / tool", ".2f")],
          fmt="json" if as_json else "table", json_obj={**settings, "rows": rows},
-         title=f"{model} ({'--checkpoint' if checkpoint else 'seeded random weights'}), {images} images, "
-               f"corruptions {corruptions}, severities {severities}, batch {batch_size}, "
+         title=f"{model} ({'--checkpoint' if checkpoint else 'seeded random weights'}), "
+               f"{counted(images, 'image')}, corruptions {corruptions}, severities {severities}, "
+               f"batch {batch_size}, "
                f"{counted(workers, 'worker')}, on {dev}; processes timed from launch to exit")

@@ -55,6 +55,8 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         size = "7x7" if info.last_stride == 2 else "14x14"
         rows.append(("layer4 stride", f"{info.last_stride}, as the stored arch states ({size} features "
                                       "at 224 px); eval builds it so"))
+    elif info.stride_note:
+        rows.append(("layer4 stride", info.stride_note))
     if info.arch is None and info.closest is not None:
         rows += [("missing keys", _some(info.missing, ", ")),
                  ("unexpected keys", _some(info.unexpected, ", ")),

@@ -26,7 +26,7 @@ from robustbench_gcp.data.folders import (
     scan_folder,
     subfolders,
 )
-from robustbench_gcp.errors import DataError, listed
+from robustbench_gcp.errors import DataError, counted, listed
 
 WNIDS_FILE = "wnids.txt"
 TINY_CLASSES = 200
@@ -169,11 +169,13 @@ def scan_tiny_imagenet_val(path: str | Path) -> ImageList:
                    if entry.is_file() and is_image_file(entry.name) and not entry.name.startswith("."))
     missing = sorted(set(annotations) - set(names), key=lambda name: annotations[name][1])
     if missing:
-        raise DataError(f"{len(missing)} images annotated in {annotations_file} are missing from "
+        raise DataError(f"{counted(len(missing), 'image')} annotated in {annotations_file} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing from "
                         f"{images}: {listed(missing, _NAMED)}")
     unannotated = [name for name in names if name not in annotations]
     if unannotated:
-        raise DataError(f"{len(unannotated)} images in {images} have no line in {annotations_file}: "
+        raise DataError(f"{counted(len(unannotated), 'image')} in {images} "
+                        f"{'has' if len(unannotated) == 1 else 'have'} no line in {annotations_file}: "
                         f"{listed(unannotated, _NAMED)}")
     index = {wnid: i for i, wnid in enumerate(classes)}
     labels = tuple(index[annotations[name][0]] for name in names)

@@ -509,14 +509,27 @@ def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, t
     """Rename keys by ``layout.renames`` (the first matching prefix); others are kept.
 
     Raises:
-        CheckpointError: two keys are renamed to one (``layer_reduce.weight`` beside
-            ``global_pool.reduce.weight``).
+        UnknownLayoutError: two of the layout's names become one (another network has its names).
+        CheckpointError: a key is renamed to one the file has already (``layer_reduce.weight``
+            beside ``global_pool.reduce.weight``).
     """
     def renamed(key: str) -> str:
         old, new = next(((old, new) for old, new in layout.renames if key.startswith(old)), ("", ""))
         return new + key[len(old):]
 
     keys = [renamed(key) for key in state_dict]
+    sources: dict[str, list[str]] = {}
+    for old, new in zip(state_dict, keys):
+        if old != new:
+            sources.setdefault(new, []).append(old)
+    # two of the layout's names for one tensor: another network's (fast-MPN-COV's VGG: features.8 a conv)
+    clash = next(((new, olds) for new, olds in sources.items() if len(olds) > 1), None)
+    if clash is not None:
+        raise UnknownLayoutError(
+            f"keys {' and '.join(repr(k) for k in clash[1])} would both be {clash[0]!r} in the {layout.name} "
+            f"layout ({layout.description}): the file is another network with names of that layout, which "
+            "no registered model is (a model you bring: --model package.module:callable --checkpoint FILE "
+            "loads it by its own names)")
     _refuse_collisions(state_dict, keys, f"once renamed from the {layout.name} layout")
     return dict(zip(keys, state_dict.values()))
 
@@ -682,6 +695,6 @@ def read_state_dict(path: str | Path, *, sha256: str | None = None,
     try:
         renamed = remap(tensors, layout)
     except CheckpointError as error:
-        raise CheckpointError(f"'{path}': {error}") from None
+        raise type(error)(f"'{path}': {error}") from None
     return StateDict(renamed, path, digest, layout, container, stripped,
                      _scalars(obj) if container else {}, has_ema)

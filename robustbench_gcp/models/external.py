@@ -366,6 +366,12 @@ def _kind(value: Any) -> str:
     return text
 
 
+def said_as(ref: str) -> str:
+    """How an error names a model: ``--model REF`` as the command line gave it, ``model 'NAME'`` for
+    a module object the library was given (``module:NAME``, which no command takes)."""
+    return f"model {ref.partition(':')[2]!r}" if ref.startswith("module:") else f"`--model {ref}`"
+
+
 def module_source(module: nn.Module, name: str,
                   preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
     """A module object as a model source (the library's ``evaluate(model=net, name=...)``)."""
@@ -405,15 +411,15 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
             hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
                     "the model in float32, .float(); --amp then runs its operators in half precision where "
                     "they allow)" if dtypes else "")
-            raise ConfigError(f"`--model {ref}`: the forward pass of a {batch} failed: {_raised(error)}"
+            raise ConfigError(f"{said_as(ref)}: the forward pass of a {batch} failed: {_raised(error)}"
                               f"{hint}") from None
         if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
                 or out.shape[1] != (classes or out.shape[1])):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ConfigError(f"`--model {ref}`: the output for a {batch} is {shape}, not ({n}, classes) "
+            raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {shape}, not ({n}, classes) "
                               "logits")
         if not out.is_floating_point():
-            raise ConfigError(f"`--model {ref}`: the output for a {batch} is {out.dtype}, not "
+            raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {out.dtype}, not "
                               "floating-point logits")
         if classes is None:  # the batch of 2
             sums = out.detach().double().sum(dim=1)
@@ -511,10 +517,10 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
     model = source.build()
     tensors = [*model.parameters(), *model.buffers()]
     if any(nn.parameter.is_lazy(t) for t in tensors):
-        raise ConfigError(f"`--model {source.ref}` has lazy layers (nn.LazyLinear ...) not yet built: run "
+        raise ConfigError(f"{said_as(source.ref)} has lazy layers (nn.LazyLinear ...) not yet built: run "
                           "one forward pass in your callable before returning the module")
     if any(t.is_meta for t in tensors):
-        raise ConfigError(f"`--model {source.ref}` is on the meta device (no values): build it on a real "
+        raise ConfigError(f"{said_as(source.ref)} is on the meta device (no values): build it on a real "
                           "device, e.g. with torch.device('cpu')")
     if checkpoint is not None:
         loaded = read_state_dict(checkpoint, sha256=sha256, compute_sha256=False, ema=ema,
@@ -529,7 +535,8 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         try:
             cfg = preprocess_config(source.preprocess_given, model)
         except ConfigError as error:
-            raise ConfigError(f"`--model {source.ref}`: {error} (or give --preprocess)") from None
+            option = "preprocess=" if source.ref.startswith("module:") else "--preprocess"
+            raise ConfigError(f"{said_as(source.ref)}: {error} (or give {option})") from None
     classes, probabilities = probe_output(model, cfg.input_size, source.ref)
     return BroughtModel(model, label, classes, cfg, returns_probabilities=probabilities).eval()
 

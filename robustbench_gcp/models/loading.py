@@ -49,6 +49,7 @@ from robustbench_gcp.models.checkpoint import (
 from robustbench_gcp.models.factory import ModelInfo, create_model, model_info
 from robustbench_gcp.models.heads import HEADS, CovariancePool, resolve_sqrt
 from robustbench_gcp.models.registry import list_models
+from robustbench_gcp.models.resnet import last_stride
 
 __all__ = [
     "CheckpointInfo",
@@ -119,6 +120,8 @@ class CheckpointInfo:
         metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
         last_stride: the stride of layer4 that the file's ``arch`` states (a fast-MPN-COV
             training file; None elsewhere: the registered model's), as loading builds it.
+        stride_note: where such a file of a ResNet names no ``arch``, what it leaves open
+            (:func:`unstated_stride_note`); "" elsewhere.
         missing, unexpected, mismatched: key differences from ``closest``.
         nonfinite: tensors holding NaN or infinite values, with counts (loading refuses them).
         wrong_types: tensors that ``arch`` has in floating point held as other types, with their
@@ -142,6 +145,7 @@ class CheckpointInfo:
     num_tensors: int
     metadata: dict[str, Any] = field(default_factory=dict)
     last_stride: int | None = None
+    stride_note: str = ""
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
@@ -381,6 +385,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
         load_strict(model, loaded)
         model.checkpoint_sha256 = loaded.sha256
+        model.stride_note = unstated_stride_note(checkpoint, loaded, model_info(name))
         model.weights_container, model.has_ema = list(loaded.container), loaded.has_ema
     return model.eval().to(device)
 
@@ -411,6 +416,24 @@ def stored_last_stride(loaded: StateDict, info: ModelInfo | None) -> int | None:
     if re.fullmatch(r"resnet\d+", arch):
         return 2
     return None
+
+
+def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | None) -> str:
+    """What a fast-MPN-COV training file of a ResNet that names no ``arch`` of fast-MPN-COV's leaves
+    open (a bare state dict of that code's model): its keys are the same at layer4 stride 1 and 2, so the
+    registered model's stride is built, and a file trained at the other one gives other logits
+    without an error. "" where the file tells, and for SVD-Pade, whose published file is such a
+    bare one at the stride its model has (DifferentiableSVD's ``arch=resnet50``)."""
+    if (info is None or info.depth is None or info.head == "svdpade"
+            or loaded.layout.name != "fast-mpn-cov-training" or stored_last_stride(loaded, info) is not None):
+        return ""
+    stride, arch = last_stride(info.head), loaded.metadata.get("arch")
+    other, other_arch = (2, f"resnet{info.depth}") if stride == 1 else (1, f"mpncovresnet{info.depth}")
+    names = "names no `arch`" if arch is None else f"names `arch` {str(arch)!r}, which does not say"
+    return (f"{path} {names}: layer4 is built at stride {stride} ({14 // stride}x{14 // stride} "
+            f"features at 224 px), as {info.name}'s published network. fast-MPN-COV's training code "
+            f"saves the same keys for `arch` {other_arch} at stride {other}: if it was trained so, save the "
+            f"weights as {{'arch': '{other_arch}', 'state_dict': ...}} and that stride is built")
 
 
 def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None,
@@ -491,6 +514,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_tensors=len(tensors),
         metadata=loaded.metadata,
         last_stride=stored_last_stride(loaded, info),
+        stride_note=unstated_stride_note(path, loaded, model_info(fits[0])) if fits else "",
         missing=list(report.missing),
         unexpected=list(report.unexpected),
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"

@@ -279,6 +279,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     if suite.uses_baseline:
         for name in baseline_names(options.baseline):
             suite.check_baseline(name, config.baselines, Path(options.store))
+    if options.data is None and getattr(selection, "released", None) is not None:  # before their files
+        _refuse_data_flags(options, dataset)  # are read: a folder --class-order was meant for failed a check
     suite.check_inputs(selection)
     data = Path(options.data).expanduser() if options.data is not None else None
     everything = _image_list(suite, selection, options, dataset)
@@ -309,7 +311,9 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
     if suite.gradients and returns_probabilities(choice):
-        raise ConfigError(f"`--model {choice.arch}` returns probabilities, not logits (its outputs for "
+        from robustbench_gcp.models.external import said_as
+
+        raise ConfigError(f"{said_as(choice.arch)} returns probabilities, not logits (its outputs for "
                           "two black images are >= 0 and sum to 1 per image): the "
                           f"{suite.kind} suite takes the cross-entropy of logits, whose gradients a second "
                           "softmax flattens (robustness overstated, a landscape flattened). Return the "
@@ -522,8 +526,6 @@ def _image_list(suite: Suite, selection: Selection, options: EvalOptions,
     if options.data is not None:
         # the order changes the labels, so the fingerprint (the run's data identity) follows it
         return scan_dataset(dataset, options.data, options.labels, class_order=options.class_order)
-    if getattr(selection, "released", None) is not None:  # named before the files are read: a
-        _refuse_data_flags(options, dataset)  # folder --class-order was meant for failed their check
     found = suite.image_list(selection)
     if found is None:  # before the flags that order or label --data: no released files either
         raise ConfigError(f"the {suite.kind} suite needs {suite.needs}")

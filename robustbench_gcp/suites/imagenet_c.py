@@ -644,7 +644,8 @@ class ImageNetCSuite(LevelledSuite):
             return None
         corruptions = column_names(reports, "per_corruption", "corruption", list_corruptions("all"))
         normalized = any(e["CE"] is not None for r in reports for e in r.sections["per_corruption"])
-        key, mean, scale = ("CE", "mCE", 1.0) if normalized else ("mean_error", "mean_error", 100.0)
+        key, mean, scale, fmt = (("CE", "mCE", 1, ".1f") if normalized  # the terminal table's digits
+                                 else ("mean_error", "mean_error", 100, ".2f"))
         def scaled(value):
             return None if value is None else value * scale
 
@@ -653,11 +654,10 @@ class ImageNetCSuite(LevelledSuite):
             value_of = {e["corruption"]: e[key] for e in r.sections["per_corruption"]}
             rows.append({"model": r.model, mean: scaled(r.sections["metrics"].get(mean)),
                          **{c: scaled(value_of.get(c)) for c in corruptions}})
-        columns = [Column("model", justify="left"), Column(mean, "mCE" if normalized else "mean", fmt=".1f")]
-        columns += [Column(c, c.replace("_", " "), ".1f") for c in corruptions]
-        baseline = reports[0].sections["metrics"].get("baseline") or "baseline"
-        what = f"CE per corruption ({baseline} = 100)" if normalized else \
-            "error per corruption (%, unnormalized)"
+        columns = [Column("model", justify="left"), Column(mean, "mCE" if normalized else "mean", fmt=fmt)]
+        columns += [Column(c, c.replace("_", " "), fmt) for c in corruptions]
+        what = (f"CE per corruption ({reports[0].sections['metrics'].get('baseline') or 'baseline'} = 100)"
+                if normalized else "error per corruption (%, unnormalized)")
         return to_markdown(rows, columns, title=f"{reports[0].heading}: {what}")
 
     def plots(self):
