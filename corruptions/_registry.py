@@ -196,10 +196,9 @@ class Registry(Generic[E]):
             raise TypeError(f"`subset` should be a subset name (str): {', '.join(self.subsets)}. "
                             f"Got {type(subset).__name__}")
         if subset not in self.subsets:
-            folded = {name.lower(): name for name in self.subsets}  # "ALL": all
-            close = [folded[subset.lower()]] if subset.lower() in folded else \
-                difflib.get_close_matches(subset, self.subsets, n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            folded = {name.lower(): name for name in self.subsets}  # "ALL": all (difflib minds the case)
+            close = difflib.get_close_matches(subset.lower(), folded, n=1, cutoff=0.5)
+            hint = f" Did you mean {folded[close[0]]!r}?" if close else ""
             raise ValueError(
                 f"`subset` should be one of {', '.join(self.subsets)}. Got {subset!r}.{hint}"
             )

@@ -191,7 +191,7 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
     assert inspect_checkpoint(path).last_stride == (None if arch == "other" else stride)
     # an arch that does not say (and none, below): the stride built, and the other one, are said
     note = model.stride_note
-    assert (note == "") == (arch != "other") and inspect_checkpoint(path).stride_note == note
+    assert (note == "") == (arch != "other") and inspect_checkpoint(path).stride_note.startswith(note)
     if note:
         assert note == (f"{path} names `arch` 'other', which does not say: layer4 is built at stride 1 "
                         "(14x14 features at 224 px), as resnet18-isqrt's published network. fast-MPN-COV's "
@@ -201,28 +201,73 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
 
 
 @pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-gap", "resnet18-svdpade"])
-def test_a_bare_training_file_of_a_resnet_says_which_layer4_stride_is_built(tmp_path, name):
-    """A bare state dict of fast-MPN-COV's training code (DifferentiableSVD's release is one) names no
-    arch, and its keys are the same at stride 1 and 2: a file trained at the other stride loaded
-    without a word and gave other logits. SVD-Pade's published file is such a one, at its stride."""
+def test_a_bare_training_file_of_a_resnet_18_is_torchvisions_resnet18(tmp_path, name):
+    """A bare state dict of fast-MPN-COV's training code (DifferentiableSVD's README saves one) names no
+    arch, and its keys are the same at stride 1 and 2; but that code has no mpncovresnet18: a
+    ResNet-18 of its files is resnet18, at stride 2 (resnet18-isqrt's was built at 1, its logits other)."""
     torch.manual_seed(0)
     sizes = {} if name.endswith("gap") else {"reduction_dim": D}
-    state = training_layout(create_model(name, num_classes=CLASSES, **sizes).state_dict())
+    reference = create_model(name, num_classes=CLASSES, last_stride=2, **sizes).eval()
+    state = training_layout(reference.state_dict())
     path = save(state, tmp_path / "bare.pth")
     model, info = load_model(name, path), inspect_checkpoint(path)
-    assert info.arch == name or name in info.also_fits
-    stride = model.strides[-1]
-    if name.endswith("svdpade"):
-        assert model.stride_note == "" and stride == 2
+    assert model.strides[-1] == info.last_stride == 2
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(outputs(model, x), outputs(reference, x))
+    if name.endswith("gap"):  # the registered model's stride: nothing to say
+        assert model.stride_note == info.stride_note == ""
         return
-    other, arch = (2, "resnet18") if name.endswith("isqrt") else (1, "mpncovresnet18")
-    assert stride == 3 - other and model.stride_note.startswith(
-        f"{path} names no `arch`: layer4 is built at stride {stride} ({14 // stride}x{14 // stride} features")
-    assert f"`arch` {arch} at stride {other}: if it was trained so" in model.stride_note
-    assert info.stride_note == model.stride_note
-    # as the note says: the weights saved with that arch build the other stride
-    again = save(training_file(state, arch), tmp_path / "with_arch.pth")
-    assert load_model(name, again).strides[-1] == other and load_model(name, again).stride_note == ""
+    if name.endswith("svdpade"):  # inspect describes the file as its iSQRT twin first
+        assert model.stride_note == "" and info.arch == "resnet18-isqrt" and info.stride_note.endswith(
+            "(as resnet18-svdpade, which they fit too, it is built at stride 2, DifferentiableSVD's)")
+        return
+    assert model.stride_note == (
+        f"{path} names no `arch`: layer4 is built at stride 2 (7x7 features at 224 px), as fast-MPN-COV's "
+        "training code builds resnet18, its only ResNet-18 with these keys (it has no mpncovresnet18); "
+        "resnet18-isqrt's published network has stride 1")
+    assert info.stride_note == model.stride_note + (
+        " (as resnet18-svdpade, which they fit too, it is built at stride 2, DifferentiableSVD's)")
+    # fine-tuned from the model zoo (layer_reduce kept in features.8/9): mpncovresnet's stride 1, unsaid
+    zoo = {k.replace("representation.conv_dr_block.0.", "features.module.8.")
+           .replace("representation.conv_dr_block.1.", "features.module.9."): v for k, v in state.items()}
+    fine_tuned = load_model(name, save(zoo, tmp_path / "zoo.pth"))
+    assert fine_tuned.strides[-1] == 1 and fine_tuned.stride_note == ""
+
+
+@pytest.mark.parametrize("name, arch, stride", [
+    ("resnet50-isqrt", None, None), ("resnet101-mpncov", None, None), ("resnet50-gap", None, None),
+    ("resnet34-mpncov", None, 2), ("resnet34-gap", None, 2), ("resnet50-isqrt", "resnet50", 2),
+    ("resnet50-gap", "mpncovresnet50", 1), ("resnet50-svdpade", None, None), ("resnet50-isqrt", "x", None),
+])
+def test_what_tells_the_layer4_stride_of_a_training_file(name, arch, stride):
+    """At the depths of fast-MPN-COV's mpncovresnet (50, 101) a bare file leaves the stride open, and
+    the note names the other arch; at the others only resnet* has these keys (on the meta device:
+    the keys alone decide)."""
+    from pathlib import Path
+
+    from robustbench_gcp.models.checkpoint import LAYOUTS, StateDict
+    from robustbench_gcp.models.factory import model_info
+    from robustbench_gcp.models.loading import stored_last_stride, unstated_stride_note
+
+    with torch.device("meta"):
+        keys = tuple(training_layout(create_model(name).state_dict()))
+    layout = next(layout for layout in LAYOUTS if layout.name == "fast-mpn-cov-training")
+    loaded = StateDict({}, Path("f.pth"), None, layout, [], [], {} if arch is None else {"arch": arch},
+                       layout_keys=keys)
+    info = model_info(name)
+    assert stored_last_stride(loaded, info) == stride
+    note = unstated_stride_note("f.pth", loaded, info)
+    if stride == 2 and arch is None and name.endswith("mpncov"):  # told by the depth, not the model's own
+        assert note.startswith("f.pth names no `arch`: layer4 is built at stride 2")
+        assert "its only ResNet-34 with these keys" in note
+        return
+    if stride is not None or name.endswith("svdpade"):
+        assert note == ""
+        return
+    other, other_stride = ("resnet", 2) if name.endswith(("isqrt", "mpncov")) else ("mpncovresnet", 1)
+    assert f"`arch` {other}{info.depth} at stride {other_stride}: if it was trained so" in note
+    assert note.startswith("f.pth names no `arch`" if arch is None else
+                           "f.pth names `arch` 'x', which does not say")
 
 
 def test_inspect_checkpoint_names_a_path_of_the_wrong_type():
@@ -272,8 +317,8 @@ def test_two_keys_of_one_tensor_are_refused(tmp_path, isqrt18):
 
 def test_another_network_with_the_names_of_a_layout_is_told_apart(tmp_path):
     """fast-MPN-COV's MPN-COV VGG-16 (mpncovvgg.py): features.N of its backbone run past 9, so that
-    features.8 is a convolution, not the model zoo's layer_reduce; it was refused as a file holding
-    "two weights for one tensor", and inspect could not describe it."""
+    features.8 is a layer of VGG (a BatchNorm), not the model zoo's layer_reduce; it was refused as a
+    file holding "two weights for one tensor", and inspect could not describe it."""
     layers = [torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2)] * 3
     features = torch.nn.Sequential(*layers[:11])  # conv, bn, relu, pool, ... up to features.10 (a conv)
     state = {f"features.module.{k}": v for k, v in features.state_dict().items()}
@@ -745,20 +790,22 @@ def test_no_silent_non_strict_loading(tmp_path, torchvision18, change):
 
 def test_reading_a_checkpoint_knows_no_registered_model():
     """``models/checkpoint.py`` only turns a file into a state dict: it imports nothing of
-    the model zoo (matching and strict loading live in ``models/loading.py``), not even
-    inside a function, so the two layers cannot import each other."""
+    the model zoo (matching and strict loading live in ``models/loading.py``) but the table of
+    layouts, which imports nothing of it either, not even inside a function, so the two layers
+    cannot import each other."""
     import ast
     from pathlib import Path
 
-    from robustbench_gcp.models import checkpoint
+    from robustbench_gcp.models import checkpoint, layouts
 
-    tree = ast.parse(Path(checkpoint.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
-    assert all(node.level == 0 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom))
-    assert sorted(m for m in imported if m.startswith("robustbench_gcp.models")) == []
+    for module, allowed in ((checkpoint, ["robustbench_gcp.models.layouts"]), (layouts, [])):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert all(node.level == 0 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom))
+        assert sorted(m for m in imported if m.startswith("robustbench_gcp.models")) == allowed
 
 
 class _RunsCode:

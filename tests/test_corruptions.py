@@ -80,6 +80,8 @@ def test_list_corruptions_returns_a_copy_and_rejects_unknown_subsets():
         list_corruptions("benchmarks")
     with pytest.raises(ValueError, match=r"Got 'ALL'. Did you mean 'all'\?"):  # too far for difflib
         list_corruptions("ALL")
+    with pytest.raises(ValueError, match=r"Got 'BENCHMARKS'. Did you mean 'benchmark'\?"):
+        list_corruptions("BENCHMARKS")
     with pytest.raises(ValueError, match=r"Got 'TEST'. Did you mean 'test'\?"):
         corruptions.list_perturbations("TEST")
 

@@ -147,19 +147,24 @@ def test_bench_heads_times_the_heads_named_and_gap():
 
 
 def test_a_bare_training_file_of_a_resnet_is_said_to_leave_its_stride_open(tmp_path, image_folder):
-    """inspect shows the layer4 stride eval builds for a fast-MPN-COV training file without an arch;
-    eval says it before the run, and every report of the run keeps it."""
+    """inspect shows the layer4 stride eval builds for a fast-MPN-COV training file without an arch
+    (a ResNet-18: resnet18's, that code has no mpncovresnet18); eval says it before the run, and every
+    report of the run keeps it."""
     from test_checkpoint import training_layout
 
     torch.manual_seed(0)
     state = training_layout(create_model("resnet18-isqrt", reduction_dim=32).state_dict())
     path = tmp_path / "model_best.pth"
     torch.save(state, path)  # as DifferentiableSVD's README saves and loads: a bare state dict
-    said = (f"{path} names no `arch`: layer4 is built at stride 1 (14x14 features at 224 px), as "
-            "resnet18-isqrt's published network")
-    shown = run("inspect", str(path)).output
-    lines = {" ".join(line.replace("│", " ").split()) for line in shown.splitlines()}
-    assert any(line.startswith(f"layer4 stride {said}") for line in lines), lines
+    said = (f"{path} names no `arch`: layer4 is built at stride 2 (7x7 features at 224 px), as "
+            "fast-MPN-COV's training code builds resnet18")
+    end = ("its only ResNet-18 with these keys (it has no mpncovresnet18); resnet18-isqrt's published "
+           "network has")
+    for columns, whole in (("200", f"layer4 stride {said}, {end} stride 1"), ("80", f"{end} stride 1")):
+        # whole in a narrow terminal too: the value wraps (it was cut at the table's edge; the path,
+        # one long word, may be folded anywhere)
+        shown = CliRunner().invoke(main, ["inspect", str(path)], env={"COLUMNS": columns}).output
+        assert whole in " ".join(shown.replace("│", " ").split()), shown
     store = str(tmp_path / "s.db")
     evaluated = run("eval", "--model", "resnet18-isqrt", "--checkpoint", str(path), "--suite", "clean",
                     "--data", str(image_folder), "--limit", "2", "--store", store, "--workers", "0")

@@ -847,6 +847,25 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
                                      "where they allow)"), error.value
 
 
+@pytest.mark.parametrize("option, said", [
+    ({"sqrt": "eig"}, "`sqrt` / `ns_iters` apply to the registry's GCP models, not to model 'x'"),
+    ({"random_weights": True}, "`random_weights` gives seeded random weights to the registry's models and "
+                               "torchvision:<name>; model 'x' comes with its own weights: drop it"),
+    ({"sha256": "0" * 64}, "`sha256` checks a checkpoint file, and model 'x' runs with its own weights: "
+                           "drop it"),
+])
+def test_a_module_given_to_the_library_is_refused_options_in_the_librarys_words(image_folder, tmp_path,
+                                                                               option, said):
+    """They named the command line's flags and "module:x", and advised a --checkpoint the library refuses
+    with a module."""
+    from robustbench_gcp import plan
+
+    with pytest.raises(ConfigError) as error:
+        plan(torchvision.models.resnet18(num_classes=4), name="x", data=image_folder, store=tmp_path / "s.db",
+             **option)
+    assert str(error.value) == said
+
+
 def test_a_module_that_returns_probabilities_is_refused_where_gradients_are_taken(image_folder, tmp_path):
     """A softmax at the end was accepted as logits, its gradients flattened by the attacks' own
     softmax. Suites that only rank the outputs take it; log-probabilities are logits (the

@@ -49,7 +49,8 @@ def _iters_list(ctx, param, value):
                    "torchvision:<name> or package.module:callable, each optionally =CHECKPOINT. "
                    "Default: the models of benchmarks.yaml.")
 @click.option("--checkpoints", "checkpoints_dir", type=NonEmptyPath(), default=None, metavar="DIR",
-              help="Compare every checkpoint in DIR; each one's architecture is found by inspecting it. "
+              help="Compare every checkpoint file in DIR (its subfolders' are not searched); each one's "
+                   "architecture is found by inspecting it. "
                    "With --model, those models are compared too (beside DIR's).")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",
               help="Suites to run (repeatable or comma-separated). Default: clean.")

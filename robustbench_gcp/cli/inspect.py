@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import click
 
@@ -51,12 +52,14 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         ("sha256", info.sha256),
     ]
     rows += [(f"stored {key}", value) for key, value in info.metadata.items()]
-    if info.last_stride is not None:
-        size = "7x7" if info.last_stride == 2 else "14x14"
-        rows.append(("layer4 stride", f"{info.last_stride}, as the stored arch states ({size} features "
-                                      "at 224 px); eval builds it so"))
-    elif info.stride_note:
+    if info.stride_note:  # what the file leaves open, or tells by its depth alone
         rows.append(("layer4 stride", info.stride_note))
+    elif info.last_stride is not None:
+        size = "7x7" if info.last_stride == 2 else "14x14"
+        told = ("the stored arch" if re.fullmatch(r"(mpncov)?resnet\d+", str(info.metadata.get("arch"))) else
+                "its features.8 (layer_reduce: an mpncovresnet fine-tuned from fast-MPN-COV's model zoo)")
+        rows.append(("layer4 stride", f"{info.last_stride}, as {told} states ({size} features at 224 px); "
+                                      "eval builds it so"))
     if info.arch is None and info.closest is not None:
         rows += [("missing keys", _some(info.missing, ", ")),
                  ("unexpected keys", _some(info.unexpected, ", ")),
@@ -72,7 +75,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     described["metadata"] = {key: None if isinstance(value, float) and not math.isfinite(value) else value
                              for key, value in info.metadata.items()}
     emit([{"field": k, "value": v} for k, v in rows],
-         [Column("field", justify="left"), Column("value", justify="left")],
+         [Column("field", justify="left"), Column("value", justify="left", wrap=True)],
          fmt="json" if as_json else "table", json_obj=described)
 
 

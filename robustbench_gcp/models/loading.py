@@ -385,7 +385,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
         model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
         load_strict(model, loaded)
         model.checkpoint_sha256 = loaded.sha256
-        model.stride_note = unstated_stride_note(checkpoint, loaded, model_info(name))
+        model.stride_note = unstated_stride_note(os.path.abspath(checkpoint), loaded, model_info(name))
         model.weights_container, model.has_ema = list(loaded.container), loaded.has_ema
     return model.eval().to(device)
 
@@ -402,38 +402,55 @@ def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
                         reduction_dim=None if info.reduction_dim is None else reduction_dim, **options)
 
 
+#: the depths of fast-MPN-COV's mpncovresnet (its src/network/mpncovresnet.py, DifferentiableSVD's copy
+#: alike): at the others, a ResNet of its training files is torchvision's resnet*
+MPNCOV_RESNET_DEPTHS = (50, 101)
+
+
 def stored_last_stride(loaded: StateDict, info: ModelInfo | None) -> int | None:
-    """The stride of layer4 that a fast-MPN-COV training file's ``arch`` states for the model
-    ``info`` describes, where it tells (None elsewhere, or for a model that is no ResNet: the
+    """The stride of layer4 that a fast-MPN-COV training file tells for the ResNet ``info``
+    describes (None elsewhere, where it does not tell, or for a model that is no ResNet: the
     registered model's). Its keys are the same either way: ``mpncovresnet*`` drops the last
-    downsampling (stride 1, 14x14 features), while ``resnet*`` with a covariance representation
-    (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's (stride 2, 7x7)."""
+    downsampling (stride 1, 14x14 features), while ``resnet*`` with any representation (fast-MPN-COV's
+    and DifferentiableSVD's Basemodel) keeps torchvision's (stride 2, 7x7). What tells: the file's
+    ``arch``; else a ``features.8`` (layer_reduce kept in the features: an mpncovresnet fine-tuned
+    from the model zoo); else, without an arch, a depth of no mpncovresnet (only resnet* is)."""
     if info is None or info.depth is None or loaded.layout.name != "fast-mpn-cov-training":
         return None
-    arch = str(loaded.metadata.get("arch", ""))
-    if re.fullmatch(r"mpncovresnet\d+", arch):
+    arch, zoo = loaded.metadata.get("arch"), any(k.startswith("features.8.") for k in loaded.layout_keys)
+    if re.fullmatch(r"mpncovresnet\d+", str(arch)) or zoo:
         return 1
-    if re.fullmatch(r"resnet\d+", arch):
+    if re.fullmatch(r"resnet\d+", str(arch)) or (arch is None and info.depth not in MPNCOV_RESNET_DEPTHS):
         return 2
     return None
 
 
 def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | None) -> str:
-    """What a fast-MPN-COV training file of a ResNet that names no ``arch`` of fast-MPN-COV's leaves
-    open (a bare state dict of that code's model): its keys are the same at layer4 stride 1 and 2, so the
-    registered model's stride is built, and a file trained at the other one gives other logits
-    without an error. "" where the file tells, and for SVD-Pade, whose published file is such a
-    bare one at the stride its model has (DifferentiableSVD's ``arch=resnet50``)."""
+    """What a fast-MPN-COV training file of a ResNet that names no ``arch`` of that code leaves open,
+    or tells by its depth alone (a bare state dict, as DifferentiableSVD's README saves one): "" where
+    its arch tells, where its keys do, for SVD-Pade (whose published file is such a bare one, at the
+    stride its model has) and where the stride built is the registered model's with no other in
+    fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
     if (info is None or info.depth is None or info.head == "svdpade"
-            or loaded.layout.name != "fast-mpn-cov-training" or stored_last_stride(loaded, info) is not None):
+            or loaded.layout.name != "fast-mpn-cov-training" or re.fullmatch(
+                r"(mpncov)?resnet\d+", str(loaded.metadata.get("arch")))
+            or any(k.startswith("features.8.") for k in loaded.layout_keys)):
         return ""
-    stride, arch = last_stride(info.head), loaded.metadata.get("arch")
-    other, other_arch = (2, f"resnet{info.depth}") if stride == 1 else (1, f"mpncovresnet{info.depth}")
+    own, arch, depth = last_stride(info.head), loaded.metadata.get("arch"), info.depth
     names = "names no `arch`" if arch is None else f"names `arch` {str(arch)!r}, which does not say"
-    return (f"{path} {names}: layer4 is built at stride {stride} ({14 // stride}x{14 // stride} "
-            f"features at 224 px), as {info.name}'s published network. fast-MPN-COV's training code "
-            f"saves the same keys for `arch` {other_arch} at stride {other}: if it was trained so, save the "
-            f"weights as {{'arch': '{other_arch}', 'state_dict': ...}} and that stride is built")
+    built = stored_last_stride(loaded, info) or own
+    features = f"({14 // built}x{14 // built} features at 224 px)"
+    if built != own:  # told by the depth alone
+        return (f"{path} {names}: layer4 is built at stride {built} {features}, as fast-MPN-COV's training "
+                f"code builds resnet{depth}, its only ResNet-{depth} with these keys (it has no "
+                f"mpncovresnet{depth}); {info.name}'s published network has stride {own}")
+    other, other_arch = (2, f"resnet{depth}") if own == 1 else (1, f"mpncovresnet{depth}")
+    if other == 1 and depth not in MPNCOV_RESNET_DEPTHS:
+        return ""
+    return (f"{path} {names}: layer4 is built at stride {built} {features}, as {info.name}'s published "
+            f"network. fast-MPN-COV's training code saves the same keys for `arch` {other_arch} at stride "
+            f"{other}: if it was trained so, save the weights as {{'arch': '{other_arch}', "
+            "'state_dict': ...} and that stride is built")
 
 
 def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None,
@@ -492,9 +509,14 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     info = model_info(closest.name) if closest else None
     report = closest.report if closest else KeyReport()
     types: list[str] = []
+    stride_note = ""
     if fits:  # what loading it into that model refuses, as eval would
         with torch.device("meta"):
             types = wrong_types(_model_for(fits[0], loaded).state_dict(), tensors)
+        stride_note = unstated_stride_note(path, loaded, model_info(fits[0]))
+        twin = next((name for name in fits[1:] if model_info(name).head == "svdpade"), None)
+        if stride_note and twin:  # DifferentiableSVD's own file is such a one
+            stride_note += f" (as {twin}, which they fit too, it is built at stride 2, DifferentiableSVD's)"
     return CheckpointInfo(
         path=str(path),
         sha256=loaded.sha256 or "",
@@ -514,7 +536,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_tensors=len(tensors),
         metadata=loaded.metadata,
         last_stride=stored_last_stride(loaded, info),
-        stride_note=unstated_stride_note(path, loaded, model_info(fits[0])) if fits else "",
+        stride_note=stride_note,
         missing=list(report.missing),
         unexpected=list(report.unexpected),
         mismatched=[f"{k}: checkpoint {list(c)} vs model {list(m)}"

@@ -34,6 +34,7 @@ from robustbench_gcp.models.external import (
     is_external,
     load_external,
     module_source,
+    said_as,
 )
 from robustbench_gcp.models.resnet import PreprocessConfig
 
@@ -180,10 +181,15 @@ def choose_model(
             external = external_source(spec.arch, preprocess)
     if preprocess is not None and external is None:
         raise ConfigError(f"`preprocess` applies to models you bring; {spec.arch} has its own")
+    def option(flag: str) -> str:  # as the caller named it: a module object comes from the library
+        return f"`{flag.removeprefix('--').replace('-', '_')}`" if module is not None else f"`{flag}`"
+
+    who = None if external is None else external.ref if module is None else said_as(external.ref)
+
     if external is not None:
         if sqrt is not None or ns_iters is not None:
-            raise ConfigError(f"`--sqrt` / `--ns-iters` apply to the registry's GCP models, not to "
-                              f"{external.ref}")
+            raise ConfigError(f"{option('--sqrt')} / {option('--ns-iters')} apply to the registry's GCP "
+                              f"models, not to {who}")
     else:
         resolve_sqrt(model_info(spec.arch).head, sqrt, ns_iters, owner=spec.arch, cli=True)
     needs_weights = external is None or external.random_init
@@ -194,14 +200,16 @@ def choose_model(
             raise ConfigError("`--random-weights` and `--sha256` exclude each other: the hash checks a "
                               "checkpoint file")
         if not needs_weights:
-            raise ConfigError(f"`--random-weights` gives seeded random weights to the registry's models and "
-                              f"torchvision:<name>; {external.ref} comes with its own weights: drop it")
+            raise ConfigError(f"{option('--random-weights')} gives seeded random weights to the registry's "
+                              f"models and torchvision:<name>; {who} comes with its own "
+                              "weights: drop it")
         spec = dataclasses.replace(spec, checkpoint=None, sha256=None)  # also over benchmarks.yaml's file
     elif spec.checkpoint is None and needs_weights:
         raise MissingCheckpointError(label or spec.name, name)
     elif spec.checkpoint is None and spec.sha256 is not None:
-        raise ConfigError(f"`--sha256` checks a checkpoint file, and {external.ref} runs with its own "
-                          "weights: give the file with --checkpoint, or drop --sha256")
+        advice = "drop it" if module is not None else "give the file with --checkpoint, or drop --sha256"
+        raise ConfigError(f"{option('--sha256')} checks a checkpoint file, and {who} "
+                          f"runs with its own weights: {advice}")
     path = configured = None
     if spec.checkpoint is not None and checkpoint is None and module is None and name in config.models:
         # what the entry gave (a --sha256 of the command line is not the file's)

@@ -117,7 +117,7 @@ def perturbed_name(dataset: DatasetInfo) -> str:
     return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
 
 
-def dataset_subsets(dataset: DatasetInfo) -> dict[str, tuple[str, ...]]:
+def dataset_subsets(dataset: DatasetInfo) -> Mapping[str, tuple[str, ...]]:
     """The named perturbation subsets on ``dataset``: ``test`` and ``validation`` are CIFAR-10-P's
     on CIFAR (cifar-p-eval.py averages spatter, not snow), ImageNet-P's elsewhere (Tiny-ImageNet-P
     has no evaluation script of its own)."""
