@@ -103,6 +103,25 @@ def test_a_wrapping_column_gives_way_and_the_names_stay_whole():
     assert all(f"corruption_{i}" in text for i in range(12))
 
 
+@pytest.mark.parametrize("width", [40, 80])
+def test_a_long_name_with_spaces_wraps_and_the_figures_stay(width):
+    """A label with spaces wider than the terminal was cut, and the figures' column drawn at no width
+    (rich shrinks the other columns around one that may not wrap)."""
+    from rich.console import Console
+
+    from robustbench_gcp.reports.tables import print_whole
+
+    name = "a model label with spaces in it that is longer than the terminal is wide, by far"
+    table = rich_table([{"model": name, "err": 31.25}, {"model": "short", "err": 7.5}],
+                       [Column("model", justify="left"), Column("err", "err %", ".2f")])
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_whole(console, table)
+    text = console.file.getvalue()
+    assert "31.25" in text and "7.50" in text and "err %" in text, text
+    column = [line.split("│")[1] for line in text.splitlines() if line.startswith("│")]
+    assert name in " ".join(" ".join(column).split()), text  # whole, over lines
+
+
 def test_text_views_and_piped_stdout_are_wide_enough_for_a_comparison(monkeypatch):
     """render_text (files) draws at 160 columns and a piped stdout at 200: at 80 a comparison's
     intervals wrapped over lines in a log."""

@@ -148,7 +148,9 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
             table.add_column(Text(c.title), justify=c.justify, overflow="fold")
         elif c.justify == "left":  # names are never cut; free text gives way first
             widest = max([len(c.title), *(_width(line[i]) for line in cells)])
-            table.add_column(Text(c.title), justify=c.justify, no_wrap=True, overflow="fold",
+            # past 48 a value wraps at its spaces: kept on one line, it took the room of the number
+            # columns, which vanished (a label with spaces wider than the terminal)
+            table.add_column(Text(c.title), justify=c.justify, no_wrap=widest <= 48, overflow="fold",
                              min_width=min(widest, 48))
         else:  # numbers are never cut either ("169…" was a wrong number): headers and intervals wrap
             widest = max((_width(word) for line in cells for word in line[i].split()), default=1)
