@@ -10,6 +10,7 @@ protocol, independently of the loader's renaming tables.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -176,7 +177,7 @@ def test_fast_mpn_cov_training_file_gap(tmp_path, torchvision18, x):
     assert torch.equal(outputs(load_model("resnet18-gap", path), x), outputs(torchvision18, x))
 
 
-@pytest.mark.parametrize("arch, stride", [("resnet18", 2), ("mpncovresnet18", 1), ("other", 1)])
+@pytest.mark.parametrize("arch, stride", [("resnet18", 2), ("mpncovresnet18", 1), ("other", 2)])
 def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, stride):
     """fast-MPN-COV's Basemodel on torchvision's resnet* keeps layer4 at stride 2 (7x7 features), with
     the same keys as mpncovresnet*, which drops it: the file's arch says which network it is."""
@@ -188,16 +189,16 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
     built.load_state_dict(isqrt18.state_dict())
     assert torch.equal(outputs(model, x), outputs(built.eval(), x))
     assert torch.equal(outputs(model, x), outputs(isqrt18, x)) == (stride == 1)
-    assert inspect_checkpoint(path).last_stride == (None if arch == "other" else stride)
-    # an arch that does not say (and none, below): the stride built, and the other one, are said
+    info = inspect_checkpoint(path)
+    assert (info.last_stride, info.last_stride_told) == (stride, "depth" if arch == "other" else "arch")
+    # an arch that does not say (and none, below): at 18 only resnet18 has these keys, which is said
     note = model.stride_note
-    assert (note == "") == (arch != "other") and inspect_checkpoint(path).stride_note.startswith(note)
+    assert (note == "") == (arch != "other") and info.stride_note.startswith(note)
     if note:
-        assert note == (f"{path} names `arch` 'other', which does not say: layer4 is built at stride 1 "
-                        "(14x14 features at 224 px), as resnet18-isqrt's published network. fast-MPN-COV's "
-                        "training code saves the same keys for `arch` resnet18 at stride 2: if it was "
-                        "trained so, save the weights as {'arch': 'resnet18', 'state_dict': ...} and that "
-                        "stride is built")
+        assert note == (f"{path} names `arch` 'other', which does not say: layer4 is built at stride 2 "
+                        "(7x7 features at 224 px), as fast-MPN-COV's training code builds resnet18, its "
+                        "only ResNet-18 with these keys (it has no mpncovresnet18); resnet18-isqrt's "
+                        "published network has stride 1")
 
 
 @pytest.mark.parametrize("name", ["resnet18-isqrt", "resnet18-gap", "resnet18-svdpade"])
@@ -215,7 +216,7 @@ def test_a_bare_training_file_of_a_resnet_18_is_torchvisions_resnet18(tmp_path, 
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(outputs(model, x), outputs(reference, x))
     if name.endswith("gap"):  # the registered model's stride: nothing to say
-        assert model.stride_note == info.stride_note == ""
+        assert model.stride_note == info.stride_note == "" and info.last_stride_told == "depth"
         return
     if name.endswith("svdpade"):  # inspect describes the file as its iSQRT twin first
         assert model.stride_note == "" and info.arch == "resnet18-isqrt" and info.stride_note.endswith(
@@ -227,7 +228,8 @@ def test_a_bare_training_file_of_a_resnet_18_is_torchvisions_resnet18(tmp_path, 
         "resnet18-isqrt's published network has stride 1")
     assert info.stride_note == model.stride_note + (
         " (as resnet18-svdpade, which they fit too, it is built at stride 2, DifferentiableSVD's)")
-    # fine-tuned from the model zoo (layer_reduce kept in features.8/9): mpncovresnet's stride 1, unsaid
+    # a features.8 (layer_reduce kept there by a model-zoo fine-tuning): no file of that code at 18
+    # (no mpncovresnet18): the registered model's stride, unsaid
     zoo = {k.replace("representation.conv_dr_block.0.", "features.module.8.")
            .replace("representation.conv_dr_block.1.", "features.module.9."): v for k, v in state.items()}
     fine_tuned = load_model(name, save(zoo, tmp_path / "zoo.pth"))
@@ -235,9 +237,11 @@ def test_a_bare_training_file_of_a_resnet_18_is_torchvisions_resnet18(tmp_path, 
 
 
 @pytest.mark.parametrize("name, arch, stride", [
-    ("resnet50-isqrt", None, None), ("resnet101-mpncov", None, None), ("resnet50-gap", None, None),
-    ("resnet34-mpncov", None, 2), ("resnet34-gap", None, 2), ("resnet50-isqrt", "resnet50", 2),
+    ("resnet50-isqrt", None, None), ("resnet101-isqrt", None, None), ("resnet50-gap", None, None),
+    ("resnet34-isqrt", None, 2), ("resnet34-gap", None, 2), ("resnet50-isqrt", "resnet50", 2),
     ("resnet50-gap", "mpncovresnet50", 1), ("resnet50-svdpade", None, None), ("resnet50-isqrt", "x", None),
+    # MPN-COV's reduction has a bias, which fast-MPN-COV's has not: no file of that code is one
+    ("resnet34-mpncov", None, None), ("resnet101-mpncov", None, None), ("resnet50-mpncov", "resnet50", 2),
 ])
 def test_what_tells_the_layer4_stride_of_a_training_file(name, arch, stride):
     """At the depths of fast-MPN-COV's mpncovresnet (50, 101) a bare file leaves the stride open, and
@@ -247,7 +251,7 @@ def test_what_tells_the_layer4_stride_of_a_training_file(name, arch, stride):
 
     from robustbench_gcp.models.checkpoint import LAYOUTS, StateDict
     from robustbench_gcp.models.factory import model_info
-    from robustbench_gcp.models.loading import stored_last_stride, unstated_stride_note
+    from robustbench_gcp.models.loading import layer4_stride_told, stored_last_stride, unstated_stride_note
 
     with torch.device("meta"):
         keys = tuple(training_layout(create_model(name).state_dict()))
@@ -256,12 +260,17 @@ def test_what_tells_the_layer4_stride_of_a_training_file(name, arch, stride):
                        layout_keys=keys)
     info = model_info(name)
     assert stored_last_stride(loaded, info) == stride
+    if name == "resnet50-isqrt" and arch is None:  # fine-tuned from the zoo: mpncovresnet50's stride, unsaid
+        zoo = tuple(k.replace("representation.conv_dr_block.", "features.8.") for k in keys)
+        fine_tuned = dataclasses.replace(loaded, layout_keys=zoo)
+        assert layer4_stride_told(fine_tuned, info) == (1, "zoo")
+        assert unstated_stride_note("f.pth", fine_tuned, info) == ""
     note = unstated_stride_note("f.pth", loaded, info)
-    if stride == 2 and arch is None and name.endswith("mpncov"):  # told by the depth, not the model's own
+    if stride == 2 and arch is None and name.endswith("isqrt"):  # told by the depth, not the model's own
         assert note.startswith("f.pth names no `arch`: layer4 is built at stride 2")
         assert "its only ResNet-34 with these keys" in note
         return
-    if stride is not None or name.endswith("svdpade"):
+    if stride is not None or name.endswith(("svdpade", "mpncov")):
         assert note == ""
         return
     other, other_stride = ("resnet", 2) if name.endswith(("isqrt", "mpncov")) else ("mpncovresnet", 1)

@@ -122,6 +122,33 @@ def test_a_long_name_with_spaces_wraps_and_the_figures_stay(width):
     assert name in " ".join(" ".join(column).split()), text  # whole, over lines
 
 
+@pytest.mark.parametrize("width", [30, 100, 140])
+def test_a_table_rich_lays_out_wider_than_its_console_is_printed_whole(width):
+    """Beside a wrapping column rich drew the table wider than the console (it applies a column's
+    least width again after shrinking the columns) and a console that crops lines lost the figures
+    at the right; a path longer than 48 characters beside long text was folded mid-name."""
+    from rich.console import Console
+
+    from robustbench_gcp.reports.tables import print_whole
+
+    path = "/a/long/path/without/any/spaces/to/a/checkpoint/file/resnet50-isqrt-finetuned.pth"
+    label = "a model label with spaces in it that is longer than forty eight characters"
+    free = "gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur, motion_blur, zoom_blur"
+    for rows, columns in (
+        ([{"a": label, "f": free, "err": 31.25}, {"a": "x", "f": "z", "err": 7.5}],
+         [Column("a", "model", justify="left"), Column("f", "corruptions", justify="left", wrap=True)]),
+        ([{"a": path, "f": label, "err": 31.25}, {"a": "x", "f": "y", "err": 7.5}],
+         [Column("a", "file", justify="left"), Column("f", "model", justify="left")]),
+    ):
+        console = Console(file=io.StringIO(), width=width, color_system=None)  # crops its lines
+        print_whole(console, rich_table(rows, [*columns, Column("err", "err %", ".2f")]))
+        text = console.file.getvalue()
+        assert "31.25" in text and "7.50" in text, text
+        assert all(line.rstrip()[-1] in "┓┃┩│┘" for line in text.splitlines()), text  # the right border
+        if rows[0]["a"] == path:
+            assert path in text, text
+
+
 def test_text_views_and_piped_stdout_are_wide_enough_for_a_comparison(monkeypatch):
     """render_text (files) draws at 160 columns and a piped stdout at 200: at 80 a comparison's
     intervals wrapped over lines in a log."""

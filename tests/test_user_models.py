@@ -853,6 +853,8 @@ def test_a_module_in_another_precision_is_told_to_call_float(image_folder, tmp_p
                                "torchvision:<name>; model 'x' comes with its own weights: drop it"),
     ({"sha256": "0" * 64}, "`sha256` checks a checkpoint file, and model 'x' runs with its own weights: "
                            "drop it"),
+    ({"random_weights": True, "sha256": "0" * 64},
+     "`random_weights` and `sha256` exclude each other: the hash checks a checkpoint file"),
 ])
 def test_a_module_given_to_the_library_is_refused_options_in_the_librarys_words(image_folder, tmp_path,
                                                                                option, said):

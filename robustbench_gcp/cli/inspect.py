@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 
 import click
 
@@ -56,8 +55,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
         rows.append(("layer4 stride", info.stride_note))
     elif info.last_stride is not None:
         size = "7x7" if info.last_stride == 2 else "14x14"
-        told = ("the stored arch" if re.fullmatch(r"(mpncov)?resnet\d+", str(info.metadata.get("arch"))) else
-                "its features.8 (layer_reduce: an mpncovresnet fine-tuned from fast-MPN-COV's model zoo)")
+        told = {"arch": "the stored arch",
+                "zoo": "its features.8 (layer_reduce: an mpncovresnet fine-tuned from fast-MPN-COV's zoo)",
+                "depth": "its depth (fast-MPN-COV has no mpncovresnet of it)"}[info.last_stride_told]
         rows.append(("layer4 stride", f"{info.last_stride}, as {told} states ({size} features at 224 px); "
                                       "eval builds it so"))
     if info.arch is None and info.closest is not None:

@@ -118,10 +118,12 @@ class CheckpointInfo:
         num_params: parameters in the file (running statistics excluded).
         num_tensors: entries of the state dict.
         metadata: scalar entries beside the weights (``epoch``, ``arch``, ``best_prec1`` ...).
-        last_stride: the stride of layer4 that the file's ``arch`` states (a fast-MPN-COV
-            training file; None elsewhere: the registered model's), as loading builds it.
-        stride_note: where such a file of a ResNet names no ``arch``, what it leaves open
-            (:func:`unstated_stride_note`); "" elsewhere.
+        last_stride: the stride of layer4 that a fast-MPN-COV training file tells (None elsewhere,
+            or where nothing tells: the registered model's), as loading builds it.
+        last_stride_told: what tells it: ``arch``, ``zoo`` (a features.8) or ``depth``
+            (:func:`layer4_stride_told`); "" where nothing does.
+        stride_note: where such a file of a ResNet names no ``arch``, what it leaves open or tells
+            by its depth alone (:func:`unstated_stride_note`); "" elsewhere.
         missing, unexpected, mismatched: key differences from ``closest``.
         nonfinite: tensors holding NaN or infinite values, with counts (loading refuses them).
         wrong_types: tensors that ``arch`` has in floating point held as other types, with their
@@ -145,6 +147,7 @@ class CheckpointInfo:
     num_tensors: int
     metadata: dict[str, Any] = field(default_factory=dict)
     last_stride: int | None = None
+    last_stride_told: str = ""
     stride_note: str = ""
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -405,47 +408,59 @@ def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
 #: the depths of fast-MPN-COV's mpncovresnet (its src/network/mpncovresnet.py, DifferentiableSVD's copy
 #: alike): at the others, a ResNet of its training files is torchvision's resnet*
 MPNCOV_RESNET_DEPTHS = (50, 101)
+#: the heads whose files fast-MPN-COV's training code writes (its MPNCOV reduction has no bias, as
+#: iSQRT-COV's and SVD-Pade's; GAvP): an MPN-COV head's reduction has one, so no such file is one
+FAST_MPN_COV_HEADS = ("isqrt", "svdpade", "gap")
+
+
+def layer4_stride_told(loaded: StateDict, info: ModelInfo | None) -> tuple[int | None, str]:
+    """The stride of layer4 that a fast-MPN-COV training file tells for the ResNet ``info`` describes,
+    and what tells it: ``(stride, "arch" | "zoo" | "depth")``, or ``(None, "")`` (not such a file, no
+    ResNet, or nothing tells: the registered model's). Its keys are the same either way:
+    ``mpncovresnet*`` drops the last downsampling (stride 1, 14x14 features), while ``resnet*`` with
+    any representation (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's (2, 7x7).
+    What tells: the file's ``arch``; else, for that code's heads, a ``features.8`` at 50 / 101
+    (layer_reduce kept in the features: an mpncovresnet fine-tuned from the model zoo), or a depth
+    of no mpncovresnet (only resnet* has these keys)."""
+    if info is None or info.depth is None or loaded.layout.name != "fast-mpn-cov-training":
+        return None, ""
+    arch = str(loaded.metadata.get("arch"))
+    if re.fullmatch(r"(mpncov)?resnet\d+", arch):
+        return (1 if arch.startswith("mpncov") else 2), "arch"
+    if info.head not in FAST_MPN_COV_HEADS:
+        return None, ""
+    zoo = any(k.startswith("features.8.") for k in loaded.layout_keys)  # resnet*'s features end at 7
+    if info.depth in MPNCOV_RESNET_DEPTHS:
+        return (1, "zoo") if zoo else (None, "")
+    return (None, "") if zoo else (2, "depth")
 
 
 def stored_last_stride(loaded: StateDict, info: ModelInfo | None) -> int | None:
-    """The stride of layer4 that a fast-MPN-COV training file tells for the ResNet ``info``
-    describes (None elsewhere, where it does not tell, or for a model that is no ResNet: the
-    registered model's). Its keys are the same either way: ``mpncovresnet*`` drops the last
-    downsampling (stride 1, 14x14 features), while ``resnet*`` with any representation (fast-MPN-COV's
-    and DifferentiableSVD's Basemodel) keeps torchvision's (stride 2, 7x7). What tells: the file's
-    ``arch``; else a ``features.8`` (layer_reduce kept in the features: an mpncovresnet fine-tuned
-    from the model zoo); else, without an arch, a depth of no mpncovresnet (only resnet* is)."""
-    if info is None or info.depth is None or loaded.layout.name != "fast-mpn-cov-training":
-        return None
-    arch, zoo = loaded.metadata.get("arch"), any(k.startswith("features.8.") for k in loaded.layout_keys)
-    if re.fullmatch(r"mpncovresnet\d+", str(arch)) or zoo:
-        return 1
-    if re.fullmatch(r"resnet\d+", str(arch)) or (arch is None and info.depth not in MPNCOV_RESNET_DEPTHS):
-        return 2
-    return None
+    """The stride of :func:`layer4_stride_told` (None: the registered model's)."""
+    return layer4_stride_told(loaded, info)[0]
 
 
 def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | None) -> str:
     """What a fast-MPN-COV training file of a ResNet that names no ``arch`` of that code leaves open,
     or tells by its depth alone (a bare state dict, as DifferentiableSVD's README saves one): "" where
-    its arch tells, where its keys do, for SVD-Pade (whose published file is such a bare one, at the
-    stride its model has) and where the stride built is the registered model's with no other in
-    fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
-    if (info is None or info.depth is None or info.head == "svdpade"
-            or loaded.layout.name != "fast-mpn-cov-training" or re.fullmatch(
-                r"(mpncov)?resnet\d+", str(loaded.metadata.get("arch")))
-            or any(k.startswith("features.8.") for k in loaded.layout_keys)):
+    its arch or its features.8 tell, for SVD-Pade (whose published file is such a bare one, at the
+    stride its model has), for heads whose files that code does not write, and where the stride built
+    is the registered model's with no other in fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
+    stride, told = layer4_stride_told(loaded, info)
+    if (info is None or info.depth is None or info.head not in FAST_MPN_COV_HEADS or info.head == "svdpade"
+            or loaded.layout.name != "fast-mpn-cov-training" or told in ("arch", "zoo")):
         return ""
     own, arch, depth = last_stride(info.head), loaded.metadata.get("arch"), info.depth
     names = "names no `arch`" if arch is None else f"names `arch` {str(arch)!r}, which does not say"
-    built = stored_last_stride(loaded, info) or own
+    built = stride or own
     features = f"({14 // built}x{14 // built} features at 224 px)"
-    if built != own:  # told by the depth alone
-        return (f"{path} {names}: layer4 is built at stride {built} {features}, as fast-MPN-COV's training "
-                f"code builds resnet{depth}, its only ResNet-{depth} with these keys (it has no "
-                f"mpncovresnet{depth}); {info.name}'s published network has stride {own}")
+    if told == "depth":
+        return "" if built == own else (
+            f"{path} {names}: layer4 is built at stride {built} {features}, as fast-MPN-COV's training "
+            f"code builds resnet{depth}, its only ResNet-{depth} with these keys (it has no "
+            f"mpncovresnet{depth}); {info.name}'s published network has stride {own}")
     other, other_arch = (2, f"resnet{depth}") if own == 1 else (1, f"mpncovresnet{depth}")
-    if other == 1 and depth not in MPNCOV_RESNET_DEPTHS:
+    if depth not in MPNCOV_RESNET_DEPTHS:  # a features.8 at 18 / 34: no file of that code
         return ""
     return (f"{path} {names}: layer4 is built at stride {built} {features}, as {info.name}'s published "
             f"network. fast-MPN-COV's training code saves the same keys for `arch` {other_arch} at stride "
@@ -536,6 +551,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         num_tensors=len(tensors),
         metadata=loaded.metadata,
         last_stride=stored_last_stride(loaded, info),
+        last_stride_told=layer4_stride_told(loaded, info)[1],
         stride_note=stride_note,
         missing=list(report.missing),
         unexpected=list(report.unexpected),

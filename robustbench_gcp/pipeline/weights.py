@@ -195,10 +195,11 @@ def choose_model(
     needs_weights = external is None or external.random_init
     if random_weights:
         if checkpoint is not None:
-            raise ConfigError("`--random-weights` and `--checkpoint` exclude each other: pick one")
+            raise ConfigError(f"{option('--random-weights')} and {option('--checkpoint')} exclude each "
+                              "other: pick one")
         if sha256 is not None:
-            raise ConfigError("`--random-weights` and `--sha256` exclude each other: the hash checks a "
-                              "checkpoint file")
+            raise ConfigError(f"{option('--random-weights')} and {option('--sha256')} exclude each other: "
+                              "the hash checks a checkpoint file")
         if not needs_weights:
             raise ConfigError(f"{option('--random-weights')} gives seeded random weights to the registry's "
                               f"models and torchvision:<name>; {who} comes with its own "

@@ -148,10 +148,11 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column | str] | None = No
             table.add_column(Text(c.title), justify=c.justify, overflow="fold")
         elif c.justify == "left":  # names are never cut; free text gives way first
             widest = max([len(c.title), *(_width(line[i]) for line in cells)])
-            # past 48 a value wraps at its spaces: kept on one line, it took the room of the number
-            # columns, which vanished (a label with spaces wider than the terminal)
-            table.add_column(Text(c.title), justify=c.justify, no_wrap=widest <= 48, overflow="fold",
-                             min_width=min(widest, 48))
+            # past 48 a value with spaces wraps at them (kept on one line, it took the room of the
+            # number columns, which vanished); one without (a path) is kept whole at its width
+            whole = widest <= 48 or not any(" " in line[i] for line in cells)
+            table.add_column(Text(c.title), justify=c.justify, no_wrap=whole, overflow="fold",
+                             min_width=widest if whole else 48)
         else:  # numbers are never cut either ("169…" was a wrong number): headers and intervals wrap
             widest = max((_width(word) for line in cells for word in line[i].split()), default=1)
             table.add_column(Text(c.title, overflow="fold"), justify=c.justify, overflow="fold",
@@ -204,7 +205,23 @@ def print_whole(console, renderable) -> None:
                default=0)
     if need > console.width:
         set_width(console, need)
+    # rich may draw a table wider than that (it applies a column's min_width again after shrinking
+    # the columns), and cropped the figures at the right: as wide as drawn, until it fits
+    for _ in range(4):
+        drawn = max((_drawn_width(console, part) for part in parts if isinstance(part, Table)), default=0)
+        if drawn <= console.width:
+            break
+        set_width(console, drawn)
     console.print(renderable)
+
+
+def _drawn_width(console, table) -> int:
+    """The width rich lays ``table`` out at on the console (0 where its rich has no such method:
+    its lines, cropped to the console, cannot tell)."""
+    try:
+        return sum(table._calculate_column_widths(console, console.options)) + table._extra_width
+    except AttributeError:
+        return 0
 
 
 def render_text(table) -> str:
