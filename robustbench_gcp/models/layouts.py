@@ -128,6 +128,14 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 
 
+def _by_new_name(old_keys: Collection[str], new_keys: Sequence[str]) -> dict[str, list[str]]:
+    """The old keys that become each new one, in order."""
+    sources: dict[str, list[str]] = {}
+    for old, new in zip(old_keys, new_keys):
+        sources.setdefault(new, []).append(old)
+    return sources
+
+
 def refuse_collisions(old_keys: Collection[str], new_keys: Sequence[str], how: str) -> None:
     """Two keys that become one (``fc.weight`` beside ``module.fc.weight``) are two weights for
     one tensor: the later silently replaced the earlier (the ``module.`` copy, zeros, was loaded).
@@ -135,10 +143,7 @@ def refuse_collisions(old_keys: Collection[str], new_keys: Sequence[str], how: s
     Raises:
         CheckpointError: naming the first such keys and how many more there are.
     """
-    sources: dict[str, list[str]] = {}
-    for old, new in zip(old_keys, new_keys):
-        sources.setdefault(new, []).append(old)
-    clashes = [(new, olds) for new, olds in sources.items() if len(olds) > 1]
+    clashes = [(new, olds) for new, olds in _by_new_name(old_keys, new_keys).items() if len(olds) > 1]
     if clashes:
         new, olds = clashes[0]
         others = len(clashes) - 1
@@ -196,17 +201,14 @@ def remap(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, t
         return new + key[len(old):]
 
     keys = [renamed(key) for key in state_dict]
-    sources: dict[str, list[str]] = {}
-    for old, new in zip(state_dict, keys):
-        if old != new:
-            sources.setdefault(new, []).append(old)
-    # two of the layout's names for one tensor: another network's (fast-MPN-COV's VGG: features.8 of its own)
-    clash = next(((new, olds) for new, olds in sources.items() if len(olds) > 1), None)
-    if clash is not None:
-        raise UnknownLayoutError(
-            f"keys {' and '.join(repr(k) for k in clash[1])} would both be {clash[0]!r} in the {layout.name} "
-            f"layout ({layout.description}): the file is another network with names of that layout, which "
-            "no registered model is (a model you bring: --model package.module:callable --checkpoint FILE "
-            "loads it by its own names)")
+    for new, olds in _by_new_name(state_dict, keys).items():
+        # two of the layout's names for one tensor: another network's (fast-MPN-COV's VGG's features.8)
+        renamed_here = [old for old in olds if old != new]
+        if len(renamed_here) > 1:
+            raise UnknownLayoutError(
+                f"keys {' and '.join(map(repr, renamed_here))} would both be {new!r} in the {layout.name} "
+                f"layout ({layout.description}): the file is another network with names of that layout, "
+                "which no registered model is (a model you bring: --model package.module:callable "
+                "--checkpoint FILE loads it by its own names)")
     refuse_collisions(state_dict, keys, f"once renamed from the {layout.name} layout")
     return dict(zip(keys, state_dict.values()))

@@ -415,8 +415,9 @@ FAST_MPN_COV_HEADS = ("isqrt", "svdpade", "gap")
 
 def layer4_stride_told(loaded: StateDict, info: ModelInfo | None) -> tuple[int | None, str]:
     """The stride of layer4 that a fast-MPN-COV training file tells for the ResNet ``info`` describes,
-    and what tells it: ``(stride, "arch" | "zoo" | "depth")``, or ``(None, "")`` (not such a file, no
-    ResNet, or nothing tells: the registered model's). Its keys are the same either way:
+    and what tells it: ``(stride, "arch" | "zoo" | "depth")``; ``(None, "open")`` where such a file of
+    that code's heads could be either (at 50 / 101), ``(None, "")`` elsewhere (not such a file, no
+    ResNet, or no file of that code): the registered model's. Its keys are the same either way:
     ``mpncovresnet*`` drops the last downsampling (stride 1, 14x14 features), while ``resnet*`` with
     any representation (fast-MPN-COV's and DifferentiableSVD's Basemodel) keeps torchvision's (2, 7x7).
     What tells: the file's ``arch``; else, for that code's heads, a ``features.8`` at 50 / 101
@@ -431,7 +432,7 @@ def layer4_stride_told(loaded: StateDict, info: ModelInfo | None) -> tuple[int |
         return None, ""
     zoo = any(k.startswith("features.8.") for k in loaded.layout_keys)  # resnet*'s features end at 7
     if info.depth in MPNCOV_RESNET_DEPTHS:
-        return (1, "zoo") if zoo else (None, "")
+        return (1, "zoo") if zoo else (None, "open")
     return (None, "") if zoo else (2, "depth")
 
 
@@ -447,8 +448,7 @@ def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | 
     stride its model has), for heads whose files that code does not write, and where the stride built
     is the registered model's with no other in fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
     stride, told = layer4_stride_told(loaded, info)
-    if (info is None or info.depth is None or info.head not in FAST_MPN_COV_HEADS or info.head == "svdpade"
-            or loaded.layout.name != "fast-mpn-cov-training" or told in ("arch", "zoo")):
+    if told not in ("depth", "open") or info.head == "svdpade":
         return ""
     own, arch, depth = last_stride(info.head), loaded.metadata.get("arch"), info.depth
     names = "names no `arch`" if arch is None else f"names `arch` {str(arch)!r}, which does not say"
@@ -460,8 +460,6 @@ def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | 
             f"code builds resnet{depth}, its only ResNet-{depth} with these keys (it has no "
             f"mpncovresnet{depth}); {info.name}'s published network has stride {own}")
     other, other_arch = (2, f"resnet{depth}") if own == 1 else (1, f"mpncovresnet{depth}")
-    if depth not in MPNCOV_RESNET_DEPTHS:  # a features.8 at 18 / 34: no file of that code
-        return ""
     return (f"{path} {names}: layer4 is built at stride {built} {features}, as {info.name}'s published "
             f"network. fast-MPN-COV's training code saves the same keys for `arch` {other_arch} at stride "
             f"{other}: if it was trained so, save the weights as {{'arch': '{other_arch}', "
@@ -524,6 +522,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     info = model_info(closest.name) if closest else None
     report = closest.report if closest else KeyReport()
     types: list[str] = []
+    stride, told = layer4_stride_told(loaded, info)
     stride_note = ""
     if fits:  # what loading it into that model refuses, as eval would
         with torch.device("meta"):
@@ -550,8 +549,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
                        if isinstance(v, torch.Tensor) and not k.endswith(_BUFFER_SUFFIXES)),
         num_tensors=len(tensors),
         metadata=loaded.metadata,
-        last_stride=stored_last_stride(loaded, info),
-        last_stride_told=layer4_stride_told(loaded, info)[1],
+        last_stride=stride,
+        last_stride_told=told if stride is not None else "",
         stride_note=stride_note,
         missing=list(report.missing),
         unexpected=list(report.unexpected),
