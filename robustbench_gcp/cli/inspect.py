@@ -14,7 +14,9 @@ from robustbench_gcp.cli.options import NonEmptyPath, json_option
 @click.argument("checkpoint", type=NonEmptyPath())
 @json_option
 def inspect_cmd(checkpoint: str, as_json: bool) -> None:
-    """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256.
+    """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256,
+    and for a fast-MPN-COV training file of a ResNet the layer4 stride eval builds (what its arch
+    or keys tell, or that nothing does).
 
     Reads the file the way `eval` does (weights only, every published layout)
     and compares it with every registered model; nothing is run.
