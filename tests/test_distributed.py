@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from robustbench_gcp.store import Store
+from robustbench_gcp.store.leases import Claim
 
 ENV = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "OMP_NUM_THREADS": "1"}
 
@@ -334,3 +335,39 @@ def test_a_torchrun_variable_that_is_no_number_is_one_line(demo_val, tmp_path, m
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr == ("Error: environment variable WORLD_SIZE is 'abc', not a whole number: torchrun "
                              "sets it; unset it to run one process\n")
+
+
+def test_a_job_beside_another_process_leases_its_units_and_waits_for_the_others(demo_val, tmp_path):
+    """Rank 0 leases the job's units as one process does: units another live process holds are
+    neither computed again nor their leases dropped; the job waits for them, and takes them over
+    once that process lets them go. (It computed them at once, beside their holder.)"""
+    store = tmp_path / "shared.db"
+    args = eval_args(demo_val, store, "--model", "demo-gap", "--suite", "imagenet-c", "--corruptions",
+                     "gaussian_noise", "--severities", "1", "--shard-size", "15")
+    assert single(args).returncode == 0
+    with sqlite3.connect(store) as db:  # a run stopped before gaussian_noise's first two shards
+        (cell,) = db.execute("SELECT id FROM cells WHERE kind = 'imagenet-c'").fetchone()
+        db.execute("DELETE FROM shards WHERE cell_id = ? AND shard < 2", (cell,))
+    holder = Store(store)  # a live process that leased both
+    assert [holder.claim(shard, [[cell]]) for shard in (0, 1)] == [[Claim.MINE]] * 2
+    err_file = tmp_path / "job.err"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "robustbench_gcp", *args]
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        deadline = time.time() + 180
+        while "waiting for 2 (cell, shard) units that other processes hold" not in err_file.read_text():
+            assert proc.poll() is None, f"the job ended without waiting: {err_file.read_text()}"
+            assert time.time() < deadline, err_file.read_text()
+            time.sleep(0.1)
+        with sqlite3.connect(store) as db:  # still the holder's
+            leases = db.execute("SELECT shard, owner FROM leases ORDER BY shard").fetchall()
+        assert leases == [(0, holder.owner), (1, holder.owner)]
+    finally:
+        holder.close()  # lets them go: the job takes them over
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err_file.read_text()
+    computed = json.loads(out)["computed"]
+    assert (computed["units"], computed["reused"], computed["computed"]) == (14, 12, 2), computed
+    assert all(complete for complete, *_ in stored(store).values())

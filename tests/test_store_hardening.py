@@ -1082,3 +1082,52 @@ def test_a_lease_whose_pid_another_process_now_has_is_taken_over(store_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_wait_for_other_processes_counts_cells_and_a_unit_stored_first_elsewhere_is_reused(
+        tmp_path, demo_val):
+    """An attack at three epsilons is one task of three cells: the units held are 3 per shard (the
+    line counted the tasks, 4 where 12 were held). A unit committed again after another process
+    stored it counts as reused, not computed (the first write wins)."""
+    import threading
+    from types import SimpleNamespace
+
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.engine.runner import ExecutionStats, ProgressHook, commit_unit
+
+    path = tmp_path / "s.db"
+    kw = dict(suite="adversarial", attacks="fgsm", epsilons="1/255,2/255,4/255", data=demo_val,
+              class_order="sorted", workers=0, device="cpu", store=path, shard_size=10, batch_size=5,
+              limit=40)
+    evaluate("demo-gap", **kw)
+    with sqlite3.connect(path) as db:  # a run stopped after its clean cell
+        fgsm = [row[0] for row in db.execute("SELECT id FROM cells WHERE kind = 'adversarial'")]
+        db.execute(f"DELETE FROM shards WHERE cell_id IN ({','.join('?' * len(fgsm))})", fgsm)
+    assert len(fgsm) == 3
+    held, waited, claims, said = threading.Event(), threading.Event(), [], []
+
+    def holder():  # another process's store leases the task on its 4 shards, and stops once waited for
+        with Store(path) as other:
+            claims.extend(other.claim(s, [fgsm]) for s in range(4))
+            held.set()
+            waited.wait(60)
+
+    class Hook(ProgressHook):
+        def say(self, text):
+            said.append(text)
+            waited.set()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(60)
+    assert claims == [[Claim.MINE]] * 4
+    report = evaluate("demo-gap", progress=Hook(), **kw)
+    thread.join()
+    assert [text.split(";")[0] for text in said] == ["waiting for 12 (cell, shard) units that other "
+                                                     "processes hold"]
+    assert report.computed["computed"] == 12
+    with Store(path) as store:  # shard 0 of the three cells again, as another process would
+        stats = ExecutionStats(units_total=3)
+        task = SimpleNamespace(keys=["a", "b", "c"])
+        commit_unit(store, dict(zip(task.keys, fgsm)), task, 0, [shard(10)] * 3, 1.0, stats)
+        assert (stats.units_computed, stats.units_skipped) == (0, 3)

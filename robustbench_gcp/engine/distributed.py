@@ -6,10 +6,12 @@ MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
 gloo on CPU; ``GCP_ROBUST_DIST_BACKEND=gloo`` forces gloo, which lets several ranks
 share one GPU, e.g. to try torchrun on a one-GPU machine) and the work is shared out:
 
-1. rank 0 opens the SQLite store, drops finished (cell, shard) units and
-   broadcasts the remaining *loads* (a shard of images and the cells that need it);
+1. rank 0 opens the SQLite store, drops finished (cell, shard) units, leases the
+   rest for the job (other processes on the store skip them, and it theirs) and
+   broadcasts the *loads* it leased (a shard of images and the cells that need it);
 2. rank r computes loads r, r + N, r + 2N ... in rounds; after every round the
-   ranks' counts and bitmaps are gathered on rank 0, which commits them;
+   ranks' counts and bitmaps are gathered on rank 0, which commits them; units
+   another process held are leased and computed in later passes, or found stored;
 3. the other ranks never open the store, and only rank 0 prints.
 
 No image is evaluated twice and none is padded in: a load belongs to exactly
@@ -111,13 +113,13 @@ class Distributed:
                 f"({first}); finished shards are in the store, re-run the same command to compute the rest"
             ) from None
 
-    def broadcast(self, obj=None):
-        """``obj`` from rank 0, on every rank."""
+    def broadcast(self, obj=None, *, before_work: bool = True):
+        """``obj`` from rank 0, on every rank (``before_work``: no rank has computed anything yet)."""
         import torch.distributed as dist
 
         box = [obj]
         self._exchange("receiving the work list", lambda: dist.broadcast_object_list(box, src=0),
-                       broadcasting=True)
+                       broadcasting=before_work)
         return box[0]
 
     def gather(self, obj) -> list | None:
@@ -225,21 +227,27 @@ def leave_after_success() -> None:
 def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):
     """:func:`robustbench_gcp.engine.runner.execute` across the ranks of ``job``.
 
-    ``store`` and ``run`` are used on rank 0 only (None elsewhere). The statistics count the
-    whole job on rank 0 and the rank's own share elsewhere.
+    ``store`` and ``run`` are used on rank 0 only (None elsewhere). Rank 0 leases the units in the
+    store for the whole job, as :func:`~robustbench_gcp.engine.runner.execute` does for one process,
+    a pass at a time: every load it can lease, then the ranks compute them. Units another process
+    holds are looked at again in further passes (every ``WAIT_SECONDS``, each broadcast to all
+    ranks) until stored or leased, so that a job beside other processes on the store repeats none
+    of their work, nor they its. The statistics count the whole job on rank 0 and the rank's own
+    share elsewhere.
     """
     from robustbench_gcp.engine.runner import (
+        WAIT_SECONDS,
         ExecutionStats,
+        Leasing,
         ProgressHook,
         cell_ids_of,
         check_all_stored,
-        compute,
         make_workload,
-        task_sources,
+        shard_ranges,
+        waiting_words,
     )
 
     progress = progress if job.is_main and progress is not None else ProgressHook()
-    sources = task_sources(tasks)
     if job.is_main:
         try:
             if store.read_only:  # before any rank computes: nothing it made could be stored
@@ -249,22 +257,49 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             raise
         cell_ids = cell_ids_of(tasks, store, run)
         work = make_workload(tasks, store, run, cell_ids)
-        shared = (images.fingerprint(), work.loads, work.total_images, work.units_total, work.units_skipped)
+        shared = (images.fingerprint(), run.shard_size, work.total_images, work.units_total,
+                  work.units_skipped)
     else:
-        shared = None
+        cell_ids, shared = None, None
     shared = job.broadcast(shared)
     if isinstance(shared, str):  # rank 0 refused the run
         raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
-    fingerprint, loads, total, units_total, skipped = shared
+    fingerprint, shard_size, total, units_total, skipped = shared  # the run's shard size, as rank 0's
     if fingerprint != images.fingerprint():
         raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
                           "every machine?)")
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, skipped)
     started = time.perf_counter()
+    waiting, said = (work.loads if job.is_main else []), False
+    shards = shard_ranges(run.n_images, run.shard_size) if job.is_main else []
+    for first in itertools.chain([True], itertools.repeat(False)):
+        if job.is_main:  # lease what it can; the rest (other processes hold it) waits for the next pass
+            leasing = Leasing(store, tasks, cell_ids, shards, stats, progress)
+            leased = [load for load in map(leasing, waiting) if load is not None]
+            waiting = leasing.busy
+        loads, more = job.broadcast((leased, bool(waiting)) if job.is_main else None, before_work=first)
+        _compute_pass(loads, tasks, images, shard_size, store, cell_ids, ctx, options, progress, job, stats)
+        if not more:
+            break
+        if job.is_main:
+            if not said:
+                said = True
+                progress.say(waiting_words(waiting, tasks, store))
+            time.sleep(WAIT_SECONDS)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _compute_pass(loads: Sequence, tasks: Sequence, images, shard_size: int, store, cell_ids, ctx, options,
+                  progress, job: Distributed, stats) -> None:
+    """Compute one pass's ``loads``: rank r those at r, r + N, r + 2N ... in rounds, each round's
+    results gathered on rank 0 and committed there."""
+    from robustbench_gcp.engine.runner import compute, task_sources
+
     mine = loads[job.rank::job.world_size]
     rounds = -(-len(loads) // job.world_size)
-    produced = compute(mine, tasks, sources, images, options.shard_size, ctx, options, progress)
+    produced = compute(mine, tasks, task_sources(tasks), images, shard_size, ctx, options, progress)
     for round_index in range(rounds):
         payload = None
         # its load's tasks, taken one by one: grouping them looked at the next load's first task
@@ -284,8 +319,6 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             if item is not None and rank != job.rank:
                 _commit(store, tasks, cell_ids, item, stats)
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
-    stats.seconds = time.perf_counter() - started
-    return stats
 
 
 def _commit(store, tasks: Sequence, cell_ids: dict, item: tuple, stats) -> None:

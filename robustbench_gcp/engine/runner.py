@@ -360,9 +360,11 @@ def task_sources(tasks: Sequence[Task]) -> list[ImageSource]:
 
 def commit_unit(store: Store, cell_ids: dict[CellKey, int], task: Task, shard: int,
                 results: Sequence[ShardResult], seconds: float, stats: ExecutionStats) -> None:
-    """Store a computed (task, shard) unit and count it in ``stats``."""
-    store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
-    stats.units_computed += len(task.keys)
+    """Store a computed (task, shard) unit and count it in ``stats``: its cells another process
+    stored first (the first write wins) as reused, the others as computed."""
+    new = store.commit_shards([cell_ids[key] for key in task.keys], shard, results, seconds)
+    stats.units_computed += new
+    stats.units_skipped += len(task.keys) - new
     stats.images_computed += results[0].n
 
 
@@ -547,16 +549,14 @@ def execute(
     loads = work.loads
     said = False
     while loads:
-        leasing = _Leasing(store, tasks, cell_ids, shards, stats, progress)
+        leasing = Leasing(store, tasks, cell_ids, shards, stats, progress)
         for item, task_index, results, seconds in compute(loads, tasks, work.sources, images, run.shard_size,
                                                           ctx, options, progress, claim=leasing):
             commit_unit(store, cell_ids, tasks[task_index], item.shard, results, seconds, stats)
         loads = leasing.busy
         if loads and not said:  # other processes compute these: look again in a moment
             said = True
-            progress.say(f"waiting for {sum(len(load.tasks) for load in loads)} (cell, shard) units that "
-                         "other processes hold; a stopped process's are taken over at once on this "
-                         f"machine, within {store.lease_seconds:.0f} s from another")
+            progress.say(waiting_words(loads, tasks, store))
         if loads:
             time.sleep(WAIT_SECONDS)
     store.checkpoint()
@@ -578,9 +578,17 @@ def check_all_stored(tasks: Sequence[Task], store: Store, run: RunInfo) -> None:
         raise store.read_only_error(f"{missing} shards still to compute")
 
 
+def waiting_words(loads: Sequence[Load], tasks: Sequence[Task], store: Store) -> str:
+    """What a run says when only ``loads`` are left and other processes hold them."""
+    units = sum(len(tasks[i].keys) for load in loads for i in load.tasks)  # a task may hold several cells
+    return (f"waiting for {units} (cell, shard) units that other processes hold; a stopped process's are "
+            f"taken over at once on this machine, within {store.lease_seconds:.0f} s from another")
+
+
 @dataclass
-class _Leasing:
-    """The ``claim`` of :func:`execute`: leases a load's units in the store, one load at a time.
+class Leasing:
+    """The ``claim`` of :func:`execute` (and rank 0's in a torchrun job): leases a load's units in
+    the store, one load at a time.
 
     Units stored meanwhile by another process count as reused (and advance the overall
     progress); units another live process holds are kept in ``busy`` for the next pass.

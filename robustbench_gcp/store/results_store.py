@@ -413,8 +413,8 @@ class Store:
     @_reads
     def computing(self, run_id: int) -> list[int]:
         """The process ids (of any host) that hold unexpired leases on the run ``run_id``'s cells,
-        less this host's processes that are gone: the processes computing it now (a torchrun job
-        takes no leases)."""
+        less this host's processes that are gone: the processes computing it now (a torchrun job's
+        rank 0, which leases for its ranks)."""
         rows = self._rows_of_added_table("SELECT DISTINCT owner FROM leases JOIN cells ON cells.id = "
                                          "leases.cell_id WHERE cells.run_id = ? AND leases.expires > ?",
                                          (run_id, time.time()))
