@@ -371,3 +371,45 @@ def test_a_job_beside_another_process_leases_its_units_and_waits_for_the_others(
     computed = json.loads(out)["computed"]
     assert (computed["units"], computed["reused"], computed["computed"]) == (14, 12, 2), computed
     assert all(complete for complete, *_ in stored(store).values())
+
+
+def test_a_job_holds_about_two_rounds_of_leases(demo_val, tmp_path):
+    """Rank 0 leases a round's loads (one per rank) a round ahead, as one process leases the load it
+    computes and the one it decodes: other processes on the store can take the rest meanwhile, and
+    a hung rank holds no more. (It leased the whole job's at the start: 20 shards here.)"""
+    from contextlib import closing
+
+    store = tmp_path / "s.db"
+    proc = torchrun(eval_args(demo_val, store, "--model", "demo-gap", "--suite", "imagenet-c",
+                              "--corruptions", "gaussian_noise,glass_blur", "--severities", "1",
+                              "--shard-size", "5"))
+    most = 0
+    while proc.poll() is None:
+        try:
+            with closing(sqlite3.connect(store, timeout=1)) as db:
+                most = max(most, db.execute("SELECT COUNT(DISTINCT shard) FROM leases").fetchone()[0])
+        except sqlite3.OperationalError:  # no store yet
+            pass
+        time.sleep(0.01)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert 0 < most <= 4  # 2 rounds of 2 ranks
+    assert all(complete for complete, *_ in stored(store).values())
+
+
+def test_rank_0_losing_the_others_while_it_sends_a_round_says_sending(monkeypatch):
+    """The rounds' loads are broadcast all through the job: rank 0 said it lost contact while
+    'receiving the work list', which it sends."""
+    import torch.distributed as dist
+
+    from robustbench_gcp.engine.distributed import Distributed, RankFailure
+
+    def closed(*args, **kwargs):
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(dist, "broadcast_object_list", closed)
+    with pytest.raises(RankFailure, match=r"^rank 0 of 2: lost contact with the other ranks while sending "
+                                          r"the work list \(Connection closed by peer\); finished shards"):
+        Distributed(0, 2, 0, "gloo", None).broadcast(([], True), before_work=False)
+    with pytest.raises(RankFailure, match=r"^rank 1 of 2: lost contact with the other ranks while receiving"):
+        Distributed(1, 2, 1, "gloo", None).broadcast(None, before_work=False)

@@ -1131,3 +1131,24 @@ def test_the_wait_for_other_processes_counts_cells_and_a_unit_stored_first_elsew
         task = SimpleNamespace(keys=["a", "b", "c"])
         commit_unit(store, dict(zip(task.keys, fgsm)), task, 0, [shard(10)] * 3, 1.0, stats)
         assert (stats.units_computed, stats.units_skipped) == (0, 3)
+
+
+def test_leases_of_a_claim_that_failed_after_its_commit_are_released_on_close(store_path, monkeypatch):
+    """A claim whose transaction committed and that then failed (a stop, or no thread for the
+    heartbeat) left its leases when the store closed: close released only after a heartbeat began."""
+    from robustbench_gcp.store import results_store
+
+    def no_thread(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    with Store(store_path) as store:
+        run = open_run(store)
+        cell = store.cell_id(run.id, CellKey("clean"))
+    monkeypatch.setattr(results_store, "Heartbeat", no_thread)
+    store = Store(store_path)
+    with pytest.raises(RuntimeError, match="new thread"):
+        store.claim(0, [[cell]])
+    assert store.db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 1
+    store.close()
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0

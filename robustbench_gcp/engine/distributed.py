@@ -6,12 +6,13 @@ MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
 gloo on CPU; ``GCP_ROBUST_DIST_BACKEND=gloo`` forces gloo, which lets several ranks
 share one GPU, e.g. to try torchrun on a one-GPU machine) and the work is shared out:
 
-1. rank 0 opens the SQLite store, drops finished (cell, shard) units, leases the
-   rest for the job (other processes on the store skip them, and it theirs) and
-   broadcasts the *loads* it leased (a shard of images and the cells that need it);
-2. rank r computes loads r, r + N, r + 2N ... in rounds; after every round the
-   ranks' counts and bitmaps are gathered on rank 0, which commits them; units
-   another process held are leased and computed in later passes, or found stored;
+1. rank 0 opens the SQLite store and drops finished (cell, shard) units; the rest
+   goes in rounds of one *load* (a shard of images and the cells that need it) per
+   rank, which rank 0 leases in the store (other processes on the store skip them,
+   and it theirs) and broadcasts a round ahead;
+2. rank r computes load r of each round, decoding its next meanwhile; after every
+   round the ranks' counts and bitmaps are gathered on rank 0, which commits them;
+   units another process held are leased once the rest is, or found stored;
 3. the other ranks never open the store, and only rank 0 prints.
 
 No image is evaluated twice and none is padded in: a load belongs to exactly
@@ -25,6 +26,7 @@ command finishes the rest.
 from __future__ import annotations
 
 import atexit
+import collections
 import datetime
 import itertools
 import os
@@ -118,8 +120,8 @@ class Distributed:
         import torch.distributed as dist
 
         box = [obj]
-        self._exchange("receiving the work list", lambda: dist.broadcast_object_list(box, src=0),
-                       broadcasting=before_work)
+        what = "sending the work list" if self.is_main else "receiving the work list"
+        self._exchange(what, lambda: dist.broadcast_object_list(box, src=0), broadcasting=before_work)
         return box[0]
 
     def gather(self, obj) -> list | None:
@@ -227,24 +229,20 @@ def leave_after_success() -> None:
 def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):
     """:func:`robustbench_gcp.engine.runner.execute` across the ranks of ``job``.
 
-    ``store`` and ``run`` are used on rank 0 only (None elsewhere). Rank 0 leases the units in the
-    store for the whole job, as :func:`~robustbench_gcp.engine.runner.execute` does for one process,
-    a pass at a time: every load it can lease, then the ranks compute them. Units another process
-    holds are looked at again in further passes (every ``WAIT_SECONDS``, each broadcast to all
-    ranks) until stored or leased, so that a job beside other processes on the store repeats none
-    of their work, nor they its. The statistics count the whole job on rank 0 and the rank's own
-    share elsewhere.
+    ``store`` and ``run`` are used on rank 0 only (None elsewhere). The work goes in rounds of one
+    load per rank. Rank 0 leases each round's loads in the store (:class:`_RoundLeases`) as
+    :func:`~robustbench_gcp.engine.runner.execute` leases one process's, and sends them to every
+    rank one round ahead, so that each rank decodes its next load while it computes this one; a
+    job so holds about two rounds of leases, and beside other processes on the store it repeats
+    none of their work, nor they its. The statistics count the whole job on rank 0 and the rank's
+    own share elsewhere.
     """
     from robustbench_gcp.engine.runner import (
-        WAIT_SECONDS,
         ExecutionStats,
-        Leasing,
         ProgressHook,
         cell_ids_of,
         check_all_stored,
         make_workload,
-        shard_ranges,
-        waiting_words,
     )
 
     progress = progress if job.is_main and progress is not None else ProgressHook()
@@ -271,42 +269,19 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, skipped)
     started = time.perf_counter()
-    waiting, said = (work.loads if job.is_main else []), False
-    shards = shard_ranges(run.n_images, run.shard_size) if job.is_main else []
-    for first in itertools.chain([True], itertools.repeat(False)):
-        if job.is_main:  # lease what it can; the rest (other processes hold it) waits for the next pass
-            leasing = Leasing(store, tasks, cell_ids, shards, stats, progress)
-            leased = [load for load in map(leasing, waiting) if load is not None]
-            waiting = leasing.busy
-        loads, more = job.broadcast((leased, bool(waiting)) if job.is_main else None, before_work=first)
-        _compute_pass(loads, tasks, images, shard_size, store, cell_ids, ctx, options, progress, job, stats)
-        if not more:
-            break
-        if job.is_main:
-            if not said:
-                said = True
-                progress.say(waiting_words(waiting, tasks, store))
-            time.sleep(WAIT_SECONDS)
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-def _compute_pass(loads: Sequence, tasks: Sequence, images, shard_size: int, store, cell_ids, ctx, options,
-                  progress, job: Distributed, stats) -> None:
-    """Compute one pass's ``loads``: rank r those at r, r + N, r + 2N ... in rounds, each round's
-    results gathered on rank 0 and committed there."""
-    from robustbench_gcp.engine.runner import compute, task_sources
-
-    mine = loads[job.rank::job.world_size]
-    rounds = -(-len(loads) // job.world_size)
-    produced = compute(mine, tasks, task_sources(tasks), images, shard_size, ctx, options, progress)
-    for round_index in range(rounds):
-        payload = None
-        # its load's tasks, taken one by one: grouping them looked at the next load's first task
-        # (decoding its images, and failing there before this round was sent)
-        if round_index < len(mine) and mine[round_index].tasks:
-            entries = list(itertools.islice(produced, len(mine[round_index].tasks)))
-            payload = (entries[0][0].shard, [(task, results, secs) for _, task, results, secs in entries])
+    leases = _RoundLeases(store, tasks, cell_ids, run, work.loads, job.world_size, stats, progress) \
+        if job.is_main else None
+    mine = _RankLoads(tasks, images, shard_size, ctx, options, progress)
+    current = job.broadcast(leases.next_round(idle=True) if leases else None)  # (loads, more to come)
+    mine.receive(current[0], job.rank)
+    while current[0] or current[1]:
+        loads, _ = current
+        # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
+        current = job.broadcast(leases.next_round(idle=not loads) if leases else None, before_work=False)
+        mine.receive(current[0], job.rank)
+        if not loads:  # a round of waiting for units other processes hold
+            continue
+        payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
         if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
             _commit(store, tasks, cell_ids, payload, stats)
         gathered = job.gather((job.rank, payload))
@@ -319,6 +294,84 @@ def _compute_pass(loads: Sequence, tasks: Sequence, images, shard_size: int, sto
             if item is not None and rank != job.rank:
                 _commit(store, tasks, cell_ids, item, stats)
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+class _RoundLeases:
+    """Rank 0's leases: each round's loads, one per rank, leased in the store just before they are
+    sent (:class:`~robustbench_gcp.engine.runner.Leasing`); loads another process holds are looked
+    at again once the others are leased, every ``WAIT_SECONDS`` when nothing else is left."""
+
+    def __init__(self, store, tasks: Sequence, cell_ids: dict, run, loads: Sequence, ranks: int, stats,
+                 progress) -> None:
+        from robustbench_gcp.engine.runner import Leasing, shard_ranges
+
+        self.store, self.tasks, self.ranks, self.progress = store, tasks, ranks, progress
+        self.leasing = Leasing(store, tasks, cell_ids, shard_ranges(run.n_images, run.shard_size), stats,
+                               progress)
+        self.waiting = collections.deque(loads)
+        self.said = False
+
+    def next_round(self, idle: bool) -> tuple[list, bool]:
+        """The next round's loads (at most one per rank) and whether more may follow. ``idle``: the
+        ranks have nothing to compute meanwhile (then, with only held units left, it waits first)."""
+        from robustbench_gcp.engine.runner import WAIT_SECONDS, waiting_words
+
+        loads = []
+        while len(loads) < self.ranks and self.waiting:
+            leased = self.leasing(self.waiting.popleft())
+            if leased is not None:
+                loads.append(leased)
+        held = self.leasing.busy
+        if not self.waiting and held:  # only units other processes hold are left: look at them again
+            if not loads and idle:
+                if not self.said:
+                    self.said = True
+                    self.progress.say(waiting_words(held, self.tasks, self.store))
+                time.sleep(WAIT_SECONDS)
+            self.waiting.extend(held)
+            held.clear()
+        return loads, bool(self.waiting)
+
+
+class _RankLoads:
+    """This rank's loads as they are sent, computed by one
+    :func:`~robustbench_gcp.engine.runner.compute`, which decodes the next load while it computes
+    one; a new one starts after a round the rank had no load in."""
+
+    def __init__(self, tasks: Sequence, images, shard_size: int, ctx, options, progress) -> None:
+        self.tasks, self.images, self.shard_size = tasks, images, shard_size
+        self.ctx, self.options, self.progress = ctx, options, progress
+        self.queue: collections.deque = collections.deque()
+        self.produced = None
+        self.ended = False  # the compute looked for a next load and found none: it ends after this one
+
+    def receive(self, loads: Sequence, rank: int) -> None:
+        if rank < len(loads):
+            self.queue.append(loads[rank])
+
+    def _next(self):
+        if self.queue:
+            return self.queue.popleft()
+        self.ended = True
+        return None
+
+    def compute(self, load) -> tuple:
+        """``load``'s results, ``(shard, [(task index, results, seconds), ...])``."""
+        from robustbench_gcp.engine.runner import compute, task_sources
+
+        if self.produced is None:
+            self.ended = False
+            self.produced = compute(iter(self._next, None), self.tasks, task_sources(self.tasks), self.images,
+                                    self.shard_size, self.ctx, self.options, self.progress)
+        # its tasks, taken one by one: grouping them looked at the next load's first task (decoding
+        # its images, and failing there before this round was sent)
+        entries = list(itertools.islice(self.produced, len(load.tasks)))
+        if self.ended:
+            self.produced.close()
+            self.produced = None
+        return entries[0][0].shard, [(task, results, secs) for _, task, results, secs in entries]
 
 
 def _commit(store, tasks: Sequence, cell_ids: dict, item: tuple, stats) -> None:

@@ -106,6 +106,7 @@ class Store:
         self.owner = leases.new_owner()
         self._last_checkpoint = time.monotonic()
         self._heartbeat: Heartbeat | None = None
+        self._leasing = False  # a claim began: close releases what it may have leased
         for hook in self.connection_hooks:
             hook(self.db)
 
@@ -159,6 +160,7 @@ class Store:
         try:
             if self._heartbeat is not None:
                 self._heartbeat.stop()
+            if self._leasing:  # also where a claim committed and then failed (a stop, no thread)
                 try:
                     self.release()
                 except StoreError:
@@ -404,6 +406,7 @@ class Store:
         """Lease shard ``shard`` of each group of cell ids (one group per task) to this store, in one
         transaction: one :class:`Claim` per group. Leases are renewed while the store is open and
         dropped when the shard is committed or the store closed."""
+        self._leasing = True
         with self._write("lease shards") as db:
             claims = leases.claim(db, self.owner, shard, groups, self.lease_seconds)
         if self._heartbeat is None and Claim.MINE in claims:
