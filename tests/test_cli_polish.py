@@ -77,7 +77,7 @@ def test_an_attack_task_is_labelled_with_short_epsilons_but_keeps_exact_keys():
     assert task_label(many) == "adversarial/fgsm eps 1/255..8/255 (4)"
     assert linf.keys[0].level == "0.00392156862745098"  # the stored key is unchanged
     half = AttackTask(AttackSpec("pgd-linf", (0.5 / 255,)), None, 10)
-    assert task_label(half) == "adversarial/pgd-linf eps 0.00196"
+    assert task_label(half) == "adversarial/pgd-linf eps 0.5/255"  # it was 0.00196
     assert task_label(AttackTask(AttackSpec("pgd-l2", (0.25,)), None, 10)) == "adversarial/pgd-l2 eps 0.25"
 
 

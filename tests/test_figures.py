@@ -119,14 +119,16 @@ def test_error_against_severity_has_wilson_bars_and_no_line_across_skipped_sever
         return original(fig, path)
 
     monkeypatch.setattr(figures, "save", save)
-    report = SimpleNamespace(model="m", heading="imagenet-c", sections={
+    report, other = (SimpleNamespace(model=name, heading="imagenet-c", sections={
         "clean": {"n": 40, "top1_error": 0.25},
         "cells": [{"corruption": "fog", "severity": s, "n": 40, "top1_error": e}
-                  for s, e in ((3, 0.5), (4, 0.0))]})
-    error_vs_severity([report], tmp_path / "severity.png")
+                  for s, e in ((1, 0.3), (3, 0.5), (4, 0.0)) if s in severities]})
+        for name, severities in (("m", (3, 4)), ("other", (1, 3, 4))))
+    error_vs_severity([report, other], tmp_path / "severity.png")
     ((points, bars),) = drawn
     xs, ys = points[:, 0], points[:, 1]
-    assert list(xs) == [0, 0.5, 3, 4] and np.isnan(ys[1])  # clean and severity 3 not joined
+    shift = xs[0]  # the first of two models' points, a little left of each severity
+    assert list(xs - shift) == [0, 0.5, 3, 4] and np.isnan(ys[1])  # the other has 1: not joined across it
     assert list(ys[[0, 2, 3]]) == [25.0, 50.0, 0.0]
     (segments,) = bars.lines[2]  # the vertical bars: one per point drawn, at the Wilson bounds
     ends = [tuple(s[:, 1]) for s in segments.get_segments() if len(s)]  # the gap has none
@@ -134,6 +136,21 @@ def test_error_against_severity_has_wilson_bars_and_no_line_across_skipped_sever
         iv = wilson(np.r_[np.ones(round(40 * value)), np.zeros(40 - round(40 * value))])
         assert (low, high) == pytest.approx((100 * iv.low, 100 * iv.high))
     assert ends[2][0] == 0.0 and ends[2][1] > 5  # 0 of 40 wrong: up to 8.8 %, not a bare point
+
+
+def test_severities_no_model_has_are_joined_over(tmp_path, monkeypatch):
+    """A run of severities 1, 3 and 5 drew lone points: the line broke at every severity skipped,
+    though no model had it."""
+    from robustbench_gcp.reports import figures
+    from robustbench_gcp.suites.charts import error_vs_severity
+
+    seen = []
+    original = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (
+        seen.append([c.lines[0].get_ydata() for c in fig.axes[0].containers]), original(fig, path))[1])
+    error_vs_severity(_reports(2), tmp_path / "severity.png")  # clean, 1 and 3 each
+    (lines,) = seen
+    assert len(lines) == 2 and all(len(ys) == 3 and not np.isnan(ys.astype(float)).any() for ys in lines)
 
 
 def test_the_models_bars_stand_side_by_side_about_each_severity(tmp_path, monkeypatch):
@@ -146,7 +163,7 @@ def test_the_models_bars_stand_side_by_side_about_each_severity(tmp_path, monkey
         seen.append([c.lines[0].get_xdata() for c in fig.axes[0].containers]), original(fig, path))[1])
     error_vs_severity(_reports(3), tmp_path / "severity.png")
     (lines,) = seen
-    shifts = [np.asarray(xs) - np.array([0, 1, 1.5, 3]) for xs in lines]  # clean, 1, the gap, 3
+    shifts = [np.asarray(xs) - np.array([0, 1, 3]) for xs in lines]  # clean, 1, 3 (no model has 2)
     assert all(np.allclose(s, s[0]) for s in shifts)  # one shift per model
     assert [s[0] for s in shifts] == pytest.approx([-0.08, 0.0, 0.08])  # centred on each severity
 
@@ -273,8 +290,7 @@ def test_a_model_without_a_ce_beside_one_with_is_named_so_in_the_ce_figure(tmp_p
     legends, original = [], figures.save
 
     def save(fig, path):
-        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend()
-                       for t in ax.get_legend().get_texts())
+        legends.extend(t.get_text() for legend in fig.legends for t in legend.get_texts())
         marks.extend(t.get_text() for ax in fig.axes for t in ax.texts)
         return original(fig, path)
 
@@ -286,3 +302,182 @@ def test_a_model_without_a_ce_beside_one_with_is_named_so_in_the_ce_figure(tmp_p
         for name, ce in (("a", 80.0), ("b", None))]
     ce_bars(reports, tmp_path / "ce.png")
     assert legends == ["a (mCE 80.0)", "b (no CE)"] and marks == ["n/a", "n/a"]
+
+
+def _layout(monkeypatch):
+    """Each saved figure's suptitle box, its visible panels' boxes and their titles' boxes, its
+    figure legends (texts and title) and whether any panel has a legend of its own."""
+    from robustbench_gcp.reports import figures
+
+    seen, original = [], figures.save
+
+    def save(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        seen.append(SimpleNamespace(
+            title=fig._suptitle.get_window_extent(renderer), text=fig._suptitle.get_text(),
+            panels=[ax.get_window_extent(renderer) for ax in axes],
+            panel_titles=[ax.title.get_window_extent(renderer) for ax in axes if ax.get_title()],
+            legends=[[t.get_text() for t in legend.get_texts()] for legend in fig.legends],
+            legend_boxes=[legend.get_window_extent(renderer) for legend in fig.legends],
+            panel_legends=sum(ax.get_legend() is not None for ax in fig.axes), axes=axes,
+            width=fig.get_figwidth()))
+        return original(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    return seen
+
+
+def test_landscape_figures_have_one_legend_beside_the_panels_and_a_title_above_them(
+        demo_val, tmp_path, monkeypatch):
+    """Each panel drew its own legend over its lines and bands (with long names over the next
+    panel), and the figure's title ran over the first row's panel titles; it named no run."""
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.suites.landscape import loss_vs_eta
+
+    seen = _layout(monkeypatch)
+    kw = dict(suite="landscape", data=str(demo_val), class_order="sorted", workers=0, limit=4, etas="0:0.2:3",
+              landscape_at="pixels", store=str(tmp_path / "s.db"))
+    reports = [evaluate(model, **kw) for model in ("demo-gap", "demo-isqrt")]
+    for report, label in zip(reports, ("a model with a rather long name of many words", "_b")):
+        report.model = label
+    loss_vs_eta(reports, tmp_path / "loss.png")
+    (figure,) = seen
+    assert figure.panel_legends == 0
+    assert figure.legends == [["a model with a rather long name of many words", "_b"]]
+    (legend,) = figure.legend_boxes
+    assert all(legend.x0 >= panel.x1 for panel in figure.panels)
+    assert all(figure.title.y0 >= box.y1 for box in figure.panel_titles)
+    assert figure.text.startswith(f"{reports[0].heading}: loss along the gradient")
+
+
+def test_a_title_stays_above_several_rows_of_panels(tmp_path, monkeypatch):
+    from robustbench_gcp.suites.charts import error_vs_severity
+
+    seen = _layout(monkeypatch)
+    error_vs_severity(_reports(3, corruptions=("fog", "snow", "frost", "contrast", "pixelate", "glass_blur",
+                                               "zoom_blur", "motion_blur", "elastic_transform", "brightness",
+                                               "saturate")), tmp_path / "severity.png")
+    (figure,) = seen
+    assert len(figure.panels) == 11 and all(figure.title.y0 >= box.y1 for box in figure.panel_titles)
+
+
+def test_bars_keep_a_last_missing_value_and_a_zero_in_view():
+    """A last category whose bars were all missing had its "n/a" marks outside the axes (the x range
+    came from the bars drawn); a value of 0 had no mark and looked missing."""
+    from robustbench_gcp.reports.figures import grouped_bars, model_color, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    try:
+        grouped_bars(ax, ["fog", "snow", "frost"], {"a": [1.0, 0.0, None], "b": [1.5, 2.0, None]})
+        low, high = ax.get_xlim()
+        assert [mark.get_text() for mark in ax.texts] == ["n/a", "n/a"]
+        assert all(low < mark.get_position()[0] < high for mark in ax.texts)
+        (zero,) = ax.get_lines()  # the 0 of a at snow: a line in a's colour at 0 over its bar's width
+        assert list(zero.get_ydata()) == [0, 0] and matplotlib.colors.same_color(zero.get_color(),
+                                                                                 model_color(0, 2))
+        assert zero.get_xdata()[0] < 1 - 0.2 < zero.get_xdata()[1]
+    finally:
+        plt.close(fig)
+
+
+def test_flip_probabilities_of_every_difficulty_are_drawn(tmp_path, monkeypatch):
+    """Only the smallest difficulty was drawn: a model measured at difficulty 2 alone was all n/a."""
+    from robustbench_gcp.suites.charts import flip_probability
+
+    seen = _layout(monkeypatch)
+    reports = [SimpleNamespace(model=name, heading="imagenet-p", sections={"perturbations": [
+        {"perturbation": p, "difficulty": d, "flip_probability": fp}
+        for p, d, fp in entries]}) for name, entries in (
+        ("a", [("scale", 1, 0.05), ("scale", 2, 0.07), ("rotate", 1, 0.02)]),
+        ("b", [("scale", 2, 0.12), ("rotate", 2, 0.0)]))]
+    flip_probability(reports, tmp_path / "fp.png")
+    (figure,) = seen
+    assert [ax.get_title() for ax in figure.axes] == ["difficulty 1", "difficulty 2"]
+    heights = [[round(patch.get_height(), 6) for patch in ax.patches] for ax in figure.axes]
+    assert np.array_equal(heights[1], [7.0, np.nan, 12.0, 0.0], equal_nan=True)  # a has no rotate at 2
+    assert [t.get_text() for t in figure.axes[0].texts] == ["n/a"] * 2  # b has neither at 1
+    assert figure.text == "imagenet-p: flip probability per perturbation"
+
+
+def test_wide_bar_figures_wrap_into_rows(tmp_path, monkeypatch):
+    """15 corruptions of 8 models made a CE figure 48 inches wide and 4.5 high."""
+    from robustbench_gcp.reports.figures import BARS_MAX_WIDTH
+    from robustbench_gcp.suites.charts import ce_bars
+
+    seen = _layout(monkeypatch)
+    corruptions = [f"corruption_{k}" for k in range(15)]
+    reports = [SimpleNamespace(model=f"model {i}", heading="imagenet-c", sections={
+        "per_corruption": [{"corruption": c, "CE": 90.0 + i + k} for k, c in enumerate(corruptions)],
+        "metrics": {"mCE": 97.0 + i, "corruptions": corruptions, "baseline": "alexnet"}}) for i in range(8)]
+    ce_bars(reports, tmp_path / "ce.png")
+    (figure,) = seen
+    assert len(figure.axes) > 1 and figure.width <= BARS_MAX_WIDTH
+    drawn = sorted(round(patch.get_height(), 6) for ax in figure.axes for patch in ax.patches)
+    assert drawn == sorted(90.0 + i + k for i in range(8) for k in range(15))
+    assert [len(labels) for labels in figure.legends] == [8]
+
+
+def test_a_model_with_ces_but_no_mce_says_which_ce_it_lacks(tmp_path, monkeypatch):
+    from robustbench_gcp.suites.charts import ce_bars
+
+    seen = _layout(monkeypatch)
+    reports = [SimpleNamespace(model="a", heading="imagenet-c", sections={
+        "per_corruption": [{"corruption": "fog", "CE": 80.0}, {"corruption": "jpeg_compression", "CE": None}],
+        "metrics": {"mCE": None, "corruptions": [], "baseline": "alexnet"}})]
+    ce_bars(reports, tmp_path / "ce.png")
+    assert seen[0].legends == [["a (no mCE: no CE for jpeg compression)"]]
+
+
+def test_robust_accuracy_tells_coinciding_models_apart_and_keeps_100_on_a_scale(tmp_path, monkeypatch):
+    """Models of the same accuracies drew one line (the last drawn); where every point was 100 %,
+    the axis ran from 99.975 to 100.5 with ticks above 100."""
+    from robustbench_gcp.suites.adversarial import robust_accuracy
+
+    seen = _layout(monkeypatch)
+    reports = [SimpleNamespace(model=f"m{i}", heading="adversarial", sections={
+        "clean": {"top1_error": 0.0},
+        "attacks": [{"attack": "fgsm", "epsilon": e / 255, "robust_accuracy": 1.0, "norm": "linf"}
+                    for e in (1, 4)]}) for i in range(3)]
+    robust_accuracy(reports, tmp_path / "attacks.png")
+    (figure,) = seen
+    (ax,) = figure.axes
+    lines = ax.get_lines()
+    assert len({line.get_marker() for line in lines}) == 3
+    assert len({tuple(line.get_xdata()) for line in lines}) == 3  # side by side, not on one another
+    low, high = ax.get_ylim()
+    assert low <= 90 and high == 100.5 and max(t for t in ax.get_yticks() if low <= t <= high) == 100
+
+
+def test_eleven_to_twenty_models_take_tab20s_dark_shades_first():
+    """tab20 taken in order gave models 0 and 1 one hue, dark and light."""
+    from robustbench_gcp.reports.figures import model_color
+
+    tab20 = matplotlib.colormaps["tab20"]
+    assert [model_color(i, 12) for i in range(12)] == [tab20(2 * i) for i in range(10)] + [tab20(1), tab20(3)]
+
+
+def test_figures_of_two_image_sets_say_which_in_their_titles(demo_val, tmp_path, monkeypatch):
+    """Two figures named apart by their images had the same title."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    seen = _layout(monkeypatch)
+    store = tmp_path / "s.db"
+    for limit in (8, 12):
+        result = CliRunner().invoke(main, ["eval", "-m", "demo-gap", "--suite", "imagenet-c", "--corruptions",
+                                           "fog", "--severities", "1", "--limit", str(limit), "--data",
+                                           str(demo_val), "--class-order", "sorted", "--store", str(store),
+                                           "--workers", "0"])
+        assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(main, ["report", "--store", str(store), "--plot", str(tmp_path / "figs")])
+    assert shown.exit_code == 0, shown.output
+    titles = [figure.text for figure in seen]
+    names = [p.name for p in (tmp_path / "figs").iterdir()]  # imagenet-c_8-images_8edceea8_error_vs_...
+    assert len(titles) == len(names) == 2
+    for name in names:
+        count, fingerprint = name.split("_")[1].split("-")[0], name.split("_")[2]
+        assert sum(f", {count} images {fingerprint}: top-1 error against severity" in t for t in titles) == 1

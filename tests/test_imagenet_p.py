@@ -655,9 +655,9 @@ def test_a_difficulty_added_to_a_stored_run_is_computed_and_the_headline_stays_a
             *p_args(demo_val, path, "--perturbations", "scale", "--difficulties", "1,3", "--limit", 6))
     run("eval", "--model", "demo-isqrt", *args(store, "1"))
     grown = run("eval", "--model", "demo-isqrt", *args(store, "1,3"))
-    # (cell, shard) units: the task computes difficulty 1 again with 3 (the store keeps the first);
-    # clean's is reused
-    assert grown["computed"] | {"images": 0, "seconds": 0} == {"units": 3, "reused": 1, "computed": 2,
+    # (cell, shard) units: the task computes difficulty 1 again with 3, whose stored result (the
+    # store keeps the first) is reused, as clean's
+    assert grown["computed"] | {"images": 0, "seconds": 0} == {"units": 3, "reused": 2, "computed": 1,
                                                                 "images": 0, "seconds": 0}, grown["computed"]
     whole = run("eval", "--model", "demo-isqrt", *args(fresh, "1,3"))
     assert grown["perturbations"] == whole["perturbations"]

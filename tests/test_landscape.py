@@ -248,8 +248,9 @@ def test_figures_of_descent_say_against_the_gradient(demo_val, tmp_path, monkeyp
                              landscape_at="pixels")
     loss_vs_eta([descent], tmp_path / "loss.png")
     grad_change_vs_eta([descent], tmp_path / "change.png")
-    assert titles == [("Loss against the gradient (at the pixels, descent)", "loss L(X - eta g)"),
-                      ("Gradient change against the gradient (at the pixels, descent)",
+    heading = descent.heading  # the run's settings, as the tables' titles
+    assert titles == [(f"{heading}: loss against the gradient (at the pixels, descent)", "loss L(X - eta g)"),
+                      (f"{heading}: gradient change against the gradient (at the pixels, descent)",
                        "||grad L(X - eta g) - g||")]
 
 

@@ -115,7 +115,8 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
 
     def save(fig, path):  # the CE bars' legends, read before the figure is saved and closed
         if "ce_per_corruption" in str(path):
-            drawn.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+            legend = fig.legends[0]
+            drawn.append([t.get_text() for t in legend.get_texts()] + [legend.get_title().get_text()])
         if "error_vs_severity" in str(path):
             panels.append({ax.get_title(): [len(bars.lines[0].get_xdata()) for bars in ax.containers]
                            for ax in fig.axes if ax.get_visible()})  # each model's line (with its bars)
@@ -135,8 +136,10 @@ def test_figures_mark_a_partial_run_and_mces_over_other_corruptions(demo_val, tm
     report = ("report", "--store", store, "--suite", "imagenet-c", "--baseline", "base", "--plot")
     cli(*report, tmp_path / "all")
     (labels,) = drawn
-    assert labels[0].startswith("demo-gap (mCE ") and labels[0].endswith(" over 3)"), labels
-    assert labels[1].startswith("demo-isqrt (mCE ") and labels[1].endswith(" over 2)"), labels
+    # named where they are few; each model's own mCE, said in the legend's title
+    assert labels[0].startswith("demo-gap (mCE ") and labels[0].endswith(" over fog, brightness, contrast)")
+    assert labels[1].startswith("demo-isqrt (mCE ") and labels[1].endswith(" over fog, contrast)"), labels
+    assert labels[-1] == "model (mCE of its own report's cells)"
     # error against severity: demo-isqrt has no brightness line (it drew a lone clean point there),
     # and the legend names both models whichever panel comes first
     assert panels == [{"fog": [2, 2], "contrast": [2, 2], "brightness": [2]}], panels

@@ -37,14 +37,17 @@ def write_plots(reports: Sequence[Report], folder: str | Path,
             several_sources = len({h for (h, _), g in groups.items() if g[0].suite == suite}) > 1
             # a file name of safe characters (a source may hold "/" or ":": "0.1/256 to 75/256")
             stem = re.sub(r"[^\w.-]+", "_", heading if several_sources else suite).strip("_")
+            title = heading  # the figures' titles tell the image sets apart as their names do
             if sum(h == heading for h, _ in groups) > 1:
                 stem += f"_{group[0].n_images}-images_{images[:8]}"
                 subset = (group[0].partial or {}).get("image_range")
                 stem += f"_images-{subset.replace(',', '_')}" if subset else ""
+                count = f"{group[0].n_images} image{'s' if group[0].n_images != 1 else ''}"
+                title += f", {count} {images[:8]}" + (f" (images {subset})" if subset else "")
             group = partial_marked(group)
             for name, draw in get_suite(group[0].kind).plots().items():
                 try:
-                    path = draw(group, folder / f"{stem}_{name}.png")
+                    path = draw(group, folder / f"{stem}_{name}.png", heading=title)
                 except OutputError as error:  # the next figures are still written
                     failed.append(str(error))
                     continue

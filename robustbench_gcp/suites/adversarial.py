@@ -430,14 +430,16 @@ def _epsilon_lists(entries: Sequence[Mapping]) -> dict[str, tuple[float, ...]]:
     return {budget_label(e): tuple(sorted(runs[e["attack"], e["budget_tag"]])) for e in entries}
 
 
-def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
-    """One panel per attack: robust accuracy (%) against epsilon, a line per model."""
-    from robustbench_gcp.reports.figures import legend_beside, model_color, pyplot, save
+def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
+    """One panel per attack: robust accuracy (%) against epsilon, a line per model, each model's
+    points a little apart along epsilon and with a marker of its own (lines that coincide hid all
+    but the last model drawn)."""
+    from robustbench_gcp.reports import figures
 
     reports = [r for r in reports if r.sections.get("attacks")]
     if not reports:
         return None
-    plt = pyplot()
+    plt = figures.pyplot()
     attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r.sections["attacks"]))
     # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike)
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False,
@@ -445,6 +447,7 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
     lowest = 100.0
     for ax, attack in zip(axes.flat, attacks):
         norm = "linf"
+        curves = []
         for i, r in enumerate(reports):  # a model keeps its colour in every panel
             points = sorted((a["epsilon"], a["robust_accuracy"], a["norm"]) for a in r.sections["attacks"]
                             if attack_label(a) == attack)
@@ -456,20 +459,23 @@ def robust_accuracy(reports: Sequence[Report], path: Path) -> Path | None:
             ys = [p[1] for p in points]
             if clean is not None and xs[0] > 0:
                 xs, ys = [0.0, *xs], [clean, *ys]
-            scale = 255 if norm == "linf" else 1
-            ax.plot([x * scale for x in xs], [100 * y for y in ys], marker="o", markersize=3,
-                    color=model_color(i, len(reports)))
+            curves.append((i, xs, ys))
             lowest = min(lowest, *(100 * y for y in ys))
+        scale = 255 if norm == "linf" else 1
+        width = max((x for _, xs, _ in curves for x in xs), default=0.0) * scale
+        for i, xs, ys in curves:
+            shift = figures.spread(i, len(reports), 0.15 * width)
+            ax.plot([x * scale + shift for x in xs], [100 * y for y in ys], marker=figures.model_marker(i),
+                    markersize=3, color=figures.model_color(i, len(reports)))
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("epsilon (x 1/255)" if norm == "linf" else "epsilon (L2, [0, 1] pixels)")
         ax.grid(alpha=0.3)
     # once, after every panel: set in the loop, the shared scale froze at the first panel's range
-    # (PGD's lower points, drawn in a later panel, fell below it)
-    axes.flat[0].set_ylim(max(-0.5, lowest - 0.05 * (100.5 - lowest)), 100.5)
+    # (PGD's lower points, drawn in a later panel, fell below it); 10 points at least (where every
+    # point was 100 %, the axis ran from 99.975 to 100.5, ticks above 100 and the lines on its edge)
+    axes.flat[0].set_ylim(max(-0.5, min(90.0, lowest - 0.05 * (100.5 - lowest))), 100.5)
     axes.flat[0].set_ylabel("robust accuracy (%)")
-    handles = [plt.Line2D([], [], marker="o", markersize=3, color=model_color(i, len(reports)))
-               for i in range(len(reports))]
-    fig.suptitle(f"{reports[0].heading}: robust accuracy against the attack budget")
-    fig.tight_layout()
-    legend_beside(fig, handles, [r.model for r in reports], title="model")
-    return save(fig, path)
+    figures.title_and_layout(fig, f"{heading or reports[0].heading}: robust accuracy against the attack "
+                                  "budget")
+    figures.legend_beside(fig, figures.model_handles(len(reports)), [r.model for r in reports], title="model")
+    return figures.save(fig, path)

@@ -331,11 +331,17 @@ def snap_epsilon(eps: float, norm: str | None) -> float:
 
 
 def format_epsilon(eps: float, norm: str, digits: int = 6) -> str:
-    """Linf budgets as k/255 when they are exactly (what :func:`snap_epsilon` makes), others as
-    numbers of ``digits`` significant digits (1e-09, not 0/255; a cell stored before 0.7.7 with
-    0.0627450980 as 0.0627451, apart from 16/255)."""
+    """Linf budgets as k/255 when they are exactly (what :func:`snap_epsilon` makes), or k/255 of
+    a k with two decimals at most where shorter (0.5/255, not 0.00196078), others as ``digits``
+    significant digits (1e-09, not 0/255; a cell stored before 0.7.7 with 0.0627450980 as
+    0.0627451, apart from 16/255)."""
     k = _levels(eps, norm)
-    return f"{k}/255" if k is not None and eps == k / 255 else f"{eps:.{digits}g}"
+    if k is not None and eps == k / 255:
+        return f"{k}/255"
+    plain = f"{eps:.{digits}g}"
+    part = round(eps * 255, 2) if norm == "linf" and math.isfinite(eps) else 0.0
+    levels = f"{part:g}/255"  # where it is the shorter (0.3 stays 0.3, not 76.5/255)
+    return levels if 0 < part < 255 and part / 255 == eps and len(levels) <= len(plain) else plain
 
 
 @dataclass(frozen=True)

@@ -432,8 +432,8 @@ class Suite:
         """How a headline metric of this suite is shown (None: not this suite's)."""
         return self.metric_display.get(metric)
 
-    def plots(self) -> dict[str, Callable[[Sequence[Report], Path], Path | None]]:
-        """Figure name -> function drawing it for several reports into a PNG (None: nothing)."""
+    def plots(self) -> dict[str, Callable[..., Path | None]]:
+        """Figure name -> ``draw(reports, path, heading=None)``, drawing a PNG (None: nothing)."""
         return {}
 
 

@@ -498,8 +498,9 @@ def _curves(report: Report, column: str) -> dict[str, tuple[np.ndarray, np.ndarr
     return out
 
 
-def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str, title: str) -> Path | None:
-    from robustbench_gcp.reports.figures import model_color, pyplot, save
+def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str, title: str,
+                 heading: str | None) -> Path | None:
+    from robustbench_gcp.reports import figures
 
     curves = [(r, _curves(r, column)) for r in reports]
     curves = [(r, c) for r, c in curves if c]
@@ -508,39 +509,40 @@ def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str
     first = next(e for _, e in _entries(curves[0][0]))
     if first["direction"] == "descent":  # X - eta g: steps against the gradient
         ylabel, title = ylabel.replace("+", "-"), title.replace("along", "against")
-    plt = pyplot()
+    plt = figures.pyplot()
     cells = list(dict.fromkeys(label for _, c in curves for label in c))
     cols = min(4, len(cells))
     rows = math.ceil(len(cells) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.6, 3.4 * rows + 0.6), squeeze=False)
     for ax, cell in zip(axes.flat, cells):
-        handles, labels = [], []  # given to the legend: matplotlib leaves out a label starting with "_"
-        for i, (report, c) in enumerate(curves):  # a model keeps its colour in every panel
+        for i, (_, c) in enumerate(curves):  # a model keeps its colour in every panel
             if cell not in c:
                 continue
             etas, mean, low, high = c[cell]
-            color = model_color(i, len(curves))
-            handles += ax.plot(etas, mean, marker="o", markersize=2.5, color=color)
-            labels.append(report.model)
+            color = figures.model_color(i, len(curves))
+            ax.plot(etas, mean, marker=figures.model_marker(i), markersize=2.5, color=color)
             ax.fill_between(etas, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(cell.replace("_", " "), fontsize=10)
         ax.set_xlabel("step size eta (per image)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(handles, labels, title="model (band: 10-90 % of images)", fontsize=8, title_fontsize=8)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
-    fig.suptitle(f"{title} (at the {first['at']}, {first['direction']})")
-    fig.tight_layout()
-    return save(fig, path)
+    figures.title_and_layout(fig, f"{heading or curves[0][0].heading}: {title} (at the {first['at']}, "
+                          f"{first['direction']})")
+    # one legend beside the panels (a legend in each covered its lines and bands, and with long
+    # names ran over the next panel); labels given: matplotlib leaves out one starting with "_"
+    figures.legend_beside(fig, figures.model_handles(len(curves)), [r.model for r, _ in curves],
+                  title="model (band: 10-90 % of images)", title_fontsize=8)
+    return figures.save(fig, path)
 
 
-def loss_vs_eta(reports: Sequence[Report], path: Path) -> Path | None:
+def loss_vs_eta(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
     """Mean loss L(X + eta g) against eta, a line per model, the 10-90 % band over images shaded."""
-    return _against_eta(reports, path, "losses", "loss L(X + eta g)", "Loss along the gradient")
+    return _against_eta(reports, path, "losses", "loss L(X + eta g)", "loss along the gradient", heading)
 
 
-def grad_change_vs_eta(reports: Sequence[Report], path: Path) -> Path | None:
+def grad_change_vs_eta(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
     """Mean gradient change ||grad L(X + eta g) - g|| against eta, with the 10-90 % band."""
     return _against_eta(reports, path, "changes", "||grad L(X + eta g) - g||",
-                        "Gradient change along the gradient")
+                        "gradient change along the gradient", heading)
