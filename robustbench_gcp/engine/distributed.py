@@ -274,13 +274,16 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     mine = _RankLoads(tasks, images, shard_size, ctx, options, progress)
     current = job.broadcast(leases.next_round(idle=True) if leases else None)  # (loads, more to come)
     mine.receive(current[0], job.rank)
+    computed_before = False  # a round with loads gone by: a lost rank loses more than the work list
     while current[0] or current[1]:
         loads, _ = current
         # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
-        current = job.broadcast(leases.next_round(idle=not loads) if leases else None, before_work=False)
+        current = job.broadcast(leases.next_round(idle=not loads) if leases else None,
+                                before_work=not computed_before)
         mine.receive(current[0], job.rank)
         if not loads:  # a round of waiting for units other processes hold
             continue
+        computed_before = True
         payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
         if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
             _commit(store, tasks, cell_ids, payload, stats)
