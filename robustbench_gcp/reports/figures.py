@@ -99,10 +99,10 @@ def model_handles(n: int, *, marker: bool = True) -> list:
             for i in range(n)]
 
 
-def spread(i: int, n: int, span: float) -> float:
+def spread(i: int, n: int, span: float, *, least: float = 0.0) -> float:
     """The ``i``-th of ``n`` models' shift along x, centred on each point, within ``span``: their
-    points and bars side by side, not on one another."""
-    return (i - (n - 1) / 2) * min(0.08, 0.4 / n) * span
+    points and bars side by side, not on one another; neighbours at least ``least`` apart."""
+    return (i - (n - 1) / 2) * max(min(0.08, 0.4 / n) * span, least)
 
 
 def title_and_layout(fig, title: str) -> None:
@@ -117,7 +117,10 @@ def legend_beside(target, *args, **kwargs):
     """A legend (of an axes or a figure) to the right of the panels, where it covers no data."""
     anchor = (1.01, 1.0) if hasattr(target, "bar") else (1.0, 0.5)
     loc = "upper left" if hasattr(target, "bar") else "center left"
-    return target.legend(*args, loc=loc, bbox_to_anchor=anchor, borderaxespad=0, fontsize=8, **kwargs)
+    # columns of 15 at most: a legend of 16 models in one ran over the title of a one-panel figure
+    ncol = math.ceil(len(args[1]) / 15) if len(args) > 1 else 1
+    return target.legend(*args, loc=loc, bbox_to_anchor=anchor, borderaxespad=0, fontsize=8, ncol=ncol,
+                         **kwargs)
 
 
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float | None]], *,
@@ -136,7 +139,8 @@ def grouped_bars(ax, categories: list[str], series: dict[str, list[float | None]
                 ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color=color)
             elif value == 0:
                 ax.plot([x - width / 2, x + width / 2], [0, 0], color=color, linewidth=2.5,
-                        solid_capstyle="butt")
+                        solid_capstyle="butt", clip_on=False, zorder=3)  # whole, over the axis line
+                ax.text(x, 0, "0", ha="center", va="bottom", fontsize=7, color=color)
     # every category's room, a last one with only "n/a" marks too (they fell outside the axes)
     ax.set_xlim(-0.5, len(categories) - 0.5)
     ax.set_xticks(range(len(categories)))

@@ -464,7 +464,8 @@ def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None =
         scale = 255 if norm == "linf" else 1
         width = max((x for _, xs, _ in curves for x in xs), default=0.0) * scale
         for i, xs, ys in curves:
-            shift = figures.spread(i, len(reports), 0.15 * width)
+            # neighbours a marker apart at least (about 2 % of a panel's epsilons)
+            shift = figures.spread(i, len(reports), 0.15 * width, least=0.02 * width)
             ax.plot([x * scale + shift for x in xs], [100 * y for y in ys], marker=figures.model_marker(i),
                     markersize=3, color=figures.model_color(i, len(reports)))
         ax.set_title(attack, fontsize=10)

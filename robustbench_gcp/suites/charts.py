@@ -104,16 +104,22 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
         raise NotDrawn(f"{reports[0].heading}: {path.name} (CE per corruption) not drawn, as no model has a "
                        "CE here (the notes say why); the error-against-severity figure shows the errors")
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
-    averaged = {(tuple(r.sections["metrics"].get("corruptions") or ()),
-                 tuple(sorted({c["severity"] for c in r.sections.get("cells") or ()})))
+    def severities_of(r) -> tuple[int, ...]:
+        return tuple(sorted({c["severity"] for c in r.sections.get("cells") or ()}))
+
+    averaged = {(tuple(r.sections["metrics"].get("corruptions") or ()), severities_of(r))
                 for r in reports if r.sections["metrics"].get("mCE") is not None}
     series = {}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
         mce = r.sections["metrics"].get("mCE")
         over = r.sections["metrics"].get("corruptions") or ()
-        # mCEs over other corruption sets do not compare: say which each averages
-        of = "" if len(averaged) < 2 else f" over {_names(over)}" if len(over) <= 3 else f" over {len(over)}"
+        # mCEs over other corruption sets (or severities) do not compare: say which each averages
+        of = ""
+        if len({corruption_set for corruption_set, _ in averaged}) > 1:
+            of = f" over {_names(over)}" if len(over) <= 3 else f" over {len(over)}"
+        if len({severities for _, severities in averaged}) > 1:
+            of += f" at severities {', '.join(map(str, severities_of(r)))}"
         lacking = [c for c, ce in ce_of.items() if ce is None]
         if mce is not None:
             label = f"{r.model} (mCE {mce:.1f}{of})"

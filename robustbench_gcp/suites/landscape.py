@@ -528,8 +528,10 @@ def _against_eta(reports: Sequence[Report], path: Path, column: str, ylabel: str
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
-    figures.title_and_layout(fig, f"{heading or curves[0][0].heading}: {title} (at the {first['at']}, "
-                          f"{first['direction']})")
+    heading = heading or curves[0][0].heading
+    where = f" (at the {first['at']}, {first['direction']})"
+    said = f"({first['at']}, {first['direction']}" in heading  # the run's heading says where already
+    figures.title_and_layout(fig, f"{heading}: {title}{'' if said else where}")
     # one legend beside the panels (a legend in each covered its lines and bands, and with long
     # names ran over the next panel); labels given: matplotlib leaves out one starting with "_"
     figures.legend_beside(fig, figures.model_handles(len(curves)), [r.model for r, _ in curves],
