@@ -433,17 +433,21 @@ def test_a_model_with_ces_but_no_mce_says_which_ce_it_lacks(tmp_path, monkeypatc
     assert seen[0].legends == [["a (no mCE: no CE for jpeg compression)"]]
 
 
+def _all_robust(n: int, attack: str) -> list:
+    """``n`` models robust to every image at 1/255 and 4/255."""
+    return [SimpleNamespace(model=f"m{i}", heading="adversarial", sections={
+        "clean": {"top1_error": 0.0},
+        "attacks": [{"attack": attack, "epsilon": e / 255, "robust_accuracy": 1.0, "norm": "linf"}
+                    for e in (1, 4)]}) for i in range(n)]
+
+
 def test_robust_accuracy_tells_coinciding_models_apart_and_keeps_100_on_a_scale(tmp_path, monkeypatch):
     """Models of the same accuracies drew one line (the last drawn); where every point was 100 %,
     the axis ran from 99.975 to 100.5 with ticks above 100."""
     from robustbench_gcp.suites.adversarial import robust_accuracy
 
     seen = _layout(monkeypatch)
-    reports = [SimpleNamespace(model=f"m{i}", heading="adversarial", sections={
-        "clean": {"top1_error": 0.0},
-        "attacks": [{"attack": "fgsm", "epsilon": e / 255, "robust_accuracy": 1.0, "norm": "linf"}
-                    for e in (1, 4)]}) for i in range(3)]
-    robust_accuracy(reports, tmp_path / "attacks.png")
+    robust_accuracy(_all_robust(3, "fgsm"), tmp_path / "attacks.png")
     (figure,) = seen
     (ax,) = figure.axes
     lines = ax.get_lines()
@@ -491,11 +495,7 @@ def test_many_models_legend_in_columns_and_equal_accuracies_a_marker_apart(tmp_p
     from robustbench_gcp.suites.adversarial import robust_accuracy
 
     seen = _layout(monkeypatch)
-    reports = [SimpleNamespace(model=f"m{i}", heading="adversarial", sections={
-        "clean": {"top1_error": 0.0},
-        "attacks": [{"attack": "pgd-linf", "epsilon": e / 255, "robust_accuracy": 1.0, "norm": "linf"}
-                    for e in (1, 4)]}) for i in range(16)]
-    robust_accuracy(reports, tmp_path / "attacks.png")
+    robust_accuracy(_all_robust(16, "pgd-linf"), tmp_path / "attacks.png")
     (figure,) = seen
     (legend,) = figure.legend_boxes
     assert legend.y1 <= figure.title.y0
