@@ -271,16 +271,16 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     started = time.perf_counter()
     leases = _RoundLeases(store, tasks, cell_ids, run, work.loads, job.world_size, stats, progress) \
         if job.is_main else None
-    mine = _RankLoads(tasks, images, shard_size, ctx, options, progress)
+    mine = _RankLoads(job.rank, tasks, images, shard_size, ctx, options, progress)
     current = job.broadcast(leases.next_round(idle=True) if leases else None)  # (loads, more to come)
-    mine.receive(current[0], job.rank)
+    mine.receive(current[0])
     computed_before = False  # a round with loads gone by: a lost rank loses more than the work list
     while current[0] or current[1]:
         loads, _ = current
         # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
         current = job.broadcast(leases.next_round(idle=not loads) if leases else None,
                                 before_work=not computed_before)
-        mine.receive(current[0], job.rank)
+        mine.receive(current[0])
         if not loads:  # a round of waiting for units other processes hold
             continue
         computed_before = True
@@ -343,16 +343,20 @@ class _RankLoads:
     :func:`~robustbench_gcp.engine.runner.compute`, which decodes the next load while it computes
     one; a new one starts after a round the rank had no load in."""
 
-    def __init__(self, tasks: Sequence, images, shard_size: int, ctx, options, progress) -> None:
-        self.tasks, self.images, self.shard_size = tasks, images, shard_size
+    def __init__(self, rank: int, tasks: Sequence, images, shard_size: int, ctx, options, progress) -> None:
+        from robustbench_gcp.engine.runner import task_sources
+
+        self.rank, self.tasks, self.sources = rank, tasks, task_sources(tasks)
+        self.images, self.shard_size = images, shard_size
         self.ctx, self.options, self.progress = ctx, options, progress
         self.queue: collections.deque = collections.deque()
         self.produced = None
         self.ended = False  # the compute looked for a next load and found none: it ends after this one
 
-    def receive(self, loads: Sequence, rank: int) -> None:
-        if rank < len(loads):
-            self.queue.append(loads[rank])
+    def receive(self, loads: Sequence) -> None:
+        """A round's loads, one per rank: this rank's, if any, is queued."""
+        if self.rank < len(loads):
+            self.queue.append(loads[self.rank])
 
     def _next(self):
         if self.queue:
@@ -362,11 +366,11 @@ class _RankLoads:
 
     def compute(self, load) -> tuple:
         """``load``'s results, ``(shard, [(task index, results, seconds), ...])``."""
-        from robustbench_gcp.engine.runner import compute, task_sources
+        from robustbench_gcp.engine.runner import compute
 
         if self.produced is None:
             self.ended = False
-            self.produced = compute(iter(self._next, None), self.tasks, task_sources(self.tasks), self.images,
+            self.produced = compute(iter(self._next, None), self.tasks, self.sources, self.images,
                                     self.shard_size, self.ctx, self.options, self.progress)
         # its tasks, taken one by one: grouping them looked at the next load's first task (decoding
         # its images, and failing there before this round was sent)
