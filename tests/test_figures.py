@@ -321,6 +321,7 @@ def _layout(monkeypatch):
             panels=[ax.get_window_extent(renderer) for ax in axes],
             panel_titles=[ax.title.get_window_extent(renderer) for ax in axes if ax.get_title()],
             legends=[[t.get_text() for t in legend.get_texts()] for legend in fig.legends],
+            legend_titles=[legend.get_title().get_text() for legend in fig.legends],
             legend_boxes=[legend.get_window_extent(renderer) for legend in fig.legends],
             panel_legends=sum(ax.get_legend() is not None for ax in fig.axes), axes=axes,
             width=fig.get_figwidth()))
@@ -422,6 +423,28 @@ def test_wide_bar_figures_wrap_into_rows(tmp_path, monkeypatch):
     assert [len(labels) for labels in figure.legends] == [8]
 
 
+def test_robust_accuracy_of_many_attacks_wraps_into_rows(tmp_path, monkeypatch):
+    """Seven attacks drew seven panels in one row, a figure 26 inches wide; each row's first panel
+    names the axis, and every panel keeps its own points."""
+    from robustbench_gcp.suites.adversarial import robust_accuracy
+
+    seen = _layout(monkeypatch)
+    attacks = ["fgsm", "pgd-linf", "pgd-l2", "deepfool-linf", "deepfool-l2", "cw-l2", "boundary"]
+    report = SimpleNamespace(model="m", heading="adversarial", sections={
+        "clean": {"top1_error": 0.0},
+        "attacks": [{"attack": a, "epsilon": 4 / 255, "robust_accuracy": 0.5 + 0.05 * k, "norm": "linf"}
+                    for k, a in enumerate(attacks)]})
+    robust_accuracy([report], tmp_path / "attacks.png")
+    (figure,) = seen
+    assert len(figure.axes) == 7 and figure.width <= 16
+    rows = sorted({round(panel.y0) for panel in figure.panels}, reverse=True)
+    assert len(rows) == 2
+    named = "robust accuracy (%)"
+    assert [ax.get_ylabel() for ax in figure.axes] == [named, "", "", "", named, "", ""]
+    assert [ax.get_lines()[0].get_ydata()[-1] for ax in figure.axes] == pytest.approx(
+        [50 + 5 * k for k in range(7)])
+
+
 def test_a_model_with_ces_but_no_mce_says_which_ce_it_lacks(tmp_path, monkeypatch):
     from robustbench_gcp.suites.charts import ce_bars
 
@@ -431,6 +454,26 @@ def test_a_model_with_ces_but_no_mce_says_which_ce_it_lacks(tmp_path, monkeypatc
         "metrics": {"mCE": None, "corruptions": [], "baseline": "alexnet"}})]
     ce_bars(reports, tmp_path / "ce.png")
     assert seen[0].legends == [["a (no mCE: no CE for jpeg compression)"]]
+
+
+def test_models_lacking_the_same_ce_say_it_once(tmp_path, monkeypatch):
+    """A baseline without jpeg_compression's error leaves every model without its CE: each label
+    repeated "(no mCE: no CE for jpeg compression)"; the legend's title says it once."""
+    from robustbench_gcp.suites.charts import ce_bars
+
+    seen = _layout(monkeypatch)
+    reports = [SimpleNamespace(model=m, heading="imagenet-c", sections={
+        "per_corruption": [{"corruption": "fog", "CE": 80.0 + k},
+                           {"corruption": "jpeg_compression", "CE": None}],
+        "metrics": {"mCE": None, "corruptions": [], "baseline": "alexnet"}}) for k, m in enumerate("abc")]
+    ce_bars(reports, tmp_path / "ce.png")
+    assert seen[0].legends == [["a", "b", "c"]]
+    assert seen[0].legend_titles == ["model (no mCE: no CE for jpeg compression)"]
+    reports[2].sections["per_corruption"][0]["CE"] = None  # c lacks another: each says its own
+    ce_bars(reports, tmp_path / "ce.png")
+    lacks = "(no mCE: no CE for jpeg compression)"
+    assert seen[1].legends == [[f"a {lacks}", f"b {lacks}", "c (no CE)"]]
+    assert seen[1].legend_titles == ["model"]
 
 
 def _all_robust(n: int, attack: str) -> list:

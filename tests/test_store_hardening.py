@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -595,6 +596,27 @@ def test_the_heartbeat_renews_the_store_it_was_given_after_a_change_of_folder(tm
         time.sleep(2.0)
         assert other.claim(0, [[cell]]) == [Claim.BUSY]
     assert not (tmp_path / "elsewhere" / "s.db").exists()
+
+
+def test_a_heartbeat_that_cannot_open_the_store_tries_again_at_the_next_beat(store_path, monkeypatch):
+    """The heartbeat's thread opened its connection once, before its loop: where that failed (too
+    many open files), the thread died without a word and the leases lapsed during a long shard."""
+    from robustbench_gcp.store import leases
+
+    real, failed = sqlite3.connect, []
+
+    def connect(*args, **kwargs):
+        if threading.current_thread().name == "gcp-robust-leases" and not failed:
+            failed.append(True)
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(leases.sqlite3, "connect", connect)
+    with Store(store_path, lease_seconds=0.8) as holder, Store(store_path) as other:
+        cell = holder.cell_id(open_run(holder).id, CellKey("clean"))
+        assert holder.claim(0, [[cell]]) == [Claim.MINE]
+        time.sleep(2.0)
+        assert failed and other.claim(0, [[cell]]) == [Claim.BUSY]
 
 
 def test_two_processes_on_one_run_split_the_work(tmp_path, demo_val):

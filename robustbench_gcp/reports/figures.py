@@ -105,6 +105,29 @@ def spread(i: int, n: int, span: float, *, least: float = 0.0) -> float:
     return (i - (n - 1) / 2) * max(min(0.08, 0.4 / n) * span, least)
 
 
+def panel_grid(n: int, *, cols: int, width: float, height: float, least_width: float = 0.0):
+    """A figure of ``n`` panels sharing their y axis, in rows of ``cols`` at most (``width`` by
+    ``height`` inches each, the whole ``least_width`` wide at least); panels past ``n`` hidden.
+    Returns (figure, the ``n`` axes in order, the number of columns)."""
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    size = (max(width * cols + 0.6, least_width), height * rows + 0.8)
+    fig, axes = pyplot().subplots(rows, cols, figsize=size, squeeze=False, sharey=True)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)[:n], cols
+
+
+def panel_labels(axes: list, cols: int, x: str, y: str, fontsize: float | None = None) -> None:
+    """Axis labels of a :func:`panel_grid`: x under the bottom panel of each column, y beside the
+    first panel of each row."""
+    for index, ax in enumerate(axes):
+        if index >= len(axes) - cols:
+            ax.set_xlabel(x, fontsize=fontsize)
+        if index % cols == 0:
+            ax.set_ylabel(y, fontsize=fontsize)
+
+
 def title_and_layout(fig, title: str) -> None:
     """``title`` above the panels, a fixed height from the top (matplotlib's place for it is a
     fraction of the height: in a tall figure it ran over the first row's panel titles), the

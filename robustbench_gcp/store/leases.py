@@ -167,8 +167,8 @@ def release(db: sqlite3.Connection, owner: str) -> None:
 
 class Heartbeat:
     """Renews an owner's leases from a daemon thread with its own connection, every quarter of the
-    lease time, until :meth:`stop`. A failed renewal (the store busy or full) is retried at the next
-    beat."""
+    lease time, until :meth:`stop`. A failed renewal (the store busy or full, or its connection not
+    opened: too many open files) is retried at the next beat."""
 
     def __init__(self, path: Path, owner: str, lease_seconds: float):
         self.path, self.owner, self.lease_seconds = path, owner, lease_seconds
@@ -178,16 +178,20 @@ class Heartbeat:
 
     def _beat(self) -> None:
         every = self.lease_seconds / 4
-        db = sqlite3.connect(os.path.abspath(self.path), timeout=every, isolation_level=None)  # not a URI
+        db = None
         try:
             while not self._stopped.wait(every):
                 try:
+                    if db is None:  # opened at a beat: a thread that failed to open it died (leases lapsed)
+                        db = sqlite3.connect(os.path.abspath(self.path), timeout=every,  # not a URI
+                                             isolation_level=None)
                     db.execute("UPDATE leases SET expires = ? WHERE owner = ?",
                                (time.time() + self.lease_seconds, self.owner))
                 except sqlite3.Error:
                     pass
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
     def stop(self) -> None:
         self._stopped.set()

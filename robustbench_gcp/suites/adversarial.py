@@ -439,13 +439,12 @@ def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None =
     reports = [r for r in reports if r.sections.get("attacks")]
     if not reports:
         return None
-    plt = figures.pyplot()
     attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r.sections["attacks"]))
-    # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike)
-    fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks) + 0.6, 3.4), squeeze=False,
-                             sharey=True)
+    # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike); rows of 4
+    # (7 attacks in one row made a figure 26 inches wide)
+    fig, axes, cols = figures.panel_grid(len(attacks), cols=4, width=3.6, height=2.9)
     lowest = 100.0
-    for ax, attack in zip(axes.flat, attacks):
+    for ax, attack in zip(axes, attacks):
         norm = "linf"
         curves = []
         for i, r in enumerate(reports):  # a model keeps its colour in every panel
@@ -474,8 +473,10 @@ def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None =
     # once, after every panel: set in the loop, the shared scale froze at the first panel's range
     # (PGD's lower points, drawn in a later panel, fell below it); 10 points at least (where every
     # point was 100 %, the axis ran from 99.975 to 100.5, ticks above 100 and the lines on its edge)
-    axes.flat[0].set_ylim(max(-0.5, min(90.0, lowest - 0.05 * (100.5 - lowest))), 100.5)
-    axes.flat[0].set_ylabel("robust accuracy (%)")
+    axes[0].set_ylim(max(-0.5, min(90.0, lowest - 0.05 * (100.5 - lowest))), 100.5)
+    for index, ax in enumerate(axes):
+        if index % cols == 0:
+            ax.set_ylabel("robust accuracy (%)")
     figures.title_and_layout(fig, f"{heading or reports[0].heading}: robust accuracy against the attack "
                                   "budget")
     figures.legend_beside(fig, figures.model_handles(len(reports)), [r.model for r in reports], title="model")

@@ -49,13 +49,9 @@ def error_vs_severity(reports: Sequence[Report], path: Path, heading: str | None
     reports = [r for r in reports if r.sections.get("cells")]
     if not reports:
         return None
-    plt = figures.pyplot()
     corruptions = list(dict.fromkeys(c["corruption"] for r in reports for c in r.sections["cells"]))
-    cols = min(5, len(corruptions))
-    rows = math.ceil(len(corruptions) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(3.1 * cols, 5.5), 2.6 * rows + 0.8), squeeze=False,
-                             sharey=True)
-    for index, (ax, corruption) in enumerate(zip(axes.flat, corruptions)):
+    fig, axes, cols = figures.panel_grid(len(corruptions), cols=5, width=3.1, height=2.6, least_width=5.5)
+    for ax, corruption in zip(axes, corruptions):
         measured = {c["severity"] for r in reports for c in r.sections["cells"]
                     if c["corruption"] == corruption and c.get("top1_error") is not None}
         measured |= {0} if any(r.sections.get("clean") for r in reports) else set()
@@ -69,14 +65,9 @@ def error_vs_severity(reports: Sequence[Report], path: Path, heading: str | None
                         capsize=2, elinewidth=0.7, color=figures.model_color(i, len(reports)))
         ax.set_title(corruption.replace("_", " "), fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # severities, not 1.5
-        if index >= len(corruptions) - cols:  # bottom row of each column
-            ax.set_xlabel("severity (0 = clean)", fontsize=8)
-        if index % cols == 0:
-            ax.set_ylabel("top-1 error (%)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(corruptions):]:
-        ax.set_visible(False)
+    figures.panel_labels(axes, cols, "severity (0 = clean)", "top-1 error (%)", fontsize=8)
     figures.title_and_layout(fig, f"{heading or reports[0].heading}: top-1 error against severity")
     # every model's line, whichever panels it is drawn in (the first panel may lack some)
     figures.legend_beside(fig, figures.model_handles(len(reports)), [r.model for r in reports], title="model")
@@ -85,6 +76,11 @@ def error_vs_severity(reports: Sequence[Report], path: Path, heading: str | None
 
 def _names(names: Sequence[str]) -> str:
     return ", ".join(n.replace("_", " ") for n in names)
+
+
+def _no_mce(lacking: Sequence[str]) -> str:
+    """Why a model has no mCE (an mCE needs every corruption's CE)."""
+    return f"no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
 
 
 def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
@@ -109,6 +105,12 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
 
     averaged = {(tuple(r.sections["metrics"].get("corruptions") or ()), severities_of(r))
                 for r in reports if r.sections["metrics"].get("mCE") is not None}
+    def lacking_of(r) -> tuple[str, ...]:
+        return tuple(e["corruption"] for e in r.sections["per_corruption"] if e["CE"] is None)
+
+    # the same CE missing for every model (its baseline has none): said once, in the legend's title
+    shared = {lacking_of(r) for r in reports} if len(reports) > 1 and not averaged else set()
+    shared_lack = next(iter(shared)) if len(shared) == 1 else ()
     series = {}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
@@ -120,15 +122,19 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
             of = f" over {_names(over)}" if len(over) <= 3 else f" over {len(over)}"
         if len({severities for _, severities in averaged}) > 1:
             of += f" at severities {', '.join(map(str, severities_of(r)))}"
-        lacking = [c for c, ce in ce_of.items() if ce is None]
+        lacking = lacking_of(r)
         if mce is not None:
             label = f"{r.model} (mCE {mce:.1f}{of})"
         elif len(lacking) == len(ce_of):
             label = f"{r.model} (no CE)"
+        elif shared_lack:
+            label = r.model
         else:  # an mCE needs every corruption's CE
-            label = f"{r.model} (no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''})"
+            label = f"{r.model} ({_no_mce(lacking)})"
         series[label] = [ce_of.get(c) for c in corruptions]
     legend = "model" if len(averaged) < 2 else "model (mCE of its own report's cells)"
+    if shared_lack:
+        legend = f"model ({_no_mce(shared_lack)})"
     baseline = reports[0].sections["metrics"].get("baseline") or "baseline"
     fig = bar_figure([(None, corruptions, series)], title=f"{heading or reports[0].heading}: corruption "
                      "error per corruption", xlabel="corruption", ylabel=f"CE (%, {baseline} = 100)",
