@@ -100,7 +100,7 @@ def test_a_baseline_on_another_device_type_keeps_its_figures_fixed():
 
     import numpy as np
 
-    from robustbench_gcp.suites.imagenet_p import FlipBaseline
+    from robustbench_gcp.suites.imagenet_p_summary import FlipBaseline
     from robustbench_gcp.suites.stored_baselines import normalizer_for_run
 
     identity = {"data": "images", "seed": 0, "device_type": "cpu"}

@@ -534,7 +534,7 @@ def test_a_baseline_that_never_flips_on_a_cell_leaves_only_that_metric_unnormali
     probability in place of mFR), and the note names FR alone."""
     from robustbench_gcp.store import Store
     from robustbench_gcp.suites import get_suite
-    from robustbench_gcp.suites.imagenet_p import FlipBaseline, raw_figures, summarize
+    from robustbench_gcp.suites.imagenet_p_summary import FlipBaseline, raw_figures, summarize
 
     store = tmp_path / "s.db"
     report = run("eval", "--model", "demo-gap", *p_args(demo_val, store, "--perturbations", "rotate,snow"))

@@ -9,12 +9,8 @@ from corruptions import PERTURBATION_SUBSETS
 from robustbench_gcp.config import load_config
 from robustbench_gcp.data.datasets import get_dataset
 from robustbench_gcp.suites import get_suite
-from robustbench_gcp.suites.imagenet_p import (
-    ImageNetPSpec,
-    averaged_perturbations,
-    dataset_subsets,
-    summarize,
-)
+from robustbench_gcp.suites.imagenet_p import ImageNetPSpec
+from robustbench_gcp.suites.imagenet_p_summary import averaged_perturbations, dataset_subsets, summarize
 
 
 def _report(model, sections):
@@ -97,7 +93,7 @@ def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
     import numpy as np
 
     from robustbench_gcp.store import CellKey, CellResult
-    from robustbench_gcp.suites.imagenet_c import summarize
+    from robustbench_gcp.suites.imagenet_c_summary import summarize
 
     variant = '{"dataset":"cifar10","roundtrip":true,"source":"torch"}'
 
@@ -162,7 +158,7 @@ def test_a_stored_baseline_without_errors_on_a_corruption_says_so():
 
     from robustbench_gcp.metrics import Baseline
     from robustbench_gcp.store import CellKey, CellResult
-    from robustbench_gcp.suites.imagenet_c import summarize
+    from robustbench_gcp.suites.imagenet_c_summary import summarize
 
     variant = '{"dataset":"tinyimagenet","roundtrip":true,"source":"torch"}'
     results = [CellResult(CellKey("imagenet-c", name, "2", variant), 4, {"top1_errors": 1, "top5_errors": 0},
@@ -212,7 +208,7 @@ def test_an_undefined_relative_ce_and_extras_alone_are_explained():
     the means cover the benchmark corruptions only: both left the cells empty with no note."""
     from robustbench_gcp.metrics import Baseline
     from robustbench_gcp.store import CellKey, CellResult
-    from robustbench_gcp.suites.imagenet_c import summarize
+    from robustbench_gcp.suites.imagenet_c_summary import summarize
 
     variant = '{"dataset":"tinyimagenet","roundtrip":true,"source":"torch"}'
 

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
 from corruptions.perturbations import GEOMETRIC_PERTURBATIONS
@@ -43,7 +41,7 @@ from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import DataError
-from robustbench_gcp.metrics import DEFAULT_BASELINE, figures_of_counts, relative_rate
+from robustbench_gcp.metrics import DEFAULT_BASELINE
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, Store
@@ -56,7 +54,6 @@ from robustbench_gcp.suites.base import (
     SuiteSpec,
     Table,
     TaskInputs,
-    clean_entry,
     column_names,
     coverage_note,
     dataset_of,
@@ -67,7 +64,16 @@ from robustbench_gcp.suites.base import (
     variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
-from robustbench_gcp.suites.revisions import newest, revision_of, unrevised
+from robustbench_gcp.suites.imagenet_p_summary import (
+    FlipBaseline,
+    averaged_perturbations,
+    baseline_figures,
+    dataset_subsets,
+    perturbed_name,
+    report_order,
+    summarize,
+)
+from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.sequence_tasks import (
     PerturbationTask,
     mean_raw,
@@ -82,10 +88,6 @@ if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
     from robustbench_gcp.reports.report_type import Report
     from robustbench_gcp.yaml_checks import Checker
-
-#: (perturbation, difficulty) -> (flip probability, top-5 distance, videos) of a stored baseline
-Figures = dict[tuple[str, int], tuple[float, float, int]]
-
 
 @dataclass(frozen=True)
 class ImageNetPSpec(SuiteSpec):
@@ -111,205 +113,9 @@ class ImageNetPSelection(Selection):
         return self.dataset.preset
 
 
-def perturbed_name(dataset: DatasetInfo) -> str:
-    """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, CIFAR-100-P,
-    Tiny-ImageNet-P."""
-    return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
-
-
-def dataset_subsets(dataset: DatasetInfo) -> Mapping[str, tuple[str, ...]]:
-    """The named perturbation subsets on ``dataset``: ``test`` and ``validation`` are CIFAR-10-P's
-    on CIFAR (cifar-p-eval.py averages spatter, not snow), ImageNet-P's elsewhere (Tiny-ImageNet-P
-    has no evaluation script of its own)."""
-    if dataset.preset != "cifar":
-        return PERTURBATION_SUBSETS
-    return {**PERTURBATION_SUBSETS, "test": PERTURBATION_SUBSETS["cifar-test"],
-            "validation": PERTURBATION_SUBSETS["cifar-validation"]}
-
-
-def averaged_perturbations(dataset: DatasetInfo) -> tuple[str, ...]:
-    """The 10 perturbations mFR and mT5D average on ``dataset``."""
-    return dataset_subsets(dataset)["test"]
-
-
 def _default_perturbations(spec: ImageNetPSpec) -> tuple[str, ...]:
     """A suite entry's perturbations on its dataset (its subset's there, if it named one)."""
     return dataset_subsets(get_dataset(spec.dataset))[spec.subset] if spec.subset else spec.perturbations
-
-
-@dataclass(frozen=True)
-class FlipBaseline:
-    """The normalizer of FR and T5D: a stored baseline run's raw figures (None: none stored
-    under ``name``, the figures stay unnormalized), the run, and per cell (``fp rotate/1``,
-    ``t5d rotate/1``) its per-video values, which comparisons resample with the videos of a run
-    on the same images (None: the figures stay fixed)."""
-
-    name: str
-    figures: Figures | None
-    run: Any = None
-    samples: Mapping[str, np.ndarray] | None = None
-    own: bool = False  # the run this normalizes is that baseline run itself: FR and T5D are 100
-    #: (perturbation, difficulty) -> "older" / "newer": the baseline run holds that cell only as
-    #: another revision of the perturbation than the one asked for (an earlier or a later version
-    #: made it); "released" / "torch": only from the other source (released files, generated);
-    #: "dataset NAME": only of another dataset's images
-    revised: Mapping[tuple[str, int], str] = field(default_factory=dict)
-    #: (perturbation, difficulty) -> the frame pairs each of its videos compares (``samples`` are
-    #: per-video totals: :func:`per_video`)
-    pairs: Mapping[tuple[str, int], int] = field(default_factory=dict)
-
-
-def raw_figures(results: Sequence[CellResult]) -> Figures:
-    """(perturbation, difficulty) -> (flip probability, top-5 distance, videos)."""
-    figures = {}
-    for r in results:
-        if r.key.kind == "imagenet-p" and r.counts.get("videos"):
-            figures[(r.key.name, int(r.key.level))] = (*figures_of_counts(r.counts), r.counts["videos"])
-    return figures
-
-
-def report_order(test: Sequence[str]) -> dict[str, int]:
-    """Perturbations' places in reports: the averaged (``test``) ones first, then the others."""
-    return {p: i for i, p in enumerate(dict.fromkeys((*test, *PERTURBATION_SUBSETS["all"])))}
-
-
-def summarize(
-    results: Sequence[CellResult],
-    *,
-    baseline: Figures | None,
-    baseline_name: str | None,
-    baseline_revised: Mapping[tuple[str, int], str] | None = None,
-) -> tuple[dict, list[str]]:
-    """The ``clean``, ``perturbations`` (in report order, then difficulty) and ``metrics``
-    sections (FR, T5D, mFR, mT5D in percent), and notes (``baseline_revised``: the cells the
-    baseline holds only as another revision or from the other source, :attr:`FlipBaseline.revised`)."""
-    baseline_revised = baseline_revised or {}
-    dataset = dataset_of(results, "imagenet-p")
-    name = perturbed_name(dataset)
-    entries = []
-    for (perturbation, difficulty), (fp, t5d, videos) in raw_figures(results).items():
-        base = (baseline or {}).get((perturbation, difficulty))
-        entries.append({
-            "perturbation": perturbation, "difficulty": difficulty, "n_videos": videos,
-            "flip_probability": fp, "top5_distance": t5d,
-            "FR": relative_rate(fp, base[0]) if base else None,
-            "T5D": relative_rate(t5d, base[1]) if base else None,
-        })
-    test = averaged_perturbations(dataset)
-    order = report_order(test)
-    entries.sort(key=lambda e: (order[e["perturbation"]], e["difficulty"]))  # however they were stored
-    by_difficulty = {}
-    for difficulty in sorted({e["difficulty"] for e in entries}):
-        chosen = [e for e in entries if e["difficulty"] == difficulty and e["perturbation"] in test]
-        frs = [e["FR"] for e in chosen]
-        t5ds = [e["T5D"] for e in chosen]
-        by_difficulty[str(difficulty)] = {
-            "mFR": sum(frs) / len(frs) if chosen and None not in frs else None,
-            "mT5D": sum(t5ds) / len(t5ds) if chosen and None not in t5ds else None,
-            "mean_flip_probability": sum(e["flip_probability"] for e in chosen) / len(chosen)
-            if chosen else None,
-            "mean_top5_distance": sum(e["top5_distance"] for e in chosen) / len(chosen) if chosen else None,
-            "perturbations": [e["perturbation"] for e in chosen],
-            "missing": [p for p in test if p not in {e["perturbation"] for e in chosen}],
-        }
-    # the headline: the smallest difficulty with a test perturbation (the comparisons' too)
-    level = min([d for d, at in by_difficulty.items() if at["perturbations"]] or by_difficulty, key=int,
-                default=None)
-    first = by_difficulty[level] if level is not None else {}
-    notes = []
-    if entries and baseline is None:
-        # the cells do not say the model's classes: AlexNet (ImageNet's 1000) or a model of its own
-        how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`; for a model "
-               "of other classes, of one of them, then --baseline NAME" if dataset.name == "imagenet" else
-               "`gcp-robust baseline --model MODEL --name NAME --suite SUITE` on the same images, then "
-               "--baseline NAME")
-        notes.append(f"{name} figures are unnormalized: no stored baseline named '{baseline_name}' "
-                     f"(compute one with {how})")
-    elif entries:
-        for column in ("FR", "T5D"):
-            missing = [f"{e['perturbation']}/{e['difficulty']}" for e in entries if e[column] is None]
-            if missing:
-                # the mean needs every averaged perturbation's: without one, the mean is not given
-                unmeant = f"; so there is no m{column}" if first.get("perturbations") and \
-                    first.get(f"m{column}") is None else ""
-                revised = {f"{p}/{d}": how for (p, d), how in baseline_revised.items()}
-                older = [cell for cell in missing if revised.get(cell) == "older"]
-                newer = [cell for cell in missing if revised.get(cell) == "newer"]
-                released = [cell for cell in missing if revised.get(cell) == "released"]
-                generated = [cell for cell in missing if revised.get(cell) == "torch"]
-                of_other = [cell for cell in missing if revised.get(cell, "").startswith("dataset ")]
-                others = [cell for cell in missing if cell not in revised]
-                why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed them "
-                       "(store the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
-                why += [f"holds {', '.join(newer)} as a later version of gcp-robust computed them than "
-                        "this run's (`gcp-robust eval` again computes the run's anew)"] if newer else []
-                why += [f"holds {', '.join(released)} read from released files, this run's are generated "
-                        "(store the baseline without --corrupted-dir)"] if released else []
-                why += [f"holds {', '.join(generated)} generated, this run's are read from released files "
-                        "(store the baseline with --corrupted-dir)"] if generated else []
-                if of_other:
-                    theirs = get_dataset(revised[of_other[0]].removeprefix("dataset ")).title
-                    why.append(f"holds {', '.join(of_other)} of {theirs} images, this run's are of "
-                               f"{dataset.title} (a baseline normalizes runs of its own dataset)")
-                why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
-                        "flips)"] if others else []
-                notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
-                             f"{'; it '.join(why)}{unmeant}")
-    if dataset.name == "tinyimagenet" and any(r.key.kind == "imagenet-p" and r.key.name == "motion_blur"
-                                              and variant_of(r.key).get("source") == "torch"
-                                              for r in results):
-        notes.append("motion_blur generated on 64 px images is stronger than Tiny-ImageNet-P's, whose "
-                     "blur (radius 14, sigma 3) was of the full-size ImageNet crop before its resize to "
-                     "64 px (about 4x for a 256 px crop; corruptions/PERTURBATIONS.md): its figures, and "
-                     "the means over it, are not the released videos'")
-    if first.get("missing") and first.get("perturbations"):
-        notes.append(coverage_note("mFR" if first.get("mFR") is not None else None,
-                                   len(first["perturbations"]), "10 test perturbations", first["missing"]))
-    return {
-        "clean": clean_entry(results),
-        "perturbations": entries,
-        "metrics": {
-            "mFR": first.get("mFR"),
-            "mT5D": first.get("mT5D"),
-            "baseline": baseline_name if baseline is not None else None,
-            "dataset": dataset.name,
-            "difficulty": int(level) if level is not None else None,
-            "by_difficulty": by_difficulty,
-        },
-    }, notes
-
-
-def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBaseline:
-    """The raw figures of the baseline run stored as ``name``, for the ImageNet-P cells ``keys``."""
-    run = store.baseline(name)
-    if run is None:
-        return FlipBaseline(name, None)
-    cells = {key: cid for cid, key in store.cells(run.id)}
-    wanted = [key for key in keys if key.kind == "imagenet-p"]
-    results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
-    stored: dict[tuple, int] = {}  # the baseline's cells less their revision -> their newest revision
-    for key in cells:
-        stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
-    revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
-               else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
-    held = {(key.name, key.level): variant_of(key) for key in cells if key.kind == "imagenet-p"}
-    for key in wanted:  # held only of another dataset's images, or from the other source
-        theirs, cell = held.get((key.name, key.level)), (key.name, int(key.level))
-        if key in cells or cell in revised or theirs is None:
-            continue
-        ours = variant_of(key)
-        if theirs.get("dataset", "imagenet") != ours.get("dataset", "imagenet"):
-            revised[cell] = f"dataset {theirs.get('dataset', 'imagenet')}"
-        elif theirs.get("source") in ("released", "torch") and theirs.get("source") != ours.get("source"):
-            revised[cell] = theirs["source"]
-    complete = [r for r in results if r.complete]
-    samples, pairs = {}, {}
-    for r in complete:
-        if r.extra is not None:
-            cell = f"{r.key.name}/{int(r.key.level)}"
-            samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
-            pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
-    return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
 
 
 @register_suite
