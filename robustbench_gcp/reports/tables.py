@@ -206,22 +206,8 @@ def print_whole(console, renderable) -> None:
     if need > console.width:
         set_width(console, need)
     # rich may draw a table wider than that (it applies a column's min_width again after shrinking
-    # the columns), and cropped the figures at the right: as wide as drawn, until it fits
-    for _ in range(4):
-        drawn = max((_drawn_width(console, part) for part in parts if isinstance(part, Table)), default=0)
-        if drawn <= console.width:
-            break
-        set_width(console, drawn)
-    console.print(renderable)
-
-
-def _drawn_width(console, table) -> int:
-    """The width rich lays ``table`` out at on the console (0 where its rich has no such method:
-    its lines, cropped to the console, cannot tell)."""
-    try:
-        return sum(table._calculate_column_widths(console, console.options)) + table._extra_width
-    except AttributeError:
-        return 0
+    # the columns), and cropped the figures at the right: its lines are written whole
+    console.print(renderable, crop=False)
 
 
 def render_text(table) -> str:
