@@ -539,17 +539,25 @@ def test_class_folders_named_by_numbers_say_they_are_labelled_in_text_order(tmp_
 
 
 def test_wnid_folders_sorted_for_an_imagenet_model_say_their_labels_are_not_the_wnids(tmp_path):
-    """Three wnid folders in sorted order for a 1000-class model are labels 0-2 (tench, goldfish,
-    great white shark), not their classes: the note said only "sorted folder order"."""
+    """Wnid folders in sorted order for a 1000-class model are labels 0, 1, 2 (tench, goldfish,
+    great white shark), not their classes: the note said only "sorted folder order". The first
+    wnids, sorted, are their own indices: nothing more is said of them."""
     from robustbench_gcp import evaluate
     from robustbench_gcp.data.folders import imagenet_wnids
 
     net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 1000))
-    wnids = [imagenet_wnids()[i] for i in (5, 207, 980)]
-    data = make_image_folder(tmp_path / "val", wnids, per_class=1, sizes=(40, 48))
-    report = evaluate(net, name="net", data=data, class_order="sorted", store=tmp_path / "s.db",
-                      preprocess={"resize_size": 40, "input_size": 32})
-    (note,) = [n for n in report.notes if n.startswith("labels:")]
-    assert note == ("labels: sorted folder order (--class-order sorted), 3 classes; the folders are "
-                    "ImageNet-1k wnids and the model has 1000 classes, but sorted they are labels 0-2, "
-                    "not those wnids' indices: --class-order imagenet gives these")
+
+    def labels_note(picked: tuple[int, ...]) -> str:
+        wnids = [imagenet_wnids()[i] for i in picked]
+        data = make_image_folder(tmp_path / f"val{len(picked)}", wnids, per_class=1, sizes=(40, 48))
+        report = evaluate(net, name="net", data=data, class_order="sorted",
+                          store=tmp_path / f"{len(picked)}.db",
+                          preprocess={"resize_size": 40, "input_size": 32})
+        (note,) = [n for n in report.notes if n.startswith("labels:")]
+        return note
+
+    assert labels_note((0, 5, 207)) == (
+        "labels: sorted folder order (--class-order sorted), 3 classes; the folders are ImageNet-1k wnids "
+        "and the model has 1000 classes, but sorted they are not those wnids' indices: "
+        f"{imagenet_wnids()[5]} is label 1, not 5 (--class-order imagenet gives these)")
+    assert labels_note((0, 1)) == "labels: sorted folder order (--class-order sorted), 2 classes"

@@ -474,6 +474,13 @@ def test_models_lacking_the_same_ce_say_it_once(tmp_path, monkeypatch):
     lacks = "(no mCE: no CE for jpeg compression)"
     assert seen[1].legends == [[f"a {lacks}", f"b {lacks}", "c (no CE)"]]
     assert seen[1].legend_titles == ["model"]
+    for r in reports:  # no benchmark corruption: every CE, and no mCE (it said "no CE for ")
+        r.sections["per_corruption"] = [{"corruption": "speckle_noise", "CE": 90.0}]
+    ce_bars(reports[:1], tmp_path / "ce.png")
+    ce_bars(reports, tmp_path / "ce.png")
+    assert seen[2].legends == [["a (no mCE: no benchmark corruption)"]]
+    assert seen[3].legends == [["a", "b", "c"]]
+    assert seen[3].legend_titles == ["model (no mCE: no benchmark corruption)"]
 
 
 def _all_robust(n: int, attack: str) -> list:

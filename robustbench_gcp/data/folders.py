@@ -44,7 +44,8 @@ ANNOTATIONS_FILE = "val_annotations.txt"
 
 
 @lru_cache(maxsize=1)
-def _wnid_index() -> dict[str, int]:
+def wnid_index() -> dict[str, int]:
+    """Each ImageNet-1k wnid's standard class index."""
     return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
 
 
@@ -236,7 +237,7 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None, *,
     else:
         _check_wnid_folders(root, class_dirs, released)
         classes, labelling = imagenet_wnids(), "imagenet"
-        class_index = {name: _wnid_index()[name] for name in class_dirs}
+        class_index = {name: wnid_index()[name] for name in class_dirs}
     names = [name for class_name in class_dirs for name in found[class_name]]
     labels = [class_index[class_name] for class_name in class_dirs for _ in found[class_name]]
     return ImageList(root, tuple(names), tuple(labels), tuple(range(len(names))), classes,
@@ -257,7 +258,7 @@ def _layout_hint(root: Path) -> str:
 
 def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = False) -> None:
     """Raise :class:`DataError` naming the class folders that are not ImageNet-1k wnids."""
-    wnids = _wnid_index()
+    wnids = wnid_index()
     odd = [name for name in class_dirs if name not in wnids]
     if not odd:
         return
@@ -277,7 +278,7 @@ def _check_wnid_folders(root: Path, class_dirs: Sequence[str], released: bool = 
 def _check_split_folders(root: Path, candidates: Sequence[str]) -> None:
     """Refuse a dataset's root, whose train / val folders (among ``candidates``) hold ImageNet
     class folders: taken for classes, every image of a split would get the split's label."""
-    wnids = _wnid_index()
+    wnids = wnid_index()
     splits = [name for name in candidates if subfolders(root / name) & wnids.keys()]
     if not splits:
         return
@@ -372,7 +373,7 @@ def read_labels_file(path: Path) -> tuple[dict[str, int], bool]:
         lines_of.setdefault(name, number)
 
     if lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
-        wnids = _wnid_index()
+        wnids = wnid_index()
         for number, row in enumerate(csv.reader(lines[1:]), start=2):
             if len(row) < 2 or not row[1].split():
                 raise DataError(f"{path}, line {number}: expected 'ImageId,PredictionString'")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from corruptions._rng import CUDA_DRAW_CHUNK
-from robustbench_gcp.data.folders import imagenet_wnids
+from robustbench_gcp.data.folders import wnid_index
 from robustbench_gcp.engine import stops
 from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.engine.device import kept_float32_settings
@@ -557,12 +557,15 @@ def labels_notes(plan: Plan) -> list[str]:
         label, moved = next((i, name) for i, name in enumerate(classes) if numbered[i] != name)
         note += (f"; the folder names are numbers, sorted as text as torchvision's ImageFolder sorts them: "
                  f"{moved} is label {label}, not {numbered.index(moved)}")
-    wnids = imagenet_wnids()
-    if plan.classes == len(wnids) and len(classes) < len(wnids) and set(classes) <= set(wnids):
+    index = wnid_index()
+    moved = next(((label, name) for label, name in enumerate(classes) if index.get(name, label) != label),
+                 None)
+    if plan.classes == len(index) and moved and all(name in index for name in classes):
         # e.g. 10 wnid folders for an ImageNet-1k model: labels 0-9 are tench ... not those classes
+        label, name = moved
         note += (f"; the folders are ImageNet-1k wnids and the model has {plan.classes} classes, but sorted "
-                 f"they are labels 0-{len(classes) - 1}, not those wnids' indices: --class-order imagenet "
-                 "gives these")
+                 f"they are not those wnids' indices: {name} is label {label}, not {index[name]} "
+                 "(--class-order imagenet gives these)")
     return [note]
 
 

@@ -105,13 +105,15 @@ def spread(i: int, n: int, span: float, *, least: float = 0.0) -> float:
     return (i - (n - 1) / 2) * max(min(0.08, 0.4 / n) * span, least)
 
 
-def panel_grid(n: int, *, cols: int, width: float, height: float, least_width: float = 0.0):
+def panel_grid(n: int, *, cols: int, width: float, height: float, least_width: float = 0.0,
+               margin: float = 0.0):
     """A figure of ``n`` panels sharing their y axis, in rows of ``cols`` at most (``width`` by
-    ``height`` inches each, the whole ``least_width`` wide at least); panels past ``n`` hidden.
+    ``height`` inches each, plus ``margin`` across and 0.8 in for the title, the whole
+    ``least_width`` wide at least); panels past ``n`` hidden.
     Returns (figure, the ``n`` axes in order, the number of columns)."""
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
-    size = (max(width * cols + 0.6, least_width), height * rows + 0.8)
+    size = (max(width * cols + margin, least_width), height * rows + 0.8)
     fig, axes = pyplot().subplots(rows, cols, figsize=size, squeeze=False, sharey=True)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)

@@ -442,7 +442,7 @@ def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None =
     attacks = list(dict.fromkeys(attack_label(a) for r in reports for a in r.sections["attacks"]))
     # one accuracy scale for every attack (panels of 85-100 beside 95-100 looked alike); rows of 4
     # (7 attacks in one row made a figure 26 inches wide)
-    fig, axes, cols = figures.panel_grid(len(attacks), cols=4, width=3.6, height=2.9)
+    fig, axes, cols = figures.panel_grid(len(attacks), cols=4, width=3.6, height=2.6, margin=0.6)
     lowest = 100.0
     for ax, attack in zip(axes, attacks):
         norm = "linf"

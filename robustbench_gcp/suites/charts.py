@@ -79,7 +79,10 @@ def _names(names: Sequence[str]) -> str:
 
 
 def _no_mce(lacking: Sequence[str]) -> str:
-    """Why a model has no mCE (an mCE needs every corruption's CE)."""
+    """Why a model with CEs has no mCE: a CE it lacks (an mCE needs every corruption's), or no
+    benchmark corruption among its corruptions (the means average those)."""
+    if not lacking:
+        return "no mCE: no benchmark corruption"
     return f"no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
 
 
@@ -110,7 +113,7 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
 
     # the same CE missing for every model (its baseline has none): said once, in the legend's title
     shared = {lacking_of(r) for r in reports} if len(reports) > 1 and not averaged else set()
-    shared_lack = next(iter(shared)) if len(shared) == 1 else ()
+    shared_why = _no_mce(next(iter(shared))) if len(shared) == 1 else None
     series = {}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
@@ -127,14 +130,14 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
             label = f"{r.model} (mCE {mce:.1f}{of})"
         elif len(lacking) == len(ce_of):
             label = f"{r.model} (no CE)"
-        elif shared_lack:
+        elif shared_why:
             label = r.model
         else:  # an mCE needs every corruption's CE
             label = f"{r.model} ({_no_mce(lacking)})"
         series[label] = [ce_of.get(c) for c in corruptions]
     legend = "model" if len(averaged) < 2 else "model (mCE of its own report's cells)"
-    if shared_lack:
-        legend = f"model ({_no_mce(shared_lack)})"
+    if shared_why:
+        legend = f"model ({shared_why})"
     baseline = reports[0].sections["metrics"].get("baseline") or "baseline"
     fig = bar_figure([(None, corruptions, series)], title=f"{heading or reports[0].heading}: corruption "
                      "error per corruption", xlabel="corruption", ylabel=f"CE (%, {baseline} = 100)",
