@@ -31,8 +31,9 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.file_format import check_format
 
-#: how a command takes a checkpoint file (compare has no --checkpoint: its hint named one)
-GIVE_FILE = "give the file (eval --checkpoint FILE, compare --model NAME=FILE)"
+#: how a command takes a checkpoint file (every one has --checkpoint but compare; bench landscape
+#: was told of eval's)
+GIVE_FILE = "give the file (--checkpoint FILE; to compare, --model NAME=FILE)"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -94,6 +94,14 @@ def test_bench_heads_help_names_each_input_shape():
 
 # --- bench scaling: the device actually used ---------------------------------------------------
 
+def sorted_data(folder) -> tuple[str, ...]:
+    """``--data`` of the 4 wnid folders, in their sorted order (classes 0-3 of the 10-class demo model)."""
+    return ("--data", str(folder), "--class-order", "sorted")
+
+
+SORTED_DATA = {"class_order": "sorted"}
+
+
 @pytest.fixture
 def scaling_calls(monkeypatch) -> list[list[str]]:
     """The eval command lines bench scaling would time, recorded instead of run (8 images/s each)."""
@@ -113,11 +121,15 @@ def test_bench_scaling_prints_and_passes_the_resolved_device(scaling_calls, imag
     from robustbench_gcp.engine.device import resolve_device
 
     calls = scaling_calls
-    result = run("bench", "scaling", "--data", str(image_folder), "--device", "auto")
+    result = run("bench", "scaling", *sorted_data(image_folder), "--device", "auto")
     assert result.exit_code == 0, result.output
     used = str(resolve_device("auto"))
     assert f") on {used}, imagenet-c" in result.stdout and "auto" not in result.stdout
-    assert [args[args.index("--device") + 1] for args in calls] == [used, used]
+    assert [args[args.index("--device") + 1] for args in calls] == [used] * 4
+    # two rounds in turns (the 1-process run went first, always), each run from an empty store
+    stores = [Path(args[args.index("--store") + 1]).name for args in calls]
+    assert stores == ["store-1-0.db", "store-2-0.db", "store-2-1.db", "store-1-1.db"]
+    assert "fastest of 2 rounds" in " ".join(result.stdout.split())
 
 
 def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
@@ -151,15 +163,45 @@ def test_bench_scaling_refuses_options_it_would_ignore(monkeypatch, args, messag
     assert message in " ".join(result.stderr.split())
 
 
+def test_bench_scaling_keeps_the_fastest_round_of_each(monkeypatch, image_folder):
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    seconds = iter([4.0, 3.0, 1.0, 2.0])  # 1 process, 2, then 2, 1
+
+    def fake_throughput(processes, args, env):
+        took = next(seconds)
+        return {"processes": processes, "images": 8, "seconds": took, "images_per_s": 8 / took}
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", fake_throughput)
+    rows = process_scaling.scaling("demo-gap", **SORTED_DATA, data=str(image_folder), suite="clean",
+                                   device="cpu", repeats=2)
+    assert [(r["processes"], r["seconds"], r["ratio"]) for r in rows] == [(1, 2.0, 1.0), (2, 1.0, 2.0)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--corruptions", "fog", "--severities", "6"], "Error: `--severities` should be 1..5. Got 6"),
+    (["--corruptions", "nope"], "Error: unknown corruption 'nope'."),
+])
+def test_bench_scaling_plans_the_runs_before_either(monkeypatch, args, message):
+    """A wrong --severities was the 1-process run's failure, after it started, with its command line."""
+    import robustbench_gcp.bench.process_scaling as process_scaling
+
+    monkeypatch.setattr(process_scaling, "eval_throughput", lambda *args: pytest.fail("a run started"))
+    result = run("bench", "scaling", "--device", "cpu", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(message), result.output
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_bench_scaling_passes_a_limit_and_the_corruptions_a_suite_takes(scaling_calls, image_folder):
     import robustbench_gcp.bench.process_scaling as process_scaling
 
-    rows = process_scaling.scaling("demo-gap", data=str(image_folder), suite="clean", limit=4, device="cpu")
+    rows = process_scaling.scaling("demo-gap", **SORTED_DATA, data=str(image_folder), suite="clean", limit=4,
+                                   device="cpu")
     assert [row["ratio"] for row in rows] == [1.0, 1.0]
     for args in scaling_calls:
         assert args[args.index("--limit") + 1] == "4" and "--corruptions" not in args
     with pytest.raises(ConfigError, match="`limit` should be a positive integer. Got 0"):
-        process_scaling.scaling("demo-gap", data=str(image_folder), limit=0, device="cpu")
+        process_scaling.scaling("demo-gap", **SORTED_DATA, data=str(image_folder), limit=0, device="cpu")
 
 
 def test_bench_attacks_one_epsilon_is_said_in_the_singular():
@@ -190,7 +232,7 @@ def test_bench_commands_take_a_config_of_your_own(scaling_calls, image_folder, t
     assert attack.exit_code == 0, attack.output
     assert "unknown model" in run("bench", "landscape", "--model", "mine").output  # not the shipped file's
     scaled = run("bench", "scaling", "--config", str(config), "--model", "mine", "--suite", "myc",
-                 "--data", str(image_folder), "--corruptions", "fog", "--severities", "1")
+                 *sorted_data(image_folder), "--corruptions", "fog", "--severities", "1")
     assert scaled.exit_code == 0, scaled.output
     for args in scaling_calls:
         assert args[args.index("--config") + 1] == str(config) and args[args.index("--suite") + 1] == "myc"
@@ -278,7 +320,7 @@ def test_bench_scaling_checks_the_weights_fit_before_any_run(scaling_calls, imag
     import torchvision
 
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
-    result = run("bench", "scaling", "--checkpoint", str(tmp_path / "r18.pth"), "--data", str(image_folder))
+    result = run("bench", "scaling", "--checkpoint", str(tmp_path / "r18.pth"), *sorted_data(image_folder))
     assert result.exit_code == 1 and not scaling_calls
     assert "r18.pth' does not fit demo-gap" in result.stderr and "It fits 'resnet18-gap'" in result.stderr
 
@@ -298,14 +340,14 @@ def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_opt
         scaling_calls, image_folder, monkeypatch):
     """A model whose checkpoint is not here failed in each child ('the 1-process run failed: ...'),
     and bench scaling had no --checkpoint or --random-weights to give it weights."""
-    missing = run("bench", "scaling", "--model", "resnet18-isqrt", "--data", str(image_folder))
+    missing = run("bench", "scaling", "--model", "resnet18-isqrt", *sorted_data(image_folder))
     assert missing.exit_code == 1 and not scaling_calls
     assert "Error: checkpoint file" in missing.stderr and "run failed" not in missing.stderr
-    unknown = run("bench", "scaling", "--model", "nosuch", "--data", str(image_folder))
+    unknown = run("bench", "scaling", "--model", "nosuch", *sorted_data(image_folder))
     assert unknown.exit_code == 2 and not scaling_calls
     assert "unknown model 'nosuch'. `gcp-robust models` lists them" in " ".join(unknown.stderr.split())
 
-    result = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
+    result = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", *sorted_data(image_folder),
                  "--corruptions", "fog", "--severities", "1", "--limit", "4", "--json")
     assert result.exit_code == 0, result.output
     assert all("--random-weights" in args and "--checkpoint" not in args for args in scaling_calls)
@@ -315,7 +357,7 @@ def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_opt
         "model": "demo-isqrt", "weights": "random (seed 0)", "suite": "imagenet-c", "corruptions": "fog",
         "severities": "1", "limit": 4, "processes": 2}
     assert [row["processes"] for row in document["rows"]] == [1, 2]
-    titled = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", "--data", str(image_folder),
+    titled = run("bench", "scaling", "--model", "demo-isqrt", "--random-weights", *sorted_data(image_folder),
                  "--suite", "clean")
     assert "demo-isqrt (random weights) on cpu, clean" in titled.stdout
     import robustbench_gcp.pipeline.weights as weights
@@ -324,7 +366,7 @@ def test_bench_scaling_checks_the_model_before_any_run_and_takes_its_weights_opt
     real = weights.choose_model
     monkeypatch.setattr(weights, "choose_model",
                         lambda *args, **kwargs: checked.append(1) or real(*args, **kwargs))
-    configured = run("bench", "scaling", "--data", str(image_folder), "--suite", "clean", "--json")
+    configured = run("bench", "scaling", *sorted_data(image_folder), "--suite", "clean", "--json")
     assert json.loads(configured.stdout)["weights"].endswith("demo-gap.pth")  # benchmarks.yaml's, said
     assert checked == [1]  # checked (its file hashed) once, not by the command and again by scaling()
 
@@ -364,6 +406,11 @@ def test_a_size_beyond_the_machines_memory_is_one_line():
     assert re.fullmatch(r"Error: bench perturbations: 1 image x 41 frames of 875000 px need about "
                         r"[\d,.]+ GiB of memory here, and [\d,.]+ GiB are available; lower --batch-size or "
                         r"--size", said), said
+    # at the model's own sizes too (a --batch-size of 30000 without --size grew to 5 GB first)
+    result = run("bench", "perturbations", "--device", "cpu", "--model", "demo-gap", "--repeats", "1",
+                 "--batch-size", "3000000", "--perturbations", "translate")
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "Error: bench perturbations: 3000000 images x 41 frames of 64 px need about "), result.output
     # sizes that overcommit: the kernel killed `bench corruptions --size 100000` ("Killed", exit 137)
     # before any allocation failed; each names its own options (--images where it has them)
     for command, options in ((["corruptions", "--corruptions", "fog"], "--batch-size or --size"),
@@ -477,3 +524,16 @@ def test_the_attack_bench_gives_no_advice_it_cannot_take():
     assert result.exit_code == 2
     assert result.stderr == ("Error: epsilon 0.3 for the Linf attack pgd-linf would let every pixel move by "
                              "30% of its range (Linf budgets are usually 1/255 to 16/255)\n")
+
+
+def test_bench_captions_count_in_the_singular_and_name_glass_blur_only_where_timed():
+    """'median of 1 runs', 'best of 1 calls', and '(glass_blur: 1)' under a table of fog alone."""
+    fog = run("bench", "corruptions", "--device", "cpu", "--corruptions", "fog", "--batch-size", "2",
+              "--reference-images", "2", "--repeats", "1", "--size", "32")
+    assert fog.exit_code == 0, fog.output
+    assert "reference: imagecorruptions on the CPU, 2 images per severity\n" in fog.stdout
+    glass = run("bench", "corruptions", "--device", "cpu", "--corruptions", "fog,glass_blur",
+                "--batch-size", "2", "--reference-images", "2", "--repeats", "1", "--size", "32")
+    assert "2 images per severity (glass_blur: 1)\n" in glass.stdout, glass.output
+    heads = run("bench", "heads", "--repeats", "1", "--batch-size", "1", "--heads", "gap")
+    assert heads.exit_code == 0 and "median of 1 run;" in heads.stdout, heads.output

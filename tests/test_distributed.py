@@ -306,7 +306,7 @@ def test_bench_scaling_stopped_mid_run_stops_torchruns_ranks_and_leaves_no_folde
          "1,2,3", "--batch-size", "1", "--shard-size", "5", "--device", "cpu"],
         env={**ENV, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while len(_running_with("store-2.db")) < 3:  # torchrun and its two ranks
+    while len(_running_with("store-2-0.db")) < 3:  # torchrun and its two ranks
         assert bench.poll() is None, bench.communicate()[1]
         assert time.time() < deadline, "the 2-process run did not start within 240 s"
         time.sleep(0.1)
@@ -315,9 +315,9 @@ def test_bench_scaling_stopped_mid_run_stops_torchruns_ranks_and_leaves_no_folde
     _, err = bench.communicate(timeout=60)
     assert bench.returncode == 130, err
     deadline = time.time() + 30
-    while _running_with("store-2.db") and time.time() < deadline:
+    while _running_with("store-2-0.db") and time.time() < deadline:
         time.sleep(0.2)
-    assert _running_with("store-2.db") == [], "torchrun's ranks outlived the bench"
+    assert _running_with("store-2-0.db") == [], "torchrun's ranks outlived the bench"
     assert list(tmp.iterdir()) == [], list(tmp.iterdir())
 
 

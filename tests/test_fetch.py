@@ -47,7 +47,7 @@ def test_a_configured_file_is_also_found_in_the_cache(weights, tmp_path, cache):
         resolve_checkpoint(str(configured), source="a model zoo", configured=True)
     assert str(error.value) == (
         f"checkpoint file {configured} does not exist (source: a model zoo); save the download there "
-        f"or in {cache}, or give the file (eval --checkpoint FILE, compare --model NAME=FILE)"
+        f"or in {cache}, or give the file (--checkpoint FILE; to compare, --model NAME=FILE)"
     )
     cache.mkdir(parents=True)
     (cache / weights.name).write_bytes(weights.read_bytes())
@@ -122,8 +122,8 @@ def test_a_corrupt_download_leaves_nothing_behind(weights, cache):
     with pytest.raises(CheckpointError, match="cannot download checkpoint http://") as failed:
         resolve_checkpoint(f"http://127.0.0.1:{port}/gone.pth", sha256="0" * 64)
     assert list(cache.iterdir()) == []
-    assert re.search(r"without a network, fetch it elsewhere and give the file \(eval --checkpoint FILE, "
-                     r"compare --model NAME=FILE\), or save it as "
+    assert re.search(r"without a network, fetch it elsewhere and give the file \(--checkpoint FILE; "
+                     r"to compare, --model NAME=FILE\), or save it as "
                      rf"{re.escape(str(cache))}/[0-9a-f]{{16}}/gone\.pth$", str(failed.value)), failed.value
 
 

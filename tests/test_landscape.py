@@ -444,8 +444,34 @@ def test_the_bench_command_prints_the_ratio_and_both_paths_agree():
                                        "--etas", "0:0.3:3", "--repeats", "1", "--json"])
     assert result.exit_code == 0, result.output
     suite, naive = json.loads(result.stdout)["rows"]
-    assert (suite["path"], naive["path"]) == ("suite", "naive") and suite["passes"] == 4
+    assert (suite["path"], naive["path"]) == ("suite", "naive")
+    # the suite: one pass for g, one of X and the 2 steps not 0 (it said 4 passes, the naive loop's)
+    assert (suite["passes"], suite["rows"], naive["passes"], naive["rows"]) == (2, 4, 4, 4)
     assert suite["ratio"] > 0 and suite["max_rel_diff"] < 1e-3
+
+
+def test_the_passes_said_per_image_are_the_passes_measure_makes():
+    """``bench landscape`` printed K + 1 passes per image for the suite, which stacks the steps."""
+    from robustbench_gcp.engine.classifier import Classifier
+    from robustbench_gcp.suites import landscape_measure as lm
+
+    spec = load_config().model("demo-gap")
+    net = load_model(spec.arch, spec.checkpoint).eval()
+    cfg = net.pretrained_cfg
+    classifier = Classifier(net, torch.device("cpu"), mean=cfg.mean, std=cfg.std)
+    to_x, rest = lm.measurement_split(classifier, "stem")
+    calls = []
+
+    def counted(points):
+        calls.append(len(points))
+        return rest(points)
+
+    for etas in ("0.01:0.3:40", "0:0.3:31", "0.01:0.3:62"):
+        settings = lm.LandscapeSettings("stem", "ascent", lm.parse_etas(etas))
+        calls.clear()
+        x = torch.rand(2, 3, 64, 64)
+        lm.measure(x, torch.tensor([0, 1]), classifier, settings, split=(to_x, counted))
+        assert (len(calls) // 2, sum(calls) // 2) == lm.passes_per_image(settings), etas
 
 
 def test_benchmarks_yaml_settings(tmp_path):

@@ -30,7 +30,12 @@ from torch import nn
 from robustbench_gcp.bench.attack_speed import demo_batch
 from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.engine.classifier import Classifier
-from robustbench_gcp.suites.landscape_measure import LandscapeSettings, measure, measurement_split
+from robustbench_gcp.suites.landscape_measure import (
+    LandscapeSettings,
+    measure,
+    measurement_split,
+    passes_per_image,
+)
 
 __all__ = ["landscape_speed", "naive_landscape"]
 
@@ -87,9 +92,11 @@ def landscape_speed(net: nn.Module, device: torch.device | str, *, settings: Lan
         repeats: alternating rounds; the best time of each path is kept.
 
     Returns:
-        Two rows, ``suite`` then ``naive``: path, passes (forward + backward per image),
-        images_per_s, seconds; the suite's row adds ``ratio`` (its images/s over the naive
-        loop's) and ``max_rel_diff`` (the largest relative difference of their values).
+        Two rows, ``suite`` then ``naive``: path, passes (forward + backward per image: the
+        suite's stack an image's steps, ``landscape_measure.passes_per_image``), rows (of the
+        model those passes carry per image), images_per_s, seconds; the suite's row adds
+        ``ratio`` (its images/s over the naive loop's) and ``max_rel_diff`` (the largest
+        relative difference of their values).
     """
     device = torch.device(device)
     cfg = net.pretrained_cfg
@@ -109,8 +116,10 @@ def landscape_speed(net: nn.Module, device: torch.device | str, *, settings: Lan
     timings = time_calls([suite, naive], device=device, repeats=repeats, warmup=1)
     ours, theirs = (t.result.astype(np.float64) for t in timings)
     scale = np.maximum(np.abs(theirs), np.abs(theirs).max(axis=0, keepdims=True) * 1e-3)
-    passes = settings.etas.count + 1
-    rows = [{"path": name, "passes": passes, "images_per_s": images / timing.best, "seconds": timing.best}
+    # forward + backward passes of the rest of the model per image, and the rows they carry
+    work = {"suite": passes_per_image(settings), "naive": (settings.etas.count + 1,) * 2}
+    rows = [{"path": name, "passes": work[name][0], "rows": work[name][1],
+             "images_per_s": images / timing.best, "seconds": timing.best}
             for name, timing in zip(("suite", "naive"), timings, strict=True)]
     rows[0]["ratio"] = rows[0]["images_per_s"] / rows[1]["images_per_s"]
     rows[0]["max_rel_diff"] = float(np.max(np.abs(ours - theirs) / np.maximum(scale, 1e-30)))

@@ -138,7 +138,8 @@ def plain_loop(data: str | Path, *, arch: str, weights: str | Path,
     from corruptions.reference import load_imagecorruptions
     from robustbench_gcp.data.folders import imagenet_wnids
 
-    load_imagecorruptions()  # imported once, as a script's top would: the loader's workers inherit it
+    if any(corruption is not None for corruption, _ in cells):  # a clean pass alone has no use for it
+        load_imagecorruptions()  # imported once, as a script's top would: the loader's workers inherit it
     dev = torch.device(device)
     if dev.type == "cuda":  # the same arithmetic as the tool's float32 (no TF32)
         from robustbench_gcp.engine.device import exact_float32

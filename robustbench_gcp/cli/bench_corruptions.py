@@ -78,7 +78,8 @@ def _size(size: int | None, preset: str) -> int:
 @severities_option
 @click.option("--reference-images", default=2, show_default=True, type=click.IntRange(1),
               help="Images the reference (imagecorruptions, CPU, one at a time, best of 2) is "
-              "timed on, per severity; glass_blur always uses 1, once (about a second).")
+              "timed on, per severity, at most --batch-size; glass_blur always uses 1, once "
+              "(about a second).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
               help="Timed calls per severity after the warm-up call; the best one counts.")
 @json_option
@@ -134,8 +135,8 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
         rows + [summary], columns, fmt="json" if as_json else "table",
         title=f"Corruption speed: {torch_device}, batch {batch_size}, {size} px, "
         f"preset {preset}, severities {','.join(map(str, severity_list))}",
-        caption=f"reference: {reference}, {reference_images} image(s) per "
-        "severity (glass_blur: 1)",
+        caption=f"reference: {reference}, {counted(reference_images, 'image')} per severity"
+        + (" (glass_blur: 1)" if "glass_blur" in names and reference_images > 1 else ""),
         json_obj={"settings": settings, "preset": preset, "reference": reference, "rows": rows,
                   "geometric_mean": summary},
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.errors import counted
 
 
-@click.command("heads", short_help="Time the heads: GAP, Newton-Schulz, eig, SVD, DropCov.")
+@click.command("heads", short_help="Time the heads: GAP, Newton-Schulz, eigh, SVD, DropCov.")
 @device_option
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Feature maps per batch.")
@@ -68,5 +69,5 @@ def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool, hea
                 "scope": scope, "timed": what, "rows": rows}
     emit(rows, columns, fmt="json" if as_json else "table",
          title=f"Pooling heads on {resolved}, batch {batch_size}: {what}",
-         caption=f"median of {repeats} runs; fwd+bwd = gradient w.r.t. the input features",
+         caption=f"median of {counted(repeats, 'run')}; fwd+bwd = gradient w.r.t. the input features",
          json_obj=document)

@@ -40,8 +40,10 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
     copies of each image stacked along the batch dimension, weights frozen) and of the naive
     loop (for each step, the full model forward from the image and backward with weight
     gradients, one step at a time), on the same images and model; their ratio, and the
-    largest relative difference of their values (they compute the same numbers). Both
-    make K + 1 forward + backward passes per image (one for g, one per step).
+    largest relative difference of their values (they compute the same numbers). The naive
+    loop makes K + 1 forward + backward passes per image (one for g, one per step); the suite
+    one for g, then one per 31 steps (each with X itself as a row): "passes / image" and
+    "rows / image" say so.
 
     The images are the embedded demo's validation images (generated in a temporary folder),
     resized to the model's input size.
@@ -68,7 +70,8 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
     settings = LandscapeSettings(at, "ascent", steps)
     rows = landscape_speed(net, dev, settings=settings, images=images, batch_size=batch_size, repeats=repeats)
     emit(rows, [Column("path", justify="left"), Column("passes", "passes / image"),
-                Column("images_per_s", "images/s", ".2f"), Column("seconds", "best s", ".2f"),
+                Column("rows", "rows / image"), Column("images_per_s", "images/s", ".2f"),
+                Column("seconds", "best s", ".2f"),
                 Column("ratio", "suite / naive", ".2f"), Column("max_rel_diff", "max rel. diff", ".1e")],
          fmt="json" if as_json else "table",
          title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "

@@ -9,6 +9,7 @@ import click
 
 from robustbench_gcp.cli.bench import check_host_memory
 from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.errors import counted
 
 
 def _perturbation_names(value: str) -> list[str]:
@@ -72,11 +73,19 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
     if size is not None and crop_size is not None and crop_size > size:
         raise click.BadParameter(f"should be at most --size ({size}). Got {crop_size}",
                                  param_hint="--crop-size")
-    if size is not None:  # a sequence holds at most 41 frames of the crop size (3.4 GB at 8 x 31 x 672 px)
-        from robustbench_gcp.engine.device import resolve_device
+    # a sequence holds at most 41 frames of the crop size (3.4 GB at 8 x 31 x 672 px); at the
+    # model's sizes where none is given (a --batch-size of 30000 grew to 5 GB before an allocation failed)
+    import torch
 
-        check_host_memory("perturbations", batch_size, crop_size or round(size * 224 / 256),
-                          resolve_device(device).type, frames=41, working_set=3)
+    from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.models import create_model
+
+    with torch.device("meta"):  # its sizes, no weights allocated
+        config = create_model(model).pretrained_cfg
+    side = size or config.resize_size
+    frame = crop_size or (config.input_size if side == config.resize_size else round(side * 224 / 256))
+    check_host_memory("perturbations", batch_size, frame, resolve_device(device).type, frames=41,
+                      working_set=3)
     with item_bar(len(names) + 1, "timing") as advance:
         report = measure(names, device=device, model=model, batch_size=batch_size, size=size,
                          crop_size=crop_size, model_batch_size=model_batch_size,
@@ -100,7 +109,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
         rows, columns, fmt="json" if as_json else "table",
         title=f"ImageNet-P generation speed: {settings['device']}, batch {settings['batch_size']}, "
         f"{settings['size']} -> {settings['crop_size']} px, difficulty {settings['difficulty']}",
-        caption=f"best of {settings['repeats']} calls after a warm-up; model {net['name']} "
+        caption=f"best of {counted(settings['repeats'], 'call')} after a warm-up; model {net['name']} "
         f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads; x model: "
         "frames/s over the model frames/s timed in turns with that row (the model's row: the best of those)",
         json_obj=report,

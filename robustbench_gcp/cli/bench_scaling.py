@@ -43,14 +43,18 @@ from robustbench_gcp.cli.options import (
               help="Threads per process (OMP_NUM_THREADS).")
 @click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
               help="Processes of the parallel run.")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Rounds of both runs, in turns (1 then N, N then 1, ...); the fastest of each is kept.")
 @json_option
 def bench_scaling(config, model, checkpoint, random_weights, data, class_order, suite, corruptions,
-                  severities, limit, device, batch_size, shard_size, threads, processes, as_json) -> None:
+                  severities, limit, device, batch_size, shard_size, threads, processes, repeats,
+                  as_json) -> None:
     """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
 
-    Both runs evaluate the same plan from an empty store, with THREADS threads per
-    process, on the same device (auto resolved once, here; the title names it), and
-    count only the engine's time (not start-up); the ratio is the speed-up of the
+    Both runs evaluate the same plan (checked here first) from an empty store, with
+    THREADS threads per process, on the same device (auto resolved once, here; the
+    title names it), and count only the engine's time (not start-up); they take turns
+    for --repeats rounds, the fastest of each kept. The ratio is the speed-up of the
     parallel run.
 
     \b
@@ -63,6 +67,7 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.errors import counted
     from robustbench_gcp.pipeline.weights import choose_model
     from robustbench_gcp.reports.tables import Column
 
@@ -81,14 +86,14 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, choice=choice, data=data,
                    class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,
                    limit=limit, device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
-                   processes=processes, config=config)
+                   processes=processes, config=config, repeats=repeats)
     emit(rows, [Column("processes"), Column("images", "cell-images"), Column("seconds", fmt=".2f"),
                 Column("images_per_s", "cell-images/s", ".1f"), Column("ratio", "× 1 process", ".2f")],
          fmt="json" if as_json else "table",
          title=f"{bench_model_words({'model': model, 'weights': weights, 'device': str(device)})}, {suite}, "
-               f"{threads} thread(s) per process",
+               f"{counted(threads, 'thread')} per process, fastest of {counted(repeats, 'round')}",
          json_obj={"model": model, "weights": weights, "suite": suite,
                    "corruptions": corruptions if has_corruptions else None,
                    "severities": severities if has_corruptions else None, "limit": limit,
                    "device": str(device), "batch_size": batch_size, "shard_size": shard_size,
-                   "threads": threads, "processes": processes, "rows": rows})
+                   "threads": threads, "processes": processes, "repeats": repeats, "rows": rows})

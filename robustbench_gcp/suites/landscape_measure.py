@@ -246,6 +246,14 @@ def measurement_split(classifier: Classifier, at: str) -> tuple[Fn, Fn]:
 ROWS = 32
 
 
+def passes_per_image(settings: LandscapeSettings) -> tuple[int, int]:
+    """(passes, rows) of the rest of the model per image in :func:`measure`: one of X alone for g,
+    then the steps (those not 0) in passes of X and up to ``ROWS - 1`` steps."""
+    moving = int(np.count_nonzero(settings.etas.values() != 0))
+    chunks = -(-moving // (ROWS - 1))
+    return 1 + chunks, 1 + moving + chunks
+
+
 def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, settings: LandscapeSettings,
             *, split: tuple[Fn, Fn] | None = None) -> np.ndarray:
     """The stored per-image landscape values of a batch.
