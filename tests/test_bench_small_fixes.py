@@ -537,3 +537,26 @@ def test_bench_captions_count_in_the_singular_and_name_glass_blur_only_where_tim
     assert "2 images per severity (glass_blur: 1)\n" in glass.stdout, glass.output
     heads = run("bench", "heads", "--repeats", "1", "--batch-size", "1", "--heads", "gap")
     assert heads.exit_code == 0 and "median of 1 run;" in heads.stdout, heads.output
+
+
+def test_bench_scaling_builds_a_model_you_bring_once_before_the_runs(scaling_calls, image_folder, tmp_path,
+                                                                     monkeypatch):
+    """Planned before the runs, a brought module was built (and probed) twice in the parent; what
+    it printed went into the --json output."""
+    (tmp_path / "scaling_nets.py").write_text(
+        "import torch\nBUILT = []\n\n"
+        "def net():\n"
+        "    BUILT.append(1)\n"
+        "    print('building net')\n"
+        "    pool = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
+        "    return torch.nn.Sequential(pool, torch.nn.Linear(3, 10))\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # (syspath_prepend imports pkg_resources)
+    monkeypatch.delitem(sys.modules, "scaling_nets", raising=False)
+    import scaling_nets
+
+    result = run("bench", "scaling", "--model", "scaling_nets:net", *sorted_data(image_folder), "--suite",
+                 "clean", "--device", "cpu", "--repeats", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(scaling_nets.BUILT) == 1 and len(scaling_calls) == 2
+    assert json.loads(result.stdout)["model"] == "scaling_nets:net"  # its print went to stderr
+    assert "building net" in result.stderr

@@ -27,7 +27,6 @@ from robustbench_gcp.errors import GcpRobustError
 if TYPE_CHECKING:
     import torch
 
-    from robustbench_gcp.pipeline.weights import ModelChoice
 
 __all__ = ["eval_throughput", "scaling"]
 
@@ -129,7 +128,7 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
             corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
             threads: int = 1, processes: int = 2, config: str | Path | None = None,
-            choice: ModelChoice | None = None, repeats: int = 2) -> list[dict]:
+            repeats: int = 2) -> list[dict]:
     """Images per second of the same evaluation with 1 process and with ``processes``.
 
     Args:
@@ -151,9 +150,6 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         repeats: rounds of both runs, each from an empty store, in turns (1 then N, N then 1, ...:
             the first run of a round no longer always pays for a cold machine); the fastest of each
             counts.
-        choice: ``model`` with its weights as :func:`~robustbench_gcp.pipeline.weights.choose_model`
-            chose them already (the command line's, which names them): not chosen again; their fit
-            to the model is checked here either way.
 
     Returns:
         Two rows of :func:`eval_throughput` (1 process, then ``processes``), each the fastest
@@ -168,10 +164,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         MissingCheckpointError, CheckpointError: the model has no weights, or they cannot be had.
         GcpRobustError: a run failed.
     """
-    from robustbench_gcp.config import load_config
     from robustbench_gcp.engine.device import resolve_device
     from robustbench_gcp.errors import check_integer
-    from robustbench_gcp.pipeline.weights import check_weights, choose_model
 
     device = resolve_device(device)
     check_integer("repeats", repeats)
@@ -179,10 +173,6 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         check_integer("limit", limit)
     if data is None:
         _check_demo_fits(suite, config)
-    if choice is None:  # the children would each fail alike, as "the 1-process run failed: ..."
-        choice = choose_model(load_config(config), model, checkpoint=checkpoint,
-                              random_weights=random_weights)
-    check_weights(choice)  # and that the file fits the model, here, before either run
     if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
         import torch
 
@@ -203,8 +193,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
 
             data = str(build_demo_dataset(Path(tmp) / "data") / "val")
             class_order = "sorted"  # named class folders, not wnids
-        # planned here, as each run will: a bad --corruptions, --severities or --data is one line
-        # before any run (it was the 1-process run's failure, with its whole command line)
+        # planned here, as each run will: the model, its weights (their fit) and a bad --corruptions,
+        # --severities or --data are one line before any run (each was the 1-process run's failure)
         from robustbench_gcp.pipeline import plan
 
         flags = {"corruptions": corruptions, "severities": severities} if has_corruptions else {}

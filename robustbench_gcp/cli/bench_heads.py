@@ -25,7 +25,7 @@ from robustbench_gcp.errors import counted
 @json_option
 def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool, heads: str,
                 as_json: bool) -> None:
-    """Time the pooling heads: GAP, Newton-Schulz, eig, SVD and DropCov's covariance.
+    """Time the pooling heads: GAP, Newton-Schulz, eigh, SVD and DropCov's covariance.
 
     Inputs (the table's "input" column) are random feature maps of the real
     backbone shapes: ResNet-50's 2048x7x7 for GAP and SVD-Pade and 2048x14x14

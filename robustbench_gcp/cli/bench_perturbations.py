@@ -110,7 +110,8 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
         title=f"ImageNet-P generation speed: {settings['device']}, batch {settings['batch_size']}, "
         f"{settings['size']} -> {settings['crop_size']} px, difficulty {settings['difficulty']}",
         caption=f"best of {counted(settings['repeats'], 'call')} after a warm-up; model {net['name']} "
-        f"(random weights) on batches of {net['batch_size']} frames; {settings['threads']} threads; x model: "
+        f"(random weights) on batches of {counted(net['batch_size'], 'frame')}; "
+        f"{counted(settings['threads'], 'thread')}; x model: "
         "frames/s over the model frames/s timed in turns with that row (the model's row: the best of those)",
         json_obj=report,
     )

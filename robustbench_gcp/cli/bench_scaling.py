@@ -18,6 +18,7 @@ from robustbench_gcp.cli.options import (
     device_option,
     json_option,
 )
+from robustbench_gcp.cli.output import computes
 
 
 @click.command("scaling", short_help="Images per second, 1 process against N under torchrun.")
@@ -46,6 +47,7 @@ from robustbench_gcp.cli.options import (
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
               help="Rounds of both runs, in turns (1 then N, N then 1, ...); the fastest of each is kept.")
 @json_option
+@computes  # a module you bring is built and probed here: what it prints goes to stderr, not the JSON
 def bench_scaling(config, model, checkpoint, random_weights, data, class_order, suite, corruptions,
                   severities, limit, device, batch_size, shard_size, threads, processes, repeats,
                   as_json) -> None:
@@ -83,7 +85,7 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     # checked (a download fetched) once, here, before the runs; the title and JSON name the weights
     choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
     weights = weights_described(choice)
-    rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, choice=choice, data=data,
+    rows = scaling(model, checkpoint=checkpoint, random_weights=random_weights, data=data,
                    class_order=class_order, suite=suite, corruptions=corruptions, severities=severities,
                    limit=limit, device=device, batch_size=batch_size, shard_size=shard_size, threads=threads,
                    processes=processes, config=config, repeats=repeats)
