@@ -491,7 +491,8 @@ def test_compare_says_which_model_a_folders_file_that_several_fit_was_compared_a
     notes = {p.options.label: p.notes for p in plans}
     assert notes["plain"] == ()
     assert notes["svd"] == (f"{path} fits resnet18-isqrt and resnet18-svdpade alike (the same keys; their "
-                            "matrix square roots differ): compared as resnet18-isqrt; for another, give "
+                            "matrix square roots differ, and SVD-Pade's layer4 stride (7x7 maps) and "
+                            "centring): compared as resnet18-isqrt; for another, give "
                             f"--model resnet18-svdpade={path}",)
     assert not (tmp_path / "s.db").exists()  # planned, nothing run
     # another root for it: its label says what it runs, and the note stays with the file's own root

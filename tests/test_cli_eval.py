@@ -722,6 +722,8 @@ def test_matrix_function_errors_name_the_options(image_folder, store_path):
     assert mixed.exit_code == 2
     assert last_line(mixed) == ("Error: `--ns-iters` applies to the newton-schulz square root only; this "
                                 "model uses eig. Pass --sqrt newton-schulz as well.")
+    many = run("eval", "--model", "resnet18-isqrt", "--ns-iters", 21, *base)
+    assert many.exit_code == 2 and "'--ns-iters': 21 is not in the range 1<=x<=20" in many.stderr
     gap = run("eval", "--model", "resnet18-gap", "--sqrt", "eig", *base)
     assert gap.exit_code == 2
     assert last_line(gap).startswith("Error: `--sqrt` cannot be used with resnet18-gap: it has no matrix")

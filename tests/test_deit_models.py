@@ -280,6 +280,23 @@ def test_inspect_names_the_dropcov_layout_and_architecture(dropcov_file):
     assert info.metadata["arch"] == "Deit_drop_Small" and info.metadata["epoch"] == 299
 
 
+def test_inspect_says_how_a_deit_pools(deit_file, dropcov_file):
+    """`inspect` said "gap: global average pooling" of DeiT-S, which classifies from its class
+    token, and "plain covariance" of DeiT-S + DropCov."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    said = {}
+    for file in (deit_file[0], dropcov_file[0]):
+        result = CliRunner().invoke(main, ["inspect", str(file)], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        said[file] = " ".join(result.output.split())
+    assert "│ head │ gap: class token (no global pooling), linear head │" in said[deit_file[0]]
+    assert ("│ head │ dropcov: class token + 6-head 24x24 cross-covariance of the patch tokens, no square "
+            "root │") in said[dropcov_file[0]]
+
+
 def test_raw_weights_asked_of_an_ema_only_file_are_refused(tmp_path):
     state = randomized(create_model("deit-small-dropcov"), 5)
     path = tmp_path / "ema-only.pth"

@@ -117,6 +117,26 @@ def test_newton_schulz_approaches_eig_root_as_iterations_grow():
     assert distances[-1] < 1e-6 * exact.norm().item()
 
 
+def test_newton_schulz_in_float32_holds_up_to_the_iterations_allowed_and_not_far_beyond():
+    """--ns-iters took up to 100: the coupled iteration diverges in float32 on the rank-deficient
+    covariances of every iSQRT-COV model (49 or 196 positions of 256 channels), finite but wrong
+    (stored as results) at 28 iterations and NaN from 30. MAX_NS_ITERS keeps within the converged
+    range, with room; the library refuses more."""
+    from robustbench_gcp.engine.limits import MAX_NS_ITERS
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.models import load_model
+
+    for positions in (49, 196):
+        A = covariance(features(batch=2, d=256, m=positions, dtype=torch.float32))
+        exact = eig_sqrt(A.double())
+        error = [((newton_schulz_sqrt(A, k).double() - exact).norm() / exact.norm()).item()
+                 for k in (MAX_NS_ITERS, 30)]
+        assert error[0] < 1e-3, error
+        assert not error[1] < 1e-2, error  # diverged (NaN compares False)
+    with pytest.raises(ConfigError, match=f"`ns_iters` should be at most {MAX_NS_ITERS}. Got 21"):
+        load_model("resnet18-isqrt", sqrt="newton-schulz", ns_iters=MAX_NS_ITERS + 1)
+
+
 def test_newton_schulz_float32_under_autocast_and_zero_matrix():
     A = spd(dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):

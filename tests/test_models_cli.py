@@ -50,8 +50,8 @@ def test_inspect_table(zoo_file):
     own = zoo_file.parent / "own.pth"  # the tool's own names: either head's weights
     torch.save(create_model("resnet18-isqrt", num_classes=10, reduction_dim=32).state_dict(), own)
     out = " ".join(run("inspect", str(own)).output.split())
-    assert ("(the same weights fit resnet18-svdpade, whose matrix function differs: give the one it "
-            "was trained with as --model)") in out, out
+    assert ("(the same weights fit resnet18-svdpade: their matrix square roots differ, and SVD-Pade's "
+            "layer4 stride (7x7 maps) and centring; give the one it was trained with as") in out, out
 
 
 def test_inspect_of_a_partial_match_counts_none_without_a_colon(tmp_path):
@@ -172,3 +172,15 @@ def test_a_bare_training_file_of_a_resnet_is_said_to_leave_its_stride_open(tmp_p
     assert " ".join(evaluated.output.split()).count(said) == 2, evaluated.output  # before, and in the report
     reported = run("report", "--store", store, "--format", "markdown")
     assert reported.exit_code == 0 and said in " ".join(reported.output.replace("\\`", "`").split())
+
+
+def test_models_json_says_each_architectures_pooling_in_words():
+    """A DeiT's head is named gap (the GAP counterpart of DeiT + DropCov) but it pools nothing."""
+    import json
+
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    pooling = {row["name"]: row["pooling"] for row in json.loads(result.stdout)["architectures"]}
+    assert pooling["deit-small-gap"] == "class token (no global pooling), linear head"
+    assert pooling["resnet50-gap"] == "global average pooling"
+    assert pooling["resnet50-isqrt"] == "covariance d=256, newton-schulz sqrt (5 iterations)"

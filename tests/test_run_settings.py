@@ -290,6 +290,13 @@ def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_va
     assert labels == ["demo-isqrt[precision=bfloat16,memory-format=contiguous]",
                       "demo-isqrt[precision=float32,memory-format=channels_last]",
                       "demo-isqrt[precision=float32,memory-format=contiguous]"], labels
+    # a report says its memory format (eval's own said "cpu float32" of a channels-last run)
+    formats = sorted((r["precision"], r["memory_format"]) for r in json.loads(result.stdout)["reports"])
+    assert formats == [("bfloat16", "contiguous"), ("float32", "channels_last"), ("float32", "contiguous")]
+    own = CliRunner().invoke(main, ["eval", "--model", "demo-isqrt", "--data", str(demo_val), "--class-order",
+                                    "sorted", "--store", str(store), "--workers", "0", "--limit", "2",
+                                    "--channels-last"], env={"COLUMNS": "200"})
+    assert own.exit_code == 0 and "cpu float32 channels-last" in own.stdout, own.output
 
 
 def test_an_images_seed_is_fixed_by_the_seed_the_cell_and_the_index():

@@ -19,6 +19,7 @@ from robustbench_gcp.cli.options import (
     statistics_options,
 )
 from robustbench_gcp.cli.output import computes
+from robustbench_gcp.engine.limits import MAX_NS_ITERS
 
 
 def _sqrt_list(ctx, param, value):
@@ -40,7 +41,7 @@ def _sqrt_list(ctx, param, value):
 def _iters_list(ctx, param, value):
     if value is not None and not value.replace(",", "").strip():  # `--ns-iters ""` read as not given
         raise click.BadParameter("names no iteration count")
-    return tuple(dict.fromkeys(int_list(ctx, param, value, bounds=(1, 100)) or ()))
+    return tuple(dict.fromkeys(int_list(ctx, param, value, bounds=(1, MAX_NS_ITERS)) or ()))
 
 
 @click.command("compare", cls=SuiteCommand, flags_after="suites")
@@ -64,8 +65,8 @@ def _iters_list(ctx, param, value):
                    "eig, svd), one row each: the effect of the matrix function on the same weights. "
                    "GAP and DropCov models are compared once. Default: each model's own root.")
 @click.option("--ns-iters", "ns_iters", callback=_iters_list, default=None, metavar="K[,K...]",
-              help="Newton-Schulz iterations to compare (one row per value) for models whose root "
-                   "is Newton-Schulz. Default: 5, as trained.")
+              help=f"Newton-Schulz iterations to compare (one row per value, 1 to {MAX_NS_ITERS}) for "
+                   "models whose root is Newton-Schulz. Default: 5, as trained.")
 @click.option("--random-weights", is_flag=True,
               help="Seeded random weights for the models given without =CHECKPOINT (instead of "
                    "benchmarks.yaml's files too): a pipeline check, not a result. Models given with "

@@ -27,8 +27,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
       gcp-robust inspect r50_dropcov.pth.tar --json
     """
     from robustbench_gcp.cli.output import emit
-    from robustbench_gcp.models import inspect_checkpoint
+    from robustbench_gcp.models import inspect_checkpoint, model_info
     from robustbench_gcp.models.heads import HEADS
+    from robustbench_gcp.models.loading import TWINS_DIFFER
     from robustbench_gcp.reports.tables import Column
 
     info = inspect_checkpoint(checkpoint)
@@ -36,15 +37,19 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")
     if info.also_fits:
-        fits += (f" (the same weights fit {', '.join(info.also_fits)}, whose matrix function differs: "
-                 "give the one it was trained with as --model)")
+        fits += (f" (the same weights fit {', '.join(info.also_fits)}: {TWINS_DIFFER}; give the one it "
+                 "was trained with as --model)")
+    head_words = f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head
+    pooling = model_info(info.arch or info.closest).pooling if info.arch or info.closest else ""
+    if "class token" in pooling:  # a DeiT's: its "gap" is no global pooling (the ResNets' words say d)
+        head_words = f"{info.head}: {pooling}"
     rows = [
         ("file", info.path),
         ("layout", f"{info.layout}: {info.layout_description}"),
         ("weights in", info.container + (f", stripped {' '.join(info.stripped)}"
                                          if info.stripped else "")),
         ("model", fits),
-        ("head", f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head),
+        ("head", head_words),
         ("depth", info.depth),
         ("width d", info.reduction_dim),
         ("classes", info.num_classes),

@@ -34,7 +34,8 @@ def models_cmd(config, as_json) -> None:
     for name in list_models():
         info = model_info(name)
         arch_rows.append({"name": name, "head": info.head, "params": info.num_params,
-                          "input": f"{info.input_size}px", "published_top1": top1.get(name)})
+                          "input": f"{info.input_size}px", "published_top1": top1.get(name),
+                          "pooling": info.pooling})  # a DeiT's "gap" is its class token, said here
     model_rows = [
         {"name": spec.name, "arch": spec.arch, "checkpoint": spec.checkpoint, "sha256": spec.sha256,
          **{k: spec.published.get(k) for k in PUBLISHED}}

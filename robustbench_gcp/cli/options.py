@@ -12,7 +12,7 @@ import os
 import click
 
 from robustbench_gcp.data.datasets import DATASETS
-from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
+from robustbench_gcp.engine.limits import MAX_COUNT, MAX_NS_ITERS, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.engine.ranks import is_main_process
 from robustbench_gcp.errors import absent, link_loop, not_utf8, real_path
 
@@ -334,8 +334,9 @@ model_options = _compose(
                       "pipeline check, not a result. Without it, a model with no checkpoint is an error."),
     click.option("--sqrt", type=SqrtChoice(), default=None,
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
-    click.option("--ns-iters", type=click.IntRange(1, 100), default=None,
-                 help="Newton-Schulz iterations (iSQRT-COV checkpoints were trained with 5)."),
+    click.option("--ns-iters", type=click.IntRange(1, MAX_NS_ITERS), default=None,
+                 help=f"Newton-Schulz iterations, 1 to {MAX_NS_ITERS} (iSQRT-COV checkpoints were trained "
+                      "with 5; in float32 the iteration diverges past about 25)."),
     click.option("--ema/--no-ema", default=True, show_default=True,
                  help="Of a training file with EMA weights (state_dict_ema, e.g. DeiT + DropCov), "
                       "evaluate those, as the original evaluation does; --no-ema takes the raw ones."),

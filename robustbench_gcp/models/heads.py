@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_gcp.engine.limits import MAX_NS_ITERS
 from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer
 from robustbench_gcp.models.matrix import (
     SQRT_METHODS,
@@ -94,12 +95,13 @@ def check_sqrt(sqrt: str | None, ns_iters: int | None, *, cli: bool = False) -> 
 
     Raises:
         UnknownNameError: unknown ``sqrt``.
-        ConfigError: ``ns_iters`` not a positive integer, or given with another root.
+        ConfigError: ``ns_iters`` not an integer in 1..:data:`~robustbench_gcp.engine.limits.MAX_NS_ITERS`,
+            or given with another root.
     """
     if sqrt is not None and sqrt not in SQRT_METHODS:
         raise UnknownNameError("matrix square root", str(sqrt), SQRT_METHODS)
     if ns_iters is not None:
-        check_integer(_named("ns_iters", cli), ns_iters)
+        check_integer(_named("ns_iters", cli), ns_iters, high=MAX_NS_ITERS)  # diverges past it
         if sqrt != "newton-schulz":
             raise ConfigError(
                 f"`{_named('ns_iters', cli)}` applies to the newton-schulz square root only; this model "

@@ -52,6 +52,7 @@ from robustbench_gcp.models.registry import list_models
 from robustbench_gcp.models.resnet import last_stride
 
 __all__ = [
+    "TWINS_DIFFER",
     "CheckpointInfo",
     "KeyReport",
     "Match",
@@ -411,6 +412,9 @@ MPNCOV_RESNET_DEPTHS = (50, 101)
 #: the heads whose files fast-MPN-COV's training code writes (its MPNCOV reduction has no bias, as
 #: iSQRT-COV's and SVD-Pade's; GAvP): an MPN-COV head's reduction has one, so no such file is one
 FAST_MPN_COV_HEADS = ("isqrt", "svdpade", "gap")
+#: how the models that fit one such file key for key differ (iSQRT-COV's and SVD-Pade's): not in
+#: their matrix function alone (loaded as iSQRT-COV with --sqrt svd, an SVD-Pade file is not its model)
+TWINS_DIFFER = "their matrix square roots differ, and SVD-Pade's layer4 stride (7x7 maps) and centring"
 
 
 def layer4_stride_told(loaded: StateDict, info: ModelInfo | None) -> tuple[int | None, str]:

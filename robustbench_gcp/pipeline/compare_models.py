@@ -120,9 +120,10 @@ def _also_fits_note(path: Path, info) -> str:
     compared as, and how to choose another ("" where only one fits)."""
     if not info.also_fits:
         return ""
-    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; their matrix "
-            f"square roots differ): compared as {info.arch}; for another, give --model "
-            f"{info.also_fits[0]}={path}")
+    from robustbench_gcp.models.loading import TWINS_DIFFER
+
+    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; {TWINS_DIFFER}): "
+            f"compared as {info.arch}; for another, give --model {info.also_fits[0]}={path}")
 
 
 def file_tags(paths: list[Path]) -> list[str] | None:

@@ -35,7 +35,7 @@ def header_line(report: Report) -> str:
         f"suite {report.suite}",
         f"{report.n_images} images",
         f"seed {report.seed}",
-        f"{report.device} {report.precision}",
+        f"{report.device} {report.precision}" + " channels-last" * (report.memory_format == "channels_last"),
     ]
     if source:
         parts.append(f"{suite.source_word} {source}")

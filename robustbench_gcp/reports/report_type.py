@@ -31,7 +31,8 @@ class Report:
             are never compared, tabulated or plotted together.
         seed, n_images, data, corrupted_dir: how the cells were made.
         backend, storage_roundtrip: how generated cells were made (None otherwise).
-        device, precision: where and in which precision the model ran.
+        device, precision: where and in which precision the model ran; memory_format: its
+            activations' layout (``channels_last`` under ``--channels-last``, else ``contiguous``).
         sections: the suite's own sections, keyed as in the JSON.
         notes: partial results, normalization and other caveats, for people.
         run, data_fingerprint: the stored run and the identity of its images.
@@ -67,6 +68,7 @@ class Report:
     store: str | None = None
     computed: dict | None = None
     partial: dict | None = None
+    memory_format: str = "contiguous"
     cells: list[CellResult] = field(default_factory=list, repr=False)
     normalizer: Any = field(default=None, repr=False)
     source: str | None = None
@@ -103,6 +105,7 @@ class Report:
             "storage_roundtrip": self.storage_roundtrip,
             "device": self.device,
             "precision": self.precision,
+            "memory_format": self.memory_format,
             **copy.deepcopy(self.sections),  # the caller's to change: the report stays as it was
             "partial": self.partial,
             "notes": list(self.notes),

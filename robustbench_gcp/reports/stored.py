@@ -70,6 +70,7 @@ def build_report(
         **suite.source_fields(results),
         device=device or identity.get("device_type"),
         precision=identity.get("precision"),
+        memory_format=identity.get("memory_format", "contiguous"),
         sections=sections,
         notes=[*baseline_notes, *suite_notes, *notes],
         run=run.key,
