@@ -714,6 +714,15 @@ def test_class_order_is_part_of_the_data_identity(image_folder, gap_checkpoint, 
         plan("resnet18-gap", class_order="alpha", **common)
 
 
+def test_no_ema_of_a_file_without_ema_weights_is_said(image_folder, gap_checkpoint, store_path):
+    """--no-ema of a checkpoint without state_dict_ema was taken and ignored without a word."""
+    result = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--data", image_folder,
+                 "--store", store_path, "--workers", 0, "--limit", 4, "--no-ema", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert ("--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights were "
+            "evaluated") in json.loads(result.stdout)["notes"]
+
+
 def test_matrix_function_errors_name_the_options(image_folder, store_path):
     """The command line's errors about --sqrt / --ns-iters name those options, not the library's
     arguments (load_model's own messages keep sqrt= / ns_iters=)."""

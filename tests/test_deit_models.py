@@ -469,6 +469,7 @@ def test_no_ema_on_the_command_line_is_a_run_of_its_own(dropcov_file, image_fold
     ema, raw = reports
     assert ema["run"] != raw["run"]
     assert raw["checkpoint_sha256"] == ema["checkpoint_sha256"] + ":raw"
+    assert not any(note.startswith("--no-ema") for note in raw["notes"])  # it has EMA weights
 
 
 def test_dropcov_tokens_are_the_class_token_then_the_patches_in_row_major_order():

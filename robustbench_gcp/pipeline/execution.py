@@ -99,6 +99,9 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         device = job.device(device)
     net = load_chosen(plan.model, device)
     built = [net.stride_note] if getattr(net, "stride_note", "") else []  # what its file left open
+    if not plan.model.ema and plan.model.checkpoint and plan.model.external is None and not net.has_ema:
+        built.append("--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights "
+                     "were evaluated")  # the flag was taken and ignored without a word
     # the checkpoint may have changed since the plan was made
     if labels_matter(plan.suite, plan.data is not None):
         check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None,
