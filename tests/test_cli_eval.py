@@ -112,7 +112,8 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     notes = [line for line in table.stdout.splitlines() if line.startswith("note: ")]
     assert notes and all(note in as_csv.stderr.splitlines() for note in notes)
     assert not any("note" in line for line in csv_text)
-    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,precision,device,n_images,"
+    assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,precision,memory_format,"
+                                  "device,n_images,"
                                   "data,data_fingerprint,partial,item,level,n,top1_error,top5_error,ce,"
                                   "relative_ce,flip_probability")
     assert any(",False,clean,,12," in line for line in csv_text)  # an eval run is complete

@@ -133,8 +133,8 @@ def test_report_json_and_long_csv_round_trip(compared):
     # one header whichever model is the reference, and with --no-intervals the same first columns:
     # files of several runs line up column by column
     header = wide.stdout.splitlines()[0].split(",")
-    assert header[:12] == ["suite", "source", "n_images", "data", "data_fingerprint", "model", "precision",
-                           "device", "reference", "partial", "cells_left_out", "clean_error"]
+    assert header[:13] == ["suite", "source", "n_images", "data", "data_fingerprint", "model", "precision",
+                           "memory_format", "device", "reference", "partial", "cells_left_out", "clean_error"]
     assert {(row["precision"], row["device"]) for row in wide_rows} == {("float32", "cpu")}
     # which images, and each paired test's p-values (only the JSON had them)
     assert {row["data"] for row in wide_rows} == {row["data"] for row in rows} == {r["data"] for r in reports}
@@ -1140,6 +1140,11 @@ def test_a_comparison_heading_names_amp_only_when_every_model_ran_so():
                              (("bfloat16", "float32"), "5 images")):
         one = comparison(*precisions)
         assert comparison_images(one, [one]) == said, precisions
+    # channels-last likewise (a comparison of channels-last runs alone did not say so)
+    for formats, said in ((("channels_last", "channels_last"), "5 images, channels-last"),
+                          (("channels_last", "contiguous"), "5 images")):
+        one = {"suite": "clean", "n_images": 5, "models": [{"memory_format": f} for f in formats]}
+        assert comparison_images(one, [one]) == said, formats
 
 
 def test_a_comparison_normalizes_its_common_cells_by_a_baseline_run_that_has_only_those(demo_val, tmp_path):

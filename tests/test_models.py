@@ -334,17 +334,19 @@ def test_gradients_flow_through_every_head(head):
 
 
 def test_sqrt_override_swaps_the_matrix_function(reduced):
+    from robustbench_gcp.engine.limits import MAX_NS_ITERS
+
     base = create_model("resnet18-isqrt", num_classes=3, reduction_dim=16).eval()
     state = base.state_dict()
     outputs = {}
-    for sqrt, iters in ((None, None), ("eig", None), ("svd", None), ("newton-schulz", 30)):
+    for sqrt, iters in ((None, None), ("eig", None), ("svd", None), ("newton-schulz", MAX_NS_ITERS)):
         model = create_model("resnet18-isqrt", num_classes=3, reduction_dim=16, sqrt=sqrt,
                              ns_iters=iters).eval()
         model.load_state_dict(state)
         outputs[sqrt, iters] = model.global_pool.pool(reduced).double()
     assert not torch.allclose(outputs[None, None], outputs["eig", None], atol=1e-4)
     torch.testing.assert_close(outputs["eig", None], outputs["svd", None], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(outputs["newton-schulz", 30], outputs["eig", None], atol=1e-4,
+    torch.testing.assert_close(outputs["newton-schulz", MAX_NS_ITERS], outputs["eig", None], atol=1e-4,
                                rtol=1e-4)
     assert "eig sqrt" in pool_of("resnet18-isqrt", sqrt="eig").describe()
     mpncov = pool_of("resnet18-mpncov", sqrt="newton-schulz", ns_iters=7)

@@ -3,6 +3,8 @@ seed ...): eval says that it starts afresh and why, and report labels them apart
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 
@@ -293,6 +295,11 @@ def test_channels_last_is_a_run_of_its_own_and_amp_alone_is_said_as_such(demo_va
     # a report says its memory format (eval's own said "cpu float32" of a channels-last run)
     formats = sorted((r["precision"], r["memory_format"]) for r in json.loads(result.stdout)["reports"])
     assert formats == [("bfloat16", "contiguous"), ("float32", "channels_last"), ("float32", "contiguous")]
+    for layout in ("long", "wide"):  # the CSV tables too, after precision
+        args = ["report", "--store", str(store), "--format", "csv", "--layout", layout, "--no-intervals"]
+        header, *rows = csv.reader(io.StringIO(CliRunner().invoke(main, args).stdout))
+        assert header[header.index("precision") + 1] == "memory_format", header
+        assert {row[header.index("memory_format")] for row in rows} == {"contiguous", "channels_last"}
     own = CliRunner().invoke(main, ["eval", "--model", "demo-isqrt", "--data", str(demo_val), "--class-order",
                                     "sorted", "--store", str(store), "--workers", "0", "--limit", "2",
                                     "--channels-last"], env={"COLUMNS": "200"})

@@ -212,7 +212,8 @@ def test_the_header_line_of_a_model_you_brought_names_its_state_dict():
     def report(arch):
         return SimpleNamespace(model="mine", arch=arch, checkpoint=None, kind="clean", suite="clean",
                                checkpoint_sha256=STATE_DICT_SHA256 + "0123456789abcdef" * 4, n_images=4,
-                               seed=0, device="cpu", precision="float32", partial=None, source=None)
+                               seed=0, device="cpu", precision="float32", memory_format="contiguous",
+                               partial=None, source=None)
 
     assert "| weights the module's own (state dict sha256 0123456789ab) |" in header_line(report("mine.Net"))
     assert "| weights random weights (state dict sha256 0123456789ab) |" in header_line(

@@ -29,7 +29,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.models import inspect_checkpoint, model_info
     from robustbench_gcp.models.heads import HEADS
-    from robustbench_gcp.models.loading import TWINS_DIFFER
+    from robustbench_gcp.models.loading import twins_differ
     from robustbench_gcp.reports.tables import Column
 
     info = inspect_checkpoint(checkpoint)
@@ -37,8 +37,8 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")
     if info.also_fits:
-        fits += (f" (the same weights fit {', '.join(info.also_fits)}: {TWINS_DIFFER}; give the one it "
-                 "was trained with as --model)")
+        fits += (f" (the same weights fit {', '.join(info.also_fits)}: "
+                 f"{twins_differ(bool(info.last_stride_told))}; give the one it was trained with as --model)")
     head_words = f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head
     pooling = model_info(info.arch or info.closest).pooling if info.arch or info.closest else ""
     if "class token" in pooling:  # a DeiT's: its "gap" is no global pooling (the ResNets' words say d)

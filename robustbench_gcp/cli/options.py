@@ -336,7 +336,7 @@ model_options = _compose(
                  help="Swap the matrix square root of a GCP model (default: the model's own)."),
     click.option("--ns-iters", type=click.IntRange(1, MAX_NS_ITERS), default=None,
                  help=f"Newton-Schulz iterations, 1 to {MAX_NS_ITERS} (iSQRT-COV checkpoints were trained "
-                      "with 5; in float32 the iteration diverges past about 25)."),
+                      "with 5; on their rank-deficient covariances the iteration diverges past about 25)."),
     click.option("--ema/--no-ema", default=True, show_default=True,
                  help="Of a training file with EMA weights (state_dict_ema, e.g. DeiT + DropCov), "
                       "evaluate those, as the original evaluation does; --no-ema takes the raw ones."),

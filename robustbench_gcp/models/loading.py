@@ -52,7 +52,6 @@ from robustbench_gcp.models.registry import list_models
 from robustbench_gcp.models.resnet import last_stride
 
 __all__ = [
-    "TWINS_DIFFER",
     "CheckpointInfo",
     "KeyReport",
     "Match",
@@ -64,6 +63,7 @@ __all__ = [
     "load_model",
     "load_strict",
     "rank_models",
+    "twins_differ",
 ]
 
 #: buffers, not parameters
@@ -111,7 +111,7 @@ class CheckpointInfo:
         stripped: wrapper prefixes removed from the keys (``module.``, ``_orig_mod.``).
         arch: registered model that the weights fit exactly (None if none does).
         also_fits: other registered models with the same keys and shapes (e.g. the
-            svdpade twin of an isqrt model; they differ only in the matrix function).
+            svdpade twin of an isqrt model: :func:`twins_differ` says how they differ).
         closest: the best-matching registered model even when nothing fits.
         head, depth: of ``closest``.
         reduction_dim: d read from the reduction conv (None for GAP).
@@ -412,9 +412,14 @@ MPNCOV_RESNET_DEPTHS = (50, 101)
 #: the heads whose files fast-MPN-COV's training code writes (its MPNCOV reduction has no bias, as
 #: iSQRT-COV's and SVD-Pade's; GAvP): an MPN-COV head's reduction has one, so no such file is one
 FAST_MPN_COV_HEADS = ("isqrt", "svdpade", "gap")
-#: how the models that fit one such file key for key differ (iSQRT-COV's and SVD-Pade's): not in
-#: their matrix function alone (loaded as iSQRT-COV with --sqrt svd, an SVD-Pade file is not its model)
-TWINS_DIFFER = "their matrix square roots differ, and SVD-Pade's layer4 stride (7x7 maps) and centring"
+
+
+def twins_differ(stride_stated: bool) -> str:
+    """How the models that fit one such file key for key differ (iSQRT-COV's and SVD-Pade's): not
+    in their matrix function alone (loaded as iSQRT-COV with --sqrt svd, an SVD-Pade file is not
+    its model); in their layer4 stride too, unless the file states it (both are built at it)."""
+    stride = "" if stride_stated else " layer4 stride (7x7 maps) and"
+    return f"their matrix square roots differ, and SVD-Pade's{stride} centring"
 
 
 def layer4_stride_told(loaded: StateDict, info: ModelInfo | None) -> tuple[int | None, str]:

@@ -146,7 +146,9 @@ def newton_schulz_sqrt(A: torch.Tensor, iters: int = 5) -> torch.Tensor:
 
     Args:
         A: symmetric positive semi-definite matrices ``(..., d, d)``.
-        iters: number of iterations N >= 1.
+        iters: number of iterations N >= 1. On a rank-deficient A with rounding noise (the
+            covariance of a 7x7 map of 256 channels) the iteration diverges past about 25:
+            the models take at most :data:`~robustbench_gcp.engine.limits.MAX_NS_ITERS`.
 
     Returns:
         ``(..., d, d)``, float32 (float64 for float64 input).

@@ -120,9 +120,10 @@ def _also_fits_note(path: Path, info) -> str:
     compared as, and how to choose another ("" where only one fits)."""
     if not info.also_fits:
         return ""
-    from robustbench_gcp.models.loading import TWINS_DIFFER
+    from robustbench_gcp.models.loading import twins_differ
 
-    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; {TWINS_DIFFER}): "
+    differ = twins_differ(bool(info.last_stride_told))
+    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; {differ}): "
             f"compared as {info.arch}; for another, give --model {info.also_fits[0]}={path}")
 
 

@@ -175,7 +175,7 @@ def comparison_heading(comparison: dict) -> str:
 def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
     """``20 images``, and where another comparison of ``comparisons`` has the same heading and
     count, which images: ``20 images of data/c32`` (with the fingerprint's start when the
-    folder is the same too); ``, bfloat16 (--amp)`` when every model ran so."""
+    folder is the same too); ``, bfloat16 (--amp)`` and ``, channels-last`` when every model ran so."""
     text = f"{comparison.get('n_images')} images"
     alike = [c for c in comparisons if comparison_heading(c) == comparison_heading(comparison)
              and c.get("n_images") == comparison.get("n_images")]
@@ -186,6 +186,8 @@ def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
     precisions = {model.get("precision") for model in comparison.get("models", [])}
     if len(precisions) == 1 and precisions - {"float32", None}:  # --amp's, on every row (labels say a mix)
         text += f", {precisions.pop()} (--amp)"
+    if {model.get("memory_format") for model in comparison.get("models", [])} == {"channels_last"}:
+        text += ", channels-last"
     return text
 
 
@@ -254,6 +256,7 @@ def compare_reports(
             used = {r.key for r in report.cells} - suite.unused_cells(report.cells)
             model["cells_left_out"] = len(used - ({r.key for r in compared} - suite.unused_cells(compared)))
             model["precision"], model["device"] = report.precision, report.device
+            model["memory_format"] = report.memory_format
         comparison["n_images"] = group[0].n_images
         comparison["data"] = group[0].data
         comparison["data_fingerprint"] = group[0].data_fingerprint

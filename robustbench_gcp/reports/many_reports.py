@@ -144,7 +144,7 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
                "data_fingerprint": comparison.get("data_fingerprint"), "model": model["model"],
                "reference": comparison["reference"], "partial": bool(model.get("partial")),
                "cells_left_out": model.get("cells_left_out", 0), "precision": model.get("precision"),
-               "device": model.get("device")}
+               "memory_format": model.get("memory_format"), "device": model.get("device")}
         for m, iv in model["metrics"].items():
             row.update({m: iv["estimate"], f"{m}_low": iv["low"], f"{m}_high": iv["high"]})
             delta = (model.get("delta") or {}).get(m)
@@ -158,8 +158,8 @@ def comparison_csv_rows(comparison: dict) -> list[dict]:
 
 
 #: the wide CSV's first columns, whatever its rows
-WIDE_BASE = ("suite", "source", "n_images", "data", "data_fingerprint", "model", "precision", "device",
-             "reference", "partial", "cells_left_out")
+WIDE_BASE = ("suite", "source", "n_images", "data", "data_fingerprint", "model", "precision", "memory_format",
+             "device", "reference", "partial", "cells_left_out")
 
 
 def wide_csv_columns(rows: Sequence[dict]) -> list[str]:
@@ -263,7 +263,7 @@ def render_comparison(reports: Sequence[Report], comparisons: Sequence[dict], *,
             if not comparisons:  # --no-intervals: each report's own figures, none left out
                 rows = [{"reference": None, "cells_left_out": 0, "data": report.data,
                          "data_fingerprint": report.data_fingerprint, "precision": report.precision,
-                         "device": report.device, **row}
+                         "memory_format": report.memory_format, "device": report.device, **row}
                         for report, row in zip(reports, headline_rows(reports))]
                 return to_csv(rows, wide_csv_columns(rows))
             rows = [row for c in comparisons for row in comparison_csv_rows(c)]

@@ -69,8 +69,8 @@ def to_report_markdown(report: Report) -> str:
     return "\n".join(text)
 
 
-BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "precision", "device",
-                "n_images", "data", "data_fingerprint", "partial", "item", "level"]
+BASE_COLUMNS = ["model", "checkpoint_sha256", "suite", "kind", "source", "seed", "precision", "memory_format",
+                "device", "n_images", "data", "data_fingerprint", "partial", "item", "level"]
 
 
 def long_rows(report: Report) -> list[dict]:
@@ -83,7 +83,8 @@ def long_rows(report: Report) -> list[dict]:
     """
     base = {"model": report.model, "checkpoint_sha256": report.checkpoint_sha256,
             "suite": report.suite, "kind": report.kind, "source": report.source, "seed": report.seed,
-            "precision": report.precision, "device": report.device, "n_images": report.n_images,
+            "precision": report.precision, "memory_format": report.memory_format, "device": report.device,
+            "n_images": report.n_images,
             "data": report.data, "data_fingerprint": report.data_fingerprint,
             "partial": report.partial is not None}
     columns = long_csv_columns()
