@@ -595,4 +595,3 @@ def _seed_list(seed, batch: int) -> list[int]:
     from corruptions._rng import normalize_seeds
 
     return [int(s) for s in normalize_seeds(seed, batch, torch.device("cpu"))]
-

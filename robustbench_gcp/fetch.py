@@ -31,8 +31,7 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.file_format import check_format
 
-#: how a command takes a checkpoint file (every one has --checkpoint but compare; bench landscape
-#: was told of eval's)
+#: how a command that loads a checkpoint takes one (compare, the one without --checkpoint, by --model)
 GIVE_FILE = "give the file (--checkpoint FILE; to compare, --model NAME=FILE)"
 
 

@@ -31,6 +31,7 @@ def baseline_names(value: str) -> list[str]:
     """The names of ``--baseline`` (``alexnet,demo-gap``: each suite takes the first it can use)."""
     return list(dict.fromkeys(name.strip() for name in str(value).split(",") if name.strip())) or [value]
 
+
 #: a float, or an array of bootstrap resamples of it: the formulas below take either
 Value = TypeVar("Value")
 

@@ -80,4 +80,3 @@ def test_a_classifier_of_no_classes_does_not_fit_and_names_the_file(tmp_path):
     assert inspect_checkpoint(path).arch is None
     with pytest.raises(CheckpointError, match=r"zero.pth' does not fit demo-gap"):
         load_model("demo-gap", checkpoint=str(path))
-

@@ -146,7 +146,6 @@ def test_a_run_reused_from_another_folder_says_so(image_folder, gap_checkpoint, 
     assert json.loads(again.stdout)["computed"]["computed"] == 0
 
 
-
 def test_a_relative_data_path_is_the_same_folder_from_anywhere(image_folder, gap_checkpoint, tmp_path,
                                                                monkeypatch):
     store = tmp_path / "s.db"
@@ -722,6 +721,9 @@ def test_no_ema_of_a_file_without_ema_weights_is_said(image_folder, gap_checkpoi
     assert result.exit_code == 0, result.output
     assert ("--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights were "
             "evaluated") in json.loads(result.stdout)["notes"]
+    # of that command, not of the run (the same run without the flag): `report` does not repeat it
+    stored = run("report", "--store", store_path, "--format", "json", "--no-intervals")
+    assert not any(note.startswith("--no-ema") for note in json.loads(stored.stdout)["reports"][0]["notes"])
 
 
 def test_matrix_function_errors_name_the_options(image_folder, store_path):

@@ -648,7 +648,6 @@ def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_pat
     assert small["models"][0]["metrics"]["mean_error"]["estimate"] == pytest.approx(expected)
 
 
-
 def test_comparisons_of_one_suite_on_two_image_sets_of_one_size_say_which(demo_val, tmp_path):
     """Two folders of as many images: the titles name each folder, the JSON its data and fingerprint."""
     import shutil

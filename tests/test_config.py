@@ -246,7 +246,6 @@ def test_control_characters_and_odd_names_are_one_line_errors(tmp_path):
         parse_config({"models": {"r[x": {}}}, Path("b.yaml"))  # no lines: the walk ends
 
 
-
 def test_aliases_of_aliases_do_not_exhaust_memory(tmp_path):
     """Eight levels of ten aliases, 300 bytes: 10**8 key paths, which the line lookup walked one by
     one (gigabytes, minutes; yaml.safe_load itself shares them) (security audit)."""

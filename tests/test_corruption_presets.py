@@ -138,7 +138,6 @@ IMAGENET_SCRIPT = {
 }
 
 
-
 def _images(size: int) -> torch.Tensor:
     """4 photographs and 2 synthetic images (grey ramp, black / white / saturated patches,
     smooth colour field), on the uint8 grid, (6, 3, size, size) float64."""
@@ -449,8 +448,6 @@ def test_impulse_noise_amount(preset, severity):
 PAIRED_MAX: dict[str, float] = {}
 #: mean |port - transcription| in 1/255 (motion blur: the same rounding since 0.7.12; before, 1/4 level)
 PAIRED_MEAN: dict[str, float] = {}  # glass_blur: the scripts' float64 sums since 0.7.12
-
-
 
 
 def _paired_cases():

@@ -598,7 +598,6 @@ def test_frost_crops_gathered_on_the_device_equal_the_slices(preset, size):
     assert len(set(params["index"].tolist())) > 1  # several textures, of different sizes
 
 
-
 @pytest.mark.parametrize("size", [(224, 224), (64, 64), (32, 32), (300, 201), (33, 47)])
 def test_pixelate_is_pils_box_resize_at_every_factor_and_any_size(size):
     """The tensor arithmetic of PIL's BOX resampling (down by a partition or overlapping
@@ -733,4 +732,3 @@ def test_apply_checks_values_and_takes_an_empty_batch_and_every_entry_checks_see
         sample_parameters(small, "contrast", 2, seed=[1, 2, 3])
     with pytest.raises(ValueError, match="one entry per image"):
         perturbation_sequence(small, "translate", seed=[1, 2, 3])
-

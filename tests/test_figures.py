@@ -451,7 +451,7 @@ def test_a_model_with_ces_but_no_mce_says_which_ce_it_lacks(tmp_path, monkeypatc
     seen = _layout(monkeypatch)
     reports = [SimpleNamespace(model="a", heading="imagenet-c", sections={
         "per_corruption": [{"corruption": "fog", "CE": 80.0}, {"corruption": "jpeg_compression", "CE": None}],
-        "metrics": {"mCE": None, "corruptions": [], "baseline": "alexnet"}})]
+        "metrics": {"mCE": None, "corruptions": ["fog", "jpeg_compression"], "baseline": "alexnet"}})]
     ce_bars(reports, tmp_path / "ce.png")
     assert seen[0].legends == [["a (no mCE: no CE for jpeg compression)"]]
 
@@ -465,7 +465,8 @@ def test_models_lacking_the_same_ce_say_it_once(tmp_path, monkeypatch):
     reports = [SimpleNamespace(model=m, heading="imagenet-c", sections={
         "per_corruption": [{"corruption": "fog", "CE": 80.0 + k},
                            {"corruption": "jpeg_compression", "CE": None}],
-        "metrics": {"mCE": None, "corruptions": [], "baseline": "alexnet"}}) for k, m in enumerate("abc")]
+        "metrics": {"mCE": None, "corruptions": ["fog", "jpeg_compression"], "baseline": "alexnet"}})
+        for k, m in enumerate("abc")]
     ce_bars(reports, tmp_path / "ce.png")
     assert seen[0].legends == [["a", "b", "c"]]
     assert seen[0].legend_titles == ["model (no mCE: no CE for jpeg compression)"]
@@ -474,8 +475,10 @@ def test_models_lacking_the_same_ce_say_it_once(tmp_path, monkeypatch):
     lacks = "(no mCE: no CE for jpeg compression)"
     assert seen[1].legends == [[f"a {lacks}", f"b {lacks}", "c (no CE)"]]
     assert seen[1].legend_titles == ["model"]
-    for r in reports:  # no benchmark corruption: every CE, and no mCE (it said "no CE for ")
-        r.sections["per_corruption"] = [{"corruption": "speckle_noise", "CE": 90.0}]
+    for r in reports:  # no benchmark corruption, a CE of an extra one missing: no mCE for the first
+        r.sections["per_corruption"] = [{"corruption": "speckle_noise", "CE": 90.0},
+                                        {"corruption": "spatter", "CE": None}]
+        r.sections["metrics"]["corruptions"] = []
     ce_bars(reports[:1], tmp_path / "ce.png")
     ce_bars(reports, tmp_path / "ce.png")
     assert seen[2].legends == [["a (no mCE: no benchmark corruption)"]]

@@ -62,8 +62,6 @@ def test_generated_sequences_give_the_flip_statistics_of_a_direct_computation(de
         assert entry["top5_distance"] == pytest.approx(t5d, abs=1e-12)
 
 
-
-
 def test_released_mp4_files_give_the_flip_statistics_of_their_frames(demo_val, tmp_path):
     """Videos written in the released layout, read back through --corrupted-dir, against the same
     frames classified straight from tensors. Codec loss: lossless H.264 still rounds RGB through

@@ -37,6 +37,7 @@ def _tilt_cv2(image, degrees: float):
 
     return Image.fromarray(tilt_cv2(np.array(image), degrees))  # of the whole image
 
+
 S, C = 256, 224  # the original's resize and crop
 W = window_side(S, C)
 

@@ -581,8 +581,6 @@ def test_a_wrong_cifar10_p_file_is_a_clear_error(cifar, shape, message):
     assert missing.exit_code == 1 and "rotate.npy does not exist; the folder has translate" in missing.stderr
 
 
-
-
 def test_tiny_imagenet_p_released_videos_and_generated_cells(tmp_path, on_sys_path):
     """Released Tiny-ImageNet-P: 64 px MP4 videos in ImageNet-P's layout, 31 translate frames
     (-15..15 px), labels from the sorted wnid folders; generated: 64 px frames, cells marked."""

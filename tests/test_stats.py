@@ -308,6 +308,7 @@ def test_infinite_and_undefined_draws_count():
     assert percentile_bounds(np.array([-math.inf, math.inf])) == (-math.inf, math.inf)
     halves = np.r_[np.full(975, -np.inf), np.full(25, np.inf)]  # 0.975's position falls between them
     assert percentile_bounds(halves) == (-math.inf, math.inf)
+
     def inverse(m):  # infinite where the resample has no 1
         return np.where(m[0] > 0, 1 / np.where(m[0] > 0, m[0], 1), np.inf)
 

@@ -24,7 +24,7 @@ from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.engine.device import first_words, out_of_memory, resolve_device
 from robustbench_gcp.errors import ConfigError
 
-__all__ = ["measure", "model_speed", "sequence_speed"]
+__all__ = ["frame_sizes", "measure", "model_speed", "sequence_speed"]
 
 Progress = Callable[[str], None]
 
@@ -120,6 +120,15 @@ def _check_frames_fit(net: torch.nn.Module, model: str, crop_size: int, device: 
                           "give a larger `--crop-size` (or `--size`)") from None
 
 
+def frame_sizes(config, size: int | None, crop_size: int | None) -> tuple[int, int]:
+    """(image side, frame side) of the bench: those given, else the model's (``config``, its
+    ``pretrained_cfg``) resize and input sizes, a crop of round(S * 224 / 256) for another S."""
+    size = config.resize_size if size is None else size
+    if crop_size is None:
+        crop_size = config.input_size if size == config.resize_size else round(size * 224 / 256)
+    return size, crop_size
+
+
 def measure(
     perturbations: Sequence[str],
     *,
@@ -168,10 +177,7 @@ def measure(
     torch_device = resolve_device(device)
     net = create_model(model).eval().to(torch_device)
     config = net.pretrained_cfg
-    if size is None:
-        size = config.resize_size
-    if crop_size is None:
-        crop_size = config.input_size if size == config.resize_size else round(size * 224 / 256)
+    size, crop_size = frame_sizes(config, size, crop_size)
     if crop_size > size:  # (the command line checks the two it is given; here the model's defaults too)
         whose = ", the model's resize size" if size == config.resize_size else ""
         raise ConfigError(f"`--crop-size` should be at most --size ({size}{whose}). Got {crop_size}")

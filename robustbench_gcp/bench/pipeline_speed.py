@@ -105,6 +105,7 @@ class PlainCorruption:
 #: the plain loop's name for the uncorrupted cell in --cells
 UNCORRUPTED = "none"
 
+
 def plain_transform(corruption: str | None = None, severity: int = 1) -> Callable:
     """torchvision's ImageNet evaluation transform (resize 256, centre crop 224), with the
     corruption and its storage between the crop and the tensor when ``corruption`` is given."""

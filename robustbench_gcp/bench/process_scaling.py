@@ -148,8 +148,7 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         threads: threads per process (``OMP_NUM_THREADS``).
         processes: ranks of the parallel run.
         repeats: rounds of both runs, each from an empty store, in turns (1 then N, N then 1, ...:
-            the first run of a round no longer always pays for a cold machine); the fastest of each
-            counts.
+            neither run is always the first, on a cold machine); the fastest of each counts.
 
     Returns:
         Two rows of :func:`eval_throughput` (1 process, then ``processes``), each the fastest
@@ -229,4 +228,3 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     for row in rows:
         row["ratio"] = row["images_per_s"] / rows[0]["images_per_s"] if rows[0]["images_per_s"] else None
     return rows
-

@@ -141,4 +141,3 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
         report.notes.append(f"'{DEFAULT_BASELINE}' is the baseline reports use when none is named: they "
                             f"now normalize by this run of {planned.model.label}")
     print_report(report, fmt, output)
-

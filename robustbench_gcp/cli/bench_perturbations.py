@@ -60,7 +60,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
       gcp-robust bench perturbations --device cpu --batch-size 8 --perturbations test
       gcp-robust bench perturbations --model demo-gap --json
     """
-    from robustbench_gcp.bench.perturbation_speed import measure
+    from robustbench_gcp.bench.perturbation_speed import frame_sizes, measure
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.cli.progress import item_bar
     from robustbench_gcp.errors import UnknownNameError
@@ -82,8 +82,7 @@ def bench_perturbations(device, model, batch_size, size, crop_size, model_batch_
 
     with torch.device("meta"):  # its sizes, no weights allocated
         config = create_model(model).pretrained_cfg
-    side = size or config.resize_size
-    frame = crop_size or (config.input_size if side == config.resize_size else round(side * 224 / 256))
+    _, frame = frame_sizes(config, size, crop_size)
     check_host_memory("perturbations", batch_size, frame, resolve_device(device).type, frames=41,
                       working_set=3)
     with item_bar(len(names) + 1, "timing") as advance:

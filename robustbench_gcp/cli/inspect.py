@@ -41,7 +41,8 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                  f"{twins_differ(bool(info.last_stride_told))}; give the one it was trained with as --model)")
     head_words = f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head
     pooling = model_info(info.arch or info.closest).pooling if info.arch or info.closest else ""
-    if "class token" in pooling:  # a DeiT's: its "gap" is no global pooling (the ResNets' words say d)
+    # a DeiT's own words: its "gap" is no global pooling (a ResNet's would give the default d, not the file's)
+    if "class token" in pooling:
         head_words = f"{info.head}: {pooling}"
     rows = [
         ("file", info.path),

@@ -33,6 +33,7 @@ class SqrtChoice(click.Choice):
     def choices(self, value) -> None:  # click.Choice.__init__ assigns it
         pass
 
+
 device_option = click.option(
     "--device",
     default="auto",
@@ -43,6 +44,7 @@ device_option = click.option(
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
 )
+
 
 class NonEmptyPath(click.Path):
     """click's Path that refuses an empty string (``--data ""`` read the working folder, ``--store ""``
@@ -92,6 +94,7 @@ format_option = click.option(
     show_default=True,
     help="Output format.",
 )
+
 
 def _output_file(ctx, param, value):
     """Check ``-o FILE`` before any compute: its folder must exist (the file is written last), and
@@ -239,6 +242,7 @@ config_option = click.option(
     help="benchmarks.yaml to use (models, suites, baselines). Default: the shipped one.",
 )
 
+
 def _store_option(help_text: str):
     return click.option("--store", type=NonEmptyPath(dir_okay=False), default="gcp-robust.db",
                         show_default=True, help=help_text)
@@ -343,6 +347,7 @@ model_options = _compose(
     preprocess_option,
 )
 
+
 #: the --model help of eval and baseline
 class _Bounded(click.IntRange):
     """An IntRange whose help names its lower bound only where the upper one only stops overflows
@@ -396,7 +401,6 @@ data_options = _compose(
 )
 
 
-
 def _workers_said(ctx, param, value):
     """--workers beyond the CPUs, said once (torch warned at every shard's loader)."""
     cpus = usable_cpus()
@@ -439,6 +443,7 @@ def _one_suite(ctx, param, value):
 
 suite_option = click.option("--suite", "-s", default="clean", show_default=True, metavar="NAME",
                             callback=_one_suite, help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
+
 
 def _flag_option(flag) -> click.Option:
     """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""

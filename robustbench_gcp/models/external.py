@@ -296,6 +296,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         chosen = preprocess_config(preprocess if preprocess is not None else shared, base=shared)
         if name.startswith("vit_"):  # its position embeddings are of the input size (SWAG's: 384, 518)
             options["image_size"] = chosen.input_size
+
         def build(**sizes) -> nn.Module:
             return torchvision.models.get_model(name, weights=None, **options, **sizes)
 

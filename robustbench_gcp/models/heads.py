@@ -75,6 +75,7 @@ def matrix_label(label: str, matrix: Mapping) -> str:
     tag = matrix_tag(matrix.get("sqrt"), matrix.get("ns_iters"))
     return f"{label}[{tag}]" if tag and not label.endswith(f"[{tag}]") else label
 
+
 #: activations of the 1x1 reduction: ReLU (ResNets) or ReLU6 (the MobileNetV2 / ShuffleNetV2 GCP
 #: models); neither has weights, so the choice changes no key
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}

@@ -15,6 +15,7 @@ from robustbench_gcp.errors import CheckpointError
 __all__ = ["AS_SAVED", "LAYOUTS", "Layout", "UnknownLayoutError", "detect_layout", "refuse_collisions",
            "remap", "under_one_prefix"]
 
+
 @dataclass(frozen=True)
 class Layout:
     """A published state-dict layout and how it maps onto the project's names.

@@ -99,9 +99,10 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         device = job.device(device)
     net = load_chosen(plan.model, device)
     built = [net.stride_note] if getattr(net, "stride_note", "") else []  # what its file left open
-    if not plan.model.ema and plan.model.checkpoint and plan.model.external is None and not net.has_ema:
-        built.append("--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights "
-                     "were evaluated")  # the flag was taken and ignored without a word
+    # of this command, not of the run (the same run with or without the flag): said, not stored
+    unused = ["--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights were "
+              "evaluated"] if (not plan.model.ema and plan.model.checkpoint and plan.model.external is None
+                               and not net.has_ema) else []
     # the checkpoint may have changed since the plan was made
     if labels_matter(plan.suite, plan.data is not None):
         check_classes(plan.images, net.num_classes, plan.model.label, released=plan.data is None,
@@ -148,8 +149,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         # said before the run (a library caller without a progress hook: in the report alone)
         reused, others = own_code_notes(plan, held), other_settings(store, info, held)
         if progress is not None:
-            said = [*plan.notes, *built, *limit_notes(plan), *moved_notes(plan, info), *moved_release,
-                    *edited, *reused, *released_size_notes(plan, info)]
+            said = [*plan.notes, *built, *unused, *limit_notes(plan), *moved_notes(plan, info),
+                    *moved_release, *edited, *reused, *released_size_notes(plan, info)]
             for line in [*(f"{plan.model.label}: {note}" for note in said), *others]:
                 progress.say(line)
         # for `report`, later: what holds for every suite of the run, and this suite's own
@@ -178,7 +179,7 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
                             "image list without it is a new run, started afresh)") from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name,
-                         said=[*built, *moved_release, *edited, *reused, *others])
+                         said=[*built, *unused, *moved_release, *edited, *reused, *others])
 
 
 def _mend_the_model(error: ModelCodeError, store: Store, info: RunInfo, tasks, options) -> ModelCodeError:

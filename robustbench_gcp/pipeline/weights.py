@@ -181,6 +181,7 @@ def choose_model(
             external = external_source(spec.arch, preprocess)
     if preprocess is not None and external is None:
         raise ConfigError(f"`preprocess` applies to models you bring; {spec.arch} has its own")
+
     def option(flag: str) -> str:  # as the caller named it: a module object comes from the library
         return f"`{flag.removeprefix('--').replace('-', '_')}`" if module is not None else f"`{flag}`"
 

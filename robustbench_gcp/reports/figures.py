@@ -120,11 +120,11 @@ def panel_grid(n: int, *, cols: int, width: float, height: float, least_width: f
     return fig, list(axes.flat)[:n], cols
 
 
-def panel_labels(axes: list, cols: int, x: str, y: str, fontsize: float | None = None) -> None:
-    """Axis labels of a :func:`panel_grid`: x under the bottom panel of each column, y beside the
-    first panel of each row."""
+def panel_labels(axes: list, cols: int, x: str | None, y: str, fontsize: float | None = None) -> None:
+    """Axis labels of a :func:`panel_grid`: x under the bottom panel of each column (None: the
+    panels keep their own), y beside the first panel of each row."""
     for index, ax in enumerate(axes):
-        if index >= len(axes) - cols:
+        if x is not None and index >= len(axes) - cols:
             ax.set_xlabel(x, fontsize=fontsize)
         if index % cols == 0:
             ax.set_ylabel(y, fontsize=fontsize)

@@ -182,7 +182,7 @@ class Heartbeat:
         try:
             while not self._stopped.wait(every):
                 try:
-                    if db is None:  # opened at a beat: a thread that failed to open it died (leases lapsed)
+                    if db is None:  # opened at a beat, so that a failure to open it is retried at the next
                         db = sqlite3.connect(os.path.abspath(self.path), timeout=every,  # not a URI
                                              isolation_level=None)
                     db.execute("UPDATE leases SET expires = ? WHERE owner = ?",

@@ -37,7 +37,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
 
 
-
 def _level(text: object) -> bool:
     """Whether ``text`` is a cell's level as the suites write it: empty (the clean cell, a
     landscape's clean point) or a finite number (a severity, difficulty or epsilon)."""

@@ -474,9 +474,7 @@ def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None =
     # (PGD's lower points, drawn in a later panel, fell below it); 10 points at least (where every
     # point was 100 %, the axis ran from 99.975 to 100.5, ticks above 100 and the lines on its edge)
     axes[0].set_ylim(max(-0.5, min(90.0, lowest - 0.05 * (100.5 - lowest))), 100.5)
-    for index, ax in enumerate(axes):
-        if index % cols == 0:
-            ax.set_ylabel("robust accuracy (%)")
+    figures.panel_labels(axes, cols, None, "robust accuracy (%)")  # x: each panel's norm, set above
     figures.title_and_layout(fig, f"{heading or reports[0].heading}: robust accuracy against the attack "
                                   "budget")
     figures.legend_beside(fig, figures.model_handles(len(reports)), [r.model for r in reports], title="model")

@@ -78,11 +78,12 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(n.replace("_", " ") for n in names)
 
 
-def _no_mce(lacking: Sequence[str]) -> str:
-    """Why a model with CEs has no mCE: a CE it lacks (an mCE needs every corruption's), or no
-    benchmark corruption among its corruptions (the means average those)."""
-    if not lacking:
+def _no_mce(report) -> str:
+    """Why a model with CEs has no mCE: no benchmark corruption among its corruptions (the means
+    average those), or a CE it lacks (an mCE needs every benchmark corruption's)."""
+    if not report.sections["metrics"].get("corruptions"):
         return "no mCE: no benchmark corruption"
+    lacking = [e["corruption"] for e in report.sections["per_corruption"] if e["CE"] is None]
     return f"no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
 
 
@@ -103,17 +104,15 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
         raise NotDrawn(f"{reports[0].heading}: {path.name} (CE per corruption) not drawn, as no model has a "
                        "CE here (the notes say why); the error-against-severity figure shows the errors")
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
+
     def severities_of(r) -> tuple[int, ...]:
         return tuple(sorted({c["severity"] for c in r.sections.get("cells") or ()}))
 
     averaged = {(tuple(r.sections["metrics"].get("corruptions") or ()), severities_of(r))
                 for r in reports if r.sections["metrics"].get("mCE") is not None}
-    def lacking_of(r) -> tuple[str, ...]:
-        return tuple(e["corruption"] for e in r.sections["per_corruption"] if e["CE"] is None)
-
-    # the same CE missing for every model (its baseline has none): said once, in the legend's title
-    shared = {lacking_of(r) for r in reports} if len(reports) > 1 and not averaged else set()
-    shared_why = _no_mce(next(iter(shared))) if len(shared) == 1 else None
+    # the same reason for every model (a CE its baseline lacks): said once, in the legend's title
+    shared = {_no_mce(r) for r in reports} if len(reports) > 1 and not averaged else set()
+    shared_why = next(iter(shared)) if len(shared) == 1 else None
     series = {}
     for r in reports:
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
@@ -125,15 +124,14 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
             of = f" over {_names(over)}" if len(over) <= 3 else f" over {len(over)}"
         if len({severities for _, severities in averaged}) > 1:
             of += f" at severities {', '.join(map(str, severities_of(r)))}"
-        lacking = lacking_of(r)
         if mce is not None:
             label = f"{r.model} (mCE {mce:.1f}{of})"
-        elif len(lacking) == len(ce_of):
+        elif all(ce is None for ce in ce_of.values()):
             label = f"{r.model} (no CE)"
         elif shared_why:
             label = r.model
-        else:  # an mCE needs every corruption's CE
-            label = f"{r.model} ({_no_mce(lacking)})"
+        else:
+            label = f"{r.model} ({_no_mce(r)})"
         series[label] = [ce_of.get(c) for c in corruptions]
     legend = "model" if len(averaged) < 2 else "model (mCE of its own report's cells)"
     if shared_why:

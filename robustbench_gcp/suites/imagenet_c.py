@@ -531,6 +531,7 @@ class ImageNetCSuite(LevelledSuite):
         normalized = any(e["CE"] is not None for r in reports for e in r.sections["per_corruption"])
         key, mean, scale, fmt = (("CE", "mCE", 1, ".1f") if normalized  # the terminal table's digits
                                  else ("mean_error", "mean_error", 100, ".2f"))
+
         def scaled(value):
             return None if value is None else value * scale
 
@@ -562,5 +563,3 @@ def _relative_ce(errors: Sequence, clean_error, baseline_errors: Sequence, basel
     """:func:`~robustbench_gcp.metrics.relative_ce` as :func:`_ce` computes CE."""
     return percent_of(sum(e - clean_error for e in errors),
                       sum(b - baseline_clean_error for b in baseline_errors), ratio_first=False)
-
-

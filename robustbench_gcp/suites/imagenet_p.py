@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     from robustbench_gcp.reports.report_type import Report
     from robustbench_gcp.yaml_checks import Checker
 
+
 @dataclass(frozen=True)
 class ImageNetPSpec(SuiteSpec):
     perturbations: tuple[str, ...] = ()

@@ -21,9 +21,10 @@ distance moved, ``||X_k - X|| = eta_k ||g||``; 0 where ``g = 0``), ``||g||`` and
 The store keeps, per image, float32 columns (:data:`COLUMNS`): ``L(X)``, ``||g||``, the K
 losses and the K gradient changes; every summary is computed from them at report time.
 
-Speed: the stem runs once per image; only the rest of the network runs K + 1 times, on the K
-perturbed copies of each image stacked along the batch dimension (:data:`ROWS` at a time), with
-the weights frozen so that backward computes input gradients only. A pass never mixes images,
+Speed: the stem runs once per image; only the rest of the network runs, once on X for g, then
+on the K perturbed copies of each image stacked along the batch dimension with X (:data:`ROWS`
+rows a pass: :func:`passes_per_image`), with the weights frozen so that backward computes input
+gradients only. A pass never mixes images,
 so the stored values do not depend on the batch size (bit for bit).
 """
 
@@ -117,6 +118,7 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         return value
     parts = value.split(":") if isinstance(value, str) else list(value) if isinstance(value, Sequence) \
         else None
+
     def number(part: Any) -> float:  # 0.1/256 as well as 0.000390625
         if isinstance(part, bool):  # YAML's true is no step size
             raise ValueError
@@ -246,12 +248,18 @@ def measurement_split(classifier: Classifier, at: str) -> tuple[Fn, Fn]:
 ROWS = 32
 
 
+def step_passes(etas: np.ndarray) -> list[np.ndarray]:
+    """The indices of ``etas`` each pass of :func:`measure` steps to after the pass for g: those
+    not 0, ``ROWS - 1`` at a time (each pass carries X too)."""
+    moving = np.flatnonzero(etas != 0)
+    return [moving[start:start + ROWS - 1] for start in range(0, len(moving), ROWS - 1)]
+
+
 def passes_per_image(settings: LandscapeSettings) -> tuple[int, int]:
     """(passes, rows) of the rest of the model per image in :func:`measure`: one of X alone for g,
-    then the steps (those not 0) in passes of X and up to ``ROWS - 1`` steps."""
-    moving = int(np.count_nonzero(settings.etas.values() != 0))
-    chunks = -(-moving // (ROWS - 1))
-    return 1 + chunks, 1 + moving + chunks
+    then :func:`step_passes`, each with X."""
+    passes = step_passes(settings.etas.values())
+    return 1 + len(passes), 1 + sum(len(p) + 1 for p in passes)
 
 
 def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, settings: LandscapeSettings,
@@ -303,11 +311,9 @@ def measure(x: torch.Tensor, labels: torch.Tensor, classifier: Classifier, setti
     # the passes' steps, the same for every image: X itself rides along as row 0 (a step of 0), so that
     # each change is measured against the gradient at X computed in the same pass and rounding
     # cancels as the step goes to 0
-    moving = np.flatnonzero(etas != 0)
-    steps = torch.tensor(etas[moving] * settings.sign, dtype=torch.float32, device=x.device)
-    chunks = [(torch.as_tensor(moving[start:start + ROWS - 1], device=x.device),
-               torch.cat([steps.new_zeros(1), steps[start:start + ROWS - 1]]))
-              for start in range(0, len(moving), ROWS - 1)]
+    steps = torch.tensor(etas * settings.sign, dtype=torch.float32, device=x.device)
+    chunks = [(torch.as_tensor(moving, device=x.device), torch.cat([steps.new_zeros(1), steps[moving]]))
+              for moving in step_passes(etas)]
     out = []
     with torch.enable_grad(), frozen_weights(classifier.model):
         for j in range(x.shape[0]):
