@@ -38,7 +38,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
                          "--checkpoint FILE loads it strictly)")
     if info.also_fits:
         fits += (f" (the same weights fit {', '.join(info.also_fits)}: "
-                 f"{twins_differ(bool(info.last_stride_told))}; give the one it was trained with as --model)")
+                 f"{twins_differ(info)}; give the one it was trained with as --model)")
     head_words = f"{info.head}: {HEADS[info.head].description}" if info.head in HEADS else info.head
     pooling = model_info(info.arch or info.closest).pooling if info.arch or info.closest else ""
     # a DeiT's own words: its "gap" is no global pooling (a ResNet's would give the default d, not the file's)

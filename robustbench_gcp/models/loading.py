@@ -414,11 +414,11 @@ MPNCOV_RESNET_DEPTHS = (50, 101)
 FAST_MPN_COV_HEADS = ("isqrt", "svdpade", "gap")
 
 
-def twins_differ(stride_stated: bool) -> str:
-    """How the models that fit one such file key for key differ (iSQRT-COV's and SVD-Pade's): not
-    in their matrix function alone (loaded as iSQRT-COV with --sqrt svd, an SVD-Pade file is not
-    its model); in their layer4 stride too, unless the file states it (both are built at it)."""
-    stride = "" if stride_stated else " layer4 stride (7x7 maps) and"
+def twins_differ(info: CheckpointInfo) -> str:
+    """How the models that fit the file of ``info`` key for key differ (iSQRT-COV's and SVD-Pade's):
+    not in their matrix function alone (loaded as iSQRT-COV with --sqrt svd, an SVD-Pade file is
+    not its model); in their layer4 stride too, unless the file states it (both are built at it)."""
+    stride = "" if info.last_stride_told else " layer4 stride (7x7 maps) and"
     return f"their matrix square roots differ, and SVD-Pade's{stride} centring"
 
 

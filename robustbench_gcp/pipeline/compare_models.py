@@ -122,9 +122,9 @@ def _also_fits_note(path: Path, info) -> str:
         return ""
     from robustbench_gcp.models.loading import twins_differ
 
-    differ = twins_differ(bool(info.last_stride_told))
-    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; {differ}): "
-            f"compared as {info.arch}; for another, give --model {info.also_fits[0]}={path}")
+    return (f"{path} fits {info.arch} and {listed(info.also_fits)} alike (the same keys; "
+            f"{twins_differ(info)}): compared as {info.arch}; for another, give --model "
+            f"{info.also_fits[0]}={path}")
 
 
 def file_tags(paths: list[Path]) -> list[str] | None:

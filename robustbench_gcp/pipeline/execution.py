@@ -549,6 +549,11 @@ def preprocess_notes(plan: Plan) -> list[str]:
     return [external.note] if external is not None and external.note else []
 
 
+def _first_moved(classes: Sequence[str], place: dict[str, int]) -> str | None:
+    """The first of the sorted ``classes`` whose label (its place among them) is not ``place[name]``."""
+    return next((name for label, name in enumerate(classes) if place[name] != label), None)
+
+
 def labels_notes(plan: Plan) -> list[str]:
     """The note on how the labels were made, where they come from sorted folder names (a fact of the
     run: its images' fingerprint holds the labels)."""
@@ -556,20 +561,18 @@ def labels_notes(plan: Plan) -> list[str]:
         return []
     classes = list(plan.images.classes)
     note = f"labels: sorted folder order (--class-order sorted), {len(classes)} classes"
-    numbered = sorted(classes, key=int) if all(n.isascii() and n.isdigit() for n in classes) else classes
-    if numbered != classes:  # folders 0..99 as ImageFolder labels them, not in their numbers' order
-        label, moved = next((i, name) for i, name in enumerate(classes) if numbered[i] != name)
-        note += (f"; the folder names are numbers, sorted as text as torchvision's ImageFolder sorts them: "
-                 f"{moved} is label {label}, not {numbered.index(moved)}")
+    if all(n.isascii() and n.isdigit() for n in classes):  # folders 0..99 as ImageFolder labels them
+        numbered = {name: i for i, name in enumerate(sorted(classes, key=int))}
+        if moved := _first_moved(classes, numbered):
+            note += (f"; the folder names are numbers, sorted as text as torchvision's ImageFolder sorts "
+                     f"them: {moved} is label {classes.index(moved)}, not {numbered[moved]}")
     index = wnid_index()
-    moved = next(((label, name) for label, name in enumerate(classes) if index.get(name, label) != label),
-                 None)
-    if plan.classes == len(index) and moved and all(name in index for name in classes):
+    wnids = plan.classes == len(index) and set(classes) <= index.keys()
+    if wnids and (moved := _first_moved(classes, index)):
         # e.g. 10 wnid folders for an ImageNet-1k model: labels 0-9 are tench ... not those classes
-        label, name = moved
         note += (f"; the folders are ImageNet-1k wnids and the model has {plan.classes} classes, but sorted "
-                 f"they are not those wnids' indices: {name} is label {label}, not {index[name]} "
-                 "(--class-order imagenet gives these)")
+                 f"they are not those wnids' indices: {moved} is label {classes.index(moved)}, not "
+                 f"{index[moved]} (--class-order imagenet gives these)")
     return [note]
 
 
