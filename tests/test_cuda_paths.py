@@ -145,7 +145,8 @@ def test_cuda_runs_of_the_earlier_draws_are_other_runs(demo_val, tmp_path):
     """CUDA cells stored before 0.7.16 hold other draws: CUDA runs carry the piece size, so they
     are not resumed with the new draws; CPU runs keep their identity (their draws are unchanged)."""
     from robustbench_gcp.pipeline import load_chosen, plan
-    from robustbench_gcp.pipeline.execution import _differences, run_identity
+    from robustbench_gcp.pipeline.execution import _differences
+    from robustbench_gcp.pipeline.identity import run_identity
 
     planned = plan("demo-gap", suite="clean", data=str(demo_val), class_order="sorted",
                    store=str(tmp_path / "s.db"), device="cpu")

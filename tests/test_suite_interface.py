@@ -21,7 +21,8 @@ from robustbench_gcp.cli import main
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites import Suite, get_suite, register_suite
-from robustbench_gcp.suites.base import classification_entry, per_image_errors, unregister_suite
+from robustbench_gcp.suites.base import classification_entry, per_image_errors
+from robustbench_gcp.suites.kinds import unregister_suite
 from robustbench_gcp.suites.tasks import ClassifyTask
 
 

@@ -501,7 +501,7 @@ class SuiteCommand(click.Command):
                                    f"(it runs {' and '.join(suite_kinds(self.suites))})", ctx) from None
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from robustbench_gcp.suites.base import kinds_help
+        from robustbench_gcp.suites.kinds import kinds_help
 
         formatter.write_paragraph()
         with formatter.indentation():

@@ -100,7 +100,7 @@ class ImageSource:
         (:func:`protocol_resize`) whatever the model's resize; the same object when that is
         already the case (every CNN of the registry)."""
         # before 0.7.13 the model's own resize (232 for torchvision's V2 weights): its cells differed
-        # from the released files' (execution.run_identity marks the runs that had that base)
+        # from the released files' (identity.run_identity marks the runs that had that base)
         size = None if self.resize_size is None else protocol_resize(self.crop_size)
         if self.interpolation == PROTOCOL_INTERPOLATION and size == self.resize_size:
             return self

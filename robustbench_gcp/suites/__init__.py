@@ -15,14 +15,8 @@ from robustbench_gcp.suites import adversarial as _adversarial  # noqa: F401
 from robustbench_gcp.suites import landscape as _landscape  # noqa: F401
 # isort: on
 
-from robustbench_gcp.suites.base import (
-    CLEAN,
-    Flag,
-    Selection,
-    Suite,
-    SuiteSpec,
-    Table,
-    TaskInputs,
+from robustbench_gcp.suites.base import CLEAN, Flag, Selection, Suite, SuiteSpec, Table, TaskInputs
+from robustbench_gcp.suites.kinds import (
     all_flags,
     all_suites,
     check_flags,

@@ -50,9 +50,9 @@ from robustbench_gcp.suites.base import (
     TaskInputs,
     exact_root_note,
     pct,
-    register_suite,
 )
 from robustbench_gcp.suites.flag_values import name_items
+from robustbench_gcp.suites.kinds import register_suite
 from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.tasks import ClassifyTask
 

@@ -1,8 +1,9 @@
-"""The :class:`Suite` interface and the registry of suite kinds.
+"""The :class:`Suite` interface (the registry of suite kinds is :mod:`robustbench_gcp.suites.kinds`).
 
 A suite kind (clean, imagenet-c, imagenet-p, adversarial, landscape) is one module of this package
-holding one :class:`Suite` subclass, registered with :func:`register_suite`. The suite
-owns everything that differs between kinds, from benchmarks.yaml to the plots:
+holding one :class:`Suite` subclass, registered with
+:func:`~robustbench_gcp.suites.kinds.register_suite`. The suite owns everything that differs
+between kinds, from benchmarks.yaml to the plots:
 
 ================================  =============================================================
 configuration                     :meth:`Suite.parse` (its keys of benchmarks.yaml),
@@ -24,7 +25,7 @@ table / CSV / Markdown rows       :meth:`Suite.tables`, :meth:`Suite.summary_row
 plots                             :meth:`Suite.plots`
 ================================  =============================================================
 
-Code outside this package asks the registry (:func:`get_suite`, :func:`all_suites`) and
+Code outside this package asks the registry (:mod:`~robustbench_gcp.suites.kinds`) and
 never compares kind names. Every suite also measures the clean images when it has them:
 the clean cell (:data:`CLEAN`) belongs to the clean suite and joins every other suite's
 report; the base class builds its section, rows and comparison outcome.
@@ -41,7 +42,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset, roundtrip_words
-from robustbench_gcp.errors import ConfigError, UnknownNameError, check_integer, suggest
 from robustbench_gcp.metrics import baseline_names, rate
 from robustbench_gcp.reports.tables import Column
 from robustbench_gcp.stats import Design
@@ -191,8 +191,6 @@ def exact_root_note(model: Any, consequence: str) -> list[str]:
 
 def per_image_errors(result: CellResult) -> Any:
     """1.0 where the image was misclassified (top-1), per image, as float64."""
-    import numpy as np
-
     if result.correct is None:
         raise ValueError(f"cell {result.key.label} has no per-image outcomes")
     return (~result.correct).astype(np.float64)
@@ -527,132 +525,6 @@ class LevelledSuite(Suite):
 
     def aligned_cells(self, results: Sequence[CellResult]) -> set[tuple[str, ...]]:
         return {self.alignment(r.key) for r in results if self.owns(r.key)}
-
-
-_SUITES: dict[str, Suite] = {}
-
-
-def register_suite(cls: type[Suite]) -> type[Suite]:
-    """Register a :class:`Suite` subclass under its ``kind`` (a class decorator).
-
-    Raises:
-        ValueError: the kind is empty or already registered, or a flag it declares is
-            declared differently by another suite.
-    """
-    if not cls.kind:
-        raise ValueError(f"suite {cls.__name__} has no `kind`")
-    if cls.kind in _SUITES:
-        raise ValueError(f"suite kind '{cls.kind}' is already registered "
-                         f"(by {type(_SUITES[cls.kind]).__name__})")
-    known = {flag.name: flag for suite in _SUITES.values() for flag in suite.flags}
-    for flag in cls.flags:
-        if flag.name in known and known[flag.name] != flag:
-            raise ValueError(f"flag {flag.option} of suite '{cls.kind}' differs from another suite's")
-    _SUITES[cls.kind] = cls()
-    return cls
-
-
-def unregister_suite(kind: str) -> None:
-    """Remove a registered kind (for tests, and for tools that register suites temporarily)."""
-    _SUITES.pop(kind, None)
-
-
-def get_suite(kind: str) -> Suite:
-    """The suite of a kind.
-
-    Raises:
-        UnknownNameError: no such kind (the closest suggested).
-    """
-    try:
-        return _SUITES[kind]
-    except KeyError:
-        raise UnknownNameError("suite kind", kind, _SUITES) from None
-
-
-def all_suites() -> list[Suite]:
-    """Every registered suite, in registration order."""
-    return list(_SUITES.values())
-
-
-def kinds_help(where: Callable[[Suite], bool] | None = None) -> str:
-    """Every kind (of those ``where`` takes) and what it measures, for ``--help``."""
-    return "Suite kinds: " + "; ".join(f"{suite.kind} ({suite.summary})" for suite in _SUITES.values()
-                                       if where is None or where(suite)) + "."
-
-
-def suite_kinds(where: Callable[[Suite], bool] | None = None) -> tuple[str, ...]:
-    """The registered kind names (of the suites ``where`` takes), in registration order."""
-    return tuple(kind for kind, suite in _SUITES.items() if where is None or where(suite))
-
-
-#: the long CSV columns of the clean cell, which every suite's report may hold
-CLEAN_LONG_COLUMNS = ("n", "top1_error", "top5_error")
-
-
-def long_columns() -> list[str]:
-    """The measured columns of the long CSV: the clean cell's, then each suite's, once."""
-    return list(dict.fromkeys([*CLEAN_LONG_COLUMNS, *(c for s in _SUITES.values() for c in s.long_columns)]))
-
-
-def all_flags(where: Callable[[Suite], bool] | None = None) -> list[Flag]:
-    """Every suite flag once (of the suites ``where`` takes), in the order suites declare them."""
-    return list({flag.name: flag for suite in _SUITES.values() if where is None or where(suite)
-                 for flag in suite.flags}.values())
-
-
-def flag_suites(name: str) -> list[str]:
-    """The kinds that take the flag ``name``."""
-    return [suite.kind for suite in _SUITES.values() if any(f.name == name for f in suite.flags)]
-
-
-def suite_of_cell(key: CellKey) -> Suite:
-    """The suite a stored cell belongs to."""
-    for suite in _SUITES.values():
-        if suite.owns(key):
-            return suite
-    raise UnknownNameError("suite kind", key.kind, _SUITES)
-
-
-def check_flags(spec: SuiteSpec, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The set flags, each checked to apply to ``spec``'s kind.
-
-    Raises:
-        ConfigError: a flag that this kind does not take (naming the kinds that do).
-        TypeError: a name that no suite declares.
-    """
-    suite = get_suite(spec.kind)
-    own = {flag.name for flag in suite.flags}
-    known = {flag.name: flag for flag in all_flags()}
-    chosen = {}
-    for name, value in flags.items():
-        if value is None:
-            continue
-        if name not in known:
-            raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(known))}")
-        if name not in own:
-            kinds = flag_suites(name)
-            raise ConfigError(f"`{known[name].option}` applies to the {'/'.join(kinds)} suite, "
-                              f"not to '{spec.name}'")
-        chosen[name] = _checked_value(known[name], value)
-    return chosen
-
-
-def _checked_value(flag: Flag, value: Any) -> Any:
-    """``value`` of ``flag`` as the command line would take it (the library's keywords are not
-    parsed by click: ``steps=0`` ran attacks of no step, robust at every epsilon).
-
-    Raises:
-        ConfigError: an ``int`` that is no integer >= 1, a ``switch`` that is no bool, a ``choice``
-            that is none of its choices.
-    """
-    if flag.kind == "int":
-        return check_integer(flag.option, value)
-    said = f"`{flag.option}` should be"
-    if flag.kind == "switch" and not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{said} True or False. Got {value!r}")
-    if flag.kind == "choice" and value not in flag.choices:
-        raise ConfigError(f"{said} one of {', '.join(flag.choices)}. Got {value!r}")
-    return bool(value) if flag.kind == "switch" else value
 
 
 def dataset_of(results: Iterable[CellResult], kind: str) -> DatasetInfo:

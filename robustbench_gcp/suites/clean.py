@@ -7,7 +7,8 @@ base class's, so this module only registers the kind (and that it corrupts nothi
 
 from __future__ import annotations
 
-from robustbench_gcp.suites.base import Selection, Suite, register_suite
+from robustbench_gcp.suites.base import Selection, Suite
+from robustbench_gcp.suites.kinds import register_suite
 
 
 @register_suite

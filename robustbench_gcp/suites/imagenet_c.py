@@ -41,13 +41,13 @@ from robustbench_gcp.suites.base import (
     dataset_of,
     pct,
     per_image_errors,
-    register_suite,
     report_dataset,
     variant_dataset,
     variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.imagenet_c_summary import corruption_rows, report_order, summarize
+from robustbench_gcp.suites.kinds import register_suite
 from robustbench_gcp.suites.revisions import newest, revision_mark
 from robustbench_gcp.suites.severities import covered_severities
 from robustbench_gcp.suites.stored_baselines import (

@@ -59,7 +59,6 @@ from robustbench_gcp.suites.base import (
     dataset_of,
     pct,
     per_image_errors,
-    register_suite,
     report_dataset,
     variant_of,
 )
@@ -73,6 +72,7 @@ from robustbench_gcp.suites.imagenet_p_summary import (
     report_order,
     summarize,
 )
+from robustbench_gcp.suites.kinds import register_suite
 from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.sequence_tasks import (
     PerturbationTask,

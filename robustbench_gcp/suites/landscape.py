@@ -40,12 +40,12 @@ from robustbench_gcp.suites.base import (
     Table,
     TaskInputs,
     exact_root_note,
-    register_suite,
     variant_of,
 )
 from robustbench_gcp.suites.flag_values import resolve_levels, resolve_names
 from robustbench_gcp.suites.imagenet_c import Corrupt, ImageNetCSuite
 from robustbench_gcp.suites.imagenet_c import cell_key as imagenet_c_key
+from robustbench_gcp.suites.kinds import register_suite
 from robustbench_gcp.suites.landscape_measure import (
     DEFAULT_ETAS,
     DIRECTIONS,

@@ -176,7 +176,7 @@ def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -
     Raises:
         UnknownNameError: no suite that uses baselines knows a name (every choice listed).
     """
-    from robustbench_gcp.suites.base import all_suites
+    from robustbench_gcp.suites.kinds import all_suites
 
     for name in baseline_names(names):
         choices: set[str] = set()
