@@ -107,7 +107,8 @@ def relative_ce(errors: Sequence[Value], clean_error: Value, baseline_errors: Se
     denominator = sum(b - baseline_clean_error for b in baseline_errors)
     if denominator <= 0:
         return None
-    return 100.0 * sum(e - clean_error for e in errors) / denominator
+    # the ratio first, as in ce: the baseline's own relative CE is exactly 100 (it was 99.99999999999999)
+    return 100.0 * (sum(e - clean_error for e in errors) / denominator)
 
 
 def relative_rate(value: Value, baseline: float | None) -> Value | None:

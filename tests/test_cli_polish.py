@@ -70,6 +70,20 @@ def test_compare_names_the_model_and_suite_of_reused_units_and_shows_short_epsil
     assert "0.0039" not in said  # the cells' labels: the next test (the bars of a terminal show them)
 
 
+def test_the_stored_cells_of_a_task_computed_again_are_counted_as_stored(demo_val, tmp_path, wide):
+    """A task of several cells (a non-noise perturbation's difficulties, computed from one set of
+    frames) with some of them stored: they are stored units, though computed again with the others
+    (the line said 1 of 3 units stored, 2 to compute, after rotate's difficulty 1 was stored)."""
+    store = tmp_path / "s.db"
+    p = ("--suite", "imagenet-p", "--perturbations", "rotate")
+    invoke("eval", "--model", "demo-gap", *run_args(demo_val, store, *p, "--difficulties", "1"))
+    again = invoke("eval", "--model", "demo-gap", *run_args(demo_val, store, *p, "--difficulties", "1,2",
+                                                             "--format", "json"))
+    assert ("demo-gap imagenet-p: 2 of 3 (cell, shard) units already in the store; 1 to compute"
+            in words(again.stderr)), again.stderr
+    assert json.loads(again.stdout)["computed"]["reused"] == 2
+
+
 def test_an_attack_task_is_labelled_with_short_epsilons_but_keeps_exact_keys():
     linf = AttackTask(AttackSpec("deepfool-linf", (1 / 255, 2 / 255)), None, 10)
     assert task_label(linf) == "adversarial/deepfool-linf eps 1/255,2/255"

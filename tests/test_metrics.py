@@ -22,6 +22,19 @@ def test_ce_and_relative_ce_by_hand():
     assert fog.mean_error == pytest.approx(0.43)
 
 
+def test_a_model_normalized_by_its_own_errors_has_ce_and_relative_ce_of_exactly_100():
+    """The ratio before the 100: 100 * x / x is not always 100 (the stored baseline's own relative CE
+    was 99.99999999999999 in JSON and CSV)."""
+    from robustbench_gcp.metrics import ce, relative_ce
+
+    rows = [(0.4123, 0.5531, 0.6077, 0.7219, 0.8313), (0.3, 0.35, 0.4, 0.5, 0.6),
+            (0.11, 0.13, 0.29, 0.47, 0.61)]
+    for errors in rows:
+        for clean in (0.0, 0.05, 0.2347, 0.1, 0.0999):
+            assert ce(errors, errors) == 100.0 and relative_ce(errors, clean, errors, clean) == 100.0, (
+                errors, clean)
+
+
 def test_partial_severities_sum_the_same_severities_of_the_baseline():
     (fog,) = corruption_errors({("fog", 1): 0.30, ("fog", 3): 0.40}, 0.20, ALEXNET)
     assert fog.severities == (1, 3)

@@ -1068,6 +1068,23 @@ def test_a_wal_removed_under_a_writer_is_named(tmp_path):
         writer.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs setrlimit")
+def test_a_file_size_limit_is_not_said_to_be_a_removed_wal(tmp_path):
+    """Under `ulimit -f 8` SQLite cannot grow a new store's -shm (32 KB) and says "disk I/O error";
+    the -shm it leaves (indexing no frame) beside an empty -wal was taken for a removed -wal."""
+    path = tmp_path / "s.db"
+    Store(path).close()
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+              "from robustbench_gcp.errors import StoreError\nfrom robustbench_gcp.store import Store\n"
+              f"try:\n    Store({str(path)!r}, read_only=True).close()\n"
+              "except StoreError as e:\n    print(e)")
+    said = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert said.stdout.strip() == (
+        f"store {path}: the system failed to read or write it (disk I/O error: the disk, the file system, "
+        "or a limit on file sizes); the shards stored so far are kept: mend the cause, then re-run the "
+        "same command"), said.stdout + said.stderr
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads Linux's /proc")
 def test_a_lease_whose_pid_another_process_now_has_is_taken_over(store_path):
     """A killed run's pid given to another process (pids wrap around) held its leases for two

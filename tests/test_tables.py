@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,35 @@ def test_cells_show_a_dash_for_nothing_and_numbers_in_their_format():
     assert [format_value(v, ".2f") for v in (None, math.nan, 0.125, 3, "fog", True)] == [
         "-", "-", "0.12", "3.00", "fog", "True"]  # a flag is no number: "1.00" said nothing
     assert format_value(0.125) == "0.125"
+
+
+def _half_even(exact: Fraction, places: int) -> str:
+    """An exact fraction rounded to ``places`` decimals, a half to even, in integers alone."""
+    scaled = exact * 10 ** places
+    whole, rest = divmod(scaled.numerator, scaled.denominator)
+    if 2 * rest > scaled.denominator or (2 * rest == scaled.denominator and whole % 2):
+        whole += 1
+    text = str(whole).rjust(places + 1, "0")
+    return f"{text[:-places]}.{text[-places:]}"
+
+
+def test_an_error_rate_of_counts_rounds_the_decimal_it_stands_for():
+    """k of n images as a percentage, at one and two decimals: the exact decimal rounded half to even
+    (49/80 = 61.25 % printed 61.3 while 5/80 = 6.25 % printed 6.2: the floats 61.250000000000014 and
+    6.25), in tables, Markdown and a comparison's intervals alike."""
+    from robustbench_gcp.reports.many_reports import _fmt
+
+    cases = [(k, n) for n in range(8, 401) for k in range(n + 1)]
+    for places in (1, 2):
+        fmt = f".{places}f"
+        shown = [format_value(k / n * 100, fmt) for k, n in cases]
+        expected = [_half_even(Fraction(100 * k, n), places) for k, n in cases]
+        wrong = [(k, n, got, want) for (k, n), got, want in zip(cases, shown, expected) if got != want]
+        assert not wrong, wrong[:5]
+    assert [_fmt(49 / 80, 100.0, ".1f"), _fmt(23 / 80, 100.0, ".1f"), _fmt(5 / 80, 100.0, ".1f")] == [
+        "61.2", "28.8", "6.2"]
+    assert to_markdown([{"err": 49 / 80 * 100}], [Column("err", "err", ".1f")]).splitlines()[-1] == "| 61.2 |"
+    assert [format_value(v, "+.1f") for v in (-2.25, 2.25, -0.01)] == ["-2.2", "+2.2", "-0.0"]
 
 
 def test_csv_headers_that_clash_after_snake_casing_are_refused():
@@ -185,6 +215,8 @@ def test_one_report_says_its_weights_precision_source_and_partial_state(clean_re
     assert "PARTIAL" not in line and "(partial run)" not in to_report_markdown(clean_report)
     random = dataclasses.replace(clean_report, checkpoint=None, checkpoint_sha256=None)
     assert "weights random weights (no checkpoint)" in header_line(random)
+    one = dataclasses.replace(clean_report, n_images=1)
+    assert " | 6 images | " in line and " | 1 image | " in header_line(one)  # it said "1 images"
     assert not long_rows(clean_report)[0]["partial"] and not headline(clean_report)["partial"]
 
     partial = dataclasses.replace(clean_report, partial={"cells_complete": 1, "cells": 3},

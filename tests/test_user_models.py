@@ -632,7 +632,7 @@ def test_a_brought_module_keeps_what_its_run_identity_reads_and_is_wrapped_once(
     last_stride), and a module the library returned was wrapped again (another hash: a new run)."""
     from robustbench_gcp.models import create_model
     from robustbench_gcp.models.external import BroughtModel, load_external, module_source, state_dict_hash
-    from robustbench_gcp.pipeline.execution import _stride_identity
+    from robustbench_gcp.pipeline.identity import _stride_identity
 
     torch.manual_seed(0)
     inner = create_model("resnet18-svdpade").eval()
@@ -780,7 +780,7 @@ def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_t
 
     from robustbench_gcp import plan
     from robustbench_gcp.models.external import state_dict_hash
-    from robustbench_gcp.pipeline.execution import _transform_input_identity
+    from robustbench_gcp.pipeline.identity import _transform_input_identity
 
     class Stateful(torch.nn.Linear):
         def __init__(self, state):

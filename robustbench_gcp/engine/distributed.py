@@ -256,18 +256,18 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         cell_ids = cell_ids_of(tasks, store, run)
         work = make_workload(tasks, store, run, cell_ids)
         shared = (images.fingerprint(), run.shard_size, work.total_images, work.units_total,
-                  work.units_skipped)
+                  work.units_skipped, work.units_stored)
     else:
         cell_ids, shared = None, None
     shared = job.broadcast(shared)
     if isinstance(shared, str):  # rank 0 refused the run
         raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
-    fingerprint, shard_size, total, units_total, skipped = shared  # the run's shard size, as rank 0's
+    fingerprint, shard_size, total, units_total, skipped, stored = shared  # the run's shard size, as rank 0's
     if fingerprint != images.fingerprint():
         raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
                           "every machine?)")
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
-    progress.plan(total, units_total, skipped)
+    progress.plan(total, units_total, stored)
     started = time.perf_counter()
     leases = _RoundLeases(store, tasks, cell_ids, run, work.loads, job.world_size, stats, progress) \
         if job.is_main else None

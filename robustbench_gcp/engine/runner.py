@@ -342,7 +342,8 @@ class Workload:
     sources: list[ImageSource]
     total_images: int
     units_total: int
-    units_skipped: int
+    units_skipped: int  # the units of the (task, shard) pairs the store has finished
+    units_stored: int  # every unit the store has: of a task's other cells too, computed again with them
 
 
 def cell_ids_of(tasks: Sequence[Task], store: Store, run: RunInfo) -> dict[CellKey, int]:
@@ -375,9 +376,11 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
     shards = shard_ranges(run.n_images, run.shard_size)
     sources = task_sources(tasks)
     pending: dict[int, list[int]] = {}
-    skipped = 0
+    skipped = stored = 0
     for index, task in enumerate(tasks):
-        done = store.shards_of_all([cell_ids[key] for key in task.keys])
+        each = [store.done_shards(cell_ids[key]) & set(range(len(shards))) for key in task.keys]
+        done = set.intersection(*each)
+        stored += sum(map(len, each))
         for shard in range(len(shards)):
             if shard in done:
                 skipped += len(task.keys)
@@ -390,7 +393,8 @@ def make_workload(tasks: Sequence[Task], store: Store, run: RunInfo,
             if chosen:
                 loads.append(Load(shard, source_index, chosen))
     total = sum(len(shards[load.shard]) * len(load.tasks) for load in loads)
-    return Workload(loads, sources, total, sum(len(task.keys) for task in tasks) * len(shards), skipped)
+    units = sum(len(task.keys) for task in tasks) * len(shards)
+    return Workload(loads, sources, total, units, skipped, stored)
 
 
 NOTHING_STORED = "nothing was stored for this shard"
@@ -543,7 +547,7 @@ def execute(
     cell_ids = cell_ids_of(tasks, store, run)
     work = make_workload(tasks, store, run, cell_ids)
     stats = ExecutionStats(units_total=work.units_total, units_skipped=work.units_skipped)
-    progress.plan(work.total_images, work.units_total, work.units_skipped)
+    progress.plan(work.total_images, work.units_total, work.units_stored)
     started = time.perf_counter()
     shards = shard_ranges(run.n_images, run.shard_size)
     loads = work.loads

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robustbench_gcp.errors import ConfigError, listed, suggest
+from robustbench_gcp.errors import ConfigError, counted, listed, suggest
 from robustbench_gcp.reports.report_type import Report, experiments
 from robustbench_gcp.stats import (
     DEFAULT_RESAMPLES,
@@ -176,7 +176,7 @@ def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
     """``20 images``, and where another comparison of ``comparisons`` has the same heading and
     count, which images: ``20 images of data/c32`` (with the fingerprint's start when the
     folder is the same too); ``, bfloat16 (--amp)`` and ``, channels-last`` when every model ran so."""
-    text = f"{comparison.get('n_images')} images"
+    text = counted(comparison.get("n_images"), "image")
     alike = [c for c in comparisons if comparison_heading(c) == comparison_heading(comparison)
              and c.get("n_images") == comparison.get("n_images")]
     if len(alike) > 1:
@@ -236,7 +236,7 @@ def compare_reports(
             elsewhere = sorted({r.heading for r in reports if _named(reference, [r.model], reference_labels)
                                 and r.experiment[1] == experiment[1]})
             why = (f"its cells of these images were made another way: {', '.join(elsewhere)}" if elsewhere
-                   else f"it has no results on these {group[0].n_images} images")
+                   else f"it has no results on these {counted(group[0].n_images, 'image')}")
             notes.append(f"{reference} is not in this comparison ({why}): the reference here is {names[0]}")
         notes += _other_draws(group, ref) + one_run_notes(group)
         designs = [get_suite(report.kind).design(results, _normalizer(report, results))
@@ -262,7 +262,7 @@ def compare_reports(
         comparison["data_fingerprint"] = group[0].data_fingerprint
         few = min(d.values.shape[1] for d in designs)
         if few < MIN_BOOTSTRAP_UNITS and any(m not in d.proportions for d in designs for m in d.metrics):
-            notes.append(f"bootstrap intervals left empty: {few} images, fewer than the "
+            notes.append(f"bootstrap intervals left empty: {counted(few, 'image')}, fewer than the "
                          f"{MIN_BOOTSTRAP_UNITS} they need to hold their level (Wilson's intervals of "
                          "proportions and the tests stand)")
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))

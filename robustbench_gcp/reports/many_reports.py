@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from robustbench_gcp.errors import printable
+from robustbench_gcp.errors import counted, printable
 from robustbench_gcp.reports.comparison import comparison_heading, comparison_images, one_run_notes
 from robustbench_gcp.reports.one_report import headline, to_long_csv
 from robustbench_gcp.reports.report_type import Report, experiments, partial_marked
-from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_json, to_markdown
+from robustbench_gcp.reports.tables import (
+    Column,
+    decimal_format,
+    markdown_text,
+    rich_table,
+    to_csv,
+    to_json,
+    to_markdown,
+)
 from robustbench_gcp.suites import all_suites, get_suite
 from robustbench_gcp.suites.base import COVERAGE_NOTES
 
@@ -29,7 +37,7 @@ def _display(metric: str) -> tuple[str, float, str]:
 
 
 def _fmt(value: float | None, scale: float, fmt: str) -> str:
-    return "-" if value is None else format(value * scale, fmt)
+    return "-" if value is None else decimal_format(value * scale, fmt)
 
 
 def _interval(iv: dict, scale: float, fmt: str, sep: str = " ") -> str:
@@ -188,7 +196,7 @@ def detail_markdown(reports: Sequence[Report]) -> str:
             table = suite.detail_markdown(partial_marked(group))
             if table and len(groups) > 1:  # which experiment each of the suite's tables is
                 first = group[0]
-                which = f"{first.heading}, {first.n_images} images"
+                which = f"{first.heading}, {counted(first.n_images, 'image')}"
                 if alike.count((first.heading, first.n_images)) > 1:  # and of which images
                     which += f" of {first.data or 'the released files'}"
                 table = f"_{markdown_text(which)}:_\n\n{table}"
@@ -320,7 +328,7 @@ def experiment_tables(reports: Sequence[Report], title: str = "") -> dict[str, t
     for (heading, _), group in groups.items():
         name = heading
         if sum(key[0] == heading for key in groups) > 1:  # the same suite on other image sets
-            name += f": {group[0].n_images} images of {group[0].data or 'the released files'}"
+            name += f": {counted(group[0].n_images, 'image')} of {group[0].data or 'the released files'}"
         tables[f"{title}: {name}" if title else name] = headline_table(group)
     return tables
 
@@ -332,7 +340,8 @@ def _table_of(report: Report, headings: Sequence[str]) -> str:
         return report.heading
     subset = (report.partial or {}).get("image_range")
     images = f", images {subset}" if subset else ""
-    return f"{report.heading}, {report.n_images} images of {report.data or 'the released files'}{images}"
+    data = report.data or "the released files"
+    return f"{report.heading}, {counted(report.n_images, 'image')} of {data}{images}"
 
 
 def _note_of_comparison(note: str, comparison: dict, comparisons: Sequence[dict]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from robustbench_gcp.errors import printable
+from robustbench_gcp.errors import counted, printable
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.tables import Column, markdown_text, rich_table, to_csv, to_markdown
 from robustbench_gcp.suites import get_suite, long_columns
@@ -33,7 +33,7 @@ def header_line(report: Report) -> str:
         f"model {report.model} ({report.arch})",
         f"weights {weights}",
         f"suite {report.suite}",
-        f"{report.n_images} images",
+        counted(report.n_images, "image"),
         f"seed {report.seed}",
         f"{report.device} {report.precision}" + " channels-last" * (report.memory_format == "channels_last"),
     ]

@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 import sqlite3
+import struct
 import time
 from pathlib import Path
 
@@ -432,8 +433,9 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
                           "the rows it can read in a new store (where the sqlite3 shell has .recover), or "
                           "give another --store")
     wal = Path(f"{path}-wal")
-    if io_error and Path(f"{path}-shm").exists() and (not wal.exists() or wal.stat().st_size == 0):
-        # the -shm indexes pages of a -wal someone deleted: SQLite only says "disk I/O error"
+    if io_error and _indexed_frames(Path(f"{path}-shm")) and (not wal.exists() or wal.stat().st_size == 0):
+        # the -shm indexes pages of a -wal someone deleted: SQLite only says "disk I/O error" (an
+        # -shm indexing none is any I/O error's: one that SQLite could not grow under `ulimit -f`)
         return StoreError(f"store {path}: its {wal.name} file was removed or moved while a process was "
                           "writing the store (the shards it stored since its last checkpoint are in "
                           "that file): let that process finish, or stop it, then re-run the same "
@@ -446,6 +448,18 @@ def store_error(error: sqlite3.Error, path: Path, reason: str | None) -> StoreEr
         return StoreError(f"cannot use {path} as a results store: {text} (another kind of file, left "
                           "as it is): give another --store")
     return StoreError(f"cannot use {path} as a results store: {text}")
+
+
+def _indexed_frames(shm: Path) -> int:
+    """The frames of the -wal that the -shm file ``shm`` indexes (its header's ``mxFrame``, in the
+    machine's byte order, after SQLite's version, an unused word, a counter, two flags and the page
+    size); 0 where there is no such file or it is too short to say."""
+    try:
+        with open(shm, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return 0
+    return struct.unpack("=16xI", header)[0] if len(header) == 20 else 0
 
 
 FULL_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk

@@ -96,6 +96,7 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
         NotDrawn: the reports have corruption errors but no CE (nothing normalizes them).
     """
     from robustbench_gcp.reports.figures import NotDrawn, bar_figure, save
+    from robustbench_gcp.reports.tables import decimal_format
 
     reports = [r for r in reports if r.sections.get("per_corruption")]
     if not reports:
@@ -125,7 +126,7 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
         if len({severities for _, severities in averaged}) > 1:
             of += f" at severities {', '.join(map(str, severities_of(r)))}"
         if mce is not None:
-            label = f"{r.model} (mCE {mce:.1f}{of})"
+            label = f"{r.model} (mCE {decimal_format(mce, '.1f')}{of})"
         elif all(ce is None for ce in ce_of.values()):
             label = f"{r.model} (no CE)"
         elif shared_why:

@@ -42,7 +42,7 @@ from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbe
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import DataError
 from robustbench_gcp.metrics import DEFAULT_BASELINE
-from robustbench_gcp.reports.tables import Column, to_markdown
+from robustbench_gcp.reports.tables import Column, decimal_format, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, Store
 from robustbench_gcp.suites.base import (
@@ -433,7 +433,7 @@ class ImageNetPSuite(LevelledSuite):
                              "value": None if fp is None else 100 * fp})
                 t5d = means.get("mean_top5_distance")  # three decimals, as its columns (small figures)
                 rows.append({"metric": f"mean top-5 distance (difficulty {d})",
-                             "value": None if t5d is None else f"{t5d:.3f}"})
+                             "value": None if t5d is None else decimal_format(t5d, ".3f")})
         return rows
 
     def long_rows(self, report: Report) -> list[dict]:
