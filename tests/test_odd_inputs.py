@@ -183,8 +183,8 @@ def test_released_imagenet_c_under_a_tiny_imagenet_suite_is_told_the_dataset_not
     cell.mkdir(parents=True)
     Image.new("RGB", (224, 224)).save(cell / "a.JPEG")
     assert "tinyimagenet-c" in load_config(None).suites
-    with pytest.raises(DataError, match=r"are 224x224 .*, but Tiny-ImageNet images are 64x64; give --dataset "
-                                        r"imagenet$"):
+    with pytest.raises(DataError, match=r"is 224x224, not one of the 64x64 images of Tiny-ImageNet-C: "
+                                        r"ImageNet-C's size; give --dataset imagenet$"):
         plan("resnet18-gap", suite="tinyimagenet-c", corrupted_dir=tmp_path / "IC", corruptions="fog",
              severities=[1], random_weights=True, store=tmp_path / "s.db")
 
@@ -213,12 +213,23 @@ def test_a_decompression_bomb_is_an_error_naming_the_file(image_folder, gap_chec
         assert "0000_bomb.png" in result.output and "decompression bomb" in result.output
 
 
+def released_copy(folder, target):
+    """``folder``'s class folders as released ImageNet-C files: each image centre-cropped to 224 px
+    (released files of another size are refused)."""
+    from torchvision.transforms.functional import center_crop
+
+    for path in folder.rglob("*.JPEG"):
+        (target / path.parent.name).mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            center_crop(image, [224, 224]).save(target / path.parent.name / path.name, quality=90)
+
+
 def test_released_files_missing_for_images_of_data_are_named_before_compute(image_folder, gap_checkpoint,
                                                                            tmp_path):
     """--data with a class the released cells lack failed halfway, as an unreadable file."""
     released = tmp_path / "C"
     for severity in (1, 2):
-        shutil.copytree(image_folder, released / "fog" / str(severity))
+        released_copy(image_folder, released / "fog" / str(severity))
     data = tmp_path / "val"
     shutil.copytree(image_folder, data)
     make_image_folder(data, ["n01491361"], per_class=2, seed=9)  # images the released cells lack
@@ -263,7 +274,7 @@ def test_a_released_folder_that_is_no_wnid_is_refused_without_a_remedy_that_fail
     assert "--class-order" not in str(error.value)
 
 
-@pytest.mark.parametrize("sizes", [(224, 230), (40, 50)])
+@pytest.mark.parametrize("sizes", [(224, 225), (40, 50)])  # [low, high): 224 px
 def test_class_order_on_released_files_is_refused_before_their_folders_are_checked(tmp_path, sizes):
     """Released folders that are not wnids with --class-order sorted: the flag is the mistake (the
     folders' check answered first, "move them out of it", and the user tried again with the flag;
@@ -295,7 +306,7 @@ def test_a_folder_that_is_no_class_is_refused_whatever_the_limit_takes(demo_val,
 def test_class_order_imagenet_given_with_released_files_alone(image_folder, gap_checkpoint, tmp_path):
     """ImageNet's order, once the default, is the released files' own: given, it was refused."""
     released = tmp_path / "C"
-    shutil.copytree(image_folder, released / "fog" / "1")
+    released_copy(image_folder, released / "fog" / "1")
     result = run("eval", "--model", "resnet18-gap", "--checkpoint", gap_checkpoint, "--suite", "imagenet-c",
                  "--corrupted-dir", released, "--corruptions", "fog", "--severities", 1, "--class-order",
                  "imagenet", "--store", tmp_path / "s.db", "--limit", 4)

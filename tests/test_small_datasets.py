@@ -133,6 +133,22 @@ def test_pickles_folders_and_released_npy_agree(cifar):
         read["n"], read["top1_error"], read["top5_error"])
 
 
+def test_released_cifar_c_labels_short_of_the_last_class_are_still_the_datasets_classes(cifar, tmp_path):
+    """A released CIFAR-10-C subset whose labels stop at 8 read alone: its classes are CIFAR-10's 10
+    (they were 0 .. the largest label, and the 10-class model was refused: "the dataset's own 9
+    classes")."""
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    fog, labels = np.load(cifar / "CIFAR-10-C" / "fog.npy"), np.load(cifar / "CIFAR-10-C" / "labels.npy")
+    kept = np.flatnonzero(labels < 9).reshape(5, -1)  # every severity's rows of classes 0 .. 8
+    np.save(subset / "fog.npy", fog[kept.ravel()])
+    np.save(subset / "labels.npy", labels[kept.ravel()])
+    result = report_json(run("eval", "--model", "small_cifar_net:build", "--suite", "cifar10-c",
+                             "--corrupted-dir", subset, "--corruptions", "fog", "--severities", "2",
+                             "--store", tmp_path / "s.db", "--format", "json"))
+    assert result["n_images"] == kept.shape[1] == 9 * PER_CLASS
+
+
 def test_released_cifar_c_rows_beside_data_must_be_that_test_set(cifar, tmp_path):
     """CIFAR-10-C rows are the test set's: --data must be that whole test set with labels.npy's
     labels, or a row would be another image's (or another severity's); refused before compute."""
@@ -308,6 +324,19 @@ def test_released_tiny_imagenet_c_folders_are_read_with_sorted_wnid_labels(tiny)
     # the released cell holds the clean images: the same labels give the same error
     assert released["cells"][0]["top1_error"] == clean["clean"]["top1_error"]
     assert released["cells"][0]["n"] == 12
+
+
+def test_released_tiny_imagenet_c_files_of_another_size_are_refused_before_compute(tiny):
+    """A first file larger than 64 px passed the check (only smaller ones were refused) and was
+    named mid-run, some shards stored."""
+    for path in (tiny / "Tiny-ImageNet-C" / "fog" / "1").rglob("*.JPEG"):
+        Image.open(path).resize((72, 72)).save(path)
+    refused = run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-c", "--corrupted-dir",
+                  tiny / "Tiny-ImageNet-C", "--corruptions", "fog", "--severities", "1",
+                  "--store", tiny / "s.db")
+    assert refused.exit_code == 1 and "is 72x72, not one of the 64x64 images of Tiny-ImageNet-C" in \
+        refused.output, refused.output
+    assert not (tiny / "s.db").exists()
 
 
 def test_imagenet_c_taken_to_tiny_imagenet_is_named_tinyimagenet_c_by_eval_and_report(tiny):

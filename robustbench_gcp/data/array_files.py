@@ -437,8 +437,11 @@ def check_test_set(images: ImageList, name: str, rows: int, what: str) -> None:
                         "are the test set's, so give its whole test set")
 
 
-def scan_cifar_c(folder: str | Path, corruption: str | None = None) -> ImageList:
-    """The image list of a released CIFAR-10-C / CIFAR-100-C folder: its N test images.
+def scan_cifar_c(folder: str | Path, corruption: str | None = None, dataset: str | None = None) -> ImageList:
+    """The image list of a released CIFAR-10-C / CIFAR-100-C folder: its N test images, of
+    ``dataset``'s classes (``cifar10``: 10, ``cifar100``: 100; else those up to the largest label:
+    a folder whose labels never reach the last class held fewer, and a model of the dataset's
+    classes was refused).
 
     Names, labels and indices equal those of :func:`scan_cifar` on the matching test set (same
     :meth:`ImageList.fingerprint`). A severity's images are the rows :func:`severity_rows` of
@@ -451,7 +454,8 @@ def scan_cifar_c(folder: str | Path, corruption: str | None = None) -> ImageList
     """
     folder = Path(folder).expanduser()
     labels = _released_labels(folder, corruption)
-    return _row_list(folder, labels, tuple(str(k) for k in range(int(labels.max()) + 1)), "npy")
+    classes = next((n for name, n, _, _ in _LAYOUTS.values() if name == dataset), 0)
+    return _row_list(folder, labels, tuple(str(k) for k in range(max(classes, int(labels.max()) + 1))), "npy")
 
 
 def severity_rows(n: int, severity: int) -> range:

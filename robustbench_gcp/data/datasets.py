@@ -267,8 +267,9 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
 
 
 def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
-    """The released images are read as they are, centre-cropped to the benchmark's size (224 px
-    for ImageNet-C): a first image smaller than that is an error before any compute.
+    """The released images are read as they are, each of the benchmark's size (224 px for
+    ImageNet-C, 64 px for Tiny-ImageNet-C): a first image of another size is an error before any
+    compute (a larger one was centre-cropped without a word; the others are checked as they are read).
 
     Raises:
         DataError: naming the file, its size and the size expected.
@@ -284,6 +285,11 @@ def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
             width, height = image.size
     except (OSError, Image.DecompressionBombError):
         return  # an unreadable file is named when it is read
-    if min(width, height) < crop:
-        raise DataError(f"released image {first} is {width}x{height}, smaller than the {crop}x{crop} "
-                        f"images of {dataset.released}: is --corrupted-dir the right folder?")
+    if (width, height) != (crop, crop):
+        # the released folders of another dataset (ImageNet-C's 224 px, Tiny-ImageNet-C's 64 px)
+        other = next((info for info in DATASETS.values() if info.preset != "cifar" and width == height
+                      == info.released_size != crop), None)
+        hint = (f"{other.released}'s size; give --dataset {other.name}" if other is not None
+                else "is --corrupted-dir the right folder?")
+        raise DataError(f"released image {first} is {width}x{height}, not one of the {crop}x{crop} "
+                        f"images of {dataset.released}: {hint}")

@@ -452,10 +452,12 @@ class LevelledSuite(Suite):
     #: an earlier version made, :mod:`~robustbench_gcp.suites.revisions`) reports with the rest
     unmarked: ClassVar[tuple[str, ...]] = ("revision",)
     flags: ClassVar[tuple[Flag, ...]] = (
-        Flag("corrupted_dir", "Released files, read as is: ImageNet-C / Tiny-ImageNet-C "
-             "<DIR>/<corruption>/<severity>/<wnid>/*.JPEG, CIFAR-10/100-C <DIR>/<corruption>.npy "
-             "+ labels.npy, ImageNet-P / Tiny-ImageNet-P <DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4, "
-             "CIFAR-10-P <DIR>/<perturbation>[_2|_3].npy.", metavar="DIR", kind="path"),
+        Flag("corrupted_dir", "Released files, read as they are (each of the benchmark's size: "
+             "224 px, 64 px for Tiny-ImageNet, 32 px for CIFAR; another is refused): ImageNet-C / "
+             "Tiny-ImageNet-C <DIR>/<corruption>/<severity>/<wnid>/*.JPEG, CIFAR-10/100-C "
+             "<DIR>/<corruption>.npy + labels.npy, ImageNet-P / Tiny-ImageNet-P "
+             "<DIR>/<perturbation>[_2|_3]/<wnid>/*.mp4, CIFAR-10/100-P <DIR>/<perturbation>[_2|_3].npy.",
+             metavar="DIR", kind="path"),
     )
 
     def released(self, flags: Mapping[str, Any], dataset: DatasetInfo) -> Path | None:

@@ -266,7 +266,7 @@ class ImageNetCSuite(LevelledSuite):
         if selection.dataset.preset == "cifar":
             from robustbench_gcp.data.array_files import scan_cifar_c
 
-            return scan_cifar_c(selection.released, selection.corruptions[0])
+            return scan_cifar_c(selection.released, selection.corruptions[0], selection.dataset.name)
         if selection.dataset.name == "tinyimagenet":
             from robustbench_gcp.data.tiny_imagenet import scan_tiny_imagenet_c
 
@@ -313,7 +313,7 @@ class ImageNetCSuite(LevelledSuite):
                                row_offset=severity_rows(n_images, severity).start)
         return ImageSource(corrupted_cell_dir(selection.released, corruption, severity),
                            resize_size=None, crop_size=selection.dataset.released_size, released=True,
-                           exact=size is not None)  # Tiny-ImageNet-C's 64 px files are never cropped
+                           exact=True)  # the released files are all 224 (64) px: another is no such file
 
     # -- run
     def tasks(self, selection: ImageNetCSelection, inputs: TaskInputs) -> list[ClassifyTask]:
