@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -311,13 +312,22 @@ def test_an_imagenet_c_comparison_resamples_the_ratio_of_each_corruption_to_the_
 
 
 def test_percentages_are_computed_in_the_order_of_the_reports_formulas():
-    """CE is 100 (E / E_base) and relative CE 100 (E - C) / (E_base - C_base): the two orders differ
+    """CE is 100 (E / E_base) and relative CE 100 ((E - C) / (E_base - C_base)): the two orders differ
     in the last bit (100 (1 / 3) = 33.33333333333333, 100 * 1 / 3 = 33.333333333333336), and
-    comparisons promise the reports' figures to the bit."""
+    comparisons promise the reports' figures to the bit (relative CE was 100 n / d in comparisons
+    after the reports' became 100 (n / d): 6,947 of 20,000 random error sets differed)."""
+    from robustbench_gcp.metrics import ce, relative_ce
+    from robustbench_gcp.suites.imagenet_c import _ce, _relative_ce
     from robustbench_gcp.suites.stored_baselines import percent_of
 
     assert percent_of(1.0, 3.0) == 100 * (1 / 3) != 100 * 1 / 3
-    assert percent_of(1.0, 3.0, ratio_first=False) == 100 * 1 / 3
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        errors, baseline = np.round(rng.uniform(0.2, 1, (2, 5)), 4).tolist()
+        clean, baseline_clean = np.round(rng.uniform(0, 0.2, 2), 4).tolist()
+        assert float(_ce(errors, baseline)) == ce(errors, baseline)
+        assert float(_relative_ce(errors, clean, baseline, baseline_clean)) == relative_ce(
+            errors, clean, baseline, baseline_clean)
 
 
 def test_a_baseline_name_with_a_comma_is_refused_before_compute(demo_val, tmp_path):

@@ -189,6 +189,21 @@ def test_released_imagenet_c_under_a_tiny_imagenet_suite_is_told_the_dataset_not
              severities=[1], random_weights=True, store=tmp_path / "s.db")
 
 
+def test_released_64px_files_are_told_tiny_imagenet_only_of_at_most_its_200_classes(tmp_path):
+    """A 64 px first file under ImageNet-C: Tiny-ImageNet-C's size, but downsampled ImageNet-64x64-C
+    (1000 wnid folders) is not Tiny-ImageNet-C."""
+    from robustbench_gcp.data.datasets import check_released_size, get_dataset
+
+    for classes, said in ((3, "Tiny-ImageNet-C's size; give --dataset tinyimagenet$"),
+                          (201, "is --corrupted-dir the right folder\\?$")):
+        cell = tmp_path / str(classes) / "fog" / "1"
+        for wnid in imagenet_wnids()[:classes]:
+            (cell / wnid).mkdir(parents=True)
+        Image.new("RGB", (64, 64)).save(cell / imagenet_wnids()[0] / "a.JPEG")
+        with pytest.raises(DataError, match="is 64x64, not one of the 224x224 images of ImageNet-C: " + said):
+            check_released_size(cell, get_dataset(None))
+
+
 def _bomb(path, width=20000, height=10000):
     """A PNG whose header says width x height (over PIL's decompression-bomb limit)."""
     def chunk(kind, data):

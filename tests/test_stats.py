@@ -371,7 +371,7 @@ def test_a_mean_of_plus_and_minus_infinite_ce_is_undefined_without_a_warning():
     from robustbench_gcp.suites.stored_baselines import percent_of
 
     def mean_relative(m):
-        return (percent_of(m["a"], 0 * m["a"], ratio_first=False) + percent_of(-m["a"], 0 * m["a"])) / 2
+        return (percent_of(m["a"], 0 * m["a"]) + percent_of(-m["a"], 0 * m["a"])) / 2
 
     design = Design.of(["a"], [np.ones(4)], {"m": mean_relative})
     with warnings.catch_warnings():

@@ -65,6 +65,11 @@ def test_an_error_rate_of_counts_rounds_the_decimal_it_stands_for():
         "61.2", "28.8", "6.2"]
     assert to_markdown([{"err": 49 / 80 * 100}], [Column("err", "err", ".1f")]).splitlines()[-1] == "| 61.2 |"
     assert [format_value(v, "+.1f") for v in (-2.25, 2.25, -0.01)] == ["-2.2", "+2.2", "-0.0"]
+    # where 12 significant digits do not reach past the digits shown: Python's (it cut digits off,
+    # 1234567890123.4 as 1234567890120.0, and raised past 28 digits)
+    for value, fmt in ((1234567890123.4, ".1f"), (123456789012.34, ".1f"), (0.123456789012345, ".15f"),
+                       (1.5, ".30f"), (1e14, ".20f"), (1e300, ".1f"), (5, ".0f")):
+        assert format_value(value, fmt) == format(value, fmt), (value, fmt)
 
 
 def test_csv_headers_that_clash_after_snake_casing_are_refused():

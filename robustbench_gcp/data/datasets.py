@@ -286,9 +286,13 @@ def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
     except (OSError, Image.DecompressionBombError):
         return  # an unreadable file is named when it is read
     if (width, height) != (crop, crop):
-        # the released folders of another dataset (ImageNet-C's 224 px, Tiny-ImageNet-C's 64 px)
+        # the released folders of another dataset (ImageNet-C's 224 px, Tiny-ImageNet-C's 64 px, of at
+        # most 200 classes: downsampled ImageNet-64x64-C's 1000 wnid folders are no Tiny-ImageNet-C)
         other = next((info for info in DATASETS.values() if info.preset != "cifar" and width == height
                       == info.released_size != crop), None)
+        classes = sum(path.is_dir() for path in folder.iterdir())
+        if other is not None and other.image_size is not None and classes > 200:
+            other = None
         hint = (f"{other.released}'s size; give --dataset {other.name}" if other is not None
                 else "is --corrupted-dir the right folder?")
         raise DataError(f"released image {first} is {width}x{height}, not one of the {crop}x{crop} "

@@ -89,10 +89,10 @@ class Preprocess:
     """Resize the shorter side to ``resize_size`` (PIL, ``interpolation``) then center-crop
     ``crop_size``.
 
-    ``resize_size=None`` keeps the decoded size (released ImageNet-C files); the
-    crop is then only checked. ``exact=True`` (with ``resize_size=None``: the images of a
-    dataset of one size, CIFAR's 32 px, Tiny-ImageNet's 64 px) refuses an image of any other
-    size than ``crop_size`` square rather than crop it.
+    ``resize_size=None`` keeps the decoded size; the crop is then only checked. ``exact=True``
+    (with ``resize_size=None``: the images of a dataset of one size, CIFAR's 32 px, Tiny-ImageNet's
+    64 px, and released -C files, ImageNet-C's 224 px) refuses an image of any other size than
+    ``crop_size`` square rather than crop it.
 
     ``window=True`` (ImageNet-P's geometric base images) makes the crop a window that may
     extend beyond the resized image: the same centre crop, zero where it lies outside the

@@ -43,7 +43,7 @@ from robustbench_gcp.errors import (
     not_utf8,
     real_path,
 )
-from robustbench_gcp.pipeline.identity import planned_identity, run_identity
+from robustbench_gcp.pipeline.identity import IDENTITY_VERSION, planned_identity, run_identity
 from robustbench_gcp.pipeline.image_sizes import edited_images_notes
 from robustbench_gcp.pipeline.planning import Plan, check_classes, check_input_size, labels_matter
 from robustbench_gcp.pipeline.weights import load_chosen
@@ -471,9 +471,9 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
     differ = _differences(stored.identity, planned_identity(plan))
     if differ:
         raise ConfigError(f"baseline '{name}' is already stored in {plan.options.store}: a run of "
-                          f"{run_label(stored)} on {stored.n_images} images of {stored.data}, and this "
-                          f"run differs in: {differ}; pass --replace to give the name to this run, or "
-                          "choose another --name")
+                          f"{run_label(stored)} on {counted(stored.n_images, 'image')} of {stored.data}, "
+                          f"and this run differs in: {differ}; pass --replace to give the name to this "
+                          "run, or choose another --name")
 
 
 def _differences(stored: dict, current: dict) -> str:
@@ -561,5 +561,5 @@ def evaluate(model: str | torch.nn.Module, *, name: str | None = None,
     return run(plan(model, name=name, **kwargs), progress)
 
 
-__all__ = ["RankResult", "evaluate", "renormalized", "report_of", "run", "run_all",
+__all__ = ["IDENTITY_VERSION", "RankResult", "evaluate", "renormalized", "report_of", "run", "run_all",
            "store_baseline", "check_baseline_name"]

@@ -63,12 +63,14 @@ def decimal_format(value: float, fmt: str) -> str:
     the float stands for, an exact half to even: 49/80 = 61.25 % prints as 61.2, as 5/80 = 6.25 %
     prints as 6.2 (the float 49/80 * 100, 61.250000000000014, printed as 61.3, and 23/80 * 100,
     28.749999999999996, as 28.7). The decimal is the float's to 12 significant digits, far above
-    the noise of a few operations on counts; other formats are Python's."""
+    the noise of a few operations on counts; where those would not reach a digit past the ones
+    shown (1e11 at one decimal), and for other formats, Python's."""
     match = _FIXED.fullmatch(fmt)
-    if match is None or not math.isfinite(value) or abs(value) >= 1e15:
+    places = int(match[2]) if match else 0
+    if match is None or not math.isfinite(value) or abs(value) >= 10.0 ** (11 - places):
         return format(value, fmt)
-    places = Decimal(1).scaleb(-int(match[2]))
-    return format(Decimal(format(value, ".12g")).quantize(places, rounding=ROUND_HALF_EVEN), fmt)
+    exact = Decimal(format(value, ".12g")).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return format(exact, fmt)
 
 
 def csv_name(key: str) -> str:

@@ -562,4 +562,4 @@ def _ce(errors: Sequence, baseline_errors: Sequence):
 def _relative_ce(errors: Sequence, clean_error, baseline_errors: Sequence, baseline_clean_error):
     """:func:`~robustbench_gcp.metrics.relative_ce` as :func:`_ce` computes CE."""
     return percent_of(sum(e - clean_error for e in errors),
-                      sum(b - baseline_clean_error for b in baseline_errors), ratio_first=False)
+                      sum(b - baseline_clean_error for b in baseline_errors))

@@ -40,7 +40,7 @@ from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
-from robustbench_gcp.errors import DataError
+from robustbench_gcp.errors import DataError, counted
 from robustbench_gcp.metrics import DEFAULT_BASELINE
 from robustbench_gcp.reports.tables import Column, decimal_format, to_markdown
 from robustbench_gcp.stats import Design
@@ -368,8 +368,8 @@ class ImageNetPSuite(LevelledSuite):
         # the clean error, with its interval and difference as the table without them shows it; no
         # test (the Holm family stays the flip figures'). Resampled with the videos where as many
         if clean is not None and values and len(values[0]) != clean.n:  # (released videos, --data)
-            notes.append(f"the clean error is left out: its {clean.n} images are not the {len(values[0])} "
-                         "videos' (the sequences come from other images)")
+            notes.append(f"the clean error is left out: its {counted(clean.n, 'image')} are not the "
+                         f"{len(values[0])} videos' (the sequences come from other images)")
         elif clean is not None:
             rows.append("clean")
             values.append(per_image_errors(clean))

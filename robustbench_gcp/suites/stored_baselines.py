@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.errors import UnknownNameError, counted
 from robustbench_gcp.metrics import Baseline, baseline_names
 from robustbench_gcp.store import CellKey
 from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors
@@ -64,8 +64,8 @@ def normalizer_for_images(normalizer: Any, subset: dict) -> tuple[Any, list[str]
     if getattr(normalizer, "run", None) is None:
         return normalizer, []
     return dataclasses.replace(normalizer, samples=None), [
-        f"baseline '{normalizer.name}' covers all {subset['of_images']} images, this partial report "
-        f"{subset['images']} of them: its figures are means over more images than these"]
+        f"baseline '{normalizer.name}' covers all {counted(subset['of_images'], 'image')}, this partial "
+        f"report {subset['images']} of them: its figures are means over more images than these"]
 
 
 #: a stored baseline is resampled only where each of its cells has at least this many images with an
@@ -130,10 +130,10 @@ def hundred(m: Mapping[str, Any], row: str) -> Any:
     return np.full_like(np.asarray(m[row], dtype=np.float64), 100.0)
 
 
-def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) -> Any:
-    """100 numerator / denominator for floats or arrays of bootstrap resamples, in the order the
-    report's formula uses (``ratio_first``: 100 (n / d), as :func:`~robustbench_gcp.metrics.ce`;
-    else 100 n / d, as ``relative_ce``). A zero denominator gives an infinite ratio (a resample
+def percent_of(numerator: Any, denominator: Any) -> Any:
+    """100 (numerator / denominator) for floats or arrays of bootstrap resamples, the ratio first as
+    in the reports' formulas (:func:`~robustbench_gcp.metrics.ce`, ``relative_ce``, ``relative_rate``:
+    comparisons give their figures to the bit). A zero denominator gives an infinite ratio (a resample
     in which the baseline never errs or flips while the model does; :func:`~robustbench_gcp.stats.
     percentile_bounds` counts it) or NaN for 0 / 0; a negative one (a baseline better under
     corruption than clean) gives NaN, undefined."""
@@ -141,7 +141,7 @@ def percent_of(numerator: Any, denominator: Any, *, ratio_first: bool = True) ->
     denominator = np.asarray(denominator, dtype=np.float64)
     positive = denominator > 0
     safe = np.where(positive, denominator, 1.0)
-    value = 100.0 * (numerator / safe) if ratio_first else 100.0 * numerator / safe
+    value = 100.0 * (numerator / safe)
     at_zero = np.where(numerator == 0, np.nan, np.copysign(np.inf, numerator))
     return np.where(positive, value, np.where(denominator == 0, at_zero, np.nan))
 
