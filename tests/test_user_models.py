@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -479,6 +480,9 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
         "--preprocess", "input_size=64")
     with pytest.raises(ConfigError, match=r"`preprocess\['input_size'\]` should be an integer >= 32"):
         plan("torchvision:resnet18", preprocess={"input_size": "224"}, **common)
+    with pytest.raises(ConfigError, match=r"`preprocess\['mean'\]` should hold 3 numbers \(R, G, B\). "
+                                          r"Got '123'"):
+        plan("torchvision:resnet18", preprocess={"mean": "123"}, **common)  # it was (1.0, 2.0, 3.0)
 
 
 def test_landscape_at_the_stem_of_a_users_model(user_package, image_folder, gap_checkpoint, tmp_path):
@@ -800,6 +804,31 @@ def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_t
     changed[1000] = 7
     long = [with_state({"amax": torch.arange(2000)}), with_state({"amax": changed})]
     assert state_dict_hash(long[0]) != state_dict_hash(long[1])
+    # NumPy arrays likewise (a repr of 2,000 values shows 6), sets in any process's order, objects
+    # with Python's default repr (their address) by their attributes
+    numpy_changed = np.arange(2000)
+    numpy_changed[1000] = 7
+    assert state_dict_hash(with_state(np.arange(2000))) != state_dict_hash(with_state(numpy_changed))
+    assert state_dict_hash(with_state(np.arange(2000))) == state_dict_hash(with_state(np.arange(2000)))
+
+    class Settings:
+        def __init__(self, scale):
+            self.scale = scale
+
+    assert state_dict_hash(with_state(Settings(2))) == state_dict_hash(with_state(Settings(2))) != \
+        state_dict_hash(with_state(Settings(3)))
+    script = ("import torch; from robustbench_gcp.models.external import state_dict_hash\n"
+              "class M(torch.nn.Linear):\n    def get_extra_state(self):\n"
+              "        return {'classes': {f'class {k}' for k in range(50)}}\n"
+              "torch.manual_seed(0); print(state_dict_hash(M(2, 2)))")
+    hashes = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(hashes) == 1, hashes
+    # a sparse buffer: its values (contiguous() refused its layout, a traceback)
+    sparse = [torch.nn.Linear(2, 2) for _ in range(2)]
+    for net, value in zip(sparse, (1.0, 2.0)):
+        net.register_buffer("adjacency", (value * torch.eye(3)).to_sparse())
+    assert state_dict_hash(sparse[0]) != state_dict_hash(sparse[1])
     image_folder = tmp_path / "images"
     for k in range(2):
         (image_folder / f"c{k}").mkdir(parents=True)

@@ -159,6 +159,8 @@ def check_preprocess_values(given: Mapping[str, Any], name: Callable[[str], str]
                           "image")
     for key in ("mean", "std"):
         if key in values:
+            if isinstance(values[key], (str, bytes)):  # "123" was taken digit by digit, (1, 2, 3)
+                raise ConfigError(f"`{name(key)}` should hold 3 numbers (R, G, B). Got {values[key]!r}")
             try:
                 values[key] = tuple(float(v) for v in values[key])
             except (TypeError, ValueError):
@@ -573,31 +575,61 @@ def state_dict_hash(model: nn.Module) -> str:
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """A tensor's values as the bytes of its dtype, in row-major order, wherever it lies."""
-    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    """A tensor's values as the bytes of its dtype, in row-major order, wherever it lies (a sparse
+    one's dense values: ``contiguous`` refuses its layout)."""
+    tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    return tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _hash_extra(digest, value) -> None:
+def _hash_extra(digest, value, seen: frozenset[int] = frozenset()) -> None:
     """A module's extra state into ``digest``, the same in every process: containers element by
-    element, tensors by their bytes (a repr summarizes them), buffers (``io.BytesIO``) by their
-    contents (a repr names their address)."""
+    element, tensors and NumPy arrays by their bytes (a repr summarizes them: arrays differing
+    in the middle of 2,000 values had one hash), buffers (``io.BytesIO``) by their contents, sets
+    in the order of their elements' hashes (their order is the process's hash seed's), and an
+    object with Python's default repr (its address) by its class and attributes."""
+    import hashlib
     import io
 
+    import numpy as np
+
+    if id(value) in seen:  # a container holding itself
+        digest.update(b"cycle\n")
+        return
+    inner = seen | {id(value)}
     if isinstance(value, torch.Tensor):
         digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
         digest.update(_tensor_bytes(value))
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        digest.update(f"ndarray {value.dtype.str} {value.shape}\n".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, np.ndarray):
+        digest.update(f"ndarray object {value.shape}\n".encode())
+        _hash_extra(digest, value.ravel().tolist(), inner)
+    elif isinstance(value, (set, frozenset)):
+        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
+        parts = []
+        for item in value:
+            part = hashlib.sha256()
+            _hash_extra(part, item, inner)
+            parts.append(part.digest())
+        digest.update(b"".join(sorted(parts)))
     elif isinstance(value, Mapping):
         digest.update(f"dict {len(value)}\n".encode())
         for key, item in value.items():
-            _hash_extra(digest, key)
-            _hash_extra(digest, item)
+            _hash_extra(digest, key, inner)
+            _hash_extra(digest, item, inner)
     elif isinstance(value, (list, tuple)):
         digest.update(f"{type(value).__name__} {len(value)}\n".encode())
         for item in value:
-            _hash_extra(digest, item)
+            _hash_extra(digest, item, inner)
     elif isinstance(value, io.BytesIO):
         digest.update(b"bytesio\n" + value.getvalue())
     elif isinstance(value, (bytes, bytearray)):
         digest.update(b"bytes\n" + bytes(value))
+    elif type(value).__repr__ is object.__repr__:  # "<... object at 0x7f...>": the address
+        digest.update(f"object {type(value).__module__}.{type(value).__qualname__}\n".encode())
+        _hash_extra(digest, dict(sorted(vars(value).items())) if hasattr(value, "__dict__") else None, inner)
     else:  # numbers, strings, None ...: their repr
         digest.update(f"{type(value).__name__} {value!r}\n".encode())
