@@ -206,7 +206,13 @@ def detail_markdown(reports: Sequence[Report]) -> str:
 
 
 def headline_rows(reports: Sequence[Report]) -> list[dict]:
-    return [headline(r) for r in reports]
+    """Each report's headline numbers, named as one table of them names its columns (each suite's
+    :meth:`~robustbench_gcp.suites.base.Suite.headlines` over its reports)."""
+    figures: dict[int, dict] = {}
+    for kind in dict.fromkeys(r.kind for r in reports):
+        mine = [i for i, r in enumerate(reports) if r.kind == kind]
+        figures.update(zip(mine, get_suite(kind).headlines([reports[i] for i in mine])))
+    return [headline(report, figures[i]) for i, report in enumerate(reports)]
 
 
 def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:

@@ -102,8 +102,9 @@ def to_long_csv(reports: Report | Sequence[Report]) -> str:
     return to_csv([row for report in reports for row in long_rows(report)], long_csv_columns())
 
 
-def headline(report: Report) -> dict:
-    """The headline numbers of a report, flat (fractions as fractions, CE-type as percent)."""
+def headline(report: Report, figures: dict | None = None) -> dict:
+    """The headline numbers of a report, flat (fractions as fractions, CE-type as percent):
+    ``figures``, or its suite's :meth:`~robustbench_gcp.suites.base.Suite.headline`."""
     return {"model": report.model, "suite": report.suite, "source": report.source,
-            "n_images": report.n_images,
-            "partial": report.partial is not None, **get_suite(report.kind).headline(report)}
+            "n_images": report.n_images, "partial": report.partial is not None,
+            **(get_suite(report.kind).headline(report) if figures is None else figures)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -380,10 +380,19 @@ class AdversarialSuite(Suite):
 
     def headline(self, report: Report) -> dict:
         """Clean and robust accuracy, named as the comparisons name them."""
-        clean = report.sections.get("clean")
-        out = {"clean_accuracy": 1 - clean["top1_error"]} if clean else {}
-        for a in report.sections.get("attacks") or []:
-            out[f"robust {budget_label(a)}"] = a["robust_accuracy"]
+        return self.headlines([report])[0]
+
+    def headlines(self, reports: Sequence[Report]) -> list[dict]:
+        """:meth:`headline` of each report, an (attack, epsilon) measured with other epsilon lists
+        across them named with its list (one column held both: ``--no-intervals``, the wide CSV)."""
+        label = _list_labels(reports)
+        out = []
+        for report in reports:
+            clean = report.sections.get("clean")
+            row = {"clean_accuracy": 1 - clean["top1_error"]} if clean else {}
+            for a in report.sections.get("attacks") or []:
+                row[f"robust {label(report, a)}"] = a["robust_accuracy"]
+            out.append(row)
         return out
 
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
@@ -391,25 +400,11 @@ class AdversarialSuite(Suite):
         reports = [r for r in reports if r.sections.get("attacks")]
         if not reports:
             return None
-
-        # an image broken at a smaller epsilon of a run's list counts as broken at the larger ones: a
-        # column's models measured with other lists part, as the comparisons leave them unpaired
-        lists = [_epsilon_lists(r.sections["attacks"]) for r in reports]
-        differ = {lab for of in lists for lab in of if len({o[lab] for o in lists if lab in o}) > 1}
-
-        def label(entry: Mapping, of: dict) -> str:
-            plain = budget_label(entry)
-            if plain not in differ:
-                return plain
-            words = ", ".join(format_epsilon(e, entry["norm"]) for e in of[plain])
-            text = f"{entry['attack']} {format_epsilon(entry['epsilon'], entry['norm'])}"
-            return f"{text} ({entry['budget_tag'] + '; ' if entry['budget_tag'] else ''}epsilons {words})"
-
-        labels = list(dict.fromkeys(label(a, of) for r, of in zip(reports, lists)
-                                    for a in r.sections["attacks"]))
+        label = _list_labels(reports)
+        labels = list(dict.fromkeys(label(r, a) for r in reports for a in r.sections["attacks"]))
         rows = []
-        for r, of in zip(reports, lists):
-            values = {label(a, of): a["robust_accuracy"] for a in r.sections["attacks"]}
+        for r in reports:
+            values = {label(r, a): a["robust_accuracy"] for a in r.sections["attacks"]}
             clean = r.sections["clean"]["top1_error"] if r.sections.get("clean") else None
             rows.append({"model": r.model, "clean": None if clean is None else 100 * (1 - clean),
                          **{lab: None if values.get(lab) is None else 100 * values[lab] for lab in labels}})
@@ -419,6 +414,26 @@ class AdversarialSuite(Suite):
 
     def plots(self):
         return {"robust_accuracy": robust_accuracy}
+
+
+def _list_labels(reports: Sequence[Report]) -> Callable[[Report, Mapping], str]:
+    """The name of a report's (attack, epsilon) among ``reports``: :func:`budget_label`, with the
+    epsilon list where the reports measured it with other lists (an image broken at a smaller
+    epsilon of a list counts as broken at the larger ones: such figures are not one column's, as
+    the comparisons leave them unpaired)."""
+    lists = {id(r): _epsilon_lists(r.sections.get("attacks") or []) for r in reports}
+    differ = {lab for of in lists.values() for lab in of
+              if len({o[lab] for o in lists.values() if lab in o}) > 1}
+
+    def label(report: Report, entry: Mapping) -> str:
+        plain = budget_label(entry)
+        if plain not in differ:
+            return plain
+        words = ", ".join(format_epsilon(e, entry["norm"]) for e in lists[id(report)][plain])
+        text = f"{entry['attack']} {format_epsilon(entry['epsilon'], entry['norm'])}"
+        return f"{text} ({entry['budget_tag'] + '; ' if entry['budget_tag'] else ''}epsilons {words})"
+
+    return label
 
 
 def _epsilon_lists(entries: Sequence[Mapping]) -> dict[str, tuple[float, ...]]:

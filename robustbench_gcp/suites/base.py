@@ -417,6 +417,11 @@ class Suite:
         clean = report.sections.get("clean")
         return {"clean_error": clean["top1_error"]} if clean else {}  # the comparisons' name
 
+    def headlines(self, reports: Sequence[Report]) -> list[dict]:
+        """Each report's :meth:`headline` as a table of them all names its columns: a suite whose
+        figures of one name were measured differently across the reports names them apart."""
+        return [self.headline(report) for report in reports]
+
     def detail_markdown(self, reports: Sequence[Report]) -> str | None:
         """A paper-style table across models (None: nothing beyond the comparison)."""
         return None

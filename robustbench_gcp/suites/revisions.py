@@ -25,8 +25,10 @@ from robustbench_gcp.store import CellKey, CellResult
 #: the variant field of a cell made by a changed computation
 REVISION = "revision"
 #: attacks whose cells changed: cw-l2 2 (0.7.1): an image C&W found no adversarial for is no
-#: longer foolbox's all-zero placeholder, taken for an adversarial at the size of the image
-ATTACK_REVISIONS = {"cw-l2": 2}
+#: longer foolbox's all-zero placeholder, taken for an adversarial at the size of the image;
+#: 3 (0.7.30): every step is run (foolbox's early stop, on the batch's summed loss, made an
+#: image's result depend on the images batched with it)
+ATTACK_REVISIONS = {"cw-l2": 3}
 
 
 def mark(revision: int) -> dict:
