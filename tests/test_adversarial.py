@@ -408,6 +408,14 @@ def test_markdown_gives_models_measured_at_other_epsilon_lists_columns_of_their_
     assert {"robust_fgsm_1_255", "robust_fgsm_4_255_epsilons_1_255_4_255"} <= columns["demo-gap"]
     assert "robust_fgsm_4_255_epsilons_4_255" in columns["demo-isqrt"]
     assert not any(key == "robust_fgsm_4_255" for keys in columns.values() for key in keys)
+    # runs on other images are other tables: their columns are not renamed by each other
+    other = tmp_path / "other.db"
+    attack_report(demo_val, other, model="demo-gap", attacks="fgsm", epsilons="1/255,4/255", limit=10,
+                  steps=None)
+    attack_report(demo_val, other, model="demo-isqrt", attacks="fgsm", epsilons="4/255", limit=12, steps=None)
+    wide = CliRunner().invoke(main, ["report", "--store", str(other), "--no-intervals", "--format", "csv",
+                                     "--layout", "wide"])
+    assert all(row["robust_fgsm_4_255"] != "" for row in csv.DictReader(io.StringIO(wide.stdout)))
     alone = CliRunner().invoke(main, [*base, "--model", "demo-isqrt"])  # one list: no suffix
     assert "| fgsm 4/255 |" in alone.stdout and "(epsilons" not in alone.stdout
     # the long CSV's attack rows say the list too (they did not: two 4/255 rows looked alike)

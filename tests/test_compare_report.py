@@ -860,7 +860,8 @@ def test_headline_tables_mark_partial_runs_and_leave_out_a_metric_no_run_has():
 
     def report(model, partial, mean_error):
         return SimpleNamespace(model=model, kind="imagenet-c", suite="imagenet-c", source=None, n_images=10,
-                               partial=partial, sections={"cells": [None], "metrics": {
+                               partial=partial, experiment=("imagenet-c", "data"),
+                               sections={"cells": [None], "metrics": {
                                    "mCE": None, "relative_mCE": None, "mean_error": mean_error}})
 
     rows, columns = headline_table([report("a", None, 0.25), report("b", {"cells": 3}, 0.5)])

@@ -817,6 +817,24 @@ def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_t
 
     assert state_dict_hash(with_state(Settings(2))) == state_dict_hash(with_state(Settings(2))) != \
         state_dict_hash(with_state(Settings(3)))
+
+    class Slotted:  # its state is not in vars(): by its repr (an address), never one hash for two
+        __slots__ = ("scale",)
+
+        def __init__(self, scale):
+            self.scale = scale
+
+    import random
+
+    for one, other in ((Slotted(2), Slotted(3)), (random.Random(1), random.Random(2)),
+                       (np.ma.array([1, 2, 3], mask=[0, 0, 0]), np.ma.array([1, 2, 3], mask=[0, 1, 0])),
+                       (np.zeros(2, [("a", "<f4"), ("b", "<f4")]),
+                        np.zeros(2, [("a", "<i4"), ("b", "<i4")]))):
+        assert state_dict_hash(with_state(one)) != state_dict_hash(with_state(other)), (one, other)
+    deep = Settings(None)
+    for _ in range(1000):  # deeper than Python's recursion allows: hashed (a RecursionError)
+        deep = Settings(deep)
+    state_dict_hash(with_state(deep))
     script = ("import torch; from robustbench_gcp.models.external import state_dict_hash\n"
               "class M(torch.nn.Linear):\n    def get_extra_state(self):\n"
               "        return {'classes': {f'class {k}' for k in range(50)}}\n"

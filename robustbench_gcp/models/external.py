@@ -159,7 +159,8 @@ def check_preprocess_values(given: Mapping[str, Any], name: Callable[[str], str]
                           "image")
     for key in ("mean", "std"):
         if key in values:
-            if isinstance(values[key], (str, bytes)):  # "123" was taken digit by digit, (1, 2, 3)
+            # "123" was taken digit by digit as (1, 2, 3), a set in its hash order
+            if isinstance(values[key], (str, bytes, bytearray, set, frozenset, Mapping)):
                 raise ConfigError(f"`{name(key)}` should hold 3 numbers (R, G, B). Got {values[key]!r}")
             try:
                 values[key] = tuple(float(v) for v in values[key])
@@ -583,30 +584,56 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _hash_extra(digest, value, seen: frozenset[int] = frozenset()) -> None:
+_MAX_DEPTH = 100  # nesting past which extra state is hashed by its repr
+
+
+def _reduced(value) -> tuple | None:
+    """What pickle would save of an object with Python's default repr (its address): its class,
+    arguments and state (``__slots__`` and C-level state too: a ``random.Random``'s), the items
+    of a list or dict subclass; None where it cannot be pickled."""
+    try:
+        reduced = value.__reduce_ex__(4)
+    except Exception:  # noqa: BLE001 (any object's own reduce may raise anything)
+        return None
+    if not isinstance(reduced, tuple) or len(reduced) < 2:
+        return None
+    func, args, *rest = reduced
+    items = [None if it is None else list(it) for it in rest[1:3]]
+    return (getattr(func, "__qualname__", repr(func)), args, rest[0] if rest else None, *items)
+
+
+def _hash_extra(digest, value, seen: tuple[int, ...] = ()) -> None:
     """A module's extra state into ``digest``, the same in every process: containers element by
     element, tensors and NumPy arrays by their bytes (a repr summarizes them: arrays differing
     in the middle of 2,000 values had one hash), buffers (``io.BytesIO``) by their contents, sets
     in the order of their elements' hashes (their order is the process's hash seed's), and an
-    object with Python's default repr (its address) by its class and attributes."""
+    object with the default repr (its address) by what pickle saves of it (:func:`_reduced`).
+    Anything else, and anything nested deeper than ``_MAX_DEPTH``, by its repr (an address in it
+    makes each process's hash another: a new run, never another run's results)."""
     import hashlib
     import io
 
     import numpy as np
 
-    if id(value) in seen:  # a container holding itself
-        digest.update(b"cycle\n")
+    if id(value) in seen:  # a container holding one it is in: which one, by its depth
+        digest.update(f"cycle {seen.index(id(value))}\n".encode())
         return
-    inner = seen | {id(value)}
-    if isinstance(value, torch.Tensor):
+    inner = (*seen, id(value))
+    if len(seen) > _MAX_DEPTH:
+        digest.update(f"{type(value).__name__} {value!r}\n".encode())
+    elif isinstance(value, torch.Tensor):
         digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
         digest.update(_tensor_bytes(value))
-    elif isinstance(value, np.ndarray) and value.dtype != object:
-        digest.update(f"ndarray {value.dtype.str} {value.shape}\n".encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, np.ma.MaskedArray):
+        _hash_extra(digest, ("masked", np.ma.getdata(value), np.ma.getmaskarray(value),
+                             value.fill_value), inner)
     elif isinstance(value, np.ndarray):
-        digest.update(f"ndarray object {value.shape}\n".encode())
-        _hash_extra(digest, value.ravel().tolist(), inner)
+        array = np.asarray(value)  # a subclass's values (its type in the header)
+        digest.update(f"{type(value).__qualname__} {array.dtype!s} {array.shape}\n".encode())
+        if array.dtype.hasobject:
+            _hash_extra(digest, array.ravel().tolist(), inner)
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
     elif isinstance(value, (set, frozenset)):
         digest.update(f"{type(value).__name__} {len(value)}\n".encode())
         parts = []
@@ -628,8 +655,9 @@ def _hash_extra(digest, value, seen: frozenset[int] = frozenset()) -> None:
         digest.update(b"bytesio\n" + value.getvalue())
     elif isinstance(value, (bytes, bytearray)):
         digest.update(b"bytes\n" + bytes(value))
-    elif type(value).__repr__ is object.__repr__:  # "<... object at 0x7f...>": the address
+    elif type(value).__repr__ is object.__repr__ and (reduced := _reduced(value)) is not None:
+        # "<... object at 0x7f...>": the address, each process another
         digest.update(f"object {type(value).__module__}.{type(value).__qualname__}\n".encode())
-        _hash_extra(digest, dict(sorted(vars(value).items())) if hasattr(value, "__dict__") else None, inner)
+        _hash_extra(digest, reduced, inner)
     else:  # numbers, strings, None ...: their repr
         digest.update(f"{type(value).__name__} {value!r}\n".encode())

@@ -206,13 +206,14 @@ def detail_markdown(reports: Sequence[Report]) -> str:
 
 
 def headline_rows(reports: Sequence[Report]) -> list[dict]:
-    """Each report's headline numbers, named as one table of them names its columns (each suite's
-    :meth:`~robustbench_gcp.suites.base.Suite.headlines` over its reports)."""
+    """Each report's headline numbers, named as the table of its experiment names its columns (its
+    suite's :meth:`~robustbench_gcp.suites.base.Suite.headlines` over the reports of that
+    experiment, as the tables and comparisons group them: a run on other images never renames
+    another's columns)."""
     figures: dict[int, dict] = {}
-    for kind in dict.fromkeys(r.kind for r in reports):
-        mine = [i for i, r in enumerate(reports) if r.kind == kind]
-        figures.update(zip(mine, get_suite(kind).headlines([reports[i] for i in mine])))
-    return [headline(report, figures[i]) for i, report in enumerate(reports)]
+    for group in experiments(reports).values():
+        figures.update(zip(map(id, group), get_suite(group[0].kind).headlines(group)))
+    return [headline(report, figures[id(report)]) for report in reports]
 
 
 def headline_table(reports: Sequence[Report]) -> tuple[list[dict], list]:
