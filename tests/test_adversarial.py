@@ -408,6 +408,11 @@ def test_markdown_gives_models_measured_at_other_epsilon_lists_columns_of_their_
     assert {"robust_fgsm_1_255", "robust_fgsm_4_255_epsilons_1_255_4_255"} <= columns["demo-gap"]
     assert "robust_fgsm_4_255_epsilons_4_255" in columns["demo-isqrt"]
     assert not any(key == "robust_fgsm_4_255" for keys in columns.values() for key in keys)
+    # the JSON entries say their lists (two entries of fgsm 4/255 could not be told apart)
+    reports = json.loads(CliRunner().invoke(main, [*base[:-2], "--format", "json"]).stdout)["reports"]
+    lists = {(r["model"], a["epsilon"]): a["epsilons"] for r in reports for a in r["attacks"]}
+    assert lists == {("demo-gap", 1 / 255): [1 / 255, 4 / 255], ("demo-gap", 4 / 255): [1 / 255, 4 / 255],
+                     ("demo-isqrt", 4 / 255): [4 / 255]}
     # runs on other images are other tables: their columns are not renamed by each other
     other = tmp_path / "other.db"
     attack_report(demo_val, other, model="demo-gap", attacks="fgsm", epsilons="1/255,4/255", limit=10,

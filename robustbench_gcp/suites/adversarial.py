@@ -102,6 +102,9 @@ def summarize(results: Sequence[CellResult]) -> list[dict]:
             "epsilon": float(result.key.level),
             "budget": budget,
             "budget_tag": budget_tag(result.key.name, budget),
+            # the list it was measured with: an image broken at a smaller epsilon of it counts as
+            # broken at this one (two entries of one attack and epsilon can differ by it)
+            "epsilons": _measured(result.key)["epsilons"],
             "n": n,
             "clean_accuracy": rate(correct, n),
             "robust_accuracy": rate(counts.get("robust", 0), n),
