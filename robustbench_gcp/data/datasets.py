@@ -290,8 +290,8 @@ def check_released_size(folder: Path, dataset: DatasetInfo) -> None:
         # most 200 classes: downsampled ImageNet-64x64-C's 1000 wnid folders are no Tiny-ImageNet-C)
         other = next((info for info in DATASETS.values() if info.preset != "cifar" and width == height
                       == info.released_size != crop), None)
-        classes = sum(path.is_dir() for path in folder.iterdir())
-        if other is not None and other.image_size is not None and classes > 200:
+        if other is not None and other.image_size is not None \
+                and sum(path.is_dir() for path in folder.iterdir()) > 200:
             other = None
         hint = (f"{other.released}'s size; give --dataset {other.name}" if other is not None
                 else "is --corrupted-dir the right folder?")
