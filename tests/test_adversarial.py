@@ -218,14 +218,20 @@ def test_out_of_memory_advises_a_smaller_batch(demo_val):
      "Error: `--epsilons` should be 0 or above 7e-46 (half of float32's smallest number, 1.4e-45). Got "
      "1e-50, which rounds to 0"),
     (("--epsilons", "abc"), "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got 'abc'"),
+    (("--epsilons", "1_0/255"),  # float() read it as 10/255
+     "Error: `--epsilons` should be numbers such as 0.5 or 2/255. Got '1_0/255'"),
+    (("--attacks", "fgsm", "--epsilons", "0.0156863,0.01568631"),  # the error named no option
+     "Error: `--epsilons`: epsilons 0.0156863 and 0.01568631 of fgsm are both 0.0156863 in reports: "
+     "give that budget once"),
     (("--attacks", "pgd-linf", "--epsilons", "0.5"),
-     "Error: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of its range; "
-     "if you meant an L2 budget, use pgd-l2 (Linf budgets are usually 1/255 to 16/255)"),
+     "Error: `--epsilons`: epsilon 0.5 for the Linf attack pgd-linf would let every pixel move by 50% of "
+     "its range; if you meant an L2 budget, use pgd-l2 (Linf budgets are usually 1/255 to 16/255)"),
     (("--attacks", "fgsm", "--epsilons", "8"),
-     "Error: epsilon 8 for the Linf attack fgsm is not on the [0, 1] pixel scale: did you mean 8/255?"),
+     "Error: `--epsilons`: epsilon 8 for the Linf attack fgsm is not on the [0, 1] pixel scale: did you mean "
+     "8/255?"),
     (("--attacks", "fgsm", "--epsilons", "300/255"),  # it said "did you mean 1.17647/255?"
-     "Error: epsilon 1.17647 for the Linf attack fgsm is not on the [0, 1] pixel scale: Linf budgets are "
-     "usually 1/255 to 16/255"),
+     "Error: `--epsilons`: epsilon 1.17647 for the Linf attack fgsm is not on the [0, 1] pixel scale: Linf "
+     "budgets are usually 1/255 to 16/255"),
     (("--attacks", "pgd-lnf"), "Error: unknown attack 'pgd-lnf'. Did you mean 'pgd-linf'?"),
     (("--attacks", "FGSM"), "Error: unknown attack 'FGSM'. Did you mean 'fgsm'?"),  # (it listed them all)
     (("--attacks", "pgd-linf,pgd-l2", "--epsilons", "0.1"),

@@ -523,8 +523,8 @@ def test_the_attack_bench_gives_no_advice_it_cannot_take():
     """bench attack runs PGD-Linf alone: "use pgd-l2" named an attack it has no option for."""
     result = run("bench", "attack", "--images", "4", "--repeats", "1", "--steps", "1", "--epsilon", "0.3")
     assert result.exit_code == 2
-    assert result.stderr == ("Error: epsilon 0.3 for the Linf attack pgd-linf would let every pixel move by "
-                             "30% of its range (Linf budgets are usually 1/255 to 16/255)\n")
+    assert result.stderr == ("Error: `--epsilon`: epsilon 0.3 for the Linf attack pgd-linf would let every "
+                             "pixel move by 30% of its range (Linf budgets are usually 1/255 to 16/255)\n")
 
 
 def test_bench_captions_count_in_the_singular_and_name_glass_blur_only_where_timed():

@@ -860,6 +860,42 @@ def test_extra_state_hashes_by_value_and_only_torchvision_refs_carry_the_input_t
     assert _transform_input_identity(plan(f"{user_package}:resnet18_like", **common)) == {}
 
 
+def test_tensors_a_module_computes_with_but_does_not_save_are_in_its_weights_hash(image_folder, tmp_path):
+    """A non-persistent buffer (a normalization's mean) or a tensor kept as a plain attribute
+    changes a module's outputs but not its state dict: two such modules had one weights hash,
+    and the second reused the first's stored results. A module without any keeps its old hash."""
+    from robustbench_gcp.models.external import state_dict_hash
+
+    class Normalized(torch.nn.Module):
+        def __init__(self, mean, scale):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = torchvision.models.resnet18()
+            self.net.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+            self.scale = torch.tensor(scale)
+
+        def forward(self, x):
+            return self.net((x - self.net.mean) * self.scale)
+
+    base = Normalized([0.5, 0.5, 0.5], 2.0)
+    assert state_dict_hash(base) == state_dict_hash(Normalized([0.5, 0.5, 0.5], 2.0))
+    assert state_dict_hash(base) != state_dict_hash(Normalized([0.4, 0.5, 0.5], 2.0))
+    assert state_dict_hash(base) != state_dict_hash(Normalized([0.5, 0.5, 0.5], 3.0))
+    # the hash of a module with none is the one earlier versions stored (their runs are found)
+    plain = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        plain.weight.copy_(torch.arange(6.0).reshape(2, 3))
+        plain.bias.copy_(torch.tensor([0.5, -1.0]))
+    plain.register_buffer("seen", torch.tensor([3]))
+    assert state_dict_hash(plain) == "0d9ee3e67419c551cfb431dcf25eebba4a4f7e52f7e775a0bd23f5949ee36c5f"
+    options = dict(name="mine", data=str(image_folder), store=str(tmp_path / "s.db"), workers=0,
+                   batch_size=6, suite="clean")
+    first = evaluate(Normalized([0.5, 0.5, 0.5], 2.0).eval(), **options)
+    other = evaluate(Normalized([0.1, 0.2, 0.3], 2.0).eval(), **options)
+    assert other.to_json()["computed"]["computed"] > 0  # computed, not the first's results
+    assert first.to_json()["computed"]["computed"] > 0
+
+
 def test_the_plan_checks_the_weights_the_run_takes_ema_or_raw(tmp_path):
     """The plan-time check read a training file's EMA weights whatever --no-ema said: raw weights
     that do not fit (or are NaN) passed it and failed after other models were computed."""

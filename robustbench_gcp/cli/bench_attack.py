@@ -53,7 +53,7 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
     from robustbench_gcp.suites.attacks import check_epsilons, parse_epsilon
 
     eps = parse_epsilon(epsilon, "--epsilon")
-    check_epsilons("pgd-linf", [eps], other_attacks=False)
+    check_epsilons("pgd-linf", [eps], other_attacks=False, flag="--epsilon")
     net, dev, described = bench_model(config, model, checkpoint, random_weights, device)
     rows = pgd_speed(net, dev, images=images, batch_size=batch_size, steps=steps, epsilon=eps,
                      repeats=repeats)

@@ -561,7 +561,9 @@ def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str
 
 def state_dict_hash(model: nn.Module) -> str:
     """SHA-256 of a module's state dict (the module you brought, for a :class:`BroughtModel`):
-    names, dtypes, shapes and values, in key order."""
+    names, dtypes, shapes and values, in key order; then the tensors it computes with but does
+    not save (:func:`_unsaved_tensors`), where it has any (a module without keeps the hash it
+    had before they counted)."""
     while isinstance(model, BroughtModel):
         model = model.net
     digest = hashlib.sha256()
@@ -570,9 +572,37 @@ def state_dict_hash(model: nn.Module) -> str:
             digest.update(f"{key}\textra\n".encode())
             _hash_extra(digest, tensor)
             continue
-        digest.update(f"{key}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
-        digest.update(_tensor_bytes(tensor))
+        _hash_tensor(digest, key, tensor)
+    unsaved = _unsaved_tensors(model)
+    if unsaved:
+        digest.update(b"unsaved\n")
+        for key, tensor in unsaved:
+            _hash_tensor(digest, key, tensor)
     return digest.hexdigest()
+
+
+def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:
+    digest.update(f"{key}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
+    digest.update(_tensor_bytes(tensor))
+
+
+def _unsaved_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The tensors ``model`` may compute with that its state dict leaves out: non-persistent
+    buffers (``register_buffer(..., persistent=False)``: a normalization's mean, a table of
+    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``), by
+    qualified name. Two modules differing only in those give other outputs: one hash reused a
+    run's results for the other."""
+    found = []
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        for name in sorted(module._non_persistent_buffers_set):
+            buffer = module._buffers.get(name)
+            if buffer is not None:
+                found.append((f"{prefix}{name}", buffer))
+        for name, value in vars(module).items():
+            if isinstance(value, torch.Tensor) and not name.startswith("__"):
+                found.append((f"{prefix}{name} (attribute)", value))
+    return found
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:

@@ -146,6 +146,8 @@ def epsilon_value(text: str, wanted: str = "a number") -> float:
             message to name the place.
     """
     try:
+        if "_" in text:  # float() takes 1_0 for 10: a slip, never a budget
+            raise ValueError
         if "/" in text:
             numerator, denominator = text.split("/", 1)
             value = float(numerator) / float(denominator)
@@ -163,16 +165,18 @@ def epsilon_value(text: str, wanted: str = "a number") -> float:
     return value
 
 
-def check_epsilons(attack: str, epsilons: Sequence[float], *, other_attacks: bool = True) -> None:
+def check_epsilons(attack: str, epsilons: Sequence[float], *, other_attacks: bool = True,
+                   flag: str | None = None) -> None:
     """Catch budgets on the wrong scale (epsilons are on the [0, 1] pixel scale), and two
     budgets that reports would show alike (4/255 and 0.0156862745: two cells, one label);
     ``other_attacks``: whether the caller may choose an L2 attack instead (``bench attack`` runs
-    PGD-Linf alone)."""
+    PGD-Linf alone); ``flag``: the option the epsilons came from, named in the error."""
+    at = f"`{flag}`: " if flag else ""
     shown: dict[str, float] = {}
     for eps in epsilons:
         text = format_epsilon(eps, ATTACKS[attack])
         if shown.setdefault(text, eps) != eps:
-            raise ConfigError(f"epsilons {shown[text]!r} and {eps!r} of {attack} are both {text} in "
+            raise ConfigError(f"{at}epsilons {shown[text]!r} and {eps!r} of {attack} are both {text} in "
                               "reports: give that budget once")
     if ATTACKS[attack] != "linf":
         return
@@ -182,13 +186,13 @@ def check_epsilons(attack: str, epsilons: Sequence[float], *, other_attacks: boo
             advice = (f"did you mean {eps:g}/255?" if float(eps).is_integer() and eps <= 255
                       else "Linf budgets are usually 1/255 to 16/255")
             raise ConfigError(
-                f"epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: {advice}"
+                f"{at}epsilon {eps:g} for the Linf attack {attack} is not on the [0, 1] pixel scale: {advice}"
             )
         if eps > 0.25:
             l2 = attack.replace("linf", "l2") if attack != "fgsm" else "pgd-l2"
             instead = f"; if you meant an L2 budget, use {l2} (" if other_attacks else " ("
             raise ConfigError(
-                f"epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
+                f"{at}epsilon {eps:g} for the Linf attack {attack} would let every pixel move by "
                 f"{eps:.0%} of its range{instead}Linf budgets are usually 1/255 to 16/255)"
             )
 
@@ -225,8 +229,8 @@ def select_attacks(
             raise ConfigError(f"`--steps` does not apply to {only} (a single-step attack)")
         chosen = [AttackSpec(s.attack, s.epsilons, {**s.params, "steps": steps})
                   if "steps" in ATTACK_KEYS[s.attack] else s for s in chosen]
-    for spec in chosen:
-        check_epsilons(spec.attack, spec.epsilons)
+    for spec in chosen:  # the suite's were checked when read: any at fault are --epsilons'
+        check_epsilons(spec.attack, spec.epsilons, flag="--epsilons")
     return tuple(chosen)
 
 
