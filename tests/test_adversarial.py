@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import sqlite3
 
 import numpy as np
 import pytest
@@ -436,6 +437,25 @@ def test_markdown_gives_models_measured_at_other_epsilon_lists_columns_of_their_
     assert lists == {("demo-gap", repr(1 / 255)): f"{1 / 255!r} {4 / 255!r}",
                      ("demo-gap", repr(4 / 255)): f"{1 / 255!r} {4 / 255!r}",
                      ("demo-isqrt", repr(4 / 255)): repr(4 / 255)}
+
+
+def test_a_run_stopped_mid_list_is_named_by_the_list_it_was_measured_with(demo_val, tmp_path):
+    """A model whose run stopped after 1/255 of 1/255,4/255 was named "fgsm 1/255 (epsilons 1/255)",
+    a list it was never measured with, apart from a finished model's column of the same list."""
+    store = tmp_path / "s.db"
+    for model in ("demo-gap", "demo-isqrt"):
+        attack_report(demo_val, store, model=model, attacks="fgsm", epsilons="1/255,4/255", limit=10,
+                      steps=None)
+    with sqlite3.connect(store) as db:  # what a run stopped before its second epsilon leaves
+        db.execute("DELETE FROM shards WHERE cell_id IN (SELECT cells.id FROM cells JOIN runs ON "
+                   "runs.id = cells.run_id WHERE runs.model = 'demo-isqrt' AND cells.name = 'fgsm' AND "
+                   "cells.level = ?)", (repr(4 / 255),))
+    markdown = CliRunner().invoke(main, ["report", "--store", str(store), "--no-intervals", "--format",
+                                         "markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    table = markdown.stdout[markdown.stdout.index("Robust accuracy (%)"):]
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert [c.strip() for c in header.strip("|").split("|")][2:] == ["fgsm 1/255", "fgsm 4/255"]
 
 
 def test_a_linf_median_perturbation_is_shown_on_its_epsilons_scale():

@@ -441,11 +441,14 @@ def _list_labels(reports: Sequence[Report]) -> Callable[[Report, Mapping], str]:
 
 def _epsilon_lists(entries: Sequence[Mapping]) -> dict[str, tuple[float, ...]]:
     """The epsilons each (attack, epsilon) of a report's ``attacks`` section was measured with, by
-    :func:`budget_label`."""
+    :func:`budget_label`: the list its cell records (a run stopped mid-list shows fewer epsilons
+    than it was measured with), else, for a cell stored before cells recorded it, the epsilons
+    the report shows of that attack and budget."""
     runs: dict[tuple, list[float]] = {}
     for entry in entries:
         runs.setdefault((entry["attack"], entry["budget_tag"]), []).append(entry["epsilon"])
-    return {budget_label(e): tuple(sorted(runs[e["attack"], e["budget_tag"]])) for e in entries}
+    return {budget_label(e): tuple(sorted(e.get("epsilons") or runs[e["attack"], e["budget_tag"]]))
+            for e in entries}
 
 
 def robust_accuracy(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
