@@ -5,12 +5,15 @@ say so, and its figures stay fixed."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import robustbench_gcp
 from robustbench_gcp.cli import main
+from robustbench_gcp.store import Store
 
 SELECTION = ("--perturbations", "translate,rotate,brightness")
 
@@ -386,3 +389,26 @@ def test_a_stored_baseline_named_after_alexnet_says_why_it_normalizes_nothing(de
     (said,) = [n for n in out["notes"] if n.startswith("ImageNet-C on a model of 10 classes")]
     assert said.endswith("; the mean corruption error and accuracy are unnormalized (a run stored with "
                          "`gcp-robust baseline` normalizes CE: --baseline alexnet,NAME)"), said
+
+
+def test_a_baseline_normalizes_models_whose_frames_are_cut_at_another_centre(demo_val, tmp_path):
+    """A model whose resize less crop is not a multiple of 4 (the demo's 73 / 64, Inception's
+    342 / 299) marks its non-geometric cells "centred-crop"; a baseline whose is (64 / 56, AlexNet's
+    256 / 224) does not: its figures of brightness were not found ("has no figures ..."), and
+    there was no mFR nor mT5D. Its figures are its own at its own sizes, as rotate's are."""
+    store = tmp_path / "s.db"
+    common = p_args(demo_val, store, 4, "--difficulties", 1,
+                    selection=("--perturbations", "brightness,rotate"))
+    weights = Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth"
+    cli("baseline", "--model", "robustbench_gcp.models.demo_nets:demo_gap", "--checkpoint", weights,
+        "--preprocess", "resize_size=64,input_size=56",  # (64 - 56) % 4 == 0
+        "--name", "square", *common)
+    report = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", "square", *common)
+    assert report["metrics"]["mFR"] is not None and report["metrics"]["mT5D"] is not None, report["notes"]
+    figures = {p["perturbation"]: p for p in report["perturbations"]}
+    assert set(figures) == {"brightness", "rotate"}
+    with Store(store, read_only=True) as s:
+        (base,) = [r for r in s.runs() if r.model != "demo-isqrt"]
+        variants = {key.name: json.loads(key.variant) for _, key in s.cells(base.id)
+                    if key.kind == "imagenet-p"}
+    assert "geometry" not in variants["brightness"]  # the baseline's own cells, unmarked

@@ -90,6 +90,33 @@ def test_a_subclass_that_changes_the_forward_pass_is_not_split():
     assert not has_stem(tempered)
 
 
+def test_a_model_with_hooks_of_its_own_is_not_split():
+    """A hook registered on the model itself (a temperature on its logits) runs only when the model
+    is called, which the split never does: the landscape at the stem measured the model without
+    it (L(X) 2.12 at the stem, 2.22 at the pixels, on the same images). Hooks on its parts run."""
+    from robustbench_gcp.models.external import BroughtModel
+    from robustbench_gcp.models.resnet import PreprocessConfig
+
+    x = torch.randn(2, 3, 64, 64)
+    hooks = {"forward hook": lambda m: m.register_forward_hook(lambda _, i, out: out / 4),
+             "forward pre-hook": lambda m: m.register_forward_pre_hook(lambda _, i: (i[0] * 2,)),
+             "backward hook": lambda m: m.register_full_backward_hook(lambda _, gi, go: None)}
+    for kind, register in hooks.items():
+        for brought in (False, True):
+            net = torchvision.models.resnet18(num_classes=4).eval()
+            register(net)
+            model = BroughtModel(net, "mine", 4, PreprocessConfig()) if brought else net
+            assert not has_stem(model), kind
+            with pytest.raises(ConfigError, match=rf"has a {kind} registered on the model itself, which the "
+                                                  "split at the stem would skip"):
+                split_at_stem(model)
+    parts = torchvision.models.resnet18(num_classes=4).eval()  # a hook on a child: the split runs it
+    parts.layer1.register_forward_hook(lambda _, i, out: out * 0.5)
+    with torch.no_grad():
+        split = split_at_stem(parts)
+        torch.testing.assert_close(split.rest(split.stem(x)), parts(x), rtol=0, atol=0)
+
+
 def test_a_brought_models_own_code_raising_in_the_split_is_one_line():
     """A brought ResNet whose block raises: the stem split runs the module's parts, not its forward
     pass, and raised the user's exception as it was (a traceback); now it is the forward pass's

@@ -156,6 +156,17 @@ def test_imagenet_p_headline_is_at_the_smallest_difficulty_with_a_test_perturbat
     (comparison,) = json.loads(result.stdout)["comparisons"]
     assert ("mFR and mT5D (or the mean flip figures) at difficulty 2, the smallest every compared model "
             "has") in comparison["notes"]
+    # the Markdown table per perturbation too: at 2 for both (it took 1, any model's smallest: the
+    # model measured at 2 alone was dashes, and the other's mean FP was not the comparison's)
+    markdown = runner.invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "markdown",
+                                    "--suite", "imagenet-p"])
+    table = markdown.output[markdown.output.index("flip probability per perturbation"):]
+    assert table.startswith("flip probability per perturbation (%, unnormalized, difficulty 2)")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| demo-")}
+    assert set(rows) == {"demo-gap", "demo-isqrt"} and not any("| - |" in row for row in rows.values())
+    mean = {r["model"]: r["metrics"]["by_difficulty"]["2"]["mean_flip_probability"] for r in reports.values()}
+    for model, row in rows.items():
+        assert row.split("|")[2].strip() == f"{100 * mean[model]:.2f}"
 
 
 @pytest.mark.parametrize(("width", "height"), [(90, 73), (73, 75), (100, 83), (73, 73), (300, 260)])

@@ -136,9 +136,24 @@ def _candidate(model: nn.Module) -> tuple[Callable[[nn.Module], Stem], type | No
 
 def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
     found = _candidate(_own(model))
-    if found is None or _forward_change(_own(model), found[1]) is not None:
+    if found is None or _forward_change(_own(model), found[1]) is not None or _hooks(model):
         return None
     return found[0]
+
+
+#: a module's hooks that only its own call runs (the split calls its children, never it)
+_HOOKS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward hook",
+          "_backward_pre_hooks": "backward pre-hook", "_backward_hooks": "backward hook"}
+
+
+def _hooks(model: nn.Module) -> str | None:
+    """The kind of a hook registered on the model itself (``register_forward_hook``: a temperature,
+    a normalization of its outputs), which the split at the stem would skip, else None."""
+    for module in dict.fromkeys((model, _own(model))):
+        for attribute, kind in _HOOKS.items():
+            if getattr(module, attribute, None):
+                return kind
+    return None
 
 
 def _forward_change(model: nn.Module, family: type | None) -> str | None:
@@ -161,6 +176,9 @@ def no_stem_reason(model: nn.Module) -> str:
     change = _forward_change(_own(model), found[1]) if found else None
     if change:
         return (f"changes the forward pass of its family ({change}), which the split at the stem "
+                "would skip")
+    if found and (hook := _hooks(model)):
+        return (f"has a {hook} registered on the model itself, which the split at the stem "
                 "would skip")
     return f"has no known stem; models with one: {STEM_FAMILIES}"
 

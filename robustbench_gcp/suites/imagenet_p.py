@@ -474,7 +474,11 @@ class ImageNetPSuite(LevelledSuite):
             return None
         every = [e for r in reports for e in r.sections["perturbations"]]
         test = averaged_perturbations(report_dataset(reports[0]))
-        difficulty = min(e["difficulty"] for e in [e for e in every if e["perturbation"] in test] or every)
+        # the comparisons': the smallest every model has of the test perturbations (the smallest
+        # any had showed a model measured at 2 alone as dashes, beside its mean at 2 above)
+        held = [{e["difficulty"] for e in r.sections["perturbations"] if e["perturbation"] in test}
+                or {e["difficulty"] for e in r.sections["perturbations"]} for r in reports]
+        difficulty = min(set.intersection(*held) or set.union(*held))
         names = column_names(reports, "perturbations", "perturbation", tuple(report_order(test)))
         shown = [e for e in every if e["difficulty"] == difficulty]
         names = [p for p in names if any(e["perturbation"] == p for e in shown)]
@@ -495,7 +499,8 @@ class ImageNetPSuite(LevelledSuite):
         columns = [Column("model", justify="left"), Column(mean, header, ".1f" if normalized else ".2f")]
         columns += [Column(p, p.replace("_", " "), ".1f" if normalized else ".2f") for p in names]
         unit = "baseline = 100" if normalized else "%, unnormalized"
-        at = f", difficulty {difficulty}" if len({e["difficulty"] for e in every}) > 1 else ""
+        several = len({e["difficulty"] for e in every}) > 1
+        at = f", difficulty {difficulty}" if difficulty != 1 or several else ""
         return to_markdown(rows, columns,
                            title=f"{reports[0].heading}: {label} per perturbation ({unit}{at})")
 

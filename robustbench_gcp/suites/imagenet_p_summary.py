@@ -14,7 +14,7 @@ import numpy as np
 from corruptions import PERTURBATION_SUBSETS
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.metrics import figures_of_counts, relative_rate
-from robustbench_gcp.store import CellKey, CellResult, Store
+from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
 from robustbench_gcp.suites.base import clean_entry, coverage_note, dataset_of, variant_of
 from robustbench_gcp.suites.revisions import revision_of, unrevised
 from robustbench_gcp.suites.sequence_tasks import pairs_of, per_video
@@ -191,16 +191,20 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     run = store.baseline(name)
     if run is None:
         return FlipBaseline(name, None)
-    cells = {key: cid for cid, key in store.cells(run.id)}
-    wanted = [key for key in keys if key.kind == "imagenet-p"]
-    results = [store.cell_result(cells[key], key, run.n_shards) for key in wanted if key in cells]
+    cells: dict[CellKey, int] = {}  # less the centred-crop mark, the baseline's own (marked) first
+    for cid, key in store.cells(run.id):
+        if _uncropped(key) not in cells or _uncropped(key) != key:
+            cells[_uncropped(key)] = cid
+    wanted = {key: _uncropped(key) for key in keys if key.kind == "imagenet-p"}  # run's -> baseline's
+    results = [store.cell_result(cells[plain], key, run.n_shards) for key, plain in wanted.items()
+               if plain in cells]
     stored: dict[tuple, int] = {}  # the baseline's cells less their revision -> their newest revision
     for key in cells:
         stored[unrevised(key)] = max(stored.get(unrevised(key), 1), revision_of(key))
     revised = {(key.name, int(key.level)): "older" if stored[unrevised(key)] < revision_of(key)
-               else "newer" for key in wanted if key not in cells and unrevised(key) in stored}
+               else "newer" for key in wanted.values() if key not in cells and unrevised(key) in stored}
     held = {(key.name, key.level): variant_of(key) for key in cells if key.kind == "imagenet-p"}
-    for key in wanted:  # held only of another dataset's images, or from the other source
+    for key in wanted.values():  # held only of another dataset's images, or from the other source
         theirs, cell = held.get((key.name, key.level)), (key.name, int(key.level))
         if key in cells or cell in revised or theirs is None:
             continue
@@ -217,3 +221,16 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
             pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
     return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
+
+
+def _uncropped(key: CellKey) -> CellKey:
+    """``key`` less the mark of frames cut at a centre crop a pixel off earlier versions' (a model
+    whose resize less crop is not a multiple of 4: Inception's 342 / 299): a baseline's flips
+    are its own, at its own sizes, whatever the sizes of the model it normalizes (Inception's
+    brightness found no AlexNet figures: no mFR). A baseline with the mark holds its marked
+    cells first: its unmarked ones are of versions before the mark, a pixel off."""
+    variant = variant_of(key)
+    if variant.get("geometry") != "centred-crop":
+        return key
+    del variant["geometry"]
+    return CellKey(key.kind, key.name, key.level, canonical_json(variant))
