@@ -586,10 +586,26 @@ def on_grid(values: torch.Tensor, like: torch.Tensor, peak: float = 1.0) -> torc
     return true_div(level + (scaled - level).clamp_(max=1 - 1e-3), 255.0).to(like.dtype)
 
 
+#: OpenCV's RGB2GRAY weights, as the float32 numbers it multiplies by
+_GREY_R, _GREY_G, _GREY_B = (float(torch.tensor(w, dtype=torch.float32)) for w in (0.299, 0.587, 0.114))
+
+
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
-    """OpenCV's RGB2GRAY on floats: 0.299 R + 0.587 G + 0.114 B; (B, 3, H, W) -> (B, 1, H, W)."""
+    """OpenCV's RGB2GRAY on floats: 0.299 R + 0.587 G + 0.114 B; (B, 3, H, W) -> (B, 1, H, W).
+
+    float32 images get OpenCV's own float32 arithmetic (4.x / 5.x, its vector loop):
+    ``fma(B, 0.114f, fma(R, 0.299f, G * 0.587f))``, each fused multiply-add rounded once (here in
+    float64, which holds the product of two float32 numbers exactly), bit for bit what
+    ``cv2.cvtColor(x, COLOR_RGB2GRAY)`` gives rows of a multiple of 8 pixels (the presets' 32,
+    64 and 224; other widths: an ulp off at a few columns, OpenCV's remainder loop). Summed in
+    float32 in R, G, B order it was an ulp off at 34 of 256 grey levels, where ``1.5 grey +
+    0.5`` landed on the other side of a level: snow's uint8 values a level off on grey images."""
     r, g, b = x.unbind(1)
-    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    if x.dtype != torch.float32:
+        return (_GREY_R * r + _GREY_G * g + _GREY_B * b).unsqueeze(1)
+    wide = exact_dtype(x.device)
+    inner = (r.to(wide) * _GREY_R + (g * _GREY_G).to(wide)).to(torch.float32)
+    return (b.to(wide) * _GREY_B + inner.to(wide)).to(torch.float32).unsqueeze(1)
 
 
 # --------------------------------------------------------------------------------------

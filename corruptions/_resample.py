@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +27,42 @@ def zoom_center(x: torch.Tensor, factor: float, mode: str = "bilinear") -> torch
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
     out_h, out_w = int(round(crop_h * factor)), int(round(crop_w * factor))
     crop = x[..., top : top + crop_h, left : left + crop_w]
-    zoomed = F.interpolate(crop, size=(out_h, out_w), mode=mode, align_corners=True)
     trim_h, trim_w = (out_h - height) // 2, (out_w - width) // 2
+    if mode == "bilinear" and x.device.type == "cpu":
+        rows = _linear_weights(crop_h, out_h, x.dtype)
+        cols = _linear_weights(crop_w, out_w, x.dtype)
+        # along the columns (of the transposed crop), then the rows, as torch's formula nests them
+        wide = _linear_pass(crop.transpose(-1, -2).contiguous(), [c[trim_w : trim_w + width] for c in cols])
+        return _linear_pass(wide.transpose(-1, -2).contiguous(), [r[trim_h : trim_h + height] for r in rows])
+    zoomed = F.interpolate(crop, size=(out_h, out_w), mode=mode, align_corners=True)
     return zoomed[..., trim_h : trim_h + height, trim_w : trim_w + width]
+
+
+def _linear_weights(n: int, size: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Where each of ``size`` points resampled linearly from ``n`` with corners aligned reads
+    (two indices) and their weights, in ``dtype``, as torch computes them: positions
+    ``(n - 1) / (size - 1) * i``, floored as a C float (``floorf``)."""
+    if size == n:  # (torch copies: weights 1 and 0)
+        same = torch.arange(n)
+        return same, same, torch.ones(n, dtype=dtype), torch.zeros(n, dtype=dtype)
+    ratio = torch.tensor(float(n - 1), dtype=dtype) / (size - 1) if size > 1 else torch.zeros((), dtype=dtype)
+    position = ratio * torch.arange(size, dtype=dtype)
+    low = torch.floor(position.to(torch.float32)).to(torch.int64).clamp_(max=n - 1)
+    weight1 = (position - low.to(dtype)).clamp_(0, 1)
+    return low, low + (low < n - 1).to(torch.int64), 1 - weight1, weight1
+
+
+def _linear_pass(x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``x`` resampled along its rows (dim -2): ``x[low] * w0 + x[high] * w1``, each operation a
+    kernel of its own, so that every value is rounded the same way at any thread count.
+
+    On the CPU, ``F.interpolate(..., "bilinear", align_corners=True)`` takes other kernels by
+    the thread count (a vectorized one for one thread; other roundings): zoom_blur's values
+    changed with it (a torchrun rank runs one thread: a uint8 level off the original at a
+    pixel). Rows, not columns: ``index_select`` along the last dimension is 7x slower."""
+    low, high, weight0, weight1 = weights
+    out = x.index_select(-2, low).mul_(weight0.unsqueeze(-1))
+    return out.add_(x.index_select(-2, high).mul_(weight1.unsqueeze(-1)))
 
 
 def pil_box_matrix(n_in: int, n_out: int) -> torch.Tensor:

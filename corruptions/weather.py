@@ -623,7 +623,8 @@ register(Corruption(
     "snow", "weather", presets(SNOW, SNOW_CIFAR, SNOW_TINY), _snow, _snow_sample,
     doc="zoomed thresholded Gaussian snow layer, motion-blurred, added with its 180-degree "
         "rotation to a whitened image.",
-    revision=2,  # 0.7.14: the small presets' layer truncated to uint8 before the blur, as their scripts
+    revision=3,  # 0.7.30: OpenCV's float32 grey bit for bit (0.7.14: the small presets' layer
+    # truncated to uint8 before the blur, as their scripts)
 ))
 register(Corruption(
     "frost", "weather", presets(FROST, FROST_CIFAR, FROST_TINY), _frost, _frost_sample,

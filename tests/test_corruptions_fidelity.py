@@ -279,6 +279,35 @@ def test_chamfer_distance_matches_opencv(limit, chunk):
     assert ours.max() == pytest.approx(min(limit, 150), rel=0.1)
 
 
+@pytest.mark.parametrize("width", [32, 64, 224])
+def test_grey_is_opencvs_float32_rgb2gray_to_the_bit(width):
+    """snow's whitening takes OpenCV's float32 grey; summed in float32 it was an ulp off at 34 of
+    the 256 grey levels, and 1.5 grey + 0.5 a uint8 level off at 0.5 % of a grey image's values."""
+    from corruptions._ops import rgb_to_gray
+
+    rng = np.random.default_rng(width)
+    levels = np.resize(np.arange(256, dtype=np.float32) / np.float32(255), (8, width))
+    grey = np.repeat(levels[..., None], 3, axis=2)
+    colours = rng.random((8, width, 3), dtype=np.float32) * np.float32(rng.choice([1.0, 1.5]))
+    for image in (grey, colours):
+        ours = rgb_to_gray(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())[0, 0].numpy()
+        assert np.array_equal(ours, cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+
+
+def test_zoom_blur_is_the_same_at_any_thread_count(photos):
+    """torch's CPU bilinear resize takes another kernel for three channels on one thread (other
+    roundings): zoom_blur's values changed with the thread count (a torchrun rank runs one)."""
+    threads = torch.get_num_threads()
+    outputs = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            outputs.append(corrupt(photos.float(), "zoom_blur", 5))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_equalize_hist_matches_opencv():
     from corruptions.weather import equalize_hist
 

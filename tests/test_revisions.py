@@ -22,7 +22,7 @@ def test_the_marks_of_changed_corruptions_only():
     assert revision_mark("saturate", "torch") == {"revision": 2}
     for changed in ("contrast", "glass_blur", "motion_blur"):  # 0.7.12: the original's bytes
         assert revision_mark(changed, "torch") == {"revision": 2}
-    assert revision_mark("snow", "torch") == {"revision": 2}  # 0.7.13: the small presets' bytes
+    assert revision_mark("snow", "torch") == {"revision": 3}  # 0.7.13: the small presets' bytes; 0.7.30 grey
     assert revision_mark("frost", "torch") == {"revision": 3}  # 0.7.5, 0.7.13 (Tiny's textures)
     assert revision_mark("gaussian_noise", "torch") == {}  # unchanged: older stores' cells stay found
     assert revision_mark("gaussian_noise", "reference") == {"revision": 2}
@@ -155,8 +155,9 @@ def test_an_earlier_revision_of_a_perturbation_is_recomputed_and_reported_once(d
     from robustbench_gcp.suites.revisions import current_revision, perturbation_revision
 
     assert perturbation_revision("gaussian_blur", "torch") == 2
-    for changed in ("spatter", "motion_blur", "snow"):  # 0.7.12: black dry frames; sums in double
+    for changed in ("spatter", "motion_blur"):  # 0.7.12: black dry frames; sums in double
         assert perturbation_revision(changed, "torch") == 2
+    assert perturbation_revision("snow", "torch") == 3  # 0.7.30: OpenCV's float32 grey, bit for bit
     assert perturbation_revision("gaussian_blur", "released") == perturbation_revision("rotate", "torch") == 1
     assert current_revision(CellKey("imagenet-p", "gaussian_blur", "1", '{"source":"torch"}')) == 2
     store = tmp_path / "s.db"

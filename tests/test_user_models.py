@@ -402,7 +402,8 @@ def test_a_bad_preprocess_is_refused_before_compute(tmp_path, image_folder):
     from robustbench_gcp.errors import ConfigError
 
     net = torchvision.models.resnet18()
-    own = "^preprocess input_size=300 does not fit the model's own resize_size 256: the crop"
+    own = (r"^preprocess input_size=300 does not fit resize_size 256, ImageNet's \(the model has no "
+           r"pretrained_cfg\)")
     for bad, message in (({"interpolation": "lanczos9"}, "should be one of"),
                          ({"input_size": 300}, own),
                          ({"input_size": 16}, r"^`preprocess\['input_size'\]` should be an integer >= 32. "
@@ -1083,6 +1084,22 @@ def test_some_preprocess_keys_are_laid_over_what_the_model_would_have(on_sys_pat
                             (PreprocessConfig(mean=mean), PreprocessConfig(mean=mean))):  # whole: as given
         brought = load_external(external_source("small_net:build", given), "small")
         assert brought.pretrained_cfg == expected, given
+    # sizes alone fit the module's own sizes, not ImageNet's (resize 90 was refused as not fitting
+    # "the model's own input_size 224", before the module was built)
+    brought = load_external(external_source("small_net:build", {"resize_size": 90}), "small")
+    assert brought.pretrained_cfg == PreprocessConfig(64, 90)
+    with pytest.raises(ConfigError, match=r"preprocess resize_size=50 does not fit the model's own "
+                                          r"input_size 64: the crop"):
+        load_external(external_source("small_net:build", {"resize_size": 50}), "small")
+    (on_sys_path / "plain_net.py").write_text(
+        "import torch\n\n"
+        "def build():\n"
+        "    nn = torch.nn\n"
+        "    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))\n")
+    with pytest.raises(ConfigError, match=r"preprocess resize_size=90 does not fit input_size 224, "
+                                          r"ImageNet's \(the model has no pretrained_cfg\): the crop .*; "
+                                          r"give input_size too$"):
+        load_external(external_source("plain_net:build", {"resize_size": 90}), "plain")
 
 
 def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():

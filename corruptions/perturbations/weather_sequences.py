@@ -149,7 +149,8 @@ register_perturbation(Perturbation(
         "sigma 4, angle 4 i - 150), added with its 180-degree rotation to a whitened image "
         "(CIFAR-10-P: zoom 2, radius 10, sigma 2; Tiny-ImageNet-P: N(.05, .28), zoom 2, radius 10, "
         "sigma 2.5)",
-    revision=2,  # 0.7.12: the layer in float64 (scipy's zoom), the blur's sums in double
+    revision=3,  # 0.7.30: OpenCV's float32 grey bit for bit (0.7.12: the layer in float64, scipy's
+    # zoom, the blur's sums in double)
 ))
 register_perturbation(Perturbation(
     "brightness", 31, _brightness, storage="truncate-exact",

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
 import sys
@@ -46,6 +45,7 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
+from robustbench_gcp.models.weights_hash import module_hash
 
 __all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
            "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
@@ -92,13 +92,15 @@ class ExternalSource:
 
 def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
                       model: nn.Module | None = None, *,
-                      base: PreprocessConfig | None = None) -> PreprocessConfig:
+                      base: PreprocessConfig | None = None, fit: bool = True) -> PreprocessConfig:
     """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
     ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
     ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, a dict of those keys, or timm's dict
     (:func:`_timm_preprocess`), else ImageNet's. A dict's missing keys are those of ``base``, else
     of what the module would have without it (``mean=`` alone kept ImageNet's 256 / 224 for a
-    module made for 73 / 64, which then erred on 60 % of its images). Checked whichever it is.
+    module made for 73 / 64, which then erred on 60 % of its images). Checked whichever it is;
+    ``fit=False`` leaves out whether a dict's sizes fit those below them (before the module is
+    built, which may have sizes of its own: :func:`load_external` checks it then).
 
     Raises:
         ConfigError: an unknown key or a bad value.
@@ -112,13 +114,20 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
         below = base if base is not None else preprocess_config(None, model)
         check_preprocess_values(given, lambda key: f"{what}['{key}']")  # each named as given
         laid = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
-        if laid["resize_size"] < laid["input_size"]:  # one of them is the model's own
+        if fit and laid["resize_size"] < laid["input_size"]:  # one of them is the model's own
             mine = "input_size" if "input_size" in given else "resize_size"
             theirs = "resize_size" if mine == "input_size" else "input_size"
-            raise ConfigError(f"preprocess {mine}={laid[mine]} does not fit the model's own {theirs} "
-                              f"{laid[theirs]}: the crop (input_size) is of the resized image "
-                              f"(resize_size); give {theirs} too")
-        given = laid
+            size = f"{theirs} {laid[theirs]}"
+            own = getattr(model, "pretrained_cfg", None)
+            if base is not None or isinstance(own, (PreprocessConfig, Mapping)):
+                size = f"the model's own {size}"
+            else:
+                size += ", ImageNet's (the model has no pretrained_cfg)"
+            raise ConfigError(f"preprocess {mine}={laid[mine]} does not fit {size}: the crop (input_size) "
+                              f"is of the resized image (resize_size); give {theirs} too")
+        if fit or laid["resize_size"] >= laid["input_size"]:
+            given = laid  # (else the keys alone, checked: the built module's sizes decide, and
+            # load_external lays them on those, or on ImageNet's where it has none, and checks the fit)
     if given is None:
         own = getattr(model, "pretrained_cfg", None)
         ours = isinstance(own, PreprocessConfig) or (  # or a dict of this tool's keys, as preprocess=
@@ -348,7 +357,7 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         return made
 
     some = preprocess if isinstance(preprocess, Mapping) else None  # the module's own cfg fills the rest
-    return ExternalSource(ref, build, preprocess_config(preprocess),
+    return ExternalSource(ref, build, preprocess_config(preprocess, fit=some is None),
                           own_preprocess=preprocess is None or some is not None, preprocess_given=some)
 
 
@@ -535,14 +544,24 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
     model = model.to(device)
     cfg = source.preprocess
     own = getattr(model, "pretrained_cfg", None)
-    if source.own_preprocess and isinstance(own, (PreprocessConfig, Mapping)):
+    mine = source.own_preprocess and isinstance(own, (PreprocessConfig, Mapping))
+    if mine or source.preprocess_given is not None:  # some keys: on the module's own, else ImageNet's
         try:
-            cfg = preprocess_config(source.preprocess_given, model)
+            cfg = preprocess_config(source.preprocess_given, model if mine else None)
         except ConfigError as error:
             option = "preprocess=" if source.ref.startswith("module:") else "--preprocess"
-            raise ConfigError(f"{said_as(source.ref)}: {error} (or give {option})") from None
+            other = f" (or give {option})" if source.preprocess_given is None else ""  # the cfg's fault
+            raise ConfigError(f"{said_as(source.ref)}: {error}{other}") from None
     classes, probabilities = probe_output(model, cfg.input_size, source.ref)
     return BroughtModel(model, label, classes, cfg, returns_probabilities=probabilities).eval()
+
+
+def state_dict_hash(model: nn.Module) -> str:
+    """SHA-256 of the weights of a module you bring (:func:`~.weights_hash.module_hash`; of the
+    module held, for a :class:`BroughtModel`)."""
+    while isinstance(model, BroughtModel):
+        model = model.net
+    return module_hash(model)
 
 
 def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:
@@ -557,137 +576,3 @@ def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str
             or weight.shape[0] == last.weight.shape[0]:
         return model
     return source.build(num_classes=int(weight.shape[0]))
-
-
-def state_dict_hash(model: nn.Module) -> str:
-    """SHA-256 of a module's state dict (the module you brought, for a :class:`BroughtModel`):
-    names, dtypes, shapes and values, in key order; then the tensors it computes with but does
-    not save (:func:`_unsaved_tensors`), where it has any (a module without keeps the hash it
-    had before they counted)."""
-    while isinstance(model, BroughtModel):
-        model = model.net
-    digest = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        if not isinstance(tensor, torch.Tensor):  # a module's extra state (get_extra_state)
-            digest.update(f"{key}\textra\n".encode())
-            _hash_extra(digest, tensor)
-            continue
-        _hash_tensor(digest, key, tensor)
-    unsaved = _unsaved_tensors(model)
-    if unsaved:
-        digest.update(b"unsaved\n")
-        for key, tensor in unsaved:
-            _hash_tensor(digest, key, tensor)
-    return digest.hexdigest()
-
-
-def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:
-    digest.update(f"{key}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
-    digest.update(_tensor_bytes(tensor))
-
-
-def _unsaved_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The tensors ``model`` may compute with that its state dict leaves out: non-persistent
-    buffers (``register_buffer(..., persistent=False)``: a normalization's mean, a table of
-    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``), by
-    qualified name. Two modules differing only in those give other outputs: one hash reused a
-    run's results for the other."""
-    found = []
-    for prefix, module in model.named_modules():
-        prefix = f"{prefix}." if prefix else ""
-        for name in sorted(module._non_persistent_buffers_set):
-            buffer = module._buffers.get(name)
-            if buffer is not None:
-                found.append((f"{prefix}{name}", buffer))
-        for name, value in vars(module).items():
-            if isinstance(value, torch.Tensor) and not name.startswith("__"):
-                found.append((f"{prefix}{name} (attribute)", value))
-    return found
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """A tensor's values as the bytes of its dtype, in row-major order, wherever it lies (a sparse
-    one's dense values: ``contiguous`` refuses its layout)."""
-    tensor = tensor.detach().cpu()
-    if tensor.layout != torch.strided:
-        tensor = tensor.to_dense()
-    return tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
-_MAX_DEPTH = 100  # nesting past which extra state is hashed by its repr
-
-
-def _reduced(value) -> tuple | None:
-    """What pickle would save of an object with Python's default repr (its address): its class,
-    arguments and state (``__slots__`` and C-level state too: a ``random.Random``'s), the items
-    of a list or dict subclass; None where it cannot be pickled."""
-    try:
-        reduced = value.__reduce_ex__(4)
-    except Exception:  # noqa: BLE001 (any object's own reduce may raise anything)
-        return None
-    if not isinstance(reduced, tuple) or len(reduced) < 2:
-        return None
-    func, args, *rest = reduced
-    items = [None if it is None else list(it) for it in rest[1:3]]
-    return (getattr(func, "__qualname__", repr(func)), args, rest[0] if rest else None, *items)
-
-
-def _hash_extra(digest, value, seen: tuple[int, ...] = ()) -> None:
-    """A module's extra state into ``digest``, the same in every process: containers element by
-    element, tensors and NumPy arrays by their bytes (a repr summarizes them: arrays differing
-    in the middle of 2,000 values had one hash), buffers (``io.BytesIO``) by their contents, sets
-    in the order of their elements' hashes (their order is the process's hash seed's), and an
-    object with the default repr (its address) by what pickle saves of it (:func:`_reduced`).
-    Anything else, and anything nested deeper than ``_MAX_DEPTH``, by its repr (an address in it
-    makes each process's hash another: a new run, never another run's results)."""
-    import hashlib
-    import io
-
-    import numpy as np
-
-    if id(value) in seen:  # a container holding one it is in: which one, by its depth
-        digest.update(f"cycle {seen.index(id(value))}\n".encode())
-        return
-    inner = (*seen, id(value))
-    if len(seen) > _MAX_DEPTH:
-        digest.update(f"{type(value).__name__} {value!r}\n".encode())
-    elif isinstance(value, torch.Tensor):
-        digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
-        digest.update(_tensor_bytes(value))
-    elif isinstance(value, np.ma.MaskedArray):
-        _hash_extra(digest, ("masked", np.ma.getdata(value), np.ma.getmaskarray(value),
-                             value.fill_value), inner)
-    elif isinstance(value, np.ndarray):
-        array = np.asarray(value)  # a subclass's values (its type in the header)
-        digest.update(f"{type(value).__qualname__} {array.dtype!s} {array.shape}\n".encode())
-        if array.dtype.hasobject:
-            _hash_extra(digest, array.ravel().tolist(), inner)
-        else:
-            digest.update(np.ascontiguousarray(array).tobytes())
-    elif isinstance(value, (set, frozenset)):
-        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
-        parts = []
-        for item in value:
-            part = hashlib.sha256()
-            _hash_extra(part, item, inner)
-            parts.append(part.digest())
-        digest.update(b"".join(sorted(parts)))
-    elif isinstance(value, Mapping):
-        digest.update(f"dict {len(value)}\n".encode())
-        for key, item in value.items():
-            _hash_extra(digest, key, inner)
-            _hash_extra(digest, item, inner)
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
-        for item in value:
-            _hash_extra(digest, item, inner)
-    elif isinstance(value, io.BytesIO):
-        digest.update(b"bytesio\n" + value.getvalue())
-    elif isinstance(value, (bytes, bytearray)):
-        digest.update(b"bytes\n" + bytes(value))
-    elif type(value).__repr__ is object.__repr__ and (reduced := _reduced(value)) is not None:
-        # "<... object at 0x7f...>": the address, each process another
-        digest.update(f"object {type(value).__module__}.{type(value).__qualname__}\n".encode())
-        _hash_extra(digest, reduced, inner)
-    else:  # numbers, strings, None ...: their repr
-        digest.update(f"{type(value).__name__} {value!r}\n".encode())
