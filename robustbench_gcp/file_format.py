@@ -47,11 +47,37 @@ def _mindspore_tensor_name(head: bytes) -> str | None:
     return name.decode("ascii")
 
 
+#: the opcodes a protocol 0 or 1 pickle (no PROTO header) starts with: a global, a mark, an empty
+#: container, a number or string, None (pickletools' names)
+_OLD_PICKLE_STARTS = {"GLOBAL", "MARK", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "LONG", "INT", "BININT",
+                      "BININT1", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "NONE"}
+
+
+def _old_pickle(head: bytes) -> bool:
+    """Whether ``head`` reads as a protocol 0 or 1 pickle (``torch.save(..., pickle_protocol=0)``, a
+    text pickle that names ``os.system``): a known first opcode, then opcodes to a STOP or to the
+    end of the bytes read. Such a file was said to be "neither ... a pickle"."""
+    import io
+    import pickletools
+
+    ops = 0
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(head)):
+            if ops == 0 and opcode.name not in _OLD_PICKLE_STARTS:
+                return False
+            ops += 1
+            if opcode.name == "STOP":
+                return True
+    except ValueError as error:  # cut short by the head's end (else an unknown opcode: not a pickle)
+        return ops >= 2 and "unknown" not in str(error)
+    return ops >= 2
+
+
 def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
     """``zip`` or ``pickle``, or raise a CheckpointError saying what the file (``label``) is instead."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5 or _old_pickle(head):
         return "pickle"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) \

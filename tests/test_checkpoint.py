@@ -777,6 +777,26 @@ def test_the_fitting_model_hint_keeps_the_square_root_asked_for(tmp_path, isqrt1
     assert str(pickle.loads(pickle.dumps(entry))) == str(entry)
     assert str(error.value).endswith("use --model resnet18-dropcov, without --sqrt (resnet18-dropcov has no "
                                      "matrix square root).")  # the original is unchanged
+    # the plan's check (eval's, before any compute) gives the same hints: it built the model with
+    # its own root ("use --model resnet18-mpncov --sqrt newton-schulz" against --sqrt svd)
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.models.loading import check_checkpoint
+
+    isqrt_file = save(zoo_layout(isqrt18.state_dict()), tmp_path / "zoo.pth")
+    images = tmp_path / "images" / "n01440764"
+    images.mkdir(parents=True)
+    torchvision.transforms.functional.to_pil_image(torch.rand(3, 96, 96)).save(images / "a.png")
+    said = CliRunner().invoke(main, ["eval", "--model", "resnet18-mpncov", "--sqrt", "svd", "--checkpoint",
+                                     str(isqrt_file), "--data", str(tmp_path / "images"), "--store",
+                                     str(tmp_path / "s.db")])
+    assert said.exit_code != 0 and "use --model resnet18-isqrt --sqrt svd to evaluate it" in said.output, \
+        said.output
+    with pytest.raises(CheckpointError, match=r": use --model resnet18-dropcov, without --sqrt \("):
+        check_checkpoint("resnet18-isqrt", path, sqrt="eig")
+    with pytest.raises(CheckpointError, match="use --model resnet18-isqrt --sqrt svd to evaluate it"):
+        check_checkpoint("resnet18-mpncov", isqrt_file, sqrt="svd")
 
 
 @pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
@@ -830,8 +850,9 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("how", ["zip", "legacy", "pickle-2", "pickle-4"])
+@pytest.mark.parametrize("how", ["zip", "legacy", "pickle-0", "pickle-1", "pickle-2", "pickle-4"])
 def test_error_a_file_that_would_run_code_is_named_as_such(tmp_path, isqrt18, how):
+    """(protocols 0 and 1, without the PROTO header, were said to be "neither ... a pickle")"""
     marker = tmp_path / "ran"
     payload = {"state_dict": zoo_layout(isqrt18.state_dict()), "hook": _RunsCode(marker)}
     path = tmp_path / f"evil-{how}.pth"
@@ -845,6 +866,16 @@ def test_error_a_file_that_would_run_code_is_named_as_such(tmp_path, isqrt18, ho
     with pytest.raises(CheckpointError, match="would import and call"):
         inspect_checkpoint(path)
     assert not marker.exists()
+
+
+def test_a_legacy_file_of_pickle_protocol_0_is_named_as_such(tmp_path, isqrt18):
+    """torch.save(..., pickle_protocol=0): weights_only=True cannot read it; it was "a Python pickle
+    but not a PyTorch checkpoint"."""
+    path = tmp_path / "p0.pth"
+    torch.save(zoo_layout(isqrt18.state_dict()), path, _use_new_zipfile_serialization=False,
+               pickle_protocol=0)
+    check_error(path, r"is a pickle of protocol 0 or 1 \(opcode \d+\), which torch.load\(weights_only=True\) "
+                      "cannot read")
 
 
 @pytest.mark.parametrize("bad", ["nan-conv", "inf-bias"])

@@ -288,3 +288,37 @@ def test_triu_vectorize_works_with_autograd_after_inference_mode():
     a = torch.rand(2, 7, 7, requires_grad=True)
     triu_vectorize(a).sum().backward()
     assert a.grad is not None and a.grad.triu().sum() == 2 * 28
+
+
+@pytest.mark.parametrize("failure", ["raises", "nan"])
+def test_a_matrix_whose_float32_eigh_fails_is_decomposed_in_float64(monkeypatch, failure):
+    """LAPACK's float32 eigh did not converge (a traceback), or gave NaN (NaN logits), on MPN-COV
+    covariances of a trace near 2e-6 whose float64 decomposition is fine (which float32 matrix
+    fails depends on the machine's LAPACK: the failure is made here). The failing matrix alone is
+    decomposed in float64; the others keep their float32 values, as in any batch."""
+    A = spd(batch=3, d=5, dtype=torch.float32)
+    expected = eig_sqrt(A)
+    real = torch.linalg.eigh
+
+    def failing(matrix, *args, **kwargs):  # the second matrix of a batch fails in float32
+        if matrix.dtype == torch.float32 and matrix.ndim == 3 and matrix.shape[0] > 1:
+            if failure == "raises":
+                raise torch.linalg.LinAlgError("linalg.eigh: (Batch element 1): The algorithm failed to "
+                                               "converge")
+            values, vectors = real(matrix, *args, **kwargs)
+            values[1] = float("nan")
+            return values, vectors
+        if failure == "raises" and matrix.dtype == torch.float32 and torch.equal(matrix, A[1]):
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return real(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing)
+    root = eig_sqrt(A)
+    assert root.dtype == torch.float32 and root.isfinite().all()
+    assert torch.equal(root[0], expected[0]) and torch.equal(root[2], expected[2])
+    wide = eig_sqrt(A[1:2].double(), eps=torch.finfo(torch.float32).eps)[0]
+    torch.testing.assert_close(root[1].double(), wide, rtol=1e-5, atol=1e-6)
+    # the gradient flows through the float64 decomposition's vectors too
+    leaf = A.clone().requires_grad_()
+    eig_sqrt(leaf).sum().backward()
+    assert leaf.grad.isfinite().all()

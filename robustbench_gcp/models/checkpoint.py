@@ -227,6 +227,14 @@ def read_checkpoint(path: str | Path) -> Any:
                 "save it again with torch.save's default protocol") from None
         if kind == "zip":  # torch.save's archive, with its data.pkl damaged
             raise truncated(path, reason.group(1) if reason else message) from None
+        with open(path, "rb") as handle:
+            old = handle.read(1) != b"\x80"  # no PROTO opcode: protocol 0 or 1
+        if old and reason and reason.group(2):
+            raise CheckpointError(
+                f"'{path}' is a pickle of protocol 0 or 1 (opcode {reason.group(2)}), which "
+                "torch.load(weights_only=True) cannot read. Only if you trust the file and where it came "
+                "from, load it yourself with torch.load(..., weights_only=False) and save it again with "
+                "torch.save's default protocol") from None
         raise CheckpointError(
             f"'{path}' is a Python pickle but not a PyTorch checkpoint"
             f"{f' ({reason.group(1)})' if reason else ''}."

@@ -476,13 +476,15 @@ def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | 
 
 
 def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = None,
-                     ema: bool = True) -> int:
+                     ema: bool = True, sqrt: str | None = None, ns_iters: int | None = None) -> int:
     """Check, without building the model's weights, that ``checkpoint`` loads strictly into the
-    registered model ``name``; return its number of classes.
+    registered model ``name`` (with the matrix function ``sqrt`` / ``ns_iters`` asked for); return
+    its number of classes.
 
     Reads the file (the sha256 is checked) and compares names and shapes with the model
     built on the meta device: what :func:`load_model` would refuse, this refuses with the same
-    message.
+    message (its hint names the root asked for: the model's own root was advised against
+    ``--sqrt svd``).
 
     Raises:
         UnknownNameError, CheckpointError: as :func:`load_model`.
@@ -490,7 +492,7 @@ def check_checkpoint(name: str, checkpoint: str | Path, *, sha256: str | None = 
     model_info(name)
     loaded = read_state_dict(checkpoint, sha256=sha256, ema=ema)
     with torch.device("meta"):
-        model = _model_for(name, loaded)
+        model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
     check_fit(model, loaded)
     return model.num_classes
 

@@ -188,7 +188,7 @@ class _SpectralSqrt(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A: torch.Tensor, method: str, eps: float) -> torch.Tensor:
         if method == "eig":
-            values, U = torch.linalg.eigh(A)
+            values, U = _eigh(A)
         else:  # SVD of a PSD matrix: A = V diag(s) V^T (SVD-Pade uses V)
             _, values, Vh = torch.linalg.svd(A)
             U = Vh.mH
@@ -203,6 +203,36 @@ class _SpectralSqrt(torch.autograd.Function):
         K = 1.0 / (root.unsqueeze(-1) + root.unsqueeze(-2))
         grad_a = U @ (K * (U.mH @ grad.to(U.dtype) @ U)) @ U.mH
         return grad_a, None, None
+
+
+def _eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh(A)``; a matrix whose float32 decomposition fails (LAPACK's solver did not
+    converge, or gave NaN, for covariances of a trace near 2e-6 whose float64 one is fine: a
+    traceback, or NaN logits) decomposed alone in float64 and rounded back. Each matrix's values
+    are its own whatever its batch: a batch's decomposition is each matrix's (LAPACK runs them one
+    by one), and a failed batch is decomposed matrix by matrix."""
+    try:
+        values, U = torch.linalg.eigh(A)
+    except torch.linalg.LinAlgError:
+        if A.dtype == torch.float64 or A.ndim == 2:
+            return _eigh_wide(A)
+        flat = A.reshape(-1, *A.shape[-2:])
+        parts = [_eigh(matrix) for matrix in flat]
+        values = torch.stack([v for v, _ in parts]).reshape(A.shape[:-1])
+        return values, torch.stack([u for _, u in parts]).reshape(A.shape)
+    if A.dtype == torch.float64:
+        return values, U
+    bad = ~(values.isfinite().all(-1) & U.isfinite().flatten(-2).all(-1))
+    if bad.any():
+        values, U = values.clone(), U.clone()
+        values[bad], U[bad] = _eigh_wide(A[bad])
+    return values, U
+
+
+def _eigh_wide(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``eigh`` in float64, as ``A``'s dtype (float64 itself: raised as torch raises it)."""
+    values, U = torch.linalg.eigh(A.to(torch.float64))
+    return values.to(A.dtype), U.to(A.dtype)
 
 
 def _spectral_sqrt(A: torch.Tensor, method: str, dtype: torch.dtype, eps: float | None):

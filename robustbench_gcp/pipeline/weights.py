@@ -285,14 +285,15 @@ def check_weights(choice: ModelChoice) -> int:
     stat = path.stat()
     with said_where(choice.configured):
         return _checked_classes(choice.arch, str(real_path(path)), stat.st_size, stat.st_mtime_ns,
-                                choice.spec.sha256, choice.ema)
+                                choice.spec.sha256, choice.ema, choice.sqrt, choice.ns_iters)
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | None, ema: bool) -> int:
+def _checked_classes(arch: str, path: str, size: int, mtime: int, sha256: str | None, ema: bool,
+                     sqrt: str | None, ns_iters: int | None) -> int:
     from robustbench_gcp.models.loading import check_checkpoint
 
-    return check_checkpoint(arch, path, sha256=sha256, ema=ema)
+    return check_checkpoint(arch, path, sha256=sha256, ema=ema, sqrt=sqrt, ns_iters=ns_iters)
 
 
 def chosen_input_size(choice: ModelChoice) -> int:
