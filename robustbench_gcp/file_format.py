@@ -47,37 +47,65 @@ def _mindspore_tensor_name(head: bytes) -> str | None:
     return name.decode("ascii")
 
 
-#: the opcodes a protocol 0 or 1 pickle (no PROTO header) starts with: a global, a mark, an empty
-#: container, a number or string, None (pickletools' names)
+#: how ``torch.save(..., pickle_protocol=0 or 1, _use_new_zipfile_serialization=False)`` starts: its
+#: magic number as a protocol 0 long
+_LEGACY_TEXT_MAGIC = b"L119547037146038801333356L\n."
+
+
+def _old_pickle(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes starting with ``head`` is a protocol 0 or 1 pickle (no
+    PROTO header): a legacy ``torch.save`` of such a protocol, or a whole pickle in ``head`` whose
+    opcodes read without error to a STOP on its last byte (a text pickle that names
+    ``os.system``: it was "neither ... a pickle"). Text of a few letters that reads as opcodes
+    ("N.B. ...": NONE, STOP) stops before the file's end."""
+    import io
+    import pickletools
+
+    if head.startswith(_LEGACY_TEXT_MAGIC):
+        return True
+    if size > len(head) or size < 2:
+        return False
+    stream = io.BytesIO(head[:size])
+    try:
+        ops = list(pickletools.genops(stream))
+    except Exception:  # noqa: BLE001 (any decoding error: not a pickle)
+        return False
+    return bool(ops) and ops[-1][0].name == "STOP" and stream.tell() == size
+
+
+#: the opcodes a protocol 0 or 1 pickle starts with: a global, a mark, an empty container, a
+#: number or string, None (pickletools' names)
 _OLD_PICKLE_STARTS = {"GLOBAL", "MARK", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "LONG", "INT", "BININT",
                       "BININT1", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "NONE"}
 
 
-def _old_pickle(head: bytes) -> bool:
-    """Whether ``head`` reads as a protocol 0 or 1 pickle (``torch.save(..., pickle_protocol=0)``, a
-    text pickle that names ``os.system``): a known first opcode, then opcodes to a STOP or to the
-    end of the bytes read. Such a file was said to be "neither ... a pickle"."""
+def _runs_code_unheaded(path: Path, head: bytes) -> bool:
+    """Whether ``path``, whose ``head`` starts like a protocol 0 or 1 pickle (a first opcode of
+    :data:`_OLD_PICKLE_STARTS` and another after it), names a global that runs code when
+    unpickled (``os.system``): refused as such, not as unrecognized data, however large."""
     import io
     import pickletools
 
-    ops = 0
+    from robustbench_gcp.pickle_scan import code_global
+
+    stream, ops = io.BytesIO(head), 0
     try:
-        for opcode, _, _ in pickletools.genops(io.BytesIO(head)):
+        for opcode, _, _ in pickletools.genops(stream):
             if ops == 0 and opcode.name not in _OLD_PICKLE_STARTS:
                 return False
             ops += 1
-            if opcode.name == "STOP":
-                return True
-    except ValueError as error:  # cut short by the head's end (else an unknown opcode: not a pickle)
-        return ops >= 2 and "unknown" not in str(error)
-    return ops >= 2
+            if ops >= 2:
+                break
+    except ValueError:
+        return False
+    return ops >= 2 and code_global(path, "pickle") is not None
 
 
 def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
     """``zip`` or ``pickle``, or raise a CheckpointError saying what the file (``label``) is instead."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5 or _old_pickle(head):
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) \
@@ -107,6 +135,8 @@ def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
         kind = "a tar archive"
     elif head.startswith(b"\x89HDF"):
         kind = "an HDF5 file (Keras / TensorFlow)"
+    elif _old_pickle(head, path.stat().st_size) or _runs_code_unheaded(path, head):
+        return "pickle"
     else:
         kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
     raise CheckpointError(

@@ -797,6 +797,14 @@ def test_the_fitting_model_hint_keeps_the_square_root_asked_for(tmp_path, isqrt1
         check_checkpoint("resnet18-isqrt", path, sqrt="eig")
     with pytest.raises(CheckpointError, match="use --model resnet18-isqrt --sqrt svd to evaluate it"):
         check_checkpoint("resnet18-mpncov", isqrt_file, sqrt="svd")
+    # a GAP file too ("use --model resnet18-gap." kept the --sqrt that GAP refuses)
+    gap_file = save(zoo_layout(create_model("resnet18-gap", num_classes=CLASSES).state_dict()),
+                    tmp_path / "gap.pth")
+    with pytest.raises(CheckpointError, match=r"use --model resnet18-gap, without --sqrt \(resnet18-gap has "
+                                              r"no matrix square root\)\.$"):
+        check_checkpoint("resnet18-isqrt", gap_file, sqrt="svd")
+    with pytest.raises(CheckpointError, match=r"use --model resnet18-gap\.$"):
+        check_checkpoint("resnet18-isqrt", gap_file)
 
 
 @pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
@@ -868,14 +876,35 @@ def test_error_a_file_that_would_run_code_is_named_as_such(tmp_path, isqrt18, ho
     assert not marker.exists()
 
 
-def test_a_legacy_file_of_pickle_protocol_0_is_named_as_such(tmp_path, isqrt18):
-    """torch.save(..., pickle_protocol=0): weights_only=True cannot read it; it was "a Python pickle
-    but not a PyTorch checkpoint"."""
+@pytest.mark.parametrize("protocol", [0, 1])
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_checkpoint_of_pickle_protocol_0_or_1_is_named_as_such(tmp_path, isqrt18, protocol, zipped):
+    """torch.save(..., pickle_protocol=0): weights_only=True cannot read it; it was "truncated or
+    corrupted ... Download it again" (zip) or "a Python pickle but not a PyTorch checkpoint"."""
     path = tmp_path / "p0.pth"
-    torch.save(zoo_layout(isqrt18.state_dict()), path, _use_new_zipfile_serialization=False,
-               pickle_protocol=0)
+    torch.save(zoo_layout(isqrt18.state_dict()), path, _use_new_zipfile_serialization=zipped,
+               pickle_protocol=protocol)
     check_error(path, r"is a pickle of protocol 0 or 1 \(opcode \d+\), which torch.load\(weights_only=True\) "
                       "cannot read")
+
+
+def test_text_and_archives_are_not_taken_for_old_pickles(tmp_path, isqrt18):
+    """Reading protocol 0 pickles (no header) took text that reads as opcodes ("N.B.": NONE, STOP) and
+    a tar archive of a checkpoint ("Net.pth") for pickles: "truncated", or torch's advice to load it
+    with weights_only=False."""
+    import tarfile
+
+    notes = tmp_path / "notes.pth"
+    notes.write_text("N.B. weights moved to s3\n")
+    keras = tmp_path / "k.pth"
+    keras.write_text("Keras weights 1.0\n")
+    for path in (notes, keras):
+        check_error(path, r"is not a PyTorch checkpoint: it holds unrecognized data")
+    inner = save(zoo_layout(isqrt18.state_dict()), tmp_path / "Net.pth")
+    archive = tmp_path / "net.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(inner, arcname="Net.pth")
+    check_error(archive, r"is not a PyTorch checkpoint: it holds a tar archive")
 
 
 @pytest.mark.parametrize("bad", ["nan-conv", "inf-bias"])

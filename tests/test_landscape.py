@@ -320,6 +320,13 @@ def test_steps_that_move_no_image_are_said_to_be_rounding(demo_val, tmp_path):
     assert " of 10 images no step (up to eta = 2e-12) changed the loss or the gradient in float32" in said[0]
     plain = CliRunner().invoke(main, common)
     assert not [n for n in json.loads(plain.stdout)["notes"] if "by rounding" in n]
+    # steps that move some images' gradient but not their loss (a random-weight MobileNetV2's
+    # gradient of norm 6e-10 gave beta-smoothness 837, rounding, unsaid)
+    small = json.loads(CliRunner().invoke(main, [*common, "--etas", "1e-7:2e-7:2"]).stdout)
+    (said,) = [n for n in small["notes"] if "changed the loss in float32 (their loss band is 0)" in n]
+    assert said.startswith("landscape clean: for 1 of 10 images no step (up to eta = 2e-07)"), said
+    assert said.endswith("measure rounding more than the landscape, their gradient change and "
+                         "beta-smoothness too; raise the steps (--etas)")
 
 
 def test_etas_take_fractions():
@@ -611,3 +618,24 @@ def test_unquoted_etas_in_yaml_are_told_to_be_quoted(tmp_path):
                                            'it ("1:2:3")')
     config.write_text('suites:\n  ls:\n    kind: landscape\n    at: pixels\n    etas: "1:2:3"\n')
     assert CliRunner().invoke(main, ["suites", "--config", str(config)]).exit_code == 0
+
+
+def test_models_measured_with_other_steps_on_the_same_images_are_said_to_be_compared_apart(demo_val,
+                                                                                          tmp_path):
+    """A MobileNetV2 takes its authors' steps by default: compared with ResNets at theirs, each
+    model had a comparison table of its own, and nothing said why."""
+    store = tmp_path / "s.db"
+    landscape_eval(demo_val, store, model="demo-gap", limit=4)
+    landscape_eval(demo_val, store, model="demo-isqrt", limit=4, etas="0:0.2:3")
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--resamples", "100", "--format",
+                                       "json"])
+    assert result.exit_code == 0, result.output
+    comparisons = json.loads(result.stdout)["comparisons"]
+    assert len(comparisons) == 2
+    for comparison in comparisons:
+        (model,) = [m["model"] for m in comparison["models"]]
+        other = "demo-isqrt" if model == "demo-gap" else "demo-gap"
+        (note,) = [n for n in comparison["notes"] if "compared apart" in n]
+        assert note.startswith(f"{model} (landscape (")
+        assert f"is compared apart from {other} (landscape (" in note
+        assert note.endswith("measured on the same images another way")

@@ -651,11 +651,26 @@ def test_a_baseline_of_another_datasets_images_says_which(cifar, tiny):
                                      "--format", "json"]
     report_json(run("baseline", "--model", "small_cifar_net:build", "--name", "pbase", "--suite", "cifar10-p",
                     "--data", cifar / "cifar-10-batches-py", "--store", store, *common))
-    ours = report_json(run("eval", "--model", "small_tiny_net:build", "--suite", "tinyimagenet-p", "--data",
-                           tiny / "tiny-imagenet-200", "--store", store, "--baseline", "pbase", *common))
+    tiny_run = ["--model", "small_tiny_net:build", "--suite", "tinyimagenet-p", "--data",
+                tiny / "tiny-imagenet-200", "--store", store, *common]
+    # eval refuses it before any compute (a CIFAR-10-C baseline under a Tiny-ImageNet-C or CIFAR run
+    # left every CE empty under "normalized by the stored baseline", advising to store it again)
+    refused = run("eval", *tiny_run, "--baseline", "pbase")
+    assert refused.exit_code == 2 and refused.stderr == (
+        "Error: `--baseline pbase` cannot normalize this run of Tiny-ImageNet images: 'pbase' holds cells of "
+        "CIFAR-10 images (a baseline normalizes runs of its own dataset: store one of Tiny-ImageNet with "
+        "`gcp-robust baseline`)\n")
+    report_json(run("eval", *tiny_run))
+    stored = report_json(run("report", "--store", store, "--baseline", "pbase", "--model",
+                             "small_tiny_net:build", "--format", "json", "--no-intervals"))
+    (ours,) = stored["reports"]
     assert ours["perturbations"][0]["FR"] is None
     assert any("baseline 'pbase' holds brightness/1 of CIFAR-10 images, this run's are of Tiny-ImageNet"
                in note for note in ours["notes"]), ours["notes"]
+    # a baseline of the run's dataset beside it is taken (the other one is not refused then)
+    report_json(run("baseline", "--name", "tbase", *tiny_run))
+    both = report_json(run("eval", *tiny_run, "--baseline", "pbase,tbase"))
+    assert both["metrics"]["baseline"] == "tbase" and both["metrics"]["mT5D"] == 100.0, both["metrics"]
 
 
 def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(cifar, tiny):

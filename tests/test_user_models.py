@@ -889,6 +889,22 @@ def test_tensors_a_module_computes_with_but_does_not_save_are_in_its_weights_has
         plain.bias.copy_(torch.tensor([0.5, -1.0]))
     plain.register_buffer("seen", torch.tensor([3]))
     assert state_dict_hash(plain) == "0d9ee3e67419c551cfb431dcf25eebba4a4f7e52f7e775a0bd23f5949ee36c5f"
+    # a tensor with no data (a shape probe on the meta device) is hashed by its kind (a traceback),
+    # a nested one by its parts, tensors in a list or dict attribute by their values
+    probe = torch.nn.Linear(3, 2)
+    probe.shape_probe = torch.empty(0, 3, device="meta")
+    state_dict_hash(probe)
+    nested = [torch.nn.Linear(3, 2) for _ in range(2)]
+    for net, value in zip(nested, (1.0, 2.0)):
+        torch.manual_seed(0)
+        net.load_state_dict(plain.state_dict(), strict=False)
+        net.parts = torch.nested.nested_tensor([torch.ones(2) * value, torch.ones(3)])
+    assert state_dict_hash(nested[0]) != state_dict_hash(nested[1])
+    listed = [torch.nn.Linear(3, 2) for _ in range(2)]
+    for net, value in zip(listed, (1.0, 2.0)):
+        net.load_state_dict(plain.state_dict(), strict=False)
+        net.stats = [torch.tensor(value)]
+    assert state_dict_hash(listed[0]) != state_dict_hash(listed[1])
     options = dict(name="mine", data=str(image_folder), store=str(tmp_path / "s.db"), workers=0,
                    batch_size=6, suite="clean")
     first = evaluate(Normalized([0.5, 0.5, 0.5], 2.0).eval(), **options)

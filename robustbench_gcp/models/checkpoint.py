@@ -152,6 +152,25 @@ def check_torch_version(version: str | None = None) -> None:
                               "to read checkpoints; upgrade it (pip install -U torch torchvision)")
 
 
+def _old_protocol(path: Path, kind: str) -> bool:
+    """Whether the pickle of a checkpoint (a zip's ``data.pkl``) has no PROTO opcode: protocol 0 or
+    1 (``torch.save(..., pickle_protocol=0)``), which ``weights_only=True`` cannot read (a zip of
+    one was called damaged)."""
+    import zipfile
+
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                first = archive.open(member).read(1) if member else b"\x80"
+        else:
+            with open(path, "rb") as handle:
+                first = handle.read(1)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return first not in (b"", b"\x80")
+
+
 def _runs_code(path: Path, name: str) -> CheckpointError:
     return CheckpointError(
         f"'{path}' was refused: unpickling it would import and call {name}, i.e. run code from "
@@ -225,16 +244,14 @@ def read_checkpoint(path: str | Path) -> Any:
                 "torch.load(weights_only=True) cannot read (or it is damaged). Only if you trust the file "
                 "and where it came from, load it yourself with torch.load(..., weights_only=False) and "
                 "save it again with torch.save's default protocol") from None
-        if kind == "zip":  # torch.save's archive, with its data.pkl damaged
-            raise truncated(path, reason.group(1) if reason else message) from None
-        with open(path, "rb") as handle:
-            old = handle.read(1) != b"\x80"  # no PROTO opcode: protocol 0 or 1
-        if old and reason and reason.group(2):
+        if reason and reason.group(2) and _old_protocol(path, kind):
             raise CheckpointError(
                 f"'{path}' is a pickle of protocol 0 or 1 (opcode {reason.group(2)}), which "
                 "torch.load(weights_only=True) cannot read. Only if you trust the file and where it came "
                 "from, load it yourself with torch.load(..., weights_only=False) and save it again with "
                 "torch.save's default protocol") from None
+        if kind == "zip":  # torch.save's archive, with its data.pkl damaged
+            raise truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(
             f"'{path}' is a Python pickle but not a PyTorch checkpoint"
             f"{f' ({reason.group(1)})' if reason else ''}."

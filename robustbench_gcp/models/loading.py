@@ -270,7 +270,8 @@ def _suggestion(loaded: StateDict, requested: nn.Module, name: str) -> tuple[str
     roots = [m.sqrt for m in requested.modules() if isinstance(m, CovariancePool)]
     root = roots[0] if roots else wanted.sqrt if wanted else None
     keep = bool(best_head and best_head.sqrt and root and root != best_head.sqrt)
-    drop = bool(best_head and best_head.covariance and not best_head.sqrt and wanted and root != wanted.sqrt)
+    # a --sqrt given, where the fitting model has no root (DropCov's plain covariance, GAP): leave it out
+    drop = bool(best_head and not best_head.sqrt and wanted and root != wanted.sqrt)
     return "", FitHint(best, _dims(state_dict), sqrt=root if keep else None, no_sqrt=not keep and drop)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,8 +31,12 @@ def module_hash(model: nn.Module) -> str:
     unsaved = _unsaved_tensors(model)
     if unsaved:
         digest.update(b"unsaved\n")
-        for key, tensor in unsaved:
-            _hash_tensor(digest, key, tensor)
+        for key, value in unsaved:
+            if isinstance(value, torch.Tensor):
+                _hash_unsaved(digest, key, value)
+            else:  # a container of tensors
+                digest.update(f"{key}\textra\n".encode())
+                _hash_extra(digest, value)
     return digest.hexdigest()
 
 
@@ -40,12 +45,30 @@ def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:
     digest.update(_tensor_bytes(tensor))
 
 
-def _unsaved_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+def _hash_unsaved(digest, key: str, tensor: torch.Tensor) -> None:
+    """A tensor kept outside the state dict: by its values; a nested one by its components'; one
+    with no data to read (on the meta device: a shape probe) by its kind alone (its bytes raised)."""
+    if tensor.is_nested:
+        digest.update(f"{key}\tnested {tensor.dtype}\n".encode())
+        for k, part in enumerate(tensor.unbind()):
+            _hash_unsaved(digest, f"{key}[{k}]", part)
+    elif tensor.is_meta:
+        digest.update(f"{key}\tmeta {tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
+    else:
+        _hash_tensor(digest, key, tensor)
+
+
+#: what every module keeps in its ``__dict__`` (its parameters, buffers, children, hooks): the
+#: state dict's or no tensors
+_MODULE_STATE = frozenset(vars(nn.Module()))
+
+
+def _unsaved_tensors(model: nn.Module) -> list[tuple[str, Any]]:
     """The tensors ``model`` may compute with that its state dict leaves out: non-persistent
     buffers (``register_buffer(..., persistent=False)``: a normalization's mean, a table of
-    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``), by
-    qualified name. Two modules differing only in those give other outputs: one hash reused a
-    run's results for the other."""
+    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``, or a list,
+    tuple or dict of them), by qualified name. Two modules differing only in those give other
+    outputs: one hash reused a run's results for the other."""
     found = []
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
@@ -54,8 +77,12 @@ def _unsaved_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
             if buffer is not None:
                 found.append((f"{prefix}{name}", buffer))
         for name, value in vars(module).items():
-            if isinstance(value, torch.Tensor) and not name.startswith("__"):
-                found.append((f"{prefix}{name} (attribute)", value))
+            if name.startswith("__") or name in _MODULE_STATE:
+                continue
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) \
+                else ()
+            if isinstance(value, torch.Tensor) or any(isinstance(v, torch.Tensor) for v in items):
+                found.append((f"{prefix}{name} (attribute)", value))  # (a list of them too)
     return found
 
 

@@ -63,6 +63,7 @@ from robustbench_gcp.suites import (
     flag_suites,
     get_suite,
 )
+from robustbench_gcp.suites.stored_baselines import check_stored_datasets
 
 _INTEGERS = ("batch_size", "workers", "seed", "limit", "shard_size", "ns_iters")
 
@@ -324,6 +325,9 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
         # a model of other classes is another task, which only a stored run of it normalizes
         suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection)
+    if suite.uses_baseline:
+        check_stored_datasets(baseline_names(options.baseline), config.baselines, Path(options.store), suite,
+                              label_space(dataset, num_classes))
     if labels_matter(suite, options.data is not None):
         check_classes(images, num_classes, choice.label, released=options.data is None,
                       asked_sorted=options.class_order == "sorted")

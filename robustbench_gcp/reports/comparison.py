@@ -31,7 +31,7 @@ Headline metrics per suite kind:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,8 +221,10 @@ def compare_reports(
     comparisons = []
     # one comparison per experiment: suite, source and image set (a store may hold runs on
     # different --limit subsets, or cells made another way)
-    for experiment, group in experiments(reports).items():
+    grouped = experiments(reports)
+    for experiment, group in grouped.items():
         cells, notes = _common_cells(group)
+        notes += _apart(experiment, group, grouped)
         names = [report.model for report in group]
         ref = 0
         named = _named(reference, names, reference_labels) if reference is not None else []
@@ -268,6 +270,20 @@ def compare_reports(
         comparison["notes"] = notes + list(dict.fromkeys(n for d in designs for n in d.notes))
         comparisons.append(comparison)
     return comparisons
+
+
+def _apart(experiment: tuple[str, str], group: Sequence[Report],
+           grouped: Mapping[tuple[str, str], Sequence[Report]]) -> list[str]:
+    """A note naming the models of the same suite measured on the same images another way (another
+    source or settings: a MobileNetV2's landscape at its authors' steps beside ResNets at theirs),
+    which are compared in a table of their own (two tables of one model each said nothing)."""
+    others = [(heading, [r.model for r in reports]) for (heading, images), reports in grouped.items()
+              if images == experiment[1] and heading != experiment[0] and reports[0].suite == group[0].suite]
+    if not others:
+        return []
+    told = "; ".join(f"{', '.join(models)} ({heading})" for heading, models in others)
+    return [f"{', '.join(r.model for r in group)} ({experiment[0]}) is compared apart from {told}: "
+            "measured on the same images another way"]
 
 
 def _normalizer(report: Report, results: Sequence) -> object:

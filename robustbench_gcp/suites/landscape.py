@@ -134,14 +134,21 @@ def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str
     gradient change and beta-smoothness are 0 by rounding, not a smooth landscape."""
     moved = settings.etas.values() > 0
     losses, changes = per["losses"][:, moved], per["changes"][:, moved]
-    unchanged = (changes == 0).all(axis=1) & (losses == per["loss"][:, None]).all(axis=1)
-    still = (per["grad_norm"] > 0) & unchanged
-    if not moved.any() or not still.any():
+    same_loss = (per["grad_norm"] > 0) & (losses == per["loss"][:, None]).all(axis=1)
+    still = same_loss & (changes == 0).all(axis=1)
+    if not moved.any() or not same_loss.any():
         return []
     cell = "clean" if not result.key.level else f"{result.key.name}/{result.key.level}"
-    return [f"landscape {cell}: for {int(still.sum())} of {len(still)} images no step (up to eta = "
-            f"{settings.etas.high:g}) changed the loss or the gradient in float32: their loss band, gradient "
-            "change and beta-smoothness are 0 by rounding, not smoothness; raise the steps (--etas)"]
+    notes = [f"landscape {cell}: for {int(still.sum())} of {len(still)} images no step (up to eta = "
+             f"{settings.etas.high:g}) changed the loss or the gradient in float32: their loss band, "
+             "gradient change and beta-smoothness are 0 by rounding, not smoothness; raise the steps "
+             "(--etas)"]
+    loss_only = same_loss & ~still  # (a random-weight MobileNetV2's gradient of norm 6e-10)
+    notes += [f"landscape {cell}: for {int(loss_only.sum())} of {len(still)} images no step (up to eta = "
+              f"{settings.etas.high:g}) changed the loss in float32 (their loss band is 0): steps this small "
+              "measure rounding more than the landscape, their gradient change and beta-smoothness too; "
+              "raise the steps (--etas)"]
+    return [note for note, count in zip(notes, (still.sum(), loss_only.sum())) if count]
 
 
 def _entries(report: Report) -> list[tuple[str, dict]]:

@@ -170,6 +170,51 @@ def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> 
     raise UnknownNameError("baseline", name, known | stored)
 
 
+def check_stored_datasets(names: Sequence[str], known: Iterable[str], store_path: Path, suite: Any,
+                          dataset: Any) -> None:
+    """Refuse ``--baseline`` names that are all baselines stored of another dataset's images than
+    ``dataset``'s: their cells normalize nothing here. A Tiny-ImageNet-C baseline given to a
+    CIFAR-10-C run left every CE empty under "normalized by the stored baseline", with the advice
+    to store it again.
+
+    Raises:
+        ConfigError: every name is such a baseline (named, with the dataset its cells are of).
+    """
+    import json
+
+    from robustbench_gcp.data.datasets import DATASETS, dataset_mark
+    from robustbench_gcp.engine.ranks import is_main_process
+    from robustbench_gcp.errors import ConfigError
+
+    known = set(known)
+    if not names or any(name in known for name in names) or not is_main_process() \
+            or not Path(store_path).is_file():
+        return
+    from robustbench_gcp.store import Store
+
+    ours = dataset_mark(dataset).get("dataset", "imagenet")
+    theirs: dict[str, set[str]] = {}
+    with Store(store_path, read_only=True) as store:
+        for name in names:
+            run = store.baseline(name)
+            if run is None:
+                return  # (refused as unknown elsewhere)
+            marks = {json.loads(key.variant).get("dataset", "imagenet") for _, key in store.cells(run.id)
+                     if key != CLEAN and suite.owns(key)}
+            if not marks or ours in marks:
+                return
+            theirs[name] = marks
+
+    def title(mark: str) -> str:
+        return DATASETS[mark].title if mark in DATASETS else mark
+
+    told = "; ".join(f"'{name}' holds cells of {', '.join(sorted(map(title, marks)))} images"
+                     for name, marks in theirs.items())
+    raise ConfigError(f"`--baseline {','.join(names)}` cannot normalize this run of {title(ours)} images: "
+                      f"{told} (a baseline normalizes runs of its own dataset: store one of {title(ours)} "
+                      "with `gcp-robust baseline`)")
+
+
 def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -> None:
     """``--baseline`` of a command reporting every suite: some suite must know each of its names.
 
