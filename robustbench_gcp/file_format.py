@@ -7,6 +7,7 @@ cached (:func:`robustbench_gcp.fetch.resolve_checkpoint`)."""
 from __future__ import annotations
 
 import json
+import pickletools
 import re
 import zipfile
 import zlib
@@ -51,54 +52,64 @@ def _mindspore_tensor_name(head: bytes) -> str | None:
 #: magic number as a protocol 0 long
 _LEGACY_TEXT_MAGIC = b"L119547037146038801333356L\n."
 
-
-def _old_pickle(head: bytes, size: int) -> bool:
-    """Whether a file of ``size`` bytes starting with ``head`` is a protocol 0 or 1 pickle (no
-    PROTO header): a legacy ``torch.save`` of such a protocol, or a whole pickle in ``head`` whose
-    opcodes read without error to a STOP on its last byte (a text pickle that names
-    ``os.system``: it was "neither ... a pickle"). Text of a few letters that reads as opcodes
-    ("N.B. ...": NONE, STOP) stops before the file's end."""
-    import io
-    import pickletools
-
-    if head.startswith(_LEGACY_TEXT_MAGIC):
-        return True
-    if size > len(head) or size < 2:
-        return False
-    stream = io.BytesIO(head[:size])
-    try:
-        ops = list(pickletools.genops(stream))
-    except Exception:  # noqa: BLE001 (any decoding error: not a pickle)
-        return False
-    return bool(ops) and ops[-1][0].name == "STOP" and stream.tell() == size
-
-
 #: the opcodes a protocol 0 or 1 pickle starts with: a global, a mark, an empty container, a
 #: number or string, None (pickletools' names)
 _OLD_PICKLE_STARTS = {"GLOBAL", "MARK", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "LONG", "INT", "BININT",
                       "BININT1", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "NONE"}
 
+#: their first bytes
+OLD_PICKLE_FIRST_BYTES = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
+                                   if op.name in _OLD_PICKLE_STARTS)
 
-def _runs_code_unheaded(path: Path, head: bytes) -> bool:
-    """Whether ``path``, whose ``head`` starts like a protocol 0 or 1 pickle (a first opcode of
-    :data:`_OLD_PICKLE_STARTS` and another after it), names a global that runs code when
-    unpickled (``os.system``): refused as such, not as unrecognized data, however large."""
-    import io
-    import pickletools
+#: the largest file read to tell a protocol 0 or 1 pickle (larger ones are unrecognized data), and
+#: the longest line of one (a text opcode's argument: a file of zeros read as one was read whole)
+_OLD_PICKLE_SCAN, _OLD_PICKLE_LINE = 1 << 30, 64 << 20
 
-    from robustbench_gcp.pickle_scan import code_global
 
-    stream, ops = io.BytesIO(head), 0
-    try:
-        for opcode, _, _ in pickletools.genops(stream):
-            if ops == 0 and opcode.name not in _OLD_PICKLE_STARTS:
-                return False
-            ops += 1
-            if ops >= 2:
-                break
-    except ValueError:
+class _Capped:
+    """A binary file read through ``read`` / ``readline`` up to ``cap`` bytes in all, lines of at
+    most :data:`_OLD_PICKLE_LINE` bytes (a longer one, cut, fails to decode)."""
+
+    def __init__(self, handle, cap: int):
+        self.handle, self.left = handle, cap
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.handle.read(self.left if n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.handle.readline(min(self.left, _OLD_PICKLE_LINE))
+        self.left -= len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+
+def _old_pickle(path: Path, head: bytes) -> bool:
+    """Whether ``path`` is a protocol 0 or 1 pickle (no PROTO header): a legacy ``torch.save`` of
+    such a protocol, or one pickle whose opcodes, from a first one of :data:`_OLD_PICKLE_STARTS`,
+    read without error to a STOP on the file's last byte, streamed (files of at most
+    :data:`_OLD_PICKLE_SCAN` bytes). A pickle that names ``os.system`` was "neither ... a
+    pickle"; text that reads as a few opcodes ("N.B. ...": NONE, STOP) stops before the file's
+    end. Nothing is unpickled."""
+    if head.startswith(_LEGACY_TEXT_MAGIC):
+        return True
+    if head[:1] not in OLD_PICKLE_FIRST_BYTES:
         return False
-    return ops >= 2 and code_global(path, "pickle") is not None
+    size = path.stat().st_size
+    if size > _OLD_PICKLE_SCAN:
+        return False
+    with open(path, "rb") as handle:
+        stream = _Capped(handle, size)
+        last = None
+        try:
+            for opcode, _, _ in pickletools.genops(stream):
+                last = opcode.name
+        except Exception:  # noqa: BLE001 (any decoding error: not a pickle)
+            return False
+        return last == "STOP" and stream.tell() == size
 
 
 def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
@@ -120,6 +131,8 @@ def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
             "'Download anyway') and check its size and sha256."
         )
     name = _mindspore_tensor_name(head)
+    if name is None and _old_pickle(path, head):  # (before the guess by a .ckpt name alone)
+        return "pickle"
     if name is not None or suffix.lower() == ".ckpt":
         found = f" (protobuf, first tensor '{name}')" if name else ""
         raise CheckpointError(
@@ -135,8 +148,6 @@ def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
         kind = "a tar archive"
     elif head.startswith(b"\x89HDF"):
         kind = "an HDF5 file (Keras / TensorFlow)"
-    elif _old_pickle(head, path.stat().st_size) or _runs_code_unheaded(path, head):
-        return "pickle"
     else:
         kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
     raise CheckpointError(

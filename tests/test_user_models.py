@@ -905,6 +905,20 @@ def test_tensors_a_module_computes_with_but_does_not_save_are_in_its_weights_has
         net.load_state_dict(plain.state_dict(), strict=False)
         net.stats = [torch.tensor(value)]
     assert state_dict_hash(listed[0]) != state_dict_hash(listed[1])
+    # deeper in containers too; a meta tensor there is hashed by its kind; only the tensors of a
+    # container count (a function's repr holds an address: another hash in each process), and
+    # not the model's own parameters an RNN keeps in a list (its stored runs were recomputed)
+    from robustbench_gcp.models.weights_hash import _unsaved_tensors
+
+    deep = [torch.nn.Linear(3, 2) for _ in range(2)]
+    for net, value in zip(deep, (1.0, 2.0)):
+        net.load_state_dict(plain.state_dict(), strict=False)
+        net.norm = {"scale": (torch.tensor(value),), "probes": [torch.empty(0, 3, device="meta")],
+                    "ops": [torch.relu]}
+    assert state_dict_hash(deep[0]) != state_dict_hash(deep[1])
+    assert [key for key, _ in _unsaved_tensors(deep[0])] == [
+        "norm (attribute)['scale'][0]", "norm (attribute)['probes'][0]"]
+    assert _unsaved_tensors(torch.nn.LSTM(3, 4)) == []
     options = dict(name="mine", data=str(image_folder), store=str(tmp_path / "s.db"), workers=0,
                    batch_size=6, suite="clean")
     first = evaluate(Normalized([0.5, 0.5, 0.5], 2.0).eval(), **options)

@@ -168,7 +168,9 @@ def _old_protocol(path: Path, kind: str) -> bool:
                 first = handle.read(1)
     except (OSError, zipfile.BadZipFile, ValueError):
         return False
-    return first not in (b"", b"\x80")
+    from robustbench_gcp.file_format import OLD_PICKLE_FIRST_BYTES
+
+    return first in OLD_PICKLE_FIRST_BYTES  # (garbage in a zip's data.pkl is damage)
 
 
 def _runs_code(path: Path, name: str) -> CheckpointError:

@@ -271,7 +271,8 @@ def _suggestion(loaded: StateDict, requested: nn.Module, name: str) -> tuple[str
     root = roots[0] if roots else wanted.sqrt if wanted else None
     keep = bool(best_head and best_head.sqrt and root and root != best_head.sqrt)
     # a --sqrt given, where the fitting model has no root (DropCov's plain covariance, GAP): leave it out
-    drop = bool(best_head and not best_head.sqrt and wanted and root != wanted.sqrt)
+    drop = bool(best_head and not best_head.sqrt and wanted
+                and (root != wanted.sqrt or getattr(requested, "root_asked", False)))
     return "", FitHint(best, _dims(state_dict), sqrt=root if keep else None, no_sqrt=not keep and drop)
 
 
@@ -403,8 +404,11 @@ def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
     stride = stored_last_stride(loaded, info)
     if stride is not None:
         options["last_stride"] = stride
-    return create_model(name, num_classes=num_classes,
-                        reduction_dim=None if info.reduction_dim is None else reduction_dim, **options)
+    model = create_model(name, num_classes=num_classes,
+                         reduction_dim=None if info.reduction_dim is None else reduction_dim, **options)
+    # a --sqrt or --ns-iters given (its own root too): a hint toward a model without one says to drop it
+    model.root_asked = options.get("sqrt") is not None or options.get("ns_iters") is not None
+    return model
 
 
 #: the depths of fast-MPN-COV's mpncovresnet (its src/network/mpncovresnet.py, DifferentiableSVD's copy

@@ -31,12 +31,8 @@ def module_hash(model: nn.Module) -> str:
     unsaved = _unsaved_tensors(model)
     if unsaved:
         digest.update(b"unsaved\n")
-        for key, value in unsaved:
-            if isinstance(value, torch.Tensor):
-                _hash_unsaved(digest, key, value)
-            else:  # a container of tensors
-                digest.update(f"{key}\textra\n".encode())
-                _hash_extra(digest, value)
+        for key, tensor in unsaved:
+            _hash_unsaved(digest, key, tensor)
     return digest.hexdigest()
 
 
@@ -63,12 +59,14 @@ def _hash_unsaved(digest, key: str, tensor: torch.Tensor) -> None:
 _MODULE_STATE = frozenset(vars(nn.Module()))
 
 
-def _unsaved_tensors(model: nn.Module) -> list[tuple[str, Any]]:
+def _unsaved_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The tensors ``model`` may compute with that its state dict leaves out: non-persistent
     buffers (``register_buffer(..., persistent=False)``: a normalization's mean, a table of
-    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``, or a list,
-    tuple or dict of them), by qualified name. Two modules differing only in those give other
-    outputs: one hash reused a run's results for the other."""
+    positions) and tensors kept as plain attributes (``self.scale = torch.tensor(2.0)``, or in
+    lists, tuples and dicts of them, :data:`_CONTAINER_DEPTH` deep), by qualified name; not the
+    model's own parameters and buffers held there too (an RNN's ``_flat_weights``). Two modules
+    differing only in those give other outputs: one hash reused a run's results for the other."""
+    own = {id(t) for t in (*model.parameters(), *model.buffers())}
     found = []
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
@@ -77,13 +75,31 @@ def _unsaved_tensors(model: nn.Module) -> list[tuple[str, Any]]:
             if buffer is not None:
                 found.append((f"{prefix}{name}", buffer))
         for name, value in vars(module).items():
-            if name.startswith("__") or name in _MODULE_STATE:
-                continue
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) \
-                else ()
-            if isinstance(value, torch.Tensor) or any(isinstance(v, torch.Tensor) for v in items):
-                found.append((f"{prefix}{name} (attribute)", value))  # (a list of them too)
+            if not name.startswith("__") and name not in _MODULE_STATE:
+                found += [(key, tensor) for key, tensor in _tensors_in(value, f"{prefix}{name} (attribute)")
+                          if id(tensor) not in own]
     return found
+
+
+#: how deep in lists, tuples and dicts an attribute's tensors are looked for
+_CONTAINER_DEPTH = 4
+
+
+def _tensors_in(value: Any, key: str, depth: int = 0) -> list[tuple[str, torch.Tensor]]:
+    """The tensors of an attribute's ``value`` (itself, or in its lists, tuples and dicts), by
+    their place: ``norm (attribute)['scale'][0]``; nothing else of it (a function beside them has
+    an address in its repr: another hash in each process)."""
+    if isinstance(value, torch.Tensor):
+        return [(key, value)]
+    if depth >= _CONTAINER_DEPTH:
+        return []
+    if isinstance(value, dict):
+        items = [(f"{key}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return []
+    return [found for place, item in items for found in _tensors_in(item, place, depth + 1)]
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
