@@ -38,13 +38,18 @@ def code_global(path: Path, kind: str) -> str | None:
     return None
 
 
+def data_pickle(archive: zipfile.ZipFile) -> str | None:
+    """The name of the pickle in ``torch.save``'s zip archive (``<folder>/data.pkl``), else None."""
+    return next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+
+
 def file_globals(path: Path, kind: str) -> list[str]:
     """``module.name`` of every global the pickles of a checkpoint file name (its ``data.pkl`` in
     a zip), read without unpickling; none where the file cannot be read."""
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as archive:
-                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                name = data_pickle(archive)
                 streams = [archive.read(name)] if name else []
         else:
             with open(path, "rb") as handle:

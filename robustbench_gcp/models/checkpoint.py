@@ -56,7 +56,13 @@ from robustbench_gcp.models.layouts import (
     remap,
     under_one_prefix,
 )
-from robustbench_gcp.pickle_scan import code_global, pickles_complete, protocol_opcode, torch_legacy
+from robustbench_gcp.pickle_scan import (
+    code_global,
+    data_pickle,
+    pickles_complete,
+    protocol_opcode,
+    torch_legacy,
+)
 
 __all__ = [
     "AS_SAVED",
@@ -152,6 +158,11 @@ def check_torch_version(version: str | None = None) -> None:
                               "to read checkpoints; upgrade it (pip install -U torch torchvision)")
 
 
+#: what to do with a file of a pickle protocol that weights-only loading cannot read
+_SAVE_AGAIN = ("Only if you trust the file and where it came from, load it yourself with "
+               "torch.load(..., weights_only=False) and save it again with torch.save's default protocol")
+
+
 def _old_protocol(path: Path, kind: str) -> bool:
     """Whether the pickle of a checkpoint (a zip's ``data.pkl``) has no PROTO opcode: protocol 0 or
     1 (``torch.save(..., pickle_protocol=0)``), which ``weights_only=True`` cannot read (a zip of
@@ -161,7 +172,7 @@ def _old_protocol(path: Path, kind: str) -> bool:
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as archive:
-                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                member = data_pickle(archive)
                 first = archive.open(member).read(1) if member else b"\x80"
         else:
             with open(path, "rb") as handle:
@@ -243,15 +254,11 @@ def read_checkpoint(path: str | Path) -> Any:
         if torch_file and reason and reason.group(2) and protocol_opcode(int(reason.group(2))):
             raise CheckpointError(
                 f"'{path}' was saved with pickle protocol 4 or 5 (opcode {reason.group(2)}), which "
-                "torch.load(weights_only=True) cannot read (or it is damaged). Only if you trust the file "
-                "and where it came from, load it yourself with torch.load(..., weights_only=False) and "
-                "save it again with torch.save's default protocol") from None
+                f"torch.load(weights_only=True) cannot read (or it is damaged). {_SAVE_AGAIN}") from None
         if reason and reason.group(2) and _old_protocol(path, kind):
             raise CheckpointError(
                 f"'{path}' is a pickle of protocol 0 or 1 (opcode {reason.group(2)}), which "
-                "torch.load(weights_only=True) cannot read. Only if you trust the file and where it came "
-                "from, load it yourself with torch.load(..., weights_only=False) and save it again with "
-                "torch.save's default protocol") from None
+                f"torch.load(weights_only=True) cannot read. {_SAVE_AGAIN}") from None
         if kind == "zip":  # torch.save's archive, with its data.pkl damaged
             raise truncated(path, reason.group(1) if reason else message) from None
         raise CheckpointError(

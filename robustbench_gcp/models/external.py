@@ -114,18 +114,18 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
         below = base if base is not None else preprocess_config(None, model)
         check_preprocess_values(given, lambda key: f"{what}['{key}']")  # each named as given
         laid = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
-        if fit and laid["resize_size"] < laid["input_size"]:  # one of them is the model's own
+        fits = laid["resize_size"] >= laid["input_size"]
+        if fit and not fits:  # one of them is the model's own
             mine = "input_size" if "input_size" in given else "resize_size"
             theirs = "resize_size" if mine == "input_size" else "input_size"
             size = f"{theirs} {laid[theirs]}"
-            own = getattr(model, "pretrained_cfg", None)
-            if base is not None or isinstance(own, (PreprocessConfig, Mapping)):
+            if base is not None or _has_own_cfg(model):
                 size = f"the model's own {size}"
             else:
                 size += ", ImageNet's (the model has no pretrained_cfg)"
             raise ConfigError(f"preprocess {mine}={laid[mine]} does not fit {size}: the crop (input_size) "
                               f"is of the resized image (resize_size); give {theirs} too")
-        if fit or laid["resize_size"] >= laid["input_size"]:
+        if fits:
             given = laid  # (else the keys alone, checked: the built module's sizes decide, and
             # load_external lays them on those, or on ImageNet's where it has none, and checks the fit)
     if given is None:
@@ -145,6 +145,12 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     if unknown:
         raise ConfigError(f"`{what}` has unknown keys {unknown}; expected some of {sorted(known)}")
     return PreprocessConfig(**check_preprocess_values(given, lambda key: f"{what}['{key}']"))
+
+
+def _has_own_cfg(model: nn.Module | None) -> bool:
+    """Whether ``model`` carries preprocessing of its own (a ``pretrained_cfg``: this tool's
+    config, or a dict of its keys or of timm's)."""
+    return isinstance(getattr(model, "pretrained_cfg", None), (PreprocessConfig, Mapping))
 
 
 def check_preprocess_values(given: Mapping[str, Any], name: Callable[[str], str]) -> dict[str, Any]:
@@ -543,8 +549,7 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
         load_strict(model, loaded, name=source.ref)
     model = model.to(device)
     cfg = source.preprocess
-    own = getattr(model, "pretrained_cfg", None)
-    mine = source.own_preprocess and isinstance(own, (PreprocessConfig, Mapping))
+    mine = source.own_preprocess and _has_own_cfg(model)
     if mine or source.preprocess_given is not None:  # some keys: on the module's own, else ImageNet's
         try:
             cfg = preprocess_config(source.preprocess_given, model if mine else None)

@@ -327,7 +327,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection)
     if suite.uses_baseline:
         check_stored_datasets(baseline_names(options.baseline), config.baselines, Path(options.store), suite,
-                              label_space(dataset, num_classes))
+                              dataset)
     if labels_matter(suite, options.data is not None):
         check_classes(images, num_classes, choice.label, released=options.data is None,
                       asked_sorted=options.class_order == "sorted")

@@ -193,8 +193,8 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
         return FlipBaseline(name, None)
     cells: dict[CellKey, int] = {}  # less the centred-crop mark, the baseline's own (marked) first
     for cid, key in store.cells(run.id):
-        if _uncropped(key) not in cells or _uncropped(key) != key:
-            cells[_uncropped(key)] = cid
+        if (plain := _uncropped(key)) not in cells or plain != key:
+            cells[plain] = cid
     wanted = {key: _uncropped(key) for key in keys if key.kind == "imagenet-p"}  # run's -> baseline's
     results = [store.cell_result(cells[plain], key, run.n_shards) for key, plain in wanted.items()
                if plain in cells]

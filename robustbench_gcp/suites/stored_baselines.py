@@ -14,7 +14,7 @@ import numpy as np
 from robustbench_gcp.errors import UnknownNameError, counted
 from robustbench_gcp.metrics import Baseline, baseline_names
 from robustbench_gcp.store import CellKey
-from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors
+from robustbench_gcp.suites.base import CLEAN, classification_entry, per_image_errors, variant_of
 
 
 def normalizer_for_run(normalizer: Any, run: Any) -> tuple[Any, list[str]]:
@@ -180,9 +180,7 @@ def check_stored_datasets(names: Sequence[str], known: Iterable[str], store_path
     Raises:
         ConfigError: every name is such a baseline (named, with the dataset its cells are of).
     """
-    import json
-
-    from robustbench_gcp.data.datasets import DATASETS, dataset_mark
+    from robustbench_gcp.data.datasets import DATASETS
     from robustbench_gcp.engine.ranks import is_main_process
     from robustbench_gcp.errors import ConfigError
 
@@ -192,14 +190,14 @@ def check_stored_datasets(names: Sequence[str], known: Iterable[str], store_path
         return
     from robustbench_gcp.store import Store
 
-    ours = dataset_mark(dataset).get("dataset", "imagenet")
+    ours = dataset.name
     theirs: dict[str, set[str]] = {}
     with Store(store_path, read_only=True) as store:
         for name in names:
             run = store.baseline(name)
             if run is None:
                 return  # (refused as unknown elsewhere)
-            marks = {json.loads(key.variant).get("dataset", "imagenet") for _, key in store.cells(run.id)
+            marks = {variant_of(key).get("dataset", "imagenet") for _, key in store.cells(run.id)
                      if key != CLEAN and suite.owns(key)}
             if not marks or ours in marks:
                 return
