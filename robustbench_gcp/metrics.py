@@ -58,6 +58,9 @@ class Baseline:
     #: severity -> error, from which :meth:`for_cells` makes the table of those cells or some of
     #: them (None: published errors, every severity)
     cell_errors: Mapping[str, Mapping[int, float]] | None = None
+    #: a stored baseline run's corruptions it holds cells of only of another dataset's images than
+    #: the cells asked for, corruption -> that dataset's name (they normalize nothing here)
+    elsewhere: Mapping[str, str] = field(default_factory=dict)
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]

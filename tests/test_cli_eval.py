@@ -467,6 +467,22 @@ def test_bad_input_is_one_clear_line(image_folder, gap_checkpoint, store_path, e
     assert result.stdout == ""
 
 
+def test_a_checkpoint_given_as_the_model_names_the_way_to_give_it(image_folder, gap_checkpoint, store_path):
+    """`--model FILE` and compare's `--model NAME=FILE` under eval said "unknown model" (helper-209)."""
+    args = eval_args(image_folder, gap_checkpoint, store_path)
+    args[args.index("--model") + 1] = str(gap_checkpoint)
+    result = run(*args)
+    assert result.exit_code == 2 and last_line(result).startswith(
+        f"Error: model '{gap_checkpoint}' is a file: name the architecture as the model and give the file as "
+        f"its checkpoint (eval: `--model ARCH --checkpoint {gap_checkpoint}`;"), result.output
+    args[args.index("--model") + 1] = f"resnet18-gap={gap_checkpoint}"
+    result = run(*args)
+    assert result.exit_code == 2 and last_line(result) == (
+        f"Error: model 'resnet18-gap={gap_checkpoint}': give its checkpoint apart, as `--model resnet18-gap "
+        f"--checkpoint {gap_checkpoint}` (MODEL=CHECKPOINT is `gcp-robust compare --model`'s form)")
+    assert not store_path.exists()
+
+
 def test_malformed_config(image_folder, gap_checkpoint, store_path, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("suites:\n  clean: {kind: clean\n")

@@ -673,6 +673,29 @@ def test_a_baseline_of_another_datasets_images_says_which(cifar, tiny):
     assert both["metrics"]["baseline"] == "tbase" and both["metrics"]["mT5D"] == 100.0, both["metrics"]
 
 
+def test_report_with_a_corruption_baseline_of_another_dataset_says_which(cifar, tiny):
+    """`report --baseline tb` (eval refuses it) on a CIFAR-10-C run with a Tiny-ImageNet-C stored
+    baseline: CE empty, said to be for the baseline's images being of Tiny-ImageNet; it said
+    "normalized by the stored baseline 'tb'" and advised to store it again."""
+    store = cifar / "c.db"
+    cells = ["--corruptions", "fog", "--severities", "1", "--store", store, "--format", "json"]
+    report_json(run("baseline", "--model", "small_tiny_net:build", "--name", "tb", "--suite",
+                    "tinyimagenet-c", "--data", tiny / "tiny-imagenet-200", *cells))
+    cifar_run = ["--model", "small_cifar_net:build", "--suite", "cifar10-c", "--data",
+                 cifar / "cifar-10-batches-py", *cells]
+    refused = run("eval", *cifar_run, "--baseline", "tb")
+    assert refused.exit_code == 2 and "'tb' holds cells of Tiny-ImageNet images" in refused.stderr
+    report_json(run("eval", *cifar_run))
+    stored = report_json(run("report", "--store", store, "--baseline", "tb", "--model",
+                             "small_cifar_net:build", "--format", "json", "--no-intervals"))
+    (ours,) = stored["reports"]
+    assert ours["per_corruption"][0]["CE"] is None
+    assert "CE left empty for fog: the stored baseline 'tb' holds them of Tiny-ImageNet images, this run's " \
+        "are of CIFAR-10 (a baseline normalizes runs of its own dataset)" in ours["notes"], ours["notes"]
+    assert not any("normalized by the stored baseline" in note or "store it again" in note
+                   for note in ours["notes"]), ours["notes"]
+
+
 def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(cifar, tiny):
     """Only the first image's size is checked before compute: a larger one later was centre-cropped
     to 32 / 64 px without a word (another picture than the dataset's), a smaller one said 'smaller

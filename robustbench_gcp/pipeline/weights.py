@@ -126,7 +126,9 @@ def model_spec(config: Config, name: str, checkpoint: str | None = None,
     elif name in list_models() or is_external(name):
         spec = ModelSpec(name=name, arch=name)
     else:
-        raise UnknownNameError("model", name, sorted(set(config.models) | set(list_models())),
+        known = set(config.models) | set(list_models())
+        _refuse_file_as_name(name, known)
+        raise UnknownNameError("model", name, sorted(known),
                                listing="`gcp-robust models` lists them (list_models() in Python), and "
                                        "torchvision:<name> or package.module:callable brings your own")
     if checkpoint is not None:
@@ -134,6 +136,22 @@ def model_spec(config: Config, name: str, checkpoint: str | None = None,
     elif sha256 is not None:
         spec = dataclasses.replace(spec, sha256=sha256)
     return spec
+
+
+def _refuse_file_as_name(name: str, known: set[str]) -> None:
+    """A checkpoint given where a model's name goes: ``NAME=FILE`` (compare's form) or a file.
+
+    Raises:
+        ConfigError: naming the way to give it (a model and its checkpoint apart).
+    """
+    model, equals, file = name.partition("=")
+    if equals and model.strip() in known:
+        raise ConfigError(f"model '{name}': give its checkpoint apart, as `--model {model.strip()} "
+                          f"--checkpoint {file}` (MODEL=CHECKPOINT is `gcp-robust compare --model`'s form)")
+    if Path(name).expanduser().is_file():
+        raise ConfigError(f"model '{name}' is a file: name the architecture as the model and give the file "
+                          f"as its checkpoint (eval: `--model ARCH --checkpoint {name}`; compare: "
+                          f"`--model ARCH={name}`; `gcp-robust inspect {name}` names the ARCH it fits)")
 
 
 def choose_model(

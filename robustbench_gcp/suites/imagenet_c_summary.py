@@ -65,8 +65,12 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
     raw = "the mean corruption error and accuracy are unnormalized"
     store = "a run stored with `gcp-robust baseline"
-    stored = baseline and (f"CE and mCE are normalized by the stored baseline '{baseline.name}' (the mean "
-                           "corruption error and accuracy beside them are not)")
+    # a stored baseline holding only another dataset's cells normalizes none of these
+    foreign = baseline is not None and summaries and all(s.corruption in baseline.elsewhere
+                                                         for s in summaries)
+    stored = baseline and not foreign and (
+        f"CE and mCE are normalized by the stored baseline '{baseline.name}' (the mean corruption error and "
+        "accuracy beside them are not)")
     if dataset.classes is not None and cells:  # ImageNet images, the model's own classes
         notes.append(f"{dataset.released} on a model of {dataset.classes} classes: AlexNet's published "
                      "errors, made on ImageNet's 1000, normalize no error of another task; " + (
@@ -86,7 +90,12 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     if zero := [c for c in empty if not baseline.run and c in baseline.imagenet_c]:  # a table's 0 errors
         notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
                      "(a zero normalizer)")
-    lacking = [c for c in empty if baseline.run]
+    lacking = [c for c in empty if baseline.run and c not in baseline.elsewhere]
+    if elsewhere := [c for c in empty if baseline.run and c in baseline.elsewhere]:
+        theirs = get_dataset(baseline.elsewhere[elsewhere[0]]).title
+        notes.append(f"CE left empty for {', '.join(elsewhere)}: the stored baseline '{baseline.name}' holds "
+                     f"them of {theirs} images, this run's are of {dataset.title} (a baseline normalizes "
+                     "runs of its own dataset)")
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
             cells_missing = [f"{c}/{s}" for c in named for s in baseline.lacking.get(c, ())]

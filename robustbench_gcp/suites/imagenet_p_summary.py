@@ -158,8 +158,9 @@ def summarize(
                     theirs = get_dataset(revised[of_other[0]].removeprefix("dataset ")).title
                     why.append(f"holds {', '.join(of_other)} of {theirs} images, this run's are of "
                                f"{dataset.title} (a baseline normalizes runs of its own dataset)")
-                why += [f"has no figures for {', '.join(others)}, or a zero normalizer there (it never "
-                        "flips)"] if others else []
+                never = "it never flips" if column == "FR" else "its top-5 never changes"
+                why += [f"has no figures for {', '.join(others)}, or a zero normalizer there ({never})"] \
+                    if others else []
                 notes.append(f"{column} left empty for {', '.join(missing)}: baseline '{baseline_name}' "
                              f"{'; it '.join(why)}{unmeant}")
     if dataset.name == "tinyimagenet" and any(r.key.kind == "imagenet-p" and r.key.name == "motion_blur"

@@ -262,4 +262,14 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
     from robustbench_gcp.models.heads import matrix_label
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
-                    run=run, samples=samples, cell_errors=errors).for_cells(keys)
+                    run=run, samples=samples, cell_errors=errors,
+                    elsewhere=_of_other_datasets(cells, keys)).for_cells(keys)
+
+
+def _of_other_datasets(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, str]:
+    """The corruptions of ``keys`` a baseline's ``cells`` lack but hold of another dataset's
+    images (same corruption and severity), with that dataset's name."""
+    held = {(key.name, key.level): variant_of(key).get("dataset", "imagenet") for key in cells}
+    return {key.name: theirs for key in keys if key != CLEAN and key not in cells
+            and (theirs := held.get((key.name, key.level))) is not None
+            and theirs != variant_of(key).get("dataset", "imagenet")}
