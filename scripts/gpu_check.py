@@ -742,8 +742,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         only = [s for s in args.only.split(",") if s]
         skip = [s for s in args.skip.split(",") if s]
-        for make in steps:
-            step = make()
+        made = [make() for make in steps]  # (a step is made cheaply; it runs below)
+        names = [step.name for step in made]
+        if unknown := [s for s in only + skip if not any(name.startswith(s) for name in names)]:
+            flag = "--only" if unknown[0] in only else "--skip"
+            profile = any(s.startswith("profile") for s in unknown)
+            hint = " (profile steps run with --profile)" if profile else ""
+            print(f"gpu-check: {flag} {unknown[0]} names no step{hint}; the steps: {', '.join(names)}",
+                  file=sys.stderr, flush=True)
+            return 2
+        for step in made:
             if (only and not any(step.name.startswith(s) for s in only)) or any(step.name.startswith(s)
                                                                                 for s in skip):
                 continue

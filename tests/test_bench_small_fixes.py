@@ -425,6 +425,11 @@ def test_a_size_beyond_the_machines_memory_is_one_line():
     assert result.exit_code == 1 and result.stderr.strip().startswith(
         "Error: bench heads: the sizes asked need more memory than this machine has ("), result.output
     assert result.stderr.strip().endswith("; lower --batch-size"), result.output
+    # the model's batch of frames too (it said "lower --batch-size or --size", not the option at fault)
+    result = run("bench", "perturbations", "--device", "cpu", "--model", "demo-gap", "--repeats", "1",
+                 "--model-batch-size", "1000000", "--perturbations", "translate")
+    assert result.exit_code == 1 and result.stderr.strip().endswith(
+        "; lower --batch-size or --model-batch-size or --size"), result.output
 
 
 def test_perturbation_bench_names_a_frame_the_model_shrinks_to_nothing():
@@ -528,7 +533,7 @@ def test_the_attack_bench_gives_no_advice_it_cannot_take():
 
 
 def test_bench_captions_count_in_the_singular_and_name_glass_blur_only_where_timed():
-    """'median of 1 runs', 'best of 1 calls', and '(glass_blur: 1)' under a table of fog alone."""
+    """'fastest of 1 runs', 'best of 1 calls', and '(glass_blur: 1)' under a table of fog alone."""
     fog = run("bench", "corruptions", "--device", "cpu", "--corruptions", "fog", "--batch-size", "2",
               "--reference-images", "2", "--repeats", "1", "--size", "32")
     assert fog.exit_code == 0, fog.output
@@ -537,7 +542,7 @@ def test_bench_captions_count_in_the_singular_and_name_glass_blur_only_where_tim
                 "--batch-size", "2", "--reference-images", "2", "--repeats", "1", "--size", "32")
     assert "2 images per severity (glass_blur: 1)\n" in glass.stdout, glass.output
     heads = run("bench", "heads", "--repeats", "1", "--batch-size", "1", "--heads", "gap")
-    assert heads.exit_code == 0 and "median of 1 run;" in heads.stdout, heads.output
+    assert heads.exit_code == 0 and "fastest of 1 run;" in heads.stdout, heads.output
 
 
 def test_bench_scaling_builds_a_model_you_bring_once_before_the_runs(scaling_calls, image_folder, tmp_path,

@@ -203,6 +203,52 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
     assert shards == [(0, 2), (1, 2), (2, 2)]
 
 
+@pytest.mark.parametrize("rank1", [["--seed", "7"], ["--corruptions", "fog,gaussian_noise"]],
+                         ids=["seed", "cells"])
+def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1):
+    """Ranks started by hand (torchrun on two machines whose commands or files differ) with another
+    seed, or their corruptions in another order: rank 0 stored rank 1's results under its own run
+    (another seed's counts, fog's as gaussian_noise's), every rank exiting 0 (helper-220)."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    store = tmp_path / "s.db"
+    common = ["--model", "demo-gap", "--suite", "imagenet-c", "--severities", "1", "--shard-size", "10"]
+    procs = []
+    order = ["--corruptions", "gaussian_noise,fog"]
+    for rank, extra in ((0, order), (1, [*order, *rank1])):
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+               "GCP_ROBUST_DIST_TIMEOUT": "120"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "robustbench_gcp", *eval_args(demo_val, store),
+                                       *common, *extra], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    differ = "seed" if rank1[0] == "--seed" else "cells (--suite and its options"
+    assert procs[1].returncode != 0 and f"rank 1 was started with other settings than rank 0: {differ}" \
+        in outputs[1][1], outputs[1][1]
+    assert procs[0].returncode != 0, outputs[0]
+    # what rank 0 stored is its own: each stored shard equals a single process's
+    alone = tmp_path / "alone.db"
+    done = single([*eval_args(demo_val, alone), *common, "--corruptions", "gaussian_noise,fog"])
+    assert done.returncode == 0, done.stderr
+    theirs, ours = _shards(alone), _shards(store)
+    assert all(ours[unit] == theirs[unit] for unit in ours) and theirs
+
+
+def _shards(store: Path) -> dict:
+    with sqlite3.connect(store) as db:
+        return {row[:5]: row[5:] for row in db.execute(
+            "SELECT kind, name, level, variant, shard, counts, bitmap, extra FROM shards JOIN cells "
+            "ON cells.id = shards.cell_id")}
+
+
 def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():
     """Rank 0 failed before it sent the work list (a store it could not open): the other ranks said
     they "lost contact" with gloo's text cut at 200 characters, and that finished shards were stored
@@ -253,6 +299,47 @@ def test_a_usage_error_is_said_once_per_node_not_by_every_rank(monkeypatch):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2, result.output
         assert ("No such option '--severitys'" in result.output) is said, result.output
+
+
+def test_an_unknown_name_under_torchrun_is_said_once(tmp_path):
+    """A usage error that is no parse error (an unknown model): every rank said it, and rank 0,
+    stopped by the launcher first in one try of six, said "terminated ... re-run the same command
+    to resume" (helper-220). The node's first rank says it; the others wait for the launcher."""
+    proc = torchrun(["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c", "--store",
+                     str(tmp_path / "s.db")])
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert err.count("Error: unknown model 'demo-isqrtt'. Did you mean 'demo-isqrt'?") == 1, err
+    assert "terminated" not in err and "resume" not in err, err
+
+
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_rank_with_a_usage_error_waits_for_the_launcher_or_says_it(monkeypatch, stopped):
+    """Stopped by the launcher while it waits: nothing said; not stopped (an error of its own): said."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from robustbench_gcp import cli
+
+    args = ["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c"]
+    for name, value in (("LOCAL_RANK", "0"), ("RANK", "1"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    first = CliRunner().invoke(cli.main, args)  # the node's first rank says it at once (and imports)
+    assert first.exit_code == 2 and "unknown model 'demo-isqrtt'" in first.output, first.output
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(cli, "USAGE_ERROR_WAIT", 5.0 if stopped else 0.1)
+    if stopped:  # SIGINT: Python's own handler raises too, should it come outside the command
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
+    assert ("unknown model 'demo-isqrtt'" in result.output) is not stopped, result.output
+    waited = time.monotonic() - started
+    assert waited < 4.5 if stopped else waited >= 0.1  # stopped in its wait; or it waited it out
 
 
 @pytest.mark.parametrize("stop", ["terminated", "refused"])

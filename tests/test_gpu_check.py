@@ -339,7 +339,13 @@ def test_profile_steps_only_when_asked(gpu_check, tmp_path, monkeypatch, capsys)
     """--profile: the --amp eval again under torch.profiler (scripts/profile_cmd.py), its operator
     tables in the JSON; without it no profile step runs."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpu_check.main(["--out", str(tmp_path), "--only", "profile"]) == 0
+    # --only profile without --profile names no step: refused (it ran nothing and exited 0, as a
+    # mistyped name did: a GPU check that passed, helper-216)
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "profile"]) == 2
+    assert "--only profile names no step (profile steps run with --profile); the steps: pytest-cuda, " \
+        in capsys.readouterr().err
+    assert gpu_check.main(["--out", str(tmp_path), "--skip", "bench-corruptions,pytest_cuda"]) == 2
+    assert "--skip pytest_cuda names no step;" in capsys.readouterr().err
     assert json.loads((tmp_path / "gpu-check.json").read_text())["steps"] == []
     assert gpu_check.main(["--out", str(tmp_path), "--only", "profile", "--profile"]) == 0
     (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]

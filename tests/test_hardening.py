@@ -411,6 +411,40 @@ def test_a_loader_failing_after_a_dropped_stop_is_the_stop(image_folder, gap_che
     assert stops.pending() is None  # handled: the next command starts clean
 
 
+def test_a_second_stop_while_the_first_unwinds_is_recorded_not_raised():
+    """A second Ctrl-C 0-10 ms after the first landed while the first's Interrupted unwound through
+    the store's and the progress display's closing: a bare KeyboardInterrupt replaced it, and the
+    message said "interrupted" without how far the run got (4 tries of 7, helper-217)."""
+    from robustbench_gcp.engine import stops
+
+    previous = signal.signal(signal.SIGINT, stops.stop)
+    first = None
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as stop:
+            first = stop
+            os.kill(os.getpid(), signal.SIGINT)  # the second, while the first is being handled
+            time.sleep(0.2)  # its handler runs here: recorded, not raised
+            raise
+    except KeyboardInterrupt as got:
+        assert got is first and first is not None
+        assert stops.pending() is not None
+    finally:
+        stops.clear()
+        signal.signal(signal.SIGINT, previous)
+    # handled (cleared): the next stop raises again
+    previous = signal.signal(signal.SIGINT, stops.stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        stops.clear()
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_stop_recorded_under_another_error_does_not_stop_the_next_command(
         image_folder, gap_checkpoint, tmp_path, monkeypatch):
     """A stop whose exception was dropped, then another error: the record outlived the command and

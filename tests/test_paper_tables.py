@@ -117,6 +117,34 @@ def test_the_compared_mean_error_is_the_reports_with_uneven_severities():
     assert design.metrics["mean_error"](means) == sections["metrics"]["mean_error"]
 
 
+def test_the_severities_notes_name_the_extra_corruptions_that_keep_their_own():
+    """A corruption outside the benchmark keeps its severities while the benchmark's are cut to
+    those they share: the notes said every mean covered the shared ones (speckle_noise's 1-5 mean
+    beside fog's of 1,3, helper-218); nor did they say the benchmark's 1,3 where an extra one had 1-5."""
+    from robustbench_gcp.suites.severities import covered_severities
+
+    bench = ["gaussian_noise", "fog"]
+    outside = "(the corruptions outside the benchmark keep their own: speckle_noise 1,2,3,4,5)"
+    kept, uneven, only = covered_severities({"gaussian_noise": [1, 2, 3, 4, 5], "fog": [1, 3],
+                                             "speckle_noise": [1, 2, 3, 4, 5]}, bench, normalized=False)
+    assert kept == {"gaussian_noise": [1, 3], "fog": [1, 3], "speckle_noise": [1, 2, 3, 4, 5]}
+    assert uneven.endswith(f": CE, mCE and the means cover the severities they all have, 1,3 {outside}")
+    assert only == f"the mean errors average severities 1,3 only, not the benchmark's 1-5 {outside}"
+    # the benchmark's at 1,3 alike, the extra one at 1-5: the means' 1,3 are said (it said nothing)
+    _, uneven, only = covered_severities({"fog": [1, 3], "speckle_noise": [1, 2, 3, 4, 5]}, bench, True)
+    assert uneven == "" and only == ("CE sums over severities 1,3 only, in both the model's errors and the "
+                                     f"baseline's {outside}")
+    # the benchmark's at 1-5, the extra one at 1,3
+    _, uneven, only = covered_severities({"fog": [1, 2, 3, 4, 5], "speckle_noise": [1, 3]}, bench, True)
+    assert uneven == "" and only == ("CE sums over severities of their own for the corruptions outside the "
+                                     "benchmark: speckle_noise 1,3")
+    # an extra one at the benchmark's severities: nothing more to say
+    _, _, only = covered_severities({"fog": [1, 3], "speckle_noise": [1, 3]}, bench, False)
+    assert only == "the mean errors average severities 1,3 only, not the benchmark's 1-5"
+    assert covered_severities({"speckle_noise": [1, 3]}, bench, False)[2] == \
+        "the mean errors average severities 1,3 only, not the benchmark's 1-5"
+
+
 def test_an_imagenet_comparison_without_its_normalizer_compares_the_mean_error():
     """ImageNet-C under a --baseline that is not an ImageNet-C baseline (an ImageNet-P run's name):
     no mCE, and the comparison keeps the unnormalized mean error rather than no corruption metric."""

@@ -203,6 +203,35 @@ def test_callable_and_torchvision_models_give_the_registry_models_counts(
         assert (note in json.loads(again.stdout)["notes"]) == (name == names[1])
 
 
+def test_a_compare_does_not_call_its_own_results_reused(user_package, image_folder, gap_checkpoint, tmp_path):
+    """compare over two suites into a new store: the second suite's run held the clean cell the first
+    had just computed, and said "results stored for these weights are reused" (helper-218); a second
+    compare says it, of the results the first stored."""
+    store = tmp_path / "s.db"
+    args = ["compare", "--model", f"{user_package}:resnet18_like={gap_checkpoint}", "--suite",
+            "clean,imagenet-c", "--corruptions", "contrast", "--severities", "2", "--data", image_folder,
+            "--store", store, "--workers", 0, "--format", "json"]
+    note = "results stored for these weights are reused"
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert note not in " ".join(first.stderr.split()) and note not in first.stdout, first.stderr
+    again = run(*args)
+    assert again.exit_code == 0 and note in " ".join(again.stderr.split()), again.stderr
+
+
+def test_bench_says_a_users_module_has_its_own_weights(user_package):
+    """`bench attack` titled a module you bring "(random weights)" and its JSON said "random (seed 0)",
+    though it comes with its own (--random-weights is refused for it) (helper-216)."""
+    out = run("bench", "attack", "--device", "cpu", "--model", f"{user_package}:two_classes", "--images", 2,
+              "--steps", 1, "--repeats", 1, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["weights"] == "the module's own", out.stdout
+    shown = run("bench", "attack", "--device", "cpu", "--model", f"{user_package}:two_classes", "--images", 2,
+                "--steps", 1, "--repeats", 1)
+    title = f"{user_package}:two_classes (its own weights) on cpu"
+    assert title in " ".join(shown.output.split()), shown.output
+
+
 def test_a_users_module_is_built_once_per_eval(user_package, image_folder, gap_checkpoint, tmp_path):
     """The plan builds, loads and runs it to check it; the run takes that module."""
     import importlib

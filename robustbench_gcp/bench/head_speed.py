@@ -141,8 +141,8 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     with float32_as_eval(device):  # IEEE float32 on CUDA, as eval
         timings = time_calls(calls, device=device, repeats=repeats, warmup=1)
     for i, row in enumerate(rows):
-        row["forward_ms"] = 1e3 * timings[2 * i].median
-        row["forward_backward_ms"] = 1e3 * timings[2 * i + 1].median
+        row["forward_ms"] = 1e3 * timings[2 * i].best  # the fastest: load only ever slows a call
+        row["forward_backward_ms"] = 1e3 * timings[2 * i + 1].best
     for row in rows:
         row["forward_vs_gap"] = row["forward_ms"] / rows[0]["forward_ms"]
         row["forward_backward_vs_gap"] = row["forward_backward_ms"] / rows[0]["forward_backward_ms"]

@@ -101,6 +101,8 @@ class LazyGroup(click.Group):
         except GcpRobustError as error:
             if _said_by_rank_0(error):
                 raise SystemExit(error.exit_code) from None
+            if error.exit_code == 2 and not _says_usage_errors() and _stopped_while_local_rank_0_says_it():
+                raise SystemExit(2) from None
             # names from files and stores: no escape sequences, and a line break of theirs (not one
             # of the message's own indented lines) does not start a line
             said = re.sub(r"\n(?!  )", r"\\n", printable(error, newlines=True))
@@ -252,6 +254,35 @@ def _says_usage_errors() -> bool:
     import os
 
     return os.environ.get("LOCAL_RANK", "0") == "0"
+
+
+#: seconds a torchrun rank other than its node's first waits with a usage error for the launcher to
+#: stop it (:func:`_stopped_while_local_rank_0_says_it`)
+USAGE_ERROR_WAIT = 5.0
+
+
+def _stopped_while_local_rank_0_says_it() -> bool:
+    """Under torchrun, on a rank other than its node's first, with an error of its command line or
+    files (exit status 2: an unknown name, a wrong value): the node's first rank has the same one
+    and says it, and the launcher then stops this rank. Every rank said it, and rank 0, stopped by
+    the launcher before it could, said "terminated ... re-run the same command to resume". Wait
+    :data:`USAGE_ERROR_WAIT` seconds for that stop: True when it came (nothing more to say), False
+    when it did not (an error of this rank's own, which it then says)."""
+    import time
+
+    from robustbench_gcp.engine.ranks import launched_by_torchrun
+
+    try:
+        if not launched_by_torchrun():
+            return False
+    except GcpRobustError:  # a torchrun variable that is no number: said as it is
+        return False
+    try:
+        time.sleep(USAGE_ERROR_WAIT)
+    except KeyboardInterrupt:  # (errors.Terminated: the launcher's SIGTERM)
+        stops.clear()
+        return True
+    return False
 
 
 def _said_by_rank_0(error: GcpRobustError) -> bool:

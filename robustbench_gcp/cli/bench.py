@@ -26,13 +26,13 @@ class BenchGroup(LazyGroup):
 
 
 #: the options that size a bench's work, in the order its advice names them
-SIZE_OPTIONS = ("--batch-size", "--images", "--size")
+SIZE_OPTIONS = ("--batch-size", "--model-batch-size", "--images", "--size")
 
 
-def size_options(command: click.Command | None) -> str:
-    """The options of ``command`` among :data:`SIZE_OPTIONS`, as advice ("--batch-size or --size"):
-    it named --size and --images to commands without them."""
-    given = {opt for param in (command.params if command else ()) for opt in param.opts}
+def size_options(command: click.Command | None, skip: tuple[str, ...] = ()) -> str:
+    """The options of ``command`` among :data:`SIZE_OPTIONS` (less ``skip``), as advice ("--batch-size
+    or --size"): it named --size and --images to commands without them."""
+    given = {opt for param in (command.params if command else ()) for opt in param.opts} - set(skip)
     return " or ".join(opt for opt in SIZE_OPTIONS if opt in given) or "the sizes asked"
 
 
@@ -65,7 +65,7 @@ def check_host_memory(command: str, images: int, side: int, device: str = "cpu",
             f"bench {command}: {counted(images, 'image')}{f' x {frames} frames' if frames > 1 else ''} "
             f"of {side} px "
             f"need about {need / 2**30:,.1f} GiB of memory here, and {available / 2**30:,.1f} GiB are "
-            f"available; lower {size_options(command_run)}")
+            f"available; lower {size_options(command_run, skip=('--model-batch-size',))}")  # images
 
 
 @click.group(

@@ -422,7 +422,9 @@ engine_options = _compose(
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs): a "
                  "run of its own in the store."),
     click.option("--batch-size", type=COUNT, default=32, show_default=True,
-                 help="Images per forward pass (results do not depend on it)."),
+                 help="Images per forward pass; not part of a run (draws, attacks and landscape passes do "
+                 "not depend on it; logits differ with it in the last float digits, which can flip a "
+                 "near-tie)."),
     workers_option,
     click.option("--seed", type=SEED, default=0, show_default=True,
                  help="Randomness depends only on (seed, cell, image index); another seed is a run of "
@@ -617,16 +619,23 @@ def bench_model(config, model, checkpoint, random_weights, device):
     return net, dev, {"model": choice.label, "weights": weights_described(choice), "device": str(dev)}
 
 
-#: what a bench's JSON says of seeded random weights
+#: what a bench's JSON says of seeded random weights, and of a module's own (one you bring, built
+#: with its weights)
 RANDOM_WEIGHTS = "random (seed 0)"
+OWN_WEIGHTS = "the module's own"
 
 
 def weights_described(choice) -> str:
-    """A bench model's weights as its JSON says them: the checkpoint file, or :data:`RANDOM_WEIGHTS`."""
-    return RANDOM_WEIGHTS if choice.checkpoint is None else str(choice.checkpoint)
+    """A bench model's weights as its JSON says them: the checkpoint file, :data:`RANDOM_WEIGHTS`, or
+    :data:`OWN_WEIGHTS` for a module you bring that comes with its weights (as eval says them)."""
+    if choice.checkpoint is not None:
+        return str(choice.checkpoint)
+    external = getattr(choice, "external", None)
+    return RANDOM_WEIGHTS if external is None or external.random_init else OWN_WEIGHTS
 
 
 def bench_model_words(described: dict) -> str:
     """``resnet50-isqrt (random weights) on cpu``: the model part of a bench table's title."""
-    weights = "random weights" if described["weights"] == RANDOM_WEIGHTS else described["weights"]
+    weights = {RANDOM_WEIGHTS: "random weights", OWN_WEIGHTS: "its own weights"}.get(described["weights"],
+                                                                                 described["weights"])
     return f"{described['model']} ({weights}) on {described['device']}"

@@ -33,7 +33,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -226,8 +227,13 @@ def leave_after_success() -> None:
     os._exit(0)
 
 
-def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed):
+def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed,
+                        settings: Mapping[str, Any] | None = None):
     """:func:`robustbench_gcp.engine.runner.execute` across the ranks of ``job``.
+
+    ``settings`` (named values) are what every rank must share with rank 0: a rank started with
+    other ones (another checkpoint, seed, suite option) stops before any work, naming them, where
+    rank 0 stored its results as its own.
 
     ``store`` and ``run`` are used on rank 0 only (None elsewhere). The work goes in rounds of one
     load per rank. Rank 0 leases each round's loads in the store (:class:`_RoundLeases`) as
@@ -256,16 +262,21 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         cell_ids = cell_ids_of(tasks, store, run)
         work = make_workload(tasks, store, run, cell_ids)
         shared = (images.fingerprint(), run.shard_size, work.total_images, work.units_total,
-                  work.units_skipped, work.units_stored)
+                  work.units_skipped, work.units_stored, dict(settings or {}))
     else:
         cell_ids, shared = None, None
     shared = job.broadcast(shared)
     if isinstance(shared, str):  # rank 0 refused the run
         raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
-    fingerprint, shard_size, total, units_total, skipped, stored = shared  # the run's shard size, as rank 0's
+    # the run's shard size, as rank 0's
+    fingerprint, shard_size, total, units_total, skipped, stored, theirs = shared
     if fingerprint != images.fingerprint():
         raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
                           "every machine?)")
+    ours = dict(settings or {})
+    if differ := [name for name in {**theirs, **ours} if theirs.get(name) != ours.get(name)]:
+        raise RankFailure(f"rank {job.rank} was started with other settings than rank 0: {', '.join(differ)} "
+                          "(every rank of a job runs the same command on the same files)")
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, stored)
     started = time.perf_counter()

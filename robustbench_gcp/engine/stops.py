@@ -25,9 +25,15 @@ _pending: list[int] = []  # the signals whose stop has not reached the command l
 
 
 def stop(signum: int, frame=None) -> None:
-    """The signal handler of SIGINT and SIGTERM: record the request, then raise it."""
+    """The signal handler of SIGINT and SIGTERM: record the request, then raise it, unless a stop
+    is pending already (not yet handled by the command line): that one is on its way out, and a
+    second Ctrl-C while it unwinds (through the store's and the progress display's closing)
+    replaced it with a bare KeyboardInterrupt, losing the message that says how far the run got.
+    The first one's exception, if it was dropped, is raised by :func:`raise_pending`."""
+    first = not _pending
     _pending.append(signum)
-    raise _exception(signum)
+    if first:
+        raise _exception(signum)
 
 
 def raise_pending() -> None:

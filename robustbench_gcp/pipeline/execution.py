@@ -9,6 +9,7 @@ owns the store and makes the report; the other ranks compute their share and get
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import shlex
@@ -70,6 +71,12 @@ class RankResult:
     images: int
 
 
+#: the runs of a :func:`run_all` that held nothing when it first opened them (store, run id): the
+#: shards a later plan of it finds there are its own (a compare's first suite's clean cell), not
+#: results stored before it, which :func:`own_code_notes` speaks of
+_COMMAND_RUNS: contextvars.ContextVar[set | None] = contextvars.ContextVar("command_runs", default=None)
+
+
 def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult:
     """Compute what the store lacks for ``plan`` and report it. torch's TF32 settings, which a CUDA
     run turns off, are as they were afterwards.
@@ -124,7 +131,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
     ctx = Context(classifier, options.seed, options.batch_size)
     engine = EngineOptions(options.batch_size, options.workers, options.shard_size)
     if job is not None and not job.is_main:  # only rank 0 opens the store
-        stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job)
+        stats = execute_distributed(tasks, plan.images, None, None, ctx, engine, None, job,
+                                    settings=_job_settings(identity, tasks))
         return RankResult(job.rank, job.world_size, stats.units_computed, stats.images_computed)
     checkpoint = _absolute(str(plan.model.checkpoint)) if plan.model.checkpoint else None  # as data
     keys = [key for task in tasks for key in task.keys]
@@ -142,8 +150,13 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         held = stored_shards(store, info.id) > 0
+        fresh = _COMMAND_RUNS.get()  # within a run_all: the runs it started afresh
+        ours = (str(real_path(options.store)), info.id)
+        if fresh is not None and not held:
+            fresh.add(ours)
         # said before the run (a library caller without a progress hook: in the report alone)
-        reused, others = own_code_notes(plan, held), other_settings(store, info, held)
+        reused = own_code_notes(plan, held and (fresh is None or ours not in fresh))
+        others = other_settings(store, info, held)
         if progress is not None:
             said = [*plan.notes, *built, *unused, *limit_notes(plan), *moved_notes(plan, info),
                     *moved_release, *edited, *reused, *released_size_notes(plan, info)]
@@ -158,7 +171,8 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
             if job is None:
                 stats = execute(tasks, plan.images, store, info, ctx, engine, progress)
             else:
-                stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job)
+                stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job,
+                                            settings=_job_settings(identity, tasks))
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
         except Exception as error:
@@ -212,7 +226,14 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
     ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
     (a bar over the jobs).
     """
-    progress = progress or ProgressHook()
+    started = _COMMAND_RUNS.set(set())
+    try:
+        return _run_each(plans, progress or ProgressHook())
+    finally:
+        _COMMAND_RUNS.reset(started)
+
+
+def _run_each(plans: list[Plan], progress: ProgressHook) -> list[Report] | None:
     reports = []
     for index, plan in enumerate(plans):
         label = f"{plan.model.label} {plan.selection.spec.name}"
@@ -476,17 +497,31 @@ def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None
                           "run, or choose another --name")
 
 
+#: identity fields as messages name them (the others by their own names)
+_FIELD_NAMES = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
+                "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride",
+                "memory_format": "--channels-last",
+                # the marks of computations that changed: a run stored by an older version
+                "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
+                "draws": "CUDA random draws (in pieces of 16,384 values since 0.7.16)",
+                "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
+                "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
+
+
+def _job_settings(identity: dict, tasks) -> dict:
+    """What every rank of a torchrun job must share, by the names messages give them: the run's
+    identity (its shard size is rank 0's on every rank) and its cells in order (rank 0 files the
+    others' results by their place in its own list)."""
+    shared = {_FIELD_NAMES.get(k, k): v for k, v in identity.items() if k != "shard_size"}
+    shared["cells (--suite and its options: corruptions, severities, attacks ...)"] = [
+        [key.kind, key.name, key.level, key.variant] for task in tasks for key in task.keys]
+    return shared
+
+
 def _differences(stored: dict, current: dict) -> str:
     """The identity fields of ``current`` whose values ``stored`` does not share, for messages
     ("data, seed"; the images are the identity's ``data``)."""
-    names = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
-             "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride",
-             "memory_format": "--channels-last",
-             # the marks of computations that changed: a run stored by an older version
-             "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
-             "draws": "CUDA random draws (in pieces of 16,384 values since 0.7.16)",
-             "classifier": "the classifier's precision under --amp (float32 since 0.7.2)",
-             "covariance": "the SVD-Pade covariance (DifferentiableSVD's since 0.7.2)"}
+    names = _FIELD_NAMES
     keys = list(current)
     if "version" in current and "version" in stored:  # both whole: a field only the stored run has too
         keys += [k for k in stored if k not in current]

@@ -42,12 +42,23 @@ def covered_severities(have: Mapping[str, Sequence[int]], benchmark: Sequence[st
     common, uneven = shared_severities([(c, s) for c, levels in have.items() for s in levels], benchmark)
     kept = {c: [s for s in levels if c not in benchmark or s in common or not (common and uneven)]
             for c, levels in have.items()}
-    severities = sorted(common if common and uneven else {s for levels in have.values() for s in levels})
+    # the benchmark corruptions' (the means'), else any corruption's
+    levels_of = {s for c, levels in have.items() if c in benchmark for s in levels} \
+        or {s for levels in have.values() for s in levels}
+    severities = sorted(common if common and uneven else levels_of)
     only = ",".join(map(str, severities))
+    # the corruptions outside the benchmark keep their own severities: said where they are others
+    own = "; ".join(f"{c} {','.join(map(str, sorted(levels)))}" for c, levels in kept.items()
+                    if c not in benchmark and sorted(levels) != severities)
+    outside = f"the corruptions outside the benchmark keep their own: {own}"
+    if own and uneven:
+        uneven += f" ({outside})"
     if not have or severities == list(SEVERITIES):
-        return kept, uneven, ""
+        what = "CE sums over severities" if normalized else "the mean errors average severities"
+        return kept, uneven, f"{what} of their own for the corruptions outside the benchmark: {own}" \
+            if own and not uneven else ""
     if normalized:
         note = f"CE sums over severities {only} only, in both the model's errors and the baseline's"
     else:
         note = f"the mean errors average severities {only} only, not the benchmark's 1-5"
-    return kept, uneven, note
+    return kept, uneven, note + (f" ({outside})" if own else "")
