@@ -175,9 +175,13 @@ def test_the_demo_under_torchrun_equals_one_process(tmp_path):
     assert stored(tmp_path / "dist" / "demo.db") == stored(tmp_path / "single" / "demo.db")
 
 
-def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
-    """A rank that raises (an unreadable image) exits, and torchrun stops the others, rather than
-    the failed rank waiting at exit in a barrier the others never reach, for the whole timeout."""
+@pytest.mark.parametrize("bad, kept", [(("n01443537", "3.JPEG"), [(0, 2), (1, 2), (2, 2)]),
+                                       (("n01440764", "3.JPEG"), [(0, 2)])], ids=["round-2", "round-1"])
+def test_a_rank_that_fails_stops_the_job_at_once(tmp_path, bad, kept):
+    """A rank that raises (an unreadable image) stops the job, rather than waiting at exit in a
+    barrier the others never reach, for the whole timeout. Its error goes to rank 0, which stores
+    its own shard of the round and says it: the failed rank left at once, and torchrun stopped rank
+    0 midway through its shard, lost where the failure came in the first round (helper-220)."""
     from PIL import Image
 
     data = tmp_path / "val"
@@ -185,7 +189,7 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
         (data / wnid).mkdir(parents=True)
         for i in range(4):
             Image.new("RGB", (40, 40), (60 * i, 100 * c, 30)).save(data / wnid / f"{i}.JPEG")
-    (data / "n01443537" / "3.JPEG").write_bytes(b"not an image")
+    (data / bad[0] / bad[1]).write_bytes(b"not an image")
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "imagenet-c", "--corruptions", "fog",
             "--severities", "1", "--shard-size", "2", "--class-order", "sorted"]
@@ -195,12 +199,13 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode != 0
-    assert "cannot read image" in err and "3.JPEG" in err
-    # rank 0's own shard of the round rank 1 failed in is stored (shards 0, 1 and 2 of 4, clean and
-    # fog): it was thrown away with the round, which a single process would have kept
+    said = f"Error: rank 1 of 2: cannot read image {data / bad[0] / bad[1]}"
+    assert err.count("cannot read image") == 1 and said in err, err
+    # rank 0's own shard of the round rank 1 failed in is stored (clean and fog), as a single process
+    # would have kept it
     with sqlite3.connect(tmp_path / "s.db") as db:
         shards = sorted(db.execute("SELECT shard, COUNT(*) FROM shards GROUP BY shard").fetchall())
-    assert shards == [(0, 2), (1, 2), (2, 2)]
+    assert shards == kept
 
 
 @pytest.mark.parametrize("rank1", [["--seed", "7"], ["--corruptions", "fog,gaussian_noise"]],

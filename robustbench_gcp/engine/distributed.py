@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import dataclasses
 import datetime
 import itertools
 import os
@@ -51,6 +52,27 @@ class RankFailure(GcpRobustError):
 
 class RankRefused(RankFailure):
     """Rank 0 refused the run before any work and says why itself: the other ranks stop quietly."""
+
+
+class RankErrorSent(RankRefused):
+    """This rank's error in a round, sent to rank 0 (:class:`_Failed`), which says it: this rank
+    stops quietly."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failed:
+    """A rank's error in a round, sent to rank 0 in place of its results: rank 0 stores its own and
+    the other ranks' results of the round, then stops with it. A rank that left at its error had
+    torchrun stop rank 0 midway through its shard, which was lost."""
+
+    kind: str  # "DataError", "ModelCodeError" (raised so on rank 0, with their advice), or another
+    message: str
+
+    def error(self, rank: int, world_size: int) -> GcpRobustError:
+        from robustbench_gcp.errors import DataError, ModelCodeError
+
+        said = f"rank {rank} of {world_size}: {self.message}"
+        return {"DataError": DataError, "ModelCodeError": ModelCodeError}.get(self.kind, RankFailure)(said)
 
 
 class Distributed:
@@ -295,7 +317,13 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         if not loads:  # a round of waiting for units other processes hold
             continue
         computed_before = True
-        payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
+        try:
+            payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
+        except GcpRobustError as error:  # an unreadable image, a brought model's code ...
+            if job.is_main:
+                raise
+            job.gather((job.rank, _Failed(type(error).__name__, str(error))))  # rank 0 stores the rest
+            raise RankErrorSent(f"rank {job.rank} of {job.world_size}: {error}") from error
         if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
             _commit(store, tasks, cell_ids, payload, stats)
         gathered = job.gather((job.rank, payload))
@@ -305,9 +333,11 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 stats.images_computed += results[0].n
             continue
         for rank, item in gathered:
-            if item is not None and rank != job.rank:
+            if item is not None and rank != job.rank and not isinstance(item, _Failed):
                 _commit(store, tasks, cell_ids, item, stats)
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
+        if failed := next(((rank, item) for rank, item in gathered if isinstance(item, _Failed)), None):
+            raise failed[1].error(failed[0], job.world_size)
     stats.seconds = time.perf_counter() - started
     return stats
 
