@@ -698,10 +698,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    out_dir = args.out or Path(os.environ.get("OUT") or ROOT / "gpu-check")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / FILE_NAME
-    (out_dir / LOG_NAME).unlink(missing_ok=True)  # an earlier run's
     cuda = torch.cuda.is_available()
     gpus = torch.cuda.device_count() if cuda else 0
     workers = min(8, os.cpu_count() or 1)
@@ -718,6 +714,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-check: missing Python packages: {', '.join(missing)} (the steps that need them fail; "
               "`make wheels`, then --wheels DIR, brings them to a machine without a network)", flush=True)
 
+    data = work / "photos"
+    steps: list[Callable[[], Step]] = [
+        lambda: pytest_step(sizes, work),
+        # the runs the targets are most likely met by (--amp), before what the budget may cut
+        *(lambda m=m: eval_step(m, True, sizes, data, work) for m in sizes.eval_models),
+        lambda: torchrun_step(sizes, data, work, gpus),  # short, and only this step checks it
+        *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
+                                                    "attack", "landscape")),
+        *(lambda m=m: eval_step(m, False, sizes, data, work) for m in sizes.eval_models),
+        lambda: bench_step("pipeline", sizes),  # the longest: last
+        # where the evals' time goes, when asked (the profiler slows them)
+        *(lambda m=m: profile_step(m, sizes, data, work) for m in sizes.eval_models if args.profile),
+    ]
+    only = [s for s in args.only.split(",") if s]
+    skip = [s for s in args.skip.split(",") if s]
+    made = [make() for make in steps]  # (a step is made cheaply; it runs below)
+    names = [step.name for step in made]
+    if unknown := [s for s in only + skip if not any(name.startswith(s) for name in names)]:
+        # before the results of an earlier run are replaced (a mistyped name lost them)
+        shutil.rmtree(work, ignore_errors=True)
+        flag = "--only" if unknown[0] in only else "--skip"
+        hint = " (profile steps run with --profile)" if any(s.startswith("profile") for s in unknown) else ""
+        print(f"gpu-check: {flag} {unknown[0]} names no step{hint}; the steps: {', '.join(names)}",
+              file=sys.stderr, flush=True)
+        return 2
+    out_dir = args.out or Path(os.environ.get("OUT") or ROOT / "gpu-check")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FILE_NAME
+    (out_dir / LOG_NAME).unlink(missing_ok=True)  # an earlier run's
+
     started = time.monotonic()
     results = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "finished": None, "mode": "full" if sizes.photos > 8 else ("quick" if cuda else "cpu"),
@@ -727,30 +753,6 @@ def main(argv: list[str] | None = None) -> int:
         results["machine"]["wheels_error"] = install_error
     write(path, results)
     try:
-        data = work / "photos"
-        steps: list[Callable[[], Step]] = [
-            lambda: pytest_step(sizes, work),
-            # the runs the targets are most likely met by (--amp), before what the budget may cut
-            *(lambda m=m: eval_step(m, True, sizes, data, work) for m in sizes.eval_models),
-            lambda: torchrun_step(sizes, data, work, gpus),  # short, and only this step checks it
-            *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
-                                                        "attack", "landscape")),
-            *(lambda m=m: eval_step(m, False, sizes, data, work) for m in sizes.eval_models),
-            lambda: bench_step("pipeline", sizes),  # the longest: last
-            # where the evals' time goes, when asked (the profiler slows them)
-            *(lambda m=m: profile_step(m, sizes, data, work) for m in sizes.eval_models if args.profile),
-        ]
-        only = [s for s in args.only.split(",") if s]
-        skip = [s for s in args.skip.split(",") if s]
-        made = [make() for make in steps]  # (a step is made cheaply; it runs below)
-        names = [step.name for step in made]
-        if unknown := [s for s in only + skip if not any(name.startswith(s) for name in names)]:
-            flag = "--only" if unknown[0] in only else "--skip"
-            profile = any(s.startswith("profile") for s in unknown)
-            hint = " (profile steps run with --profile)" if profile else ""
-            print(f"gpu-check: {flag} {unknown[0]} names no step{hint}; the steps: {', '.join(names)}",
-                  file=sys.stderr, flush=True)
-            return 2
         for step in made:
             if (only and not any(step.name.startswith(s) for s in only)) or any(step.name.startswith(s)
                                                                                 for s in skip):

@@ -84,6 +84,21 @@ def test_bench_heads_mobile_row_is_on_mobilenetv2_width():
     assert pooled[-1]["input"] == "8x7x7" and pooled[1]["input"] == "8x14x14"
 
 
+def test_bench_heads_reports_the_fastest_run(monkeypatch):
+    """The median of the runs: one call of the GAP head slowed by another process moved every ratio
+    up to 40x (helper-216); the fastest, as the other benches report."""
+    from robustbench_gcp.bench import head_speed
+    from robustbench_gcp.bench.timing import Timing
+
+    def timed(calls, **kwargs):  # each call's runs: one slowed 10x, the others apart
+        return [Timing((10.0 * (k + 1), 1.0 * (k + 1), 2.0 * (k + 1))) for k in range(len(calls))]
+
+    monkeypatch.setattr(head_speed, "time_calls", timed)
+    rows = head_speed.bench_heads("cpu", batch_size=1, repeats=3, heads=["isqrt"])
+    assert [(r["forward_ms"], r["forward_backward_ms"]) for r in rows] == [(1e3, 2e3), (3e3, 4e3)]
+    assert rows[1]["forward_vs_gap"] == 3.0
+
+
 def test_bench_heads_help_names_each_input_shape():
     result = run("bench", "heads", "--help")
     assert result.exit_code == 0, result.output

@@ -480,6 +480,10 @@ def test_a_checkpoint_given_as_the_model_names_the_way_to_give_it(image_folder, 
     assert result.exit_code == 2 and last_line(result) == (
         f"Error: model 'resnet18-gap={gap_checkpoint}': give its checkpoint apart, as `--model resnet18-gap "
         f"--checkpoint {gap_checkpoint}` (MODEL=CHECKPOINT is `gcp-robust compare --model`'s form)")
+    args[args.index("--model") + 1] = f"torchvision:resnet18={gap_checkpoint}"  # "unknown torchvision model"
+    result = run(*args)
+    assert result.exit_code == 2 and "give its checkpoint apart, as `--model torchvision:resnet18 " \
+        f"--checkpoint {gap_checkpoint}`" in last_line(result), result.output
     assert not store_path.exists()
 
 

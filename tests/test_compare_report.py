@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 import torch
@@ -1363,3 +1364,44 @@ def test_a_comparison_counts_and_says_the_severities_its_means_leave_out(demo_va
     assert own not in wide.stderr
     assert [k for k in rows[1] if k.startswith("p_")] == [
         "p_clean", "p_holm_clean", "p_frost", "p_holm_frost", "p_fog", "p_holm_fog"]
+
+
+def test_a_config_without_models_has_nothing_to_compare(image_folder, tmp_path):
+    """A config of baselines alone: compare compared nothing, said nothing and exited 0 (its CSV one
+    byte), helper-222."""
+    config = tmp_path / "b.yaml"
+    config.write_text("baselines:\n  half:\n    clean_error: 0.4\n"
+                      "    imagenet_c: {fog: [0.5, 0.5, 0.5, 0.5, 0.5]}\n")
+    out = CliRunner().invoke(main, ["compare", "--config", str(config), "--data", str(image_folder),
+                                    "--store", str(tmp_path / "s.db"), "--format", "csv"])
+    assert out.exit_code == 2 and out.stderr.strip().endswith(
+        f"Error: nothing to compare: {config} has no models; give --model NAME[=CHECKPOINT] or "
+        "--checkpoints DIR"), out.output
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_config_table_named_for_a_model_of_other_classes_is_refused(tmp_path):
+    """`--baseline mine`, a benchmarks.yaml table, for a 10-class model: dropped without a word (no
+    CE, no note naming it), helper-222. Refused before any compute, unless a run is stored so."""
+    from robustbench_gcp.data.demo_images import build_demo_dataset
+
+    val = build_demo_dataset(tmp_path / "demo") / "val"
+    config = tmp_path / "b.yaml"
+    shipped = (Path(__file__).parents[1] / "benchmarks.yaml").read_text()
+    config.write_text(shipped.replace("baselines:\n", "baselines:\n  mine:\n    clean_error: 0.1\n"
+                                      "    imagenet_c:\n      fog: [0.5, 0.6, 0.7, 0.8, 0.9]\n", 1))
+    store = tmp_path / "s.db"
+    common = ["--model", "demo-isqrt", "--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1",
+              "--data", str(val), "--class-order", "sorted", "--limit", "10", "--config", str(config),
+              "--store", str(store), "--workers", "0", "--format", "json"]
+    refused = CliRunner().invoke(main, ["eval", *common, "--baseline", "mine"])
+    assert refused.exit_code == 2 and "`--baseline mine`: mine is a table of published ImageNet-C errors " \
+        "(benchmarks.yaml), which normalize no error of a model of other classes than ImageNet's 1000" \
+        in refused.stderr, refused.output
+    assert not store.exists()
+    plain = CliRunner().invoke(main, ["eval", *common])  # the default: unnormalized, as before
+    assert plain.exit_code == 0 and json.loads(plain.stdout)["metrics"]["mCE"] is None, plain.output
+    stored = CliRunner().invoke(main, ["baseline", "--name", "mine", *common])
+    assert stored.exit_code == 0, stored.output
+    again = CliRunner().invoke(main, ["eval", *common, "--baseline", "mine"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["metrics"]["baseline"] == "mine", again.output

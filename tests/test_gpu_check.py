@@ -346,7 +346,11 @@ def test_profile_steps_only_when_asked(gpu_check, tmp_path, monkeypatch, capsys)
         in capsys.readouterr().err
     assert gpu_check.main(["--out", str(tmp_path), "--skip", "bench-corruptions,pytest_cuda"]) == 2
     assert "--skip pytest_cuda names no step;" in capsys.readouterr().err
-    assert json.loads((tmp_path / "gpu-check.json").read_text())["steps"] == []
+    # refused before an earlier run's results are touched (a typo replaced them with an empty run)
+    assert not (tmp_path / "gpu-check.json").exists()
+    (tmp_path / "gpu-check.json").write_text('{"steps": [{"name": "eval-x"}]}')
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "evl"]) == 2
+    assert json.loads((tmp_path / "gpu-check.json").read_text())["steps"] == [{"name": "eval-x"}]
     assert gpu_check.main(["--out", str(tmp_path), "--only", "profile", "--profile"]) == 0
     (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
     assert step["name"] == "profile-demo-isqrt-amp" and step["status"] == "passed"

@@ -696,6 +696,19 @@ def test_report_with_a_corruption_baseline_of_another_dataset_says_which(cifar, 
                    for note in ours["notes"]), ours["notes"]
 
 
+def test_a_baseline_of_another_datasets_cells_is_told_by_cells_of_the_same_kind():
+    """An ImageNet-P cell of the baseline (brightness at difficulty 1) is not its ImageNet-C
+    brightness at severity 1 of another dataset (helper-221)."""
+    from robustbench_gcp.store import CellKey
+    from robustbench_gcp.suites.stored_baselines import _of_other_datasets
+
+    cifar_p = CellKey("imagenet-p", "brightness", "1", '{"dataset":"cifar10"}')
+    tiny_c = CellKey("imagenet-c", "brightness", "1", '{"dataset":"tinyimagenet"}')
+    assert _of_other_datasets({cifar_p: 1}, [tiny_c]) == {}
+    cifar_c = CellKey("imagenet-c", "brightness", "1", '{"dataset":"cifar10"}')
+    assert _of_other_datasets({cifar_p: 1, cifar_c: 2}, [tiny_c]) == {"brightness": "cifar10"}
+
+
 def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(cifar, tiny):
     """Only the first image's size is checked before compute: a larger one later was centre-cropped
     to 32 / 64 px without a word (another picture than the dataset's), a smaller one said 'smaller

@@ -19,7 +19,7 @@ has 1024 channels). Two scopes:
 gradient with respect to the input features only (parameters frozen), which is
 what gradient-based attacks need. After one warm-up round, the heads take turns
 for ``repeats`` rounds (so that load from other processes hits all of them
-alike); times are medians, ratios are to GAP measured in the same call.
+alike); times are the fastest of them, ratios are to GAP measured in the same call.
 
 Example:
     >>> from robustbench_gcp.bench.head_speed import bench_heads
@@ -80,7 +80,7 @@ def bench_heads(device: torch.device | str = "cpu", *, batch_size: int = 32, rep
     Args:
         device: a torch device (already resolved) or its name.
         batch_size: feature maps per batch.
-        repeats: timed runs per measurement (median reported).
+        repeats: timed runs per measurement (the fastest reported).
         scope: ``head`` (reduction + pooling + classifier) or ``pool`` (pooling only).
         in_channels, reduction_dim, num_classes: sizes (ResNet-50 defaults); the rows of
             :data:`BENCH_VARIANTS` keep their backbone's own channel count.

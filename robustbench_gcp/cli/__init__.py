@@ -279,8 +279,8 @@ def _stopped_while_local_rank_0_says_it() -> bool:
         return False
     try:
         time.sleep(USAGE_ERROR_WAIT)
-    except KeyboardInterrupt:  # (errors.Terminated: the launcher's SIGTERM)
-        stops.clear()
+    except (KeyboardInterrupt, GcpRobustError):  # the launcher's SIGTERM: errors.Terminated, or once
+        stops.clear()  # the process group is up, a RankFailure (distributed.Distributed._stopped)
         return True
     return False
 

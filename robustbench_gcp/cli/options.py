@@ -422,9 +422,9 @@ engine_options = _compose(
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster on GPUs): a "
                  "run of its own in the store."),
     click.option("--batch-size", type=COUNT, default=32, show_default=True,
-                 help="Images per forward pass; not part of a run (draws, attacks and landscape passes do "
-                 "not depend on it; logits differ with it in the last float digits, which can flip a "
-                 "near-tie)."),
+                 help="Images per forward pass; not part of a run (the random draws do not depend on it; "
+                 "logits and attack results can differ with it in the last float digits, which may "
+                 "flip a near-tie)."),
     workers_option,
     click.option("--seed", type=SEED, default=0, show_default=True,
                  help="Randomness depends only on (seed, cell, image index); another seed is a run of "

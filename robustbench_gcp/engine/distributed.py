@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import dataclasses
 import datetime
 import itertools
@@ -292,13 +293,20 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
     # the run's shard size, as rank 0's
     fingerprint, shard_size, total, units_total, skipped, stored, theirs = shared
-    if fingerprint != images.fingerprint():
-        raise RankFailure(f"rank {job.rank} sees other images than rank 0 (is the data folder the same on "
-                          "every machine?)")
     ours = dict(settings or {})
-    if differ := [name for name in {**theirs, **ours} if theirs.get(name) != ours.get(name)]:
-        raise RankFailure(f"rank {job.rank} was started with other settings than rank 0: {', '.join(differ)} "
-                          "(every rank of a job runs the same command on the same files)")
+    differ = [name for name in {**theirs, **ours} if theirs.get(name) != ours.get(name)]
+    problem = (f"rank {job.rank} sees other images than rank 0 (is the data folder the same on every "
+               "machine?)" if fingerprint != images.fingerprint() else
+               f"rank {job.rank} was started with other settings than rank 0: {', '.join(differ)} (every "
+               "rank of a job runs the same command on the same files)" if differ else None)
+    # every rank's, to rank 0 too, before any work: it stops saying why (it said only that it lost
+    # contact, and to re-run the same command, on a machine that never saw the cause)
+    problems = job.gather(problem)
+    if problem is not None:
+        _wait_for_rank_0(job)
+        raise RankFailure(problem)
+    if said := [p for p in problems or () if p is not None]:
+        raise RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, stored)
     started = time.perf_counter()
@@ -323,6 +331,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             if job.is_main:
                 raise
             job.gather((job.rank, _Failed(type(error).__name__, str(error))))  # rank 0 stores the rest
+            _wait_for_rank_0(job)
             raise RankErrorSent(f"rank {job.rank} of {job.world_size}: {error}") from error
         if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
             _commit(store, tasks, cell_ids, payload, stats)
@@ -340,6 +349,14 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             raise failed[1].error(failed[0], job.world_size)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _wait_for_rank_0(job: Distributed) -> None:
+    """On a rank other than 0 that sent rank 0 why it stops: wait until rank 0 has said it and left
+    (its leaving ends the wait; the launcher's stop too). Leaving at once, it had torchrun stop
+    rank 0 before it said why ("stopped by the launcher")."""
+    with contextlib.suppress(Exception):
+        job.broadcast(None, before_work=False)  # rank 0 sends nothing more
 
 
 class _RoundLeases:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from robustbench_gcp.errors import Terminated
 
@@ -26,13 +27,13 @@ _pending: list[int] = []  # the signals whose stop has not reached the command l
 
 def stop(signum: int, frame=None) -> None:
     """The signal handler of SIGINT and SIGTERM: record the request, then raise it, unless a stop
-    is pending already (not yet handled by the command line): that one is on its way out, and a
-    second Ctrl-C while it unwinds (through the store's and the progress display's closing)
-    replaced it with a bare KeyboardInterrupt, losing the message that says how far the run got.
-    The first one's exception, if it was dropped, is raised by :func:`raise_pending`."""
-    first = not _pending
+    is on its way out already (its KeyboardInterrupt, or the run's Interrupted, is being handled
+    where the signal lands: an ``except`` or ``finally`` block, a context manager's exit): a second
+    Ctrl-C while the first unwound (through the store's and the progress display's closing)
+    replaced it with a bare KeyboardInterrupt, losing the message that says how far the run got. A
+    stop whose exception was dropped is not on its way out: the next one raises."""
     _pending.append(signum)
-    if first:
+    if not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # (errors.Interrupted is one)
         raise _exception(signum)
 
 

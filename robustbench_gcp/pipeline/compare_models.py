@@ -78,6 +78,9 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             entries.append(CompareEntry(label, info.arch, str(path), note=_also_fits_note(path, info)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
+        if not entries:  # a config of baselines alone: it compared nothing, said nothing, exited 0
+            raise ConfigError(f"nothing to compare: {config.path} has no models; give --model "
+                              "NAME[=CHECKPOINT] or --checkpoints DIR")
         missing = [spec for spec in config.models.values() if spec.checkpoint and not random_weights
                    and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]
         if missing:

@@ -321,10 +321,11 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                           "scores before the softmax")
     _check_size_guess(dataset, options, spec_dataset, shows.layout, num_classes, choice.label,
                       suite.corrupts(selection))
-    if suite.uses_baseline and label_space(dataset, num_classes) is dataset:
+    if suite.uses_baseline:
         # benchmarks.yaml's normalizers are the dataset's own label space's (AlexNet's ImageNet errors);
         # a model of other classes is another task, which only a stored run of it normalizes
-        suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection)
+        suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection,
+                                Path(options.store), own_classes=label_space(dataset, num_classes) is dataset)
     if suite.uses_baseline:
         check_stored_datasets(baseline_names(options.baseline), config.baselines, Path(options.store), suite,
                               dataset)

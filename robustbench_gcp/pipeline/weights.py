@@ -121,6 +121,8 @@ def model_spec(config: Config, name: str, checkpoint: str | None = None,
     """
     from robustbench_gcp.models import list_models
 
+    if "=" in name:  # (no model's name holds one: a torchvision name nor a module path)
+        _refuse_file_as_name(name, set(config.models) | set(list_models()))
     if name in config.models:
         spec = config.models[name]
     elif name in list_models() or is_external(name):
@@ -145,7 +147,7 @@ def _refuse_file_as_name(name: str, known: set[str]) -> None:
         ConfigError: naming the way to give it (a model and its checkpoint apart).
     """
     model, equals, file = name.partition("=")
-    if equals and model.strip() in known:
+    if equals and (model.strip() in known or is_external(model.strip())):
         raise ConfigError(f"model '{name}': give its checkpoint apart, as `--model {model.strip()} "
                           f"--checkpoint {file}` (MODEL=CHECKPOINT is `gcp-robust compare --model`'s form)")
     if Path(name).expanduser().is_file():

@@ -268,9 +268,11 @@ class Suite:
         ``released``) are read as they are."""
         return getattr(selection, "released", None) is None
 
-    def check_normalizers(self, names: Sequence[str], baselines: Iterable[str],
-                          selection: Selection) -> None:
-        """Raise if none of the ``--baseline`` names normalizes ``selection`` (before any compute)."""
+    def check_normalizers(self, names: Sequence[str], baselines: Iterable[str], selection: Selection,
+                          store_path: Path, own_classes: bool) -> None:
+        """Raise if none of the ``--baseline`` names normalizes ``selection`` (before any compute):
+        ``baselines`` are benchmarks.yaml's, ``store_path`` holds the stored ones, ``own_classes``:
+        the model classifies the dataset's own classes (not a task of other classes)."""
 
     def check_inputs(self, selection: Selection) -> None:
         """Raise if the selection's released files cannot feed it (folders missing ...)."""

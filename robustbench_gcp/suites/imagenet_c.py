@@ -56,6 +56,7 @@ from robustbench_gcp.suites.stored_baselines import (
     hundred,
     percent_of,
     stored_baseline,
+    stored_names,
 )
 from robustbench_gcp.suites.tasks import ClassifyTask
 
@@ -227,10 +228,26 @@ class ImageNetCSuite(LevelledSuite):
         datasets do without it, and ImageNet's 1000 classes say so (:meth:`check_normalizers`)."""
         check_stored_baseline(name, {*baselines, DEFAULT_BASELINE}, store_path)
 
-    def check_normalizers(self, names, baselines, selection: ImageNetCSelection) -> None:
-        """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty."""
-        if get_dataset(selection.dataset.name, preset=selection.preset).alexnet_normalized \
-                and not set(names) & set(baselines):
+    def check_normalizers(self, names, baselines, selection: ImageNetCSelection, store_path,
+                          own_classes: bool) -> None:
+        """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty.
+        Elsewhere (CIFAR, Tiny-ImageNet, a model of other classes) only a stored run normalizes: a
+        name of benchmarks.yaml's alone was dropped without a word (the default aside)."""
+        tables_apply = own_classes and get_dataset(selection.dataset.name,
+                                                   preset=selection.preset).alexnet_normalized
+        if not tables_apply:
+            tables = [name for name in names if name in baselines]
+            if len(tables) == len(names) and names != [DEFAULT_BASELINE] \
+                    and stored_names(names, store_path) == set():
+                task = ("a model of other classes than ImageNet's 1000" if not own_classes
+                        else f"{selection.dataset.title} images")
+                raise ConfigError(f"`--baseline {','.join(names)}`: {' and '.join(tables)} "
+                                  f"{'is a table' if len(tables) == 1 else 'are tables'} of published "
+                                  f"ImageNet-C errors (benchmarks.yaml), which normalize no error of {task}: "
+                                  "store a baseline of this task with `gcp-robust baseline --name NAME`, "
+                                  "then --baseline NAME")
+            return
+        if not set(names) & set(baselines):
             if DEFAULT_BASELINE in names and DEFAULT_BASELINE not in baselines:
                 raise ConfigError(f"`--baseline {DEFAULT_BASELINE}` (the default) is not among this config's "
                                   "baselines, and ImageNet-C on ImageNet images needs published errors to "

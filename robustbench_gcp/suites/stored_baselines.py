@@ -213,6 +213,21 @@ def check_stored_datasets(names: Sequence[str], known: Iterable[str], store_path
                       "with `gcp-robust baseline`)")
 
 
+def stored_names(names: Iterable[str], store_path: Path) -> set[str] | None:
+    """Those of ``names`` stored as baseline runs in the store file (none where it does not exist);
+    None on a torchrun rank other than 0, which may not see it (rank 0 checks)."""
+    from robustbench_gcp.engine.ranks import is_main_process
+
+    if not is_main_process():
+        return None
+    if not Path(store_path).is_file():
+        return set()
+    from robustbench_gcp.store import Store
+
+    with Store(store_path, read_only=True) as store:
+        return {name for name in names if store.baseline(name) is not None}
+
+
 def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -> None:
     """``--baseline`` of a command reporting every suite: some suite must know each of its names.
 
@@ -269,7 +284,7 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
 def _of_other_datasets(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, str]:
     """The corruptions of ``keys`` a baseline's ``cells`` lack but hold of another dataset's
     images (same corruption and severity), with that dataset's name."""
-    held = {(key.name, key.level): variant_of(key).get("dataset", "imagenet") for key in cells}
+    held = {(key.kind, key.name, key.level): variant_of(key).get("dataset", "imagenet") for key in cells}
     return {key.name: theirs for key in keys if key != CLEAN and key not in cells
-            and (theirs := held.get((key.name, key.level))) is not None
+            and (theirs := held.get((key.kind, key.name, key.level))) is not None
             and theirs != variant_of(key).get("dataset", "imagenet")}
