@@ -251,6 +251,32 @@ def _shards(store: Path) -> dict:
             "ON cells.id = shards.cell_id")}
 
 
+def test_ranks_failing_in_the_same_round_each_say_why_and_stop(tmp_path):
+    """Rank 0 fails itself in the round rank 1 sends it its error: rank 0 gathers nothing; rank 1,
+    which lost it, says its own error (not "lost contact"), and the job stops (no wait for the
+    timeout)."""
+    from PIL import Image
+
+    data = tmp_path / "val"
+    for c, wnid in enumerate(("n01440764", "n01443537")):
+        (data / wnid).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (40, 40), (60 * i, 100 * c, 30)).save(data / wnid / f"{i}.JPEG")
+    for name in ("1.JPEG", "3.JPEG"):  # shard 0 (rank 0's) and shard 1 (rank 1's) of round 1
+        (data / "n01440764" / name).write_bytes(b"not an image")
+    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
+            "sorted"]
+    proc = torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert f"cannot read image {data / 'n01440764' / '1.JPEG'}" in err, err
+    assert "lost contact" not in err, err
+
+
 def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():
     """Rank 0 failed before it sent the work list (a store it could not open): the other ranks said
     they "lost contact" with gloo's text cut at 200 characters, and that finished shards were stored

@@ -330,7 +330,10 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         except GcpRobustError as error:  # an unreadable image, a brought model's code ...
             if job.is_main:
                 raise
-            job.gather((job.rank, _Failed(type(error).__name__, str(error))))  # rank 0 stores the rest
+            try:
+                job.gather((job.rank, _Failed(type(error).__name__, str(error))))  # rank 0 stores the rest
+            except RankFailure:  # rank 0 left first (an error of its own, the launcher): say this one
+                raise error from None
             _wait_for_rank_0(job)
             raise RankErrorSent(f"rank {job.rank} of {job.world_size}: {error}") from error
         if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
