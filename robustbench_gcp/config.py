@@ -350,6 +350,10 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         if key != "clean_error" and 0 < number <= 1:  # (a clean error may be below 1 %)
             check.fail(f"{where}.published.{key}", f"published figures are percentages (76.13, not "
                        f"0.7613), got {number:g}")
+    both = {"top1", "clean_error"} <= published.keys()  # each rounded to a tenth at least
+    if both and abs(published["top1"] + published["clean_error"] - 100) > 0.1:
+        check.fail(f"{where}.published.clean_error", f"top1 {published['top1']:g} and clean_error "
+                   f"{published['clean_error']:g} disagree (the clean error is 100 - top1): give one")
     return ModelSpec(name, arch, checkpoint, sha256, source, published)
 
 

@@ -51,6 +51,9 @@ def test_models_and_suites_list(tmp_path):
     # the landscape's steps as --etas takes them, not 0.000390625 to 0.292969
     table = CliRunner().invoke(main, ["suites"], env={"COLUMNS": "300"})
     assert "50 steps 0.1/256 to 75/256" in table.stdout
+    # each attack's budget beside its name, as benchmarks.yaml gives it (FGSM has none)
+    assert "fgsm, pgd-linf (steps=10, rel_stepsize=0.25, random_start=true)" in table.stdout
+    assert "cw-l2 (steps=100, binary_search_steps=5)" in table.stdout
 
 
 @pytest.mark.parametrize("width", ["40", "80", "100", "300"])

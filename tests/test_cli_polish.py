@@ -753,3 +753,19 @@ def test_baseline_help_shows_the_suites_a_baseline_serves_alone():
     kinds = shown.stdout[shown.stdout.index("Suite kinds: "):]
     assert "imagenet-c (" in kinds and "imagenet-p (" in kinds and "adversarial" not in kinds
     assert "--attacks" in CliRunner().invoke(main, ["eval", "--help"]).stdout  # eval's are every suite's
+
+
+def test_a_bad_severity_is_worded_alike_by_every_command(tmp_path):
+    """eval, bench corruptions and bench pipeline said a non-integer severity three ways (click's
+    "Invalid value", "comma-separated integers 1..5", "such as 1,3"); each says it as a level out
+    of range is said, and an empty list as "at least one level"."""
+    commands = (["eval", "--model", "demo-gap", "--random-weights", "--suite", "imagenet-c", "--data",
+                 str(tmp_path), "--store", str(tmp_path / "s.db")],
+                ["bench", "corruptions", "--device", "cpu"], ["bench", "pipeline", "--device", "cpu"])
+    for value, said in (("1,x", "`--severities` should be 1..5. Got 'x'"), ("7", "`--severities` should be "
+                        "1..5. Got 7"), (" , ", "`--severities` should name at least one level")):
+        for command in commands:
+            result = CliRunner().invoke(main, [*command, "--severities", value])
+            assert result.exit_code == 2, (command, result.output)
+            assert result.stderr.strip().splitlines()[-1] == f"Error: {said}", (command, result.stderr)
+    assert not (tmp_path / "s.db").exists()

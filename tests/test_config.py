@@ -79,6 +79,9 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "got 0.7613"),
         ("models:\n  m: {arch: resnet50-gap, published: {mCE: 0.927}}\n",
          "models.m.published.mCE (line 2): published figures are percentages (76.13, not 0.7613), got 0.927"),
+        ("models:\n  m: {arch: resnet50-gap, published: {top1: 76.13, clean_error: 76.13}}\n",
+         "models.m.published.clean_error (line 2): top1 76.13 and clean_error 76.13 disagree (the clean "
+         "error is 100 - top1): give one"),
         ("models:\n  m: {arch: resnet50-gap, published: {top5: 930}}\n",
          "models.m.published.top5 (line 2): should be in [0.0, 100.0], got 930"),
         ("suites:\n  a: {kind: adversarial, attacks: [{attack: pgd-linf, epsilons: [-1]}]}\n",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from original_p import write_mp4
 
+import robustbench_gcp
 from robustbench_gcp.cli import main
 from robustbench_gcp.config import load_config
 from robustbench_gcp.data.folders import scan_folder
@@ -348,6 +351,10 @@ def test_stored_baseline_normalizes_flip_rates(demo_val, tmp_path):
     listed = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store), "--format", "json"])
     assert json.loads(listed.stdout)[0]["name"] == "gapbase"
     assert json.loads(listed.stdout)[0]["stored"]  # when the name was given, not the run's start
+    demo = Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth"
+    assert json.loads(listed.stdout)[0]["weights"] == hashlib.sha256(demo.read_bytes()).hexdigest()
+    table = CliRunner().invoke(main, ["baseline", "--list", "--store", str(store)], env={"COLUMNS": "200"})
+    assert hashlib.sha256(demo.read_bytes()).hexdigest()[:8] in table.stdout, table.stdout
     report = run("eval", "--model", "demo-isqrt",
                  *p_args(demo_val, store, *selection, "--baseline", "gapbase"))
     base_fp = {e["perturbation"]: (e["flip_probability"], e["top5_distance"]) for e in base["perturbations"]}

@@ -341,12 +341,7 @@ def pipeline_speed(model: str = "resnet18-gap", *, checkpoint: str | None = None
     if repeats < 1:
         raise ConfigError(f"`--repeats` should be >= 1. Got {repeats}")
     names = resolve_names(corruptions, SUBSETS["benchmark"], SUBSETS, "corruption", "--corruptions")
-    try:
-        levels = [int(v) for v in severities.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"`--severities` should be comma-separated integers such as 1,3. "
-                          f"Got {severities!r}") from None
-    levels = resolve_levels(levels, SEVERITIES, "--severities", SEVERITIES)
+    levels = resolve_levels(severities, SEVERITIES, "--severities", SEVERITIES)
     say = log or (lambda line: None)
     arch = TORCHVISION_ARCHS[model]
     torch.manual_seed(seed)

@@ -79,10 +79,12 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
 
         rows = []
         if Path(options["store"]).is_file():  # listing must not create an empty store
-            from robustbench_gcp.reports.stored import run_label
+            from robustbench_gcp.reports.stored import run_label, weights_label
 
             with Store(options["store"], read_only=True) as store:  # listing never writes
                 rows = [{"name": n, "model": run_label(run), "checkpoint": run.checkpoint,
+                         # which file it was: two baselines of one path (a file replaced) differ here
+                         "weights": weights_label(run, short=fmt == "table"),
                          "images": run.n_images, "stored": stored}
                         for n, stored, run in store.baselines()]
         else:  # no store yet holds no baselines; a broken link or a folder is not that
@@ -96,7 +98,8 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
                        "baseline --model NAME --name NAME ...`", err=True)
             return
         emit(rows, [Column("name", justify="left"), Column("model", justify="left"),
-                    Column("checkpoint", justify="left"), Column("images"), Column("stored")],
+                    Column("checkpoint", justify="left"), Column("weights", justify="left"), Column("images"),
+                    Column("stored")],
              fmt=fmt, title=f"Baselines in {options['store']}", output=output)
         return
     if model is None:

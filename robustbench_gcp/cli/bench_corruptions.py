@@ -26,13 +26,7 @@ def _severities(value: str) -> list[int]:
     from corruptions import SEVERITIES
     from robustbench_gcp.suites.flag_values import resolve_levels
 
-    try:
-        levels = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"should be comma-separated integers 1..5. Got {value!r}", param_hint="--severities"
-        ) from None
-    return list(resolve_levels(levels, (), "--severities", SEVERITIES))
+    return list(resolve_levels(value, (), "--severities", SEVERITIES))
 
 
 corruptions_option = click.option(

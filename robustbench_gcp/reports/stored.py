@@ -92,6 +92,14 @@ def run_label(run: RunInfo) -> str:
     return matrix_label(run.model, run.identity)
 
 
+def weights_label(run: RunInfo, short: bool = True) -> str | None:
+    """A run's weights as its identity records them: the checkpoint's sha256 (its first 8 digits
+    when ``short``, as run labels show it), a brought module's state-dict hash, or
+    ``random-init-seed-N``."""
+    weights = run.identity.get("weights")
+    return _setting(weights, "weights") if short and weights is not None else weights
+
+
 def _chosen(run: RunInfo, models: Sequence[str] | None, labels: Mapping[str, str] | None = None) -> bool:
     """Whether ``--models`` (the labels reports show) selects ``run``: ``demo-isqrt`` is the model as
     trained, not also a run with another root that an older version stored under that name; a

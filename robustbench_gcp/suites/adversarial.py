@@ -183,6 +183,13 @@ def _attack(check: Checker, where: str, value: Any) -> AttackSpec:
     return spec
 
 
+def _settings(params: Mapping[str, Any]) -> str:
+    """An attack's settings as its config keys: ``steps=10, rel_stepsize=0.25, random_start=true``
+    (those not given are foolbox's defaults)."""
+    return ", ".join(f"{key}={str(value).lower() if isinstance(value, bool) else f'{value:g}'}"
+                     for key, value in params.items())
+
+
 @register_suite
 class AdversarialSuite(Suite):
     """Robust accuracy against foolbox attacks at each epsilon."""
@@ -219,7 +226,8 @@ class AdversarialSuite(Suite):
         return AdversarialSpec(name, self.kind, attacks=attacks)
 
     def describe(self, spec: AdversarialSpec) -> tuple[str, str]:
-        contents = ", ".join(a.attack for a in spec.attacks)
+        contents = ", ".join(a.attack + (f" ({_settings(a.params)})" if a.params else "")
+                             for a in spec.attacks)
         levels = "; ".join(f"{a.attack} eps " + ",".join(format_epsilon(e, a.norm) for e in a.epsilons)
                            for a in spec.attacks)
         return contents, levels

@@ -43,7 +43,7 @@ def name_items(value: str | Sequence[str], flag: str, kind: str) -> list[str]:
     Raises:
         ConfigError: anything else (a number, None in the list ...), naming ``flag``.
     """
-    items = value.split(",") if isinstance(value, str) else \
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else \
         list(value) if isinstance(value, Iterable) else None
     if items is None or not all(isinstance(item, str) for item in items):
         raise ConfigError(f"`{flag}` should be {kind} names, as text (a,b) or a list of them. Got {value!r}")
@@ -60,7 +60,7 @@ def resolve_levels(value: Sequence[int] | int | str | None, default: tuple[int, 
     """
     if value is None:
         return default
-    items = value.split(",") if isinstance(value, str) else \
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else \
         list(value) if isinstance(value, Iterable) else [value]  # one level: 3, numpy.int64(3), 3.0
     levels = []
     for item in items:
