@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -324,7 +325,9 @@ def test_steps_that_move_no_image_are_said_to_be_rounding(demo_val, tmp_path):
     # gradient of norm 6e-10 gave beta-smoothness 837, rounding, unsaid)
     small = json.loads(CliRunner().invoke(main, [*common, "--etas", "1e-7:2e-7:2"]).stdout)
     (said,) = [n for n in small["notes"] if "changed the loss in float32 (their loss band is 0)" in n]
-    assert said.startswith("landscape clean: for 1 of 10 images no step (up to eta = 2e-07)"), said
+    # how many sit at float32's edge hangs on the demo's pixels (Pillow's JPEG codec: 1, then 2 of them)
+    count = re.match(r"landscape clean: for (\d+) of 10 images no step \(up to eta = 2e-07\) ", said)
+    assert count and 1 <= int(count[1]) < 10, said  # some images, not all (those the first note says)
     assert said.endswith("measure rounding more than the landscape, their gradient change and "
                          "beta-smoothness too; raise the steps (--etas)")
 
