@@ -1375,9 +1375,16 @@ def test_a_config_without_models_has_nothing_to_compare(image_folder, tmp_path):
     out = CliRunner().invoke(main, ["compare", "--config", str(config), "--data", str(image_folder),
                                     "--store", str(tmp_path / "s.db"), "--format", "csv"])
     assert out.exit_code == 2 and out.stderr.strip().endswith(
+        f"Error: nothing to compare: {config} has no models, nor suites to run them on (define some "
+        "under `suites:`); give --model NAME[=CHECKPOINT] or --checkpoints DIR"), out.output
+    assert not (tmp_path / "s.db").exists()
+    # with suites, only the models are missing (--model alone then failed on "unknown suite 'clean'")
+    config.write_text(config.read_text() + "suites:\n  clean: {kind: clean}\n")
+    out = CliRunner().invoke(main, ["compare", "--config", str(config), "--data", str(image_folder),
+                                    "--store", str(tmp_path / "s.db"), "--format", "csv"])
+    assert out.exit_code == 2 and out.stderr.strip().endswith(
         f"Error: nothing to compare: {config} has no models; give --model NAME[=CHECKPOINT] or "
         "--checkpoints DIR"), out.output
-    assert not (tmp_path / "s.db").exists()
 
 
 def test_a_config_table_named_for_a_model_of_other_classes_is_refused(tmp_path):
@@ -1396,8 +1403,13 @@ def test_a_config_table_named_for_a_model_of_other_classes_is_refused(tmp_path):
               "--store", str(store), "--workers", "0", "--format", "json"]
     refused = CliRunner().invoke(main, ["eval", *common, "--baseline", "mine"])
     assert refused.exit_code == 2 and "`--baseline mine`: mine is a table of published ImageNet-C errors " \
-        "(benchmarks.yaml), which normalize no error of a model of other classes than ImageNet's 1000" \
-        in refused.stderr, refused.output
+        "(the configuration's `baselines:`), which normalize no error of a model of other classes than " \
+        "ImageNet's 1000" in refused.stderr, refused.output
+    # ImageNet images under CIFAR's parameters (--preset cifar): named so, not "ImageNet images"
+    preset = CliRunner().invoke(main, ["eval", *common, "--model", "resnet18-gap", "--random-weights",
+                                       "--preset", "cifar", "--baseline", "mine"])
+    assert preset.exit_code == 2 and "which normalize no error of ImageNet (cifar parameters) images" \
+        in preset.stderr, preset.output
     assert not store.exists()
     plain = CliRunner().invoke(main, ["eval", *common])  # the default: unnormalized, as before
     assert plain.exit_code == 0 and json.loads(plain.stdout)["metrics"]["mCE"] is None, plain.output

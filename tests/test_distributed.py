@@ -24,11 +24,22 @@ def eval_args(val: Path, store: Path, *extra: str) -> list[str]:
             "--format", "json", *extra]
 
 
-def torchrun(args: list[str], **kwargs) -> subprocess.Popen:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+def torchrun(args: list[str], nproc: int = 2, **kwargs) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
                "--monitor-interval", "0.2", "-m", "robustbench_gcp", *args]
     return subprocess.Popen(command, **{"env": ENV, **kwargs}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+
+
+def failed_torchrun(args: list[str], timeout: float = 180, **kwargs) -> str:
+    """The stderr of a torchrun job that must fail (within ``timeout`` seconds)."""
+    proc = torchrun(args, **kwargs)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0, err
+    return err
 
 
 def single(args: list[str]) -> subprocess.CompletedProcess:
@@ -140,6 +151,42 @@ def test_a_dead_rank_stops_the_job_and_the_rerun_finishes_it(demo_val, tmp_path)
     assert a == b
 
 
+def test_a_rank_stopped_by_sigterm_is_not_said_as_its_error(demo_val, tmp_path):
+    """SIGTERM to one rank of a job started by hand: its handler's RankFailure, raised in the
+    rank's compute, went to rank 0 as the rank's error ("rank 1 of 2: rank 1 of 2: stopped by the
+    launcher ... another rank failed"), helper-224. The rank stops; rank 0 says it lost it."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    store = tmp_path / "s.db"
+    args = eval_args(demo_val, store, "--model", "demo-isqrt", "--suite", "imagenet-c", "--corruptions",
+                     "gaussian_noise,contrast,fog", "--shard-size", "10")
+    procs = []
+    for rank in (0, 1):
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+               "GCP_ROBUST_DIST_TIMEOUT": "120"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "robustbench_gcp", *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.time() + 180
+        while _committed(store) == 0:
+            assert procs[0].poll() is None, procs[0].communicate()[1]
+            assert time.time() < deadline, "no shard committed within 180 s"
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+        outputs = [proc.communicate(timeout=180) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert procs[0].returncode != 0 and procs[1].returncode != 0
+    err = outputs[0][1]
+    assert "rank 1 of 2: rank 1 of 2" not in err, err
+    assert "rank 0 of 2: lost contact with the other ranks" in err, err
+
+
 DEMO_SCRIPT = """
 import json, os, sys
 from robustbench_gcp.pipeline import demo_run
@@ -175,32 +222,38 @@ def test_the_demo_under_torchrun_equals_one_process(tmp_path):
     assert stored(tmp_path / "dist" / "demo.db") == stored(tmp_path / "single" / "demo.db")
 
 
-@pytest.mark.parametrize("bad, kept", [(("n01443537", "3.JPEG"), [(0, 2), (1, 2), (2, 2)]),
-                                       (("n01440764", "3.JPEG"), [(0, 2)])], ids=["round-2", "round-1"])
-def test_a_rank_that_fails_stops_the_job_at_once(tmp_path, bad, kept):
-    """A rank that raises (an unreadable image) stops the job, rather than waiting at exit in a
-    barrier the others never reach, for the whole timeout. Its error goes to rank 0, which stores
-    its own shard of the round and says it: the failed rank left at once, and torchrun stopped rank
-    0 midway through its shard, lost where the failure came in the first round (helper-220)."""
+def _folder(root: Path, per_class: int, *bad: str) -> Path:
+    """Two classes of ``per_class`` small JPEGs (sorted: n01440764's first), ``bad`` ones unreadable."""
     from PIL import Image
 
-    data = tmp_path / "val"
     for c, wnid in enumerate(("n01440764", "n01443537")):
-        (data / wnid).mkdir(parents=True)
-        for i in range(4):
-            Image.new("RGB", (40, 40), (60 * i, 100 * c, 30)).save(data / wnid / f"{i}.JPEG")
-    (data / bad[0] / bad[1]).write_bytes(b"not an image")
+        (root / wnid).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (40, 40), (20 * i, 100 * c, 30)).save(root / wnid / f"{i}.JPEG")
+    for name in bad:
+        (root / name).write_bytes(b"not an image")
+    return root
+
+
+@pytest.mark.parametrize("bad, kept, who", [
+    ("n01443537/3.JPEG", [(0, 2), (1, 2), (2, 2)], "rank 1 of 2: "),
+    ("n01440764/3.JPEG", [(0, 2)], "rank 1 of 2: "),
+    ("n01443537/1.JPEG", [(0, 2), (1, 2), (3, 2)], "")], ids=["round-2", "round-1", "rank-0"])
+def test_a_rank_that_fails_stops_the_job_at_once(tmp_path, bad, kept, who):
+    """A rank that raises (an unreadable image) stops the job, rather than waiting at exit in a
+    barrier the others never reach, for the whole timeout. Its error goes to rank 0, which stores
+    the round's other shards and says it: the failed rank left at once, and torchrun stopped rank
+    0 midway through its shard, lost where the failure came in the first round (helper-220). Rank
+    0 failing itself stores the others' shards of the round too (rank 1's was lost, and rank 1
+    said it "lost contact", helper-224)."""
+    data = _folder(tmp_path / "val", 4, bad)
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "imagenet-c", "--corruptions", "fog",
             "--severities", "1", "--shard-size", "2", "--class-order", "sorted"]
-    proc = torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})  # a wait for it outlasts the test
-    try:
-        _, err = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode != 0
-    said = f"Error: rank 1 of 2: cannot read image {data / bad[0] / bad[1]}"
+    err = failed_torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})  # a wait outlasts the test
+    said = f"Error: {who}cannot read image {data / bad}"
     assert err.count("cannot read image") == 1 and said in err, err
+    assert "lost contact" not in err, err
     # rank 0's own shard of the round rank 1 failed in is stored (clean and fog), as a single process
     # would have kept it
     with sqlite3.connect(tmp_path / "s.db") as db:
@@ -252,29 +305,44 @@ def _shards(store: Path) -> dict:
 
 
 def test_ranks_failing_in_the_same_round_each_say_why_and_stop(tmp_path):
-    """Rank 0 fails itself in the round rank 1 sends it its error: rank 0 gathers nothing; rank 1,
-    which lost it, says its own error (not "lost contact"), and the job stops (no wait for the
-    timeout)."""
-    from PIL import Image
-
-    data = tmp_path / "val"
-    for c, wnid in enumerate(("n01440764", "n01443537")):
-        (data / wnid).mkdir(parents=True)
-        for i in range(4):
-            Image.new("RGB", (40, 40), (60 * i, 100 * c, 30)).save(data / wnid / f"{i}.JPEG")
-    for name in ("1.JPEG", "3.JPEG"):  # shard 0 (rank 0's) and shard 1 (rank 1's) of round 1
-        (data / "n01440764" / name).write_bytes(b"not an image")
+    """Rank 0 fails itself in the round rank 1 sends it its error: rank 0 says its own, rank 1 stops
+    quietly (it said it "lost contact" with rank 0), and the job stops (no wait for the timeout)."""
+    # shard 0 (rank 0's) and shard 1 (rank 1's) of round 1
+    data = _folder(tmp_path / "val", 4, "n01440764/1.JPEG", "n01440764/3.JPEG")
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
             "sorted"]
-    proc = torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})
-    try:
-        _, err = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode != 0
+    err = failed_torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})
     assert f"cannot read image {data / 'n01440764' / '1.JPEG'}" in err, err
     assert "lost contact" not in err, err
+
+
+def test_the_other_ranks_stop_quietly_when_one_fails_before_the_last_round(tmp_path):
+    """Three ranks, rank 1 failing in the first of two rounds: rank 0 stores the others' shards and
+    says why; rank 2, sound, ran into the next round's broadcast and said it "lost contact" with the
+    other ranks (helper-224). Rank 0 tells it to stop instead."""
+    data = _folder(tmp_path / "val", 6, "n01440764/3.JPEG")  # shard 1: rank 1's of round 1
+    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
+            "sorted"]
+    err = failed_torchrun(args, nproc=3, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"}, timeout=240)
+    assert err.count("cannot read image") == 1 and f"Error: rank 1 of 3: cannot read image {data}" in err, err
+    assert "lost contact" not in err and "Error: rank 2" not in err, err
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert sorted(r[0] for r in db.execute("SELECT shard FROM shards")) == [0, 2]
+
+
+def test_a_refusal_of_rank_0_alone_stops_the_ranks_waiting_to_join(demo_val, tmp_path):
+    """Rank 0 refuses a baseline name only it can look up in the store; rank 1, which went on,
+    waited to join the process group, inside which the launcher's SIGTERM could not stop it: the
+    launcher killed it 30 s later ("Unable to shutdown process ... via 15, forcefully exiting via
+    9"), helper-224."""
+    args = eval_args(demo_val, tmp_path / "s.db", "--model", "demo-gap", "--random-weights", "--suite",
+                     "imagenet-c", "--corruptions", "fog", "--severities", "1", "--limit", "8",
+                     "--baseline", "nosuch")
+    err = failed_torchrun(args)
+    assert err.count("Error: unknown baseline 'nosuch'") == 1, err
+    assert "forcefully exiting" not in err, err
 
 
 def test_a_rank_that_loses_rank_0_before_the_work_list_says_so():
@@ -333,13 +401,8 @@ def test_an_unknown_name_under_torchrun_is_said_once(tmp_path):
     """A usage error that is no parse error (an unknown model): every rank said it, and rank 0,
     stopped by the launcher first in one try of six, said "terminated ... re-run the same command
     to resume" (helper-220). The node's first rank says it; the others wait for the launcher."""
-    proc = torchrun(["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c", "--store",
-                     str(tmp_path / "s.db")])
-    try:
-        _, err = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode != 0
+    err = failed_torchrun(["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c", "--store",
+                           str(tmp_path / "s.db")])
     assert err.count("Error: unknown model 'demo-isqrtt'. Did you mean 'demo-isqrt'?") == 1, err
     assert "terminated" not in err and "resume" not in err, err
 

@@ -34,6 +34,7 @@ import itertools
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -76,6 +77,15 @@ class _Failed:
         return {"DataError": DataError, "ModelCodeError": ModelCodeError}.get(self.kind, RankFailure)(said)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stop:
+    """Rank 0's word, in place of the next round's loads, that a rank failed in this round: the
+    other ranks stop quietly (rank 0 says why). They ran into the next broadcast and said they
+    "lost contact" with the other ranks."""
+
+    why: str
+
+
 class Distributed:
     """This process's place in a torchrun job (a process-wide singleton)."""
 
@@ -104,7 +114,17 @@ class Distributed:
             if device.type == "cuda":
                 gpu = rank_gpu(local_rank, torch.cuda.device_count(), backend)
                 torch.cuda.set_device(gpu)
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+            with _killed_by_sigterm():
+                try:
+                    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+                except RuntimeError as error:  # DistNetworkError, DistStoreError: a rank never came
+                    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else \
+                        type(error).__name__
+                    rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+                    raise RankFailure(
+                        f"rank {rank} of {world}: the ranks did not all join the job within {timeout:g} s "
+                        f"({first}): if a rank stopped before (an error of its command or files), its "
+                        "own error says why; nothing was computed") from None
             cls._current = Distributed(dist.get_rank(), dist.get_world_size(), local_rank, backend, gpu)
             signal.signal(signal.SIGTERM, cls._current._stopped)
             atexit.register(_destroy_process_group)
@@ -155,6 +175,22 @@ class Distributed:
         out = [None] * self.world_size if self.is_main else None
         self._exchange("exchanging results", lambda: dist.gather_object(obj, out, dst=0))
         return out
+
+
+@contextlib.contextmanager
+def _killed_by_sigterm():
+    """SIGTERM ends this process at once while it joins the process group (nothing computed yet).
+    The command line's handler runs only between bytecodes, and a rank waiting inside
+    ``init_process_group`` for a rank that had stopped (a refusal of rank 0's alone) outlived the
+    launcher's SIGTERM until its SIGKILL, 30 s later."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def dist_timeout() -> float:
@@ -321,26 +357,33 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
         current = job.broadcast(leases.next_round(idle=not loads) if leases else None,
                                 before_work=not computed_before)
+        if isinstance(current, _Stop):  # another rank failed in the round before: rank 0 says it
+            _wait_for_rank_0(job)
+            raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped the job: {current.why}")
         mine.receive(current[0])
         if not loads:  # a round of waiting for units other processes hold
             continue
         computed_before = True
+        error = None
         try:
             payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
-        except GcpRobustError as error:  # an unreadable image, a brought model's code ...
-            if job.is_main:
-                raise
-            try:
-                job.gather((job.rank, _Failed(type(error).__name__, str(error))))  # rank 0 stores the rest
-            except RankFailure:  # rank 0 left first (an error of its own, the launcher): say this one
-                raise error from None
-            _wait_for_rank_0(job)
-            raise RankErrorSent(f"rank {job.rank} of {job.world_size}: {error}") from error
-        if job.is_main and payload is not None:  # its own first: kept if another rank fails this round
+        except RankFailure:  # the launcher's stop (Distributed._stopped): not this rank's error to send
+            raise
+        except GcpRobustError as failure:  # an unreadable image, a brought model's code ...
+            error, payload = failure, _Failed(type(failure).__name__, str(failure))
+        if job.is_main and payload is not None and error is None:  # kept if another rank fails this round
             _commit(store, tasks, cell_ids, payload, stats)
-        gathered = job.gather((job.rank, payload))
-        if not job.is_main:  # this rank's own share, for its RankResult
-            for task, results, _ in (payload[1] if payload else ()):
+        try:
+            gathered = job.gather((job.rank, payload))  # a failed rank's error too: rank 0 stores the rest
+        except RankFailure:
+            if error is not None:  # rank 0 left first (an error of its own, the launcher): say this one
+                raise error from None
+            raise
+        if not job.is_main:
+            if error is not None:
+                _wait_for_rank_0(job)
+                raise RankErrorSent(f"rank {job.rank} of {job.world_size}: {error}") from error
+            for task, results, _ in (payload[1] if payload else ()):  # its own share, for its RankResult
                 stats.units_computed += len(tasks[task].keys)
                 stats.images_computed += results[0].n
             continue
@@ -348,18 +391,24 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             if item is not None and rank != job.rank and not isinstance(item, _Failed):
                 _commit(store, tasks, cell_ids, item, stats)
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
-        if failed := next(((rank, item) for rank, item in gathered if isinstance(item, _Failed)), None):
-            raise failed[1].error(failed[0], job.world_size)
+        failed = next(((rank, item) for rank, item in gathered if isinstance(item, _Failed)), None)
+        if failed is not None:
+            said = error or failed[1].error(failed[0], job.world_size)  # its own first
+            if current[0] or current[1]:  # the others wait for the next round's loads: stop them
+                job.broadcast(_Stop(str(said)), before_work=False)
+            raise said
     stats.seconds = time.perf_counter() - started
     return stats
 
 
 def _wait_for_rank_0(job: Distributed) -> None:
-    """On a rank other than 0 that sent rank 0 why it stops: wait until rank 0 has said it and left
-    (its leaving ends the wait; the launcher's stop too). Leaving at once, it had torchrun stop
-    rank 0 before it said why ("stopped by the launcher")."""
+    """On a rank other than 0 that stops with rank 0 (its error sent, or rank 0's :class:`_Stop`
+    received): wait until rank 0 has said why and left (its leaving ends the wait; the launcher's
+    stop too). Leaving at once, it had torchrun stop rank 0 before it said why ("stopped by the
+    launcher")."""
     with contextlib.suppress(Exception):
-        job.broadcast(None, before_work=False)  # rank 0 sends nothing more
+        while True:  # rank 0 sends at most its _Stop, then leaves
+            job.broadcast(None, before_work=False)
 
 
 class _RoundLeases:

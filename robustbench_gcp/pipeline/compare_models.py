@@ -79,7 +79,8 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
         if not entries:  # a config of baselines alone: it compared nothing, said nothing, exited 0
-            raise ConfigError(f"nothing to compare: {config.path} has no models; give --model "
+            suites = "" if config.suites else ", nor suites to run them on (define some under `suites:`)"
+            raise ConfigError(f"nothing to compare: {config.path} has no models{suites}; give --model "
                               "NAME[=CHECKPOINT] or --checkpoints DIR")
         missing = [spec for spec in config.models.values() if spec.checkpoint and not random_weights
                    and "://" not in spec.checkpoint and not Path(spec.checkpoint).is_file()]

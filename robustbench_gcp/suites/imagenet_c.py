@@ -233,17 +233,17 @@ class ImageNetCSuite(LevelledSuite):
         """ImageNet's CE divides by benchmarks.yaml's errors: without one, the mCE came out empty.
         Elsewhere (CIFAR, Tiny-ImageNet, a model of other classes) only a stored run normalizes: a
         name of benchmarks.yaml's alone was dropped without a word (the default aside)."""
-        tables_apply = own_classes and get_dataset(selection.dataset.name,
-                                                   preset=selection.preset).alexnet_normalized
-        if not tables_apply:
+        corrupted = get_dataset(selection.dataset.name, preset=selection.preset)  # its title names a preset
+        if not (own_classes and corrupted.alexnet_normalized):
             tables = [name for name in names if name in baselines]
             if len(tables) == len(names) and names != [DEFAULT_BASELINE] \
                     and stored_names(names, store_path) == set():
                 task = ("a model of other classes than ImageNet's 1000" if not own_classes
-                        else f"{selection.dataset.title} images")
+                        else f"{corrupted.title} images")
                 raise ConfigError(f"`--baseline {','.join(names)}`: {' and '.join(tables)} "
                                   f"{'is a table' if len(tables) == 1 else 'are tables'} of published "
-                                  f"ImageNet-C errors (benchmarks.yaml), which normalize no error of {task}: "
+                                  f"ImageNet-C errors (the configuration's `baselines:`), which normalize "
+                                  f"no error of {task}: "
                                   "store a baseline of this task with `gcp-robust baseline --name NAME`, "
                                   "then --baseline NAME")
             return
