@@ -450,36 +450,6 @@ def test_a_second_stop_while_the_first_unwinds_is_recorded_not_raised():
             signal.signal(signal.SIGINT, previous)
 
 
-def test_a_second_stop_while_a_generator_closes_under_the_first_is_recorded():
-    """The engine's compute() generator, closed as the first Ctrl-C unwinds, joins its decode
-    thread in a ``finally`` that handles a GeneratorExit, not the KeyboardInterrupt: a second
-    Ctrl-C there was raised inside the close ("Exception ignored in: <generator ...>"), cutting
-    the join short (helper-224)."""
-    from robustbench_gcp.engine import stops
-
-    joined = []
-
-    def compute():
-        try:
-            yield 1
-            yield 2
-        finally:
-            os.kill(os.getpid(), signal.SIGINT)  # the second, while the generator closes
-            time.sleep(0.2)  # its handler runs here: recorded, not raised
-            joined.append(True)
-
-    previous = signal.signal(signal.SIGINT, stops.stop)
-    try:
-        with pytest.raises(KeyboardInterrupt) as first:
-            for _ in compute():
-                raise KeyboardInterrupt("first")
-        assert str(first.value) == "first" and joined == [True]
-        assert stops.pending() is not None
-    finally:
-        stops.clear()
-        signal.signal(signal.SIGINT, previous)
-
-
 def test_a_stop_recorded_under_another_error_does_not_stop_the_next_command(
         image_folder, gap_checkpoint, tmp_path, monkeypatch):
     """A stop whose exception was dropped, then another error: the record outlived the command and

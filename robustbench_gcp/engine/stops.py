@@ -31,13 +31,9 @@ def stop(signum: int, frame=None) -> None:
     where the signal lands: an ``except`` or ``finally`` block, a context manager's exit): a second
     Ctrl-C while the first unwound (through the store's and the progress display's closing)
     replaced it with a bare KeyboardInterrupt, losing the message that says how far the run got. A
-    generator closed as the stop unwinds (the engine's ``compute``, joining its decode thread)
-    handles a GeneratorExit that does not tell the stop behind it: a stop there is recorded too
-    (raised by :func:`raise_pending` if the run goes on; it was raised in the close, printed as
-    "Exception ignored", and cut the join short). A stop whose exception was dropped is not on its
-    way out: the next one raises."""
+    stop whose exception was dropped is not on its way out: the next one raises."""
     _pending.append(signum)
-    if not isinstance(sys.exc_info()[1], (KeyboardInterrupt, GeneratorExit)):  # (errors.Interrupted is one)
+    if not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # (errors.Interrupted is one)
         raise _exception(signum)
 
 
