@@ -118,8 +118,7 @@ class Distributed:
                 try:
                     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
                 except RuntimeError as error:  # DistNetworkError, DistStoreError: a rank never came
-                    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else \
-                        type(error).__name__
+                    first = _first_line(error)
                     rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
                     raise RankFailure(
                         f"rank {rank} of {world}: the ranks did not all join the job within {timeout:g} s "
@@ -153,7 +152,7 @@ class Distributed:
                     "work list (if rank 0 stopped, its own error says why); this rank computed nothing "
                     "of this run, and what earlier runs stored is kept"
                 ) from None
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            first = _first_line(error)
             raise RankFailure(
                 f"rank {self.rank} of {self.world_size}: lost contact with the other ranks while {what} "
                 f"({first}); finished shards are in the store, re-run the same command to compute the rest"
@@ -175,6 +174,12 @@ class Distributed:
         out = [None] * self.world_size if self.is_main else None
         self._exchange("exchanging results", lambda: dist.gather_object(obj, out, dst=0))
         return out
+
+
+def _first_line(error: BaseException) -> str:
+    """A backend error's first line, at most 200 characters (gloo's run to pages), else its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 @contextlib.contextmanager

@@ -521,14 +521,13 @@ def _job_settings(identity: dict, tasks) -> dict:
 def _differences(stored: dict, current: dict) -> str:
     """The identity fields of ``current`` whose values ``stored`` does not share, for messages
     ("data, seed"; the images are the identity's ``data``)."""
-    names = _FIELD_NAMES
     keys = list(current)
     if "version" in current and "version" in stored:  # both whole: a field only the stored run has too
         keys += [k for k in stored if k not in current]
     elif "memory_format" in stored and "memory_format" not in current:  # planned: a contiguous run
         keys.append("memory_format")
     differ = without_implied([k for k in keys if stored.get(k) != current.get(k)])  # current: maybe planned
-    return ", ".join(names.get(k, k) for k in differ)
+    return ", ".join(_FIELD_NAMES.get(k, k) for k in differ)
 
 
 def store_baseline(report: Report, name: str, *, replace: bool = False) -> None:

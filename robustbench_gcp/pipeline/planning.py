@@ -326,7 +326,6 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         # a model of other classes is another task, which only a stored run of it normalizes
         suite.check_normalizers(baseline_names(options.baseline), config.baselines, selection,
                                 Path(options.store), own_classes=label_space(dataset, num_classes) is dataset)
-    if suite.uses_baseline:
         check_stored_datasets(baseline_names(options.baseline), config.baselines, Path(options.store), suite,
                               dataset)
     if labels_matter(suite, options.data is not None):
