@@ -266,7 +266,9 @@ def test_a_rank_that_fails_stops_the_job_at_once(tmp_path, bad, kept, who):
 def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1):
     """Ranks started by hand (torchrun on two machines whose commands or files differ) with another
     seed, or their corruptions in another order: rank 0 stored rank 1's results under its own run
-    (another seed's counts, fog's as gaussian_noise's), every rank exiting 0 (helper-220)."""
+    (another seed's counts, fog's as gaussian_noise's), every rank exiting 0 (helper-220). Rank 2,
+    sound, stops quietly (it said it "lost contact with rank 0 before it sent the work list",
+    helper-225)."""
     import socket
 
     with socket.socket() as free:
@@ -276,9 +278,9 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     common = ["--model", "demo-gap", "--suite", "imagenet-c", "--severities", "1", "--shard-size", "10"]
     procs = []
     order = ["--corruptions", "gaussian_noise,fog"]
-    for rank, extra in ((0, order), (1, [*order, *rank1])):
-        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+    for rank, extra in ((0, order), (1, [*order, *rank1]), (2, order)):
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "3",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "3",
                "GCP_ROBUST_DIST_TIMEOUT": "120"}
         procs.append(subprocess.Popen([sys.executable, "-m", "robustbench_gcp", *eval_args(demo_val, store),
                                        *common, *extra], env=env, stdout=subprocess.PIPE,
@@ -294,6 +296,7 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     # rank 0 says it too (it said it lost contact, and to re-run the same command, helper-221)
     said = f"Error: rank 1 was started with other settings than rank 0: {differ}"
     assert procs[0].returncode != 0 and said in outputs[0][1], outputs[0][1]
+    assert procs[2].returncode != 0 and "Error" not in outputs[2][1], outputs[2][1]
     assert not _shards(store)  # before any work
 
 
@@ -305,16 +308,18 @@ def _shards(store: Path) -> dict:
 
 
 def test_ranks_failing_in_the_same_round_each_say_why_and_stop(tmp_path):
-    """Rank 0 fails itself in the round rank 1 sends it its error: rank 0 says its own, rank 1 stops
-    quietly (it said it "lost contact" with rank 0), and the job stops (no wait for the timeout)."""
+    """Rank 0 fails itself in the round rank 1 sends it its error: rank 0 says its own, and rank 1's
+    after it (it said its own only, helper-225), rank 1 stops quietly (it said it "lost contact"
+    with rank 0), and the job stops (no wait for the timeout)."""
     # shard 0 (rank 0's) and shard 1 (rank 1's) of round 1
     data = _folder(tmp_path / "val", 4, "n01440764/1.JPEG", "n01440764/3.JPEG")
     args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
             "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
             "sorted"]
     err = failed_torchrun(args, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"})
-    assert f"cannot read image {data / 'n01440764' / '1.JPEG'}" in err, err
-    assert "lost contact" not in err, err
+    assert f"Error: cannot read image {data / 'n01440764' / '1.JPEG'}" in err, err
+    assert f"\n  rank 1 of 2: cannot read image {data / 'n01440764' / '3.JPEG'}" in err, err
+    assert err.count("cannot read image") == 2 and "lost contact" not in err, err
 
 
 def test_the_other_ranks_stop_quietly_when_one_fails_before_the_last_round(tmp_path):
@@ -600,3 +605,101 @@ def test_rank_0_losing_the_others_while_it_sends_a_round_says_sending(monkeypatc
         Distributed(0, 2, 0, "gloo", None).broadcast(([], True), before_work=False)
     with pytest.raises(RankFailure, match=r"^rank 1 of 2: lost contact with the other ranks while receiving"):
         Distributed(1, 2, 1, "gloo", None).broadcast(None, before_work=False)
+
+
+def test_a_rank_that_cannot_join_says_why_not_that_the_others_did_not_come(demo_val, tmp_path):
+    """Rank 0 on a port another program listens on: it said the ranks "did not all join the job
+    within 20 s" at once (helper-225)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(taken.getsockname()[1]),
+               "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "GCP_ROBUST_DIST_TIMEOUT": "20"}
+        done = subprocess.run([sys.executable, "-m", "robustbench_gcp", *eval_args(
+            demo_val, tmp_path / "s.db", "--model", "demo-gap", "--suite", "clean", "--limit", "4")],
+            env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Error: rank 0 of 2: could not join the job (The server socket has failed to listen" \
+        in done.stderr and "EADDRINUSE" in done.stderr and "MASTER_PORT" in done.stderr, done.stderr
+    assert "did not all join" not in done.stderr, done.stderr
+
+
+def test_a_join_timeout_is_said_as_one():
+    from robustbench_gcp.engine.distributed import _join_failure
+
+    said = str(_join_failure(RuntimeError("Timed out after 21 seconds waiting for clients. 1/2 clients "
+                                          "joined.\nmore"), 20.0))
+    assert "the ranks did not all join the job within 20 s (Timed out after 21 seconds waiting for " \
+           "clients. 1/2 clients joined.)" in said, said
+
+
+@pytest.fixture
+def fake_join(monkeypatch):
+    """Distributed.get as rank 1 of 2, with a process group that is not made."""
+    import torch.distributed as dist
+
+    from robustbench_gcp.engine.distributed import Distributed
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dist, "init_process_group", lambda *args, **kwargs: None)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(Distributed, "_current", None)
+    before = signal.getsignal(signal.SIGTERM)
+    yield Distributed
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_a_job_set_up_in_a_thread_leaves_the_signals_alone(fake_join):
+    """signal.signal raised ValueError in a caller's thread, after the job was set up (helper-225)."""
+    import threading
+
+    import torch
+
+    got, before = [], signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=lambda: got.append(fake_join.get(torch.device("cpu"))))
+    thread.start()
+    thread.join()
+    assert got and got[0].rank == 1 and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_callers_sigterm_handler_stays_and_the_default_is_put_back(fake_join):
+    """The job's handler (a RankFailure that says the launcher stopped the rank) replaced a library
+    caller's own for good (helper-225): it takes the default's place only, until the job is torn down."""
+    import torch
+
+    from robustbench_gcp.engine.distributed import _destroy_process_group
+
+    def own(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, own)
+    fake_join.get(torch.device("cpu"))
+    assert signal.getsignal(signal.SIGTERM) is own
+    fake_join._current = None
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    job = fake_join.get(torch.device("cpu"))
+    assert signal.getsignal(signal.SIGTERM) == job._stopped
+    _destroy_process_group()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_job_that_stopped_at_an_error_runs_nothing_more(monkeypatch):
+    """A library caller that caught a rank's error and started another run paired its collectives
+    with a rank still waiting for rank 0 to leave (helper-225): the job refuses it instead."""
+    from robustbench_gcp.engine.distributed import Distributed, RankFailure, execute_distributed
+
+    job = Distributed(1, 2, 1, "gloo", None)
+
+    def lost(*args, **kwargs):
+        raise RankFailure("rank 1 of 2: lost contact with rank 0")
+
+    monkeypatch.setattr(job, "broadcast", lost)
+    with pytest.raises(RankFailure, match="lost contact"):
+        execute_distributed([], None, None, None, None, None, None, job)
+    with pytest.raises(RankFailure, match=r"^rank 1 of 2: this torchrun job stopped at an error before "
+                                          r"\(rank 1 of 2: lost contact with rank 0\): .* start a new job"):
+        execute_distributed([], None, None, None, None, None, None, job)

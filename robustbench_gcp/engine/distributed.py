@@ -94,6 +94,8 @@ class Distributed:
     def __init__(self, rank: int, world_size: int, local_rank: int, backend: str, gpu: int | None = None):
         self.rank, self.world_size, self.local_rank, self.backend = rank, world_size, local_rank, backend
         self.gpu = local_rank if gpu is None else gpu  # this rank's GPU on its machine
+        self.stopped: str | None = None  # the error that stopped a run of the job: it runs no more
+        self._sigterm_before = None  # the SIGTERM handler before this job's (:meth:`_handle_sigterm`)
 
     @property
     def is_main(self) -> bool:
@@ -117,21 +119,36 @@ class Distributed:
             with _killed_by_sigterm():
                 try:
                     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
-                except RuntimeError as error:  # DistNetworkError, DistStoreError: a rank never came
-                    first = _first_line(error)
-                    rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
-                    raise RankFailure(
-                        f"rank {rank} of {world}: the ranks did not all join the job within {timeout:g} s "
-                        f"({first}): if a rank stopped before (an error of its command or files), its "
-                        "own error says why; nothing was computed") from None
-            cls._current = Distributed(dist.get_rank(), dist.get_world_size(), local_rank, backend, gpu)
-            signal.signal(signal.SIGTERM, cls._current._stopped)
+                except RuntimeError as error:  # DistNetworkError, DistStoreError
+                    raise _join_failure(error, timeout) from None
+            cls._current = job = Distributed(dist.get_rank(), dist.get_world_size(), local_rank, backend, gpu)
+            job._handle_sigterm()
             atexit.register(_destroy_process_group)
         return cls._current
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank's own GPU (LOCAL_RANK; shared round-robin under gloo); the CPU stays the CPU."""
         return torch.device("cuda", self.gpu) if device.type == "cuda" else device
+
+    def _handle_sigterm(self) -> None:
+        """The launcher's SIGTERM raises :meth:`_stopped` from here on, where it was the command
+        line's stop or the system's default; a handler of a library caller's own stays (it was
+        replaced, helper-225), and so does an ignored SIGTERM. Main thread only (signal.signal
+        raises elsewhere: under a caller's thread the job was set up, the error said as a
+        traceback). The handler before is put back when the job is torn down."""
+        from robustbench_gcp.engine import stops
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if (before := signal.getsignal(signal.SIGTERM)) in (signal.SIG_DFL, stops.stop):
+            signal.signal(signal.SIGTERM, self._stopped)
+            self._sigterm_before = before
+
+    def _restore_sigterm(self) -> None:
+        before = self._sigterm_before
+        if before is not None and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) == self._stopped:
+            signal.signal(signal.SIGTERM, before)
 
     def _stopped(self, signum, frame):
         raise RankFailure(
@@ -176,6 +193,22 @@ class Distributed:
         return out
 
 
+def _join_failure(error: RuntimeError, timeout: float) -> RankFailure:
+    """``init_process_group``'s ``error``, said in a line: the ranks did not all come within
+    ``timeout`` seconds, or this one could not join (an address in use: said as a timeout before,
+    helper-225)."""
+    first = _first_line(error)
+    rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+    if "timed out" in first.lower():  # the client's connect, the server's wait for clients
+        return RankFailure(
+            f"rank {rank} of {world}: the ranks did not all join the job within {timeout:g} s ({first}): if "
+            "a rank stopped before (an error of its command or files), its own error says why; nothing was "
+            "computed")
+    return RankFailure(
+        f"rank {rank} of {world}: could not join the job ({first}): check MASTER_ADDR and MASTER_PORT (is "
+        "another job using the port?); nothing was computed")
+
+
 def _first_line(error: BaseException) -> str:
     """A backend error's first line, at most 200 characters (gloo's run to pages), else its type."""
     text = str(error).strip()
@@ -188,8 +221,8 @@ def _killed_by_sigterm():
     The command line's handler runs only between bytecodes, and a rank waiting inside
     ``init_process_group`` for a rank that had stopped (a refusal of rank 0's alone) outlived the
     launcher's SIGTERM until its SIGKILL, 30 s later."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is None:
+        yield  # signal.signal raises in other threads; a handler set from C could not be put back
         return
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
@@ -275,6 +308,8 @@ def _destroy_process_group(*, barrier: bool = False) -> None:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - exiting anyway; a failed rank may have broken the group
             pass
+    if Distributed._current is not None:
+        Distributed._current._restore_sigterm()
 
 
 def leave_after_success() -> None:
@@ -307,6 +342,20 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     none of their work, nor they its. The statistics count the whole job on rank 0 and the rank's
     own share elsewhere.
     """
+    if job.stopped is not None:
+        raise RankFailure(
+            f"rank {job.rank} of {job.world_size}: this torchrun job stopped at an error before "
+            f"({job.stopped}): its ranks no longer agree on what comes next (one may still wait for rank "
+            "0 to leave), so it runs nothing more; start a new job to compute the rest")
+    try:
+        return _execute_distributed(tasks, images, store, run, ctx, options, progress, job, settings)
+    except BaseException as error:  # a library caller that goes on to another run is refused it
+        job.stopped = _first_line(error)
+        raise
+
+
+def _execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed,
+                         settings: Mapping[str, Any] | None):
     from robustbench_gcp.engine.runner import (
         ExecutionStats,
         ProgressHook,
@@ -347,24 +396,26 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         _wait_for_rank_0(job)
         raise RankFailure(problem)
     if said := [p for p in problems or () if p is not None]:
-        raise RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
+        refusal = RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
+        # the sound ranks wait for the first round: they said they "lost contact" (helper-225)
+        with contextlib.suppress(RankFailure):  # a rank lost meanwhile: the refusal is said all the same
+            job.broadcast(_Stop(str(refusal)))
+        raise refusal
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, stored)
     started = time.perf_counter()
     leases = _RoundLeases(store, tasks, cell_ids, run, work.loads, job.world_size, stats, progress) \
         if job.is_main else None
     mine = _RankLoads(job.rank, tasks, images, shard_size, ctx, options, progress)
-    current = job.broadcast(leases.next_round(idle=True) if leases else None)  # (loads, more to come)
+    # (loads, more to come)
+    current = _unless_stopped(job, job.broadcast(leases.next_round(idle=True) if leases else None))
     mine.receive(current[0])
     computed_before = False  # a round with loads gone by: a lost rank loses more than the work list
     while current[0] or current[1]:
         loads, _ = current
         # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
-        current = job.broadcast(leases.next_round(idle=not loads) if leases else None,
-                                before_work=not computed_before)
-        if isinstance(current, _Stop):  # another rank failed in the round before: rank 0 says it
-            _wait_for_rank_0(job)
-            raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped the job: {current.why}")
+        current = _unless_stopped(job, job.broadcast(leases.next_round(idle=not loads) if leases else None,
+                                                     before_work=not computed_before))
         mine.receive(current[0])
         if not loads:  # a round of waiting for units other processes hold
             continue
@@ -396,14 +447,27 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             if item is not None and rank != job.rank and not isinstance(item, _Failed):
                 _commit(store, tasks, cell_ids, item, stats)
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
-        failed = next(((rank, item) for rank, item in gathered if isinstance(item, _Failed)), None)
-        if failed is not None:
-            said = error or failed[1].error(failed[0], job.world_size)  # its own first
+        failed = [item.error(rank, job.world_size) for rank, item in gathered
+                  if isinstance(item, _Failed) and rank != job.rank]
+        if error is not None or failed:
+            said = error or failed.pop(0)  # its own first, the others' after it (said the first alone)
+            for other in failed:
+                said.add_note(f"{other} (failed in the same round)")
             if current[0] or current[1]:  # the others wait for the next round's loads: stop them
-                job.broadcast(_Stop(str(said)), before_work=False)
+                with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
+                    job.broadcast(_Stop(str(said)), before_work=False)
             raise said
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _unless_stopped(job: Distributed, received):
+    """``received`` from rank 0, unless it is rank 0's :class:`_Stop` (another rank failed, or
+    disagreed with rank 0 before any work): then this rank stops quietly, rank 0 saying why."""
+    if isinstance(received, _Stop):
+        _wait_for_rank_0(job)
+        raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped the job: {received.why}")
+    return received
 
 
 def _wait_for_rank_0(job: Distributed) -> None:

@@ -180,16 +180,24 @@ def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
             if stop is not None:
                 raise _interrupted(stop, store, info, tasks) from None
             if isinstance(error, ModelCodeError):  # your model's code, mended: the same run (same weights)
-                raise _mend_the_model(error, store, info, tasks, options) from error.__cause__
+                raise _noted(_mend_the_model(error, store, info, tasks, options), error) from error.__cause__
             if not isinstance(error, DataError):
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
-            raise DataError(f"{error}. {done} of {total} shards are stored: replace the file with a "
-                            "readable one of the same name and re-run the same command to resume (an "
-                            "image list without it is a new run, started afresh)") from None
+            raise _noted(DataError(f"{error}. {done} of {total} shards are stored: replace the file with a "
+                                   "readable one of the same name and re-run the same command to resume (an "
+                                   "image list without it is a new run, started afresh)"), error) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name,
                          said=[*built, *unused, *moved_release, *edited, *reused, *others])
+
+
+def _noted(error: Exception, before: Exception) -> Exception:
+    """``error``, said in place of ``before``, with ``before``'s notes (another torchrun rank's error of
+    the same round: they were lost)."""
+    for note in getattr(before, "__notes__", ()):
+        error.add_note(note)
+    return error
 
 
 def _mend_the_model(error: ModelCodeError, store: Store, info: RunInfo, tasks, options) -> ModelCodeError:
