@@ -89,6 +89,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         previous = _on_signals(stops.stop)
+        unraisable = sys.unraisablehook
+        sys.unraisablehook = stops.dropped_quietly(unraisable)
         try:
             result = super().invoke(ctx)
             stops.raise_pending()  # a stop whose exception Python dropped after the last batch
@@ -140,6 +142,7 @@ class LazyGroup(click.Group):
             raise failure from None
         finally:
             _on_signals(previous)
+            sys.unraisablehook = unraisable
             stops.clear()  # handled, or another error won: never the next command's (a notebook)
             _late_stops.append(0)  # the command ran: a stop from here on lets its message be written
 

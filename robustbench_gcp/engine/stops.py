@@ -55,6 +55,20 @@ def clear() -> None:
     _pending.clear()
 
 
+def dropped_quietly(hook):
+    """``hook`` (a ``sys.unraisablehook``), silent on a stop that Python drops where it cannot raise
+    it (an at-fork hook, a finalizer, a generator closed while the first stop unwinds: a second
+    Ctrl-C that cut the wait for a decode under way short): it is recorded (:func:`stop`), and
+    raised between batches or stopping the run already. Python printed "Exception ignored in
+    <generator object compute ...>" with a traceback, beneath or before the run's message."""
+
+    def quiet(unraisable) -> None:
+        if not (_pending and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            hook(unraisable)
+
+    return quiet
+
+
 def _exception(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
