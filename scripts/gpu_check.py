@@ -16,9 +16,8 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   all 500 at batch 256 (one shard, as each of a 50,000-image run's: the end-to-end target), in
   float32 on a class-balanced 128 at batch 64; cell-images per second, of the whole run and of
   the warm cells (:func:`warm_cells`: what the end-to-end target is measured by);
-- ``torchrun``: the same kind of ``eval`` as 2 ranks (gloo when there are fewer than 2 GPUs:
-  ``GCP_ROBUST_DIST_BACKEND=gloo`` lets both ranks share the one GPU) against 1 process: the
-  cells' counts must agree;
+- ``torchrun``: the same kind of ``eval`` as 2 ranks (gloo, the default: on a one-GPU machine both
+  ranks share it) against 1 process: the cells' counts must agree;
 - ``profile-<model>-amp``, with ``--profile`` only (after the others; ``--only profile --profile``
   runs them alone): the ``--amp`` evals again, on 256 photographs at severity 3 (one batch per
   cell), under torch.profiler (scripts/profile_cmd.py),
@@ -345,14 +344,10 @@ def profile_step(model: str, sizes: Sizes, data: Path, work: Path) -> Step:
 
 
 def torchrun_step(sizes: Sizes, data: Path, work: Path, gpus: int) -> Step:
-    """Two ranks against one process on the same plan; on fewer than 2 GPUs the ranks use gloo."""
+    """Two ranks against one process on the same plan, under the default backend (gloo); on a
+    one-GPU machine both ranks share it."""
     env = {"OMP_NUM_THREADS": "1"} if sizes.device == "cpu" else {}
-    backend = "nccl"
-    if sizes.device == "cpu":
-        backend = "gloo"
-    elif gpus < 2:
-        backend = "gloo"
-        env["GCP_ROBUST_DIST_BACKEND"] = "gloo"
+    env["GCP_ROBUST_DIST_BACKEND"] = backend = "gloo"  # the default, whatever the caller's environment
     flags = sizes.dist_flags
     dist = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "--monitor-interval", "0.2",

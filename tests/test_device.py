@@ -226,9 +226,10 @@ def test_eval_amp_refused_before_the_model_loads(monkeypatch, image_folder, tmp_
 
 
 def test_backend_default_and_forced(monkeypatch):
+    """gloo on GPUs too: the ranks exchange host objects only, and a lost rank is noticed at once."""
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
-    assert (choose_backend(cuda), choose_backend(cpu)) == ("nccl", "gloo")
+    assert (choose_backend(cuda), choose_backend(cpu)) == ("gloo", "gloo")
     monkeypatch.setenv(BACKEND_VARIABLE, "Gloo")
     assert (choose_backend(cuda), choose_backend(cpu)) == ("gloo", "gloo")
     monkeypatch.setenv(BACKEND_VARIABLE, "nccl")
@@ -245,7 +246,7 @@ def test_rank_gpus():
     assert [rank_gpu(r, 1, "gloo") for r in range(3)] == [0, 0, 0]  # ranks share the one GPU
     assert [rank_gpu(r, 2, "gloo") for r in range(4)] == [0, 1, 0, 1]
     with pytest.raises(ConfigError, match=r"^local rank 1 has no GPU of its own \(this machine has 1\) and "
-                                          r"NCCL needs one per rank: .* set GCP_ROBUST_DIST_BACKEND=gloo"):
+                                          r"NCCL needs one per rank: .* unset GCP_ROBUST_DIST_BACKEND"):
         rank_gpu(1, 1, "nccl")
 
 
@@ -420,12 +421,12 @@ def test_bench_scaling_on_one_gpu_says_before_any_run_that_nccl_needs_a_gpu_per_
     """The 1-process run went first; then rank 1 failed: 'local rank 1 has no GPU of its own'."""
     import robustbench_gcp.bench.process_scaling as process_scaling
 
-    monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    monkeypatch.setenv(BACKEND_VARIABLE, "nccl")
     monkeypatch.setattr(process_scaling, "eval_throughput", lambda *args: pytest.fail("a run started"))
     result = CliRunner().invoke(main, ["bench", "scaling", "--device", "cuda"])
     assert result.exit_code == 2
-    assert ("--processes 2 needs 2 GPUs under NCCL, one per process, and this machine has 1: set "
-            "GCP_ROBUST_DIST_BACKEND=gloo") in " ".join(result.stderr.split())
+    assert ("--processes 2 needs 2 GPUs under NCCL, one per process, and this machine has 1: unset "
+            "GCP_ROBUST_DIST_BACKEND to use gloo") in " ".join(result.stderr.split())
 
 
 def test_a_bad_torchrun_timeout_is_one_line(monkeypatch):

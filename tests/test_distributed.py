@@ -626,6 +626,50 @@ def test_a_rank_that_cannot_join_says_why_not_that_the_others_did_not_come(demo_
     assert "did not all join" not in done.stderr, done.stderr
 
 
+def test_a_rank_started_by_hand_without_master_addr_is_one_line(demo_val, tmp_path):
+    """torch's ValueError (MASTER_ADDR unset) was a traceback (helper-226)."""
+    env = {key: value for key, value in ENV.items() if key not in ("MASTER_ADDR", "MASTER_PORT")}
+    env.update(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+    done = subprocess.run([sys.executable, "-m", "robustbench_gcp", *eval_args(
+        demo_val, tmp_path / "s.db", "--model", "demo-gap", "--suite", "clean", "--limit", "4")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "Error: rank 0 of 2: could not join the job (" in done.stderr and "MASTER_ADDR expected" \
+        in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("stop", ["sigint-and-sigterm", "sigterm"])
+def test_a_job_stopped_from_outside_is_said_once(demo_val, tmp_path, stop):
+    """SIGINT and SIGTERM together at each rank (a Ctrl-C of torchrun, whose shutdown can send
+    both, helper-226; here both to the process group): rank 1 said "stopped by the launcher ...
+    another rank failed" beside rank 0's "interrupted after N of M shards" (its SIGTERM handler
+    replaced the stop under way). A scheduler's SIGTERM to torchrun: every rank said it, one line
+    each; now each machine's first rank does."""
+    store = tmp_path / "s.db"
+    args = eval_args(demo_val, store, "--model", "demo-isqrt", "--suite", "imagenet-c", "--corruptions",
+                     "gaussian_noise,contrast,fog", "--shard-size", "10")
+    proc = torchrun(args, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while _committed(store) == 0:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline, "no shard committed within 180 s"
+            time.sleep(0.05)
+        if stop == "sigint-and-sigterm":
+            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    # rank 0's: its Ctrl-C's, or its SIGTERM's where that came first
+    said = ("Error: interrupted after ", "Error: rank 0 of 2: stopped by the launcher")
+    assert len(lines) == 1 and lines[0].startswith(said[stop == "sigterm":]), err
+
+
 def test_a_join_timeout_is_said_as_one():
     from robustbench_gcp.engine.distributed import _join_failure
 
@@ -687,19 +731,37 @@ def test_a_callers_sigterm_handler_stays_and_the_default_is_put_back(fake_join):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_a_job_that_stopped_at_an_error_runs_nothing_more(monkeypatch):
+@pytest.mark.parametrize("where", ["rank 1's first broadcast", "rank 0's weights"])
+def test_a_job_that_stopped_at_an_error_runs_nothing_more(demo_val, tmp_path, monkeypatch, where):
     """A library caller that caught a rank's error and started another run paired its collectives
-    with a rank still waiting for rank 0 to leave (helper-225): the job refuses it instead."""
-    from robustbench_gcp.engine.distributed import Distributed, RankFailure, execute_distributed
+    with a rank still waiting for rank 0 to leave (helper-225): the job refuses it instead, whether
+    the error came in the job's exchanges or before them, on one rank alone (helper-226)."""
+    import robustbench_gcp.pipeline.execution as execution
+    from robustbench_gcp.engine.distributed import Distributed, RankFailure
+    from robustbench_gcp.errors import CheckpointError
+    from robustbench_gcp.pipeline import plan, run
 
-    job = Distributed(1, 2, 1, "gloo", None)
+    rank = 1 if where.startswith("rank 1") else 0
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", str(rank)), ("LOCAL_RANK", str(rank))):
+        monkeypatch.setenv(name, value)
+    job = Distributed(rank, 2, rank, "gloo", None)
+    monkeypatch.setattr(Distributed, "_current", job)
 
     def lost(*args, **kwargs):
         raise RankFailure("rank 1 of 2: lost contact with rank 0")
 
-    monkeypatch.setattr(job, "broadcast", lost)
-    with pytest.raises(RankFailure, match="lost contact"):
-        execute_distributed([], None, None, None, None, None, None, job)
-    with pytest.raises(RankFailure, match=r"^rank 1 of 2: this torchrun job stopped at an error before "
-                                          r"\(rank 1 of 2: lost contact with rank 0\): .* start a new job"):
-        execute_distributed([], None, None, None, None, None, None, job)
+    def unreadable(*args, **kwargs):
+        raise CheckpointError("cannot read weights.pth")
+
+    if rank:
+        monkeypatch.setattr(job, "broadcast", lost)
+    else:
+        monkeypatch.setattr(execution, "load_chosen", unreadable)
+    planned = plan("demo-gap", suite="clean", data=str(demo_val), class_order="sorted",
+                   store=str(tmp_path / "s.db"), workers=0)
+    first = "lost contact with rank 0" if rank else "cannot read weights.pth"
+    with pytest.raises((RankFailure, CheckpointError), match=first):
+        run(planned)
+    with pytest.raises(RankFailure, match=rf"^rank {rank} of 2: this torchrun job stopped at an error before "
+                                          rf"\((rank 1 of 2: )?{first}\): .* start a new job"):
+        run(planned)

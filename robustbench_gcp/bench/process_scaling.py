@@ -157,7 +157,7 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
 
     Raises:
         ConfigError: ``device`` is not a device of this machine, ``limit`` is not a positive
-            integer, NCCL would have more ranks than GPUs, or ``data`` is None for a suite on
+            integer, NCCL (asked for) would have more ranks than GPUs, or ``data`` is None for a suite on
             another dataset than ImageNet.
         UnknownNameError: ``suite`` or ``model`` is not in benchmarks.yaml.
         MissingCheckpointError, CheckpointError: the model has no weights, or they cannot be had.
@@ -172,7 +172,7 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         check_integer("limit", limit)
     if data is None:
         _check_demo_fits(suite, config)
-    if device.type == "cuda":  # NCCL's ranks need a GPU each: said before the 1-process run, not after
+    if device.type == "cuda":  # NCCL's ranks (asked for) need a GPU each: said before the 1-process run
         import torch
 
         from robustbench_gcp.engine.distributed import choose_backend, rank_gpu
@@ -183,8 +183,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
             rank_gpu(processes - 1, gpus, choose_backend(device))
         except ConfigError:
             raise ConfigError(f"--processes {processes} needs {processes} GPUs under NCCL, one per process, "
-                              f"and this machine has {gpus}: set GCP_ROBUST_DIST_BACKEND=gloo to let the "
-                              "processes share them") from None
+                              f"and this machine has {gpus}: unset GCP_ROBUST_DIST_BACKEND to use gloo, "
+                              "which lets the processes share them") from None
     has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:

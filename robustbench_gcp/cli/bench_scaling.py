@@ -51,7 +51,7 @@ from robustbench_gcp.cli.output import computes
 def bench_scaling(config, model, checkpoint, random_weights, data, class_order, suite, corruptions,
                   severities, limit, device, batch_size, shard_size, threads, processes, repeats,
                   as_json) -> None:
-    """Images per second with 1 process and with N under torchrun (gloo on CPU, NCCL on GPUs).
+    """Images per second with 1 process and with N under torchrun (gloo, on GPUs too).
 
     Both runs evaluate the same plan (checked here first) from an empty store, with
     THREADS threads per process, on the same device (auto resolved once, here; the

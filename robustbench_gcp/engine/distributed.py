@@ -2,9 +2,8 @@
 
 ``torchrun --nproc-per-node N $(which gcp-robust) eval ...`` runs the command
 unchanged: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR ...) is detected, torch.distributed is initialized (NCCL on GPUs,
-gloo on CPU; ``GCP_ROBUST_DIST_BACKEND=gloo`` forces gloo, which lets several ranks
-share one GPU, e.g. to try torchrun on a one-GPU machine) and the work is shared out:
+MASTER_ADDR ...) is detected, torch.distributed is initialized with gloo, on GPUs too
+(``GCP_ROBUST_DIST_BACKEND=nccl`` asks for NCCL there) and the work is shared out:
 
 1. rank 0 opens the SQLite store and drops finished (cell, shard) units; the rest
    goes in rounds of one *load* (a shard of images and the cells that need it) per
@@ -18,9 +17,17 @@ share one GPU, e.g. to try torchrun on a one-GPU machine) and the work is shared
 No image is evaluated twice and none is padded in: a load belongs to exactly
 one rank, and randomness depends only on (seed, cell, image index), so the
 numbers equal a single process's. If a rank dies, the others fail at the next
-exchange (gloo and NCCL notice the closed connection) or when the launcher
-stops them, and say so; every round committed before stays, and re-running the
-command finishes the rest.
+exchange (gloo notices the closed connection) or when the launcher stops them,
+and say so; every round committed before stays, and re-running the command
+finishes the rest.
+
+Why gloo on GPUs: the ranks exchange only small Python objects of host data (the
+work lists, each shard's counts and bitmaps), never a tensor on a GPU, so NCCL
+brings nothing but its costs: every object is copied to the GPU and back, each
+rank needs a GPU of its own, and a rank whose peer died may wait inside NCCL, deaf
+to SIGTERM, until the launcher's SIGKILL or the timeout (30 minutes by default),
+where gloo's broken connection ends the other ranks' waits at once (what
+:func:`_wait_for_rank_0` relies on).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from robustbench_gcp.engine.ranks import env_int, launched_by_torchrun
 from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
-BACKEND_VARIABLE = "GCP_ROBUST_DIST_BACKEND"  # nccl or gloo; default: nccl on GPUs, gloo on CPU
+BACKEND_VARIABLE = "GCP_ROBUST_DIST_BACKEND"  # gloo (the default) or nccl (GPUs only)
 
 
 class RankFailure(GcpRobustError):
@@ -59,6 +66,11 @@ class RankRefused(RankFailure):
 class RankErrorSent(RankRefused):
     """This rank's error in a round, sent to rank 0 (:class:`_Failed`), which says it: this rank
     stops quietly."""
+
+
+class RankStopped(RankRefused):
+    """The launcher's SIGTERM on a rank other than its machine's first, which says it: this rank
+    stops quietly (every rank said it, one line each)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +131,29 @@ class Distributed:
             with _killed_by_sigterm():
                 try:
                     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
-                except RuntimeError as error:  # DistNetworkError, DistStoreError
+                except (RuntimeError, ValueError) as error:  # DistNetworkError ..., MASTER_ADDR unset
                     raise _join_failure(error, timeout) from None
             cls._current = job = Distributed(dist.get_rank(), dist.get_world_size(), local_rank, backend, gpu)
             job._handle_sigterm()
             atexit.register(_destroy_process_group)
         return cls._current
+
+    @contextlib.contextmanager
+    def one_run(self):
+        """A run of this job (:func:`robustbench_gcp.pipeline.run`): refused once one has failed, on
+        this rank or at rank 0's word. After a failure the ranks no longer agree on what comes next
+        (one may wait for rank 0 to leave, or in the first broadcast of the run rank 0 gave up), and
+        a library caller that caught the error and ran again paired its collectives with theirs."""
+        if self.stopped is not None:
+            raise RankFailure(
+                f"rank {self.rank} of {self.world_size}: this torchrun job stopped at an error before "
+                f"({self.stopped}): its ranks no longer agree on what comes next, so it runs nothing more; "
+                "start a new job to compute the rest")
+        try:
+            yield
+        except BaseException as error:
+            self.stopped = _first_line(error)
+            raise
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank's own GPU (LOCAL_RANK; shared round-robin under gloo); the CPU stays the CPU."""
@@ -151,7 +180,13 @@ class Distributed:
             signal.signal(signal.SIGTERM, before)
 
     def _stopped(self, signum, frame):
-        raise RankFailure(
+        """SIGTERM from the launcher: said by each machine's first rank (LOCAL_RANK 0), rank 0's
+        included. Nothing when a stop is on its way out already: a Ctrl-C of torchrun reaches each
+        rank as SIGINT and SIGTERM together, and this replaced the run's own stop (rank 0's
+        "interrupted after N of M shards", a quiet exit elsewhere), helper-226."""
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            return
+        raise (RankFailure if self.local_rank == 0 else RankStopped)(
             f"rank {self.rank} of {self.world_size}: stopped by the launcher (signal {signum}): another rank "
             "failed or the job was cancelled; finished shards are in the store, re-run the same command "
             "to compute the rest"
@@ -193,7 +228,7 @@ class Distributed:
         return out
 
 
-def _join_failure(error: RuntimeError, timeout: float) -> RankFailure:
+def _join_failure(error: Exception, timeout: float) -> RankFailure:
     """``init_process_group``'s ``error``, said in a line: the ranks did not all come within
     ``timeout`` seconds, or this one could not join (an address in use: said as a timeout before,
     helper-225)."""
@@ -202,11 +237,11 @@ def _join_failure(error: RuntimeError, timeout: float) -> RankFailure:
     if "timed out" in first.lower():  # the client's connect, the server's wait for clients
         return RankFailure(
             f"rank {rank} of {world}: the ranks did not all join the job within {timeout:g} s ({first}): if "
-            "a rank stopped before (an error of its command or files), its own error says why; nothing was "
-            "computed")
+            "a rank stopped before (an error of its command or files), its own error says why, else check "
+            "MASTER_ADDR and MASTER_PORT; nothing was computed")
     return RankFailure(
-        f"rank {rank} of {world}: could not join the job ({first}): check MASTER_ADDR and MASTER_PORT (is "
-        "another job using the port?); nothing was computed")
+        f"rank {rank} of {world}: could not join the job ({first}): check MASTER_ADDR and MASTER_PORT (set, "
+        "reachable, the port free on rank 0's machine); nothing was computed")
 
 
 def _first_line(error: BaseException) -> str:
@@ -250,14 +285,15 @@ def dist_timeout() -> float:
 
 
 def choose_backend(device: torch.device) -> str:
-    """The process group's backend: NCCL on GPUs, gloo on CPU, or ``$GCP_ROBUST_DIST_BACKEND``.
+    """The process group's backend: gloo, or ``$GCP_ROBUST_DIST_BACKEND`` (nccl on GPUs). gloo on
+    GPUs too: see the module's text (NCCL was the default there; this project never ran it).
 
     Raises:
         ConfigError: the variable names another backend, or NCCL for CPU processes.
     """
     forced = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
     if not forced:
-        return "nccl" if device.type == "cuda" else "gloo"
+        return "gloo"
     if forced not in ("nccl", "gloo"):
         raise ConfigError(f"`{BACKEND_VARIABLE}` should be nccl or gloo. Got {forced!r}")
     if forced == "nccl" and device.type != "cuda":
@@ -279,8 +315,8 @@ def rank_gpu(local_rank: int, gpus: int, backend: str) -> int:
     if backend == "gloo" and gpus > 0:
         return local_rank % gpus
     raise ConfigError(f"local rank {local_rank} has no GPU of its own (this machine has {gpus}) and NCCL "
-                      f"needs one per rank: start at most {gpus} processes per machine, or set "
-                      f"{BACKEND_VARIABLE}=gloo to let ranks share GPUs")
+                      f"needs one per rank: start at most {gpus} processes per machine, or unset "
+                      f"{BACKEND_VARIABLE} to use gloo, which lets ranks share GPUs")
 
 
 def _destroy_process_group(*, barrier: bool = False) -> None:
@@ -342,20 +378,6 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     none of their work, nor they its. The statistics count the whole job on rank 0 and the rank's
     own share elsewhere.
     """
-    if job.stopped is not None:
-        raise RankFailure(
-            f"rank {job.rank} of {job.world_size}: this torchrun job stopped at an error before "
-            f"({job.stopped}): its ranks no longer agree on what comes next (one may still wait for rank "
-            "0 to leave), so it runs nothing more; start a new job to compute the rest")
-    try:
-        return _execute_distributed(tasks, images, store, run, ctx, options, progress, job, settings)
-    except BaseException as error:  # a library caller that goes on to another run is refused it
-        job.stopped = _first_line(error)
-        raise
-
-
-def _execute_distributed(tasks: Sequence, images, store, run, ctx, options, progress, job: Distributed,
-                         settings: Mapping[str, Any] | None):
     from robustbench_gcp.engine.runner import (
         ExecutionStats,
         ProgressHook,

@@ -92,14 +92,15 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     if progress is not None and not callable(getattr(progress, "say", None)):  # after the run was made
         raise TypeError(f"`progress` should be a ProgressHook (or None). Got {progress!r}")
     with kept_float32_settings():
-        return _run(plan, progress)
+        job = Distributed.get(plan.device)  # None unless launched by torchrun
+        if job is None:
+            return _run(plan, progress, plan.device, None)
+        with job.one_run():  # a run that failed on any rank stops the job
+            return _run(plan, progress, job.device(plan.device), job)
 
 
-def _run(plan: Plan, progress: ProgressHook | None) -> Report | RankResult:
-    device = plan.device
-    job = Distributed.get(device)  # None unless launched by torchrun
-    if job is not None:
-        device = job.device(device)
+def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
+         job: Distributed | None) -> Report | RankResult:
     net = load_chosen(plan.model, device)
     built = [net.stride_note] if getattr(net, "stride_note", "") else []  # what its file left open
     # of this command, not of the run (the same run with or without the flag): said, not stored
