@@ -335,10 +335,15 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
         check.fail(f"{where}.sha256", f"YAML reads {sha256!r} as a number, not hex digits: quote it "
                    "(sha256: \"15991845\")")
     if sha256 is not None:
-        sha256 = check.string(sha256, f"{where}.sha256").lower().removeprefix("sha256:")
+        given = check.string(sha256, f"{where}.sha256")
+        # read as --sha256 is: spaces around it were refused here alone (helper-227)
+        sha256 = given.strip().lower().removeprefix("sha256:")
         if not _SHA256.match(sha256):  # a prefix as torch.hub file names carry it (resnet18-f37072fd)
             check.fail(f"{where}.sha256",
-                       "expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)")
+                       f"expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix), got {given!r}")
+        if checkpoint is None:  # never used: --checkpoint replaces it, and without one nothing is read
+            check.fail(f"{where}.sha256", "checks the entry's checkpoint file, and it gives none: add "
+                       "`checkpoint:` or drop sha256")
     source = value.get("source")
     if source is not None:
         source = check.string(source, f"{where}.source")
@@ -365,6 +370,9 @@ def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
     if kind not in suite_kinds():
         given = "" if "kind" in value else " (no kind: given, so the entry's name is taken as one)"
         check.fail(f"{where}.kind", f"unknown suite kind '{kind}'{given}.{suggest(kind, suite_kinds())}")
+    if name in suite_kinds() and kind != name:  # eval ran the entry, report showed the kind (helper-227)
+        check.fail(f"{where}.kind", f"a suite named '{name}' is of kind {name}: the name stands for that "
+                   f"kind in `report` and the suite flags; give this {kind} suite another name")
     suite = get_suite(kind)
     check.mapping(value, where, suite.config_keys() | {"dataset"})
     spec = suite.parse(check, name, value, where)

@@ -115,7 +115,7 @@ def test_other_formats(image_folder, gap_checkpoint, store_path, tmp_path):
     assert csv_text[0].startswith("model,checkpoint_sha256,suite,kind,source,seed,precision,memory_format,"
                                   "device,n_images,"
                                   "data,data_fingerprint,partial,item,level,n,top1_error,top5_error,ce,"
-                                  "relative_ce,flip_probability")
+                                  "relative_ce,severities,flip_probability")
     assert any(",False,clean,,12," in line for line in csv_text)  # an eval run is complete
     assert any(",brightness,2,12," in line for line in csv_text)
     assert any(",mean (benchmark),all," in line for line in csv_text)
@@ -806,6 +806,24 @@ def test_a_config_without_the_default_baseline(demo_val, tmp_path):
                                                           "--random-weights", *common]])
     assert thousand.exit_code == 2
     assert "`--baseline alexnet` (the default) is not among this config's baselines" in thousand.output
+    # stored under the shipped configuration, then reported under this one: the note named
+    # benchmarks.yaml and "e.g. alexnet", and spoke of CE sums of a baseline (helper-227)
+    stored = CliRunner().invoke(main, [str(a) for a in ["eval", "--model", "resnet18-gap", "--random-weights",
+                                                        *common[2:6], "--severities", "2,4", *common[8:]]])
+    assert stored.exit_code == 0, stored.output
+    store = str(tmp_path / "s.db")
+    reported = CliRunner().invoke(main, ["report", "--config", str(config), "--store", store, "--suite",
+                                         "imagenet-c", "--models", "resnet18-gap", "--format", "json"])
+    assert reported.exit_code == 0, reported.output
+    (report,) = json.loads(reported.stdout)["reports"]
+    notes = " ".join(report["notes"])
+    assert "no baseline named (--baseline, default alexnet) is among the configuration's `baselines:`" \
+        in notes
+    assert "the mean errors average severities 2,4 only" in notes and "CE sums" not in notes, notes
+    unknown = CliRunner().invoke(main, ["report", "--config", str(config), "--store", store, "--baseline",
+                                        "zzz"])
+    assert unknown.exit_code == 2 and "unknown baseline 'zzz'. There are none to choose from." \
+        in unknown.output
 
 
 def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
@@ -814,29 +832,35 @@ def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
     config = tmp_path / "mine.yaml"
     config.write_text("suites:\n  imagenet-c: {kind: imagenet-c}\nbaselines:\n  mybase:\n"
                       "    clean_error: 0.5\n    imagenet_c:\n      fog: [0.9, 0.9, 0.9, 0.9, 0.9]\n")
-    result = CliRunner().invoke(main, [str(a) for a in [
-        "eval", "--config", config, "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c",
-        "--corruptions", "fog,brightness", "--severities", 1, "--data", demo_val, "--class-order", "sorted",
-        "--store", tmp_path / "s.db", "--limit", 4, "--workers", 0, "--baseline", "mybase", "--format",
-        "json"]])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+
+    def evaluate(corruptions: str, severity: int) -> dict:
+        result = CliRunner().invoke(main, [str(a) for a in [
+            "eval", "--config", config, "--model", "resnet18-gap", "--random-weights", "--suite",
+            "imagenet-c", "--corruptions", corruptions, "--severities", severity, "--data", demo_val,
+            "--class-order", "sorted", "--store", tmp_path / "s.db", "--limit", 4, "--workers", 0,
+            "--baseline", "mybase", "--format", "json"]])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    report = evaluate("fog,brightness", 1)
     assert {e["corruption"]: e["CE"] is None for e in report["per_corruption"]} == {"fog": False,
                                                                                     "brightness": True}
     assert ("CE left empty for brightness: baseline 'mybase' (of benchmarks.yaml or --config) has no errors "
             "for them (add them to its imagenet_c)") in report["notes"]
-    # a table whose errors are 0 at the severities run: a zero normalizer, said (the CE was empty unsaid)
-    config.write_text(config.read_text().replace("fog: [0.9, 0.9", "fog: [0.0, 0.9"))
-    result = CliRunner().invoke(main, [str(a) for a in [
-        "eval", "--config", config, "--model", "resnet18-gap", "--random-weights", "--suite", "imagenet-c",
-        "--corruptions", "fog", "--severities", 1, "--data", demo_val, "--class-order", "sorted",
-        "--store", tmp_path / "s.db", "--limit", 4, "--workers", 0, "--baseline", "mybase", "--format",
-        "json"]])
-    assert ("CE left empty for fog: baseline 'mybase' made no error there (a zero normalizer)"
-            in json.loads(result.stdout)["notes"]), result.output
     # and the mean over two corruptions is no mCE (the note said "mCE averages" beside an empty mCE)
     assert report["metrics"]["mCE"] is None
     assert any(note.startswith("the means average 2 of the 15") for note in report["notes"])
+    # a table whose errors are 0 at the severities run: a zero normalizer, said (the CE was empty unsaid)
+    config.write_text(config.read_text().replace("fog: [0.9, 0.9", "fog: [0.0, 0.9"))
+    assert "CE left empty for fog: baseline 'mybase' made no error there (a zero normalizer)" \
+        in evaluate("fog", 1)["notes"]
+    # a table without clean_error: relative CE and relative mCE went missing without a word (helper-227)
+    config.write_text(config.read_text().replace("    clean_error: 0.5\n", ""))
+    report = evaluate("fog", 2)
+    (fog,) = report["per_corruption"]
+    assert fog["CE"] is not None and fog["relative_CE"] is None
+    assert ("relative CE and relative mCE are empty: the baseline 'mybase' has no clean_error (relative CE "
+            "subtracts each model's clean error from its errors)") in report["notes"], report["notes"]
 
 
 @pytest.mark.parametrize("extra", [[], ["--class-order", "sorted"], ["--labels", "labels.txt"]])

@@ -378,6 +378,10 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
                                         "--format", "json"])
     assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
     assert not (tmp_path / "none.db").exists()
+    # --config is taken, and read: a missing file was passed without a word (helper-227)
+    configured = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "none.db"),
+                                           "--config", str(tmp_path / "nothere.yaml")])
+    assert configured.exit_code == 2 and "nothere.yaml does not exist" in configured.stderr, configured.output
     (tmp_path / "gone.db").symlink_to(tmp_path / "elsewhere.db")  # a broken link is not "none yet"
     broken = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "gone.db")])
     assert broken.exit_code == 1 and "gone.db is a symbolic link to " in broken.stderr, broken.output
@@ -1417,3 +1421,24 @@ def test_a_config_table_named_for_a_model_of_other_classes_is_refused(tmp_path):
     assert stored.exit_code == 0, stored.output
     again = CliRunner().invoke(main, ["eval", *common, "--baseline", "mine"])
     assert again.exit_code == 0 and json.loads(again.stdout)["metrics"]["baseline"] == "mine", again.output
+
+
+def test_the_long_csv_says_the_severities_a_mean_row_covers(demo_val, tmp_path):
+    """fog stored at 1,2 and 3 beside corruptions of 1,2 and of 1,3: its `all` row is the mean of
+    severity 1 alone (what every benchmark corruption has), under rows of 1, 2 and 3, and nothing in
+    the file said so (helper-228)."""
+    store = tmp_path / "s.db"
+    for corruptions, severities in (("gaussian_noise,fog", "1,2"), ("brightness,fog", "1,3")):
+        done = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--data", str(demo_val),
+                                         "--class-order", "sorted", "--store", str(store), "--workers", "0",
+                                         "--limit", "8", "--suite", "imagenet-c", "--corruptions",
+                                         corruptions, "--severities", severities])
+        assert done.exit_code == 0, done.output
+    reported = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "imagenet-c", "--format",
+                                         "csv"])
+    assert reported.exit_code == 0, reported.output
+    rows = list(csv.DictReader(io.StringIO(reported.stdout)))
+    assert sorted(r["level"] for r in rows if r["item"] == "fog") == ["1", "2", "3", "all"]
+    means = {r["item"]: r["severities"] for r in rows if r["level"] == "all"}
+    assert means == {"gaussian_noise": "1", "fog": "1", "brightness": "1", "mean (benchmark)": "1"}
+    assert all(r["severities"] == "" for r in rows if r["level"] != "all")

@@ -63,12 +63,21 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "suites.c.severites (line 2): unknown key 'severites'. Did you mean 'severities'?"),
         ("suites:\n  c: {kind: imagenetc}\n",
          "suites.c.kind (line 2): unknown suite kind 'imagenetc'. Did you mean 'imagenet-c'?"),
+        # eval ran the entry, report the kind of its name (helper-227)
+        ("suites:\n  adversarial: {kind: imagenet-c, corruptions: [fog]}\n",
+         "suites.adversarial.kind (line 2): a suite named 'adversarial' is of kind adversarial: the name "
+         "stands for that kind in `report` and the suite flags; give this imagenet-c suite another name"),
         ("suites:\n  c: {kind: imagenet-c, storage_roundtrip: 'yes'}\n",
          "suites.c.storage_roundtrip (line 2): expected true or false, got str 'yes'"),
         ("models:\n  m: {arch: resnet50-iqsrt}\n",
          "models.m.arch (line 2): unknown architecture 'resnet50-iqsrt'. Did you mean 'resnet50-isqrt'?"),
         ("models:\n  m: {arch: resnet50-gap, sha256: abc}\n",
-         "models.m.sha256 (line 2): expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix)"),
+         "models.m.sha256 (line 2): expected 8 to 64 hexadecimal digits (a full SHA-256 or its prefix), got "
+         "'abc'"),
+        # never used: --checkpoint replaces it, and without one nothing is read (helper-227)
+        ("models:\n  m: {arch: resnet50-gap, sha256: deadbeef}\n",
+         "models.m.sha256 (line 2): checks the entry's checkpoint file, and it gives none: add `checkpoint:` "
+         "or drop sha256"),
         ("models:\n  m: {arch: resnet50-gap, sha256: 15991845}\n",  # fast-MPN-COV's file's prefix
          "models.m.sha256 (line 2): YAML reads 15991845 as a number, not hex digits: quote it"),
         ("models:\n  m: {arch: resnet50-gap, checkpoint: 's3://b/r50.pth'}\n",  # said 'without a network'
@@ -301,3 +310,12 @@ def test_a_file_nested_too_deeply_or_too_large_is_a_one_line_error(tmp_path):
     big.write_bytes(b"# " + b"c" * MAX_CONFIG_BYTES)
     with pytest.raises(ConfigError, match=r"big\.yaml is over 16 MiB: not a benchmarks\.yaml"):
         load_config(big)
+
+
+def test_a_configured_sha256_is_read_as_the_command_lines(tmp_path):
+    """Spaces around it were refused in the configuration and taken by --sha256 (helper-227)."""
+    from robustbench_gcp.fetch import expected_sha256
+
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  m: {arch: demo-gap, checkpoint: w.pth, sha256: ' SHA256:ABCDEF12 '}\n")
+    assert load_config(path).model("m").sha256 == expected_sha256(" SHA256:ABCDEF12 ") == "abcdef12"

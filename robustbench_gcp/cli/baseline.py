@@ -72,6 +72,10 @@ def baseline_cmd(model, name, replace, list_only, fmt, output, workers, **option
         if unused:
             raise click.UsageError(f"--list lists the baselines stored in --store; {', '.join(unused)} "
                                    "would run one: drop them or --list")
+        if given_options("config"):  # taken (the other commands' habit), and read: a missing or broken
+            from robustbench_gcp.config import load_config  # file was passed without a word (helper-227)
+
+            load_config(options["config"])
 
         from robustbench_gcp.cli.output import emit
         from robustbench_gcp.errors import StoreError, absent

@@ -112,9 +112,11 @@ def check_sha256(path: str | Path, expected: str) -> str:
     want = expected_sha256(expected)
     actual = file_sha256(path)
     if not actual.startswith(want):
+        # the digest given may be the wrong one: only a new download was advised (helper-227)
         raise CheckpointError(
-            f"sha256 mismatch for '{path}': expected {want}, got {actual}. The file is "
-            "incomplete, corrupted or not the published one; download it again."
+            f"sha256 mismatch for '{path}': expected {want}, got {actual}. Either the file is "
+            "incomplete, corrupted or another one (download or copy it again), or the digest given "
+            "(--sha256, or the configuration's sha256:) is not this file's."
         )
     return actual
 

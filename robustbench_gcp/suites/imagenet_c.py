@@ -147,7 +147,9 @@ class ImageNetCSuite(LevelledSuite):
     summary = "corruptions x severities: errors, CE, mCE, relative mCE"
     tests_text = ("McNemar's test on the clean images; per corruption, the sign test on the images' "
                   "numbers of correct severities")
-    long_columns = ("CE", "relative_CE")
+    # severities: what a mean row ("all") covers, space-separated, where the store holds other
+    # severities too (uneven ones are cut to those every benchmark corruption has)
+    long_columns = ("CE", "relative_CE", "severities")
     metric_display = {**Suite.metric_display, "mCE": ("mCE", 1.0, ".1f"),
                       "relative_mCE": ("rel. mCE", 1.0, ".1f"), "mean_error": ("mean err %", 100.0, ".2f"),
                       "mean_accuracy": ("mean acc %", 100.0, ".2f")}
@@ -226,7 +228,7 @@ class ImageNetCSuite(LevelledSuite):
         """benchmarks.yaml's (ImageNet), or stored with ``gcp-robust baseline`` (the others'). The
         default may be missing from a config of your own: models of other classes and the small
         datasets do without it, and ImageNet's 1000 classes say so (:meth:`check_normalizers`)."""
-        check_stored_baseline(name, {*baselines, DEFAULT_BASELINE}, store_path)
+        check_stored_baseline(name, baselines, store_path)
 
     def check_normalizers(self, names, baselines, selection: ImageNetCSelection, store_path,
                           own_classes: bool) -> None:
@@ -424,8 +426,7 @@ class ImageNetCSuite(LevelledSuite):
         baseline = normalizer
         benchmark = list_corruptions("benchmark")
         # as the reports, of the cells compared: the severities every corruption has, if any
-        normalized = dataset_of(results, self.kind).alexnet_normalized or baseline is not None
-        kept, uneven, only = covered_severities(cells, benchmark, normalized)
+        kept, uneven, only = covered_severities(cells, benchmark, normalized=baseline is not None)
         cells = kept
         notes += [note for note in (uneven, only) if note]
         for c, levels in cells.items():  # per image, its correct severities (of those CE covers): the
@@ -519,13 +520,19 @@ class ImageNetCSuite(LevelledSuite):
         for cell in sections.get("cells", []):
             rows.append({"item": cell["corruption"], "level": cell["severity"], "n": cell["n"],
                          "top1_error": cell["top1_error"], "top5_error": cell["top5_error"]})
+        averaged = set((sections.get("metrics") or {}).get("corruptions") or ())
+        covered = set()  # the mean row's: the severities its corruptions' means cover, where alike
         for entry in sections.get("per_corruption", []):
+            severities = " ".join(map(str, entry.get("severities") or ()))
             rows.append({"item": entry["corruption"], "level": "all", "top1_error": entry["mean_error"],
-                         "CE": entry["CE"], "relative_CE": entry["relative_CE"]})
+                         "CE": entry["CE"], "relative_CE": entry["relative_CE"], "severities": severities})
+            if entry["corruption"] in averaged:
+                covered.add(severities)
         if sections.get("cells"):
             metrics = sections.get("metrics") or {}
             rows.append({"item": "mean (benchmark)", "level": "all", "top1_error": metrics.get("mean_error"),
-                         "CE": metrics.get("mCE"), "relative_CE": metrics.get("relative_mCE")})
+                         "CE": metrics.get("mCE"), "relative_CE": metrics.get("relative_mCE"),
+                         "severities": covered.pop() if len(covered) == 1 else None})
         return rows
 
     def headline(self, report: Report) -> dict:

@@ -46,8 +46,8 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     for cell in cells:
         have.setdefault(cell["corruption"], []).append(cell["severity"])
     # a mean over the corruptions' CE is one over the severities they all have
-    normalized = dataset.alexnet_normalized or baseline is not None
-    kept, uneven, only = covered_severities(have, benchmark, normalized)
+    # CE is there to speak of (an ImageNet report without a baseline has none, helper-227)
+    kept, uneven, only = covered_severities(have, benchmark, normalized=baseline is not None)
     errors = {(c, s): e for (c, s), e in errors.items() if s in kept[c]}
     summaries = corruption_errors(errors, clean_error, baseline)
     metrics = mean_corruption_error(summaries, benchmark)
@@ -61,8 +61,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "corruptions, and none was run: the extra corruptions get their own CE and mean "
                      "error only")
     if baseline is None and cells and dataset.alexnet_normalized:
-        notes.append("CE, mCE and relative mCE are empty: the baseline named is not an ImageNet-C "
-                     "baseline of benchmarks.yaml (choose one with --baseline, e.g. alexnet)")
+        # the configuration may lack the default: it said "e.g. alexnet" and benchmarks.yaml (helper-227)
+        notes.append("CE, mCE and relative mCE are empty: no baseline named (--baseline, default alexnet) "
+                     "is among the configuration's `baselines:` (published ImageNet-C errors, which "
+                     "ImageNet's CE divides by): give --baseline NAME of one, or add the shipped "
+                     "benchmarks.yaml's alexnet entry back")
     raw = "the mean corruption error and accuracy are unnormalized"
     store = "a run stored with `gcp-robust baseline"
     # a stored baseline holding only another dataset's cells normalizes none of these
@@ -110,6 +113,10 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                      "errs there no more than on the clean images (its sum of E(s, c) - E_clean is not "
                      "positive), so relative CE is undefined" + ("; so there is no relative mCE" if any(
                          c in benchmark for c in undefined) else ""))
+    if baseline is not None and baseline.clean_error is None and any(s.CE is not None for s in summaries):
+        # the key is optional in the configuration; relative mCE went missing without a word (helper-227)
+        notes.append(f"relative CE and relative mCE are empty: the baseline '{baseline.name}' has no "
+                     "clean_error (relative CE subtracts each model's clean error from its errors)")
     if clean_error is None and cells and dataset.alexnet_normalized:
         notes.append("relative mCE needs the clean error: give --data with the clean images (a run given "
                      "them that stopped before its clean cell was complete: run it again to finish it)")

@@ -41,7 +41,6 @@ from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
 from robustbench_gcp.engine.runner import ImageSource, check_released_sources
 from robustbench_gcp.errors import DataError, counted
-from robustbench_gcp.metrics import DEFAULT_BASELINE
 from robustbench_gcp.reports.tables import Column, decimal_format, to_markdown
 from robustbench_gcp.stats import Design
 from robustbench_gcp.store import CellKey, CellResult, Store
@@ -190,7 +189,7 @@ class ImageNetPSuite(LevelledSuite):
         Raises:
             UnknownNameError: ``name`` is none of these (the closest name suggested).
         """
-        check_stored_baseline(name, {*baselines, DEFAULT_BASELINE}, store_path)
+        check_stored_baseline(name, baselines, store_path)
 
     def check_inputs(self, selection: ImageNetPSelection) -> None:
         root = selection.released

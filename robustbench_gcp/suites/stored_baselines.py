@@ -147,17 +147,20 @@ def percent_of(numerator: Any, denominator: Any) -> Any:
 
 
 def check_stored_baseline(name: str, known: Iterable[str], store_path: Path) -> None:
-    """``--baseline name`` must be one of ``known`` or stored in the store file (``gcp-robust
-    baseline``). Never creates the store file; torchrun ranks other than 0 may not see it, so
+    """``--baseline name`` must be one of ``known``, the default, or stored in the store file
+    (``gcp-robust baseline``). Never creates the store file; torchrun ranks other than 0 may not see it, so
     rank 0 checks.
 
     Raises:
         UnknownNameError: ``name`` is none of these (the closest name suggested).
     """
     from robustbench_gcp.engine.ranks import is_main_process
+    from robustbench_gcp.metrics import DEFAULT_BASELINE
 
     known = set(known)
-    if name in known or not is_main_process():
+    # the default may be missing from a configuration of your own (the reports say what is left
+    # unnormalized); it was listed as a choice where the configuration had no such baseline
+    if name in known or name == DEFAULT_BASELINE or not is_main_process():
         return
     stored: set[str] = set()
     if Path(store_path).is_file():
@@ -238,6 +241,7 @@ def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -
 
     for name in baseline_names(names):
         choices: set[str] = set()
+        refused = False
         for suite in all_suites():
             if not suite.uses_baseline:
                 continue
@@ -245,9 +249,10 @@ def check_any_baseline(names: str, baselines: Iterable[str], store_path: Path) -
                 suite.check_baseline(name, baselines, store_path)
                 break
             except UnknownNameError as error:
+                refused = True
                 choices |= set(error.choices)
         else:
-            if choices:
+            if refused:  # with no choice at all too (it was taken without a word)
                 raise UnknownNameError("baseline", name, choices)
 
 
