@@ -427,6 +427,10 @@ def test_bench_scaling_on_one_gpu_says_before_any_run_that_nccl_needs_a_gpu_per_
     assert result.exit_code == 2
     assert ("--processes 2 needs 2 GPUs under NCCL, one per process, and this machine has 1: unset "
             "GCP_ROBUST_DIST_BACKEND to use gloo") in " ".join(result.stderr.split())
+    monkeypatch.setenv(BACKEND_VARIABLE, "glo")  # said as a wrong name, not as NCCL's (helper-229)
+    result = CliRunner().invoke(main, ["bench", "scaling", "--device", "cuda"])
+    assert result.exit_code == 2 and "`GCP_ROBUST_DIST_BACKEND` should be nccl or gloo. Got 'glo'" \
+        in result.stderr, result.output
 
 
 def test_a_bad_torchrun_timeout_is_one_line(monkeypatch):

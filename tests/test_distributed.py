@@ -765,3 +765,43 @@ def test_a_job_that_stopped_at_an_error_runs_nothing_more(demo_val, tmp_path, mo
     with pytest.raises(RankFailure, match=rf"^rank {rank} of 2: this torchrun job stopped at an error before "
                                           rf"\((rank 1 of 2: )?{first}\): .* start a new job"):
         run(planned)
+
+
+LAUNCHER_STOP_DROPPED = """
+import os, signal, sys
+from robustbench_gcp.engine import stops
+from robustbench_gcp.engine.distributed import Distributed, RankStopped
+
+job = Distributed(1, 2, 1, "gloo", None)
+signal.signal(signal.SIGTERM, job._stopped)
+sys.unraisablehook = stops.dropped_quietly(sys.unraisablehook)
+
+
+def after_fork():  # as logging's: Python drops an exception raised in this hook (each loader's fork)
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # the handler runs here
+        pass
+
+
+os.register_at_fork(after_in_parent=after_fork)
+child = os.fork()
+if child == 0:
+    os._exit(0)
+os.waitpid(child, 0)
+try:
+    stops.raise_pending()  # between batches
+    print("lost")
+except RankStopped as stop:
+    print("raised:", stop)
+"""
+
+
+def test_a_launchers_stop_that_python_drops_still_stops_the_rank_quietly(tmp_path):
+    """The launcher's SIGTERM landing in an at-fork hook (a loader starting its workers): the rank's
+    RankStopped was printed as "Exception ignored" with a traceback, and lost: the rank computed on
+    (helper-229). It is recorded as the command line's own stops are, and raised between batches."""
+    script = tmp_path / "dropped.py"
+    script.write_text(LAUNCHER_STOP_DROPPED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert "raised: rank 1 of 2: stopped by the launcher (signal 15)" in done.stdout, done
+    assert "Exception ignored" not in done.stderr, done.stderr

@@ -179,8 +179,9 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         from robustbench_gcp.errors import ConfigError
 
         gpus = torch.cuda.device_count()
+        backend = choose_backend(device)  # a mistyped one said as such, not as NCCL's GPU count
         try:
-            rank_gpu(processes - 1, gpus, choose_backend(device))
+            rank_gpu(processes - 1, gpus, backend)
         except ConfigError:
             raise ConfigError(f"--processes {processes} needs {processes} GPUs under NCCL, one per process, "
                               f"and this machine has {gpus}: unset GCP_ROBUST_DIST_BACKEND to use gloo, "

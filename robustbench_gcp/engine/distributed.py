@@ -184,13 +184,15 @@ class Distributed:
         included. Nothing when a stop is on its way out already: a Ctrl-C of torchrun reaches each
         rank as SIGINT and SIGTERM together, and this replaced the run's own stop (rank 0's
         "interrupted after N of M shards", a quiet exit elsewhere), helper-226."""
+        from robustbench_gcp.engine import stops
+
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return
-        raise (RankFailure if self.local_rank == 0 else RankStopped)(
+        raise stops.record(signum, (RankFailure if self.local_rank == 0 else RankStopped)(
             f"rank {self.rank} of {self.world_size}: stopped by the launcher (signal {signum}): another rank "
             "failed or the job was cancelled; finished shards are in the store, re-run the same command "
             "to compute the rest"
-        )
+        ))
 
     def _exchange(self, what: str, operation, *, broadcasting: bool = False):
         try:

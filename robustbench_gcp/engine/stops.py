@@ -23,6 +23,7 @@ import sys
 from robustbench_gcp.errors import Terminated
 
 _pending: list[int] = []  # the signals whose stop has not reached the command line yet
+_errors: dict[int, BaseException] = {}  # a signal's own error, where another handler raised it (record)
 
 
 def stop(signum: int, frame=None) -> None:
@@ -45,14 +46,26 @@ def raise_pending() -> None:
         raise _exception(signum)
 
 
-def pending() -> KeyboardInterrupt | None:
-    """The exception of a recorded stop not yet handled (kept recorded), or None."""
+def pending() -> BaseException | None:
+    """The exception of a recorded stop not yet handled (kept recorded), or None: a
+    KeyboardInterrupt, or the error another handler raised (:func:`record`)."""
     return _exception(_pending[-1]) if _pending else None
 
 
 def clear() -> None:
     """The stop reached whoever handles it (the command line's report of it)."""
     _pending.clear()
+    _errors.clear()
+
+
+def record(signum: int, error: BaseException) -> BaseException:
+    """``error``, which a handler of signal ``signum`` other than :func:`stop` raises (a torchrun
+    rank's stop by its launcher), recorded as :func:`stop` records its own: where Python drops it
+    (an at-fork hook ...) the stop is raised between batches still, and not printed. It was lost,
+    the rank computing on, and printed as "Exception ignored" with a traceback (helper-229)."""
+    _pending.append(signum)
+    _errors[signum] = error
+    return error
 
 
 def dropped_quietly(hook):
@@ -63,20 +76,24 @@ def dropped_quietly(hook):
     <generator object compute ...>" with a traceback, beneath or before the run's message."""
 
     def quiet(unraisable) -> None:
-        if not (_pending and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        error = unraisable.exc_value
+        stopping = isinstance(error, KeyboardInterrupt) or any(error is e for e in _errors.values())
+        if not (_pending and stopping):
             hook(unraisable)
 
     return quiet
 
 
-def _exception(signum: int) -> KeyboardInterrupt:
+def _exception(signum: int) -> BaseException:
+    if signum in _errors:
+        return _errors[signum]
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _leave_stops_to_the_run() -> None:
     """In a child forked while :func:`stop` handles the signals: SIGINT ignored (the run stops
     it), SIGTERM the system's default (the run's shutdown of its workers terminates them)."""
-    _pending.clear()
+    clear()
     for signum, instead in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_DFL)):
         try:
             if signal.getsignal(signum) is stop:

@@ -178,8 +178,10 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             raise _interrupted(stop, store, info, tasks) from None
         except Exception as error:
             stop = stops.pending()  # a loader worker that the same Ctrl-C ended, its own stop dropped
-            if stop is not None:
+            if isinstance(stop, KeyboardInterrupt):
                 raise _interrupted(stop, store, info, tasks) from None
+            if stop is not None:  # a torchrun launcher's stop (distributed.Distributed._stopped)
+                raise stop from None
             if isinstance(error, ModelCodeError):  # your model's code, mended: the same run (same weights)
                 raise _noted(_mend_the_model(error, store, info, tasks, options), error) from error.__cause__
             if not isinstance(error, DataError):
