@@ -419,6 +419,14 @@ def test_a_clean_run_on_images_of_another_size_is_not_told_to_give_a_preset(demo
     assert result.exit_code == 1, result.output
     assert "but CIFAR-10 images are 32x32; give --dataset imagenet\n" in result.stderr
     assert "--preset" not in result.stderr
+    # a suite's dataset: chose it, and was not named (helper-227)
+    config = tmp_path / "c.yaml"
+    config.write_text("suites:\n  clean-cifar: {kind: clean, dataset: cifar10}\n")
+    command = ["eval", "--model", "demo-gap", *run_args(demo_val, tmp_path / "s.db"), "--config", str(config),
+               "--suite", "clean-cifar"]
+    result = CliRunner().invoke(main, command)
+    said = "but CIFAR-10 images (suite clean-cifar's dataset: cifar10) are 32x32; give --dataset imagenet\n"
+    assert result.exit_code == 1 and said in result.stderr, result.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -734,8 +734,9 @@ def test_an_image_of_another_size_later_in_a_small_dataset_is_named_not_cropped(
     out = run("eval", *common)
     assert out.exit_code != 0 and out.output.endswith("give --dataset tinyimagenet (or its suite)\n")
     out = run("eval", *common, "--preset", "cifar")
-    assert out.exit_code != 0 and "CIFAR-10 images are 32x32; give --dataset tinyimagenet (--preset " \
-        "chooses the corruption parameters, not the images' size)" in out.output
+    assert out.exit_code != 0 and "CIFAR-10 images (suite cifar10-c's dataset: cifar10) are 32x32; give " \
+        "--dataset tinyimagenet (--preset chooses the corruption parameters, not the images' size)" \
+        in out.output
     assert not (cifar / "t.db").exists()
     # a released Tiny-ImageNet-C file of 72 px among the 64 px ones
     cell = tiny / "Tiny-ImageNet-C" / "fog" / "1" / WNIDS[3]

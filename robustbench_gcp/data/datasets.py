@@ -233,11 +233,14 @@ def _own_labels(path: Path, what: str, labels, class_order: str | None) -> None:
 
 
 def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
-                     corrupted: bool = True) -> None:
+                     corrupted: bool = True, asked: str | None = None) -> None:
     """Refuse corruption parameters made for another resolution than the data's (ImageNet-C's
     on 32 px images ...; only where the run ``corrupted`` images, and unless ``forced``:
     ``--preset`` given), and a small dataset's images of another size, whatever the preset (its
     images are read at their size: ``--preset`` chooses parameters, not a size).
+
+    ``asked``: what chose ``dataset`` where it was not ``--dataset`` or the data (``suite X's
+    dataset:``), named in the error.
 
     Raises:
         DataError: the data's images are another dataset's size.
@@ -261,8 +264,9 @@ def check_image_size(dataset: DatasetInfo, images: ImageList, *, forced: bool,
                         f"--dataset {other.name}, or --preset {dataset.preset} to use them anyway")
     if dataset.image_size is not None and size != (dataset.image_size, dataset.image_size):
         right = small[side].name if side in small else "imagenet"
-        raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images are "
-                        f"{dataset.image_size}x{dataset.image_size}; give --dataset {right}"
+        chosen = f" ({asked} {dataset.name})" if asked else ""
+        raise DataError(f"the images are {size[0]}x{size[1]} ({first}), but {dataset.title} images{chosen} "
+                        f"are {dataset.image_size}x{dataset.image_size}; give --dataset {right}"
                         + " (--preset chooses the corruption parameters, not the images' size)" * forced)
 
 

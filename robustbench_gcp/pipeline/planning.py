@@ -287,8 +287,10 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     everything = _image_list(suite, selection, options, dataset)
     if options.data is not None:
         suite.check_data(selection, everything)
+    # where the dataset came from: a suite's dataset: was not named (helper-227)
+    asked = None if options.dataset or not spec_dataset else f"suite {options.suite}'s dataset:"
     check_image_size(dataset, everything, forced=flags.get("preset") is not None,
-                     corrupted=suite.corrupts(selection))
+                     corrupted=suite.corrupts(selection), asked=asked)
     device = resolve_device(options.device, amp=options.amp)
     if options.amp and not suite.allows_amp:
         raise ConfigError(f"`--amp` computes in {str(amp_dtype(device)).removeprefix('torch.')} on "
