@@ -381,9 +381,10 @@ def test_a_stored_baseline_named_after_alexnet_says_why_it_normalizes_nothing(de
         # the stored baseline named as what normalizes CE, not "unnormalized (... normalizes CE: --baseline
         # alexnet,NAME)" beside it; without one, that advice
         (said,) = [n for n in out["notes"] if n.startswith("ImageNet-C on a model of 10 classes")]
-        assert said.endswith("normalize no error of another task; CE and mCE are normalized by the "
-                             "stored baseline 'gb' (the mean corruption error and accuracy beside them "
-                             "are not)"), said
+        # (CE, not "CE and mCE": there is no mCE, helper-230)
+        assert said.endswith("normalize no error of another task; CE is normalized by the stored "
+                             "baseline 'gb' (the mean corruption error and accuracy beside them are "
+                             "not)"), said
     out = cli("eval", "--model", "demo-isqrt", *p_args(demo_val, store, 10, "--severities", "3",
                                                         selection=imagenet_c))
     (said,) = [n for n in out["notes"] if n.startswith("ImageNet-C on a model of 10 classes")]

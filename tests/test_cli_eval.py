@@ -846,14 +846,14 @@ def test_a_config_baseline_without_a_corruption_says_so(demo_val, tmp_path):
     assert {e["corruption"]: e["CE"] is None for e in report["per_corruption"]} == {"fog": False,
                                                                                     "brightness": True}
     assert ("CE left empty for brightness: baseline 'mybase' (of benchmarks.yaml or --config) has no errors "
-            "for them (add them to its imagenet_c)") in report["notes"]
+            "for them (add them to its imagenet_c); so there is no mCE (nor relative mCE)") in report["notes"]
     # and the mean over two corruptions is no mCE (the note said "mCE averages" beside an empty mCE)
     assert report["metrics"]["mCE"] is None
     assert any(note.startswith("the means average 2 of the 15") for note in report["notes"])
     # a table whose errors are 0 at the severities run: a zero normalizer, said (the CE was empty unsaid)
     config.write_text(config.read_text().replace("fog: [0.9, 0.9", "fog: [0.0, 0.9"))
-    assert "CE left empty for fog: baseline 'mybase' made no error there (a zero normalizer)" \
-        in evaluate("fog", 1)["notes"]
+    assert "CE left empty for fog: baseline 'mybase' made no error there (a zero normalizer); so there is " \
+        "no mCE (nor relative mCE)" in evaluate("fog", 1)["notes"]
     # a table without clean_error: relative CE and relative mCE went missing without a word (helper-227)
     config.write_text(config.read_text().replace("    clean_error: 0.5\n", ""))
     report = evaluate("fog", 2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from corruptions import PERTURBATION_SUBSETS
 from robustbench_gcp.config import load_config
 from robustbench_gcp.data.datasets import get_dataset
@@ -197,8 +199,8 @@ def test_a_stored_baseline_without_errors_on_a_corruption_says_so():
     sections, notes = summarize(results, benchmark=["fog", "pixelate", "contrast"], baseline=baseline)
     assert {e["corruption"]: e["CE"] for e in sections["per_corruption"]} == {
         "fog": 50.0, "contrast": None, "pixelate": None}
-    assert "CE left empty for pixelate: the stored baseline 'tgap' made no error there (a zero normalizer)" \
-        in notes
+    assert "CE left empty for pixelate: the stored baseline 'tgap' made no error there (a zero " \
+        "normalizer); so there is no mCE (nor relative mCE)" in notes
     assert any(n.startswith("CE left empty for contrast: the stored baseline 'tgap' has no complete cells")
                for n in notes)
 
@@ -257,3 +259,31 @@ def test_an_undefined_relative_ce_and_extras_alone_are_explained():
     _, notes = summarize(results, benchmark=["snow"], baseline=baseline)
     assert ("the means (mCE, relative mCE, mean error) average the 1 benchmark corruptions, and none was "
             "run: the extra corruptions get their own CE and mean error only") in notes
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["table", "stored-run"])
+def test_a_zero_normalizer_of_a_benchmark_corruption_says_there_is_no_mce(stored):
+    """A baseline that made no error on one corruption leaves its CE empty, and so the mCE: the note
+    said the CE only, and a stored baseline's note said "CE and mCE are normalized by" it (the
+    demo's --limit 10, helper-230)."""
+    import numpy as np
+
+    from robustbench_gcp.metrics import Baseline
+    from robustbench_gcp.store import CellKey, CellResult
+    from robustbench_gcp.suites.imagenet_c_summary import summarize
+
+    variant = '{"dataset":"cifar10","roundtrip":true,"source":"torch"}'
+
+    def cell(name, level, wrong):
+        return CellResult(CellKey("imagenet-c", name, str(level), variant), 4,
+                          {"top1_errors": wrong, "top5_errors": 0}, [0], True, correct=np.arange(4) >= wrong)
+
+    base = Baseline("b", clean_error=0.25, imagenet_c={"fog": (0.0,) * 5, "contrast": (0.5,) * 5},
+                    run=object() if stored else None)
+    sections, notes = summarize([cell("fog", 1, 1), cell("contrast", 1, 2)], benchmark=["fog", "contrast"],
+                                baseline=base)
+    assert sections["metrics"]["mCE"] is None and sections["per_corruption"][1]["CE"] == 100.0
+    who = "the stored baseline 'b'" if stored else "baseline 'b'"
+    assert (f"CE left empty for fog: {who} made no error there (a zero normalizer); so there is no mCE (nor "
+            "relative mCE)") in notes, notes
+    assert not any("CE and mCE are normalized" in note for note in notes), notes

@@ -71,9 +71,10 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     # a stored baseline holding only another dataset's cells normalizes none of these
     foreign = baseline is not None and summaries and all(s.corruption in baseline.elsewhere
                                                          for s in summaries)
+    normalized_what = "CE and mCE are" if metrics.get("mCE") is not None else "CE is"  # (no mCE: helper-230)
     stored = baseline and not foreign and (
-        f"CE and mCE are normalized by the stored baseline '{baseline.name}' (the mean corruption error and "
-        "accuracy beside them are not)")
+        f"{normalized_what} normalized by the stored baseline '{baseline.name}' (the mean corruption error "
+        "and accuracy beside them are not)")
     if dataset.classes is not None and cells:  # ImageNet images, the model's own classes
         notes.append(f"{dataset.released} on a model of {dataset.classes} classes: AlexNet's published "
                      "errors, made on ImageNet's 1000, normalize no error of another task; " + (
@@ -87,25 +88,31 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
                                                           "RobustBench reports them)")
                      + "; AlexNet normalization is ImageNet-C's")
     empty = [s.corruption for s in summaries if s.CE is None and baseline is not None]
+
+    def no_mean(names: list[str]) -> str:  # the mCE left empty with them went without a word (helper-230)
+        return "; so there is no mCE (nor relative mCE)" if set(names) & set(metrics["corruptions"]) else ""
+
     if unlisted := [c for c in empty if not baseline.run and c not in baseline.imagenet_c]:
         notes.append(f"CE left empty for {', '.join(unlisted)}: baseline '{baseline.name}' (of "
-                     "benchmarks.yaml or --config) has no errors for them (add them to its imagenet_c)")
+                     "benchmarks.yaml or --config) has no errors for them (add them to its imagenet_c)"
+                     + no_mean(unlisted))
     if zero := [c for c in empty if not baseline.run and c in baseline.imagenet_c]:  # a table's 0 errors
         notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
-                     "(a zero normalizer)")
+                     "(a zero normalizer)" + no_mean(zero))
     lacking = [c for c in empty if baseline.run and c not in baseline.elsewhere]
     if elsewhere := [c for c in empty if baseline.run and c in baseline.elsewhere]:
         theirs = get_dataset(baseline.elsewhere[elsewhere[0]]).title
         notes.append(f"CE left empty for {', '.join(elsewhere)}: the stored baseline '{baseline.name}' holds "
                      f"them of {theirs} images, this run's are of {dataset.title} (a baseline normalizes "
-                     "runs of its own dataset)")
+                     "runs of its own dataset)" + no_mean(elsewhere))
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
             cells_missing = [f"{c}/{s}" for c in named for s in baseline.lacking.get(c, ())]
-            notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' " + (
-                f"has no complete cells made as this run's of {listed(cells_missing, 10) or 'them'} (not "
-                "computed, or by an earlier version of gcp-robust); store it again (gcp-robust baseline) "
-                "to normalize them" if absent else "made no error there (a zero normalizer)"))
+            why = (f"has no complete cells made as this run's of {listed(cells_missing, 10) or 'them'} (not "
+                   "computed, or by an earlier version of gcp-robust); store it again (gcp-robust baseline) "
+                   "to normalize them" if absent else "made no error there (a zero normalizer)")
+            notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' {why}"
+                         + no_mean(named))
     undefined = [s.corruption for s in summaries if s.CE is not None and s.relative_CE is None
                  and clean_error is not None and baseline is not None and baseline.clean_error is not None]
     if undefined:
