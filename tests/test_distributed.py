@@ -805,3 +805,62 @@ def test_a_launchers_stop_that_python_drops_still_stops_the_rank_quietly(tmp_pat
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert "raised: rank 1 of 2: stopped by the launcher (signal 15)" in done.stdout, done
     assert "Exception ignored" not in done.stderr, done.stderr
+
+
+STORE_FAILS_ON_RANK_0 = """
+import os, sys
+from robustbench_gcp.engine import distributed
+from robustbench_gcp.errors import StoreError
+
+calls = []
+if os.environ["RANK"] == "0":
+    if sys.argv[1] == "commit":  # the 2nd commit: rank 1's shard of the first round
+        real_commit = distributed._commit
+
+        def commit(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise StoreError("database or disk is full")
+            return real_commit(*args, **kwargs)
+
+        distributed._commit = commit
+    else:  # the 2nd lease: the second round's, sent while the first is computed
+        real_round = distributed._RoundLeases.next_round
+
+        def next_round(self, idle):
+            calls.append(1)
+            if len(calls) == 2:
+                raise StoreError("database is locked")
+            return real_round(self, idle)
+
+        distributed._RoundLeases.next_round = next_round
+from robustbench_gcp.cli import main
+
+sys.argv = ["gcp-robust", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("where, said", [("commit", "database or disk is full"),
+                                         ("lease", "database is locked")])
+def test_a_store_that_fails_rank_0_stops_the_others_quietly(tmp_path, where, said):
+    """The store refusing rank 0's commit of another rank's shard, or its leases of the next round:
+    rank 0 said it and left, and the others, waiting in the next round's broadcast, said they "lost
+    contact with the other ranks" (the last note's list of what was left alone)."""
+    data = _folder(tmp_path / "val", 6)  # 6 shards: 2 rounds of 3 ranks
+    script = tmp_path / "fails.py"
+    script.write_text(STORE_FAILS_ON_RANK_0)
+    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
+            "sorted"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+               "--monitor-interval", "0.2", str(script), where, *args]
+    proc = subprocess.Popen(command, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [f"Error: {said}"], err
+    assert "lost contact" not in err, err

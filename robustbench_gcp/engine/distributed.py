@@ -431,15 +431,13 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     leases = _RoundLeases(store, tasks, cell_ids, run, work.loads, job.world_size, stats, progress) \
         if job.is_main else None
     mine = _RankLoads(job.rank, tasks, images, shard_size, ctx, options, progress)
-    # (loads, more to come)
-    current = _unless_stopped(job, job.broadcast(leases.next_round(idle=True) if leases else None))
+    current = _next_round(job, leases, idle=True, before_work=True)  # (loads, more to come)
     mine.receive(current[0])
     computed_before = False  # a round with loads gone by: a lost rank loses more than the work list
     while current[0] or current[1]:
         loads, _ = current
         # the next round's, before this one's images are decoded: the rank decodes its next meanwhile
-        current = _unless_stopped(job, job.broadcast(leases.next_round(idle=not loads) if leases else None,
-                                                     before_work=not computed_before))
+        current = _next_round(job, leases, idle=not loads, before_work=not computed_before)
         mine.receive(current[0])
         if not loads:  # a round of waiting for units other processes hold
             continue
@@ -452,7 +450,12 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         except GcpRobustError as failure:  # an unreadable image, a brought model's code ...
             error, payload = failure, _Failed(type(failure).__name__, str(failure))
         if job.is_main and payload is not None and error is None:  # kept if another rank fails this round
-            _commit(store, tasks, cell_ids, payload, stats)
+            try:
+                _commit(store, tasks, cell_ids, payload, stats)
+            except RankFailure:  # the launcher's stop (Distributed._stopped)
+                raise
+            except GcpRobustError as failure:  # the store (full ...): rank 0's error of the round, said so
+                error, payload = failure, _Failed(type(failure).__name__, str(failure))
         try:
             gathered = job.gather((job.rank, payload))  # a failed rank's error too: rank 0 stores the rest
         except RankFailure:
@@ -467,15 +470,22 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 stats.units_computed += len(tasks[task].keys)
                 stats.images_computed += results[0].n
             continue
-        for rank, item in gathered:
+        stored_error = None  # the store refusing another rank's results: the others are stopped too (they
+        for rank, item in gathered:  # waited in the next round's broadcast, and said they "lost contact")
             if item is not None and rank != job.rank and not isinstance(item, _Failed):
-                _commit(store, tasks, cell_ids, item, stats)
+                try:
+                    _commit(store, tasks, cell_ids, item, stats)
+                except RankFailure:
+                    raise
+                except GcpRobustError as failure:
+                    stored_error = failure
+                    break
                 progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
         failed = [item.error(rank, job.world_size) for rank, item in gathered
                   if isinstance(item, _Failed) and rank != job.rank]
-        if error is not None or failed:
-            said = error or failed.pop(0)  # its own first, the others' after it (said the first alone)
-            for other in failed:
+        if problems := [e for e in (error, stored_error) if e is not None] + failed:
+            said = problems[0]  # its own first, the others' after it (said the first alone)
+            for other in problems[1:]:
                 said.add_note(f"{other} (failed in the same round)")
             if current[0] or current[1]:  # the others wait for the next round's loads: stop them
                 with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
@@ -483,6 +493,23 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             raise said
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _next_round(job: Distributed, leases: _RoundLeases | None, *, idle: bool, before_work: bool):
+    """The next round's loads, leased and sent by rank 0 (``leases``), received by the others; a
+    store that refuses rank 0's leases (locked, full) stops the others with it: they waited in
+    this broadcast, and said they "lost contact"."""
+    sent = None
+    if leases is not None:
+        try:
+            sent = leases.next_round(idle=idle)
+        except RankFailure:  # the launcher's stop (Distributed._stopped)
+            raise
+        except GcpRobustError as error:
+            with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
+                job.broadcast(_Stop(str(error)), before_work=before_work)
+            raise
+    return _unless_stopped(job, job.broadcast(sent, before_work=before_work))
 
 
 def _unless_stopped(job: Distributed, received):
