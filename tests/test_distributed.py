@@ -814,12 +814,12 @@ from robustbench_gcp.errors import StoreError
 
 calls = []
 if os.environ["RANK"] == "0":
-    if sys.argv[1] == "commit":  # the 2nd commit: rank 1's shard of the first round
-        real_commit = distributed._commit
+    if sys.argv[1].startswith("commit"):  # from the 2nd commit (rank 1's shard of the first round) on,
+        real_commit = distributed._commit  # or from the 1st (rank 0's own) on: a full disk
 
         def commit(*args, **kwargs):
             calls.append(1)
-            if len(calls) == 2:
+            if len(calls) >= (1 if sys.argv[1] == "commit-all" else 2):
                 raise StoreError("database or disk is full")
             return real_commit(*args, **kwargs)
 
@@ -841,18 +841,22 @@ main()
 """
 
 
-@pytest.mark.parametrize("where, said", [("commit", "database or disk is full"),
-                                         ("lease", "database is locked")])
-def test_a_store_that_fails_rank_0_stops_the_others_quietly(tmp_path, where, said):
+@pytest.mark.parametrize("where, said, per_class", [("commit", "database or disk is full", 6),
+                                                    ("lease", "database is locked", 6),
+                                                    ("commit-all", "database or disk is full", 3)],
+                         ids=["commit", "lease", "commit-in-the-last-round"])
+def test_a_store_that_fails_rank_0_stops_the_others_quietly(tmp_path, where, said, per_class):
     """The store refusing rank 0's commit of another rank's shard, or its leases of the next round:
     rank 0 said it and left, and the others, waiting in the next round's broadcast, said they "lost
-    contact with the other ranks" (the last note's list of what was left alone)."""
-    data = _folder(tmp_path / "val", 6)  # 6 shards: 2 rounds of 3 ranks
+    contact with the other ranks" (the last note's list of what was left alone). In a job's last
+    round the others returned as if it had succeeded: `compare` went on to its next evaluation,
+    which "failed" with a note that the one before was stored (helper-231)."""
+    data = _folder(tmp_path / "val", per_class)  # 6 shards: 2 rounds of 3 ranks; 3 shards: one round
     script = tmp_path / "fails.py"
     script.write_text(STORE_FAILS_ON_RANK_0)
-    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
-            "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
-            "sorted"]
+    args = ["compare", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "clean,imagenet-c", "--corruptions", "fog",
+            "--severities", "1", "--shard-size", "2", "--class-order", "sorted"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
                "--monitor-interval", "0.2", str(script), where, *args]
     proc = subprocess.Popen(command, env={**ENV, "GCP_ROBUST_DIST_TIMEOUT": "600"}, stdout=subprocess.PIPE,
@@ -863,4 +867,5 @@ def test_a_store_that_fails_rank_0_stops_the_others_quietly(tmp_path, where, sai
         proc.kill()
     assert proc.returncode != 0
     assert [line for line in err.splitlines() if line.startswith("Error:")] == [f"Error: {said}"], err
-    assert "lost contact" not in err, err
+    assert "lost contact" not in err and "evaluation 2 of 2" not in err, err
+    assert err.count(said) == 1, err  # a full store refuses every commit: said once

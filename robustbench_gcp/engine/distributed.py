@@ -486,11 +486,15 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         if problems := [e for e in (error, stored_error) if e is not None] + failed:
             said = problems[0]  # its own first, the others' after it (said the first alone)
             for other in problems[1:]:
-                said.add_note(f"{other} (failed in the same round)")
-            if current[0] or current[1]:  # the others wait for the next round's loads: stop them
-                with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
-                    job.broadcast(_Stop(str(said)), before_work=False)
+                if str(other) != str(said):  # a full store refuses every commit: said once (helper-231)
+                    said.add_note(f"{other} (failed in the same round)")
+            # the others wait for the next round's loads, or after the last round for the job's end
+            # (they returned as if it had succeeded, a command of several runs starting the next one)
+            with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
+                job.broadcast(_Stop(str(said)), before_work=False)
             raise said
+    # every rank hears that the job ended well: after a last round rank 0 failed in, _Stop (above)
+    _unless_stopped(job, job.broadcast(None, before_work=not computed_before))
     stats.seconds = time.perf_counter() - started
     return stats
 
