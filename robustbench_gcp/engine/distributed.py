@@ -221,6 +221,13 @@ class Distributed:
         self._exchange(what, lambda: dist.broadcast_object_list(box, src=0), broadcasting=before_work)
         return box[0]
 
+    def stop_others(self, why: str, *, before_work: bool) -> None:
+        """On rank 0, about to raise ``why``: a :class:`_Stop` in place of what the other ranks wait
+        for (a round's loads, the job's end), so that they stop quietly (:func:`_unless_stopped`);
+        a rank lost meanwhile changes nothing (rank 0 says ``why`` all the same)."""
+        with contextlib.suppress(RankFailure):
+            self.broadcast(_Stop(why), before_work=before_work)
+
     def gather(self, obj) -> list | None:
         """Every rank's ``obj`` on rank 0 (None elsewhere)."""
         import torch.distributed as dist
@@ -421,9 +428,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         raise RankFailure(problem)
     if said := [p for p in problems or () if p is not None]:
         refusal = RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
-        # the sound ranks wait for the first round: they said they "lost contact" (helper-225)
-        with contextlib.suppress(RankFailure):  # a rank lost meanwhile: the refusal is said all the same
-            job.broadcast(_Stop(str(refusal)))
+        job.stop_others(str(refusal), before_work=True)  # they wait for the first round (helper-225)
         raise refusal
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)
     progress.plan(total, units_total, stored)
@@ -445,17 +450,12 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         error = None
         try:
             payload = mine.compute(loads[job.rank]) if job.rank < len(loads) else None
+            if job.is_main and payload is not None:  # kept if another rank fails this round
+                _commit(store, tasks, cell_ids, payload, stats)
         except RankFailure:  # the launcher's stop (Distributed._stopped): not this rank's error to send
             raise
-        except GcpRobustError as failure:  # an unreadable image, a brought model's code ...
+        except GcpRobustError as failure:  # an unreadable image, a brought model's code, the store (full)
             error, payload = failure, _Failed(type(failure).__name__, str(failure))
-        if job.is_main and payload is not None and error is None:  # kept if another rank fails this round
-            try:
-                _commit(store, tasks, cell_ids, payload, stats)
-            except RankFailure:  # the launcher's stop (Distributed._stopped)
-                raise
-            except GcpRobustError as failure:  # the store (full ...): rank 0's error of the round, said so
-                error, payload = failure, _Failed(type(failure).__name__, str(failure))
         try:
             gathered = job.gather((job.rank, payload))  # a failed rank's error too: rank 0 stores the rest
         except RankFailure:
@@ -490,8 +490,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                     said.add_note(f"{other} (failed in the same round)")
             # the others wait for the next round's loads, or after the last round for the job's end
             # (they returned as if it had succeeded, a command of several runs starting the next one)
-            with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
-                job.broadcast(_Stop(str(said)), before_work=False)
+            job.stop_others(str(said), before_work=False)
             raise said
     # every rank hears that the job ended well: after a last round rank 0 failed in, _Stop (above)
     _unless_stopped(job, job.broadcast(None, before_work=not computed_before))
@@ -510,8 +509,7 @@ def _next_round(job: Distributed, leases: _RoundLeases | None, *, idle: bool, be
         except RankFailure:  # the launcher's stop (Distributed._stopped)
             raise
         except GcpRobustError as error:
-            with contextlib.suppress(RankFailure):  # a rank lost meanwhile: said all the same
-                job.broadcast(_Stop(str(error)), before_work=before_work)
+            job.stop_others(str(error), before_work=before_work)
             raise
     return _unless_stopped(job, job.broadcast(sent, before_work=before_work))
 
