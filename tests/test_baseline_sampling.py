@@ -212,7 +212,8 @@ def test_a_stored_baselines_unfinished_cell_normalizes_nothing(demo_val, tmp_pat
 
 def test_a_baseline_without_a_severity_the_run_has_leaves_that_corruptions_ce_empty(demo_val, tmp_path):
     """A stored baseline of fog at severity 1 only, for a run of severities 1 and 2: fog's CE is
-    left empty and said so (a table row with NaN at severity 2 made eval's JSON a traceback)."""
+    left empty and said so (a table row with NaN at severity 2 made eval's JSON a traceback), and
+    the baseline is not said to normalize CE."""
     store = tmp_path / "s.db"
     common = ("--suite", "imagenet-c", "--corruptions", "fog")
     cli("baseline", "--model", "demo-gap", "--name", "b",
@@ -223,6 +224,11 @@ def test_a_baseline_without_a_severity_the_run_has_leaves_that_corruptions_ce_em
     assert fog["CE"] is None and out["metrics"]["mCE"] is None
     assert any(note.startswith("CE left empty for fog: the stored baseline 'b' has no complete cells made "
                                "as this run's of fog/2") for note in out["notes"]), out["notes"]
+    # it said "CE is normalized by the stored baseline 'b'" all the same (helper-231)
+    assert not any("normalized by the stored baseline" in note for note in out["notes"]), out["notes"]
+    said = ("the stored baseline 'b' normalizes none of this run's corruptions (why below): the mean "
+            "corruption error and accuracy are unnormalized")
+    assert any(said in note for note in out["notes"]), out["notes"]
 
 
 def test_a_baseline_cell_is_resampled_from_min_events_images_on_with_its_clean_row():
@@ -381,10 +387,10 @@ def test_a_stored_baseline_named_after_alexnet_says_why_it_normalizes_nothing(de
         # the stored baseline named as what normalizes CE, not "unnormalized (... normalizes CE: --baseline
         # alexnet,NAME)" beside it; without one, that advice
         (said,) = [n for n in out["notes"] if n.startswith("ImageNet-C on a model of 10 classes")]
-        # (CE, not "CE and mCE": there is no mCE, helper-230)
-        assert said.endswith("normalize no error of another task; CE is normalized by the stored "
-                             "baseline 'gb' (the mean corruption error and accuracy beside them are "
-                             "not)"), said
+        # (not "CE is normalized by the stored baseline 'gb'": its CE of fog is empty, helper-231)
+        assert said.endswith("normalize no error of another task; the stored baseline 'gb' normalizes none "
+                             "of this run's corruptions (why below): the mean corruption error and accuracy "
+                             "are unnormalized"), said
     out = cli("eval", "--model", "demo-isqrt", *p_args(demo_val, store, 10, "--severities", "3",
                                                         selection=imagenet_c))
     (said,) = [n for n in out["notes"] if n.startswith("ImageNet-C on a model of 10 classes")]

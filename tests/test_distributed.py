@@ -47,6 +47,29 @@ def single(args: list[str]) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+def by_hand(commands: list[list[str]], timeout: float = 300) -> tuple[list[subprocess.Popen], list]:
+    """Ranks started by hand (as torchrun on several machines does, no launcher to stop them), one
+    per command (after the Python executable), on a free local port; their (stdout, stderr)."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    procs = []
+    for rank, command in enumerate(commands):
+        world = str(len(commands))
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": world,
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": world,
+               "GCP_ROBUST_DIST_TIMEOUT": "120"}
+        procs.append(subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        return procs, [proc.communicate(timeout=timeout) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
 def stored(store: Path) -> dict:
     with Store(store) as s:
         out = {}
@@ -269,27 +292,10 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     (another seed's counts, fog's as gaussian_noise's), every rank exiting 0 (helper-220). Rank 2,
     sound, stops quietly (it said it "lost contact with rank 0 before it sent the work list",
     helper-225)."""
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
     store = tmp_path / "s.db"
-    common = ["--model", "demo-gap", "--suite", "imagenet-c", "--severities", "1", "--shard-size", "10"]
-    procs = []
-    order = ["--corruptions", "gaussian_noise,fog"]
-    for rank, extra in ((0, order), (1, [*order, *rank1]), (2, order)):
-        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "3",
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "3",
-               "GCP_ROBUST_DIST_TIMEOUT": "120"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "robustbench_gcp", *eval_args(demo_val, store),
-                                       *common, *extra], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [proc.communicate(timeout=300) for proc in procs]
-    finally:
-        for proc in procs:
-            proc.kill()
+    common = ["-m", "robustbench_gcp", *eval_args(demo_val, store), "--model", "demo-gap", "--suite",
+              "imagenet-c", "--severities", "1", "--shard-size", "10", "--corruptions", "gaussian_noise,fog"]
+    procs, outputs = by_hand([common, [*common, *rank1], common])
     differ = "seed" if rank1[0] == "--seed" else "cells (--suite and its options"
     assert procs[1].returncode != 0 and f"rank 1 was started with other settings than rank 0: {differ}" \
         in outputs[1][1], outputs[1][1]
@@ -472,6 +478,34 @@ def test_rank_0_alone_says_why_a_job_stopped(tmp_path, monkeypatch, stop):
         result = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.db")])
         assert result.exit_code == (143 if stop == "terminated" else 1)
         assert ("Error:" in result.output) is said, (rank, result.output)
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["before-joining", "after-joining"])
+def test_rank_0_stopped_before_it_joined_the_job_says_nothing_was_computed(monkeypatch, joined):
+    """Rank 1 said a usage error after waiting USAGE_ERROR_WAIT seconds for rank 0 (a loaded
+    machine), the launcher then stopped rank 0 still starting up: it said "terminated: what was
+    committed stays in the store; re-run the same command to resume" for a command that never
+    started (helper-231). Once the rank joined the job, the launcher's stop may cut a run short."""
+    from click.testing import CliRunner
+
+    import robustbench_gcp.pipeline as pipeline
+    from robustbench_gcp.cli import main
+    from robustbench_gcp.engine.distributed import Distributed
+    from robustbench_gcp.errors import Terminated
+
+    def stopped(*args, **kwargs):
+        raise Terminated()
+
+    monkeypatch.setattr(pipeline, "plan", stopped)
+    monkeypatch.setattr(Distributed, "_current", Distributed(0, 2, 0, "gloo") if joined else None)
+    for name, value in (("LOCAL_RANK", "0"), ("RANK", "0"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights"])
+    assert result.exit_code == 143, result.output
+    said = ("Error: terminated: what was committed stays in the store; re-run the same command to resume"
+            if joined else "Error: stopped by the launcher before this rank joined the job: another rank "
+            "stopped first (its own error says why) or the job was cancelled; nothing was computed")
+    assert result.output.strip() == said, result.output
 
 
 def _running_with(text: str) -> list[int]:
@@ -869,3 +903,88 @@ def test_a_store_that_fails_rank_0_stops_the_others_quietly(tmp_path, where, sai
     assert [line for line in err.splitlines() if line.startswith("Error:")] == [f"Error: {said}"], err
     assert "lost contact" not in err and "evaluation 2 of 2" not in err, err
     assert err.count(said) == 1, err  # a full store refuses every commit: said once
+
+
+READ_ONLY_ON_RANK_0 = """
+import os, sys, time
+from robustbench_gcp.engine import distributed
+from robustbench_gcp.store import sqlite_file
+
+if os.environ["RANK"] == "0":  # the store read-only to rank 0 alone (a test runs as root: os.access)
+    real_reason, real_broadcast = sqlite_file.read_only_reason, distributed.Distributed.broadcast
+    sqlite_file.read_only_reason = lambda path, read_only: real_reason(path, read_only) or (
+        "the file is read-only" if path.exists() else None)
+
+    def broadcast(self, obj=None, **kwargs):  # rank 0 slow to say why after its word to the others
+        out = real_broadcast(self, obj, **kwargs)
+        if obj is not None and not isinstance(obj, tuple):
+            time.sleep(3)
+        return out
+
+    distributed.Distributed.broadcast = broadcast
+from robustbench_gcp.cli import main
+
+sys.argv = ["gcp-robust", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_read_only_store_is_said_by_rank_0_not_as_the_launchers_stop(demo_val, tmp_path):
+    """A read-only store missing the run's results: rank 0 refuses it before any work; the other
+    ranks left at once on its word, and torchrun stopped rank 0 before it said why: "stopped by the
+    launcher (signal 15)" (helper-232). They wait for rank 0 to leave, as at every other refusal."""
+    store = tmp_path / "s.db"
+    common = ["--model", "demo-gap", "--random-weights", "--limit", "8"]
+    assert single(eval_args(demo_val, store, *common)).returncode == 0  # a store that exists
+    script = tmp_path / "read_only.py"
+    script.write_text(READ_ONLY_ON_RANK_0)
+    args = eval_args(demo_val, store, *common, "--suite", "imagenet-c", "--corruptions", "fog",
+                     "--severities", "1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--monitor-interval", "0.2", str(script), *args]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: store {store} is read-only (the file is read-only): 1 shards still to "
+                      "compute; copy it somewhere writable or use --store"], done.stderr
+
+
+LOST_AFTER_THE_LAST_RESULTS = """
+import os, sys
+from robustbench_gcp.engine import distributed
+
+if os.environ["RANK"] == "1":  # killed (out of memory ...) right after it sent its last results
+    real_gather, calls = distributed.Distributed.gather, []
+
+    def gather(self, obj):
+        out = real_gather(self, obj)
+        calls.append(1)
+        if len(calls) == 2:  # the settings' gather, then the only round's results
+            os._exit(3)
+        return out
+
+    distributed.Distributed.gather = gather
+from robustbench_gcp.cli import main
+
+sys.argv = ["gcp-robust", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_rank_lost_after_its_last_results_leaves_nothing_to_compute(tmp_path):
+    """Rank 1 killed after the job's last round sent its results: rank 0 stored them all, then lost
+    it at the job's end, and said it "lost contact ... while sending the work list ... re-run the
+    same command to compute the rest" (helper-232), though nothing was left. Ranks started by hand,
+    so that no launcher stops rank 0 first."""
+    data = _folder(tmp_path / "val", 2)  # 2 shards of 2: one round of 2 ranks
+    script = tmp_path / "lost.py"
+    script.write_text(LOST_AFTER_THE_LAST_RESULTS)
+    command = [str(script), "eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0",
+               "--model", "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2",
+               "--class-order", "sorted"]
+    procs, outputs = by_hand([command, command], timeout=240)
+    assert procs[1].returncode == 3
+    err = outputs[0][1]
+    assert procs[0].returncode != 0 and "while sending the job's end" in err, err
+    assert "every result of this run is in the store" in err and "compute the rest" not in err, err
+    assert sorted(shard for _, _, _, _, shard in _shards(tmp_path / "s.db")) == [0, 1]

@@ -135,7 +135,10 @@ class LazyGroup(click.Group):
             if not is_main_process():  # a torchrun rank stopped with the job: rank 0 says why
                 raise SystemExit(143 if terminated else 130) from None
             what = "terminated" if terminated else "interrupted"
-            if ctx.invoked_subcommand in STORING:
+            if terminated and _before_joining_torchrun():
+                what = ("stopped by the launcher before this rank joined the job: another rank stopped first "
+                        "(its own error says why) or the job was cancelled; nothing was computed")
+            elif ctx.invoked_subcommand in STORING:
                 what += ": what was committed stays in the store; re-run the same command to resume"
             failure = click.ClickException(what)
             failure.exit_code = 143 if terminated else 130
@@ -286,6 +289,22 @@ def _stopped_while_local_rank_0_says_it() -> bool:
         stops.clear()  # the process group is up, a RankFailure (distributed.Distributed._stopped)
         return True
     return False
+
+
+def _before_joining_torchrun() -> bool:
+    """Under torchrun, whether this rank has not joined the job yet: a launcher's SIGTERM then means
+    another rank left first (a usage error it said after waiting :data:`USAGE_ERROR_WAIT` seconds
+    on a loaded machine), and rank 0 said "terminated: ... re-run the same command to resume" for a
+    command that never started (helper-231)."""
+    from robustbench_gcp.engine.ranks import launched_by_torchrun
+
+    try:
+        if not launched_by_torchrun():
+            return False
+    except GcpRobustError:  # a torchrun variable that is no number
+        return False
+    distributed = sys.modules.get("robustbench_gcp.engine.distributed")  # never imported: never joined
+    return distributed is None or distributed.Distributed._current is None
 
 
 def _said_by_rank_0(error: GcpRobustError) -> bool:

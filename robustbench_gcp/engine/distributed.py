@@ -53,6 +53,9 @@ from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
 BACKEND_VARIABLE = "GCP_ROBUST_DIST_BACKEND"  # gloo (the default) or nccl (GPUs only)
+AFTER_LOST = "finished shards are in the store, re-run the same command to compute the rest"
+STORED_ALL = ("every result of this run is in the store (a rank left after sending its last): re-run the "
+              "same command to report them")
 
 
 class RankFailure(GcpRobustError):
@@ -194,7 +197,7 @@ class Distributed:
             "to compute the rest"
         ))
 
-    def _exchange(self, what: str, operation, *, broadcasting: bool = False):
+    def _exchange(self, what: str, operation, *, broadcasting: bool = False, after: str = AFTER_LOST):
         try:
             return operation()
         except RankFailure:
@@ -209,16 +212,19 @@ class Distributed:
             first = _first_line(error)
             raise RankFailure(
                 f"rank {self.rank} of {self.world_size}: lost contact with the other ranks while {what} "
-                f"({first}); finished shards are in the store, re-run the same command to compute the rest"
+                f"({first}); {after}"
             ) from None
 
-    def broadcast(self, obj=None, *, before_work: bool = True):
-        """``obj`` from rank 0, on every rank (``before_work``: no rank has computed anything yet)."""
+    def broadcast(self, obj=None, *, before_work: bool = True, what: str = "the work list",
+                  after: str = AFTER_LOST):
+        """``obj`` from rank 0, on every rank (``before_work``: no rank has computed anything yet);
+        ``what`` it is and ``after`` (what became of the results) for the error of a lost rank."""
         import torch.distributed as dist
 
         box = [obj]
-        what = "sending the work list" if self.is_main else "receiving the work list"
-        self._exchange(what, lambda: dist.broadcast_object_list(box, src=0), broadcasting=before_work)
+        doing = f"sending {what}" if self.is_main else f"receiving {what}"
+        self._exchange(doing, lambda: dist.broadcast_object_list(box, src=0), broadcasting=before_work,
+                       after=after)
         return box[0]
 
     def stop_others(self, why: str, *, before_work: bool) -> None:
@@ -226,7 +232,7 @@ class Distributed:
         for (a round's loads, the job's end), so that they stop quietly (:func:`_unless_stopped`);
         a rank lost meanwhile changes nothing (rank 0 says ``why`` all the same)."""
         with contextlib.suppress(RankFailure):
-            self.broadcast(_Stop(why), before_work=before_work)
+            self.broadcast(_Stop(why), before_work=before_work, what="the stop")
 
     def gather(self, obj) -> list | None:
         """Every rank's ``obj`` on rank 0 (None elsewhere)."""
@@ -400,8 +406,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         try:
             if store.read_only:  # before any rank computes: nothing it made could be stored
                 check_all_stored(tasks, store, run)
-        except GcpRobustError as error:
-            job.broadcast(str(error))  # the other ranks stop with it, rather than by the launcher
+        except GcpRobustError as error:  # the other ranks stop with it, rather than by the launcher
+            job.stop_others(str(error), before_work=True)
             raise
         cell_ids = cell_ids_of(tasks, store, run)
         work = make_workload(tasks, store, run, cell_ids)
@@ -409,9 +415,9 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                   work.units_skipped, work.units_stored, dict(settings or {}))
     else:
         cell_ids, shared = None, None
-    shared = job.broadcast(shared)
-    if isinstance(shared, str):  # rank 0 refused the run
-        raise RankRefused(f"rank {job.rank} of {job.world_size}: rank 0 stopped before any work: {shared}")
+    # rank 0's _Stop where it refused the run (a read-only store missing results): the others left at
+    # once, and torchrun could stop rank 0 before it said why (helper-232)
+    shared = _unless_stopped(job, job.broadcast(shared))
     # the run's shard size, as rank 0's
     fingerprint, shard_size, total, units_total, skipped, stored, theirs = shared
     ours = dict(settings or {})
@@ -492,8 +498,10 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
             # (they returned as if it had succeeded, a command of several runs starting the next one)
             job.stop_others(str(said), before_work=False)
             raise said
-    # every rank hears that the job ended well: after a last round rank 0 failed in, _Stop (above)
-    _unless_stopped(job, job.broadcast(None, before_work=not computed_before))
+    # every rank hears that the job ended well: after a last round rank 0 failed in, _Stop (above).
+    # Rank 0 has stored every result by now: a rank lost since its last ones loses nothing (helper-232)
+    _unless_stopped(job, job.broadcast(None, before_work=not computed_before, what="the job's end",
+                                       after=STORED_ALL if job.is_main else AFTER_LOST))
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -74,7 +74,9 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
     normalized_what = "CE and mCE are" if metrics.get("mCE") is not None else "CE is"  # (no mCE: helper-230)
     stored = baseline and not foreign and (
         f"{normalized_what} normalized by the stored baseline '{baseline.name}' (the mean corruption error "
-        "and accuracy beside them are not)")
+        "and accuracy beside them are not)" if any(s.CE is not None for s in summaries) else
+        # a baseline run without cells of these corruptions: it said they were normalized (helper-231)
+        f"the stored baseline '{baseline.name}' normalizes none of this run's corruptions (why below): {raw}")
     if dataset.classes is not None and cells:  # ImageNet images, the model's own classes
         notes.append(f"{dataset.released} on a model of {dataset.classes} classes: AlexNet's published "
                      "errors, made on ImageNet's 1000, normalize no error of another task; " + (
