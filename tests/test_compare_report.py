@@ -446,7 +446,17 @@ def test_compare_a_folder_of_checkpoints_matched_by_inspect(demo_val, tmp_path):
     odd = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--data", str(demo_val),
                                     "--store", str(tmp_path / "t.db")])
     assert odd.exit_code == 1 and not (tmp_path / "t.db").exists()
-    assert f"checkpoint {folder / 'odd.pth'} does not fit any registered model" in odd.stderr
+    # why, as eval --checkpoint says it: it said "does not fit any registered model" alone (helper-234)
+    assert f"checkpoint {folder / 'odd.pth'} holds a module's own key names" in odd.stderr, odd.stderr
+    assert "--model package.module:callable=FILE" in odd.stderr, odd.stderr
+    (folder / "odd.pth").unlink()
+    weights = torch.load(cfg.model("demo-gap").checkpoint, weights_only=True)
+    torch.save({**weights, "extra.weight": torch.zeros(2)}, folder / "extra.pth")
+    extra = CliRunner().invoke(main, ["compare", "--checkpoints", str(folder), "--data", str(demo_val),
+                                      "--store", str(tmp_path / "t.db")])
+    said = (f"checkpoint {folder / 'extra.pth'} does not fit any registered model (layout torchvision); the "
+            "closest is 'demo-gap': 1 unexpected key (first: extra.weight)")
+    assert extra.exit_code == 1 and said in extra.stderr, extra.stderr
 
 
 def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(tmp_path):

@@ -418,6 +418,12 @@ def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
     (root / "fog" / "2" / "n01440764" / "a.JPEG").unlink()
     (root / "fog" / "2" / "n04000000").mkdir()
     check_released(root, cells[:2], "--corruptions")
+    # an image at the top of another folder: refused as the first folder's is (it went unsaid, helper-235)
+    (root / "fog" / "2" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^released folder fog/2 holds 1 file of images or videos at its "
+                                        r"top beside its class folders \(ILSVRC2012_val_00000001\.JPEG\): "
+                                        r"they have no class"):
+        check_released(root, cells[:2], "--corruptions")
 
 
 def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):

@@ -286,8 +286,8 @@ def test_released_npy_of_another_benchmark_or_size_is_refused(released):
         check_released_npy(folder, ["fog"], "CIFAR-10-C", 32)
 
 
-@pytest.mark.parametrize("case", ["count", "not 5 blocks", "once", "once, 5 divides N", "blocks differ",
-                                  "pickled", "huge label", "label 100"])
+@pytest.mark.parametrize("case", ["count", "not 5 blocks", "5 blocks of another N", "once",
+                                  "once, 5 divides N", "blocks differ", "pickled", "huge label", "label 100"])
 def test_bad_labels_npy(released, case):
     folder = released[0]
     good = np.load(folder / "labels.npy")
@@ -296,7 +296,10 @@ def test_bad_labels_npy(released, case):
         expected = rf"fog\.npy has .*\(60, 32, 32, 3\).*labels\.npy \({N - 2}\)"
     elif case == "not 5 blocks":
         np.save(folder / "labels.npy", good[:-1])
-        expected = rf"labels\.npy has uint8 shape \({5 * N - 1},\).*5 N integers"
+        expected = rf"labels\.npy holds {5 * N - 1} labels, and fog\.npy {5 * N} images; .* one label per"
+    elif case == "5 blocks of another N":  # it said the labels of severity 2 differed from severity 1's
+        np.save(folder / "labels.npy", good[:-5])
+        expected = rf"labels\.npy holds {5 * N - 5} labels, and fog\.npy {5 * N} images; .* one label per"
     elif case.startswith("once"):  # the test set's labels (they were "severity 2 differs from 1 at 0")
         n = N if case == "once" else 10
         np.save(folder / "labels.npy", good[:n])

@@ -357,8 +357,9 @@ def _released_labels(folder: Path, corruption: str | None = None) -> np.ndarray:
 
 
 def _labels_once(path: Path, labels: np.ndarray, corruption: str | None = None) -> None:
-    """Refuse a labels.npy that holds the N test labels once (as the clean test set has them), as
-    ``<corruption>.npy`` (else its folder's first image file) shows, saying so."""
+    """Refuse a labels.npy that holds the N test labels once (as the clean test set has them), or
+    as many as ``<corruption>.npy`` (else its folder's first image file) has no images, saying so
+    (a short one was said as labels of two severities that differ, helper-235)."""
     images = path.parent / f"{corruption}.npy" if corruption is not None else None
     if images is None or not images.is_file():
         images = next((p for p in sorted(path.parent.glob("*.npy")) if p.name != LABELS_NPY), None)
@@ -371,6 +372,9 @@ def _labels_once(path: Path, labels: np.ndarray, corruption: str | None = None) 
         raise DataError(f"{path} holds {labels.size} labels, one per image of a severity; a released "
                         f"CIFAR-C {LABELS_NPY} holds them once per severity: {k} x {labels.size} = "
                         f"{rows}, as many as {images.name} has images")
+    if labels.ndim == 1 and rows is not None and rows != labels.size:
+        raise DataError(f"{path} holds {labels.size} labels, and {images.name} {rows} images; a released "
+                        f"CIFAR-C {LABELS_NPY} holds one label per image of each <corruption>.npy ({k} N)")
 
 
 def check_released_npy(folder: str | Path, corruptions: Sequence[str], expected: str | None = None,

@@ -499,6 +499,14 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
         return
     first = {name for name in subfolders(folders[0]) if _holds_media(folders[0] / name)}
     for folder in folders[1:]:
+        # the first folder's are refused as --data's are (scan_folder); another's went unsaid (helper-235)
+        with os.scandir(folder) as entries:
+            loose = sorted(entry.name for entry in entries if not entry.name.startswith(".")
+                           and entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS + (".mp4",)))
+        if loose:
+            raise DataError(f"released folder {folder.relative_to(root)} holds {counted(len(loose), 'file')} "
+                            f"of images or videos at its top beside its class folders ({listed(loose, 3)}): "
+                            "they have no class. Move them into their class folders or out of the folder")
         names = subfolders(folder)
         # a class folder of the first cell is taken to hold files here too (Suite.check_files
         # lists them)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_gcp.config import Config
-from robustbench_gcp.errors import CheckpointError, ConfigError, listed, real_path, suggest
+from robustbench_gcp.errors import CheckpointError, ConfigError, counted, listed, real_path, suggest
 from robustbench_gcp.pipeline.planning import Plan, plan_all
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".pkl", ".safetensors")
@@ -74,7 +74,7 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             info = inspect_checkpoint(path)
             if not info.arch:
                 # a file's problem, not the command's (exit status 1, as eval's for a checkpoint)
-                raise CheckpointError(f"checkpoint {path} does not fit any registered model ({info.layout})")
+                raise CheckpointError(f"checkpoint {path} {_fits_no_model(info)}")
             entries.append(CompareEntry(label, info.arch, str(path), note=_also_fits_note(path, info)))
     if not entries:
         entries = [CompareEntry(spec.name, spec.name) for spec in config.models.values()]
@@ -116,6 +116,25 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
                      for e, tag in zip(files, named)})
         tags.update(bare)
     return [dataclasses.replace(e, label=f"{e.label}@{tags[id(e)]}") if id(e) in tags else e for e in entries]
+
+
+def _fits_no_model(info) -> str:
+    """Why a file of ``--checkpoints`` is refused, as ``eval --checkpoint`` says it: the keys that
+    differ from the closest registered model (it said only "does not fit any registered model",
+    helper-234), or that it holds a module's own names (a model you brought)."""
+    from robustbench_gcp.models.layouts import AS_SAVED
+
+    if info.layout == AS_SAVED.name:
+        return ("holds a module's own key names, of no registered model's layout: --checkpoints finds "
+                "registered models; give a model you brought as --model package.module:callable=FILE")
+    said = f"does not fit any registered model (layout {info.layout})"
+    if info.closest is None:
+        return said
+    differ = "; ".join(f"{counted(len(keys), what, plural)} (first: {', '.join(keys[:3])})"
+                       for keys, what, plural in ((info.missing, "missing key", "s"),
+                                                  (info.unexpected, "unexpected key", "s"),
+                                                  (info.mismatched, "shape mismatch", "es")) if keys)
+    return f"{said}; the closest is '{info.closest}': {differ}"
 
 
 def _also_fits_note(path: Path, info) -> str:
