@@ -50,15 +50,17 @@ def demo_images(demo_val, model, limit):
 
 
 def independent(demo_val, model_name, *, at="stem", direction="ascent", etas=(0.0, 0.1, 0.2, 0.3), limit=10,
-                sqrt=None, transform=None):
-    """Per image: L(X), ||g||, loss_k, change_k, one image and one step at a time."""
+                sqrt=None, transform=None, dtype=torch.float64):
+    """Per image: L(X), ||g||, loss_k, change_k, one image and one step at a time, in ``dtype``
+    (the suite's default precision, float64)."""
     spec = load_config().model(model_name)
-    net = load_model(spec.arch, spec.checkpoint, sqrt=sqrt).eval()
+    net = load_model(spec.arch, spec.checkpoint, sqrt=sqrt).eval().to(dtype)
     cfg = net.pretrained_cfg
     x, labels, indices = demo_images(demo_val, net, limit)
     if transform is not None:
         x = transform(x, indices)
-    mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1)
+    x = x.to(dtype)
+    mean, std = (torch.tensor(v, dtype=dtype).view(1, 3, 1, 1) for v in (cfg.mean, cfg.std))
     sign = 1.0 if direction == "ascent" else -1.0
 
     def one_image(image, y):
@@ -120,9 +122,10 @@ def test_stem_ascent_equals_independent_recomputation_and_the_json_schema(demo_v
 
     data = report.to_json()
     entry = data["landscape"]
-    assert set(entry) == {"at", "direction", "n", "per_eta", "loss", "loss_band", "grad_change_max",
-                          "beta_smoothness", "grad_norm"}
-    assert (entry["at"], entry["direction"], entry["n"]) == ("stem", "ascent", 10)
+    assert set(entry) == {"at", "direction", "precision", "n", "per_eta", "loss", "loss_band",
+                          "grad_change_max", "beta_smoothness", "grad_norm"}
+    assert (entry["at"], entry["direction"], entry["precision"], entry["n"]) == ("stem", "ascent", "float64",
+                                                                                10)
     assert [e["eta"] for e in entry["per_eta"]] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     assert [set(e) for e in entry["per_eta"]] == [{"eta", "mean_loss", "mean_grad_change"}] * 4
     assert [e["mean_loss"] for e in entry["per_eta"]] == pytest.approx(expected[:, 2:6].mean(0), rel=1e-4)
@@ -228,11 +231,11 @@ def test_markdown_says_which_landscape_each_table_is(demo_val, tmp_path):
     stem = landscape_eval(demo_val, store, limit=4, etas="0:0.3:2")
     pixels = landscape_eval(demo_val, store, limit=4, etas="0:2:2", direction="descent",
                             landscape_at="pixels")
-    heading = "### demo-isqrt on landscape (pixels, descent, 2 etas 0 to 2)"
+    heading = "### demo-isqrt on landscape (pixels, descent, 2 etas 0 to 2, float64)"
     assert to_report_markdown(pixels).startswith(heading)
     detail = detail_markdown([stem, pixels])
-    assert "_landscape (stem, ascent, 2 etas 0 to 0.3), 4 images:_" in detail
-    assert "_landscape (pixels, descent, 2 etas 0 to 2), 4 images:_" in detail
+    assert "_landscape (stem, ascent, 2 etas 0 to 0.3, float64), 4 images:_" in detail
+    assert "_landscape (pixels, descent, 2 etas 0 to 2, float64), 4 images:_" in detail
     assert "_landscape" not in detail_markdown([stem])  # one experiment: no heading needed
 
 
@@ -309,10 +312,18 @@ def test_bad_input_is_one_line_before_any_compute(demo_val, tmp_path, args, mess
 
 def test_steps_that_move_no_image_are_said_to_be_rounding(demo_val, tmp_path):
     """--etas 1e-12:2e-12:2 passes the parse (no step rounds to 0) but moves no point in float32: a
-    loss band, gradient change and beta-smoothness of 0 were shown as a smooth landscape."""
+    loss band, gradient change and beta-smoothness of 0 were shown as a smooth landscape. In
+    float64 (the default) such steps move X; 1e-30 do not."""
     common = ["eval", "--model", "demo-gap", "--suite", "landscape", "--data", str(demo_val), "--class-order",
               "sorted", "--limit", "10", "--workers", "0", "--store", str(tmp_path / "s.db"), "--format",
               "json"]
+    wide = CliRunner().invoke(main, [*common, "--etas", "1e-30:2e-30:2"])
+    (said,) = [n for n in json.loads(wide.stdout)["notes"] if "by rounding" in n]
+    assert " of 10 images no step (up to eta = 2e-30) changed the loss or the gradient in float64 (the " \
+        "losses as stored, in float32): their loss band" in said, said
+    moved = CliRunner().invoke(main, [*common, "--etas", "1e-12:2e-12:2"])
+    assert not [n for n in json.loads(moved.stdout)["notes"] if "by rounding" in n]
+    common += ["--landscape-precision", "float32"]
     tiny = CliRunner().invoke(main, [*common, "--etas", "1e-12:2e-12:2"])
     assert tiny.exit_code == 0, tiny.output
     report = json.loads(tiny.stdout)
@@ -354,7 +365,7 @@ def test_plots_of_two_step_settings_are_two_files_in_the_folder(demo_val, tmp_pa
     folder = tmp_path / "plots"
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     assert len(written) == 4 and all("/" not in name for name in written), written
-    assert "landscape_stem_ascent_3_etas_0.1_256_to_75_256_loss_vs_eta.png" in written, written
+    assert "landscape_stem_ascent_3_etas_0.1_256_to_75_256_float64_loss_vs_eta.png" in written, written
 
 
 def test_reports_name_the_steps_as_people_give_them():
@@ -367,12 +378,12 @@ def test_reports_name_the_steps_as_people_give_them():
         variant = LandscapeSettings(at, "ascent", etas).variant()
         return get_suite("landscape").source_label(json.dumps(variant))
 
-    assert label("stem", DEFAULT_ETAS["stem"]) == "stem, ascent, 50 etas 0.1/256 to 75/256"
-    assert label("pixels", parse_etas("0.01:0.5:3")) == "pixels, ascent, 3 etas 0.01 to 0.5"
+    assert label("stem", DEFAULT_ETAS["stem"]) == "stem, ascent, 50 etas 0.1/256 to 75/256, float64"
+    assert label("pixels", parse_etas("0.01:0.5:3")) == "pixels, ascent, 3 etas 0.01 to 0.5, float64"
     # exact: labels tell experiments apart (3 digits joined 0.29312 with 0.29314, 6 1/3 with 0.333333)
-    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 1/3 to 2/3"
-    assert label("pixels", parse_etas("0.333333:2/3:2")) == "pixels, ascent, 2 etas 0.333333 to 2/3"
-    assert label("pixels", parse_etas("0:0.29312:2")) == "pixels, ascent, 2 etas 0 to 0.29312"
+    assert label("pixels", parse_etas("1/3:2/3:2")) == "pixels, ascent, 2 etas 1/3 to 2/3, float64"
+    assert label("pixels", parse_etas("0.333333:2/3:2")) == "pixels, ascent, 2 etas 0.333333 to 2/3, float64"
+    assert label("pixels", parse_etas("0:0.29312:2")) == "pixels, ascent, 2 etas 0 to 0.29312, float64"
 
 
 def test_a_mobilenetv2_gets_its_authors_steps_at_the_stem(demo_val, tmp_path):
@@ -477,7 +488,7 @@ def test_the_passes_said_per_image_are_the_passes_measure_makes():
         return rest(points)
 
     for etas in ("0.01:0.3:40", "0:0.3:31", "0.01:0.3:62"):
-        settings = lm.LandscapeSettings("stem", "ascent", lm.parse_etas(etas))
+        settings = lm.LandscapeSettings("stem", "ascent", lm.parse_etas(etas), "float32")  # the split's
         calls.clear()
         x = torch.rand(2, 3, 64, 64)
         lm.measure(x, torch.tensor([0, 1]), classifier, settings, split=(to_x, counted))
@@ -509,6 +520,42 @@ def test_benchmarks_yaml_settings(tmp_path):
     assert pixels.settings.etas == DEFAULT_ETAS["pixels"] and pixels.default_etas
     given = suite.select(mine, {"landscape_at": "pixels", "etas": "0.1:1:2"})
     assert given.settings.etas == parse_etas("0.1:1:2")
+    # the precision: float64 unless the suite or --landscape-precision says float32
+    assert suite.select(mine, {}).settings.precision == "float64"
+    assert suite.select(mine, {"landscape_precision": "float32"}).settings.precision == "float32"
+    path.write_text(text.replace("\nsuites:\n", "\nsuites:\n  mine:\n    kind: landscape\n"
+                                 "    precision: float32\n", 1), encoding="utf-8")
+    assert suite.select(load_config(path).suite("mine"), {}).settings.precision == "float32"
+    path.write_text(text.replace("\nsuites:\n", "\nsuites:\n  mine:\n    kind: landscape\n"
+                                 "    precision: float16\n", 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"suites\.mine\.precision \(line \d+\): should be one of float64, "
+                                          r"float32, got 'float16'"):
+        load_config(path)
+
+
+def test_an_exact_root_is_measured_in_float64_not_in_float32s_rounding(demo_val, tmp_path):
+    """demo-isqrt with an eigendecomposition root measured in float32: its gradient changes at the
+    small steps were float32's rounding (the null space of a rank-deficient covariance), and
+    beta-smoothness came out 20x float64's (helper-233): `compare --sqrt newton-schulz,eig` said
+    eig's landscape far rougher. The suite measures in float64 unless asked for float32; float32
+    cells carry no mark (those stored before are float32's) and float64's carry theirs."""
+    from robustbench_gcp.suites.landscape_measure import LandscapeSettings, parse_etas
+
+    etas = "0.1/256:75/256:10"
+    values = tuple(parse_etas(etas).values())
+    store = tmp_path / "s.db"
+    exact = stored_values(landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6))
+    expected = independent(demo_val, "demo-isqrt", sqrt="eig", etas=values, limit=6)
+    assert_values_close(exact, expected)
+    rough = stored_values(landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6,
+                                         landscape_precision="float32"))
+    beta = [summaries_of(v, values)["beta_smoothness"] for v in (exact, rough, expected)]
+    assert beta[0] == pytest.approx(beta[2], rel=1e-3) and beta[1] > 3 * beta[2], beta
+    settings = LandscapeSettings("stem", "ascent", parse_etas(etas), "float32")
+    assert "precision" not in settings.variant()
+    assert LandscapeSettings.of_variant(settings.variant()) == settings
+    ours = LandscapeSettings("stem", "ascent", parse_etas(etas))
+    assert ours.variant()["precision"] == "float64" and LandscapeSettings.of_variant(ours.variant()) == ours
 
 
 def test_an_undefined_gradient_is_said_as_such_not_blamed_on_the_steps(demo_val, tmp_path):

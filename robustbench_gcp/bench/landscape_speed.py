@@ -32,6 +32,7 @@ from robustbench_gcp.bench.timing import time_calls
 from robustbench_gcp.engine.classifier import Classifier
 from robustbench_gcp.suites.landscape_measure import (
     LandscapeSettings,
+    in_precision,
     measure,
     measurement_split,
     passes_per_image,
@@ -44,7 +45,8 @@ def naive_landscape(classifier: Classifier, x: torch.Tensor, labels: torch.Tenso
                     settings: LandscapeSettings) -> np.ndarray:
     """The landscape values of :func:`~robustbench_gcp.suites.landscape_measure.measure`, the
     naive way: for each step, the full model from the image, forward and backward
-    (``loss.backward()`` with the weights' gradients, as in training code).
+    (``loss.backward()`` with the weights' gradients, as in training code). ``classifier``
+    computes in ``settings.precision`` (:func:`~robustbench_gcp.suites.landscape_measure.in_precision`).
 
     Returns:
         (B, 2 + 2K) float32, the columns of ``measure``.
@@ -102,7 +104,8 @@ def landscape_speed(net: nn.Module, device: torch.device | str, *, settings: Lan
     cfg = net.pretrained_cfg
     x, labels = demo_batch(images, resize_size=cfg.resize_size, input_size=cfg.input_size,
                            num_classes=net.num_classes, device=device)
-    classifier = Classifier(net, device, mean=cfg.mean, std=cfg.std)
+    # both paths on the one copy of the model in the suite's precision (float64 by default)
+    classifier = in_precision(Classifier(net, device, mean=cfg.mean, std=cfg.std), settings.precision)
     split = measurement_split(classifier, settings.at)
     batches = [(x[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, images, batch_size)]
 

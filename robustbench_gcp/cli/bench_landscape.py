@@ -30,12 +30,15 @@ from robustbench_gcp.errors import counted
               show_default=True, help="Where the landscape is measured.")
 @click.option("--etas", default=None, metavar="A:B:K",
               help="Per-image steps (default: the suite's for --landscape-at).")
+@click.option("--landscape-precision", "precision", type=click.Choice(["float64", "float32"]),
+              default="float64", show_default=True,
+              help="What the network computes in from X on (both paths), as the suite's.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option
 @computes
-def bench_landscape(config, model, checkpoint, random_weights, device, batch_size, images, at, etas, repeats,
-                    as_json) -> None:
+def bench_landscape(config, model, checkpoint, random_weights, device, batch_size, images, at, etas,
+                    precision, repeats, as_json) -> None:
     """Images per second of the landscape suite (stem computed once per image, the K perturbed
     copies of each image stacked along the batch dimension, weights frozen) and of the naive
     loop (for each step, the full model forward from the image and backward with weight
@@ -67,7 +70,7 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
         split_at_stem(net)  # a model without a known stem: one line, before any compute
         if etas is None:  # the suite's default for this family (a MobileNetV2's authors' steps)
             steps = STEM_ETAS.get(stem_family(net), steps)
-    settings = LandscapeSettings(at, "ascent", steps)
+    settings = LandscapeSettings(at, "ascent", steps, precision)
     rows = landscape_speed(net, dev, settings=settings, images=images, batch_size=batch_size, repeats=repeats)
     emit(rows, [Column("path", justify="left"), Column("passes", "passes / image"),
                 Column("rows", "rows / image"), Column("images_per_s", "images/s", ".2f"),
@@ -75,7 +78,7 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
                 Column("ratio", "suite / naive", ".2f"), Column("max_rel_diff", "max rel. diff", ".1e")],
          fmt="json" if as_json else "table",
          title=f"landscape at the {at}, K = {steps.count} steps {steps.low:g} to {steps.high:g}, "
-               f"{counted(images, 'image')}, batch {batch_size}, {bench_model_words(described)}",
-         json_obj={**described, "landscape_at": at,
+               f"{precision}, {counted(images, 'image')}, batch {batch_size}, {bench_model_words(described)}",
+         json_obj={**described, "landscape_at": at, "landscape_precision": precision,
                    "etas": f"{steps.low!r}:{steps.high!r}:{steps.count}",  # as --etas takes them back
                    "images": images, "batch_size": batch_size, "repeats": repeats, "rows": rows})

@@ -28,21 +28,23 @@ class Classifier:
         std: Sequence[float],
         amp: bool = False,
         channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
     ):
         self.model = model
         self.device = device
         self.amp = amp
         self.amp_dtype = amp_dtype(device)
         self.channels_last = channels_last
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        # the images' dtype after normalize: float32, float64 for a float64 copy (the landscape's)
+        self.mean = torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
             exact_float32()  # float32 means float32, not TF32 (cuDNN's default for convolutions)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() - self.mean) / self.std
+        x = (images.to(self.mean.dtype) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @property

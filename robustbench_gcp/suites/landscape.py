@@ -50,6 +50,7 @@ from robustbench_gcp.suites.landscape_measure import (
     DEFAULT_ETAS,
     DIRECTIONS,
     LANDSCAPE_AT,
+    PRECISIONS,
     STEM_ETAS,
     Etas,
     LandscapeSettings,
@@ -81,6 +82,7 @@ class LandscapeSpec(SuiteSpec):
     at: str = "stem"
     direction: str = "ascent"
     etas: Etas | None = None  # None: the default of `at`
+    precision: str = "float64"
     corruptions: tuple[str, ...] = ()
     severities: tuple[int, ...] = SEVERITIES
     storage_roundtrip: bool = True
@@ -125,13 +127,15 @@ def landscape_entry(result: CellResult, settings: LandscapeSettings, per: dict[s
     per_eta = [{"eta": float(eta), "mean_loss": _number(float(np.mean(per["losses"][:, k]))),
                 "mean_grad_change": _number(float(np.mean(per["changes"][:, k])))}
                for k, eta in enumerate(settings.etas.values())]
-    return {"at": settings.at, "direction": settings.direction, "n": result.n, "per_eta": per_eta, **mean}
+    return {"at": settings.at, "direction": settings.direction, "precision": settings.precision,
+            "n": result.n, "per_eta": per_eta, **mean}
 
 
 def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str, np.ndarray]) -> list[str]:
     """A note where some images' steps changed neither their loss nor their gradient at all, their
-    gradient not 0: in float32 no step moved X (``--etas 1e-12:2e-12:2``), so their loss band,
-    gradient change and beta-smoothness are 0 by rounding, not a smooth landscape."""
+    gradient not 0: in the cell's precision no step moved X (``--etas 1e-12:2e-12:2`` in float32),
+    so their loss band, gradient change and beta-smoothness are 0 by rounding, not a smooth
+    landscape."""
     moved = settings.etas.values() > 0
     losses, changes = per["losses"][:, moved], per["changes"][:, moved]
     same_loss = (per["grad_norm"] > 0) & (losses == per["loss"][:, None]).all(axis=1)
@@ -139,13 +143,16 @@ def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str
     if not moved.any() or not same_loss.any():
         return []
     cell = "clean" if not result.key.level else f"{result.key.name}/{result.key.level}"
+    # float64's losses are compared as stored, in float32
+    where = ("in float32" if settings.precision == "float32" else
+             "in float64 (the losses as stored, in float32)")
     notes = [f"landscape {cell}: for {int(still.sum())} of {len(still)} images no step (up to eta = "
-             f"{settings.etas.high:g}) changed the loss or the gradient in float32: their loss band, "
+             f"{settings.etas.high:g}) changed the loss or the gradient {where}: their loss band, "
              "gradient change and beta-smoothness are 0 by rounding, not smoothness; raise the steps "
              "(--etas)"]
     loss_only = same_loss & ~still  # (a random-weight MobileNetV2's gradient of norm 6e-10)
     notes += [f"landscape {cell}: for {int(loss_only.sum())} of {len(still)} images no step (up to eta = "
-              f"{settings.etas.high:g}) changed the loss in float32 (their loss band is 0): steps this small "
+              f"{settings.etas.high:g}) changed the loss {where} (their loss band is 0): steps this small "
               "measure rounding more than the landscape, their gradient change and beta-smoothness too; "
               "raise the steps (--etas)"]
     return [note for note, count in zip(notes, (still.sum(), loss_only.sum())) if count]
@@ -183,12 +190,17 @@ class LandscapeSuite(Suite):
              "the stem (the paper's batch-mean steps over its batch of 256; a MobileNetV2's stem: "
              "0.045/96:1.5/96:50, its authors'), 0.01:1:50 at the pixels.",
              metavar="A:B:K"),
+        Flag("landscape_precision", "What the network computes in from X on: float64 (default; a float64 "
+             "copy of the model) or float32 (the authors' code; 2.4-2.8x faster on a CPU, but its "
+             "rounding makes the gradient changes at small steps: beta-smoothness 20x float64's with an "
+             "exact square root).", kind="choice", choices=tuple(PRECISIONS)),
         *(flag for flag in ImageNetCSuite.flags if flag.name in SHARED_FLAGS),
     )
 
     # -- configuration
     def config_keys(self) -> set[str]:
-        return {"kind", "at", "direction", "etas", "corruptions", "severities", "storage_roundtrip"}
+        return {"kind", "at", "direction", "etas", "precision", "corruptions", "severities",
+                "storage_roundtrip"}
 
     def parse(self, check: Checker, name: str, value: Mapping, where: str) -> LandscapeSpec:
         at = check.string(value.get("at", "stem"), f"{where}.at")
@@ -197,6 +209,9 @@ class LandscapeSuite(Suite):
         direction = check.string(value.get("direction", "ascent"), f"{where}.direction")
         if direction not in DIRECTIONS:
             check.fail(f"{where}.direction", f"should be one of {', '.join(DIRECTIONS)}, got '{direction}'")
+        precision = check.string(value.get("precision", "float64"), f"{where}.precision")
+        if precision not in PRECISIONS:
+            check.fail(f"{where}.precision", f"should be one of {', '.join(PRECISIONS)}, got '{precision}'")
         etas = None
         if value.get("etas") is not None:
             try:
@@ -209,7 +224,8 @@ class LandscapeSuite(Suite):
         elif value.get("severities") is not None:  # as --severities without --corruptions
             check.fail(f"{where}.severities", "applies to corrupted images: give `corruptions` too")
         return LandscapeSpec(
-            name, self.kind, at=at, direction=direction, etas=etas, corruptions=corruptions,
+            name, self.kind, at=at, direction=direction, etas=etas, precision=precision,
+            corruptions=corruptions,
             severities=check.levels(value.get("severities", list(SEVERITIES)), f"{where}.severities",
                                     SEVERITIES, "severity"),
             storage_roundtrip=check.boolean(value.get("storage_roundtrip", True),
@@ -219,7 +235,7 @@ class LandscapeSuite(Suite):
     def describe(self, spec: LandscapeSpec) -> tuple[str, str]:
         etas = spec.etas or DEFAULT_ETAS[spec.at]
         steps = f"{etas.count} steps {_eta_text(etas.low)} to {_eta_text(etas.high)}"
-        contents = f"at the {spec.at}, {spec.direction}, {steps}"
+        contents = f"at the {spec.at}, {spec.direction}, {steps}, {spec.precision}"
         if spec.etas is None and spec.at == "stem":
             contents += " (MobileNetV2: its authors' 0.045/96 to 1.5/96)"
         if not spec.corruptions:
@@ -230,6 +246,7 @@ class LandscapeSuite(Suite):
     def spec_json(self, spec: LandscapeSpec) -> dict:
         etas = spec.etas or DEFAULT_ETAS[spec.at]
         return {"at": spec.at, "direction": spec.direction, "etas": etas.as_list(),
+                "precision": spec.precision,
                 "corruptions": list(spec.corruptions), "severities": list(spec.severities),
                 "storage_roundtrip": spec.storage_roundtrip}
 
@@ -246,7 +263,8 @@ class LandscapeSuite(Suite):
             etas = spec.etas if spec.etas is not None and at == spec.at else None
         default = etas is None
         etas = etas or DEFAULT_ETAS.get(at)
-        settings = LandscapeSettings(at, direction, etas or DEFAULT_ETAS["stem"])
+        precision = flags.get("landscape_precision") or spec.precision
+        settings = LandscapeSettings(at, direction, etas or DEFAULT_ETAS["stem"], precision)
         corruptions = resolve_names(flags.get("corruptions"), spec.corruptions, SUBSETS, "corruption",
                                     "--corruptions")
         if flags.get("severities") is not None and not corruptions:
@@ -280,6 +298,10 @@ class LandscapeSuite(Suite):
         return selection
 
     def notes(self, selection: LandscapeSelection, model: Any) -> list[str]:
+        if selection.settings.precision == "float32":  # its rounding made beta 20x float64's (helper-233)
+            return exact_root_note(model, "and in float32 (--landscape-precision) the gradient changes at "
+                                          "small steps are their rounding: beta-smoothness came out 20x "
+                                          "float64's on a test model; measure in float64")
         return exact_root_note(model, "which the gradient changes and beta-smoothness measure "
                                       "along with the landscape")
 
@@ -310,7 +332,7 @@ class LandscapeSuite(Suite):
         settings = LandscapeSettings.of_variant(json.loads(group))
         etas = settings.etas
         return (f"{settings.at}, {settings.direction}, {etas.count} etas {_eta_text(etas.low)} to "
-                f"{_eta_text(etas.high)}")
+                f"{_eta_text(etas.high)}, {settings.precision}")
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """Per (corruption, severity), the cell stored last (never two ways of making it), of
