@@ -420,10 +420,16 @@ def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
     check_released(root, cells[:2], "--corruptions")
     # an image at the top of another folder: refused as the first folder's is (it went unsaid, helper-235)
     (root / "fog" / "2" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
-    with pytest.raises(DataError, match=r"^released folder fog/2 holds 1 file of images or videos at its "
-                                        r"top beside its class folders \(ILSVRC2012_val_00000001\.JPEG\): "
-                                        r"they have no class"):
+    with pytest.raises(DataError, match=r"^released folder fog/2 holds 1 image at its top beside its class "
+                                        r"folders \(ILSVRC2012_val_00000001\.JPEG\): they have no class"):
         check_released(root, cells[:2], "--corruptions")
+    # by the suite's own extensions, as the first folder's (a preview image among ImageNet-P's videos was
+    # refused in another folder, accepted in the first, helper-237)
+    check_released(root, cells[:2], "--perturbations", (".mp4",))
+    (root / "fog" / "2" / "n01440764" / "a.mp4").write_bytes(b"")
+    (root / "fog" / "2" / "clip.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^released folder fog/2 holds 1 video at its top .*\(clip\.mp4\)"):
+        check_released(root, cells[:2], "--perturbations", (".mp4",))
 
 
 def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):

@@ -953,38 +953,45 @@ LOST_AFTER_THE_LAST_RESULTS = """
 import os, sys
 from robustbench_gcp.engine import distributed
 
+after = int(sys.argv[1])  # gathers: the settings', then each round's results
 if os.environ["RANK"] == "1":  # killed (out of memory ...) right after it sent its last results
     real_gather, calls = distributed.Distributed.gather, []
 
     def gather(self, obj):
         out = real_gather(self, obj)
         calls.append(1)
-        if len(calls) == 2:  # the settings' gather, then the only round's results
+        if len(calls) == after:
             os._exit(3)
         return out
 
     distributed.Distributed.gather = gather
 from robustbench_gcp.cli import main
 
-sys.argv = ["gcp-robust", *sys.argv[1:]]
+sys.argv = ["gcp-robust", *sys.argv[2:]]
 main()
 """
 
 
-def test_a_rank_lost_after_its_last_results_leaves_nothing_to_compute(tmp_path):
+@pytest.mark.parametrize("stored_before", [False, True], ids=["after-the-last-round", "all-stored-before"])
+def test_a_rank_lost_after_its_last_results_leaves_nothing_to_compute(tmp_path, stored_before):
     """Rank 1 killed after the job's last round sent its results: rank 0 stored them all, then lost
     it at the job's end, and said it "lost contact ... while sending the work list ... re-run the
-    same command to compute the rest" (helper-232), though nothing was left. Ranks started by hand,
-    so that no launcher stops rank 0 first."""
+    same command to compute the rest" (helper-232), though nothing was left. So too where every
+    result was stored before (rank 1 lost after the settings' gather, rank 0 sending an empty work
+    list, helper-237). Ranks started by hand, so that no launcher stops rank 0 first."""
     data = _folder(tmp_path / "val", 2)  # 2 shards of 2: one round of 2 ranks
     script = tmp_path / "lost.py"
     script.write_text(LOST_AFTER_THE_LAST_RESULTS)
-    command = [str(script), "eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0",
-               "--model", "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2",
-               "--class-order", "sorted"]
+    args = ["eval", "--data", str(data), "--store", str(tmp_path / "s.db"), "--workers", "0", "--model",
+            "demo-gap", "--random-weights", "--suite", "clean", "--shard-size", "2", "--class-order",
+            "sorted"]
+    if stored_before:
+        assert single(args).returncode == 0
+    command = [str(script), "1" if stored_before else "2", *args]
     procs, outputs = by_hand([command, command], timeout=240)
     assert procs[1].returncode == 3
     err = outputs[0][1]
-    assert procs[0].returncode != 0 and "while sending the job's end" in err, err
+    sending = "the work list" if stored_before else "the job's end"
+    assert procs[0].returncode != 0 and f"while sending {sending}" in err, err
     assert "every result of this run is in the store" in err and "compute the rest" not in err, err
     assert sorted(shard for _, _, _, _, shard in _shards(tmp_path / "s.db")) == [0, 1]

@@ -476,12 +476,14 @@ def scan_videos(folder: str | Path) -> ImageList:
     return scan_folder(folder, extensions=(".mp4",), class_order="imagenet", released=True)
 
 
-def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
+def check_released(root: Path, folders: Iterable[Path], flags: str,
+                   extensions: tuple[str, ...] = IMG_EXTENSIONS) -> None:
     """Every released folder of a selection exists under ``--corrupted-dir`` and holds the class
     folders of the first, before any compute: the images of a run are the first folder's (a class
     folder missing there would drop its images from every cell, unseen; one missing elsewhere is
     named here rather than as an unreadable image halfway through). Hidden folders and folders
-    without images or videos (a partial extraction's) are no class folders.
+    without images or videos (a partial extraction's) are no class folders. A file of
+    ``extensions`` (the suite's: images, ImageNet-P's videos) at the top of a folder has no class.
 
     Raises:
         DataError: naming the missing folders (the first six) and the flags that choose them, or
@@ -499,14 +501,16 @@ def check_released(root: Path, folders: Iterable[Path], flags: str) -> None:
         return
     first = {name for name in subfolders(folders[0]) if _holds_media(folders[0] / name)}
     for folder in folders[1:]:
-        # the first folder's are refused as --data's are (scan_folder); another's went unsaid (helper-235)
+        # the first folder's are refused as --data's are (scan_folder, by the same extensions); another's
+        # went unsaid (helper-235)
         with os.scandir(folder) as entries:
             loose = sorted(entry.name for entry in entries if not entry.name.startswith(".")
-                           and entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS + (".mp4",)))
+                           and entry.is_file() and entry.name.lower().endswith(extensions))
         if loose:
-            raise DataError(f"released folder {folder.relative_to(root)} holds {counted(len(loose), 'file')} "
-                            f"of images or videos at its top beside its class folders ({listed(loose, 3)}): "
-                            "they have no class. Move them into their class folders or out of the folder")
+            what = "video" if extensions == (".mp4",) else "image"
+            raise DataError(f"released folder {folder.relative_to(root)} holds {counted(len(loose), what)} "
+                            f"at its top beside its class folders ({listed(loose, 3)}): they have no class. "
+                            "Move them into their class folders or out of the folder")
         names = subfolders(folder)
         # a class folder of the first cell is taken to hold files here too (Suite.check_files
         # lists them)

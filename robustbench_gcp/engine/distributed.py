@@ -54,8 +54,7 @@ from robustbench_gcp.errors import ConfigError, GcpRobustError
 DEFAULT_TIMEOUT = 1800.0  # seconds a rank waits for the others at an exchange
 BACKEND_VARIABLE = "GCP_ROBUST_DIST_BACKEND"  # gloo (the default) or nccl (GPUs only)
 AFTER_LOST = "finished shards are in the store, re-run the same command to compute the rest"
-STORED_ALL = ("every result of this run is in the store (a rank left after sending its last): re-run the "
-              "same command to report them")
+STORED_ALL = "every result of this run is in the store: re-run the same command to report them"
 
 
 class RankFailure(GcpRobustError):
@@ -519,7 +518,11 @@ def _next_round(job: Distributed, leases: _RoundLeases | None, *, idle: bool, be
         except GcpRobustError as error:
             job.stop_others(str(error), before_work=before_work)
             raise
-    return _unless_stopped(job, job.broadcast(sent, before_work=before_work))
+    # nothing being computed and nothing more to send: every result is stored, a rank lost now loses
+    # nothing (rank 0 said to re-run to compute the rest, helper-237)
+    done = idle and sent is not None and not sent[0] and not sent[1]
+    return _unless_stopped(job, job.broadcast(sent, before_work=before_work,
+                                              after=STORED_ALL if done else AFTER_LOST))
 
 
 def _unless_stopped(job: Distributed, received):

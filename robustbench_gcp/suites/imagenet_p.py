@@ -200,7 +200,7 @@ class ImageNetPSuite(LevelledSuite):
             return
         folders = {perturbed_dir(root, p, d): p for p in selection.perturbations
                    for d in selection.difficulties}
-        check_released(root, list(folders), "--perturbations / --difficulties")
+        check_released(root, list(folders), "--perturbations / --difficulties", (".mp4",))
         from robustbench_gcp.data.video import check_frame_size
 
         for folder, name in folders.items():  # each one's first video, its header alone, before any compute
