@@ -284,10 +284,11 @@ def test_settings_are_cells_and_a_second_run_computes_nothing(demo_val, tmp_path
     (("--etas", "0:1:inf"), "K (the number of steps) should be an integer >= 2. Got inf"),
     (("--etas", "-0.1:0.3:5"), "the first step A should be >= 0. Got -0.1"),
     # no step moved X in float32: a loss band, gradient change and beta-smoothness of 0 were reported
-    (("--etas", "0:1e-50:3"), "the step 5e-51 rounds to 0 in float32, in which the steps are taken"),
+    (("--etas", "0:1e-50:3"), "the step 5e-51 rounds to 0 in float32, in which steps can be taken "
+                              "(--landscape-precision)"),
     # numpy warned of an overflow, then the model's logits were NaN
-    (("--etas", "0:1e300:2"), "the last step 1e+300 is infinite in float32, in which the steps are taken "
-                              "(its largest: 3.4e+38)"),
+    (("--etas", "0:1e300:2"), "the last step 1e+300 is infinite in float32, in which steps can be taken "
+                              "(--landscape-precision; its largest: 3.4e+38)"),
     (("--model", "alexnet", "--random-weights"), "`--landscape-at stem`: model 'alexnet' (alexnet) has no "
                                                   "known stem; models with one: resnet"),
     (("--attacks", "fgsm"), "`--attacks` applies to the adversarial suite, not to 'landscape'"),
@@ -544,13 +545,24 @@ def test_an_exact_root_is_measured_in_float64_not_in_float32s_rounding(demo_val,
     etas = "0.1/256:75/256:10"
     values = tuple(parse_etas(etas).values())
     store = tmp_path / "s.db"
-    exact = stored_values(landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6))
+    exact_report = landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6)
+    exact = stored_values(exact_report)
     expected = independent(demo_val, "demo-isqrt", sqrt="eig", etas=values, limit=6)
     assert_values_close(exact, expected)
-    rough = stored_values(landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6,
-                                         landscape_precision="float32"))
+    rough_report = landscape_eval(demo_val, store, sqrt="eig", etas=etas, limit=6,
+                                  landscape_precision="float32")
+    rough = stored_values(rough_report)
     beta = [summaries_of(v, values)["beta_smoothness"] for v in (exact, rough, expected)]
     assert beta[0] == pytest.approx(beta[2], rel=1e-3) and beta[1] > 3 * beta[2], beta
+    # the reports name their cells' precision (the run's float32 named float64 cells, helper-236), and
+    # float32's say its rounding, whatever ran last (a run's notes are the last command's)
+    assert (exact_report.precision, rough_report.precision) == ("float64", "float32")
+    from robustbench_gcp.reports.stored import reports_from_store
+
+    stored = reports_from_store(store, load_config(), suites=["landscape"], baseline="alexnet")
+    notes = {r.source: r.notes for r in stored}
+    assert [any(n.startswith("measured in float32") for n in notes[source]) for source in sorted(notes)] == \
+        [True, False], notes  # "..., float32" sorts before "..., float64"
     settings = LandscapeSettings("stem", "ascent", parse_etas(etas), "float32")
     assert "precision" not in settings.variant()
     assert LandscapeSettings.of_variant(settings.variant()) == settings

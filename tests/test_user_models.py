@@ -94,6 +94,7 @@ def stemless():
                                torch.nn.Flatten(), torch.nn.Linear(4, 1000))
 
 
+
 BUILDS = []
 
 
@@ -530,6 +531,58 @@ def test_landscape_at_the_stem_of_a_users_model(user_package, image_folder, gap_
     line = error_of("--model", f"{user_package}:stemless", "--data", image_folder, "--store", store,
                     "--suite", "landscape", "--landscape-at", "stem")
     assert f"model '{user_package}:stemless'" in line and "has no known stem" in line, line
+
+
+FLOAT32_MODULE = '''
+import threading
+
+import torch
+
+
+class Float32Only(torch.nn.Module):
+    """A weight kept as a plain attribute (no parameter nor buffer): .to(float64) leaves it float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1),
+                                        torch.nn.Flatten())
+        self.w = torch.randn(1000, 4)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(self.body(x), self.w)
+
+
+def float32_only():
+    return Float32Only()
+
+
+class Locked(Float32Only):
+    """Holds a lock: copy.deepcopy fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def locked():
+    return Locked()
+'''
+
+
+def test_a_module_that_computes_in_float32_only_is_told_of_the_landscapes_float64(on_sys_path, image_folder,
+                                                                                tmp_path):
+    """The landscape measures a float64 copy of the model: a module that computes in float32 only
+    said "mend the model's code", one that cannot be copied gave a traceback (helper-236); both run
+    with --landscape-precision float32, which the errors name."""
+    package = f"f32nets_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{package}.py").write_text(FLOAT32_MODULE)
+    common = ("--data", image_folder, "--store", tmp_path / "s.db", "--suite", "landscape", "--landscape-at",
+              "pixels", "--limit", 2, "--etas", "0.01:0.1:2", "--workers", 0)
+    for model, said in (("float32_only", "runs a float64 copy of the model"), ("locked", "cannot be copied")):
+        line = error_of("--model", f"{package}:{model}", *common)
+        assert said in line and "give --landscape-precision float32" in line, line
+        result = run("eval", "--model", f"{package}:{model}", *common, "--landscape-precision", "float32")
+        assert result.exit_code == 0, result.output
 
 
 def test_the_header_says_whose_weights_a_module_without_checkpoint_has(user_package, image_folder, tmp_path):

@@ -32,7 +32,7 @@ from robustbench_gcp.errors import counted
               help="Per-image steps (default: the suite's for --landscape-at).")
 @click.option("--landscape-precision", "precision", type=click.Choice(["float64", "float32"]),
               default="float64", show_default=True,
-              help="What the network computes in from X on (both paths), as the suite's.")
+              help="What the model computes in (both paths), as the suite's.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternating rounds; the best time of each is kept.")
 @json_option

@@ -73,6 +73,11 @@ STATS = {
     "beta_smoothness": ("beta-smoothness", "mean of max_k change_k / (eta_k ||g||)"),
     "grad_norm": ("grad norm", "mean ||g|| = ||grad_X L(X)||"),
 }
+#: the note of a report of float32 cells (--landscape-precision float32, or stored before 0.7.30)
+FLOAT32_NOTE = ("measured in float32 (--landscape-precision float32, or stored before 0.7.30, when it was "
+                "the only precision): its rounding can make the gradient changes at small steps, and the "
+                "beta-smoothness taken there (20x float64's with an exact square root, in a test); float64 "
+                "is the default")
 #: ImageNet-C's flags the landscape suite takes too (declared once, there)
 SHARED_FLAGS = ("corruptions", "severities", "storage_roundtrip")
 
@@ -190,8 +195,8 @@ class LandscapeSuite(Suite):
              "the stem (the paper's batch-mean steps over its batch of 256; a MobileNetV2's stem: "
              "0.045/96:1.5/96:50, its authors'), 0.01:1:50 at the pixels.",
              metavar="A:B:K"),
-        Flag("landscape_precision", "What the network computes in from X on: float64 (default; a float64 "
-             "copy of the model) or float32 (the authors' code; 2.4-2.8x faster on a CPU, but its "
+        Flag("landscape_precision", "What the model computes the landscape in: float64 (default; a "
+             "float64 copy of the model) or float32 (the authors' code; 2.4-2.8x faster on a CPU, but its "
              "rounding makes the gradient changes at small steps: beta-smoothness 20x float64's with an "
              "exact square root).", kind="choice", choices=tuple(PRECISIONS)),
         *(flag for flag in ImageNetCSuite.flags if flag.name in SHARED_FLAGS),
@@ -298,12 +303,15 @@ class LandscapeSuite(Suite):
         return selection
 
     def notes(self, selection: LandscapeSelection, model: Any) -> list[str]:
-        if selection.settings.precision == "float32":  # its rounding made beta 20x float64's (helper-233)
-            return exact_root_note(model, "and in float32 (--landscape-precision) the gradient changes at "
-                                          "small steps are their rounding: beta-smoothness came out 20x "
-                                          "float64's on a test model; measure in float64")
+        # (float32's rounding is said by the report, per its cells: a run's notes are those of the
+        # command that ran last, helper-236)
         return exact_root_note(model, "which the gradient changes and beta-smoothness measure "
                                       "along with the landscape")
+
+    def precision(self, results: Sequence[CellResult], run_precision: str | None) -> str | None:
+        """The landscape's own precision (its cells', one per report), not the run's float32."""
+        owned = [settings_of(r.key).precision for r in results if self.owns(r.key)]
+        return owned[0] if owned else run_precision
 
     # -- run
     def tasks(self, selection: LandscapeSelection, inputs: TaskInputs) -> list:
@@ -370,6 +378,8 @@ class LandscapeSuite(Suite):
             settings = settings_of(r.key)
             per = summaries(r.extra, settings)  # once for the entry and the note
             notes += _unmoved_note(r, settings, per)
+            if settings.precision == "float32" and FLOAT32_NOTE not in notes:
+                notes.append(FLOAT32_NOTE)
             entry = landscape_entry(r, settings, per)
             if r.key.level:
                 cells.append({"corruption": r.key.name, "severity": int(r.key.level), **entry})

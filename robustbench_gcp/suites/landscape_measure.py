@@ -21,8 +21,8 @@ distance moved, ``||X_k - X|| = eta_k ||g||``; 0 where ``g = 0``), ``||g||`` and
 The store keeps, per image, float32 columns (:data:`COLUMNS`): ``L(X)``, ``||g||``, the K
 losses and the K gradient changes; every summary is computed from them at report time.
 
-Precision (:data:`PRECISIONS`): the rest of the network runs in float64 by default, on a float64
-copy of the model (:func:`in_precision`). In float32 the gradient change at the small steps is
+Precision (:data:`PRECISIONS`): the model runs in float64 by default (the stem too: X is float64),
+on a float64 copy of the model (:func:`in_precision`). In float32 the gradient change at the small steps is
 float32's rounding, not the landscape: on demo-isqrt with an exact root (``--sqrt eig``) the
 beta-smoothness came out 20x float64's (0.31), and the maximum over the steps took the smallest
 step's rounding (helper-233); Newton-Schulz and GAP agree with float64 in the mean, but single
@@ -56,7 +56,7 @@ from robustbench_gcp.engine.classifier import (
     nonfinite_error,
 )
 from robustbench_gcp.engine.runner import Context, ImageSource
-from robustbench_gcp.errors import ConfigError, NonFiniteError, UnknownNameError
+from robustbench_gcp.errors import ConfigError, ModelCodeError, NonFiniteError, UnknownNameError
 from robustbench_gcp.store import CellKey, ShardResult
 
 #: where X is taken: the stem's output (as the authors' code) or the [0, 1] pixels
@@ -164,13 +164,13 @@ def parse_etas(value: Any, flag: str = "--etas") -> Etas:
         raise ConfigError(f"`{flag}`: the first step A should be < the last step B. Got {low:g} >= {high:g}")
     largest = float(np.finfo(np.float32).max)
     if high > largest:  # (an overflow warning, then the model's NaN)
-        raise ConfigError(f"`{flag}`: the last step {high:g} is infinite in float32, in which the steps are "
-                          f"taken (its largest: {largest:.3g}). Got {value!r}")
+        raise ConfigError(f"`{flag}`: the last step {high:g} is infinite in float32, in which steps can be "
+                          f"taken (--landscape-precision; its largest: {largest:.3g}). Got {value!r}")
     etas = Etas(low + 0.0, high, int(count_value))  # -0 is 0 (one cell, one label)
     smallest = float(etas.values()[etas.values() > 0].min())
     if np.float32(smallest) == 0:  # the steps are taken in float32: none would move X
-        raise ConfigError(f"`{flag}`: the step {smallest:g} rounds to 0 in float32, in which the steps are "
-                          f"taken, so no point would move. Got {value!r}")
+        raise ConfigError(f"`{flag}`: the step {smallest:g} rounds to 0 in float32, in which steps can be "
+                          f"taken (--landscape-precision), so no point would move. Got {value!r}")
     return etas
 
 
@@ -264,7 +264,14 @@ def in_precision(classifier: Classifier, precision: str) -> Classifier:
                           "devices do not have: give --landscape-precision float32, or --device cpu")
     import copy
 
-    model = copy.deepcopy(classifier.model).to(dtype)
+    try:  # a module you bring may not copy (a lock, an open file among its attributes)
+        model = copy.deepcopy(classifier.model)
+    except Exception as error:  # noqa: BLE001 - any error of its code's __deepcopy__ / pickling
+        raise ModelCodeError(
+            f"the landscape suite measures a float64 copy of the model (--landscape-precision float64, "
+            f"the default), and the model cannot be copied ({type(error).__name__}: {error}): give "
+            "--landscape-precision float32") from None
+    model = model.to(dtype)
     model.requires_grad_(False)
     return Classifier(model, classifier.device, mean=classifier.mean.flatten().tolist(),
                       std=classifier.std.flatten().tolist(), channels_last=classifier.channels_last,
@@ -442,5 +449,12 @@ class LandscapeTask:
             classifier = in_precision(ctx.classifier, self.settings.precision)
             ctx.cache[cache_key] = classifier, measurement_split(classifier, self.settings.at)
         classifier, split = ctx.cache[cache_key]
-        values = measure(x, labels, classifier, self.settings, split=split)
+        try:
+            values = measure(x, labels, classifier, self.settings, split=split)
+        except ModelCodeError as error:  # a module you bring that computes in float32 only (helper-236)
+            if self.settings.precision == "float32":
+                raise
+            raise ModelCodeError(f"{error} (the landscape suite runs a float64 copy of the model, "
+                                 "--landscape-precision float64 by default: if the module computes in "
+                                 "float32 only, give --landscape-precision float32)") from error
         return [ShardResult(n=len(indices), counts={}, extra=values)]
