@@ -777,3 +777,16 @@ def test_a_bad_severity_is_worded_alike_by_every_command(tmp_path):
             assert result.exit_code == 2, (command, result.output)
             assert result.stderr.strip().splitlines()[-1] == f"Error: {said}", (command, result.stderr)
     assert not (tmp_path / "s.db").exists()
+
+
+def test_a_label_is_not_read_as_an_emoji_code(capsys):
+    """A module brought as mynets:lock printed "mynets🔒 results stored ..." (its note's
+    "mynets:lock:"): rich's consoles replace :name: codes unless told not to (helper-236)."""
+    from robustbench_gcp.cli.progress import stderr_console
+    from robustbench_gcp.reports.tables import render_text, rich_table, stdout_console
+
+    stderr_console().print("mynets:lock: results stored")
+    stdout_console().print("mynets:smile: on stdout")
+    out = capsys.readouterr()
+    assert "mynets:lock: results stored" in out.err and "mynets:smile: on stdout" in out.out, out
+    assert "m:lock:" in render_text(rich_table([{"model": "m:lock:"}]))

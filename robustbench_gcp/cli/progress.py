@@ -67,7 +67,7 @@ RATE_WIDTH, COMPACT_RATE_WIDTH, TIME_WIDTH, LEAST_LABEL = 14, 10, 8, 6
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)  # a label's ':lock:' is no emoji (helper-236)
 
 
 #: seconds between two progress lines where stderr is a file (:class:`LineProgress`, :func:`item_bar`)

@@ -196,7 +196,7 @@ def stdout_console():
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 200
-    console = Console(soft_wrap=True, width=width)
+    console = Console(soft_wrap=True, width=width, emoji=False)
     if console.is_dumb_terminal:  # rich takes 80 columns for TERM=dumb, whatever the terminal has
         import shutil
 
@@ -233,6 +233,6 @@ def render_text(table) -> str:
     """Render a rich renderable to plain text (for files and pipes)."""
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=True)
+    console = Console(file=io.StringIO(), width=160, color_system=None, soft_wrap=True, emoji=False)
     print_whole(console, table)
     return console.file.getvalue()
