@@ -430,6 +430,12 @@ def test_released_folders_hold_the_first_folders_class_folders(tmp_path):
     (root / "fog" / "2" / "clip.mp4").write_bytes(b"")
     with pytest.raises(DataError, match=r"^released folder fog/2 holds 1 video at its top .*\(clip\.mp4\)"):
         check_released(root, cells[:2], "--perturbations", (".mp4",))
+    # nor is a folder of images among videos a class folder (helper-238)
+    (root / "fog" / "2" / "clip.mp4").unlink()
+    (root / "fog" / "1" / "n01440764" / "a.mp4").write_bytes(b"")
+    (root / "fog" / "1" / "previews").mkdir()
+    (root / "fog" / "1" / "previews" / "a.jpg").write_bytes(b"")
+    check_released(root, cells[:2], "--perturbations", (".mp4",))
 
 
 def test_a_released_cell_without_wnid_folders_says_the_layout(tmp_path):

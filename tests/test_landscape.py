@@ -554,15 +554,22 @@ def test_an_exact_root_is_measured_in_float64_not_in_float32s_rounding(demo_val,
     rough = stored_values(rough_report)
     beta = [summaries_of(v, values)["beta_smoothness"] for v in (exact, rough, expected)]
     assert beta[0] == pytest.approx(beta[2], rel=1e-3) and beta[1] > 3 * beta[2], beta
-    # the reports name their cells' precision (the run's float32 named float64 cells, helper-236), and
-    # float32's say its rounding, whatever ran last (a run's notes are the last command's)
-    assert (exact_report.precision, rough_report.precision) == ("float64", "float32")
+    # the reports name their cells' precision in the landscape's table (the header's is the run's, the
+    # clean error's: helper-236, helper-238), and float32's say its rounding, whatever ran last (a run's
+    # notes are the last command's)
+    from robustbench_gcp.suites import get_suite
+
+    titles = [get_suite("landscape").tables(r)[0].title for r in (exact_report, rough_report)]
+    assert titles == ["Loss landscape at the stem (ascent, float64): per-image means",
+                      "Loss landscape at the stem (ascent, float32): per-image means"], titles
+    assert exact_report.precision == rough_report.precision == "float32"
     from robustbench_gcp.reports.stored import reports_from_store
 
     stored = reports_from_store(store, load_config(), suites=["landscape"], baseline="alexnet")
     notes = {r.source: r.notes for r in stored}
-    assert [any(n.startswith("measured in float32") for n in notes[source]) for source in sorted(notes)] == \
-        [True, False], notes  # "..., float32" sorts before "..., float64"
+    said = [any(n.startswith("measured in the run's precision") for n in notes[source])
+            for source in sorted(notes)]
+    assert said == [True, False], notes  # "..., float32" sorts before "..., float64"
     settings = LandscapeSettings("stem", "ascent", parse_etas(etas), "float32")
     assert "precision" not in settings.variant()
     assert LandscapeSettings.of_variant(settings.variant()) == settings

@@ -911,7 +911,7 @@ def test_a_cell_read_on_some_shards(store_path):
 
 def test_under_torchrun_a_read_only_store_missing_shards_stops_before_any_rank_computes(store_path):
     """Rank 0 refuses as one process does, and hands the reason to the other ranks (no round of
-    compute whose shards could not be stored)."""
+    compute whose shards could not be stored): a stop they wait on until rank 0 has said it."""
     from types import SimpleNamespace
 
     from robustbench_gcp.engine.distributed import execute_distributed
@@ -920,11 +920,12 @@ def test_under_torchrun_a_read_only_store_missing_shards_stops_before_any_rank_c
         run = open_run(store, n_images=4, shard_size=2)
         store.commit_shard(store.cell_id(run.id, CellKey("clean")), 0, shard())
     sent = []
-    job = SimpleNamespace(is_main=True, rank=0, world_size=2, broadcast=lambda obj: sent.append(obj) or obj)
+    job = SimpleNamespace(is_main=True, rank=0, world_size=2,
+                          stop_others=lambda why, before_work: sent.append((why, before_work)))
     task = SimpleNamespace(keys=(CellKey("clean"),), source=None)
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         execute_distributed([task], None, store, store.runs()[0], None, None, None, job)
-    assert "1 shards still to compute" in str(error.value) and sent == [str(error.value)]
+    assert "1 shards still to compute" in str(error.value) and sent == [(str(error.value), True)]
 
 
 def test_a_read_only_file_is_read_without_a_shm_file(store_path):

@@ -499,7 +499,7 @@ def check_released(root: Path, folders: Iterable[Path], flags: str,
                         f"the ones you have with {flags}{hint}")
     if not folders:
         return
-    first = {name for name in subfolders(folders[0]) if _holds_media(folders[0] / name)}
+    first = {name for name in subfolders(folders[0]) if _holds_media(folders[0] / name, extensions)}
     for folder in folders[1:]:
         # the first folder's are refused as --data's are (scan_folder, by the same extensions); another's
         # went unsaid (helper-235)
@@ -514,7 +514,7 @@ def check_released(root: Path, folders: Iterable[Path], flags: str,
         names = subfolders(folder)
         # a class folder of the first cell is taken to hold files here too (Suite.check_files
         # lists them)
-        classes = {name for name in names if name in first or _holds_media(folder / name)}
+        classes = {name for name in names if name in first or _holds_media(folder / name, extensions)}
         if classes != first:
             lacking, extra = sorted(first - classes), sorted(classes - first)
             said = "; ".join(f"{what} {len(names)}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
@@ -593,10 +593,11 @@ def _holds_files(folder: Path) -> bool:
     return next(_walk_images(folder.parent, folder.name, ("",), {}), None) is not None
 
 
-def _holds_media(folder: Path) -> bool:
-    """Whether ``folder`` holds an image or video at any depth (a class folder of a released cell:
-    one holding only a file manager's Thumbs.db or desktop.ini is none)."""
-    return first_image(folder, IMG_EXTENSIONS + (".mp4",)) is not None
+def _holds_media(folder: Path, extensions: tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds a file of ``extensions`` (the suite's images, or videos) at any depth
+    (a class folder of a released cell: one holding only a file manager's Thumbs.db or desktop.ini,
+    or a folder of preview images beside ImageNet-P's videos, is none; helper-238)."""
+    return first_image(folder, extensions) is not None
 
 
 def subfolders(folder: Path) -> set[str]:

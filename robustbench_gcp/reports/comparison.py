@@ -184,8 +184,7 @@ def comparison_images(comparison: dict, comparisons: Sequence[dict]) -> str:
         if sum(c.get("data") == comparison.get("data") for c in alike) > 1:
             text += f" ({str(comparison.get('data_fingerprint'))[:8]})"
     precisions = {model.get("precision") for model in comparison.get("models", [])}
-    # --amp's, on every row (labels say a mix); float64 is the landscape's own
-    if len(precisions) == 1 and precisions - {"float32", "float64", None}:
+    if len(precisions) == 1 and precisions - {"float32", None}:  # --amp's, on every row (labels say a mix)
         text += f", {precisions.pop()} (--amp)"
     if {model.get("memory_format") for model in comparison.get("models", [])} == {"channels_last"}:
         text += ", channels-last"

@@ -69,7 +69,7 @@ def build_report(
         corrupted_dir=corrupted_dir,
         **suite.source_fields(results),
         device=device or identity.get("device_type"),
-        precision=suite.precision(results, identity.get("precision")),
+        precision=identity.get("precision"),
         memory_format=identity.get("memory_format", "contiguous"),
         sections=sections,
         notes=[*baseline_notes, *suite_notes, *notes],

@@ -338,11 +338,6 @@ class Suite:
         """``backend`` and ``storage_roundtrip`` of a report, from its cells' variants."""
         return {"backend": None, "storage_roundtrip": None}
 
-    def precision(self, results: Sequence[CellResult], run_precision: str | None) -> str | None:
-        """The precision a report's numbers were computed in: the run's (``float32``, ``float16``
-        under CUDA's --amp ...); the landscape's cells carry their own."""
-        return run_precision
-
     def normalizer(self, name: str, baselines: Mapping[str, Any], store: Any,
                    keys: Sequence[CellKey]) -> Any:
         """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""

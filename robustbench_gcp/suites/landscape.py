@@ -74,10 +74,10 @@ STATS = {
     "grad_norm": ("grad norm", "mean ||g|| = ||grad_X L(X)||"),
 }
 #: the note of a report of float32 cells (--landscape-precision float32, or stored before 0.7.30)
-FLOAT32_NOTE = ("measured in float32 (--landscape-precision float32, or stored before 0.7.30, when it was "
-                "the only precision): its rounding can make the gradient changes at small steps, and the "
-                "beta-smoothness taken there (20x float64's with an exact square root, in a test); float64 "
-                "is the default")
+FLOAT32_NOTE = ("measured in the run's precision, not float64 (--landscape-precision float32, or stored "
+                "before 0.7.30, when float64 was no choice): its rounding can make the gradient changes at "
+                "small steps, and the beta-smoothness taken there (20x float64's with an exact square root, "
+                "in a test); float64 is the default")
 #: ImageNet-C's flags the landscape suite takes too (declared once, there)
 SHARED_FLAGS = ("corruptions", "severities", "storage_roundtrip")
 
@@ -308,11 +308,6 @@ class LandscapeSuite(Suite):
         return exact_root_note(model, "which the gradient changes and beta-smoothness measure "
                                       "along with the landscape")
 
-    def precision(self, results: Sequence[CellResult], run_precision: str | None) -> str | None:
-        """The landscape's own precision (its cells', one per report), not the run's float32."""
-        owned = [settings_of(r.key).precision for r in results if self.owns(r.key)]
-        return owned[0] if owned else run_precision
-
     # -- run
     def tasks(self, selection: LandscapeSelection, inputs: TaskInputs) -> list:
         tasks = super().tasks(selection, inputs)
@@ -449,8 +444,9 @@ class LandscapeSuite(Suite):
         step_columns = [Column("cell", justify="left"), Column("eta", "eta", ".4g"),
                         Column("mean_loss", "mean loss", ".4g"),
                         Column("mean_grad_change", "mean grad change", ".4g")]
-        return [Table(f"Loss landscape at the {first['at']} ({first['direction']}): per-image means", rows,
-                      columns),
+        # its precision beside the run's in the header (float32: the classifier's, the clean error's)
+        title = f"Loss landscape at the {first['at']} ({first['direction']}, {first['precision']})"
+        return [Table(f"{title}: per-image means", rows, columns),
                 Table("Loss landscape: mean loss and gradient change at each step", steps, step_columns)]
 
     def summary_rows(self, report: Report) -> list[dict]:

@@ -267,7 +267,8 @@ def in_precision(classifier: Classifier, precision: str) -> Classifier:
     try:  # a module you bring may not copy (a lock, an open file among its attributes)
         model = copy.deepcopy(classifier.model)
     except Exception as error:  # noqa: BLE001 - any error of its code's __deepcopy__ / pickling
-        raise ModelCodeError(
+        # a setting's error (exit status 2), not the code's: re-running the command would fail alike
+        raise ConfigError(
             f"the landscape suite measures a float64 copy of the model (--landscape-precision float64, "
             f"the default), and the model cannot be copied ({type(error).__name__}: {error}): give "
             "--landscape-precision float32") from None
@@ -454,7 +455,8 @@ class LandscapeTask:
         except ModelCodeError as error:  # a module you bring that computes in float32 only (helper-236)
             if self.settings.precision == "float32":
                 raise
-            raise ModelCodeError(f"{error} (the landscape suite runs a float64 copy of the model, "
-                                 "--landscape-precision float64 by default: if the module computes in "
-                                 "float32 only, give --landscape-precision float32)") from error
+            # said as a setting's error: "mend the model's code and re-run the same command" misled
+            raise ConfigError(f"{error} (the landscape suite runs a float64 copy of the model, "
+                              "--landscape-precision float64 by default: if the module computes in float32 "
+                              "only, give --landscape-precision float32)") from error
         return [ShardResult(n=len(indices), counts={}, extra=values)]
