@@ -790,3 +790,20 @@ def test_a_label_is_not_read_as_an_emoji_code(capsys):
     out = capsys.readouterr()
     assert "mynets:lock: results stored" in out.err and "mynets:smile: on stdout" in out.out, out
     assert "m:lock:" in render_text(rich_table([{"model": "m:lock:"}]))
+
+
+def test_the_item_bar_shows_a_label_as_it_is(monkeypatch):
+    """The bench commands' bar read its label as markup and :emoji: codes (a '[/x]' raised
+    MarkupError): labels are built-in names today, a user's text tomorrow (helper-238)."""
+    import io
+
+    from rich.console import Console
+
+    from robustbench_gcp.cli import progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=100, emoji=False)
+    monkeypatch.setattr(progress, "stderr_console", lambda: console)
+    with progress.item_bar(1, "bench") as advance:
+        advance("m:lock: [/x]")  # (drawn as it starts, and again as it stops)
+    assert "m:lock: [/x]" in out.getvalue(), out.getvalue()

@@ -98,7 +98,8 @@ def item_bar(total: int, what: str, interval: float = LINE_INTERVAL) -> Iterator
         done = 0
         yield say
         return
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+    # the label as it is: no markup, no :emoji: codes (helper-238)
+    bar = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                    console=console, transient=True)
     task = bar.add_task(what, total=total)
