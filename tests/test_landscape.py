@@ -708,3 +708,21 @@ def test_models_measured_with_other_steps_on_the_same_images_are_said_to_be_comp
         assert note.startswith(f"{model} (landscape (")
         assert f"is compared apart from {other} (landscape (" in note
         assert note.endswith("measured on the same images another way")
+
+
+@pytest.mark.parametrize("message, of_dtypes", [
+    ("expected m1 and m2 to have the same dtype, but got: double != float", True),
+    ("Input type (double) and bias type (float) should be the same", True),
+    ("expected scalar type Double but found Float", True),
+    # an in-place change under the float64 copy names its DoubleTensor: it was told to use float32
+    ("one of the variables needed for gradient computation has been modified by an inplace operation: "
+     "[torch.DoubleTensor [1, 3, 224, 224]], which is output 0 of Mul, is at version 1", False),
+    ("element 0 of tensors does not require grad and does not have a grad_fn", False),
+])
+def test_a_modules_error_of_mixed_dtypes_is_told_from_its_others(message, of_dtypes):
+    """Only a module's error of mixed dtypes names --landscape-precision float32 (CI: a no-grad and
+    an in-place module were told so, their exit status 2 where 1 is theirs)."""
+    from robustbench_gcp.errors import ModelCodeError
+    from robustbench_gcp.suites.landscape_measure import _of_dtypes
+
+    assert _of_dtypes(ModelCodeError(f"the forward pass of 'm' raised RuntimeError: {message}")) is of_dtypes

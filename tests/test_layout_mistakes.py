@@ -104,7 +104,8 @@ def test_a_released_class_folder_holding_no_image_is_no_class_folder(tmp_path):
     (videos / "shot_noise" / WNIDS[1]).mkdir()
     (videos / "shot_noise" / WNIDS[1] / "b.mp4").write_bytes(b"")
     with pytest.raises(DataError, match=rf"shot_noise has beyond it 1: {WNIDS[1]}"):
-        check_released(videos, [videos / "gaussian_noise", videos / "shot_noise"], "--perturbations")
+        check_released(videos, [videos / "gaussian_noise", videos / "shot_noise"], "--perturbations",
+                       (".mp4",))
 
 
 def test_an_empty_images_folder_beside_a_sorted_tiny_imagenet_val_is_ignored(tmp_path):

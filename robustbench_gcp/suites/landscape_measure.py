@@ -420,6 +420,14 @@ def _check_passes(checks: list[tuple[torch.Tensor, torch.Tensor, int, bool]], am
         raise error
 
 
+def _of_dtypes(error: Exception) -> bool:
+    """Whether a module's error is one of mixed dtypes (float32 tensors of its own meeting the
+    float64 copy's: "expected m1 and m2 to have the same dtype", "expected scalar type Double", "Input
+    type (double) and bias type (float) should be the same"), not another of its code's."""
+    text = f"{error} {error.__cause__ or ''}".lower()  # ("torch.DoubleTensor" alone is no such one)
+    return "dtype" in text or "scalar type" in text or ("type (" in text and "should be the same" in text)
+
+
 #: (images in [0, 1] on the device, per-image seeds) -> transformed images
 Transform = Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
 
@@ -453,7 +461,7 @@ class LandscapeTask:
         try:
             values = measure(x, labels, classifier, self.settings, split=split)
         except ModelCodeError as error:  # a module you bring that computes in float32 only (helper-236)
-            if self.settings.precision == "float32":
+            if self.settings.precision == "float32" or not _of_dtypes(error):
                 raise
             # said as a setting's error: "mend the model's code and re-run the same command" misled
             raise ConfigError(f"{error} (the landscape suite runs a float64 copy of the model, "
