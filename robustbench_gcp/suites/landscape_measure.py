@@ -453,11 +453,16 @@ class LandscapeTask:
         x = from_uint8(images)
         if self.transform is not None:
             x = self.transform(x, ctx.seeds(self.seed_token or self.key.label, indices))
-        cache_key = ("landscape_split", self.settings.at, self.settings.precision)
-        if cache_key not in ctx.cache:  # (a float64 copy of the model, made once per process)
-            classifier = in_precision(ctx.classifier, self.settings.precision)
-            ctx.cache[cache_key] = classifier, measurement_split(classifier, self.settings.at)
-        classifier, split = ctx.cache[cache_key]
+        # the model in the cell's precision: a float64 copy made once per process, whatever the
+        # measurement point; its split at each point
+        classifier_key = ("landscape_classifier", self.settings.precision)
+        if classifier_key not in ctx.cache:
+            ctx.cache[classifier_key] = in_precision(ctx.classifier, self.settings.precision)
+        classifier = ctx.cache[classifier_key]
+        split_key = ("landscape_split", self.settings.at, self.settings.precision)
+        if split_key not in ctx.cache:
+            ctx.cache[split_key] = measurement_split(classifier, self.settings.at)
+        split = ctx.cache[split_key]
         try:
             values = measure(x, labels, classifier, self.settings, split=split)
         except ModelCodeError as error:  # a module you bring that computes in float32 only (helper-236)
