@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate": "robustbench_gcp.pipeline",
     "plan": "robustbench_gcp.pipeline",
     "run": "robustbench_gcp.pipeline",
+    "ProgressHook": "robustbench_gcp.engine.runner",
     "Report": "robustbench_gcp.reports.report_type",
     "load_config": "robustbench_gcp.config",
     "Store": "robustbench_gcp.store",

@@ -112,7 +112,7 @@ def test_windows_hold_the_whole_image_centred_and_record_its_size(photos):
         Preprocess(S, S + 2, window=True)
 
 
-def test_the_suite_gives_windows_to_the_geometric_perturbations_only(demo_val):
+def test_the_suite_gives_windows_to_the_geometric_perturbations_and_zoom_blur_only(demo_val):
     from robustbench_gcp.engine.runner import ImageSource
     from robustbench_gcp.suites import TaskInputs, get_suite
     from robustbench_gcp.suites.imagenet_p import ImageNetPSelection, ImageNetPSpec
@@ -126,7 +126,7 @@ def test_the_suite_gives_windows_to_the_geometric_perturbations_only(demo_val):
     sources = {t.perturbation: t.source for t in tasks}
     assert sorted(sources) == sorted(names)
     for name, source in sources.items():
-        if name in GEOMETRIC_PERTURBATIONS:
+        if name in (*GEOMETRIC_PERTURBATIONS, "zoom_blur"):
             assert source.window and source.crop_size == W and source.resize_size == S
         else:  # the square whose centre crop is the image's (at 256 / 224 its centre square)
             assert source == ImageSource(demo_val, resize_size=S, crop_size=S, centred_on=C)
@@ -187,9 +187,11 @@ def test_zoom_blur_with_sizes_zooms_about_the_whole_images_centre(photos):
             assert diff.max() <= 1 and diff.mean() < 0.01, (k, i)
     # zooms read the crop only: on the even 384 x 256 image the square has the same centre and
     # pixels, and its frames differ only where float64 rounding (other coordinates) flips a
-    # truncation; the suite keeps zoom_blur on the square (today's frames)
-    diff = (ours[:1] - perturbation_sequence(squares[:1], "zoom_blur", frames=frames)).abs() * 255
-    assert diff.max() < 1.01 and (diff > 0.5).float().mean() < 1e-3
+    # truncation; on the odd 383 x 256 ones (as a 4:3 photograph's 341 x 256) its centre is half
+    # a pixel off the image's, and so are its zooms: the suite gives zoom_blur windows (0.7.30)
+    diff = (ours - perturbation_sequence(squares, "zoom_blur", frames=frames)).abs() * 255
+    assert diff[0].max() < 1.01 and (diff[0] > 0.5).float().mean() < 1e-3
+    assert diff[1:, 2].mean() > 0.02  # frame 12: 0.027 levels in the mean
 
 
 @pytest.mark.parametrize("name", [n for n in list_perturbations("all")
@@ -301,11 +303,11 @@ def test_suite_generates_geometric_sequences_from_the_whole_images(demo_val, tmp
     result = CliRunner().invoke(main, [str(a) for a in (
         "eval", "--model", "demo-gap", "--data", demo_val, "--class-order", "sorted", "--store",
         tmp_path / "s.db", "--suite", "imagenet-p", "--limit", 10, "--workers", 0, "--format", "json",
-        "--perturbations", "scale,tilt", "--batch-size", 10)])
+        "--perturbations", "scale,tilt,zoom_blur", "--batch-size", 10)])
     assert result.exit_code == 0, result.output
     # the recorded sizes are read (a wait for the device) once per batch, not once per chunk of
     # videos (here 4 * 10 // 31 = 1 video per chunk)
-    assert reads == [10, 10]
+    assert reads == [10, 10, 10]
     entries = {e["perturbation"]: e for e in json.loads(result.stdout)["perturbations"]}
     # the same images as windows of the demo model's 73 px resize (64 px frames), classified directly
     images = scan_folder(demo_val, class_order="sorted").limit(10)
@@ -361,3 +363,50 @@ def test_float64_images_give_the_float32_frames_on_float64_s_grid(preset):
                                             quantize=False)
         assert torch.equal(unquantized, perturbation_sequence(
             single, name, seed=[3, 4, 5], frames=frames, preset=preset, quantize=False).double()), name
+
+
+def test_zoom_blur_cells_of_the_square_are_superseded_and_said(demo_val, tmp_path):
+    """zoom_blur was made from the square before 0.7.30 (the demo's 73 / 64: "centred-crop"). A
+    store holding such cells alone says so; `eval` computes the whole-image cells beside them and
+    the report shows those; a baseline holding only the square's asks to be stored again."""
+    import sqlite3
+
+    from robustbench_gcp.cli import main
+
+    def cli(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    store = tmp_path / "s.db"
+    common = ["--data", demo_val, "--class-order", "sorted", "--store", store, "--limit", 3, "--workers", 0,
+              "--format", "json", "--suite", "imagenet-p", "--perturbations", "zoom_blur,brightness",
+              "--difficulties", 1]
+    cli("baseline", "--model", "demo-gap", "--name", "base", *common)
+    first = cli("eval", "--model", "demo-isqrt", "--baseline", "base", *common)
+    assert not [n for n in first["notes"] if "centre square" in n], first["notes"]
+    with sqlite3.connect(store) as db:  # every zoom_blur cell as 0.7.29 stored it
+        for cid, variant in db.execute("SELECT id, variant FROM cells WHERE name = 'zoom_blur'").fetchall():
+            fields = json.loads(variant)
+            assert fields.pop("geometry") == "whole-image"
+            db.execute("UPDATE cells SET variant = ? WHERE id = ?",
+                       (json.dumps({**fields, "geometry": "centred-crop"}, sort_keys=True,
+                                   separators=(",", ":")), cid))
+    old = cli("report", "--model", "demo-isqrt", "--suite", "imagenet-p", "--store", store, "--baseline",
+              "base", "--format", "json")
+    (old,) = old["reports"]
+    assert "demo-isqrt: zoom_blur was generated from the image's centre square by an earlier version of " \
+           "gcp-robust" in " ".join(old["notes"]), old["notes"]
+    again = cli("eval", "--model", "demo-isqrt", "--baseline", "base", *common)  # the whole image's, beside
+    assert again["computed"]["computed"] > 0
+    notes = " ".join(again["notes"])
+    assert "centre square" not in notes
+    zoom = next(p for p in again["perturbations"] if p["perturbation"] == "zoom_blur")
+    assert zoom["FR"] is None  # the baseline holds the square's alone
+    assert "baseline 'base' holds zoom_blur/1 as an earlier version of gcp-robust computed them (store the " \
+           "baseline again" in notes, notes
+    (both,) = cli("report", "--model", "demo-isqrt", "--suite", "imagenet-p", "--store", store, "--baseline",
+                  "base", "--format", "json")["reports"]
+    assert both["perturbations"] == again["perturbations"]  # the current cells
+    assert "demo-isqrt: 1 cells an earlier version of gcp-robust computed (from the centre square, or a " \
+           "pixel off the centre crop) are left out" in " ".join(both["notes"]), both["notes"]

@@ -82,21 +82,30 @@ def exact_float32() -> None:
 
 
 @contextlib.contextmanager
+def float32_default():
+    """Inside, torch's default dtype is float32 (layers built in it), the caller's outside."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+
+
+@contextlib.contextmanager
 def kept_float32_settings():
     """Restore torch's TF32 settings (those :func:`exact_float32` writes) on exit, so that a library
     call leaves the caller's later training as it was; inside, models are built in float32 whatever
     the caller's default dtype (``torch.set_default_dtype(torch.float64)`` built float64 layers
     that the float32 images then did not fit)."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
     # only the settings exact_float32 writes are read (torch 2.9+ refuses a read of allow_tf32 once
     # fp32_precision is set)
     switches, _ = _tf32_switches(torch.backends.cudnn, torch.backends.cuda.matmul)
     saved = [(owner, name, getattr(owner, name)) for owner, name in switches]
     try:
-        yield
+        with float32_default():
+            yield
     finally:
-        torch.set_default_dtype(default)
         for owner, name, value in saved:
             if getattr(owner, name) != value:
                 setattr(owner, name, value)

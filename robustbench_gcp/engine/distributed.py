@@ -485,7 +485,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 except GcpRobustError as failure:
                     stored_error = failure
                     break
-                progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
+                if hasattr(progress, "advance_total"):  # optional in a hook (execution.HOOK_METHODS)
+                    progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
         failed = [item.error(rank, job.world_size) for rank, item in gathered
                   if isinstance(item, _Failed) and rank != job.rank]
         if problems := [e for e in (error, stored_error) if e is not None] + failed:

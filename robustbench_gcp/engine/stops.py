@@ -7,7 +7,11 @@ inside an at-fork hook (each DataLoader start forks its workers: logging's ``_re
 in the parent) or a finalizer (``__del__``) is reported as "ignored" and dropped: the run then
 went on to its end and exited 0, a scheduler's SIGTERM unheeded. So :func:`stop` also records
 the request, and the engine calls :func:`raise_pending` between batches: a stop whose exception
-was dropped is raised there. Outside the command line nothing is recorded and nothing changes.
+was dropped is raised there. A library caller's :func:`~robustbench_gcp.pipeline.run` on the main
+thread, with Python's own Ctrl-C handler in place (a script, a Jupyter kernel), gets the same for
+SIGINT while it runs (:func:`for_a_library_run`): its Ctrl-C was lost in 2 of 16 tries with loader
+workers, the run going on to its end (helper-241). SIGTERM stays the caller's (by default it ends the
+process).
 
 A process forked during a run (a DataLoader worker) leaves stops to the run, which ends it: a
 Ctrl-C that reached it before torch's worker loop raised there, and multiprocessing printed
@@ -16,9 +20,11 @@ that worker's traceback beneath the run's one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 
 from robustbench_gcp.errors import Terminated
 
@@ -82,6 +88,29 @@ def dropped_quietly(hook):
             hook(unraisable)
 
     return quiet
+
+
+@contextlib.contextmanager
+def for_a_library_run():
+    """Inside, Ctrl-C is handled by :func:`stop` (and dropped stops are not printed) where the caller
+    left Python's own SIGINT handler on the main thread; elsewhere (the command line's handlers,
+    a caller's own, another thread) nothing changes. A stop dropped after the last batch is raised
+    on the way out, as the command line raises it; nothing is left recorded."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    unraisable = sys.unraisablehook
+    signal.signal(signal.SIGINT, stop)
+    sys.unraisablehook = dropped_quietly(unraisable)
+    try:
+        yield
+        raise_pending()
+    finally:
+        if signal.getsignal(signal.SIGINT) is stop:  # (a handler the caller's code set meanwhile stays)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = unraisable
+        clear()
 
 
 def _exception(signum: int) -> BaseException:

@@ -424,7 +424,8 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
         batch = f"({n}, 3, {input_size}, {input_size}) batch"
         try:
             with torch.no_grad():
-                out = model(torch.zeros(n, 3, input_size, input_size, device=device))
+                # float32, as the images are (a float64 default dtype made a float64 model pass)
+                out = model(torch.zeros(n, 3, input_size, input_size, device=device, dtype=torch.float32))
         except Exception as error:  # noqa: BLE001 - the user's forward failed
             dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
             hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_gcp.engine.device import resolve_device
+from robustbench_gcp.engine.device import float32_default, resolve_device
 from robustbench_gcp.errors import (
     CheckpointError,
     ConfigError,
@@ -350,6 +350,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     ``weights_container`` (the container keys followed in the file, e.g.
     ``['state_dict_ema']``; empty for a bare state dict or without a checkpoint), ``has_ema``
     (the file holds EMA weights, taken or not), ``forward_features`` / ``forward_head``.
+    The model is float32 whatever torch's default dtype (the images are), and with a checkpoint
+    the caller's global random state is as it was (the random initialization it replaces drew
+    from it).
 
     Args:
         name: registry name.
@@ -383,12 +386,14 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     if checkpoint is None:
         if sha256 is not None:
             raise ConfigError("`sha256` needs a checkpoint to check. Got sha256 without checkpoint")
-        model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
+        with float32_default():  # (a float64 default built float64 layers, which eval refused)
+            model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
         model.checkpoint_sha256 = None
         model.weights_container, model.has_ema = [], False
     else:
         loaded = read_state_dict(checkpoint, sha256=sha256, ema=ema)
-        model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
+        with float32_default(), torch.random.fork_rng(devices=[]):
+            model = _model_for(name, loaded, sqrt=sqrt, ns_iters=ns_iters)
         load_strict(model, loaded)
         model.checkpoint_sha256 = loaded.sha256
         model.stride_note = unstated_stride_note(os.path.abspath(checkpoint), loaded, model_info(name))

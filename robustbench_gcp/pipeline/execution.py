@@ -46,7 +46,13 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.pipeline.identity import IDENTITY_VERSION, planned_identity, run_identity
 from robustbench_gcp.pipeline.image_sizes import edited_images_notes
-from robustbench_gcp.pipeline.planning import Plan, check_classes, check_input_size, labels_matter
+from robustbench_gcp.pipeline.planning import (
+    Plan,
+    check_classes,
+    check_input_size,
+    labels_matter,
+    working_folder,
+)
 from robustbench_gcp.pipeline.weights import load_chosen
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.reports.stored import (
@@ -71,6 +77,10 @@ class RankResult:
     images: int
 
 
+#: what the engine calls on a progress hook (:class:`ProgressHook`)
+#: (``advance_total``, for other torchrun ranks' images, is optional)
+HOOK_METHODS = ("plan", "cell_start", "advance", "cell_done", "say")
+
 #: the runs of a :func:`run_all` that held nothing when it first opened them (store, run id): the
 #: shards a later plan of it finds there are its own (a compare's first suite's clean cell), not
 #: results stored before it, which :func:`own_code_notes` speaks of
@@ -89,14 +99,44 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     """
     if not isinstance(plan, Plan):  # run("demo-gap") failed on an attribute, deep inside
         raise TypeError(f"`plan` should be a Plan, made by robustbench_gcp.plan(...). Got {plan!r}")
-    if progress is not None and not callable(getattr(progress, "say", None)):  # after the run was made
-        raise TypeError(f"`progress` should be a ProgressHook (or None). Got {progress!r}")
-    with kept_float32_settings():
+    if progress is not None:  # a method missing failed after the run was made, or in a rank's round
+        missing = [name for name in HOOK_METHODS if not callable(getattr(progress, name, None))]
+        if missing:
+            methods = "method" if len(missing) == 1 else "methods"
+            raise TypeError(f"`progress` should be a ProgressHook (or None): {progress!r} has no "
+                            f"{listed(missing)} {methods}. Subclass robustbench_gcp.ProgressHook (whose "
+                            "methods do nothing) and override those you need")
+    check_folder(plan)
+    # a caller's no_grad() or inference_mode() (a notebook's habit) failed the attacks, blaming the
+    # model's code (helper-241): a run computes as the default modes do, its suites choosing
+    with (kept_float32_settings(), stops.for_a_library_run(), torch.inference_mode(False),
+          torch.enable_grad()):
         job = Distributed.get(plan.device)  # None unless launched by torchrun
         if job is None:
             return _run(plan, progress, plan.device, None)
         with job.one_run():  # a run that failed on any rank stops the job
             return _run(plan, progress, job.device(plan.device), job)
+
+
+def check_folder(plan: Plan) -> None:
+    """Refuse to run ``plan`` in another working folder than it was made in where it holds relative
+    paths: a notebook's ``%cd`` between plan() and run() made a new store there and read no image.
+
+    Raises:
+        ConfigError: naming both folders and the relative paths.
+    """
+    here = working_folder()
+    if plan.folder is None or here == plan.folder:
+        return
+    paths = (("store", plan.options.store), ("data", plan.images.root),
+             ("released files", getattr(plan.selection, "released", None)),
+             ("checkpoint", plan.model.checkpoint), ("labels", plan.options.labels))
+    relative = [f"{what} {path}" for what, path in paths
+                if path is not None and not Path(path).expanduser().is_absolute()]
+    if relative:
+        raise ConfigError(f"the plan was made in the folder {plan.folder}, and the working folder is now "
+                          f"{here or 'gone (deleted)'}: its relative paths ({listed(relative, 5)}) are of "
+                          "the first. Change back (os.chdir), or make the plan again here")
 
 
 def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,

@@ -180,6 +180,8 @@ class Plan:
         notes: what planning chose that eval says and the report keeps (released files read
             alone where benchmarks.yaml's clean images are missing).
         classes: the model's number of classes, as its checkpoint says (None: not known).
+        folder: the working folder the plan was made in, which its relative paths are of (None:
+            unknown, a folder deleted since).
     """
 
     model: ModelChoice
@@ -194,6 +196,7 @@ class Plan:
     dataset: DatasetInfo = DATASETS["imagenet"]
     notes: tuple[str, ...] = ()
     classes: int | None = None
+    folder: str | None = None
 
     @property
     def label_dataset(self) -> DatasetInfo:
@@ -336,7 +339,15 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     # before any model of a comparison runs (it was checked when this model's turn came)
     check_input_size(dataset, images, choice, chosen_input_size(choice), num_classes)
     return Plan(choice, suite, selection, images, len(everything), data, device, options, config, dataset,
-                located, classes=num_classes)
+                located, classes=num_classes, folder=working_folder())
+
+
+def working_folder() -> str | None:
+    """The current working folder, or None where it was deleted."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def resolve_dataset(declared: str | None, options: EvalOptions, shows: DataDetection) -> DatasetInfo:

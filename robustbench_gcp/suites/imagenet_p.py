@@ -3,10 +3,13 @@
 Cells are (perturbation, difficulty). Sequences are generated on the device by
 :func:`corruptions.perturbation_sequence` from the resized (not yet cropped) images, or decoded from
 the released MP4 files (``--corrupted-dir``). As in the original, the geometric perturbations
-(translate, rotate, tilt, scale, shear) transform the whole resized image (e.g. 384 x 256), then
-crop: their base images are windows of side :func:`~corruptions.perturbations.window_size` centred
-on it (zero outside it, its size recorded by the loader: ``Preprocess(window=True)``); the other
-perturbations only see the centre crop (zoom_blur the S x S square) and get that square.
+(translate, rotate, tilt, scale, shear) and zoom_blur transform the whole resized image (e.g.
+341 x 256), then crop: their base images are windows of side
+:func:`~corruptions.perturbations.window_size` centred on it (zero outside it, its size recorded by
+the loader: ``Preprocess(window=True)``); the other perturbations only see the centre crop and get
+the S x S square around it. (zoom_blur had the square before 0.7.30: where the image's excess over
+the square is odd, as a 4:3 photograph's 341 x 256, the square's centre is half a pixel off the
+image's, and its zooms were a mean 0.14 levels off the original's per frame, helper-240.)
 
 Difficulty follows the original ``test.py``: for the noise perturbations it selects the noise level
 (the ``_2`` / ``_3`` folders) and every frame is compared with the clean frame 0; for the others the
@@ -35,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corruptions import DIFFICULTIES, NOISE_PERTURBATIONS, PERTURBATION_SUBSETS, frame_count
-from corruptions.perturbations import GEOMETRIC_PERTURBATIONS
 from robustbench_gcp.data.array_files import check_released_sequences
 from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
 from robustbench_gcp.data.folders import check_released, perturbed_dir, perturbed_npy
@@ -67,6 +69,7 @@ from robustbench_gcp.suites.imagenet_p_summary import (
     averaged_perturbations,
     baseline_figures,
     dataset_subsets,
+    geometry_rank,
     perturbed_name,
     report_order,
     summarize,
@@ -74,6 +77,7 @@ from robustbench_gcp.suites.imagenet_p_summary import (
 from robustbench_gcp.suites.kinds import register_suite
 from robustbench_gcp.suites.revisions import newest
 from robustbench_gcp.suites.sequence_tasks import (
+    WINDOWED,
     PerturbationTask,
     mean_raw,
     mean_relative,
@@ -87,6 +91,14 @@ if TYPE_CHECKING:
     from robustbench_gcp.data.folders import ImageList
     from robustbench_gcp.reports.report_type import Report
     from robustbench_gcp.yaml_checks import Checker
+
+
+def _squared(key: CellKey) -> bool:
+    """Whether ``key`` is a generated ImageNet cell of a perturbation the suite now makes from
+    windows of the whole image (:data:`WINDOWED`), made from the square by an earlier version."""
+    variant = variant_of(key)
+    return (key.kind == "imagenet-p" and key.name in WINDOWED and variant.get("source") == "torch"
+            and "dataset" not in variant and geometry_rank(variant) < 2)
 
 
 @dataclass(frozen=True)
@@ -256,9 +268,9 @@ class ImageNetPSuite(LevelledSuite):
         difficulty and per other perturbation one for all difficulties, in report order.
 
         Generated sequences take the images resized (shorter side) and center-cropped to a
-        square of that size, or for the geometric perturbations a window centred on the whole
-        resized image (:func:`window_side`); CIFAR and Tiny-ImageNet images as they are (their
-        frames are the whole image). Released ones read
+        square of that size, or for the geometric perturbations and zoom_blur (:data:`WINDOWED`) a
+        window centred on the whole resized image (:func:`window_side`); CIFAR and Tiny-ImageNet
+        images as they are (their frames are the whole image). Released ones read
         ``<corrupted_dir>/<p>[_d]/<wnid>/<stem>.mp4``, or CIFAR-10-P's ``<corrupted_dir>/<p>[_d].npy``.
         """
         tasks = super().tasks(selection, inputs)
@@ -281,7 +293,7 @@ class ImageNetPSuite(LevelledSuite):
                 if selection.released is not None:  # frames as they are, whatever the model's size
                     source = self._released_source(selection, perturbation, group[0], dataset.released_size)
                 else:
-                    source = window if perturbation in GEOMETRIC_PERTURBATIONS else square
+                    source = window if perturbation in WINDOWED else square
                 tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))
         return tasks
 
@@ -313,18 +325,28 @@ class ImageNetPSuite(LevelledSuite):
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the current one where a store also holds one
-        an earlier version made (geometric ones from the centre square, gcp-robust 0.3; others a
-        pixel off the image's centre crop, before 0.7.5, at sizes such as the demo models'; of a
-        perturbation's earlier revision: :func:`~robustbench_gcp.suites.revisions.newest`)."""
+        an earlier version made (geometric ones from the centre square, gcp-robust 0.3, zoom_blur
+        before 0.7.30; others a pixel off the image's centre crop, before 0.7.5, at sizes such as
+        the demo models'; of a perturbation's earlier revision:
+        :func:`~robustbench_gcp.suites.revisions.newest`)."""
         # the geometry first (every revision of the kept one), then the newest revision of it: the
         # revisions' notes then speak of the cells shown only
-        marked = {(r.key.name, r.key.level) for r in results if "geometry" in variant_of(r.key)}
-        kept = [r for r in results
-                if (r.key.name, r.key.level) not in marked or "geometry" in variant_of(r.key)]
+        best: dict[tuple[str, str], int] = {}
+        for r in results:
+            cell = (r.key.name, r.key.level)
+            best[cell] = max(best.get(cell, 0), geometry_rank(variant_of(r.key)))
+        kept = [r for r in results if geometry_rank(variant_of(r.key)) == best[(r.key.name, r.key.level)]]
         left = len(results) - len(kept)
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
                  "square, or a pixel off the centre crop) are left out; their current versions are shown"
                  ] if left else []
+        # shown as stored, no current version beside them: said (a report of an older store)
+        squared = list(dict.fromkeys(r.key.name for r in kept if _squared(r.key)))
+        if squared:
+            notes.append(f"{model}: {', '.join(squared)} {'was' if len(squared) == 1 else 'were'} generated "
+                         "from the image's centre square by an earlier version of gcp-robust (the current "
+                         "one transforms the whole resized image, as the original: `gcp-robust eval` "
+                         "again computes them so)")
         kept, revised = newest(kept, model)
         return kept, revised + notes
 

@@ -214,6 +214,8 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             revised[cell] = f"dataset {theirs.get('dataset', 'imagenet')}"
         elif theirs.get("source") in ("released", "torch") and theirs.get("source") != ours.get("source"):
             revised[cell] = theirs["source"]
+        elif geometry_rank(theirs) < geometry_rank(ours):  # zoom_blur's square, before 0.7.30
+            revised[cell] = "older"
     complete = [r for r in results if r.complete]
     samples, pairs = {}, {}
     for r in complete:
@@ -222,6 +224,13 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
             pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
     return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
+
+
+def geometry_rank(variant: Mapping) -> int:
+    """How late the geometry of a cell's frames is (its variant's ``geometry``): whole-image
+    windows (the geometric perturbations since 0.4, zoom_blur since 0.7.30) 2, the centred crop
+    (0.7.5) 1, the centre square 0."""
+    return {"whole-image": 2, "centred-crop": 1}.get(variant.get("geometry"), 0)
 
 
 def _uncropped(key: CellKey) -> CellKey:

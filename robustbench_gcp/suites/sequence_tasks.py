@@ -29,7 +29,7 @@ from robustbench_gcp.store import CellKey, CellResult, ShardResult, canonical_js
 from robustbench_gcp.suites.revisions import mark, perturbation_revision
 from robustbench_gcp.suites.stored_baselines import percent_of
 
-__all__ = ["PerturbationTask", "shifted_square", "stride", "window_side"]
+__all__ = ["WINDOWED", "PerturbationTask", "shifted_square", "stride", "window_side"]
 
 
 def stride(perturbation: str, difficulty: int) -> int:
@@ -37,11 +37,17 @@ def stride(perturbation: str, difficulty: int) -> int:
     return 1 if perturbation in NOISE_PERTURBATIONS else difficulty
 
 
+#: the perturbations whose frames the suite makes from windows of the whole resized image: the
+#: geometric ones (they show pixels beyond the crop) and zoom_blur (it zooms about the whole image's
+#: centre, which the square's is not where the image's excess over it is odd)
+WINDOWED = (*GEOMETRIC_PERTURBATIONS, "zoom_blur")
+
+
 def window_side(resize_size: int, crop_size: int) -> int:
-    """The side of the geometric perturbations' windows: :func:`window_size` of the crop,
+    """The side of the windowed perturbations' windows: :func:`window_size` of the crop,
     at least ``resize_size + 4`` (the loader's size record lies outside the image), with
     (side - crop) a multiple of 4."""
-    side = window_size(crop_size, GEOMETRIC_PERTURBATIONS)
+    side = window_size(crop_size, WINDOWED)
     while side < resize_size + 4:
         side += 4
     return side
