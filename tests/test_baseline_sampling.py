@@ -419,3 +419,31 @@ def test_a_baseline_normalizes_models_whose_frames_are_cut_at_another_centre(dem
         variants = {key.name: json.loads(key.variant) for _, key in s.cells(base.id)
                     if key.kind == "imagenet-p"}
     assert "geometry" not in variants["brightness"]  # the baseline's own cells, unmarked
+
+
+def test_imagenet_p_normalizes_a_model_by_a_baseline_of_its_own_classes_only(demo_val, tmp_path):
+    """A 10-class model's flips were normalized by a 1000-class AlexNet's without a word (mFR
+    18.64, helper-240): flips among 10 classes are another task. The cells now carry the model's
+    classes, as ImageNet-C's, so a baseline of other classes normalizes none of them, and says why."""
+    store = tmp_path / "s.db"
+    common = p_args(demo_val, store, 3, "--difficulties", 1,
+                    selection=("--perturbations", "brightness,rotate"))
+    cli("baseline", "--model", "alexnet", "--random-weights", "--suite", "imagenet-p", *common)
+    cli("baseline", "--model", "demo-gap", "--name", "gap", "--suite", "imagenet-p", *common)
+    ten = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", *common)  # the default: alexnet
+    assert ten["metrics"]["mFR"] is None and all(p["FR"] is None for p in ten["perturbations"])
+    (said,) = [n for n in ten["notes"] if n.startswith("FR left empty")]
+    assert "baseline 'alexnet' holds brightness/1, rotate/1 of a model of ImageNet's 1000 classes (or one " \
+           "stored before 0.7.30, whose cells did not name the model's classes), this run's are of a model " \
+           "of 10 classes: flips among other classes are another task" in said, said
+    own = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", "gap", *common)
+    assert own["metrics"]["mFR"] is not None  # a baseline of the same 10 classes normalizes
+    thousand = cli("eval", "--model", "alexnet", "--random-weights", "--suite", "imagenet-p", "--baseline",
+                   "gap", *common)
+    assert thousand["metrics"]["mFR"] is None
+    assert any("baseline 'gap' holds brightness/1, rotate/1 of a model of 10 classes, this run's are of a "
+               "model of 1000 classes" in n for n in thousand["notes"]), thousand["notes"]
+    with Store(store, read_only=True) as s:
+        variants = {run.model: {json.loads(key.variant).get("classes") for _, key in s.cells(run.id)
+                                if key.kind == "imagenet-p"} for run in s.runs()}
+    assert variants == {"alexnet": {None}, "demo-gap": {10}, "demo-isqrt": {10}}

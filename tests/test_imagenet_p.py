@@ -402,8 +402,9 @@ def test_a_comparison_gives_the_clean_error_the_reports_give_without_testing_it(
         expected = wilson(np.r_[np.ones(wrong), np.zeros(10 - wrong)])
         assert (error["low"], error["high"]) == pytest.approx((expected.low, expected.high))
         assert "clean" not in (model["tests"] or {})
-    # no stored baseline: the advice names AlexNet's, and one of the models' own for other classes
-    assert any(n.endswith("for a model of other classes, of one of them, then --baseline NAME)")
+    # no stored baseline: the demo models' 10 classes are no AlexNet's, the advice is a model of them
+    assert any(n.endswith("`gcp-robust baseline --model MODEL --name NAME --suite SUITE` (a model of the "
+                          "same 10 classes) on the same images, then --baseline NAME)")
                for n in out["reports"][0]["notes"]), out["reports"][0]["notes"]
     isqrt = comparison["models"][1]
     assert set(isqrt["delta"]) >= {"clean_error"} and set(isqrt["tests"]) == {

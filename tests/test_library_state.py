@@ -12,7 +12,7 @@ import torch
 
 from robustbench_gcp import ProgressHook, evaluate, load_config, load_model, plan, run
 from robustbench_gcp.engine import stops
-from robustbench_gcp.errors import ConfigError, Interrupted
+from robustbench_gcp.errors import ConfigError, Interrupted, ModelCodeError
 from robustbench_gcp.store import Store
 
 
@@ -133,3 +133,58 @@ def test_a_ctrl_c_that_python_drops_still_stops_a_library_run(common, tmp_path):
     assert stops.pending() is None
     with Store(store, read_only=True) as s:
         assert len(s.runs()) == 1
+
+
+def test_a_stop_dropped_after_the_last_batch_is_said_as_a_stop_of_the_run(common, tmp_path):
+    """Raised on the way out of the run it left the finished report behind as a bare, empty
+    KeyboardInterrupt (helper-242): it is the run's Interrupted, every shard stored."""
+
+    class LateStop(ProgressHook):
+        def cell_done(self, label):
+            stops._pending.append(signal.SIGINT)  # as stops.stop records one that Python drops
+
+    planned = plan("demo-gap", checkpoint=demo_checkpoint("demo-gap"), suite="clean",
+                   store=str(tmp_path / "s.db"), **common)
+    with pytest.raises(Interrupted, match=r"^interrupted after 1 of 1 shards; re-run"):
+        run(planned, progress=LateStop())
+    assert stops.pending() is None
+    assert run(planned).computed["computed"] == 0  # everything was stored
+
+
+def test_a_model_made_inside_inference_mode_is_refused_by_the_gradient_suites(common, tmp_path):
+    """Its weights are inference tensors: autograd failed with a raw error from frozen_weights, the
+    module's weights left frozen (helper-242). The clean suite needs no gradient and runs it."""
+    with torch.inference_mode():
+        net = load_model("demo-gap", demo_checkpoint("demo-gap"))
+    before = [p.requires_grad for p in net.parameters()]
+    store = tmp_path / "s.db"
+    with pytest.raises(ModelCodeError, match=r"its weights were made under torch\.inference_mode\(\) "
+                                             r"\(inference tensors\), through which the adversarial suite's"):
+        evaluate(net, name="mine", suite="adversarial", attacks="fgsm", store=str(store), **common)
+    assert [p.requires_grad for p in net.parameters()] == before and not store.exists()
+    assert evaluate(net, name="mine", suite="clean", store=str(store), **common).sections["clean"]["n"] == 3
+
+
+def test_a_hook_without_advance_total_takes_shards_another_process_stored():
+    """advance_total is optional (HOOK_METHODS): the lease of a shard another process stored
+    meanwhile called it unconditionally (helper-242)."""
+    from robustbench_gcp.engine.runner import ExecutionStats, Leasing, Load
+    from robustbench_gcp.store.leases import Claim
+
+    class Stored:
+        def claim(self, shard, groups):
+            return [Claim.DONE for _ in groups]
+
+    class Task:
+        keys = ("cell",)
+
+    class Hook:  # the five methods, no advance_total
+        def plan(self, *a): ...
+        def cell_start(self, *a): ...
+        def advance(self, *a): ...
+        def cell_done(self, *a): ...
+        def say(self, *a): ...
+
+    stats = ExecutionStats()
+    leasing = Leasing(Stored(), [Task()], {"cell": 1}, [range(4)], stats, Hook())
+    assert leasing(Load(0, 0, (0,))) is None and stats.units_skipped == 1

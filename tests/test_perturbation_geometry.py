@@ -131,6 +131,13 @@ def test_the_suite_gives_windows_to_the_geometric_perturbations_and_zoom_blur_on
         else:  # the square whose centre crop is the image's (at 256 / 224 its centre square)
             assert source == ImageSource(demo_val, resize_size=S, crop_size=S, centred_on=C)
             assert (S - C) % 4 == 0  # two centred crops would be the same here: today's frames
+    # a selection's windows are as wide as its windowed perturbations need: zoom_blur's alone S + 4
+    for chosen, side in ((("zoom_blur", "brightness"), S + 4),
+                         (("zoom_blur", "rotate"), window_size(C, ["rotate"]))):
+        picked = ImageNetPSelection(spec, perturbations=chosen, difficulties=(1,))
+        (window,) = {t.source for t in suite.tasks(picked, TaskInputs(base, 1000, C))
+                     if getattr(t, "perturbation", None) in ("zoom_blur", "rotate")}
+        assert window.window and window.crop_size == side
 
 
 # --------------------------------------------------------------------------------------
@@ -192,6 +199,13 @@ def test_zoom_blur_with_sizes_zooms_about_the_whole_images_centre(photos):
     diff = (ours - perturbation_sequence(squares, "zoom_blur", frames=frames)).abs() * 255
     assert diff[0].max() < 1.01 and (diff[0] > 0.5).float().mean() < 1e-3
     assert diff[1:, 2].mean() > 0.02  # frame 12: 0.027 levels in the mean
+    # zoom_blur alone gets windows of the crop plus the size record (260 px, not all of 564): the
+    # same frames, bit for bit
+    side = window_side(S, C, ["zoom_blur"])
+    assert side == S + 4
+    q = (W - side) // 2
+    assert torch.equal(perturbation_sequence(windows[:, :, q:q + side, q:q + side], "zoom_blur", sizes=sizes,
+                                             crop_size=C, frames=frames), ours)
 
 
 @pytest.mark.parametrize("name", [n for n in list_perturbations("all")
@@ -408,5 +422,64 @@ def test_zoom_blur_cells_of_the_square_are_superseded_and_said(demo_val, tmp_pat
     (both,) = cli("report", "--model", "demo-isqrt", "--suite", "imagenet-p", "--store", store, "--baseline",
                   "base", "--format", "json")["reports"]
     assert both["perturbations"] == again["perturbations"]  # the current cells
-    assert "demo-isqrt: 1 cells an earlier version of gcp-robust computed (from the centre square, or a " \
-           "pixel off the centre crop) are left out" in " ".join(both["notes"]), both["notes"]
+    assert "demo-isqrt: 1 cells an earlier version of gcp-robust computed (from the centre square, a " \
+           "pixel off the centre crop, or not marked with the model's classes) are left out" \
+           in " ".join(both["notes"]), both["notes"]
+
+
+def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(demo_val, tmp_path):
+    """A 10-class model's ImageNet-P cells name its classes since 0.7.30; those stored before (no
+    mark) stay in the store beside them, and reports show the current ones alone (no row twice)."""
+    import sqlite3
+
+    from robustbench_gcp.cli import main
+
+    args = [str(a) for a in ("--model", "demo-gap", "--data", demo_val, "--class-order", "sorted", "--store",
+                             tmp_path / "s.db", "--limit", 2, "--workers", 0, "--format", "json", "--suite",
+                             "imagenet-p", "--perturbations", "brightness", "--difficulties", "1,2")]
+    first = CliRunner().invoke(main, ["eval", *args])
+    assert first.exit_code == 0, first.output
+    with sqlite3.connect(tmp_path / "s.db") as db:  # the cells as 0.7.29 stored them
+        for cid, variant in db.execute("SELECT id, variant FROM cells WHERE kind = 'imagenet-p'").fetchall():
+            fields = json.loads(variant)
+            assert fields.pop("classes") == 10
+            db.execute("UPDATE cells SET variant = ? WHERE id = ?",
+                       (json.dumps(fields, sort_keys=True, separators=(",", ":")), cid))
+    again = CliRunner().invoke(main, ["eval", *args])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["computed"]["computed"] > 0  # the marked cells, computed anew
+    report = CliRunner().invoke(main, ["report", *args[:2], *args[6:8], "--suite", "imagenet-p", "--format",
+                                       "json"])
+    assert report.exit_code == 0, report.output
+    (shown,) = json.loads(report.stdout)["reports"]
+    assert [(p["perturbation"], p["difficulty"]) for p in shown["perturbations"]] == [("brightness", 1),
+                                                                                       ("brightness", 2)]
+    assert any(n.startswith("demo-gap: 2 cells an earlier version") for n in shown["notes"]), shown["notes"]
+
+
+def test_a_baseline_of_the_whole_images_zoom_blur_is_later_than_a_runs_square_one(demo_val, tmp_path):
+    """The reverse of the above: a run's zoom_blur of the square (stored before 0.7.30) beside a
+    baseline's of the whole image was said to have "no figures for zoom_blur/1" (helper-242)."""
+    import sqlite3
+
+    from robustbench_gcp.cli import main
+
+    store = tmp_path / "s.db"
+    common = [str(a) for a in ("--data", demo_val, "--class-order", "sorted", "--store", store, "--limit", 2,
+                               "--workers", 0, "--format", "json", "--suite", "imagenet-p", "--perturbations",
+                               "zoom_blur", "--difficulties", 1)]
+    for command in (["baseline", "--model", "demo-gap", "--name", "base"], ["eval", "--model", "demo-isqrt"]):
+        assert CliRunner().invoke(main, [*command, *common]).exit_code == 0
+    with sqlite3.connect(store) as db:
+        (run_id,) = db.execute("SELECT id FROM runs WHERE model = 'demo-isqrt'").fetchone()
+        cells = db.execute("SELECT id, variant FROM cells WHERE name = 'zoom_blur' AND run_id = ?", (run_id,))
+        for cid, variant in cells.fetchall():
+            fields = {**json.loads(variant), "geometry": "centred-crop"}
+            db.execute("UPDATE cells SET variant = ? WHERE id = ?",
+                       (json.dumps(fields, sort_keys=True, separators=(",", ":")), cid))
+    result = CliRunner().invoke(main, ["report", "--model", "demo-isqrt", "--store", str(store), "--suite",
+                                       "imagenet-p", "--baseline", "base", "--format", "json"])
+    (report,) = json.loads(result.stdout)["reports"]
+    notes = " ".join(report["notes"])
+    assert "baseline 'base' holds zoom_blur/1 as a later version of gcp-robust computed them than this " \
+           "run's" in notes and "no figures" not in notes, notes

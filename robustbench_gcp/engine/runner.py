@@ -611,7 +611,8 @@ class Leasing:
         claims = self.store.claim(load.shard, groups)
         for group in (group for group, got in zip(groups, claims, strict=True) if got is Claim.DONE):
             self.stats.units_skipped += len(group)
-            self.progress.advance_total(len(self.shards[load.shard]))
+            if hasattr(self.progress, "advance_total"):  # optional in a hook (execution.HOOK_METHODS)
+                self.progress.advance_total(len(self.shards[load.shard]))
         busy = tuple(i for i, got in zip(load.tasks, claims, strict=True) if got is Claim.BUSY)
         if busy:
             self.busy.append(Load(load.shard, load.source, busy))

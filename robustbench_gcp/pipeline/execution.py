@@ -142,6 +142,12 @@ def check_folder(plan: Plan) -> None:
 def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
          job: Distributed | None) -> Report | RankResult:
     net = load_chosen(plan.model, device)
+    if plan.suite.gradients and any(p.is_inference() for p in net.parameters()):
+        # autograd cannot go through them (a raw "inference tensor" error, the weights left frozen)
+        raise ModelCodeError(f"{plan.model.label}: its weights were made under torch.inference_mode() "
+                             f"(inference tensors), through which the {plan.suite.kind} suite's gradients "
+                             "cannot go: build or load the model outside inference_mode (a call of "
+                             "evaluate() or run() inside it is fine)")
     built = [net.stride_note] if getattr(net, "stride_note", "") else []  # what its file left open
     # of this command, not of the run (the same run with or without the flag): said, not stored
     unused = ["--no-ema: the checkpoint has no EMA weights (state_dict_ema); its only weights were "
@@ -214,6 +220,9 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             else:
                 stats = execute_distributed(tasks, plan.images, store, info, ctx, engine, progress, job,
                                             settings=_job_settings(identity, tasks))
+            # a stop Python dropped after the last batch (a loader's fork): said as one in a batch (a
+            # library run's left the finished report behind as a bare KeyboardInterrupt, helper-242)
+            stops.raise_pending()
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (errors.Terminated) under the CLI
             raise _interrupted(stop, store, info, tasks) from None
         except Exception as error:

@@ -93,6 +93,15 @@ if TYPE_CHECKING:
     from robustbench_gcp.yaml_checks import Checker
 
 
+def _lateness(key: CellKey) -> tuple[int, bool]:
+    """How late the version that made a cell is, of those :meth:`ImageNetPSuite.latest` tells
+    apart: its geometry (:func:`geometry_rank`), then whether it names the model's classes (those
+    of a model of other classes than ImageNet's 1000 do since 0.7.30; one run's cells all have
+    the same model)."""
+    variant = variant_of(key)
+    return geometry_rank(variant), "classes" in variant
+
+
 def _squared(key: CellKey) -> bool:
     """Whether ``key`` is a generated ImageNet cell of a perturbation the suite now makes from
     windows of the whole image (:data:`WINDOWED`), made from the square by an earlier version."""
@@ -136,8 +145,10 @@ class ImageNetPSuite(LevelledSuite):
 
     kind = "imagenet-p"
     released_data = "perturbed"  # datasets.<name>.perturbed of benchmarks.yaml
-    # whole-image geometric cells (0.4+) report with the centre-square ones of older stores
-    unmarked = ("revision", "geometry")
+    # whole-image geometric cells (0.4+) report with the centre-square ones of older stores, and a
+    # model's cells that name its classes (0.7.30+) with those of before (one run, one model: the
+    # mark tells versions apart, which latest() does; baselines match it, imagenet_p_summary)
+    unmarked = ("revision", "geometry", "classes")
     stored_baseline = True
     released_labels = False  # flips need no label: released files read alone need no class check
     source_word = "perturbations"
@@ -285,7 +296,8 @@ class ImageNetPSuite(LevelledSuite):
                                  interpolation=base.interpolation, centred_on=inputs.crop_size)
             window = square if base.resize_size is None else ImageSource(
                 base.root, resize_size=base.resize_size, interpolation=base.interpolation,
-                crop_size=window_side(base.resize_size, inputs.crop_size), window=True)
+                crop_size=window_side(base.resize_size, inputs.crop_size,
+                                      [p for p in selection.perturbations if p in WINDOWED]), window=True)
         for perturbation in selection.perturbations:
             groups = ([(d,) for d in selection.difficulties] if perturbation in NOISE_PERTURBATIONS
                       else [tuple(selection.difficulties)])
@@ -294,7 +306,8 @@ class ImageNetPSuite(LevelledSuite):
                     source = self._released_source(selection, perturbation, group[0], dataset.released_size)
                 else:
                     source = window if perturbation in WINDOWED else square
-                tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name))
+                tasks.append(PerturbationTask(perturbation, group, source, crop, dataset.name,
+                                              inputs.num_classes))
         return tasks
 
     def check_files(self, selection: ImageNetPSelection, images: ImageList, *, data: bool,
@@ -328,18 +341,19 @@ class ImageNetPSuite(LevelledSuite):
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3, zoom_blur
         before 0.7.30; others a pixel off the image's centre crop, before 0.7.5, at sizes such as
         the demo models'; of a perturbation's earlier revision:
-        :func:`~robustbench_gcp.suites.revisions.newest`)."""
+        :func:`~robustbench_gcp.suites.revisions.newest`; of a model of other classes than
+        ImageNet's 1000, before its cells said so, 0.7.30)."""
         # the geometry first (every revision of the kept one), then the newest revision of it: the
         # revisions' notes then speak of the cells shown only
-        best: dict[tuple[str, str], int] = {}
+        best: dict[tuple[str, str], tuple[int, bool]] = {}
         for r in results:
             cell = (r.key.name, r.key.level)
-            best[cell] = max(best.get(cell, 0), geometry_rank(variant_of(r.key)))
-        kept = [r for r in results if geometry_rank(variant_of(r.key)) == best[(r.key.name, r.key.level)]]
+            best[cell] = max(best.get(cell, (0, False)), _lateness(r.key))
+        kept = [r for r in results if _lateness(r.key) == best[(r.key.name, r.key.level)]]
         left = len(results) - len(kept)
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
-                 "square, or a pixel off the centre crop) are left out; their current versions are shown"
-                 ] if left else []
+                 "square, a pixel off the centre crop, or not marked with the model's classes) are left "
+                 "out; their current versions are shown"] if left else []
         # shown as stored, no current version beside them: said (a report of an older store)
         squared = list(dict.fromkeys(r.key.name for r in kept if _squared(r.key)))
         if squared:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from corruptions import PERTURBATION_SUBSETS
-from robustbench_gcp.data.datasets import DatasetInfo, get_dataset
+from robustbench_gcp.data.datasets import IMAGENET_CLASSES, DatasetInfo, get_dataset
 from robustbench_gcp.metrics import figures_of_counts, relative_rate
 from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
 from robustbench_gcp.suites.base import clean_entry, coverage_note, dataset_of, variant_of
@@ -125,11 +125,13 @@ def summarize(
     first = by_difficulty[level] if level is not None else {}
     notes = []
     if entries and baseline is None:
-        # the cells do not say the model's classes: AlexNet (ImageNet's 1000) or a model of its own
-        how = ("`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`; for a model "
-               "of other classes, of one of them, then --baseline NAME" if dataset.name == "imagenet" else
-               "`gcp-robust baseline --model MODEL --name NAME --suite SUITE` on the same images, then "
-               "--baseline NAME")
+        # AlexNet's flips are among ImageNet's 1000 classes: a model of other classes, one of its own
+        if dataset.name == "imagenet" and dataset.classes is None:
+            how = "`gcp-robust baseline --model alexnet --checkpoint PATH --suite imagenet-p`"
+        else:
+            classes = f" (a model of the same {dataset.classes} classes)" if dataset.classes else ""
+            how = (f"`gcp-robust baseline --model MODEL --name NAME --suite SUITE`{classes} on the same "
+                   "images, then --baseline NAME")
         notes.append(f"{name} figures are unnormalized: no stored baseline named '{baseline_name}' "
                      f"(compute one with {how})")
     elif entries:
@@ -145,6 +147,7 @@ def summarize(
                 released = [cell for cell in missing if revised.get(cell) == "released"]
                 generated = [cell for cell in missing if revised.get(cell) == "torch"]
                 of_other = [cell for cell in missing if revised.get(cell, "").startswith("dataset ")]
+                of_classes = [cell for cell in missing if revised.get(cell, "").startswith("classes")]
                 others = [cell for cell in missing if cell not in revised]
                 why = [f"holds {', '.join(older)} as an earlier version of gcp-robust computed them "
                        "(store the baseline again: `gcp-robust baseline ... --replace`)"] if older else []
@@ -158,6 +161,8 @@ def summarize(
                     theirs = get_dataset(revised[of_other[0]].removeprefix("dataset ")).title
                     why.append(f"holds {', '.join(of_other)} of {theirs} images, this run's are of "
                                f"{dataset.title} (a baseline normalizes runs of its own dataset)")
+                if of_classes:
+                    why.append(_classes_words(of_classes, revised[of_classes[0]], dataset))
                 never = "it never flips" if column == "FR" else "its top-5 never changes"
                 why += [f"has no figures for {', '.join(others)}, or a zero normalizer there ({never})"] \
                     if others else []
@@ -212,10 +217,12 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
         ours = variant_of(key)
         if theirs.get("dataset", "imagenet") != ours.get("dataset", "imagenet"):
             revised[cell] = f"dataset {theirs.get('dataset', 'imagenet')}"
+        elif theirs.get("classes") != ours.get("classes"):  # another label space's flips
+            revised[cell] = f"classes {theirs.get('classes') or ''}".rstrip()
         elif theirs.get("source") in ("released", "torch") and theirs.get("source") != ours.get("source"):
             revised[cell] = theirs["source"]
-        elif geometry_rank(theirs) < geometry_rank(ours):  # zoom_blur's square, before 0.7.30
-            revised[cell] = "older"
+        elif geometry_rank(theirs) != geometry_rank(ours):  # zoom_blur's square before 0.7.30
+            revised[cell] = "older" if geometry_rank(theirs) < geometry_rank(ours) else "newer"
     complete = [r for r in results if r.complete]
     samples, pairs = {}, {}
     for r in complete:
@@ -224,6 +231,17 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
             samples[f"fp {cell}"], samples[f"t5d {cell}"] = per_video(r)
             pairs[(r.key.name, int(r.key.level))] = pairs_of(r)
     return FlipBaseline(name, raw_figures(complete), run=run, samples=samples, revised=revised, pairs=pairs)
+
+
+def _classes_words(cells: Sequence[str], how: str, dataset: DatasetInfo) -> str:
+    """Why a baseline's figures of ``cells`` (``how``: ``classes K``, or ``classes`` for cells
+    that name none) normalize none of this run's, whose model's classes ``dataset`` says."""
+    theirs = how.removeprefix("classes").strip()
+    ours = f"a model of {dataset.classes or IMAGENET_CLASSES} classes"
+    held = (f"of a model of {theirs} classes" if theirs else f"of a model of ImageNet's {IMAGENET_CLASSES} "
+            "classes (or one stored before 0.7.30, whose cells did not name the model's classes)")
+    return (f"holds {', '.join(cells)} {held}, this run's are of {ours}: flips among other classes are "
+            "another task (store a baseline of a model of this one's classes, then --baseline NAME)")
 
 
 def geometry_rank(variant: Mapping) -> int:

@@ -43,11 +43,12 @@ def stride(perturbation: str, difficulty: int) -> int:
 WINDOWED = (*GEOMETRIC_PERTURBATIONS, "zoom_blur")
 
 
-def window_side(resize_size: int, crop_size: int) -> int:
-    """The side of the windowed perturbations' windows: :func:`window_size` of the crop,
-    at least ``resize_size + 4`` (the loader's size record lies outside the image), with
-    (side - crop) a multiple of 4."""
-    side = window_size(crop_size, WINDOWED)
+def window_side(resize_size: int, crop_size: int, perturbations: Sequence[str] = WINDOWED) -> int:
+    """The side of the windows of ``perturbations`` (the windowed ones of a selection: zoom_blur
+    alone reads the crop only, 260 px at 256 / 224 where all of them need 564): :func:`window_size`
+    of the crop, at least ``resize_size + 4`` (the loader's size record lies outside the image),
+    with (side - crop) a multiple of 4. The frames do not depend on it."""
+    side = window_size(crop_size, perturbations)
     while side < resize_size + 4:
         side += 4
     return side
@@ -80,6 +81,10 @@ class PerturbationTask:
     #: the dataset (``DATASETS`` key): its preset makes the sequences; other than ImageNet, its
     #: cells' variant names it
     dataset: str = "imagenet"
+    #: the model's classes: other than ImageNet's 1000 on its images, the cells say so (``"classes":
+    #: K``, :func:`~robustbench_gcp.data.datasets.label_space`): flips among 10 classes are
+    #: another task than AlexNet's among 1000, and a baseline normalizes a model of its own classes
+    classes: int | None = None
     keys: tuple[CellKey, ...] = field(init=False)
 
     def __post_init__(self):
@@ -87,7 +92,7 @@ class PerturbationTask:
         if noise and len(self.difficulties) != 1:
             raise ValueError(f"a {self.perturbation} task has one difficulty. Got {self.difficulties}")
         source = "released" if self.source.video_frames else "torch"
-        variant = {"source": source, **dataset_mark(get_dataset(self.dataset)),
+        variant = {"source": source, **dataset_mark(get_dataset(self.dataset, self.classes)),
                    **mark(perturbation_revision(self.perturbation, source))}
         if self.source.window:  # 0.4+: from the whole image, not its centre square (older stores' cells)
             variant["geometry"] = "whole-image"
