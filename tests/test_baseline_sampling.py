@@ -432,6 +432,8 @@ def test_imagenet_p_normalizes_a_model_by_a_baseline_of_its_own_classes_only(dem
     cli("baseline", "--model", "demo-gap", "--name", "gap", "--suite", "imagenet-p", *common)
     ten = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", *common)  # the default: alexnet
     assert ten["metrics"]["mFR"] is None and all(p["FR"] is None for p in ten["perturbations"])
+    assert ten["metrics"]["baseline"] is None and ten["metrics"]["classes"] == 10  # it normalized nothing
+    assert not [n for n in ten["notes"] if "pipeline check" in n], ten["notes"]  # (alexnet's random weights)
     (said,) = [n for n in ten["notes"] if n.startswith("FR left empty")]
     assert "baseline 'alexnet' holds brightness/1, rotate/1 of a model of ImageNet's 1000 classes (or one " \
            "stored before 0.7.30, whose cells did not name the model's classes), this run's are of a model " \
@@ -442,8 +444,15 @@ def test_imagenet_p_normalizes_a_model_by_a_baseline_of_its_own_classes_only(dem
                    "gap", *common)
     assert thousand["metrics"]["mFR"] is None
     assert any("baseline 'gap' holds brightness/1, rotate/1 of a model of 10 classes, this run's are of a "
-               "model of 1000 classes" in n for n in thousand["notes"]), thousand["notes"]
+               "model of ImageNet's 1000 classes (or of other classes, stored before 0.7.30" in n
+               for n in thousand["notes"]), thousand["notes"]
     with Store(store, read_only=True) as s:
         variants = {run.model: {json.loads(key.variant).get("classes") for _, key in s.cells(run.id)
                                 if key.kind == "imagenet-p"} for run in s.runs()}
     assert variants == {"alexnet": {None}, "demo-gap": {10}, "demo-isqrt": {10}}
+    # compared apart, as ImageNet-C's: no paired test of a 10-class model's flips against a 1000-class one's
+    weights = Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth"
+    out = cli("compare", "--model", "alexnet", "--random-weights", "--model", f"demo-gap={weights}",
+              "--suite", "imagenet-p", *common)
+    assert sorted(c["reference"] for c in out["comparisons"]) == ["alexnet", "demo-gap"]
+    assert [len(c["models"]) for c in out["comparisons"]] == [1, 1]  # (no deltas, no tests)

@@ -96,3 +96,21 @@ def test_bad_options_are_one_line_before_any_process(args, message):
     result = CliRunner().invoke(main, ["bench", "pipeline", "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_checkpoint_of_a_model_without_a_torchvision_twin_is_not_advised_to_bench_pipeline():
+    """It said "It fits 'demo-gap' (10 classes): use --model demo-gap.", which bench pipeline then
+    refused as a model without a torchvision twin (helper-244)."""
+    import pytest
+    import torchvision
+
+    from robustbench_gcp.bench.pipeline_speed import _load_torchvision_weights
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as caught:
+        _load_torchvision_weights(torchvision.models.resnet18(), load_config().model("demo-gap").checkpoint,
+                                  "resnet18")
+    said = str(caught.value)
+    assert "It fits 'demo-gap', which has no torchvision twin: bench pipeline times resnet18-gap" in said
+    assert "use --model" not in said

@@ -124,7 +124,9 @@ def test_bench_timings_of_cuda_models_are_of_ieee_float32_as_eval(monkeypatch):
                            num_classes=10)
     perturbation_speed.model_speed(torch.nn.Conv2d(3, 4, 3), crop_size=16, batch_size=2,
                                    device=torch.device("cpu"), repeats=1)
-    assert [str(device) for device in entered] == ["cpu", "cpu"]
+    # the model timed beside each sequence too (only model_speed entered it, helper-244)
+    perturbation_speed.measure(["brightness"], device="cpu", model="demo-gap", batch_size=1, repeats=1)
+    assert [str(device) for device in entered] == ["cpu", "cpu", "cpu"]
 
 
 def test_a_generator_of_another_device_than_the_images_is_named():

@@ -436,7 +436,7 @@ def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(
 
     args = [str(a) for a in ("--model", "demo-gap", "--data", demo_val, "--class-order", "sorted", "--store",
                              tmp_path / "s.db", "--limit", 2, "--workers", 0, "--format", "json", "--suite",
-                             "imagenet-p", "--perturbations", "brightness", "--difficulties", "1,2")]
+                             "imagenet-p", "--perturbations", "brightness,rotate", "--difficulties", "1,2")]
     first = CliRunner().invoke(main, ["eval", *args])
     assert first.exit_code == 0, first.output
     with sqlite3.connect(tmp_path / "s.db") as db:  # the cells as 0.7.29 stored them
@@ -445,7 +445,8 @@ def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(
             assert fields.pop("classes") == 10
             db.execute("UPDATE cells SET variant = ? WHERE id = ?",
                        (json.dumps(fields, sort_keys=True, separators=(",", ":")), cid))
-    again = CliRunner().invoke(main, ["eval", *args])
+    brightness = [a if a != "brightness,rotate" else "brightness" for a in args]
+    again = CliRunner().invoke(main, ["eval", *brightness])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["computed"]["computed"] > 0  # the marked cells, computed anew
     report = CliRunner().invoke(main, ["report", *args[:2], *args[6:8], "--suite", "imagenet-p", "--format",
@@ -455,6 +456,10 @@ def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(
     assert [(p["perturbation"], p["difficulty"]) for p in shown["perturbations"]] == [("brightness", 1),
                                                                                        ("brightness", 2)]
     assert any(n.startswith("demo-gap: 2 cells an earlier version") for n in shown["notes"]), shown["notes"]
+    # rotate, stored before alone (no mark), is left out beside them: a baseline of other classes
+    # would have normalized it (helper-243)
+    assert "demo-gap: rotate/1, rotate/2 were computed before cells named the model's classes (gcp-robust " \
+           "0.7.30) and are left out: `gcp-robust eval` again computes them" in shown["notes"], shown["notes"]
 
 
 def test_a_baseline_of_the_whole_images_zoom_blur_is_later_than_a_runs_square_one(demo_val, tmp_path):

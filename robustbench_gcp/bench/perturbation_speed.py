@@ -187,16 +187,21 @@ def measure(
     classify = _forward(net, crop_size, model_batch_size, torch_device)
     images = photos(batch_size, size).to(torch_device)
     rows, model_seconds = [], []
-    for name in names:
-        if progress:
-            progress(name)
-        # the model timed in turns with each sequence: load from other processes hits both alike
-        row = sequence_speed(images, name, difficulty=difficulty, crop_size=crop_size, repeats=repeats,
-                             beside=classify)
-        model_seconds.append(row.pop("beside_seconds"))
-        row["model_frames_per_second"] = model_batch_size / model_seconds[-1]  # what vs_model divides by
-        row["vs_model"] = row["frames_per_second"] / row["model_frames_per_second"]
-        rows.append(row)
+    from robustbench_gcp.engine.device import float32_as_eval
+
+    # IEEE float32 on CUDA, as eval computes the sequences and the model (cuDNN's default TF32 timed
+    # the model beside them faster than eval runs it, helper-244)
+    with float32_as_eval(torch_device):
+        for name in names:
+            if progress:
+                progress(name)
+            # the model timed in turns with each sequence: load from other processes hits both alike
+            row = sequence_speed(images, name, difficulty=difficulty, crop_size=crop_size, repeats=repeats,
+                                 beside=classify)
+            model_seconds.append(row.pop("beside_seconds"))
+            row["model_frames_per_second"] = model_batch_size / model_seconds[-1]  # what vs_model divides by
+            row["vs_model"] = row["frames_per_second"] / row["model_frames_per_second"]
+            rows.append(row)
     if model_seconds:  # the model's own figure: its best beside any sequence
         fastest = min(model_seconds)
         model_row = {"seconds": fastest, "frames_per_second": model_batch_size / fastest}

@@ -409,11 +409,21 @@ def _load_torchvision_weights(net: torch.nn.Module, checkpoint: str | Path, arch
     """``--checkpoint``'s state dict into torchvision's ``arch``, unwrapped as ``eval`` and
     ``inspect`` read it (``{"state_dict": ...}``, ``{"model": ...}``, ``module.``) and checked as
     they check it (names, shapes, finite weights: ``load_strict``), before either process runs."""
+    from robustbench_gcp.errors import CheckpointError
     from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
     from robustbench_gcp.models.loading import load_strict
 
     loaded = read_state_dict(checkpoint, compute_sha256=False, layout=AS_SAVED, own_keys=net.state_dict())
-    load_strict(net, loaded, name=f"torchvision's {arch} (bench pipeline takes its state dicts)")
+    try:
+        load_strict(net, loaded, name=f"torchvision's {arch} (bench pipeline takes its state dicts)")
+    except CheckpointError as error:
+        fit = error.fit
+        if fit is None or fit.model in TORCHVISION_ARCHS:
+            raise
+        # "use --model demo-gap", which bench pipeline then refused (helper-244)
+        raise CheckpointError(f"{error.args[0]}\n  It fits '{fit.model}', which has no torchvision twin: "
+                              f"bench pipeline times {', '.join(TORCHVISION_ARCHS)} (`gcp-robust eval` "
+                              "evaluates it)") from None
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def for_a_library_run():
     """Inside, Ctrl-C is handled by :func:`stop` (and dropped stops are not printed) where the caller
     left Python's own SIGINT handler on the main thread; elsewhere (the command line's handlers,
     a caller's own, another thread) nothing changes. The run raises a stop dropped after its last
-    batch (as :class:`~robustbench_gcp.errors.Interrupted`, saying how far it got); nothing is
-    left recorded."""
+    batch (as :class:`~robustbench_gcp.errors.Interrupted`, saying how far it got), this one a stop
+    dropped later still (a KeyboardInterrupt: the report was being made); nothing is left recorded."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
@@ -106,6 +106,7 @@ def for_a_library_run():
     sys.unraisablehook = dropped_quietly(unraisable)
     try:
         yield
+        raise_pending()  # one dropped after the run's own last look (its report, the store's closing)
     finally:
         if signal.getsignal(signal.SIGINT) is stop:  # (a handler the caller's code set meanwhile stays)
             signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -50,7 +50,10 @@ def build_report(
     store alone says. ``checkpoint=None`` says the evaluation had no file (a module's own or
     random weights), where the store may name the file of an earlier run with the same weights.
     """
+    # (a baseline that normalizes none of the cells: its notes would speak of figures it gave none of)
     normalizer, baseline_notes = normalizer_for_run(normalizer, run)
+    if not suite.normalizes(normalizer):
+        baseline_notes = []
     identity = run.identity
     weights = identity.get("weights")
     random = weights is None or run.random_weights_seed is not None
@@ -177,6 +180,11 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             if result.key != CLEAN:
                 suite = suite_of_cell(result.key)
                 stored.setdefault((suite.kind, suite.group(result.key)), []).append(result)
+        by_kind: dict[str, dict[str, list[CellResult]]] = {}
+        for (kind, group), cells in stored.items():
+            by_kind.setdefault(kind, {})[group] = cells
+        stored = {(kind, group): cells for kind, groups in by_kind.items()
+                  for group, cells in get_suite(kind).merged_groups(groups).items()}
         found, unreported = [], []
         for (kind, _), cells in stored.items():
             if kind in wanted:

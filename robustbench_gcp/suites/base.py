@@ -343,6 +343,11 @@ class Suite:
         """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""
         return None
 
+    def merged_groups(self, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
+        """One run's cells by :meth:`group`, with groups that are other versions of one another's
+        cells merged (ImageNet-P's before its cells named the model's classes); as they are here."""
+        return groups
+
     def normalizes(self, normalizer: Any) -> bool:
         """Whether a :meth:`normalizer` result normalizes anything (not None)."""
         return normalizer is not None

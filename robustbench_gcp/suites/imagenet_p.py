@@ -32,6 +32,7 @@ test image in test order.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,10 @@ class ImageNetPSuite(LevelledSuite):
 
     kind = "imagenet-p"
     released_data = "perturbed"  # datasets.<name>.perturbed of benchmarks.yaml
-    # whole-image geometric cells (0.4+) report with the centre-square ones of older stores, and a
-    # model's cells that name its classes (0.7.30+) with those of before (one run, one model: the
-    # mark tells versions apart, which latest() does; baselines match it, imagenet_p_summary)
-    unmarked = ("revision", "geometry", "classes")
+    # whole-image geometric cells (0.4+) report with the centre-square ones of older stores; a model's
+    # cells that name its classes (0.7.30+) with those of before through merged_groups (the mark
+    # stays in the group: a 10-class model is compared apart from a 1000-class one, as in ImageNet-C)
+    unmarked = ("revision", "geometry")
     stored_baseline = True
     released_labels = False  # flips need no label: released files read alone need no class check
     source_word = "perturbations"
@@ -336,6 +337,21 @@ class ImageNetPSuite(LevelledSuite):
         return (f"the model's inputs are {input_size} px, but the released {perturbed_name(dataset)} frames "
                 f"are {dataset.released_size} px: they are given to it as they are")
 
+    def merged_groups(self, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
+        """A run's groups of cells with those stored before its cells named the model's classes
+        (0.7.30) in the group of the same cells that do: one run is one model's, so they are its
+        (:meth:`latest` then keeps the marked ones)."""
+        merged = {group: list(cells) for group, cells in groups.items()}
+        for group in list(merged):
+            variant = json.loads(group)
+            if "classes" in variant:
+                continue
+            marked = [other for other in merged if other != group and "classes" in json.loads(other)
+                      and {k: v for k, v in json.loads(other).items() if k != "classes"} == variant]
+            if len(marked) == 1:
+                merged[marked[0]] += merged.pop(group)
+        return merged
+
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the current one where a store also holds one
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3, zoom_blur
@@ -354,6 +370,16 @@ class ImageNetPSuite(LevelledSuite):
         notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
                  "square, a pixel off the centre crop, or not marked with the model's classes) are left "
                  "out; their current versions are shown"] if left else []
+        # beside cells that name the model's classes, those of before name none: a baseline of other
+        # classes would normalize them (helper-243); left out, with what computes them anew
+        if any("classes" in variant_of(r.key) for r in kept):
+            unnamed = [r for r in kept if r.key.kind == self.kind and "classes" not in variant_of(r.key)]
+            if unnamed:
+                kept = [r for r in kept if r not in unnamed]
+                cells = ", ".join(f"{r.key.name}/{r.key.level}" for r in unnamed)
+                notes.append(f"{model}: {cells} {'was' if len(unnamed) == 1 else 'were'} computed before "
+                             "cells named the model's classes (gcp-robust 0.7.30) and are left out: "
+                             "`gcp-robust eval` again computes them")
         # shown as stored, no current version beside them: said (a report of an older store)
         squared = list(dict.fromkeys(r.key.name for r in kept if _squared(r.key)))
         if squared:

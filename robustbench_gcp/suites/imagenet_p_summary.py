@@ -26,7 +26,9 @@ Figures = dict[tuple[str, int], tuple[float, float, int]]
 def perturbed_name(dataset: DatasetInfo) -> str:
     """The -P benchmark of a dataset, for reports: ImageNet-P, CIFAR-10-P, CIFAR-100-P,
     Tiny-ImageNet-P."""
-    return "ImageNet-P" if dataset.name == "imagenet" else f"{dataset.title}-P"
+    if dataset.name == "imagenet":  # a model of its own classes on ImageNet's images: said, as ImageNet-C's
+        return f"ImageNet-P ({dataset.classes} classes)" if dataset.classes is not None else "ImageNet-P"
+    return f"{dataset.title}-P"
 
 
 def dataset_subsets(dataset: DatasetInfo) -> Mapping[str, tuple[str, ...]]:
@@ -184,8 +186,11 @@ def summarize(
         "metrics": {
             "mFR": first.get("mFR"),
             "mT5D": first.get("mT5D"),
-            "baseline": baseline_name if baseline is not None else None,
+            # the baseline's name where it normalized a figure (one of other classes normalizes none)
+            "baseline": baseline_name if any(e["FR"] is not None or e["T5D"] is not None for e in entries)
+            else None,
             "dataset": dataset.name,
+            **({"classes": dataset.classes} if dataset.classes is not None else {}),
             "difficulty": int(level) if level is not None else None,
             "by_difficulty": by_difficulty,
         },
@@ -198,7 +203,13 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     if run is None:
         return FlipBaseline(name, None)
     cells: dict[CellKey, int] = {}  # less the centred-crop mark, the baseline's own (marked) first
-    for cid, key in store.cells(run.id):
+    stored_cells = store.cells(run.id)
+    # a baseline whose cells name its model's classes: those that name none are the same model's,
+    # stored before 0.7.30 (they would normalize a model of ImageNet's 1000 classes, helper-243)
+    named = any("classes" in variant_of(key) for _, key in stored_cells if key.kind == "imagenet-p")
+    for cid, key in stored_cells:
+        if named and key.kind == "imagenet-p" and "classes" not in variant_of(key):
+            continue
         if (plain := _uncropped(key)) not in cells or plain != key:
             cells[plain] = cid
     wanted = {key: _uncropped(key) for key in keys if key.kind == "imagenet-p"}  # run's -> baseline's
@@ -237,7 +248,9 @@ def _classes_words(cells: Sequence[str], how: str, dataset: DatasetInfo) -> str:
     """Why a baseline's figures of ``cells`` (``how``: ``classes K``, or ``classes`` for cells
     that name none) normalize none of this run's, whose model's classes ``dataset`` says."""
     theirs = how.removeprefix("classes").strip()
-    ours = f"a model of {dataset.classes or IMAGENET_CLASSES} classes"
+    ours = (f"a model of {dataset.classes} classes" if dataset.classes else
+            f"a model of ImageNet's {IMAGENET_CLASSES} classes (or of other classes, stored before 0.7.30: "
+            "`gcp-robust eval` again computes them naming those)")
     held = (f"of a model of {theirs} classes" if theirs else f"of a model of ImageNet's {IMAGENET_CLASSES} "
             "classes (or one stored before 0.7.30, whose cells did not name the model's classes)")
     return (f"holds {', '.join(cells)} {held}, this run's are of {ours}: flips among other classes are "
