@@ -444,7 +444,7 @@ def test_imagenet_p_normalizes_a_model_by_a_baseline_of_its_own_classes_only(dem
                    "gap", *common)
     assert thousand["metrics"]["mFR"] is None
     assert any("baseline 'gap' holds brightness/1, rotate/1 of a model of 10 classes, this run's are of a "
-               "model of ImageNet's 1000 classes (or of other classes, stored before 0.7.30" in n
+               "model of ImageNet's 1000 classes (they name none)" in n
                for n in thousand["notes"]), thousand["notes"]
     with Store(store, read_only=True) as s:
         variants = {run.model: {json.loads(key.variant).get("classes") for _, key in s.cells(run.id)
@@ -456,3 +456,36 @@ def test_imagenet_p_normalizes_a_model_by_a_baseline_of_its_own_classes_only(dem
               "--suite", "imagenet-p", *common)
     assert sorted(c["reference"] for c in out["comparisons"]) == ["alexnet", "demo-gap"]
     assert [len(c["models"]) for c in out["comparisons"]] == [1, 1]  # (no deltas, no tests)
+    # a baseline holding rotate from before its cells named their classes, brightness since: rotate
+    # is "an earlier version", not "no figures" (helper-245)
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        (gap,) = db.execute("SELECT run_id FROM baselines WHERE name = 'gap'").fetchone()
+        for cid, variant in db.execute("SELECT id, variant FROM cells WHERE run_id = ? AND name = 'rotate'",
+                                       (gap,)).fetchall():
+            fields = {k: v for k, v in json.loads(variant).items() if k != "classes"}
+            db.execute("UPDATE cells SET variant = ? WHERE id = ?",
+                       (json.dumps(fields, sort_keys=True, separators=(",", ":")), cid))
+    mixed = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", "gap", *common)
+    figures = {p["perturbation"]: p["FR"] for p in mixed["perturbations"]}
+    assert figures["rotate"] is None and figures["brightness"] is not None
+    assert any("baseline 'gap' holds rotate/1 as an earlier version of gcp-robust computed them" in n
+               for n in mixed["notes"]), mixed["notes"]
+
+
+def test_a_baseline_that_never_flips_normalizes_nothing_and_old_groups_join_the_marked_run():
+    """A random-weights baseline that predicts one class never flips: it normalized no figure, yet its
+    notes ("a pipeline check") were said (helper-245). And a 10-class run's unmarked cells of another
+    source than its marked ones stayed a group of their own, normalized by a 1000-class baseline."""
+    from robustbench_gcp.store import CellKey, CellResult
+    from robustbench_gcp.suites import get_suite
+    from robustbench_gcp.suites.imagenet_p_summary import FlipBaseline
+
+    suite = get_suite("imagenet-p")
+    assert not suite.normalizes(FlipBaseline("rw", {("rotate", 1): (0.0, 0.0, 3)}))
+    assert suite.normalizes(FlipBaseline("rw", {("rotate", 1): (0.0, 0.5, 3)}))
+    marked, old = '{"classes":10,"source":"torch"}', '{"source":"released"}'
+    cell = CellResult(CellKey("imagenet-p", "rotate", "1", old), 3, {}, [0], True)
+    assert suite.merged_groups({marked: [], old: [cell]}) == {marked: [cell]}
+    assert suite.merged_groups({old: [cell]}) == {old: [cell]}  # a run of no marked cell: as it is

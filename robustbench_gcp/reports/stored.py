@@ -297,7 +297,7 @@ def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_ce
         mark_partial(report, progress, subset, computing=store.computing(run.id))
     if subset is not None:
         report.normalizer, more = normalizer_for_images(report.normalizer, subset)
-        report.notes += more
+        report.notes += more if suite.normalizes(report.normalizer) else []  # (one that normalized nothing)
     return report
 
 

@@ -207,8 +207,10 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     # a baseline whose cells name its model's classes: those that name none are the same model's,
     # stored before 0.7.30 (they would normalize a model of ImageNet's 1000 classes, helper-243)
     named = any("classes" in variant_of(key) for _, key in stored_cells if key.kind == "imagenet-p")
+    skipped = set()  # (name, level) of those: a run asking for them is told the baseline is older
     for cid, key in stored_cells:
         if named and key.kind == "imagenet-p" and "classes" not in variant_of(key):
+            skipped.add((key.name, key.level))
             continue
         if (plain := _uncropped(key)) not in cells or plain != key:
             cells[plain] = cid
@@ -223,6 +225,8 @@ def baseline_figures(store: Store, name: str, keys: Iterable[CellKey]) -> FlipBa
     held = {(key.name, key.level): variant_of(key) for key in cells if key.kind == "imagenet-p"}
     for key in wanted.values():  # held only of another dataset's images, or from the other source
         theirs, cell = held.get((key.name, key.level)), (key.name, int(key.level))
+        if key not in cells and cell not in revised and theirs is None and (key.name, key.level) in skipped:
+            revised[cell] = "older"  # held from before 0.7.30 alone (it said "no figures ...")
         if key in cells or cell in revised or theirs is None:
             continue
         ours = variant_of(key)
@@ -249,8 +253,7 @@ def _classes_words(cells: Sequence[str], how: str, dataset: DatasetInfo) -> str:
     that name none) normalize none of this run's, whose model's classes ``dataset`` says."""
     theirs = how.removeprefix("classes").strip()
     ours = (f"a model of {dataset.classes} classes" if dataset.classes else
-            f"a model of ImageNet's {IMAGENET_CLASSES} classes (or of other classes, stored before 0.7.30: "
-            "`gcp-robust eval` again computes them naming those)")
+            f"a model of ImageNet's {IMAGENET_CLASSES} classes (they name none)")
     held = (f"of a model of {theirs} classes" if theirs else f"of a model of ImageNet's {IMAGENET_CLASSES} "
             "classes (or one stored before 0.7.30, whose cells did not name the model's classes)")
     return (f"holds {', '.join(cells)} {held}, this run's are of {ours}: flips among other classes are "
