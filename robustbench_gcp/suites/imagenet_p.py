@@ -341,21 +341,21 @@ class ImageNetPSuite(LevelledSuite):
         """A run's groups of cells with those stored before its cells named the model's classes
         (0.7.30) in the group of the same cells that do: one run is one model's, so they are its
         (:meth:`latest` then keeps the marked ones)."""
-        merged = {group: list(cells) for group, cells in groups.items()}
-        for group in list(merged):
-            variant = json.loads(group)
-            if "classes" in variant:
+        named = [group for group in groups if "classes" in json.loads(group)]
+        if not named:
+            return groups
+        merged = {group: list(groups[group]) for group in named}
+        for group, cells in groups.items():
+            if group in merged:
                 continue
-            marked = [other for other in merged if other != group and "classes" in json.loads(other)
-                      and {k: v for k, v in json.loads(other).items() if k != "classes"} == variant]
-            if len(marked) == 1:
-                merged[marked[0]] += merged.pop(group)
-        # one of no counterpart (another source, round trip) beside marked ones: the same model's from
-        # before, which a baseline of ImageNet's classes would normalize (helper-245): into a marked
-        # group, where latest() leaves them out, saying eval computes them anew
-        named = [group for group in merged if "classes" in json.loads(group)]
-        for group in [g for g in merged if named and "classes" not in json.loads(g)]:
-            merged[named[0]] += merged.pop(group)
+            # its marked twin; one of no twin (another source, round trip) is the same model's from
+            # before too, which a baseline of ImageNet's classes would normalize (helper-245): into a
+            # marked group, where latest() leaves it out, saying eval computes it anew
+            variant = json.loads(group)
+            twins = (other for other in named
+                     if {k: v for k, v in json.loads(other).items() if k != "classes"} == variant)
+            twin = next(twins, named[0])
+            merged[twin] += cells
         return merged
 
     def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
