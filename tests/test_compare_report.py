@@ -607,6 +607,38 @@ def test_compare_matrix_functions_on_the_same_weights(image_folder, gap_checkpoi
     assert typo.exit_code == 2 and "unknown square root 'eigh'. Did you mean 'eig'?" in typo.stderr
 
 
+def test_cells_left_out_are_all_named_and_the_reference_is_the_first_of_models(demo_val, tmp_path):
+    """helper-248: the note named the cells not every model has (fog/3) alone, while the comparison
+    left out a severity the means then lacked too (contrast/3) and `cells_left_out` counted both; and
+    `report --models B,A` took the store's first run as the reference, not B."""
+    from robustbench_gcp import evaluate
+
+    store = tmp_path / "s.db"
+    common = dict(suite="imagenet-c", data=str(demo_val), class_order="sorted", store=str(store), workers=0,
+                  limit=8)
+    evaluate("demo-gap", corruptions="fog,contrast", severities=[1, 2, 3], **common)
+    evaluate("demo-isqrt", corruptions="fog", severities=[1, 2], **common)
+    evaluate("demo-isqrt", corruptions="contrast", severities=[1, 2, 3], **common)
+    report = ["report", "--store", str(store), "--suite", "imagenet-c", "--format", "json",
+              "--resamples", "100"]
+    result = CliRunner().invoke(main, report)
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    assert comparison["reference"] == "demo-gap"
+    assert [m["cells_left_out"] for m in comparison["models"]] == [2, 0]
+    assert comparison["notes"][0] == (
+        "demo-gap: 2 cells left out of the comparison: 1 that not every compared model has (fog/3), and 1 "
+        "that its means leave out then, at a severity not every compared corruption has (contrast/3)"
+        + ALIGNED)
+    assert not any(n.startswith("demo-isqrt:") for n in comparison["notes"])
+    result = CliRunner().invoke(main, [*report, "--models", "demo-isqrt,demo-gap"])
+    assert result.exit_code == 0, result.output
+    (comparison,) = json.loads(result.stdout)["comparisons"]
+    assert comparison["reference"] == "demo-isqrt"
+    assert [m["model"] for m in comparison["models"]] == ["demo-isqrt", "demo-gap"]
+    assert [m["cells_left_out"] for m in comparison["models"]] == [0, 2]
+
+
 def test_report_compares_common_cells_and_separates_image_sets(demo_val, tmp_path):
     from robustbench_gcp import evaluate
 

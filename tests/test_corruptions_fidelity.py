@@ -16,6 +16,7 @@ from corruptions import corrupt, get_corruption, list_corruptions
 from corruptions._ops import grid_doubles, on_grid
 from corruptions.reference import (
     ORIGINAL_DIFFERS,
+    ORIGINAL_ROWS,
     corrupt_reference,
     load_imagecorruptions,
     original_function,
@@ -171,6 +172,79 @@ def test_random_corruptions_with_the_reference_draws(name, photos):
         tolerance = PAIRED_TOLERANCE.get(name, 1e-3)
         tolerance = tolerance[severity] if isinstance(tolerance, dict) else tolerance
         assert _mad255(ours, ref) < tolerance, (name, severity)
+
+
+def test_the_references_rows_are_the_ports_but_typed_apart():
+    """The rows the references convert their draws with (and the original snow's) are typed from
+    the original, not read from the port's tables: equal to them, yet a port's typo cannot move them."""
+    for name, rows in ORIGINAL_ROWS.items():
+        assert tuple(rows) == tuple(get_corruption(name).parameters["imagenet"]), name
+
+
+#: the constant of a row that the paired comparison sees: snow's loc and scale shape its draws,
+#: which the port is given as they are (the PSNR statistics test those), its threshold does not
+APPLIED = {"snow": 3}
+
+
+def _with_wrong_constant(spec, severity: int, factor: float = 1.25):
+    """``spec`` with one number of its ImageNet row at ``severity`` multiplied by ``factor`` (a wrong
+    constant in the port's table; glass_blur's delta and passes stay, they shape the draws)."""
+    import dataclasses
+
+    rows = list(spec.parameters["imagenet"])
+    row = rows[severity - 1]
+    if isinstance(row, tuple):
+        at = APPLIED.get(spec.name, 0)
+        row = (*row[:at], row[at] * factor, *row[at + 1:])
+    else:
+        row = row * factor
+    rows[severity - 1] = row
+    return dataclasses.replace(spec, parameters={**spec.parameters, "imagenet": tuple(rows)})
+
+
+def _typo(monkeypatch, name: str) -> None:
+    """A wrong severity-3 constant in the port's table of ``name``, where the registry holds it and
+    (snow) in the module constant the original snow's reference read before."""
+    from corruptions import weather
+    from corruptions._registry import CORRUPTIONS
+
+    wrong = _with_wrong_constant(get_corruption(name), 3)
+    monkeypatch.setitem(CORRUPTIONS._entries, name, wrong)
+    if name == "snow":
+        monkeypatch.setattr(weather, "SNOW", wrong.parameters["imagenet"])
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_ROWS))
+def test_a_wrong_constant_in_the_ports_table_shows_in_the_paired_comparison(name, photos, monkeypatch):
+    """helper-246: the references read the port's own tables, so a paired comparison (and the
+    original snow's statistics) followed a wrong constant there: MAD 1e-7 with gaussian_noise's
+    0.08 as 0.10, 1e-6 with snow's threshold 0.9 as 0.6."""
+    spec = get_corruption(name)
+    ref, params = reference_with_draws(photos, name, 3, seed=[7, 8], follow_original=name in ORIGINAL_DIFFERS)
+    assert _mad255(spec.apply(photos, 3, params).clamp(0, 1), ref) < PAIRED_TOLERANCE.get(name, 1e-3)
+    _typo(monkeypatch, name)  # as a typo in the port's table: the registry (and its module) hold it
+    wrong = get_corruption(name)
+    ref, params = reference_with_draws(photos, name, 3, seed=[7, 8], follow_original=name in ORIGINAL_DIFFERS)
+    assert _mad255(wrong.apply(photos, 3, params).clamp(0, 1), ref) > 0.1, name
+
+
+def test_bench_fidelity_fails_on_a_wrong_constant(monkeypatch):
+    """A row whose MAD is 0.01/255 or more is marked DIFFERS and the command exits with status 1,
+    naming it; a port that agrees exits 0."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    command = ["bench", "fidelity", "--images", "1", "--seeds", "1", "--corruptions", "snow,brightness",
+               "--severities", "3"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("agrees") >= 2 and "DIFFERS" not in result.output
+    _typo(monkeypatch, "snow")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert "DIFFERS" in result.output
+    assert "1 row of 2 differs from the reference by 0.01/255 or more (MAD): snow 3" in result.output
 
 
 @pytest.mark.parametrize("size", [64, 100])

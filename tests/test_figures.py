@@ -556,15 +556,41 @@ def test_many_models_legend_in_columns_and_equal_accuracies_a_marker_apart(tmp_p
     assert min(b - a for a, b in zip(xs, xs[1:])) >= 0.02 * 4 - 1e-9
 
 
+def _ce_reports(models) -> list:
+    """Reports of fog and snow CEs: (name, severities of its cells per corruption, severities its
+    means average)."""
+    return [SimpleNamespace(model=name, heading="imagenet-c", sections={
+        "per_corruption": [{"corruption": c, "CE": 80.0, "severities": list(averaged)}
+                           for c in ("fog", "snow")],
+        "cells": [{"corruption": c, "severity": s} for c in ("fog", "snow") for s in stored[c]],
+        "metrics": {"mCE": 80.0, "corruptions": ["fog", "snow"], "baseline": "base"}})
+        for name, stored, averaged in models]
+
+
 def test_mces_over_other_severities_say_which(tmp_path, monkeypatch):
     from robustbench_gcp.suites.charts import ce_bars
 
     seen = _layout(monkeypatch)
-    reports = [SimpleNamespace(model=name, heading="imagenet-c", sections={
-        "per_corruption": [{"corruption": c, "CE": 80.0} for c in ("fog", "snow")],
-        "cells": [{"corruption": c, "severity": s} for c in ("fog", "snow") for s in severities],
-        "metrics": {"mCE": 80.0, "corruptions": ["fog", "snow"], "baseline": "base"}})
-        for name, severities in (("a", (1, 2, 3, 4, 5)), ("b", (1, 3)))]
-    ce_bars(reports, tmp_path / "ce.png")
+    ce_bars(_ce_reports([("a", {"fog": (1, 2, 3, 4, 5), "snow": (1, 2, 3, 4, 5)}, (1, 2, 3, 4, 5)),
+                         ("b", {"fog": (1, 3), "snow": (1, 3)}, (1, 3))]), tmp_path / "ce.png")
     assert seen[0].legends == [["a (mCE 80.0 at severities 1, 2, 3, 4, 5)",
                                 "b (mCE 80.0 at severities 1, 3)"]]
+
+
+def test_mce_severities_are_those_its_means_average_not_its_cells(tmp_path, monkeypatch):
+    """helper-248: b's fog lacks severity 3, so its own means average 1, 2 (a's 1-3); the legend
+    said nothing, the severities of the cells being alike. And a severity 4 that a stored for fog
+    alone was named in its legend though its mCE leaves it out."""
+    from robustbench_gcp.suites.charts import ce_bars
+    from robustbench_gcp.suites.imagenet_c import ImageNetCSuite
+
+    seen = _layout(monkeypatch)
+    reports = _ce_reports([("a", {"fog": (1, 2, 3, 4), "snow": (1, 2, 3)}, (1, 2, 3)),
+                           ("b", {"fog": (1, 2), "snow": (1, 2, 3)}, (1, 2))])
+    ce_bars(reports, tmp_path / "ce.png")
+    assert seen[0].legends == [["a (mCE 80.0 at severities 1, 2, 3)", "b (mCE 80.0 at severities 1, 2)"]]
+    # the paper-style Markdown table of each model's own figures says it too
+    table = ImageNetCSuite().detail_markdown(reports)
+    assert "| model | mCE | mCE of |" in table and "| a | 80.0 | at severities 1, 2, 3 |" in table, table
+    alike = _ce_reports([("a", {"fog": (1, 2), "snow": (1, 2)}, (1, 2))] * 2)
+    assert "mCE of" not in ImageNetCSuite().detail_markdown(alike)

@@ -151,3 +151,32 @@ def test_every_report_of_random_weights_says_so(demo_val, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(r["model"] for r in json.loads(result.stdout)["reports"]) == ["demo-isqrt@demo-isqrt",
                                                                                  "demo-isqrt@own"]
+
+
+def test_a_run_evaluated_under_another_name_says_it_takes_that_name(demo_val, tmp_path):
+    """helper-247: the same weights and settings under a second name reuse the stored run, whose
+    label became that name without a word (`report --models` of the first then found nothing)."""
+    import yaml
+
+    from robustbench_gcp.config import default_config_path
+
+    config = yaml.safe_load(default_config_path().read_text())
+    config["models"]["demo-gap-copy"] = config["models"]["demo-gap"]  # one file, two names
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    store = tmp_path / "s.db"
+    common = ["--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1", "--data", str(demo_val),
+              "--class-order", "sorted", "--store", str(store), "--workers", "0", "--limit", "6",
+              "--config", str(tmp_path / "cfg.yaml")]
+    first = CliRunner().invoke(main, ["eval", "-m", "demo-gap", *common])
+    assert first.exit_code == 0, first.output
+    assert "the store holds a run" not in first.stderr
+    again = CliRunner().invoke(main, ["eval", "-m", "demo-gap-copy", *common])
+    assert again.exit_code == 0, again.output
+    note = ("the store holds a run of these weights and settings as demo-gap: its results are reused, and "
+            "reports show it as demo-gap-copy from now on (`report --models demo-gap-copy`); to keep both "
+            "names apart, give another --store")
+    assert f"demo-gap-copy: {note}" in " ".join(again.stderr.split()), again.stderr
+    assert [r["model"] for r in stored_reports(store)] == ["demo-gap-copy"]
+    assert not evaluate("demo-gap", name="demo-gap-copy", data=str(demo_val), class_order="sorted",
+                        store=str(store), workers=0, limit=6, suite="imagenet-c", corruptions="fog",
+                        severities=[1]).notes.count(note)

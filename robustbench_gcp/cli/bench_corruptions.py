@@ -161,14 +161,16 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
     difference. The reference is imagecorruptions, or the original
     ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
     elastic_transform, frost, snow); with --preset cifar / tinyimagenet, the
-    transcription of make_cifar_c.py / make_tinyimagenet_c.py.
+    transcription of make_cifar_c.py / make_tinyimagenet_c.py. A row agrees
+    where its MAD is below 0.01/255 (float error only); the command exits
+    with status 1 when one does not.
 
     \b
     Example:
       gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
       gcp-robust bench fidelity --preset cifar --images 8 --seeds 8
     """
-    from robustbench_gcp.bench.corruption_fidelity import fidelity
+    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT, fidelity
     from robustbench_gcp.bench.corruption_speed import reference_description
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.cli.progress import item_bar
@@ -197,18 +199,28 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
         Column("std", "std /255", ".2f"),
         Column("std_reference", "std ref", ".2f"),
         Column("std_diff", "dstd", "+.2f"),
+        Column("verdict", justify="left"),
     ]
+    verdicts = {True: "agrees", False: "DIFFERS", None: "-"}
+    shown = [{**row, "verdict": verdicts[row["agrees"]]} for row in rows]
     reference = ("imagecorruptions (the original ImageNet-C algorithm for pixelate, "
                  "elastic_transform, frost, snow)" if preset == "imagenet"
                  else reference_description(preset).replace(" on the CPU", ""))
     emit(
-        rows, columns, fmt="json" if as_json else "table",
+        shown, columns, fmt="json" if as_json else "table",
         title=f"Corruption fidelity: {counted(images, 'image')} x {counted(seeds, 'seed')}, {size} px, "
               f"preset {preset}",
         caption=f"reference: {reference}. MAD is paired (same random draws) for random "
-        "corruptions; PSNR/std over independent draws",
+        f"corruptions; a row agrees where it is below {AGREEMENT}/255. PSNR/std over independent "
+        "draws (they test the random draws, the MAD the rest)",
         json_obj={"settings": {"images": images, "seeds": seeds,
                                "glass_blur_images": glass_blur_images,
                                "severities": severity_list, "size": size},
                   "preset": preset, "reference": reference, "rows": rows},
     )
+    differing = [f"{row['corruption']} {row['severity']}" for row in rows if row["agrees"] is False]
+    if differing:  # a script's check: a wrong constant or algorithm is not a table to read by eye
+        verb = "differs" if len(differing) == 1 else "differ"
+        raise click.ClickException(
+            f"{counted(len(differing), 'row')} of {len(rows)} {verb} from the reference by "
+            f"{AGREEMENT}/255 or more (MAD): {', '.join(differing)}")

@@ -395,6 +395,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     from robustbench_gcp.engine.runner import (
         ExecutionStats,
         ProgressHook,
+        advance_total,
         cell_ids_of,
         check_all_stored,
         make_workload,
@@ -485,8 +486,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 except GcpRobustError as failure:
                     stored_error = failure
                     break
-                if hasattr(progress, "advance_total"):  # optional in a hook (execution.HOOK_METHODS)
-                    progress.advance_total(sum(results[0].n for _, results, _ in item[1]))
+                advance_total(progress, sum(results[0].n for _, results, _ in item[1]))
         failed = [item.error(rank, job.world_size) for rank, item in gathered
                   if isinstance(item, _Failed) and rank != job.rank]
         if problems := [e for e in (error, stored_error) if e is not None] + failed:

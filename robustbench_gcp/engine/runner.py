@@ -217,6 +217,14 @@ class ProgressHook:
         """A line for the person watching (a run that starts afresh beside another ...)."""
 
 
+def advance_total(progress: ProgressHook, n_images: int) -> None:
+    """``progress.advance_total(n_images)`` where the hook has it: a hook need not subclass
+    :class:`ProgressHook`, and that method is optional in one (``execution.HOOK_METHODS``)."""
+    method = getattr(progress, "advance_total", None)
+    if method is not None:
+        method(n_images)
+
+
 @dataclass
 class Context:
     """What tasks need besides their batch."""
@@ -611,8 +619,7 @@ class Leasing:
         claims = self.store.claim(load.shard, groups)
         for group in (group for group, got in zip(groups, claims, strict=True) if got is Claim.DONE):
             self.stats.units_skipped += len(group)
-            if hasattr(self.progress, "advance_total"):  # optional in a hook (execution.HOOK_METHODS)
-                self.progress.advance_total(len(self.shards[load.shard]))
+            advance_total(self.progress, len(self.shards[load.shard]))
         busy = tuple(i for i, got in zip(load.tasks, claims, strict=True) if got is Claim.BUSY)
         if busy:
             self.busy.append(Load(load.shard, load.source, busy))

@@ -191,9 +191,11 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             raise DataError(f"data path {shown} has a name that is not UTF-8: rename it")
     with Store(options.store) as store:
         # the clean images' folder; a run given released files alone records none (the notes name those)
+        before = store.stored_label(identity)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=data,
                          n_images=len(plan.images), shard_size=options.shard_size)
+        renamed = renamed_notes(before, info)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         held = stored_shards(store, info.id) > 0
@@ -205,7 +207,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
         reused = own_code_notes(plan, held and (fresh is None or ours not in fresh))
         others = other_settings(store, info, held)
         if progress is not None:
-            said = [*plan.notes, *built, *unused, *limit_notes(plan), *moved_notes(plan, info),
+            said = [*plan.notes, *built, *unused, *limit_notes(plan), *renamed, *moved_notes(plan, info),
                     *moved_release, *edited, *reused, *released_size_notes(plan, info)]
             for line in [*(f"{plan.model.label}: {note}" for note in said), *others]:
                 progress.say(line)
@@ -241,7 +243,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                                    "image list without it is a new run, started afresh)"), error) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name,
-                         said=[*built, *unused, *moved_release, *edited, *reused, *others])
+                         said=[*built, *unused, *renamed, *moved_release, *edited, *reused, *others])
 
 
 def _noted(error: Exception, before: Exception) -> Exception:
@@ -382,6 +384,17 @@ def released_size_notes(plan: Plan, info: RunInfo) -> list[str]:
     if input_size == size:
         return []
     return [plan.suite.released_size_note(dataset, input_size, clean=plan.data is not None)]
+
+
+def renamed_notes(before: str | None, info: RunInfo) -> list[str]:
+    """The note on a stored run of the same weights and settings under another name, which this
+    one now labels: its results are reused, and reports show it under this name (it changed
+    without a word, and ``report --models OLD`` then found nothing: helper-247)."""
+    if before is None or before == info.model:
+        return []
+    return [f"the store holds a run of these weights and settings as {before}: its results are reused, and "
+            f"reports show it as {info.model} from now on (`report --models {info.model}`); to keep both "
+            "names apart, give another --store"]
 
 
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,6 +54,9 @@ from robustbench_gcp.stats import (
     wilson,
 )
 from robustbench_gcp.suites import get_suite
+
+if TYPE_CHECKING:
+    from robustbench_gcp.store import CellKey
 
 
 def _statistic(d: Design, metric: str, offset: int = 0) -> Callable[[np.ndarray], np.ndarray]:
@@ -255,8 +259,7 @@ def compare_reports(
             model["partial"] = report.partial is not None
             # its figures are not its report's: the cells its report's figures use that the
             # comparison's do not (not every model has them; severities not every corruption has)
-            used = {r.key for r in report.cells} - suite.unused_cells(report.cells)
-            model["cells_left_out"] = len(used - ({r.key for r in compared} - suite.unused_cells(compared)))
+            model["cells_left_out"] = len(cells_left_out(suite, report, compared))
             model["precision"], model["device"] = report.precision, report.device
             model["memory_format"] = report.memory_format
         comparison["n_images"] = group[0].n_images
@@ -348,14 +351,34 @@ def _common_cells(group: Sequence[Report]) -> tuple[list[list], list[str]]:
     common = set.intersection(*aligned)
     notes, out = [], []
     for report, cells in zip(group, aligned):
-        extra = sorted(cells - common)
-        results = list(report.cells)
-        if extra:
-            shown = listed([suite.alignment_text(cell) for cell in extra], 8)
-            what = "1 cell that not every compared model has is" if len(extra) == 1 else \
-                f"{len(extra)} cells that not every compared model has are"
-            notes.append(f"{report.model}: {what} left out of the comparison ({shown}){ALIGNED}")
-            left_out = set(extra)
-            results = [r for r in results if not suite.owns(r.key) or suite.alignment(r.key) not in left_out]
+        extra = cells - common
+        results = [r for r in report.cells if not suite.owns(r.key) or suite.alignment(r.key) not in extra]
+        if left_out := {suite.alignment(key) for key in cells_left_out(suite, report, results)}:
+            notes.append(_left_out_note(report.model, suite, left_out & extra, left_out - extra))
         out.append(results)
     return out, notes
+
+
+def cells_left_out(suite, report: Report, compared: Sequence) -> set[CellKey]:
+    """The cells that ``report``'s own figures use and the comparison's, made of ``compared``, do
+    not: those not every compared model has, and those its means then leave out (ImageNet-C: a
+    severity that, without them, not every compared corruption has)."""
+    used = {r.key for r in report.cells} - suite.unused_cells(report.cells)
+    return used - ({r.key for r in compared} - suite.unused_cells(compared))
+
+
+def _left_out_note(model: str, suite, extra: set, besides: set) -> str:
+    """The note on a model's cells left out of a comparison (as alignments): ``extra``, which not
+    every compared model has, and ``besides``, which its means leave out then; together its
+    ``cells_left_out`` (the note named the first alone: 1 cell beside a count of 3, helper-248)."""
+    def shown(cells) -> str:
+        return listed([suite.alignment_text(cell) for cell in sorted(cells)], 8)
+
+    if not besides:
+        what = "1 cell that not every compared model has is" if len(extra) == 1 else \
+            f"{len(extra)} cells that not every compared model has are"
+        return f"{model}: {what} left out of the comparison ({shown(extra)}){ALIGNED}"
+    at = "a severity" if len({cell[1] for cell in besides}) == 1 else "severities"
+    return (f"{model}: {counted(len(extra | besides), 'cell')} left out of the comparison: "
+            f"{len(extra)} that not every compared model has ({shown(extra)}), and {len(besides)} that its "
+            f"means leave out then, at {at} not every compared corruption has ({shown(besides)}){ALIGNED}")

@@ -170,9 +170,11 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     reports, untold = [], []  # untold: notes of runs with no report to carry them
     runs = store.runs()
     labels = run_labels(runs)
+    runs = [run for run in runs if _chosen(run, models, labels)]
+    if models:  # in the order --models names them, whose first is the comparisons' reference (helper-248:
+        # the store's order made a random-weights check listed last the reference of every test)
+        runs.sort(key=lambda run: next(i for i, name in enumerate(models) if _chosen(run, [name], labels)))
     for run in runs:
-        if not _chosen(run, models, labels):
-            continue
         every = store.results(run)
         clean_cells = [r for r in every if r.key == CLEAN]
         stored: dict[tuple[str, str], list[CellResult]] = {}  # complete or not

@@ -66,6 +66,11 @@ def _reads(method):
     return reading
 
 
+def _run_key(identity_json: str) -> str:
+    """A run's key: the first 32 hex digits of its canonical identity's sha256."""
+    return hashlib.sha256(identity_json.encode()).hexdigest()[:32]
+
+
 class Store:
     """The results store in one SQLite file (created on first use where the folder is writable).
 
@@ -188,7 +193,8 @@ class Store:
         n_images: int,
         shard_size: int,
     ) -> RunInfo:
-        """Find the run with this identity, or create it (its model label becomes ``model``).
+        """Find the run with this identity, or create it. Its model label becomes ``model`` (the
+        name it was last evaluated under; :meth:`stored_label` tells the one it had before).
 
         Raises:
             ValueError: ``n_images`` or ``shard_size`` below 1 (such a row is refused on reading:
@@ -198,7 +204,7 @@ class Store:
             raise ValueError(f"a run needs images and shards: n_images {n_images!r} and shard_size "
                              f"{shard_size!r} should be positive integers")
         text = canonical_json(identity)
-        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        key = _run_key(text)
         row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
         if row is not None and (row[2] == model or self.read_only):
             return RunInfo.from_row(row)
@@ -210,6 +216,13 @@ class Store:
             )
             db.execute("UPDATE runs SET model = ? WHERE key = ?", (model, key))
         return RunInfo.from_row(self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone())
+
+    @_reads
+    def stored_label(self, identity: dict) -> str | None:
+        """The model label of the stored run with this identity (None: there is none yet)."""
+        row = self.db.execute("SELECT model FROM runs WHERE key = ?",
+                              (_run_key(canonical_json(identity)),)).fetchone()
+        return None if row is None else row[0]
 
     @_reads
     def run_by_key(self, key: str) -> RunInfo:

@@ -87,6 +87,40 @@ def _no_mce(report) -> str:
     return f"no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
 
 
+def mean_scopes(reports: Sequence[Report]) -> list[tuple[tuple[str, ...], tuple[int, ...]] | None]:
+    """What each report's mCE averages, (corruptions, severities); None where it has no mCE. The
+    severities are its mean corruptions' CEs' (its own report's), not its cells', which held a
+    severity it stored for some corruptions only (helper-248: mCEs of severities 1-3 and 1-2 side by
+    side without a word, or a legend naming a severity 4 the mCE left out)."""
+    scopes = []
+    for r in reports:
+        metrics = r.sections["metrics"]
+        over = tuple(metrics.get("corruptions") or ())
+        severities = tuple(sorted({s for e in r.sections["per_corruption"] if e["corruption"] in over
+                                   for s in e.get("severities") or ()}))
+        scopes.append((over, severities) if metrics.get("mCE") is not None else None)
+    return scopes
+
+
+def mean_scope_texts(reports: Sequence[Report]) -> list[str]:
+    """Each report's ``over 4 corruptions at severities 1, 2`` where the models' mCEs average other
+    corruptions or severities (they do not compare), else ""; "" for one without an mCE."""
+    scopes = mean_scopes(reports)
+    averaged = [scope for scope in scopes if scope is not None]
+    other_corruptions = len({over for over, _ in averaged}) > 1
+    other_severities = len({severities for _, severities in averaged}) > 1
+    texts = []
+    for scope in scopes:
+        of = []
+        if scope is not None and other_corruptions:
+            over = scope[0]
+            of.append(f"over {_names(over)}" if len(over) <= 3 else f"over {len(over)} corruptions")
+        if scope is not None and other_severities:
+            of.append(f"at severities {', '.join(map(str, scope[1]))}")
+        texts.append(" ".join(of))
+    return texts
+
+
 def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -> Path | None:
     """CE per corruption as grouped bars, a bar per model (the baseline's = 100); a model's missing
     CE is marked "n/a". Each model's mCE in the legend is its own report's: where the models average
@@ -106,27 +140,16 @@ def ce_bars(reports: Sequence[Report], path: Path, heading: str | None = None) -
                        "CE here (the notes say why); the error-against-severity figure shows the errors")
     corruptions = list(dict.fromkeys(e["corruption"] for r in reports for e in r.sections["per_corruption"]))
 
-    def severities_of(r) -> tuple[int, ...]:
-        return tuple(sorted({c["severity"] for c in r.sections.get("cells") or ()}))
-
-    averaged = {(tuple(r.sections["metrics"].get("corruptions") or ()), severities_of(r))
-                for r in reports if r.sections["metrics"].get("mCE") is not None}
+    averaged = {scope for scope in mean_scopes(reports) if scope is not None}
     # the same reason for every model (a CE its baseline lacks): said once, in the legend's title
     shared = {_no_mce(r) for r in reports} if len(reports) > 1 and not averaged else set()
     shared_why = next(iter(shared)) if len(shared) == 1 else None
     series = {}
-    for r in reports:
+    for r, of in zip(reports, mean_scope_texts(reports)):
         ce_of = {e["corruption"]: e["CE"] for e in r.sections["per_corruption"]}
         mce = r.sections["metrics"].get("mCE")
-        over = r.sections["metrics"].get("corruptions") or ()
-        # mCEs over other corruption sets (or severities) do not compare: say which each averages
-        of = ""
-        if len({corruption_set for corruption_set, _ in averaged}) > 1:
-            of = f" over {_names(over)}" if len(over) <= 3 else f" over {len(over)}"
-        if len({severities for _, severities in averaged}) > 1:
-            of += f" at severities {', '.join(map(str, severities_of(r)))}"
         if mce is not None:
-            label = f"{r.model} (mCE {decimal_format(mce, '.1f')}{of})"
+            label = f"{r.model} (mCE {decimal_format(mce, '.1f')}{' ' + of if of else ''})"
         elif all(ce is None for ce in ce_of.values()):
             label = f"{r.model} (no CE)"
         elif shared_why:
