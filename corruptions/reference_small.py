@@ -50,7 +50,7 @@ from skimage.filters import gaussian
 
 from corruptions._registry import PRESET_SIZES
 
-__all__ = ["SCRIPTS", "SMALL_PRESETS", "TABLES", "script_function", "script_row"]
+__all__ = ["SCRIPTS", "SMALL_PRESETS", "TABLES", "script_function", "script_row", "script_rows"]
 
 #: the presets transcribed here, and their generation scripts
 SCRIPTS = {"cifar": "make_cifar_c.py", "tinyimagenet": "make_tinyimagenet_c.py"}
@@ -118,9 +118,14 @@ TABLES: dict[str, tuple[tuple, tuple]] = {
 }
 
 
+def script_rows(name: str, preset: str) -> tuple:
+    """The script's ``c`` rows for ``name`` of ``preset`` (cifar / tinyimagenet), severities 1..5."""
+    return TABLES[name][SMALL_PRESETS.index(preset)]
+
+
 def script_row(name: str, preset: str, severity: int) -> Any:
     """The script's ``c`` for ``name`` at ``severity`` (1..5) of ``preset`` (cifar / tinyimagenet)."""
-    return TABLES[name][SMALL_PRESETS.index(preset)][severity - 1]
+    return script_rows(name, preset)[severity - 1]
 
 
 @dataclass(frozen=True)

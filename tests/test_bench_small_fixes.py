@@ -59,7 +59,7 @@ def test_fidelity_table_prints_small_max_with_the_mads_format(monkeypatch):
     import robustbench_gcp.bench.corruption_fidelity as corruption_fidelity
 
     row = {"corruption": "fog", "severity": 1, "reference": "imagecorruptions",
-           "mad": 1.86e-06, "max_abs": 3.05e-05, "agrees": True}
+           "mad": 1.86e-06, "max_abs": 3.05e-05, "agrees": True, "table": True}
     monkeypatch.setattr(corruption_fidelity, "fidelity", lambda names, **kwargs: [row])
     result = run("bench", "fidelity", "--corruptions", "fog", "--severities", "1",
                  "--images", "1", "--seeds", "1")

@@ -807,9 +807,11 @@ def test_paper_tables_have_every_models_corruptions(demo_val, tmp_path):
                                              "markdown", "--models", models]).stdout
         lines = markdown.splitlines()  # the demo's 10 classes: errors, not AlexNet's CE
         at = next(i for i, line in enumerate(lines) if line.startswith("| model | mean |"))
-        assert lines[at] == "| model | mean | gaussian noise | fog |", markdown
+        # each mean of its own corruption: said (helper-249)
+        assert lines[at] == "| model | mean | mean of | gaussian noise | fog |", markdown
         rows = [line for line in lines[at:] if line.startswith("| demo-")]
         assert len(rows) == 2 and all(row.count(" - ") == 1 for row in rows), rows
+        assert [row.split(" | ")[0] for row in rows] == [f"| {model}" for model in models.split(",")]
         # the headline table (--no-intervals) comes first
         assert lines.index("| model | images | clean err % | mean err % | mean acc % |") < at
         # the notes come with it, each saying whose it is where the models differ

@@ -8,6 +8,8 @@ blocks that re-implement OpenCV are checked against OpenCV directly.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -177,8 +179,15 @@ def test_random_corruptions_with_the_reference_draws(name, photos):
 def test_the_references_rows_are_the_ports_but_typed_apart():
     """The rows the references convert their draws with (and the original snow's) are typed from
     the original, not read from the port's tables: equal to them, yet a port's typo cannot move them."""
-    for name, rows in ORIGINAL_ROWS.items():
-        assert tuple(rows) == tuple(get_corruption(name).parameters["imagenet"]), name
+    from corruptions import PRESETS
+    from corruptions.reference import original_rows, table_differs
+
+    assert sorted(ORIGINAL_ROWS) == sorted(list_corruptions("all"))
+    for name in ORIGINAL_ROWS:
+        for preset in PRESETS:
+            rows = [tuple(r) if isinstance(r, tuple) else r for r in get_corruption(name).parameters[preset]]
+            assert list(original_rows(name, preset)) == rows, (name, preset)
+            assert not any(table_differs(name, severity, preset) for severity in range(1, 6))
 
 
 #: the constant of a row that the paired comparison sees: snow's loc and scale shape its draws,
@@ -189,8 +198,6 @@ APPLIED = {"snow": 3}
 def _with_wrong_constant(spec, severity: int, factor: float = 1.25):
     """``spec`` with one number of its ImageNet row at ``severity`` multiplied by ``factor`` (a wrong
     constant in the port's table; glass_blur's delta and passes stay, they shape the draws)."""
-    import dataclasses
-
     rows = list(spec.parameters["imagenet"])
     row = rows[severity - 1]
     if isinstance(row, tuple):
@@ -214,7 +221,8 @@ def _typo(monkeypatch, name: str) -> None:
         monkeypatch.setattr(weather, "SNOW", wrong.parameters["imagenet"])
 
 
-@pytest.mark.parametrize("name", sorted(ORIGINAL_ROWS))
+@pytest.mark.parametrize("name", ["elastic_transform", "fog", "gaussian_noise", "glass_blur", "shot_noise",
+                                  "snow", "speckle_noise"])  # those whose draws are converted with a row
 def test_a_wrong_constant_in_the_ports_table_shows_in_the_paired_comparison(name, photos, monkeypatch):
     """helper-246: the references read the port's own tables, so a paired comparison (and the
     original snow's statistics) followed a wrong constant there: MAD 1e-7 with gaussian_noise's
@@ -229,22 +237,45 @@ def test_a_wrong_constant_in_the_ports_table_shows_in_the_paired_comparison(name
 
 
 def test_bench_fidelity_fails_on_a_wrong_constant(monkeypatch):
-    """A row whose MAD is 0.01/255 or more is marked DIFFERS and the command exits with status 1,
-    naming it; a port that agrees exits 0."""
+    """A row whose MAD is 0.01/255 or more, or whose constants are not the original script's, is
+    marked DIFFERS and the command exits with status 1, naming it; a port that agrees exits 0. fog's
+    plasma decay is handed to the port in its plasma, so the MAD cannot see it: the table check does
+    (helper-249)."""
+    from click.testing import CliRunner
+
+    from corruptions.reference import table_differs
+    from robustbench_gcp.cli import main
+
+    command = ["bench", "fidelity", "--images", "1", "--seeds", "1", "--corruptions", "snow,brightness,fog",
+               "--severities", "3"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("agrees") >= 3 and "DIFFERS" not in result.output
+    _typo(monkeypatch, "snow")
+    fog = get_corruption("fog")
+    decay = [tuple(row) for row in fog.parameters["imagenet"]]
+    decay[2] = (decay[2][0], 2.4)
+    from corruptions._registry import CORRUPTIONS
+
+    monkeypatch.setitem(CORRUPTIONS._entries, "fog", dataclasses.replace(
+        fog, parameters={**fog.parameters, "imagenet": tuple(decay)}))
+    assert table_differs("fog", 3) and not table_differs("fog", 2)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert "DIFFERS (table, MAD)" in result.output and "DIFFERS (table)" in result.output
+    assert ("2 rows of the 3 checked differ from the reference (MAD 0.01/255 or more, or constants not the "
+            "original script's): snow 3 (table, MAD), fog 3 (table)") in " ".join(result.output.split())
+
+
+def test_bench_fidelity_that_compares_nothing_fails():
     from click.testing import CliRunner
 
     from robustbench_gcp.cli import main
 
-    command = ["bench", "fidelity", "--images", "1", "--seeds", "1", "--corruptions", "snow,brightness",
-               "--severities", "3"]
-    result = CliRunner().invoke(main, command)
-    assert result.exit_code == 0, result.output
-    assert result.output.count("agrees") >= 2 and "DIFFERS" not in result.output
-    _typo(monkeypatch, "snow")
-    result = CliRunner().invoke(main, command)
+    result = CliRunner().invoke(main, ["bench", "fidelity", "--size", "64", "--corruptions", "frost",
+                                       "--severities", "1", "--images", "1", "--seeds", "1"])
     assert result.exit_code == 1, result.output
-    assert "DIFFERS" in result.output
-    assert "1 row of 2 differs from the reference by 0.01/255 or more (MAD): snow 3" in result.output
+    assert "nothing was compared: elastic_transform, frost are measured at 224 px only" in result.output
 
 
 @pytest.mark.parametrize("size", [64, 100])

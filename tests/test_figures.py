@@ -594,3 +594,10 @@ def test_mce_severities_are_those_its_means_average_not_its_cells(tmp_path, monk
     assert "| model | mCE | mCE of |" in table and "| a | 80.0 | at severities 1, 2, 3 |" in table, table
     alike = _ce_reports([("a", {"fog": (1, 2), "snow": (1, 2)}, (1, 2))] * 2)
     assert "mCE of" not in ImageNetCSuite().detail_markdown(alike)
+    # unnormalized (a model of other classes, no baseline): its mean errors alike (helper-249)
+    for r in reports:
+        r.sections["metrics"].update(mCE=None, mean_error=0.5)
+        for entry in r.sections["per_corruption"]:
+            entry.update(CE=None, mean_error=0.5)
+    table = ImageNetCSuite().detail_markdown(reports)
+    assert "| model | mean | mean of |" in table and "| b | 50.00 | at severities 1, 2 |" in table, table

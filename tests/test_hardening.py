@@ -708,7 +708,13 @@ def test_finished_runs_of_other_suites_are_not_called_partial(image_folder, gap_
     assert result.exit_code == 1
     # what it holds instead, as for a suite of another dataset (the hint was that one's only)
     assert one_error_line(result) == (f"Error: store {store} holds no results to report for that selection "
-                                      "yet (it has imagenet-c: --suite imagenet-c)")
+                                      "yet (it has imagenet-c, clean: --suite imagenet-c)")
+    # a store of clean results alone names them (a report of its own only when asked: helper-250)
+    clean = tmp_path / "clean.db"
+    assert run(*eval_args(image_folder, gap_checkpoint, clean, "--suite", "clean")).exit_code == 0
+    result = run("report", "--store", clean, "--suite", "adversarial")
+    assert one_error_line(result) == (f"Error: store {clean} holds no results to report for that selection "
+                                      "yet (it has clean: --suite clean)")
 
 
 def test_a_run_stopped_mid_way_is_reported_on_the_images_every_cell_has(image_folder, gap_checkpoint,

@@ -173,10 +173,18 @@ def test_a_run_evaluated_under_another_name_says_it_takes_that_name(demo_val, tm
     again = CliRunner().invoke(main, ["eval", "-m", "demo-gap-copy", *common])
     assert again.exit_code == 0, again.output
     note = ("the store holds a run of these weights and settings as demo-gap: its results are reused, and "
-            "reports show it as demo-gap-copy from now on (`report --models demo-gap-copy`); to keep both "
-            "names apart, give another --store")
+            "reports show it as demo-gap-copy from now on (`report --models demo-gap-copy`; a run takes the "
+            "name it is evaluated under); to keep both names apart, give another --store")
     assert f"demo-gap-copy: {note}" in " ".join(again.stderr.split()), again.stderr
     assert [r["model"] for r in stored_reports(store)] == ["demo-gap-copy"]
     assert not evaluate("demo-gap", name="demo-gap-copy", data=str(demo_val), class_order="sorted",
                         store=str(store), workers=0, limit=6, suite="imagenet-c", corruptions="fog",
                         severities=[1]).notes.count(note)
+    # one command under both names: the first labels the run, once (each relabelled it in turn, and
+    # said both, every time the command ran: helper-249)
+    both = ["compare", "-m", "demo-gap", "-m", "demo-gap-copy", *common, "--format", "json"]
+    for time in range(2):
+        compared = CliRunner().invoke(main, both)
+        assert compared.exit_code == 0, compared.output
+        assert " ".join(compared.stderr.split()).count("the store holds a run") == 1 - time, compared.stderr
+        assert [r["model"] for r in stored_reports(store)] == ["demo-gap"]

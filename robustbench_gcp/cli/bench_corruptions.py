@@ -162,15 +162,16 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
     ImageNet-C algorithm where imagecorruptions departs from it (pixelate,
     elastic_transform, frost, snow); with --preset cifar / tinyimagenet, the
     transcription of make_cifar_c.py / make_tinyimagenet_c.py. A row agrees
-    where its MAD is below 0.01/255 (float error only); the command exits
-    with status 1 when one does not.
+    where its MAD is below 0.01/255 (float error only) and its constants
+    are the original script's; the command exits with status 1 when one
+    does not, or when nothing could be compared.
 
     \b
     Example:
       gcp-robust bench fidelity --images 8 --seeds 4 --corruptions fog,frost --json
       gcp-robust bench fidelity --preset cifar --images 8 --seeds 8
     """
-    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT, fidelity
+    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT, AT_224_ONLY, fidelity
     from robustbench_gcp.bench.corruption_speed import reference_description
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.cli.progress import item_bar
@@ -201,8 +202,7 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
         Column("std_diff", "dstd", "+.2f"),
         Column("verdict", justify="left"),
     ]
-    verdicts = {True: "agrees", False: "DIFFERS", None: "-"}
-    shown = [{**row, "verdict": verdicts[row["agrees"]]} for row in rows]
+    shown = [{**row, "verdict": _verdict(row)} for row in rows]
     reference = ("imagecorruptions (the original ImageNet-C algorithm for pixelate, "
                  "elastic_transform, frost, snow)" if preset == "imagenet"
                  else reference_description(preset).replace(" on the CPU", ""))
@@ -211,16 +211,35 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
         title=f"Corruption fidelity: {counted(images, 'image')} x {counted(seeds, 'seed')}, {size} px, "
               f"preset {preset}",
         caption=f"reference: {reference}. MAD is paired (same random draws) for random "
-        f"corruptions; a row agrees where it is below {AGREEMENT}/255. PSNR/std over independent "
-        "draws (they test the random draws, the MAD the rest)",
+        f"corruptions; a row agrees where it is below {AGREEMENT}/255 and its constants are the original "
+        "script's (table). PSNR/std over independent draws (they test the random draws, the MAD the rest)",
         json_obj={"settings": {"images": images, "seeds": seeds,
                                "glass_blur_images": glass_blur_images,
                                "severities": severity_list, "size": size},
                   "preset": preset, "reference": reference, "rows": rows},
     )
-    differing = [f"{row['corruption']} {row['severity']}" for row in rows if row["agrees"] is False]
-    if differing:  # a script's check: a wrong constant or algorithm is not a table to read by eye
+    # a script's check: a wrong constant or algorithm is not a table to read by eye
+    differing = [f"{row['corruption']} {row['severity']} ({_verdict(row)[len('DIFFERS ('):-1]})"
+                 for row in rows if row["agrees"] is False]
+    checked = sum(row["agrees"] is not None for row in rows)
+    if differing:
         verb = "differs" if len(differing) == 1 else "differ"
         raise click.ClickException(
-            f"{counted(len(differing), 'row')} of {len(rows)} {verb} from the reference by "
-            f"{AGREEMENT}/255 or more (MAD): {', '.join(differing)}")
+            f"{counted(len(differing), 'row')} of the {checked} checked {verb} from the reference (MAD "
+            f"{AGREEMENT}/255 or more, or constants not the original script's): {', '.join(differing)}")
+    if not checked:  # a pass where nothing was compared (frost alone at 64 px: helper-249)
+        raise click.ClickException(f"nothing was compared: {', '.join(AT_224_ONLY)} are measured at 224 px "
+                                   "only with the ImageNet preset (--size 224)")
+
+
+def _verdict(row: dict) -> str:
+    """A fidelity row's verdict: agrees, DIFFERS (what: table, MAD), or - (not measured)."""
+    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT
+
+    if row["agrees"] is None:
+        return "-"
+    if row["agrees"]:
+        return "agrees"
+    what = [w for w, bad in (("table", not row["table"]),
+                             ("MAD", row["mad"] is not None and row["mad"] >= AGREEMENT)) if bad]
+    return f"DIFFERS ({', '.join(what)})"

@@ -61,7 +61,7 @@ from robustbench_gcp.reports.stored import (
     released_slot,
     without_implied,
 )
-from robustbench_gcp.store import CellKey, RunInfo, Store
+from robustbench_gcp.store import CellKey, RunInfo, Store, canonical_json
 from robustbench_gcp.suites import TaskInputs
 from robustbench_gcp.suites.base import variant_of
 
@@ -85,6 +85,11 @@ HOOK_METHODS = ("plan", "cell_start", "advance", "cell_done", "say")
 #: shards a later plan of it finds there are its own (a compare's first suite's clean cell), not
 #: results stored before it, which :func:`own_code_notes` speaks of
 _COMMAND_RUNS: contextvars.ContextVar[set | None] = contextvars.ContextVar("command_runs", default=None)
+#: the runs a :func:`run_all` has evaluated (store, identity): the first name it gives one labels it,
+#: a second (``compare -m A -m A-copy`` of one file) leaves it so, the comparison saying they are one
+#: run (each plan relabelled it, and said so, in turn: helper-249)
+_COMMAND_LABELLED: contextvars.ContextVar[set | None] = contextvars.ContextVar("command_labelled",
+                                                                               default=None)
 
 
 def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult:
@@ -192,9 +197,14 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
     with Store(options.store) as store:
         # the clean images' folder; a run given released files alone records none (the notes name those)
         before = store.stored_label(identity)
+        labelled = _COMMAND_LABELLED.get()
+        this_run = (str(real_path(options.store)), canonical_json(identity))
+        again = labelled is not None and this_run in labelled
+        if labelled is not None:
+            labelled.add(this_run)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
-                         data=data,
-                         n_images=len(plan.images), shard_size=options.shard_size)
+                         data=data, n_images=len(plan.images), shard_size=options.shard_size,
+                         rename=not again)
         renamed = renamed_notes(before, info)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
@@ -288,11 +298,12 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
     ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
     (a bar over the jobs).
     """
-    started = _COMMAND_RUNS.set(set())
+    started, labelled = _COMMAND_RUNS.set(set()), _COMMAND_LABELLED.set(set())
     try:
         return _run_each(plans, progress or ProgressHook())
     finally:
         _COMMAND_RUNS.reset(started)
+        _COMMAND_LABELLED.reset(labelled)
 
 
 def _run_each(plans: list[Plan], progress: ProgressHook) -> list[Report] | None:
@@ -393,8 +404,8 @@ def renamed_notes(before: str | None, info: RunInfo) -> list[str]:
     if before is None or before == info.model:
         return []
     return [f"the store holds a run of these weights and settings as {before}: its results are reused, and "
-            f"reports show it as {info.model} from now on (`report --models {info.model}`); to keep both "
-            "names apart, give another --store"]
+            f"reports show it as {info.model} from now on (`report --models {info.model}`; a run takes the "
+            "name it is evaluated under); to keep both names apart, give another --store"]
 
 
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:

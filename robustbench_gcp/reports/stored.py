@@ -451,9 +451,12 @@ def reports_from_store(path: str | Path, config, *, models: Sequence[str] | None
         reports = [r for r in named if _of_datasets(r, datasets.get(r.kind))]
         if not reports:  # the store's state, not a mistake on the command line: exit status 1
             elsewhere = sorted({r.suite for r in named})  # the same kind on another dataset
-            if not elsewhere and kinds:  # or other suites
-                others = collect(store, models=models, baseline=baseline, baselines=config.baselines)
-                elsewhere = sorted({_suite_named(r, config).suite for r in others})
+            if not elsewhere and kinds:  # or other suites, clean among them (a report of its own only
+                # when asked: it went unnamed, helper-250)
+                others = collect(store, models=models, kinds=[suite.kind for suite in all_suites()],
+                                 baseline=baseline, baselines=config.baselines)
+                shown = {_suite_named(r, config).suite: r.kind == CLEAN.kind for r in others}
+                elsewhere = sorted(shown, key=lambda name: (shown[name], name))  # clean last
             hint = f" (it has {', '.join(elsewhere)}: --suite {elsewhere[0]})" if elsewhere else ""
             selection = " for that selection" if models or kinds or datasets else ""
             raise StoreError(f"store {path} holds no results to report{selection} yet"

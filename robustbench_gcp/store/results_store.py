@@ -192,9 +192,11 @@ class Store:
         data: str | None,
         n_images: int,
         shard_size: int,
+        rename: bool = True,
     ) -> RunInfo:
         """Find the run with this identity, or create it. Its model label becomes ``model`` (the
-        name it was last evaluated under; :meth:`stored_label` tells the one it had before).
+        name it was last evaluated under; :meth:`stored_label` tells the one it had before), unless
+        not ``rename`` (a run found keeps its label).
 
         Raises:
             ValueError: ``n_images`` or ``shard_size`` below 1 (such a row is refused on reading:
@@ -206,7 +208,7 @@ class Store:
         text = canonical_json(identity)
         key = _run_key(text)
         row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
-        if row is not None and (row[2] == model or self.read_only):
+        if row is not None and (row[2] == model or self.read_only or not rename):
             return RunInfo.from_row(row)
         with self._write("add a run for this model and these settings") as db:
             db.execute(

@@ -87,8 +87,10 @@ def _no_mce(report) -> str:
     return f"no mCE: no CE for {_names(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
 
 
-def mean_scopes(reports: Sequence[Report]) -> list[tuple[tuple[str, ...], tuple[int, ...]] | None]:
-    """What each report's mCE averages, (corruptions, severities); None where it has no mCE. The
+def mean_scopes(reports: Sequence[Report],
+                metric: str = "mCE") -> list[tuple[tuple[str, ...], tuple[int, ...]] | None]:
+    """What each report's mCE (or another mean of its metrics: ``mean_error``) averages,
+    (corruptions, severities); None where it has none. The
     severities are its mean corruptions' CEs' (its own report's), not its cells', which held a
     severity it stored for some corruptions only (helper-248: mCEs of severities 1-3 and 1-2 side by
     side without a word, or a legend naming a severity 4 the mCE left out)."""
@@ -98,14 +100,14 @@ def mean_scopes(reports: Sequence[Report]) -> list[tuple[tuple[str, ...], tuple[
         over = tuple(metrics.get("corruptions") or ())
         severities = tuple(sorted({s for e in r.sections["per_corruption"] if e["corruption"] in over
                                    for s in e.get("severities") or ()}))
-        scopes.append((over, severities) if metrics.get("mCE") is not None else None)
+        scopes.append((over, severities) if metrics.get(metric) is not None else None)
     return scopes
 
 
-def mean_scope_texts(reports: Sequence[Report]) -> list[str]:
-    """Each report's ``over 4 corruptions at severities 1, 2`` where the models' mCEs average other
-    corruptions or severities (they do not compare), else ""; "" for one without an mCE."""
-    scopes = mean_scopes(reports)
+def mean_scope_texts(reports: Sequence[Report], metric: str = "mCE") -> list[str]:
+    """Each report's ``over 4 corruptions at severities 1, 2`` where the models' mCEs (``metric``)
+    average other corruptions or severities (they do not compare), else ""; "" for one without."""
+    scopes = mean_scopes(reports, metric)
     averaged = [scope for scope in scopes if scope is not None]
     other_corruptions = len({over for over, _ in averaged}) > 1
     other_severities = len({severities for _, severities in averaged}) > 1

@@ -561,10 +561,10 @@ class ImageNetCSuite(LevelledSuite):
 
         from robustbench_gcp.suites.charts import mean_scope_texts
 
-        # each model's own report's figures: where their mCEs average other corruptions or severities,
+        # each model's own report's figures: where their means average other corruptions or severities,
         # a column says which (an mCE of 4 corruptions sat beside one of 3 and above a headline's of
-        # the 3 all have, without a word: helper-248)
-        scopes = mean_scope_texts(reports) if normalized else [""] * len(reports)
+        # the 3 all have, without a word: helper-248; unnormalized means too: helper-249)
+        scopes = mean_scope_texts(reports, mean)
         rows = []
         for r, scope in zip(reports, scopes):
             value_of = {e["corruption"]: e[key] for e in r.sections["per_corruption"]}
@@ -572,7 +572,8 @@ class ImageNetCSuite(LevelledSuite):
                          "scope": scope.removeprefix("over ") or None,
                          **{c: scaled(value_of.get(c)) for c in corruptions}})
         columns = [Column("model", justify="left"), Column(mean, "mCE" if normalized else "mean", fmt=fmt)]
-        columns += [Column("scope", "mCE of", justify="left")] if any(scopes) else []
+        if any(scopes):
+            columns.append(Column("scope", "mCE of" if normalized else "mean of", justify="left"))
         columns += [Column(c, c.replace("_", " "), fmt) for c in corruptions]
         what = (f"CE per corruption ({reports[0].sections['metrics'].get('baseline') or 'baseline'} = 100)"
                 if normalized else "error per corruption (%, unnormalized)")
