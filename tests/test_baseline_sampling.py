@@ -34,10 +34,16 @@ def other_images(notes):
                                               "baseline 'gapbase' was evaluated with"))]
 
 
-def compare_p(demo_val, tmp_path, perturbations):
+@pytest.fixture(scope="module")
+def p_store(tmp_path_factory):
+    """One store for the comparisons of :func:`compare_p`: each computes only the perturbations the
+    ones before it did not (the same cells, computed three times, took a minute and a half)."""
+    return tmp_path_factory.mktemp("imagenet-p") / "s.db"
+
+
+def compare_p(demo_val, store, perturbations):
     """demo-gap stored as baseline 'gapbase' on 20 images, and compared with demo-isqrt: the
     comparison, and both models' mFR."""
-    store = tmp_path / "s.db"
     common = p_args(demo_val, store, 20, selection=("--perturbations", perturbations))
     cli("baseline", "--model", "demo-gap", "--name", "gapbase", *common)
     out = cli("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--suite", "imagenet-p",
@@ -49,20 +55,20 @@ def compare_p(demo_val, tmp_path, perturbations):
     return out, comparison, isqrt
 
 
-def test_an_imagenet_p_baseline_on_the_same_images_is_resampled_with_them(demo_val, tmp_path):
+def test_an_imagenet_p_baseline_on_the_same_images_is_resampled_with_them(demo_val, p_store):
     # the demo baseline flips on several videos
-    out, comparison, isqrt = compare_p(demo_val, tmp_path, "brightness,scale")
+    out, comparison, isqrt = compare_p(demo_val, p_store, "brightness,scale")
     assert isqrt["low"] < isqrt["estimate"] < isqrt["high"]
     assert not any(other_images(r["notes"]) for r in out["reports"])
     assert not any("fixed in these intervals" in n for n in comparison["notes"])
 
 
-def test_a_baseline_that_rarely_flips_stays_fixed_and_says_so(demo_val, tmp_path):
+def test_a_baseline_that_rarely_flips_stays_fixed_and_says_so(demo_val, p_store):
     """On 20 images the demo baseline flips on rotate in a few videos: resampled with them, many
     resamples would have no flip at all (FR 0 / 0 or infinite), so the interval is taken with its
     figures fixed, and the comparison says so (the baseline itself is 100 whatever the resample:
     it used to get an interval around 100 here)."""
-    _, comparison, isqrt = compare_p(demo_val, tmp_path, "rotate")
+    _, comparison, isqrt = compare_p(demo_val, p_store, "rotate")
     assert isqrt["low"] <= isqrt["estimate"] <= isqrt["high"]
     assert any(note.startswith("the baseline's figures are fixed in these intervals (conditional on "
                                "them): it has fewer than 8 images with an error or flip in fp rotate/1")
@@ -70,9 +76,9 @@ def test_a_baseline_that_rarely_flips_stays_fixed_and_says_so(demo_val, tmp_path
 
 
 def test_an_imagenet_p_baseline_is_resampled_where_it_flips_often_and_fixed_where_it_rarely_does(
-        demo_val, tmp_path):
+        demo_val, p_store):
     """Rotate's few flips held the baseline's brightness and scale figures fixed too."""
-    _, comparison, isqrt = compare_p(demo_val, tmp_path, "brightness,scale,rotate")
+    _, comparison, isqrt = compare_p(demo_val, p_store, "brightness,scale,rotate")
     assert isqrt["low"] < isqrt["estimate"] < isqrt["high"]
     fixed = [n for n in comparison["notes"] if "fixed in these intervals" in n]
     assert fixed and all(n.startswith("the baseline's figures of fp rotate/1")
@@ -81,15 +87,17 @@ def test_an_imagenet_p_baseline_is_resampled_where_it_flips_often_and_fixed_wher
 
 def test_a_baseline_on_other_images_or_seed_is_noted_and_fixed(demo_val, tmp_path):
     store = tmp_path / "s.db"
-    cli("baseline", "--model", "demo-gap", "--name", "gapbase", *p_args(demo_val, store, 20))
+    rotate = ("--perturbations", "rotate")  # one perturbation says it as three (a third of the time)
+    cli("baseline", "--model", "demo-gap", "--name", "gapbase",
+        *p_args(demo_val, store, 20, selection=rotate))
     report = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", "gapbase",
-                 *p_args(demo_val, store, 10))
+                 *p_args(demo_val, store, 10, selection=rotate))
     (note,) = other_images(report["notes"])
     assert note.startswith("baseline 'gapbase' was evaluated on other images (20, this run 10): its "
                            "figures are means over other images than this run's"), note
     assert report["metrics"]["mFR"] is not None  # still normalized, as asked, and said
     seeded = cli("eval", "--model", "demo-isqrt", "--suite", "imagenet-p", "--baseline", "gapbase",
-                 "--seed", 3, *p_args(demo_val, store, 20))
+                 "--seed", 3, *p_args(demo_val, store, 20, selection=rotate))
     (note,) = other_images(seeded["notes"])
     assert "evaluated with seed 0 (this run 3): the cells that draw random numbers" in note, note
     stored = cli("report", "--store", store, "--suite", "imagenet-p", "--baseline", "gapbase",

@@ -287,6 +287,33 @@ def test_corrupted_dir_reads_released_files_without_resizing(image_folder, gap_c
         assert not (tmp_path / "t.db").exists()
 
 
+def test_a_baseline_of_released_files_says_why_it_normalizes_no_generated_cell(demo_val, tmp_path):
+    """helper-252: a baseline stored from released files left a generated run's CE empty saying it
+    had no complete cells (not computed, or by an earlier version) and to store it again: in vain.
+    (The demo's 10 classes: a stored baseline normalizes their CE, AlexNet's errors do not.)"""
+    released = tmp_path / "ImageNet-C"
+    pre = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])  # ImageNet-C's size
+    for name in scan_folder(demo_val, class_order="sorted").names:
+        target = released / "contrast" / "2" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(demo_val / name) as image:
+            pre(image.convert("RGB")).save(target, format="PNG")
+    common = ["--data", demo_val, "--class-order", "sorted", "--store", tmp_path / "s.db", "--workers", 0,
+              "--limit", 10, "--suite", "imagenet-c", "--corruptions", "contrast", "--severities", 2]
+    stored = run("baseline", "--model", "demo-gap", "--name", "rel", "--corrupted-dir", released, *common)
+    assert stored.exit_code == 0, stored.output
+    result = run("eval", "--model", "demo-isqrt", "--baseline", "rel", "--format", "json", *common)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["per_corruption"][0]["CE"] is None
+    (note,) = [n for n in report["notes"] if n.startswith("CE left empty for contrast")]
+    assert note == ("CE left empty for contrast: the stored baseline 'rel' holds them made another way "
+                    "(released, 10 classes) than this run's (torch, JPEG round trip, 10 classes); a "
+                    "baseline normalizes cells made as its own: store one made this way (gcp-robust baseline "
+                    "with this run's --corrupted-dir, --preset and --backend); so there is no mCE (nor "
+                    "relative mCE)"), note
+
+
 def test_every_released_folder_holds_the_first_ones_images_before_compute(image_folder, gap_checkpoint,
                                                                         tmp_path):
     """Without --data a run's images are its first released folder's. An empty class folder in a

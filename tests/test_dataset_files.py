@@ -532,6 +532,12 @@ def test_a_released_folder_of_the_other_layout_says_so(tmp_path):
     with pytest.raises(DataError, match=r"no <corruption>\.npy files but folders \(fog\): the released image "
                                         "or video folders"):
         released_npy(folders, "fog")
+    # labels.npy, which is looked for first, too (helper-252: it said only that it did not exist)
+    from robustbench_gcp.data.array_files import _released_labels
+
+    with pytest.raises(DataError, match=r"labels\.npy does not exist: .*; .*ImageNet-C has no \.npy files "
+                                        r"but folders \(fog\): the released image or video folders"):
+        _released_labels(folders, "fog")
 
 
 def test_a_pickle_declaring_more_bytes_than_memory_is_one_line(tmp_path):

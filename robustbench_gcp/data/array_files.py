@@ -281,12 +281,17 @@ def _existing_npy(path: Path, what: str, item: str) -> Path:
     """``path`` if it is a file, else a DataError listing the ``<item>.npy`` files of its folder."""
     if not path.is_file():
         have = ", ".join(sorted(p.stem for p in path.parent.glob("*.npy") if p.name != LABELS_NPY))
-        folders = [] if have or not path.parent.is_dir() else sorted(subfolders(path.parent))
-        layout = (f" but folders ({listed(folders, 3)}): the released image or video folders of ImageNet-C "
-                  "/ -P or Tiny-ImageNet-C / -P, not CIFAR's arrays (check --dataset)" if folders else "")
         raise DataError(f"{what} file {path} does not exist; the folder has "
-                        f"{have or f'no <{item}>.npy files'}{layout}")
+                        f"{have or f'no <{item}>.npy files'}{_folders_instead(path.parent, bool(have))}")
     return path
+
+
+def _folders_instead(folder: Path, arrays: bool) -> str:
+    """What to say of a folder of CIFAR's arrays that holds (``arrays`` aside) folders instead: the
+    layout of the released image or video folders."""
+    folders = [] if arrays or not folder.is_dir() else sorted(subfolders(folder))
+    return (f" but folders ({listed(folders, 3)}): the released image or video folders of ImageNet-C / -P or "
+            "Tiny-ImageNet-C / -P, not CIFAR's arrays (check --dataset)" if folders else "")
 
 
 def released_npy(folder: str | Path, corruption: str) -> Path:
@@ -333,9 +338,10 @@ def _released_labels(folder: Path, corruption: str | None = None) -> np.ndarray:
     """The N test labels of a released folder, after checking labels.npy holds them 5 times (a
     labels.npy that holds them once is told by ``<corruption>.npy``'s rows: the run's file)."""
     path = folder / LABELS_NPY
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: a released CIFAR-C folder holds <corruption>.npy "
-                        f"files and {LABELS_NPY}")
+    if not path.is_file():  # a tree of image folders said nothing of its layout (helper-252)
+        instead = _folders_instead(folder, any(folder.glob("*.npy")))
+        raise DataError(f"{path} does not exist: a released CIFAR-C folder holds <corruption>.npy files and "
+                        f"{LABELS_NPY}" + (f"; {folder} has no .npy files{instead}" if instead else ""))
     labels = _open_npy(path)
     k = RELEASED_SEVERITIES
     if (labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.size == 0 or labels.size % k

@@ -102,6 +102,13 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
                      "(a zero normalizer)" + no_mean(zero))
     lacking = [c for c in empty if baseline.run and c not in baseline.elsewhere]
+    if otherwise := [c for c in lacking if c in baseline.made_otherwise]:
+        theirs, ours = baseline.made_otherwise[otherwise[0]]
+        notes.append(f"CE left empty for {', '.join(otherwise)}: the stored baseline '{baseline.name}' holds "
+                     f"them made another way ({theirs}) than this run's ({ours}); a baseline normalizes "
+                     "cells made as its own: store one made this way (gcp-robust baseline with this run's "
+                     "--corrupted-dir, --preset and --backend)" + no_mean(otherwise))
+        lacking = [c for c in lacking if c not in otherwise]
     if elsewhere := [c for c in empty if baseline.run and c in baseline.elsewhere]:
         theirs = get_dataset(baseline.elsewhere[elsewhere[0]]).title
         notes.append(f"CE left empty for {', '.join(elsewhere)}: the stored baseline '{baseline.name}' holds "

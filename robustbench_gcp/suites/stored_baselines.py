@@ -283,7 +283,33 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
 
     return Baseline(name, f"stored baseline run of {matrix_label(run.model, run.identity)}", clean_error,
                     run=run, samples=samples, cell_errors=errors,
-                    elsewhere=_of_other_datasets(cells, keys)).for_cells(keys)
+                    elsewhere=_of_other_datasets(cells, keys),
+                    made_otherwise=_made_otherwise(cells, keys)).for_cells(keys)
+
+
+def _made_otherwise(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, tuple[str, str]]:
+    """The corruptions of ``keys`` a baseline's ``cells`` lack but hold of the same dataset's images
+    made another way (same corruption and severity; released files for generated ones, another
+    preset ...), with how its cells and the asked ones were made: it said they were not computed,
+    or by an earlier version, and to store it again, which changed nothing (helper-252)."""
+    from robustbench_gcp.suites.kinds import get_suite
+
+    held: dict[tuple[str, str, str], list[CellKey]] = {}
+    for key in cells:
+        held.setdefault((key.kind, key.name, key.level), []).append(key)
+    found: dict[str, tuple[str, str]] = {}
+    for key in keys:
+        if key == CLEAN or key in cells or key.name in found:
+            continue
+        dataset = variant_of(key).get("dataset", "imagenet")
+        suite = get_suite(key.kind)
+        ours = suite.source_label(suite.group(key))
+        for theirs in held.get((key.kind, key.name, key.level), ()):
+            made = suite.source_label(suite.group(theirs))
+            if variant_of(theirs).get("dataset", "imagenet") == dataset and made and made != ours:
+                found[key.name] = (made, ours)
+                break
+    return found
 
 
 def _of_other_datasets(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, str]:
