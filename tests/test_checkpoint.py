@@ -177,6 +177,19 @@ def test_fast_mpn_cov_training_file_gap(tmp_path, torchvision18, x):
     assert torch.equal(outputs(load_model("resnet18-gap", path), x), outputs(torchvision18, x))
 
 
+def test_a_published_layout_given_to_a_torchvision_model_names_the_registered_model_it_fits(tmp_path,
+                                                                                           torchvision18):
+    """helper-251: read under the module's own names, a fast-MPN-COV training file fitted nothing: 102
+    missing and 122 unexpected keys, and no word of resnet18-gap, which it fits."""
+    path = save(training_file(training_layout(torchvision18.state_dict()), "resnet18"), tmp_path / "t.pth")
+    from robustbench_gcp.models.external import external_source, load_external
+
+    with pytest.raises(CheckpointError) as failed:
+        load_external(external_source("torchvision:resnet18"), "torchvision:resnet18", path)
+    assert failed.value.fit is not None and failed.value.fit.model == "resnet18-gap", str(failed.value)
+    assert "use --model resnet18-gap" in str(failed.value), str(failed.value)
+
+
 @pytest.mark.parametrize("arch, stride", [("resnet18", 2), ("mpncovresnet18", 1), ("other", 2)])
 def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, stride):
     """fast-MPN-COV's Basemodel on torchvision's resnet* keeps layer4 at stride 2 (7x7 features), with
@@ -191,10 +204,15 @@ def test_a_training_files_arch_sets_the_last_stride(tmp_path, isqrt18, x, arch, 
     assert torch.equal(outputs(model, x), outputs(isqrt18, x)) == (stride == 1)
     info = inspect_checkpoint(path)
     assert (info.last_stride, info.last_stride_told) == (stride, "depth" if arch == "other" else "arch")
-    # an arch that does not say (and none, below): at 18 only resnet18 has these keys, which is said
+    # an arch that does not say (and none, below): at 18 only resnet18 has these keys, which is said;
+    # an arch that tells another stride than the registered model's is said too (helper-251)
     note = model.stride_note
-    assert (note == "") == (arch != "other") and info.stride_note.startswith(note)
-    if note:
+    assert (note == "") == (arch == "mpncovresnet18") and info.stride_note.startswith(note)
+    if arch == "resnet18":
+        assert note == (f"{path} names `arch` 'resnet18': layer4 is built at stride 2 (7x7 features at 224 "
+                        "px), as fast-MPN-COV's training code builds it; resnet18-isqrt's published network "
+                        "has stride 1")
+    elif note:
         assert note == (f"{path} names `arch` 'other', which does not say: layer4 is built at stride 2 "
                         "(7x7 features at 224 px), as fast-MPN-COV's training code builds resnet18, its "
                         "only ResNet-18 with these keys (it has no mpncovresnet18); resnet18-isqrt's "
@@ -266,6 +284,11 @@ def test_what_tells_the_layer4_stride_of_a_training_file(name, arch, stride):
         assert layer4_stride_told(fine_tuned, info) == (1, "zoo")
         assert unstated_stride_note("f.pth", fine_tuned, info) == ""
     note = unstated_stride_note("f.pth", loaded, info)
+    if arch in ("resnet50", "mpncovresnet50"):  # told by the arch, another stride than the model's: said
+        assert note == (f"f.pth names `arch` {arch!r}: layer4 is built at stride {stride} ({14 // stride}x"
+                        f"{14 // stride} features at 224 px), as fast-MPN-COV's training code builds it; "
+                        f"{name}'s published network has stride {3 - stride}"), note
+        return
     if stride == 2 and arch is None and name.endswith("isqrt"):  # told by the depth, not the model's own
         assert note.startswith("f.pth names no `arch`: layer4 is built at stride 2")
         assert "its only ResNet-34 with these keys" in note

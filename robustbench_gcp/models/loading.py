@@ -251,8 +251,16 @@ def _dims(state_dict: Mapping[str, torch.Tensor]) -> str:
 def _suggestion(loaded: StateDict, requested: nn.Module, name: str) -> tuple[str, FitHint | None]:
     """What the error that ``loaded`` does not fit ``requested`` adds: ``("", hint)`` naming the
     registered model it fits, or a line on the closest one ("" for a model you brought)."""
-    state_dict = loaded.tensors
-    fits, closest = fitting_models(state_dict, loaded.layout)
+    state_dict, layout = loaded.tensors, loaded.layout
+    if layout is AS_SAVED and loaded.path is not None:  # a module you bring reads its own names: a file
+        # of a published layout, renamed, may fit a registered model (torchvision:resnet18 given a
+        # fast-MPN-COV training file got no hint, helper-251)
+        try:
+            detected = read_state_dict(loaded.path, compute_sha256=False)
+            state_dict, layout = detected.tensors, detected.layout
+        except (UnknownLayoutError, CheckpointError):
+            pass
+    fits, closest = fitting_models(state_dict, layout)
     if not fits:
         from robustbench_gcp.models.registry import list_models
 
@@ -462,11 +470,21 @@ def stored_last_stride(loaded: StateDict, info: ModelInfo | None) -> int | None:
 
 def unstated_stride_note(path: str | Path, loaded: StateDict, info: ModelInfo | None) -> str:
     """What a fast-MPN-COV training file of a ResNet that names no ``arch`` of that code leaves open,
-    or tells by its depth alone (a bare state dict, as DifferentiableSVD's README saves one): "" where
-    its arch or its features.8 tell, for SVD-Pade (whose published file is such a bare one, at the
-    stride its model has), for heads whose files that code does not write, and where the stride built
-    is the registered model's with no other in fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
+    or tells by its depth alone (a bare state dict, as DifferentiableSVD's README saves one), and the
+    stride its arch or its features.8 tell where it is not the registered model's: "" where they tell
+    the registered model's, for a bare SVD-Pade file (its published file is one, at the stride its
+    model has), for heads whose files that code does not write, and where the stride built is the
+    registered model's with no other in fast-MPN-COV (a GAP ResNet-18: no mpncovresnet18)."""
     stride, told = layer4_stride_told(loaded, info)
+    if told in ("arch", "zoo"):  # told, but another stride than the registered model's: said (helper-251)
+        own = last_stride(info.head)
+        if stride == own:
+            return ""
+        why = (f"names `arch` {str(loaded.metadata.get('arch'))!r}" if told == "arch" else
+               "holds `features.8` (an mpncovresnet of fast-MPN-COV's model zoo, fine-tuned)")
+        side = 14 // stride
+        return (f"{path} {why}: layer4 is built at stride {stride} ({side}x{side} features at 224 px), as "
+                f"fast-MPN-COV's training code builds it; {info.name}'s published network has stride {own}")
     if told not in ("depth", "open") or info.head == "svdpade":
         return ""
     own, arch, depth = last_stride(info.head), loaded.metadata.get("arch"), info.depth
