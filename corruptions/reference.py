@@ -517,13 +517,13 @@ def _reference_row(name: str, severity: int, preset: str):
     """The parameters that turn the reference's recorded draws into this package's params: the
     scripts' rows as typed in :data:`corruptions.reference_small.TABLES` for the small presets,
     the original's as typed in :data:`ORIGINAL_ROWS` for ImageNet; never this package's own
-    tables, so that a paired comparison shows a wrong constant in them. None where the conversion
-    needs none (motion_blur, spatter, frost: their draws are the params as they are)."""
+    tables, so that a paired comparison shows a wrong constant in them (it cannot see those that
+    shape what the port is handed: :func:`table_differs` checks every row)."""
     if preset != "imagenet":
         from corruptions.reference_small import script_row
 
         return script_row(name, preset, severity)
-    return ORIGINAL_ROWS[name][severity - 1] if name in ORIGINAL_ROWS else None
+    return ORIGINAL_ROWS[name][severity - 1]
 
 
 def _draws_to_params(

@@ -62,9 +62,10 @@ class Baseline:
     #: the cells asked for, corruption -> that dataset's name (they normalize nothing here)
     elsewhere: Mapping[str, str] = field(default_factory=dict)
     #: a stored baseline run's corruptions it holds cells of only made another way than the cells
-    #: asked for (released files for generated ones, other parameters), corruption -> (how its
-    #: cells were made, how the asked ones are)
-    made_otherwise: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: asked for (released files for generated ones, other parameters) or of a model of other
+    #: classes: corruption -> ("made" or "classes", how its cells are, how the asked ones are, at
+    #: which severities)
+    made_otherwise: Mapping[str, tuple[str, str, str, tuple[int, ...]]] = field(default_factory=dict)
 
     def error(self, corruption: str, severity: int) -> float:
         return self.imagenet_c[corruption][severity - 1]

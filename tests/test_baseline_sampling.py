@@ -497,3 +497,21 @@ def test_a_baseline_that_never_flips_normalizes_nothing_and_old_groups_join_the_
     cell = CellResult(CellKey("imagenet-p", "rotate", "1", old), 3, {}, [0], True)
     assert suite.merged_groups({marked: [], old: [cell]}) == {marked: [cell]}
     assert suite.merged_groups({old: [cell]}) == {old: [cell]}  # a run of no marked cell: as it is
+
+
+def test_a_baseline_of_a_model_of_other_classes_is_told_apart_from_one_made_another_way():
+    """helper-253: a baseline's cells of a model of other classes were said to be made another way,
+    with advice (--corrupted-dir, --preset, --backend) that cannot make them; and a corruption whose
+    one severity alone differs is named by that cell."""
+    from robustbench_gcp.store import CellKey, canonical_json
+    from robustbench_gcp.suites.stored_baselines import _made_otherwise
+
+    def key(name, level, **variant):
+        return CellKey("imagenet-c", name, str(level), canonical_json({"source": "torch", **variant}))
+
+    asked = [key("fog", 1, classes=10), key("fog", 2, classes=10), key("snow", 1, classes=10)]
+    held = [key("fog", 1, classes=10), key("fog", 2, classes=10, preset="cifar"), key("snow", 1, classes=100)]
+    found = _made_otherwise(held, asked)
+    assert found["snow"] == ("classes", "100", "10", (1,))
+    why, theirs, ours, levels = found["fog"]
+    assert (why, levels) == ("made", (2,)) and "cifar parameters" in theirs and "cifar" not in ours

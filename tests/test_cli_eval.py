@@ -302,16 +302,24 @@ def test_a_baseline_of_released_files_says_why_it_normalizes_no_generated_cell(d
               "--limit", 10, "--suite", "imagenet-c", "--corruptions", "contrast", "--severities", 2]
     stored = run("baseline", "--model", "demo-gap", "--name", "rel", "--corrupted-dir", released, *common)
     assert stored.exit_code == 0, stored.output
-    result = run("eval", "--model", "demo-isqrt", "--baseline", "rel", "--format", "json", *common)
+    # fog made with CIFAR-10-C's parameters: said apart, with how (one way was said for all: helper-253)
+    fog = [*common[:-4], "--corruptions", "fog", "--severities", 2, "--preset", "cifar"]
+    stored = run("baseline", "--model", "demo-gap", "--name", "rel", *fog)
+    assert stored.exit_code == 0, stored.output
+    both = [*common[:-4], "--corruptions", "contrast,fog", "--severities", 2]
+    result = run("eval", "--model", "demo-isqrt", "--baseline", "rel", "--format", "json", *both)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["per_corruption"][0]["CE"] is None
-    (note,) = [n for n in report["notes"] if n.startswith("CE left empty for contrast")]
-    assert note == ("CE left empty for contrast: the stored baseline 'rel' holds them made another way "
-                    "(released, 10 classes) than this run's (torch, JPEG round trip, 10 classes); a "
-                    "baseline normalizes cells made as its own: store one made this way (gcp-robust baseline "
-                    "with this run's --corrupted-dir, --preset and --backend); so there is no mCE (nor "
-                    "relative mCE)"), note
+    assert [e["CE"] for e in report["per_corruption"]] == [None, None]
+    notes = [n for n in report["notes"] if n.startswith("CE left empty for")]
+    end = ("; a baseline normalizes cells made as its own: store one made this way (gcp-robust baseline with "
+           "this run's --corrupted-dir, --preset and --backend); so there is no mCE (nor relative mCE)")
+    assert notes == [
+        "CE left empty for fog: the stored baseline 'rel' holds fog/2 only made another way (torch, JPEG "
+        "round trip, cifar parameters, 10 classes) than this run's (torch, JPEG round trip, 10 classes)"
+        + end,
+        "CE left empty for contrast: the stored baseline 'rel' holds contrast/2 only made another way "
+        "(released, 10 classes) than this run's (torch, JPEG round trip, 10 classes)" + end], notes
 
 
 def test_every_released_folder_holds_the_first_ones_images_before_compute(image_folder, gap_checkpoint,

@@ -102,18 +102,25 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
                      "(a zero normalizer)" + no_mean(zero))
     lacking = [c for c in empty if baseline.run and c not in baseline.elsewhere]
-    if otherwise := [c for c in lacking if c in baseline.made_otherwise]:
-        theirs, ours = baseline.made_otherwise[otherwise[0]]
-        notes.append(f"CE left empty for {', '.join(otherwise)}: the stored baseline '{baseline.name}' holds "
-                     f"them made another way ({theirs}) than this run's ({ours}); a baseline normalizes "
-                     "cells made as its own: store one made this way (gcp-robust baseline with this run's "
-                     "--corrupted-dir, --preset and --backend)" + no_mean(otherwise))
-        lacking = [c for c in lacking if c not in otherwise]
-    if elsewhere := [c for c in empty if baseline.run and c in baseline.elsewhere]:
-        theirs = get_dataset(baseline.elsewhere[elsewhere[0]]).title
-        notes.append(f"CE left empty for {', '.join(elsewhere)}: the stored baseline '{baseline.name}' holds "
-                     f"them of {theirs} images, this run's are of {dataset.title} (a baseline normalizes "
-                     "runs of its own dataset)" + no_mean(elsewhere))
+    # a baseline's cells made another way, or of a model of other classes, grouped by how (one said
+    # how one of them was made for all: helper-253)
+    ways: dict[tuple[str, str, str], list[str]] = {}
+    for c in lacking:
+        if c in baseline.made_otherwise:
+            ways.setdefault(baseline.made_otherwise[c][:3], []).append(c)
+    for (why, theirs, ours), named in ways.items():
+        held = listed([f"{c}/{s}" for c in named for s in baseline.made_otherwise[c][3]], 10)
+        if why == "classes":
+            notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' holds "
+                         f"{held} only of a model of {theirs} classes, this run's has {ours}; a baseline "
+                         f"normalizes models of its own classes: store one of a {ours}-class model"
+                         + no_mean(named))
+        else:
+            notes.append(f"CE left empty for {', '.join(named)}: the stored baseline '{baseline.name}' holds "
+                         f"{held} only made another way ({theirs}) than this run's ({ours}); a baseline "
+                         "normalizes cells made as its own: store one made this way (gcp-robust baseline "
+                         "with this run's --corrupted-dir, --preset and --backend)" + no_mean(named))
+    lacking = [c for c in lacking if c not in baseline.made_otherwise]
     for absent in (True, False):  # no cells stored, or no error made there (a zero normalizer)
         if named := [c for c in lacking if (c not in baseline.imagenet_c) == absent]:
             cells_missing = [f"{c}/{s}" for c in named for s in baseline.lacking.get(c, ())]

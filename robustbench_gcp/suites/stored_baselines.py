@@ -287,29 +287,39 @@ def stored_baseline(store: Any, name: str, keys: Sequence[CellKey]) -> Baseline 
                     made_otherwise=_made_otherwise(cells, keys)).for_cells(keys)
 
 
-def _made_otherwise(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, tuple[str, str]]:
-    """The corruptions of ``keys`` a baseline's ``cells`` lack but hold of the same dataset's images
-    made another way (same corruption and severity; released files for generated ones, another
-    preset ...), with how its cells and the asked ones were made: it said they were not computed,
-    or by an earlier version, and to store it again, which changed nothing (helper-252)."""
+def _made_otherwise(cells: Iterable[CellKey],
+                    keys: Sequence[CellKey]) -> dict[str, tuple[str, str, str, tuple[int, ...]]]:
+    """The corruptions of ``keys`` whose cells a baseline's ``cells`` lack but hold of the same dataset's
+    images made another way (same corruption and severity; released files for generated ones, another
+    preset ...) or of a model of other classes: corruption -> (``"made"`` or ``"classes"``, how its
+    cells are, how the asked ones are, the severities). It said they were not computed, or by an
+    earlier version, and to store it again, which changed nothing (helper-252)."""
     from robustbench_gcp.suites.kinds import get_suite
 
     held: dict[tuple[str, str, str], list[CellKey]] = {}
     for key in cells:
         held.setdefault((key.kind, key.name, key.level), []).append(key)
-    found: dict[str, tuple[str, str]] = {}
+    found: dict[str, tuple[str, str, str, list[int]]] = {}
     for key in keys:
-        if key == CLEAN or key in cells or key.name in found:
+        if key == CLEAN or key in cells:
             continue
-        dataset = variant_of(key).get("dataset", "imagenet")
+        ours = variant_of(key)
         suite = get_suite(key.kind)
-        ours = suite.source_label(suite.group(key))
-        for theirs in held.get((key.kind, key.name, key.level), ()):
-            made = suite.source_label(suite.group(theirs))
-            if variant_of(theirs).get("dataset", "imagenet") == dataset and made and made != ours:
-                found[key.name] = (made, ours)
-                break
-    return found
+        for other in held.get((key.kind, key.name, key.level), ()):
+            theirs = variant_of(other)
+            if theirs.get("dataset", "imagenet") != ours.get("dataset", "imagenet"):
+                continue  # another dataset's: _of_other_datasets
+            if theirs.get("classes") != ours.get("classes"):  # a model of another label space
+                why = ("classes", str(theirs.get("classes") or 1000), str(ours.get("classes") or 1000))
+            else:
+                why = ("made", suite.source_label(suite.group(other)), suite.source_label(suite.group(key)))
+                if not why[1] or why[1] == why[2]:
+                    continue
+            entry = found.setdefault(key.name, (*why, []))
+            if entry[:3] == why:
+                entry[3].append(int(key.level))
+            break
+    return {name: (*why, tuple(sorted(levels))) for name, (*why, levels) in found.items()}
 
 
 def _of_other_datasets(cells: Iterable[CellKey], keys: Sequence[CellKey]) -> dict[str, str]:
