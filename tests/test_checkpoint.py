@@ -1179,3 +1179,26 @@ def test_a_code_global_whose_module_name_is_memoized_is_still_named(tmp_path, ho
                                                                                      "builtins.eval"]
     with pytest.raises(CheckpointError, match=r"would import and call builtins\.eval"):
         read_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
+def test_a_torchvision_file_without_auxiliary_classifiers_loads(tmp_path, name):
+    """helper-251: fine-tuned files often drop the training-only auxiliary heads: 12 (18) missing keys
+    refused them; eval never runs those heads."""
+    import torchvision
+
+    from robustbench_gcp.models.external import external_source, load_external
+
+    torch.manual_seed(0)
+    net = torchvision.models.get_model(name, weights=None, aux_logits=False, init_weights=False,
+                                       transform_input=True, num_classes=10).eval()
+    path = save(net.state_dict(), tmp_path / "no-aux.pth")
+    model = load_external(external_source(f"torchvision:{name}"), name, path)
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(model.net(x), net(x))
+    with_aux = torchvision.models.get_model(name, weights=None, init_weights=False, transform_input=True,
+                                            num_classes=10)
+    full = load_external(external_source(f"torchvision:{name}"), name,
+                         save(with_aux.state_dict(), tmp_path / "aux.pth"))
+    assert any(key.startswith(("AuxLogits.", "aux1.")) for key in full.net.state_dict())

@@ -547,6 +547,7 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
                                  layout=AS_SAVED, own_keys=model.state_dict().keys())
         if source.takes_classes:
             model = _with_classes(source, model, loaded.tensors)
+            model = _without_aux_heads(source, model, loaded.tensors)
         load_strict(model, loaded, name=source.ref)
     model = model.to(device)
     cfg = source.preprocess
@@ -568,6 +569,22 @@ def state_dict_hash(model: nn.Module) -> str:
     while isinstance(model, BroughtModel):
         model = model.net
     return module_hash(model)
+
+
+#: torchvision architectures with auxiliary classifiers, by their keys' prefixes: trained with them, run
+#: without them (eval mode never calls them), and often saved without them once fine-tuned
+AUX_HEADS = {"inception_v3": ("AuxLogits.",), "googlenet": ("aux1.", "aux2.")}
+
+
+def _without_aux_heads(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:
+    """``model``, or ``source`` built again without its auxiliary classifiers where the checkpoint
+    holds none of their keys (a file saved without them failed on 12 or 18 missing keys: helper-251)."""
+    torchvision = source.ref.startswith(TORCHVISION)
+    prefixes = AUX_HEADS.get(source.ref.removeprefix(TORCHVISION)) if torchvision else None
+    if prefixes is None or any(str(key).startswith(prefixes) for key in tensors) \
+            or not any(key.startswith(prefixes) for key in model.state_dict()):
+        return model
+    return source.build(aux_logits=False, num_classes=model.fc.out_features)
 
 
 def _with_classes(source: ExternalSource, model: nn.Module, tensors: Mapping[str, Any]) -> nn.Module:
