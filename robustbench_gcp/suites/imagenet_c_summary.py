@@ -102,6 +102,11 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
         notes.append(f"CE left empty for {', '.join(zero)}: baseline '{baseline.name}' made no error there "
                      "(a zero normalizer)" + no_mean(zero))
     lacking = [c for c in empty if baseline.run and c not in baseline.elsewhere]
+    if elsewhere := [c for c in empty if baseline.run and c in baseline.elsewhere]:
+        theirs = get_dataset(baseline.elsewhere[elsewhere[0]]).title
+        notes.append(f"CE left empty for {', '.join(elsewhere)}: the stored baseline '{baseline.name}' holds "
+                     f"them of {theirs} images, this run's are of {dataset.title} (a baseline normalizes "
+                     "runs of its own dataset)" + no_mean(elsewhere))
     # a baseline's cells made another way, or of a model of other classes, grouped by how (one said
     # how one of them was made for all: helper-253)
     ways: dict[tuple[str, str, str], list[str]] = {}
