@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gcp-robust demo --out gcp-robust-demo
 
+# One pytest-xdist worker per usable core (8 at most: each holds its own torch); JOBS=1 for one.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 8 ] && n=8; echo $$n)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal
 
 # The GPU path verified and timed (CUDA tests, benches, eval, torchrun): one JSON file in
 # $OUT, else gpu-check/. Without CUDA it runs the CPU parts at tiny sizes. README.md: Speed.

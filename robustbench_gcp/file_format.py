@@ -130,6 +130,14 @@ def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
             "Download the file again (e.g. `gdown --fuzzy <share link>` or the browser's "
             "'Download anyway') and check its size and sha256."
         )
+    if text.startswith(b"version https://git-lfs.github.com/spec/"):
+        size = re.search(rb"^size (\d+)", head, re.MULTILINE)
+        size = f" of {int(size.group(1)):,} bytes" if size else ""
+        raise CheckpointError(
+            f"{label} is a Git LFS pointer, not a checkpoint: the repository was cloned without "
+            f"its large files. Run `git lfs install && git lfs pull` in that clone to fetch the "
+            f"file{size}, or download it from the repository's web page."
+        )
     name = _mindspore_tensor_name(head)
     if name is None and _old_pickle(path, head):  # (before the guess by a .ckpt name alone)
         return "pickle"
@@ -148,6 +156,8 @@ def _sniff(path: Path, head: bytes, label: str, suffix: str) -> str:
         kind = "a tar archive"
     elif head.startswith(b"\x89HDF"):
         kind = "an HDF5 file (Keras / TensorFlow)"
+    elif head.startswith(b"\x93NUMPY"):
+        kind = "a NumPy array (.npy)"
     else:
         kind = f"unrecognized data (first bytes {head[:8].hex(' ')})"
     raise CheckpointError(

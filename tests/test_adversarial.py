@@ -295,6 +295,18 @@ def test_exact_root_heads_get_a_note_about_gradients(demo_val, tmp_path):
     assert any("gradient" in note and "eig" in note for note in report["notes"])
 
 
+def test_an_l2_attack_with_a_linf_sized_budget_gets_a_note(demo_val, tmp_path):
+    """4/255 as an L2 norm over a whole image barely moves it: most likely a Linf budget."""
+    report = attack_report(demo_val, tmp_path / "s.db", model="demo-gap", attacks="pgd-l2",
+                           epsilons="4/255,0.5", steps=1, limit=4)
+    (note,) = [n for n in report["notes"] if "L2 norm" in n]
+    assert note.startswith("pgd-l2: epsilon 0.0156863 is an L2 norm of the whole perturbation, the size "
+                           "of a Linf budget") and note.endswith("for a Linf budget use pgd-linf")
+    report = attack_report(demo_val, tmp_path / "t.db", model="demo-gap", attacks="pgd-l2",
+                           epsilons="0.25", steps=1, limit=4)
+    assert not [n for n in report["notes"] if "L2 norm" in n]
+
+
 def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     """Cells of one attack measured with two budgets or epsilon lists: the report shows the last only
     (tagged), and compare pairs a model with the reference only where budget and list agree."""

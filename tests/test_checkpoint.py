@@ -319,6 +319,17 @@ def test_training_file_with_numpy_scalars_and_argparse_namespace(tmp_path, isqrt
     assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
 
 
+def test_a_state_dict_of_numpy_arrays_loads(tmp_path, isqrt18, x):
+    """Weights saved from tensor.numpy() (or converted from another framework) are a state dict;
+    a stray NumPy scalar beside them is still named as not a tensor."""
+    arrays = {k: v.numpy() for k, v in zoo_layout(isqrt18.state_dict()).items()}
+    path = save(training_file(arrays, "mpncovresnet18"), tmp_path / "arrays.pth.tar")
+    assert torch.equal(outputs(load_model("resnet18-isqrt", path), x), outputs(isqrt18, x))
+    path = save({**arrays, "epoch": np.int64(65)}, tmp_path / "stray.pth")
+    with pytest.raises(CheckpointError, match=r"also holds 'epoch' \(int64\), not tensors"):
+        load_model("resnet18-isqrt", path)
+
+
 def test_cvpr2020_gcp_file(tmp_path, isqrt18, x):
     obj = {"state_dict": prefixed(zoo_layout(isqrt18.state_dict()), "module.")}
     assert "module.layer_reduce_bn.weight" in obj["state_dict"]

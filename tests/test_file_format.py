@@ -39,6 +39,8 @@ def tar_bytes():
     (gzip.compress(b"weights" * 100), "a gzip-compressed file"),
     (tar_bytes(), "a tar archive"),
     (b"\x89HDF\r\n\x1a\n" + bytes(600), r"an HDF5 file \(Keras / TensorFlow\)"),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }" + bytes(12),
+     r"a NumPy array \(\.npy\)"),
 ])
 def test_other_kinds_of_file_are_named(tmp_path, content, kind):
     path = tmp_path / "model.pth"
@@ -73,6 +75,17 @@ def test_protobuf_look_alikes_are_not_mindspore_checkpoints(tmp_path, head):
     path.write_bytes(head)
     message = refused(path, r"is not a PyTorch checkpoint: it holds unrecognized data \(first bytes 0a ")
     assert "MindSpore" not in message
+
+
+@pytest.mark.parametrize("name", ["model.pth", "model.ckpt"])
+def test_a_git_lfs_pointer_says_to_fetch_the_file(tmp_path, name):
+    """A repository cloned without git-lfs holds pointers of three lines where its checkpoints
+    should be (a .ckpt one is not taken for a MindSpore file)."""
+    path = tmp_path / name
+    path.write_text("version https://git-lfs.github.com/spec/v1\n"
+                    "oid sha256:" + "ab" * 32 + "\nsize 102502400\n")
+    refused(path, r"is a Git LFS pointer, not a checkpoint: .* `git lfs install && git lfs pull` "
+                  r"in that clone to fetch the file of 102,502,400 bytes")
 
 
 def saved_zip(tmp_path, name="model.pth", method=zipfile.ZIP_STORED):

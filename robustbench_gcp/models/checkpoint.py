@@ -311,6 +311,7 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
             ``ema=False`` and the file holds EMA weights only.
     """
     keys = CONTAINER_KEYS if ema else tuple(k for k in CONTAINER_KEYS if k not in EMA_KEYS)
+    obj = arrays_as_tensors(obj)
     route: list[str] = []
     for _ in range(4):
         if not isinstance(obj, Mapping):
@@ -349,6 +350,18 @@ def select_state_dict(obj: Any, *, ema: bool = True) -> tuple[dict[str, torch.Te
         obj = obj[inner]
         route.append(inner)
     raise CheckpointError("no state dict found: containers nested too deeply")
+
+
+def arrays_as_tensors(value: Any, depth: int = 4) -> Any:
+    """``value`` with the numeric NumPy arrays in its dicts (``depth`` down at most) made tensors: a
+    state dict converted from another framework, or saved from ``tensor.numpy()``, loads as one."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":  # (not a scalar: np.float64(77.3))
+        return torch.from_numpy(np.array(value))  # (a copy: writable, and what torch.load would own)
+    if not isinstance(value, Mapping) or depth == 0:
+        return value
+    return {k: arrays_as_tensors(v, depth - 1) for k, v in value.items()}
 
 
 def holds_tensors(value: Any, depth: int = 3) -> bool:

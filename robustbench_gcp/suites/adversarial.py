@@ -141,6 +141,22 @@ def _median_text(entry: dict) -> str | float | None:
     return f"{median * 255:.3g}/255"
 
 
+#: below it an L2 budget is the size of a Linf one (16/255 = 0.063): most likely meant as one
+LINF_SIZED_L2 = 0.1
+
+
+def _linf_sized(spec: AttackSpec) -> str | None:
+    """A note on an L2 attack's epsilons of a Linf budget's size (4/255 as an L2 norm barely moves
+    an image), or None."""
+    small = [e for e in spec.epsilons if 0 < e < LINF_SIZED_L2]
+    if ATTACKS[spec.attack] != "l2" or not small:
+        return None
+    linf = spec.attack.replace("l2", "linf") if spec.attack != "cw-l2" else "pgd-linf"
+    return (f"{spec.attack}: epsilon {', '.join(format_epsilon(e, 'l2') for e in small)} is an L2 norm of "
+            "the whole perturbation, the size of a Linf budget (L2 budgets are usually 0.25 to 3 on "
+            f"ImageNet, 0.5 on CIFAR-10); for a Linf budget use {linf}")
+
+
 def _epsilon(check: Checker, value: Any, where: str) -> float:
     """An epsilon of benchmarks.yaml: a number, or text as ``--epsilons`` takes it (``8/255``)."""
     if not isinstance(value, str):
@@ -259,8 +275,9 @@ class AdversarialSuite(Suite):
         return AdversarialSelection(spec, attacks=attacks)
 
     def notes(self, selection: AdversarialSelection, model: Any) -> list[str]:
-        return exact_root_note(model, "so gradient attacks through it can be unstable and weaker "
-                                      "than through Newton-Schulz")
+        return [*exact_root_note(model, "so gradient attacks through it can be unstable and weaker "
+                                        "than through Newton-Schulz"),
+                *(_linf_sized(spec) for spec in selection.attacks if _linf_sized(spec))]
 
     # -- run
     def tasks(self, selection: AdversarialSelection, inputs: TaskInputs) -> list:
