@@ -36,7 +36,7 @@ def tar_bytes():
 
 
 @pytest.mark.parametrize("content, kind", [
-    (gzip.compress(b"weights" * 100), "a gzip-compressed file"),
+    (gzip.compress(b"weights" * 100, mtime=0), "a gzip-compressed file"),
     (tar_bytes(), "a tar archive"),
     (b"\x89HDF\r\n\x1a\n" + bytes(600), r"an HDF5 file \(Keras / TensorFlow\)"),
     (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }" + bytes(12),

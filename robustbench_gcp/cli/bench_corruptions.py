@@ -219,7 +219,7 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
                   "preset": preset, "reference": reference, "rows": rows},
     )
     # a script's check: a wrong constant or algorithm is not a table to read by eye
-    differing = [f"{row['corruption']} {row['severity']} ({_verdict(row)[len('DIFFERS ('):-1]})"
+    differing = [f"{row['corruption']} {row['severity']} ({', '.join(_causes(row))})"
                  for row in rows if row["agrees"] is False]
     checked = sum(row["agrees"] is not None for row in rows)
     if differing:
@@ -234,12 +234,14 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
 
 def _verdict(row: dict) -> str:
     """A fidelity row's verdict: agrees, DIFFERS (what: table, MAD), or - (not measured)."""
-    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT
-
     if row["agrees"] is None:
         return "-"
-    if row["agrees"]:
-        return "agrees"
-    what = [w for w, bad in (("table", not row["table"]),
+    return "agrees" if row["agrees"] else f"DIFFERS ({', '.join(_causes(row))})"
+
+
+def _causes(row: dict) -> list[str]:
+    """Why a fidelity row differs: ``table`` (its constants are not the original script's), ``MAD``."""
+    from robustbench_gcp.bench.corruption_fidelity import AGREEMENT
+
+    return [w for w, bad in (("table", not row["table"]),
                              ("MAD", row["mad"] is not None and row["mad"] >= AGREEMENT)) if bad]
-    return f"DIFFERS ({', '.join(what)})"
