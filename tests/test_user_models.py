@@ -1287,3 +1287,106 @@ def test_the_library_reports_what_eval_says_before_it_starts(demo_val, tmp_path)
                                           "suites; the clean suite has none to normalize"):
         plan("demo-gap", baseline="nope", **common)
     assert plan("demo-gap", baseline="alexnet", **common).suite.kind == "clean"  # the default: as not given
+
+
+class _Small(torch.nn.Module):
+    def __init__(self, norm=None):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.norm = norm if norm is not None else torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+class _Trains(_Small):
+    def forward(self, x):
+        self.norm.train()
+        return super().forward(x)
+
+
+class _Counts(_Small):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return super().forward(x)
+
+
+class _Exits(_Small):
+    def forward(self, x):
+        if x.shape[0] == 1:  # the plan's check runs batches of 2 and 1
+            raise SystemExit("usage: train.py [-h]")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("net, message", [
+    (_Trains(), r"its forward pass puts 'norm' in training mode \(eval\(\) was called before it\): "
+                r"BatchNorm then normalizes each batch by its own statistics"),
+    (_Small(torch.nn.BatchNorm2d(4, track_running_stats=False)),
+     r"BatchNorm 'norm' keeps no running statistics \(track_running_stats=False\), so in eval mode it "
+     r"normalizes each batch by its own: results would depend on the batch size"),
+    (_Counts(), r"its forward pass changes 'seen' \(of its state dict\)"),
+    (_Exits(), r"the forward pass of a \(1, 3, 32, 32\) batch failed: SystemExit: usage: train.py \[-h\]; "
+               r"it exits instead of returning"),
+], ids=["puts-itself-in-training-mode", "batch-statistics", "changes-a-buffer", "exits"])
+def test_a_module_whose_outputs_depend_on_the_batch_or_that_exits_is_refused(image_folder, tmp_path, net,
+                                                                            message):
+    """Two batch sizes gave two errors stored as one run, and a forward's sys.exit(0) ended eval with
+    exit 0 and no report (helper-255); an InstanceNorm (per image) is fine."""
+    common = dict(data=image_folder, store=tmp_path / "s.db", suite="clean", batch_size=6,
+                  class_order="sorted", preprocess={"input_size": 32, "resize_size": 36})
+    with pytest.raises(ConfigError, match=message):
+        evaluate(net, name="odd", **common)
+    assert evaluate(_Small(torch.nn.InstanceNorm2d(4)), name="per-image", **common).sections["clean"]
+
+
+def test_a_forward_that_exits_mid_run_is_a_model_error_that_keeps_the_shards_done(image_folder, tmp_path,
+                                                                                   on_sys_path):
+    (on_sys_path / "exits_mid_run.py").write_text(textwrap.dedent('''
+        import sys, torch
+
+        class Net(torch.nn.Module):
+            calls = 0
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(3, 4)
+            def forward(self, x):
+                Net.calls += 1
+                if Net.calls > 4:
+                    sys.exit(0)
+                return self.fc(x.mean((2, 3)))
+
+        def build():
+            torch.manual_seed(0)
+            return Net()
+    '''))
+    result = run("eval", "--model", "exits_mid_run:build", "--data", image_folder,
+                 "--store", tmp_path / "s.db", "--workers", 0, "--batch-size", 3, "--shard-size", 3,
+                 "--suite", "clean", "--class-order", "sorted",
+                 "--preprocess", "input_size=32,resize_size=36")
+    assert result.exit_code == 1, result.output
+    assert re.search(r"the forward pass of 'exits_mid_run:build' raised SystemExit: 0 "
+                     r"\(at exits_mid_run.py:\d+, in forward\); nothing was stored for this shard\. "
+                     r"2 of 4 shards are stored", result.output)
+
+
+@pytest.mark.parametrize("model, extra, weights", [
+    ("{package}:resnet18_like", [], "its own weights"),
+    ("torchvision:resnet18", ["--random-weights"], "seeded random weights"),
+    ("resnet18-gap", ["--random-weights"], "seeded random weights"),
+])
+def test_no_ema_without_a_checkpoint_is_refused(user_package, image_folder, tmp_path, model, extra, weights):
+    """--no-ema was accepted and ignored where no file is read (--sha256 was refused)."""
+    model = model.format(package=user_package)
+    result = run("eval", "--model", model, *extra, "--no-ema", "--data", image_folder,
+                 "--store", tmp_path / "s.db", "--suite", "clean")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().endswith(f"`--no-ema` chooses a checkpoint's raw weights over its EMA "
+                                          f"ones, and {model} runs with {weights}: drop it")
+    with pytest.raises(ConfigError, match=r"^`ema=False` chooses a checkpoint's raw weights over its EMA "
+                                          r"ones, and model 'mine' runs with its own weights: drop it$"):
+        evaluate(torch.nn.Linear(3, 4), name="mine", data=image_folder, store=tmp_path / "t.db", ema=False)

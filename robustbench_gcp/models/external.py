@@ -41,6 +41,7 @@ from robustbench_gcp.errors import (
     ModelCodeError,
     UnknownNameError,
     check_integer,
+    listed,
     suggest,
 )
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
@@ -420,17 +421,19 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     classes = None
+    versions = _versions(model)
     for n in (2, 1):
         batch = f"({n}, 3, {input_size}, {input_size}) batch"
         try:
             with torch.no_grad():
                 # float32, as the images are (a float64 default dtype made a float64 model pass)
                 out = model(torch.zeros(n, 3, input_size, input_size, device=device, dtype=torch.float32))
-        except Exception as error:  # noqa: BLE001 - the user's forward failed
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's forward failed
             dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
             hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
                     "the model in float32, .float(); --amp then runs its operators in half precision where "
-                    "they allow)" if dtypes else "")
+                    "they allow)" if dtypes else "; it exits instead of returning"
+                    if isinstance(error, SystemExit) else "")
             raise ConfigError(f"{said_as(ref)}: the forward pass of a {batch} failed: {_raised(error)}"
                               f"{hint}") from None
         if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
@@ -445,7 +448,51 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
             sums = out.detach().double().sum(dim=1)
             probabilities = bool((out >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
         classes = int(out.shape[1])
+    _check_fixed(model, versions, ref)
     return classes, probabilities
+
+
+def _versions(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Each tensor of ``model``'s state dict as (object, in-place version): what its forward pass
+    changes shows in them."""
+    return {k: (id(t), t._version) for k, t in model.state_dict(keep_vars=True).items()
+            if isinstance(t, torch.Tensor)}
+
+
+def _check_fixed(model: nn.Module, versions: dict[str, tuple[int, int]], ref: str) -> None:
+    """Refuse a module whose outputs depend on the batch it is given or whose forward pass changes
+    it: its cells would differ with --batch-size and a run would store them under the weights hash
+    taken before it changed them (one ran at 2 and at 12 images a batch gave two top-1 errors, the
+    second reusing the first's: helper-255).
+
+    Raises:
+        ConfigError: a submodule in training mode after eval() and a forward pass (the forward puts
+            it there), a BatchNorm without running statistics, or tensors the forward pass changed.
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    def named(names: list[str]) -> str:
+        return listed([f"'{n}'" for n in names], 3)
+
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ConfigError(f"{said_as(ref)}: its forward pass puts {named(training)} in training mode (eval() "
+                          "was called before it): BatchNorm then normalizes each batch by its own "
+                          "statistics and updates its running ones, so results would depend on the batch "
+                          "size and the weights change as it runs; leave the modules as eval() sets them")
+    batch_statistics = [name for name, m in model.named_modules()
+                        if isinstance(m, _BatchNorm) and m.running_mean is None]
+    if batch_statistics:
+        raise ConfigError(f"{said_as(ref)}: BatchNorm {named(batch_statistics)} keeps no running statistics "
+                          "(track_running_stats=False), so in eval mode it normalizes each batch by its "
+                          "own: results would depend on the batch size and on which images share a batch. "
+                          "gcp-robust measures a fixed model: give it running statistics (or GroupNorm / "
+                          "LayerNorm, which are per image)")
+    changed = [k for k, seen in _versions(model).items() if versions.get(k) != seen]
+    if changed:
+        raise ConfigError(f"{said_as(ref)}: its forward pass changes {named(changed)} (of its state dict): "
+                          "results would depend on what it saw before, and the weights stored with them "
+                          "would not be those evaluated; gcp-robust measures a fixed model")
 
 
 class BroughtModel(nn.Module):
@@ -480,7 +527,7 @@ class BroughtModel(nn.Module):
         of it: the landscape's stem split), an exception of that code a :class:`ModelCodeError`."""
         try:
             return function(x)
-        except Exception as error:  # noqa: BLE001 - the user's code failed: say where, in one line
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code failed: say where, in one line
             # the engine says to lower --batch-size; the tool's own (a torchrun rank stopped) stay so
             if out_of_memory(error) or isinstance(error, GcpRobustError):
                 raise

@@ -232,6 +232,11 @@ def choose_model(
         advice = "drop it" if module is not None else "give the file with --checkpoint, or drop --sha256"
         raise ConfigError(f"{option('--sha256')} checks a checkpoint file, and {who} "
                           f"runs with its own weights: {advice}")
+    if spec.checkpoint is None and not ema:  # it was ignored (helper-255)
+        weights = "seeded random weights" if random_weights else "its own weights"
+        raise ConfigError(f"{'`ema=False`' if module is not None else '`--no-ema`'} chooses a checkpoint's "
+                          f"raw weights over its EMA ones, and {who or spec.name} runs with {weights}: "
+                          "drop it")
     path = configured = None
     if spec.checkpoint is not None and checkpoint is None and module is None and name in config.models:
         # what the entry gave (a --sha256 of the command line is not the file's)
