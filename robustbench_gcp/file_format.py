@@ -266,6 +266,12 @@ def _check_torch_archive(names: list[str], label: str) -> None:
     inline_container.cc:180] ..." of the first, and of the second, that re-running it with
     ``weights_only=False`` "will likely succeed"."""
     folders = {name.split("/", 1)[0] for name in names}
+    if names and all(name.endswith(".npy") for name in names):  # numpy.savez's
+        shown = listed([printable(name.removesuffix(".npy")) for name in names], 3)
+        raise CheckpointError(
+            f"{label} is a NumPy .npz archive of {len(names)} arrays ({shown}), not a PyTorch checkpoint: "
+            "save its arrays as tensors, e.g. torch.save({k: torch.from_numpy(v) for k, v in "
+            "numpy.load(FILE).items()}, 'weights.pth')")
     if len(folders) != 1 or f"{next(iter(folders))}/data.pkl" not in names:
         shown = listed([printable(name) for name in names], 3) or "nothing"
         raise CheckpointError(f"{label} is a zip archive, not a PyTorch checkpoint (torch.save's holds one "

@@ -88,6 +88,16 @@ def test_a_git_lfs_pointer_says_to_fetch_the_file(tmp_path, name):
                   r"in that clone to fetch the file of 102,502,400 bytes")
 
 
+def test_a_numpy_npz_archive_is_named_with_how_to_convert_it(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "weights.pth"
+    with open(path, "wb") as handle:
+        np.savez(handle, **{"conv1.weight": np.zeros((2, 3)), "fc.bias": np.ones(4)})
+    refused(path, r"is a NumPy \.npz archive of 2 arrays \(conv1\.weight, fc\.bias\), not a PyTorch "
+                  r"checkpoint: save its arrays as tensors, e\.g\. torch\.save\(")
+
+
 def saved_zip(tmp_path, name="model.pth", method=zipfile.ZIP_STORED):
     """A torch.save file, its members rewritten with ``method``."""
     plain = tmp_path / "plain.pth"
