@@ -18,10 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gcp-robust demo --out gcp-robust-demo
 
-# One pytest-xdist worker per usable core (8 at most: each holds its own torch); JOBS=1 for one.
-JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 8 ] && n=8; echo $$n)
+# One pytest-xdist worker per usable core (CPU set and cgroup quota; 8 at most: each holds its own
+# torch), read once .venv exists; TEST_WORKERS=1 for one worker, TEST_WORKERS=0 for none.
+TEST_WORKERS ?= $(shell $(BIN)/python -c "from robustbench_gcp.cli.options import usable_cpus; print(min(8, usable_cpus()))" 2>/dev/null || echo 1)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The GPU path verified and timed (CUDA tests, benches, eval, torchrun): one JSON file in
 # $OUT, else gpu-check/. Without CUDA it runs the CPU parts at tiny sizes. README.md: Speed.

@@ -28,13 +28,14 @@ tempfile.gettempdir()
 os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="gcp-robust-test-tmp-")
 atexit.register(shutil.rmtree, os.environ["TMPDIR"], ignore_errors=True)
 
-# Under pytest-xdist (`make test` runs one worker per core) each worker keeps to its share of the
-# cores: torch's default of one thread per core in every worker made them fight over the same ones.
+# Under pytest-xdist (`make test` runs one worker per usable core) each worker keeps to its share of
+# them: torch's default of one thread per core in every worker made them fight over the same ones.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    from robustbench_gcp.cli.options import usable_cpus
+
+    torch.set_num_threads(max(1, usable_cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 # Three real ImageNet wnids (standard indices 0, 1, 2) and one further away.
 WNIDS = ("n01440764", "n01443537", "n01484850", "n02123045")

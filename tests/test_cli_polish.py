@@ -396,6 +396,28 @@ def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
     assert default_workers() == 8
 
 
+@pytest.mark.parametrize("files, cpus", [
+    ({"cpu.max": "150000 100000\n"}, 2),                   # cgroup v2: docker --cpus 1.5
+    ({"cpu.max": "max 100000\n"}, 12),                     # no quota
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 12),
+    ({"cpu.max": "garbage"}, 12),
+    ({}, 12),
+])
+def test_usable_cpus_keep_to_a_cgroups_quota(tmp_path, monkeypatch, files, cpus):
+    """A container limited to 2 CPUs of a 64-core machine (docker --cpus, a Kubernetes limit) keeps
+    its whole CPU set: 8 loader processes, and 8 test workers of 8 threads, on 2 CPUs."""
+    import os
+
+    from robustbench_gcp.cli.options import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert usable_cpus(str(tmp_path)) == cpus
+
+
 def test_compare_runs_each_suite_once_and_refuses_none(demo_val, tmp_path):
     """`--suite clean,clean` compared each model with a copy of itself too; `--suite ""` ran nothing
     and exited 0."""

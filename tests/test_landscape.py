@@ -726,3 +726,27 @@ def test_a_modules_error_of_mixed_dtypes_is_told_from_its_others(message, of_dty
     from robustbench_gcp.suites.landscape_measure import _of_dtypes
 
     assert _of_dtypes(ModelCodeError(f"the forward pass of 'm' raised RuntimeError: {message}")) is of_dtypes
+
+
+def test_images_whose_gradient_is_zero_are_said_to_be_flat_by_definition(demo_val, tmp_path):
+    """A model that rounds its input has a gradient of exactly 0: its table of zeros read as the
+    smoothest landscape, without a word (helper-257); a model with gradients gets no such note."""
+    class Rounding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 10)
+
+        def forward(self, x):
+            return self.fc(torch.round(x * 4).mean((2, 3)) / 4)
+
+    common = dict(suite="landscape", data=demo_val, class_order="sorted", limit=4, landscape_at="pixels",
+                  etas="0.01:1:3", workers=0, preprocess={"resize_size": 73, "input_size": 64})
+    torch.manual_seed(0)
+    report = evaluate(Rounding(), name="rounding", store=tmp_path / "s.db", **common)
+    assert report.sections["landscape"]["beta_smoothness"] == 0
+    assert ("landscape clean: 4 of 4 images have an input gradient of exactly 0 in float64 (the loss "
+            "saturated, or the model masks its gradient): no step moves them, and their loss band, gradient "
+            "change and beta-smoothness are 0 by definition, not smoothness; the cell's means count them"
+            ) in report.notes
+    report = landscape_eval(demo_val, tmp_path / "t.db", model="demo-gap", limit=4)
+    assert not [note for note in report.notes if "input gradient of exactly 0" in note]

@@ -1323,16 +1323,62 @@ class _Exits(_Small):
         return super().forward(x)
 
 
+class _HiddenCounter(_Small):
+    def __init__(self, persistent=False):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(()), persistent=persistent)
+
+    def forward(self, x):
+        self.seen += 1
+        return super().forward(x) + self.seen
+
+
+class _EditsData(_Small):
+    def forward(self, x):
+        self.fc.bias.data.add_(1.0)  # (no version counter sees it)
+        return super().forward(x)
+
+
+class _KeepsDropout(_Small):
+    def __init__(self):
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x):
+        self.drop.train()  # Monte Carlo dropout
+        return self.drop(super().forward(x))
+
+
+class _OwnTrain(_Small):
+    def train(self, mode=True):  # does not pass the mode on to its children
+        self.training = mode
+        return self
+
+
+class _TensorExtraState(_Small):
+    def get_extra_state(self):
+        return torch.tensor([1.0, 2.0])  # a new tensor at every call (TransformerEngine's)
+
+    def set_extra_state(self, state):
+        pass
+
+
 @pytest.mark.parametrize("net, message", [
-    (_Trains(), r"its forward pass puts 'norm' in training mode \(eval\(\) was called before it\): "
-                r"BatchNorm then normalizes each batch by its own statistics"),
+    (_Trains(), r"its forward pass puts 'norm' in training mode: in training mode BatchNorm normalizes "
+                r"each batch by its own statistics and Dropout drops at random"),
+    (_KeepsDropout(), r"its forward pass puts 'drop' in training mode"),
+    (_OwnTrain().train(), r"eval\(\) leaves 'conv', 'norm', 'fc' in training mode \(a train\(\) of its "
+                          r"own that does not pass the mode on\?\)"),
+    (_HiddenCounter(), r"its forward pass changes 'seen' \(tensors it keeps\)"),
+    (_EditsData(), r"its forward pass changes 'fc.bias' \(tensors it keeps\)"),
     (_Small(torch.nn.BatchNorm2d(4, track_running_stats=False)),
      r"BatchNorm 'norm' keeps no running statistics \(track_running_stats=False\), so in eval mode it "
      r"normalizes each batch by its own: results would depend on the batch size"),
-    (_Counts(), r"its forward pass changes 'seen' \(of its state dict\)"),
+    (_Counts(), r"its forward pass changes 'seen' \(tensors it keeps\)"),
     (_Exits(), r"the forward pass of a \(1, 3, 32, 32\) batch failed: SystemExit: usage: train.py \[-h\]; "
                r"it exits instead of returning"),
-], ids=["puts-itself-in-training-mode", "batch-statistics", "changes-a-buffer", "exits"])
+], ids=["puts-itself-in-training-mode", "dropout", "own-train", "non-persistent-counter", "edits-data",
+         "batch-statistics", "changes-a-buffer", "exits"])
 def test_a_module_whose_outputs_depend_on_the_batch_or_that_exits_is_refused(image_folder, tmp_path, net,
                                                                             message):
     """Two batch sizes gave two errors stored as one run, and a forward's sys.exit(0) ended eval with
@@ -1342,6 +1388,37 @@ def test_a_module_whose_outputs_depend_on_the_batch_or_that_exits_is_refused(ima
     with pytest.raises(ConfigError, match=message):
         evaluate(net, name="odd", **common)
     assert evaluate(_Small(torch.nn.InstanceNorm2d(4)), name="per-image", **common).sections["clean"]
+
+
+def test_modules_whose_state_dict_makes_new_tensors_are_not_taken_for_changed_ones(image_folder, tmp_path):
+    """A quantized module's state dict unpacks its weights anew at every call, and a tensor extra state
+    is made anew: review helper-256 found them refused as changed by their forward pass."""
+    common = dict(data=image_folder, store=tmp_path / "s.db", suite="clean", batch_size=6,
+                  class_order="sorted", preprocess={"input_size": 32, "resize_size": 36})
+    assert evaluate(_TensorExtraState(), name="extra", **common).sections["clean"]
+    quantization = getattr(torch.ao, "quantization", None)  # deprecated in torch 2.x
+    if quantization is not None:
+        torch.manual_seed(0)
+        quantized = quantization.quantize_dynamic(_Small(), {torch.nn.Linear}, dtype=torch.qint8)
+        assert evaluate(quantized, name="quantized", **common).sections["clean"]
+
+
+def test_compare_no_ema_applies_to_the_models_that_read_a_checkpoint(demo_val, tmp_path):
+    """--no-ema with --random-weights for the others is documented use: the per-model refusal of eval
+    failed the whole comparison (review helper-256); with no checkpoint read at all it is refused."""
+    import robustbench_gcp
+
+    weights = Path(robustbench_gcp.__file__).parent / "resources" / "demo" / "demo-gap.pth"
+    common = ["--data", demo_val, "--class-order", "sorted", "--suite", "clean", "--limit", 4,
+              "--workers", 0, "--store", tmp_path / "s.db", "--no-ema", "--format", "json"]
+    result = run("compare", "--model", f"demo-gap={weights}", "--model", "demo-isqrt",
+                 "--random-weights", *common)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["reports"]) == 2
+    result = run("compare", "--model", "demo-gap", "--model", "demo-isqrt", "--random-weights", *common)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().endswith("`--no-ema` chooses checkpoints' raw weights over their EMA ones, "
+                                          "and no model here reads a checkpoint: leave it out")
 
 
 def test_a_forward_that_exits_mid_run_is_a_model_error_that_keeps_the_shards_done(image_folder, tmp_path,

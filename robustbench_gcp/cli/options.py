@@ -8,6 +8,7 @@ roots) is read when a command parses its arguments or shows its own help.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -211,12 +212,33 @@ def int_list(ctx, param, value, bounds: tuple[int, int] | None = None):
     return items
 
 
-def usable_cpus() -> int:
+def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
     """The CPUs this process may run on (``taskset``, a Slurm or container CPU set), not all the
-    machine's: what ``--workers``' default and its note count."""
-    import os
+    machine's, and at most what its cgroup's quota allows (``docker --cpus 2``, a Kubernetes limit,
+    on a machine of 64): what ``--workers``' default and its note count, and ``make test``'s workers."""
+    import math
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_quota(Path(cgroup))
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """The CPUs a cgroup's quota allows: cgroup v2's ``cpu.max`` (``200000 100000``), else v1's
+    ``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``; None where there is none (``max``, -1) or no file."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max"
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def default_workers() -> int:

@@ -46,7 +46,7 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
-from robustbench_gcp.models.weights_hash import module_hash
+from robustbench_gcp.models.weights_hash import module_hash, part_hashes
 
 __all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
            "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
@@ -419,9 +419,11 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
     """:func:`output_classes`, and whether the outputs look like probabilities, not logits: every
     one >= 0 and each image's summing to 1 (a softmax at the end)."""
     model.eval()
+    _refuse_training(model, ref, "eval() leaves {} in training mode (a train() of its own that does not "
+                                 "pass the mode on?)")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     classes = None
-    versions = _versions(model)
+    before = part_hashes(model)
     for n in (2, 1):
         batch = f"({n}, 3, {input_size}, {input_size}) batch"
         try:
@@ -448,49 +450,51 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
             sums = out.detach().double().sum(dim=1)
             probabilities = bool((out >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
         classes = int(out.shape[1])
-    _check_fixed(model, versions, ref)
+    _check_fixed(model, before, ref)
     return classes, probabilities
 
 
-def _versions(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """Each tensor of ``model``'s state dict as (object, in-place version): what its forward pass
-    changes shows in them."""
-    return {k: (id(t), t._version) for k, t in model.state_dict(keep_vars=True).items()
-            if isinstance(t, torch.Tensor)}
+def _named(names: list[str]) -> str:
+    return listed([f"'{n}'" for n in names], 3)
 
 
-def _check_fixed(model: nn.Module, versions: dict[str, tuple[int, int]], ref: str) -> None:
+def _refuse_training(model: nn.Module, ref: str, what: str) -> None:
+    """Refuse ``model`` where a submodule is in training mode, ``what`` saying how it got there."""
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ConfigError(f"{said_as(ref)}: {what.format(_named(training))}: in training mode BatchNorm "
+                          "normalizes each batch by its own statistics and Dropout drops at random, so "
+                          "results would depend on the batch and the draw; gcp-robust measures a fixed "
+                          "model in eval mode")
+
+
+def _check_fixed(model: nn.Module, before: dict[str, str], ref: str) -> None:
     """Refuse a module whose outputs depend on the batch it is given or whose forward pass changes
-    it: its cells would differ with --batch-size and a run would store them under the weights hash
-    taken before it changed them (one ran at 2 and at 12 images a batch gave two top-1 errors, the
-    second reusing the first's: helper-255).
+    it (``before``: its :func:`part_hashes` before the forward passes): its cells would differ with
+    --batch-size and a run would store them under the weights hash taken before it changed them (one
+    ran at 2 and at 12 images a batch gave two top-1 errors, the second reusing the first's:
+    helper-255).
 
     Raises:
-        ConfigError: a submodule in training mode after eval() and a forward pass (the forward puts
-            it there), a BatchNorm without running statistics, or tensors the forward pass changed.
+        ConfigError: a submodule in training mode after a forward pass (the forward puts it there), a
+            BatchNorm without running statistics, or tensors the forward pass changed (of the state
+            dict, or kept outside it: what the weights hash covers).
     """
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    def named(names: list[str]) -> str:
-        return listed([f"'{n}'" for n in names], 3)
-
-    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
-    if training:
-        raise ConfigError(f"{said_as(ref)}: its forward pass puts {named(training)} in training mode (eval() "
-                          "was called before it): BatchNorm then normalizes each batch by its own "
-                          "statistics and updates its running ones, so results would depend on the batch "
-                          "size and the weights change as it runs; leave the modules as eval() sets them")
+    _refuse_training(model, ref, "its forward pass puts {} in training mode")
     batch_statistics = [name for name, m in model.named_modules()
                         if isinstance(m, _BatchNorm) and m.running_mean is None]
     if batch_statistics:
-        raise ConfigError(f"{said_as(ref)}: BatchNorm {named(batch_statistics)} keeps no running statistics "
+        raise ConfigError(f"{said_as(ref)}: BatchNorm {_named(batch_statistics)} keeps no running statistics "
                           "(track_running_stats=False), so in eval mode it normalizes each batch by its "
                           "own: results would depend on the batch size and on which images share a batch. "
                           "gcp-robust measures a fixed model: give it running statistics (or GroupNorm / "
                           "LayerNorm, which are per image)")
-    changed = [k for k, seen in _versions(model).items() if versions.get(k) != seen]
+    after = part_hashes(model)
+    changed = [k for k in {**before, **after} if before.get(k) != after.get(k)]
     if changed:
-        raise ConfigError(f"{said_as(ref)}: its forward pass changes {named(changed)} (of its state dict): "
+        raise ConfigError(f"{said_as(ref)}: its forward pass changes {_named(changed)} (tensors it keeps): "
                           "results would depend on what it saw before, and the weights stored with them "
                           "would not be those evaluated; gcp-robust measures a fixed model")
 

@@ -174,6 +174,22 @@ def file_tags(paths: list[Path]) -> list[str] | None:
     return [str(path) for path in absolute]
 
 
+def _reads_checkpoint(entry: CompareEntry, config: Config, random: bool) -> bool:
+    """Whether ``entry`` is evaluated from a checkpoint file: its =CHECKPOINT, or benchmarks.yaml's
+    without ``--random-weights`` (an entry whose name is wrong: True, its plan says what is)."""
+    from robustbench_gcp.errors import GcpRobustError
+    from robustbench_gcp.pipeline.weights import model_spec
+
+    if entry.checkpoint:
+        return True
+    if random and _takes_random_weights(entry):
+        return False
+    try:
+        return model_spec(config, entry.name).checkpoint is not None
+    except GcpRobustError:
+        return True
+
+
 def _takes_random_weights(entry: CompareEntry) -> bool:
     """Whether ``--random-weights`` gives ``entry`` seeded random weights: no =CHECKPOINT, and not a
     package.module:callable (which comes with its own weights)."""
@@ -267,8 +283,15 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
     if preprocess is not None and not any(is_external(entry.name) for entry in entries):
         raise ConfigError("`--preprocess` applies to models you bring (torchvision:<name>, package.module:"
                           "callable), and none is compared: the registry's have their own")
+    # --no-ema: for the models that read a checkpoint (refused by eval for one that does not)
+    ema = common.get("ema", True)
+    reads = {id(entry): _reads_checkpoint(entry, config, random) for entry in entries}
+    if not ema and entries and not any(reads.values()):
+        raise ConfigError("`--no-ema` chooses checkpoints' raw weights over their EMA ones, and no model "
+                          "here reads a checkpoint: leave it out")
     jobs = [(entry.name, {"suite": suite, "label": entry.label, "sqrt": entry.sqrt,
                           "ns_iters": entry.ns_iters, "checkpoint": entry.checkpoint or None,
+                          "ema": ema or not reads[id(entry)],
                           "random_weights": random and _takes_random_weights(entry),
                           "preprocess": preprocess if is_external(entry.name) else None})
             for suite in suites for entry in entries]

@@ -163,6 +163,21 @@ def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str
     return [note for note, count in zip(notes, (still.sum(), loss_only.sum())) if count]
 
 
+def _flat_note(result: CellResult, settings: LandscapeSettings, per: dict[str, np.ndarray]) -> list[str]:
+    """A note where some images' input gradient is exactly 0: the loss saturated in the cell's
+    precision (a logit margin over about 17 in float32) or the model masks its gradient (input
+    rounding). Their quantities are 0 by definition, not a smooth landscape: a cell of confident
+    images read as the smoothest, unsaid (helper-257)."""
+    flat = int((per["grad_norm"] == 0).sum())
+    if not flat:
+        return []
+    cell = "clean" if not result.key.level else f"{result.key.name}/{result.key.level}"
+    return [f"landscape {cell}: {flat} of {len(per['grad_norm'])} images have an input gradient of exactly 0 "
+            f"in {settings.precision} (the loss saturated, or the model masks its gradient): no step moves "
+            "them, and their loss band, gradient change and beta-smoothness are 0 by definition, not "
+            "smoothness; the cell's means count them"]
+
+
 def _entries(report: Report) -> list[tuple[str, dict]]:
     """(cell label, landscape object) of a report: the clean images', then every corruption's."""
     sections = report.sections
@@ -372,7 +387,7 @@ class LandscapeSuite(Suite):
                 continue
             settings = settings_of(r.key)
             per = summaries(r.extra, settings)  # once for the entry and the note
-            notes += _unmoved_note(r, settings, per)
+            notes += _unmoved_note(r, settings, per) + _flat_note(r, settings, per)
             if settings.precision == "float32" and FLOAT32_NOTE not in notes:
                 notes.append(FLOAT32_NOTE)
             entry = landscape_entry(r, settings, per)
