@@ -403,19 +403,28 @@ def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 12),
     ({"cpu.max": "garbage"}, 12),
     ({}, 12),
+    # a process in a child cgroup without a namespace of its own (systemd-run -p CPUQuota, Slurm):
+    # the least quota of its cgroup and those above it
+    ({"own": "0::/job/step\n", "job/cpu.max": "100000 100000\n", "cpu.max": "400000 100000\n"}, 1),
+    ({"own": "0::/job/step\n", "job/step/cpu.max": "max 100000\n", "cpu.max": "300000 100000\n"}, 3),
+    ({"own": "4:cpu,cpuacct:/job\n", "cpu/job/cpu.cfs_quota_us": "200000\n",
+      "cpu/job/cpu.cfs_period_us": "100000\n"}, 2),
 ])
 def test_usable_cpus_keep_to_a_cgroups_quota(tmp_path, monkeypatch, files, cpus):
-    """A container limited to 2 CPUs of a 64-core machine (docker --cpus, a Kubernetes limit) keeps
+    """A container limited to 2 CPUs of a 64-core machine (docker --cpus, a Kubernetes limit) kept
     its whole CPU set: 8 loader processes, and 8 test workers of 8 threads, on 2 CPUs."""
     import os
 
     from robustbench_gcp.cli.options import usable_cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    root = tmp_path / "cgroup"
+    own = tmp_path / "own"
+    own.write_text(files.pop("own", "0::/\n"))
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert usable_cpus(str(tmp_path)) == cpus
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert usable_cpus(str(root), str(own)) == cpus
 
 
 def test_compare_runs_each_suite_once_and_refuses_none(demo_val, tmp_path):

@@ -46,7 +46,7 @@ from robustbench_gcp.errors import (
 )
 from robustbench_gcp.models.checkpoint import AS_SAVED, read_state_dict
 from robustbench_gcp.models.resnet import PreprocessConfig
-from robustbench_gcp.models.weights_hash import module_hash, part_hashes
+from robustbench_gcp.models.weights_hash import module_hash
 
 __all__ = ["BroughtModel", "ExternalSource", "external_source", "is_external", "load_external",
            "module_source", "output_classes", "preprocess_config", "state_dict_hash"]
@@ -405,9 +405,9 @@ def module_source(module: nn.Module, name: str,
 
 
 def output_classes(model: nn.Module, input_size: int, ref: str) -> int:
-    """The number of classes of ``model``: the width of its output for a batch of 2 black images,
-    and of 1 (a batch's last image alone: a ``squeeze()`` drops its batch axis) (``model`` is put
-    in eval mode).
+    """The number of classes of ``model``: the width of its output for a batch of 2 seeded random
+    images, and of 1 (the first alone: a ``squeeze()`` drops its batch axis) (``model`` is put in
+    eval mode; one whose outputs depend on the batch or on the calls before is refused).
 
     Raises:
         ConfigError: the output is not a (batch, classes) tensor of floating-point logits.
@@ -422,14 +422,16 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
     _refuse_training(model, ref, "eval() leaves {} in training mode (a train() of its own that does not "
                                  "pass the mode on?)")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    # seeded, of another value each (black images hid statistics over the batch), float32 as the images
+    # are (a float64 default dtype made a float64 model pass)
+    images = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
     classes = None
-    before = part_hashes(model)
+    outputs = []
     for n in (2, 1):
         batch = f"({n}, 3, {input_size}, {input_size}) batch"
         try:
             with torch.no_grad():
-                # float32, as the images are (a float64 default dtype made a float64 model pass)
-                out = model(torch.zeros(n, 3, input_size, input_size, device=device, dtype=torch.float32))
+                out = model(images[:n])
         except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's forward failed
             dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
             hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
@@ -450,7 +452,8 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
             sums = out.detach().double().sum(dim=1)
             probabilities = bool((out >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
         classes = int(out.shape[1])
-    _check_fixed(model, before, ref)
+        outputs.append(out)
+    _check_fixed(model, images, *outputs, ref=ref)
     return classes, probabilities
 
 
@@ -468,17 +471,19 @@ def _refuse_training(model: nn.Module, ref: str, what: str) -> None:
                           "model in eval mode")
 
 
-def _check_fixed(model: nn.Module, before: dict[str, str], ref: str) -> None:
-    """Refuse a module whose outputs depend on the batch it is given or whose forward pass changes
-    it (``before``: its :func:`part_hashes` before the forward passes): its cells would differ with
-    --batch-size and a run would store them under the weights hash taken before it changed them (one
-    ran at 2 and at 12 images a batch gave two top-1 errors, the second reusing the first's:
-    helper-255).
+def _check_fixed(model: nn.Module, images: torch.Tensor, pair: torch.Tensor, alone: torch.Tensor, *,
+                 ref: str) -> None:
+    """Refuse a module whose outputs depend on the batch it is given or on the calls before: its
+    cells would differ with --batch-size, and a run would store them under the weights hash taken
+    before it changed (one ran at 2 and at 12 images a batch gave two top-1 errors, the second reusing
+    the first's: helper-255). Told by what it does: ``pair`` and ``alone`` are its outputs for the two
+    ``images`` and for the first alone, then it is given the two again. State that does not change
+    its outputs is no change (a cache of tables made at the first call, timm's LeViT attention
+    biases; spectral_norm's weight; the last attention map kept for a plot: helper-258).
 
     Raises:
-        ConfigError: a submodule in training mode after a forward pass (the forward puts it there), a
-            BatchNorm without running statistics, or tensors the forward pass changed (of the state
-            dict, or kept outside it: what the weights hash covers).
+        ConfigError: a submodule in training mode after the forward passes (the forward puts it
+            there), a BatchNorm without running statistics, or other outputs for the same images.
     """
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -491,12 +496,23 @@ def _check_fixed(model: nn.Module, before: dict[str, str], ref: str) -> None:
                           "own: results would depend on the batch size and on which images share a batch. "
                           "gcp-robust measures a fixed model: give it running statistics (or GroupNorm / "
                           "LayerNorm, which are per image)")
-    after = part_hashes(model)
-    changed = [k for k in {**before, **after} if before.get(k) != after.get(k)]
-    if changed:
-        raise ConfigError(f"{said_as(ref)}: its forward pass changes {_named(changed)} (tensors it keeps): "
-                          "results would depend on what it saw before, and the weights stored with them "
-                          "would not be those evaluated; gcp-robust measures a fixed model")
+    with torch.no_grad():
+        again = model(images)
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # (other kernels for other batch sizes round apart)
+        return a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), rtol=1e-3,
+                                                          atol=1e-3 * max(1.0, float(a.abs().max()))))
+
+    if not same(pair, again):
+        raise ConfigError(f"{said_as(ref)}: its forward pass gives other outputs for the same images at a "
+                          "second call (state it changes as it runs: a counter, a running mean, weights): "
+                          "results would depend on how many batches it saw before; gcp-robust measures a "
+                          "fixed model")
+    if not same(pair[:1], alone):
+        raise ConfigError(f"{said_as(ref)}: its outputs for an image depend on the images batched with it "
+                          "(statistics over the batch, or dynamic quantization's scales?): results would "
+                          "depend on --batch-size and on which images share a batch; gcp-robust measures a "
+                          "fixed model")
 
 
 class BroughtModel(nn.Module):
@@ -507,7 +523,7 @@ class BroughtModel(nn.Module):
         net: the module itself (put in eval mode on the run's device, nothing else changed).
         name, num_classes, pretrained_cfg, head_type, reduction_dim: as registry models have.
         weights_hash: :func:`state_dict_hash` of ``net``; checkpoint_sha256: None.
-        returns_probabilities: its outputs for black images are probabilities, not logits
+        returns_probabilities: its outputs for random images are probabilities, not logits
             (:func:`probe_output`): the suites that take gradients refuse it.
     """
 

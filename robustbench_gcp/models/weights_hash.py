@@ -8,14 +8,13 @@ state element by element, the same in every process) and the tensors it keeps ou
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["module_hash", "part_hashes"]
+__all__ = ["module_hash"]
 
 
 def module_hash(model: nn.Module) -> str:
@@ -23,45 +22,18 @@ def module_hash(model: nn.Module) -> str:
     the tensors it computes with but does not save (:func:`_unsaved_tensors`), where it has any
     (a module without keeps the hash it had before they counted)."""
     digest = hashlib.sha256()
-    parts = _parts(model)
-    for _, saved, write in parts:
-        if saved:
-            write(digest)
-    unsaved = [write for _, saved, write in parts if not saved]
+    for key, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state (get_extra_state)
+            digest.update(f"{key}\textra\n".encode())
+            _hash_extra(digest, tensor)
+            continue
+        _hash_tensor(digest, key, tensor)
+    unsaved = _unsaved_tensors(model)
     if unsaved:
         digest.update(b"unsaved\n")
-        for write in unsaved:
-            write(digest)
+        for key, tensor in unsaved:
+            _hash_unsaved(digest, key, tensor)
     return digest.hexdigest()
-
-
-def part_hashes(model: nn.Module) -> dict[str, str]:
-    """SHA-256 of each part :func:`module_hash` hashes, by name (a state dict key, an unsaved
-    tensor's place): what changed between two moments of a module."""
-    hashes = {}
-    for key, _, write in _parts(model):
-        digest = hashlib.sha256()
-        write(digest)
-        hashes[key] = digest.hexdigest()
-    return hashes
-
-
-def _parts(model: nn.Module) -> list[tuple[str, bool, Callable[[Any], None]]]:
-    """What a module's hash covers, in order: (name, in its state dict, write it into a digest)."""
-    parts: list[tuple[str, bool, Callable[[Any], None]]] = []
-    for key, value in model.state_dict().items():
-        if isinstance(value, torch.Tensor):
-            parts.append((key, True, partial(_hash_tensor, key=key, tensor=value)))
-        else:  # a module's extra state (get_extra_state)
-            parts.append((key, True, partial(_hash_extra_state, key=key, value=value)))
-    parts += [(key, False, partial(_hash_unsaved, key=key, tensor=tensor))
-              for key, tensor in _unsaved_tensors(model)]
-    return parts
-
-
-def _hash_extra_state(digest, key: str, value: Any) -> None:
-    digest.update(f"{key}\textra\n".encode())
-    _hash_extra(digest, value)
 
 
 def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:

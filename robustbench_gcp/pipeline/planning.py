@@ -320,7 +320,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         from robustbench_gcp.models.external import said_as
 
         raise ConfigError(f"{said_as(choice.arch)} returns probabilities, not logits (its outputs for "
-                          "two black images are >= 0 and sum to 1 per image): the "
+                          "two random images are >= 0 and sum to 1 per image): the "
                           f"{suite.kind} suite takes the cross-entropy of logits, whose gradients a second "
                           "softmax flattens (robustness overstated, a landscape flattened). Return the "
                           "scores before the softmax")

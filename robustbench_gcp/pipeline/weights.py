@@ -290,7 +290,7 @@ def check_weights(choice: ModelChoice) -> int:
     process (several plans of one comparison share the check).
 
     A model outside the registry is built (on the CPU) and, with its weights, run on two
-    black images: its number of classes is the width of its output.
+    random images: its number of classes is the width of its output.
 
     Raises:
         CheckpointError: the file is unreadable or does not fit the architecture.

@@ -165,7 +165,7 @@ def _unmoved_note(result: CellResult, settings: LandscapeSettings, per: dict[str
 
 def _flat_note(result: CellResult, settings: LandscapeSettings, per: dict[str, np.ndarray]) -> list[str]:
     """A note where some images' input gradient is exactly 0: the loss saturated in the cell's
-    precision (a logit margin over about 17 in float32) or the model masks its gradient (input
+    precision (a logit margin over about 100 in float32) or the model masks its gradient (input
     rounding). Their quantities are 0 by definition, not a smooth landscape: a cell of confident
     images read as the smoothest, unsaid (helper-257)."""
     flat = int((per["grad_norm"] == 0).sum())
