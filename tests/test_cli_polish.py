@@ -409,6 +409,7 @@ def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
     ({"own": "0::/job/step\n", "job/step/cpu.max": "max 100000\n", "cpu.max": "300000 100000\n"}, 3),
     ({"own": "4:cpu,cpuacct:/job\n", "cpu/job/cpu.cfs_quota_us": "200000\n",
       "cpu/job/cpu.cfs_period_us": "100000\n"}, 2),
+    ({"own": b"0::/caf\xe9\n", "cpu.max": "200000 100000\n"}, 2),  # not UTF-8: the root's
 ])
 def test_usable_cpus_keep_to_a_cgroups_quota(tmp_path, monkeypatch, files, cpus):
     """A container limited to 2 CPUs of a 64-core machine (docker --cpus, a Kubernetes limit) kept
@@ -420,7 +421,8 @@ def test_usable_cpus_keep_to_a_cgroups_quota(tmp_path, monkeypatch, files, cpus)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
     root = tmp_path / "cgroup"
     own = tmp_path / "own"
-    own.write_text(files.pop("own", "0::/\n"))
+    named = files.pop("own", "0::/\n")
+    own.write_bytes(named if isinstance(named, bytes) else named.encode())
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)

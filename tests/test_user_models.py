@@ -1494,3 +1494,40 @@ def test_no_ema_without_a_checkpoint_is_refused(user_package, image_folder, tmp_
     with pytest.raises(ConfigError, match=r"^`ema=False` chooses a checkpoint's raw weights over its EMA "
                                           r"ones, and model 'mine' runs with its own weights: drop it$"):
         evaluate(torch.nn.Linear(3, 4), name="mine", data=image_folder, store=tmp_path / "t.db", ema=False)
+
+
+class _SmallBatchMean(_Small):
+    """Outputs below 1e-3 that depend on the batch (7 % of their size): a floor of 1e-3 on the tolerance
+    passed them (review helper-259)."""
+    def forward(self, x):
+        out = super().forward(x)
+        return (out - 0.5 * out.mean(0, keepdim=True)) * 1e-3
+
+
+class _ThirdCallTuple(_Small):
+    calls = 0
+
+    def forward(self, x):
+        _ThirdCallTuple.calls += 1
+        out = super().forward(x)
+        return (out, out) if _ThirdCallTuple.calls == 3 else out
+
+
+class _NaNColumn(_Small):
+    def forward(self, x):
+        out = super().forward(x)
+        out[:, 0] = float("nan")
+        return out
+
+
+def test_the_model_check_is_relative_to_the_outputs_and_checks_every_pass():
+    from robustbench_gcp.models.external import probe_output
+
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="its outputs for an image depend on the images batched with it"):
+        probe_output(_SmallBatchMean(), 16, "nets:small")
+    with pytest.raises(ConfigError, match=r"^`--model nets:third`: the output for a \(2, 3, 16, 16\) batch "
+                                          r"is tuple, not \(2, classes\) logits$"):
+        probe_output(_ThirdCallTuple(), 16, "nets:third")
+    # NaN logits are the engine's to name (NonFiniteError, with the cell and images), not a changing state
+    assert probe_output(_NaNColumn(), 16, "nets:nan") == (4, False)

@@ -230,7 +230,7 @@ def _cgroup_quota(root: Path, own: Path = Path("/proc/self/cgroup")) -> float | 
     process's cgroup (``0::/system.slice/job.scope``; ``/`` inside a container's namespace)."""
     try:
         lines = own.read_text().splitlines()
-    except OSError:
+    except (OSError, ValueError):  # (a cgroup's name of bytes that are not UTF-8)
         lines = []
     v2 = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), "/")
     v1 = next((line.split(":", 2)[2] for line in lines
@@ -262,7 +262,7 @@ def _v1_quota(folder: Path) -> float | None:
     try:
         return _ratio((folder / "cpu.cfs_quota_us").read_text().strip(),
                       (folder / "cpu.cfs_period_us").read_text().strip())
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 

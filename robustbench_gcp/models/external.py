@@ -425,36 +425,42 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
     # seeded, of another value each (black images hid statistics over the batch), float32 as the images
     # are (a float64 default dtype made a float64 model pass)
     images = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
-    classes = None
-    outputs = []
-    for n in (2, 1):
-        batch = f"({n}, 3, {input_size}, {input_size}) batch"
-        try:
-            with torch.no_grad():
-                out = model(images[:n])
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's forward failed
-            dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
-            hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
-                    "the model in float32, .float(); --amp then runs its operators in half precision where "
-                    "they allow)" if dtypes else "; it exits instead of returning"
-                    if isinstance(error, SystemExit) else "")
-            raise ConfigError(f"{said_as(ref)}: the forward pass of a {batch} failed: {_raised(error)}"
-                              f"{hint}") from None
-        if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
-                or out.shape[1] != (classes or out.shape[1])):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {shape}, not ({n}, classes) "
-                              "logits")
-        if not out.is_floating_point():
-            raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {out.dtype}, not "
-                              "floating-point logits")
-        if classes is None:  # the batch of 2
-            sums = out.detach().double().sum(dim=1)
-            probabilities = bool((out >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
-        classes = int(out.shape[1])
-        outputs.append(out)
-    _check_fixed(model, images, *outputs, ref=ref)
+    pair = _probe_pass(model, images, ref)
+    sums = pair.detach().double().sum(dim=1)
+    probabilities = bool((pair >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
+    classes = int(pair.shape[1])
+    alone = _probe_pass(model, images[:1], ref, classes)
+    _check_fixed(model, pair, alone, _probe_pass(model, images, ref, classes), ref=ref)
     return classes, probabilities
+
+
+def _probe_pass(model: nn.Module, images: torch.Tensor, ref: str, classes: int | None = None) -> torch.Tensor:
+    """``model``'s output for ``images``, checked: (batch, classes) floating-point logits.
+
+    Raises:
+        ConfigError: the forward pass failed (or exited), or its output is not such logits.
+    """
+    n, _, size, _ = images.shape
+    batch = f"({n}, 3, {size}, {size}) batch"
+    try:
+        with torch.no_grad():
+            out = model(images)
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's forward failed
+        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
+        hint = (f" (its weights are {', '.join(sorted(map(str, dtypes)))}, the images float32: return "
+                "the model in float32, .float(); --amp then runs its operators in half precision where "
+                "they allow)" if dtypes else "; it exits instead of returning"
+                if isinstance(error, SystemExit) else "")
+        raise ConfigError(f"{said_as(ref)}: the forward pass of a {batch} failed: {_raised(error)}"
+                          f"{hint}") from None
+    if (not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n or out.shape[1] < 2
+            or out.shape[1] != (classes or out.shape[1])):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {shape}, not ({n}, classes) logits")
+    if not out.is_floating_point():
+        raise ConfigError(f"{said_as(ref)}: the output for a {batch} is {out.dtype}, not floating-point "
+                          "logits")
+    return out
 
 
 def _named(names: list[str]) -> str:
@@ -471,13 +477,13 @@ def _refuse_training(model: nn.Module, ref: str, what: str) -> None:
                           "model in eval mode")
 
 
-def _check_fixed(model: nn.Module, images: torch.Tensor, pair: torch.Tensor, alone: torch.Tensor, *,
+def _check_fixed(model: nn.Module, pair: torch.Tensor, alone: torch.Tensor, again: torch.Tensor, *,
                  ref: str) -> None:
     """Refuse a module whose outputs depend on the batch it is given or on the calls before: its
     cells would differ with --batch-size, and a run would store them under the weights hash taken
     before it changed (one ran at 2 and at 12 images a batch gave two top-1 errors, the second reusing
-    the first's: helper-255). Told by what it does: ``pair`` and ``alone`` are its outputs for the two
-    ``images`` and for the first alone, then it is given the two again. State that does not change
+    the first's: helper-255). Told by what it does: ``pair``, ``alone`` and ``again`` are its outputs
+    for two seeded images, for the first alone, and for the two again. State that does not change
     its outputs is no change (a cache of tables made at the first call, timm's LeViT attention
     biases; spectral_norm's weight; the last attention map kept for a plot: helper-258).
 
@@ -496,12 +502,11 @@ def _check_fixed(model: nn.Module, images: torch.Tensor, pair: torch.Tensor, alo
                           "own: results would depend on the batch size and on which images share a batch. "
                           "gcp-robust measures a fixed model: give it running statistics (or GroupNorm / "
                           "LayerNorm, which are per image)")
-    with torch.no_grad():
-        again = model(images)
 
     def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # (other kernels for other batch sizes round apart)
-        return a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), rtol=1e-3,
-                                                          atol=1e-3 * max(1.0, float(a.abs().max()))))
+        finite = a[a.isfinite()].abs()
+        scale = float(finite.max()) if finite.numel() else 0.0  # relative to the outputs' size, however small
+        return bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-3 * scale, equal_nan=True))
 
     if not same(pair, again):
         raise ConfigError(f"{said_as(ref)}: its forward pass gives other outputs for the same images at a "
