@@ -588,7 +588,7 @@ class Flaky(torch.nn.Module):
 
     def forward(self, x):
         CALLS.append(1)
-        if len(CALLS) > 3 and pathlib.Path(__file__).with_name("FAIL").exists():
+        if len(CALLS) > 4 and pathlib.Path(__file__).with_name("FAIL").exists():  # (3 calls check it)
             raise ValueError("bad shape in my layer")
         return self.fc(self.conv(x).mean((2, 3)))
 

@@ -423,14 +423,16 @@ def probe_output(model: nn.Module, input_size: int, ref: str) -> tuple[int, bool
                                  "pass the mode on?)")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     # seeded, of another value each (black images hid statistics over the batch), float32 as the images
-    # are (a float64 default dtype made a float64 model pass)
-    images = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
-    pair = _probe_pass(model, images, ref)
+    # are (a float64 default dtype made a float64 model pass); a copy for each pass (a model may write
+    # into its input, as the engine allows)
+    images = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float32).to(device)
+    pair = _probe_pass(model, images.clone(), ref)
     sums = pair.detach().double().sum(dim=1)
     probabilities = bool((pair >= 0).all()) and bool(((sums - 1).abs() <= 1e-3).all())
     classes = int(pair.shape[1])
-    alone = _probe_pass(model, images[:1], ref, classes)
-    _check_fixed(model, pair, alone, _probe_pass(model, images, ref, classes), ref=ref)
+    alone = _probe_pass(model, images[:1].clone(), ref, classes)
+    _check_fixed(model, pair, alone, _probe_pass(model, images.clone(), ref, classes), ref=ref)
     return classes, probabilities
 
 
