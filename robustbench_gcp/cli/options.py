@@ -223,7 +223,7 @@ def usable_cpus(cgroup: str = "/sys/fs/cgroup", own_cgroup: str = "/proc/self/cg
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
 
 
-def _cgroup_quota(root: Path, own: Path = Path("/proc/self/cgroup")) -> float | None:
+def _cgroup_quota(root: Path, own: Path) -> float | None:
     """The CPUs the quotas of this process's cgroup and those above it allow, the least of them:
     cgroup v2's ``cpu.max`` (``200000 100000``), else v1's ``cpu.cfs_quota_us`` over
     ``cpu.cfs_period_us``; None where there is none (``max``, -1) or no file. ``own`` names the

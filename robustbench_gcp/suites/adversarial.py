@@ -277,7 +277,7 @@ class AdversarialSuite(Suite):
     def notes(self, selection: AdversarialSelection, model: Any) -> list[str]:
         return [*exact_root_note(model, "so gradient attacks through it can be unstable and weaker "
                                         "than through Newton-Schulz"),
-                *(_linf_sized(spec) for spec in selection.attacks if _linf_sized(spec))]
+                *filter(None, map(_linf_sized, selection.attacks))]
 
     # -- run
     def tasks(self, selection: AdversarialSelection, inputs: TaskInputs) -> list:
