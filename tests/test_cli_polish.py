@@ -840,3 +840,34 @@ def test_the_item_bar_shows_a_label_as_it_is(monkeypatch):
     with progress.item_bar(1, "bench") as advance:
         advance("m:lock: [/x]")  # (drawn as it starts, and again as it stops)
     assert "m:lock: [/x]" in out.getvalue(), out.getvalue()
+
+
+# Repeated list flags ----------------------------------------------------------------------------
+
+def test_a_list_flag_given_twice_names_both(demo_val, tmp_path):
+    """`--corruptions fog --corruptions gaussian_noise` runs both (click alone kept the last and
+    dropped fog silently); so for --severities."""
+    store = tmp_path / "s.db"
+    result = invoke("eval", "--model", "demo-gap", "--suite", "imagenet-c", "--corruptions", "fog",
+                    "--corruptions", "gaussian_noise", "--severities", "1", "--severities", "2", "--format",
+                    "json", *run_args(demo_val, store, "--limit", "4"))
+    cells = {(c["corruption"], c["severity"]) for c in json.loads(result.stdout)["cells"]}
+    assert cells == {(name, s) for name in ("fog", "gaussian_noise") for s in (1, 2)}
+
+
+def test_a_list_option_joins_its_repeats_and_keeps_its_default():
+    from robustbench_gcp.cli.options import list_option
+
+    seen = []
+
+    @click.command()
+    @list_option("--names", default="a,b", callback=lambda ctx, param, value: value.upper())
+    @list_option("--levels")
+    def command(names, levels):
+        seen.append((names, levels))
+
+    for args, expected in [([], ("A,B", None)), (["--names", "x", "--names", "y,z"], ("X,Y,Z", None)),
+                           (["--levels", "1", "--levels", "3"], ("A,B", "1,3"))]:
+        assert CliRunner().invoke(command, args).exit_code == 0
+        assert seen.pop() == expected
+    assert "[default: a,b]" in CliRunner().invoke(command, ["--help"]).output

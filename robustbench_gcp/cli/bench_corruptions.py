@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.bench import check_host_memory
-from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option, list_option
 from robustbench_gcp.errors import counted
 
 
@@ -29,16 +29,15 @@ def _severities(value: str) -> list[int]:
     return list(resolve_levels(value, (), "--severities", SEVERITIES))
 
 
-corruptions_option = click.option(
+corruptions_option = list_option(
     "--corruptions",
     "corruption_list",
     default="all",
-    show_default=True,
     help="Comma-separated corruption names or subsets (all, benchmark, extra, noise, blur, "
     "weather, digital).",
 )
-severities_option = click.option(
-    "--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities."
+severities_option = list_option(
+    "--severities", default="1,2,3,4,5", help="Comma-separated severities."
 )
 preset_option = click.option(
     "--preset",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option, list_option
 from robustbench_gcp.errors import counted
 
 
@@ -19,9 +19,9 @@ from robustbench_gcp.errors import counted
                    "256x14x14 maps; svdpade and isqrt-relu6: 256x7x7, as their networks give) instead "
                    "of reduction + pooling + "
                    "classifier.")
-@click.option("--heads", default="all", show_default=True, metavar="NAMES",
-              help="Comma-separated heads to time, of: gap, isqrt, mpncov, svdpade, dropcov, "
-                   "isqrt-relu6 (GAP is always timed: the ratios are to it).")
+@list_option("--heads", default="all", metavar="NAMES",
+             help="Comma-separated heads to time, of: gap, isqrt, mpncov, svdpade, dropcov, "
+                  "isqrt-relu6 (GAP is always timed: the ratios are to it).")
 @json_option
 def bench_heads(device: str, batch_size: int, repeats: int, pool_only: bool, heads: str,
                 as_json: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.bench import check_host_memory
-from robustbench_gcp.cli.options import COUNT, device_option, int_list, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, int_list, json_option, list_option
 
 
 def _qualities(ctx, param, value: str) -> list[int]:
@@ -21,9 +21,9 @@ def _qualities(ctx, param, value: str) -> list[int]:
               help="Images per call.")
 @click.option("--size", type=click.IntRange(min=1), default=224, show_default=True,
               help="Side of the square photographs, in pixels.")
-@click.option("--qualities", default="85,25,7", show_default=True, callback=_qualities,
-              help="Comma-separated JPEG qualities (85: the released files' storage; 25 and 7: "
-                   "jpeg_compression at severities 1 and 5).")
+@list_option("--qualities", default="85,25,7", callback=_qualities,
+             help="Comma-separated JPEG qualities (85: the released files' storage; 25 and 7: "
+                  "jpeg_compression at severities 1 and 5).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed rounds after a warm-up round (the best counts).")
 @json_option

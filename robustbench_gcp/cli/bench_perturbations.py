@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from robustbench_gcp.cli.bench import check_host_memory
-from robustbench_gcp.cli.options import COUNT, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, device_option, json_option, list_option
 from robustbench_gcp.errors import counted
 
 
@@ -35,8 +35,8 @@ def _perturbation_names(value: str) -> list[str]:
               "another --size).")
 @click.option("--model-batch-size", default=32, show_default=True, type=COUNT,
               help="Frames per forward pass of the model.")
-@click.option("--perturbations", "perturbation_list", default="all", show_default=True,
-              help="Comma-separated perturbation names or subsets (test, validation, all).")
+@list_option("--perturbations", "perturbation_list", default="all",
+             help="Comma-separated perturbation names or subsets (test, validation, all).")
 @click.option("--difficulty", default=1, show_default=True, type=click.IntRange(1, 3),
               help="Difficulty (only the noise perturbations depend on it).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),

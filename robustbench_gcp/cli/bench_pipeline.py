@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_option, json_option
+from robustbench_gcp.cli.options import COUNT, WORKERS, NonEmptyPath, device_option, json_option, list_option
 from robustbench_gcp.errors import counted
 
 
@@ -23,9 +23,9 @@ from robustbench_gcp.errors import counted
               help="Photographs of varied sizes, generated in a temporary folder. Best a multiple of "
                    "--batch-size x --workers: the plain loop's DataLoader hands each worker whole "
                    "batches, so fewer leave workers idle.")
-@click.option("--corruptions", default="benchmark", show_default=True,
-              help="Corruptions: names or subsets (benchmark, extra, all, noise, blur, weather, digital).")
-@click.option("--severities", default="3", show_default=True, help="Severities, comma-separated.")
+@list_option("--corruptions", default="benchmark",
+             help="Corruptions: names or subsets (benchmark, extra, all, noise, blur, weather, digital).")
+@list_option("--severities", default="3", help="Severities, comma-separated.")
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Images per forward pass (both paths).")
 @click.option("--workers", type=WORKERS, default=None,

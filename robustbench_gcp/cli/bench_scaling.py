@@ -17,6 +17,7 @@ from robustbench_gcp.cli.options import (
     config_option,
     device_option,
     json_option,
+    list_option,
 )
 from robustbench_gcp.cli.output import computes
 
@@ -29,10 +30,9 @@ from robustbench_gcp.cli.output import computes
               help="Images (default: the embedded demo data, generated in a temporary folder).")
 @class_order_option
 @click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")
-@click.option("--corruptions", default="benchmark", show_default=True,
-              help="Corruptions (a suite with corruptions: imagenet-c ...).")
-@click.option("--severities", default="3", show_default=True,
-              help="Severities (a suite with corruptions).")
+@list_option("--corruptions", default="benchmark",
+             help="Corruptions (a suite with corruptions: imagenet-c ...).")
+@list_option("--severities", default="3", help="Severities (a suite with corruptions).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Class-balanced subset of N images (default: all).")
 @device_option

@@ -14,6 +14,7 @@ from robustbench_gcp.cli.options import (
     engine_options,
     format_option,
     int_list,
+    list_option,
     output_option,
     preprocess_option,
     statistics_options,
@@ -60,13 +61,13 @@ def _iters_list(ctx, param, value):
 @statistics_options
 @click.option("--no-intervals", is_flag=True,
               help="Skip the intervals and paired tests: each run's own figures, one table per experiment.")
-@click.option("--sqrt", "sqrts", callback=_sqrt_list, default=None, metavar="ROOT[,ROOT...]",
-              help="Evaluate each GCP model with each of these matrix square roots (newton-schulz, "
-                   "eig, svd), one row each: the effect of the matrix function on the same weights. "
-                   "GAP and DropCov models are compared once. Default: each model's own root.")
-@click.option("--ns-iters", "ns_iters", callback=_iters_list, default=None, metavar="K[,K...]",
-              help=f"Newton-Schulz iterations to compare (one row per value, 1 to {MAX_NS_ITERS}) for "
-                   "models whose root is Newton-Schulz. Default: 5, as trained.")
+@list_option("--sqrt", "sqrts", callback=_sqrt_list, metavar="ROOT[,ROOT...]",
+             help="Evaluate each GCP model with each of these matrix square roots (newton-schulz, "
+                  "eig, svd), one row each: the effect of the matrix function on the same weights. "
+                  "GAP and DropCov models are compared once. Default: each model's own root.")
+@list_option("--ns-iters", "ns_iters", callback=_iters_list, metavar="K[,K...]",
+             help=f"Newton-Schulz iterations to compare (one row per value, 1 to {MAX_NS_ITERS}) for "
+                  "models whose root is Newton-Schulz. Default: 5, as trained.")
 @click.option("--random-weights", is_flag=True,
               help="Seeded random weights for the models given without =CHECKPOINT (instead of "
                    "benchmarks.yaml's files too): a pipeline check, not a result. Models given with "

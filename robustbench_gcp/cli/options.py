@@ -502,16 +502,37 @@ suite_option = click.option("--suite", "-s", default="clean", show_default=True,
                             callback=_one_suite, help="A suite of benchmarks.yaml (see `gcp-robust suites`).")
 
 
+class ListOption(click.Option):
+    """A comma-list option that adds to itself when repeated (``--corruptions fog --corruptions
+    snow`` names both; click alone kept the last silently). Its value is one comma list, or
+    ``default`` (text) when not given, handed to ``callback`` as a plain option's would be."""
+
+    def __init__(self, *args, default: str | None = None, **kwargs):
+        if default is not None:
+            kwargs.setdefault("show_default", True)
+        super().__init__(*args, multiple=True, default=None if default is None else (default,), **kwargs)
+
+    def type_cast_value(self, ctx: click.Context, value):
+        items = super().type_cast_value(ctx, value)
+        return ",".join(items) if items else None
+
+
+def list_option(*decls: str, **kwargs):
+    """``click.option`` of a :class:`ListOption`."""
+    return click.option(*decls, cls=ListOption, **kwargs)
+
+
 def _flag_option(flag) -> click.Option:
     """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""
     if flag.kind == "switch":
         name = flag.option.removeprefix("--")
         return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=flag.help)
+    if flag.kind in ("list", "int_list"):  # text: the suite checks the items, one wording
+        return ListOption([flag.option, flag.name], metavar=flag.metavar, help=flag.help)
     kinds = {
         "text": {},
         "path": {"type": NonEmptyPath()},
         "int": {"type": click.IntRange(min=1)},
-        "int_list": {},  # text: the suite checks the levels against its own (resolve_levels), one wording
         "choice": {"type": click.Choice(flag.choices)},
     }
     return click.Option([flag.option, flag.name], default=None, metavar=flag.metavar, help=flag.help,

@@ -218,9 +218,10 @@ class AdversarialSuite(Suite):
     metric_display = {**Suite.metric_display, "clean_accuracy": ("clean acc %", 100.0, ".1f")}
     flags = (
         Flag("attacks", "Attacks to run (fgsm, pgd-linf, pgd-l2, deepfool-linf, deepfool-l2, cw-l2). "
-             "Default: the adversarial suite's.", metavar="A,B"),
+             "Default: the adversarial suite's.", metavar="A,B", kind="list"),
         Flag("epsilons", "Budgets on the [0, 1] pixel scale, e.g. 1/255,2/255 (Linf) or 0.25,0.5 (L2). "
-             "Default: each attack's in the suite (`gcp-robust suites` lists them).", metavar="E1,E2"),
+             "Default: each attack's in the suite (`gcp-robust suites` lists them).", metavar="E1,E2",
+             kind="list"),
         Flag("steps", "Iterations of iterative attacks. Default: each attack's in the suite.", kind="int"),
     )
 

@@ -90,9 +90,10 @@ class Selection:
 class Flag:
     """A command-line override a suite takes (``--corruptions``), declared once.
 
-    ``kind`` says how the command line spells values: ``text``, ``int`` (>= 1),
-    ``int_list`` (``1,3,5``), ``choice`` (one of ``choices``), ``switch``
-    (``--storage-roundtrip/--no-storage-roundtrip``) or ``path``. Unset flags are None.
+    ``kind`` says how the command line spells values: ``text``, ``list`` (``fog,snow``),
+    ``int`` (>= 1), ``int_list`` (``1,3,5``), ``choice`` (one of ``choices``), ``switch``
+    (``--storage-roundtrip/--no-storage-roundtrip``) or ``path``. A list flag given twice adds
+    to itself (``--corruptions fog --corruptions snow``). Unset flags are None.
     """
 
     name: str

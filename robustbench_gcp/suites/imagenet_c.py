@@ -156,7 +156,7 @@ class ImageNetCSuite(LevelledSuite):
     flags = (
         *LevelledSuite.flags,
         Flag("corruptions", "Corruptions to run (names or subsets: benchmark, extra, all, noise, "
-             "blur, weather, digital). Default: the suite's.", metavar="A,B"),
+             "blur, weather, digital). Default: the suite's.", metavar="A,B", kind="list"),
         Flag("severities", "Severities to run (1..5). Default: the suite's.", metavar="1,3",
              kind="int_list"),
         Flag("backend", "torch: corruptions computed on the device (default); reference: "

@@ -165,7 +165,7 @@ class ImageNetPSuite(LevelledSuite):
     flags = (
         *LevelledSuite.flags,
         Flag("perturbations", "ImageNet-P perturbations (names or test, validation, all; cifar-test, "
-             "cifar-validation: CIFAR-10-P's). Default: the suite's.", metavar="A,B"),
+             "cifar-validation: CIFAR-10-P's). Default: the suite's.", metavar="A,B", kind="list"),
         Flag("difficulties", "ImageNet-P difficulties (1..3). Default: the suite's.", metavar="1,2",
              kind="int_list"),
     )
