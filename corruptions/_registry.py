@@ -161,10 +161,14 @@ class Registry(Generic[E]):
         origin: where the names come from (``ImageNet-C``), for the messages.
     """
 
-    def __init__(self, kind: str, subsets: Mapping[str, tuple[str, ...]], *, origin: str) -> None:
+    def __init__(self, kind: str, subsets: Mapping[str, tuple[str, ...]], *, origin: str,
+                 maker: str = "") -> None:
         self.kind = kind
         self.subsets = subsets
         self.origin = origin
+        self.maker = maker  # the function that applies an entry, for the messages
+        #: the other registry, whose names this one's messages recognize (rotate given to corrupt)
+        self.sibling: Registry | None = None
         self._entries: dict[str, E] = {}
 
     def __contains__(self, name: object) -> bool:
@@ -215,17 +219,30 @@ class Registry(Generic[E]):
         if not isinstance(name, str):
             raise TypeError(f"`name` should be a {self.kind} name (str). Got {type(name).__name__}")
         if name not in self._entries:
+            if sibling := self.sibling_of(name):
+                raise ValueError(f"unknown {self.kind} {name!r}: {sibling}, which {self.sibling.maker} "
+                                 "makes")
             choices = self.subsets["all"]
-            close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+            key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
+            started = [c for c in choices if c.replace("_", "").startswith(key)] if key else []
+            close = started if len(started) == 1 else \
+                difflib.get_close_matches(name, choices, n=1, cutoff=0.5)  # jpeg: jpeg_compression
             if not close:
                 squashed = {c.replace("_", ""): c for c in choices}
-                key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
                 close = [squashed[k] for k in difflib.get_close_matches(key, squashed, n=1, cutoff=0.6)]
             # the names themselves (the command line's bench commands print this too, where a
             # library function to call said nothing)
             hint = f" Did you mean {close[0]!r}?" if close else f" Choose from: {', '.join(choices)}."
             raise ValueError(f"unknown {self.kind} {name!r}.{hint}")
         return name
+
+    def sibling_of(self, name: str) -> str:
+        """``"an ImageNet-P perturbation"`` where ``name`` is no entry of this registry but one of
+        its :attr:`sibling`'s (``rotate`` given as a corruption; "Did you mean 'saturate'?"
+        misled), else ""."""
+        if name in self._entries or self.sibling is None or name not in self.sibling.subsets["all"]:
+            return ""
+        return f"an {self.sibling.origin} {self.sibling.kind}"
 
     def get(self, name: str) -> E:
         """The entry of ``name`` (errors as :meth:`check`)."""
@@ -303,9 +320,7 @@ class Corruption:
     def check_device(self, images: torch.Tensor) -> None:
         """Raise a ValueError for "meta" images where the applier reads values (:attr:`host_read`):
         torch's "Tensor.item() cannot be called on meta tensors" named neither."""
-        if images.device.type == "meta" and self.host_read:
-            raise ValueError(f"{self.name} cannot run on 'meta' images, which hold no values: once per "
-                             f"batch the host reads {self.host_read}")
+        refuse_meta(self.name, self.host_read, images)
 
     def level(self, severity: int, preset: str = "imagenet") -> Level:
         """The :class:`Level` of ``severity`` in ``preset`` (both checked)."""
@@ -412,9 +427,17 @@ def presets(imagenet: tuple, cifar: tuple, tinyimagenet: tuple) -> dict[str, tup
     return dict(zip(PRESETS, (imagenet, cifar, tinyimagenet)))
 
 
+def refuse_meta(name: str, host_read: str, images: torch.Tensor) -> None:
+    """A ValueError for "meta" images given to ``name``, whose applier reads ``host_read`` (if
+    any) of their values on the host."""
+    if images.device.type == "meta" and host_read:
+        raise ValueError(f"{name} cannot run on 'meta' images, which hold no values: once per "
+                         f"batch the host reads {host_read}")
+
+
 #: the corruption registry
 CORRUPTIONS: Registry[Corruption] = Registry(
-    "corruption", SUBSETS, origin="ImageNet-C"
+    "corruption", SUBSETS, origin="ImageNet-C", maker="corrupt"
 )
 
 
@@ -496,6 +519,7 @@ class Perturbation:
             0.7.7: scipy's sums in scipy's order); cells of an earlier revision are computed
             again, not reused (``robustbench_gcp.suites.revisions``).
         doc: what frame i is.
+        host_read: as :attr:`Corruption.host_read` (spatter's Canny hysteresis).
     """
 
     name: str
@@ -505,6 +529,7 @@ class Perturbation:
     storage: str = "truncate"
     revision: int = 1
     doc: str = field(default="", compare=False)
+    host_read: str = field(default="", compare=False)
 
     @property
     def random(self) -> bool:
@@ -524,8 +549,9 @@ class Perturbation:
 
 #: the perturbation registry
 PERTURBATIONS: Registry[Perturbation] = Registry(
-    "perturbation", PERTURBATION_SUBSETS, origin="ImageNet-P"
+    "perturbation", PERTURBATION_SUBSETS, origin="ImageNet-P", maker="perturbation_sequence"
 )
+CORRUPTIONS.sibling, PERTURBATIONS.sibling = PERTURBATIONS, CORRUPTIONS
 
 
 def register_perturbation(perturbation: Perturbation) -> Perturbation:

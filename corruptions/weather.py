@@ -642,10 +642,12 @@ register(Corruption(
     doc="HSV value + c (scikit-image's HSV).",
     revision=2,  # 0.7.1: the original's float64 arithmetic and truncation side
 ))
+#: what spatter's Canny reads of the values on the host (the corruption's and the perturbation's)
+SPATTER_HOST_READ = "whether the Canny hysteresis stopped growing its edges"
 register(Corruption(
     "spatter", "weather", presets(SPATTER, SPATTER_CIFAR, SPATTER_TINY), _spatter, _spatter_sample,
     doc="water (Canny, distance transform, emboss) or mud blobs from a blurred "
         "thresholded Gaussian layer.",
     cpu_chunk=None,
-    host_read="whether the Canny hysteresis stopped growing its edges",
+    host_read=SPATTER_HOST_READ,
 ))

@@ -31,11 +31,14 @@ class ConfigError(GcpRobustError, ValueError):
 class UnknownNameError(ConfigError, KeyError):
     """A model, suite, corruption, attack ... name that does not exist."""
 
-    def __init__(self, kind: str, name: str, choices: Iterable[str], listing: str | None = None):
+    def __init__(self, kind: str, name: str, choices: Iterable[str], listing: str | None = None,
+                 known_as: str = ""):
         """``listing`` says where to see the choices, a sentence (``"See list_models()"``), said
-        when there are too many to name and none is close."""
+        when there are too many to name and none is close; ``known_as``, what the name is instead
+        (``"an ImageNet-P perturbation"``), said in place of a suggestion."""
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        hint = suggest(name, self.choices)
+        hint = f" '{name}' is {known_as}, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}." if known_as \
+            else suggest(name, self.choices)
         if not hint and listing:
             hint = f" {listing}."
         super().__init__(f"unknown {kind} '{name}'.{hint}")

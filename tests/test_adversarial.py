@@ -352,6 +352,35 @@ def test_report_never_mixes_attack_budgets(demo_val, tmp_path):
     assert set(isqrt["tests"]) == {"clean", "pgd-linf 2/255 (steps=2)", "pgd-linf 4/255 (steps=2)"}
 
 
+def test_a_model_measured_again_at_other_epsilons_is_compared_at_the_budget_all_have(demo_val, tmp_path):
+    """helper-260: demo-gap measured again at a new epsilon list dropped fgsm from every comparison
+    (each report showed its own last budget, so no cell was common); now the runs on the same images
+    agree on the latest budget all of them have complete, while a report of demo-gap alone shows its
+    last."""
+    store = tmp_path / "s.db"
+    common = dict(attacks="fgsm", steps=None, limit=10)
+    for model in ("demo-gap", "demo-isqrt"):
+        attack_report(demo_val, store, model=model, epsilons="1/255,4/255", **common)
+    attack_report(demo_val, store, model="demo-gap", epsilons="2/255,8/255", **common)
+
+    def reported(*extra):
+        result = CliRunner().invoke(main, ["report", "--store", str(store), "--suite", "adversarial",
+                                           "--format", "json", "--resamples", "100", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    both = reported()
+    (found,) = both["comparisons"]
+    isqrt = next(m for m in found["models"] if m["model"] == "demo-isqrt")
+    assert set(isqrt["tests"]) == {"clean", "fgsm 1/255", "fgsm 4/255"}
+    gap = next(r for r in both["reports"] if r["model"] == "demo-gap")
+    assert [a["epsilon"] for a in gap["attacks"]] == [1 / 255, 4 / 255]
+    assert ("demo-gap, fgsm: only the latest budget every run on these images has complete (defaults, "
+            "epsilons 1/255, 4/255) is shown; also stored: defaults, epsilons 2/255, 8/255") in gap["notes"]
+    (alone,) = reported("--models", "demo-gap")["reports"]
+    assert [a["epsilon"] for a in alone["attacks"]] == [2 / 255, 8 / 255]
+
+
 def test_a_stopped_run_of_a_new_budget_does_not_hide_the_finished_one(demo_val, tmp_path):
     """The budget stored last was shown even when unfinished: its cells were then dropped as partial
     and the attack vanished from every output, beside a note naming neither budget as shown."""

@@ -259,6 +259,12 @@ def test_unknown_name_suggests_the_closest(small):
         corrupt(small, "xyz", 1)
     with pytest.raises(TypeError, match=r"`name` should be a corruption name \(str\)\. Got int"):
         corrupt(small, 3, 1)
+    # helper-261: a name's only start was "Choose from: ...", a perturbation's "Did you mean 'saturate'?"
+    with pytest.raises(ValueError, match=r"^unknown corruption 'jpeg'\. Did you mean 'jpeg_compression'\?$"):
+        corrupt(small, "jpeg", 1)
+    with pytest.raises(ValueError, match=r"^unknown corruption 'rotate': an ImageNet-P perturbation, which "
+                                         r"perturbation_sequence makes$"):
+        corrupt(small, "rotate", 1)
 
 
 @pytest.mark.parametrize("severity", [0, 6, -1, 7])

@@ -214,9 +214,13 @@ def test_perturbations_never_read_the_device_nor_wait_to_copy_to_it(name, monkey
               seeds=[1, 2] if spec.random else None, generator=None, quantize=True)
     params = {k: v.to("meta") for k, v in draw_parameters(spec, job).items()}
     on_meta = Job(**{**job.__dict__, "x": images.to("meta")})
+    assert bool(spec.host_read) == (name == "spatter")  # which says so to a caller on "meta" (helper-261)
     if name == "spatter":  # its Canny, as in ImageNet-C (the noise is drawn before, by the sampler)
         with pytest.raises((RuntimeError, NotImplementedError)):
             spec.apply(on_meta, params)
+        with pytest.raises(ValueError, match=r"^spatter cannot run on 'meta' images, which hold no values: "
+                                             "once per batch the host reads whether the Canny"):
+            perturbation_sequence(images.to("meta"), name, frames=[0])  # torch's aten::equal named neither
         return
     spec.apply(on_meta, params)  # builds the cached tables
     with _HostToDevice(monkeypatch) as watch:

@@ -270,6 +270,11 @@ def test_window_size_covers_every_image_size():
         assert need <= margin
     assert read_box("scale", C, 256, 384)[2] < -150  # zooming out to 0.40 reads 2.5 crops wide
     assert window_size(64, ["brightness"]) == 64 and window_size(48) % 4 == 0
+    # one name as text (helper-261: "`subset` should be one of test, ..." for "rotate")
+    assert window_size(C, "rotate") == window_size(C, ["rotate"])
+    assert window_size(C, "test") == window_size(C, list_perturbations("test"))
+    with pytest.raises(ValueError, match="^unknown perturbation 'rotat'. Did you mean 'rotate'"):
+        window_size(C, "rotat")
 
 
 def test_bad_sizes_are_refused(photos):

@@ -308,6 +308,9 @@ def test_deterministic_perturbations_ignore_seed(small):
 def test_errors(small):
     with pytest.raises(ValueError, match="unknown perturbation 'rotat'. Did you mean 'rotate'"):
         perturbation_sequence(small, "rotat")
+    with pytest.raises(ValueError, match="^unknown perturbation 'fog': an ImageNet-C corruption, which "
+                                         "corrupt makes$"):
+        perturbation_sequence(small, "fog")
     with pytest.raises(ValueError, match="Did you mean 'gaussian_noise'"):
         perturbation_sequence(small, "gausian_noise")
     with pytest.raises(ValueError, match="Did you mean 'motion_blur'"):

@@ -62,6 +62,7 @@ from corruptions._registry import (
     check_range,
     get_perturbation,
     list_perturbations,
+    refuse_meta,
 )
 from corruptions._rng import ImageRandom, check_randomness, image_seeds, normalize_seeds
 from corruptions.perturbations import (  # noqa: F401  (register the perturbations)
@@ -131,7 +132,7 @@ def read_box(name: str, crop: int, height: int, width: int) -> Box:
 
 def window_size(crop_size: int, perturbations: str | Iterable[str] = "all") -> int:
     """The smallest window side W (W - ``crop_size`` a multiple of 4) from which
-    ``perturbations`` (names, or a subset: ``all``, ``test``, ``validation``) make their
+    ``perturbations`` (names, one name, or a subset: ``all``, ``test``, ``validation``) make their
     frames of whole images of any size (both sides >= ``crop_size``): pass such windows with
     ``sizes`` to :func:`perturbation_sequence`.
 
@@ -143,7 +144,11 @@ def window_size(crop_size: int, perturbations: str | Iterable[str] = "all") -> i
     """
     if isinstance(crop_size, bool) or not isinstance(crop_size, numbers.Integral) or crop_size < 1:
         raise ValueError(f"`crop_size` should be a positive int. Got {crop_size!r}")
-    names = list_perturbations(perturbations) if isinstance(perturbations, str) else list(perturbations)
+    if isinstance(perturbations, str):  # a subset, or one name ("rotate": a subset named it wrongly)
+        names = list_perturbations(perturbations) if perturbations in PERTURBATION_SUBSETS else \
+            [check_perturbation(perturbations)]
+    else:
+        names = list(perturbations)
     crop, margin = int(crop_size), 0
     for name in names:
         # the reach depends on the image's size through the parity of its excess over the
@@ -376,6 +381,7 @@ def perturbation_sequence(
     """
     check_images(images)
     name = check_perturbation(name)
+    refuse_meta(name, get_perturbation(name).host_read, images)
     difficulty = check_difficulty(difficulty)
     preset = check_preset(preset)
     batch, _, height, width = images.shape

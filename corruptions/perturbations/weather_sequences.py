@@ -25,7 +25,7 @@ from corruptions._resample import zoom_center
 from corruptions._rng import ImageRandom
 from corruptions.blur import motion_blur_levels
 from corruptions.perturbations._sequence import Job, finish
-from corruptions.weather import spatter_frame, water_mask
+from corruptions.weather import SPATTER_HOST_READ, spatter_frame, water_mask
 
 __all__ = ["BRIGHTNESS_STEP", "SNOW", "SNOW_CIFAR", "SNOW_TINY", "SPATTER",
            "SPATTER_CIFAR", "SPATTER_COLOR", "SPATTER_DRIFT", "SPATTER_DRIFT_SMALL", "SPATTER_TINY"]
@@ -162,4 +162,5 @@ register_perturbation(Perturbation(
         "(np.convolve with [.05, .1, .15, .7]) after every frame (CIFAR-10-P: layer N(.6, .265), "
         "sigma 1.75, threshold .7, drift [.2, .8]; Tiny-ImageNet-P: N(.6, .25), the same)",
     revision=2,  # 0.7.12: a frame whose layer has dried is black, as the original's NaN (it was clean)
+    host_read=SPATTER_HOST_READ,
 ))

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
@@ -174,24 +175,19 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     if models:  # in the order --models names them, whose first is the comparisons' reference (helper-248:
         # the store's order made a random-weights check listed last the reference of every test)
         runs.sort(key=lambda run: next(i for i, name in enumerate(models) if _chosen(run, [name], labels)))
+    of_runs = []
     for run in runs:
         every = store.results(run)
+        of_runs.append((run, every, _grouped(every)))
+    agreed = _agreed(of_runs)
+    for run, every, stored in of_runs:
         clean_cells = [r for r in every if r.key == CLEAN]
-        stored: dict[tuple[str, str], list[CellResult]] = {}  # complete or not
-        for result in every:
-            if result.key != CLEAN:
-                suite = suite_of_cell(result.key)
-                stored.setdefault((suite.kind, suite.group(result.key)), []).append(result)
-        by_kind: dict[str, dict[str, list[CellResult]]] = {}
-        for (kind, group), cells in stored.items():
-            by_kind.setdefault(kind, {})[group] = cells
-        stored = {(kind, group): cells for kind, groups in by_kind.items()
-                  for group, cells in get_suite(kind).merged_groups(groups).items()}
         found, unreported = [], []
-        for (kind, _), cells in stored.items():
+        for (kind, group), cells in stored.items():
             if kind in wanted:
+                shared = agreed.get((kind, group, run.identity.get("data")))
                 report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
-                                       baseline, baselines)
+                                       baseline, baselines, shared)
                 found += [report] if report is not None else []
                 # no image in all its cells yet (a run with nothing stored has its own note, unless
                 # --suite leaves that out)
@@ -218,6 +214,28 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
     for report in reports:  # the store's notes: every report's, so that views show them once, unprefixed
         report.notes += untold
     return reports
+
+
+def _grouped(every: Sequence[CellResult]) -> dict[tuple[str, str], list[CellResult]]:
+    """A run's cells but the clean one, complete or not, per suite kind and group (the groups
+    each suite merges, :meth:`~robustbench_gcp.suites.Suite.merged_groups`)."""
+    by_kind: dict[str, dict[str, list[CellResult]]] = {}
+    for result in every:
+        if result.key != CLEAN:
+            suite = suite_of_cell(result.key)
+            by_kind.setdefault(suite.kind, {}).setdefault(suite.group(result.key), []).append(result)
+    return {(kind, group): cells for kind, groups in by_kind.items()
+            for group, cells in get_suite(kind).merged_groups(groups).items()}
+
+
+def _agreed(of_runs: Sequence[tuple[RunInfo, list, dict]]) -> dict[tuple[str, str, str | None], Any]:
+    """Per suite kind, group and image set, what its runs agree to show
+    (:meth:`~robustbench_gcp.suites.Suite.agreed`; e.g. an attack's budget all of them have)."""
+    runs_of: dict[tuple[str, str, str | None], list[list[CellResult]]] = {}
+    for run, _, stored in of_runs:
+        for (kind, group), cells in stored.items():
+            runs_of.setdefault((kind, group, run.identity.get("data")), []).append(cells)
+    return {key: get_suite(key[0]).agreed(cells) for key, cells in runs_of.items()}
 
 
 #: identity fields that set runs of one model on one image set apart, as labels name them, in label
@@ -283,12 +301,14 @@ def _setting(value, key: str = "") -> str:
 
 
 def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_cells: list[CellResult],
-                  cells: list[CellResult], baseline: str | None, baselines: Mapping | None) -> Report | None:
-    """The report of one group of a run's cells (the suite's :meth:`~Suite.latest` of them) with its
-    clean cell, marked partial where the run did not finish them (None: nothing to report yet)."""
+                  cells: list[CellResult], baseline: str | None, baselines: Mapping | None,
+                  agreed: Any = None) -> Report | None:
+    """The report of one group of a run's cells (the suite's :meth:`~Suite.latest` of them, with
+    what the runs on its images ``agreed``) with its clean cell, marked partial where the run did
+    not finish them (None: nothing to report yet)."""
     notes = []
     if cells:
-        cells, notes = suite.latest(cells, label)
+        cells, notes = suite.latest(cells, label, agreed)
     chosen = reported_cells(store, run, clean_cells + cells)
     if chosen is None:
         return None

@@ -125,6 +125,17 @@ def _measured(key: CellKey) -> dict:
     return {**budget_of(key), "epsilons": json.loads(key.variant or "{}").get("epsilons")}
 
 
+def _budgets(results: Sequence[CellResult]) -> dict[str, dict[str, bool]]:
+    """Per attack, its budgets (:func:`_measured`, as canonical JSON) in the order of their cells
+    stored last, each with whether all its cells are complete."""
+    stored: dict[str, dict[str, bool]] = {}
+    for r in results:
+        budget = canonical_json(_measured(r.key))
+        done = stored.setdefault(r.key.name, {}).pop(budget, True)  # re-inserted: order of last cell
+        stored[r.key.name][budget] = done and r.complete
+    return stored
+
+
 def _budget_text(attack: str, measured: dict) -> str:
     """A :func:`_measured` in words: ``steps=2, epsilons 1/255, 4/255`` (``defaults, ...``)."""
     budget = dict(measured)
@@ -286,23 +297,39 @@ class AdversarialSuite(Suite):
                 *(AttackTask(spec, inputs.clean, inputs.num_classes) for spec in selection.attacks)]
 
     # -- reports
-    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+    def agreed(self, runs: Sequence[list[CellResult]]) -> dict[str, str]:
+        """Per attack that several runs measured, the budget stored last (by the first of them, the
+        comparisons' reference) of those every one of them has complete, if any: a model measured
+        again at other epsilons is compared with the others at the budget all have (helper-260: the
+        newer list left the attack out of every comparison)."""
+        stored = [_budgets(newest(cells, "")[0]) for cells in runs]
+        out = {}
+        for attack in dict.fromkeys(a for budgets in stored for a in budgets):
+            having = [budgets[attack] for budgets in stored if attack in budgets]
+            common = set.intersection(*({b for b, done in budgets.items() if done} for budgets in having))
+            if len(having) > 1 and common:
+                out[attack] = next(b for b in reversed(having[0]) if b in common)
+        return out
+
+    def latest(self, results: list[CellResult], model: str,
+               agreed: dict[str, str] | None = None) -> tuple[list[CellResult], list[str]]:
         """Per attack, the cells of the budget stored last whose cells are complete (the last one
-        where none is: a run stopped mid-way does not hide a finished budget), with its epsilon list
-        (never a mix: an image broken at a smaller epsilon of the list counts as broken at the larger
-        ones, so cells of two lists are not one curve), of the newest revision of the attack, and
-        notes naming the budgets left out."""
+        where none is: a run stopped mid-way does not hide a finished budget), or the one
+        :meth:`agreed` chose for the runs on these images, with its epsilon list (never a mix: an
+        image broken at a smaller epsilon of the list counts as broken at the larger ones, so cells
+        of two lists are not one curve), of the newest revision of the attack, and notes naming the
+        budgets left out."""
         results, notes = newest(results, model)
-        stored: dict[str, dict[str, bool]] = {}  # attack -> budget -> complete, in store order
-        for r in results:
-            budget = canonical_json(_measured(r.key))
-            done = stored.setdefault(r.key.name, {}).pop(budget, True)  # re-inserted: order of last cell
-            stored[r.key.name][budget] = done and r.complete
-        budgets: dict[str, str] = {}
+        stored = _budgets(results)
+        budgets, which = {}, {}
         for attack, complete in stored.items():
             last = list(complete)[-1]
-            budgets[attack] = next((b for b in reversed(complete) if complete[b]), last)
-            if budgets[attack] != last:
+            own = next((b for b in reversed(complete) if complete[b]), last)
+            budgets[attack] = (agreed or {}).get(attack, own)
+            which[attack] = ("the budget stored last" if budgets[attack] == last else
+                             "the last complete budget" if budgets[attack] == own else
+                             "the latest budget every run on these images has complete")
+            if budgets[attack] != last and not complete[last]:
                 notes.append(f"{model}, {attack}: the budget stored last "
                              f"({_budget_text(attack, json.loads(last))}) is not finished (a run stopped "
                              "mid-way)")
@@ -316,9 +343,7 @@ class AdversarialSuite(Suite):
                 left_out.setdefault(r.key.name, set()).add(_budget_text(r.key.name, budget))
         for attack, tags in left_out.items():
             shown = _budget_text(attack, json.loads(budgets[attack]))
-            which = "the budget stored last" if budgets[attack] == list(stored[attack])[-1] else \
-                "the last complete budget"
-            notes.append(f"{model}, {attack}: only {which} ({shown}) is shown; also stored: "
+            notes.append(f"{model}, {attack}: only {which[attack]} ({shown}) is shown; also stored: "
                          f"{'; '.join(sorted(tags))}")
         return sorted(latest.values(), key=lambda r: (r.key.name, float(r.key.level))), notes
 

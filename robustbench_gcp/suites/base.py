@@ -331,8 +331,15 @@ class Suite:
         """How the cells of a group were made, for people ("torch, JPEG round trip")."""
         return ""
 
-    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
-        """The stored cells a report shows (e.g. the latest attack budget), with notes on the rest."""
+    def agreed(self, runs: Sequence[list[CellResult]]) -> Any:
+        """What the runs of one image set agree to show, handed to each one's :meth:`latest` (the
+        adversarial suite: per attack, a budget every run has complete); None: each its own."""
+        return None
+
+    def latest(self, results: list[CellResult], model: str,
+               agreed: Any = None) -> tuple[list[CellResult], list[str]]:
+        """The stored cells a report shows (e.g. the latest attack budget), with notes on the rest;
+        ``agreed``: :meth:`agreed` of the runs on the same images."""
         return results, []
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:

@@ -30,10 +30,19 @@ def resolve_names(value: str | Sequence[str] | None, default: tuple[str, ...],
         elif item in subsets["all"]:
             names.append(item)
         else:
-            raise UnknownNameError(kind, item, [*subsets["all"], *subsets])
+            raise UnknownNameError(kind, item, [*subsets["all"], *subsets], known_as=_known_as(kind, item))
     if not names:
         raise ConfigError(f"`{flag}` should name at least one {kind}")
     return tuple(dict.fromkeys(names))
+
+
+def _known_as(kind: str, name: str) -> str:
+    """What ``name`` is where it is no ``kind``: a perturbation given as a corruption ("an
+    ImageNet-P perturbation") or the other way round; else ""."""
+    from corruptions._registry import CORRUPTIONS, PERTURBATIONS
+
+    registry = {"corruption": CORRUPTIONS, "perturbation": PERTURBATIONS}.get(kind)
+    return registry.sibling_of(name) if registry is not None else ""
 
 
 def name_items(value: str | Sequence[str], flag: str, kind: str) -> list[str]:

@@ -366,7 +366,8 @@ class ImageNetCSuite(LevelledSuite):
         return tasks
 
     # -- reports
-    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+    def latest(self, results: list[CellResult], model: str,
+               agreed: Any = None) -> tuple[list[CellResult], list[str]]:
         """Of a cell stored in several revisions of its corruption, the newest."""
         return newest(results, model)
 
@@ -437,7 +438,8 @@ class ImageNetCSuite(LevelledSuite):
             return sum(sum(m[f"{c}/{s}"] for s in cells[c]) / len(cells[c]) for c in chosen) / len(chosen)
 
         if chosen and not dataset_of(results, self.kind).alexnet_normalized:
-            metrics["mean_error"] = mean_error
+            metrics["mean_error"] = mean_error  # and its complement, as the headline without intervals
+            metrics["mean_accuracy"] = lambda m: 1 - mean_error(m)
         own = baseline is not None and chosen and baseline.own and all(
             c in baseline.imagenet_c and sum(baseline.error(c, s) for s in cells[c]) > 0 for c in chosen)
         if own:  # the baseline run's own CE (where it errs at all): 100

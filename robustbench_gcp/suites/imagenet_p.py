@@ -358,7 +358,8 @@ class ImageNetPSuite(LevelledSuite):
             merged[twin] += cells
         return merged
 
-    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+    def latest(self, results: list[CellResult], model: str,
+               agreed: Any = None) -> tuple[list[CellResult], list[str]]:
         """One cell per (perturbation, difficulty): the current one where a store also holds one
         an earlier version made (geometric ones from the centre square, gcp-robust 0.3, zoom_blur
         before 0.7.30; others a pixel off the image's centre crop, before 0.7.5, at sizes such as

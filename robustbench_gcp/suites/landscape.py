@@ -352,7 +352,8 @@ class LandscapeSuite(Suite):
         return (f"{settings.at}, {settings.direction}, {etas.count} etas {_eta_text(etas.low)} to "
                 f"{_eta_text(etas.high)}, {settings.precision}")
 
-    def latest(self, results: list[CellResult], model: str) -> tuple[list[CellResult], list[str]]:
+    def latest(self, results: list[CellResult], model: str,
+               agreed: Any = None) -> tuple[list[CellResult], list[str]]:
         """Per (corruption, severity), the cell stored last (never two ways of making it), of
         the newest revision of its corruption."""
         results, notes = newest(results, model)
