@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from robustbench_gcp.errors import ConfigError, UnknownNameError, check_path, no
 from robustbench_gcp.fetch import unsupported_scheme
 from robustbench_gcp.metrics import Baseline
 from robustbench_gcp.suites import SuiteSpec, get_suite, suite_kinds
-from robustbench_gcp.yaml_checks import Checker, key_lines
+from robustbench_gcp.yaml_checks import Checker, join_key, key_lines
 
 _SHA256 = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -178,6 +178,8 @@ def load_config(path: str | Path | None = None) -> Config:
         _refuse_cycles(node, path)
         data = loader.construct_document(node) if node is not None else None
         return parse_config(data, path, key_lines(node) if node is not None else None)
+    except DuplicateKey as error:
+        raise ConfigError(f"{path}: {error.where} (line {error.line}): {error.message}") from None
     except yaml.YAMLError as error:  # (the reader refuses control characters as the loader is made)
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -225,6 +227,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     of one value too (``1`` and ``01``). Checked as the file is composed, before merge keys
     (``<<: *anchor``, whose keys may be overridden) are expanded."""
 
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._where: list[str] = []  # the key path of the node being composed, as Checker names it
+
+    def compose_node(self, parent, index):
+        # PyYAML composes a mapping's value with its key node as the index, a list's item with its number
+        step = f"[{index}]" if isinstance(parent, yaml.SequenceNode) and isinstance(index, int) else \
+            index.value if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode) else ""
+        self._where.append(step)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._where.pop()
+
     def compose_mapping_node(self, anchor):
         node = super().compose_mapping_node(anchor)
         seen: dict = {}
@@ -236,11 +252,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if not isinstance(key, Hashable):
                 continue  # the constructor says what is wrong with it
             if key in seen:
-                raise yaml.composer.ComposerError(
-                    None, None, f"'{key_node.value}' is given twice in one mapping (first on line "
-                    f"{seen[key]})", key_node.start_mark)
+                where = ""
+                for step in filter(None, [*self._where, key_node.value]):
+                    where = where + step if step.startswith("[") else join_key(where, step)
+                raise DuplicateKey(where, key_node.start_mark.line + 1, f"'{key_node.value}' is given twice "
+                                   f"in one mapping (first on line {seen[key]})")
             seen[key] = key_node.start_mark.line + 1
         return node
+
+
+class DuplicateKey(Exception):
+    """A key given twice in one mapping, at key path ``where`` (helper-262: "malformed YAML"
+    named its line only)."""
+
+    def __init__(self, where: str, line: int, message: str) -> None:
+        super().__init__(message)
+        self.where, self.line, self.message = where, line, message
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -362,6 +389,24 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
     return ModelSpec(name, arch, checkpoint, sha256, source, published)
 
 
+def _foreign_keys(check: Checker, value: Mapping, where: str, kind: str) -> None:
+    """Fail on a key of another suite kind or a command-line option only, saying so (spelling
+    alone suggested `attacks` -> 'dataset', `corrupted_dir` -> 'corruptions': helper-262)."""
+    from robustbench_gcp.suites import all_flags
+
+    own = get_suite(kind).config_keys() | {"dataset"}
+    for key in value:
+        if not isinstance(key, str) or key in own:
+            continue
+        kinds = [k for k in suite_kinds() if key in get_suite(k).config_keys()]
+        flag = next((f for f in all_flags() if f.name == key), None)
+        if kinds or flag is not None:
+            what = f"a key of {'/'.join(kinds)} suites" if kinds else \
+                f"no suite key but a command-line option ({flag.option})"
+            check.fail(join_key(where, key), f"'{key}' is {what}; this suite is of kind {kind}, whose keys "
+                       f"are {', '.join(sorted(own))}")
+
+
 def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
     """A suite entry: its kind's module checks and reads its keys."""
     where = f"suites.{name}"
@@ -374,6 +419,7 @@ def _suite(check: Checker, name: str, value: Any) -> SuiteSpec:
         check.fail(f"{where}.kind", f"a suite named '{name}' is of kind {name}: the name stands for that "
                    f"kind in `report` and the suite flags; give this {kind} suite another name")
     suite = get_suite(kind)
+    _foreign_keys(check, value, where, kind)
     check.mapping(value, where, suite.config_keys() | {"dataset"})
     spec = suite.parse(check, name, value, where)
     if "dataset" in value:

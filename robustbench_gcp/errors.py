@@ -289,6 +289,12 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if not choices:
         return " There are none to choose from."
+    def squashed(text: str) -> str:
+        return text.lower().replace("_", "").replace("-", "")
+
+    started = [c for c in choices if squashed(c).startswith(squashed(name))] if squashed(name) else []
+    if len(started) == 1:  # the start of one name: jpeg for jpeg_compression (difflib finds none)
+        return f" Did you mean '{started[0]}'?"
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     if not close:  # FGSM for fgsm: difflib's ratio is case-sensitive
         lowered = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=1, cutoff=0.5)

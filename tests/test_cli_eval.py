@@ -473,6 +473,8 @@ def last_line(result):
         (("--suite", "imagenet_c"), 2, "Error: unknown suite 'imagenet_c'. Did you mean 'imagenet-c'?"),
         (("--suite", "imagenet-c", "--corruptions", "gaussian_nosie"), 2,
          "Error: unknown corruption 'gaussian_nosie'. Did you mean 'gaussian_noise'?"),
+        (("--suite", "imagenet-c", "--corruptions", "jpeg"), 2,  # its start (helper-263: nothing was said)
+         "Error: unknown corruption 'jpeg'. Did you mean 'jpeg_compression'?"),
         (("--suite", "imagenet-c", "--corruptions", "rotate"), 2,  # not "Did you mean 'saturate'?"
          "Error: unknown corruption 'rotate'. 'rotate' is an ImageNet-P perturbation, not a corruption."),
         (("--suite", "imagenet-c", "--severities", "0,7"), 2, "Error: `--severities` should be 1..5. Got 0"),

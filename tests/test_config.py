@@ -61,6 +61,13 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "suites.c.corruptions[0] (line 2): unknown corruption 'fgo'. Did you mean 'fog'?"),
         ("suites:\n  c: {kind: imagenet-c, severites: [1]}\n",
          "suites.c.severites (line 2): unknown key 'severites'. Did you mean 'severities'?"),
+        # another kind's key, a command-line option: said so (helper-262: "Did you mean 'dataset'?")
+        ("suites:\n  c: {kind: imagenet-c, attacks: []}\n",
+         "suites.c.attacks (line 2): 'attacks' is a key of adversarial suites; this suite is of kind "
+         "imagenet-c, whose keys are corruptions, dataset, kind, severities, storage_roundtrip"),
+        ("suites:\n  c: {kind: clean, corrupted_dir: /x}\n",
+         "suites.c.corrupted_dir (line 2): 'corrupted_dir' is no suite key but a command-line option "
+         "(--corrupted-dir); this suite is of kind clean, whose keys are dataset, kind"),
         ("suites:\n  c: {kind: imagenetc}\n",
          "suites.c.kind (line 2): unknown suite kind 'imagenetc'. Did you mean 'imagenet-c'?"),
         # eval ran the entry, report the kind of its name (helper-227)
@@ -186,9 +193,12 @@ def test_malformed_yaml_gives_the_line(tmp_path):
 
 def test_a_key_given_twice_is_an_error_not_the_last_one(tmp_path):
     text = "suites:\n  c:\n    kind: imagenet-c\n    severities: [1]\n    severities: [3]\n"
-    with pytest.raises(ConfigError, match=r"\(line 5, column 5\): 'severities' is given twice in one "
-                                          r"mapping \(first on line 4\)"):
+    with pytest.raises(ConfigError, match=r": suites\.c\.severities \(line 5\): 'severities' is given "
+                                          r"twice in one mapping \(first on line 4\)$"):  # its key path
         load_config(write(tmp_path, text))
+    in_a_list = "suites:\n  c:\n    kind: imagenet-c\n    corruptions: [fog, {a: 1, a: 2}]\n"
+    with pytest.raises(ConfigError, match=r": suites\.c\.corruptions\[1\]\.a \(line 4\): 'a' is given twice"):
+        load_config(write(tmp_path, in_a_list))
     # YAML's merge keys may still be overridden; 1 and '1' are two keys
     merged = ("suites:\n  a: &b {kind: imagenet-c, severities: [1]}\n  c:\n    <<: *b\n"
               "    severities: [3]\n")

@@ -47,19 +47,23 @@ def single(args: list[str]) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def by_hand(commands: list[list[str]], timeout: float = 300) -> tuple[list[subprocess.Popen], list]:
+def by_hand(commands: list[list[str]], timeout: float = 300,
+            machines: list[int] | None = None) -> tuple[list[subprocess.Popen], list]:
     """Ranks started by hand (as torchrun on several machines does, no launcher to stop them), one
-    per command (after the Python executable), on a free local port; their (stdout, stderr)."""
+    per command (after the Python executable), on a free local port; their (stdout, stderr).
+    ``machines``: each rank's machine (0, 1 ...; default: all on one), which sets its local rank."""
     import socket
 
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     procs = []
+    machines = machines or [0] * len(commands)
     for rank, command in enumerate(commands):
         world = str(len(commands))
+        local, on_it = machines[:rank].count(machines[rank]), machines.count(machines[rank])
         env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": world,
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": world,
+               "RANK": str(rank), "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": str(on_it),
                "GCP_ROBUST_DIST_TIMEOUT": "120"}
         procs.append(subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
@@ -101,6 +105,8 @@ def test_two_ranks_store_the_single_process_counts(demo_val, tmp_path, plan):
     # a fresh store: every unit computed once (rank 0's own were counted twice: 12 of 8 units)
     computed = json.loads(out)["computed"]
     assert computed["computed"] == computed["units"] and computed["reused"] == 0, computed
+    # the other rank's share is the job's, not "by other processes" beside "reused: 0" (helper-262)
+    assert "of them by the job's other ranks)" in err and "other processes" not in err, err
     done = single(eval_args(demo_val, single_store, *PLANS[plan]))
     assert done.returncode == 0, done.stderr
     a, b = stored(dist_store), stored(single_store)
@@ -293,9 +299,12 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     sound, stops quietly (it said it "lost contact with rank 0 before it sent the work list",
     helper-225)."""
     store = tmp_path / "s.db"
-    common = ["-m", "robustbench_gcp", *eval_args(demo_val, store), "--model", "demo-gap", "--suite",
-              "imagenet-c", "--severities", "1", "--shard-size", "10", "--corruptions", "gaussian_noise,fog"]
-    procs, outputs = by_hand([common, [*common, *rank1], common])
+    base = ["-m", "robustbench_gcp", *eval_args(demo_val, store), "--model", "demo-gap", "--suite",
+            "imagenet-c", "--severities", "1", "--shard-size", "10"]
+    common = [*base, "--corruptions", "gaussian_noise,fog"]
+    other = [*base, *rank1] if "--corruptions" in rank1 else [*common, *rank1]  # (a list flag adds up)
+    # rank 1 on a machine of its own (and rank 2's)
+    procs, outputs = by_hand([common, other, common], machines=[0, 1, 1])
     differ = "seed" if rank1[0] == "--seed" else "cells (--suite and its options"
     assert procs[1].returncode != 0 and f"rank 1 was started with other settings than rank 0: {differ}" \
         in outputs[1][1], outputs[1][1]
@@ -304,6 +313,10 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     assert procs[0].returncode != 0 and said in outputs[0][1], outputs[0][1]
     assert procs[2].returncode != 0 and "Error" not in outputs[2][1], outputs[2][1]
     assert not _shards(store)  # before any work
+    # on rank 0's machine, rank 0 alone says it (both did: helper-262)
+    procs, outputs = by_hand([common, other])
+    assert procs[1].returncode != 0 and "Error" not in outputs[1][1], outputs[1][1]
+    assert procs[0].returncode != 0 and said in outputs[0][1], outputs[0][1]
 
 
 def _shards(store: Path) -> dict:

@@ -274,6 +274,25 @@ def test_report_and_cached_eval_on_read_only_media(stored_eval, demo_val, what):
     assert store.read_bytes() == before
 
 
+def test_a_read_only_store_says_it_keeps_a_runs_stored_name(stored_eval, demo_val, tmp_path, monkeypatch):
+    """The same weights under a new name: a writable store relabels the run and says so; a read-only
+    one keeps its name, which it now says too (helper-262: nothing was said, and reports kept the old
+    name). Read-only as a file system would make it (root ignores file modes)."""
+    import robustbench_gcp.store.sqlite_file as sqlite_file
+
+    store, _ = stored_eval
+    config = tmp_path / "mine.yaml"
+    config.write_text("models:\n  mygap: {arch: demo-gap, checkpoint: 'package:demo/demo-gap.pth'}\n"
+                      "suites:\n  imagenet-c: {kind: imagenet-c}\n")
+    monkeypatch.setattr(sqlite_file, "read_only_reason",
+                        lambda path, read_only: "its file system is read-only" if path.exists() else None)
+    again = cli(*("mygap" if a == "demo-gap" else a for a in eval_args(demo_val, store, "--config", config)))
+    assert again.exit_code == 0, again.output
+    assert ("the store holds a run of these weights and settings as demo-gap: its results are reused, and "
+            "reports show it as demo-gap, not mygap (the store is read-only)") in json.loads(again.stdout)[
+        "notes"]
+
+
 @needs_permissions
 def test_a_new_store_in_a_read_only_folder(tmp_path, demo_val):
     folder = tmp_path / "ro"

@@ -265,7 +265,8 @@ class LineProgress(RichProgress):
         self.last = time.monotonic()
         self.cell = ""
         self.planned: str | None = None  # the title of the evaluation in hand, once planned
-        self.elsewhere = 0  # of its images, those another process (or torchrun rank) stored meanwhile
+        self.elsewhere = 0  # of its images, those another process stored meanwhile
+        self.by_ranks = 0  # and those this torchrun job's other ranks computed
         # a batch can take minutes (C&W, DeepFool, a landscape cell): a thread says the count while
         # none ends, so that a log never falls silent for longer than the interval
         self.lock = threading.Lock()
@@ -281,7 +282,7 @@ class LineProgress(RichProgress):
         super().plan(total_images, units, finished_units)
         # nothing to compute: no last line (the overall bar still holds the evaluation before)
         self.planned, self.cell, self.last = self.title if total_images else None, "", time.monotonic()
-        self.elsewhere = 0
+        self.elsewhere = self.by_ranks = 0
         if total_images and self.beat is None and self.interval > 0:
             self.beat = threading.Thread(target=self._beat, name="gcp-robust progress", daemon=True)
             self.beat.start()
@@ -316,6 +317,11 @@ class LineProgress(RichProgress):
         self.elsewhere += n_images
         self._line()
 
+    def advance_ranks(self, n_images: int) -> None:
+        super().advance_total(n_images)
+        self.by_ranks += n_images
+        self._line()
+
     def _line(self, *, last: bool = False, stopped: bool = False) -> None:
         with self.lock:
             now = time.monotonic()
@@ -328,8 +334,13 @@ class LineProgress(RichProgress):
             elapsed = task.finished_time or task.elapsed or 0.0
             if last:
                 line += f" in {elapsed:.{0 if elapsed >= 10 else 1}f} s"
-                # "660/660 images in 2.7 s" where this process computed 55 of them
-                line += f" ({self.elsewhere:,} of them by other processes)" if self.elsewhere else ""
+                # "660/660 images in 2.7 s" where this process computed 55 of them: the job's other ranks
+                # (torchrun) apart from other processes (helper-262: ranks were "other processes")
+                shares = [(n, who) for n, who in ((self.by_ranks, "the job's other ranks"),
+                                                  (self.elsewhere, "other processes")) if n]
+                if shares:
+                    line += " (" + ", ".join(f"{n:,}{'' if i else ' of them'} by {who}"
+                                             for i, (n, who) in enumerate(shares)) + ")"
                 line += ", then stopped" if stopped else ""
             else:
                 # rich's rate covers its last 30 s, empty where no batch ended in them: the mean since

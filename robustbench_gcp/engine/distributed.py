@@ -431,7 +431,10 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     problems = job.gather(problem)
     if problem is not None:
         _wait_for_rank_0(job)
-        raise RankFailure(problem)
+        # rank 0 says it: on rank 0's machine (torchrun numbers a machine's ranks from its first, so
+        # there the local rank is the rank) this rank stops quietly (each said it: helper-262); on
+        # another machine its log says it too
+        raise (RankErrorSent if job.local_rank == job.rank else RankFailure)(problem)
     if said := [p for p in problems or () if p is not None]:
         refusal = RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
         job.stop_others(str(refusal), before_work=True)  # they wait for the first round (helper-225)
@@ -486,7 +489,7 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
                 except GcpRobustError as failure:
                     stored_error = failure
                     break
-                advance_total(progress, sum(results[0].n for _, results, _ in item[1]))
+                advance_total(progress, sum(results[0].n for _, results, _ in item[1]), ranks=True)
         failed = [item.error(rank, job.world_size) for rank, item in gathered
                   if isinstance(item, _Failed) and rank != job.rank]
         if problems := [e for e in (error, stored_error) if e is not None] + failed:

@@ -209,7 +209,12 @@ class ProgressHook:
     def advance(self, n_images: int) -> None: ...
 
     def advance_total(self, n_images: int) -> None:
-        """Images computed elsewhere (other torchrun ranks): the overall count only."""
+        """Images computed elsewhere (another process on the store): the overall count only."""
+
+    def advance_ranks(self, n_images: int) -> None:
+        """Images this torchrun job's other ranks computed: the overall count only (by default as
+        :meth:`advance_total`)."""
+        self.advance_total(n_images)
 
     def cell_done(self, label: str) -> None: ...
 
@@ -217,10 +222,12 @@ class ProgressHook:
         """A line for the person watching (a run that starts afresh beside another ...)."""
 
 
-def advance_total(progress: ProgressHook, n_images: int) -> None:
-    """``progress.advance_total(n_images)`` where the hook has it: a hook need not subclass
-    :class:`ProgressHook`, and that method is optional in one (``execution.HOOK_METHODS``)."""
-    method = getattr(progress, "advance_total", None)
+def advance_total(progress: ProgressHook, n_images: int, *, ranks: bool = False) -> None:
+    """``progress.advance_total(n_images)`` (``advance_ranks`` for the images of this job's other
+    ranks, ``advance_total`` where it has no such method) where the hook has it: a hook need not
+    subclass :class:`ProgressHook`, and these methods are optional in one (``execution.HOOK_METHODS``)."""
+    method = (getattr(progress, "advance_ranks", None) if ranks else None) or \
+        getattr(progress, "advance_total", None)
     if method is not None:
         method(n_images)
 

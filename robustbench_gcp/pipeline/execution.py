@@ -205,7 +205,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=data, n_images=len(plan.images), shard_size=options.shard_size,
                          rename=not again)
-        renamed = renamed_notes(before, info)
+        renamed = renamed_notes(before, info, plan.model.label if store.read_only else None)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         held = stored_shards(store, info.id) > 0
@@ -397,10 +397,14 @@ def released_size_notes(plan: Plan, info: RunInfo) -> list[str]:
     return [plan.suite.released_size_note(dataset, input_size, clean=plan.data is not None)]
 
 
-def renamed_notes(before: str | None, info: RunInfo) -> list[str]:
+def renamed_notes(before: str | None, info: RunInfo, kept_from: str | None = None) -> list[str]:
     """The note on a stored run of the same weights and settings under another name, which this
     one now labels: its results are reused, and reports show it under this name (it changed
-    without a word, and ``report --models OLD`` then found nothing: helper-247)."""
+    without a word, and ``report --models OLD`` then found nothing: helper-247). ``kept_from``:
+    the name asked for, where a read-only store keeps the run's (helper-262: nothing was said)."""
+    if kept_from is not None and before is not None and before != kept_from:
+        return [f"the store holds a run of these weights and settings as {before}: its results are reused, "
+                f"and reports show it as {before}, not {kept_from} (the store is read-only)"]
     if before is None or before == info.model:
         return []
     return [f"the store holds a run of these weights and settings as {before}: its results are reused, and "

@@ -298,10 +298,10 @@ class AdversarialSuite(Suite):
 
     # -- reports
     def agreed(self, runs: Sequence[list[CellResult]]) -> dict[str, str]:
-        """Per attack that several runs measured, the budget stored last (by the first of them, the
-        comparisons' reference) of those every one of them has complete, if any: a model measured
-        again at other epsilons is compared with the others at the budget all have (helper-260: the
-        newer list left the attack out of every comparison)."""
+        """Per attack that several runs measured, the budget stored last (by the first of them, in
+        ``--models`` order, else the store's) of those every one of them has complete, if any: a
+        model measured again at other epsilons is compared with the others at the budget all have
+        (helper-260: the newer list left the attack out of every comparison)."""
         stored = [_budgets(newest(cells, "")[0]) for cells in runs]
         out = {}
         for attack in dict.fromkeys(a for budgets in stored for a in budgets):
