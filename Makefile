@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # One pytest-xdist worker per usable core (CPU set and cgroup quota; 8 at most: each holds its own
 # torch), read once .venv exists; TEST_WORKERS=1 for one worker, TEST_WORKERS=0 for none.
-TEST_WORKERS ?= $(shell $(BIN)/python -c "from robustbench_gcp.cli.options import usable_cpus; print(min(8, usable_cpus()))" 2>/dev/null || echo 1)
+TEST_WORKERS ?= $(shell $(BIN)/python -c "from robustbench_gcp.engine.cpus import usable_cpus; print(min(8, usable_cpus()))" 2>/dev/null || echo 1)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 

@@ -359,8 +359,9 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
             check.fail(f"{where}.checkpoint", problem)
     sha256 = value.get("sha256")
     if isinstance(sha256, (int, float)) and not isinstance(sha256, bool):  # a prefix of digits alone
+        short = isinstance(sha256, int) and len(str(abs(sha256))) < 8  # both at once (helper-262)
         check.fail(f"{where}.sha256", f"YAML reads {sha256!r} as a number, not hex digits: quote it "
-                   "(sha256: \"15991845\")")
+                   "(sha256: \"15991845\")" + (", and give at least 8 of the digits" if short else ""))
     if sha256 is not None:
         given = check.string(sha256, f"{where}.sha256")
         # read as --sha256 is: spaces around it were refused here alone (helper-227)

@@ -33,7 +33,7 @@ atexit.register(shutil.rmtree, os.environ["TMPDIR"], ignore_errors=True)
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     import torch
 
-    from robustbench_gcp.cli.options import usable_cpus
+    from robustbench_gcp.engine.cpus import usable_cpus
 
     torch.set_num_threads(max(1, usable_cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 

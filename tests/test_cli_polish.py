@@ -387,7 +387,7 @@ def test_default_workers_count_the_cpus_this_process_may_use(monkeypatch):
     those 2: the default counted the machine's CPUs while --workers' note counted the usable ones."""
     import os
 
-    from robustbench_gcp.cli.options import default_workers, usable_cpus
+    from robustbench_gcp.engine.cpus import default_workers, usable_cpus
 
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
@@ -416,7 +416,7 @@ def test_usable_cpus_keep_to_a_cgroups_quota(tmp_path, monkeypatch, files, cpus)
     its whole CPU set: 8 loader processes, and 8 test workers of 8 threads, on 2 CPUs."""
     import os
 
-    from robustbench_gcp.cli.options import usable_cpus
+    from robustbench_gcp.engine.cpus import usable_cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
     root = tmp_path / "cgroup"

@@ -87,6 +87,9 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "or drop sha256"),
         ("models:\n  m: {arch: resnet50-gap, sha256: 15991845}\n",  # fast-MPN-COV's file's prefix
          "models.m.sha256 (line 2): YAML reads 15991845 as a number, not hex digits: quote it"),
+        ("models:\n  m: {arch: resnet50-gap, sha256: 4141}\n",  # too short as well: said at once
+         "models.m.sha256 (line 2): YAML reads 4141 as a number, not hex digits: quote it (sha256: "
+         "\"15991845\"), and give at least 8 of the digits"),
         ("models:\n  m: {arch: resnet50-gap, checkpoint: 's3://b/r50.pth'}\n",  # said 'without a network'
          "models.m.checkpoint (line 2): gcp-robust downloads http, https, ftp and file URLs, not "
          "s3://: copy"),

@@ -410,9 +410,16 @@ def test_a_usage_error_is_said_once_per_node_not_by_every_rank(monkeypatch):
     the first rank of each node (LOCAL_RANK 0) says it; the others exit with its status, silent."""
     from click.testing import CliRunner
 
+    from robustbench_gcp import cli
     from robustbench_gcp.cli import main
 
+    def stopped_by_the_launcher(seconds):  # in the wait of the ranks that are not their node's first
+        raise KeyboardInterrupt
+
     args = ["eval", "--model", "demo-gap", "--severitys", "1"]
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setattr(cli, "USAGE_ERROR_WAIT", 5.0)
+    monkeypatch.setattr(time, "sleep", stopped_by_the_launcher)
     for local_rank, rank, said in (("0", "0", True), ("1", "1", False), ("0", "8", True), ("3", "11", False)):
         monkeypatch.setenv("LOCAL_RANK", local_rank)
         monkeypatch.setenv("RANK", rank)
@@ -431,22 +438,53 @@ def test_an_unknown_name_under_torchrun_is_said_once(tmp_path):
     assert "terminated" not in err and "resume" not in err, err
 
 
+@pytest.mark.parametrize("extra, said", [
+    (["--format", "xml"], "Error: Invalid value for '--format': 'xml' is not one of"),
+    (["--checkpoint", "missing.pth"], "Error: checkpoint file missing.pth does not exist")],
+    ids=["option", "file"])
+def test_an_option_or_a_file_error_under_torchrun_is_said_once(demo_val, tmp_path, extra, said):
+    """A parse error: the other rank left at once, and the launcher stopped rank 0 before it said
+    it, which said only "stopped by the launcher" (4 runs in 11); a missing checkpoint (exit 1):
+    every rank said it, or one beside rank 0's "stopped by the launcher" (helper-264)."""
+    err = failed_torchrun(["eval", "--model", "demo-gap", "--store", str(tmp_path / "s.db"), "--data",
+                           str(demo_val), "--class-order", "sorted", *extra], cwd=tmp_path)
+    assert err.count(said) == 1 and "stopped by the launcher" not in err, err
+
+
+def test_report_under_torchrun_is_rank_0s(demo_val, tmp_path):
+    """`report` (models, suites ...) computes nothing to share: rank 0 alone runs it (every rank
+    printed it, and wrote -o at once: helper-264)."""
+    store = tmp_path / "s.db"
+    assert single(eval_args(demo_val, store, "--model", "demo-gap", "--limit", "10")).returncode == 0
+    proc = torchrun(["report", "--store", str(store), "--format", "json", "--no-intervals"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.count('"model": "demo-gap"') == 1, out
+
+
+@pytest.mark.parametrize("error", ["name", "option", "file"])
 @pytest.mark.parametrize("stopped", [True, False, "group"])
-def test_a_rank_with_a_usage_error_waits_for_the_launcher_or_says_it(monkeypatch, stopped):
+def test_a_rank_with_a_usage_error_waits_for_the_launcher_or_says_it(demo_val, monkeypatch, stopped, error):
     """Stopped by the launcher while it waits: nothing said; not stopped (an error of its own): said.
     ``group``: stopped once its process group is up, whose handler raises a RankFailure (it escaped
-    the wait as a traceback, helper-221)."""
+    the wait as a traceback, helper-221). A parse error and a missing file wait too (helper-264)."""
     import threading
 
     from click.testing import CliRunner
 
     from robustbench_gcp import cli
 
-    args = ["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c"]
+    args, said, code = {
+        "name": (["eval", "--model", "demo-isqrtt", "--suite", "imagenet-c"], "unknown model 'demo-isqrtt'",
+                 2),
+        "option": (["eval", "--model", "demo-gap", "--format", "xml"], "Invalid value for '--format'", 2),
+        "file": (["eval", "--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted",
+                  "--checkpoint", "/nonexistent/x.pth"], "does not exist", 1),
+    }[error]
     for name, value in (("LOCAL_RANK", "0"), ("RANK", "1"), ("WORLD_SIZE", "2")):
         monkeypatch.setenv(name, value)
     first = CliRunner().invoke(cli.main, args)  # the node's first rank says it at once (and imports)
-    assert first.exit_code == 2 and "unknown model 'demo-isqrtt'" in first.output, first.output
+    assert first.exit_code == code and said in first.output, first.output
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(cli, "USAGE_ERROR_WAIT", 5.0 if stopped else 0.1)
     if stopped == "group":  # as distributed.Distributed._stopped raises it, in the wait
@@ -460,8 +498,8 @@ def test_a_rank_with_a_usage_error_waits_for_the_launcher_or_says_it(monkeypatch
         threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
     started = time.monotonic()
     result = CliRunner().invoke(cli.main, args)
-    assert result.exit_code == 2, result.output
-    assert ("unknown model 'demo-isqrtt'" in result.output) is not bool(stopped), result.output
+    assert result.exit_code == code, result.output
+    assert (said in result.output) is not bool(stopped), result.output
     waited = time.monotonic() - started
     assert waited < 4.5 if stopped else waited >= 0.1  # stopped in its wait; or it waited it out
 

@@ -26,6 +26,11 @@ STORING = ("eval", "compare", "demo", "baseline")  # the commands that commit re
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+#: what a torchrun rank other than 0 runs for a command that computes nothing to share
+_NOTHING = click.Command("nothing", callback=lambda: None, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are ``"module:attribute"`` strings."""
 
@@ -46,7 +51,12 @@ class LazyGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         try:
-            return super().resolve_command(ctx, args)
+            name, command, rest = super().resolve_command(ctx, args)
+            if name not in (*STORING, "bench") and not is_main_process() and _under_torchrun():
+                # `report` (models, suites, inspect) under torchrun: rank 0 alone runs it (every rank
+                # printed the whole report, and wrote -o at once: helper-264)
+                return name, _NOTHING, rest
+            return name, command, rest
         except click.UsageError:
             name = args[0] if args else ""
             commands = self.list_commands(ctx)
@@ -97,14 +107,20 @@ class LazyGroup(click.Group):
             _end_torchrun_rank()
             return result
         except click.UsageError:  # the command line's options, parsed alike by every rank
-            if not _says_usage_errors():
+            # leaving at once, this rank had the launcher stop rank 0 before it said the error, which
+            # then said only that it was stopped (helper-264: 4 of 11 runs)
+            if not _says_usage_errors() and _stopped_while_local_rank_0_says_it():
                 raise SystemExit(2) from None
             raise
         except GcpRobustError as error:
             if _said_by_rank_0(error):
                 raise SystemExit(error.exit_code) from None
-            if error.exit_code == 2 and not _says_usage_errors() and _stopped_while_local_rank_0_says_it():
-                raise SystemExit(2) from None
+            # a name, an option or a file (a missing checkpoint: exit 1) before the job met: the same on
+            # every rank of a machine, whose first says it (every rank did, or one beside a "stopped
+            # by the launcher" of rank 0: helper-264)
+            if (error.exit_code == 2 or _before_joining_torchrun()) and not _says_usage_errors() \
+                    and _stopped_while_local_rank_0_says_it():
+                raise SystemExit(error.exit_code) from None
             # names from files and stores: no escape sequences, and a line break of theirs (not one
             # of the message's own indented lines) does not start a line
             said = re.sub(r"\n(?!  )", r"\\n", printable(error, newlines=True))
@@ -305,6 +321,16 @@ def _before_joining_torchrun() -> bool:
         return False
     distributed = sys.modules.get("robustbench_gcp.engine.distributed")  # never imported: never joined
     return distributed is None or distributed.Distributed._current is None
+
+
+def _under_torchrun() -> bool:
+    """Whether torchrun started this process (a variable of its that is no number: not said here)."""
+    from robustbench_gcp.engine.ranks import launched_by_torchrun
+
+    try:
+        return launched_by_torchrun()
+    except GcpRobustError:
+        return False
 
 
 def _said_by_rank_0(error: GcpRobustError) -> bool:

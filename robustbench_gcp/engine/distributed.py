@@ -422,8 +422,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
     fingerprint, shard_size, total, units_total, skipped, stored, theirs = shared
     ours = dict(settings or {})
     differ = [name for name in {**theirs, **ours} if theirs.get(name) != ours.get(name)]
-    problem = (f"rank {job.rank} sees other images than rank 0 (is the data folder the same on every "
-               "machine?)" if fingerprint != images.fingerprint() else
+    problem = (f"rank {job.rank} sees other images than rank 0 (are the data folder and --limit, --labels "
+               "and --class-order the same on every machine?)" if fingerprint != images.fingerprint() else
                f"rank {job.rank} was started with other settings than rank 0: {', '.join(differ)} (every "
                "rank of a job runs the same command on the same files)" if differ else None)
     # every rank's, to rank 0 too, before any work: it stops saying why (it said only that it lost
