@@ -234,7 +234,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         # PyYAML composes a mapping's value with its key node as the index, a list's item with its number
         step = f"[{index}]" if isinstance(parent, yaml.SequenceNode) and isinstance(index, int) else \
-            index.value if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode) else ""
+            index.value if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode) \
+            and index.tag != "tag:yaml.org,2002:merge" else ""  # a merged mapping's keys are its own
         self._where.append(step)
         try:
             return super().compose_node(parent, index)
@@ -359,9 +360,9 @@ def _model(check: Checker, name: str, value: Any) -> ModelSpec:
             check.fail(f"{where}.checkpoint", problem)
     sha256 = value.get("sha256")
     if isinstance(sha256, (int, float)) and not isinstance(sha256, bool):  # a prefix of digits alone
-        short = isinstance(sha256, int) and len(str(abs(sha256))) < 8  # both at once (helper-262)
+        # (what a prefix needs too, said at once: helper-262; the digits as read may be an octal's)
         check.fail(f"{where}.sha256", f"YAML reads {sha256!r} as a number, not hex digits: quote it "
-                   "(sha256: \"15991845\")" + (", and give at least 8 of the digits" if short else ""))
+                   "(sha256: \"15991845\"); a prefix needs 8 or more hex digits")
     if sha256 is not None:
         given = check.string(sha256, f"{where}.sha256")
         # read as --sha256 is: spaces around it were refused here alone (helper-227)
@@ -400,7 +401,8 @@ def _foreign_keys(check: Checker, value: Mapping, where: str, kind: str) -> None
         if not isinstance(key, str) or key in own:
             continue
         kinds = [k for k in suite_kinds() if key in get_suite(k).config_keys()]
-        flag = next((f for f in all_flags() if f.name == key), None)
+        # (corrupted-dir: the option's spelling, suggested 'corruptions' too: helper-265)
+        flag = next((f for f in all_flags() if f.name == key.replace("-", "_").removeprefix("__")), None)
         if kinds or flag is not None:
             what = f"a key of {'/'.join(kinds)} suites" if kinds else \
                 f"no suite key but a command-line option ({flag.option})"

@@ -65,6 +65,9 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("suites:\n  c: {kind: imagenet-c, attacks: []}\n",
          "suites.c.attacks (line 2): 'attacks' is a key of adversarial suites; this suite is of kind "
          "imagenet-c, whose keys are corruptions, dataset, kind, severities, storage_roundtrip"),
+        ("suites:\n  c: {kind: clean, corrupted-dir: /x}\n",  # as the option is typed (helper-265)
+         "suites.c.corrupted-dir (line 2): 'corrupted-dir' is no suite key but a command-line option "
+         "(--corrupted-dir); this suite is of kind clean, whose keys are dataset, kind"),
         ("suites:\n  c: {kind: clean, corrupted_dir: /x}\n",
          "suites.c.corrupted_dir (line 2): 'corrupted_dir' is no suite key but a command-line option "
          "(--corrupted-dir); this suite is of kind clean, whose keys are dataset, kind"),
@@ -89,7 +92,7 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
          "models.m.sha256 (line 2): YAML reads 15991845 as a number, not hex digits: quote it"),
         ("models:\n  m: {arch: resnet50-gap, sha256: 4141}\n",  # too short as well: said at once
          "models.m.sha256 (line 2): YAML reads 4141 as a number, not hex digits: quote it (sha256: "
-         "\"15991845\"), and give at least 8 of the digits"),
+         "\"15991845\"); a prefix needs 8 or more hex digits"),
         ("models:\n  m: {arch: resnet50-gap, checkpoint: 's3://b/r50.pth'}\n",  # said 'without a network'
          "models.m.checkpoint (line 2): gcp-robust downloads http, https, ftp and file URLs, not "
          "s3://: copy"),
@@ -202,6 +205,9 @@ def test_a_key_given_twice_is_an_error_not_the_last_one(tmp_path):
     in_a_list = "suites:\n  c:\n    kind: imagenet-c\n    corruptions: [fog, {a: 1, a: 2}]\n"
     with pytest.raises(ConfigError, match=r": suites\.c\.corruptions\[1\]\.a \(line 4\): 'a' is given twice"):
         load_config(write(tmp_path, in_a_list))
+    in_a_merge = "models:\n  a: &a {arch: x}\n  m:\n    <<: {arch: y, arch: z}\n"  # the merged keys are m's
+    with pytest.raises(ConfigError, match=r": models\.m\.arch \(line 4\): 'arch' is given twice"):
+        load_config(write(tmp_path, in_a_merge))
     # YAML's merge keys may still be overridden; 1 and '1' are two keys
     merged = ("suites:\n  a: &b {kind: imagenet-c, severities: [1]}\n  c:\n    <<: *b\n"
               "    severities: [3]\n")

@@ -317,6 +317,10 @@ def test_ranks_started_with_other_settings_are_refused(demo_val, tmp_path, rank1
     procs, outputs = by_hand([common, other])
     assert procs[1].returncode != 0 and "Error" not in outputs[1][1], outputs[1][1]
     assert procs[0].returncode != 0 and said in outputs[0][1], outputs[0][1]
+    if rank1[0] == "--seed":  # two ranks' own: rank 0 says each (it said the first alone: helper-265)
+        _, outputs = by_hand([common, other, [*common, "--seed", "8"]])
+        assert said in outputs[0][1] and "\n  rank 2 was started with other settings than rank 0: seed" \
+            in outputs[0][1], outputs
 
 
 def _shards(store: Path) -> dict:
@@ -418,6 +422,7 @@ def test_a_usage_error_is_said_once_per_node_not_by_every_rank(monkeypatch):
 
     args = ["eval", "--model", "demo-gap", "--severitys", "1"]
     monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # torchrun's launcher's
     monkeypatch.setattr(cli, "USAGE_ERROR_WAIT", 5.0)
     monkeypatch.setattr(time, "sleep", stopped_by_the_launcher)
     for local_rank, rank, said in (("0", "0", True), ("1", "1", False), ("0", "8", True), ("3", "11", False)):
@@ -451,6 +456,23 @@ def test_an_option_or_a_file_error_under_torchrun_is_said_once(demo_val, tmp_pat
     assert err.count(said) == 1 and "stopped by the launcher" not in err, err
 
 
+def test_a_process_with_rank_variables_but_no_launcher_runs_as_any_other(monkeypatch):
+    """A shell or notebook that merely has RANK and WORLD_SIZE (a Kubeflow pod's): `models` printed
+    nothing, and an error waited 5 s for a launcher that is not there (helper-265)."""
+    from click.testing import CliRunner
+
+    from robustbench_gcp import cli
+
+    for name, value in (("LOCAL_RANK", "1"), ("RANK", "1"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(time, "sleep", lambda seconds: pytest.fail("waited for a launcher"))
+    listed = CliRunner().invoke(cli.main, ["models"])
+    assert listed.exit_code == 0 and "resnet50-isqrt" in listed.output, listed.output
+    typo = CliRunner().invoke(cli.main, ["eval", "--model", "demo-gap", "--format", "xml"])
+    assert typo.exit_code == 2 and "Invalid value for '--format'" in typo.output, typo.output
+
+
 def test_report_under_torchrun_is_rank_0s(demo_val, tmp_path):
     """`report` (models, suites ...) computes nothing to share: rank 0 alone runs it (every rank
     printed it, and wrote -o at once: helper-264)."""
@@ -481,7 +503,8 @@ def test_a_rank_with_a_usage_error_waits_for_the_launcher_or_says_it(demo_val, m
         "file": (["eval", "--model", "demo-gap", "--data", str(demo_val), "--class-order", "sorted",
                   "--checkpoint", "/nonexistent/x.pth"], "does not exist", 1),
     }[error]
-    for name, value in (("LOCAL_RANK", "0"), ("RANK", "1"), ("WORLD_SIZE", "2")):
+    for name, value in (("LOCAL_RANK", "0"), ("RANK", "1"), ("WORLD_SIZE", "2"),
+                        ("TORCHELASTIC_RUN_ID", "job")):  # as torchrun's launcher sets them
         monkeypatch.setenv(name, value)
     first = CliRunner().invoke(cli.main, args)  # the node's first rank says it at once (and imports)
     assert first.exit_code == code and said in first.output, first.output

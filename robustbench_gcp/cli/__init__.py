@@ -292,12 +292,7 @@ def _stopped_while_local_rank_0_says_it() -> bool:
     when it did not (an error of this rank's own, which it then says)."""
     import time
 
-    from robustbench_gcp.engine.ranks import launched_by_torchrun
-
-    try:
-        if not launched_by_torchrun():
-            return False
-    except GcpRobustError:  # a torchrun variable that is no number: said as it is
+    if not _under_torchrun():  # (no launcher to stop it: a shell with RANK set, ranks started by hand)
         return False
     try:
         time.sleep(USAGE_ERROR_WAIT)
@@ -324,11 +319,12 @@ def _before_joining_torchrun() -> bool:
 
 
 def _under_torchrun() -> bool:
-    """Whether torchrun started this process (a variable of its that is no number: not said here)."""
-    from robustbench_gcp.engine.ranks import launched_by_torchrun
+    """Whether torchrun's launcher started this process (a variable of its that is no number: not
+    said here)."""
+    from robustbench_gcp.engine.ranks import under_the_launcher
 
     try:
-        return launched_by_torchrun()
+        return under_the_launcher()
     except GcpRobustError:
         return False
 

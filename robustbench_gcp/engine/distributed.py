@@ -436,7 +436,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         # another machine its log says it too
         raise (RankErrorSent if job.local_rank == job.rank else RankFailure)(problem)
     if said := [p for p in problems or () if p is not None]:
-        refusal = RankFailure(said[0] + (f" (and {len(said) - 1} more ranks)" if len(said) > 1 else ""))
+        # each rank's own (those on rank 0's machine leave it to rank 0: helper-265), said once each
+        refusal = RankFailure("\n  ".join(dict.fromkeys(said)))
         job.stop_others(str(refusal), before_work=True)  # they wait for the first round (helper-225)
         raise refusal
     stats = ExecutionStats(units_total=units_total, units_skipped=skipped)

@@ -29,6 +29,13 @@ def launched_by_torchrun() -> bool:
     return env_int("WORLD_SIZE", 1) > 1 and "RANK" in os.environ
 
 
+def under_the_launcher() -> bool:
+    """Whether torchrun's launcher started this rank (its agent sets TORCHELASTIC_RUN_ID) and stops
+    the others when one fails: not ranks started by hand, nor a shell or notebook that merely has
+    RANK and WORLD_SIZE (a Kubeflow pod's), whose commands run as any process's (helper-265)."""
+    return launched_by_torchrun() and "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def is_main_process() -> bool:
     """True unless this process is a torchrun rank other than 0 (cheap: reads the environment)."""
     return os.environ.get("RANK", "0") == "0"

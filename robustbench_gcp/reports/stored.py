@@ -309,7 +309,7 @@ def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_ce
     notes = []
     if cells:
         # (a suite of yours may override latest(results, model) as before agreed existed)
-        cells, notes = suite.latest(cells, label) if agreed is None else suite.latest(cells, label, agreed)
+        cells, notes = suite.latest(cells, label, agreed) if agreed else suite.latest(cells, label)
     chosen = reported_cells(store, run, clean_cells + cells)
     if chosen is None:
         return None
