@@ -699,3 +699,23 @@ def test_an_epsilon_that_float32_keeps_is_taken():
         assert np.float32(float(text)) == 0
         with pytest.raises(ValueError, match="which rounds to 0"):
             parse_epsilon(text, "--epsilons")
+
+
+def test_the_attacks_run_under_warnings_as_errors_and_leave_the_environment(demo_val, tmp_path):
+    """foolbox's import warned of scipy's deprecations, which a caller's -W error made a failure
+    mid-run; it set GIT_PYTHON_REFRESH in the caller's environment for good (helper-266)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from robustbench_gcp import evaluate\n"
+        f"r = evaluate('demo-gap', data={str(demo_val)!r}, class_order='sorted', limit=4, workers=0, "
+        f"store={str(tmp_path / 's.db')!r}, suite='adversarial', attacks='fgsm', epsilons='1/255')\n"
+        "print(r.sections['attacks'][0]['robust_accuracy'], 'GIT_PYTHON_REFRESH' in os.environ)\n")
+    env = {k: v for k, v in os.environ.items() if k != "GIT_PYTHON_REFRESH"}
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False", done.stdout

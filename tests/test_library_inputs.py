@@ -32,6 +32,13 @@ def test_run_takes_a_plan_and_a_progress_hook_and_creates_nothing_otherwise(demo
                    store=str(store), workers=0)
     with pytest.raises(TypeError, match="`progress` should be a ProgressHook"):
         run(planned, progress=3)
+    from robustbench_gcp import ProgressHook
+
+    class Count(ProgressHook):
+        pass
+
+    with pytest.raises(TypeError, match=r"^`progress` should be a ProgressHook instance: give Count\(\)"):
+        run(planned, progress=Count)  # the README snippet's class (the engine's plan() call failed)
     if store.exists():
         with Store(store, read_only=True) as s:
             assert s.runs() == []
@@ -72,3 +79,28 @@ def test_a_flag_given_twice_or_an_empty_name_is_refused():
     for name in ("", "  "):
         with pytest.raises(ConfigError, match="`name` should be text: the name reports show"):
             plan("demo-gap", suite="clean", name=name)
+
+
+def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monkeypatch):
+    """helper-266: data="" evaluated the working folder (its subfolders for classes); store, config
+    and a checkpoint given with ~ were "does not exist"; amp=np.bool_(False) passed the checks and
+    failed in torch's autocast mid-run."""
+    import shutil
+
+    import numpy as np
+
+    from robustbench_gcp import evaluate
+    from robustbench_gcp.config import package_resource
+
+    common = dict(suite="clean", data=str(demo_val), class_order="sorted", limit=2, workers=0)
+    for name in ("data", "store", "config", "labels", "checkpoint"):
+        with pytest.raises(ConfigError, match=rf"^`{name}` is an empty path"):
+            plan("demo-gap", **{**common, name: ""})
+    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path"):
+        load_model("demo-gap", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copyfile(package_resource("demo/demo-gap.pth"), tmp_path / "gap.pth")
+    report = evaluate("demo-gap", checkpoint="~/gap.pth", store="~/s.db", amp=np.bool_(False), **common)
+    assert (tmp_path / "s.db").exists() and report.sections["clean"]["n"] == 2
+    assert load_model("demo-gap", "~/gap.pth").checkpoint_sha256 == report.checkpoint_sha256
+    assert inspect_checkpoint("~/gap.pth").arch == "demo-gap"

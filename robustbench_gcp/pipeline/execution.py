@@ -104,6 +104,10 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     """
     if not isinstance(plan, Plan):  # run("demo-gap") failed on an attribute, deep inside
         raise TypeError(f"`plan` should be a Plan, made by robustbench_gcp.plan(...). Got {plan!r}")
+    if isinstance(progress, type):  # the class of the README's snippet, not an instance: the engine's
+        # plan() call said "missing 1 required positional argument" (helper-266)
+        raise TypeError(f"`progress` should be a ProgressHook instance: give {progress.__name__}(), not the "
+                        "class")
     if progress is not None:  # a method missing failed after the run was made, or in a rank's round
         missing = [name for name in HOOK_METHODS if not callable(getattr(progress, name, None))]
         if missing:

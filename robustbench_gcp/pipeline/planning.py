@@ -66,6 +66,28 @@ from robustbench_gcp.suites import (
 from robustbench_gcp.suites.stored_baselines import check_stored_datasets
 
 _INTEGERS = ("batch_size", "workers", "seed", "limit", "shard_size", "ns_iters")
+#: the on/off options (NumPy's bools are taken as Python's)
+_SWITCHES = ("amp", "channels_last", "random_weights", "ema")
+#: the options that are files or folders: ``~`` expanded, "" refused (the CLI's options do both)
+_PATHS = ("data", "labels", "store", "config", "checkpoint")
+
+
+def _user_path(name: str, value: str | os.PathLike):
+    """``value`` with ``~`` expanded (the store and config were not: helper-266), as given otherwise
+    (a URL, a Path); "" refused: ``Path("")`` is the working folder, which ``data=""`` evaluated
+    with its subfolders for classes (helper-266).
+
+    Raises:
+        ConfigError: an empty path.
+    """
+    text = os.fspath(value)
+    if isinstance(text, str) and not text.strip():
+        raise ConfigError(f"`{name}` is an empty path" + (": give None for the default" if name in
+                                                             ("store", "config") else ""))
+    if isinstance(text, str) and text.startswith("~") and "://" not in text:
+        expanded = os.path.expanduser(text)
+        return Path(expanded) if isinstance(value, os.PathLike) else expanded
+    return value
 
 
 @dataclass(frozen=True)
@@ -127,8 +149,12 @@ class EvalOptions:
         for name, value in kwargs.items():  # a library caller's NumPy integers and paths, as the CLI's
             if name in _INTEGERS and isinstance(value, numbers.Integral) and not isinstance(value, bool):
                 kwargs[name] = int(value)
+            elif name in _SWITCHES and isinstance(value, np.bool_):  # torch's autocast refused one mid-run
+                kwargs[name] = bool(value)
             elif name in ("checkpoint", "sha256") and isinstance(value, os.PathLike):
                 kwargs[name] = os.fspath(value)
+            if name in _PATHS and isinstance(kwargs[name], (str, os.PathLike)):
+                kwargs[name] = _user_path(name, kwargs[name])
         return cls(**kwargs, flags=flags)
 
     def validate(self) -> None:
@@ -138,7 +164,7 @@ class EvalOptions:
             check_integer(f"--{name.replace('_', '-')}", getattr(self, name), low, high=high)
         if self.limit is not None:
             check_integer("--limit", self.limit)
-        for name in ("amp", "channels_last", "random_weights", "ema"):
+        for name in _SWITCHES:
             check_kind(name, getattr(self, name), (bool, np.bool_), "True or False")
         if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
             # a list failed in the store; "" was the default name

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,9 +125,20 @@ class AttackMemoryError(DeviceMemoryError):
 
 
 def _foolbox():
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
-    import foolbox
-
+    """foolbox, imported without its imports' warnings (scipy's deprecations: a caller's
+    ``-W error`` failed the adversarial suite, helper-266) and with ``GIT_PYTHON_REFRESH`` set for
+    its GitPython import only (where git is missing it raises), as the caller's environment was."""
+    if "foolbox" in sys.modules:
+        return sys.modules["foolbox"]
+    unset = "GIT_PYTHON_REFRESH" not in os.environ
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import foolbox
+    finally:
+        if unset:
+            os.environ.pop("GIT_PYTHON_REFRESH", None)
     return foolbox
 
 
