@@ -104,3 +104,49 @@ def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monk
     assert (tmp_path / "s.db").exists() and report.sections["clean"]["n"] == 2
     assert load_model("demo-gap", "~/gap.pth").checkpoint_sha256 == report.checkpoint_sha256
     assert inspect_checkpoint("~/gap.pth").arch == "demo-gap"
+
+
+def test_options_made_directly_and_hooks_checked_before_any_work(demo_val, tmp_path):
+    """helper-267: EvalOptions(...) given to plan_options missed the normalizing of `of`; run_all
+    called a hook class's item() before run() checked it; a class of static methods is a hook."""
+    import numpy as np
+
+    from robustbench_gcp import ProgressHook
+    from robustbench_gcp.pipeline import run_all
+
+    options = EvalOptions(data=str(demo_val), amp=np.bool_(False), workers=np.int64(0), store="~/x.db")
+    assert options.amp is False and type(options.workers) is int and not options.store.startswith("~")
+    with pytest.raises(ConfigError, match="^`data` is an empty path"):
+        EvalOptions(data="")
+
+    class Count(ProgressHook):
+        def item(self, index, total, label): ...
+
+    with pytest.raises(TypeError, match=r"give Count\(\)"):
+        run_all([], progress=Count)
+
+    class Static:
+        for name in ("plan", "cell_start", "advance", "cell_done", "say"):
+            locals()[name] = staticmethod(lambda *args: None)
+
+    run_all([], progress=Static)  # (no plan: nothing run, the hook accepted)
+
+
+def test_threads_that_import_foolbox_at_once_each_get_the_whole_module():
+    """Its first import under a lock (a sys.modules shortcut handed the others a module half
+    made: "partially initialized module 'foolbox' has no attribute 'attacks'", helper-267)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, time\n"
+        "from robustbench_gcp.suites import attacks\n"
+        "out = []\n"
+        "def use(): out.append(attacks._foolbox().attacks.LinfPGD.__name__)\n"
+        "threads = [threading.Thread(target=use) for _ in range(4)]\n"
+        "for t in threads: t.start(); time.sleep(0.05)\n"
+        "for t in threads: t.join()\n"
+        "print(out)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == str(["LinfProjectedGradientDescentAttack"] * 4), \
+        done.stdout + done.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,7 +43,7 @@ from robustbench_gcp.engine.device import (
     out_of_memory,
 )
 from robustbench_gcp.engine.seeding import image_seeds
-from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError
+from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError, listed
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
 
 WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
@@ -222,10 +223,34 @@ class ProgressHook:
         """A line for the person watching (a run that starts afresh beside another ...)."""
 
 
+#: what the engine calls on a progress hook (:class:`ProgressHook`)
+#: (``advance_total``, for other torchrun ranks' images, is optional)
+HOOK_METHODS = ("plan", "cell_start", "advance", "cell_done", "say")
+
+
+def check_progress(progress: Any) -> None:
+    """Raise a TypeError unless ``progress`` is None or a progress hook (a method missing failed
+    after the run was made, or in a rank's round), an instance (the class of the README's snippet
+    failed in the engine's ``plan()`` call, "missing 1 required positional argument": helper-266)."""
+    if progress is None:
+        return
+    if isinstance(progress, type) and not all(  # (a class of static methods serves)
+            isinstance(inspect.getattr_static(progress, name, None), (staticmethod, classmethod))
+            for name in HOOK_METHODS):
+        raise TypeError(f"`progress` should be a ProgressHook instance: give {progress.__name__}(), not the "
+                        "class")
+    missing = [name for name in HOOK_METHODS if not callable(getattr(progress, name, None))]
+    if missing:
+        methods = "method" if len(missing) == 1 else "methods"
+        raise TypeError(f"`progress` should be a ProgressHook (or None): {progress!r} has no "
+                        f"{listed(missing)} {methods}. Subclass robustbench_gcp.ProgressHook (whose "
+                        "methods do nothing) and override those you need")
+
+
 def advance_total(progress: ProgressHook, n_images: int, *, ranks: bool = False) -> None:
     """``progress.advance_total(n_images)`` (``advance_ranks`` for the images of this job's other
     ranks, ``advance_total`` where it has no such method) where the hook has it: a hook need not
-    subclass :class:`ProgressHook`, and these methods are optional in one (``execution.HOOK_METHODS``)."""
+    subclass :class:`ProgressHook`, and these methods are optional in one (:data:`HOOK_METHODS`)."""
     method = (getattr(progress, "advance_ranks", None) if ranks else None) or \
         getattr(progress, "advance_total", None)
     if method is not None:

@@ -413,8 +413,8 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 def _user_file(path: str | os.PathLike | None) -> str | os.PathLike | None:
     """A checkpoint path as a shell gives it: ``~`` expanded (it was "does not exist": helper-266);
     "" refused (it was "checkpoint file . is a folder")."""
-    if path is None or "://" in os.fspath(path):
-        return path
+    if path is None or not isinstance(os.fspath(path), str) or "://" in os.fspath(path):
+        return path  # (a path of bytes is the reader's to refuse)
     if not str(os.fspath(path)).strip():
         raise CheckpointError("`checkpoint` is an empty path: give a file, or None for random weights")
     return os.path.expanduser(path) if str(os.fspath(path)).startswith("~") else path

@@ -30,6 +30,7 @@ from robustbench_gcp.engine.runner import (
     ExecutionStats,
     ImageSource,
     ProgressHook,
+    check_progress,
     execute,
 )
 from robustbench_gcp.errors import (
@@ -77,9 +78,6 @@ class RankResult:
     images: int
 
 
-#: what the engine calls on a progress hook (:class:`ProgressHook`)
-#: (``advance_total``, for other torchrun ranks' images, is optional)
-HOOK_METHODS = ("plan", "cell_start", "advance", "cell_done", "say")
 
 #: the runs of a :func:`run_all` that held nothing when it first opened them (store, run id): the
 #: shards a later plan of it finds there are its own (a compare's first suite's clean cell), not
@@ -104,17 +102,7 @@ def run(plan: Plan, progress: ProgressHook | None = None) -> Report | RankResult
     """
     if not isinstance(plan, Plan):  # run("demo-gap") failed on an attribute, deep inside
         raise TypeError(f"`plan` should be a Plan, made by robustbench_gcp.plan(...). Got {plan!r}")
-    if isinstance(progress, type):  # the class of the README's snippet, not an instance: the engine's
-        # plan() call said "missing 1 required positional argument" (helper-266)
-        raise TypeError(f"`progress` should be a ProgressHook instance: give {progress.__name__}(), not the "
-                        "class")
-    if progress is not None:  # a method missing failed after the run was made, or in a rank's round
-        missing = [name for name in HOOK_METHODS if not callable(getattr(progress, name, None))]
-        if missing:
-            methods = "method" if len(missing) == 1 else "methods"
-            raise TypeError(f"`progress` should be a ProgressHook (or None): {progress!r} has no "
-                            f"{listed(missing)} {methods}. Subclass robustbench_gcp.ProgressHook (whose "
-                            "methods do nothing) and override those you need")
+    check_progress(progress)
     check_folder(plan)
     # a caller's no_grad() or inference_mode() (a notebook's habit) failed the attacks, blaming the
     # model's code (helper-241): a run computes as the default modes do, its suites choosing
@@ -302,6 +290,7 @@ def run_all(plans: list[Plan], progress: ProgressHook | None = None) -> list[Rep
     ``progress`` may also take ``item(index, total, label)`` / ``item_done(index)`` events
     (a bar over the jobs).
     """
+    check_progress(progress)
     started, labelled = _COMMAND_RUNS.set(set()), _COMMAND_LABELLED.set(set())
     try:
         return _run_each(plans, progress or ProgressHook())
@@ -684,6 +673,7 @@ def evaluate(model: str | torch.nn.Module, *, name: str | None = None,
     """
     from robustbench_gcp.pipeline.planning import plan
 
+    check_progress(progress)  # before the plan reads the data and the checkpoint
     return run(plan(model, name=name, **kwargs), progress)
 
 

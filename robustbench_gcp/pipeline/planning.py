@@ -81,10 +81,12 @@ def _user_path(name: str, value: str | os.PathLike):
         ConfigError: an empty path.
     """
     text = os.fspath(value)
-    if isinstance(text, str) and not text.strip():
+    if not isinstance(text, str):  # (a path of bytes: validate() names it)
+        return value
+    if not text.strip():
         raise ConfigError(f"`{name}` is an empty path" + (": give None for the default" if name in
                                                              ("store", "config") else ""))
-    if isinstance(text, str) and text.startswith("~") and "://" not in text:
+    if text.startswith("~") and "://" not in text:
         expanded = os.path.expanduser(text)
         return Path(expanded) if isinstance(value, os.PathLike) else expanded
     return value
@@ -146,16 +148,22 @@ class EvalOptions:
                     flags[name] = value
             elif name not in fields:
                 raise TypeError(f"unexpected option {name!r}.{suggest(name, sorted(fields | known_flags))}")
-        for name, value in kwargs.items():  # a library caller's NumPy integers and paths, as the CLI's
-            if name in _INTEGERS and isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                kwargs[name] = int(value)
-            elif name in _SWITCHES and isinstance(value, np.bool_):  # torch's autocast refused one mid-run
-                kwargs[name] = bool(value)
-            elif name in ("checkpoint", "sha256") and isinstance(value, os.PathLike):
-                kwargs[name] = os.fspath(value)
-            if name in _PATHS and isinstance(kwargs[name], (str, os.PathLike)):
-                kwargs[name] = _user_path(name, kwargs[name])
         return cls(**kwargs, flags=flags)
+
+    def __post_init__(self) -> None:
+        """A library caller's NumPy integers and bools, paths and ``~``, as the CLI's (also for
+        ``EvalOptions(...)`` made directly and given to ``plan_options``: helper-267)."""
+        for name in (*_INTEGERS, *_SWITCHES, *_PATHS, "sha256"):
+            value = getattr(self, name)
+            if name in _INTEGERS and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = int(value)
+            elif name in _SWITCHES and isinstance(value, np.bool_):  # torch's autocast refused one mid-run
+                value = bool(value)
+            elif name in ("checkpoint", "sha256") and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if name in _PATHS and isinstance(value, (str, os.PathLike)):
+                value = _user_path(name, value)
+            object.__setattr__(self, name, value)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an engine option out of range."""

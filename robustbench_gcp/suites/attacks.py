@@ -31,6 +31,7 @@ import math
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,22 +125,31 @@ class AttackMemoryError(DeviceMemoryError):
     """An attack needed more memory than the device has (the engine adds the cell and shard)."""
 
 
+#: one thread imports foolbox at a time (its first import changes process-wide state, below)
+_FOOLBOX_IMPORT = threading.Lock()
+
+
 def _foolbox():
-    """foolbox, imported without its imports' warnings (scipy's deprecations: a caller's
-    ``-W error`` failed the adversarial suite, helper-266) and with ``GIT_PYTHON_REFRESH`` set for
-    its GitPython import only (where git is missing it raises), as the caller's environment was."""
-    if "foolbox" in sys.modules:
-        return sys.modules["foolbox"]
-    unset = "GIT_PYTHON_REFRESH" not in os.environ
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    """foolbox. Its first import is made without its imports' warnings (scipy's deprecations: a
+    caller's ``-W error`` failed the adversarial suite, helper-266; warnings filters are the
+    process's, so another thread's warnings are not shown during it) and with ``GIT_PYTHON_REFRESH``
+    set for its GitPython import only (where git is missing it raises), the caller's environment
+    restored after it; under a lock, so that another thread waits for the whole module."""
+    with _FOOLBOX_IMPORT:
+        if "foolbox" in sys.modules:  # (None there, a blocked import, raises ImportError as before)
             import foolbox
-    finally:
-        if unset:
-            os.environ.pop("GIT_PYTHON_REFRESH", None)
-    return foolbox
+
+            return foolbox
+        unset = "GIT_PYTHON_REFRESH" not in os.environ
+        os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import foolbox
+        finally:
+            if unset:
+                os.environ.pop("GIT_PYTHON_REFRESH", None)
+        return foolbox
 
 
 def parse_epsilon(text: str, flag: str = "--epsilons") -> float:
