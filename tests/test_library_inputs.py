@@ -79,6 +79,8 @@ def test_a_flag_given_twice_or_an_empty_name_is_refused():
     for name in ("", "  "):
         with pytest.raises(ConfigError, match="`name` should be text: the name reports show"):
             plan("demo-gap", suite="clean", name=name)
+    with pytest.raises(TypeError, match="^`name` and `label` are one option"):  # label dropped: helper-266
+        plan("demo-gap", suite="clean", name="a", label="b")
 
 
 def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monkeypatch):

@@ -279,6 +279,9 @@ def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> 
         TypeError: an unknown keyword.
     """
     if name is not None:
+        if kwargs.get("label") not in (None, name):  # one of the two was dropped silently (helper-266)
+            raise TypeError(f"`name` and `label` are one option (the name reports show): give one. Got "
+                            f"name={name!r}, label={kwargs['label']!r}")
         kwargs["label"] = name
     planned = plan_options(model, EvalOptions.of(**kwargs))
     # another than the default where nothing is normalized: refused, as eval's --baseline (it was ignored)
