@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class GcpRobustError(Exception):
@@ -319,6 +320,25 @@ def check_path(value: object, what: str) -> None:
     or os.PathLike object"."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"`path` should be {what}'s path (str or Path). Got {type(value).__name__}")
+
+
+def user_path(value: str | os.PathLike, name: str, *, error: type[Exception] = ConfigError, hint: str = ""):
+    """``value`` as a shell gives a path: ``~`` expanded (a Path stays a Path), a URL or a path of
+    bytes as given, "" refused: ``Path("")`` is the working folder (``data=""`` evaluated it, its
+    subfolders for classes; a checkpoint "" was "checkpoint file . is a folder": helper-266).
+
+    Raises:
+        ``error``: an empty path ("`name` is an empty path" and ``hint``).
+    """
+    text = os.fspath(value)
+    if not isinstance(text, str) or "://" in text:
+        return value
+    if not text.strip():
+        raise error(f"`{name}` is an empty path{hint}")
+    if text.startswith("~"):
+        expanded = os.path.expanduser(text)
+        return Path(expanded) if isinstance(value, os.PathLike) else expanded
+    return value
 
 
 def check_integer(option: str, value: object, low: int = 1, error: type[Exception] | None = None,

@@ -37,6 +37,7 @@ from robustbench_gcp.errors import (
     check_path,
     counted,
     listed,
+    user_path,
 )
 from robustbench_gcp.models.checkpoint import (
     AS_SAVED,
@@ -388,7 +389,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     check_kind("checkpoint", checkpoint, (str, os.PathLike, type(None)), "a path")
     check_kind("sha256", sha256, (str, type(None)), "text")
     check_kind("ema", ema, (bool, np.bool_), "True or False")
-    checkpoint = _user_file(checkpoint)
+    checkpoint = None if checkpoint is None else _checkpoint_path(checkpoint)
     device = resolve_device(device)
     info = model_info(name)  # checks the name and options before any file is read
     resolve_sqrt(info.head, sqrt, ns_iters, owner=name)
@@ -410,14 +411,10 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     return model.eval().to(device)
 
 
-def _user_file(path: str | os.PathLike | None) -> str | os.PathLike | None:
-    """A checkpoint path as a shell gives it: ``~`` expanded (it was "does not exist": helper-266);
-    "" refused (it was "checkpoint file . is a folder")."""
-    if path is None or not isinstance(os.fspath(path), str) or "://" in os.fspath(path):
-        return path  # (a path of bytes is the reader's to refuse)
-    if not str(os.fspath(path)).strip():
-        raise CheckpointError("`checkpoint` is an empty path: give a file, or None for random weights")
-    return os.path.expanduser(path) if str(os.fspath(path)).startswith("~") else path
+def _checkpoint_path(path: str | os.PathLike) -> str | os.PathLike:
+    """A checkpoint path as a shell gives it (:func:`~robustbench_gcp.errors.user_path`)."""
+    return user_path(path, "checkpoint", error=CheckpointError,
+                     hint=": give a file, or None for random weights")
 
 
 def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
@@ -562,7 +559,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         ('resnet50-isqrt', 256, 1000)
     """
     check_path(path, "a checkpoint file")
-    path = _user_file(path)
+    path = _checkpoint_path(path)
     try:
         loaded = read_state_dict(path)
     except UnknownLayoutError:  # a model you bring: its own names, described as they are

@@ -78,7 +78,6 @@ class RankResult:
     images: int
 
 
-
 #: the runs of a :func:`run_all` that held nothing when it first opened them (store, run id): the
 #: shards a later plan of it finds there are its own (a compare's first suite's clean cell), not
 #: results stored before it, which :func:`own_code_notes` speaks of

@@ -43,7 +43,7 @@ from robustbench_gcp.data.datasets import (
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
 from robustbench_gcp.engine.device import amp_dtype, resolve_device
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
-from robustbench_gcp.errors import ConfigError, DataError, check_integer, check_kind, suggest
+from robustbench_gcp.errors import ConfigError, DataError, check_integer, check_kind, suggest, user_path
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
 from robustbench_gcp.pipeline.weights import (
     ModelChoice,
@@ -70,26 +70,6 @@ _INTEGERS = ("batch_size", "workers", "seed", "limit", "shard_size", "ns_iters")
 _SWITCHES = ("amp", "channels_last", "random_weights", "ema")
 #: the options that are files or folders: ``~`` expanded, "" refused (the CLI's options do both)
 _PATHS = ("data", "labels", "store", "config", "checkpoint")
-
-
-def _user_path(name: str, value: str | os.PathLike):
-    """``value`` with ``~`` expanded (the store and config were not: helper-266), as given otherwise
-    (a URL, a Path); "" refused: ``Path("")`` is the working folder, which ``data=""`` evaluated
-    with its subfolders for classes (helper-266).
-
-    Raises:
-        ConfigError: an empty path.
-    """
-    text = os.fspath(value)
-    if not isinstance(text, str):  # (a path of bytes: validate() names it)
-        return value
-    if not text.strip():
-        raise ConfigError(f"`{name}` is an empty path" + (": give None for the default" if name in
-                                                             ("store", "config") else ""))
-    if text.startswith("~") and "://" not in text:
-        expanded = os.path.expanduser(text)
-        return Path(expanded) if isinstance(value, os.PathLike) else expanded
-    return value
 
 
 @dataclass(frozen=True)
@@ -162,7 +142,8 @@ class EvalOptions:
             elif name in ("checkpoint", "sha256") and isinstance(value, os.PathLike):
                 value = os.fspath(value)
             if name in _PATHS and isinstance(value, (str, os.PathLike)):
-                value = _user_path(name, value)
+                default = name in ("store", "config")
+                value = user_path(value, name, hint=": give None for the default" if default else "")
             object.__setattr__(self, name, value)
 
     def validate(self) -> None:
