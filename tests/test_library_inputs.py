@@ -152,3 +152,35 @@ def test_threads_that_import_foolbox_at_once_each_get_the_whole_module():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == str(["LinfProjectedGradientDescentAttack"] * 4), \
         done.stdout + done.stderr
+
+
+def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_back(demo_val, tmp_path):
+    """A renamed data folder was "cannot read image ...: file not found ... replace the file with a
+    readable one of the same name": every file was missing, its folder was the thing to put back."""
+    import shutil
+
+    from robustbench_gcp import ProgressHook
+    from robustbench_gcp.errors import DataError
+
+    data = tmp_path / "photos"
+    shutil.copytree(demo_val, data / "val")
+    moved = tmp_path / "moved"
+
+    class MoveTheFolder(ProgressHook):
+        def cell_start(self, label, shard, n_shards, n_images):
+            if shard >= 1 and data.exists():
+                data.rename(moved)
+
+    planned = plan("demo-gap", suite="imagenet-c", corruptions=["fog"], severities=[1],
+                   data=str(data / "val"), class_order="sorted", shard_size=10, store=str(tmp_path / "s.db"),
+                   workers=0)
+    with pytest.raises(DataError) as stopped:
+        run(planned, progress=MoveTheFolder())
+    folder = re.escape(str(data))
+    said = re.fullmatch(rf"cannot read image {folder}/val/\S+: file not found\. (\d+) of (\d+) shards are "
+                        rf"stored: the folder {folder} is gone \(moved or renamed\?\): put it back and "
+                        r"re-run the same command to resume \(.+\)", str(stopped.value))
+    assert said and int(said.group(1)) < int(said.group(2)) == 20, stopped.value
+    moved.rename(data)
+    report = run(planned)
+    assert report.sections["clean"]["n"] == 100

@@ -239,12 +239,28 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             if not isinstance(error, DataError):
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
-            raise _noted(DataError(f"{error}. {done} of {total} shards are stored: replace the file with a "
-                                   "readable one of the same name and re-run the same command to resume (an "
-                                   "image list without it is a new run, started afresh)"), error) from None
+            gone = _gone_folder(plan)
+            mend = (f"the folder {gone} is gone (moved or renamed?): put it back" if gone is not None else
+                    "replace the file with a readable one of the same name")
+            raise _noted(DataError(f"{error}. {done} of {total} shards are stored: {mend} and re-run the "
+                                   "same command to resume (an image list without it is a new run, started "
+                                   "afresh)"), error) from None
         device_name = str(device) if job is None else f"{device.type} x {job.world_size} ranks"
         return report_of(plan, store, info, keys, stats=stats, device=device_name,
                          said=[*built, *unused, *renamed, *moved_release, *edited, *reused, *others])
+
+
+def _gone_folder(plan: Plan) -> Path | None:
+    """The outermost folder of the run's data (the clean images' or the released files') that no
+    longer exists: a folder moved or renamed while the run read it, where "replace the file" misled."""
+    for root in (plan.data, getattr(plan.selection, "released", None)):
+        if root is None or Path(root).exists():
+            continue
+        gone = Path(root)
+        while gone.parent != gone and not gone.parent.exists():
+            gone = gone.parent
+        return gone
+    return None
 
 
 def _noted(error: Exception, before: Exception) -> Exception:
