@@ -154,7 +154,8 @@ def test_threads_that_import_foolbox_at_once_each_get_the_whole_module():
         done.stdout + done.stderr
 
 
-def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_back(demo_val, tmp_path):
+@pytest.mark.parametrize("moving", ["the data folder", "a class folder"])
+def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_back(demo_val, tmp_path, moving):
     """A renamed data folder was "cannot read image ...: file not found ... replace the file with a
     readable one of the same name": every file was missing, its folder was the thing to put back."""
     import shutil
@@ -164,23 +165,25 @@ def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_bac
 
     data = tmp_path / "photos"
     shutil.copytree(demo_val, data / "val")
+    # the last class (sorted), read in the last shard: long after the first shard starts
+    folder = data if moving == "the data folder" else max((data / "val").iterdir())
     moved = tmp_path / "moved"
 
     class MoveTheFolder(ProgressHook):
         def cell_start(self, label, shard, n_shards, n_images):
-            if shard >= 1 and data.exists():
-                data.rename(moved)
+            if shard >= 1 and folder.exists():
+                folder.rename(moved)
 
     planned = plan("demo-gap", suite="imagenet-c", corruptions=["fog"], severities=[1],
                    data=str(data / "val"), class_order="sorted", shard_size=10, store=str(tmp_path / "s.db"),
                    workers=0)
     with pytest.raises(DataError) as stopped:
         run(planned, progress=MoveTheFolder())
-    folder = re.escape(str(data))
-    said = re.fullmatch(rf"cannot read image {folder}/val/\S+: file not found\. (\d+) of (\d+) shards are "
-                        rf"stored: the folder {folder} is gone \(moved or renamed\?\): put it back and "
+    named = re.escape(str(folder))
+    said = re.fullmatch(rf"cannot read image {named}/\S+: file not found\. (\d+) of (\d+) shards are "
+                        rf"stored: the folder {named} is gone \(moved or renamed\?\): put it back and "
                         r"re-run the same command to resume \(.+\)", str(stopped.value))
-    assert said and int(said.group(1)) < int(said.group(2)) == 20, stopped.value
-    moved.rename(data)
+    assert said and 0 < int(said.group(1)) < int(said.group(2)) == 20, stopped.value
+    moved.rename(folder)
     report = run(planned)
     assert report.sections["clean"]["n"] == 100

@@ -222,7 +222,8 @@ def iterate_batches(
     """
     dataset = ImageFiles(paths, preprocess)
     loader = shard_loader(dataset, batch_size, workers, prefetch=4, pin_memory=pin_memory)
-    return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}")
+    return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}",
+                   path=lambda position: dataset.paths[position])
 
 
 @contextlib.contextmanager
@@ -245,7 +246,7 @@ def shard_loader(dataset: Dataset, batch_size: int, workers: int, *, prefetch: i
                           prefetch_factor=prefetch if workers > 0 else None, **options)
 
 
-def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[int]]]:
+def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tensor, list[int]]]:
     """The batches of ``loader`` (items ``(tensor, position, error)``), its workers started now.
 
     A worker forked from a thread while another thread runs torch can deadlock (one in about 25
@@ -255,7 +256,8 @@ def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[in
     the main thread, and lets the background thread read the batches.
 
     Raises:
-        DataError: ``message(position, error)`` for the first item whose error is not empty.
+        DataError: ``message(position, error)`` for the first item whose error is not empty; its
+            ``path`` is ``path(position)``, the file at fault, where ``path`` is given (else None).
     """
     with _quiet_worker_count():
         batches = iter(loader)  # a multi-process loader forks its workers here
@@ -264,7 +266,9 @@ def started(loader: DataLoader, message) -> Iterator[tuple[torch.Tensor, list[in
         for images, positions, errors in batches:
             for position, error in zip(positions.tolist(), errors):
                 if error:
-                    raise DataError(message(position, error))
+                    failed = DataError(message(position, error))
+                    failed.path = None if path is None else path(position)
+                    raise failed
             yield images, positions.tolist()
 
     return read()

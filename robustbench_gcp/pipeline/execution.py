@@ -239,7 +239,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             if not isinstance(error, DataError):
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
-            gone = _gone_folder(plan)
+            gone = _gone_folder(plan, error)
             mend = (f"the folder {gone} is gone (moved or renamed?): put it back" if gone is not None else
                     "replace the file with a readable one of the same name")
             raise _noted(DataError(f"{error}. {done} of {total} shards are stored: {mend} and re-run the "
@@ -250,13 +250,15 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                          said=[*built, *unused, *renamed, *moved_release, *edited, *reused, *others])
 
 
-def _gone_folder(plan: Plan) -> Path | None:
-    """The outermost folder of the run's data (the clean images' or the released files') that no
-    longer exists: a folder moved or renamed while the run read it, where "replace the file" misled."""
-    for root in (plan.data, getattr(plan.selection, "released", None)):
-        if root is None or Path(root).exists():
+def _gone_folder(plan: Plan, error: DataError) -> Path | None:
+    """The outermost folder that no longer exists of the unreadable file (``error.path``, where the
+    loader names it), else of the run's data (the clean images' or the released files' folder): a
+    folder moved or renamed while the run read it, where "replace the file" misled."""
+    file = getattr(error, "path", None)
+    for folder in (file and Path(file).parent, plan.data, getattr(plan.selection, "released", None)):
+        if folder is None or Path(folder).exists():
             continue
-        gone = Path(root)
+        gone = Path(folder)
         while gone.parent != gone and not gone.parent.exists():
             gone = gone.parent
         return gone
