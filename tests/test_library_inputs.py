@@ -98,8 +98,10 @@ def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monk
     for name in ("data", "store", "config", "labels", "checkpoint"):
         with pytest.raises(ConfigError, match=rf"^`{name}` is an empty path"):
             plan("demo-gap", **{**common, name: ""})
-    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path"):
+    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give a file, or None for random"):
         load_model("demo-gap", "")
+    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give the file to inspect$"):
+        inspect_checkpoint("")  # (None: random weights, as load_model's said, has nothing to inspect)
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copyfile(package_resource("demo/demo-gap.pth"), tmp_path / "gap.pth")
     report = evaluate("demo-gap", checkpoint="~/gap.pth", store="~/s.db", amp=np.bool_(False), **common)
