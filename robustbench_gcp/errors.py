@@ -49,7 +49,29 @@ class UnknownNameError(ConfigError, KeyError):
 
 
 class DataError(GcpRobustError):
-    """A data folder, image or label file cannot be used."""
+    """A data folder, image or label file cannot be used.
+
+    ``gone``: where the file at fault was in a folder that is no longer one (moved or renamed while
+    a run read it, or a file put in its place), the outermost such folder (:func:`gone_folder`), for
+    the advice to put it back; else None."""
+
+    gone: Path | None = None
+
+
+def gone_folder(folder: str | os.PathLike) -> Path | None:
+    """The outermost folder of ``folder``'s path (``folder`` itself included) that is no longer a
+    folder: absent, or a file in its place; None where ``folder`` is one."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return None
+    while folder.parent != folder and not folder.parent.is_dir():
+        folder = folder.parent
+    return folder
+
+
+def gone_words(folder: Path) -> str:
+    """``the folder X is gone (moved or renamed?)``, or ``... is a file now`` where one took its place."""
+    return f"the folder {folder} is {'a file now' if folder.exists() else 'gone (moved or renamed?)'}"
 
 
 @dataclass(frozen=True)

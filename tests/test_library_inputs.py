@@ -100,7 +100,7 @@ def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monk
             plan("demo-gap", **{**common, name: ""})
     with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give a file, or None for random"):
         load_model("demo-gap", "")
-    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give the file to inspect$"):
+    with pytest.raises(Exception, match=r"^`path` is an empty path: give the checkpoint file to inspect$"):
         inspect_checkpoint("")  # (None: random weights, as load_model's said, has nothing to inspect)
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copyfile(package_resource("demo/demo-gap.pth"), tmp_path / "gap.pth")
@@ -156,7 +156,7 @@ def test_threads_that_import_foolbox_at_once_each_get_the_whole_module():
         done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("moving", ["the data folder", "a class folder"])
+@pytest.mark.parametrize("moving", ["the data folder", "a class folder", "a file in its place"])
 def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_back(demo_val, tmp_path, moving):
     """A renamed data folder was "cannot read image ...: file not found ... replace the file with a
     readable one of the same name": every file was missing, its folder was the thing to put back."""
@@ -173,8 +173,10 @@ def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_bac
 
     class MoveTheFolder(ProgressHook):
         def cell_start(self, label, shard, n_shards, n_images):
-            if shard >= 1 and folder.exists():
+            if shard >= 1 and not moved.exists():
                 folder.rename(moved)
+                if moving == "a file in its place":
+                    folder.write_text("not a folder")
 
     planned = plan("demo-gap", suite="imagenet-c", corruptions=["fog"], severities=[1],
                    data=str(data / "val"), class_order="sorted", shard_size=10, store=str(tmp_path / "s.db"),
@@ -182,10 +184,26 @@ def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_bac
     with pytest.raises(DataError) as stopped:
         run(planned, progress=MoveTheFolder())
     named = re.escape(str(folder))
-    said = re.fullmatch(rf"cannot read image {named}/\S+: file not found\. (\d+) of (\d+) shards are "
-                        rf"stored: the folder {named} is gone \(moved or renamed\?\): put it back and "
-                        r"re-run the same command to resume \(.+\)", str(stopped.value))
-    assert said and 0 < int(said.group(1)) < int(said.group(2)) == 20, stopped.value
+    how = r"is a file now" if moving == "a file in its place" else r"is gone \(moved or renamed\?\)"
+    said = re.fullmatch(rf"cannot read image {named}/\S+: (file not found|.*Not a directory.*)\. (\d+) of "
+                        rf"(\d+) shards are stored: the folder {named} {how}: put it back and re-run the "
+                        r"same command to resume \(.+\)", str(stopped.value))
+    assert said and 0 < int(said.group(2)) < int(said.group(3)) == 20, stopped.value
+    folder.unlink(missing_ok=True)
     moved.rename(folder)
     report = run(planned)
     assert report.sections["clean"]["n"] == 100
+
+
+def test_another_ranks_gone_folder_reaches_rank_0():
+    """A rank's DataError crossed to rank 0 as its message alone: the folder it found gone was lost, and
+    rank 0 (whose data folder was there) said "replace the file" (helper-273)."""
+    from pathlib import Path
+
+    from robustbench_gcp.engine.distributed import _Failed
+    from robustbench_gcp.errors import DataError
+
+    error = _Failed("DataError", "cannot read image /d/val/a/x.JPEG: file not found", "/d/val/a").error(1, 2)
+    assert isinstance(error, DataError) and error.gone == Path("/d/val/a")
+    assert str(error) == "rank 1 of 2: cannot read image /d/val/a/x.JPEG: file not found"
+    assert _Failed("DataError", "unreadable").error(1, 2).gone is None

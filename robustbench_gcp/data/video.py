@@ -242,5 +242,6 @@ def iterate_video_batches(
         DataError: a video is missing, unreadable or of the wrong shape (named in the message), as
             the batches are read.
     """
-    loader = shard_loader(VideoFiles(paths, frames, size), batch_size, workers, prefetch=2)
-    return started(loader, lambda _, error: error)
+    videos = VideoFiles(paths, frames, size)
+    loader = shard_loader(videos, batch_size, workers, prefetch=2)
+    return started(loader, lambda _, error: error, path=lambda position: videos.paths[position])

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,12 +84,16 @@ class _Failed:
 
     kind: str  # "DataError", "ModelCodeError" (raised so on rank 0, with their advice), or another
     message: str
+    gone: str | None = None  # a DataError's folder that is gone, as that rank saw it (DataError.gone)
 
     def error(self, rank: int, world_size: int) -> GcpRobustError:
         from robustbench_gcp.errors import DataError, ModelCodeError
 
         said = f"rank {rank} of {world_size}: {self.message}"
-        return {"DataError": DataError, "ModelCodeError": ModelCodeError}.get(self.kind, RankFailure)(said)
+        error = {"DataError": DataError, "ModelCodeError": ModelCodeError}.get(self.kind, RankFailure)(said)
+        if self.gone is not None:
+            error.gone = Path(self.gone)
+        return error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,7 +470,9 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         except RankFailure:  # the launcher's stop (Distributed._stopped): not this rank's error to send
             raise
         except GcpRobustError as failure:  # an unreadable image, a brought model's code, the store (full)
-            error, payload = failure, _Failed(type(failure).__name__, str(failure))
+            gone = getattr(failure, "gone", None)
+            error, payload = failure, _Failed(type(failure).__name__, str(failure),
+                                              None if gone is None else str(gone))
         try:
             gathered = job.gather((job.rank, payload))  # a failed rank's error too: rank 0 stores the rest
         except RankFailure:

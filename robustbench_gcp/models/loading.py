@@ -411,10 +411,11 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     return model.eval().to(device)
 
 
-def _checkpoint_path(path: str | os.PathLike, hint: str = ": give a file, or None for random weights"
-                     ) -> str | os.PathLike:
-    """A checkpoint path as a shell gives it (:func:`~robustbench_gcp.errors.user_path`)."""
-    return user_path(path, "checkpoint", error=CheckpointError, hint=hint)
+def _checkpoint_path(path: str | os.PathLike, name: str = "checkpoint",
+                     hint: str = ": give a file, or None for random weights") -> str | os.PathLike:
+    """A checkpoint path as a shell gives it (:func:`~robustbench_gcp.errors.user_path`); ``name``:
+    the keyword it came by."""
+    return user_path(path, name, error=CheckpointError, hint=hint)
 
 
 def _model_for(name: str, loaded: StateDict, **options) -> nn.Module:
@@ -559,7 +560,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         ('resnet50-isqrt', 256, 1000)
     """
     check_path(path, "a checkpoint file")
-    path = _checkpoint_path(path, hint=": give the file to inspect")
+    path = _checkpoint_path(path, "path", hint=": give the checkpoint file to inspect")
     try:
         loaded = read_state_dict(path)
     except UnknownLayoutError:  # a model you bring: its own names, described as they are

@@ -41,6 +41,8 @@ from robustbench_gcp.errors import (
     ModelCodeError,
     Terminated,
     counted,
+    gone_folder,
+    gone_words,
     listed,
     not_utf8,
     real_path,
@@ -240,7 +242,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
             gone = _gone_folder(plan, error)
-            mend = (f"the folder {gone} is gone (moved or renamed?): put it back" if gone is not None else
+            mend = (f"{gone_words(gone)}: put it back" if gone is not None else
                     "replace the file with a readable one of the same name")
             raise _noted(DataError(f"{error}. {done} of {total} shards are stored: {mend} and re-run the "
                                    "same command to resume (an image list without it is a new run, started "
@@ -251,18 +253,13 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
 
 
 def _gone_folder(plan: Plan, error: DataError) -> Path | None:
-    """The outermost folder that no longer exists of the unreadable file (``error.path``, where the
+    """The outermost folder that is no longer one of the unreadable file (``error.gone``, where the
     loader names it), else of the run's data (the clean images' or the released files' folder): a
     folder moved or renamed while the run read it, where "replace the file" misled."""
-    file = getattr(error, "path", None)
-    for folder in (file and Path(file).parent, plan.data, getattr(plan.selection, "released", None)):
-        if folder is None or Path(folder).exists():
-            continue
-        gone = Path(folder)
-        while gone.parent != gone and not gone.parent.exists():
-            gone = gone.parent
-        return gone
-    return None
+    if error.gone is not None:
+        return error.gone
+    folders = (plan.data, getattr(plan.selection, "released", None))
+    return next((gone for folder in folders if folder is not None and (gone := gone_folder(folder))), None)
 
 
 def _noted(error: Exception, before: Exception) -> Exception:
