@@ -51,27 +51,31 @@ class UnknownNameError(ConfigError, KeyError):
 class DataError(GcpRobustError):
     """A data folder, image or label file cannot be used.
 
-    ``gone``: where the file at fault was in a folder that is no longer one (moved or renamed while
-    a run read it, or a file put in its place), the outermost such folder (:func:`gone_folder`), for
-    the advice to put it back; else None."""
+    ``gone``: where the file at fault was in a folder that is gone (moved or renamed while a run
+    read it, or a file put in its place), what :func:`gone_said` says of it where the file was read
+    (on that torchrun rank's machine), for the advice to put it back; else None."""
 
-    gone: Path | None = None
+    gone: str | None = None
 
 
-def gone_folder(folder: str | os.PathLike) -> Path | None:
-    """The outermost folder of ``folder``'s path (``folder`` itself included) that is no longer a
-    folder: absent, or a file in its place; None where ``folder`` is one."""
-    folder = Path(folder)
-    if folder.is_dir():
+def gone_said(path: str | os.PathLike, *, folder: bool = True) -> str | None:
+    """``the folder X is gone (moved or renamed?)`` (``... is a file now``, ``the link X -> Y points
+    to nothing now``) for the outermost folder of ``path`` that is gone; None where none is, or where
+    the file system cannot tell (a folder one may not search, a stale network handle).
+
+    ``folder``: ``path`` itself was a folder (an image's folder); else only its absence counts (a
+    data root, which may be a file: CIFAR's batch file)."""
+    path = Path(path)
+    try:
+        if path.is_dir() or (not folder and path.exists()):
+            return None
+        while path.parent != path and not path.parent.is_dir():
+            path = path.parent
+        if path.is_symlink():
+            return f"the link {path} -> {os.readlink(path)} points to nothing now (moved or renamed?)"
+        return f"the folder {path} is {'a file now' if path.exists() else 'gone (moved or renamed?)'}"
+    except OSError:
         return None
-    while folder.parent != folder and not folder.parent.is_dir():
-        folder = folder.parent
-    return folder
-
-
-def gone_words(folder: Path) -> str:
-    """``the folder X is gone (moved or renamed?)``, or ``... is a file now`` where one took its place."""
-    return f"the folder {folder} is {'a file now' if folder.exists() else 'gone (moved or renamed?)'}"
 
 
 @dataclass(frozen=True)

@@ -198,12 +198,37 @@ def test_a_data_folder_moved_mid_run_is_named_and_the_run_resumes_once_it_is_bac
 def test_another_ranks_gone_folder_reaches_rank_0():
     """A rank's DataError crossed to rank 0 as its message alone: the folder it found gone was lost, and
     rank 0 (whose data folder was there) said "replace the file" (helper-273)."""
-    from pathlib import Path
-
     from robustbench_gcp.engine.distributed import _Failed
     from robustbench_gcp.errors import DataError
 
-    error = _Failed("DataError", "cannot read image /d/val/a/x.JPEG: file not found", "/d/val/a").error(1, 2)
-    assert isinstance(error, DataError) and error.gone == Path("/d/val/a")
+    gone = "the folder /d/val/a is gone (moved or renamed?)"  # as rank 1's machine saw it
+    error = _Failed("DataError", "cannot read image /d/val/a/x.JPEG: file not found", gone).error(1, 2)
+    assert isinstance(error, DataError) and error.gone == gone
     assert str(error) == "rank 1 of 2: cannot read image /d/val/a/x.JPEG: file not found"
     assert _Failed("DataError", "unreadable").error(1, 2).gone is None
+
+
+def test_what_is_said_gone(tmp_path, monkeypatch):
+    """helper-274: a CIFAR batch file given as --data was "a file now" at any later data error; a link
+    whose folder moved was "gone" while it stood there; a folder one may not search crashed the error."""
+    from pathlib import Path
+
+    from robustbench_gcp.errors import gone_said
+
+    (tmp_path / "val" / "cls").mkdir(parents=True)
+    batch = tmp_path / "test_batch"
+    batch.write_bytes(b"x")
+    assert gone_said(tmp_path / "val" / "cls") is None
+    assert gone_said(batch, folder=False) is None  # a data root that is a file, as it always was
+    assert gone_said(tmp_path / "a" / "b" / "c") == f"the folder {tmp_path / 'a'} is gone (moved or renamed?)"
+    assert gone_said(batch / "cls") == f"the folder {batch} is a file now"
+    assert gone_said(batch) == f"the folder {batch} is a file now"  # an image's folder: was one
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert gone_said(tmp_path / "link" / "cls") == \
+        f"the link {tmp_path / 'link'} -> {tmp_path / 'real'} points to nothing now (moved or renamed?)"
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    assert gone_said(tmp_path / "val" / "cls") is None  # cannot tell: the error says what it is

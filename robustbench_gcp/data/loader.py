@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from robustbench_gcp.errors import DataError, gone_folder
+from robustbench_gcp.errors import DataError, gone_said
 
 #: Formats whose PIL mode "I" images hold 16-bit samples (0..65535): PNG, and PGM scaled by PIL.
 _SIXTEEN_BIT_I = ("PNG", "PPM")
@@ -257,8 +257,8 @@ def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tens
 
     Raises:
         DataError: ``message(position, error)`` for the first item whose error is not empty; where
-            ``path(position)`` (the file at fault) is in a folder that is gone, ``gone`` names it
-            (:func:`~robustbench_gcp.errors.gone_folder`).
+            ``path(position)`` (the file at fault) is in a folder that is gone, ``gone`` says so
+            (:func:`~robustbench_gcp.errors.gone_said`).
     """
     with _quiet_worker_count():
         batches = iter(loader)  # a multi-process loader forks its workers here
@@ -268,7 +268,7 @@ def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tens
             for position, error in zip(positions.tolist(), errors):
                 if error:
                     failed = DataError(message(position, error))
-                    failed.gone = None if path is None else gone_folder(Path(path(position)).parent)
+                    failed.gone = None if path is None else gone_said(Path(path(position)).parent)
                     raise failed
             yield images, positions.tolist()
 

@@ -44,7 +44,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,7 +91,7 @@ class _Failed:
         said = f"rank {rank} of {world_size}: {self.message}"
         error = {"DataError": DataError, "ModelCodeError": ModelCodeError}.get(self.kind, RankFailure)(said)
         if self.gone is not None:
-            error.gone = Path(self.gone)
+            error.gone = self.gone
         return error
 
 
@@ -470,9 +469,8 @@ def execute_distributed(tasks: Sequence, images, store, run, ctx, options, progr
         except RankFailure:  # the launcher's stop (Distributed._stopped): not this rank's error to send
             raise
         except GcpRobustError as failure:  # an unreadable image, a brought model's code, the store (full)
-            gone = getattr(failure, "gone", None)
-            error, payload = failure, _Failed(type(failure).__name__, str(failure),
-                                              None if gone is None else str(gone))
+            gone = getattr(failure, "gone", None)  # a DataError's folder gone, said as this machine sees it
+            error, payload = failure, _Failed(type(failure).__name__, str(failure), gone)
         try:
             gathered = job.gather((job.rank, payload))  # a failed rank's error too: rank 0 stores the rest
         except RankFailure:

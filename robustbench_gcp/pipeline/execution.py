@@ -41,8 +41,7 @@ from robustbench_gcp.errors import (
     ModelCodeError,
     Terminated,
     counted,
-    gone_folder,
-    gone_words,
+    gone_said,
     listed,
     not_utf8,
     real_path,
@@ -242,7 +241,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                 raise
             done, total = _shards_done(store, info, tasks)  # a file unreadable half-way: how to resume
             gone = _gone_folder(plan, error)
-            mend = (f"{gone_words(gone)}: put it back" if gone is not None else
+            mend = (f"{gone}: put it back" if gone is not None else
                     "replace the file with a readable one of the same name")
             raise _noted(DataError(f"{error}. {done} of {total} shards are stored: {mend} and re-run the "
                                    "same command to resume (an image list without it is a new run, started "
@@ -252,14 +251,15 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                          said=[*built, *unused, *renamed, *moved_release, *edited, *reused, *others])
 
 
-def _gone_folder(plan: Plan, error: DataError) -> Path | None:
-    """The outermost folder that is no longer one of the unreadable file (``error.gone``, where the
-    loader names it), else of the run's data (the clean images' or the released files' folder): a
-    folder moved or renamed while the run read it, where "replace the file" misled."""
+def _gone_folder(plan: Plan, error: DataError) -> str | None:
+    """What is gone of the unreadable file's folders (``error.gone``, where the loader says it),
+    else of the run's data (the clean images' or the released files' folder, which may be a file):
+    a folder moved or renamed while the run read it, where "replace the file" misled."""
     if error.gone is not None:
         return error.gone
-    folders = (plan.data, getattr(plan.selection, "released", None))
-    return next((gone for folder in folders if folder is not None and (gone := gone_folder(folder))), None)
+    roots = (plan.data, getattr(plan.selection, "released", None))
+    said = (gone_said(root, folder=False) for root in roots if root is not None)
+    return next((words for words in said if words is not None), None)
 
 
 def _noted(error: Exception, before: Exception) -> Exception:
