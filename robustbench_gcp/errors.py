@@ -63,17 +63,20 @@ def gone_said(path: str | os.PathLike, *, folder: bool = True) -> str | None:
     to nothing now``) for the outermost folder of ``path`` that is gone; None where none is, or where
     the file system cannot tell (a folder one may not search, a stale network handle).
 
-    ``folder``: ``path`` itself was a folder (an image's folder); else only its absence counts (a
-    data root, which may be a file: CIFAR's batch file)."""
-    path = Path(path)
+    ``folder``: ``path`` itself was a folder (an image's folder, the released files'); else only its
+    absence counts (a data root, which may be a file: CIFAR's batch file)."""
+    start = path = Path(path)
     try:
         if path.is_dir() or (not folder and path.exists()):
             return None
         while path.parent != path and not path.parent.is_dir():
             path = path.parent
         if path.is_symlink():
-            return f"the link {path} -> {os.readlink(path)} points to nothing now (moved or renamed?)"
-        return f"the folder {path} is {'a file now' if path.exists() else 'gone (moved or renamed?)'}"
+            target = os.path.normpath(path.parent / os.readlink(path))
+            return (f"the link {path} -> {target} points to "
+                    f"{'a file now' if path.exists() else 'nothing now (moved or renamed?)'}")
+        noun = "folder" if folder or path != start else "file or folder"
+        return f"the {noun} {path} is {'a file now' if path.exists() else 'gone (moved or renamed?)'}"
     except OSError:
         return None
 

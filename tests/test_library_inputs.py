@@ -223,9 +223,16 @@ def test_what_is_said_gone(tmp_path, monkeypatch):
     assert gone_said(tmp_path / "a" / "b" / "c") == f"the folder {tmp_path / 'a'} is gone (moved or renamed?)"
     assert gone_said(batch / "cls") == f"the folder {batch} is a file now"
     assert gone_said(batch) == f"the folder {batch} is a file now"  # an image's folder: was one
-    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "link").symlink_to("real")  # relative: said from the link's folder
     assert gone_said(tmp_path / "link" / "cls") == \
         f"the link {tmp_path / 'link'} -> {tmp_path / 'real'} points to nothing now (moved or renamed?)"
+    (tmp_path / "to-file").symlink_to(batch)
+    assert gone_said(tmp_path / "to-file" / "cls") == \
+        f"the link {tmp_path / 'to-file'} -> {batch} points to a file now"
+    # a released folder is one: a file in its place is said (a data root may be a file, as CIFAR's)
+    assert gone_said(batch) == f"the folder {batch} is a file now"
+    assert gone_said(tmp_path / "gone-batch", folder=False) == \
+        f"the file or folder {tmp_path / 'gone-batch'} is gone (moved or renamed?)"
 
     def denied(self):
         raise PermissionError(13, "Permission denied", str(self))

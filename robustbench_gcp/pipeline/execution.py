@@ -253,12 +253,13 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
 
 def _gone_folder(plan: Plan, error: DataError) -> str | None:
     """What is gone of the unreadable file's folders (``error.gone``, where the loader says it),
-    else of the run's data (the clean images' or the released files' folder, which may be a file):
+    else of the run's data (the clean images' folder or file, the released files' folder: judged on
+    this machine, where another torchrun machine's rank met an array file's error):
     a folder moved or renamed while the run read it, where "replace the file" misled."""
     if error.gone is not None:
         return error.gone
-    roots = (plan.data, getattr(plan.selection, "released", None))
-    said = (gone_said(root, folder=False) for root in roots if root is not None)
+    roots = ((plan.data, False), (getattr(plan.selection, "released", None), True))  # (data may be a file)
+    said = (gone_said(root, folder=folder) for root, folder in roots if root is not None)
     return next((words for words in said if words is not None), None)
 
 
