@@ -223,7 +223,7 @@ def iterate_batches(
     dataset = ImageFiles(paths, preprocess)
     loader = shard_loader(dataset, batch_size, workers, prefetch=4, pin_memory=pin_memory)
     return started(loader, lambda position, error: f"cannot read image {dataset.paths[position]}: {error}",
-                   path=lambda position: dataset.paths[position])
+                   paths=dataset.paths)
 
 
 @contextlib.contextmanager
@@ -246,7 +246,8 @@ def shard_loader(dataset: Dataset, batch_size: int, workers: int, *, prefetch: i
                           prefetch_factor=prefetch if workers > 0 else None, **options)
 
 
-def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tensor, list[int]]]:
+def started(loader: DataLoader, message, paths: Sequence[Path] | None = None
+            ) -> Iterator[tuple[torch.Tensor, list[int]]]:
     """The batches of ``loader`` (items ``(tensor, position, error)``), its workers started now.
 
     A worker forked from a thread while another thread runs torch can deadlock (one in about 25
@@ -257,7 +258,7 @@ def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tens
 
     Raises:
         DataError: ``message(position, error)`` for the first item whose error is not empty; where
-            ``path(position)`` (the file at fault) is in a folder that is gone, ``gone`` says so
+            ``paths[position]`` (the file at fault) is in a folder that is gone, ``gone`` says so
             (:func:`~robustbench_gcp.errors.gone_said`).
     """
     with _quiet_worker_count():
@@ -268,7 +269,7 @@ def started(loader: DataLoader, message, path=None) -> Iterator[tuple[torch.Tens
             for position, error in zip(positions.tolist(), errors):
                 if error:
                     failed = DataError(message(position, error))
-                    failed.gone = None if path is None else gone_said(Path(path(position)).parent)
+                    failed.gone = None if paths is None else gone_said(Path(paths[position]).parent)
                     raise failed
             yield images, positions.tolist()
 

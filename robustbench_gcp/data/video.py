@@ -244,4 +244,4 @@ def iterate_video_batches(
     """
     videos = VideoFiles(paths, frames, size)
     loader = shard_loader(videos, batch_size, workers, prefetch=2)
-    return started(loader, lambda _, error: error, path=lambda position: videos.paths[position])
+    return started(loader, lambda _, error: error, paths=videos.paths)
