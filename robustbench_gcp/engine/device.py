@@ -31,6 +31,9 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
         >>> resolve_device("cpu", amp=True)
         device(type='cpu')
     """
+    if spec is not None and not isinstance(spec, (str, torch.device)):  # as plan checks it
+        # (torch takes 0 as cuda:0: load_model did, where plan refused it)
+        raise ConfigError(f"`device` should be {DEVICE_KINDS} (text or a torch.device). Got {spec!r}")
     if spec is None or str(spec) == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
