@@ -231,11 +231,11 @@ def test_markdown_says_which_landscape_each_table_is(demo_val, tmp_path):
     stem = landscape_eval(demo_val, store, limit=4, etas="0:0.3:2")
     pixels = landscape_eval(demo_val, store, limit=4, etas="0:2:2", direction="descent",
                             landscape_at="pixels")
-    heading = "### demo-isqrt on landscape (pixels, descent, 2 etas 0 to 2, float64)"
+    heading = "### demo-isqrt on landscape (pixels, descent, 2 etas 0 to 2, float64, 10 classes)"
     assert to_report_markdown(pixels).startswith(heading)
     detail = detail_markdown([stem, pixels])
-    assert "_landscape (stem, ascent, 2 etas 0 to 0.3, float64), 4 images:_" in detail
-    assert "_landscape (pixels, descent, 2 etas 0 to 2, float64), 4 images:_" in detail
+    assert "_landscape (stem, ascent, 2 etas 0 to 0.3, float64, 10 classes), 4 images:_" in detail
+    assert "_landscape (pixels, descent, 2 etas 0 to 2, float64, 10 classes), 4 images:_" in detail
     assert "_landscape" not in detail_markdown([stem])  # one experiment: no heading needed
 
 
@@ -366,7 +366,8 @@ def test_plots_of_two_step_settings_are_two_files_in_the_folder(demo_val, tmp_pa
     folder = tmp_path / "plots"
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     assert len(written) == 4 and all("/" not in name for name in written), written
-    assert "landscape_stem_ascent_3_etas_0.1_256_to_75_256_float64_loss_vs_eta.png" in written, written
+    name = "landscape_stem_ascent_3_etas_0.1_256_to_75_256_float64_10_classes_loss_vs_eta.png"
+    assert name in written, written
 
 
 def test_reports_name_the_steps_as_people_give_them():

@@ -427,9 +427,9 @@ def test_zoom_blur_cells_of_the_square_are_superseded_and_said(demo_val, tmp_pat
     (both,) = cli("report", "--model", "demo-isqrt", "--suite", "imagenet-p", "--store", store, "--baseline",
                   "base", "--format", "json")["reports"]
     assert both["perturbations"] == again["perturbations"]  # the current cells
-    assert "demo-isqrt: 1 cells an earlier version of gcp-robust computed (from the centre square, a " \
-           "pixel off the centre crop, or not marked with the model's classes) are left out" \
-           in " ".join(both["notes"]), both["notes"]
+    assert "demo-isqrt: 1 cell an earlier version of gcp-robust computed (from the centre square, a " \
+           "pixel off the centre crop, or not marked with the model's classes) is left out; its current " \
+           "version is shown" in " ".join(both["notes"]), both["notes"]
 
 
 def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(demo_val, tmp_path):
@@ -464,7 +464,8 @@ def test_a_ten_class_models_cells_from_before_their_classes_mark_are_superseded(
     # rotate, stored before alone (no mark), is left out beside them: a baseline of other classes
     # would have normalized it (helper-243)
     assert "demo-gap: rotate/1, rotate/2 were computed before cells named the model's classes (gcp-robust " \
-           "0.7.30) and are left out: `gcp-robust eval` again computes them" in shown["notes"], shown["notes"]
+           "0.7.30) and are left out: an `eval` that asks for them computes them anew" in shown["notes"], \
+        shown["notes"]
 
 
 def test_a_baseline_of_the_whole_images_zoom_blur_is_later_than_a_runs_square_one(demo_val, tmp_path):

@@ -285,8 +285,8 @@ def _apart(experiment: tuple[str, str], group: Sequence[Report],
     if not others:
         return []
     told = "; ".join(f"{', '.join(models)} ({heading})" for heading, models in others)
-    return [f"{', '.join(r.model for r in group)} ({experiment[0]}) is compared apart from {told}: "
-            "measured on the same images another way"]
+    return [f"{', '.join(r.model for r in group)} ({experiment[0]}) {'is' if len(group) == 1 else 'are'} "
+            f"compared apart from {told}: measured on the same images another way"]
 
 
 def _normalizer(report: Report, results: Sequence) -> object:

@@ -187,7 +187,7 @@ def collect(store: Store, *, models: Sequence[str] | None = None, kinds: Sequenc
             if kind in wanted:
                 shared = agreed.get((kind, group, run.identity.get("data")))
                 report = _group_report(get_suite(kind), store, run, labels[run.key], clean_cells, cells,
-                                       baseline, baselines, shared)
+                                       baseline, baselines, shared, group=group)
                 found += [report] if report is not None else []
                 # no image in all its cells yet (a run with nothing stored has its own note, unless
                 # --suite leaves that out)
@@ -224,8 +224,17 @@ def _grouped(every: Sequence[CellResult]) -> dict[tuple[str, str], list[CellResu
         if result.key != CLEAN:
             suite = suite_of_cell(result.key)
             by_kind.setdefault(suite.kind, {}).setdefault(suite.group(result.key), []).append(result)
+    # the model's classes, where any cell names them (ImageNet-C's since 0.7.11): one run, one model
+    named = {json.loads(r.key.variant).get("classes") for r in every} - {None}
+    classes = named.pop() if len(named) == 1 else None
+
+    def merged(kind: str, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
+        # (a suite of yours may override merged_groups(groups) as before classes existed)
+        suite = get_suite(kind)
+        return suite.merged_groups(groups, classes=classes) if classes else suite.merged_groups(groups)
+
     return {(kind, group): cells for kind, groups in by_kind.items()
-            for group, cells in get_suite(kind).merged_groups(groups).items()}
+            for group, cells in merged(kind, groups).items()}
 
 
 def _agreed(of_runs: Sequence[tuple[RunInfo, list, dict]]) -> dict[tuple[str, str, str | None], Any]:
@@ -302,10 +311,11 @@ def _setting(value, key: str = "") -> str:
 
 def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_cells: list[CellResult],
                   cells: list[CellResult], baseline: str | None, baselines: Mapping | None,
-                  agreed: Any = None) -> Report | None:
+                  agreed: Any = None, group: str | None = None) -> Report | None:
     """The report of one group of a run's cells (the suite's :meth:`~Suite.latest` of them, with
     what the runs on its images ``agreed``) with its clean cell, marked partial where the run did
-    not finish them (None: nothing to report yet)."""
+    not finish them (None: nothing to report yet). Its source is the ``group``'s, where given:
+    that of the cells a suite merged into it (:meth:`~Suite.merged_groups`)."""
     notes = []
     if cells:
         # (a suite of yours may override latest(results, model) as before agreed existed)
@@ -315,6 +325,8 @@ def _group_report(suite: Suite, store: Store, run: RunInfo, label: str, clean_ce
         return None
     results, subset = chosen
     report = _stored_report(suite, run, label, results, notes, store, baseline, baselines)
+    if group is not None:  # (a landscape run's cells stored before they named the model's classes)
+        report.source = suite.source_label(group) or None
     progress = run_progress(clean_cells + cells, run.n_shards)
     if progress["cells_complete"] < progress["cells"]:
         mark_partial(report, progress, subset, computing=store.computing(run.id))

@@ -351,9 +351,12 @@ class Suite:
         """The normalizer ``--baseline name`` gives this suite's metrics (None: unnormalized)."""
         return None
 
-    def merged_groups(self, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
+    def merged_groups(self, groups: dict[str, list[CellResult]],
+                      classes: int | None = None) -> dict[str, list[CellResult]]:
         """One run's cells by :meth:`group`, with groups that are other versions of one another's
-        cells merged (ImageNet-P's before its cells named the model's classes); as they are here."""
+        cells merged (ImageNet-P's before its cells named the model's classes); as they are here.
+        ``classes``: those of the run's model where any of its cells (of any suite) name them, a
+        model of other classes than ImageNet's 1000 on its images (given only then)."""
         return groups
 
     def normalizes(self, normalizer: Any) -> bool:

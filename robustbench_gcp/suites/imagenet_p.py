@@ -337,7 +337,8 @@ class ImageNetPSuite(LevelledSuite):
         return (f"the model's inputs are {input_size} px, but the released {perturbed_name(dataset)} frames "
                 f"are {dataset.released_size} px: they are given to it as they are")
 
-    def merged_groups(self, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
+    def merged_groups(self, groups: dict[str, list[CellResult]],
+                      classes: int | None = None) -> dict[str, list[CellResult]]:
         """A run's groups of cells with those stored before its cells named the model's classes
         (0.7.30) in the group of the same cells that do: one run is one model's, so they are its
         (:meth:`latest` then keeps the marked ones)."""
@@ -374,9 +375,11 @@ class ImageNetPSuite(LevelledSuite):
             best[cell] = max(best.get(cell, (0, False)), _lateness(r.key))
         kept = [r for r in results if _lateness(r.key) == best[(r.key.name, r.key.level)]]
         left = len(results) - len(kept)
-        notes = [f"{model}: {left} cells an earlier version of gcp-robust computed (from the centre "
-                 "square, a pixel off the centre crop, or not marked with the model's classes) are left "
-                 "out; their current versions are shown"] if left else []
+        notes = [f"{model}: {left} {'cell' if left == 1 else 'cells'} an earlier version of gcp-robust "
+                 "computed (from the centre square, a pixel off the centre crop, or not marked with the "
+                 f"model's classes) {'is' if left == 1 else 'are'} left out; "
+                 f"{'its current version is' if left == 1 else 'their current versions are'} shown"
+                 ] if left else []
         # beside cells that name the model's classes, those of before name none: a baseline of other
         # classes would normalize them (helper-243); left out, with what computes them anew
         if any("classes" in variant_of(r.key) for r in kept):
@@ -384,9 +387,11 @@ class ImageNetPSuite(LevelledSuite):
             if unnamed:
                 kept = [r for r in kept if r not in unnamed]
                 cells = ", ".join(f"{r.key.name}/{r.key.level}" for r in unnamed)
-                notes.append(f"{model}: {cells} {'was' if len(unnamed) == 1 else 'were'} computed before "
-                             "cells named the model's classes (gcp-robust 0.7.30) and are left out: "
-                             "`gcp-robust eval` again computes them")
+                one = len(unnamed) == 1
+                notes.append(f"{model}: {cells} {'was' if one else 'were'} computed before cells named the "
+                             f"model's classes (gcp-robust 0.7.30) and {'is' if one else 'are'} left out: "
+                             f"an `eval` that asks for {'it' if one else 'them'} computes "
+                             f"{'it' if one else 'them'} anew")
         # shown as stored, no current version beside them: said (a report of an older store)
         squared = list(dict.fromkeys(r.key.name for r in kept if _squared(r.key)))
         if squared:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from corruptions import SEVERITIES, SUBSETS
-from robustbench_gcp.data.datasets import dataset_mark, get_dataset
+from robustbench_gcp.data.datasets import dataset_mark, get_dataset, label_space
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -112,8 +112,16 @@ def settings_of(key: CellKey) -> LandscapeSettings:
 
 
 def settings_group(key: CellKey) -> str:
-    """The report group of a landscape cell: its settings (measurement point, direction, steps)."""
-    return canonical_json(settings_of(key).variant())
+    """The report group of a landscape cell: its settings (measurement point, direction, steps),
+    and the classes of a model of other classes than ImageNet's 1000 on its images (a 10-class
+    model's losses are of another task, log 10 where chance is: compared apart, as in ImageNet-C)."""
+    return canonical_json({**settings_of(key).variant(), **_classes(variant_of(key))})
+
+
+def _classes(variant: Mapping) -> dict:
+    """A landscape cell's ``{"classes": K}`` (those of a model of other classes, since 0.7.30), or
+    nothing."""
+    return {"classes": variant["classes"]} if "classes" in variant else {}
 
 
 def cell_label(key: CellKey) -> str:
@@ -327,9 +335,13 @@ class LandscapeSuite(Suite):
     def tasks(self, selection: LandscapeSelection, inputs: TaskInputs) -> list:
         tasks = super().tasks(selection, inputs)
         settings = selection.settings
+        # a model of other classes than ImageNet's 1000 on its images: its cells say so (as
+        # ImageNet-C's): its losses are of another task, not paired with a 1000-class model's
+        dataset = label_space(get_dataset(selection.spec.dataset), inputs.num_classes)
         if inputs.clean is not None:
-            tasks.append(LandscapeTask(cell_key("clean", "", settings.variant()), inputs.clean, settings))
-        dataset = get_dataset(selection.spec.dataset)  # its corruption preset, as ImageNet-C's
+            classes = {"classes": dataset.classes} if dataset.classes is not None else {}
+            tasks.append(LandscapeTask(cell_key("clean", "", {**settings.variant(), **classes}), inputs.clean,
+                                       settings))
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 made = {"source": "torch", "roundtrip": selection.roundtrip, **dataset_mark(dataset),
@@ -347,15 +359,35 @@ class LandscapeSuite(Suite):
         return settings_group(key)
 
     def source_label(self, group: str) -> str:
-        settings = LandscapeSettings.of_variant(json.loads(group))
+        variant = json.loads(group)
+        settings = LandscapeSettings.of_variant(variant)
         etas = settings.etas
+        classes = f", {variant['classes']} classes" if "classes" in variant else ""
         return (f"{settings.at}, {settings.direction}, {etas.count} etas {_eta_text(etas.low)} to "
-                f"{_eta_text(etas.high)}, {settings.precision}")
+                f"{_eta_text(etas.high)}, {settings.precision}{classes}")
+
+    def merged_groups(self, groups: dict[str, list[CellResult]],
+                      classes: int | None = None) -> dict[str, list[CellResult]]:
+        """A run's groups of cells stored before its cells named the model's classes (0.7.30), of
+        any settings, in the group of those settings that names them, where the run's cells say
+        its classes (these, or another suite's: ImageNet-C's since 0.7.11): one run is one
+        model's (their numbers are the same; :meth:`latest` shows one of each)."""
+        named = {json.loads(group)["classes"] for group in groups if "classes" in json.loads(group)}
+        named |= {classes} if classes else set()
+        if len(named) != 1:  # (none: a model of ImageNet's 1000 classes, or one stored before both)
+            return groups
+        classes = named.pop()
+        merged: dict[str, list[CellResult]] = {}
+        for group, cells in groups.items():
+            merged.setdefault(canonical_json({"classes": classes, **json.loads(group)}), []).extend(cells)
+        return merged
 
     def latest(self, results: list[CellResult], model: str,
                agreed: Any = None) -> tuple[list[CellResult], list[str]]:
         """Per (corruption, severity), the cell stored last (never two ways of making it), of
-        the newest revision of its corruption."""
+        the newest revision of its corruption; of a cell stored before it named the model's
+        classes and its marked version (:meth:`merged_groups`), one."""
+        results = _one_of_twins(results)
         results, notes = newest(results, model)
         chosen: dict[tuple[str, str], CellResult] = {}
         left: list[str] = []
@@ -405,7 +437,9 @@ class LandscapeSuite(Suite):
         return {self.alignment(r.key) for r in results if self.owns(r.key)}
 
     def alignment(self, key: CellKey) -> tuple[str, ...]:
-        made = {k: v for k, v in variant_of(key).items() if k not in settings_of(key).variant()}
+        # (the model's classes are in the group: a 10-class model is compared apart)
+        made = {k: v for k, v in variant_of(key).items()
+                if k not in settings_of(key).variant() and k != "classes"}
         return key.name, key.level, canonical_json(made)
 
     def alignment_text(self, alignment: tuple[str, ...]) -> str:
@@ -502,6 +536,24 @@ class LandscapeSuite(Suite):
 
     def plots(self):
         return {"loss_vs_eta": loss_vs_eta, "grad_change_vs_eta": grad_change_vs_eta}
+
+
+def _one_of_twins(results: Sequence[CellResult]) -> list[CellResult]:
+    """``results`` with one of each cell stored both before it named the model's classes (0.7.30)
+    and since, whose numbers are the same, in the place of the first stored: the complete one (a
+    run again may have stopped mid-way), else the one with more shards, else the marked one."""
+    def twin(r: CellResult) -> tuple[str, ...]:
+        made = {k: v for k, v in variant_of(r.key).items() if k != "classes"}
+        return r.key.name, r.key.level, canonical_json(made)
+
+    def rank(r: CellResult) -> tuple[bool, int, bool]:
+        return r.complete, len(r.shards), "classes" in variant_of(r.key)
+
+    best: dict[tuple[str, ...], CellResult] = {}
+    for r in results:
+        if twin(r) not in best or rank(r) > rank(best[twin(r)]):
+            best[twin(r)] = r
+    return list(best.values())  # (a dict keeps the order in which its keys came first)
 
 
 def _eta_text(eta: float) -> str:
