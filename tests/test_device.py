@@ -71,12 +71,15 @@ def test_not_a_device(spec):
 
 @pytest.mark.parametrize("spec", [0, 1.0, ["cpu"]])
 def test_a_device_of_another_type_is_refused_by_load_model_as_by_plan(spec):
-    """torch takes 0 as cuda:0: load_model did (plan refused it, "`device` should be a device")."""
+    """torch takes 0 as cuda:0: load_model did, where plan refused it ("`device` should be a device")."""
+    from robustbench_gcp import plan
     from robustbench_gcp.models import load_model
 
-    with pytest.raises(ConfigError, match=r"^`device` should be cpu, cuda, cuda:N, mps or auto \(text or a "
-                                          r"torch\.device\)\. Got "):
+    said = r"^`device` should be cpu, cuda, cuda:N, mps or auto \(text or a torch\.device\)\. Got "
+    with pytest.raises(ConfigError, match=said):
         load_model("demo-gap", device=spec)
+    with pytest.raises(ConfigError, match=said):
+        plan("demo-gap", device=spec)
 
 
 def test_mps_without_mps(monkeypatch):

@@ -167,3 +167,16 @@ def test_groups_from_before_the_mark_join_the_runs_classes():
     # another suite's cells of the run name them (reports.stored._grouped)
     assert suite.merged_groups(unmarked, classes=10) == {group({**settings, "classes": 10}): ["old"],
                                                          group({**other, "classes": 10}): ["other"]}
+
+
+def test_a_suite_of_yours_whose_merged_groups_takes_no_classes_still_reports(demo_val, tmp_path, monkeypatch):
+    """merged_groups(groups) as before ``classes=`` existed: a run whose cells name its classes (every
+    demo model's) made report fail with a TypeError (helper-278)."""
+    store = tmp_path / "s.db"
+    _eval(demo_val, store, "demo-gap", suite="imagenet-c", corruptions="fog", severities="1", etas=None,
+          landscape_at=None)
+    suite = get_suite("imagenet-c")
+    monkeypatch.setattr(type(suite), "merged_groups", lambda self, groups: groups)
+    result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reports"][0]["source"] == "torch, JPEG round trip, 10 classes"

@@ -10,6 +10,8 @@ import torch
 from robustbench_gcp.errors import ConfigError
 
 DEVICE_KINDS = "cpu, cuda, cuda:N, mps or auto"
+#: what the library's ``device`` keyword takes, as its refusal says
+DEVICE_WORDS = f"{DEVICE_KINDS} (text or a torch.device)"
 
 
 def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = False) -> torch.device:
@@ -33,7 +35,7 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
     """
     if spec is not None and not isinstance(spec, (str, torch.device)):  # as plan checks it
         # (torch takes 0 as cuda:0: load_model did, where plan refused it)
-        raise ConfigError(f"`device` should be {DEVICE_KINDS} (text or a torch.device). Got {spec!r}")
+        raise ConfigError(f"`device` should be {DEVICE_WORDS}. Got {spec!r}")
     if spec is None or str(spec) == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

@@ -41,7 +41,7 @@ from robustbench_gcp.data.datasets import (
     with_preset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
-from robustbench_gcp.engine.device import amp_dtype, resolve_device
+from robustbench_gcp.engine.device import DEVICE_WORDS, amp_dtype, resolve_device
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, check_kind, suggest, user_path
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
@@ -168,7 +168,7 @@ class EvalOptions:
                                   ("data", (str, os.PathLike, type(None)), "a path"),
                                   ("labels", (str, os.PathLike, type(None)), "a path"),
                                   ("sha256", (str, type(None)), "text"),
-                                  ("device", (str, torch.device), "a device"),
+                                  ("device", (str, torch.device), DEVICE_WORDS),
                                   ("baseline", (str,), "a baseline's name")):
             check_kind(name, getattr(self, name), kinds, what)
         if self.class_order is not None and self.class_order not in CLASS_ORDERS:

@@ -11,6 +11,7 @@ recorded, released files read alone), which no later ``report`` can tell.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -225,13 +226,16 @@ def _grouped(every: Sequence[CellResult]) -> dict[tuple[str, str], list[CellResu
             suite = suite_of_cell(result.key)
             by_kind.setdefault(suite.kind, {}).setdefault(suite.group(result.key), []).append(result)
     # the model's classes, where any cell names them (ImageNet-C's since 0.7.11): one run, one model
-    named = {json.loads(r.key.variant).get("classes") for r in every} - {None}
+    named = {json.loads(r.key.variant).get("classes") for r in every}
+    named = {k for k in named if isinstance(k, int) and not isinstance(k, bool)}
     classes = named.pop() if len(named) == 1 else None
 
     def merged(kind: str, groups: dict[str, list[CellResult]]) -> dict[str, list[CellResult]]:
-        # (a suite of yours may override merged_groups(groups) as before classes existed)
         suite = get_suite(kind)
-        return suite.merged_groups(groups, classes=classes) if classes else suite.merged_groups(groups)
+        # (a suite of yours may override merged_groups(groups) as before classes existed: helper-278)
+        if classes and "classes" in inspect.signature(suite.merged_groups).parameters:
+            return suite.merged_groups(groups, classes=classes)
+        return suite.merged_groups(groups)
 
     return {(kind, group): cells for kind, groups in by_kind.items()
             for group, cells in merged(kind, groups).items()}
