@@ -180,3 +180,22 @@ def test_a_suite_of_yours_whose_merged_groups_takes_no_classes_still_reports(dem
     result = CliRunner().invoke(main, ["report", "--store", str(store), "--format", "json", "--no-intervals"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["reports"][0]["source"] == "torch, JPEG round trip, 10 classes"
+
+
+def test_of_twins_the_cell_stored_last_of_several_ways_is_still_shown_in_the_first_ones_place():
+    """Dropping an unmarked twin keeps "the one stored last" of cells made in several ways (with and
+    without the round trip), and the cells' order that of their first coming (clean first)."""
+    from robustbench_gcp.store import CellKey, CellResult
+
+    settings = {"at": "pixels", "direction": "ascent", "etas": [0, 0.1, 2]}
+
+    def cell(name, level="", classes=True, **made):
+        variant = {**settings, **made, **({"classes": 10} if classes else {})}
+        key = CellKey("landscape", name, level, json.dumps(variant, sort_keys=True, separators=(",", ":")))
+        return CellResult(key, 2, {}, [0], True)
+
+    old_clean, old_trip = cell("clean", classes=False), cell("fog", "1", classes=False, roundtrip=True)
+    no_trip, clean, trip = cell("fog", "1", roundtrip=False), cell("clean"), cell("fog", "1", roundtrip=True)
+    shown, notes = get_suite("landscape").latest([old_clean, old_trip, no_trip, clean, trip], "m")
+    assert shown == [clean, trip]
+    assert notes == ["m: landscape cells made in several ways (fog/1): only the one stored last is shown"]

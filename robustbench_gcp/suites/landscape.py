@@ -387,6 +387,10 @@ class LandscapeSuite(Suite):
         """Per (corruption, severity), the cell stored last (never two ways of making it), of
         the newest revision of its corruption; of a cell stored before it named the model's
         classes and its marked version (:meth:`merged_groups`), one."""
+        # the cells in the order they came first (the clean columns first), whichever twin is kept
+        first: dict[tuple[str, str], int] = {}
+        for r in results:
+            first.setdefault((r.key.name, r.key.level), len(first))
         results = _one_of_twins(results)
         results, notes = newest(results, model)
         chosen: dict[tuple[str, str], CellResult] = {}
@@ -398,7 +402,7 @@ class LandscapeSuite(Suite):
             chosen[where] = r
         notes += [f"{model}: landscape cells made in several ways ({', '.join(sorted(set(left)))}): only "
                   "the one stored last is shown"] if left else []
-        return list(chosen.values()), notes
+        return sorted(chosen.values(), key=lambda r: first[(r.key.name, r.key.level)]), notes
 
     def source_fields(self, results: Sequence[CellResult]) -> dict:
         made = [variant_of(r.key) for r in results if self.owns(r.key) and r.key.level]
@@ -540,8 +544,8 @@ class LandscapeSuite(Suite):
 
 def _one_of_twins(results: Sequence[CellResult]) -> list[CellResult]:
     """``results`` with one of each cell stored both before it named the model's classes (0.7.30)
-    and since, whose numbers are the same, in the place of the first stored: the complete one (a
-    run again may have stopped mid-way), else the one with more shards, else the marked one."""
+    and since, whose numbers are the same: the complete one (a run again may have stopped mid-way),
+    else the one with more shards, else the marked one."""
     def twin(r: CellResult) -> tuple[str, ...]:
         made = {k: v for k, v in variant_of(r.key).items() if k != "classes"}
         return r.key.name, r.key.level, canonical_json(made)
@@ -553,7 +557,7 @@ def _one_of_twins(results: Sequence[CellResult]) -> list[CellResult]:
     for r in results:
         if twin(r) not in best or rank(r) > rank(best[twin(r)]):
             best[twin(r)] = r
-    return list(best.values())  # (a dict keeps the order in which its keys came first)
+    return [r for r in results if best[twin(r)] is r]
 
 
 def _eta_text(eta: float) -> str:
