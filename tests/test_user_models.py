@@ -638,9 +638,10 @@ def test_the_library_refuses_options_of_another_type_by_name(tmp_path):
     for option, value, what in (("suite", None, "a suite's name"), ("suite", 3, "a suite's name"),
                                 ("dataset", 10, "a dataset's name"), ("checkpoint", 123, "a path or URL"),
                                 ("data", 3, "a path"), ("config", 3, "a path or a Config"),
-                                ("baseline", None, "a baseline's name"), ("device", 0, "a device")):
+                                ("baseline", None, "a baseline's name"),
+                                ("device", 0, "cpu, cuda, cuda:N, mps or auto (text or a torch.device)")):
         kwargs = {"data": str(tmp_path), "store": str(tmp_path / "s.db"), option: value}
-        with pytest.raises(ConfigError, match=rf"^`{option}` should be {what}\. Got {value!r}$"):
+        with pytest.raises(ConfigError, match=rf"^`{option}` should be {re.escape(what)}\. Got {value!r}$"):
             evaluate("demo-gap", **kwargs)
     assert not (tmp_path / "s.db").exists()
     from robustbench_gcp.pipeline.planning import EvalOptions
