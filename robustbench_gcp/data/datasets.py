@@ -106,9 +106,15 @@ def get_dataset(name: str | None, classes: int | None = None, preset: str | None
 def dataset_mark(dataset: DatasetInfo) -> dict:
     """What a generated or released cell's variant says of its dataset: ``{"dataset": name}``,
     nothing for ImageNet (so cells stored before datasets existed keep their keys); and
-    ``{"classes": K}`` in another :func:`label_space`."""
+    :func:`classes_mark`."""
     mark = {} if dataset.name == "imagenet" else {"dataset": dataset.name}
-    return {**mark, "classes": dataset.classes} if dataset.classes is not None else mark
+    return {**mark, **classes_mark(dataset)}
+
+
+def classes_mark(dataset: DatasetInfo) -> dict:
+    """``{"classes": K}`` in another :func:`label_space` than the dataset's own, else nothing: what
+    a cell's variant says of a model of other classes than ImageNet's 1000 on its images."""
+    return {"classes": dataset.classes} if dataset.classes is not None else {}
 
 
 def roundtrip_words(dataset: DatasetInfo) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from robustbench_gcp.engine.runner import shard_ranges
 from robustbench_gcp.reports.report_type import Report
 from robustbench_gcp.store import CellKey, CellResult, RunInfo, Store
 from robustbench_gcp.suites import CLEAN, Suite, all_suites, get_suite, suite_of_cell
-from robustbench_gcp.suites.base import report_dataset
+from robustbench_gcp.suites.base import report_dataset, variant_of
 from robustbench_gcp.suites.stored_baselines import normalizer_for_images, normalizer_for_run
 
 #: :func:`build_report`'s default checkpoint: the stored run's file
@@ -226,7 +226,7 @@ def _grouped(every: Sequence[CellResult]) -> dict[tuple[str, str], list[CellResu
             suite = suite_of_cell(result.key)
             by_kind.setdefault(suite.kind, {}).setdefault(suite.group(result.key), []).append(result)
     # the model's classes, where any cell names them (ImageNet-C's since 0.7.11): one run, one model
-    named = {json.loads(r.key.variant).get("classes") for r in every}
+    named = {variant_of(r.key).get("classes") for r in every}
     named = {k for k in named if isinstance(k, int) and not isinstance(k, bool)}
     classes = named.pop() if len(named) == 1 else None
 

@@ -16,6 +16,7 @@ from corruptions import PRESETS, SEVERITIES, SUBSETS, list_corruptions
 from robustbench_gcp.data.datasets import (
     DatasetInfo,
     check_released_size,
+    classes_mark,
     dataset_mark,
     get_dataset,
     label_space,
@@ -347,8 +348,7 @@ class ImageNetCSuite(LevelledSuite):
             n_images = check_released_npy(selection.released, selection.corruptions)
         # a model of other classes than ImageNet's 1000 on its images: its cells say so (AlexNet's
         # errors normalize none of them: reports read the label space back from the cells)
-        space = label_space(selection.dataset, inputs.num_classes)
-        classes = {"classes": space.classes} if space.classes is not None else {}
+        classes = classes_mark(label_space(selection.dataset, inputs.num_classes))
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 if selection.released is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from corruptions import list_corruptions
-from robustbench_gcp.data.datasets import get_dataset
+from robustbench_gcp.data.datasets import classes_mark, get_dataset
 from robustbench_gcp.errors import listed
 from robustbench_gcp.metrics import Baseline, corruption_errors, mean_corruption_error
 from robustbench_gcp.reports.tables import Column
@@ -164,7 +164,7 @@ def summarize(results: Sequence[CellResult], *, benchmark: Sequence[str],
             "mean_error": metrics["mean_error"],
             "mean_accuracy": None if metrics["mean_error"] is None else 1 - metrics["mean_error"],
             "dataset": dataset.name,
-            **({"classes": dataset.classes} if dataset.classes is not None else {}),
+            **classes_mark(dataset),
             **({"preset": dataset.forced_preset} if dataset.forced_preset is not None else {}),
             "baseline": baseline.name if baseline else None,
             "corruptions": metrics["corruptions"],

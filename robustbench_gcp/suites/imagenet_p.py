@@ -375,7 +375,7 @@ class ImageNetPSuite(LevelledSuite):
             best[cell] = max(best.get(cell, (0, False)), _lateness(r.key))
         kept = [r for r in results if _lateness(r.key) == best[(r.key.name, r.key.level)]]
         left = len(results) - len(kept)
-        notes = [f"{model}: {left} {'cell' if left == 1 else 'cells'} an earlier version of gcp-robust "
+        notes = [f"{model}: {counted(left, 'cell')} an earlier version of gcp-robust "
                  "computed (from the centre square, a pixel off the centre crop, or not marked with the "
                  f"model's classes) {'is' if left == 1 else 'are'} left out; "
                  f"{'its current version is' if left == 1 else 'their current versions are'} shown"

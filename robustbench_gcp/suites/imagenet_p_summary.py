@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from corruptions import PERTURBATION_SUBSETS
-from robustbench_gcp.data.datasets import IMAGENET_CLASSES, DatasetInfo, get_dataset
+from robustbench_gcp.data.datasets import IMAGENET_CLASSES, DatasetInfo, classes_mark, get_dataset
 from robustbench_gcp.metrics import figures_of_counts, relative_rate
 from robustbench_gcp.store import CellKey, CellResult, Store, canonical_json
 from robustbench_gcp.suites.base import clean_entry, coverage_note, dataset_of, variant_of
@@ -190,7 +190,7 @@ def summarize(
             "baseline": baseline_name if any(e["FR"] is not None or e["T5D"] is not None for e in entries)
             else None,
             "dataset": dataset.name,
-            **({"classes": dataset.classes} if dataset.classes is not None else {}),
+            **classes_mark(dataset),
             "difficulty": int(level) if level is not None else None,
             "by_difficulty": by_difficulty,
         },

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from corruptions import SEVERITIES, SUBSETS
-from robustbench_gcp.data.datasets import dataset_mark, get_dataset, label_space
+from robustbench_gcp.data.datasets import classes_mark, dataset_mark, get_dataset, label_space
 from robustbench_gcp.errors import ConfigError
 from robustbench_gcp.reports.tables import Column, to_markdown
 from robustbench_gcp.stats import Design
@@ -339,9 +339,8 @@ class LandscapeSuite(Suite):
         # ImageNet-C's): its losses are of another task, not paired with a 1000-class model's
         dataset = label_space(get_dataset(selection.spec.dataset), inputs.num_classes)
         if inputs.clean is not None:
-            classes = {"classes": dataset.classes} if dataset.classes is not None else {}
-            tasks.append(LandscapeTask(cell_key("clean", "", {**settings.variant(), **classes}), inputs.clean,
-                                       settings))
+            variant = {**settings.variant(), **classes_mark(dataset)}
+            tasks.append(LandscapeTask(cell_key("clean", "", variant), inputs.clean, settings))
         for corruption in selection.corruptions:
             for severity in selection.severities:
                 made = {"source": "torch", "roundtrip": selection.roundtrip, **dataset_mark(dataset),
@@ -372,14 +371,15 @@ class LandscapeSuite(Suite):
         any settings, in the group of those settings that names them, where the run's cells say
         its classes (these, or another suite's: ImageNet-C's since 0.7.11): one run is one
         model's (their numbers are the same; :meth:`latest` shows one of each)."""
-        named = {json.loads(group)["classes"] for group in groups if "classes" in json.loads(group)}
+        variants = {group: json.loads(group) for group in groups}
+        named = {variant["classes"] for variant in variants.values() if "classes" in variant}
         named |= {classes} if classes else set()
         if len(named) != 1:  # (none: a model of ImageNet's 1000 classes, or one stored before both)
             return groups
         classes = named.pop()
         merged: dict[str, list[CellResult]] = {}
         for group, cells in groups.items():
-            merged.setdefault(canonical_json({"classes": classes, **json.loads(group)}), []).extend(cells)
+            merged.setdefault(canonical_json({"classes": classes, **variants[group]}), []).extend(cells)
         return merged
 
     def latest(self, results: list[CellResult], model: str,
