@@ -19,13 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 
 import torch
 
+from corruptions._draws import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
+from corruptions._graphs import draw_graph
+
 __all__ = ["CUDA_DRAW_CHUNK", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
            "image_seeds", "normalize_seeds", "per_image_map"]
 
 _MASK64 = (1 << 64) - 1
-
-#: the most values one CUDA random draw makes (see :func:`draw_in_chunks`)
-CUDA_DRAW_CHUNK = 16384
 
 
 def check_randomness(seed, generator, device: torch.device) -> None:
@@ -45,35 +45,6 @@ def check_randomness(seed, generator, device: torch.device) -> None:
     if generator is not None and kind != "meta" and generator.device.type != kind:
         raise ValueError(f"`generator` is a {generator.device.type} generator and `images` are on {kind}: "
                          f"make it with torch.Generator(device={kind!r})")
-
-
-def draw_slices(numel: int, device: torch.device) -> list[slice]:
-    """The pieces a random draw of ``numel`` values on ``device`` is made in, one after another
-    from one generator: on CUDA consecutive pieces of at most :data:`CUDA_DRAW_CHUNK` values, so
-    that the same seed gives the same numbers on every GPU; elsewhere the whole.
-
-    torch's CUDA random kernels give each element the numbers of one thread of the launch's grid,
-    and cap the grid at what the GPU holds at once (its SMs times its threads per SM, in blocks of
-    256): a larger draw (a 224 px image's 150,528 values on an L4; glass_blur's 290,400 on an A100
-    or H100) is spread over another grid, and so gets other numbers, on another GPU model. A piece
-    of 16,384 values, 64 blocks, is launched whole on a GPU of 8 SMs of 2048 threads (16 of 1024).
-    The CPU's generators are sequential: one draw there gives what the pieces would.
-    """
-    if torch.device(device).type != "cuda" or numel <= CUDA_DRAW_CHUNK:
-        return [slice(0, numel)]
-    return [slice(start, start + CUDA_DRAW_CHUNK) for start in range(0, numel, CUDA_DRAW_CHUNK)]
-
-
-def draw_in_chunks(out: torch.Tensor, generator: torch.Generator | None, draw) -> torch.Tensor:
-    """``draw(view, generator)`` into ``out`` (contiguous), piece by piece (:func:`draw_slices`)."""
-    pieces = draw_slices(out.numel(), out.device)
-    if len(pieces) == 1:
-        draw(out, generator)
-        return out
-    flat = out.view(-1)
-    for piece in pieces:
-        draw(flat[piece], generator)
-    return out
 
 
 def per_image_map(device: torch.device, fn, items: list) -> list:
@@ -234,12 +205,19 @@ class ImageRandom:
     def per_image(self) -> bool:
         return self.generators is not None
 
-    def _fill(self, shape: tuple[int, ...], dtype: torch.dtype, fill) -> torch.Tensor:
-        """A new (B, *shape) tensor; ``fill(view, generator)`` draws into each image's block.
+    def _fill(self, shape: tuple[int, ...], dtype: torch.dtype, kind: tuple, fill) -> torch.Tensor:
+        """A new (B, *shape) tensor; ``fill(view, generator)`` draws into each image's block
+        (``kind``: what it draws, with its parameters).
 
         Per-image blocks are filled in place (no stacking copy), on a small thread pool
-        (:func:`per_image_map`): each image has its own generator.
+        (:func:`per_image_map`): each image has its own generator. On CUDA, with
+        ``GCP_ROBUST_CUDA_GRAPHS=1``, a batch's many launches are replayed as one CUDA graph
+        (:mod:`corruptions._graphs`: the same numbers).
         """
+        if self.generators is not None:
+            graph = draw_graph(self.batch, shape, dtype, self.device, kind, fill)
+            if graph is not None:
+                return graph.draw(self.generators)
         out = torch.empty((self.batch, *shape), dtype=dtype, device=self.device)
         if self.generators is None:
             draw_in_chunks(out, self.generator, fill)
@@ -250,15 +228,15 @@ class ImageRandom:
 
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         """Uniform floats in [low, high), float32, shape (B, *shape)."""
-        return self._fill(tuple(shape), torch.float32,
+        return self._fill(tuple(shape), torch.float32, ("uniform", low, high),
                           lambda view, gen: view.uniform_(low, high, generator=gen))
 
     def normal(self, *shape: int, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
         """Normal floats, float32, shape (B, *shape)."""
-        return self._fill(tuple(shape), torch.float32,
+        return self._fill(tuple(shape), torch.float32, ("normal", mean, std),
                           lambda view, gen: view.normal_(mean, std, generator=gen))
 
     def randint(self, low: int, high: int, *shape: int) -> torch.Tensor:
         """Integers in [low, high) (high exclusive, like NumPy's randint), int64, (B, *shape)."""
-        return self._fill(tuple(shape), torch.int64,
+        return self._fill(tuple(shape), torch.int64, ("randint", low, high),
                           lambda view, gen: view.random_(low, high, generator=gen))

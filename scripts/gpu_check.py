@@ -10,7 +10,9 @@ On a CUDA machine it runs, each step as its own process under its own timeout:
   the figures the parity tests print;
 - ``bench-corruptions``, ``bench-perturbations``, ``bench-heads``, ``bench-jpeg``,
   ``bench-attack``, ``bench-landscape`` and ``bench-pipeline`` (where this tree has it) with
-  ``--device cuda --json``, their JSON kept;
+  ``--device cuda --json``, their JSON kept; ``bench-corruptions-graphs``, right after
+  ``bench-corruptions`` (which has ``GCP_ROBUST_CUDA_GRAPHS=0``), the same with
+  ``GCP_ROBUST_CUDA_GRAPHS=1`` (corruptions/_graphs.py);
 - ``eval-<model>[-amp]``: ``eval --suite imagenet-c`` of resnet50-isqrt and resnet50-gap (seeded
   random weights) on a generated folder of real-photo crops: with ``--amp --channels-last`` on
   all 500 at batch 256 (one shard, as each of a 50,000-image run's: the end-to-end target), in
@@ -81,6 +83,7 @@ TAIL_LINES = 40
 FILE_NAME = "gpu-check.json"
 LOG_NAME = "gpu-check-logs.txt"  # the failed steps' whole outputs, beside the JSON
 MIN_STEP_SECONDS = 30.0  # a step is not started with less time left (starting takes 6-10 s)
+GRAPHS_ENV = "GCP_ROBUST_CUDA_GRAPHS"  # corruptions/_graphs.py's switch
 DEFAULT_BUDGET = 450.0  # seconds: with the install, `make gpu-check` stays under 8 minutes on one GPU
 
 
@@ -262,6 +265,17 @@ def bench_step(kind: str, sizes: Sizes, available: str | None = None) -> Step:
 
     timeout = sizes.timeouts["pipeline" if kind == "pipeline" else "bench"]
     return Step(f"bench-{kind}", [(kind, argv, {})], timeout, finish, unavailable=available)
+
+
+def corruptions_step(sizes: Sizes, graphs: bool) -> Step:
+    """``bench corruptions`` without, or with, the per-image draws replayed as CUDA graphs
+    (``GCP_ROBUST_CUDA_GRAPHS``, corruptions/_graphs.py: set either way, whatever the caller's
+    environment says, so that the two steps side by side compare the two)."""
+    step = bench_step("corruptions", sizes,
+                      "CUDA graphs are for CUDA devices" if graphs and sizes.device != "cuda" else None)
+    step.name += "-graphs" if graphs else ""
+    step.commands = [(label, argv, {GRAPHS_ENV: "1" if graphs else "0"}) for label, argv, _ in step.commands]
+    return step
 
 
 def eval_args(model: str, sizes: Sizes, data: Path, store: Path, *extra: str, batch_size: int | None = None
@@ -492,7 +506,8 @@ def keep_logs(step: Step, work: Path, logs: Path, limit: int = 256 << 10) -> lis
 
 def run_step(step: Step, work: Path) -> dict:
     record: dict = {"name": step.name, "status": "passed", "seconds": 0.0,
-                    "commands": [" ".join(argv) for _, argv, _ in step.commands]}
+                    "commands": [" ".join([*(f"{k}={v}" for k, v in env.items()), *argv])
+                                 for _, argv, env in step.commands]}
     if step.unavailable:
         return {**record, "status": "not available", "reason": step.unavailable, "commands": []}
     outputs: dict = {}
@@ -566,6 +581,8 @@ def summary(steps: list[dict]) -> dict:
 TARGETS = {
     "corruptions_geomean": ("corruptions, geometric mean over all, images/s", 20000.0, True),
     "corruptions_slowest": ("slowest corruption, images/s", 2000.0, True),
+    "corruptions_geomean_graphs": ("corruptions, geometric mean, with GCP_ROBUST_CUDA_GRAPHS=1, images/s",
+                                   20000.0, True),
     "eval_cell_images": ("ImageNet-C end to end, ResNet-50, cell-images/s", 3000.0, True),
     "pgd_suite_over_plain": ("PGD-10: the suite's time over a plain torch loop's", 1.2, False),
     "eigh_over_newton_schulz": ("Newton-Schulz iSQRT head against eigh, speed-up", 5.0, True),
@@ -584,6 +601,14 @@ def measured_targets(steps: list[dict]) -> dict[str, dict]:
                                             f"{len(rows)} corruptions")
             slowest = min(rows, key=lambda r: r["images_per_second"])
             found["corruptions_slowest"] = (slowest["images_per_second"], slowest["corruption"])
+    if graphed := results.get("bench-corruptions-graphs"):
+        mean = graphed["geometric_mean"]["images_per_second"]
+        if mean and corruptions and corruptions["geometric_mean"]["images_per_second"]:
+            source = f"{mean / corruptions['geometric_mean']['images_per_second']:.2f}x bench-corruptions'"
+        else:
+            source = "bench-corruptions-graphs"
+        if mean:
+            found["corruptions_geomean_graphs"] = (mean, source)
     # the --amp evals: at the target's batch, on all the photographs (the float32 ones on a subset);
     # their warm rate, what a 50,000-image run runs at after its first cells (else the whole run's)
     evals = [(name, r.get("warm_cell_images_per_s") or r["cell_images_per_s"],
@@ -715,8 +740,10 @@ def main(argv: list[str] | None = None) -> int:
         # the runs the targets are most likely met by (--amp), before what the budget may cut
         *(lambda m=m: eval_step(m, True, sizes, data, work) for m in sizes.eval_models),
         lambda: torchrun_step(sizes, data, work, gpus),  # short, and only this step checks it
-        *(lambda k=k: bench_step(k, sizes) for k in ("corruptions", "perturbations", "heads", "jpeg",
-                                                    "attack", "landscape")),
+        lambda: corruptions_step(sizes, graphs=False),
+        lambda: corruptions_step(sizes, graphs=True),
+        *(lambda k=k: bench_step(k, sizes) for k in ("perturbations", "heads", "jpeg", "attack",
+                                                    "landscape")),
         *(lambda m=m: eval_step(m, False, sizes, data, work) for m in sizes.eval_models),
         lambda: bench_step("pipeline", sizes),  # the longest: last
         # where the evals' time goes, when asked (the profiler slows them)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from corruptions import _rng
-from corruptions._rng import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
+from corruptions import _draws
+from corruptions._draws import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
 
 
 def test_cuda_draws_are_made_in_pieces_every_gpu_launches_whole():
@@ -23,7 +23,7 @@ def test_cuda_draws_are_made_in_pieces_every_gpu_launches_whole():
 
 def test_pieces_fill_every_value_in_order(monkeypatch):
     # CPU generators are sequential, so pieces drawn one after another give the whole draw's numbers
-    monkeypatch.setattr(_rng, "draw_slices", lambda numel, device: [slice(s, s + 1024)
+    monkeypatch.setattr(_draws, "draw_slices", lambda numel, device: [slice(s, s + 1024)
                                                                     for s in range(0, numel, 1024)])
     uniform = lambda view, gen: view.uniform_(generator=gen)  # noqa: E731
     normal = lambda view, gen: view.normal_(generator=gen)  # noqa: E731

@@ -43,16 +43,21 @@ def test_quick_run_without_cuda(tmp_path):
     lines = done.stdout.splitlines()
     no_cuda = [line for line in lines if "no CUDA device" in line]
     assert len(no_cuda) == 1 and lines[0] == no_cuda[0], done.stdout
-    assert lines[-1].startswith("gpu-check: 8 passed in ")
+    assert lines[-1].startswith("gpu-check: 8 passed, 1 not available in ")
     assert lines[-1].endswith(f"results in {tmp_path}/gpu-check.json")
 
     results = json.loads((tmp_path / "gpu-check.json").read_text())
     assert results["mode"] == "cpu" and results["device"] == "cpu" and results["finished"]
-    assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 8}
+    assert results["machine"]["cuda"] is False and results["summary"] == {"passed": 8, "not available": 1}
     steps = {step["name"]: step for step in results["steps"]}
     # the --amp evals (where the targets are likeliest met) before what the time budget may cut
     assert list(steps) == ["pytest-cuda", "eval-demo-isqrt-amp", "torchrun", "bench-corruptions",
-                           "bench-perturbations", "bench-jpeg", "bench-attack", "eval-demo-isqrt"]
+                           "bench-corruptions-graphs", "bench-perturbations", "bench-jpeg", "bench-attack",
+                           "eval-demo-isqrt"]
+    # the CUDA graphs' side-by-side step, and the switch set either way in the one beside it
+    assert steps["bench-corruptions-graphs"]["status"] == "not available"
+    assert steps["bench-corruptions-graphs"]["reason"] == "CUDA graphs are for CUDA devices"
+    assert steps["bench-corruptions"]["commands"][0].startswith("GCP_ROBUST_CUDA_GRAPHS=0 ")
     tests = steps["pytest-cuda"]["result"]
     assert tests["tests"] == tests["skipped"] > 30 and tests["passed"] == tests["failed"] == 0
     assert steps["bench-corruptions"]["result"]["rows"][0]["corruption"] == "fog"
@@ -127,12 +132,13 @@ def test_a_failed_step_is_recorded_and_the_next_runs(gpu_check, tmp_path, monkey
     code = gpu_check.main(["--out", str(tmp_path), "--only", "bench-corruptions,bench-perturbations"])
     assert code == 1
     results = json.loads((tmp_path / "gpu-check.json").read_text())
-    failed, passed = results["steps"]
+    failed, graphs, passed = results["steps"]  # (--only names prefixes: bench-corruptions-graphs too)
+    assert (graphs["name"], graphs["status"]) == ("bench-corruptions-graphs", "not available")
     assert failed["name"] == "bench-corruptions" and failed["status"] == "failed"
     assert failed["returncode"] == 2 and failed["reason"] == "corruptions exited with status 2"
     assert any("unknown corruption 'fgo'. Did you mean 'fog'?" in line for line in failed["tail"])
     assert passed["name"] == "bench-perturbations" and passed["status"] == "passed"
-    assert results["summary"] == {"failed": 1, "passed": 1}
+    assert results["summary"] == {"failed": 1, "not available": 1, "passed": 1}
     # the failed step's whole output comes back in $OUT (the work folder is removed); none of the passed's
     assert failed["logs"] == ["bench-corruptions-corruptions.err"] and "logs" not in passed
     logs = (tmp_path / "gpu-check-logs.txt").read_text()
@@ -140,7 +146,7 @@ def test_a_failed_step_is_recorded_and_the_next_runs(gpu_check, tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-check-logs.txt", "gpu-check.json"]
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("gpu-check: bench-corruptions: failed (corruptions exited with status 2), ")
-    assert out[-1].startswith("gpu-check: 1 failed, 1 passed in ")
+    assert out[-1].startswith("gpu-check: 1 failed, 1 not available, 1 passed in ")
 
 
 def test_timeouts_unavailable_steps_and_the_budget(gpu_check, tmp_path):
@@ -177,9 +183,10 @@ def test_a_spent_budget_leaves_steps_not_run(gpu_check, tmp_path, monkeypatch, c
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code = gpu_check.main(["--out", str(tmp_path), "--only", "bench-corruptions", "--budget", "1"])
     assert code == 1
-    (step,) = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
+    step, graphs = json.loads((tmp_path / "gpu-check.json").read_text())["steps"]
     assert step == {"name": "bench-corruptions", "status": "not run", "seconds": 0.0,
                     "reason": "the time budget (--budget 1 s) was spent"}
+    assert graphs["status"] == "not available"  # (said as it is, budget or not)
 
 
 def test_targets_from_the_steps_results(gpu_check):
@@ -196,6 +203,7 @@ def test_targets_from_the_steps_results(gpu_check):
                                         {"head": "mpncov", "forward_ms": 12.0}]}),
         passed("bench-attack", {"rows": [{"path": "suite", "images_per_s": 90.0, "ratio": 0.9},
                                 {"path": "plain", "images_per_s": 100.0}]}),
+        passed("bench-corruptions-graphs", {"rows": [], "geometric_mean": {"images_per_second": 8049.84}}),
         passed("eval-resnet50-isqrt", {"cell_images_per_s": 5000.0}),  # float32, on a subset: not counted
         passed("eval-resnet50-isqrt-amp", {"cell_images_per_s": 4000.0}),
         {"name": "eval-resnet50-gap", "status": "failed", "result": {"cell_images_per_s": 9e9}},
@@ -205,6 +213,8 @@ def test_targets_from_the_steps_results(gpu_check):
     assert (targets["corruptions_geomean"]["value"], targets["corruptions_geomean"]["met"]) == (6708.2, False)
     slowest = targets["corruptions_slowest"]
     assert (slowest["value"], slowest["met"], slowest["from"]) == (1500.0, False, "glass_blur")
+    graphed = targets["corruptions_geomean_graphs"]
+    assert (graphed["value"], graphed["met"], graphed["from"]) == (8049.84, False, "1.20x bench-corruptions'")
     assert targets["eval_cell_images"]["value"] == 4000.0 and targets["eval_cell_images"]["met"]
     # the failed step is left out, and the float32 one on a subset at another batch
     assert targets["eval_cell_images"]["from"] == "eval-resnet50-isqrt-amp, whole run (the faster of 1)"
@@ -217,7 +227,7 @@ def test_targets_from_the_steps_results(gpu_check):
     assert targets["pgd_suite_over_plain"]["met"] and targets["pgd_suite_over_plain"]["target"] == "<= 1.2"
     assert targets["eigh_over_newton_schulz"]["value"] == 6.0 and targets["eigh_over_newton_schulz"]["met"]
     line = gpu_check.targets_line(targets)
-    assert line.startswith("targets: 3 of 5 measured met: ") and "corruptions_slowest 1,500 (missed)" in line
+    assert line.startswith("targets: 3 of 6 measured met: ") and "corruptions_slowest 1,500 (missed)" in line
     assert "eigh_over_newton_schulz 6.00 (met)" in line
     assert gpu_check.targets_line(gpu_check.measured_targets([])) == "targets: none measured"
 

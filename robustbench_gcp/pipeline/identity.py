@@ -8,7 +8,7 @@ stored before stay found where their numbers are unchanged and are other runs wh
 
 from __future__ import annotations
 
-from corruptions._rng import CUDA_DRAW_CHUNK
+from corruptions._draws import CUDA_DRAW_CHUNK
 from robustbench_gcp.engine.runner import protocol_resize
 from robustbench_gcp.pipeline.planning import Plan
 from robustbench_gcp.store.records import RANDOM_INIT

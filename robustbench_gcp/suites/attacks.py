@@ -265,8 +265,8 @@ def _seeded(base):
         def get_random_start(self, x0, epsilon):
             import eagerpy as ep
 
+            from corruptions._draws import draw_in_chunks  # the same numbers on every GPU
             from corruptions._ops import exact_dtype  # float64 (MPS: float32, it has no float64)
-            from corruptions._rng import draw_in_chunks  # the same numbers on every GPU
 
             x = x0.raw
             noise = torch.empty_like(x)

@@ -1,0 +1,207 @@
+"""CUDA graphs of a batch's per-image random draws (opt-in: ``GCP_ROBUST_CUDA_GRAPHS=1``).
+
+On CUDA a seeded batch draws image by image, each image from its own generator, in pieces of
+:data:`~corruptions._rng.CUDA_DRAW_CHUNK` values (:func:`~corruptions._rng.draw_slices`): a
+224 px image's noise is 10 launches, a batch of 256 of them 2,560, and the noise corruptions are
+bound by launching them. A CUDA graph of the whole loop, captured once per (device, batch,
+shape, dtype, draw), launches them as one.
+
+A graph holds generators of its own, one per image, registered with it
+(``CUDAGraph.register_generator_state``): torch reads a registered generator's seed and offset
+when a replay starts and moves the offset on by what the graph draws. Before a replay each is
+given its image's seed and offset; after it, each image's generator is moved on as far. The
+numbers, and what the images' generators draw next, are the loop's bit for bit (the CUDA parity
+tests in tests/test_gpu_parity.py check it). The graph writes into a buffer of its own, copied
+out after each replay.
+
+Off unless ``GCP_ROBUST_CUDA_GRAPHS`` is ``1``: a probe on an H200 made the noise corruptions'
+draws 3.5x as fast (22.5 ms against 6.6 ms a batch of 256), but this module has not yet run on
+a GPU as written; ``make gpu-check`` runs its parity tests and times ``bench corruptions`` with
+and without it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+
+import torch
+
+from corruptions._draws import draw_in_chunks, draw_slices
+
+__all__ = ["CACHE_BYTES", "ENV", "MIN_PIECES", "DrawGraph", "cuda_graphs_enabled", "draw_graph", "worthwhile"]
+
+#: the environment variable that turns the graphs on
+ENV = "GCP_ROBUST_CUDA_GRAPHS"
+
+#: the fewest launches an image's draw is made in for a graph to pay: a replay sets each
+#: registered generator's seed and offset on the device (two small launches an image)
+MIN_PIECES = 4
+
+#: the most bytes the cached graphs' buffers hold together, and at most an eighth of the GPU's
+#: memory (the least recently used go first): 4 GiB holds an ImageNet-C run's at batch 256 (the
+#: noise's 154 MB a kind, glass_blur's five severities' 2 GB, snow's and spatter's 51 MB each)
+CACHE_BYTES = 4 << 30
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("", "0", "false", "no", "off")
+
+
+def cuda_graphs_enabled() -> bool:
+    """Whether ``GCP_ROBUST_CUDA_GRAPHS`` turns the graphs on (``1``/``true``/``yes``/``on``).
+
+    Raises:
+        ValueError: it holds something else, named.
+    """
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(f"{ENV} should be 1 (CUDA graphs of the per-image draws) or 0. "
+                     f"Got {os.environ[ENV]!r}")
+
+
+def worthwhile(batch: int, numel: int, device: torch.device) -> bool:
+    """Whether a graph is used for ``batch`` images' draws of ``numel`` values each on
+    ``device``: on CUDA, for two images or more whose draw is :data:`MIN_PIECES` launches or
+    more, when :func:`cuda_graphs_enabled`."""
+    device = torch.device(device)
+    if device.type != "cuda" or batch < 2 or len(draw_slices(numel, device)) < MIN_PIECES:
+        return False
+    return cuda_graphs_enabled()
+
+
+class DrawGraph:
+    """One batch's per-image draws of one kind, captured as a CUDA graph.
+
+    Args:
+        batch: images B.
+        shape: each image's block.
+        dtype: of the draws.
+        device: a CUDA device.
+        fill: ``fill(view, generator)`` draws into ``view`` (as ``ImageRandom._fill``'s).
+    """
+
+    def __init__(self, batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+                 fill: Callable[[torch.Tensor, torch.Generator], object]) -> None:
+        self.device = torch.device(device)
+        with torch.cuda.device(self.device):
+            self.generators = [torch.Generator(device=self.device) for _ in range(batch)]
+            self.out = torch.empty((batch, *shape), dtype=dtype, device=self.device)
+            self.done = torch.cuda.Event()  # the last replay's buffer was copied out
+            self.graph = torch.cuda.CUDAGraph()
+            for generator in self.generators:
+                self.graph.register_generator_state(generator)
+            caller = torch.cuda.current_stream()
+            side = torch.cuda.Stream()
+            side.wait_stream(caller)
+            with torch.cuda.stream(side):
+                self._loop(fill)  # loads the kernels before the capture
+                # thread_local: a loader's thread pinning memory meanwhile does not end the capture
+                self.graph.capture_begin(capture_error_mode="thread_local")
+                try:
+                    self._loop(fill)
+                finally:
+                    self.graph.capture_end()
+            caller.wait_stream(side)
+        self.lock = threading.Lock()
+        self.nbytes = self.out.numel() * self.out.element_size()
+
+    def _loop(self, fill) -> None:
+        for image, generator in enumerate(self.generators):
+            draw_in_chunks(self.out[image], generator, fill)
+
+    def draw(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """What ``draw_in_chunks(out[i], generators[i], fill)`` for each image gives, in a new
+        tensor; each of ``generators`` is moved on as far as its draw takes it."""
+        if len(generators) != len(self.generators):
+            raise ValueError(f"this graph draws for {len(self.generators)} images. "
+                             f"Got {len(generators)} generators")
+        with self.lock, torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream()
+            stream.wait_event(self.done)  # the buffer is not overwritten before it was copied out
+            for mine, theirs in zip(self.generators, generators):
+                mine.manual_seed(theirs.initial_seed())
+                mine.set_offset(theirs.get_offset())
+            self.graph.replay()
+            for mine, theirs in zip(self.generators, generators):
+                theirs.set_offset(mine.get_offset())
+            out = self.out.clone()
+            self.done.record(stream)
+        return out
+
+    def release(self) -> None:
+        """Waits for the last copy out, so that the buffer can be freed."""
+        self.done.synchronize()
+
+
+_cache: OrderedDict[Hashable, DrawGraph | None] = OrderedDict()
+_cache_lock = threading.Lock()
+_warned = False
+
+
+def _cached_bytes() -> int:
+    return sum(entry.nbytes for entry in _cache.values() if entry is not None)
+
+
+def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, kind: Hashable,
+               fill: Callable[[torch.Tensor, torch.Generator], object]) -> DrawGraph | None:
+    """The graph of ``batch`` images' draws of ``kind`` (what ``fill`` draws, with its parameters:
+    ``("normal", mean, std)``), captured on first use; None where the loop is to be used: not
+    :func:`worthwhile`, a buffer over the cache's limit (:data:`CACHE_BYTES`), or a capture that failed (said once,
+    in a warning, and not tried again for that kind)."""
+    if not all(isinstance(part, (str, int, float)) for part in kind):
+        return None  # a tensor's hash is its identity: a capture for every call
+    device = torch.device(device)
+    numel = 1
+    for side in shape:
+        numel *= side
+    if not worthwhile(batch, numel, device):
+        return None
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return None  # the caller's own capture: the loop is captured in it
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    key = (device, batch, tuple(shape), dtype, kind)
+    nbytes = batch * numel * torch.empty((), dtype=dtype).element_size()
+    limit = CACHE_BYTES
+    if device.type == "cuda":
+        limit = min(limit, torch.cuda.get_device_properties(device).total_memory // 8)
+    if nbytes > limit:
+        return None
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        while _cache and _cached_bytes() + nbytes > limit:
+            _, old = _cache.popitem(last=False)
+            if old is not None:
+                old.release()
+        try:
+            entry: DrawGraph | None = DrawGraph(batch, tuple(shape), dtype, device, fill)
+        except Exception as error:  # noqa: BLE001 - the loop gives the same numbers
+            entry = None
+            _warn_once(f"a CUDA graph of the per-image draws could not be captured ({type(error).__name__}: "
+                       f"{error}); the draws are launched one by one ({ENV}=0 turns the graphs off)")
+        _cache[key] = entry
+        return entry
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def clear() -> None:
+    """Drops the cached graphs (their buffers are freed once their last copy out is done)."""
+    with _cache_lock:
+        for entry in _cache.values():
+            if entry is not None:
+                entry.release()
+        _cache.clear()

@@ -1,0 +1,197 @@
+"""CUDA graphs of the per-image draws (corruptions/_graphs.py, ``GCP_ROBUST_CUDA_GRAPHS=1``).
+
+On the CPU: the switch, when a graph is used, and the fallback to the loop when a capture
+fails. On CUDA (``make gpu-check``): a graph's draws are the loop's bit for bit, for every
+random corruption at every severity, across replays with other seeds, and the images'
+generators are left where the loop leaves them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import corruptions._graphs as graphs
+from corruptions import corrupt, get_corruption, list_corruptions
+from corruptions._rng import CUDA_DRAW_CHUNK, ImageRandom
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    graphs.clear()
+    yield
+    graphs.clear()
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("on", True), (" TRUE ", True), ("yes", True),
+                                           ("0", False), ("", False), ("off", False), ("no", False)])
+def test_the_switch_reads_the_environment(monkeypatch, value, on):
+    monkeypatch.setenv(graphs.ENV, value)
+    assert graphs.cuda_graphs_enabled() is on
+
+
+def test_the_graphs_are_off_by_default(monkeypatch):
+    monkeypatch.delenv(graphs.ENV, raising=False)
+    assert graphs.cuda_graphs_enabled() is False
+    assert not graphs.worthwhile(256, 3 * 224 * 224, torch.device("cuda"))
+
+
+def test_a_bad_value_of_the_switch_is_named(monkeypatch):
+    monkeypatch.setenv(graphs.ENV, "maybe")
+    with pytest.raises(ValueError, match=r"GCP_ROBUST_CUDA_GRAPHS should be 1 .* or 0\. Got 'maybe'"):
+        graphs.cuda_graphs_enabled()
+
+
+def test_a_graph_is_used_for_many_launches_of_several_images_on_cuda(monkeypatch):
+    monkeypatch.setenv(graphs.ENV, "1")
+    noise = 3 * 224 * 224  # 10 launches an image
+    assert graphs.worthwhile(8, noise, torch.device("cuda"))
+    assert graphs.worthwhile(2, graphs.MIN_PIECES * CUDA_DRAW_CHUNK, "cuda:0")
+    assert not graphs.worthwhile(8, (graphs.MIN_PIECES - 1) * CUDA_DRAW_CHUNK, "cuda")  # too few launches
+    assert not graphs.worthwhile(1, noise, "cuda")  # one image: nothing to gather
+    assert not graphs.worthwhile(8, noise, "cpu")  # one draw an image there already
+
+
+def test_on_the_cpu_the_switch_changes_nothing(monkeypatch):
+    monkeypatch.delenv(graphs.ENV, raising=False)
+    images = torch.rand(3, 3, 96, 96)
+    off = corrupt(images, "gaussian_noise", 3, seed=[1, 2, 3])
+    monkeypatch.setenv(graphs.ENV, "1")
+    assert torch.equal(corrupt(images, "gaussian_noise", 3, seed=[1, 2, 3]), off)
+    assert not graphs._cache
+
+
+def test_a_capture_that_fails_falls_back_to_the_loop_once_and_says_so(monkeypatch):
+    """The CPU's draws taken for a graph's (``worthwhile`` made to say yes): the capture fails
+    (there is no CUDA graph here), a warning says so once, the numbers are the loop's, and the
+    kind is not tried again."""
+    expected = ImageRandom(4, torch.device("cpu"), seeds=[5, 6, 7, 8])
+    want = expected.normal(3, 8, 8), expected.uniform(2)
+    monkeypatch.setattr(graphs, "worthwhile", lambda batch, numel, device: True)
+    tries = []
+    real = graphs.DrawGraph
+
+    def counted(*args, **kwargs):
+        tries.append(args[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graphs, "DrawGraph", counted)
+    monkeypatch.setattr(graphs, "_warned", False)
+    with pytest.warns(RuntimeWarning, match=r"could not be captured .* launched one by one "
+                                            r"\(GCP_ROBUST_CUDA_GRAPHS=0 turns the graphs off\)"):
+        rng = ImageRandom(4, torch.device("cpu"), seeds=[5, 6, 7, 8])
+        got = rng.normal(3, 8, 8), rng.uniform(2)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        again = ImageRandom(4, torch.device("cpu"), seeds=[5, 6, 7, 8]).normal(3, 8, 8)
+    assert torch.equal(again, want[0])
+    assert tries == [(4, (3, 8, 8)), (4, (2,))]  # each kind tried once
+    assert list(graphs._cache.values()) == [None, None]
+
+
+def test_a_draw_whose_parameters_are_tensors_takes_the_loop(monkeypatch):
+    monkeypatch.setattr(graphs, "worthwhile", lambda batch, numel, device: True)
+    assert graphs.draw_graph(4, (3, 8, 8), torch.float32, torch.device("cpu"),
+                             ("normal", torch.tensor(0.0), 1.0), lambda view, gen: None) is None
+    assert not graphs._cache
+
+
+# --------------------------------------------------------------------------------------
+# on CUDA
+
+
+RANDOM = [name for name in list_corruptions("all") if get_corruption(name).random]
+#: those with a draw of 4 pieces or more an image at 224 px (impulse_noise draws its own way; motion_blur's
+#: and frost's draws are a few values an image)
+GRAPHED = {"gaussian_noise", "shot_noise", "speckle_noise", "glass_blur", "snow", "spatter", "fog",
+           "elastic_transform"}
+
+
+@pytest.fixture(scope="module")
+def photos224() -> torch.Tensor:
+    from robustbench_gcp.bench.photos import photos
+
+    return photos(2, 224)
+
+
+def _captured() -> int:
+    return sum(entry is not None for entry in graphs._cache.values())
+
+
+@pytest.mark.parametrize("name", RANDOM)
+@pytest.mark.cuda
+@needs_cuda
+def test_a_graph_draws_the_loops_numbers_at_every_severity(monkeypatch, name, photos224):
+    images = photos224.repeat(4, 1, 1, 1).to("cuda")
+    for severity in range(1, 6):
+        for seeds in (list(range(8)), list(range(100, 108))):  # a replay with other seeds
+            monkeypatch.setenv(graphs.ENV, "0")
+            loop = corrupt(images, name, severity, seed=seeds)
+            monkeypatch.setenv(graphs.ENV, "1")
+            graphed = corrupt(images, name, severity, seed=seeds)
+            assert torch.equal(loop, graphed), f"{name} at severity {severity}, seeds {seeds[0]}..."
+    print(f"{name}: {_captured()} graphs captured")
+    assert (_captured() > 0) == (name in GRAPHED)  # else the test compares the loop with itself
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_a_graph_is_captured_for_the_noise_and_leaves_the_generators_where_the_loop_does(monkeypatch):
+    seeds = [3, 1 << 63, 17, 2**64 - 1]  # a seed's every bit
+
+    def draws():
+        rng = ImageRandom(4, torch.device("cuda"), seeds=seeds)
+        first = rng.normal(3, 224, 224)
+        second = rng.uniform(3, 224, 224, low=-1.0, high=1.0)
+        third = rng.randint(-2, 2, 6, 120, 120)
+        after = [gen.get_offset() for gen in rng.generators]
+        last = rng.uniform(2)  # a small draw after them: the loop's, from where the graphs left off
+        return first, second, third, after, last
+
+    monkeypatch.setenv(graphs.ENV, "0")
+    loop = draws()
+    assert _captured() == 0
+    monkeypatch.setenv(graphs.ENV, "1")
+    graphed = draws()
+    assert _captured() == 3
+    again = draws()  # replays
+    for got in (graphed, again):
+        for a, b in zip(got, loop):
+            assert (a == b) if isinstance(a, list) else torch.equal(a, b)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_least_recently_used_graphs_are_dropped_over_the_cache_bytes(monkeypatch):
+    monkeypatch.setenv(graphs.ENV, "1")
+    one = 4 * 3 * 224 * 224 * 4
+    monkeypatch.setattr(graphs, "CACHE_BYTES", 2 * one)
+    rng = ImageRandom(4, torch.device("cuda"), seeds=[1, 2, 3, 4])
+    for mean in (0.0, 1.0, 2.0):
+        rng.normal(3, 224, 224, mean=mean)
+    assert [key[-1] for key in graphs._cache] == [("normal", 1.0, 1.0), ("normal", 2.0, 1.0)]
+    monkeypatch.setattr(graphs, "CACHE_BYTES", one - 1)  # larger than the cache: the loop
+    rng.normal(3, 224, 224, mean=3.0)
+    assert len(graphs._cache) == 2
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "speckle_noise"])
+@pytest.mark.cuda
+@needs_cuda
+def test_a_replay_makes_the_host_wait_no_more_than_the_loop(monkeypatch, name, photos224):
+    from test_gpu_parity import WAITS, _device_waits
+
+    monkeypatch.setenv(graphs.ENV, "1")
+    images = photos224.repeat(4, 1, 1, 1).to("cuda")
+    seeds = list(range(8))
+    corrupt(images, name, 3, seed=seeds, check_values=False)  # captures
+    torch.cuda.synchronize()
+    assert _captured() >= 1
+    baseline = len(_device_waits(lambda: None))
+    made_by = _device_waits(lambda: corrupt(images, name, 3, seed=seeds, check_values=False))
+    assert len(made_by) - baseline <= WAITS.get(name, 0), made_by
