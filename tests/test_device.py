@@ -82,6 +82,26 @@ def test_a_device_of_another_type_is_refused_by_load_model_as_by_plan(spec):
         plan("demo-gap", device=spec)
 
 
+def test_load_model_names_its_keyword_not_the_flag(one_gpu):
+    """load_model is the library's alone: its refusals said `--device`, a flag it has not."""
+    from robustbench_gcp.models import load_model
+
+    with pytest.raises(ConfigError, match=r"^`device` should be cpu, cuda, cuda:N, mps or auto\. Got 'gpu'$"):
+        load_model("demo-gap", device="gpu")
+    with pytest.raises(ConfigError, match=r"^`device='cuda:7'`: this machine has 1 CUDA device \(cuda:0\)$"):
+        load_model("demo-gap", device="cuda:7")
+    with pytest.raises(ConfigError, match=r"^`device='cpu:1'`: the CPU takes no index; use device='cpu'$"):
+        load_model("demo-gap", device=torch.device("cpu", 1))
+
+
+def test_load_model_on_cuda_without_cuda(no_gpu):
+    from robustbench_gcp.models import load_model
+
+    with pytest.raises(ConfigError, match=r"^`device='cuda'`: CUDA is not available on this machine; "
+                                          r"use device='cpu'$"):
+        load_model("demo-gap", device="cuda")
+
+
 def test_mps_without_mps(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"^`--device mps`: MPS is not available on this machine; use "

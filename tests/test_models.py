@@ -376,7 +376,7 @@ def test_set_matrix_function_on_a_loaded_model(reduced):
     ("resnet50-isqrt", {"sqrt": "cholesky"}, UnknownNameError,
      "unknown matrix square root 'cholesky'"),
     ("resnet50-isqrt", {"sha256": "abcdef12"}, ConfigError, "`sha256` needs a checkpoint"),
-    ("resnet50-isqrt", {"device": "tpu"}, ConfigError, "`--device` should be"),
+    ("resnet50-isqrt", {"device": "tpu"}, ConfigError, "`device` should be"),
 ])
 def test_load_model_rejects_bad_options(name, kwargs, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):

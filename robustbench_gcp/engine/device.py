@@ -14,7 +14,8 @@ DEVICE_KINDS = "cpu, cuda, cuda:N, mps or auto"
 DEVICE_WORDS = f"{DEVICE_KINDS} (text or a torch.device)"
 
 
-def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = False) -> torch.device:
+def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = False,
+                   keyword: bool = False) -> torch.device:
     """Turn ``auto`` / ``cpu`` / ``cuda[:N]`` / ``mps`` into an available device.
 
     Called when a command is planned, before any model is loaded, so that a device this
@@ -25,6 +26,8 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
         spec: the ``--device`` value.
         amp: the run uses ``--amp``: check that the device supports its dtype
             (:func:`check_amp`).
+        keyword: the errors name the library's ``device=`` keyword, not ``--device`` (a
+            function of the library alone: :func:`~robustbench_gcp.models.load_model`).
 
     Raises:
         ConfigError: the device does not exist on this machine, or cannot run ``--amp``.
@@ -42,8 +45,8 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
         try:
             device = torch.device(spec)
         except (RuntimeError, TypeError) as error:
-            raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}") from error
-        _check_present(device, spec)
+            raise ConfigError(_refused(spec, keyword)) from error
+        _check_present(device, spec, keyword)
         if device.type == "cpu":
             device = torch.device("cpu")  # cpu:0: the CPU
     if amp:
@@ -51,22 +54,30 @@ def resolve_device(spec: str | torch.device | None = "auto", *, amp: bool = Fals
     return device
 
 
-def _check_present(device: torch.device, spec) -> None:
+def _refused(spec, keyword: bool) -> str:
+    return f"`{'device' if keyword else '--device'}` should be {DEVICE_KINDS}. Got {spec!r}"
+
+
+def _check_present(device: torch.device, spec, keyword: bool = False) -> None:
+    if keyword:
+        given, cpu = f"device={str(spec)!r}", "device='cpu'"
+    else:
+        given, cpu = f"--device {spec}", "--device cpu"
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"`--device {spec}`: CUDA is not available on this machine; use --device cpu")
+            raise ConfigError(f"`{given}`: CUDA is not available on this machine; use {cpu}")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             have = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
-            raise ConfigError(f"`--device {spec}`: this machine has {count} CUDA device"
+            raise ConfigError(f"`{given}`: this machine has {count} CUDA device"
                               f"{'' if count == 1 else 's'} ({have})")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ConfigError(f"`--device {spec}`: MPS is not available on this machine; use --device cpu")
+            raise ConfigError(f"`{given}`: MPS is not available on this machine; use {cpu}")
     elif device.type != "cpu":
-        raise ConfigError(f"`--device` should be {DEVICE_KINDS}. Got {spec!r}")
+        raise ConfigError(_refused(spec, keyword))
     elif device.index:  # torch takes cpu:1 and computes on the CPU, as cpu does (cpu:0 is the CPU)
-        raise ConfigError(f"`--device {spec}`: the CPU takes no index; use --device cpu")
+        raise ConfigError(f"`{given}`: the CPU takes no index; use {cpu}")
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:

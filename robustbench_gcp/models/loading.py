@@ -390,7 +390,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     check_kind("sha256", sha256, (str, type(None)), "text")
     check_kind("ema", ema, (bool, np.bool_), "True or False")
     checkpoint = None if checkpoint is None else _checkpoint_path(checkpoint)
-    device = resolve_device(device)
+    device = resolve_device(device, keyword=True)
     info = model_info(name)  # checks the name and options before any file is read
     resolve_sqrt(info.head, sqrt, ns_iters, owner=name)
     if checkpoint is None:
