@@ -561,8 +561,10 @@ def test_an_exact_root_is_measured_in_float64_not_in_float32s_rounding(demo_val,
     from robustbench_gcp.suites import get_suite
 
     titles = [get_suite("landscape").tables(r)[0].title for r in (exact_report, rough_report)]
-    assert titles == ["Loss landscape at the stem (ascent, float64): per-image means",
-                      "Loss landscape at the stem (ascent, float32): per-image means"], titles
+    assert titles == ["Loss landscape (stem, ascent, 10 etas 0.1/256 to 75/256, float64, 10 classes): "
+                      "per-image means",
+                      "Loss landscape (stem, ascent, 10 etas 0.1/256 to 75/256, float32, 10 classes): "
+                      "per-image means"], titles
     assert exact_report.precision == rough_report.precision == "float32"
     from robustbench_gcp.reports.stored import reports_from_store
 

@@ -498,8 +498,12 @@ class LandscapeSuite(Suite):
         step_columns = [Column("cell", justify="left"), Column("eta", "eta", ".4g"),
                         Column("mean_loss", "mean loss", ".4g"),
                         Column("mean_grad_change", "mean grad change", ".4g")]
-        # its precision beside the run's in the header (float32: the classifier's, the clean error's)
-        title = f"Loss landscape at the {first['at']} ({first['direction']}, {first['precision']})"
+        # how its cells were made, their precision beside the run's in the header (float32: the
+        # classifier's, the clean error's), the steps and another label space's classes
+        source = report.source or next((self.source_label(self.group(r.key)) for r in report.cells
+                                        if self.owns(r.key)), None)
+        title = (f"Loss landscape ({source})" if source else
+                 f"Loss landscape at the {first['at']} ({first['direction']}, {first['precision']})")
         return [Table(f"{title}: per-image means", rows, columns),
                 Table("Loss landscape: mean loss and gradient change at each step", steps, step_columns)]
 
