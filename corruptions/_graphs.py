@@ -4,14 +4,16 @@ On CUDA a seeded batch draws image by image, each image from its own generator, 
 :data:`~corruptions._rng.CUDA_DRAW_CHUNK` values (:func:`~corruptions._rng.draw_slices`): a
 224 px image's noise is 10 launches, a batch of 256 of them 2,560, and the noise corruptions are
 bound by launching them. A CUDA graph of the whole loop, captured once per (device, batch,
-shape, dtype, draw), launches them as one.
+shape, dtype, draw), launches them as one (and two small launches an image, which set its
+generator's seed and offset on the device).
 
-A graph holds generators of its own, one per image, registered with it
-(``CUDAGraph.register_generator_state``): torch reads a registered generator's seed and offset
-when a replay starts and moves the offset on by what the graph draws. Before a replay each is
+A graph holds generators of its own, one per image, registered with it (by torch itself since
+2.14, with ``CUDAGraph.register_generator_state`` before): torch reads a registered generator's
+seed and offset when a replay starts and moves the offset on by what the graph draws. Before a
+replay each is
 given its image's seed and offset; after it, each image's generator is moved on as far. The
-numbers, and what the images' generators draw next, are the loop's bit for bit (the CUDA parity
-tests in tests/test_gpu_parity.py check it). The graph writes into a buffer of its own, copied
+numbers, and what the images' generators draw next, are the loop's bit for bit (the CUDA tests
+of tests/test_cuda_graphs.py check it). The graph writes into a buffer of its own, copied
 out after each replay.
 
 Off unless ``GCP_ROBUST_CUDA_GRAPHS`` is ``1``: a probe on an H200 made the noise corruptions'
@@ -22,6 +24,8 @@ and without it.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import threading
 import warnings
@@ -32,7 +36,8 @@ import torch
 
 from corruptions._draws import draw_in_chunks, draw_slices
 
-__all__ = ["CACHE_BYTES", "ENV", "MIN_PIECES", "DrawGraph", "cuda_graphs_enabled", "draw_graph", "worthwhile"]
+__all__ = ["CACHE_BYTES", "ENV", "MAX_CAPTURES", "MIN_PIECES", "DrawGraph", "clear", "cuda_graphs_enabled",
+           "draw_graph", "worthwhile"]
 
 #: the environment variable that turns the graphs on
 ENV = "GCP_ROBUST_CUDA_GRAPHS"
@@ -75,6 +80,11 @@ def worthwhile(batch: int, numel: int, device: torch.device) -> bool:
     return cuda_graphs_enabled()
 
 
+#: torch registers a generator with the capture that draws from it since 2.14, where
+#: ``CUDAGraph.register_generator_state`` became a no-op that warns; before, it must be called
+REGISTERS_ITSELF = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 14)
+
+
 class DrawGraph:
     """One batch's per-image draws of one kind, captured as a CUDA graph.
 
@@ -89,27 +99,38 @@ class DrawGraph:
     def __init__(self, batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
                  fill: Callable[[torch.Tensor, torch.Generator], object]) -> None:
         self.device = torch.device(device)
-        with torch.cuda.device(self.device):
+        # (out of inference mode: torch before 2.14 made the generators' graph state here, and a
+        # replay outside inference mode could not write an inference tensor)
+        with torch.cuda.device(self.device), torch.inference_mode(False):
             self.generators = [torch.Generator(device=self.device) for _ in range(batch)]
             self.out = torch.empty((batch, *shape), dtype=dtype, device=self.device)
             self.done = torch.cuda.Event()  # the last replay's buffer was copied out
             self.graph = torch.cuda.CUDAGraph()
-            for generator in self.generators:
-                self.graph.register_generator_state(generator)
-            caller = torch.cuda.current_stream()
+            if not REGISTERS_ITSELF:
+                for generator in self.generators:
+                    self.graph.register_generator_state(generator)
+            self.stream = torch.cuda.current_stream()  # the buffer's, as the allocator knows it
             side = torch.cuda.Stream()
-            side.wait_stream(caller)
+            side.wait_stream(self.stream)
             with torch.cuda.stream(side):
                 self._loop(fill)  # loads the kernels before the capture
-                # thread_local: a loader's thread pinning memory meanwhile does not end the capture
-                self.graph.capture_begin(capture_error_mode="thread_local")
-                try:
-                    self._loop(fill)
-                finally:
-                    self.graph.capture_end()
-            caller.wait_stream(side)
+                self._capture(fill)
+            self.stream.wait_stream(side)
         self.lock = threading.Lock()
         self.nbytes = self.out.numel() * self.out.element_size()
+
+    def _capture(self, fill) -> None:
+        # thread_local: a loader's thread pinning memory meanwhile does not end the capture
+        self.graph.capture_begin(capture_error_mode="thread_local")
+        try:
+            self._loop(fill)
+        except BaseException:  # the draw's own error is the one said, not capture_end's after it
+            with contextlib.suppress(Exception):
+                self.graph.capture_end()
+            with contextlib.suppress(Exception):
+                self.graph.reset()
+            raise
+        self.graph.capture_end()
 
     def _loop(self, fill) -> None:
         for image, generator in enumerate(self.generators):
@@ -124,8 +145,10 @@ class DrawGraph:
         with self.lock, torch.cuda.device(self.device):
             stream = torch.cuda.current_stream()
             stream.wait_event(self.done)  # the buffer is not overwritten before it was copied out
+            if stream != self.stream:  # freed, the buffer waits for this stream's use too
+                self.out.record_stream(stream)
             for mine, theirs in zip(self.generators, generators):
-                mine.manual_seed(theirs.initial_seed())
+                mine.manual_seed(theirs.initial_seed())  # (which sets the offset to 0: first)
                 mine.set_offset(theirs.get_offset())
             self.graph.replay()
             for mine, theirs in zip(self.generators, generators):
@@ -136,36 +159,51 @@ class DrawGraph:
 
     def release(self) -> None:
         """Waits for the last copy out, so that the buffer can be freed."""
-        self.done.synchronize()
+        with self.lock:
+            self.done.synchronize()
 
 
-_cache: OrderedDict[Hashable, DrawGraph | None] = OrderedDict()
+_cache: OrderedDict[Hashable, DrawGraph] = OrderedDict()
 _cache_lock = threading.Lock()
-_warned = False
+_captures: dict[Hashable, int] = {}  # how often each key was captured (a third time: the loop)
+_failed: str | None = None  # why a capture failed: none is tried again in this process
+
+#: the most captures of one key: a key dropped from the cache and asked for again and again (the
+#: cache too small for a run's draws) takes the loop rather than a capture each time
+MAX_CAPTURES = 2
 
 
 def _cached_bytes() -> int:
-    return sum(entry.nbytes for entry in _cache.values() if entry is not None)
+    return sum(entry.nbytes for entry in _cache.values())
+
+
+def _plain(part) -> bool:
+    """A part of a draw's key that equals itself (a tensor's hash is its identity, NaN is not
+    NaN: a capture for every call)."""
+    return isinstance(part, (str, int)) or (isinstance(part, float) and math.isfinite(part))
 
 
 def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, kind: Hashable,
                fill: Callable[[torch.Tensor, torch.Generator], object]) -> DrawGraph | None:
     """The graph of ``batch`` images' draws of ``kind`` (what ``fill`` draws, with its parameters:
     ``("normal", mean, std)``), captured on first use; None where the loop is to be used: not
-    :func:`worthwhile`, a buffer over the cache's limit (:data:`CACHE_BYTES`), or a capture that failed (said once,
-    in a warning, and not tried again for that kind)."""
-    if not all(isinstance(part, (str, int, float)) for part in kind):
-        return None  # a tensor's hash is its identity: a capture for every call
+    :func:`worthwhile`, a buffer over the cache's limit (:data:`CACHE_BYTES`), a key captured
+    :data:`MAX_CAPTURES` times already, or after a capture failed (said once, in a warning: none
+    is tried again in this process)."""
+    if _failed is not None or not all(_plain(part) for part in kind):
+        return None
     device = torch.device(device)
     numel = 1
     for side in shape:
         numel *= side
     if not worthwhile(batch, numel, device):
         return None
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return None  # the caller's own capture: the loop is captured in it
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        with torch.cuda.device(device):
+            if torch.cuda.is_current_stream_capturing():
+                return None  # the caller's own capture: the loop is captured in it
     key = (device, batch, tuple(shape), dtype, kind)
     nbytes = batch * numel * torch.empty((), dtype=dtype).element_size()
     limit = CACHE_BYTES
@@ -177,31 +215,36 @@ def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: t
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
+        if _captures.get(key, 0) >= MAX_CAPTURES:
+            return None
         while _cache and _cached_bytes() + nbytes > limit:
             _, old = _cache.popitem(last=False)
-            if old is not None:
-                old.release()
+            old.release()
         try:
-            entry: DrawGraph | None = DrawGraph(batch, tuple(shape), dtype, device, fill)
+            entry = DrawGraph(batch, tuple(shape), dtype, device, fill)
         except Exception as error:  # noqa: BLE001 - the loop gives the same numbers
-            entry = None
-            _warn_once(f"a CUDA graph of the per-image draws could not be captured ({type(error).__name__}: "
-                       f"{error}); the draws are launched one by one ({ENV}=0 turns the graphs off)")
+            _give_up(f"{type(error).__name__}: {error}")
+            return None
+        _captures[key] = _captures.get(key, 0) + 1
         _cache[key] = entry
         return entry
 
 
-def _warn_once(message: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+def _give_up(reason: str) -> None:
+    global _failed
+    _failed = reason
+    warnings.warn(f"a CUDA graph of the per-image draws could not be captured ({reason}); the draws are "
+                  f"launched one by one from now on ({ENV}=0 turns the graphs off)", RuntimeWarning,
+                  stacklevel=4)
 
 
 def clear() -> None:
-    """Drops the cached graphs (their buffers are freed once their last copy out is done)."""
+    """Drops the cached graphs (their buffers are freed once their last copy out is done) and
+    what was learnt of captures (a failed one: graphs are tried again)."""
+    global _failed
     with _cache_lock:
         for entry in _cache.values():
-            if entry is not None:
-                entry.release()
+            entry.release()
         _cache.clear()
+        _captures.clear()
+        _failed = None
