@@ -117,6 +117,7 @@ class DrawGraph:
                 self._capture(fill)
             self.stream.wait_stream(side)
         self.lock = threading.Lock()
+        self.released = False
         self.nbytes = self.out.numel() * self.out.element_size()
 
     def _capture(self, fill) -> None:
@@ -136,13 +137,16 @@ class DrawGraph:
         for image, generator in enumerate(self.generators):
             draw_in_chunks(self.out[image], generator, fill)
 
-    def draw(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def draw(self, generators: Sequence[torch.Generator]) -> torch.Tensor | None:
         """What ``draw_in_chunks(out[i], generators[i], fill)`` for each image gives, in a new
-        tensor; each of ``generators`` is moved on as far as its draw takes it."""
+        tensor; each of ``generators`` is moved on as far as its draw takes it. None where the
+        graph was dropped from the cache meanwhile (by another thread: draw with the loop)."""
         if len(generators) != len(self.generators):
             raise ValueError(f"this graph draws for {len(self.generators)} images. "
                              f"Got {len(generators)} generators")
         with self.lock, torch.cuda.device(self.device):
+            if self.released:  # (its graph's memory may be freed once the last reference goes)
+                return None
             stream = torch.cuda.current_stream()
             stream.wait_event(self.done)  # the buffer is not overwritten before it was copied out
             if stream != self.stream:  # freed, the buffer waits for this stream's use too
@@ -158,8 +162,9 @@ class DrawGraph:
         return out
 
     def release(self) -> None:
-        """Waits for the last copy out, so that the buffer can be freed."""
+        """Waits for the last copy out, so that the buffer can be freed; no replay follows."""
         with self.lock:
+            self.released = True
             self.done.synchronize()
 
 
@@ -173,8 +178,8 @@ _failed: str | None = None  # why a capture failed: none is tried again in this 
 MAX_CAPTURES = 2
 
 
-def _cached_bytes() -> int:
-    return sum(entry.nbytes for entry in _cache.values())
+def _cached_bytes(device: torch.device) -> int:
+    return sum(entry.nbytes for key, entry in _cache.items() if key[0] == device)
 
 
 def _plain(part) -> bool:
@@ -205,7 +210,7 @@ def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: t
             if torch.cuda.is_current_stream_capturing():
                 return None  # the caller's own capture: the loop is captured in it
     key = (device, batch, tuple(shape), dtype, kind)
-    nbytes = batch * numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = batch * numel * dtype.itemsize
     limit = CACHE_BYTES
     if device.type == "cuda":
         limit = min(limit, torch.cuda.get_device_properties(device).total_memory // 8)
@@ -217,11 +222,13 @@ def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: t
             return _cache[key]
         if _captures.get(key, 0) >= MAX_CAPTURES:
             return None
-        while _cache and _cached_bytes() + nbytes > limit:
-            _, old = _cache.popitem(last=False)
-            old.release()
+        while _cached_bytes(device) + nbytes > limit:  # the device's least recently used first
+            _cache.pop(next(old for old in _cache if old[0] == device)).release()
         try:
             entry = DrawGraph(batch, tuple(shape), dtype, device, fill)
+        except torch.cuda.OutOfMemoryError:  # no room for its buffer: the loop, for this key
+            _captures[key] = MAX_CAPTURES
+            return None
         except Exception as error:  # noqa: BLE001 - the loop gives the same numbers
             _give_up(f"{type(error).__name__}: {error}")
             return None
@@ -233,8 +240,12 @@ def draw_graph(batch: int, shape: tuple[int, ...], dtype: torch.dtype, device: t
 def _give_up(reason: str) -> None:
     global _failed
     _failed = reason
+    # torch before 2.14 registered its default generator with every capture and left it half-captured
+    # when the capture failed: its draws then raise "Offset increment outside graph capture"
+    older = "" if REGISTERS_ITSELF else (f"; with torch {torch.__version__} its own CUDA generator may be "
+                                         f"unusable in this process: start it again with {ENV}=0")
     warnings.warn(f"a CUDA graph of the per-image draws could not be captured ({reason}); the draws are "
-                  f"launched one by one from now on ({ENV}=0 turns the graphs off)", RuntimeWarning,
+                  f"launched one by one from now on{older} ({ENV}=0 turns the graphs off)", RuntimeWarning,
                   stacklevel=4)
 
 

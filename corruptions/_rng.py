@@ -216,8 +216,9 @@ class ImageRandom:
         """
         if self.generators is not None:
             graph = draw_graph(self.batch, shape, dtype, self.device, kind, fill)
-            if graph is not None:
-                return graph.draw(self.generators)
+            drawn = None if graph is None else graph.draw(self.generators)
+            if drawn is not None:
+                return drawn
         out = torch.empty((self.batch, *shape), dtype=dtype, device=self.device)
         if self.generators is None:
             draw_in_chunks(out, self.generator, fill)
