@@ -37,7 +37,7 @@ import torch
 from corruptions._draws import draw_in_chunks, draw_slices
 
 __all__ = ["CACHE_BYTES", "ENV", "MAX_CAPTURES", "MIN_PIECES", "DrawGraph", "clear", "cuda_graphs_enabled",
-           "draw_graph", "worthwhile"]
+           "draw_graph", "graph_stats", "worthwhile"]
 
 #: the environment variable that turns the graphs on
 ENV = "GCP_ROBUST_CUDA_GRAPHS"
@@ -66,7 +66,7 @@ def cuda_graphs_enabled() -> bool:
         return True
     if value in _OFF:
         return False
-    raise ValueError(f"{ENV} should be 1 (CUDA graphs of the per-image draws) or 0. "
+    raise ValueError(f"`{ENV}` should be 1 (CUDA graphs of the per-image draws) or 0. "
                      f"Got {os.environ[ENV]!r}")
 
 
@@ -247,6 +247,15 @@ def _give_up(reason: str) -> None:
     warnings.warn(f"a CUDA graph of the per-image draws could not be captured ({reason}); the draws are "
                   f"launched one by one from now on{older} ({ENV}=0 turns the graphs off)", RuntimeWarning,
                   stacklevel=4)
+
+
+def graph_stats() -> dict:
+    """What this process's graphs came to, for a bench to say: ``enabled`` (the switch),
+    ``captured`` (captures in all), ``cached`` (graphs held now) and ``failed`` (why a capture
+    failed, or None)."""
+    with _cache_lock:
+        return {"enabled": cuda_graphs_enabled(), "captured": sum(_captures.values()), "cached": len(_cache),
+                "failed": _failed}
 
 
 def clear() -> None:

@@ -607,6 +607,9 @@ def measured_targets(steps: list[dict]) -> dict[str, dict]:
             source = f"{mean / corruptions['geometric_mean']['images_per_second']:.2f}x bench-corruptions'"
         else:
             source = "bench-corruptions-graphs"
+        if said := graphed.get("cuda_graphs"):  # none captured, or a failed capture: the loop's figure
+            source += f", {said['captured']} graphs captured"
+            source += f", then the loop: {said['failed']}" if said.get("failed") else ""
         if mean:
             found["corruptions_geomean_graphs"] = (mean, source)
     # the --amp evals: at the target's batch, on all the photographs (the float32 ones on a subset);

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from robustbench_gcp.cli import main
@@ -581,3 +582,20 @@ def test_bench_scaling_builds_a_model_you_bring_once_before_the_runs(scaling_cal
     assert len(scaling_nets.BUILT) == 1 and len(scaling_calls) == 2
     assert json.loads(result.stdout)["model"] == "scaling_nets:net"  # its print went to stderr
     assert "building net" in result.stderr
+
+
+def test_the_corruption_bench_says_its_cuda_graphs_on_cuda_only(monkeypatch):
+    """GCP_ROBUST_CUDA_GRAPHS is read on CUDA only, where --json says what the graphs came to (a
+    failed capture leaves the loop, whose figures were taken for the graphs'); on the CPU neither a
+    word nor an error."""
+    monkeypatch.setenv("GCP_ROBUST_CUDA_GRAPHS", "sometimes")
+    cpu = run("bench", "corruptions", "--device", "cpu", "--corruptions", "fog", "--batch-size", "2",
+              "--reference-images", "1", "--repeats", "1", "--size", "32", "--json")
+    assert cpu.exit_code == 0, cpu.output
+    assert "cuda_graphs" not in json.loads(cpu.stdout) and "CUDA graphs" not in cpu.output
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # (refused before anything runs there)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda = run("bench", "corruptions", "--device", "cuda", "--corruptions", "fog")
+    assert cuda.exit_code == 2
+    assert cuda.stderr == ("Error: `GCP_ROBUST_CUDA_GRAPHS` should be 1 (CUDA graphs of the per-image draws) "
+                           "or 0. Got 'sometimes'\n")

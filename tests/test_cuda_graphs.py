@@ -44,7 +44,7 @@ def test_the_graphs_are_off_by_default(monkeypatch):
 
 def test_a_bad_value_of_the_switch_is_named(monkeypatch):
     monkeypatch.setenv(graphs.ENV, "maybe")
-    with pytest.raises(ValueError, match=r"GCP_ROBUST_CUDA_GRAPHS should be 1 .* or 0\. Got 'maybe'"):
+    with pytest.raises(ValueError, match=r"^`GCP_ROBUST_CUDA_GRAPHS` should be 1 .* or 0\. Got 'maybe'$"):
         graphs.cuda_graphs_enabled()
 
 

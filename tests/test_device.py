@@ -131,6 +131,28 @@ def test_eval_with_a_missing_gpu_is_one_line_before_the_model_loads(no_gpu, monk
     assert not (tmp_path / "r.db").exists()
 
 
+def test_a_bad_cuda_graphs_switch_is_one_line_before_the_model_loads(one_gpu, monkeypatch, image_folder,
+                                                                      tmp_path):
+    """GCP_ROBUST_CUDA_GRAPHS is read by the corruptions' draws, deep in a run on CUDA: a value
+    neither on nor off is said when the run is planned (on the CPU it is not read)."""
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("robustbench_gcp.pipeline.execution.load_chosen", never)
+    monkeypatch.setenv("GCP_ROBUST_CUDA_GRAPHS", "sometimes")
+    result = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--random-weights", "--data",
+                                       str(image_folder), "--store", str(tmp_path / "r.db"),
+                                       "--device", "cuda"])
+    assert result.exit_code == 2
+    assert one_line(result) == ("Error: `GCP_ROBUST_CUDA_GRAPHS` should be 1 (CUDA graphs of the per-image "
+                                "draws) or 0. Got 'sometimes'")
+    assert not (tmp_path / "r.db").exists()
+    from robustbench_gcp import plan
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert plan("resnet18-gap", random_weights=True, data=image_folder, device="cpu") is not None
+
+
 # --------------------------------------------------------------------------------------
 # --amp
 

@@ -94,13 +94,19 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
       gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
       gcp-robust bench corruptions --preset cifar
     """
+    from corruptions._graphs import cuda_graphs_enabled, graph_stats
     from robustbench_gcp.bench.corruption_speed import reference_description, speed, speed_summary
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.cli.progress import item_bar
     from robustbench_gcp.engine.device import resolve_device
+    from robustbench_gcp.errors import ConfigError
     from robustbench_gcp.reports.tables import Column
 
     torch_device = resolve_device(device)
+    try:
+        graphs_on = torch_device.type == "cuda" and cuda_graphs_enabled()
+    except ValueError as error:  # a value of GCP_ROBUST_CUDA_GRAPHS neither on nor off
+        raise ConfigError(str(error)) from None
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)
@@ -110,6 +116,13 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
                      severities=severity_list, reference_images=reference_images,
                      repeats=repeats, progress=advance, preset=preset)
     summary = speed_summary(rows)
+    # with GCP_ROBUST_CUDA_GRAPHS=1 on CUDA: whether the draws were replayed as graphs (a failed
+    # capture leaves the loop, whose figures would be taken for the graphs')
+    graphs = graph_stats() if graphs_on else {}
+    graphs_said = ""
+    if graphs_on:
+        graphs_said = (f"; CUDA graphs of the per-image draws: {counted(graphs['captured'], 'capture')}"
+                       + (f", then the loop: {graphs['failed']}" if graphs["failed"] else ""))
     # as timed: the reference takes images of the batch (glass_blur one)
     reference_images = max((row["reference_images"] for row in rows), default=reference_images)
     columns = [
@@ -129,9 +142,9 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
         title=f"Corruption speed: {torch_device}, batch {batch_size}, {size} px, "
         f"preset {preset}, severities {','.join(map(str, severity_list))}",
         caption=f"reference: {reference}, {counted(reference_images, 'image')} per severity"
-        + (" (glass_blur: 1)" if "glass_blur" in names and reference_images > 1 else ""),
+        + (" (glass_blur: 1)" if "glass_blur" in names and reference_images > 1 else "") + graphs_said,
         json_obj={"settings": settings, "preset": preset, "reference": reference, "rows": rows,
-                  "geometric_mean": summary},
+                  "geometric_mean": summary, **({"cuda_graphs": graphs} if graphs_on else {})},
     )
 
 

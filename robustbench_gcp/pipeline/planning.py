@@ -313,6 +313,8 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
     check_image_size(dataset, everything, forced=flags.get("preset") is not None,
                      corrupted=suite.corrupts(selection), asked=asked)
     device = resolve_device(options.device, amp=options.amp)
+    if device.type == "cuda":  # read by the corruptions' draws deep in the run: said before it starts
+        _check_graphs_switch()
     if options.amp and not suite.allows_amp:
         raise ConfigError(f"`--amp` computes in {str(amp_dtype(device)).removeprefix('torch.')} on "
                           f"{device.type}, whose rounding swamps the {suite.kind} suite's differences of "
@@ -577,3 +579,13 @@ def _refuse_data_flags(options: EvalOptions, dataset: DatasetInfo) -> None:
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")
+
+
+def _check_graphs_switch() -> None:
+    """``GCP_ROBUST_CUDA_GRAPHS`` on or off (corruptions/_graphs.py), else one line."""
+    from corruptions._graphs import cuda_graphs_enabled
+
+    try:
+        cuda_graphs_enabled()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
