@@ -27,6 +27,9 @@ import torch
 
 from corruptions._ops import new_output, without_autocast, work_images
 
+#: the image dtypes the corruptions take (their output keeps it)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 __all__ = [
     "BENCHMARK",
     "CORRUPTIONS",
@@ -313,6 +316,11 @@ class Corruption:
     revision: int = 1
     host_read: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        # read-only: a caller's edit of a table the README shows changed every later call's output
+        frozen = MappingProxyType({preset: tuple(table) for preset, table in self.parameters.items()})
+        object.__setattr__(self, "parameters", frozen)
+
     @property
     def random(self) -> bool:
         return self.sampler is not None
@@ -371,9 +379,15 @@ class Corruption:
         for key, shape in expected.items():
             value = params.get(key)
             if isinstance(value, torch.Tensor) and tuple(value.shape[1:]) != shape:
-                raise ValueError(f"{self.name}: `params` were drawn for images of another size: {key!r} is "
+                # glass_blur's offsets are shaped by the severity and preset too
+                leveled = any(_draw_shapes(self, other, kind, height, width)[key] != shape
+                              for other in SEVERITIES for kind in PRESETS)
+                what, these = ("size, severity or preset", f" at severity {severity} (preset {preset})") \
+                    if leveled else ("size", "")
+                raise ValueError(f"{self.name}: `params` were drawn for images of another {what}: {key!r} is "
                                  f"{tuple(value.shape[1:])} an image, a draw for these {height}x{width} "
-                                 f"images {shape}: draw them for these images (sample_parameters)")
+                                 f"images{these} {shape}: draw them for these images"
+                                 f"{' and level' if leveled else ''} (sample_parameters)")
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> dict[str, Any]:
@@ -655,6 +669,9 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
             f"`images` should be a float tensor in [0, 1]. Got {images.dtype}"
             + (" (convert uint8 images with corruptions.from_uint8(images))" if integer else "")
         )
+    if images.dtype not in FLOAT_DTYPES:  # float8: torch computes little in it (aminmax did not)
+        raise TypeError(f"`images` should be float16, bfloat16, float32 or float64. Got {images.dtype} "
+                        "(images.float() computes in float32)")
     if images.shape[2] < min_size or images.shape[3] < min_size:
         raise ValueError(
             f"`images` should be at least {min_size}x{min_size} pixels. Got {tuple(images.shape)}"
@@ -672,5 +689,5 @@ def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
         raise ValueError("`images` should be in [0, 1]. Got NaN values")
     if low < -slack or high > 1 + slack:
         hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)" \
-            if high > 2 else ""
+            if 2 < high < math.inf else ""
         raise ValueError(f"`images` should be in [0, 1]. Got values from {low:g} to {high:g}{hint}")

@@ -130,10 +130,10 @@ def normalize_seeds(
     del device  # seeds are plain ints; the generators are made on the images' device
     if seed is None:
         return None
-    if isinstance(seed, bool):
-        raise TypeError("`seed` should be an int or one int per image. Got bool")
     if not isinstance(seed, torch.Tensor) and getattr(seed, "ndim", None) == 0 and hasattr(seed, "item"):
-        seed = seed.item()  # a 0-d NumPy array: its value (an int, or refused below)
+        seed = seed.item()  # a 0-d NumPy array or scalar: its value (an int, or refused below)
+    if isinstance(seed, bool):  # (NumPy's True too, as its item)
+        raise TypeError("`seed` should be an int or one int per image. Got bool")
     if isinstance(seed, numbers.Integral):
         return image_seeds(int(seed), range(batch)).tolist()
     if isinstance(seed, torch.Tensor):

@@ -392,7 +392,22 @@ def _spatter_sample(rng: ImageRandom, images: torch.Tensor, level: Level) -> dic
 
 
 def _pad_mirror(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
-    return F.pad(x, (pad, pad, pad, pad), mode="reflect")  # reflect-101
+    """Reflect-101 borders (OpenCV's default), also of a side of ``pad`` pixels or fewer, which
+    torch's reflect refuses (OpenCV repeats a 1-pixel side: an ImageNet-P crop of 1 px)."""
+    if min(x.shape[-2:]) > pad:
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    rows, cols = (_reflect_101(side, pad, x.device) for side in x.shape[-2:])
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def _reflect_101(side: int, pad: int, device: torch.device) -> torch.Tensor:
+    """The source index of each of ``side + 2 pad`` positions under reflect-101 borders."""
+    index = torch.arange(-pad, side + pad, device=device)
+    if side == 1:
+        return torch.zeros_like(index)
+    period = 2 * (side - 1)
+    index = index.remainder(period)
+    return torch.where(index >= side, period - index, index)
 
 
 def _box3_sum(x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ products must not run in bfloat16), and the errors of parameters drawn for other
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -84,8 +86,12 @@ def test_params_drawn_for_another_size_are_named(name, photo):
     """torch's "The size of tensor a (40) must match the size of tensor b (64)" named neither."""
     params = sample_parameters(photo, name, 3, seed=[1, 2])
     small = torch.nn.functional.interpolate(photo, size=(40, 40), mode="bilinear")
-    said = rf"^{name}: `params` were drawn for images of another size: '\w+' is \(.*\) an image, "
-    with pytest.raises(ValueError, match=said + r"a draw for these 40x40 images \(.*\): draw"):
+    leveled = name == "glass_blur"  # (its offsets' shape is the severity's and the preset's too)
+    what, level = ("size", "")
+    if leveled:
+        what, level = "size, severity or preset", r" at severity 3 \(preset imagenet\)"
+    said = rf"^{name}: `params` were drawn for images of another {what}: '\w+' is \(.*\) an image, "
+    with pytest.raises(ValueError, match=said + rf"a draw for these 40x40 images{level} \(.*\): draw"):
         get_corruption(name).apply(small, 3, params)
     get_corruption(name).apply(small, 3, sample_parameters(small, name, 3, seed=[1, 2]))  # its own: fine
 
@@ -124,3 +130,86 @@ def test_image_seeds_of_a_count_says_range():
         image_seeds(0, 5)
     with pytest.raises(TypeError, match=r"`indices` should be an iterable of ints\. Got float"):
         image_seeds(0, 2.5)
+
+
+# --------------------------------------------------------------------------------------
+# inputs a little off the happy path (helper-281)
+
+
+def test_float8_images_are_refused_in_one_line():
+    """float8 passed the float check, then failed inside torch ("aminmax_cpu" not implemented)."""
+    import corruptions
+
+    images = torch.rand(1, 3, 40, 40).to(torch.float8_e4m3fn)
+    said = r"^`images` should be float16, bfloat16, float32 or float64\. Got torch\.float8_e4m3fn"
+    for call in (lambda: corruptions.corrupt(images, "fog", 2),
+                 lambda: corruptions.corrupt(images, "fog", 2, check_values=False),
+                 lambda: corruptions.storage_roundtrip(images),
+                 lambda: corruptions.perturbation_sequence(images, "speckle_noise", 1, seed=1)):
+        with pytest.raises(TypeError, match=said):
+            call()
+
+
+def test_infinite_values_get_no_advice_about_0_255_values():
+    import corruptions
+
+    with pytest.raises(ValueError, match=r"^`images` should be in \[0, 1\]\. Got values from 0 to inf$"):
+        corruptions.corrupt(torch.cat([torch.zeros(1, 3, 40, 20), torch.full((1, 3, 40, 20), math.inf)], 3),
+                            "fog", 2)
+    with pytest.raises(ValueError, match=r"to 255 \(0-255 values: divide by 255"):
+        corruptions.corrupt(torch.full((1, 3, 40, 40), 255.0), "fog", 2)
+
+
+def test_a_numpy_bool_is_no_seed():
+    """True is refused as a seed; NumPy's True was taken as 1."""
+    import numpy as np
+
+    import corruptions
+
+    images = torch.rand(2, 3, 40, 40)
+    for seed in (True, np.True_, np.array(False)):
+        with pytest.raises(TypeError, match=r"^`seed` should be an int or one int per image\. Got bool$"):
+            corruptions.corrupt(images, "gaussian_noise", 2, seed=seed)
+    assert torch.equal(corruptions.corrupt(images, "gaussian_noise", 2, seed=np.int64(3)),
+                       corruptions.corrupt(images, "gaussian_noise", 2, seed=3))
+
+
+def test_the_parameter_tables_are_read_only():
+    """An edit of a table the README shows changed every later call's output in the process."""
+    import corruptions
+
+    table = corruptions.get_corruption("contrast").parameters
+    with pytest.raises(TypeError):
+        table["imagenet"] = (1.0,) * 5
+    assert table["imagenet"] == (0.4, 0.3, 0.2, 0.1, 0.05) and isinstance(table["imagenet"], tuple)
+
+
+def test_glass_blur_params_of_another_severity_are_said_so():
+    """The offsets' shape is the severity's and the preset's too: "drawn for images of another size"
+    blamed the size of images of the same size."""
+    import corruptions
+
+    images = torch.rand(1, 3, 48, 64)
+    params = corruptions.sample_parameters(images, "glass_blur", 1, seed=0)
+    with pytest.raises(ValueError, match=r"drawn for images of another size, severity or preset: 'offsets' "
+                                         r"is \(2, 2, 46, 62\) an image, a draw for these 48x64 images at "
+                                         r"severity 5 \(preset imagenet\) \(2, 2, 40, 56\)"):
+        corruptions.get_corruption("glass_blur").apply(images, 5, params)
+
+
+def test_spatter_frames_of_a_1_pixel_crop_and_opencvs_borders_of_1_pixel_sides():
+    """crop_size=1 is documented (1..S): spatter's reflect-101 borders failed in torch's pad, which
+    refuses a pad as wide as the side; OpenCV repeats a 1-pixel side."""
+    import cv2
+    import numpy as np
+
+    import corruptions
+    from corruptions.weather import _pad_mirror
+
+    for height, width in ((1, 1), (1, 5), (4, 1), (3, 2), (6, 7)):
+        plane = np.random.default_rng(height * 10 + width).random((height, width), dtype=np.float32)
+        expected = cv2.copyMakeBorder(plane, 1, 1, 1, 1, cv2.BORDER_REFLECT_101)
+        assert np.array_equal(_pad_mirror(torch.from_numpy(plane)[None, None])[0, 0].numpy(), expected)
+    frames = corruptions.perturbation_sequence(torch.rand(2, 3, 40, 40), "spatter", 1, seed=1, frames=[0, 1],
+                                               crop_size=1)
+    assert frames.shape == (2, 2, 3, 1, 1) and 0 <= frames.min() and frames.max() <= 1
