@@ -871,3 +871,14 @@ def test_a_list_option_joins_its_repeats_and_keeps_its_default():
         assert CliRunner().invoke(command, args).exit_code == 0
         assert seen.pop() == expected
     assert "[default: a,b]" in CliRunner().invoke(command, ["--help"]).output
+
+
+def test_resamples_have_a_ceiling(tmp_path):
+    """`--resamples 100000000000000000000` filled the memory (the means are held, cells x resamples)
+    before anything was said (helper-282): one line, before the store is read."""
+    for command in ("report", "compare"):
+        result = CliRunner().invoke(main, [command, "--store", str(tmp_path / "none.db"), "--resamples",
+                                           "100001"])
+        assert result.exit_code == 2
+        assert "Invalid value for '--resamples': 100001 is not in the range 100<=x<=100000." in result.output
+    assert not (tmp_path / "none.db").exists()

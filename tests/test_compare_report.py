@@ -1486,3 +1486,24 @@ def test_the_long_csv_says_the_severities_a_mean_row_covers(demo_val, tmp_path):
     means = {r["item"]: r["severities"] for r in rows if r["level"] == "all"}
     assert means == {"gaussian_noise": "1", "fog": "1", "brightness": "1", "mean (benchmark)": "1"}
     assert all(r["severities"] == "" for r in rows if r["level"] != "all")
+
+
+def test_a_model_and_its_own_file_named_again_are_refused(image_folder, tmp_path):
+    """`--model demo-gap --model demo-gap=<its shipped file>` compared one run with itself (Δ 0, a
+    McNemar test of a run against itself), where the same file named twice was refused (helper-282);
+    a copy elsewhere is another file, compared with a note that they are one run."""
+    from robustbench_gcp.config import load_config
+    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.pipeline.compare_models import plan_comparison
+
+    cfg = load_config()
+    own = cfg.model("demo-gap").checkpoint
+    common = {"data": str(image_folder), "class_order": "sorted", "store": str(tmp_path / "s.db")}
+    with pytest.raises(ConfigError) as error:
+        plan_comparison(cfg, models=("demo-gap", f"demo-gap={own}"), suites=["clean"], **common)
+    assert str(error.value) == (f"--model demo-gap is given twice with the same checkpoint ({own}), as "
+                                "demo-gap@own and demo-gap@demo-gap: give it once")
+    # under --random-weights its own weights are seeded random ones: another model than the file's
+    plans = plan_comparison(cfg, models=("demo-gap", f"demo-gap={own}"), suites=["clean"],
+                            random_weights=True, **common)
+    assert [p.model.label for p in plans] == ["demo-gap@random", "demo-gap@demo-gap"]

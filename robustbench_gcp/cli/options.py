@@ -535,8 +535,10 @@ def statistics_options(func):
     func = click.option("--reference", default=None, metavar="MODEL",
                         help="Model the others are compared with (default: the first of each suite); "
                              "of runs labelled apart, give the label (demo-gap[seed=1]).")(func)
-    func = click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
-                        help="Bootstrap resamples for the 95 % intervals.")(func)
+    # (at most 100,000: the resampled means are held, cells x resamples, and a typo of many zeros
+    # filled the memory before anything was said)
+    func = click.option("--resamples", type=click.IntRange(min=100, max=100_000), default=1000,
+                        show_default=True, help="Bootstrap resamples for the 95 % intervals.")(func)
     func = click.option("--plot", "plot_dir", type=NonEmptyPath(file_okay=False), default=None,
                         callback=_plot_folder, metavar="DIR",
                         help="Also write PNG figures into DIR (made if missing).")(func)
