@@ -88,6 +88,20 @@ def unsupported_scheme(location: str) -> str | None:
             f"copy the file with your tools and {GIVE_FILE}")
 
 
+def malformed(location: str) -> str | None:
+    """What is wrong with a URL of a downloaded scheme that names no host or holds blanks (urllib
+    said "no host given; without a network, fetch it elsewhere", or that the server's reply was
+    not HTTP), else None."""
+    parts = urlparse(location)
+    if parts.scheme.lower() == "file":  # a local path: no host, and blanks as they are
+        return None
+    if not parts.hostname:
+        return "the URL names no host"
+    if any(char.isspace() for char in location):
+        return "the URL holds a blank (write it as %20)"
+    return None
+
+
 #: the largest download taken (the largest checkpoints of the GCP model zoo are under 1 GiB)
 MAX_DOWNLOAD_BYTES = 8 << 30
 
@@ -128,6 +142,8 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
         raise CheckpointError(f"checkpoint file {path} {said}{hint}")
     if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
+    if (problem := malformed(location)) is not None:  # urllib's errors blamed the network or the server
+        raise CheckpointError(f"cannot download checkpoint {location!r}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     if want is None and urlparse(location).scheme == "http":
         raise CheckpointError(f"cannot download checkpoint {location}: a plain http:// download without a "

@@ -387,7 +387,8 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert broken.exit_code == 1 and "gone.db is a symbolic link to " in broken.stderr, broken.output
     (tmp_path / "empty.db").touch()  # listing never writes: it made an empty file a 61 KB store
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "empty.db")])
-    assert listing.exit_code == 1 and "is empty and opened for reading" in listing.stderr, listing.output
+    said = "is empty and opened for reading: nothing has been stored in it (`gcp-robust eval --store` stores"
+    assert listing.exit_code == 1 and said in listing.stderr, listing.output
     assert (tmp_path / "empty.db").stat().st_size == 0
     # the clean suite has no figures: said, not a silent exit 0 with no folder
     clean = CliRunner().invoke(main, ["compare", "--model", f"resnet18-gap={gap_checkpoint}", "--data",
@@ -493,6 +494,9 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
     refused = {
         ("demo-isqrt=",): "`--model` should be NAME or NAME=CHECKPOINT. Got 'demo-isqrt='",
         ("demo-gap", "demo-gap"): "--model demo-gap is given twice with its own weights",
+        # report's --models splits commas: compare's took the whole as one name (helper-282)
+        ("demo-gap,demo-isqrt",): "`--model` takes one model (NAME or NAME=CHECKPOINT): give it once for "
+                                  "each (--model demo-gap --model demo-isqrt). Got 'demo-gap,demo-isqrt'",
         (f"demo-isqrt={folder / 'gcp.epoch10.pth'}",
          f"demo-isqrt={folder / '..' / 'epochs' / 'gcp.epoch10.pth'}"):
             f"--model demo-isqrt is given twice with the same checkpoint ({folder / 'gcp.epoch10.pth'})",

@@ -338,3 +338,23 @@ def test_a_sha256_of_the_command_line_is_not_said_to_come_from_benchmarks_yaml(d
     assert result.exit_code == 1
     assert " ".join(result.stderr.split()).endswith(
         f"[checkpoint and arch from models.demo-gap of {default_config_path()}]")
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("https://", "the URL names no host"),
+    ("https:///weights/x.pth", "the URL names no host"),
+    ("https://exa mple.com/x.pth", r"the URL holds a blank \(write it as %20\)"),
+])
+def test_a_malformed_url_is_said_so_not_the_network(url, said, cache):
+    """urllib's "no host given" came with "without a network, fetch it elsewhere", and a blank in
+    the host with "the server's reply broke off or is not HTTP": nothing was asked of a server."""
+    with pytest.raises(CheckpointError, match=rf"^cannot download checkpoint '{re.escape(url)}': {said}$"):
+        resolve_checkpoint(url)
+    assert not cache_dir().exists() or not any(cache_dir().iterdir())  # nothing fetched
+
+
+def test_a_file_url_with_a_blank_is_read(weights, tmp_path, cache):
+    spaced = tmp_path / "my weights.pth"
+    spaced.write_bytes(weights.read_bytes())
+    path = resolve_checkpoint(f"file://{spaced}")
+    assert path.read_bytes() == weights.read_bytes()

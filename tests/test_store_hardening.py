@@ -944,7 +944,7 @@ def test_under_torchrun_a_read_only_store_missing_shards_stops_before_any_rank_c
     task = SimpleNamespace(keys=(CellKey("clean"),), source=None)
     with Store(store_path, read_only=True) as store, pytest.raises(StoreError) as error:
         execute_distributed([task], None, store, store.runs()[0], None, None, None, job)
-    assert "1 shards still to compute" in str(error.value) and sent == [(str(error.value), True)]
+    assert "1 shard still to compute" in str(error.value) and sent == [(str(error.value), True)]
 
 
 def test_a_read_only_file_is_read_without_a_shm_file(store_path):

@@ -240,8 +240,11 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
             f"{counted(len(differing), 'row')} of the {checked} checked {verb} from the reference (MAD "
             f"{AGREEMENT}/255 or more, or constants not the original script's): {', '.join(differing)}")
     if not checked:  # a pass where nothing was compared (frost alone at 64 px: helper-249)
-        raise click.ClickException(f"nothing was compared: {', '.join(AT_224_ONLY)} are measured at 224 px "
-                                   "only with the ImageNet preset (--size 224)")
+        asked = [name for name in AT_224_ONLY if any(row["corruption"] == name for row in rows)]
+        many = len(asked) != 1
+        raise click.ClickException(f"nothing was compared: {' and '.join(asked or AT_224_ONLY)} "
+                                   f"{'are' if many else 'is'} measured at 224 px only with the ImageNet "
+                                   "preset (--size 224)")
 
 
 def _verdict(row: dict) -> str:

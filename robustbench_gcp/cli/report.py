@@ -19,8 +19,8 @@ from robustbench_gcp.cli.options import (
 @click.command("report", short_help="Report stored results; no model is run.")
 @click.option("--models", "--model", "-m", "models", multiple=True, metavar="A,B",
               help="Models to report, as reports label them (demo-gap, or demo-gap[seed=1] for one of "
-                   "its runs; comma-separated or repeated, as compare's --model, a stored label holding a "
-                   "comma taken whole; default: every model stored).")
+                   "its runs; comma-separated or repeated, a stored label holding a comma taken whole; "
+                   "default: every model stored).")
 @click.option("--suite", "-s", "suites", multiple=True, metavar="NAME",
               help="Suite kinds or suites of benchmarks.yaml to report (repeatable; default: all). A "
                    "suite stands for its kind and dataset: every stored cell of that kind is reported, "

@@ -43,7 +43,7 @@ from robustbench_gcp.engine.device import (
     out_of_memory,
 )
 from robustbench_gcp.engine.seeding import image_seeds
-from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError, listed
+from robustbench_gcp.errors import DeviceMemoryError, ModelCodeError, NonFiniteError, counted, listed
 from robustbench_gcp.store import CellKey, Claim, RunInfo, ShardResult, Store
 
 WAIT_SECONDS = 1.0  # how often a run whose last units other processes hold looks at the store again
@@ -619,7 +619,7 @@ def check_all_stored(tasks: Sequence[Task], store: Store, run: RunInfo) -> None:
         done = store.shards_of_all([store.find_cell(run.id, key) for key in task.keys])
         missing += (run.n_shards - len(done & set(range(run.n_shards)))) * len(task.keys)  # (cell, shard)
     if missing:
-        raise store.read_only_error(f"{missing} shards still to compute")
+        raise store.read_only_error(f"{counted(missing, 'shard')} still to compute")
 
 
 def waiting_words(loads: Sequence[Load], tasks: Sequence[Task], store: Store) -> str:

@@ -49,6 +49,11 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
         name, equals, checkpoint = item.partition("=")
         if not name or (equals and not checkpoint.strip()):
             raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
+        if "," in name:  # (report's --models splits them; a model name holds none)
+            parts = [part.strip() for part in name.split(",") if part.strip()]
+            example = " ".join(f"--model {part}" for part in parts[:2]) or "--model NAME --model NAME"
+            raise ConfigError(f"`--model` takes one model (NAME or NAME=CHECKPOINT): give it once for each "
+                              f"({example}). Got {item!r}")
         entries.append(CompareEntry(name, name, checkpoint))
     if checkpoints_dir is not None:
         from robustbench_gcp.models import inspect_checkpoint
