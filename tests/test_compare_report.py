@@ -1511,3 +1511,24 @@ def test_a_model_and_its_own_file_named_again_are_refused(image_folder, tmp_path
     plans = plan_comparison(cfg, models=("demo-gap", f"demo-gap={own}"), suites=["clean"],
                             random_weights=True, **common)
     assert [p.model.label for p in plans] == ["demo-gap@random", "demo-gap@demo-gap"]
+
+
+def test_a_reference_with_results_of_another_suite_only_is_said_so(demo_val, tmp_path):
+    """Its clean cells in its ImageNet-C table are no clean-suite cells "made another way": the note
+    on the clean comparison said so (helper-282)."""
+    store = ["--store", str(tmp_path / "s.db")]
+    common = ["--data", str(demo_val), "--class-order", "sorted", "--limit", "4", *store]
+    for model, suite in (("demo-gap", ["--suite", "clean"]), ("demo-isqrt", ["--suite", "imagenet-c",
+                                                                             "--corruptions", "fog",
+                                                                             "--severities", "3"])):
+        done = CliRunner().invoke(main, ["eval", "--model", model, *suite, *common])
+        assert done.exit_code == 0, done.output
+    # a second run in the clean suite: a comparison there
+    done = CliRunner().invoke(main, ["eval", "--model", "demo-gap", "--suite", "clean", "--seed", "1",
+                                     *common])
+    assert done.exit_code == 0, done.output
+    shown = CliRunner().invoke(main, ["report", *store, "--reference", "demo-isqrt", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    notes = [n for c in json.loads(shown.stdout)["comparisons"] for n in c["notes"] if "not in this" in n]
+    assert notes and notes[0].startswith("demo-isqrt is not in this comparison (its results on these images "
+                                         "are of another suite: imagenet-c (")

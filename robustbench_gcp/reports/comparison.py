@@ -239,10 +239,16 @@ def compare_reports(
             ref = names.index(named[0])
         elif reference is not None:
             # on the same images, made another way (another source, another dataset's labels), or not
-            elsewhere = sorted({r.heading for r in reports if _named(reference, [r.model], reference_labels)
-                                and r.experiment[1] == experiment[1]})
-            why = (f"its cells of these images were made another way: {', '.join(elsewhere)}" if elsewhere
-                   else f"it has no results on these {counted(group[0].n_images, 'image')}")
+            theirs = [r for r in reports if _named(reference, [r.model], reference_labels)
+                      and r.experiment[1] == experiment[1]]
+            # of this suite made another way, or of other suites only (its clean cells in its
+            # ImageNet-C table are no cells of the clean suite made another way: helper-282)
+            alike = sorted({r.heading for r in theirs if r.kind == group[0].kind})
+            other = sorted({r.heading for r in theirs if r.kind != group[0].kind})
+            suites = "another suite" if len(other) == 1 else "other suites"
+            why = (f"its cells of these images were made another way: {', '.join(alike)}" if alike else
+                   f"its results on these images are of {suites}: {', '.join(other)}" if other else
+                   f"it has no results on these {counted(group[0].n_images, 'image')}")
             notes.append(f"{reference} is not in this comparison ({why}): the reference here is {names[0]}")
         notes += _other_draws(group, ref) + one_run_notes(group)
         designs = [get_suite(report.kind).design(results, _normalizer(report, results))
