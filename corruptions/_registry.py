@@ -27,6 +27,28 @@ import torch
 
 from corruptions._ops import new_output, without_autocast, work_images
 
+
+class ReadOnlyTable(dict):
+    """A dict that refuses changes: a corruption's parameters per preset. Still a dict (JSON, pickle
+    for a loader's spawned workers, ``copy.deepcopy``: a MappingProxyType was none of them)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a corruption's parameter table is read-only (every later call in the process "
+                        "would take the change): copy it with dict(table)")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 #: the image dtypes the corruptions take (their output keeps it)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -318,7 +340,7 @@ class Corruption:
 
     def __post_init__(self) -> None:
         # read-only: a caller's edit of a table the README shows changed every later call's output
-        frozen = MappingProxyType({preset: tuple(table) for preset, table in self.parameters.items()})
+        frozen = ReadOnlyTable({preset: tuple(table) for preset, table in self.parameters.items()})
         object.__setattr__(self, "parameters", frozen)
 
     @property
@@ -387,7 +409,7 @@ class Corruption:
                 raise ValueError(f"{self.name}: `params` were drawn for images of another {what}: {key!r} is "
                                  f"{tuple(value.shape[1:])} an image, a draw for these {height}x{width} "
                                  f"images{these} {shape}: draw them for these images"
-                                 f"{' and level' if leveled else ''} (sample_parameters)")
+                                 f"{' at this severity and preset' if leveled else ''} (sample_parameters)")
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> dict[str, Any]:

@@ -89,14 +89,22 @@ def unsupported_scheme(location: str) -> str | None:
 
 
 def malformed(location: str) -> str | None:
-    """What is wrong with a URL of a downloaded scheme that names no host or holds blanks (urllib
-    said "no host given; without a network, fetch it elsewhere", or that the server's reply was
-    not HTTP), else None."""
-    parts = urlparse(location)
+    """What is wrong with a URL that cannot be parsed, names no host, has a port that is no number
+    or holds blanks (urllib said "no host given; without a network, fetch it elsewhere", that the
+    server's reply was not HTTP, or Python's "Invalid IPv6 URL" came as a traceback), else None."""
+    if location != location.strip():
+        return "the URL has blanks around it (a line break copied with it?)"
+    try:
+        parts = urlparse(location)
+        parts.port  # noqa: B018 - raises where the port is no number
+    except ValueError as error:  # "Invalid IPv6 URL", "Port could not be cast to integer value"
+        return f"the URL is malformed ({error})"
     if parts.scheme.lower() == "file":  # a local path: no host, and blanks as they are
         return None
     if not parts.hostname:
         return "the URL names no host"
+    if any(char.isspace() for char in parts.netloc):
+        return "the URL's host holds a blank"
     if any(char.isspace() for char in location):
         return "the URL holds a blank (write it as %20)"
     return None
@@ -140,10 +148,10 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
                          "(~ is)" if "$" in location else  # benchmarks.yaml's paths are taken as written
                          f"; save the download there or in {cached.parent}, or {GIVE_FILE}")
         raise CheckpointError(f"checkpoint file {path} {said}{hint}")
+    if (problem := malformed(location)) is not None:  # urllib's errors blamed the network or the server
+        raise CheckpointError(f"cannot download checkpoint {printable(location)}: {problem}")
     if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
-    if (problem := malformed(location)) is not None:  # urllib's errors blamed the network or the server
-        raise CheckpointError(f"cannot download checkpoint {location!r}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     if want is None and urlparse(location).scheme == "http":
         raise CheckpointError(f"cannot download checkpoint {location}: a plain http:// download without a "

@@ -387,7 +387,7 @@ def test_compare_errors(image_folder, gap_checkpoint, tmp_path):
     assert broken.exit_code == 1 and "gone.db is a symbolic link to " in broken.stderr, broken.output
     (tmp_path / "empty.db").touch()  # listing never writes: it made an empty file a 61 KB store
     listing = CliRunner().invoke(main, ["baseline", "--list", "--store", str(tmp_path / "empty.db")])
-    said = "is empty and opened for reading: nothing has been stored in it (`gcp-robust eval --store` stores"
+    said = "is empty and opened for reading: nothing has been stored in it (eval, compare and baseline store"
     assert listing.exit_code == 1 and said in listing.stderr, listing.output
     assert (tmp_path / "empty.db").stat().st_size == 0
     # the clean suite has no figures: said, not a silent exit 0 with no folder
@@ -497,6 +497,7 @@ def test_compared_files_are_labelled_as_far_up_their_paths_as_tells_them_apart(t
         # report's --models splits commas: compare's took the whole as one name (helper-282)
         ("demo-gap,demo-isqrt",): "`--model` takes one model (NAME or NAME=CHECKPOINT): give it once for "
                                   "each (--model demo-gap --model demo-isqrt). Got 'demo-gap,demo-isqrt'",
+        (",demo-gap",): "`--model` should be NAME or NAME=CHECKPOINT. Got ',demo-gap'",
         (f"demo-isqrt={folder / 'gcp.epoch10.pth'}",
          f"demo-isqrt={folder / '..' / 'epochs' / 'gcp.epoch10.pth'}"):
             f"--model demo-isqrt is given twice with the same checkpoint ({folder / 'gcp.epoch10.pth'})",
@@ -1492,25 +1493,20 @@ def test_the_long_csv_says_the_severities_a_mean_row_covers(demo_val, tmp_path):
     assert all(r["severities"] == "" for r in rows if r["level"] != "all")
 
 
-def test_a_model_and_its_own_file_named_again_are_refused(image_folder, tmp_path):
-    """`--model demo-gap --model demo-gap=<its shipped file>` compared one run with itself (Δ 0, a
-    McNemar test of a run against itself), where the same file named twice was refused (helper-282);
-    a copy elsewhere is another file, compared with a note that they are one run."""
+def test_a_model_and_its_own_file_named_again_are_said_to_be_one_run(demo_val, tmp_path):
+    """`--model demo-gap --model demo-gap=<its shipped file>`: one run compared with itself (Δ 0),
+    said so in a note, as for a copy of the file (helper-282; refusing it refused two names of one
+    file in benchmarks.yaml too: helper-283)."""
     from robustbench_gcp.config import load_config
-    from robustbench_gcp.errors import ConfigError
-    from robustbench_gcp.pipeline.compare_models import plan_comparison
 
-    cfg = load_config()
-    own = cfg.model("demo-gap").checkpoint
-    common = {"data": str(image_folder), "class_order": "sorted", "store": str(tmp_path / "s.db")}
-    with pytest.raises(ConfigError) as error:
-        plan_comparison(cfg, models=("demo-gap", f"demo-gap={own}"), suites=["clean"], **common)
-    assert str(error.value) == (f"--model demo-gap is given twice with the same checkpoint ({own}), as "
-                                "demo-gap@own and demo-gap@demo-gap: give it once")
-    # under --random-weights its own weights are seeded random ones: another model than the file's
-    plans = plan_comparison(cfg, models=("demo-gap", f"demo-gap={own}"), suites=["clean"],
-                            random_weights=True, **common)
-    assert [p.model.label for p in plans] == ["demo-gap@random", "demo-gap@demo-gap"]
+    own = load_config().model("demo-gap").checkpoint
+    result = CliRunner().invoke(main, [
+        "compare", "--model", "demo-gap", "--model", f"demo-gap={own}", "--data", str(demo_val),
+        "--class-order", "sorted", "--limit", "4", "--store", str(tmp_path / "s.db"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    notes = [n for c in json.loads(result.stdout)["comparisons"] for n in c["notes"]]
+    assert "demo-gap@own and demo-gap@demo-gap are one stored run (the same weights and settings): their " \
+           "differences are 0 by construction" in notes, notes
 
 
 def test_a_reference_with_results_of_another_suite_only_is_said_so(demo_val, tmp_path):

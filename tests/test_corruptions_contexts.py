@@ -174,14 +174,30 @@ def test_a_numpy_bool_is_no_seed():
                        corruptions.corrupt(images, "gaussian_noise", 2, seed=3))
 
 
-def test_the_parameter_tables_are_read_only():
-    """An edit of a table the README shows changed every later call's output in the process."""
+def test_the_parameter_tables_are_read_only_and_still_dicts():
+    """An edit of a table the README shows changed every later call's output in the process; a
+    read-only MappingProxyType then made a Corruption unpicklable (a loader's spawned workers),
+    no deepcopy and no JSON (helper-283)."""
+    import copy
+    import dataclasses
+    import json
+    import pickle
+
     import corruptions
 
-    table = corruptions.get_corruption("contrast").parameters
-    with pytest.raises(TypeError):
-        table["imagenet"] = (1.0,) * 5
+    contrast = corruptions.get_corruption("contrast")
+    table = contrast.parameters
+    for change in (lambda: table.__setitem__("imagenet", (1.0,) * 5), lambda: table.update(imagenet=()),
+                   lambda: table.pop("imagenet"), table.clear):
+        with pytest.raises(TypeError, match="parameter table is read-only"):
+            change()
     assert table["imagenet"] == (0.4, 0.3, 0.2, 0.1, 0.05) and isinstance(table["imagenet"], tuple)
+    again = pickle.loads(pickle.dumps(contrast))
+    assert again == contrast == copy.deepcopy(contrast) and again.parameters == table
+    assert json.loads(json.dumps(table))["imagenet"] == [0.4, 0.3, 0.2, 0.1, 0.05]
+    assert dataclasses.asdict(contrast)["parameters"] == dict(table)
+    images = torch.rand(1, 3, 40, 40)
+    assert torch.equal(again.apply(images, 3, {}), contrast.apply(images, 3, {}))
 
 
 def test_glass_blur_params_of_another_severity_are_said_so():
@@ -193,7 +209,8 @@ def test_glass_blur_params_of_another_severity_are_said_so():
     params = corruptions.sample_parameters(images, "glass_blur", 1, seed=0)
     with pytest.raises(ValueError, match=r"drawn for images of another size, severity or preset: 'offsets' "
                                          r"is \(2, 2, 46, 62\) an image, a draw for these 48x64 images at "
-                                         r"severity 5 \(preset imagenet\) \(2, 2, 40, 56\)"):
+                                         r"severity 5 \(preset imagenet\) \(2, 2, 40, 56\): draw them for "
+                                         r"these images at this severity and preset"):
         corruptions.get_corruption("glass_blur").apply(images, 5, params)
 
 

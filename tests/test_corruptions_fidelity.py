@@ -280,6 +280,7 @@ def test_bench_fidelity_that_compares_nothing_fails():
     both = CliRunner().invoke(main, ["bench", "fidelity", "--size", "64", "--corruptions",
                                      "frost,elastic_transform", "--severities", "1", "--images", "1",
                                      "--seeds", "1"])
+    assert both.exit_code == 1, both.output
     assert "nothing was compared: elastic_transform and frost are measured at 224 px only" in both.output
 
 

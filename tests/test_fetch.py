@@ -343,12 +343,17 @@ def test_a_sha256_of_the_command_line_is_not_said_to_come_from_benchmarks_yaml(d
 @pytest.mark.parametrize(("url", "said"), [
     ("https://", "the URL names no host"),
     ("https:///weights/x.pth", "the URL names no host"),
-    ("https://exa mple.com/x.pth", r"the URL holds a blank \(write it as %20\)"),
+    ("https://exa mple.com/x.pth", "the URL's host holds a blank"),
+    ("https://example.com/my weights.pth", r"the URL holds a blank \(write it as %20\)"),
+    ("https://example.com/x.pth\n", r"the URL has blanks around it \(a line break copied with it\?\)"),
+    ("https://[::1/x.pth", r"the URL is malformed \(Invalid IPv6 URL\)"),  # was a traceback
+    ("https://example.com:abc/x.pth", r"the URL is malformed \(Port could not be cast to integer value"),
 ])
 def test_a_malformed_url_is_said_so_not_the_network(url, said, cache):
     """urllib's "no host given" came with "without a network, fetch it elsewhere", and a blank in
     the host with "the server's reply broke off or is not HTTP": nothing was asked of a server."""
-    with pytest.raises(CheckpointError, match=rf"^cannot download checkpoint '{re.escape(url)}': {said}$"):
+    shown = re.escape(url.replace("\n", "\\n"))
+    with pytest.raises(CheckpointError, match=rf"^cannot download checkpoint {shown}: {said}"):
         resolve_checkpoint(url)
     assert not cache_dir().exists() or not any(cache_dir().iterdir())  # nothing fetched
 

@@ -51,7 +51,9 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
             raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
         if "," in name:  # (report's --models splits them; a model name holds none)
             parts = [part.strip() for part in name.split(",") if part.strip()]
-            example = " ".join(f"--model {part}" for part in parts[:2]) or "--model NAME --model NAME"
+            if len(parts) < 2:
+                raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
+            example = " ".join(f"--model {part}" for part in parts[:2])
             raise ConfigError(f"`--model` takes one model (NAME or NAME=CHECKPOINT): give it once for each "
                               f"({example}). Got {item!r}")
         entries.append(CompareEntry(name, name, checkpoint))
@@ -301,23 +303,6 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
                           "preprocess": preprocess if is_external(entry.name) else None})
             for suite in suites for entry in entries]
     plans = plan_all(jobs, {**common, "config": config})
-    _refuse_one_file_twice(plans)
     return [dataclasses.replace(p, notes=(*p.notes, entry.note)) if entry.note else p
             for p, entry in zip(plans, chosen, strict=True)]
 
-
-def _refuse_one_file_twice(plans: list[Plan]) -> None:
-    """Two entries of one model whose weights are one file, once as its own weights (shipped or
-    benchmarks.yaml's) and once as ``NAME=FILE``: one run, compared with itself (Δ 0, McNemar of
-    a run against itself; two paths to one file given as ``NAME=FILE`` were refused already)."""
-    seen: dict[tuple, str] = {}
-    for plan in plans:
-        choice = plan.model
-        if choice.checkpoint is None or choice.external is not None:
-            continue
-        key = (plan.suite.kind, choice.spec.arch, choice.sqrt, choice.ns_iters, choice.ema,
-               real_path(choice.checkpoint))
-        if key in seen and seen[key] != choice.label:
-            raise ConfigError(f"--model {choice.spec.arch} is given twice with the same checkpoint "
-                              f"({choice.checkpoint}), as {seen[key]} and {choice.label}: give it once")
-        seen[key] = choice.label

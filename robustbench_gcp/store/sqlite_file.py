@@ -175,9 +175,10 @@ def open_store_file(path: Path, *, timeout: float,
             state = _classify_now(db, path)  # reads only: a refused file stays as it was
             if reason is None:
                 _set_up(db, path, state)
-            elif state == "new":  # what fills it: a store is made by the commands that compute
-                raise StoreError(f"store {path} is empty and {reason}: nothing has been stored in it "
-                                 "(`gcp-robust eval --store` stores results)")
+            elif state == "new":  # a command that reads: what fills it (one that computes)
+                fills = (": nothing has been stored in it (eval, compare and baseline store results)"
+                         if reason == "opened for reading" else "")
+                raise StoreError(f"store {path} is empty and {reason}{fills}")
             return db, reason, frozen
         except sqlite3.OperationalError as error:
             # Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is locked"
