@@ -204,4 +204,8 @@ def describe_value(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, (dict, list)):
         return type(value).__name__
-    return f"{type(value).__name__} {value!r}"
+    text = repr(value)
+    if len(text) > 80:  # a whole file read as one text (a CSV file given as --config): its start
+        size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+        text = f"{text[:60]}...{size}"
+    return f"{type(value).__name__} {text}"

@@ -123,6 +123,10 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
         ("baselines:\n  b: {imagenet_c: {fog: [0.1, 0.2]}}\n",
          "baselines.b.imagenet_c.fog (line 2): expected 5 errors (severities 1..5), got 2"),
         ("- just\n- a list\n", "top level: expected a mapping, got list"),
+        # a CSV file given as --config: YAML reads it as one text, which the message held whole (helper-282)
+        ("".join(f"{i},{i + 1},{i + 2}\n" for i in range(0, 60, 3)),
+         "top level: expected a mapping, got str '0,1,2 3,4,5 6,7,8 9,10,11 12,13,14 15,16,17 18,19,20 21,22,"
+         "... (169 characters)"),
         # names the command line cannot take (listed, then refused or misread by eval / report)
         ("suites:\n  'c,d': {kind: clean}\n",
          "suites.c,d (line 2): the name 'c,d' cannot be given on the command"),
