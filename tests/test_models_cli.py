@@ -184,3 +184,14 @@ def test_models_json_says_each_architectures_pooling_in_words():
     assert pooling["deit-small-gap"] == "class token (no global pooling), linear head"
     assert pooling["resnet50-gap"] == "global average pooling"
     assert pooling["resnet50-isqrt"] == "covariance d=256, newton-schulz sqrt (5 iterations)"
+
+
+def test_models_of_a_file_with_none_says_so(tmp_path):
+    """`models --config` of a file with `models: {}` printed an empty table and nothing more, where
+    `suites` says why its table is empty (helper-282)."""
+    config = tmp_path / "min.yaml"
+    config.write_text("models: {}\n")
+    result = CliRunner().invoke(main, ["models", "--config", str(config)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert ("no models: the file has no `models:` entries (eval --model takes the registry's names above, "
+            "torchvision:<name> or package.module:callable)") in " ".join(result.stdout.split())

@@ -60,7 +60,10 @@ def models_cmd(config, as_json) -> None:
         Column("name", justify="left"), Column("arch", justify="left"),
         *[c for c in figures if c.key not in optional or any(row[c.key] is not None for row in model_rows)],
         Column("checkpoint", justify="left", wrap=True)],
-        title=f"Models of {cfg.path} (published numbers, %)", caption=no_top1_note(cfg.models.values()))
+        title=f"Models of {cfg.path} (published numbers, %)",
+        caption=no_top1_note(cfg.models.values()) if model_rows else
+        "no models: the file has no `models:` entries (eval --model takes the registry's names above, "
+        "torchvision:<name> or package.module:callable)")
     print_renderable(Group(architectures, configured), None)
 
 
