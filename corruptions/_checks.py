@@ -1,0 +1,66 @@
+"""The checks of the images every public call takes: a (B, 3, H, W) float tensor of a dtype the
+corruptions compute in, at least :data:`MIN_SIZE` px a side, its values in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["FLOAT_DTYPES", "MIN_SIZE", "check_images", "check_range"]
+
+#: the image dtypes the corruptions take (their output keeps it)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: smallest image side accepted (as imagecorruptions)
+MIN_SIZE = 32
+
+
+def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"`images` should be a torch.Tensor of shape (B, 3, H, W). Got {type(images).__name__}"
+        )
+    if images.ndim != 4:
+        hint = " (add a batch dimension: images.unsqueeze(0))" if images.ndim == 3 else ""
+        raise ValueError(
+            f"`images` should have shape (B, 3, H, W). Got {tuple(images.shape)}{hint}"
+        )
+    if images.shape[1] != 3:
+        hint = (
+            " (repeat a grayscale image: images.expand(-1, 3, -1, -1))"
+            if images.shape[1] == 1
+            else " (channels first: images.permute(0, 3, 1, 2))"
+            if images.shape[-1] == 3
+            else ""
+        )
+        raise ValueError(
+            f"`images` should have 3 channels, shape (B, 3, H, W). Got {tuple(images.shape)}{hint}"
+        )
+    if not images.dtype.is_floating_point:
+        integer = images.dtype != torch.bool and not images.is_complex()
+        raise TypeError(
+            f"`images` should be a float tensor in [0, 1]. Got {images.dtype}"
+            + (" (convert uint8 images with corruptions.from_uint8(images))" if integer else "")
+        )
+    if images.dtype not in FLOAT_DTYPES:  # float8: torch computes little in it (aminmax did not)
+        raise TypeError(f"`images` should be float16, bfloat16, float32 or float64. Got {images.dtype} "
+                        "(images.float() computes in float32)")
+    if images.shape[2] < min_size or images.shape[3] < min_size:
+        raise ValueError(
+            f"`images` should be at least {min_size}x{min_size} pixels. Got {tuple(images.shape)}"
+        )
+
+
+def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
+    """Refuse images outside [0, 1] (by more than ``slack``), or holding NaN: 0-255 floats
+    (``uint8.float()``) would be clamped to white, silently. One reduction, and on CUDA one
+    device sync."""
+    if images.numel() == 0 or images.device.type == "meta":  # no values to look at
+        return
+    low, high = torch.stack(torch.aminmax(images.detach())).tolist()  # one read: one wait on CUDA
+    if math.isnan(low) or math.isnan(high):  # comparisons with NaN are false: it would pass
+        raise ValueError("`images` should be in [0, 1]. Got NaN values")
+    if low < -slack or high > 1 + slack:
+        hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)" \
+            if 2 < high < math.inf else ""
+        raise ValueError(f"`images` should be in [0, 1]. Got values from {low:g} to {high:g}{hint}")
