@@ -1019,7 +1019,7 @@ def test_a_read_only_store_is_said_by_rank_0_not_as_the_launchers_stop(demo_val,
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
-    assert errors == [f"Error: store {store} is read-only (the file is read-only): 1 shards still to "
+    assert errors == [f"Error: store {store} is read-only (the file is read-only): 1 shard still to "
                       "compute; copy it somewhere writable or use --store"], done.stderr
 
 
