@@ -49,7 +49,6 @@ class ReadOnlyTable(dict):
         return self
 
 
-
 __all__ = [
     "BENCHMARK",
     "CORRUPTIONS",

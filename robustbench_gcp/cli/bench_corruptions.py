@@ -94,19 +94,15 @@ def bench_corruptions(device, batch_size, size, preset, corruption_list, severit
       gcp-robust bench corruptions --device cpu --batch-size 32 --corruptions blur
       gcp-robust bench corruptions --preset cifar
     """
-    from corruptions._graphs import cuda_graphs_enabled, graph_stats
+    from corruptions._graphs import graph_stats
     from robustbench_gcp.bench.corruption_speed import reference_description, speed, speed_summary
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.cli.progress import item_bar
-    from robustbench_gcp.engine.device import resolve_device
-    from robustbench_gcp.errors import ConfigError
+    from robustbench_gcp.engine.device import cuda_graphs_on, resolve_device
     from robustbench_gcp.reports.tables import Column
 
     torch_device = resolve_device(device)
-    try:
-        graphs_on = torch_device.type == "cuda" and cuda_graphs_enabled()
-    except ValueError as error:  # a value of GCP_ROBUST_CUDA_GRAPHS neither on nor off
-        raise ConfigError(str(error)) from None
+    graphs_on = torch_device.type == "cuda" and cuda_graphs_on()
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
     size = _size(size, preset)

@@ -80,6 +80,22 @@ def _check_present(device: torch.device, spec, keyword: bool = False) -> None:
         raise ConfigError(f"`{given}`: the CPU takes no index; use {cpu}")
 
 
+def cuda_graphs_on() -> bool:
+    """Whether ``GCP_ROBUST_CUDA_GRAPHS`` turns the CUDA graphs of the corruptions' per-image draws on
+    (corruptions/_graphs.py), read before a CUDA run or bench: a value neither on nor off, which the
+    draws would refuse deep in the run, is one line here.
+
+    Raises:
+        ConfigError: the variable holds something else.
+    """
+    from corruptions._graphs import cuda_graphs_enabled
+
+    try:
+        return cuda_graphs_enabled()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def amp_dtype(device: torch.device) -> torch.dtype:
     """The autocast dtype of ``--amp`` on ``device``: float16 on CUDA, bfloat16 elsewhere."""
     return torch.float16 if device.type == "cuda" else torch.bfloat16

@@ -305,4 +305,3 @@ def plan_comparison(config: Config, *, models: tuple[str, ...] = (), checkpoints
     plans = plan_all(jobs, {**common, "config": config})
     return [dataclasses.replace(p, notes=(*p.notes, entry.note)) if entry.note else p
             for p, entry in zip(plans, chosen, strict=True)]
-

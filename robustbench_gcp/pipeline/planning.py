@@ -41,7 +41,7 @@ from robustbench_gcp.data.datasets import (
     with_preset,
 )
 from robustbench_gcp.data.folders import CLASS_ORDERS, ImageList
-from robustbench_gcp.engine.device import DEVICE_WORDS, amp_dtype, resolve_device
+from robustbench_gcp.engine.device import DEVICE_WORDS, amp_dtype, cuda_graphs_on, resolve_device
 from robustbench_gcp.engine.limits import MAX_COUNT, MAX_SEED, MAX_WORKERS
 from robustbench_gcp.errors import ConfigError, DataError, check_integer, check_kind, suggest, user_path
 from robustbench_gcp.metrics import DEFAULT_BASELINE, baseline_names
@@ -314,7 +314,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
                      corrupted=suite.corrupts(selection), asked=asked)
     device = resolve_device(options.device, amp=options.amp)
     if device.type == "cuda":  # read by the corruptions' draws deep in the run: said before it starts
-        _check_graphs_switch()
+        cuda_graphs_on()
     if options.amp and not suite.allows_amp:
         raise ConfigError(f"`--amp` computes in {str(amp_dtype(device)).removeprefix('torch.')} on "
                           f"{device.type}, whose rounding swamps the {suite.kind} suite's differences of "
@@ -579,13 +579,3 @@ def _refuse_data_flags(options: EvalOptions, dataset: DatasetInfo) -> None:
     if options.labels is not None:
         raise ConfigError("`--labels` labels the images of --data; released files are labelled by their "
                           "wnid folders (give --data too for a clean cell)")
-
-
-def _check_graphs_switch() -> None:
-    """``GCP_ROBUST_CUDA_GRAPHS`` on or off (corruptions/_graphs.py), else one line."""
-    from corruptions._graphs import cuda_graphs_enabled
-
-    try:
-        cuda_graphs_enabled()
-    except ValueError as error:
-        raise ConfigError(str(error)) from None

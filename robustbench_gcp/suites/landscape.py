@@ -557,11 +557,12 @@ def _one_of_twins(results: Sequence[CellResult]) -> list[CellResult]:
     def rank(r: CellResult) -> tuple[bool, int, bool]:
         return r.complete, len(r.shards), "classes" in variant_of(r.key)
 
+    twins = [twin(r) for r in results]
     best: dict[tuple[str, ...], CellResult] = {}
-    for r in results:
-        if twin(r) not in best or rank(r) > rank(best[twin(r)]):
-            best[twin(r)] = r
-    return [r for r in results if best[twin(r)] is r]
+    for r, key in zip(results, twins):
+        if key not in best or rank(r) > rank(best[key]):
+            best[key] = r
+    return [r for r, key in zip(results, twins) if best[key] is r]
 
 
 def _eta_text(eta: float) -> str:
