@@ -79,13 +79,13 @@ def is_url(location: str) -> bool:
 SCHEMES = ("http", "https", "ftp", "file")
 
 
-def unsupported_scheme(location: str) -> str | None:
+def unsupported_scheme(location: str, give_file: str = GIVE_FILE) -> str | None:
     """What to say of a URL whose scheme is not downloaded here (``s3://``, ``gs://``), else None."""
     scheme = urlparse(location).scheme.lower()
     if scheme in SCHEMES:
         return None
     return (f"gcp-robust downloads {', '.join(SCHEMES[:-1])} and {SCHEMES[-1]} URLs, not {scheme}://: "
-            f"copy the file with your tools and {GIVE_FILE}")
+            f"copy the file with your tools and {give_file}")
 
 
 def malformed(location: str) -> str | None:
@@ -115,7 +115,7 @@ MAX_DOWNLOAD_BYTES = 8 << 30
 
 
 def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str | None = None,
-                       configured: bool = False, progress=None) -> Path:
+                       configured: bool = False, progress=None, give_file: str = GIVE_FILE) -> Path:
     """A local path for ``location`` (a path, or a URL fetched once into the cache).
 
     Args:
@@ -123,6 +123,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             local file is then also looked for in the cache folder under its file name, so the
             model-zoo files of the shipped configuration can be saved there once, wherever the
             package is installed, and the error says where to put the file.
+        give_file: how the errors tell to give a local file instead (the command's own option).
 
     Raises:
         CheckpointError: the file does not exist, or the download failed.
@@ -146,11 +147,12 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             if said == "does not exist":
                 hint += ("; environment variables are not expanded in benchmarks.yaml: write the path out "
                          "(~ is)" if "$" in location else  # benchmarks.yaml's paths are taken as written
-                         f"; save the download there or in {cached.parent}, or {GIVE_FILE}")
+                         f"; save the download there or in {cached.parent}, or {give_file}")
         raise CheckpointError(f"checkpoint file {path} {said}{hint}")
     if (problem := malformed(location)) is not None:  # urllib's errors blamed the network or the server
         raise CheckpointError(f"cannot download checkpoint {printable(location)}: {problem}")
-    if (problem := unsupported_scheme(location)) is not None:  # urllib's "unknown url type" said offline
+    # urllib's "unknown url type" said offline
+    if (problem := unsupported_scheme(location, give_file)) is not None:
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
     if want is None and urlparse(location).scheme == "http":
@@ -203,7 +205,7 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
             error = f"the server's reply broke off or is not HTTP ({type(error).__name__}: " \
                     f"{printable(str(error).strip())})"
         if offline and not isinstance(error, urllib.error.HTTPError):  # a server that answered
-            hint = f"; without a network, fetch it elsewhere and {GIVE_FILE}, or save it as {target}"
+            hint = f"; without a network, fetch it elsewhere and {give_file}, or save it as {target}"
         raise CheckpointError(f"cannot download checkpoint {location}: {error}{hint}") from None
     finally:
         if os.path.exists(tmp):

@@ -519,6 +519,36 @@ def test_a_stdout_that_cannot_encode_the_tables_gets_stand_ins(demo_val, tmp_pat
         assert done.stdout.isascii() and b"d clean err" in done.stdout, (fmt, done.stdout[:300])
 
 
+def test_a_stdout_that_cannot_encode_a_name_says_so(demo_val, tmp_path):
+    """A CSV of a model named "modèle" to an ASCII stdout said "mod?le" without a word; -o FILE
+    writes UTF-8, and JSON escapes what it holds."""
+    import subprocess
+    import sys
+
+    config, store = tmp_path / "b.yaml", tmp_path / "s.db"
+    config.write_text("models:\n  modèle:\n    arch: demo-gap\nsuites:\n  clean:\n    kind: clean\n",
+                      encoding="utf-8")
+    invoke("eval", "--config", str(config), "--model", "modèle", "--random-weights", "--suite", "clean",
+           *run_args(demo_val, store))
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "PYTHONIOENCODING": "ascii"}
+    said = {}
+    for fmt in ("csv", "json"):
+        done = subprocess.run([sys.executable, "-m", "robustbench_gcp", "report", "--store", str(store),
+                               "--format", fmt], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        said[fmt] = (done.stdout.decode("ascii"), done.stderr.decode("ascii"))
+    assert "mod?le,," in said["csv"][0]
+    assert ("note: the encoding of standard output (ascii) cannot write U+00E8 of the output: written as "
+            "stand-ins or '?'; -o FILE writes UTF-8 (or set PYTHONIOENCODING=utf-8)") in said["csv"][1]
+    assert json.loads(said["json"][0])["reports"][0]["model"] == "modèle"
+    assert "note: the encoding" not in said["json"][1]
+    out = tmp_path / "r.csv"
+    done = subprocess.run([sys.executable, "-m", "robustbench_gcp", "report", "--store", str(store),
+                           "--format", "csv", "-o", str(out)], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0 and "modèle,," in out.read_text(encoding="utf-8")
+    assert "note: the encoding" not in done.stderr.decode("ascii")
+
+
 def test_tables_are_whole_on_a_dumb_terminal(monkeypatch):
     """rich takes a TERM=dumb terminal (Emacs shells, some CI) as 80 columns and ignored the width
     print_whole sets: a table wider than that split its names and headers mid-word."""

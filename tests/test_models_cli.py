@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,6 +79,26 @@ def test_inspect_json(zoo_file):
     assert info["num_params"] == sum(p.numel() for p in model.parameters())
     assert info["sha256"] == hashlib.sha256(zoo_file.read_bytes()).hexdigest()
     assert info["metadata"] == {"epoch": 7}
+
+
+def test_inspect_takes_a_url_from_the_cache_or_downloads_it(zoo_file, tmp_path, monkeypatch):
+    """`inspect URL` said "is a URL: download the checkpoint and pass the file", also where eval had
+    downloaded it into the cache already (file:// here: no network)."""
+    monkeypatch.setenv("GCP_ROBUST_CACHE", str(tmp_path / "cache"))
+    url = zoo_file.as_uri()
+    first = run("inspect", url, "--json")
+    assert first.exit_code == 0, first.output
+    info = json.loads(first.output)
+    cached = tmp_path / "cache" / "checkpoints"
+    assert info["url"] == url and Path(info["path"]).is_relative_to(cached)
+    assert info["arch"] == "resnet18-isqrt"
+    assert info["sha256"] == hashlib.sha256(zoo_file.read_bytes()).hexdigest()
+    Path(info["path"]).write_bytes(zoo_file.read_bytes()[:-1])  # the cached file is read, not the URL
+    again = run("inspect", url)
+    assert again.exit_code == 1 and "truncated" in again.output, again.output
+    gone = run("inspect", (tmp_path / "gone.pth").as_uri())
+    assert gone.exit_code == 1 and gone.output.startswith(f"Error: cannot download checkpoint file://{tmp_path}")
+    assert "give the file to inspect" in run("inspect", "s3://bucket/x.pth").output
 
 
 def test_inspect_errors_are_one_clear_message(tmp_path):

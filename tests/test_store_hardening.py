@@ -963,11 +963,36 @@ def test_a_read_only_file_is_read_without_a_shm_file(store_path):
     with Store(store_path, read_only=True) as store:
         assert len(store.runs()) == 1
     assert not Path(f"{store_path}-shm").exists()
-    # an empty -wal holds nothing (report leaves one in a writable folder): still read without locks
+    # an empty -wal holds nothing (a reader of 0.7.29 and before left one): still read without locks
     Path(f"{store_path}-wal").write_bytes(b"")
     assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro&immutable=1")
     Path(f"{store_path}-wal").write_bytes(b"x" * 32)
     assert sqlite_file._read_only_uri(store_path).endswith("?mode=ro")
+
+
+def test_reading_a_store_leaves_no_wal_or_shm_beside_it(store_path):
+    """A read-only connection cannot delete the -wal and -shm files it creates: report left two empty
+    files beside a store that its run had tidied. A writer at work keeps its own."""
+    with Store(store_path) as store:
+        open_run(store)
+    sides = [Path(f"{store_path}{side}") for side in ("-wal", "-shm")]
+    assert not any(side.exists() for side in sides)
+    with Store(store_path, read_only=True) as reader:
+        assert len(reader.runs()) == 1
+        assert all(side.exists() for side in sides)  # SQLite's, while it reads
+    assert not any(side.exists() for side in sides)
+    with Store(store_path) as writer:
+        writer.db.execute("PRAGMA wal_autocheckpoint=0")
+        writer.run({**IDENTITY, "seed": 9}, model="m2", arch="demo-gap", checkpoint=None, data="d",
+                   n_images=20, shard_size=2)
+        with Store(store_path, read_only=True) as reader:
+            assert len(reader.runs()) == 2
+        assert Path(f"{store_path}-wal").stat().st_size > 0  # the writer's pages, untouched
+        writer.run({**IDENTITY, "seed": 10}, model="m3", arch="demo-gap", checkpoint=None, data="d",
+                   n_images=20, shard_size=2)
+    assert not any(side.exists() for side in sides)
+    with Store(store_path, read_only=True) as reader:
+        assert len(reader.runs()) == 3
 
 
 def test_a_store_read_without_locks_that_another_process_writes_is_an_error(store_path):

@@ -19,7 +19,9 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     or keys tell, or that nothing does).
 
     Reads the file the way `eval` does (weights only, every published layout)
-    and compares it with every registered model; nothing is run.
+    and compares it with every registered model; nothing is run. A URL is
+    downloaded once into the cache, as `eval --checkpoint URL` does, or taken
+    from there.
 
     \b
     Example:
@@ -27,12 +29,15 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
       gcp-robust inspect r50_dropcov.pth.tar --json
     """
     from robustbench_gcp.cli.output import emit
+    from robustbench_gcp.fetch import is_url, resolve_checkpoint
     from robustbench_gcp.models import inspect_checkpoint, model_info
     from robustbench_gcp.models.heads import HEADS
     from robustbench_gcp.models.loading import twins_differ
     from robustbench_gcp.reports.tables import Column
 
-    info = inspect_checkpoint(checkpoint)
+    url = checkpoint if is_url(checkpoint) else None
+    local = resolve_checkpoint(checkpoint, give_file="give the file to inspect") if url else checkpoint
+    info = inspect_checkpoint(local)
     fits = info.arch or (f"none (closest: {info.closest})" if info.closest else
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")
@@ -45,6 +50,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     if "class token" in pooling:
         head_words = f"{info.head}: {pooling}"
     rows = [
+        *([("url", url)] if url else []),
         ("file", info.path),
         ("layout", f"{info.layout}: {info.layout_description}"),
         ("weights in", info.container + (f", stripped {' '.join(info.stripped)}"
@@ -78,7 +84,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     if info.wrong_types:
         rows.append(("WRONG TYPES", f"{len(info.wrong_types)} tensors {info.arch} has in floating point "
                                     f"(eval refuses this file): {'; '.join(info.wrong_types)}"))
-    described = dataclasses.asdict(info)
+    described = {**({"url": url} if url else {}), **dataclasses.asdict(info)}
     # a diverged run's best_prec1 (NaN, inf): null in JSON, which has no such numbers, as "-" in the table
     described["metadata"] = {key: None if isinstance(value, float) and not math.isfinite(value) else value
                              for key, value in info.metadata.items()}

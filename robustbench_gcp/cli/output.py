@@ -64,6 +64,7 @@ def emit(
 def write_output(text: str, output: str | None) -> None:
     """``text`` to stdout, or to the file ``output`` (saying so on stderr)."""
     if output is None:  # (click.echo rewraps an ASCII stdout as UTF-8: "Δ" came out raw under LC_ALL=C)
+        _say_lost_characters(text, 1)
         _to_stdout(lambda: sys.stdout.write(text))
         return
     if text and not text.endswith("\n"):
@@ -72,6 +73,7 @@ def write_output(text: str, output: str | None) -> None:
 
     stream = STANDARD_STREAMS.get(os.path.normpath(output))
     if stream is not None:  # this process's own stream, wherever it points (a pipe, `>> file`)
+        _say_lost_characters(text, stream)
         _to_stdout(lambda: (sys.stderr if stream == 2 else sys.stdout).write(text), stream)
         return
     problem = database_target(output)  # checked again: `-o` may name the store this run created
@@ -90,6 +92,33 @@ def write_output(text: str, output: str | None) -> None:
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _say_lost_characters(text: str, stream: int) -> None:
+    """A note on stderr naming the characters of ``text`` that the stream's encoding cannot write
+    (an ASCII or Latin-1 stdout): they are written as stand-ins or ``?``, and a CSV of a model
+    named "modèle" said "mod?le" without a word (JSON escapes them itself)."""
+    target = (_RESULTS_STDOUT[-1] if _RESULTS_STDOUT else sys.stdout) if stream == 1 else sys.stderr
+    encoding = getattr(target, "encoding", None)
+    if not encoding:
+        return
+    try:
+        text.encode(encoding)
+        return
+    except UnicodeEncodeError:
+        pass
+    except LookupError:  # an encoding Python does not know: nothing to say
+        return
+    lost = []
+    for char in dict.fromkeys(text):
+        try:
+            char.encode(encoding)
+        except UnicodeEncodeError:
+            lost.append(f"U+{ord(char):04X}")
+    shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    where = "standard output" if stream == 1 else "standard error"
+    click.echo(f"note: the encoding of {where} ({encoding}) cannot write {shown} of the output: written as "
+               "stand-ins or '?'; -o FILE writes UTF-8 (or set PYTHONIOENCODING=utf-8)", err=True)
 
 
 def _write_whole(target: Path, text: str) -> None:

@@ -27,7 +27,13 @@ from robustbench_gcp.store.records import (
     json_object,
     positive_counts,
 )
-from robustbench_gcp.store.sqlite_file import check_unchanged, checkpoint, open_store_file, store_error
+from robustbench_gcp.store.sqlite_file import (
+    check_unchanged,
+    checkpoint,
+    open_store_file,
+    store_error,
+    tidy_after_reading,
+)
 
 DEFAULT_STORE = "gcp-robust.db"
 CHECKPOINT_SECONDS = 120.0  # at most this long between WAL checkpoints while shards are committed
@@ -173,6 +179,8 @@ class Store:
         finally:
             self.db.close()
             self.db = None
+        if self.read_only_reason == "opened for reading":
+            tidy_after_reading(self._file)
 
     def __enter__(self) -> Store:
         return self

@@ -248,6 +248,30 @@ def _read_only_uri(path: Path) -> str:
     return uri
 
 
+def tidy_after_reading(path: Path) -> None:
+    """Remove the empty ``-wal`` and ``-shm`` files that reading ``path`` left beside it.
+
+    A read-only connection to a store in WAL mode creates them where the folder is writable and,
+    being read-only, cannot delete them on closing: ``report`` left two empty files beside a store
+    that a finished run had tidied. A writable connection that writes nothing (``query_only``)
+    deletes them as it closes if it is the last one; SQLite's locks leave a writer at work alone.
+    Skipped where the store cannot be written, or where its ``-wal`` holds pages (the closing
+    connection would copy them into the ``.db`` file: a writer's to do, not a reader's).
+    """
+    if (read_only_reason(path, False) is not None or _holds_wal(path)
+            or not all(os.path.exists(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
+        return
+    db = None
+    try:
+        db = sqlite3.connect(os.path.abspath(path), timeout=0, isolation_level=None)
+        db.execute("PRAGMA query_only=1")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        pass  # busy, or anything else: the files stay, as before
+    finally:
+        _close(db)
+
+
 def _holds_wal(path: Path) -> bool:
     """Whether a ``-wal`` file with something in it is beside the store ``path``."""
     try:
