@@ -88,11 +88,11 @@ def budget_label(entry: Mapping) -> str:
 
 
 def summarize(results: Sequence[CellResult]) -> list[dict]:
-    """The ``attacks`` section: one entry per (attack, epsilon), in the order of ``results``."""
+    """The ``attacks`` section: one entry per (attack, epsilon), by attack name and epsilon, as
+    ``report`` orders them (eval's were in the order of ``--attacks``, its report's not)."""
     entries = []
-    for result in results:
-        if result.key.kind != "adversarial":
-            continue
+    attacked = [r for r in results if r.key.kind == "adversarial"]
+    for result in sorted(attacked, key=lambda r: (r.key.name, float(r.key.level))):
         counts, n = result.counts, result.n
         correct = n - counts.get("clean_errors", 0)
         budget = budget_of(result.key)
