@@ -27,8 +27,6 @@ from robustbench_gcp.errors import StoreError
 from robustbench_gcp.store import APPLICATION_ID, SCHEMA_VERSION, CellKey, Claim, ShardResult, Store
 
 IDENTITY = {"arch": "demo-gap", "weights": "abc", "seed": 0}
-AS_ROOT = os.geteuid() == 0  # root ignores file permissions
-needs_permissions = pytest.mark.skipif(AS_ROOT, reason="root ignores file permissions")
 
 
 def open_run(store, n_images=20, shard_size=2):
@@ -252,7 +250,6 @@ def stored_eval(tmp_path, demo_val):
     return store, without_computed(first.stdout)
 
 
-@needs_permissions
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_report_and_cached_eval_on_read_only_media(stored_eval, demo_val, what):
     store, report = stored_eval
@@ -293,7 +290,6 @@ def test_a_read_only_store_says_it_keeps_a_runs_stored_name(stored_eval, demo_va
         "notes"]
 
 
-@needs_permissions
 def test_a_new_store_in_a_read_only_folder(tmp_path, demo_val):
     folder = tmp_path / "ro"
     folder.mkdir()

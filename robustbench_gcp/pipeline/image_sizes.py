@@ -44,8 +44,8 @@ def edited_images_notes(plan, store, info, shards_done) -> list[str]:
         store.set_notes(info.id, IMAGE_SIZES, [json.dumps(sizes)])
         return []
     what = (f"{len(mixed)} of the {len(sizes)} images of --data ({paths[mixed[0]]} first) are not the "
-            "size they were when this run stored their results: edited in place (a run is found by "
-            "names and labels, not pixels)")
+            "size they were when this run stored their results: edited since, or files of the same "
+            "names in another folder (a run is found by names and labels, not pixels)")
     done, total = shards_done()
     if done < total:
         raise DataError(f"{what}; resuming would mix results of both versions. Restore those files, or "

@@ -217,13 +217,25 @@ def read_only_reason(path: Path, read_only: bool) -> str | None:
     """Why the store at ``path`` must be opened read-only, or None."""
     if read_only:
         return "opened for reading"
-    if path.exists() and not os.access(path, os.W_OK):
+    if path.exists() and not _may_write(path, os.W_OK):
         return "its file system is read-only" if _read_only_mount(path) else "the file is read-only"
-    if not os.access(path.parent, os.W_OK | os.X_OK):
+    if not _may_write(path.parent, os.W_OK | os.X_OK):
         if path.parent.exists() and not path.parent.is_dir():
             return f"{path.parent} is a file, not a folder"
         return "its file system is read-only" if _read_only_mount(path.parent) else "its folder is read-only"
     return None
+
+
+def _may_write(path: Path, mode: int) -> bool:
+    """``os.access(path, mode)``, and a mode that lets someone write it: root may write anything,
+    and wrote a store made read-only (``chmod 444``, a folder ``chmod 555``: an archive) that a
+    user is refused."""
+    if not os.access(path, mode):
+        return False
+    try:
+        return bool(path.stat().st_mode & 0o222)
+    except OSError:  # gone meanwhile: SQLite says what it finds
+        return True
 
 
 def _read_only_mount(path: Path) -> bool:
