@@ -496,8 +496,8 @@ def test_images_edited_in_place_are_not_mixed_into_a_resumed_run(demo_val, tmp_p
     assert resumed.computed["computed"] == 2 and not any("edited" in n for n in resumed.notes)
     path = edit(2)  # shard 0: its results are of the earlier file
     with pytest.raises(DataError, match=rf"^1 of the 8 images of --data \({path} first\) are not the size "
-                                        "they were when this run stored their results: edited since, or files "
-                                        "of the same names in another folder"):
+                                        "they were when this run stored their results: edited since, or "
+                                        "files of the same names in another folder"):
         run(plan("demo-gap", severities=[1, 2], **common))  # more to compute: refused
     complete = run(plan("demo-gap", severities=[1], **common))  # nothing to compute: reused, and said
     assert complete.computed["computed"] == 0
