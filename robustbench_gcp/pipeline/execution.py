@@ -566,8 +566,8 @@ def labels_notes(plan: Plan) -> list[str]:
 def check_baseline_name(plan: Plan, name: str, *, replace: bool = False) -> None:
     """Before a baseline is computed: its suite must be one that a stored run normalizes, and
     ``name``, when stored already, must not be another run as far as the plan tells (model, matrix
-    function, images, seed, shard size, seeded weights) unless ``replace``. What only the loaded
-    model tells (a checkpoint's contents, precision) is checked by :func:`store_baseline`.
+    function, images, seed, shard size, precision, device, seeded weights) unless ``replace``. What
+    only the loaded model tells (a checkpoint's contents) is checked by :func:`store_baseline`.
 
     Raises:
         ConfigError: either, saying what the name holds, what differs and how to proceed.

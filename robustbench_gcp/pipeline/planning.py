@@ -509,10 +509,15 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
             if num_classes == len(images.classes) + 1 else ""
         what = "class folders are ImageNet-1k wnids" if images.labelling == "imagenet" else \
             "labels are ImageNet-1k wnids (--labels)"
+        # --class-order sorted numbers class folders; a flat folder of --labels has none (the two
+        # exclude each other: the advice led to that error, helper-284)
+        advice = ("For a model trained on these folders in their sorted order, give --class-order sorted"
+                  if images.labelling == "imagenet" else
+                  f"Give a model of ImageNet's {len(images.classes)} classes, or the images as class folders "
+                  "numbered in the order this model was trained with (--class-order sorted)")
         raise DataError(f"{whose} {what}, labelled by their standard indices 0-{len(images.classes) - 1}, "
                         f"but model '{model}' has {num_classes} classes{shifted}: its outputs are not those "
-                        "labels. For a model trained on these folders in their sorted order, give "
-                        "--class-order sorted")
+                        f"labels. {advice}")
     if images.labelling == "dataset" and num_classes != len(images.classes):
         raise DataError(f"{whose} images are labelled by the dataset's own {len(images.classes)} classes "
                         f"(indices 0-{len(images.classes) - 1} in {images.source}), but model '{model}' "
