@@ -396,7 +396,7 @@ def test_wnid_folders_need_a_model_of_the_1000_imagenet_classes(image_folder, tm
     with pytest.raises(DataError, match=r"^--data's labels are ImageNet-1k wnids \(--labels\), labelled by "
                                         r"their standard indices 0-999, but model 'resnet18-gap' has 1001 "
                                         r"classes.*labels\. Give a model of ImageNet's 1000 classes, or the "
-                                        r"images as class folders"):  # not --class-order, which --labels excludes
+                                        r"images as class folders"):  # --labels excludes --class-order
         plan("resnet18-gap", checkpoint=tmp_path / "c1001.pth", data=flat, suite="clean",
              labels=tmp_path / "LOC_val_solution.csv", store=tmp_path / "s.db")
 
