@@ -314,7 +314,8 @@ def test_a_folder_that_is_no_class_is_refused_whatever_the_limit_takes(demo_val,
     (data / "Notes").mkdir()
     (data / "Notes" / "readme.txt").write_text("not a class")
     with pytest.raises(DataError, match=r"--data's 11 folders are numbered in their sorted order, but model "
-                                        r"'demo-gap' has 10 classes: a folder that is no class"):
+                                        r"'demo-gap' has 10 classes: give a model of 11 classes, or, if a "
+                                        r"folder is no class \(one without images\?\), move it out"):
         plan("demo-gap", data=data, class_order="sorted", suite="clean", store=tmp_path / "s.db", limit=5)
 
 

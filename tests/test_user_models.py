@@ -1168,6 +1168,16 @@ def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_name
     (on_sys_path / "exits_on_import.py").write_text("import sys\nsys.exit(2)\n")
     with pytest.raises(ConfigError, match="exits instead of returning"):
         external_source("exits_on_import:build")
+    # a training script parsing its command line when imported: it read gcp-robust's, and its usage
+    # ("usage: gcp-robust [-h] --lr LR") came above the error; now its own name, its last line said
+    (on_sys_path / "parses_on_import.py").write_text(
+        "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--lr', required=True)\n"
+        "args = parser.parse_args()\n")
+    argv = list(sys.argv)
+    with pytest.raises(ConfigError, match=r"SystemExit: 2 \(it printed: parses_on_import: error: the following "
+                                          r"arguments are required: --lr\); it exits instead of returning"):
+        external_source("parses_on_import:build")
+    assert sys.argv == argv
 
 
 def test_some_preprocess_keys_are_laid_over_what_the_model_would_have(on_sys_path):
@@ -1235,8 +1245,14 @@ def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():
     with pytest.raises(ConfigError, match=r"`pretrained_cfg` is a dict, read as timm's, whose input_size is"):
         preprocess_config(None, plain)
     resnet.pretrained_cfg = {**resnet.pretrained_cfg, "crop_mode": "squash"}
-    with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops"):
+    with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops: give both "
+                                          r"input_size and resize_size$"):
         preprocess_config(None, resnet)
+    # both sizes given: the rest is timm's (they were refused again, helper-285); one alone is not enough
+    assert preprocess_config({"input_size": 224, "resize_size": 256}, resnet) == PreprocessConfig(
+        input_size=224, resize_size=256, interpolation="bicubic")
+    with pytest.raises(ConfigError, match=r"square centre crops: give both input_size and resize_size$"):
+        preprocess_config({"input_size": 224}, resnet)
 
 
 def test_a_squeezenet_checkpoint_of_other_classes_rebuilds_it(tmp_path):

@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -93,7 +95,8 @@ class ExternalSource:
 
 def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
                       model: nn.Module | None = None, *,
-                      base: PreprocessConfig | None = None, fit: bool = True) -> PreprocessConfig:
+                      base: PreprocessConfig | None = None, fit: bool = True,
+                      timm_crop: bool = True) -> PreprocessConfig:
     """The preprocessing of a user's model: ``given`` (a config, or a dict of some of
     ``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), else the module's own
     ``pretrained_cfg`` when it is a :class:`PreprocessConfig`, a dict of those keys, or timm's dict
@@ -101,7 +104,9 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
     of what the module would have without it (``mean=`` alone kept ImageNet's 256 / 224 for a
     module made for 73 / 64, which then erred on 60 % of its images). Checked whichever it is;
     ``fit=False`` leaves out whether a dict's sizes fit those below them (before the module is
-    built, which may have sizes of its own: :func:`load_external` checks it then).
+    built, which may have sizes of its own: :func:`load_external` checks it then). A dict that
+    gives both sizes takes the rest of a timm ``pretrained_cfg`` whose crop this tool cannot make
+    (``timm_crop=False`` there: those sizes were refused, then refused again once given).
 
     Raises:
         ConfigError: an unknown key or a bad value.
@@ -112,7 +117,8 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
         raise ConfigError(f"`preprocess` should be a dict of {sorted(known)} (the CLI's --preprocess "
                           f"KEY=VALUE,... is the library's {{KEY: VALUE}}). Got {given!r}")
     if isinstance(given, Mapping) and not set(given) >= known and not set(given) - known:
-        below = base if base is not None else preprocess_config(None, model)
+        sized = {"input_size", "resize_size"} <= set(given)
+        below = base if base is not None else preprocess_config(None, model, timm_crop=not sized)
         check_preprocess_values(given, lambda key: f"{what}['{key}']")  # each named as given
         laid = {**{f.name: getattr(below, f.name) for f in fields(PreprocessConfig)}, **given}
         fits = laid["resize_size"] >= laid["input_size"]
@@ -137,7 +143,7 @@ def preprocess_config(given: PreprocessConfig | Mapping[str, Any] | None,
         if ours:
             given, what = own, "pretrained_cfg"
         elif isinstance(own, Mapping):  # timm's: read as timm evaluates the model (it was ignored)
-            given, what = _timm_preprocess(model), "pretrained_cfg (timm's)"
+            given, what = _timm_preprocess(model, timm_crop), "pretrained_cfg (timm's)"
         else:
             return PreprocessConfig()
     if isinstance(given, PreprocessConfig):  # checked as a dict is: it decides every image
@@ -265,7 +271,7 @@ def _differing_note(name: str, configs: list[PreprocessConfig]) -> str:
             f"weights differ in theirs ({said}): give --preprocess (preprocess=) to match the checkpoint's")
 
 
-def _timm_preprocess(model: nn.Module) -> dict[str, Any]:
+def _timm_preprocess(model: nn.Module, crop: bool = True) -> dict[str, Any]:
     """A timm model's ``pretrained_cfg`` dict as :class:`PreprocessConfig` values, as timm's
     ``validate.py`` evaluates it: ``resolve_data_config(use_test_size=True)`` (its test size and crop
     where the weights have them), the shorter side resized to ``floor(size / crop_pct)``, a centre
@@ -273,7 +279,8 @@ def _timm_preprocess(model: nn.Module) -> dict[str, Any]:
 
     Raises:
         ConfigError: a crop this tool's square centre crop cannot give (not square, or timm's
-            ``squash`` / ``border`` modes).
+            ``squash`` / ``border`` modes), unless ``crop`` is False (the sizes are given: only the
+            interpolation, mean and std are read; the sizes returned are then the crop's height's).
     """
     from timm.data import resolve_data_config
 
@@ -284,9 +291,9 @@ def _timm_preprocess(model: nn.Module) -> dict[str, Any]:
                           f"height, width). Got {size!r}: make it a robustbench_gcp.models.PreprocessConfig")
     _, height, width = size
     mode = config.get("crop_mode") or "center"
-    if height != width or mode != "center":
+    if crop and (height != width or mode != "center"):
         raise ConfigError(f"`pretrained_cfg` (timm's) asks for {height}x{width} crops in crop mode '{mode}'; "
-                          "gcp-robust takes square centre crops")
+                          "gcp-robust takes square centre crops: give both input_size and resize_size")
     return {"input_size": height, "resize_size": math.floor(height / config["crop_pct"]),
             "interpolation": config["interpolation"], "mean": config["mean"], "std": config["std"]}
 
@@ -330,14 +337,24 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         stem = path.stem if path.suffix == ".py" else path.name
         raise ConfigError(f"`--model {ref}`: '{module_name}' is a file's path, and --model takes a module's "
                           f"name: PYTHONPATH={folder} gcp-robust ... --model {stem}:{attribute}")
+    # imported as `python -c "import m"` would: a script that parses its command line when imported
+    # read gcp-robust's (its usage said "usage: gcp-robust ... --lr LR", above our own error)
+    argv, printed = sys.argv, io.StringIO()
+    sys.argv = [module_name]
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stderr(printed):
+            module = importlib.import_module(module_name)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's module's
         hint = (_not_found_hint(module_name.split(".")[0])
                 if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else
                 _EXITED if isinstance(error, SystemExit) else "")
+        last = printed.getvalue().strip().splitlines()[-1:]  # argparse's "m: error: ... required: --lr"
+        said = f" (it printed: {last[0].strip()})" if last and isinstance(error, SystemExit) else ""
         raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
-                          f"{type(error).__name__}: {error}{hint}") from None
+                          f"{type(error).__name__}: {error}{said}{hint}") from None
+    finally:
+        sys.argv = argv
+    sys.stderr.write(printed.getvalue())  # a module's warnings on import, as they were
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
@@ -631,8 +648,12 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
             cfg = preprocess_config(source.preprocess_given, model if mine else None)
         except ConfigError as error:
             option = "preprocess=" if source.ref.startswith("module:") else "--preprocess"
-            other = f" (or give {option})" if source.preprocess_given is None else ""  # the cfg's fault
-            raise ConfigError(f"{said_as(source.ref)}: {error}{other}") from None
+            said = str(error)
+            if source.preprocess_given is None:  # the cfg's fault: the option overrides it
+                said = (said.replace("give both input_size and resize_size",
+                                     f"give input_size and resize_size with {option}")
+                        if "give both input_size" in said else f"{said} (or give {option})")
+            raise ConfigError(f"{said_as(source.ref)}: {said}") from None
     classes, probabilities = probe_output(model, cfg.input_size, source.ref)
     return BroughtModel(model, label, classes, cfg, returns_probabilities=probabilities).eval()
 

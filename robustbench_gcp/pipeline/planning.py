@@ -502,8 +502,8 @@ def check_classes(images: ImageList, num_classes: int, model: str, *, released: 
     if images.labelling == "folders" and len(images.classes) > num_classes:  # whatever --limit takes
         raise DataError(f"{whose} {len(images.classes)} folders "
                         f"are numbered in their sorted order, but model '{model}' has {num_classes} "
-                        "classes: a folder that is no class (one without images?) moves the index of "
-                        "those after it; move it out")
+                        f"classes: give a model of {len(images.classes)} classes, or, if a folder is no "
+                        "class (one without images?), move it out: it moves the index of those after it")
     if images.labelling in ("imagenet", "wnids") and num_classes != len(images.classes):
         shifted = " (a background class first, as TF-slim's, moves every label by one)" \
             if num_classes == len(images.classes) + 1 else ""
