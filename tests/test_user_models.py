@@ -1174,8 +1174,9 @@ def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_name
         "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--lr', required=True)\n"
         "args = parser.parse_args()\n")
     argv = list(sys.argv)
-    with pytest.raises(ConfigError, match=r"SystemExit: 2 \(it printed: parses_on_import: error: the following "
-                                          r"arguments are required: --lr\); it exits instead of returning"):
+    with pytest.raises(ConfigError, match=r"SystemExit: 2 \(it printed: parses_on_import: error: the "
+                                          r"following arguments are required: --lr\); it exits instead of "
+                                          r"returning"):
         external_source("parses_on_import:build")
     assert sys.argv == argv
 
@@ -1245,8 +1246,8 @@ def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():
     with pytest.raises(ConfigError, match=r"`pretrained_cfg` is a dict, read as timm's, whose input_size is"):
         preprocess_config(None, plain)
     resnet.pretrained_cfg = {**resnet.pretrained_cfg, "crop_mode": "squash"}
-    with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops: give both "
-                                          r"input_size and resize_size$"):
+    with pytest.raises(ConfigError, match=r"crop mode 'squash'; gcp-robust takes square centre crops: give "
+                                          r"both input_size and resize_size$"):
         preprocess_config(None, resnet)
     # both sizes given: the rest is timm's (they were refused again, helper-285); one alone is not enough
     assert preprocess_config({"input_size": 224, "resize_size": 256}, resnet) == PreprocessConfig(
