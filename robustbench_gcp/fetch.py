@@ -155,15 +155,15 @@ def resolve_checkpoint(location: str, *, sha256: str | None = None, source: str 
     if (problem := unsupported_scheme(location, give_file)) is not None:
         raise CheckpointError(f"cannot download checkpoint {location}: {problem}")
     want = expected_sha256(sha256) if sha256 is not None else None  # a bad one before the download
+    name = Path(urlparse(location).path).name or "checkpoint.pth"
+    # a folder per URL: files of one name (Google Drive's `uc`, `model_best.pth.tar`) are many files
+    target = cache_dir() / hashlib.sha256(location.encode()).hexdigest()[:16] / name
+    if target.is_file():  # downloaded before (an http:// one with its sha256 checked), or saved there
+        return target
     if want is None and urlparse(location).scheme == "http":
         raise CheckpointError(f"cannot download checkpoint {location}: a plain http:// download without a "
                               "sha256 to check could be changed on its way; give its sha256 (--sha256, or "
                               "sha256: in benchmarks.yaml) or an https:// URL")
-    name = Path(urlparse(location).path).name or "checkpoint.pth"
-    # a folder per URL: files of one name (Google Drive's `uc`, `model_best.pth.tar`) are many files
-    target = cache_dir() / hashlib.sha256(location.encode()).hexdigest()[:16] / name
-    if target.is_file():
-        return target
     flat = cache_dir() / name  # where gcp-robust 0.7.7 and before kept it: taken when its hash says so
     if want is not None and flat.is_file() and file_sha256(flat).startswith(want):
         return flat

@@ -363,3 +363,17 @@ def test_a_file_url_with_a_blank_is_read(weights, tmp_path, cache):
     spaced.write_bytes(weights.read_bytes())
     path = resolve_checkpoint(f"file://{spaced}")
     assert path.read_bytes() == weights.read_bytes()
+
+
+def test_a_cached_http_download_is_used_without_its_sha256(cache, weights):
+    """A plain http:// URL is downloaded only with a sha256 to check; once in the cache (an eval with
+    --sha256 put it there) it is used without one: `inspect URL` refused it (helper-288)."""
+    import hashlib as _hashlib
+
+    url = "http://127.0.0.1:9/zoo/model-1234.pth"  # nothing listens there: no download is tried
+    with pytest.raises(CheckpointError, match="a plain http:// download without a sha256"):
+        resolve_checkpoint(url)
+    target = cache / _hashlib.sha256(url.encode()).hexdigest()[:16] / weights.name
+    target.parent.mkdir(parents=True)
+    target.write_bytes(weights.read_bytes())
+    assert resolve_checkpoint(url) == target

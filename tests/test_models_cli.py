@@ -99,6 +99,13 @@ def test_inspect_takes_a_url_from_the_cache_or_downloads_it(zoo_file, tmp_path, 
     gone = run("inspect", (tmp_path / "gone.pth").as_uri())
     assert gone.exit_code == 1 and gone.output.startswith(f"Error: cannot download checkpoint file://{tmp_path}")
     assert "give the file to inspect" in run("inspect", "s3://bucket/x.pth").output
+    digest = hashlib.sha256(zoo_file.read_bytes()).hexdigest()
+    checked = run("inspect", str(zoo_file), "--sha256", digest[:12], "--json")
+    assert checked.exit_code == 0 and json.loads(checked.output)["sha256"] == digest
+    other = run("inspect", str(zoo_file), "--sha256", "0" * 8)
+    assert other.exit_code == 1 and other.output.startswith(f"Error: sha256 mismatch for '{zoo_file}'")
+    assert run("inspect", str(tmp_path / "gone.pth"), "--sha256", "0" * 8).output == (
+        f"Error: checkpoint file {tmp_path / 'gone.pth'} does not exist\n")
 
 
 def test_inspect_errors_are_one_clear_message(tmp_path):

@@ -269,6 +269,8 @@ def test_report_and_cached_eval_on_read_only_media(stored_eval, demo_val, what):
         assert line == (f"Error: store {store} is read-only ({reason}): 20 shards still to compute; "
                         "copy it somewhere writable or use --store")
     assert store.read_bytes() == before
+    # read without locks (immutable): no -shm or -wal made, by root either (helper-288)
+    assert sorted(p.name for p in store.parent.iterdir()) == [store.name]
 
 
 def test_a_read_only_store_says_it_keeps_a_runs_stored_name(stored_eval, demo_val, tmp_path, monkeypatch):

@@ -12,8 +12,11 @@ from robustbench_gcp.cli.options import NonEmptyPath, json_option
 
 @click.command("inspect", short_help="Describe a checkpoint: layout, matching model, head, classes.")
 @click.argument("checkpoint", type=NonEmptyPath())
+@click.option("--sha256", default=None,
+              help="Expected sha256 of the file (whole, or its first 8+ hex digits): checked, and an "
+                   "http:// URL is downloaded only with it.")
 @json_option
-def inspect_cmd(checkpoint: str, as_json: bool) -> None:
+def inspect_cmd(checkpoint: str, sha256: str | None, as_json: bool) -> None:
     """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256,
     and for a fast-MPN-COV training file of a ResNet the layer4 stride eval builds (what its arch
     or keys tell, or that nothing does).
@@ -21,7 +24,7 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
     Reads the file the way `eval` does (weights only, every published layout)
     and compares it with every registered model; nothing is run. A URL is
     downloaded once into the cache, as `eval --checkpoint URL` does, or taken
-    from there.
+    from there (a file:// URL too: a copy of the file as it was then).
 
     \b
     Example:
@@ -29,15 +32,21 @@ def inspect_cmd(checkpoint: str, as_json: bool) -> None:
       gcp-robust inspect r50_dropcov.pth.tar --json
     """
     from robustbench_gcp.cli.output import emit
-    from robustbench_gcp.fetch import is_url, resolve_checkpoint
+    from robustbench_gcp.fetch import expected_sha256, is_url, resolve_checkpoint
     from robustbench_gcp.models import inspect_checkpoint, model_info
+    from robustbench_gcp.models.checkpoint import check_sha256
     from robustbench_gcp.models.heads import HEADS
     from robustbench_gcp.models.loading import twins_differ
     from robustbench_gcp.reports.tables import Column
 
     url = checkpoint if is_url(checkpoint) else None
-    local = resolve_checkpoint(checkpoint, give_file="give the file to inspect") if url else checkpoint
-    info = inspect_checkpoint(local)
+    if sha256 is not None:
+        expected_sha256(sha256)  # a malformed one before any download
+    local = (resolve_checkpoint(checkpoint, sha256=sha256, give_file="give the file to inspect") if url
+             else checkpoint)
+    info = inspect_checkpoint(local)  # (a missing or unreadable file is said first)
+    if sha256 is not None:
+        check_sha256(local, sha256)
     fits = info.arch or (f"none (closest: {info.closest})" if info.closest else
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")

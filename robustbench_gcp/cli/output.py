@@ -117,8 +117,10 @@ def _say_lost_characters(text: str, stream: int) -> None:
             lost.append(f"U+{ord(char):04X}")
     shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
     where = "standard output" if stream == 1 else "standard error"
-    click.echo(f"note: the encoding of {where} ({encoding}) cannot write {shown} of the output: written as "
-               "stand-ins or '?'; -o FILE writes UTF-8 (or set PYTHONIOENCODING=utf-8)", err=True)
+    with contextlib.suppress(OSError, ValueError):  # an unwritable stderr loses the note, not the output
+        click.echo(f"note: the encoding of {where} ({encoding}) cannot write {shown} of the output: written "
+                   "otherwise (a stand-in, '?' or an escape); -o FILE writes UTF-8 (or set "
+                   "PYTHONIOENCODING=utf-8)", err=True)
 
 
 def _write_whole(target: Path, text: str) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from robustbench_gcp.errors import CheckpointError, listed, not_a_file
-from robustbench_gcp.fetch import expected_sha256, file_sha256, is_url
+from robustbench_gcp.fetch import SCHEMES, expected_sha256, file_sha256
 from robustbench_gcp.file_format import check_format, safetensors_end, truncated
 from robustbench_gcp.models.layouts import (
     AS_SAVED,
@@ -216,7 +216,7 @@ def read_checkpoint(path: str | Path) -> Any:
             Drive download), a MindSpore checkpoint, truncated, not a PyTorch
             file, or holds Python objects the weights-only unpickler refuses.
     """
-    if is_url(str(path)):  # (file:// became a Path "file:/..." that "does not exist")
+    if str(path).lower().startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):  # file:// was "file:/..."
         raise CheckpointError(f"'{path}' is a URL: download the checkpoint and pass the file")
     path = Path(path)
     if (said := not_a_file(path)) is not None:

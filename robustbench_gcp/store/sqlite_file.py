@@ -249,7 +249,7 @@ def _read_only_uri(path: Path) -> str:
     uri = f"{real_path(path).as_uri()}?mode=ro"
     # a read-only folder, or a file that no user may write (its owner could, where only this user
     # may not: then a writer may be at work, and the locks are needed)
-    unwritable = not os.access(path.parent, os.W_OK) or not path.stat().st_mode & 0o222
+    unwritable = not _may_write(path.parent, os.W_OK) or not path.stat().st_mode & 0o222
     if unwritable and not _holds_wal(path):
         # No -wal file with pages (an empty one holds nothing: the .db file is whole), and none can
         # be created here: SQLite may skip the locks and their -shm file, which it could not create,
