@@ -96,8 +96,8 @@ def write_output(text: str, output: str | None) -> None:
 
 def _say_lost_characters(text: str, stream: int) -> None:
     """A note on stderr naming the characters of ``text`` that the stream's encoding cannot write
-    (an ASCII or Latin-1 stdout): they are written as stand-ins or ``?``, and a CSV of a model
-    named "modèle" said "mod?le" without a word (JSON escapes them itself)."""
+    (an ASCII or Latin-1 stdout): they are written otherwise (a stand-in, ``?`` or an escape), and a
+    CSV of a model named "modèle" said "mod?le" without a word (JSON escapes them itself)."""
     target = (_RESULTS_STDOUT[-1] if _RESULTS_STDOUT else sys.stdout) if stream == 1 else sys.stderr
     encoding = getattr(target, "encoding", None)
     if not encoding:

@@ -23,9 +23,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -338,23 +336,20 @@ def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = No
         raise ConfigError(f"`--model {ref}`: '{module_name}' is a file's path, and --model takes a module's "
                           f"name: PYTHONPATH={folder} gcp-robust ... --model {stem}:{attribute}")
     # imported as `python -c "import m"` would: a script that parses its command line when imported
-    # read gcp-robust's (its usage said "usage: gcp-robust ... --lr LR", above our own error)
-    argv, printed = sys.argv, io.StringIO()
+    # read gcp-robust's (its usage said "usage: gcp-robust ... --lr LR", above our own error). What it
+    # prints is not captured: a logging.basicConfig() at import would keep writing to the capture.
+    argv = sys.argv
     sys.argv = [module_name]
     try:
-        with contextlib.redirect_stderr(printed):
-            module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's module's
         hint = (_not_found_hint(module_name.split(".")[0])
                 if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0] else
                 _EXITED if isinstance(error, SystemExit) else "")
-        last = printed.getvalue().strip().splitlines()[-1:]  # argparse's "m: error: ... required: --lr"
-        said = f" (it printed: {last[0].strip()})" if last and isinstance(error, SystemExit) else ""
         raise ConfigError(f"`--model {ref}`: cannot import module '{module_name}': "
-                          f"{type(error).__name__}: {error}{said}{hint}") from None
+                          f"{type(error).__name__}: {error}{hint}") from None
     finally:
         sys.argv = argv
-    sys.stderr.write(printed.getvalue())  # a module's warnings on import, as they were
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
