@@ -46,7 +46,7 @@ def inspect_cmd(checkpoint: str, sha256: str | None, as_json: bool) -> None:
              else checkpoint)
     info = inspect_checkpoint(local)  # (a missing or unreadable file is said first)
     if sha256 is not None:
-        check_sha256(local, sha256)
+        check_sha256(local, sha256, info.sha256)  # the digest inspect computed, not hashed again
     fits = info.arch or (f"none (closest: {info.closest})" if info.closest else
                          "none of the registry's (a model you bring: --model package.module:callable "
                          "--checkpoint FILE loads it strictly)")

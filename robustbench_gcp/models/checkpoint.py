@@ -99,8 +99,9 @@ CLASSIFIER_WEIGHTS = ("fc.weight", "classifier.6.weight", "classifier.1.weight",
 # ----------------------------------------------------------------------------- files
 
 
-def check_sha256(path: str | Path, expected: str) -> str:
-    """Compare the file's SHA-256 with ``expected`` (full digest or a prefix of >= 8 hex digits).
+def check_sha256(path: str | Path, expected: str, actual: str | None = None) -> str:
+    """Compare the file's SHA-256 (``actual`` where it was computed already) with ``expected`` (full
+    digest or a prefix of >= 8 hex digits).
 
     Returns:
         The file's full digest.
@@ -110,7 +111,7 @@ def check_sha256(path: str | Path, expected: str) -> str:
         CheckpointError: the digests differ.
     """
     want = expected_sha256(expected)
-    actual = file_sha256(path)
+    actual = actual or file_sha256(path)
     if not actual.startswith(want):
         # the digest given may be the wrong one: only a new download was advised (helper-227)
         raise CheckpointError(

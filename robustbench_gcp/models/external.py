@@ -269,6 +269,10 @@ def _differing_note(name: str, configs: list[PreprocessConfig]) -> str:
             f"weights differ in theirs ({said}): give --preprocess (preprocess=) to match the checkpoint's")
 
 
+class _CropRefused(ConfigError):
+    """A timm crop this tool cannot make: its message ends by asking for both sizes."""
+
+
 def _timm_preprocess(model: nn.Module, crop: bool = True) -> dict[str, Any]:
     """A timm model's ``pretrained_cfg`` dict as :class:`PreprocessConfig` values, as timm's
     ``validate.py`` evaluates it: ``resolve_data_config(use_test_size=True)`` (its test size and crop
@@ -290,8 +294,9 @@ def _timm_preprocess(model: nn.Module, crop: bool = True) -> dict[str, Any]:
     _, height, width = size
     mode = config.get("crop_mode") or "center"
     if crop and (height != width or mode != "center"):
-        raise ConfigError(f"`pretrained_cfg` (timm's) asks for {height}x{width} crops in crop mode '{mode}'; "
-                          "gcp-robust takes square centre crops: give both input_size and resize_size")
+        raise _CropRefused(f"`pretrained_cfg` (timm's) asks for {height}x{width} crops in crop mode "
+                           f"'{mode}'; gcp-robust takes square centre crops: give both input_size and "
+                           "resize_size")
     return {"input_size": height, "resize_size": math.floor(height / config["crop_pct"]),
             "interpolation": config["interpolation"], "mean": config["mean"], "std": config["std"]}
 
@@ -643,12 +648,10 @@ def load_external(source: ExternalSource, label: str, checkpoint: str | Path | N
             cfg = preprocess_config(source.preprocess_given, model if mine else None)
         except ConfigError as error:
             option = "preprocess=" if source.ref.startswith("module:") else "--preprocess"
-            said = str(error)
-            if source.preprocess_given is None:  # the cfg's fault: the option overrides it
-                said = (said.replace("give both input_size and resize_size",
-                                     f"give input_size and resize_size with {option}")
-                        if "give both input_size" in said else f"{said} (or give {option})")
-            raise ConfigError(f"{said_as(source.ref)}: {said}") from None
+            other = ""  # the cfg's fault: the option overrides it
+            if source.preprocess_given is None:
+                other = f" with {option}" if isinstance(error, _CropRefused) else f" (or give {option})"
+            raise ConfigError(f"{said_as(source.ref)}: {error}{other}") from None
     classes, probabilities = probe_output(model, cfg.input_size, source.ref)
     return BroughtModel(model, label, classes, cfg, returns_probabilities=probabilities).eval()
 

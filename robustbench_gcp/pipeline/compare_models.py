@@ -47,12 +47,10 @@ def model_entries(models: tuple[str, ...], checkpoints_dir: str | None,
     entries: list[CompareEntry] = []
     for item in models:
         name, equals, checkpoint = item.partition("=")
-        if not name or (equals and not checkpoint.strip()):
+        parts = [part.strip() for part in name.split(",") if part.strip()]  # (report's --models splits them)
+        if not name or (equals and not checkpoint.strip()) or ("," in name and len(parts) < 2):
             raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
-        if "," in name:  # (report's --models splits them; a model name holds none)
-            parts = [part.strip() for part in name.split(",") if part.strip()]
-            if len(parts) < 2:
-                raise ConfigError(f"`--model` should be NAME or NAME=CHECKPOINT. Got {item!r}")
+        if "," in name:  # a model name holds none
             example = " ".join(f"--model {part}" for part in parts[:2])
             raise ConfigError(f"`--model` takes one model (NAME or NAME=CHECKPOINT): give it once for each "
                               f"({example}). Got {item!r}")

@@ -28,6 +28,7 @@ from robustbench_gcp.store.records import (
     positive_counts,
 )
 from robustbench_gcp.store.sqlite_file import (
+    OPENED_FOR_READING,
     check_unchanged,
     checkpoint,
     open_store_file,
@@ -179,7 +180,7 @@ class Store:
         finally:
             self.db.close()
             self.db = None
-        if self.read_only_reason == "opened for reading":
+        if self.read_only_reason == OPENED_FOR_READING:
             tidy_after_reading(self._file)
 
     def __enter__(self) -> Store:

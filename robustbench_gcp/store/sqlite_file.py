@@ -30,6 +30,9 @@ from robustbench_gcp.errors import StoreError, absent, link_loop, real_path
 APPLICATION_ID = 0x47435052  # "GCPR": PRAGMA application_id of every gcp-robust store
 SCHEMA_VERSION = 1  # PRAGMA user_version, and meta.schema_version
 STORE_TABLES = frozenset({"meta", "runs", "cells", "baselines", "shards"})  # those of 0.x stores too
+#: why a store that a command only reads is read-only (:func:`read_only_reason`)
+OPENED_FOR_READING = "opened for reading"
+
 # Tables added within schema version 1 (older versions ignore them): a writable open adds those
 # missing; read from a store opened read-only that lacks them, they are empty.
 ADDED_TABLES = frozenset({"leases", "notes"})
@@ -177,7 +180,7 @@ def open_store_file(path: Path, *, timeout: float,
                 _set_up(db, path, state)
             elif state == "new":  # a command that reads: what fills it (one that computes)
                 fills = (": nothing has been stored in it (eval, compare and baseline store results)"
-                         if reason == "opened for reading" else "")
+                         if reason == OPENED_FOR_READING else "")
                 raise StoreError(f"store {path} is empty and {reason}{fills}")
             return db, reason, frozen
         except sqlite3.OperationalError as error:
@@ -216,7 +219,7 @@ def _classify_untouched(path: Path) -> None:
 def read_only_reason(path: Path, read_only: bool) -> str | None:
     """Why the store at ``path`` must be opened read-only, or None."""
     if read_only:
-        return "opened for reading"
+        return OPENED_FOR_READING
     if path.exists() and not _may_write(path, os.W_OK):
         return "its file system is read-only" if _read_only_mount(path) else "the file is read-only"
     if not _may_write(path.parent, os.W_OK | os.X_OK):
