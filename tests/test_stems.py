@@ -41,12 +41,25 @@ def test_the_resnet_stem_is_conv_bn_relu_maxpool():
         torch.testing.assert_close(split_at_stem(model).stem(x), seen["out"], rtol=0, atol=0)
 
 
-def test_torchvisions_own_resnet_has_the_same_stem():
-    model = torchvision.models.resnet18().eval()
-    x = torch.randn(1, 3, 64, 64)
+@pytest.mark.parametrize(("build", "family", "same_as"), [
+    (torchvision.models.resnet18, "torchvision_resnet", "resnet18-gap"),
+    (torchvision.models.mobilenet_v2, "torchvision_mobilenetv2", "mobilenetv2-gap"),
+    (torchvision.models.shufflenet_v2_x1_0, "torchvision_shufflenetv2", "shufflenetv2-gap")])
+def test_torchvisions_own_models_have_the_same_stems(build, family, same_as):
+    """torchvision's ResNets, MobileNetV2 and ShuffleNetV2 split where the registry's do: the same
+    stem output for the same weights (torchvision:mobilenet_v2 was refused, though its weights load
+    into mobilenetv2-gap)."""
+    from robustbench_gcp.models.stems import stem_family
+
+    model = build().eval()
+    x = torch.randn(2, 3, 64, 64)
     split = split_at_stem(model)
+    assert stem_family(model) == family
+    ours = create_model(same_as).eval()
+    ours.load_state_dict(model.state_dict(), strict=False)  # the stem's weights at least: same names
     with torch.no_grad():
         torch.testing.assert_close(split.rest(split.stem(x)), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(split.stem(x), split_at_stem(ours).stem(x), rtol=0, atol=0)
 
 
 def test_a_model_without_a_known_stem_is_named():

@@ -451,8 +451,8 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
     """inception_v3 ran at 256 / 224 (its weights were trained at 342 / 299), efficientnet_b4 at 224
     bilinear (384 / 380 bicubic), and the command line could not say otherwise."""
     from robustbench_gcp import plan
-    from robustbench_gcp.errors import ConfigError
-    from robustbench_gcp.models.external import torchvision_preprocess
+    from robustbench_gcp.errors import CheckpointError, ConfigError
+    from robustbench_gcp.models.preprocessing import torchvision_preprocess
     from robustbench_gcp.models.resnet import PreprocessConfig
 
     assert torchvision_preprocess("inception_v3") == PreprocessConfig(299, 342)
@@ -479,6 +479,16 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
 
     vit = external_source("torchvision:vit_b_16", {"resize_size": 384, "input_size": 384}).build()
     assert vit.image_size == 384 and vit.encoder.pos_embedding.shape == (1, 577, 768)
+    # and without the size given, the file's position embeddings say which (a shape mismatch did not):
+    # the check comes before the keys' (this file holds the embeddings alone, not 350 MB of weights)
+    torch.save({"encoder.pos_embedding": vit.encoder.pos_embedding.detach()}, tmp_path / "vit384.pth")
+    with pytest.raises(CheckpointError, match=(
+            r"^'.*vit384.pth': its position embeddings \(encoder.pos_embedding, 577 tokens\) are of 384x384 "
+            r"images; torchvision:vit_b_16 was built for 224x224: give --preprocess input_size=384,"
+            r"resize_size=384,interpolation=bicubic \(as torchvision preprocesses its weights of that "
+            r"size\)$")):
+        plan("torchvision:vit_b_16", data=image_folder, store=tmp_path / "s.db",
+             checkpoint=tmp_path / "vit384.pth")
 
     store = tmp_path / "cli.db"
     args = ("--model", "torchvision:resnet18", "--random-weights", "--data", image_folder, "--store", store,
@@ -1154,7 +1164,8 @@ def test_an_error_inside_torchvisions_code_names_no_line_of_it():
 
 def test_a_modules_own_pretrained_cfg_is_checked_and_a_module_that_exits_is_named(on_sys_path, capsys):
     from robustbench_gcp.models import PreprocessConfig
-    from robustbench_gcp.models.external import external_source, preprocess_config
+    from robustbench_gcp.models.external import external_source
+    from robustbench_gcp.models.preprocessing import preprocess_config
 
     net = torch.nn.Linear(2, 2)
     net.pretrained_cfg = PreprocessConfig(input_size=64, resize_size=72, interpolation="cubic")
@@ -1230,7 +1241,7 @@ def test_a_timm_models_own_pretrained_cfg_is_read_as_timm_evaluates_it():
     import timm
 
     from robustbench_gcp.models import PreprocessConfig
-    from robustbench_gcp.models.external import preprocess_config
+    from robustbench_gcp.models.preprocessing import preprocess_config
 
     resnet = timm.create_model("resnet18", pretrained=False, num_classes=3)  # test size 288, crop 1.0
     assert preprocess_config(None, resnet) == PreprocessConfig(input_size=288, resize_size=288,
@@ -1538,7 +1549,7 @@ class _NaNColumn(_Small):
 
 
 def test_the_model_check_is_relative_to_the_outputs_and_checks_every_pass():
-    from robustbench_gcp.models.external import probe_output
+    from robustbench_gcp.models.probe import probe_output
 
     torch.manual_seed(0)
     with pytest.raises(ConfigError, match="its outputs for an image depend on the images batched with it"):

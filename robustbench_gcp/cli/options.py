@@ -297,7 +297,7 @@ def _preprocess(ctx, param, value):
             keys = ("resize_size", "input_size", "interpolation", "mean", "std")
             raise click.BadParameter(f"unknown key {key!r}.{suggest(key, keys)}")
     from robustbench_gcp.errors import ConfigError
-    from robustbench_gcp.models.external import check_preprocess_values
+    from robustbench_gcp.models.preprocessing import check_preprocess_values
 
     try:  # each value as the library checks it, named as given here (not `preprocess['std']`)
         return check_preprocess_values(given, str)

@@ -5,8 +5,8 @@ ImageNet-normalized images ``x``. The stem, as in the authors' landscape code
 (ZhangLi-CS/GCP_Optimization ``landscape/``):
 
 - ResNet (the demo models and torchvision's own ResNets too): conv1, bn1, ReLU and max pool;
-- MobileNetV2: the first conv-BN-ReLU6 block (``features[0]``);
-- ShuffleNetV2: conv1 and max pool;
+- MobileNetV2 (torchvision's too): the first conv-BN-ReLU6 block (``features[0]``);
+- ShuffleNetV2 (torchvision's too): conv1 and max pool;
 - DeiT (timm) and DeiT + DropCov: the token sequence entering the first block (tokens, class
   token and position embedding; timm's ``patch_drop`` and ``norm_pre`` are identities at
   evaluation).
@@ -35,7 +35,8 @@ from robustbench_gcp.errors import ConfigError
 __all__ = ["STEM_FAMILIES", "Stem", "has_stem", "no_stem_reason", "split_at_stem", "stem_family"]
 
 #: the model families with a known stem, for messages
-STEM_FAMILIES = "resnet*, demo-*, mobilenetv2-*, shufflenetv2-*, deit-small-*, torchvision:resnet*"
+STEM_FAMILIES = ("resnet*, demo-*, mobilenetv2-*, shufflenetv2-*, deit-small-*, torchvision:resnet*, "
+                 "torchvision:mobilenet_v2, torchvision:shufflenet_v2_*")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,22 @@ def _torchvision_resnet(model) -> Stem:
         return model.fc(torch.flatten(model.avgpool(x), 1))
 
     return Stem(_resnet(model).stem, rest, "after conv1, bn1, ReLU and max pool")
+
+
+def _torchvision_mobilenetv2(model) -> Stem:
+    """torchvision's own MobileNetV2 (``--model torchvision:mobilenet_v2``): the same stem."""
+    def rest(x):
+        return model.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(model.features[1:](x), 1), 1))
+
+    return Stem(lambda x: model.features[0](x), rest, "after the first conv-BN-ReLU6 block (features[0])")
+
+
+def _torchvision_shufflenetv2(model) -> Stem:
+    """torchvision's own ShuffleNetV2 (``--model torchvision:shufflenet_v2_x1_0``): the same stem."""
+    def rest(x):
+        return model.fc(model.conv5(model.stage4(model.stage3(model.stage2(x)))).mean([2, 3]))
+
+    return Stem(lambda x: model.maxpool(model.conv1(x)), rest, "after conv1 and max pool")
 
 
 def _mobilenetv2(model) -> Stem:
@@ -127,8 +144,12 @@ def _candidate(model: nn.Module) -> tuple[Callable[[nn.Module], Stem], type | No
         if isinstance(model, cls):
             return split, cls
     torchvision = sys.modules.get("torchvision")  # not imported: the model is none of its
-    if torchvision is not None and isinstance(model, torchvision.models.ResNet):
-        return _torchvision_resnet, torchvision.models.ResNet
+    if torchvision is not None:
+        for cls, split in ((torchvision.models.ResNet, _torchvision_resnet),
+                           (torchvision.models.MobileNetV2, _torchvision_mobilenetv2),
+                           (torchvision.models.ShuffleNetV2, _torchvision_shufflenetv2)):
+            if isinstance(model, cls):
+                return split, cls
     if all(hasattr(model, a) for a in ("patch_embed", "_pos_embed", "norm_pre", "blocks", "norm")):
         return _timm_vit, None
     return None
@@ -190,7 +211,8 @@ def has_stem(model: nn.Module) -> bool:
 
 def stem_family(model: nn.Module) -> str | None:
     """The family whose stem ``model`` has: ``resnet``, ``torchvision_resnet``, ``mobilenetv2``,
-    ``shufflenetv2``, ``timm_vit``, ``dropcov_vit`` (None: no known stem)."""
+    ``torchvision_mobilenetv2``, ``shufflenetv2``, ``torchvision_shufflenetv2``, ``timm_vit``,
+    ``dropcov_vit`` (None: no known stem)."""
     family = _family(model)
     return family.__name__.lstrip("_") if family is not None else None
 

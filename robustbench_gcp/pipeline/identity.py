@@ -93,7 +93,8 @@ def _base_identity(plan: Plan, cfg) -> dict:
 def _transform_input_identity(plan: Plan) -> dict:
     """``{"transform_input": True}`` for ``torchvision:googlenet`` / ``inception_v3``, built since 0.7.6
     as torchvision builds them for its weights (their runs stored before are other runs)."""
-    from robustbench_gcp.models.external import TORCHVISION, TRANSFORM_INPUT
+    from robustbench_gcp.models.external import TORCHVISION
+    from robustbench_gcp.models.preprocessing import TRANSFORM_INPUT
 
     return {"transform_input": True} if plan.model.arch in {TORCHVISION + n for n in TRANSFORM_INPUT} else {}
 

@@ -337,7 +337,7 @@ def plan_options(model: str | torch.nn.Module, options: EvalOptions) -> Plan:
         suite.check_files(selection, images)
     num_classes = check_weights(choice)
     if suite.gradients and returns_probabilities(choice):
-        from robustbench_gcp.models.external import said_as
+        from robustbench_gcp.models.probe import said_as
 
         raise ConfigError(f"{said_as(choice.arch)} returns probabilities, not logits (its outputs for "
                           "two random images are >= 0 and sum to 1 per image): the "

@@ -34,8 +34,8 @@ from robustbench_gcp.models.external import (
     is_external,
     load_external,
     module_source,
-    said_as,
 )
+from robustbench_gcp.models.probe import said_as
 from robustbench_gcp.models.resnet import PreprocessConfig
 
 

@@ -108,7 +108,7 @@ DEFAULT_ETAS = {
 }
 #: the stem's default steps of the families whose authors used others than ResNet's: MobileNetV2's
 #: 0.045 to 1.5 for a batch of 96 (landscape/MobileNetV2/main.py, scripts/train.sh), per image
-STEM_ETAS = {"mobilenetv2": Etas(0.045 / 96, 1.5 / 96, 50)}
+STEM_ETAS = {family: Etas(0.045 / 96, 1.5 / 96, 50) for family in ("mobilenetv2", "torchvision_mobilenetv2")}
 
 
 def parse_etas(value: Any, flag: str = "--etas") -> Etas:
