@@ -390,13 +390,15 @@ def test_reports_name_the_steps_as_people_give_them():
 
 def test_a_mobilenetv2_gets_its_authors_steps_at_the_stem(demo_val, tmp_path):
     """landscape/MobileNetV2 steps 0.045 to 1.5 over a batch of 96 (scripts/train.sh): per image
-    0.045/96 to 1.5/96; given steps stay; ResNets keep their authors' 0.1/256 to 75/256."""
+    0.045/96 to 1.5/96 (torchvision's mobilenet_v2's too); given steps stay; ResNets keep their authors'
+    0.1/256 to 75/256."""
     from robustbench_gcp.pipeline import plan
 
     common = dict(suite="landscape", data=str(demo_val), class_order="sorted", store=str(tmp_path / "s.db"),
                   random_weights=True)
-    mobile = plan("mobilenetv2-isqrt", **common).selection.settings.etas
-    assert (mobile.low, mobile.high, mobile.count) == (0.045 / 96, 1.5 / 96, 50)
+    for model in ("mobilenetv2-isqrt", "torchvision:mobilenet_v2"):  # torchvision's own MobileNetV2 too
+        mobile = plan(model, **common).selection.settings.etas
+        assert (mobile.low, mobile.high, mobile.count) == (0.045 / 96, 1.5 / 96, 50), model
     given = plan("mobilenetv2-isqrt", etas="0.1:1:5", **common).selection.settings.etas
     assert (given.low, given.high, given.count) == (0.1, 1.0, 5)
     resnet = plan("resnet18-isqrt", **common).selection.settings.etas

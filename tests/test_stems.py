@@ -123,6 +123,21 @@ def test_a_model_with_hooks_of_its_own_is_not_split():
             with pytest.raises(ConfigError, match=rf"has a {kind} registered on the model itself, which the "
                                                   "split at the stem would skip"):
                 split_at_stem(model)
+    # MobileNetV2's features are sliced at the stem: a hook on features itself would be skipped,
+    # one on a block of it runs (helper-292: the hook's x2 was lost)
+    for net in (torchvision.models.mobilenet_v2(num_classes=4),
+                create_model("mobilenetv2-gap", num_classes=4)):
+        net.eval().features.register_forward_hook(lambda _, i, out: out * 2)
+        assert not has_stem(net)
+        with pytest.raises(ConfigError, match="has a forward hook registered on features, whose parts "
+                                              "the split calls one by one, which the split at the stem "
+                                              "would skip"):
+            split_at_stem(net)
+        net.features._forward_hooks.clear()
+        net.features[3].register_forward_hook(lambda _, i, out: out * 2)
+        with torch.no_grad():
+            split = split_at_stem(net)
+            torch.testing.assert_close(split.rest(split.stem(x)), net(x), rtol=0, atol=0)
     parts = torchvision.models.resnet18(num_classes=4).eval()  # a hook on a child: the split runs it
     parts.layer1.register_forward_hook(lambda _, i, out: out * 0.5)
     with torch.no_grad():

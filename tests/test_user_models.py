@@ -480,15 +480,31 @@ def test_torchvision_models_take_their_published_preprocessing_and_preprocess_is
     vit = external_source("torchvision:vit_b_16", {"resize_size": 384, "input_size": 384}).build()
     assert vit.image_size == 384 and vit.encoder.pos_embedding.shape == (1, 577, 768)
     # and without the size given, the file's position embeddings say which (a shape mismatch did not):
-    # the check comes before the keys' (this file holds the embeddings alone, not 350 MB of weights)
-    torch.save({"encoder.pos_embedding": vit.encoder.pos_embedding.detach()}, tmp_path / "vit384.pth")
-    with pytest.raises(CheckpointError, match=(
-            r"^'.*vit384.pth': its position embeddings \(encoder.pos_embedding, 577 tokens\) are of 384x384 "
-            r"images; torchvision:vit_b_16 was built for 224x224: give --preprocess input_size=384,"
-            r"resize_size=384,interpolation=bicubic \(as torchvision preprocesses its weights of that "
-            r"size\)$")):
-        plan("torchvision:vit_b_16", data=image_folder, store=tmp_path / "s.db",
-             checkpoint=tmp_path / "vit384.pth")
+    # the check comes before the keys' (these files hold the embeddings alone, not 350 MB of weights)
+    def refused(tensors: dict, **preprocess) -> str:
+        torch.save(tensors, tmp_path / "vit.pth")
+        with pytest.raises(CheckpointError) as error:
+            plan("torchvision:vit_b_16", data=image_folder, store=tmp_path / "s.db",
+                 checkpoint=tmp_path / "vit.pth", preprocess=preprocess or None)
+        return str(error.value)
+
+    assert re.fullmatch(
+        r"'.*vit.pth': its position embeddings \(encoder.pos_embedding, 577 tokens\) are of 384x384 images; "
+        r"torchvision:vit_b_16 was built for 224x224: give --preprocess input_size=384,resize_size=384,"
+        r"interpolation=bicubic \(as torchvision preprocesses its weights of that size\)",
+        refused({"encoder.pos_embedding": vit.encoder.pos_embedding.detach()}))
+    # where torchvision's weights of that size have two recipes (224 px: 256 bilinear, 224 bicubic), both
+    at_224 = refused({"encoder.pos_embedding": torch.zeros(1, 197, 768)}, input_size=384, resize_size=384)
+    assert at_224.endswith(
+        "are of 224x224 images; torchvision:vit_b_16 was built for 384x384: give --preprocess input_size=224,"
+        "resize_size=224 or the resize its weights of that size were made with (torchvision's: "
+        "resize_size=224,interpolation=bicubic; resize_size=256,interpolation=bilinear)")
+    # another ViT's file (patches of 32, or another width) is not taken for another image size
+    for tensors in ({"encoder.pos_embedding": torch.zeros(1, 50, 768),
+                     "conv_proj.weight": torch.zeros(768, 3, 32, 32)},
+                    {"encoder.pos_embedding": torch.zeros(1, 50, 1024)}):
+        said = refused(tensors)
+        assert "does not fit torchvision:vit_b_16" in said and "position embeddings" not in said
 
     store = tmp_path / "cli.db"
     args = ("--model", "torchvision:resnet18", "--random-weights", "--data", image_folder, "--store", store,

@@ -378,28 +378,36 @@ def _check_image_size(source: ExternalSource, model: nn.Module, tensors: Mapping
                       checkpoint: str | Path) -> None:
     """Refuse a torchvision ViT checkpoint whose position embeddings are of another image size than
     the one the model was built for (``--preprocess input_size``), naming the size to give: its
-    shape mismatch alone did not say (torchvision's SWAG weights are of 384 and 518 px images).
+    shape mismatch alone did not say (torchvision's SWAG weights are of 384 and 518 px images). A
+    file of another ViT (other widths or patches) is left to the strict load's mismatch report.
 
     Raises:
-        CheckpointError: ``encoder.pos_embedding`` holds another number of patches.
+        CheckpointError: ``encoder.pos_embedding`` holds another number of patches of this model's.
     """
     ours, theirs = getattr(getattr(model, "encoder", None), "pos_embedding", None), tensors.get(
         "encoder.pos_embedding")
-    patch = getattr(model, "patch_size", None)
+    patch, kernel = getattr(model, "patch_size", None), tensors.get("conv_proj.weight")
     if not (source.ref.startswith(TORCHVISION) and isinstance(ours, torch.Tensor)
             and isinstance(theirs, torch.Tensor) and isinstance(patch, int)
-            and theirs.ndim == 3 and ours.ndim == 3 and theirs.shape[1] != ours.shape[1]):
+            and theirs.ndim == 3 and ours.ndim == 3 and theirs.shape[2] == ours.shape[2]
+            and theirs.shape[1] != ours.shape[1]):
+        return
+    if isinstance(kernel, torch.Tensor) and tuple(kernel.shape[2:]) != (patch, patch):  # another ViT's
         return
     side = math.isqrt(theirs.shape[1] - 1)  # its patches and one class token
     if side < 1 or side * side != theirs.shape[1] - 1:
         return
     size = side * patch
-    published = [c for c in torchvision_configs(source.ref.removeprefix(TORCHVISION)) if c.input_size == size]
-    given = f"input_size={size},resize_size={size}"
-    if published:
-        config = published[0]
-        given = f"input_size={size},resize_size={config.resize_size},interpolation={config.interpolation}"
+    name = source.ref.removeprefix(TORCHVISION)
+    published = {(c.resize_size, c.interpolation) for c in torchvision_configs(name) if c.input_size == size}
+    given, said = f"input_size={size},resize_size={size}", ""
+    if len(published) == 1:  # one recipe for that size (vit_b_16's 224 px weights have two)
+        (resize, interpolation), = published
+        given = f"input_size={size},resize_size={resize},interpolation={interpolation}"
+        said = " (as torchvision preprocesses its weights of that size)"
+    elif published:
+        recipes = "; ".join(f"resize_size={r},interpolation={i}" for r, i in sorted(published))
+        said = f" or the resize its weights of that size were made with (torchvision's: {recipes})"
     raise CheckpointError(f"'{checkpoint}': its position embeddings (encoder.pos_embedding, "
                           f"{theirs.shape[1]} tokens) are of {size}x{size} images; {source.ref} was built "
-                          f"for {model.image_size}x{model.image_size}: give --preprocess {given}"
-                          f"{' (as torchvision preprocesses its weights of that size)' if published else ''}")
+                          f"for {model.image_size}x{model.image_size}: give --preprocess {given}{said}")

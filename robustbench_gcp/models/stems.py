@@ -157,7 +157,7 @@ def _candidate(model: nn.Module) -> tuple[Callable[[nn.Module], Stem], type | No
 
 def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
     found = _candidate(_own(model))
-    if found is None or _forward_change(_own(model), found[1]) is not None or _hooks(model):
+    if found is None or _forward_change(_own(model), found[1]) is not None or _hooks(model, found[0]):
         return None
     return found[0]
 
@@ -165,15 +165,25 @@ def _family(model: nn.Module) -> Callable[[nn.Module], Stem] | None:
 #: a module's hooks that only its own call runs (the split calls its children, never it)
 _HOOKS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward hook",
           "_backward_pre_hooks": "backward pre-hook", "_backward_hooks": "backward hook"}
+#: the containers of a family whose children its split calls, never the container itself: a hook on
+#: one would be skipped (MobileNetV2's features, sliced at the stem: helper-292)
+_BYPASSED = {_mobilenetv2: ("features",), _torchvision_mobilenetv2: ("features",)}
 
 
-def _hooks(model: nn.Module) -> str | None:
-    """The kind of a hook registered on the model itself (``register_forward_hook``: a temperature,
-    a normalization of its outputs), which the split at the stem would skip, else None."""
-    for module in dict.fromkeys((model, _own(model))):
+def _hooks(model: nn.Module, split: Callable[[nn.Module], Stem]) -> str | None:
+    """Where a hook is that the split at the stem (``split``) would skip, in words (``a forward
+    hook registered on the model itself``: a temperature, a normalization of its outputs; or on a
+    container whose children the split calls one by one), else None."""
+    own = _own(model)
+    places = {id(m): (m, "the model itself") for m in (own, model)}
+    for name in _BYPASSED.get(split, ()):
+        container = getattr(own, name, None)
+        if isinstance(container, nn.Module):
+            places.setdefault(id(container), (container, f"{name}, whose parts the split calls one by one"))
+    for module, where in places.values():
         for attribute, kind in _HOOKS.items():
             if getattr(module, attribute, None):
-                return kind
+                return f"a {kind} registered on {where}"
     return None
 
 
@@ -198,9 +208,8 @@ def no_stem_reason(model: nn.Module) -> str:
     if change:
         return (f"changes the forward pass of its family ({change}), which the split at the stem "
                 "would skip")
-    if found and (hook := _hooks(model)):
-        return (f"has a {hook} registered on the model itself, which the split at the stem "
-                "would skip")
+    if found and (hook := _hooks(model, found[0])):
+        return f"has {hook}, which the split at the stem would skip"
     return f"has no known stem; models with one: {STEM_FAMILIES}"
 
 
