@@ -51,7 +51,7 @@ from corruptions._registry import (
     list_corruptions,
     list_perturbations,
 )
-from corruptions._rng import ImageRandom, check_randomness, image_seeds, normalize_seeds
+from corruptions._rng import Drawn, ImageRandom, check_randomness, image_seeds, normalize_seeds
 from corruptions.perturbations import frame_count, perturbation_sequence  # ImageNet-P sequences
 from corruptions.storage import from_uint8, storage_roundtrip
 
@@ -66,6 +66,7 @@ __all__ = [
     "SEVERITIES",
     "SUBSETS",
     "Corruption",
+    "Drawn",
     "Level",
     "Perturbation",
     "check_name",
@@ -108,9 +109,9 @@ def sample_parameters(
     batch = images.shape[0]
     seeds = normalize_seeds(seed, batch, images.device)  # checked for deterministic ones too
     if not spec.random:
-        return {}
+        return Drawn({}, spec.name, severity, preset)
     rng = ImageRandom(batch, images.device, seeds=seeds, generator=generator)
-    return spec.sampler(rng, work_images(images), level)
+    return Drawn(spec.sampler(rng, work_images(images), level), spec.name, severity, preset)
 
 
 @without_autocast

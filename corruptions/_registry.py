@@ -26,6 +26,7 @@ import torch
 
 from corruptions._checks import FLOAT_DTYPES, MIN_SIZE, check_images, check_range  # noqa: F401 (theirs)
 from corruptions._ops import new_output, without_autocast, work_images
+from corruptions._rng import Drawn, ImageRandom
 
 
 class ReadOnlyTable(dict):
@@ -372,6 +373,12 @@ class Corruption:
         if not isinstance(params, Mapping):  # an AttributeError from inside
             raise TypeError(f"{self.name}: `params` should be the dict sample_parameters drew ({{}} for a "
                             f"deterministic corruption). Got {type(params).__name__}")
+        if isinstance(params, Drawn) and (params.corruption, params.severity, params.preset) != (
+                self.name, severity, preset):
+            raise ValueError(f"{self.name}: `params` were drawn for {params.corruption} at severity "
+                             f"{params.severity} ({params.preset} preset), and are applied at severity "
+                             f"{severity} ({preset} preset): draw them with sample_parameters(images, "
+                             f"{self.name!r}, {severity}, preset={preset!r})")
         check_range(images)
         self.check_device(images)
         if images.shape[0] == 0:
@@ -407,11 +414,28 @@ class Corruption:
                                  f"{' at this severity and preset' if leveled else ''} (sample_parameters)")
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
-               preset: str = "imagenet") -> dict[str, Any]:
-        """The random parameters (``{}`` for a deterministic corruption)."""
-        if self.sampler is None:
-            return {}
-        return self.sampler(rng, images, self.level(severity, preset))
+               preset: str = "imagenet") -> Drawn:
+        """The random parameters (``{}`` for a deterministic corruption), drawn from ``rng``, a
+        :class:`corruptions._rng.ImageRandom` of one stream per image of ``images``.
+        :func:`corruptions.sample_parameters` makes that from a seed or a generator: the way to
+        draw them unless you hold an ``ImageRandom``.
+
+        Raises:
+            TypeError: ``rng`` is not an ``ImageRandom`` (a ``torch.Generator``: pass it to
+                ``sample_parameters(..., generator=)``); ``images`` as ``corrupt`` refuses them.
+            ValueError: ``rng`` is of another number of images than ``images``.
+        """
+        check_images(images)
+        level = self.level(severity, preset)
+        if not isinstance(rng, ImageRandom):
+            raise TypeError(f"{self.name}: `rng` should be a corruptions._rng.ImageRandom. Got "
+                            f"{type(rng).__name__}: draw with corruptions.sample_parameters(images, "
+                            f"{self.name!r}, {severity}, seed=... or generator=...)")
+        if rng.batch != images.shape[0]:
+            raise ValueError(f"{self.name}: `rng` draws for {rng.batch} images; `images` holds "
+                             f"{images.shape[0]}")
+        draws = {} if self.sampler is None else self.sampler(rng, work_images(images), level)
+        return Drawn(draws, self.name, severity, preset)
 
 
 _DRAW_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}
@@ -424,8 +448,6 @@ def _draw_shapes(spec: Corruption, severity: int, preset: str, height: int, widt
     key = (spec.name, severity, preset, height, width)
     shapes = _DRAW_SHAPES.get(key)
     if shapes is None:
-        from corruptions._rng import ImageRandom
-
         shapes = {}
         if spec.random:
             try:

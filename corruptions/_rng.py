@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Any
 
 import torch
 
 from corruptions._draws import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
 from corruptions._graphs import draw_graph
 
-__all__ = ["CUDA_DRAW_CHUNK", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
+__all__ = ["CUDA_DRAW_CHUNK", "Drawn", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
            "image_seeds", "normalize_seeds", "per_image_map"]
 
 _MASK64 = (1 << 64) - 1
@@ -241,3 +242,18 @@ class ImageRandom:
         """Integers in [low, high) (high exclusive, like NumPy's randint), int64, (B, *shape)."""
         return self._fill(tuple(shape), torch.int64, ("randint", low, high),
                           lambda view, gen: view.random_(low, high, generator=gen))
+
+
+class Drawn(dict):
+    """The random parameters :func:`corruptions.sample_parameters` (or :meth:`Corruption.sample`)
+    drew: a dict of tensors, which says what it was drawn for (``corruption``, ``severity``,
+    ``preset``), so that :meth:`Corruption.apply` refuses it for another (a severity-1 draw applied
+    at severity 5 gave an image of neither, silently: helper-291). A plain dict, made by hand or
+    copied (``dict(params)``), is not checked."""
+
+    def __init__(self, draws: Mapping[str, Any], corruption: str, severity: int, preset: str):
+        super().__init__(draws)
+        self.corruption, self.severity, self.preset = corruption, severity, preset
+
+    def __reduce__(self):  # pickled (a DataLoader worker's) with what it was drawn for
+        return Drawn, (dict(self), self.corruption, self.severity, self.preset)

@@ -100,8 +100,12 @@ def from_uint8(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
         tensor([0.0000, 0.2000, 1.0000])
     """
     if not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.uint8:
-        got = f"a {pixels.dtype} tensor" if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-        raise TypeError(f"`pixels` should be a uint8 tensor (floats are divided by 255 already). Got {got}")
+        if isinstance(pixels, torch.Tensor):
+            hint = " (floats are divided by 255 already)" if pixels.dtype.is_floating_point else ""
+            raise TypeError(f"`pixels` should be a uint8 tensor. Got a {pixels.dtype} tensor{hint}")
+        hint = " (torch.from_numpy(array); an (H, W, 3) image: .permute(2, 0, 1)[None])" \
+            if type(pixels).__name__ == "ndarray" else ""
+        raise TypeError(f"`pixels` should be a uint8 tensor. Got {type(pixels).__name__}{hint}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # "Invalid device string"
         raise TypeError(f"`dtype` should be a floating torch.dtype (torch.float32). Got {dtype!r}")
     return true_div_(pixels.to(dtype, copy=True), 255.0)

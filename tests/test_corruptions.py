@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import corruptions
 from corruptions import (
     corrupt,
+    from_uint8,
     get_corruption,
     image_seeds,
     list_corruptions,
@@ -280,19 +283,38 @@ def test_severity_not_an_int(small, severity):
 
 
 def test_bad_images():
-    with pytest.raises(ValueError, match=r"`images` should have shape \(B, 3, H, W\)\. "
-                       r"Got \(3, 64, 64\) \(add a batch dimension"):
-        corrupt(torch.rand(3, 64, 64), "fog", 1)
-    with pytest.raises(ValueError, match=r"should have 3 channels.*Got \(1, 1, 64, 64\) "
-                       r"\(repeat a grayscale image"):
-        corrupt(torch.rand(1, 1, 64, 64), "fog", 1)
-    with pytest.raises(ValueError, match=r"Got \(1, 64, 64, 3\) \(channels first"):
-        corrupt(torch.rand(1, 64, 64, 3), "fog", 1)
-    with pytest.raises(TypeError, match=r"`images` should be a float tensor in \[0, 1\]\. "
-                       r"Got torch\.uint8 \(convert uint8 images with corruptions\.from_uint8\(images\)\)"):
-        corrupt(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "fog", 1)
-    with pytest.raises(TypeError, match=r"`images` should be a torch\.Tensor.*Got list"):
-        corrupt([[0.0]], "fog", 1)
+    # each with the fix for it: what a library user holds instead (helper-291: the last three)
+    for images, error, said in (
+            (torch.rand(3, 64, 64), ValueError,
+             r"`images` should have shape \(B, 3, H, W\)\. Got \(3, 64, 64\) \(add a batch dimension"),
+            (torch.rand(1, 1, 64, 64), ValueError,
+             r"should have 3 channels.*Got \(1, 1, 64, 64\) \(repeat a grayscale image"),
+            (torch.rand(1, 64, 64, 3), ValueError, r"Got \(1, 64, 64, 3\) \(channels first"),
+            (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError,
+             r"`images` should be a float tensor in \[0, 1\]\. Got torch\.uint8 \(convert uint8 images with "
+             r"corruptions\.from_uint8\(images\)\)"),
+            ([[0.0]], TypeError, r"`images` should be a torch\.Tensor.*Got list$"),
+            (torch.rand(64, 64, 3), ValueError,
+             r"Got \(64, 64, 3\) \(one image, channels last: images\.permute\(2, 0, 1\)\.unsqueeze\(0\)\)$"),
+            (torch.rand(1, 4, 64, 64), ValueError,
+             r"Got \(1, 4, 64, 64\) \(drop the alpha channel: images\[:, :3\]\)$")):
+        with pytest.raises(error, match=said):
+            corrupt(images, "fog", 1)
+    array = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"Got ndarray \(an \(H, W, 3\) uint8 array: corruptions\.from_uint8\("
+                                        r"torch\.from_numpy\(array\)\.permute\(2, 0, 1\)\[None\]\)\)$"):
+        corrupt(array, "fog", 1)
+    converted = from_uint8(torch.from_numpy(array).permute(2, 0, 1)[None])
+    assert corrupt(converted, "fog", 1).shape == (1, 3, 64, 64)
+    with pytest.raises(TypeError, match=r"Got Image \(torchvision\.transforms\.functional\.pil_to_tensor"):
+        corrupt(Image.fromarray(array), "fog", 1)
+    with pytest.raises(TypeError, match=r"^`pixels` should be a uint8 tensor\. Got ndarray "
+                                        r"\(torch\.from_numpy"):
+        from_uint8(array)
+    normalized = (torch.rand(1, 3, 64, 64) - 0.45) / 0.225  # as transforms.Normalize leaves them
+    with pytest.raises(ValueError, match=r"\(normalized images\? corrupt the \[0, 1\] images before "
+                                         r"transforms\.Normalize, or undo it: images \* std \+ mean\)$"):
+        corrupt(normalized, "fog", 1)
     with pytest.raises(ValueError, match=r"at least 32x32 pixels\. Got \(1, 3, 16, 64\)"):
         corrupt(torch.rand(1, 3, 16, 64), "fog", 1)
     # 0-255 floats came out white (clamped), silently
@@ -653,6 +675,51 @@ def test_apply_refuses_what_corrupt_refuses_and_names_a_missing_draw(small):
         spec.apply(small[0], 2, params)
     with pytest.raises(ValueError, match="fog: `params` lack 'plasma'"):
         spec.apply(small, 2, {})
+
+
+@pytest.mark.parametrize("name", ["impulse_noise", "spatter", "fog", "contrast"])
+def test_a_draw_applied_at_another_severity_or_preset_is_refused(name, small):
+    """A severity-1 draw applied at 5 gave an image of neither (spatter's water layer through its mud
+    branch), silently (helper-291). A copy into a plain dict is the user's own: not checked."""
+    import pickle
+
+    spec = get_corruption(name)
+    params = sample_parameters(small, name, 1, seed=0)
+    assert isinstance(params, corruptions.Drawn) and (params.severity, params.preset) == (1, "imagenet")
+    with pytest.raises(ValueError, match=rf"^{name}: `params` were drawn for {name} at severity 1 "
+                                         rf"\(imagenet preset\), and are applied at severity 5 \(imagenet "
+                                         rf"preset\): draw them with sample_parameters\(images, '{name}', 5, "
+                                         rf"preset='imagenet'\)$"):
+        spec.apply(small, 5, params)
+    with pytest.raises(ValueError, match=r"applied at severity 1 \(cifar preset\)"):
+        spec.apply(small, 1, params, preset="cifar")
+    other = "fog" if name != "fog" else "snow"
+    with pytest.raises(ValueError, match=rf"were drawn for {other} at severity 1"):
+        spec.apply(small, 1, sample_parameters(small, other, 1, seed=0))
+    torch.testing.assert_close(spec.apply(small, 5, dict(params)), spec.apply(small, 5, dict(params)))
+    again = pickle.loads(pickle.dumps(params))  # a DataLoader worker's: still says what it is
+    assert isinstance(again, corruptions.Drawn) and again.keys() == params.keys() and again.severity == 1
+    torch.testing.assert_close(spec.apply(small, 1, again), spec.apply(small, 1, params), rtol=0, atol=0)
+
+
+def test_sample_takes_an_image_random_and_says_what_to_use_instead(small):
+    """``Corruption.sample`` with a torch.Generator failed deep inside (AttributeError: 'uniform');
+    uint8 images and an rng of another batch passed silently (helper-291)."""
+    from corruptions._rng import ImageRandom
+
+    spec = get_corruption("fog")
+    with pytest.raises(TypeError, match=r"^fog: `rng` should be a corruptions\._rng\.ImageRandom\. "
+                                        r"Got Generator: draw with corruptions\.sample_parameters\(images, "
+                                        r"'fog', 2, seed=\.\.\. or generator=\.\.\.\)$"):
+        spec.sample(torch.Generator().manual_seed(0), small, 2)
+    with pytest.raises(TypeError, match="from_uint8"):
+        spec.sample(ImageRandom(2, "cpu", seeds=[1, 2]), (small * 255).to(torch.uint8), 2)
+    with pytest.raises(ValueError, match=r"^fog: `rng` draws for 3 images; `images` holds 2$"):
+        spec.sample(ImageRandom(3, "cpu", seeds=[1, 2, 3]), small, 2)
+    drawn = spec.sample(ImageRandom(2, "cpu", seeds=image_seeds(0, range(2))), small, 2)
+    assert drawn.keys() == sample_parameters(small, "fog", 2, seed=0).keys()
+    torch.testing.assert_close(spec.apply(small, 2, drawn).clamp(0, 1), corrupt(small, "fog", 2, seed=0),
+                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", RANDOM)

@@ -206,7 +206,10 @@ def test_glass_blur_params_of_another_severity_are_said_so():
     import corruptions
 
     images = torch.rand(1, 3, 48, 64)
-    params = corruptions.sample_parameters(images, "glass_blur", 1, seed=0)
+    drawn = corruptions.sample_parameters(images, "glass_blur", 1, seed=0)
+    with pytest.raises(ValueError, match=r"were drawn for glass_blur at severity 1 \(imagenet preset\)"):
+        corruptions.get_corruption("glass_blur").apply(images, 5, drawn)  # it says what it was drawn for
+    params = dict(drawn)  # a plain dict: told by its shapes
     with pytest.raises(ValueError, match=r"drawn for images of another size, severity or preset: 'offsets' "
                                          r"is \(2, 2, 46, 62\) an image, a draw for these 48x64 images at "
                                          r"severity 5 \(preset imagenet\) \(2, 2, 40, 56\): draw them for "
