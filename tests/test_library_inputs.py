@@ -239,3 +239,37 @@ def test_what_is_said_gone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "is_dir", denied)
     assert gone_said(tmp_path / "val" / "cls") is None  # cannot tell: the error says what it is
+
+
+def test_a_model_name_of_another_type_and_a_stores_options_are_said_so(tmp_path):
+    """create_model(Path("resnet18-gap")) was "unknown model 'resnet18-gap'. Did you mean
+    'resnet18-gap'?"; a Store took timeout="5" (failing at its first wait), -1 and read_only="no" (as
+    True), and a closed one raised an AttributeError of None (helper-293)."""
+    from pathlib import Path
+
+    from robustbench_gcp import create_model
+    from robustbench_gcp.errors import StoreError
+
+    for name in (Path("resnet18-gap"), None, 18):
+        with pytest.raises(ConfigError, match=r"^`name` should be a model name \(text; list_models\(\) "
+                                              rf"lists them\)\. Got {re.escape(repr(name))}$"):
+            create_model(name)
+        with pytest.raises(ConfigError, match=r"^`name` should be a model name"):
+            load_model(name)
+    path = tmp_path / "s.db"
+    wrong = [({"timeout": "5"}, TypeError, "`timeout` should be a number of seconds. Got '5'"),
+             ({"timeout": -1}, ValueError, r"`timeout` should be a finite number of seconds >= 0\. Got -1"),
+             ({"lease_seconds": 0}, ValueError, r"`lease_seconds` .* > 0\. Got 0"),
+             ({"checkpoint_seconds": float("inf")}, ValueError, "checkpoint_seconds"),
+             ({"read_only": "no"}, TypeError, "`read_only` should be True or False. Got 'no'")]
+    for kwargs, error, said in wrong:
+        with pytest.raises(error, match=said):
+            Store(path, **kwargs)
+    assert not path.exists()
+    store = Store(path, timeout=0, checkpoint_seconds=0)  # no wait, a checkpoint at every commit
+    store.close()
+    store.close()  # twice: nothing more
+    with pytest.raises(StoreError, match=r"^store .*s\.db is closed: open it again \(Store\(path\)\) to "
+                                         r"use it$"):
+        store.runs()
+

@@ -103,6 +103,14 @@ def test_a_progress_hook_missing_methods_is_refused_by_name(common, tmp_path):
     run(planned, progress=Counts())
     assert Counts.images == 3
 
+    class OneArgument(ProgressHook):  # failed mid-run: "plan() takes 2 positional arguments but 4 were given"
+        def plan(self, total):
+            pass
+
+    with pytest.raises(TypeError, match=r"^`progress`: its plan\(total\) cannot take the engine's 3 "
+                                        r"arguments: plan\(total_images, units, finished_units\)$"):
+        run(planned, progress=OneArgument())
+
 
 def test_a_ctrl_c_that_python_drops_still_stops_a_library_run(common, tmp_path):
     """Python drops a KeyboardInterrupt raised in an at-fork hook (each loader start): outside the
@@ -188,3 +196,31 @@ def test_a_hook_without_advance_total_takes_shards_another_process_stored():
     stats = ExecutionStats()
     leasing = Leasing(Stored(), [Task()], {"cell": 1}, [range(4)], stats, Hook())
     assert leasing(Load(0, 0, (0,))) is None and stats.units_skipped == 1
+
+
+def test_a_report_gives_the_commands_markdown_csv_and_tables(common, tmp_path):
+    """A notebook had to dig out reports.one_report for what `eval --format markdown / csv` writes
+    (helper-293): the Report's own methods give the same text, and rich prints its tables."""
+    import io
+    import json
+
+    import rich.console
+    from click.testing import CliRunner
+
+    from robustbench_gcp.cli import main
+
+    store = str(tmp_path / "s.db")
+    report = evaluate("demo-gap", suite="imagenet-c", corruptions="fog", severities=[1], store=store,
+                      **common)
+    args = ["eval", "--model", "demo-gap", "--suite", "imagenet-c", "--corruptions", "fog", "--severities",
+            "1", "--store", store, "--data", common["data"], "--class-order", "sorted", "--limit", "3",
+            "--workers", "0"]
+    for kind, text in (("markdown", report.to_markdown()), ("csv", report.to_csv())):
+        said = CliRunner().invoke(main, [*args, "--format", kind])
+        assert said.exit_code == 0, said.output
+        assert said.stdout.strip() == text.strip() and "fog" in text, kind
+    assert json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)["metrics"] == (
+        report.to_json()["metrics"])
+    shown = io.StringIO()
+    rich.console.Console(file=shown, width=200).print(report)
+    assert "clean top-1 error (%)" in shown.getvalue() and "fog" in shown.getvalue()

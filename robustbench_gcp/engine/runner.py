@@ -201,13 +201,19 @@ def task_label(task: Task) -> str:
 
 
 class ProgressHook:
-    """Receives progress events from the engine; the default does nothing."""
+    """Receives progress events from the engine; the default does nothing. Subclass it and
+    override the methods you need (``run(plan, progress=MyHook())``)."""
 
-    def plan(self, total_images: int, units: int, finished_units: int) -> None: ...
+    def plan(self, total_images: int, units: int, finished_units: int) -> None:
+        """Once, before any compute: ``total_images`` still to compute (0 where everything is
+        stored), of ``units`` units of work (a cell's shard), ``finished_units`` of them stored."""
 
-    def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None: ...
+    def cell_start(self, label: str, shard: int, n_shards: int, n_images: int) -> None:
+        """A unit begins: shard ``shard`` (0-based) of ``n_shards`` of the cell ``label``
+        (``fog/3``), ``n_images`` images."""
 
-    def advance(self, n_images: int) -> None: ...
+    def advance(self, n_images: int) -> None:
+        """``n_images`` more images computed by this process."""
 
     def advance_total(self, n_images: int) -> None:
         """Images computed elsewhere (another process on the store): the overall count only."""
@@ -217,15 +223,16 @@ class ProgressHook:
         :meth:`advance_total`)."""
         self.advance_total(n_images)
 
-    def cell_done(self, label: str) -> None: ...
+    def cell_done(self, label: str) -> None:
+        """The unit of the cell ``label`` begun last is stored."""
 
     def say(self, text: str) -> None:
         """A line for the person watching (a run that starts afresh beside another ...)."""
 
 
-#: what the engine calls on a progress hook (:class:`ProgressHook`)
+#: what the engine calls on a progress hook (:class:`ProgressHook`), with how many arguments
 #: (``advance_total``, for other torchrun ranks' images, is optional)
-HOOK_METHODS = ("plan", "cell_start", "advance", "cell_done", "say")
+HOOK_METHODS = {"plan": 3, "cell_start": 4, "advance": 1, "cell_done": 1, "say": 1}
 
 
 def check_progress(progress: Any) -> None:
@@ -245,6 +252,18 @@ def check_progress(progress: Any) -> None:
         raise TypeError(f"`progress` should be a ProgressHook (or None): {progress!r} has no "
                         f"{listed(missing)} {methods}. Subclass robustbench_gcp.ProgressHook (whose "
                         "methods do nothing) and override those you need")
+    for name, count in HOOK_METHODS.items():  # (one of other arguments failed in the middle of the run)
+        try:
+            signature = inspect.signature(getattr(progress, name))
+        except (TypeError, ValueError):  # a builtin without one: it will say
+            continue
+        try:
+            signature.bind(*[None] * count)
+        except TypeError:
+            wanted = ", ".join(inspect.signature(getattr(ProgressHook(), name)).parameters)
+            given = ", ".join(signature.parameters)
+            raise TypeError(f"`progress`: its {name}({given}) cannot take the engine's {count} "
+                            f"argument{'s' if count > 1 else ''}: {name}({wanted})") from None
 
 
 def advance_total(progress: ProgressHook, n_images: int, *, ranks: bool = False) -> None:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from torch import nn
 
-from robustbench_gcp.errors import UnknownNameError
+from robustbench_gcp.errors import ConfigError, UnknownNameError
 
 __all__ = ["list_models", "model_entrypoint", "register_model"]
 
@@ -63,8 +63,11 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
 
     Raises:
         UnknownNameError: no such model (the message suggests the closest name).
+        ConfigError: ``name`` is not text.
     """
+    if not isinstance(name, str):  # a Path was "unknown model 'resnet18-gap'. Did you mean 'resnet18-gap'?"
+        raise ConfigError(f"`name` should be a model name (text; list_models() lists them). Got {name!r}")
     try:
         return _MODELS[name]
-    except (KeyError, TypeError):
-        raise UnknownNameError("model", str(name), _MODELS, listing="See list_models()") from None
+    except KeyError:
+        raise UnknownNameError("model", name, _MODELS, listing="See list_models()") from None

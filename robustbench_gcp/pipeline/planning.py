@@ -248,8 +248,9 @@ def plan(model: str | torch.nn.Module, *, name: str | None = None, **kwargs) -> 
 
     Args:
         model: a model of benchmarks.yaml, a registry architecture name,
-            ``torchvision:<name>``, ``package.module:callable``, or an ``nn.Module`` (which
-            gets the attributes the engine reads, and is moved to the device).
+            ``torchvision:<name>``, ``package.module:callable``, or an ``nn.Module`` (held by a
+            wrapper that carries the attributes the engine reads, so that the module's own are
+            untouched; it is put in eval mode and moved to the device).
         name: the name reports show (the label; for a module, default its class name).
         **kwargs: the fields of :class:`EvalOptions`, and the suites' flags
             (``corruptions=``, ``severities=``, ``attacks=``, ...).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import numbers
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -73,6 +74,16 @@ def _reads(method):
     return reading
 
 
+class _Closed:
+    """The connection of a closed store: any use says so (it was an AttributeError of None)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __getattr__(self, name: str):
+        raise StoreError(f"store {self.path} is closed: open it again (Store(path)) to use it")
+
+
 def _run_key(identity_json: str) -> str:
     """A run's key: the first 32 hex digits of its canonical identity's sha256."""
     return hashlib.sha256(identity_json.encode()).hexdigest()[:32]
@@ -91,8 +102,10 @@ class Store:
             (see :mod:`robustbench_gcp.store.leases`).
 
     Raises:
-        StoreError: the file cannot be opened or is not a gcp-robust store.
-        TypeError: ``path`` is neither text nor a path.
+        StoreError: the file cannot be opened or is not a gcp-robust store (and, once closed, any
+            use of it).
+        TypeError: ``path`` is neither text nor a path; a number or ``read_only`` of another type.
+        ValueError: a negative number of seconds (``lease_seconds``: 0 too), or an infinite one.
 
     Example:
         >>> with Store("gcp-robust.db", read_only=True) as store:  # doctest: +SKIP
@@ -106,6 +119,16 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_STORE, *, timeout: float = 60.0, read_only: bool = False,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS, lease_seconds: float = LEASE_SECONDS):
         check_path(path, "a store file")
+        # a "5" failed at the first wait, -1 was taken (0: no wait, a checkpoint at every commit)
+        for option, value, zero in (("timeout", timeout, True), ("lease_seconds", lease_seconds, False),
+                                    ("checkpoint_seconds", checkpoint_seconds, True)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{option}` should be a number of seconds. Got {value!r}")
+            if not (0 <= value if zero else 0 < value) or not math.isfinite(value):
+                raise ValueError(f"`{option}` should be a finite number of seconds "
+                                 f"{'>= 0' if zero else '> 0'}. Got {value!r}")
+        if not isinstance(read_only, bool):  # "yes" was True, and "no" too
+            raise TypeError(f"`read_only` should be True or False. Got {read_only!r}")
         self.path = Path(path)
         # the file itself, whatever the working folder later (the lease heartbeat's connection opened
         # a relative path in the folder a library user had changed to: a new empty store)
@@ -166,7 +189,7 @@ class Store:
 
     def close(self) -> None:
         """Release this store's leases, checkpoint the WAL and close (errors here lose nothing)."""
-        if self.db is None:
+        if isinstance(self.db, _Closed):
             return
         try:
             if self._heartbeat is not None:
@@ -179,7 +202,7 @@ class Store:
             self.checkpoint()
         finally:
             self.db.close()
-            self.db = None
+            self.db = _Closed(self.path)
         if self.read_only_reason == OPENED_FOR_READING:
             tidy_after_reading(self._file)
 
