@@ -192,8 +192,8 @@ def test_callable_and_torchvision_models_give_the_registry_models_counts(
             assert (cell.correct == reference[key].correct).all()
     # the same weights again: nothing is computed, and for your own module (not torchvision's) that
     # is said: its code is not part of what finds the run
-    note = ("results stored for these weights are reused: a module you bring is found by its name and "
-            "weights, not its code; if the code changed since, give another --store")
+    note = (f"results stored for these weights are reused: a module you bring is found by {names[1]} and "
+            "its weights, not its code; if the code changed since, give another --store")
     for name in names[1:]:
         again = run("eval", "--model", name, "--data", image_folder, "--store", store, "--workers", 0,
                     "--batch-size", 6, "--suite", "imagenet-c", "--corruptions", "contrast",
@@ -289,6 +289,18 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
     assert mine.sections["clean"] == registry.sections["clean"]
     assert mine.sections["cells"] == registry.sections["cells"]
     assert evaluate(net, name="my-gap", **common).computed["computed"] == 0  # same weights: reused
+    # under another name too, as a registry model's run (helper-293: the name was in its identity)
+    renamed = evaluate(net, name="gap-again", **common)
+    assert renamed.computed["computed"] == 0 and renamed.run == mine.run and renamed.model == "gap-again"
+    assert renamed.arch == "module:gap-again" and {*[
+        "the store holds a run of these weights and settings as my-gap: its results are reused, and reports "
+        "show it as gap-again from now on (`report --models gap-again`; a run takes the name it is evaluated "
+        "under); to keep both names apart, give another --store",
+        "results stored for these weights are reused: a module you bring is found by its weights, not its "
+        "code; if the code changed since, give another --store"]} <= set(renamed.notes), renamed.notes
+    with Store(store, read_only=True) as s:
+        (stored,) = [r for r in s.runs() if r.identity["arch"] == "module"]
+        assert stored.model == "gap-again" and stored.arch == "module:gap-again"
     with torch.no_grad():
         net.fc.bias.add_(1.0)
     changed = evaluate(net, name="my-gap", **common)
@@ -302,6 +314,38 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
                                           r"module first \(my-gap\.load_state_dict"):
         evaluate(net, name="my-gap", checkpoint=str(gap_checkpoint), **common)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_module_objects_run_stored_under_its_name_is_taken_over(image_folder, tmp_path):
+    """Before 0.7.30 a module object's run had ``module:NAME`` in its identity: evaluated again
+    (under that name or another), that run, with its cells, takes the identity without the name;
+    a read-only store is read as it is."""
+    import json as json_module
+
+    store = tmp_path / "s.db"
+    common = dict(data=image_folder, store=store, suite="clean", batch_size=6, limit=6)
+    net = torchvision.models.resnet18().eval()
+    first = evaluate(net, name="mine", **common)
+    with sqlite3.connect(store) as db:  # as 0.7.29 stored it
+        (key, text), = db.execute("SELECT key, identity FROM runs").fetchall()
+        old = json_module.loads(text)
+        old["arch"] = "module:mine"
+        from robustbench_gcp.store.records import canonical_json
+        from robustbench_gcp.store.results_store import _run_key
+
+        db.execute("UPDATE runs SET key = ?, identity = ? WHERE key = ?",
+                   (_run_key(canonical_json(old)), canonical_json(old), key))
+    store.chmod(0o444)
+    try:
+        held = evaluate(net, name="mine", **common)  # read-only: read under its old identity
+        assert held.computed["computed"] == 0 and held.sections == first.sections
+    finally:
+        store.chmod(0o644)
+    again = evaluate(net, name="mine", **common)
+    assert again.computed["computed"] == 0 and again.sections == first.sections
+    with Store(store, read_only=True) as s:
+        (run,) = s.runs()
+        assert run.identity["arch"] == "module" and run.key == first.run
 
 
 class Named(torch.nn.Module):

@@ -89,6 +89,8 @@ class ExternalSource:
             wins over ``preprocess`` when it has one, under the keys given (``preprocess_given``).
         note: what reports should say of the preprocessing chosen (a torchvision architecture
             whose published weights differ in theirs), or "".
+        module_object: a module object the library was given (``ref`` ``module:<name>``, the
+            name it is evaluated under, which its runs' identity leaves out).
     """
 
     ref: str
@@ -99,6 +101,7 @@ class ExternalSource:
     own_preprocess: bool = False
     note: str = field(default="", compare=False)
     preprocess_given: Mapping[str, Any] | None = field(default=None, compare=False)
+    module_object: bool = False
 
 
 def external_source(ref: str, preprocess: PreprocessConfig | Mapping | None = None) -> ExternalSource:
@@ -222,7 +225,7 @@ def module_source(module: nn.Module, name: str,
     config = preprocess_config(preprocess, module)  # a BroughtModel's: what it was evaluated with
     while isinstance(module, BroughtModel):  # one the library returned: the module it holds
         module = module.net
-    return ExternalSource(f"module:{name}", lambda: module, config)
+    return ExternalSource(f"module:{name}", lambda: module, config, module_object=True)
 
 
 class BroughtModel(nn.Module):

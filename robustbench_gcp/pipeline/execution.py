@@ -46,7 +46,12 @@ from robustbench_gcp.errors import (
     not_utf8,
     real_path,
 )
-from robustbench_gcp.pipeline.identity import IDENTITY_VERSION, planned_identity, run_identity
+from robustbench_gcp.pipeline.identity import (
+    IDENTITY_VERSION,
+    former_identity,
+    planned_identity,
+    run_identity,
+)
 from robustbench_gcp.pipeline.image_sizes import edited_images_notes
 from robustbench_gcp.pipeline.planning import (
     Plan,
@@ -196,7 +201,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
             labelled.add(this_run)
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=data, n_images=len(plan.images), shard_size=options.shard_size,
-                         rename=not again)
+                         rename=not again, former=former_identity(plan, identity))
         renamed = renamed_notes(before, info, plan.model.label if store.read_only else None)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
@@ -440,15 +445,17 @@ def stored_shards(store: Store, run_id: int) -> int:
 
 def own_code_notes(plan: Plan, held: bool) -> list[str]:
     """The note on results stored for a module you bring (not torchvision's), when its run
-    ``held`` some already: its run is found by its name and weights; code that changed since (a
-    forward pass, a setting kept outside the state dict) cannot be seen, so reusing them is said."""
+    ``held`` some already: its run is found by its weights (and a ``package.module:callable`` by
+    that name); code that changed since (a forward pass, a setting kept outside the state dict)
+    cannot be seen, so reusing them is said."""
     from robustbench_gcp.models.external import TORCHVISION
 
     external = plan.model.external
     if not held or external is None or external.ref.startswith(TORCHVISION):
         return []
-    return ["results stored for these weights are reused: a module you bring is found by its name and "
-            "weights, not its code; if the code changed since, give another --store"]
+    found = "its weights" if external.module_object else f"{external.ref} and its weights"
+    return [f"results stored for these weights are reused: a module you bring is found by {found}, not "
+            "its code; if the code changed since, give another --store"]
 
 
 def released_notes(plan: Plan, store: Store, info: RunInfo, keys: Sequence[CellKey]) -> list[str]:

@@ -35,7 +35,7 @@ def planned_identity(plan: Plan) -> dict:
     from robustbench_gcp.engine.device import precision_name
 
     identity = {
-        "arch": plan.model.arch,
+        "arch": plan.model.identity_arch,
         # an override equal to the model's own matrix function is the same run as none
         **plan.model.matrix_identity(),
         "data": plan.images.fingerprint(),
@@ -141,3 +141,11 @@ def _stride_identity(net) -> dict:
     head = HEADS.get(getattr(net, "head_type", ""))
     strides = getattr(net, "strides", None)
     return {"last_stride": 2} if head and head.covariance and strides and strides[-1] == 2 else {}
+
+
+def former_identity(plan: Plan, identity: dict) -> dict | None:
+    """The identity a module object's run had before 0.7.30 (``arch`` ``module:<its name>``), under
+    which a store may hold it, for :meth:`~robustbench_gcp.store.Store.run` to take it over; None
+    for every other model."""
+    return {**identity, "arch": plan.model.arch} if plan.model.identity_arch != plan.model.arch else None
+

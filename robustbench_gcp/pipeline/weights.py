@@ -38,6 +38,9 @@ from robustbench_gcp.models.external import (
 from robustbench_gcp.models.probe import said_as
 from robustbench_gcp.models.resnet import PreprocessConfig
 
+#: the identity's ``arch`` of a module object's runs (before 0.7.30: ``module:<the name>``)
+MODULE_ARCH = "module"
+
 
 class MissingCheckpointError(ConfigError):
     """A model without weights was asked for without ``random_weights``."""
@@ -85,6 +88,14 @@ class ModelChoice:
     @property
     def arch(self) -> str:
         return self.spec.arch
+
+    @property
+    def identity_arch(self) -> str:
+        """The ``arch`` of its runs' identity: :attr:`arch`, but ``module`` for a module object
+        whatever the name it is evaluated under (its weights hash tells it apart; its ``arch``
+        ``module:NAME`` made a run under a new name compute everything again, where a registry
+        model's is reused: helper-293)."""
+        return MODULE_ARCH if self.external is not None and self.external.module_object else self.arch
 
     def matrix_identity(self) -> dict:
         """The ``sqrt`` / ``ns_iters`` of a run's identity: None where they equal the model's own

@@ -225,10 +225,13 @@ class Store:
         n_images: int,
         shard_size: int,
         rename: bool = True,
+        former: dict | None = None,
     ) -> RunInfo:
         """Find the run with this identity, or create it. Its model label becomes ``model`` (the
         name it was last evaluated under; :meth:`stored_label` tells the one it had before), unless
-        not ``rename`` (a run found keeps its label).
+        not ``rename`` (a run found keeps its label). Where none has it, a run stored under
+        ``former`` (the identity an earlier version gave the same run) takes it, with its cells
+        (a read-only store reads that run as it is).
 
         Raises:
             ValueError: ``n_images`` or ``shard_size`` below 1 (such a row is refused on reading:
@@ -240,15 +243,21 @@ class Store:
         text = canonical_json(identity)
         key = _run_key(text)
         row = self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+        old = None if row is not None or former is None else _run_key(canonical_json(former))
+        if old is not None and self.read_only:
+            row = self.db.execute("SELECT * FROM runs WHERE key = ?", (old,)).fetchone() or row
         if row is not None and (row[2] == model or self.read_only or not rename):
             return RunInfo.from_row(row)
         with self._write("add a run for this model and these settings") as db:
+            if old is not None:  # (no-op where another process took it over first, or there is none)
+                db.execute("UPDATE runs SET key = ?, identity = ? WHERE key = ? AND NOT EXISTS "
+                           "(SELECT 1 FROM runs WHERE key = ?)", (key, text, old, key))
             db.execute(
                 "INSERT OR IGNORE INTO runs (key, model, arch, checkpoint, data, n_images, shard_size,"
                 " identity, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, model, arch, checkpoint, data, n_images, shard_size, text, _now()),
             )
-            db.execute("UPDATE runs SET model = ? WHERE key = ?", (model, key))
+            db.execute("UPDATE runs SET model = ?, arch = ? WHERE key = ?", (model, arch, key))
         return RunInfo.from_row(self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone())
 
     @_reads
