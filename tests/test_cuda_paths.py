@@ -147,8 +147,8 @@ def test_cuda_runs_of_the_earlier_draws_are_other_runs(demo_val, tmp_path):
     """CUDA cells stored before 0.7.16 hold other draws: CUDA runs carry the piece size, so they
     are not resumed with the new draws; CPU runs keep their identity (their draws are unchanged)."""
     from robustbench_gcp.pipeline import load_chosen, plan
-    from robustbench_gcp.pipeline.execution import _differences
     from robustbench_gcp.pipeline.identity import run_identity
+    from robustbench_gcp.pipeline.run_notes import differences
 
     planned = plan("demo-gap", suite="clean", data=str(demo_val), class_order="sorted",
                    store=str(tmp_path / "s.db"), device="cpu")
@@ -157,7 +157,7 @@ def test_cuda_runs_of_the_earlier_draws_are_other_runs(demo_val, tmp_path):
     cuda = run_identity(planned, net, "float32", torch.device("cuda"))
     assert "draws" not in cpu and cuda["draws"] == CUDA_DRAW_CHUNK and cuda["arithmetic"] == "ieee"
     earlier = {key: value for key, value in cuda.items() if key != "draws"}
-    assert _differences(earlier, cuda) == "CUDA random draws (in pieces of 16,384 values since 0.7.16)"
+    assert differences(earlier, cuda) == "CUDA random draws (in pieces of 16,384 values since 0.7.16)"
 
 
 def test_review_fixes_of_the_cuda_and_bench_paths():

@@ -200,13 +200,14 @@ def test_a_hook_without_advance_total_takes_shards_another_process_stored():
 
 def test_a_report_gives_the_commands_markdown_csv_and_tables(common, tmp_path):
     """A notebook had to dig out reports.one_report for what `eval --format markdown / csv` writes
-    (helper-293): the Report's own methods give the same text, and rich prints its tables."""
+    (helper-293): the package exports those functions, which give the same text, and the tables."""
     import io
     import json
 
     import rich.console
     from click.testing import CliRunner
 
+    from robustbench_gcp import render_table, to_long_csv, to_report_markdown
     from robustbench_gcp.cli import main
 
     store = str(tmp_path / "s.db")
@@ -215,12 +216,12 @@ def test_a_report_gives_the_commands_markdown_csv_and_tables(common, tmp_path):
     args = ["eval", "--model", "demo-gap", "--suite", "imagenet-c", "--corruptions", "fog", "--severities",
             "1", "--store", store, "--data", common["data"], "--class-order", "sorted", "--limit", "3",
             "--workers", "0"]
-    for kind, text in (("markdown", report.to_markdown()), ("csv", report.to_csv())):
+    for kind, text in (("markdown", to_report_markdown(report)), ("csv", to_long_csv(report))):
         said = CliRunner().invoke(main, [*args, "--format", kind])
         assert said.exit_code == 0, said.output
         assert said.stdout.strip() == text.strip() and "fog" in text, kind
     assert json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)["metrics"] == (
         report.to_json()["metrics"])
     shown = io.StringIO()
-    rich.console.Console(file=shown, width=200).print(report)
+    rich.console.Console(file=shown, width=200).print(render_table(report))
     assert "clean top-1 error (%)" in shown.getvalue() and "fog" in shown.getvalue()

@@ -46,7 +46,8 @@ def header_line(report: Report) -> str:
 
 
 def render_table(report: Report):
-    """A rich renderable: header, the suite's tables, summary, notes."""
+    """A rich renderable (``rich.print(render_table(report))``), as ``eval`` prints it: header, the
+    suite's tables, summary, notes."""
     from rich.console import Group
     from rich.text import Text
 
@@ -59,6 +60,7 @@ def render_table(report: Report):
 
 
 def to_report_markdown(report: Report) -> str:
+    """What ``eval --format markdown`` writes: a heading, the suite's tables, summary, notes."""
     suite = get_suite(report.kind)
     partial = " (partial run)" if report.partial else ""
     heading = markdown_text(f"{report.model} on {report.heading}")
@@ -97,7 +99,8 @@ def long_csv_columns() -> list[str]:
 
 
 def to_long_csv(reports: Report | Sequence[Report]) -> str:
-    """Long CSV of one report or several."""
+    """Long CSV of one report or several, as ``eval --format csv`` writes it (a row per cell and
+    metric)."""
     reports = [reports] if isinstance(reports, Report) else reports
     return to_csv([row for report in reports for row in long_rows(report)], long_csv_columns())
 

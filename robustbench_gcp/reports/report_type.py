@@ -118,24 +118,6 @@ class Report:
             out["computed"] = self.computed
         return out
 
-    def to_markdown(self) -> str:
-        """The ``eval --format md`` text: a heading, the suite's tables, the summary and the notes."""
-        from robustbench_gcp.reports.one_report import to_report_markdown
-
-        return to_report_markdown(self)
-
-    def to_csv(self) -> str:
-        """The ``eval --format csv`` text: one row per cell and metric (the long CSV)."""
-        from robustbench_gcp.reports.one_report import to_long_csv
-
-        return to_long_csv(self)
-
-    def __rich__(self):
-        """The terminal tables of ``eval`` (``rich.print(report)``; a notebook shows them too)."""
-        from robustbench_gcp.reports.one_report import render_table
-
-        return render_table(self)
-
 
 def experiments(reports: Sequence[Report]) -> dict[tuple[str, str], list[Report]]:
     """``reports`` grouped by :attr:`Report.experiment`, in order of first appearance."""
