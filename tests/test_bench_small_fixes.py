@@ -148,6 +148,30 @@ def test_bench_scaling_prints_and_passes_the_resolved_device(scaling_calls, imag
     assert "fastest of 2 rounds" in " ".join(result.stdout.split())
 
 
+def test_bench_scaling_runs_the_suites_own_corruptions(scaling_calls, image_folder):
+    """--suite imagenet-c-extra ran the 15 benchmark corruptions (the bench's defaults), and
+    --suite landscape 15 corrupted cells, while the title named the suite (helper-289)."""
+    import json
+
+    from corruptions import list_corruptions
+    from robustbench_gcp.bench.process_scaling import corruption_flags
+
+    extra = ",".join(list_corruptions("extra"))
+    assert corruption_flags("imagenet-c-extra", None, None, None) == {"corruptions": extra, "severities": "3"}
+    assert corruption_flags("imagenet-c", None, None, "1,2")["corruptions"] == ",".join(
+        list_corruptions("benchmark"))
+    assert corruption_flags("landscape", None, None, None) == {}  # its clean cells
+    assert corruption_flags("landscape", None, "fog", None) == {"corruptions": "fog", "severities": "3"}
+    assert corruption_flags("clean", None, None, None) == {}
+    result = run("bench", "scaling", *sorted_data(image_folder), "--suite", "imagenet-c-extra", "--json",
+                 "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    for args in scaling_calls:
+        assert args[args.index("--corruptions") + 1] == extra and args[args.index("--severities") + 1] == "3"
+    said = json.loads(result.stdout)
+    assert (said["suite"], said["corruptions"], said["severities"]) == ("imagenet-c-extra", extra, "3")
+
+
 def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
     import torch
 

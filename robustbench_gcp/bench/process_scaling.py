@@ -103,6 +103,27 @@ def takes_corruptions(suite: str, config: str | None = None) -> bool:
     return {"corruptions", "severities"} <= taken
 
 
+def corruption_flags(suite: str, config: str | Path | None, corruptions: str | None,
+                     severities: str | None) -> dict[str, str]:
+    """The ``--corruptions`` / ``--severities`` a scaling run passes to ``eval``: those given, else
+    the suite's own corruptions (``imagenet-c-extra``'s 4; a landscape's none: its clean cells) at
+    severity 3 alone, a bench's size; nothing for a suite without corruptions (``--suite
+    imagenet-c-extra`` ran the 15 benchmark corruptions, which the bench's defaults were).
+
+    Raises:
+        UnknownNameError: ``suite`` is not in benchmarks.yaml.
+    """
+    from robustbench_gcp.config import load_config
+
+    if not takes_corruptions(suite, config):
+        return {}
+    own = tuple(getattr(load_config(config).suite(suite), "corruptions", ()))
+    flags = {"corruptions": corruptions if corruptions is not None else ",".join(own)}
+    if not flags["corruptions"]:  # no corrupted cells: severities only where given (eval says why not)
+        return {"severities": severities} if severities is not None else {}
+    return {**flags, "severities": severities if severities is not None else "3"}
+
+
 def _check_demo_fits(suite: str, config: str | Path | None) -> None:
     """The demo data are ImageNet-style photographs: a suite on another dataset's images (CIFAR's
     32 px) refuses them in each child run; said here, before either starts.
@@ -125,7 +146,7 @@ def _check_demo_fits(suite: str, config: str | Path | None) -> None:
 
 def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool = False,
             data: str | None = None, class_order: str | None = None, suite: str = "imagenet-c",
-            corruptions: str = "benchmark", severities: str = "3", limit: int | None = None,
+            corruptions: str | None = None, severities: str | None = None, limit: int | None = None,
             device: str | torch.device = "auto", batch_size: int = 32, shard_size: int = 20,
             threads: int = 1, processes: int = 2, config: str | Path | None = None,
             repeats: int = 2) -> list[dict]:
@@ -139,8 +160,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         class_order: ``eval``'s ``--class-order`` for ``data`` (None: the dataset's; the demo data
             is always ``sorted``).
         suite: a suite of benchmarks.yaml (``config``; None: the shipped one).
-        corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities``, passed only
-            when the suite has corruptions.
+        corruptions, severities: ``eval``'s ``--corruptions`` / ``--severities`` (None: the suite's
+            own corruptions, at severity 3 alone: :func:`corruption_flags`).
         limit: class-balanced subset of the images (None: all).
         device: ``eval``'s ``--device``, resolved here (``auto`` -> ``cuda`` or ``cpu``) so that
             both runs get the same device and an absent one fails before any run starts.
@@ -186,7 +207,7 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
             raise ConfigError(f"--processes {processes} needs {processes} GPUs under NCCL, one per process, "
                               f"and this machine has {gpus}: unset GCP_ROBUST_DIST_BACKEND to use gloo, "
                               "which lets the processes share them") from None
-    has_corruptions = takes_corruptions(suite, config)  # --corruptions / --severities go only to such a suite
+    flags = corruption_flags(suite, config, corruptions, severities)
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
             from robustbench_gcp.data.demo_images import build_demo_dataset
@@ -197,7 +218,6 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         # --severities or --data are one line before any run (each was the 1-process run's failure)
         from robustbench_gcp.pipeline import plan
 
-        flags = {"corruptions": corruptions, "severities": severities} if has_corruptions else {}
         plan(model, suite=suite, data=data, config=config, checkpoint=checkpoint,
              random_weights=random_weights, class_order=class_order, store=Path(tmp) / "plan.db",
              device=str(device), limit=limit, batch_size=batch_size, shard_size=shard_size, **flags)
@@ -213,8 +233,8 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
                     "--store", str(Path(tmp) / f"store-{n}-{round_}.db"), "--device", str(device),
                     "--batch-size", str(batch_size), "--shard-size", str(shard_size), "--workers", "0",
                     "--format", "json"]
-            if has_corruptions:
-                args += ["--corruptions", corruptions, "--severities", severities]
+            for name, value in flags.items():
+                args += [f"--{name}", value]
             if limit is not None:
                 args += ["--limit", str(limit)]
             return args

@@ -30,9 +30,11 @@ from robustbench_gcp.cli.output import computes
               help="Images (default: the embedded demo data, generated in a temporary folder).")
 @class_order_option
 @click.option("--suite", default="imagenet-c", show_default=True, help="Suite of benchmarks.yaml to run.")
-@list_option("--corruptions", default="benchmark",
-             help="Corruptions (a suite with corruptions: imagenet-c ...).")
-@list_option("--severities", default="3", help="Severities (a suite with corruptions).")
+@list_option("--corruptions", default=None,
+             help="Corruptions (a suite with corruptions: imagenet-c, landscape ...; default: the suite's "
+                  "own).")
+@list_option("--severities", default=None,
+             help="Severities of those corruptions (default: 3 alone, a bench's size).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Class-balanced subset of N images (default: all).")
 @device_option
@@ -64,7 +66,7 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
       gcp-robust bench scaling                                   # the demo, 1 process against 2
       gcp-robust bench scaling --data /data/imagenet/val --limit 512 --processes 4 --threads 2
     """
-    from robustbench_gcp.bench.process_scaling import scaling, takes_corruptions
+    from robustbench_gcp.bench.process_scaling import corruption_flags, scaling, takes_corruptions
     from robustbench_gcp.cli.options import weights_described
     from robustbench_gcp.cli.output import emit
     from robustbench_gcp.config import load_config
@@ -76,11 +78,11 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     ctx = click.get_current_context()
     given = [f"--{name}" for name in ("corruptions", "severities")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-    has_corruptions = takes_corruptions(suite, config)
-    if given and not has_corruptions:
+    if given and not takes_corruptions(suite, config):
         verb = "do" if len(given) > 1 else "does"
         raise click.UsageError(f"{' and '.join(given)} {verb} not apply to suite '{suite}': it has no "
                                "corruptions")
+    flags = corruption_flags(suite, config, corruptions, severities)  # as the runs take them
     device = resolve_device(device)  # the title names the device used, not "auto"
     # checked (a download fetched) once, here, before the runs; the title and JSON name the weights
     choice = choose_model(load_config(config), model, checkpoint=checkpoint, random_weights=random_weights)
@@ -95,7 +97,7 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
          title=f"{bench_model_words({'model': model, 'weights': weights, 'device': str(device)})}, {suite}, "
                f"{counted(threads, 'thread')} per process, fastest of {counted(repeats, 'round')}",
          json_obj={"model": model, "weights": weights, "suite": suite,
-                   "corruptions": corruptions if has_corruptions else None,
-                   "severities": severities if has_corruptions else None, "limit": limit,
+                   "corruptions": flags.get("corruptions"), "severities": flags.get("severities"),
+                   "limit": limit,
                    "device": str(device), "batch_size": batch_size, "shard_size": shard_size,
                    "threads": threads, "processes": processes, "repeats": repeats, "rows": rows})
