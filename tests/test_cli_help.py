@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -41,6 +43,11 @@ def test_help(path, command):
     for param in command.params:
         if isinstance(param, click.Option) and param.name != "help":
             assert (param.help or "").strip(), f"{' '.join(path)} {param.opts[0]} has no help text"
+    # lines wrap at spaces: "[default: gcp-" / "robust.db]" split a name a user copies (helper-289)
+    narrow = CliRunner().invoke(main, [*path, "--help"], prog_name="gcp-robust", terminal_width=60,
+                                env={"COLUMNS": "60"})
+    split = re.findall(r"\w-\n\s*\w+", narrow.output)
+    assert not split, split
 
 
 def test_models_and_suites_list(tmp_path):
@@ -201,3 +208,33 @@ def test_the_commands_defaults_are_the_librarys(command, own):
     shared = {p.name: p.get_default(ctx) for p in cli.params if p.name in library and p.name not in left}
     assert len(shared) >= 5, shared  # the command takes the evaluation's options
     assert shared == {name: library[name] for name in shared}
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["eval", "-m", "demo-gap", "-m", "demo-isqrt"],
+     "--model is given twice (-m demo-gap, then -m demo-isqrt): give it once (compare evaluates several "
+     "models)"),
+    (["eval", "-m", "demo-gap", "-s", "imagenet-c", "--suite=clean"],
+     "--suite is given twice (-s imagenet-c, then --suite clean): give it once (compare runs several "
+     "suites)"),
+    (["baseline", "-mdemo-gap", "--model", "demo-isqrt"], "--model is given twice (-m demo-gap, then"),
+    (["report", "--store", "a.db", "--store", "b.db"], "--store is given twice (--store a.db, then --store "
+                                                       "b.db): give it once"),
+    (["eval", "--suite", "landscape", "--etas", "0:1:3", "--etas", "0:2:3"], "--etas is given twice"),
+    (["bench", "corruptions", "--size", "64", "--size", "32"], "--size is given twice"),
+])
+def test_an_option_of_one_value_given_twice_is_refused(args, said):
+    """click kept the last value, silently: `eval -m demo-gap -m demo-isqrt` evaluated demo-isqrt
+    alone, `baseline` stored it (helper-289). Lists add up; a value after -- is no option."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
+    assert f"Usage: main {args[0]}" in result.stderr  # (CliRunner names the program main)
+
+
+def test_lists_add_up_and_flags_repeat_as_before():
+    from robustbench_gcp.cli import _refuse_repeats
+    from robustbench_gcp.cli.eval import eval_cmd
+
+    ctx = click.Context(eval_cmd, info_name="eval")
+    _refuse_repeats(ctx, eval_cmd, ["--corruptions", "fog", "--corruptions", "snow", "--amp", "--amp",
+                                        "--model", "demo-gap", "--", "--model", "x"])

@@ -31,6 +31,73 @@ _NOTHING = click.Command("nothing", callback=lambda: None, add_help_option=False
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
+def _wrap_at_spaces() -> None:
+    """Have click's help wrap lines at spaces only: textwrap breaks after hyphens too, which split
+    names a user copies (``[default: gcp-`` / ``robust.db]``, ``--batch-`` / ``size``,
+    ``cifar-`` / ``validation``: helper-289). click builds its wrapper from this class at each
+    call (``click.formatting.wrap_text``); a word longer than a line is still cut."""
+    from click import _textwrap
+
+    wrapper = _textwrap.TextWrapper
+    if getattr(wrapper, "at_spaces_only", False):
+        return
+
+    class AtSpaces(wrapper):
+        at_spaces_only = True
+
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("break_on_hyphens", False)
+            super().__init__(*args, **kwargs)
+
+    _textwrap.TextWrapper = AtSpaces
+
+
+_wrap_at_spaces()
+
+#: what a second value of these options would have been meant for
+_REPEAT_HINTS = {"model": " (compare evaluates several models)", "suite": " (compare runs several suites)"}
+
+
+def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str]) -> None:
+    """Refuse an option of one value given twice (``eval -m demo-gap -m demo-isqrt`` evaluated
+    demo-isqrt alone, ``-s imagenet-c -s clean`` the clean suite: click keeps the last, silently;
+    helper-289). Lists (:class:`~robustbench_gcp.cli.options.ListOption`) add up, flags are flags.
+
+    Raises:
+        click.UsageError: naming the option and both values.
+    """
+    valued = {}  # option string -> its option, for those that take a value
+    for param in command.get_params(ctx):  # (a SuiteCommand adds the suites' flags there)
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            valued.update({opt: param for opt in (*param.opts, *param.secondary_opts)})
+    seen: dict[str, str] = {}  # the option's name -> how it was first given
+    position = 0
+    while position < len(args):
+        token = args[position]
+        position += 1
+        if token == "--":
+            break
+        option, value = token, None
+        if token.startswith("--") and "=" in token:
+            option, value = token.split("=", 1)
+        elif token.startswith("-") and not token.startswith("--") and len(token) > 2 and token[:2] in valued:
+            option, value = token[:2], token[2:]  # -mdemo-gap
+        param = valued.get(option)
+        if param is None:
+            continue
+        if value is None and position < len(args):
+            value = args[position]
+            position += 1
+        if param.multiple:
+            continue
+        given = f"{option} {value}"
+        if param.name in seen:
+            name = max(param.opts, key=len)
+            raise click.UsageError(f"{name} is given twice ({seen[param.name]}, then {given}): give it once"
+                                   f"{_REPEAT_HINTS.get(param.name, '')}", ctx)
+        seen[param.name] = given
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are ``"module:attribute"`` strings."""
 
@@ -52,6 +119,9 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):
         try:
             name, command, rest = super().resolve_command(ctx, args)
+            # (a group's subcommands are checked by the group: bench's)
+            if command is not None and not isinstance(command, click.Group) and not ctx.resilient_parsing:
+                _refuse_repeats(click.Context(command, info_name=name, parent=ctx), command, rest)
             if name not in (*STORING, "bench") and not is_main_process() and _under_torchrun():
                 # `report` (models, suites, inspect) under torchrun: rank 0 alone runs it (every rank
                 # printed the whole report, and wrote -o at once: helper-264)

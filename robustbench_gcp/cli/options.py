@@ -454,21 +454,24 @@ def list_option(*decls: str, **kwargs):
     return click.option(*decls, cls=ListOption, **kwargs)
 
 
-def _flag_option(flag) -> click.Option:
-    """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None."""
+def _flag_option(flag, kinds: list[str] | None = None) -> click.Option:
+    """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None.
+    ``kinds``: the suite kinds that take it, where several do, which its help ends by naming
+    (landscape's --corruptions and --severities were said of ImageNet-C alone: helper-289)."""
+    text = flag.help + (f" Suites: {', '.join(kinds)}." if kinds and len(kinds) > 1 else "")
     if flag.kind == "switch":
         name = flag.option.removeprefix("--")
-        return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=flag.help)
+        return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=text)
     if flag.kind in ("list", "int_list"):  # text: the suite checks the items, one wording
-        return ListOption([flag.option, flag.name], metavar=flag.metavar, help=flag.help)
-    kinds = {
+        return ListOption([flag.option, flag.name], metavar=flag.metavar, help=text)
+    types = {
         "text": {},
         "path": {"type": NonEmptyPath()},
         "int": {"type": click.IntRange(min=1)},
         "choice": {"type": click.Choice(flag.choices)},
     }
-    return click.Option([flag.option, flag.name], default=None, metavar=flag.metavar, help=flag.help,
-                        **kinds[flag.kind])
+    return click.Option([flag.option, flag.name], default=None, metavar=flag.metavar, help=text,
+                        **types[flag.kind])
 
 
 class SuiteCommand(click.Command):
@@ -489,10 +492,13 @@ class SuiteCommand(click.Command):
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         if not self._flags_added:
-            from robustbench_gcp.suites import all_flags
+            from robustbench_gcp.suites import all_flags, flag_suites, get_suite
+
+            def kinds(flag) -> list[str]:  # of the suites this command runs
+                return [k for k in flag_suites(flag.name) if self.suites is None or self.suites(get_suite(k))]
 
             at = next(i for i, p in enumerate(self.params) if p.name == self.flags_after) + 1
-            self.params[at:at] = [_flag_option(flag) for flag in all_flags(self.suites)]
+            self.params[at:at] = [_flag_option(flag, kinds(flag)) for flag in all_flags(self.suites)]
             self._flags_added = True
         return super().get_params(ctx)
 

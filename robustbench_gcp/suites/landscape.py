@@ -219,9 +219,9 @@ class LandscapeSuite(Suite):
              "0.045/96:1.5/96:50, its authors'), 0.01:1:50 at the pixels.",
              metavar="A:B:K"),
         Flag("landscape_precision", "What the model computes the landscape in: float64 (default; a "
-             "float64 copy of the model) or float32 (the authors' code; 2.4-2.8x faster on a CPU, but its "
-             "rounding makes the gradient changes at small steps: beta-smoothness 20x float64's with an "
-             "exact square root).", kind="choice", choices=tuple(PRECISIONS)),
+             "float64 copy of the model) or float32 (the authors' code; 2.4-2.8x faster on a CPU, but at "
+             "small steps its rounding is most of the gradient changes: beta-smoothness 20x float64's "
+             "with an exact square root).", kind="choice", choices=tuple(PRECISIONS)),
         *(flag for flag in ImageNetCSuite.flags if flag.name in SHARED_FLAGS),
     )
 
