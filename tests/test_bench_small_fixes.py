@@ -192,6 +192,8 @@ def test_bench_scaling_rejects_an_absent_device_before_running(monkeypatch):
     (["--suite", "clean", "--corruptions", "fog", "--severities", "1"],
      "--corruptions and --severities do not apply to suite 'clean': it has no corruptions"),
     (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1"),
+    (["--class-order", "imagenet"],  # replaced by sorted for the demo data, silently (helper-289)
+     "`--class-order imagenet` applies to --data; the demo data's class folders are named, in sorted order"),
 ])
 def test_bench_scaling_refuses_options_it_would_ignore(monkeypatch, args, message):
     # --corruptions went nowhere on a suite without them, and --limit 0 meant all images (eval refuses 0)
@@ -623,3 +625,12 @@ def test_the_corruption_bench_says_its_cuda_graphs_on_cuda_only(monkeypatch):
     assert cuda.exit_code == 2
     assert cuda.stderr == ("Error: `GCP_ROBUST_CUDA_GRAPHS` should be 1 (CUDA graphs of the per-image draws) "
                            "or 0. Got 'sometimes'\n")
+
+
+def test_bench_fidelity_refuses_glass_blur_images_without_glass_blur():
+    """--glass-blur-images 3 with --corruptions fog was taken, and changed nothing (helper-289)."""
+    result = run("bench", "fidelity", "--corruptions", "fog", "--glass-blur-images", "3", "--images", "1")
+    assert result.exit_code == 2
+    assert ("--glass-blur-images sets glass_blur's photographs, and --corruptions does not name glass_blur"
+            in " ".join(result.stderr.split()))
+

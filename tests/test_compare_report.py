@@ -1528,3 +1528,17 @@ def test_a_reference_with_results_of_another_suite_only_is_said_so(demo_val, tmp
     notes = [n for c in json.loads(shown.stdout)["comparisons"] for n in c["notes"] if "not in this" in n]
     assert notes and notes[0].startswith("demo-isqrt is not in this comparison (its results on these images "
                                          "are of another suite: imagenet-c (")
+
+
+def test_report_refuses_a_baseline_where_nothing_is_normalized(demo_val, tmp_path):
+    """`report --baseline alexnet` of a store of clean results exited 0, normalizing nothing, where
+    eval and compare refuse it (helper-289); left out, the default is no word."""
+    from robustbench_gcp import evaluate
+
+    store = str(tmp_path / "s.db")
+    evaluate("demo-gap", suite="clean", data=str(demo_val), class_order="sorted", limit=2, store=store,
+             workers=0)
+    refused = CliRunner().invoke(main, ["report", "--store", store, "--baseline", "alexnet"])
+    assert refused.exit_code == 2 and ("--baseline normalizes the metrics of the imagenet-c/imagenet-p "
+                                       "suites; the clean suite has none to normalize") in refused.stderr
+    assert CliRunner().invoke(main, ["report", "--store", store]).exit_code == 0

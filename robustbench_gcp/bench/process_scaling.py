@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robustbench_gcp.errors import GcpRobustError
+from robustbench_gcp.errors import ConfigError, GcpRobustError
 
 if TYPE_CHECKING:
     import torch
@@ -134,8 +134,6 @@ def _check_demo_fits(suite: str, config: str | Path | None) -> None:
     """
     from robustbench_gcp.config import load_config
     from robustbench_gcp.data.datasets import DATASETS
-    from robustbench_gcp.errors import ConfigError
-
     dataset = load_config(config).suite(suite).dataset
     if dataset not in (None, "imagenet"):
         info = DATASETS[dataset]
@@ -197,7 +195,6 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
         import torch
 
         from robustbench_gcp.engine.distributed import choose_backend, rank_gpu
-        from robustbench_gcp.errors import ConfigError
 
         gpus = torch.cuda.device_count()
         backend = choose_backend(device)  # a mistyped one said as such, not as NCCL's GPU count
@@ -210,6 +207,9 @@ def scaling(model: str, *, checkpoint: str | None = None, random_weights: bool =
     flags = corruption_flags(suite, config, corruptions, severities)
     with tempfile.TemporaryDirectory(prefix="gcp-robust-scaling-") as tmp:
         if data is None:
+            if class_order not in (None, "sorted"):  # it was replaced, in silence (helper-289)
+                raise ConfigError(f"`--class-order {class_order}` applies to --data; the demo data's class "
+                                  "folders are named, in sorted order")
             from robustbench_gcp.data.demo_images import build_demo_dataset
 
             data = str(build_demo_dataset(Path(tmp) / "data") / "val")

@@ -32,7 +32,8 @@ def _normalized(suite) -> bool:
 @model_options
 @click.option("--suite", "-s", default="imagenet-p", show_default=True, metavar="NAME",
               help="A suite normalized by a stored run: ImageNet-P's (FR, T5D), or ImageNet-C's on "
-                   "CIFAR-10/100 or Tiny-ImageNet (CE; ImageNet's is AlexNet's published errors).")
+                   "CIFAR-10/100, Tiny-ImageNet, or ImageNet images classified into other classes than "
+                   "ImageNet's 1000 (CE; a 1000-class model's on ImageNet is AlexNet's published errors).")
 @data_options
 @engine_options
 @config_option

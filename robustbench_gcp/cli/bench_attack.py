@@ -39,8 +39,9 @@ def bench_attack(config, model, checkpoint, random_weights, device, batch_size, 
     steps, projection, success pass), on the same images and model; and their ratio.
     "fooled" counts correctly classified images whose prediction the attack changes.
 
-    The images are the embedded demo's validation images (generated in a
-    temporary folder), resized to the model's input size.
+    The images are the embedded demo's 100 validation photographs (generated in a
+    temporary folder), resized and centre-cropped as the model's preprocessing says;
+    more --images than 100 repeat them (each copy is attacked, and counted, again).
 
     \b
     Examples:

@@ -187,6 +187,10 @@ def bench_fidelity(images, seeds, glass_blur_images, size, preset, corruption_li
 
     names = _corruption_names(corruption_list)
     severity_list = _severities(severities)
+    source = click.get_current_context().get_parameter_source("glass_blur_images")
+    if "glass_blur" not in names and source is not click.core.ParameterSource.DEFAULT:  # taken in silence
+        raise click.UsageError("--glass-blur-images sets glass_blur's photographs, and --corruptions does "
+                               "not name glass_blur")
     size = _size(size, preset)
     check_host_memory("fidelity", max(images, glass_blur_images), size)
     with item_bar(len(names) * len(severity_list), "fidelity") as advance:

@@ -48,8 +48,9 @@ def bench_landscape(config, model, checkpoint, random_weights, device, batch_siz
     one for g, then one per 31 steps (each with X itself as a row): "passes / image" and
     "rows / image" say so.
 
-    The images are the embedded demo's validation images (generated in a temporary folder),
-    resized to the model's input size.
+    The images are the embedded demo's 100 validation photographs (generated in a temporary
+    folder), resized and centre-cropped as the model's preprocessing says; more --images than
+    100 repeat them.
 
     \b
     Examples:

@@ -56,10 +56,10 @@ def bench_scaling(config, model, checkpoint, random_weights, data, class_order, 
     """Images per second with 1 process and with N under torchrun (gloo, on GPUs too).
 
     Both runs evaluate the same plan (checked here first) from an empty store, with
-    THREADS threads per process, on the same device (auto resolved once, here; the
+    --threads threads per process, on the same device (auto resolved once, here; the
     title names it), and count only the engine's time (not start-up); they take turns
     for --repeats rounds, the fastest of each kept. The ratio is the speed-up of the
-    parallel run.
+    run of --processes processes.
 
     \b
     Examples:

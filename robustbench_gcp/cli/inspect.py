@@ -17,7 +17,9 @@ from robustbench_gcp.cli.options import NonEmptyPath, json_option
                    "http:// URL is downloaded only with it.")
 @json_option
 def inspect_cmd(checkpoint: str, sha256: str | None, as_json: bool) -> None:
-    """Describe CHECKPOINT: layout, best-matching model, head, width d, classes, size, sha256,
+    """Describe CHECKPOINT: layout, best-matching model, head, width d (the channels a GCP head
+    reduces the features to before the covariance: 256 in the papers), classes, parameters and
+    tensors, sha256,
     and for a fast-MPN-COV training file of a ResNet the layer4 stride eval builds (what its arch
     or keys tell, or that nothing does).
 

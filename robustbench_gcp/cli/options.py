@@ -319,7 +319,8 @@ model_options = _compose(
     click.option("--checkpoint", default=None, metavar="PATH|URL", callback=_not_empty,
                  help="Weights to load (every published layout; read with weights_only=True). Default: "
                       "the model's file in benchmarks.yaml, where it names one."),
-    click.option("--sha256", default=None, help="Expected sha256 of the checkpoint file."),
+    click.option("--sha256", default=None,
+                 help="Expected sha256 of the checkpoint file (whole, or its first 8+ hex digits)."),
     click.option("--random-weights", is_flag=True,
                  help="Seeded random weights instead of any checkpoint (benchmarks.yaml's too): a "
                       "pipeline check, not a result. Without it, a model with no checkpoint is an error."),

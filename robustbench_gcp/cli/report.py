@@ -6,6 +6,7 @@ import click
 
 from robustbench_gcp.cli.options import (
     baseline_option,
+    check_baseline_applies,
     check_layout,
     check_no_intervals,
     config_option,
@@ -69,6 +70,10 @@ def report_cmd(models, suites, fmt, output, layout, no_intervals, reference, res
         flag, value = ("--models", ",".join(models)) if no_names else ("--suite", ",".join(suites))
         raise ConfigError(f"`{flag} {value!r}` names none (leave it out for all)")
     reports = reports_from_store(store, load_config(config), models=names, suites=chosen, baseline=baseline)
+    if reports:  # as eval and compare (report took it, and normalized nothing, in silence: helper-289)
+        from robustbench_gcp.suites import get_suite
+
+        check_baseline_applies(*(get_suite(report.kind) for report in reports))
     selected = labels_named(store, reference) if reference is not None else ()  # as --models selects
     comparisons = [] if no_intervals else compare_reports(reports, reference=reference, resamples=resamples,
                                                           reference_labels=selected)
