@@ -131,7 +131,7 @@ def test_model_info_and_contract_attributes():
            ("alexnet", None, "fc", ALEXNET_PARAMS, 224, None, 1000)
     assert info.pooling.startswith("no global pooling") and "9216" in info.pooling
     assert info.description.startswith("AlexNet (torchvision")
-    model = load_model("alexnet")
+    model = load_model("alexnet", random_weights=True)
     assert not model.training
     assert (model.name, model.num_classes, model.checkpoint_sha256) == ("alexnet", 1000, None)
     assert (model.head_type, model.reduction_dim) == ("fc", None)

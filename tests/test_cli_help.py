@@ -218,10 +218,9 @@ def test_the_commands_defaults_are_the_librarys(command, own):
      "--suite is given twice (-s imagenet-c, then --suite clean): give it once (compare runs several "
      "suites)"),
     (["baseline", "-mdemo-gap", "--model", "demo-isqrt"], "--model is given twice (-m demo-gap, then"),
-    (["report", "--store", "a.db", "--store", "b.db"], "--store is given twice (--store a.db, then --store "
-                                                       "b.db): give it once"),
-    (["eval", "--suite", "landscape", "--etas", "0:1:3", "--etas", "0:2:3"], "--etas is given twice"),
-    (["bench", "corruptions", "--size", "64", "--size", "32"], "--size is given twice"),
+    (["eval", "-m", "resnet18-gap", "--checkpoint", "a.pth", "--checkpoint=b.pth"],
+     "--checkpoint is given twice (--checkpoint a.pth, then --checkpoint b.pth): give it once (compare "
+     "evaluates several checkpoints: --model NAME=FILE)"),
 ])
 def test_an_option_of_one_value_given_twice_is_refused(args, said):
     """click kept the last value, silently: `eval -m demo-gap -m demo-isqrt` evaluated demo-isqrt
@@ -231,10 +230,13 @@ def test_an_option_of_one_value_given_twice_is_refused(args, said):
     assert f"Usage: main {args[0]}" in result.stderr  # (CliRunner names the program main)
 
 
-def test_lists_add_up_and_flags_repeat_as_before():
+def test_lists_add_up_and_settings_keep_the_last():
+    """A setting given again is a shell alias's default overridden (--workers 0, then --workers 4):
+    click's last value stands; so does the same model twice."""
     from robustbench_gcp.cli import _refuse_repeats
     from robustbench_gcp.cli.eval import eval_cmd
 
     ctx = click.Context(eval_cmd, info_name="eval")
     _refuse_repeats(ctx, eval_cmd, ["--corruptions", "fog", "--corruptions", "snow", "--amp", "--amp",
-                                        "--model", "demo-gap", "--", "--model", "x"])
+                                    "--workers", "0", "--workers", "4", "--store", "a.db", "--store=b.db",
+                                    "-m", "demo-gap", "--model", "demo-gap", "--", "--model", "x"])

@@ -98,7 +98,8 @@ def test_paths_as_a_shell_gives_them_and_numpy_switches(demo_val, tmp_path, monk
     for name in ("data", "store", "config", "labels", "checkpoint"):
         with pytest.raises(ConfigError, match=rf"^`{name}` is an empty path"):
             plan("demo-gap", **{**common, name: ""})
-    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give a file, or None for random"):
+    with pytest.raises(Exception, match=r"^`checkpoint` is an empty path: give a file, or None with "
+                                        r"random_weights=True"):
         load_model("demo-gap", "")
     with pytest.raises(Exception, match=r"^`path` is an empty path: give the checkpoint file to inspect$"):
         inspect_checkpoint("")  # (None: random weights, as load_model's said, has nothing to inspect)
@@ -273,3 +274,26 @@ def test_a_model_name_of_another_type_and_a_stores_options_are_said_so(tmp_path)
                                          r"use it$"):
         store.runs()
 
+
+
+def test_load_model_asks_for_weights_or_random_weights():
+    """load_model("demo-gap") gave random weights in silence, which looked like the model evaluate
+    scores with benchmarks.yaml's file (helper-293); random ones are asked for, as evaluate asks."""
+    import torch
+
+    from robustbench_gcp import create_model
+
+    with pytest.raises(ConfigError, match=r"^load_model\('demo-gap'\) needs its weights: give a checkpoint "
+                                          r"file \(evaluate\('demo-gap'\) takes benchmarks.yaml's where it "
+                                          r"names some\), or random_weights=True for random ones"):
+        load_model("demo-gap")
+    with pytest.raises(ConfigError, match="`random_weights` and `checkpoint` exclude each other"):
+        load_model("demo-gap", load_config().model("demo-gap").checkpoint, random_weights=True)
+    with pytest.raises(ConfigError, match="`random_weights` should be True or False. Got 'yes'"):
+        load_model("demo-gap", random_weights="yes")
+    torch.manual_seed(0)
+    drawn = load_model("demo-gap", random_weights=True)
+    torch.manual_seed(0)
+    built = create_model("demo-gap").eval()
+    assert drawn.checkpoint_sha256 is None and not drawn.training
+    assert all(torch.equal(a, b) for a, b in zip(drawn.state_dict().values(), built.state_dict().values()))

@@ -354,7 +354,7 @@ def test_sqrt_override_swaps_the_matrix_function(reduced):
 
 
 def test_set_matrix_function_on_a_loaded_model(reduced):
-    model = load_model("resnet18-svdpade")
+    model = load_model("resnet18-svdpade", random_weights=True)
     assert model.global_pool.sqrt == "svd"
     model.set_matrix_function("newton-schulz", 5)
     assert (model.global_pool.sqrt, model.global_pool.ns_iters) == ("newton-schulz", 5)
@@ -402,7 +402,7 @@ def test_unknown_model_suggests_the_closest_name():
 
 
 def test_load_model_without_checkpoint_sets_the_contract_attributes():
-    model = load_model("resnet18-gap", device="cpu")
+    model = load_model("resnet18-gap", device="cpu", random_weights=True)
     assert not model.training
     assert model.name == "resnet18-gap" and model.num_classes == 1000
     assert model.checkpoint_sha256 is None
@@ -439,7 +439,7 @@ def test_a_tiny_variant_is_one_registered_function():
 
     try:
         assert name in list_models()
-        model = load_model(name)
+        model = load_model(name, random_weights=True)
         assert model.layer3[0].downsample[0].stride == (1, 1)  # GCP: last stage at stride 1
         out = model(torch.randn(2, 3, 32, 32))
         assert out.shape == (2, 8) and torch.isfinite(out).all()

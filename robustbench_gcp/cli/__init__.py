@@ -54,14 +54,18 @@ def _wrap_at_spaces() -> None:
 
 _wrap_at_spaces()
 
-#: what a second value of these options would have been meant for
-_REPEAT_HINTS = {"model": " (compare evaluates several models)", "suite": " (compare runs several suites)"}
+#: the options of one value whose second value means "several", and what those would be run by;
+#: a setting given again (a shell alias's --workers 0, then --workers 4) is taken as click takes it,
+#: the last
+_REPEAT_HINTS = {"model": " (compare evaluates several models)", "suite": " (compare runs several suites)",
+                 "checkpoint": " (compare evaluates several checkpoints: --model NAME=FILE)"}
 
 
 def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str]) -> None:
-    """Refuse an option of one value given twice (``eval -m demo-gap -m demo-isqrt`` evaluated
-    demo-isqrt alone, ``-s imagenet-c -s clean`` the clean suite: click keeps the last, silently;
-    helper-289). Lists (:class:`~robustbench_gcp.cli.options.ListOption`) add up, flags are flags.
+    """Refuse a model, suite or checkpoint given twice with two values (``eval -m demo-gap -m
+    demo-isqrt`` evaluated demo-isqrt alone, ``-s imagenet-c -s clean`` the clean suite: click keeps
+    the last, silently; helper-289). Lists (:class:`~robustbench_gcp.cli.options.ListOption`) add
+    up; other options keep the last value given.
 
     Raises:
         click.UsageError: naming the option and both values.
@@ -88,10 +92,10 @@ def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str])
         if value is None and position < len(args):
             value = args[position]
             position += 1
-        if param.multiple:
+        if param.multiple or param.name not in _REPEAT_HINTS:
             continue
         given = f"{option} {value}"
-        if param.name in seen:
+        if param.name in seen and seen[param.name].partition(" ")[2] != value:
             name = max(param.opts, key=len)
             raise click.UsageError(f"{name} is given twice ({seen[param.name]}, then {given}): give it once"
                                    f"{_REPEAT_HINTS.get(param.name, '')}", ctx)

@@ -346,12 +346,14 @@ def load_strict(model: nn.Module, loaded: StateDict, name: str | None = None) ->
 def load_model(name: str, checkpoint: str | Path | None = None, *,
                device: str | torch.device = "cpu", sha256: str | None = None,
                sqrt: str | None = None, ns_iters: int | None = None,
-               ema: bool = True) -> nn.Module:
+               ema: bool = True, random_weights: bool = False) -> nn.Module:
     """A registered model in eval mode on ``device``, with weights from ``checkpoint``.
 
     Every published layout is accepted (see :mod:`robustbench_gcp.models.checkpoint`);
     the width d and the number of classes are read from the file; loading is
-    strict. Without a checkpoint the weights are random.
+    strict. Random weights are asked for, ``random_weights=True`` (as ``evaluate`` asks; a name
+    alone gave them in silence, which looked like the model ``evaluate`` scores with
+    benchmarks.yaml's weights: helper-293).
 
     The model takes ImageNet-normalized ``(B, 3, H, W)`` input and returns logits
     ``(B, num_classes)``. Attributes: ``name``, ``num_classes``, ``pretrained_cfg``
@@ -365,7 +367,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 
     Args:
         name: registry name.
-        checkpoint: path of a checkpoint file, or None.
+        checkpoint: path of a checkpoint file, or None with ``random_weights``.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``auto``.
         sha256: expected SHA-256 of the file (full, or a prefix of >= 8 hex digits).
         sqrt: evaluate a GCP model with another square root: ``newton-schulz``,
@@ -389,13 +391,20 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
     check_kind("checkpoint", checkpoint, (str, os.PathLike, type(None)), "a path")
     check_kind("sha256", sha256, (str, type(None)), "text")
     check_kind("ema", ema, (bool, np.bool_), "True or False")
+    check_kind("random_weights", random_weights, (bool, np.bool_), "True or False")
     checkpoint = None if checkpoint is None else _checkpoint_path(checkpoint)
     device = resolve_device(device, keyword=True)
     info = model_info(name)  # checks the name and options before any file is read
     resolve_sqrt(info.head, sqrt, ns_iters, owner=name)
+    if checkpoint is not None and random_weights:
+        raise ConfigError("`random_weights` and `checkpoint` exclude each other: pick one")
     if checkpoint is None:
         if sha256 is not None:
             raise ConfigError("`sha256` needs a checkpoint to check. Got sha256 without checkpoint")
+        if not random_weights:
+            raise ConfigError(f"load_model({name!r}) needs its weights: give a checkpoint file "
+                              f"(evaluate({name!r}) takes benchmarks.yaml's where it names some), or "
+                              "random_weights=True for random ones (create_model builds them too)")
         with float32_default():  # (a float64 default built float64 layers, which eval refused)
             model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
         model.checkpoint_sha256 = None
@@ -412,7 +421,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 
 
 def _checkpoint_path(path: str | os.PathLike, name: str = "checkpoint",
-                     hint: str = ": give a file, or None for random weights") -> str | os.PathLike:
+                     hint: str = ": give a file, or None with random_weights=True") -> str | os.PathLike:
     """A checkpoint path as a shell gives it (:func:`~robustbench_gcp.errors.user_path`); ``name``:
     the keyword it came by."""
     return user_path(path, name, error=CheckpointError, hint=hint)

@@ -378,4 +378,5 @@ def load_chosen(choice: ModelChoice, device: str | torch.device = "cpu") -> nn.M
                                  sha256=choice.spec.sha256, device=device, ema=choice.ema)
         with said_where(choice.configured):
             return load_model(choice.arch, choice.checkpoint, device=device, sha256=choice.spec.sha256,
-                              sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema)
+                              sqrt=choice.sqrt, ns_iters=choice.ns_iters, ema=choice.ema,
+                              random_weights=choice.checkpoint is None)
