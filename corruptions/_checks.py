@@ -19,19 +19,24 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
     if not isinstance(images, torch.Tensor):
         kind = type(images).__name__
         hint = ""
-        if kind == "ndarray":  # (H, W, 3) uint8 as PIL and OpenCV give them (OpenCV's are BGR)
-            hint = (" (an (H, W, 3) uint8 array: corruptions.from_uint8(torch.from_numpy(array)"
-                    ".permute(2, 0, 1)[None]))")
+        if kind == "ndarray":
+            shape, dtype = getattr(images, "shape", ()), str(getattr(images, "dtype", ""))
+            hint = " (torch.from_numpy(array), as (B, 3, H, W) floats in [0, 1])"
+            if len(shape) == 3 and shape[-1] == 3 and dtype == "uint8":  # as PIL and OpenCV (BGR) give them
+                hint = (" (an (H, W, 3) uint8 array: corruptions.from_uint8(torch.from_numpy(array)"
+                        ".permute(2, 0, 1)[None]))")
         elif any(c.__module__.startswith("PIL.") for c in type(images).__mro__):
             hint = (" (torchvision.transforms.functional.pil_to_tensor(image)[None], then "
                     "corruptions.from_uint8)")
         raise TypeError(f"`images` should be a torch.Tensor of shape (B, 3, H, W). Got {kind}{hint}")
     if images.ndim != 4:
         hint = ""
-        if images.ndim == 3:
-            hint = (" (one image, channels last: images.permute(2, 0, 1).unsqueeze(0))"
-                    if images.shape[-1] == 3 and images.shape[0] != 3 else
-                    " (add a batch dimension: images.unsqueeze(0))")
+        if images.ndim == 3 and images.shape[0] == 3:
+            hint = " (add a batch dimension: images.unsqueeze(0))"
+        elif images.ndim == 3 and images.shape[-1] == 3:
+            hint = " (one image, channels last: images.permute(2, 0, 1).unsqueeze(0))"
+        elif images.ndim == 3 and images.shape[-1] == 4:
+            hint = " (one RGBA image, channels last: images[..., :3].permute(2, 0, 1).unsqueeze(0))"
         raise ValueError(
             f"`images` should have shape (B, 3, H, W). Got {tuple(images.shape)}{hint}"
         )
@@ -74,9 +79,9 @@ def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
         raise ValueError("`images` should be in [0, 1]. Got NaN values")
     if low < -slack or high > 1 + slack:
         hint = ""
-        if low < -slack and 1 + slack < high < math.inf and math.isfinite(low):  # both sides: Normalize's
+        if 3 < high < math.inf:  # (a resampling's overshoot takes 0-255 images below 0 too)
+            hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)"
+        elif low < -slack and 1 + slack < high <= 3 and math.isfinite(low):  # both sides: Normalize's
             hint = (" (normalized images? corrupt the [0, 1] images before transforms.Normalize, or undo it: "
                     "images * std + mean)")
-        elif 2 < high < math.inf:
-            hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)"
         raise ValueError(f"`images` should be in [0, 1]. Got values from {low:g} to {high:g}{hint}")

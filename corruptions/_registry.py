@@ -375,10 +375,12 @@ class Corruption:
                             f"deterministic corruption). Got {type(params).__name__}")
         if isinstance(params, Drawn) and (params.corruption, params.severity, params.preset) != (
                 self.name, severity, preset):
+            reuse = (" (a draw that does not depend on the severity, as gaussian_noise's, serves any: "
+                     "pass dict(params) to reuse it)" if params.corruption == self.name else "")
             raise ValueError(f"{self.name}: `params` were drawn for {params.corruption} at severity "
                              f"{params.severity} ({params.preset} preset), and are applied at severity "
                              f"{severity} ({preset} preset): draw them with sample_parameters(images, "
-                             f"{self.name!r}, {severity}, preset={preset!r})")
+                             f"{self.name!r}, {severity}, preset={preset!r}){reuse}")
         check_range(images)
         self.check_device(images)
         if images.shape[0] == 0:

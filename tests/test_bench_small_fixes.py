@@ -163,6 +163,8 @@ def test_bench_scaling_runs_the_suites_own_corruptions(scaling_calls, image_fold
     assert corruption_flags("landscape", None, None, None) == {}  # its clean cells
     assert corruption_flags("landscape", None, "fog", None) == {"corruptions": "fog", "severities": "3"}
     assert corruption_flags("clean", None, None, None) == {}
+    # an empty list goes to eval, which refuses it (it ran the whole suite)
+    assert corruption_flags("imagenet-c", None, "", None) == {"corruptions": "", "severities": "3"}
     result = run("bench", "scaling", *sorted_data(image_folder), "--suite", "imagenet-c-extra", "--json",
                  "--repeats", "1")
     assert result.exit_code == 0, result.output

@@ -228,6 +228,9 @@ def test_an_option_of_one_value_given_twice_is_refused(args, said):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
     assert f"Usage: main {args[0]}" in result.stderr  # (CliRunner names the program main)
+    assert ("compare" in result.stderr) == (args[0] == "eval")  # baseline stores one run: no compare
+    shown = CliRunner().invoke(main, [*args, "--help"])  # the help, whatever else is given
+    assert shown.exit_code == 0 and "Usage: main" in shown.stdout
 
 
 def test_lists_add_up_and_settings_keep_the_last():

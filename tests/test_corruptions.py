@@ -297,7 +297,12 @@ def test_bad_images():
             (torch.rand(64, 64, 3), ValueError,
              r"Got \(64, 64, 3\) \(one image, channels last: images\.permute\(2, 0, 1\)\.unsqueeze\(0\)\)$"),
             (torch.rand(1, 4, 64, 64), ValueError,
-             r"Got \(1, 4, 64, 64\) \(drop the alpha channel: images\[:, :3\]\)$")):
+             r"Got \(1, 4, 64, 64\) \(drop the alpha channel: images\[:, :3\]\)$"),
+            (torch.rand(64, 64, 4), ValueError,
+             r"Got \(64, 64, 4\) \(one RGBA image, channels last: images\[\.\.\., :3\]\.permute\(2, 0, 1\)"
+             r"\.unsqueeze\(0\)\)$"),
+            (np.zeros((4, 3, 64, 64), np.float32), TypeError,
+             r"Got ndarray \(torch\.from_numpy\(array\), as \(B, 3, H, W\) floats in \[0, 1\]\)$")):
         with pytest.raises(error, match=said):
             corrupt(images, "fog", 1)
     array = np.zeros((64, 64, 3), np.uint8)
@@ -311,6 +316,9 @@ def test_bad_images():
     with pytest.raises(TypeError, match=r"^`pixels` should be a uint8 tensor\. Got ndarray "
                                         r"\(torch\.from_numpy"):
         from_uint8(array)
+    overshot = torch.linspace(-29.4, 298.4, 3 * 64 * 64).reshape(1, 3, 64, 64)  # 0-255, resized bicubic
+    with pytest.raises(ValueError, match=r"\(0-255 values: divide by 255"):
+        corrupt(overshot, "fog", 1)
     normalized = (torch.rand(1, 3, 64, 64) - 0.45) / 0.225  # as transforms.Normalize leaves them
     with pytest.raises(ValueError, match=r"\(normalized images\? corrupt the \[0, 1\] images before "
                                          r"transforms\.Normalize, or undo it: images \* std \+ mean\)$"):
@@ -689,8 +697,13 @@ def test_a_draw_applied_at_another_severity_or_preset_is_refused(name, small):
     with pytest.raises(ValueError, match=rf"^{name}: `params` were drawn for {name} at severity 1 "
                                          rf"\(imagenet preset\), and are applied at severity 5 \(imagenet "
                                          rf"preset\): draw them with sample_parameters\(images, '{name}', 5, "
-                                         rf"preset='imagenet'\)$"):
+                                         rf"preset='imagenet'\)"):
         spec.apply(small, 5, params)
+    if name == "impulse_noise":  # a draw of another severity's amount
+        with pytest.raises(ValueError, match=r"\(a draw that does not depend on the severity, as "
+                                             r"gaussian_noise's, serves any: pass dict\(params\) to reuse "
+                                             r"it\)$"):
+            spec.apply(small, 5, params)
     with pytest.raises(ValueError, match=r"applied at severity 1 \(cifar preset\)"):
         spec.apply(small, 1, params, preset="cifar")
     other = "fog" if name != "fog" else "snow"

@@ -111,6 +111,13 @@ def test_a_progress_hook_missing_methods_is_refused_by_name(common, tmp_path):
                                         r"arguments: plan\(total_images, units, finished_units\)$"):
         run(planned, progress=OneArgument())
 
+    class NoCount(ProgressHook):  # the optional one, called once another process stores shards
+        def advance_total(self):
+            pass
+
+    with pytest.raises(TypeError, match=r"its advance_total\(\) cannot take the engine's 1 argument"):
+        run(planned, progress=NoCount())
+
 
 def test_a_ctrl_c_that_python_drops_still_stops_a_library_run(common, tmp_path):
     """Python drops a KeyboardInterrupt raised in an at-fork hook (each loader start): outside the

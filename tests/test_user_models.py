@@ -296,10 +296,21 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
         "the store holds a run of these weights and settings as my-gap: its results are reused, and reports "
         "show it as gap-again from now on (`report --models gap-again`; a run takes the name it is evaluated "
         "under); to keep both names apart, give another --store",
-        "results stored for these weights are reused: a module you bring is found by its weights, not its "
-        "code; if the code changed since, give another --store"]} <= set(renamed.notes), renamed.notes
+        "results stored for these weights are reused: a module you bring is found by its weights and its "
+        "classes, not its code; if the code changed since, give another --store"]} <= set(renamed.notes), \
+        renamed.notes
+    # the same weights in other classes (a GELU for each ReLU) are another model: another run
+    gelu = torchvision.models.resnet18()
+    gelu.load_state_dict(net.state_dict())
+    for child in list(gelu.modules()):
+        for attribute, sub in list(child.named_children()):
+            if isinstance(sub, torch.nn.ReLU):
+                setattr(child, attribute, torch.nn.GELU())
+    other = evaluate(gelu, name="gelu-gap", **common)
+    assert other.run != mine.run and other.computed["computed"] > 0
     with Store(store, read_only=True) as s:
-        (stored,) = [r for r in s.runs() if r.identity["arch"] == "module"]
+        (stored,) = [r for r in s.runs() if r.key == mine.run]
+        assert stored.identity["arch"] == "module" and "structure" in stored.identity
         assert stored.model == "gap-again" and stored.arch == "module:gap-again"
     with torch.no_grad():
         net.fc.bias.add_(1.0)
@@ -330,6 +341,7 @@ def test_a_module_objects_run_stored_under_its_name_is_taken_over(image_folder, 
         (key, text), = db.execute("SELECT key, identity FROM runs").fetchall()
         old = json_module.loads(text)
         old["arch"] = "module:mine"
+        del old["structure"]
         from robustbench_gcp.store.records import canonical_json
         from robustbench_gcp.store.results_store import _run_key
 

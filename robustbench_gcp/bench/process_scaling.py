@@ -118,10 +118,11 @@ def corruption_flags(suite: str, config: str | Path | None, corruptions: str | N
     if not takes_corruptions(suite, config):
         return {}
     own = tuple(getattr(load_config(config).suite(suite), "corruptions", ()))
-    flags = {"corruptions": corruptions if corruptions is not None else ",".join(own)}
-    if not flags["corruptions"]:  # no corrupted cells: severities only where given (eval says why not)
+    if corruptions is None and not own:  # no corrupted cells: severities only where given (eval says why not)
         return {"severities": severities} if severities is not None else {}
-    return {**flags, "severities": severities if severities is not None else "3"}
+    # (an empty --corruptions goes to eval, which refuses it: it was the whole suite, in silence)
+    return {"corruptions": ",".join(own) if corruptions is None else corruptions,
+            "severities": severities if severities is not None else "3"}
 
 
 def _check_demo_fits(suite: str, config: str | Path | None) -> None:

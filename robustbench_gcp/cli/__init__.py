@@ -70,6 +70,8 @@ def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str])
     Raises:
         click.UsageError: naming the option and both values.
     """
+    if {"-h", "--help"} & set(args[:args.index("--")] if "--" in args else args):
+        return  # the help, whatever else is given
     valued = {}  # option string -> its option, for those that take a value
     for param in command.get_params(ctx):  # (a SuiteCommand adds the suites' flags there)
         if isinstance(param, click.Option) and not param.is_flag and not param.count:
@@ -97,8 +99,9 @@ def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str])
         given = f"{option} {value}"
         if param.name in seen and seen[param.name].partition(" ")[2] != value:
             name = max(param.opts, key=len)
+            hint = _REPEAT_HINTS[param.name] if command.name == "eval" else ""  # compare runs eval's work
             raise click.UsageError(f"{name} is given twice ({seen[param.name]}, then {given}): give it once"
-                                   f"{_REPEAT_HINTS.get(param.name, '')}", ctx)
+                                   f"{hint}", ctx)
         seen[param.name] = given
 
 

@@ -459,7 +459,7 @@ def _flag_option(flag, kinds: list[str] | None = None) -> click.Option:
     """The click option of a suite's flag (:class:`robustbench_gcp.suites.Flag`); unset is None.
     ``kinds``: the suite kinds that take it, where several do, which its help ends by naming
     (landscape's --corruptions and --severities were said of ImageNet-C alone: helper-289)."""
-    text = flag.help + (f" Suites: {', '.join(kinds)}." if kinds and len(kinds) > 1 else "")
+    text = flag.help + (f" Suite kinds: {', '.join(kinds)}." if kinds and len(kinds) > 1 else "")
     if flag.kind == "switch":
         name = flag.option.removeprefix("--")
         return click.Option([f"{flag.option}/--no-{name}", flag.name], default=None, help=text)

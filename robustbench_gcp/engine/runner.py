@@ -252,7 +252,9 @@ def check_progress(progress: Any) -> None:
         raise TypeError(f"`progress` should be a ProgressHook (or None): {progress!r} has no "
                         f"{listed(missing)} {methods}. Subclass robustbench_gcp.ProgressHook (whose "
                         "methods do nothing) and override those you need")
-    for name, count in HOOK_METHODS.items():  # (one of other arguments failed in the middle of the run)
+    optional = {name: 1 for name in ("advance_total", "advance_ranks")
+                if callable(getattr(progress, name, None))}
+    for name, count in {**HOOK_METHODS, **optional}.items():  # (other arguments failed mid-run)
         try:
             signature = inspect.signature(getattr(progress, name))
         except (TypeError, ValueError):  # a builtin without one: it will say

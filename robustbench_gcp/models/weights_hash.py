@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["module_hash"]
+__all__ = ["module_hash", "structure_hash"]
 
 
 def module_hash(model: nn.Module) -> str:
@@ -34,6 +34,16 @@ def module_hash(model: nn.Module) -> str:
         for key, tensor in unsaved:
             _hash_unsaved(digest, key, tensor)
     return digest.hexdigest()
+
+
+def structure_hash(model: nn.Module) -> str:
+    """The first 16 hex digits of the SHA-256 of a module's tree: each submodule's name and class
+    (module and qualified name), in order. What tells apart two modules of the same weights and
+    other code, as far as their classes say (a ReLU swapped for a GELU); settings kept in plain
+    Python values, or a forward pass edited in place, are not seen."""
+    tree = "\n".join(f"{name}\t{type(m).__module__}.{type(m).__qualname__}"
+                     for name, m in model.named_modules())
+    return hashlib.sha256(tree.encode()).hexdigest()[:16]
 
 
 def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:

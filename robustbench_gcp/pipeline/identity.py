@@ -75,7 +75,20 @@ def run_identity(plan: Plan, net, precision: str, device) -> dict:
         **({"arithmetic": "ieee", "draws": CUDA_DRAW_CHUNK} if device.type == "cuda" else {}),
         **_classifier_identity(net, precision),
         **_svd_identity(net),
+        **_structure_identity(plan, net),
     }
+
+
+def _structure_identity(plan: Plan, net) -> dict:
+    """``{"structure": ...}`` for a module object: its classes' tree (:func:`~robustbench_gcp.models.
+    weights_hash.structure_hash`), which, with its weights, finds its run in place of the name it
+    is evaluated under (a ReLU and a GELU copy of the same weights shared one run: helper-294)."""
+    if plan.model.identity_arch == plan.model.arch:
+        return {}
+    from robustbench_gcp.models.external import BroughtModel
+    from robustbench_gcp.models.weights_hash import structure_hash
+
+    return {"structure": structure_hash(net.net if isinstance(net, BroughtModel) else net)}
 
 
 def _base_identity(plan: Plan, cfg) -> dict:
@@ -144,8 +157,10 @@ def _stride_identity(net) -> dict:
 
 
 def former_identity(plan: Plan, identity: dict) -> dict | None:
-    """The identity a module object's run had before 0.7.30 (``arch`` ``module:<its name>``), under
-    which a store may hold it, for :meth:`~robustbench_gcp.store.Store.run` to take it over; None
-    for every other model."""
-    return {**identity, "arch": plan.model.arch} if plan.model.identity_arch != plan.model.arch else None
+    """The identity a module object's run had before 0.7.30 (``arch`` ``module:<its name>``, no
+    ``structure``), under which a store may hold it, for :meth:`~robustbench_gcp.store.Store.run`
+    to take it over when it is evaluated under that name again; None for every other model."""
+    if plan.model.identity_arch == plan.model.arch:
+        return None
+    return {**{k: v for k, v in identity.items() if k != "structure"}, "arch": plan.model.arch}
 

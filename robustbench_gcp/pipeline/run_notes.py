@@ -26,7 +26,7 @@ def absolute_path(source: str | None) -> str | None:
 #: identity fields as messages name them (the others by their own names)
 FIELD_NAMES = {"data": "images", "arch": "model", "sqrt": "--sqrt", "ns_iters": "--ns-iters",
                 "shard_size": "shard size", "device_type": "device", "last_stride": "layer4 stride",
-                "memory_format": "--channels-last",
+                "memory_format": "--channels-last", "structure": "the module's classes",
                 # the marks of computations that changed: a run stored by an older version
                 "arithmetic": "CUDA arithmetic (IEEE float32 since 0.7.1)",
                 "draws": "CUDA random draws (in pieces of 16,384 values since 0.7.16)",
@@ -105,15 +105,15 @@ def stored_shards(store: Store, run_id: int) -> int:
 
 def own_code_notes(plan: Plan, held: bool) -> list[str]:
     """The note on results stored for a module you bring (not torchvision's), when its run
-    ``held`` some already: its run is found by its weights (and a ``package.module:callable`` by
-    that name); code that changed since (a forward pass, a setting kept outside the state dict)
-    cannot be seen, so reusing them is said."""
+    ``held`` some already: its run is found by its weights (and a module object's classes, a
+    ``package.module:callable``'s name); code that changed since (a forward pass, a setting kept
+    outside the state dict) cannot be seen, so reusing them is said."""
     from robustbench_gcp.models.external import TORCHVISION
 
     external = plan.model.external
     if not held or external is None or external.ref.startswith(TORCHVISION):
         return []
-    found = "its weights" if external.module_object else f"{external.ref} and its weights"
+    found = "its weights and its classes" if external.module_object else f"{external.ref} and its weights"
     return [f"results stored for these weights are reused: a module you bring is found by {found}, not "
             "its code; if the code changed since, give another --store"]
 

@@ -92,9 +92,9 @@ class ModelChoice:
     @property
     def identity_arch(self) -> str:
         """The ``arch`` of its runs' identity: :attr:`arch`, but ``module`` for a module object
-        whatever the name it is evaluated under (its weights hash tells it apart; its ``arch``
-        ``module:NAME`` made a run under a new name compute everything again, where a registry
-        model's is reused: helper-293)."""
+        whatever the name it is evaluated under (its weights hash and its classes' tree tell it
+        apart; its ``arch`` ``module:NAME`` made a run under a new name compute everything again,
+        where a registry model's is reused: helper-293)."""
         return MODULE_ARCH if self.external is not None and self.external.module_object else self.arch
 
     def matrix_identity(self) -> dict:
