@@ -1459,7 +1459,7 @@ def test_a_config_table_named_for_a_model_of_other_classes_is_refused(tmp_path):
         "(the configuration's `baselines:`), which normalize no error of a model of other classes than " \
         "ImageNet's 1000" in refused.stderr, refused.output
     # ImageNet images under CIFAR's parameters (--preset cifar): named so, not "ImageNet images"
-    preset = CliRunner().invoke(main, ["eval", *common, "--model", "resnet18-gap", "--random-weights",
+    preset = CliRunner().invoke(main, ["eval", *common[2:], "--model", "resnet18-gap", "--random-weights",
                                        "--preset", "cifar", "--baseline", "mine"])
     assert preset.exit_code == 2 and "which normalize no error of ImageNet (cifar parameters) images" \
         in preset.stderr, preset.output

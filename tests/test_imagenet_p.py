@@ -31,8 +31,8 @@ def run(*args):
     return json.loads(result.stdout)
 
 
-def p_args(demo_val, store, *extra):
-    return ["--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", "imagenet-p",
+def p_args(demo_val, store, *extra, suite="imagenet-p"):
+    return ["--data", demo_val, "--class-order", "sorted", "--store", store, "--suite", suite,
             "--limit", 10, "--workers", 0, "--format", "json", *extra]
 
 
@@ -504,22 +504,24 @@ def test_a_baseline_name_is_not_silently_given_to_another_run(demo_val, tmp_path
     assert replaced["run"] != first["run"]
     # ImageNet's CE is AlexNet's published errors, for a model of ImageNet's 1000 classes
     refused = CliRunner().invoke(main, ["baseline", "--model", "resnet18-gap", "--random-weights",
-                                        *map(str, p_args(demo_val, store)), "--suite", "imagenet-c"])
+                                        *map(str, p_args(demo_val, store, suite="imagenet-c"))])
     assert refused.exit_code == 2, refused.output
     assert "`--suite`: imagenet-c on ImageNet is not normalized by a stored baseline" in refused.stderr
     # suites no baseline normalizes on any images: said before the model's own checks (alexnet has no
     # stem for the landscape, whose advice, --landscape-at pixels, led to this refusal)
     for model, suite in (("demo-gap", "clean"), ("alexnet", "landscape"), ("demo-gap", "adversarial")):
         refused = CliRunner().invoke(main, ["baseline", "--model", model, "--random-weights",
-                                            *map(str, p_args(demo_val, store)), "--suite", suite])
+                                            *map(str, p_args(demo_val, store, suite=suite))])
         assert refused.exit_code == 2, refused.output
         assert refused.stderr.startswith(f"Error: `--suite {suite}`: the {suite} suite is normalized by no "
                                          "baseline, so one would never be used;"), refused.stderr
     # the demo's 10 classes are another task: a stored run of it normalizes its CE
-    fog = ("--suite", "imagenet-c", "--corruptions", "fog", "--severities", "1")
-    ten = run("baseline", "--model", "demo-gap", *p_args(demo_val, store), *fog, "--name", "ten")
+    fog = ("--corruptions", "fog", "--severities", "1")
+    ten = run("baseline", "--model", "demo-gap", *p_args(demo_val, store, suite="imagenet-c"), *fog,
+              "--name", "ten")
     assert ten["metrics"]["classes"] == 10 and ten["metrics"]["mCE"] is None
-    isqrt = run("eval", "--model", "demo-isqrt", *p_args(demo_val, store), *fog, "--baseline", "ten")
+    isqrt = run("eval", "--model", "demo-isqrt", *p_args(demo_val, store, suite="imagenet-c"), *fog,
+                "--baseline", "ten")
     assert isqrt["metrics"]["baseline"] == "ten" and isqrt["metrics"]["mCE"] is not None
 
 

@@ -235,7 +235,7 @@ def test_from_uint8_divides_uint8_only():
     levels = torch.arange(256, dtype=torch.uint8)
     assert torch.equal(from_uint8(levels), levels.float() / 255)
     for wrong, got in ((torch.ones(2), "a torch.float32 tensor"), (np.ones(2, np.uint8), "ndarray")):
-        with pytest.raises(TypeError, match=f"should be a uint8 tensor .*Got {got}"):
+        with pytest.raises(TypeError, match=f"should be a uint8 tensor\\. Got {got}"):
             from_uint8(wrong)  # a float tensor was divided by 255 a second time, without a word
     for dtype in ("float32", torch.int32):  # "Invalid device string: 'float32'"; a cast error
         with pytest.raises(TypeError, match="`dtype` should be a floating torch.dtype"):

@@ -616,9 +616,10 @@ def test_tiny_imagenet_p_released_videos_and_generated_cells(tmp_path, on_sys_pa
     assert all(v["dataset"] == "tinyimagenet" and "geometry" not in v for v in variants)
     # a model of the 200 classes on 4 of the class folders, read alone: flips need no label (it was
     # refused: "4 class folders are numbered in their sorted order, but ... 200 classes")
-    whole = report_json(run("eval", *common, "--model", "small_p_nets:tiny200", "--corrupted-dir", released))
+    whole = report_json(run("eval", *common[2:], "--model", "small_p_nets:tiny200", "--corrupted-dir",
+                            released))
     assert whole["perturbations"][0]["n_videos"] == 8
-    with_clean = run("eval", *common, "--model", "small_p_nets:tiny200", "--data", clean)
+    with_clean = run("eval", *common[2:], "--model", "small_p_nets:tiny200", "--data", clean)
     assert with_clean.exit_code == 1 and "numbered in their sorted order" in with_clean.output  # scored
 
 

@@ -147,7 +147,7 @@ def test_imagenet_p_headline_is_at_the_smallest_difficulty_with_a_test_perturbat
     assert "difficulty 2" in markdown.output and "difficulty 1)" not in markdown.output
     # compared with a model of difficulty 1 as well: the comparison is at 2 for both, and says so
     extra = ["--perturbations", "rotate,brightness", "--difficulties", "1,2"]
-    result = runner.invoke(main, ["eval", *map(str, args), "--model", "demo-isqrt", *map(str, extra)],
+    result = runner.invoke(main, ["eval", *map(str, args[2:]), "--model", "demo-isqrt", *map(str, extra)],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["report", "--store", str(tmp_path / "s.db"), "--format", "json"])
