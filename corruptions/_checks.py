@@ -20,11 +20,7 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
         kind = type(images).__name__
         hint = ""
         if kind == "ndarray":
-            shape, dtype = getattr(images, "shape", ()), str(getattr(images, "dtype", ""))
-            hint = " (torch.from_numpy(array), as (B, 3, H, W) floats in [0, 1])"
-            if len(shape) == 3 and shape[-1] == 3 and dtype == "uint8":  # as PIL and OpenCV (BGR) give them
-                hint = (" (an (H, W, 3) uint8 array: corruptions.from_uint8(torch.from_numpy(array)"
-                        ".permute(2, 0, 1)[None]))")
+            hint = f" ({_array_advice(images)})"
         elif any(c.__module__.startswith("PIL.") for c in type(images).__mro__):
             hint = (" (torchvision.transforms.functional.pil_to_tensor(image)[None], then "
                     "corruptions.from_uint8)")
@@ -33,6 +29,10 @@ def check_images(images: torch.Tensor, min_size: int = MIN_SIZE) -> None:
         hint = ""
         if images.ndim == 3 and images.shape[0] == 3:
             hint = " (add a batch dimension: images.unsqueeze(0))"
+        elif images.ndim == 3 and images.shape[0] == 1:
+            hint = " (one grayscale image: images.expand(3, -1, -1).unsqueeze(0))"
+        elif images.ndim == 3 and images.shape[0] == 4:
+            hint = " (one RGBA image: images[:3].unsqueeze(0))"
         elif images.ndim == 3 and images.shape[-1] == 3:
             hint = " (one image, channels last: images.permute(2, 0, 1).unsqueeze(0))"
         elif images.ndim == 3 and images.shape[-1] == 4:
@@ -81,7 +81,27 @@ def check_range(images: torch.Tensor, slack: float = 1e-3) -> None:
         hint = ""
         if 3 < high < math.inf:  # (a resampling's overshoot takes 0-255 images below 0 too)
             hint = " (0-255 values: divide by 255, or pass uint8 images to corruptions.from_uint8)"
-        elif low < -slack and 1 + slack < high <= 3 and math.isfinite(low):  # both sides: Normalize's
+        elif (low < -slack and 1 + slack < high <= 3 or -3 <= low <= -1 + slack) and math.isfinite(low):
+            # both sides of [0, 1]: Normalize's; [-1, 1]: its mean = std = 0.5 (timm's ViTs, Inception)
             hint = (" (normalized images? corrupt the [0, 1] images before transforms.Normalize, or undo it: "
                     "images * std + mean)")
         raise ValueError(f"`images` should be in [0, 1]. Got values from {low:g} to {high:g}{hint}")
+
+
+def _array_advice(array) -> str:
+    """How to make a NumPy ``array`` of images the (B, 3, H, W) tensor in [0, 1] the corruptions
+    take, from its dtype and layout: uint8 through :func:`corruptions.from_uint8` (k / 255 as NumPy
+    divides), channels last moved first, an alpha channel dropped, one image given a batch axis."""
+    shape, uint8 = tuple(getattr(array, "shape", ())), str(getattr(array, "dtype", "")) == "uint8"
+    tensor = "torch.from_numpy(array"
+    if len(shape) in (3, 4) and shape[-1] in (3, 4) and shape[-3] not in (3, 4):  # channels last
+        tensor += "[..., :3]" if shape[-1] == 4 else ""
+        tensor += ").permute(2, 0, 1)[None]" if len(shape) == 3 else ").permute(0, 3, 1, 2)"
+    elif len(shape) == 3 and shape[0] == 3:
+        tensor += ")[None]"
+    else:
+        tensor += ")"
+    made = f"corruptions.from_uint8({tensor})" if uint8 else tensor
+    return f"{'a uint8' if uint8 else 'an'} array of shape {shape}: {made}" + (
+        "" if uint8 else ", its values in [0, 1]")
+

@@ -375,8 +375,10 @@ class Corruption:
                             f"deterministic corruption). Got {type(params).__name__}")
         if isinstance(params, Drawn) and (params.corruption, params.severity, params.preset) != (
                 self.name, severity, preset):
-            reuse = (" (a draw that does not depend on the severity, as gaussian_noise's, serves any: "
-                     "pass dict(params) to reuse it)" if params.corruption == self.name else "")
+            reuse = ""
+            if params.corruption == self.name and self._draws_alike(images, params, severity, preset):
+                reuse = (f" (or reuse this draw: {self.name} draws the same at both, so dict(params) gives "
+                         "what a draw made for these would)")
             raise ValueError(f"{self.name}: `params` were drawn for {params.corruption} at severity "
                              f"{params.severity} ({params.preset} preset), and are applied at severity "
                              f"{severity} ({preset} preset): draw them with sample_parameters(images, "
@@ -414,6 +416,23 @@ class Corruption:
                                  f"{tuple(value.shape[1:])} an image, a draw for these {height}x{width} "
                                  f"images{these} {shape}: draw them for these images"
                                  f"{' at this severity and preset' if leveled else ''} (sample_parameters)")
+
+    def _draws_alike(self, images: torch.Tensor, params: Drawn, severity: int, preset: str) -> bool:
+        """Whether this corruption draws the same for one of ``images`` (seeded) at ``params``'
+        severity and preset as at ``severity`` and ``preset`` (gaussian_noise's field; not
+        impulse_noise's, snow's, fog's ...): where a reused draw gives the right image."""
+        if images.shape[0] == 0 or images.device.type == "meta":  # no values to draw for
+            return False
+        one = images[:1].detach().to("cpu").clamp(0, 1)
+        drawn = [self.sample(ImageRandom(1, "cpu", seeds=[0]), one, s, preset=p)
+                 for s, p in ((params.severity, params.preset), (severity, preset))]
+
+        def same(a: Any, b: Any) -> bool:
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                return a.shape == b.shape and torch.equal(a, b)
+            return type(a) is type(b) and a == b
+
+        return drawn[0].keys() == drawn[1].keys() and all(same(drawn[0][k], drawn[1][k]) for k in drawn[0])
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> Drawn:

@@ -302,11 +302,20 @@ def test_bad_images():
              r"Got \(64, 64, 4\) \(one RGBA image, channels last: images\[\.\.\., :3\]\.permute\(2, 0, 1\)"
              r"\.unsqueeze\(0\)\)$"),
             (np.zeros((4, 3, 64, 64), np.float32), TypeError,
-             r"Got ndarray \(torch\.from_numpy\(array\), as \(B, 3, H, W\) floats in \[0, 1\]\)$")):
+             r"Got ndarray \(an array of shape \(4, 3, 64, 64\): torch\.from_numpy\(array\), its values in "
+             r"\[0, 1\]\)$"),
+            (np.zeros((64, 64, 4), np.uint8), TypeError,  # PIL's RGBA, as NumPy holds it
+             r"\(a uint8 array of shape \(64, 64, 4\): corruptions\.from_uint8\(torch\.from_numpy\(array"
+             r"\[\.\.\., :3\]\)\.permute\(2, 0, 1\)\[None\]\)\)$"),
+            (torch.rand(1, 64, 64), ValueError,
+             r"\(one grayscale image: images\.expand\(3, -1, -1\)\.unsqueeze\(0\)\)$"),
+            ((torch.rand(1, 3, 64, 64) - 0.5) / 0.5, ValueError,  # Normalize(0.5, 0.5): timm's ViTs
+             r"\(normalized images\? corrupt the \[0, 1\] images before")):
         with pytest.raises(error, match=said):
             corrupt(images, "fog", 1)
     array = np.zeros((64, 64, 3), np.uint8)
-    with pytest.raises(TypeError, match=r"Got ndarray \(an \(H, W, 3\) uint8 array: corruptions\.from_uint8\("
+    with pytest.raises(TypeError, match=r"Got ndarray \(a uint8 array of shape \(64, 64, 3\): "
+                                        r"corruptions\.from_uint8\("
                                         r"torch\.from_numpy\(array\)\.permute\(2, 0, 1\)\[None\]\)\)$"):
         corrupt(array, "fog", 1)
     converted = from_uint8(torch.from_numpy(array).permute(2, 0, 1)[None])
@@ -699,11 +708,9 @@ def test_a_draw_applied_at_another_severity_or_preset_is_refused(name, small):
                                          rf"preset\): draw them with sample_parameters\(images, '{name}', 5, "
                                          rf"preset='imagenet'\)"):
         spec.apply(small, 5, params)
-    if name == "impulse_noise":  # a draw of another severity's amount
-        with pytest.raises(ValueError, match=r"\(a draw that does not depend on the severity, as "
-                                             r"gaussian_noise's, serves any: pass dict\(params\) to reuse "
-                                             r"it\)$"):
-            spec.apply(small, 5, params)
+    with pytest.raises(ValueError) as refused:  # reuse is offered where the draws are alike (helper-295)
+        spec.apply(small, 5, params)
+    assert ("reuse this draw" in str(refused.value)) == (name == "contrast"), str(refused.value)
     with pytest.raises(ValueError, match=r"applied at severity 1 \(cifar preset\)"):
         spec.apply(small, 1, params, preset="cifar")
     other = "fog" if name != "fog" else "snow"
@@ -713,6 +720,17 @@ def test_a_draw_applied_at_another_severity_or_preset_is_refused(name, small):
     again = pickle.loads(pickle.dumps(params))  # a DataLoader worker's: still says what it is
     assert isinstance(again, corruptions.Drawn) and again.keys() == params.keys() and again.severity == 1
     torch.testing.assert_close(spec.apply(small, 1, again), spec.apply(small, 1, params), rtol=0, atol=0)
+
+
+def test_a_draw_alike_at_every_severity_is_offered_for_reuse(small):
+    """gaussian_noise draws the same field at every severity: its refusal offers dict(params), which
+    gives corrupt's image at the other severity (impulse_noise's, of another amount, is not offered)."""
+    params = sample_parameters(small, "gaussian_noise", 1, seed=0)
+    with pytest.raises(ValueError, match=r"\(or reuse this draw: gaussian_noise draws the same at both, so "
+                                         r"dict\(params\) gives what a draw made for these would\)$"):
+        get_corruption("gaussian_noise").apply(small, 5, params)
+    reused = get_corruption("gaussian_noise").apply(small, 5, dict(params)).clamp(0, 1)
+    torch.testing.assert_close(reused, corrupt(small, "gaussian_noise", 5, seed=0), rtol=0, atol=0)
 
 
 def test_sample_takes_an_image_random_and_says_what_to_use_instead(small):

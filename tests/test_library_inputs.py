@@ -284,8 +284,9 @@ def test_load_model_asks_for_weights_or_random_weights():
     from robustbench_gcp import create_model
 
     with pytest.raises(ConfigError, match=r"^load_model\('demo-gap'\) needs its weights: give a checkpoint "
-                                          r"file \(evaluate\('demo-gap'\) takes benchmarks.yaml's where it "
-                                          r"names some\), or random_weights=True for random ones"):
+                                          r"file \(benchmarks.yaml's, which evaluate\('demo-gap'\) takes: "
+                                          r"load_config\(\)\.model\('demo-gap'\)\.checkpoint, where it names "
+                                          r"one\), or random_weights=True for random ones"):
         load_model("demo-gap")
     with pytest.raises(ConfigError, match="`random_weights` and `checkpoint` exclude each other"):
         load_model("demo-gap", load_config().model("demo-gap").checkpoint, random_weights=True)

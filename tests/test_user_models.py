@@ -328,9 +328,9 @@ def test_the_library_takes_a_module_object(image_folder, gap_checkpoint, tmp_pat
 
 
 def test_a_module_objects_run_stored_under_its_name_is_taken_over(image_folder, tmp_path):
-    """Before 0.7.30 a module object's run had ``module:NAME`` in its identity: evaluated again
-    (under that name or another), that run, with its cells, takes the identity without the name;
-    a read-only store is read as it is."""
+    """Before 0.7.30 a module object's run had ``module:NAME`` in its identity: evaluated again under
+    that name, that run, with its cells, takes the identity without the name, and a note says so (the
+    classes it was computed with were not recorded); a read-only store is read as it is."""
     import json as json_module
 
     store = tmp_path / "s.db"
@@ -355,6 +355,9 @@ def test_a_module_objects_run_stored_under_its_name_is_taken_over(image_folder, 
         store.chmod(0o644)
     again = evaluate(net, name="mine", **common)
     assert again.computed["computed"] == 0 and again.sections == first.sections
+    assert ("results stored for mine before 0.7.30 (a module's run was found by its name and weights) are "
+            "this module's now: the classes of the module they were computed with were not recorded; if it "
+            "was another, give another --store") in again.notes
     with Store(store, read_only=True) as s:
         (run,) = s.runs()
         assert run.identity["arch"] == "module" and run.key == first.run
@@ -1631,3 +1634,19 @@ def test_the_model_check_is_relative_to_the_outputs_and_checks_every_pass():
         probe_output(_ThirdCallTuple(), 16, "nets:third")
     # NaN logits are the engine's to name (NonFiniteError, with the cell and images), not a changing state
     assert probe_output(_NaNColumn(), 16, "nets:nan") == (4, False)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_the_classes_tree_tells_scripted_and_traced_copies_apart():
+    """A TorchScript module's submodules are all RecursiveScriptModule (traced: TracedModule): a ReLU
+    and a GELU copy of the same weights were one tree, so one run (helper-295)."""
+    from robustbench_gcp.models.weights_hash import structure_hash
+
+    relu = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    gelu = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GELU()).eval()
+    gelu.load_state_dict(relu.state_dict())
+    x = torch.rand(1, 3, 8, 8)
+    assert structure_hash(relu) != structure_hash(gelu)
+    assert structure_hash(torch.jit.script(relu)) != structure_hash(torch.jit.script(gelu))
+    assert structure_hash(torch.jit.trace(relu, x)) != structure_hash(torch.jit.trace(gelu, x))
+    assert structure_hash(torch.jit.script(relu)) == structure_hash(torch.jit.script(relu))

@@ -378,8 +378,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
 
     Raises:
         UnknownNameError: unknown model or square root.
-        ConfigError: invalid option (``sqrt`` for GAP / DropCov / AlexNet, ``sha256``
-            without a checkpoint, bad device, an option of another type ...).
+        ConfigError: no checkpoint and no ``random_weights``; invalid option (``sqrt`` for GAP /
+            DropCov / AlexNet, ``sha256`` without a checkpoint, bad device, an option of another
+            type ...).
         CheckpointError: unreadable file, hash mismatch, or weights that do not
             fit (the message names the registered model that they fit).
 
@@ -403,8 +404,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, *,
             raise ConfigError("`sha256` needs a checkpoint to check. Got sha256 without checkpoint")
         if not random_weights:
             raise ConfigError(f"load_model({name!r}) needs its weights: give a checkpoint file "
-                              f"(evaluate({name!r}) takes benchmarks.yaml's where it names some), or "
-                              "random_weights=True for random ones (create_model builds them too)")
+                              f"(benchmarks.yaml's, which evaluate({name!r}) takes: load_config().model"
+                              f"({name!r}).checkpoint, where it names one), or random_weights=True for "
+                              "random ones (create_model builds them too)")
         with float32_default():  # (a float64 default built float64 layers, which eval refused)
             model = create_model(name, sqrt=sqrt, ns_iters=ns_iters)
         model.checkpoint_sha256 = None

@@ -41,9 +41,18 @@ def structure_hash(model: nn.Module) -> str:
     (module and qualified name), in order. What tells apart two modules of the same weights and
     other code, as far as their classes say (a ReLU swapped for a GELU); settings kept in plain
     Python values, or a forward pass edited in place, are not seen."""
-    tree = "\n".join(f"{name}\t{type(m).__module__}.{type(m).__qualname__}"
-                     for name, m in model.named_modules())
+    tree = "\n".join(f"{name}\t{_class_name(m)}" for name, m in model.named_modules())
     return hashlib.sha256(tree.encode()).hexdigest()[:16]
+
+
+def _class_name(module: nn.Module) -> str:
+    """A module's class, as ``module.qualname``; a TorchScript module's is its wrapper's for every
+    submodule (RecursiveScriptModule), so the class it was scripted from is added (``original_name``:
+    a ReLU and a GELU copy, scripted, were one tree: helper-295)."""
+    name = f"{type(module).__module__}.{type(module).__qualname__}"
+    if isinstance(module, torch.jit.ScriptModule):
+        name += f":{getattr(module, 'original_name', '')}"
+    return name
 
 
 def _hash_tensor(digest, key: str, tensor: torch.Tensor) -> None:

@@ -209,10 +209,16 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
         again = labelled is not None and this_run in labelled
         if labelled is not None:
             labelled.add(this_run)
+        former = former_identity(plan, identity)
+        taken = before is None and former is not None and store.stored_label(former) is not None
         info = store.run(identity, model=plan.model.label, arch=plan.model.arch, checkpoint=checkpoint,
                          data=data, n_images=len(plan.images), shard_size=options.shard_size,
-                         rename=not again, former=former_identity(plan, identity))
+                         rename=not again, former=former)
         renamed = renamed_notes(before, info, plan.model.label if store.read_only else None)
+        if taken:  # found by its name then, as now by its classes: they were not recorded (helper-295)
+            renamed.append(f"results stored for {plan.model.label} before 0.7.30 (a module's run was found "
+                           "by its name and weights) are this module's now: the classes of the module they "
+                           "were computed with were not recorded; if it was another, give another --store")
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         held = stored_shards(store, info.id) > 0
