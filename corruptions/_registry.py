@@ -26,7 +26,7 @@ import torch
 
 from corruptions._checks import FLOAT_DTYPES, MIN_SIZE, check_images, check_range  # noqa: F401 (theirs)
 from corruptions._ops import new_output, without_autocast, work_images
-from corruptions._rng import Drawn, ImageRandom
+from corruptions._rng import Drawn, ImageRandom, draws_equal
 
 
 class ReadOnlyTable(dict):
@@ -424,15 +424,8 @@ class Corruption:
         if images.shape[0] == 0 or images.device.type == "meta":  # no values to draw for
             return False
         one = images[:1].detach().to("cpu").clamp(0, 1)
-        drawn = [self.sample(ImageRandom(1, "cpu", seeds=[0]), one, s, preset=p)
-                 for s, p in ((params.severity, params.preset), (severity, preset))]
-
-        def same(a: Any, b: Any) -> bool:
-            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-                return a.shape == b.shape and torch.equal(a, b)
-            return type(a) is type(b) and a == b
-
-        return drawn[0].keys() == drawn[1].keys() and all(same(drawn[0][k], drawn[1][k]) for k in drawn[0])
+        return draws_equal(*(self.sample(ImageRandom(1, "cpu", seeds=[0]), one, s, preset=p)
+                             for s, p in ((params.severity, params.preset), (severity, preset))))
 
     def sample(self, rng: Any, images: torch.Tensor, severity: int, *,
                preset: str = "imagenet") -> Drawn:

@@ -23,8 +23,18 @@ import torch
 from corruptions._draws import CUDA_DRAW_CHUNK, draw_in_chunks, draw_slices
 from corruptions._graphs import draw_graph
 
-__all__ = ["CUDA_DRAW_CHUNK", "Drawn", "ImageRandom", "check_randomness", "draw_in_chunks", "draw_slices",
-           "image_seeds", "normalize_seeds", "per_image_map"]
+__all__ = [
+    "CUDA_DRAW_CHUNK",
+    "Drawn",
+    "ImageRandom",
+    "draws_equal",
+    "check_randomness",
+    "draw_in_chunks",
+    "draw_slices",
+    "image_seeds",
+    "normalize_seeds",
+    "per_image_map",
+]
 
 _MASK64 = (1 << 64) - 1
 
@@ -257,3 +267,14 @@ class Drawn(dict):
 
     def __reduce__(self):  # pickled (a DataLoader worker's) with what it was drawn for
         return Drawn, (dict(self), self.corruption, self.severity, self.preset)
+
+
+def draws_equal(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether two draws hold the same names and values (tensors of one shape, equal)."""
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            return a.shape == b.shape and torch.equal(a, b)
+        return type(a) is type(b) and a == b
+
+    return first.keys() == second.keys() and all(same(first[k], second[k]) for k in first)
+
