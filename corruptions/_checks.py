@@ -104,4 +104,3 @@ def _array_advice(array) -> str:
     made = f"corruptions.from_uint8({tensor})" if uint8 else tensor
     return f"{'a uint8' if uint8 else 'an'} array of shape {shape}: {made}" + (
         "" if uint8 else ", its values in [0, 1]")
-

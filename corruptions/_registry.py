@@ -693,4 +693,3 @@ def check_difficulty(difficulty: int) -> int:
     if int(difficulty) not in DIFFICULTIES:
         raise ValueError(f"`difficulty` should be 1..3. Got {difficulty}")
     return int(difficulty)
-

@@ -27,10 +27,10 @@ __all__ = [
     "CUDA_DRAW_CHUNK",
     "Drawn",
     "ImageRandom",
-    "draws_equal",
     "check_randomness",
     "draw_in_chunks",
     "draw_slices",
+    "draws_equal",
     "image_seeds",
     "normalize_seeds",
     "per_image_map",
@@ -277,4 +277,3 @@ def draws_equal(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
         return type(a) is type(b) and a == b
 
     return first.keys() == second.keys() and all(same(first[k], second[k]) for k in first)
-

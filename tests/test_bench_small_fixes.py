@@ -635,4 +635,3 @@ def test_bench_fidelity_refuses_glass_blur_images_without_glass_blur():
     assert result.exit_code == 2
     assert ("--glass-blur-images sets glass_blur's photographs, and --corruptions does not name glass_blur"
             in " ".join(result.stderr.split()))
-

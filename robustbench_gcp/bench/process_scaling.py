@@ -135,6 +135,7 @@ def _check_demo_fits(suite: str, config: str | Path | None) -> None:
     """
     from robustbench_gcp.config import load_config
     from robustbench_gcp.data.datasets import DATASETS
+
     dataset = load_config(config).suite(suite).dataset
     if dataset not in (None, "imagenet"):
         info = DATASETS[dataset]

@@ -76,7 +76,7 @@ def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str])
     for param in command.get_params(ctx):  # (a SuiteCommand adds the suites' flags there)
         if isinstance(param, click.Option) and not param.is_flag and not param.count:
             valued.update({opt: param for opt in (*param.opts, *param.secondary_opts)})
-    seen: dict[str, str] = {}  # the option's name -> how it was first given
+    seen: dict[str, tuple[str, str]] = {}  # the option's name -> how it was first given: (option, value)
     position = 0
     while position < len(args):
         token = args[position]
@@ -94,15 +94,15 @@ def _refuse_repeats(ctx: click.Context, command: click.Command, args: list[str])
         if value is None and position < len(args):
             value = args[position]
             position += 1
-        if param.multiple or param.name not in _REPEAT_HINTS:
+        if param.multiple or param.name not in _REPEAT_HINTS or value is None:  # (click says a value lacks)
             continue
-        given = f"{option} {value}"
-        if param.name in seen and seen[param.name].partition(" ")[2] != value:
+        if param.name in seen and seen[param.name][1] != value:
             name = max(param.opts, key=len)
             hint = _REPEAT_HINTS[param.name] if command.name == "eval" else ""  # compare runs eval's work
-            raise click.UsageError(f"{name} is given twice ({seen[param.name]}, then {given}): give it once"
+            first = " ".join(seen[param.name])
+            raise click.UsageError(f"{name} is given twice ({first}, then {option} {value}): give it once"
                                    f"{hint}", ctx)
-        seen[param.name] = given
+        seen[param.name] = (option, value)
 
 
 class LazyGroup(click.Group):

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -61,28 +62,30 @@ def _resnet(model) -> Stem:
 
 
 def _torchvision_resnet(model) -> Stem:
-    """torchvision's own ResNet (``--model torchvision:resnet50``): the same stem."""
+    """torchvision's own ResNet (``--model torchvision:resnet50``): the same stem, its own head."""
     def rest(x):
         x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
         return model.fc(torch.flatten(model.avgpool(x), 1))
 
-    return Stem(_resnet(model).stem, rest, "after conv1, bn1, ReLU and max pool")
+    return dataclasses.replace(_resnet(model), rest=rest)
 
 
 def _torchvision_mobilenetv2(model) -> Stem:
-    """torchvision's own MobileNetV2 (``--model torchvision:mobilenet_v2``): the same stem."""
+    """torchvision's own MobileNetV2 (``--model torchvision:mobilenet_v2``): the same stem, its own
+    head."""
     def rest(x):
         return model.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(model.features[1:](x), 1), 1))
 
-    return Stem(lambda x: model.features[0](x), rest, "after the first conv-BN-ReLU6 block (features[0])")
+    return dataclasses.replace(_mobilenetv2(model), rest=rest)
 
 
 def _torchvision_shufflenetv2(model) -> Stem:
-    """torchvision's own ShuffleNetV2 (``--model torchvision:shufflenet_v2_x1_0``): the same stem."""
+    """torchvision's own ShuffleNetV2 (``--model torchvision:shufflenet_v2_x1_0``): the same stem,
+    its own head."""
     def rest(x):
         return model.fc(model.conv5(model.stage4(model.stage3(model.stage2(x)))).mean([2, 3]))
 
-    return Stem(lambda x: model.maxpool(model.conv1(x)), rest, "after conv1 and max pool")
+    return dataclasses.replace(_shufflenetv2(model), rest=rest)
 
 
 def _mobilenetv2(model) -> Stem:

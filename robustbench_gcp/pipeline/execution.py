@@ -72,6 +72,7 @@ from robustbench_gcp.pipeline.run_notes import (
     released_size_notes,
     renamed_notes,
     stored_shards,
+    taken_over_notes,
     weights_notes,
 )
 from robustbench_gcp.pipeline.weights import load_chosen
@@ -215,10 +216,7 @@ def _run(plan: Plan, progress: ProgressHook | None, device: torch.device,
                          data=data, n_images=len(plan.images), shard_size=options.shard_size,
                          rename=not again, former=former)
         renamed = renamed_notes(before, info, plan.model.label if store.read_only else None)
-        if taken:  # found by its name then, as now by its classes: they were not recorded (helper-295)
-            renamed.append(f"results stored for {plan.model.label} before 0.7.30 (a module's run was found "
-                           "by its name and weights) are this module's now: the classes of the module they "
-                           "were computed with were not recorded; if it was another, give another --store")
+        renamed += taken_over_notes(plan.model.label, taken)
         moved_release = released_notes(plan, store, info, keys)  # before any cell is computed
         edited = edited_images_notes(plan, store, info, lambda: _shards_done(store, info, tasks))
         held = stored_shards(store, info.id) > 0

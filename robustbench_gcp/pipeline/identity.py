@@ -163,4 +163,3 @@ def former_identity(plan: Plan, identity: dict) -> dict | None:
     if plan.model.identity_arch == plan.model.arch:
         return None
     return {**{k: v for k, v in identity.items() if k != "structure"}, "arch": plan.model.arch}
-

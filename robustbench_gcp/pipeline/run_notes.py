@@ -87,6 +87,17 @@ def renamed_notes(before: str | None, info: RunInfo, kept_from: str | None = Non
             "name it is evaluated under); to keep both names apart, give another --store"]
 
 
+def taken_over_notes(label: str, taken: bool) -> list[str]:
+    """The note on a module object's run stored before 0.7.30, found by its name then as now by its
+    classes, which this run ``taken`` over: the classes it was computed with were not recorded
+    (helper-295)."""
+    if not taken:
+        return []
+    return [f"results stored for {label} before 0.7.30 (a module's run was found by its name and weights) "
+            "are this module's now: the classes of the module they were computed with were not recorded; "
+            "if it was another, give another --store"]
+
+
 def moved_notes(plan: Plan, info: RunInfo) -> list[str]:
     """The note on a stored run first made from images in another folder: a run is found by its
     images' names and labels (a copy of the data elsewhere reuses it), not by their pixels."""
